@@ -1,0 +1,26 @@
+#!/bin/sh
+# Install the Debian 12 packages cairn needs that are missing.  Quiet when
+# everything is there.  Usage: scripts/deps.sh [build|test|bench]
+set -e
+build="meson ninja-build pkg-config gcc clang libsodium-dev libgcrypt20-dev
+libcurl4-openssl-dev libzstd-dev liblzma-dev liblz-dev zlib1g-dev libbz2-dev
+libsqlite3-dev libh2o-evloop-dev libcmocka-dev"
+test="$build nix-bin nginx curl xz-utils zstd bzip2 lzip gzip python3 libclang-rt-14-dev llvm"
+bench="$test hyperfine wrk varnish"
+case "${1:-build}" in
+  build) want=$build ;;
+  test) want=$test ;;
+  bench) want=$bench ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

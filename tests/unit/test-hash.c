@@ -61,7 +61,7 @@ static void test_sha256_streaming(void **state)
 	cairn_base16_encode(one, 32, hex);
 	assert_string_equal(hex, abc_hex);
 	struct cairn_sha256 ctx;
-	cairn_sha256_init(&ctx);
+	assert_int_equal(cairn_sha256_init(&ctx), 0);
 	cairn_sha256_update(&ctx, "a", 1);
 	cairn_sha256_update(&ctx, "", 0);
 	cairn_sha256_update(&ctx, "bc", 2);

@@ -39,6 +39,7 @@ void cairn_error_init(struct cairn_error *err)
 	err->msg[0] = '\0';
 }
 
+__attribute__((format(printf, 4, 0)))
 static int error_vset(struct cairn_error *err, int code, int errnum,
 		      const char *fmt, va_list ap)
 {

@@ -33,7 +33,8 @@ int cairn_buf_putc(struct cairn_buf *b, char c);
 int cairn_buf_puts(struct cairn_buf *b, const char *s);
 int cairn_buf_printf(struct cairn_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-int cairn_buf_vprintf(struct cairn_buf *b, const char *fmt, va_list ap);
+int cairn_buf_vprintf(struct cairn_buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 /*
  * Hand the contents to the caller (free() it); *len gets the length when
  * len is not NULL.  Returns an empty allocated string for an empty buffer,

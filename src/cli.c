@@ -11,6 +11,7 @@
 
 const char *cli_progname = "cairn";
 
+__attribute__((format(printf, 2, 0)))
 static void cli_vmsg(const char *kind, const char *fmt, va_list ap)
 {
 	fprintf(stderr, "%s: %s: ", cli_progname, kind);

@@ -156,6 +156,7 @@ static int pubkey_sexp(const uint8_t q[32], gcry_sexp_t *out, struct cairn_error
 static int seckey_sexp(const struct cairn_guix_seckey *sk, gcry_sexp_t *out,
 		       struct cairn_error *err)
 {
+	/* Callers have run seckey_check: d is not zero. */
 	gcry_mpi_t d = NULL;
 	gcry_error_t ge = gcry_mpi_scan(&d, GCRYMPI_FMT_USG, sk->d, 32, NULL);
 	if (!ge) {
@@ -237,6 +238,9 @@ static int seckey_check(const struct cairn_guix_seckey *sk, const char *what,
 {
 	gcry_mpi_t d = NULL, n = NULL, rem = NULL;
 	int rc = 0;
+	/* Also because libgcrypt asserts when a zero MPI is made secure. */
+	if (sodium_is_zero(sk->d, 32))
+		return cairn_error_set(err, CAIRN_EFORMAT, "%s: (d ...) is zero", what);
 	if (gcry_mpi_scan(&d, GCRYMPI_FMT_USG, sk->d, 32, NULL) ||
 	    gcry_mpi_scan(&n, GCRYMPI_FMT_USG, ed25519_order, 32, NULL) ||
 	    !(rem = gcry_mpi_snew(256))) {

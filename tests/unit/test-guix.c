@@ -450,6 +450,74 @@ static void test_pubkey_rejects(void **state)
 	free(big);
 }
 
+/*
+ * Valid points of the prime-order group with a small coordinate (found with
+ * a few lines of Edwards arithmetic): libgcrypt 1.10 aborts in
+ * gcry_pk_verify on them, so they must be refused before it sees them.
+ */
+static const char *small_y = "1A00000000000000000000000000000000000000000000000000000000000000";
+static const char *small_x = "66B61BD5414A4EDA13B6DD9DE54201F5C77038DD69FC49DFE882FDDD277CC4F5";
+
+static void test_libgcrypt_traps(void **state)
+{
+	(void)state;
+	const char *pts[] = { small_y, small_x };
+	for (size_t i = 0; i < 2; i++) {
+		char text[256];
+		struct cairn_guix_pubkey pk;
+		struct cairn_error err;
+		snprintf(text, sizeof(text), "(public-key (ecc (curve Ed25519) (q #%s#)))", pts[i]);
+		cairn_error_init(&err);
+		assert_int_equal(cairn_guix_pubkey_parse(text, strlen(text), &pk, &err),
+				 CAIRN_EUNSUPPORTED);
+		assert_non_null(strstr(err.msg, "small coordinate"));
+
+		/* Handed in directly as trusted: refused, not passed to libgcrypt. */
+		struct farm f;
+		load_farm(&f);
+		assert_int_equal(cairn_base16_decode(pts[i], 64, pk.q, 32), 0);
+		char sig[1024];
+		char *q = strstr((char *)f.sig, "(q #");
+		assert_non_null(q);
+		size_t pre = (size_t)(q + 4 - (char *)f.sig);
+		memcpy(sig, f.sig, f.sig_len);
+		memcpy(sig + pre, pts[i], 64);
+		assert_int_equal(cairn_guix_verify(f.text, f.signed_len, sig, f.sig_len, &pk, 1, NULL,
+						   NULL),
+				 CAIRN_EINVAL);
+		free(f.text);
+	}
+
+	/* The identity and a non-point. */
+	const char *bad[] = { "0100000000000000000000000000000000000000000000000000000000000000",
+			      "0200000000000000000000000000000000000000000000000000000000000000" };
+	for (size_t i = 0; i < 2; i++) {
+		char text[256];
+		struct cairn_guix_pubkey pk;
+		snprintf(text, sizeof(text), "(public-key (ecc (curve Ed25519) (q #%s#)))", bad[i]);
+		assert_int_equal(cairn_guix_pubkey_parse(text, strlen(text), &pk, NULL),
+				 CAIRN_EFORMAT);
+	}
+
+	/* d = 0 and d = n (libgcrypt asserts on the first; dG is the identity). */
+	struct cairn_guix_seckey sk;
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_GUIX_SEXP_MAX);
+	assert_int_equal(cairn_guix_key_generate(&sk, NULL), 0);
+	memset(sk.d, 0, 32);
+	assert_int_equal(cairn_guix_sign(&sk, "x", 1, &b, NULL), CAIRN_EFORMAT);
+	assert_int_equal(cairn_guix_seckey_format(&sk, &b), 0);
+	assert_int_equal(cairn_guix_seckey_parse(b.data, b.len, &sk, NULL), CAIRN_EFORMAT);
+	cairn_buf_reset(&b);
+	assert_int_equal(cairn_base16_decode("1000000000000000000000000000000014DEF9DEA2F79CD65812631A5CF5D3ED", 64,
+					     sk.d, 32),
+			 0);
+	assert_int_equal(cairn_guix_sign(&sk, "x", 1, &b, NULL), CAIRN_EFORMAT);
+	assert_int_equal(cairn_guix_seckey_format(&sk, &b), 0);
+	assert_int_equal(cairn_guix_seckey_parse(b.data, b.len, &sk, NULL), CAIRN_EFORMAT);
+	cairn_buf_release(&b);
+	cairn_guix_seckey_wipe(&sk);
+}
+
 static void test_acl(void **state)
 {
 	(void)state;
@@ -613,6 +681,7 @@ int main(void)
 		cmocka_unit_test(test_sign_verify),      cmocka_unit_test(test_verify_shapes),
 		cmocka_unit_test(test_seckey_files),     cmocka_unit_test(test_pubkey_rejects),
 		cmocka_unit_test(test_acl),              cmocka_unit_test(test_sexp_bounds),
+		cmocka_unit_test(test_libgcrypt_traps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

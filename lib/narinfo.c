@@ -661,7 +661,6 @@ static int not_parsed(const struct cairn_narinfo *ni, struct cairn_error *err)
 	if (ni->parsed_)
 		return cairn_error_set(err, CAIRN_EINVAL,
 				       "narinfo: only signatures of a parsed narinfo can change");
-	/* A changed narinfo's old Guix signature no longer holds. */
 	return 0;
 }
 
@@ -685,10 +684,16 @@ int cairn_narinfo_new(const char *store_path, const struct cairn_hash *nar_hash,
 	return 0;
 }
 
+/* A value the builder may print: it must parse back (see the Signature rule). */
+static bool builder_value_ok(const char *v, size_t n)
+{
+	return n <= CAIRN_NARINFO_VALUE_MAX && value_ok(v, n) && !find_str(v, n, "Signature:");
+}
+
 static int set_str(char **slot, const char *what, const char *v, struct cairn_error *err)
 {
 	size_t n = strlen(v);
-	if (n > CAIRN_NARINFO_VALUE_MAX || !value_ok(v, n))
+	if (!builder_value_ok(v, n))
 		return cairn_error_set(err, CAIRN_EINVAL, "narinfo: bad %s value", what);
 	char *p = xstrndup(v, n);
 	if (!p)
@@ -784,7 +789,14 @@ int cairn_narinfo_add_field(struct cairn_narinfo *ni, const char *name, const ch
 	if (rc)
 		return rc;
 	size_t nl = strlen(name), vl = strlen(value);
-	if (!name_ok(name, nl) || vl > CAIRN_NARINFO_VALUE_MAX || !value_ok(value, vl))
+	static const char *const known[] = { "StorePath", "URL", "Compression", "FileHash",
+					     "FileSize", "NarHash", "NarSize", "References",
+					     "Deriver", "System", "Sig", "CA", "Signature" };
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!strcmp(name, known[i]))
+			return cairn_error_set(err, CAIRN_EINVAL,
+					       "narinfo: '%s' is not an extra field", name);
+	if (!name_ok(name, nl) || !builder_value_ok(value, vl))
 		return cairn_error_set(err, CAIRN_EINVAL, "narinfo: bad field '%s'", name);
 	if (ni->n_unknown >= CAIRN_NARINFO_MAX_LINES)
 		return cairn_error_set(err, CAIRN_ELIMIT, "narinfo: too many fields");
@@ -826,7 +838,7 @@ static void remove_lines(struct cairn_narinfo *ni, const char *name)
 int cairn_narinfo_add_sig(struct cairn_narinfo *ni, const char *sig, struct cairn_error *err)
 {
 	size_t n = strlen(sig);
-	if (n == 0 || n > CAIRN_NARINFO_VALUE_MAX || !value_ok(sig, n))
+	if (n == 0 || !builder_value_ok(sig, n))
 		return cairn_error_set(err, CAIRN_EINVAL, "narinfo: bad Sig value");
 	for (size_t i = 0; i < ni->n_sigs; i++)
 		if (!strcmp(ni->sigs[i], sig))
@@ -876,8 +888,7 @@ int cairn_narinfo_set_signature(struct cairn_narinfo *ni, const char *value,
 				struct cairn_error *err)
 {
 	size_t n = strlen(value);
-	if (n == 0 || n > CAIRN_NARINFO_VALUE_MAX || !value_ok(value, n) ||
-	    find_str(value, n, "Signature:"))
+	if (n == 0 || !builder_value_ok(value, n))
 		return cairn_error_set(err, CAIRN_EINVAL, "narinfo: bad Signature value");
 	char *p = xstrndup(value, n);
 	if (!p)

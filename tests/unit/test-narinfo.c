@@ -97,6 +97,15 @@ static void test_builder_matches_nix(void **state)
 	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
 	assert_int_equal(cairn_narinfo_print(ni, &b, &e), 0);
 	assert_string_equal(b.data, t);
+	/* What would not parse back is refused. */
+	assert_int_equal(cairn_narinfo_add_field(ni, "NarSize", "1", NULL), CAIRN_EINVAL);
+	assert_int_equal(cairn_narinfo_add_field(ni, "X-A", "a Signature: b", NULL), CAIRN_EINVAL);
+	assert_int_equal(cairn_narinfo_set_system(ni, "x\nNarSize: 1", NULL), CAIRN_EINVAL);
+	assert_int_equal(cairn_narinfo_add_ref(ni, "not-a-path", NULL), CAIRN_EFORMAT);
+	assert_int_equal(cairn_narinfo_add_url(ni, "", NULL, NULL, -1, NULL), CAIRN_EINVAL);
+	cairn_buf_reset(&b);
+	assert_int_equal(cairn_narinfo_print(ni, &b, &e), 0);
+	assert_string_equal(b.data, t);
 	/* Builder setters refuse to change a parsed narinfo. */
 	assert_int_equal(cairn_narinfo_set_system(p, "x86_64-linux", NULL), CAIRN_EINVAL);
 	cairn_buf_release(&b);

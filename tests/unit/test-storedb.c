@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -523,6 +524,88 @@ static void test_writer_not_blocked_rollback(void **state)
 	check_writer_not_blocked("delete");
 }
 
+/*
+ * The publish server's threads each open their own handle.  Several readers
+ * hammer the database while a writer with no busy timeout keeps committing:
+ * every read and every write must succeed.
+ */
+#define READERS 4
+#define ROUNDS 300
+
+struct reader_arg {
+	const char *path;
+	int failures;
+};
+
+static void *reader_main(void *p)
+{
+	struct reader_arg *a = p;
+	struct cairn_storedb_config cfg;
+	struct cairn_storedb *db;
+	cairn_storedb_config_init(&cfg, CAIRN_STOREDB_NIX);
+	cfg.db_path = a->path;
+	if (cairn_storedb_open(&db, &cfg, NULL) != 0) {
+		a->failures = ROUNDS;
+		return NULL;
+	}
+	for (int i = 0; i < ROUNDS; i++) {
+		struct cairn_storedb_pathinfo pi;
+		struct cairn_storedb_paths cl;
+		uint64_t n;
+		if (cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yyghw", &pi, NULL) != 0 ||
+		    pi.nrefs != 2)
+			a->failures++;
+		cairn_storedb_pathinfo_release(&pi);
+		if (cairn_storedb_closure(db, APP, 0, &cl, NULL) != 0 || cl.n != 3)
+			a->failures++;
+		else
+			cairn_storedb_paths_release(&cl);
+		if (cairn_storedb_count(db, &n, NULL) != 0 || n < 3)
+			a->failures++;
+	}
+	cairn_storedb_free(db);
+	return NULL;
+}
+
+static void test_threads_with_writer(void **state)
+{
+	(void)state;
+	char path[256], h[CAIRN_HASH_STR_MAX];
+	sqlite3 *w = make_db("threads.sqlite", 0, "wal", path, sizeof(path));
+	pthread_t t[READERS];
+	struct reader_arg a[READERS];
+	int writes = 0, write_failures = 0;
+
+	db_hash(vp[0].sri, h);
+	sqlite3_busy_timeout(w, 0);
+	for (int i = 0; i < READERS; i++) {
+		a[i].path = path;
+		a[i].failures = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, reader_main, &a[i]), 0);
+	}
+	for (int i = 0; i < 200; i++) {
+		char p[128], *msg = NULL;
+		snprintf(p, sizeof(p), "/nix/store/%032d-w%d", i, i);
+		if (sqlite3_exec(w, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
+			write_failures++;
+			sqlite3_free(msg);
+			continue;
+		}
+		insert_path(w, 0, p, h, NULL, i, NULL, NULL);
+		if (sqlite3_exec(w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+			write_failures++;
+		else
+			writes++;
+	}
+	for (int i = 0; i < READERS; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(a[i].failures, 0);
+	}
+	assert_int_equal(write_failures, 0);
+	assert_int_equal(writes, 200);
+	sqlite3_close(w);
+}
+
 static void test_open_errors(void **state)
 {
 	(void)state;
@@ -629,6 +712,7 @@ int main(void)
 		cmocka_unit_test(test_foreach_count_closure),
 		cmocka_unit_test(test_writer_not_blocked_wal),
 		cmocka_unit_test(test_writer_not_blocked_rollback),
+		cmocka_unit_test(test_threads_with_writer),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_uri_escaping),
 	};

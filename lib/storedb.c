@@ -9,8 +9,8 @@
  *
  * The immutable fallback (see storedb.h) lives in storedb_enter(): before a
  * call it notices a -wal file that appeared and returns to normal read-only
- * mode; a call that fails because SQLite cannot set up WAL read access
- * reopens once and retries.
+ * mode; a path lookup that fails because SQLite cannot set up WAL read
+ * access reopens once and retries.
  */
 #include <errno.h>
 #include <limits.h>

@@ -27,8 +27,15 @@
  *
  * Guix's schema stops at narSize: ultimate, sigs and ca do not exist there.
  * The columns present are found with PRAGMA table_info at open time and a
- * missing one reads as NULL.  Newer Nix (2.20+) points Refs at a Storables
- * table instead; not supported yet (the open fails with a clear message).
+ * missing one reads as NULL.  The current NixOS/nix source has a variant in
+ * which Refs point at a Storables table rather than at ValidPaths; reading
+ * it with these joins would give wrong references, so a database with a
+ * Storables table is refused (CAIRN_EUNSUPPORTED) until it is supported.
+ *
+ * Nix looks a hash part up with "path >= '<dir>/<hashpart>'" and then checks
+ * the prefix; here the range is closed ("path >= '<dir>/<hashpart>-' AND
+ * path < '<dir>/<hashpart>.'"), the same unique-index search without a
+ * result to discard.
  *
  * Default locations: /nix/store with /nix/var/nix/db/db.sqlite, and
  * /gnu/store with /var/guix/db/db.sqlite.

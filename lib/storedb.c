@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -27,6 +28,8 @@
 #define HASHPART_LEN 32
 /* Paths read per transaction by cairn_storedb_foreach. */
 #define FOREACH_PAGE 512
+/* Seconds between attempts to leave the immutable fallback that failed. */
+#define RECONNECT_INTERVAL 1
 /* Longest piece of a bad value quoted in a message. */
 #define QUOTE_MAX 80
 
@@ -49,6 +52,7 @@ struct cairn_storedb {
 	int busy_ms;
 	unsigned flags;
 	int immutable;
+	time_t retry_after;     /* monotonic seconds; 0 = try now */
 	/* optional ValidPaths columns present (Guix lacks all three) */
 	int has_ultimate, has_sigs, has_ca;
 	sqlite3_stmt *st[ST_N_];
@@ -469,9 +473,19 @@ static int prepare(struct cairn_storedb *db, int which, sqlite3_stmt **out,
 static void storedb_enter(struct cairn_storedb *db)
 {
 	struct stat st;
+	struct timespec now;
 	int sqlrc;
-	if (db->immutable && stat(db->wal_path, &st) == 0)
-		storedb_connect(db, 0, &sqlrc, NULL);
+	if (!db->immutable || stat(db->wal_path, &st) != 0)
+		return;
+	/* When normal mode still cannot be set up (a -wal without a -shm), try
+	 * again at most once per RECONNECT_INTERVAL rather than on every call. */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (db->retry_after && now.tv_sec < db->retry_after)
+		return;
+	if (storedb_connect(db, 0, &sqlrc, NULL) == 0)
+		db->retry_after = 0;
+	else
+		db->retry_after = now.tv_sec + RECONNECT_INTERVAL;
 }
 
 static int txn_begin(struct cairn_storedb *db, struct cairn_error *err)
@@ -522,6 +536,11 @@ static int bad_row(struct cairn_error *err, sqlite3_int64 id, const char *path, 
 			       (long long)id, q, what);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* Split the space-separated sigs column; empty tokens are skipped, as Nix
  * does. */
 static int split_sigs(struct cairn_storedb_pathinfo *pi, const char *s, size_t len)
@@ -549,6 +568,18 @@ static int split_sigs(struct cairn_storedb_pathinfo *pi, const char *s, size_t l
 			return CAIRN_ENOMEM;
 		pi->nsigs = ++n;
 		i = j;
+	}
+	/* Nix reads the column into a std::set: sorted, each signature once. */
+	if (n > 1) {
+		qsort(pi->sigs, n, sizeof(char *), cmp_str);
+		size_t k = 1;
+		for (size_t m = 1; m < n; m++) {
+			if (strcmp(pi->sigs[m], pi->sigs[k - 1]) == 0)
+				free(pi->sigs[m]);
+			else
+				pi->sigs[k++] = pi->sigs[m];
+		}
+		pi->nsigs = k;
 	}
 	return 0;
 }
@@ -589,7 +620,7 @@ static int read_row(struct cairn_storedb *db, sqlite3_stmt *st, sqlite3_int64 *i
 	if ((nstype != SQLITE_NULL && nstype != SQLITE_INTEGER) || sqlite3_column_int64(st, 5) < 0)
 		return bad_row(err, id, path, plen, "narSize is not a non-negative integer");
 	pi->nar_size = (uint64_t)sqlite3_column_int64(st, 5);
-	pi->ultimate = sqlite3_column_int64(st, 6) != 0;
+	pi->ultimate = sqlite3_column_int64(st, 6) == 1; /* as Nix: only 1 counts */
 
 	if (!(pi->path = dup_n(path, plen)))
 		return CAIRN_ENOMEM;

@@ -128,8 +128,8 @@ struct cairn_storedb_pathinfo {
 	uint64_t nar_size;           /* 0 when the database has none */
 	char *deriver;               /* full .drv path or NULL */
 	int64_t registration_time;   /* seconds since the epoch */
-	int ultimate;                /* 0 or 1 */
-	char **sigs;                 /* nsigs strings "keyname:base64" */
+	int ultimate;                /* 1 when the column is 1, as Nix reads it */
+	char **sigs;                 /* "keyname:base64", sorted, no duplicates */
 	size_t nsigs;
 	char *ca;                    /* NULL when not content-addressed */
 	char **refs;                 /* full paths, sorted as Nix sorts them */

@@ -284,7 +284,7 @@ static void test_sigs_ca_and_guix_schema(void **state)
 	sqlite3 *w = make_db("sigs.sqlite", 0, "wal", path, sizeof(path));
 	db_hash(vp[0].sri, h);
 	insert_path(w, 0, "/nix/store/0000000000000000000000000000000a-ca-thing", h, NULL, 7,
-		    "  cache.example.org-1:AAAA==  other-1:BBBB== ",
+		    "  other-1:BBBB== cache.example.org-1:AAAA==  other-1:BBBB== ",
 		    "fixed:r:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s");
 	struct cairn_storedb *db = open_db(path, NULL, 0);
 	assert_int_equal(cairn_storedb_query_hashpart(db, "0000000000000000000000000000000a", &pi, NULL), 0);

@@ -53,6 +53,8 @@ struct cairn_storedb {
 	unsigned flags;
 	int immutable;
 	time_t retry_after;     /* monotonic seconds; 0 = try now */
+	int last_rc;            /* extended SQLite code of the last failure */
+	int retried;            /* the current call already reconnected once */
 	/* optional ValidPaths columns present (Guix lacks all three) */
 	int has_ultimate, has_sigs, has_ca;
 	sqlite3_stmt *st[ST_N_];
@@ -101,6 +103,7 @@ static int sql_fail(struct cairn_storedb *db, sqlite3 *sql, int rc, const char *
 {
 	const char *msg = sql ? sqlite3_errmsg(sql) : sqlite3_errstr(rc);
 	int code = CAIRN_EIO;
+	db->last_rc = sql ? sqlite3_extended_errcode(sql) : rc;
 	if (rc == SQLITE_NOMEM)
 		code = CAIRN_ENOMEM;
 	else if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
@@ -509,6 +512,40 @@ static void txn_end(struct cairn_storedb *db)
 		sqlite3_exec(db->sql, "COMMIT", NULL, NULL, NULL);
 }
 
+/*
+ * Retrying.  Every public call runs its work in attempts: when an attempt
+ * failed because WAL access went away (the -wal was removed while a normal
+ * read-only handle could not recreate it), the handle reconnects -- with
+ * the fallback if allowed -- and the call is tried once more.
+ */
+static void attempt_init(struct cairn_storedb *db, struct cairn_error *e)
+{
+	cairn_error_init(e);
+	db->last_rc = 0;
+}
+
+static int retry_after_wal_loss(struct cairn_storedb *db, int ret)
+{
+	if (!ret || db->retried || !(db->flags & CAIRN_STOREDB_IMMUTABLE_FALLBACK) ||
+	    !wal_access_failure(db->last_rc)) {
+		db->retried = 0;
+		return 0;
+	}
+	db->retried = 1;
+	if (connect_best(db, NULL) != 0) {
+		db->retried = 0;
+		return 0;
+	}
+	return 1;
+}
+
+static int attempt_done(int ret, const struct cairn_error *e, struct cairn_error *err)
+{
+	if (ret)
+		return cairn_error_set(err, ret, "%s", e->msg);
+	return 0;
+}
+
 /* ---- path info -------------------------------------------------------- */
 
 void cairn_storedb_pathinfo_release(struct cairn_storedb_pathinfo *pi)
@@ -687,10 +724,10 @@ static int read_refs(struct cairn_storedb *db, sqlite3_int64 id,
 	return 0;
 }
 
-/* One attempt at an info lookup; *sqlrc reports a WAL access failure. */
+/* One attempt at an info lookup. */
 static int query_info(struct cairn_storedb *db, int which, const char *a, size_t alen,
 		      const char *b, size_t blen, const char *shown,
-		      struct cairn_storedb_pathinfo *out, int *sqlrc, struct cairn_error *err)
+		      struct cairn_storedb_pathinfo *out, struct cairn_error *err)
 {
 	struct cairn_storedb_pathinfo pi;
 	sqlite3_stmt *st;
@@ -698,7 +735,6 @@ static int query_info(struct cairn_storedb *db, int which, const char *a, size_t
 	int rc, ret;
 
 	memset(&pi, 0, sizeof(pi));
-	*sqlrc = 0;
 	ret = txn_begin(db, err);
 	if (ret)
 		return ret;
@@ -714,7 +750,6 @@ static int query_info(struct cairn_storedb *db, int which, const char *a, size_t
 		goto out;
 	}
 	if (rc != SQLITE_ROW) {
-		*sqlrc = sqlite3_extended_errcode(db->sql);
 		ret = sql_fail(db, db->sql, rc, "looking up a path", err);
 		goto out;
 	}
@@ -741,19 +776,14 @@ static int info_with_retry(struct cairn_storedb *db, int which, const char *a, s
 			   const char *b, size_t blen, const char *shown,
 			   struct cairn_storedb_pathinfo *out, struct cairn_error *err)
 {
-	struct cairn_error first;
-	int sqlrc;
-	cairn_error_init(&first);
+	struct cairn_error e;
+	int ret;
 	storedb_enter(db);
-	int ret = query_info(db, which, a, alen, b, blen, shown, out, &sqlrc, &first);
-	if (ret && (db->flags & CAIRN_STOREDB_IMMUTABLE_FALLBACK) && wal_access_failure(sqlrc) &&
-	    connect_best(db, NULL) == 0) {
-		cairn_error_init(&first);
-		ret = query_info(db, which, a, alen, b, blen, shown, out, &sqlrc, &first);
-	}
-	if (ret)
-		return cairn_error_set(err, ret, "%s", first.msg);
-	return 0;
+	do {
+		attempt_init(db, &e);
+		ret = query_info(db, which, a, alen, b, blen, shown, out, &e);
+	} while (retry_after_wal_loss(db, ret));
+	return attempt_done(ret, &e, err);
 }
 
 int cairn_storedb_query_hashpart(struct cairn_storedb *db, const char *hashpart,
@@ -788,12 +818,10 @@ int cairn_storedb_query_path(struct cairn_storedb *db, const char *path,
 
 /* ---- whole-table queries ---------------------------------------------- */
 
-int cairn_storedb_count(struct cairn_storedb *db, uint64_t *count, struct cairn_error *err)
+static int count_once(struct cairn_storedb *db, uint64_t *count, struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int ret;
-	storedb_enter(db);
-	ret = txn_begin(db, err);
+	int ret = txn_begin(db, err);
 	if (ret)
 		return ret;
 	ret = prepare(db, ST_COUNT, &st, err);
@@ -808,6 +836,18 @@ int cairn_storedb_count(struct cairn_storedb *db, uint64_t *count, struct cairn_
 out:
 	txn_end(db);
 	return ret;
+}
+
+int cairn_storedb_count(struct cairn_storedb *db, uint64_t *count, struct cairn_error *err)
+{
+	struct cairn_error e;
+	int ret;
+	storedb_enter(db);
+	do {
+		attempt_init(db, &e);
+		ret = count_once(db, count, &e);
+	} while (retry_after_wal_loss(db, ret));
+	return attempt_done(ret, &e, err);
 }
 
 void cairn_storedb_paths_release(struct cairn_storedb_paths *p)
@@ -857,6 +897,11 @@ static int read_page(struct cairn_storedb *db, sqlite3_int64 *after,
 	*after = last;
 out:
 	txn_end(db);
+	if (ret) {
+		for (size_t i = 0; i < page->n; i++)
+			free(page->v[i]);
+		page->n = 0;
+	}
 	return ret;
 }
 
@@ -874,8 +919,16 @@ int cairn_storedb_foreach(struct cairn_storedb *db, int (*fn)(void *ctx, const c
 		return cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
 	storedb_enter(db);
 	for (;;) {
-		ret = read_page(db, &after, &page, err);
-		if (ret || page.n == 0)
+		struct cairn_error e;
+		do {
+			attempt_init(db, &e);
+			ret = read_page(db, &after, &page, &e);
+		} while (retry_after_wal_loss(db, ret));
+		if (ret) {
+			attempt_done(ret, &e, err);
+			break;
+		}
+		if (page.n == 0)
 			break;
 		size_t got = page.n;
 		for (size_t i = 0; i < page.n && !ret; i++)
@@ -892,26 +945,13 @@ int cairn_storedb_foreach(struct cairn_storedb *db, int (*fn)(void *ctx, const c
 	return ret;
 }
 
-int cairn_storedb_closure(struct cairn_storedb *db, const char *path, size_t max,
-			  struct cairn_storedb_paths *out, struct cairn_error *err)
+static int closure_once(struct cairn_storedb *db, const char *path, size_t plen, size_t max,
+			struct cairn_storedb_paths *out, struct cairn_error *err)
 {
 	struct cairn_storedb_paths res = { NULL, 0 };
 	sqlite3_stmt *st;
 	size_t cap = 0;
-	int rc, ret;
-
-	size_t plen = path ? strnlen(path, CAIRN_STOREDB_PATH_MAX + 1) : 0;
-	if (!path || !valid_store_path(db, path, plen)) {
-		char q[QUOTE_MAX + 4];
-		quote(q, path ? path : "", plen);
-		return cairn_error_set(err, CAIRN_EFORMAT,
-				       "storedb: '%s' is not a store path under '%s'", q,
-				       db->store_dir);
-	}
-	if (max == 0 || max > CAIRN_STOREDB_CLOSURE_MAX)
-		max = CAIRN_STOREDB_CLOSURE_MAX;
-	storedb_enter(db);
-	ret = txn_begin(db, err);
+	int rc, ret = txn_begin(db, err);
 	if (ret)
 		return ret;
 	ret = prepare(db, ST_CLOSURE, &st, err);
@@ -970,4 +1010,27 @@ out:
 	txn_end(db);
 	cairn_storedb_paths_release(&res);
 	return ret;
+}
+
+int cairn_storedb_closure(struct cairn_storedb *db, const char *path, size_t max,
+			  struct cairn_storedb_paths *out, struct cairn_error *err)
+{
+	struct cairn_error e;
+	int ret;
+	size_t plen = path ? strnlen(path, CAIRN_STOREDB_PATH_MAX + 1) : 0;
+	if (!path || !valid_store_path(db, path, plen)) {
+		char q[QUOTE_MAX + 4];
+		quote(q, path ? path : "", plen);
+		return cairn_error_set(err, CAIRN_EFORMAT,
+				       "storedb: '%s' is not a store path under '%s'", q,
+				       db->store_dir);
+	}
+	if (max == 0 || max > CAIRN_STOREDB_CLOSURE_MAX)
+		max = CAIRN_STOREDB_CLOSURE_MAX;
+	storedb_enter(db);
+	do {
+		attempt_init(db, &e);
+		ret = closure_once(db, path, plen, max, out, &e);
+	} while (retry_after_wal_loss(db, ret));
+	return attempt_done(ret, &e, err);
 }

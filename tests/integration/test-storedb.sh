@@ -124,7 +124,7 @@ check "nobody reads with the fallback" grep -qx "count $after" "$TMP/nobody.out"
 rm -f "$TMP/g2" "$TMP/held" "$TMP/release"
 chmod 1777 "$TMP"   # so that nobody can create its ready file
 "${nobody[@]}" "$DUMP" -f /nix/store "$DB" mode touch "$TMP/nobody-ready" poll-until "$TMP/g2" mode list \
-  >"$TMP/nobody2.out" 2>"$TMP/nobody2.err" &
+  poll-until "$TMP/g3" count mode >"$TMP/nobody2.out" 2>"$TMP/nobody2.err" &
 reader=$!
 cleanup_hooks+=("kill $reader 2>/dev/null")
 for _ in $(seq 300); do [ -e "$TMP/nobody-ready" ] && break; sleep 0.1; done
@@ -142,12 +142,16 @@ cleanup_hooks+=("kill $holder 2>/dev/null")
 for _ in $(seq 300); do [ -e "$TMP/held" ] && break; sleep 0.1; done
 out_late2=$(build -A late --argstr tag 2) || cat "$TMP/build.log"
 touch "$TMP/g2"
-check "unprivileged reader exited cleanly" wait "$reader"
+# The writer goes away again (the reader keeps polling meanwhile).
 touch "$TMP/release"
 wait "$holder" || true
+touch "$TMP/g3"
+check "unprivileged reader exited cleanly" wait "$reader"
 cat "$TMP/nobody2.err"
 check "it started in the immutable fallback" test "$(sed -n 1p "$TMP/nobody2.out")" = "mode immutable"
 check "it went back to normal mode when the -wal appeared" grep -qx "mode normal" "$TMP/nobody2.out"
 check "it sees the path Nix committed to the WAL" grep -qx "$out_late2" "$TMP/nobody2.out"
+check "it still reads after the writer left" grep -qx "count $((after + 2))" "$TMP/nobody2.out"
+echo "  after the writer left: $(tail -1 "$TMP/nobody2.out"); -wal exists: $(test -e "$DB-wal" && echo yes || echo no)"
 
 finish

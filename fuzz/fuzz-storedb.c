@@ -27,7 +27,7 @@ static char dir[] = "/tmp/cairn-fuzz-storedb.XXXXXX";
 /* Leave no files behind when the replay test ends. */
 static void cleanup(void)
 {
-	static const char *const suffix[] = { "", "-wal", "-shm" };
+	static const char *const suffix[] = {"", "-wal", "-shm"};
 	char path[64];
 	cairn_storedb_free(db);
 	sqlite3_close(w);
@@ -98,9 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const char *field[5] = { "", "", "", "", "" };
-	size_t flen[5] = { 0 };
-	int64_t nums[2] = { 0, 0 };
+	const char *field[5] = {"", "", "", "", ""};
+	size_t flen[5] = {0};
+	int64_t nums[2] = {0, 0};
 	char key[512];
 	sqlite3_stmt *st;
 
@@ -124,10 +124,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	key[klen] = '\0';
 
 	sqlite3_exec(w, "BEGIN; DELETE FROM Refs; DELETE FROM ValidPaths", NULL, NULL, NULL);
-	if (sqlite3_prepare_v2(w,
-			       "INSERT INTO ValidPaths (id, path, hash, registrationTime, deriver, "
-			       "narSize, ultimate, sigs, ca) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8)",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		w,
+		"INSERT INTO ValidPaths (id, path, hash, registrationTime, deriver, "
+		"narSize, ultimate, sigs, ca) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8)",
+		-1, &st, NULL) != SQLITE_OK)
 		abort();
 	for (int row = 1; row <= 2; row++) {
 		sqlite3_bind_int(st, 1, row);

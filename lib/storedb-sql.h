@@ -8,8 +8,8 @@
 #ifndef CAIRN_STOREDB_SQL_H
 #define CAIRN_STOREDB_SQL_H
 
-#define STOREDB_SQL_INFO_FMT                                                              \
-	"SELECT id, path, hash, registrationTime, deriver, narSize, %s, %s, %s "         \
+#define STOREDB_SQL_INFO_FMT                                                                       \
+	"SELECT id, path, hash, registrationTime, deriver, narSize, %s, %s, %s "                   \
 	"FROM ValidPaths WHERE %s"
 
 /* Hash-part lookup: ?1 = "<dir>/<hashpart>-", ?2 = "<dir>/<hashpart>.", the
@@ -18,8 +18,8 @@
 #define STOREDB_SQL_WHERE_RANGE "path >= ?1 AND path < ?2 ORDER BY path LIMIT 1"
 #define STOREDB_SQL_WHERE_PATH "path = ?1"
 
-#define STOREDB_SQL_REFS                                                                  \
-	"SELECT v.path FROM Refs r JOIN ValidPaths v ON v.id = r.reference "             \
+#define STOREDB_SQL_REFS                                                                           \
+	"SELECT v.path FROM Refs r JOIN ValidPaths v ON v.id = r.reference "                       \
 	"WHERE r.referrer = ?1 ORDER BY v.path"
 
 #define STOREDB_SQL_COUNT "SELECT count(*) FROM ValidPaths"
@@ -28,10 +28,10 @@
 
 /* The LIMIT inside the recursive part stops the walk once ?2 distinct paths
  * were found, so a huge closure costs at most ?2 rows of work. */
-#define STOREDB_SQL_CLOSURE                                                               \
-	"WITH RECURSIVE c(id) AS ("                                                       \
-	"SELECT id FROM ValidPaths WHERE path = ?1 "                                     \
-	"UNION SELECT r.reference FROM Refs r JOIN c ON r.referrer = c.id LIMIT ?2) "   \
+#define STOREDB_SQL_CLOSURE                                                                        \
+	"WITH RECURSIVE c(id) AS ("                                                                \
+	"SELECT id FROM ValidPaths WHERE path = ?1 "                                               \
+	"UNION SELECT r.reference FROM Refs r JOIN c ON r.referrer = c.id LIMIT ?2) "              \
 	"SELECT v.path FROM c JOIN ValidPaths v ON v.id = c.id ORDER BY v.path"
 
 #endif

@@ -33,15 +33,7 @@
 /* Longest piece of a bad value quoted in a message. */
 #define QUOTE_MAX 80
 
-enum {
-	ST_BY_RANGE,
-	ST_BY_PATH,
-	ST_REFS,
-	ST_COUNT,
-	ST_PAGE,
-	ST_CLOSURE,
-	ST_N_
-};
+enum { ST_BY_RANGE, ST_BY_PATH, ST_REFS, ST_COUNT, ST_PAGE, ST_CLOSURE, ST_N_ };
 
 struct cairn_storedb {
 	sqlite3 *sql;
@@ -52,9 +44,9 @@ struct cairn_storedb {
 	int busy_ms;
 	unsigned flags;
 	int immutable;
-	time_t retry_after;     /* monotonic seconds; 0 = try now */
-	int last_rc;            /* extended SQLite code of the last failure */
-	int retried;            /* the current call already reconnected once */
+	time_t retry_after; /* monotonic seconds; 0 = try now */
+	int last_rc;	    /* extended SQLite code of the last failure */
+	int retried;	    /* the current call already reconnected once */
 	/* optional ValidPaths columns present (Guix lacks all three) */
 	int has_ultimate, has_sigs, has_ca;
 	sqlite3_stmt *st[ST_N_];
@@ -139,7 +131,8 @@ static int valid_hashpart(const char *s, size_t len)
 static int valid_store_path(const struct cairn_storedb *db, const char *s, size_t len)
 {
 	size_t d = db->dirlen;
-	if (len < d + 1 + HASHPART_LEN + 2 || len > d + 1 + HASHPART_LEN + 1 + CAIRN_STOREDB_NAME_MAX)
+	if (len < d + 1 + HASHPART_LEN + 2 ||
+	    len > d + 1 + HASHPART_LEN + 1 + CAIRN_STOREDB_NAME_MAX)
 		return 0;
 	if (memcmp(s, db->store_dir, d) != 0 || s[d] != '/')
 		return 0;
@@ -248,13 +241,12 @@ static int table_columns(struct cairn_storedb *db, sqlite3 *sql, const char *tab
  * where a WAL database that cannot be read in this mode fails.
  * *sqlrc gets the SQLite code of such a failure (0 otherwise).
  */
-static int probe_schema(struct cairn_storedb *db, sqlite3 *sql, int *sqlrc,
-			struct cairn_error *err)
+static int probe_schema(struct cairn_storedb *db, sqlite3 *sql, int *sqlrc, struct cairn_error *err)
 {
-	static const char *const vp_cols[] = { "id",      "path",   "hash",     "registrationTime",
-					       "deriver", "narSize", "ultimate", "sigs",
-					       "ca" };
-	static const char *const ref_cols[] = { "referrer", "reference" };
+	static const char *const vp_cols[] = {"id",	 "path",    "hash",	"registrationTime",
+					      "deriver", "narSize", "ultimate", "sigs",
+					      "ca"};
+	static const char *const ref_cols[] = {"referrer", "reference"};
 	int vp[9], refs[2], ret = 0;
 	sqlite3_stmt *st = NULL;
 
@@ -316,7 +308,8 @@ out:
 
 /* Open a connection in the given mode and check the schema; on success the
  * handle's connection is replaced. */
-static int storedb_connect(struct cairn_storedb *db, int immutable, int *sqlrc, struct cairn_error *err)
+static int storedb_connect(struct cairn_storedb *db, int immutable, int *sqlrc,
+			   struct cairn_error *err)
 {
 	sqlite3 *sql = NULL;
 	int ret = 0, rc;
@@ -436,8 +429,7 @@ void cairn_storedb_free(struct cairn_storedb *db)
 
 /* ---- transactions ----------------------------------------------------- */
 
-static int prepare(struct cairn_storedb *db, int which, sqlite3_stmt **out,
-		   struct cairn_error *err)
+static int prepare(struct cairn_storedb *db, int which, sqlite3_stmt **out, struct cairn_error *err)
 {
 	char sql[512];
 	const char *text = NULL;
@@ -460,8 +452,8 @@ static int prepare(struct cairn_storedb *db, int which, sqlite3_stmt **out,
 	case ST_PAGE: text = STOREDB_SQL_PAGE; break;
 	case ST_CLOSURE: text = STOREDB_SQL_CLOSURE; break;
 	}
-	int rc = sqlite3_prepare_v3(db->sql, text, -1, SQLITE_PREPARE_PERSISTENT, &db->st[which],
-				    NULL);
+	int rc =
+	    sqlite3_prepare_v3(db->sql, text, -1, SQLITE_PREPARE_PERSISTENT, &db->st[which], NULL);
 	if (rc != SQLITE_OK)
 		return sql_fail(db, db->sql, rc, "preparing a query", err);
 	*out = db->st[which];
@@ -638,7 +630,8 @@ static int read_row(struct cairn_storedb *db, sqlite3_stmt *st, sqlite3_int64 *i
 	int ret;
 
 	if (!column_text(st, 1, &path, &plen) || !valid_store_path(db, path, plen))
-		return bad_row(err, id, path, plen, "path is not a valid path in the store directory");
+		return bad_row(err, id, path, plen,
+			       "path is not a valid path in the store directory");
 	if (!column_text(st, 2, &hash, &hlen) || hlen > CAIRN_HASH_STR_MAX)
 		return bad_row(err, id, path, plen, "hash is missing or too long");
 	struct cairn_error herr;
@@ -651,7 +644,8 @@ static int read_row(struct cairn_storedb *db, sqlite3_stmt *st, sqlite3_int64 *i
 	if (pi->nar_hash.algo != CAIRN_HASH_SHA256)
 		return bad_row(err, id, path, plen, "hash is not SHA-256");
 	if (sqlite3_column_type(st, 3) != SQLITE_INTEGER || sqlite3_column_int64(st, 3) < 0)
-		return bad_row(err, id, path, plen, "registrationTime is not a non-negative integer");
+		return bad_row(err, id, path, plen,
+			       "registrationTime is not a non-negative integer");
 	pi->registration_time = sqlite3_column_int64(st, 3);
 	int nstype = sqlite3_column_type(st, 5);
 	if ((nstype != SQLITE_NULL && nstype != SQLITE_INTEGER) || sqlite3_column_int64(st, 5) < 0)
@@ -663,7 +657,8 @@ static int read_row(struct cairn_storedb *db, sqlite3_stmt *st, sqlite3_int64 *i
 		return CAIRN_ENOMEM;
 	if (column_text(st, 4, &drv, &dlen) && dlen > 0) {
 		if (!valid_store_path(db, drv, dlen))
-			return bad_row(err, id, path, plen, "deriver is not a path in the store directory");
+			return bad_row(err, id, path, plen,
+				       "deriver is not a path in the store directory");
 		if (!(pi->deriver = dup_n(drv, dlen)))
 			return CAIRN_ENOMEM;
 	}
@@ -688,8 +683,8 @@ static int read_row(struct cairn_storedb *db, sqlite3_stmt *st, sqlite3_int64 *i
 	return 0;
 }
 
-static int read_refs(struct cairn_storedb *db, sqlite3_int64 id,
-		     struct cairn_storedb_pathinfo *pi, struct cairn_error *err)
+static int read_refs(struct cairn_storedb *db, sqlite3_int64 id, struct cairn_storedb_pathinfo *pi,
+		     struct cairn_error *err)
 {
 	sqlite3_stmt *st;
 	size_t cap = 0;
@@ -746,7 +741,8 @@ static int query_info(struct cairn_storedb *db, int which, const char *a, size_t
 		sqlite3_bind_text(st, 2, b, (int)blen, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
-		ret = cairn_error_set(err, CAIRN_ENOENT, "storedb: '%s' is not a valid path", shown);
+		ret =
+		    cairn_error_set(err, CAIRN_ENOENT, "storedb: '%s' is not a valid path", shown);
 		goto out;
 	}
 	if (rc != SQLITE_ROW) {
@@ -908,7 +904,7 @@ out:
 int cairn_storedb_foreach(struct cairn_storedb *db, int (*fn)(void *ctx, const char *path),
 			  void *ctx, struct cairn_error *err)
 {
-	struct cairn_storedb_paths page = { NULL, 0 };
+	struct cairn_storedb_paths page = {NULL, 0};
 	sqlite3_int64 after = 0;
 	int ret = 0;
 
@@ -948,7 +944,7 @@ int cairn_storedb_foreach(struct cairn_storedb *db, int (*fn)(void *ctx, const c
 static int closure_once(struct cairn_storedb *db, const char *path, size_t plen, size_t max,
 			struct cairn_storedb_paths *out, struct cairn_error *err)
 {
-	struct cairn_storedb_paths res = { NULL, 0 };
+	struct cairn_storedb_paths res = {NULL, 0};
 	sqlite3_stmt *st;
 	size_t cap = 0;
 	int rc, ret = txn_begin(db, err);

@@ -72,21 +72,21 @@
 #include "cairn/hash.h"
 
 /* Bounds on what one row may hold. */
-#define CAIRN_STOREDB_DIR_MAX 1024      /* store directory length */
-#define CAIRN_STOREDB_NAME_MAX 211      /* name part of a store path, as Nix */
+#define CAIRN_STOREDB_DIR_MAX 1024 /* store directory length */
+#define CAIRN_STOREDB_NAME_MAX 211 /* name part of a store path, as Nix */
 #define CAIRN_STOREDB_PATH_MAX (CAIRN_STOREDB_DIR_MAX + 1 + 32 + 1 + CAIRN_STOREDB_NAME_MAX)
-#define CAIRN_STOREDB_REFS_MAX 65536    /* references of one path */
-#define CAIRN_STOREDB_SIGS_MAX 64       /* signatures of one path */
-#define CAIRN_STOREDB_SIGS_LEN_MAX 65536/* length of the sigs column */
-#define CAIRN_STOREDB_CA_LEN_MAX 1024   /* length of the ca column */
+#define CAIRN_STOREDB_REFS_MAX 65536	     /* references of one path */
+#define CAIRN_STOREDB_SIGS_MAX 64	     /* signatures of one path */
+#define CAIRN_STOREDB_SIGS_LEN_MAX 65536     /* length of the sigs column */
+#define CAIRN_STOREDB_CA_LEN_MAX 1024	     /* length of the ca column */
 #define CAIRN_STOREDB_CLOSURE_MAX (1u << 20) /* hard cap for closures */
 
 /* Default busy timeout: how long a call waits for a lock, milliseconds. */
 #define CAIRN_STOREDB_BUSY_TIMEOUT_MS 5000
 
 enum cairn_storedb_kind {
-	CAIRN_STOREDB_NIX = 1,  /* /nix/store, /nix/var/nix/db/db.sqlite */
-	CAIRN_STOREDB_GUIX,     /* /gnu/store, /var/guix/db/db.sqlite */
+	CAIRN_STOREDB_NIX = 1, /* /nix/store, /nix/var/nix/db/db.sqlite */
+	CAIRN_STOREDB_GUIX,    /* /gnu/store, /var/guix/db/db.sqlite */
 };
 
 enum cairn_storedb_open_flags {
@@ -96,10 +96,10 @@ enum cairn_storedb_open_flags {
 };
 
 struct cairn_storedb_config {
-	const char *store_dir;  /* no trailing slash */
-	const char *db_path;    /* the db.sqlite file */
-	int busy_timeout_ms;    /* > 0 */
-	unsigned flags;         /* enum cairn_storedb_open_flags */
+	const char *store_dir; /* no trailing slash */
+	const char *db_path;   /* the db.sqlite file */
+	int busy_timeout_ms;   /* > 0 */
+	unsigned flags;	       /* enum cairn_storedb_open_flags */
 };
 
 /* Fill *cfg with the defaults of a Nix or Guix installation (static strings). */
@@ -123,17 +123,17 @@ const char *cairn_storedb_store_dir(const struct cairn_storedb *db);
 
 /* One valid path.  Everything is owned by the struct. */
 struct cairn_storedb_pathinfo {
-	char *path;                  /* full store path */
-	struct cairn_hash nar_hash;  /* always SHA-256 */
-	uint64_t nar_size;           /* 0 when the database has none */
-	char *deriver;               /* full .drv path or NULL */
-	int64_t registration_time;   /* seconds since the epoch */
-	int ultimate;                /* 1 when the column is 1, as Nix reads it */
-	char **sigs;                 /* "keyname:base64", sorted, no duplicates */
+	char *path;		    /* full store path */
+	struct cairn_hash nar_hash; /* always SHA-256 */
+	uint64_t nar_size;	    /* 0 when the database has none */
+	char *deriver;		    /* full .drv path or NULL */
+	int64_t registration_time;  /* seconds since the epoch */
+	int ultimate;		    /* 1 when the column is 1, as Nix reads it */
+	char **sigs;		    /* "keyname:base64", sorted, no duplicates */
 	size_t nsigs;
-	char *ca;                    /* NULL when not content-addressed */
-	char **refs;                 /* full paths, sorted as Nix sorts them */
-	size_t nrefs;                /*   (byte order), self-reference included */
+	char *ca;     /* NULL when not content-addressed */
+	char **refs;  /* full paths, sorted as Nix sorts them */
+	size_t nrefs; /*   (byte order), self-reference included */
 };
 
 /* Free the contents; *pi is left zeroed.  Safe on a zeroed struct. */
@@ -164,9 +164,8 @@ int cairn_storedb_count(struct cairn_storedb *db, uint64_t *count, struct cairn_
  * or may not be seen.  fn returns 0 to go on, non-zero to stop (the call
  * then returns CAIRN_ECANCELED).  Returns 0 after the last path.
  */
-int cairn_storedb_foreach(struct cairn_storedb *db,
-			  int (*fn)(void *ctx, const char *path), void *ctx,
-			  struct cairn_error *err);
+int cairn_storedb_foreach(struct cairn_storedb *db, int (*fn)(void *ctx, const char *path),
+			  void *ctx, struct cairn_error *err);
 
 /* A list of store paths. */
 struct cairn_storedb_paths {

@@ -120,7 +120,8 @@ int main(int argc, char **argv)
 		struct cairn_storedb_pathinfo pi;
 		cairn_error_init(&err);
 		if (strcmp(cmd, "mode") == 0) {
-			printf("mode %s\n", cairn_storedb_is_immutable(db) ? "immutable" : "normal");
+			printf("mode %s\n",
+			       cairn_storedb_is_immutable(db) ? "immutable" : "normal");
 		} else if (strcmp(cmd, "count") == 0) {
 			uint64_t n;
 			if (cairn_storedb_count(db, &n, &err))
@@ -175,7 +176,8 @@ int main(int argc, char **argv)
 					rc = 1;
 				} else if (cairn_storedb_count(db, &n, &err)) {
 					rc = fail("count while polling", &err);
-				} else if (first && cairn_storedb_closure(db, first, 0, &cl, &err)) {
+				} else if (first &&
+					   cairn_storedb_closure(db, first, 0, &cl, &err)) {
 					rc = fail("closure while polling", &err);
 				} else {
 					if (first)

@@ -23,24 +23,24 @@
  * tests/vectors/nix/closure.json.  Guix's variant lacks the last three
  * ValidPaths columns.
  */
-#define NIX_VALIDPATHS                                                                    \
-	"CREATE TABLE ValidPaths (id integer primary key autoincrement not null, "       \
-	"path text unique not null, hash text not null, registrationTime integer not null, " \
+#define NIX_VALIDPATHS                                                                             \
+	"CREATE TABLE ValidPaths (id integer primary key autoincrement not null, "                 \
+	"path text unique not null, hash text not null, registrationTime integer not null, "       \
 	"deriver text, narSize integer, ultimate integer, sigs text, ca text);"
-#define GUIX_VALIDPATHS                                                                   \
-	"CREATE TABLE ValidPaths (id integer primary key autoincrement not null, "       \
-	"path text unique not null, hash text not null, registrationTime integer not null, " \
+#define GUIX_VALIDPATHS                                                                            \
+	"CREATE TABLE ValidPaths (id integer primary key autoincrement not null, "                 \
+	"path text unique not null, hash text not null, registrationTime integer not null, "       \
 	"deriver text, narSize integer);"
-#define COMMON_TABLES                                                                     \
-	"CREATE TABLE Refs (referrer integer not null, reference integer not null, "     \
-	"primary key (referrer, reference), "                                             \
-	"foreign key (referrer) references ValidPaths(id) on delete cascade, "           \
-	"foreign key (reference) references ValidPaths(id) on delete restrict);"         \
-	"CREATE INDEX IndexReferrer ON Refs(referrer);"                                   \
-	"CREATE INDEX IndexReference ON Refs(reference);"                                 \
-	"CREATE TABLE DerivationOutputs (drv integer not null, id text not null, "       \
-	"path text not null, primary key (drv, id), "                                     \
-	"foreign key (drv) references ValidPaths(id) on delete cascade);"                \
+#define COMMON_TABLES                                                                              \
+	"CREATE TABLE Refs (referrer integer not null, reference integer not null, "               \
+	"primary key (referrer, reference), "                                                      \
+	"foreign key (referrer) references ValidPaths(id) on delete cascade, "                     \
+	"foreign key (reference) references ValidPaths(id) on delete restrict);"                   \
+	"CREATE INDEX IndexReferrer ON Refs(referrer);"                                            \
+	"CREATE INDEX IndexReference ON Refs(reference);"                                          \
+	"CREATE TABLE DerivationOutputs (drv integer not null, id text not null, "                 \
+	"path text not null, primary key (drv, id), "                                              \
+	"foreign key (drv) references ValidPaths(id) on delete cascade);"                          \
 	"CREATE INDEX IndexDerivationOutputs ON DerivationOutputs(path);"
 
 /* From tests/vectors/nix/closure.json (made by the real Nix). */
@@ -51,13 +51,13 @@ static const struct vecpath {
 	const char *path, *sri, *deriver;
 	int64_t size;
 } vp[] = {
-	/* inserted in this order: ids 1, 2, 3 */
-	{ LIB, "sha256-C8vO490cV6EFamM48DCOFH0SX4zMuW7oI0Tl8FjEp+c=",
-	  "/nix/store/fk75qfngj7shrngxxbk9hcnbvxps6024-libvec-1.0.drv", 464 },
-	{ APP, "sha256-poWYKSECtVNEImxmQdGbL/GiShuaYQScoMTYO08tcjE=",
-	  "/nix/store/1pkma45fwh8sv3qwm815l17cwn44jij2-appvec-3.0.drv", 584 },
-	{ TOOL, "sha256-qeg/73O2tjfKtVgWUDlIZHz/cFUx0FufkJxVXj4jzdw=",
-	  "/nix/store/4wwk5hb2y5kkgps84nnk373rqy0cqnbq-toolvec-2.1.drv", 552 },
+    /* inserted in this order: ids 1, 2, 3 */
+    {LIB, "sha256-C8vO490cV6EFamM48DCOFH0SX4zMuW7oI0Tl8FjEp+c=",
+     "/nix/store/fk75qfngj7shrngxxbk9hcnbvxps6024-libvec-1.0.drv", 464},
+    {APP, "sha256-poWYKSECtVNEImxmQdGbL/GiShuaYQScoMTYO08tcjE=",
+     "/nix/store/1pkma45fwh8sv3qwm815l17cwn44jij2-appvec-3.0.drv", 584},
+    {TOOL, "sha256-qeg/73O2tjfKtVgWUDlIZHz/cFUx0FufkJxVXj4jzdw=",
+     "/nix/store/4wwk5hb2y5kkgps84nnk373rqy0cqnbq-toolvec-2.1.drv", 552},
 };
 #define REGTIME 1795526133
 
@@ -79,10 +79,11 @@ static void insert_path(sqlite3 *db, int guix, const char *path, const char *has
 			const char *deriver, int64_t size, const char *sigs, const char *ca)
 {
 	sqlite3_stmt *st;
-	const char *q = guix ? "INSERT INTO ValidPaths (path, hash, registrationTime, deriver, "
-			       "narSize) VALUES (?1, ?2, ?3, ?4, ?5)"
-			     : "INSERT INTO ValidPaths (path, hash, registrationTime, deriver, "
-			       "narSize, ultimate, sigs, ca) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)";
+	const char *q = guix
+			    ? "INSERT INTO ValidPaths (path, hash, registrationTime, deriver, "
+			      "narSize) VALUES (?1, ?2, ?3, ?4, ?5)"
+			    : "INSERT INTO ValidPaths (path, hash, registrationTime, deriver, "
+			      "narSize, ultimate, sigs, ca) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)";
 	if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK)
 		die_sql(db, "prepare insert");
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
@@ -111,8 +112,7 @@ static void db_hash(const char *sri, char out[CAIRN_HASH_STR_MAX])
 }
 
 /* Create NAME in tmpdir with the vector closure; returns the open writer. */
-static sqlite3 *make_db(const char *name, int guix, const char *journal, char *path,
-			size_t pathcap)
+static sqlite3 *make_db(const char *name, int guix, const char *journal, char *path, size_t pathcap)
 {
 	sqlite3 *db;
 	char q[128];
@@ -219,29 +219,37 @@ static void test_hashpart_lookup_is_exact(void **state)
 	memset(&pi, 0, sizeof(pi));
 	/* One less than appvec's hash part: a bare "path >= ?" finds appvec. */
 	cairn_error_init(&err);
-	assert_int_equal(cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yyghv", &pi, &err),
-			 CAIRN_ENOENT);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yyghv", &pi, &err),
+	    CAIRN_ENOENT);
 	assert_non_null(strstr(err.msg, "x6b6ah9iya8w14wv5fzzwj36lf2yyghv"));
 	assert_null(pi.path); /* not written on failure */
 	/* A prefix of a real hash part is not a hash part. */
-	assert_int_equal(cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yygh", &pi, NULL),
-			 CAIRN_EFORMAT);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yygh", &pi, NULL),
+	    CAIRN_EFORMAT);
 	/* 'e' is not in the nix32 alphabet; neither is '/'. */
-	assert_int_equal(cairn_storedb_query_hashpart(db, "e6b6ah9iya8w14wv5fzzwj36lf2yyghw", &pi, NULL),
-			 CAIRN_EFORMAT);
-	assert_int_equal(cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yygh/", &pi, NULL),
-			 CAIRN_EFORMAT);
-	assert_int_equal(cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yyghwx", &pi, NULL),
-			 CAIRN_EFORMAT);
-	assert_int_equal(cairn_storedb_query_path(db, "/gnu/store/x6b6ah9iya8w14wv5fzzwj36lf2yyghw-appvec-3.0", &pi, NULL),
-			 CAIRN_EFORMAT);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "e6b6ah9iya8w14wv5fzzwj36lf2yyghw", &pi, NULL),
+	    CAIRN_EFORMAT);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yygh/", &pi, NULL),
+	    CAIRN_EFORMAT);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yyghwx", &pi, NULL),
+	    CAIRN_EFORMAT);
+	assert_int_equal(
+	    cairn_storedb_query_path(db, "/gnu/store/x6b6ah9iya8w14wv5fzzwj36lf2yyghw-appvec-3.0",
+				     &pi, NULL),
+	    CAIRN_EFORMAT);
 	assert_int_equal(cairn_storedb_query_path(db, APP "x", &pi, NULL), CAIRN_ENOENT);
 	cairn_storedb_free(db);
 
 	/* A store directory that is a prefix of the real one finds nothing. */
 	db = open_db(path, "/nix/stor", 0);
-	assert_int_equal(cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yyghw", &pi, NULL),
-			 CAIRN_ENOENT);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yyghw", &pi, NULL),
+	    CAIRN_ENOENT);
 	cairn_storedb_free(db);
 	sqlite3_close(w);
 }
@@ -259,7 +267,8 @@ static void test_hashpart_uses_index(void **state)
 	if (sqlite3_prepare_v2(w, q, -1, &st, NULL) != SQLITE_OK)
 		die_sql(w, "explain");
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof(plan) - strlen(plan) - 2);
+		strncat(plan, (const char *)sqlite3_column_text(st, 3),
+			sizeof(plan) - strlen(plan) - 2);
 		strcat(plan, ";");
 	}
 	sqlite3_finalize(st);
@@ -287,11 +296,13 @@ static void test_sigs_ca_and_guix_schema(void **state)
 		    "  other-1:BBBB== cache.example.org-1:AAAA==  other-1:BBBB== ",
 		    "fixed:r:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s");
 	struct cairn_storedb *db = open_db(path, NULL, 0);
-	assert_int_equal(cairn_storedb_query_hashpart(db, "0000000000000000000000000000000a", &pi, NULL), 0);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "0000000000000000000000000000000a", &pi, NULL), 0);
 	assert_int_equal(pi.nsigs, 2);
 	assert_string_equal(pi.sigs[0], "cache.example.org-1:AAAA==");
 	assert_string_equal(pi.sigs[1], "other-1:BBBB==");
-	assert_string_equal(pi.ca, "fixed:r:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s");
+	assert_string_equal(pi.ca,
+			    "fixed:r:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s");
 	assert_null(pi.deriver);
 	assert_int_equal(pi.nar_size, 7);
 	cairn_storedb_pathinfo_release(&pi);
@@ -304,7 +315,8 @@ static void test_sigs_ca_and_guix_schema(void **state)
 	insert_path(w, 1, "/gnu/store/8kib1cirdv0qbmn9hdkjzjfx3n5nw1yw-hello-2.12", h,
 		    "/gnu/store/1kib1cirdv0qbmn9hdkjzjfx3n5nw1yw-hello-2.12.drv", 123, NULL, NULL);
 	db = open_db(path, "/gnu/store", 0);
-	assert_int_equal(cairn_storedb_query_hashpart(db, "8kib1cirdv0qbmn9hdkjzjfx3n5nw1yw", &pi, NULL), 0);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "8kib1cirdv0qbmn9hdkjzjfx3n5nw1yw", &pi, NULL), 0);
 	assert_string_equal(pi.path, "/gnu/store/8kib1cirdv0qbmn9hdkjzjfx3n5nw1yw-hello-2.12");
 	assert_int_equal(pi.nsigs, 0);
 	assert_null(pi.ca);
@@ -334,26 +346,28 @@ struct bad_case {
 static void test_bad_rows_are_refused(void **state)
 {
 	(void)state;
-	static const char good[] = "sha256:0bcbcee3dd1c57a1055a6a33f030ce147d124b5fb06c848e94e5f2f858d129e7";
+	static const char good[] =
+	    "sha256:0bcbcee3dd1c57a1055a6a33f030ce147d124b5fb06c848e94e5f2f858d129e7";
 	static const struct bad_case cases[] = {
-		{ "1000000000000000000000000000000a", "/nix/store/1000000000000000000000000000000a-neg",
-		  good, NULL, NULL, NULL, "narSize", -5 },
-		{ "2000000000000000000000000000000a", "/nix/store/2000000000000000000000000000000a-h",
-		  "sha256:zzzz", NULL, NULL, NULL, "bad hash", 1 },
-		{ "3000000000000000000000000000000a", "/nix/store/3000000000000000000000000000000a-h",
-		  "md5:0bcbcee3dd1c57a1055a6a33f030ce14", NULL, NULL, NULL, "SHA-256", 1 },
-		{ "4000000000000000000000000000000a", "/nix/store/4000000000000000000000000000000a-sp ace",
-		  good, NULL, NULL, NULL, "path", 1 },
-		{ "5000000000000000000000000000000a", "/nix/store/5000000000000000000000000000000a-d",
-		  good, "/etc/passwd", NULL, NULL, "deriver", 1 },
-		{ "6000000000000000000000000000000a", "/nix/store/6000000000000000000000000000000a-s",
-		  good, NULL, "k:AAAA\nStorePath: /nix/store/evil", NULL, "sigs", 1 },
-		{ "7000000000000000000000000000000a", "/nix/store/7000000000000000000000000000000a-c",
-		  good, NULL, NULL, "text:sha256:x\nNarHash: evil", "ca", 1 },
-		{ "8000000000000000000000000000000a", "/nix/store/8000000000000000000000000000000a-n",
-		  good, NULL, "nokeyname", NULL, "key name", 1 },
-		{ "9000000000000000000000000000000a", "/nix/store/9000000000000000000000000000000a-.dot",
-		  good, NULL, NULL, NULL, "path", 1 },
+	    {"1000000000000000000000000000000a", "/nix/store/1000000000000000000000000000000a-neg",
+	     good, NULL, NULL, NULL, "narSize", -5},
+	    {"2000000000000000000000000000000a", "/nix/store/2000000000000000000000000000000a-h",
+	     "sha256:zzzz", NULL, NULL, NULL, "bad hash", 1},
+	    {"3000000000000000000000000000000a", "/nix/store/3000000000000000000000000000000a-h",
+	     "md5:0bcbcee3dd1c57a1055a6a33f030ce14", NULL, NULL, NULL, "SHA-256", 1},
+	    {"4000000000000000000000000000000a",
+	     "/nix/store/4000000000000000000000000000000a-sp ace", good, NULL, NULL, NULL, "path",
+	     1},
+	    {"5000000000000000000000000000000a", "/nix/store/5000000000000000000000000000000a-d",
+	     good, "/etc/passwd", NULL, NULL, "deriver", 1},
+	    {"6000000000000000000000000000000a", "/nix/store/6000000000000000000000000000000a-s",
+	     good, NULL, "k:AAAA\nStorePath: /nix/store/evil", NULL, "sigs", 1},
+	    {"7000000000000000000000000000000a", "/nix/store/7000000000000000000000000000000a-c",
+	     good, NULL, NULL, "text:sha256:x\nNarHash: evil", "ca", 1},
+	    {"8000000000000000000000000000000a", "/nix/store/8000000000000000000000000000000a-n",
+	     good, NULL, "nokeyname", NULL, "key name", 1},
+	    {"9000000000000000000000000000000a", "/nix/store/9000000000000000000000000000000a-.dot",
+	     good, NULL, NULL, NULL, "path", 1},
 	};
 	char path[256];
 	sqlite3 *w = make_db("bad.sqlite", 0, "wal", path, sizeof(path));
@@ -493,19 +507,23 @@ static void check_writer_not_blocked(const char *journal)
 	cairn_storedb_paths_release(&cl);
 	assert_int_equal(cairn_storedb_foreach(db, count_cb, &n, NULL), 0);
 	assert_int_equal(cairn_storedb_count(db, &count, NULL), 0);
-	assert_int_equal(cairn_storedb_query_hashpart(db, "0000000000000000000000000000000b", &pi, NULL),
-			 CAIRN_ENOENT);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "0000000000000000000000000000000b", &pi, NULL),
+	    CAIRN_ENOENT);
 
 	db_hash(vp[0].sri, h);
 	exec(w, "BEGIN IMMEDIATE");
-	insert_path(w, 0, "/nix/store/0000000000000000000000000000000b-new", h, NULL, 1, NULL, NULL);
+	insert_path(w, 0, "/nix/store/0000000000000000000000000000000b-new", h, NULL, 1, NULL,
+		    NULL);
 	exec(w, "COMMIT");
 
-	assert_int_equal(cairn_storedb_query_hashpart(db, "0000000000000000000000000000000b", &pi, NULL), 0);
+	assert_int_equal(
+	    cairn_storedb_query_hashpart(db, "0000000000000000000000000000000b", &pi, NULL), 0);
 	assert_string_equal(pi.path, "/nix/store/0000000000000000000000000000000b-new");
 	cairn_storedb_pathinfo_release(&pi);
 	/* and once more after a lookup that failed half-way */
-	assert_int_equal(cairn_storedb_query_path(db, "/nix/store/0000000000000000000000000000000c-x", &pi, NULL),
+	assert_int_equal(cairn_storedb_query_path(
+			     db, "/nix/store/0000000000000000000000000000000c-x", &pi, NULL),
 			 CAIRN_ENOENT);
 	exec(w, "BEGIN IMMEDIATE; DELETE FROM ValidPaths WHERE path LIKE '%-new'; COMMIT");
 	cairn_storedb_free(db);
@@ -552,7 +570,8 @@ static void *reader_main(void *p)
 		struct cairn_storedb_pathinfo pi;
 		struct cairn_storedb_paths cl;
 		uint64_t n;
-		if (cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yyghw", &pi, NULL) != 0 ||
+		if (cairn_storedb_query_hashpart(db, "x6b6ah9iya8w14wv5fzzwj36lf2yyghw", &pi,
+						 NULL) != 0 ||
 		    pi.nrefs != 2)
 			a->failures++;
 		cairn_storedb_pathinfo_release(&pi);
@@ -704,17 +723,17 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_query_closure_vectors),
-		cmocka_unit_test(test_hashpart_lookup_is_exact),
-		cmocka_unit_test(test_hashpart_uses_index),
-		cmocka_unit_test(test_sigs_ca_and_guix_schema),
-		cmocka_unit_test(test_bad_rows_are_refused),
-		cmocka_unit_test(test_foreach_count_closure),
-		cmocka_unit_test(test_writer_not_blocked_wal),
-		cmocka_unit_test(test_writer_not_blocked_rollback),
-		cmocka_unit_test(test_threads_with_writer),
-		cmocka_unit_test(test_open_errors),
-		cmocka_unit_test(test_uri_escaping),
+	    cmocka_unit_test(test_query_closure_vectors),
+	    cmocka_unit_test(test_hashpart_lookup_is_exact),
+	    cmocka_unit_test(test_hashpart_uses_index),
+	    cmocka_unit_test(test_sigs_ca_and_guix_schema),
+	    cmocka_unit_test(test_bad_rows_are_refused),
+	    cmocka_unit_test(test_foreach_count_closure),
+	    cmocka_unit_test(test_writer_not_blocked_wal),
+	    cmocka_unit_test(test_writer_not_blocked_rollback),
+	    cmocka_unit_test(test_threads_with_writer),
+	    cmocka_unit_test(test_open_errors),
+	    cmocka_unit_test(test_uri_escaping),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

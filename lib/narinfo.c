@@ -47,14 +47,16 @@ int cairn_narinfo_check_basename(const char *s, size_t len, struct cairn_error *
 					       "narinfo: store path hash '%.32s' is not nix32", s);
 	const char *name = s + 33;
 	size_t nlen = len - 33;
-	if (nlen > CAIRN_STORE_NAME_MAX)
+	if (nlen > CAIRN_NARINFO_STORE_NAME_MAX)
 		return cairn_error_set(err, CAIRN_EFORMAT,
 				       "narinfo: store path name is longer than %d characters",
-				       CAIRN_STORE_NAME_MAX);
-	if (name[0] == '.')
+				       CAIRN_NARINFO_STORE_NAME_MAX);
+	/* Nix refuses names whose first dash-separated component is . or .. */
+	if (name[0] == '.' && (nlen == 1 || name[1] == '-' ||
+			       (name[1] == '.' && (nlen == 2 || name[2] == '-'))))
 		return cairn_error_set(err, CAIRN_EFORMAT,
-				       "narinfo: store path name '%.*s' starts with '.'", (int)nlen,
-				       name);
+				       "narinfo: store path name '%.*s' starts with '.' or '..'",
+				       (int)(nlen > 80 ? 80 : nlen), name);
 	for (size_t i = 0; i < nlen; i++)
 		if (!name_char_ok(name[i]))
 			return cairn_error_set(err, CAIRN_EFORMAT,
@@ -74,7 +76,7 @@ static int check_store_path(const char *s, size_t len, struct cairn_error *err)
 		return cairn_error_set(err, CAIRN_EFORMAT,
 				       "narinfo: StorePath '%.*s' is not an absolute store path",
 				       (int)(len > 80 ? 80 : len), s);
-	if ((size_t)(slash - s) > CAIRN_STORE_DIR_MAX)
+	if ((size_t)(slash - s) > CAIRN_NARINFO_STORE_DIR_MAX)
 		return cairn_error_set(err, CAIRN_ELIMIT, "narinfo: store directory is too long");
 	return cairn_narinfo_check_basename(slash + 1, len - (size_t)(slash + 1 - s), err);
 }

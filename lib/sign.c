@@ -226,7 +226,7 @@ static int cmp_str(const void *a, const void *b)
 int cairn_narinfo_fingerprint(const struct cairn_narinfo *ni, struct cairn_buf *out,
 			      struct cairn_error *err)
 {
-	char dir[CAIRN_STORE_DIR_MAX + 1], hash[CAIRN_HASH_STR_MAX];
+	char dir[CAIRN_NARINFO_STORE_DIR_MAX + 1], hash[CAIRN_HASH_STR_MAX];
 	const char **refs = NULL;
 	int rc = 0;
 

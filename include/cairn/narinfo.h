@@ -74,8 +74,8 @@
 #define CAIRN_NARINFO_MAX_REFS 10000       /* References entries */
 #define CAIRN_NARINFO_MAX_URLS 16          /* URL groups */
 #define CAIRN_NARINFO_MAX_SIGS 32          /* Sig lines */
-#define CAIRN_STORE_NAME_MAX 211           /* name part of a store path (Nix) */
-#define CAIRN_STORE_DIR_MAX 1024           /* store directory, e.g. /nix/store */
+#define CAIRN_NARINFO_STORE_NAME_MAX 211           /* name part of a store path (Nix) */
+#define CAIRN_NARINFO_STORE_DIR_MAX 512            /* store directory, e.g. /nix/store */
 
 /* One URL/Compression/FileHash/FileSize group. */
 struct cairn_narinfo_url {
@@ -141,7 +141,7 @@ int cairn_narinfo_print(const struct cairn_narinfo *ni, struct cairn_buf *out,
 
 /*
  * The store directory of StorePath ("/nix/store") into out (capacity
- * outcap, CAIRN_STORE_DIR_MAX + 1 always enough); returns its length.
+ * outcap, CAIRN_NARINFO_STORE_DIR_MAX + 1 always enough); returns its length.
  */
 int cairn_narinfo_store_dir(const struct cairn_narinfo *ni, char *out, size_t outcap);
 
@@ -194,8 +194,9 @@ void cairn_narinfo_clear_signature(struct cairn_narinfo *ni);
 
 /*
  * Check a store path basename "<32 nix32 chars>-<name>" with Nix's name
- * rules (letters, digits, "+-._?=", not starting with '.', at most
- * CAIRN_STORE_NAME_MAX).  0 or CAIRN_EFORMAT.
+ * rules (letters, digits, "+-._?=", first dash-separated component not
+ * "." or "..", at most
+ * CAIRN_NARINFO_STORE_NAME_MAX).  0 or CAIRN_EFORMAT.
  */
 int cairn_narinfo_check_basename(const char *s, size_t len, struct cairn_error *err);
 

@@ -71,7 +71,7 @@ static void test_nix_fields(void **state)
 	assert_string_equal(ni->deriver, "1pkma45fwh8sv3qwm815l17cwn44jij2-appvec-3.0.drv");
 	assert_int_equal(ni->n_sigs, 1);
 	assert_null(ni->signature);
-	char dir[CAIRN_STORE_DIR_MAX + 1];
+	char dir[CAIRN_NARINFO_STORE_DIR_MAX + 1];
 	assert_int_equal(cairn_narinfo_store_dir(ni, dir, sizeof(dir)), 10);
 	assert_string_equal(dir, "/nix/store");
 	cairn_narinfo_free(ni);
@@ -248,7 +248,17 @@ static void test_rejects_more(void **state)
 	expect_edit_fails("pp25ahmcbii9zkwhkaxdr3ihh9439x9p", "pp25ahmcbii9zkwhkaxdr3ihh9439x9e",
 			  CAIRN_EFORMAT, "nix32");
 	expect_edit_fails("/nix/store/pp25", "nix/store/pp25", CAIRN_EFORMAT, "absolute");
-	expect_edit_fails("-libvec-1.0", "-.libvec", CAIRN_EFORMAT, "starts with '.'");
+	expect_edit_fails("-libvec-1.0", "-.-libvec", CAIRN_EFORMAT, "starts with '.'");
+	expect_edit_fails("-libvec-1.0", "-..", CAIRN_EFORMAT, "starts with '.'");
+	{
+		/* Other names starting with '.' are fine for Nix. */
+		struct cairn_narinfo *ni;
+		struct cairn_error e;
+		char *s = replace(minimal, "-libvec-1.0", "-.libvec");
+		assert_int_equal(parse_str(s, &ni, &e), 0);
+		cairn_narinfo_free(ni);
+		free(s);
+	}
 	expect_edit_fails("-libvec-1.0", "-lib/vec", CAIRN_EFORMAT, "");
 	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nNarHash: sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb\n",
 			  CAIRN_EFORMAT, "duplicate NarHash");

@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!inited) {
 		if (cairn_init() != 0)
 			abort();
-		static const char pub[] = "cache.example.org-1:XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=";
+		static const char pub[] =
+		    "cache.example.org-1:XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=";
 		if (cairn_keyring_load(&kr, pub, strlen(pub), NULL) != 1)
 			abort();
 		inited = 1;

@@ -80,6 +80,6 @@ int cairn_guix_verify(const void *data, size_t len, const char *sig_sexp, size_t
 		      struct cairn_error *err)
 {
 	(void)data, (void)len, (void)sig_sexp, (void)sig_len, (void)trusted, (void)n_trusted,
-		(void)signer;
+	    (void)signer;
 	return unsupported(err);
 }

@@ -117,12 +117,14 @@ int cairn_keyring_load(struct cairn_keyring *kr, const char *text, size_t len,
 			for (size_t i = 0; !rc && i < n; i++)
 				rc = cairn_keyring_add_guix(&add, &keys[i], err);
 			free(keys);
-		} else if (sexp_head(text, len, "key-data") || sexp_head(text, len, "private-key")) {
+		} else if (sexp_head(text, len, "key-data") ||
+			   sexp_head(text, len, "private-key")) {
 			rc = cairn_error_set(err, CAIRN_EFORMAT,
 					     "keys: this is a Guix secret key, not a public key");
 		} else {
-			rc = cairn_error_set(err, CAIRN_EFORMAT,
-					     "keys: unknown s-expression (expected public-key or acl)");
+			rc = cairn_error_set(
+			    err, CAIRN_EFORMAT,
+			    "keys: unknown s-expression (expected public-key or acl)");
 		}
 		goto out;
 	}
@@ -182,8 +184,8 @@ void cairn_seckey_wipe(struct cairn_seckey *sk)
 	sodium_memzero(sk, sizeof(*sk));
 }
 
-void cairn_keyring_key_name(const struct cairn_keyring *kr, const struct cairn_signer *s,
-			    char *out, size_t outcap)
+void cairn_keyring_key_name(const struct cairn_keyring *kr, const struct cairn_signer *s, char *out,
+			    size_t outcap)
 {
 	if (s->kind == CAIRN_KEY_NIX) {
 		snprintf(out, outcap, "%s", kr->nix[s->index].name);
@@ -200,20 +202,13 @@ void cairn_keyring_key_name(const struct cairn_keyring *kr, const struct cairn_s
 static int rank(int status)
 {
 	switch (status) {
-	case 0:
-		return 100;
-	case CAIRN_ENOSIG:
-		return 1;
-	case CAIRN_EUNTRUSTED:
-		return 2;
-	case CAIRN_ESIGCORRUPT:
-		return 3;
-	case CAIRN_ESIG:
-		return 4;
-	case CAIRN_EHASH:
-		return 5;
-	default:
-		return 6; /* could not check at all (unsupported, out of memory) */
+	case 0: return 100;
+	case CAIRN_ENOSIG: return 1;
+	case CAIRN_EUNTRUSTED: return 2;
+	case CAIRN_ESIGCORRUPT: return 3;
+	case CAIRN_ESIG: return 4;
+	case CAIRN_EHASH: return 5;
+	default: return 6; /* could not check at all (unsupported, out of memory) */
 	}
 }
 
@@ -302,8 +297,7 @@ static void verify_guix(const struct cairn_narinfo *ni, const struct cairn_keyri
 	const char *s1 = memchr(v, ';', vlen);
 	const char *s2 = s1 ? memchr(s1 + 1, ';', vlen - (size_t)(s1 + 1 - v)) : NULL;
 	if (!s1 || !s2 || s1 - v != 1 || v[0] != '1' || s2 == s1 + 1) {
-		cairn_error_set(&e, CAIRN_ESIGCORRUPT,
-				"Signature is not '1;<host>;<base64>'");
+		cairn_error_set(&e, CAIRN_ESIGCORRUPT, "Signature is not '1;<host>;<base64>'");
 		note_failure(res, worst, CAIRN_ESIGCORRUPT, &e);
 		return;
 	}
@@ -379,8 +373,8 @@ int cairn_narinfo_verify(const struct cairn_narinfo *ni, const struct cairn_keyr
 
 /* ---- signing ---- */
 
-static int sign_guix(struct cairn_narinfo *ni, const struct cairn_guix_seckey *sk,
-		     const char *host, struct cairn_error *err)
+static int sign_guix(struct cairn_narinfo *ni, const struct cairn_guix_seckey *sk, const char *host,
+		     struct cairn_error *err)
 {
 	struct cairn_buf sexp = CAIRN_BUF_INIT(CAIRN_GUIX_SEXP_MAX);
 	struct cairn_buf val = CAIRN_BUF_INIT(CAIRN_NARINFO_VALUE_MAX);
@@ -433,8 +427,8 @@ out:
 	return rc;
 }
 
-int cairn_narinfo_sign(struct cairn_narinfo *ni, const struct cairn_seckey *sk,
-		       const char *host, struct cairn_error *err)
+int cairn_narinfo_sign(struct cairn_narinfo *ni, const struct cairn_seckey *sk, const char *host,
+		       struct cairn_error *err)
 {
 	if (sk->kind == CAIRN_KEY_GUIX)
 		return sign_guix(ni, &sk->u.guix, host, err);

@@ -52,16 +52,17 @@ int cairn_narinfo_check_basename(const char *s, size_t len, struct cairn_error *
 				       "narinfo: store path name is longer than %d characters",
 				       CAIRN_NARINFO_STORE_NAME_MAX);
 	/* Nix refuses names whose first dash-separated component is . or .. */
-	if (name[0] == '.' && (nlen == 1 || name[1] == '-' ||
-			       (name[1] == '.' && (nlen == 2 || name[2] == '-'))))
+	if (name[0] == '.' &&
+	    (nlen == 1 || name[1] == '-' || (name[1] == '.' && (nlen == 2 || name[2] == '-'))))
 		return cairn_error_set(err, CAIRN_EFORMAT,
 				       "narinfo: store path name '%.*s' starts with '.' or '..'",
 				       (int)(nlen > 80 ? 80 : nlen), name);
 	for (size_t i = 0; i < nlen; i++)
 		if (!name_char_ok(name[i]))
-			return cairn_error_set(err, CAIRN_EFORMAT,
-					       "narinfo: store path name has a bad character (0x%02x)",
-					       (unsigned char)name[i]);
+			return cairn_error_set(
+			    err, CAIRN_EFORMAT,
+			    "narinfo: store path name has a bad character (0x%02x)",
+			    (unsigned char)name[i]);
 	return 0;
 }
 
@@ -151,8 +152,8 @@ static int grow(void *arr, size_t n, size_t sz)
 	return 0;
 }
 
-static int push_field(struct cairn_narinfo_field **arr, size_t *n, const char *name,
-		      size_t nlen, const char *value, size_t vlen)
+static int push_field(struct cairn_narinfo_field **arr, size_t *n, const char *name, size_t nlen,
+		      const char *value, size_t vlen)
 {
 	if (grow(arr, *n, sizeof(**arr)))
 		return CAIRN_ENOMEM;
@@ -196,19 +197,16 @@ enum group_field { G_COMPRESSION, G_FILEHASH, G_FILESIZE };
 static bool group_has(const struct cairn_narinfo_url *u, enum group_field f)
 {
 	switch (f) {
-	case G_COMPRESSION:
-		return u->has_compression;
-	case G_FILEHASH:
-		return u->has_file_hash;
-	case G_FILESIZE:
-		return u->has_file_size;
+	case G_COMPRESSION: return u->has_compression;
+	case G_FILEHASH: return u->has_file_hash;
+	case G_FILESIZE: return u->has_file_size;
 	}
 	return true;
 }
 
 /* The group a Compression/FileHash/FileSize line belongs to. */
-static int group_for(struct cairn_narinfo *ni, enum group_field f,
-		     struct cairn_narinfo_url **out, struct cairn_error *err)
+static int group_for(struct cairn_narinfo *ni, enum group_field f, struct cairn_narinfo_url **out,
+		     struct cairn_error *err)
 {
 	if (ni->n_urls == 0 || group_has(&ni->urls[ni->n_urls - 1], f)) {
 		int rc = new_url_group(ni, err);
@@ -229,8 +227,7 @@ static bool is(const char *name, size_t nlen, const char *lit)
 	return strlen(lit) == nlen && memcmp(name, lit, nlen) == 0;
 }
 
-static int parse_refs(struct cairn_narinfo *ni, const char *v, size_t vlen,
-		      struct cairn_error *err)
+static int parse_refs(struct cairn_narinfo *ni, const char *v, size_t vlen, struct cairn_error *err)
 {
 	size_t i = 0;
 	while (i < vlen) {
@@ -256,8 +253,8 @@ static int parse_refs(struct cairn_narinfo *ni, const char *v, size_t vlen,
 	return 0;
 }
 
-static int parse_hash_field(const char *name, const char *v, size_t vlen,
-			    struct cairn_hash *out, struct cairn_error *err)
+static int parse_hash_field(const char *name, const char *v, size_t vlen, struct cairn_hash *out,
+			    struct cairn_error *err)
 {
 	struct cairn_error e2;
 	cairn_error_init(&e2);
@@ -268,8 +265,8 @@ static int parse_hash_field(const char *name, const char *v, size_t vlen,
 }
 
 /* Decode one line into the fields. */
-static int parse_line(struct cairn_narinfo *ni, const char *name, size_t nlen,
-		      const char *v, size_t vlen, struct cairn_error *err)
+static int parse_line(struct cairn_narinfo *ni, const char *name, size_t nlen, const char *v,
+		      size_t vlen, struct cairn_error *err)
 {
 	int rc = 0;
 	uint64_t n;
@@ -345,7 +342,8 @@ static int parse_line(struct cairn_narinfo *ni, const char *name, size_t nlen,
 			return nomem(err);
 	} else if (is(name, nlen, "Sig")) {
 		if (ni->n_sigs >= CAIRN_NARINFO_MAX_SIGS)
-			return cairn_error_set(err, CAIRN_ELIMIT, "narinfo: more than %d Sig fields",
+			return cairn_error_set(err, CAIRN_ELIMIT,
+					       "narinfo: more than %d Sig fields",
 					       CAIRN_NARINFO_MAX_SIGS);
 		if (vlen == 0)
 			return cairn_error_set(err, CAIRN_EFORMAT, "narinfo: empty Sig");
@@ -379,8 +377,9 @@ static int check_complete(struct cairn_narinfo *ni, struct cairn_error *err)
 	for (size_t i = 0; i < ni->n_urls; i++) {
 		struct cairn_narinfo_url *u = &ni->urls[i];
 		if (!u->url)
-			return cairn_error_set(err, CAIRN_EFORMAT,
-					       "narinfo: Compression, FileHash or FileSize without URL");
+			return cairn_error_set(
+			    err, CAIRN_EFORMAT,
+			    "narinfo: Compression, FileHash or FileSize without URL");
 		if (!u->compression && !(u->compression = xstrndup("bzip2", 5)))
 			return nomem(err);
 	}
@@ -466,20 +465,21 @@ int cairn_narinfo_parse(const char *text, size_t len, struct cairn_narinfo **out
 		const char *v = colon + 2;
 		size_t vlen = llen - nlen - 2;
 		if (!name_ok(line, nlen)) {
-			rc = cairn_error_set(err, CAIRN_EFORMAT, "narinfo: line %zu: bad field name",
-					     line_no);
+			rc = cairn_error_set(err, CAIRN_EFORMAT,
+					     "narinfo: line %zu: bad field name", line_no);
 			goto out;
 		}
 		bool refs = is(line, nlen, "References");
 		if (!refs && vlen > CAIRN_NARINFO_VALUE_MAX) {
 			rc = cairn_error_set(err, CAIRN_ELIMIT,
-					     "narinfo: line %zu: value longer than %d bytes", line_no,
-					     CAIRN_NARINFO_VALUE_MAX);
+					     "narinfo: line %zu: value longer than %d bytes",
+					     line_no, CAIRN_NARINFO_VALUE_MAX);
 			goto out;
 		}
 		if (!value_ok(v, vlen)) {
 			rc = cairn_error_set(err, CAIRN_EFORMAT,
-					     "narinfo: line %zu: control character in value", line_no);
+					     "narinfo: line %zu: control character in value",
+					     line_no);
 			goto out;
 		}
 		if (++n_lines > CAIRN_NARINFO_MAX_LINES) {
@@ -537,8 +537,7 @@ static int put_u64(struct cairn_buf *b, const char *name, uint64_t v)
 	return cairn_buf_printf(b, "%s: %llu\n", name, (unsigned long long)v);
 }
 
-static int print_canonical(const struct cairn_narinfo *ni, struct cairn_buf *b,
-			   bool with_signature)
+static int print_canonical(const struct cairn_narinfo *ni, struct cairn_buf *b, bool with_signature)
 {
 	int rc = put_line(b, "StorePath", ni->store_path);
 	for (size_t i = 0; !rc && i < ni->n_urls; i++) {
@@ -666,8 +665,8 @@ static int not_parsed(const struct cairn_narinfo *ni, struct cairn_error *err)
 	return 0;
 }
 
-int cairn_narinfo_new(const char *store_path, const struct cairn_hash *nar_hash,
-		      uint64_t nar_size, struct cairn_narinfo **out, struct cairn_error *err)
+int cairn_narinfo_new(const char *store_path, const struct cairn_hash *nar_hash, uint64_t nar_size,
+		      struct cairn_narinfo **out, struct cairn_error *err)
 {
 	size_t len = strlen(store_path);
 	int rc = check_store_path(store_path, len, err);
@@ -705,8 +704,7 @@ static int set_str(char **slot, const char *what, const char *v, struct cairn_er
 	return 0;
 }
 
-int cairn_narinfo_add_ref(struct cairn_narinfo *ni, const char *basename,
-			  struct cairn_error *err)
+int cairn_narinfo_add_ref(struct cairn_narinfo *ni, const char *basename, struct cairn_error *err)
 {
 	int rc = not_parsed(ni, err);
 	if (rc)
@@ -740,8 +738,7 @@ int cairn_narinfo_set_deriver(struct cairn_narinfo *ni, const char *basename,
 	return rc;
 }
 
-int cairn_narinfo_set_system(struct cairn_narinfo *ni, const char *system,
-			     struct cairn_error *err)
+int cairn_narinfo_set_system(struct cairn_narinfo *ni, const char *system, struct cairn_error *err)
 {
 	int rc = not_parsed(ni, err);
 	return rc ? rc : set_str(&ni->system, "System", system, err);
@@ -791,9 +788,9 @@ int cairn_narinfo_add_field(struct cairn_narinfo *ni, const char *name, const ch
 	if (rc)
 		return rc;
 	size_t nl = strlen(name), vl = strlen(value);
-	static const char *const known[] = { "StorePath", "URL", "Compression", "FileHash",
-					     "FileSize", "NarHash", "NarSize", "References",
-					     "Deriver", "System", "Sig", "CA", "Signature" };
+	static const char *const known[] = {
+	    "StorePath",  "URL",     "Compression", "FileHash", "FileSize", "NarHash",	"NarSize",
+	    "References", "Deriver", "System",	    "Sig",	"CA",	    "Signature"};
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (!strcmp(name, known[i]))
 			return cairn_error_set(err, CAIRN_EINVAL,

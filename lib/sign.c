@@ -76,8 +76,9 @@ static int key_parse(const char *text, size_t len, char *name, uint8_t *out, siz
 		rc = cairn_error_set(err, CAIRN_EFORMAT,
 				     "key: %s key '%.*s' has %zu bytes, expected %zu%s", what,
 				     (int)nlen, text, got, want,
-				     got == CAIRN_NIX_SK_LEN ? " (is this a secret key?)"
-				     : got == CAIRN_NIX_PK_LEN ? " (is this a public key?)" : "");
+				     got == CAIRN_NIX_SK_LEN   ? " (is this a secret key?)"
+				     : got == CAIRN_NIX_PK_LEN ? " (is this a public key?)"
+							       : "");
 		goto out;
 	}
 	memcpy(name, text, nlen);
@@ -110,9 +111,11 @@ int cairn_nix_seckey_parse(const char *text, size_t len, struct cairn_nix_seckey
 		crypto_sign_ed25519_sk_to_seed(seed, sk.key);
 		crypto_sign_seed_keypair(pk, sk2, seed);
 		if (sodium_memcmp(pk, sk.key + 32, 32) != 0)
-			rc = cairn_error_set(err, CAIRN_EFORMAT,
-					     "key: secret key '%s' is inconsistent (public half does "
-					     "not match)", sk.name);
+			rc = cairn_error_set(
+			    err, CAIRN_EFORMAT,
+			    "key: secret key '%s' is inconsistent (public half does "
+			    "not match)",
+			    sk.name);
 		else
 			*out = sk;
 		sodium_memzero(seed, sizeof(seed));
@@ -122,8 +125,7 @@ int cairn_nix_seckey_parse(const char *text, size_t len, struct cairn_nix_seckey
 	return rc;
 }
 
-int cairn_nix_key_generate(const char *name, struct cairn_nix_seckey *out,
-			   struct cairn_error *err)
+int cairn_nix_key_generate(const char *name, struct cairn_nix_seckey *out, struct cairn_error *err)
 {
 	size_t n = strlen(name);
 	int rc = cairn_nix_key_name_check(name, n, err);
@@ -187,8 +189,7 @@ int cairn_nix_sig_decode(const char *sig, size_t len, size_t *name_len,
 	size_t got = 0;
 	const char *colon = memchr(sig, ':', len);
 	if (!colon || colon == sig)
-		return cairn_error_set(err, CAIRN_ESIGCORRUPT,
-				       "signature is not 'keyname:base64'");
+		return cairn_error_set(err, CAIRN_ESIGCORRUPT, "signature is not 'keyname:base64'");
 	size_t nlen = (size_t)(colon - sig), blen = len - nlen - 1;
 	if (blen != cairn_base64_len(CAIRN_NIX_SIG_LEN) ||
 	    cairn_base64_decode(colon + 1, blen, tmp, sizeof(tmp), &got) != 0 ||

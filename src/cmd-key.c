@@ -17,17 +17,21 @@
 #include "cli.h"
 
 const char cmd_key_usage[] =
-	"usage: cairn key generate --format nix|guix [--secret FILE] [--public FILE] [NAME]\n"
-	"       cairn key public < SECRET-KEY\n"
-	"\n"
-	"generate  make a new signing key pair.  Nix keys need NAME (e.g.\n"
-	"          cache.example.org-1); Guix keys have no name.  Without --secret the\n"
-	"          secret key is written to stdout; with it, to FILE (mode 0600) and the\n"
-	"          public key to --public FILE, or to stdout.\n"
-	"public    read a secret key (Nix or Guix, detected) on stdin and write its\n"
-	"          public key to stdout.\n";
+    "usage: cairn key generate --format nix|guix [--secret FILE] [--public FILE] [NAME]\n"
+    "       cairn key public < SECRET-KEY\n"
+    "\n"
+    "generate  make a new signing key pair.  Nix keys need NAME (e.g.\n"
+    "          cache.example.org-1); Guix keys have no name.  Without --secret the\n"
+    "          secret key is written to stdout; with it, to FILE (mode 0600) and the\n"
+    "          public key to --public FILE, or to stdout.  Existing files are\n"
+    "          never overwritten.\n"
+    "public    read a secret key (Nix or Guix, detected) on stdin and write its\n"
+    "          public key to stdout.\n";
 
-/* Write data to path via a 0600 temporary file in the same directory. */
+/*
+ * Write data to a new file at path via a 0600 temporary file in the same
+ * directory; fails if path exists.
+ */
 static int write_file_atomic(const char *path, const char *data, size_t len)
 {
 	size_t n = strlen(path);
@@ -50,12 +54,12 @@ static int write_file_atomic(const char *path, const char *data, size_t len)
 		cli_error("cannot write '%s': %s", tmp, strerror(errno));
 		rc = -1;
 	}
-	if (rc == 0 && rename(tmp, path) != 0) {
-		cli_error("cannot rename to '%s': %s", path, strerror(errno));
+	/* link, not rename: an existing key is never replaced by accident. */
+	if (rc == 0 && link(tmp, path) != 0) {
+		cli_error("cannot create '%s': %s", path, strerror(errno));
 		rc = -1;
 	}
-	if (rc)
-		unlink(tmp);
+	unlink(tmp);
 	free(tmp);
 	return rc;
 }
@@ -142,7 +146,8 @@ static int key_generate(int argc, char **argv)
 		ret = cli_fail("cannot generate a key", &err);
 		goto out;
 	}
-	rc = nix ? cairn_nix_seckey_format(&sk.u.nix, &sb) : cairn_guix_seckey_format(&sk.u.guix, &sb);
+	rc = nix ? cairn_nix_seckey_format(&sk.u.nix, &sb)
+		 : cairn_guix_seckey_format(&sk.u.guix, &sb);
 	if (!rc)
 		rc = format_public(&sk, &pb);
 	if (rc) {

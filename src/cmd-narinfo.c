@@ -15,20 +15,20 @@
 #include "cli.h"
 
 const char cmd_narinfo_usage[] =
-	"usage: cairn narinfo sign --key FILE [--key FILE...] [--host NAME] < NARINFO\n"
-	"       cairn narinfo verify --trusted-key FILE [--trusted-key FILE...]\n"
-	"                            [--require-sigs K] < NARINFO\n"
-	"\n"
-	"sign    add signatures and write the signed narinfo to stdout.  A Nix secret\n"
-	"        key adds a 'Sig:' line; a Guix secret key sets the last line,\n"
-	"        'Signature: 1;<host>;<base64>' (host from --host, else this\n"
-	"        machine's name).  Nix keys are applied first, as a later Sig would\n"
-	"        change the text the Guix signature covers.\n"
-	"verify  check the narinfo's signatures.  Trusted key files: Nix public keys\n"
-	"        ('name:base64', several per file allowed), a Guix signing-key.pub or\n"
-	"        a Guix acl file.  Exit 0 and list the keys that signed when at least\n"
-	"        K (default 1) distinct trusted keys did; otherwise exit 1 with the\n"
-	"        reason (no signature, untrusted key, invalid, corrupt, hash mismatch).\n";
+    "usage: cairn narinfo sign --key FILE [--key FILE...] [--host NAME] < NARINFO\n"
+    "       cairn narinfo verify --trusted-key FILE [--trusted-key FILE...]\n"
+    "                            [--require-sigs K] < NARINFO\n"
+    "\n"
+    "sign    add signatures and write the signed narinfo to stdout.  A Nix secret\n"
+    "        key adds a 'Sig:' line; a Guix secret key sets the last line,\n"
+    "        'Signature: 1;<host>;<base64>' (host from --host, else this\n"
+    "        machine's name).  Nix keys are applied first, as a later Sig would\n"
+    "        change the text the Guix signature covers.\n"
+    "verify  check the narinfo's signatures.  Trusted key files: Nix public keys\n"
+    "        ('name:base64', several per file allowed), a Guix signing-key.pub or\n"
+    "        a Guix acl file.  Exit 0 and list the keys that signed when at least\n"
+    "        K (default 1) distinct trusted keys did; otherwise exit 1 with the\n"
+    "        reason (no signature, untrusted key, invalid, corrupt, hash mismatch).\n";
 
 static int read_narinfo(struct cairn_narinfo **ni)
 {
@@ -186,7 +186,8 @@ static int narinfo_verify(int argc, char **argv)
 			char *end;
 			const char *v = argv[++i];
 			need = strtoul(v, &end, 10);
-			if (!*v || *end || *v == '-' || need == 0 || need > CAIRN_VERIFY_MAX_SIGNERS) {
+			if (!*v || *end || *v == '-' || need == 0 ||
+			    need > CAIRN_VERIFY_MAX_SIGNERS) {
 				cli_error("--require-sigs takes a number from 1 to %d",
 					  CAIRN_VERIFY_MAX_SIGNERS);
 				ret = EXIT_USAGE;

@@ -41,7 +41,10 @@ struct cairn_keyring {
 	size_t n_guix;
 };
 
-#define CAIRN_KEYRING_INIT { NULL, 0, NULL, 0 }
+#define CAIRN_KEYRING_INIT                                                                         \
+	{                                                                                          \
+		NULL, 0, NULL, 0                                                                   \
+	}
 
 void cairn_keyring_init(struct cairn_keyring *kr);
 void cairn_keyring_release(struct cairn_keyring *kr);
@@ -77,7 +80,7 @@ void cairn_seckey_wipe(struct cairn_seckey *sk);
 
 struct cairn_signer {
 	enum cairn_key_kind kind;
-	size_t index;               /* into kr->nix or kr->guix */
+	size_t index; /* into kr->nix or kr->guix */
 };
 
 /*
@@ -108,8 +111,8 @@ int cairn_narinfo_verify(const struct cairn_narinfo *ni, const struct cairn_keyr
 
 /* A trusted key's display name: the Nix key name, or "guix:<hex of q>"
  * (buffer of at least 80 bytes). */
-void cairn_keyring_key_name(const struct cairn_keyring *kr, const struct cairn_signer *s,
-			    char *out, size_t outcap);
+void cairn_keyring_key_name(const struct cairn_keyring *kr, const struct cairn_signer *s, char *out,
+			    size_t outcap);
 
 /*
  * Sign ni with a key.  Nix: adds a Sig over the fingerprint.  Guix: sets
@@ -117,7 +120,7 @@ void cairn_keyring_key_name(const struct cairn_keyring *kr, const struct cairn_s
  * (host required for Guix, ignored for Nix).  Sign with Nix keys first: a
  * Sig added after the Guix Signature changes the text it covers.
  */
-int cairn_narinfo_sign(struct cairn_narinfo *ni, const struct cairn_seckey *sk,
-		       const char *host, struct cairn_error *err);
+int cairn_narinfo_sign(struct cairn_narinfo *ni, const struct cairn_seckey *sk, const char *host,
+		       struct cairn_error *err);
 
 #endif

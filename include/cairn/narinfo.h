@@ -67,21 +67,21 @@
 #include "cairn/hash.h"
 
 /* Bounds on untrusted input. */
-#define CAIRN_NARINFO_MAX (1u << 20)       /* whole narinfo text */
-#define CAIRN_NARINFO_VALUE_MAX 8192       /* any value except References */
-#define CAIRN_NARINFO_NAME_MAX 64          /* field name */
-#define CAIRN_NARINFO_MAX_LINES 256        /* lines other than References */
-#define CAIRN_NARINFO_MAX_REFS 10000       /* References entries */
-#define CAIRN_NARINFO_MAX_URLS 16          /* URL groups */
-#define CAIRN_NARINFO_MAX_SIGS 32          /* Sig lines */
-#define CAIRN_NARINFO_STORE_NAME_MAX 211           /* name part of a store path (Nix) */
-#define CAIRN_NARINFO_STORE_DIR_MAX 512            /* store directory, e.g. /nix/store */
+#define CAIRN_NARINFO_MAX (1u << 20)	 /* whole narinfo text */
+#define CAIRN_NARINFO_VALUE_MAX 8192	 /* any value except References */
+#define CAIRN_NARINFO_NAME_MAX 64	 /* field name */
+#define CAIRN_NARINFO_MAX_LINES 256	 /* lines (fields) */
+#define CAIRN_NARINFO_MAX_REFS 10000	 /* References entries */
+#define CAIRN_NARINFO_MAX_URLS 16	 /* URL groups */
+#define CAIRN_NARINFO_MAX_SIGS 32	 /* Sig lines */
+#define CAIRN_NARINFO_STORE_NAME_MAX 211 /* name part of a store path (Nix) */
+#define CAIRN_NARINFO_STORE_DIR_MAX 512	 /* store directory, e.g. /nix/store */
 
 /* One URL/Compression/FileHash/FileSize group. */
 struct cairn_narinfo_url {
 	char *url;
-	char *compression;       /* "bzip2" when the narinfo has none */
-	bool has_compression;    /* a Compression line was present */
+	char *compression;    /* "bzip2" when the narinfo has none */
+	bool has_compression; /* a Compression line was present */
 	bool has_file_hash;
 	struct cairn_hash file_hash;
 	bool has_file_size;
@@ -100,26 +100,26 @@ struct cairn_narinfo_field {
  * only through the functions below.
  */
 struct cairn_narinfo {
-	char *store_path;            /* full path */
-	struct cairn_hash nar_hash;  /* any algorithm; Nix signing needs sha256 */
+	char *store_path;	    /* full path */
+	struct cairn_hash nar_hash; /* any algorithm; Nix signing needs sha256 */
 	uint64_t nar_size;
-	bool has_references;         /* a References line was present */
-	char **refs;                 /* basenames, in file order */
+	bool has_references; /* a References line was present */
+	char **refs;	     /* basenames, in file order */
 	size_t n_refs;
-	char *deriver;               /* basename or NULL (also for unknown-deriver) */
-	char *system;                /* or NULL */
-	char *ca;                    /* or NULL */
-	char **sigs;                 /* Nix "name:base64" values, in file order */
+	char *deriver; /* basename or NULL (also for unknown-deriver) */
+	char *system;  /* or NULL */
+	char *ca;      /* or NULL */
+	char **sigs;   /* Nix "name:base64" values, in file order */
 	size_t n_sigs;
-	char *signature;             /* Guix "1;host;base64" value or NULL */
+	char *signature; /* Guix "1;host;base64" value or NULL */
 	struct cairn_narinfo_url *urls;
 	size_t n_urls;
 	struct cairn_narinfo_field *unknown; /* other fields, in file order */
 	size_t n_unknown;
 
 	/* Private to narinfo.c. */
-	char *raw_;                  /* parsed text, for the Guix signed part */
-	size_t signed_len_;          /* bytes before the Signature line */
+	char *raw_;			    /* parsed text, for the Guix signed part */
+	size_t signed_len_;		    /* bytes before the Signature line */
 	struct cairn_narinfo_field *lines_; /* parsed: lines as read */
 	size_t n_lines_;
 	bool parsed_;
@@ -156,17 +156,15 @@ const char *cairn_narinfo_signed_text(const struct cairn_narinfo *ni, size_t *le
  * Builder, for the publish server.  cairn_narinfo_new checks store_path
  * (full path) and takes a copy; nar_hash is copied.
  */
-int cairn_narinfo_new(const char *store_path, const struct cairn_hash *nar_hash,
-		      uint64_t nar_size, struct cairn_narinfo **out, struct cairn_error *err);
+int cairn_narinfo_new(const char *store_path, const struct cairn_hash *nar_hash, uint64_t nar_size,
+		      struct cairn_narinfo **out, struct cairn_error *err);
 /* Add a reference (basename, checked). */
-int cairn_narinfo_add_ref(struct cairn_narinfo *ni, const char *basename,
-			  struct cairn_error *err);
+int cairn_narinfo_add_ref(struct cairn_narinfo *ni, const char *basename, struct cairn_error *err);
 /* Declare the References line present even when empty (Nix always prints it). */
 void cairn_narinfo_set_has_refs(struct cairn_narinfo *ni);
 int cairn_narinfo_set_deriver(struct cairn_narinfo *ni, const char *basename,
 			      struct cairn_error *err);
-int cairn_narinfo_set_system(struct cairn_narinfo *ni, const char *system,
-			     struct cairn_error *err);
+int cairn_narinfo_set_system(struct cairn_narinfo *ni, const char *system, struct cairn_error *err);
 int cairn_narinfo_set_ca(struct cairn_narinfo *ni, const char *ca, struct cairn_error *err);
 /*
  * Add a URL group.  compression may be NULL (no Compression line);

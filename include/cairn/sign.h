@@ -31,7 +31,7 @@
 struct cairn_narinfo;
 
 #define CAIRN_NIX_KEY_NAME_MAX 255
-#define CAIRN_NIX_KEYFILE_MAX 4096     /* a key file / Sig value */
+#define CAIRN_NIX_KEYFILE_MAX 4096 /* a key file / Sig value */
 #define CAIRN_NIX_SIG_LEN 64
 #define CAIRN_NIX_PK_LEN 32
 #define CAIRN_NIX_SK_LEN 64
@@ -43,7 +43,7 @@ struct cairn_nix_pubkey {
 
 struct cairn_nix_seckey {
 	char name[CAIRN_NIX_KEY_NAME_MAX + 1];
-	uint8_t key[CAIRN_NIX_SK_LEN];   /* wipe with cairn_nix_seckey_wipe */
+	uint8_t key[CAIRN_NIX_SK_LEN]; /* wipe with cairn_nix_seckey_wipe */
 };
 
 /* Parse key file text (one key).  CAIRN_EFORMAT with a reason otherwise. */
@@ -54,8 +54,7 @@ int cairn_nix_seckey_parse(const char *text, size_t len, struct cairn_nix_seckey
 /* Check a key name; 0 or CAIRN_EFORMAT. */
 int cairn_nix_key_name_check(const char *name, size_t len, struct cairn_error *err);
 /* A fresh key pair named name. */
-int cairn_nix_key_generate(const char *name, struct cairn_nix_seckey *out,
-			   struct cairn_error *err);
+int cairn_nix_key_generate(const char *name, struct cairn_nix_seckey *out, struct cairn_error *err);
 void cairn_nix_seckey_public(const struct cairn_nix_seckey *sk, struct cairn_nix_pubkey *out);
 void cairn_nix_seckey_wipe(struct cairn_nix_seckey *sk);
 /* Append "name:base64" (no newline) to out. */

@@ -23,6 +23,9 @@ fails_with() {
 check "generate a Nix key pair to files" \
   "$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k.pub" test-1
 check "secret key file is mode 0600" bash -c '[ "$(stat -c %a "$0")" = 600 ]' "$TMP/k.sec"
+check "an existing key file is not overwritten" fails_with "File exists" \
+  "$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k2.pub" test-2
+check "... and keeps its content" grep -q '^test-1:' "$TMP/k.sec"
 check "no temporary files left" bash -c '! ls "$0"/*.tmp.* 2>/dev/null' "$TMP"
 check "public key has the name and 32 bytes" \
   bash -c 'grep -Eq "^test-1:[A-Za-z0-9+/]{43}=$" "$0"' "$TMP/k.pub"

@@ -43,7 +43,8 @@ static void test_nix_vectors_roundtrip(void **state)
 		for (size_t p = 0; p < 3; p++) {
 			char rel[256];
 			size_t len;
-			snprintf(rel, sizeof(rel), "nix/%s/%s.narinfo", nix_caches[c], nix_paths[p]);
+			snprintf(rel, sizeof(rel), "nix/%s/%s.narinfo", nix_caches[c],
+				 nix_paths[p]);
 			char *t = read_vec(rel, &len);
 			assert_non_null(t);
 			assert_roundtrip(t, len);
@@ -59,7 +60,8 @@ static void test_nix_fields(void **state)
 	struct cairn_narinfo *ni;
 	struct cairn_error e;
 	assert_int_equal(parse_str(t, &ni, &e), 0);
-	assert_string_equal(ni->store_path, "/nix/store/x6b6ah9iya8w14wv5fzzwj36lf2yyghw-appvec-3.0");
+	assert_string_equal(ni->store_path,
+			    "/nix/store/x6b6ah9iya8w14wv5fzzwj36lf2yyghw-appvec-3.0");
 	assert_int_equal(ni->n_urls, 1);
 	assert_string_equal(ni->urls[0].compression, "xz");
 	assert_true(ni->urls[0].has_file_hash);
@@ -89,7 +91,8 @@ static void test_builder_matches_nix(void **state)
 	assert_int_equal(parse_str(t, &p, &e), 0);
 	assert_int_equal(cairn_narinfo_new(p->store_path, &p->nar_hash, p->nar_size, &ni, &e), 0);
 	assert_int_equal(cairn_narinfo_add_url(ni, p->urls[0].url, "xz", &p->urls[0].file_hash,
-					       (int64_t)p->urls[0].file_size, &e), 0);
+					       (int64_t)p->urls[0].file_size, &e),
+			 0);
 	for (size_t i = 0; i < p->n_refs; i++)
 		assert_int_equal(cairn_narinfo_add_ref(ni, p->refs[i], &e), 0);
 	assert_int_equal(cairn_narinfo_set_deriver(ni, p->deriver, &e), 0);
@@ -175,10 +178,11 @@ static void test_guix_groups(void **state)
 	assert_roundtrip(s, strlen(s));
 }
 
-static const char minimal[] = "StorePath: /nix/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0\n"
-			      "URL: nar/x.nar\n"
-			      "NarHash: sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb\n"
-			      "NarSize: 464\n";
+static const char minimal[] =
+    "StorePath: /nix/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0\n"
+    "URL: nar/x.nar\n"
+    "NarHash: sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb\n"
+    "NarSize: 464\n";
 
 static void test_defaults_and_hash_forms(void **state)
 {
@@ -191,8 +195,9 @@ static void test_defaults_and_hash_forms(void **state)
 	assert_false(ni->has_references);
 	assert_null(ni->deriver);
 	/* The same hash in base16 and SRI reads the same. */
-	char *hex = replace(minimal, "sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb",
-			    "sha256:b4b1d1e7d1d3b2dc6ddb2b3f6f9f4e6e6b0e2b46d0f9a4b2b3b6b0c5e4f4b8e1");
+	char *hex =
+	    replace(minimal, "sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb",
+		    "sha256:b4b1d1e7d1d3b2dc6ddb2b3f6f9f4e6e6b0e2b46d0f9a4b2b3b6b0c5e4f4b8e1");
 	assert_int_equal(parse_str(hex, &ni2, &e), 0);
 	assert_int_equal(ni2->nar_hash.len, 32);
 	cairn_narinfo_free(ni2);
@@ -260,8 +265,10 @@ static void test_rejects_more(void **state)
 		free(s);
 	}
 	expect_edit_fails("-libvec-1.0", "-lib/vec", CAIRN_EFORMAT, "");
-	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nNarHash: sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb\n",
-			  CAIRN_EFORMAT, "duplicate NarHash");
+	expect_edit_fails(
+	    "NarSize: 464\n",
+	    "NarSize: 464\nNarHash: sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb\n",
+	    CAIRN_EFORMAT, "duplicate NarHash");
 	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nReferences: \nReferences: \n",
 			  CAIRN_EFORMAT, "duplicate References");
 	expect_edit_fails("NarHash: sha256:1rx7", "NarHash: sha256:xrx7", CAIRN_EFORMAT,
@@ -275,8 +282,8 @@ static void test_rejects_more(void **state)
 			  CAIRN_EFORMAT, "last field");
 	expect_edit_fails("URL: nar/x.nar", "URL: nar/Signature: x", CAIRN_EFORMAT,
 			  "inside a field value");
-	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nReferences: notapath\n",
-			  CAIRN_EFORMAT, "basename");
+	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nReferences: notapath\n", CAIRN_EFORMAT,
+			  "basename");
 }
 
 static void test_limits(void **state)
@@ -287,14 +294,16 @@ static void test_limits(void **state)
 	assert_int_equal(cairn_buf_puts(&b, minimal), 0);
 	assert_int_equal(cairn_buf_puts(&b, "References:"), 0);
 	for (int i = 0; i <= CAIRN_NARINFO_MAX_REFS; i++)
-		assert_int_equal(cairn_buf_printf(&b, " pp25ahmcbii9zkwhkaxdr3ihh9439x9p-r%d", i), 0);
+		assert_int_equal(cairn_buf_printf(&b, " pp25ahmcbii9zkwhkaxdr3ihh9439x9p-r%d", i),
+				 0);
 	assert_int_equal(cairn_buf_putc(&b, '\n'), 0);
 	expect_fail(b.data, CAIRN_ELIMIT, "references");
 	/* Too long overall. */
 	cairn_buf_reset(&b);
 	assert_int_equal(cairn_buf_puts(&b, minimal), 0);
 	while (b.len <= CAIRN_NARINFO_MAX)
-		assert_int_equal(cairn_buf_puts(&b, "X-Pad: 0123456789abcdef0123456789abcdef\n"), 0);
+		assert_int_equal(cairn_buf_puts(&b, "X-Pad: 0123456789abcdef0123456789abcdef\n"),
+				 0);
 	expect_fail(b.data, CAIRN_ELIMIT, "larger than");
 	/* Too many lines. */
 	cairn_buf_reset(&b);
@@ -360,16 +369,16 @@ int main(void)
 	if (cairn_init() != 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_nix_vectors_roundtrip),
-		cmocka_unit_test(test_nix_fields),
-		cmocka_unit_test(test_builder_matches_nix),
-		cmocka_unit_test(test_guix_vector),
-		cmocka_unit_test(test_guix_groups),
-		cmocka_unit_test(test_defaults_and_hash_forms),
-		cmocka_unit_test(test_rejects),
-		cmocka_unit_test(test_rejects_more),
-		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_add_sig_order),
+	    cmocka_unit_test(test_nix_vectors_roundtrip),
+	    cmocka_unit_test(test_nix_fields),
+	    cmocka_unit_test(test_builder_matches_nix),
+	    cmocka_unit_test(test_guix_vector),
+	    cmocka_unit_test(test_guix_groups),
+	    cmocka_unit_test(test_defaults_and_hash_forms),
+	    cmocka_unit_test(test_rejects),
+	    cmocka_unit_test(test_rejects_more),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_add_sig_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,7 +40,8 @@ static void test_key_files(void **state)
 	assert_memory_equal(&derived, &vec_pk, sizeof(derived));
 	struct cairn_buf b = CAIRN_BUF_INIT(4096);
 	assert_int_equal(cairn_nix_pubkey_format(&vec_pk, &b), 0);
-	assert_string_equal(b.data, "cache.example.org-1:XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=");
+	assert_string_equal(b.data,
+			    "cache.example.org-1:XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=");
 	cairn_buf_release(&b);
 
 	struct cairn_nix_pubkey pk;
@@ -48,9 +49,9 @@ static void test_key_files(void **state)
 	/* A trailing newline is fine; a missing name, a secret key, junk are not. */
 	const char *good = "k:XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=\n";
 	assert_int_equal(cairn_nix_pubkey_parse(good, strlen(good), &pk, NULL), 0);
-	const char *bad[] = { ":XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=",
-			      "XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=", "k:XzmZ",
-			      "k:!!!!", "a b:XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=" };
+	const char *bad[] = {":XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=",
+			     "XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=", "k:XzmZ", "k:!!!!",
+			     "a b:XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg="};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cairn_error_init(&e);
 		assert_int_equal(cairn_nix_pubkey_parse(bad[i], strlen(bad[i]), &pk, &e),
@@ -105,12 +106,13 @@ static void test_vectors_verify_and_resign(void **state)
 	load_vec_keys();
 	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
 	assert_int_equal(cairn_keyring_add_nix(&kr, &vec_pk, NULL), 0);
-	struct cairn_seckey sk = { .kind = CAIRN_KEY_NIX };
+	struct cairn_seckey sk = {.kind = CAIRN_KEY_NIX};
 	sk.u.nix = vec_sk;
 	for (size_t c = 0; c < 4; c++)
 		for (size_t p = 0; p < 3; p++) {
 			char rel[256];
-			snprintf(rel, sizeof(rel), "nix/%s/%s.narinfo", nix_caches[c], nix_paths[p]);
+			snprintf(rel, sizeof(rel), "nix/%s/%s.narinfo", nix_caches[c],
+				 nix_paths[p]);
 			char *t = read_vec(rel, NULL);
 			struct cairn_narinfo *ni = parse_or_die(t);
 			struct cairn_verify_result res;
@@ -164,12 +166,15 @@ static void test_tampering(void **state)
 	expect_edit(t, &kr, "NarSize: 584", "NarSize: 585", CAIRN_ESIG);
 	expect_edit(t, &kr, "References: 6rpbsa1ix05i5cmar0xh7fw9cyms2476-toolvec-2.1 ",
 		    "References: ", CAIRN_ESIG);
-	expect_edit(t, &kr, "References: ",
-		    "References: 0000000000000000000000000000000a-extra ", CAIRN_ESIG);
+	expect_edit(t, &kr, "References: ", "References: 0000000000000000000000000000000a-extra ",
+		    CAIRN_ESIG);
 	/* Reference order and duplicates do not matter: Nix keeps a set. */
 	expect_edit(t, &kr,
-		    "6rpbsa1ix05i5cmar0xh7fw9cyms2476-toolvec-2.1 pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0",
-		    "pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0 6rpbsa1ix05i5cmar0xh7fw9cyms2476-toolvec-2.1 pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0",
+		    "6rpbsa1ix05i5cmar0xh7fw9cyms2476-toolvec-2.1 "
+		    "pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0",
+		    "pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0 "
+		    "6rpbsa1ix05i5cmar0xh7fw9cyms2476-toolvec-2.1 "
+		    "pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0",
 		    0);
 	/* Unsigned fields (Nix semantics). */
 	expect_edit(t, &kr, "URL: nar/0j4", "URL: nar/1j4", 0);
@@ -193,7 +198,8 @@ static void test_tampering(void **state)
 	expect_edit(t, &kr, "BQ==\n", "\n", CAIRN_ESIGCORRUPT); /* truncated */
 	expect_edit(t, &kr, "Sig: cache.example.org-1:Ua0", "Sig: cache.example.org-1:Va0",
 		    CAIRN_ESIG);
-	expect_edit(t, &kr, "Sig: cache.example.org-1:", "Sig: cache.example.org-1", CAIRN_ESIGCORRUPT);
+	expect_edit(t, &kr, "Sig: cache.example.org-1:", "Sig: cache.example.org-1",
+		    CAIRN_ESIGCORRUPT);
 	free(sigline);
 
 	/* A foreign key: same name, other key -> invalid; other name -> untrusted. */
@@ -214,7 +220,7 @@ static void test_tampering(void **state)
 
 	/* Two trusted keys signing: both counted, once each (k-of-n). */
 	struct cairn_narinfo *two = parse_or_die(t);
-	struct cairn_seckey sk2 = { .kind = CAIRN_KEY_NIX };
+	struct cairn_seckey sk2 = {.kind = CAIRN_KEY_NIX};
 	sk2.u.nix = fsk;
 	assert_int_equal(cairn_narinfo_sign(two, &sk2, NULL, NULL), 0);
 	assert_int_equal(cairn_narinfo_sign(two, &sk2, NULL, NULL), 0);
@@ -309,7 +315,8 @@ static void test_guix_mandatory_fields(void **state)
 	char *c = replace(t, "Signature: 1;", "Signature: 2;");
 	assert_int_equal(verify_text(c, &kr, &res), CAIRN_ESIGCORRUPT);
 	free(c);
-	c = replace(t, "Signature: 1;berlin.guixsd.org;KHNp", "Signature: 1;berlin.guixsd.org;!HNp");
+	c = replace(t, "Signature: 1;berlin.guixsd.org;KHNp",
+		    "Signature: 1;berlin.guixsd.org;!HNp");
 	assert_int_equal(verify_text(c, &kr, &res), CAIRN_ESIGCORRUPT);
 	free(c);
 	free(s);
@@ -360,11 +367,11 @@ static void test_guix_vector_verify(void **state)
 static void test_guix_sign(void **state)
 {
 	(void)state;
-	struct cairn_seckey gsk = { .kind = CAIRN_KEY_GUIX };
+	struct cairn_seckey gsk = {.kind = CAIRN_KEY_GUIX};
 	if (cairn_guix_key_generate(&gsk.u.guix, NULL) == CAIRN_EUNSUPPORTED)
 		skip();
 	load_vec_keys();
-	struct cairn_seckey nsk = { .kind = CAIRN_KEY_NIX };
+	struct cairn_seckey nsk = {.kind = CAIRN_KEY_NIX};
 	nsk.u.nix = vec_sk;
 	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
 	struct cairn_guix_pubkey gpk;
@@ -418,14 +425,14 @@ int main(void)
 	if (cairn_init() != 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_key_files),
-		cmocka_unit_test(test_vectors_verify_and_resign),
-		cmocka_unit_test(test_tampering),
-		cmocka_unit_test(test_fingerprint),
-		cmocka_unit_test(test_keyring_load),
-		cmocka_unit_test(test_guix_mandatory_fields),
-		cmocka_unit_test(test_guix_vector_verify),
-		cmocka_unit_test(test_guix_sign),
+	    cmocka_unit_test(test_key_files),
+	    cmocka_unit_test(test_vectors_verify_and_resign),
+	    cmocka_unit_test(test_tampering),
+	    cmocka_unit_test(test_fingerprint),
+	    cmocka_unit_test(test_keyring_load),
+	    cmocka_unit_test(test_guix_mandatory_fields),
+	    cmocka_unit_test(test_guix_vector_verify),
+	    cmocka_unit_test(test_guix_sign),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,9 +37,9 @@ static char *replace(const char *s, const char *from, const char *to)
 	return r;
 }
 
-static const char *const nix_caches[] = { "cache-none", "cache-xz", "cache-zstd", "cache-bzip2" };
-static const char *const nix_paths[] = { "6rpbsa1ix05i5cmar0xh7fw9cyms2476",
-					 "pp25ahmcbii9zkwhkaxdr3ihh9439x9p",
-					 "x6b6ah9iya8w14wv5fzzwj36lf2yyghw" };
+static const char *const nix_caches[] = {"cache-none", "cache-xz", "cache-zstd", "cache-bzip2"};
+static const char *const nix_paths[] = {"6rpbsa1ix05i5cmar0xh7fw9cyms2476",
+					"pp25ahmcbii9zkwhkaxdr3ihh9439x9p",
+					"x6b6ah9iya8w14wv5fzzwj36lf2yyghw"};
 
 #endif

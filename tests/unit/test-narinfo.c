@@ -364,6 +364,55 @@ static void test_add_sig_order(void **state)
 	cairn_narinfo_free(ni);
 }
 
+/* A fresh narinfo prints in canonical order and parses back to the same bytes. */
+static void test_builder_canonical(void **state)
+{
+	(void)state;
+	struct cairn_narinfo *ni;
+	struct cairn_hash h;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	assert_int_equal(
+	    cairn_hash_parse("sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb", 59, 0,
+			     &h, &e),
+	    0);
+	assert_int_equal(cairn_narinfo_new("/gnu/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0",
+					   &h, 464, &ni, &e),
+			 0);
+	assert_int_equal(cairn_narinfo_add_field(ni, "X-Extra", "1", &e), 0);
+	assert_int_equal(
+	    cairn_narinfo_set_ca(
+		ni, "fixed:r:sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb", &e),
+	    0);
+	assert_int_equal(cairn_narinfo_add_sig(ni, "b:BBBB", &e), 0);
+	assert_int_equal(cairn_narinfo_set_system(ni, "x86_64-linux", &e), 0);
+	assert_int_equal(cairn_narinfo_add_url(ni, "nar/zstd/x", "zstd", NULL, 10, &e), 0);
+	assert_int_equal(cairn_narinfo_add_url(ni, "nar/x", "none", NULL, 464, &e), 0);
+	cairn_narinfo_set_has_refs(ni);
+	assert_int_equal(cairn_narinfo_set_signature(ni, "1;h;AAAA", &e), 0);
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	assert_int_equal(cairn_narinfo_print(ni, &b, &e), 0);
+	const char *want =
+	    "StorePath: /gnu/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0\n"
+	    "URL: nar/zstd/x\nCompression: zstd\nFileSize: 10\n"
+	    "URL: nar/x\nCompression: none\nFileSize: 464\n"
+	    "NarHash: sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb\n"
+	    "NarSize: 464\nReferences: \nSystem: x86_64-linux\nSig: b:BBBB\n"
+	    "CA: fixed:r:sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb\n"
+	    "X-Extra: 1\nSignature: 1;h;AAAA\n";
+	assert_string_equal(b.data, want);
+	size_t slen;
+	const char *st = cairn_narinfo_signed_text(ni, &slen);
+	assert_non_null(st);
+	assert_int_equal(slen, strlen(want) - strlen("Signature: 1;h;AAAA\n"));
+	assert_memory_equal(st, want, slen);
+	cairn_narinfo_clear_signature(ni);
+	assert_null(cairn_narinfo_signed_text(ni, &slen));
+	cairn_buf_release(&b);
+	cairn_narinfo_free(ni);
+	assert_roundtrip(want, strlen(want));
+}
+
 int main(void)
 {
 	if (cairn_init() != 0)
@@ -379,6 +428,7 @@ int main(void)
 	    cmocka_unit_test(test_rejects_more),
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_add_sig_order),
+	    cmocka_unit_test(test_builder_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -681,6 +681,7 @@ int cairn_narinfo_new(const char *store_path, const struct cairn_hash *nar_hash,
 	}
 	ni->nar_hash = *nar_hash;
 	ni->nar_size = nar_size;
+	ni->has_references = true; /* both Nix and Guix always print the line */
 	*out = ni;
 	return 0;
 }
@@ -845,12 +846,13 @@ int cairn_narinfo_add_sig(struct cairn_narinfo *ni, const char *sig, struct cair
 	if (ni->n_sigs >= CAIRN_NARINFO_MAX_SIGS)
 		return cairn_error_set(err, CAIRN_ELIMIT, "narinfo: more than %d Sig fields",
 				       CAIRN_NARINFO_MAX_SIGS);
+	size_t at = 0;
 	if (ni->parsed_) {
 		if (ni->n_lines_ >= CAIRN_NARINFO_MAX_LINES)
 			return cairn_error_set(err, CAIRN_ELIMIT, "narinfo: more than %d lines",
 					       CAIRN_NARINFO_MAX_LINES);
 		/* After the last Sig; else before CA and Signature, as Nix orders them. */
-		size_t at = ni->n_lines_;
+		at = ni->n_lines_;
 		bool found = false;
 		for (size_t i = ni->n_lines_; i-- > 0;)
 			if (!strcmp(ni->lines_[i].name, "Sig")) {
@@ -867,8 +869,15 @@ int cairn_narinfo_add_sig(struct cairn_narinfo *ni, const char *sig, struct cair
 		if (insert_line(ni, at, "Sig", sig))
 			return nomem(err);
 	}
-	if (push_str(&ni->sigs, &ni->n_sigs, sig, n))
+	if (push_str(&ni->sigs, &ni->n_sigs, sig, n)) {
+		if (ni->parsed_) { /* leave the narinfo as it was */
+			field_release(&ni->lines_[at]);
+			memmove(&ni->lines_[at], &ni->lines_[at + 1],
+				(ni->n_lines_ - at - 1) * sizeof(*ni->lines_));
+			ni->n_lines_--;
+		}
 		return nomem(err);
+	}
 	return ni->signature ? refresh_raw(ni, err) : 0;
 }
 

@@ -160,7 +160,8 @@ int cairn_narinfo_new(const char *store_path, const struct cairn_hash *nar_hash,
 		      struct cairn_narinfo **out, struct cairn_error *err);
 /* Add a reference (basename, checked). */
 int cairn_narinfo_add_ref(struct cairn_narinfo *ni, const char *basename, struct cairn_error *err);
-/* Declare the References line present even when empty (Nix always prints it). */
+/* Print an empty References line (the default for cairn_narinfo_new, as Nix
+ * and Guix always print it). */
 void cairn_narinfo_set_has_refs(struct cairn_narinfo *ni);
 int cairn_narinfo_set_deriver(struct cairn_narinfo *ni, const char *basename,
 			      struct cairn_error *err);

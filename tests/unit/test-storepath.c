@@ -420,7 +420,7 @@ static void test_ca_parse(void **state)
 	assert_int_equal(cairn_ca_make_path(&ca, "g", NULL, "/nix/store", &p, NULL), 0);
 
 	const char *bad[] = {
-		"", "fixed", "fixed:", "fixed:r:", "fixed:sha256", "source:sha256:" "04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw",
+		"", "fixed", "fixed:", "fixed:r:", "fixed:sha256", "source:sha256:04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw",
 		"fixed:r:sha257:04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw",
 		"fixed:r:sha256:04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dq",
 		"fixed:r:sha256:sha256:04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw",

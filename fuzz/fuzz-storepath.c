@@ -27,6 +27,48 @@ static const char *next_line(const char **p, const char *end, size_t *len)
 	return s;
 }
 
+/*
+ * Differential check of the streaming hash modulo: a one-shot reference
+ * (zero each occurrence left to right, append "|<offset>"s) gives the
+ * digest; the streaming verifier must accept it whatever the chunking.
+ */
+static void check_modulo(const struct cairn_store_path *sp, const unsigned char *data, size_t len)
+{
+	if (len > 4096 || len == 0)
+		return;
+	unsigned char copy[4096];
+	char offs[4096 / 32 * 24 + 1];
+	size_t olen = 0;
+	memcpy(copy, data, len);
+	for (size_t j = 0; j + CAIRN_STORE_HASH_LEN <= len;) {
+		unsigned char *hit = memmem(copy + j, len - j, sp->hash, CAIRN_STORE_HASH_LEN);
+		if (!hit)
+			break;
+		size_t at = (size_t)(hit - copy);
+		olen += (size_t)snprintf(offs + olen, sizeof(offs) - olen, "|%zu", at);
+		memset(hit, 0, CAIRN_STORE_HASH_LEN);
+		j = at + CAIRN_STORE_HASH_LEN;
+	}
+	struct cairn_sha256 ctx;
+	if (cairn_sha256_init(&ctx) != 0)
+		abort();
+	cairn_sha256_update(&ctx, copy, len);
+	cairn_sha256_update(&ctx, offs, olen);
+	struct cairn_ca ca = { CAIRN_CA_NAR, { CAIRN_HASH_SHA256, CAIRN_SHA256_LEN, { 0 } } };
+	cairn_sha256_final(&ctx, ca.hash.digest);
+
+	size_t step = (size_t)data[0] % 67 + 1;
+	struct cairn_ca_verify v;
+	if (cairn_ca_verify_init(&v, &ca, sp, NULL) != 0)
+		abort();
+	for (size_t off = 0; off < len; off += step)
+		if (cairn_ca_verify_update(&v, data + off, len - off < step ? len - off : step,
+					   NULL) != 0)
+			abort();
+	if (cairn_ca_verify_final(&v, NULL) != 0)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int inited;
@@ -93,6 +135,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc != 0 && rc != CAIRN_EHASH && rc != CAIRN_EFORMAT)
 			abort();
 	}
+	if (have_path)
+		check_modulo(&sp, (const unsigned char *)line, (size_t)(end - line));
 	struct cairn_store_refs r = { refs, nrefs, nrefs & 1 };
 	struct cairn_store_path out;
 	(void)cairn_ca_make_path(&ca, "x", &r, "/gnu/store", &out, NULL);

@@ -583,3 +583,118 @@ int cairn_ca_check_path(const struct cairn_ca *ca, const struct cairn_store_path
 	}
 	return 0;
 }
+
+void cairn_ca_verify_release(struct cairn_ca_verify *v)
+{
+	cairn_sha256_release(&v->sha);
+	free(v->offsets);
+	v->offsets = NULL;
+	v->offsets_len = v->offsets_cap = 0;
+}
+
+int cairn_ca_verify_init(struct cairn_ca_verify *v, const struct cairn_ca *ca,
+			 const struct cairn_store_path *path, struct cairn_error *err)
+{
+	if (!v || !ca || !path)
+		return cairn_error_set(err, CAIRN_EINVAL, "content address: NULL argument");
+	char cas[CAIRN_CA_STR_MAX];
+	if (cairn_ca_format(ca, cas, sizeof(cas)) < 0 || !path_struct_valid(path))
+		return cairn_error_set(err, CAIRN_EINVAL, "content address: bad argument");
+	if (ca->method == CAIRN_CA_GIT || ca->hash.algo != CAIRN_HASH_SHA256)
+		return cairn_error_set(err, CAIRN_EUNSUPPORTED,
+				       "content address '%s': only sha256 flat, NAR and text content is checked",
+				       cas);
+	memset(v, 0, sizeof(*v));
+	int rc = cairn_sha256_init(&v->sha);
+	if (rc)
+		return cairn_error_set(err, rc, "content address: cannot start SHA-256");
+	v->want = ca->hash;
+	memcpy(v->modulus, path->hash, CAIRN_STORE_HASH_LEN);
+	return 0;
+}
+
+static int verify_note(struct cairn_ca_verify *v, uint64_t at, struct cairn_error *err)
+{
+	char s[32];
+	int n = snprintf(s, sizeof(s), "|%llu", (unsigned long long)at);
+	size_t need = v->offsets_len + (size_t)n;
+	if (need > (size_t)CAIRN_CA_SELF_REFS_MAX * 21)
+		return cairn_error_set(err, CAIRN_ELIMIT,
+				       "content address: more than %d self-references",
+				       CAIRN_CA_SELF_REFS_MAX);
+	if (need > v->offsets_cap) {
+		size_t cap = v->offsets_cap ? v->offsets_cap * 2 : 256;
+		while (cap < need)
+			cap *= 2;
+		char *p = realloc(v->offsets, cap);
+		if (!p)
+			return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
+		v->offsets = p;
+		v->offsets_cap = cap;
+	}
+	memcpy(v->offsets + v->offsets_len, s, (size_t)n);
+	v->offsets_len = need;
+	return 0;
+}
+
+/*
+ * Scan tail + data in blocks; an occurrence found is zeroed, so it cannot
+ * match again, and the last 31 bytes wait for the next call because an
+ * occurrence may straddle the boundary.
+ */
+int cairn_ca_verify_update(struct cairn_ca_verify *v, const void *data, size_t len,
+			   struct cairn_error *err)
+{
+	enum { BLOCK = 8192, KEEP = CAIRN_STORE_HASH_LEN - 1 };
+	unsigned char buf[KEEP + BLOCK];
+	const unsigned char *in = data;
+	while (len > 0) {
+		size_t take = len < BLOCK ? len : BLOCK;
+		memcpy(buf, v->tail, v->tail_len);
+		memcpy(buf + v->tail_len, in, take);
+		size_t blen = v->tail_len + take;
+		in += take;
+		len -= take;
+		size_t j = 0;
+		while (blen - j >= CAIRN_STORE_HASH_LEN) {
+			unsigned char *hit = memmem(buf + j, blen - j, v->modulus,
+						    CAIRN_STORE_HASH_LEN);
+			if (!hit)
+				break;
+			size_t at = (size_t)(hit - buf);
+			int rc = verify_note(v, v->pos + at, err);
+			if (rc)
+				return rc;
+			memset(hit, 0, CAIRN_STORE_HASH_LEN);
+			j = at + CAIRN_STORE_HASH_LEN;
+		}
+		size_t keep = blen < KEEP ? blen : KEEP;
+		size_t done = blen - keep;
+		cairn_sha256_update(&v->sha, buf, done);
+		v->pos += done;
+		memcpy(v->tail, buf + done, keep);
+		v->tail_len = keep;
+	}
+	return 0;
+}
+
+int cairn_ca_verify_final(struct cairn_ca_verify *v, struct cairn_error *err)
+{
+	cairn_sha256_update(&v->sha, v->tail, v->tail_len);
+	v->pos += v->tail_len;
+	v->tail_len = 0;
+	if (v->offsets_len)
+		cairn_sha256_update(&v->sha, v->offsets, v->offsets_len);
+	struct cairn_hash got = { .algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN };
+	cairn_sha256_final(&v->sha, got.digest);
+	int rc = 0;
+	if (!cairn_hash_equal(&got, &v->want)) {
+		char a[CAIRN_HASH_STR_MAX], b[CAIRN_HASH_STR_MAX];
+		cairn_hash_format(&v->want, CAIRN_HASH_NIX32, a, sizeof(a));
+		cairn_hash_format(&got, CAIRN_HASH_NIX32, b, sizeof(b));
+		rc = cairn_error_set(err, CAIRN_EHASH,
+				     "content address hash %s does not match the content (%s)", a, b);
+	}
+	cairn_ca_verify_release(v);
+	return rc;
+}

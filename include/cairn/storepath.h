@@ -52,8 +52,9 @@
  *
  * A client may accept a content-addressed item without a signature when its
  * store path recomputes from CA + name + references (Nix's
- * ValidPathInfo::isContentAddressed): a reference equal to the path itself
- * is the self-reference.
+ * ValidPathInfo::isContentAddressed; a reference equal to the path itself
+ * is the self-reference) AND the content it receives matches the CA hash
+ * (see cairn_ca_verify_init).
  */
 #ifndef CAIRN_STOREPATH_H
 #define CAIRN_STOREPATH_H
@@ -101,8 +102,9 @@ int cairn_store_path_parse_base(const char *s, size_t len, struct cairn_store_pa
 
 /*
  * Parse "<storedir>/<hash>-<name>".  With storedir non-NULL the path must be
- * in that directory; with NULL any valid store directory is accepted, and it
- * is the first len - cairn_store_path_base_len(out) - 1 bytes of s.
+ * in that directory (which is configuration, trusted: check it once with
+ * cairn_store_dir_check); with NULL any valid store directory is accepted,
+ * and it is the first len - cairn_store_path_base_len(out) - 1 bytes of s.
  */
 int cairn_store_path_parse(const char *s, size_t len, const char *storedir,
 			   struct cairn_store_path *out, struct cairn_error *err);
@@ -165,6 +167,9 @@ int cairn_ca_format(const struct cairn_ca *ca, char *out, size_t outcap);
 
 /*
  * The store path a content address gives (makeFixedOutputPathFromCA).
+ * This is also how to compute a "source" path (CAIRN_CA_NAR with the NAR's
+ * SHA-256, what `nix store add-path` makes), a "text" path (CAIRN_CA_TEXT,
+ * builtins.toFile) or any fixed-output path.
  * refs may be NULL for none.  Fails with CAIRN_EFORMAT when the combination
  * cannot exist: references on a path that is not "source" or "text", a
  * self-reference on a text path, git with an algorithm other than sha1 or
@@ -183,5 +188,42 @@ int cairn_ca_make_path(const struct cairn_ca *ca, const char *name,
 int cairn_ca_check_path(const struct cairn_ca *ca, const struct cairn_store_path *path,
 			const struct cairn_store_path *refs, size_t nrefs, const char *storedir,
 			struct cairn_error *err);
+
+/*
+ * A path that recomputes proves nothing about the bytes: an unsigned
+ * narinfo's NarHash is as untrusted as its CA.  The content must also match
+ * the CA hash, which Nix checks when it imports a CA path (LocalStore::
+ * addToStore with HashModuloSink): SHA-256 of the content with every
+ * occurrence of the path's own 32-character hash part replaced by 32 NUL
+ * bytes, followed by "|<offset>" in decimal for each occurrence, in order.
+ * Without self-references that is the plain SHA-256, so for fixed:r:sha256
+ * it is the NAR hash.
+ *
+ * Feed the NAR for fixed:r:, the file's contents for fixed: (flat) and
+ * text:.  Only sha256 is supported (CAIRN_EUNSUPPORTED from init for other
+ * algorithms and for git): such items must be signed.
+ */
+struct cairn_ca_verify {
+	struct cairn_sha256 sha;
+	struct cairn_hash want;
+	char modulus[CAIRN_STORE_HASH_LEN];
+	unsigned char tail[CAIRN_STORE_HASH_LEN - 1];
+	size_t tail_len;
+	uint64_t pos;           /* bytes hashed so far */
+	char *offsets;          /* "|<pos>" texts, hashed at the end */
+	size_t offsets_len, offsets_cap;
+};
+/* Most self-reference occurrences one item may have. */
+#define CAIRN_CA_SELF_REFS_MAX 65536
+
+int cairn_ca_verify_init(struct cairn_ca_verify *v, const struct cairn_ca *ca,
+			 const struct cairn_store_path *path, struct cairn_error *err);
+/* 0, or CAIRN_ELIMIT/CAIRN_ENOMEM (too many self-references). */
+int cairn_ca_verify_update(struct cairn_ca_verify *v, const void *data, size_t len,
+			   struct cairn_error *err);
+/* 0 when the content matches, CAIRN_EHASH when not.  Releases v. */
+int cairn_ca_verify_final(struct cairn_ca_verify *v, struct cairn_error *err);
+/* Release without a verdict (error paths); safe after final. */
+void cairn_ca_verify_release(struct cairn_ca_verify *v);
 
 #endif

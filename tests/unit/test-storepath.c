@@ -204,6 +204,39 @@ static void test_cmp_digest(void **state)
 		assert_int_equal(d[i], 0);
 }
 
+static unsigned char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	size_t cap = 1 << 21, n = 0;
+	unsigned char *buf = malloc(cap);
+	assert_non_null(buf);
+	n = fread(buf, 1, cap, f);
+	assert_true(n < cap); /* the vectors are small */
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+/* Run the CA content check over data in chunks of step bytes. */
+static int verify_chunked(const struct cairn_ca *ca, const struct cairn_store_path *path,
+			  const unsigned char *data, size_t len, size_t step)
+{
+	struct cairn_ca_verify v;
+	int rc = cairn_ca_verify_init(&v, ca, path, NULL);
+	if (rc)
+		return rc;
+	for (size_t off = 0; off < len; off += step) {
+		size_t n = len - off < step ? len - off : step;
+		rc = cairn_ca_verify_update(&v, data + off, n, NULL);
+		if (rc) {
+			cairn_ca_verify_release(&v);
+			return rc;
+		}
+	}
+	return cairn_ca_verify_final(&v, NULL);
+}
+
 /* Every row of tests/vectors/nix/trees/expected.tsv: the NAR hash gives the
  * path `nix store add-path` printed, both directly and through a CA field. */
 static void test_expected_tsv(void **state)
@@ -239,6 +272,16 @@ static void test_expected_tsv(void **state)
 		assert_int_equal(cairn_ca_make_path(&ca, name, NULL, "/nix/store", &got, NULL), 0);
 		assert_int_equal(cairn_store_path_cmp(&got, &want), 0);
 		assert_int_equal(cairn_ca_check_path(&ca, &want, NULL, 0, "/nix/store", NULL), 0);
+		/* the NAR itself matches the CA hash; one flipped byte does not */
+		char narpath[4096];
+		snprintf(narpath, sizeof(narpath), "%s/nix/trees/%s.nar", VECTORS_DIR, name);
+		size_t narlen = 0;
+		unsigned char *nar = read_all(narpath, &narlen);
+		assert_int_equal(verify_chunked(&ca, &want, nar, narlen, 4096), 0);
+		assert_int_equal(verify_chunked(&ca, &want, nar, narlen, 7), 0);
+		nar[narlen / 2] ^= 1;
+		assert_int_equal(verify_chunked(&ca, &want, nar, narlen, 4096), CAIRN_EHASH);
+		free(nar);
 
 		/* another name, another store, or a changed hash: no match */
 		struct cairn_error err;
@@ -332,6 +375,15 @@ static void test_nix_ca_vectors(void **state)
 								     &refs[n], NULL), 0);
 			n++;
 		}
+		/* only sha256 content is checked */
+		struct cairn_ca_verify v;
+		int vrc = cairn_ca_verify_init(&v, &ca, &want, NULL);
+		if (ca.hash.algo == CAIRN_HASH_SHA256) {
+			assert_int_equal(vrc, 0);
+			cairn_ca_verify_release(&v);
+		} else {
+			assert_int_equal(vrc, CAIRN_EUNSUPPORTED);
+		}
 		int rc = cairn_ca_check_path(&ca, &want, refs, n, nixca[i].storedir, &err);
 		if (rc)
 			fprintf(stderr, "%s: %s\n", nixca[i].path, err.msg);
@@ -393,6 +445,75 @@ static void test_self_reference(void **state)
 	assert_int_equal(cairn_ca_check_path(&ca, &p, &dep, 1, "/nix/store", &err), CAIRN_EFORMAT);
 	assert_non_null(strstr(err.msg, "cannot have references"));
 	assert_int_equal(cairn_ca_check_path(&ca, &p, &p, 1, "/nix/store", NULL), CAIRN_EFORMAT);
+}
+
+/*
+ * The NAR of the self-referencing CA derivation output above
+ * (nix-store --dump of /nix/store/h3y97x2vf4j0lzmdgw08a3dgnk71g0x3-selfref):
+ * its own hash part is at offset 107, so the CA hash is not the NAR hash
+ * (narHash sha256-LR5O2gPJa77w99GqMDBf5+PRWFrfk0ELwhleyavB3cs=).
+ */
+static const char selfref_nar_hex[] =
+	"0d000000000000006e69782d617263686976652d310000000100000000000000"
+	"2800000000000000040000000000000074797065000000000700000000000000"
+	"726567756c6172000800000000000000636f6e74656e74736800000000000000"
+	"2f6e69782f73746f72652f683379393778327666346a306c7a6d646777303861"
+	"3364676e6b3731673078332d73656c66726566202f6e69782f73746f72652f66"
+	"61727335306d6c666b36376e797a6e306d6338366238677762616934396a722d"
+	"6465702e7478740a01000000000000002900000000000000";
+
+static void test_ca_verify_content(void **state)
+{
+	(void)state;
+	unsigned char nar[216];
+	assert_int_equal(strlen(selfref_nar_hex), 2 * sizeof(nar));
+	assert_int_equal(cairn_base16_decode(selfref_nar_hex, 2 * sizeof(nar), nar, sizeof(nar)), 0);
+	struct cairn_ca ca;
+	struct cairn_store_path p, other;
+	const char *cas = "fixed:r:sha256:172zh0w7ins85yrwqz0cgaf6n80pifbpfm573f5fzkmdl97ihprz";
+	assert_int_equal(cairn_ca_parse(cas, strlen(cas), &ca, NULL), 0);
+	assert_int_equal(cairn_store_path_parse_base("h3y97x2vf4j0lzmdgw08a3dgnk71g0x3-selfref", 40,
+						     &p, NULL), 0);
+	/* every chunk size, so the occurrence straddles every boundary */
+	for (size_t step = 1; step <= sizeof(nar); step++)
+		assert_int_equal(verify_chunked(&ca, &p, nar, sizeof(nar), step), 0);
+	/* the NAR hash is not the CA hash here */
+	uint8_t plain[32];
+	cairn_sha256(nar, sizeof(nar), plain);
+	assert_memory_not_equal(plain, ca.hash.digest, 32);
+	/* modulo another path's hash part it does not match */
+	assert_int_equal(cairn_store_path_parse_base("fars50mlfk67nyzn0mc86b8gwbai49jr-selfref", 40,
+						     &other, NULL), 0);
+	assert_int_equal(verify_chunked(&ca, &other, nar, sizeof(nar), 64), CAIRN_EHASH);
+	/* an already-zeroed copy is told apart by the recorded offsets */
+	unsigned char zeroed[216];
+	memcpy(zeroed, nar, sizeof(nar));
+	memset(zeroed + 107, 0, 32);
+	struct cairn_error err;
+	cairn_error_init(&err);
+	struct cairn_ca_verify v;
+	assert_int_equal(cairn_ca_verify_init(&v, &ca, &p, NULL), 0);
+	assert_int_equal(cairn_ca_verify_update(&v, zeroed, sizeof(zeroed), NULL), 0);
+	assert_int_equal(cairn_ca_verify_final(&v, &err), CAIRN_EHASH);
+	assert_non_null(strstr(err.msg, "does not match the content"));
+
+	/* flat and text: the file's bytes */
+	const char *fca = "fixed:sha256:091mcyizgnydx8zfr9dx6zs6kdjk2m2sxkcjv6y4ilxr8442k98d";
+	assert_int_equal(cairn_ca_parse(fca, strlen(fca), &ca, NULL), 0);
+	assert_int_equal(cairn_store_path_parse_base("lkij9rnalwaq841nydn3xsc2m1v4gasq-x", 34, &p,
+						     NULL), 0);
+	assert_int_equal(verify_chunked(&ca, &p, (const unsigned char *)"hello cairn\n", 12, 5), 0);
+	assert_int_equal(verify_chunked(&ca, &p, (const unsigned char *)"hello cairn!", 12, 5),
+			 CAIRN_EHASH);
+	const char *tca = "text:sha256:195sragjc913zdk67c376rv4mmwgcs304sncc34vp32l3pza35lv";
+	assert_int_equal(cairn_ca_parse(tca, strlen(tca), &ca, NULL), 0);
+	assert_int_equal(cairn_store_path_parse_base("ly42mdmrr2bqiqcnycv68493jd5mqqng-hello.txt",
+						     42, &p, NULL), 0);
+	assert_int_equal(verify_chunked(&ca, &p, (const unsigned char *)"hi there", 8, 8), 0);
+	/* git and non-sha256 are not checked here */
+	const char *git = "fixed:git:sha1:da39a3ee5e6b4b0d3255bfef95601890afd80709";
+	assert_int_equal(cairn_ca_parse(git, strlen(git), &ca, NULL), 0);
+	assert_int_equal(cairn_ca_verify_init(&v, &ca, &p, NULL), CAIRN_EUNSUPPORTED);
 }
 
 static void test_ca_parse(void **state)
@@ -493,6 +614,7 @@ int main(void)
 		cmocka_unit_test(test_expected_tsv),
 		cmocka_unit_test(test_nix_ca_vectors),
 		cmocka_unit_test(test_self_reference),
+		cmocka_unit_test(test_ca_verify_content),
 		cmocka_unit_test(test_ca_parse),
 		cmocka_unit_test(test_make_errors),
 	};

@@ -442,6 +442,35 @@ static void test_bombs(void **state)
 		fail_msg("peak memory grew by %ld KiB", grew);
 }
 
+/* Headers that ask for more decoder memory than the named limits. */
+static void test_memory_limits(void **state)
+{
+	(void)state;
+	static const struct { const char *file; enum cairn_codec_method m; const char *msg; } v[] = {
+		{ "window-1g.zst", CAIRN_CODEC_ZSTD, "zstd: Frame requires too much memory for decoding" },
+		{ "dict-300m.xz", CAIRN_CODEC_XZ, "xz: decoding needs more than 268435456 bytes of memory" },
+		{ "dict-512m.lzip", CAIRN_CODEC_LZIP,
+		  "lzip: dictionary of 536870912 bytes exceeds the limit of 268435456" },
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/bombs/%s", VECTORS_DIR, v[i].file);
+		size_t zlen;
+		unsigned char *z = read_file(path, &zlen);
+		struct sink u;
+		struct cairn_error err;
+		cairn_error_init(&err);
+		sink_init(&u);
+		int rc = run_codec(v[i].m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
+				   0, z, zlen, zlen, 1000, &u, &err);
+		assert_int_equal(rc, CAIRN_ELIMIT);
+		assert_string_equal(err.msg, v[i].msg);
+		assert_int_equal(u.b.len, 0);
+		free(z);
+		cairn_buf_release(&u.b);
+	}
+}
+
 static void test_truncated(void **state)
 {
 	(void)state;
@@ -745,6 +774,7 @@ int main(void)
 		cmocka_unit_test(test_tools_interop),
 		cmocka_unit_test(test_nix_caches),
 		cmocka_unit_test(test_bombs),
+		cmocka_unit_test(test_memory_limits),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_trailing_and_concat),
 		cmocka_unit_test(test_corrupt),

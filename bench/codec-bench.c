@@ -63,8 +63,8 @@ static double now(void)
 static unsigned threads;
 
 static int run(const struct cairn_codec_spec *s, enum cairn_codec_direction d,
-	       const unsigned char *in, size_t len, uint64_t max,
-	       cairn_codec_out_fn fn, void *o, double *secs)
+	       const unsigned char *in, size_t len, uint64_t max, cairn_codec_out_fn fn, void *o,
+	       double *secs)
 {
 	struct cairn_codec *c = NULL;
 	struct cairn_error err;
@@ -77,8 +77,8 @@ static int run(const struct cairn_codec_spec *s, enum cairn_codec_direction d,
 		rc = cairn_codec_set_threads(c, threads, &err);
 	/* 128 KiB writes, like a network or file loop would make. */
 	for (size_t off = 0; rc == 0 && off < len; off += 131072)
-		rc = cairn_codec_write(c, in + off, len - off < 131072 ? len - off : 131072,
-				       fn, o, &err);
+		rc = cairn_codec_write(c, in + off, len - off < 131072 ? len - off : 131072, fn, o,
+				       &err);
 	if (rc == 0)
 		rc = cairn_codec_finish(c, fn, o, &err);
 	*secs = now() - t0;
@@ -112,20 +112,21 @@ int main(int argc, char **argv)
 	struct cairn_codec_spec specs[CAIRN_CODEC_LIST_MAX];
 	struct cairn_error err;
 	cairn_error_init(&err);
-	int n = cairn_codec_spec_list_parse(argv[2], strlen(argv[2]), specs,
-					    CAIRN_CODEC_LIST_MAX, &err);
+	int n = cairn_codec_spec_list_parse(argv[2], strlen(argv[2]), specs, CAIRN_CODEC_LIST_MAX,
+					    &err);
 	if (n < 0) {
 		fprintf(stderr, "error: %s\n", cairn_error_msg(&err));
 		return 2;
 	}
 	printf("%-9s %12s %7s %10s %10s\n", "method", "bytes", "ratio", "comp MB/s", "dec MB/s");
 	for (int i = 0; i < n; i++) {
-		struct out z = { 0 };
-		struct cmp u = { in, 0, len, 0 };
+		struct out z = {0};
+		struct cmp u = {in, 0, len, 0};
 		double tc, td;
 		char name[CAIRN_CODEC_SPEC_STR_MAX];
 		cairn_codec_spec_format(&specs[i], name, sizeof(name));
-		if (run(&specs[i], CAIRN_CODEC_COMPRESS, in, len, CAIRN_CODEC_UNLIMITED, put, &z, &tc) < 0 ||
+		if (run(&specs[i], CAIRN_CODEC_COMPRESS, in, len, CAIRN_CODEC_UNLIMITED, put, &z,
+			&tc) < 0 ||
 		    run(&specs[i], CAIRN_CODEC_DECOMPRESS, z.p, z.len, len, check, &u, &td) < 0)
 			return 1;
 		if (u.bad || u.off != len) {

@@ -67,27 +67,24 @@ static const struct {
 	const char *name, *suffix;
 	int lmin, lmax, ldef;
 } methods[CAIRN_CODEC_METHOD_COUNT_] = {
-	[CAIRN_CODEC_NONE] = { "none", "", 0, 0, 0 },
-	[CAIRN_CODEC_XZ] = { "xz", ".xz", 0, 9, 6 },
-	[CAIRN_CODEC_ZSTD] = { "zstd", ".zst", 0, 0, 3 }, /* range from libzstd */
-	[CAIRN_CODEC_BZIP2] = { "bzip2", ".bz2", 1, 9, 9 },
-	[CAIRN_CODEC_GZIP] = { "gzip", "", 1, 9, 6 },
-	[CAIRN_CODEC_LZIP] = { "lzip", ".lzip", 0, 9, 6 },
+    [CAIRN_CODEC_NONE] = {"none", "", 0, 0, 0},	      [CAIRN_CODEC_XZ] = {"xz", ".xz", 0, 9, 6},
+    [CAIRN_CODEC_ZSTD] = {"zstd", ".zst", 0, 0, 3}, /* range from libzstd */
+    [CAIRN_CODEC_BZIP2] = {"bzip2", ".bz2", 1, 9, 9}, [CAIRN_CODEC_GZIP] = {"gzip", "", 1, 9, 6},
+    [CAIRN_CODEC_LZIP] = {"lzip", ".lzip", 0, 9, 6},
 };
 
 /* Names Nix accepts that cairn has no library for. */
 static const char *const unsupported_names[] = {
-	"br", "lz4", "lzma", "lzop", "compress", "grzip", "lrzip",
+    "br", "lz4", "lzma", "lzop", "compress", "grzip", "lrzip",
 };
 
 /* `lzip -0`..`-9`: dictionary size and match length limit (lzip manual). */
 static const struct {
 	int dict, match;
 } lzip_levels[10] = {
-	{ 65535, 16 }, /* lzlib switches to its fast encoder for exactly this pair */
-	{ 1 << 20, 5 },   { 3 << 19, 6 },  { 1 << 21, 8 },
-	{ 3 << 20, 12 },  { 1 << 22, 20 }, { 1 << 23, 36 },
-	{ 1 << 24, 68 },  { 3 << 23, 132 }, { 1 << 25, 273 },
+    {65535, 16}, /* lzlib switches to its fast encoder for exactly this pair */
+    {1 << 20, 5},  {3 << 19, 6},  {1 << 21, 8},	  {3 << 20, 12},  {1 << 22, 20},
+    {1 << 23, 36}, {1 << 24, 68}, {3 << 23, 132}, {1 << 25, 273},
 };
 
 static bool method_valid(enum cairn_codec_method m)
@@ -126,13 +123,11 @@ void cairn_codec_level_range(enum cairn_codec_method m, int *min, int *max)
 		*max = hi;
 }
 
-int cairn_codec_method_parse(const char *name, size_t len,
-			     enum cairn_codec_method *out,
+int cairn_codec_method_parse(const char *name, size_t len, enum cairn_codec_method *out,
 			     struct cairn_error *err)
 {
 	for (int m = 0; m < CAIRN_CODEC_METHOD_COUNT_; m++) {
-		if (strlen(methods[m].name) == len &&
-		    memcmp(methods[m].name, name, len) == 0) {
+		if (strlen(methods[m].name) == len && memcmp(methods[m].name, name, len) == 0) {
 			*out = (enum cairn_codec_method)m;
 			return 0;
 		}
@@ -142,11 +137,11 @@ int cairn_codec_method_parse(const char *name, size_t len,
 		if (strlen(unsupported_names[i]) == len &&
 		    memcmp(unsupported_names[i], name, len) == 0)
 			return cairn_error_set(err, CAIRN_EUNSUPPORTED,
-				"codec: compression '%.*s'%s is not supported (cairn has none, xz, zstd, bzip2, gzip, lzip)",
-				shown, name, len == 2 ? " (brotli)" : "");
+					       "codec: compression '%.*s'%s is not supported "
+					       "(cairn has none, xz, zstd, bzip2, gzip, lzip)",
+					       shown, name, len == 2 ? " (brotli)" : "");
 	}
-	return cairn_error_set(err, CAIRN_EFORMAT,
-			       "codec: unknown compression method '%.*s%s'",
+	return cairn_error_set(err, CAIRN_EFORMAT, "codec: unknown compression method '%.*s%s'",
 			       shown, name, len > 32 ? "..." : "");
 }
 
@@ -171,8 +166,7 @@ static int parse_int(const char *s, size_t len, int *out)
 	return 0;
 }
 
-int cairn_codec_spec_parse(const char *s, size_t len,
-			   struct cairn_codec_spec *out,
+int cairn_codec_spec_parse(const char *s, size_t len, struct cairn_codec_spec *out,
 			   struct cairn_error *err)
 {
 	const char *colon = memchr(s, ':', len);
@@ -187,25 +181,25 @@ int cairn_codec_spec_parse(const char *s, size_t len,
 		size_t llen = len - nlen - 1;
 		int lo, hi;
 		if (parse_int(ls, llen, &level) < 0)
-			return cairn_error_set(err, CAIRN_EFORMAT,
-				"codec: compression level '%.*s' of %s is not a number",
-				llen > 16 ? 16 : (int)llen, ls, methods[m].name);
+			return cairn_error_set(
+			    err, CAIRN_EFORMAT,
+			    "codec: compression level '%.*s' of %s is not a number",
+			    llen > 16 ? 16 : (int)llen, ls, methods[m].name);
 		if (m == CAIRN_CODEC_NONE)
 			return cairn_error_set(err, CAIRN_EFORMAT,
-				"codec: compression 'none' takes no level");
+					       "codec: compression 'none' takes no level");
 		cairn_codec_level_range(m, &lo, &hi);
 		if (level < lo || level > hi)
 			return cairn_error_set(err, CAIRN_EFORMAT,
-				"codec: %s level %d is out of range (%d to %d)",
-				methods[m].name, level, lo, hi);
+					       "codec: %s level %d is out of range (%d to %d)",
+					       methods[m].name, level, lo, hi);
 	}
 	out->method = m;
 	out->level = level;
 	return 0;
 }
 
-int cairn_codec_spec_list_parse(const char *s, size_t len,
-				struct cairn_codec_spec *out, size_t max,
+int cairn_codec_spec_list_parse(const char *s, size_t len, struct cairn_codec_spec *out, size_t max,
 				struct cairn_error *err)
 {
 	struct cairn_codec_spec tmp[CAIRN_CODEC_LIST_MAX];
@@ -217,18 +211,19 @@ int cairn_codec_spec_list_parse(const char *s, size_t len,
 		size_t end = comma ? (size_t)(comma - s) : len;
 		if (end == pos)
 			return cairn_error_set(err, CAIRN_EFORMAT,
-				"codec: empty entry in compression list");
+					       "codec: empty entry in compression list");
 		if (n == max)
 			return cairn_error_set(err, CAIRN_ELIMIT,
-				"codec: compression list has more than %zu entries", max);
+					       "codec: compression list has more than %zu entries",
+					       max);
 		int rc = cairn_codec_spec_parse(s + pos, end - pos, &tmp[n], err);
 		if (rc < 0)
 			return rc;
 		for (size_t i = 0; i < n; i++)
 			if (tmp[i].method == tmp[n].method)
 				return cairn_error_set(err, CAIRN_EFORMAT,
-					"codec: compression '%s' listed twice",
-					methods[tmp[n].method].name);
+						       "codec: compression '%s' listed twice",
+						       methods[tmp[n].method].name);
 		n++;
 		if (!comma)
 			break;
@@ -238,8 +233,7 @@ int cairn_codec_spec_list_parse(const char *s, size_t len,
 	return (int)n;
 }
 
-int cairn_codec_spec_format(const struct cairn_codec_spec *spec, char *out,
-			    size_t size)
+int cairn_codec_spec_format(const struct cairn_codec_spec *spec, char *out, size_t size)
 {
 	if (!method_valid(spec->method))
 		return CAIRN_EINVAL;
@@ -248,8 +242,7 @@ int cairn_codec_spec_format(const struct cairn_codec_spec *spec, char *out,
 	if (spec->method == CAIRN_CODEC_NONE || spec->level == CAIRN_CODEC_LEVEL_DEFAULT)
 		n = snprintf(tmp, sizeof(tmp), "%s", methods[spec->method].name);
 	else
-		n = snprintf(tmp, sizeof(tmp), "%s:%d", methods[spec->method].name,
-			     spec->level);
+		n = snprintf(tmp, sizeof(tmp), "%s:%d", methods[spec->method].name, spec->level);
 	if (n < 0 || (size_t)n >= size)
 		return CAIRN_ELIMIT;
 	memcpy(out, tmp, (size_t)n + 1);
@@ -266,8 +259,8 @@ static const char *cname(const struct cairn_codec *c)
 static int lib_init(struct cairn_codec *c, struct cairn_error *err);
 
 int cairn_codec_new(struct cairn_codec **out, enum cairn_codec_method method,
-		    enum cairn_codec_direction dir, int level,
-		    uint64_t max_output, struct cairn_error *err)
+		    enum cairn_codec_direction dir, int level, uint64_t max_output,
+		    struct cairn_error *err)
 {
 	if (!out || !method_valid(method) ||
 	    (dir != CAIRN_CODEC_COMPRESS && dir != CAIRN_CODEC_DECOMPRESS))
@@ -275,11 +268,11 @@ int cairn_codec_new(struct cairn_codec **out, enum cairn_codec_method method,
 	if (level != CAIRN_CODEC_LEVEL_DEFAULT) {
 		int lo, hi;
 		cairn_codec_level_range(method, &lo, &hi);
-		if (dir == CAIRN_CODEC_DECOMPRESS || method == CAIRN_CODEC_NONE ||
-		    level < lo || level > hi)
+		if (dir == CAIRN_CODEC_DECOMPRESS || method == CAIRN_CODEC_NONE || level < lo ||
+		    level > hi)
 			return cairn_error_set(err, CAIRN_EINVAL,
-				"codec: %s level %d is not valid here",
-				methods[method].name, level);
+					       "codec: %s level %d is not valid here",
+					       methods[method].name, level);
 	} else {
 		level = methods[method].ldef;
 	}
@@ -384,8 +377,8 @@ static int xz_fail(struct cairn_codec *c, lzma_ret r, struct cairn_error *err)
 		code = CAIRN_ENOMEM;
 	else if (r == LZMA_MEMLIMIT_ERROR)
 		return cairn_error_set(err, CAIRN_ELIMIT,
-			"xz: decoding needs more than %u bytes of memory",
-			(unsigned)CAIRN_CODEC_XZ_MEMLIMIT);
+				       "xz: decoding needs more than %u bytes of memory",
+				       (unsigned)CAIRN_CODEC_XZ_MEMLIMIT);
 	else if (r == LZMA_OPTIONS_ERROR && c->dir == CAIRN_CODEC_COMPRESS)
 		code = CAIRN_EINVAL;
 	else if (r == LZMA_PROG_ERROR)
@@ -399,13 +392,12 @@ static int xz_init(struct cairn_codec *c, struct cairn_error *err)
 	lzma_ret r;
 	c->u.xz = init;
 	if (c->dir == CAIRN_CODEC_DECOMPRESS) {
-		r = lzma_stream_decoder(&c->u.xz, CAIRN_CODEC_XZ_MEMLIMIT,
-					LZMA_CONCATENATED);
+		r = lzma_stream_decoder(&c->u.xz, CAIRN_CODEC_XZ_MEMLIMIT, LZMA_CONCATENATED);
 	} else if (c->threads > 1) {
 		lzma_mt mt = {
-			.threads = c->threads,
-			.preset = (uint32_t)c->level,
-			.check = LZMA_CHECK_CRC64,
+		    .threads = c->threads,
+		    .preset = (uint32_t)c->level,
+		    .check = LZMA_CHECK_CRC64,
 		};
 		r = lzma_stream_encoder_mt(&c->u.xz, &mt);
 	} else {
@@ -425,8 +417,7 @@ static int zstd_fail(size_t r, struct cairn_error *err)
 		code = CAIRN_ENOMEM;
 	else if (e == ZSTD_error_frameParameter_windowTooLarge)
 		code = CAIRN_ELIMIT;
-	else if (e == ZSTD_error_parameter_unsupported ||
-		 e == ZSTD_error_parameter_outOfBound)
+	else if (e == ZSTD_error_parameter_unsupported || e == ZSTD_error_parameter_outOfBound)
 		code = CAIRN_EUNSUPPORTED;
 	return cairn_error_set(err, code, "zstd: %s", ZSTD_getErrorName(r));
 }
@@ -445,8 +436,7 @@ static int zstd_init(struct cairn_codec *c, struct cairn_error *err)
 			 * client can tell a corrupt download from a bad NAR. */
 			r = ZSTD_CCtx_setParameter(c->u.zc, ZSTD_c_checksumFlag, 1);
 		if (!ZSTD_isError(r) && c->threads > 1)
-			r = ZSTD_CCtx_setParameter(c->u.zc, ZSTD_c_nbWorkers,
-						   (int)c->threads);
+			r = ZSTD_CCtx_setParameter(c->u.zc, ZSTD_c_nbWorkers, (int)c->threads);
 	} else {
 		c->u.zd = ZSTD_createDCtx();
 		if (!c->u.zd)
@@ -474,9 +464,9 @@ static const char *bz_msg(int r)
 
 static int bz_fail(int r, struct cairn_error *err)
 {
-	int code = r == BZ_MEM_ERROR ? CAIRN_ENOMEM :
-		   (r == BZ_DATA_ERROR || r == BZ_DATA_ERROR_MAGIC) ? CAIRN_EFORMAT :
-		   CAIRN_EINVAL;
+	int code = r == BZ_MEM_ERROR				      ? CAIRN_ENOMEM
+		   : (r == BZ_DATA_ERROR || r == BZ_DATA_ERROR_MAGIC) ? CAIRN_EFORMAT
+								      : CAIRN_EINVAL;
 	return cairn_error_set(err, code, "bzip2: %s", bz_msg(r));
 }
 
@@ -500,8 +490,7 @@ static int z_fail(struct cairn_codec *c, int r, struct cairn_error *err)
 	if (r == Z_MEM_ERROR)
 		return cairn_error_set(err, CAIRN_ENOMEM, "gzip: out of memory");
 	if (r == Z_STREAM_ERROR)
-		return cairn_error_set(err, CAIRN_EINVAL, "gzip: %s",
-				       msg ? msg : "stream error");
+		return cairn_error_set(err, CAIRN_EINVAL, "gzip: %s", msg ? msg : "stream error");
 	return cairn_error_set(err, CAIRN_EFORMAT, "gzip: %s",
 			       msg ? msg : "compressed data is corrupt");
 }
@@ -512,8 +501,7 @@ static int z_init(struct cairn_codec *c, struct cairn_error *err)
 	memset(&c->u.z, 0, sizeof(c->u.z));
 	/* windowBits 15 + 16: the gzip wrapper (RFC 1952), not raw zlib. */
 	if (c->dir == CAIRN_CODEC_COMPRESS)
-		r = deflateInit2(&c->u.z, c->level, Z_DEFLATED, 15 + 16, 8,
-				 Z_DEFAULT_STRATEGY);
+		r = deflateInit2(&c->u.z, c->level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
 	else
 		r = inflateInit2(&c->u.z, 15 + 16);
 	if (r != Z_OK)
@@ -525,8 +513,7 @@ static int z_init(struct cairn_codec *c, struct cairn_error *err)
 static int lz_init(struct cairn_codec *c, struct cairn_error *err)
 {
 	if (c->dir == CAIRN_CODEC_COMPRESS)
-		c->u.lze = LZ_compress_open(lzip_levels[c->level].dict,
-					    lzip_levels[c->level].match,
+		c->u.lze = LZ_compress_open(lzip_levels[c->level].dict, lzip_levels[c->level].match,
 					    CODEC_LZIP_MEMBER_MAX);
 	else
 		c->u.lzd = LZ_decompress_open();
@@ -534,8 +521,8 @@ static int lz_init(struct cairn_codec *c, struct cairn_error *err)
 	if (!p)
 		return cairn_error_set(err, CAIRN_ENOMEM, "lzip: out of memory");
 	c->live = true;
-	enum LZ_Errno e = c->dir == CAIRN_CODEC_COMPRESS ?
-		LZ_compress_errno(c->u.lze) : LZ_decompress_errno(c->u.lzd);
+	enum LZ_Errno e = c->dir == CAIRN_CODEC_COMPRESS ? LZ_compress_errno(c->u.lze)
+							 : LZ_decompress_errno(c->u.lzd);
 	if (e != LZ_ok)
 		return cairn_error_set(err, e == LZ_mem_error ? CAIRN_ENOMEM : CAIRN_EINVAL,
 				       "lzip: %s", LZ_strerror(e));
@@ -554,15 +541,14 @@ static int lib_init(struct cairn_codec *c, struct cairn_error *err)
 	}
 }
 
-int cairn_codec_set_threads(struct cairn_codec *c, unsigned n,
-			    struct cairn_error *err)
+int cairn_codec_set_threads(struct cairn_codec *c, unsigned n, struct cairn_error *err)
 {
 	if (!c || c->started || c->failed || c->finished)
 		return cairn_error_set(err, CAIRN_EINVAL,
-			"codec: threads can only be set before the first write");
+				       "codec: threads can only be set before the first write");
 	if (c->dir != CAIRN_CODEC_COMPRESS ||
-	    (c->method != CAIRN_CODEC_XZ && c->method != CAIRN_CODEC_ZSTD) ||
-	    n == c->threads || (n <= 1 && c->threads <= 1))
+	    (c->method != CAIRN_CODEC_XZ && c->method != CAIRN_CODEC_ZSTD) || n == c->threads ||
+	    (n <= 1 && c->threads <= 1))
 		return 0;
 	if (n > 256)
 		return cairn_error_set(err, CAIRN_EINVAL, "codec: %u threads is too many", n);
@@ -577,28 +563,27 @@ int cairn_codec_set_threads(struct cairn_codec *c, unsigned n,
 /* ---- output ---- */
 
 /* Hand len bytes to the callback after the max_output check. */
-static int deliver(struct cairn_codec *c, const void *data, size_t len,
-		   cairn_codec_out_fn out, void *ctx, struct cairn_error *err)
+static int deliver(struct cairn_codec *c, const void *data, size_t len, cairn_codec_out_fn out,
+		   void *ctx, struct cairn_error *err)
 {
 	if (len == 0)
 		return 0;
 	if (len > c->max_out - c->total_out || c->total_out > c->max_out)
-		return cairn_error_set(err, CAIRN_ELIMIT,
-			"%s: %s data exceeds %llu bytes", cname(c),
-			c->dir == CAIRN_CODEC_DECOMPRESS ? "decompressed" : "compressed",
-			(unsigned long long)c->max_out);
+		return cairn_error_set(
+		    err, CAIRN_ELIMIT, "%s: %s data exceeds %llu bytes", cname(c),
+		    c->dir == CAIRN_CODEC_DECOMPRESS ? "decompressed" : "compressed",
+		    (unsigned long long)c->max_out);
 	int rc = out(ctx, data, len);
 	if (rc < 0)
 		return cairn_error_set(err, rc, "%s: output callback failed", cname(c));
 	if (rc > 0)
-		return cairn_error_set(err, CAIRN_EINVAL,
-				       "%s: output callback returned %d", cname(c), rc);
+		return cairn_error_set(err, CAIRN_EINVAL, "%s: output callback returned %d",
+				       cname(c), rc);
 	c->total_out += len;
 	return 0;
 }
 
-static int flush(struct cairn_codec *c, cairn_codec_out_fn out, void *ctx,
-		 struct cairn_error *err)
+static int flush(struct cairn_codec *c, cairn_codec_out_fn out, void *ctx, struct cairn_error *err)
 {
 	int rc = deliver(c, c->buf, c->fill, out, ctx, err);
 	if (rc == 0)
@@ -629,9 +614,8 @@ static int none_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 	return 0;
 }
 
-static int xz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
-		  bool last, cairn_codec_out_fn out, void *ctx,
-		  struct cairn_error *err)
+static int xz_run(struct cairn_codec *c, const unsigned char *in, size_t len, bool last,
+		  cairn_codec_out_fn out, void *ctx, struct cairn_error *err)
 {
 	lzma_stream *s = &c->u.xz;
 	s->next_in = in;
@@ -659,17 +643,16 @@ static int xz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 	}
 }
 
-static int zstd_run(struct cairn_codec *c, const unsigned char *in, size_t len,
-		    bool last, cairn_codec_out_fn out, void *ctx,
-		    struct cairn_error *err)
+static int zstd_run(struct cairn_codec *c, const unsigned char *in, size_t len, bool last,
+		    cairn_codec_out_fn out, void *ctx, struct cairn_error *err)
 {
-	ZSTD_inBuffer ib = { in, len, 0 };
+	ZSTD_inBuffer ib = {in, len, 0};
 	bool comp = c->dir == CAIRN_CODEC_COMPRESS;
 	for (;;) {
 		int rc = make_room(c, out, ctx, err);
 		if (rc < 0)
 			return rc;
-		ZSTD_outBuffer ob = { c->buf + c->fill, CAIRN_CODEC_CHUNK - c->fill, 0 };
+		ZSTD_outBuffer ob = {c->buf + c->fill, CAIRN_CODEC_CHUNK - c->fill, 0};
 		size_t r;
 		if (comp)
 			r = ZSTD_compressStream2(c->u.zc, &ob, &ib,
@@ -698,9 +681,8 @@ static int zstd_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 	}
 }
 
-static int bz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
-		  bool last, cairn_codec_out_fn out, void *ctx,
-		  struct cairn_error *err)
+static int bz_run(struct cairn_codec *c, const unsigned char *in, size_t len, bool last,
+		  cairn_codec_out_fn out, void *ctx, struct cairn_error *err)
 {
 	bz_stream *s = &c->u.bz;
 	bool comp = c->dir == CAIRN_CODEC_COMPRESS;
@@ -745,7 +727,10 @@ static int bz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 				return 0;
 			if (r != BZ_RUN_OK && r != BZ_FINISH_OK)
 				return bz_fail(r, err);
-			if (!last && s->avail_in == 0 && len == 0 && !full)
+			/* Not "&& !full": BZ_RUN without input and without
+			 * pending output is BZ_PARAM_ERROR, so leave any
+			 * pending output for the next write or finish. */
+			if (!last && s->avail_in == 0 && len == 0)
 				return 0;
 			continue;
 		}
@@ -753,8 +738,9 @@ static int bz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 			c->at_end = true;
 			c->members++;
 		} else if (r == BZ_DATA_ERROR_MAGIC && c->members > 0) {
-			return cairn_error_set(err, CAIRN_EFORMAT,
-				"bzip2: trailing data after the end of the compressed stream");
+			return cairn_error_set(
+			    err, CAIRN_EFORMAT,
+			    "bzip2: trailing data after the end of the compressed stream");
 		} else if (r != BZ_OK) {
 			return bz_fail(r, err);
 		}
@@ -763,9 +749,8 @@ static int bz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 	}
 }
 
-static int z_run(struct cairn_codec *c, const unsigned char *in, size_t len,
-		 bool last, cairn_codec_out_fn out, void *ctx,
-		 struct cairn_error *err)
+static int z_run(struct cairn_codec *c, const unsigned char *in, size_t len, bool last,
+		 cairn_codec_out_fn out, void *ctx, struct cairn_error *err)
 {
 	z_stream *s = &c->u.z;
 	bool comp = c->dir == CAIRN_CODEC_COMPRESS;
@@ -813,9 +798,10 @@ static int z_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 			c->members++;
 		} else if (r == Z_DATA_ERROR && c->members > 0 && s->total_out == 0) {
 			/* A "member" after a complete one that is not one. */
-			return cairn_error_set(err, CAIRN_EFORMAT,
-				"gzip: trailing data after the end of the compressed stream (%s)",
-				s->msg ? s->msg : "bad header");
+			return cairn_error_set(
+			    err, CAIRN_EFORMAT,
+			    "gzip: trailing data after the end of the compressed stream (%s)",
+			    s->msg ? s->msg : "bad header");
 		} else if (r == Z_NEED_DICT) {
 			return cairn_error_set(err, CAIRN_EFORMAT,
 					       "gzip: stream needs a preset dictionary");
@@ -829,8 +815,8 @@ static int z_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 
 static int lz_fail(struct cairn_codec *c, struct cairn_error *err)
 {
-	enum LZ_Errno e = c->dir == CAIRN_CODEC_COMPRESS ?
-		LZ_compress_errno(c->u.lze) : LZ_decompress_errno(c->u.lzd);
+	enum LZ_Errno e = c->dir == CAIRN_CODEC_COMPRESS ? LZ_compress_errno(c->u.lze)
+							 : LZ_decompress_errno(c->u.lzd);
 	int code = CAIRN_EFORMAT;
 	if (e == LZ_mem_error)
 		code = CAIRN_ENOMEM;
@@ -839,8 +825,8 @@ static int lz_fail(struct cairn_codec *c, struct cairn_error *err)
 	else if (e == LZ_bad_argument || e == LZ_sequence_error || e == LZ_library_error)
 		code = CAIRN_EINVAL;
 	if (e == LZ_header_error && c->members > 0)
-		return cairn_error_set(err, code,
-			"lzip: trailing data after the end of the compressed stream");
+		return cairn_error_set(
+		    err, code, "lzip: trailing data after the end of the compressed stream");
 	return cairn_error_set(err, code, "lzip: %s", LZ_strerror(e));
 }
 
@@ -848,15 +834,13 @@ static int lz_fail(struct cairn_codec *c, struct cairn_error *err)
  * lzlib copies input into its own buffer (write) and hands out output
  * (read); alternate the two until all input is in and nothing comes out.
  */
-static int lz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
-		  bool last, cairn_codec_out_fn out, void *ctx,
-		  struct cairn_error *err)
+static int lz_run(struct cairn_codec *c, const unsigned char *in, size_t len, bool last,
+		  cairn_codec_out_fn out, void *ctx, struct cairn_error *err)
 {
 	bool comp = c->dir == CAIRN_CODEC_COMPRESS;
 	int stall = 0;
 	if (last) {
-		int r = comp ? LZ_compress_finish(c->u.lze) :
-			       LZ_decompress_finish(c->u.lzd);
+		int r = comp ? LZ_compress_finish(c->u.lze) : LZ_decompress_finish(c->u.lzd);
 		if (r < 0)
 			return lz_fail(c, err);
 	}
@@ -866,14 +850,14 @@ static int lz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 			return rc;
 		int wrote = 0;
 		if (len > 0) {
-			int ws = comp ? LZ_compress_write_size(c->u.lze) :
-					LZ_decompress_write_size(c->u.lzd);
+			int ws = comp ? LZ_compress_write_size(c->u.lze)
+				      : LZ_decompress_write_size(c->u.lzd);
 			if (ws < 0)
 				return lz_fail(c, err);
 			int n = len < (size_t)ws ? (int)len : ws;
 			if (n > 0) {
-				wrote = comp ? LZ_compress_write(c->u.lze, in, n) :
-					       LZ_decompress_write(c->u.lzd, in, n);
+				wrote = comp ? LZ_compress_write(c->u.lze, in, n)
+					     : LZ_decompress_write(c->u.lzd, in, n);
 				if (wrote < 0)
 					return lz_fail(c, err);
 				in += wrote;
@@ -881,23 +865,24 @@ static int lz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 			}
 		}
 		int room = (int)(CAIRN_CODEC_CHUNK - c->fill);
-		int got = comp ? LZ_compress_read(c->u.lze, c->buf + c->fill, room) :
-				 LZ_decompress_read(c->u.lzd, c->buf + c->fill, room);
+		int got = comp ? LZ_compress_read(c->u.lze, c->buf + c->fill, room)
+			       : LZ_decompress_read(c->u.lzd, c->buf + c->fill, room);
 		if (got < 0)
 			return lz_fail(c, err);
 		c->fill += (size_t)got;
 		if (!comp) {
 			int dict = LZ_decompress_dictionary_size(c->u.lzd);
 			if (dict > 0 && (unsigned)dict > CAIRN_CODEC_LZIP_DICT_MAX)
-				return cairn_error_set(err, CAIRN_ELIMIT,
-					"lzip: dictionary of %d bytes exceeds the limit of %u",
-					dict, (unsigned)CAIRN_CODEC_LZIP_DICT_MAX);
+				return cairn_error_set(
+				    err, CAIRN_ELIMIT,
+				    "lzip: dictionary of %d bytes exceeds the limit of %u", dict,
+				    (unsigned)CAIRN_CODEC_LZIP_DICT_MAX);
 			if (LZ_decompress_member_finished(c->u.lzd) == 1)
 				c->members = 1; /* later header errors are trailing data */
 		}
 		if (last) {
-			int done = comp ? LZ_compress_finished(c->u.lze) :
-					  LZ_decompress_finished(c->u.lzd);
+			int done = comp ? LZ_compress_finished(c->u.lze)
+					: LZ_decompress_finished(c->u.lzd);
 			if (done == 1)
 				return 0;
 		} else if (len == 0 && got < room) {
@@ -906,8 +891,9 @@ static int lz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 		if (wrote == 0 && got == 0) {
 			if (++stall > CODEC_STALL_MAX) {
 				if (!comp && last)
-					return cairn_error_set(err, CAIRN_ETRUNCATED,
-						"lzip: compressed data is truncated");
+					return cairn_error_set(
+					    err, CAIRN_ETRUNCATED,
+					    "lzip: compressed data is truncated");
 				return cairn_error_set(err, CAIRN_EINVAL,
 						       "lzip: library made no progress");
 			}
@@ -917,9 +903,8 @@ static int lz_run(struct cairn_codec *c, const unsigned char *in, size_t len,
 	}
 }
 
-static int run(struct cairn_codec *c, const unsigned char *in, size_t len,
-	       bool last, cairn_codec_out_fn out, void *ctx,
-	       struct cairn_error *err)
+static int run(struct cairn_codec *c, const unsigned char *in, size_t len, bool last,
+	       cairn_codec_out_fn out, void *ctx, struct cairn_error *err)
 {
 	switch (c->method) {
 	case CAIRN_CODEC_NONE: return none_run(c, in, len, out, ctx, err);
@@ -932,8 +917,7 @@ static int run(struct cairn_codec *c, const unsigned char *in, size_t len,
 	}
 }
 
-static int check_usable(struct cairn_codec *c, cairn_codec_out_fn out,
-			struct cairn_error *err)
+static int check_usable(struct cairn_codec *c, cairn_codec_out_fn out, struct cairn_error *err)
 {
 	if (!c || !out)
 		return cairn_error_set(err, CAIRN_EINVAL, "codec: no codec or no callback");
@@ -941,14 +925,12 @@ static int check_usable(struct cairn_codec *c, cairn_codec_out_fn out,
 		return cairn_error_set(err, c->failed,
 				       "%s: codec is unusable after an earlier error", cname(c));
 	if (c->finished)
-		return cairn_error_set(err, CAIRN_EINVAL, "%s: codec already finished",
-				       cname(c));
+		return cairn_error_set(err, CAIRN_EINVAL, "%s: codec already finished", cname(c));
 	return 0;
 }
 
-int cairn_codec_write(struct cairn_codec *c, const void *in, size_t len,
-		      cairn_codec_out_fn out, void *ctx,
-		      struct cairn_error *err)
+int cairn_codec_write(struct cairn_codec *c, const void *in, size_t len, cairn_codec_out_fn out,
+		      void *ctx, struct cairn_error *err)
 {
 	int rc = check_usable(c, out, err);
 	if (rc < 0)
@@ -967,8 +949,8 @@ int cairn_codec_write(struct cairn_codec *c, const void *in, size_t len,
 	return 0;
 }
 
-int cairn_codec_finish(struct cairn_codec *c, cairn_codec_out_fn out,
-		       void *ctx, struct cairn_error *err)
+int cairn_codec_finish(struct cairn_codec *c, cairn_codec_out_fn out, void *ctx,
+		       struct cairn_error *err)
 {
 	int rc = check_usable(c, out, err);
 	if (rc < 0)
@@ -976,8 +958,7 @@ int cairn_codec_finish(struct cairn_codec *c, cairn_codec_out_fn out,
 	c->started = true;
 	bool dec = c->dir == CAIRN_CODEC_DECOMPRESS;
 	if (dec && c->method != CAIRN_CODEC_NONE && c->total_in == 0) {
-		rc = cairn_error_set(err, CAIRN_ETRUNCATED, "%s: no compressed data",
-				     cname(c));
+		rc = cairn_error_set(err, CAIRN_ETRUNCATED, "%s: no compressed data", cname(c));
 		goto out;
 	}
 	if (dec && (c->method == CAIRN_CODEC_ZSTD || c->method == CAIRN_CODEC_BZIP2 ||
@@ -994,8 +975,9 @@ int cairn_codec_finish(struct cairn_codec *c, cairn_codec_out_fn out,
 			goto out;
 		if (dec && c->method == CAIRN_CODEC_LZIP &&
 		    LZ_decompress_total_in_size(c->u.lzd) != c->total_in) {
-			rc = cairn_error_set(err, CAIRN_EFORMAT,
-				"lzip: trailing data after the end of the compressed stream");
+			rc = cairn_error_set(
+			    err, CAIRN_EFORMAT,
+			    "lzip: trailing data after the end of the compressed stream");
 			goto out;
 		}
 	}
@@ -1016,10 +998,9 @@ static int buf_sink(void *ctx, const void *data, size_t len)
 	return cairn_buf_append(ctx, data, len);
 }
 
-int cairn_codec_oneshot(enum cairn_codec_method method,
-			enum cairn_codec_direction dir, int level,
-			const void *in, size_t len, uint64_t max_output,
-			struct cairn_buf *out, struct cairn_error *err)
+int cairn_codec_oneshot(enum cairn_codec_method method, enum cairn_codec_direction dir, int level,
+			const void *in, size_t len, uint64_t max_output, struct cairn_buf *out,
+			struct cairn_error *err)
 {
 	struct cairn_codec *c = NULL;
 	size_t before = out->len;

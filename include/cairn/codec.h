@@ -173,8 +173,7 @@ struct cairn_codec;
  * knows but cairn cannot handle ("br", "lz4", ...) are CAIRN_EUNSUPPORTED,
  * other names CAIRN_EFORMAT.
  */
-int cairn_codec_method_parse(const char *name, size_t len,
-			     enum cairn_codec_method *out,
+int cairn_codec_method_parse(const char *name, size_t len, enum cairn_codec_method *out,
 			     struct cairn_error *err);
 /* The narinfo name ("xz"); static.  NULL for an invalid method. */
 const char *cairn_codec_method_name(enum cairn_codec_method m);
@@ -188,20 +187,17 @@ void cairn_codec_level_range(enum cairn_codec_method m, int *min, int *max);
  * Parse "METHOD" or "METHOD:LEVEL" ("zstd:3", "xz:6", "none").  An
  * out-of-range level is CAIRN_EFORMAT naming the range.
  */
-int cairn_codec_spec_parse(const char *s, size_t len,
-			   struct cairn_codec_spec *out,
+int cairn_codec_spec_parse(const char *s, size_t len, struct cairn_codec_spec *out,
 			   struct cairn_error *err);
 /*
  * Parse a comma-separated list of specs ("zstd:3,xz:6,none") into out[]
  * (room for max entries).  Returns the number of entries (>= 1).  Empty
  * entries, a method listed twice and more than max entries are errors.
  */
-int cairn_codec_spec_list_parse(const char *s, size_t len,
-				struct cairn_codec_spec *out, size_t max,
+int cairn_codec_spec_list_parse(const char *s, size_t len, struct cairn_codec_spec *out, size_t max,
 				struct cairn_error *err);
 /* Format a spec as "xz:6" (or "none") into out; returns the length or CAIRN_ELIMIT. */
-int cairn_codec_spec_format(const struct cairn_codec_spec *spec, char *out,
-			    size_t size);
+int cairn_codec_spec_format(const struct cairn_codec_spec *spec, char *out, size_t size);
 
 /*
  * Create a codec.  level applies to compression (CAIRN_CODEC_LEVEL_DEFAULT
@@ -210,8 +206,8 @@ int cairn_codec_spec_format(const struct cairn_codec_spec *spec, char *out,
  * *out is the caller's, to free with cairn_codec_free().
  */
 int cairn_codec_new(struct cairn_codec **out, enum cairn_codec_method method,
-		    enum cairn_codec_direction dir, int level,
-		    uint64_t max_output, struct cairn_error *err);
+		    enum cairn_codec_direction dir, int level, uint64_t max_output,
+		    struct cairn_error *err);
 
 /*
  * Compress with up to n worker threads (zstd: ZSTD_c_nbWorkers; xz: the
@@ -219,25 +215,23 @@ int cairn_codec_new(struct cairn_codec **out, enum cairn_codec_method method,
  * blocks).  Only before the first write; other methods and decompression
  * ignore it.  n = 0 or 1 means single-threaded.
  */
-int cairn_codec_set_threads(struct cairn_codec *c, unsigned n,
-			    struct cairn_error *err);
+int cairn_codec_set_threads(struct cairn_codec *c, unsigned n, struct cairn_error *err);
 
 /*
  * Feed len bytes of input; complete chunks of output go to out(ctx, ...).
  * Output may be held back until a chunk is full or until finish.  After an
  * error the codec is unusable and every later call returns that error.
  */
-int cairn_codec_write(struct cairn_codec *c, const void *in, size_t len,
-		      cairn_codec_out_fn out, void *ctx,
-		      struct cairn_error *err);
+int cairn_codec_write(struct cairn_codec *c, const void *in, size_t len, cairn_codec_out_fn out,
+		      void *ctx, struct cairn_error *err);
 
 /*
  * End of input: flush all output and, for decompression, check that the
  * stream ended (CAIRN_ETRUNCATED otherwise).  Calling it again after
  * success is CAIRN_EINVAL.
  */
-int cairn_codec_finish(struct cairn_codec *c, cairn_codec_out_fn out,
-		       void *ctx, struct cairn_error *err);
+int cairn_codec_finish(struct cairn_codec *c, cairn_codec_out_fn out, void *ctx,
+		       struct cairn_error *err);
 
 /* Bytes consumed and produced so far (produced = passed to the callback). */
 uint64_t cairn_codec_total_in(const struct cairn_codec *c);
@@ -250,9 +244,8 @@ void cairn_codec_free(struct cairn_codec *c);
  * output to *out (whose own max also applies).  For small objects (.ls
  * files, tests); NARs should stream.
  */
-int cairn_codec_oneshot(enum cairn_codec_method method,
-			enum cairn_codec_direction dir, int level,
-			const void *in, size_t len, uint64_t max_output,
-			struct cairn_buf *out, struct cairn_error *err);
+int cairn_codec_oneshot(enum cairn_codec_method method, enum cairn_codec_direction dir, int level,
+			const void *in, size_t len, uint64_t max_output, struct cairn_buf *out,
+			struct cairn_error *err);
 
 #endif

@@ -22,14 +22,13 @@
 #endif
 
 static const enum cairn_codec_method all[] = {
-	CAIRN_CODEC_NONE, CAIRN_CODEC_XZ, CAIRN_CODEC_ZSTD,
-	CAIRN_CODEC_BZIP2, CAIRN_CODEC_GZIP, CAIRN_CODEC_LZIP,
+    CAIRN_CODEC_NONE,  CAIRN_CODEC_XZ,	 CAIRN_CODEC_ZSTD,
+    CAIRN_CODEC_BZIP2, CAIRN_CODEC_GZIP, CAIRN_CODEC_LZIP,
 };
 #define N_ALL (sizeof(all) / sizeof(all[0]))
 /* The compressed ones. */
 static const enum cairn_codec_method packed[] = {
-	CAIRN_CODEC_XZ, CAIRN_CODEC_ZSTD, CAIRN_CODEC_BZIP2,
-	CAIRN_CODEC_GZIP, CAIRN_CODEC_LZIP,
+    CAIRN_CODEC_XZ, CAIRN_CODEC_ZSTD, CAIRN_CODEC_BZIP2, CAIRN_CODEC_GZIP, CAIRN_CODEC_LZIP,
 };
 #define N_PACKED (sizeof(packed) / sizeof(packed[0]))
 
@@ -62,10 +61,9 @@ static void sink_init(struct sink *s)
 }
 
 /* Run data through a codec in pieces of `step` bytes. */
-static int run_codec(enum cairn_codec_method m, enum cairn_codec_direction d,
-		     int level, unsigned threads, const void *data, size_t len,
-		     size_t step, uint64_t max, struct sink *s,
-		     struct cairn_error *err)
+static int run_codec(enum cairn_codec_method m, enum cairn_codec_direction d, int level,
+		     unsigned threads, const void *data, size_t len, size_t step, uint64_t max,
+		     struct sink *s, struct cairn_error *err)
 {
 	struct cairn_codec *c = NULL;
 	int rc = cairn_codec_new(&c, m, d, level, max, err);
@@ -100,8 +98,8 @@ static unsigned char *sample(size_t len)
 	return p;
 }
 
-static void compress_to(enum cairn_codec_method m, int level,
-			const void *data, size_t len, struct sink *out)
+static void compress_to(enum cairn_codec_method m, int level, const void *data, size_t len,
+			struct sink *out)
 {
 	struct cairn_error err;
 	cairn_error_init(&err);
@@ -115,8 +113,8 @@ static void compress_to(enum cairn_codec_method m, int level,
 static void test_roundtrip(void **state)
 {
 	(void)state;
-	static const size_t sizes[] = { 0, 1, 100, 300000, 1100000 };
-	static const size_t steps[] = { 1, 4093, 1 << 20 };
+	static const size_t sizes[] = {0, 1, 100, 300000, 1100000};
+	static const size_t steps[] = {1, 4093, 1 << 20};
 	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
 		unsigned char *data = sample(sizes[si]);
 		for (size_t mi = 0; mi < N_ALL; mi++) {
@@ -130,14 +128,13 @@ static void test_roundtrip(void **state)
 				struct cairn_error err;
 				cairn_error_init(&err);
 				sink_init(&u);
-				int rc = run_codec(m, CAIRN_CODEC_DECOMPRESS,
-						   CAIRN_CODEC_LEVEL_DEFAULT, 0,
-						   z.b.data, z.b.len, steps[st],
-						   sizes[si], &u, &err);
+				int rc =
+				    run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
+					      0, z.b.data, z.b.len, steps[st], sizes[si], &u, &err);
 				if (rc != 0)
 					fail_msg("%s size %zu step %zu: %s",
-						 cairn_codec_method_name(m), sizes[si],
-						 steps[st], cairn_error_msg(&err));
+						 cairn_codec_method_name(m), sizes[si], steps[st],
+						 cairn_error_msg(&err));
 				assert_int_equal(u.b.len, sizes[si]);
 				if (sizes[si])
 					assert_memory_equal(u.b.data, data, sizes[si]);
@@ -157,11 +154,15 @@ static void test_levels_and_threads(void **state)
 	(void)state;
 	size_t len = 700000;
 	unsigned char *data = sample(len);
-	static const struct { enum cairn_codec_method m; int level; unsigned threads; } cases[] = {
-		{ CAIRN_CODEC_XZ, 0, 0 }, { CAIRN_CODEC_XZ, 9, 0 }, { CAIRN_CODEC_XZ, 1, 2 },
-		{ CAIRN_CODEC_ZSTD, -5, 0 }, { CAIRN_CODEC_ZSTD, 19, 0 }, { CAIRN_CODEC_ZSTD, 3, 2 },
-		{ CAIRN_CODEC_BZIP2, 1, 0 }, { CAIRN_CODEC_GZIP, 1, 0 }, { CAIRN_CODEC_GZIP, 9, 0 },
-		{ CAIRN_CODEC_LZIP, 0, 0 }, { CAIRN_CODEC_LZIP, 9, 0 },
+	static const struct {
+		enum cairn_codec_method m;
+		int level;
+		unsigned threads;
+	} cases[] = {
+	    {CAIRN_CODEC_XZ, 0, 0},    {CAIRN_CODEC_XZ, 9, 0},	  {CAIRN_CODEC_XZ, 1, 2},
+	    {CAIRN_CODEC_ZSTD, -5, 0}, {CAIRN_CODEC_ZSTD, 19, 0}, {CAIRN_CODEC_ZSTD, 3, 2},
+	    {CAIRN_CODEC_BZIP2, 1, 0}, {CAIRN_CODEC_GZIP, 1, 0},  {CAIRN_CODEC_GZIP, 9, 0},
+	    {CAIRN_CODEC_LZIP, 0, 0},  {CAIRN_CODEC_LZIP, 9, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct sink z, u;
@@ -169,16 +170,16 @@ static void test_levels_and_threads(void **state)
 		cairn_error_init(&err);
 		sink_init(&z);
 		sink_init(&u);
-		int rc = run_codec(cases[i].m, CAIRN_CODEC_COMPRESS, cases[i].level,
-				   cases[i].threads, data, len, 100000,
-				   CAIRN_CODEC_UNLIMITED, &z, &err);
+		int rc =
+		    run_codec(cases[i].m, CAIRN_CODEC_COMPRESS, cases[i].level, cases[i].threads,
+			      data, len, 100000, CAIRN_CODEC_UNLIMITED, &z, &err);
 		if (rc == 0)
-			rc = run_codec(cases[i].m, CAIRN_CODEC_DECOMPRESS,
-				       CAIRN_CODEC_LEVEL_DEFAULT, 0, z.b.data,
-				       z.b.len, 77777, len, &u, &err);
+			rc =
+			    run_codec(cases[i].m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
+				      0, z.b.data, z.b.len, 77777, len, &u, &err);
 		if (rc != 0)
-			fail_msg("%s:%d: %s", cairn_codec_method_name(cases[i].m),
-				 cases[i].level, cairn_error_msg(&err));
+			fail_msg("%s:%d: %s", cairn_codec_method_name(cases[i].m), cases[i].level,
+				 cairn_error_msg(&err));
 		assert_int_equal(u.b.len, len);
 		assert_memory_equal(u.b.data, data, len);
 		assert_true(z.b.len < len); /* really compressed */
@@ -254,8 +255,8 @@ static void test_tools_interop(void **state)
 		/* The tool compresses (two runs concatenated, which every
 		 * tool's -d accepts as one file), cairn decompresses. */
 		snprintf(packedf, sizeof(packedf), "%s/by-tool", dir);
-		snprintf(cmd, sizeof(cmd), "%s -c -q <%s >%s && %s -c -q <%s >>%s",
-			 tool, plain, packedf, tool, plain, packedf);
+		snprintf(cmd, sizeof(cmd), "%s -c -q <%s >%s && %s -c -q <%s >>%s", tool, plain,
+			 packedf, tool, plain, packedf);
 		assert_int_equal(system(cmd), 0);
 		size_t zlen;
 		unsigned char *z = read_file(packedf, &zlen);
@@ -263,8 +264,8 @@ static void test_tools_interop(void **state)
 		struct cairn_error err;
 		cairn_error_init(&err);
 		sink_init(&u);
-		int rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, 0,
-				   z, zlen, 8192, 2 * len, &u, &err);
+		int rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, 0, z, zlen,
+				   8192, 2 * len, &u, &err);
 		if (rc != 0)
 			fail_msg("%s output: %s", tool, cairn_error_msg(&err));
 		assert_int_equal(u.b.len, 2 * len);
@@ -279,8 +280,8 @@ static void test_tools_interop(void **state)
 		snprintf(packedf, sizeof(packedf), "%s/by-cairn", dir);
 		write_file(packedf, zc.b.data, zc.b.len);
 		snprintf(back, sizeof(back), "%s/back", dir);
-		snprintf(cmd, sizeof(cmd), "%s -t -q %s && %s -d -c <%s >%s && cmp -s %s %s",
-			 tool, packedf, tool, packedf, back, back, plain);
+		snprintf(cmd, sizeof(cmd), "%s -t -q %s && %s -d -c <%s >%s && cmp -s %s %s", tool,
+			 packedf, tool, packedf, back, back, plain);
 		if (system(cmd) != 0)
 			fail_msg("%s cannot read cairn's %s stream", tool, tool);
 		cairn_buf_release(&zc.b);
@@ -317,10 +318,10 @@ static bool narinfo_field(const char *text, const char *key, char *out, size_t s
 static void test_nix_caches(void **state)
 {
 	(void)state;
-	static const char *caches[] = { "cache-none", "cache-xz", "cache-zstd", "cache-bzip2" };
-	static const char *paths[] = { "6rpbsa1ix05i5cmar0xh7fw9cyms2476",
-				       "pp25ahmcbii9zkwhkaxdr3ihh9439x9p",
-				       "x6b6ah9iya8w14wv5fzzwj36lf2yyghw" };
+	static const char *caches[] = {"cache-none", "cache-xz", "cache-zstd", "cache-bzip2"};
+	static const char *paths[] = {"6rpbsa1ix05i5cmar0xh7fw9cyms2476",
+				      "pp25ahmcbii9zkwhkaxdr3ihh9439x9p",
+				      "x6b6ah9iya8w14wv5fzzwj36lf2yyghw"};
 	int checked = 0;
 	for (size_t ci = 0; ci < 4; ci++) {
 		for (size_t pi = 0; pi < 3; pi++) {
@@ -352,13 +353,14 @@ static void test_nix_caches(void **state)
 			struct cairn_error err;
 			cairn_error_init(&err);
 			sink_init(&u);
-			int rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
-					   0, z, zlen, 100, size, &u, &err);
+			int rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, 0,
+					   z, zlen, 100, size, &u, &err);
 			if (rc != 0)
 				fail_msg("%s: %s", path, cairn_error_msg(&err));
 			assert_int_equal(u.b.len, size);
 			struct cairn_hash want_h, got_h;
-			assert_int_equal(cairn_hash_parse(narhash, strlen(narhash), 0, &want_h, NULL), 0);
+			assert_int_equal(
+			    cairn_hash_parse(narhash, strlen(narhash), 0, &want_h, NULL), 0);
 			cairn_hash_sha256(&got_h, u.b.data, u.b.len);
 			assert_true(cairn_hash_equal(&want_h, &got_h));
 			cairn_buf_release(&u.b);
@@ -371,8 +373,9 @@ static void test_nix_caches(void **state)
 					       0, z, zlen, zlen, size - 1, &u, &err);
 				assert_int_equal(rc, CAIRN_ELIMIT);
 				char msg[128];
-				snprintf(msg, sizeof(msg), "%s: decompressed data exceeds %llu bytes",
-					 comp, (unsigned long long)(size - 1));
+				snprintf(msg, sizeof(msg),
+					 "%s: decompressed data exceeds %llu bytes", comp,
+					 (unsigned long long)(size - 1));
 				assert_string_equal(err.msg, msg);
 				cairn_buf_release(&u.b);
 			}
@@ -402,10 +405,13 @@ static double now_s(void)
 static void test_bombs(void **state)
 {
 	(void)state;
-	static const struct { const char *file; enum cairn_codec_method m; } bombs[] = {
-		{ "zeros-1g.zst", CAIRN_CODEC_ZSTD }, { "zeros-1g.bz2", CAIRN_CODEC_BZIP2 },
-		{ "zeros-256m.xz", CAIRN_CODEC_XZ }, { "zeros-256m.lzip", CAIRN_CODEC_LZIP },
-		{ "zeros-64m.gz", CAIRN_CODEC_GZIP },
+	static const struct {
+		const char *file;
+		enum cairn_codec_method m;
+	} bombs[] = {
+	    {"zeros-1g.zst", CAIRN_CODEC_ZSTD}, {"zeros-1g.bz2", CAIRN_CODEC_BZIP2},
+	    {"zeros-256m.xz", CAIRN_CODEC_XZ},	{"zeros-256m.lzip", CAIRN_CODEC_LZIP},
+	    {"zeros-64m.gz", CAIRN_CODEC_GZIP},
 	};
 	const uint64_t cap = 1048576;
 	long rss_before = maxrss_kib();
@@ -420,8 +426,8 @@ static void test_bombs(void **state)
 		sink_init(&u);
 		double t0 = now_s();
 		/* All at once: the library must stop itself mid-input. */
-		int rc = run_codec(bombs[i].m, CAIRN_CODEC_DECOMPRESS,
-				   CAIRN_CODEC_LEVEL_DEFAULT, 0, z, zlen, zlen, cap, &u, &err);
+		int rc = run_codec(bombs[i].m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, 0,
+				   z, zlen, zlen, cap, &u, &err);
 		double dt = now_s() - t0;
 		assert_int_equal(rc, CAIRN_ELIMIT);
 		char msg[128];
@@ -446,11 +452,17 @@ static void test_bombs(void **state)
 static void test_memory_limits(void **state)
 {
 	(void)state;
-	static const struct { const char *file; enum cairn_codec_method m; const char *msg; } v[] = {
-		{ "window-1g.zst", CAIRN_CODEC_ZSTD, "zstd: Frame requires too much memory for decoding" },
-		{ "dict-300m.xz", CAIRN_CODEC_XZ, "xz: decoding needs more than 268435456 bytes of memory" },
-		{ "dict-512m.lzip", CAIRN_CODEC_LZIP,
-		  "lzip: dictionary of 536870912 bytes exceeds the limit of 268435456" },
+	static const struct {
+		const char *file;
+		enum cairn_codec_method m;
+		const char *msg;
+	} v[] = {
+	    {"window-1g.zst", CAIRN_CODEC_ZSTD,
+	     "zstd: Frame requires too much memory for decoding"},
+	    {"dict-300m.xz", CAIRN_CODEC_XZ,
+	     "xz: decoding needs more than 268435456 bytes of memory"},
+	    {"dict-512m.lzip", CAIRN_CODEC_LZIP,
+	     "lzip: dictionary of 536870912 bytes exceeds the limit of 268435456"},
 	};
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		char path[512];
@@ -461,8 +473,8 @@ static void test_memory_limits(void **state)
 		struct cairn_error err;
 		cairn_error_init(&err);
 		sink_init(&u);
-		int rc = run_codec(v[i].m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
-				   0, z, zlen, zlen, 1000, &u, &err);
+		int rc = run_codec(v[i].m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, 0, z,
+				   zlen, zlen, 1000, &u, &err);
 		assert_int_equal(rc, CAIRN_ELIMIT);
 		assert_string_equal(err.msg, v[i].msg);
 		assert_int_equal(u.b.len, 0);
@@ -487,13 +499,13 @@ static void test_truncated(void **state)
 			struct cairn_error err;
 			cairn_error_init(&err);
 			sink_init(&u);
-			int rc = run_codec(packed[i], CAIRN_CODEC_DECOMPRESS,
-					   CAIRN_CODEC_LEVEL_DEFAULT, 0, z.b.data, cut,
-					   1000, len, &u, &err);
+			int rc =
+			    run_codec(packed[i], CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
+				      0, z.b.data, cut, 1000, len, &u, &err);
 			if (rc != CAIRN_ETRUNCATED)
 				fail_msg("%s cut at %zu of %zu: %d %s",
-					 cairn_codec_method_name(packed[i]), cut,
-					 z.b.len, rc, cairn_error_msg(&err));
+					 cairn_codec_method_name(packed[i]), cut, z.b.len, rc,
+					 cairn_error_msg(&err));
 			cairn_buf_release(&u.b);
 		}
 		cairn_buf_release(&z.b);
@@ -508,9 +520,9 @@ static void test_trailing_and_concat(void **state)
 	unsigned char *data = sample(len);
 	/* Shorter than a header, a tail may also read as a truncated next
 	 * stream (as `xz -d` says too); a long one is plainly garbage. */
-	static const char *const tails[] = { "garbage! and more garbage", "\0\0\0\0",
-					     "\x1f", "LZIP", "garbage!" };
-	static const size_t tail_len[] = { 25, 4, 1, 4, 8 };
+	static const char *const tails[] = {"garbage! and more garbage", "\0\0\0\0", "\x1f", "LZIP",
+					    "garbage!"};
+	static const size_t tail_len[] = {25, 4, 1, 4, 8};
 	for (size_t i = 0; i < N_PACKED; i++) {
 		enum cairn_codec_method m = packed[i];
 		struct sink z;
@@ -526,10 +538,11 @@ static void test_trailing_and_concat(void **state)
 		struct cairn_error err;
 		cairn_error_init(&err);
 		sink_init(&u);
-		int rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
-				   0, two.data, two.len, 333, 2 * len, &u, &err);
+		int rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, 0,
+				   two.data, two.len, 333, 2 * len, &u, &err);
 		if (rc != 0)
-			fail_msg("%s concat: %s", cairn_codec_method_name(m), cairn_error_msg(&err));
+			fail_msg("%s concat: %s", cairn_codec_method_name(m),
+				 cairn_error_msg(&err));
 		assert_int_equal(u.b.len, 2 * len);
 		assert_memory_equal(u.b.data + len, data, len);
 		cairn_buf_release(&u.b);
@@ -544,18 +557,18 @@ static void test_trailing_and_concat(void **state)
 			assert_int_equal(cairn_buf_append(&bad, tails[t], tail_len[t]), 0);
 			cairn_error_init(&err);
 			sink_init(&u);
-			rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
-				       0, bad.data, bad.len, bad.len, len, &u, &err);
+			rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, 0,
+				       bad.data, bad.len, bad.len, len, &u, &err);
 			if (allowed) {
 				assert_int_equal(rc, 0);
 			} else if (rc != CAIRN_EFORMAT && rc != CAIRN_ETRUNCATED) {
-				fail_msg("%s + tail %zu: %d %s", cairn_codec_method_name(m),
-					 t, rc, cairn_error_msg(&err));
+				fail_msg("%s + tail %zu: %d %s", cairn_codec_method_name(m), t, rc,
+					 cairn_error_msg(&err));
 			}
 			/* A clear word-for-word tail is always EFORMAT. */
 			if (t == 0 && rc != CAIRN_EFORMAT)
-				fail_msg("%s + garbage: %d %s", cairn_codec_method_name(m),
-					 rc, cairn_error_msg(&err));
+				fail_msg("%s + garbage: %d %s", cairn_codec_method_name(m), rc,
+					 cairn_error_msg(&err));
 			cairn_buf_release(&u.b);
 			cairn_buf_release(&bad);
 		}
@@ -583,8 +596,8 @@ static void test_corrupt(void **state)
 			struct cairn_error err;
 			cairn_error_init(&err);
 			sink_init(&u);
-			int rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
-					   0, copy, z.b.len, 4096, 4 * len, &u, &err);
+			int rc = run_codec(m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, 0,
+					   copy, z.b.len, 4096, 4 * len, &u, &err);
 			if (rc == 0)
 				fail_msg("%s: bit flip at %zu not detected",
 					 cairn_codec_method_name(m), pos);
@@ -606,8 +619,8 @@ static void test_corrupt(void **state)
 		cairn_error_init(&err);
 		sink_init(&u);
 		const char *junk = "this is not compressed data at all, not even a little";
-		int rc = run_codec(packed[i], CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
-				   0, junk, strlen(junk), 7, 1000, &u, &err);
+		int rc = run_codec(packed[i], CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, 0,
+				   junk, strlen(junk), 7, 1000, &u, &err);
 		assert_int_equal(rc, CAIRN_EFORMAT);
 		cairn_buf_release(&u.b);
 	}
@@ -625,8 +638,8 @@ static void test_callback_and_lifecycle(void **state)
 		cairn_error_init(&err);
 		sink_init(&s);
 		s.fail_after = 1;
-		int rc = run_codec(all[i], CAIRN_CODEC_COMPRESS, 1 /* fast */, 0, data, len,
-				   len, CAIRN_CODEC_UNLIMITED, &s, &err);
+		int rc = run_codec(all[i], CAIRN_CODEC_COMPRESS, 1 /* fast */, 0, data, len, len,
+				   CAIRN_CODEC_UNLIMITED, &s, &err);
 		if (all[i] == CAIRN_CODEC_NONE && rc == CAIRN_EINVAL)
 			rc = CAIRN_ECANCELED; /* level 1 is invalid for none */
 		assert_int_equal(rc, CAIRN_ECANCELED);
@@ -637,7 +650,8 @@ static void test_callback_and_lifecycle(void **state)
 	struct cairn_error err;
 	cairn_error_init(&err);
 	assert_int_equal(cairn_codec_new(&c, CAIRN_CODEC_GZIP, CAIRN_CODEC_DECOMPRESS,
-					 CAIRN_CODEC_LEVEL_DEFAULT, 100, &err), 0);
+					 CAIRN_CODEC_LEVEL_DEFAULT, 100, &err),
+			 0);
 	struct sink s;
 	sink_init(&s);
 	assert_int_equal(cairn_codec_write(c, "junkjunk", 8, sink_fn, &s, &err), CAIRN_EFORMAT);
@@ -646,7 +660,8 @@ static void test_callback_and_lifecycle(void **state)
 	cairn_codec_free(c);
 
 	assert_int_equal(cairn_codec_new(&c, CAIRN_CODEC_ZSTD, CAIRN_CODEC_COMPRESS,
-					 CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_CODEC_UNLIMITED, NULL), 0);
+					 CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_CODEC_UNLIMITED, NULL),
+			 0);
 	assert_int_equal(cairn_codec_write(c, data, 1000, sink_fn, &s, NULL), 0);
 	assert_int_equal(cairn_codec_set_threads(c, 2, NULL), CAIRN_EINVAL);
 	assert_int_equal(cairn_codec_finish(c, sink_fn, &s, NULL), 0);
@@ -660,20 +675,21 @@ static void test_callback_and_lifecycle(void **state)
 	/* Bad arguments leave *out alone. */
 	c = (struct cairn_codec *)&err;
 	assert_int_equal(cairn_codec_new(&c, CAIRN_CODEC_XZ, CAIRN_CODEC_COMPRESS, 10,
-					 CAIRN_CODEC_UNLIMITED, NULL), CAIRN_EINVAL);
-	assert_int_equal(cairn_codec_new(&c, CAIRN_CODEC_XZ, CAIRN_CODEC_DECOMPRESS, 6,
-					 100, NULL), CAIRN_EINVAL);
-	assert_int_equal(cairn_codec_new(&c, (enum cairn_codec_method)99,
-					 CAIRN_CODEC_COMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
-					 100, NULL), CAIRN_EINVAL);
+					 CAIRN_CODEC_UNLIMITED, NULL),
+			 CAIRN_EINVAL);
+	assert_int_equal(cairn_codec_new(&c, CAIRN_CODEC_XZ, CAIRN_CODEC_DECOMPRESS, 6, 100, NULL),
+			 CAIRN_EINVAL);
+	assert_int_equal(cairn_codec_new(&c, (enum cairn_codec_method)99, CAIRN_CODEC_COMPRESS,
+					 CAIRN_CODEC_LEVEL_DEFAULT, 100, NULL),
+			 CAIRN_EINVAL);
 	assert_ptr_equal(c, (struct cairn_codec *)&err);
 
 	/* none: the limit counts the caller's bytes too. */
 	cairn_error_init(&err);
 	sink_init(&s);
 	assert_int_equal(run_codec(CAIRN_CODEC_NONE, CAIRN_CODEC_DECOMPRESS,
-				   CAIRN_CODEC_LEVEL_DEFAULT, 0, data, 1001, 100, 1000,
-				   &s, &err), CAIRN_ELIMIT);
+				   CAIRN_CODEC_LEVEL_DEFAULT, 0, data, 1001, 100, 1000, &s, &err),
+			 CAIRN_ELIMIT);
 	assert_string_equal(err.msg, "none: decompressed data exceeds 1000 bytes");
 	assert_int_equal(s.b.len, 1000);
 	cairn_buf_release(&s.b);
@@ -682,14 +698,17 @@ static void test_callback_and_lifecycle(void **state)
 	struct cairn_buf z = CAIRN_BUF_INIT(BIG), back = CAIRN_BUF_INIT(BIG);
 	assert_int_equal(cairn_codec_oneshot(CAIRN_CODEC_LZIP, CAIRN_CODEC_COMPRESS,
 					     CAIRN_CODEC_LEVEL_DEFAULT, data, 5000,
-					     CAIRN_CODEC_UNLIMITED, &z, NULL), 0);
+					     CAIRN_CODEC_UNLIMITED, &z, NULL),
+			 0);
 	assert_int_equal(cairn_codec_oneshot(CAIRN_CODEC_LZIP, CAIRN_CODEC_DECOMPRESS,
-					     CAIRN_CODEC_LEVEL_DEFAULT, z.data, z.len, 4999,
-					     &back, NULL), CAIRN_ELIMIT);
+					     CAIRN_CODEC_LEVEL_DEFAULT, z.data, z.len, 4999, &back,
+					     NULL),
+			 CAIRN_ELIMIT);
 	assert_int_equal(back.len, 0);
 	assert_int_equal(cairn_codec_oneshot(CAIRN_CODEC_LZIP, CAIRN_CODEC_DECOMPRESS,
-					     CAIRN_CODEC_LEVEL_DEFAULT, z.data, z.len, 5000,
-					     &back, NULL), 0);
+					     CAIRN_CODEC_LEVEL_DEFAULT, z.data, z.len, 5000, &back,
+					     NULL),
+			 0);
 	assert_int_equal(back.len, 5000);
 	assert_memory_equal(back.data, data, 5000);
 	cairn_buf_release(&z);
@@ -702,8 +721,8 @@ static void test_names_and_specs(void **state)
 	(void)state;
 	enum cairn_codec_method m;
 	struct cairn_error err;
-	static const char *names[] = { "none", "xz", "zstd", "bzip2", "gzip", "lzip" };
-	static const char *suffix[] = { "", ".xz", ".zst", ".bz2", "", ".lzip" };
+	static const char *names[] = {"none", "xz", "zstd", "bzip2", "gzip", "lzip"};
+	static const char *suffix[] = {"", ".xz", ".zst", ".bz2", "", ".lzip"};
 	for (size_t i = 0; i < 6; i++) {
 		assert_int_equal(cairn_codec_method_parse(names[i], strlen(names[i]), &m, NULL), 0);
 		assert_string_equal(cairn_codec_method_name(m), names[i]);
@@ -727,8 +746,8 @@ static void test_names_and_specs(void **state)
 	assert_int_equal(sp.level, -7);
 	assert_int_equal(cairn_codec_spec_parse("xz", 2, &sp, NULL), 0);
 	assert_int_equal(sp.level, CAIRN_CODEC_LEVEL_DEFAULT);
-	static const char *bad[] = { "xz:10", "xz:", "xz:a", "none:0", "gzip:0", "bzip2:0",
-				     "lzip:10", "zstd:99", ":3", "xz:6:1", "xz:99999999" };
+	static const char *bad[] = {"xz:10",   "xz:",	  "xz:a", "none:0", "gzip:0",	  "bzip2:0",
+				    "lzip:10", "zstd:99", ":3",	  "xz:6:1", "xz:99999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		sp.level = 42;
 		cairn_error_init(&err);
@@ -743,7 +762,8 @@ static void test_names_and_specs(void **state)
 
 	struct cairn_codec_spec list[CAIRN_CODEC_LIST_MAX];
 	const char *l = "zstd:3,xz:6,lzip:9,gzip:3,none";
-	assert_int_equal(cairn_codec_spec_list_parse(l, strlen(l), list, CAIRN_CODEC_LIST_MAX, NULL), 5);
+	assert_int_equal(
+	    cairn_codec_spec_list_parse(l, strlen(l), list, CAIRN_CODEC_LIST_MAX, NULL), 5);
 	assert_int_equal(list[2].method, CAIRN_CODEC_LZIP);
 	assert_int_equal(list[2].level, 9);
 	assert_int_equal(list[4].method, CAIRN_CODEC_NONE);
@@ -753,7 +773,7 @@ static void test_names_and_specs(void **state)
 	assert_int_equal(cairn_codec_spec_format(&list[4], s, sizeof(s)), 4);
 	assert_string_equal(s, "none");
 	assert_int_equal(cairn_codec_spec_format(&list[0], s, 6), CAIRN_ELIMIT);
-	static const char *badl[] = { "", "xz,", ",xz", "xz,,zstd", "xz:6,xz:9", "xz,br" };
+	static const char *badl[] = {"", "xz,", ",xz", "xz,,zstd", "xz:6,xz:9", "xz,br"};
 	for (size_t i = 0; i < sizeof(badl) / sizeof(badl[0]); i++) {
 		int rc = cairn_codec_spec_list_parse(badl[i], strlen(badl[i]), list,
 						     CAIRN_CODEC_LIST_MAX, NULL);
@@ -768,17 +788,17 @@ int main(void)
 {
 	cairn_init();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_names_and_specs),
-		cmocka_unit_test(test_roundtrip),
-		cmocka_unit_test(test_levels_and_threads),
-		cmocka_unit_test(test_tools_interop),
-		cmocka_unit_test(test_nix_caches),
-		cmocka_unit_test(test_bombs),
-		cmocka_unit_test(test_memory_limits),
-		cmocka_unit_test(test_truncated),
-		cmocka_unit_test(test_trailing_and_concat),
-		cmocka_unit_test(test_corrupt),
-		cmocka_unit_test(test_callback_and_lifecycle),
+	    cmocka_unit_test(test_names_and_specs),
+	    cmocka_unit_test(test_roundtrip),
+	    cmocka_unit_test(test_levels_and_threads),
+	    cmocka_unit_test(test_tools_interop),
+	    cmocka_unit_test(test_nix_caches),
+	    cmocka_unit_test(test_bombs),
+	    cmocka_unit_test(test_memory_limits),
+	    cmocka_unit_test(test_truncated),
+	    cmocka_unit_test(test_trailing_and_concat),
+	    cmocka_unit_test(test_corrupt),
+	    cmocka_unit_test(test_callback_and_lifecycle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cairn/codec.h"
 
@@ -18,6 +19,51 @@ static int count(void *ctx, const void *data, size_t len)
 	(void)data;
 	*(uint64_t *)ctx += len;
 	return 0;
+}
+
+struct collect {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static int collect(void *ctx, const void *data, size_t len)
+{
+	struct collect *c = ctx;
+	if (len > c->cap - c->len)
+		return CAIRN_ELIMIT;
+	memcpy(c->p + c->len, data, len);
+	c->len += len;
+	return 0;
+}
+
+/* Compress with the fastest level, decompress, compare. */
+static void roundtrip(enum cairn_codec_method m, const uint8_t *data, size_t size)
+{
+	int lo, hi, level = CAIRN_CODEC_LEVEL_DEFAULT;
+	cairn_codec_level_range(m, &lo, &hi);
+	if (m != CAIRN_CODEC_NONE)
+		level = m == CAIRN_CODEC_ZSTD ? 1 : lo;
+	/* Worst-case expansion of these formats is far below 2x + 4 KiB. */
+	struct collect z = {malloc(2 * size + 4096), 0, 2 * size + 4096};
+	struct collect u = {malloc(size + 1), 0, size};
+	struct cairn_codec *c;
+	if (!z.p || !u.p)
+		abort();
+	if (cairn_codec_new(&c, m, CAIRN_CODEC_COMPRESS, level, CAIRN_CODEC_UNLIMITED, NULL) < 0 ||
+	    cairn_codec_write(c, data, size, collect, &z, NULL) < 0 ||
+	    cairn_codec_finish(c, collect, &z, NULL) < 0)
+		abort();
+	cairn_codec_free(c);
+	if (cairn_codec_new(&c, m, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT, size, NULL) <
+		0 ||
+	    cairn_codec_write(c, z.p, z.len, collect, &u, NULL) < 0 ||
+	    cairn_codec_finish(c, collect, &u, NULL) < 0)
+		abort();
+	cairn_codec_free(c);
+	if (u.len != size || (size && memcmp(u.p, data, size) != 0))
+		abort();
+	free(z.p);
+	free(u.p);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -50,5 +96,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort(); /* every failure explains itself */
 		cairn_codec_free(c);
 	}
+	roundtrip((enum cairn_codec_method)(step % CAIRN_CODEC_METHOD_COUNT_), data, size);
 	return 0;
 }

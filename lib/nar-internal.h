@@ -25,6 +25,9 @@ const char *nar_quote(char out[NAR_QUOTE_MAX], const char *s, size_t len);
 /* "the root" or "'a/b'" for a relative path, into out. */
 const char *nar_where(char out[NAR_QUOTE_MAX], const char *path, size_t len);
 
+/* "the root directory" or "directory 'a/b'", into out. */
+const char *nar_dir(char out[NAR_QUOTE_MAX], const char *path, size_t len);
+
 static inline size_t nar_pad(uint64_t len)
 {
 	return (size_t)((8 - (len & 7)) & 7);

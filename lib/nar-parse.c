@@ -194,18 +194,18 @@ static int check_name(struct cairn_nar_parser *p, struct cairn_error *err)
 	const char *s = p->str;
 	size_t n = (size_t)p->str_len;
 	char q[NAR_QUOTE_MAX], w[NAR_QUOTE_MAX], q2[NAR_QUOTE_MAX];
-	nar_where(w, p->path, p->path_len);
+	nar_dir(w, p->path, p->path_len);
 	if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
 		return fail(p, err, CAIRN_EFORMAT,
-			    "nar: entry name %s is not allowed in directory %s",
+			    "nar: entry name %s is not allowed in %s",
 			    nar_quote(q, s, n), w);
 	if (memchr(s, '/', n))
 		return fail(p, err, CAIRN_EFORMAT,
-			    "nar: entry name %s in directory %s contains '/'",
+			    "nar: entry name %s in %s contains '/'",
 			    nar_quote(q, s, n), w);
 	if (memchr(s, '\0', n))
 		return fail(p, err, CAIRN_EFORMAT,
-			    "nar: entry name %s in directory %s contains a NUL byte",
+			    "nar: entry name %s in %s contains a NUL byte",
 			    nar_quote(q, s, n), w);
 	if (p->has_prev) {
 		size_t m = n < p->prev_len ? n : p->prev_len;
@@ -214,16 +214,16 @@ static int check_name(struct cairn_nar_parser *p, struct cairn_error *err)
 			c = n < p->prev_len ? -1 : n > p->prev_len ? 1 : 0;
 		if (c == 0)
 			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: duplicate entry %s in directory %s",
+				    "nar: duplicate entry %s in %s",
 				    nar_quote(q, s, n), w);
 		if (c < 0)
 			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: entry %s after %s is out of order in directory %s",
+				    "nar: entry %s after %s is out of order in %s",
 				    nar_quote(q, s, n), nar_quote(q2, p->prev, p->prev_len), w);
 	}
 	if (p->depth + 1 >= p->max_depth)
 		return fail(p, err, CAIRN_ELIMIT,
-			    "nar: entry %s in directory %s is nested deeper than %u directories",
+			    "nar: entry %s in %s is nested deeper than %u directories",
 			    nar_quote(q, s, n), w, p->max_depth - 1);
 	return 0;
 }
@@ -286,9 +286,9 @@ static int on_string(struct cairn_nar_parser *p, struct cairn_error *err)
 	case G_EXEC_VALUE:
 		if (p->str_len != 0)
 			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: executable marker of %s has the non-empty value %s",
-				    nar_where(w, p->path, p->path_len),
-				    nar_quote(q, p->str, (size_t)p->str_len));
+				    "nar: executable marker with the non-empty value %s at %s",
+				    nar_quote(q, p->str, (size_t)p->str_len),
+				    nar_where(w, p->path, p->path_len));
 		p->node.executable = true;
 		want_string(p, G_CONTENTS_TAG);
 		return 0;
@@ -300,7 +300,7 @@ static int on_string(struct cairn_nar_parser *p, struct cairn_error *err)
 	case G_TARGET:
 		if (memchr(p->str, '\0', (size_t)p->str_len))
 			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: target of symlink %s contains a NUL byte",
+				    "nar: NUL byte in the symlink target at %s",
 				    nar_where(w, p->path, p->path_len));
 		if (p->cb->symlink) {
 			fill_node(p, CAIRN_NAR_SYMLINK);
@@ -379,24 +379,24 @@ static int on_length(struct cairn_nar_parser *p, uint64_t len, struct cairn_erro
 				    (unsigned long long)len);
 		break;
 	case G_NAME:
-		nar_where(w, p->path, p->path_len);
+		nar_dir(w, p->path, p->path_len);
 		if (len == 0)
 			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: empty entry name in directory %s", w);
+				    "nar: empty entry name in %s", w);
 		if (len > CAIRN_NAR_NAME_MAX)
 			return fail(p, err, CAIRN_ELIMIT,
-				    "nar: entry name of %llu bytes in directory %s is longer than %d bytes",
+				    "nar: entry name of %llu bytes in %s is longer than %d bytes",
 				    (unsigned long long)len, w, CAIRN_NAR_NAME_MAX);
 		break;
 	case G_TARGET:
 		nar_where(w, p->path, p->path_len);
 		if (len == 0)
 			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: symlink %s has an empty target", w);
+				    "nar: empty symlink target at %s", w);
 		if (len > CAIRN_NAR_TARGET_MAX)
 			return fail(p, err, CAIRN_ELIMIT,
-				    "nar: target of symlink %s is %llu bytes, longer than %d bytes",
-				    w, (unsigned long long)len, CAIRN_NAR_TARGET_MAX);
+				    "nar: symlink target of %llu bytes at %s is longer than %d bytes",
+				    (unsigned long long)len, w, CAIRN_NAR_TARGET_MAX);
 		break;
 	default:
 		if (len > CAIRN_NAR_TOKEN_MAX)
@@ -418,8 +418,8 @@ static int on_size(struct cairn_nar_parser *p, uint64_t size, struct cairn_error
 	char w[NAR_QUOTE_MAX];
 	if (size > p->max_file)
 		return fail(p, err, CAIRN_ELIMIT,
-			    "nar: file %s is %llu bytes, more than the limit of %llu",
-			    nar_where(w, p->path, p->path_len), (unsigned long long)size,
+			    "nar: file of %llu bytes at %s is more than the limit of %llu",
+			    (unsigned long long)size, nar_where(w, p->path, p->path_len),
 			    (unsigned long long)p->max_file);
 	p->node.size = size;
 	p->node.nar_offset = p->pos;
@@ -493,7 +493,7 @@ struct cairn_nar_parser *cairn_nar_parser_new(const struct cairn_nar_callbacks *
 	struct cairn_nar_parser *p = malloc(sizeof(*p));
 	if (!p)
 		return NULL;
-	memset(p, 0, offsetof(struct cairn_nar_parser, prev));
+	memset(p, 0, offsetof(struct cairn_nar_parser, path));
 	if (cairn_sha256_init(&p->sha) != 0) {
 		free(p);
 		return NULL;
@@ -585,11 +585,11 @@ int cairn_nar_parser_finish(struct cairn_nar_parser *p, struct cairn_error *err)
 			return fail(p, err, CAIRN_ETRUNCATED, "nar: empty input");
 		if (p->lex == L_DATA)
 			return fail(p, err, CAIRN_ETRUNCATED,
-				    "nar: truncated inside the contents of file %s (%llu bytes missing)",
+				    "nar: truncated inside the contents of the file at %s (%llu bytes missing)",
 				    w, (unsigned long long)p->data_left);
 		if (p->lex == L_SIZE || p->lex == L_PAD)
 			return fail(p, err, CAIRN_ETRUNCATED,
-				    "nar: truncated inside file %s", w);
+				    "nar: truncated inside the file at %s", w);
 		return fail(p, err, CAIRN_ETRUNCATED,
 			    "nar: truncated after %llu bytes, expecting %s at %s",
 			    (unsigned long long)p->total, gram_expect(p->g), w);

@@ -8,7 +8,7 @@
 #include "cairn/nar.h"
 #include "nar-internal.h"
 
-const char *nar_quote(char out[NAR_QUOTE_MAX], const char *s, size_t len)
+static const char *quote_n(char *out, size_t cap, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
@@ -16,7 +16,7 @@ const char *nar_quote(char out[NAR_QUOTE_MAX], const char *s, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		/* keep room for one escape, "...'" and the NUL */
-		if (o + 4 + 5 > NAR_QUOTE_MAX) {
+		if (o + 4 + 5 > cap) {
 			memcpy(out + o, "...", 3);
 			o += 3;
 			break;
@@ -35,6 +35,11 @@ const char *nar_quote(char out[NAR_QUOTE_MAX], const char *s, size_t len)
 	return out;
 }
 
+const char *nar_quote(char out[NAR_QUOTE_MAX], const char *s, size_t len)
+{
+	return quote_n(out, NAR_QUOTE_MAX, s, len);
+}
+
 const char *nar_where(char out[NAR_QUOTE_MAX], const char *path, size_t len)
 {
 	if (len == 0) {
@@ -42,6 +47,18 @@ const char *nar_where(char out[NAR_QUOTE_MAX], const char *path, size_t len)
 		return out;
 	}
 	return nar_quote(out, path, len);
+}
+
+const char *nar_dir(char out[NAR_QUOTE_MAX], const char *path, size_t len)
+{
+	if (len == 0) {
+		snprintf(out, NAR_QUOTE_MAX, "the root directory");
+		return out;
+	}
+	char q[NAR_QUOTE_MAX];
+	snprintf(out, NAR_QUOTE_MAX, "directory %s",
+		 quote_n(q, NAR_QUOTE_MAX - sizeof("directory ") + 1, path, len));
+	return out;
 }
 
 int cairn_nar_parse_buffer(const void *nar, size_t len,

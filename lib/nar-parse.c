@@ -55,6 +55,7 @@ struct cairn_nar_parser {
 
 	int failed;
 	bool finished;
+	bool hashing;
 	struct cairn_sha256 sha;
 	uint8_t digest[CAIRN_SHA256_LEN];
 	uint64_t total;
@@ -494,7 +495,8 @@ struct cairn_nar_parser *cairn_nar_parser_new(const struct cairn_nar_callbacks *
 	if (!p)
 		return NULL;
 	memset(p, 0, offsetof(struct cairn_nar_parser, path));
-	if (cairn_sha256_init(&p->sha) != 0) {
+	p->hashing = !(lim && lim->no_hash);
+	if (p->hashing && cairn_sha256_init(&p->sha) != 0) {
 		free(p);
 		return NULL;
 	}
@@ -521,7 +523,8 @@ int cairn_nar_parser_feed(struct cairn_nar_parser *p, const void *data, size_t l
 			    "nar: archive is larger than the limit of %llu bytes",
 			    (unsigned long long)p->max_nar);
 	const uint8_t *d = data;
-	cairn_sha256_update(&p->sha, d, len);
+	if (p->hashing)
+		cairn_sha256_update(&p->sha, d, len);
 	uint64_t base = p->total;
 	p->total += len;
 	size_t pos = 0;
@@ -594,14 +597,15 @@ int cairn_nar_parser_finish(struct cairn_nar_parser *p, struct cairn_error *err)
 			    "nar: truncated after %llu bytes, expecting %s at %s",
 			    (unsigned long long)p->total, gram_expect(p->g), w);
 	}
-	cairn_sha256_final(&p->sha, p->digest);
+	if (p->hashing)
+		cairn_sha256_final(&p->sha, p->digest);
 	p->finished = true;
 	return 0;
 }
 
 int cairn_nar_parser_hash(const struct cairn_nar_parser *p, struct cairn_hash *out)
 {
-	if (!p->finished || p->failed)
+	if (!p->finished || p->failed || !p->hashing)
 		return CAIRN_EINVAL;
 	out->algo = CAIRN_HASH_SHA256;
 	out->len = CAIRN_SHA256_LEN;
@@ -619,7 +623,7 @@ void cairn_nar_parser_free(struct cairn_nar_parser *p)
 {
 	if (!p)
 		return;
-	if (!p->finished)
+	if (!p->finished && p->hashing)
 		cairn_sha256_release(&p->sha);
 	free(p);
 }

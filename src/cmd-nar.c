@@ -130,7 +130,8 @@ static int nar_restore(int argc, char **argv)
 	struct cairn_nar_parser *p = NULL;
 	int rc = cairn_nar_restore_new(argv[1], &r, &err);
 	if (!rc) {
-		p = cairn_nar_parser_new(&cairn_nar_restore_callbacks, r, NULL);
+		static const struct cairn_nar_limits lim = { .no_hash = true };
+		p = cairn_nar_parser_new(&cairn_nar_restore_callbacks, r, &lim);
 		if (!p)
 			rc = cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
 	}
@@ -254,8 +255,9 @@ static int nar_ls(int argc, char **argv)
 	if (!recursive && !ls)
 		rc = cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
 	if (!rc) {
-		p = recursive ? cairn_nar_parser_new(&recursive_listing, NULL, NULL)
-			      : cairn_nar_parser_new(&cairn_nar_ls_callbacks, ls, NULL);
+		static const struct cairn_nar_limits lim = { .no_hash = true };
+		p = recursive ? cairn_nar_parser_new(&recursive_listing, NULL, &lim)
+			      : cairn_nar_parser_new(&cairn_nar_ls_callbacks, ls, &lim);
 		if (!p)
 			rc = cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
 	}
@@ -298,7 +300,8 @@ static int nar_cat(int argc, char **argv)
 	cairn_error_init(&err);
 	struct cairn_nar_cat c;
 	cairn_nar_cat_init(&c, want, write_stdout, NULL);
-	struct cairn_nar_parser *p = cairn_nar_parser_new(&cairn_nar_cat_callbacks, &c, NULL);
+	static const struct cairn_nar_limits lim = { .no_hash = true };
+	struct cairn_nar_parser *p = cairn_nar_parser_new(&cairn_nar_cat_callbacks, &c, &lim);
 	int rc = p ? feed_file(p, argv[1], &err)
 		   : cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
 	if (!rc)

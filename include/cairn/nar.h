@@ -63,11 +63,17 @@ enum cairn_nar_type {
 	CAIRN_NAR_SYMLINK,
 };
 
-/* Bounds for one parse; zero fields take the defaults. */
+/* Bounds (and one option) for a parse; zero fields take the defaults. */
 struct cairn_nar_limits {
 	uint64_t max_file_size;   /* default CAIRN_NAR_FILE_MAX_DEFAULT */
 	uint64_t max_nar_size;    /* whole archive; default unbounded */
 	unsigned max_depth;       /* at most CAIRN_NAR_DEPTH_MAX (the default) */
+	/*
+	 * Do not compute the SHA-256 (cairn_nar_parser_hash then fails).  For
+	 * callers that never look at it, e.g. restoring a local stream:
+	 * hashing is a third of a restore's CPU time.
+	 */
+	bool no_hash;
 };
 
 /*
@@ -128,7 +134,8 @@ int cairn_nar_parser_feed(struct cairn_nar_parser *p, const void *data, size_t l
 			  struct cairn_error *err);
 /* End of input: fails with CAIRN_ETRUNCATED unless the root node is complete. */
 int cairn_nar_parser_finish(struct cairn_nar_parser *p, struct cairn_error *err);
-/* SHA-256 of the archive: 0 after a successful finish, else CAIRN_EINVAL. */
+/* SHA-256 of the archive: 0 after a successful finish, else CAIRN_EINVAL
+ * (also when no_hash was set). */
 int cairn_nar_parser_hash(const struct cairn_nar_parser *p, struct cairn_hash *out);
 /* Bytes consumed so far (the NAR size after finish). */
 uint64_t cairn_nar_parser_size(const struct cairn_nar_parser *p);

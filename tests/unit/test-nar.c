@@ -618,6 +618,15 @@ static void test_limits(void **state)
 	assert_int_equal(cairn_nar_parse_buffer(nar, len, NULL, NULL, &lim, NULL, NULL), CAIRN_ELIMIT);
 	lim = (struct cairn_nar_limits){ .max_nar_size = len };
 	assert_int_equal(cairn_nar_parse_buffer(nar, len, NULL, NULL, &lim, NULL, NULL), 0);
+	/* no_hash: parses the same, but there is no hash to give */
+	lim = (struct cairn_nar_limits){ .no_hash = true };
+	struct cairn_nar_parser *p = cairn_nar_parser_new(NULL, NULL, &lim);
+	assert_int_equal(cairn_nar_parser_feed(p, nar, len, NULL), 0);
+	assert_int_equal(cairn_nar_parser_finish(p, NULL), 0);
+	struct cairn_hash h;
+	assert_int_equal(cairn_nar_parser_hash(p, &h), CAIRN_EINVAL);
+	assert_int_equal(cairn_nar_parser_size(p), len);
+	cairn_nar_parser_free(p);
 	free(nar);
 	nar = load_named("t08-deep", &len);
 	lim = (struct cairn_nar_limits){ .max_depth = 10 };

@@ -560,7 +560,9 @@ static void test_truncation(void **state)
 			int rc = parse_split(nar, cut, 0, NULL, NULL, NULL, &err);
 			if (rc != CAIRN_ETRUNCATED)
 				fail_msg("%s cut at %zu: %d %s", names[k], cut, rc, err.msg);
-			if (cut % 8 == 0) {  /* every token boundary */
+			/* restore at every token boundary (every 8th for the deep tree,
+			 * whose ~900 boundaries add nothing but disk time) */
+			if (cut % (k == 1 ? 64 : 8) == 0) {
 				char target[600];
 				snprintf(target, sizeof(target), "%s/out", parent);
 				cairn_error_init(&err);

@@ -677,6 +677,12 @@ int cairn_nar_write_path(struct cairn_nar_writer *w, const char *path,
 		unsigned char dtype = (unsigned char)name[-1];
 		d.path_len = f->path_len;
 		rc = path_push(&d, name, err);
+		if (!rc && d.depth >= CAIRN_NAR_DEPTH_MAX) {
+			w->failed = CAIRN_ELIMIT;
+			rc = cairn_error_set(err, CAIRN_ELIMIT,
+					     "nar: '%s' is nested deeper than %d directories",
+					     d.path, CAIRN_NAR_DEPTH_MAX - 1);
+		}
 		if (!rc)
 			rc = cairn_nar_write_entry_begin(w, name, strlen(name), err);
 		if (rc)

@@ -95,6 +95,12 @@ struct cairn_nar_node {
 };
 
 /*
+ * Callbacks see the archive as it streams: file_end comes after a file's
+ * contents and padding, before its closing ")" is read, and the archive may
+ * still be refused later.  Only a successful finish means it was valid, so
+ * a consumer must not trust what it built before that (restore keeps
+ * everything in a temporary directory until commit for this reason).
+ *
  * Callbacks; any may be NULL.  A non-zero return stops the parse: a negative
  * enum cairn_err is passed on as is, anything else becomes CAIRN_ECANCELED.
  * err is the one given to feed/finish, so a callback can say what failed.

@@ -75,15 +75,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		atexit(scratch_remove);
 	}
-	struct cairn_nar_limits lim = { .max_file_size = 1u << 24 };
+	struct cairn_nar_limits lim = {.max_file_size = 1u << 24};
 
 	/* whole feed, with the listing */
 	struct cairn_nar_ls *ls = cairn_nar_ls_new(1u << 22);
 	struct cairn_error err;
 	cairn_error_init(&err);
-	int whole = cairn_nar_parse_buffer(data, size, &cairn_nar_ls_callbacks, ls, &lim, NULL, &err);
+	int whole =
+	    cairn_nar_parse_buffer(data, size, &cairn_nar_ls_callbacks, ls, &lim, NULL, &err);
 	if (whole != 0 && (err.code != whole || !err.msg[0]))
-		abort();  /* every failure explains itself */
+		abort(); /* every failure explains itself */
 	if (whole == 0) {
 		char *json;
 		if (cairn_nar_ls_take(ls, &json, NULL, NULL) == 0)

@@ -35,9 +35,9 @@ static inline size_t nar_pad(uint64_t len)
 
 static inline uint64_t nar_le64(const uint8_t *b)
 {
-	return (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 |
-	       (uint64_t)b[3] << 24 | (uint64_t)b[4] << 32 | (uint64_t)b[5] << 40 |
-	       (uint64_t)b[6] << 48 | (uint64_t)b[7] << 56;
+	return (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 | (uint64_t)b[3] << 24 |
+	       (uint64_t)b[4] << 32 | (uint64_t)b[5] << 40 | (uint64_t)b[6] << 48 |
+	       (uint64_t)b[7] << 56;
 }
 
 static inline void nar_put_le64(uint8_t *b, uint64_t v)

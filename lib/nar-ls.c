@@ -23,7 +23,7 @@
 
 struct cairn_nar_ls {
 	struct cairn_buf b;
-	uint64_t not_first;     /* bit d: the directory at depth d has an entry */
+	uint64_t not_first; /* bit d: the directory at depth d has an entry */
 	bool done;
 };
 
@@ -93,7 +93,7 @@ static int json_str(struct cairn_buf *b, const char *str, size_t len)
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)str;
 	int rc = cairn_buf_putc(b, '"');
-	size_t i = 0, run = 0;  /* run: bytes from i - run to i copied verbatim later */
+	size_t i = 0, run = 0; /* run: bytes from i - run to i copied verbatim later */
 	while (!rc && i < len) {
 		unsigned char c = s[i];
 		char esc[7];
@@ -118,13 +118,34 @@ static int json_str(struct cairn_buf *b, const char *str, size_t len)
 			continue;
 		}
 		switch (c) {
-		case '"': memcpy(esc, "\\\"", 2); elen = 2; break;
-		case '\\': memcpy(esc, "\\\\", 2); elen = 2; break;
-		case '\b': memcpy(esc, "\\b", 2); elen = 2; break;
-		case '\f': memcpy(esc, "\\f", 2); elen = 2; break;
-		case '\n': memcpy(esc, "\\n", 2); elen = 2; break;
-		case '\r': memcpy(esc, "\\r", 2); elen = 2; break;
-		case '\t': memcpy(esc, "\\t", 2); elen = 2; break;
+		case '"':
+			memcpy(esc, "\\\"", 2);
+			elen = 2;
+			break;
+		case '\\':
+			memcpy(esc, "\\\\", 2);
+			elen = 2;
+			break;
+		case '\b':
+			memcpy(esc, "\\b", 2);
+			elen = 2;
+			break;
+		case '\f':
+			memcpy(esc, "\\f", 2);
+			elen = 2;
+			break;
+		case '\n':
+			memcpy(esc, "\\n", 2);
+			elen = 2;
+			break;
+		case '\r':
+			memcpy(esc, "\\r", 2);
+			elen = 2;
+			break;
+		case '\t':
+			memcpy(esc, "\\t", 2);
+			elen = 2;
+			break;
 		default:
 			memcpy(esc, "\\u00", 4);
 			esc[4] = hex[c >> 4];
@@ -196,10 +217,10 @@ static int ls_file_begin(void *ctx, const struct cairn_nar_node *n, struct cairn
 	struct cairn_nar_ls *ls = ctx;
 	int rc = ls_prefix(ls, n);
 	if (!rc)
-		rc = cairn_buf_printf(&ls->b, "{%s\"narOffset\":%llu,\"size\":%llu,\"type\":\"regular\"}",
-				      n->executable ? "\"executable\":true," : "",
-				      (unsigned long long)n->nar_offset,
-				      (unsigned long long)n->size);
+		rc = cairn_buf_printf(
+		    &ls->b, "{%s\"narOffset\":%llu,\"size\":%llu,\"type\":\"regular\"}",
+		    n->executable ? "\"executable\":true," : "", (unsigned long long)n->nar_offset,
+		    (unsigned long long)n->size);
 	if (!rc)
 		rc = ls_suffix(ls, n);
 	return rc ? ls_fail(ls, rc, err) : 0;
@@ -221,14 +242,13 @@ static int ls_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_er
 }
 
 const struct cairn_nar_callbacks cairn_nar_ls_callbacks = {
-	.directory_begin = ls_dir_begin,
-	.directory_end = ls_dir_end,
-	.file_begin = ls_file_begin,
-	.symlink = ls_symlink,
+    .directory_begin = ls_dir_begin,
+    .directory_end = ls_dir_end,
+    .file_begin = ls_file_begin,
+    .symlink = ls_symlink,
 };
 
-int cairn_nar_ls_take(struct cairn_nar_ls *ls, char **json, size_t *len,
-		      struct cairn_error *err)
+int cairn_nar_ls_take(struct cairn_nar_ls *ls, char **json, size_t *len, struct cairn_error *err)
 {
 	if (!ls->done)
 		return cairn_error_set(err, CAIRN_EINVAL, "nar: listing is incomplete");
@@ -243,8 +263,8 @@ int cairn_nar_ls_take(struct cairn_nar_ls *ls, char **json, size_t *len,
 	return 0;
 }
 
-int cairn_nar_ls_buffer(const void *nar, size_t len, size_t max_json, char **json,
-			size_t *json_len, struct cairn_error *err)
+int cairn_nar_ls_buffer(const void *nar, size_t len, size_t max_json, char **json, size_t *json_len,
+			struct cairn_error *err)
 {
 	struct cairn_nar_ls *ls = cairn_nar_ls_new(max_json);
 	if (!ls)
@@ -258,8 +278,8 @@ int cairn_nar_ls_buffer(const void *nar, size_t len, size_t max_json, char **jso
 
 /* ---- cat ------------------------------------------------------------- */
 
-void cairn_nar_cat_init(struct cairn_nar_cat *c, const char *path,
-			cairn_nar_write_fn out, void *octx)
+void cairn_nar_cat_init(struct cairn_nar_cat *c, const char *path, cairn_nar_write_fn out,
+			void *octx)
 {
 	memset(c, 0, sizeof(*c));
 	c->path = path;
@@ -307,11 +327,11 @@ static int cat_file_end(void *ctx, const struct cairn_nar_node *n, struct cairn_
 }
 
 const struct cairn_nar_callbacks cairn_nar_cat_callbacks = {
-	.directory_begin = cat_other,
-	.file_begin = cat_file_begin,
-	.file_data = cat_file_data,
-	.file_end = cat_file_end,
-	.symlink = cat_other,
+    .directory_begin = cat_other,
+    .file_begin = cat_file_begin,
+    .file_data = cat_file_data,
+    .file_end = cat_file_end,
+    .symlink = cat_other,
 };
 
 int cairn_nar_cat_done(const struct cairn_nar_cat *c, struct cairn_error *err)

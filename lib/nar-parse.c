@@ -20,31 +20,31 @@
 #include "nar-internal.h"
 
 enum lex {
-	L_LEN,   /* 8-byte length of the next string */
-	L_STR,   /* string body and its padding */
-	L_SIZE,  /* 8-byte size of a file's contents */
-	L_DATA,  /* file contents, passed through */
-	L_PAD,   /* padding after file contents */
-	L_END,   /* root node complete */
+	L_LEN,	/* 8-byte length of the next string */
+	L_STR,	/* string body and its padding */
+	L_SIZE, /* 8-byte size of a file's contents */
+	L_DATA, /* file contents, passed through */
+	L_PAD,	/* padding after file contents */
+	L_END,	/* root node complete */
 };
 
 enum gram {
 	G_MAGIC,
-	G_OPEN,         /* "(" opening a node */
-	G_TYPE_TAG,     /* "type" */
-	G_TYPE,         /* "regular" | "directory" | "symlink" */
-	G_REG_TAG,      /* "executable" | "contents" */
-	G_EXEC_VALUE,   /* "" */
+	G_OPEN,		/* "(" opening a node */
+	G_TYPE_TAG,	/* "type" */
+	G_TYPE,		/* "regular" | "directory" | "symlink" */
+	G_REG_TAG,	/* "executable" | "contents" */
+	G_EXEC_VALUE,	/* "" */
 	G_CONTENTS_TAG, /* "contents" */
-	G_TARGET_TAG,   /* "target" */
-	G_TARGET,       /* the symlink target */
-	G_CLOSE_NODE,   /* ")" ending a file or symlink node */
-	G_DIR_ITEM,     /* "entry" | ")" */
-	G_ENTRY_OPEN,   /* "(" */
-	G_NAME_TAG,     /* "name" */
-	G_NAME,         /* the entry name */
-	G_NODE_TAG,     /* "node" */
-	G_ENTRY_CLOSE,  /* ")" ending an entry */
+	G_TARGET_TAG,	/* "target" */
+	G_TARGET,	/* the symlink target */
+	G_CLOSE_NODE,	/* ")" ending a file or symlink node */
+	G_DIR_ITEM,	/* "entry" | ")" */
+	G_ENTRY_OPEN,	/* "(" */
+	G_NAME_TAG,	/* "name" */
+	G_NAME,		/* the entry name */
+	G_NODE_TAG,	/* "node" */
+	G_ENTRY_CLOSE,	/* ")" ending an entry */
 };
 
 struct cairn_nar_parser {
@@ -65,7 +65,7 @@ struct cairn_nar_parser {
 	uint8_t acc[8];
 	uint64_t str_len;
 	uint64_t data_left;
-	uint64_t pos;           /* offset of the byte being looked at */
+	uint64_t pos; /* offset of the byte being looked at */
 
 	enum gram g;
 	unsigned depth;
@@ -83,7 +83,8 @@ static const char *gram_expect(enum gram g)
 {
 	switch (g) {
 	case G_MAGIC: return "the magic 'nix-archive-1'";
-	case G_OPEN: case G_ENTRY_OPEN: return "tag '('";
+	case G_OPEN:
+	case G_ENTRY_OPEN: return "tag '('";
 	case G_TYPE_TAG: return "tag 'type'";
 	case G_TYPE: return "a file type";
 	case G_REG_TAG: return "tag 'executable' or 'contents'";
@@ -91,7 +92,8 @@ static const char *gram_expect(enum gram g)
 	case G_CONTENTS_TAG: return "tag 'contents'";
 	case G_TARGET_TAG: return "tag 'target'";
 	case G_TARGET: return "a symlink target";
-	case G_CLOSE_NODE: case G_ENTRY_CLOSE: return "tag ')'";
+	case G_CLOSE_NODE:
+	case G_ENTRY_CLOSE: return "tag ')'";
 	case G_DIR_ITEM: return "tag 'entry' or ')'";
 	case G_NAME_TAG: return "tag 'name'";
 	case G_NAME: return "an entry name";
@@ -100,11 +102,10 @@ static const char *gram_expect(enum gram g)
 	return "?";
 }
 
-static int fail(struct cairn_nar_parser *p, struct cairn_error *err, int code,
-		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(struct cairn_nar_parser *p, struct cairn_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static int fail(struct cairn_nar_parser *p, struct cairn_error *err, int code,
-		const char *fmt, ...)
+static int fail(struct cairn_nar_parser *p, struct cairn_error *err, int code, const char *fmt, ...)
 {
 	if (err && err->code == 0) {
 		va_list ap;
@@ -156,9 +157,8 @@ static bool is(const struct cairn_nar_parser *p, const char *tok)
 static int unexpected(struct cairn_nar_parser *p, struct cairn_error *err)
 {
 	char got[NAR_QUOTE_MAX], w[NAR_QUOTE_MAX];
-	return fail(p, err, CAIRN_EFORMAT, "nar: expected %s, got %s at %s",
-		    gram_expect(p->g), nar_quote(got, p->str, (size_t)p->str_len),
-		    nar_where(w, p->path, p->path_len));
+	return fail(p, err, CAIRN_EFORMAT, "nar: expected %s, got %s at %s", gram_expect(p->g),
+		    nar_quote(got, p->str, (size_t)p->str_len), nar_where(w, p->path, p->path_len));
 }
 
 /* A node (file, symlink or directory) is complete. */
@@ -197,16 +197,13 @@ static int check_name(struct cairn_nar_parser *p, struct cairn_error *err)
 	char q[NAR_QUOTE_MAX], w[NAR_QUOTE_MAX], q2[NAR_QUOTE_MAX];
 	nar_dir(w, p->path, p->path_len);
 	if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-		return fail(p, err, CAIRN_EFORMAT,
-			    "nar: entry name %s is not allowed in %s",
+		return fail(p, err, CAIRN_EFORMAT, "nar: entry name %s is not allowed in %s",
 			    nar_quote(q, s, n), w);
 	if (memchr(s, '/', n))
-		return fail(p, err, CAIRN_EFORMAT,
-			    "nar: entry name %s in %s contains '/'",
+		return fail(p, err, CAIRN_EFORMAT, "nar: entry name %s in %s contains '/'",
 			    nar_quote(q, s, n), w);
 	if (memchr(s, '\0', n))
-		return fail(p, err, CAIRN_EFORMAT,
-			    "nar: entry name %s in %s contains a NUL byte",
+		return fail(p, err, CAIRN_EFORMAT, "nar: entry name %s in %s contains a NUL byte",
 			    nar_quote(q, s, n), w);
 	if (p->has_prev) {
 		size_t m = n < p->prev_len ? n : p->prev_len;
@@ -214,8 +211,7 @@ static int check_name(struct cairn_nar_parser *p, struct cairn_error *err)
 		if (c == 0)
 			c = n < p->prev_len ? -1 : n > p->prev_len ? 1 : 0;
 		if (c == 0)
-			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: duplicate entry %s in %s",
+			return fail(p, err, CAIRN_EFORMAT, "nar: duplicate entry %s in %s",
 				    nar_quote(q, s, n), w);
 		if (c < 0)
 			return fail(p, err, CAIRN_EFORMAT,
@@ -237,8 +233,7 @@ static int on_string(struct cairn_nar_parser *p, struct cairn_error *err)
 	switch (p->g) {
 	case G_MAGIC:
 		if (!is(p, CAIRN_NAR_MAGIC))
-			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: not a Nix archive (bad magic %s)",
+			return fail(p, err, CAIRN_EFORMAT, "nar: not a Nix archive (bad magic %s)",
 				    nar_quote(q, p->str, (size_t)p->str_len));
 		want_string(p, G_OPEN);
 		return 0;
@@ -260,7 +255,8 @@ static int on_string(struct cairn_nar_parser *p, struct cairn_error *err)
 			p->has_prev = false;
 			if (p->cb->directory_begin) {
 				fill_node(p, CAIRN_NAR_DIRECTORY);
-				rc = callback(p, p->cb->directory_begin(p->ctx, &p->node, err), err);
+				rc =
+				    callback(p, p->cb->directory_begin(p->ctx, &p->node, err), err);
 			}
 			want_string(p, G_DIR_ITEM);
 		} else if (is(p, "symlink")) {
@@ -382,8 +378,7 @@ static int on_length(struct cairn_nar_parser *p, uint64_t len, struct cairn_erro
 	case G_NAME:
 		nar_dir(w, p->path, p->path_len);
 		if (len == 0)
-			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: empty entry name in %s", w);
+			return fail(p, err, CAIRN_EFORMAT, "nar: empty entry name in %s", w);
 		if (len > CAIRN_NAR_NAME_MAX)
 			return fail(p, err, CAIRN_ELIMIT,
 				    "nar: entry name of %llu bytes in %s is longer than %d bytes",
@@ -392,12 +387,12 @@ static int on_length(struct cairn_nar_parser *p, uint64_t len, struct cairn_erro
 	case G_TARGET:
 		nar_where(w, p->path, p->path_len);
 		if (len == 0)
-			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: empty symlink target at %s", w);
+			return fail(p, err, CAIRN_EFORMAT, "nar: empty symlink target at %s", w);
 		if (len > CAIRN_NAR_TARGET_MAX)
-			return fail(p, err, CAIRN_ELIMIT,
-				    "nar: symlink target of %llu bytes at %s is longer than %d bytes",
-				    (unsigned long long)len, w, CAIRN_NAR_TARGET_MAX);
+			return fail(
+			    p, err, CAIRN_ELIMIT,
+			    "nar: symlink target of %llu bytes at %s is longer than %d bytes",
+			    (unsigned long long)len, w, CAIRN_NAR_TARGET_MAX);
 		break;
 	default:
 		if (len > CAIRN_NAR_TOKEN_MAX)
@@ -437,15 +432,14 @@ static int on_size(struct cairn_nar_parser *p, uint64_t size, struct cairn_error
 	return 0;
 }
 
-static int check_zero(struct cairn_nar_parser *p, const uint8_t *b, size_t n,
-		      const char *what, struct cairn_error *err)
+static int check_zero(struct cairn_nar_parser *p, const uint8_t *b, size_t n, const char *what,
+		      struct cairn_error *err)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (b[i]) {
 			char w[NAR_QUOTE_MAX];
-			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: non-zero padding after %s at %s", what,
-				    nar_where(w, p->path, p->path_len));
+			return fail(p, err, CAIRN_EFORMAT, "nar: non-zero padding after %s at %s",
+				    what, nar_where(w, p->path, p->path_len));
 		}
 	}
 	return 0;
@@ -461,7 +455,7 @@ static int step(struct cairn_nar_parser *p, struct cairn_error *err)
 		if (rc)
 			return rc;
 		if (p->need == 0)
-			goto string;  /* empty string: nothing more to read */
+			goto string; /* empty string: nothing more to read */
 		return 0;
 	case L_STR:
 	string:
@@ -472,22 +466,19 @@ static int step(struct cairn_nar_parser *p, struct cairn_error *err)
 			return rc;
 		p->str[p->str_len] = '\0';
 		return on_string(p, err);
-	case L_SIZE:
-		return on_size(p, nar_le64(p->acc), err);
+	case L_SIZE: return on_size(p, nar_le64(p->acc), err);
 	case L_PAD:
 		rc = check_zero(p, p->acc, p->need, "file contents", err);
 		if (rc)
 			return rc;
 		return file_done(p, err);
 	case L_DATA:
-	case L_END:
-		break;
+	case L_END: break;
 	}
 	return fail(p, err, CAIRN_EINVAL, "nar: parser in an impossible state");
 }
 
-struct cairn_nar_parser *cairn_nar_parser_new(const struct cairn_nar_callbacks *cb,
-					      void *ctx,
+struct cairn_nar_parser *cairn_nar_parser_new(const struct cairn_nar_callbacks *cb, void *ctx,
 					      const struct cairn_nar_limits *lim)
 {
 	static const struct cairn_nar_callbacks none;
@@ -505,7 +496,8 @@ struct cairn_nar_parser *cairn_nar_parser_new(const struct cairn_nar_callbacks *
 	p->max_file = lim && lim->max_file_size ? lim->max_file_size : CAIRN_NAR_FILE_MAX_DEFAULT;
 	p->max_nar = lim && lim->max_nar_size ? lim->max_nar_size : UINT64_MAX;
 	p->max_depth = lim && lim->max_depth && lim->max_depth < CAIRN_NAR_DEPTH_MAX
-		? lim->max_depth : CAIRN_NAR_DEPTH_MAX;
+			   ? lim->max_depth
+			   : CAIRN_NAR_DEPTH_MAX;
 	p->path[0] = '\0';
 	want_string(p, G_MAGIC);
 	return p;
@@ -555,9 +547,10 @@ int cairn_nar_parser_feed(struct cairn_nar_parser *p, const void *data, size_t l
 			continue;
 		}
 		if (p->lex == L_END)
-			return fail(p, err, CAIRN_EFORMAT,
-				    "nar: trailing data after the end of the archive (at byte %llu)",
-				    (unsigned long long)(base + pos));
+			return fail(
+			    p, err, CAIRN_EFORMAT,
+			    "nar: trailing data after the end of the archive (at byte %llu)",
+			    (unsigned long long)(base + pos));
 		uint8_t *buf = p->lex == L_STR ? (uint8_t *)p->str : p->acc;
 		size_t n = p->need - p->have;
 		if (n > len - pos)
@@ -588,7 +581,8 @@ int cairn_nar_parser_finish(struct cairn_nar_parser *p, struct cairn_error *err)
 			return fail(p, err, CAIRN_ETRUNCATED, "nar: empty input");
 		if (p->lex == L_DATA)
 			return fail(p, err, CAIRN_ETRUNCATED,
-				    "nar: truncated inside the contents of the file at %s (%llu bytes missing)",
+				    "nar: truncated inside the contents of the file at %s (%llu "
+				    "bytes missing)",
 				    w, (unsigned long long)p->data_left);
 		if (p->lex == L_SIZE || p->lex == L_PAD)
 			return fail(p, err, CAIRN_ETRUNCATED,

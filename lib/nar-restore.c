@@ -32,10 +32,10 @@
 #define TMP_TRIES 64
 
 struct cairn_nar_restore {
-	int parent;                 /* directory that will hold the target */
-	char *target;               /* as given, for messages */
-	char base[NAME_MAX + 1];    /* the target's name in parent */
-	char tmp[NAME_MAX + 1];     /* the temporary name in parent */
+	int parent;		 /* directory that will hold the target */
+	char *target;		 /* as given, for messages */
+	char base[NAME_MAX + 1]; /* the target's name in parent */
+	char tmp[NAME_MAX + 1];	 /* the temporary name in parent */
 	bool created, root_done, committed;
 	int fds[CAIRN_NAR_DEPTH_MAX];
 	int file;
@@ -127,7 +127,8 @@ int cairn_nar_restore_new(const char *target, struct cairn_nar_restore **out,
 	free(dir);
 	if (r->parent < 0) {
 		r->parent = -1;
-		int rc = cairn_error_errno(err, e, "nar: cannot open the directory of '%s'", target);
+		int rc =
+		    cairn_error_errno(err, e, "nar: cannot open the directory of '%s'", target);
 		cairn_nar_restore_free(r);
 		return rc;
 	}
@@ -174,8 +175,8 @@ static void tmp_name(struct cairn_nar_restore *r)
 	r->tmp[blen + 11] = '\0';
 }
 
-static int io_fail(struct cairn_nar_restore *r, struct cairn_error *err, int e,
-		   const char *what, const struct cairn_nar_node *n)
+static int io_fail(struct cairn_nar_restore *r, struct cairn_error *err, int e, const char *what,
+		   const struct cairn_nar_node *n)
 {
 	char q[NAR_QUOTE_MAX];
 	if (n->path_len == 0)
@@ -201,13 +202,15 @@ static int rs_dir_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_
 	const char *name;
 	if (n->depth == 0) {
 		if (r->created)
-			return cairn_error_set(err, CAIRN_EINVAL, "nar: restore callbacks out of order");
+			return cairn_error_set(err, CAIRN_EINVAL,
+					       "nar: restore callbacks out of order");
 		for (int i = 0;; i++) {
 			tmp_name(r);
 			if (mkdirat(r->parent, r->tmp, 0777) == 0)
 				break;
 			if (errno != EEXIST || i + 1 == TMP_TRIES)
-				return io_fail(r, err, errno, "create a temporary directory next to", n);
+				return io_fail(r, err, errno,
+					       "create a temporary directory next to", n);
 		}
 		r->created = true;
 		dfd = r->parent;
@@ -249,7 +252,8 @@ static int rs_file_begin(void *ctx, const struct cairn_nar_node *n, struct cairn
 	int fd;
 	if (n->depth == 0) {
 		if (r->created)
-			return cairn_error_set(err, CAIRN_EINVAL, "nar: restore callbacks out of order");
+			return cairn_error_set(err, CAIRN_EINVAL,
+					       "nar: restore callbacks out of order");
 		int i = 0;
 		do {
 			tmp_name(r);
@@ -311,7 +315,8 @@ static int rs_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_er
 	struct cairn_nar_restore *r = ctx;
 	if (n->depth == 0) {
 		if (r->created)
-			return cairn_error_set(err, CAIRN_EINVAL, "nar: restore callbacks out of order");
+			return cairn_error_set(err, CAIRN_EINVAL,
+					       "nar: restore callbacks out of order");
 		int i = 0, rc;
 		do {
 			tmp_name(r);
@@ -332,12 +337,12 @@ static int rs_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_er
 }
 
 const struct cairn_nar_callbacks cairn_nar_restore_callbacks = {
-	.directory_begin = rs_dir_begin,
-	.directory_end = rs_dir_end,
-	.file_begin = rs_file_begin,
-	.file_data = rs_file_data,
-	.file_end = rs_file_end,
-	.symlink = rs_symlink,
+    .directory_begin = rs_dir_begin,
+    .directory_end = rs_dir_end,
+    .file_begin = rs_file_begin,
+    .file_data = rs_file_data,
+    .file_end = rs_file_end,
+    .symlink = rs_symlink,
 };
 
 int cairn_nar_restore_commit(struct cairn_nar_restore *r, struct cairn_error *err)
@@ -345,8 +350,8 @@ int cairn_nar_restore_commit(struct cairn_nar_restore *r, struct cairn_error *er
 	if (r->committed)
 		return 0;
 	if (!r->created || !r->root_done)
-		return cairn_error_set(err, CAIRN_EINVAL,
-				       "nar: restore of '%s' is incomplete", r->target);
+		return cairn_error_set(err, CAIRN_EINVAL, "nar: restore of '%s' is incomplete",
+				       r->target);
 	close_all(r);
 	if (renameat2(r->parent, r->tmp, r->parent, r->base, RENAME_NOREPLACE) != 0) {
 		int e = errno;

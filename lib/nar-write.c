@@ -31,11 +31,11 @@
 #define DENTS_BUF (64u << 10)
 
 enum expect {
-	E_NODE,       /* a node must come (start, or after entry_begin) */
-	E_ITEM,       /* inside a directory: entry_begin or directory_end */
-	E_ENTRY_END,  /* the entry's node is complete */
-	E_DATA,       /* inside a file's contents */
-	E_DONE,       /* the root node is complete */
+	E_NODE,	     /* a node must come (start, or after entry_begin) */
+	E_ITEM,	     /* inside a directory: entry_begin or directory_end */
+	E_ENTRY_END, /* the entry's node is complete */
+	E_DATA,	     /* inside a file's contents */
+	E_DONE,	     /* the root node is complete */
 };
 
 struct prev_name {
@@ -49,17 +49,16 @@ struct cairn_nar_writer {
 	void *ctx;
 	int failed;
 	bool dumped;
-	uint64_t total;         /* bytes emitted, buffered or not */
+	uint64_t total; /* bytes emitted, buffered or not */
 	uint8_t *buf;
 	size_t len;
 	enum expect expect;
-	unsigned dirs;          /* open directories */
+	unsigned dirs; /* open directories */
 	uint64_t file_size, file_left;
 	struct prev_name prev[CAIRN_NAR_DEPTH_MAX];
 };
 
-static int werr(struct cairn_nar_writer *w, struct cairn_error *err, int code,
-		const char *msg)
+static int werr(struct cairn_nar_writer *w, struct cairn_error *err, int code, const char *msg)
 {
 	w->failed = code;
 	return cairn_error_set(err, code, "nar: %s", msg);
@@ -78,8 +77,7 @@ static int flush(struct cairn_nar_writer *w, struct cairn_error *err)
 	return 0;
 }
 
-static int put(struct cairn_nar_writer *w, const void *data, size_t len,
-	       struct cairn_error *err)
+static int put(struct cairn_nar_writer *w, const void *data, size_t len, struct cairn_error *err)
 {
 	w->total += len;
 	if (len <= WRITER_BUF - w->len) {
@@ -106,8 +104,7 @@ static int put(struct cairn_nar_writer *w, const void *data, size_t len,
 
 static const uint8_t zeros[8];
 
-static int put_str(struct cairn_nar_writer *w, const char *s, size_t n,
-		   struct cairn_error *err)
+static int put_str(struct cairn_nar_writer *w, const char *s, size_t n, struct cairn_error *err)
 {
 	uint8_t le[8];
 	nar_put_le64(le, n);
@@ -120,8 +117,7 @@ static int put_str(struct cairn_nar_writer *w, const char *s, size_t n,
 }
 
 /* Several tokens in one call: a NULL-terminated list. */
-static int put_tokens(struct cairn_nar_writer *w, struct cairn_error *err,
-		      const char *const *toks)
+static int put_tokens(struct cairn_nar_writer *w, struct cairn_error *err, const char *const *toks)
 {
 	for (; *toks; toks++) {
 		int rc = put_str(w, *toks, strlen(*toks), err);
@@ -180,7 +176,7 @@ static int node_begin(struct cairn_nar_writer *w, const char *type, struct cairn
 		if (rc)
 			return rc;
 	}
-	const char *toks[] = { "(", "type", type, NULL };
+	const char *toks[] = {"(", "type", type, NULL};
 	return put_tokens(w, err, toks);
 }
 
@@ -189,17 +185,16 @@ static void node_done(struct cairn_nar_writer *w)
 	w->expect = w->dirs ? E_ENTRY_END : E_DONE;
 }
 
-int cairn_nar_write_entry_begin(struct cairn_nar_writer *w, const char *name,
-				size_t name_len, struct cairn_error *err)
+int cairn_nar_write_entry_begin(struct cairn_nar_writer *w, const char *name, size_t name_len,
+				struct cairn_error *err)
 {
 	int rc = check(w, E_ITEM, "entry", err);
 	if (rc)
 		return rc;
 	char q[NAR_QUOTE_MAX];
-	if (name_len == 0 || name_len > CAIRN_NAR_NAME_MAX ||
-	    (name_len == 1 && name[0] == '.') ||
-	    (name_len == 2 && name[0] == '.' && name[1] == '.') ||
-	    memchr(name, '/', name_len) || memchr(name, '\0', name_len)) {
+	if (name_len == 0 || name_len > CAIRN_NAR_NAME_MAX || (name_len == 1 && name[0] == '.') ||
+	    (name_len == 2 && name[0] == '.' && name[1] == '.') || memchr(name, '/', name_len) ||
+	    memchr(name, '\0', name_len)) {
 		w->failed = CAIRN_EINVAL;
 		return cairn_error_set(err, CAIRN_EINVAL, "nar: invalid entry name %s",
 				       nar_quote(q, name, name_len));
@@ -226,7 +221,7 @@ int cairn_nar_write_entry_begin(struct cairn_nar_writer *w, const char *name,
 	pv->has = true;
 	pv->len = (uint16_t)name_len;
 	memcpy(pv->name, name, name_len);
-	const char *t1[] = { "entry", "(", "name", NULL };
+	const char *t1[] = {"entry", "(", "name", NULL};
 	rc = put_tokens(w, err, t1);
 	if (!rc)
 		rc = put_str(w, name, name_len, err);
@@ -274,14 +269,14 @@ int cairn_nar_write_directory_end(struct cairn_nar_writer *w, struct cairn_error
 	return 0;
 }
 
-int cairn_nar_write_file_begin(struct cairn_nar_writer *w, bool executable,
-			       uint64_t size, struct cairn_error *err)
+int cairn_nar_write_file_begin(struct cairn_nar_writer *w, bool executable, uint64_t size,
+			       struct cairn_error *err)
 {
 	int rc = check(w, E_NODE, "file", err);
 	if (!rc)
 		rc = node_begin(w, "regular", err);
 	if (!rc && executable) {
-		const char *t[] = { "executable", "", NULL };
+		const char *t[] = {"executable", "", NULL};
 		rc = put_tokens(w, err, t);
 	}
 	if (!rc)
@@ -298,8 +293,8 @@ int cairn_nar_write_file_begin(struct cairn_nar_writer *w, bool executable,
 	return 0;
 }
 
-int cairn_nar_write_file_data(struct cairn_nar_writer *w, const void *data,
-			      size_t len, struct cairn_error *err)
+int cairn_nar_write_file_data(struct cairn_nar_writer *w, const void *data, size_t len,
+			      struct cairn_error *err)
 {
 	int rc = check(w, E_DATA, "file data", err);
 	if (rc)
@@ -325,8 +320,8 @@ int cairn_nar_write_file_end(struct cairn_nar_writer *w, struct cairn_error *err
 	return rc;
 }
 
-int cairn_nar_write_symlink(struct cairn_nar_writer *w, const char *target,
-			    size_t target_len, struct cairn_error *err)
+int cairn_nar_write_symlink(struct cairn_nar_writer *w, const char *target, size_t target_len,
+			    struct cairn_error *err)
 {
 	int rc = check(w, E_NODE, "symlink", err);
 	if (rc)
@@ -400,31 +395,31 @@ static int wcb_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_e
 }
 
 const struct cairn_nar_callbacks cairn_nar_writer_callbacks = {
-	.directory_begin = wcb_dir_begin,
-	.directory_end = wcb_dir_end,
-	.file_begin = wcb_file_begin,
-	.file_data = wcb_file_data,
-	.file_end = wcb_file_end,
-	.symlink = wcb_symlink,
+    .directory_begin = wcb_dir_begin,
+    .directory_end = wcb_dir_end,
+    .file_begin = wcb_file_begin,
+    .file_data = wcb_file_data,
+    .file_end = wcb_file_end,
+    .symlink = wcb_symlink,
 };
 
 /* ---- dumping a path -------------------------------------------------- */
 
 struct frame {
 	int fd;
-	size_t names_start;     /* first offset in d->offs */
+	size_t names_start; /* first offset in d->offs */
 	size_t count, idx;
-	size_t path_len;        /* d->path length for this directory */
-	size_t arena_len;       /* d->arena length to restore on pop */
+	size_t path_len;  /* d->path length for this directory */
+	size_t arena_len; /* d->arena length to restore on pop */
 };
 
 struct dump {
 	struct cairn_nar_writer *w;
-	char *path;             /* for messages: the root, then "/name"s */
+	char *path; /* for messages: the root, then "/name"s */
 	size_t path_len, path_cap;
-	char *arena;            /* names of all open directories, NUL-separated */
+	char *arena; /* names of all open directories, NUL-separated */
 	size_t arena_len, arena_cap;
-	size_t *offs;           /* sorted name offsets per open directory */
+	size_t *offs; /* sorted name offsets per open directory */
 	size_t offs_len, offs_cap;
 	char *dents;
 	struct frame st[CAIRN_NAR_DEPTH_MAX];
@@ -468,8 +463,8 @@ static int dir_push(struct dump *d, int fd, struct cairn_error *err)
 		close(fd);
 		d->w->failed = CAIRN_ELIMIT;
 		return cairn_error_set(err, CAIRN_ELIMIT,
-				       "nar: '%s' is nested deeper than %d directories",
-				       d->path, CAIRN_NAR_DEPTH_MAX - 1);
+				       "nar: '%s' is nested deeper than %d directories", d->path,
+				       CAIRN_NAR_DEPTH_MAX - 1);
 	}
 	struct frame *f = &d->st[d->depth++];
 	f->fd = fd;
@@ -522,10 +517,14 @@ static int dir_push(struct dump *d, int fd, struct cairn_error *err)
 
 static const char *type_name(mode_t m)
 {
-	if (S_ISSOCK(m)) return "a socket";
-	if (S_ISFIFO(m)) return "a fifo";
-	if (S_ISCHR(m)) return "a character device";
-	if (S_ISBLK(m)) return "a block device";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISFIFO(m))
+		return "a fifo";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
 	return "of an unknown type";
 }
 
@@ -605,7 +604,8 @@ static int dump_node(struct dump *d, int dfd, const char *name, unsigned char dt
 				goto out;
 			}
 			if (!S_ISREG(st.st_mode)) {
-				rc = werr(d->w, err, CAIRN_EIO, "a file changed type while being dumped");
+				rc = werr(d->w, err, CAIRN_EIO,
+					  "a file changed type while being dumped");
 				goto out;
 			}
 		}
@@ -615,7 +615,7 @@ static int dump_node(struct dump *d, int dfd, const char *name, unsigned char dt
 		if (dir < 0)
 			rc = dump_errno(d, err, errno, "open directory");
 		else
-			rc = dir_push(d, dir, err);   /* the frame owns dir */
+			rc = dir_push(d, dir, err); /* the frame owns dir */
 	} else if (S_ISLNK(st.st_mode)) {
 		ssize_t n = readlinkat(dfd, name, d->link, sizeof(d->link));
 		if (n < 0) {
@@ -630,8 +630,8 @@ static int dump_node(struct dump *d, int dfd, const char *name, unsigned char dt
 	} else {
 		d->w->failed = CAIRN_EUNSUPPORTED;
 		rc = cairn_error_set(err, CAIRN_EUNSUPPORTED,
-				     "nar: '%s' is %s, which a NAR cannot hold",
-				     d->path, type_name(st.st_mode));
+				     "nar: '%s' is %s, which a NAR cannot hold", d->path,
+				     type_name(st.st_mode));
 	}
 out:
 	if (fd >= 0)
@@ -639,15 +639,14 @@ out:
 	return rc;
 }
 
-int cairn_nar_write_path(struct cairn_nar_writer *w, const char *path,
-			 struct cairn_error *err)
+int cairn_nar_write_path(struct cairn_nar_writer *w, const char *path, struct cairn_error *err)
 {
 	if (w->failed)
 		return cairn_error_set(err, w->failed, "nar: writer used after an error");
 	if (w->dumped || w->expect != E_NODE || w->total)
 		return werr(w, err, CAIRN_EINVAL, "write_path needs a fresh writer");
 	w->dumped = true;
-	struct dump d = { .w = w };
+	struct dump d = {.w = w};
 	int rc = 0;
 	d.path_cap = strlen(path) + 512;
 	d.path = malloc(d.path_cap);
@@ -703,8 +702,7 @@ out:
 	return rc;
 }
 
-int cairn_nar_dump_path(const char *path, cairn_nar_write_fn fn, void *ctx,
-			struct cairn_error *err)
+int cairn_nar_dump_path(const char *path, cairn_nar_write_fn fn, void *ctx, struct cairn_error *err)
 {
 	struct cairn_nar_writer *w = cairn_nar_writer_new(fn, ctx);
 	if (!w)

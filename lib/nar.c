@@ -61,9 +61,8 @@ const char *nar_dir(char out[NAR_QUOTE_MAX], const char *path, size_t len)
 	return out;
 }
 
-int cairn_nar_parse_buffer(const void *nar, size_t len,
-			   const struct cairn_nar_callbacks *cb, void *ctx,
-			   const struct cairn_nar_limits *lim,
+int cairn_nar_parse_buffer(const void *nar, size_t len, const struct cairn_nar_callbacks *cb,
+			   void *ctx, const struct cairn_nar_limits *lim,
 			   struct cairn_hash *hash_out, struct cairn_error *err)
 {
 	static const struct cairn_nar_callbacks none;

@@ -15,31 +15,31 @@
 #include "cli.h"
 
 const char cmd_nar_usage[] =
-	"usage: cairn nar dump PATH\n"
-	"       cairn nar restore DIR < NAR\n"
-	"       cairn nar hash [--base16 | --base64 | --sri] PATH\n"
-	"       cairn nar ls [-R] [NAR]\n"
-	"       cairn nar cat NAR FILE\n"
-	"       cairn nar check [--base16 | --base64 | --sri] [NAR]\n"
-	"\n"
-	"Write, read and check Nix archives (NARs), byte for byte as Nix does.\n"
-	"\n"
-	"  dump PATH      write the NAR of PATH (file, symlink or directory) to stdout,\n"
-	"                 as `nix-store --dump PATH`\n"
-	"  restore DIR    read a NAR on stdin and create DIR from it, as\n"
-	"                 `nix-store --restore DIR`; DIR must not exist; a bad archive\n"
-	"                 leaves nothing behind\n"
-	"  hash PATH      print the SHA-256 of PATH's NAR (sha256:<nix32>) and, on a\n"
-	"                 second line, the NAR's size in bytes\n"
-	"  ls [NAR]       print the JSON listing a binary cache serves as <hash>.ls;\n"
-	"                 with -R, one line per entry instead (type, size, path)\n"
-	"  cat NAR FILE   print the regular file FILE (a path inside the archive,\n"
-	"                 like bin/hello) without unpacking anything else\n"
-	"  check [NAR]    validate a NAR with all of today's Nix rules and print its\n"
-	"                 hash and size like `hash`\n"
-	"\n"
-	"NAR arguments are files, or - (the default) for stdin.\n"
-	"  --base16, --base64, --sri   print the hash in that form instead of nix32\n";
+    "usage: cairn nar dump PATH\n"
+    "       cairn nar restore DIR < NAR\n"
+    "       cairn nar hash [--base16 | --base64 | --sri] PATH\n"
+    "       cairn nar ls [-R] [NAR]\n"
+    "       cairn nar cat NAR FILE\n"
+    "       cairn nar check [--base16 | --base64 | --sri] [NAR]\n"
+    "\n"
+    "Write, read and check Nix archives (NARs), byte for byte as Nix does.\n"
+    "\n"
+    "  dump PATH      write the NAR of PATH (file, symlink or directory) to stdout,\n"
+    "                 as `nix-store --dump PATH`\n"
+    "  restore DIR    read a NAR on stdin and create DIR from it, as\n"
+    "                 `nix-store --restore DIR`; DIR must not exist; a bad archive\n"
+    "                 leaves nothing behind\n"
+    "  hash PATH      print the SHA-256 of PATH's NAR (sha256:<nix32>) and, on a\n"
+    "                 second line, the NAR's size in bytes\n"
+    "  ls [NAR]       print the JSON listing a binary cache serves as <hash>.ls;\n"
+    "                 with -R, one line per entry instead (type, size, path)\n"
+    "  cat NAR FILE   print the regular file FILE (a path inside the archive,\n"
+    "                 like bin/hello) without unpacking anything else\n"
+    "  check [NAR]    validate a NAR with all of today's Nix rules and print its\n"
+    "                 hash and size like `hash`\n"
+    "\n"
+    "NAR arguments are files, or - (the default) for stdin.\n"
+    "  --base16, --base64, --sri   print the hash in that form instead of nix32\n";
 
 #define READ_CHUNK (1u << 20)
 
@@ -130,7 +130,7 @@ static int nar_restore(int argc, char **argv)
 	struct cairn_nar_parser *p = NULL;
 	int rc = cairn_nar_restore_new(argv[1], &r, &err);
 	if (!rc) {
-		static const struct cairn_nar_limits lim = { .no_hash = true };
+		static const struct cairn_nar_limits lim = {.no_hash = true};
 		p = cairn_nar_parser_new(&cairn_nar_restore_callbacks, r, &lim);
 		if (!p)
 			rc = cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
@@ -140,7 +140,7 @@ static int nar_restore(int argc, char **argv)
 	if (!rc)
 		rc = cairn_nar_restore_commit(r, &err);
 	cairn_nar_parser_free(p);
-	cairn_nar_restore_free(r);   /* removes everything unless committed */
+	cairn_nar_restore_free(r); /* removes everything unless committed */
 	return rc ? cli_fail("restore", &err) : EXIT_OK;
 }
 
@@ -228,9 +228,9 @@ static int rl_link(void *ctx, const struct cairn_nar_node *n, struct cairn_error
 }
 
 static const struct cairn_nar_callbacks recursive_listing = {
-	.directory_begin = rl_dir,
-	.file_begin = rl_file,
-	.symlink = rl_link,
+    .directory_begin = rl_dir,
+    .file_begin = rl_file,
+    .symlink = rl_link,
 };
 
 static int nar_ls(int argc, char **argv)
@@ -255,7 +255,7 @@ static int nar_ls(int argc, char **argv)
 	if (!recursive && !ls)
 		rc = cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
 	if (!rc) {
-		static const struct cairn_nar_limits lim = { .no_hash = true };
+		static const struct cairn_nar_limits lim = {.no_hash = true};
 		p = recursive ? cairn_nar_parser_new(&recursive_listing, NULL, &lim)
 			      : cairn_nar_parser_new(&cairn_nar_ls_callbacks, ls, &lim);
 		if (!p)
@@ -300,10 +300,10 @@ static int nar_cat(int argc, char **argv)
 	cairn_error_init(&err);
 	struct cairn_nar_cat c;
 	cairn_nar_cat_init(&c, want, write_stdout, NULL);
-	static const struct cairn_nar_limits lim = { .no_hash = true };
+	static const struct cairn_nar_limits lim = {.no_hash = true};
 	struct cairn_nar_parser *p = cairn_nar_parser_new(&cairn_nar_cat_callbacks, &c, &lim);
-	int rc = p ? feed_file(p, argv[1], &err)
-		   : cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
+	int rc =
+	    p ? feed_file(p, argv[1], &err) : cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
 	if (!rc)
 		rc = cairn_nar_cat_done(&c, &err);
 	cairn_nar_parser_free(p);

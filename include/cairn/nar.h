@@ -48,10 +48,10 @@
 #include "cairn/hash.h"
 
 #define CAIRN_NAR_MAGIC "nix-archive-1"
-#define CAIRN_NAR_TOKEN_MAX 32          /* longest tag string ("directory" is 9) */
-#define CAIRN_NAR_NAME_MAX 255          /* longest entry name */
-#define CAIRN_NAR_TARGET_MAX 4095       /* longest symlink target */
-#define CAIRN_NAR_DEPTH_MAX 64          /* nodes have fewer directories above them */
+#define CAIRN_NAR_TOKEN_MAX 32	  /* longest tag string ("directory" is 9) */
+#define CAIRN_NAR_NAME_MAX 255	  /* longest entry name */
+#define CAIRN_NAR_TARGET_MAX 4095 /* longest symlink target */
+#define CAIRN_NAR_DEPTH_MAX 64	  /* nodes have fewer directories above them */
 /* Longest relative path: 63 names of 255 bytes and their separators. */
 #define CAIRN_NAR_PATH_MAX ((CAIRN_NAR_DEPTH_MAX - 1) * (CAIRN_NAR_NAME_MAX + 1))
 /* Default bound on one file's size: 1 TiB. */
@@ -65,9 +65,9 @@ enum cairn_nar_type {
 
 /* Bounds (and one option) for a parse; zero fields take the defaults. */
 struct cairn_nar_limits {
-	uint64_t max_file_size;   /* default CAIRN_NAR_FILE_MAX_DEFAULT */
-	uint64_t max_nar_size;    /* whole archive; default unbounded */
-	unsigned max_depth;       /* at most CAIRN_NAR_DEPTH_MAX (the default) */
+	uint64_t max_file_size; /* default CAIRN_NAR_FILE_MAX_DEFAULT */
+	uint64_t max_nar_size;	/* whole archive; default unbounded */
+	unsigned max_depth;	/* at most CAIRN_NAR_DEPTH_MAX (the default) */
 	/*
 	 * Do not compute the SHA-256 (cairn_nar_parser_hash then fails).  For
 	 * callers that never look at it, e.g. restoring a local stream:
@@ -82,15 +82,15 @@ struct cairn_nar_limits {
  */
 struct cairn_nar_node {
 	enum cairn_nar_type type;
-	const char *path;         /* "" for the root, "a/b" below */
+	const char *path; /* "" for the root, "a/b" below */
 	size_t path_len;
-	const char *name;         /* last component of path; "" for the root */
+	const char *name; /* last component of path; "" for the root */
 	size_t name_len;
-	unsigned depth;           /* number of components in path */
-	bool executable;          /* regular files */
-	uint64_t size;            /* regular files: contents size */
-	uint64_t nar_offset;      /* regular files: offset of the first content byte */
-	const char *target;       /* symlinks */
+	unsigned depth;	     /* number of components in path */
+	bool executable;     /* regular files */
+	uint64_t size;	     /* regular files: contents size */
+	uint64_t nar_offset; /* regular files: offset of the first content byte */
+	const char *target;  /* symlinks */
 	size_t target_len;
 };
 
@@ -107,18 +107,12 @@ struct cairn_nar_node {
  * file_data gets pointers into the caller's buffer whenever possible.
  */
 struct cairn_nar_callbacks {
-	int (*directory_begin)(void *ctx, const struct cairn_nar_node *n,
-			       struct cairn_error *err);
-	int (*directory_end)(void *ctx, const struct cairn_nar_node *n,
-			     struct cairn_error *err);
-	int (*file_begin)(void *ctx, const struct cairn_nar_node *n,
-			  struct cairn_error *err);
-	int (*file_data)(void *ctx, const void *data, size_t len,
-			 struct cairn_error *err);
-	int (*file_end)(void *ctx, const struct cairn_nar_node *n,
-			struct cairn_error *err);
-	int (*symlink)(void *ctx, const struct cairn_nar_node *n,
-		       struct cairn_error *err);
+	int (*directory_begin)(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err);
+	int (*directory_end)(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err);
+	int (*file_begin)(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err);
+	int (*file_data)(void *ctx, const void *data, size_t len, struct cairn_error *err);
+	int (*file_end)(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err);
+	int (*symlink)(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err);
 };
 
 /* ---- push parser (nar-parse.c) ---------------------------------------- */
@@ -129,8 +123,7 @@ struct cairn_nar_parser;
  * A new parser, or NULL when out of memory.  cb and ctx are borrowed for the
  * parser's life; lim may be NULL (defaults).
  */
-struct cairn_nar_parser *cairn_nar_parser_new(const struct cairn_nar_callbacks *cb,
-					      void *ctx,
+struct cairn_nar_parser *cairn_nar_parser_new(const struct cairn_nar_callbacks *cb, void *ctx,
 					      const struct cairn_nar_limits *lim);
 /*
  * Feed the next len bytes, split anywhere.  0, or the first error; after an
@@ -148,16 +141,14 @@ uint64_t cairn_nar_parser_size(const struct cairn_nar_parser *p);
 void cairn_nar_parser_free(struct cairn_nar_parser *p);
 
 /* Parse a whole NAR held in memory (cb may be NULL: validate and hash only). */
-int cairn_nar_parse_buffer(const void *nar, size_t len,
-			   const struct cairn_nar_callbacks *cb, void *ctx,
-			   const struct cairn_nar_limits *lim,
+int cairn_nar_parse_buffer(const void *nar, size_t len, const struct cairn_nar_callbacks *cb,
+			   void *ctx, const struct cairn_nar_limits *lim,
 			   struct cairn_hash *hash_out, struct cairn_error *err);
 
 /* ---- writer (nar-write.c) --------------------------------------------- */
 
 /* Where NAR bytes go; returns 0 or a negative enum cairn_err. */
-typedef int (*cairn_nar_write_fn)(void *ctx, const void *data, size_t len,
-				  struct cairn_error *err);
+typedef int (*cairn_nar_write_fn)(void *ctx, const void *data, size_t len, struct cairn_error *err);
 
 struct cairn_nar_writer;
 
@@ -169,24 +160,23 @@ struct cairn_nar_writer;
  */
 struct cairn_nar_writer *cairn_nar_writer_new(cairn_nar_write_fn fn, void *ctx);
 /* Inside a directory: open the entry NAME; one node must follow. */
-int cairn_nar_write_entry_begin(struct cairn_nar_writer *w, const char *name,
-				size_t name_len, struct cairn_error *err);
+int cairn_nar_write_entry_begin(struct cairn_nar_writer *w, const char *name, size_t name_len,
+				struct cairn_error *err);
 int cairn_nar_write_entry_end(struct cairn_nar_writer *w, struct cairn_error *err);
 int cairn_nar_write_directory_begin(struct cairn_nar_writer *w, struct cairn_error *err);
 int cairn_nar_write_directory_end(struct cairn_nar_writer *w, struct cairn_error *err);
-int cairn_nar_write_file_begin(struct cairn_nar_writer *w, bool executable,
-			       uint64_t size, struct cairn_error *err);
-int cairn_nar_write_file_data(struct cairn_nar_writer *w, const void *data,
-			      size_t len, struct cairn_error *err);
+int cairn_nar_write_file_begin(struct cairn_nar_writer *w, bool executable, uint64_t size,
+			       struct cairn_error *err);
+int cairn_nar_write_file_data(struct cairn_nar_writer *w, const void *data, size_t len,
+			      struct cairn_error *err);
 int cairn_nar_write_file_end(struct cairn_nar_writer *w, struct cairn_error *err);
-int cairn_nar_write_symlink(struct cairn_nar_writer *w, const char *target,
-			    size_t target_len, struct cairn_error *err);
+int cairn_nar_write_symlink(struct cairn_nar_writer *w, const char *target, size_t target_len,
+			    struct cairn_error *err);
 /*
  * Serialise the file, symlink or directory tree at path (not following a
  * symlink at path itself), as `nix-store --dump` does.  One path per writer.
  */
-int cairn_nar_write_path(struct cairn_nar_writer *w, const char *path,
-			 struct cairn_error *err);
+int cairn_nar_write_path(struct cairn_nar_writer *w, const char *path, struct cairn_error *err);
 /* Flush buffered output; fails with CAIRN_EINVAL if the NAR is incomplete. */
 int cairn_nar_writer_finish(struct cairn_nar_writer *w, struct cairn_error *err);
 /* Bytes of NAR emitted so far (including what is still buffered). */
@@ -251,12 +241,11 @@ extern const struct cairn_nar_callbacks cairn_nar_ls_callbacks;
  * After a successful parser finish: hand over the JSON (NUL-terminated,
  * free() it).  0 or CAIRN_EINVAL / CAIRN_ENOMEM.
  */
-int cairn_nar_ls_take(struct cairn_nar_ls *ls, char **json, size_t *len,
-		      struct cairn_error *err);
+int cairn_nar_ls_take(struct cairn_nar_ls *ls, char **json, size_t *len, struct cairn_error *err);
 void cairn_nar_ls_free(struct cairn_nar_ls *ls);
 /* Listing of a NAR in memory. */
-int cairn_nar_ls_buffer(const void *nar, size_t len, size_t max_json, char **json,
-			size_t *json_len, struct cairn_error *err);
+int cairn_nar_ls_buffer(const void *nar, size_t len, size_t max_json, char **json, size_t *json_len,
+			struct cairn_error *err);
 
 /* ---- reading one file (nar-ls.c) -------------------------------------- */
 
@@ -268,7 +257,7 @@ int cairn_nar_ls_buffer(const void *nar, size_t len, size_t max_json, char **jso
  * when the path is a directory or symlink).
  */
 struct cairn_nar_cat {
-	const char *path;         /* borrowed */
+	const char *path; /* borrowed */
 	size_t path_len;
 	cairn_nar_write_fn out;
 	void *octx;
@@ -277,8 +266,8 @@ struct cairn_nar_cat {
 	enum cairn_nar_type type;
 };
 
-void cairn_nar_cat_init(struct cairn_nar_cat *c, const char *path,
-			cairn_nar_write_fn out, void *octx);
+void cairn_nar_cat_init(struct cairn_nar_cat *c, const char *path, cairn_nar_write_fn out,
+			void *octx);
 extern const struct cairn_nar_callbacks cairn_nar_cat_callbacks;
 int cairn_nar_cat_done(const struct cairn_nar_cat *c, struct cairn_error *err);
 

@@ -60,7 +60,8 @@ static size_t load_trees(struct tree *t, size_t max)
 	while (fgets(line, sizeof(line), f) && n < max) {
 		unsigned long long size;
 		char hex[80], sp[256];
-		if (sscanf(line, "%63s %63s %79s %llu %255s", t[n].name, t[n].nix32, hex, &size, sp) == 5 &&
+		if (sscanf(line, "%63s %63s %79s %llu %255s", t[n].name, t[n].nix32, hex, &size,
+			   sp) == 5 &&
 		    strcmp(t[n].name, "name") != 0) {
 			t[n].size = size;
 			n++;
@@ -81,8 +82,8 @@ static uint8_t *load_tree(const struct tree *t, size_t *len)
 /* ---- an event log, to compare parses fed in different splits ---------- */
 
 struct evlog {
-	struct cairn_buf ev;    /* one line per structural event */
-	struct cairn_buf data;  /* all file contents, concatenated */
+	struct cairn_buf ev;   /* one line per structural event */
+	struct cairn_buf data; /* all file contents, concatenated */
 	size_t data_calls;
 };
 
@@ -101,11 +102,31 @@ static int ev(void *ctx, const char *kind, const struct cairn_nar_node *n)
 	return 0;
 }
 
-static int ev_db(void *c, const struct cairn_nar_node *n, struct cairn_error *e) { (void)e; return ev(c, "dir", n); }
-static int ev_de(void *c, const struct cairn_nar_node *n, struct cairn_error *e) { (void)e; return ev(c, "end", n); }
-static int ev_fb(void *c, const struct cairn_nar_node *n, struct cairn_error *e) { (void)e; return ev(c, "file", n); }
-static int ev_fe(void *c, const struct cairn_nar_node *n, struct cairn_error *e) { (void)e; return ev(c, "fend", n); }
-static int ev_sl(void *c, const struct cairn_nar_node *n, struct cairn_error *e) { (void)e; return ev(c, "link", n); }
+static int ev_db(void *c, const struct cairn_nar_node *n, struct cairn_error *e)
+{
+	(void)e;
+	return ev(c, "dir", n);
+}
+static int ev_de(void *c, const struct cairn_nar_node *n, struct cairn_error *e)
+{
+	(void)e;
+	return ev(c, "end", n);
+}
+static int ev_fb(void *c, const struct cairn_nar_node *n, struct cairn_error *e)
+{
+	(void)e;
+	return ev(c, "file", n);
+}
+static int ev_fe(void *c, const struct cairn_nar_node *n, struct cairn_error *e)
+{
+	(void)e;
+	return ev(c, "fend", n);
+}
+static int ev_sl(void *c, const struct cairn_nar_node *n, struct cairn_error *e)
+{
+	(void)e;
+	return ev(c, "link", n);
+}
 
 static int ev_data(void *ctx, const void *data, size_t len, struct cairn_error *e)
 {
@@ -117,7 +138,7 @@ static int ev_data(void *ctx, const void *data, size_t len, struct cairn_error *
 }
 
 static const struct cairn_nar_callbacks log_cb = {
-	ev_db, ev_de, ev_fb, ev_data, ev_fe, ev_sl,
+    ev_db, ev_de, ev_fb, ev_data, ev_fe, ev_sl,
 };
 
 static void evlog_init(struct evlog *l)
@@ -134,8 +155,9 @@ static void evlog_release(struct evlog *l)
 }
 
 /* Parse nar in pieces of `step` bytes (0: all at once); the log and hash. */
-static int parse_split(const uint8_t *nar, size_t len, size_t step, const struct cairn_nar_callbacks *cb,
-		       void *ctx, struct cairn_hash *h, struct cairn_error *err)
+static int parse_split(const uint8_t *nar, size_t len, size_t step,
+		       const struct cairn_nar_callbacks *cb, void *ctx, struct cairn_hash *h,
+		       struct cairn_error *err)
 {
 	struct cairn_nar_parser *p = cairn_nar_parser_new(cb, ctx, NULL);
 	assert_non_null(p);
@@ -184,12 +206,13 @@ static void test_vectors_parse(void **state)
 		evlog_init(&whole);
 		assert_int_equal(parse_split(nar, len, 0, &log_cb, &whole, &h, NULL), 0);
 		assert_true(whole.ev.len > 0);
-		size_t steps[] = { 1, 3, 7, 8, 13, 4096 };
+		size_t steps[] = {1, 3, 7, 8, 13, 4096};
 		for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
 			struct evlog l;
 			evlog_init(&l);
 			struct cairn_hash h2;
-			assert_int_equal(parse_split(nar, len, steps[k], &log_cb, &l, &h2, NULL), 0);
+			assert_int_equal(parse_split(nar, len, steps[k], &log_cb, &l, &h2, NULL),
+					 0);
 			assert_true(cairn_hash_equal(&h, &h2));
 			assert_int_equal(l.ev.len, whole.ev.len);
 			assert_string_equal(l.ev.data, whole.ev.data);
@@ -221,14 +244,16 @@ static void test_vectors_roundtrip(void **state)
 	for (size_t i = 0; i < n; i++) {
 		size_t len;
 		uint8_t *nar = load_tree(&t[i], &len);
-		size_t steps[] = { 0, 1, 5 };
+		size_t steps[] = {0, 1, 5};
 		for (size_t k = 0; k < 3; k++) {
 			if (steps[k] == 1 && len > 100000)
 				continue;
 			struct cairn_buf out = CAIRN_BUF_INIT(8u << 20);
 			struct cairn_nar_writer *w = cairn_nar_writer_new(to_buf, &out);
 			assert_non_null(w);
-			assert_int_equal(parse_split(nar, len, steps[k], &cairn_nar_writer_callbacks, w, NULL, NULL), 0);
+			assert_int_equal(parse_split(nar, len, steps[k],
+						     &cairn_nar_writer_callbacks, w, NULL, NULL),
+					 0);
 			assert_int_equal(cairn_nar_writer_finish(w, NULL), 0);
 			assert_int_equal(cairn_nar_writer_size(w), len);
 			cairn_nar_writer_free(w);
@@ -345,15 +370,16 @@ static void test_vectors_restore_dump(void **state)
 }
 
 static const char t04_ls[] =
-	"{\"root\":{\"entries\":{"
-	"\"a.txt\":{\"narOffset\":232,\"size\":2,\"type\":\"regular\"},"
-	"\"empty\":{\"narOffset\":424,\"size\":0,\"type\":\"regular\"},"
-	"\"emptydir\":{\"entries\":{},\"type\":\"directory\"},"
-	"\"sub\":{\"entries\":{"
-	"\"deeper\":{\"entries\":{\"x\":{\"narOffset\":1048,\"size\":1,\"type\":\"regular\"}},\"type\":\"directory\"},"
-	"\"link\":{\"target\":\"../a.txt\",\"type\":\"symlink\"},"
-	"\"run\":{\"executable\":true,\"narOffset\":1496,\"size\":10,\"type\":\"regular\"}},"
-	"\"type\":\"directory\"}},\"type\":\"directory\"},\"version\":1}";
+    "{\"root\":{\"entries\":{"
+    "\"a.txt\":{\"narOffset\":232,\"size\":2,\"type\":\"regular\"},"
+    "\"empty\":{\"narOffset\":424,\"size\":0,\"type\":\"regular\"},"
+    "\"emptydir\":{\"entries\":{},\"type\":\"directory\"},"
+    "\"sub\":{\"entries\":{"
+    "\"deeper\":{\"entries\":{\"x\":{\"narOffset\":1048,\"size\":1,\"type\":\"regular\"}},\"type\":"
+    "\"directory\"},"
+    "\"link\":{\"target\":\"../a.txt\",\"type\":\"symlink\"},"
+    "\"run\":{\"executable\":true,\"narOffset\":1496,\"size\":10,\"type\":\"regular\"}},"
+    "\"type\":\"directory\"}},\"type\":\"directory\"},\"version\":1}";
 
 static uint8_t *load_named(const char *name, size_t *len)
 {
@@ -382,12 +408,14 @@ static void test_ls(void **state)
 
 	nar = load_named("t01-file", &len);
 	assert_int_equal(cairn_nar_ls_buffer(nar, len, 0, &json, &jlen, NULL), 0);
-	assert_string_equal(json, "{\"root\":{\"narOffset\":96,\"size\":6,\"type\":\"regular\"},\"version\":1}");
+	assert_string_equal(
+	    json, "{\"root\":{\"narOffset\":96,\"size\":6,\"type\":\"regular\"},\"version\":1}");
 	free(json);
 	free(nar);
 	nar = load_named("t03-symlink", &len);
 	assert_int_equal(cairn_nar_ls_buffer(nar, len, 0, &json, &jlen, NULL), 0);
-	assert_string_equal(json, "{\"root\":{\"target\":\"/nix/store/does-not-matter/target\",\"type\":\"symlink\"},\"version\":1}");
+	assert_string_equal(json, "{\"root\":{\"target\":\"/nix/store/does-not-matter/"
+				  "target\",\"type\":\"symlink\"},\"version\":1}");
 	free(json);
 	free(nar);
 }
@@ -399,14 +427,15 @@ static void test_ls_escaping(void **state)
 	struct cairn_nar_writer *w = cairn_nar_writer_new(to_buf, &out);
 	assert_int_equal(cairn_nar_write_directory_begin(w, NULL), 0);
 	/* names in bytewise order */
-	const char *names[] = { "\x01\x1f", "\t\n\r\b\f", "a\"b", "c\\d", "e\x7f/", "\xc3\xa9", "\xe2\x82", "\xff" };
+	const char *names[] = {"\x01\x1f", "\t\n\r\b\f", "a\"b",     "c\\d",
+			       "e\x7f/",   "\xc3\xa9",	 "\xe2\x82", "\xff"};
 	const char *sorted[8];
 	memcpy(sorted, names, sizeof(names));
 	for (size_t i = 0; i < 8; i++) {
 		const char *nm = names[i];
 		size_t nl = strlen(nm);
 		if (i == 4)
-			nl = 2;  /* "e\x7f": '/' is not allowed, leave it out */
+			nl = 2; /* "e\x7f": '/' is not allowed, leave it out */
 		assert_int_equal(cairn_nar_write_entry_begin(w, nm, nl, NULL), 0);
 		assert_int_equal(cairn_nar_write_symlink(w, "t\"\x02", 3, NULL), 0);
 		assert_int_equal(cairn_nar_write_entry_end(w, NULL), 0);
@@ -432,7 +461,8 @@ static void test_ls_escaping(void **state)
 		 "\"\xc3\xa9\":%s,"
 		 "\"\xef\xbf\xbd\":%s,"
 		 "\"\xef\xbf\xbd\":%s"
-		 "},\"type\":\"directory\"},\"version\":1}", t, t, t, t, t, t, t, t);
+		 "},\"type\":\"directory\"},\"version\":1}",
+		 t, t, t, t, t, t, t, t);
 	assert_string_equal(json, want);
 	free(json);
 	cairn_buf_release(&out);
@@ -446,7 +476,8 @@ static void test_cat(void **state)
 	struct cairn_buf out = CAIRN_BUF_INIT(1u << 20);
 	struct cairn_nar_cat c;
 	cairn_nar_cat_init(&c, "sub/run", to_buf, &out);
-	assert_int_equal(cairn_nar_parse_buffer(nar, len, &cairn_nar_cat_callbacks, &c, NULL, NULL, NULL), 0);
+	assert_int_equal(
+	    cairn_nar_parse_buffer(nar, len, &cairn_nar_cat_callbacks, &c, NULL, NULL, NULL), 0);
 	assert_int_equal(cairn_nar_cat_done(&c, NULL), 0);
 	/* compare with the file restore made */
 	char p[512];
@@ -462,12 +493,14 @@ static void test_cat(void **state)
 	struct cairn_error err;
 	cairn_error_init(&err);
 	cairn_nar_cat_init(&c, "sub/nope", to_buf, &out);
-	assert_int_equal(cairn_nar_parse_buffer(nar, len, &cairn_nar_cat_callbacks, &c, NULL, NULL, NULL), 0);
+	assert_int_equal(
+	    cairn_nar_parse_buffer(nar, len, &cairn_nar_cat_callbacks, &c, NULL, NULL, NULL), 0);
 	assert_int_equal(cairn_nar_cat_done(&c, &err), CAIRN_ENOENT);
 	assert_non_null(strstr(err.msg, "'sub/nope' is not in the archive"));
 	cairn_error_init(&err);
 	cairn_nar_cat_init(&c, "sub", to_buf, &out);
-	assert_int_equal(cairn_nar_parse_buffer(nar, len, &cairn_nar_cat_callbacks, &c, NULL, NULL, NULL), 0);
+	assert_int_equal(
+	    cairn_nar_parse_buffer(nar, len, &cairn_nar_cat_callbacks, &c, NULL, NULL, NULL), 0);
 	assert_int_equal(cairn_nar_cat_done(&c, &err), CAIRN_EFORMAT);
 	assert_non_null(strstr(err.msg, "is a directory"));
 	assert_int_equal(out.len, 0);
@@ -477,7 +510,8 @@ static void test_cat(void **state)
 	/* a NAR that is one file: path "" */
 	nar = load_named("t01-file", &len);
 	cairn_nar_cat_init(&c, "", to_buf, &out);
-	assert_int_equal(cairn_nar_parse_buffer(nar, len, &cairn_nar_cat_callbacks, &c, NULL, NULL, NULL), 0);
+	assert_int_equal(
+	    cairn_nar_parse_buffer(nar, len, &cairn_nar_cat_callbacks, &c, NULL, NULL, NULL), 0);
 	assert_int_equal(cairn_nar_cat_done(&c, NULL), 0);
 	assert_int_equal(out.len, 6);
 	cairn_buf_release(&out);
@@ -486,8 +520,13 @@ static void test_cat(void **state)
 
 static int code_of(const char *s)
 {
-	static const struct { const char *n; int c; } codes[] = {
-		{ "EFORMAT", CAIRN_EFORMAT }, { "ELIMIT", CAIRN_ELIMIT }, { "ETRUNCATED", CAIRN_ETRUNCATED },
+	static const struct {
+		const char *n;
+		int c;
+	} codes[] = {
+	    {"EFORMAT", CAIRN_EFORMAT},
+	    {"ELIMIT", CAIRN_ELIMIT},
+	    {"ETRUNCATED", CAIRN_ETRUNCATED},
 	};
 	for (size_t i = 0; i < 3; i++)
 		if (!strcmp(s, codes[i].n))
@@ -512,7 +551,8 @@ static void test_hostile(void **state)
 		if (line[0] == '#')
 			continue;
 		line[strcspn(line, "\n")] = '\0';
-		char *name = strtok(line, "\t"), *code = strtok(NULL, "\t"), *msg = strtok(NULL, "\t");
+		char *name = strtok(line, "\t"), *code = strtok(NULL, "\t"),
+		     *msg = strtok(NULL, "\t");
 		assert_non_null(msg);
 		snprintf(path, sizeof(path), "%s/hostile/%s.nar", vectors(), name);
 		size_t len;
@@ -524,7 +564,8 @@ static void test_hostile(void **state)
 			cairn_error_init(&err);
 			int rc = parse_split(nar, len, step, NULL, NULL, NULL, &err);
 			if (rc != want || !strstr(err.msg, msg))
-				fail_msg("%s (step %zu): got %d '%s', want %d '%s'", name, step, rc, err.msg, want, msg);
+				fail_msg("%s (step %zu): got %d '%s', want %d '%s'", name, step, rc,
+					 err.msg, want, msg);
 		}
 		/* restore: refused with the same message, nothing left in parent */
 		char target[600];
@@ -547,7 +588,7 @@ static void test_hostile(void **state)
 static void test_truncation(void **state)
 {
 	(void)state;
-	const char *names[] = { "t04-dir", "t08-deep", "t03-symlink" };
+	const char *names[] = {"t04-dir", "t08-deep", "t03-symlink"};
 	char parent[512];
 	snprintf(parent, sizeof(parent), "%s/trunc", tmproot);
 	assert_int_equal(mkdir(parent, 0700), 0);
@@ -566,7 +607,8 @@ static void test_truncation(void **state)
 				char target[600];
 				snprintf(target, sizeof(target), "%s/out", parent);
 				cairn_error_init(&err);
-				assert_int_equal(restore_split(nar, cut, 0, target, &err), CAIRN_ETRUNCATED);
+				assert_int_equal(restore_split(nar, cut, 0, target, &err),
+						 CAIRN_ETRUNCATED);
 				assert_int_equal(count_entries(parent), 0);
 			}
 		}
@@ -586,11 +628,12 @@ static void test_callback_stop(void **state)
 	(void)state;
 	size_t len;
 	uint8_t *nar = load_named("t04-dir", &len);
-	struct cairn_nar_callbacks cb = { .symlink = cb_cancel };
+	struct cairn_nar_callbacks cb = {.symlink = cb_cancel};
 	int ret = 1;
 	struct cairn_error err;
 	cairn_error_init(&err);
-	assert_int_equal(cairn_nar_parse_buffer(nar, len, &cb, &ret, NULL, NULL, &err), CAIRN_ECANCELED);
+	assert_int_equal(cairn_nar_parse_buffer(nar, len, &cb, &ret, NULL, NULL, &err),
+			 CAIRN_ECANCELED);
 	assert_non_null(strstr(err.msg, "'sub/link'"));
 	ret = CAIRN_EIO;
 	assert_int_equal(cairn_nar_parse_buffer(nar, len, &cb, &ret, NULL, NULL, NULL), CAIRN_EIO);
@@ -611,17 +654,19 @@ static void test_limits(void **state)
 	(void)state;
 	size_t len;
 	uint8_t *nar = load_named("t07-large", &len);
-	struct cairn_nar_limits lim = { .max_file_size = 1000 };
+	struct cairn_nar_limits lim = {.max_file_size = 1000};
 	struct cairn_error err;
 	cairn_error_init(&err);
-	assert_int_equal(cairn_nar_parse_buffer(nar, len, NULL, NULL, &lim, NULL, &err), CAIRN_ELIMIT);
+	assert_int_equal(cairn_nar_parse_buffer(nar, len, NULL, NULL, &lim, NULL, &err),
+			 CAIRN_ELIMIT);
 	assert_non_null(strstr(err.msg, "more than the limit of 1000"));
-	lim = (struct cairn_nar_limits){ .max_nar_size = len - 1 };
-	assert_int_equal(cairn_nar_parse_buffer(nar, len, NULL, NULL, &lim, NULL, NULL), CAIRN_ELIMIT);
-	lim = (struct cairn_nar_limits){ .max_nar_size = len };
+	lim = (struct cairn_nar_limits){.max_nar_size = len - 1};
+	assert_int_equal(cairn_nar_parse_buffer(nar, len, NULL, NULL, &lim, NULL, NULL),
+			 CAIRN_ELIMIT);
+	lim = (struct cairn_nar_limits){.max_nar_size = len};
 	assert_int_equal(cairn_nar_parse_buffer(nar, len, NULL, NULL, &lim, NULL, NULL), 0);
 	/* no_hash: parses the same, but there is no hash to give */
-	lim = (struct cairn_nar_limits){ .no_hash = true };
+	lim = (struct cairn_nar_limits){.no_hash = true};
 	struct cairn_nar_parser *p = cairn_nar_parser_new(NULL, NULL, &lim);
 	assert_int_equal(cairn_nar_parser_feed(p, nar, len, NULL), 0);
 	assert_int_equal(cairn_nar_parser_finish(p, NULL), 0);
@@ -631,16 +676,20 @@ static void test_limits(void **state)
 	cairn_nar_parser_free(p);
 	free(nar);
 	nar = load_named("t08-deep", &len);
-	lim = (struct cairn_nar_limits){ .max_depth = 10 };
+	lim = (struct cairn_nar_limits){.max_depth = 10};
 	cairn_error_init(&err);
-	assert_int_equal(cairn_nar_parse_buffer(nar, len, NULL, NULL, &lim, NULL, &err), CAIRN_ELIMIT);
+	assert_int_equal(cairn_nar_parse_buffer(nar, len, NULL, NULL, &lim, NULL, &err),
+			 CAIRN_ELIMIT);
 	assert_non_null(strstr(err.msg, "nested deeper than 9 directories"));
 	free(nar);
 }
 
 static int sink_null(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
-	(void)ctx; (void)data; (void)len; (void)err;
+	(void)ctx;
+	(void)data;
+	(void)len;
+	(void)err;
 	return 0;
 }
 
@@ -705,7 +754,7 @@ static void test_dump_rules(void **state)
 	/* a socket cannot go into a NAR: the error names it */
 	snprintf(p, sizeof(p), "%s/sock", d);
 	int s = socket(AF_UNIX, SOCK_STREAM, 0);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	assert_true(strlen(p) < sizeof(sa.sun_path));
 	memcpy(sa.sun_path, p, strlen(p) + 1);
 	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -737,18 +786,18 @@ int main(void)
 	if (cairn_init() != 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vectors_parse),
-		cmocka_unit_test(test_vectors_roundtrip),
-		cmocka_unit_test(test_vectors_restore_dump),
-		cmocka_unit_test(test_ls),
-		cmocka_unit_test(test_ls_escaping),
-		cmocka_unit_test(test_cat),
-		cmocka_unit_test(test_hostile),
-		cmocka_unit_test(test_truncation),
-		cmocka_unit_test(test_callback_stop),
-		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_writer_misuse),
-		cmocka_unit_test(test_dump_rules),
+	    cmocka_unit_test(test_vectors_parse),
+	    cmocka_unit_test(test_vectors_roundtrip),
+	    cmocka_unit_test(test_vectors_restore_dump),
+	    cmocka_unit_test(test_ls),
+	    cmocka_unit_test(test_ls_escaping),
+	    cmocka_unit_test(test_cat),
+	    cmocka_unit_test(test_hostile),
+	    cmocka_unit_test(test_truncation),
+	    cmocka_unit_test(test_callback_stop),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_writer_misuse),
+	    cmocka_unit_test(test_dump_rules),
 	};
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

@@ -79,6 +79,8 @@ static int flush(struct cairn_nar_writer *w, struct cairn_error *err)
 
 static int put(struct cairn_nar_writer *w, const void *data, size_t len, struct cairn_error *err)
 {
+	if (len == 0)
+		return 0;
 	w->total += len;
 	if (len <= WRITER_BUF - w->len) {
 		memcpy(w->buf + w->len, data, len);

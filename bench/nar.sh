@@ -2,7 +2,8 @@
 # NAR dump, restore and hash of one large tree: cairn against the real Nix,
 # in one run, repetitions alternating between the two so that a slow patch
 # of the machine hits both.  Prints a Markdown table of medians and the
-# ratio cairn/nix; the raw times go to WORK/times.tsv.
+# ratio cairn/nix, for wall-clock and CPU time, in milliseconds; the raw
+# times go to WORK/times.tsv (operation, program, run, wall, CPU).
 #
 # usage: bench/nar.sh [-n RUNS] [-s SRC] [-w WORK] [-c CAIRN] [-H]
 #   RUNS   repetitions of each command (default 5)
@@ -30,7 +31,7 @@ while getopts n:s:w:c:Hh o; do
     w) work=$OPTARG ;;
     c) cairn=$OPTARG ;;
     H) hf=true ;;
-    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 cairn=$(realpath "$cairn")
@@ -60,14 +61,15 @@ if ! "$cairn" nar dump "$tree" 2> "$work/cairn.err" | cmp -s - "$work/nix.nar"; 
   cairn_ok=false
 fi
 
-# time_ms CMD: run CMD (a bash string) once, print its wall time in ms;
-# a failing command prints "fail"
+# time_ms CMD: run CMD (a bash string) once, print its wall-clock and CPU
+# (user + system, children included) times in ms; a failing command prints
+# "fail".  CPU time is the steadier figure on a machine shared with other jobs.
 time_ms() {
-  local t0 t1
-  t0=$(date +%s%N)
-  if bash -c "$1" > /dev/null 2> "$work/last.err"; then
-    t1=$(date +%s%N)
-    echo $(((t1 - t0) / 1000000))
+  local out rc
+  out=$( { TIMEFORMAT='%3R %3U %3S'; time bash -c "$1" > /dev/null 2> "$work/last.err"; } 2>&1 ) &&
+    rc=0 || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    awk '{printf "%d\t%d\n", $1 * 1000, ($2 + $3) * 1000}' <<< "$out"
   else
     echo fail
   fi
@@ -97,7 +99,7 @@ op() {
       sync
       t=$(time_ms "$cmd")
       printf '%s\t%s\t%s\t%s\n' "$name" "$who" "$i" "$t" >> "$work/times.tsv"
-      echo "  $name $who #$i: $t ms" >&2
+      echo "  $name $who #$i: $t ms (wall, cpu)" >&2
     done
   done
   if $hf; then
@@ -123,19 +125,25 @@ rm -rf "$work/restored" "$work/out.nar"
 echo
 echo "Tree: copy of $src, $entries entries ($files regular files), NAR $((nar_size / 1048576)) MiB;" \
   "$runs runs each, alternating; $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))."
-echo "$(nix --version), cairn $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%F)."
+echo "$(nix --version); $("$cairn" --version 2>/dev/null | head -n 1) ($cairn); $(date -u +%F)."
 echo
-echo "| operation | nix (ms, median) | cairn (ms, median) | cairn/nix |"
-echo "|---|---:|---:|---:|"
-for name in "${ops[@]}"; do
-  n=$(awk -F'\t' -v o="$name" '$1 == o && $2 == "nix" && $4 != "fail" {print $4}' "$work/times.tsv" | median)
-  c=$(awk -F'\t' -v o="$name" '$1 == o && $2 == "cairn" && $4 != "fail" {print $4}' "$work/times.tsv" | median)
-  if [ "$n" != n/a ] && [ "$c" != n/a ] && [ "$n" -gt 0 ]; then
-    r=$(awk -v n="$n" -v c="$c" 'BEGIN {printf "%.2f", c / n}')
+echo "| operation | nix wall | cairn wall | cairn/nix | nix CPU | cairn CPU | cairn/nix |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+# med OP WHO COLUMN: median of that column over the successful runs
+med() {
+  awk -F'\t' -v o="$1" -v w="$2" -v c="$3" '$1 == o && $2 == w && $4 != "fail" {print $c}' \
+    "$work/times.tsv" | median
+}
+ratio() {
+  if [ "$1" != n/a ] && [ "$2" != n/a ] && [ "$1" -gt 0 ]; then
+    awk -v n="$1" -v c="$2" 'BEGIN {printf "%.2f", c / n}'
   else
-    r=n/a
+    echo n/a
   fi
-  echo "| $name | $n | $c | $r |"
+}
+for name in "${ops[@]}"; do
+  nw=$(med "$name" nix 4) cw=$(med "$name" cairn 4) nc=$(med "$name" nix 5) cc=$(med "$name" cairn 5)
+  echo "| $name | $nw | $cw | $(ratio "$nw" "$cw") | $nc | $cc | $(ratio "$nc" "$cc") |"
 done
 if grep -q $'\tfail$' "$work/times.tsv"; then
   echo

@@ -31,7 +31,7 @@ while getopts n:s:w:c:Hh o; do
     w) work=$OPTARG ;;
     c) cairn=$OPTARG ;;
     H) hf=true ;;
-    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 cairn=$(realpath "$cairn")

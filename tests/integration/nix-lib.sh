@@ -79,8 +79,9 @@ nix_store_uri() { echo "local?root=$1"; }
 # nix_build_closure ROOT N [NAME [BYTES]]: build N >= 1 derivations into the
 # store at ROOT and print the top one's store path.  Path i (1..N) is
 # NAME-i, holds bin/NAME-i (an executable script), a file of BYTES (default
-# 0) bytes of random data (so compression has real work), and refers to
-# paths i-1 and i-2; the top path NAME-N thus has all N in its closure.
+# 0) bytes of random data (so compression has real work; it differs between
+# two builds of the same path, as with a non-reproducible package), and
+# refers to paths i-1 and i-2; the top path NAME-N has all N in its closure.
 # NAME defaults to "p"; different NAMEs give disjoint closures.
 nix_build_closure() {
   local root=$1 n=$2 name=${3:-p} bytes=${4:-0} expr=$TMP/closure-$RANDOM.nix
@@ -113,6 +114,10 @@ EOF
 
 # nix_closure ROOT PATH: the closure of PATH in the store at ROOT, one a line
 nix_closure() { nix path-info --store "$(nix_store_uri "$1")" -r "$2"; }
+
+# nix_path_info ROOT PATH...: Nix's JSON about PATHs (narHash, narSize,
+# references, signatures...) in the store at ROOT, for comparing with cairn
+nix_path_info() { local root=$1; shift; nix path-info --store "$(nix_store_uri "$root")" --json "$@"; }
 
 # nix_has_paths ROOT PATH...: each PATH is valid in the store at ROOT, its
 # files exist under ROOT, and its contents still match its NAR hash

@@ -19,6 +19,9 @@ check "smoke-5 refers to smoke-4 and smoke-3 (got: $refs)" [ "$refs" = "3 4 " ]
 check "the built paths are valid in store1" nix_has_paths "$s1" "${closure[@]}"
 check "nothing went to the real /nix/store" [ ! -e "$top" ]
 check "each path has its executable" test -x "$s1$top/bin/smoke-5"
+size=$(nix_path_info "$s1" "$top" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["narSize"])')
+check "nix_path_info gives smoke-5's NAR size ($size), the size of its dump" \
+  [ "$size" = "$(nix-store --dump "$s1$top" | wc -c)" ]
 
 nix_gen_key smoke-test-1 "$TMP/key"
 nix_gen_key other-1 "$TMP/other"

@@ -10,6 +10,7 @@
 #     nix_copy_to_file "$store" "$top" "$TMP/cache" zstd "$TMP/key.sec"
 #     nix_http_serve "$TMP/cache"       # sets NIX_HTTP_PORT
 #     nix_copy_from "http://127.0.0.1:$NIX_HTTP_PORT" "$TMP/store2" "$top" "$(cat "$TMP/key.pub")"
+#     nix_substitute "http://127.0.0.1:$NIX_HTTP_PORT" "$TMP/store3" "$top" "$(cat "$TMP/key.pub")"
 #
 # How the stores work (Nix 2.8 as root, no daemon):
 #   Every store here is a "chroot store", `local?root=DIR`: its paths are
@@ -157,12 +158,25 @@ nix_copy_from() {
   nix copy --quiet "${sig[@]}" --from "$url" --to "$(nix_store_uri "$root")" "$path"
 }
 
+# nix_substitute URL ROOT PATH [TRUSTED_KEY...]: make PATH (and its closure)
+# valid in the store at ROOT the way a Nix client does, with URL as its only
+# substituter: `nix-store --realise` reads URL/nix-cache-info (StoreDir must
+# be /nix/store), then narinfos and NARs, and checks signatures against the
+# TRUSTED_KEYs (none given: nothing is trusted, so a signed cache is refused).
+nix_substitute() {
+  local url=$1 root=$2 path=$3; shift 3
+  # (its warning about --add-root is noise: the store goes away with $TMP)
+  nix-store --store "$(nix_store_uri "$root")" --realise "$path" --quiet \
+    --option substituters "$url" --option trusted-public-keys "$*" \
+    2> >(grep -v "did not specify '--add-root'" >&2) > /dev/null
+}
+
 # nix_http_serve DIR: serve DIR on 127.0.0.1 with a plain static HTTP server
 # and set NIX_HTTP_PORT to its port; it is stopped when the test exits.  Not
 # in $(...): the stop hook must be registered in the test's own shell.  For checking what Nix
 # itself does with a cache; cairn's own server is tested on its own.
 nix_http_serve() {
-  local dir=$1 portfile=$TMP/http-port-$RANDOM pid i
+  local dir=$1 portfile=$TMP/http-port-$RANDOM pid
   python3 - "$dir" "$portfile" > "$TMP/http-$RANDOM.log" 2>&1 <<'EOF' &
 import functools, http.server, os, sys
 handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
@@ -175,7 +189,7 @@ srv.serve_forever()
 EOF
   pid=$!
   cleanup_hooks+=("kill $pid 2>/dev/null")
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     [ -s "$portfile" ] && { NIX_HTTP_PORT=$(cat "$portfile"); return 0; }
     sleep 0.05
   done

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # nix-lib.sh works: a 5-path closure with references is built into a private
 # store, copied to a signed file:// cache, and substituted back into fresh
-# stores from that cache and over HTTP, where an unknown key is refused.
+# stores from that cache and over HTTP (nix copy, and nix-store --realise
+# with the cache as substituter), where an unknown key is refused.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 nix_lib_init
+
+# fails CMD...: CMD (a shell function too, unlike bash -c '! ...') fails
+fails() { ! "$@" 2> "$TMP/fails.err"; }
 
 s1=$TMP/store1
 if ! top=$(nix_build_closure "$s1" 5 smoke 1000); then
@@ -40,10 +44,15 @@ check "the whole closure is in store2" nix_has_paths "$s2" "${closure[@]}"
 nix_http_serve "$cache"
 url=http://127.0.0.1:$NIX_HTTP_PORT
 check "nix_copy_from http:// with another key is refused" \
-  bash -c '! nix_copy_from "$0" "$1" "$2" "$3" 2>/dev/null' \
-  "$url" "$TMP/store3" "$top" "$(cat "$TMP/other.pub")"
+  fails nix_copy_from "$url" "$TMP/store3" "$top" "$(cat "$TMP/other.pub")"
 check "... and leaves store3 without the top path" [ ! -e "$TMP/store3$top" ]
 check "nix_copy_from http:// with both keys trusted" \
   nix_copy_from "$url" "$TMP/store3" "$top" "$(cat "$TMP/other.pub")" "$(cat "$TMP/key.pub")"
 check "the whole closure is in store3" nix_has_paths "$TMP/store3" "${closure[@]}"
+check "nix_substitute without the key is refused" \
+  fails nix_substitute "$url" "$TMP/store4" "$top"
+check "... and leaves store4 without the top path" [ ! -e "$TMP/store4$top" ]
+check "nix_substitute (nix-store --realise from the HTTP cache)" \
+  nix_substitute "$url" "$TMP/store4" "$top" "$(cat "$TMP/key.pub")"
+check "the whole closure is in store4" nix_has_paths "$TMP/store4" "${closure[@]}"
 finish

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for integration tests that need real Nix store paths, binary caches
 # and substitution: build a closure, `nix copy` it to a file:// cache, fetch it
 # back from an HTTP cache.  Source it after lib.sh:

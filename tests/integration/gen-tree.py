@@ -133,6 +133,11 @@ class Gen:
                 p = os.path.join(p, rand_name(rng) if i else b"deep")
             os.makedirs(p)
             os.mkdir(os.path.join(d, b"empty-dir" + str(rng.randint(0, 9)).encode()))
+            # symlink targets of every length mod 8 (targets are padded too)
+            links = os.path.join(d, b"links")
+            os.mkdir(links)
+            for k in range(8):
+                os.symlink(b"t" * rng.randint(1, 40) * 8 + b"u" * k, os.path.join(links, b"%d" % k))
             # one big file per tree, at a size picked from a few awkward ones
             size = min(self.budget, rng.choice([0, 1, 4095, 65539, 1048577, 3145723]))
             self.budget -= size

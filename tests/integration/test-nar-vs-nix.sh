@@ -139,6 +139,7 @@ PY
 # cairn nar cat of up to 3 regular files (first, a big one, last) vs the tree.
 cat_matches() {
   local nar=$1 tree=$2 f rel n=0 files=()
+  [ ! -L "$tree" ] || return 0   # a symlink root: nothing to cat
   [ -d "$tree" ] || { [ -f "$tree" ] && files=("$tree"); }
   [ -d "$tree" ] && mapfile -d '' files < <(find "$tree" -type f -print0 | LC_ALL=C sort -z)
   [ "${#files[@]}" -gt 0 ] || return 0

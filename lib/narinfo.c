@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "cairn/narinfo.h"
+#include "cairn/storepath.h"
 
-static const char nix32_chars[] = "0123456789abcdfghijklmnpqrsvwxyz";
 
 static char *xstrndup(const char *s, size_t n)
 {
@@ -28,58 +28,17 @@ static int nomem(struct cairn_error *err)
 	return cairn_error_set(err, CAIRN_ENOMEM, "narinfo: out of memory");
 }
 
-/* Nix's store path name characters (libstore/path.cc checkName). */
-static bool name_char_ok(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       strchr("+-._?=", c) != NULL;
-}
-
 int cairn_narinfo_check_basename(const char *s, size_t len, struct cairn_error *err)
 {
-	if (len < 34 || s[32] != '-')
-		return cairn_error_set(err, CAIRN_EFORMAT,
-				       "narinfo: '%.*s' is not a store path basename (hash-name)",
-				       (int)(len > 80 ? 80 : len), s);
-	for (size_t i = 0; i < 32; i++)
-		if (!s[i] || !strchr(nix32_chars, s[i]))
-			return cairn_error_set(err, CAIRN_EFORMAT,
-					       "narinfo: store path hash '%.32s' is not nix32", s);
-	const char *name = s + 33;
-	size_t nlen = len - 33;
-	if (nlen > CAIRN_NARINFO_STORE_NAME_MAX)
-		return cairn_error_set(err, CAIRN_EFORMAT,
-				       "narinfo: store path name is longer than %d characters",
-				       CAIRN_NARINFO_STORE_NAME_MAX);
-	/* Nix refuses names whose first dash-separated component is . or .. */
-	if (name[0] == '.' &&
-	    (nlen == 1 || name[1] == '-' || (name[1] == '.' && (nlen == 2 || name[2] == '-'))))
-		return cairn_error_set(err, CAIRN_EFORMAT,
-				       "narinfo: store path name '%.*s' starts with '.' or '..'",
-				       (int)(nlen > 80 ? 80 : nlen), name);
-	for (size_t i = 0; i < nlen; i++)
-		if (!name_char_ok(name[i]))
-			return cairn_error_set(
-			    err, CAIRN_EFORMAT,
-			    "narinfo: store path name has a bad character (0x%02x)",
-			    (unsigned char)name[i]);
-	return 0;
+	struct cairn_store_path sp;
+	return cairn_store_path_parse_base(s, len, &sp, err);
 }
 
-/* A full store path: "/<dir>/<basename>". */
+/* A full store path under any valid store directory. */
 static int check_store_path(const char *s, size_t len, struct cairn_error *err)
 {
-	const char *slash = NULL;
-	for (size_t i = 0; i < len; i++)
-		if (s[i] == '/')
-			slash = s + i;
-	if (len == 0 || s[0] != '/' || !slash || slash == s)
-		return cairn_error_set(err, CAIRN_EFORMAT,
-				       "narinfo: StorePath '%.*s' is not an absolute store path",
-				       (int)(len > 80 ? 80 : len), s);
-	if ((size_t)(slash - s) > CAIRN_NARINFO_STORE_DIR_MAX)
-		return cairn_error_set(err, CAIRN_ELIMIT, "narinfo: store directory is too long");
-	return cairn_narinfo_check_basename(slash + 1, len - (size_t)(slash + 1 - s), err);
+	struct cairn_store_path sp;
+	return cairn_store_path_parse(s, len, NULL, &sp, err);
 }
 
 static int parse_u64(const char *s, size_t len, uint64_t *out)

@@ -251,10 +251,10 @@ static void test_rejects_more(void **state)
 	(void)state;
 	/* 'e' is not in nix32 */
 	expect_edit_fails("pp25ahmcbii9zkwhkaxdr3ihh9439x9p", "pp25ahmcbii9zkwhkaxdr3ihh9439x9e",
-			  CAIRN_EFORMAT, "nix32");
+			  CAIRN_EFORMAT, "base32");
 	expect_edit_fails("/nix/store/pp25", "nix/store/pp25", CAIRN_EFORMAT, "absolute");
-	expect_edit_fails("-libvec-1.0", "-.-libvec", CAIRN_EFORMAT, "starts with '.'");
-	expect_edit_fails("-libvec-1.0", "-..", CAIRN_EFORMAT, "starts with '.'");
+	expect_edit_fails("-libvec-1.0", "-.-libvec", CAIRN_EFORMAT, "must not start with");
+	expect_edit_fails("-libvec-1.0", "-..", CAIRN_EFORMAT, "'..'");
 	{
 		/* Other names starting with '.' are fine for Nix. */
 		struct cairn_narinfo *ni;
@@ -283,7 +283,7 @@ static void test_rejects_more(void **state)
 	expect_edit_fails("URL: nar/x.nar", "URL: nar/Signature: x", CAIRN_EFORMAT,
 			  "inside a field value");
 	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nReferences: notapath\n", CAIRN_EFORMAT,
-			  "basename");
+			  "<32-char hash>-<name>");
 }
 
 static void test_limits(void **state)

@@ -59,6 +59,7 @@ struct cairn_http {
 	CURLM *multi;
 	struct cairn_http_config cfg;
 	char *user_agent;
+	char *ca_file;
 	struct xfer *queued, *active;
 	size_t nqueued, nactive;
 	int in_step;
@@ -78,6 +79,17 @@ void cairn_http_config_init(struct cairn_http_config *cfg)
 	cfg->max_redirects = 5;
 	cfg->multiplex = 1;
 	cfg->user_agent = NULL;
+}
+
+int cairn_http_h2c_usable(void)
+{
+	unsigned v = curl_version_info(CURLVERSION_NOW)->version_num;
+
+	/* 7.88's connection-filter rewrite stacked a second HTTP/2 layer on
+	 * every reused prior-knowledge connection ("Error in the HTTP2
+	 * framing layer" from the second request on); fixed in 8.0.0
+	 * (curl issue #10634). */
+	return v < 0x075800 || v >= 0x080000;
 }
 
 static int url_scheme_ok(const char *url)
@@ -101,6 +113,11 @@ int cairn_http_server_new(struct cairn_http_server **out, const char *base_url, 
 		return cairn_error_set(err, CAIRN_EINVAL,
 				       "http: server '%.200s': only http:// and https:// are supported",
 				       base_url);
+	if ((flags & CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE) && !cairn_http_h2c_usable())
+		return cairn_error_set(err, CAIRN_EUNSUPPORTED,
+				       "http: server '%.200s': libcurl %s cannot reuse h2c "
+				       "(prior knowledge) connections; use https or plain HTTP/1.1",
+				       base_url, curl_version_info(CURLVERSION_NOW)->version);
 	while (len > 0 && base_url[len - 1] == '/')
 		len--;
 	s = calloc(1, sizeof(*s));
@@ -309,6 +326,9 @@ int cairn_http_new(struct cairn_http **out, const struct cairn_http_config *cfg,
 	if (!h->user_agent || !h->multi)
 		goto nomem;
 	h->cfg.user_agent = h->user_agent;
+	if (cfg->ca_file && !(h->ca_file = strdup(cfg->ca_file)))
+		goto nomem;
+	h->cfg.ca_file = h->ca_file;
 	maxc = cfg->max_total_connections;
 	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING,
 			  cfg->multiplex ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
@@ -324,6 +344,7 @@ nomem:
 		if (h->multi)
 			curl_multi_cleanup(h->multi);
 		free(h->user_agent);
+		free(h->ca_file);
 		free(h);
 	}
 	curl_global_cleanup();
@@ -385,6 +406,7 @@ void cairn_http_free(struct cairn_http *h)
 	}
 	curl_multi_cleanup(h->multi);
 	free(h->user_agent);
+	free(h->ca_file);
 	free(h);
 	curl_global_cleanup();
 }
@@ -712,6 +734,8 @@ static int easy_setup(struct cairn_http *h, struct xfer *x)
 	SET(CURLOPT_TIMEOUT, total);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_USERAGENT, h->user_agent);
+	if (h->ca_file)
+		SET(CURLOPT_CAINFO, h->ca_file);
 	SET(CURLOPT_HEADERFUNCTION, header_cb);
 	SET(CURLOPT_HEADERDATA, (void *)x);
 	SET(CURLOPT_WRITEFUNCTION, write_cb);

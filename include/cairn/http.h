@@ -81,6 +81,8 @@ struct cairn_http_config {
 	long max_redirects;	   /* default 5 */
 	int multiplex;		   /* HTTP/2 multiplexing; default 1 */
 	const char *user_agent;	   /* copied; default "cairn/VERSION" */
+	const char *ca_file;	   /* PEM CA bundle for https (copied); NULL:
+				      the system's */
 };
 
 void cairn_http_config_init(struct cairn_http_config *cfg);
@@ -96,9 +98,18 @@ void cairn_http_free(struct cairn_http *h);
 
 enum cairn_http_server_flags {
 	/* Speak HTTP/2 over cleartext http:// without upgrade (h2c prior
-	 * knowledge); only for servers known to accept it. */
+	 * knowledge); only for servers known to accept it.  Refused with
+	 * CAIRN_EUNSUPPORTED where cairn_http_h2c_usable() is 0. */
 	CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE = 1 << 0,
 };
+
+/*
+ * 0 when the running libcurl cannot reuse h2c prior-knowledge connections
+ * (7.88.x: every request after the first on a connection fails, curl
+ * issue #10634; Debian 12 ships 7.88.1), else 1.  HTTP/2 over https (ALPN)
+ * is not affected.
+ */
+int cairn_http_h2c_usable(void);
 
 /* What a server's /nix-cache-info says. */
 struct cairn_http_cache_info {

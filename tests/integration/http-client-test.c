@@ -15,6 +15,7 @@
  *   -H         HEAD instead of GET
  *   -S         the first URL is a server base; the others are paths under it
  *   -2         with -S: HTTP/2 prior knowledge
+ *   -A FILE    CA bundle for https
  *   -I         parse each body as nix-cache-info
  *   -v         print the parsed headers of each response
  *
@@ -156,7 +157,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 static void usage(void)
 {
 	fprintf(stderr, "usage: http-client-test [-n N] [-q N] [-s S] [-c MS] [-T S] [-m N] "
-			"[-k N] [-r OFF] [-R] [-H] [-S] [-2] [-I] [-v] URL...\n");
+			"[-k N] [-r OFF] [-A CA] [-R] [-H] [-S] [-2] [-I] [-v] URL...\n");
 	exit(1);
 }
 
@@ -175,7 +176,7 @@ int main(int argc, char **argv)
 	double t0;
 
 	cairn_http_config_init(&cfg);
-	while ((opt = getopt(argc, argv, "n:q:s:c:T:m:k:r:RHS2Iv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:q:s:c:T:m:k:r:A:RHS2Iv")) != -1) {
 		switch (opt) {
 		case 'n': count = atol(optarg); break;
 		case 'q': chain = atol(optarg); break;
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
 		case 'm': max_body = strtoull(optarg, NULL, 10); break;
 		case 'k': cfg.max_host_connections = atol(optarg); break;
 		case 'r': range = strtoull(optarg, NULL, 10); break;
+		case 'A': cfg.ca_file = optarg; break;
 		case 'R': opt_resume = 1; break;
 		case 'H': head = 1; break;
 		case 'S': use_server = 1; break;

@@ -179,6 +179,9 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
+    def handle_error(self, request, client_address):
+        pass  # clients that stop reading on purpose reset connections
+
 
 def main():
     srv = Server(("127.0.0.1", 0), Handler)

@@ -42,14 +42,14 @@ struct xfer {
 	char range[32];
 	uint64_t max_body;
 	struct cairn_http_response resp;
-	size_t hdr_bytes;  /* header bytes of the current response */
-	int has_location;  /* the current response has a Location */
-	int hdr_done;	   /* on_headers was called */
-	int connected;	   /* curl has a connection for it (stall clock runs) */
-	int64_t last_ms;   /* monotonic time of the last byte received */
+	size_t hdr_bytes; /* header bytes of the current response */
+	int has_location; /* the current response has a Location */
+	int hdr_done;	  /* on_headers was called */
+	int connected;	  /* curl has a connection for it (stall clock runs) */
+	int64_t last_ms;  /* monotonic time of the last byte received */
 	uint64_t body_bytes;
-	uint64_t dropped;  /* body bytes of a non-2xx response */
-	int forced;	   /* an outcome + 1 decided by our callbacks, or 0 */
+	uint64_t dropped; /* body bytes of a non-2xx response */
+	int forced;	  /* an outcome + 1 decided by our callbacks, or 0 */
 	int callback_error;
 	char detail[128]; /* what our callbacks saw, for the message */
 	char errbuf[CURL_ERROR_SIZE];
@@ -110,9 +110,9 @@ int cairn_http_server_new(struct cairn_http_server **out, const char *base_url, 
 		return cairn_error_set(err, CAIRN_ELIMIT, "http: server url longer than %d bytes",
 				       CAIRN_HTTP_URL_MAX);
 	if (!url_scheme_ok(base_url))
-		return cairn_error_set(err, CAIRN_EINVAL,
-				       "http: server '%.200s': only http:// and https:// are supported",
-				       base_url);
+		return cairn_error_set(
+		    err, CAIRN_EINVAL,
+		    "http: server '%.200s': only http:// and https:// are supported", base_url);
 	if ((flags & CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE) && !cairn_http_h2c_usable())
 		return cairn_error_set(err, CAIRN_EUNSUPPORTED,
 				       "http: server '%.200s': libcurl %s cannot reuse h2c "
@@ -241,9 +241,10 @@ int cairn_http_cache_info_parse(const char *text, size_t len, struct cairn_http_
 		if (nlen == 8 && memcmp(line, "StoreDir", 8) == 0) {
 			size_t vlen = (size_t)(vend - v);
 			if (vlen > CAIRN_HTTP_STORE_DIR_MAX)
-				return cairn_error_set(err, CAIRN_ELIMIT,
-						       "nix-cache-info: StoreDir longer than %d bytes",
-						       CAIRN_HTTP_STORE_DIR_MAX);
+				return cairn_error_set(
+				    err, CAIRN_ELIMIT,
+				    "nix-cache-info: StoreDir longer than %d bytes",
+				    CAIRN_HTTP_STORE_DIR_MAX);
 			memcpy(ci.store_dir, v, vlen);
 			ci.store_dir[vlen] = '\0';
 		} else if (nlen == 13 && memcmp(line, "WantMassQuery", 13) == 0) {
@@ -311,9 +312,9 @@ int cairn_http_new(struct cairn_http **out, const struct cairn_http_config *cfg,
 		cairn_http_config_init(&defaults);
 		cfg = &defaults;
 	}
-	if (cfg->connect_timeout_ms <= 0 || cfg->stall_timeout_s <= 0 ||
-	    cfg->total_timeout_s < 0 || cfg->max_host_connections <= 0 ||
-	    cfg->max_total_connections <= 0 || cfg->max_redirects < 0)
+	if (cfg->connect_timeout_ms <= 0 || cfg->stall_timeout_s <= 0 || cfg->total_timeout_s < 0 ||
+	    cfg->max_host_connections <= 0 || cfg->max_total_connections <= 0 ||
+	    cfg->max_redirects < 0)
 		return cairn_error_set(err, CAIRN_EINVAL, "http: invalid client settings");
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return cairn_error_set(err, CAIRN_ENET, "http: libcurl initialisation failed");
@@ -541,8 +542,7 @@ static int headers_complete(struct xfer *x)
 
 	if (r->status >= 100 && r->status < 200)
 		return 0; /* 100 Continue and friends; the real one follows */
-	if (r->status >= 300 && r->status < 400 && x->has_location &&
-	    x->h->cfg.max_redirects > 0)
+	if (r->status >= 300 && r->status < 400 && x->has_location && x->h->cfg.max_redirects > 0)
 		return 0; /* curl follows it (or fails with too many redirects) */
 	x->hdr_done = 1;
 	if (status_ok(r->status) && x->req.method == CAIRN_HTTP_GET && r->content_length >= 0 &&
@@ -724,7 +724,8 @@ static int easy_setup(struct cairn_http *h, struct xfer *x)
 	 * shared: HTTP/2, which plain http:// never gets without prior
 	 * knowledge.  There it would hold every transfer to the host behind
 	 * the first one's response. */
-	SET(CURLOPT_PIPEWAIT, c->multiplex && (h2 || strncmp(x->url, "https://", 8) == 0) ? 1L : 0L);
+	SET(CURLOPT_PIPEWAIT,
+	    c->multiplex && (h2 || strncmp(x->url, "https://", 8) == 0) ? 1L : 0L);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
 	/* Our own check (check_stalls) sees a silence of stall_timeout_s;
 	 * curl's low-speed check also ends a trickle slower than a byte a
@@ -898,11 +899,10 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 	case CAIRN_HTTP_SHORT:
 		ecode = CAIRN_ETRUNCATED;
 		if (x->resp.content_length >= 0)
-			cairn_error_set(&res.err, ecode,
-					"http: %s %s: body ended after %" PRIu64
-					" of %" PRId64 " bytes",
-					method_name(x), x->url, x->body_bytes,
-					x->resp.content_length);
+			cairn_error_set(
+			    &res.err, ecode,
+			    "http: %s %s: body ended after %" PRIu64 " of %" PRId64 " bytes",
+			    method_name(x), x->url, x->body_bytes, x->resp.content_length);
 		else
 			cairn_error_set(&res.err, ecode,
 					"http: %s %s: body ended early after %" PRIu64 " bytes: %s",

@@ -62,27 +62,27 @@
 
 #include "cairn/error.h"
 
-#define CAIRN_HTTP_URL_MAX 4096		     /* a request URL, after joining */
+#define CAIRN_HTTP_URL_MAX 4096			/* a request URL, after joining */
 #define CAIRN_HTTP_BODY_MAX (UINT64_C(1) << 40) /* hard cap of max_body: 1 TiB */
-#define CAIRN_HTTP_NARINFO_MAX (1u << 20)    /* suggested max_body for a narinfo */
-#define CAIRN_HTTP_ERROR_BODY_MAX (64u << 10) /* error bodies read then dropped */
-#define CAIRN_HTTP_HEADER_MAX (64u << 10)    /* all header lines of one response */
-#define CAIRN_HTTP_CACHE_INFO_MAX (64u << 10) /* a nix-cache-info file */
+#define CAIRN_HTTP_NARINFO_MAX (1u << 20)	/* suggested max_body for a narinfo */
+#define CAIRN_HTTP_ERROR_BODY_MAX (64u << 10)	/* error bodies read then dropped */
+#define CAIRN_HTTP_HEADER_MAX (64u << 10)	/* all header lines of one response */
+#define CAIRN_HTTP_CACHE_INFO_MAX (64u << 10)	/* a nix-cache-info file */
 #define CAIRN_HTTP_STORE_DIR_MAX 1024
 #define CAIRN_HTTP_DEFAULT_PRIORITY 50 /* when nix-cache-info has none */
 
 /* The client's settings; cairn_http_config_init fills in the defaults. */
 struct cairn_http_config {
-	long connect_timeout_ms;   /* per connection attempt; default 5000 */
-	long stall_timeout_s;	   /* no byte for this long fails; default 30 */
-	long total_timeout_s;	   /* whole transfer; 0 (default) for none */
-	long max_host_connections; /* per host; default 8 */
+	long connect_timeout_ms;    /* per connection attempt; default 5000 */
+	long stall_timeout_s;	    /* no byte for this long fails; default 30 */
+	long total_timeout_s;	    /* whole transfer; 0 (default) for none */
+	long max_host_connections;  /* per host; default 8 */
 	long max_total_connections; /* all hosts; default 64 */
-	long max_redirects;	   /* default 5 */
-	int multiplex;		   /* HTTP/2 multiplexing; default 1 */
-	const char *user_agent;	   /* copied; default "cairn/VERSION" */
-	const char *ca_file;	   /* PEM CA bundle for https (copied); NULL:
-				      the system's */
+	long max_redirects;	    /* default 5 */
+	int multiplex;		    /* HTTP/2 multiplexing; default 1 */
+	const char *user_agent;	    /* copied; default "cairn/VERSION" */
+	const char *ca_file;	    /* PEM CA bundle for https (copied); NULL:
+				       the system's */
 };
 
 void cairn_http_config_init(struct cairn_http_config *cfg);
@@ -159,10 +159,10 @@ struct cairn_http_response {
 	/* Content-Range "bytes FIRST-LAST/TOTAL"; -1 when absent (TOTAL is
 	 * -1 also for "*"). */
 	int64_t range_first, range_last, range_total;
-	int64_t max_age; /* Cache-Control max-age (s-maxage wins); -1 absent */
-	int no_store;	 /* Cache-Control no-store or no-cache */
-	int accept_ranges; /* "Accept-Ranges: bytes" */
-	char content_type[128];	 /* "" when absent; truncated */
+	int64_t max_age;	   /* Cache-Control max-age (s-maxage wins); -1 absent */
+	int no_store;		   /* Cache-Control no-store or no-cache */
+	int accept_ranges;	   /* "Accept-Ranges: bytes" */
+	char content_type[128];	   /* "" when absent; truncated */
 	char content_encoding[32]; /* "" when absent; truncated */
 };
 
@@ -184,20 +184,20 @@ const char *cairn_http_outcome_name(enum cairn_http_outcome o);
 /* Handed to on_done; valid only during the call. */
 struct cairn_http_result {
 	enum cairn_http_outcome outcome;
-	const char *url;      /* the request's URL */
-	long status;	      /* final status, 0 when none was received */
-	uint64_t body_bytes;  /* bytes handed to on_data */
-	int callback_error;   /* what on_headers/on_data returned, when they
-				 stopped the transfer; else 0 */
+	const char *url;	/* the request's URL */
+	long status;		/* final status, 0 when none was received */
+	uint64_t body_bytes;	/* bytes handed to on_data */
+	int callback_error;	/* what on_headers/on_data returned, when they
+				   stopped the transfer; else 0 */
 	struct cairn_error err; /* code CAIRN_ENET/ELIMIT/ECANCELED/ENOENT; the
 				   message names the URL; code 0 when OK */
 };
 
 enum cairn_http_advice {
-	CAIRN_HTTP_DONE = 0,	    /* success */
-	CAIRN_HTTP_RETRY_RANGE,	    /* same server again, from body_bytes on */
-	CAIRN_HTTP_NEXT_SERVER,	    /* this server cannot give it */
-	CAIRN_HTTP_GIVE_UP,	    /* the caller stopped it; do not retry */
+	CAIRN_HTTP_DONE = 0,	/* success */
+	CAIRN_HTTP_RETRY_RANGE, /* same server again, from body_bytes on */
+	CAIRN_HTTP_NEXT_SERVER, /* this server cannot give it */
+	CAIRN_HTTP_GIVE_UP,	/* the caller stopped it; do not retry */
 };
 
 /*
@@ -220,10 +220,10 @@ struct cairn_http_request {
 	 * "nar/x.nar.xz"; a leading '/' is ignored).  Without: a full URL. */
 	struct cairn_http_server *server; /* borrowed; must outlive the request */
 	const char *url;		  /* copied */
-	uint64_t range_start; /* GET from this byte on (Range); 0 for all */
-	uint64_t max_body;    /* bytes of body; 0 for CAIRN_HTTP_NARINFO_MAX,
-				 capped at CAIRN_HTTP_BODY_MAX */
-	long total_timeout_s; /* 0: the client's */
+	uint64_t range_start;		  /* GET from this byte on (Range); 0 for all */
+	uint64_t max_body;		  /* bytes of body; 0 for CAIRN_HTTP_NARINFO_MAX,
+					     capped at CAIRN_HTTP_BODY_MAX */
+	long total_timeout_s;		  /* 0: the client's */
 	/*
 	 * Once the final response's headers are in.  Return 0 to go on,
 	 * non-zero to stop (outcome ABORTED).  For a non-2xx status the body

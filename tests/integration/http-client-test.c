@@ -43,7 +43,7 @@ struct job {
 	struct cairn_http_request req;
 	char url[CAIRN_HTTP_URL_MAX + 1];
 	struct cairn_sha256 sha;
-	uint64_t got;	 /* bytes over all tries */
+	uint64_t got; /* bytes over all tries */
 	int tries;
 	int chain_left; /* -q: requests still to add after this one */
 	double t0;
@@ -123,10 +123,11 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 	hex[2 * CAIRN_SHA256_LEN] = '\0';
 	if (res->outcome == CAIRN_HTTP_OK)
 		n_ok++;
-	printf("result outcome=%s status=%ld bytes=%llu advice=%s sha256=%s ms=%.0f url=%s msg=%s\n",
-	       cairn_http_outcome_name(res->outcome), res->status, (unsigned long long)j->got,
-	       advice_name(adv), hex, now_ms() - j->t0, res->url,
-	       res->outcome == CAIRN_HTTP_OK ? "" : cairn_error_msg(&res->err));
+	printf(
+	    "result outcome=%s status=%ld bytes=%llu advice=%s sha256=%s ms=%.0f url=%s msg=%s\n",
+	    cairn_http_outcome_name(res->outcome), res->status, (unsigned long long)j->got,
+	    advice_name(adv), hex, now_ms() - j->t0, res->url,
+	    res->outcome == CAIRN_HTTP_OK ? "" : cairn_error_msg(&res->err));
 	if (opt_info && res->outcome == CAIRN_HTTP_OK) {
 		struct cairn_http_cache_info ci;
 		cairn_error_init(&err);
@@ -206,8 +207,8 @@ int main(int argc, char **argv)
 		goto fail;
 	first = optind;
 	if (use_server) {
-		if (cairn_http_server_new(&srv, argv[optind], h2 ? CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE : 0,
-					  &err) < 0)
+		if (cairn_http_server_new(&srv, argv[optind],
+					  h2 ? CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE : 0, &err) < 0)
 			goto fail;
 		first++;
 	}
@@ -246,8 +247,8 @@ int main(int argc, char **argv)
 	cairn_http_stats(h, &st);
 	printf("summary requests=%llu ok=%llu new_connections=%llu down=%d elapsed_ms=%.0f\n",
 	       (unsigned long long)st.requests, (unsigned long long)n_ok,
-	       (unsigned long long)st.new_connections,
-	       srv && cairn_http_server_down(srv) ? 1 : 0, now_ms() - t0);
+	       (unsigned long long)st.new_connections, srv && cairn_http_server_down(srv) ? 1 : 0,
+	       now_ms() - t0);
 	if (srv && cairn_http_server_down(srv))
 		printf("down-reason %s\n", cairn_http_server_down(srv));
 	free(jobs);

@@ -24,6 +24,7 @@
 
 #include "cairn/cairn.h"
 #include "cairn/http.h"
+#include "http-internal.h"
 
 struct cairn_http_server {
 	char *base_url;
@@ -564,24 +565,18 @@ static int headers_complete(struct xfer *x)
 	return 0;
 }
 
-static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
+int cairn_http__header_line(struct cairn_http_response *r, const char *buf, size_t len,
+			    int *has_location)
 {
-	struct xfer *x = arg;
-	size_t len = size * n;
 	const char *end = buf + len, *colon, *v;
-	struct cairn_http_response *r = &x->resp;
+	size_t nlen;
 
-	if (x->forced)
-		return 0;
-	x->last_ms = mono_ms();
 	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
 		/* A status line starts a new response (after a 1xx or a
 		 * redirect); earlier headers no longer apply. */
 		const char *p = buf + 5, *sp;
 		response_reset(r);
-		x->hdr_bytes = 0;
-		x->has_location = 0;
-		x->hdr_done = 0;
+		*has_location = 0;
 		if (end - p >= 3 && p[0] == '1' && p[1] == '.')
 			r->http_version = p[2] == '0' ? 10 : 11;
 		else if (end - p >= 1 && p[0] == '2')
@@ -590,26 +585,21 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 		if (sp && end - sp >= 4 && isdigit((unsigned char)sp[1]) &&
 		    isdigit((unsigned char)sp[2]) && isdigit((unsigned char)sp[3]))
 			r->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
-		return len;
-	}
-	if (x->hdr_done)
-		return len; /* trailers */
-	x->hdr_bytes += len;
-	if (x->hdr_bytes > CAIRN_HTTP_HEADER_MAX) {
-		force(x, CAIRN_HTTP_NETWORK, "response headers are too long");
-		return 0;
+		return CAIRN_HTTP__HDR_STATUS;
 	}
 	while (end > buf && (end[-1] == '\n' || end[-1] == '\r'))
 		end--;
 	if (end == buf)
-		return headers_complete(x) == 0 ? len : 0;
+		return CAIRN_HTTP__HDR_END;
 	colon = memchr(buf, ':', (size_t)(end - buf));
 	if (!colon)
-		return len;
+		return CAIRN_HTTP__HDR_FIELD;
 	v = colon + 1;
 	while (v < end && is_space(*v))
 		v++;
-	size_t nlen = (size_t)(colon - buf);
+	while (end > v && is_space(end[-1]))
+		end--;
+	nlen = (size_t)(colon - buf);
 	if (name_is(buf, nlen, "Content-Length"))
 		r->content_length = parse_u63(v, end);
 	else if (name_is(buf, nlen, "Content-Range"))
@@ -617,13 +607,39 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 	else if (name_is(buf, nlen, "Cache-Control"))
 		parse_cache_control(r, v, end);
 	else if (name_is(buf, nlen, "Accept-Ranges"))
-		r->accept_ranges = end - v >= 5 && strncasecmp(v, "bytes", 5) == 0;
+		r->accept_ranges = end - v == 5 && strncasecmp(v, "bytes", 5) == 0;
 	else if (name_is(buf, nlen, "Content-Type"))
 		copy_value(r->content_type, sizeof(r->content_type), v, end);
 	else if (name_is(buf, nlen, "Content-Encoding"))
 		copy_value(r->content_encoding, sizeof(r->content_encoding), v, end);
 	else if (name_is(buf, nlen, "Location"))
-		x->has_location = 1;
+		*has_location = 1;
+	return CAIRN_HTTP__HDR_FIELD;
+}
+
+static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n;
+	int kind;
+
+	if (x->forced)
+		return 0;
+	x->last_ms = mono_ms();
+	if (x->hdr_done && !(len >= 5 && memcmp(buf, "HTTP/", 5) == 0))
+		return len; /* trailers */
+	x->hdr_bytes += len;
+	if (x->hdr_bytes > CAIRN_HTTP_HEADER_MAX) {
+		force(x, CAIRN_HTTP_NETWORK, "response headers are too long");
+		return 0;
+	}
+	kind = cairn_http__header_line(&x->resp, buf, len, &x->has_location);
+	if (kind == CAIRN_HTTP__HDR_STATUS) {
+		x->hdr_bytes = len;
+		x->hdr_done = 0;
+	} else if (kind == CAIRN_HTTP__HDR_END && headers_complete(x) < 0) {
+		return 0;
+	}
 	return len;
 }
 

@@ -182,8 +182,8 @@ static int purge_locked(struct cairn_nicache *c, int64_t now, struct cairn_error
 	    "DELETE FROM narinfos WHERE expires <= ?1",
 	    "UPDATE servers SET info = NULL, info_expires = NULL WHERE info_expires <= ?1",
 	    "UPDATE servers SET down_until = NULL, down_reason = NULL WHERE down_until <= ?1",
-	    "DELETE FROM servers WHERE info IS NULL AND down_until IS NULL AND NOT EXISTS"
-	    " (SELECT 1 FROM narinfos WHERE server = servers.id)",
+	    ("DELETE FROM servers WHERE info IS NULL AND down_until IS NULL AND NOT EXISTS"
+	     " (SELECT 1 FROM narinfos WHERE server = servers.id)"),
 	    "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_purge', ?1)",
 	};
 	int gone = 0;

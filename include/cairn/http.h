@@ -22,8 +22,12 @@
  *     max_body, checked against Content-Length as soon as the headers are
  *     in and again on every chunk.
  *   - Timeouts: connect (per connection attempt), stall (no byte received
- *     for stall_timeout_s seconds, whether waiting for headers or in the
- *     middle of a body) and an optional total timeout.
+ *     for stall_timeout_s seconds once the transfer has a connection,
+ *     whether waiting for headers or in the middle of a body; checked by
+ *     the client itself to the nearest few milliseconds, with curl's
+ *     low-speed check, under a byte a second over the same time, behind
+ *     it) and an optional total timeout.  Time spent queued for a free
+ *     connection counts towards neither stall nor connect timeout.
  *   - A body shorter than its Content-Length, or a chunked body cut off
  *     before its last chunk, is CAIRN_HTTP_SHORT, never success (curl's
  *     CURLE_PARTIAL_FILE; the received count is checked against
@@ -31,7 +35,13 @@
  *
  * Callbacks run inside cairn_http_step/cairn_http_run.  They may call
  * cairn_http_add (the new request starts on the next step) but must not
- * call cairn_http_step, cairn_http_run or cairn_http_free.
+ * call cairn_http_step, cairn_http_run or cairn_http_free.  A request is
+ * cancelled by returning non-zero from its on_headers or on_data.
+ *
+ * Resuming: a GET with range_start sends "Range: bytes=N-".  A server that
+ * ignores it answers 200 with the whole body; on_headers should check for
+ * status 206 with range_first == range_start and stop otherwise (the
+ * advice for ABORTED is GIVE_UP, so the caller decides what next).
  *
  * Errors are classified (enum cairn_http_outcome) and cairn_http_advice()
  * turns a result into what the engine should do next: retry the same
@@ -40,8 +50,13 @@
  *
  * Servers.  struct cairn_http_server is a binary cache base URL with its
  * /nix-cache-info (StoreDir, WantMassQuery, Priority) and a "down" mark: a
- * server that cannot be connected to within the connect timeout is marked
- * down for the rest of the run and further requests to it fail at once.
+ * request through a server that ends with CAIRN_HTTP_CONNECT (refused,
+ * DNS failure, TLS failure, no connection within the connect timeout)
+ * marks the server down for the rest of the run; cairn_http_add then
+ * refuses new requests to it, and requests already queued for it end
+ * with CAIRN_HTTP_CONNECT without touching the network.  Transfers
+ * already in flight finish on their own.  A server object may be shared
+ * by several clients of one thread only.
  *
  * nix-cache-info, as Nix's BinaryCacheStore::init reads it (checked against
  * NixOS/nix src/libstore/binary-cache-store.cc): the text is split into
@@ -175,10 +190,10 @@ enum cairn_http_outcome {
 	CAIRN_HTTP_CONNECT,   /* could not connect: refused, DNS, timeout */
 	CAIRN_HTTP_TIMEOUT,   /* total timeout */
 	CAIRN_HTTP_TOO_LARGE, /* body longer than max_body */
-	CAIRN_HTTP_ABORTED,   /* a callback returned an error; server down */
+	CAIRN_HTTP_ABORTED,   /* a callback returned an error */
 };
 
-/* A short static name ("stall", "short body"...). */
+/* A short static name ("stall", "short", "too-large"...). */
 const char *cairn_http_outcome_name(enum cairn_http_outcome o);
 
 /* Handed to on_done; valid only during the call. */

@@ -22,6 +22,10 @@
 
 #include <curl/curl.h>
 
+#if LIBCURL_VERSION_NUM < 0x075000
+#error "lib/http.c needs libcurl 7.80 or later (CURLOPT_PREREQFUNCTION)"
+#endif
+
 #include "cairn/cairn.h"
 #include "cairn/http.h"
 #include "http-internal.h"

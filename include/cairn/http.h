@@ -204,8 +204,10 @@ struct cairn_http_result {
 	uint64_t body_bytes;	/* bytes handed to on_data */
 	int callback_error;	/* what on_headers/on_data returned, when they
 				   stopped the transfer; else 0 */
-	struct cairn_error err; /* code CAIRN_ENET/ELIMIT/ECANCELED/ENOENT; the
-				   message names the URL; code 0 when OK */
+	/* The message names the method and URL.  Code: 0 for OK, CAIRN_ENOENT
+	 * for 404/410, CAIRN_ETRUNCATED for SHORT, CAIRN_ELIMIT for
+	 * TOO_LARGE, CAIRN_ECANCELED for ABORTED, else CAIRN_ENET. */
+	struct cairn_error err;
 };
 
 enum cairn_http_advice {

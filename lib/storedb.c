@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include "cairn/storedb.h"
+#include "cairn/storepath.h"
 #include "storedb-sql.h"
 
 #define HASHPART_LEN 32
@@ -105,47 +106,18 @@ static int sql_fail(struct cairn_storedb *db, sqlite3 *sql, int rc, const char *
 
 /* ---- validation ------------------------------------------------------- */
 
-static int is_nix32(unsigned char c)
-{
-	return (c >= '0' && c <= '9') ||
-	       (c >= 'a' && c <= 'z' && c != 'e' && c != 'o' && c != 'u' && c != 't');
-}
-
-static int is_name_char(unsigned char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       strchr("+-._?=", c) != NULL;
-}
-
 static int valid_hashpart(const char *s, size_t len)
 {
-	if (len != HASHPART_LEN)
-		return 0;
-	for (size_t i = 0; i < len; i++)
-		if (!is_nix32((unsigned char)s[i]))
-			return 0;
-	return 1;
+	return cairn_store_hash_valid(s, len);
 }
 
-/* "<store_dir>/<32 nix32>-<name>", name as Nix allows it. */
+/* "<store_dir>/<32 nix32>-<name>" under this database's store directory. */
 static int valid_store_path(const struct cairn_storedb *db, const char *s, size_t len)
 {
-	size_t d = db->dirlen;
-	if (len < d + 1 + HASHPART_LEN + 2 ||
-	    len > d + 1 + HASHPART_LEN + 1 + CAIRN_STOREDB_NAME_MAX)
+	struct cairn_store_path sp;
+	if (len <= db->dirlen || memcmp(s, db->store_dir, db->dirlen) != 0 || s[db->dirlen] != '/')
 		return 0;
-	if (memcmp(s, db->store_dir, d) != 0 || s[d] != '/')
-		return 0;
-	if (!valid_hashpart(s + d + 1, HASHPART_LEN) || s[d + 1 + HASHPART_LEN] != '-')
-		return 0;
-	const char *name = s + d + 1 + HASHPART_LEN + 1;
-	size_t nlen = len - (size_t)(name - s);
-	if (name[0] == '.')
-		return 0;
-	for (size_t i = 0; i < nlen; i++)
-		if (!is_name_char((unsigned char)name[i]))
-			return 0;
-	return 1;
+	return cairn_store_path_parse(s, len, db->store_dir, &sp, NULL) == 0;
 }
 
 /* Printable ASCII; space allowed only when spaces is set. */

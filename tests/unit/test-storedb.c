@@ -366,7 +366,7 @@ static void test_bad_rows_are_refused(void **state)
 	     good, NULL, NULL, "text:sha256:x\nNarHash: evil", "ca", 1},
 	    {"8000000000000000000000000000000a", "/nix/store/8000000000000000000000000000000a-n",
 	     good, NULL, "nokeyname", NULL, "key name", 1},
-	    {"9000000000000000000000000000000a", "/nix/store/9000000000000000000000000000000a-.dot",
+	    {"9000000000000000000000000000000a", "/nix/store/9000000000000000000000000000000a-..-dot",
 	     good, NULL, NULL, NULL, "path", 1},
 	};
 	char path[256];

@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "cairn/nicache.h"
+#include "cairn/storepath.h"
 
 #define SCHEMA_VERSION 1
 
@@ -341,15 +342,9 @@ static int check_url(const char *url, struct cairn_error *err)
 
 static int check_hashpart(const char *h, struct cairn_error *err)
 {
-	static const char nix32[] = "0123456789abcdfghijklmnpqrsvwxyz";
-	size_t i;
-
 	if (!h)
 		return cairn_error_set(err, CAIRN_EINVAL, "nicache: no hash part");
-	for (i = 0; i < 32; i++)
-		if (!h[i] || !strchr(nix32, h[i]))
-			break;
-	if (i != 32 || h[32] != '\0')
+	if (!cairn_store_hash_valid(h, strnlen(h, CAIRN_STORE_HASH_LEN + 1)))
 		return cairn_error_set(err, CAIRN_EFORMAT,
 				       "nicache: '%.40s' is not a 32-character nix32 hash part", h);
 	return 0;

@@ -53,9 +53,9 @@
  * request through a server that ends with CAIRN_HTTP_CONNECT (refused,
  * DNS failure, TLS failure, no connection within the connect timeout)
  * marks the server down for the rest of the run; cairn_http_add then
- * refuses new requests to it, and requests already queued for it end
- * with CAIRN_HTTP_CONNECT without touching the network.  Transfers
- * already in flight finish on their own.  A server object may be shared
+ * refuses new requests to it, and requests queued for it or still
+ * waiting for a connection end with CAIRN_HTTP_CONNECT at once instead of
+ * each waiting out the connect timeout.  Connected transfers go on.  A server object may be shared
  * by several clients of one thread only.
  *
  * nix-cache-info, as Nix's BinaryCacheStore::init reads it (checked against

@@ -84,7 +84,9 @@
 #define CAIRN_HTTP_HEADER_MAX (64u << 10)	/* all header lines of one response */
 #define CAIRN_HTTP_CACHE_INFO_MAX (64u << 10)	/* a nix-cache-info file */
 #define CAIRN_HTTP_STORE_DIR_MAX 1024
-#define CAIRN_HTTP_DEFAULT_PRIORITY 50 /* when nix-cache-info has none */
+/* Priority when nix-cache-info gives none: 0, the default of Nix's
+ * StoreConfig "priority" setting (store.hh). */
+#define CAIRN_HTTP_DEFAULT_PRIORITY 0
 
 /* The client's settings; cairn_http_config_init fills in the defaults. */
 struct cairn_http_config {

@@ -574,6 +574,9 @@ static void *worker_main(void *arg)
 	 */
 	if (h2o_linklist_is_empty(&w->ctx.http1._conns) && h2o_linklist_is_empty(&w->ctx.http2._conns) &&
 	    h2o_linklist_is_empty(&w->streams)) {
+		/* request_shutdown armed HTTP/2's graceful timer; dispose insists it is idle */
+		if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
+			h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stream_rx);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stop_rx);
 		h2o_context_dispose(&w->ctx);

@@ -44,6 +44,7 @@ struct httpd_worker {
 	h2o_multithread_receiver_t stop_rx;
 	h2o_multithread_message_t stop_msg;
 	h2o_linklist_t streams;      /* live streams, loop side */
+	h2o_timeout_t send_timeout;
 	uint64_t inflight;           /* requests between on_req and dispose */
 	int stopping;
 	uint64_t stop_deadline;
@@ -85,6 +86,19 @@ static inline const h2o_req_t *httpd_h2o_const(const struct cairn_httpd_req *r)
 {
 	return (const h2o_req_t *)(const void *)r;
 }
+
+/*
+ * A response's send watchdog: armed while h2o waits for the client to take
+ * bytes, it shuts the socket down when the client takes nothing for
+ * send_timeout_ms; h2o then sees a write error and closes the connection
+ * through its own path.  Zero-initialise; disarm before the request is freed.
+ */
+struct httpd_watchdog {
+	h2o_timeout_entry_t entry;
+	h2o_req_t *req;
+};
+void httpd_watchdog_arm(struct httpd_watchdog *wd, h2o_req_t *req);
+void httpd_watchdog_disarm(struct httpd_watchdog *wd);
 
 const char *httpd_reason(int status);
 int httpd_is_head(const h2o_req_t *req);

@@ -180,12 +180,14 @@ struct file_gen {
 	off_t off;
 	size_t left;
 	char *buf;
+	struct httpd_watchdog wd;
 };
 
 /* pool-shared dispose: h2o is done with the request */
 static void file_gen_dispose(void *p)
 {
 	struct file_gen *g = p;
+	httpd_watchdog_disarm(&g->wd);
 	if (g->fd >= 0)
 		close(g->fd);
 	g->fd = -1;
@@ -212,6 +214,7 @@ static void file_proceed(h2o_generator_t *self, h2o_req_t *req)
 	}
 	g->off += r;
 	g->left -= (size_t)r;
+	httpd_watchdog_arm(&g->wd, req);
 	h2o_iovec_t v = {g->buf, (size_t)r};
 	h2o_send(req, &v, 1, g->left == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
@@ -229,6 +232,7 @@ static h2o_send_state_t file_pull(h2o_generator_t *self, h2o_req_t *req, h2o_iov
 	buf->len = (size_t)r;
 	g->off += r;
 	g->left -= (size_t)r;
+	httpd_watchdog_arm(&g->wd, req);
 	return g->left == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS;
 }
 
@@ -350,6 +354,7 @@ int cairn_httpd_send_fd(struct cairn_httpd_req *creq, int fd, const char *conten
 		return CAIRN_EINVAL;
 	}
 	struct file_gen *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), file_gen_dispose);
+	memset(g, 0, sizeof(*g));
 	g->fd = fd;
 	count = (uint64_t)st.st_size;
 

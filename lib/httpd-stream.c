@@ -46,6 +46,7 @@ struct cairn_httpd_stream {
 	uint64_t declared;              /* Content-Length, or UINT64_MAX */
 	uint64_t written;
 	unsigned stall_ms;
+	struct httpd_watchdog wd;       /* loop side: armed while a send is in flight */
 	unsigned msg_queued : 1, inflight : 1, ended : 1, ok : 1, gone : 1, done : 1, linked : 1;
 };
 
@@ -97,12 +98,15 @@ static void stream_pump(struct cairn_httpd_stream *s)
 	v = h2o_iovec_init(s->sending, s->slen);
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->mu);
+	if (state == H2O_SEND_STATE_IN_PROGRESS)
+		httpd_watchdog_arm(&s->wd, s->req);
 	h2o_send(s->req, &v, v.len ? 1 : 0, state);
 }
 
 static void stream_proceed(h2o_generator_t *self, h2o_req_t *req)
 {
 	struct cairn_httpd_stream *s = (struct cairn_httpd_stream *)self;
+	httpd_watchdog_disarm(&s->wd);
 	pthread_mutex_lock(&s->mu);
 	s->inflight = 0;
 	s->slen = 0;
@@ -127,6 +131,7 @@ static void stream_stop(h2o_generator_t *self, h2o_req_t *req)
 static void stream_token_dispose(void *p)
 {
 	struct cairn_httpd_stream *s = ((struct stream_token *)p)->s;
+	httpd_watchdog_disarm(&s->wd);
 	stream_gone(s);
 	if (s->linked) {
 		h2o_linklist_unlink(&s->link);
@@ -217,6 +222,7 @@ int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const cha
 		h2o_start_response(req, &s->super);
 		/* headers leave now, before the first byte is produced */
 		s->inflight = 1;
+		httpd_watchdog_arm(&s->wd, req);
 		h2o_send(req, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);
 	}
 	*out = s;

@@ -65,6 +65,7 @@ void cairn_httpd_config_init(struct cairn_httpd_config *cfg)
 	cfg->idle_timeout_ms = 10000;
 	cfg->shutdown_timeout_ms = 10000;
 	cfg->stream_stall_ms = 60000;
+	cfg->send_timeout_ms = 60000;
 	cfg->max_request_line = 8192;
 	cfg->max_header_bytes = 16384;
 	cfg->stream_buffer = CAIRN_HTTPD_STREAM_BUFFER_DEFAULT;
@@ -490,6 +491,35 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
 		free(line);
 }
 
+static void watchdog_fire(h2o_timeout_entry_t *e)
+{
+	struct httpd_watchdog *wd = H2O_STRUCT_FROM_MEMBER(struct httpd_watchdog, entry, e);
+	h2o_conn_t *conn = wd->req->conn;
+	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+
+	if (sock)
+		shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+}
+
+void httpd_watchdog_arm(struct httpd_watchdog *wd, h2o_req_t *req)
+{
+	struct httpd_worker *w = httpd_tls_worker;
+
+	if (!w || w->h->cfg.send_timeout_ms == 0)
+		return;
+	if (h2o_timeout_is_linked(&wd->entry))
+		h2o_timeout_unlink(&wd->entry);
+	wd->req = req;
+	wd->entry.cb = watchdog_fire;
+	h2o_timeout_link(w->loop, &w->send_timeout, &wd->entry);
+}
+
+void httpd_watchdog_disarm(struct httpd_watchdog *wd)
+{
+	if (h2o_timeout_is_linked(&wd->entry))
+		h2o_timeout_unlink(&wd->entry);
+}
+
 /* --- loops -------------------------------------------------------------------- */
 
 static void on_accept(h2o_socket_t *listener, const char *errstr)
@@ -542,6 +572,7 @@ static void *worker_main(void *arg)
 	w->accept_ctx.ctx = &w->ctx;
 	w->accept_ctx.hosts = h->gconf.hosts;
 	h2o_linklist_init_anchor(&w->streams);
+	h2o_timeout_init(w->loop, &w->send_timeout, h->cfg.send_timeout_ms ? h->cfg.send_timeout_ms : 1);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->stream_rx, httpd_stream_rx_cb);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->stop_rx, on_stop_msg);
 
@@ -577,6 +608,7 @@ static void *worker_main(void *arg)
 		/* request_shutdown armed HTTP/2's graceful timer; dispose insists it is idle */
 		if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
 			h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
+		h2o_timeout_dispose(w->loop, &w->send_timeout);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stream_rx);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stop_rx);
 		h2o_context_dispose(&w->ctx);

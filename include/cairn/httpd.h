@@ -23,7 +23,9 @@
  * with more than 100 header lines).  request_timeout bounds how long an
  * HTTP/1 client may take to send a whole request head, and how long an idle
  * keep-alive connection is kept: a slowloris client is disconnected after it.
- * idle_timeout is the same for HTTP/2.  Only GET and HEAD are served (405).
+ * idle_timeout is the same for HTTP/2.  send_timeout disconnects a client
+ * that stops reading a file or stream response (slow-read attacks).  Only
+ * GET and HEAD are served (405).
  *
  * Shutdown: cairn_httpd_stop() (async-signal-safe) closes the listening
  * sockets, turns keep-alive off and sends HTTP/2 GOAWAY; responses in flight
@@ -63,6 +65,9 @@ struct cairn_httpd_config {
 	unsigned idle_timeout_ms;       /* HTTP/2 idle */
 	unsigned shutdown_timeout_ms;   /* in-flight responses after stop */
 	unsigned stream_stall_ms;       /* producer blocked on a stalled client */
+	/* a file or stream response whose client reads nothing for this long
+	 * is disconnected (0: never); h2o 2.2 has no write timeout of its own */
+	unsigned send_timeout_ms;
 	size_t max_request_line;        /* 414 beyond this path length */
 	size_t max_header_bytes;        /* 431 beyond this (names + values) */
 	size_t stream_buffer;           /* per-stream bound, each side */
@@ -73,8 +78,9 @@ struct cairn_httpd_config {
 	const char *server_name;        /* Server: header; NULL: none */
 };
 
-/* Fill with defaults: 1 thread per CPU, 10 s timeouts, 8 KiB line, 16 KiB
- * headers, no listen address. */
+/* Fill with defaults: 1 thread per CPU, 10 s request/idle/shutdown
+ * timeouts, 60 s send timeout, 8 KiB line, 16 KiB headers, no listen
+ * address. */
 void cairn_httpd_config_init(struct cairn_httpd_config *cfg);
 
 struct cairn_httpd;

@@ -149,7 +149,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: httpd-test-server --listen ADDR:PORT... [--dir DIR] [--threads N] "
 	                "[--reuseport] [--systemd] [--access-log PATH] [--user USER] "
-	                "[--request-timeout MS] [--shutdown-timeout MS] [--stream-buffer BYTES]\n");
+	                "[--request-timeout MS] [--shutdown-timeout MS] [--send-timeout MS] "
+	                "[--stream-buffer BYTES]\n");
 	exit(2);
 }
 
@@ -188,6 +189,8 @@ int main(int argc, char **argv)
 			cfg.request_timeout_ms = cfg.idle_timeout_ms = (unsigned)atoi(v);
 		else if (strcmp(a, "--shutdown-timeout") == 0)
 			cfg.shutdown_timeout_ms = (unsigned)atoi(v);
+		else if (strcmp(a, "--send-timeout") == 0)
+			cfg.send_timeout_ms = (unsigned)atoi(v);
 		else if (strcmp(a, "--stream-buffer") == 0)
 			cfg.stream_buffer = (size_t)atol(v);
 		else

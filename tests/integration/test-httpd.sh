@@ -22,6 +22,7 @@ mkdir -p "$DATA"
 head -c 1000000 /dev/urandom > "$DATA/blob.bin"
 printf 'hello\n' > "$DATA/hello.txt"
 ln -s /etc/passwd "$DATA/link"
+truncate -s 256M "$DATA/sparse.bin"
 LOG=$TMP/access.log
 
 # start_server OUTFILE ARGS...: start in the background, set PID and PORT
@@ -52,7 +53,7 @@ stop_server() {
 }
 
 start_server "$TMP/s1.out" --listen 127.0.0.1:0 --dir "$DATA" --threads 2 \
-  --access-log "$LOG" --request-timeout 2000 --shutdown-timeout 5000
+  --access-log "$LOG" --request-timeout 2000 --shutdown-timeout 5000 --send-timeout 3000
 U=http://127.0.0.1:$PORT
 C=(curl -s --max-time 20)
 
@@ -263,6 +264,32 @@ EOF
 read -r bp_kib bp_flow <<<"$bp"
 check "stalled reader: producer blocked, RSS grew ${bp_kib} KiB (< 16 MiB)" test "$bp_kib" -lt 16384
 check "stalled reader: stream resumes when the client reads" test "$bp_flow" = 1
+
+# slow read: a client that stops reading a file or a stream is disconnected
+# after the 3 s send timeout instead of holding the connection forever
+cat > "$TMP/slowread.py" <<'EOF'
+import socket, sys, time
+port, path, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.connect(("127.0.0.1", port))
+s.settimeout(20)
+s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+time.sleep(5)
+got = 0
+try:
+    while True:
+        b = s.recv(1 << 20)
+        if not b: break
+        got += len(b)
+except (ConnectionResetError, socket.timeout) as e:
+    if isinstance(e, socket.timeout): got = -1
+print(int(0 < got < size))
+EOF
+check "slow reader of a file is disconnected" \
+  test "$(timeout 60 python3 "$TMP/slowread.py" "$PORT" /file/sparse.bin 268435456)" = 1
+check "slow reader of a stream is disconnected" \
+  test "$(timeout 60 python3 "$TMP/slowread.py" "$PORT" '/stream?size=536870912&chunk=65536' 536870912)" = 1
 
 # --- metrics and access log ---------------------------------------------------------------------
 metrics=$("${C[@]}" "$U/metrics")

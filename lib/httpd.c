@@ -573,9 +573,6 @@ static void *worker_main(void *arg)
 	w->accept_ctx.hosts = h->gconf.hosts;
 	h2o_linklist_init_anchor(&w->streams);
 	h2o_timeout_init(w->loop, &w->send_timeout, h->cfg.send_timeout_ms ? h->cfg.send_timeout_ms : 1);
-	h2o_multithread_register_receiver(w->ctx.queue, &w->stream_rx, httpd_stream_rx_cb);
-	h2o_multithread_register_receiver(w->ctx.queue, &w->stop_rx, on_stop_msg);
-
 	for (size_t i = 0; i < h->n_fds; i++) {
 		/*
 		 * Shared sockets are dup'ed so that each loop closes its own fd
@@ -591,6 +588,10 @@ static void *worker_main(void *arg)
 		h2o_socket_read_start(s, on_accept);
 		w->listeners[w->n_listeners++] = s;
 	}
+
+	/* after the listeners: once the stop message can arrive, wait may close the originals */
+	h2o_multithread_register_receiver(w->ctx.queue, &w->stream_rx, httpd_stream_rx_cb);
+	h2o_multithread_register_receiver(w->ctx.queue, &w->stop_rx, on_stop_msg);
 
 	for (;;) {
 		h2o_evloop_run(w->loop, w->stopping ? 50 : INT32_MAX);
@@ -728,6 +729,17 @@ int cairn_httpd_wait(struct cairn_httpd *h, struct cairn_error *err)
 			usleep(1000);
 		h2o_multithread_send_message(&w->stop_rx, &w->stop_msg);
 	}
+	/*
+	 * Each loop holds its own dup of a shared socket; closing the originals
+	 * too makes the kernel refuse new connections during the drain instead
+	 * of queueing them where no one will accept them.
+	 */
+	if (!h->cfg.reuseport)
+		for (size_t i = 0; i < h->n_fds; i++)
+			if (h->fds[i][0] >= 0) {
+				close(h->fds[i][0]);
+				h->fds[i][0] = -1;
+			}
 	for (unsigned t = 0; t < h->threads; t++)
 		if (h->workers[t].started) {
 			pthread_join(h->workers[t].tid, NULL);

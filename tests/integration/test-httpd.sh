@@ -307,6 +307,10 @@ check "access log has HTTP/2 requests" grep -q '"GET /small HTTP/2" 200 300' "$L
 cpid=$!
 sleep 0.5
 t0=$(date +%s%N)
+kill -TERM "$PID"
+sleep 0.3
+nrc=0; curl -s --max-time 3 -o /dev/null "$U/small" || nrc=$?
+check "SIGTERM: new connections refused during the drain (curl $nrc)" test "$nrc" = 7
 stop_rc=0; stop_server || stop_rc=$?
 t1=$(date +%s%N)
 crc=0; wait $cpid || crc=$?

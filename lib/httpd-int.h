@@ -72,6 +72,10 @@ struct cairn_httpd {
 	struct httpd_worker *workers;
 	int stop_pipe[2];
 	int started;
+	/* workers count themselves in once their loop can take messages */
+	pthread_mutex_t ready_mu;
+	pthread_cond_t ready_cond;
+	unsigned ready;
 };
 
 extern const int httpd_status_codes[HTTPD_STATUS_SLOTS];

@@ -129,6 +129,8 @@ int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *c
 	h->cfg = *cfg;
 	h->log_fd = -1;
 	h->stop_pipe[0] = h->stop_pipe[1] = -1;
+	pthread_mutex_init(&h->ready_mu, NULL);
+	pthread_cond_init(&h->ready_cond, NULL);
 	for (size_t i = 0; i < CAIRN_HTTPD_MAX_LISTEN; i++)
 		for (size_t j = 0; j < CAIRN_HTTPD_MAX_THREADS; j++)
 			h->fds[i][j] = -1;
@@ -592,6 +594,10 @@ static void *worker_main(void *arg)
 	/* after the listeners: once the stop message can arrive, wait may close the originals */
 	h2o_multithread_register_receiver(w->ctx.queue, &w->stream_rx, httpd_stream_rx_cb);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->stop_rx, on_stop_msg);
+	pthread_mutex_lock(&h->ready_mu);
+	h->ready++;
+	pthread_cond_broadcast(&h->ready_cond);
+	pthread_mutex_unlock(&h->ready_mu);
 
 	for (;;) {
 		h2o_evloop_run(w->loop, w->stopping ? 50 : INT32_MAX);
@@ -704,6 +710,11 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 		h->workers[t].started = 1;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* return when every loop is ready: the caller may announce readiness */
+	pthread_mutex_lock(&h->ready_mu);
+	while (h->ready < h->threads)
+		pthread_cond_wait(&h->ready_cond, &h->ready_mu);
+	pthread_mutex_unlock(&h->ready_mu);
 	return 0;
 }
 
@@ -720,15 +731,17 @@ int cairn_httpd_wait(struct cairn_httpd *h, struct cairn_error *err)
 		if (r > 0 && read(h->stop_pipe[0], &c, 1) == 1)
 			break;
 	}
-	for (unsigned t = 0; t < h->threads; t++) {
-		struct httpd_worker *w = &h->workers[t];
-		if (!w->started)
-			continue;
-		/* the loop may still be starting: wait until its queue exists */
-		while (!__atomic_load_n(&w->stop_rx.queue, __ATOMIC_ACQUIRE))
-			usleep(1000);
-		h2o_multithread_send_message(&w->stop_rx, &w->stop_msg);
-	}
+	/* a loop still starting (start failed half-way) must be able to take the message */
+	pthread_mutex_lock(&h->ready_mu);
+	unsigned started = 0;
+	for (unsigned t = 0; t < h->threads; t++)
+		started += h->workers[t].started != 0;
+	while (h->ready < started)
+		pthread_cond_wait(&h->ready_cond, &h->ready_mu);
+	pthread_mutex_unlock(&h->ready_mu);
+	for (unsigned t = 0; t < h->threads; t++)
+		if (h->workers[t].started)
+			h2o_multithread_send_message(&h->workers[t].stop_rx, &h->workers[t].stop_msg);
 	/*
 	 * Each loop holds its own dup of a shared socket; closing the originals
 	 * too makes the kernel refuse new connections during the drain instead
@@ -793,6 +806,8 @@ void cairn_httpd_free(struct cairn_httpd *h)
 		close(h->stop_pipe[0]);
 	if (h->stop_pipe[1] >= 0)
 		close(h->stop_pipe[1]);
+	pthread_cond_destroy(&h->ready_cond);
+	pthread_mutex_destroy(&h->ready_mu);
 	for (size_t i = 0; i < h->n_routes; i++) {
 		free(h->routes[i].pattern);
 		free(h->routes[i].name);

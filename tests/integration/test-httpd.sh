@@ -389,7 +389,7 @@ fi
 # sanitizer builds: any report from any server run is a failure
 for e in "$TMP"/*.err "$TMP/s5"; do
   [ -f "$e" ] || continue
-  if grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error:|Assertion' "$e"; then
+  if grep -Eq 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:|Assertion' "$e"; then
     not_ok "sanitizer or assertion report in $(basename "$e")"; sed -n 1,30p "$e"
   fi
 done

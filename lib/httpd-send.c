@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,34 @@ const char *cairn_httpd_req_header(const struct cairn_httpd_req *req, const char
 int cairn_httpd_req_is_head(const struct cairn_httpd_req *req)
 {
 	return httpd_is_head(httpd_h2o_const(req));
+}
+
+const char *cairn_httpd_req_authority(const struct cairn_httpd_req *req, size_t *len)
+{
+	const h2o_req_t *r = httpd_h2o_const(req);
+	*len = r->authority.len;
+	return r->authority.base;
+}
+
+int cairn_httpd_req_peer(const struct cairn_httpd_req *req, char *buf, size_t bufsize)
+{
+	const h2o_req_t *r = httpd_h2o_const(req);
+	struct sockaddr_storage ss;
+	char tmp[NI_MAXHOST];
+	socklen_t sl = r->conn->callbacks->get_peername(r->conn, (struct sockaddr *)&ss);
+	if (sl == 0)
+		return CAIRN_EIO;
+	size_t n = h2o_socket_getnumerichost((struct sockaddr *)&ss, sl, tmp);
+	if (n == SIZE_MAX || n >= bufsize)
+		return CAIRN_EIO;
+	memcpy(buf, tmp, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+int cairn_httpd_req_is_http2(const struct cairn_httpd_req *req)
+{
+	return httpd_h2o_const(req)->version >= 0x200;
 }
 
 int cairn_httpd_query_get(const struct cairn_httpd_req *req, const char *key, char *out, size_t outsize)
@@ -170,6 +199,17 @@ int cairn_httpd_send_error(struct cairn_httpd_req *req, int status)
 	h2o_req_t *r = httpd_h2o(req);
 	h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
 	return send_mem(r, status, "text/plain; charset=utf-8", body, (size_t)n, 1);
+}
+
+int cairn_httpd_send_redirect(struct cairn_httpd_req *req, int status, const char *location)
+{
+	if (!req || !location || !(status == 301 || status == 302 || status == 307 || status == 308))
+		return CAIRN_EINVAL;
+	for (const char *p = location; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return CAIRN_EINVAL; /* no header injection */
+	cairn_httpd_add_header(req, "location", location);
+	return send_mem(httpd_h2o(req), status, "text/plain; charset=utf-8", "redirect\n", 9, 0);
 }
 
 /* --- files ------------------------------------------------------------------------ */
@@ -338,7 +378,7 @@ static enum range_result parse_range(const char *s, size_t len, uint64_t size, u
 	return RANGE_OK;
 }
 
-int cairn_httpd_send_fd(struct cairn_httpd_req *creq, int fd, const char *content_type)
+int cairn_httpd_send_take_fd(struct cairn_httpd_req *creq, int fd, const char *content_type)
 {
 	h2o_req_t *req = httpd_h2o(creq);
 	struct stat st;
@@ -449,5 +489,5 @@ int cairn_httpd_send_file_at(struct cairn_httpd_req *req, int dirfd, const char 
 		close(fd);
 		return CAIRN_ENOENT;
 	}
-	return cairn_httpd_send_fd(req, fd, content_type);
+	return cairn_httpd_send_take_fd(req, fd, content_type);
 }

@@ -136,6 +136,12 @@ const char *cairn_httpd_req_query(const struct cairn_httpd_req *req, size_t *len
 const char *cairn_httpd_req_header(const struct cairn_httpd_req *req, const char *name,
                                    size_t *len);
 int cairn_httpd_req_is_head(const struct cairn_httpd_req *req);
+/* The Host (HTTP/1) or :authority (HTTP/2); borrowed for the handler call. */
+const char *cairn_httpd_req_authority(const struct cairn_httpd_req *req, size_t *len);
+/* The client's address as text ("127.0.0.1", "::1") into buf; 0 or CAIRN_EIO. */
+int cairn_httpd_req_peer(const struct cairn_httpd_req *req, char *buf, size_t bufsize);
+/* 1 for HTTP/2, 0 for HTTP/1.x. */
+int cairn_httpd_req_is_http2(const struct cairn_httpd_req *req);
 /*
  * Find `key` in the query string and copy its value (not decoded) into
  * out[outsize]; CAIRN_ENOENT when absent, CAIRN_ELIMIT when too long.
@@ -162,6 +168,8 @@ int cairn_httpd_send_static(struct cairn_httpd_req *req, int status,
                             const char *content_type, const void *body, size_t len);
 /* A short text/plain error body ("404 not found\n"); status must be >= 400. */
 int cairn_httpd_send_error(struct cairn_httpd_req *req, int status);
+/* A redirect (301, 302, 307, 308) to `location` (copied), with a short body. */
+int cairn_httpd_send_redirect(struct cairn_httpd_req *req, int status, const char *location);
 
 /*
  * Send an open regular file: takes ownership of fd (closed when the response
@@ -171,9 +179,9 @@ int cairn_httpd_send_error(struct cairn_httpd_req *req, int status);
  * is read with pread in 64 KiB pieces as the socket drains.  Returns
  * CAIRN_EINVAL (fd closed, nothing sent) when fd is not a regular file.
  */
-int cairn_httpd_send_fd(struct cairn_httpd_req *req, int fd, const char *content_type);
+int cairn_httpd_send_take_fd(struct cairn_httpd_req *req, int fd, const char *content_type);
 /*
- * Open `relpath` beneath directory `dirfd` and send it like send_fd.
+ * Open `relpath` beneath directory `dirfd` and send it like send_take_fd.
  * relpath must already have passed cairn_httpd_safe_path; the last
  * component is opened with O_NOFOLLOW.  CAIRN_ENOENT when it does not exist
  * or is not a regular file (nothing sent: the caller picks the answer).

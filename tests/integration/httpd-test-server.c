@@ -12,6 +12,8 @@
  *   /metrics            Prometheus text
  *   /cb/...             a route whose handler declines unless the path ends
  *                       in ".narinfo" (then 200 "cb"), to test fall-through
+ *   /peer               "ADDRESS 1|2 AUTHORITY" (HTTP version)
+ *   /redirect           302 to /small
  *
  * Prints "port N" on stdout once listening.  SIGTERM/SIGINT stop it
  * gracefully.
@@ -69,6 +71,25 @@ static int h_cb(struct cairn_httpd_req *req, void *data)
 	if (len < 8 || memcmp(path + len - 8, ".narinfo", 8) != 0)
 		return CAIRN_ENOENT;
 	return cairn_httpd_send_static(req, 200, "text/plain", "cb\n", 3);
+}
+
+static int h_peer(struct cairn_httpd_req *req, void *data)
+{
+	char peer[64], body[128];
+	size_t al;
+	const char *auth = cairn_httpd_req_authority(req, &al);
+	(void)data;
+	if (cairn_httpd_req_peer(req, peer, sizeof(peer)) < 0)
+		return CAIRN_EIO;
+	int n = snprintf(body, sizeof(body), "%s %d %.*s\n", peer, cairn_httpd_req_is_http2(req) ? 2 : 1,
+	                 (int)(al < 64 ? al : 64), auth);
+	return cairn_httpd_send(req, 200, "text/plain", body, (size_t)n);
+}
+
+static int h_redirect(struct cairn_httpd_req *req, void *data)
+{
+	(void)data;
+	return cairn_httpd_send_redirect(req, 302, "/small");
 }
 
 struct producer {
@@ -227,6 +248,8 @@ int main(int argc, char **argv)
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/metrics", "metrics", cairn_httpd_metrics_handler,
 	                      g_httpd, &err) < 0 ||
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_PREFIX, "/cb/", "cb", h_cb, NULL, &err) < 0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/peer", "peer", h_peer, NULL, &err) < 0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/redirect", "redirect", h_redirect, NULL, &err) < 0 ||
 	    cairn_httpd_start(g_httpd, &err) < 0) {
 		fprintf(stderr, "httpd-test-server: %s\n", cairn_error_msg(&err));
 		cairn_httpd_free(g_httpd);

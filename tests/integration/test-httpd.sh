@@ -67,6 +67,11 @@ check "POST is 405" test "$("${C[@]}" -o /dev/null -w '%{http_code}' -X POST "$U
 check "declining route falls through to 404" \
   test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/cb/x.nar")" = 404
 check "inspecting route answers" test "$("${C[@]}" "$U/cb/x.narinfo")" = cb
+check "peer address, version, authority (HTTP/1)" test "$("${C[@]}" "$U/peer")" = "127.0.0.1 1 127.0.0.1:$PORT"
+check "peer address, version, authority (HTTP/2)" \
+  test "$("${C[@]}" --http2-prior-knowledge "$U/peer")" = "127.0.0.1 2 127.0.0.1:$PORT"
+check "redirect: 302 with Location" \
+  test "$("${C[@]}" -o /dev/null -w '%{http_code} %{redirect_url}' "$U/redirect")" = "302 $U/small"
 
 # keep-alive: the second transfer reuses the connection (0 new connects)
 check "keep-alive reuses the connection" \

@@ -1,12 +1,216 @@
-/* Placeholder until the key subcommand lands. */
+/*
+ * cmd-key.c - `cairn key`: make signing keys of either ecosystem and derive
+ * their public halves.  Secrets never reach a file that others can read:
+ * they are written mode 0600 under a temporary name, then renamed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cairn/buf.h"
+#include "cairn/keys.h"
 #include "cli.h"
 
-const char cmd_key_usage[] = "usage: cairn key ...\n";
+const char cmd_key_usage[] =
+    "usage: cairn key generate --format nix|guix [--secret FILE] [--public FILE] [NAME]\n"
+    "       cairn key public < SECRET-KEY\n"
+    "\n"
+    "generate  make a new signing key pair.  Nix keys need NAME (e.g.\n"
+    "          cache.example.org-1); Guix keys have no name.  Without --secret the\n"
+    "          secret key is written to stdout; with it, to FILE (mode 0600) and the\n"
+    "          public key to --public FILE, or to stdout.  Existing files are\n"
+    "          never overwritten.\n"
+    "public    read a secret key (Nix or Guix, detected) on stdin and write its\n"
+    "          public key to stdout.\n";
+
+/*
+ * Write data to a new file at path via a 0600 temporary file in the same
+ * directory; fails if path exists.
+ */
+static int write_file_atomic(const char *path, const char *data, size_t len)
+{
+	size_t n = strlen(path);
+	char *tmp = malloc(n + 16);
+	if (!tmp)
+		return -1;
+	snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
+	int fd = mkstemp(tmp); /* creates the file with mode 0600 */
+	if (fd < 0) {
+		cli_error("cannot create '%s': %s", tmp, strerror(errno));
+		free(tmp);
+		return -1;
+	}
+	int rc = 0;
+	if (cli_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+		cli_error("cannot write '%s': %s", tmp, strerror(errno));
+		rc = -1;
+	}
+	if (close(fd) != 0 && rc == 0) {
+		cli_error("cannot write '%s': %s", tmp, strerror(errno));
+		rc = -1;
+	}
+	/* link, not rename: an existing key is never replaced by accident. */
+	if (rc == 0 && link(tmp, path) != 0) {
+		cli_error("cannot create '%s': %s", path, strerror(errno));
+		rc = -1;
+	}
+	unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
+static void buf_wipe(struct cairn_buf *b)
+{
+	if (b->data)
+		sodium_memzero(b->data, b->cap);
+	cairn_buf_release(b);
+}
+
+static int emit(const char *file, struct cairn_buf *b)
+{
+	if (file)
+		return write_file_atomic(file, b->data, b->len) ? EXIT_FAIL : EXIT_OK;
+	bool nl = b->len && b->data[b->len - 1] == '\n';
+	if (cli_write_all(STDOUT_FILENO, b->data, b->len) ||
+	    (!nl && cli_write_all(STDOUT_FILENO, "\n", 1))) {
+		cli_error("cannot write to stdout");
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+static int format_public(const struct cairn_seckey *sk, struct cairn_buf *out)
+{
+	if (sk->kind == CAIRN_KEY_NIX) {
+		struct cairn_nix_pubkey pk;
+		cairn_nix_seckey_public(&sk->u.nix, &pk);
+		return cairn_nix_pubkey_format(&pk, out);
+	}
+	struct cairn_guix_pubkey pk;
+	cairn_guix_seckey_public(&sk->u.guix, &pk);
+	return cairn_guix_pubkey_format(&pk, out);
+}
+
+static int key_generate(int argc, char **argv)
+{
+	const char *format = NULL, *secret = NULL, *public = NULL, *name = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if ((!strcmp(a, "--format") || !strcmp(a, "--secret") || !strcmp(a, "--public")) &&
+		    i + 1 < argc) {
+			const char **slot = a[2] == 'f' ? &format : a[2] == 's' ? &secret : &public;
+			*slot = argv[++i];
+		} else if (a[0] == '-' && a[1]) {
+			cli_error("unknown or incomplete option '%s'", a);
+			return cli_usage(cmd_key_usage, false);
+		} else if (!name) {
+			name = a;
+		} else {
+			cli_error("more than one NAME");
+			return cli_usage(cmd_key_usage, false);
+		}
+	}
+	if (!format || (strcmp(format, "nix") && strcmp(format, "guix"))) {
+		cli_error("--format nix or --format guix is required");
+		return cli_usage(cmd_key_usage, false);
+	}
+	bool nix = !strcmp(format, "nix");
+	if (nix && !name) {
+		cli_error("a Nix key needs a NAME, e.g. cache.example.org-1");
+		return cli_usage(cmd_key_usage, false);
+	}
+	if (!nix && name) {
+		cli_error("Guix keys have no name");
+		return cli_usage(cmd_key_usage, false);
+	}
+	if (public && !secret) {
+		cli_error("--public needs --secret (the secret would go to stdout)");
+		return cli_usage(cmd_key_usage, false);
+	}
+
+	struct cairn_seckey sk;
+	struct cairn_error err;
+	struct cairn_buf sb = CAIRN_BUF_INIT(1 << 16), pb = CAIRN_BUF_INIT(1 << 16);
+	int ret = EXIT_FAIL, rc;
+	cairn_error_init(&err);
+	memset(&sk, 0, sizeof(sk));
+	sk.kind = nix ? CAIRN_KEY_NIX : CAIRN_KEY_GUIX;
+	rc = nix ? cairn_nix_key_generate(name, &sk.u.nix, &err)
+		 : cairn_guix_key_generate(&sk.u.guix, &err);
+	if (rc) {
+		ret = cli_fail("cannot generate a key", &err);
+		goto out;
+	}
+	rc = nix ? cairn_nix_seckey_format(&sk.u.nix, &sb)
+		 : cairn_guix_seckey_format(&sk.u.guix, &sb);
+	if (!rc)
+		rc = format_public(&sk, &pb);
+	if (rc) {
+		cli_error("cannot format the key: %s", cairn_strerror(rc));
+		goto out;
+	}
+	if (!secret) {
+		ret = emit(NULL, &sb);
+		goto out;
+	}
+	if (emit(secret, &sb) != EXIT_OK)
+		goto out;
+	ret = emit(public, &pb);
+out:
+	cairn_seckey_wipe(&sk);
+	buf_wipe(&sb);
+	cairn_buf_release(&pb);
+	return ret;
+}
+
+static int key_public(int argc, char **argv)
+{
+	if (argc > 1) {
+		cli_error("'key public' reads the secret key on stdin and takes no arguments");
+		return cli_usage(cmd_key_usage, false);
+	}
+	char *text = NULL;
+	size_t len = 0;
+	struct cairn_error err;
+	struct cairn_seckey sk;
+	struct cairn_buf pb = CAIRN_BUF_INIT(1 << 16);
+	int ret = EXIT_FAIL;
+	cairn_error_init(&err);
+	if (cli_read_file("-", CAIRN_KEYFILE_MAX, &text, &len, &err))
+		return cli_fail("cannot read the secret key", &err);
+	if (cairn_seckey_parse(text, len, &sk, &err)) {
+		ret = cli_fail("cannot read the secret key", &err);
+		goto out;
+	}
+	int rc = format_public(&sk, &pb);
+	cairn_seckey_wipe(&sk);
+	if (rc) {
+		cli_error("cannot format the public key: %s", cairn_strerror(rc));
+		goto out;
+	}
+	ret = emit(NULL, &pb);
+out:
+	sodium_memzero(text, len);
+	free(text);
+	cairn_buf_release(&pb);
+	return ret;
+}
 
 int cmd_key(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv))
 		return cli_usage(cmd_key_usage, true);
-	cli_error("not implemented yet");
-	return EXIT_FAIL;
+	if (argc < 2)
+		return cli_usage(cmd_key_usage, false);
+	if (!strcmp(argv[1], "generate"))
+		return key_generate(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "public"))
+		return key_public(argc - 1, argv + 1);
+	cli_error("unknown action '%s'", argv[1]);
+	return cli_usage(cmd_key_usage, false);
 }

@@ -1,12 +1,245 @@
-/* Placeholder until the narinfo subcommand lands. */
+/*
+ * cmd-narinfo.c - `cairn narinfo`: sign a narinfo with Nix and Guix keys,
+ * verify one against trusted keys of both kinds.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cairn/buf.h"
+#include "cairn/keys.h"
+#include "cairn/narinfo.h"
 #include "cli.h"
 
-const char cmd_narinfo_usage[] = "usage: cairn narinfo ...\n";
+const char cmd_narinfo_usage[] =
+    "usage: cairn narinfo sign --key FILE [--key FILE...] [--host NAME] < NARINFO\n"
+    "       cairn narinfo verify --trusted-key FILE [--trusted-key FILE...]\n"
+    "                            [--require-sigs K] < NARINFO\n"
+    "\n"
+    "sign    add signatures and write the signed narinfo to stdout.  A Nix secret\n"
+    "        key adds a 'Sig:' line; a Guix secret key sets the last line,\n"
+    "        'Signature: 1;<host>;<base64>' (host from --host, else this\n"
+    "        machine's name).  Nix keys are applied first, as a later Sig would\n"
+    "        change the text the Guix signature covers.\n"
+    "verify  check the narinfo's signatures.  Trusted key files: Nix public keys\n"
+    "        ('name:base64', several per file allowed), a Guix signing-key.pub or\n"
+    "        a Guix acl file.  Exit 0 and list the keys that signed when at least\n"
+    "        K (default 1) distinct trusted keys did; otherwise exit 1 with the\n"
+    "        reason (no signature, untrusted key, invalid, corrupt, hash mismatch).\n";
+
+static int read_narinfo(struct cairn_narinfo **ni)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	if (cli_read_file("-", CAIRN_NARINFO_MAX, &text, &len, &err))
+		return cli_fail("cannot read the narinfo", &err);
+	int rc = cairn_narinfo_parse(text, len, ni, &err);
+	free(text);
+	if (rc)
+		return cli_fail("cannot parse the narinfo", &err);
+	return EXIT_OK;
+}
+
+static int load_seckey(const char *path, struct cairn_seckey *sk)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	if (cli_read_file(path, CAIRN_KEYFILE_MAX, &text, &len, &err))
+		return cli_fail("cannot read the key", &err);
+	int rc = cairn_seckey_parse(text, len, sk, &err);
+	sodium_memzero(text, len);
+	free(text);
+	if (rc) {
+		cli_error("'%s': %s", path, cairn_error_msg(&err));
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+static int narinfo_sign(int argc, char **argv)
+{
+	const char **keys = calloc((size_t)argc, sizeof(*keys));
+	const char *host = NULL;
+	size_t n_keys = 0;
+	struct cairn_narinfo *ni = NULL;
+	struct cairn_seckey *sks = NULL;
+	struct cairn_buf out = CAIRN_BUF_INIT(2 * CAIRN_NARINFO_MAX);
+	int ret = EXIT_FAIL;
+	char hostbuf[256];
+
+	if (!keys) {
+		cli_error("out of memory");
+		return EXIT_FAIL;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--key") && i + 1 < argc) {
+			keys[n_keys++] = argv[++i];
+		} else if (!strcmp(argv[i], "--host") && i + 1 < argc) {
+			host = argv[++i];
+		} else {
+			cli_error("unexpected argument '%s'", argv[i]);
+			ret = cli_usage(cmd_narinfo_usage, false);
+			goto out;
+		}
+	}
+	if (n_keys == 0) {
+		cli_error("at least one --key is required");
+		ret = cli_usage(cmd_narinfo_usage, false);
+		goto out;
+	}
+	sks = calloc(n_keys, sizeof(*sks));
+	if (!sks) {
+		cli_error("out of memory");
+		goto out;
+	}
+	size_t n_guix = 0;
+	for (size_t i = 0; i < n_keys; i++) {
+		if (load_seckey(keys[i], &sks[i]) != EXIT_OK)
+			goto out;
+		n_guix += sks[i].kind == CAIRN_KEY_GUIX;
+	}
+	if (n_guix > 1) {
+		cli_error("a narinfo has one Guix Signature: give at most one Guix key");
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	if (n_guix && !host) {
+		if (gethostname(hostbuf, sizeof(hostbuf)) != 0) {
+			cli_error("cannot get the host name; give --host");
+			goto out;
+		}
+		hostbuf[sizeof(hostbuf) - 1] = '\0';
+		host = hostbuf;
+	}
+	if (read_narinfo(&ni) != EXIT_OK)
+		goto out;
+	if (ni->signature && n_guix == 0) {
+		cli_error("the narinfo has a Guix Signature that a new Sig line would invalidate; "
+			  "give the Guix key too");
+		goto out;
+	}
+	struct cairn_error err;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < n_keys; i++) {
+			if ((sks[i].kind == CAIRN_KEY_GUIX) != (pass == 1))
+				continue;
+			cairn_error_init(&err);
+			if (cairn_narinfo_sign(ni, &sks[i], host, &err)) {
+				ret = cli_fail(keys[i], &err);
+				goto out;
+			}
+		}
+	cairn_error_init(&err);
+	if (cairn_narinfo_print(ni, &out, &err)) {
+		ret = cli_fail("cannot print the narinfo", &err);
+		goto out;
+	}
+	if (cli_write_all(STDOUT_FILENO, out.data, out.len)) {
+		cli_error("cannot write to stdout");
+		goto out;
+	}
+	ret = EXIT_OK;
+out:
+	for (size_t i = 0; sks && i < n_keys; i++)
+		cairn_seckey_wipe(&sks[i]);
+	free(sks);
+	free(keys);
+	cairn_narinfo_free(ni);
+	cairn_buf_release(&out);
+	return ret;
+}
+
+static int narinfo_verify(int argc, char **argv)
+{
+	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
+	struct cairn_narinfo *ni = NULL;
+	struct cairn_error err;
+	unsigned long need = 1;
+	int ret = EXIT_FAIL;
+	size_t n_files = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--trusted-key") && i + 1 < argc) {
+			const char *path = argv[++i];
+			char *text = NULL;
+			size_t len = 0;
+			cairn_error_init(&err);
+			if (cli_read_file(path, CAIRN_KEYFILE_MAX, &text, &len, &err)) {
+				ret = cli_fail("cannot read a trusted key", &err);
+				goto out;
+			}
+			int rc = cairn_keyring_load(&kr, text, len, &err);
+			free(text);
+			if (rc < 0) {
+				cli_error("'%s': %s", path, cairn_error_msg(&err));
+				goto out;
+			}
+			n_files++;
+		} else if (!strcmp(argv[i], "--require-sigs") && i + 1 < argc) {
+			char *end;
+			const char *v = argv[++i];
+			need = strtoul(v, &end, 10);
+			if (!*v || *end || *v == '-' || need == 0 ||
+			    need > CAIRN_VERIFY_MAX_SIGNERS) {
+				cli_error("--require-sigs takes a number from 1 to %d",
+					  CAIRN_VERIFY_MAX_SIGNERS);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+		} else {
+			cli_error("unexpected argument '%s'", argv[i]);
+			ret = cli_usage(cmd_narinfo_usage, false);
+			goto out;
+		}
+	}
+	if (n_files == 0) {
+		cli_error("at least one --trusted-key is required");
+		ret = cli_usage(cmd_narinfo_usage, false);
+		goto out;
+	}
+	if (read_narinfo(&ni) != EXIT_OK)
+		goto out;
+	struct cairn_verify_result res;
+	cairn_error_init(&err);
+	int rc = cairn_narinfo_verify(ni, &kr, &res, &err);
+	if (rc) {
+		cli_error("%s: %s", ni->store_path, res.detail);
+		goto out;
+	}
+	for (size_t i = 0; i < res.n_signers; i++) {
+		char name[128];
+		cairn_keyring_key_name(&kr, &res.signers[i], name, sizeof(name));
+		printf("%s: valid signature by %s\n", ni->store_path, name);
+	}
+	if (res.n_signers < need) {
+		cli_error("%s: %zu trusted signature%s, %lu required", ni->store_path,
+			  res.n_signers, res.n_signers == 1 ? "" : "s", need);
+		goto out;
+	}
+	ret = EXIT_OK;
+out:
+	cairn_narinfo_free(ni);
+	cairn_keyring_release(&kr);
+	return ret;
+}
 
 int cmd_narinfo(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv))
 		return cli_usage(cmd_narinfo_usage, true);
-	cli_error("not implemented yet");
-	return EXIT_FAIL;
+	if (argc < 2)
+		return cli_usage(cmd_narinfo_usage, false);
+	if (!strcmp(argv[1], "sign"))
+		return narinfo_sign(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "verify"))
+		return narinfo_verify(argc - 1, argv + 1);
+	cli_error("unknown action '%s'", argv[1]);
+	return cli_usage(cmd_narinfo_usage, false);
 }

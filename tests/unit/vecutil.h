@@ -1,0 +1,45 @@
+/* Shared by the narinfo and sign unit tests: read a vector file, edit text. */
+#ifndef CAIRN_TEST_VECUTIL_H
+#define CAIRN_TEST_VECUTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *read_vec(const char *rel, size_t *len)
+{
+	char path[1024];
+	const char *dir = getenv("VECTORS_DIR");
+	snprintf(path, sizeof(path), "%s/%s", dir ? dir : VECTORS_DIR, rel);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = malloc(1 << 20);
+	size_t n = fread(buf, 1, (1 << 20) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+/* A copy of s with the first occurrence of from replaced by to (NULL if absent). */
+static char *replace(const char *s, const char *from, const char *to)
+{
+	const char *p = strstr(s, from);
+	if (!p)
+		return NULL;
+	size_t a = (size_t)(p - s), fl = strlen(from), tl = strlen(to), sl = strlen(s);
+	char *r = malloc(sl - fl + tl + 1);
+	memcpy(r, s, a);
+	memcpy(r + a, to, tl);
+	memcpy(r + a + tl, p + fl, sl - a - fl + 1);
+	return r;
+}
+
+static const char *const nix_caches[] = {"cache-none", "cache-xz", "cache-zstd", "cache-bzip2"};
+static const char *const nix_paths[] = {"6rpbsa1ix05i5cmar0xh7fw9cyms2476",
+					"pp25ahmcbii9zkwhkaxdr3ihh9439x9p",
+					"x6b6ah9iya8w14wv5fzzwj36lf2yyghw"};
+
+#endif

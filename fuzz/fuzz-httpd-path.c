@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    strstr(out, "//"))
 		__builtin_trap();
 	/* no "." or ".." segment anywhere */
-	for (const char *seg = out; seg; ) {
+	for (const char *seg = out; seg;) {
 		const char *slash = strchr(seg, '/');
 		size_t sl = slash ? (size_t)(slash - seg) : strlen(seg);
 		if ((sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.'))

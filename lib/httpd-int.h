@@ -43,9 +43,9 @@ struct httpd_worker {
 	h2o_multithread_receiver_t stream_rx;
 	h2o_multithread_receiver_t stop_rx;
 	h2o_multithread_message_t stop_msg;
-	h2o_linklist_t streams;      /* live streams, loop side */
+	h2o_linklist_t streams; /* live streams, loop side */
 	h2o_timeout_t send_timeout;
-	uint64_t inflight;           /* requests between on_req and dispose */
+	uint64_t inflight; /* requests between on_req and dispose */
 	int stopping;
 	uint64_t stop_deadline;
 	/* [route][slot]; route n_routes is "none" (refused before routing) */

@@ -24,7 +24,7 @@ static int hexval(char c)
 }
 
 int cairn_httpd_safe_path(const char *urlpath, size_t len, char *out, size_t outsize,
-                          struct cairn_error *err)
+			  struct cairn_error *err)
 {
 	size_t o = 0, seg = 0;
 
@@ -40,14 +40,17 @@ int cairn_httpd_safe_path(const char *urlpath, size_t len, char *out, size_t out
 			c = '/'; /* closes the last segment */
 		} else if (urlpath[i] == '%') {
 			if (i + 2 >= len)
-				return cairn_error_set(err, CAIRN_EFORMAT, "httpd: truncated percent escape in path");
+				return cairn_error_set(err, CAIRN_EFORMAT,
+						       "httpd: truncated percent escape in path");
 			int hi = hexval(urlpath[i + 1]), lo = hexval(urlpath[i + 2]);
 			if (hi < 0 || lo < 0)
-				return cairn_error_set(err, CAIRN_EFORMAT, "httpd: bad percent escape in path");
+				return cairn_error_set(err, CAIRN_EFORMAT,
+						       "httpd: bad percent escape in path");
 			c = hi * 16 + lo;
 			i += 2;
 			if (c == '/' || c == '\\')
-				return cairn_error_set(err, CAIRN_EUNSAFE, "httpd: encoded separator in path");
+				return cairn_error_set(err, CAIRN_EUNSAFE,
+						       "httpd: encoded separator in path");
 			if (c == 0)
 				return cairn_error_set(err, CAIRN_EUNSAFE, "httpd: NUL in path");
 		} else {
@@ -55,22 +58,27 @@ int cairn_httpd_safe_path(const char *urlpath, size_t len, char *out, size_t out
 			if (c == 0)
 				return cairn_error_set(err, CAIRN_EUNSAFE, "httpd: NUL in path");
 			if (c == '\\')
-				return cairn_error_set(err, CAIRN_EUNSAFE, "httpd: backslash in path");
+				return cairn_error_set(err, CAIRN_EUNSAFE,
+						       "httpd: backslash in path");
 		}
 		if (c < 0x20 || c == 0x7f)
-			return cairn_error_set(err, CAIRN_EUNSAFE, "httpd: control character in path");
+			return cairn_error_set(err, CAIRN_EUNSAFE,
+					       "httpd: control character in path");
 		if (c == '/') {
 			size_t sl = o - seg;
 			if (sl == 0)
-				return cairn_error_set(err, CAIRN_EUNSAFE, "httpd: empty path segment");
-			if ((sl == 1 && out[seg] == '.') || (sl == 2 && out[seg] == '.' && out[seg + 1] == '.'))
-				return cairn_error_set(err, CAIRN_EUNSAFE, "httpd: '.' or '..' in path");
+				return cairn_error_set(err, CAIRN_EUNSAFE,
+						       "httpd: empty path segment");
+			if ((sl == 1 && out[seg] == '.') ||
+			    (sl == 2 && out[seg] == '.' && out[seg + 1] == '.'))
+				return cairn_error_set(err, CAIRN_EUNSAFE,
+						       "httpd: '.' or '..' in path");
 			if (i == len)
 				break;
 		}
 		if (o + 1 >= outsize)
-			return cairn_error_set(err, CAIRN_ELIMIT, "httpd: path longer than %zu bytes",
-			                       outsize - 1);
+			return cairn_error_set(err, CAIRN_ELIMIT,
+					       "httpd: path longer than %zu bytes", outsize - 1);
 		out[o++] = (char)c;
 		if (c == '/')
 			seg = o;

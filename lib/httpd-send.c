@@ -106,7 +106,8 @@ int cairn_httpd_req_is_http2(const struct cairn_httpd_req *req)
 	return httpd_h2o_const(req)->version >= 0x200;
 }
 
-int cairn_httpd_query_get(const struct cairn_httpd_req *req, const char *key, char *out, size_t outsize)
+int cairn_httpd_query_get(const struct cairn_httpd_req *req, const char *key, char *out,
+			  size_t outsize)
 {
 	size_t ql, kl = strlen(key);
 	const char *q = cairn_httpd_req_query(req, &ql);
@@ -147,7 +148,7 @@ void cairn_httpd_add_header(struct cairn_httpd_req *req, const char *name, const
 static h2o_generator_t oneshot_generator = {NULL, NULL};
 
 static int send_mem(h2o_req_t *req, int status, const char *content_type, const void *body,
-                    size_t len, int copy)
+		    size_t len, int copy)
 {
 	h2o_iovec_t buf = {(char *)(uintptr_t)body, len};
 
@@ -155,8 +156,8 @@ static int send_mem(h2o_req_t *req, int status, const char *content_type, const 
 	req->res.reason = httpd_reason(status);
 	req->res.content_length = len;
 	if (content_type)
-		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-		               strlen(content_type));
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+			       content_type, strlen(content_type));
 	h2o_start_response(req, &oneshot_generator);
 	if (httpd_is_head(req) || len == 0) {
 		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -171,7 +172,7 @@ static int send_mem(h2o_req_t *req, int status, const char *content_type, const 
 }
 
 int cairn_httpd_send(struct cairn_httpd_req *req, int status, const char *content_type,
-                     const void *body, size_t len)
+		     const void *body, size_t len)
 {
 	if (!req || status < 100 || status > 999 || (len && !body))
 		return CAIRN_EINVAL;
@@ -179,7 +180,7 @@ int cairn_httpd_send(struct cairn_httpd_req *req, int status, const char *conten
 }
 
 int cairn_httpd_send_static(struct cairn_httpd_req *req, int status, const char *content_type,
-                            const void *body, size_t len)
+			    const void *body, size_t len)
 {
 	if (!req || status < 100 || status > 999 || (len && !body))
 		return CAIRN_EINVAL;
@@ -197,13 +198,15 @@ int cairn_httpd_send_error(struct cairn_httpd_req *req, int status)
 		if (body[i] >= 'A' && body[i] <= 'Z')
 			body[i] = (char)(body[i] + 32);
 	h2o_req_t *r = httpd_h2o(req);
-	h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+	h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+		       H2O_STRLIT("no-store"));
 	return send_mem(r, status, "text/plain; charset=utf-8", body, (size_t)n, 1);
 }
 
 int cairn_httpd_send_redirect(struct cairn_httpd_req *req, int status, const char *location)
 {
-	if (!req || !location || !(status == 301 || status == 302 || status == 307 || status == 308))
+	if (!req || !location ||
+	    !(status == 301 || status == 302 || status == 307 || status == 308))
 		return CAIRN_EINVAL;
 	for (const char *p = location; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
@@ -339,7 +342,7 @@ enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
 
 /* "bytes=A-B", "bytes=A-", "bytes=-N"; anything else (several ranges too) is ignored */
 static enum range_result parse_range(const char *s, size_t len, uint64_t size, uint64_t *start,
-                                     uint64_t *count)
+				     uint64_t *count)
 {
 	uint64_t a, b;
 
@@ -398,16 +401,18 @@ int cairn_httpd_send_take_fd(struct cairn_httpd_req *creq, int fd, const char *c
 	g->fd = fd;
 	count = (uint64_t)st.st_size;
 
-	int elen = snprintf(etag, sizeof(etag), "\"%llx.%lx-%llx\"", (unsigned long long)st.st_mtim.tv_sec,
-	                    (unsigned long)st.st_mtim.tv_nsec, (unsigned long long)st.st_size);
+	int elen =
+	    snprintf(etag, sizeof(etag), "\"%llx.%lx-%llx\"", (unsigned long long)st.st_mtim.tv_sec,
+		     (unsigned long)st.st_mtim.tv_nsec, (unsigned long long)st.st_size);
 	lastmod = h2o_mem_alloc_pool(&req->pool, H2O_TIMESTR_RFC1123_LEN + 1);
 	struct tm gm;
 	gmtime_r(&st.st_mtim.tv_sec, &gm);
 	h2o_time2str_rfc1123(lastmod, &gm);
 
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, h2o_strdup(&req->pool, etag, (size_t)elen).base,
-	               (size_t)elen);
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LAST_MODIFIED, NULL, lastmod, H2O_TIMESTR_RFC1123_LEN);
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL,
+		       h2o_strdup(&req->pool, etag, (size_t)elen).base, (size_t)elen);
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LAST_MODIFIED, NULL, lastmod,
+		       H2O_TIMESTR_RFC1123_LEN);
 
 	/* conditional GET/HEAD */
 	int not_modified = 0;
@@ -427,8 +432,10 @@ int cairn_httpd_send_take_fd(struct cairn_httpd_req *creq, int fd, const char *c
 	}
 
 	if (content_type)
-		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL, H2O_STRLIT("bytes"));
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+			       content_type, strlen(content_type));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL,
+		       H2O_STRLIT("bytes"));
 
 	if ((v = cairn_httpd_req_header(creq, "range", &vl)) != NULL) {
 		size_t il;
@@ -438,17 +445,20 @@ int cairn_httpd_send_take_fd(struct cairn_httpd_req *creq, int fd, const char *c
 			rr = parse_range(v, vl, (uint64_t)st.st_size, &start, &count);
 		if (rr == RANGE_UNSATISFIABLE) {
 			char cr[48];
-			int n = snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)st.st_size);
+			int n = snprintf(cr, sizeof(cr), "bytes */%llu",
+					 (unsigned long long)st.st_size);
 			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL,
-			               h2o_strdup(&req->pool, cr, (size_t)n).base, (size_t)n);
+				       h2o_strdup(&req->pool, cr, (size_t)n).base, (size_t)n);
 			return send_mem(req, 416, NULL, NULL, 0, 0);
 		}
 		if (rr == RANGE_OK) {
 			char cr[80];
-			int n = snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)start,
-			                 (unsigned long long)(start + count - 1), (unsigned long long)st.st_size);
+			int n = snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu",
+					 (unsigned long long)start,
+					 (unsigned long long)(start + count - 1),
+					 (unsigned long long)st.st_size);
 			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL,
-			               h2o_strdup(&req->pool, cr, (size_t)n).base, (size_t)n);
+				       h2o_strdup(&req->pool, cr, (size_t)n).base, (size_t)n);
 			status = 206;
 		}
 	}
@@ -478,7 +488,7 @@ int cairn_httpd_send_take_fd(struct cairn_httpd_req *creq, int fd, const char *c
 }
 
 int cairn_httpd_send_file_at(struct cairn_httpd_req *req, int dirfd, const char *relpath,
-                             const char *content_type)
+			     const char *content_type)
 {
 	struct stat st;
 	int fd = openat(dirfd, relpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);

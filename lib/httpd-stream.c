@@ -33,20 +33,20 @@
 #include "httpd-int.h"
 
 struct cairn_httpd_stream {
-	h2o_generator_t super;          /* loop side */
-	h2o_req_t *req;                 /* loop side; NULL once h2o stopped us */
+	h2o_generator_t super; /* loop side */
+	h2o_req_t *req;	       /* loop side; NULL once h2o stopped us */
 	struct httpd_worker *w;
-	h2o_linklist_t link;            /* in w->streams, loop side */
+	h2o_linklist_t link; /* in w->streams, loop side */
 	h2o_multithread_message_t msg;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	int refs;
 	char *pending, *sending;
 	size_t plen, slen, max;
-	uint64_t declared;              /* Content-Length, or UINT64_MAX */
+	uint64_t declared; /* Content-Length, or UINT64_MAX */
 	uint64_t written;
 	unsigned stall_ms;
-	struct httpd_watchdog wd;       /* loop side: armed while a send is in flight */
+	struct httpd_watchdog wd; /* loop side: armed while a send is in flight */
 	unsigned msg_queued : 1, inflight : 1, ended : 1, ok : 1, gone : 1, done : 1, linked : 1;
 };
 
@@ -143,8 +143,10 @@ static void stream_token_dispose(void *p)
 void httpd_stream_rx_cb(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
 {
 	while (!h2o_linklist_is_empty(messages)) {
-		h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-		struct cairn_httpd_stream *s = H2O_STRUCT_FROM_MEMBER(struct cairn_httpd_stream, msg, m);
+		h2o_multithread_message_t *m =
+		    H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+		struct cairn_httpd_stream *s =
+		    H2O_STRUCT_FROM_MEMBER(struct cairn_httpd_stream, msg, m);
 		h2o_linklist_unlink(&m->link);
 		pthread_mutex_lock(&s->mu);
 		s->msg_queued = 0;
@@ -171,7 +173,7 @@ static int stream_need_wakeup(struct cairn_httpd_stream *s)
 }
 
 int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const char *content_type,
-                             int64_t content_length, struct cairn_httpd_stream **out)
+			     int64_t content_length, struct cairn_httpd_stream **out)
 {
 	h2o_req_t *req = httpd_h2o(creq);
 	struct httpd_worker *w = httpd_tls_worker;
@@ -201,7 +203,8 @@ int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const cha
 	s->super.proceed = stream_proceed;
 	s->super.stop = stream_stop;
 
-	struct stream_token *tok = h2o_mem_alloc_shared(&req->pool, sizeof(*tok), stream_token_dispose);
+	struct stream_token *tok =
+	    h2o_mem_alloc_shared(&req->pool, sizeof(*tok), stream_token_dispose);
 	tok->s = s;
 	h2o_linklist_insert(&w->streams, &s->link);
 	s->linked = 1;
@@ -210,8 +213,8 @@ int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const cha
 	req->res.reason = httpd_reason(status);
 	req->res.content_length = content_length < 0 ? SIZE_MAX : (size_t)content_length;
 	if (content_type)
-		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-		               strlen(content_type));
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+			       content_type, strlen(content_type));
 	if (httpd_is_head(req)) {
 		static h2o_generator_t none = {NULL, NULL};
 		s->done = 1;

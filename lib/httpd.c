@@ -49,8 +49,7 @@
 _Thread_local struct httpd_worker *httpd_tls_worker;
 
 const int httpd_status_codes[HTTPD_STATUS_SLOTS] = {
-	200, 206, 301, 302, 304, 400, 403, 404, 405, 408, 414, 416, 431, 500, 503,
-	0 /* other */
+    200, 206, 301, 302, 304, 400, 403, 404, 405, 408, 414, 416, 431, 500, 503, 0 /* other */
 };
 
 #define COMBINED_LOG_FORMAT "%h %l %u %t \"%r\" %s %b \"%{Referer}i\" \"%{User-agent}i\""
@@ -92,7 +91,11 @@ const char *httpd_reason(int status)
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
-	default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+	default:
+		return status < 300   ? "OK"
+		       : status < 400 ? "Redirect"
+		       : status < 500 ? "Client Error"
+				      : "Server Error";
 	}
 }
 
@@ -109,17 +112,17 @@ static char *dup_or_null(const char *s)
 }
 
 int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *cfg,
-                    struct cairn_error *err)
+		    struct cairn_error *err)
 {
 	struct cairn_httpd *h = NULL;
 	int ret = 0;
 
 	if (!cfg || (cfg->n_listen == 0 && !cfg->systemd) || cfg->n_listen > CAIRN_HTTPD_MAX_LISTEN)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: need 1 to %d listen addresses",
-		                       CAIRN_HTTPD_MAX_LISTEN);
+				       CAIRN_HTTPD_MAX_LISTEN);
 	if (cfg->threads > CAIRN_HTTPD_MAX_THREADS)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: at most %d threads",
-		                       CAIRN_HTTPD_MAX_THREADS);
+				       CAIRN_HTTPD_MAX_THREADS);
 	if (cfg->max_request_line == 0 || cfg->max_header_bytes == 0 || cfg->stream_buffer == 0)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: limits must not be zero");
 
@@ -138,7 +141,8 @@ int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *c
 	size_t k = 0;
 	for (size_t i = 0; i < cfg->n_listen; i++) {
 		if (!cfg->listen[i]) {
-			ret = cairn_error_set(err, CAIRN_EINVAL, "httpd: listen address %zu is NULL", i);
+			ret = cairn_error_set(err, CAIRN_EINVAL,
+					      "httpd: listen address %zu is NULL", i);
 			goto out;
 		}
 		h->cfg.listen[i] = h->cfg_strings[k++] = strdup(cfg->listen[i]);
@@ -158,7 +162,9 @@ int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *c
 	h->threads = cfg->threads;
 	if (h->threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		h->threads = n < 1 ? 1 : n > CAIRN_HTTPD_MAX_THREADS ? CAIRN_HTTPD_MAX_THREADS : (unsigned)n;
+		h->threads = n < 1			   ? 1
+			     : n > CAIRN_HTTPD_MAX_THREADS ? CAIRN_HTTPD_MAX_THREADS
+							   : (unsigned)n;
 	}
 out:
 	if (ret < 0) {
@@ -169,19 +175,20 @@ out:
 	return 0;
 }
 
-int cairn_httpd_route(struct cairn_httpd *h, enum cairn_httpd_match match,
-                      const char *pattern, const char *name,
-                      cairn_httpd_handler_fn fn, void *data, struct cairn_error *err)
+int cairn_httpd_route(struct cairn_httpd *h, enum cairn_httpd_match match, const char *pattern,
+		      const char *name, cairn_httpd_handler_fn fn, void *data,
+		      struct cairn_error *err)
 {
 	if (!h || !pattern || !name || !fn || pattern[0] != '/' ||
 	    (match != CAIRN_HTTPD_EXACT && match != CAIRN_HTTPD_PREFIX))
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: bad route '%s'",
-		                       pattern ? pattern : "(null)");
+				       pattern ? pattern : "(null)");
 	if (h->started)
-		return cairn_error_set(err, CAIRN_EINVAL, "httpd: routes must be added before start");
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "httpd: routes must be added before start");
 	if (h->n_routes == CAIRN_HTTPD_MAX_ROUTES)
 		return cairn_error_set(err, CAIRN_ELIMIT, "httpd: more than %d routes",
-		                       CAIRN_HTTPD_MAX_ROUTES);
+				       CAIRN_HTTPD_MAX_ROUTES);
 	struct httpd_route *r = &h->routes[h->n_routes];
 	r->pattern = strdup(pattern);
 	r->name = strdup(name);
@@ -200,22 +207,24 @@ int cairn_httpd_route(struct cairn_httpd *h, enum cairn_httpd_match match,
 }
 
 int cairn_httpd_counter_new(struct cairn_httpd *h, const char *name, const char *help,
-                            struct cairn_httpd_counter **out, struct cairn_error *err)
+			    struct cairn_httpd_counter **out, struct cairn_error *err)
 {
 	if (!h || !name || !help || !out)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: bad counter");
 	if (h->n_counters == CAIRN_HTTPD_MAX_COUNTERS)
 		return cairn_error_set(err, CAIRN_ELIMIT, "httpd: more than %d counters",
-		                       CAIRN_HTTPD_MAX_COUNTERS);
+				       CAIRN_HTTPD_MAX_COUNTERS);
 	size_t nl = strlen(name);
-	if (nl == 0 || nl >= sizeof(h->counters[0].name) || strlen(help) >= sizeof(h->counters[0].help))
+	if (nl == 0 || nl >= sizeof(h->counters[0].name) ||
+	    strlen(help) >= sizeof(h->counters[0].help))
 		return cairn_error_set(err, CAIRN_ELIMIT, "httpd: counter name or help too long");
 	for (size_t i = 0; i < nl; i++) {
 		char c = name[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
 		      (i > 0 && c >= '0' && c <= '9')))
 			return cairn_error_set(err, CAIRN_EINVAL,
-			                       "httpd: counter name '%s' is not a metric name", name);
+					       "httpd: counter name '%s' is not a metric name",
+					       name);
 	}
 	struct cairn_httpd_counter *c = &h->counters[h->n_counters++];
 	memcpy(c->name, name, nl + 1);
@@ -233,8 +242,8 @@ void cairn_httpd_counter_add(struct cairn_httpd_counter *c, uint64_t v)
 /* --- listening sockets ------------------------------------------------------- */
 
 /* Split "host:port", "[v6]:port", "*:port" into host (NULL for any) and port. */
-static int parse_listen(const char *spec, char *host, size_t hostsize, char *port,
-                        size_t portsize, struct cairn_error *err)
+static int parse_listen(const char *spec, char *host, size_t hostsize, char *port, size_t portsize,
+			struct cairn_error *err)
 {
 	const char *colon, *hs = spec, *he;
 
@@ -266,11 +275,11 @@ static int parse_listen(const char *spec, char *host, size_t hostsize, char *por
 	return 0;
 bad:
 	return cairn_error_set(err, CAIRN_EINVAL,
-	                       "httpd: listen address '%s' is not HOST:PORT or [V6]:PORT", spec);
+			       "httpd: listen address '%s' is not HOST:PORT or [V6]:PORT", spec);
 }
 
 static int open_listener(const struct sockaddr *sa, socklen_t salen, int reuseport,
-                         const char *spec, struct cairn_error *err)
+			 const char *spec, struct cairn_error *err)
 {
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
@@ -302,7 +311,8 @@ static int bind_all(struct cairn_httpd *h, struct cairn_error *err)
 	for (size_t i = 0; i < h->cfg.n_listen; i++) {
 		char host[256], port[8];
 		struct addrinfo hints = {0}, *ai = NULL;
-		int ret = parse_listen(h->cfg.listen[i], host, sizeof(host), port, sizeof(port), err);
+		int ret =
+		    parse_listen(h->cfg.listen[i], host, sizeof(host), port, sizeof(port), err);
 		if (ret < 0)
 			return ret;
 		hints.ai_family = AF_UNSPEC;
@@ -311,14 +321,14 @@ static int bind_all(struct cairn_httpd *h, struct cairn_error *err)
 		int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
 		if (gai != 0)
 			return cairn_error_set(err, CAIRN_EINVAL, "httpd: listen address '%s': %s",
-			                       h->cfg.listen[i], gai_strerror(gai));
+					       h->cfg.listen[i], gai_strerror(gai));
 		struct sockaddr_storage ss;
 		socklen_t sl = ai->ai_addrlen;
 		memcpy(&ss, ai->ai_addr, sl);
 		freeaddrinfo(ai);
 		for (unsigned t = 0; t < per; t++) {
 			int fd = open_listener((struct sockaddr *)&ss, sl, h->cfg.reuseport,
-			                       h->cfg.listen[i], err);
+					       h->cfg.listen[i], err);
 			if (fd < 0)
 				return fd;
 			h->fds[i][t] = fd;
@@ -328,9 +338,11 @@ static int bind_all(struct cairn_httpd *h, struct cairn_error *err)
 				socklen_t gl = sizeof(got);
 				if (getsockname(fd, (struct sockaddr *)&got, &gl) == 0) {
 					if (got.ss_family == AF_INET)
-						((struct sockaddr_in *)&ss)->sin_port = ((struct sockaddr_in *)&got)->sin_port;
+						((struct sockaddr_in *)&ss)->sin_port =
+						    ((struct sockaddr_in *)&got)->sin_port;
 					else if (got.ss_family == AF_INET6)
-						((struct sockaddr_in6 *)&ss)->sin6_port = ((struct sockaddr_in6 *)&got)->sin6_port;
+						((struct sockaddr_in6 *)&ss)->sin6_port =
+						    ((struct sockaddr_in6 *)&got)->sin6_port;
 				}
 			}
 		}
@@ -354,13 +366,13 @@ static int adopt_systemd(struct cairn_httpd *h, struct cairn_error *err)
 	unsigned long n = strtoul(nfds, &end, 10);
 	if (errno || *end || n == 0 || n > CAIRN_HTTPD_MAX_LISTEN)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: LISTEN_FDS must be 1 to %d",
-		                       CAIRN_HTTPD_MAX_LISTEN);
+				       CAIRN_HTTPD_MAX_LISTEN);
 	for (unsigned long i = 0; i < n; i++) {
 		int fd = 3 + (int)i, type = 0;
 		socklen_t tl = sizeof(type);
 		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM)
 			return cairn_error_set(err, CAIRN_EINVAL,
-			                       "httpd: systemd fd %d is not a stream socket", fd);
+					       "httpd: systemd fd %d is not a stream socket", fd);
 		int fl = fcntl(fd, F_GETFL);
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -414,7 +426,7 @@ static void req_record_dispose(void *p)
 	struct httpd_worker *w = rec->w;
 
 	__atomic_fetch_add(&w->counts[rec->route][status_slot(rec->req->res.status)], 1,
-	                   __ATOMIC_RELAXED);
+			   __ATOMIC_RELAXED);
 	__atomic_fetch_add(&w->bytes[rec->route], (uint64_t)rec->req->bytes_sent, __ATOMIC_RELAXED);
 	w->inflight--;
 }
@@ -427,7 +439,8 @@ struct dispatch_handler {
 static int refuse(h2o_req_t *req, int status)
 {
 	if (status == 405)
-		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
+			       H2O_STRLIT("GET, HEAD"));
 	if (status != 405 && status != 404)
 		req->http1_is_persistent = 0;
 	return cairn_httpd_send_error((struct cairn_httpd_req *)(void *)req, status);
@@ -444,7 +457,8 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 	rec->route = h->n_routes;
 	w->inflight++;
 
-	if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0) && !httpd_is_head(req))
+	if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0) &&
+	    !httpd_is_head(req))
 		return refuse(req, 405), 0;
 	if (req->input.path.len > h->cfg.max_request_line)
 		return refuse(req, 414), 0;
@@ -458,15 +472,17 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 	const char *path = req->path.base;
 	for (size_t i = 0; i < h->n_routes; i++) {
 		const struct httpd_route *r = &h->routes[i];
-		if (r->match == CAIRN_HTTPD_EXACT ? (plen != r->plen || memcmp(path, r->pattern, plen) != 0)
-		                                  : (plen < r->plen || memcmp(path, r->pattern, r->plen) != 0))
+		if (r->match == CAIRN_HTTPD_EXACT
+			? (plen != r->plen || memcmp(path, r->pattern, plen) != 0)
+			: (plen < r->plen || memcmp(path, r->pattern, r->plen) != 0))
 			continue;
 		rec->route = i;
 		int ret = r->fn((struct cairn_httpd_req *)(void *)req, r->data);
 		if (ret == 0)
 			return 0;
 		if (ret != CAIRN_ENOENT)
-			return cairn_httpd_send_error((struct cairn_httpd_req *)(void *)req, 500), 0;
+			return cairn_httpd_send_error((struct cairn_httpd_req *)(void *)req, 500),
+			       0;
 	}
 	rec->route = h->n_routes;
 	return cairn_httpd_send_error((struct cairn_httpd_req *)(void *)req, 404), 0;
@@ -574,13 +590,15 @@ static void *worker_main(void *arg)
 	w->accept_ctx.ctx = &w->ctx;
 	w->accept_ctx.hosts = h->gconf.hosts;
 	h2o_linklist_init_anchor(&w->streams);
-	h2o_timeout_init(w->loop, &w->send_timeout, h->cfg.send_timeout_ms ? h->cfg.send_timeout_ms : 1);
+	h2o_timeout_init(w->loop, &w->send_timeout,
+			 h->cfg.send_timeout_ms ? h->cfg.send_timeout_ms : 1);
 	for (size_t i = 0; i < h->n_fds; i++) {
 		/*
 		 * Shared sockets are dup'ed so that each loop closes its own fd
 		 * at shutdown without pulling the socket from under the others.
 		 */
-		int fd = h->cfg.reuseport ? h->fds[i][w->idx] : fcntl(h->fds[i][0], F_DUPFD_CLOEXEC, 0);
+		int fd =
+		    h->cfg.reuseport ? h->fds[i][w->idx] : fcntl(h->fds[i][0], F_DUPFD_CLOEXEC, 0);
 		if (h->cfg.reuseport)
 			h->fds[i][w->idx] = -1;
 		if (fd < 0)
@@ -610,8 +628,8 @@ static void *worker_main(void *arg)
 	 * The context and loop are left to process exit when connections
 	 * remain: h2o 2.2 cannot dispose a context with live connections.
 	 */
-	if (h2o_linklist_is_empty(&w->ctx.http1._conns) && h2o_linklist_is_empty(&w->ctx.http2._conns) &&
-	    h2o_linklist_is_empty(&w->streams)) {
+	if (h2o_linklist_is_empty(&w->ctx.http1._conns) &&
+	    h2o_linklist_is_empty(&w->ctx.http2._conns) && h2o_linklist_is_empty(&w->streams)) {
 		/* request_shutdown armed HTTP/2's graceful timer; dispose insists it is idle */
 		if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
 			h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
@@ -624,7 +642,6 @@ static void *worker_main(void *arg)
 	}
 	return NULL;
 }
-
 
 int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 {
@@ -641,18 +658,21 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		if (getsockname(h->fds[0][0], (struct sockaddr *)&ss, &sl) == 0)
-			h->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-			                                         : ((struct sockaddr_in *)&ss)->sin_port);
+			h->port =
+			    ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+							   : ((struct sockaddr_in *)&ss)->sin_port);
 	}
 
 	h2o_config_init(&h->gconf);
-	h->gconf.server_name = h->cfg.server_name ? h2o_iovec_init(h->cfg.server_name, strlen(h->cfg.server_name))
-	                                          : h2o_iovec_init("", 0);
+	h->gconf.server_name = h->cfg.server_name
+				   ? h2o_iovec_init(h->cfg.server_name, strlen(h->cfg.server_name))
+				   : h2o_iovec_init("", 0);
 	h->gconf.max_request_entity_size = HTTPD_MAX_ENTITY;
 	h->gconf.http1.req_timeout = h->cfg.request_timeout_ms;
 	h->gconf.http2.idle_timeout = h->cfg.idle_timeout_ms;
 	h->gconf.http2.graceful_shutdown_timeout = h->cfg.shutdown_timeout_ms;
-	h2o_hostconf_t *host = h2o_config_register_host(&h->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	h2o_hostconf_t *host =
+	    h2o_config_register_host(&h->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
 	h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
 	struct dispatch_handler *dh = (void *)h2o_create_handler(path, sizeof(*dh));
 	dh->super.on_req = dispatch;
@@ -663,12 +683,15 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 		if (strcmp(h->cfg.access_log, "-") == 0) {
 			h->log_fd = STDOUT_FILENO;
 		} else {
-			h->log_fd = open(h->cfg.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+			h->log_fd = open(h->cfg.access_log,
+					 O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 			if (h->log_fd < 0)
-				return cairn_error_errno(err, errno, "httpd: access log '%s'", h->cfg.access_log);
+				return cairn_error_errno(err, errno, "httpd: access log '%s'",
+							 h->cfg.access_log);
 			h->own_log_fd = 1;
 		}
-		h->logconf = h2o_logconf_compile(COMBINED_LOG_FORMAT, H2O_LOGCONF_ESCAPE_APACHE, ebuf);
+		h->logconf =
+		    h2o_logconf_compile(COMBINED_LOG_FORMAT, H2O_LOGCONF_ESCAPE_APACHE, ebuf);
 		if (!h->logconf)
 			return cairn_error_set(err, CAIRN_EINVAL, "httpd: log format: %s", ebuf);
 		struct access_logger *lg = (void *)h2o_create_logger(path, sizeof(*lg));
@@ -741,7 +764,8 @@ int cairn_httpd_wait(struct cairn_httpd *h, struct cairn_error *err)
 	pthread_mutex_unlock(&h->ready_mu);
 	for (unsigned t = 0; t < h->threads; t++)
 		if (h->workers[t].started)
-			h2o_multithread_send_message(&h->workers[t].stop_rx, &h->workers[t].stop_msg);
+			h2o_multithread_send_message(&h->workers[t].stop_rx,
+						     &h->workers[t].stop_msg);
 	/*
 	 * Each loop holds its own dup of a shared socket; closing the originals
 	 * too makes the kernel refuse new connections during the drain instead
@@ -825,8 +849,9 @@ int cairn_httpd_metrics_render(struct cairn_httpd *h, struct cairn_buf *out)
 
 	if (!h || !out)
 		return CAIRN_EINVAL;
-	ret |= cairn_buf_puts(out, "# HELP cairn_http_requests_total HTTP responses by route and status.\n"
-	                           "# TYPE cairn_http_requests_total counter\n");
+	ret |= cairn_buf_puts(
+	    out, "# HELP cairn_http_requests_total HTTP responses by route and status.\n"
+		 "# TYPE cairn_http_requests_total counter\n");
 	for (size_t r = 0; r <= h->n_routes && h->workers; r++) {
 		const char *name = r < h->n_routes ? h->routes[r].name : "none";
 		for (size_t s = 0; s < HTTPD_STATUS_SLOTS; s++) {
@@ -836,26 +861,33 @@ int cairn_httpd_metrics_render(struct cairn_httpd *h, struct cairn_buf *out)
 			if (n == 0)
 				continue;
 			if (httpd_status_codes[s])
-				ret |= cairn_buf_printf(out, "cairn_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-				                        name, httpd_status_codes[s], (unsigned long long)n);
+				ret |= cairn_buf_printf(
+				    out,
+				    "cairn_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+				    name, httpd_status_codes[s], (unsigned long long)n);
 			else
-				ret |= cairn_buf_printf(out, "cairn_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-				                        name, (unsigned long long)n);
+				ret |= cairn_buf_printf(out,
+							"cairn_http_requests_total{route=\"%s\","
+							"status=\"other\"} %llu\n",
+							name, (unsigned long long)n);
 		}
 	}
-	ret |= cairn_buf_puts(out, "# HELP cairn_http_response_bytes_total Response body bytes by route.\n"
-	                           "# TYPE cairn_http_response_bytes_total counter\n");
+	ret |= cairn_buf_puts(
+	    out, "# HELP cairn_http_response_bytes_total Response body bytes by route.\n"
+		 "# TYPE cairn_http_response_bytes_total counter\n");
 	for (size_t r = 0; r <= h->n_routes && h->workers; r++) {
 		uint64_t n = 0;
 		for (unsigned t = 0; t < h->threads; t++)
 			n += __atomic_load_n(&h->workers[t].bytes[r], __ATOMIC_RELAXED);
 		ret |= cairn_buf_printf(out, "cairn_http_response_bytes_total{route=\"%s\"} %llu\n",
-		                        r < h->n_routes ? h->routes[r].name : "none", (unsigned long long)n);
+					r < h->n_routes ? h->routes[r].name : "none",
+					(unsigned long long)n);
 	}
 	for (size_t i = 0; i < h->n_counters; i++)
-		ret |= cairn_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", h->counters[i].name,
-		                        h->counters[i].help, h->counters[i].name, h->counters[i].name,
-		                        (unsigned long long)__atomic_load_n(&h->counters[i].value, __ATOMIC_RELAXED));
+		ret |= cairn_buf_printf(
+		    out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", h->counters[i].name,
+		    h->counters[i].help, h->counters[i].name, h->counters[i].name,
+		    (unsigned long long)__atomic_load_n(&h->counters[i].value, __ATOMIC_RELAXED));
 	return ret < 0 ? CAIRN_ELIMIT : 0;
 }
 
@@ -865,7 +897,8 @@ int cairn_httpd_metrics_handler(struct cairn_httpd_req *req, void *data)
 	int ret = cairn_httpd_metrics_render(data, &b);
 	if (ret == 0) {
 		cairn_httpd_add_header(req, "cache-control", "no-store");
-		ret = cairn_httpd_send(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
+		ret = cairn_httpd_send(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "",
+				       b.len);
 	}
 	cairn_buf_release(&b);
 	return ret;

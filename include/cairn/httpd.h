@@ -59,23 +59,23 @@ struct cairn_httpd_config {
 	size_t n_listen;
 	/* take the listening sockets from systemd (LISTEN_PID/LISTEN_FDS) */
 	int systemd;
-	unsigned threads;               /* 0: one per online CPU */
-	int reuseport;                  /* one SO_REUSEPORT socket per thread */
-	unsigned request_timeout_ms;    /* HTTP/1 request head + keep-alive idle */
-	unsigned idle_timeout_ms;       /* HTTP/2 idle */
-	unsigned shutdown_timeout_ms;   /* in-flight responses after stop */
-	unsigned stream_stall_ms;       /* producer blocked on a stalled client */
+	unsigned threads;	      /* 0: one per online CPU */
+	int reuseport;		      /* one SO_REUSEPORT socket per thread */
+	unsigned request_timeout_ms;  /* HTTP/1 request head + keep-alive idle */
+	unsigned idle_timeout_ms;     /* HTTP/2 idle */
+	unsigned shutdown_timeout_ms; /* in-flight responses after stop */
+	unsigned stream_stall_ms;     /* producer blocked on a stalled client */
 	/* a file or stream response whose client reads nothing for this long
 	 * is disconnected (0: never); h2o 2.2 has no write timeout of its own */
 	unsigned send_timeout_ms;
-	size_t max_request_line;        /* 414 beyond this path length */
-	size_t max_header_bytes;        /* 431 beyond this (names + values) */
-	size_t stream_buffer;           /* per-stream bound, each side */
+	size_t max_request_line; /* 414 beyond this path length */
+	size_t max_header_bytes; /* 431 beyond this (names + values) */
+	size_t stream_buffer;	 /* per-stream bound, each side */
 	/* Combined Log Format; NULL: none, "-": stdout, else a file (appended) */
 	const char *access_log;
 	/* setuid/setgid to this user once the sockets and log are open */
 	const char *user;
-	const char *server_name;        /* Server: header; NULL: none */
+	const char *server_name; /* Server: header; NULL: none */
 };
 
 /* Fill with defaults: 1 thread per CPU, 10 s request/idle/shutdown
@@ -94,19 +94,19 @@ struct cairn_httpd_req;
 typedef int (*cairn_httpd_handler_fn)(struct cairn_httpd_req *req, void *data);
 
 enum cairn_httpd_match {
-	CAIRN_HTTPD_EXACT,   /* the path (without query) equals the pattern */
-	CAIRN_HTTPD_PREFIX,  /* the path starts with the pattern */
+	CAIRN_HTTPD_EXACT,  /* the path (without query) equals the pattern */
+	CAIRN_HTTPD_PREFIX, /* the path starts with the pattern */
 };
 
 int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *cfg,
-                    struct cairn_error *err);
+		    struct cairn_error *err);
 /*
  * Routes are tried in registration order.  `name` labels the route in the
  * metrics ("narinfo", "nar"); pattern and name are copied.
  */
-int cairn_httpd_route(struct cairn_httpd *h, enum cairn_httpd_match match,
-                      const char *pattern, const char *name,
-                      cairn_httpd_handler_fn fn, void *data, struct cairn_error *err);
+int cairn_httpd_route(struct cairn_httpd *h, enum cairn_httpd_match match, const char *pattern,
+		      const char *name, cairn_httpd_handler_fn fn, void *data,
+		      struct cairn_error *err);
 /*
  * Bind (or adopt systemd's sockets), open the access log, drop privileges,
  * start the loops and serve until cairn_httpd_stop().  Returns 0 after a
@@ -134,7 +134,7 @@ const char *cairn_httpd_req_path(const struct cairn_httpd_req *req, size_t *len)
 const char *cairn_httpd_req_query(const struct cairn_httpd_req *req, size_t *len);
 /* The first request header named `name` (any case), or NULL. */
 const char *cairn_httpd_req_header(const struct cairn_httpd_req *req, const char *name,
-                                   size_t *len);
+				   size_t *len);
 int cairn_httpd_req_is_head(const struct cairn_httpd_req *req);
 /* The Host (HTTP/1) or :authority (HTTP/2); borrowed for the handler call. */
 const char *cairn_httpd_req_authority(const struct cairn_httpd_req *req, size_t *len);
@@ -146,8 +146,8 @@ int cairn_httpd_req_is_http2(const struct cairn_httpd_req *req);
  * Find `key` in the query string and copy its value (not decoded) into
  * out[outsize]; CAIRN_ENOENT when absent, CAIRN_ELIMIT when too long.
  */
-int cairn_httpd_query_get(const struct cairn_httpd_req *req, const char *key,
-                          char *out, size_t outsize);
+int cairn_httpd_query_get(const struct cairn_httpd_req *req, const char *key, char *out,
+			  size_t outsize);
 
 /*
  * Add a response header before sending (Cache-Control, ETag...).  Name and
@@ -162,10 +162,10 @@ void cairn_httpd_add_header(struct cairn_httpd_req *req, const char *name, const
  * the headers with the Content-Length of the body.
  */
 int cairn_httpd_send(struct cairn_httpd_req *req, int status, const char *content_type,
-                     const void *body, size_t len);
+		     const void *body, size_t len);
 /* Same, without copying: `body` must outlive the server (a static string). */
-int cairn_httpd_send_static(struct cairn_httpd_req *req, int status,
-                            const char *content_type, const void *body, size_t len);
+int cairn_httpd_send_static(struct cairn_httpd_req *req, int status, const char *content_type,
+			    const void *body, size_t len);
 /* A short text/plain error body ("404 not found\n"); status must be >= 400. */
 int cairn_httpd_send_error(struct cairn_httpd_req *req, int status);
 /* A redirect (301, 302, 307, 308) to `location` (copied), with a short body. */
@@ -187,7 +187,7 @@ int cairn_httpd_send_take_fd(struct cairn_httpd_req *req, int fd, const char *co
  * or is not a regular file (nothing sent: the caller picks the answer).
  */
 int cairn_httpd_send_file_at(struct cairn_httpd_req *req, int dirfd, const char *relpath,
-                             const char *content_type);
+			     const char *content_type);
 
 /*
  * Turn the part of a URL path after a route prefix into a relative file
@@ -198,7 +198,7 @@ int cairn_httpd_send_file_at(struct cairn_httpd_req *req, int dirfd, const char 
  * / CAIRN_ELIMIT.  A parser over bytes, no I/O: fuzzed.
  */
 int cairn_httpd_safe_path(const char *urlpath, size_t len, char *out, size_t outsize,
-                          struct cairn_error *err);
+			  struct cairn_error *err);
 
 /* --- streams: a response produced by another thread ------------------------ */
 
@@ -222,9 +222,8 @@ struct cairn_httpd_stream;
  * thread.  For HEAD the response is complete at once and writes return
  * CAIRN_ECANCELED.
  */
-int cairn_httpd_stream_start(struct cairn_httpd_req *req, int status,
-                             const char *content_type, int64_t content_length,
-                             struct cairn_httpd_stream **out);
+int cairn_httpd_stream_start(struct cairn_httpd_req *req, int status, const char *content_type,
+			     int64_t content_length, struct cairn_httpd_stream **out);
 /*
  * Producer side: queue len bytes (copied).  Blocks while the buffer is full.
  * CAIRN_ECANCELED when the client went away or the server is stopping
@@ -249,7 +248,7 @@ void cairn_httpd_stream_end(struct cairn_httpd_stream *s, int ok);
  */
 struct cairn_httpd_counter;
 int cairn_httpd_counter_new(struct cairn_httpd *h, const char *name, const char *help,
-                            struct cairn_httpd_counter **out, struct cairn_error *err);
+			    struct cairn_httpd_counter **out, struct cairn_error *err);
 void cairn_httpd_counter_add(struct cairn_httpd_counter *c, uint64_t v);
 /* Append the Prometheus text exposition (format 0.0.4) to out. */
 int cairn_httpd_metrics_render(struct cairn_httpd *h, struct cairn_buf *out);

@@ -58,7 +58,8 @@ static int h_file(struct cairn_httpd_req *req, void *data)
 	if (cairn_httpd_safe_path(path, len, name, sizeof(name), NULL) < 0)
 		return cairn_httpd_send_error(req, 400);
 	cairn_httpd_add_header(req, "Cache-Control", "public, max-age=60");
-	if (cairn_httpd_send_file_at(req, g_dirfd, name, "application/octet-stream") == CAIRN_ENOENT)
+	if (cairn_httpd_send_file_at(req, g_dirfd, name, "application/octet-stream") ==
+	    CAIRN_ENOENT)
 		return cairn_httpd_send_error(req, 404);
 	return 0;
 }
@@ -81,8 +82,8 @@ static int h_peer(struct cairn_httpd_req *req, void *data)
 	(void)data;
 	if (cairn_httpd_req_peer(req, peer, sizeof(peer)) < 0)
 		return CAIRN_EIO;
-	int n = snprintf(body, sizeof(body), "%s %d %.*s\n", peer, cairn_httpd_req_is_http2(req) ? 2 : 1,
-	                 (int)(al < 64 ? al : 64), auth);
+	int n = snprintf(body, sizeof(body), "%s %d %.*s\n", peer,
+			 cairn_httpd_req_is_http2(req) ? 2 : 1, (int)(al < 64 ? al : 64), auth);
 	return cairn_httpd_send(req, 200, "text/plain", body, (size_t)n);
 }
 
@@ -120,7 +121,8 @@ static void *produce(void *arg)
 			break;
 		}
 		if (p->delay_ms) {
-			struct timespec ts = {(time_t)(p->delay_ms / 1000), (long)(p->delay_ms % 1000) * 1000000L};
+			struct timespec ts = {(time_t)(p->delay_ms / 1000),
+					      (long)(p->delay_ms % 1000) * 1000000L};
 			nanosleep(&ts, NULL);
 		}
 	}
@@ -130,7 +132,8 @@ static void *produce(void *arg)
 	return NULL;
 }
 
-static unsigned long long query_num(struct cairn_httpd_req *req, const char *key, unsigned long long def)
+static unsigned long long query_num(struct cairn_httpd_req *req, const char *key,
+				    unsigned long long def)
 {
 	char v[32];
 	if (cairn_httpd_query_get(req, key, v, sizeof(v)) < 0)
@@ -169,9 +172,9 @@ static int h_stream(struct cairn_httpd_req *req, void *data)
 static void usage(void)
 {
 	fprintf(stderr, "usage: httpd-test-server --listen ADDR:PORT... [--dir DIR] [--threads N] "
-	                "[--reuseport] [--systemd] [--access-log PATH] [--user USER] "
-	                "[--request-timeout MS] [--shutdown-timeout MS] [--send-timeout MS] "
-	                "[--stream-buffer BYTES]\n");
+			"[--reuseport] [--systemd] [--access-log PATH] [--user USER] "
+			"[--request-timeout MS] [--shutdown-timeout MS] [--send-timeout MS] "
+			"[--stream-buffer BYTES]\n");
 	exit(2);
 }
 
@@ -221,9 +224,9 @@ int main(int argc, char **argv)
 	/* a narinfo-shaped body of exactly 300 bytes */
 	memset(g_small, 'x', 300);
 	int n = snprintf(g_small, sizeof(g_small),
-	                 "StorePath: /nix/store/6rpbsa1ix05i5cmar0xh7fw9cyms2476-hello-2.12\n"
-	                 "URL: nar/0mn65kmkv0695yh15m5k00dfafanf583irdf2gk4gpiq25vf56jg.nar.xz\n"
-	                 "Compression: xz\nNarSize: 226560\nReferences: \nSig: ");
+			 "StorePath: /nix/store/6rpbsa1ix05i5cmar0xh7fw9cyms2476-hello-2.12\n"
+			 "URL: nar/0mn65kmkv0695yh15m5k00dfafanf583irdf2gk4gpiq25vf56jg.nar.xz\n"
+			 "Compression: xz\nNarSize: 226560\nReferences: \nSig: ");
 	memset(g_small + n, 'A', 299 - (size_t)n);
 	g_small[299] = '\n';
 	g_small[300] = '\0';
@@ -242,14 +245,19 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 
 	if (cairn_httpd_new(&g_httpd, &cfg, &err) < 0 ||
-	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/small", "small", h_small, NULL, &err) < 0 ||
-	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, NULL, &err) < 0 ||
-	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/stream", "stream", h_stream, NULL, &err) < 0 ||
-	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/metrics", "metrics", cairn_httpd_metrics_handler,
-	                      g_httpd, &err) < 0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/small", "small", h_small, NULL, &err) <
+		0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, NULL, &err) <
+		0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/stream", "stream", h_stream, NULL,
+			      &err) < 0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
+			      cairn_httpd_metrics_handler, g_httpd, &err) < 0 ||
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_PREFIX, "/cb/", "cb", h_cb, NULL, &err) < 0 ||
-	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/peer", "peer", h_peer, NULL, &err) < 0 ||
-	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/redirect", "redirect", h_redirect, NULL, &err) < 0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/peer", "peer", h_peer, NULL, &err) <
+		0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/redirect", "redirect", h_redirect, NULL,
+			      &err) < 0 ||
 	    cairn_httpd_start(g_httpd, &err) < 0) {
 		fprintf(stderr, "httpd-test-server: %s\n", cairn_error_msg(&err));
 		cairn_httpd_free(g_httpd);

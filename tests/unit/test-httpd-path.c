@@ -23,16 +23,18 @@ static int safe(const char *in, char *out, size_t outsize)
 
 static void test_accepts(void **state)
 {
-	static const struct { const char *in, *out; } ok[] = {
-		{ "abc.narinfo", "abc.narinfo" },
-		{ "nar/0mn65k.nar.xz", "nar/0mn65k.nar.xz" },
-		{ "a%20b", "a b" },
-		{ "x%2Ey", "x.y" },
-		{ "...", "..." },
-		{ "..a", "..a" },
-		{ "a..", "a.." },
-		{ ".hidden", ".hidden" },
-		{ "log/abc-hello.drv", "log/abc-hello.drv" },
+	static const struct {
+		const char *in, *out;
+	} ok[] = {
+	    {"abc.narinfo", "abc.narinfo"},
+	    {"nar/0mn65k.nar.xz", "nar/0mn65k.nar.xz"},
+	    {"a%20b", "a b"},
+	    {"x%2Ey", "x.y"},
+	    {"...", "..."},
+	    {"..a", "..a"},
+	    {"a..", "a.."},
+	    {".hidden", ".hidden"},
+	    {"log/abc-hello.drv", "log/abc-hello.drv"},
 	};
 	char out[64];
 	(void)state;
@@ -46,12 +48,11 @@ static void test_accepts(void **state)
 static void test_rejects_traversal(void **state)
 {
 	static const char *bad[] = {
-		"..", "../x", "a/../b", "a/..", "%2e%2e", "%2E%2e/x", ".%2e", "%2e.", "a/%2e%2e/b",
-		".", "./x", "a/./b", "a/.", "%2e",
-		"/etc/passwd", "a//b", "a/", "",
-		"a%2fb", "a%2F..%2Fb", "a%5cb", "a\\b", "..%5c..",
-		"a%00b", "%00", "a%0ab", "a%7fb",
-		"%", "%2", "a%zz", "a%g0",
+	    "..",	   "../x",	 "a/../b", "a/..", "%2e%2e", "%2E%2e/x",   ".%2e",
+	    "%2e.",	   "a/%2e%2e/b", ".",	   "./x",  "a/./b",  "a/.",	   "%2e",
+	    "/etc/passwd", "a//b",	 "a/",	   "",	   "a%2fb",  "a%2F..%2Fb", "a%5cb",
+	    "a\\b",	   "..%5c..",	 "a%00b",  "%00",  "a%0ab",  "a%7fb",	   "%",
+	    "%2",	   "a%zz",	 "a%g0",
 	};
 	char out[64];
 	(void)state;
@@ -80,9 +81,9 @@ static void test_length_limit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_accepts),
-		cmocka_unit_test(test_rejects_traversal),
-		cmocka_unit_test(test_length_limit),
+	    cmocka_unit_test(test_accepts),
+	    cmocka_unit_test(test_rejects_traversal),
+	    cmocka_unit_test(test_length_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

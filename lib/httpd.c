@@ -478,11 +478,13 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 			continue;
 		rec->route = i;
 		int ret = r->fn((struct cairn_httpd_req *)(void *)req, r->data);
-		if (ret == 0)
+		/* a response was started: whatever the handler returned, it answered */
+		if (req->res.status != 0)
 			return 0;
-		if (ret != CAIRN_ENOENT)
-			return cairn_httpd_send_error((struct cairn_httpd_req *)(void *)req, 500),
-			       0;
+		if (ret == CAIRN_ENOENT)
+			continue;
+		/* an error, or a handler that forgot to answer: never leave the client hanging */
+		return cairn_httpd_send_error((struct cairn_httpd_req *)(void *)req, 500), 0;
 	}
 	rec->route = h->n_routes;
 	return cairn_httpd_send_error((struct cairn_httpd_req *)(void *)req, 404), 0;

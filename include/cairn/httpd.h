@@ -89,7 +89,9 @@ struct cairn_httpd_req;
 /*
  * A route handler.  Return 0 when it answered (with one of the send
  * functions or a stream), or CAIRN_ENOENT to decline: the next matching
- * route is tried, then 404.  Any other negative value sends 500.
+ * route is tried, then 404.  Any other negative value sends 500, and so does
+ * returning 0 without answering.  Once a response is started the return
+ * value is ignored.
  */
 typedef int (*cairn_httpd_handler_fn)(struct cairn_httpd_req *req, void *data);
 

@@ -14,6 +14,7 @@
  *                       in ".narinfo" (then 200 "cb"), to test fall-through
  *   /peer               "ADDRESS 1|2 AUTHORITY" (HTTP version)
  *   /redirect           302 to /small
+ *   /noanswer           a handler that returns 0 without answering (500)
  *
  * Prints "port N" on stdout once listening.  SIGTERM/SIGINT stop it
  * gracefully.
@@ -85,6 +86,14 @@ static int h_peer(struct cairn_httpd_req *req, void *data)
 	int n = snprintf(body, sizeof(body), "%s %d %.*s\n", peer,
 			 cairn_httpd_req_is_http2(req) ? 2 : 1, (int)(al < 64 ? al : 64), auth);
 	return cairn_httpd_send(req, 200, "text/plain", body, (size_t)n);
+}
+
+/* a buggy handler: claims success without answering */
+static int h_noanswer(struct cairn_httpd_req *req, void *data)
+{
+	(void)req;
+	(void)data;
+	return 0;
 }
 
 static int h_redirect(struct cairn_httpd_req *req, void *data)
@@ -256,6 +265,8 @@ int main(int argc, char **argv)
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_PREFIX, "/cb/", "cb", h_cb, NULL, &err) < 0 ||
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/peer", "peer", h_peer, NULL, &err) <
 		0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/noanswer", "noanswer", h_noanswer, NULL,
+			      &err) < 0 ||
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/redirect", "redirect", h_redirect, NULL,
 			      &err) < 0 ||
 	    cairn_httpd_start(g_httpd, &err) < 0) {

@@ -70,6 +70,8 @@ check "inspecting route answers" test "$("${C[@]}" "$U/cb/x.narinfo")" = cb
 check "peer address, version, authority (HTTP/1)" test "$("${C[@]}" "$U/peer")" = "127.0.0.1 1 127.0.0.1:$PORT"
 check "peer address, version, authority (HTTP/2)" \
   test "$("${C[@]}" --http2-prior-knowledge "$U/peer")" = "127.0.0.1 2 127.0.0.1:$PORT"
+check "handler that forgets to answer: 500, not a hang" \
+  test "$("${C[@]}" --max-time 5 -o /dev/null -w '%{http_code}' "$U/noanswer")" = 500
 check "redirect: 302 with Location" \
   test "$("${C[@]}" -o /dev/null -w '%{http_code} %{redirect_url}' "$U/redirect")" = "302 $U/small"
 

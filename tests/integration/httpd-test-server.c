@@ -9,7 +9,8 @@
  *                       N bytes (byte i is i % 251) written by a producer
  *                       thread in C-byte chunks, D ms apart; at byte M the
  *                       producer fails; length=1 announces Content-Length
- *   /metrics            Prometheus text
+ *   /metrics            Prometheus text, with httpd_test_producer_canceled_total:
+ *                       stream producers that got CAIRN_ECANCELED
  *   /cb/...             a route whose handler declines unless the path ends
  *                       in ".narinfo" (then 200 "cb"), to test fall-through
  *   /peer               "ADDRESS 1|2 AUTHORITY" (HTTP version)
@@ -34,6 +35,7 @@
 static struct cairn_httpd *g_httpd;
 static int g_dirfd = -1;
 static char g_small[301];
+static struct cairn_httpd_counter *g_canceled;
 
 static void on_signal(int sig)
 {
@@ -120,7 +122,10 @@ static void *produce(void *arg)
 			n = p->fail_at - off;
 		for (unsigned long long i = 0; i < n; i++)
 			buf[i] = (unsigned char)((off + i) % 251);
-		if (n && cairn_httpd_stream_write(p->s, buf, n) < 0) {
+		int wr = n ? cairn_httpd_stream_write(p->s, buf, n) : 0;
+		if (wr < 0) {
+			if (wr == CAIRN_ECANCELED)
+				cairn_httpd_counter_add(g_canceled, 1);
 			ok = 0;
 			break;
 		}
@@ -269,6 +274,9 @@ int main(int argc, char **argv)
 			      &err) < 0 ||
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/redirect", "redirect", h_redirect, NULL,
 			      &err) < 0 ||
+	    cairn_httpd_counter_new(g_httpd, "httpd_test_producer_canceled_total",
+				    "Producers told that their client went away.", &g_canceled,
+				    &err) < 0 ||
 	    cairn_httpd_start(g_httpd, &err) < 0) {
 		fprintf(stderr, "httpd-test-server: %s\n", cairn_error_msg(&err));
 		cairn_httpd_free(g_httpd);

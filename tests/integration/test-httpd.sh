@@ -245,6 +245,14 @@ done
 rc=0; "${C[@]}" -o /dev/null "$U/stream?size=1000&fail_at=0&length=1" || rc=$?
 check "stream failing before its first byte is an error (curl $rc)" bash -c '[ "$1" != 0 ]' _ "$rc"
 
+# a client that goes away mid-stream cancels the producer (HTTP/1 and HTTP/2)
+canceled() { "${C[@]}" "$U/metrics" | awk '/^httpd_test_producer_canceled_total /{print $2}'; }
+c0=$(canceled)
+"${C[@]}" --max-time 1 -o /dev/null "$U/stream?size=100000000&chunk=10000&delay_ms=20" || true
+"${C[@]}" --http2-prior-knowledge --max-time 1 -o /dev/null "$U/stream?size=100000000&chunk=10000&delay_ms=20" || true
+sleep 0.5
+check "client gone: both producers canceled ($c0 -> $(canceled))" test "$(canceled)" -ge $((c0 + 2))
+
 # backpressure: a client that does not read must not make the server buffer
 # the whole 512 MiB stream
 bp=$(python3 - "$PORT" "$PID" <<'EOF'

@@ -312,6 +312,48 @@ check "slow reader of a file is disconnected" \
 check "slow reader of a stream is disconnected" \
   test "$(timeout 60 python3 "$TMP/slowread.py" "$PORT" '/stream?size=536870912&chunk=65536' 536870912)" = 1
 
+# the same over HTTP/2 (h2c upgrade, raw frames): a client that opens its
+# flow-control windows and then stops reading the connection is cut off; one
+# that simply never opens the stream's window (flow control, its own
+# choice) keeps its connection
+cat > "$TMP/h2slow.py" <<'EOF'
+import socket, struct, sys, time
+port, path, size, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.connect(("127.0.0.1", port))
+def frame(t, flags, sid, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
+inc = struct.pack(">I", 0x7fffffff - 65535)
+windows = frame(8, 0, 0, inc) + frame(8, 0, 1, inc) if mode == "read-nothing" else b""
+s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+          b"Upgrade: h2c\r\nHTTP2-Settings: \r\n\r\n"
+          b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + windows)
+time.sleep(5)
+s.settimeout(20 if mode == "read-nothing" else 2)
+got, eof = 0, False
+try:
+    while True:
+        b = s.recv(1 << 20)
+        if not b:
+            eof = True; break
+        got += len(b)
+except ConnectionResetError:
+    eof = True
+except socket.timeout:
+    pass
+if mode == "read-nothing":
+    print("cut" if eof and 0 < got < size else "not-cut %d" % got)
+else:
+    print("open" if not eof and got > 0 else "closed %d" % got)
+EOF
+check "HTTP/2 client not reading a file is cut off" \
+  test "$(timeout 60 python3 "$TMP/h2slow.py" "$PORT" /file/sparse.bin 268435456 read-nothing)" = cut
+check "HTTP/2 client not reading a stream is cut off" \
+  test "$(timeout 60 python3 "$TMP/h2slow.py" "$PORT" '/stream?size=536870912&chunk=65536' 536870912 read-nothing)" = cut
+check "HTTP/2 stream held by the client's flow control is left alone" \
+  test "$(timeout 60 python3 "$TMP/h2slow.py" "$PORT" /file/sparse.bin 268435456 no-window)" = open
+
 # --- metrics and access log ---------------------------------------------------------------------
 metrics=$("${C[@]}" "$U/metrics")
 check "metrics count /small 200s" grep -Eq '^cairn_http_requests_total\{route="small",status="200"\} [0-9]+$' <<<"$metrics"

@@ -59,7 +59,7 @@ stop_server() {
 }
 
 start_server "$TMP/s1.out" --listen 127.0.0.1:0 --dir "$DATA" --threads 2 \
-  --access-log "$LOG" --request-timeout 2000 --shutdown-timeout 5000 --send-timeout 3000
+  --access-log "$LOG" --request-timeout 2000 --shutdown-timeout 5000 --send-timeout 5000
 U=http://127.0.0.1:$PORT
 C=(curl -s --max-time 20)
 
@@ -287,7 +287,7 @@ check "stalled reader: producer blocked, RSS grew ${bp_kib} KiB (< 16 MiB)" test
 check "stalled reader: stream resumes when the client reads" test "$bp_flow" = 1
 
 # slow read: a client that stops reading a file or a stream is disconnected
-# after the 3 s send timeout instead of holding the connection forever
+# after the 5 s send timeout instead of holding the connection forever
 cat > "$TMP/slowread.py" <<'EOF'
 import socket, sys, time
 port, path, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -296,7 +296,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
 s.connect(("127.0.0.1", port))
 s.settimeout(20)
 s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-time.sleep(5)
+time.sleep(8)
 got = 0
 try:
     while True:
@@ -329,7 +329,7 @@ windows = frame(8, 0, 0, inc) + frame(8, 0, 1, inc) if mode == "read-nothing" el
 s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
           b"Upgrade: h2c\r\nHTTP2-Settings: \r\n\r\n"
           b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + windows)
-time.sleep(5)
+time.sleep(8)
 s.settimeout(20 if mode == "read-nothing" else 2)
 got, eof = 0, False
 try:

@@ -14,6 +14,7 @@ static const struct cmd commands[] = {
 	{ "hash", cmd_hash, "convert hashes between Nix's textual forms", cmd_hash_usage },
 	{ "key", cmd_key, "generate signing keys (Nix or Guix) and derive public keys", cmd_key_usage },
 	{ "narinfo", cmd_narinfo, "sign and verify narinfo files", cmd_narinfo_usage },
+	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches", cmd_mirror_usage },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -1,0 +1,91 @@
+/*
+ * edge.h - a caching edge (CDN node) in front of substitute servers: the
+ * library under `cairn mirror`.
+ *
+ * It knows what narinfos and nars are, unlike a generic proxy:
+ *   - narinfos are kept for a positive TTL, 404s for a short negative TTL
+ *     (the upstream's Cache-Control max-age wins when shorter), and served
+ *     stale when every upstream is down;
+ *   - a nar is fetched once however many clients ask for it at the same time
+ *     (coalescing), written to a temporary file and hashed while it streams
+ *     to every waiting client, and renamed into the cache only when its
+ *     SHA-256 matches the narinfo's FileHash (NarHash when uncompressed);
+ *     on a mismatch the file is dropped and the clients see a broken
+ *     response, because the last byte is held back until the hash is known;
+ *   - with a keyring, a narinfo without a valid trusted signature is neither
+ *     cached nor served.
+ *
+ * On-disk layout under the cache directory:
+ *   index.sqlite        tables nar(path, file, size, atime) and
+ *                       narinfo(hash, text, fetched); WAL journal
+ *   data/<sha256 hex>   a verified nar, named by the SHA-256 of its bytes
+ *   tmp/<random>        a download in progress (removed at start-up)
+ * A nar is renamed into data/ before its index row is written, so after a
+ * crash at any moment a row always names a complete verified file; start-up
+ * drops rows whose file is missing or has the wrong size, files without a
+ * row, and everything in tmp/.  Least-recently-used nars are evicted when
+ * the total exceeds max_size; recency is kept in memory and written back
+ * to the index every few seconds.
+ *
+ * Threads: request handlers run on the httpd loops; one upstream thread
+ * owns the HTTP client (lib/http.c) and runs every transfer and the health
+ * checks; each client of a nar that is still downloading gets a small
+ * producer thread that follows the growing temporary file and feeds the
+ * httpd stream.  A handler that misses waits (bounded by wait_ms) on its
+ * loop thread for the upstream's answer to a narinfo, or only for the
+ * response headers of a nar; see docs/cairn-mirror.md.
+ */
+#ifndef CAIRN_EDGE_H
+#define CAIRN_EDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/error.h"
+
+struct cairn_httpd;
+struct cairn_keyring;
+
+#define CAIRN_EDGE_MAX_UPSTREAMS 16
+#define CAIRN_EDGE_KEY_MAX 1024		       /* a request path we fetch */
+#define CAIRN_EDGE_NAR_MAX (UINT64_C(1) << 40) /* largest nar passed through */
+
+struct cairn_edge_config {
+	/* base URLs in priority order (first is preferred); borrowed during new */
+	const char *upstreams[CAIRN_EDGE_MAX_UPSTREAMS];
+	size_t n_upstreams;
+	const char *cache_dir;	/* created if missing */
+	uint64_t max_size;	/* bytes of nars; 0: unbounded */
+	/* narinfos must carry a valid signature by one of these; NULL: no
+	 * check.  Borrowed: must outlive the edge. */
+	const struct cairn_keyring *trusted;
+	int64_t positive_ttl;	/* seconds; default 3600 */
+	int64_t negative_ttl;	/* seconds; default 60 */
+	unsigned health_interval_ms; /* between probes of an upstream; default 5000 */
+	unsigned max_backoff_ms;     /* of a failing upstream; default 60000 */
+	unsigned wait_ms;	     /* a handler waits at most this; default 30000 */
+	long connect_timeout_ms;     /* default 2000 */
+	long stall_timeout_s;	     /* default 30 */
+};
+
+void cairn_edge_config_init(struct cairn_edge_config *cfg);
+
+struct cairn_edge;
+
+/* Open (or create) the cache, recover it, load the index. */
+int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
+		   struct cairn_error *err);
+/*
+ * Register the routes (/nix-cache-info, /metrics, /nar/..., /log/...,
+ * /<hash>.narinfo, /<hash>.ls) and the counters on h, which must not be
+ * running yet.  h must outlive the edge's use of it.
+ */
+int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_error *err);
+/* Start the upstream thread (first health checks run at once). */
+int cairn_edge_start(struct cairn_edge *e, struct cairn_error *err);
+/* Stop the upstream thread; in-flight downloads fail.  Call after the
+ * httpd has stopped (cairn_httpd_wait returned). */
+void cairn_edge_stop(struct cairn_edge *e);
+void cairn_edge_free(struct cairn_edge *e);
+
+#endif

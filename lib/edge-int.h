@@ -1,0 +1,87 @@
+/*
+ * edge-int.h - what lib/edge*.c share: the string map and the on-disk store
+ * (layout in include/cairn/edge.h).  Not installed.
+ */
+#ifndef CAIRN_EDGE_INT_H
+#define CAIRN_EDGE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/error.h"
+
+/* --- a string-keyed hash map (chained; not thread-safe) ------------------- */
+
+struct edge_map_ent {
+	struct edge_map_ent *next;
+	char *key;
+	void *val;
+};
+
+struct edge_map {
+	struct edge_map_ent **slots;
+	size_t n_slots;
+	size_t n;
+};
+
+void edge_map_init(struct edge_map *m);
+/* Frees the entries and keys, not the values. */
+void edge_map_release(struct edge_map *m);
+void *edge_map_get(const struct edge_map *m, const char *key);
+/* Insert or replace; *old gets the replaced value (or NULL). */
+int edge_map_put(struct edge_map *m, const char *key, void *val, void **old);
+/* Remove; returns the value or NULL. */
+void *edge_map_del(struct edge_map *m, const char *key);
+
+/* --- the store -------------------------------------------------------------- */
+
+#define EDGE_FILE_NAME_LEN 64 /* sha256 in hex */
+
+struct edge_store;
+
+struct edge_store_stats {
+	uint64_t n_nars;
+	uint64_t bytes;
+	uint64_t evictions; /* since open */
+};
+
+/* Create the layout if needed, recover, load the index.  Thread-safe after. */
+int edge_store_open(struct edge_store **out, const char *dir, uint64_t max_size,
+		    struct cairn_error *err);
+void edge_store_free(struct edge_store *s);
+
+/* The directory that holds the nars, for cairn_httpd_send_file_at. */
+int edge_store_data_fd(const struct edge_store *s);
+
+/* 1 and the file name (and size) when the nar at `path` is cached, marking
+ * it recently used; 0 when not. */
+int edge_store_nar_get(struct edge_store *s, const char *path,
+		       char name[EDGE_FILE_NAME_LEN + 1], uint64_t *size);
+
+/* A new temporary file: *fd open for writing, its path in tmppath. */
+int edge_store_tmp_open(struct edge_store *s, char *tmppath, size_t cap, int *fd,
+			struct cairn_error *err);
+
+/*
+ * Move a verified temporary file into the cache as the nar at `path`,
+ * evicting least-recently-used nars to stay under max_size.  CAIRN_ELIMIT
+ * (temp file removed) when it alone is larger than max_size.
+ */
+int edge_store_nar_commit(struct edge_store *s, const char *path, const char *tmppath,
+			  const uint8_t sha256[32], uint64_t size, struct cairn_error *err);
+
+/* Keep a narinfo text (replacing an older one). */
+int edge_store_narinfo_put(struct edge_store *s, const char *hash, const char *text, size_t len,
+			   int64_t fetched, struct cairn_error *err);
+/* Call fn for every stored narinfo (at start-up, to fill the memory cache). */
+int edge_store_narinfo_each(struct edge_store *s,
+			    int (*fn)(void *ctx, const char *hash, const char *text, size_t len,
+				      int64_t fetched),
+			    void *ctx, struct cairn_error *err);
+
+/* Write the recency of recently used nars back to the index. */
+int edge_store_flush(struct edge_store *s, struct cairn_error *err);
+
+void edge_store_stats(struct edge_store *s, struct edge_store_stats *out);
+
+#endif

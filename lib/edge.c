@@ -1,0 +1,1330 @@
+/*
+ * edge.c - the mirror: request handlers, coalesced upstream fetches,
+ * verification before commit, fail-over and health checks.
+ *
+ * A miss creates one `struct fetch` in e->inflight, keyed by the request
+ * path; every handler that asks for the same path while it is there joins
+ * it.  The upstream thread runs the transfer (lib/http.c is single-threaded)
+ * and, for a nar, appends the body to a temporary file while hashing it;
+ * each client has a producer thread that reads what has been written so far
+ * and waits on the fetch's condition variable for more.  The last byte is
+ * held back until the hash is checked, so a client never sees a clean end
+ * of bytes that failed verification.  A finished fetch leaves the table
+ * before it reports its end, so the next request after a failure goes
+ * upstream again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairn/buf.h"
+#include "cairn/edge.h"
+#include "cairn/hash.h"
+#include "cairn/http.h"
+#include "cairn/httpd.h"
+#include "cairn/keys.h"
+#include "cairn/narinfo.h"
+#include "cairn/storepath.h"
+#include "edge-int.h"
+
+#define EDGE_CHUNK (64 * 1024)
+#define EDGE_FLUSH_MS 5000
+#define EDGE_PRODUCER_STACK (256 * 1024)
+
+enum fkind { FK_NARINFO, FK_NAR };
+enum fstate { FS_PENDING = 0, FS_HEADERS, FS_OK, FS_FAIL };
+
+struct nar_meta {
+	int verify; /* sha/size are what the bytes must be */
+	uint8_t sha[32];
+	int64_t size; /* -1: unknown */
+};
+
+struct ni_ent {
+	char *text; /* NULL for a 404 */
+	size_t len;
+	int64_t expires;
+};
+
+struct upstream {
+	struct cairn_http_server *srv;
+	/* upstream thread only */
+	int up;
+	unsigned backoff_ms;
+	uint64_t next_probe;
+	int probing;
+	/* e->mu */
+	char *info;
+	size_t info_len;
+	int up_pub;
+};
+
+struct fetch {
+	struct cairn_edge *e;
+	int refs; /* e->mu */
+	enum fkind kind;
+	char key[CAIRN_EDGE_KEY_MAX + 1];
+	char hash[CAIRN_STORE_HASH_LEN + 1];
+	struct fetch *qnext;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	/* f->mu */
+	enum fstate state;
+	int not_found;
+	uint64_t written;
+	/* set before state leaves FS_PENDING, read-only after */
+	int64_t length;
+	char ctype[128];
+
+	/* upstream thread only */
+	struct cairn_buf body;
+	int fd;
+	char tmppath[PATH_MAX];
+	int cache;
+	struct nar_meta meta;
+	struct cairn_sha256 sha;
+	int sha_init;
+	size_t next_up, cur_up;
+	int n404, n_err, untrusted;
+	int64_t max_age;
+	int no_store;
+};
+
+struct counters {
+	struct cairn_httpd_counter *hits, *misses, *coalesced, *ni_hits, *ni_misses, *stale,
+		*bytes_cache, *bytes_upstream, *up_errors, *verify_fail, *untrusted, *evictions,
+		*ups_up, *probes_failed;
+};
+
+struct cairn_edge {
+	struct cairn_edge_config cfg;
+	struct edge_store *store;
+	struct upstream ups[CAIRN_EDGE_MAX_UPSTREAMS];
+	size_t n_ups;
+	struct cairn_httpd *httpd;
+	struct counters c;
+	int have_counters;
+	uint64_t evictions_seen;
+
+	pthread_mutex_t mu;
+	pthread_cond_t job_cond;
+	pthread_cond_t info_cond;
+	struct edge_map inflight; /* key -> struct fetch */
+	struct edge_map narinfos; /* hash -> struct ni_ent */
+	struct edge_map metas;	  /* nar path -> struct nar_meta */
+	struct fetch *jobs, **jobs_tail;
+	int stop;
+
+	pthread_t thread;
+	int thread_started;
+	struct cairn_http *http; /* upstream thread */
+	int active;		 /* requests in http, upstream thread */
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static void count(struct cairn_httpd_counter *c, uint64_t v)
+{
+	if (c)
+		cairn_httpd_counter_add(c, v);
+}
+
+void cairn_edge_config_init(struct cairn_edge_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->positive_ttl = 3600;
+	cfg->negative_ttl = 60;
+	cfg->health_interval_ms = 5000;
+	cfg->max_backoff_ms = 60000;
+	cfg->wait_ms = 30000;
+	cfg->connect_timeout_ms = 2000;
+	cfg->stall_timeout_s = 30;
+}
+
+/* --- fetch lifetime ---------------------------------------------------------- */
+
+static void fetch_unref(struct fetch *f)
+{
+	struct cairn_edge *e = f->e;
+	pthread_mutex_lock(&e->mu);
+	int last = --f->refs == 0;
+	pthread_mutex_unlock(&e->mu);
+	if (!last)
+		return;
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->sha_init)
+		cairn_sha256_release(&f->sha);
+	cairn_buf_release(&f->body);
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->cond);
+	free(f);
+}
+
+/*
+ * Under e->mu: the fetch in flight for key, with a reference for the
+ * caller, or a new one queued for the upstream thread.  *joined tells
+ * which.
+ */
+static struct fetch *fetch_get_locked(struct cairn_edge *e, enum fkind kind, const char *key,
+				      const struct nar_meta *meta, int *joined)
+{
+	struct fetch *f = edge_map_get(&e->inflight, key);
+	void *old;
+	if (f) {
+		f->refs++;
+		*joined = 1;
+		return f;
+	}
+	*joined = 0;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->e = e;
+	f->refs = 2; /* the table (and upstream thread), the caller */
+	f->kind = kind;
+	snprintf(f->key, sizeof(f->key), "%s", key);
+	f->fd = -1;
+	f->length = -1;
+	f->max_age = -1;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	cairn_buf_init(&f->body, CAIRN_NARINFO_MAX);
+	if (meta)
+		f->meta = *meta;
+	else
+		f->meta.size = -1;
+	if (edge_map_put(&e->inflight, key, f, &old) < 0) {
+		pthread_mutex_destroy(&f->mu);
+		pthread_cond_destroy(&f->cond);
+		free(f);
+		return NULL;
+	}
+	f->qnext = NULL;
+	*e->jobs_tail = f;
+	e->jobs_tail = &f->qnext;
+	pthread_cond_signal(&e->job_cond);
+	return f;
+}
+
+/* Wait until f reaches at least `want` (or ends); returns the state. */
+static enum fstate fetch_wait(struct fetch *f, enum fstate want, unsigned ms)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&f->mu);
+	while (f->state < want && f->state != FS_FAIL)
+		if (pthread_cond_timedwait(&f->cond, &f->mu, &dl) == ETIMEDOUT)
+			break;
+	enum fstate st = f->state;
+	pthread_mutex_unlock(&f->mu);
+	return st;
+}
+
+/* Upstream thread: the fetch leaves the table, then tells its waiters. */
+static void fetch_finish(struct fetch *f, enum fstate st, int not_found)
+{
+	struct cairn_edge *e = f->e;
+	pthread_mutex_lock(&e->mu);
+	if (edge_map_get(&e->inflight, f->key) == f)
+		edge_map_del(&e->inflight, f->key);
+	pthread_mutex_unlock(&e->mu);
+	pthread_mutex_lock(&f->mu);
+	f->state = st;
+	f->not_found = not_found;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->mu);
+	fetch_unref(f);
+}
+
+/* --- narinfo bookkeeping ------------------------------------------------------ */
+
+static void ni_ent_free(struct ni_ent *n)
+{
+	if (n) {
+		free(n->text);
+		free(n);
+	}
+}
+
+/* Under e->mu: remember what the nars of a narinfo must hash to. */
+static void register_metas_locked(struct cairn_edge *e, const struct cairn_narinfo *ni)
+{
+	for (size_t i = 0; i < ni->n_urls; i++) {
+		const struct cairn_narinfo_url *u = &ni->urls[i];
+		struct nar_meta *m;
+		void *old;
+		if (!u->url || strstr(u->url, "://") || strlen(u->url) > CAIRN_EDGE_KEY_MAX)
+			continue; /* absolute URLs are fetched by the client itself */
+		if (!(m = calloc(1, sizeof(*m))))
+			return;
+		m->size = -1;
+		if (u->has_file_hash && u->file_hash.algo == CAIRN_HASH_SHA256) {
+			m->verify = 1;
+			memcpy(m->sha, u->file_hash.digest, 32);
+			if (u->has_file_size)
+				m->size = (int64_t)u->file_size;
+		} else if (u->has_compression && !strcmp(u->compression, "none") &&
+			   ni->nar_hash.algo == CAIRN_HASH_SHA256) {
+			/* an uncompressed nar is its own NarHash */
+			m->verify = 1;
+			memcpy(m->sha, ni->nar_hash.digest, 32);
+			m->size = (int64_t)ni->nar_size;
+		}
+		const char *key = u->url;
+		while (*key == '/')
+			key++;
+		if (edge_map_put(&e->metas, key, m, &old) < 0) {
+			free(m);
+			return;
+		}
+		free(old);
+	}
+}
+
+/* Under e->mu: keep a narinfo (text NULL: a 404) until expires. */
+static void ni_put_locked(struct cairn_edge *e, const char *hash, const char *text, size_t len,
+			  int64_t expires)
+{
+	struct ni_ent *n = calloc(1, sizeof(*n));
+	void *old;
+	if (!n)
+		return;
+	if (text) {
+		if (!(n->text = malloc(len ? len : 1))) {
+			free(n);
+			return;
+		}
+		memcpy(n->text, text, len);
+		n->len = len;
+	}
+	n->expires = expires;
+	if (edge_map_put(&e->narinfos, hash, n, &old) < 0) {
+		ni_ent_free(n);
+		return;
+	}
+	ni_ent_free(old);
+}
+
+static int64_t ttl_for(int64_t ours, int64_t max_age)
+{
+	return max_age >= 0 && max_age < ours ? max_age : ours;
+}
+
+/*
+ * Is this narinfo acceptable for hash: parses, names the store path it was
+ * asked for, and (with a keyring) carries a trusted signature.  Returns the
+ * parsed narinfo or NULL; *untrusted says why when it is the signature.
+ */
+static struct cairn_narinfo *narinfo_accept(struct cairn_edge *e, const char *hash,
+					    const char *text, size_t len, int *untrusted)
+{
+	struct cairn_narinfo *ni = NULL;
+	*untrusted = 0;
+	if (cairn_narinfo_parse(text, len, &ni, NULL) < 0)
+		return NULL;
+	const char *base = strrchr(ni->store_path, '/');
+	base = base ? base + 1 : ni->store_path;
+	if (strncmp(base, hash, CAIRN_STORE_HASH_LEN) != 0) {
+		cairn_narinfo_free(ni);
+		return NULL;
+	}
+	if (e->cfg.trusted) {
+		struct cairn_verify_result res;
+		if (cairn_narinfo_verify(ni, e->cfg.trusted, &res, NULL) != 0) {
+			*untrusted = 1;
+			cairn_narinfo_free(ni);
+			return NULL;
+		}
+	}
+	return ni;
+}
+
+static int load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t len,
+			   int64_t fetched)
+{
+	struct cairn_edge *e = ctx;
+	int untrusted;
+	if (strlen(hash) != CAIRN_STORE_HASH_LEN)
+		return 0;
+	struct cairn_narinfo *ni = narinfo_accept(e, hash, text, len, &untrusted);
+	if (!ni)
+		return 0; /* e.g. the trusted keys changed since */
+	register_metas_locked(e, ni);
+	ni_put_locked(e, hash, text, len, fetched + e->cfg.positive_ttl);
+	cairn_narinfo_free(ni);
+	return 0;
+}
+
+/* --- the upstream thread -------------------------------------------------------- */
+
+static void set_up(struct cairn_edge *e, struct upstream *u, int up)
+{
+	uint64_t t = now_ms();
+	if (up) {
+		u->backoff_ms = 0;
+		u->next_probe = t + e->cfg.health_interval_ms;
+	} else {
+		unsigned b = u->backoff_ms ? u->backoff_ms * 2 : e->cfg.health_interval_ms;
+		if (b > e->cfg.max_backoff_ms)
+			b = e->cfg.max_backoff_ms;
+		u->backoff_ms = b;
+		u->next_probe = t + b;
+	}
+	if (u->up != up) {
+		u->up = up;
+		count(e->c.ups_up, up ? 1 : UINT64_MAX); /* a gauge: wraps back */
+		pthread_mutex_lock(&e->mu);
+		u->up_pub = up;
+		pthread_mutex_unlock(&e->mu);
+	}
+}
+
+struct probe {
+	struct cairn_edge *e;
+	struct upstream *u;
+	struct cairn_buf body;
+};
+
+static int probe_data(void *ctx, const void *data, size_t len)
+{
+	struct probe *p = ctx;
+	return cairn_buf_append(&p->body, data, len) < 0;
+}
+
+static void probe_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct probe *p = ctx;
+	struct cairn_edge *e = p->e;
+	struct upstream *u = p->u;
+	struct cairn_http_cache_info info;
+	e->active--;
+	u->probing = 0;
+	if (res->outcome == CAIRN_HTTP_OK &&
+	    cairn_http_cache_info_parse(p->body.data ? p->body.data : "", p->body.len, &info,
+					NULL) == 0) {
+		size_t len;
+		char *text = cairn_buf_steal(&p->body, &len);
+		set_up(e, u, 1);
+		pthread_mutex_lock(&e->mu);
+		free(u->info);
+		u->info = text;
+		u->info_len = len;
+		pthread_cond_broadcast(&e->info_cond);
+		pthread_mutex_unlock(&e->mu);
+	} else {
+		count(e->c.probes_failed, 1);
+		set_up(e, u, 0);
+		pthread_mutex_lock(&e->mu);
+		pthread_cond_broadcast(&e->info_cond);
+		pthread_mutex_unlock(&e->mu);
+	}
+	cairn_buf_release(&p->body);
+	free(p);
+}
+
+static void probe_start(struct cairn_edge *e, struct upstream *u)
+{
+	struct probe *p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	p->e = e;
+	p->u = u;
+	cairn_buf_init(&p->body, CAIRN_HTTP_CACHE_INFO_MAX);
+	struct cairn_http_request rq = {
+		.method = CAIRN_HTTP_GET,
+		.server = u->srv,
+		.url = "nix-cache-info",
+		.max_body = CAIRN_HTTP_CACHE_INFO_MAX,
+		.total_timeout_s = 10,
+		.on_data = probe_data,
+		.on_done = probe_done,
+		.ctx = p,
+	};
+	cairn_http_server_mark_up(u->srv);
+	if (cairn_http_add(e->http, &rq, NULL) < 0) {
+		cairn_buf_release(&p->body);
+		free(p);
+		set_up(e, u, 0);
+		return;
+	}
+	u->probing = 1;
+	e->active++;
+}
+
+static void attempt_next(struct fetch *f);
+
+static int f_headers(void *ctx, const struct cairn_http_response *resp)
+{
+	struct fetch *f = ctx;
+	f->max_age = resp->max_age;
+	f->no_store = resp->no_store;
+	if (resp->status < 200 || resp->status >= 300)
+		return 0;
+	if (f->kind == FK_NARINFO)
+		return 0;
+	int64_t total = resp->content_length;
+	if (f->written) {
+		/* a resumed download: only the rest of the same bytes will do */
+		if (resp->status != 206 || resp->range_first != (int64_t)f->written)
+			return 1;
+		total = resp->range_total;
+	}
+	if (f->meta.verify && f->meta.size >= 0 && total >= 0 && total != f->meta.size)
+		return 1;
+	if (total < 0)
+		total = f->meta.size;
+	if (f->fd < 0) {
+		if (edge_store_tmp_open(f->e->store, f->tmppath, sizeof(f->tmppath), &f->fd, NULL) <
+		    0)
+			return 1;
+	}
+	if (!f->sha_init) {
+		if (cairn_sha256_init(&f->sha) < 0)
+			return 1;
+		f->sha_init = 1;
+	}
+	pthread_mutex_lock(&f->mu);
+	if (f->state == FS_PENDING) {
+		f->length = total;
+		snprintf(f->ctype, sizeof(f->ctype), "%s",
+			 resp->content_type[0] ? resp->content_type : "application/octet-stream");
+		f->state = FS_HEADERS;
+		pthread_cond_broadcast(&f->cond);
+	}
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
+static int f_data(void *ctx, const void *data, size_t len)
+{
+	struct fetch *f = ctx;
+	count(f->e->c.bytes_upstream, len);
+	if (f->kind == FK_NARINFO)
+		return cairn_buf_append(&f->body, data, len) < 0;
+	if (f->meta.size >= 0 && f->written + len > (uint64_t)f->meta.size)
+		return 1;
+	const char *p = data;
+	size_t left = len;
+	while (left) {
+		ssize_t n = write(f->fd, p, left);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return 1;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	cairn_sha256_update(&f->sha, data, len);
+	pthread_mutex_lock(&f->mu);
+	f->written += len;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
+static void finish_narinfo(struct fetch *f)
+{
+	struct cairn_edge *e = f->e;
+	int untrusted;
+	struct cairn_narinfo *ni =
+		narinfo_accept(e, f->hash, f->body.data ? f->body.data : "", f->body.len, &untrusted);
+	if (!ni) {
+		/* a bad or untrusted narinfo: maybe the next upstream has a good one */
+		if (untrusted) {
+			f->untrusted = 1;
+			count(e->c.untrusted, 1);
+		} else {
+			f->n_err++;
+			count(e->c.up_errors, 1);
+		}
+		cairn_buf_reset(&f->body);
+		attempt_next(f);
+		return;
+	}
+	int64_t now = now_s();
+	int64_t ttl = f->no_store ? 0 : ttl_for(e->cfg.positive_ttl, f->max_age);
+	pthread_mutex_lock(&e->mu);
+	register_metas_locked(e, ni);
+	ni_put_locked(e, f->hash, f->body.data, f->body.len, now + ttl);
+	pthread_mutex_unlock(&e->mu);
+	if (ttl > 0)
+		edge_store_narinfo_put(e->store, f->hash, f->body.data, f->body.len, now, NULL);
+	cairn_narinfo_free(ni);
+	fetch_finish(f, FS_OK, 0);
+}
+
+static void finish_nar(struct fetch *f)
+{
+	struct cairn_edge *e = f->e;
+	uint8_t sha[32];
+	if (!f->sha_init) { /* an empty body never had headers of its own */
+		if (cairn_sha256_init(&f->sha) < 0) {
+			fetch_finish(f, FS_FAIL, 0);
+			return;
+		}
+		f->sha_init = 1;
+	}
+	cairn_sha256_final(&f->sha, sha);
+	if (f->fd < 0) {
+		fetch_finish(f, FS_FAIL, 0);
+		return;
+	}
+	if (f->meta.verify) {
+		if (memcmp(sha, f->meta.sha, 32) != 0 ||
+		    (f->meta.size >= 0 && f->written != (uint64_t)f->meta.size)) {
+			count(e->c.verify_fail, 1);
+			unlink(f->tmppath);
+			fetch_finish(f, FS_FAIL, 0);
+			return;
+		}
+		if (f->cache) {
+			struct edge_store_stats st;
+			edge_store_nar_commit(e->store, f->key, f->tmppath, sha, f->written, NULL);
+			edge_store_stats(e->store, &st);
+			if (st.evictions > e->evictions_seen) {
+				count(e->c.evictions, st.evictions - e->evictions_seen);
+				e->evictions_seen = st.evictions;
+			}
+		} else {
+			unlink(f->tmppath);
+		}
+	} else {
+		unlink(f->tmppath); /* nothing to check it against: passed through only */
+	}
+	fetch_finish(f, FS_OK, 0);
+}
+
+static void f_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct fetch *f = ctx;
+	struct cairn_edge *e = f->e;
+	struct upstream *u = &e->ups[f->cur_up];
+	e->active--;
+	if (res->outcome == CAIRN_HTTP_OK) {
+		set_up(e, u, 1);
+		if (f->kind == FK_NARINFO)
+			finish_narinfo(f);
+		else
+			finish_nar(f);
+		return;
+	}
+	if (res->status == 404 || res->status == 410) {
+		f->n404++; /* f->max_age, from its headers, bounds the negative TTL */
+	} else {
+		f->n_err++;
+		count(e->c.up_errors, 1);
+		if (res->outcome == CAIRN_HTTP_CONNECT)
+			set_up(e, u, 0);
+	}
+	if (f->kind == FK_NARINFO)
+		cairn_buf_reset(&f->body);
+	attempt_next(f);
+}
+
+/* Upstream thread: try the next upstream, or end the fetch. */
+static void attempt_next(struct fetch *f)
+{
+	struct cairn_edge *e = f->e;
+	int any_up = 0;
+	for (size_t i = 0; i < e->n_ups; i++)
+		any_up |= e->ups[i].up;
+	for (; f->next_up < e->n_ups; f->next_up++) {
+		struct upstream *u = &e->ups[f->next_up];
+		if (!u->up && any_up)
+			continue; /* skipped while down; its probe brings it back */
+		struct cairn_http_request rq = {
+			.method = CAIRN_HTTP_GET,
+			.server = u->srv,
+			.url = f->key,
+			.range_start = f->written,
+			.max_body = f->kind == FK_NARINFO ? CAIRN_NARINFO_MAX
+				    : f->meta.size >= 0	  ? (uint64_t)f->meta.size + 1
+							  : CAIRN_EDGE_NAR_MAX,
+			.on_headers = f_headers,
+			.on_data = f_data,
+			.on_done = f_done,
+			.ctx = f,
+		};
+		cairn_http_server_mark_up(u->srv);
+		if (cairn_http_add(e->http, &rq, NULL) < 0)
+			continue;
+		f->cur_up = f->next_up++;
+		e->active++;
+		return;
+	}
+	if (f->kind == FK_NARINFO) {
+		int not_found = f->n404 > 0 || f->untrusted;
+		if (f->n404 > 0 && !f->n_err && !f->untrusted) {
+			/* every upstream that answered said 404: remember for a short while */
+			int64_t ttl = f->no_store ? 0 : ttl_for(e->cfg.negative_ttl, f->max_age);
+			if (ttl > 0) {
+				pthread_mutex_lock(&e->mu);
+				ni_put_locked(e, f->hash, NULL, 0, now_s() + ttl);
+				pthread_mutex_unlock(&e->mu);
+			}
+		}
+		fetch_finish(f, FS_FAIL, not_found);
+		return;
+	}
+	if (f->fd >= 0)
+		unlink(f->tmppath);
+	fetch_finish(f, FS_FAIL, f->n404 > 0 && !f->written);
+}
+
+static void *upstream_main(void *arg)
+{
+	struct cairn_edge *e = arg;
+	uint64_t next_flush = now_ms() + EDGE_FLUSH_MS;
+	for (;;) {
+		uint64_t t = now_ms();
+		pthread_mutex_lock(&e->mu);
+		if (e->stop) {
+			pthread_mutex_unlock(&e->mu);
+			break;
+		}
+		struct fetch *jobs = e->jobs;
+		e->jobs = NULL;
+		e->jobs_tail = &e->jobs;
+		pthread_mutex_unlock(&e->mu);
+		while (jobs) {
+			struct fetch *f = jobs;
+			jobs = f->qnext;
+			attempt_next(f);
+		}
+		for (size_t i = 0; i < e->n_ups; i++)
+			if (!e->ups[i].probing && t >= e->ups[i].next_probe)
+				probe_start(e, &e->ups[i]);
+		if (t >= next_flush) {
+			edge_store_flush(e->store, NULL);
+			next_flush = t + EDGE_FLUSH_MS;
+		}
+		if (e->active > 0) {
+			cairn_http_step(e->http, 2, NULL);
+			continue;
+		}
+		/* idle: sleep until a job arrives or a probe is due */
+		struct timespec dl;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_nsec += 50 * 1000000;
+		if (dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&e->mu);
+		if (!e->jobs && !e->stop)
+			pthread_cond_timedwait(&e->job_cond, &e->mu, &dl);
+		pthread_mutex_unlock(&e->mu);
+	}
+	return NULL;
+}
+
+/* --- handlers ------------------------------------------------------------------ */
+
+static int send_narinfo_text(struct cairn_httpd_req *req, const char *text, size_t len,
+			     int64_t max_age)
+{
+	char cc[64];
+	snprintf(cc, sizeof(cc), "max-age=%lld", (long long)(max_age > 0 ? max_age : 0));
+	cairn_httpd_add_header(req, "Cache-Control", cc);
+	return cairn_httpd_send(req, 200, "text/x-nix-narinfo", text, len);
+}
+
+static int send_404(struct cairn_httpd_req *req, int64_t max_age)
+{
+	char cc[64];
+	if (max_age > 0)
+		snprintf(cc, sizeof(cc), "max-age=%lld", (long long)max_age);
+	else
+		snprintf(cc, sizeof(cc), "no-store");
+	cairn_httpd_add_header(req, "Cache-Control", cc);
+	return cairn_httpd_send_error(req, 404);
+}
+
+/*
+ * Make sure the narinfo for hash is known (fetching it if needed, waiting
+ * on this thread).  Returns 1 (present; *text a malloc'ed copy when text
+ * is not NULL), 0 (absent), or -1 (upstreams failing and nothing stale).
+ */
+static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len,
+			  int64_t *max_age, int *stale_out)
+{
+	int64_t now = now_s();
+	char *stale = NULL;
+	size_t stale_len = 0;
+	int joined, rc;
+	*stale_out = 0;
+	pthread_mutex_lock(&e->mu);
+	struct ni_ent *n = edge_map_get(&e->narinfos, hash);
+	if (n && now < n->expires) {
+		count(e->c.ni_hits, 1);
+		*max_age = n->expires - now;
+		if (!n->text) {
+			pthread_mutex_unlock(&e->mu);
+			return 0;
+		}
+		if (text) {
+			if (!(*text = malloc(n->len))) {
+				pthread_mutex_unlock(&e->mu);
+				return -1;
+			}
+			memcpy(*text, n->text, n->len);
+			*len = n->len;
+		}
+		pthread_mutex_unlock(&e->mu);
+		return 1;
+	}
+	if (n && n->text && (stale = malloc(n->len))) {
+		memcpy(stale, n->text, n->len);
+		stale_len = n->len;
+	}
+	char key[CAIRN_STORE_HASH_LEN + 16];
+	snprintf(key, sizeof(key), "%s.narinfo", hash);
+	struct fetch *f = fetch_get_locked(e, FK_NARINFO, key, NULL, &joined);
+	if (f && !joined)
+		memcpy(f->hash, hash, CAIRN_STORE_HASH_LEN + 1);
+	pthread_mutex_unlock(&e->mu);
+	count(joined ? e->c.coalesced : e->c.ni_misses, 1);
+	if (!f) {
+		free(stale);
+		return -1;
+	}
+	enum fstate st = fetch_wait(f, FS_OK, e->cfg.wait_ms);
+	if (st == FS_OK) {
+		rc = 1;
+		*max_age = ttl_for(e->cfg.positive_ttl, -1);
+		if (text) {
+			/* the body is not touched again once the fetch is OK */
+			if ((*text = malloc(f->body.len ? f->body.len : 1))) {
+				memcpy(*text, f->body.data, f->body.len);
+				*len = f->body.len;
+			} else {
+				rc = -1;
+			}
+		}
+	} else if (st == FS_FAIL && f->not_found) {
+		rc = 0;
+		*max_age = e->cfg.negative_ttl;
+	} else if (stale) {
+		/* stale-if-error: every upstream is failing */
+		count(e->c.stale, 1);
+		*stale_out = 1;
+		*max_age = 0;
+		rc = 1;
+		if (text) {
+			*text = stale;
+			*len = stale_len;
+			stale = NULL;
+		}
+	} else {
+		rc = -1;
+	}
+	free(stale);
+	fetch_unref(f);
+	return rc;
+}
+
+static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const char *hash)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int64_t max_age = 0;
+	int stale;
+	int rc = narinfo_lookup(e, hash, &text, &len, &max_age, &stale);
+	if (rc < 0)
+		return cairn_httpd_send_error(req, 502);
+	if (rc == 0)
+		return send_404(req, max_age);
+	if (stale)
+		cairn_httpd_add_header(req, "Warning", "110 - \"Response is Stale\"");
+	rc = send_narinfo_text(req, text, len, max_age);
+	free(text);
+	return rc;
+}
+
+struct producer {
+	struct fetch *f;
+	struct cairn_httpd_stream *s;
+	uint64_t pos, end; /* end exclusive; UINT64_MAX: to the end */
+};
+
+static void *producer_main(void *arg)
+{
+	struct producer *p = arg;
+	struct fetch *f = p->f;
+	char *buf = malloc(EDGE_CHUNK);
+	int ok = 0;
+	if (!buf)
+		goto out;
+	for (;;) {
+		pthread_mutex_lock(&f->mu);
+		for (;;) {
+			/* hold the last byte back until the bytes are verified */
+			uint64_t avail = f->state == FS_OK ? f->written
+					 : f->written ? f->written - 1
+						      : 0;
+			if (avail > p->end)
+				avail = p->end;
+			if (p->pos < avail) {
+				uint64_t n = avail - p->pos;
+				size_t want = n > EDGE_CHUNK ? EDGE_CHUNK : (size_t)n;
+				pthread_mutex_unlock(&f->mu);
+				ssize_t r = pread(f->fd, buf, want, (off_t)p->pos);
+				if (r <= 0)
+					goto out;
+				if (cairn_httpd_stream_write(p->s, buf, (size_t)r) < 0)
+					goto out;
+				p->pos += (uint64_t)r;
+				break;
+			}
+			if (f->state == FS_OK || (p->end != UINT64_MAX && p->pos >= p->end)) {
+				pthread_mutex_unlock(&f->mu);
+				ok = f->state == FS_OK || p->pos >= p->end;
+				goto out;
+			}
+			if (f->state == FS_FAIL) {
+				pthread_mutex_unlock(&f->mu);
+				goto out;
+			}
+			pthread_cond_wait(&f->cond, &f->mu);
+		}
+	}
+out:
+	free(buf);
+	cairn_httpd_stream_end(p->s, ok);
+	fetch_unref(f);
+	free(p);
+	return NULL;
+}
+
+/* "bytes=A-B" or "bytes=A-" against total; 0 and [*first, *last] or -1. */
+static int parse_range(const char *v, size_t len, int64_t total, uint64_t *first, uint64_t *last)
+{
+	char tmp[64];
+	if (total <= 0 || len >= sizeof(tmp) || len < 7 || memcmp(v, "bytes=", 6) != 0)
+		return -1;
+	memcpy(tmp, v + 6, len - 6);
+	tmp[len - 6] = 0;
+	if (strchr(tmp, ',') || tmp[0] == '-')
+		return -1; /* several ranges, suffix ranges: the whole object */
+	char *end;
+	errno = 0;
+	unsigned long long a = strtoull(tmp, &end, 10), b;
+	if (errno || *end != '-')
+		return -1;
+	if (end[1]) {
+		char *e2;
+		b = strtoull(end + 1, &e2, 10);
+		if (errno || *e2)
+			return -1;
+	} else {
+		b = (unsigned long long)total - 1;
+	}
+	if (b >= (unsigned long long)total)
+		b = (unsigned long long)total - 1;
+	if (a > b)
+		return -1;
+	*first = a;
+	*last = b;
+	return 0;
+}
+
+static int key_ok(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      strchr("._+-=/", *s)))
+			return 0;
+	return 1;
+}
+
+/* A miss on an object that streams (nar, log, listing): join or start. */
+static int h_stream(struct cairn_edge *e, struct cairn_httpd_req *req, const char *key, int is_nar)
+{
+	struct nar_meta meta;
+	int have_meta = 0, joined;
+	pthread_mutex_lock(&e->mu);
+	struct nar_meta *m = edge_map_get(&e->metas, key);
+	if (m) {
+		meta = *m;
+		have_meta = 1;
+	}
+	pthread_mutex_unlock(&e->mu);
+
+	/* Guix: nar/<compression>/<hash>-<name>; learn its hashes from the narinfo */
+	if (is_nar && !have_meta) {
+		const char *slash = strchr(key + 4, '/');
+		const char *base = slash ? slash + 1 : NULL;
+		if (base && strlen(base) > CAIRN_STORE_HASH_LEN && base[CAIRN_STORE_HASH_LEN] == '-' &&
+		    cairn_store_hash_valid(base, CAIRN_STORE_HASH_LEN)) {
+			char hash[CAIRN_STORE_HASH_LEN + 1];
+			int64_t ma;
+			int stale;
+			memcpy(hash, base, CAIRN_STORE_HASH_LEN);
+			hash[CAIRN_STORE_HASH_LEN] = 0;
+			int rc = narinfo_lookup(e, hash, NULL, NULL, &ma, &stale);
+			if (rc == 0)
+				return send_404(req, ma);
+			pthread_mutex_lock(&e->mu);
+			if ((m = edge_map_get(&e->metas, key))) {
+				meta = *m;
+				have_meta = 1;
+			}
+			pthread_mutex_unlock(&e->mu);
+		}
+	}
+
+	pthread_mutex_lock(&e->mu);
+	struct fetch *f = fetch_get_locked(e, FK_NAR, key, have_meta ? &meta : NULL, &joined);
+	if (f && !joined)
+		f->cache = is_nar && have_meta && meta.verify;
+	pthread_mutex_unlock(&e->mu);
+	if (!f)
+		return cairn_httpd_send_error(req, 503);
+	if (is_nar)
+		count(joined ? e->c.coalesced : e->c.misses, 1);
+
+	enum fstate st = fetch_wait(f, FS_HEADERS, e->cfg.wait_ms);
+	if (st == FS_PENDING || st == FS_FAIL) {
+		int nf = f->not_found;
+		fetch_unref(f);
+		if (st == FS_FAIL && nf)
+			return send_404(req, 0);
+		return cairn_httpd_send_error(req, st == FS_PENDING ? 504 : 502);
+	}
+	int64_t total = f->length;
+	uint64_t first = 0, last = 0;
+	int status = 200;
+	int64_t clen = total;
+	size_t rlen;
+	const char *range = cairn_httpd_req_header(req, "range", &rlen);
+	if (range && parse_range(range, rlen, total, &first, &last) == 0) {
+		char cr[96];
+		snprintf(cr, sizeof(cr), "bytes %llu-%llu/%lld", (unsigned long long)first,
+			 (unsigned long long)last, (long long)total);
+		cairn_httpd_add_header(req, "Content-Range", cr);
+		status = 206;
+		clen = (int64_t)(last - first + 1);
+	} else {
+		first = 0;
+		last = UINT64_MAX - 1;
+	}
+	struct cairn_httpd_stream *s;
+	const char *ctype = is_nar ? "application/x-nix-nar" : f->ctype;
+	if (cairn_httpd_stream_start(req, status, ctype, clen, &s) < 0) {
+		fetch_unref(f);
+		return CAIRN_EIO;
+	}
+	if (cairn_httpd_req_is_head(req)) {
+		cairn_httpd_stream_end(s, 1);
+		fetch_unref(f);
+		return 0;
+	}
+	struct producer *p = malloc(sizeof(*p));
+	pthread_attr_t attr;
+	pthread_t tid;
+	int ok = 0;
+	if (p) {
+		p->f = f;
+		p->s = s;
+		p->pos = first;
+		p->end = last + 1;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, EDGE_PRODUCER_STACK);
+		ok = pthread_create(&tid, &attr, producer_main, p) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (!ok) {
+		free(p);
+		cairn_httpd_stream_end(s, 0);
+		fetch_unref(f);
+	}
+	return 0;
+}
+
+static int h_nar(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_edge *e = data;
+	size_t plen;
+	const char *path = cairn_httpd_req_path(req, &plen);
+	char key[CAIRN_EDGE_KEY_MAX + 1];
+	if (plen < 2 || cairn_httpd_safe_path(path + 1, plen - 1, key, sizeof(key), NULL) < 0 ||
+	    !key_ok(key))
+		return cairn_httpd_send_error(req, 404);
+	int is_nar = !strncmp(key, "nar/", 4);
+	if (is_nar) {
+		char name[EDGE_FILE_NAME_LEN + 1];
+		uint64_t size;
+		if (edge_store_nar_get(e->store, key, name, &size)) {
+			int rc = cairn_httpd_send_file_at(req, edge_store_data_fd(e->store), name,
+							  "application/x-nix-nar");
+			if (rc != CAIRN_ENOENT) {
+				count(e->c.hits, 1);
+				if (!cairn_httpd_req_is_head(req))
+					count(e->c.bytes_cache, size);
+				return rc;
+			}
+		}
+	}
+	return h_stream(e, req, key, is_nar);
+}
+
+static int h_root(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_edge *e = data;
+	size_t plen;
+	const char *path = cairn_httpd_req_path(req, &plen);
+	char hash[CAIRN_STORE_HASH_LEN + 1];
+	if (plen == 1 + CAIRN_STORE_HASH_LEN + 8 && !memcmp(path + 1 + CAIRN_STORE_HASH_LEN, ".narinfo", 8) &&
+	    cairn_store_hash_valid(path + 1, CAIRN_STORE_HASH_LEN)) {
+		memcpy(hash, path + 1, CAIRN_STORE_HASH_LEN);
+		hash[CAIRN_STORE_HASH_LEN] = 0;
+		return h_narinfo(e, req, hash);
+	}
+	if (plen == 1 + CAIRN_STORE_HASH_LEN + 3 && !memcmp(path + 1 + CAIRN_STORE_HASH_LEN, ".ls", 3) &&
+	    cairn_store_hash_valid(path + 1, CAIRN_STORE_HASH_LEN)) {
+		char key[CAIRN_STORE_HASH_LEN + 4];
+		memcpy(key, path + 1, plen - 1);
+		key[plen - 1] = 0;
+		return h_stream(e, req, key, 0);
+	}
+	return CAIRN_ENOENT;
+}
+
+static int h_cache_info(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_edge *e = data;
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += e->cfg.wait_ms / 1000 + 1;
+	int rc;
+	pthread_mutex_lock(&e->mu);
+	for (;;) {
+		const struct upstream *pick = NULL;
+		for (size_t i = 0; i < e->n_ups && !pick; i++)
+			if (e->ups[i].info && e->ups[i].up_pub)
+				pick = &e->ups[i];
+		for (size_t i = 0; i < e->n_ups && !pick; i++)
+			if (e->ups[i].info)
+				pick = &e->ups[i];
+		if (pick) {
+			rc = cairn_httpd_send(req, 200, "text/x-nix-cache-info", pick->info,
+					      pick->info_len);
+			break;
+		}
+		if (pthread_cond_timedwait(&e->info_cond, &e->mu, &dl) == ETIMEDOUT) {
+			rc = cairn_httpd_send_error(req, 502);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->mu);
+	return rc;
+}
+
+/* --- lifecycle ---------------------------------------------------------------- */
+
+int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
+		   struct cairn_error *err)
+{
+	struct cairn_edge *e;
+	int rc;
+	if (!cfg->cache_dir || !cfg->n_upstreams || cfg->n_upstreams > CAIRN_EDGE_MAX_UPSTREAMS)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "mirror: needs a cache directory and 1 to %d upstreams",
+				       CAIRN_EDGE_MAX_UPSTREAMS);
+	if (!(e = calloc(1, sizeof(*e))))
+		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
+	e->cfg = *cfg;
+	e->cfg.cache_dir = NULL;
+	memset(e->cfg.upstreams, 0, sizeof(e->cfg.upstreams));
+	if (!e->cfg.health_interval_ms)
+		e->cfg.health_interval_ms = 5000;
+	if (e->cfg.max_backoff_ms < e->cfg.health_interval_ms)
+		e->cfg.max_backoff_ms = e->cfg.health_interval_ms;
+	if (!e->cfg.wait_ms)
+		e->cfg.wait_ms = 30000;
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->job_cond, NULL);
+	pthread_cond_init(&e->info_cond, NULL);
+	edge_map_init(&e->inflight);
+	edge_map_init(&e->narinfos);
+	edge_map_init(&e->metas);
+	e->jobs_tail = &e->jobs;
+	for (size_t i = 0; i < cfg->n_upstreams; i++) {
+		if ((rc = cairn_http_server_new(&e->ups[i].srv, cfg->upstreams[i], 0, err)) < 0)
+			goto fail;
+		e->n_ups++;
+		/* optimistic until the first probe says otherwise */
+		e->ups[i].up = 1;
+		e->ups[i].up_pub = 1;
+	}
+	if ((rc = edge_store_open(&e->store, cfg->cache_dir, cfg->max_size, err)) < 0)
+		goto fail;
+	pthread_mutex_lock(&e->mu);
+	rc = edge_store_narinfo_each(e->store, load_narinfo_cb, e, err);
+	pthread_mutex_unlock(&e->mu);
+	if (rc < 0)
+		goto fail;
+	*out = e;
+	return 0;
+fail:
+	cairn_edge_free(e);
+	return rc;
+}
+
+int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_error *err)
+{
+	static const struct {
+		size_t off;
+		const char *name, *help;
+	} cs[] = {
+#define C(f, n, hl) {offsetof(struct counters, f), n, hl}
+		C(hits, "cairn_mirror_hits_total", "nar requests served from the cache"),
+		C(misses, "cairn_mirror_misses_total", "nar requests that started an upstream fetch"),
+		C(coalesced, "cairn_mirror_coalesced_total",
+		  "requests that joined a fetch already in flight"),
+		C(ni_hits, "cairn_mirror_narinfo_hits_total", "narinfo lookups answered from memory"),
+		C(ni_misses, "cairn_mirror_narinfo_misses_total", "narinfo lookups sent upstream"),
+		C(stale, "cairn_mirror_stale_served_total",
+		  "narinfos served stale because every upstream failed"),
+		C(bytes_cache, "cairn_mirror_bytes_from_cache_total", "nar bytes sent from the cache"),
+		C(bytes_upstream, "cairn_mirror_bytes_from_upstream_total",
+		  "bytes received from upstreams"),
+		C(up_errors, "cairn_mirror_upstream_errors_total",
+		  "upstream requests that failed (not 404)"),
+		C(verify_fail, "cairn_mirror_verify_failures_total",
+		  "nars whose bytes did not match the narinfo"),
+		C(untrusted, "cairn_mirror_untrusted_total",
+		  "narinfos refused for lack of a trusted signature"),
+		C(evictions, "cairn_mirror_evictions_total", "nars evicted from the cache"),
+		C(ups_up, "cairn_mirror_upstreams_up", "upstreams currently healthy (a gauge)"),
+		C(probes_failed, "cairn_mirror_health_checks_failed_total",
+		  "failed upstream health checks"),
+#undef C
+	};
+	int rc;
+	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
+		struct cairn_httpd_counter **slot =
+			(struct cairn_httpd_counter **)((char *)&e->c + cs[i].off);
+		if ((rc = cairn_httpd_counter_new(h, cs[i].name, cs[i].help, slot, err)) < 0)
+			return rc;
+	}
+	count(e->c.ups_up, e->n_ups);
+	e->httpd = h;
+	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "cache-info",
+				    h_cache_info, e, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
+				    cairn_httpd_metrics_handler, h, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_nar, e, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/log/", "log", h_nar, e, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "narinfo", h_root, e, err)) < 0)
+		return rc;
+	return 0;
+}
+
+int cairn_edge_start(struct cairn_edge *e, struct cairn_error *err)
+{
+	struct cairn_http_config hc;
+	int rc;
+	cairn_http_config_init(&hc);
+	hc.connect_timeout_ms = e->cfg.connect_timeout_ms;
+	hc.stall_timeout_s = e->cfg.stall_timeout_s;
+	hc.max_host_connections = 16;
+	if ((rc = cairn_http_new(&e->http, &hc, err)) < 0)
+		return rc;
+	if (pthread_create(&e->thread, NULL, upstream_main, e) != 0) {
+		cairn_http_free(e->http);
+		e->http = NULL;
+		return cairn_error_set(err, CAIRN_EIO, "mirror: cannot start the upstream thread");
+	}
+	e->thread_started = 1;
+	return 0;
+}
+
+/* Fail every fetch still queued or in flight, so that waiters wake up. */
+static void fail_all(struct cairn_edge *e)
+{
+	for (;;) {
+		struct fetch *f = NULL;
+		pthread_mutex_lock(&e->mu);
+		for (size_t i = 0; i < e->inflight.n_slots && !f; i++)
+			if (e->inflight.slots[i])
+				f = e->inflight.slots[i]->val;
+		pthread_mutex_unlock(&e->mu);
+		if (!f)
+			break;
+		if (f->fd >= 0)
+			unlink(f->tmppath);
+		fetch_finish(f, FS_FAIL, 0);
+	}
+}
+
+void cairn_edge_stop(struct cairn_edge *e)
+{
+	if (!e || !e->thread_started)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->stop = 1;
+	pthread_cond_signal(&e->job_cond);
+	pthread_mutex_unlock(&e->mu);
+	pthread_join(e->thread, NULL);
+	e->thread_started = 0;
+	/* transfers are abandoned without on_done: their fetches end here */
+	cairn_http_free(e->http);
+	e->http = NULL;
+	e->jobs = NULL;
+	e->jobs_tail = &e->jobs;
+	fail_all(e);
+}
+
+void cairn_edge_free(struct cairn_edge *e)
+{
+	if (!e)
+		return;
+	cairn_edge_stop(e);
+	for (size_t i = 0; i < e->narinfos.n_slots; i++)
+		for (struct edge_map_ent *x = e->narinfos.slots[i]; x; x = x->next)
+			ni_ent_free(x->val);
+	for (size_t i = 0; i < e->metas.n_slots; i++)
+		for (struct edge_map_ent *x = e->metas.slots[i]; x; x = x->next)
+			free(x->val);
+	edge_map_release(&e->narinfos);
+	edge_map_release(&e->metas);
+	edge_map_release(&e->inflight);
+	for (size_t i = 0; i < e->n_ups; i++) {
+		cairn_http_server_free(e->ups[i].srv);
+		free(e->ups[i].info);
+	}
+	edge_store_free(e->store);
+	pthread_cond_destroy(&e->job_cond);
+	pthread_cond_destroy(&e->info_cond);
+	pthread_mutex_destroy(&e->mu);
+	free(e);
+}

@@ -1,0 +1,255 @@
+/*
+ * cmd-mirror.c - `cairn mirror`: a caching edge in front of substitute
+ * servers.  Option parsing and wiring only; the edge is lib/edge*.c on the
+ * HTTP layer (lib/httpd*.c) and client (lib/http.c).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cairn/edge.h"
+#include "cairn/httpd.h"
+#include "cairn/keys.h"
+#include "cli.h"
+
+const char cmd_mirror_usage[] =
+	"usage: cairn mirror --upstream URL [--upstream URL]... --cache DIR [--max-size SIZE]\n"
+	"                    [--trusted-key FILE]... [--listen ADDR:PORT]... [options]\n"
+	"\n"
+	"A caching edge in front of Nix or Guix substitute servers: coalesces\n"
+	"concurrent misses into one upstream request, caches a nar only once its\n"
+	"hash matches the narinfo, fails over between upstreams.\n"
+	"\n"
+	"  --upstream URL       a binary cache, in order of priority (repeatable, up to 16)\n"
+	"  --cache DIR          where nars and the index are kept\n"
+	"  --max-size SIZE      bound the cached nars (bytes; K, M, G, T suffixes)\n"
+	"  --trusted-key FILE   serve only narinfos signed by a key in FILE (repeatable)\n"
+	"  --listen ADDR:PORT   127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
+	"                       repeatable; port 0 picks one)\n"
+	"  --threads N          event loops (default: one per CPU)\n"
+	"  --ttl T              how long a narinfo is kept (default 1h; ms s m h d)\n"
+	"  --negative-ttl T     how long a 404 is kept (default 60s)\n"
+	"  --health-interval T  between upstream health checks (default 5s)\n"
+	"  --max-backoff T      longest wait before re-probing a failing upstream (60s)\n"
+	"  --wait T             longest a request waits for an upstream (default 30s)\n"
+	"  --connect-timeout T  per upstream connection attempt (default 2s)\n"
+	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
+	"  --port-file FILE     write the bound port to FILE once listening\n";
+
+static struct cairn_httpd *g_httpd;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (g_httpd)
+		cairn_httpd_stop(g_httpd);
+}
+
+/* N[unit] with unit ms, s (default), m, h, d; into milliseconds */
+static int parse_ms(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!*s || *s == '-')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	uint64_t m;
+	if (!*end || !strcmp(end, "s"))
+		m = 1000;
+	else if (!strcmp(end, "ms"))
+		m = 1;
+	else if (!strcmp(end, "m"))
+		m = 60000;
+	else if (!strcmp(end, "h"))
+		m = 3600000;
+	else if (!strcmp(end, "d"))
+		m = 86400000;
+	else
+		return -1;
+	if (v > UINT64_C(10) * 365 * 86400000 / m)
+		return -1;
+	*out = v * m;
+	return 0;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!*s || *s == '-')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	uint64_t m = 1;
+	if (*end) {
+		const char *units = "KMGT", *u = strchr(units, *end);
+		if (!u || end[1])
+			return -1;
+		m = UINT64_C(1) << (10 * (u - units + 1));
+	}
+	if (v > UINT64_MAX / m)
+		return -1;
+	*out = v * m;
+	return 0;
+}
+
+static int load_keys(struct cairn_keyring *kr, const char *path)
+{
+	struct cairn_error err;
+	char *text = NULL;
+	size_t len = 0;
+	cairn_error_init(&err);
+	if (cli_read_file(path, CAIRN_KEYFILE_MAX, &text, &len, &err) < 0)
+		return cli_fail(path, &err);
+	int rc = cairn_keyring_load(kr, text, len, &err);
+	free(text);
+	if (rc < 0)
+		return cli_fail(path, &err);
+	return 0;
+}
+
+int cmd_mirror(int argc, char **argv)
+{
+	struct cairn_edge_config ec;
+	struct cairn_httpd_config hc;
+	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
+	struct cairn_edge *edge = NULL;
+	struct cairn_httpd *h = NULL;
+	struct cairn_error err;
+	const char *port_file = NULL;
+	int have_keys = 0, ret = EXIT_FAIL;
+
+	if (cli_wants_help(argc, argv))
+		return cli_usage(cmd_mirror_usage, true);
+	cairn_error_init(&err);
+	cairn_edge_config_init(&ec);
+	cairn_httpd_config_init(&hc);
+	hc.server_name = "cairn";
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-' || i + 1 >= argc) {
+			cli_error("unknown or incomplete option '%s'", a);
+			ret = cli_usage(cmd_mirror_usage, false);
+			goto out;
+		}
+		const char *v = argv[++i];
+		uint64_t n;
+		char *end;
+		if (!strcmp(a, "--upstream")) {
+			if (ec.n_upstreams == CAIRN_EDGE_MAX_UPSTREAMS) {
+				cli_error("at most %d --upstream", CAIRN_EDGE_MAX_UPSTREAMS);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+			ec.upstreams[ec.n_upstreams++] = v;
+		} else if (!strcmp(a, "--cache")) {
+			ec.cache_dir = v;
+		} else if (!strcmp(a, "--max-size")) {
+			if (parse_size(v, &ec.max_size) < 0) {
+				cli_error("--max-size: '%s' is not a size", v);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+		} else if (!strcmp(a, "--trusted-key")) {
+			if (load_keys(&kr, v) != 0)
+				goto out;
+			have_keys = 1;
+		} else if (!strcmp(a, "--listen")) {
+			if (hc.n_listen == CAIRN_HTTPD_MAX_LISTEN) {
+				cli_error("at most %d --listen", CAIRN_HTTPD_MAX_LISTEN);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+			hc.listen[hc.n_listen++] = v;
+		} else if (!strcmp(a, "--threads")) {
+			unsigned long t = strtoul(v, &end, 10);
+			if (*end || !*v || t > CAIRN_HTTPD_MAX_THREADS) {
+				cli_error("--threads takes 0..%d", CAIRN_HTTPD_MAX_THREADS);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+			hc.threads = (unsigned)t;
+		} else if (!strcmp(a, "--access-log")) {
+			hc.access_log = v;
+		} else if (!strcmp(a, "--port-file")) {
+			port_file = v;
+		} else {
+			if (parse_ms(v, &n) < 0) {
+				cli_error("%s: '%s' is not a duration", a, v);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+			if (!strcmp(a, "--ttl")) {
+				ec.positive_ttl = (int64_t)(n / 1000);
+			} else if (!strcmp(a, "--negative-ttl")) {
+				ec.negative_ttl = (int64_t)(n / 1000);
+			} else if (!strcmp(a, "--health-interval") && n > 0 && n <= 86400000) {
+				ec.health_interval_ms = (unsigned)n;
+			} else if (!strcmp(a, "--max-backoff") && n <= 86400000) {
+				ec.max_backoff_ms = (unsigned)n;
+			} else if (!strcmp(a, "--wait") && n > 0 && n <= 86400000) {
+				ec.wait_ms = (unsigned)n;
+			} else if (!strcmp(a, "--connect-timeout") && n > 0 && n <= 600000) {
+				ec.connect_timeout_ms = (long)n;
+			} else {
+				cli_error("unknown option or bad value '%s %s'", a, v);
+				ret = cli_usage(cmd_mirror_usage, false);
+				goto out;
+			}
+		}
+	}
+	if (!ec.n_upstreams || !ec.cache_dir) {
+		cli_error("--upstream and --cache are required");
+		ret = cli_usage(cmd_mirror_usage, false);
+		goto out;
+	}
+	if (!hc.n_listen)
+		hc.listen[hc.n_listen++] = "*:8080";
+	if (have_keys)
+		ec.trusted = &kr;
+
+	if (cairn_edge_new(&edge, &ec, &err) < 0 || cairn_httpd_new(&h, &hc, &err) < 0 ||
+	    cairn_edge_attach(edge, h, &err) < 0) {
+		cli_fail("mirror", &err);
+		goto out;
+	}
+	g_httpd = h;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (cairn_httpd_start(h, &err) < 0 || cairn_edge_start(edge, &err) < 0) {
+		cli_fail("mirror", &err);
+		goto out;
+	}
+	if (port_file) {
+		char tmp[4096], buf[32];
+		int n = snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
+		FILE *fp = n > 0 && (size_t)n < sizeof(tmp) ? fopen(tmp, "w") : NULL;
+		snprintf(buf, sizeof(buf), "%d\n", cairn_httpd_port(h));
+		if (!fp || fputs(buf, fp) == EOF || fclose(fp) != 0 || rename(tmp, port_file) < 0) {
+			cli_error("cannot write '%s': %s", port_file, strerror(errno));
+			cairn_httpd_stop(h);
+		}
+	}
+	if (cairn_httpd_wait(h, &err) < 0) {
+		cli_fail("mirror", &err);
+		goto out;
+	}
+	ret = EXIT_OK;
+out:
+	g_httpd = NULL;
+	cairn_edge_stop(edge);
+	cairn_httpd_free(h);
+	cairn_edge_free(edge);
+	cairn_keyring_release(&kr);
+	return ret;
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# cairn mirror in front of an nginx-served Nix cache: the real Nix client
+# substitutes a closure through it, a second client is served from the
+# cache alone, bytes that fail verification are never cached, untrusted
+# narinfos are not served, Range on cached nars, /metrics.
+. "$SRCDIR/tests/integration/lib.sh"
+. "$SRCDIR/tests/integration/nix-lib.sh"
+. "$SRCDIR/tests/integration/mirror-lib.sh"
+nix_lib_init
+skip_unless nginx curl
+
+store=$TMP/store1
+top=$(nix_build_closure "$store" 4 m 100000)
+nix_gen_key mirror-test-1 "$TMP/key"
+nix_gen_key other-key "$TMP/other"
+nix_copy_to_file "$store" "$top" "$TMP/cache" xz "$TMP/key.sec"
+n_paths=$(nix_closure "$store" "$top" | wc -l)
+
+nginx_serve up "$TMP/cache"
+up=$NGINX_PORT
+mirror_start m1 --upstream "http://127.0.0.1:$up" --cache "$TMP/mc1" --trusted-key "$TMP/key.pub"
+url=http://127.0.0.1:$MIRROR_PORT
+
+check "nix-cache-info passed through unchanged" \
+  cmp <(curl -fs "$url/nix-cache-info") "$TMP/cache/nix-cache-info"
+
+check "nix copy --from the mirror substitutes the closure" \
+  nix_copy_from "$url" "$TMP/store2" "$top" "$(cat "$TMP/key.pub")"
+check "the copied closure is valid and hashes right" \
+  nix_has_paths "$TMP/store2" $(nix_closure "$store" "$top")
+nars1=$(count_requests up /nar/)
+check "the first run fetched each nar upstream once ($nars1 of $n_paths)" [ "$nars1" -eq "$n_paths" ]
+check "verified nars are in the cache" [ "$(ls "$TMP/mc1/data" | wc -l)" -eq "$n_paths" ]
+
+check "a second client run substitutes the closure too" \
+  nix_copy_from "$url" "$TMP/store3" "$top" "$(cat "$TMP/key.pub")"
+check "... with no nar request upstream" [ "$(count_requests up /nar/)" -eq "$nars1" ]
+check "hits are counted" [ "$(metric cairn_mirror_hits_total)" -ge "$n_paths" ]
+
+nar=$(nar_urls "$TMP/cache" | head -1)
+check "a cached nar is byte-identical" cmp <(curl -fs "$url/$nar") "$TMP/cache/$nar"
+check "Range on a cached nar" \
+  cmp <(curl -fs -r 5-104 "$url/$nar") <(tail -c +6 "$TMP/cache/$nar" | head -c 100)
+check "an unknown narinfo is 404" \
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/00000000000000000000000000000000.narinfo")" = 404 ]
+check "a malformed narinfo name is 404" \
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/zzz.narinfo")" = 404 ]
+mirror_stop
+
+# Tampered upstream: same narinfos, one nar with a changed byte.
+cp -r "$TMP/cache" "$TMP/bad"
+python3 - "$TMP/bad/$nar" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+b[len(b) // 2] ^= 0xff
+open(p, 'wb').write(b)
+PY
+nginx_serve bad "$TMP/bad"
+mirror_start m2 --upstream "http://127.0.0.1:$NGINX_PORT" --cache "$TMP/mc2"
+url=http://127.0.0.1:$MIRROR_PORT
+hash=$(basename "$(grep -l "URL: $nar" "$TMP/cache"/*.narinfo)" .narinfo)
+curl -fs "$url/$hash.narinfo" > /dev/null
+check "tampered nar: the client sees a failure" bash -c "! curl -fs '$url/$nar' -o '$TMP/got1'"
+check "tampered nar: not cached" [ "$(ls "$TMP/mc2/data" | wc -l)" -eq 0 ]
+check "tampered nar: the next request fails too" bash -c "! curl -fs '$url/$nar' -o '$TMP/got2'"
+check "tampered nar: ... and went upstream again" [ "$(count_requests bad "/$nar")" -eq 2 ]
+check "tampered nar: counted" [ "$(metric cairn_mirror_verify_failures_total)" -eq 2 ]
+mirror_stop
+
+# A trusted key that did not sign: narinfos are neither served nor cached.
+mirror_start m3 --upstream "http://127.0.0.1:$up" --cache "$TMP/mc3" --trusted-key "$TMP/other.pub"
+url=http://127.0.0.1:$MIRROR_PORT
+check "untrusted narinfo: not served" \
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/$hash.narinfo")" = 404 ]
+check "untrusted narinfo: not cached" \
+  [ "$(sqlite3 "$TMP/mc3/index.sqlite" 'SELECT count(*) FROM narinfo' 2>/dev/null || echo 0)" = 0 ]
+mirror_stop
+
+finish

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# cairn mirror with two upstreams: the primary killed mid-run (requests go
+# on from the secondary), the primary back (used again); negative caching
+# (an item that appears upstream is visible within the negative TTL);
+# stale-if-error when every upstream is down.
+. "$SRCDIR/tests/integration/lib.sh"
+. "$SRCDIR/tests/integration/nix-lib.sh"
+. "$SRCDIR/tests/integration/mirror-lib.sh"
+nix_lib_init
+skip_unless nginx curl
+
+store=$TMP/store1
+top=$(nix_build_closure "$store" 7 f 20000)
+nix_gen_key failover-1 "$TMP/key"
+nix_copy_to_file "$store" "$top" "$TMP/a" zstd "$TMP/key.sec"
+cp -r "$TMP/a" "$TMP/b"
+mapfile -t hashes < <(cd "$TMP/a" && ls *.narinfo | sed 's/\.narinfo$//' | sort)
+# the last item is missing from both upstreams at first
+late=${hashes[6]}
+mv "$TMP/a/$late.narinfo" "$TMP/late.narinfo"
+rm "$TMP/b/$late.narinfo"
+
+nginx_serve a "$TMP/a"; pa=$NGINX_PORT
+nginx_serve b "$TMP/b"; pb=$NGINX_PORT
+mirror_start m --upstream "http://127.0.0.1:$pa" --upstream "http://127.0.0.1:$pb" \
+  --cache "$TMP/mc" --trusted-key "$TMP/key.pub" --negative-ttl 2s --ttl 1s \
+  --health-interval 300ms --max-backoff 1s --connect-timeout 500ms
+url=http://127.0.0.1:$MIRROR_PORT
+
+# get ITEM: its narinfo and nar through the mirror, the nar checked
+get() {
+  local h=$1 nar
+  curl -fs "$url/$h.narinfo" > "$TMP/got.narinfo" || return 1
+  nar=$(sed -n 's/^URL: //p' "$TMP/got.narinfo")
+  curl -fs "$url/$nar" | cmp - "$TMP/b/$nar"
+}
+
+check "item 0 through the primary" get "${hashes[0]}"
+check "item 1 through the primary" get "${hashes[1]}"
+check "the primary served them" [ "$(count_requests a /nar/)" -eq 2 ]
+check "the secondary was not asked for nars" [ "$(count_requests b /nar/)" -eq 0 ]
+
+nginx_stop a
+check "primary down: item 2 from the secondary" get "${hashes[2]}"
+check "primary down: item 3 from the secondary" get "${hashes[3]}"
+check "the secondary served them" [ "$(count_requests b /nar/)" -eq 2 ]
+sleep 1.2
+check "primary down: an expired narinfo is refreshed from the secondary" \
+  curl -fs "$url/${hashes[0]}.narinfo" -o /dev/null
+
+nginx_serve a "$TMP/a" "$pa"
+sleep 2.5
+check "primary back: item 4 through it again" get "${hashes[4]}"
+check "the primary served it" [ "$(count_requests a /nar/)" -eq 3 ]
+check "the secondary did not" [ "$(count_requests b /nar/)" -eq 2 ]
+
+code() { curl -s -o /dev/null -w '%{http_code}' "$url/$1.narinfo"; }
+check "a missing item is 404" [ "$(code "$late")" = 404 ]
+n404=$(count_requests a "/$late.narinfo")
+check "the 404 is cached (no new upstream request)" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$url/$late.narinfo')\" = 404 ] && \
+           [ \"\$(grep -c '\"GET /$late.narinfo' '$TMP/a.access')\" -eq $n404 ]"
+cp "$TMP/late.narinfo" "$TMP/a/$late.narinfo"
+cp "$TMP/late.narinfo" "$TMP/b/$late.narinfo"
+t0=$(date +%s.%N)
+for _ in $(seq 60); do [ "$(code "$late")" = 200 ] && break; sleep 0.1; done
+t1=$(date +%s.%N)
+check "the item appears within the negative TTL ($(echo "$t1 - $t0" | bc)s)" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$url/$late.narinfo')\" = 200 ] && \
+           [ \$(echo '$t1 - $t0 < 3' | bc) = 1 ]"
+
+# every upstream down: an expired narinfo is still served (stale-if-error)
+nginx_stop a
+nginx_stop b
+sleep 1.2
+check "all upstreams down: a stale narinfo is served" \
+  cmp <(curl -fs "$url/${hashes[1]}.narinfo") "$TMP/b/${hashes[1]}.narinfo"
+check "all upstreams down: a cached nar is still served" get "${hashes[1]}"
+check "all upstreams down: an unknown item fails" \
+  [ "$(code "${hashes[5]}")" = 502 ]
+check "stale answers are counted" [ "$(metric cairn_mirror_stale_served_total)" -ge 1 ]
+mirror_stop
+finish

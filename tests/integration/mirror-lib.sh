@@ -74,6 +74,7 @@ mirror_start() {
   "$CAIRN" mirror --listen 127.0.0.1:0 --threads 2 --port-file "$TMP/$name.port" \
     --access-log "$TMP/$name.mirror-access" "$@" 2> "$TMP/$name.log" &
   MIRROR_PID=$!
+  MIRROR_LOG=$TMP/$name.log
   cleanup_hooks+=("kill -9 $MIRROR_PID 2>/dev/null")
   for _ in $(seq 200); do
     if [ -s "$TMP/$name.port" ]; then MIRROR_PORT=$(cat "$TMP/$name.port"); return 0; fi
@@ -84,10 +85,15 @@ mirror_start() {
   return 1
 }
 
-# mirror_stop: SIGTERM the last mirror and wait for it
+# mirror_stop: SIGTERM the last mirror and wait for it; a sanitizer report
+# in its log (a sanitized build) fails the test
 mirror_stop() {
   kill "$MIRROR_PID" 2>/dev/null || true
   wait "$MIRROR_PID" 2>/dev/null || true
+  if grep -qE 'ERROR: AddressSanitizer|runtime error|edge(-store)?\.c' "$MIRROR_LOG" 2>/dev/null; then
+    cat "$MIRROR_LOG" >&2
+    not_ok "cairn mirror ran clean under the sanitizers"
+  fi
 }
 
 # nar_urls DIR: the nar URL of every narinfo in the cache directory DIR

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cairn/buf.h"
+#include "cairn/codec.h"
 #include "cairn/edge.h"
 #include "cairn/hash.h"
 #include "cairn/http.h"
@@ -46,6 +47,12 @@ struct nar_meta {
 	int verify; /* sha/size are what the bytes must be */
 	uint8_t sha[32];
 	int64_t size; /* -1: unknown */
+	/* No FileHash: the bytes are decompressed with `method` on the way and
+	 * checked against NarHash/NarSize instead. */
+	int by_nar_hash;
+	enum cairn_codec_method method;
+	uint8_t nar_sha[32];
+	uint64_t nar_size;
 };
 
 struct ni_ent {
@@ -72,6 +79,7 @@ struct fetch {
 	int refs; /* e->mu */
 	enum fkind kind;
 	char key[CAIRN_EDGE_KEY_MAX + 1];
+	char upath[CAIRN_EDGE_KEY_MAX + 1]; /* key and the client's query, sent upstream */
 	char hash[CAIRN_STORE_HASH_LEN + 1];
 	struct fetch *qnext;
 
@@ -93,8 +101,12 @@ struct fetch {
 	struct nar_meta meta;
 	struct cairn_sha256 sha;
 	int sha_init;
+	struct cairn_codec *codec; /* by_nar_hash: decompresses for nar_sha */
+	struct cairn_sha256 nar_sha;
+	int nar_sha_init;
 	size_t next_up, cur_up;
 	int n404, n_err, untrusted;
+	int codec_failed;
 	int64_t max_age;
 	int no_store;
 };
@@ -174,6 +186,9 @@ static void fetch_unref(struct fetch *f)
 		close(f->fd);
 	if (f->sha_init)
 		cairn_sha256_release(&f->sha);
+	if (f->nar_sha_init)
+		cairn_sha256_release(&f->nar_sha);
+	cairn_codec_free(f->codec);
 	cairn_buf_release(&f->body);
 	pthread_mutex_destroy(&f->mu);
 	pthread_cond_destroy(&f->cond);
@@ -203,6 +218,7 @@ static struct fetch *fetch_get_locked(struct cairn_edge *e, enum fkind kind, con
 	f->refs = 2; /* the table (and upstream thread), the caller */
 	f->kind = kind;
 	snprintf(f->key, sizeof(f->key), "%s", key);
+	snprintf(f->upath, sizeof(f->upath), "%s", key);
 	f->fd = -1;
 	f->length = -1;
 	f->max_age = -1;
@@ -295,10 +311,21 @@ static void register_metas_locked(struct cairn_edge *e, const struct cairn_narin
 			m->verify = 1;
 			memcpy(m->sha, ni->nar_hash.digest, 32);
 			m->size = (int64_t)ni->nar_size;
+		} else if (ni->nar_hash.algo == CAIRN_HASH_SHA256 &&
+			   cairn_codec_method_parse(u->compression, strlen(u->compression),
+						    &m->method, NULL) == 0) {
+			/* compressed on the fly upstream (no FileHash): check what
+			 * it decompresses to */
+			m->verify = 1;
+			m->by_nar_hash = 1;
+			memcpy(m->nar_sha, ni->nar_hash.digest, 32);
+			m->nar_size = ni->nar_size;
 		}
-		const char *key = u->url;
-		while (*key == '/')
-			key++;
+		char key[CAIRN_EDGE_KEY_MAX + 1];
+		const char *k = u->url;
+		while (*k == '/')
+			k++;
+		snprintf(key, sizeof(key), "%.*s", (int)strcspn(k, "?#"), k);
 		if (edge_map_put(&e->metas, key, m, &old) < 0) {
 			free(m);
 			return;
@@ -509,6 +536,14 @@ static int f_headers(void *ctx, const struct cairn_http_response *resp)
 			return 1;
 		f->sha_init = 1;
 	}
+	if (f->meta.by_nar_hash && !f->codec) {
+		if (cairn_codec_new(&f->codec, f->meta.method, CAIRN_CODEC_DECOMPRESS,
+				    CAIRN_CODEC_LEVEL_DEFAULT,
+				    f->meta.nar_size, NULL) < 0 ||
+		    cairn_sha256_init(&f->nar_sha) < 0)
+			return 1;
+		f->nar_sha_init = 1;
+	}
 	pthread_mutex_lock(&f->mu);
 	if (f->state == FS_PENDING) {
 		f->length = total;
@@ -518,6 +553,13 @@ static int f_headers(void *ctx, const struct cairn_http_response *resp)
 		pthread_cond_broadcast(&f->cond);
 	}
 	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
+static int nar_sha_out(void *ctx, const void *data, size_t len)
+{
+	struct fetch *f = ctx;
+	cairn_sha256_update(&f->nar_sha, data, len);
 	return 0;
 }
 
@@ -542,6 +584,8 @@ static int f_data(void *ctx, const void *data, size_t len)
 		left -= (size_t)n;
 	}
 	cairn_sha256_update(&f->sha, data, len);
+	if (f->codec && cairn_codec_write(f->codec, data, len, nar_sha_out, f, NULL) < 0)
+		f->codec_failed = 1; /* the check fails at the end; clients keep streaming */
 	pthread_mutex_lock(&f->mu);
 	f->written += len;
 	pthread_cond_broadcast(&f->cond);
@@ -597,8 +641,21 @@ static void finish_nar(struct fetch *f)
 		return;
 	}
 	if (f->meta.verify) {
-		if (memcmp(sha, f->meta.sha, 32) != 0 ||
-		    (f->meta.size >= 0 && f->written != (uint64_t)f->meta.size)) {
+		int bad;
+		if (f->meta.by_nar_hash) {
+			uint8_t nsha[32];
+			bad = !f->codec || f->codec_failed ||
+			      cairn_codec_finish(f->codec, nar_sha_out, f, NULL) < 0;
+			if (!bad) {
+				cairn_sha256_final(&f->nar_sha, nsha);
+				bad = memcmp(nsha, f->meta.nar_sha, 32) != 0 ||
+				      cairn_codec_total_out(f->codec) != f->meta.nar_size;
+			}
+		} else {
+			bad = memcmp(sha, f->meta.sha, 32) != 0 ||
+			      (f->meta.size >= 0 && f->written != (uint64_t)f->meta.size);
+		}
+		if (bad) {
 			count(e->c.verify_fail, 1);
 			unlink(f->tmppath);
 			fetch_finish(f, FS_FAIL, 0);
@@ -662,7 +719,7 @@ static void attempt_next(struct fetch *f)
 		struct cairn_http_request rq = {
 			.method = CAIRN_HTTP_GET,
 			.server = u->srv,
-			.url = f->key,
+			.url = f->upath,
 			.range_start = f->written,
 			.max_body = f->kind == FK_NARINFO ? CAIRN_NARINFO_MAX
 				    : f->meta.size >= 0	  ? (uint64_t)f->meta.size + 1
@@ -964,6 +1021,15 @@ static int key_ok(const char *s)
 	return 1;
 }
 
+static int query_ok(const char *q, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((q[i] >= 'a' && q[i] <= 'z') || (q[i] >= 'A' && q[i] <= 'Z') ||
+		      (q[i] >= '0' && q[i] <= '9') || strchr("._-=&", q[i])))
+			return 0;
+	return 1;
+}
+
 /* A miss on an object that streams (nar, log, listing): join or start. */
 static int h_stream(struct cairn_edge *e, struct cairn_httpd_req *req, const char *key, int is_nar)
 {
@@ -1002,8 +1068,15 @@ static int h_stream(struct cairn_edge *e, struct cairn_httpd_req *req, const cha
 
 	pthread_mutex_lock(&e->mu);
 	struct fetch *f = fetch_get_locked(e, FK_NAR, key, have_meta ? &meta : NULL, &joined);
-	if (f && !joined)
+	if (f && !joined) {
+		size_t qlen;
+		const char *q = cairn_httpd_req_query(req, &qlen);
 		f->cache = is_nar && have_meta && meta.verify;
+		/* cairn publish names on-the-fly nars "...?hash=<hashpart>" */
+		if (q && qlen && qlen < 256 && strlen(key) + 1 + qlen < sizeof(f->upath) &&
+		    query_ok(q, qlen))
+			snprintf(f->upath, sizeof(f->upath), "%s?%.*s", key, (int)qlen, q);
+	}
 	pthread_mutex_unlock(&e->mu);
 	if (!f)
 		return cairn_httpd_send_error(req, 503);

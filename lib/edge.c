@@ -36,7 +36,8 @@
 #include "cairn/storepath.h"
 #include "edge-int.h"
 
-#define EDGE_CHUNK (64 * 1024)
+#define EDGE_CHUNK (256 * 1024)
+#define EDGE_WAKE (256 * 1024)
 #define EDGE_FLUSH_MS 5000
 #define EDGE_PRODUCER_STACK (256 * 1024)
 
@@ -89,6 +90,7 @@ struct fetch {
 	enum fstate state;
 	int not_found;
 	uint64_t written;
+	uint64_t woken; /* written when the followers were last woken */
 	/* set before state leaves FS_PENDING, read-only after */
 	int64_t length;
 	char ctype[128];
@@ -588,7 +590,12 @@ static int f_data(void *ctx, const void *data, size_t len)
 		f->codec_failed = 1; /* the check fails at the end; clients keep streaming */
 	pthread_mutex_lock(&f->mu);
 	f->written += len;
-	pthread_cond_broadcast(&f->cond);
+	/* waking every follower for each small network read costs more than
+	 * the copying: wake them once per EDGE_WAKE bytes (and at the end) */
+	if (f->written - f->woken >= EDGE_WAKE) {
+		f->woken = f->written;
+		pthread_cond_broadcast(&f->cond);
+	}
 	pthread_mutex_unlock(&f->mu);
 	return 0;
 }

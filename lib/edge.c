@@ -137,6 +137,8 @@ struct cairn_edge {
 	struct edge_map metas;	  /* nar path -> struct nar_meta */
 	struct fetch *jobs, **jobs_tail;
 	int stop;
+	unsigned producers; /* producer threads alive */
+	pthread_cond_t producers_cond;
 
 	pthread_t thread;
 	int thread_started;
@@ -762,6 +764,27 @@ static void attempt_next(struct fetch *f)
 	fetch_finish(f, FS_FAIL, f->n404 > 0 && !f->written);
 }
 
+/* Expired 404s: without this, asking for random hashes would grow the map
+ * without bound.  (Expired narinfos stay: they are served when every
+ * upstream fails.) */
+static void purge_negatives(struct cairn_edge *e)
+{
+	int64_t now = now_s();
+	pthread_mutex_lock(&e->mu);
+	for (size_t i = 0; i < e->narinfos.n_slots; i++) {
+		struct edge_map_ent *x = e->narinfos.slots[i], *next;
+		for (; x; x = next) {
+			struct ni_ent *n = x->val;
+			next = x->next;
+			if (!n->text && n->expires <= now) {
+				edge_map_del(&e->narinfos, x->key);
+				ni_ent_free(n);
+			}
+		}
+	}
+	pthread_mutex_unlock(&e->mu);
+}
+
 static void *upstream_main(void *arg)
 {
 	struct cairn_edge *e = arg;
@@ -786,6 +809,7 @@ static void *upstream_main(void *arg)
 			if (!e->ups[i].probing && t >= e->ups[i].next_probe)
 				probe_start(e, &e->ups[i]);
 		if (t >= next_flush) {
+			purge_negatives(e);
 			edge_store_flush(e->store, NULL);
 			next_flush = t + EDGE_FLUSH_MS;
 		}
@@ -982,8 +1006,13 @@ static void *producer_main(void *arg)
 out:
 	free(buf);
 	cairn_httpd_stream_end(p->s, ok);
+	struct cairn_edge *e = f->e;
 	fetch_unref(f);
 	free(p);
+	pthread_mutex_lock(&e->mu);
+	if (--e->producers == 0)
+		pthread_cond_broadcast(&e->producers_cond);
+	pthread_mutex_unlock(&e->mu);
 	return NULL;
 }
 
@@ -1138,8 +1167,16 @@ static int h_stream(struct cairn_edge *e, struct cairn_httpd_req *req, const cha
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		pthread_attr_setstacksize(&attr, EDGE_PRODUCER_STACK);
+		pthread_mutex_lock(&e->mu);
+		e->producers++;
+		pthread_mutex_unlock(&e->mu);
 		ok = pthread_create(&tid, &attr, producer_main, p) == 0;
 		pthread_attr_destroy(&attr);
+		if (!ok) {
+			pthread_mutex_lock(&e->mu);
+			e->producers--;
+			pthread_mutex_unlock(&e->mu);
+		}
 	}
 	if (!ok) {
 		free(p);
@@ -1253,6 +1290,7 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->job_cond, NULL);
 	pthread_cond_init(&e->info_cond, NULL);
+	pthread_cond_init(&e->producers_cond, NULL);
 	edge_map_init(&e->inflight);
 	edge_map_init(&e->narinfos);
 	edge_map_init(&e->metas);
@@ -1382,6 +1420,15 @@ void cairn_edge_stop(struct cairn_edge *e)
 	e->jobs = NULL;
 	e->jobs_tail = &e->jobs;
 	fail_all(e);
+	/* producers end their streams: wait for them before the httpd goes */
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 10;
+	pthread_mutex_lock(&e->mu);
+	while (e->producers)
+		if (pthread_cond_timedwait(&e->producers_cond, &e->mu, &dl) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&e->mu);
 }
 
 void cairn_edge_free(struct cairn_edge *e)
@@ -1405,6 +1452,7 @@ void cairn_edge_free(struct cairn_edge *e)
 	edge_store_free(e->store);
 	pthread_cond_destroy(&e->job_cond);
 	pthread_cond_destroy(&e->info_cond);
+	pthread_cond_destroy(&e->producers_cond);
 	pthread_mutex_destroy(&e->mu);
 	free(e);
 }

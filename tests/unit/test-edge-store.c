@@ -1,0 +1,152 @@
+/* The mirror's cache store (lib/edge-store.c) and its string map. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cairn/hash.h"
+#include "../../lib/edge-int.h"
+
+static void test_map(void **state)
+{
+	(void)state;
+	struct edge_map m;
+	void *old;
+	char key[32];
+	edge_map_init(&m);
+	assert_null(edge_map_get(&m, "x"));
+	assert_null(edge_map_del(&m, "x"));
+	for (long i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "k%ld", i);
+		assert_int_equal(edge_map_put(&m, key, (void *)(i + 1), &old), 0);
+		assert_null(old);
+	}
+	assert_int_equal(m.n, 1000);
+	assert_ptr_equal(edge_map_get(&m, "k500"), (void *)501);
+	assert_int_equal(edge_map_put(&m, "k500", (void *)7, &old), 0);
+	assert_ptr_equal(old, (void *)501);
+	assert_int_equal(m.n, 1000);
+	assert_ptr_equal(edge_map_del(&m, "k500"), (void *)7);
+	assert_null(edge_map_get(&m, "k500"));
+	assert_int_equal(m.n, 999);
+	edge_map_release(&m);
+}
+
+static char dir[] = "/tmp/cairn-test-edge.XXXXXX";
+
+/* A temporary file of n bytes of `c`, committed as `path`. */
+static int put(struct edge_store *s, const char *path, size_t n, char c)
+{
+	char tmp[4096];
+	int fd;
+	uint8_t sha[32];
+	char *buf = malloc(n);
+	assert_non_null(buf);
+	memset(buf, c, n);
+	assert_int_equal(edge_store_tmp_open(s, tmp, sizeof(tmp), &fd, NULL), 0);
+	assert_int_equal(write(fd, buf, n), (ssize_t)n);
+	close(fd);
+	cairn_sha256(buf, n, sha);
+	free(buf);
+	int rc = edge_store_nar_commit(s, path, tmp, sha, n, NULL);
+	if (rc < 0)
+		assert_int_equal(access(tmp, F_OK), -1); /* the temp file is gone */
+	return rc;
+}
+
+static int has(struct edge_store *s, const char *path)
+{
+	char name[EDGE_FILE_NAME_LEN + 1];
+	uint64_t size;
+	return edge_store_nar_get(s, path, name, &size);
+}
+
+static size_t count_dir(const char *sub)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "ls -A %s/%s | wc -l", dir, sub);
+	FILE *p = popen(cmd, "r");
+	size_t n = 0;
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%zu", &n), 1);
+	pclose(p);
+	return n;
+}
+
+static void test_store(void **state)
+{
+	(void)state;
+	struct edge_store *s;
+	struct edge_store_stats st;
+	char name[EDGE_FILE_NAME_LEN + 1], path[4200];
+	uint64_t size;
+	assert_non_null(mkdtemp(dir));
+
+	assert_int_equal(edge_store_open(&s, dir, 2500, NULL), 0);
+	assert_int_equal(put(s, "nar/a", 1000, 'a'), 0);
+	assert_int_equal(put(s, "nar/b", 1000, 'b'), 0);
+	assert_true(has(s, "nar/a")); /* a is now more recent than b */
+	assert_int_equal(put(s, "nar/c", 1000, 'c'), 0);
+	assert_false(has(s, "nar/b"));
+	assert_true(has(s, "nar/a"));
+	assert_true(has(s, "nar/c"));
+	edge_store_stats(s, &st);
+	assert_int_equal(st.n_nars, 2);
+	assert_int_equal(st.bytes, 2000);
+	assert_int_equal(st.evictions, 1);
+	assert_int_equal(count_dir("data"), 2);
+	/* larger than the whole cache: refused, nothing evicted */
+	assert_int_equal(put(s, "nar/huge", 3000, 'h'), CAIRN_ELIMIT);
+	assert_true(has(s, "nar/a"));
+	/* the file is named by its SHA-256 */
+	assert_int_equal(edge_store_nar_get(s, "nar/c", name, &size), 1);
+	assert_int_equal(size, 1000);
+	assert_int_equal(strlen(name), 64);
+	edge_store_free(s);
+
+	/* debris of a crash: a partial download, a file without a row, a row
+	 * whose file is gone */
+	snprintf(path, sizeof(path), "%s/tmp/dl-partial", dir);
+	close(open(path, O_CREAT | O_WRONLY, 0644));
+	snprintf(path, sizeof(path), "%s/data/%064d", dir, 0);
+	close(open(path, O_CREAT | O_WRONLY, 0644));
+	assert_int_equal(edge_store_open(&s, dir, 2500, NULL), 0);
+	assert_int_equal(edge_store_nar_get(s, "nar/a", name, &size), 1);
+	edge_store_free(s);
+	snprintf(path, sizeof(path), "%s/data/%s", dir, name);
+	assert_int_equal(unlink(path), 0);
+
+	assert_int_equal(edge_store_open(&s, dir, 2500, NULL), 0);
+	assert_int_equal(count_dir("tmp"), 0);
+	assert_false(has(s, "nar/a"));
+	assert_true(has(s, "nar/c"));
+	assert_int_equal(count_dir("data"), 1);
+	edge_store_stats(s, &st);
+	assert_int_equal(st.n_nars, 1);
+	/* narinfos survive too */
+	assert_int_equal(edge_store_narinfo_put(s, "h1", "text", 4, 42, NULL), 0);
+	edge_store_free(s);
+	assert_int_equal(edge_store_open(&s, dir, 0, NULL), 0);
+	edge_store_free(s);
+
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_store),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -173,3 +173,6 @@ cat <<EOF
 | ... origin requests for it (min-max) | $(mn fanorig-cairn)-$(mx fanorig-cairn) | $(mn fanorig-varnish)-$(mx fanorig-varnish) | $(mn fanorig-nginx)-$(mx fanorig-nginx) |
 | ... clients with correct bytes (min) | $(mn fanok-cairn) | $(mn fanok-varnish) | $(mn fanok-nginx) |
 EOF
+echo
+echo "Raw (per round):"
+for k in $(printf '%s\n' "${!R[@]}" | sort); do echo "- $k:${R[$k]}"; done

@@ -80,4 +80,28 @@ check "all upstreams down: an unknown item fails" \
   [ "$(code "${hashes[5]}")" = 502 ]
 check "stale answers are counted" [ "$(metric cairn_mirror_stale_served_total)" -ge 1 ]
 mirror_stop
+
+# the primary dies in the middle of a nar: the download resumes from the
+# secondary (Range) and the client gets every byte, verified
+big=$(nix_build_closure "$store" 1 fbig $((3 * 1024 * 1024)))
+nix_copy_to_file "$store" "$big" "$TMP/c" none
+cp -r "$TMP/c" "$TMP/d"
+nginx_serve c "$TMP/c" "" "limit_rate 1m;"; pc=$NGINX_PORT
+nginx_serve d "$TMP/d"; pd=$NGINX_PORT
+mirror_start m2 --upstream "http://127.0.0.1:$pc" --upstream "http://127.0.0.1:$pd" \
+  --cache "$TMP/mc2" --health-interval 300ms --connect-timeout 500ms
+url=http://127.0.0.1:$MIRROR_PORT
+bh=$(basename "$big" | cut -c1-32)
+bnar=$(sed -n 's/^URL: //p' "$TMP/c/$bh.narinfo")
+curl -fs "$url/$bh.narinfo" > /dev/null
+curl -fs "$url/$bnar" -o "$TMP/bignar" &
+cpid=$!
+sleep 1
+nginx_stop c
+check "primary killed mid-nar: the client still gets it whole" wait "$cpid"
+check "... with the right bytes" cmp "$TMP/bignar" "$TMP/d/$bnar"
+check "... resumed from the secondary with a Range request" \
+  grep -q "\"GET /$bnar HTTP/1.1\" 206" "$TMP/d.access"
+check "... and cached" [ "$(ls "$TMP/mc2/data" | wc -l)" -eq 1 ]
+mirror_stop
 finish

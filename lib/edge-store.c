@@ -547,6 +547,19 @@ int edge_store_narinfo_put(struct edge_store *s, const char *hash, const char *t
 	return rc;
 }
 
+int edge_store_narinfo_purge(struct edge_store *s, int64_t before, struct cairn_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	if (sqlite3_prepare_v2(s->db, "DELETE FROM narinfo WHERE fetched < ?", -1, &st, NULL) ||
+	    sqlite3_bind_int64(st, 1, before) || sqlite3_step(st) != SQLITE_DONE)
+		rc = db_err(s, err, "narinfo purge");
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
 int edge_store_narinfo_each(struct edge_store *s,
 			    int (*fn)(void *ctx, const char *hash, const char *text, size_t len,
 				      int64_t fetched),

@@ -38,6 +38,7 @@
 
 #define EDGE_CHUNK (256 * 1024)
 #define EDGE_WAKE (256 * 1024)
+#define EDGE_STALE_MAX (7 * 24 * 3600) /* keep expired narinfos for stale-if-error */
 #define EDGE_FLUSH_MS 5000
 #define EDGE_PRODUCER_STACK (256 * 1024)
 
@@ -1256,6 +1257,13 @@ static int h_cache_info(struct cairn_httpd_req *req, void *data)
 					      pick->info_len);
 			break;
 		}
+		size_t failed = 0;
+		for (size_t i = 0; i < e->n_ups; i++)
+			failed += !e->ups[i].up_pub;
+		if (failed == e->n_ups) {
+			rc = cairn_httpd_send_error(req, 502);
+			break;
+		}
 		if (pthread_cond_timedwait(&e->info_cond, &e->mu, &dl) == ETIMEDOUT) {
 			rc = cairn_httpd_send_error(req, 502);
 			break;
@@ -1304,6 +1312,10 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		e->ups[i].up_pub = 1;
 	}
 	if ((rc = edge_store_open(&e->store, cfg->cache_dir, cfg->max_size, err)) < 0)
+		goto fail;
+	/* narinfos not refreshed for this long are no use even as stale answers */
+	if ((rc = edge_store_narinfo_purge(e->store, now_s() - e->cfg.positive_ttl - EDGE_STALE_MAX,
+					   err)) < 0)
 		goto fail;
 	pthread_mutex_lock(&e->mu);
 	rc = edge_store_narinfo_each(e->store, load_narinfo_cb, e, err);

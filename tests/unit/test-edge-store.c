@@ -81,6 +81,18 @@ static size_t count_dir(const char *sub)
 	return n;
 }
 
+static int n_ni;
+static int count_ni(void *ctx, const char *hash, const char *text, size_t len, int64_t fetched)
+{
+	(void)ctx;
+	(void)text;
+	if (!strcmp(hash, "h2"))
+		assert_int_equal(len, 5);
+	assert_true(fetched == 42 || fetched == 100);
+	n_ni++;
+	return 0;
+}
+
 static void test_store(void **state)
 {
 	(void)state;
@@ -133,8 +145,15 @@ static void test_store(void **state)
 	assert_int_equal(st.n_nars, 1);
 	/* narinfos survive too */
 	assert_int_equal(edge_store_narinfo_put(s, "h1", "text", 4, 42, NULL), 0);
+	assert_int_equal(edge_store_narinfo_put(s, "h2", "newer", 5, 100, NULL), 0);
 	edge_store_free(s);
 	assert_int_equal(edge_store_open(&s, dir, 0, NULL), 0);
+	assert_int_equal(edge_store_narinfo_each(s, count_ni, NULL, NULL), 0);
+	assert_int_equal(n_ni, 2);
+	assert_int_equal(edge_store_narinfo_purge(s, 50, NULL), 0);
+	n_ni = 0;
+	assert_int_equal(edge_store_narinfo_each(s, count_ni, NULL, NULL), 0);
+	assert_int_equal(n_ni, 1);
 	edge_store_free(s);
 
 	char cmd[256];

@@ -82,4 +82,22 @@ check "restart: the interrupted nar is fetched whole" \
   bash -c "curl -fs '$url/$nar' | cmp - '$TMP/slowcache/$nar'"
 check "... and then cached" [ "$(sqlite3 "$TMP/mc/index.sqlite" "SELECT count(*) FROM nar WHERE path = '$nar'")" = 1 ]
 mirror_stop
+
+# every client gives up in the middle: the download goes on and is cached
+mirror_start m4 --upstream "http://127.0.0.1:$NGINX_PORT" --cache "$TMP/mc4"
+url=http://127.0.0.1:$MIRROR_PORT
+curl -fs "$url/$h.narinfo" > /dev/null
+cpids=()
+for _ in 1 2 3; do curl -s --max-time 1 "$url/$nar" -o /dev/null & cpids+=("$!"); done
+for p in "${cpids[@]}"; do wait "$p" || true; done
+n0=$(count_requests slow "/$nar")  # nginx logs a request when it ends
+for _ in $(seq 100); do
+  [ "$(sqlite3 "$TMP/mc4/index.sqlite" "SELECT count(*) FROM nar" 2>/dev/null)" = 1 ] && break
+  sleep 0.1
+done
+check "clients gone: the download finished and was cached" \
+  [ "$(sqlite3 "$TMP/mc4/index.sqlite" "SELECT count(*) FROM nar")" = 1 ]
+check "... and is served from the cache" \
+  bash -c "curl -fs '$url/$nar' | cmp - '$TMP/slowcache/$nar' && [ \$(grep -c 'GET /$nar' '$TMP/slow.access') -eq $((n0 + 1)) ]"
+mirror_stop
 finish

@@ -5,8 +5,9 @@
  *
  * Locks: db_lock guards the pool of database handles, memo_lock the memo
  * and the NarHash index, cache_lock the baked files, the queue and the
- * cache size.  No lock is held while another is taken, and none across a
- * database query, a signature or file I/O.
+ * cache size.  The only nesting is memo_lock inside cache_lock (a file
+ * baked or evicted makes the remembered narinfo stale); no lock is held
+ * across a database query or a signature.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -725,12 +726,21 @@ static void baked_key(char *key, size_t cap, const char *hashpart, enum cairn_co
 	snprintf(key, cap, "%s.%s", hashpart, cairn_codec_method_name(m));
 }
 
+/* The narinfo of hp changes (a file was baked or dropped). */
+static void memo_forget(struct cairn_publish *p, const char *hp)
+{
+	pthread_mutex_lock(&p->memo_lock);
+	free(map_take(p->memo, hp));
+	pthread_mutex_unlock(&p->memo_lock);
+}
+
 /* Called with cache_lock held: forget b and delete its files. */
 static void cache_drop_locked(struct cairn_publish *p, struct pub_baked *b)
 {
 	char key[48], name[128];
 	baked_key(key, sizeof(key), b->hashpart, b->method);
 	map_take(p->baked, key);
+	memo_forget(p, b->hashpart);
 	if (map_get(p->by_file, b->file_hash32) == b)
 		map_take(p->by_file, b->file_hash32);
 	snprintf(name, sizeof(name), "info/%s", key);
@@ -804,6 +814,7 @@ static int cache_add_locked(struct cairn_publish *p, struct pub_baked *b)
 		return CAIRN_ENOMEM;
 	}
 	p->cache_size += b->file_size;
+	memo_forget(p, b->hashpart);
 	cache_evict_locked(p, b);
 	return 0;
 }

@@ -328,24 +328,8 @@ int cairn_publish_make_narinfo(const struct cairn_storedb_pathinfo *pi, const ch
 		}
 		if (rc < 0)
 			goto out;
-	} else {
-		for (size_t i = 0; i < n_compressions; i++) {
-			enum cairn_codec_method m = compressions[i].method;
-			int64_t size = -1;
-			if (m == CAIRN_CODEC_NONE) {
-				snprintf(url, sizeof(url), "nar/%s", base);
-				size = (int64_t)pi->nar_size;
-			} else {
-				snprintf(url, sizeof(url), "nar/%s/%s", cairn_codec_method_name(m),
-					 base);
-				if (baked && baked[i].has_file)
-					size = (int64_t)baked[i].file_size;
-			}
-			if ((rc = cairn_narinfo_add_url(ni, url, cairn_codec_method_name(m), NULL,
-							size, err)) < 0)
-				goto out;
-		}
 	}
+	/* Guix: the URL groups follow the Signature (cairn_publish_guix_groups) */
 
 	if (pi->deriver) {
 		if (strncmp(pi->deriver, store_dir, dl) != 0 || pi->deriver[dl] != '/') {
@@ -369,6 +353,32 @@ int cairn_publish_make_narinfo(const struct cairn_storedb_pathinfo *pi, const ch
 	rc = 0;
 out:
 	cairn_narinfo_free(ni);
+	return rc;
+}
+
+int cairn_publish_guix_groups(const struct cairn_storedb_pathinfo *pi, const char *store_dir,
+			      const struct cairn_codec_spec *compressions, size_t n_compressions,
+			      const struct cairn_publish_file *baked, struct cairn_buf *out)
+{
+	size_t dl = strlen(store_dir);
+	const char *base = pi->path + dl + 1;
+	int rc = 0;
+	if (strlen(pi->path) <= dl + 1)
+		return CAIRN_EINVAL;
+	for (size_t i = 0; rc == 0 && i < n_compressions; i++) {
+		enum cairn_codec_method m = compressions[i].method;
+		const char *name = cairn_codec_method_name(m);
+		if (m == CAIRN_CODEC_NONE)
+			rc = cairn_buf_printf(out, "URL: nar/%s\nCompression: none\nFileSize: %llu\n",
+					      base, (unsigned long long)pi->nar_size);
+		else if (baked && baked[i].has_file)
+			rc = cairn_buf_printf(out, "URL: nar/%s/%s\nCompression: %s\nFileSize: %llu\n",
+					      name, base, name,
+					      (unsigned long long)baked[i].file_size);
+		else
+			rc = cairn_buf_printf(out, "URL: nar/%s/%s\nCompression: %s\n", name, base,
+					      name);
+	}
 	return rc;
 }
 
@@ -504,6 +514,12 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 		}
 	if ((rc = cairn_narinfo_print(ni, &text, err)) < 0)
 		goto out;
+	if (p->cfg.dialect == CAIRN_PUBLISH_GUIX &&
+	    (rc = cairn_publish_guix_groups(&pi, p->store_dir, p->cfg.compressions,
+					    p->cfg.n_compressions, files, &text)) < 0) {
+		cairn_error_set(err, rc, "publish: narinfo too large");
+		goto out;
+	}
 	if ((rc = cairn_buf_append(out, text.data, text.len)) < 0)
 		goto out;
 

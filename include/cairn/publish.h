@@ -39,11 +39,16 @@
  *         client checks NarHash anyway).  Compression names the first
  *         configured method only: Nix reads one URL.  Sig: lines from the
  *         store database and from every Nix key given; CA as stored.
- *   Guix  one URL/Compression[/FileSize] group per configured method,
+ *   Guix  as guix publish's narinfo-string (guix/scripts/publish.scm,
+ *         Guix 1.4 and later) writes it: the signed part StorePath,
+ *         NarHash, NarSize, References, Deriver (when known; no System, CA
+ *         or Sig), then "Signature: 1;<host>;<base64>", then one
+ *         URL/Compression[/FileSize] group per configured method,
  *         "nar/<method>/<basename>" ("nar/<basename>" for none, whose
- *         FileSize is the NarSize), as guix publish's narinfo-string
- *         (guix/scripts/publish.scm) writes them; Deriver when known; no
- *         System, CA or Sig; "Signature: 1;<host>;<base64>" last.
+ *         FileSize is the NarSize; others have FileSize once baked).  The
+ *         groups follow the signature so that baking changes no signed
+ *         byte.  (Guix 1.0-1.3 put the groups before NarHash, inside the
+ *         signed part; their clients read either layout.)
  *
  * Signing happens once per item and state (baked or not): the signed text
  * is remembered (the "memo"), keyed by hash part and checked against the
@@ -153,7 +158,9 @@ int cairn_publish_public_keys(struct cairn_publish *p, struct cairn_buf *out);
 /*
  * Build a narinfo for a database row, unsigned (pure: no I/O).  baked[i]
  * describes the cached file of compressions[i] (NULL or has_file false:
- * not baked).  Nix dialect: only index 0 is used.
+ * not baked).  Nix dialect: only index 0 is used.  Guix dialect: no URL
+ * groups; print them after the signed narinfo with
+ * cairn_publish_guix_groups.
  */
 struct cairn_publish_file {
 	bool has_file;
@@ -165,6 +172,11 @@ int cairn_publish_make_narinfo(const struct cairn_storedb_pathinfo *pi, const ch
 			       const struct cairn_codec_spec *compressions, size_t n_compressions,
 			       const struct cairn_publish_file *baked, struct cairn_narinfo **out,
 			       struct cairn_error *err);
+
+/* Append the Guix URL/Compression[/FileSize] groups of pi to out. */
+int cairn_publish_guix_groups(const struct cairn_storedb_pathinfo *pi, const char *store_dir,
+			      const struct cairn_codec_spec *compressions, size_t n_compressions,
+			      const struct cairn_publish_file *baked, struct cairn_buf *out);
 
 /* What a /nar/... request names (cairn_publish_parse_nar_url). */
 struct cairn_publish_nar_url {

@@ -40,10 +40,13 @@ static void cache_control(struct cairn_httpd_req *req, unsigned ttl)
 	cairn_httpd_add_header(req, "Cache-Control", v);
 }
 
+/* 404 with the negative TTL (send_error would add its own no-store) */
 static int not_found(struct cairn_httpd_req *req, unsigned negative_ttl)
 {
+	static const char body[] = "404 not found\n";
 	cache_control(req, negative_ttl);
-	return cairn_httpd_send_error(req, 404);
+	return cairn_httpd_send_static(req, 404, "text/plain; charset=utf-8", body,
+				       sizeof(body) - 1);
 }
 
 /* ---- narinfo and .ls ---------------------------------------------------- */
@@ -651,16 +654,12 @@ static int h_static(struct cairn_httpd_req *req, void *data)
 		return cairn_httpd_send_static(req, 200, "text/html; charset=utf-8", page,
 					       sizeof(page) - 1);
 	}
-	if (cairn_httpd_safe_path(path + 1, len - 1, name, sizeof(name), NULL) < 0) {
-		cache_control(req, st->negative_ttl);
-		return cairn_httpd_send_error(req, 404);
-	}
+	if (cairn_httpd_safe_path(path + 1, len - 1, name, sizeof(name), NULL) < 0)
+		return not_found(req, st->negative_ttl);
 	size_t nl = strlen(name);
 	struct stat sb;
-	if (fstatat(st->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode)) {
-		cache_control(req, st->negative_ttl);
-		return cairn_httpd_send_error(req, 404);
-	}
+	if (fstatat(st->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode))
+		return not_found(req, st->negative_ttl);
 	if (ends_with(name, nl, ".narinfo")) {
 		ct = CT_NARINFO;
 		cache_control(req, st->ttl);

@@ -51,6 +51,31 @@ static int not_found(struct cairn_httpd_req *req, unsigned negative_ttl)
 
 /* ---- narinfo and .ls ---------------------------------------------------- */
 
+/* Does an If-None-Match list (`"a", W/"b"` or `*`) name etag?  Weak
+ * comparison, as RFC 9110 13.1.2 asks for If-None-Match. */
+static bool etag_match(const char *v, size_t len, const char *etag)
+{
+	size_t el = strlen(etag);
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		if (i < len && v[i] == '*')
+			return true;
+		if (i + 2 <= len && v[i] == 'W' && v[i + 1] == '/')
+			i += 2;
+		size_t start = i;
+		while (i < len && v[i] != ',')
+			i++;
+		size_t end = i;
+		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+			end--;
+		if (end - start == el && memcmp(v + start, etag, el) == 0)
+			return true;
+	}
+	return false;
+}
+
 static int h_ls(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hashpart);
 
 static int h_root(struct cairn_httpd_req *req, void *data);
@@ -84,8 +109,20 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 		cairn_httpd_add_header(req, "Cache-Control", "no-store");
 		rc = cairn_httpd_send_error(req, 500);
 	} else {
+		/* a strong validator from the bytes: a CDN revalidates cheaply */
+		char etag[24];
+		uint64_t hv = 1469598103934665603ull;
+		for (size_t i = 0; i < b.len; i++)
+			hv = (hv ^ (unsigned char)b.data[i]) * 1099511628211ull;
+		snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)hv);
 		cache_control(req, p->cfg.ttl);
-		rc = cairn_httpd_send(req, 200, CT_NARINFO, b.data, b.len);
+		cairn_httpd_add_header(req, "ETag", etag);
+		size_t inml = 0;
+		const char *inm = cairn_httpd_req_header(req, "if-none-match", &inml);
+		if (inm && etag_match(inm, inml, etag))
+			rc = cairn_httpd_send(req, 304, NULL, NULL, 0);
+		else
+			rc = cairn_httpd_send(req, 200, CT_NARINFO, b.data, b.len);
 	}
 	cairn_buf_release(&b);
 	return rc;

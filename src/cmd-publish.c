@@ -419,8 +419,10 @@ int cmd_publish(int argc, char **argv)
 	ret = EXIT_OK;
 out:
 	g_httpd = NULL;
-	cairn_httpd_free(h);
+	/* producers may still be ending their streams: wait for them (they
+	 * see CAIRN_ECANCELED once the server stopped) before the server goes */
 	cairn_publish_free(pub);
+	cairn_httpd_free(h);
 	cairn_publish_static_free(st);
 	for (size_t i = 0; i < pc.n_keys; i++)
 		cairn_seckey_wipe(&keys[i]);

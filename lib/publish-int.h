@@ -21,6 +21,9 @@ struct pub_baked {
 	char file_hash32[53];
 	uint64_t file_size;
 	uint64_t last_used; /* monotonic ms */
+	/* evicted: the file is gone but clients may hold narinfos naming it,
+	 * so its URL still resolves (to the item, compressed afresh) */
+	bool ghost;
 };
 
 /*

@@ -684,22 +684,30 @@ int pub_resolve_nar(struct cairn_publish *p, const struct cairn_publish_nar_url 
 {
 	struct cairn_storedb *db = NULL;
 	char hp[33] = "";
+	struct cairn_hash ghost_nh;
+	bool ghost = false;
 	int rc;
 
 	*is_baked = false;
 	if (u->by_hash && p->cache_fd >= 0) {
 		pthread_mutex_lock(&p->cache_lock);
 		struct pub_baked *b = map_get(p->by_file, u->hash);
-		if (b && b->method == u->method) {
+		if (b && b->method == u->method && !b->ghost) {
 			*baked_out = *b;
 			*is_baked = true;
 			b->last_used = pub_now_ms();
+		} else if (b && b->method == u->method) {
+			memcpy(hp, b->hashpart, 33);
+			ghost_nh = b->nar_hash;
+			ghost = true;
 		}
 		pthread_mutex_unlock(&p->cache_lock);
 		if (*is_baked)
 			return 0;
 	}
-	if (u->hashpart[0]) {
+	if (ghost) {
+		/* hp from the ghost */
+	} else if (u->hashpart[0]) {
 		memcpy(hp, u->hashpart, 33);
 	} else if (u->by_hash) {
 		pthread_mutex_lock(&p->memo_lock);
@@ -716,7 +724,14 @@ int pub_resolve_nar(struct cairn_publish *p, const struct cairn_publish_nar_url 
 	pub_db_put(p, db);
 	if (rc < 0)
 		return rc;
-	if (u->by_hash) {
+	if (ghost) {
+		/* an evicted file's URL: the same item, unchanged since */
+		if (!cairn_hash_equal(&pi->nar_hash, &ghost_nh)) {
+			cairn_storedb_pathinfo_release(pi);
+			return cairn_error_set(err, CAIRN_ENOENT,
+					       "publish: '%s' changed since that file", hp);
+		}
+	} else if (u->by_hash) {
 		char nh[53];
 		hash32(&pi->nar_hash, nh);
 		if (strcmp(nh, u->hash) != 0) {
@@ -750,22 +765,31 @@ static void memo_forget(struct cairn_publish *p, const char *hp)
 	pthread_mutex_unlock(&p->memo_lock);
 }
 
-/* Called with cache_lock held: forget b and delete its files. */
-static void cache_drop_locked(struct cairn_publish *p, struct pub_baked *b)
+/*
+ * Called with cache_lock held: forget b and delete its file.  With ghost, b
+ * stays findable by its file hash (and its info file stays), so that the
+ * URL of a narinfo handed out earlier keeps working after eviction.
+ */
+static void cache_drop_locked(struct cairn_publish *p, struct pub_baked *b, bool ghost)
 {
 	char key[48], name[128];
 	baked_key(key, sizeof(key), b->hashpart, b->method);
-	map_take(p->baked, key);
+	if (map_get(p->baked, key) == b)
+		map_take(p->baked, key);
 	memo_forget(p, b->hashpart);
-	if (map_get(p->by_file, b->file_hash32) == b)
-		map_take(p->by_file, b->file_hash32);
-	snprintf(name, sizeof(name), "info/%s", key);
-	unlinkat(p->cache_fd, name, 0);
 	snprintf(name, sizeof(name), "nar/%s.nar%s", b->file_hash32,
 		 cairn_publish_nar_ext(b->method));
 	unlinkat(p->cache_fd, name, 0);
 	p->cache_size -= b->file_size < p->cache_size ? b->file_size : p->cache_size;
 	atomic_fetch_add_explicit(&p->m_evicted, 1, memory_order_relaxed);
+	if (ghost && map_get(p->by_file, b->file_hash32) == b) {
+		b->ghost = true;
+		return;
+	}
+	if (map_get(p->by_file, b->file_hash32) == b)
+		map_take(p->by_file, b->file_hash32);
+	snprintf(name, sizeof(name), "info/%s", key);
+	unlinkat(p->cache_fd, name, 0);
 	free(b);
 }
 
@@ -783,7 +807,7 @@ static void cache_evict_locked(struct cairn_publish *p, const struct pub_baked *
 			}
 		if (!oldest)
 			break;
-		cache_drop_locked(p, oldest);
+		cache_drop_locked(p, oldest, true);
 	}
 }
 
@@ -821,14 +845,25 @@ static int cache_add_locked(struct cairn_publish *p, struct pub_baked *b)
 	char key[48];
 	baked_key(key, sizeof(key), b->hashpart, b->method);
 	struct pub_baked *old = map_get(p->baked, key);
-	if (old)
-		cache_drop_locked(p, old);
+	if (old && strcmp(old->file_hash32, b->file_hash32) == 0) {
+		/* the same file again: forget the old record, keep the file */
+		map_take(p->baked, key);
+		p->cache_size -= old->file_size < p->cache_size ? old->file_size : p->cache_size;
+		if (map_get(p->by_file, old->file_hash32) == old)
+			map_take(p->by_file, old->file_hash32);
+		free(old);
+	} else if (old) {
+		cache_drop_locked(p, old, true);
+	}
+	struct pub_baked *prev = map_get(p->by_file, b->file_hash32);
 	if (map_put(p->baked, key, b) < 0)
 		return CAIRN_ENOMEM;
 	if (map_put(p->by_file, b->file_hash32, b) < 0) {
 		map_take(p->baked, key);
 		return CAIRN_ENOMEM;
 	}
+	if (prev && prev != b && prev->ghost)
+		free(prev); /* baked again: no longer a ghost */
 	p->cache_size += b->file_size;
 	memo_forget(p, b->hashpart);
 	cache_evict_locked(p, b);
@@ -1318,8 +1353,14 @@ static void cache_load(struct cairn_publish *p)
 		b->last_used = now;
 		snprintf(name, sizeof(name), "nar/%s.nar%s", fh, cairn_publish_nar_ext(m));
 		struct stat st;
-		if (fstatat(p->cache_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
+		if (fstatat(p->cache_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+			/* evicted earlier: a ghost */
+			b->ghost = true;
+			if (map_get(p->by_file, b->file_hash32) || map_put(p->by_file, b->file_hash32, b) < 0)
+				goto bad;
+			continue;
+		}
+		if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
 			goto bad;
 		/* older files first out */
 		b->last_used = now - (uint64_t)(time(NULL) - st.st_atime) * 1000u;
@@ -1493,6 +1534,11 @@ void cairn_publish_free(struct cairn_publish *p)
 	for (size_t i = 0; i < p->q_len; i++)
 		free(p->queue[(p->q_head + i) % p->q_cap]);
 	free(p->queue);
+	if (p->by_file) /* ghosts are only there */
+		for (size_t i = 0; i < p->by_file->nb; i++)
+			for (struct pub_map_ent *e = p->by_file->b[i]; e; e = e->next)
+				if (((struct pub_baked *)e->val)->ghost)
+					free(e->val);
 	if (p->baked) {
 		for (size_t i = 0; i < p->baked->nb; i++)
 			for (struct pub_map_ent *e = p->baked->b[i]; e; e = e->next)

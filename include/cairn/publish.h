@@ -60,6 +60,8 @@
  *   DIR/info/<hashpart>.<method>          "<narhash nix32> <filehash nix32>
  *                                         <filesize>\n": which file holds
  *                                         the nar of that item, compressed so
+ *                                         (kept after the file is evicted, so
+ *                                         that its URL still resolves)
  *   DIR/tmp/                              files being written (renamed into
  *                                         nar/ when complete and verified)
  * Background workers ("bakers") fill it: a narinfo or nar request for an

@@ -203,4 +203,23 @@ check "binary cache: traversal refused" \
 kill -TERM "$nix_pid"
 for _ in $(seq 100); do kill -0 "$nix_pid" 2>/dev/null || break; sleep 0.05; done
 if kill -0 "$nix_pid" 2>/dev/null; then not_ok "stops on SIGTERM"; else ok "stops on SIGTERM"; fi
+
+# the same cache under a bound that holds one file: the others are evicted,
+# yet the URL a client got with a baked narinfo still serves that nar
+start_publish nix2 --store "$store/nix/store" --key "$TMP/nix.sec" \
+  --cache "$TMP/cache" --compression zstd:3,xz:6 --cache-max-size 1
+ev=$(curl -sf "http://127.0.0.1:$PORT/metrics" | sed -n 's/^cairn_publish_evicted_total //p')
+check "the bound evicted files at start ($ev)" test "${ev:-0}" -ge 2
+n=0
+for p in "${closure[@]}"; do
+  h=$(hp "$p")
+  [ -s "$TMP/$h.nar" ] || continue
+  for f in "$TMP"/cache/info/"$h".zstd; do
+    fh=$(cut -d' ' -f2 "$f")
+    if curl -sf "http://127.0.0.1:$PORT/nar/$fh.nar.zst" | zstd -dc | cmp -s - "$TMP/$h.nar"; then
+      n=$((n + 1))
+    fi
+  done
+done
+check "baked URLs of evicted files still serve their nars ($n of 3)" test "$n" -eq 3
 finish

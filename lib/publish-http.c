@@ -484,21 +484,27 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 	if (cairn_publish_parse_nar_url(buf, len, &u, NULL) < 0 ||
 	    !pub_method_allowed(p, u.method))
 		return not_found(req, p->cfg.negative_ttl);
-	rc = pub_resolve_nar(p, &u, &pi, &baked, &is_baked, NULL);
-	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT)
-		return not_found(req, p->cfg.negative_ttl);
-	if (rc < 0)
-		return cairn_httpd_send_error(req, 500);
-	if (is_baked) {
+	for (int attempt = 0;; attempt++) {
+		rc = pub_resolve_nar(p, &u, &pi, &baked, &is_baked, NULL);
+		if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT)
+			return not_found(req, p->cfg.negative_ttl);
+		if (rc < 0)
+			return cairn_httpd_send_error(req, 500);
+		if (!is_baked)
+			break;
 		char name[128];
 		snprintf(name, sizeof(name), "nar/%s.nar%s", baked.file_hash32,
 			 cairn_publish_nar_ext(baked.method));
-		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
+		if (attempt == 0)
+			cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
 		rc = cairn_httpd_send_file_at(req, p->cache_fd, name, CT_NAR);
-		if (rc == CAIRN_ENOENT)
+		if (rc != CAIRN_ENOENT) {
+			atomic_fetch_add_explicit(&p->m_cache_hits, 1, memory_order_relaxed);
+			return rc;
+		}
+		/* evicted just now: it is a ghost, resolved to the item */
+		if (attempt == 1)
 			return not_found(req, p->cfg.negative_ttl);
-		atomic_fetch_add_explicit(&p->m_cache_hits, 1, memory_order_relaxed);
-		return rc;
 	}
 	/* by NarHash or basename: the baked file when there is one */
 	if (pub_baked_lookup(p, pi.path + p->store_dir_len + 1, u.method, &pi.nar_hash, &baked)) {

@@ -152,6 +152,31 @@ check "/log/<drv> says Content-Encoding: bzip2" grep -qi '^content-encoding: bzi
 check "nix log --store http://... reads it" \
   bash -c "nix log --store '$url' '$drv' > /dev/null"
 
+# /file/NAME/sha256/HASH: a flat fixed-output item, found by name and hash
+printf 'content-addressed file for cairn\n' > "$TMP/fod.txt"
+fod_hash=$("$CAIRN" hash file "$TMP/fod.txt")
+cat > "$TMP/fod.nix" <<EOF
+derivation {
+  name = "fod.txt";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" "printf 'content-addressed file for cairn\\\\n' > \$out" ];
+  outputHashMode = "flat";
+  outputHashAlgo = "sha256";
+  outputHash = "${fod_hash#sha256:}";
+}
+EOF
+if fod=$(nix-build --store "$(nix_store_uri "$store")" --no-out-link --quiet "$TMP/fod.nix" 2> "$TMP/fod.err"); then
+  check "/file/<name>/sha256/<hash> serves the fixed-output file" \
+    bash -c "curl -sf '$url/file/fod.txt/sha256/${fod_hash#sha256:}' | cmp -s - '$TMP/fod.txt'"
+  check "/file/ with another hash is 404" \
+    test "$(code "/file/fod.txt/sha256/$(printf '0%.0s' {1..52})")" = 404
+  check "/file/ with a traversal is 404" test "$(code "/file/..%2f..%2fetc/sha256/x")" = 404
+else
+  not_ok "nix-build of a fixed-output file"
+  cat "$TMP/fod.err"
+fi
+
 # Guix dialect with a Guix key: verifies, guix publish's layout
 start_publish guix --store "$store/nix/store" --dialect guix --key "$TMP/guix.sec" \
   --host smoke.example --compression zstd:3,gzip:6,none

@@ -159,8 +159,12 @@ nginx_start() {
   mkdir -p "$d/tmp"
   NGINX_PORT=$(free_port)
   conf=$d/nginx.conf
+  # as root, the workers would run as nobody and not get into $TMP (0700)
+  local user=""
+  [ "$(id -u)" -ne 0 ] || user="user root root;"
   cat > "$conf" << EOF
 daemon off;
+$user
 worker_processes $workers;
 pid $d/nginx.pid;
 error_log $d/error.log warn;

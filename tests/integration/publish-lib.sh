@@ -41,11 +41,13 @@ pstore_init() {
   export NIX_STORE_DIR=$1/store
   PSTORE_ROOT=$1
   # the arguments that make cairn publish serve it
-  PSTORE_ARGS=(--store "$1/store" --db "$1/state/db/db.sqlite")
+  PSTORE_ARGS=(--store "$1/store" --db "$1/var/nix/db/db.sqlite")
 }
 
-# pstore_uri ROOT: the Nix store URI of the private store at ROOT
-pstore_uri() { echo "local?store=$NIX_STORE_DIR&state=$1/state&log=$1/log"; }
+# pstore_uri ROOT: the Nix store URI of the private store at ROOT; its
+# database and build logs are where a real one keeps them relative to /
+# (ROOT/var/nix/db/db.sqlite, ROOT/var/log/nix/drvs/xx/yyy...bz2)
+pstore_uri() { echo "local?store=$NIX_STORE_DIR&state=$1/var/nix&log=$1/var/log/nix"; }
 
 # pstore_dst_uri DIR: a fresh destination store with the same store directory
 # whose files go under DIR

@@ -131,7 +131,10 @@ fi
 ls_json=$(curl -sf --max-time 10 "$PUBLISH_URL/$(hp "$top").ls") || ls_json=""
 check "/<hash>.ls is Nix's listing JSON (version 1, root a directory)" python3 -c '
 import json, sys
-j = json.loads(sys.argv[1])
+try:
+    j = json.loads(sys.argv[1])
+except ValueError:
+    sys.exit("  not JSON: %r" % sys.argv[1][:200])
 sys.exit(0 if j["version"] == 1 and j["root"]["type"] == "directory"
          and j["root"]["entries"]["link"] == {"type": "symlink", "target": "bin/pn-6"}
          and j["root"]["entries"]["bin"]["entries"]["pn-6"].get("executable") is True else 1)

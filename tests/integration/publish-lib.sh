@@ -40,8 +40,9 @@ pstore_init() {
   mkdir -p "$1"
   export NIX_STORE_DIR=$1/store
   PSTORE_ROOT=$1
-  # the arguments that make cairn publish serve it
-  PSTORE_ARGS=(--store "$1/store" --db "$1/var/nix/db/db.sqlite")
+  # the arguments that make cairn publish serve it (its defaults for --db
+  # and --log-dir cover only stores ending in /nix/store or /gnu/store)
+  PSTORE_ARGS=(--store "$1/store" --db "$1/var/nix/db/db.sqlite" --log-dir "$1/var/log/nix/drvs")
 }
 
 # pstore_uri ROOT: the Nix store URI of the private store at ROOT; its

@@ -170,6 +170,11 @@ if publish_start "${PSTORE_ARGS[@]}" --key "$TMP/g.sec" --dialect guix --compres
   check "  and not against another Guix key" \
     bash -c '! "$0" narinfo verify --trusted-key "$1" < "$2" 2> "$3" && ! grep -q "cannot parse" "$3"' \
     "$CAIRN" "$TMP/g2.pub" "$TMP/g.narinfo" "$TMP/g2.err"
+  check "  and with libgcrypt directly, as Guix checks it" \
+    python3 "$SRCDIR/tests/integration/guix-verify.py" "$TMP/g.narinfo" "$TMP/g.pub"
+  check "  (which refuses it for another key)" \
+    bash -c '! python3 "$0" "$1" "$2" 2>&1 | grep -q valid' \
+    "$SRCDIR/tests/integration/guix-verify.py" "$TMP/g.narinfo" "$TMP/g2.pub"
   nix path-info --store "$SRC" --json "$top" > "$TMP/top.json"
   # guix/scripts/publish.scm, narinfo-string (Guix 1.4 and later): the
   # signed part StorePath, NarHash (sha256:nix32), NarSize, References

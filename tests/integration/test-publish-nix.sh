@@ -75,7 +75,7 @@ for c in none xz bzip2 zstd gzip lzip; do
   publish_stop || not_ok "[$c] cairn publish stops on SIGTERM"
 done
 
-publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression zstd || {
+publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression zstd --ttl 2m --negative-ttl 45s || {
   not_ok "cairn publish starts"
   finish
   exit 1
@@ -84,6 +84,37 @@ check "/nix-cache-info names the store directory" \
   grep -qx "StoreDir: $NIX_STORE_DIR" <(curl -sf --max-time 10 "$PUBLISH_URL/nix-cache-info" | tr -d '\r')
 check "/signing-key.pub is the public key" \
   grep -qxF "$PUB" <(curl -sf --max-time 10 "$PUBLISH_URL/signing-key.pub")
+
+# What a CDN in front needs: Cache-Control from --ttl and --negative-ttl,
+# immutable nars, ETag and 304, the right Content-Type.
+hdr() { curl -s --max-time 10 -o /dev/null -D - "$@" | tr -d '\r' | tr 'A-Z' 'a-z'; }
+h=$(hdr "$PUBLISH_URL/$(hp "$top").narinfo")
+check "a narinfo has Cache-Control max-age=120 (--ttl 2m)" grep -q '^cache-control:.*max-age=120' <<< "$h"
+check "  and Content-Type text/x-nix-narinfo" grep -q '^content-type: text/x-nix-narinfo' <<< "$h"
+etag=$(sed -n 's/^etag: //p' <<< "$h")
+check "  and an ETag ($etag) that gives a 304" \
+  [ "$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "If-None-Match: $etag" "$PUBLISH_URL/$(hp "$top").narinfo")" = 304 ]
+h=$(hdr "$PUBLISH_URL/$(printf '0%.0s' {1..32}).narinfo")
+check "an unknown narinfo is a 404 with max-age=45 (--negative-ttl 45s)" \
+  grep -q '^cache-control:.*max-age=45' <<< "$h"
+check "  (a 404)" grep -q '^http/1.1 404' <<< "$h"
+url=$(curl -s --max-time 10 "$PUBLISH_URL/$(hp "$top").narinfo" | sed -n 's/^URL: //p')
+check "a nar is immutable" grep -q '^cache-control:.*immutable' <<< "$(hdr "$PUBLISH_URL/$url")"
+check "/health is 200" curl -sf --max-time 10 -o /dev/null "$PUBLISH_URL/health"
+check "/ is an HTML page that shows the key" \
+  bash -c 'curl -sf --max-time 10 "$0/" | grep -qF "$1"' "$PUBLISH_URL" "$PUB"
+curl -sf --max-time 10 "$PUBLISH_URL/metrics" > "$TMP/metrics" || true
+check "/metrics is Prometheus text: samples, and requests counted by status" python3 - "$TMP/metrics" << 'EOF'
+import re, sys
+lines = [l for l in open(sys.argv[1]).read().splitlines() if l and not l.startswith("#")]
+name = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
+label = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"'
+sample = re.compile(name + r'(\{' + label + r'(,' + label + r')*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)')
+bad = [l for l in lines if not sample.fullmatch(l)]
+if bad or not lines or not any('404' in l for l in lines) or not any('200' in l for l in lines):
+    print("  not Prometheus text or no 200/404 counts:", bad[:5] or lines[:10])
+    sys.exit(1)
+EOF
 
 # A different trusted key: Nix refuses, for want of a good signature.
 if nix copy --quiet --from "$PUBLISH_URL" --to "$(pstore_dst_uri "$TMP/dst-other")" \

@@ -40,10 +40,13 @@ static void cache_control(struct cairn_httpd_req *req, unsigned ttl)
 	cairn_httpd_add_header(req, "Cache-Control", v);
 }
 
+/* 404 with the negative TTL (send_error would add its own no-store) */
 static int not_found(struct cairn_httpd_req *req, unsigned negative_ttl)
 {
+	static const char body[] = "404 not found\n";
 	cache_control(req, negative_ttl);
-	return cairn_httpd_send_error(req, 404);
+	return cairn_httpd_send_static(req, 404, "text/plain; charset=utf-8", body,
+				       sizeof(body) - 1);
 }
 
 /* ---- narinfo and .ls ---------------------------------------------------- */
@@ -92,6 +95,10 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 
 enum job_kind { JOB_NAR, JOB_LS };
 
+/* How a write callback stops the NAR writer once a range is sent; the
+ * producer tells it from a real cancellation by the position. */
+#define RANGE_DONE CAIRN_ECANCELED
+
 struct job {
 	struct cairn_publish *p;
 	struct cairn_httpd_stream *s;
@@ -103,6 +110,9 @@ struct job {
 	struct cairn_codec *codec;
 	struct cairn_sha256 sha;
 	struct cairn_nar_parser *parser; /* JOB_LS */
+	/* a byte range of an uncompressed nar: [lo, hi] (ranged) */
+	bool ranged;
+	uint64_t lo, hi, pos;
 	char real[];
 };
 
@@ -119,8 +129,24 @@ static int job_nar(void *ctx, const void *data, size_t len, struct cairn_error *
 	if (j->kind == JOB_LS)
 		return cairn_nar_parser_feed(j->parser, data, len, err);
 	if (j->method == CAIRN_CODEC_NONE) {
-		int rc = cairn_httpd_stream_write(j->s, data, len);
-		return rc < 0 ? cairn_error_set(err, rc, "publish: client gone") : 0;
+		const char *d = data;
+		uint64_t at = j->pos;
+		j->pos += len;
+		if (j->ranged) {
+			/* only the part of [at, at+len) inside [lo, hi] */
+			if (at + len <= j->lo)
+				return 0;
+			if (at > j->hi)
+				return RANGE_DONE;
+			uint64_t from = at < j->lo ? j->lo - at : 0;
+			uint64_t to = at + len - 1 > j->hi ? j->hi - at + 1 : len;
+			d += from;
+			len = (size_t)(to - from);
+		}
+		int rc = cairn_httpd_stream_write(j->s, d, len);
+		if (rc < 0)
+			return cairn_error_set(err, rc, "publish: client gone");
+		return j->ranged && j->pos > j->hi ? RANGE_DONE : 0;
 	}
 	return cairn_codec_write(j->codec, data, len, job_out, j, err);
 }
@@ -159,8 +185,11 @@ static void *producer(void *arg)
 		goto out;
 	}
 	if ((rc = cairn_nar_write_path(w, j->real, &err)) < 0 ||
-	    (rc = cairn_nar_writer_finish(w, &err)) < 0)
+	    (rc = cairn_nar_writer_finish(w, &err)) < 0) {
+		if (j->ranged && j->pos > j->hi)
+			rc = 0; /* the range is out; the rest is not needed */
 		goto out;
+	}
 	/* A path deleted or changed while it was read must not reach the
 	 * client as a clean response. */
 	struct cairn_hash h = {.algo = CAIRN_HASH_SHA256, .len = 32};
@@ -190,6 +219,54 @@ out:
 	free(j);
 	pub_stream_leave(p);
 	return NULL;
+}
+
+/*
+ * A single "bytes=" range of a body of size bytes (RFC 9110 14.1.2): 1 with
+ * [*lo, *hi] set, 0 to ignore it (malformed or several ranges: the whole
+ * body is sent, as the file sender does), -1 when unsatisfiable (416).
+ */
+static int parse_range(const char *v, size_t len, uint64_t size, uint64_t *lo, uint64_t *hi)
+{
+	char buf[64];
+	unsigned long long a = 0, b = 0;
+	char *end;
+	if (len < 7 || len >= sizeof(buf) || memcmp(v, "bytes=", 6) != 0)
+		return 0;
+	memcpy(buf, v + 6, len - 6);
+	buf[len - 6] = '\0';
+	if (strchr(buf, ','))
+		return 0;
+	char *dash = strchr(buf, '-');
+	if (!dash)
+		return 0;
+	*dash = '\0';
+	const char *sa = buf, *sb = dash + 1;
+	for (const char *c = sa; *c; c++)
+		if (*c < '0' || *c > '9')
+			return 0;
+	for (const char *c = sb; *c; c++)
+		if (*c < '0' || *c > '9')
+			return 0;
+	if (!*sa) { /* suffix: the last N bytes */
+		if (!*sb)
+			return 0;
+		b = strtoull(sb, &end, 10);
+		if (b == 0 || size == 0)
+			return -1;
+		*lo = b >= size ? 0 : size - b;
+		*hi = size - 1;
+		return 1;
+	}
+	a = strtoull(sa, &end, 10);
+	b = *sb ? strtoull(sb, &end, 10) : size - 1;
+	if (*sb && b < a)
+		return 0;
+	if (a >= size)
+		return -1;
+	*lo = a;
+	*hi = b >= size ? size - 1 : b;
+	return 1;
 }
 
 /* Start a producer for the item pi; answers the request in every case. */
@@ -222,11 +299,35 @@ static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 		return cairn_httpd_send_error(req, 503);
 	}
 	int64_t length = kind == JOB_NAR && method == CAIRN_CODEC_NONE ? (int64_t)pi->nar_size : -1;
+	int status = 200;
+	if (kind == JOB_NAR && method == CAIRN_CODEC_NONE) {
+		size_t rl2 = 0;
+		const char *range = cairn_httpd_req_header(req, "range", &rl2);
+		cairn_httpd_add_header(req, "Accept-Ranges", "bytes");
+		int r = range ? parse_range(range, rl2, pi->nar_size, &j->lo, &j->hi) : 0;
+		if (r < 0) {
+			char v[64];
+			snprintf(v, sizeof(v), "bytes */%llu", (unsigned long long)pi->nar_size);
+			cairn_httpd_add_header(req, "Content-Range", v);
+			free(j);
+			pub_stream_leave(p);
+			return cairn_httpd_send_error(req, 416);
+		}
+		if (r > 0) {
+			char v[96];
+			j->ranged = true;
+			status = 206;
+			length = (int64_t)(j->hi - j->lo + 1);
+			snprintf(v, sizeof(v), "bytes %llu-%llu/%llu", (unsigned long long)j->lo,
+				 (unsigned long long)j->hi, (unsigned long long)pi->nar_size);
+			cairn_httpd_add_header(req, "Content-Range", v);
+		}
+	}
 	if (kind == JOB_NAR)
 		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
 	else
 		cache_control(req, p->cfg.ttl);
-	int rc = cairn_httpd_stream_start(req, 200, kind == JOB_NAR ? CT_NAR : "application/json",
+	int rc = cairn_httpd_stream_start(req, status, kind == JOB_NAR ? CT_NAR : "application/json",
 					  length, &s);
 	if (rc < 0) {
 		free(j);
@@ -651,16 +752,12 @@ static int h_static(struct cairn_httpd_req *req, void *data)
 		return cairn_httpd_send_static(req, 200, "text/html; charset=utf-8", page,
 					       sizeof(page) - 1);
 	}
-	if (cairn_httpd_safe_path(path + 1, len - 1, name, sizeof(name), NULL) < 0) {
-		cache_control(req, st->negative_ttl);
-		return cairn_httpd_send_error(req, 404);
-	}
+	if (cairn_httpd_safe_path(path + 1, len - 1, name, sizeof(name), NULL) < 0)
+		return not_found(req, st->negative_ttl);
 	size_t nl = strlen(name);
 	struct stat sb;
-	if (fstatat(st->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode)) {
-		cache_control(req, st->negative_ttl);
-		return cairn_httpd_send_error(req, 404);
-	}
+	if (fstatat(st->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode))
+		return not_found(req, st->negative_ttl);
 	if (ends_with(name, nl, ".narinfo")) {
 		ct = CT_NARINFO;
 		cache_control(req, st->ttl);

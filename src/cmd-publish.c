@@ -34,8 +34,8 @@ const char cmd_publish_usage[] =
 	"  --db FILE            the store database (default: next to the store,\n"
 	"                       .../nix/var/nix/db/db.sqlite or .../var/guix/db/db.sqlite)\n"
 	"  --store-dir DIR      the store directory clients see (default: from --store)\n"
-	"  --log-dir DIR        build logs (default .../nix/var/log/nix/drvs or\n"
-	"                       .../var/log/guix/drvs)\n"
+	"  --log-dir DIR        build logs (default: beside the database,\n"
+	"                       .../var/log/nix/drvs or .../var/log/guix/drvs)\n"
 	"  --binary-cache DIR   serve a `nix copy --to file://DIR` directory as it is\n"
 	"                       instead of a store\n"
 	"  --dialect nix|guix   narinfo dialect (default: guix for /gnu/store, else nix)\n"
@@ -302,6 +302,16 @@ int cmd_publish(int argc, char **argv)
 				ret = EXIT_USAGE;
 				goto out;
 			}
+		}
+		if (!log_dir && db) {
+			/* logs live beside the database: <state>/nix/db/db.sqlite
+			 * has <state>/log/nix/drvs (Guix: var/guix, var/log/guix) */
+			const char *tails[][2] = {{"/nix/db/db.sqlite", "/log/nix/drvs"},
+						  {"/guix/db/db.sqlite", "/log/guix/drvs"}};
+			for (size_t t = 0; t < 2 && !log_dir; t++)
+				if (ends_with(db, tails[t][0]))
+					log_dir = alloc[1] =
+						replace_tail(db, tails[t][0], tails[t][1]);
 		}
 		if (!log_dir) {
 			if (ends_with(store, "/nix/store"))

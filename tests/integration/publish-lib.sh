@@ -39,7 +39,6 @@ publish_require() {
 pstore_init() {
   mkdir -p "$1"
   export NIX_STORE_DIR=$1/store
-  PSTORE_ROOT=$1
   # the arguments that make cairn publish serve it (its defaults for --db
   # and --log-dir cover only stores ending in /nix/store or /gnu/store)
   PSTORE_ARGS=(--store "$1/store" --db "$1/var/nix/db/db.sqlite" --log-dir "$1/var/log/nix/drvs")
@@ -117,8 +116,7 @@ wait_port() {
 # in the test's own shell.  On failure, shows the server's output.
 publish_n=0
 publish_start() {
-  local try
-  for try in 1 2 3; do
+  for _ in 1 2 3; do
     publish_n=$((publish_n + 1))
     PUBLISH_PORT=$(free_port)
     PUBLISH_LOG=$TMP/publish-$publish_n.log

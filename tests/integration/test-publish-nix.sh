@@ -9,7 +9,7 @@
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
-skip_unless curl python3
+skip_unless curl python3 zstd lzip gzip
 publish_require
 nix_lib_init
 

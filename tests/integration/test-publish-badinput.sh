@@ -71,5 +71,5 @@ check "the gone item's nar is now an error (status $st, curl exit $rc), not a cl
   [ "$st" != 200 -o "$rc" -ne 0 ]
 check "/health is 200" curl -sf --max-time 10 -o /dev/null "$PUBLISH_URL/health"
 
-publish_stop || not_ok "cairn publish stops on SIGTERM"
+publish_stop || not_ok "cairn publish stops cleanly on SIGTERM"
 finish

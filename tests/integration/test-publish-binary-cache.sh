@@ -105,7 +105,7 @@ if publish_start --binary-cache "$BC"; then
     --option trusted-public-keys "$(nix key convert-secret-to-public < "$TMP/k.sec")" "$top"
   check "  (the copy is the source's)" \
     [ "$(nar_sha256 "$top")" = "$(nar_sha256 "$TMP/dst/store/${top##*/}")" ]
-  publish_stop || not_ok "cairn publish stops on SIGTERM"
+  publish_stop || not_ok "cairn publish stops cleanly on SIGTERM"
 else
   not_ok "cairn publish --binary-cache starts"
 fi

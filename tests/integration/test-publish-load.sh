@@ -43,7 +43,7 @@ python3 -c 'import json, sys; print(json.dumps([i for i in json.load(open(sys.ar
 if publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression none; then
   check "300 clients, uncompressed nars: zero errors" run_load
   check "  the server is still running" kill -0 "$PUBLISH_PID"
-  publish_stop || not_ok "cairn publish stops on SIGTERM"
+  publish_stop || not_ok "cairn publish stops cleanly on SIGTERM"
 else
   not_ok "cairn publish --compression none starts"
 fi
@@ -68,7 +68,7 @@ if publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression xz:1 --cac
   check "  again, with the big one, now that the nars are cached: zero errors" run_load
   check "  the cache holds compressed nars" [ -n "$(find "$TMP/cache" -type f -size +1k 2> /dev/null | head -n 1)" ]
   check "  the server is still running" kill -0 "$PUBLISH_PID"
-  publish_stop || not_ok "cairn publish stops on SIGTERM"
+  publish_stop || not_ok "cairn publish stops cleanly on SIGTERM"
 else
   not_ok "cairn publish --compression xz --cache starts"
 fi

@@ -72,7 +72,7 @@ for c in none xz bzip2 zstd gzip lzip; do
     not_ok "[$c] nix copy --from cairn publish succeeds"
     sed 's/^/  | /' "$TMP/copy-$c.err"
   fi
-  publish_stop || not_ok "[$c] cairn publish stops on SIGTERM"
+  publish_stop || not_ok "[$c] cairn publish stops cleanly on SIGTERM"
 done
 
 publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression zstd --ttl 2m --negative-ttl 45s || {
@@ -187,7 +187,7 @@ check "/log/<drv> is the build log" \
   grep -q "build log of pn-6" <(curl -sf --max-time 10 "$PUBLISH_URL/log/$(basename "$drv")" | unpack)
 check "nix log --store http://... reads it" \
   grep -q "build log of pn-6" <(nix log --store "$PUBLISH_URL" "$drv" 2>&1)
-publish_stop
+publish_stop || not_ok "cairn publish stops cleanly on SIGTERM"
 
 # The Guix dialect, with a Guix key and several compressions.
 "$CAIRN" key generate --format guix --secret "$TMP/g.sec" --public "$TMP/g.pub"
@@ -285,7 +285,7 @@ for i, (k, v) in enumerate(f):
     if k == "URL":
         print(v, f[i + 1][1])
 ' "$TMP/g.narinfo")
-  publish_stop
+  publish_stop || not_ok "cairn publish --dialect guix stops cleanly on SIGTERM"
 else
   not_ok "cairn publish --dialect guix starts"
 fi

@@ -8,7 +8,8 @@
 #       cairn zstd cached (the baked file), against nginx's .nar and .nar.zst
 #   (c) time to first byte of that nar, uncached (curl %{time_starttransfer})
 #   (d) RSS with 1,000 keep-alive connections open, each having fetched a
-#       narinfo (cairn: its process; nginx: master + workers)
+#       narinfo (cairn: its process; nginx: master + workers), and with 50
+#       clients in the middle of the large nar (4 MB/s each)
 # Medians of RUNS runs, alternating cairn and nginx; prints a Markdown
 # table with the ratios cairn/nginx (above 1 means cairn is faster for
 # (a)/(b)).  Without a working `cairn publish`, measures nginx alone and
@@ -118,6 +119,22 @@ rss_at_1000() {
   echo "$v"
 }
 
+# rss_streaming URL PID...: RSS (KiB) of PIDs while 50 clients are in the
+# middle of downloading URL at 4 MB/s each
+rss_streaming() {
+  local url=$1 pids=() v i
+  shift
+  for ((i = 0; i < 50; i++)); do
+    curl -s -o /dev/null --max-time 20 --limit-rate 4M "$url" &
+    pids+=($!)
+  done
+  sleep 3
+  v=$(rss_kib "$@")
+  kill "${pids[@]}" 2> /dev/null
+  wait "${pids[@]}" 2> /dev/null
+  echo "$v"
+}
+
 cairn_start() { publish_start "${PSTORE_ARGS[@]}" --key "$work/k.sec" "$@" 2>&1 >&2; }
 if $have_cairn; then
   cairn_start --compression none || have_cairn=false
@@ -149,6 +166,7 @@ for ((run = 1; run <= runs; run++)); do
     # (d) memory at 1000 connections
     add d/cairn-base "$(rss_kib "$PUBLISH_PID")"
     add d/cairn "$(rss_at_1000 "$PUBLISH_PORT" "$PUBLISH_PID")"
+    add e/cairn-none "$(rss_streaming "$PUBLISH_URL/$(curl -s "$PUBLISH_URL/$hb.narinfo" | sed -n 's/^URL: //p')" "$PUBLISH_PID")"
     publish_stop > /dev/null 2>&1
     # zstd, a fresh cache: on the fly, then baked
     rm -rf "$work/cache"
@@ -156,6 +174,7 @@ for ((run = 1; run <= runs; run++)); do
     url=$(curl -s "$PUBLISH_URL/$hb.narinfo" | sed -n 's/^URL: //p')
     read -r t s n < <(fetch "$PUBLISH_URL/$url")
     add b/cairn-zstd-uncached "$s"
+    add e/cairn-zstd-uncached "$(rss_streaming "$PUBLISH_URL/$url" "$PUBLISH_PID")"
     add c/cairn-zstd-uncached "$t"
     for ((i = 0; i < 600; i++)); do
       curl -s "$PUBLISH_URL/$hb.narinfo" | grep -q '^FileSize:' && break
@@ -176,6 +195,7 @@ for ((run = 1; run <= runs; run++)); do
   add c/nginx-zstd "$t"
   add d/nginx-base "$(rss_kib $ng_pids_none)"
   add d/nginx "$(rss_at_1000 "$NG_NONE_PORT" $ng_pids_none)"
+  add e/nginx "$(rss_streaming "$NG_NONE/$nar_none" $ng_pids_none)"
 done
 
 m() { printf '%s' "${R[$1]:-}" | median; }
@@ -198,6 +218,8 @@ Medians of $runs runs.
 | (c) time to first byte, ms, zstd, cached | $(m c/cairn-zstd-cached) | $(m c/nginx-zstd) | $(ratio "$(m c/cairn-zstd-cached)" "$(m c/nginx-zstd)") |
 | (d) RSS KiB, idle | $(m d/cairn-base) | $(m d/nginx-base) | $(ratio "$(m d/cairn-base)" "$(m d/nginx-base)") |
 | (d) RSS KiB, 1,000 keep-alive connections | $(m d/cairn) | $(m d/nginx) | $(ratio "$(m d/cairn)" "$(m d/nginx)") |
+| (d) RSS KiB, 50 clients in the middle of the $mib MiB nar, uncompressed | $(m e/cairn-none) | $(m e/nginx) | $(ratio "$(m e/cairn-none)" "$(m e/nginx)") |
+| (d) RSS KiB, 50 clients in the middle of the $mib MiB nar, zstd on the fly | $(m e/cairn-zstd-uncached) | | |
 | RSS KiB after serving the $mib MiB nar | $(m r/cairn-after) | | |
 
 Raw values (one per run):

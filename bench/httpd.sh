@@ -10,16 +10,15 @@
 #           curl -o /dev/null (one connection)
 #
 # usage: bench/httpd.sh [BUILDDIR]   (default: build).  Needs wrk, nginx, curl;
-# installs them with apt-get when missing and allowed (root).  Runs each
-# measurement ROUNDS times, alternating servers, and keeps the best (the
-# machine is shared; the best run is the least disturbed one).
+# installs them with apt-get when missing and allowed (root).
+# ROUNDS (10) rounds of DURATION (2) second slices, alternating servers.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$SRC/build}
 SERVER=$BUILD/tests/integration/httpd-test-server
-DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-2}
+ROUNDS=${ROUNDS:-10}
 CAIRN_PORT=${CAIRN_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18081}
 
@@ -77,22 +76,33 @@ wait_port() {
   echo "server at $1 did not come up" >&2; return 1
 }
 
-start_cairn() { # ARGS...
-  "$SERVER" --listen 127.0.0.1:$CAIRN_PORT --dir "$W/www" "$@" > "$W/cairn.out" 2>&1 &
-  cairn_pid=$!
-  pids+=("$cairn_pid")
-  wait_port "http://127.0.0.1:$CAIRN_PORT/small"
+start_cairn() { # PORT ARGS...
+  local port=$1; shift
+  "$SERVER" --listen 127.0.0.1:$port --dir "$W/www" "$@" > "$W/cairn-$port.out" 2>&1 &
+  pids+=("$!")
+  wait_port "http://127.0.0.1:$port/small"
 }
-stop_cairn() { kill -TERM "$cairn_pid"; wait "$cairn_pid" 2>/dev/null || true; }
 
+# Every server runs for the whole benchmark (an idle one costs nothing); the
+# measurements alternate between them in short slices, so a burst of load
+# from elsewhere on this shared machine hits neighbouring cairn and nginx
+# slices alike.  Reported: the median of each, and the median of the
+# per-round ratios cairn/nginx.
+start_cairn $CAIRN_PORT --threads 2
+start_cairn $((CAIRN_PORT + 2)) --threads 2 --reuseport
+start_cairn $((CAIRN_PORT + 3)) --threads 1
 nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" &
-nginx_pid=$!
-pids+=("$nginx_pid")
+pids+=("$!")
 wait_port "http://127.0.0.1:$NGINX_PORT/small.narinfo"
 
-# rps URL [CONNS]: wrk requests/s
+C2=http://127.0.0.1:$CAIRN_PORT
+CR=http://127.0.0.1:$((CAIRN_PORT + 2))
+C1=http://127.0.0.1:$((CAIRN_PORT + 3))
+NG=http://127.0.0.1:$NGINX_PORT
+
+# rps URL: wrk requests/s
 rps() {
-  wrk -t2 -c"${2:-64}" -d"${DURATION}s" "$1" | awk '/^Requests\/sec:/{print $2}'
+  wrk -t2 -c64 -d"${DURATION}s" "$1" | awk '/^Requests\/sec:/{print $2}'
 }
 # gbps URL: wrk aggregate transfer rate on the big file, in GB/s (10^9)
 gbps() {
@@ -105,49 +115,38 @@ gbps() {
 curl_gbps() {
   curl -s -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.2f\n", $1/1e9}'
 }
-best() { sort -g | tail -1; }
 
 declare -A R
-measure() { # KEY COMMAND...
-  local key=$1; shift
-  R[$key]="${R[$key]:-} $("$@")"
-}
-
+add() { R[$1]="${R[$1]:-} $2"; }
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
-  for mode in "2 shared:--threads 2" "2 reuseport:--threads 2 --reuseport" "1:--threads 1"; do
-    name=${mode%%:*} args=${mode#*:}
-    # shellcheck disable=SC2086
-    start_cairn $args
-    measure "cairn-mem-$name" rps "http://127.0.0.1:$CAIRN_PORT/small"
-    if [ "$name" = "2 shared" ]; then
-      measure "cairn-file-small" rps "http://127.0.0.1:$CAIRN_PORT/file/small.narinfo"
-      measure "cairn-big-wrk" gbps "http://127.0.0.1:$CAIRN_PORT/file/big.bin"
-      measure "cairn-big-curl" curl_gbps "http://127.0.0.1:$CAIRN_PORT/file/big.bin"
-    fi
-    stop_cairn
-  done
-  measure "nginx-small" rps "http://127.0.0.1:$NGINX_PORT/small.narinfo"
-  measure "nginx-big-wrk" gbps "http://127.0.0.1:$NGINX_PORT/big.bin"
-  measure "nginx-big-curl" curl_gbps "http://127.0.0.1:$NGINX_PORT/big.bin"
+  ng=$(rps "$NG/small.narinfo"); add nginx-small "$ng"
+  v=$(rps "$C2/small");               add mem2 "$v"; add r-mem2 "$(awk -v a="$v" -v b="$ng" 'BEGIN{print a/b}')"
+  v=$(rps "$CR/small");               add memr "$v"; add r-memr "$(awk -v a="$v" -v b="$ng" 'BEGIN{print a/b}')"
+  v=$(rps "$C1/small");               add mem1 "$v"; add r-mem1 "$(awk -v a="$v" -v b="$ng" 'BEGIN{print a/b}')"
+  v=$(rps "$C2/file/small.narinfo");  add file "$v"; add r-file "$(awk -v a="$v" -v b="$ng" 'BEGIN{print a/b}')"
+  ng=$(gbps "$NG/big.bin"); add nginx-bigw "$ng"
+  v=$(gbps "$C2/file/big.bin"); add bigw "$v"; add r-bigw "$(awk -v a="$v" -v b="$ng" 'BEGIN{print a/b}')"
+  ng=$(curl_gbps "$NG/big.bin"); add nginx-bigc "$ng"
+  v=$(curl_gbps "$C2/file/big.bin"); add bigc "$v"; add r-bigc "$(awk -v a="$v" -v b="$ng" 'BEGIN{print a/b}')"
 done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-b() { tr ' ' '\n' <<<"${R[$1]}" | grep . | best; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
-ns=$(b nginx-small) nw=$(b nginx-big-wrk) nc=$(b nginx-big-curl)
-
+med() { tr ' ' '\n' <<<"${R[$1]}" | grep . | sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
+row() { # LABEL KEY NGINXKEY
+  printf '| %s | %s | %s | %s |\n' "$1" "$(med "$2")" "$(med "$3")" "$(med "r-$2")"
+}
 cat <<EOF
-| what | cairn | nginx 1.22 | cairn/nginx |
+| what (median of $ROUNDS alternating ${DURATION}s slices) | cairn | nginx 1.22 | cairn/nginx (median of per-round ratios) |
 |---|---|---|---|
-| 300 B from memory, 2 loops, shared socket (req/s) | $(b "cairn-mem-2 shared") | $ns | $(ratio "$(b "cairn-mem-2 shared")" "$ns") |
-| 300 B from memory, 2 loops, SO_REUSEPORT (req/s) | $(b "cairn-mem-2 reuseport") | $ns | $(ratio "$(b "cairn-mem-2 reuseport")" "$ns") |
-| 300 B from memory, 1 loop (req/s) | $(b "cairn-mem-1") | $ns | $(ratio "$(b "cairn-mem-1")" "$ns") |
-| 300 B file (open+fstat+pread per request), 2 loops (req/s) | $(b cairn-file-small) | $ns | $(ratio "$(b cairn-file-small)" "$ns") |
-| 256 MiB file, wrk -t2 -c4 (GB/s) | $(b cairn-big-wrk) | $nw | $(ratio "$(b cairn-big-wrk)" "$nw") |
-| 256 MiB file, one curl (GB/s) | $(b cairn-big-curl) | $nc | $(ratio "$(b cairn-big-curl)" "$nc") |
-
-All runs (best is reported):
 EOF
-for k in "${!R[@]}"; do echo "- $k:${R[$k]}"; done | sort
+row "300 B from memory, 2 loops, shared socket (req/s)" mem2 nginx-small
+row "300 B from memory, 2 loops, SO_REUSEPORT (req/s)" memr nginx-small
+row "300 B from memory, 1 loop (req/s)" mem1 nginx-small
+row "300 B file (open+fstat+pread each time), 2 loops (req/s)" file nginx-small
+row "256 MiB file, wrk -t2 -c4 (GB/s)" bigw nginx-bigw
+row "256 MiB file, one curl (GB/s)" bigc nginx-bigc
 echo
-echo "load before/after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "All runs:"
+for k in $(printf '%s\n' "${!R[@]}" | sort); do echo "- $k:${R[$k]}"; done

@@ -1,7 +1,8 @@
 /*
  * httpd-stream.c - a response body produced by another thread.
  *
- * Two buffers, each at most stream_buffer bytes: the producer appends to
+ * Two buffers, each at most stream_buffer bytes (allocated as they fill,
+ * so a stream that trickles stays small): the producer appends to
  * `pending`; the loop swaps it with `sending` and hands `sending` to
  * h2o_send, which owns it until h2o calls proceed (the bytes are written)
  * or stop (the client is gone).  So at most two buffers per stream exist,
@@ -32,6 +33,9 @@
 
 #include "httpd-int.h"
 
+/* first allocation of a stream buffer; doubles up to stream_buffer */
+#define STREAM_MIN_BUFFER (16 * 1024)
+
 struct cairn_httpd_stream {
 	h2o_generator_t super; /* loop side */
 	h2o_req_t *req;	       /* loop side; NULL once h2o stopped us */
@@ -43,6 +47,7 @@ struct cairn_httpd_stream {
 	int refs;
 	char *pending, *sending;
 	size_t plen, slen, max;
+	size_t pcap, scap; /* grown on demand up to max: idle streams stay small */
 	uint64_t declared; /* Content-Length, or UINT64_MAX */
 	uint64_t written;
 	unsigned stall_ms;
@@ -83,6 +88,9 @@ static void stream_pump(struct cairn_httpd_stream *s)
 	t = s->sending;
 	s->sending = s->pending;
 	s->pending = t;
+	size_t c = s->scap;
+	s->scap = s->pcap;
+	s->pcap = c;
 	s->slen = s->plen;
 	s->plen = 0;
 	if (!s->ended) {
@@ -185,14 +193,6 @@ int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const cha
 	if (!s)
 		return CAIRN_ENOMEM;
 	s->max = w->h->cfg.stream_buffer;
-	s->pending = malloc(s->max);
-	s->sending = malloc(s->max);
-	if (!s->pending || !s->sending) {
-		free(s->pending);
-		free(s->sending);
-		free(s);
-		return CAIRN_ENOMEM;
-	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->refs = 2; /* producer + loop */
@@ -235,7 +235,7 @@ int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const cha
 int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, size_t len)
 {
 	const char *p = data;
-	int ret = 0, wake = 0;
+	int ret = 0;
 
 	pthread_mutex_lock(&s->mu);
 	while (len > 0) {
@@ -263,6 +263,20 @@ int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, siz
 		size_t n = s->max - s->plen;
 		if (n > len)
 			n = len;
+		if (s->plen + n > s->pcap) {
+			size_t cap = s->pcap ? s->pcap * 2 : STREAM_MIN_BUFFER;
+			if (cap < s->plen + n)
+				cap = s->plen + n;
+			if (cap > s->max)
+				cap = s->max;
+			char *nb = realloc(s->pending, cap);
+			if (!nb) {
+				ret = CAIRN_ENOMEM;
+				goto out;
+			}
+			s->pending = nb;
+			s->pcap = cap;
+		}
 		memcpy(s->pending + s->plen, p, n);
 		s->plen += n;
 		s->written += n;
@@ -277,7 +291,6 @@ int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, siz
 	}
 out:
 	pthread_mutex_unlock(&s->mu);
-	(void)wake;
 	return ret;
 }
 

@@ -54,6 +54,9 @@ const int httpd_status_codes[HTTPD_STATUS_SLOTS] = {
 
 #define COMBINED_LOG_FORMAT "%h %l %u %t \"%r\" %s %b \"%{Referer}i\" \"%{User-agent}i\""
 
+/* Nix asks up to 25 paths at once over one connection (http-connections). */
+#define HTTPD_H2_MAX_STREAMS 32
+
 /* Heads and bodies we accept: GET and HEAD carry no body worth having. */
 #define HTTPD_MAX_ENTITY (64 * 1024)
 
@@ -517,8 +520,19 @@ static void watchdog_fire(h2o_timeout_entry_t *e)
 	h2o_conn_t *conn = wd->req->conn;
 	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
 
-	if (sock)
-		shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+	if (!sock)
+		return;
+	/*
+	 * On HTTP/2 a stalled stream with a drained socket is the client's flow
+	 * control at work (it may be reading other streams); only a connection
+	 * whose bytes sit unwritten means the client stopped reading.  HTTP/1
+	 * has nothing but TCP, so no progress is always the client.
+	 */
+	if (wd->req->version >= 0x200 && !h2o_socket_is_writing(sock)) {
+		h2o_timeout_link(conn->ctx->loop, &httpd_tls_worker->send_timeout, &wd->entry);
+		return;
+	}
+	shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
 }
 
 void httpd_watchdog_arm(struct httpd_watchdog *wd, h2o_req_t *req)
@@ -673,6 +687,8 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 	h->gconf.http1.req_timeout = h->cfg.request_timeout_ms;
 	h->gconf.http2.idle_timeout = h->cfg.idle_timeout_ms;
 	h->gconf.http2.graceful_shutdown_timeout = h->cfg.shutdown_timeout_ms;
+	/* each HTTP/2 stream may hold 2 x stream_buffer: bound them per connection */
+	h->gconf.http2.max_concurrent_requests_per_connection = HTTPD_H2_MAX_STREAMS;
 	h2o_hostconf_t *host =
 	    h2o_config_register_host(&h->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
 	h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);

@@ -51,6 +51,31 @@ static int not_found(struct cairn_httpd_req *req, unsigned negative_ttl)
 
 /* ---- narinfo and .ls ---------------------------------------------------- */
 
+/* Does an If-None-Match list (`"a", W/"b"` or `*`) name etag?  Weak
+ * comparison, as RFC 9110 13.1.2 asks for If-None-Match. */
+static bool etag_match(const char *v, size_t len, const char *etag)
+{
+	size_t el = strlen(etag);
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		if (i < len && v[i] == '*')
+			return true;
+		if (i + 2 <= len && v[i] == 'W' && v[i + 1] == '/')
+			i += 2;
+		size_t start = i;
+		while (i < len && v[i] != ',')
+			i++;
+		size_t end = i;
+		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+			end--;
+		if (end - start == el && memcmp(v + start, etag, el) == 0)
+			return true;
+	}
+	return false;
+}
+
 static int h_ls(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hashpart);
 
 static int h_root(struct cairn_httpd_req *req, void *data);
@@ -84,8 +109,20 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 		cairn_httpd_add_header(req, "Cache-Control", "no-store");
 		rc = cairn_httpd_send_error(req, 500);
 	} else {
+		/* a strong validator from the bytes: a CDN revalidates cheaply */
+		char etag[24];
+		uint64_t hv = 1469598103934665603ull;
+		for (size_t i = 0; i < b.len; i++)
+			hv = (hv ^ (unsigned char)b.data[i]) * 1099511628211ull;
+		snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)hv);
 		cache_control(req, p->cfg.ttl);
-		rc = cairn_httpd_send(req, 200, CT_NARINFO, b.data, b.len);
+		cairn_httpd_add_header(req, "ETag", etag);
+		size_t inml = 0;
+		const char *inm = cairn_httpd_req_header(req, "if-none-match", &inml);
+		if (inm && etag_match(inm, inml, etag))
+			rc = cairn_httpd_send(req, 304, NULL, NULL, 0);
+		else
+			rc = cairn_httpd_send(req, 200, CT_NARINFO, b.data, b.len);
 	}
 	cairn_buf_release(&b);
 	return rc;
@@ -93,7 +130,7 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 
 /* ---- producers ---------------------------------------------------------- */
 
-enum job_kind { JOB_NAR, JOB_LS };
+enum job_kind { JOB_NAR, JOB_LS, JOB_TAIL };
 
 /* How a write callback stops the NAR writer once a range is sent; the
  * producer tells it from a real cancellation by the position. */
@@ -113,6 +150,7 @@ struct job {
 	/* a byte range of an uncompressed nar: [lo, hi] (ranged) */
 	bool ranged;
 	uint64_t lo, hi, pos;
+	struct pub_inflight *inf; /* JOB_TAIL: the bake to follow */
 	char real[];
 };
 
@@ -164,6 +202,38 @@ static void *producer(void *arg)
 	int rc;
 
 	cairn_error_init(&err);
+	if (j->kind == JOB_TAIL) {
+		/* follow the file the baker writes; if it fails before a byte
+		 * was sent (disk full...), compress on the fly instead */
+		uint64_t off = 0;
+		static const size_t cap = 256 * 1024;
+		char *buf = malloc(cap);
+		rc = buf ? 0 : CAIRN_ENOMEM;
+		while (rc == 0) {
+			int64_t n = pub_inflight_wait(p, j->inf, off);
+			if (n == 0)
+				break;
+			if (n < 0) {
+				rc = (int)n;
+				break;
+			}
+			size_t want = (uint64_t)n < cap ? (size_t)n : cap;
+			ssize_t got = pread(j->inf->fd, buf, want, (off_t)off);
+			if (got <= 0) {
+				rc = CAIRN_EIO;
+				break;
+			}
+			off += (uint64_t)got;
+			rc = cairn_httpd_stream_write(j->s, buf, (size_t)got);
+		}
+		free(buf);
+		pub_inflight_put(p, j->inf);
+		j->inf = NULL;
+		if (rc == 0 || off > 0 || p->stopping)
+			goto out;
+		j->kind = JOB_NAR; /* nothing sent yet: on the fly after all */
+		rc = 0;
+	}
 	if ((rc = cairn_sha256_init(&j->sha)) < 0)
 		goto out;
 	sha = true;
@@ -270,9 +340,18 @@ static int parse_range(const char *v, size_t len, uint64_t size, uint64_t *lo, u
 }
 
 /* Start a producer for the item pi; answers the request in every case. */
+/* Undo start_job's allocation before the producer runs. */
+static void job_drop(struct cairn_publish *p, struct job *j)
+{
+	if (j->inf)
+		pub_inflight_put(p, j->inf);
+	free(j);
+	pub_stream_leave(p);
+}
+
 static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 		     const struct cairn_storedb_pathinfo *pi, enum job_kind kind,
-		     enum cairn_codec_method method)
+		     enum cairn_codec_method method, struct pub_inflight *inf)
 {
 	char real[CAIRN_STOREDB_PATH_MAX + CAIRN_STOREDB_DIR_MAX + 8];
 	struct stat st;
@@ -280,12 +359,19 @@ static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 	pthread_attr_t attr;
 	pthread_t tid;
 
-	if (pub_real_path(p, pi->path, real, sizeof(real)) < 0 || lstat(real, &st) < 0)
+	if (pub_real_path(p, pi->path, real, sizeof(real)) < 0 || lstat(real, &st) < 0) {
+		if (inf)
+			pub_inflight_put(p, inf);
 		return not_found(req, p->cfg.negative_ttl); /* valid in the db, gone on disk */
+	}
 	size_t rl = strlen(real);
 	struct job *j = calloc(1, sizeof(*j) + rl + 1);
-	if (!j)
+	if (!j) {
+		if (inf)
+			pub_inflight_put(p, inf);
 		return cairn_httpd_send_error(req, 503);
+	}
+	j->inf = inf;
 	j->p = p;
 	j->kind = kind;
 	j->method = method;
@@ -294,6 +380,8 @@ static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 	j->nar_hash = pi->nar_hash;
 	memcpy(j->real, real, rl + 1);
 	if (!pub_stream_enter(p)) {
+		if (inf)
+			pub_inflight_put(p, inf);
 		free(j);
 		cairn_httpd_add_header(req, "Retry-After", "1");
 		return cairn_httpd_send_error(req, 503);
@@ -309,8 +397,7 @@ static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 			char v[64];
 			snprintf(v, sizeof(v), "bytes */%llu", (unsigned long long)pi->nar_size);
 			cairn_httpd_add_header(req, "Content-Range", v);
-			free(j);
-			pub_stream_leave(p);
+			job_drop(p, j);
 			return cairn_httpd_send_error(req, 416);
 		}
 		if (r > 0) {
@@ -323,21 +410,19 @@ static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 			cairn_httpd_add_header(req, "Content-Range", v);
 		}
 	}
-	if (kind == JOB_NAR)
+	if (kind != JOB_LS)
 		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
 	else
 		cache_control(req, p->cfg.ttl);
-	int rc = cairn_httpd_stream_start(req, status, kind == JOB_NAR ? CT_NAR : "application/json",
+	int rc = cairn_httpd_stream_start(req, status, kind != JOB_LS ? CT_NAR : "application/json",
 					  length, &s);
 	if (rc < 0) {
-		free(j);
-		pub_stream_leave(p);
+		job_drop(p, j);
 		return rc;
 	}
 	if (cairn_httpd_req_is_head(req)) {
 		cairn_httpd_stream_end(s, 1);
-		free(j);
-		pub_stream_leave(p);
+		job_drop(p, j);
 		return 0;
 	}
 	j->s = s;
@@ -346,8 +431,7 @@ static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&tid, &attr, producer, j) != 0) {
 		cairn_httpd_stream_end(s, 0);
-		free(j);
-		pub_stream_leave(p);
+		job_drop(p, j);
 	}
 	pthread_attr_destroy(&attr);
 	return 0;
@@ -366,7 +450,7 @@ static int h_ls(struct cairn_publish *p, struct cairn_httpd_req *req, const char
 		return not_found(req, p->cfg.negative_ttl);
 	if (rc < 0)
 		return cairn_httpd_send_error(req, 500);
-	rc = start_job(p, req, &pi, JOB_LS, CAIRN_CODEC_NONE);
+	rc = start_job(p, req, &pi, JOB_LS, CAIRN_CODEC_NONE, NULL);
 	cairn_storedb_pathinfo_release(&pi);
 	return rc;
 }
@@ -430,8 +514,9 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 		}
 	}
 	atomic_fetch_add_explicit(&p->m_cache_misses, 1, memory_order_relaxed);
-	pub_bake_enqueue(p, u.hashpart[0] ? u.hashpart : pi.path + p->store_dir_len + 1);
-	rc = start_job(p, req, &pi, JOB_NAR, u.method);
+	/* with a cache, every client follows one compression into it */
+	struct pub_inflight *inf = pub_inflight_get(p, &pi, u.method);
+	rc = start_job(p, req, &pi, inf ? JOB_TAIL : JOB_NAR, u.method, inf);
 	cairn_storedb_pathinfo_release(&pi);
 	return rc;
 }

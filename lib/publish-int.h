@@ -23,6 +23,21 @@ struct pub_baked {
 	uint64_t last_used; /* monotonic ms */
 };
 
+/*
+ * A nar being compressed into the cache right now.  Every request for it
+ * reads the growing file (pread at its own offset, waiting on cond for
+ * more) instead of compressing it again: one compression per item and
+ * method however many clients ask at once.  Guarded by cache_lock.
+ */
+struct pub_inflight {
+	char key[48];	  /* "<hashpart>.<method>" */
+	int fd;		  /* the temporary file, readable; -1 until opened */
+	uint64_t written; /* bytes in it so far */
+	bool done, failed;
+	unsigned refs;
+	pthread_cond_t cond;
+};
+
 struct cairn_publish {
 	struct cairn_publish_config cfg;
 	char *store_dir, *real_store_dir, *db_path, *log_dir, *cache_dir, *host;
@@ -47,6 +62,7 @@ struct cairn_publish {
 	struct pub_map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
 	struct pub_map *by_file; /* file hash nix32 -> the same struct pub_baked */
 	struct pub_map *queued;	 /* hash parts queued or being baked */
+	struct pub_map *inflight; /* key -> struct pub_inflight */
 	char **queue;		 /* FIFO of hash parts */
 	size_t q_head, q_len, q_cap;
 	uint64_t cache_size;
@@ -92,6 +108,19 @@ void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart);
 /* The real path of a store item (files under real_store_dir). */
 int pub_real_path(const struct cairn_publish *p, const char *store_path, char *out, size_t cap);
 uint64_t pub_now_ms(void);
+
+/*
+ * The bake of pi with spec, shared: joins the one running or starts one in
+ * a new thread.  NULL when there is no cache (or no memory): then compress
+ * on the fly.  Release with pub_inflight_put.
+ */
+struct pub_inflight *pub_inflight_get(struct cairn_publish *p,
+				      const struct cairn_storedb_pathinfo *pi,
+				      enum cairn_codec_method method);
+void pub_inflight_put(struct cairn_publish *p, struct pub_inflight *inf);
+/* Wait until the file has bytes past off: returns how many (> 0), 0 when
+ * it is complete at off, or a negative error when the bake failed. */
+int64_t pub_inflight_wait(struct cairn_publish *p, struct pub_inflight *inf, uint64_t off);
 
 /* streams accounting */
 bool pub_stream_enter(struct cairn_publish *p);

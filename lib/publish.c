@@ -877,12 +877,14 @@ struct bake {
 	uint64_t file_size;
 	struct cairn_error *err;
 	struct cairn_publish *p;
+	struct pub_inflight *inf; /* readers following the file, or NULL */
 };
 
 static int bake_out(void *ctx, const void *data, size_t len)
 {
 	struct bake *b = ctx;
 	const char *d = data;
+	size_t total = len;
 	cairn_sha256_update(&b->file_sha, data, len);
 	b->file_size += len;
 	while (len) {
@@ -894,6 +896,12 @@ static int bake_out(void *ctx, const void *data, size_t len)
 		}
 		d += n;
 		len -= (size_t)n;
+	}
+	if (b->inf) {
+		pthread_mutex_lock(&b->p->cache_lock);
+		b->inf->written += total;
+		pthread_cond_broadcast(&b->inf->cond);
+		pthread_mutex_unlock(&b->p->cache_lock);
 	}
 	return 0;
 }
@@ -908,7 +916,8 @@ static int bake_nar(void *ctx, const void *data, size_t len, struct cairn_error 
 }
 
 static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo *pi,
-		    const char *hp, const struct cairn_codec_spec *spec, struct cairn_error *err)
+		    const char *hp, const struct cairn_codec_spec *spec, struct pub_inflight *inf,
+		    struct cairn_error *err)
 {
 	char real[CAIRN_STOREDB_PATH_MAX + CAIRN_STOREDB_DIR_MAX + 8];
 	char tmpname[64], name[128], info[256];
@@ -920,16 +929,28 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	b.fd = -1;
 	b.err = err;
 	b.p = p;
+	b.inf = inf;
 	snprintf(tmpname, sizeof(tmpname), "tmp/%s.%s.%ld", hp,
 		 cairn_codec_method_name(spec->method), (long)gettid());
 	if ((rc = pub_real_path(p, pi->path, real, sizeof(real))) < 0) {
 		cairn_error_set(err, rc, "publish: path too long");
 		goto out;
 	}
-	b.fd = openat(p->cache_fd, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	b.fd = openat(p->cache_fd, tmpname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (b.fd < 0) {
 		rc = cairn_error_errno(err, errno, "publish: cannot create '%s'", tmpname);
 		goto out;
+	}
+	if (inf) {
+		int rfd = dup(b.fd);
+		if (rfd < 0) {
+			rc = cairn_error_errno(err, errno, "publish: dup");
+			goto out;
+		}
+		fcntl(rfd, F_SETFD, FD_CLOEXEC);
+		pthread_mutex_lock(&p->cache_lock);
+		inf->fd = rfd;
+		pthread_mutex_unlock(&p->cache_lock);
 	}
 	if ((rc = cairn_sha256_init(&b.nar_sha)) < 0)
 		goto out;
@@ -1020,6 +1041,173 @@ out:
 	return rc;
 }
 
+static void inflight_key(char *key, size_t cap, const char *hp, enum cairn_codec_method m)
+{
+	snprintf(key, cap, "%.32s.%s", hp, cairn_codec_method_name(m));
+}
+
+static void inflight_free(struct pub_inflight *inf)
+{
+	if (inf->fd >= 0)
+		close(inf->fd);
+	pthread_cond_destroy(&inf->cond);
+	free(inf);
+}
+
+/* Register a new bake of (hp, m) with one reference (the baker's); NULL when
+ * one runs already. */
+static struct pub_inflight *inflight_begin(struct cairn_publish *p, const char *hp,
+					   enum cairn_codec_method m)
+{
+	struct pub_inflight *inf = calloc(1, sizeof(*inf));
+	if (!inf)
+		return NULL;
+	inflight_key(inf->key, sizeof(inf->key), hp, m);
+	inf->fd = -1;
+	inf->refs = 1;
+	pthread_cond_init(&inf->cond, NULL);
+	pthread_mutex_lock(&p->cache_lock);
+	if (map_get(p->inflight, inf->key) || map_put(p->inflight, inf->key, inf) < 0) {
+		pthread_mutex_unlock(&p->cache_lock);
+		inflight_free(inf);
+		return NULL;
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	return inf;
+}
+
+/* The baker is through: wake the readers, unregister, drop its reference. */
+static void inflight_end(struct cairn_publish *p, struct pub_inflight *inf, int rc)
+{
+	if (rc < 0)
+		atomic_fetch_add_explicit(&p->m_bake_failures, 1, memory_order_relaxed);
+	pthread_mutex_lock(&p->cache_lock);
+	inf->done = rc == 0;
+	inf->failed = rc < 0;
+	pthread_cond_broadcast(&inf->cond);
+	if (map_get(p->inflight, inf->key) == inf)
+		map_take(p->inflight, inf->key);
+	bool last = --inf->refs == 0;
+	pthread_mutex_unlock(&p->cache_lock);
+	if (last)
+		inflight_free(inf);
+}
+
+void pub_inflight_put(struct cairn_publish *p, struct pub_inflight *inf)
+{
+	pthread_mutex_lock(&p->cache_lock);
+	bool last = --inf->refs == 0;
+	pthread_mutex_unlock(&p->cache_lock);
+	if (last)
+		inflight_free(inf);
+}
+
+int64_t pub_inflight_wait(struct cairn_publish *p, struct pub_inflight *inf, uint64_t off)
+{
+	int64_t r;
+	pthread_mutex_lock(&p->cache_lock);
+	while (inf->written <= off && !inf->done && !inf->failed && !p->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&inf->cond, &p->cache_lock, &ts);
+	}
+	if (inf->written > off)
+		r = (int64_t)(inf->written - off);
+	else if (inf->done)
+		r = 0;
+	else
+		r = CAIRN_ECANCELED;
+	pthread_mutex_unlock(&p->cache_lock);
+	return r;
+}
+
+struct bake_thread {
+	struct cairn_publish *p;
+	struct pub_inflight *inf;
+	struct cairn_storedb_pathinfo pi; /* path, nar_hash, nar_size only */
+	char hp[33];
+	struct cairn_codec_spec spec;
+};
+
+static void *bake_thread(void *arg)
+{
+	struct bake_thread *t = arg;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	int rc = bake_one(t->p, &t->pi, t->hp, &t->spec, t->inf, &err);
+	inflight_end(t->p, t->inf, rc);
+	struct cairn_publish *p = t->p;
+	free(t->pi.path);
+	free(t);
+	pub_stream_leave(p);
+	return NULL;
+}
+
+struct pub_inflight *pub_inflight_get(struct cairn_publish *p,
+				      const struct cairn_storedb_pathinfo *pi,
+				      enum cairn_codec_method method)
+{
+	char key[48];
+	const char *hp = pi->path + p->store_dir_len + 1;
+	struct pub_inflight *inf;
+
+	if (p->cache_fd < 0 || method == CAIRN_CODEC_NONE)
+		return NULL;
+	inflight_key(key, sizeof(key), hp, method);
+	pthread_mutex_lock(&p->cache_lock);
+	inf = map_get(p->inflight, key);
+	if (inf)
+		inf->refs++;
+	pthread_mutex_unlock(&p->cache_lock);
+	if (inf)
+		return inf;
+
+	struct bake_thread *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->p = p;
+	t->pi.path = strdup(pi->path);
+	t->pi.nar_hash = pi->nar_hash;
+	t->pi.nar_size = pi->nar_size;
+	memcpy(t->hp, hp, 32);
+	t->spec.method = method;
+	t->spec.level = pub_level(p, method);
+	if (!t->pi.path || !pub_stream_enter(p)) {
+		free(t->pi.path);
+		free(t);
+		return NULL;
+	}
+	inf = inflight_begin(p, hp, method);
+	if (!inf) { /* lost a race: join the other one */
+		free(t->pi.path);
+		free(t);
+		pub_stream_leave(p);
+		pthread_mutex_lock(&p->cache_lock);
+		inf = map_get(p->inflight, key);
+		if (inf)
+			inf->refs++;
+		pthread_mutex_unlock(&p->cache_lock);
+		return inf;
+	}
+	pthread_mutex_lock(&p->cache_lock);
+	inf->refs++; /* the caller's */
+	pthread_mutex_unlock(&p->cache_lock);
+	t->inf = inf;
+	pthread_attr_t attr;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&tid, &attr, bake_thread, t) != 0) {
+		inflight_end(p, inf, CAIRN_EIO);
+		free(t->pi.path);
+		free(t);
+		pub_stream_leave(p);
+	}
+	pthread_attr_destroy(&attr);
+	return inf;
+}
+
 static void bake_item(struct cairn_publish *p, const char *hp)
 {
 	struct cairn_storedb *db = NULL;
@@ -1040,8 +1228,11 @@ static void bake_item(struct cairn_publish *p, const char *hp)
 		if (files[i].has_file || p->cfg.compressions[i].method == CAIRN_CODEC_NONE)
 			continue;
 		cairn_error_init(&err);
-		if (bake_one(p, &pi, hp, &p->cfg.compressions[i], &err) < 0)
-			atomic_fetch_add_explicit(&p->m_bake_failures, 1, memory_order_relaxed);
+		struct pub_inflight *inf = inflight_begin(p, hp, p->cfg.compressions[i].method);
+		if (!inf)
+			continue; /* a request is baking it already */
+		rc = bake_one(p, &pi, hp, &p->cfg.compressions[i], inf, &err);
+		inflight_end(p, inf, rc);
 	}
 	cairn_storedb_pathinfo_release(&pi);
 }
@@ -1213,8 +1404,9 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	p->baked = map_new(NULL);
 	p->by_file = map_new(NULL);
 	p->queued = map_new(NULL);
+	p->inflight = map_new(NULL);
 	if (!p->store_dir || !p->real_store_dir || !p->db_path || !p->host || !p->memo ||
-	    !p->by_narhash || !p->baked || !p->by_file || !p->queued ||
+	    !p->by_narhash || !p->baked || !p->by_file || !p->queued || !p->inflight ||
 	    (cfg->log_dir && !p->log_dir) || (cfg->cache_dir && !p->cache_dir)) {
 		rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
 		goto fail;
@@ -1309,6 +1501,7 @@ void cairn_publish_free(struct cairn_publish *p)
 	map_free(p->baked);
 	map_free(p->by_file);
 	map_free(p->queued);
+	map_free(p->inflight); /* empty: every bake thread has ended */
 	map_free(p->memo);
 	map_free(p->by_narhash);
 	for (size_t i = 0; i < p->n_db_free; i++)

@@ -15,8 +15,23 @@ DIR=$(cd "$DIR" && pwd)
 root=$DIR/root
 
 if ! command -v nix-build > /dev/null; then
-  echo "demo: nix-build is needed to build the demo store (apt-get install nix-bin)" >&2
-  exit 1
+  # no Nix to build a store with: serve the binary cache that the test
+  # vectors hold (made by Nix 2.8), as a directory
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  cache=$here/tests/vectors/nix/cache-xz
+  pub=$(cat "$here/tests/vectors/nix/keys/cache.example.org-1.pub")
+  top=$(sed -n 's/^StorePath: //p' "$cache"/*.narinfo | head -n 1)
+  cat <<EOF
+demo: nix-build is not installed (apt-get install nix-bin builds a demo store);
+serving the binary-cache directory $cache instead on http://$LISTEN/
+
+  curl http://$LISTEN/nix-cache-info
+  nix copy --from http://$LISTEN --to /tmp/cairn-demo-copy \\
+    --option trusted-public-keys '$pub' $top
+
+Stop with Ctrl-C.
+EOF
+  exec "$CAIRN" publish --binary-cache "$cache" --listen "$LISTEN"
 fi
 
 # Nix 2.8 as root without a daemon, into a chroot store (see

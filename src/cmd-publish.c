@@ -4,6 +4,7 @@
  * server is lib/publish*.c on lib/httpd*.c.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,27 @@ static char *replace_tail(const char *s, const char *strip, const char *tail)
 	if (r)
 		snprintf(r, n, "%.*s%s", (int)keep, s, tail);
 	return r;
+}
+
+/* The cache is created before privileges are dropped: hand it (and the
+ * directories the server writes into) to the user the server becomes. */
+static int chown_cache(const char *cache, const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+	static const char *const sub[] = {"", "/nar", "/info", "/tmp"};
+	char path[4096];
+	if (!pw) {
+		cli_error("--user: no user '%s'", user);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", cache, sub[i]);
+		if (chown(path, pw->pw_uid, pw->pw_gid) < 0) {
+			cli_error("cannot hand '%s' to '%s': %s", path, user, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int load_key(const char *path, struct cairn_seckey *sk)
@@ -359,6 +381,8 @@ int cmd_publish(int argc, char **argv)
 		}
 		if (n_key_files == 0)
 			cli_warn("no --key: narinfos are not signed");
+		if (cache && hc.user && geteuid() == 0 && chown_cache(cache, hc.user) < 0)
+			goto out;
 		if (cairn_httpd_new(&h, &hc, &err) < 0 || cairn_publish_routes(pub, h, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
 			goto out;
@@ -395,8 +419,10 @@ int cmd_publish(int argc, char **argv)
 	ret = EXIT_OK;
 out:
 	g_httpd = NULL;
-	cairn_httpd_free(h);
+	/* producers may still be ending their streams: wait for them (they
+	 * see CAIRN_ECANCELED once the server stopped) before the server goes */
 	cairn_publish_free(pub);
+	cairn_httpd_free(h);
 	cairn_publish_static_free(st);
 	for (size_t i = 0; i < pc.n_keys; i++)
 		cairn_seckey_wipe(&keys[i]);

@@ -34,7 +34,12 @@
  * Lifetimes: a `struct cairn_httpd_req *` is valid only inside the handler
  * call (and, for a stream, on the loop side until the response ends; the
  * producer thread never touches it).  Strings returned by the request
- * accessors are borrowed for the handler call.
+ * accessors are borrowed for the handler call.  cairn_httpd_free only after
+ * cairn_httpd_wait has returned.
+ *
+ * Signals: the loop threads block SIGPIPE, SIGTERM, SIGINT and SIGHUP, so the
+ * program's own thread receives them; its SIGTERM handler calls
+ * cairn_httpd_stop.
  */
 #ifndef CAIRN_HTTPD_H
 #define CAIRN_HTTPD_H
@@ -219,7 +224,8 @@ struct cairn_httpd_stream;
 
 /*
  * On the loop thread, inside a handler: send the status line and headers
- * (content_length < 0: unknown, chunked on HTTP/1.1).  *out is the
+ * (content_length < 0: unknown, chunked on HTTP/1.1); add extra headers
+ * (Cache-Control, Content-Encoding...) with cairn_httpd_add_header before.  *out is the
  * producer's; exactly one cairn_httpd_stream_end must follow, from any
  * thread.  For HEAD the response is complete at once and writes return
  * CAIRN_ECANCELED.

@@ -466,8 +466,21 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 	if (req->input.path.len > h->cfg.max_request_line)
 		return refuse(req, 414), 0;
 	size_t hb = 0;
-	for (size_t i = 0; i < req->headers.size; i++)
-		hb += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+	const h2o_iovec_t *clen = NULL;
+	for (size_t i = 0; i < req->headers.size; i++) {
+		const h2o_header_t *e = &req->headers.entries[i];
+		hb += e->name->len + e->value.len + 4;
+		/*
+		 * Two different Content-Length values make the message length
+		 * ambiguous (RFC 9112 6.3): a proxy in front of us might frame
+		 * it differently, which is how requests get smuggled.
+		 */
+		if (e->name == &H2O_TOKEN_CONTENT_LENGTH->buf) {
+			if (clen && !h2o_memis(clen->base, clen->len, e->value.base, e->value.len))
+				return refuse(req, 400), 0;
+			clen = &e->value;
+		}
+	}
 	if (hb > h->cfg.max_header_bytes)
 		return refuse(req, 431), 0;
 

@@ -14,6 +14,8 @@ static const struct cmd commands[] = {
 	{ "hash", cmd_hash, "convert hashes between Nix's textual forms", cmd_hash_usage },
 	{ "key", cmd_key, "generate signing keys (Nix or Guix) and derive public keys", cmd_key_usage },
 	{ "narinfo", cmd_narinfo, "sign and verify narinfo files", cmd_narinfo_usage },
+	{ "weather", cmd_weather, "report how much of a set of store paths each cache has", cmd_weather_usage },
+	{ "challenge", cmd_challenge, "compare what caches and the local store say about store items", cmd_challenge_usage },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -32,8 +32,12 @@ serve_nginx() {
   ng=$(mktemp -d "$TMP/nginx.XXXXXX")
   mkdir -p "$ng/tmp"
   port=$(serve_free_port)
+  # As root, workers would switch to nobody, who cannot read $TMP (0700).
+  local user=
+  [ "$(id -u)" != 0 ] || user="user root root;"
   cat >"$ng/nginx.conf" <<CONF
 daemon off;
+$user
 worker_processes $workers;
 pid $ng/nginx.pid;
 error_log $ng/error.log;
@@ -102,3 +106,53 @@ PY
 }
 
 serve_closed_port() { serve_free_port; }
+
+# build_two_stores: build the same four derivations into two private Nix
+# stores, $TMP/store1 and $TMP/store2 (needs nix-lib.sh, nix_lib_init).
+# wt-a (a file, an executable, a symlink) <- wt-b <- wt-stamp <- wt-top;
+# wt-stamp writes the time in nanoseconds and 16 random bytes, so its two
+# builds differ; everything else is reproducible (wt-top refers to
+# wt-stamp by path, which is the same in both stores).  Sets TOP, STAMP
+# and CLOSURE (the four paths, one a line).
+build_two_stores() {
+  local expr=$TMP/two-stores.nix
+  cat >"$expr" <<'NIX'
+let
+  mk = name: deps: script: derivation {
+    inherit name deps;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    PATH = "/bin:/usr/bin";
+    args = [ "-c" script ];
+  };
+  a = mk "wt-a" [] ''
+    mkdir -p $out/bin
+    echo a > $out/a
+    printf '#!/bin/sh\necho a\n' > $out/bin/a
+    chmod +x $out/bin/a
+    ln -s a $out/link
+  '';
+  b = mk "wt-b" [ a ] ''
+    mkdir -p $out
+    echo $deps > $out/deps
+  '';
+  stamp = mk "wt-stamp" [ b ] ''
+    mkdir -p $out/share
+    echo $deps > $out/deps
+    echo same > $out/same
+    date +%s%N > $out/stamp
+    head -c 16 /dev/urandom > $out/share/random
+  '';
+in mk "wt-top" [ stamp ] ''
+  mkdir -p $out
+  echo $deps > $out/deps
+''
+NIX
+  TOP=$(nix-build --store "$(nix_store_uri "$TMP/store1")" --no-out-link --quiet "$expr") &&
+    [ "$(nix-build --store "$(nix_store_uri "$TMP/store2")" --no-out-link --quiet "$expr")" = "$TOP" ] &&
+    CLOSURE=$(nix_closure "$TMP/store1" "$TOP") &&
+    STAMP=$(grep -- '-wt-stamp$' <<<"$CLOSURE")
+}
+
+# narinfo_of DIR PATH: the narinfo file of PATH in the cache directory DIR
+narinfo_of() { local b=${2#/nix/store/}; echo "$1/${b%%-*}.narinfo"; }

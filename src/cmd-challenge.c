@@ -815,7 +815,7 @@ static void print_fent(const struct fent *f)
 		char hex[17];
 		cairn_base16_encode(f->sha, 8, hex);
 		hex[16] = '\0';
-		printf("%s%s, %llu bytes, sha256 %s…", type_name(f->type),
+		printf("%s%s, %llu bytes, sha256 %s...", type_name(f->type),
 		       f->exec ? " executable" : "", (unsigned long long)f->size, hex);
 	} else if (f->type == CAIRN_NAR_SYMLINK) {
 		printf("symlink -> %s", f->target);

@@ -404,6 +404,9 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 	struct cairn_http_server *srv = s->servers[server];
 	struct cairn_error e;
 	cairn_error_init(&e);
+	/* A fresh cached answer holds even when the server is down now. */
+	if (try_cache(s, path, server))
+		return;
 	const char *down = cairn_http_server_down(srv);
 	if (down) {
 		cairn_error_set(&e, CAIRN_ENET, "%s: server is down: %s",
@@ -411,8 +414,6 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 		deliver_unknown(s, path, server, &e);
 		return;
 	}
-	if (try_cache(s, path, server))
-		return;
 	struct survey_req *q = calloc(1, sizeof(*q));
 	if (!q) {
 		cairn_error_set(&e, CAIRN_ENOMEM, "survey: out of memory");

@@ -4,29 +4,29 @@
 # behind its own nginx), next to `curl --parallel` fetching the same URLs.
 # Prints a Markdown table for RESULTS-weather.md.
 #
-# usage: bench/weather.sh [-n PATHS] [-r RUNS] [-c CAIRN] [-j JOBS] [-k CONNS] [-p PUBLISH_URL]
+# usage: bench/weather.sh [-n PATHS] [-r RUNS] [-c CAIRN] [-j JOBS] [-k CONNS] [-P PUBLISHER]
 #   PATHS        store paths (default 10000); 3 x PATHS lookups per run
 #   RUNS         repetitions (default 5); the table shows the median
 #   CAIRN        the cairn binary (default build/src/cairn)
 #   JOBS, CONNS  cairn weather --jobs / --connections (default 256 / 8)
-#   PUBLISH_URL  also ask this server (e.g. a running `cairn publish`) as a
-#                fourth source; the paths are the generated ones, so expect
-#                it to answer 404s unless it serves them
+#   PUBLISHER    a cairn binary that has `publish`: also serve a fourth
+#                generated cache with `PUBLISHER publish --binary-cache DIR`
+#                (default: CAIRN when it has publish, else none)
 # The narinfos are unsigned and name nars that do not exist (weather never
 # downloads a nar); the third cache lacks every 10th one, so its 404 path is
 # exercised too.  nginx runs with one worker per cache, access log off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=10000 runs=5 cairn=build/src/cairn jobs=256 conns=8 publish=
-while getopts n:r:c:j:k:p:h o; do
+n=10000 runs=5 cairn=build/src/cairn jobs=256 conns=8 publisher=
+while getopts n:r:c:j:k:P:h o; do
   case $o in
     n) n=$OPTARG ;;
     r) runs=$OPTARG ;;
     c) cairn=$OPTARG ;;
     j) jobs=$OPTARG ;;
     k) conns=$OPTARG ;;
-    p) publish=$OPTARG ;;
-    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    P) publisher=$OPTARG ;;
+    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 export CAIRN SRCDIR
@@ -46,7 +46,15 @@ for i in 1 2 3; do
   serve_nginx "$TMP/c$i"
   urls+=("http://127.0.0.1:$SERVE_PORT")
 done
-[ -z "$publish" ] || urls+=("$publish")
+[ -n "$publisher" ] || { "$CAIRN" publish -h >/dev/null 2>&1 && publisher=$CAIRN; } || true
+if [ -n "$publisher" ]; then
+  python3 bench/gen-narinfos.py "$TMP/c4" "$n"
+  "$publisher" publish --binary-cache "$TMP/c4" --listen 127.0.0.1:0 --port-file "$TMP/pub.port" \
+    --threads 1 >"$TMP/publish.log" 2>&1 &
+  cleanup_hooks+=("kill $!")
+  for _ in $(seq 100); do [ -s "$TMP/pub.port" ] && break; sleep 0.05; done
+  urls+=("http://127.0.0.1:$(cat "$TMP/pub.port")")
+fi
 from=()
 for u in "${urls[@]}"; do from+=(--from "$u"); done
 
@@ -73,7 +81,7 @@ for r in $(seq "$runs"); do
 done
 avail=$(python3 -c 'import json,sys; print(" / ".join("%d" % s["available"] for s in json.load(open(sys.argv[1]))["servers"]))' "$TMP/w.json")
 
-echo "paths: $n, servers: ${#urls[@]}, lookups per run: $lookups, runs: $runs; available per server: $avail"
+echo "paths: $n, servers: ${#urls[@]} (nginx x3${publisher:+, cairn publish}), lookups per run: $lookups, runs: $runs; available per server: $avail; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| client | lookups/s (median) | runs |"
 echo "|---|---:|---|"

@@ -54,14 +54,10 @@ struct cairn_survey {
 const char *cairn_survey_outcome_name(enum cairn_survey_outcome o)
 {
 	switch (o) {
-	case CAIRN_SURVEY_PRESENT:
-		return "present";
-	case CAIRN_SURVEY_ABSENT:
-		return "absent";
-	case CAIRN_SURVEY_INVALID:
-		return "invalid";
-	case CAIRN_SURVEY_UNKNOWN:
-		return "unknown";
+	case CAIRN_SURVEY_PRESENT: return "present";
+	case CAIRN_SURVEY_ABSENT: return "absent";
+	case CAIRN_SURVEY_INVALID: return "invalid";
+	case CAIRN_SURVEY_UNKNOWN: return "unknown";
 	}
 	return "?";
 }
@@ -246,9 +242,8 @@ static void result_init(struct cairn_survey_result *r, const struct cairn_survey
  * Parse a body into r: PRESENT when it is a narinfo for the path asked
  * for, else INVALID.  Returns the outcome.
  */
-static enum cairn_survey_outcome classify_body(struct cairn_survey *s,
-					       struct cairn_survey_result *r, const char *text,
-					       size_t len)
+static enum cairn_survey_outcome
+classify_body(struct cairn_survey *s, struct cairn_survey_result *r, const char *text, size_t len)
 {
 	const char *url = cairn_http_server_url(s->servers[r->server_index]);
 	struct cairn_error perr;
@@ -429,14 +424,14 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 	memcpy(url, s->paths[path].hash, CAIRN_STORE_HASH_LEN);
 	memcpy(url + CAIRN_STORE_HASH_LEN, ".narinfo", sizeof(".narinfo"));
 	struct cairn_http_request rq = {
-		.method = CAIRN_HTTP_GET,
-		.server = srv,
-		.url = url,
-		.max_body = CAIRN_NARINFO_MAX,
-		.on_headers = on_headers,
-		.on_data = on_data,
-		.on_done = on_done,
-		.ctx = q,
+	    .method = CAIRN_HTTP_GET,
+	    .server = srv,
+	    .url = url,
+	    .max_body = CAIRN_NARINFO_MAX,
+	    .on_headers = on_headers,
+	    .on_data = on_data,
+	    .on_done = on_done,
+	    .ctx = q,
 	};
 	if (cairn_http_add(s->h, &rq, &e)) {
 		/* Refused at once: the server went down meanwhile, or a URL

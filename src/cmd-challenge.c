@@ -60,7 +60,7 @@ const char cmd_challenge_usage[] =
 #define CHALLENGE_LOCAL "local"
 
 enum verdict { V_IDENTICAL, V_DIFFERS, V_INCONCLUSIVE };
-static const char *const verdict_names[] = { "identical", "differs", "inconclusive" };
+static const char *const verdict_names[] = {"identical", "differs", "inconclusive"};
 
 /* What one server said about one item. */
 struct answer {
@@ -231,8 +231,7 @@ static int open_db(struct challenge *c, const char *db_path, const char *store_d
 	cfg.store_dir = store_dir;
 	cfg.flags |= CAIRN_STOREDB_IMMUTABLE_FALLBACK;
 	if (cairn_storedb_open(&c->db, &cfg, &err)) {
-		cli_error("cannot open the store database '%s': %s", chosen,
-			  cairn_error_msg(&err));
+		cli_error("cannot open the store database '%s': %s", chosen, cairn_error_msg(&err));
 		ret = EXIT_FAIL;
 	}
 out:
@@ -396,11 +395,11 @@ static int cb_file_end(void *ctx, const struct cairn_nar_node *n, struct cairn_e
 }
 
 static const struct cairn_nar_callbacks list_callbacks = {
-	.directory_begin = cb_dir,
-	.file_begin = cb_file_begin,
-	.file_data = cb_file_data,
-	.file_end = cb_file_end,
-	.symlink = cb_symlink,
+    .directory_begin = cb_dir,
+    .file_begin = cb_file_begin,
+    .file_data = cb_file_data,
+    .file_end = cb_file_end,
+    .symlink = cb_symlink,
 };
 
 static void side_release(struct side *sd)
@@ -414,7 +413,7 @@ static void side_release(struct side *sd)
 
 static int side_start(struct side *sd)
 {
-	struct cairn_nar_limits lim = { .max_nar_size = sd->want_size };
+	struct cairn_nar_limits lim = {.max_nar_size = sd->want_size};
 	cairn_error_init(&sd->err);
 	sd->parser = cairn_nar_parser_new(&list_callbacks, sd, &lim);
 	if (!sd->parser)
@@ -510,13 +509,13 @@ static void side_download(struct challenge *c, struct cairn_http *h, struct side
 	d->source = source;
 	bool absolute = strstr(u->url, "://") != NULL;
 	struct cairn_http_request rq = {
-		.method = CAIRN_HTTP_GET,
-		.server = absolute ? NULL : c->servers[sd->src],
-		.url = u->url,
-		.max_body = u->has_file_size ? u->file_size : CAIRN_HTTP_BODY_MAX,
-		.on_data = dl_data,
-		.on_done = dl_done,
-		.ctx = d,
+	    .method = CAIRN_HTTP_GET,
+	    .server = absolute ? NULL : c->servers[sd->src],
+	    .url = u->url,
+	    .max_body = u->has_file_size ? u->file_size : CAIRN_HTTP_BODY_MAX,
+	    .on_data = dl_data,
+	    .on_done = dl_done,
+	    .ctx = d,
 	};
 	if (cairn_http_add(h, &rq, &sd->err)) {
 		free(d);
@@ -560,7 +559,7 @@ static int add_change(struct fchange **v, size_t *n, size_t *cap, const struct f
 		*v = p;
 		*cap = nc;
 	}
-	(*v)[(*n)++] = (struct fchange){ a, b, kind };
+	(*v)[(*n)++] = (struct fchange){a, b, kind};
 	return 0;
 }
 
@@ -587,7 +586,8 @@ static int diff_lists(const struct flist *a, const struct flist *b, struct fchan
 		} else if (x->type == CAIRN_NAR_REGULAR) {
 			if (x->exec != y->exec)
 				rc = add_change(&v, &n, &cap, x, y, "executable");
-			if (rc == 0 && (x->size != y->size || memcmp(x->sha, y->sha, sizeof(x->sha))))
+			if (rc == 0 &&
+			    (x->size != y->size || memcmp(x->sha, y->sha, sizeof(x->sha))))
 				rc = add_change(&v, &n, &cap, x, y, "content");
 		} else if (x->type == CAIRN_NAR_SYMLINK && strcmp(x->target, y->target)) {
 			rc = add_change(&v, &n, &cap, x, y, "target");
@@ -655,8 +655,8 @@ static int run_diffs(struct challenge *c, struct cairn_http *h)
 			return CAIRN_ENOMEM;
 		for (int g = 0; g < it->n_groups; g++)
 			if (it->sides[g].ok)
-				qsort(it->sides[g].files.v, it->sides[g].files.n, sizeof(struct fent),
-				      fent_cmp);
+				qsort(it->sides[g].files.v, it->sides[g].files.n,
+				      sizeof(struct fent), fent_cmp);
 		if (!it->sides[0].ok)
 			continue;
 		for (int g = 1; g < it->n_groups; g++) {
@@ -694,7 +694,9 @@ static void json_str(const char *s)
 
 static const char *type_name(enum cairn_nar_type t)
 {
-	return t == CAIRN_NAR_REGULAR ? "regular" : t == CAIRN_NAR_DIRECTORY ? "directory" : "symlink";
+	return t == CAIRN_NAR_REGULAR	  ? "regular"
+	       : t == CAIRN_NAR_DIRECTORY ? "directory"
+					  : "symlink";
 }
 
 /* The key names a narinfo's signatures claim, comma-separated. */
@@ -749,8 +751,8 @@ static void print_item_json(const struct challenge *c, const struct item *it, bo
 		if (a->ni) {
 			cairn_hash_format(&a->ni->nar_hash, CAIRN_HASH_NIX32, hs, sizeof(hs));
 			signers(a->ni, sg, sizeof(sg));
-			printf(",\"nar_hash\":\"%s\",\"nar_size\":%llu,\"group\":%d,\"signers\":", hs,
-			       (unsigned long long)a->ni->nar_size, it->group[s]);
+			printf(",\"nar_hash\":\"%s\",\"nar_size\":%llu,\"group\":%d,\"signers\":",
+			       hs, (unsigned long long)a->ni->nar_size, it->group[s]);
 			json_str(sg);
 		}
 		if (a->reason) {
@@ -875,7 +877,8 @@ static void print_item_human(const struct challenge *c, const struct item *it)
 		const struct side *a = &it->sides[0], *b = &it->sides[g];
 		printf("  diff %s -> %s:", source_name(c, a->src), source_name(c, b->src));
 		if (!a->ok || !b->ok) {
-			printf(" cannot compare: %s\n", cairn_error_msg(!a->ok ? &a->err : &b->err));
+			printf(" cannot compare: %s\n",
+			       cairn_error_msg(!a->ok ? &a->err : &b->err));
 			continue;
 		}
 		printf(" %zu change%s\n", it->n_changes[g], it->n_changes[g] == 1 ? "" : "s");
@@ -984,7 +987,8 @@ int cmd_challenge(int argc, char **argv)
 			const char *v = argv[++i];
 			errno = 0;
 			jobs = strtol(v, &end, 10);
-			if (errno || end == v || *end || jobs < 1 || jobs > CAIRN_SURVEY_INFLIGHT_MAX) {
+			if (errno || end == v || *end || jobs < 1 ||
+			    jobs > CAIRN_SURVEY_INFLIGHT_MAX) {
 				cli_error("--jobs: '%s' is not a number from 1 to %d", v,
 					  CAIRN_SURVEY_INFLIGHT_MAX);
 				ret = EXIT_USAGE;
@@ -1098,7 +1102,7 @@ int cmd_challenge(int argc, char **argv)
 		for (size_t i = 0; i < c.n_items; i++)
 			local_hash(&c, &c.items[i]);
 	}
-	size_t counts[3] = { 0, 0, 0 };
+	size_t counts[3] = {0, 0, 0};
 	for (size_t i = 0; i < c.n_items; i++) {
 		judge(&c, &c.items[i]);
 		counts[c.items[i].verdict]++;

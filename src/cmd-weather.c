@@ -72,8 +72,7 @@ static int ensure_paths(struct weather *w, size_t n)
 	if (!o)
 		return CAIRN_ENOMEM;
 	w->outcomes = o;
-	memset(o + w->outcomes_paths * w->n_servers, 0,
-	       (cap - w->outcomes_paths) * w->n_servers);
+	memset(o + w->outcomes_paths * w->n_servers, 0, (cap - w->outcomes_paths) * w->n_servers);
 	if (w->missing) {
 		char **r = realloc(w->reasons, cap * w->n_servers * sizeof(*r));
 		if (!r)
@@ -124,15 +123,9 @@ static int on_result(void *ctx, struct cairn_survey_result *r)
 			return w->add_rc;
 		break;
 	}
-	case CAIRN_SURVEY_ABSENT:
-		st->absent++;
-		break;
-	case CAIRN_SURVEY_INVALID:
-		st->invalid++;
-		break;
-	case CAIRN_SURVEY_UNKNOWN:
-		st->unknown++;
-		break;
+	case CAIRN_SURVEY_ABSENT: st->absent++; break;
+	case CAIRN_SURVEY_INVALID: st->invalid++; break;
+	case CAIRN_SURVEY_UNKNOWN: st->unknown++; break;
 	}
 	if (w->missing && r->outcome != CAIRN_SURVEY_PRESENT && r->outcome != CAIRN_SURVEY_ABSENT) {
 		w->reasons[k] = strdup(cairn_error_msg(&r->err));
@@ -158,7 +151,7 @@ static void json_str(const char *s)
 
 static void human_size(uint64_t n, char *out, size_t cap)
 {
-	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
 	double v = (double)n;
 	size_t u = 0;
 	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
@@ -261,7 +254,8 @@ int cmd_weather(int argc, char **argv)
 			min_cov = strtod(v, &end);
 			if (errno || end == v || (*end && strcmp(end, "%")) || min_cov < 0 ||
 			    min_cov > 100) {
-				cli_error("--min-coverage: '%s' is not a percentage from 0 to 100", v);
+				cli_error("--min-coverage: '%s' is not a percentage from 0 to 100",
+					  v);
 				ret = EXIT_USAGE;
 				goto out;
 			}
@@ -355,14 +349,15 @@ int cmd_weather(int argc, char **argv)
 			const struct server_stats *st = &w.st[i];
 			printf("%s{\"url\":", i ? "," : "");
 			json_str(cairn_http_server_url(servers[i]));
-			printf(",\"available\":%llu,\"total\":%llu,\"percent\":%.2f,"
-			       "\"absent\":%llu,\"invalid\":%llu,\"unknown\":%llu,"
-			       "\"download_size\":%llu,\"nar_size\":%llu,\"without_file_size\":%llu",
-			       (unsigned long long)st->present, (unsigned long long)m,
-			       percent(st->present, m), (unsigned long long)st->absent,
-			       (unsigned long long)st->invalid, (unsigned long long)st->unknown,
-			       (unsigned long long)st->download, (unsigned long long)st->nar_size,
-			       (unsigned long long)st->no_file_size);
+			printf(
+			    ",\"available\":%llu,\"total\":%llu,\"percent\":%.2f,"
+			    "\"absent\":%llu,\"invalid\":%llu,\"unknown\":%llu,"
+			    "\"download_size\":%llu,\"nar_size\":%llu,\"without_file_size\":%llu",
+			    (unsigned long long)st->present, (unsigned long long)m,
+			    percent(st->present, m), (unsigned long long)st->absent,
+			    (unsigned long long)st->invalid, (unsigned long long)st->unknown,
+			    (unsigned long long)st->download, (unsigned long long)st->nar_size,
+			    (unsigned long long)st->no_file_size);
 			if (min_cov >= 0)
 				printf(",\"below_min_coverage\":%s",
 				       percent(st->present, m) < min_cov ? "true" : "false");
@@ -414,7 +409,8 @@ int cmd_weather(int argc, char **argv)
 					unsigned o = p < w.outcomes_paths ? w.outcomes[k] : 0;
 					if (o == CAIRN_SURVEY_PRESENT + 1)
 						continue;
-					printf("    %-7s %s", o ? cairn_survey_outcome_name(o - 1) : "unknown",
+					printf("    %-7s %s",
+					       o ? cairn_survey_outcome_name(o - 1) : "unknown",
 					       cairn_survey_path(w.survey, p));
 					if (o && w.reasons[k])
 						printf(" (%s)", w.reasons[k]);

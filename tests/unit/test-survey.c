@@ -63,9 +63,9 @@ static void test_bookkeeping(void **state)
 	assert_int_equal(cairn_survey_add(s, P_A, &idx, NULL), 0);
 	assert_int_equal(idx, 0);
 	/* the hash part is the key, as in a cache */
-	assert_int_equal(cairn_survey_add(s, "/nix/store/d9fyl4gycfxhdai7b0aqfvb3m3y3wizb-other",
-					  &idx, NULL),
-			 0);
+	assert_int_equal(
+	    cairn_survey_add(s, "/nix/store/d9fyl4gycfxhdai7b0aqfvb3m3y3wizb-other", &idx, NULL),
+	    0);
 	assert_int_equal(idx, 0);
 	cairn_error_init(&err);
 	idx = 99;
@@ -79,7 +79,8 @@ static void test_bookkeeping(void **state)
 	for (int i = 0; i < 5000; i++) {
 		char hash[33];
 		for (int k = 0; k < 32; k++)
-			hash[k] = "0123456789abcdfghijklmnpqrsvwxyz"[(i >> (k % 13)) * (k + 7) % 32];
+			hash[k] =
+			    "0123456789abcdfghijklmnpqrsvwxyz"[(i >> (k % 13)) * (k + 7) % 32];
 		hash[32] = '\0';
 		snprintf(path, sizeof(path), "/nix/store/%s-p%d", hash, i);
 		int rc = cairn_survey_add(s, path, &idx, NULL);
@@ -142,9 +143,9 @@ static struct cairn_nicache *open_cache(char *dir, char *path, size_t cap)
 	assert_int_equal(cairn_nicache_put_present(c, SRV, "d9fyl4gycfxhdai7b0aqfvb3m3y3wizb", a,
 						   strlen(a), 1000, -1, NULL),
 			 0);
-	assert_int_equal(cairn_nicache_put_absent(c, SRV, "iw7wnzsqc39himbjfx1sfnxk8hazl74w", 1000,
-						  -1, NULL),
-			 0);
+	assert_int_equal(
+	    cairn_nicache_put_absent(c, SRV, "iw7wnzsqc39himbjfx1sfnxk8hazl74w", 1000, -1, NULL),
+	    0);
 	/* D's cached text names another path */
 	assert_int_equal(cairn_nicache_put_present(c, SRV, "bs5cd64j6prjx1bnppf7xvidbazgv1ch", d,
 						   strlen(d), 1000, -1, NULL),
@@ -206,9 +207,8 @@ static void test_cache_and_down(void **state)
 	assert_non_null(cairn_http_server_down(srv));
 
 	/* the server is down now: a new path is unknown without a request */
-	assert_int_equal(cairn_survey_add(s, "/nix/store/0jhsvp53ahg57r5knb401317m7zfiknl-x", NULL,
-					  NULL),
-			 1);
+	assert_int_equal(
+	    cairn_survey_add(s, "/nix/store/0jhsvp53ahg57r5knb401317m7zfiknl-x", NULL, NULL), 1);
 	assert_int_equal(cairn_survey_run(s, &err), 0);
 	cairn_survey_stats(s, &st);
 	assert_int_equal(st.results, 6);
@@ -244,8 +244,8 @@ int main(void)
 {
 	assert_int_equal(cairn_init(), 0);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bookkeeping),
-		cmocka_unit_test(test_cache_and_down),
+	    cmocka_unit_test(test_bookkeeping),
+	    cmocka_unit_test(test_cache_and_down),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,7 +34,7 @@ CAIRN=$(realpath "$cairn")
 SRCDIR=$PWD
 . tests/integration/lib.sh
 . tests/integration/serve-lib.sh
-skip_unless nginx python3 curl
+skip_unless nginx python3 curl /usr/bin/time
 
 for i in 1 2 3; do
   extra=()
@@ -67,11 +67,13 @@ lookups=$(( n * ${#urls[@]} ))
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 now() { date +%s.%N; }
 
-cr=() cw=() kr=()
+cr=() cw=() kr=() cpu=()
 for r in $(seq "$runs"); do
   t0=$(now)
-  "$CAIRN" weather --json --jobs "$jobs" --connections "$conns" "${from[@]}" - <"$TMP/paths" >"$TMP/w.json"
+  /usr/bin/time -o "$TMP/time" -f '%U %S' \
+    "$CAIRN" weather --json --jobs "$jobs" --connections "$conns" "${from[@]}" - <"$TMP/paths" >"$TMP/w.json"
   t1=$(now)
+  cpu+=("$(awk -v n="$lookups" '{printf "%.1f", ($1 + $2) * 1e6 / n}' "$TMP/time")")
   cr+=("$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["lookups_per_second"]))' "$TMP/w.json")")
   cw+=("$(python3 -c "print(round($lookups / ($t1 - $t0)))")")
   t0=$(now)
@@ -87,4 +89,5 @@ echo "| client | lookups/s (median) | runs |"
 echo "|---|---:|---|"
 echo "| cairn weather, survey only (--jobs $jobs --connections $conns) | $(printf '%s\n' "${cr[@]}" | median) | ${cr[*]} |"
 echo "| cairn weather, whole process | $(printf '%s\n' "${cw[@]}" | median) | ${cw[*]} |"
+echo "| cairn weather CPU (user + sys), µs per lookup | $(printf '%s\n' "${cpu[@]}" | median) | ${cpu[*]} |"
 echo "| curl --parallel --parallel-max 64 | $(printf '%s\n' "${kr[@]}" | median) | ${kr[*]} |"

@@ -98,6 +98,7 @@ class H(http.server.BaseHTTPRequestHandler):
                       b"NarSize: 1\n")
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 drops SYNs: 1 s retransmits
 S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
   cleanup_hooks+=("kill $!")

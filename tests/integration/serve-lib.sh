@@ -111,8 +111,8 @@ serve_closed_port() { serve_free_port; }
 # build_two_stores: build the same four derivations into two private Nix
 # stores, $TMP/store1 and $TMP/store2 (needs nix-lib.sh, nix_lib_init).
 # wt-a (a file, an executable, a symlink) <- wt-b <- wt-stamp <- wt-top;
-# wt-stamp writes the time in nanoseconds and 16 random bytes, so its two
-# builds differ; everything else is reproducible (wt-top refers to
+# wt-stamp writes the time in nanoseconds and random bytes (one file under
+# a name that is not UTF-8), so its two builds differ; everything else is reproducible (wt-top refers to
 # wt-stamp by path, which is the same in both stores).  Sets TOP, STAMP
 # and CLOSURE (the four paths, one a line).
 build_two_stores() {
@@ -143,6 +143,7 @@ let
     echo same > $out/same
     date +%s%N > $out/stamp
     head -c 16 /dev/urandom > $out/share/random
+    head -c 4 /dev/urandom > "$out/share/x$(printf '\377')y"
   '';
 in mk "wt-top" [ stamp ] ''
   mkdir -p $out

@@ -44,14 +44,14 @@ check "signers shown as claimed" grep -q "signed by wt-2" <<<"$out"
 rc=0; out=$("$CAIRN" challenge --diff --from "$u1" --from "$u2" $CLOSURE) || rc=$?
 echo "$out" | sed -n '/diff /,/^[^ ]/p' | sed 's/^/  /'
 check "--diff: exit 2" test "$rc" = 2
-check "--diff: stamp and share/random changed, nothing else" \
-  test "$(awk '$1 == "content" {print $2}' <<<"$out" | sort | tr '\n' ' ')" = "/share/random /stamp "
-check "--diff: 2 changes" grep -q "^  diff $u1 -> $u2: 2 changes$" <<<"$out"
+check "--diff: stamp, share/random and share/x\\377y changed, nothing else" \
+  test "$(awk '$1 == "content" {print $2}' <<<"$out" | LC_ALL=C sort | tr '\n' ' ')" = "/share/random /share/x$(printf '\377')y /stamp "
+check "--diff: 3 changes" grep -q "^  diff $u1 -> $u2: 3 changes$" <<<"$out"
 rc=0; "$CAIRN" challenge --json --diff --from "$u1" --from "$u2" $CLOSURE >"$TMP/c.json" || rc=$?
 check "--json: exit 2" test "$rc" = 2
 check "--json: verdicts" test "$(jget "$TMP/c.json" 'sorted((i["path"], i["verdict"]) for i in d["items"] if i["verdict"] != "identical")')" = "[('$STAMP', 'differs')]"
 check "--json: summary" test "$(jget "$TMP/c.json" 'd["summary"]')" = "{'items': 4, 'identical': 3, 'differ': 1, 'inconclusive': 0}"
-check "--json: file list" test "$(jget "$TMP/c.json" '[(f["path"], f["change"]) for i in d["items"] for x in i.get("diffs", []) for f in x["files"]]')" = "[('share/random', 'content'), ('stamp', 'content')]"
+check "--json: file list (a name that is not UTF-8 as U+FFFD)" test "$(jget "$TMP/c.json" 'ascii([(f["path"], f["change"]) for i in d["items"] for x in i.get("diffs", []) for f in x["files"]])')" = "[('share/random', 'content'), ('share/x\ufffdy', 'content'), ('stamp', 'content')]"
 check "--json: stamp contents hash as on disk" \
   test "$(jget "$TMP/c.json" '[f["b"]["sha256"] for i in d["items"] for x in i.get("diffs", []) for f in x["files"] if f["path"] == "stamp"][0]')" = \
        "$(sha256sum <"$TMP/store2$STAMP/stamp" | cut -d' ' -f1)"
@@ -66,7 +66,7 @@ cp -a "$TMP/store2/nix/store" "$TMP/tree/nix/"
 rc=0; out=$("$CAIRN" challenge --diff --store "$TMP/tree" --from "$u1" $CLOSURE) || rc=$?
 check "--store (tree): local sides with store 2" grep -qx "  differs: {$u1} vs {local}" <<<"$out"
 check "--store (tree): --diff against the local tree" \
-  test "$(awk '$1 == "content" {print $2}' <<<"$out" | sort | tr '\n' ' ')" = "/share/random /stamp "
+  test "$(awk '$1 == "content" {print $2}' <<<"$out" | LC_ALL=C sort | tr '\n' ' ')" = "/share/random /share/x$(printf '\377')y /stamp "
 rc=0; out=$("$CAIRN" challenge --store "$TMP/tree" $others) || rc=$?
 check "only the local store: inconclusive, exit 1" test "$rc" = 1
 
@@ -111,8 +111,8 @@ if "$CAIRN" publish -h >/dev/null 2>&1; then
     grep -qx '4 store items analysed: 3 (75.0%) identical, 1 (25.0%) differ, 0 (0.0%) inconclusive' <<<"$out"
   check "publish: the nix-dialect server agrees with the cache of its store" \
     grep -qx "  differs: {$p1, $u1} vs {$p2}" <<<"$out"
-  check "publish: --diff over both dialects names stamp and share/random" \
-    test "$(awk '$1 == "content" {print $2}' <<<"$out" | sort | tr '\n' ' ')" = "/share/random /stamp "
+  check "publish: --diff over both dialects names the three changed files" \
+    test "$(awk '$1 == "content" {print $2}' <<<"$out" | LC_ALL=C sort | tr '\n' ' ')" = "/share/random /share/x$(printf '\377')y /stamp "
   rc=0; out=$("$CAIRN" weather --from "$p1" --from "$p2" $CLOSURE) || rc=$?
   check "publish: weather sees 4 of 4 on both" test "$(grep -c '^  100.0% available (4 of 4)$' <<<"$out")" = 2
 else

@@ -58,6 +58,9 @@ const char cmd_challenge_usage[] =
 #define CHALLENGE_STDIN_MAX ((size_t)1 << 30)
 #define CHALLENGE_FILES_MAX 1000000u /* files listed per NAR with --diff */
 #define CHALLENGE_LOCAL "local"
+/* NARs downloaded at once with --diff: each holds a decoder (an xz one may
+ * take up to CAIRN_CODEC_XZ_MEMLIMIT), so the count is kept small. */
+#define CHALLENGE_DOWNLOADS_MAX 8
 
 enum verdict { V_IDENTICAL, V_DIFFERS, V_INCONCLUSIVE };
 static const char *const verdict_names[] = {"identical", "differs", "inconclusive"};
@@ -86,6 +89,7 @@ struct flist {
 
 /* One NAR downloaded (or dumped locally) for --diff. */
 struct side {
+	struct item *item;
 	size_t src; /* source index: a server, or n_servers for local */
 	struct cairn_hash want;
 	uint64_t want_size;
@@ -125,6 +129,11 @@ struct challenge {
 	size_t n_items, cap_items;
 	const char *root;
 	struct cairn_storedb *db;
+	/* --diff downloads: queued sides, started CHALLENGE_DOWNLOADS_MAX at a
+	 * time as earlier ones finish */
+	struct cairn_http *h;
+	struct side **queue;
+	size_t n_queue, next_queued, active;
 };
 
 /* ---- phase 1: the survey ---------------------------------------------- */
@@ -453,9 +462,12 @@ static void side_check(struct side *sd, const char *source)
 }
 
 struct dl {
+	struct challenge *c;
 	struct side *sd;
 	const char *source;
 };
+
+static void dl_pump(struct challenge *c);
 
 static int codec_out(void *ctx, const void *data, size_t len)
 {
@@ -482,12 +494,19 @@ static void dl_done(void *ctx, const struct cairn_http_result *res)
 	} else {
 		sd->done = true;
 	}
+	/* the file list is all that is needed from here on */
+	cairn_codec_free(sd->codec);
+	sd->codec = NULL;
+	cairn_nar_parser_free(sd->parser);
+	sd->parser = NULL;
+	struct challenge *c = d->c;
 	free(d);
+	c->active--;
+	dl_pump(c);
 }
 
 /* Start the download of a server's NAR for a side. */
-static void side_download(struct challenge *c, struct cairn_http *h, struct side *sd,
-			  const struct cairn_narinfo *ni)
+static void side_download(struct challenge *c, struct side *sd, const struct cairn_narinfo *ni)
 {
 	const char *source = cairn_http_server_url(c->servers[sd->src]);
 	if (side_start(sd))
@@ -505,6 +524,7 @@ static void side_download(struct challenge *c, struct cairn_http *h, struct side
 	struct dl *d = calloc(1, sizeof(*d));
 	if (!d)
 		return side_fail(sd, CAIRN_ENOMEM, "out of memory");
+	d->c = c;
 	d->sd = sd;
 	d->source = source;
 	bool absolute = strstr(u->url, "://") != NULL;
@@ -517,9 +537,20 @@ static void side_download(struct challenge *c, struct cairn_http *h, struct side
 	    .on_done = dl_done,
 	    .ctx = d,
 	};
-	if (cairn_http_add(h, &rq, &sd->err)) {
+	if (cairn_http_add(c->h, &rq, &sd->err)) {
 		free(d);
 		sd->done = true;
+		return;
+	}
+	c->active++;
+}
+
+static void dl_pump(struct challenge *c)
+{
+	while (c->active < CHALLENGE_DOWNLOADS_MAX && c->next_queued < c->n_queue) {
+		struct side *sd = c->queue[c->next_queued++];
+		size_t i = (size_t)(sd->item - c->items);
+		side_download(c, sd, c->items[i].ans[sd->src].ni);
 	}
 }
 
@@ -540,6 +571,8 @@ static void side_local(struct challenge *c, struct item *it, struct side *sd)
 		side_check(sd, CHALLENGE_LOCAL);
 	else
 		sd->done = true;
+	cairn_nar_parser_free(sd->parser);
+	sd->parser = NULL;
 	free(file);
 }
 
@@ -613,6 +646,14 @@ static size_t group_rep(const struct challenge *c, const struct item *it, int g)
 
 static int run_diffs(struct challenge *c, struct cairn_http *h)
 {
+	size_t n_sides = 0;
+	for (size_t i = 0; i < c->n_items; i++)
+		if (c->items[i].verdict == V_DIFFERS)
+			n_sides += (size_t)c->items[i].n_groups;
+	c->h = h;
+	c->queue = calloc(n_sides ? n_sides : 1, sizeof(*c->queue));
+	if (!c->queue)
+		return CAIRN_ENOMEM;
 	for (size_t i = 0; i < c->n_items; i++) {
 		struct item *it = &c->items[i];
 		if (it->verdict != V_DIFFERS)
@@ -622,17 +663,19 @@ static int run_diffs(struct challenge *c, struct cairn_http *h)
 			return CAIRN_ENOMEM;
 		for (int g = 0; g < it->n_groups; g++) {
 			struct side *sd = &it->sides[g];
+			sd->item = it;
 			sd->src = group_rep(c, it, g);
 			if (sd->src == c->n_servers) {
 				sd->want = it->local_hash;
-				continue; /* dumped below, once the downloads run */
+				continue; /* dumped below, while the downloads run */
 			}
 			const struct cairn_narinfo *ni = it->ans[sd->src].ni;
 			sd->want = ni->nar_hash;
 			sd->want_size = ni->nar_size;
-			side_download(c, h, sd, ni);
+			c->queue[c->n_queue++] = sd;
 		}
 	}
+	dl_pump(c);
 	struct cairn_error err;
 	cairn_error_init(&err);
 	for (size_t i = 0; i < c->n_items; i++) {
@@ -1172,6 +1215,7 @@ out:
 	for (size_t i = 0; i < c.n_items; i++)
 		item_release(&c, &c.items[i]);
 	free(c.items);
+	free(c.queue);
 	cairn_storedb_free(c.db);
 	cairn_survey_free(survey);
 	cairn_http_free(h); /* before the servers its transfers borrow */

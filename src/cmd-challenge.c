@@ -90,7 +90,11 @@ struct flist {
 /* One NAR downloaded (or dumped locally) for --diff. */
 struct side {
 	struct item *item;
+	int group;
 	size_t src; /* source index: a server, or n_servers for local */
+	/* earlier sources of the group whose nar failed, and why */
+	char **notes;
+	size_t n_notes;
 	struct cairn_hash want;
 	uint64_t want_size;
 	struct cairn_codec *codec;
@@ -411,13 +415,27 @@ static const struct cairn_nar_callbacks list_callbacks = {
     .symlink = cb_symlink,
 };
 
-static void side_release(struct side *sd)
+/* Everything but the notes, ready for another attempt. */
+static void side_reset(struct side *sd)
 {
 	cairn_codec_free(sd->codec);
+	sd->codec = NULL;
 	cairn_nar_parser_free(sd->parser);
+	sd->parser = NULL;
 	if (sd->fsha_live)
 		cairn_sha256_release(&sd->fsha);
+	sd->fsha_live = false;
 	flist_release(&sd->files);
+	sd->done = sd->ok = false;
+	cairn_error_init(&sd->err);
+}
+
+static void side_release(struct side *sd)
+{
+	side_reset(sd);
+	for (size_t i = 0; i < sd->n_notes; i++)
+		free(sd->notes[i]);
+	free(sd->notes);
 }
 
 static int side_start(struct side *sd)
@@ -468,6 +486,8 @@ struct dl {
 };
 
 static void dl_pump(struct challenge *c);
+static void side_retry(struct challenge *c, struct side *sd);
+static const char *source_name(const struct challenge *c, size_t src);
 
 static int codec_out(void *ctx, const void *data, size_t len)
 {
@@ -502,6 +522,7 @@ static void dl_done(void *ctx, const struct cairn_http_result *res)
 	struct challenge *c = d->c;
 	free(d);
 	c->active--;
+	side_retry(c, sd);
 	dl_pump(c);
 }
 
@@ -549,8 +570,56 @@ static void dl_pump(struct challenge *c)
 {
 	while (c->active < CHALLENGE_DOWNLOADS_MAX && c->next_queued < c->n_queue) {
 		struct side *sd = c->queue[c->next_queued++];
-		size_t i = (size_t)(sd->item - c->items);
-		side_download(c, sd, c->items[i].ans[sd->src].ni);
+		side_download(c, sd, sd->item->ans[sd->src].ni);
+		side_retry(c, sd);
+	}
+}
+
+static void local_dump(struct challenge *c, struct item *it, struct side *sd);
+
+/*
+ * A side whose nar failed (unreachable, corrupt, not matching its NarHash)
+ * moves on to the next source of its group: the other servers that
+ * announced the same NarHash, then the local store.  The failure stays as a
+ * note, so a lying server is still reported.
+ */
+static void side_retry(struct challenge *c, struct side *sd)
+{
+	struct item *it = sd->item;
+	while (sd->done && !sd->ok) {
+		size_t next = sd->src + 1;
+		while (next < c->n_servers && it->group[next] != sd->group)
+			next++;
+		if (next == c->n_servers && !(c->root && it->group[next] == sd->group))
+			return; /* nothing left: the failure is the result */
+		const char *src = source_name(c, sd->src);
+		const char *msg = cairn_error_msg(&sd->err);
+		size_t len = strlen(src) + strlen(msg) + 3;
+		char *note = malloc(len);
+		char **v = realloc(sd->notes, (sd->n_notes + 1) * sizeof(*v));
+		if (!note || !v) {
+			free(note);
+			if (v)
+				sd->notes = v;
+			return;
+		}
+		sd->notes = v;
+		/* messages from side_check already name their source */
+		if (strstr(msg, src))
+			snprintf(note, len, "%s", msg);
+		else
+			snprintf(note, len, "%s: %s", src, msg);
+		sd->notes[sd->n_notes++] = note;
+		side_reset(sd);
+		sd->src = next;
+		if (next == c->n_servers) {
+			sd->want = it->local_hash;
+			local_dump(c, it, sd);
+		} else {
+			sd->want = it->ans[next].ni->nar_hash;
+			sd->want_size = it->ans[next].ni->nar_size;
+			side_download(c, sd, it->ans[next].ni);
+		}
 	}
 }
 
@@ -560,7 +629,7 @@ static int dump_out(void *ctx, const void *data, size_t len, struct cairn_error 
 	return cairn_nar_parser_feed(sd->parser, data, len, err);
 }
 
-static void side_local(struct challenge *c, struct item *it, struct side *sd)
+static void local_dump(struct challenge *c, struct item *it, struct side *sd)
 {
 	char *file = local_file(c->root, it->path);
 	if (side_start(sd) || !file) {
@@ -664,6 +733,7 @@ static int run_diffs(struct challenge *c, struct cairn_http *h)
 		for (int g = 0; g < it->n_groups; g++) {
 			struct side *sd = &it->sides[g];
 			sd->item = it;
+			sd->group = g;
 			sd->src = group_rep(c, it, g);
 			if (sd->src == c->n_servers) {
 				sd->want = it->local_hash;
@@ -682,7 +752,7 @@ static int run_diffs(struct challenge *c, struct cairn_http *h)
 		struct item *it = &c->items[i];
 		for (int g = 0; it->sides && g < it->n_groups; g++)
 			if (it->sides[g].src == c->n_servers)
-				side_local(c, it, &it->sides[g]);
+				local_dump(c, it, &it->sides[g]);
 	}
 	if (cairn_http_run(h, &err) < 0) {
 		cli_fail("downloads failed", &err);
@@ -859,6 +929,15 @@ static void print_item_json(const struct challenge *c, const struct item *it, bo
 			json_str(source_name(c, a->src));
 			printf(",\"b\":");
 			json_str(source_name(c, b->src));
+			if (a->n_notes + b->n_notes) {
+				printf(",\"notes\":[");
+				for (size_t k = 0; k < a->n_notes + b->n_notes; k++) {
+					printf("%s", k ? "," : "");
+					json_str(k < a->n_notes ? a->notes[k]
+								: b->notes[k - a->n_notes]);
+				}
+				printf("]");
+			}
 			if (!a->ok || !b->ok) {
 				printf(",\"error\":");
 				json_str(cairn_error_msg(!a->ok ? &a->err : &b->err));
@@ -952,6 +1031,10 @@ static void print_item_human(const struct challenge *c, const struct item *it)
 		return;
 	for (int g = 1; g < it->n_groups; g++) {
 		const struct side *a = &it->sides[0], *b = &it->sides[g];
+		for (size_t k = 0; g == 1 && k < a->n_notes; k++)
+			printf("  note: %s\n", a->notes[k]);
+		for (size_t k = 0; k < b->n_notes; k++)
+			printf("  note: %s\n", b->notes[k]);
 		printf("  diff %s -> %s:", source_name(c, a->src), source_name(c, b->src));
 		if (!a->ok || !b->ok) {
 			printf(" cannot compare: %s\n",

@@ -77,6 +77,21 @@ check "lying narinfo: differs" test "$rc" = 2
 check "lying narinfo: the download does not match the announced NarHash" \
   grep -q "cannot compare: the nar from $u3 hashes to .*, not the NarHash" <<<"$out"
 
+# the lying server first: its group ({c3, c2}) falls back to c2's nar, the
+# diff is made from verified nars only, and the lie is still reported
+rc=0; out=$("$CAIRN" challenge --diff --json --from "$u3" --from "$u1" --from "$u2" "$STAMP") || rc=$?
+echo "$out" >"$TMP/lie.json"
+check "lying narinfo first: differs" test "$rc" = 2
+check "lying narinfo first: groups {c3, c2} vs {c1}" \
+  test "$(jget "$TMP/lie.json" '[s["group"] for s in d["items"][0]["sources"]]')" = "[0, 1, 0]"
+check "lying narinfo first: diffed from c2's nar instead" \
+  test "$(jget "$TMP/lie.json" '(d["items"][0]["diffs"][0]["a"], d["items"][0]["diffs"][0]["b"], len(d["items"][0]["diffs"][0]["files"]))')" = "('$u2', '$u1', 3)"
+check "lying narinfo first: the mismatch is a note" \
+  grep -q "the nar from $u3 hashes to" <<<"$(jget "$TMP/lie.json" 'd["items"][0]["diffs"][0]["notes"]')"
+rc=0; out=$("$CAIRN" challenge --diff --from "$u3" --from "$u1" --from "$u2" "$STAMP") || rc=$?
+check "lying narinfo first: note printed before the diff" \
+  grep -q "^  note: the nar from $u3 hashes to .*, not the NarHash" <<<"$out"
+
 # ---- down and garbage servers
 rc=0; out=$("$CAIRN" challenge --from "$u1" --from "$uc" --from "$uj" $others) || rc=$?
 check "down + junk with one good cache: all inconclusive, exit 1" test "$rc" = 1

@@ -30,11 +30,15 @@ int cmd_hash(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_narinfo(int argc, char **argv);
 int cmd_publish(int argc, char **argv);
+int cmd_weather(int argc, char **argv);
+int cmd_challenge(int argc, char **argv);
 extern const char cmd_nar_usage[];
 extern const char cmd_hash_usage[];
 extern const char cmd_key_usage[];
 extern const char cmd_narinfo_usage[];
 extern const char cmd_publish_usage[];
+extern const char cmd_weather_usage[];
+extern const char cmd_challenge_usage[];
 
 /* The running program's name for messages ("cairn nar"). */
 extern const char *cli_progname;

@@ -16,6 +16,8 @@ static const struct cmd commands[] = {
 	{ "narinfo", cmd_narinfo, "sign and verify narinfo files", cmd_narinfo_usage },
 	{ "publish", cmd_publish, "serve a Nix or Guix store as a signed binary cache",
 	  cmd_publish_usage },
+	{ "weather", cmd_weather, "report how much of a set of store paths each cache has", cmd_weather_usage },
+	{ "challenge", cmd_challenge, "compare what caches and the local store say about store items", cmd_challenge_usage },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -223,6 +223,15 @@ static int parse_hash_field(const char *name, const char *v, size_t vlen, struct
 	return 0;
 }
 
+/* Was a field of this name on an earlier line?  (lines_ holds those only.) */
+static bool line_seen(const struct cairn_narinfo *ni, const char *name)
+{
+	for (size_t i = 0; i < ni->n_lines_; i++)
+		if (!strcmp(ni->lines_[i].name, name))
+			return true;
+	return false;
+}
+
 /* Decode one line into the fields. */
 static int parse_line(struct cairn_narinfo *ni, const char *name, size_t nlen, const char *v,
 		      size_t vlen, struct cairn_error *err)
@@ -286,7 +295,8 @@ static int parse_line(struct cairn_narinfo *ni, const char *name, size_t nlen, c
 			return dup_field("References", err);
 		return parse_refs(ni, v, vlen, err);
 	} else if (is(name, nlen, "Deriver")) {
-		if (ni->deriver)
+		/* "unknown-deriver" sets no deriver, so look at the lines read so far */
+		if (line_seen(ni, "Deriver"))
 			return dup_field("Deriver", err);
 		if (is(v, vlen, "unknown-deriver"))
 			return 0;

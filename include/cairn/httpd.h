@@ -253,7 +253,8 @@ void cairn_httpd_stream_end(struct cairn_httpd_stream *s, int ok);
  * Every response is counted by route name and status
  * (cairn_http_requests_total{route,status}) with its body bytes
  * (cairn_http_response_bytes_total{route}).  Servers add their own counters:
- * register before run, add from any thread (relaxed atomics).
+ * register before cairn_httpd_start (later is CAIRN_EINVAL), add from any
+ * thread (relaxed atomics).
  */
 struct cairn_httpd_counter;
 int cairn_httpd_counter_new(struct cairn_httpd *h, const char *name, const char *help,

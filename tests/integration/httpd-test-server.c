@@ -285,6 +285,14 @@ int main(int argc, char **argv)
 		cairn_httpd_free(g_httpd);
 		return 1;
 	}
+	/* Workers render /metrics from the counter table now: it is fixed. */
+	struct cairn_httpd_counter *late;
+	if (cairn_httpd_counter_new(g_httpd, "late_total", "Added after start.", &late, NULL) !=
+	    CAIRN_EINVAL) {
+		fprintf(stderr, "httpd-test-server: a counter was added after start\n");
+		cairn_httpd_free(g_httpd);
+		return 1;
+	}
 	printf("port %d\n", cairn_httpd_port(g_httpd));
 	fflush(stdout);
 	int ret = cairn_httpd_wait(g_httpd, &err);

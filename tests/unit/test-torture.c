@@ -96,6 +96,21 @@ static char *vec(const char *rel, size_t *len)
 	return s;
 }
 
+/* The narinfo as printed, with its signed text, for before/after comparisons. */
+static char *snapshot(const struct cairn_narinfo *ni)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(1 << 22);
+	size_t slen = 0;
+	const char *st = cairn_narinfo_signed_text(ni, &slen);
+	assert_int_equal(cairn_narinfo_print(ni, &b, NULL), 0);
+	assert_int_equal(cairn_buf_printf(&b, "--- %zu sigs, signed text:\n", ni->n_sigs), 0);
+	if (st)
+		assert_int_equal(cairn_buf_append(&b, st, slen), 0);
+	char *s = cairn_buf_steal(&b, NULL);
+	assert_non_null(s);
+	return s;
+}
+
 static const char *const narinfo_vecs[] = {
     "nix/cache-xz/6rpbsa1ix05i5cmar0xh7fw9cyms2476.narinfo",
     "nix/cache-xz/x6b6ah9iya8w14wv5fzzwj36lf2yyghw.narinfo",
@@ -128,6 +143,62 @@ static void test_narinfo_parse(void **state)
 			assert_ptr_equal(ni, (void *)0x1);
 		}
 		free(text);
+	}
+}
+
+/*
+ * An edit of a parsed narinfo that fails for lack of memory leaves it as it
+ * was: same lines, same Sig fields, same text under the Guix signature.
+ */
+static void torture_edit(const char *rel, int (*edit)(struct cairn_narinfo *))
+{
+	size_t len;
+	char *text = vec(rel, &len);
+	for (long n = 1;; n++) {
+		struct cairn_narinfo *ni;
+		assert_int_equal(cairn_narinfo_parse(text, len, &ni, NULL), 0);
+		char *before = snapshot(ni);
+		arm(n);
+		int rc = edit(ni);
+		disarm();
+		if (rc != 0) {
+			assert_int_equal(rc, CAIRN_ENOMEM);
+			char *after = snapshot(ni);
+			if (strcmp(before, after) != 0)
+				fail_msg("%s: a failed edit (allocation %ld) changed the narinfo:\n%s\n"
+					 "=== became ===\n%s",
+					 rel, n, before, after);
+			free(after);
+		}
+		free(before);
+		cairn_narinfo_free(ni);
+		if (!injected) {
+			assert_int_equal(rc, 0);
+			break;
+		}
+	}
+	free(text);
+}
+
+static int edit_add_sig(struct cairn_narinfo *ni)
+{
+	return cairn_narinfo_add_sig(
+	    ni,
+	    "k:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+	    NULL);
+}
+
+static int edit_set_signature(struct cairn_narinfo *ni)
+{
+	return cairn_narinfo_set_signature(ni, "1;example.org;AAAA", NULL);
+}
+
+static void test_narinfo_edits(void **state)
+{
+	(void)state;
+	for (size_t v = 0; v < sizeof(narinfo_vecs) / sizeof(narinfo_vecs[0]); v++) {
+		torture_edit(narinfo_vecs[v], edit_add_sig);
+		torture_edit(narinfo_vecs[v], edit_set_signature);
 	}
 }
 
@@ -270,6 +341,7 @@ int main(void)
 		return 1;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_narinfo_parse),
+	    cmocka_unit_test(test_narinfo_edits),
 	    cmocka_unit_test(test_narinfo_verify),
 	    cmocka_unit_test(test_nar),
 	};

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "cairn/cairn.h"
+#include "cairn/guix.h"
 #include "cairn/keys.h"
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
@@ -193,13 +194,35 @@ static int edit_set_signature(struct cairn_narinfo *ni)
 	return cairn_narinfo_set_signature(ni, "1;example.org;AAAA", NULL);
 }
 
+static struct cairn_seckey guix_sk, nix_sk;
+
+static int edit_sign_guix(struct cairn_narinfo *ni)
+{
+	return cairn_narinfo_sign(ni, &guix_sk, "example.org", NULL);
+}
+
+static int edit_sign_nix(struct cairn_narinfo *ni)
+{
+	return cairn_narinfo_sign(ni, &nix_sk, NULL, NULL);
+}
+
 static void test_narinfo_edits(void **state)
 {
 	(void)state;
+	size_t len;
+	char *sec = vec("nix/keys/cache.example.org-1.sec", &len);
+	assert_int_equal(cairn_seckey_parse(sec, len, &nix_sk, NULL), 0);
+	free(sec);
+	guix_sk.kind = CAIRN_KEY_GUIX;
+	assert_int_equal(cairn_guix_key_generate(&guix_sk.u.guix, NULL), 0);
 	for (size_t v = 0; v < sizeof(narinfo_vecs) / sizeof(narinfo_vecs[0]); v++) {
 		torture_edit(narinfo_vecs[v], edit_add_sig);
 		torture_edit(narinfo_vecs[v], edit_set_signature);
+		torture_edit(narinfo_vecs[v], edit_sign_nix);
+		torture_edit(narinfo_vecs[v], edit_sign_guix);
 	}
+	cairn_seckey_wipe(&nix_sk);
+	cairn_seckey_wipe(&guix_sk);
 }
 
 static void test_narinfo_verify(void **state)

@@ -214,6 +214,10 @@ int cairn_httpd_counter_new(struct cairn_httpd *h, const char *name, const char 
 {
 	if (!h || !name || !help || !out)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: bad counter");
+	/* workers read the table without a lock once they run */
+	if (h->started)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "httpd: counters must be added before start");
 	if (h->n_counters == CAIRN_HTTPD_MAX_COUNTERS)
 		return cairn_error_set(err, CAIRN_ELIMIT, "httpd: more than %d counters",
 				       CAIRN_HTTPD_MAX_COUNTERS);

@@ -271,6 +271,14 @@ static void test_rejects_more(void **state)
 	    CAIRN_EFORMAT, "duplicate NarHash");
 	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nReferences: \nReferences: \n",
 			  CAIRN_EFORMAT, "duplicate References");
+	/* "unknown-deriver" leaves no deriver, but it is a Deriver field all the same */
+	expect_edit_fails("NarSize: 464\n",
+			  "NarSize: 464\nDeriver: unknown-deriver\n"
+			  "Deriver: 0lxd1f6k6cgaiv2cm6hnfvzsb4b1xryf-libvec-1.0.drv\n",
+			  CAIRN_EFORMAT, "duplicate Deriver");
+	expect_edit_fails("NarSize: 464\n",
+			  "NarSize: 464\nDeriver: unknown-deriver\nDeriver: unknown-deriver\n",
+			  CAIRN_EFORMAT, "duplicate Deriver");
 	expect_edit_fails("NarHash: sha256:1rx7", "NarHash: sha256:xrx7", CAIRN_EFORMAT,
 			  "bad NarHash");
 	expect_edit_fails("URL: nar/x.nar\n", "URL:nar/x.nar\n", CAIRN_EFORMAT, "Name: value");

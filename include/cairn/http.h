@@ -1,0 +1,285 @@
+/*
+ * http.h - the asynchronous HTTP client under cairn's download engine.
+ *
+ * `cairn fetch`, `cairn mirror` and `cairn challenge` share one
+ * download-and-verify engine; this is its transport: many GET/HEAD
+ * transfers in flight at once on one thread, on libcurl's multi interface.
+ *
+ * Design.
+ *   - One client (struct cairn_http) per thread; it is not thread-safe.
+ *   - Connections are kept alive and reused.  With multiplexing on (the
+ *     default) transfers to one host share an HTTP/2 connection when the
+ *     server offers HTTP/2: over https through ALPN; over plain http only
+ *     when the server was created with CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE
+ *     (curl does not try h2c otherwise).  New transfers wait for a
+ *     multiplexed connection rather than opening more (CURLOPT_PIPEWAIT).
+ *     Connections per host are capped (max_host_connections); transfers
+ *     past the cap wait in curl's queue.
+ *   - Only http:// and https:// (also across redirects), at most
+ *     max_redirects redirects.  Bodies are passed through unchanged: no
+ *     Accept-Encoding is sent, so Content-Encoding is reported, not undone.
+ *   - A request streams its body to on_data; the body is bounded by
+ *     max_body, checked against Content-Length as soon as the headers are
+ *     in and again on every chunk.
+ *   - Timeouts: connect (per connection attempt), stall (no byte received
+ *     for stall_timeout_s seconds once the transfer has a connection,
+ *     whether waiting for headers or in the middle of a body; checked by
+ *     the client itself to the nearest few milliseconds, with curl's
+ *     low-speed check, under a byte a second over the same time, behind
+ *     it) and an optional total timeout.  Time spent queued for a free
+ *     connection counts towards neither stall nor connect timeout.
+ *   - A body shorter than its Content-Length, or a chunked body cut off
+ *     before its last chunk, is CAIRN_HTTP_SHORT, never success (curl's
+ *     CURLE_PARTIAL_FILE; the received count is checked against
+ *     Content-Length as well).
+ *
+ * Callbacks run inside cairn_http_step/cairn_http_run.  They may call
+ * cairn_http_add (the new request starts on the next step) but must not
+ * call cairn_http_step, cairn_http_run or cairn_http_free.  A request is
+ * cancelled by returning non-zero from its on_headers or on_data.
+ *
+ * Resuming: a GET with range_start sends "Range: bytes=N-".  A server that
+ * ignores it answers 200 with the whole body; on_headers should check for
+ * status 206 with range_first == range_start and stop otherwise (the
+ * advice for ABORTED is GIVE_UP, so the caller decides what next).
+ *
+ * Errors are classified (enum cairn_http_outcome) and cairn_http_advice()
+ * turns a result into what the engine should do next: retry the same
+ * server from where the body stopped (Range), try the next server, or give
+ * up.  See docs/http-client.md.
+ *
+ * Servers.  struct cairn_http_server is a binary cache base URL with its
+ * /nix-cache-info (StoreDir, WantMassQuery, Priority) and a "down" mark: a
+ * request through a server that ends with CAIRN_HTTP_CONNECT (refused,
+ * DNS failure, TLS failure, no connection within the connect timeout)
+ * marks the server down for the rest of the run; cairn_http_add then
+ * refuses new requests to it, and requests already queued for it end
+ * with CAIRN_HTTP_CONNECT without touching the network.  Transfers
+ * already in flight finish on their own.  A server object may be shared
+ * by several clients of one thread only.
+ *
+ * nix-cache-info, as Nix's BinaryCacheStore::init reads it (checked against
+ * NixOS/nix src/libstore/binary-cache-store.cc): the text is split into
+ * lines on '\n'; a line without ':' is skipped; the name is what comes
+ * before the first ':' and the value is the rest with surrounding
+ * whitespace trimmed.  "StoreDir" must equal the client's store directory;
+ * "WantMassQuery" is true only when the value is exactly "1"; "Priority" is
+ * a decimal integer (lower is preferred), left at its default when it does
+ * not parse.  Other names are ignored.  Here the file is bounded by
+ * CAIRN_HTTP_CACHE_INFO_MAX and the store directory by
+ * CAIRN_HTTP_STORE_DIR_MAX, and a NUL byte makes it malformed.
+ */
+#ifndef CAIRN_HTTP_H
+#define CAIRN_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/error.h"
+
+#define CAIRN_HTTP_URL_MAX 4096			/* a request URL, after joining */
+#define CAIRN_HTTP_BODY_MAX (UINT64_C(1) << 40) /* hard cap of max_body: 1 TiB */
+#define CAIRN_HTTP_NARINFO_MAX (1u << 20)	/* suggested max_body for a narinfo */
+#define CAIRN_HTTP_ERROR_BODY_MAX (64u << 10)	/* error bodies read then dropped */
+#define CAIRN_HTTP_HEADER_MAX (64u << 10)	/* all header lines of one response */
+#define CAIRN_HTTP_CACHE_INFO_MAX (64u << 10)	/* a nix-cache-info file */
+#define CAIRN_HTTP_STORE_DIR_MAX 1024
+#define CAIRN_HTTP_DEFAULT_PRIORITY 50 /* when nix-cache-info has none */
+
+/* The client's settings; cairn_http_config_init fills in the defaults. */
+struct cairn_http_config {
+	long connect_timeout_ms;    /* per connection attempt; default 5000 */
+	long stall_timeout_s;	    /* no byte for this long fails; default 30 */
+	long total_timeout_s;	    /* whole transfer; 0 (default) for none */
+	long max_host_connections;  /* per host; default 8 */
+	long max_total_connections; /* all hosts; default 64 */
+	long max_redirects;	    /* default 5 */
+	int multiplex;		    /* HTTP/2 multiplexing; default 1 */
+	const char *user_agent;	    /* copied; default "cairn/VERSION" */
+	const char *ca_file;	    /* PEM CA bundle for https (copied); NULL:
+				       the system's */
+};
+
+void cairn_http_config_init(struct cairn_http_config *cfg);
+
+struct cairn_http;
+
+int cairn_http_new(struct cairn_http **out, const struct cairn_http_config *cfg,
+		   struct cairn_error *err);
+/* Abort every transfer still in flight (their on_done is not called). */
+void cairn_http_free(struct cairn_http *h);
+
+/* ---- servers --------------------------------------------------------- */
+
+enum cairn_http_server_flags {
+	/* Speak HTTP/2 over cleartext http:// without upgrade (h2c prior
+	 * knowledge); only for servers known to accept it.  Refused with
+	 * CAIRN_EUNSUPPORTED where cairn_http_h2c_usable() is 0. */
+	CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE = 1 << 0,
+};
+
+/*
+ * 0 when the running libcurl cannot reuse h2c prior-knowledge connections
+ * (7.88.x: every request after the first on a connection fails, curl
+ * issue #10634; Debian 12 ships 7.88.1), else 1.  HTTP/2 over https (ALPN)
+ * is not affected.
+ */
+int cairn_http_h2c_usable(void);
+
+/* What a server's /nix-cache-info says. */
+struct cairn_http_cache_info {
+	char store_dir[CAIRN_HTTP_STORE_DIR_MAX + 1]; /* "" when not given */
+	int want_mass_query;			      /* 1 when "WantMassQuery: 1" */
+	int priority; /* CAIRN_HTTP_DEFAULT_PRIORITY when not given */
+};
+
+/*
+ * Parse a nix-cache-info text (see the opening comment).  CAIRN_ELIMIT when
+ * it is longer than CAIRN_HTTP_CACHE_INFO_MAX or StoreDir is too long,
+ * CAIRN_EFORMAT for a NUL byte.  A StoreDir other than the caller's is not
+ * checked here: compare out->store_dir.
+ */
+int cairn_http_cache_info_parse(const char *text, size_t len, struct cairn_http_cache_info *out,
+				struct cairn_error *err);
+
+struct cairn_http_server;
+
+/*
+ * A server at base_url (http:// or https://; trailing slashes dropped;
+ * copied).  Priority starts at CAIRN_HTTP_DEFAULT_PRIORITY.
+ */
+int cairn_http_server_new(struct cairn_http_server **out, const char *base_url, unsigned flags,
+			  struct cairn_error *err);
+void cairn_http_server_free(struct cairn_http_server *s);
+/* Borrowed, valid until cairn_http_server_free. */
+const char *cairn_http_server_url(const struct cairn_http_server *s);
+/* Record what the server's nix-cache-info said (copied). */
+void cairn_http_server_set_info(struct cairn_http_server *s,
+				const struct cairn_http_cache_info *info);
+/* Borrowed; priority CAIRN_HTTP_DEFAULT_PRIORITY until set_info. */
+const struct cairn_http_cache_info *cairn_http_server_info(const struct cairn_http_server *s);
+/* Mark down (reason copied, truncated) or up again. */
+void cairn_http_server_mark_down(struct cairn_http_server *s, const char *reason);
+void cairn_http_server_mark_up(struct cairn_http_server *s);
+/* The reason it is down (borrowed, until the next mark), or NULL when up. */
+const char *cairn_http_server_down(const struct cairn_http_server *s);
+
+/* ---- requests -------------------------------------------------------- */
+
+/* Parsed from the final response's headers (redirects are skipped). */
+struct cairn_http_response {
+	long status;		/* 200, 206, 404... */
+	int http_version;	/* 10, 11 or 20 */
+	int64_t content_length; /* -1 when absent */
+	/* Content-Range "bytes FIRST-LAST/TOTAL"; -1 when absent (TOTAL is
+	 * -1 also for "*"). */
+	int64_t range_first, range_last, range_total;
+	int64_t max_age;	   /* Cache-Control max-age (s-maxage wins); -1 absent */
+	int no_store;		   /* Cache-Control no-store or no-cache */
+	int accept_ranges;	   /* "Accept-Ranges: bytes" */
+	char content_type[128];	   /* "" when absent; truncated */
+	char content_encoding[32]; /* "" when absent; truncated */
+};
+
+enum cairn_http_outcome {
+	CAIRN_HTTP_OK = 0,    /* 2xx with the whole body */
+	CAIRN_HTTP_STATUS,    /* the server answered with a non-2xx status */
+	CAIRN_HTTP_NETWORK,   /* reset, protocol error, nothing received... */
+	CAIRN_HTTP_SHORT,     /* body ended before its announced end */
+	CAIRN_HTTP_STALL,     /* no byte for stall_timeout_s */
+	CAIRN_HTTP_CONNECT,   /* could not connect: refused, DNS, timeout */
+	CAIRN_HTTP_TIMEOUT,   /* total timeout */
+	CAIRN_HTTP_TOO_LARGE, /* body longer than max_body */
+	CAIRN_HTTP_ABORTED,   /* a callback returned an error */
+};
+
+/* A short static name ("stall", "short", "too-large"...). */
+const char *cairn_http_outcome_name(enum cairn_http_outcome o);
+
+/* Handed to on_done; valid only during the call. */
+struct cairn_http_result {
+	enum cairn_http_outcome outcome;
+	const char *url;	/* the request's URL */
+	long status;		/* final status, 0 when none was received */
+	uint64_t body_bytes;	/* bytes handed to on_data */
+	int callback_error;	/* what on_headers/on_data returned, when they
+				   stopped the transfer; else 0 */
+	/* The message names the method and URL.  Code: 0 for OK, CAIRN_ENOENT
+	 * for 404/410, CAIRN_ETRUNCATED for SHORT, CAIRN_ELIMIT for
+	 * TOO_LARGE, CAIRN_ECANCELED for ABORTED, else CAIRN_ENET. */
+	struct cairn_error err;
+};
+
+enum cairn_http_advice {
+	CAIRN_HTTP_DONE = 0,	/* success */
+	CAIRN_HTTP_RETRY_RANGE, /* same server again, from body_bytes on */
+	CAIRN_HTTP_NEXT_SERVER, /* this server cannot give it */
+	CAIRN_HTTP_GIVE_UP,	/* the caller stopped it; do not retry */
+};
+
+/*
+ * What to do after a result: OK is DONE; network errors, stalls, short
+ * bodies, 5xx, 408 and 429 are RETRY_RANGE (the caller bounds its retries
+ * and checks Accept-Ranges); connect failures, total timeout, other 4xx
+ * (404 above all), other statuses and too-large bodies are NEXT_SERVER;
+ * ABORTED is GIVE_UP.
+ */
+enum cairn_http_advice cairn_http_advice(const struct cairn_http_result *r);
+
+enum cairn_http_method {
+	CAIRN_HTTP_GET = 0,
+	CAIRN_HTTP_HEAD,
+};
+
+struct cairn_http_request {
+	enum cairn_http_method method;
+	/* With server: the path under its base URL ("nix-cache-info",
+	 * "nar/x.nar.xz"; a leading '/' is ignored).  Without: a full URL. */
+	struct cairn_http_server *server; /* borrowed; must outlive the request */
+	const char *url;		  /* copied */
+	uint64_t range_start;		  /* GET from this byte on (Range); 0 for all */
+	uint64_t max_body;		  /* bytes of body; 0 for CAIRN_HTTP_NARINFO_MAX,
+					     capped at CAIRN_HTTP_BODY_MAX */
+	long total_timeout_s;		  /* 0: the client's */
+	/*
+	 * Once the final response's headers are in.  Return 0 to go on,
+	 * non-zero to stop (outcome ABORTED).  For a non-2xx status the body
+	 * is dropped (on_data is not called) and the outcome is STATUS.
+	 */
+	int (*on_headers)(void *ctx, const struct cairn_http_response *resp);
+	/* Each chunk of a 2xx body; non-zero stops (outcome ABORTED). */
+	int (*on_data)(void *ctx, const void *data, size_t len);
+	/* Exactly once per request that cairn_http_add accepted. */
+	void (*on_done)(void *ctx, const struct cairn_http_result *res);
+	void *ctx;
+};
+
+/*
+ * Queue a request (the struct and url are copied; the server is
+ * borrowed).  It starts on the next cairn_http_step.  Fails at once, without
+ * on_done, with CAIRN_ENET when the server is marked down, CAIRN_ELIMIT when
+ * the URL is too long, CAIRN_EINVAL for a scheme other than http(s) or a
+ * missing on_done.
+ */
+int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
+		   struct cairn_error *err);
+
+/*
+ * Run transfers, waiting at most timeout_ms for network activity, and call
+ * the callbacks that are due.  Returns the number of requests not yet done
+ * (queued or in flight), or a negative error when libcurl itself fails.
+ */
+int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *err);
+
+/* Step until every request is done (including ones added meanwhile). */
+int cairn_http_run(struct cairn_http *h, struct cairn_error *err);
+
+/* Counters since cairn_http_new. */
+struct cairn_http_stats {
+	uint64_t requests;	  /* done */
+	uint64_t new_connections; /* connections opened */
+	uint64_t body_bytes;	  /* handed to on_data */
+};
+void cairn_http_stats(const struct cairn_http *h, struct cairn_http_stats *out);
+
+#endif

@@ -1,0 +1,1088 @@
+/*
+ * http.c - many concurrent transfers on one libcurl multi handle.
+ *
+ * Every request is an easy handle with its own header/body callbacks.  The
+ * header callback parses the response as it arrives and, at the blank line
+ * that ends the final response (not a 1xx, not a redirect curl follows),
+ * checks the announced size against max_body and calls on_headers.  The
+ * write callback enforces max_body again while streaming.  When curl
+ * reports a transfer done, its CURLcode plus what the callbacks recorded
+ * becomes one enum cairn_http_outcome.
+ *
+ * libcurl forbids multi calls from inside its callbacks, so cairn_http_add
+ * only queues; the queue is handed to curl at the start of every step.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#if LIBCURL_VERSION_NUM < 0x075000
+#error "lib/http.c needs libcurl 7.80 or later (CURLOPT_PREREQFUNCTION)"
+#endif
+
+#include "cairn/cairn.h"
+#include "cairn/http.h"
+#include "http-internal.h"
+
+struct cairn_http_server {
+	char *base_url;
+	unsigned flags;
+	struct cairn_http_cache_info info;
+	int down;
+	char down_reason[CAIRN_ERROR_MSG_MAX];
+};
+
+struct xfer {
+	struct cairn_http *h;
+	CURL *easy;
+	struct xfer *prev, *next; /* in h->queued or h->active */
+	struct cairn_http_request req;
+	char *url;
+	char range[32];
+	uint64_t max_body;
+	struct cairn_http_response resp;
+	size_t hdr_bytes; /* header bytes of the current response */
+	int has_location; /* the current response has a Location */
+	int hdr_done;	  /* on_headers was called */
+	int connected;	  /* curl has a connection for it (stall clock runs) */
+	int64_t last_ms;  /* monotonic time of the last byte received */
+	uint64_t body_bytes;
+	uint64_t dropped; /* body bytes of a non-2xx response */
+	int forced;	  /* an outcome + 1 decided by our callbacks, or 0 */
+	int callback_error;
+	char detail[128]; /* what our callbacks saw, for the message */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct cairn_http {
+	CURLM *multi;
+	struct cairn_http_config cfg;
+	char *user_agent;
+	char *ca_file;
+	struct xfer *queued, *active;
+	size_t nqueued, nactive;
+	int in_step;
+	struct cairn_http_stats stats;
+};
+
+/* ---- config and servers ---------------------------------------------- */
+
+void cairn_http_config_init(struct cairn_http_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->connect_timeout_ms = 5000;
+	cfg->stall_timeout_s = 30;
+	cfg->total_timeout_s = 0;
+	cfg->max_host_connections = 8;
+	cfg->max_total_connections = 64;
+	cfg->max_redirects = 5;
+	cfg->multiplex = 1;
+	cfg->user_agent = NULL;
+}
+
+int cairn_http_h2c_usable(void)
+{
+	unsigned v = curl_version_info(CURLVERSION_NOW)->version_num;
+
+	/* 7.88's connection-filter rewrite stacked a second HTTP/2 layer on
+	 * every reused prior-knowledge connection ("Error in the HTTP2
+	 * framing layer" from the second request on); fixed in 8.0.0
+	 * (curl issue #10634). */
+	return v < 0x075800 || v >= 0x080000;
+}
+
+static int url_scheme_ok(const char *url)
+{
+	return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
+}
+
+int cairn_http_server_new(struct cairn_http_server **out, const char *base_url, unsigned flags,
+			  struct cairn_error *err)
+{
+	struct cairn_http_server *s;
+	size_t len;
+
+	if (!out || !base_url)
+		return cairn_error_set(err, CAIRN_EINVAL, "http: server: no url");
+	len = strnlen(base_url, CAIRN_HTTP_URL_MAX + 1);
+	if (len > CAIRN_HTTP_URL_MAX)
+		return cairn_error_set(err, CAIRN_ELIMIT, "http: server url longer than %d bytes",
+				       CAIRN_HTTP_URL_MAX);
+	if (!url_scheme_ok(base_url))
+		return cairn_error_set(
+		    err, CAIRN_EINVAL,
+		    "http: server '%.200s': only http:// and https:// are supported", base_url);
+	if ((flags & CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE) && !cairn_http_h2c_usable())
+		return cairn_error_set(err, CAIRN_EUNSUPPORTED,
+				       "http: server '%.200s': libcurl %s cannot reuse h2c "
+				       "(prior knowledge) connections; use https or plain HTTP/1.1",
+				       base_url, curl_version_info(CURLVERSION_NOW)->version);
+	while (len > 0 && base_url[len - 1] == '/')
+		len--;
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->base_url = strndup(base_url, len))) {
+		free(s);
+		return cairn_error_set(err, CAIRN_ENOMEM, "http: out of memory");
+	}
+	s->flags = flags;
+	s->info.priority = CAIRN_HTTP_DEFAULT_PRIORITY;
+	*out = s;
+	return 0;
+}
+
+void cairn_http_server_free(struct cairn_http_server *s)
+{
+	if (!s)
+		return;
+	free(s->base_url);
+	free(s);
+}
+
+const char *cairn_http_server_url(const struct cairn_http_server *s)
+{
+	return s->base_url;
+}
+
+void cairn_http_server_set_info(struct cairn_http_server *s,
+				const struct cairn_http_cache_info *info)
+{
+	s->info = *info;
+}
+
+const struct cairn_http_cache_info *cairn_http_server_info(const struct cairn_http_server *s)
+{
+	return &s->info;
+}
+
+void cairn_http_server_mark_down(struct cairn_http_server *s, const char *reason)
+{
+	s->down = 1;
+	snprintf(s->down_reason, sizeof(s->down_reason), "%s", reason ? reason : "marked down");
+}
+
+void cairn_http_server_mark_up(struct cairn_http_server *s)
+{
+	s->down = 0;
+	s->down_reason[0] = '\0';
+}
+
+const char *cairn_http_server_down(const struct cairn_http_server *s)
+{
+	return s->down ? s->down_reason : NULL;
+}
+
+/* ---- nix-cache-info ---------------------------------------------------- */
+
+static int is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* A decimal int, optional sign, nothing else; 0 when it parses. */
+static int parse_int(const char *s, size_t len, int *out)
+{
+	long long v = 0;
+	int neg = 0;
+	size_t i = 0;
+
+	if (i < len && (s[i] == '-' || s[i] == '+'))
+		neg = s[i++] == '-';
+	if (i == len)
+		return -1;
+	for (; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+		if (v > (long long)INT32_MAX + 1)
+			return -1;
+	}
+	if (neg)
+		v = -v;
+	if (v > INT32_MAX || v < INT32_MIN)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+int cairn_http_cache_info_parse(const char *text, size_t len, struct cairn_http_cache_info *out,
+				struct cairn_error *err)
+{
+	struct cairn_http_cache_info ci;
+	size_t pos = 0;
+
+	if (!text || !out)
+		return cairn_error_set(err, CAIRN_EINVAL, "nix-cache-info: no input");
+	if (len > CAIRN_HTTP_CACHE_INFO_MAX)
+		return cairn_error_set(err, CAIRN_ELIMIT, "nix-cache-info: longer than %u bytes",
+				       CAIRN_HTTP_CACHE_INFO_MAX);
+	if (memchr(text, '\0', len))
+		return cairn_error_set(err, CAIRN_EFORMAT, "nix-cache-info: contains a NUL byte");
+	memset(&ci, 0, sizeof(ci));
+	ci.priority = CAIRN_HTTP_DEFAULT_PRIORITY;
+
+	while (pos < len) {
+		const char *line = text + pos, *nl = memchr(line, '\n', len - pos);
+		size_t llen = nl ? (size_t)(nl - line) : len - pos;
+		const char *colon = memchr(line, ':', llen);
+		const char *v, *vend;
+		size_t nlen;
+
+		pos += llen + (nl ? 1 : 0);
+		if (!colon)
+			continue;
+		nlen = (size_t)(colon - line);
+		v = colon + 1;
+		vend = line + llen;
+		while (v < vend && is_space(*v))
+			v++;
+		while (vend > v && is_space(vend[-1]))
+			vend--;
+		if (nlen == 8 && memcmp(line, "StoreDir", 8) == 0) {
+			size_t vlen = (size_t)(vend - v);
+			if (vlen > CAIRN_HTTP_STORE_DIR_MAX)
+				return cairn_error_set(
+				    err, CAIRN_ELIMIT,
+				    "nix-cache-info: StoreDir longer than %d bytes",
+				    CAIRN_HTTP_STORE_DIR_MAX);
+			memcpy(ci.store_dir, v, vlen);
+			ci.store_dir[vlen] = '\0';
+		} else if (nlen == 13 && memcmp(line, "WantMassQuery", 13) == 0) {
+			ci.want_mass_query = (vend - v == 1 && *v == '1');
+		} else if (nlen == 8 && memcmp(line, "Priority", 8) == 0) {
+			int p;
+			/* Nix keeps the previous value when it does not parse. */
+			if (parse_int(v, (size_t)(vend - v), &p) == 0)
+				ci.priority = p;
+		}
+	}
+	*out = ci;
+	return 0;
+}
+
+/* ---- outcomes ------------------------------------------------------------ */
+
+const char *cairn_http_outcome_name(enum cairn_http_outcome o)
+{
+	switch (o) {
+	case CAIRN_HTTP_OK: return "ok";
+	case CAIRN_HTTP_STATUS: return "status";
+	case CAIRN_HTTP_NETWORK: return "network";
+	case CAIRN_HTTP_SHORT: return "short";
+	case CAIRN_HTTP_STALL: return "stall";
+	case CAIRN_HTTP_CONNECT: return "connect";
+	case CAIRN_HTTP_TIMEOUT: return "timeout";
+	case CAIRN_HTTP_TOO_LARGE: return "too-large";
+	case CAIRN_HTTP_ABORTED: return "aborted";
+	}
+	return "unknown";
+}
+
+enum cairn_http_advice cairn_http_advice(const struct cairn_http_result *r)
+{
+	switch (r->outcome) {
+	case CAIRN_HTTP_OK: return CAIRN_HTTP_DONE;
+	case CAIRN_HTTP_NETWORK:
+	case CAIRN_HTTP_SHORT:
+	case CAIRN_HTTP_STALL: return CAIRN_HTTP_RETRY_RANGE;
+	case CAIRN_HTTP_STATUS:
+		if (r->status >= 500 || r->status == 408 || r->status == 429)
+			return CAIRN_HTTP_RETRY_RANGE;
+		return CAIRN_HTTP_NEXT_SERVER;
+	case CAIRN_HTTP_CONNECT:
+	case CAIRN_HTTP_TIMEOUT:
+	case CAIRN_HTTP_TOO_LARGE: return CAIRN_HTTP_NEXT_SERVER;
+	case CAIRN_HTTP_ABORTED: return CAIRN_HTTP_GIVE_UP;
+	}
+	return CAIRN_HTTP_GIVE_UP;
+}
+
+/* ---- client -------------------------------------------------------------- */
+
+int cairn_http_new(struct cairn_http **out, const struct cairn_http_config *cfg,
+		   struct cairn_error *err)
+{
+	struct cairn_http_config defaults;
+	struct cairn_http *h;
+	long maxc;
+
+	if (!out)
+		return cairn_error_set(err, CAIRN_EINVAL, "http: no output");
+	if (!cfg) {
+		cairn_http_config_init(&defaults);
+		cfg = &defaults;
+	}
+	if (cfg->connect_timeout_ms <= 0 || cfg->stall_timeout_s <= 0 || cfg->total_timeout_s < 0 ||
+	    cfg->max_host_connections <= 0 || cfg->max_total_connections <= 0 ||
+	    cfg->max_redirects < 0)
+		return cairn_error_set(err, CAIRN_EINVAL, "http: invalid client settings");
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return cairn_error_set(err, CAIRN_ENET, "http: libcurl initialisation failed");
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		goto nomem;
+	h->cfg = *cfg;
+	h->user_agent = strdup(cfg->user_agent ? cfg->user_agent : "cairn/" CAIRN_VERSION);
+	h->multi = curl_multi_init();
+	if (!h->user_agent || !h->multi)
+		goto nomem;
+	h->cfg.user_agent = h->user_agent;
+	if (cfg->ca_file && !(h->ca_file = strdup(cfg->ca_file)))
+		goto nomem;
+	h->cfg.ca_file = h->ca_file;
+	maxc = cfg->max_total_connections;
+	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING,
+			  cfg->multiplex ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cfg->max_host_connections);
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxc);
+	/* The idle-connection cache must hold every connection we allow, or
+	 * keep-alive connections are closed between bursts. */
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, maxc);
+	*out = h;
+	return 0;
+nomem:
+	if (h) {
+		if (h->multi)
+			curl_multi_cleanup(h->multi);
+		free(h->user_agent);
+		free(h->ca_file);
+		free(h);
+	}
+	curl_global_cleanup();
+	return cairn_error_set(err, CAIRN_ENOMEM, "http: out of memory");
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void xfer_free(struct xfer *x)
+{
+	if (!x)
+		return;
+	if (x->easy)
+		curl_easy_cleanup(x->easy);
+	free(x->url);
+	free(x);
+}
+
+static void list_remove(struct xfer **head, struct xfer *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		*head = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	x->prev = x->next = NULL;
+}
+
+static void list_push(struct xfer **head, struct xfer *x)
+{
+	x->prev = NULL;
+	x->next = *head;
+	if (*head)
+		(*head)->prev = x;
+	*head = x;
+}
+
+void cairn_http_free(struct cairn_http *h)
+{
+	struct xfer *x;
+
+	if (!h)
+		return;
+	while ((x = h->active)) {
+		list_remove(&h->active, x);
+		curl_multi_remove_handle(h->multi, x->easy);
+		xfer_free(x);
+	}
+	while ((x = h->queued)) {
+		list_remove(&h->queued, x);
+		xfer_free(x);
+	}
+	curl_multi_cleanup(h->multi);
+	free(h->user_agent);
+	free(h->ca_file);
+	free(h);
+	curl_global_cleanup();
+}
+
+void cairn_http_stats(const struct cairn_http *h, struct cairn_http_stats *out)
+{
+	*out = h->stats;
+}
+
+/* ---- header parsing ------------------------------------------------------ */
+
+static int name_is(const char *line, size_t nlen, const char *name)
+{
+	return strlen(name) == nlen && strncasecmp(line, name, nlen) == 0;
+}
+
+/* A non-negative decimal int64 filling [s, end); -1 when it is not one. */
+static int64_t parse_u63(const char *s, const char *end)
+{
+	int64_t v = 0;
+
+	if (s == end)
+		return -1;
+	for (; s < end; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		if (v > (INT64_MAX - (*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	return v;
+}
+
+static void copy_value(char *dst, size_t cap, const char *v, const char *end)
+{
+	size_t n = (size_t)(end - v);
+
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, v, n);
+	dst[n] = '\0';
+}
+
+/* "bytes FIRST-LAST/TOTAL", "bytes FIRST-LAST/(star)" or "bytes (star)/TOTAL". */
+static void parse_content_range(struct cairn_http_response *r, const char *v, const char *end)
+{
+	const char *dash, *slash;
+
+	if (end - v < 6 || strncasecmp(v, "bytes", 5) != 0 || !is_space(v[5]))
+		return;
+	v += 6;
+	while (v < end && is_space(*v))
+		v++;
+	slash = memchr(v, '/', (size_t)(end - v));
+	if (!slash)
+		return;
+	if (end - slash == 2 && slash[1] == '*')
+		r->range_total = -1;
+	else
+		r->range_total = parse_u63(slash + 1, end);
+	dash = memchr(v, '-', (size_t)(slash - v));
+	if (dash) {
+		int64_t a = parse_u63(v, dash), b = parse_u63(dash + 1, slash);
+		if (a >= 0 && b >= a) {
+			r->range_first = a;
+			r->range_last = b;
+		}
+	}
+}
+
+static void parse_cache_control(struct cairn_http_response *r, const char *v, const char *end)
+{
+	int64_t maxage = -1, smaxage = -1;
+
+	while (v < end) {
+		const char *tok, *tend, *comma = memchr(v, ',', (size_t)(end - v));
+		const char *stop = comma ? comma : end;
+		const char *eq;
+
+		tok = v;
+		while (tok < stop && is_space(*tok))
+			tok++;
+		tend = stop;
+		while (tend > tok && is_space(tend[-1]))
+			tend--;
+		eq = memchr(tok, '=', (size_t)(tend - tok));
+		if (eq) {
+			const char *val = eq + 1, *vend = tend;
+			if (vend - val >= 2 && *val == '"' && vend[-1] == '"') {
+				val++;
+				vend--;
+			}
+			if (eq - tok == 7 && strncasecmp(tok, "max-age", 7) == 0)
+				maxage = parse_u63(val, vend);
+			else if (eq - tok == 8 && strncasecmp(tok, "s-maxage", 8) == 0)
+				smaxage = parse_u63(val, vend);
+		} else if ((tend - tok == 8 && strncasecmp(tok, "no-store", 8) == 0) ||
+			   (tend - tok == 8 && strncasecmp(tok, "no-cache", 8) == 0)) {
+			r->no_store = 1;
+		}
+		v = comma ? comma + 1 : end;
+	}
+	/* A shared cache (the narinfo cache is one) obeys s-maxage first. */
+	r->max_age = smaxage >= 0 ? smaxage : maxage;
+}
+
+static void response_reset(struct cairn_http_response *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->content_length = -1;
+	r->range_first = r->range_last = r->range_total = -1;
+	r->max_age = -1;
+}
+
+static int status_ok(long status)
+{
+	return status >= 200 && status < 300;
+}
+
+static void force(struct xfer *x, enum cairn_http_outcome o, const char *detail)
+{
+	if (!x->forced) {
+		x->forced = (int)o + 1;
+		snprintf(x->detail, sizeof(x->detail), "%s", detail);
+	}
+}
+
+/* The end of one response's headers. 0 to go on, -1 to stop. */
+static int headers_complete(struct xfer *x)
+{
+	struct cairn_http_response *r = &x->resp;
+
+	if (r->status >= 100 && r->status < 200)
+		return 0; /* 100 Continue and friends; the real one follows */
+	if (r->status >= 300 && r->status < 400 && x->has_location && x->h->cfg.max_redirects > 0)
+		return 0; /* curl follows it (or fails with too many redirects) */
+	x->hdr_done = 1;
+	if (status_ok(r->status) && x->req.method == CAIRN_HTTP_GET && r->content_length >= 0 &&
+	    (uint64_t)r->content_length > x->max_body) {
+		char d[128];
+		snprintf(d, sizeof(d), "Content-Length %" PRId64 " is over the limit of %" PRIu64,
+			 r->content_length, x->max_body);
+		force(x, CAIRN_HTTP_TOO_LARGE, d);
+		return -1;
+	}
+	if (x->req.on_headers) {
+		int rc = x->req.on_headers(x->req.ctx, r);
+		if (rc) {
+			x->callback_error = rc;
+			force(x, CAIRN_HTTP_ABORTED, "stopped by the headers callback");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int cairn_http__header_line(struct cairn_http_response *r, const char *buf, size_t len,
+			    int *has_location)
+{
+	const char *end = buf + len, *colon, *v;
+	size_t nlen;
+
+	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+		/* A status line starts a new response (after a 1xx or a
+		 * redirect); earlier headers no longer apply. */
+		const char *p = buf + 5, *sp;
+		response_reset(r);
+		*has_location = 0;
+		if (end - p >= 3 && p[0] == '1' && p[1] == '.')
+			r->http_version = p[2] == '0' ? 10 : 11;
+		else if (end - p >= 1 && p[0] == '2')
+			r->http_version = 20;
+		sp = memchr(p, ' ', (size_t)(end - p));
+		if (sp && end - sp >= 4 && isdigit((unsigned char)sp[1]) &&
+		    isdigit((unsigned char)sp[2]) && isdigit((unsigned char)sp[3]))
+			r->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+		return CAIRN_HTTP__HDR_STATUS;
+	}
+	while (end > buf && (end[-1] == '\n' || end[-1] == '\r'))
+		end--;
+	if (end == buf)
+		return CAIRN_HTTP__HDR_END;
+	colon = memchr(buf, ':', (size_t)(end - buf));
+	if (!colon)
+		return CAIRN_HTTP__HDR_FIELD;
+	v = colon + 1;
+	while (v < end && is_space(*v))
+		v++;
+	while (end > v && is_space(end[-1]))
+		end--;
+	nlen = (size_t)(colon - buf);
+	if (name_is(buf, nlen, "Content-Length"))
+		r->content_length = parse_u63(v, end);
+	else if (name_is(buf, nlen, "Content-Range"))
+		parse_content_range(r, v, end);
+	else if (name_is(buf, nlen, "Cache-Control"))
+		parse_cache_control(r, v, end);
+	else if (name_is(buf, nlen, "Accept-Ranges"))
+		r->accept_ranges = end - v == 5 && strncasecmp(v, "bytes", 5) == 0;
+	else if (name_is(buf, nlen, "Content-Type"))
+		copy_value(r->content_type, sizeof(r->content_type), v, end);
+	else if (name_is(buf, nlen, "Content-Encoding"))
+		copy_value(r->content_encoding, sizeof(r->content_encoding), v, end);
+	else if (name_is(buf, nlen, "Location"))
+		*has_location = 1;
+	return CAIRN_HTTP__HDR_FIELD;
+}
+
+static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n;
+	int kind;
+
+	if (x->forced)
+		return 0;
+	x->last_ms = mono_ms();
+	if (x->hdr_done && !(len >= 5 && memcmp(buf, "HTTP/", 5) == 0))
+		return len; /* trailers */
+	x->hdr_bytes += len;
+	if (x->hdr_bytes > CAIRN_HTTP_HEADER_MAX) {
+		force(x, CAIRN_HTTP_NETWORK, "response headers are too long");
+		return 0;
+	}
+	kind = cairn_http__header_line(&x->resp, buf, len, &x->has_location);
+	if (kind == CAIRN_HTTP__HDR_STATUS) {
+		x->hdr_bytes = len;
+		x->hdr_done = 0;
+	} else if (kind == CAIRN_HTTP__HDR_END && headers_complete(x) < 0) {
+		return 0;
+	}
+	return len;
+}
+
+static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n;
+
+	if (len == 0)
+		return 0;
+	if (x->forced)
+		return 0;
+	x->last_ms = mono_ms();
+	if (!x->hdr_done) {
+		/* A body without a final header block: curl gave us none of
+		 * its headers (cannot happen over HTTP), so refuse it. */
+		force(x, CAIRN_HTTP_NETWORK, "body before the end of the headers");
+		return 0;
+	}
+	if (!status_ok(x->resp.status)) {
+		x->dropped += len;
+		if (x->dropped > CAIRN_HTTP_ERROR_BODY_MAX) {
+			/* Not worth reading; the status says it all. */
+			force(x, CAIRN_HTTP_STATUS, "");
+			return 0;
+		}
+		return len;
+	}
+	if (len > x->max_body - x->body_bytes) {
+		char d[128];
+		snprintf(d, sizeof(d), "body is over the limit of %" PRIu64 " bytes", x->max_body);
+		force(x, CAIRN_HTTP_TOO_LARGE, d);
+		return 0;
+	}
+	x->body_bytes += len;
+	x->h->stats.body_bytes += len;
+	if (x->req.on_data) {
+		int rc = x->req.on_data(x->req.ctx, buf, len);
+		if (rc) {
+			x->callback_error = rc;
+			force(x, CAIRN_HTTP_ABORTED, "stopped by the data callback");
+			return 0;
+		}
+	}
+	return len;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/*
+ * Called once the transfer has a connection (new or reused), before the
+ * request goes out.  Until then it may wait in curl's queue for a free
+ * connection, which is no stall; from now on the stall clock runs.
+ */
+static int prereq_cb(void *arg, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+		     int conn_local_port)
+{
+	struct xfer *x = arg;
+
+	x->connected = 1;
+	x->last_ms = mono_ms();
+	return CURL_PREREQFUNC_OK;
+}
+
+static int easy_setup(struct cairn_http *h, struct xfer *x)
+{
+	CURL *e = x->easy;
+	const struct cairn_http_config *c = &h->cfg;
+	long total = x->req.total_timeout_s ? x->req.total_timeout_s : c->total_timeout_s;
+	long version = CURL_HTTP_VERSION_2TLS;
+	CURLcode rc = CURLE_OK;
+
+	int h2 = x->req.server && (x->req.server->flags & CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE);
+
+	if (h2)
+		version = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+
+#define SET(opt, val)                                                                              \
+	do {                                                                                       \
+		if (rc == CURLE_OK)                                                                \
+			rc = curl_easy_setopt(e, opt, val);                                        \
+	} while (0)
+	SET(CURLOPT_URL, x->url);
+	SET(CURLOPT_PRIVATE, (void *)x);
+	SET(CURLOPT_ERRORBUFFER, x->errbuf);
+	SET(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+	SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	SET(CURLOPT_FOLLOWLOCATION, c->max_redirects > 0 ? 1L : 0L);
+	SET(CURLOPT_MAXREDIRS, c->max_redirects);
+	SET(CURLOPT_HTTP_VERSION, version);
+	/* Waiting for an existing connection pays only where it can be
+	 * shared: HTTP/2, which plain http:// never gets without prior
+	 * knowledge.  There it would hold every transfer to the host behind
+	 * the first one's response. */
+	SET(CURLOPT_PIPEWAIT,
+	    c->multiplex && (h2 || strncmp(x->url, "https://", 8) == 0) ? 1L : 0L);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+	/* Our own check (check_stalls) sees a silence of stall_timeout_s;
+	 * curl's low-speed check also ends a trickle slower than a byte a
+	 * second. */
+	SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+	SET(CURLOPT_LOW_SPEED_TIME, c->stall_timeout_s);
+	SET(CURLOPT_TIMEOUT, total);
+	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	SET(CURLOPT_USERAGENT, h->user_agent);
+	if (h->ca_file)
+		SET(CURLOPT_CAINFO, h->ca_file);
+	SET(CURLOPT_HEADERFUNCTION, header_cb);
+	SET(CURLOPT_HEADERDATA, (void *)x);
+	SET(CURLOPT_WRITEFUNCTION, write_cb);
+	SET(CURLOPT_WRITEDATA, (void *)x);
+	SET(CURLOPT_PREREQFUNCTION, prereq_cb);
+	SET(CURLOPT_PREREQDATA, (void *)x);
+	if (x->req.method == CAIRN_HTTP_HEAD)
+		SET(CURLOPT_NOBODY, 1L);
+	else if (x->req.range_start > 0)
+		SET(CURLOPT_RANGE, x->range);
+#undef SET
+	return rc == CURLE_OK ? 0 : -1;
+}
+
+int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
+		   struct cairn_error *err)
+{
+	struct xfer *x;
+	const char *path;
+	size_t blen = 0, plen;
+	char *url;
+
+	if (!h || !req || !req->url || !req->on_done)
+		return cairn_error_set(err, CAIRN_EINVAL, "http: request without url or on_done");
+	if (req->method != CAIRN_HTTP_GET && req->method != CAIRN_HTTP_HEAD)
+		return cairn_error_set(err, CAIRN_EINVAL, "http: unknown method");
+	path = req->url;
+	if (req->server) {
+		if (req->server->down)
+			return cairn_error_set(err, CAIRN_ENET, "http: %s is down: %s",
+					       req->server->base_url, req->server->down_reason);
+		blen = strlen(req->server->base_url);
+		while (*path == '/')
+			path++;
+	}
+	plen = strnlen(path, CAIRN_HTTP_URL_MAX + 1);
+	if (plen > CAIRN_HTTP_URL_MAX || blen + 1 + plen > CAIRN_HTTP_URL_MAX)
+		return cairn_error_set(err, CAIRN_ELIMIT, "http: url longer than %d bytes",
+				       CAIRN_HTTP_URL_MAX);
+	url = malloc(blen + 1 + plen + 1);
+	if (!url)
+		return cairn_error_set(err, CAIRN_ENOMEM, "http: out of memory");
+	if (req->server)
+		snprintf(url, blen + plen + 2, "%s/%s", req->server->base_url, path);
+	else
+		memcpy(url, path, plen + 1);
+	if (!url_scheme_ok(url)) {
+		cairn_error_set(err, CAIRN_EINVAL,
+				"http: '%.200s': only http:// and https:// are supported", url);
+		free(url);
+		return CAIRN_EINVAL;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		free(url);
+		return cairn_error_set(err, CAIRN_ENOMEM, "http: out of memory");
+	}
+	x->h = h;
+	x->url = url;
+	x->req = *req;
+	x->req.url = url;
+	x->max_body = req->max_body ? req->max_body : CAIRN_HTTP_NARINFO_MAX;
+	if (x->max_body > CAIRN_HTTP_BODY_MAX)
+		x->max_body = CAIRN_HTTP_BODY_MAX;
+	snprintf(x->range, sizeof(x->range), "%" PRIu64 "-", req->range_start);
+	response_reset(&x->resp);
+	x->easy = curl_easy_init();
+	if (!x->easy || easy_setup(h, x) < 0) {
+		xfer_free(x);
+		return cairn_error_set(err, CAIRN_ENOMEM, "http: cannot set up a transfer");
+	}
+	list_push(&h->queued, x);
+	h->nqueued++;
+	return 0;
+}
+
+static const char *method_name(const struct xfer *x)
+{
+	return x->req.method == CAIRN_HTTP_HEAD ? "HEAD" : "GET";
+}
+
+/* Turn what curl and our callbacks saw into an outcome, and report it. */
+static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int never_started)
+{
+	struct cairn_http_result res;
+	curl_off_t total_us = 0;
+	long nconn = 0, total;
+	const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(code);
+	int ecode = CAIRN_ENET;
+
+	memset(&res, 0, sizeof(res));
+	res.url = x->url;
+	res.body_bytes = x->body_bytes;
+	res.callback_error = x->callback_error;
+	res.status = x->hdr_done ? x->resp.status : 0;
+
+	if (never_started) {
+		res.outcome = CAIRN_HTTP_CONNECT;
+		cairn_error_set(&res.err, CAIRN_ENET, "http: %s %s: server is down: %s",
+				method_name(x), x->url, x->req.server->down_reason);
+		goto report;
+	}
+	curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn);
+	curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	if (nconn > 0)
+		h->stats.new_connections += (uint64_t)nconn;
+	total = x->req.total_timeout_s ? x->req.total_timeout_s : h->cfg.total_timeout_s;
+
+	if (x->forced) {
+		res.outcome = (enum cairn_http_outcome)(x->forced - 1);
+		if (res.outcome == CAIRN_HTTP_STATUS)
+			res.status = x->resp.status;
+	} else {
+		switch (code) {
+		case CURLE_OK:
+			if (!status_ok(x->resp.status))
+				res.outcome = CAIRN_HTTP_STATUS;
+			else if (x->req.method == CAIRN_HTTP_GET && x->resp.content_length >= 0 &&
+				 x->body_bytes != (uint64_t)x->resp.content_length)
+				res.outcome = CAIRN_HTTP_SHORT; /* belt and braces */
+			else
+				res.outcome = CAIRN_HTTP_OK;
+			break;
+		case CURLE_PARTIAL_FILE: res.outcome = CAIRN_HTTP_SHORT; break;
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION: res.outcome = CAIRN_HTTP_CONNECT; break;
+		case CURLE_OPERATION_TIMEDOUT:
+			/* One code for three timeouts: without a connection
+			 * it was the connect timeout; otherwise the total
+			 * timeout when it ran out, else the low-speed check. */
+			if (!x->connected)
+				res.outcome = CAIRN_HTTP_CONNECT;
+			else if (total > 0 && total_us >= (curl_off_t)total * 1000000 - 200000)
+				res.outcome = CAIRN_HTTP_TIMEOUT;
+			else
+				res.outcome = CAIRN_HTTP_STALL;
+			break;
+		case CURLE_TOO_MANY_REDIRECTS:
+			res.outcome = CAIRN_HTTP_STATUS;
+			res.status = x->resp.status;
+			break;
+		default: res.outcome = CAIRN_HTTP_NETWORK; break;
+		}
+	}
+
+	switch (res.outcome) {
+	case CAIRN_HTTP_OK: ecode = 0; break;
+	case CAIRN_HTTP_STATUS:
+		ecode = (res.status == 404 || res.status == 410) ? CAIRN_ENOENT : CAIRN_ENET;
+		if (code == CURLE_TOO_MANY_REDIRECTS)
+			cairn_error_set(&res.err, ecode, "http: %s %s: more than %ld redirects",
+					method_name(x), x->url, h->cfg.max_redirects);
+		else
+			cairn_error_set(&res.err, ecode, "http: %s %s: status %ld", method_name(x),
+					x->url, res.status);
+		break;
+	case CAIRN_HTTP_SHORT:
+		ecode = CAIRN_ETRUNCATED;
+		if (x->resp.content_length >= 0)
+			cairn_error_set(
+			    &res.err, ecode,
+			    "http: %s %s: body ended after %" PRIu64 " of %" PRId64 " bytes",
+			    method_name(x), x->url, x->body_bytes, x->resp.content_length);
+		else
+			cairn_error_set(&res.err, ecode,
+					"http: %s %s: body ended early after %" PRIu64 " bytes: %s",
+					method_name(x), x->url, x->body_bytes, why);
+		break;
+	case CAIRN_HTTP_STALL:
+		cairn_error_set(&res.err, ecode, "http: %s %s: stalled, nothing received for %ld s",
+				method_name(x), x->url, h->cfg.stall_timeout_s);
+		break;
+	case CAIRN_HTTP_TIMEOUT:
+		cairn_error_set(&res.err, ecode, "http: %s %s: not done within %ld s",
+				method_name(x), x->url, total);
+		break;
+	case CAIRN_HTTP_CONNECT:
+		cairn_error_set(&res.err, ecode, "http: %s %s: cannot connect: %s", method_name(x),
+				x->url, why);
+		if (x->req.server && !x->req.server->down)
+			cairn_http_server_mark_down(x->req.server, res.err.msg);
+		break;
+	case CAIRN_HTTP_TOO_LARGE:
+		ecode = CAIRN_ELIMIT;
+		cairn_error_set(&res.err, ecode, "http: %s %s: %s", method_name(x), x->url,
+				x->detail);
+		break;
+	case CAIRN_HTTP_ABORTED:
+		ecode = CAIRN_ECANCELED;
+		cairn_error_set(&res.err, ecode, "http: %s %s: %s", method_name(x), x->url,
+				x->detail);
+		break;
+	case CAIRN_HTTP_NETWORK:
+		cairn_error_set(&res.err, ecode, "http: %s %s: %s", method_name(x), x->url,
+				x->forced ? x->detail : why);
+		break;
+	}
+report:
+	h->stats.requests++;
+	x->req.on_done(x->req.ctx, &res);
+}
+
+/* Hand queued requests to curl; requests to servers marked down meanwhile
+ * end here without touching the network. */
+static int flush_queue(struct cairn_http *h, struct cairn_error *err)
+{
+	struct xfer *x;
+
+	while ((x = h->queued)) {
+		list_remove(&h->queued, x);
+		h->nqueued--;
+		if (x->req.server && x->req.server->down) {
+			finish(h, x, CURLE_OK, 1);
+			xfer_free(x);
+			continue;
+		}
+		CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
+		if (mc != CURLM_OK) {
+			list_push(&h->queued, x);
+			h->nqueued++;
+			return cairn_error_set(err, CAIRN_ENET, "http: curl_multi_add_handle: %s",
+					       curl_multi_strerror(mc));
+		}
+		list_push(&h->active, x);
+		h->nactive++;
+	}
+	return 0;
+}
+
+static int reap(struct cairn_http *h)
+{
+	CURLMsg *m;
+	int left, n = 0;
+
+	while ((m = curl_multi_info_read(h->multi, &left))) {
+		struct xfer *x = NULL;
+		CURLcode code;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		code = m->data.result;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		curl_multi_remove_handle(h->multi, m->easy_handle);
+		list_remove(&h->active, x);
+		h->nactive--;
+		finish(h, x, code, 0);
+		xfer_free(x);
+		n++;
+	}
+	return n;
+}
+
+/*
+ * End the transfers that received nothing for stall_timeout_s since they
+ * got a connection, and return how long until the next one may be due
+ * (at most limit_ms).  Curl's low-speed check cannot do this alone: it
+ * averages over several seconds, so after a fast start it notices a stop
+ * only seconds late.
+ */
+static int check_stalls(struct cairn_http *h, int limit_ms)
+{
+	int64_t now = mono_ms(), stall = (int64_t)h->cfg.stall_timeout_s * 1000;
+	int64_t wait = limit_ms;
+	struct xfer *x, *next;
+
+	for (x = h->active; x; x = next) {
+		next = x->next;
+		if (!x->connected || x->forced)
+			continue;
+		if (now - x->last_ms >= stall) {
+			curl_multi_remove_handle(h->multi, x->easy);
+			list_remove(&h->active, x);
+			h->nactive--;
+			force(x, CAIRN_HTTP_STALL, "");
+			finish(h, x, CURLE_OPERATION_TIMEDOUT, 0);
+			xfer_free(x);
+		} else if (x->last_ms + stall - now < wait) {
+			wait = x->last_ms + stall - now;
+		}
+	}
+	return (int)wait;
+}
+
+int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *err)
+{
+	int running = 0, rc, reap_n, wait_ms;
+	CURLMcode mc;
+
+	if (!h || h->in_step)
+		return cairn_error_set(err, CAIRN_EINVAL, "http: step called from a callback");
+	h->in_step = 1;
+	rc = flush_queue(h, err);
+	if (rc < 0)
+		goto out;
+	mc = curl_multi_perform(h->multi, &running);
+	if (mc != CURLM_OK)
+		goto curl_fail;
+	reap_n = reap(h);
+	wait_ms = check_stalls(h, timeout_ms > 0 ? timeout_ms : 0);
+	if (reap_n == 0 && h->nactive > 0 && h->nqueued == 0 && wait_ms > 0) {
+		mc = curl_multi_poll(h->multi, NULL, 0, wait_ms + 1, NULL);
+		if (mc != CURLM_OK)
+			goto curl_fail;
+		mc = curl_multi_perform(h->multi, &running);
+		if (mc != CURLM_OK)
+			goto curl_fail;
+		reap(h);
+		check_stalls(h, 0);
+	}
+	rc = (int)(h->nactive + h->nqueued);
+	goto out;
+curl_fail:
+	rc = cairn_error_set(err, CAIRN_ENET, "http: libcurl: %s", curl_multi_strerror(mc));
+out:
+	h->in_step = 0;
+	return rc;
+}
+
+int cairn_http_run(struct cairn_http *h, struct cairn_error *err)
+{
+	int rc;
+
+	while ((rc = cairn_http_step(h, 1000, err)) > 0)
+		;
+	return rc < 0 ? rc : 0;
+}

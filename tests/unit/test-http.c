@@ -1,0 +1,331 @@
+/* The parts of lib/http.c that need no network: nix-cache-info, response
+ * headers, servers, advice, request validation.  Transfers are tested
+ * against real servers in tests/integration/test-http-client.sh. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cairn/http.h"
+#include "../../lib/http-internal.h"
+
+static int ci(const char *text, struct cairn_http_cache_info *out)
+{
+	return cairn_http_cache_info_parse(text, strlen(text), out, NULL);
+}
+
+static void test_cache_info(void **state)
+{
+	struct cairn_http_cache_info c;
+
+	assert_int_equal(ci("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n", &c), 0);
+	assert_string_equal(c.store_dir, "/nix/store");
+	assert_int_equal(c.want_mass_query, 1);
+	assert_int_equal(c.priority, 40);
+
+	/* Defaults; values trimmed; no final newline; CRLF. */
+	assert_int_equal(ci("", &c), 0);
+	assert_string_equal(c.store_dir, "");
+	assert_int_equal(c.want_mass_query, 0);
+	assert_int_equal(c.priority, CAIRN_HTTP_DEFAULT_PRIORITY);
+	assert_int_equal(ci("StoreDir:   /gnu/store  \r\nPriority:\t-5", &c), 0);
+	assert_string_equal(c.store_dir, "/gnu/store");
+	assert_int_equal(c.priority, -5);
+
+	/* As Nix: only "1" is true; a Priority that does not parse is
+	 * ignored; lines without ':' and unknown names are skipped; names
+	 * are case-sensitive and end at the first ':'. */
+	assert_int_equal(ci("WantMassQuery: true\nPriority: 1x\ngarbage\nFoo: bar\n", &c), 0);
+	assert_int_equal(c.want_mass_query, 0);
+	assert_int_equal(c.priority, CAIRN_HTTP_DEFAULT_PRIORITY);
+	assert_int_equal(ci("priority: 3\nPriority : 4\nStoreDir: a:b\n", &c), 0);
+	assert_int_equal(c.priority, CAIRN_HTTP_DEFAULT_PRIORITY);
+	assert_string_equal(c.store_dir, "a:b");
+	assert_int_equal(ci("Priority: 10\nPriority: 20\n", &c), 0);
+	assert_int_equal(c.priority, 20);
+	assert_int_equal(ci("Priority: 99999999999\n", &c), 0);
+	assert_int_equal(c.priority, CAIRN_HTTP_DEFAULT_PRIORITY);
+	assert_int_equal(ci("Priority: -2147483648\n", &c), 0);
+	assert_int_equal(c.priority, INT32_MIN);
+}
+
+static void test_cache_info_bounds(void **state)
+{
+	struct cairn_http_cache_info c;
+	struct cairn_error err;
+	char *big;
+
+	memset(&c, 0x55, sizeof(c));
+	cairn_error_init(&err);
+	assert_int_equal(cairn_http_cache_info_parse("Priority: 1\0", 12, &c, &err), CAIRN_EFORMAT);
+	assert_non_null(strstr(err.msg, "NUL"));
+	assert_int_equal(c.priority, 0x55555555); /* untouched on failure */
+
+	big = malloc(CAIRN_HTTP_CACHE_INFO_MAX + 16);
+	assert_non_null(big);
+	memset(big, '\n', CAIRN_HTTP_CACHE_INFO_MAX + 1);
+	assert_int_equal(cairn_http_cache_info_parse(big, CAIRN_HTTP_CACHE_INFO_MAX + 1, &c, NULL),
+			 CAIRN_ELIMIT);
+	memcpy(big, "StoreDir: ", 10);
+	memset(big + 10, 'd', CAIRN_HTTP_STORE_DIR_MAX + 1);
+	assert_int_equal(
+	    cairn_http_cache_info_parse(big, 10 + CAIRN_HTTP_STORE_DIR_MAX + 1, &c, NULL),
+	    CAIRN_ELIMIT);
+	assert_int_equal(cairn_http_cache_info_parse(big, 10 + CAIRN_HTTP_STORE_DIR_MAX, &c, NULL),
+			 0);
+	assert_int_equal(strlen(c.store_dir), CAIRN_HTTP_STORE_DIR_MAX);
+	free(big);
+}
+
+/* Feed header lines (each ending in CRLF) like curl does. */
+static void headers(struct cairn_http_response *r, int *loc, const char *const *lines)
+{
+	for (; *lines; lines++)
+		cairn_http__header_line(r, *lines, strlen(*lines), loc);
+}
+
+static void test_headers(void **state)
+{
+	struct cairn_http_response r;
+	int loc = 0;
+
+	headers(&r, &loc,
+		(const char *const[]){
+		    "HTTP/1.1 206 Partial Content\r\n", "content-length:  1000 \r\n",
+		    "Content-Range: bytes 1000-1999/5000\r\n",
+		    "Cache-Control: public, max-age=\"600\", no-transform\r\n",
+		    "Accept-Ranges: bytes\r\n", "Content-Type: application/x-nix-nar\r\n",
+		    "Content-Encoding: zstd\r\n", NULL});
+	assert_int_equal(r.status, 206);
+	assert_int_equal(r.http_version, 11);
+	assert_int_equal(r.content_length, 1000);
+	assert_int_equal(r.range_first, 1000);
+	assert_int_equal(r.range_last, 1999);
+	assert_int_equal(r.range_total, 5000);
+	assert_int_equal(r.max_age, 600);
+	assert_int_equal(r.no_store, 0);
+	assert_int_equal(r.accept_ranges, 1);
+	assert_string_equal(r.content_type, "application/x-nix-nar");
+	assert_string_equal(r.content_encoding, "zstd");
+	assert_int_equal(loc, 0);
+	assert_int_equal(cairn_http__header_line(&r, "\r\n", 2, &loc), CAIRN_HTTP__HDR_END);
+
+	/* A new status line forgets everything. */
+	assert_int_equal(cairn_http__header_line(&r, "HTTP/2 404 \r\n", 13, &loc),
+			 CAIRN_HTTP__HDR_STATUS);
+	assert_int_equal(r.status, 404);
+	assert_int_equal(r.http_version, 20);
+	assert_int_equal(r.content_length, -1);
+	assert_int_equal(r.range_first, -1);
+	assert_int_equal(r.max_age, -1);
+	assert_string_equal(r.content_type, "");
+
+	headers(&r, &loc,
+		(const char *const[]){"HTTP/1.0 302 Found\r\n", "Location: /x\r\n",
+				      "Cache-Control: max-age=60, s-maxage=5, no-store\r\n",
+				      "Accept-Ranges: none\r\n", NULL});
+	assert_int_equal(r.http_version, 10);
+	assert_int_equal(loc, 1);
+	assert_int_equal(r.max_age, 5); /* s-maxage wins for a shared cache */
+	assert_int_equal(r.no_store, 1);
+	assert_int_equal(r.accept_ranges, 0);
+	assert_int_equal(cairn_http__header_line(&r, "HTTP/1.1 200 OK\r\n", 17, &loc),
+			 CAIRN_HTTP__HDR_STATUS);
+	assert_int_equal(loc, 0);
+}
+
+static void test_headers_hostile(void **state)
+{
+	struct cairn_http_response r;
+	char longtype[400];
+	int loc = 0;
+
+	headers(&r, &loc,
+		(const char *const[]){"HTTP/1.1 2x0 OK\r\n",
+				      "Content-Length: 99999999999999999999999\r\n",
+				      "Content-Range: bytes 20-10/100\r\n",
+				      "Cache-Control: max-age=-1, max-age=1e3\r\n", NULL});
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.content_length, -1);
+	assert_int_equal(r.range_first, -1); /* last before first */
+	assert_int_equal(r.range_total, 100);
+	assert_int_equal(r.max_age, -1);
+	headers(&r, &loc,
+		(const char *const[]){"HTTP/1.1 416 Range Not Satisfiable\r\n",
+				      "Content-Range: bytes */3000\r\n", "Content-Length: -5\r\n",
+				      "Content-Length: 12abc\r\n", "NoColonHere\r\n",
+				      ": empty name\r\n", NULL});
+	assert_int_equal(r.status, 416);
+	assert_int_equal(r.range_first, -1);
+	assert_int_equal(r.range_total, 3000);
+	assert_int_equal(r.content_length, -1);
+	/* Long values are cut, still NUL-terminated. */
+	strcpy(longtype, "Content-Type: ");
+	memset(longtype + 14, 't', 300);
+	strcpy(longtype + 314, "\r\n");
+	cairn_http__header_line(&r, longtype, strlen(longtype), &loc);
+	assert_int_equal(strlen(r.content_type), sizeof(r.content_type) - 1);
+	/* Short lines never read out of bounds (ASan checks). */
+	assert_int_equal(cairn_http__header_line(&r, "HTTP/", 5, &loc), CAIRN_HTTP__HDR_STATUS);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(cairn_http__header_line(&r, "HTTP/1.1 20", 11, &loc),
+			 CAIRN_HTTP__HDR_STATUS);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(cairn_http__header_line(&r, "\n", 1, &loc), CAIRN_HTTP__HDR_END);
+}
+
+static void test_servers(void **state)
+{
+	struct cairn_http_server *s = NULL;
+	struct cairn_http_cache_info info = {"/nix/store", 1, 10};
+	struct cairn_error err;
+	char *url;
+
+	assert_int_equal(cairn_http_server_new(&s, "https://cache.example.org///", 0, NULL), 0);
+	assert_string_equal(cairn_http_server_url(s), "https://cache.example.org");
+	assert_int_equal(cairn_http_server_info(s)->priority, CAIRN_HTTP_DEFAULT_PRIORITY);
+	cairn_http_server_set_info(s, &info);
+	assert_int_equal(cairn_http_server_info(s)->priority, 10);
+	assert_null(cairn_http_server_down(s));
+	cairn_http_server_mark_down(s, "refused");
+	assert_string_equal(cairn_http_server_down(s), "refused");
+	cairn_http_server_mark_up(s);
+	assert_null(cairn_http_server_down(s));
+	cairn_http_server_free(s);
+
+	s = NULL;
+	cairn_error_init(&err);
+	assert_int_equal(cairn_http_server_new(&s, "ftp://x/", 0, &err), CAIRN_EINVAL);
+	assert_null(s);
+	assert_non_null(strstr(err.msg, "ftp://x/"));
+	assert_int_equal(cairn_http_server_new(&s, "file:///nix/store", 0, NULL), CAIRN_EINVAL);
+	url = malloc(CAIRN_HTTP_URL_MAX + 2);
+	assert_non_null(url);
+	strcpy(url, "http://");
+	memset(url + 7, 'a', CAIRN_HTTP_URL_MAX - 6);
+	url[CAIRN_HTTP_URL_MAX + 1] = '\0';
+	assert_int_equal(cairn_http_server_new(&s, url, 0, NULL), CAIRN_ELIMIT);
+	free(url);
+	assert_null(s);
+
+	/* h2c: accepted exactly where libcurl can reuse it. */
+	if (cairn_http_h2c_usable()) {
+		assert_int_equal(cairn_http_server_new(&s, "http://127.0.0.1:1",
+						       CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE, NULL),
+				 0);
+		cairn_http_server_free(s);
+	} else {
+		assert_int_equal(cairn_http_server_new(&s, "http://127.0.0.1:1",
+						       CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE, NULL),
+				 CAIRN_EUNSUPPORTED);
+	}
+}
+
+static void test_advice(void **state)
+{
+	static const struct {
+		enum cairn_http_outcome o;
+		long status;
+		enum cairn_http_advice a;
+	} t[] = {
+	    {CAIRN_HTTP_OK, 200, CAIRN_HTTP_DONE},
+	    {CAIRN_HTTP_NETWORK, 0, CAIRN_HTTP_RETRY_RANGE},
+	    {CAIRN_HTTP_SHORT, 200, CAIRN_HTTP_RETRY_RANGE},
+	    {CAIRN_HTTP_STALL, 200, CAIRN_HTTP_RETRY_RANGE},
+	    {CAIRN_HTTP_STATUS, 500, CAIRN_HTTP_RETRY_RANGE},
+	    {CAIRN_HTTP_STATUS, 503, CAIRN_HTTP_RETRY_RANGE},
+	    {CAIRN_HTTP_STATUS, 429, CAIRN_HTTP_RETRY_RANGE},
+	    {CAIRN_HTTP_STATUS, 404, CAIRN_HTTP_NEXT_SERVER},
+	    {CAIRN_HTTP_STATUS, 403, CAIRN_HTTP_NEXT_SERVER},
+	    {CAIRN_HTTP_STATUS, 302, CAIRN_HTTP_NEXT_SERVER},
+	    {CAIRN_HTTP_CONNECT, 0, CAIRN_HTTP_NEXT_SERVER},
+	    {CAIRN_HTTP_TIMEOUT, 200, CAIRN_HTTP_NEXT_SERVER},
+	    {CAIRN_HTTP_TOO_LARGE, 200, CAIRN_HTTP_NEXT_SERVER},
+	    {CAIRN_HTTP_ABORTED, 200, CAIRN_HTTP_GIVE_UP},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct cairn_http_result r;
+		memset(&r, 0, sizeof(r));
+		r.outcome = t[i].o;
+		r.status = t[i].status;
+		assert_int_equal(cairn_http_advice(&r), t[i].a);
+		assert_string_not_equal(cairn_http_outcome_name(t[i].o), "unknown");
+	}
+}
+
+static int done_calls;
+static void on_done(void *ctx, const struct cairn_http_result *res)
+{
+	done_calls++;
+}
+
+static void test_requests_offline(void **state)
+{
+	struct cairn_http_config cfg;
+	struct cairn_http *h = NULL;
+	struct cairn_http_server *s = NULL;
+	struct cairn_http_request req;
+	struct cairn_error err;
+
+	cairn_http_config_init(&cfg);
+	cfg.stall_timeout_s = 0;
+	assert_int_equal(cairn_http_new(&h, &cfg, NULL), CAIRN_EINVAL);
+	assert_null(h);
+	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
+
+	memset(&req, 0, sizeof(req));
+	req.url = "http://127.0.0.1:1/x";
+	assert_int_equal(cairn_http_add(h, &req, NULL), CAIRN_EINVAL); /* no on_done */
+	req.on_done = on_done;
+	req.url = "gopher://127.0.0.1/x";
+	assert_int_equal(cairn_http_add(h, &req, NULL), CAIRN_EINVAL);
+	req.method = (enum cairn_http_method)7;
+	req.url = "http://127.0.0.1:1/x";
+	assert_int_equal(cairn_http_add(h, &req, NULL), CAIRN_EINVAL);
+	req.method = CAIRN_HTTP_GET;
+
+	/* A down server: refused at once, without on_done. */
+	assert_int_equal(cairn_http_server_new(&s, "http://127.0.0.1:1", 0, NULL), 0);
+	cairn_http_server_mark_down(s, "test");
+	req.server = s;
+	req.url = "nix-cache-info";
+	cairn_error_init(&err);
+	assert_int_equal(cairn_http_add(h, &req, &err), CAIRN_ENET);
+	assert_non_null(strstr(err.msg, "is down: test"));
+
+	/* Queued, then the server goes down before the step: on_done says
+	 * so without touching the network. */
+	cairn_http_server_mark_up(s);
+	assert_int_equal(cairn_http_add(h, &req, NULL), 0);
+	cairn_http_server_mark_down(s, "meanwhile");
+	assert_int_equal(cairn_http_step(h, 0, NULL), 0);
+	assert_int_equal(done_calls, 1);
+
+	/* Nothing to do: step and run return at once. */
+	assert_int_equal(cairn_http_step(h, 100, NULL), 0);
+	assert_int_equal(cairn_http_run(h, NULL), 0);
+
+	/* Freeing with requests still queued does not call on_done. */
+	cairn_http_server_mark_up(s);
+	assert_int_equal(cairn_http_add(h, &req, NULL), 0);
+	cairn_http_free(h);
+	assert_int_equal(done_calls, 1);
+	cairn_http_server_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cache_info),	     cmocka_unit_test(test_cache_info_bounds),
+	    cmocka_unit_test(test_headers),	     cmocka_unit_test(test_headers_hostile),
+	    cmocka_unit_test(test_servers),	     cmocka_unit_test(test_advice),
+	    cmocka_unit_test(test_requests_offline),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -29,10 +29,12 @@ int cmd_nar(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_narinfo(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
 extern const char cmd_nar_usage[];
 extern const char cmd_hash_usage[];
 extern const char cmd_key_usage[];
 extern const char cmd_narinfo_usage[];
+extern const char cmd_fetch_usage[];
 
 /* The running program's name for messages ("cairn nar"). */
 extern const char *cli_progname;

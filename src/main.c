@@ -14,6 +14,8 @@ static const struct cmd commands[] = {
 	{ "hash", cmd_hash, "convert hashes between Nix's textual forms", cmd_hash_usage },
 	{ "key", cmd_key, "generate signing keys (Nix or Guix) and derive public keys", cmd_key_usage },
 	{ "narinfo", cmd_narinfo, "sign and verify narinfo files", cmd_narinfo_usage },
+	{ "fetch", cmd_fetch, "download and verify store paths and closures from binary caches",
+	  cmd_fetch_usage },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

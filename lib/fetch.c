@@ -983,7 +983,8 @@ static int check_answer(struct item *it, struct answer *a, struct cairn_verify_r
 	a->sorted_refs = malloc((a->ni->n_refs + 1) * sizeof(char *));
 	if (!a->sorted_refs)
 		return CAIRN_ENOMEM;
-	memcpy(a->sorted_refs, a->ni->refs, a->ni->n_refs * sizeof(char *));
+	if (a->ni->n_refs)
+		memcpy(a->sorted_refs, a->ni->refs, a->ni->n_refs * sizeof(char *));
 	qsort(a->sorted_refs, a->ni->n_refs, sizeof(char *), strp_cmp);
 	rc = cairn_narinfo_verify(a->ni, f->cfg.keys, vr, NULL);
 	if (rc && rc != CAIRN_ENOSIG && rc != CAIRN_EUNTRUSTED && rc != CAIRN_ESIG &&

@@ -311,6 +311,44 @@ sed -i 's/^CA: fixed:r:sha256:./CA: fixed:r:sha256:0/' "$WWW/ca-bad/$(hashpart "
 expect_fail "unsigned CA item whose path does not recompute: refused" "no trusted signature" \
   --from "$NG/ca-bad" "$CA"
 
+
+# ---- narinfo cache: a second run asks nothing it already knows
+DB=$TMP/nicache.sqlite
+FC=("$CAIRN" fetch --cache-db "$DB" --trusted-key "$TMP/k1.pub")
+narinfo_gets() { grep -c "GET /$1/[^ ]*\.narinfo" "$TMP/ng/access.log" || true; }
+n0=$(narinfo_gets c-zstd); e0=$(narinfo_gets empty)
+"${FC[@]}" --from "$NG/empty" --from "$NG/c-zstd" --store "$TMP/nc1" --closure "$TOP" 2>/dev/null
+n1=$(narinfo_gets c-zstd); e1=$(narinfo_gets empty)
+"${FC[@]}" --from "$NG/empty" --from "$NG/c-zstd" --store "$TMP/nc2" --closure "$TOP" 2>/dev/null
+n2=$(narinfo_gets c-zstd); e2=$(narinfo_gets empty)
+check "narinfo cache: first run asks both servers for 6 narinfos ($((n1 - n0)), $((e1 - e0)))" \
+  test "$((n1 - n0))-$((e1 - e0))" = "6-6"
+check "narinfo cache: second run asks nothing (positive and negative entries)" \
+  test "$((n2 - n1))-$((e2 - e1))" = "0-0"
+check "narinfo cache: second run still fetched all 6" test "$(store_items "$TMP/nc2")" = 6
+rc=0; "${FC[@]}" --from "http://127.0.0.1:$dead1" --store "$TMP/nc3" "$TOP" 2>/dev/null || rc=$?
+rc2=0; "${FC[@]}" --from "http://127.0.0.1:$dead1" --store "$TMP/nc3" "$TOP" 2>"$TMP/err" || rc2=$?
+check "a down server is remembered in the cache" \
+  test "$rc-$rc2-$(grep -c remembered "$TMP/err")" = "1-1-1"
+
+# ---- Priority from nix-cache-info, then the order given
+mkcache lowprio; echo "Priority: 90" >>"$WWW/lowprio/nix-cache-info"
+mkcache highprio; echo "Priority: 10" >>"$WWW/highprio/nix-cache-info"
+expect_ok "two servers with different Priority" \
+  --from "$NG/lowprio" --from "$NG/highprio" --closure "$TOP"
+check "  ... everything from the one with the lower Priority number, given second" \
+  test "$(json_get "$TMP/j" '{i["server"] for i in j["items"]}')" = "{'$NG/highprio'}"
+mkcache wrongdir; sed -i 's|^StoreDir: .*|StoreDir: /gnu/store|' "$WWW/wrongdir/nix-cache-info"
+expect_ok "a server of another store directory is skipped" \
+  --from "$NG/wrongdir" --from "$NG/c-zstd" --closure "$TOP"
+check "  ... everything from the other one" \
+  test "$(json_get "$TMP/j" '{i["server"] for i in j["items"]}')" = "{'$NG/c-zstd'}"
+
+expect_ok "--jobs 1" --jobs 1 --from "$NG/c-xz" --closure "$TOP"
+check "  ... 6 fetched" test "$(json_get "$TMP/j" 'j["fetched"]')" = 6
+out=$("${F[@]}" --from "$NG/c-xz" --store "$TMP/r-pipe" --closure "$TOP" 2>&1 >/dev/null)
+check "on a pipe: one line per finished item" test "$(grep -c '^fetched /nix/store/' <<<"$out")" = 6
+
 # ---- usage
 rc=0; "$CAIRN" fetch --store "$TMP/x" "$TOP" 2>/dev/null || rc=$?
 check "missing --from/--trusted-key: exit 2" test "$rc" = 2

@@ -31,8 +31,9 @@
  *             (lowest Priority from nix-cache-info, then the order given)
  *             that has an acceptable narinfo wins.
  *   download  From the group's servers in order, one URL of the server's
- *             narinfo (by compression: zstd, none, xz, lzip, gzip, bzip2 -
- *             fastest to unpack first; see choose_url in fetch.c), streamed
+ *             narinfo (by compression: zstd, then xz, lzip, gzip, bzip2, none:
+ *             zstd is small and unpacks at 1 GB/s, the rest by size; see
+ *             method_rank in fetch.c), streamed
  *             through: FileHash check (compressed bytes) -> decompression
  *             capped at NarSize -> NAR parser (hash, size, today's Nix rules)
  *             -> restore into a temporary sibling of the target (nar.h) or

@@ -1741,7 +1741,8 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 	if (f->fatal)
 		return cairn_error_set(err, f->fatal, "%s", f->fatal_err.msg);
 	/* Every request of the info phase is done: servers may be reordered. */
-	qsort(f->servers, f->n_servers, sizeof(*f->servers), server_cmp);
+	if (f->n_servers > 1)
+		qsort(f->servers, f->n_servers, sizeof(*f->servers), server_cmp);
 	cache_flush(f);
 	size_t n = f->n_items;
 	for (size_t i = 0; i < n; i++)

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,18 @@
 #define QUERY_INFLIGHT_MAX 256
 /* Network retries of one narinfo query on the same server. */
 #define QUERY_RETRIES 1
+/* Bytes of one download waiting for its worker before the network thread
+ * waits too (back-pressure when unpacking is slower than the network). */
+#define WORKER_QUEUE_MAX ((size_t)8 << 20)
+/* How often the network thread looks for finished work while workers run. */
+#define WORKER_POLL_MS 5
+
+/* A piece of body handed to a worker. */
+struct chunk {
+	struct chunk *next;
+	size_t len;
+	unsigned char data[];
+};
 
 enum answer_state { A_PENDING = 0, A_PRESENT, A_ABSENT, A_ERROR };
 
@@ -133,6 +146,18 @@ struct download {
 	bool content_error; /* the bytes failed to verify: do not resume */
 	bool in_flight;
 	struct cairn_error perr; /* pipeline error */
+	/*
+	 * Hand-off to the worker threads (cfg.threads > 0), under f->mu.  The
+	 * network thread queues chunks and, once the body is complete, asks
+	 * for the verdict (q_finish); one worker at a time drains a download's
+	 * queue in order (busy) and posts the verdict on f->done_head.
+	 */
+	struct chunk *q_head, *q_tail;
+	size_t q_bytes;
+	bool q_finish;
+	bool busy, runnable, w_failed, w_done;
+	int w_rc;
+	struct download *run_next, *done_next;
 };
 
 struct cairn_fetch {
@@ -157,6 +182,14 @@ struct cairn_fetch {
 	size_t batch_puts;
 	int fatal;
 	struct cairn_error fatal_err;
+	/* worker threads */
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv, idle_cv;
+	pthread_t *threads;
+	unsigned n_threads;
+	bool stopping;
+	struct download *run_head, *run_tail, *done_head;
+	size_t worker_pending; /* verdicts asked for and not yet handled */
 };
 
 static double now_s(void)
@@ -187,6 +220,7 @@ void cairn_fetch_config_init(struct cairn_fetch_config *cfg)
 	cfg->require_sigs = 1;
 	cfg->jobs = 8;
 	cfg->max_resumes = 3;
+	cfg->threads = 0;
 	cairn_http_config_init(&cfg->http);
 }
 
@@ -226,8 +260,16 @@ int cairn_fetch_new(struct cairn_fetch **out, const struct cairn_fetch_config *c
 		f->cfg.require_sigs = 1;
 	snprintf(f->store_dir, sizeof(f->store_dir), "%s", sd);
 	cairn_error_init(&f->fatal_err);
+	if (f->cfg.threads > CAIRN_FETCH_MAX_THREADS)
+		f->cfg.threads = CAIRN_FETCH_MAX_THREADS;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->work_cv, NULL);
+	pthread_cond_init(&f->idle_cv, NULL);
 	rc = cairn_http_new(&f->http, &f->cfg.http, err);
 	if (rc) {
+		pthread_mutex_destroy(&f->mu);
+		pthread_cond_destroy(&f->work_cv);
+		pthread_cond_destroy(&f->idle_cv);
 		free(f);
 		return rc;
 	}
@@ -279,6 +321,17 @@ void cairn_fetch_free(struct cairn_fetch *f)
 	free(f->qqueue);
 	if (f->batch_open && f->cfg.cache)
 		cairn_nicache_commit(f->cfg.cache, NULL);
+	/* Items are gone, so no worker has anything left to do. */
+	pthread_mutex_lock(&f->mu);
+	f->stopping = true;
+	pthread_cond_broadcast(&f->work_cv);
+	pthread_mutex_unlock(&f->mu);
+	for (unsigned i = 0; i < f->n_threads; i++)
+		pthread_join(f->threads[i], NULL);
+	free(f->threads);
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->work_cv);
+	pthread_cond_destroy(&f->idle_cv);
 	free(f);
 }
 
@@ -1181,8 +1234,52 @@ out:
 
 /* ---- downloading --------------------------------------------------------- */
 
+static void list_remove(struct download **head, struct download *dl, bool run)
+{
+	for (struct download **pp = head; *pp; pp = run ? &(*pp)->run_next : &(*pp)->done_next)
+		if (*pp == dl) {
+			*pp = run ? dl->run_next : dl->done_next;
+			return;
+		}
+}
+
+/* Make sure no worker touches dl any more and drop what it had queued. */
+static void download_quiesce(struct download *dl)
+{
+	struct cairn_fetch *f = dl->it->f;
+	if (!f->n_threads)
+		return;
+	pthread_mutex_lock(&f->mu);
+	for (struct chunk *c = dl->q_head, *n; c; c = n) {
+		n = c->next;
+		free(c);
+	}
+	dl->q_head = dl->q_tail = NULL;
+	dl->q_bytes = 0;
+	if (dl->q_finish)
+		f->worker_pending--;
+	dl->q_finish = false;
+	while (dl->busy)
+		pthread_cond_wait(&f->idle_cv, &f->mu);
+	if (dl->runnable) {
+		list_remove(&f->run_head, dl, true);
+		f->run_tail = NULL;
+		for (struct download *d = f->run_head; d; d = d->run_next)
+			f->run_tail = d;
+		dl->runnable = false;
+	}
+	if (dl->w_done) {
+		list_remove(&f->done_head, dl, false);
+		f->worker_pending--;
+		dl->w_done = false;
+	}
+	dl->w_failed = false;
+	pthread_mutex_unlock(&f->mu);
+}
+
 static void download_reset(struct download *dl)
 {
+	download_quiesce(dl);
 	cairn_codec_free(dl->codec);
 	dl->codec = NULL;
 	cairn_nar_parser_free(dl->parser);
@@ -1405,12 +1502,61 @@ static int dl_headers(void *ctx, const struct cairn_http_response *resp)
 	return 0;
 }
 
+/* Queue dl for a worker (f->mu held). */
+static void make_runnable(struct cairn_fetch *f, struct download *dl)
+{
+	if (dl->runnable || dl->busy)
+		return;
+	dl->runnable = true;
+	dl->run_next = NULL;
+	if (f->run_tail)
+		f->run_tail->run_next = dl;
+	else
+		f->run_head = dl;
+	f->run_tail = dl;
+	pthread_cond_signal(&f->work_cv);
+}
+
+static int dl_data_threaded(struct download *dl, const void *data, size_t len)
+{
+	struct cairn_fetch *f = dl->it->f;
+	struct chunk *c = malloc(sizeof(*c) + len);
+	if (!c) {
+		cairn_error_set(&dl->perr, CAIRN_ENOMEM, "out of memory");
+		dl->content_error = true;
+		return 1;
+	}
+	c->next = NULL;
+	c->len = len;
+	memcpy(c->data, data, len);
+	pthread_mutex_lock(&f->mu);
+	while (dl->q_bytes > WORKER_QUEUE_MAX && !dl->w_failed)
+		pthread_cond_wait(&f->idle_cv, &f->mu);
+	if (dl->w_failed) {
+		pthread_mutex_unlock(&f->mu);
+		free(c);
+		dl->content_error = true;
+		return 1;
+	}
+	if (dl->q_tail)
+		dl->q_tail->next = c;
+	else
+		dl->q_head = c;
+	dl->q_tail = c;
+	dl->q_bytes += len;
+	make_runnable(f, dl);
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
 static int dl_data(void *ctx, const void *data, size_t len)
 {
 	struct download *dl = ctx;
 	dl->received += len;
 	dl->it->dl_bytes += len;
 	dl->it->f->bytes_received += len;
+	if (dl->it->f->n_threads)
+		return dl_data_threaded(dl, data, len);
 	if (dl->filehash_on)
 		cairn_sha256_update(&dl->filehash, data, len);
 	int rc = cairn_codec_write(dl->codec, data, len, nar_out, dl, &dl->perr);
@@ -1495,27 +1641,130 @@ static void next_source(struct download *dl, int code, const char *why)
 		item_fail(it, code, "download failed");
 }
 
+/* The verdict on a complete body: rc from dl_verify. */
+static void dl_verdict(struct download *dl, int rc)
+{
+	struct item *it = dl->it;
+	struct cairn_fetch *f = it->f;
+	if (rc) {
+		next_source(dl, rc, cairn_error_msg(&dl->perr));
+		return;
+	}
+	cairn_nar_parser_free(dl->parser);
+	dl->parser = NULL;
+	cairn_codec_free(dl->codec);
+	dl->codec = NULL;
+	it->server_used = f->servers[dl->si].url;
+	it->compression = cairn_codec_method_name(dl->method);
+	it->st = I_VERIFIED;
+	f->downloads_active--;
+}
+
+/* One piece of work of a worker, f->mu not held. */
+static int worker_chunk(struct download *dl, const struct chunk *c)
+{
+	if (dl->filehash_on)
+		cairn_sha256_update(&dl->filehash, c->data, c->len);
+	return cairn_codec_write(dl->codec, c->data, c->len, nar_out, dl, &dl->perr);
+}
+
+static void *worker_main(void *arg)
+{
+	struct cairn_fetch *f = arg;
+	pthread_mutex_lock(&f->mu);
+	while (!f->stopping) {
+		struct download *dl = f->run_head;
+		if (!dl) {
+			pthread_cond_wait(&f->work_cv, &f->mu);
+			continue;
+		}
+		f->run_head = dl->run_next;
+		if (!f->run_head)
+			f->run_tail = NULL;
+		dl->runnable = false;
+		dl->busy = true;
+		while (dl->q_head) {
+			struct chunk *c = dl->q_head;
+			dl->q_head = c->next;
+			if (!dl->q_head)
+				dl->q_tail = NULL;
+			dl->q_bytes -= c->len;
+			bool failed = dl->w_failed;
+			pthread_mutex_unlock(&f->mu);
+			int rc = failed ? 0 : worker_chunk(dl, c);
+			free(c);
+			pthread_mutex_lock(&f->mu);
+			if (rc)
+				dl->w_failed = true;
+			pthread_cond_broadcast(&f->idle_cv);
+		}
+		if (dl->q_finish) {
+			dl->q_finish = false;
+			bool failed = dl->w_failed;
+			pthread_mutex_unlock(&f->mu);
+			int rc = failed ? (dl->perr.code ? dl->perr.code : CAIRN_EFORMAT)
+					: dl_verify(dl);
+			pthread_mutex_lock(&f->mu);
+			dl->w_rc = rc;
+			dl->w_done = true;
+			dl->done_next = f->done_head;
+			f->done_head = dl;
+		}
+		dl->busy = false;
+		pthread_cond_broadcast(&f->idle_cv);
+	}
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+/* Verdicts the workers posted, handled on the network thread. */
+static void drain_done(struct cairn_fetch *f)
+{
+	if (!f->n_threads)
+		return;
+	for (;;) {
+		pthread_mutex_lock(&f->mu);
+		struct download *dl = f->done_head;
+		if (dl) {
+			f->done_head = dl->done_next;
+			dl->w_done = false;
+			f->worker_pending--;
+		}
+		pthread_mutex_unlock(&f->mu);
+		if (!dl)
+			break;
+		dl_verdict(dl, dl->w_rc);
+	}
+	settle(f);
+	pump(f);
+}
+
 static void dl_done(void *ctx, const struct cairn_http_result *res)
 {
 	struct download *dl = ctx;
 	struct item *it = dl->it;
 	struct cairn_fetch *f = it->f;
 	dl->in_flight = false;
+	if (res->outcome == CAIRN_HTTP_OK && f->n_threads) {
+		pthread_mutex_lock(&f->mu);
+		dl->q_finish = true;
+		f->worker_pending++;
+		make_runnable(f, dl);
+		pthread_mutex_unlock(&f->mu);
+		return;
+	}
 	if (res->outcome == CAIRN_HTTP_OK) {
-		int rc = dl_verify(dl);
-		if (rc) {
-			next_source(dl, rc, cairn_error_msg(&dl->perr));
-			goto out;
-		}
-		cairn_nar_parser_free(dl->parser);
-		dl->parser = NULL;
-		cairn_codec_free(dl->codec);
-		dl->codec = NULL;
-		it->server_used = f->servers[dl->si].url;
-		it->compression = cairn_codec_method_name(dl->method);
-		it->st = I_VERIFIED;
-		f->downloads_active--;
+		dl_verdict(dl, dl_verify(dl));
 		goto out;
+	}
+	if (f->n_threads) {
+		/* Did the worker refuse the bytes?  Let it finish what it has. */
+		pthread_mutex_lock(&f->mu);
+		while (dl->busy || dl->runnable)
+			pthread_cond_wait(&f->idle_cv, &f->mu);
+		if (dl->w_failed)
+			dl->content_error = true;
+		pthread_mutex_unlock(&f->mu);
 	}
 	if (dl->content_error) {
 		next_source(dl, dl->perr.code ? dl->perr.code : CAIRN_EFORMAT,
@@ -1732,6 +1981,17 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 	if (f->started)
 		return cairn_error_set(err, CAIRN_EINVAL, "fetch: already started");
 	f->started = true;
+	if (f->cfg.threads) {
+		f->threads = calloc(f->cfg.threads, sizeof(pthread_t));
+		if (!f->threads)
+			return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
+		/* Fewer threads than asked for still work; none means inline. */
+		for (unsigned i = 0; i < f->cfg.threads; i++) {
+			if (pthread_create(&f->threads[i], NULL, worker_main, f))
+				break;
+			f->n_threads++;
+		}
+	}
 	start_infos(f);
 	while (f->infos_pending && !f->fatal) {
 		int rc = cairn_http_step(f->http, 1000, err);
@@ -1754,14 +2014,23 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 
 int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *err)
 {
+	pthread_mutex_lock(&f->mu);
+	bool working = f->worker_pending > 0;
+	pthread_mutex_unlock(&f->mu);
+	if (working && timeout_ms > WORKER_POLL_MS)
+		timeout_ms = WORKER_POLL_MS;
 	int rc = cairn_http_step(f->http, timeout_ms, err);
 	if (rc < 0)
 		return rc;
 	if (f->fatal)
 		return cairn_error_set(err, f->fatal, "%s", f->fatal_err.msg);
+	drain_done(f);
 	settle(f);
 	pump(f);
-	if (rc > 0 || f->qq_len)
+	pthread_mutex_lock(&f->mu);
+	working = f->worker_pending > 0;
+	pthread_mutex_unlock(&f->mu);
+	if (rc > 0 || f->qq_len || working)
 		return 1;
 	/* Nothing in flight: every item must be final by now. */
 	size_t left = 0;

@@ -43,6 +43,8 @@ const char cmd_fetch_usage[] =
     "  --closure             also fetch everything the paths refer to\n"
     "  --require-sigs K      distinct trusted signers needed (default 1)\n"
     "  --jobs N              parallel downloads (default 8)\n"
+    "  --threads N           threads that unpack and verify (default: one per\n"
+    "                        CPU; 0 does it on the network thread)\n"
     "  --connect-timeout S   seconds to connect before a server is down (default 5)\n"
     "  --stall-timeout S     seconds without a byte before failing over (default 30)\n"
     "  --cache-db FILE       the narinfo cache (default ~/.cache/cairn/narinfo.sqlite)\n"
@@ -58,7 +60,8 @@ struct opts {
 	size_t n_from;
 	const char *root, *nar_dir, *store_dir, *cache_db;
 	bool closure, json, quiet, no_cache;
-	unsigned long require_sigs, jobs, connect_s, stall_s;
+	unsigned long require_sigs, jobs, connect_s, stall_s, threads;
+	bool threads_set;
 };
 
 struct ui {
@@ -335,6 +338,10 @@ int cmd_fetch(int argc, char **argv)
 		} else if (!strcmp(a, "--jobs") && has) {
 			if (!parse_num(a, argv[++i], 1, CAIRN_FETCH_MAX_JOBS, &o.jobs))
 				goto out;
+		} else if (!strcmp(a, "--threads") && has) {
+			if (!parse_num(a, argv[++i], 0, CAIRN_FETCH_MAX_THREADS, &o.threads))
+				goto out;
+			o.threads_set = true;
 		} else if (!strcmp(a, "--connect-timeout") && has) {
 			if (!parse_num(a, argv[++i], 1, 3600, &o.connect_s))
 				goto out;
@@ -377,6 +384,11 @@ int cmd_fetch(int argc, char **argv)
 	cfg.require_sigs = (unsigned)o.require_sigs;
 	cfg.jobs = (unsigned)o.jobs;
 	cfg.closure = o.closure;
+	if (!o.threads_set) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o.threads = n < 1 ? 1 : n > 16 ? 16 : (unsigned long)n;
+	}
+	cfg.threads = (unsigned)o.threads;
 	cfg.http.connect_timeout_ms = (long)o.connect_s * 1000;
 	cfg.http.stall_timeout_s = (long)o.stall_s;
 

@@ -71,6 +71,7 @@ struct cairn_nicache;
 #define CAIRN_FETCH_MAX_ITEMS 1000000 /* items in one run, closures included */
 #define CAIRN_FETCH_REASON_MAX 1024   /* a failed item's explanation */
 #define CAIRN_FETCH_MAX_JOBS 256
+#define CAIRN_FETCH_MAX_THREADS 64
 
 enum cairn_fetch_status {
 	CAIRN_FETCH_PENDING = 0, /* not finished (only seen during a run) */
@@ -119,6 +120,14 @@ struct cairn_fetch_config {
 	unsigned jobs;			  /* parallel downloads; default 8 */
 	unsigned max_resumes;		  /* Range resumes per server and item; default 3 */
 	bool closure;			  /* follow References */
+	/*
+	 * Worker threads that decompress, parse, hash and unpack (the network
+	 * stays on the caller's thread); 0 (the default) does it all inline.
+	 * Several downloads unpack in parallel, one worker per download at a
+	 * time; at most 8 MiB per download waits for its worker before the
+	 * network thread waits too.
+	 */
+	unsigned threads;
 	struct cairn_http_config http;	  /* cairn_fetch_config_init fills defaults */
 	struct cairn_nicache *cache;	  /* borrowed; NULL for none */
 	/* Called once per item when it is finished (any status). */

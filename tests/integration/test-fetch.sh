@@ -346,6 +346,18 @@ check "  ... everything from the other one" \
 
 expect_ok "--jobs 1" --jobs 1 --from "$NG/c-xz" --closure "$TOP"
 check "  ... 6 fetched" test "$(json_get "$TMP/j" 'j["fetched"]')" = 6
+for t in 0 1 4; do
+  expect_ok "--threads $t: the closure" --threads "$t" --from "$NG/c-xz" --closure "$TOP"
+  check "  ... 6 fetched, the top item unpacked right" \
+    test "$(json_get "$TMP/j" 'j["fetched"]')-$(nar_hash_of "$LAST_ROOT$TOP")" = \
+    "6-$(sed -n 's/^NarHash: //p' "$WWW/c-xz/$TOPNI")"
+done
+serve_py "$WWW/c-none" tamper
+expect_fail "--threads 0: tampered bytes refused" "hash mismatch" --threads 0 --from "$PY_URL" "$DEP"
+expect_ok "--threads 0: tampered first server, good second" --threads 0 \
+  --from "$PY_URL" --from "$NG/c-none" "$DEP"
+serve_py "$WWW/c-none" cut
+expect_ok "--threads 0: short body resumed" --threads 0 --from "$PY_URL" "$DEP"
 out=$("${F[@]}" --from "$NG/c-xz" --store "$TMP/r-pipe" --closure "$TOP" 2>&1 >/dev/null)
 check "on a pipe: one line per finished item" test "$(grep -c '^fetched /nix/store/' <<<"$out")" = 6
 

@@ -1043,6 +1043,27 @@ static int check_stalls(struct cairn_http *h, int limit_ms)
 	return (int)wait;
 }
 
+/*
+ * Once a server is marked down, the transfers to it that are still waiting
+ * for a connection would only wait out the same connect timeout one after
+ * another: end them now.  Transfers already connected go on.
+ */
+static void sweep_down(struct cairn_http *h)
+{
+	struct xfer *x, *next;
+
+	for (x = h->active; x; x = next) {
+		next = x->next;
+		if (!x->req.server || !x->req.server->down || x->connected || x->forced)
+			continue;
+		curl_multi_remove_handle(h->multi, x->easy);
+		list_remove(&h->active, x);
+		h->nactive--;
+		finish(h, x, CURLE_OK, 1);
+		xfer_free(x);
+	}
+}
+
 int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *err)
 {
 	int running = 0, rc, reap_n, wait_ms;
@@ -1058,6 +1079,8 @@ int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *er
 	if (mc != CURLM_OK)
 		goto curl_fail;
 	reap_n = reap(h);
+	if (reap_n > 0)
+		sweep_down(h);
 	wait_ms = check_stalls(h, timeout_ms > 0 ? timeout_ms : 0);
 	if (reap_n == 0 && h->nactive > 0 && h->nqueued == 0 && wait_ms > 0) {
 		mc = curl_multi_poll(h->multi, NULL, 0, wait_ms + 1, NULL);
@@ -1066,7 +1089,8 @@ int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *er
 		mc = curl_multi_perform(h->multi, &running);
 		if (mc != CURLM_OK)
 			goto curl_fail;
-		reap(h);
+		if (reap(h) > 0)
+			sweep_down(h);
 		check_stalls(h, 0);
 	}
 	rc = (int)(h->nactive + h->nqueued);

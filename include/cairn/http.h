@@ -53,9 +53,9 @@
  * request through a server that ends with CAIRN_HTTP_CONNECT (refused,
  * DNS failure, TLS failure, no connection within the connect timeout)
  * marks the server down for the rest of the run; cairn_http_add then
- * refuses new requests to it, and requests already queued for it end
- * with CAIRN_HTTP_CONNECT without touching the network.  Transfers
- * already in flight finish on their own.  A server object may be shared
+ * refuses new requests to it, and requests queued for it or still
+ * waiting for a connection end with CAIRN_HTTP_CONNECT at once instead of
+ * each waiting out the connect timeout.  Connected transfers go on.  A server object may be shared
  * by several clients of one thread only.
  *
  * nix-cache-info, as Nix's BinaryCacheStore::init reads it (checked against
@@ -84,7 +84,9 @@
 #define CAIRN_HTTP_HEADER_MAX (64u << 10)	/* all header lines of one response */
 #define CAIRN_HTTP_CACHE_INFO_MAX (64u << 10)	/* a nix-cache-info file */
 #define CAIRN_HTTP_STORE_DIR_MAX 1024
-#define CAIRN_HTTP_DEFAULT_PRIORITY 50 /* when nix-cache-info has none */
+/* Priority when nix-cache-info gives none: 0, the default of Nix's
+ * StoreConfig "priority" setting (store.hh). */
+#define CAIRN_HTTP_DEFAULT_PRIORITY 0
 
 /* The client's settings; cairn_http_config_init fills in the defaults. */
 struct cairn_http_config {

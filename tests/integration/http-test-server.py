@@ -4,7 +4,9 @@
     http-test-server.py PORTFILE
 
 Listens on 127.0.0.1 at a free port, writes the port to PORTFILE, and serves
-until killed (or for at most 300 s).  Paths:
+until killed (or for at most 300 s).  A second port (PORTFILE's second line)
+accepts connections and never says a word: an https:// client waits there
+for a TLS handshake until its connect timeout.  Paths:
 
   /data/N           N deterministic bytes; Range, Accept-Ranges, keep-alive,
                     Cache-Control: max-age=600
@@ -183,12 +185,23 @@ class Server(ThreadingHTTPServer):
         pass  # clients that stop reading on purpose reset connections
 
 
+def silent(sock):
+    held = []
+    while True:
+        conn, _ = sock.accept()
+        held.append(conn)  # keep it open, say nothing
+
+
 def main():
     srv = Server(("127.0.0.1", 0), Handler)
     port = srv.server_address[1]
+    quiet = socket.socket()
+    quiet.bind(("127.0.0.1", 0))
+    quiet.listen(64)
+    threading.Thread(target=silent, args=(quiet,), daemon=True).start()
     tmp = sys.argv[1] + ".tmp"
     with open(tmp, "w") as f:
-        f.write("%d\n" % port)
+        f.write("%d\n%d\n" % (port, quiet.getsockname()[1]))
     os.rename(tmp, sys.argv[1])
     threading.Timer(300, lambda: os._exit(0)).start()
     srv.serve_forever()

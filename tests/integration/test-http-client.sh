@@ -17,7 +17,8 @@ python3 "$SRCDIR/tests/integration/http-test-server.py" "$TMP/port" &
 pypid=$!
 cleanup_hooks+=("kill $pypid")
 for _ in $(seq 50); do [ -s "$TMP/port" ] && break; sleep 0.1; done
-P=$(cat "$TMP/port")
+P=$(sed -n 1p "$TMP/port")
+SILENT=$(sed -n 2p "$TMP/port")
 U="http://127.0.0.1:$P"
 
 # field NAME LINE...: the value of NAME=... in the first line that has it
@@ -122,7 +123,17 @@ check "closed port: the next request to the down server is refused at once" \
   grep -q "http-client-test: http: http://127.0.0.1:$closed is down: .*cannot connect" <<<"$out"
 check "closed port: only one request reached the network" grep -q '^summary requests=1 ' <<<"$out"
 
-# 10. total timeout is told apart from a stall
+# 10. a server that accepts but never completes a TLS handshake: the
+# connect timeout (1 s), not a stall, and the server is marked down
+out=$("$T" -S -c 1000 -s 10 "https://127.0.0.1:$SILENT" a.narinfo b.narinfo)
+sum=$(grep '^summary' <<<"$out")
+check "silent TLS server: outcome connect, next-server" \
+  test "$(grep -c 'outcome=connect .*advice=next-server.*msg=.*cannot connect:.*time' <<<"$out")" = 2
+check "silent TLS server: marked down" test "$(field down "$sum")" = 1
+ms=$(field elapsed_ms "$sum")
+check "silent TLS server: given up after the 1 s connect timeout ($ms ms)" test "$ms" -ge 900 -a "$ms" -le 2000
+
+# 11. total timeout is told apart from a stall
 out=$("$T" -s 10 -T 2 "$U/stall/100000")
 check "total timeout: outcome timeout" grep -q 'outcome=timeout .*advice=next-server' <<<"$out"
 

@@ -458,6 +458,29 @@ static void test_newer_schema(void **state)
 	assert_non_null(strstr(err.msg, "schema version 2"));
 }
 
+static void test_not_a_database(void **state)
+{
+	struct fx *f = *state;
+	struct cairn_nicache_config cfg;
+	struct cairn_nicache *c = NULL;
+	struct cairn_error err;
+	char path[200];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/garbage.sqlite", f->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	for (int i = 0; i < 100; i++)
+		fputs("this is not an SQLite database at all\n", fp);
+	fclose(fp);
+	cairn_nicache_config_init(&cfg);
+	cfg.path = path;
+	cairn_error_init(&err);
+	assert_int_equal(cairn_nicache_open(&c, &cfg, T0, &err), CAIRN_EIO);
+	assert_null(c);
+	assert_non_null(strstr(err.msg, "garbage.sqlite"));
+}
+
 static void test_default_path(void **state)
 {
 	char *p = NULL;
@@ -502,6 +525,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_processes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 	    cmocka_unit_test(test_default_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,113 @@
+/*
+ * httpd-int.h - what lib/httpd*.c share; not installed, never included by
+ * src/.  The only file outside lib/ that knows about h2o is none.
+ */
+#ifndef CAIRN_HTTPD_INT_H
+#define CAIRN_HTTPD_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <h2o.h>
+
+#include "cairn/httpd.h"
+
+/* status codes counted one by one; everything else lands in "other" */
+#define HTTPD_STATUS_SLOTS 16
+
+struct httpd_route {
+	enum cairn_httpd_match match;
+	char *pattern;
+	size_t plen;
+	char *name;
+	cairn_httpd_handler_fn fn;
+	void *data;
+};
+
+struct cairn_httpd_counter {
+	char name[64];
+	char help[128];
+	uint64_t value;
+};
+
+struct httpd_worker {
+	struct cairn_httpd *h;
+	unsigned idx;
+	pthread_t tid;
+	int started;
+	h2o_evloop_t *loop;
+	h2o_context_t ctx;
+	h2o_accept_ctx_t accept_ctx;
+	h2o_socket_t *listeners[CAIRN_HTTPD_MAX_LISTEN];
+	size_t n_listeners;
+	h2o_multithread_receiver_t stream_rx;
+	h2o_multithread_receiver_t stop_rx;
+	h2o_multithread_message_t stop_msg;
+	h2o_linklist_t streams; /* live streams, loop side */
+	h2o_timeout_t send_timeout;
+	uint64_t inflight; /* requests between on_req and dispose */
+	int stopping;
+	uint64_t stop_deadline;
+	/* [route][slot]; route n_routes is "none" (refused before routing) */
+	uint64_t (*counts)[HTTPD_STATUS_SLOTS];
+	uint64_t *bytes;
+};
+
+struct cairn_httpd {
+	struct cairn_httpd_config cfg;
+	char *cfg_strings[CAIRN_HTTPD_MAX_LISTEN + 3];
+	h2o_globalconf_t gconf;
+	h2o_logconf_t *logconf;
+	int log_fd;
+	int own_log_fd;
+	struct httpd_route routes[CAIRN_HTTPD_MAX_ROUTES];
+	size_t n_routes;
+	struct cairn_httpd_counter counters[CAIRN_HTTPD_MAX_COUNTERS];
+	size_t n_counters;
+	/* listening fds: [listen][thread] with reuseport, else [listen][0] */
+	int fds[CAIRN_HTTPD_MAX_LISTEN][CAIRN_HTTPD_MAX_THREADS];
+	size_t n_fds;
+	int port;
+	unsigned threads;
+	struct httpd_worker *workers;
+	int stop_pipe[2];
+	int started;
+	/* workers count themselves in once their loop can take messages */
+	pthread_mutex_t ready_mu;
+	pthread_cond_t ready_cond;
+	unsigned ready;
+};
+
+extern const int httpd_status_codes[HTTPD_STATUS_SLOTS];
+extern _Thread_local struct httpd_worker *httpd_tls_worker;
+
+static inline h2o_req_t *httpd_h2o(struct cairn_httpd_req *r)
+{
+	return (h2o_req_t *)(void *)r;
+}
+
+static inline const h2o_req_t *httpd_h2o_const(const struct cairn_httpd_req *r)
+{
+	return (const h2o_req_t *)(const void *)r;
+}
+
+/*
+ * A response's send watchdog: armed while h2o waits for the client to take
+ * bytes, it shuts the socket down when the client takes nothing for
+ * send_timeout_ms; h2o then sees a write error and closes the connection
+ * through its own path.  Zero-initialise; disarm before the request is freed.
+ */
+struct httpd_watchdog {
+	h2o_timeout_entry_t entry;
+	h2o_req_t *req;
+};
+void httpd_watchdog_arm(struct httpd_watchdog *wd, h2o_req_t *req);
+void httpd_watchdog_disarm(struct httpd_watchdog *wd);
+
+const char *httpd_reason(int status);
+int httpd_is_head(const h2o_req_t *req);
+void httpd_stream_rx_cb(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages);
+/* Loop side, at the shutdown deadline: cancel every live stream's producer. */
+void httpd_streams_cancel_all(struct httpd_worker *w);
+
+#endif

@@ -1,0 +1,503 @@
+/*
+ * httpd-send.c - request accessors and responses from memory and files.
+ *
+ * Files.  h2o's own h2o_file_send does not look at Range, If-None-Match or
+ * the method (its file *handler* does, but that serves a fixed directory
+ * tree), so cairn has its own small file generator: conditional requests
+ * and a single byte range are decided here, and the body is read with
+ * pread.  On HTTP/1 with a known length h2o offers a "pull" interface where
+ * the final output stream asks the generator to fill its own 64 KiB write
+ * buffer (one copy, headers and the first bytes in one write); elsewhere the
+ * generator pushes 64 KiB pieces, each after the previous was written.
+ * The fd lives in a pool-shared allocation so it is closed exactly when h2o
+ * frees the request, however the response ended.
+ *
+ * Validators: ETag is "<mtime hex>.<mtime nsec hex>-<size hex>" (strong: a
+ * store file changes size or mtime when it changes, and store paths are
+ * immutable anyway); Last-Modified is the mtime.  RFC 9110 13.2.2 order:
+ * If-None-Match wins over If-Modified-Since; a Range is only honoured on a
+ * 200 and, when If-Range is present, only if it matches the ETag.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "httpd-int.h"
+
+#define FILE_PIECE (64 * 1024)
+#define ETAG_MAX 64
+
+/* --- request accessors ------------------------------------------------------- */
+
+const char *cairn_httpd_req_method(const struct cairn_httpd_req *req, size_t *len)
+{
+	const h2o_req_t *r = httpd_h2o_const(req);
+	*len = r->method.len;
+	return r->method.base;
+}
+
+const char *cairn_httpd_req_path(const struct cairn_httpd_req *req, size_t *len)
+{
+	const h2o_req_t *r = httpd_h2o_const(req);
+	*len = r->query_at != SIZE_MAX ? r->query_at : r->path.len;
+	return r->path.base;
+}
+
+const char *cairn_httpd_req_query(const struct cairn_httpd_req *req, size_t *len)
+{
+	const h2o_req_t *r = httpd_h2o_const(req);
+	if (r->query_at == SIZE_MAX)
+		return NULL;
+	*len = r->path.len - r->query_at - 1;
+	return r->path.base + r->query_at + 1;
+}
+
+const char *cairn_httpd_req_header(const struct cairn_httpd_req *req, const char *name, size_t *len)
+{
+	const h2o_req_t *r = httpd_h2o_const(req);
+	size_t nl = strlen(name);
+	/* h2o lower-cases request header names on both protocols */
+	for (size_t i = 0; i < r->headers.size; i++) {
+		const h2o_header_t *hd = &r->headers.entries[i];
+		if (hd->name->len == nl && h2o_lcstris(hd->name->base, nl, name, nl)) {
+			*len = hd->value.len;
+			return hd->value.base;
+		}
+	}
+	return NULL;
+}
+
+int cairn_httpd_req_is_head(const struct cairn_httpd_req *req)
+{
+	return httpd_is_head(httpd_h2o_const(req));
+}
+
+const char *cairn_httpd_req_authority(const struct cairn_httpd_req *req, size_t *len)
+{
+	const h2o_req_t *r = httpd_h2o_const(req);
+	*len = r->authority.len;
+	return r->authority.base;
+}
+
+int cairn_httpd_req_peer(const struct cairn_httpd_req *req, char *buf, size_t bufsize)
+{
+	const h2o_req_t *r = httpd_h2o_const(req);
+	struct sockaddr_storage ss;
+	char tmp[NI_MAXHOST];
+	socklen_t sl = r->conn->callbacks->get_peername(r->conn, (struct sockaddr *)&ss);
+	if (sl == 0)
+		return CAIRN_EIO;
+	size_t n = h2o_socket_getnumerichost((struct sockaddr *)&ss, sl, tmp);
+	if (n == SIZE_MAX || n >= bufsize)
+		return CAIRN_EIO;
+	memcpy(buf, tmp, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+int cairn_httpd_req_is_http2(const struct cairn_httpd_req *req)
+{
+	return httpd_h2o_const(req)->version >= 0x200;
+}
+
+int cairn_httpd_query_get(const struct cairn_httpd_req *req, const char *key, char *out,
+			  size_t outsize)
+{
+	size_t ql, kl = strlen(key);
+	const char *q = cairn_httpd_req_query(req, &ql);
+
+	while (q && ql > 0) {
+		const char *amp = memchr(q, '&', ql);
+		size_t fl = amp ? (size_t)(amp - q) : ql;
+		if (fl > kl && memcmp(q, key, kl) == 0 && q[kl] == '=') {
+			size_t vl = fl - kl - 1;
+			if (vl >= outsize)
+				return CAIRN_ELIMIT;
+			memcpy(out, q + kl + 1, vl);
+			out[vl] = '\0';
+			return 0;
+		}
+		if (!amp)
+			break;
+		ql -= fl + 1;
+		q = amp + 1;
+	}
+	return CAIRN_ENOENT;
+}
+
+void cairn_httpd_add_header(struct cairn_httpd_req *req, const char *name, const char *value)
+{
+	h2o_req_t *r = httpd_h2o(req);
+	size_t nl = strlen(name), vl = strlen(value);
+	/* h2o wants lower-case names (HTTP/2 requires them) */
+	char *lname = h2o_mem_alloc_pool(&r->pool, nl + 1);
+	for (size_t i = 0; i <= nl; i++)
+		lname[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+	h2o_iovec_t v = h2o_strdup(&r->pool, value, vl);
+	h2o_add_header_by_str(&r->pool, &r->res.headers, lname, nl, 1, NULL, v.base, v.len);
+}
+
+/* --- memory responses --------------------------------------------------------- */
+
+static h2o_generator_t oneshot_generator = {NULL, NULL};
+
+static int send_mem(h2o_req_t *req, int status, const char *content_type, const void *body,
+		    size_t len, int copy)
+{
+	h2o_iovec_t buf = {(char *)(uintptr_t)body, len};
+
+	req->res.status = status;
+	req->res.reason = httpd_reason(status);
+	req->res.content_length = len;
+	if (content_type)
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+			       content_type, strlen(content_type));
+	h2o_start_response(req, &oneshot_generator);
+	if (httpd_is_head(req) || len == 0) {
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+		return 0;
+	}
+	if (copy) {
+		buf.base = h2o_mem_alloc_pool(&req->pool, len);
+		memcpy(buf.base, body, len);
+	}
+	h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+	return 0;
+}
+
+int cairn_httpd_send(struct cairn_httpd_req *req, int status, const char *content_type,
+		     const void *body, size_t len)
+{
+	if (!req || status < 100 || status > 999 || (len && !body))
+		return CAIRN_EINVAL;
+	return send_mem(httpd_h2o(req), status, content_type, body, len, 1);
+}
+
+int cairn_httpd_send_static(struct cairn_httpd_req *req, int status, const char *content_type,
+			    const void *body, size_t len)
+{
+	if (!req || status < 100 || status > 999 || (len && !body))
+		return CAIRN_EINVAL;
+	return send_mem(httpd_h2o(req), status, content_type, body, len, 0);
+}
+
+int cairn_httpd_send_error(struct cairn_httpd_req *req, int status)
+{
+	char body[96];
+
+	if (!req || status < 400 || status > 599)
+		return CAIRN_EINVAL;
+	int n = snprintf(body, sizeof(body), "%d %s\n", status, httpd_reason(status));
+	for (int i = 4; i < n; i++)
+		if (body[i] >= 'A' && body[i] <= 'Z')
+			body[i] = (char)(body[i] + 32);
+	h2o_req_t *r = httpd_h2o(req);
+	h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+		       H2O_STRLIT("no-store"));
+	return send_mem(r, status, "text/plain; charset=utf-8", body, (size_t)n, 1);
+}
+
+int cairn_httpd_send_redirect(struct cairn_httpd_req *req, int status, const char *location)
+{
+	if (!req || !location ||
+	    !(status == 301 || status == 302 || status == 307 || status == 308))
+		return CAIRN_EINVAL;
+	for (const char *p = location; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return CAIRN_EINVAL; /* no header injection */
+	cairn_httpd_add_header(req, "location", location);
+	return send_mem(httpd_h2o(req), status, "text/plain; charset=utf-8", "redirect\n", 9, 0);
+}
+
+/* --- files ------------------------------------------------------------------------ */
+
+struct file_gen {
+	h2o_generator_t super;
+	int fd;
+	off_t off;
+	size_t left;
+	char *buf;
+	struct httpd_watchdog wd;
+};
+
+/* pool-shared dispose: h2o is done with the request */
+static void file_gen_dispose(void *p)
+{
+	struct file_gen *g = p;
+	httpd_watchdog_disarm(&g->wd);
+	if (g->fd >= 0)
+		close(g->fd);
+	g->fd = -1;
+}
+
+static ssize_t pread_full(int fd, char *buf, size_t len, off_t off)
+{
+	ssize_t r;
+	while ((r = pread(fd, buf, len, off)) < 0 && errno == EINTR)
+		;
+	return r;
+}
+
+static void file_proceed(h2o_generator_t *self, h2o_req_t *req)
+{
+	struct file_gen *g = (struct file_gen *)self;
+	size_t want = g->left < FILE_PIECE ? g->left : FILE_PIECE;
+	ssize_t r = pread_full(g->fd, g->buf, want, g->off);
+
+	/* a file that shrank under us must not look like a complete body */
+	if (r <= 0) {
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+		return;
+	}
+	g->off += r;
+	g->left -= (size_t)r;
+	httpd_watchdog_arm(&g->wd, req);
+	h2o_iovec_t v = {g->buf, (size_t)r};
+	h2o_send(req, &v, 1, g->left == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static h2o_send_state_t file_pull(h2o_generator_t *self, h2o_req_t *req, h2o_iovec_t *buf)
+{
+	struct file_gen *g = (struct file_gen *)self;
+	size_t want = g->left < buf->len ? g->left : buf->len;
+	ssize_t r = pread_full(g->fd, buf->base, want, g->off);
+
+	if (r <= 0) {
+		buf->len = 0;
+		return H2O_SEND_STATE_ERROR;
+	}
+	buf->len = (size_t)r;
+	g->off += r;
+	g->left -= (size_t)r;
+	httpd_watchdog_arm(&g->wd, req);
+	return g->left == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS;
+}
+
+static void file_stop(h2o_generator_t *self, h2o_req_t *req)
+{
+	(void)self;
+	(void)req;
+}
+
+/* Does the If-None-Match list contain our ETag (weak comparison, RFC 9110 8.8.3.2)? */
+static int etag_listed(const char *list, size_t len, const char *etag, size_t elen)
+{
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
+			i++;
+		if (i < len && list[i] == '*')
+			return 1;
+		if (i + 2 <= len && list[i] == 'W' && list[i + 1] == '/')
+			i += 2;
+		size_t s = i;
+		while (i < len && list[i] != ',')
+			i++;
+		size_t e = i;
+		while (e > s && (list[e - 1] == ' ' || list[e - 1] == '\t'))
+			e--;
+		if (e - s == elen && memcmp(list + s, etag, elen) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int parse_http_date(const char *s, size_t len, time_t *out)
+{
+	char tmp[64];
+	struct tm tm;
+	if (len >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(tmp, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (!end || *end)
+		return -1;
+	*out = timegm(&tm);
+	return 0;
+}
+
+static int parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (len == 0 || len > 19)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
+
+/* "bytes=A-B", "bytes=A-", "bytes=-N"; anything else (several ranges too) is ignored */
+static enum range_result parse_range(const char *s, size_t len, uint64_t size, uint64_t *start,
+				     uint64_t *count)
+{
+	uint64_t a, b;
+
+	if (len < 7 || memcmp(s, "bytes=", 6) != 0 || memchr(s, ',', len))
+		return RANGE_NONE;
+	s += 6;
+	len -= 6;
+	const char *dash = memchr(s, '-', len);
+	if (!dash)
+		return RANGE_NONE;
+	size_t al = (size_t)(dash - s), bl = len - al - 1;
+	if (al == 0) {
+		if (parse_u64(dash + 1, bl, &b) < 0)
+			return RANGE_NONE;
+		if (b == 0 || size == 0)
+			return RANGE_UNSATISFIABLE;
+		if (b > size)
+			b = size;
+		*start = size - b;
+		*count = b;
+		return RANGE_OK;
+	}
+	if (parse_u64(s, al, &a) < 0)
+		return RANGE_NONE;
+	if (bl == 0) {
+		b = size ? size - 1 : 0;
+	} else if (parse_u64(dash + 1, bl, &b) < 0 || b < a) {
+		return RANGE_NONE;
+	}
+	if (a >= size)
+		return RANGE_UNSATISFIABLE;
+	if (b >= size)
+		b = size - 1;
+	*start = a;
+	*count = b - a + 1;
+	return RANGE_OK;
+}
+
+int cairn_httpd_send_take_fd(struct cairn_httpd_req *creq, int fd, const char *content_type)
+{
+	h2o_req_t *req = httpd_h2o(creq);
+	struct stat st;
+	char etag[ETAG_MAX];
+	char *lastmod;
+	size_t vl;
+	const char *v;
+	int status = 200;
+	uint64_t start = 0, count;
+
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return CAIRN_EINVAL;
+	}
+	struct file_gen *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), file_gen_dispose);
+	memset(g, 0, sizeof(*g));
+	g->fd = fd;
+	count = (uint64_t)st.st_size;
+
+	int elen =
+	    snprintf(etag, sizeof(etag), "\"%llx.%lx-%llx\"", (unsigned long long)st.st_mtim.tv_sec,
+		     (unsigned long)st.st_mtim.tv_nsec, (unsigned long long)st.st_size);
+	lastmod = h2o_mem_alloc_pool(&req->pool, H2O_TIMESTR_RFC1123_LEN + 1);
+	struct tm gm;
+	gmtime_r(&st.st_mtim.tv_sec, &gm);
+	h2o_time2str_rfc1123(lastmod, &gm);
+
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL,
+		       h2o_strdup(&req->pool, etag, (size_t)elen).base, (size_t)elen);
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LAST_MODIFIED, NULL, lastmod,
+		       H2O_TIMESTR_RFC1123_LEN);
+
+	/* conditional GET/HEAD */
+	int not_modified = 0;
+	if ((v = cairn_httpd_req_header(creq, "if-none-match", &vl)) != NULL) {
+		not_modified = etag_listed(v, vl, etag, (size_t)elen);
+	} else if ((v = cairn_httpd_req_header(creq, "if-modified-since", &vl)) != NULL) {
+		time_t t;
+		if (parse_http_date(v, vl, &t) == 0 && st.st_mtim.tv_sec <= t)
+			not_modified = 1;
+	}
+	if (not_modified) {
+		req->res.status = 304;
+		req->res.reason = httpd_reason(304);
+		h2o_start_response(req, &oneshot_generator);
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+		return 0;
+	}
+
+	if (content_type)
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+			       content_type, strlen(content_type));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL,
+		       H2O_STRLIT("bytes"));
+
+	if ((v = cairn_httpd_req_header(creq, "range", &vl)) != NULL) {
+		size_t il;
+		const char *ir = cairn_httpd_req_header(creq, "if-range", &il);
+		enum range_result rr = RANGE_NONE;
+		if (!ir || (il == (size_t)elen && memcmp(ir, etag, il) == 0))
+			rr = parse_range(v, vl, (uint64_t)st.st_size, &start, &count);
+		if (rr == RANGE_UNSATISFIABLE) {
+			char cr[48];
+			int n = snprintf(cr, sizeof(cr), "bytes */%llu",
+					 (unsigned long long)st.st_size);
+			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL,
+				       h2o_strdup(&req->pool, cr, (size_t)n).base, (size_t)n);
+			return send_mem(req, 416, NULL, NULL, 0, 0);
+		}
+		if (rr == RANGE_OK) {
+			char cr[80];
+			int n = snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu",
+					 (unsigned long long)start,
+					 (unsigned long long)(start + count - 1),
+					 (unsigned long long)st.st_size);
+			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL,
+				       h2o_strdup(&req->pool, cr, (size_t)n).base, (size_t)n);
+			status = 206;
+		}
+	}
+
+	req->res.status = status;
+	req->res.reason = httpd_reason(status);
+	req->res.content_length = (size_t)count;
+	g->off = (off_t)start;
+	g->left = (size_t)count;
+	g->super.proceed = file_proceed;
+	g->super.stop = file_stop;
+
+	if (httpd_is_head(req) || count == 0) {
+		h2o_start_response(req, &oneshot_generator);
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+		return 0;
+	}
+	h2o_start_response(req, &g->super);
+	/* the same private hook h2o's file handler uses: HTTP/1, known length */
+	if (req->_ostr_top->start_pull != NULL) {
+		req->_ostr_top->start_pull(req->_ostr_top, file_pull);
+		return 0;
+	}
+	g->buf = h2o_mem_alloc_pool(&req->pool, count < FILE_PIECE ? (size_t)count : FILE_PIECE);
+	file_proceed(&g->super, req);
+	return 0;
+}
+
+int cairn_httpd_send_file_at(struct cairn_httpd_req *req, int dirfd, const char *relpath,
+			     const char *content_type)
+{
+	struct stat st;
+	int fd = openat(dirfd, relpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0)
+		return CAIRN_ENOENT;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return CAIRN_ENOENT;
+	}
+	return cairn_httpd_send_take_fd(req, fd, content_type);
+}

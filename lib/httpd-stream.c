@@ -1,0 +1,311 @@
+/*
+ * httpd-stream.c - a response body produced by another thread.
+ *
+ * Two buffers, each at most stream_buffer bytes (allocated as they fill,
+ * so a stream that trickles stays small): the producer appends to
+ * `pending`; the loop swaps it with `sending` and hands `sending` to
+ * h2o_send, which owns it until h2o calls proceed (the bytes are written)
+ * or stop (the client is gone).  So at most two buffers per stream exist,
+ * and a producer facing a full `pending` waits on a condition variable: a
+ * slow client slows the producer down, it never makes it buffer more.
+ *
+ * Waking the loop.  The producer posts an h2o_multithread message to the
+ * loop's receiver (h2o wakes the loop through its queue's pipe), but only
+ * when the loop is idle for this stream (nothing in flight: otherwise
+ * proceed will pick the data up) and no message is already queued.  Both
+ * flags are read and written under the stream mutex, so a wakeup is never
+ * lost and there is at most one message per stream in the queue.
+ *
+ * Lifetime.  A reference count: the producer holds one until
+ * cairn_httpd_stream_end, the loop one until h2o frees the request (a
+ * pool-shared token's dispose callback), and a queued message one.  Nothing
+ * else frees the stream, so neither side can see it vanish.
+ *
+ * Errors.  A producer that ends with ok == 0, or ends short of the
+ * Content-Length it announced, makes the loop send H2O_SEND_STATE_ERROR:
+ * h2o closes an HTTP/1 connection without the final chunk (or before the
+ * announced length) and resets an HTTP/2 stream.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "httpd-int.h"
+
+/* first allocation of a stream buffer; doubles up to stream_buffer */
+#define STREAM_MIN_BUFFER (16 * 1024)
+
+struct cairn_httpd_stream {
+	h2o_generator_t super; /* loop side */
+	h2o_req_t *req;	       /* loop side; NULL once h2o stopped us */
+	struct httpd_worker *w;
+	h2o_linklist_t link; /* in w->streams, loop side */
+	h2o_multithread_message_t msg;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int refs;
+	char *pending, *sending;
+	size_t plen, slen, max;
+	size_t pcap, scap; /* grown on demand up to max: idle streams stay small */
+	uint64_t declared; /* Content-Length, or UINT64_MAX */
+	uint64_t written;
+	unsigned stall_ms;
+	struct httpd_watchdog wd; /* loop side: armed while a send is in flight */
+	unsigned msg_queued : 1, inflight : 1, ended : 1, ok : 1, gone : 1, done : 1, linked : 1;
+};
+
+struct stream_token {
+	struct cairn_httpd_stream *s;
+};
+
+static void stream_unref(struct cairn_httpd_stream *s)
+{
+	pthread_mutex_lock(&s->mu);
+	int left = --s->refs;
+	pthread_mutex_unlock(&s->mu);
+	if (left)
+		return;
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->mu);
+	free(s->pending);
+	free(s->sending);
+	free(s);
+}
+
+/* Loop thread: send what is pending if nothing is in flight. */
+static void stream_pump(struct cairn_httpd_stream *s)
+{
+	h2o_send_state_t state;
+	h2o_iovec_t v;
+	char *t;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->gone || s->done || s->inflight || !s->req || (s->plen == 0 && !s->ended)) {
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	t = s->sending;
+	s->sending = s->pending;
+	s->pending = t;
+	size_t c = s->scap;
+	s->scap = s->pcap;
+	s->pcap = c;
+	s->slen = s->plen;
+	s->plen = 0;
+	if (!s->ended) {
+		state = H2O_SEND_STATE_IN_PROGRESS;
+		s->inflight = 1;
+	} else {
+		int complete = s->ok && (s->declared == UINT64_MAX || s->written == s->declared);
+		state = complete ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR;
+		if (!complete)
+			s->slen = 0;
+		s->done = 1;
+	}
+	v = h2o_iovec_init(s->sending, s->slen);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+	if (state == H2O_SEND_STATE_IN_PROGRESS)
+		httpd_watchdog_arm(&s->wd, s->req);
+	h2o_send(s->req, &v, v.len ? 1 : 0, state);
+}
+
+static void stream_proceed(h2o_generator_t *self, h2o_req_t *req)
+{
+	struct cairn_httpd_stream *s = (struct cairn_httpd_stream *)self;
+	httpd_watchdog_disarm(&s->wd);
+	pthread_mutex_lock(&s->mu);
+	s->inflight = 0;
+	s->slen = 0;
+	pthread_mutex_unlock(&s->mu);
+	stream_pump(s);
+}
+
+static void stream_gone(struct cairn_httpd_stream *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->gone = 1;
+	s->req = NULL;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void stream_stop(h2o_generator_t *self, h2o_req_t *req)
+{
+	stream_gone((struct cairn_httpd_stream *)self);
+}
+
+static void stream_token_dispose(void *p)
+{
+	struct cairn_httpd_stream *s = ((struct stream_token *)p)->s;
+	httpd_watchdog_disarm(&s->wd);
+	stream_gone(s);
+	if (s->linked) {
+		h2o_linklist_unlink(&s->link);
+		s->linked = 0;
+	}
+	stream_unref(s);
+}
+
+void httpd_stream_rx_cb(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
+{
+	while (!h2o_linklist_is_empty(messages)) {
+		h2o_multithread_message_t *m =
+		    H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+		struct cairn_httpd_stream *s =
+		    H2O_STRUCT_FROM_MEMBER(struct cairn_httpd_stream, msg, m);
+		h2o_linklist_unlink(&m->link);
+		pthread_mutex_lock(&s->mu);
+		s->msg_queued = 0;
+		pthread_mutex_unlock(&s->mu);
+		stream_pump(s);
+		stream_unref(s);
+	}
+}
+
+void httpd_streams_cancel_all(struct httpd_worker *w)
+{
+	for (h2o_linklist_t *n = w->streams.next; n != &w->streams; n = n->next)
+		stream_gone(H2O_STRUCT_FROM_MEMBER(struct cairn_httpd_stream, link, n));
+}
+
+/* Under s->mu: should the producer post a wakeup?  Takes the message's reference. */
+static int stream_need_wakeup(struct cairn_httpd_stream *s)
+{
+	if (s->gone || s->inflight || s->msg_queued)
+		return 0;
+	s->msg_queued = 1;
+	s->refs++;
+	return 1;
+}
+
+int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const char *content_type,
+			     int64_t content_length, struct cairn_httpd_stream **out)
+{
+	h2o_req_t *req = httpd_h2o(creq);
+	struct httpd_worker *w = httpd_tls_worker;
+	struct cairn_httpd_stream *s;
+
+	if (!req || !out || !w || status < 200 || status > 999)
+		return CAIRN_EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return CAIRN_ENOMEM;
+	s->max = w->h->cfg.stream_buffer;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->refs = 2; /* producer + loop */
+	s->w = w;
+	s->req = req;
+	s->stall_ms = w->h->cfg.stream_stall_ms;
+	s->declared = content_length < 0 ? UINT64_MAX : (uint64_t)content_length;
+	s->super.proceed = stream_proceed;
+	s->super.stop = stream_stop;
+
+	struct stream_token *tok =
+	    h2o_mem_alloc_shared(&req->pool, sizeof(*tok), stream_token_dispose);
+	tok->s = s;
+	h2o_linklist_insert(&w->streams, &s->link);
+	s->linked = 1;
+
+	req->res.status = status;
+	req->res.reason = httpd_reason(status);
+	req->res.content_length = content_length < 0 ? SIZE_MAX : (size_t)content_length;
+	if (content_type)
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+			       content_type, strlen(content_type));
+	if (httpd_is_head(req)) {
+		static h2o_generator_t none = {NULL, NULL};
+		s->done = 1;
+		s->gone = 1;
+		h2o_start_response(req, &none);
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+	} else {
+		h2o_start_response(req, &s->super);
+		/* headers leave now, before the first byte is produced */
+		s->inflight = 1;
+		httpd_watchdog_arm(&s->wd, req);
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);
+	}
+	*out = s;
+	return 0;
+}
+
+int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, size_t len)
+{
+	const char *p = data;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->mu);
+	while (len > 0) {
+		if (s->plen == s->max && !s->gone) {
+			struct timespec dl;
+			clock_gettime(CLOCK_REALTIME, &dl);
+			dl.tv_sec += s->stall_ms / 1000;
+			dl.tv_nsec += (long)(s->stall_ms % 1000) * 1000000L;
+			if (dl.tv_nsec >= 1000000000L) {
+				dl.tv_sec++;
+				dl.tv_nsec -= 1000000000L;
+			}
+			while (s->plen == s->max && !s->gone) {
+				if (pthread_cond_timedwait(&s->cond, &s->mu, &dl) == ETIMEDOUT &&
+				    s->plen == s->max && !s->gone) {
+					ret = CAIRN_ENET;
+					goto out;
+				}
+			}
+		}
+		if (s->gone || s->ended) {
+			ret = CAIRN_ECANCELED;
+			goto out;
+		}
+		size_t n = s->max - s->plen;
+		if (n > len)
+			n = len;
+		if (s->plen + n > s->pcap) {
+			size_t cap = s->pcap ? s->pcap * 2 : STREAM_MIN_BUFFER;
+			if (cap < s->plen + n)
+				cap = s->plen + n;
+			if (cap > s->max)
+				cap = s->max;
+			char *nb = realloc(s->pending, cap);
+			if (!nb) {
+				ret = CAIRN_ENOMEM;
+				goto out;
+			}
+			s->pending = nb;
+			s->pcap = cap;
+		}
+		memcpy(s->pending + s->plen, p, n);
+		s->plen += n;
+		s->written += n;
+		p += n;
+		len -= n;
+		if (stream_need_wakeup(s)) {
+			/* post outside the lock: h2o's queue has its own mutex */
+			pthread_mutex_unlock(&s->mu);
+			h2o_multithread_send_message(&s->w->stream_rx, &s->msg);
+			pthread_mutex_lock(&s->mu);
+		}
+	}
+out:
+	pthread_mutex_unlock(&s->mu);
+	return ret;
+}
+
+void cairn_httpd_stream_end(struct cairn_httpd_stream *s, int ok)
+{
+	int wake;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->ended = 1;
+	s->ok = ok != 0;
+	wake = stream_need_wakeup(s);
+	pthread_mutex_unlock(&s->mu);
+	if (wake)
+		h2o_multithread_send_message(&s->w->stream_rx, &s->msg);
+	stream_unref(s);
+}

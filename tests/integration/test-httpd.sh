@@ -1,0 +1,460 @@
+#!/usr/bin/env bash
+# The http layer (lib/httpd*.c) through tests/integration/httpd-test-server:
+# HTTP/1 keep-alive and pipelining, HTTP/2 (prior knowledge and h2c
+# upgrade), HEAD, Range, ETag, traversal, limits, slow and idle clients,
+# streams that fail, graceful stop, systemd sockets, --user.  127.0.0.1 only;
+# every wait is bounded.
+. "$SRCDIR/tests/integration/lib.sh"
+
+if [ -z "${HTTPD_TEST_SERVER:-}" ] || [ ! -x "$HTTPD_TEST_SERVER" ]; then
+  if [ "${CI:-}" = true ]; then echo "error: httpd-test-server not built (libh2o missing?)" >&2; exit 1; fi
+  echo "skip: httpd-test-server not built"; exit 77
+fi
+skip_unless curl python3 timeout
+
+ulimit -n 8192 2>/dev/null || true
+# 2000 idle connections need 2000 fds on each side; fewer if the limit is low
+IDLE_N=2000
+if [ "$(ulimit -n)" -lt 4400 ]; then
+  IDLE_N=$(( ($(ulimit -n) - 200) / 2 ))
+  echo "# fd limit $(ulimit -n): $IDLE_N idle connections instead of 2000"
+fi
+# Under ASan, leaks at exit are expected and not reported: h2o 2.2 keeps
+# per-thread allocation caches for the life of the process, and a loop that
+# still has idle keep-alive connections at exit is left to the OS.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+DATA=$TMP/data
+mkdir -p "$DATA"
+head -c 1000000 /dev/urandom > "$DATA/blob.bin"
+printf 'hello\n' > "$DATA/hello.txt"
+ln -s /etc/passwd "$DATA/link"
+truncate -s 256M "$DATA/sparse.bin"
+LOG=$TMP/access.log
+
+# start_server OUTFILE ARGS...: start in the background, set PID and PORT
+start_server() {
+  local out=$1; shift
+  "$HTTPD_TEST_SERVER" "$@" > "$out" 2> "$out.err" &
+  PID=$!
+  cleanup_hooks+=("kill -9 $PID 2>/dev/null")
+  PORT=
+  for _ in $(seq 100); do
+    PORT=$(awk '/^port /{print $2; exit}' "$out" 2>/dev/null || true)
+    [ -n "$PORT" ] && return 0
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "server did not start:"; cat "$out.err"; return 1
+}
+
+# stop_server: SIGTERM, wait at most 15 s; returns the exit status
+stop_server() {
+  kill -TERM "$PID" 2>/dev/null || true
+  for _ in $(seq 150); do
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$PID" 2>/dev/null; then kill -9 "$PID"; return 1; fi
+  wait "$PID"
+}
+
+start_server "$TMP/s1.out" --listen 127.0.0.1:0 --dir "$DATA" --threads 2 \
+  --access-log "$LOG" --request-timeout 2000 --shutdown-timeout 5000 --send-timeout 5000
+U=http://127.0.0.1:$PORT
+C=(curl -s --max-time 20)
+
+# --- basics -------------------------------------------------------------------
+check "/small is 300 bytes" test "$("${C[@]}" "$U/small" | wc -c)" -eq 300
+hdrs=$("${C[@]}" -D - -o /dev/null "$U/small" | tr -d '\r')
+check "/small has its content type" grep -qi '^content-type: text/x-nix-narinfo$' <<<"$hdrs"
+check "/small has the handler's cache-control" grep -qi '^cache-control: public, max-age=3600$' <<<"$hdrs"
+check "unknown path is 404" test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/nope")" = 404
+check "POST is 405" test "$("${C[@]}" -o /dev/null -w '%{http_code}' -X POST "$U/small")" = 405
+check "declining route falls through to 404" \
+  test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/cb/x.nar")" = 404
+check "inspecting route answers" test "$("${C[@]}" "$U/cb/x.narinfo")" = cb
+check "peer address, version, authority (HTTP/1)" test "$("${C[@]}" "$U/peer")" = "127.0.0.1 1 127.0.0.1:$PORT"
+check "peer address, version, authority (HTTP/2)" \
+  test "$("${C[@]}" --http2-prior-knowledge "$U/peer")" = "127.0.0.1 2 127.0.0.1:$PORT"
+check "handler that forgets to answer: 500, not a hang" \
+  test "$("${C[@]}" --max-time 5 -o /dev/null -w '%{http_code}' "$U/noanswer")" = 500
+check "redirect: 302 with Location" \
+  test "$("${C[@]}" -o /dev/null -w '%{http_code} %{redirect_url}' "$U/redirect")" = "302 $U/small"
+
+# keep-alive: the second transfer reuses the connection (0 new connects)
+check "keep-alive reuses the connection" \
+  test "$("${C[@]}" -o /dev/null -o /dev/null -w '%{num_connects}\n' "$U/small" "$U/small" | tail -1)" = 0
+
+# pipelining: three requests in one write, three answers in order
+pipeline=$(python3 - "$PORT" <<'EOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+req = b"GET /small HTTP/1.1\r\nHost: x\r\n\r\nGET /file/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n" \
+      b"GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+s.sendall(req)
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    data += b
+print(data.count(b"HTTP/1.1 200 OK"), int(b"hello\n" in data), len(data))
+EOF
+)
+check "pipelined requests all answered ($pipeline)" test "$(cut -d' ' -f1,2 <<<"$pipeline")" = "3 1"
+
+# --- HTTP/2 ----------------------------------------------------------------------
+check "h2c prior knowledge" \
+  test "$("${C[@]}" --http2-prior-knowledge -o /dev/null -w '%{http_version} %{size_download}' "$U/small")" = "2 300"
+check "h2c via Upgrade" test "$("${C[@]}" --http2 -o /dev/null -w '%{http_version}' "$U/small")" = 2
+"${C[@]}" --http2-prior-knowledge -o "$TMP/blob.h2" "$U/file/blob.bin"
+check "file over HTTP/2 is intact" cmp -s "$TMP/blob.h2" "$DATA/blob.bin"
+
+# --- HEAD, files, Range, ETag ---------------------------------------------------------
+head_small=$("${C[@]}" -I -w '%{size_download}' "$U/small" | tr -d '\r')
+check "HEAD /small: length, no body" \
+  bash -c 'grep -qi "^content-length: 300$" <<<"$1" && [ "$(tail -1 <<<"$1")" = 0 ]' _ "$head_small"
+head_file=$("${C[@]}" -I "$U/file/blob.bin" | tr -d '\r')
+check "HEAD file: length, ETag, Last-Modified, Accept-Ranges" \
+  bash -c 'grep -qi "^content-length: 1000000$" <<<"$1" && grep -qi "^etag: \"" <<<"$1" &&
+           grep -qi "^last-modified: " <<<"$1" && grep -qi "^accept-ranges: bytes$" <<<"$1"' _ "$head_file"
+"${C[@]}" -o "$TMP/blob" "$U/file/blob.bin"
+check "file body is intact" cmp -s "$TMP/blob" "$DATA/blob.bin"
+
+range=$("${C[@]}" -D "$TMP/range.h" -o "$TMP/range.b" -w '%{http_code}' -H 'Range: bytes=1000-1999' "$U/file/blob.bin")
+check "Range: 206" test "$range" = 206
+check "Range: Content-Range" grep -qi '^content-range: bytes 1000-1999/1000000' "$TMP/range.h"
+check "Range: the right bytes" cmp -s "$TMP/range.b" <(tail -c +1001 "$DATA/blob.bin" | head -c 1000)
+"${C[@]}" -o "$TMP/suffix.b" -H 'Range: bytes=-10' "$U/file/blob.bin"
+check "suffix Range: the last 10 bytes" cmp -s "$TMP/suffix.b" <(tail -c 10 "$DATA/blob.bin")
+check "Range over HTTP/2: 206" test "$("${C[@]}" --http2-prior-knowledge -o /dev/null -w '%{http_code} %{size_download}' \
+  -H 'Range: bytes=0-99' "$U/file/blob.bin")" = "206 100"
+r416=$("${C[@]}" -D "$TMP/416.h" -o /dev/null -w '%{http_code}' -H 'Range: bytes=2000000-' "$U/file/blob.bin")
+check "unsatisfiable Range: 416 + bytes */size" \
+  bash -c '[ "$1" = 416 ] && grep -qi "^content-range: bytes \*/1000000" "$2"' _ "$r416" "$TMP/416.h"
+
+etag=$(grep -i '^etag:' <<<"$head_file" | cut -d' ' -f2-)
+lastmod=$(grep -i '^last-modified:' <<<"$head_file" | cut -d' ' -f2-)
+check "If-None-Match with the ETag: 304" \
+  test "$("${C[@]}" -o /dev/null -w '%{http_code}' -H "If-None-Match: $etag" "$U/file/blob.bin")" = 304
+check "If-None-Match with another ETag: 200" \
+  test "$("${C[@]}" -o /dev/null -w '%{http_code}' -H 'If-None-Match: "other"' "$U/file/blob.bin")" = 200
+check "If-Modified-Since the mtime: 304" \
+  test "$("${C[@]}" -o /dev/null -w '%{http_code}' -H "If-Modified-Since: $lastmod" "$U/file/blob.bin")" = 304
+
+# --- traversal ---------------------------------------------------------------------------
+for p in '/file/../blob.bin' '/file/..%2fblob.bin' '/file/%2e%2e/etc/passwd' '/file/.%2E/x' \
+         '/file/a%2fb' '/file/a%5cb' '/file/hello.txt%00' '/file/%00' '/file//etc/passwd' \
+         '/file/./hello.txt' '/file/link' '/file/' '/file/%zz'; do
+  code=$("${C[@]}" --path-as-is -o /dev/null -w '%{http_code}' "$U$p")
+  check "traversal '$p' refused ($code)" bash -c '[ "$1" = 400 ] || [ "$1" = 404 ]' _ "$code"
+  code=$("${C[@]}" --http2-prior-knowledge --path-as-is -o /dev/null -w '%{http_code}' "$U$p")
+  check "traversal '$p' over HTTP/2 refused ($code)" bash -c '[ "$1" = 400 ] || [ "$1" = 404 ]' _ "$code"
+done
+
+# --- limits ----------------------------------------------------------------------------------
+long=$(head -c 9000 /dev/zero | tr '\0' a)
+check "request line over 8 KiB: 414" test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/$long")" = 414
+big=$(head -c 17000 /dev/zero | tr '\0' b)
+check "headers over 16 KiB: 431" test "$("${C[@]}" -o /dev/null -w '%{http_code}' -H "X-Big: $big" "$U/small")" = 431
+check "headers over 16 KiB over HTTP/2: 431" test "$("${C[@]}" --http2-prior-knowledge -o /dev/null -w '%{http_code}' \
+  -H "X-Big: $big" "$U/small")" = 431
+check "server still serves after the limits" test "$("${C[@]}" "$U/small" | wc -c)" -eq 300
+
+# slowloris: headers one byte per 0.3 s must be cut off by the 2 s request
+# timeout, while a normal client keeps being served meanwhile
+cat > "$TMP/slowloris.py" <<'EOF'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=15)
+s.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n")
+t0 = time.time()
+closed = False
+try:
+    for c in b"X-Slow: " + b"a" * 100:
+        s.sendall(bytes([c]))
+        time.sleep(0.3)
+        s.setblocking(False)
+        try:
+            if s.recv(1024) == b"":
+                closed = True; break
+        except BlockingIOError:
+            pass
+        finally:
+            s.setblocking(True)
+except (BrokenPipeError, ConnectionResetError):
+    closed = True
+print("closed" if closed else "open", round(time.time() - t0, 1))
+EOF
+timeout 60 python3 "$TMP/slowloris.py" "$PORT" > "$TMP/slowloris.out" &
+slpid=$!
+sleep 0.5
+check "normal client served during slowloris" test "$("${C[@]}" "$U/small" | wc -c)" -eq 300
+wait $slpid || true
+slow=$(cat "$TMP/slowloris.out")
+check "slowloris cut off within the timeout ($slow)" \
+  bash -c 'set -- $1; [ "$1" = closed ] && python3 -c "import sys; sys.exit(not float(sys.argv[1]) < 5)" "$2"' _ "$slow"
+
+# 2000 idle connections: the server keeps serving, its memory stays bounded,
+# and the idle timeout closes them
+idle=$(python3 - "$PORT" "$PID" "$U" "$IDLE_N" <<'EOF'
+import socket, subprocess, sys, time
+port, pid, url, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+def rss():
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS:"): return int(l.split()[1])
+before = rss()
+socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+time.sleep(0.5)
+r = subprocess.run(["curl", "-s", "--max-time", "10", url + "/small"], capture_output=True)
+served = len(r.stdout) == 300
+grown = rss() - before
+time.sleep(3.5)  # past the 2 s idle timeout
+closed = 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        if s.recv(1) == b"": closed += 1
+    except BlockingIOError:
+        pass
+    except ConnectionResetError:
+        closed += 1
+print(int(served), grown, closed)
+EOF
+)
+read -r idle_served idle_kib idle_closed <<<"$idle"
+check "$IDLE_N idle connections: still serving" test "$idle_served" = 1
+check "$IDLE_N idle connections: under 40 MiB more RSS (${idle_kib} KiB)" test "$idle_kib" -lt 40960
+check "$IDLE_N idle connections: closed by the idle timeout ($idle_closed)" test "$idle_closed" -eq "$IDLE_N"
+
+# --- streams --------------------------------------------------------------------------------------
+verify_stream='import sys; d = sys.stdin.buffer.read(); n = int(sys.argv[1])
+sys.exit(not (len(d) == n and all(d[i] == i % 251 for i in range(0, n, 997))))'
+U=$U V=$verify_stream
+export U V
+check "stream (chunked) delivers every byte" \
+  bash -c 'curl -s --max-time 20 "$U/stream?size=3000000&chunk=10000" | python3 -c "$V" 3000000'
+check "stream (Content-Length) delivers every byte" \
+  bash -c 'curl -s --max-time 20 "$U/stream?size=3000000&length=1" | python3 -c "$V" 3000000'
+check "stream over HTTP/2 delivers every byte" \
+  bash -c 'curl -s --max-time 20 --http2-prior-knowledge "$U/stream?size=3000000" | python3 -c "$V" 3000000'
+check "HEAD on a stream: headers only" \
+  test "$("${C[@]}" -I -o /dev/null -w '%{http_code} %{size_download}' "$U/stream?size=1000&length=1")" = "200 0"
+
+for v in "chunked:" "length:&length=1" "h2:" ; do
+  name=${v%%:*} extra=${v#*:}
+  args=()
+  [ "$name" = h2 ] && args=(--http2-prior-knowledge)
+  rc=0; "${C[@]}" "${args[@]}" -o "$TMP/failed" "$U/stream?size=2000000&fail_at=700000$extra" || rc=$?
+  check "failing stream ($name) is an error for the client (curl $rc)" \
+    bash -c 'case $1 in 18|56|92) exit 0;; *) exit 1;; esac' _ "$rc"
+  check "failing stream ($name) is short" test "$(stat -c %s "$TMP/failed")" -lt 2000000
+done
+rc=0; "${C[@]}" -o /dev/null "$U/stream?size=1000&fail_at=0&length=1" || rc=$?
+check "stream failing before its first byte is an error (curl $rc)" bash -c '[ "$1" != 0 ]' _ "$rc"
+
+# a client that goes away mid-stream cancels the producer (HTTP/1 and HTTP/2)
+canceled() { "${C[@]}" "$U/metrics" | awk '/^httpd_test_producer_canceled_total /{print $2}'; }
+c0=$(canceled)
+"${C[@]}" --max-time 1 -o /dev/null "$U/stream?size=100000000&chunk=10000&delay_ms=20" || true
+"${C[@]}" --http2-prior-knowledge --max-time 1 -o /dev/null "$U/stream?size=100000000&chunk=10000&delay_ms=20" || true
+sleep 0.5
+check "client gone: both producers canceled ($c0 -> $(canceled))" test "$(canceled)" -ge $((c0 + 2))
+
+# backpressure: a client that does not read must not make the server buffer
+# the whole 512 MiB stream
+bp=$(python3 - "$PORT" "$PID" <<'EOF'
+import socket, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+def rss():
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS:"): return int(l.split()[1])
+before = rss()
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.sendall(b"GET /stream?size=536870912&chunk=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+time.sleep(2)
+grown = rss() - before
+got = 0
+t0 = time.time()
+while got < 64 << 20 and time.time() - t0 < 20:
+    b = s.recv(1 << 20)
+    if not b: break
+    got += len(b)
+print(grown, int(got >= 64 << 20))
+EOF
+)
+read -r bp_kib bp_flow <<<"$bp"
+check "stalled reader: producer blocked, RSS grew ${bp_kib} KiB (< 16 MiB)" test "$bp_kib" -lt 16384
+check "stalled reader: stream resumes when the client reads" test "$bp_flow" = 1
+
+# slow read: a client that stops reading a file or a stream is disconnected
+# after the 5 s send timeout instead of holding the connection forever
+cat > "$TMP/slowread.py" <<'EOF'
+import socket, sys, time
+port, path, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.connect(("127.0.0.1", port))
+s.settimeout(20)
+s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+time.sleep(8)
+got = 0
+try:
+    while True:
+        b = s.recv(1 << 20)
+        if not b: break
+        got += len(b)
+except (ConnectionResetError, socket.timeout) as e:
+    if isinstance(e, socket.timeout): got = -1
+print(int(0 < got < size))
+EOF
+check "slow reader of a file is disconnected" \
+  test "$(timeout 60 python3 "$TMP/slowread.py" "$PORT" /file/sparse.bin 268435456)" = 1
+check "slow reader of a stream is disconnected" \
+  test "$(timeout 60 python3 "$TMP/slowread.py" "$PORT" '/stream?size=536870912&chunk=65536' 536870912)" = 1
+
+# the same over HTTP/2 (h2c upgrade, raw frames): a client that opens its
+# flow-control windows and then stops reading the connection is cut off; one
+# that simply never opens the stream's window (flow control, its own
+# choice) keeps its connection
+cat > "$TMP/h2slow.py" <<'EOF'
+import socket, struct, sys, time
+port, path, size, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.connect(("127.0.0.1", port))
+def frame(t, flags, sid, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
+inc = struct.pack(">I", 0x7fffffff - 65535)
+windows = frame(8, 0, 0, inc) + frame(8, 0, 1, inc) if mode == "read-nothing" else b""
+s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+          b"Upgrade: h2c\r\nHTTP2-Settings: \r\n\r\n"
+          b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + windows)
+time.sleep(8)
+s.settimeout(20 if mode == "read-nothing" else 2)
+got, eof = 0, False
+try:
+    while True:
+        b = s.recv(1 << 20)
+        if not b:
+            eof = True; break
+        got += len(b)
+except ConnectionResetError:
+    eof = True
+except socket.timeout:
+    pass
+if mode == "read-nothing":
+    print("cut" if eof and 0 < got < size else "not-cut %d" % got)
+else:
+    print("open" if not eof and got > 0 else "closed %d" % got)
+EOF
+check "HTTP/2 client not reading a file is cut off" \
+  test "$(timeout 60 python3 "$TMP/h2slow.py" "$PORT" /file/sparse.bin 268435456 read-nothing)" = cut
+check "HTTP/2 client not reading a stream is cut off" \
+  test "$(timeout 60 python3 "$TMP/h2slow.py" "$PORT" '/stream?size=536870912&chunk=65536' 536870912 read-nothing)" = cut
+check "HTTP/2 stream held by the client's flow control is left alone" \
+  test "$(timeout 60 python3 "$TMP/h2slow.py" "$PORT" /file/sparse.bin 268435456 no-window)" = open
+
+# --- metrics and access log ---------------------------------------------------------------------
+metrics=$("${C[@]}" "$U/metrics")
+check "metrics count /small 200s" grep -Eq '^cairn_http_requests_total\{route="small",status="200"\} [0-9]+$' <<<"$metrics"
+check "metrics count 414s" grep -Eq '^cairn_http_requests_total\{route="none",status="414"\} [1-9]' <<<"$metrics"
+check "metrics count file bytes" grep -Eq '^cairn_http_response_bytes_total\{route="file"\} [1-9][0-9]{6,}$' <<<"$metrics"
+check "access log in Combined Log Format" \
+  grep -Eq '^127\.0\.0\.1 - - \[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9:]{8} [+-][0-9]{4}\] "GET /small HTTP/1\.1" 200 300 "-" "curl/' "$LOG"
+check "access log has HTTP/2 requests" grep -q '"GET /small HTTP/2" 200 300' "$LOG"
+
+# --- graceful stop ---------------------------------------------------------------------------------
+# a 2 s response in flight when SIGTERM arrives still completes; new
+# connections are refused; the server exits 0
+"${C[@]}" -o "$TMP/inflight" "$U/stream?size=200000&chunk=10000&delay_ms=100&length=1" &
+cpid=$!
+sleep 0.5
+t0=$(date +%s%N)
+kill -TERM "$PID"
+sleep 0.3
+nrc=0; curl -s --max-time 3 -o /dev/null "$U/small" || nrc=$?
+check "SIGTERM: new connections refused during the drain (curl $nrc)" test "$nrc" = 7
+stop_rc=0; stop_server || stop_rc=$?
+t1=$(date +%s%N)
+crc=0; wait $cpid || crc=$?
+check "SIGTERM: in-flight response completed (curl $crc)" \
+  bash -c '[ "$1" = 0 ] && [ "$(stat -c %s "$2")" = 200000 ]' _ "$crc" "$TMP/inflight"
+check "SIGTERM: server exited 0 ($stop_rc)" test "$stop_rc" = 0
+check "SIGTERM: exit within 5 s" test $(( (t1 - t0) / 1000000 )) -lt 5000
+check "SIGTERM: port closed afterwards" bash -c '! curl -s --max-time 2 -o /dev/null "$1/small"' _ "$U"
+
+# the shutdown deadline bounds a response that would take too long
+start_server "$TMP/s2.out" --listen 127.0.0.1:0 --dir "$DATA" --threads 1 --shutdown-timeout 1000
+U=http://127.0.0.1:$PORT
+rc=0
+"${C[@]}" -o /dev/null "$U/stream?size=1000000&chunk=1000&delay_ms=50&length=1" & cpid=$!
+sleep 0.5
+t0=$(date +%s%N); stop_rc=0; stop_server || stop_rc=$?; t1=$(date +%s%N)
+wait $cpid || rc=$?
+check "shutdown deadline: server gone within 4 s" test $(( (t1 - t0) / 1000000 )) -lt 4000
+check "shutdown deadline: the cut response is an error (curl $rc)" test "$rc" != 0
+
+# --- listeners ----------------------------------------------------------------------------------------
+start_server "$TMP/s3.out" --listen 127.0.0.1:0 --dir "$DATA" --threads 2 --reuseport
+check "SO_REUSEPORT mode serves" test "$("${C[@]}" "http://127.0.0.1:$PORT/small" | wc -c)" -eq 300
+stop_server || true
+
+if python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0))' 2>/dev/null; then
+  start_server "$TMP/s4.out" --listen '[::1]:0' --dir "$DATA"
+  check "IPv6 listener serves" test "$("${C[@]}" -g "http://[::1]:$PORT/small" | wc -c)" -eq 300
+  stop_server || true
+else
+  echo "# no IPv6 loopback here; IPv6 listener not tested"
+fi
+
+# systemd socket activation: the listening socket arrives as fd 3
+sd=$(python3 - "$HTTPD_TEST_SERVER" "$DATA" "$TMP/s5" <<'EOF'
+import os, socket, subprocess, sys, time, signal
+srv, data, out = sys.argv[1:4]
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", 0)); ls.listen(64)
+port = ls.getsockname()[1]
+pid = os.fork()
+if pid == 0:
+    os.dup2(ls.fileno(), 3)
+    os.set_inheritable(3, True)  # dup2 onto itself keeps CLOEXEC
+    os.environ["LISTEN_FDS"] = "1"
+    os.environ["LISTEN_PID"] = str(os.getpid())
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC); os.dup2(fd, 1); os.dup2(fd, 2)
+    os.execv(srv, [srv, "--systemd", "--dir", data, "--threads", "2"])
+ls.close()
+r = b""
+for _ in range(50):
+    p = subprocess.run(["curl", "-s", "--max-time", "5", f"http://127.0.0.1:{port}/small"], capture_output=True)
+    r = p.stdout
+    if len(r) == 300: break
+    time.sleep(0.1)
+os.kill(pid, signal.SIGTERM)
+_, st = os.waitpid(pid, 0)
+print(len(r), os.waitstatus_to_exitcode(st))
+EOF
+)
+check "systemd socket activation serves and stops cleanly ($sd)" test "$sd" = "300 0"
+
+# --user: privileges dropped after binding (only as root)
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+  chmod 755 "$TMP" "$DATA"
+  chmod 644 "$DATA/hello.txt"
+  start_server "$TMP/s6.out" --listen 127.0.0.1:0 --dir "$DATA" --user nobody
+  uid=$(awk '/^Uid:/{print $2, $3, $4, $5}' "/proc/$PID/status")
+  check "--user nobody: all uids are nobody's ($uid)" test "$uid" = "$(id -u nobody) $(id -u nobody) $(id -u nobody) $(id -u nobody)"
+  check "--user nobody: still serves files" test "$("${C[@]}" "http://127.0.0.1:$PORT/file/hello.txt")" = hello
+  stop_server || true
+else
+  echo "# not root: --user not tested"
+fi
+
+# sanitizer builds: any report from any server run is a failure
+for e in "$TMP"/*.err "$TMP/s5"; do
+  [ -f "$e" ] || continue
+  if grep -Eq 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:|Assertion' "$e"; then
+    not_ok "sanitizer or assertion report in $(basename "$e")"; sed -n 1,30p "$e"
+  fi
+done
+
+finish

@@ -178,6 +178,7 @@ struct cairn_fetch {
 	uint64_t bytes_received;
 	uint64_t bytes_expected;
 	size_t n_done, n_failed, n_present;
+	size_t n_ready, n_verified; /* items in I_READY, I_VERIFIED: scans skip when 0 */
 	bool batch_open;
 	size_t batch_puts;
 	int fatal;
@@ -517,6 +518,10 @@ static void item_finish(struct item *it, enum cairn_fetch_status st, int code)
 		download_free(it->dl);
 		it->dl = NULL;
 	}
+	if (it->st == I_READY)
+		f->n_ready--;
+	if (it->st == I_VERIFIED)
+		f->n_verified--;
 	it->st = I_FINAL;
 	it->status = st;
 	it->code = code;
@@ -1227,6 +1232,7 @@ static void decide(struct item *it)
 	const struct cairn_narinfo_url *u0 = &it->ans[it->srcs[0]].ni->urls[0];
 	f->bytes_expected += u0->has_file_size ? u0->file_size : it->nar_size;
 	it->st = I_READY;
+	f->n_ready++;
 out:
 	free(groups);
 	free(vr);
@@ -1657,6 +1663,7 @@ static void dl_verdict(struct download *dl, int rc)
 	it->server_used = f->servers[dl->si].url;
 	it->compression = cairn_codec_method_name(dl->method);
 	it->st = I_VERIFIED;
+	f->n_verified++;
 	f->downloads_active--;
 }
 
@@ -1908,7 +1915,7 @@ static void commit(struct item *it)
 static void settle(struct cairn_fetch *f)
 {
 	bool changed = true;
-	while (changed) {
+	while (changed && (f->n_ready || f->n_verified)) {
 		changed = false;
 		for (size_t i = 0; i < f->n_items; i++) {
 			struct item *it = f->items[i];
@@ -1944,7 +1951,7 @@ static void pump(struct cairn_fetch *f)
 	}
 	if (f->queries_active == 0 && f->qq_len == 0)
 		cache_flush(f);
-	while (f->downloads_active < f->cfg.jobs) {
+	while (f->downloads_active < f->cfg.jobs && f->n_ready) {
 		/* Leaves first: an item whose references are settled commits at
 		 * once instead of holding its temporary tree open. */
 		struct item *best = NULL;
@@ -1969,6 +1976,7 @@ static void pump(struct cairn_fetch *f)
 		best->dl->it = best;
 		best->dl->nar_fd = -1;
 		best->st = I_DOWNLOAD;
+		f->n_ready--;
 		f->downloads_active++;
 		download_start(best);
 	}

@@ -12,7 +12,9 @@
 #   nix copy --from http://... --to local?root=DIR TOP      (Nix 2.8)
 #   cairn fetch --from http://... --store DIR --closure TOP
 # with /usr/bin/time (wall, user, sys, max RSS).  Needs root (Nix without
-# a daemon), nix-bin, nginx.  Prints a Markdown table.
+# a daemon), nix-bin, nginx.  Prints a Markdown table.  With BENCH_DIR set,
+# the store and caches are kept there and reused by the next run (the
+# clients' stores are always made afresh).
 set -euo pipefail
 CAIRN=$(realpath "${1:?usage: bench/fetch.sh CAIRN [N [KIB [COMPRESSION...]]]}")
 N=${2:-300}
@@ -21,12 +23,21 @@ shift $(($# < 3 ? $# : 3))
 COMPS=("$@")
 [ ${#COMPS[@]} -gt 0 ] || COMPS=(xz zstd)
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench.XXXXXX")
+if [ -n "${BENCH_DIR:-}" ]; then
+  TMP=$BENCH_DIR
+  mkdir -p "$TMP"
+else
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench.XXXXXX")
+fi
 ngpid=
 cleanup() {
   [ -z "$ngpid" ] || kill "$ngpid" 2>/dev/null || true
   chmod -R u+w "$TMP" 2>/dev/null || true
-  rm -rf "$TMP"
+  if [ -n "${BENCH_DIR:-}" ]; then
+    rm -rf "$TMP"/nix-* "$TMP"/cairn-* "$TMP/ng"
+  else
+    rm -rf "$TMP"
+  fi
 }
 trap cleanup EXIT
 
@@ -67,13 +78,15 @@ in builtins.head (go $N)
 EOF
 echo "building $N paths..." >&2
 TOP=$(nix-build --store "local?root=$TMP/src" --no-out-link --quiet -j2 "$TMP/closure.nix")
+rm -rf "$TMP"/nix-* "$TMP"/cairn-*
 npaths=$(nix path-info --store "local?root=$TMP/src" -r "$TOP" | wc -l)
 narbytes=$(nix path-info --store "local?root=$TMP/src" -r -S "$TOP" | awk '{print $NF}' | tail -1)
-nix key generate-secret --key-name bench-1 >"$TMP/k.sec"
+[ -s "$TMP/k.sec" ] || nix key generate-secret --key-name bench-1 >"$TMP/k.sec"
 nix key convert-secret-to-public <"$TMP/k.sec" >"$TMP/k.pub"
 
 mkdir -p "$TMP/www" "$TMP/ng"
 for c in "${COMPS[@]}"; do
+  [ ! -s "$TMP/www/$c/$(basename "$TOP" | cut -c1-32).narinfo" ] || continue
   echo "nix copy --to file:// ($c)..." >&2
   nix copy --quiet --from "local?root=$TMP/src" --to "file://$TMP/www/$c?compression=$c&secret-key=$TMP/k.sec" "$TOP" 2>/dev/null
 done

@@ -469,6 +469,8 @@ void cairn_fetch_item(const struct cairn_fetch *f, size_t i, struct cairn_fetch_
 		r->n_signers = it->n_signers;
 		r->by_ca = it->by_ca;
 		r->seconds = it->t_end - it->t_start;
+		if (it->cur_src < it->n_srcs)
+			r->narinfo = it->ans[it->srcs[it->cur_src]].ni;
 	}
 }
 

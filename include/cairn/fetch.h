@@ -65,6 +65,7 @@
 #include "cairn/http.h"
 
 struct cairn_keyring;
+struct cairn_narinfo;
 struct cairn_nicache;
 
 #define CAIRN_FETCH_MAX_SERVERS 64
@@ -95,6 +96,10 @@ struct cairn_fetch_report {
 	unsigned n_signers;	   /* FETCHED: distinct trusted keys */
 	bool by_ca;		   /* FETCHED: accepted through its CA field */
 	double seconds;		   /* FETCHED: from first byte asked to commit */
+	/* FETCHED: the narinfo of the server the NAR came from, as parsed
+	 * (its NarHash, NarSize and References are the accepted ones); for a
+	 * mirror that serves the item again. */
+	const struct cairn_narinfo *narinfo;
 };
 
 /* Progress counters, for a live display. */

@@ -3,24 +3,11 @@
 # against servers that misbehave on purpose (fetch-test-server.py): the
 # acceptance cases and the failure matrix of issue 4.
 . "$SRCDIR/tests/integration/lib.sh"
-skip_unless python3 nginx nix nix-build nix-store sha256sum
+. "$SRCDIR/tests/integration/nix-lib.sh"
+nix_lib_init # Nix 2.8 as root, no daemon, chroot stores under $TMP
+skip_unless nginx sha256sum curl
 
 PYSRV="$SRCDIR/tests/integration/fetch-test-server.py"
-
-# ---- Nix without a daemon, chroot stores under $TMP (as in nixtest's
-# nix-lib.sh: building into a chroot store needs the sandbox, which needs
-# the host's /bin and /usr inside it).
-export NIX_CONFIG="sandbox = false
-build-users-group =
-substituters =
-narinfo-cache-negative-ttl = 0
-narinfo-cache-positive-ttl = 0
-experimental-features = nix-command
-sandbox-paths = /bin /usr /lib /lib64
-"
-export XDG_CACHE_HOME=$TMP/xdg/cache XDG_CONFIG_HOME=$TMP/xdg/config \
-  XDG_DATA_HOME=$TMP/xdg/data XDG_STATE_HOME=$TMP/xdg/state
-cleanup_hooks+=("chmod -R u+w '$TMP' 2>/dev/null")
 
 # build_closure ROOT N BYTES: N derivations, each refers to the two before it,
 # each holds BYTES random bytes (two builds differ); prints the top path
@@ -52,12 +39,7 @@ EOF
   nix-build --store "local?root=$root" --no-out-link --quiet "$expr"
 }
 
-# copy_to ROOT PATH DIR COMPRESSION [KEY]: nix copy the closure to a file:// cache
-copy_to() {
-  local url="file://$3?compression=$4"
-  [ -z "${5:-}" ] || url="$url&secret-key=$5"
-  nix copy --quiet --from "local?root=$1" --to "$url" "$2"
-}
+copy_to() { nix_copy_to_file "$@"; }
 
 hashpart() { basename "$1" | cut -c1-32; }
 
@@ -115,10 +97,8 @@ serve_py() {
 }
 
 # ---- closure and keys
-nix key generate-secret --key-name test-1 >"$TMP/k1.sec"
-nix key convert-secret-to-public <"$TMP/k1.sec" >"$TMP/k1.pub"
-nix key generate-secret --key-name test-2 >"$TMP/k2.sec"
-nix key convert-secret-to-public <"$TMP/k2.sec" >"$TMP/k2.pub"
+nix_gen_key test-1 "$TMP/k1"
+nix_gen_key test-2 "$TMP/k2"
 
 S1=$TMP/s1
 TOP=$(build_closure "$S1" 6 300000)

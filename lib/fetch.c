@@ -239,8 +239,9 @@ int cairn_fetch_new(struct cairn_fetch **out, const struct cairn_fetch_config *c
 		    struct cairn_error *err)
 {
 	if (!cfg || !cfg->keys || (!cfg->root == !cfg->nar_dir))
-		return cairn_error_set(err, CAIRN_EINVAL,
-				       "fetch: need trusted keys and exactly one of root and nar_dir");
+		return cairn_error_set(
+		    err, CAIRN_EINVAL,
+		    "fetch: need trusted keys and exactly one of root and nar_dir");
 	if (cfg->jobs > CAIRN_FETCH_MAX_JOBS)
 		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: at most %d parallel downloads",
 				       CAIRN_FETCH_MAX_JOBS);
@@ -339,7 +340,8 @@ void cairn_fetch_free(struct cairn_fetch *f)
 int cairn_fetch_add_server(struct cairn_fetch *f, const char *url, struct cairn_error *err)
 {
 	if (f->started)
-		return cairn_error_set(err, CAIRN_EINVAL, "fetch: servers must be added before the run");
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "fetch: servers must be added before the run");
 	if (f->n_servers >= CAIRN_FETCH_MAX_SERVERS)
 		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: at most %d servers",
 				       CAIRN_FETCH_MAX_SERVERS);
@@ -537,7 +539,7 @@ static void item_finish(struct item *it, enum cairn_fetch_status st, int code)
 }
 
 static void item_fail(struct item *it, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void item_fail(struct item *it, int code, const char *fmt, ...)
 {
 	if (fmt) {
@@ -591,7 +593,8 @@ static int mkdir_p(const char *path, struct cairn_error *err)
 			char c = buf[i];
 			buf[i] = '\0';
 			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-				return cairn_error_errno(err, errno, "fetch: cannot create '%s'", buf);
+				return cairn_error_errno(err, errno, "fetch: cannot create '%s'",
+							 buf);
 			buf[i] = c;
 		}
 	}
@@ -687,8 +690,9 @@ static void info_done(void *ctx, const struct cairn_http_result *res)
 		apply_info(f, s, s->info.data ? s->info.data : "", s->info.len);
 		if (f->cfg.cache && !cairn_http_server_down(s->hs)) {
 			cache_batch(f);
-			cairn_nicache_put_info(f->cfg.cache, s->url, s->info.data ? s->info.data : "",
-					       s->info.len, wall_now(), -1, NULL);
+			cairn_nicache_put_info(f->cfg.cache, s->url,
+					       s->info.data ? s->info.data : "", s->info.len,
+					       wall_now(), -1, NULL);
 		}
 	} else if (res->outcome == CAIRN_HTTP_STATUS && res->status >= 400 && res->status < 500) {
 		/* No nix-cache-info (a plain directory of narinfos): defaults. */
@@ -710,7 +714,8 @@ static void start_infos(struct cairn_fetch *f)
 			char *reason = NULL;
 			if (cairn_nicache_is_down(f->cfg.cache, s->url, now, &reason, NULL) == 1) {
 				char why[CAIRN_NICACHE_REASON_MAX + 64];
-				snprintf(why, sizeof(why), "%s (remembered)", reason ? reason : "down");
+				snprintf(why, sizeof(why), "%s (remembered)",
+					 reason ? reason : "down");
 				cairn_http_server_mark_down(s->hs, why);
 				s->noted_down = true;
 				free(reason);
@@ -719,7 +724,8 @@ static void start_infos(struct cairn_fetch *f)
 			free(reason);
 			char *text = NULL;
 			size_t len = 0;
-			if (cairn_nicache_get_info(f->cfg.cache, s->url, now, &text, &len, NULL) == 1) {
+			if (cairn_nicache_get_info(f->cfg.cache, s->url, now, &text, &len, NULL) ==
+			    1) {
 				apply_info(f, s, text, len);
 				free(text);
 				continue;
@@ -733,12 +739,12 @@ static void start_infos(struct cairn_fetch *f)
 		ic->f = f;
 		ic->si = i;
 		struct cairn_http_request rq = {
-			.server = s->hs,
-			.url = "nix-cache-info",
-			.max_body = CAIRN_HTTP_CACHE_INFO_MAX,
-			.on_data = info_data,
-			.on_done = info_done,
-			.ctx = ic,
+		    .server = s->hs,
+		    .url = "nix-cache-info",
+		    .max_body = CAIRN_HTTP_CACHE_INFO_MAX,
+		    .on_data = info_data,
+		    .on_done = info_done,
+		    .ctx = ic,
 		};
 		struct cairn_error e;
 		cairn_error_init(&e);
@@ -810,8 +816,8 @@ static void query_done(void *ctx, const struct cairn_http_result *res)
 		a->state = A_ABSENT;
 		if (f->cfg.cache && !a->no_store) {
 			cache_batch(f);
-			cairn_nicache_put_absent(f->cfg.cache, s->url, it->sp.hash, now,
-						 a->max_age, NULL);
+			cairn_nicache_put_absent(f->cfg.cache, s->url, it->sp.hash, now, a->max_age,
+						 NULL);
 		}
 	} else if (cairn_http_advice(res) == CAIRN_HTTP_RETRY_RANGE && a->retries < QUERY_RETRIES) {
 		a->retries++;
@@ -834,13 +840,13 @@ static void query_send(struct cairn_fetch *f, struct answer *a)
 	char url[CAIRN_STORE_HASH_LEN + 16];
 	snprintf(url, sizeof(url), "%s.narinfo", a->it->sp.hash);
 	struct cairn_http_request rq = {
-		.server = s->hs,
-		.url = url,
-		.max_body = CAIRN_NARINFO_MAX,
-		.on_headers = query_headers,
-		.on_data = query_data,
-		.on_done = query_done,
-		.ctx = a,
+	    .server = s->hs,
+	    .url = url,
+	    .max_body = CAIRN_NARINFO_MAX,
+	    .on_headers = query_headers,
+	    .on_data = query_data,
+	    .on_done = query_done,
+	    .ctx = a,
 	};
 	struct cairn_error e;
 	cairn_error_init(&e);
@@ -1060,8 +1066,8 @@ static int check_answer(struct item *it, struct answer *a, struct cairn_verify_r
 		for (size_t i = 0; ok && i < a->ni->n_refs; i++)
 			ok = !cairn_store_path_parse_base(a->ni->refs[i], strlen(a->ni->refs[i]),
 							  &refs[i], NULL);
-		ok = ok && !cairn_ca_check_path(&ca, &it->sp, refs, a->ni->n_refs, f->store_dir,
-						NULL);
+		ok = ok &&
+		     !cairn_ca_check_path(&ca, &it->sp, refs, a->ni->n_refs, f->store_dir, NULL);
 		/* The content check (cairn_ca_verify_*) supports sha256 only. */
 		ok = ok && ca.hash.algo == CAIRN_HASH_SHA256 && ca.method != CAIRN_CA_GIT;
 		free(refs);
@@ -1146,7 +1152,8 @@ static void decide(struct item *it)
 			if (a->state == A_PRESENT)
 				any_present = true;
 			if (a->state == A_ERROR || (a->state == A_PRESENT && a->msg))
-				reason_add(it, "%s: %s", f->servers[i].url, a->msg ? a->msg : "error");
+				reason_add(it, "%s: %s", f->servers[i].url,
+					   a->msg ? a->msg : "error");
 		}
 		size_t best = 0;
 		for (size_t g = 0; g < ng; g++)
@@ -1167,14 +1174,16 @@ static void decide(struct item *it)
 					describe_group(it, &groups[g], (int)g, &b);
 					break;
 				}
-			item_fail(it, CAIRN_EUNTRUSTED, "not enough signatures: %zu of %u required (%s)",
-				  best, k, b.data ? b.data : "");
+			item_fail(it, CAIRN_EUNTRUSTED,
+				  "not enough signatures: %zu of %u required (%s)", best, k,
+				  b.data ? b.data : "");
 			cairn_buf_release(&b);
 		} else if (ng == 0) {
 			item_fail(it, CAIRN_EFORMAT, "no usable narinfo");
 		} else {
-			item_fail(it, worst == CAIRN_EFORMAT || worst == CAIRN_ENOENT ? CAIRN_ENOSIG
-										       : worst,
+			item_fail(it,
+				  worst == CAIRN_EFORMAT || worst == CAIRN_ENOENT ? CAIRN_ENOSIG
+										  : worst,
 				  "no trusted signature");
 		}
 		goto out;
@@ -1189,8 +1198,8 @@ static void decide(struct item *it)
 		it->by_ca = true;
 		for (size_t i = 0; i < ns; i++)
 			if (it->ans[i].group == chosen && it->ans[i].ca_ok) {
-				cairn_ca_parse(it->ans[i].ni->ca, strlen(it->ans[i].ni->ca), &it->ca,
-					       NULL);
+				cairn_ca_parse(it->ans[i].ni->ca, strlen(it->ans[i].ni->ca),
+					       &it->ca, NULL);
 				break;
 			}
 	}
@@ -1215,8 +1224,10 @@ static void decide(struct item *it)
 			struct cairn_store_path sp;
 			struct cairn_error e;
 			cairn_error_init(&e);
-			if (cairn_store_path_parse_base(ni->refs[i], strlen(ni->refs[i]), &sp, &e)) {
-				item_fail(it, CAIRN_EFORMAT, "bad reference: %s", cairn_error_msg(&e));
+			if (cairn_store_path_parse_base(ni->refs[i], strlen(ni->refs[i]), &sp,
+							&e)) {
+				item_fail(it, CAIRN_EFORMAT, "bad reference: %s",
+					  cairn_error_msg(&e));
 				goto out;
 			}
 			if (!cairn_store_path_cmp(&sp, &it->sp))
@@ -1371,12 +1382,12 @@ static int w_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_err
 }
 
 static const struct cairn_nar_callbacks wrap_cb = {
-	.directory_begin = w_dir_begin,
-	.directory_end = w_dir_end,
-	.file_begin = w_file_begin,
-	.file_data = w_file_data,
-	.file_end = w_file_end,
-	.symlink = w_symlink,
+    .directory_begin = w_dir_begin,
+    .directory_end = w_dir_end,
+    .file_begin = w_file_begin,
+    .file_data = w_file_data,
+    .file_end = w_file_end,
+    .symlink = w_symlink,
 };
 
 /* Decompressed NAR bytes. */
@@ -1455,7 +1466,7 @@ static int pipeline_new(struct download *dl)
 			     CAIRN_CODEC_LEVEL_DEFAULT, it->nar_size, &dl->perr);
 	if (rc)
 		return rc;
-	struct cairn_nar_limits lim = { .max_nar_size = it->nar_size };
+	struct cairn_nar_limits lim = {.max_nar_size = it->nar_size};
 	dl->parser = cairn_nar_parser_new(&wrap_cb, dl, &lim);
 	if (!dl->parser)
 		return cairn_error_set(&dl->perr, CAIRN_ENOMEM, "out of memory");
@@ -1594,22 +1605,22 @@ static int dl_verify(struct download *dl)
 		return cairn_error_set(&dl->perr, CAIRN_EHASH, "no NAR hash");
 	uint64_t size = cairn_nar_parser_size(dl->parser);
 	if (size != it->nar_size)
-		return cairn_error_set(&dl->perr, CAIRN_EHASH, "NAR is %llu bytes, NarSize says %llu",
-				       (unsigned long long)size,
-				       (unsigned long long)it->nar_size);
+		return cairn_error_set(&dl->perr, CAIRN_EHASH,
+				       "NAR is %llu bytes, NarSize says %llu",
+				       (unsigned long long)size, (unsigned long long)it->nar_size);
 	if (!cairn_hash_equal(&h, &it->nar_hash)) {
 		char got[CAIRN_HASH_STR_MAX], want[CAIRN_HASH_STR_MAX];
 		cairn_hash_format(&h, CAIRN_HASH_NIX32, got, sizeof(got));
 		cairn_hash_format(&it->nar_hash, CAIRN_HASH_NIX32, want, sizeof(want));
-		return cairn_error_set(&dl->perr, CAIRN_EHASH, "hash mismatch: NAR has %s, signed %s",
-				       got, want);
+		return cairn_error_set(&dl->perr, CAIRN_EHASH,
+				       "hash mismatch: NAR has %s, signed %s", got, want);
 	}
 	if (dl->u->has_file_size && dl->u->file_size != dl->received)
-		return cairn_error_set(&dl->perr, CAIRN_EHASH, "file is %llu bytes, FileSize says %llu",
-				       (unsigned long long)dl->received,
-				       (unsigned long long)dl->u->file_size);
+		return cairn_error_set(
+		    &dl->perr, CAIRN_EHASH, "file is %llu bytes, FileSize says %llu",
+		    (unsigned long long)dl->received, (unsigned long long)dl->u->file_size);
 	if (dl->filehash_on) {
-		struct cairn_hash fh = { .algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN };
+		struct cairn_hash fh = {.algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN};
 		cairn_sha256_final(&dl->filehash, fh.digest);
 		dl->filehash_on = false;
 		if (!cairn_hash_equal(&fh, &dl->u->file_hash))
@@ -1802,19 +1813,20 @@ static void dl_send(struct download *dl)
 	struct item *it = dl->it;
 	struct cairn_fetch *f = it->f;
 	struct server *s = &f->servers[dl->si];
-	uint64_t max = dl->u->has_file_size ? dl->u->file_size : it->nar_size + it->nar_size / 8 + 65536;
+	uint64_t max =
+	    dl->u->has_file_size ? dl->u->file_size : it->nar_size + it->nar_size / 8 + 65536;
 	if (max > CAIRN_HTTP_BODY_MAX)
 		max = CAIRN_HTTP_BODY_MAX;
 	bool absolute = strstr(dl->u->url, "://") != NULL;
 	struct cairn_http_request rq = {
-		.server = absolute ? NULL : s->hs,
-		.url = dl->u->url,
-		.range_start = dl->range_start,
-		.max_body = max,
-		.on_headers = dl_headers,
-		.on_data = dl_data,
-		.on_done = dl_done,
-		.ctx = dl,
+	    .server = absolute ? NULL : s->hs,
+	    .url = dl->u->url,
+	    .range_start = dl->range_start,
+	    .max_body = max,
+	    .on_headers = dl_headers,
+	    .on_data = dl_data,
+	    .on_done = dl_done,
+	    .ctx = dl,
 	};
 	struct cairn_error e;
 	cairn_error_init(&e);

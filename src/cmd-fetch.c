@@ -81,7 +81,7 @@ static double mono(void)
 
 static void human(uint64_t n, char *out, size_t cap)
 {
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	double v = (double)n;
 	int i = 0;
 	while (v >= 1024 && i < 4) {
@@ -119,10 +119,11 @@ static void draw(struct ui *ui, bool force)
 	if (r > 0 && p.bytes_expected > p.bytes_received)
 		snprintf(eta, sizeof(eta), "%.0f s",
 			 (double)(p.bytes_expected - p.bytes_received) / r);
-	int n = snprintf(line, sizeof(line),
-			 "[%zu/%zu items, %zu failed] %s / %s, %s/s, ETA %s, %zu downloading, %zu queries",
-			 p.items_done, p.items_total, p.items_failed, got, want, rate, eta,
-			 p.downloads_active, p.queries_active);
+	int n = snprintf(
+	    line, sizeof(line),
+	    "[%zu/%zu items, %zu failed] %s / %s, %s/s, ETA %s, %zu downloading, %zu queries",
+	    p.items_done, p.items_total, p.items_failed, got, want, rate, eta, p.downloads_active,
+	    p.queries_active);
 	if (n < 0)
 		return;
 	size_t len = strlen(line);
@@ -149,7 +150,8 @@ static void on_item(void *ctx, const struct cairn_fetch_report *r)
 		char sz[32];
 		human(r->download_bytes, sz, sizeof(sz));
 		fprintf(stderr, "fetched %s (%s %s from %s, %.2f s%s)\n", r->path, sz,
-			r->compression, r->server, r->seconds, r->by_ca ? ", content-addressed" : "");
+			r->compression, r->server, r->seconds,
+			r->by_ca ? ", content-addressed" : "");
 	} else {
 		fprintf(stderr, "present %s\n", r->path);
 	}
@@ -175,7 +177,7 @@ static int print_json(struct cairn_fetch *f, double secs)
 {
 	struct cairn_buf b = CAIRN_BUF_INIT((size_t)1 << 30);
 	size_t n = cairn_fetch_item_count(f);
-	size_t counts[4] = { 0 };
+	size_t counts[4] = {0};
 	uint64_t bytes = 0;
 	cairn_buf_puts(&b, "{\"items\":[");
 	for (size_t i = 0; i < n; i++) {
@@ -276,7 +278,7 @@ int cmd_fetch(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv))
 		return cli_usage(cmd_fetch_usage, true);
-	struct opts o = { .require_sigs = 1, .jobs = 8, .connect_s = 5, .stall_s = 30 };
+	struct opts o = {.require_sigs = 1, .jobs = 8, .connect_s = 5, .stall_s = 30};
 	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
 	struct cairn_nicache *cache = NULL;
 	struct cairn_fetch *f = NULL;
@@ -419,7 +421,7 @@ int cmd_fetch(int argc, char **argv)
 	}
 	cfg.cache = cache;
 
-	struct ui ui = { .tty = isatty(STDERR_FILENO) == 1, .quiet = o.quiet, .t0 = mono() };
+	struct ui ui = {.tty = isatty(STDERR_FILENO) == 1, .quiet = o.quiet, .t0 = mono()};
 	cfg.on_item = on_item;
 	cfg.ctx = &ui;
 	cairn_error_init(&err);

@@ -84,18 +84,18 @@ enum cairn_fetch_status {
 /* What the engine says about one item; strings borrowed for the call (or,
  * from cairn_fetch_item, until cairn_fetch_free). */
 struct cairn_fetch_report {
-	const char *path;	   /* full store path */
+	const char *path; /* full store path */
 	enum cairn_fetch_status status;
-	bool requested;		   /* asked for, not pulled in by --closure */
-	int code;		   /* FAILED: a negative enum cairn_err */
-	const char *reason;	   /* FAILED: why, naming servers; else "" */
-	const char *server;	   /* FETCHED: base URL the NAR came from */
-	const char *compression;   /* FETCHED: what was downloaded */
-	uint64_t nar_size;	   /* FETCHED */
-	uint64_t download_bytes;   /* FETCHED: bytes received, resumes included */
-	unsigned n_signers;	   /* FETCHED: distinct trusted keys */
-	bool by_ca;		   /* FETCHED: accepted through its CA field */
-	double seconds;		   /* FETCHED: from first byte asked to commit */
+	bool requested;		 /* asked for, not pulled in by --closure */
+	int code;		 /* FAILED: a negative enum cairn_err */
+	const char *reason;	 /* FAILED: why, naming servers; else "" */
+	const char *server;	 /* FETCHED: base URL the NAR came from */
+	const char *compression; /* FETCHED: what was downloaded */
+	uint64_t nar_size;	 /* FETCHED */
+	uint64_t download_bytes; /* FETCHED: bytes received, resumes included */
+	unsigned n_signers;	 /* FETCHED: distinct trusted keys */
+	bool by_ca;		 /* FETCHED: accepted through its CA field */
+	double seconds;		 /* FETCHED: from first byte asked to commit */
 	/* FETCHED: the narinfo of the server the NAR came from, as parsed
 	 * (its NarHash, NarSize and References are the accepted ones); for a
 	 * mirror that serves the item again. */
@@ -133,8 +133,8 @@ struct cairn_fetch_config {
 	 * network thread waits too.
 	 */
 	unsigned threads;
-	struct cairn_http_config http;	  /* cairn_fetch_config_init fills defaults */
-	struct cairn_nicache *cache;	  /* borrowed; NULL for none */
+	struct cairn_http_config http; /* cairn_fetch_config_init fills defaults */
+	struct cairn_nicache *cache;   /* borrowed; NULL for none */
 	/* Called once per item when it is finished (any status). */
 	void (*on_item)(void *ctx, const struct cairn_fetch_report *r);
 	void *ctx;

@@ -167,10 +167,10 @@ int main(void)
 	if (cairn_init() != 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_config_checked),
-		cmocka_unit_test(test_paths_parsed),
-		cmocka_unit_test(test_present_needs_no_server),
-		cmocka_unit_test(test_servers_down),
+	    cmocka_unit_test(test_config_checked),
+	    cmocka_unit_test(test_paths_parsed),
+	    cmocka_unit_test(test_present_needs_no_server),
+	    cmocka_unit_test(test_servers_down),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

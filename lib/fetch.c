@@ -185,7 +185,7 @@ struct cairn_fetch {
 	struct cairn_error fatal_err;
 	/* worker threads */
 	pthread_mutex_t mu;
-	pthread_cond_t work_cv, idle_cv;
+	pthread_cond_t work_cv, idle_cv, done_cv;
 	pthread_t *threads;
 	unsigned n_threads;
 	bool stopping;
@@ -267,11 +267,13 @@ int cairn_fetch_new(struct cairn_fetch **out, const struct cairn_fetch_config *c
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->work_cv, NULL);
 	pthread_cond_init(&f->idle_cv, NULL);
+	pthread_cond_init(&f->done_cv, NULL);
 	rc = cairn_http_new(&f->http, &f->cfg.http, err);
 	if (rc) {
 		pthread_mutex_destroy(&f->mu);
 		pthread_cond_destroy(&f->work_cv);
 		pthread_cond_destroy(&f->idle_cv);
+		pthread_cond_destroy(&f->done_cv);
 		free(f);
 		return rc;
 	}
@@ -334,6 +336,7 @@ void cairn_fetch_free(struct cairn_fetch *f)
 	pthread_mutex_destroy(&f->mu);
 	pthread_cond_destroy(&f->work_cv);
 	pthread_cond_destroy(&f->idle_cv);
+	pthread_cond_destroy(&f->done_cv);
 	free(f);
 }
 
@@ -1716,7 +1719,9 @@ static void *worker_main(void *arg)
 			pthread_mutex_lock(&f->mu);
 			if (rc)
 				dl->w_failed = true;
-			pthread_cond_broadcast(&f->idle_cv);
+			/* Wake the network thread only once there is room again. */
+			if (rc || dl->q_bytes <= WORKER_QUEUE_MAX / 2)
+				pthread_cond_broadcast(&f->idle_cv);
 		}
 		if (dl->q_finish) {
 			dl->q_finish = false;
@@ -1729,6 +1734,7 @@ static void *worker_main(void *arg)
 			dl->w_done = true;
 			dl->done_next = f->done_head;
 			f->done_head = dl;
+			pthread_cond_signal(&f->done_cv);
 		}
 		dl->busy = false;
 		pthread_cond_broadcast(&f->idle_cv);
@@ -2039,6 +2045,7 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 	pthread_mutex_lock(&f->mu);
 	bool working = f->worker_pending > 0;
 	pthread_mutex_unlock(&f->mu);
+	int wait_ms = timeout_ms > 0 ? timeout_ms : 0;
 	if (working && timeout_ms > WORKER_POLL_MS)
 		timeout_ms = WORKER_POLL_MS;
 	int rc = cairn_http_step(f->http, timeout_ms, err);
@@ -2046,6 +2053,19 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 		return rc;
 	if (f->fatal)
 		return cairn_error_set(err, f->fatal, "%s", f->fatal_err.msg);
+	if (rc == 0 && working) {
+		/* Nothing on the network (the client returns at once then):
+		 * sleep until a worker posts a verdict instead of spinning. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)wait_ms * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_mutex_lock(&f->mu);
+		if (!f->done_head && f->worker_pending)
+			pthread_cond_timedwait(&f->done_cv, &f->mu, &ts);
+		pthread_mutex_unlock(&f->mu);
+	}
 	drain_done(f);
 	settle(f);
 	pump(f);

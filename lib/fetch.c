@@ -177,6 +177,7 @@ struct cairn_fetch {
 	size_t downloads_active;
 	uint64_t bytes_received;
 	uint64_t bytes_expected;
+	double t_first_dl; /* when the first download started */
 	size_t n_done, n_failed, n_present;
 	size_t n_ready, n_verified; /* items in I_READY, I_VERIFIED: scans skip when 0 */
 	bool batch_open;
@@ -1422,7 +1423,7 @@ static int nar_out(void *ctx, const void *data, size_t len)
 	return 0;
 }
 
-/* Lower is tried first: zstd is small and unpacks at 1 GB/s; then by size. */
+/* Ties go to the earlier: zstd is small and unpacks at 1 GB/s; then by size. */
 static int method_rank(enum cairn_codec_method m)
 {
 	switch (m) {
@@ -1436,23 +1437,95 @@ static int method_rank(enum cairn_codec_method m)
 	}
 }
 
-static const struct cairn_narinfo_url *choose_url(const struct cairn_narinfo *ni,
-						  enum cairn_codec_method *method)
+/*
+ * Unpacking speed of one core in NAR bytes per second, and the size of a
+ * typical file as a fraction of its NAR when the narinfo has no FileSize:
+ * the measurements in codec.h (52 MB of mixed files), rounded down.
+ */
+static void method_model(enum cairn_codec_method m, double *rate, double *ratio)
 {
-	const struct cairn_narinfo_url *best = NULL;
-	int best_rank = 100;
-	for (size_t i = 0; i < ni->n_urls; i++) {
+	switch (m) {
+	case CAIRN_CODEC_NONE:
+		*rate = 2000e6;
+		*ratio = 1.0;
+		break;
+	case CAIRN_CODEC_ZSTD:
+		*rate = 1000e6;
+		*ratio = 0.30;
+		break;
+	case CAIRN_CODEC_GZIP:
+		*rate = 350e6;
+		*ratio = 0.32;
+		break;
+	case CAIRN_CODEC_XZ:
+		*rate = 40e6;
+		*ratio = 0.21;
+		break;
+	case CAIRN_CODEC_LZIP:
+		*rate = 40e6;
+		*ratio = 0.21;
+		break;
+	case CAIRN_CODEC_BZIP2:
+		*rate = 30e6;
+		*ratio = 0.25;
+		break;
+	default:
+		*rate = 1e6;
+		*ratio = 1.0;
+		break;
+	}
+}
+
+int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, unsigned cpus)
+{
+	int best = -1, best_rank = 0;
+	double best_cost = 0;
+	if (net_rate <= 0)
+		net_rate = CAIRN_FETCH_NET_RATE_GUESS;
+	if (cpus == 0)
+		cpus = 1;
+	for (size_t i = 0; i < ni->n_urls && i < (size_t)INT32_MAX; i++) {
 		enum cairn_codec_method m;
 		const char *c = ni->urls[i].compression;
 		if (cairn_codec_method_parse(c, strlen(c), &m, NULL))
 			continue;
-		if (method_rank(m) < best_rank) {
-			best_rank = method_rank(m);
-			best = &ni->urls[i];
-			*method = m;
+		double rate, ratio;
+		method_model(m, &rate, &ratio);
+		double size = ni->urls[i].has_file_size ? (double)ni->urls[i].file_size
+							: (double)ni->nar_size * ratio;
+		/* Transfer plus unpacking, the cores shared by parallel downloads. */
+		double cost = size / net_rate + (double)ni->nar_size / (rate * cpus);
+		int rank = method_rank(m);
+		if (best < 0 || cost < best_cost * 0.99 ||
+		    (cost <= best_cost * 1.01 && rank < best_rank)) {
+			best = (int)i;
+			best_cost = cost;
+			best_rank = rank;
 		}
 	}
 	return best;
+}
+
+/* The network rate so far; 0 (unknown) until a MiB has come in. */
+static double net_rate(const struct cairn_fetch *f)
+{
+	if (f->bytes_received < (1u << 20) || f->t_first_dl <= 0)
+		return 0;
+	double el = now_s() - f->t_first_dl;
+	return el > 0.01 ? (double)f->bytes_received / el : 0;
+}
+
+static const struct cairn_narinfo_url *choose_url(const struct cairn_fetch *f,
+						  const struct cairn_narinfo *ni,
+						  enum cairn_codec_method *method)
+{
+	int i = cairn_fetch_pick_url(ni, net_rate(f), f->n_threads ? f->n_threads : 1);
+	if (i < 0)
+		return NULL;
+	const char *c = ni->urls[i].compression;
+	if (cairn_codec_method_parse(c, strlen(c), method, NULL))
+		return NULL;
+	return &ni->urls[i];
 }
 
 /* Set up the pipeline for the current source; 0 or an error in dl->perr. */
@@ -1852,7 +1925,7 @@ static void download_start(struct item *it)
 		size_t si = it->srcs[it->cur_src];
 		const struct cairn_narinfo *ni = it->ans[si].ni;
 		dl->si = si;
-		dl->u = choose_url(ni, &dl->method);
+		dl->u = choose_url(f, ni, &dl->method);
 		if (!dl->u) {
 			reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
 			continue;
@@ -1870,6 +1943,8 @@ static void download_start(struct item *it)
 			item_fail(it, code, "%s", msg);
 			return;
 		}
+		if (f->t_first_dl <= 0)
+			f->t_first_dl = now_s();
 		dl_send(dl);
 		return;
 	}

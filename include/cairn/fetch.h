@@ -31,9 +31,9 @@
  *             (lowest Priority from nix-cache-info, then the order given)
  *             that has an acceptable narinfo wins.
  *   download  From the group's servers in order, one URL of the server's
- *             narinfo (by compression: zstd, then xz, lzip, gzip, bzip2, none:
- *             zstd is small and unpacks at 1 GB/s, the rest by size; see
- *             method_rank in fetch.c), streamed
+ *             narinfo (by compression, see cairn_fetch_pick_url: what
+ *             unpacks fastest on a fast link, the smallest on a slow one),
+ *             streamed
  *             through: FileHash check (compressed bytes) -> decompression
  *             capped at NarSize -> NAR parser (hash, size, today's Nix rules)
  *             -> restore into a temporary sibling of the target (nar.h) or
@@ -174,6 +174,20 @@ void cairn_fetch_progress(const struct cairn_fetch *f, struct cairn_fetch_progre
 size_t cairn_fetch_item_count(const struct cairn_fetch *f);
 /* Report of item i < count; strings valid until cairn_fetch_free. */
 void cairn_fetch_item(const struct cairn_fetch *f, size_t i, struct cairn_fetch_report *out);
+
+/*
+ * Which URL group of a narinfo to download (index into ni->urls), or -1
+ * when no compression is readable.  Cost model: FileSize (else NarSize
+ * times a typical ratio) over net_rate bytes/s, plus NarSize over the
+ * method's unpacking speed on one core (codec.h's measurements) times
+ * cpus; the cheapest wins, near-ties going to zstd, xz, lzip, gzip, bzip2,
+ * none in that order.  So a fast link picks what unpacks fastest and a
+ * slow one what is smallest.  net_rate <= 0 means unknown
+ * (CAIRN_FETCH_NET_RATE_GUESS); the engine passes the rate it has seen so
+ * far and its thread count.
+ */
+#define CAIRN_FETCH_NET_RATE_GUESS 50e6
+int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, unsigned cpus);
 
 /* A short static name: "fetched", "present", "failed", "pending". */
 const char *cairn_fetch_status_name(enum cairn_fetch_status s);

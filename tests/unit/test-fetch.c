@@ -18,6 +18,7 @@
 #include "cairn/cairn.h"
 #include "cairn/fetch.h"
 #include "cairn/keys.h"
+#include "cairn/narinfo.h"
 
 #define P1 "/nix/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0"
 #define B1 "pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0"
@@ -162,6 +163,50 @@ static void test_servers_down(void **state)
 	cairn_fetch_free(f);
 }
 
+static struct cairn_narinfo *ni_with(const char *groups)
+{
+	char text[2048];
+	snprintf(text, sizeof(text),
+		 "StorePath: " P1 "\n%s"
+		 "NarHash: sha256:1rx7qicg1ra44gl6xffciigi4z8liqqg0f33d82s2mqwvpiwxjqb\n"
+		 "NarSize: 100000000\n"
+		 "References: \n",
+		 groups);
+	struct cairn_narinfo *ni = NULL;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	if (cairn_narinfo_parse(text, strlen(text), &ni, &err))
+		fail_msg("%s", err.msg);
+	return ni;
+}
+
+static void test_pick_url(void **state)
+{
+	(void)state;
+	const char *three = "URL: nar/a.nar.xz\nCompression: xz\nFileSize: 20000000\n"
+			    "URL: nar/a.nar.zst\nCompression: zstd\nFileSize: 30000000\n"
+			    "URL: nar/a.nar\nCompression: none\nFileSize: 100000000\n";
+	struct cairn_narinfo *ni = ni_with(three);
+	/* a fast link: what unpacks fast; a slow one: the smallest */
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, 1), 1);
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e6, 1), 0);
+	assert_int_equal(cairn_fetch_pick_url(ni, 0, 2), 1); /* unknown rate: the guess */
+	cairn_narinfo_free(ni);
+	ni = ni_with("URL: nar/a.nar.xz\nCompression: xz\nFileSize: 20000000\n"
+		     "URL: nar/a.nar\nCompression: none\nFileSize: 100000000\n");
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, 1), 1);
+	assert_int_equal(cairn_fetch_pick_url(ni, 5e6, 1), 0);
+	cairn_narinfo_free(ni);
+	/* no FileSize: typical ratios; an unreadable method is never picked */
+	ni = ni_with("URL: nar/a.nar.br\nCompression: br\n"
+		     "URL: nar/a.nar.bz2\nCompression: bzip2\n");
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, 1), 1);
+	cairn_narinfo_free(ni);
+	ni = ni_with("URL: nar/a.nar.br\nCompression: br\n");
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, 1), -1);
+	cairn_narinfo_free(ni);
+}
+
 int main(void)
 {
 	if (cairn_init() != 0)
@@ -171,6 +216,7 @@ int main(void)
 	    cmocka_unit_test(test_paths_parsed),
 	    cmocka_unit_test(test_present_needs_no_server),
 	    cmocka_unit_test(test_servers_down),
+	    cmocka_unit_test(test_pick_url),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

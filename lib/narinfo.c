@@ -409,9 +409,18 @@ int cairn_narinfo_parse(const char *text, size_t len, struct cairn_narinfo **out
 		const char *nl = memchr(line, '\n', len - pos);
 		size_t llen = (size_t)(nl - line);
 		const char *colon = memchr(line, ':', llen);
-		if (ni->signature) {
+		/*
+		 * Guix 1.4 and later put the URL/Compression/FileSize groups
+		 * after the Signature line, outside the signed text, so that
+		 * baking a new compression changes no signed byte.  Only those
+		 * fields may follow it: anything that the signature is meant
+		 * to cover must come before it.
+		 */
+		if (ni->signature && !(colon && (is(line, (size_t)(colon - line), "URL") ||
+						 is(line, (size_t)(colon - line), "Compression") ||
+						 is(line, (size_t)(colon - line), "FileSize")))) {
 			rc = cairn_error_set(err, CAIRN_EFORMAT,
-					     "narinfo: line %zu: Signature must be the last field",
+					     "narinfo: line %zu: only URL, Compression and FileSize may follow Signature",
 					     line_no);
 			goto out;
 		}

@@ -210,6 +210,10 @@ expect_ok "tampered first server, good second: fetched" --from "$PY_URL" --from 
 check "  ... from the second" test "$(json_get "$TMP/j" 'j["items"][0]["server"]')" = "$NG/c-none"
 serve_py "$WWW/c-zstd" tamper
 expect_fail "tampered NAR bytes (zstd): refused" "verifies" --from "$PY_URL" "$DEP"
+rc=0
+"${F[@]}" --nar-dir "$TMP/nars-bad" --from "$PY_URL" "$DEP" 2>/dev/null || rc=$?
+check "tampered NAR with --nar-dir: exit 1, no file left (not even a temporary)" \
+  test "$rc-$(find "$TMP/nars-bad" -type f 2>/dev/null | wc -l)" = "1-0"
 
 mkcache truncated
 for f in "$WWW"/truncated/nar/*; do truncate -s $(($(stat -c %s "$f") / 2)) "$f"; done

@@ -345,6 +345,66 @@ expect_ok "--threads 0: short body resumed" --threads 0 --from "$PY_URL" "$DEP"
 out=$("${F[@]}" --from "$NG/c-xz" --store "$TMP/r-pipe" --closure "$TOP" 2>&1 >/dev/null)
 check "on a pipe: one line per finished item" test "$(grep -c '^fetched /nix/store/' <<<"$out")" = 6
 
+# ---- the Guix dialect: /gnu/store, nar/gzip/<basename> URLs, a Signature line
+# over the text before it, keys in Guix's formats.  A cache made here with
+# `cairn nar dump`, gzip and `cairn narinfo sign` (Guix keys), as guix
+# publish lays it out.
+G=$WWW/guix
+mkdir -p "$G/nar/gzip" "$TMP/gsrc"
+"$CAIRN" key generate --format guix --secret "$TMP/g1.sec" --public "$TMP/g1.pub" >/dev/null
+"$CAIRN" key generate --format guix --secret "$TMP/g2.sec" --public "$TMP/g2.pub" >/dev/null
+printf 'StoreDir: /gnu/store\nWantMassQuery: 0\nPriority: 100\n' >"$G/nix-cache-info"
+GLIB=0kbbxc27vzz13gjlal2xpdl3ldasp15j-glib-1.0
+GAPP=1j4pm3ca6i83nr7lf02z696lda7gzrlk-gapp-2.0
+mkdir -p "$TMP/gsrc/$GLIB/lib" "$TMP/gsrc/$GAPP/bin"
+echo "library" >"$TMP/gsrc/$GLIB/lib/libg.txt"
+printf '#!/bin/sh\necho /gnu/store/%s\n' "$GLIB" >"$TMP/gsrc/$GAPP/bin/gapp"
+chmod +x "$TMP/gsrc/$GAPP/bin/gapp"
+ln -s bin/gapp "$TMP/gsrc/$GAPP/run"
+# guix_item BASENAME REFS...: NAR, gzip file and signed narinfo
+guix_item() {
+  local b=$1 nar=$TMP/$1.nar h sz; shift
+  "$CAIRN" nar dump "$TMP/gsrc/$b" >"$nar"
+  gzip -9n <"$nar" >"$G/nar/gzip/$b"
+  { read -r h; read -r sz; } < <("$CAIRN" nar check <"$nar")
+  printf 'StorePath: /gnu/store/%s\nURL: nar/gzip/%s\nCompression: gzip\nFileSize: %s\nNarHash: %s\nNarSize: %s\nReferences: %s\n' \
+    "$b" "$b" "$(stat -c %s "$G/nar/gzip/$b")" "$h" "$sz" "$*" |
+    "$CAIRN" narinfo sign --key "$TMP/g1.sec" --host test.guix >"$G/${b:0:32}.narinfo"
+}
+guix_item "$GLIB"
+guix_item "$GAPP" "$GAPP" "$GLIB"
+check "the Guix narinfo ends in a Signature line" \
+  bash -c 'tail -1 "$0" | grep -q "^Signature: 1;test.guix;"' "$G/${GAPP:0:32}.narinfo"
+GF=("$CAIRN" fetch --no-cache --store-dir /gnu/store)
+R=$TMP/r-guix
+if "${GF[@]}" --trusted-key "$TMP/g1.pub" --from "$NG/guix" --store "$R" --closure --json \
+  "/gnu/store/$GAPP" >"$TMP/j" 2>"$TMP/err"; then
+  ok "Guix cache, Guix signing-key.pub: the closure fetched"
+else
+  not_ok "Guix cache, Guix signing-key.pub: the closure fetched"; cat "$TMP/err"
+fi
+check "  ... both trees unpacked as they were" diff -r "$TMP/gsrc" "$R/gnu/store"
+check "  ... gzip, 2 items" \
+  test "$(json_get "$TMP/j" '(j["fetched"], {i["compression"] for i in j["items"]})')" = "(2, {'gzip'})"
+printf '(acl\n (entry %s\n  (tag (guix import))))\n' "$(cat "$TMP/g1.pub")" >"$TMP/acl"
+rc=0; "${GF[@]}" --trusted-key "$TMP/acl" --from "$NG/guix" --store "$TMP/r-guix2" --closure \
+  "/gnu/store/$GAPP" 2>"$TMP/err" || rc=$?
+check "Guix acl file as trusted keys: fetched" test "$rc-$(ls "$TMP/r-guix2/gnu/store" | wc -l)" = "0-2"
+rc=0; "${GF[@]}" --trusted-key "$TMP/g2.pub" --from "$NG/guix" --store "$TMP/r-guix3" \
+  "/gnu/store/$GAPP" 2>"$TMP/err" || rc=$?
+check "Guix narinfo signed by an untrusted Guix key: refused" \
+  test "$rc-$(grep -c 'no trusted signature' "$TMP/err")" = "1-1"
+rm -rf "$WWW/guix-edit" && cp -a "$G" "$WWW/guix-edit"
+sed -i "s/^NarSize: \([0-9]*\)/NarSize: \18/" "$WWW/guix-edit/${GLIB:0:32}.narinfo"
+rc=0; "${GF[@]}" --trusted-key "$TMP/g1.pub" --from "$NG/guix-edit" --store "$TMP/r-guix4" \
+  "/gnu/store/$GLIB" 2>"$TMP/err" || rc=$?
+check "Guix narinfo changed after signing: refused" \
+  test "$rc-$(grep -c 'no trusted signature' "$TMP/err")" = "1-1"
+sed 's/^/    # /' "$TMP/err"
+rc=0; "$CAIRN" fetch --no-cache --trusted-key "$TMP/g1.pub" --from "$NG/guix" \
+  --store "$TMP/r-guix5" "/gnu/store/$GLIB" 2>"$TMP/err" || rc=$?
+check "a /gnu/store path with the default store directory: usage error" test "$rc" = 2
+
 # ---- usage
 rc=0; "$CAIRN" fetch --store "$TMP/x" "$TOP" 2>/dev/null || rc=$?
 check "missing --from/--trusted-key: exit 2" test "$rc" = 2

@@ -32,6 +32,7 @@ int cmd_narinfo(int argc, char **argv);
 int cmd_publish(int argc, char **argv);
 int cmd_weather(int argc, char **argv);
 int cmd_challenge(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
 extern const char cmd_nar_usage[];
 extern const char cmd_hash_usage[];
 extern const char cmd_key_usage[];
@@ -39,6 +40,7 @@ extern const char cmd_narinfo_usage[];
 extern const char cmd_publish_usage[];
 extern const char cmd_weather_usage[];
 extern const char cmd_challenge_usage[];
+extern const char cmd_fetch_usage[];
 
 /* The running program's name for messages ("cairn nar"). */
 extern const char *cli_progname;

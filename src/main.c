@@ -18,6 +18,8 @@ static const struct cmd commands[] = {
 	  cmd_publish_usage },
 	{ "weather", cmd_weather, "report how much of a set of store paths each cache has", cmd_weather_usage },
 	{ "challenge", cmd_challenge, "compare what caches and the local store say about store items", cmd_challenge_usage },
+	{ "fetch", cmd_fetch, "download and verify store paths and closures from binary caches",
+	  cmd_fetch_usage },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -405,6 +405,33 @@ rc=0; "$CAIRN" fetch --no-cache --trusted-key "$TMP/g1.pub" --from "$NG/guix" \
   --store "$TMP/r-guix5" "/gnu/store/$GLIB" 2>"$TMP/err" || rc=$?
 check "a /gnu/store path with the default store directory: usage error" test "$rc" = 2
 
+# ---- against cairn publish, in both dialects, on the store the closure was
+# built in (a chroot store: ROOT/nix/store is served as /nix/store)
+. "$SRCDIR/tests/integration/publish-lib.sh"
+"$CAIRN" key generate --format guix --secret "$TMP/pg.sec" --public "$TMP/pg.pub" >/dev/null
+for dialect in nix guix; do
+  if [ $dialect = nix ]; then key=$TMP/k1; else key=$TMP/pg; fi
+  publish_start --store "$S1/nix/store" --key "$key.sec" --dialect $dialect \
+    --compression zstd:3,xz:1 --cache "$TMP/pcache-$dialect" || { not_ok "$dialect: publish starts"; continue; }
+  R=$TMP/r-pub-$dialect
+  if "$CAIRN" fetch --no-cache --trusted-key "$key.pub" --from "$PUBLISH_URL" --store "$R" \
+       --closure "$TOP" >/dev/null 2>"$TMP/e-pub"; then
+    ok "cairn publish ($dialect): fetch --closure exits 0"
+  else
+    not_ok "cairn publish ($dialect): fetch --closure exits 0"; sed 's/^/    # /' "$TMP/e-pub"
+  fi
+  bad=0
+  for p in "${CLOSURE[@]}"; do
+    cmp -s <(nix-store --dump "$R$p" 2>/dev/null) <(nix-store --dump "$S1$p") || { bad=1; echo "  # $p differs"; }
+  done
+  check "cairn publish ($dialect): all ${#CLOSURE[@]} items identical to the source" test "$bad" = 0
+  rc=0; "$CAIRN" fetch --no-cache --trusted-key "$TMP/k2.pub" --from "$PUBLISH_URL" \
+    --store "$TMP/r-pub-bad-$dialect" "$TOP" 2>/dev/null || rc=$?
+  check "cairn publish ($dialect): another trusted key is refused, nothing left" \
+    test "$rc-$(store_items "$TMP/r-pub-bad-$dialect")" = "1-0"
+  kill "$PUBLISH_PID" 2>/dev/null; wait "$PUBLISH_PID" 2>/dev/null || true
+done
+
 # ---- usage
 rc=0; "$CAIRN" fetch --store "$TMP/x" "$TOP" 2>/dev/null || rc=$?
 check "missing --from/--trusted-key: exit 2" test "$rc" = 2

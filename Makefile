@@ -20,6 +20,7 @@ build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 run: build
+	@scripts/deps.sh run
 	@scripts/demo.sh $(BUILD)/src/cairn
 
 check: test-deps $(BUILD)/build.ninja

@@ -24,7 +24,10 @@
  * Errors.  A producer that ends with ok == 0, or ends short of the
  * Content-Length it announced, makes the loop send H2O_SEND_STATE_ERROR:
  * h2o closes an HTTP/1 connection without the final chunk (or before the
- * announced length) and resets an HTTP/2 stream.
+ * announced length) and resets an HTTP/2 stream.  A write that would go
+ * past the announced length is refused whole and fails the stream the same
+ * way: h2o would send the extra bytes, and on a keep-alive connection the
+ * client would read them as the next response.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -52,7 +55,8 @@ struct cairn_httpd_stream {
 	uint64_t written;
 	unsigned stall_ms;
 	struct httpd_watchdog wd; /* loop side: armed while a send is in flight */
-	unsigned msg_queued : 1, inflight : 1, ended : 1, ok : 1, gone : 1, done : 1, linked : 1;
+	unsigned msg_queued : 1, inflight : 1, ended : 1, ok : 1, gone : 1, done : 1, linked : 1,
+	    overrun : 1;
 };
 
 struct stream_token {
@@ -97,7 +101,8 @@ static void stream_pump(struct cairn_httpd_stream *s)
 		state = H2O_SEND_STATE_IN_PROGRESS;
 		s->inflight = 1;
 	} else {
-		int complete = s->ok && (s->declared == UINT64_MAX || s->written == s->declared);
+		int complete = s->ok && !s->overrun &&
+			       (s->declared == UINT64_MAX || s->written == s->declared);
 		state = complete ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR;
 		if (!complete)
 			s->slen = 0;
@@ -238,6 +243,11 @@ int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, siz
 	int ret = 0;
 
 	pthread_mutex_lock(&s->mu);
+	if (!s->gone && s->declared != UINT64_MAX && len > s->declared - s->written) {
+		s->overrun = 1;
+		ret = CAIRN_ELIMIT;
+		goto out;
+	}
 	while (len > 0) {
 		if (s->plen == s->max && !s->gone) {
 			struct timespec dl;

@@ -214,6 +214,10 @@ int cairn_httpd_counter_new(struct cairn_httpd *h, const char *name, const char 
 {
 	if (!h || !name || !help || !out)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: bad counter");
+	/* workers read the table without a lock once they run */
+	if (h->started)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "httpd: counters must be added before start");
 	if (h->n_counters == CAIRN_HTTPD_MAX_COUNTERS)
 		return cairn_error_set(err, CAIRN_ELIMIT, "httpd: more than %d counters",
 				       CAIRN_HTTPD_MAX_COUNTERS);
@@ -465,6 +469,15 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 		return refuse(req, 405), 0;
 	if (req->input.path.len > h->cfg.max_request_line)
 		return refuse(req, 414), 0;
+	/*
+	 * GET and HEAD carry no content.  One that does is refused and its
+	 * connection closed: h2o keeps one Content-Length and drops the
+	 * header, so two different values (RFC 9112 6.3: ambiguous framing,
+	 * the stuff of request smuggling behind a proxy) are only visible as
+	 * a body here.
+	 */
+	if (req->entity.base != NULL && req->entity.len != 0)
+		return refuse(req, 400), 0;
 	size_t hb = 0;
 	for (size_t i = 0; i < req->headers.size; i++)
 		hb += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;

@@ -223,6 +223,15 @@ static int parse_hash_field(const char *name, const char *v, size_t vlen, struct
 	return 0;
 }
 
+/* Was a field of this name on an earlier line?  (lines_ holds those only.) */
+static bool line_seen(const struct cairn_narinfo *ni, const char *name)
+{
+	for (size_t i = 0; i < ni->n_lines_; i++)
+		if (!strcmp(ni->lines_[i].name, name))
+			return true;
+	return false;
+}
+
 /* Decode one line into the fields. */
 static int parse_line(struct cairn_narinfo *ni, const char *name, size_t nlen, const char *v,
 		      size_t vlen, struct cairn_error *err)
@@ -286,7 +295,8 @@ static int parse_line(struct cairn_narinfo *ni, const char *name, size_t nlen, c
 			return dup_field("References", err);
 		return parse_refs(ni, v, vlen, err);
 	} else if (is(name, nlen, "Deriver")) {
-		if (ni->deriver)
+		/* "unknown-deriver" sets no deriver, so look at the lines read so far */
+		if (line_seen(ni, "Deriver"))
 			return dup_field("Deriver", err);
 		if (is(v, vlen, "unknown-deriver"))
 			return 0;
@@ -409,9 +419,18 @@ int cairn_narinfo_parse(const char *text, size_t len, struct cairn_narinfo **out
 		const char *nl = memchr(line, '\n', len - pos);
 		size_t llen = (size_t)(nl - line);
 		const char *colon = memchr(line, ':', llen);
-		if (ni->signature) {
+		/*
+		 * Guix 1.4 and later put the URL/Compression/FileSize groups
+		 * after the Signature line, outside the signed text, so that
+		 * baking a new compression changes no signed byte.  Only those
+		 * fields may follow it: anything that the signature is meant
+		 * to cover must come before it.
+		 */
+		if (ni->signature && !(colon && (is(line, (size_t)(colon - line), "URL") ||
+						 is(line, (size_t)(colon - line), "Compression") ||
+						 is(line, (size_t)(colon - line), "FileSize")))) {
 			rc = cairn_error_set(err, CAIRN_EFORMAT,
-					     "narinfo: line %zu: Signature must be the last field",
+					     "narinfo: line %zu: only URL, Compression and FileSize may follow Signature",
 					     line_no);
 			goto out;
 		}
@@ -782,16 +801,30 @@ static int insert_line(struct cairn_narinfo *ni, size_t at, const char *name, co
 	return 0;
 }
 
-static void remove_lines(struct cairn_narinfo *ni, const char *name)
+/* Remove the lines called name among the first upto lines. */
+static void remove_lines_upto(struct cairn_narinfo *ni, const char *name, size_t upto)
 {
 	size_t j = 0;
 	for (size_t i = 0; i < ni->n_lines_; i++) {
-		if (!strcmp(ni->lines_[i].name, name))
+		if (i < upto && !strcmp(ni->lines_[i].name, name))
 			field_release(&ni->lines_[i]);
 		else
 			ni->lines_[j++] = ni->lines_[i];
 	}
 	ni->n_lines_ = j;
+}
+
+static void remove_lines(struct cairn_narinfo *ni, const char *name)
+{
+	remove_lines_upto(ni, name, ni->n_lines_);
+}
+
+/* Undo insert_line(ni, at, ...). */
+static void drop_line(struct cairn_narinfo *ni, size_t at)
+{
+	field_release(&ni->lines_[at]);
+	memmove(&ni->lines_[at], &ni->lines_[at + 1], (ni->n_lines_ - at - 1) * sizeof(*ni->lines_));
+	ni->n_lines_--;
 }
 
 int cairn_narinfo_add_sig(struct cairn_narinfo *ni, const char *sig, struct cairn_error *err)
@@ -828,16 +861,19 @@ int cairn_narinfo_add_sig(struct cairn_narinfo *ni, const char *sig, struct cair
 		if (insert_line(ni, at, "Sig", sig))
 			return nomem(err);
 	}
+	/* On failure, leave the narinfo as it was. */
 	if (push_str(&ni->sigs, &ni->n_sigs, sig, n)) {
-		if (ni->parsed_) { /* leave the narinfo as it was */
-			field_release(&ni->lines_[at]);
-			memmove(&ni->lines_[at], &ni->lines_[at + 1],
-				(ni->n_lines_ - at - 1) * sizeof(*ni->lines_));
-			ni->n_lines_--;
-		}
+		if (ni->parsed_)
+			drop_line(ni, at);
 		return nomem(err);
 	}
-	return ni->signature ? refresh_raw(ni, err) : 0;
+	int rc = ni->signature ? refresh_raw(ni, err) : 0;
+	if (rc) {
+		free(ni->sigs[--ni->n_sigs]);
+		if (ni->parsed_)
+			drop_line(ni, at);
+	}
+	return rc;
 }
 
 void cairn_narinfo_clear_sigs(struct cairn_narinfo *ni)
@@ -860,16 +896,29 @@ int cairn_narinfo_set_signature(struct cairn_narinfo *ni, const char *value,
 	char *p = xstrndup(value, n);
 	if (!p)
 		return nomem(err);
-	if (ni->parsed_) {
-		remove_lines(ni, "Signature");
-		if (insert_line(ni, ni->n_lines_, "Signature", value)) {
-			free(p);
-			return nomem(err);
-		}
+	/*
+	 * The new line goes in beside the old one, which leaves only once the
+	 * signed text is rebuilt: a failure changes nothing.  (The signed
+	 * text skips Signature lines, so the old one does not disturb it.)
+	 */
+	if (ni->parsed_ && insert_line(ni, ni->n_lines_, "Signature", value)) {
+		free(p);
+		return nomem(err);
 	}
-	free(ni->signature);
+	char *old = ni->signature;
 	ni->signature = p;
-	return refresh_raw(ni, err);
+	int rc = refresh_raw(ni, err);
+	if (rc) {
+		ni->signature = old;
+		free(p);
+		if (ni->parsed_)
+			drop_line(ni, ni->n_lines_ - 1);
+		return rc;
+	}
+	if (ni->parsed_)
+		remove_lines_upto(ni, "Signature", ni->n_lines_ - 1);
+	free(old);
+	return 0;
 }
 
 void cairn_narinfo_clear_signature(struct cairn_narinfo *ni)

@@ -1,17 +1,19 @@
 #!/bin/sh
 # Install the Debian 12 packages cairn needs that are missing.  Quiet when
-# everything is there.  Usage: scripts/deps.sh [build|test|bench]
+# everything is there.  Usage: scripts/deps.sh [build|run|test|bench]
 set -e
 build="meson ninja-build pkg-config gcc clang libsodium-dev libgcrypt20-dev
 libcurl4-openssl-dev libzstd-dev liblzma-dev liblz-dev zlib1g-dev libbz2-dev
 libsqlite3-dev libh2o-evloop-dev libcmocka-dev"
+run="$build nix-bin"
 test="$build nix-bin nginx curl xz-utils zstd bzip2 lzip gzip python3 libclang-rt-14-dev llvm"
 bench="$test hyperfine wrk varnish"
 case "${1:-build}" in
   build) want=$build ;;
+  run) want=$run ;;
   test) want=$test ;;
   bench) want=$bench ;;
-  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|run|test|bench]" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do

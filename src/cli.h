@@ -29,11 +29,19 @@ int cmd_nar(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_narinfo(int argc, char **argv);
+int cmd_publish(int argc, char **argv);
+int cmd_weather(int argc, char **argv);
+int cmd_challenge(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
 int cmd_mirror(int argc, char **argv);
 extern const char cmd_nar_usage[];
 extern const char cmd_hash_usage[];
 extern const char cmd_key_usage[];
 extern const char cmd_narinfo_usage[];
+extern const char cmd_publish_usage[];
+extern const char cmd_weather_usage[];
+extern const char cmd_challenge_usage[];
+extern const char cmd_fetch_usage[];
 extern const char cmd_mirror_usage[];
 
 /* The running program's name for messages ("cairn nar"). */

@@ -14,6 +14,12 @@ static const struct cmd commands[] = {
 	{ "hash", cmd_hash, "convert hashes between Nix's textual forms", cmd_hash_usage },
 	{ "key", cmd_key, "generate signing keys (Nix or Guix) and derive public keys", cmd_key_usage },
 	{ "narinfo", cmd_narinfo, "sign and verify narinfo files", cmd_narinfo_usage },
+	{ "publish", cmd_publish, "serve a Nix or Guix store as a signed binary cache",
+	  cmd_publish_usage },
+	{ "weather", cmd_weather, "report how much of a set of store paths each cache has", cmd_weather_usage },
+	{ "challenge", cmd_challenge, "compare what caches and the local store say about store items", cmd_challenge_usage },
+	{ "fetch", cmd_fetch, "download and verify store paths and closures from binary caches",
+	  cmd_fetch_usage },
 	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches", cmd_mirror_usage },
 };
 

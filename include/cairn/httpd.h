@@ -236,7 +236,8 @@ int cairn_httpd_stream_start(struct cairn_httpd_req *req, int status, const char
  * Producer side: queue len bytes (copied).  Blocks while the buffer is full.
  * CAIRN_ECANCELED when the client went away or the server is stopping
  * (stop producing and call stream_end), CAIRN_ENET when the client stalled
- * longer than stream_stall_ms.
+ * longer than stream_stall_ms, CAIRN_ELIMIT (nothing queued, the response
+ * will end in an error) when it would go past the announced Content-Length.
  */
 int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, size_t len);
 /*
@@ -252,7 +253,8 @@ void cairn_httpd_stream_end(struct cairn_httpd_stream *s, int ok);
  * Every response is counted by route name and status
  * (cairn_http_requests_total{route,status}) with its body bytes
  * (cairn_http_response_bytes_total{route}).  Servers add their own counters:
- * register before run, add from any thread (relaxed atomics).
+ * register before cairn_httpd_start (later is CAIRN_EINVAL), add from any
+ * thread (relaxed atomics).
  */
 struct cairn_httpd_counter;
 int cairn_httpd_counter_new(struct cairn_httpd *h, const char *name, const char *help,

@@ -42,7 +42,9 @@
  * re-print.  Guix locates the signed part with the first occurrence of the
  * string "Signature:"; to leave no room for the two readings to differ, a
  * narinfo in which "Signature:" appears anywhere other than at the start of
- * its Signature line is rejected, and the Signature line must be the last.
+ * its Signature line is rejected.  Guix 1.4 and later print the URL groups
+ * after the Signature line (unsigned, like Nix's URL fields); only URL,
+ * Compression and FileSize lines may follow it.
  *
  * URL groups: a URL line opens a group; Compression, FileHash and FileSize
  * lines belong to the most recent group (or to the next URL, when they come

@@ -5,10 +5,12 @@
  * Routes:
  *   /small              a 300-byte narinfo-like body (Cache-Control set)
  *   /file/NAME          NAME beneath --dir, through cairn_httpd_safe_path
- *   /stream?size=N&fail_at=M&chunk=C&delay_ms=D&length=1
+ *   /stream?size=N&fail_at=M&chunk=C&delay_ms=D&length=1&declared=L
  *                       N bytes (byte i is i % 251) written by a producer
  *                       thread in C-byte chunks, D ms apart; at byte M the
  *                       producer fails; length=1 announces Content-Length
+ *                       N, declared=L announces L instead (a producer that
+ *                       writes more or less than it announced)
  *   /metrics            Prometheus text, with httpd_test_producer_canceled_total:
  *                       stream producers that got CAIRN_ECANCELED
  *   /cb/...             a route whose handler declines unless the path ends
@@ -169,6 +171,7 @@ static int h_stream(struct cairn_httpd_req *req, void *data)
 	if (p->chunk == 0 || p->chunk > (1 << 24))
 		p->chunk = 16384;
 	int64_t length = query_num(req, "length", 0) ? (int64_t)p->size : -1;
+	length = (int64_t)query_num(req, "declared", (unsigned long long)length);
 	int ret = cairn_httpd_stream_start(req, 200, "application/octet-stream", length, &p->s);
 	if (ret < 0) {
 		free(p);
@@ -279,6 +282,14 @@ int main(int argc, char **argv)
 				    &err) < 0 ||
 	    cairn_httpd_start(g_httpd, &err) < 0) {
 		fprintf(stderr, "httpd-test-server: %s\n", cairn_error_msg(&err));
+		cairn_httpd_free(g_httpd);
+		return 1;
+	}
+	/* Workers render /metrics from the counter table now: it is fixed. */
+	struct cairn_httpd_counter *late;
+	if (cairn_httpd_counter_new(g_httpd, "late_total", "Added after start.", &late, NULL) !=
+	    CAIRN_EINVAL) {
+		fprintf(stderr, "httpd-test-server: a counter was added after start\n");
 		cairn_httpd_free(g_httpd);
 		return 1;
 	}

@@ -251,6 +251,28 @@ done
 rc=0; "${C[@]}" -o /dev/null "$U/stream?size=1000&fail_at=0&length=1" || rc=$?
 check "stream failing before its first byte is an error (curl $rc)" bash -c '[ "$1" != 0 ]' _ "$rc"
 
+# A producer that writes more than the Content-Length it announced must not
+# put the extra bytes on a keep-alive connection, where the client would read
+# them as the start of the next response.
+overrun='import socket, sys
+def once(chunk):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    s.sendall(b"GET /stream?size=3000&declared=1000&chunk=%d HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n" % chunk)
+    d = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            d += b
+    except socket.timeout:
+        pass
+    head, _, body = d.partition(b"\r\n\r\n")
+    return b"Content-Length: 1000" in head and len(body) <= 1000
+sys.exit(0 if all(once(c) for c in (700, 3000, 700, 3000)) else 1)'
+check "stream writing past its Content-Length sends no byte beyond it" python3 -c "$overrun" "$PORT"
+
 # a client that goes away mid-stream cancels the producer (HTTP/1 and HTTP/2)
 canceled() { "${C[@]}" "$U/metrics" | awk '/^httpd_test_producer_canceled_total /{print $2}'; }
 c0=$(canceled)

@@ -271,6 +271,14 @@ static void test_rejects_more(void **state)
 	    CAIRN_EFORMAT, "duplicate NarHash");
 	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nReferences: \nReferences: \n",
 			  CAIRN_EFORMAT, "duplicate References");
+	/* "unknown-deriver" leaves no deriver, but it is a Deriver field all the same */
+	expect_edit_fails("NarSize: 464\n",
+			  "NarSize: 464\nDeriver: unknown-deriver\n"
+			  "Deriver: 0lxd1f6k6cgaiv2cm6hnfvzsb4b1xryf-libvec-1.0.drv\n",
+			  CAIRN_EFORMAT, "duplicate Deriver");
+	expect_edit_fails("NarSize: 464\n",
+			  "NarSize: 464\nDeriver: unknown-deriver\nDeriver: unknown-deriver\n",
+			  CAIRN_EFORMAT, "duplicate Deriver");
 	expect_edit_fails("NarHash: sha256:1rx7", "NarHash: sha256:xrx7", CAIRN_EFORMAT,
 			  "bad NarHash");
 	expect_edit_fails("URL: nar/x.nar\n", "URL:nar/x.nar\n", CAIRN_EFORMAT, "Name: value");
@@ -279,7 +287,13 @@ static void test_rejects_more(void **state)
 	expect_edit_fails("URL: nar/x.nar\n", "URL: nar/x.nar\n\n", CAIRN_EFORMAT, "Name: value");
 	expect_edit_fails("URL: nar/x.nar\n", "B@d: x\n", CAIRN_EFORMAT, "field name");
 	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nSignature: 1;h;AAAA\nSystem: x\n",
-			  CAIRN_EFORMAT, "last field");
+			  CAIRN_EFORMAT, "may follow Signature");
+	/* A signed field after the Signature would escape the signature. */
+	expect_edit_fails("NarSize: 464\n", "Signature: 1;h;AAAA\nNarSize: 464\n",
+			  CAIRN_EFORMAT, "may follow Signature");
+	expect_edit_fails("StorePath: /nix/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0\n",
+			  "Signature: 1;h;AAAA\nStorePath: /nix/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0\n",
+			  CAIRN_EFORMAT, "may follow Signature");
 	expect_edit_fails("URL: nar/x.nar", "URL: nar/Signature: x", CAIRN_EFORMAT,
 			  "inside a field value");
 	expect_edit_fails("NarSize: 464\n", "NarSize: 464\nReferences: notapath\n", CAIRN_EFORMAT,

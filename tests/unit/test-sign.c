@@ -399,6 +399,31 @@ static void test_guix_sign(void **state)
 	assert_int_equal(res.n_signers, 1);
 	assert_int_equal(res.signers[0].kind, CAIRN_KEY_NIX);
 	free(s);
+	/*
+	 * Guix 1.4 layout: URL groups after the Signature line are outside
+	 * the signed text; they may change (a new bake) without breaking it.
+	 */
+	{
+		struct cairn_narinfo *g = parse_or_die(t), *gb;
+		assert_int_equal(cairn_narinfo_new(g->store_path, &g->nar_hash, g->nar_size, &gb, NULL), 0);
+		for (size_t i = 0; i < g->n_refs; i++)
+			assert_int_equal(cairn_narinfo_add_ref(gb, g->refs[i], NULL), 0);
+		assert_int_equal(cairn_narinfo_sign(gb, &gsk, "h", NULL), 0);
+		struct cairn_buf gt = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+		assert_int_equal(cairn_narinfo_print(gb, &gt, NULL), 0);
+		assert_int_equal(cairn_buf_puts(&gt, "URL: nar/zstd/x\nCompression: zstd\nFileSize: 12\n"), 0);
+		assert_int_equal(verify_text(gt.data, &kr, &res), 0);
+		assert_int_equal(res.n_signers, 1);
+		struct cairn_narinfo *back = parse_or_die(gt.data);
+		assert_int_equal(back->n_urls, 1);
+		cairn_narinfo_free(back);
+		char *moved = replace(gt.data, "FileSize: 12", "FileSize: 13");
+		assert_int_equal(verify_text(moved, &kr, &res), 0);
+		free(moved);
+		cairn_buf_release(&gt);
+		cairn_narinfo_free(gb);
+		cairn_narinfo_free(g);
+	}
 	/* A builder narinfo signs too. */
 	struct cairn_narinfo *p = parse_or_die(t), *nb;
 	assert_int_equal(cairn_narinfo_new(p->store_path, &p->nar_hash, p->nar_size, &nb, NULL), 0);

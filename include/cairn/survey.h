@@ -1,0 +1,137 @@
+/*
+ * survey.h - ask many binary caches about many store paths at once.
+ *
+ * A survey fetches "<server>/<hashpart>.narinfo" for every (store path,
+ * server) pair, all concurrently on one asynchronous HTTP client (http.h):
+ * at most max_inflight requests at a time, over the client's keep-alive
+ * connections, optionally answered from and recorded in the narinfo cache
+ * (nicache.h).  Each pair ends in exactly one call of the result callback
+ * with one of four outcomes:
+ *
+ *   PRESENT   the server sent a narinfo that parses (narinfo.h, both the
+ *             Nix and the Guix dialect) and whose StorePath is the path
+ *             asked for
+ *   ABSENT    404 or 410: the server says it does not have the item
+ *   INVALID   the server sent something, but not a usable narinfo: a body
+ *             that does not parse, a StorePath other than the one asked
+ *             for, a body over CAIRN_NARINFO_MAX
+ *   UNKNOWN   no answer: connection refused (the server is then marked
+ *             down, and its later pairs end at once without a request),
+ *             5xx and other statuses, stalls, resets, timeouts
+ *
+ * Nothing here judges the narinfos: signatures are not checked (a caller
+ * that cares verifies r->narinfo with keys.h), so `cairn challenge` can
+ * compare what servers claim whether or not they sign it, and `cairn
+ * weather` can count what they offer.  This is the query phase of a fetch,
+ * without the decision.
+ *
+ * Order: pairs are issued path by path, every server of a path before the
+ * next path, as paths were added.  Results arrive in completion order.
+ * Paths may be added from inside the callback (closure expansion): a path
+ * already in the survey is not asked for again.
+ */
+#ifndef CAIRN_SURVEY_H
+#define CAIRN_SURVEY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/error.h"
+#include "cairn/http.h"
+#include "cairn/narinfo.h"
+
+struct cairn_nicache;
+
+#define CAIRN_SURVEY_MAX_SERVERS 64
+#define CAIRN_SURVEY_MAX_PATHS (1u << 24) /* distinct paths in one survey */
+#define CAIRN_SURVEY_INFLIGHT_DEFAULT 256
+#define CAIRN_SURVEY_INFLIGHT_MAX 4096
+
+enum cairn_survey_outcome {
+	CAIRN_SURVEY_PRESENT = 0,
+	CAIRN_SURVEY_ABSENT,
+	CAIRN_SURVEY_INVALID,
+	CAIRN_SURVEY_UNKNOWN,
+};
+
+/* "present", "absent", "invalid", "unknown"; static. */
+const char *cairn_survey_outcome_name(enum cairn_survey_outcome o);
+
+/*
+ * One (path, server) answer, handed to the callback.  Everything is
+ * borrowed for the duration of the call, except narinfo, which the
+ * callback may take: set r->narinfo to NULL and free it later with
+ * cairn_narinfo_free.
+ */
+struct cairn_survey_result {
+	size_t path_index;   /* order of cairn_survey_add */
+	size_t server_index; /* index into the servers given to _new */
+	const char *store_path;
+	enum cairn_survey_outcome outcome;
+	struct cairn_narinfo *narinfo; /* PRESENT only, else NULL */
+	const char *text;	       /* PRESENT/INVALID: the body as received */
+	size_t text_len;
+	long status;	 /* HTTP status, 0 when none (or from the cache) */
+	bool from_cache; /* answered by the narinfo cache */
+	/* INVALID/UNKNOWN: why; CAIRN_ENOENT for ABSENT. */
+	struct cairn_error err;
+};
+
+/* Return 0 to go on, non-zero to stop the survey (run then fails with
+ * CAIRN_ECANCELED). */
+typedef int (*cairn_survey_fn)(void *ctx, struct cairn_survey_result *r);
+
+struct cairn_survey_config {
+	size_t max_inflight;	     /* default CAIRN_SURVEY_INFLIGHT_DEFAULT */
+	struct cairn_nicache *cache; /* borrowed; NULL for none */
+	int64_t now;		     /* for the cache: seconds since the epoch */
+};
+
+void cairn_survey_config_init(struct cairn_survey_config *cfg);
+
+struct cairn_survey;
+
+/*
+ * A survey of servers[0..n_servers) over the client h.  h and the servers
+ * are borrowed and must outlive the survey; fn(ctx, ...) gets every
+ * result.  CAIRN_EINVAL for no servers or more than
+ * CAIRN_SURVEY_MAX_SERVERS.
+ */
+int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
+		     struct cairn_http_server *const *servers, size_t n_servers,
+		     const struct cairn_survey_config *cfg, cairn_survey_fn fn, void *ctx,
+		     struct cairn_error *err);
+void cairn_survey_free(struct cairn_survey *s);
+
+/*
+ * Add a full store path ("/nix/store/<hash>-<name>", copied).  Returns 1
+ * when it is new, 0 when the survey already has a path with that hash
+ * part; *index (when not NULL) gets its path index either way.
+ * CAIRN_EFORMAT for an invalid store path, CAIRN_ELIMIT past
+ * CAIRN_SURVEY_MAX_PATHS.  May be called from the callback.
+ */
+int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *index,
+		     struct cairn_error *err);
+
+/* Number of paths added so far; the path at an index (borrowed, for the
+ * survey's life). */
+size_t cairn_survey_count(const struct cairn_survey *s);
+const char *cairn_survey_path(const struct cairn_survey *s, size_t index);
+
+/*
+ * Ask every pair not yet asked and wait for all answers.  Fails only when
+ * libcurl, the cache or the callback fails; servers that fail are results,
+ * not errors.  May be called again after more paths were added.
+ */
+int cairn_survey_run(struct cairn_survey *s, struct cairn_error *err);
+
+struct cairn_survey_stats {
+	uint64_t results;    /* callbacks made */
+	uint64_t requests;   /* HTTP requests completed */
+	uint64_t cache_hits; /* answered by the cache */
+	double seconds;	     /* wall time spent in cairn_survey_run */
+};
+void cairn_survey_stats(const struct cairn_survey *s, struct cairn_survey_stats *out);
+
+#endif

@@ -1,0 +1,2193 @@
+/*
+ * fetch.c - the download-and-verify engine (see fetch.h for the design).
+ *
+ * Everything runs in callbacks of one asynchronous HTTP client: narinfo
+ * answers arrive, an item is decided when every server has answered, its
+ * download is a pipeline fed by on_data (FileHash -> codec -> NAR parser ->
+ * restore), and commits happen when references are in place (settle()).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairn/buf.h"
+#include "cairn/codec.h"
+#include "cairn/fetch.h"
+#include "cairn/hash.h"
+#include "cairn/keys.h"
+#include "cairn/nar.h"
+#include "cairn/narinfo.h"
+#include "cairn/nicache.h"
+#include "cairn/storepath.h"
+
+/* Narinfo queries in flight at once; more wait in our own queue. */
+#define QUERY_INFLIGHT_MAX 256
+/* Network retries of one narinfo query on the same server. */
+#define QUERY_RETRIES 1
+/* Bytes of one download waiting for its worker before the network thread
+ * waits too (back-pressure when unpacking is slower than the network). */
+#define WORKER_QUEUE_MAX ((size_t)8 << 20)
+/* How often the network thread looks for finished work while workers run. */
+#define WORKER_POLL_MS 5
+
+/* A piece of body handed to a worker. */
+struct chunk {
+	struct chunk *next;
+	size_t len;
+	unsigned char data[];
+};
+
+enum answer_state { A_PENDING = 0, A_PRESENT, A_ABSENT, A_ERROR };
+
+struct item;
+
+struct server {
+	struct cairn_http_server *hs;
+	char *url;
+	size_t order; /* position given */
+	int priority;
+	bool info_pending;
+	bool noted_down; /* recorded in the nicache */
+	struct cairn_buf info;
+};
+
+struct answer {
+	struct item *it;
+	size_t si; /* server index */
+	enum answer_state state;
+	unsigned retries;
+	struct cairn_buf body;
+	int64_t max_age;
+	bool no_store;
+	struct cairn_narinfo *ni;
+	char **sorted_refs;
+	char *msg; /* A_ERROR, or why the narinfo was refused */
+	int group; /* -1 none */
+	bool ca_ok;
+};
+
+struct group {
+	const struct answer *first;
+	size_t n_signers;
+	struct cairn_signer signers[CAIRN_VERIFY_MAX_SIGNERS];
+	bool ca_ok;
+	size_t best_server; /* lowest index among members */
+};
+
+enum item_state {
+	I_NEW = 0,  /* added, not started */
+	I_QUERY,    /* narinfo answers pending */
+	I_READY,    /* decided, waiting for a download slot */
+	I_DOWNLOAD, /* bytes flowing */
+	I_VERIFIED, /* waiting for references to commit */
+	I_FINAL,    /* status set */
+};
+
+struct download;
+
+struct item {
+	struct cairn_fetch *f;
+	size_t index;
+	struct cairn_store_path sp;
+	char *path;
+	char *base;
+	bool requested;
+	enum item_state st;
+	struct answer *ans;
+	size_t n_pending;
+	/* decision */
+	struct cairn_hash nar_hash;
+	uint64_t nar_size;
+	size_t *srcs;
+	size_t n_srcs, cur_src;
+	struct item **deps;
+	size_t n_deps;
+	bool by_ca;
+	struct cairn_ca ca;
+	unsigned n_signers;
+	/* result */
+	enum cairn_fetch_status status;
+	int code;
+	struct cairn_buf reason;
+	const char *server_used;
+	const char *compression;
+	uint64_t dl_bytes;
+	double t_start, t_end;
+	struct download *dl;
+};
+
+struct download {
+	struct item *it;
+	size_t si;
+	const struct cairn_narinfo_url *u;
+	enum cairn_codec_method method;
+	struct cairn_codec *codec;
+	struct cairn_nar_parser *parser;
+	struct cairn_nar_restore *restore;
+	int nar_fd;
+	char *nar_tmp;
+	struct cairn_sha256 filehash;
+	bool filehash_on;
+	struct cairn_ca_verify cav;
+	bool ca_on;
+	bool ca_root_file;
+	uint64_t received;    /* body bytes of this source, resumes included */
+	uint64_t range_start; /* of the request in flight */
+	unsigned resumes;
+	bool accept_ranges;
+	bool range_refused;
+	bool content_error; /* the bytes failed to verify: do not resume */
+	bool in_flight;
+	struct cairn_error perr; /* pipeline error */
+	/*
+	 * Hand-off to the worker threads (cfg.threads > 0), under f->mu.  The
+	 * network thread queues chunks and, once the body is complete, asks
+	 * for the verdict (q_finish); one worker at a time drains a download's
+	 * queue in order (busy) and posts the verdict on f->done_head.
+	 */
+	struct chunk *q_head, *q_tail;
+	size_t q_bytes;
+	bool q_finish;
+	bool busy, runnable, w_failed, w_done;
+	int w_rc;
+	struct download *run_next, *done_next;
+};
+
+struct cairn_fetch {
+	struct cairn_fetch_config cfg;
+	char store_dir[CAIRN_STORE_DIR_MAX + 1];
+	struct cairn_http *http;
+	struct server *servers;
+	size_t n_servers;
+	struct item **items;
+	size_t n_items, cap_items;
+	bool started;
+	bool store_ready;
+	size_t infos_pending;
+	struct answer **qqueue; /* queries waiting for a slot */
+	size_t qq_head, qq_len, qq_cap;
+	size_t queries_active;
+	size_t downloads_active;
+	uint64_t bytes_received;
+	uint64_t bytes_expected;
+	double t_first_dl; /* when the first download started */
+	size_t n_done, n_failed, n_present;
+	size_t n_ready, n_verified; /* items in I_READY, I_VERIFIED: scans skip when 0 */
+	bool batch_open;
+	size_t batch_puts;
+	int fatal;
+	struct cairn_error fatal_err;
+	/* worker threads */
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv, idle_cv, done_cv;
+	pthread_t *threads;
+	unsigned n_threads;
+	bool stopping;
+	struct download *run_head, *run_tail, *done_head;
+	size_t worker_pending; /* verdicts asked for and not yet handled */
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t wall_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static void fatal(struct cairn_fetch *f, int code, const char *msg)
+{
+	if (!f->fatal) {
+		f->fatal = code;
+		cairn_error_set(&f->fatal_err, code, "fetch: %s", msg);
+	}
+}
+
+/* ---- config, lifecycle -------------------------------------------------- */
+
+void cairn_fetch_config_init(struct cairn_fetch_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->require_sigs = 1;
+	cfg->jobs = 8;
+	cfg->max_resumes = 3;
+	cfg->threads = 0;
+	cairn_http_config_init(&cfg->http);
+}
+
+const char *cairn_fetch_status_name(enum cairn_fetch_status s)
+{
+	switch (s) {
+	case CAIRN_FETCH_FETCHED: return "fetched";
+	case CAIRN_FETCH_PRESENT: return "present";
+	case CAIRN_FETCH_FAILED: return "failed";
+	default: return "pending";
+	}
+}
+
+int cairn_fetch_new(struct cairn_fetch **out, const struct cairn_fetch_config *cfg,
+		    struct cairn_error *err)
+{
+	if (!cfg || !cfg->keys || (!cfg->root == !cfg->nar_dir))
+		return cairn_error_set(
+		    err, CAIRN_EINVAL,
+		    "fetch: need trusted keys and exactly one of root and nar_dir");
+	if (cfg->jobs > CAIRN_FETCH_MAX_JOBS)
+		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: at most %d parallel downloads",
+				       CAIRN_FETCH_MAX_JOBS);
+	if (cfg->require_sigs > CAIRN_VERIFY_MAX_SIGNERS)
+		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: at most %d required signatures",
+				       CAIRN_VERIFY_MAX_SIGNERS);
+	const char *sd = cfg->store_dir ? cfg->store_dir : "/nix/store";
+	int rc = cairn_store_dir_check(sd, strlen(sd), err);
+	if (rc)
+		return rc;
+	struct cairn_fetch *f = calloc(1, sizeof(*f));
+	if (!f)
+		return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
+	f->cfg = *cfg;
+	if (f->cfg.jobs == 0)
+		f->cfg.jobs = 8;
+	if (f->cfg.require_sigs == 0)
+		f->cfg.require_sigs = 1;
+	snprintf(f->store_dir, sizeof(f->store_dir), "%s", sd);
+	cairn_error_init(&f->fatal_err);
+	if (f->cfg.threads > CAIRN_FETCH_MAX_THREADS)
+		f->cfg.threads = CAIRN_FETCH_MAX_THREADS;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->work_cv, NULL);
+	pthread_cond_init(&f->idle_cv, NULL);
+	pthread_cond_init(&f->done_cv, NULL);
+	rc = cairn_http_new(&f->http, &f->cfg.http, err);
+	if (rc) {
+		pthread_mutex_destroy(&f->mu);
+		pthread_cond_destroy(&f->work_cv);
+		pthread_cond_destroy(&f->idle_cv);
+		pthread_cond_destroy(&f->done_cv);
+		free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+static void download_free(struct download *dl);
+
+static void item_free(struct item *it)
+{
+	if (!it)
+		return;
+	if (it->dl)
+		download_free(it->dl);
+	if (it->ans) {
+		for (size_t i = 0; i < it->f->n_servers; i++) {
+			struct answer *a = &it->ans[i];
+			cairn_buf_release(&a->body);
+			cairn_narinfo_free(a->ni);
+			free(a->sorted_refs);
+			free(a->msg);
+		}
+		free(it->ans);
+	}
+	free(it->srcs);
+	free(it->deps);
+	free(it->path);
+	free(it->base);
+	cairn_buf_release(&it->reason);
+	free(it);
+}
+
+void cairn_fetch_free(struct cairn_fetch *f)
+{
+	if (!f)
+		return;
+	/* The client first: it holds callbacks into the items. */
+	cairn_http_free(f->http);
+	for (size_t i = 0; i < f->n_items; i++)
+		item_free(f->items[i]);
+	free(f->items);
+	for (size_t i = 0; i < f->n_servers; i++) {
+		cairn_http_server_free(f->servers[i].hs);
+		free(f->servers[i].url);
+		cairn_buf_release(&f->servers[i].info);
+	}
+	free(f->servers);
+	free(f->qqueue);
+	if (f->batch_open && f->cfg.cache)
+		cairn_nicache_commit(f->cfg.cache, NULL);
+	/* Items are gone, so no worker has anything left to do. */
+	pthread_mutex_lock(&f->mu);
+	f->stopping = true;
+	pthread_cond_broadcast(&f->work_cv);
+	pthread_mutex_unlock(&f->mu);
+	for (unsigned i = 0; i < f->n_threads; i++)
+		pthread_join(f->threads[i], NULL);
+	free(f->threads);
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->work_cv);
+	pthread_cond_destroy(&f->idle_cv);
+	pthread_cond_destroy(&f->done_cv);
+	free(f);
+}
+
+int cairn_fetch_add_server(struct cairn_fetch *f, const char *url, struct cairn_error *err)
+{
+	if (f->started)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "fetch: servers must be added before the run");
+	if (f->n_servers >= CAIRN_FETCH_MAX_SERVERS)
+		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: at most %d servers",
+				       CAIRN_FETCH_MAX_SERVERS);
+	struct server *ns = realloc(f->servers, (f->n_servers + 1) * sizeof(*ns));
+	if (!ns)
+		return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
+	f->servers = ns;
+	struct server *s = &f->servers[f->n_servers];
+	memset(s, 0, sizeof(*s));
+	int rc = cairn_http_server_new(&s->hs, url, 0, err);
+	if (rc)
+		return rc;
+	s->url = strdup(cairn_http_server_url(s->hs));
+	if (!s->url) {
+		cairn_http_server_free(s->hs);
+		return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
+	}
+	s->order = f->n_servers;
+	s->priority = CAIRN_HTTP_DEFAULT_PRIORITY;
+	cairn_buf_init(&s->info, CAIRN_HTTP_CACHE_INFO_MAX);
+	f->n_servers++;
+	return 0;
+}
+
+static struct item *find_item(const struct cairn_fetch *f, const struct cairn_store_path *sp)
+{
+	for (size_t i = 0; i < f->n_items; i++)
+		if (!cairn_store_path_cmp(&f->items[i]->sp, sp))
+			return f->items[i];
+	return NULL;
+}
+
+static int new_item(struct cairn_fetch *f, const struct cairn_store_path *sp, bool requested,
+		    struct item **out, struct cairn_error *err)
+{
+	struct item *it = find_item(f, sp);
+	if (it) {
+		it->requested |= requested;
+		*out = it;
+		return 0;
+	}
+	if (f->n_items >= CAIRN_FETCH_MAX_ITEMS)
+		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: more than %d items",
+				       CAIRN_FETCH_MAX_ITEMS);
+	if (f->n_items == f->cap_items) {
+		size_t nc = f->cap_items ? f->cap_items * 2 : 64;
+		struct item **ni = realloc(f->items, nc * sizeof(*ni));
+		if (!ni)
+			return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
+		f->items = ni;
+		f->cap_items = nc;
+	}
+	it = calloc(1, sizeof(*it));
+	char buf[CAIRN_STORE_PATH_MAX];
+	if (!it)
+		return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
+	it->f = f;
+	it->sp = *sp;
+	it->requested = requested;
+	cairn_buf_init(&it->reason, CAIRN_FETCH_REASON_MAX);
+	if (cairn_store_path_format(sp, f->store_dir, buf, sizeof(buf)) < 0)
+		goto nomem;
+	it->path = strdup(buf);
+	if (cairn_store_path_format(sp, NULL, buf, sizeof(buf)) < 0)
+		goto nomem;
+	it->base = strdup(buf);
+	if (!it->path || !it->base)
+		goto nomem;
+	it->index = f->n_items;
+	f->items[f->n_items++] = it;
+	*out = it;
+	return 0;
+nomem:
+	item_free(it);
+	return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
+}
+
+int cairn_fetch_add_path(struct cairn_fetch *f, const char *path, struct cairn_error *err)
+{
+	struct cairn_store_path sp;
+	size_t sdl = strlen(f->store_dir);
+	size_t len = strlen(path);
+	int rc;
+	if (len > CAIRN_STORE_PATH_MAX)
+		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: path too long");
+	if (path[0] == '/') {
+		if (strncmp(path, f->store_dir, sdl) != 0 || path[sdl] != '/')
+			return cairn_error_set(err, CAIRN_EFORMAT, "fetch: '%s' is not in %s", path,
+					       f->store_dir);
+		const char *b = path + sdl + 1;
+		const char *slash = strchr(b, '/');
+		size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+		rc = cairn_store_path_parse_base(b, blen, &sp, err);
+	} else {
+		rc = cairn_store_path_parse_base(path, len, &sp, err);
+	}
+	if (rc)
+		return rc;
+	struct item *it;
+	return new_item(f, &sp, true, &it, err);
+}
+
+size_t cairn_fetch_item_count(const struct cairn_fetch *f)
+{
+	return f->n_items;
+}
+
+size_t cairn_fetch_failed(const struct cairn_fetch *f)
+{
+	return f->n_failed;
+}
+
+void cairn_fetch_item(const struct cairn_fetch *f, size_t i, struct cairn_fetch_report *r)
+{
+	const struct item *it = f->items[i];
+	memset(r, 0, sizeof(*r));
+	r->path = it->path;
+	r->status = it->status;
+	r->requested = it->requested;
+	r->code = it->code;
+	r->reason = it->status == CAIRN_FETCH_FAILED && it->reason.data ? it->reason.data : "";
+	if (it->status == CAIRN_FETCH_FETCHED) {
+		r->server = it->server_used;
+		r->compression = it->compression;
+		r->nar_size = it->nar_size;
+		r->download_bytes = it->dl_bytes;
+		r->n_signers = it->n_signers;
+		r->by_ca = it->by_ca;
+		r->seconds = it->t_end - it->t_start;
+		if (it->cur_src < it->n_srcs)
+			r->narinfo = it->ans[it->srcs[it->cur_src]].ni;
+	}
+}
+
+void cairn_fetch_progress(const struct cairn_fetch *f, struct cairn_fetch_progress *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->items_total = f->n_items;
+	out->items_done = f->n_done;
+	out->items_failed = f->n_failed;
+	out->items_present = f->n_present;
+	out->downloads_active = f->downloads_active;
+	out->queries_active = f->queries_active + f->qq_len;
+	out->bytes_received = f->bytes_received;
+	out->bytes_expected = f->bytes_expected;
+}
+
+/* ---- item results -------------------------------------------------------- */
+
+static void reason_add(struct item *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reason_add(struct item *it, const char *fmt, ...)
+{
+	va_list ap;
+	if (it->reason.len)
+		cairn_buf_puts(&it->reason, "; ");
+	va_start(ap, fmt);
+	/* A reason cut at CAIRN_FETCH_REASON_MAX still names the first causes. */
+	cairn_buf_vprintf(&it->reason, fmt, ap);
+	va_end(ap);
+}
+
+static void item_report(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	if (!f->cfg.on_item)
+		return;
+	struct cairn_fetch_report r;
+	cairn_fetch_item(f, it->index, &r);
+	f->cfg.on_item(f->cfg.ctx, &r);
+}
+
+static void item_finish(struct item *it, enum cairn_fetch_status st, int code)
+{
+	struct cairn_fetch *f = it->f;
+	if (it->st == I_FINAL)
+		return;
+	if (it->dl) {
+		download_free(it->dl);
+		it->dl = NULL;
+	}
+	if (it->st == I_READY)
+		f->n_ready--;
+	if (it->st == I_VERIFIED)
+		f->n_verified--;
+	it->st = I_FINAL;
+	it->status = st;
+	it->code = code;
+	it->t_end = now_s();
+	f->n_done++;
+	if (st == CAIRN_FETCH_FAILED)
+		f->n_failed++;
+	if (st == CAIRN_FETCH_PRESENT)
+		f->n_present++;
+	item_report(it);
+}
+
+static void item_fail(struct item *it, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void item_fail(struct item *it, int code, const char *fmt, ...)
+{
+	if (fmt) {
+		/* The headline goes first; details gathered so far follow it. */
+		struct cairn_buf old = it->reason;
+		cairn_buf_init(&it->reason, CAIRN_FETCH_REASON_MAX);
+		va_list ap;
+		va_start(ap, fmt);
+		cairn_buf_vprintf(&it->reason, fmt, ap);
+		va_end(ap);
+		if (old.len) {
+			cairn_buf_puts(&it->reason, ": ");
+			cairn_buf_append(&it->reason, old.data, old.len);
+		}
+		cairn_buf_release(&old);
+	}
+	item_finish(it, CAIRN_FETCH_FAILED, code);
+}
+
+/* ---- where items go ------------------------------------------------------ */
+
+static int target_path(const struct item *it, char *out, size_t cap)
+{
+	const struct cairn_fetch *f = it->f;
+	int n;
+	if (f->cfg.nar_dir)
+		n = snprintf(out, cap, "%s/%s.nar", f->cfg.nar_dir, it->base);
+	else
+		n = snprintf(out, cap, "%s%s/%s", f->cfg.root, f->store_dir, it->base);
+	return n < 0 || (size_t)n >= cap ? CAIRN_ELIMIT : 0;
+}
+
+static bool item_present(const struct item *it)
+{
+	char p[4096];
+	struct stat st;
+	if (target_path(it, p, sizeof(p)))
+		return false;
+	return lstat(p, &st) == 0;
+}
+
+static int mkdir_p(const char *path, struct cairn_error *err)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+	if (len >= sizeof(buf))
+		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: directory name too long");
+	memcpy(buf, path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] == '/' || buf[i] == '\0') {
+			char c = buf[i];
+			buf[i] = '\0';
+			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+				return cairn_error_errno(err, errno, "fetch: cannot create '%s'",
+							 buf);
+			buf[i] = c;
+		}
+	}
+	return 0;
+}
+
+static int store_ready(struct cairn_fetch *f, struct cairn_error *err)
+{
+	if (f->store_ready)
+		return 0;
+	char p[4096];
+	int n;
+	if (f->cfg.nar_dir)
+		n = snprintf(p, sizeof(p), "%s", f->cfg.nar_dir);
+	else
+		n = snprintf(p, sizeof(p), "%s%s", f->cfg.root, f->store_dir);
+	if (n < 0 || (size_t)n >= sizeof(p))
+		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: directory name too long");
+	int rc = mkdir_p(p, err);
+	if (!rc)
+		f->store_ready = true;
+	return rc;
+}
+
+/* ---- nicache ------------------------------------------------------------- */
+
+static void cache_batch(struct cairn_fetch *f)
+{
+	if (!f->cfg.cache || f->batch_open)
+		return;
+	if (cairn_nicache_begin(f->cfg.cache, NULL) == 0)
+		f->batch_open = true;
+}
+
+static void cache_flush(struct cairn_fetch *f)
+{
+	if (f->batch_open) {
+		/* A cache that cannot be written only costs the next run time. */
+		if (cairn_nicache_commit(f->cfg.cache, NULL))
+			cairn_nicache_rollback(f->cfg.cache);
+		f->batch_open = false;
+		f->batch_puts = 0;
+	}
+}
+
+static void cache_note_down(struct cairn_fetch *f, struct server *s)
+{
+	if (!f->cfg.cache || s->noted_down || !cairn_http_server_down(s->hs))
+		return;
+	s->noted_down = true;
+	cache_batch(f);
+	cairn_nicache_put_down(f->cfg.cache, s->url, cairn_http_server_down(s->hs), wall_now(),
+			       NULL);
+}
+
+/* ---- nix-cache-info ------------------------------------------------------ */
+
+struct info_ctx {
+	struct cairn_fetch *f;
+	size_t si;
+};
+
+static void apply_info(struct cairn_fetch *f, struct server *s, const char *text, size_t len)
+{
+	struct cairn_http_cache_info ci;
+	if (cairn_http_cache_info_parse(text, len, &ci, NULL)) {
+		cairn_http_server_mark_down(s->hs, "its nix-cache-info is malformed");
+		return;
+	}
+	if (ci.store_dir[0] && strcmp(ci.store_dir, f->store_dir)) {
+		struct cairn_buf why = CAIRN_BUF_INIT(4096);
+		cairn_buf_printf(&why, "it serves %s, not %s", ci.store_dir, f->store_dir);
+		cairn_http_server_mark_down(s->hs, why.data ? why.data : "wrong store directory");
+		cairn_buf_release(&why);
+		return;
+	}
+	cairn_http_server_set_info(s->hs, &ci);
+	s->priority = ci.priority;
+}
+
+static int info_data(void *ctx, const void *data, size_t len)
+{
+	struct info_ctx *ic = ctx;
+	return cairn_buf_append(&ic->f->servers[ic->si].info, data, len) ? 1 : 0;
+}
+
+static void info_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct info_ctx *ic = ctx;
+	struct cairn_fetch *f = ic->f;
+	struct server *s = &f->servers[ic->si];
+	if (res->outcome == CAIRN_HTTP_OK) {
+		apply_info(f, s, s->info.data ? s->info.data : "", s->info.len);
+		if (f->cfg.cache && !cairn_http_server_down(s->hs)) {
+			cache_batch(f);
+			cairn_nicache_put_info(f->cfg.cache, s->url,
+					       s->info.data ? s->info.data : "", s->info.len,
+					       wall_now(), -1, NULL);
+		}
+	} else if (res->outcome == CAIRN_HTTP_STATUS && res->status >= 400 && res->status < 500) {
+		/* No nix-cache-info (a plain directory of narinfos): defaults. */
+	} else if (!cairn_http_server_down(s->hs)) {
+		cairn_http_server_mark_down(s->hs, cairn_error_msg(&res->err));
+	}
+	cache_note_down(f, s);
+	s->info_pending = false;
+	f->infos_pending--;
+	free(ic);
+}
+
+static void start_infos(struct cairn_fetch *f)
+{
+	int64_t now = wall_now();
+	for (size_t i = 0; i < f->n_servers; i++) {
+		struct server *s = &f->servers[i];
+		if (f->cfg.cache) {
+			char *reason = NULL;
+			if (cairn_nicache_is_down(f->cfg.cache, s->url, now, &reason, NULL) == 1) {
+				char why[CAIRN_NICACHE_REASON_MAX + 64];
+				snprintf(why, sizeof(why), "%s (remembered)",
+					 reason ? reason : "down");
+				cairn_http_server_mark_down(s->hs, why);
+				s->noted_down = true;
+				free(reason);
+				continue;
+			}
+			free(reason);
+			char *text = NULL;
+			size_t len = 0;
+			if (cairn_nicache_get_info(f->cfg.cache, s->url, now, &text, &len, NULL) ==
+			    1) {
+				apply_info(f, s, text, len);
+				free(text);
+				continue;
+			}
+		}
+		struct info_ctx *ic = malloc(sizeof(*ic));
+		if (!ic) {
+			fatal(f, CAIRN_ENOMEM, "out of memory");
+			return;
+		}
+		ic->f = f;
+		ic->si = i;
+		struct cairn_http_request rq = {
+		    .server = s->hs,
+		    .url = "nix-cache-info",
+		    .max_body = CAIRN_HTTP_CACHE_INFO_MAX,
+		    .on_data = info_data,
+		    .on_done = info_done,
+		    .ctx = ic,
+		};
+		struct cairn_error e;
+		cairn_error_init(&e);
+		if (cairn_http_add(f->http, &rq, &e)) {
+			free(ic);
+			cairn_http_server_mark_down(s->hs, cairn_error_msg(&e));
+			continue;
+		}
+		s->info_pending = true;
+		f->infos_pending++;
+	}
+}
+
+static int server_cmp(const void *a, const void *b)
+{
+	const struct server *x = a, *y = b;
+	if (x->priority != y->priority)
+		return x->priority < y->priority ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* ---- narinfo queries ----------------------------------------------------- */
+
+static void decide(struct item *it);
+static void pump(struct cairn_fetch *f);
+
+static void answer_done(struct answer *a)
+{
+	struct item *it = a->it;
+	it->n_pending--;
+	if (it->n_pending == 0 && it->st == I_QUERY)
+		decide(it);
+}
+
+static int query_headers(void *ctx, const struct cairn_http_response *resp)
+{
+	struct answer *a = ctx;
+	a->max_age = resp->max_age;
+	a->no_store = resp->no_store;
+	return 0;
+}
+
+static int query_data(void *ctx, const void *data, size_t len)
+{
+	struct answer *a = ctx;
+	return cairn_buf_append(&a->body, data, len) ? 1 : 0;
+}
+
+static void query_send(struct cairn_fetch *f, struct answer *a);
+
+static void query_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct answer *a = ctx;
+	struct item *it = a->it;
+	struct cairn_fetch *f = it->f;
+	struct server *s = &f->servers[a->si];
+	f->queries_active--;
+	int64_t now = wall_now();
+	if (res->outcome == CAIRN_HTTP_OK) {
+		a->state = A_PRESENT;
+		if (f->cfg.cache && !a->no_store) {
+			cache_batch(f);
+			cairn_nicache_put_present(f->cfg.cache, s->url, it->sp.hash,
+						  a->body.data ? a->body.data : "", a->body.len,
+						  now, a->max_age, NULL);
+		}
+	} else if (res->outcome == CAIRN_HTTP_STATUS &&
+		   (res->status == 404 || res->status == 410 || res->status == 403)) {
+		a->state = A_ABSENT;
+		if (f->cfg.cache && !a->no_store) {
+			cache_batch(f);
+			cairn_nicache_put_absent(f->cfg.cache, s->url, it->sp.hash, now, a->max_age,
+						 NULL);
+		}
+	} else if (cairn_http_advice(res) == CAIRN_HTTP_RETRY_RANGE && a->retries < QUERY_RETRIES) {
+		a->retries++;
+		cairn_buf_reset(&a->body);
+		query_send(f, a);
+		pump(f);
+		return;
+	} else {
+		a->state = A_ERROR;
+		a->msg = strdup(cairn_error_msg(&res->err));
+		cache_note_down(f, s);
+	}
+	answer_done(a);
+	pump(f);
+}
+
+static void query_send(struct cairn_fetch *f, struct answer *a)
+{
+	struct server *s = &f->servers[a->si];
+	char url[CAIRN_STORE_HASH_LEN + 16];
+	snprintf(url, sizeof(url), "%s.narinfo", a->it->sp.hash);
+	struct cairn_http_request rq = {
+	    .server = s->hs,
+	    .url = url,
+	    .max_body = CAIRN_NARINFO_MAX,
+	    .on_headers = query_headers,
+	    .on_data = query_data,
+	    .on_done = query_done,
+	    .ctx = a,
+	};
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (cairn_http_add(f->http, &rq, &e)) {
+		a->state = A_ERROR;
+		const char *down = cairn_http_server_down(s->hs);
+		if (down) {
+			size_t n = strlen(down) + 16;
+			a->msg = malloc(n);
+			if (a->msg)
+				snprintf(a->msg, n, "down: %s", down);
+		} else {
+			a->msg = strdup(cairn_error_msg(&e));
+		}
+		answer_done(a);
+		return;
+	}
+	f->queries_active++;
+}
+
+static int qqueue_push(struct cairn_fetch *f, struct answer *a)
+{
+	if (f->qq_len == f->qq_cap) {
+		size_t nc = f->qq_cap ? f->qq_cap * 2 : 256;
+		struct answer **nq = malloc(nc * sizeof(*nq));
+		if (!nq)
+			return CAIRN_ENOMEM;
+		for (size_t i = 0; i < f->qq_len; i++)
+			nq[i] = f->qqueue[(f->qq_head + i) % f->qq_cap];
+		free(f->qqueue);
+		f->qqueue = nq;
+		f->qq_cap = nc;
+		f->qq_head = 0;
+	}
+	f->qqueue[(f->qq_head + f->qq_len) % f->qq_cap] = a;
+	f->qq_len++;
+	return 0;
+}
+
+/* Start an item: present, or ask every server. */
+static void item_start(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	if (it->st != I_NEW)
+		return;
+	if (item_present(it)) {
+		it->st = I_QUERY; /* so that item_finish reports it */
+		item_finish(it, CAIRN_FETCH_PRESENT, 0);
+		return;
+	}
+	it->t_start = now_s();
+	it->st = I_QUERY;
+	if (f->n_servers == 0) {
+		item_fail(it, CAIRN_ENOENT, "no server given");
+		return;
+	}
+	it->ans = calloc(f->n_servers, sizeof(*it->ans));
+	if (!it->ans) {
+		item_fail(it, CAIRN_ENOMEM, "out of memory");
+		return;
+	}
+	it->n_pending = f->n_servers;
+	int64_t now = wall_now();
+	for (size_t i = 0; i < f->n_servers; i++) {
+		struct answer *a = &it->ans[i];
+		a->it = it;
+		a->si = i;
+		a->group = -1;
+		a->max_age = -1;
+		cairn_buf_init(&a->body, CAIRN_NARINFO_MAX);
+	}
+	for (size_t i = 0; i < f->n_servers && it->st == I_QUERY; i++) {
+		struct answer *a = &it->ans[i];
+		struct server *s = &f->servers[i];
+		if (cairn_http_server_down(s->hs)) {
+			query_send(f, a); /* refused at once, with the reason */
+			continue;
+		}
+		if (f->cfg.cache) {
+			char *text = NULL;
+			size_t len = 0;
+			int st = cairn_nicache_lookup(f->cfg.cache, s->url, it->sp.hash, now, &text,
+						      &len, NULL);
+			if (st == CAIRN_NICACHE_PRESENT) {
+				a->state = A_PRESENT;
+				cairn_buf_append(&a->body, text, len);
+				free(text);
+				answer_done(a);
+				continue;
+			}
+			if (st == CAIRN_NICACHE_ABSENT) {
+				a->state = A_ABSENT;
+				answer_done(a);
+				continue;
+			}
+		}
+		if (qqueue_push(f, a)) {
+			a->state = A_ERROR;
+			answer_done(a);
+		}
+	}
+}
+
+/* ---- deciding ------------------------------------------------------------ */
+
+static int strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool same_claim(const struct answer *a, const struct answer *b)
+{
+	const struct cairn_narinfo *x = a->ni, *y = b->ni;
+	if (x->nar_size != y->nar_size || !cairn_hash_equal(&x->nar_hash, &y->nar_hash))
+		return false;
+	if (x->n_refs != y->n_refs)
+		return false;
+	for (size_t i = 0; i < x->n_refs; i++)
+		if (strcmp(a->sorted_refs[i], b->sorted_refs[i]))
+			return false;
+	return true;
+}
+
+static void group_add_signers(struct group *g, const struct cairn_verify_result *vr)
+{
+	for (size_t i = 0; i < vr->n_signers; i++) {
+		bool have = false;
+		for (size_t j = 0; j < g->n_signers; j++)
+			if (g->signers[j].kind == vr->signers[i].kind &&
+			    g->signers[j].index == vr->signers[i].index)
+				have = true;
+		if (!have && g->n_signers < CAIRN_VERIFY_MAX_SIGNERS)
+			g->signers[g->n_signers++] = vr->signers[i];
+	}
+}
+
+static void signer_names(const struct cairn_fetch *f, const struct group *g, struct cairn_buf *b)
+{
+	for (size_t i = 0; i < g->n_signers; i++) {
+		char name[128];
+		cairn_keyring_key_name(f->cfg.keys, &g->signers[i], name, sizeof(name));
+		cairn_buf_printf(b, "%s%s", i ? ", " : "", name);
+	}
+	if (!g->n_signers)
+		cairn_buf_puts(b, "unsigned");
+}
+
+/* Servers of group gi, "http://a, http://b". */
+static void group_servers(const struct item *it, int gi, struct cairn_buf *b)
+{
+	const struct cairn_fetch *f = it->f;
+	bool first = true;
+	for (size_t i = 0; i < f->n_servers; i++)
+		if (it->ans[i].group == gi) {
+			cairn_buf_printf(b, "%s%s", first ? "" : ", ", f->servers[i].url);
+			first = false;
+		}
+}
+
+static void describe_group(const struct item *it, const struct group *g, int gi,
+			   struct cairn_buf *b)
+{
+	char h[CAIRN_HASH_STR_MAX];
+	cairn_hash_format(&g->first->ni->nar_hash, CAIRN_HASH_NIX32, h, sizeof(h));
+	group_servers(it, gi, b);
+	cairn_buf_puts(b, " (signed by ");
+	signer_names(it->f, g, b);
+	cairn_buf_printf(b, ") claim NarHash %s, NarSize %llu, %zu references", h,
+			 (unsigned long long)g->first->ni->nar_size, g->first->ni->n_refs);
+}
+
+/* Check one answer's narinfo; 0 when it can be grouped. */
+static int check_answer(struct item *it, struct answer *a, struct cairn_verify_result *vr)
+{
+	struct cairn_fetch *f = it->f;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	memset(vr, 0, sizeof(*vr));
+	int rc = cairn_narinfo_parse(a->body.data ? a->body.data : "", a->body.len, &a->ni, &e);
+	if (rc) {
+		a->msg = strdup(cairn_error_msg(&e));
+		return rc;
+	}
+	if (strcmp(a->ni->store_path, it->path)) {
+		size_t n = strlen(a->ni->store_path) + 64;
+		a->msg = malloc(n);
+		if (a->msg)
+			snprintf(a->msg, n, "narinfo is for %s, not the path asked for",
+				 a->ni->store_path);
+		return CAIRN_EFORMAT;
+	}
+	if (a->ni->nar_hash.algo != CAIRN_HASH_SHA256 || a->ni->nar_size == 0) {
+		a->msg = strdup("NarHash is not sha256 or NarSize is 0");
+		return CAIRN_EFORMAT;
+	}
+	if (a->ni->n_urls == 0) {
+		a->msg = strdup("narinfo has no URL");
+		return CAIRN_EFORMAT;
+	}
+	a->sorted_refs = malloc((a->ni->n_refs + 1) * sizeof(char *));
+	if (!a->sorted_refs)
+		return CAIRN_ENOMEM;
+	if (a->ni->n_refs)
+		memcpy(a->sorted_refs, a->ni->refs, a->ni->n_refs * sizeof(char *));
+	qsort(a->sorted_refs, a->ni->n_refs, sizeof(char *), strp_cmp);
+	rc = cairn_narinfo_verify(a->ni, f->cfg.keys, vr, NULL);
+	if (rc && rc != CAIRN_ENOSIG && rc != CAIRN_EUNTRUSTED && rc != CAIRN_ESIG &&
+	    rc != CAIRN_ESIGCORRUPT && rc != CAIRN_EHASH)
+		return rc;
+	if (vr->status)
+		a->msg = strdup(vr->detail[0] ? vr->detail : cairn_strerror(vr->status));
+	if (a->ni->ca) {
+		struct cairn_ca ca;
+		struct cairn_store_path *refs =
+		    calloc(a->ni->n_refs + 1, sizeof(struct cairn_store_path));
+		bool ok = refs && !cairn_ca_parse(a->ni->ca, strlen(a->ni->ca), &ca, NULL);
+		for (size_t i = 0; ok && i < a->ni->n_refs; i++)
+			ok = !cairn_store_path_parse_base(a->ni->refs[i], strlen(a->ni->refs[i]),
+							  &refs[i], NULL);
+		ok = ok &&
+		     !cairn_ca_check_path(&ca, &it->sp, refs, a->ni->n_refs, f->store_dir, NULL);
+		/* The content check (cairn_ca_verify_*) supports sha256 only. */
+		ok = ok && ca.hash.algo == CAIRN_HASH_SHA256 && ca.method != CAIRN_CA_GIT;
+		free(refs);
+		a->ca_ok = ok;
+	}
+	return 0;
+}
+
+static void decide(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	size_t ns = f->n_servers;
+	struct group *groups = calloc(ns, sizeof(*groups));
+	struct cairn_verify_result *vr = malloc(sizeof(*vr));
+	size_t ng = 0;
+	int worst = CAIRN_ENOENT;
+	if (!groups || !vr) {
+		item_fail(it, CAIRN_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ns; i++) {
+		struct answer *a = &it->ans[i];
+		if (a->state != A_PRESENT)
+			continue;
+		int rc = check_answer(it, a, vr);
+		if (rc) {
+			if (rc == CAIRN_ENOMEM) {
+				item_fail(it, rc, "out of memory");
+				goto out;
+			}
+			worst = CAIRN_EFORMAT;
+			continue;
+		}
+		if (vr->status && worst != CAIRN_EFORMAT)
+			worst = vr->status;
+		size_t g;
+		for (g = 0; g < ng; g++)
+			if (same_claim(groups[g].first, a))
+				break;
+		if (g == ng) {
+			groups[ng].first = a;
+			groups[ng].best_server = i;
+			ng++;
+		}
+		a->group = (int)g;
+		if (!vr->status)
+			group_add_signers(&groups[g], vr);
+		groups[g].ca_ok |= a->ca_ok;
+	}
+
+	unsigned k = f->cfg.require_sigs;
+	size_t n_signed = 0;
+	for (size_t g = 0; g < ng; g++)
+		if (groups[g].n_signers)
+			n_signed++;
+	if (k > 1 && n_signed > 1) {
+		struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_FETCH_REASON_MAX);
+		cairn_buf_puts(&b, "servers disagree: ");
+		size_t shown = 0;
+		for (size_t g = 0; g < ng; g++) {
+			if (!groups[g].n_signers)
+				continue;
+			if (shown++)
+				cairn_buf_puts(&b, "; but ");
+			describe_group(it, &groups[g], (int)g, &b);
+		}
+		item_fail(it, CAIRN_EHASH, "%s", b.data ? b.data : "servers disagree");
+		cairn_buf_release(&b);
+		goto out;
+	}
+	/* Groups are numbered in server order, so the first acceptable one is
+	 * the best server's. */
+	int chosen = -1;
+	for (size_t g = 0; g < ng && chosen < 0; g++)
+		if (groups[g].n_signers >= k || groups[g].ca_ok)
+			chosen = (int)g;
+	if (chosen < 0) {
+		/* Say why per server: absent, down, refused. */
+		bool any_present = false;
+		for (size_t i = 0; i < ns; i++) {
+			struct answer *a = &it->ans[i];
+			if (a->state == A_PRESENT)
+				any_present = true;
+			if (a->state == A_ERROR || (a->state == A_PRESENT && a->msg))
+				reason_add(it, "%s: %s", f->servers[i].url,
+					   a->msg ? a->msg : "error");
+		}
+		size_t best = 0;
+		for (size_t g = 0; g < ng; g++)
+			if (groups[g].n_signers > best)
+				best = groups[g].n_signers;
+		if (!any_present) {
+			bool any_absent = false;
+			for (size_t i = 0; i < ns; i++)
+				any_absent |= it->ans[i].state == A_ABSENT;
+			if (any_absent)
+				item_fail(it, CAIRN_ENOENT, "no server has it");
+			else
+				item_fail(it, CAIRN_ENET, "no server could be asked");
+		} else if (best > 0) {
+			struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_FETCH_REASON_MAX);
+			for (size_t g = 0; g < ng; g++)
+				if (groups[g].n_signers == best) {
+					describe_group(it, &groups[g], (int)g, &b);
+					break;
+				}
+			item_fail(it, CAIRN_EUNTRUSTED,
+				  "not enough signatures: %zu of %u required (%s)", best, k,
+				  b.data ? b.data : "");
+			cairn_buf_release(&b);
+		} else if (ng == 0) {
+			item_fail(it, CAIRN_EFORMAT, "no usable narinfo");
+		} else {
+			item_fail(it,
+				  worst == CAIRN_EFORMAT || worst == CAIRN_ENOENT ? CAIRN_ENOSIG
+										  : worst,
+				  "no trusted signature");
+		}
+		goto out;
+	}
+
+	struct group *g = &groups[chosen];
+	it->nar_hash = g->first->ni->nar_hash;
+	it->nar_size = g->first->ni->nar_size;
+	it->n_signers = (unsigned)g->n_signers;
+	if (g->n_signers < k) {
+		/* Accepted through CA: the content must match it. */
+		it->by_ca = true;
+		for (size_t i = 0; i < ns; i++)
+			if (it->ans[i].group == chosen && it->ans[i].ca_ok) {
+				cairn_ca_parse(it->ans[i].ni->ca, strlen(it->ans[i].ni->ca),
+					       &it->ca, NULL);
+				break;
+			}
+	}
+	it->srcs = malloc(ns * sizeof(size_t));
+	if (!it->srcs) {
+		item_fail(it, CAIRN_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ns; i++)
+		if (it->ans[i].group == chosen)
+			it->srcs[it->n_srcs++] = i;
+
+	/* References: closure items and commit order. */
+	const struct cairn_narinfo *ni = g->first->ni;
+	if (f->cfg.closure && ni->n_refs) {
+		it->deps = calloc(ni->n_refs, sizeof(*it->deps));
+		if (!it->deps) {
+			item_fail(it, CAIRN_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < ni->n_refs; i++) {
+			struct cairn_store_path sp;
+			struct cairn_error e;
+			cairn_error_init(&e);
+			if (cairn_store_path_parse_base(ni->refs[i], strlen(ni->refs[i]), &sp,
+							&e)) {
+				item_fail(it, CAIRN_EFORMAT, "bad reference: %s",
+					  cairn_error_msg(&e));
+				goto out;
+			}
+			if (!cairn_store_path_cmp(&sp, &it->sp))
+				continue;
+			struct item *d;
+			int rc = new_item(f, &sp, false, &d, &e);
+			if (rc) {
+				item_fail(it, rc, "%s", cairn_error_msg(&e));
+				goto out;
+			}
+			it->deps[it->n_deps++] = d;
+			item_start(d);
+		}
+	}
+	const struct cairn_narinfo_url *u0 = &it->ans[it->srcs[0]].ni->urls[0];
+	f->bytes_expected += u0->has_file_size ? u0->file_size : it->nar_size;
+	it->st = I_READY;
+	f->n_ready++;
+out:
+	free(groups);
+	free(vr);
+}
+
+/* ---- downloading --------------------------------------------------------- */
+
+static void list_remove(struct download **head, struct download *dl, bool run)
+{
+	for (struct download **pp = head; *pp; pp = run ? &(*pp)->run_next : &(*pp)->done_next)
+		if (*pp == dl) {
+			*pp = run ? dl->run_next : dl->done_next;
+			return;
+		}
+}
+
+/* Make sure no worker touches dl any more and drop what it had queued. */
+static void download_quiesce(struct download *dl)
+{
+	struct cairn_fetch *f = dl->it->f;
+	if (!f->n_threads)
+		return;
+	pthread_mutex_lock(&f->mu);
+	for (struct chunk *c = dl->q_head, *n; c; c = n) {
+		n = c->next;
+		free(c);
+	}
+	dl->q_head = dl->q_tail = NULL;
+	dl->q_bytes = 0;
+	if (dl->q_finish)
+		f->worker_pending--;
+	dl->q_finish = false;
+	while (dl->busy)
+		pthread_cond_wait(&f->idle_cv, &f->mu);
+	if (dl->runnable) {
+		list_remove(&f->run_head, dl, true);
+		f->run_tail = NULL;
+		for (struct download *d = f->run_head; d; d = d->run_next)
+			f->run_tail = d;
+		dl->runnable = false;
+	}
+	if (dl->w_done) {
+		list_remove(&f->done_head, dl, false);
+		f->worker_pending--;
+		dl->w_done = false;
+	}
+	dl->w_failed = false;
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void download_reset(struct download *dl)
+{
+	download_quiesce(dl);
+	cairn_codec_free(dl->codec);
+	dl->codec = NULL;
+	cairn_nar_parser_free(dl->parser);
+	dl->parser = NULL;
+	cairn_nar_restore_free(dl->restore); /* removes what it made */
+	dl->restore = NULL;
+	if (dl->nar_fd >= 0)
+		close(dl->nar_fd);
+	dl->nar_fd = -1;
+	if (dl->nar_tmp) {
+		unlink(dl->nar_tmp);
+		free(dl->nar_tmp);
+		dl->nar_tmp = NULL;
+	}
+	if (dl->filehash_on)
+		cairn_sha256_release(&dl->filehash);
+	dl->filehash_on = false;
+	if (dl->ca_on)
+		cairn_ca_verify_release(&dl->cav);
+	dl->ca_on = false;
+	dl->received = 0;
+	dl->range_start = 0;
+	dl->resumes = 0;
+	dl->accept_ranges = false;
+	dl->range_refused = false;
+	dl->content_error = false;
+	dl->ca_root_file = false;
+	cairn_error_init(&dl->perr);
+}
+
+static void download_free(struct download *dl)
+{
+	if (!dl)
+		return;
+	download_reset(dl);
+	free(dl);
+}
+
+/* Parser callbacks: the restore's, plus the CA check of a flat file. */
+static int w_dir_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
+{
+	struct download *dl = ctx;
+	return dl->restore ? cairn_nar_restore_callbacks.directory_begin(dl->restore, n, err) : 0;
+}
+
+static int w_dir_end(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
+{
+	struct download *dl = ctx;
+	return dl->restore ? cairn_nar_restore_callbacks.directory_end(dl->restore, n, err) : 0;
+}
+
+static int w_file_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
+{
+	struct download *dl = ctx;
+	if (n->depth == 0)
+		dl->ca_root_file = true;
+	return dl->restore ? cairn_nar_restore_callbacks.file_begin(dl->restore, n, err) : 0;
+}
+
+static int w_file_data(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	struct download *dl = ctx;
+	if (dl->ca_on && dl->ca_root_file && dl->it->ca.method != CAIRN_CA_NAR) {
+		int rc = cairn_ca_verify_update(&dl->cav, data, len, err);
+		if (rc)
+			return rc;
+	}
+	return dl->restore ? cairn_nar_restore_callbacks.file_data(dl->restore, data, len, err) : 0;
+}
+
+static int w_file_end(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
+{
+	struct download *dl = ctx;
+	return dl->restore ? cairn_nar_restore_callbacks.file_end(dl->restore, n, err) : 0;
+}
+
+static int w_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
+{
+	struct download *dl = ctx;
+	return dl->restore ? cairn_nar_restore_callbacks.symlink(dl->restore, n, err) : 0;
+}
+
+static const struct cairn_nar_callbacks wrap_cb = {
+    .directory_begin = w_dir_begin,
+    .directory_end = w_dir_end,
+    .file_begin = w_file_begin,
+    .file_data = w_file_data,
+    .file_end = w_file_end,
+    .symlink = w_symlink,
+};
+
+/* Decompressed NAR bytes. */
+static int nar_out(void *ctx, const void *data, size_t len)
+{
+	struct download *dl = ctx;
+	int rc;
+	if (dl->ca_on && dl->it->ca.method == CAIRN_CA_NAR) {
+		rc = cairn_ca_verify_update(&dl->cav, data, len, &dl->perr);
+		if (rc)
+			return rc;
+	}
+	rc = cairn_nar_parser_feed(dl->parser, data, len, &dl->perr);
+	if (rc)
+		return rc;
+	if (dl->nar_fd >= 0) {
+		const char *p = data;
+		while (len) {
+			ssize_t w = write(dl->nar_fd, p, len);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return cairn_error_errno(&dl->perr, errno, "cannot write '%s'",
+							 dl->nar_tmp);
+			p += w;
+			len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/* Ties go to the earlier: zstd is small and unpacks at 1 GB/s; then by size. */
+static int method_rank(enum cairn_codec_method m)
+{
+	switch (m) {
+	case CAIRN_CODEC_ZSTD: return 0;
+	case CAIRN_CODEC_XZ: return 1;
+	case CAIRN_CODEC_LZIP: return 2;
+	case CAIRN_CODEC_GZIP: return 3;
+	case CAIRN_CODEC_BZIP2: return 4;
+	case CAIRN_CODEC_NONE: return 5;
+	default: return 9;
+	}
+}
+
+/*
+ * Unpacking speed of one core in NAR bytes per second, and the size of a
+ * typical file as a fraction of its NAR when the narinfo has no FileSize:
+ * the measurements in codec.h (52 MB of mixed files), rounded down.
+ */
+static void method_model(enum cairn_codec_method m, double *rate, double *ratio)
+{
+	switch (m) {
+	case CAIRN_CODEC_NONE:
+		*rate = 2000e6;
+		*ratio = 1.0;
+		break;
+	case CAIRN_CODEC_ZSTD:
+		*rate = 1000e6;
+		*ratio = 0.30;
+		break;
+	case CAIRN_CODEC_GZIP:
+		*rate = 350e6;
+		*ratio = 0.32;
+		break;
+	case CAIRN_CODEC_XZ:
+		*rate = 40e6;
+		*ratio = 0.21;
+		break;
+	case CAIRN_CODEC_LZIP:
+		*rate = 40e6;
+		*ratio = 0.21;
+		break;
+	case CAIRN_CODEC_BZIP2:
+		*rate = 30e6;
+		*ratio = 0.25;
+		break;
+	default:
+		*rate = 1e6;
+		*ratio = 1.0;
+		break;
+	}
+}
+
+int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, unsigned cpus)
+{
+	int best = -1, best_rank = 0;
+	double best_cost = 0;
+	if (net_rate <= 0)
+		net_rate = CAIRN_FETCH_NET_RATE_GUESS;
+	if (cpus == 0)
+		cpus = 1;
+	for (size_t i = 0; i < ni->n_urls && i < (size_t)INT32_MAX; i++) {
+		enum cairn_codec_method m;
+		const char *c = ni->urls[i].compression;
+		if (cairn_codec_method_parse(c, strlen(c), &m, NULL))
+			continue;
+		double rate, ratio;
+		method_model(m, &rate, &ratio);
+		double size = ni->urls[i].has_file_size ? (double)ni->urls[i].file_size
+							: (double)ni->nar_size * ratio;
+		/* Transfer plus unpacking, the cores shared by parallel downloads. */
+		double cost = size / net_rate + (double)ni->nar_size / (rate * cpus);
+		int rank = method_rank(m);
+		if (best < 0 || cost < best_cost * 0.99 ||
+		    (cost <= best_cost * 1.01 && rank < best_rank)) {
+			best = (int)i;
+			best_cost = cost;
+			best_rank = rank;
+		}
+	}
+	return best;
+}
+
+/* The network rate so far; 0 (unknown) until a MiB has come in. */
+static double net_rate(const struct cairn_fetch *f)
+{
+	if (f->bytes_received < (1u << 20) || f->t_first_dl <= 0)
+		return 0;
+	double el = now_s() - f->t_first_dl;
+	return el > 0.01 ? (double)f->bytes_received / el : 0;
+}
+
+static const struct cairn_narinfo_url *choose_url(const struct cairn_fetch *f,
+						  const struct cairn_narinfo *ni,
+						  enum cairn_codec_method *method)
+{
+	int i = cairn_fetch_pick_url(ni, net_rate(f), f->n_threads ? f->n_threads : 1);
+	if (i < 0)
+		return NULL;
+	const char *c = ni->urls[i].compression;
+	if (cairn_codec_method_parse(c, strlen(c), method, NULL))
+		return NULL;
+	return &ni->urls[i];
+}
+
+/* Set up the pipeline for the current source; 0 or an error in dl->perr. */
+static int pipeline_new(struct download *dl)
+{
+	struct item *it = dl->it;
+	struct cairn_fetch *f = it->f;
+	int rc = store_ready(f, &dl->perr);
+	if (rc)
+		return rc;
+	/* A little slack over NarSize would let a lying server make us work
+	 * harder; the cap is exactly what the narinfo promised. */
+	rc = cairn_codec_new(&dl->codec, dl->method, CAIRN_CODEC_DECOMPRESS,
+			     CAIRN_CODEC_LEVEL_DEFAULT, it->nar_size, &dl->perr);
+	if (rc)
+		return rc;
+	struct cairn_nar_limits lim = {.max_nar_size = it->nar_size};
+	dl->parser = cairn_nar_parser_new(&wrap_cb, dl, &lim);
+	if (!dl->parser)
+		return cairn_error_set(&dl->perr, CAIRN_ENOMEM, "out of memory");
+	char target[4096];
+	if (target_path(it, target, sizeof(target)))
+		return cairn_error_set(&dl->perr, CAIRN_ELIMIT, "target path too long");
+	if (f->cfg.nar_dir) {
+		size_t n = strlen(f->cfg.nar_dir) + strlen(it->base) + 32;
+		dl->nar_tmp = malloc(n);
+		if (!dl->nar_tmp)
+			return cairn_error_set(&dl->perr, CAIRN_ENOMEM, "out of memory");
+		snprintf(dl->nar_tmp, n, "%s/.%s.nar.XXXXXX", f->cfg.nar_dir, it->base);
+		dl->nar_fd = mkostemp(dl->nar_tmp, O_CLOEXEC);
+		if (dl->nar_fd < 0) {
+			rc = cairn_error_errno(&dl->perr, errno, "cannot create '%s'", dl->nar_tmp);
+			free(dl->nar_tmp);
+			dl->nar_tmp = NULL;
+			return rc;
+		}
+	} else {
+		rc = cairn_nar_restore_new(target, &dl->restore, &dl->perr);
+		if (rc)
+			return rc;
+	}
+	if (dl->u->has_file_hash && dl->u->file_hash.algo == CAIRN_HASH_SHA256) {
+		rc = cairn_sha256_init(&dl->filehash);
+		if (rc)
+			return cairn_error_set(&dl->perr, rc, "cannot hash");
+		dl->filehash_on = true;
+	}
+	if (it->by_ca) {
+		rc = cairn_ca_verify_init(&dl->cav, &it->ca, &it->sp, &dl->perr);
+		if (rc)
+			return rc;
+		dl->ca_on = true;
+	}
+	return 0;
+}
+
+static int dl_headers(void *ctx, const struct cairn_http_response *resp)
+{
+	struct download *dl = ctx;
+	if (resp->accept_ranges)
+		dl->accept_ranges = true;
+	if (resp->status < 200 || resp->status > 299)
+		return 0;
+	if (dl->range_start > 0 &&
+	    (resp->status != 206 || resp->range_first != (int64_t)dl->range_start)) {
+		dl->range_refused = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* Queue dl for a worker (f->mu held). */
+static void make_runnable(struct cairn_fetch *f, struct download *dl)
+{
+	if (dl->runnable || dl->busy)
+		return;
+	dl->runnable = true;
+	dl->run_next = NULL;
+	if (f->run_tail)
+		f->run_tail->run_next = dl;
+	else
+		f->run_head = dl;
+	f->run_tail = dl;
+	pthread_cond_signal(&f->work_cv);
+}
+
+static int dl_data_threaded(struct download *dl, const void *data, size_t len)
+{
+	struct cairn_fetch *f = dl->it->f;
+	struct chunk *c = malloc(sizeof(*c) + len);
+	if (!c) {
+		cairn_error_set(&dl->perr, CAIRN_ENOMEM, "out of memory");
+		dl->content_error = true;
+		return 1;
+	}
+	c->next = NULL;
+	c->len = len;
+	memcpy(c->data, data, len);
+	pthread_mutex_lock(&f->mu);
+	while (dl->q_bytes > WORKER_QUEUE_MAX && !dl->w_failed)
+		pthread_cond_wait(&f->idle_cv, &f->mu);
+	if (dl->w_failed) {
+		pthread_mutex_unlock(&f->mu);
+		free(c);
+		dl->content_error = true;
+		return 1;
+	}
+	if (dl->q_tail)
+		dl->q_tail->next = c;
+	else
+		dl->q_head = c;
+	dl->q_tail = c;
+	dl->q_bytes += len;
+	make_runnable(f, dl);
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
+static int dl_data(void *ctx, const void *data, size_t len)
+{
+	struct download *dl = ctx;
+	dl->received += len;
+	dl->it->dl_bytes += len;
+	dl->it->f->bytes_received += len;
+	if (dl->it->f->n_threads)
+		return dl_data_threaded(dl, data, len);
+	if (dl->filehash_on)
+		cairn_sha256_update(&dl->filehash, data, len);
+	int rc = cairn_codec_write(dl->codec, data, len, nar_out, dl, &dl->perr);
+	if (rc) {
+		dl->content_error = true;
+		return 1;
+	}
+	return 0;
+}
+
+static void download_start(struct item *it);
+static void dl_send(struct download *dl);
+static void settle(struct cairn_fetch *f);
+
+/* Check everything once the body is complete; 0 when the item is verified. */
+static int dl_verify(struct download *dl)
+{
+	struct item *it = dl->it;
+	int rc = cairn_codec_finish(dl->codec, nar_out, dl, &dl->perr);
+	if (rc)
+		return rc;
+	rc = cairn_nar_parser_finish(dl->parser, &dl->perr);
+	if (rc)
+		return rc;
+	struct cairn_hash h;
+	if (cairn_nar_parser_hash(dl->parser, &h))
+		return cairn_error_set(&dl->perr, CAIRN_EHASH, "no NAR hash");
+	uint64_t size = cairn_nar_parser_size(dl->parser);
+	if (size != it->nar_size)
+		return cairn_error_set(&dl->perr, CAIRN_EHASH,
+				       "NAR is %llu bytes, NarSize says %llu",
+				       (unsigned long long)size, (unsigned long long)it->nar_size);
+	if (!cairn_hash_equal(&h, &it->nar_hash)) {
+		char got[CAIRN_HASH_STR_MAX], want[CAIRN_HASH_STR_MAX];
+		cairn_hash_format(&h, CAIRN_HASH_NIX32, got, sizeof(got));
+		cairn_hash_format(&it->nar_hash, CAIRN_HASH_NIX32, want, sizeof(want));
+		return cairn_error_set(&dl->perr, CAIRN_EHASH,
+				       "hash mismatch: NAR has %s, signed %s", got, want);
+	}
+	if (dl->u->has_file_size && dl->u->file_size != dl->received)
+		return cairn_error_set(
+		    &dl->perr, CAIRN_EHASH, "file is %llu bytes, FileSize says %llu",
+		    (unsigned long long)dl->received, (unsigned long long)dl->u->file_size);
+	if (dl->filehash_on) {
+		struct cairn_hash fh = {.algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN};
+		cairn_sha256_final(&dl->filehash, fh.digest);
+		dl->filehash_on = false;
+		if (!cairn_hash_equal(&fh, &dl->u->file_hash))
+			return cairn_error_set(&dl->perr, CAIRN_EHASH, "FileHash mismatch");
+	}
+	if (dl->ca_on) {
+		dl->ca_on = false;
+		if (it->ca.method != CAIRN_CA_NAR && !dl->ca_root_file)
+			return cairn_error_set(&dl->perr, CAIRN_EHASH,
+					       "CA names a flat file but the NAR is not one");
+		rc = cairn_ca_verify_final(&dl->cav, &dl->perr);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* This source failed for good: note why and go to the next one. */
+static void next_source(struct download *dl, int code, const char *why)
+{
+	struct item *it = dl->it;
+	struct cairn_fetch *f = it->f;
+	reason_add(it, "%s: %s", f->servers[dl->si].url, why);
+	download_reset(dl);
+	it->cur_src++;
+	if (it->cur_src < it->n_srcs) {
+		download_start(it);
+		return;
+	}
+	f->downloads_active--;
+	if (code == CAIRN_ENOENT)
+		item_fail(it, code, "no server could send the NAR");
+	else if (code == CAIRN_EHASH || code == CAIRN_EFORMAT || code == CAIRN_ETRUNCATED ||
+		 code == CAIRN_ELIMIT)
+		item_fail(it, code, "no server sent a NAR that verifies");
+	else
+		item_fail(it, code, "download failed");
+}
+
+/* The verdict on a complete body: rc from dl_verify. */
+static void dl_verdict(struct download *dl, int rc)
+{
+	struct item *it = dl->it;
+	struct cairn_fetch *f = it->f;
+	if (rc) {
+		next_source(dl, rc, cairn_error_msg(&dl->perr));
+		return;
+	}
+	cairn_nar_parser_free(dl->parser);
+	dl->parser = NULL;
+	cairn_codec_free(dl->codec);
+	dl->codec = NULL;
+	it->server_used = f->servers[dl->si].url;
+	it->compression = cairn_codec_method_name(dl->method);
+	it->st = I_VERIFIED;
+	f->n_verified++;
+	f->downloads_active--;
+}
+
+/* One piece of work of a worker, f->mu not held. */
+static int worker_chunk(struct download *dl, const struct chunk *c)
+{
+	if (dl->filehash_on)
+		cairn_sha256_update(&dl->filehash, c->data, c->len);
+	return cairn_codec_write(dl->codec, c->data, c->len, nar_out, dl, &dl->perr);
+}
+
+static void *worker_main(void *arg)
+{
+	struct cairn_fetch *f = arg;
+	pthread_mutex_lock(&f->mu);
+	while (!f->stopping) {
+		struct download *dl = f->run_head;
+		if (!dl) {
+			pthread_cond_wait(&f->work_cv, &f->mu);
+			continue;
+		}
+		f->run_head = dl->run_next;
+		if (!f->run_head)
+			f->run_tail = NULL;
+		dl->runnable = false;
+		dl->busy = true;
+		while (dl->q_head) {
+			struct chunk *c = dl->q_head;
+			dl->q_head = c->next;
+			if (!dl->q_head)
+				dl->q_tail = NULL;
+			dl->q_bytes -= c->len;
+			bool failed = dl->w_failed;
+			pthread_mutex_unlock(&f->mu);
+			int rc = failed ? 0 : worker_chunk(dl, c);
+			free(c);
+			pthread_mutex_lock(&f->mu);
+			if (rc)
+				dl->w_failed = true;
+			/* Wake the network thread only once there is room again. */
+			if (rc || dl->q_bytes <= WORKER_QUEUE_MAX / 2)
+				pthread_cond_broadcast(&f->idle_cv);
+		}
+		if (dl->q_finish) {
+			dl->q_finish = false;
+			bool failed = dl->w_failed;
+			pthread_mutex_unlock(&f->mu);
+			int rc = failed ? (dl->perr.code ? dl->perr.code : CAIRN_EFORMAT)
+					: dl_verify(dl);
+			pthread_mutex_lock(&f->mu);
+			dl->w_rc = rc;
+			dl->w_done = true;
+			dl->done_next = f->done_head;
+			f->done_head = dl;
+			pthread_cond_signal(&f->done_cv);
+		}
+		dl->busy = false;
+		pthread_cond_broadcast(&f->idle_cv);
+	}
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+/* Verdicts the workers posted, handled on the network thread. */
+static void drain_done(struct cairn_fetch *f)
+{
+	if (!f->n_threads)
+		return;
+	for (;;) {
+		pthread_mutex_lock(&f->mu);
+		struct download *dl = f->done_head;
+		if (dl) {
+			f->done_head = dl->done_next;
+			dl->w_done = false;
+			f->worker_pending--;
+		}
+		pthread_mutex_unlock(&f->mu);
+		if (!dl)
+			break;
+		dl_verdict(dl, dl->w_rc);
+	}
+	settle(f);
+	pump(f);
+}
+
+static void dl_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct download *dl = ctx;
+	struct item *it = dl->it;
+	struct cairn_fetch *f = it->f;
+	dl->in_flight = false;
+	if (res->outcome == CAIRN_HTTP_OK && f->n_threads) {
+		pthread_mutex_lock(&f->mu);
+		dl->q_finish = true;
+		f->worker_pending++;
+		make_runnable(f, dl);
+		pthread_mutex_unlock(&f->mu);
+		return;
+	}
+	if (res->outcome == CAIRN_HTTP_OK) {
+		dl_verdict(dl, dl_verify(dl));
+		goto out;
+	}
+	if (f->n_threads) {
+		/* Did the worker refuse the bytes?  Let it finish what it has. */
+		pthread_mutex_lock(&f->mu);
+		while (dl->busy || dl->runnable)
+			pthread_cond_wait(&f->idle_cv, &f->mu);
+		if (dl->w_failed)
+			dl->content_error = true;
+		pthread_mutex_unlock(&f->mu);
+	}
+	if (dl->content_error) {
+		next_source(dl, dl->perr.code ? dl->perr.code : CAIRN_EFORMAT,
+			    cairn_error_msg(&dl->perr));
+		goto out;
+	}
+	if (dl->range_refused) {
+		next_source(dl, CAIRN_ENET, "cannot resume (no partial content)");
+		goto out;
+	}
+	if (cairn_http_advice(res) == CAIRN_HTTP_RETRY_RANGE && dl->resumes < f->cfg.max_resumes &&
+	    (dl->received == 0 || dl->accept_ranges)) {
+		dl->resumes++;
+		dl->range_start = dl->received;
+		dl_send(dl);
+		goto out;
+	}
+	next_source(dl, res->err.code ? res->err.code : CAIRN_ENET, cairn_error_msg(&res->err));
+out:
+	settle(f);
+	pump(f);
+}
+
+static void dl_send(struct download *dl)
+{
+	struct item *it = dl->it;
+	struct cairn_fetch *f = it->f;
+	struct server *s = &f->servers[dl->si];
+	uint64_t max =
+	    dl->u->has_file_size ? dl->u->file_size : it->nar_size + it->nar_size / 8 + 65536;
+	if (max > CAIRN_HTTP_BODY_MAX)
+		max = CAIRN_HTTP_BODY_MAX;
+	bool absolute = strstr(dl->u->url, "://") != NULL;
+	struct cairn_http_request rq = {
+	    .server = absolute ? NULL : s->hs,
+	    .url = dl->u->url,
+	    .range_start = dl->range_start,
+	    .max_body = max,
+	    .on_headers = dl_headers,
+	    .on_data = dl_data,
+	    .on_done = dl_done,
+	    .ctx = dl,
+	};
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (cairn_http_add(f->http, &rq, &e)) {
+		next_source(dl, e.code ? e.code : CAIRN_ENET, cairn_error_msg(&e));
+		return;
+	}
+	dl->in_flight = true;
+}
+
+/* Start (or continue with) the download from it->srcs[it->cur_src]. */
+static void download_start(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	struct download *dl = it->dl;
+	for (; it->cur_src < it->n_srcs; it->cur_src++) {
+		size_t si = it->srcs[it->cur_src];
+		const struct cairn_narinfo *ni = it->ans[si].ni;
+		dl->si = si;
+		dl->u = choose_url(f, ni, &dl->method);
+		if (!dl->u) {
+			reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
+			continue;
+		}
+		if (cairn_http_server_down(f->servers[si].hs) && !strstr(dl->u->url, "://")) {
+			reason_add(it, "%s: down", f->servers[si].url);
+			continue;
+		}
+		if (pipeline_new(dl)) {
+			int code = dl->perr.code;
+			char msg[CAIRN_ERROR_MSG_MAX];
+			snprintf(msg, sizeof(msg), "%s", cairn_error_msg(&dl->perr));
+			download_reset(dl);
+			f->downloads_active--;
+			item_fail(it, code, "%s", msg);
+			return;
+		}
+		if (f->t_first_dl <= 0)
+			f->t_first_dl = now_s();
+		dl_send(dl);
+		return;
+	}
+	f->downloads_active--;
+	item_fail(it, CAIRN_ENET, "no server could send the NAR");
+}
+
+static bool deps_failed(struct item *it, struct item **which)
+{
+	for (size_t i = 0; i < it->n_deps; i++)
+		if (it->deps[i]->st == I_FINAL && it->deps[i]->status == CAIRN_FETCH_FAILED) {
+			*which = it->deps[i];
+			return true;
+		}
+	return false;
+}
+
+static size_t deps_unsettled(const struct item *it)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < it->n_deps; i++)
+		if (it->deps[i]->st != I_FINAL && it->deps[i]->st != I_VERIFIED)
+			n++;
+	return n;
+}
+
+static void commit(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	struct download *dl = it->dl;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int rc = 0;
+	if (dl->restore) {
+		rc = cairn_nar_restore_commit(dl->restore, &e);
+		if (rc == CAIRN_EEXIST) {
+			/* Someone else put it there meanwhile. */
+			item_finish(it, CAIRN_FETCH_PRESENT, 0);
+			return;
+		}
+	} else if (dl->nar_tmp) {
+		char target[4096];
+		rc = target_path(it, target, sizeof(target));
+		if (!rc && fsync(dl->nar_fd) != 0)
+			rc = cairn_error_errno(&e, errno, "cannot write '%s'", dl->nar_tmp);
+		if (!rc && fchmod(dl->nar_fd, 0644) != 0)
+			rc = cairn_error_errno(&e, errno, "cannot chmod '%s'", dl->nar_tmp);
+		if (!rc && rename(dl->nar_tmp, target) != 0)
+			rc = cairn_error_errno(&e, errno, "cannot rename to '%s'", target);
+		if (!rc) {
+			free(dl->nar_tmp);
+			dl->nar_tmp = NULL;
+		}
+	}
+	(void)f;
+	if (rc)
+		item_fail(it, rc, "%s", cairn_error_msg(&e));
+	else
+		item_finish(it, CAIRN_FETCH_FETCHED, 0);
+}
+
+/* Commit what can be committed, fail what depends on failures. */
+static void settle(struct cairn_fetch *f)
+{
+	bool changed = true;
+	while (changed && (f->n_ready || f->n_verified)) {
+		changed = false;
+		for (size_t i = 0; i < f->n_items; i++) {
+			struct item *it = f->items[i];
+			struct item *bad;
+			if (it->st != I_VERIFIED && it->st != I_READY)
+				continue;
+			if (deps_failed(it, &bad)) {
+				item_fail(it, CAIRN_ENOENT, "reference %s failed", bad->path);
+				changed = true;
+				continue;
+			}
+			if (it->st != I_VERIFIED)
+				continue;
+			bool ready = true;
+			for (size_t d = 0; d < it->n_deps && ready; d++)
+				ready = it->deps[d]->st == I_FINAL;
+			if (ready) {
+				commit(it);
+				changed = true;
+			}
+		}
+	}
+}
+
+/* Start queued queries and downloads while there is room. */
+static void pump(struct cairn_fetch *f)
+{
+	while (f->qq_len && f->queries_active < QUERY_INFLIGHT_MAX) {
+		struct answer *a = f->qqueue[f->qq_head];
+		f->qq_head = (f->qq_head + 1) % f->qq_cap;
+		f->qq_len--;
+		query_send(f, a);
+	}
+	if (f->queries_active == 0 && f->qq_len == 0)
+		cache_flush(f);
+	while (f->downloads_active < f->cfg.jobs && f->n_ready) {
+		/* Leaves first: an item whose references are settled commits at
+		 * once instead of holding its temporary tree open. */
+		struct item *best = NULL;
+		size_t best_n = (size_t)-1;
+		for (size_t i = 0; i < f->n_items && best_n; i++) {
+			struct item *it = f->items[i];
+			if (it->st != I_READY)
+				continue;
+			size_t n = deps_unsettled(it);
+			if (n < best_n) {
+				best = it;
+				best_n = n;
+			}
+		}
+		if (!best)
+			break;
+		best->dl = calloc(1, sizeof(*best->dl));
+		if (!best->dl) {
+			item_fail(best, CAIRN_ENOMEM, "out of memory");
+			continue;
+		}
+		best->dl->it = best;
+		best->dl->nar_fd = -1;
+		best->st = I_DOWNLOAD;
+		f->n_ready--;
+		f->downloads_active++;
+		download_start(best);
+	}
+}
+
+/* ---- the run ------------------------------------------------------------- */
+
+int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
+{
+	if (f->started)
+		return cairn_error_set(err, CAIRN_EINVAL, "fetch: already started");
+	f->started = true;
+	if (f->cfg.threads) {
+		f->threads = calloc(f->cfg.threads, sizeof(pthread_t));
+		if (!f->threads)
+			return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
+		/* Fewer threads than asked for still work; none means inline. */
+		for (unsigned i = 0; i < f->cfg.threads; i++) {
+			if (pthread_create(&f->threads[i], NULL, worker_main, f))
+				break;
+			f->n_threads++;
+		}
+	}
+	start_infos(f);
+	while (f->infos_pending && !f->fatal) {
+		int rc = cairn_http_step(f->http, 1000, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (f->fatal)
+		return cairn_error_set(err, f->fatal, "%s", f->fatal_err.msg);
+	/* Every request of the info phase is done: servers may be reordered. */
+	if (f->n_servers > 1)
+		qsort(f->servers, f->n_servers, sizeof(*f->servers), server_cmp);
+	cache_flush(f);
+	size_t n = f->n_items;
+	for (size_t i = 0; i < n; i++)
+		item_start(f->items[i]);
+	settle(f);
+	pump(f);
+	return 0;
+}
+
+int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *err)
+{
+	pthread_mutex_lock(&f->mu);
+	bool working = f->worker_pending > 0;
+	pthread_mutex_unlock(&f->mu);
+	int wait_ms = timeout_ms > 0 ? timeout_ms : 0;
+	if (working && timeout_ms > WORKER_POLL_MS)
+		timeout_ms = WORKER_POLL_MS;
+	int rc = cairn_http_step(f->http, timeout_ms, err);
+	if (rc < 0)
+		return rc;
+	if (f->fatal)
+		return cairn_error_set(err, f->fatal, "%s", f->fatal_err.msg);
+	if (rc == 0 && working) {
+		/* Nothing on the network (the client returns at once then):
+		 * sleep until a worker posts a verdict instead of spinning. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)wait_ms * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_mutex_lock(&f->mu);
+		if (!f->done_head && f->worker_pending)
+			pthread_cond_timedwait(&f->done_cv, &f->mu, &ts);
+		pthread_mutex_unlock(&f->mu);
+	}
+	drain_done(f);
+	settle(f);
+	pump(f);
+	pthread_mutex_lock(&f->mu);
+	working = f->worker_pending > 0;
+	pthread_mutex_unlock(&f->mu);
+	if (rc > 0 || f->qq_len || working)
+		return 1;
+	/* Nothing in flight: every item must be final by now. */
+	size_t left = 0;
+	for (size_t i = 0; i < f->n_items; i++) {
+		struct item *it = f->items[i];
+		if (it->st == I_FINAL)
+			continue;
+		if (it->st == I_NEW) {
+			item_start(it);
+			left++;
+			continue;
+		}
+		left++;
+	}
+	if (left) {
+		settle(f);
+		pump(f);
+		int again = cairn_http_step(f->http, 0, err);
+		if (again < 0)
+			return again;
+		if (again == 0 && f->qq_len == 0 && f->downloads_active == 0) {
+			for (size_t i = 0; i < f->n_items; i++)
+				if (f->items[i]->st != I_FINAL && f->items[i]->st != I_NEW)
+					item_fail(f->items[i], CAIRN_EINVAL,
+						  "internal error: item stuck");
+		}
+		return 1;
+	}
+	cache_flush(f);
+	return 0;
+}
+
+int cairn_fetch_run(struct cairn_fetch *f, struct cairn_error *err)
+{
+	int rc = cairn_fetch_start(f, err);
+	if (rc)
+		return rc;
+	while ((rc = cairn_fetch_step(f, 1000, err)) > 0)
+		;
+	if (rc < 0)
+		return rc;
+	return (int)(f->n_failed > (size_t)INT32_MAX ? INT32_MAX : f->n_failed);
+}

@@ -1,0 +1,915 @@
+/*
+ * publish-http.c - the routes of `cairn publish` on the http layer: narinfos
+ * and listings, nars (baked files sent as files, the rest compressed on the
+ * fly by a producer thread), logs, Guix content-addressed files, the key,
+ * the front page, health and metrics; and the static server for a
+ * `nix copy --to file://DIR` directory.
+ *
+ * Handlers run on the event loops.  What they do there is bounded: a
+ * SQLite index lookup, a signature the first time an item is asked for,
+ * an open().  Everything proportional to an item's size runs in a producer
+ * thread that writes into an httpd stream.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cairn/httpd.h"
+#include "cairn/nar.h"
+#include "cairn/narinfo.h"
+#include "cairn/storepath.h"
+#include "publish-int.h"
+
+#define CT_NARINFO "text/x-nix-narinfo"
+#define CT_NAR "application/x-nix-nar"
+#define CC_IMMUTABLE "public, max-age=31536000, immutable"
+
+static void cache_control(struct cairn_httpd_req *req, unsigned ttl)
+{
+	char v[64];
+	if (ttl == 0)
+		snprintf(v, sizeof(v), "no-store");
+	else
+		snprintf(v, sizeof(v), "public, max-age=%u", ttl);
+	cairn_httpd_add_header(req, "Cache-Control", v);
+}
+
+/* 404 with the negative TTL (send_error would add its own no-store) */
+static int not_found(struct cairn_httpd_req *req, unsigned negative_ttl)
+{
+	static const char body[] = "404 not found\n";
+	cache_control(req, negative_ttl);
+	return cairn_httpd_send_static(req, 404, "text/plain; charset=utf-8", body,
+				       sizeof(body) - 1);
+}
+
+/* ---- narinfo and .ls ---------------------------------------------------- */
+
+/* Does an If-None-Match list (`"a", W/"b"` or `*`) name etag?  Weak
+ * comparison, as RFC 9110 13.1.2 asks for If-None-Match. */
+static bool etag_match(const char *v, size_t len, const char *etag)
+{
+	size_t el = strlen(etag);
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		if (i < len && v[i] == '*')
+			return true;
+		if (i + 2 <= len && v[i] == 'W' && v[i + 1] == '/')
+			i += 2;
+		size_t start = i;
+		while (i < len && v[i] != ',')
+			i++;
+		size_t end = i;
+		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+			end--;
+		if (end - start == el && memcmp(v + start, etag, el) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int h_ls(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hashpart);
+
+static int h_root(struct cairn_httpd_req *req, void *data);
+
+static int h_narinfo(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	struct cairn_error err;
+	size_t len;
+	const char *path = cairn_httpd_req_path(req, &len);
+	int rc;
+
+	if (len == 1)
+		return h_root(req, data);
+	if (len == 1 + 32 + 3 && memcmp(path + 33, ".ls", 3) == 0 &&
+	    cairn_store_hash_valid(path + 1, 32)) {
+		char hp[33];
+		memcpy(hp, path + 1, 32);
+		hp[32] = '\0';
+		return h_ls(p, req, hp);
+	}
+	if (len != 1 + 32 + 8 || memcmp(path + 33, ".narinfo", 8) != 0 ||
+	    !cairn_store_hash_valid(path + 1, 32))
+		return not_found(req, p->cfg.negative_ttl);
+	cairn_error_init(&err);
+	rc = cairn_publish_narinfo(p, path + 1, 32, &b, &err);
+	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT) {
+		rc = not_found(req, p->cfg.negative_ttl);
+	} else if (rc < 0) {
+		cairn_httpd_add_header(req, "Cache-Control", "no-store");
+		rc = cairn_httpd_send_error(req, 500);
+	} else {
+		/* a strong validator from the bytes: a CDN revalidates cheaply */
+		char etag[24];
+		uint64_t hv = 1469598103934665603ull;
+		for (size_t i = 0; i < b.len; i++)
+			hv = (hv ^ (unsigned char)b.data[i]) * 1099511628211ull;
+		snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)hv);
+		cache_control(req, p->cfg.ttl);
+		cairn_httpd_add_header(req, "ETag", etag);
+		size_t inml = 0;
+		const char *inm = cairn_httpd_req_header(req, "if-none-match", &inml);
+		if (inm && etag_match(inm, inml, etag))
+			rc = cairn_httpd_send(req, 304, NULL, NULL, 0);
+		else
+			rc = cairn_httpd_send(req, 200, CT_NARINFO, b.data, b.len);
+	}
+	cairn_buf_release(&b);
+	return rc;
+}
+
+/* ---- producers ---------------------------------------------------------- */
+
+enum job_kind { JOB_NAR, JOB_LS, JOB_TAIL };
+
+/* How a write callback stops the NAR writer once a range is sent; the
+ * producer tells it from a real cancellation by the position. */
+#define RANGE_DONE CAIRN_ECANCELED
+
+struct job {
+	struct cairn_publish *p;
+	struct cairn_httpd_stream *s;
+	enum job_kind kind;
+	enum cairn_codec_method method;
+	int level;
+	uint64_t nar_size;
+	struct cairn_hash nar_hash;
+	struct cairn_codec *codec;
+	struct cairn_sha256 sha;
+	struct cairn_nar_parser *parser; /* JOB_LS */
+	/* a byte range of an uncompressed nar: [lo, hi] (ranged) */
+	bool ranged;
+	uint64_t lo, hi, pos;
+	struct pub_inflight *inf; /* JOB_TAIL: the bake to follow */
+	char real[];
+};
+
+static int job_out(void *ctx, const void *data, size_t len)
+{
+	struct job *j = ctx;
+	return cairn_httpd_stream_write(j->s, data, len);
+}
+
+static int job_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	struct job *j = ctx;
+	cairn_sha256_update(&j->sha, data, len);
+	if (j->kind == JOB_LS)
+		return cairn_nar_parser_feed(j->parser, data, len, err);
+	if (j->method == CAIRN_CODEC_NONE) {
+		const char *d = data;
+		uint64_t at = j->pos;
+		j->pos += len;
+		if (j->ranged) {
+			/* only the part of [at, at+len) inside [lo, hi] */
+			if (at + len <= j->lo)
+				return 0;
+			if (at > j->hi)
+				return RANGE_DONE;
+			uint64_t from = at < j->lo ? j->lo - at : 0;
+			uint64_t to = at + len - 1 > j->hi ? j->hi - at + 1 : len;
+			d += from;
+			len = (size_t)(to - from);
+		}
+		int rc = cairn_httpd_stream_write(j->s, d, len);
+		if (rc < 0)
+			return cairn_error_set(err, rc, "publish: client gone");
+		return j->ranged && j->pos > j->hi ? RANGE_DONE : 0;
+	}
+	return cairn_codec_write(j->codec, data, len, job_out, j, err);
+}
+
+static void *producer(void *arg)
+{
+	struct job *j = arg;
+	struct cairn_publish *p = j->p;
+	struct cairn_error err;
+	struct cairn_nar_writer *w = NULL;
+	struct cairn_nar_ls *ls = NULL;
+	char *json = NULL;
+	size_t json_len = 0;
+	bool sha = false;
+	int rc;
+
+	cairn_error_init(&err);
+	if (j->kind == JOB_TAIL) {
+		/* follow the file the baker writes; if it fails before a byte
+		 * was sent (disk full...), compress on the fly instead */
+		uint64_t off = 0;
+		static const size_t cap = 256 * 1024;
+		char *buf = malloc(cap);
+		rc = buf ? 0 : CAIRN_ENOMEM;
+		while (rc == 0) {
+			int64_t n = pub_inflight_wait(p, j->inf, off);
+			if (n == 0)
+				break;
+			if (n < 0) {
+				rc = (int)n;
+				break;
+			}
+			size_t want = (uint64_t)n < cap ? (size_t)n : cap;
+			ssize_t got = pread(j->inf->fd, buf, want, (off_t)off);
+			if (got <= 0) {
+				rc = CAIRN_EIO;
+				break;
+			}
+			off += (uint64_t)got;
+			rc = cairn_httpd_stream_write(j->s, buf, (size_t)got);
+		}
+		free(buf);
+		pub_inflight_put(p, j->inf);
+		j->inf = NULL;
+		if (rc == 0 || off > 0 || p->stopping)
+			goto out;
+		j->kind = JOB_NAR; /* nothing sent yet: on the fly after all */
+		rc = 0;
+	}
+	if ((rc = cairn_sha256_init(&j->sha)) < 0)
+		goto out;
+	sha = true;
+	if (j->kind == JOB_LS) {
+		ls = cairn_nar_ls_new(0);
+		j->parser = ls ? cairn_nar_parser_new(&cairn_nar_ls_callbacks, ls, NULL) : NULL;
+		if (!j->parser) {
+			rc = CAIRN_ENOMEM;
+			goto out;
+		}
+	} else if (j->method != CAIRN_CODEC_NONE) {
+		if ((rc = cairn_codec_new(&j->codec, j->method, CAIRN_CODEC_COMPRESS, j->level,
+					  CAIRN_CODEC_UNLIMITED, &err)) < 0)
+			goto out;
+	}
+	w = cairn_nar_writer_new(job_nar, j);
+	if (!w) {
+		rc = CAIRN_ENOMEM;
+		goto out;
+	}
+	if ((rc = cairn_nar_write_path(w, j->real, &err)) < 0 ||
+	    (rc = cairn_nar_writer_finish(w, &err)) < 0) {
+		if (j->ranged && j->pos > j->hi)
+			rc = 0; /* the range is out; the rest is not needed */
+		goto out;
+	}
+	/* A path deleted or changed while it was read must not reach the
+	 * client as a clean response. */
+	struct cairn_hash h = {.algo = CAIRN_HASH_SHA256, .len = 32};
+	cairn_sha256_final(&j->sha, h.digest);
+	sha = false;
+	if (cairn_nar_writer_size(w) != j->nar_size || !cairn_hash_equal(&h, &j->nar_hash)) {
+		rc = CAIRN_EHASH;
+		goto out;
+	}
+	if (j->kind == JOB_LS) {
+		if ((rc = cairn_nar_parser_finish(j->parser, &err)) < 0 ||
+		    (rc = cairn_nar_ls_take(ls, &json, &json_len, &err)) < 0)
+			goto out;
+		rc = cairn_httpd_stream_write(j->s, json, json_len);
+	} else if (j->codec) {
+		rc = cairn_codec_finish(j->codec, job_out, j, &err);
+	}
+out:
+	if (sha)
+		cairn_sha256_release(&j->sha);
+	cairn_httpd_stream_end(j->s, rc == 0);
+	cairn_nar_writer_free(w);
+	cairn_codec_free(j->codec);
+	cairn_nar_parser_free(j->parser);
+	cairn_nar_ls_free(ls);
+	free(json);
+	free(j);
+	pub_stream_leave(p);
+	return NULL;
+}
+
+/*
+ * A single "bytes=" range of a body of size bytes (RFC 9110 14.1.2): 1 with
+ * [*lo, *hi] set, 0 to ignore it (malformed or several ranges: the whole
+ * body is sent, as the file sender does), -1 when unsatisfiable (416).
+ */
+static int parse_range(const char *v, size_t len, uint64_t size, uint64_t *lo, uint64_t *hi)
+{
+	char buf[64];
+	unsigned long long a = 0, b = 0;
+	char *end;
+	if (len < 7 || len >= sizeof(buf) || memcmp(v, "bytes=", 6) != 0)
+		return 0;
+	memcpy(buf, v + 6, len - 6);
+	buf[len - 6] = '\0';
+	if (strchr(buf, ','))
+		return 0;
+	char *dash = strchr(buf, '-');
+	if (!dash)
+		return 0;
+	*dash = '\0';
+	const char *sa = buf, *sb = dash + 1;
+	for (const char *c = sa; *c; c++)
+		if (*c < '0' || *c > '9')
+			return 0;
+	for (const char *c = sb; *c; c++)
+		if (*c < '0' || *c > '9')
+			return 0;
+	if (!*sa) { /* suffix: the last N bytes */
+		if (!*sb)
+			return 0;
+		b = strtoull(sb, &end, 10);
+		if (b == 0 || size == 0)
+			return -1;
+		*lo = b >= size ? 0 : size - b;
+		*hi = size - 1;
+		return 1;
+	}
+	a = strtoull(sa, &end, 10);
+	b = *sb ? strtoull(sb, &end, 10) : size - 1;
+	if (*sb && b < a)
+		return 0;
+	if (a >= size)
+		return -1;
+	*lo = a;
+	*hi = b >= size ? size - 1 : b;
+	return 1;
+}
+
+/* Start a producer for the item pi; answers the request in every case. */
+/* Undo start_job's allocation before the producer runs. */
+static void job_drop(struct cairn_publish *p, struct job *j)
+{
+	if (j->inf)
+		pub_inflight_put(p, j->inf);
+	free(j);
+	pub_stream_leave(p);
+}
+
+static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
+		     const struct cairn_storedb_pathinfo *pi, enum job_kind kind,
+		     enum cairn_codec_method method, struct pub_inflight *inf)
+{
+	char real[CAIRN_STOREDB_PATH_MAX + CAIRN_STOREDB_DIR_MAX + 8];
+	struct stat st;
+	struct cairn_httpd_stream *s;
+	pthread_attr_t attr;
+	pthread_t tid;
+
+	if (pub_real_path(p, pi->path, real, sizeof(real)) < 0 || lstat(real, &st) < 0) {
+		if (inf)
+			pub_inflight_put(p, inf);
+		return not_found(req, p->cfg.negative_ttl); /* valid in the db, gone on disk */
+	}
+	size_t rl = strlen(real);
+	struct job *j = calloc(1, sizeof(*j) + rl + 1);
+	if (!j) {
+		if (inf)
+			pub_inflight_put(p, inf);
+		return cairn_httpd_send_error(req, 503);
+	}
+	j->inf = inf;
+	j->p = p;
+	j->kind = kind;
+	j->method = method;
+	j->level = pub_level(p, method);
+	j->nar_size = pi->nar_size;
+	j->nar_hash = pi->nar_hash;
+	memcpy(j->real, real, rl + 1);
+	if (!pub_stream_enter(p)) {
+		if (inf)
+			pub_inflight_put(p, inf);
+		free(j);
+		cairn_httpd_add_header(req, "Retry-After", "1");
+		return cairn_httpd_send_error(req, 503);
+	}
+	int64_t length = kind == JOB_NAR && method == CAIRN_CODEC_NONE ? (int64_t)pi->nar_size : -1;
+	int status = 200;
+	if (kind == JOB_NAR && method == CAIRN_CODEC_NONE) {
+		size_t rl2 = 0;
+		const char *range = cairn_httpd_req_header(req, "range", &rl2);
+		cairn_httpd_add_header(req, "Accept-Ranges", "bytes");
+		int r = range ? parse_range(range, rl2, pi->nar_size, &j->lo, &j->hi) : 0;
+		if (r < 0) {
+			char v[64];
+			snprintf(v, sizeof(v), "bytes */%llu", (unsigned long long)pi->nar_size);
+			cairn_httpd_add_header(req, "Content-Range", v);
+			job_drop(p, j);
+			return cairn_httpd_send_error(req, 416);
+		}
+		if (r > 0) {
+			char v[96];
+			j->ranged = true;
+			status = 206;
+			length = (int64_t)(j->hi - j->lo + 1);
+			snprintf(v, sizeof(v), "bytes %llu-%llu/%llu", (unsigned long long)j->lo,
+				 (unsigned long long)j->hi, (unsigned long long)pi->nar_size);
+			cairn_httpd_add_header(req, "Content-Range", v);
+		}
+	}
+	if (kind != JOB_LS)
+		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
+	else
+		cache_control(req, p->cfg.ttl);
+	int rc = cairn_httpd_stream_start(req, status, kind != JOB_LS ? CT_NAR : "application/json",
+					  length, &s);
+	if (rc < 0) {
+		job_drop(p, j);
+		return rc;
+	}
+	if (cairn_httpd_req_is_head(req)) {
+		cairn_httpd_stream_end(s, 1);
+		job_drop(p, j);
+		return 0;
+	}
+	j->s = s;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&tid, &attr, producer, j) != 0) {
+		cairn_httpd_stream_end(s, 0);
+		job_drop(p, j);
+	}
+	pthread_attr_destroy(&attr);
+	return 0;
+}
+
+static int h_ls(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hashpart)
+{
+	struct cairn_storedb *db = NULL;
+	struct cairn_storedb_pathinfo pi = {0};
+	int rc = pub_db_get(p, &db, NULL);
+	if (rc < 0)
+		return cairn_httpd_send_error(req, 500);
+	rc = cairn_storedb_query_hashpart(db, hashpart, &pi, NULL);
+	pub_db_put(p, db);
+	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT)
+		return not_found(req, p->cfg.negative_ttl);
+	if (rc < 0)
+		return cairn_httpd_send_error(req, 500);
+	rc = start_job(p, req, &pi, JOB_LS, CAIRN_CODEC_NONE, NULL);
+	cairn_storedb_pathinfo_release(&pi);
+	return rc;
+}
+
+/* ---- nars --------------------------------------------------------------- */
+
+static int h_nar(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	struct cairn_publish_nar_url u;
+	struct cairn_storedb_pathinfo pi = {0};
+	struct pub_baked baked;
+	bool is_baked;
+	char buf[512];
+	size_t len, ql = 0;
+	const char *path = cairn_httpd_req_path(req, &len);
+	const char *q = cairn_httpd_req_query(req, &ql);
+	int rc;
+
+	path += 5; /* "/nar/" */
+	len -= 5;
+	if (len + 1 + (q ? ql : 0) >= sizeof(buf))
+		return not_found(req, p->cfg.negative_ttl);
+	memcpy(buf, path, len);
+	if (q) {
+		buf[len] = '?';
+		memcpy(buf + len + 1, q, ql);
+		len += 1 + ql;
+	}
+	buf[len] = '\0';
+	if (cairn_publish_parse_nar_url(buf, len, &u, NULL) < 0 ||
+	    !pub_method_allowed(p, u.method))
+		return not_found(req, p->cfg.negative_ttl);
+	for (int attempt = 0;; attempt++) {
+		rc = pub_resolve_nar(p, &u, &pi, &baked, &is_baked, NULL);
+		if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT)
+			return not_found(req, p->cfg.negative_ttl);
+		if (rc < 0)
+			return cairn_httpd_send_error(req, 500);
+		if (!is_baked)
+			break;
+		char name[128];
+		snprintf(name, sizeof(name), "nar/%s.nar%s", baked.file_hash32,
+			 cairn_publish_nar_ext(baked.method));
+		if (attempt == 0)
+			cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
+		rc = cairn_httpd_send_file_at(req, p->cache_fd, name, CT_NAR);
+		if (rc != CAIRN_ENOENT) {
+			atomic_fetch_add_explicit(&p->m_cache_hits, 1, memory_order_relaxed);
+			return rc;
+		}
+		/* evicted just now: it is a ghost, resolved to the item */
+		if (attempt == 1)
+			return not_found(req, p->cfg.negative_ttl);
+	}
+	/* by NarHash or basename: the baked file when there is one */
+	if (pub_baked_lookup(p, pi.path + p->store_dir_len + 1, u.method, &pi.nar_hash, &baked)) {
+		char name[128];
+		snprintf(name, sizeof(name), "nar/%s.nar%s", baked.file_hash32,
+			 cairn_publish_nar_ext(baked.method));
+		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
+		rc = cairn_httpd_send_file_at(req, p->cache_fd, name, CT_NAR);
+		if (rc != CAIRN_ENOENT) {
+			atomic_fetch_add_explicit(&p->m_cache_hits, 1, memory_order_relaxed);
+			cairn_storedb_pathinfo_release(&pi);
+			return rc;
+		}
+	}
+	atomic_fetch_add_explicit(&p->m_cache_misses, 1, memory_order_relaxed);
+	/* with a cache, every client follows one compression into it */
+	struct pub_inflight *inf = pub_inflight_get(p, &pi, u.method);
+	rc = start_job(p, req, &pi, inf ? JOB_TAIL : JOB_NAR, u.method, inf);
+	cairn_storedb_pathinfo_release(&pi);
+	return rc;
+}
+
+/* ---- logs and content-addressed files --------------------------------- */
+
+static int h_log(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	char name[CAIRN_STORE_BASE_MAX + 16], rel[CAIRN_STORE_BASE_MAX + 32];
+	size_t len;
+	const char *path = cairn_httpd_req_path(req, &len);
+	struct cairn_store_path sp;
+
+	if (!p->log_dir)
+		return not_found(req, p->cfg.negative_ttl);
+	if (cairn_httpd_safe_path(path + 5, len - 5, name, sizeof(name), NULL) < 0)
+		return not_found(req, p->cfg.negative_ttl);
+	size_t nl = strlen(name);
+	if (nl < 5 || strcmp(name + nl - 4, ".drv") != 0 ||
+	    cairn_store_path_parse_base(name, nl, &sp, NULL) < 0)
+		return not_found(req, p->cfg.negative_ttl);
+	int dfd = open(p->log_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return not_found(req, p->cfg.negative_ttl);
+	static const struct {
+		const char *suffix, *encoding;
+	} forms[] = {{"", NULL}, {".bz2", "bzip2"}, {".gz", "gzip"}};
+	int rc = CAIRN_ENOENT;
+	for (size_t i = 0; i < 3 && rc == CAIRN_ENOENT; i++) {
+		/* Nix keeps logs as <first 2 chars>/<rest of the basename> */
+		snprintf(rel, sizeof(rel), "%.2s/%s%s", name, name + 2, forms[i].suffix);
+		struct stat st;
+		if (fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    (uint64_t)st.st_size > CAIRN_PUBLISH_LOG_MAX)
+			continue;
+		if (forms[i].encoding)
+			cairn_httpd_add_header(req, "Content-Encoding", forms[i].encoding);
+		cache_control(req, p->cfg.ttl);
+		rc = cairn_httpd_send_file_at(req, dfd, rel, "text/plain; charset=utf-8");
+	}
+	close(dfd);
+	if (rc == CAIRN_ENOENT)
+		return not_found(req, p->cfg.negative_ttl);
+	return rc;
+}
+
+/* /file/NAME/sha256/NIX32: the flat fixed-output item of that name and hash,
+ * as guix publish serves them for `guix download` and origins */
+static int h_file(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	char rel[512];
+	size_t len;
+	const char *path = cairn_httpd_req_path(req, &len);
+	struct cairn_ca ca = {.method = CAIRN_CA_FLAT};
+	struct cairn_store_path sp;
+	char full[CAIRN_STORE_PATH_MAX], real[CAIRN_STORE_PATH_MAX + CAIRN_STOREDB_DIR_MAX];
+	struct cairn_storedb *db = NULL;
+	struct cairn_storedb_pathinfo pi = {0};
+
+	if (cairn_httpd_safe_path(path + 6, len - 6, rel, sizeof(rel), NULL) < 0)
+		return not_found(req, p->cfg.negative_ttl);
+	char *s1 = strchr(rel, '/');
+	if (!s1 || strncmp(s1, "/sha256/", 8) != 0)
+		return not_found(req, p->cfg.negative_ttl);
+	*s1 = '\0';
+	const char *h = s1 + 8;
+	if (strlen(h) != 52 || cairn_store_name_check(rel, strlen(rel), NULL) < 0)
+		return not_found(req, p->cfg.negative_ttl);
+	ca.hash.algo = CAIRN_HASH_SHA256;
+	ca.hash.len = 32;
+	if (cairn_nix32_decode(h, 52, ca.hash.digest, 32) < 0 ||
+	    cairn_ca_make_path(&ca, rel, NULL, p->store_dir, &sp, NULL) < 0 ||
+	    cairn_store_path_format(&sp, p->store_dir, full, sizeof(full)) < 0)
+		return not_found(req, p->cfg.negative_ttl);
+	if (pub_db_get(p, &db, NULL) < 0)
+		return cairn_httpd_send_error(req, 500);
+	int rc = cairn_storedb_query_path(db, full, &pi, NULL);
+	pub_db_put(p, db);
+	cairn_storedb_pathinfo_release(&pi);
+	if (rc < 0 || pub_real_path(p, full, real, sizeof(real)) < 0)
+		return not_found(req, p->cfg.negative_ttl);
+	int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return not_found(req, p->cfg.negative_ttl);
+	cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
+	rc = cairn_httpd_send_take_fd(req, fd, "application/octet-stream");
+	if (rc == CAIRN_EINVAL) /* a directory: not a flat file */
+		return not_found(req, p->cfg.negative_ttl);
+	return rc;
+}
+
+/* ---- small endpoints ---------------------------------------------------- */
+
+static int h_cache_info(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	struct cairn_buf b = CAIRN_BUF_INIT(4096);
+	int rc = cairn_publish_cache_info(p, &b);
+	if (rc == 0) {
+		cache_control(req, p->cfg.ttl);
+		rc = cairn_httpd_send(req, 200, "text/x-nix-cache-info", b.data, b.len);
+	}
+	cairn_buf_release(&b);
+	return rc;
+}
+
+static int h_key(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	if (!p->pubkeys_len)
+		return not_found(req, p->cfg.negative_ttl);
+	return cairn_httpd_send(req, 200, "text/plain; charset=utf-8", p->pubkeys,
+				p->pubkeys_len);
+}
+
+static int h_health(struct cairn_httpd_req *req, void *data)
+{
+	(void)data;
+	cairn_httpd_add_header(req, "Cache-Control", "no-store");
+	return cairn_httpd_send_static(req, 200, "text/plain", "ok\n", 3);
+}
+
+static void html_escape(struct cairn_buf *b, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		switch (s[i]) {
+		case '<':
+			cairn_buf_puts(b, "&lt;");
+			break;
+		case '>':
+			cairn_buf_puts(b, "&gt;");
+			break;
+		case '&':
+			cairn_buf_puts(b, "&amp;");
+			break;
+		case '"':
+			cairn_buf_puts(b, "&quot;");
+			break;
+		default:
+			cairn_buf_putc(b, s[i]);
+		}
+	}
+}
+
+static int h_root(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	struct cairn_buf b = CAIRN_BUF_INIT(1 << 20);
+	size_t al = 0;
+	const char *auth = cairn_httpd_req_authority(req, &al);
+	char host[256];
+	bool nix = p->cfg.dialect == CAIRN_PUBLISH_NIX;
+
+	if (!auth || al == 0 || al >= sizeof(host))
+		snprintf(host, sizeof(host), "localhost");
+	else
+		snprintf(host, sizeof(host), "%.*s", (int)al, auth);
+	cairn_buf_puts(&b, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+			   "<title>cairn binary cache</title></head><body>\n"
+			   "<h1>cairn binary cache</h1>\n<p>This server publishes the ");
+	cairn_buf_puts(&b, nix ? "Nix" : "Guix");
+	cairn_buf_puts(&b, " store <code>");
+	html_escape(&b, p->store_dir, strlen(p->store_dir));
+	cairn_buf_puts(&b, "</code> as a binary cache (substitutes), with cairn publish.</p>\n");
+	cairn_buf_puts(&b, "<h2>Signing keys</h2>\n<pre>");
+	html_escape(&b, p->pubkeys ? p->pubkeys : "", p->pubkeys_len);
+	if (!p->pubkeys_len)
+		cairn_buf_puts(&b, "(none: narinfos are not signed)\n");
+	cairn_buf_puts(&b, "</pre>\n<h2>How to use it</h2>\n<pre>");
+	struct cairn_buf u = CAIRN_BUF_INIT(1 << 16);
+	if (nix) {
+		char key[256] = "";
+		const char *nl = p->pubkeys ? memchr(p->pubkeys, '\n', p->pubkeys_len) : NULL;
+		if (nl && (size_t)(nl - p->pubkeys) < sizeof(key))
+			snprintf(key, sizeof(key), "%.*s", (int)(nl - p->pubkeys), p->pubkeys);
+		cairn_buf_printf(&u,
+				 "nix copy --from http://%s/ --option trusted-public-keys '%s' "
+				 "/nix/store/...\n\n# or in nix.conf:\nextra-substituters = "
+				 "http://%s/\nextra-trusted-public-keys = %s\n",
+				 host, key, host, key);
+	} else {
+		cairn_buf_printf(&u,
+				 "curl http://%s/signing-key.pub | sudo guix archive --authorize\n"
+				 "guix build --substitute-urls=http://%s/ PACKAGE\n",
+				 host, host);
+	}
+	html_escape(&b, u.data ? u.data : "", u.len);
+	cairn_buf_release(&u);
+	cairn_buf_puts(&b, "</pre>\n<p><a href=\"/nix-cache-info\">nix-cache-info</a> · "
+			   "<a href=\"/signing-key.pub\">signing-key.pub</a> · "
+			   "<a href=\"/metrics\">metrics</a> · <a href=\"/health\">health</a></p>\n"
+			   "</body></html>\n");
+	cache_control(req, 60);
+	int rc = cairn_httpd_send(req, 200, "text/html; charset=utf-8", b.data ? b.data : "",
+				  b.len);
+	cairn_buf_release(&b);
+	return rc;
+}
+
+static int h_metrics(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	struct cairn_buf b = CAIRN_BUF_INIT(4 << 20);
+	int rc = cairn_httpd_metrics_render(p->httpd, &b);
+	uint64_t qlen, cache_size, streams;
+
+	pthread_mutex_lock(&p->cache_lock);
+	qlen = p->q_len;
+	cache_size = p->cache_size;
+	pthread_mutex_unlock(&p->cache_lock);
+	pthread_mutex_lock(&p->streams_lock);
+	streams = p->n_streams;
+	pthread_mutex_unlock(&p->streams_lock);
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} counters[] = {
+		{"cairn_publish_narinfo_memo_hits_total", "counter",
+		 "Narinfos served from the memo of signed narinfos.",
+		 offsetof(struct cairn_publish, m_memo_hits)},
+		{"cairn_publish_narinfo_memo_misses_total", "counter",
+		 "Narinfos built (and signed) afresh.", offsetof(struct cairn_publish, m_memo_misses)},
+		{"cairn_publish_signatures_total", "counter", "Signatures made.",
+		 offsetof(struct cairn_publish, m_signed)},
+		{"cairn_publish_nar_cache_hits_total", "counter",
+		 "Nar requests served from a baked (cached) file.",
+		 offsetof(struct cairn_publish, m_cache_hits)},
+		{"cairn_publish_nar_cache_misses_total", "counter",
+		 "Nar requests streamed from the store, compressed on the fly.",
+		 offsetof(struct cairn_publish, m_cache_misses)},
+		{"cairn_publish_baked_total", "counter", "Compressed nars written to the cache.",
+		 offsetof(struct cairn_publish, m_baked)},
+		{"cairn_publish_bake_failures_total", "counter", "Bakes that failed.",
+		 offsetof(struct cairn_publish, m_bake_failures)},
+		{"cairn_publish_evicted_total", "counter",
+		 "Cached files removed (least recently used first, or replaced).",
+		 offsetof(struct cairn_publish, m_evicted)},
+	};
+	for (size_t i = 0; rc == 0 && i < sizeof(counters) / sizeof(counters[0]); i++) {
+		atomic_uint_fast64_t *v = (atomic_uint_fast64_t *)((char *)p + counters[i].off);
+		rc = cairn_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", counters[i].name,
+				      counters[i].help, counters[i].name, counters[i].type,
+				      counters[i].name,
+				      (unsigned long long)atomic_load_explicit(
+					      v, memory_order_relaxed));
+	}
+	if (rc == 0)
+		rc = cairn_buf_printf(
+			&b,
+			"# HELP cairn_publish_bake_queue Items waiting to be baked.\n"
+			"# TYPE cairn_publish_bake_queue gauge\ncairn_publish_bake_queue %llu\n"
+			"# HELP cairn_publish_cache_bytes Bytes of compressed nars in the cache.\n"
+			"# TYPE cairn_publish_cache_bytes gauge\ncairn_publish_cache_bytes %llu\n"
+			"# HELP cairn_publish_streams Nar streams running.\n"
+			"# TYPE cairn_publish_streams gauge\ncairn_publish_streams %llu\n",
+			(unsigned long long)qlen, (unsigned long long)cache_size,
+			(unsigned long long)streams);
+	if (rc == 0) {
+		cairn_httpd_add_header(req, "Cache-Control", "no-store");
+		rc = cairn_httpd_send(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "",
+				      b.len);
+	}
+	cairn_buf_release(&b);
+	return rc;
+}
+
+int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct cairn_error *err)
+{
+	p->httpd = h;
+	int rc;
+	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "nix-cache-info",
+				    h_cache_info, p, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/signing-key.pub", "signing-key",
+				    h_key, p, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", h_health, p, err)) <
+		    0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics", h_metrics, p,
+				    err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_nar, p, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/log/", "log", h_log, p, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, p, err)) <
+		    0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "narinfo", h_narinfo, p, err)) < 0)
+		return rc;
+	return 0;
+}
+
+/* ---- a binary-cache directory, as it is --------------------------------- */
+
+struct cairn_publish_static {
+	int dirfd;
+	unsigned ttl, negative_ttl;
+	struct cairn_httpd *h;
+};
+
+static bool ends_with(const char *s, size_t n, const char *suffix)
+{
+	size_t sl = strlen(suffix);
+	return n >= sl && memcmp(s + n - sl, suffix, sl) == 0;
+}
+
+static int h_static(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish_static *st = data;
+	char name[1024];
+	size_t len;
+	const char *path = cairn_httpd_req_path(req, &len);
+	const char *ct = "application/octet-stream";
+
+	if (len == 1) {
+		static const char page[] =
+			"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>cairn binary "
+			"cache</title></head><body><h1>cairn binary cache</h1><p>A Nix binary "
+			"cache directory served by cairn publish. See <a "
+			"href=\"/nix-cache-info\">nix-cache-info</a>.</p></body></html>\n";
+		return cairn_httpd_send_static(req, 200, "text/html; charset=utf-8", page,
+					       sizeof(page) - 1);
+	}
+	if (cairn_httpd_safe_path(path + 1, len - 1, name, sizeof(name), NULL) < 0)
+		return not_found(req, st->negative_ttl);
+	size_t nl = strlen(name);
+	struct stat sb;
+	if (fstatat(st->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode))
+		return not_found(req, st->negative_ttl);
+	if (ends_with(name, nl, ".narinfo")) {
+		ct = CT_NARINFO;
+		cache_control(req, st->ttl);
+	} else if (strncmp(name, "nar/", 4) == 0) {
+		ct = CT_NAR;
+		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
+	} else if (strcmp(name, "nix-cache-info") == 0) {
+		ct = "text/x-nix-cache-info";
+		cache_control(req, st->ttl);
+	} else if (ends_with(name, nl, ".ls")) {
+		ct = "application/json";
+		cache_control(req, st->ttl);
+	} else if (strncmp(name, "log/", 4) == 0) {
+		ct = "text/plain; charset=utf-8";
+		cache_control(req, st->ttl);
+	} else {
+		cache_control(req, st->ttl);
+	}
+	int rc = cairn_httpd_send_file_at(req, st->dirfd, name, ct);
+	if (rc == CAIRN_ENOENT) /* removed since the stat */
+		return cairn_httpd_send_error(req, 404);
+	return rc;
+}
+
+int cairn_publish_static_routes(struct cairn_httpd *h, const char *dir, unsigned ttl,
+				unsigned negative_ttl, struct cairn_publish_static **out,
+				struct cairn_error *err)
+{
+	struct cairn_publish_static *st = calloc(1, sizeof(*st));
+	int rc;
+	if (!st)
+		return cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+	st->ttl = ttl;
+	st->negative_ttl = negative_ttl;
+	st->h = h;
+	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->dirfd < 0) {
+		rc = cairn_error_errno(err, errno, "publish: cannot open '%s'", dir);
+		free(st);
+		return rc;
+	}
+	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", h_health, NULL,
+				    err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
+				    cairn_httpd_metrics_handler, h, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_static, st, err)) <
+		    0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "static", h_static, st, err)) <
+		    0) {
+		cairn_publish_static_free(st);
+		return rc;
+	}
+	*out = st;
+	return 0;
+}
+
+void cairn_publish_static_free(struct cairn_publish_static *st)
+{
+	if (!st)
+		return;
+	if (st->dirfd >= 0)
+		close(st->dirfd);
+	free(st);
+}

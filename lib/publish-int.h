@@ -1,0 +1,132 @@
+/*
+ * publish-int.h - what lib/publish.c (narinfos, memo, nar cache, bakers)
+ * shares with lib/publish-http.c (the routes).  Not public.
+ */
+#ifndef CAIRN_PUBLISH_INT_H
+#define CAIRN_PUBLISH_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "cairn/publish.h"
+
+struct pub_map;
+
+/* One baked file: the nar of an item, compressed with one method. */
+struct pub_baked {
+	char hashpart[33];
+	enum cairn_codec_method method;
+	struct cairn_hash nar_hash;
+	struct cairn_hash file_hash;
+	char file_hash32[53];
+	uint64_t file_size;
+	uint64_t last_used; /* monotonic ms */
+	/* evicted: the file is gone but clients may hold narinfos naming it,
+	 * so its URL still resolves (to the item, compressed afresh) */
+	bool ghost;
+};
+
+/*
+ * A nar being compressed into the cache right now.  Every request for it
+ * reads the growing file (pread at its own offset, waiting on cond for
+ * more) instead of compressing it again: one compression per item and
+ * method however many clients ask at once.  Guarded by cache_lock.
+ */
+struct pub_inflight {
+	char key[48];	  /* "<hashpart>.<method>" */
+	int fd;		  /* the temporary file, readable; -1 until opened */
+	uint64_t written; /* bytes in it so far */
+	bool done, failed;
+	unsigned refs;
+	pthread_cond_t cond;
+};
+
+struct cairn_publish {
+	struct cairn_publish_config cfg;
+	char *store_dir, *real_store_dir, *db_path, *log_dir, *cache_dir, *host;
+	size_t store_dir_len;
+
+	/* database handles, one per user at a time */
+	pthread_mutex_t db_lock;
+	struct cairn_storedb **db_free;
+	size_t n_db_free, cap_db_free;
+	struct cairn_storedb_config dbcfg;
+
+	/* signed narinfo text by hash part */
+	pthread_mutex_t memo_lock;
+	struct pub_map *memo;
+	/* hash part by NarHash (nix32), for /nar/<narhash>.nar without ?hash= */
+	struct pub_map *by_narhash;
+
+	/* the nar cache */
+	int cache_fd; /* DIR, or -1 */
+	pthread_mutex_t cache_lock;
+	pthread_cond_t cache_cond;
+	struct pub_map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
+	struct pub_map *by_file; /* file hash nix32 -> the same struct pub_baked */
+	struct pub_map *queued;	 /* hash parts queued or being baked */
+	struct pub_map *inflight; /* key -> struct pub_inflight */
+	char **queue;		 /* FIFO of hash parts */
+	size_t q_head, q_len, q_cap;
+	uint64_t cache_size;
+	atomic_bool stopping;
+	pthread_t *bakers;
+	size_t n_bakers;
+
+	/* running nar streams, waited for at free */
+	pthread_mutex_t streams_lock;
+	pthread_cond_t streams_cond;
+	unsigned n_streams;
+
+	/* figures for /metrics */
+	atomic_uint_fast64_t m_memo_hits, m_memo_misses, m_cache_hits, m_cache_misses, m_baked,
+		m_bake_failures, m_evicted, m_signed;
+
+	struct cairn_httpd *httpd; /* for /metrics */
+
+	/* /signing-key.pub */
+	char *pubkeys;
+	size_t pubkeys_len;
+};
+
+int pub_db_get(struct cairn_publish *p, struct cairn_storedb **out, struct cairn_error *err);
+void pub_db_put(struct cairn_publish *p, struct cairn_storedb *db);
+
+/* Look up the item a nar URL names; fills *pi (release it) and the file
+ * hash the URL asked for (when it is a baked file, *baked_out is a copy). */
+int pub_resolve_nar(struct cairn_publish *p, const struct cairn_publish_nar_url *u,
+		    struct cairn_storedb_pathinfo *pi, struct pub_baked *baked_out, bool *is_baked,
+		    struct cairn_error *err);
+
+/* The level to compress with for method m (configured, or the default). */
+int pub_level(const struct cairn_publish *p, enum cairn_codec_method m);
+bool pub_method_allowed(const struct cairn_publish *p, enum cairn_codec_method m);
+/* The baked file of hashpart compressed with m, if it holds nar_hash. */
+bool pub_baked_lookup(struct cairn_publish *p, const char *hashpart, enum cairn_codec_method m,
+		      const struct cairn_hash *nar_hash, struct pub_baked *out);
+/* Mark a baked file as used now (LRU). */
+void pub_touch(struct cairn_publish *p, const char *file_hash32);
+/* Queue hashpart for baking (no-op without a cache or when baked/queued). */
+void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart);
+/* The real path of a store item (files under real_store_dir). */
+int pub_real_path(const struct cairn_publish *p, const char *store_path, char *out, size_t cap);
+uint64_t pub_now_ms(void);
+
+/*
+ * The bake of pi with spec, shared: joins the one running or starts one in
+ * a new thread.  NULL when there is no cache (or no memory): then compress
+ * on the fly.  Release with pub_inflight_put.
+ */
+struct pub_inflight *pub_inflight_get(struct cairn_publish *p,
+				      const struct cairn_storedb_pathinfo *pi,
+				      enum cairn_codec_method method);
+void pub_inflight_put(struct cairn_publish *p, struct pub_inflight *inf);
+/* Wait until the file has bytes past off: returns how many (> 0), 0 when
+ * it is complete at off, or a negative error when the bake failed. */
+int64_t pub_inflight_wait(struct cairn_publish *p, struct pub_inflight *inf, uint64_t off);
+
+/* streams accounting */
+bool pub_stream_enter(struct cairn_publish *p);
+void pub_stream_leave(struct cairn_publish *p);
+
+#endif

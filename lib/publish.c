@@ -1,0 +1,1572 @@
+/*
+ * publish.c - narinfos for a local store, the memo of signed narinfos, the
+ * nar cache and its bakers.  The HTTP side is lib/publish-http.c; the URL
+ * space and the cache layout are described in include/cairn/publish.h.
+ *
+ * Locks: db_lock guards the pool of database handles, memo_lock the memo
+ * and the NarHash index, cache_lock the baked files, the queue and the
+ * cache size.  The only nesting is memo_lock inside cache_lock (a file
+ * baked or evicted makes the remembered narinfo stale); no lock is held
+ * across a database query or a signature.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairn/nar.h"
+#include "cairn/narinfo.h"
+#include "cairn/storepath.h"
+#include "publish-int.h"
+
+/* ---- a small string-keyed hash table ------------------------------------ */
+
+struct pub_map_ent {
+	struct pub_map_ent *next;
+	void *val;
+	char key[];
+};
+
+struct pub_map {
+	struct pub_map_ent **b;
+	size_t nb, n;
+	void (*free_val)(void *);
+};
+
+static uint64_t strhash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static struct pub_map *map_new(void (*free_val)(void *))
+{
+	struct pub_map *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->nb = 1024;
+	m->b = calloc(m->nb, sizeof(*m->b));
+	if (!m->b) {
+		free(m);
+		return NULL;
+	}
+	m->free_val = free_val;
+	return m;
+}
+
+static void map_clear(struct pub_map *m)
+{
+	for (size_t i = 0; i < m->nb; i++) {
+		struct pub_map_ent *e = m->b[i];
+		while (e) {
+			struct pub_map_ent *next = e->next;
+			if (m->free_val)
+				m->free_val(e->val);
+			free(e);
+			e = next;
+		}
+		m->b[i] = NULL;
+	}
+	m->n = 0;
+}
+
+static void map_free(struct pub_map *m)
+{
+	if (!m)
+		return;
+	map_clear(m);
+	free(m->b);
+	free(m);
+}
+
+static void *map_get(const struct pub_map *m, const char *key)
+{
+	for (struct pub_map_ent *e = m->b[strhash(key) % m->nb]; e; e = e->next)
+		if (strcmp(e->key, key) == 0)
+			return e->val;
+	return NULL;
+}
+
+static void map_grow(struct pub_map *m)
+{
+	size_t nb = m->nb * 2;
+	struct pub_map_ent **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return; /* longer chains, still correct */
+	for (size_t i = 0; i < m->nb; i++) {
+		struct pub_map_ent *e = m->b[i];
+		while (e) {
+			struct pub_map_ent *next = e->next;
+			size_t k = strhash(e->key) % nb;
+			e->next = b[k];
+			b[k] = e;
+			e = next;
+		}
+	}
+	free(m->b);
+	m->b = b;
+	m->nb = nb;
+}
+
+/* Set key to val, freeing a previous value.  CAIRN_ENOMEM leaves m as it was
+ * (and val is the caller's). */
+static int map_put(struct pub_map *m, const char *key, void *val)
+{
+	size_t k = strhash(key) % m->nb;
+	for (struct pub_map_ent *e = m->b[k]; e; e = e->next)
+		if (strcmp(e->key, key) == 0) {
+			if (m->free_val && e->val != val)
+				m->free_val(e->val);
+			e->val = val;
+			return 0;
+		}
+	size_t kl = strlen(key);
+	struct pub_map_ent *e = malloc(sizeof(*e) + kl + 1);
+	if (!e)
+		return CAIRN_ENOMEM;
+	memcpy(e->key, key, kl + 1);
+	e->val = val;
+	e->next = m->b[k];
+	m->b[k] = e;
+	if (++m->n > m->nb * 2)
+		map_grow(m);
+	return 0;
+}
+
+/* Remove key; its value is returned, not freed. */
+static void *map_take(struct pub_map *m, const char *key)
+{
+	struct pub_map_ent **pp = &m->b[strhash(key) % m->nb];
+	for (; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->key, key) == 0) {
+			struct pub_map_ent *e = *pp;
+			void *v = e->val;
+			*pp = e->next;
+			free(e);
+			m->n--;
+			return v;
+		}
+	return NULL;
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+uint64_t pub_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static void hash32(const struct cairn_hash *h, char out[53])
+{
+	cairn_nix32_encode(h->digest, 32, out);
+	out[52] = '\0';
+}
+
+const char *cairn_publish_nar_ext(enum cairn_codec_method m)
+{
+	switch (m) {
+	case CAIRN_CODEC_NONE:
+		return "";
+	case CAIRN_CODEC_XZ:
+		return ".xz";
+	case CAIRN_CODEC_ZSTD:
+		return ".zst";
+	case CAIRN_CODEC_BZIP2:
+		return ".bz2";
+	case CAIRN_CODEC_GZIP:
+		return ".gz";
+	case CAIRN_CODEC_LZIP:
+		return ".lzip";
+	default:
+		return NULL;
+	}
+}
+
+int pub_level(const struct cairn_publish *p, enum cairn_codec_method m)
+{
+	for (size_t i = 0; i < p->cfg.n_compressions; i++)
+		if (p->cfg.compressions[i].method == m)
+			return p->cfg.compressions[i].level;
+	return CAIRN_CODEC_LEVEL_DEFAULT;
+}
+
+bool pub_method_allowed(const struct cairn_publish *p, enum cairn_codec_method m)
+{
+	if (m == CAIRN_CODEC_NONE)
+		return true;
+	for (size_t i = 0; i < p->cfg.n_compressions; i++)
+		if (p->cfg.compressions[i].method == m)
+			return true;
+	return false;
+}
+
+int pub_real_path(const struct cairn_publish *p, const char *store_path, char *out, size_t cap)
+{
+	const char *rest = store_path + p->store_dir_len; /* "/<hash>-<name>" */
+	int n = snprintf(out, cap, "%s%s", p->real_store_dir, rest);
+	if (n < 0 || (size_t)n >= cap)
+		return CAIRN_ELIMIT;
+	return 0;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+void cairn_publish_config_init(struct cairn_publish_config *cfg, enum cairn_storedb_kind kind)
+{
+	struct cairn_storedb_config db;
+	memset(cfg, 0, sizeof(*cfg));
+	cairn_storedb_config_init(&db, kind);
+	cfg->store_dir = db.store_dir;
+	cfg->db_path = db.db_path;
+	cfg->dialect = kind == CAIRN_STOREDB_GUIX ? CAIRN_PUBLISH_GUIX : CAIRN_PUBLISH_NIX;
+	cfg->compressions[0].method = CAIRN_CODEC_ZSTD;
+	cfg->compressions[0].level = 3;
+	cfg->n_compressions = 1;
+	cfg->ttl = 3600;
+	cfg->negative_ttl = 60;
+	cfg->priority = 30;
+	cfg->bake_workers = 1;
+}
+
+/* ---- database handles -------------------------------------------------- */
+
+int pub_db_get(struct cairn_publish *p, struct cairn_storedb **out, struct cairn_error *err)
+{
+	pthread_mutex_lock(&p->db_lock);
+	if (p->n_db_free) {
+		*out = p->db_free[--p->n_db_free];
+		pthread_mutex_unlock(&p->db_lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&p->db_lock);
+	return cairn_storedb_open(out, &p->dbcfg, err);
+}
+
+void pub_db_put(struct cairn_publish *p, struct cairn_storedb *db)
+{
+	if (!db)
+		return;
+	pthread_mutex_lock(&p->db_lock);
+	if (p->n_db_free == p->cap_db_free) {
+		size_t cap = p->cap_db_free ? p->cap_db_free * 2 : 8;
+		struct cairn_storedb **v =
+			cap <= 1024 ? realloc(p->db_free, cap * sizeof(*v)) : NULL;
+		if (!v) {
+			pthread_mutex_unlock(&p->db_lock);
+			cairn_storedb_free(db);
+			return;
+		}
+		p->db_free = v;
+		p->cap_db_free = cap;
+	}
+	p->db_free[p->n_db_free++] = db;
+	pthread_mutex_unlock(&p->db_lock);
+}
+
+/* ---- narinfo ------------------------------------------------------------ */
+
+int cairn_publish_make_narinfo(const struct cairn_storedb_pathinfo *pi, const char *store_dir,
+			       enum cairn_publish_dialect dialect,
+			       const struct cairn_codec_spec *compressions, size_t n_compressions,
+			       const struct cairn_publish_file *baked, struct cairn_narinfo **out,
+			       struct cairn_error *err)
+{
+	struct cairn_narinfo *ni = NULL;
+	size_t dl = strlen(store_dir);
+	char url[CAIRN_STOREDB_PATH_MAX + 128];
+	int rc;
+
+	if (n_compressions == 0 || strncmp(pi->path, store_dir, dl) != 0 || pi->path[dl] != '/')
+		return cairn_error_set(err, CAIRN_EINVAL, "publish: '%s' is not in '%s'", pi->path,
+				       store_dir);
+	const char *base = pi->path + dl + 1;
+	if ((rc = cairn_narinfo_new(pi->path, &pi->nar_hash, pi->nar_size, &ni, err)) < 0)
+		return rc;
+	for (size_t i = 0; i < pi->nrefs; i++) {
+		const char *r = pi->refs[i];
+		if (strncmp(r, store_dir, dl) != 0 || r[dl] != '/') {
+			rc = cairn_error_set(err, CAIRN_EFORMAT,
+					     "publish: reference '%s' is not in '%s'", r,
+					     store_dir);
+			goto out;
+		}
+		if ((rc = cairn_narinfo_add_ref(ni, r + dl + 1, err)) < 0)
+			goto out;
+	}
+
+	if (dialect == CAIRN_PUBLISH_NIX) {
+		enum cairn_codec_method m = compressions[0].method;
+		const char *name = cairn_codec_method_name(m);
+		if (baked && baked[0].has_file) {
+			char fh[53];
+			hash32(&baked[0].file_hash, fh);
+			snprintf(url, sizeof(url), "nar/%s.nar%s", fh, cairn_publish_nar_ext(m));
+			rc = cairn_narinfo_add_url(ni, url, name, &baked[0].file_hash,
+						   (int64_t)baked[0].file_size, err);
+		} else {
+			char nh[53], hp[33];
+			hash32(&pi->nar_hash, nh);
+			memcpy(hp, base, 32);
+			hp[32] = '\0';
+			snprintf(url, sizeof(url), "nar/%s.nar%s?hash=%s", nh,
+				 cairn_publish_nar_ext(m), hp);
+			rc = cairn_narinfo_add_url(ni, url, name, NULL, -1, err);
+		}
+		if (rc < 0)
+			goto out;
+	}
+	/* Guix: the URL groups follow the Signature (cairn_publish_guix_groups) */
+
+	if (pi->deriver) {
+		if (strncmp(pi->deriver, store_dir, dl) != 0 || pi->deriver[dl] != '/') {
+			rc = cairn_error_set(err, CAIRN_EFORMAT,
+					     "publish: deriver '%s' is not in '%s'", pi->deriver,
+					     store_dir);
+			goto out;
+		}
+		if ((rc = cairn_narinfo_set_deriver(ni, pi->deriver + dl + 1, err)) < 0)
+			goto out;
+	}
+	if (dialect == CAIRN_PUBLISH_NIX) {
+		for (size_t i = 0; i < pi->nsigs; i++)
+			if ((rc = cairn_narinfo_add_sig(ni, pi->sigs[i], err)) < 0)
+				goto out;
+		if (pi->ca && (rc = cairn_narinfo_set_ca(ni, pi->ca, err)) < 0)
+			goto out;
+	}
+	*out = ni;
+	ni = NULL;
+	rc = 0;
+out:
+	cairn_narinfo_free(ni);
+	return rc;
+}
+
+int cairn_publish_guix_groups(const struct cairn_storedb_pathinfo *pi, const char *store_dir,
+			      const struct cairn_codec_spec *compressions, size_t n_compressions,
+			      const struct cairn_publish_file *baked, struct cairn_buf *out)
+{
+	size_t dl = strlen(store_dir);
+	const char *base = pi->path + dl + 1;
+	int rc = 0;
+	if (strlen(pi->path) <= dl + 1)
+		return CAIRN_EINVAL;
+	for (size_t i = 0; rc == 0 && i < n_compressions; i++) {
+		enum cairn_codec_method m = compressions[i].method;
+		const char *name = cairn_codec_method_name(m);
+		if (m == CAIRN_CODEC_NONE)
+			rc = cairn_buf_printf(out, "URL: nar/%s\nCompression: none\nFileSize: %llu\n",
+					      base, (unsigned long long)pi->nar_size);
+		else if (baked && baked[i].has_file)
+			rc = cairn_buf_printf(out, "URL: nar/%s/%s\nCompression: %s\nFileSize: %llu\n",
+					      name, base, name,
+					      (unsigned long long)baked[i].file_size);
+		else
+			rc = cairn_buf_printf(out, "URL: nar/%s/%s\nCompression: %s\n", name, base,
+					      name);
+	}
+	return rc;
+}
+
+/* A remembered narinfo: valid while the row and the baked files are those it
+ * was made from. */
+struct memo {
+	struct cairn_hash nar_hash;
+	int64_t registration_time;
+	size_t nsigs;
+	struct cairn_publish_file files[CAIRN_CODEC_LIST_MAX];
+	uint64_t checked; /* ms */
+	size_t len;
+	char text[];
+};
+
+/* The files baked for an item, in the order of the configured compressions. */
+static void baked_files(struct cairn_publish *p, const char *hashpart,
+			const struct cairn_hash *nar_hash, struct cairn_publish_file *files)
+{
+	memset(files, 0, sizeof(*files) * CAIRN_CODEC_LIST_MAX);
+	if (p->cache_fd < 0)
+		return;
+	pthread_mutex_lock(&p->cache_lock);
+	for (size_t i = 0; i < p->cfg.n_compressions; i++) {
+		char key[48];
+		snprintf(key, sizeof(key), "%s.%s", hashpart,
+			 cairn_codec_method_name(p->cfg.compressions[i].method));
+		const struct pub_baked *b = map_get(p->baked, key);
+		if (b && cairn_hash_equal(&b->nar_hash, nar_hash)) {
+			files[i].has_file = true;
+			files[i].file_hash = b->file_hash;
+			files[i].file_size = b->file_size;
+		}
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+}
+
+static bool files_equal(const struct cairn_publish_file *a, const struct cairn_publish_file *b,
+			size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (a[i].has_file != b[i].has_file)
+			return false;
+		if (a[i].has_file && (a[i].file_size != b[i].file_size ||
+				      !cairn_hash_equal(&a[i].file_hash, &b[i].file_hash)))
+			return false;
+	}
+	return true;
+}
+
+static bool all_baked(const struct cairn_publish *p, const struct cairn_publish_file *files)
+{
+	size_t n = p->cfg.dialect == CAIRN_PUBLISH_NIX ? 1 : p->cfg.n_compressions;
+	for (size_t i = 0; i < n; i++)
+		if (!files[i].has_file && p->cfg.compressions[i].method != CAIRN_CODEC_NONE)
+			return false;
+	return true;
+}
+
+/* How long a remembered narinfo is served without looking at the database. */
+#define MEMO_RECHECK_MS 1000
+
+int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t len,
+			  struct cairn_buf *out, struct cairn_error *err)
+{
+	char hp[33];
+	struct cairn_storedb *db = NULL;
+	struct cairn_storedb_pathinfo pi = {0};
+	struct cairn_narinfo *ni = NULL;
+	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	struct cairn_publish_file files[CAIRN_CODEC_LIST_MAX];
+	struct memo *m;
+	int rc;
+
+	if (!cairn_store_hash_valid(hashpart, len))
+		return cairn_error_set(err, CAIRN_EFORMAT, "publish: '%.*s' is not a hash part",
+				       (int)(len > 40 ? 40 : len), hashpart);
+	memcpy(hp, hashpart, 32);
+	hp[32] = '\0';
+
+	uint64_t now = pub_now_ms();
+	pthread_mutex_lock(&p->memo_lock);
+	m = map_get(p->memo, hp);
+	if (m && now - m->checked < MEMO_RECHECK_MS) {
+		rc = cairn_buf_append(out, m->text, m->len);
+		pthread_mutex_unlock(&p->memo_lock);
+		atomic_fetch_add_explicit(&p->m_memo_hits, 1, memory_order_relaxed);
+		return rc;
+	}
+	pthread_mutex_unlock(&p->memo_lock);
+
+	if ((rc = pub_db_get(p, &db, err)) < 0)
+		goto out;
+	if ((rc = cairn_storedb_query_hashpart(db, hp, &pi, err)) < 0) {
+		if (rc == CAIRN_ENOENT) {
+			pthread_mutex_lock(&p->memo_lock);
+			free(map_take(p->memo, hp));
+			pthread_mutex_unlock(&p->memo_lock);
+		}
+		goto out;
+	}
+	baked_files(p, hp, &pi.nar_hash, files);
+
+	/* the same row and files as last time: the signed text still holds */
+	pthread_mutex_lock(&p->memo_lock);
+	m = map_get(p->memo, hp);
+	if (m && cairn_hash_equal(&m->nar_hash, &pi.nar_hash) &&
+	    m->registration_time == pi.registration_time && m->nsigs == pi.nsigs &&
+	    files_equal(m->files, files, CAIRN_CODEC_LIST_MAX)) {
+		m->checked = now;
+		rc = cairn_buf_append(out, m->text, m->len);
+		pthread_mutex_unlock(&p->memo_lock);
+		atomic_fetch_add_explicit(&p->m_memo_hits, 1, memory_order_relaxed);
+		goto queue;
+	}
+	pthread_mutex_unlock(&p->memo_lock);
+	atomic_fetch_add_explicit(&p->m_memo_misses, 1, memory_order_relaxed);
+
+	if ((rc = cairn_publish_make_narinfo(&pi, p->store_dir, p->cfg.dialect,
+					     p->cfg.compressions, p->cfg.n_compressions, files,
+					     &ni, err)) < 0)
+		goto out;
+	/* Nix keys first: a Sig added after Guix's Signature would change the
+	 * text that Signature covers */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < p->cfg.n_keys; i++) {
+			const struct cairn_seckey *k = p->cfg.keys[i];
+			if ((pass == 0) != (k->kind == CAIRN_KEY_NIX))
+				continue;
+			if ((rc = cairn_narinfo_sign(ni, k, p->host, err)) < 0)
+				goto out;
+			atomic_fetch_add_explicit(&p->m_signed, 1, memory_order_relaxed);
+		}
+	if ((rc = cairn_narinfo_print(ni, &text, err)) < 0)
+		goto out;
+	if (p->cfg.dialect == CAIRN_PUBLISH_GUIX &&
+	    (rc = cairn_publish_guix_groups(&pi, p->store_dir, p->cfg.compressions,
+					    p->cfg.n_compressions, files, &text)) < 0) {
+		cairn_error_set(err, rc, "publish: narinfo too large");
+		goto out;
+	}
+	if ((rc = cairn_buf_append(out, text.data, text.len)) < 0)
+		goto out;
+
+	m = malloc(sizeof(*m) + text.len + 1);
+	if (m) {
+		m->nar_hash = pi.nar_hash;
+		m->registration_time = pi.registration_time;
+		m->nsigs = pi.nsigs;
+		memcpy(m->files, files, sizeof(files));
+		m->checked = now;
+		m->len = text.len;
+		memcpy(m->text, text.data, text.len + 1);
+		char nh[53];
+		hash32(&pi.nar_hash, nh);
+		char *hpcopy = strdup(hp);
+		pthread_mutex_lock(&p->memo_lock);
+		if (p->memo->n >= CAIRN_PUBLISH_MEMO_MAX) {
+			map_clear(p->memo);
+			map_clear(p->by_narhash);
+		}
+		if (map_put(p->memo, hp, m) < 0)
+			free(m);
+		if (!hpcopy || map_put(p->by_narhash, nh, hpcopy) < 0)
+			free(hpcopy);
+		pthread_mutex_unlock(&p->memo_lock);
+	}
+queue:
+	if (p->cache_fd >= 0 && !all_baked(p, files))
+		pub_bake_enqueue(p, hp);
+	rc = 0;
+out:
+	cairn_narinfo_free(ni);
+	cairn_buf_release(&text);
+	cairn_storedb_pathinfo_release(&pi);
+	pub_db_put(p, db);
+	return rc;
+}
+
+int cairn_publish_cache_info(struct cairn_publish *p, struct cairn_buf *out)
+{
+	return cairn_buf_printf(out, "StoreDir: %s\nWantMassQuery: 1\nPriority: %d\n",
+				p->store_dir, p->cfg.priority);
+}
+
+int cairn_publish_public_keys(struct cairn_publish *p, struct cairn_buf *out)
+{
+	return cairn_buf_append(out, p->pubkeys, p->pubkeys_len);
+}
+
+static int make_pubkeys(struct cairn_publish *p, struct cairn_error *err)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(1 << 20);
+	int rc = 0;
+	for (int pass = 0; pass < 2 && rc == 0; pass++)
+		for (size_t i = 0; i < p->cfg.n_keys && rc == 0; i++) {
+			const struct cairn_seckey *k = p->cfg.keys[i];
+			if (pass == 0 && k->kind == CAIRN_KEY_NIX) {
+				struct cairn_nix_pubkey pk;
+				cairn_nix_seckey_public(&k->u.nix, &pk);
+				rc = cairn_nix_pubkey_format(&pk, &b);
+				if (rc == 0)
+					rc = cairn_buf_putc(&b, '\n');
+			} else if (pass == 1 && k->kind == CAIRN_KEY_GUIX) {
+				struct cairn_guix_pubkey pk;
+				cairn_guix_seckey_public(&k->u.guix, &pk);
+				rc = cairn_guix_pubkey_format(&pk, &b);
+				if (rc == 0)
+					rc = cairn_buf_putc(&b, '\n');
+			}
+		}
+	if (rc < 0) {
+		cairn_buf_release(&b);
+		return cairn_error_set(err, rc, "publish: cannot format the public keys");
+	}
+	p->pubkeys = cairn_buf_steal(&b, &p->pubkeys_len);
+	return p->pubkeys ? 0 : cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+}
+
+/* ---- nar URLs ----------------------------------------------------------- */
+
+static bool nix32_ok(const char *s, size_t n)
+{
+	static const char alpha[] = "0123456789abcdfghijklmnpqrsvwxyz";
+	for (size_t i = 0; i < n; i++)
+		if (!s[i] || !memchr(alpha, s[i], sizeof(alpha) - 1))
+			return false;
+	return true;
+}
+
+int cairn_publish_parse_nar_url(const char *s, size_t len, struct cairn_publish_nar_url *out,
+				struct cairn_error *err)
+{
+	struct cairn_publish_nar_url u;
+	const char *q = memchr(s, '?', len);
+	size_t plen = q ? (size_t)(q - s) : len;
+
+	memset(&u, 0, sizeof(u));
+	if (q) {
+		/* the only query cairn writes: hash=<hashpart> */
+		const char *qs = q + 1;
+		size_t ql = len - plen - 1;
+		if (ql == 5 + 32 && memcmp(qs, "hash=", 5) == 0 && nix32_ok(qs + 5, 32)) {
+			memcpy(u.hashpart, qs + 5, 32);
+		}
+	}
+	if (plen > 56 && memcmp(s + 52, ".nar", 4) == 0 && nix32_ok(s, 52)) {
+		/* <hash>.nar<ext> */
+		const char *ext = s + 56;
+		size_t el = plen - 56;
+		static const struct {
+			const char *ext;
+			enum cairn_codec_method m;
+		} exts[] = {
+			{"", CAIRN_CODEC_NONE},	      {".xz", CAIRN_CODEC_XZ},
+			{".zst", CAIRN_CODEC_ZSTD},   {".bz2", CAIRN_CODEC_BZIP2},
+			{".gz", CAIRN_CODEC_GZIP},    {".lzip", CAIRN_CODEC_LZIP},
+			{".lz", CAIRN_CODEC_LZIP},
+		};
+		for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
+			if (strlen(exts[i].ext) == el && memcmp(exts[i].ext, ext, el) == 0) {
+				u.method = exts[i].m;
+				u.by_hash = true;
+				memcpy(u.hash, s, 52);
+				*out = u;
+				return 0;
+			}
+		return cairn_error_set(err, CAIRN_EUNSUPPORTED, "publish: unknown nar suffix");
+	}
+	if (plen == 56 && memcmp(s + 52, ".nar", 4) == 0 && nix32_ok(s, 52)) {
+		u.method = CAIRN_CODEC_NONE;
+		u.by_hash = true;
+		memcpy(u.hash, s, 52);
+		*out = u;
+		return 0;
+	}
+	/* Guix: [<method>/]<basename> */
+	const char *slash = memchr(s, '/', plen);
+	const char *base = s;
+	size_t blen = plen;
+	u.method = CAIRN_CODEC_NONE;
+	if (slash) {
+		int rc = cairn_codec_method_parse(s, (size_t)(slash - s), &u.method, err);
+		if (rc < 0)
+			return rc;
+		base = slash + 1;
+		blen = plen - (size_t)(base - s);
+	}
+	struct cairn_store_path sp;
+	if (blen >= sizeof(u.basename) || cairn_store_path_parse_base(base, blen, &sp, err) < 0)
+		return cairn_error_set(err, CAIRN_EFORMAT, "publish: not a nar url");
+	memcpy(u.basename, base, blen);
+	u.basename[blen] = '\0';
+	memcpy(u.hashpart, sp.hash, 32);
+	u.hashpart[32] = '\0';
+	*out = u;
+	return 0;
+}
+
+int pub_resolve_nar(struct cairn_publish *p, const struct cairn_publish_nar_url *u,
+		    struct cairn_storedb_pathinfo *pi, struct pub_baked *baked_out, bool *is_baked,
+		    struct cairn_error *err)
+{
+	struct cairn_storedb *db = NULL;
+	char hp[33] = "";
+	struct cairn_hash ghost_nh;
+	bool ghost = false;
+	int rc;
+
+	*is_baked = false;
+	if (u->by_hash && p->cache_fd >= 0) {
+		pthread_mutex_lock(&p->cache_lock);
+		struct pub_baked *b = map_get(p->by_file, u->hash);
+		if (b && b->method == u->method && !b->ghost) {
+			*baked_out = *b;
+			*is_baked = true;
+			b->last_used = pub_now_ms();
+		} else if (b && b->method == u->method) {
+			memcpy(hp, b->hashpart, 33);
+			ghost_nh = b->nar_hash;
+			ghost = true;
+		}
+		pthread_mutex_unlock(&p->cache_lock);
+		if (*is_baked)
+			return 0;
+	}
+	if (ghost) {
+		/* hp from the ghost */
+	} else if (u->hashpart[0]) {
+		memcpy(hp, u->hashpart, 33);
+	} else if (u->by_hash) {
+		pthread_mutex_lock(&p->memo_lock);
+		const char *h = map_get(p->by_narhash, u->hash);
+		if (h)
+			memcpy(hp, h, 33);
+		pthread_mutex_unlock(&p->memo_lock);
+		if (!hp[0])
+			return cairn_error_set(err, CAIRN_ENOENT, "publish: unknown nar hash");
+	}
+	if ((rc = pub_db_get(p, &db, err)) < 0)
+		return rc;
+	rc = cairn_storedb_query_hashpart(db, hp, pi, err);
+	pub_db_put(p, db);
+	if (rc < 0)
+		return rc;
+	if (ghost) {
+		/* an evicted file's URL: the same item, unchanged since */
+		if (!cairn_hash_equal(&pi->nar_hash, &ghost_nh)) {
+			cairn_storedb_pathinfo_release(pi);
+			return cairn_error_set(err, CAIRN_ENOENT,
+					       "publish: '%s' changed since that file", hp);
+		}
+	} else if (u->by_hash) {
+		char nh[53];
+		hash32(&pi->nar_hash, nh);
+		if (strcmp(nh, u->hash) != 0) {
+			cairn_storedb_pathinfo_release(pi);
+			return cairn_error_set(err, CAIRN_ENOENT,
+					       "publish: the nar hash is not that of '%s'", hp);
+		}
+	} else {
+		const char *base = pi->path + p->store_dir_len + 1;
+		if (strcmp(base, u->basename) != 0) {
+			cairn_storedb_pathinfo_release(pi);
+			return cairn_error_set(err, CAIRN_ENOENT, "publish: no item '%s'",
+					       u->basename);
+		}
+	}
+	return 0;
+}
+
+/* ---- the nar cache ------------------------------------------------------ */
+
+static void baked_key(char *key, size_t cap, const char *hashpart, enum cairn_codec_method m)
+{
+	snprintf(key, cap, "%s.%s", hashpart, cairn_codec_method_name(m));
+}
+
+/* The narinfo of hp changes (a file was baked or dropped). */
+static void memo_forget(struct cairn_publish *p, const char *hp)
+{
+	pthread_mutex_lock(&p->memo_lock);
+	free(map_take(p->memo, hp));
+	pthread_mutex_unlock(&p->memo_lock);
+}
+
+/*
+ * Called with cache_lock held: forget b and delete its file.  With ghost, b
+ * stays findable by its file hash (and its info file stays), so that the
+ * URL of a narinfo handed out earlier keeps working after eviction.
+ */
+static void cache_drop_locked(struct cairn_publish *p, struct pub_baked *b, bool ghost)
+{
+	char key[48], name[128];
+	baked_key(key, sizeof(key), b->hashpart, b->method);
+	if (map_get(p->baked, key) == b)
+		map_take(p->baked, key);
+	memo_forget(p, b->hashpart);
+	snprintf(name, sizeof(name), "nar/%s.nar%s", b->file_hash32,
+		 cairn_publish_nar_ext(b->method));
+	unlinkat(p->cache_fd, name, 0);
+	p->cache_size -= b->file_size < p->cache_size ? b->file_size : p->cache_size;
+	atomic_fetch_add_explicit(&p->m_evicted, 1, memory_order_relaxed);
+	if (ghost && map_get(p->by_file, b->file_hash32) == b) {
+		b->ghost = true;
+		return;
+	}
+	if (map_get(p->by_file, b->file_hash32) == b)
+		map_take(p->by_file, b->file_hash32);
+	snprintf(name, sizeof(name), "info/%s", key);
+	unlinkat(p->cache_fd, name, 0);
+	free(b);
+}
+
+/* Called with cache_lock held: drop least recently used files until the
+ * cache fits (keeping `keep`, the file just added). */
+static void cache_evict_locked(struct cairn_publish *p, const struct pub_baked *keep)
+{
+	while (p->cfg.cache_max_size && p->cache_size > p->cfg.cache_max_size) {
+		struct pub_baked *oldest = NULL;
+		for (size_t i = 0; i < p->baked->nb; i++)
+			for (struct pub_map_ent *e = p->baked->b[i]; e; e = e->next) {
+				struct pub_baked *b = e->val;
+				if (b != keep && (!oldest || b->last_used < oldest->last_used))
+					oldest = b;
+			}
+		if (!oldest)
+			break;
+		cache_drop_locked(p, oldest, true);
+	}
+}
+
+bool pub_baked_lookup(struct cairn_publish *p, const char *hashpart, enum cairn_codec_method m,
+		      const struct cairn_hash *nar_hash, struct pub_baked *out)
+{
+	char key[48];
+	bool found = false;
+	if (p->cache_fd < 0 || m == CAIRN_CODEC_NONE)
+		return false;
+	snprintf(key, sizeof(key), "%.32s.%s", hashpart, cairn_codec_method_name(m));
+	pthread_mutex_lock(&p->cache_lock);
+	struct pub_baked *b = map_get(p->baked, key);
+	if (b && cairn_hash_equal(&b->nar_hash, nar_hash)) {
+		b->last_used = pub_now_ms();
+		*out = *b;
+		found = true;
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	return found;
+}
+
+void pub_touch(struct cairn_publish *p, const char *file_hash32)
+{
+	pthread_mutex_lock(&p->cache_lock);
+	struct pub_baked *b = map_get(p->by_file, file_hash32);
+	if (b)
+		b->last_used = pub_now_ms();
+	pthread_mutex_unlock(&p->cache_lock);
+}
+
+/* Called with cache_lock held. */
+static int cache_add_locked(struct cairn_publish *p, struct pub_baked *b)
+{
+	char key[48];
+	baked_key(key, sizeof(key), b->hashpart, b->method);
+	struct pub_baked *old = map_get(p->baked, key);
+	if (old && strcmp(old->file_hash32, b->file_hash32) == 0) {
+		/* the same file again: forget the old record, keep the file */
+		map_take(p->baked, key);
+		p->cache_size -= old->file_size < p->cache_size ? old->file_size : p->cache_size;
+		if (map_get(p->by_file, old->file_hash32) == old)
+			map_take(p->by_file, old->file_hash32);
+		free(old);
+	} else if (old) {
+		cache_drop_locked(p, old, true);
+	}
+	struct pub_baked *prev = map_get(p->by_file, b->file_hash32);
+	if (map_put(p->baked, key, b) < 0)
+		return CAIRN_ENOMEM;
+	if (map_put(p->by_file, b->file_hash32, b) < 0) {
+		map_take(p->baked, key);
+		return CAIRN_ENOMEM;
+	}
+	if (prev && prev != b && prev->ghost)
+		free(prev); /* baked again: no longer a ghost */
+	p->cache_size += b->file_size;
+	memo_forget(p, b->hashpart);
+	cache_evict_locked(p, b);
+	return 0;
+}
+
+void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart)
+{
+	if (p->cache_fd < 0)
+		return;
+	pthread_mutex_lock(&p->cache_lock);
+	if (!p->stopping && !map_get(p->queued, hashpart) &&
+	    p->q_len < CAIRN_PUBLISH_BAKE_QUEUE_MAX) {
+		if (p->q_len == p->q_cap) {
+			size_t cap = p->q_cap ? p->q_cap * 2 : 64;
+			char **q = malloc(cap * sizeof(*q));
+			if (!q)
+				goto out;
+			for (size_t i = 0; i < p->q_len; i++)
+				q[i] = p->queue[(p->q_head + i) % p->q_cap];
+			free(p->queue);
+			p->queue = q;
+			p->q_head = 0;
+			p->q_cap = cap;
+		}
+		char *s = strdup(hashpart);
+		if (!s)
+			goto out;
+		if (map_put(p->queued, hashpart, (void *)1) < 0) {
+			free(s);
+			goto out;
+		}
+		p->queue[(p->q_head + p->q_len) % p->q_cap] = s;
+		p->q_len++;
+		pthread_cond_signal(&p->cache_cond);
+	}
+out:
+	pthread_mutex_unlock(&p->cache_lock);
+}
+
+/* The bake pipeline: NAR writer -> (hash, size) -> codec -> (hash, file). */
+struct bake {
+	struct cairn_sha256 nar_sha, file_sha;
+	struct cairn_codec *codec;
+	int fd;
+	uint64_t file_size;
+	struct cairn_error *err;
+	struct cairn_publish *p;
+	struct pub_inflight *inf; /* readers following the file, or NULL */
+};
+
+static int bake_out(void *ctx, const void *data, size_t len)
+{
+	struct bake *b = ctx;
+	const char *d = data;
+	size_t total = len;
+	cairn_sha256_update(&b->file_sha, data, len);
+	b->file_size += len;
+	while (len) {
+		ssize_t n = write(b->fd, d, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return cairn_error_errno(b->err, errno, "publish: writing to the cache");
+		}
+		d += n;
+		len -= (size_t)n;
+	}
+	if (b->inf) {
+		pthread_mutex_lock(&b->p->cache_lock);
+		b->inf->written += total;
+		pthread_cond_broadcast(&b->inf->cond);
+		pthread_mutex_unlock(&b->p->cache_lock);
+	}
+	return 0;
+}
+
+static int bake_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	struct bake *b = ctx;
+	if (b->p->stopping)
+		return cairn_error_set(err, CAIRN_ECANCELED, "publish: stopping");
+	cairn_sha256_update(&b->nar_sha, data, len);
+	return cairn_codec_write(b->codec, data, len, bake_out, b, err);
+}
+
+static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo *pi,
+		    const char *hp, const struct cairn_codec_spec *spec, struct pub_inflight *inf,
+		    struct cairn_error *err)
+{
+	char real[CAIRN_STOREDB_PATH_MAX + CAIRN_STOREDB_DIR_MAX + 8];
+	char tmpname[64], name[128], info[256];
+	struct bake b = {0};
+	struct pub_baked *pb = NULL;
+	uint8_t digest[32];
+	int rc;
+
+	b.fd = -1;
+	b.err = err;
+	b.p = p;
+	b.inf = inf;
+	snprintf(tmpname, sizeof(tmpname), "tmp/%s.%s.%ld", hp,
+		 cairn_codec_method_name(spec->method), (long)gettid());
+	if ((rc = pub_real_path(p, pi->path, real, sizeof(real))) < 0) {
+		cairn_error_set(err, rc, "publish: path too long");
+		goto out;
+	}
+	b.fd = openat(p->cache_fd, tmpname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (b.fd < 0) {
+		rc = cairn_error_errno(err, errno, "publish: cannot create '%s'", tmpname);
+		goto out;
+	}
+	if (inf) {
+		int rfd = dup(b.fd);
+		if (rfd < 0) {
+			rc = cairn_error_errno(err, errno, "publish: dup");
+			goto out;
+		}
+		fcntl(rfd, F_SETFD, FD_CLOEXEC);
+		pthread_mutex_lock(&p->cache_lock);
+		inf->fd = rfd;
+		pthread_mutex_unlock(&p->cache_lock);
+	}
+	if ((rc = cairn_sha256_init(&b.nar_sha)) < 0)
+		goto out;
+	if ((rc = cairn_sha256_init(&b.file_sha)) < 0) {
+		cairn_sha256_release(&b.nar_sha);
+		goto out;
+	}
+	rc = cairn_codec_new(&b.codec, spec->method, CAIRN_CODEC_COMPRESS, spec->level,
+			     CAIRN_CODEC_UNLIMITED, err);
+	if (rc == 0)
+		rc = cairn_nar_dump_path(real, bake_nar, &b, err);
+	if (rc == 0)
+		rc = cairn_codec_finish(b.codec, bake_out, &b, err);
+	struct cairn_hash nh = {.algo = CAIRN_HASH_SHA256, .len = 32};
+	cairn_sha256_final(&b.nar_sha, nh.digest);
+	cairn_sha256_final(&b.file_sha, digest);
+	if (rc < 0)
+		goto out;
+	if (cairn_codec_total_in(b.codec) != pi->nar_size || !cairn_hash_equal(&nh, &pi->nar_hash)) {
+		rc = cairn_error_set(err, CAIRN_EHASH,
+				     "publish: '%s' does not match its NarHash in the database "
+				     "(changed or being deleted)",
+				     pi->path);
+		goto out;
+	}
+	if (fdatasync(b.fd) < 0) {
+		rc = cairn_error_errno(err, errno, "publish: cannot sync '%s'", tmpname);
+		goto out;
+	}
+	pb = calloc(1, sizeof(*pb));
+	if (!pb) {
+		rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+		goto out;
+	}
+	memcpy(pb->hashpart, hp, 33);
+	pb->method = spec->method;
+	pb->nar_hash = pi->nar_hash;
+	pb->file_hash.algo = CAIRN_HASH_SHA256;
+	pb->file_hash.len = 32;
+	memcpy(pb->file_hash.digest, digest, 32);
+	hash32(&pb->file_hash, pb->file_hash32);
+	pb->file_size = b.file_size;
+	pb->last_used = pub_now_ms();
+	snprintf(name, sizeof(name), "nar/%s.nar%s", pb->file_hash32,
+		 cairn_publish_nar_ext(spec->method));
+	if (renameat(p->cache_fd, tmpname, p->cache_fd, name) < 0) {
+		rc = cairn_error_errno(err, errno, "publish: cannot rename to '%s'", name);
+		goto out;
+	}
+	/* the info file says which item the content-addressed file holds */
+	char nh32[53];
+	hash32(&pi->nar_hash, nh32);
+	int il = snprintf(info, sizeof(info), "%s %s %llu\n", nh32, pb->file_hash32,
+			  (unsigned long long)pb->file_size);
+	snprintf(tmpname, sizeof(tmpname), "tmp/%s.%s.info", hp,
+		 cairn_codec_method_name(spec->method));
+	int ifd = openat(p->cache_fd, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (ifd < 0 || write(ifd, info, (size_t)il) != il) {
+		rc = cairn_error_errno(err, errno, "publish: cannot write '%s'", tmpname);
+		if (ifd >= 0)
+			close(ifd);
+		unlinkat(p->cache_fd, name, 0);
+		goto out;
+	}
+	close(ifd);
+	char iname[64];
+	snprintf(iname, sizeof(iname), "info/%s.%s", hp, cairn_codec_method_name(spec->method));
+	if (renameat(p->cache_fd, tmpname, p->cache_fd, iname) < 0) {
+		rc = cairn_error_errno(err, errno, "publish: cannot rename to '%s'", iname);
+		unlinkat(p->cache_fd, name, 0);
+		goto out;
+	}
+	pthread_mutex_lock(&p->cache_lock);
+	rc = cache_add_locked(p, pb);
+	pthread_mutex_unlock(&p->cache_lock);
+	if (rc < 0)
+		goto out;
+	pb = NULL;
+	atomic_fetch_add_explicit(&p->m_baked, 1, memory_order_relaxed);
+out:
+	free(pb);
+	cairn_codec_free(b.codec);
+	if (b.fd >= 0) {
+		close(b.fd);
+		if (rc < 0)
+			unlinkat(p->cache_fd, tmpname, 0);
+	}
+	return rc;
+}
+
+static void inflight_key(char *key, size_t cap, const char *hp, enum cairn_codec_method m)
+{
+	snprintf(key, cap, "%.32s.%s", hp, cairn_codec_method_name(m));
+}
+
+static void inflight_free(struct pub_inflight *inf)
+{
+	if (inf->fd >= 0)
+		close(inf->fd);
+	pthread_cond_destroy(&inf->cond);
+	free(inf);
+}
+
+/* Register a new bake of (hp, m) with one reference (the baker's); NULL when
+ * one runs already. */
+static struct pub_inflight *inflight_begin(struct cairn_publish *p, const char *hp,
+					   enum cairn_codec_method m)
+{
+	struct pub_inflight *inf = calloc(1, sizeof(*inf));
+	if (!inf)
+		return NULL;
+	inflight_key(inf->key, sizeof(inf->key), hp, m);
+	inf->fd = -1;
+	inf->refs = 1;
+	pthread_cond_init(&inf->cond, NULL);
+	pthread_mutex_lock(&p->cache_lock);
+	if (map_get(p->inflight, inf->key) || map_put(p->inflight, inf->key, inf) < 0) {
+		pthread_mutex_unlock(&p->cache_lock);
+		inflight_free(inf);
+		return NULL;
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	return inf;
+}
+
+/* The baker is through: wake the readers, unregister, drop its reference. */
+static void inflight_end(struct cairn_publish *p, struct pub_inflight *inf, int rc)
+{
+	if (rc < 0)
+		atomic_fetch_add_explicit(&p->m_bake_failures, 1, memory_order_relaxed);
+	pthread_mutex_lock(&p->cache_lock);
+	inf->done = rc == 0;
+	inf->failed = rc < 0;
+	pthread_cond_broadcast(&inf->cond);
+	if (map_get(p->inflight, inf->key) == inf)
+		map_take(p->inflight, inf->key);
+	bool last = --inf->refs == 0;
+	pthread_mutex_unlock(&p->cache_lock);
+	if (last)
+		inflight_free(inf);
+}
+
+void pub_inflight_put(struct cairn_publish *p, struct pub_inflight *inf)
+{
+	pthread_mutex_lock(&p->cache_lock);
+	bool last = --inf->refs == 0;
+	pthread_mutex_unlock(&p->cache_lock);
+	if (last)
+		inflight_free(inf);
+}
+
+int64_t pub_inflight_wait(struct cairn_publish *p, struct pub_inflight *inf, uint64_t off)
+{
+	int64_t r;
+	pthread_mutex_lock(&p->cache_lock);
+	while (inf->written <= off && !inf->done && !inf->failed && !p->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&inf->cond, &p->cache_lock, &ts);
+	}
+	if (inf->written > off)
+		r = (int64_t)(inf->written - off);
+	else if (inf->done)
+		r = 0;
+	else
+		r = CAIRN_ECANCELED;
+	pthread_mutex_unlock(&p->cache_lock);
+	return r;
+}
+
+struct bake_thread {
+	struct cairn_publish *p;
+	struct pub_inflight *inf;
+	struct cairn_storedb_pathinfo pi; /* path, nar_hash, nar_size only */
+	char hp[33];
+	struct cairn_codec_spec spec;
+};
+
+static void *bake_thread(void *arg)
+{
+	struct bake_thread *t = arg;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	int rc = bake_one(t->p, &t->pi, t->hp, &t->spec, t->inf, &err);
+	inflight_end(t->p, t->inf, rc);
+	struct cairn_publish *p = t->p;
+	free(t->pi.path);
+	free(t);
+	pub_stream_leave(p);
+	return NULL;
+}
+
+struct pub_inflight *pub_inflight_get(struct cairn_publish *p,
+				      const struct cairn_storedb_pathinfo *pi,
+				      enum cairn_codec_method method)
+{
+	char key[48];
+	const char *hp = pi->path + p->store_dir_len + 1;
+	struct pub_inflight *inf;
+
+	if (p->cache_fd < 0 || method == CAIRN_CODEC_NONE)
+		return NULL;
+	inflight_key(key, sizeof(key), hp, method);
+	pthread_mutex_lock(&p->cache_lock);
+	inf = map_get(p->inflight, key);
+	if (inf)
+		inf->refs++;
+	pthread_mutex_unlock(&p->cache_lock);
+	if (inf)
+		return inf;
+
+	struct bake_thread *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->p = p;
+	t->pi.path = strdup(pi->path);
+	t->pi.nar_hash = pi->nar_hash;
+	t->pi.nar_size = pi->nar_size;
+	memcpy(t->hp, hp, 32);
+	t->spec.method = method;
+	t->spec.level = pub_level(p, method);
+	if (!t->pi.path || !pub_stream_enter(p)) {
+		free(t->pi.path);
+		free(t);
+		return NULL;
+	}
+	inf = inflight_begin(p, hp, method);
+	if (!inf) { /* lost a race: join the other one */
+		free(t->pi.path);
+		free(t);
+		pub_stream_leave(p);
+		pthread_mutex_lock(&p->cache_lock);
+		inf = map_get(p->inflight, key);
+		if (inf)
+			inf->refs++;
+		pthread_mutex_unlock(&p->cache_lock);
+		return inf;
+	}
+	pthread_mutex_lock(&p->cache_lock);
+	inf->refs++; /* the caller's */
+	pthread_mutex_unlock(&p->cache_lock);
+	t->inf = inf;
+	pthread_attr_t attr;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&tid, &attr, bake_thread, t) != 0) {
+		inflight_end(p, inf, CAIRN_EIO);
+		free(t->pi.path);
+		free(t);
+		pub_stream_leave(p);
+	}
+	pthread_attr_destroy(&attr);
+	return inf;
+}
+
+static void bake_item(struct cairn_publish *p, const char *hp)
+{
+	struct cairn_storedb *db = NULL;
+	struct cairn_storedb_pathinfo pi = {0};
+	struct cairn_error err;
+	struct cairn_publish_file files[CAIRN_CODEC_LIST_MAX];
+
+	cairn_error_init(&err);
+	if (pub_db_get(p, &db, &err) < 0)
+		return;
+	int rc = cairn_storedb_query_hashpart(db, hp, &pi, &err);
+	pub_db_put(p, db);
+	if (rc < 0)
+		return;
+	baked_files(p, hp, &pi.nar_hash, files);
+	size_t n = p->cfg.dialect == CAIRN_PUBLISH_NIX ? 1 : p->cfg.n_compressions;
+	for (size_t i = 0; i < n && !p->stopping; i++) {
+		if (files[i].has_file || p->cfg.compressions[i].method == CAIRN_CODEC_NONE)
+			continue;
+		cairn_error_init(&err);
+		struct pub_inflight *inf = inflight_begin(p, hp, p->cfg.compressions[i].method);
+		if (!inf)
+			continue; /* a request is baking it already */
+		rc = bake_one(p, &pi, hp, &p->cfg.compressions[i], inf, &err);
+		inflight_end(p, inf, rc);
+	}
+	cairn_storedb_pathinfo_release(&pi);
+}
+
+static void *baker(void *arg)
+{
+	struct cairn_publish *p = arg;
+	pthread_mutex_lock(&p->cache_lock);
+	for (;;) {
+		while (!p->stopping && p->q_len == 0)
+			pthread_cond_wait(&p->cache_cond, &p->cache_lock);
+		if (p->stopping)
+			break;
+		char *hp = p->queue[p->q_head];
+		p->q_head = (p->q_head + 1) % p->q_cap;
+		p->q_len--;
+		pthread_mutex_unlock(&p->cache_lock);
+		bake_item(p, hp);
+		pthread_mutex_lock(&p->cache_lock);
+		map_take(p->queued, hp);
+		free(hp);
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	return NULL;
+}
+
+/* Read the info files of a cache directory left by an earlier run; drop
+ * whatever is incomplete. */
+static void cache_load(struct cairn_publish *p)
+{
+	int dfd = openat(p->cache_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	if (d) {
+		while ((de = readdir(d)))
+			if (de->d_name[0] != '.')
+				unlinkat(dfd, de->d_name, 0);
+		closedir(d);
+	} else if (dfd >= 0) {
+		close(dfd);
+	}
+	dfd = openat(p->cache_fd, "info", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	uint64_t now = pub_now_ms();
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		if (n[0] == '.')
+			continue;
+		char buf[256], name[128];
+		const char *dot = strchr(n, '.');
+		enum cairn_codec_method m;
+		struct pub_baked *b = NULL;
+		int fd = openat(dfd, n, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		ssize_t len = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		unsigned long long size;
+		char nh[64], fh[64];
+		if (len <= 0 || !dot || dot - n != 32 || !nix32_ok(n, 32) ||
+		    cairn_codec_method_parse(dot + 1, strlen(dot + 1), &m, NULL) < 0)
+			goto bad;
+		buf[len] = '\0';
+		if (sscanf(buf, "%63s %63s %llu", nh, fh, &size) != 3 || strlen(nh) != 52 ||
+		    strlen(fh) != 52 || !nix32_ok(nh, 52) || !nix32_ok(fh, 52))
+			goto bad;
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			goto bad;
+		memcpy(b->hashpart, n, 32);
+		b->method = m;
+		b->nar_hash.algo = b->file_hash.algo = CAIRN_HASH_SHA256;
+		b->nar_hash.len = b->file_hash.len = 32;
+		if (cairn_nix32_decode(nh, 52, b->nar_hash.digest, 32) < 0 ||
+		    cairn_nix32_decode(fh, 52, b->file_hash.digest, 32) < 0)
+			goto bad;
+		memcpy(b->file_hash32, fh, 53);
+		b->file_size = size;
+		b->last_used = now;
+		snprintf(name, sizeof(name), "nar/%s.nar%s", fh, cairn_publish_nar_ext(m));
+		struct stat st;
+		if (fstatat(p->cache_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+			/* evicted earlier: a ghost */
+			b->ghost = true;
+			if (map_get(p->by_file, b->file_hash32) || map_put(p->by_file, b->file_hash32, b) < 0)
+				goto bad;
+			continue;
+		}
+		if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
+			goto bad;
+		/* older files first out */
+		b->last_used = now - (uint64_t)(time(NULL) - st.st_atime) * 1000u;
+		if (cache_add_locked(p, b) < 0)
+			goto bad;
+		continue;
+	bad:
+		free(b);
+		unlinkat(dfd, n, 0);
+	}
+	closedir(d);
+}
+
+static int mkdir_at(int dfd, const char *name, struct cairn_error *err)
+{
+	if (mkdirat(dfd, name, 0755) < 0 && errno != EEXIST)
+		return cairn_error_errno(err, errno, "publish: cannot create cache directory '%s'",
+					 name);
+	return 0;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+bool pub_stream_enter(struct cairn_publish *p)
+{
+	bool ok;
+	pthread_mutex_lock(&p->streams_lock);
+	ok = p->n_streams < CAIRN_PUBLISH_STREAMS_MAX;
+	if (ok)
+		p->n_streams++;
+	pthread_mutex_unlock(&p->streams_lock);
+	return ok;
+}
+
+void pub_stream_leave(struct cairn_publish *p)
+{
+	pthread_mutex_lock(&p->streams_lock);
+	if (--p->n_streams == 0)
+		pthread_cond_broadcast(&p->streams_cond);
+	pthread_mutex_unlock(&p->streams_lock);
+}
+
+int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_config *cfg,
+		      struct cairn_error *err)
+{
+	struct cairn_publish *p;
+	struct cairn_storedb *db = NULL;
+	int rc;
+
+	if (!cfg->store_dir || !cfg->db_path || cfg->n_compressions == 0 ||
+	    cfg->n_compressions > CAIRN_CODEC_LIST_MAX || cfg->n_keys > CAIRN_PUBLISH_MAX_KEYS)
+		return cairn_error_set(err, CAIRN_EINVAL, "publish: incomplete configuration");
+	if ((rc = cairn_store_dir_check(cfg->store_dir, strlen(cfg->store_dir), err)) < 0)
+		return rc;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+	p->cfg = *cfg;
+	p->cache_fd = -1;
+	pthread_mutex_init(&p->db_lock, NULL);
+	pthread_mutex_init(&p->memo_lock, NULL);
+	pthread_mutex_init(&p->cache_lock, NULL);
+	pthread_cond_init(&p->cache_cond, NULL);
+	pthread_mutex_init(&p->streams_lock, NULL);
+	pthread_cond_init(&p->streams_cond, NULL);
+	p->store_dir = xstrdup(cfg->store_dir);
+	p->real_store_dir = xstrdup(cfg->real_store_dir ? cfg->real_store_dir : cfg->store_dir);
+	p->db_path = xstrdup(cfg->db_path);
+	p->log_dir = xstrdup(cfg->log_dir);
+	p->cache_dir = xstrdup(cfg->cache_dir);
+	if (cfg->host) {
+		p->host = xstrdup(cfg->host);
+	} else {
+		char h[256] = "localhost";
+		if (gethostname(h, sizeof(h) - 1) < 0 || !h[0])
+			strcpy(h, "localhost");
+		h[sizeof(h) - 1] = '\0';
+		p->host = xstrdup(h);
+	}
+	p->memo = map_new(free);
+	p->by_narhash = map_new(free);
+	p->baked = map_new(NULL);
+	p->by_file = map_new(NULL);
+	p->queued = map_new(NULL);
+	p->inflight = map_new(NULL);
+	if (!p->store_dir || !p->real_store_dir || !p->db_path || !p->host || !p->memo ||
+	    !p->by_narhash || !p->baked || !p->by_file || !p->queued || !p->inflight ||
+	    (cfg->log_dir && !p->log_dir) || (cfg->cache_dir && !p->cache_dir)) {
+		rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+		goto fail;
+	}
+	p->store_dir_len = strlen(p->store_dir);
+	p->cfg.store_dir = p->store_dir;
+	p->cfg.real_store_dir = p->real_store_dir;
+	p->cfg.db_path = p->db_path;
+	p->cfg.log_dir = p->log_dir;
+	p->cfg.cache_dir = p->cache_dir;
+	p->cfg.host = p->host;
+
+	p->dbcfg.store_dir = p->store_dir;
+	p->dbcfg.db_path = p->db_path;
+	p->dbcfg.busy_timeout_ms = CAIRN_STOREDB_BUSY_TIMEOUT_MS;
+	p->dbcfg.flags = CAIRN_STOREDB_IMMUTABLE_FALLBACK;
+	/* open one handle now: a wrong --db is a startup error, not a 500 */
+	if ((rc = cairn_storedb_open(&db, &p->dbcfg, err)) < 0)
+		goto fail;
+	pub_db_put(p, db);
+	if ((rc = make_pubkeys(p, err)) < 0)
+		goto fail;
+
+	if (p->cache_dir) {
+		if (mkdir(p->cache_dir, 0755) < 0 && errno != EEXIST) {
+			rc = cairn_error_errno(err, errno, "publish: cannot create '%s'",
+					       p->cache_dir);
+			goto fail;
+		}
+		p->cache_fd = open(p->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (p->cache_fd < 0) {
+			rc = cairn_error_errno(err, errno, "publish: cannot open '%s'",
+					       p->cache_dir);
+			goto fail;
+		}
+		if ((rc = mkdir_at(p->cache_fd, "nar", err)) < 0 ||
+		    (rc = mkdir_at(p->cache_fd, "info", err)) < 0 ||
+		    (rc = mkdir_at(p->cache_fd, "tmp", err)) < 0)
+			goto fail;
+		pthread_mutex_lock(&p->cache_lock);
+		cache_load(p);
+		pthread_mutex_unlock(&p->cache_lock);
+		size_t n = cfg->bake_workers ? cfg->bake_workers : 1;
+		if (n > 64)
+			n = 64;
+		p->bakers = calloc(n, sizeof(*p->bakers));
+		if (!p->bakers) {
+			rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+			goto fail;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (pthread_create(&p->bakers[i], NULL, baker, p) != 0) {
+				rc = cairn_error_set(err, CAIRN_EIO,
+						     "publish: cannot start a baker thread");
+				goto fail;
+			}
+			p->n_bakers++;
+		}
+	}
+	*out = p;
+	return 0;
+fail:
+	cairn_publish_free(p);
+	return rc;
+}
+
+void cairn_publish_free(struct cairn_publish *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->cache_lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->cache_cond);
+	pthread_mutex_unlock(&p->cache_lock);
+	for (size_t i = 0; i < p->n_bakers; i++)
+		pthread_join(p->bakers[i], NULL);
+	free(p->bakers);
+	/* producers still running hold p */
+	pthread_mutex_lock(&p->streams_lock);
+	while (p->n_streams)
+		pthread_cond_wait(&p->streams_cond, &p->streams_lock);
+	pthread_mutex_unlock(&p->streams_lock);
+
+	for (size_t i = 0; i < p->q_len; i++)
+		free(p->queue[(p->q_head + i) % p->q_cap]);
+	free(p->queue);
+	if (p->by_file) /* ghosts are only there */
+		for (size_t i = 0; i < p->by_file->nb; i++)
+			for (struct pub_map_ent *e = p->by_file->b[i]; e; e = e->next)
+				if (((struct pub_baked *)e->val)->ghost)
+					free(e->val);
+	if (p->baked) {
+		for (size_t i = 0; i < p->baked->nb; i++)
+			for (struct pub_map_ent *e = p->baked->b[i]; e; e = e->next)
+				free(e->val);
+	}
+	map_free(p->baked);
+	map_free(p->by_file);
+	map_free(p->queued);
+	map_free(p->inflight); /* empty: every bake thread has ended */
+	map_free(p->memo);
+	map_free(p->by_narhash);
+	for (size_t i = 0; i < p->n_db_free; i++)
+		cairn_storedb_free(p->db_free[i]);
+	free(p->db_free);
+	if (p->cache_fd >= 0)
+		close(p->cache_fd);
+	free(p->store_dir);
+	free(p->real_store_dir);
+	free(p->db_path);
+	free(p->log_dir);
+	free(p->cache_dir);
+	free(p->host);
+	free(p->pubkeys);
+	pthread_mutex_destroy(&p->db_lock);
+	pthread_mutex_destroy(&p->memo_lock);
+	pthread_mutex_destroy(&p->cache_lock);
+	pthread_cond_destroy(&p->cache_cond);
+	pthread_mutex_destroy(&p->streams_lock);
+	pthread_cond_destroy(&p->streams_cond);
+	free(p);
+}

@@ -1,0 +1,494 @@
+/*
+ * survey.c - every narinfo of N paths from M servers, concurrently.
+ *
+ * The pairs are a cursor (next path, next server) over a growing path
+ * list; pump() issues pairs while fewer than max_inflight requests are
+ * out, and runs again from every on_done, so the client always has work
+ * queued.  Pairs answered without the network (a down server, the narinfo
+ * cache) are delivered from inside pump() at once.
+ */
+#include "cairn/survey.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cairn/buf.h"
+#include "cairn/nicache.h"
+#include "cairn/storepath.h"
+
+struct path_ent {
+	char *path;
+	char hash[CAIRN_STORE_HASH_LEN + 1];
+};
+
+struct survey_req {
+	struct cairn_survey *s;
+	size_t path, server;
+	struct cairn_buf body;
+	int64_t max_age;
+	bool no_store;
+};
+
+struct cairn_survey {
+	struct cairn_http *h;
+	struct cairn_http_server **servers;
+	size_t n_servers;
+	struct cairn_survey_config cfg;
+	cairn_survey_fn fn;
+	void *ctx;
+
+	struct path_ent *paths;
+	size_t n_paths, cap_paths;
+	/* Open addressing on the hash part: slot holds index + 1, 0 is free. */
+	size_t *slots;
+	size_t n_slots;
+
+	size_t next_path, next_server;
+	size_t inflight;
+	int stop_rc; /* first failure of the callback or the cache */
+	struct cairn_error stop_err;
+	struct cairn_survey_stats stats;
+};
+
+const char *cairn_survey_outcome_name(enum cairn_survey_outcome o)
+{
+	switch (o) {
+	case CAIRN_SURVEY_PRESENT: return "present";
+	case CAIRN_SURVEY_ABSENT: return "absent";
+	case CAIRN_SURVEY_INVALID: return "invalid";
+	case CAIRN_SURVEY_UNKNOWN: return "unknown";
+	}
+	return "?";
+}
+
+void cairn_survey_config_init(struct cairn_survey_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->max_inflight = CAIRN_SURVEY_INFLIGHT_DEFAULT;
+	cfg->now = (int64_t)time(NULL);
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
+		     struct cairn_http_server *const *servers, size_t n_servers,
+		     const struct cairn_survey_config *cfg, cairn_survey_fn fn, void *ctx,
+		     struct cairn_error *err)
+{
+	if (!h || !servers || !fn || n_servers == 0 || n_servers > CAIRN_SURVEY_MAX_SERVERS)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "survey: between 1 and %d servers and a callback are needed",
+				       CAIRN_SURVEY_MAX_SERVERS);
+	struct cairn_survey *s = calloc(1, sizeof(*s));
+	if (!s)
+		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
+	s->servers = calloc(n_servers, sizeof(*s->servers));
+	if (!s->servers) {
+		free(s);
+		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
+	}
+	memcpy(s->servers, servers, n_servers * sizeof(*servers));
+	s->n_servers = n_servers;
+	s->h = h;
+	if (cfg)
+		s->cfg = *cfg;
+	else
+		cairn_survey_config_init(&s->cfg);
+	if (s->cfg.max_inflight == 0)
+		s->cfg.max_inflight = CAIRN_SURVEY_INFLIGHT_DEFAULT;
+	if (s->cfg.max_inflight > CAIRN_SURVEY_INFLIGHT_MAX)
+		s->cfg.max_inflight = CAIRN_SURVEY_INFLIGHT_MAX;
+	s->fn = fn;
+	s->ctx = ctx;
+	cairn_error_init(&s->stop_err);
+	*out = s;
+	return 0;
+}
+
+void cairn_survey_free(struct cairn_survey *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_paths; i++)
+		free(s->paths[i].path);
+	free(s->paths);
+	free(s->slots);
+	free(s->servers);
+	free(s);
+}
+
+static size_t hash_slot(const char *hash, size_t n_slots)
+{
+	uint64_t x = 1469598103934665603u;
+	for (size_t i = 0; i < CAIRN_STORE_HASH_LEN; i++)
+		x = (x ^ (unsigned char)hash[i]) * 1099511628211u;
+	return (size_t)(x & (n_slots - 1));
+}
+
+/* Slot of hash, or of the free slot where it would go. */
+static size_t find_slot(const struct cairn_survey *s, const char *hash)
+{
+	size_t i = hash_slot(hash, s->n_slots);
+	while (s->slots[i] && memcmp(s->paths[s->slots[i] - 1].hash, hash, CAIRN_STORE_HASH_LEN))
+		i = (i + 1) & (s->n_slots - 1);
+	return i;
+}
+
+static int grow_slots(struct cairn_survey *s, struct cairn_error *err)
+{
+	size_t n = s->n_slots ? s->n_slots * 2 : 1024;
+	size_t *slots = calloc(n, sizeof(*slots));
+	if (!slots)
+		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
+	free(s->slots);
+	s->slots = slots;
+	s->n_slots = n;
+	for (size_t p = 0; p < s->n_paths; p++)
+		s->slots[find_slot(s, s->paths[p].hash)] = p + 1;
+	return 0;
+}
+
+int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *index,
+		     struct cairn_error *err)
+{
+	struct cairn_store_path sp;
+	int rc = cairn_store_path_parse(store_path, strlen(store_path), NULL, &sp, err);
+	if (rc)
+		return rc;
+	/* Keep the table at most half full. */
+	if ((s->n_paths + 1) * 2 > s->n_slots && (rc = grow_slots(s, err)))
+		return rc;
+	size_t slot = find_slot(s, sp.hash);
+	if (s->slots[slot]) {
+		if (index)
+			*index = s->slots[slot] - 1;
+		return 0;
+	}
+	if (s->n_paths >= CAIRN_SURVEY_MAX_PATHS)
+		return cairn_error_set(err, CAIRN_ELIMIT, "survey: more than %u store paths",
+				       CAIRN_SURVEY_MAX_PATHS);
+	if (s->n_paths == s->cap_paths) {
+		size_t cap = s->cap_paths ? s->cap_paths * 2 : 64;
+		struct path_ent *p = realloc(s->paths, cap * sizeof(*p));
+		if (!p)
+			return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
+		s->paths = p;
+		s->cap_paths = cap;
+	}
+	char *copy = strdup(store_path);
+	if (!copy)
+		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
+	struct path_ent *e = &s->paths[s->n_paths];
+	e->path = copy;
+	memcpy(e->hash, sp.hash, sizeof(e->hash));
+	s->slots[slot] = s->n_paths + 1;
+	if (index)
+		*index = s->n_paths;
+	s->n_paths++;
+	return 1;
+}
+
+size_t cairn_survey_count(const struct cairn_survey *s)
+{
+	return s->n_paths;
+}
+
+const char *cairn_survey_path(const struct cairn_survey *s, size_t index)
+{
+	return index < s->n_paths ? s->paths[index].path : NULL;
+}
+
+static void stop(struct cairn_survey *s, int rc, const struct cairn_error *e)
+{
+	if (s->stop_rc)
+		return;
+	s->stop_rc = rc < 0 ? rc : CAIRN_ECANCELED;
+	if (e && e->code)
+		s->stop_err = *e;
+	else
+		cairn_error_set(&s->stop_err, s->stop_rc, "survey: stopped by the caller");
+}
+
+/* Hand one result to the caller; frees a narinfo the caller did not take. */
+static void deliver(struct cairn_survey *s, struct cairn_survey_result *r)
+{
+	s->stats.results++;
+	if (!s->stop_rc) {
+		int rc = s->fn(s->ctx, r);
+		if (rc)
+			stop(s, rc, NULL);
+	}
+	cairn_narinfo_free(r->narinfo);
+	r->narinfo = NULL;
+}
+
+static void result_init(struct cairn_survey_result *r, const struct cairn_survey *s, size_t path,
+			size_t server)
+{
+	memset(r, 0, sizeof(*r));
+	r->path_index = path;
+	r->server_index = server;
+	r->store_path = s->paths[path].path;
+	cairn_error_init(&r->err);
+}
+
+/*
+ * Parse a body into r: PRESENT when it is a narinfo for the path asked
+ * for, else INVALID.  Returns the outcome.
+ */
+static enum cairn_survey_outcome
+classify_body(struct cairn_survey *s, struct cairn_survey_result *r, const char *text, size_t len)
+{
+	const char *url = cairn_http_server_url(s->servers[r->server_index]);
+	struct cairn_error perr;
+	cairn_error_init(&perr);
+	struct cairn_narinfo *ni = NULL;
+	r->text = text;
+	r->text_len = len;
+	if (cairn_narinfo_parse(text, len, &ni, &perr)) {
+		r->outcome = CAIRN_SURVEY_INVALID;
+		cairn_error_set(&r->err, perr.code, "%s: %s.narinfo: %s", url,
+				s->paths[r->path_index].hash, cairn_error_msg(&perr));
+		return r->outcome;
+	}
+	if (strcmp(ni->store_path, r->store_path) != 0) {
+		r->outcome = CAIRN_SURVEY_INVALID;
+		cairn_error_set(&r->err, CAIRN_EFORMAT,
+				"%s: %s.narinfo: StorePath is '%.300s', not the path asked for",
+				url, s->paths[r->path_index].hash, ni->store_path);
+		cairn_narinfo_free(ni);
+		return r->outcome;
+	}
+	r->outcome = CAIRN_SURVEY_PRESENT;
+	r->narinfo = ni;
+	return r->outcome;
+}
+
+static void req_free(struct survey_req *q)
+{
+	cairn_buf_release(&q->body);
+	free(q);
+}
+
+static int on_headers(void *ctx, const struct cairn_http_response *resp)
+{
+	struct survey_req *q = ctx;
+	q->max_age = resp->max_age;
+	q->no_store = resp->no_store != 0;
+	return 0;
+}
+
+static int on_data(void *ctx, const void *data, size_t len)
+{
+	struct survey_req *q = ctx;
+	return cairn_buf_append(&q->body, data, len) ? CAIRN_ELIMIT : 0;
+}
+
+static void pump(struct cairn_survey *s);
+
+static void cache_put(struct cairn_survey *s, const struct survey_req *q,
+		      const struct cairn_survey_result *r)
+{
+	struct cairn_nicache *c = s->cfg.cache;
+	if (!c || q->no_store)
+		return;
+	const char *url = cairn_http_server_url(s->servers[q->server]);
+	const char *hash = s->paths[q->path].hash;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int rc = 0;
+	if (r->outcome == CAIRN_SURVEY_PRESENT)
+		rc = cairn_nicache_put_present(c, url, hash, r->text, r->text_len, s->cfg.now,
+					       q->max_age, &e);
+	else if (r->outcome == CAIRN_SURVEY_ABSENT)
+		rc = cairn_nicache_put_absent(c, url, hash, s->cfg.now, q->max_age, &e);
+	if (rc)
+		stop(s, rc, &e);
+}
+
+static void on_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct survey_req *q = ctx;
+	struct cairn_survey *s = q->s;
+	struct cairn_survey_result r;
+	result_init(&r, s, q->path, q->server);
+	r.status = res->status;
+	s->inflight--;
+	s->stats.requests++;
+	switch (res->outcome) {
+	case CAIRN_HTTP_OK:
+		classify_body(s, &r, q->body.data ? q->body.data : "", q->body.len);
+		break;
+	case CAIRN_HTTP_STATUS:
+		if (res->status == 404 || res->status == 410) {
+			r.outcome = CAIRN_SURVEY_ABSENT;
+			cairn_error_set(&r.err, CAIRN_ENOENT, "%s", cairn_error_msg(&res->err));
+		} else {
+			r.outcome = CAIRN_SURVEY_UNKNOWN;
+			r.err = res->err;
+		}
+		break;
+	case CAIRN_HTTP_TOO_LARGE:
+	case CAIRN_HTTP_ABORTED:
+		r.outcome = CAIRN_SURVEY_INVALID;
+		r.err = res->err;
+		break;
+	default:
+		r.outcome = CAIRN_SURVEY_UNKNOWN;
+		r.err = res->err;
+		break;
+	}
+	cache_put(s, q, &r);
+	deliver(s, &r);
+	req_free(q);
+	pump(s);
+}
+
+/* Answer a pair from the cache when it has a fresh entry; 1 when done. */
+static int try_cache(struct cairn_survey *s, size_t path, size_t server)
+{
+	struct cairn_nicache *c = s->cfg.cache;
+	if (!c)
+		return 0;
+	const char *url = cairn_http_server_url(s->servers[server]);
+	char *text = NULL;
+	size_t len = 0;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int st = cairn_nicache_lookup(c, url, s->paths[path].hash, s->cfg.now, &text, &len, &e);
+	if (st < 0) {
+		stop(s, st, &e);
+		return 1;
+	}
+	if (st == CAIRN_NICACHE_UNKNOWN)
+		return 0;
+	struct cairn_survey_result r;
+	result_init(&r, s, path, server);
+	r.from_cache = true;
+	if (st == CAIRN_NICACHE_PRESENT) {
+		classify_body(s, &r, text, len);
+	} else {
+		r.outcome = CAIRN_SURVEY_ABSENT;
+		cairn_error_set(&r.err, CAIRN_ENOENT, "%s: %s.narinfo: absent (cached)", url,
+				s->paths[path].hash);
+	}
+	s->stats.cache_hits++;
+	deliver(s, &r);
+	free(text);
+	return 1;
+}
+
+static void deliver_unknown(struct cairn_survey *s, size_t path, size_t server,
+			    const struct cairn_error *why)
+{
+	struct cairn_survey_result r;
+	result_init(&r, s, path, server);
+	r.outcome = CAIRN_SURVEY_UNKNOWN;
+	r.err = *why;
+	deliver(s, &r);
+}
+
+static void issue(struct cairn_survey *s, size_t path, size_t server)
+{
+	struct cairn_http_server *srv = s->servers[server];
+	struct cairn_error e;
+	cairn_error_init(&e);
+	/* A fresh cached answer holds even when the server is down now. */
+	if (try_cache(s, path, server))
+		return;
+	const char *down = cairn_http_server_down(srv);
+	if (down) {
+		cairn_error_set(&e, CAIRN_ENET, "%s: server is down: %s",
+				cairn_http_server_url(srv), down);
+		deliver_unknown(s, path, server, &e);
+		return;
+	}
+	struct survey_req *q = calloc(1, sizeof(*q));
+	if (!q) {
+		cairn_error_set(&e, CAIRN_ENOMEM, "survey: out of memory");
+		stop(s, CAIRN_ENOMEM, &e);
+		return;
+	}
+	q->s = s;
+	q->path = path;
+	q->server = server;
+	q->max_age = -1;
+	cairn_buf_init(&q->body, CAIRN_NARINFO_MAX);
+	char url[CAIRN_STORE_HASH_LEN + sizeof(".narinfo")];
+	memcpy(url, s->paths[path].hash, CAIRN_STORE_HASH_LEN);
+	memcpy(url + CAIRN_STORE_HASH_LEN, ".narinfo", sizeof(".narinfo"));
+	struct cairn_http_request rq = {
+	    .method = CAIRN_HTTP_GET,
+	    .server = srv,
+	    .url = url,
+	    .max_body = CAIRN_NARINFO_MAX,
+	    .on_headers = on_headers,
+	    .on_data = on_data,
+	    .on_done = on_done,
+	    .ctx = q,
+	};
+	if (cairn_http_add(s->h, &rq, &e)) {
+		/* Refused at once: the server went down meanwhile, or a URL
+		 * the client will not take.  Either way no answer. */
+		req_free(q);
+		deliver_unknown(s, path, server, &e);
+		return;
+	}
+	s->inflight++;
+}
+
+static void pump(struct cairn_survey *s)
+{
+	while (!s->stop_rc && s->inflight < s->cfg.max_inflight && s->next_path < s->n_paths) {
+		size_t path = s->next_path, server = s->next_server;
+		if (++s->next_server == s->n_servers) {
+			s->next_server = 0;
+			s->next_path++;
+		}
+		issue(s, path, server);
+	}
+}
+
+int cairn_survey_run(struct cairn_survey *s, struct cairn_error *err)
+{
+	double t0 = now_seconds();
+	int rc = 0;
+	bool batch = false;
+	if (s->cfg.cache) {
+		if ((rc = cairn_nicache_begin(s->cfg.cache, err)))
+			return rc;
+		batch = true;
+	}
+	pump(s);
+	while (s->inflight > 0 || (!s->stop_rc && s->next_path < s->n_paths)) {
+		rc = cairn_http_step(s->h, 1000, err);
+		if (rc < 0)
+			goto out;
+		pump(s);
+	}
+	rc = 0;
+	if (s->stop_rc) {
+		rc = s->stop_rc;
+		cairn_error_set(err, rc, "%s", cairn_error_msg(&s->stop_err));
+	}
+out:
+	if (batch) {
+		if (rc == 0)
+			rc = cairn_nicache_commit(s->cfg.cache, err);
+		else
+			cairn_nicache_rollback(s->cfg.cache);
+	}
+	s->stats.seconds += now_seconds() - t0;
+	return rc;
+}
+
+void cairn_survey_stats(const struct cairn_survey *s, struct cairn_survey_stats *out)
+{
+	*out = s->stats;
+}

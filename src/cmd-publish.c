@@ -1,0 +1,433 @@
+/*
+ * cmd-publish.c - `cairn publish`: serve a local Nix or Guix store (or a
+ * binary-cache directory) over HTTP.  Option parsing and wiring only; the
+ * server is lib/publish*.c on lib/httpd*.c.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cairn/httpd.h"
+#include "cairn/keys.h"
+#include "cairn/publish.h"
+#include "cli.h"
+
+const char cmd_publish_usage[] =
+	"usage: cairn publish [--store DIR] [--db FILE] [--binary-cache DIR] [--key FILE]...\n"
+	"                     [--cache DIR] [--compression LIST] [--listen ADDR:PORT]...\n"
+	"                     [--ttl T] [--negative-ttl T] [options]\n"
+	"\n"
+	"Serve a local store as a binary cache for Nix and Guix clients: narinfos\n"
+	"signed on the fly, nars compressed on the fly (and baked into --cache in the\n"
+	"background), never a 404 for a valid store path.\n"
+	"\n"
+	"source:\n"
+	"  --store DIR          the store's files (default /nix/store, or /gnu/store when\n"
+	"                       only that exists).  A chroot store's DIR (ROOT/nix/store)\n"
+	"                       is served as /nix/store with ROOT's database.\n"
+	"  --db FILE            the store database (default: next to the store,\n"
+	"                       .../nix/var/nix/db/db.sqlite or .../var/guix/db/db.sqlite)\n"
+	"  --store-dir DIR      the store directory clients see (default: from --store)\n"
+	"  --log-dir DIR        build logs (default: beside the database,\n"
+	"                       .../var/log/nix/drvs or .../var/log/guix/drvs)\n"
+	"  --binary-cache DIR   serve a `nix copy --to file://DIR` directory as it is\n"
+	"                       instead of a store\n"
+	"  --dialect nix|guix   narinfo dialect (default: guix for /gnu/store, else nix)\n"
+	"signing and compression:\n"
+	"  --key FILE           sign with this secret key (Nix or Guix; repeatable)\n"
+	"  --host NAME          host named in Guix signatures (default: hostname)\n"
+	"  --compression LIST   e.g. zstd:3,xz:6,none (default zstd:3); Nix narinfos\n"
+	"                       name the first, Guix narinfos list each\n"
+	"  --cache DIR          keep compressed nars in DIR (baked in the background)\n"
+	"  --cache-max-size N   bound the cache (bytes; K, M, G, T suffixes)\n"
+	"  --bake-workers N     background compression threads (default 1)\n"
+	"HTTP:\n"
+	"  --listen ADDR:PORT   127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
+	"                       repeatable; port 0 picks one)\n"
+	"  --systemd            take the listening sockets from systemd\n"
+	"  --threads N          event loops (default: one per CPU)\n"
+	"  --ttl T              narinfo Cache-Control max-age (default 1h; s m h d)\n"
+	"  --negative-ttl T     404 max-age (default 60s; 0: no-store)\n"
+	"  --priority N         Priority in nix-cache-info (default 30)\n"
+	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
+	"  --user USER          drop privileges once the keys and sockets are open\n"
+	"  --port-file FILE     write the bound port to FILE once listening\n";
+
+static struct cairn_httpd *g_httpd;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (g_httpd)
+		cairn_httpd_stop(g_httpd);
+}
+
+static int parse_u64_suffix(const char *s, const char *units, const uint64_t *mult, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!*s || *s == '-')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	uint64_t m = 1;
+	if (*end) {
+		const char *u = strchr(units, *end);
+		if (!u || end[1])
+			return -1;
+		m = mult[u - units];
+	}
+	if (m && v > UINT64_MAX / m)
+		return -1;
+	*out = (uint64_t)v * m;
+	return 0;
+}
+
+static int parse_seconds(const char *s, unsigned *out)
+{
+	static const uint64_t mult[] = {1, 60, 3600, 86400};
+	uint64_t v;
+	if (parse_u64_suffix(s, "smhd", mult, &v) < 0 || v > 10u * 365 * 86400)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	static const uint64_t mult[] = {1ull << 10, 1ull << 20, 1ull << 30, 1ull << 40};
+	return parse_u64_suffix(s, "KMGT", mult, out);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), sl = strlen(suffix);
+	return n >= sl && strcmp(s + n - sl, suffix) == 0;
+}
+
+/* PREFIX + tail, where PREFIX is s without its `strip` suffix; malloc'd */
+static char *replace_tail(const char *s, const char *strip, const char *tail)
+{
+	size_t keep = strlen(s) - strlen(strip);
+	size_t n = keep + strlen(tail) + 1;
+	char *r = malloc(n);
+	if (r)
+		snprintf(r, n, "%.*s%s", (int)keep, s, tail);
+	return r;
+}
+
+/* The cache is created before privileges are dropped: hand it (and the
+ * directories the server writes into) to the user the server becomes. */
+static int chown_cache(const char *cache, const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+	static const char *const sub[] = {"", "/nar", "/info", "/tmp"};
+	char path[4096];
+	if (!pw) {
+		cli_error("--user: no user '%s'", user);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", cache, sub[i]);
+		if (chown(path, pw->pw_uid, pw->pw_gid) < 0) {
+			cli_error("cannot hand '%s' to '%s': %s", path, user, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int load_key(const char *path, struct cairn_seckey *sk)
+{
+	struct cairn_error err;
+	char *text = NULL;
+	size_t len = 0;
+	cairn_error_init(&err);
+	if (cli_read_file(path, CAIRN_KEYFILE_MAX, &text, &len, &err) < 0)
+		return cli_fail(path, &err);
+	int rc = cairn_seckey_parse(text, len, sk, &err);
+	sodium_memzero(text, len);
+	free(text);
+	if (rc < 0)
+		return cli_fail(path, &err);
+	return 0;
+}
+
+int cmd_publish(int argc, char **argv)
+{
+	const char *store = NULL, *db = NULL, *store_dir = NULL, *log_dir = NULL;
+	const char *binary_cache = NULL, *dialect = NULL, *host = NULL, *cache = NULL;
+	const char *compression = NULL, *port_file = NULL;
+	const char *key_files[CAIRN_PUBLISH_MAX_KEYS];
+	size_t n_key_files = 0;
+	struct cairn_seckey keys[CAIRN_PUBLISH_MAX_KEYS];
+	struct cairn_httpd_config hc;
+	struct cairn_publish_config pc;
+	struct cairn_publish *pub = NULL;
+	struct cairn_publish_static *st = NULL;
+	struct cairn_error err;
+	struct cairn_httpd *h = NULL;
+	unsigned ttl = 3600, negative_ttl = 60, bake_workers = 1;
+	uint64_t cache_max = 0;
+	int priority = 30;
+	char *alloc[4] = {NULL, NULL, NULL, NULL};
+	int ret = EXIT_FAIL;
+
+	if (cli_wants_help(argc, argv))
+		return cli_usage(cmd_publish_usage, true);
+	memset(&pc, 0, sizeof(pc));
+	cairn_error_init(&err);
+	cairn_httpd_config_init(&hc);
+	hc.server_name = "cairn";
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--systemd")) {
+			hc.systemd = 1;
+			continue;
+		}
+		if (a[0] != '-' || i + 1 >= argc) {
+			cli_error("unknown or incomplete option '%s'", a);
+			return cli_usage(cmd_publish_usage, false);
+		}
+		const char *v = argv[++i];
+		unsigned long n;
+		char *end;
+		if (!strcmp(a, "--store")) {
+			store = v;
+		} else if (!strcmp(a, "--db")) {
+			db = v;
+		} else if (!strcmp(a, "--store-dir")) {
+			store_dir = v;
+		} else if (!strcmp(a, "--log-dir")) {
+			log_dir = v;
+		} else if (!strcmp(a, "--binary-cache")) {
+			binary_cache = v;
+		} else if (!strcmp(a, "--dialect")) {
+			if (strcmp(v, "nix") && strcmp(v, "guix")) {
+				cli_error("--dialect takes nix or guix, not '%s'", v);
+				return EXIT_USAGE;
+			}
+			dialect = v;
+		} else if (!strcmp(a, "--key")) {
+			if (n_key_files == CAIRN_PUBLISH_MAX_KEYS) {
+				cli_error("at most %d keys", CAIRN_PUBLISH_MAX_KEYS);
+				return EXIT_USAGE;
+			}
+			key_files[n_key_files++] = v;
+		} else if (!strcmp(a, "--host")) {
+			host = v;
+		} else if (!strcmp(a, "--compression")) {
+			compression = v;
+		} else if (!strcmp(a, "--cache")) {
+			cache = v;
+		} else if (!strcmp(a, "--cache-max-size")) {
+			if (parse_size(v, &cache_max) < 0) {
+				cli_error("--cache-max-size: '%s' is not a size", v);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--bake-workers")) {
+			n = strtoul(v, &end, 10);
+			if (*end || !*v || n < 1 || n > 64) {
+				cli_error("--bake-workers takes 1..64");
+				return EXIT_USAGE;
+			}
+			bake_workers = (unsigned)n;
+		} else if (!strcmp(a, "--listen")) {
+			if (hc.n_listen == CAIRN_HTTPD_MAX_LISTEN) {
+				cli_error("at most %d --listen", CAIRN_HTTPD_MAX_LISTEN);
+				return EXIT_USAGE;
+			}
+			hc.listen[hc.n_listen++] = v;
+		} else if (!strcmp(a, "--threads")) {
+			n = strtoul(v, &end, 10);
+			if (*end || !*v || n > CAIRN_HTTPD_MAX_THREADS) {
+				cli_error("--threads takes 0..%d", CAIRN_HTTPD_MAX_THREADS);
+				return EXIT_USAGE;
+			}
+			hc.threads = (unsigned)n;
+		} else if (!strcmp(a, "--ttl")) {
+			if (parse_seconds(v, &ttl) < 0) {
+				cli_error("--ttl: '%s' is not a duration", v);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--negative-ttl")) {
+			if (parse_seconds(v, &negative_ttl) < 0) {
+				cli_error("--negative-ttl: '%s' is not a duration", v);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--priority")) {
+			long pr = strtol(v, &end, 10);
+			if (*end || !*v || pr < 0 || pr > 1000000) {
+				cli_error("--priority: '%s' is not a priority", v);
+				return EXIT_USAGE;
+			}
+			priority = (int)pr;
+		} else if (!strcmp(a, "--access-log")) {
+			hc.access_log = v;
+		} else if (!strcmp(a, "--user")) {
+			hc.user = v;
+		} else if (!strcmp(a, "--port-file")) {
+			port_file = v;
+		} else {
+			cli_error("unknown option '%s'", a);
+			return cli_usage(cmd_publish_usage, false);
+		}
+	}
+	if (binary_cache && (store || db || cache || n_key_files)) {
+		cli_error("--binary-cache serves a directory as it is: no --store, --db, --cache "
+			  "or --key with it");
+		return EXIT_USAGE;
+	}
+	if (hc.n_listen == 0 && !hc.systemd)
+		hc.listen[hc.n_listen++] = "*:8080";
+
+	if (binary_cache) {
+		if (cairn_httpd_new(&h, &hc, &err) < 0 ||
+		    cairn_publish_static_routes(h, binary_cache, ttl, negative_ttl, &st, &err) < 0) {
+			cli_fail("cannot set up the server", &err);
+			goto out;
+		}
+	} else {
+		struct stat sb;
+		if (!store)
+			store = stat("/nix/store", &sb) != 0 && stat("/gnu/store", &sb) == 0
+					? "/gnu/store"
+					: "/nix/store";
+		bool guixish = ends_with(store, "/gnu/store") ||
+			       (store_dir && ends_with(store_dir, "/gnu/store"));
+		if (!store_dir) {
+			if (ends_with(store, "/nix/store"))
+				store_dir = "/nix/store";
+			else if (ends_with(store, "/gnu/store"))
+				store_dir = "/gnu/store";
+			else
+				store_dir = store;
+		}
+		cairn_publish_config_init(&pc, guixish ? CAIRN_STOREDB_GUIX : CAIRN_STOREDB_NIX);
+		if (!db) {
+			if (ends_with(store, "/nix/store"))
+				db = alloc[0] = replace_tail(store, "/nix/store",
+							     "/nix/var/nix/db/db.sqlite");
+			else if (ends_with(store, "/gnu/store"))
+				db = alloc[0] = replace_tail(store, "/gnu/store",
+							     "/var/guix/db/db.sqlite");
+			if (!db) {
+				cli_error("--db FILE is needed for a store at '%s'", store);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+		}
+		if (!log_dir && db) {
+			/* logs live beside the database: <state>/nix/db/db.sqlite
+			 * has <state>/log/nix/drvs (Guix: var/guix, var/log/guix) */
+			const char *tails[][2] = {{"/nix/db/db.sqlite", "/log/nix/drvs"},
+						  {"/guix/db/db.sqlite", "/log/guix/drvs"}};
+			for (size_t t = 0; t < 2 && !log_dir; t++)
+				if (ends_with(db, tails[t][0]))
+					log_dir = alloc[1] =
+						replace_tail(db, tails[t][0], tails[t][1]);
+		}
+		if (!log_dir) {
+			if (ends_with(store, "/nix/store"))
+				log_dir = alloc[1] = replace_tail(store, "/nix/store",
+								  "/nix/var/log/nix/drvs");
+			else if (ends_with(store, "/gnu/store"))
+				log_dir = alloc[1] = replace_tail(store, "/gnu/store",
+								  "/var/log/guix/drvs");
+		}
+		pc.store_dir = store_dir;
+		pc.real_store_dir = store;
+		pc.db_path = db;
+		pc.log_dir = log_dir;
+		if (dialect)
+			pc.dialect = !strcmp(dialect, "guix") ? CAIRN_PUBLISH_GUIX : CAIRN_PUBLISH_NIX;
+		else
+			pc.dialect = ends_with(store_dir, "/gnu/store") ? CAIRN_PUBLISH_GUIX
+									: CAIRN_PUBLISH_NIX;
+		if (compression) {
+			int n = cairn_codec_spec_list_parse(compression, strlen(compression),
+							    pc.compressions, CAIRN_CODEC_LIST_MAX,
+							    &err);
+			if (n < 0) {
+				cli_fail("--compression", &err);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+			pc.n_compressions = (size_t)n;
+		}
+		for (size_t i = 0; i < n_key_files; i++) {
+			if (load_key(key_files[i], &keys[i]) != 0)
+				goto out;
+			pc.keys[pc.n_keys++] = &keys[i];
+		}
+		pc.host = host;
+		pc.cache_dir = cache;
+		pc.cache_max_size = cache_max;
+		pc.bake_workers = bake_workers;
+		pc.ttl = ttl;
+		pc.negative_ttl = negative_ttl;
+		pc.priority = priority;
+		if (cairn_publish_new(&pub, &pc, &err) < 0) {
+			cli_fail("cannot serve the store", &err);
+			goto out;
+		}
+		if (n_key_files == 0)
+			cli_warn("no --key: narinfos are not signed");
+		if (cache && hc.user && geteuid() == 0 && chown_cache(cache, hc.user) < 0)
+			goto out;
+		if (cairn_httpd_new(&h, &hc, &err) < 0 || cairn_publish_routes(pub, h, &err) < 0) {
+			cli_fail("cannot set up the server", &err);
+			goto out;
+		}
+	}
+	if (geteuid() == 0 && !hc.user)
+		cli_warn("running as root; consider --user");
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	g_httpd = h;
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	if (cairn_httpd_start(h, &err) < 0) {
+		cli_fail("cannot start the server", &err);
+		goto out;
+	}
+	int port = cairn_httpd_port(h);
+	fprintf(stderr, "%s: serving %s on port %d\n", cli_progname,
+		binary_cache ? binary_cache : pc.store_dir, port);
+	if (port_file) {
+		FILE *f = fopen(port_file, "w");
+		if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0)
+			cli_warn("cannot write '%s': %s", port_file, strerror(errno));
+	}
+	if (cairn_httpd_wait(h, &err) < 0) {
+		cli_fail("server", &err);
+		goto out;
+	}
+	ret = EXIT_OK;
+out:
+	g_httpd = NULL;
+	/* producers may still be ending their streams: wait for them (they
+	 * see CAIRN_ECANCELED once the server stopped) before the server goes */
+	cairn_publish_free(pub);
+	cairn_httpd_free(h);
+	cairn_publish_static_free(st);
+	for (size_t i = 0; i < pc.n_keys; i++)
+		cairn_seckey_wipe(&keys[i]);
+	sodium_memzero(keys, sizeof(keys));
+	for (size_t i = 0; i < 4; i++)
+		free(alloc[i]);
+	return ret;
+}

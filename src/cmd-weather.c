@@ -1,0 +1,483 @@
+/*
+ * cmd-weather.c - `cairn weather`: how much of a list of store paths each
+ * binary cache can substitute, and how fast the caches answer.
+ *
+ * One survey (survey.h) asks every server for every narinfo at once; the
+ * callback only counts, so the rate is that of the client and the servers.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn/http.h"
+#include "cairn/narinfo.h"
+#include "cairn/survey.h"
+#include "cli.h"
+
+const char cmd_weather_usage[] =
+    "usage: cairn weather --from URL [--from URL...] [--closure] [--json]\n"
+    "                     [--min-coverage PCT] [--missing] [--jobs N]\n"
+    "                     [--connections N] (STOREPATH... | -)\n"
+    "\n"
+    "Ask every binary cache (--from, in order) for the narinfo of every store\n"
+    "path (arguments, or one a line on stdin with '-') and report per cache:\n"
+    "  x% available (n of m), paths missing or unanswered, the download size\n"
+    "  (the first URL of each narinfo: one compression per item) and the\n"
+    "  unpacked (NAR) size, and the narinfo lookups per second achieved.\n"
+    "\n"
+    "  --closure           add the references of every path, transitively, as\n"
+    "                      the first cache lists them\n"
+    "  --missing           list the paths each cache lacks (and why)\n"
+    "  --min-coverage PCT  exit 1 when any cache has less than PCT percent\n"
+    "  --json              one JSON object on stdout instead of the table\n"
+    "  --jobs N            narinfo requests in flight at once (default 256)\n"
+    "  --connections N     connections per cache (default 8)\n"
+    "\n"
+    "A cache that is down or answers garbage counts its paths as unknown,\n"
+    "not available.  Exit 0, or 1 when a cache is below --min-coverage.\n";
+
+#define WEATHER_STDIN_MAX ((size_t)1 << 30)
+
+struct server_stats {
+	uint64_t present, absent, invalid, unknown;
+	uint64_t download, nar_size;
+	uint64_t no_file_size; /* present, but the narinfo gives no FileSize */
+};
+
+struct weather {
+	struct cairn_survey *survey;
+	size_t n_servers;
+	bool closure;
+	bool missing;
+	struct server_stats *st;
+	/* outcome + 1 per (path, server), 0 when not answered yet */
+	unsigned char *outcomes;
+	size_t outcomes_paths;
+	/* first reason per (path, server) for --missing, NULL when none */
+	char **reasons;
+	int add_rc;
+	struct cairn_error add_err;
+};
+
+static int ensure_paths(struct weather *w, size_t n)
+{
+	if (n <= w->outcomes_paths)
+		return 0;
+	size_t cap = w->outcomes_paths ? w->outcomes_paths : 1024;
+	while (cap < n)
+		cap *= 2;
+	unsigned char *o = realloc(w->outcomes, cap * w->n_servers);
+	if (!o)
+		return CAIRN_ENOMEM;
+	w->outcomes = o;
+	memset(o + w->outcomes_paths * w->n_servers, 0, (cap - w->outcomes_paths) * w->n_servers);
+	if (w->missing) {
+		char **r = realloc(w->reasons, cap * w->n_servers * sizeof(*r));
+		if (!r)
+			return CAIRN_ENOMEM;
+		w->reasons = r;
+		memset(r + w->outcomes_paths * w->n_servers, 0,
+		       (cap - w->outcomes_paths) * w->n_servers * sizeof(*r));
+	}
+	w->outcomes_paths = cap;
+	return 0;
+}
+
+static int add_closure(struct weather *w, const struct cairn_narinfo *ni)
+{
+	char dir[CAIRN_NARINFO_STORE_DIR_MAX + 1];
+	int dl = cairn_narinfo_store_dir(ni, dir, sizeof(dir));
+	if (dl < 0)
+		return 0;
+	for (size_t i = 0; i < ni->n_refs; i++) {
+		char path[CAIRN_NARINFO_STORE_DIR_MAX + 2 + CAIRN_NARINFO_VALUE_MAX];
+		snprintf(path, sizeof(path), "%s/%s", dir, ni->refs[i]);
+		int rc = cairn_survey_add(w->survey, path, NULL, &w->add_err);
+		if (rc < 0) {
+			w->add_rc = rc;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int on_result(void *ctx, struct cairn_survey_result *r)
+{
+	struct weather *w = ctx;
+	struct server_stats *st = &w->st[r->server_index];
+	if (ensure_paths(w, r->path_index + 1))
+		return CAIRN_ENOMEM;
+	size_t k = r->path_index * w->n_servers + r->server_index;
+	w->outcomes[k] = (unsigned char)(r->outcome + 1);
+	switch (r->outcome) {
+	case CAIRN_SURVEY_PRESENT: {
+		st->present++;
+		st->nar_size += r->narinfo->nar_size;
+		if (r->narinfo->n_urls > 0 && r->narinfo->urls[0].has_file_size)
+			st->download += r->narinfo->urls[0].file_size;
+		else
+			st->no_file_size++;
+		if (w->closure && r->server_index == 0 && add_closure(w, r->narinfo))
+			return w->add_rc;
+		break;
+	}
+	case CAIRN_SURVEY_ABSENT: st->absent++; break;
+	case CAIRN_SURVEY_INVALID: st->invalid++; break;
+	case CAIRN_SURVEY_UNKNOWN: st->unknown++; break;
+	}
+	if (w->missing && r->outcome != CAIRN_SURVEY_PRESENT && r->outcome != CAIRN_SURVEY_ABSENT) {
+		w->reasons[k] = strdup(cairn_error_msg(&r->err));
+		if (!w->reasons[k])
+			return CAIRN_ENOMEM;
+	}
+	return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n;
+	unsigned min;
+	unsigned cp;
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xE0) == 0xC0)
+		n = 2, min = 0x80, cp = s[0] & 0x1F;
+	else if ((s[0] & 0xF0) == 0xE0)
+		n = 3, min = 0x800, cp = s[0] & 0x0F;
+	else if ((s[0] & 0xF8) == 0xF0)
+		n = 4, min = 0x10000, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3F);
+	}
+	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return n;
+}
+
+/* A JSON string; bytes that are not UTF-8 (file names may hold any) become
+ * U+FFFD, so the output always parses. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_len(p);
+		if (n == 0) {
+			fputs("\\ufffd", stdout);
+			p++;
+		} else if (*p == '"' || *p == '\\') {
+			printf("\\%c", *p++);
+		} else if (*p < 0x20 || *p == 0x7F) {
+			printf("\\u%04x", *p++);
+		} else {
+			fwrite(p, 1, n, stdout);
+			p += n;
+		}
+	}
+	putchar('"');
+}
+
+static void human_size(uint64_t n, char *out, size_t cap)
+{
+	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+	double v = (double)n;
+	size_t u = 0;
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, cap, "%llu B", (unsigned long long)n);
+	else
+		snprintf(out, cap, "%.1f %s", v, units[u]);
+}
+
+static double percent(uint64_t n, uint64_t m)
+{
+	return m ? 100.0 * (double)n / (double)m : 0.0;
+}
+
+/* Paths from stdin: whitespace-separated. */
+static int read_stdin_paths(struct cairn_survey *s)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	if (cli_read_file("-", WEATHER_STDIN_MAX, &text, &len, &err))
+		return cli_fail("cannot read store paths from stdin", &err);
+	int ret = EXIT_OK;
+	char *p = text, *end = text + len;
+	while (p < end) {
+		while (p < end && isspace((unsigned char)*p))
+			p++;
+		char *q = p;
+		while (q < end && !isspace((unsigned char)*q))
+			q++;
+		if (q == p)
+			break;
+		*q = '\0';
+		if (cairn_survey_add(s, p, NULL, &err) < 0) {
+			ret = cli_fail("bad store path on stdin", &err);
+			break;
+		}
+		p = q + 1;
+	}
+	free(text);
+	return ret;
+}
+
+static int parse_count(const char *opt, const char *s, long min, long max, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max) {
+		cli_error("%s: '%s' is not a number from %ld to %ld", opt, s, min, max);
+		return EXIT_USAGE;
+	}
+	*out = v;
+	return EXIT_OK;
+}
+
+int cmd_weather(int argc, char **argv)
+{
+	const char **urls = calloc((size_t)argc, sizeof(*urls));
+	const char **args = calloc((size_t)argc, sizeof(*args));
+	size_t n_urls = 0, n_args = 0;
+	bool json = false;
+	double min_cov = -1;
+	long jobs = CAIRN_SURVEY_INFLIGHT_DEFAULT, conns = 8;
+	struct weather w;
+	struct cairn_http *h = NULL;
+	struct cairn_http_server **servers = NULL;
+	struct cairn_error err;
+	int ret = EXIT_FAIL;
+
+	memset(&w, 0, sizeof(w));
+	cairn_error_init(&err);
+	cairn_error_init(&w.add_err);
+	if (cli_wants_help(argc, argv)) {
+		ret = cli_usage(cmd_weather_usage, true);
+		goto out;
+	}
+	if (!urls || !args) {
+		cli_error("out of memory");
+		goto out;
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--from") && i + 1 < argc) {
+			urls[n_urls++] = argv[++i];
+		} else if (!strcmp(a, "--closure")) {
+			w.closure = true;
+		} else if (!strcmp(a, "--missing")) {
+			w.missing = true;
+		} else if (!strcmp(a, "--json")) {
+			json = true;
+		} else if (!strcmp(a, "--min-coverage") && i + 1 < argc) {
+			char *end;
+			const char *v = argv[++i];
+			errno = 0;
+			min_cov = strtod(v, &end);
+			if (errno || end == v || (*end && strcmp(end, "%")) || min_cov < 0 ||
+			    min_cov > 100) {
+				cli_error("--min-coverage: '%s' is not a percentage from 0 to 100",
+					  v);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+		} else if (!strcmp(a, "--jobs") && i + 1 < argc) {
+			if ((ret = parse_count(a, argv[++i], 1, CAIRN_SURVEY_INFLIGHT_MAX, &jobs)))
+				goto out;
+		} else if (!strcmp(a, "--connections") && i + 1 < argc) {
+			if ((ret = parse_count(a, argv[++i], 1, 1024, &conns)))
+				goto out;
+		} else if (a[0] == '-' && a[1] != '\0') {
+			cli_error("unexpected argument '%s'", a);
+			ret = cli_usage(cmd_weather_usage, false);
+			goto out;
+		} else {
+			args[n_args++] = a;
+		}
+	}
+	ret = EXIT_USAGE;
+	if (n_urls == 0) {
+		cli_error("at least one --from URL is required");
+		goto out;
+	}
+	if (n_urls > CAIRN_SURVEY_MAX_SERVERS) {
+		cli_error("at most %d --from servers", CAIRN_SURVEY_MAX_SERVERS);
+		goto out;
+	}
+	if (n_args == 0) {
+		cli_error("no store paths given (use '-' to read them from stdin)");
+		goto out;
+	}
+	ret = EXIT_FAIL;
+
+	struct cairn_http_config hc;
+	cairn_http_config_init(&hc);
+	hc.max_host_connections = conns;
+	if (hc.max_total_connections < conns * (long)n_urls)
+		hc.max_total_connections = conns * (long)n_urls;
+	if (cairn_http_new(&h, &hc, &err)) {
+		ret = cli_fail("cannot start the HTTP client", &err);
+		goto out;
+	}
+	servers = calloc(n_urls, sizeof(*servers));
+	w.st = calloc(n_urls, sizeof(*w.st));
+	if (!servers || !w.st) {
+		cli_error("out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n_urls; i++) {
+		if (cairn_http_server_new(&servers[i], urls[i], 0, &err)) {
+			cli_error("--from '%s': %s", urls[i], cairn_error_msg(&err));
+			ret = EXIT_USAGE;
+			goto out;
+		}
+	}
+	w.n_servers = n_urls;
+	struct cairn_survey_config sc;
+	cairn_survey_config_init(&sc);
+	sc.max_inflight = (size_t)jobs;
+	if (cairn_survey_new(&w.survey, h, servers, n_urls, &sc, on_result, &w, &err)) {
+		ret = cli_fail("cannot start the survey", &err);
+		goto out;
+	}
+	for (size_t i = 0; i < n_args; i++) {
+		if (!strcmp(args[i], "-")) {
+			if ((ret = read_stdin_paths(w.survey)) != EXIT_OK)
+				goto out;
+			ret = EXIT_FAIL;
+		} else if (cairn_survey_add(w.survey, args[i], NULL, &err) < 0) {
+			cli_error("'%s': %s", args[i], cairn_error_msg(&err));
+			ret = EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (cairn_survey_run(w.survey, &err)) {
+		ret = cli_fail("survey failed", w.add_rc ? &w.add_err : &err);
+		goto out;
+	}
+
+	struct cairn_survey_stats ss;
+	cairn_survey_stats(w.survey, &ss);
+	uint64_t m = cairn_survey_count(w.survey);
+	double rate = ss.seconds > 0 ? (double)ss.requests / ss.seconds : 0;
+	bool below = false;
+	for (size_t i = 0; i < n_urls; i++)
+		if (min_cov >= 0 && percent(w.st[i].present, m) < min_cov)
+			below = true;
+
+	if (json) {
+		printf("{\"paths\":%llu,\"servers\":[", (unsigned long long)m);
+		for (size_t i = 0; i < n_urls; i++) {
+			const struct server_stats *st = &w.st[i];
+			printf("%s{\"url\":", i ? "," : "");
+			json_str(cairn_http_server_url(servers[i]));
+			printf(
+			    ",\"available\":%llu,\"total\":%llu,\"percent\":%.2f,"
+			    "\"absent\":%llu,\"invalid\":%llu,\"unknown\":%llu,"
+			    "\"download_size\":%llu,\"nar_size\":%llu,\"without_file_size\":%llu",
+			    (unsigned long long)st->present, (unsigned long long)m,
+			    percent(st->present, m), (unsigned long long)st->absent,
+			    (unsigned long long)st->invalid, (unsigned long long)st->unknown,
+			    (unsigned long long)st->download, (unsigned long long)st->nar_size,
+			    (unsigned long long)st->no_file_size);
+			if (min_cov >= 0)
+				printf(",\"below_min_coverage\":%s",
+				       percent(st->present, m) < min_cov ? "true" : "false");
+			if (w.missing) {
+				printf(",\"missing\":[");
+				bool first = true;
+				for (size_t p = 0; p < m; p++) {
+					size_t k = p * n_urls + i;
+					unsigned o = p < w.outcomes_paths ? w.outcomes[k] : 0;
+					if (o == CAIRN_SURVEY_PRESENT + 1)
+						continue;
+					printf("%s{\"path\":", first ? "" : ",");
+					first = false;
+					json_str(cairn_survey_path(w.survey, p));
+					printf(",\"outcome\":\"%s\"",
+					       o ? cairn_survey_outcome_name(o - 1) : "unknown");
+					if (o && w.reasons[k]) {
+						printf(",\"reason\":");
+						json_str(w.reasons[k]);
+					}
+					printf("}");
+				}
+				printf("]");
+			}
+			printf("}");
+		}
+		printf("],\"lookups\":%llu,\"seconds\":%.6f,\"lookups_per_second\":%.1f}\n",
+		       (unsigned long long)ss.requests, ss.seconds, rate);
+	} else {
+		for (size_t i = 0; i < n_urls; i++) {
+			const struct server_stats *st = &w.st[i];
+			char dl[32], ns[32];
+			human_size(st->download, dl, sizeof(dl));
+			human_size(st->nar_size, ns, sizeof(ns));
+			printf("%s\n", cairn_http_server_url(servers[i]));
+			printf("  %.1f%% available (%llu of %llu)\n", percent(st->present, m),
+			       (unsigned long long)st->present, (unsigned long long)m);
+			printf("  %llu absent, %llu invalid, %llu unknown\n",
+			       (unsigned long long)st->absent, (unsigned long long)st->invalid,
+			       (unsigned long long)st->unknown);
+			printf("  %s to download, %s unpacked", dl, ns);
+			if (st->no_file_size)
+				printf(" (%llu narinfos without FileSize)",
+				       (unsigned long long)st->no_file_size);
+			printf("\n");
+			if (w.missing) {
+				for (size_t p = 0; p < m; p++) {
+					size_t k = p * n_urls + i;
+					unsigned o = p < w.outcomes_paths ? w.outcomes[k] : 0;
+					if (o == CAIRN_SURVEY_PRESENT + 1)
+						continue;
+					printf("    %-7s %s",
+					       o ? cairn_survey_outcome_name(o - 1) : "unknown",
+					       cairn_survey_path(w.survey, p));
+					if (o && w.reasons[k])
+						printf(" (%s)", w.reasons[k]);
+					printf("\n");
+				}
+			}
+		}
+		printf("%llu store paths, %zu servers: %llu narinfo lookups in %.3f s, "
+		       "%.0f lookups/s\n",
+		       (unsigned long long)m, n_urls, (unsigned long long)ss.requests, ss.seconds,
+		       rate);
+		if (below)
+			printf("coverage below %.1f%%\n", min_cov);
+	}
+	if (fflush(stdout) != 0) {
+		cli_error("cannot write the report");
+		goto out;
+	}
+	ret = below ? EXIT_FAIL : EXIT_OK;
+out:
+	if (w.reasons)
+		for (size_t i = 0; i < w.outcomes_paths * w.n_servers; i++)
+			free(w.reasons[i]);
+	free(w.reasons);
+	free(w.outcomes);
+	free(w.st);
+	cairn_survey_free(w.survey);
+	cairn_http_free(h); /* before the servers its transfers borrow */
+	if (servers)
+		for (size_t i = 0; i < n_urls; i++)
+			cairn_http_server_free(servers[i]);
+	free(servers);
+	free(urls);
+	free(args);
+	return ret;
+}

@@ -1,0 +1,440 @@
+# cairn fetch against real Nix binary caches (built with nix-build, copied
+# with `nix copy --to file://...` in every compression, served by nginx) and
+# against servers that misbehave on purpose (fetch-test-server.py): the
+# acceptance cases and the failure matrix of issue 4.
+. "$SRCDIR/tests/integration/lib.sh"
+. "$SRCDIR/tests/integration/nix-lib.sh"
+nix_lib_init # Nix 2.8 as root, no daemon, chroot stores under $TMP
+skip_unless nginx sha256sum curl
+
+PYSRV="$SRCDIR/tests/integration/fetch-test-server.py"
+
+# build_closure ROOT N BYTES: N derivations, each refers to the two before it,
+# each holds BYTES random bytes (two builds differ); prints the top path
+build_closure() {
+  local root=$1 n=$2 bytes=$3 expr=$TMP/closure-$RANDOM.nix
+  cat >"$expr" <<EOF
+let
+  mk = i: deps: derivation {
+    name = "fx-\${toString i}";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    PATH = "/bin:/usr/bin";
+    inherit deps;
+    args = [ "-c" ''
+      mkdir -p \$out/bin \$out/share/empty
+      for d in \$deps; do echo "\$d" >> \$out/refs; done
+      printf '#!/bin/sh\necho fx-\${toString i}\n' > \$out/bin/fx-\${toString i}
+      chmod +x \$out/bin/fx-\${toString i}
+      ln -s bin/fx-\${toString i} \$out/link
+      head -c $bytes /dev/urandom > \$out/data
+    '' ];
+  };
+  go = i: if i == 1 then [ (mk 1 []) ]
+          else let prev = go (i - 1);
+                   d = [ (builtins.head prev) ] ++ (if i > 2 then [ (builtins.elemAt prev 1) ] else []);
+               in [ (mk i d) ] ++ prev;
+in builtins.head (go $n)
+EOF
+  nix-build --store "local?root=$root" --no-out-link --quiet "$expr"
+}
+
+copy_to() { nix_copy_to_file "$@"; }
+
+hashpart() { basename "$1" | cut -c1-32; }
+
+# nar_hash_of FILE-OR-DIR: sha256:<nix32> of `nix-store --dump`, computed by Nix
+nar_hash_of() {
+  local hex
+  hex=$(nix-store --dump "$1" | sha256sum | cut -d' ' -f1)
+  echo "sha256:$(nix hash to-base32 --type sha256 "$hex")"
+}
+
+# ---- servers
+WWW=$TMP/www
+mkdir -p "$WWW" "$TMP/ng"
+ngport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$TMP/ng/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/ng/nginx.pid;
+error_log $TMP/ng/error.log;
+events { worker_connections 1024; }
+http {
+  access_log $TMP/ng/access.log;
+  client_body_temp_path $TMP/ng;
+  proxy_temp_path $TMP/ng;
+  fastcgi_temp_path $TMP/ng;
+  uwsgi_temp_path $TMP/ng;
+  scgi_temp_path $TMP/ng;
+  types { text/x-nix-narinfo narinfo; }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$ngport;
+    root $WWW;
+  }
+}
+EOF
+nginx -e "$TMP/ng/error.log" -p "$TMP/ng" -c "$TMP/ng/nginx.conf" &
+ngpid=$!
+cleanup_hooks+=("kill $ngpid")
+NG="http://127.0.0.1:$ngport"
+
+# serve_py DIR MODE: start fetch-test-server.py; sets PY_URL, PY_PID, PY_LOG
+serve_py() {
+  local pf=$TMP/py-$RANDOM
+  PY_LOG=$pf.log
+  python3 "$PYSRV" "$1" "$pf" "$2" "$PY_LOG" 2>>"$TMP/py.err" &
+  PY_PID=$!
+  cleanup_hooks+=("kill $PY_PID 2>/dev/null")
+  for _ in $(seq 100); do
+    [ -s "$pf" ] && { PY_URL="http://127.0.0.1:$(cat "$pf")"; return 0; }
+    sleep 0.05
+  done
+  echo "serve_py: server did not start" >&2
+  return 1
+}
+
+# ---- closure and keys
+nix_gen_key test-1 "$TMP/k1"
+nix_gen_key test-2 "$TMP/k2"
+
+S1=$TMP/s1
+TOP=$(build_closure "$S1" 6 300000)
+mapfile -t CLOSURE < <(nix path-info --store "local?root=$S1" -r "$TOP")
+DEP=$(grep -- '-fx-1$' <<<"$(printf '%s\n' "${CLOSURE[@]}")")
+check "built a closure of 6 paths" test "${#CLOSURE[@]}" -eq 6
+
+for c in none xz zstd bzip2; do
+  copy_to "$S1" "$TOP" "$WWW/c-$c" "$c" "$TMP/k1.sec"
+done
+for _ in $(seq 50); do curl -sf "$NG/c-none/nix-cache-info" >/dev/null && break; sleep 0.1; done
+
+F=("$CAIRN" fetch --no-cache --trusted-key "$TMP/k1.pub")
+
+# store_items ROOT: number of entries in ROOT/nix/store (0 when absent)
+store_items() { find "$1/nix/store" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
+# json_get FILE EXPR: evaluate a Python expression over the JSON summary j
+json_get() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# ---- every compression: the whole closure, each item dumped back has the signed NarHash
+for c in none xz zstd bzip2; do
+  R=$TMP/r-$c
+  if "${F[@]}" --from "$NG/c-$c" --store "$R" --closure --json "$TOP" >"$TMP/j-$c" 2>"$TMP/e-$c"; then
+    ok "$c: fetch --closure exits 0"
+  else
+    not_ok "$c: fetch --closure exits 0"; cat "$TMP/e-$c"
+  fi
+  bad=0
+  for p in "${CLOSURE[@]}"; do
+    want=$(sed -n 's/^NarHash: //p' "$WWW/c-$c/$(hashpart "$p").narinfo")
+    got=$(nar_hash_of "$R$p" 2>/dev/null || echo missing)
+    [ "$got" = "$want" ] || { bad=1; echo "  $p: $got != $want"; }
+  done
+  check "$c: all ${#CLOSURE[@]} items unpacked with the signed NarHash" test "$bad" = 0
+  check "$c: JSON says 6 fetched, compression $c" \
+    test "$(json_get "$TMP/j-$c" '(j["fetched"], {i["compression"] for i in j["items"]} == {"'$c'"})')" = "(6, True)"
+done
+
+out=$("${F[@]}" --from "$NG/c-xz" --store "$TMP/r-xz" --closure "$TOP" 2>&1)
+check "second run: everything present, exit 0" test "$(grep -c '^present ' <<<"$out")" = 1
+check "nix-store --verify-path agrees (Nix reads what we unpacked)" \
+  cmp <(nix-store --dump "$TMP/r-zstd$TOP") <(nix-store --dump "$S1$TOP")
+
+# paths on stdin, and a sub-path of an item
+R=$TMP/r-stdin
+printf '%s\n\n%s/bin/fx-1\n' "$TOP" "$DEP" | "${F[@]}" --from "$NG/c-zstd" --store "$R" - 2>/dev/null
+check "paths from stdin (no --closure: just those two)" test "$(store_items "$R")" = 2
+
+# --nar-dir keeps verified NARs
+R=$TMP/nars
+"${F[@]}" --from "$NG/c-xz" --nar-dir "$R" --closure "$TOP" 2>/dev/null
+want=$(sed -n 's/^NarHash: //p' "$WWW/c-xz/$(hashpart "$TOP").narinfo")
+got=$("$CAIRN" nar check <"$R/$(basename "$TOP").nar" | head -1)
+check "--nar-dir: 6 NARs, the top one hashes to its NarHash" \
+  test "$(ls "$R" | wc -l)-$got" = "6-$want"
+
+# ---- failure matrix: narinfos
+mkcache() { rm -rf "$WWW/$1"; cp -a "$WWW/c-zstd" "$WWW/$1"; }
+TOPNI=$(hashpart "$TOP").narinfo
+DEPNI=$(hashpart "$DEP").narinfo
+
+# expect_fail NAME PATTERN ARGS...: exit 1, PATTERN in stderr, nothing in ROOT
+expect_fail() {
+  local name=$1 pat=$2 R=$TMP/r-$RANDOM rc=0; shift 2
+  "${F[@]}" --store "$R" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+  if [ "$rc" = 1 ] && grep -q -- "$pat" "$TMP/err" && [ "$(store_items "$R")" = 0 ] &&
+     [ -z "$(find "$R" -name '*.tmp-*' 2>/dev/null)" ]; then
+    ok "$name"
+    sed 's/^/    # /' "$TMP/err"
+  else
+    not_ok "$name (exit $rc)"; cat "$TMP/err"
+  fi
+}
+
+# expect_ok NAME ARGS...: exit 0, JSON summary in $TMP/j
+expect_ok() {
+  local name=$1 R=$TMP/r-$RANDOM rc=0; shift
+  "${F[@]}" --store "$R" --json "$@" >"$TMP/j" 2>"$TMP/err" || rc=$?
+  LAST_ROOT=$R
+  if [ "$rc" = 0 ]; then ok "$name"; else not_ok "$name (exit $rc)"; cat "$TMP/err"; fi
+}
+
+mkcache unsigned
+sed -i '/^Sig:/d' "$WWW"/unsigned/*.narinfo
+expect_fail "unsigned narinfo: refused" "no trusted signature" --from "$NG/unsigned" "$TOP"
+
+mkcache untrusted
+for n in "$WWW"/untrusted/*.narinfo; do
+  sed '/^Sig:/d' "$n" | "$CAIRN" narinfo sign --key "$TMP/k2.sec" >"$n.new" && mv "$n.new" "$n"
+done
+expect_fail "signed by an untrusted key: refused" "no trusted signature" --from "$NG/untrusted" "$TOP"
+check "  ... and the reason names the key" grep -q "test-2" "$TMP/err"
+
+mkcache changed
+sed -i 's/^NarSize: \([0-9]*\)/NarSize: \18/' "$WWW/changed/$DEPNI"
+expect_fail "signature over different fields: refused" "no trusted signature" \
+  --from "$NG/changed" "$DEP"
+
+mkcache swapped
+cp "$WWW/swapped/$DEPNI" "$WWW/swapped/$TOPNI"
+expect_fail "narinfo StorePath not the requested path: refused" "not the path asked for" \
+  --from "$NG/swapped" "$TOP"
+
+# ---- failure matrix: bytes
+serve_py "$WWW/c-none" tamper
+expect_fail "tampered NAR bytes (none): hash mismatch" "hash mismatch" --from "$PY_URL" "$DEP"
+expect_ok "tampered first server, good second: fetched" --from "$PY_URL" --from "$NG/c-none" "$DEP"
+check "  ... from the second" test "$(json_get "$TMP/j" 'j["items"][0]["server"]')" = "$NG/c-none"
+serve_py "$WWW/c-zstd" tamper
+expect_fail "tampered NAR bytes (zstd): refused" "verifies" --from "$PY_URL" "$DEP"
+rc=0
+"${F[@]}" --nar-dir "$TMP/nars-bad" --from "$PY_URL" "$DEP" 2>/dev/null || rc=$?
+check "tampered NAR with --nar-dir: exit 1, no file left (not even a temporary)" \
+  test "$rc-$(find "$TMP/nars-bad" -type f 2>/dev/null | wc -l)" = "1-0"
+
+mkcache truncated
+for f in "$WWW"/truncated/nar/*; do truncate -s $(($(stat -c %s "$f") / 2)) "$f"; done
+expect_fail "truncated NAR: refused" "verifies" --from "$NG/truncated" "$DEP"
+expect_ok "truncated NAR on the first server, good second: fetched" \
+  --from "$NG/truncated" --from "$NG/c-zstd" --closure "$TOP"
+
+serve_py "$WWW/c-none" die
+kpid=$PY_PID
+expect_ok "server killed mid-transfer: finished from the second" \
+  --from "$PY_URL" --from "$NG/c-none" "$DEP"
+check "  ... the first server is gone, the second served it" \
+  test "$(kill -0 "$kpid" 2>/dev/null && echo alive)-$(json_get "$TMP/j" 'j["items"][0]["server"]')" = "-$NG/c-none"
+
+serve_py "$WWW/c-none" stall
+t0=$(date +%s)
+expect_ok "stalling server: times out, fails over" \
+  --stall-timeout 2 --from "$PY_URL" --from "$NG/c-none" "$DEP"
+t1=$(date +%s)
+check "  ... within 15 s ($((t1 - t0)) s)" test $((t1 - t0)) -lt 15
+kill "$PY_PID" 2>/dev/null || true
+
+serve_py "$WWW/c-none" cut
+expect_ok "short body: resumed with Range from the same server" --from "$PY_URL" "$DEP"
+check "  ... the log shows the Range request" grep -q "^GET /nar/.* bytes=[1-9]" "$PY_LOG"
+
+mkdir -p "$WWW/empty"
+expect_ok "first server 404, second has it" --from "$NG/empty" --from "$NG/c-zstd" --closure "$TOP"
+check "  ... all 6 from the second" test "$(json_get "$TMP/j" 'j["fetched"]')" = 6
+
+serve_py "$WWW/c-zstd" missing
+expect_ok "narinfo but no NAR on the first server: the second sends it" \
+  --from "$PY_URL" --from "$NG/c-zstd" "$DEP"
+
+dead1=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+dead2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+expect_fail "all servers down: clear error, exit 1, nothing left" "no server could be asked" \
+  --from "http://127.0.0.1:$dead1" --from "http://127.0.0.1:$dead2" --closure "$TOP"
+check "  ... the reason names both servers" \
+  grep -q "127.0.0.1:$dead1.*127.0.0.1:$dead2" "$TMP/err"
+
+# ---- trust from signatures, bytes from anywhere
+mkcache signed2
+for n in "$WWW"/signed2/*.narinfo; do
+  sed '/^Sig:/d' "$n" | "$CAIRN" narinfo sign --key "$TMP/k2.sec" >"$n.new" && mv "$n.new" "$n"
+done
+expect_ok "--require-sigs 2, two servers signed by different keys that agree: accepted" \
+  --trusted-key "$TMP/k2.pub" --require-sigs 2 --from "$NG/c-zstd" --from "$NG/signed2" \
+  --closure "$TOP"
+check "  ... two signers each" test "$(json_get "$TMP/j" '{i["signers"] for i in j["items"]}')" = "{2}"
+expect_fail "--require-sigs 2 with one signer: refused" "not enough signatures" \
+  --trusted-key "$TMP/k2.pub" --require-sigs 2 --from "$NG/c-zstd" "$TOP"
+
+S2=$TMP/s2
+TOP2=$(build_closure "$S2" 6 300000)
+check "a second build of the same derivations has the same path" test "$TOP2" = "$TOP"
+copy_to "$S2" "$TOP" "$WWW/other" zstd "$TMP/k2.sec"
+expect_fail "--require-sigs 2, servers disagree: refused" "servers disagree" \
+  --trusted-key "$TMP/k2.pub" --require-sigs 2 --from "$NG/c-zstd" --from "$NG/other" "$TOP"
+check "  ... both servers named" grep -q "$NG/c-zstd.*but $NG/other\|$NG/other.*but $NG/c-zstd" "$TMP/err"
+
+mkcache nonars
+rm -rf "$WWW/nonars/nar"
+expect_ok "unsigned narinfo that matches a signed one: a byte source" \
+  --from "$NG/nonars" --from "$NG/unsigned" --closure "$TOP"
+check "  ... the bytes came from the unsigned server" \
+  test "$(json_get "$TMP/j" '{i["server"] for i in j["items"]}')" = "{'$NG/unsigned'}"
+
+# content-addressed: no signature needed when the path recomputes and the content checks
+mkdir -p "$TMP/ca-src/sub"
+echo "content-addressed" >"$TMP/ca-src/sub/file"
+CA=$(nix store add-path --store "local?root=$S1" --name ca-item "$TMP/ca-src")
+copy_to "$S1" "$CA" "$WWW/ca" zstd
+check "the CA narinfo has a CA field" grep -q "^CA: fixed:r:sha256:" "$WWW/ca/$(hashpart "$CA").narinfo"
+expect_ok "unsigned CA item whose path recomputes: fetched" --from "$NG/ca" "$CA"
+check "  ... accepted by CA" test "$(json_get "$TMP/j" 'j["items"][0]["contentAddressed"]')" = True
+rm -rf "$WWW/ca-bad" && cp -a "$WWW/ca" "$WWW/ca-bad"
+sed -i 's/^CA: fixed:r:sha256:./CA: fixed:r:sha256:0/' "$WWW/ca-bad/$(hashpart "$CA").narinfo"
+expect_fail "unsigned CA item whose path does not recompute: refused" "no trusted signature" \
+  --from "$NG/ca-bad" "$CA"
+
+
+# ---- narinfo cache: a second run asks nothing it already knows
+DB=$TMP/nicache.sqlite
+FC=("$CAIRN" fetch --cache-db "$DB" --trusted-key "$TMP/k1.pub")
+narinfo_gets() { grep -c "GET /$1/[^ ]*\.narinfo" "$TMP/ng/access.log" || true; }
+n0=$(narinfo_gets c-zstd); e0=$(narinfo_gets empty)
+"${FC[@]}" --from "$NG/empty" --from "$NG/c-zstd" --store "$TMP/nc1" --closure "$TOP" 2>/dev/null
+n1=$(narinfo_gets c-zstd); e1=$(narinfo_gets empty)
+"${FC[@]}" --from "$NG/empty" --from "$NG/c-zstd" --store "$TMP/nc2" --closure "$TOP" 2>/dev/null
+n2=$(narinfo_gets c-zstd); e2=$(narinfo_gets empty)
+check "narinfo cache: first run asks both servers for 6 narinfos ($((n1 - n0)), $((e1 - e0)))" \
+  test "$((n1 - n0))-$((e1 - e0))" = "6-6"
+check "narinfo cache: second run asks nothing (positive and negative entries)" \
+  test "$((n2 - n1))-$((e2 - e1))" = "0-0"
+check "narinfo cache: second run still fetched all 6" test "$(store_items "$TMP/nc2")" = 6
+rc=0; "${FC[@]}" --from "http://127.0.0.1:$dead1" --store "$TMP/nc3" "$TOP" 2>/dev/null || rc=$?
+rc2=0; "${FC[@]}" --from "http://127.0.0.1:$dead1" --store "$TMP/nc3" "$TOP" 2>"$TMP/err" || rc2=$?
+check "a down server is remembered in the cache" \
+  test "$rc-$rc2-$(grep -c remembered "$TMP/err")" = "1-1-1"
+
+# ---- Priority from nix-cache-info, then the order given
+mkcache lowprio; echo "Priority: 90" >>"$WWW/lowprio/nix-cache-info"
+mkcache highprio; echo "Priority: 10" >>"$WWW/highprio/nix-cache-info"
+expect_ok "two servers with different Priority" \
+  --from "$NG/lowprio" --from "$NG/highprio" --closure "$TOP"
+check "  ... everything from the one with the lower Priority number, given second" \
+  test "$(json_get "$TMP/j" '{i["server"] for i in j["items"]}')" = "{'$NG/highprio'}"
+mkcache wrongdir; sed -i 's|^StoreDir: .*|StoreDir: /gnu/store|' "$WWW/wrongdir/nix-cache-info"
+expect_ok "a server of another store directory is skipped" \
+  --from "$NG/wrongdir" --from "$NG/c-zstd" --closure "$TOP"
+check "  ... everything from the other one" \
+  test "$(json_get "$TMP/j" '{i["server"] for i in j["items"]}')" = "{'$NG/c-zstd'}"
+
+expect_ok "--jobs 1" --jobs 1 --from "$NG/c-xz" --closure "$TOP"
+check "  ... 6 fetched" test "$(json_get "$TMP/j" 'j["fetched"]')" = 6
+for t in 0 1 4; do
+  expect_ok "--threads $t: the closure" --threads "$t" --from "$NG/c-xz" --closure "$TOP"
+  check "  ... 6 fetched, the top item unpacked right" \
+    test "$(json_get "$TMP/j" 'j["fetched"]')-$(nar_hash_of "$LAST_ROOT$TOP")" = \
+    "6-$(sed -n 's/^NarHash: //p' "$WWW/c-xz/$TOPNI")"
+done
+serve_py "$WWW/c-none" tamper
+expect_fail "--threads 0: tampered bytes refused" "hash mismatch" --threads 0 --from "$PY_URL" "$DEP"
+expect_ok "--threads 0: tampered first server, good second" --threads 0 \
+  --from "$PY_URL" --from "$NG/c-none" "$DEP"
+serve_py "$WWW/c-none" cut
+expect_ok "--threads 0: short body resumed" --threads 0 --from "$PY_URL" "$DEP"
+out=$("${F[@]}" --from "$NG/c-xz" --store "$TMP/r-pipe" --closure "$TOP" 2>&1 >/dev/null)
+check "on a pipe: one line per finished item" test "$(grep -c '^fetched /nix/store/' <<<"$out")" = 6
+
+# ---- the Guix dialect: /gnu/store, nar/gzip/<basename> URLs, a Signature line
+# over the text before it, keys in Guix's formats.  A cache made here with
+# `cairn nar dump`, gzip and `cairn narinfo sign` (Guix keys), as guix
+# publish lays it out.
+G=$WWW/guix
+mkdir -p "$G/nar/gzip" "$TMP/gsrc"
+"$CAIRN" key generate --format guix --secret "$TMP/g1.sec" --public "$TMP/g1.pub" >/dev/null
+"$CAIRN" key generate --format guix --secret "$TMP/g2.sec" --public "$TMP/g2.pub" >/dev/null
+printf 'StoreDir: /gnu/store\nWantMassQuery: 0\nPriority: 100\n' >"$G/nix-cache-info"
+GLIB=0kbbxc27vzz13gjlal2xpdl3ldasp15j-glib-1.0
+GAPP=1j4pm3ca6i83nr7lf02z696lda7gzrlk-gapp-2.0
+mkdir -p "$TMP/gsrc/$GLIB/lib" "$TMP/gsrc/$GAPP/bin"
+echo "library" >"$TMP/gsrc/$GLIB/lib/libg.txt"
+printf '#!/bin/sh\necho /gnu/store/%s\n' "$GLIB" >"$TMP/gsrc/$GAPP/bin/gapp"
+chmod +x "$TMP/gsrc/$GAPP/bin/gapp"
+ln -s bin/gapp "$TMP/gsrc/$GAPP/run"
+# guix_item BASENAME REFS...: NAR, gzip file and signed narinfo
+guix_item() {
+  local b=$1 nar=$TMP/$1.nar h sz; shift
+  "$CAIRN" nar dump "$TMP/gsrc/$b" >"$nar"
+  gzip -9n <"$nar" >"$G/nar/gzip/$b"
+  { read -r h; read -r sz; } < <("$CAIRN" nar check <"$nar")
+  printf 'StorePath: /gnu/store/%s\nURL: nar/gzip/%s\nCompression: gzip\nFileSize: %s\nNarHash: %s\nNarSize: %s\nReferences: %s\n' \
+    "$b" "$b" "$(stat -c %s "$G/nar/gzip/$b")" "$h" "$sz" "$*" |
+    "$CAIRN" narinfo sign --key "$TMP/g1.sec" --host test.guix >"$G/${b:0:32}.narinfo"
+}
+guix_item "$GLIB"
+guix_item "$GAPP" "$GAPP" "$GLIB"
+check "the Guix narinfo ends in a Signature line" \
+  bash -c 'tail -1 "$0" | grep -q "^Signature: 1;test.guix;"' "$G/${GAPP:0:32}.narinfo"
+GF=("$CAIRN" fetch --no-cache --store-dir /gnu/store)
+R=$TMP/r-guix
+if "${GF[@]}" --trusted-key "$TMP/g1.pub" --from "$NG/guix" --store "$R" --closure --json \
+  "/gnu/store/$GAPP" >"$TMP/j" 2>"$TMP/err"; then
+  ok "Guix cache, Guix signing-key.pub: the closure fetched"
+else
+  not_ok "Guix cache, Guix signing-key.pub: the closure fetched"; cat "$TMP/err"
+fi
+check "  ... both trees unpacked as they were" diff -r "$TMP/gsrc" "$R/gnu/store"
+check "  ... gzip, 2 items" \
+  test "$(json_get "$TMP/j" '(j["fetched"], {i["compression"] for i in j["items"]})')" = "(2, {'gzip'})"
+printf '(acl\n (entry %s\n  (tag (guix import))))\n' "$(cat "$TMP/g1.pub")" >"$TMP/acl"
+rc=0; "${GF[@]}" --trusted-key "$TMP/acl" --from "$NG/guix" --store "$TMP/r-guix2" --closure \
+  "/gnu/store/$GAPP" 2>"$TMP/err" || rc=$?
+check "Guix acl file as trusted keys: fetched" test "$rc-$(ls "$TMP/r-guix2/gnu/store" | wc -l)" = "0-2"
+rc=0; "${GF[@]}" --trusted-key "$TMP/g2.pub" --from "$NG/guix" --store "$TMP/r-guix3" \
+  "/gnu/store/$GAPP" 2>"$TMP/err" || rc=$?
+check "Guix narinfo signed by an untrusted Guix key: refused" \
+  test "$rc-$(grep -c 'no trusted signature' "$TMP/err")" = "1-1"
+rm -rf "$WWW/guix-edit" && cp -a "$G" "$WWW/guix-edit"
+sed -i "s/^NarSize: \([0-9]*\)/NarSize: \18/" "$WWW/guix-edit/${GLIB:0:32}.narinfo"
+rc=0; "${GF[@]}" --trusted-key "$TMP/g1.pub" --from "$NG/guix-edit" --store "$TMP/r-guix4" \
+  "/gnu/store/$GLIB" 2>"$TMP/err" || rc=$?
+check "Guix narinfo changed after signing: refused" \
+  test "$rc-$(grep -c 'no trusted signature' "$TMP/err")" = "1-1"
+sed 's/^/    # /' "$TMP/err"
+rc=0; "$CAIRN" fetch --no-cache --trusted-key "$TMP/g1.pub" --from "$NG/guix" \
+  --store "$TMP/r-guix5" "/gnu/store/$GLIB" 2>"$TMP/err" || rc=$?
+check "a /gnu/store path with the default store directory: usage error" test "$rc" = 2
+
+# ---- against cairn publish, in both dialects, on the store the closure was
+# built in (a chroot store: ROOT/nix/store is served as /nix/store)
+. "$SRCDIR/tests/integration/publish-lib.sh"
+"$CAIRN" key generate --format guix --secret "$TMP/pg.sec" --public "$TMP/pg.pub" >/dev/null
+for dialect in nix guix; do
+  if [ $dialect = nix ]; then key=$TMP/k1; else key=$TMP/pg; fi
+  publish_start --store "$S1/nix/store" --key "$key.sec" --dialect $dialect \
+    --compression zstd:3,xz:1 --cache "$TMP/pcache-$dialect" || { not_ok "$dialect: publish starts"; continue; }
+  R=$TMP/r-pub-$dialect
+  if "$CAIRN" fetch --no-cache --trusted-key "$key.pub" --from "$PUBLISH_URL" --store "$R" \
+       --closure "$TOP" >/dev/null 2>"$TMP/e-pub"; then
+    ok "cairn publish ($dialect): fetch --closure exits 0"
+  else
+    not_ok "cairn publish ($dialect): fetch --closure exits 0"; sed 's/^/    # /' "$TMP/e-pub"
+  fi
+  bad=0
+  for p in "${CLOSURE[@]}"; do
+    cmp -s <(nix-store --dump "$R$p" 2>/dev/null) <(nix-store --dump "$S1$p") || { bad=1; echo "  # $p differs"; }
+  done
+  check "cairn publish ($dialect): all ${#CLOSURE[@]} items identical to the source" test "$bad" = 0
+  rc=0; "$CAIRN" fetch --no-cache --trusted-key "$TMP/k2.pub" --from "$PUBLISH_URL" \
+    --store "$TMP/r-pub-bad-$dialect" "$TOP" 2>/dev/null || rc=$?
+  check "cairn publish ($dialect): another trusted key is refused, nothing left" \
+    test "$rc-$(store_items "$TMP/r-pub-bad-$dialect")" = "1-0"
+  kill "$PUBLISH_PID" 2>/dev/null; wait "$PUBLISH_PID" 2>/dev/null || true
+done
+
+# ---- usage
+rc=0; "$CAIRN" fetch --store "$TMP/x" "$TOP" 2>/dev/null || rc=$?
+check "missing --from/--trusted-key: exit 2" test "$rc" = 2
+check "fetch -h prints usage, exit 0" bash -c '"$0" fetch -h | head -1 | grep -q "^usage: cairn fetch"' "$CAIRN"
+
+finish

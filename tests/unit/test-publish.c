@@ -1,0 +1,511 @@
+/*
+ * test-publish.c - the publish module without HTTP: nar URL parsing, the
+ * narinfos of both dialects (signed, verified with the keys' own
+ * verifiers), the memo, and the nar cache (bake, reload, eviction) on a
+ * small store with a database made here.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "cairn/cairn.h"
+#include "cairn/codec.h"
+#include "cairn/nar.h"
+#include "cairn/narinfo.h"
+#include "cairn/publish.h"
+
+#define HP_A "0m4y4d0jkkd6gpk5m5h2k5rn8bk6d4ya"
+#define HP_B "1b9p07z77phvv2hf6gm9f28syp2mbzl6"
+
+/* ---- URL parsing ---------------------------------------------------------- */
+
+static int parse(const char *s, struct cairn_publish_nar_url *u)
+{
+	return cairn_publish_parse_nar_url(s, strlen(s), u, NULL);
+}
+
+static void test_nar_urls(void **state)
+{
+	struct cairn_publish_nar_url u;
+	const char *h52 = "174ambwlmc35vcp2wjw209d4qm1rzz86s1m89jyjqf6m4jrxkdj1";
+	char s[256];
+	(void)state;
+
+	snprintf(s, sizeof(s), "%s.nar.zst?hash=%s", h52, HP_A);
+	assert_int_equal(parse(s, &u), 0);
+	assert_true(u.by_hash);
+	assert_int_equal(u.method, CAIRN_CODEC_ZSTD);
+	assert_string_equal(u.hash, h52);
+	assert_string_equal(u.hashpart, HP_A);
+
+	snprintf(s, sizeof(s), "%s.nar", h52);
+	assert_int_equal(parse(s, &u), 0);
+	assert_int_equal(u.method, CAIRN_CODEC_NONE);
+	assert_string_equal(u.hashpart, "");
+
+	static const struct {
+		const char *ext;
+		enum cairn_codec_method m;
+	} exts[] = {{".xz", CAIRN_CODEC_XZ},	 {".bz2", CAIRN_CODEC_BZIP2},
+		    {".gz", CAIRN_CODEC_GZIP},	 {".lzip", CAIRN_CODEC_LZIP},
+		    {".zst", CAIRN_CODEC_ZSTD}};
+	for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
+		snprintf(s, sizeof(s), "%s.nar%s", h52, exts[i].ext);
+		assert_int_equal(parse(s, &u), 0);
+		assert_int_equal(u.method, exts[i].m);
+		assert_string_equal(cairn_publish_nar_ext(exts[i].m), exts[i].ext);
+	}
+
+	/* Guix forms */
+	assert_int_equal(parse("zstd/" HP_A "-hello-2.12", &u), 0);
+	assert_false(u.by_hash);
+	assert_int_equal(u.method, CAIRN_CODEC_ZSTD);
+	assert_string_equal(u.basename, HP_A "-hello-2.12");
+	assert_string_equal(u.hashpart, HP_A);
+	assert_int_equal(parse(HP_A "-hello-2.12", &u), 0);
+	assert_int_equal(u.method, CAIRN_CODEC_NONE);
+
+	/* refused */
+	const char *bad[] = {
+		"",
+		"../../etc/passwd",
+		"zstd/../" HP_A "-x",
+		"zstd/" HP_A,				    /* no name */
+		"zstd/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-x", /* not nix32 */
+		"rot13/" HP_A "-x",
+		"174ambwlmc35vcp2wjw209d4qm1rzz86s1m89jyjqf6m4jrxkdj1.nar.rar",
+		"174ambwlmc35vcp2wjw209d4qm1rzz86s1m89jyjqf6m4jrxkdj.nar",
+		"zstd/" HP_A "-a/b",
+		"zstd/zstd/" HP_A "-x",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse(bad[i], &u) == 0)
+			fail_msg("accepted '%s'", bad[i]);
+	/* a malformed ?hash= is ignored, not trusted */
+	snprintf(s, sizeof(s), "%s.nar.zst?hash=../../x", h52);
+	assert_int_equal(parse(s, &u), 0);
+	assert_string_equal(u.hashpart, "");
+}
+
+/* ---- narinfos ------------------------------------------------------------- */
+
+static void fake_pathinfo(struct cairn_storedb_pathinfo *pi)
+{
+	static char path[] = "/nix/store/" HP_A "-hello";
+	static char ref0[] = "/nix/store/" HP_B "-glibc";
+	static char *refs[] = {ref0, path};
+	static char drv[] = "/nix/store/" HP_B "-hello.drv";
+	static char sig[] = "cache.example.org-1:"
+			    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+			    "AAAAAAAAAAAAAAA==";
+	static char *sigs[] = {sig};
+	memset(pi, 0, sizeof(*pi));
+	pi->path = path;
+	cairn_hash_sha256(&pi->nar_hash, "nar", 3);
+	pi->nar_size = 1234;
+	pi->deriver = drv;
+	pi->refs = refs;
+	pi->nrefs = 2;
+	pi->sigs = sigs;
+	pi->nsigs = 1;
+}
+
+static char *print(const struct cairn_narinfo *ni)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	assert_int_equal(cairn_narinfo_print(ni, &b, NULL), 0);
+	return cairn_buf_steal(&b, NULL);
+}
+
+static void test_nix_narinfo(void **state)
+{
+	struct cairn_storedb_pathinfo pi;
+	struct cairn_codec_spec c[2] = {{CAIRN_CODEC_XZ, 6}, {CAIRN_CODEC_ZSTD, 3}};
+	struct cairn_narinfo *ni = NULL;
+	struct cairn_seckey sk;
+	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
+	struct cairn_nix_pubkey pk;
+	struct cairn_verify_result res;
+	char nh[53];
+	(void)state;
+
+	fake_pathinfo(&pi);
+	cairn_nix32_encode(pi.nar_hash.digest, 32, nh);
+	nh[52] = '\0';
+	assert_int_equal(cairn_publish_make_narinfo(&pi, "/nix/store", CAIRN_PUBLISH_NIX, c, 2,
+						    NULL, &ni, NULL),
+			 0);
+	char *t = print(ni);
+	char want[512];
+	snprintf(want, sizeof(want),
+		 "StorePath: /nix/store/" HP_A "-hello\n"
+		 "URL: nar/%s.nar.xz?hash=" HP_A "\n"
+		 "Compression: xz\n"
+		 "NarHash: sha256:%s\n"
+		 "NarSize: 1234\n"
+		 "References: " HP_B "-glibc " HP_A "-hello\n"
+		 "Deriver: " HP_B "-hello.drv\n",
+		 nh, nh);
+	assert_memory_equal(t, want, strlen(want));
+	assert_non_null(strstr(t, "\nSig: cache.example.org-1:"));
+	free(t);
+
+	/* signed with a fresh key, it verifies; a store signature is kept */
+	sk.kind = CAIRN_KEY_NIX;
+	assert_int_equal(cairn_nix_key_generate("test-1", &sk.u.nix, NULL), 0);
+	assert_int_equal(cairn_narinfo_sign(ni, &sk, NULL, NULL), 0);
+	cairn_nix_seckey_public(&sk.u.nix, &pk);
+	assert_int_equal(cairn_keyring_add_nix(&kr, &pk, NULL), 0);
+	assert_int_equal(cairn_narinfo_verify(ni, &kr, &res, NULL), 0);
+	cairn_narinfo_free(ni);
+
+	/* baked: URL by FileHash, FileHash and FileSize */
+	struct cairn_publish_file f[2] = {{0}};
+	f[0].has_file = true;
+	cairn_hash_sha256(&f[0].file_hash, "file", 4);
+	f[0].file_size = 99;
+	assert_int_equal(cairn_publish_make_narinfo(&pi, "/nix/store", CAIRN_PUBLISH_NIX, c, 2, f,
+						    &ni, NULL),
+			 0);
+	t = print(ni);
+	char fh[53];
+	cairn_nix32_encode(f[0].file_hash.digest, 32, fh);
+	fh[52] = '\0';
+	snprintf(want, sizeof(want), "URL: nar/%s.nar.xz\nCompression: xz\nFileHash: sha256:%s\nFileSize: 99\n",
+		 fh, fh);
+	assert_non_null(strstr(t, want));
+	free(t);
+	/* the signature over the fingerprint still holds: URL etc. are not signed */
+	assert_int_equal(cairn_narinfo_sign(ni, &sk, NULL, NULL), 0);
+	assert_int_equal(cairn_narinfo_verify(ni, &kr, &res, NULL), 0);
+	cairn_narinfo_free(ni);
+
+	/* a path outside the store directory is refused */
+	assert_int_equal(cairn_publish_make_narinfo(&pi, "/gnu/store", CAIRN_PUBLISH_NIX, c, 2,
+						    NULL, &ni, NULL),
+			 CAIRN_EINVAL);
+	cairn_seckey_wipe(&sk);
+	cairn_keyring_release(&kr);
+}
+
+static void test_guix_narinfo(void **state)
+{
+	struct cairn_storedb_pathinfo pi;
+	struct cairn_codec_spec c[3] = {
+		{CAIRN_CODEC_ZSTD, 3}, {CAIRN_CODEC_LZIP, 6}, {CAIRN_CODEC_NONE, 0}};
+	struct cairn_publish_file f[3] = {{0}};
+	struct cairn_narinfo *ni = NULL;
+	struct cairn_seckey sk;
+	struct cairn_guix_pubkey pk;
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	(void)state;
+
+	fake_pathinfo(&pi);
+	pi.nsigs = 0;
+	sk.kind = CAIRN_KEY_GUIX;
+	if (cairn_guix_key_generate(&sk.u.guix, NULL) == CAIRN_EUNSUPPORTED)
+		skip();
+	cairn_guix_seckey_public(&sk.u.guix, &pk);
+	assert_int_equal(cairn_publish_make_narinfo(&pi, "/nix/store", CAIRN_PUBLISH_GUIX, c, 3,
+						    NULL, &ni, NULL),
+			 0);
+	assert_int_equal(cairn_narinfo_sign(ni, &sk, "host.example", NULL), 0);
+	assert_int_equal(cairn_narinfo_print(ni, &b, NULL), 0);
+	size_t signed_end = b.len;
+	f[1].has_file = true; /* lzip baked */
+	f[1].file_size = 77;
+	assert_int_equal(cairn_publish_guix_groups(&pi, "/nix/store", c, 3, f, &b), 0);
+
+	/* guix publish's order: signed part, Signature, then the groups */
+	const char *s = b.data;
+	const char *order[] = {"StorePath: ", "NarHash: sha256:", "NarSize: 1234\n",
+			       "References: " HP_B "-glibc " HP_A "-hello\n",
+			       "Deriver: " HP_B "-hello.drv\n", "Signature: 1;host.example;",
+			       "URL: nar/zstd/" HP_A "-hello\nCompression: zstd\nURL:",
+			       "URL: nar/lzip/" HP_A "-hello\nCompression: lzip\nFileSize: 77\n",
+			       "URL: nar/" HP_A "-hello\nCompression: none\nFileSize: 1234\n"};
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		const char *at = strstr(s, order[i]);
+		if (!at)
+			fail_msg("missing or out of order: %s\n%s", order[i], b.data);
+		s = at + 1;
+	}
+	assert_null(strstr(b.data, "\nSig:"));
+	assert_null(strstr(b.data, "\nCA:"));
+	assert_null(strstr(b.data, "\nSystem:"));
+
+	/* the signature covers exactly the text before its line */
+	const char *sigline = strstr(b.data, "\nSignature: 1;host.example;") + 1;
+	const char *b64 = sigline + strlen("Signature: 1;host.example;");
+	const char *eol = strchr(b64, '\n');
+	assert_true(eol <= b.data + signed_end);
+	uint8_t sexp[CAIRN_GUIX_SEXP_MAX];
+	size_t sexp_len = 0;
+	assert_int_equal(cairn_base64_decode(b64, (size_t)(eol - b64), sexp, sizeof(sexp),
+					     &sexp_len),
+			 0);
+	size_t signed_len = (size_t)(sigline - b.data);
+	assert_int_equal(cairn_guix_verify(b.data, signed_len, (const char *)sexp, sexp_len, &pk,
+					   1, NULL, NULL),
+			 0);
+	/* one byte changed in the signed part: refused */
+	b.data[20] ^= 1;
+	assert_int_not_equal(cairn_guix_verify(b.data, signed_len, (const char *)sexp, sexp_len,
+					       &pk, 1, NULL, NULL),
+			     0);
+	cairn_buf_release(&b);
+	cairn_narinfo_free(ni);
+	cairn_seckey_wipe(&sk);
+}
+
+/* ---- a store, its database, the server state ------------------------------ */
+
+struct fixture {
+	char dir[256], store[300], db[300], cache[300];
+	char path_a[400], path_b[400];
+};
+
+static void must_sql(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("sql: %s: %s", sql, msg);
+}
+
+static void write_file(const char *path, const char *text, size_t len)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void add_item(sqlite3 *db, const char *path, size_t size, const char *ref)
+{
+	char *blob = malloc(size);
+	for (size_t i = 0; i < size; i++)
+		blob[i] = (char)("abcdefgh"[i % 8] + (i / 4096) % 7);
+	assert_int_equal(mkdir(path, 0755), 0);
+	char f[512];
+	snprintf(f, sizeof(f), "%s/data", path);
+	write_file(f, blob, size);
+	free(blob);
+	struct cairn_hash h;
+	uint64_t nsize;
+	assert_int_equal(cairn_nar_hash_path(path, &h, &nsize, NULL), 0);
+	char hex[65];
+	cairn_base16_encode(h.digest, 32, hex);
+	hex[64] = '\0';
+	const char *base = strrchr(path, '/');
+	char sql[1024];
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO ValidPaths (path, hash, registrationTime, narSize) "
+		 "VALUES ('/nix/store%s', 'sha256:%s', 1, %llu);",
+		 base, hex, (unsigned long long)nsize);
+	must_sql(db, sql);
+	if (ref) {
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO Refs SELECT a.id, b.id FROM ValidPaths a, ValidPaths b "
+			 "WHERE a.path = '/nix/store%s' AND b.path = '/nix/store/%s';",
+			 base, ref);
+		must_sql(db, sql);
+	}
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	sqlite3 *db;
+	snprintf(fx->dir, sizeof(fx->dir), "%s/cairn-test-publish.XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->store, sizeof(fx->store), "%s/store", fx->dir);
+	snprintf(fx->db, sizeof(fx->db), "%s/db.sqlite", fx->dir);
+	snprintf(fx->cache, sizeof(fx->cache), "%s/cache", fx->dir);
+	assert_int_equal(mkdir(fx->store, 0755), 0);
+	assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
+	must_sql(db, "CREATE TABLE ValidPaths (id integer primary key autoincrement not null, "
+		     "path text unique not null, hash text not null, registrationTime integer "
+		     "not null, deriver text, narSize integer, ultimate integer, sigs text, ca "
+		     "text);"
+		     "CREATE TABLE Refs (referrer integer not null, reference integer not null, "
+		     "primary key (referrer, reference));");
+	snprintf(fx->path_a, sizeof(fx->path_a), "%s/" HP_A "-a", fx->store);
+	snprintf(fx->path_b, sizeof(fx->path_b), "%s/" HP_B "-b", fx->store);
+	add_item(db, fx->path_a, 300000, NULL);
+	add_item(db, fx->path_b, 200000, HP_A "-a");
+	sqlite3_close(db);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", fx->dir);
+	free(fx);
+	return 0;
+}
+
+static struct cairn_publish *open_pub(struct fixture *fx, const struct cairn_seckey *sk,
+				      uint64_t cache_max)
+{
+	struct cairn_publish_config cfg;
+	struct cairn_publish *p = NULL;
+	struct cairn_error err;
+	cairn_publish_config_init(&cfg, CAIRN_STOREDB_NIX);
+	cfg.store_dir = "/nix/store";
+	cfg.real_store_dir = fx->store;
+	cfg.db_path = fx->db;
+	cfg.cache_dir = fx->cache;
+	cfg.cache_max_size = cache_max;
+	if (sk)
+		cfg.keys[cfg.n_keys++] = sk;
+	cairn_error_init(&err);
+	if (cairn_publish_new(&p, &cfg, &err) < 0)
+		fail_msg("publish_new: %s", cairn_error_msg(&err));
+	return p;
+}
+
+static char *narinfo(struct cairn_publish *p, const char *hp, int *rc)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	*rc = cairn_publish_narinfo(p, hp, strlen(hp), &b, NULL);
+	return cairn_buf_steal(&b, NULL);
+}
+
+/* poll until the narinfo of hp carries a FileHash (baked), 10 s at most */
+static char *wait_baked(struct cairn_publish *p, const char *hp)
+{
+	for (int i = 0; i < 1000; i++) {
+		int rc;
+		char *t = narinfo(p, hp, &rc);
+		assert_int_equal(rc, 0);
+		if (strstr(t, "\nFileHash: "))
+			return t;
+		free(t);
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	fail_msg("%s was not baked", hp);
+	return NULL;
+}
+
+static void test_store_narinfo_and_bake(void **state)
+{
+	struct fixture *fx = *state;
+	struct cairn_seckey sk;
+	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
+	struct cairn_nix_pubkey pk;
+	struct cairn_verify_result res;
+	int rc;
+
+	sk.kind = CAIRN_KEY_NIX;
+	assert_int_equal(cairn_nix_key_generate("test-1", &sk.u.nix, NULL), 0);
+	cairn_nix_seckey_public(&sk.u.nix, &pk);
+	assert_int_equal(cairn_keyring_add_nix(&kr, &pk, NULL), 0);
+
+	struct cairn_publish *p = open_pub(fx, &sk, 0);
+	char *t = narinfo(p, HP_B, &rc);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(t, "StorePath: /nix/store/" HP_B "-b\n"));
+	assert_non_null(strstr(t, "References: " HP_A "-a\n"));
+	assert_non_null(strstr(t, "?hash=" HP_B "\n"));
+	struct cairn_narinfo *ni = NULL;
+	assert_int_equal(cairn_narinfo_parse(t, strlen(t), &ni, NULL), 0);
+	assert_int_equal(cairn_narinfo_verify(ni, &kr, &res, NULL), 0);
+	cairn_narinfo_free(ni);
+	free(t);
+
+	/* unknown and malformed hash parts */
+	t = narinfo(p, "00000000000000000000000000000000", &rc);
+	assert_int_equal(rc, CAIRN_ENOENT);
+	free(t);
+	t = narinfo(p, "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", &rc);
+	assert_int_equal(rc, CAIRN_EFORMAT);
+	free(t);
+	t = narinfo(p, "0000", &rc);
+	assert_int_equal(rc, CAIRN_EFORMAT);
+	free(t);
+
+	/* the baker fills the cache: the file is the compressed nar */
+	t = wait_baked(p, HP_B);
+	assert_int_equal(cairn_narinfo_parse(t, strlen(t), &ni, NULL), 0);
+	assert_int_equal(cairn_narinfo_verify(ni, &kr, &res, NULL), 0);
+	assert_int_equal(ni->n_urls, 1);
+	char fh[53], file[600];
+	cairn_nix32_encode(ni->urls[0].file_hash.digest, 32, fh);
+	fh[52] = '\0';
+	snprintf(file, sizeof(file), "%s/nar/%s.nar.zst", fx->cache, fh);
+	FILE *f = fopen(file, "rb");
+	assert_non_null(f);
+	static char zbuf[1 << 20];
+	size_t zlen = fread(zbuf, 1, sizeof(zbuf), f);
+	fclose(f);
+	assert_int_equal(zlen, ni->urls[0].file_size);
+	struct cairn_hash zh;
+	cairn_hash_sha256(&zh, zbuf, zlen);
+	assert_true(cairn_hash_equal(&zh, &ni->urls[0].file_hash));
+	struct cairn_buf nar = CAIRN_BUF_INIT(16 << 20);
+	assert_int_equal(cairn_codec_oneshot(CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
+					     CAIRN_CODEC_LEVEL_DEFAULT, zbuf, zlen, 16 << 20, &nar,
+					     NULL),
+			 0);
+	struct cairn_hash nh;
+	cairn_hash_sha256(&nh, nar.data, nar.len);
+	assert_true(cairn_hash_equal(&nh, &ni->nar_hash));
+	assert_int_equal(nar.len, ni->nar_size);
+	cairn_buf_release(&nar);
+	cairn_publish_free(p);
+
+	/* a new server finds the baked file at once */
+	p = open_pub(fx, &sk, 0);
+	char *t2 = narinfo(p, HP_B, &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(t, t2);
+	free(t2);
+	cairn_publish_free(p);
+	cairn_narinfo_free(ni);
+	free(t);
+
+	/* a cache bound that holds one file: the older one goes */
+	p = open_pub(fx, &sk, 1);
+	free(wait_baked(p, HP_A));
+	struct stat st;
+	assert_int_not_equal(stat(file, &st), 0);
+	/* (this queues it again, which would evict the other) */
+	t = narinfo(p, HP_B, &rc);
+	assert_int_equal(rc, 0);
+	assert_null(strstr(t, "FileHash"));
+	free(t);
+	cairn_publish_free(p);
+
+	cairn_seckey_wipe(&sk);
+	cairn_keyring_release(&kr);
+}
+
+int main(void)
+{
+	if (cairn_init() != 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_nar_urls),
+		cmocka_unit_test(test_nix_narinfo),
+		cmocka_unit_test(test_guix_narinfo),
+		cmocka_unit_test_setup_teardown(test_store_narinfo_and_bake, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

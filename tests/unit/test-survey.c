@@ -1,0 +1,251 @@
+/*
+ * test-survey.c - the survey without a network: path bookkeeping, answers
+ * from the narinfo cache, a server nothing listens on, paths added from
+ * the callback, a callback that stops, and narinfos the callback keeps.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cairn/cairn.h"
+#include "cairn/nicache.h"
+#include "cairn/survey.h"
+
+#define SRV "http://127.0.0.1:1" /* nothing listens on port 1 */
+#define P_A "/nix/store/d9fyl4gycfxhdai7b0aqfvb3m3y3wizb-bench-1"
+#define P_B "/nix/store/iw7wnzsqc39himbjfx1sfnxk8hazl74w-bench-2"
+#define P_C "/nix/store/cgpqsvkkixs45kv9ga8nslqnf3ighqx9-bench-3"
+#define P_D "/nix/store/bs5cd64j6prjx1bnppf7xvidbazgv1ch-bench-4"
+#define P_E "/nix/store/aa14969yk0kmr1ylsb8cq4bihqkffv5l-bench-0"
+
+static char *narinfo_for(const char *path)
+{
+	static const char fmt[] =
+	    "StorePath: %s\n"
+	    "URL: nar/x.nar.xz\n"
+	    "Compression: xz\n"
+	    "NarHash: sha256:0cycq0jjxcni9vxnyqjr9gp3xapac9a6lz4chrds7v8caqgcskfd\n"
+	    "NarSize: 1043\n"
+	    "References: \n";
+	char *s = malloc(sizeof(fmt) + strlen(path));
+	assert_non_null(s);
+	sprintf(s, fmt, path);
+	return s;
+}
+
+static void test_bookkeeping(void **state)
+{
+	(void)state;
+	struct cairn_http *h;
+	struct cairn_http_server *srv;
+	struct cairn_survey *s;
+	struct cairn_error err;
+	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
+	assert_int_equal(cairn_http_server_new(&srv, SRV, 0, NULL), 0);
+	assert_int_equal(cairn_survey_new(&s, h, &srv, 0, NULL, (cairn_survey_fn)1, NULL, &err),
+			 CAIRN_EINVAL);
+	assert_int_equal(cairn_survey_new(&s, h, &srv, 1, NULL, NULL, NULL, NULL), CAIRN_EINVAL);
+	assert_int_equal(cairn_survey_new(&s, h, &srv, 1, NULL, (cairn_survey_fn)1, NULL, NULL), 0);
+
+	size_t idx = 99;
+	assert_int_equal(cairn_survey_add(s, P_A, &idx, NULL), 1);
+	assert_int_equal(idx, 0);
+	assert_int_equal(cairn_survey_add(s, P_B, &idx, NULL), 1);
+	assert_int_equal(idx, 1);
+	idx = 99;
+	assert_int_equal(cairn_survey_add(s, P_A, &idx, NULL), 0);
+	assert_int_equal(idx, 0);
+	/* the hash part is the key, as in a cache */
+	assert_int_equal(
+	    cairn_survey_add(s, "/nix/store/d9fyl4gycfxhdai7b0aqfvb3m3y3wizb-other", &idx, NULL),
+	    0);
+	assert_int_equal(idx, 0);
+	cairn_error_init(&err);
+	idx = 99;
+	assert_int_equal(cairn_survey_add(s, "/nix/store/short-x", &idx, &err), CAIRN_EFORMAT);
+	assert_int_equal(idx, 99);
+	assert_int_equal(cairn_survey_add(s, "bench-1", NULL, NULL), CAIRN_EFORMAT);
+	assert_int_equal(cairn_survey_count(s), 2);
+
+	/* many paths: the table grows and every index stays right */
+	char path[128];
+	for (int i = 0; i < 5000; i++) {
+		char hash[33];
+		for (int k = 0; k < 32; k++)
+			hash[k] =
+			    "0123456789abcdfghijklmnpqrsvwxyz"[(i >> (k % 13)) * (k + 7) % 32];
+		hash[32] = '\0';
+		snprintf(path, sizeof(path), "/nix/store/%s-p%d", hash, i);
+		int rc = cairn_survey_add(s, path, &idx, NULL);
+		assert_true(rc == 0 || rc == 1);
+		/* same hash part, whether new or already there */
+		assert_memory_equal(cairn_survey_path(s, idx) + 11, path + 11, 32);
+		if (rc == 1)
+			assert_string_equal(cairn_survey_path(s, idx), path);
+	}
+	assert_null(cairn_survey_path(s, cairn_survey_count(s)));
+	cairn_survey_free(s);
+	cairn_http_server_free(srv);
+	cairn_http_free(h);
+}
+
+struct seen {
+	int outcome[8];
+	bool cached[8];
+	int calls;
+	struct cairn_survey *s;
+	struct cairn_narinfo *kept;
+	int stop_after;
+};
+
+static int on_result(void *ctx, struct cairn_survey_result *r)
+{
+	struct seen *z = ctx;
+	assert_true(r->path_index < 8);
+	assert_int_equal(r->server_index, 0);
+	z->outcome[r->path_index] = (int)r->outcome;
+	z->cached[r->path_index] = r->from_cache;
+	z->calls++;
+	if (r->outcome == CAIRN_SURVEY_PRESENT) {
+		assert_non_null(r->narinfo);
+		assert_string_equal(r->narinfo->store_path, r->store_path);
+	} else {
+		assert_null(r->narinfo);
+		assert_true(r->err.code != 0);
+	}
+	if (!strcmp(r->store_path, P_A)) {
+		/* keep A's narinfo; add E from inside the callback */
+		z->kept = r->narinfo;
+		r->narinfo = NULL;
+		assert_int_equal(cairn_survey_add(z->s, P_E, NULL, NULL), 1);
+		assert_int_equal(cairn_survey_add(z->s, P_A, NULL, NULL), 0);
+	}
+	return z->stop_after && z->calls >= z->stop_after ? 1 : 0;
+}
+
+static struct cairn_nicache *open_cache(char *dir, char *path, size_t cap)
+{
+	struct cairn_nicache_config cfg;
+	struct cairn_nicache *c;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, cap, "%s/ni.sqlite", dir);
+	cairn_nicache_config_init(&cfg);
+	cfg.path = path;
+	assert_int_equal(cairn_nicache_open(&c, &cfg, 1000, NULL), 0);
+	char *a = narinfo_for(P_A), *d = narinfo_for(P_B), *e = narinfo_for(P_E);
+	assert_int_equal(cairn_nicache_put_present(c, SRV, "d9fyl4gycfxhdai7b0aqfvb3m3y3wizb", a,
+						   strlen(a), 1000, -1, NULL),
+			 0);
+	assert_int_equal(
+	    cairn_nicache_put_absent(c, SRV, "iw7wnzsqc39himbjfx1sfnxk8hazl74w", 1000, -1, NULL),
+	    0);
+	/* D's cached text names another path */
+	assert_int_equal(cairn_nicache_put_present(c, SRV, "bs5cd64j6prjx1bnppf7xvidbazgv1ch", d,
+						   strlen(d), 1000, -1, NULL),
+			 0);
+	assert_int_equal(cairn_nicache_put_present(c, SRV, "aa14969yk0kmr1ylsb8cq4bihqkffv5l", e,
+						   strlen(e), 1000, -1, NULL),
+			 0);
+	free(a);
+	free(d);
+	free(e);
+	return c;
+}
+
+static void test_cache_and_down(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/cairn-test-survey.XXXXXX", path[256];
+	struct cairn_nicache *c = open_cache(dir, path, sizeof(path));
+	struct cairn_http *h;
+	struct cairn_http_server *srv;
+	struct cairn_survey *s;
+	struct cairn_error err;
+	struct seen z;
+	memset(&z, 0, sizeof(z));
+	for (int i = 0; i < 8; i++)
+		z.outcome[i] = -1;
+	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
+	assert_int_equal(cairn_http_server_new(&srv, SRV, 0, NULL), 0);
+	struct cairn_survey_config cfg;
+	cairn_survey_config_init(&cfg);
+	cfg.cache = c;
+	cfg.now = 1000;
+	cfg.max_inflight = 1;
+	assert_int_equal(cairn_survey_new(&s, h, &srv, 1, &cfg, on_result, &z, NULL), 0);
+	z.s = s;
+	assert_int_equal(cairn_survey_add(s, P_A, NULL, NULL), 1);
+	assert_int_equal(cairn_survey_add(s, P_B, NULL, NULL), 1);
+	assert_int_equal(cairn_survey_add(s, P_C, NULL, NULL), 1);
+	assert_int_equal(cairn_survey_add(s, P_D, NULL, NULL), 1);
+	cairn_error_init(&err);
+	assert_int_equal(cairn_survey_run(s, &err), 0);
+	assert_int_equal(z.calls, 5);
+	assert_int_equal(z.outcome[0], CAIRN_SURVEY_PRESENT);
+	assert_true(z.cached[0]);
+	assert_int_equal(z.outcome[1], CAIRN_SURVEY_ABSENT);
+	assert_true(z.cached[1]);
+	assert_int_equal(z.outcome[2], CAIRN_SURVEY_UNKNOWN); /* refused */
+	assert_false(z.cached[2]);
+	assert_int_equal(z.outcome[3], CAIRN_SURVEY_INVALID); /* wrong StorePath */
+	assert_int_equal(z.outcome[4], CAIRN_SURVEY_PRESENT); /* E, added by the callback */
+	assert_non_null(z.kept);
+	assert_string_equal(z.kept->store_path, P_A);
+	cairn_narinfo_free(z.kept);
+	struct cairn_survey_stats st;
+	cairn_survey_stats(s, &st);
+	assert_int_equal(st.results, 5);
+	assert_int_equal(st.cache_hits, 4);
+	assert_int_equal(st.requests, 1);
+	assert_non_null(cairn_http_server_down(srv));
+
+	/* the server is down now: a new path is unknown without a request */
+	assert_int_equal(
+	    cairn_survey_add(s, "/nix/store/0jhsvp53ahg57r5knb401317m7zfiknl-x", NULL, NULL), 1);
+	assert_int_equal(cairn_survey_run(s, &err), 0);
+	cairn_survey_stats(s, &st);
+	assert_int_equal(st.results, 6);
+	assert_int_equal(st.requests, 1);
+	assert_int_equal(z.outcome[5], CAIRN_SURVEY_UNKNOWN);
+	cairn_survey_free(s);
+
+	/* a callback that stops the survey */
+	memset(&z, 0, sizeof(z));
+	z.stop_after = 1;
+	assert_int_equal(cairn_survey_new(&s, h, &srv, 1, &cfg, on_result, &z, NULL), 0);
+	z.s = s;
+	assert_int_equal(cairn_survey_add(s, P_B, NULL, NULL), 1);
+	assert_int_equal(cairn_survey_add(s, P_D, NULL, NULL), 1);
+	cairn_error_init(&err);
+	assert_int_equal(cairn_survey_run(s, &err), CAIRN_ECANCELED);
+	assert_int_equal(z.calls, 1);
+	cairn_survey_free(s);
+
+	cairn_http_server_free(srv);
+	cairn_http_free(h);
+	cairn_nicache_free(c);
+	unlink(path);
+	char wal[300];
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	unlink(wal);
+	snprintf(wal, sizeof(wal), "%s-shm", path);
+	unlink(wal);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	assert_int_equal(cairn_init(), 0);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bookkeeping),
+	    cmocka_unit_test(test_cache_and_down),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -106,7 +106,7 @@ check "down + junk: junk server is never present" \
 
 # ---- cairn publish over the two stores, one in each dialect (when this
 # build has it)
-if "$CAIRN" publish -h >/dev/null 2>&1; then
+if "$CAIRN" publish -h >/dev/null 2>&1 || { not_ok "cairn publish is available"; false; }; then
   start_publish() { # NAME ARGS...: sets PUB_URL
     local name=$1; shift
     "$CAIRN" publish --listen 127.0.0.1:0 --port-file "$TMP/$name.port" --threads 1 "$@" \

@@ -9,8 +9,8 @@
 nix_lib_init
 skip_unless curl
 if ! "$CAIRN" publish -h > /dev/null 2>&1; then
-  echo "skip: this cairn has no publish command"
-  exit 77
+  echo "error: this cairn has no working publish command" >&2
+  exit 1
 fi
 
 store=$TMP/store1

@@ -66,4 +66,10 @@ int cli_read_file(const char *path, size_t max, char **out, size_t *len,
 /* Write all of buf to fd, retrying on short writes.  0 or CAIRN_EIO. */
 int cli_write_all(int fd, const void *buf, size_t len);
 
+/*
+ * Print s as a JSON string on stdout; bytes that are not UTF-8 (file names
+ * may hold any) become U+FFFD so that the output always parses.
+ */
+void cli_json_str(const char *s);
+
 #endif

@@ -791,53 +791,6 @@ static const char *source_name(const struct challenge *c, size_t src)
 	return src == c->n_servers ? CHALLENGE_LOCAL : cairn_http_server_url(c->servers[src]);
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n;
-	unsigned min;
-	unsigned cp;
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xE0) == 0xC0)
-		n = 2, min = 0x80, cp = s[0] & 0x1F;
-	else if ((s[0] & 0xF0) == 0xE0)
-		n = 3, min = 0x800, cp = s[0] & 0x0F;
-	else if ((s[0] & 0xF8) == 0xF0)
-		n = 4, min = 0x10000, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3F);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
-}
-
-/* A JSON string; bytes that are not UTF-8 (file names may hold any) become
- * U+FFFD, so the output always parses. */
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		size_t n = utf8_len(p);
-		if (n == 0) {
-			fputs("\\ufffd", stdout);
-			p++;
-		} else if (*p == '"' || *p == '\\') {
-			printf("\\%c", *p++);
-		} else if (*p < 0x20 || *p == 0x7F) {
-			printf("\\u%04x", *p++);
-		} else {
-			fwrite(p, 1, n, stdout);
-			p += n;
-		}
-	}
-	putchar('"');
-}
 
 static const char *type_name(enum cairn_nar_type t)
 {
@@ -878,7 +831,7 @@ static void json_fent(const struct fent *f)
 		       f->exec ? "true" : "false", (unsigned long long)f->size, hex);
 	} else if (f->type == CAIRN_NAR_SYMLINK) {
 		printf(",\"target\":");
-		json_str(f->target);
+		cli_json_str(f->target);
 	}
 	printf("}");
 }
@@ -887,12 +840,12 @@ static void print_item_json(const struct challenge *c, const struct item *it, bo
 {
 	char hs[CAIRN_HASH_STR_MAX], sg[512];
 	printf("%s{\"path\":", first ? "" : ",");
-	json_str(it->path);
+	cli_json_str(it->path);
 	printf(",\"verdict\":\"%s\",\"sources\":[", verdict_names[it->verdict]);
 	for (size_t s = 0; s < c->n_servers; s++) {
 		const struct answer *a = &it->ans[s];
 		printf("%s{\"source\":", s ? "," : "");
-		json_str(source_name(c, s));
+		cli_json_str(source_name(c, s));
 		printf(",\"outcome\":\"%s\"",
 		       a->outcome < 0 ? "unknown" : cairn_survey_outcome_name(a->outcome));
 		if (a->ni) {
@@ -900,11 +853,11 @@ static void print_item_json(const struct challenge *c, const struct item *it, bo
 			signers(a->ni, sg, sizeof(sg));
 			printf(",\"nar_hash\":\"%s\",\"nar_size\":%llu,\"group\":%d,\"signers\":",
 			       hs, (unsigned long long)a->ni->nar_size, it->group[s]);
-			json_str(sg);
+			cli_json_str(sg);
 		}
 		if (a->reason) {
 			printf(",\"reason\":");
-			json_str(a->reason);
+			cli_json_str(a->reason);
 		}
 		printf("}");
 	}
@@ -916,7 +869,7 @@ static void print_item_json(const struct challenge *c, const struct item *it, bo
 			       it->group[c->n_servers]);
 		} else {
 			printf(",\"outcome\":\"unknown\",\"reason\":");
-			json_str(it->local_err);
+			cli_json_str(it->local_err);
 		}
 		printf("}");
 	}
@@ -926,27 +879,27 @@ static void print_item_json(const struct challenge *c, const struct item *it, bo
 		for (int g = 1; g < it->n_groups; g++) {
 			const struct side *a = &it->sides[0], *b = &it->sides[g];
 			printf("%s{\"a\":", g > 1 ? "," : "");
-			json_str(source_name(c, a->src));
+			cli_json_str(source_name(c, a->src));
 			printf(",\"b\":");
-			json_str(source_name(c, b->src));
+			cli_json_str(source_name(c, b->src));
 			if (a->n_notes + b->n_notes) {
 				printf(",\"notes\":[");
 				for (size_t k = 0; k < a->n_notes + b->n_notes; k++) {
 					printf("%s", k ? "," : "");
-					json_str(k < a->n_notes ? a->notes[k]
+					cli_json_str(k < a->n_notes ? a->notes[k]
 								: b->notes[k - a->n_notes]);
 				}
 				printf("]");
 			}
 			if (!a->ok || !b->ok) {
 				printf(",\"error\":");
-				json_str(cairn_error_msg(!a->ok ? &a->err : &b->err));
+				cli_json_str(cairn_error_msg(!a->ok ? &a->err : &b->err));
 			} else {
 				printf(",\"files\":[");
 				for (size_t k = 0; k < it->n_changes[g]; k++) {
 					const struct fchange *ch = &it->changes[g][k];
 					printf("%s{\"path\":", k ? "," : "");
-					json_str(ch->a ? ch->a->path : ch->b->path);
+					cli_json_str(ch->a ? ch->a->path : ch->b->path);
 					printf(",\"change\":\"%s\"", ch->kind);
 					if (ch->a) {
 						printf(",\"a\":");

@@ -135,53 +135,6 @@ static int on_result(void *ctx, struct cairn_survey_result *r)
 	return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n;
-	unsigned min;
-	unsigned cp;
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xE0) == 0xC0)
-		n = 2, min = 0x80, cp = s[0] & 0x1F;
-	else if ((s[0] & 0xF0) == 0xE0)
-		n = 3, min = 0x800, cp = s[0] & 0x0F;
-	else if ((s[0] & 0xF8) == 0xF0)
-		n = 4, min = 0x10000, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3F);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
-}
-
-/* A JSON string; bytes that are not UTF-8 (file names may hold any) become
- * U+FFFD, so the output always parses. */
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		size_t n = utf8_len(p);
-		if (n == 0) {
-			fputs("\\ufffd", stdout);
-			p++;
-		} else if (*p == '"' || *p == '\\') {
-			printf("\\%c", *p++);
-		} else if (*p < 0x20 || *p == 0x7F) {
-			printf("\\u%04x", *p++);
-		} else {
-			fwrite(p, 1, n, stdout);
-			p += n;
-		}
-	}
-	putchar('"');
-}
 
 static void human_size(uint64_t n, char *out, size_t cap)
 {
@@ -382,7 +335,7 @@ int cmd_weather(int argc, char **argv)
 		for (size_t i = 0; i < n_urls; i++) {
 			const struct server_stats *st = &w.st[i];
 			printf("%s{\"url\":", i ? "," : "");
-			json_str(cairn_http_server_url(servers[i]));
+			cli_json_str(cairn_http_server_url(servers[i]));
 			printf(
 			    ",\"available\":%llu,\"total\":%llu,\"percent\":%.2f,"
 			    "\"absent\":%llu,\"invalid\":%llu,\"unknown\":%llu,"
@@ -405,12 +358,12 @@ int cmd_weather(int argc, char **argv)
 						continue;
 					printf("%s{\"path\":", first ? "" : ",");
 					first = false;
-					json_str(cairn_survey_path(w.survey, p));
+					cli_json_str(cairn_survey_path(w.survey, p));
 					printf(",\"outcome\":\"%s\"",
 					       o ? cairn_survey_outcome_name(o - 1) : "unknown");
 					if (o && w.reasons[k]) {
 						printf(",\"reason\":");
-						json_str(w.reasons[k]);
+						cli_json_str(w.reasons[k]);
 					}
 					printf("}");
 				}

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include "cairn/buf.h"
+#include "cairn/survey.h"
 #include "cli.h"
 
 const char *cli_progname = "cairn";
@@ -150,4 +152,33 @@ void cli_json_str(const char *s)
 		}
 	}
 	putchar('"');
+}
+
+int cli_survey_add_stdin(struct cairn_survey *s)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	if (cli_read_file("-", CLI_STDIN_PATHS_MAX, &text, &len, &err))
+		return cli_fail("cannot read store paths from stdin", &err);
+	int ret = EXIT_OK;
+	char *p = text, *end = text + len;
+	while (p < end) {
+		while (p < end && isspace((unsigned char)*p))
+			p++;
+		char *q = p;
+		while (q < end && !isspace((unsigned char)*q))
+			q++;
+		if (q == p)
+			break;
+		*q = '\0';
+		if (cairn_survey_add(s, p, NULL, &err) < 0) {
+			ret = cli_fail("bad store path on stdin", &err);
+			break;
+		}
+		p = q + 1;
+	}
+	free(text);
+	return ret;
 }

@@ -72,4 +72,13 @@ int cli_write_all(int fd, const void *buf, size_t len);
  */
 void cli_json_str(const char *s);
 
+struct cairn_survey;
+/* Store paths read from stdin by `weather -` and `challenge -`. */
+#define CLI_STDIN_PATHS_MAX ((size_t)1 << 30)
+/*
+ * Add the whitespace-separated store paths on stdin to a survey.  Returns
+ * EXIT_OK, or EXIT_FAIL after saying which path was refused and why.
+ */
+int cli_survey_add_stdin(struct cairn_survey *s);
+
 #endif

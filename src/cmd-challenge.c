@@ -55,7 +55,6 @@ const char cmd_challenge_usage[] =
     "Exit 0 when every item is identical, 2 when any differs, 1 when none\n"
     "differs but some are inconclusive.\n";
 
-#define CHALLENGE_STDIN_MAX ((size_t)1 << 30)
 #define CHALLENGE_FILES_MAX 1000000u /* files listed per NAR with --diff */
 #define CHALLENGE_LOCAL "local"
 /* NARs downloaded at once with --diff: each holds a decoder (an xz one may
@@ -1012,34 +1011,6 @@ static void print_item_human(const struct challenge *c, const struct item *it)
 
 /* ---- the command ------------------------------------------------------- */
 
-static int read_stdin_paths(struct cairn_survey *s)
-{
-	char *text = NULL;
-	size_t len = 0;
-	struct cairn_error err;
-	cairn_error_init(&err);
-	if (cli_read_file("-", CHALLENGE_STDIN_MAX, &text, &len, &err))
-		return cli_fail("cannot read store paths from stdin", &err);
-	int ret = EXIT_OK;
-	char *p = text, *end = text + len;
-	while (p < end) {
-		while (p < end && isspace((unsigned char)*p))
-			p++;
-		char *q = p;
-		while (q < end && !isspace((unsigned char)*q))
-			q++;
-		if (q == p)
-			break;
-		*q = '\0';
-		if (cairn_survey_add(s, p, NULL, &err) < 0) {
-			ret = cli_fail("bad store path on stdin", &err);
-			break;
-		}
-		p = q + 1;
-	}
-	free(text);
-	return ret;
-}
 
 static void item_release(const struct challenge *c, struct item *it)
 {
@@ -1178,7 +1149,7 @@ int cmd_challenge(int argc, char **argv)
 			}
 			c.items[c.n_items - 1].path = args[i];
 		} else if (!strcmp(args[i], "-")) {
-			if ((ret = read_stdin_paths(survey)) != EXIT_OK)
+			if ((ret = cli_survey_add_stdin(survey)) != EXIT_OK)
 				goto out;
 			ret = EXIT_FAIL;
 		} else if (cairn_survey_add(survey, args[i], NULL, &err) < 0) {

@@ -38,7 +38,6 @@ const char cmd_weather_usage[] =
     "A cache that is down or answers garbage counts its paths as unknown,\n"
     "not available.  Exit 0, or 1 when a cache is below --min-coverage.\n";
 
-#define WEATHER_STDIN_MAX ((size_t)1 << 30)
 
 struct server_stats {
 	uint64_t present, absent, invalid, unknown;
@@ -156,35 +155,6 @@ static double percent(uint64_t n, uint64_t m)
 	return m ? 100.0 * (double)n / (double)m : 0.0;
 }
 
-/* Paths from stdin: whitespace-separated. */
-static int read_stdin_paths(struct cairn_survey *s)
-{
-	char *text = NULL;
-	size_t len = 0;
-	struct cairn_error err;
-	cairn_error_init(&err);
-	if (cli_read_file("-", WEATHER_STDIN_MAX, &text, &len, &err))
-		return cli_fail("cannot read store paths from stdin", &err);
-	int ret = EXIT_OK;
-	char *p = text, *end = text + len;
-	while (p < end) {
-		while (p < end && isspace((unsigned char)*p))
-			p++;
-		char *q = p;
-		while (q < end && !isspace((unsigned char)*q))
-			q++;
-		if (q == p)
-			break;
-		*q = '\0';
-		if (cairn_survey_add(s, p, NULL, &err) < 0) {
-			ret = cli_fail("bad store path on stdin", &err);
-			break;
-		}
-		p = q + 1;
-	}
-	free(text);
-	return ret;
-}
 
 static int parse_count(const char *opt, const char *s, long min, long max, long *out)
 {
@@ -307,7 +277,7 @@ int cmd_weather(int argc, char **argv)
 	}
 	for (size_t i = 0; i < n_args; i++) {
 		if (!strcmp(args[i], "-")) {
-			if ((ret = read_stdin_paths(w.survey)) != EXIT_OK)
+			if ((ret = cli_survey_add_stdin(w.survey)) != EXIT_OK)
 				goto out;
 			ret = EXIT_FAIL;
 		} else if (cairn_survey_add(w.survey, args[i], NULL, &err) < 0) {

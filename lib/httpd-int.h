@@ -44,6 +44,7 @@ struct httpd_worker {
 	h2o_multithread_receiver_t stop_rx;
 	h2o_multithread_message_t stop_msg;
 	h2o_linklist_t streams; /* live streams, loop side */
+	h2o_req_t *deferred;	/* the handler running now deferred its answer */
 	h2o_timeout_t send_timeout;
 	uint64_t inflight; /* requests between on_req and dispose */
 	int stopping;

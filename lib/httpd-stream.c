@@ -55,8 +55,13 @@ struct cairn_httpd_stream {
 	uint64_t written;
 	unsigned stall_ms;
 	struct httpd_watchdog wd; /* loop side: armed while a send is in flight */
+	/* deferred: the head, set once by the producer (begun), read by the loop */
+	int status;
+	char *ctype;
+	char *hdrs; /* "name\0value\0" pairs */
+	size_t hdrs_len;
 	unsigned msg_queued : 1, inflight : 1, ended : 1, ok : 1, gone : 1, done : 1, linked : 1,
-	    overrun : 1;
+	    overrun : 1, deferred : 1, begun : 1, started : 1, is_head : 1;
 };
 
 struct stream_token {
@@ -74,7 +79,39 @@ static void stream_unref(struct cairn_httpd_stream *s)
 	pthread_mutex_destroy(&s->mu);
 	free(s->pending);
 	free(s->sending);
+	free(s->ctype);
+	free(s->hdrs);
 	free(s);
+}
+
+/* Loop thread, deferred stream: put the head the producer chose on the request. */
+static void stream_apply_head(struct cairn_httpd_stream *s)
+{
+	h2o_req_t *req = s->req;
+
+	if (!s->begun) {
+		/* the producer ended without deciding: it could not get an answer */
+		s->status = 502;
+		s->declared = 0;
+	}
+	req->res.status = s->status;
+	req->res.reason = httpd_reason(s->status);
+	req->res.content_length = s->declared == UINT64_MAX ? SIZE_MAX : (size_t)s->declared;
+	if (s->ctype)
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+			       h2o_strdup(&req->pool, s->ctype, SIZE_MAX).base, strlen(s->ctype));
+	for (size_t off = 0; off < s->hdrs_len;) {
+		const char *name = s->hdrs + off;
+		size_t nl = strlen(name);
+		const char *value = name + nl + 1;
+		size_t vl = strlen(value);
+		off += nl + vl + 2;
+		char *lname = h2o_mem_alloc_pool(&req->pool, nl + 1);
+		for (size_t i = 0; i <= nl; i++)
+			lname[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+		h2o_add_header_by_str(&req->pool, &req->res.headers, lname, nl, 1, NULL,
+				      h2o_strdup(&req->pool, value, vl).base, vl);
+	}
 }
 
 /* Loop thread: send what is pending if nothing is in flight. */
@@ -85,7 +122,43 @@ static void stream_pump(struct cairn_httpd_stream *s)
 	char *t;
 
 	pthread_mutex_lock(&s->mu);
-	if (s->gone || s->done || s->inflight || !s->req || (s->plen == 0 && !s->ended)) {
+	if (s->gone || s->done || s->inflight || !s->req) {
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	if (s->deferred && !s->started) {
+		if (!s->begun && !s->ended) {
+			pthread_mutex_unlock(&s->mu);
+			return;
+		}
+		/* the head is read-only once begun; h2o is only touched here, on the loop */
+		s->started = 1;
+		pthread_mutex_unlock(&s->mu);
+		stream_apply_head(s);
+		pthread_mutex_lock(&s->mu);
+		if (s->is_head || !s->begun) {
+			static h2o_generator_t none = {NULL, NULL};
+			s->done = 1;
+			s->gone = 1;
+			pthread_cond_broadcast(&s->cond);
+			pthread_mutex_unlock(&s->mu);
+			h2o_start_response(s->req, &none);
+			h2o_send(s->req, NULL, 0, H2O_SEND_STATE_FINAL);
+			return;
+		}
+		pthread_mutex_unlock(&s->mu);
+		h2o_start_response(s->req, &s->super);
+		pthread_mutex_lock(&s->mu);
+		if (s->plen == 0 && !s->ended) {
+			/* headers leave now, before the first byte is produced */
+			s->inflight = 1;
+			pthread_mutex_unlock(&s->mu);
+			httpd_watchdog_arm(&s->wd, s->req);
+			h2o_send(s->req, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);
+			return;
+		}
+	}
+	if (s->plen == 0 && !s->ended) {
 		pthread_mutex_unlock(&s->mu);
 		return;
 	}
@@ -237,12 +310,106 @@ int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const cha
 	return 0;
 }
 
+int cairn_httpd_stream_defer(struct cairn_httpd_req *creq, struct cairn_httpd_stream **out)
+{
+	h2o_req_t *req = httpd_h2o(creq);
+	struct httpd_worker *w = httpd_tls_worker;
+	struct cairn_httpd_stream *s;
+
+	if (!req || !out || !w)
+		return CAIRN_EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return CAIRN_ENOMEM;
+	s->max = w->h->cfg.stream_buffer;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->refs = 2; /* producer + loop */
+	s->w = w;
+	s->req = req;
+	s->stall_ms = w->h->cfg.stream_stall_ms;
+	s->declared = UINT64_MAX;
+	s->deferred = 1;
+	s->is_head = httpd_is_head(req) != 0;
+	s->super.proceed = stream_proceed;
+	s->super.stop = stream_stop;
+
+	/* h2o frees the request only after a response, or when the client
+	 * goes (HTTP/2 reset, server shutdown): either way the token says so */
+	struct stream_token *tok =
+	    h2o_mem_alloc_shared(&req->pool, sizeof(*tok), stream_token_dispose);
+	tok->s = s;
+	h2o_linklist_insert(&w->streams, &s->link);
+	s->linked = 1;
+	w->deferred = req;
+	*out = s;
+	return 0;
+}
+
+int cairn_httpd_stream_begin(struct cairn_httpd_stream *s, int status, const char *content_type,
+			     int64_t content_length, const char *const *headers)
+{
+	size_t hl = 0;
+	int ret = 0, wake = 0;
+
+	if (!s || status < 200 || status > 999)
+		return CAIRN_EINVAL;
+	for (size_t i = 0; headers && headers[i]; i += 2) {
+		if (!headers[i + 1])
+			return CAIRN_EINVAL;
+		hl += strlen(headers[i]) + strlen(headers[i + 1]) + 2;
+	}
+	char *ct = content_type ? strdup(content_type) : NULL;
+	char *h = hl ? malloc(hl) : NULL;
+	if ((content_type && !ct) || (hl && !h)) {
+		free(ct);
+		free(h);
+		return CAIRN_ENOMEM;
+	}
+	for (size_t i = 0, off = 0; headers && headers[i]; i += 2)
+		for (int k = 0; k < 2; k++) {
+			size_t n = strlen(headers[i + k]) + 1;
+			memcpy(h + off, headers[i + k], n);
+			off += n;
+		}
+
+	pthread_mutex_lock(&s->mu);
+	if (!s->deferred || s->begun || s->ended) {
+		ret = CAIRN_EINVAL;
+	} else if (s->gone) {
+		ret = CAIRN_ECANCELED;
+	} else {
+		s->status = status;
+		s->declared = content_length < 0 ? UINT64_MAX : (uint64_t)content_length;
+		s->ctype = ct;
+		s->hdrs = h;
+		s->hdrs_len = hl;
+		ct = h = NULL;
+		s->begun = 1;
+		wake = stream_need_wakeup(s);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (wake)
+		h2o_multithread_send_message(&s->w->stream_rx, &s->msg);
+	free(ct);
+	free(h);
+	return ret;
+}
+
 int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, size_t len)
 {
 	const char *p = data;
 	int ret = 0;
 
 	pthread_mutex_lock(&s->mu);
+	if (s->deferred && !s->begun) {
+		ret = CAIRN_EINVAL;
+		goto out;
+	}
+	if (s->is_head) {
+		ret = CAIRN_ECANCELED;
+		goto out;
+	}
 	if (!s->gone && s->declared != UINT64_MAX && len > s->declared - s->written) {
 		s->overrun = 1;
 		ret = CAIRN_ELIMIT;

@@ -493,10 +493,16 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 			: (plen < r->plen || memcmp(path, r->pattern, r->plen) != 0))
 			continue;
 		rec->route = i;
+		w->deferred = NULL;
 		int ret = r->fn((struct cairn_httpd_req *)(void *)req, r->data);
 		/* a response was started: whatever the handler returned, it answered */
 		if (req->res.status != 0)
 			return 0;
+		/* another thread answers (cairn_httpd_stream_defer) */
+		if (w->deferred == req) {
+			w->deferred = NULL;
+			return 0;
+		}
 		if (ret == CAIRN_ENOENT)
 			continue;
 		/* an error, or a handler that forgot to answer: never leave the client hanging */

@@ -233,6 +233,23 @@ struct cairn_httpd_stream;
 int cairn_httpd_stream_start(struct cairn_httpd_req *req, int status, const char *content_type,
 			     int64_t content_length, struct cairn_httpd_stream **out);
 /*
+ * On the loop thread, inside a handler that cannot answer yet (it would
+ * have to wait for an upstream): return 0 without a response and let
+ * another thread decide it.  Exactly one cairn_httpd_stream_end must
+ * follow, from any thread; before writing, that thread chooses the head
+ * with cairn_httpd_stream_begin.  Ending without a head answers 502.  The
+ * loop goes on serving other requests meanwhile.
+ */
+int cairn_httpd_stream_defer(struct cairn_httpd_req *req, struct cairn_httpd_stream **out);
+/*
+ * Producer side, once, for a deferred stream: status, Content-Type,
+ * Content-Length (< 0: unknown) and extra headers as a NULL-terminated list
+ * of name, value pairs (copied).  CAIRN_ECANCELED when the client is gone;
+ * for HEAD the head is sent and writes return CAIRN_ECANCELED.
+ */
+int cairn_httpd_stream_begin(struct cairn_httpd_stream *s, int status, const char *content_type,
+			     int64_t content_length, const char *const *headers);
+/*
  * Producer side: queue len bytes (copied).  Blocks while the buffer is full.
  * CAIRN_ECANCELED when the client went away or the server is stopping
  * (stop producing and call stream_end), CAIRN_ENET when the client stalled

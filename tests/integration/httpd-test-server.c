@@ -11,6 +11,10 @@
  *                       producer fails; length=1 announces Content-Length
  *                       N, declared=L announces L instead (a producer that
  *                       writes more or less than it announced)
+ *                       defer_ms=W: the handler defers (cairn_httpd_stream_defer)
+ *                       and the producer chooses the head only after W ms
+ *                       (status=S, default 200, with "x-deferred: yes");
+ *                       nohead=1: it ends without choosing one
  *   /metrics            Prometheus text, with httpd_test_producer_canceled_total:
  *                       stream producers that got CAIRN_ECANCELED
  *   /cb/...             a route whose handler declines unless the path ends
@@ -108,8 +112,16 @@ static int h_redirect(struct cairn_httpd_req *req, void *data)
 
 struct producer {
 	struct cairn_httpd_stream *s;
-	unsigned long long size, fail_at, chunk, delay_ms;
+	unsigned long long size, fail_at, chunk, delay_ms, defer_ms, status, nohead;
+	int deferred;
+	int64_t length;
 };
+
+static void sleep_ms(unsigned long long ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
 
 static void *produce(void *arg)
 {
@@ -117,6 +129,22 @@ static void *produce(void *arg)
 	unsigned char *buf = malloc(p->chunk);
 	unsigned long long off = 0;
 	int ok = buf != NULL;
+
+	if (p->deferred) {
+		static const char *const hdrs[] = {"X-Deferred", "yes", NULL};
+		sleep_ms(p->defer_ms);
+		if (p->nohead)
+			ok = 0;
+		else if ((ok = cairn_httpd_stream_begin(p->s, (int)p->status,
+							"application/octet-stream", p->length,
+							hdrs)) < 0) {
+			if (ok == CAIRN_ECANCELED)
+				cairn_httpd_counter_add(g_canceled, 1);
+			ok = 0;
+		} else {
+			ok = 1;
+		}
+	}
 
 	while (ok && off < p->size) {
 		unsigned long long n = p->size - off < p->chunk ? p->size - off : p->chunk;
@@ -136,11 +164,8 @@ static void *produce(void *arg)
 			ok = 0;
 			break;
 		}
-		if (p->delay_ms) {
-			struct timespec ts = {(time_t)(p->delay_ms / 1000),
-					      (long)(p->delay_ms % 1000) * 1000000L};
-			nanosleep(&ts, NULL);
-		}
+		if (p->delay_ms)
+			sleep_ms(p->delay_ms);
 	}
 	cairn_httpd_stream_end(p->s, ok);
 	free(buf);
@@ -172,7 +197,14 @@ static int h_stream(struct cairn_httpd_req *req, void *data)
 		p->chunk = 16384;
 	int64_t length = query_num(req, "length", 0) ? (int64_t)p->size : -1;
 	length = (int64_t)query_num(req, "declared", (unsigned long long)length);
-	int ret = cairn_httpd_stream_start(req, 200, "application/octet-stream", length, &p->s);
+	p->length = length;
+	p->defer_ms = query_num(req, "defer_ms", ~0ULL);
+	p->deferred = p->defer_ms != ~0ULL;
+	p->status = query_num(req, "status", 200);
+	p->nohead = query_num(req, "nohead", 0);
+	int ret = p->deferred ? cairn_httpd_stream_defer(req, &p->s)
+			      : cairn_httpd_stream_start(req, 200, "application/octet-stream",
+							 length, &p->s);
 	if (ret < 0) {
 		free(p);
 		return ret;

@@ -273,6 +273,26 @@ def once(chunk):
 sys.exit(0 if all(once(c) for c in (700, 3000, 700, 3000)) else 1)'
 check "stream writing past its Content-Length sends no byte beyond it" python3 -c "$overrun" "$PORT"
 
+# deferred responses: the head is chosen by the producer thread, later
+check "deferred stream: status, header and every byte" \
+  bash -c 'h=$(curl -s --max-time 20 -D - -o "$2" "$1/stream?size=300000&length=1&defer_ms=200") &&
+    echo "$h" | grep -q "^HTTP/1.1 200" && echo "$h" | grep -qi "^x-deferred: yes" &&
+    echo "$h" | grep -qi "^content-length: 300000" && python3 -c "$3" 300000 < "$2"' _ "$U" "$TMP/deferred" "$V"
+check "deferred stream over HTTP/2: every byte" \
+  bash -c 'curl -s --max-time 20 --http2-prior-knowledge "$U/stream?size=300000&defer_ms=100" | python3 -c "$V" 300000'
+check "deferred stream: the producer's status (404)" \
+  test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/stream?size=10&length=1&defer_ms=50&status=404" || true)" = 404
+check "deferred HEAD: headers only" \
+  test "$("${C[@]}" -I -o /dev/null -w '%{http_code} %{size_download}' "$U/stream?size=1000&length=1&defer_ms=50")" = "200 0"
+check "deferred stream ended without a head: 502" \
+  test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/stream?size=10&defer_ms=50&nohead=1" || true)" = 502
+c0=$("${C[@]}" "$U/metrics" | awk '/^httpd_test_producer_canceled_total/{print $2}')
+curl -s --http2-prior-knowledge --max-time 0.5 -o /dev/null "$U/stream?size=1000&defer_ms=1500" || true
+sleep 1.5
+c1=$("${C[@]}" "$U/metrics" | awk '/^httpd_test_producer_canceled_total/{print $2}')
+check "deferred stream whose HTTP/2 client left: the producer is told ($c0 -> $c1)" \
+  test "${c1:-0}" -gt "${c0:-0}"
+
 # a client that goes away mid-stream cancels the producer (HTTP/1 and HTTP/2)
 canceled() { "${C[@]}" "$U/metrics" | awk '/^httpd_test_producer_canceled_total /{print $2}'; }
 c0=$(canceled)
@@ -404,6 +424,22 @@ check "SIGTERM: in-flight response completed (curl $crc)" \
 check "SIGTERM: server exited 0 ($stop_rc)" test "$stop_rc" = 0
 check "SIGTERM: exit within 5 s" test $(( (t1 - t0) / 1000000 )) -lt 5000
 check "SIGTERM: port closed afterwards" bash -c '! curl -s --max-time 2 -o /dev/null "$1/small"' _ "$U"
+
+# a deferred response does not hold its loop: one loop, one slow answer,
+# other requests go on meanwhile
+start_server "$TMP/s4.out" --listen 127.0.0.1:0 --dir "$DATA" --threads 1
+U=http://127.0.0.1:$PORT
+"${C[@]}" -o "$TMP/slow" -w '%{http_code}' "$U/stream?size=1000&length=1&defer_ms=2000" > "$TMP/slow.code" & cpid=$!
+sleep 0.3
+t0=$(date +%s%N); n=0
+for _ in $(seq 20); do [ "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/small")" = 200 ] && n=$((n + 1)); done
+t1=$(date +%s%N)
+wait $cpid || true
+check "one loop: 20 requests answered while a deferred one waits ($n, $(( (t1 - t0) / 1000000 )) ms)" \
+  test "$n" = 20 -a $(( (t1 - t0) / 1000000 )) -lt 1500
+check "one loop: the deferred response arrives afterwards" \
+  bash -c '[ "$(cat "$1.code")" = 200 ] && [ "$(stat -c %s "$1")" = 1000 ]' _ "$TMP/slow"
+stop_server || true
 
 # the shutdown deadline bounds a response that would take too long
 start_server "$TMP/s2.out" --listen 127.0.0.1:0 --dir "$DATA" --threads 1 --shutdown-timeout 1000

@@ -2,12 +2,13 @@
  * edge.c - the mirror: request handlers, coalesced upstream fetches,
  * verification before commit, fail-over and health checks.
  *
- * A miss creates one `struct fetch` in e->inflight, keyed by the request
- * path; every handler that asks for the same path while it is there joins
- * it.  The upstream thread runs the transfer (lib/http.c is single-threaded)
+ * Hits are answered on the event loop.  A miss defers its response and
+ * goes to a thread of its own, which creates one `struct fetch` in
+ * e->inflight, keyed by the request path, or joins the one that is there.
+ * The upstream thread runs the transfer (lib/http.c is single-threaded)
  * and, for a nar, appends the body to a temporary file while hashing it;
- * each client has a producer thread that reads what has been written so far
- * and waits on the fetch's condition variable for more.  The last byte is
+ * each waiting client's thread reads what has been written so far and
+ * waits on the fetch's condition variable for more.  The last byte is
  * held back until the hash is checked, so a client never sees a clean end
  * of bytes that failed verification.  A finished fetch leaves the table
  * before it reports its end, so the next request after a failure goes
@@ -41,6 +42,7 @@
 #define EDGE_STALE_MAX (7 * 24 * 3600) /* keep expired narinfos for stale-if-error */
 #define EDGE_FLUSH_MS 5000
 #define EDGE_PRODUCER_STACK (256 * 1024)
+#define EDGE_MAX_MISSES 4096 /* threads waiting on upstreams or streaming from them */
 
 enum fkind { FK_NARINFO, FK_NAR };
 enum fstate { FS_PENDING = 0, FS_HEADERS, FS_OK, FS_FAIL };
@@ -859,10 +861,11 @@ static int send_404(struct cairn_httpd_req *req, int64_t max_age)
 /*
  * Make sure the narinfo for hash is known (fetching it if needed, waiting
  * on this thread).  Returns 1 (present; *text a malloc'ed copy when text
- * is not NULL), 0 (absent), or -1 (upstreams failing and nothing stale).
+ * is not NULL), 0 (absent), or -1 (upstreams failing and nothing stale);
+ * with nowait, -2 where it would have to wait (the loop's question).
  */
 static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len,
-			  int64_t *max_age, int *stale_out)
+			  int64_t *max_age, int *stale_out, int nowait)
 {
 	int64_t now = now_s();
 	char *stale = NULL;
@@ -888,6 +891,10 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 		}
 		pthread_mutex_unlock(&e->mu);
 		return 1;
+	}
+	if (nowait) {
+		pthread_mutex_unlock(&e->mu);
+		return -2;
 	}
 	if (n && n->text && (stale = malloc(n->len))) {
 		memcpy(stale, n->text, n->len);
@@ -939,38 +946,64 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 	return rc;
 }
 
-static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const char *hash)
+/*
+ * Misses.  Whatever has to wait for an upstream runs on a thread of its
+ * own, never on the event loop: the handler copies what it needs from the
+ * request, defers the response (cairn_httpd_stream_defer) and returns, so
+ * the loop keeps serving hits.  The thread answers through the stream,
+ * and for a streamed object it goes on as the producer of its bytes.
+ */
+struct miss {
+	struct cairn_edge *e;
+	struct cairn_httpd_stream *s;
+	enum { MISS_STREAM, MISS_NARINFO, MISS_INFO } kind;
+	int is_nar, is_head;
+	char hash[CAIRN_STORE_HASH_LEN + 1];
+	char key[CAIRN_EDGE_KEY_MAX + 1];
+	char query[256];
+	size_t qlen;
+	char range[64];
+	size_t rlen; /* 0: no (usable) Range */
+};
+
+static void cc_404(char *cc, size_t n, int64_t max_age)
 {
-	char *text = NULL;
+	if (max_age > 0)
+		snprintf(cc, n, "max-age=%lld", (long long)max_age);
+	else
+		snprintf(cc, n, "no-store");
+}
+
+static void miss_narinfo(struct miss *m)
+{
+	char *text = NULL, cc[64];
 	size_t len = 0;
 	int64_t max_age = 0;
 	int stale;
-	int rc = narinfo_lookup(e, hash, &text, &len, &max_age, &stale);
-	if (rc < 0)
-		return cairn_httpd_send_error(req, 502);
-	if (rc == 0)
-		return send_404(req, max_age);
-	if (stale)
-		cairn_httpd_add_header(req, "Warning", "110 - \"Response is Stale\"");
-	rc = send_narinfo_text(req, text, len, max_age);
+	int rc = narinfo_lookup(m->e, m->hash, &text, &len, &max_age, &stale, 0);
+	if (rc < 0) {
+		cairn_httpd_stream_error(m->s, 502, NULL);
+		return;
+	}
+	if (rc == 0) {
+		cc_404(cc, sizeof(cc), max_age);
+		cairn_httpd_stream_error(m->s, 404, cc);
+		return;
+	}
+	snprintf(cc, sizeof(cc), "max-age=%lld", (long long)(max_age > 0 ? max_age : 0));
+	const char *hdrs[] = {"Cache-Control", cc, stale ? "Warning" : NULL,
+			      "110 - \"Response is Stale\"", NULL};
+	cairn_httpd_stream_reply(m->s, 200, "text/x-nix-narinfo", text, len, hdrs);
 	free(text);
-	return rc;
 }
 
-struct producer {
-	struct fetch *f;
-	struct cairn_httpd_stream *s;
-	uint64_t pos, end; /* end exclusive; UINT64_MAX: to the end */
-};
-
-static void *producer_main(void *arg)
+/* Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out. */
+static int produce(struct fetch *f, struct cairn_httpd_stream *s, uint64_t pos, uint64_t end)
 {
-	struct producer *p = arg;
-	struct fetch *f = p->f;
 	char *buf = malloc(EDGE_CHUNK);
 	int ok = 0;
 	if (!buf)
-		goto out;
+		return 0;
 	for (;;) {
 		pthread_mutex_lock(&f->mu);
 		for (;;) {
@@ -978,23 +1011,23 @@ static void *producer_main(void *arg)
 			uint64_t avail = f->state == FS_OK ? f->written
 					 : f->written ? f->written - 1
 						      : 0;
-			if (avail > p->end)
-				avail = p->end;
-			if (p->pos < avail) {
-				uint64_t n = avail - p->pos;
+			if (avail > end)
+				avail = end;
+			if (pos < avail) {
+				uint64_t n = avail - pos;
 				size_t want = n > EDGE_CHUNK ? EDGE_CHUNK : (size_t)n;
 				pthread_mutex_unlock(&f->mu);
-				ssize_t r = pread(f->fd, buf, want, (off_t)p->pos);
+				ssize_t r = pread(f->fd, buf, want, (off_t)pos);
 				if (r <= 0)
 					goto out;
-				if (cairn_httpd_stream_write(p->s, buf, (size_t)r) < 0)
+				if (cairn_httpd_stream_write(s, buf, (size_t)r) < 0)
 					goto out;
-				p->pos += (uint64_t)r;
+				pos += (uint64_t)r;
 				break;
 			}
-			if (f->state == FS_OK || (p->end != UINT64_MAX && p->pos >= p->end)) {
+			if (f->state == FS_OK || (end != UINT64_MAX && pos >= end)) {
 				pthread_mutex_unlock(&f->mu);
-				ok = f->state == FS_OK || p->pos >= p->end;
+				ok = f->state == FS_OK || pos >= end;
 				goto out;
 			}
 			if (f->state == FS_FAIL) {
@@ -1006,47 +1039,7 @@ static void *producer_main(void *arg)
 	}
 out:
 	free(buf);
-	cairn_httpd_stream_end(p->s, ok);
-	struct cairn_edge *e = f->e;
-	fetch_unref(f);
-	free(p);
-	pthread_mutex_lock(&e->mu);
-	if (--e->producers == 0)
-		pthread_cond_broadcast(&e->producers_cond);
-	pthread_mutex_unlock(&e->mu);
-	return NULL;
-}
-
-/* "bytes=A-B" or "bytes=A-" against total; 0 and [*first, *last] or -1. */
-static int parse_range(const char *v, size_t len, int64_t total, uint64_t *first, uint64_t *last)
-{
-	char tmp[64];
-	if (total <= 0 || len >= sizeof(tmp) || len < 7 || memcmp(v, "bytes=", 6) != 0)
-		return -1;
-	memcpy(tmp, v + 6, len - 6);
-	tmp[len - 6] = 0;
-	if (strchr(tmp, ',') || tmp[0] == '-')
-		return -1; /* several ranges, suffix ranges: the whole object */
-	char *end;
-	errno = 0;
-	unsigned long long a = strtoull(tmp, &end, 10), b;
-	if (errno || *end != '-')
-		return -1;
-	if (end[1]) {
-		char *e2;
-		b = strtoull(end + 1, &e2, 10);
-		if (errno || *e2)
-			return -1;
-	} else {
-		b = (unsigned long long)total - 1;
-	}
-	if (b >= (unsigned long long)total)
-		b = (unsigned long long)total - 1;
-	if (a > b)
-		return -1;
-	*first = a;
-	*last = b;
-	return 0;
+	return ok;
 }
 
 static int key_ok(const char *s)
@@ -1068,20 +1061,23 @@ static int query_ok(const char *q, size_t len)
 }
 
 /* A miss on an object that streams (nar, log, listing): join or start. */
-static int h_stream(struct cairn_edge *e, struct cairn_httpd_req *req, const char *key, int is_nar)
+static void miss_stream(struct miss *m)
 {
+	struct cairn_edge *e = m->e;
 	struct nar_meta meta;
 	int have_meta = 0, joined;
+	char cc[64];
+	const char *key = m->key;
 	pthread_mutex_lock(&e->mu);
-	struct nar_meta *m = edge_map_get(&e->metas, key);
-	if (m) {
-		meta = *m;
+	struct nar_meta *nm = edge_map_get(&e->metas, key);
+	if (nm) {
+		meta = *nm;
 		have_meta = 1;
 	}
 	pthread_mutex_unlock(&e->mu);
 
 	/* Guix: nar/<compression>/<hash>-<name>; learn its hashes from the narinfo */
-	if (is_nar && !have_meta) {
+	if (m->is_nar && !have_meta) {
 		const char *slash = strchr(key + 4, '/');
 		const char *base = slash ? slash + 1 : NULL;
 		if (base && strlen(base) > CAIRN_STORE_HASH_LEN && base[CAIRN_STORE_HASH_LEN] == '-' &&
@@ -1091,12 +1087,15 @@ static int h_stream(struct cairn_edge *e, struct cairn_httpd_req *req, const cha
 			int stale;
 			memcpy(hash, base, CAIRN_STORE_HASH_LEN);
 			hash[CAIRN_STORE_HASH_LEN] = 0;
-			int rc = narinfo_lookup(e, hash, NULL, NULL, &ma, &stale);
-			if (rc == 0)
-				return send_404(req, ma);
+			int rc = narinfo_lookup(e, hash, NULL, NULL, &ma, &stale, 0);
+			if (rc == 0) {
+				cc_404(cc, sizeof(cc), ma);
+				cairn_httpd_stream_error(m->s, 404, cc);
+				return;
+			}
 			pthread_mutex_lock(&e->mu);
-			if ((m = edge_map_get(&e->metas, key))) {
-				meta = *m;
+			if ((nm = edge_map_get(&e->metas, key))) {
+				meta = *nm;
 				have_meta = 1;
 			}
 			pthread_mutex_unlock(&e->mu);
@@ -1106,18 +1105,22 @@ static int h_stream(struct cairn_edge *e, struct cairn_httpd_req *req, const cha
 	pthread_mutex_lock(&e->mu);
 	struct fetch *f = fetch_get_locked(e, FK_NAR, key, have_meta ? &meta : NULL, &joined);
 	if (f && !joined) {
-		size_t qlen;
-		const char *q = cairn_httpd_req_query(req, &qlen);
-		f->cache = is_nar && have_meta && meta.verify;
+		f->cache = m->is_nar && have_meta && meta.verify;
 		/* cairn publish names on-the-fly nars "...?hash=<hashpart>" */
-		if (q && qlen && qlen < 256 && strlen(key) + 1 + qlen < sizeof(f->upath) &&
-		    query_ok(q, qlen))
-			snprintf(f->upath, sizeof(f->upath), "%s?%.*s", key, (int)qlen, q);
+		size_t kl = strlen(key);
+		if (m->qlen && kl + 1 + m->qlen < sizeof(f->upath)) {
+			memcpy(f->upath, key, kl);
+			f->upath[kl] = '?';
+			memcpy(f->upath + kl + 1, m->query, m->qlen);
+			f->upath[kl + 1 + m->qlen] = 0;
+		}
 	}
 	pthread_mutex_unlock(&e->mu);
-	if (!f)
-		return cairn_httpd_send_error(req, 503);
-	if (is_nar)
+	if (!f) {
+		cairn_httpd_stream_error(m->s, 503, NULL);
+		return;
+	}
+	if (m->is_nar)
 		count(joined ? e->c.coalesced : e->c.misses, 1);
 
 	enum fstate st = fetch_wait(f, FS_HEADERS, e->cfg.wait_ms);
@@ -1125,66 +1128,151 @@ static int h_stream(struct cairn_edge *e, struct cairn_httpd_req *req, const cha
 		int nf = f->not_found;
 		fetch_unref(f);
 		if (st == FS_FAIL && nf)
-			return send_404(req, 0);
-		return cairn_httpd_send_error(req, st == FS_PENDING ? 504 : 502);
+			cairn_httpd_stream_error(m->s, 404, NULL);
+		else
+			cairn_httpd_stream_error(m->s, st == FS_PENDING ? 504 : 502, NULL);
+		return;
 	}
 	int64_t total = f->length;
-	uint64_t first = 0, last = 0;
+	uint64_t first = 0, last = 0, n = 0;
 	int status = 200;
 	int64_t clen = total;
-	size_t rlen;
-	const char *range = cairn_httpd_req_header(req, "range", &rlen);
-	if (range && parse_range(range, rlen, total, &first, &last) == 0) {
-		char cr[96];
+	char cr[96];
+	const char *hdrs[] = {NULL, NULL, NULL};
+	/* a length the upstream did not announce cannot be cut into ranges */
+	enum cairn_httpd_range rr =
+	    m->rlen && total >= 0
+		? cairn_httpd_parse_range(m->range, m->rlen, (uint64_t)total, &first, &n)
+		: CAIRN_HTTPD_RANGE_NONE;
+	if (rr == CAIRN_HTTPD_RANGE_UNSATISFIABLE) {
+		fetch_unref(f);
+		snprintf(cr, sizeof(cr), "bytes */%lld", (long long)total);
+		hdrs[0] = "Content-Range";
+		hdrs[1] = cr;
+		cairn_httpd_stream_reply(m->s, 416, NULL, NULL, 0, hdrs);
+		return;
+	}
+	if (rr == CAIRN_HTTPD_RANGE_OK) {
+		last = first + n - 1;
 		snprintf(cr, sizeof(cr), "bytes %llu-%llu/%lld", (unsigned long long)first,
 			 (unsigned long long)last, (long long)total);
-		cairn_httpd_add_header(req, "Content-Range", cr);
+		hdrs[0] = "Content-Range";
+		hdrs[1] = cr;
 		status = 206;
-		clen = (int64_t)(last - first + 1);
+		clen = (int64_t)n;
 	} else {
 		first = 0;
 		last = UINT64_MAX - 1;
 	}
-	struct cairn_httpd_stream *s;
-	const char *ctype = is_nar ? "application/x-nix-nar" : f->ctype;
-	if (cairn_httpd_stream_start(req, status, ctype, clen, &s) < 0) {
-		fetch_unref(f);
-		return CAIRN_EIO;
+	const char *ctype = m->is_nar ? "application/x-nix-nar" : f->ctype;
+	int ok = 0;
+	if (cairn_httpd_stream_begin(m->s, status, ctype, clen, hdrs) == 0)
+		ok = m->is_head || produce(f, m->s, first, last + 1);
+	cairn_httpd_stream_end(m->s, ok);
+	fetch_unref(f);
+}
+
+static void miss_info(struct miss *m);
+
+static void *miss_main(void *arg)
+{
+	struct miss *m = arg;
+	struct cairn_edge *e = m->e;
+	if (m->kind == MISS_NARINFO)
+		miss_narinfo(m);
+	else if (m->kind == MISS_INFO)
+		miss_info(m);
+	else
+		miss_stream(m);
+	free(m);
+	pthread_mutex_lock(&e->mu);
+	if (--e->producers == 0)
+		pthread_cond_broadcast(&e->producers_cond);
+	pthread_mutex_unlock(&e->mu);
+	return NULL;
+}
+
+/* Loop side: hand the request to a thread of its own (takes m). */
+static int defer_miss(struct cairn_edge *e, struct cairn_httpd_req *req, struct miss *m)
+{
+	size_t n;
+	const char *v;
+	m->e = e;
+	m->is_head = cairn_httpd_req_is_head(req);
+	if ((v = cairn_httpd_req_query(req, &n)) && n && n < sizeof(m->query) && query_ok(v, n)) {
+		memcpy(m->query, v, n);
+		m->qlen = n;
 	}
-	if (cairn_httpd_req_is_head(req)) {
-		cairn_httpd_stream_end(s, 1);
-		fetch_unref(f);
-		return 0;
+	/* longer ones are no single range we would honour: the whole object */
+	if ((v = cairn_httpd_req_header(req, "range", &n)) && n < sizeof(m->range)) {
+		memcpy(m->range, v, n);
+		m->rlen = n;
 	}
-	struct producer *p = malloc(sizeof(*p));
+	pthread_mutex_lock(&e->mu);
+	int refuse = e->stop || e->producers >= EDGE_MAX_MISSES;
+	if (!refuse)
+		e->producers++;
+	pthread_mutex_unlock(&e->mu);
+	if (refuse) {
+		free(m);
+		return cairn_httpd_send_error(req, 503);
+	}
 	pthread_attr_t attr;
 	pthread_t tid;
 	int ok = 0;
-	if (p) {
-		p->f = f;
-		p->s = s;
-		p->pos = first;
-		p->end = last + 1;
+	if (cairn_httpd_stream_defer(req, &m->s) == 0) {
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		pthread_attr_setstacksize(&attr, EDGE_PRODUCER_STACK);
-		pthread_mutex_lock(&e->mu);
-		e->producers++;
-		pthread_mutex_unlock(&e->mu);
-		ok = pthread_create(&tid, &attr, producer_main, p) == 0;
+		ok = pthread_create(&tid, &attr, miss_main, m) == 0;
 		pthread_attr_destroy(&attr);
-		if (!ok) {
-			pthread_mutex_lock(&e->mu);
-			e->producers--;
-			pthread_mutex_unlock(&e->mu);
-		}
+		if (!ok)
+			cairn_httpd_stream_error(m->s, 503, NULL);
+	} else {
+		cairn_httpd_send_error(req, 503);
 	}
 	if (!ok) {
-		free(p);
-		cairn_httpd_stream_end(s, 0);
-		fetch_unref(f);
+		free(m);
+		pthread_mutex_lock(&e->mu);
+		if (--e->producers == 0)
+			pthread_cond_broadcast(&e->producers_cond);
+		pthread_mutex_unlock(&e->mu);
 	}
 	return 0;
+}
+
+static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const char *hash)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int64_t max_age = 0;
+	int stale;
+	int rc = narinfo_lookup(e, hash, &text, &len, &max_age, &stale, 1);
+	if (rc == -2) {
+		struct miss *m = calloc(1, sizeof(*m));
+		if (!m)
+			return cairn_httpd_send_error(req, 503);
+		m->kind = MISS_NARINFO;
+		memcpy(m->hash, hash, CAIRN_STORE_HASH_LEN + 1);
+		return defer_miss(e, req, m);
+	}
+	if (rc < 0)
+		return cairn_httpd_send_error(req, 502);
+	if (rc == 0)
+		return send_404(req, max_age);
+	rc = send_narinfo_text(req, text, len, max_age);
+	free(text);
+	return rc;
+}
+
+static int h_stream(struct cairn_edge *e, struct cairn_httpd_req *req, const char *key, int is_nar)
+{
+	struct miss *m = calloc(1, sizeof(*m));
+	if (!m)
+		return cairn_httpd_send_error(req, 503);
+	snprintf(m->key, sizeof(m->key), "%s", key);
+	m->is_nar = is_nar;
+	return defer_miss(e, req, m);
 }
 
 static int h_nar(struct cairn_httpd_req *req, void *data)
@@ -1236,40 +1324,74 @@ static int h_root(struct cairn_httpd_req *req, void *data)
 	return CAIRN_ENOENT;
 }
 
+/*
+ * Under e->mu: the cache info of the first upstream that is up (else any
+ * we have heard from): 1 and a copy in *out, 0 when every upstream failed,
+ * -2 while the first probes are still out.
+ */
+static int cache_info_locked(struct cairn_edge *e, char **out, size_t *len)
+{
+	const struct upstream *pick = NULL;
+	for (size_t i = 0; i < e->n_ups && !pick; i++)
+		if (e->ups[i].info && e->ups[i].up_pub)
+			pick = &e->ups[i];
+	for (size_t i = 0; i < e->n_ups && !pick; i++)
+		if (e->ups[i].info)
+			pick = &e->ups[i];
+	if (pick) {
+		if (!(*out = malloc(pick->info_len ? pick->info_len : 1)))
+			return 0;
+		memcpy(*out, pick->info, pick->info_len);
+		*len = pick->info_len;
+		return 1;
+	}
+	size_t failed = 0;
+	for (size_t i = 0; i < e->n_ups; i++)
+		failed += !e->ups[i].up_pub;
+	return failed == e->n_ups ? 0 : -2;
+}
+
+/* Miss thread: wait for the first probes to answer. */
+static void miss_info(struct miss *m)
+{
+	struct cairn_edge *e = m->e;
+	struct timespec dl;
+	char *info = NULL;
+	size_t len = 0;
+	int rc;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += e->cfg.wait_ms / 1000 + 1;
+	pthread_mutex_lock(&e->mu);
+	while ((rc = cache_info_locked(e, &info, &len)) == -2 && !e->stop)
+		if (pthread_cond_timedwait(&e->info_cond, &e->mu, &dl) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&e->mu);
+	if (rc == 1)
+		cairn_httpd_stream_reply(m->s, 200, "text/x-nix-cache-info", info, len, NULL);
+	else
+		cairn_httpd_stream_error(m->s, 502, NULL);
+	free(info);
+}
+
 static int h_cache_info(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_edge *e = data;
-	struct timespec dl;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += e->cfg.wait_ms / 1000 + 1;
-	int rc;
+	char *info = NULL;
+	size_t len = 0;
 	pthread_mutex_lock(&e->mu);
-	for (;;) {
-		const struct upstream *pick = NULL;
-		for (size_t i = 0; i < e->n_ups && !pick; i++)
-			if (e->ups[i].info && e->ups[i].up_pub)
-				pick = &e->ups[i];
-		for (size_t i = 0; i < e->n_ups && !pick; i++)
-			if (e->ups[i].info)
-				pick = &e->ups[i];
-		if (pick) {
-			rc = cairn_httpd_send(req, 200, "text/x-nix-cache-info", pick->info,
-					      pick->info_len);
-			break;
-		}
-		size_t failed = 0;
-		for (size_t i = 0; i < e->n_ups; i++)
-			failed += !e->ups[i].up_pub;
-		if (failed == e->n_ups) {
-			rc = cairn_httpd_send_error(req, 502);
-			break;
-		}
-		if (pthread_cond_timedwait(&e->info_cond, &e->mu, &dl) == ETIMEDOUT) {
-			rc = cairn_httpd_send_error(req, 502);
-			break;
-		}
-	}
+	int rc = cache_info_locked(e, &info, &len);
 	pthread_mutex_unlock(&e->mu);
+	if (rc == -2) {
+		struct miss *m = calloc(1, sizeof(*m));
+		if (!m)
+			return cairn_httpd_send_error(req, 503);
+		m->kind = MISS_INFO;
+		return defer_miss(e, req, m);
+	}
+	if (rc == 0)
+		return cairn_httpd_send_error(req, 502);
+	rc = cairn_httpd_send(req, 200, "text/x-nix-cache-info", info, len);
+	free(info);
 	return rc;
 }
 
@@ -1423,6 +1545,7 @@ void cairn_edge_stop(struct cairn_edge *e)
 	pthread_mutex_lock(&e->mu);
 	e->stop = 1;
 	pthread_cond_signal(&e->job_cond);
+	pthread_cond_broadcast(&e->info_cond);
 	pthread_mutex_unlock(&e->mu);
 	pthread_join(e->thread, NULL);
 	e->thread_started = 0;

@@ -106,6 +106,8 @@ void httpd_watchdog_arm(struct httpd_watchdog *wd, h2o_req_t *req);
 void httpd_watchdog_disarm(struct httpd_watchdog *wd);
 
 const char *httpd_reason(int status);
+/* "404 not found\n": the body of every error response; returns its length */
+size_t httpd_error_body(int status, char *body, size_t size);
 int httpd_is_head(const h2o_req_t *req);
 void httpd_stream_rx_cb(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages);
 /* Loop side, at the shutdown deadline: cancel every live stream's producer. */

@@ -187,20 +187,28 @@ int cairn_httpd_send_static(struct cairn_httpd_req *req, int status, const char 
 	return send_mem(httpd_h2o(req), status, content_type, body, len, 0);
 }
 
+size_t httpd_error_body(int status, char *body, size_t size)
+{
+	int n = snprintf(body, size, "%d %s\n", status, httpd_reason(status));
+	for (int i = 4; i < n; i++)
+		if (body[i] >= 'A' && body[i] <= 'Z')
+			body[i] = (char)(body[i] + 32);
+	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
 int cairn_httpd_send_error(struct cairn_httpd_req *req, int status)
 {
 	char body[96];
 
 	if (!req || status < 400 || status > 599)
 		return CAIRN_EINVAL;
-	int n = snprintf(body, sizeof(body), "%d %s\n", status, httpd_reason(status));
-	for (int i = 4; i < n; i++)
-		if (body[i] >= 'A' && body[i] <= 'Z')
-			body[i] = (char)(body[i] + 32);
+	size_t n = httpd_error_body(status, body, sizeof(body));
 	h2o_req_t *r = httpd_h2o(req);
-	h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-		       H2O_STRLIT("no-store"));
-	return send_mem(r, status, "text/plain; charset=utf-8", body, (size_t)n, 1);
+	/* errors are not cached, unless the handler said otherwise (a 404 with max-age) */
+	if (h2o_find_header(&r->res.headers, H2O_TOKEN_CACHE_CONTROL, -1) == -1)
+		h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+			       H2O_STRLIT("no-store"));
+	return send_mem(r, status, "text/plain; charset=utf-8", body, n, 1);
 }
 
 int cairn_httpd_send_redirect(struct cairn_httpd_req *req, int status, const char *location)
@@ -338,11 +346,13 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
 	return 0;
 }
 
-enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
+#define RANGE_NONE CAIRN_HTTPD_RANGE_NONE
+#define RANGE_OK CAIRN_HTTPD_RANGE_OK
+#define RANGE_UNSATISFIABLE CAIRN_HTTPD_RANGE_UNSATISFIABLE
 
 /* "bytes=A-B", "bytes=A-", "bytes=-N"; anything else (several ranges too) is ignored */
-static enum range_result parse_range(const char *s, size_t len, uint64_t size, uint64_t *start,
-				     uint64_t *count)
+enum cairn_httpd_range cairn_httpd_parse_range(const char *s, size_t len, uint64_t size,
+					       uint64_t *start, uint64_t *count)
 {
 	uint64_t a, b;
 
@@ -440,9 +450,9 @@ int cairn_httpd_send_take_fd(struct cairn_httpd_req *creq, int fd, const char *c
 	if ((v = cairn_httpd_req_header(creq, "range", &vl)) != NULL) {
 		size_t il;
 		const char *ir = cairn_httpd_req_header(creq, "if-range", &il);
-		enum range_result rr = RANGE_NONE;
+		enum cairn_httpd_range rr = RANGE_NONE;
 		if (!ir || (il == (size_t)elen && memcmp(ir, etag, il) == 0))
-			rr = parse_range(v, vl, (uint64_t)st.st_size, &start, &count);
+			rr = cairn_httpd_parse_range(v, vl, (uint64_t)st.st_size, &start, &count);
 		if (rr == RANGE_UNSATISFIABLE) {
 			char cr[48];
 			int n = snprintf(cr, sizeof(cr), "bytes */%llu",

@@ -486,3 +486,26 @@ void cairn_httpd_stream_end(struct cairn_httpd_stream *s, int ok)
 		h2o_multithread_send_message(&s->w->stream_rx, &s->msg);
 	stream_unref(s);
 }
+
+int cairn_httpd_stream_reply(struct cairn_httpd_stream *s, int status, const char *content_type,
+			     const void *body, size_t len, const char *const *headers)
+{
+	int rc = cairn_httpd_stream_begin(s, status, content_type, (int64_t)len, headers);
+	if (rc == 0 && len)
+		rc = cairn_httpd_stream_write(s, body, len);
+	cairn_httpd_stream_end(s, rc == 0);
+	return rc;
+}
+
+int cairn_httpd_stream_error(struct cairn_httpd_stream *s, int status, const char *cache_control)
+{
+	char body[96];
+	const char *hdrs[] = {"Cache-Control", cache_control ? cache_control : "no-store", NULL};
+
+	if (status < 400 || status > 599) {
+		cairn_httpd_stream_end(s, 0);
+		return CAIRN_EINVAL;
+	}
+	size_t n = httpd_error_body(status, body, sizeof(body));
+	return cairn_httpd_stream_reply(s, status, "text/plain; charset=utf-8", body, n, hdrs);
+}

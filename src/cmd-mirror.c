@@ -29,8 +29,8 @@ const char cmd_mirror_usage[] =
 	"  --trusted-key FILE   serve only narinfos signed by a key in FILE (repeatable)\n"
 	"  --listen ADDR:PORT   127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
 	"                       repeatable; port 0 picks one)\n"
-	"  --threads N          event loops (default: 4 per CPU, at least 8; a miss\n"
-	"                       holds its loop while it waits for the upstream)\n"
+	"  --threads N          event loops (default: one per CPU; misses wait for\n"
+	"                       their upstream on threads of their own)\n"
 	"  --ttl T              how long a narinfo is kept (default 1h; ms s m h d)\n"
 	"  --negative-ttl T     how long a 404 is kept (default 60s)\n"
 	"  --health-interval T  between upstream health checks (default 5s)\n"
@@ -124,7 +124,7 @@ int cmd_mirror(int argc, char **argv)
 	struct cairn_httpd *h = NULL;
 	struct cairn_error err;
 	const char *port_file = NULL;
-	int have_keys = 0, threads_set = 0, ret = EXIT_FAIL;
+	int have_keys = 0, ret = EXIT_FAIL;
 
 	if (cli_wants_help(argc, argv))
 		return cli_usage(cmd_mirror_usage, true);
@@ -176,7 +176,6 @@ int cmd_mirror(int argc, char **argv)
 				goto out;
 			}
 			hc.threads = (unsigned)t;
-			threads_set = 1;
 		} else if (!strcmp(a, "--access-log")) {
 			hc.access_log = v;
 		} else if (!strcmp(a, "--port-file")) {
@@ -213,11 +212,6 @@ int cmd_mirror(int argc, char **argv)
 	}
 	if (!hc.n_listen)
 		hc.listen[hc.n_listen++] = "*:8080";
-	if (!threads_set) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		long t = ncpu > 0 ? 4 * ncpu : 8;
-		hc.threads = (unsigned)(t < 8 ? 8 : t > CAIRN_HTTPD_MAX_THREADS ? CAIRN_HTTPD_MAX_THREADS : t);
-	}
 	if (have_keys)
 		ec.trusted = &kr;
 

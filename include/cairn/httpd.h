@@ -207,6 +207,21 @@ int cairn_httpd_send_file_at(struct cairn_httpd_req *req, int dirfd, const char 
 int cairn_httpd_safe_path(const char *urlpath, size_t len, char *out, size_t outsize,
 			  struct cairn_error *err);
 
+/*
+ * A Range header against a body of `size` bytes: one range "bytes=A-B",
+ * "bytes=A-" or "bytes=-N" gives OK and [*start, *start + *count), clipped
+ * to the body (*count >= 1); one that starts past the end (or a suffix of
+ * 0 bytes) is UNSATISFIABLE (416); anything else - several ranges, other
+ * units, junk - is NONE: send the whole body.  Client bytes: fuzzed.
+ */
+enum cairn_httpd_range {
+	CAIRN_HTTPD_RANGE_NONE,
+	CAIRN_HTTPD_RANGE_OK,
+	CAIRN_HTTPD_RANGE_UNSATISFIABLE
+};
+enum cairn_httpd_range cairn_httpd_parse_range(const char *v, size_t len, uint64_t size,
+					       uint64_t *start, uint64_t *count);
+
 /* --- streams: a response produced by another thread ------------------------ */
 
 /*
@@ -249,6 +264,14 @@ int cairn_httpd_stream_defer(struct cairn_httpd_req *req, struct cairn_httpd_str
  */
 int cairn_httpd_stream_begin(struct cairn_httpd_stream *s, int status, const char *content_type,
 			     int64_t content_length, const char *const *headers);
+/*
+ * Producer side, deferred stream: the whole answer at once (begin, write,
+ * end); and an error answer with the same body as cairn_httpd_send_error
+ * and the given Cache-Control (NULL: no-store).  Both end the stream.
+ */
+int cairn_httpd_stream_reply(struct cairn_httpd_stream *s, int status, const char *content_type,
+			     const void *body, size_t len, const char *const *headers);
+int cairn_httpd_stream_error(struct cairn_httpd_stream *s, int status, const char *cache_control);
 /*
  * Producer side: queue len bytes (copied).  Blocks while the buffer is full.
  * CAIRN_ECANCELED when the client went away or the server is stopping

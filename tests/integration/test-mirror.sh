@@ -77,4 +77,46 @@ check "untrusted narinfo: not cached" \
   [ "$(sqlite3 "$TMP/mc3/index.sqlite" 'SELECT count(*) FROM narinfo' 2>/dev/null || echo 0)" = 0 ]
 mirror_stop
 
+# A miss does not hold its event loop: one loop, an upstream that takes 4 s
+# over one narinfo; hits (here a cached 404) are answered meanwhile.
+cat > "$TMP/slow-up.py" <<'PY'
+import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/nix-cache-info":
+            body = b"StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"
+            self.send_response(200)
+        else:
+            if self.path.startswith("/" + "1" * 32):
+                time.sleep(4)
+            body = b"404 not found\n"
+            self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+PY
+python3 "$TMP/slow-up.py" > "$TMP/slow-up.port" &
+cleanup_hooks+=("kill $! 2>/dev/null")
+for _ in $(seq 100); do [ -s "$TMP/slow-up.port" ] && break; sleep 0.05; done
+mirror_start m4 --upstream "http://127.0.0.1:$(cat "$TMP/slow-up.port")" --cache "$TMP/mc4" --threads 1
+url=http://127.0.0.1:$MIRROR_PORT
+fast=22222222222222222222222222222222
+curl -s -o /dev/null "$url/$fast.narinfo"
+curl -s -o "$TMP/slow.out" -w '%{http_code}' "$url/11111111111111111111111111111111.narinfo" > "$TMP/slow.code" &
+slow=$!
+sleep 0.5
+t0=$(date +%s%N); n=0
+for _ in $(seq 20); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/$fast.narinfo")" = 404 ] && n=$((n + 1)); done
+t1=$(date +%s%N)
+wait $slow || true
+check "one loop: 20 hits answered while a miss waits 4 s upstream ($n in $(( (t1 - t0) / 1000000 )) ms)" \
+  [ "$n" = 20 -a $(( (t1 - t0) / 1000000 )) -lt 2500 ]
+check "one loop: the miss is answered afterwards ($(cat "$TMP/slow.code"))" [ "$(cat "$TMP/slow.code")" = 404 ]
+mirror_stop
+
 finish

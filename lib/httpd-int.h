@@ -30,6 +30,21 @@ struct cairn_httpd_counter {
 	uint64_t value;
 };
 
+/*
+ * A loop's mapped large files (httpd-send.c): the same file served again
+ * is not mapped again.  Loop-local, so no locks.
+ */
+#define HTTPD_MAPS 8
+struct httpd_map {
+	char *base; /* NULL: free slot */
+	size_t len;
+	dev_t dev;
+	ino_t ino;
+	struct timespec mtime;
+	unsigned refs;	     /* responses sending from it */
+	uint64_t idle_since; /* loop ms, once refs fell to 0 */
+};
+
 struct httpd_worker {
 	struct cairn_httpd *h;
 	unsigned idx;
@@ -46,6 +61,9 @@ struct httpd_worker {
 	h2o_linklist_t streams; /* live streams, loop side */
 	h2o_req_t *deferred;	/* the handler running now deferred its answer */
 	h2o_timeout_t send_timeout;
+	struct httpd_map maps[HTTPD_MAPS];
+	h2o_timeout_t map_timeout;
+	h2o_timeout_entry_t map_sweep;
 	uint64_t inflight; /* requests between on_req and dispose */
 	int stopping;
 	uint64_t stop_deadline;
@@ -105,6 +123,8 @@ struct httpd_watchdog {
 void httpd_watchdog_arm(struct httpd_watchdog *wd, h2o_req_t *req);
 void httpd_watchdog_disarm(struct httpd_watchdog *wd);
 
+void httpd_maps_init(struct httpd_worker *w);
+void httpd_maps_dispose(struct httpd_worker *w);
 const char *httpd_reason(int status);
 /* "404 not found\n": the body of every error response; returns its length */
 size_t httpd_error_body(int status, char *body, size_t size);

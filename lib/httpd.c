@@ -627,6 +627,7 @@ static void *worker_main(void *arg)
 	h2o_linklist_init_anchor(&w->streams);
 	h2o_timeout_init(w->loop, &w->send_timeout,
 			 h->cfg.send_timeout_ms ? h->cfg.send_timeout_ms : 1);
+	httpd_maps_init(w);
 	for (size_t i = 0; i < h->n_fds; i++) {
 		/*
 		 * Shared sockets are dup'ed so that each loop closes its own fd
@@ -669,6 +670,7 @@ static void *worker_main(void *arg)
 		if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
 			h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
 		h2o_timeout_dispose(w->loop, &w->send_timeout);
+		httpd_maps_dispose(w);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stream_rx);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stop_rx);
 		h2o_context_dispose(&w->ctx);

@@ -141,6 +141,34 @@ check "If-None-Match with another ETag: 200" \
 check "If-Modified-Since the mtime: 304" \
   test "$("${C[@]}" -o /dev/null -w '%{http_code}' -H "If-Modified-Since: $lastmod" "$U/file/blob.bin")" = 304
 
+# large files on HTTP/1 go out from the loop's mapping (lib/httpd-send.c)
+head -c 5000000 /dev/urandom > "$DATA/big.bin"
+for i in 1 2 3; do "${C[@]}" -o "$TMP/big.$i" "$U/file/big.bin"; done
+check "large file (mapped) is intact, three times" \
+  bash -c 'for i in 1 2 3; do cmp -s "$1.$i" "$2" || exit 1; done' _ "$TMP/big" "$DATA/big.bin"
+check "Range on a large file" \
+  cmp <("${C[@]}" -H 'Range: bytes=3000000-3999999' "$U/file/big.bin") <(tail -c +3000001 "$DATA/big.bin" | head -c 1000000)
+check "a file served again is not mapped again (2 loops: at most 2 mappings)" \
+  test "$(grep -c "$DATA/big.bin" /proc/$PID/maps)" -le 2
+check "large file over HTTP/2 (not mapped) is intact" \
+  cmp <("${C[@]}" --http2-prior-knowledge "$U/file/big.bin") "$DATA/big.bin"
+# 24 MB at 8 MB/s: more than loopback's socket buffers take at once, so
+# the server is still sending when the file changes
+head -c 24000000 /dev/urandom > "$DATA/big24.bin"
+cp "$DATA/big24.bin" "$DATA/gone.bin"
+"${C[@]}" --limit-rate 8M -o "$TMP/gone" "$U/file/gone.bin" & cpid=$!
+sleep 0.7; rm "$DATA/gone.bin"
+rc=0; wait $cpid || rc=$?
+check "a file deleted mid-response is still sent whole (curl $rc)" cmp -s "$TMP/gone" "$DATA/big24.bin"
+sleep 0.2
+check "... and unmapped when that response ended" bash -c '! grep -q "gone.bin" /proc/$1/maps' _ "$PID"
+cp "$DATA/big24.bin" "$DATA/shrink.bin"
+"${C[@]}" --limit-rate 8M -o "$TMP/shrink" "$U/file/shrink.bin" & cpid=$!
+sleep 0.7; truncate -s 1000000 "$DATA/shrink.bin"
+rc=0; wait $cpid || rc=$?
+check "a file truncated mid-response: the client sees an error (curl $rc)" test "$rc" != 0
+check "... the server is still up" test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/small")" = 200
+
 # --- traversal ---------------------------------------------------------------------------
 for p in '/file/../blob.bin' '/file/..%2fblob.bin' '/file/%2e%2e/etc/passwd' '/file/.%2E/x' \
          '/file/a%2fb' '/file/a%5cb' '/file/hello.txt%00' '/file/%00' '/file//etc/passwd' \

@@ -57,6 +57,8 @@ struct cairn_publish {
 	struct pub_map *memo;
 	/* hash part by NarHash (nix32), for /nar/<narhash>.nar without ?hash= */
 	struct pub_map *by_narhash;
+	/* "<hashpart>:<NarHash hex>" of items whose bytes matched (memo_lock) */
+	struct pub_map *verified;
 
 	/* the nar cache */
 	int cache_fd; /* DIR, or -1 */
@@ -88,6 +90,11 @@ struct cairn_publish {
 	char *pubkeys;
 	size_t pubkeys_len;
 };
+
+/* Did the store item hashpart, registered with nar_hash, stream and match before? */
+bool pub_nar_verified(struct cairn_publish *p, const char *hashpart, const struct cairn_hash *nar_hash);
+void pub_nar_mark_verified(struct cairn_publish *p, const char *hashpart,
+			   const struct cairn_hash *nar_hash);
 
 int pub_db_get(struct cairn_publish *p, struct cairn_storedb **out, struct cairn_error *err);
 void pub_db_put(struct cairn_publish *p, struct cairn_storedb *db);

@@ -244,6 +244,34 @@ void cairn_publish_config_init(struct cairn_publish_config *cfg, enum cairn_stor
 
 /* ---- database handles -------------------------------------------------- */
 
+static void verified_key(char *key, size_t n, const char *hashpart, const struct cairn_hash *h)
+{
+	size_t o = (size_t)snprintf(key, n, "%.*s:", CAIRN_STORE_HASH_LEN, hashpart);
+	for (size_t i = 0; i < h->len && o + 2 < n; i++, o += 2)
+		snprintf(key + o, n - o, "%02x", h->digest[i]);
+}
+
+bool pub_nar_verified(struct cairn_publish *p, const char *hashpart, const struct cairn_hash *nar_hash)
+{
+	char key[CAIRN_STORE_HASH_LEN + 2 + 2 * CAIRN_HASH_MAX_LEN + 1];
+	verified_key(key, sizeof(key), hashpart, nar_hash);
+	pthread_mutex_lock(&p->memo_lock);
+	bool yes = map_get(p->verified, key) != NULL;
+	pthread_mutex_unlock(&p->memo_lock);
+	return yes;
+}
+
+void pub_nar_mark_verified(struct cairn_publish *p, const char *hashpart,
+			   const struct cairn_hash *nar_hash)
+{
+	char key[CAIRN_STORE_HASH_LEN + 2 + 2 * CAIRN_HASH_MAX_LEN + 1];
+	verified_key(key, sizeof(key), hashpart, nar_hash);
+	pthread_mutex_lock(&p->memo_lock);
+	/* a failed insert (no memory) only means hashing again next time */
+	(void)map_put(p->verified, key, (void *)1);
+	pthread_mutex_unlock(&p->memo_lock);
+}
+
 int pub_db_get(struct cairn_publish *p, struct cairn_storedb **out, struct cairn_error *err)
 {
 	pthread_mutex_lock(&p->db_lock);
@@ -1442,12 +1470,13 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	}
 	p->memo = map_new(free);
 	p->by_narhash = map_new(free);
+	p->verified = map_new(NULL);
 	p->baked = map_new(NULL);
 	p->by_file = map_new(NULL);
 	p->queued = map_new(NULL);
 	p->inflight = map_new(NULL);
 	if (!p->store_dir || !p->real_store_dir || !p->db_path || !p->host || !p->memo ||
-	    !p->by_narhash || !p->baked || !p->by_file || !p->queued || !p->inflight ||
+	    !p->by_narhash || !p->verified || !p->baked || !p->by_file || !p->queued || !p->inflight ||
 	    (cfg->log_dir && !p->log_dir) || (cfg->cache_dir && !p->cache_dir)) {
 		rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
 		goto fail;
@@ -1549,6 +1578,7 @@ void cairn_publish_free(struct cairn_publish *p)
 	map_free(p->queued);
 	map_free(p->inflight); /* empty: every bake thread has ended */
 	map_free(p->memo);
+	map_free(p->verified);
 	map_free(p->by_narhash);
 	for (size_t i = 0; i < p->n_db_free; i++)
 		cairn_storedb_free(p->db_free[i]);

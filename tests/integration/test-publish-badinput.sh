@@ -71,5 +71,22 @@ check "the gone item's nar is now an error (status $st, curl exit $rc), not a cl
   [ "$st" != 200 -o "$rc" -ne 0 ]
 check "/health is 200" curl -sf --max-time 10 -o /dev/null "$PUBLISH_URL/health"
 
+# A store item whose bytes changed in place (same size) before it was first
+# streamed: the NarHash check turns it into a broken response.
+ni=$(curl -sf --max-time 10 "$PUBLISH_URL/$hash.narinfo") || ni=""
+url=$(narinfo_field "$ni" URL)
+victim=$(find "$top" -type f | head -1)
+chmod -R u+w "$top"
+python3 - "$victim" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[0] ^= 0xff
+open(sys.argv[1], "wb").write(b)
+PY
+rc=0
+st=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "$PUBLISH_URL/$url") || rc=$?
+check "a nar whose bytes changed under the store: an error (status $st, curl exit $rc)" \
+  [ "$st" != 200 -o "$rc" -ne 0 ]
+
 publish_stop || not_ok "cairn publish stops cleanly on SIGTERM"
 finish

@@ -182,3 +182,62 @@ int cli_survey_add_stdin(struct cairn_survey *s)
 	free(text);
 	return ret;
 }
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!*s || *s == '-')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	uint64_t m = 1;
+	if (*end) {
+		const char *units = "KMGT", *u = strchr(units, *end);
+		if (!u || end[1])
+			return -1;
+		m = UINT64_C(1) << (10 * (u - units + 1));
+	}
+	if (v > UINT64_MAX / m)
+		return -1;
+	*out = v * m;
+	return 0;
+}
+
+int cli_parse_ms(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!*s || *s == '-')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	uint64_t m;
+	if (!*end || !strcmp(end, "s"))
+		m = 1000;
+	else if (!strcmp(end, "ms"))
+		m = 1;
+	else if (!strcmp(end, "m"))
+		m = 60000;
+	else if (!strcmp(end, "h"))
+		m = 3600000;
+	else if (!strcmp(end, "d"))
+		m = 86400000;
+	else
+		return -1;
+	if (v > UINT64_C(10) * 365 * 86400000 / m)
+		return -1;
+	*out = v * m;
+	return 0;
+}
+
+int cli_parse_seconds(const char *s, unsigned *out)
+{
+	uint64_t ms;
+	if (cli_parse_ms(s, &ms) < 0 || ms % 1000)
+		return -1;
+	*out = (unsigned)(ms / 1000);
+	return 0;
+}

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cairn/error.h"
 
@@ -80,5 +81,14 @@ struct cairn_survey;
  * EXIT_OK, or EXIT_FAIL after saying which path was refused and why.
  */
 int cli_survey_add_stdin(struct cairn_survey *s);
+
+/*
+ * Option values.  A size: N with an optional K, M, G or T (powers of 1024).
+ * A duration: N with ms, s (the default), m, h or d, at most ten years;
+ * cli_parse_seconds also refuses what is not whole seconds.  0 or -1.
+ */
+int cli_parse_size(const char *s, uint64_t *out);
+int cli_parse_ms(const char *s, uint64_t *out);
+int cli_parse_seconds(const char *s, unsigned *out);
 
 #endif

@@ -49,57 +49,6 @@ static void on_signal(int sig)
 		cairn_httpd_stop(g_httpd);
 }
 
-/* N[unit] with unit ms, s (default), m, h, d; into milliseconds */
-static int parse_ms(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (!*s || *s == '-')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	uint64_t m;
-	if (!*end || !strcmp(end, "s"))
-		m = 1000;
-	else if (!strcmp(end, "ms"))
-		m = 1;
-	else if (!strcmp(end, "m"))
-		m = 60000;
-	else if (!strcmp(end, "h"))
-		m = 3600000;
-	else if (!strcmp(end, "d"))
-		m = 86400000;
-	else
-		return -1;
-	if (v > UINT64_C(10) * 365 * 86400000 / m)
-		return -1;
-	*out = v * m;
-	return 0;
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (!*s || *s == '-')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	uint64_t m = 1;
-	if (*end) {
-		const char *units = "KMGT", *u = strchr(units, *end);
-		if (!u || end[1])
-			return -1;
-		m = UINT64_C(1) << (10 * (u - units + 1));
-	}
-	if (v > UINT64_MAX / m)
-		return -1;
-	*out = v * m;
-	return 0;
-}
-
 static int load_keys(struct cairn_keyring *kr, const char *path)
 {
 	struct cairn_error err;
@@ -152,7 +101,7 @@ int cmd_mirror(int argc, char **argv)
 		} else if (!strcmp(a, "--cache")) {
 			ec.cache_dir = v;
 		} else if (!strcmp(a, "--max-size")) {
-			if (parse_size(v, &ec.max_size) < 0) {
+			if (cli_parse_size(v, &ec.max_size) < 0) {
 				cli_error("--max-size: '%s' is not a size", v);
 				ret = EXIT_USAGE;
 				goto out;
@@ -181,7 +130,7 @@ int cmd_mirror(int argc, char **argv)
 		} else if (!strcmp(a, "--port-file")) {
 			port_file = v;
 		} else {
-			if (parse_ms(v, &n) < 0) {
+			if (cli_parse_ms(v, &n) < 0) {
 				cli_error("%s: '%s' is not a duration", a, v);
 				ret = EXIT_USAGE;
 				goto out;

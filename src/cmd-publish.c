@@ -69,44 +69,6 @@ static void on_signal(int sig)
 		cairn_httpd_stop(g_httpd);
 }
 
-static int parse_u64_suffix(const char *s, const char *units, const uint64_t *mult, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (!*s || *s == '-')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	uint64_t m = 1;
-	if (*end) {
-		const char *u = strchr(units, *end);
-		if (!u || end[1])
-			return -1;
-		m = mult[u - units];
-	}
-	if (m && v > UINT64_MAX / m)
-		return -1;
-	*out = (uint64_t)v * m;
-	return 0;
-}
-
-static int parse_seconds(const char *s, unsigned *out)
-{
-	static const uint64_t mult[] = {1, 60, 3600, 86400};
-	uint64_t v;
-	if (parse_u64_suffix(s, "smhd", mult, &v) < 0 || v > 10u * 365 * 86400)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	static const uint64_t mult[] = {1ull << 10, 1ull << 20, 1ull << 30, 1ull << 40};
-	return parse_u64_suffix(s, "KMGT", mult, out);
-}
-
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), sl = strlen(suffix);
@@ -229,7 +191,7 @@ int cmd_publish(int argc, char **argv)
 		} else if (!strcmp(a, "--cache")) {
 			cache = v;
 		} else if (!strcmp(a, "--cache-max-size")) {
-			if (parse_size(v, &cache_max) < 0) {
+			if (cli_parse_size(v, &cache_max) < 0) {
 				cli_error("--cache-max-size: '%s' is not a size", v);
 				return EXIT_USAGE;
 			}
@@ -254,12 +216,12 @@ int cmd_publish(int argc, char **argv)
 			}
 			hc.threads = (unsigned)n;
 		} else if (!strcmp(a, "--ttl")) {
-			if (parse_seconds(v, &ttl) < 0) {
+			if (cli_parse_seconds(v, &ttl) < 0) {
 				cli_error("--ttl: '%s' is not a duration", v);
 				return EXIT_USAGE;
 			}
 		} else if (!strcmp(a, "--negative-ttl")) {
-			if (parse_seconds(v, &negative_ttl) < 0) {
+			if (cli_parse_seconds(v, &negative_ttl) < 0) {
 				cli_error("--negative-ttl: '%s' is not a duration", v);
 				return EXIT_USAGE;
 			}

@@ -150,6 +150,8 @@ struct job {
 	/* a byte range of an uncompressed nar: [lo, hi] (ranged) */
 	bool ranged;
 	bool verified; /* these bytes matched this NarHash before: size check only */
+	bool holding;  /* the nar's last byte, held back until the check */
+	char held;
 	char hashpart[CAIRN_STORE_HASH_LEN + 1];
 	uint64_t lo, hi, pos;
 	struct pub_inflight *inf; /* JOB_TAIL: the bake to follow */
@@ -171,7 +173,7 @@ static int job_nar(void *ctx, const void *data, size_t len, struct cairn_error *
 		return cairn_nar_parser_feed(j->parser, data, len, err);
 	if (j->method == CAIRN_CODEC_NONE) {
 		const char *d = data;
-		uint64_t at = j->pos;
+		uint64_t at = j->pos, end = at + len;
 		j->pos += len;
 		if (j->ranged) {
 			/* only the part of [at, at+len) inside [lo, hi] */
@@ -183,11 +185,22 @@ static int job_nar(void *ctx, const void *data, size_t len, struct cairn_error *
 			uint64_t to = at + len - 1 > j->hi ? j->hi - at + 1 : len;
 			d += from;
 			len = (size_t)(to - from);
+			end = at + to;
 		}
-		int rc = cairn_httpd_stream_write(j->s, d, len);
+		/*
+		 * With a Content-Length, the client takes the last byte as a clean
+		 * end: it waits until the bytes are checked against NarHash.
+		 */
+		if (!j->verified && end == j->nar_size && len > 0) {
+			j->held = d[len - 1];
+			j->holding = true;
+			len--;
+		}
+		int rc = len ? cairn_httpd_stream_write(j->s, d, len) : 0;
 		if (rc < 0)
 			return cairn_error_set(err, rc, "publish: client gone");
-		return j->ranged && j->pos > j->hi ? RANGE_DONE : 0;
+		/* a range that reaches the end goes on to the check */
+		return j->ranged && j->pos > j->hi && j->hi + 1 < j->nar_size ? RANGE_DONE : 0;
 	}
 	return cairn_codec_write(j->codec, data, len, job_out, j, err);
 }
@@ -278,8 +291,10 @@ static void *producer(void *arg)
 		rc = CAIRN_EHASH;
 		goto out;
 	}
-	if (!j->verified && j->kind == JOB_NAR && !j->ranged && j->hashpart[0])
+	if (!j->verified && j->kind == JOB_NAR && j->hashpart[0])
 		pub_nar_mark_verified(p, j->hashpart, &j->nar_hash);
+	if (j->holding && (rc = cairn_httpd_stream_write(j->s, &j->held, 1)) < 0)
+		goto out;
 	if (j->kind == JOB_LS) {
 		if ((rc = cairn_nar_parser_finish(j->parser, &err)) < 0 ||
 		    (rc = cairn_nar_ls_take(ls, &json, &json_len, &err)) < 0)

@@ -1039,6 +1039,8 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 				     pi->path);
 		goto out;
 	}
+	/* the bake read every byte: its uncompressed streams need not hash again */
+	pub_nar_mark_verified(p, hp, &pi->nar_hash);
 	if (fdatasync(b.fd) < 0) {
 		rc = cairn_error_errno(err, errno, "publish: cannot sync '%s'", tmpname);
 		goto out;

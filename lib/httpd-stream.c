@@ -102,15 +102,9 @@ static void stream_apply_head(struct cairn_httpd_stream *s)
 			       h2o_strdup(&req->pool, s->ctype, SIZE_MAX).base, strlen(s->ctype));
 	for (size_t off = 0; off < s->hdrs_len;) {
 		const char *name = s->hdrs + off;
-		size_t nl = strlen(name);
-		const char *value = name + nl + 1;
-		size_t vl = strlen(value);
-		off += nl + vl + 2;
-		char *lname = h2o_mem_alloc_pool(&req->pool, nl + 1);
-		for (size_t i = 0; i <= nl; i++)
-			lname[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
-		h2o_add_header_by_str(&req->pool, &req->res.headers, lname, nl, 1, NULL,
-				      h2o_strdup(&req->pool, value, vl).base, vl);
+		const char *value = name + strlen(name) + 1;
+		off += strlen(name) + strlen(value) + 2;
+		cairn_httpd_add_header((struct cairn_httpd_req *)(void *)req, name, value);
 	}
 }
 
@@ -258,6 +252,34 @@ static int stream_need_wakeup(struct cairn_httpd_stream *s)
 	return 1;
 }
 
+/* Loop thread: a stream for req, owned by the producer and the request's pool. */
+static struct cairn_httpd_stream *stream_new(h2o_req_t *req, struct httpd_worker *w,
+					     uint64_t declared)
+{
+	struct cairn_httpd_stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->max = w->h->cfg.stream_buffer;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->refs = 2; /* producer + loop */
+	s->w = w;
+	s->req = req;
+	s->stall_ms = w->h->cfg.stream_stall_ms;
+	s->declared = declared;
+	s->super.proceed = stream_proceed;
+	s->super.stop = stream_stop;
+
+	/* h2o frees the request only after a response, or when the client
+	 * goes (HTTP/2 reset, server shutdown): either way the token says so */
+	struct stream_token *tok =
+	    h2o_mem_alloc_shared(&req->pool, sizeof(*tok), stream_token_dispose);
+	tok->s = s;
+	h2o_linklist_insert(&w->streams, &s->link);
+	s->linked = 1;
+	return s;
+}
+
 int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const char *content_type,
 			     int64_t content_length, struct cairn_httpd_stream **out)
 {
@@ -267,25 +289,9 @@ int cairn_httpd_stream_start(struct cairn_httpd_req *creq, int status, const cha
 
 	if (!req || !out || !w || status < 200 || status > 999)
 		return CAIRN_EINVAL;
-	s = calloc(1, sizeof(*s));
+	s = stream_new(req, w, content_length < 0 ? UINT64_MAX : (uint64_t)content_length);
 	if (!s)
 		return CAIRN_ENOMEM;
-	s->max = w->h->cfg.stream_buffer;
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cond, NULL);
-	s->refs = 2; /* producer + loop */
-	s->w = w;
-	s->req = req;
-	s->stall_ms = w->h->cfg.stream_stall_ms;
-	s->declared = content_length < 0 ? UINT64_MAX : (uint64_t)content_length;
-	s->super.proceed = stream_proceed;
-	s->super.stop = stream_stop;
-
-	struct stream_token *tok =
-	    h2o_mem_alloc_shared(&req->pool, sizeof(*tok), stream_token_dispose);
-	tok->s = s;
-	h2o_linklist_insert(&w->streams, &s->link);
-	s->linked = 1;
 
 	req->res.status = status;
 	req->res.reason = httpd_reason(status);
@@ -318,29 +324,10 @@ int cairn_httpd_stream_defer(struct cairn_httpd_req *creq, struct cairn_httpd_st
 
 	if (!req || !out || !w)
 		return CAIRN_EINVAL;
-	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!(s = stream_new(req, w, UINT64_MAX)))
 		return CAIRN_ENOMEM;
-	s->max = w->h->cfg.stream_buffer;
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cond, NULL);
-	s->refs = 2; /* producer + loop */
-	s->w = w;
-	s->req = req;
-	s->stall_ms = w->h->cfg.stream_stall_ms;
-	s->declared = UINT64_MAX;
 	s->deferred = 1;
 	s->is_head = httpd_is_head(req) != 0;
-	s->super.proceed = stream_proceed;
-	s->super.stop = stream_stop;
-
-	/* h2o frees the request only after a response, or when the client
-	 * goes (HTTP/2 reset, server shutdown): either way the token says so */
-	struct stream_token *tok =
-	    h2o_mem_alloc_shared(&req->pool, sizeof(*tok), stream_token_dispose);
-	tok->s = s;
-	h2o_linklist_insert(&w->streams, &s->link);
-	s->linked = 1;
 	w->deferred = req;
 	*out = s;
 	return 0;

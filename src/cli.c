@@ -1,6 +1,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "cairn/buf.h"
+#include "cairn/httpd.h"
 #include "cairn/survey.h"
 #include "cli.h"
 
@@ -239,5 +241,47 @@ int cli_parse_seconds(const char *s, unsigned *out)
 	if (cli_parse_ms(s, &ms) < 0 || ms % 1000)
 		return -1;
 	*out = (unsigned)(ms / 1000);
+	return 0;
+}
+
+static struct cairn_httpd *g_serving;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	if (g_serving)
+		cairn_httpd_stop(g_serving);
+}
+
+void cli_serve_signals(struct cairn_httpd *h)
+{
+	struct sigaction sa;
+	g_serving = h;
+	if (!h)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_stop_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+int cli_write_port_file(const char *path, int port)
+{
+	char tmp[4096], buf[32];
+	int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	FILE *fp = fopen(tmp, "w");
+	snprintf(buf, sizeof(buf), "%d\n", port);
+	if (!fp || fputs(buf, fp) == EOF || fclose(fp) != 0 || rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
 	return 0;
 }

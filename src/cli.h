@@ -91,4 +91,13 @@ int cli_parse_size(const char *s, uint64_t *out);
 int cli_parse_ms(const char *s, uint64_t *out);
 int cli_parse_seconds(const char *s, unsigned *out);
 
+struct cairn_httpd;
+/*
+ * Servers: SIGTERM and SIGINT stop h gracefully, SIGPIPE is ignored (h2o
+ * writes with writev).  Call with NULL before h goes away.
+ */
+void cli_serve_signals(struct cairn_httpd *h);
+/* Write "PORT\n" to path through a temporary name; 0, or -1 with errno. */
+int cli_write_port_file(const char *path, int port);
+
 #endif

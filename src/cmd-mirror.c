@@ -40,15 +40,6 @@ const char cmd_mirror_usage[] =
 	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
 	"  --port-file FILE     write the bound port to FILE once listening\n";
 
-static struct cairn_httpd *g_httpd;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	if (g_httpd)
-		cairn_httpd_stop(g_httpd);
-}
-
 static int load_keys(struct cairn_keyring *kr, const char *path)
 {
 	struct cairn_error err;
@@ -169,26 +160,14 @@ int cmd_mirror(int argc, char **argv)
 		cli_fail("mirror", &err);
 		goto out;
 	}
-	g_httpd = h;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	cli_serve_signals(h);
 	if (cairn_httpd_start(h, &err) < 0 || cairn_edge_start(edge, &err) < 0) {
 		cli_fail("mirror", &err);
 		goto out;
 	}
-	if (port_file) {
-		char tmp[4096], buf[32];
-		int n = snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
-		FILE *fp = n > 0 && (size_t)n < sizeof(tmp) ? fopen(tmp, "w") : NULL;
-		snprintf(buf, sizeof(buf), "%d\n", cairn_httpd_port(h));
-		if (!fp || fputs(buf, fp) == EOF || fclose(fp) != 0 || rename(tmp, port_file) < 0) {
-			cli_error("cannot write '%s': %s", port_file, strerror(errno));
-			cairn_httpd_stop(h);
-		}
+	if (port_file && cli_write_port_file(port_file, cairn_httpd_port(h)) < 0) {
+		cli_error("cannot write '%s': %s", port_file, strerror(errno));
+		cairn_httpd_stop(h);
 	}
 	if (cairn_httpd_wait(h, &err) < 0) {
 		cli_fail("mirror", &err);
@@ -196,7 +175,7 @@ int cmd_mirror(int argc, char **argv)
 	}
 	ret = EXIT_OK;
 out:
-	g_httpd = NULL;
+	cli_serve_signals(NULL);
 	cairn_edge_stop(edge);
 	cairn_httpd_free(h);
 	cairn_edge_free(edge);

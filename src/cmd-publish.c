@@ -60,15 +60,6 @@ const char cmd_publish_usage[] =
 	"  --user USER          drop privileges once the keys and sockets are open\n"
 	"  --port-file FILE     write the bound port to FILE once listening\n";
 
-static struct cairn_httpd *g_httpd;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	if (g_httpd)
-		cairn_httpd_stop(g_httpd);
-}
-
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), sl = strlen(suffix);
@@ -353,14 +344,7 @@ int cmd_publish(int argc, char **argv)
 	if (geteuid() == 0 && !hc.user)
 		cli_warn("running as root; consider --user");
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	g_httpd = h;
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	cli_serve_signals(h);
 
 	if (cairn_httpd_start(h, &err) < 0) {
 		cli_fail("cannot start the server", &err);
@@ -369,18 +353,15 @@ int cmd_publish(int argc, char **argv)
 	int port = cairn_httpd_port(h);
 	fprintf(stderr, "%s: serving %s on port %d\n", cli_progname,
 		binary_cache ? binary_cache : pc.store_dir, port);
-	if (port_file) {
-		FILE *f = fopen(port_file, "w");
-		if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0)
-			cli_warn("cannot write '%s': %s", port_file, strerror(errno));
-	}
+	if (port_file && cli_write_port_file(port_file, port) < 0)
+		cli_warn("cannot write '%s': %s", port_file, strerror(errno));
 	if (cairn_httpd_wait(h, &err) < 0) {
 		cli_fail("server", &err);
 		goto out;
 	}
 	ret = EXIT_OK;
 out:
-	g_httpd = NULL;
+	cli_serve_signals(NULL);
 	/* producers may still be ending their streams: wait for them (they
 	 * see CAIRN_ECANCELED once the server stopped) before the server goes */
 	cairn_publish_free(pub);

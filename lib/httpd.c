@@ -8,7 +8,7 @@
  * server runs one loop per thread, each with its own h2o context, all
  * sharing one read-only h2o_globalconf.  One h2o handler sits at "/" and
  * dispatches to cairn's route table, after enforcing the limits h2o does not
- * have (414, 431, 405).  Each request that reaches the dispatcher gets a
+ * have (414, 431, 405; 431 for too many fields needs the parser hook below).  Each request that reaches the dispatcher gets a
  * small record in its memory pool whose dispose callback runs when h2o frees
  * the request: that is where it is counted (metrics) and where the
  * in-flight count drops, which is what graceful shutdown waits for.
@@ -28,6 +28,7 @@
  * the whole request head; heads beyond H2O_MAX_REQLEN are dropped),
  * examples/libh2o/simple.c (accept loop).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -438,6 +439,89 @@ static void req_record_dispose(void *p)
 	w->inflight--;
 }
 
+/*
+ * 431 for too many header fields.  h2o 2.2.5 parses an HTTP/1 head with
+ * picohttpparser into an array of H2O_MAX_HEADERS (100) entries and closes
+ * with 400 past that, before any handler runs; RFC 6585 asks for 431.  No
+ * h2o setting changes this, so cairn interposes the parser: libh2o calls
+ * phr_parse_request through its PLT, and a definition in the executable
+ * comes first in symbol lookup (the same mechanism as a malloc replacement).
+ * When the real parser gives up with its array full, we check that the head
+ * is complete and hand h2o its first fields plus one marker field whose name
+ * no client can send (a space is not a token character); the dispatcher
+ * answers 431 to that and closes the connection.  publish-badinput.py
+ * fails if a future libh2o stops calling through the PLT.
+ */
+struct phr_header {
+	const char *name;
+	size_t name_len;
+	const char *value;
+	size_t value_len;
+};
+
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
+		      const char **path, size_t *path_len, int *minor_version,
+		      struct phr_header *headers, size_t *num_headers, size_t last_len);
+
+typedef int (*phr_parse_request_fn)(const char *, size_t, const char **, size_t *,
+				    const char **, size_t *, int *, struct phr_header *,
+				    size_t *, size_t);
+
+#define TOO_MANY_FIELDS "cairn too-many-fields"
+
+/* h2o lower-cases names in place, so the marker must be writable; one per thread keeps that race-free */
+static _Thread_local char too_many_fields[] = TOO_MANY_FIELDS;
+
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
+		      const char **path, size_t *path_len, int *minor_version,
+		      struct phr_header *headers, size_t *num_headers, size_t last_len)
+{
+	static phr_parse_request_fn real;
+	phr_parse_request_fn fn = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
+	if (fn == NULL) {
+		void *sym = dlsym(RTLD_NEXT, "phr_parse_request");
+		if (sym == NULL)
+			abort(); /* only reached when libh2o is linked, which defines it */
+		memcpy(&fn, &sym, sizeof(fn));
+		__atomic_store_n(&real, fn, __ATOMIC_RELEASE);
+	}
+	size_t max = *num_headers;
+	int r = fn(buf, len, method, method_len, path, path_len, minor_version, headers, num_headers,
+		   last_len);
+	if (r != -1 || max < 2 || *num_headers != max)
+		return r;
+	/* the array is full: is the whole head here yet? */
+	const struct phr_header *last = &headers[max - 1];
+	const char *from = last->value != NULL ? last->value + last->value_len : last->name;
+	if (from == NULL || from < buf || from > buf + len)
+		return r;
+	for (const char *p = from; p < buf + len; p++) {
+		if (*p != '\n')
+			continue;
+		const char *q = p + 1;
+		if (q < buf + len && *q == '\r')
+			q++;
+		if (q >= buf + len)
+			break;
+		if (*q != '\n')
+			continue;
+		headers[max - 1] = (struct phr_header){too_many_fields, sizeof(too_many_fields) - 1,
+							too_many_fields, 0};
+		*num_headers = max;
+		return (int)(q + 1 - buf);
+	}
+	return -2;
+}
+
+static int too_many_fields_marked(const h2o_req_t *req)
+{
+	if (req->headers.size == 0)
+		return 0;
+	const h2o_iovec_t *name = req->headers.entries[req->headers.size - 1].name;
+	return name->len == sizeof(TOO_MANY_FIELDS) - 1 &&
+	       memcmp(name->base, TOO_MANY_FIELDS, name->len) == 0;
+}
+
 struct dispatch_handler {
 	h2o_handler_t super;
 	struct cairn_httpd *h;
@@ -464,6 +548,8 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 	rec->route = h->n_routes;
 	w->inflight++;
 
+	if (too_many_fields_marked(req))
+		return refuse(req, 431), 0;
 	if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0) &&
 	    !httpd_is_head(req))
 		return refuse(req, 405), 0;

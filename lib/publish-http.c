@@ -149,10 +149,12 @@ struct job {
 	struct cairn_nar_parser *parser; /* JOB_LS */
 	/* a byte range of an uncompressed nar: [lo, hi] (ranged) */
 	bool ranged;
-	bool verified; /* these bytes matched this NarHash before: size check only */
-	bool holding;  /* the nar's last byte, held back until the check */
+	bool check;	   /* hash as it goes, and fail unless it matches NarHash */
+	bool check_after;  /* queue a background check when done */
+	bool holding;	   /* the nar's last byte, held back until the check */
 	char held;
 	char hashpart[CAIRN_STORE_HASH_LEN + 1];
+	char store_path[CAIRN_STOREDB_PATH_MAX + 1];
 	uint64_t lo, hi, pos;
 	struct pub_inflight *inf; /* JOB_TAIL: the bake to follow */
 	char real[];
@@ -167,7 +169,7 @@ static int job_out(void *ctx, const void *data, size_t len)
 static int job_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
 	struct job *j = ctx;
-	if (!j->verified)
+	if (j->check)
 		cairn_sha256_update(&j->sha, data, len);
 	if (j->kind == JOB_LS)
 		return cairn_nar_parser_feed(j->parser, data, len, err);
@@ -191,7 +193,7 @@ static int job_nar(void *ctx, const void *data, size_t len, struct cairn_error *
 		 * With a Content-Length, the client takes the last byte as a clean
 		 * end: it waits until the bytes are checked against NarHash.
 		 */
-		if (!j->verified && end == j->nar_size && len > 0) {
+		if (j->check && end == j->nar_size && len > 0) {
 			j->held = d[len - 1];
 			j->holding = true;
 			len--;
@@ -277,21 +279,28 @@ static void *producer(void *arg)
 		goto out;
 	}
 	/*
-	 * A path deleted or changed while it was read must not reach the
-	 * client as a clean response.  Store paths are immutable and clients
-	 * check NarHash themselves, so once an item's bytes have matched the
-	 * NarHash it is registered with, later streams check only the size:
-	 * SHA-256 was 57% of an uncompressed stream's CPU.
+	 * A path deleted while it was read must not reach the client as a
+	 * clean response: the size is always checked.  The bytes are checked
+	 * against NarHash here only when asked to (strict, or a listing);
+	 * otherwise once per item, after the stream and at idle priority
+	 * (publish.h, enum cairn_publish_verify): SHA-256 was 57% of an
+	 * uncompressed stream's CPU, and the client checks NarHash anyway.
 	 */
 	struct cairn_hash h = {.algo = CAIRN_HASH_SHA256, .len = 32};
 	cairn_sha256_final(&j->sha, h.digest);
 	sha = false;
-	if (cairn_nar_writer_size(w) != j->nar_size ||
-	    (!j->verified && !cairn_hash_equal(&h, &j->nar_hash))) {
+	if (cairn_nar_writer_size(w) != j->nar_size) {
 		rc = CAIRN_EHASH;
 		goto out;
 	}
-	if (!j->verified && j->kind == JOB_NAR && j->hashpart[0])
+	if (j->check && !cairn_hash_equal(&h, &j->nar_hash)) {
+		if (j->kind == JOB_NAR && j->hashpart[0])
+			pub_nar_mark_corrupt(p, j->hashpart, &j->nar_hash, j->store_path,
+					     "its nar has another SHA-256");
+		rc = CAIRN_EHASH;
+		goto out;
+	}
+	if (j->check && j->kind == JOB_NAR && j->hashpart[0])
 		pub_nar_mark_verified(p, j->hashpart, &j->nar_hash);
 	if (j->holding && (rc = cairn_httpd_stream_write(j->s, &j->held, 1)) < 0)
 		goto out;
@@ -307,6 +316,8 @@ out:
 	if (sha)
 		cairn_sha256_release(&j->sha);
 	cairn_httpd_stream_end(j->s, rc == 0);
+	if (j->check_after)
+		pub_verify_enqueue(p, j->hashpart);
 	cairn_nar_writer_free(w);
 	cairn_codec_free(j->codec);
 	cairn_nar_parser_free(j->parser);
@@ -359,8 +370,25 @@ static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 	const char *base = strrchr(pi->path, '/');
 	if (base && strlen(base + 1) >= CAIRN_STORE_HASH_LEN)
 		memcpy(j->hashpart, base + 1, CAIRN_STORE_HASH_LEN);
-	j->verified = kind == JOB_NAR && j->hashpart[0] && pub_nar_verified(p, j->hashpart, &pi->nar_hash);
+	if (kind == JOB_NAR && j->hashpart[0]) {
+		bool recheck;
+		if (pub_nar_corrupt(p, j->hashpart, &pi->nar_hash, &recheck)) {
+			if (recheck)
+				pub_verify_enqueue(p, j->hashpart);
+			if (inf)
+				pub_inflight_put(p, inf);
+			free(j);
+			return not_found(req, p->cfg.negative_ttl);
+		}
+		if (!pub_nar_verified(p, j->hashpart, &pi->nar_hash)) {
+			j->check = p->cfg.verify == CAIRN_PUBLISH_VERIFY_STRICT;
+			j->check_after = p->cfg.verify == CAIRN_PUBLISH_VERIFY_BACKGROUND;
+		}
+	} else if (kind == JOB_LS) {
+		j->check = true;
+	}
 	memcpy(j->real, real, rl + 1);
+	snprintf(j->store_path, sizeof(j->store_path), "%s", pi->path);
 	if (!pub_stream_enter(p)) {
 		if (inf)
 			pub_inflight_put(p, inf);
@@ -745,6 +773,13 @@ static int h_metrics(struct cairn_httpd_req *req, void *data)
 		 offsetof(struct cairn_publish, m_baked)},
 		{"cairn_publish_bake_failures_total", "counter", "Bakes that failed.",
 		 offsetof(struct cairn_publish, m_bake_failures)},
+		{"cairn_publish_verified_total", "counter",
+		 "Items whose nar matched NarHash in a background check.",
+		 offsetof(struct cairn_publish, m_verified)},
+		{"cairn_publish_verify_failures_total", "counter",
+		 "Checks that found an item's nar differing from its NarHash (the item is "
+		 "withdrawn).",
+		 offsetof(struct cairn_publish, m_verify_failures)},
 		{"cairn_publish_evicted_total", "counter",
 		 "Cached files removed (least recently used first, or replaced).",
 		 offsetof(struct cairn_publish, m_evicted)},

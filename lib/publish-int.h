@@ -59,6 +59,18 @@ struct cairn_publish {
 	struct pub_map *by_narhash;
 	/* "<hashpart>:<NarHash hex>" of items whose bytes matched (memo_lock) */
 	struct pub_map *verified;
+	/* the same keys, of items whose bytes did not match: value is the
+	 * monotonic ms of the check (memo_lock) */
+	struct pub_map *corrupt;
+
+	/* background checks (verify_lock): FIFO of hash parts, one thread */
+	pthread_mutex_t verify_lock;
+	pthread_cond_t verify_cond;
+	struct pub_map *verify_queued;
+	char **vq;
+	size_t vq_head, vq_len;
+	pthread_t verifier;
+	bool verifier_running;
 
 	/* the nar cache */
 	int cache_fd; /* DIR, or -1 */
@@ -82,7 +94,7 @@ struct cairn_publish {
 
 	/* figures for /metrics */
 	atomic_uint_fast64_t m_memo_hits, m_memo_misses, m_cache_hits, m_cache_misses, m_baked,
-		m_bake_failures, m_evicted, m_signed;
+		m_bake_failures, m_evicted, m_signed, m_verified, m_verify_failures;
 
 	struct cairn_httpd *httpd; /* for /metrics */
 
@@ -95,6 +107,16 @@ struct cairn_publish {
 bool pub_nar_verified(struct cairn_publish *p, const char *hashpart, const struct cairn_hash *nar_hash);
 void pub_nar_mark_verified(struct cairn_publish *p, const char *hashpart,
 			   const struct cairn_hash *nar_hash);
+
+/* Did its bytes fail to match?  *recheck: the failure is old enough to
+ * look again (the caller queues a check). */
+bool pub_nar_corrupt(struct cairn_publish *p, const char *hashpart, const struct cairn_hash *nar_hash,
+		     bool *recheck);
+/* Record a mismatch of the item at store path, and tell the operator. */
+void pub_nar_mark_corrupt(struct cairn_publish *p, const char *hashpart,
+			  const struct cairn_hash *nar_hash, const char *path, const char *why);
+/* Queue a background check of the item (no-op when queued or full). */
+void pub_verify_enqueue(struct cairn_publish *p, const char *hashpart);
 
 int pub_db_get(struct cairn_publish *p, struct cairn_storedb **out, struct cairn_error *err);
 void pub_db_put(struct cairn_publish *p, struct cairn_storedb *db);

@@ -12,10 +12,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -158,6 +160,8 @@ static void *map_take(struct pub_map *m, const char *key)
 
 /* ---- small helpers ------------------------------------------------------ */
 
+static void *verifier(void *arg);
+
 uint64_t pub_now_ms(void)
 {
 	struct timespec ts;
@@ -267,9 +271,60 @@ void pub_nar_mark_verified(struct cairn_publish *p, const char *hashpart,
 	char key[CAIRN_STORE_HASH_LEN + 2 + 2 * CAIRN_HASH_MAX_LEN + 1];
 	verified_key(key, sizeof(key), hashpart, nar_hash);
 	pthread_mutex_lock(&p->memo_lock);
+	map_take(p->corrupt, key);
 	/* a failed insert (no memory) only means hashing again next time */
 	(void)map_put(p->verified, key, (void *)1);
 	pthread_mutex_unlock(&p->memo_lock);
+}
+
+/* How long a mismatch stands before a request looks again. */
+#define CORRUPT_RECHECK_MS 60000
+
+static bool corrupt_locked(struct cairn_publish *p, const char *hashpart,
+			   const struct cairn_hash *nar_hash)
+{
+	char key[CAIRN_STORE_HASH_LEN + 2 + 2 * CAIRN_HASH_MAX_LEN + 1];
+	verified_key(key, sizeof(key), hashpart, nar_hash);
+	return map_get(p->corrupt, key) != NULL;
+}
+
+bool pub_nar_corrupt(struct cairn_publish *p, const char *hashpart, const struct cairn_hash *nar_hash,
+		     bool *recheck)
+{
+	char key[CAIRN_STORE_HASH_LEN + 2 + 2 * CAIRN_HASH_MAX_LEN + 1];
+	verified_key(key, sizeof(key), hashpart, nar_hash);
+	pthread_mutex_lock(&p->memo_lock);
+	uintptr_t at = (uintptr_t)map_get(p->corrupt, key);
+	pthread_mutex_unlock(&p->memo_lock);
+	if (recheck)
+		*recheck = at && pub_now_ms() - at >= CORRUPT_RECHECK_MS;
+	return at != 0;
+}
+
+void pub_nar_mark_corrupt(struct cairn_publish *p, const char *hashpart,
+			  const struct cairn_hash *nar_hash, const char *path, const char *why)
+{
+	char key[CAIRN_STORE_HASH_LEN + 2 + 2 * CAIRN_HASH_MAX_LEN + 1];
+	verified_key(key, sizeof(key), hashpart, nar_hash);
+	uintptr_t now = (uintptr_t)pub_now_ms() | 1;
+	pthread_mutex_lock(&p->memo_lock);
+	bool known = map_get(p->corrupt, key) != NULL;
+	map_take(p->verified, key);
+	/* bounded like the memo: at worst an item is served until checked again */
+	if (!known && p->corrupt->n >= CAIRN_PUBLISH_MEMO_MAX)
+		map_clear(p->corrupt);
+	(void)map_put(p->corrupt, key, (void *)now);
+	pthread_mutex_unlock(&p->memo_lock);
+	atomic_fetch_add_explicit(&p->m_verify_failures, 1, memory_order_relaxed);
+	if (!known && p->cfg.log) {
+		char msg[CAIRN_STOREDB_PATH_MAX + 256];
+		snprintf(msg, sizeof(msg),
+			 "%s does not match its NarHash in the store database (%s): withdrawn "
+			 "until it does; repair the store (nix-store --verify --check-contents "
+			 "--repair, or guix gc --verify=contents,repair)",
+			 path, why);
+		p->cfg.log(p->cfg.log_ctx, msg);
+	}
 }
 
 int pub_db_get(struct cairn_publish *p, struct cairn_storedb **out, struct cairn_error *err)
@@ -490,7 +545,7 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 	uint64_t now = pub_now_ms();
 	pthread_mutex_lock(&p->memo_lock);
 	m = map_get(p->memo, hp);
-	if (m && now - m->checked < MEMO_RECHECK_MS) {
+	if (m && now - m->checked < MEMO_RECHECK_MS && !corrupt_locked(p, hp, &m->nar_hash)) {
 		rc = cairn_buf_append(out, m->text, m->len);
 		pthread_mutex_unlock(&p->memo_lock);
 		atomic_fetch_add_explicit(&p->m_memo_hits, 1, memory_order_relaxed);
@@ -506,6 +561,15 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 			free(map_take(p->memo, hp));
 			pthread_mutex_unlock(&p->memo_lock);
 		}
+		goto out;
+	}
+	bool recheck;
+	if (pub_nar_corrupt(p, hp, &pi.nar_hash, &recheck)) {
+		if (recheck)
+			pub_verify_enqueue(p, hp);
+		rc = cairn_error_set(err, CAIRN_ENOENT,
+				     "publish: '%s' is withdrawn: its bytes do not match its NarHash",
+				     pi.path);
 		goto out;
 	}
 	baked_files(p, hp, &pi.nar_hash, files);
@@ -1033,6 +1097,10 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	if (rc < 0)
 		goto out;
 	if (cairn_codec_total_in(b.codec) != pi->nar_size || !cairn_hash_equal(&nh, &pi->nar_hash)) {
+		pub_nar_mark_corrupt(p, hp, &pi->nar_hash, pi->path,
+				     cairn_codec_total_in(b.codec) != pi->nar_size
+					 ? "its nar has another size"
+					 : "its nar has another SHA-256");
 		rc = cairn_error_set(err, CAIRN_EHASH,
 				     "publish: '%s' does not match its NarHash in the database "
 				     "(changed or being deleted)",
@@ -1302,6 +1370,117 @@ static void bake_item(struct cairn_publish *p, const char *hp)
 	cairn_storedb_pathinfo_release(&pi);
 }
 
+/* ---- background checks ------------------------------------------------- */
+
+void pub_verify_enqueue(struct cairn_publish *p, const char *hashpart)
+{
+	if (strlen(hashpart) != CAIRN_STORE_HASH_LEN)
+		return;
+	pthread_mutex_lock(&p->verify_lock);
+	if (p->stopping || p->vq_len >= CAIRN_PUBLISH_VERIFY_QUEUE_MAX ||
+	    map_get(p->verify_queued, hashpart))
+		goto out;
+	if (!p->verifier_running) {
+		if (pthread_create(&p->verifier, NULL, verifier, p) != 0)
+			goto out; /* checked when asked for again */
+		p->verifier_running = true;
+	}
+	char *copy = strdup(hashpart);
+	if (!copy || map_put(p->verify_queued, copy, (void *)1) < 0) {
+		free(copy);
+		goto out;
+	}
+	p->vq[(p->vq_head + p->vq_len) % CAIRN_PUBLISH_VERIFY_QUEUE_MAX] = copy;
+	p->vq_len++;
+	pthread_cond_signal(&p->verify_cond);
+out:
+	pthread_mutex_unlock(&p->verify_lock);
+}
+
+struct vcheck {
+	struct cairn_publish *p;
+	struct cairn_sha256 sha;
+	uint64_t size;
+};
+
+static int vcheck_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	struct vcheck *v = ctx;
+	if (v->p->stopping)
+		return cairn_error_set(err, CAIRN_ECANCELED, "publish: stopping");
+	cairn_sha256_update(&v->sha, data, len);
+	v->size += len;
+	return 0;
+}
+
+static void verify_item(struct cairn_publish *p, const char *hp)
+{
+	char real[CAIRN_STOREDB_PATH_MAX + CAIRN_STOREDB_DIR_MAX + 8];
+	struct cairn_storedb *db = NULL;
+	struct cairn_storedb_pathinfo pi = {0};
+	struct vcheck v = {.p = p};
+	struct cairn_hash h = {.algo = CAIRN_HASH_SHA256, .len = 32};
+	struct cairn_error err;
+
+	cairn_error_init(&err);
+	if (pub_db_get(p, &db, NULL) < 0)
+		return;
+	int rc = cairn_storedb_query_hashpart(db, hp, &pi, NULL);
+	pub_db_put(p, db);
+	if (rc < 0)
+		return; /* no longer valid: nothing to withdraw */
+	if (pub_nar_verified(p, hp, &pi.nar_hash) ||
+	    pub_real_path(p, pi.path, real, sizeof(real)) < 0 || cairn_sha256_init(&v.sha) < 0)
+		goto out;
+	rc = cairn_nar_dump_path(real, vcheck_nar, &v, &err);
+	cairn_sha256_final(&v.sha, h.digest);
+	/* unreadable, or deleted while read: no verdict; asked again, checked again */
+	if (rc < 0)
+		goto out;
+	if (v.size != pi.nar_size) {
+		pub_nar_mark_corrupt(p, hp, &pi.nar_hash, pi.path, "its nar has another size");
+	} else if (!cairn_hash_equal(&h, &pi.nar_hash)) {
+		pub_nar_mark_corrupt(p, hp, &pi.nar_hash, pi.path, "its nar has another SHA-256");
+	} else {
+		pub_nar_mark_verified(p, hp, &pi.nar_hash);
+		atomic_fetch_add_explicit(&p->m_verified, 1, memory_order_relaxed);
+	}
+out:
+	cairn_storedb_pathinfo_release(&pi);
+}
+
+static void *verifier(void *arg)
+{
+	struct cairn_publish *p = arg;
+	/*
+	 * Only spare time: a check is never urgent (the client checks NarHash
+	 * itself), and it must not slow the streams it follows.  Both calls
+	 * are Linux's and may fail harmlessly (then it runs at normal
+	 * priority).
+	 */
+	struct sched_param sp = {0};
+	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	(void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS: 0 is this thread */, 0,
+		      3 << 13 /* IOPRIO_CLASS_IDLE */);
+	pthread_mutex_lock(&p->verify_lock);
+	for (;;) {
+		while (!p->stopping && p->vq_len == 0)
+			pthread_cond_wait(&p->verify_cond, &p->verify_lock);
+		if (p->stopping)
+			break;
+		char *hp = p->vq[p->vq_head];
+		p->vq_head = (p->vq_head + 1) % CAIRN_PUBLISH_VERIFY_QUEUE_MAX;
+		p->vq_len--;
+		pthread_mutex_unlock(&p->verify_lock);
+		verify_item(p, hp);
+		pthread_mutex_lock(&p->verify_lock);
+		map_take(p->verify_queued, hp);
+		free(hp);
+	}
+	pthread_mutex_unlock(&p->verify_lock);
+	return NULL;
+}
+
 static void *baker(void *arg)
 {
 	struct cairn_publish *p = arg;
@@ -1456,6 +1635,8 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	pthread_cond_init(&p->cache_cond, NULL);
 	pthread_mutex_init(&p->streams_lock, NULL);
 	pthread_cond_init(&p->streams_cond, NULL);
+	pthread_mutex_init(&p->verify_lock, NULL);
+	pthread_cond_init(&p->verify_cond, NULL);
 	p->store_dir = xstrdup(cfg->store_dir);
 	p->real_store_dir = xstrdup(cfg->real_store_dir ? cfg->real_store_dir : cfg->store_dir);
 	p->db_path = xstrdup(cfg->db_path);
@@ -1473,12 +1654,16 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	p->memo = map_new(free);
 	p->by_narhash = map_new(free);
 	p->verified = map_new(NULL);
+	p->corrupt = map_new(NULL);
+	p->verify_queued = map_new(NULL);
+	p->vq = calloc(CAIRN_PUBLISH_VERIFY_QUEUE_MAX, sizeof(*p->vq));
 	p->baked = map_new(NULL);
 	p->by_file = map_new(NULL);
 	p->queued = map_new(NULL);
 	p->inflight = map_new(NULL);
 	if (!p->store_dir || !p->real_store_dir || !p->db_path || !p->host || !p->memo ||
-	    !p->by_narhash || !p->verified || !p->baked || !p->by_file || !p->queued || !p->inflight ||
+	    !p->by_narhash || !p->verified || !p->corrupt || !p->verify_queued || !p->vq ||
+	    !p->baked || !p->by_file || !p->queued || !p->inflight ||
 	    (cfg->log_dir && !p->log_dir) || (cfg->cache_dir && !p->cache_dir)) {
 		rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
 		goto fail;
@@ -1556,6 +1741,17 @@ void cairn_publish_free(struct cairn_publish *p)
 	for (size_t i = 0; i < p->n_bakers; i++)
 		pthread_join(p->bakers[i], NULL);
 	free(p->bakers);
+	pthread_mutex_lock(&p->verify_lock);
+	pthread_cond_broadcast(&p->verify_cond);
+	pthread_mutex_unlock(&p->verify_lock);
+	if (p->verifier_running)
+		pthread_join(p->verifier, NULL);
+	if (p->vq)
+		for (size_t i = 0; i < p->vq_len; i++)
+			free(p->vq[(p->vq_head + i) % CAIRN_PUBLISH_VERIFY_QUEUE_MAX]);
+	free(p->vq);
+	map_free(p->verify_queued);
+	map_free(p->corrupt);
 	/* producers still running hold p */
 	pthread_mutex_lock(&p->streams_lock);
 	while (p->n_streams)
@@ -1600,5 +1796,7 @@ void cairn_publish_free(struct cairn_publish *p)
 	pthread_cond_destroy(&p->cache_cond);
 	pthread_mutex_destroy(&p->streams_lock);
 	pthread_cond_destroy(&p->streams_cond);
+	pthread_mutex_destroy(&p->verify_lock);
+	pthread_cond_destroy(&p->verify_cond);
 	free(p);
 }

@@ -48,6 +48,11 @@ const char cmd_publish_usage[] =
 	"  --cache DIR          keep compressed nars in DIR (baked in the background)\n"
 	"  --cache-max-size N   bound the cache (bytes; K, M, G, T suffixes)\n"
 	"  --bake-workers N     background compression threads (default 1)\n"
+	"  --verify MODE        check nars made from the store against NarHash, once\n"
+	"                       per item: background (default: after the first stream,\n"
+	"                       at idle priority), strict (the first stream hashes as\n"
+	"                       it goes and fails unless it matches), off (size only).\n"
+	"                       A mismatch withdraws the item and is reported here.\n"
 	"HTTP:\n"
 	"  --listen ADDR:PORT   127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
 	"                       repeatable; port 0 picks one)\n"
@@ -98,6 +103,12 @@ static int chown_cache(const char *cache, const char *user)
 	return 0;
 }
 
+static void publish_log(void *ctx, const char *msg)
+{
+	(void)ctx;
+	cli_error("%s", msg);
+}
+
 static int load_key(const char *path, struct cairn_seckey *sk)
 {
 	struct cairn_error err;
@@ -131,6 +142,7 @@ int cmd_publish(int argc, char **argv)
 	unsigned ttl = 3600, negative_ttl = 60, bake_workers = 1;
 	uint64_t cache_max = 0;
 	int priority = 30;
+	enum cairn_publish_verify verify = CAIRN_PUBLISH_VERIFY_BACKGROUND;
 	char *alloc[4] = {NULL, NULL, NULL, NULL};
 	int ret = EXIT_FAIL;
 
@@ -193,6 +205,17 @@ int cmd_publish(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			bake_workers = (unsigned)n;
+		} else if (!strcmp(a, "--verify")) {
+			if (!strcmp(v, "background")) {
+				verify = CAIRN_PUBLISH_VERIFY_BACKGROUND;
+			} else if (!strcmp(v, "strict")) {
+				verify = CAIRN_PUBLISH_VERIFY_STRICT;
+			} else if (!strcmp(v, "off")) {
+				verify = CAIRN_PUBLISH_VERIFY_OFF;
+			} else {
+				cli_error("--verify takes background, strict or off, not '%s'", v);
+				return EXIT_USAGE;
+			}
 		} else if (!strcmp(a, "--listen")) {
 			if (hc.n_listen == CAIRN_HTTPD_MAX_LISTEN) {
 				cli_error("at most %d --listen", CAIRN_HTTPD_MAX_LISTEN);
@@ -328,6 +351,8 @@ int cmd_publish(int argc, char **argv)
 		pc.ttl = ttl;
 		pc.negative_ttl = negative_ttl;
 		pc.priority = priority;
+		pc.verify = verify;
+		pc.log = publish_log;
 		if (cairn_publish_new(&pub, &pc, &err) < 0) {
 			cli_fail("cannot serve the store", &err);
 			goto out;

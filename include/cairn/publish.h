@@ -99,6 +99,30 @@ enum cairn_publish_dialect {
 	CAIRN_PUBLISH_GUIX,
 };
 
+/*
+ * How a nar made from the store is checked against its NarHash (its size is
+ * always checked, so a path deleted mid-stream ends in an error).  Each
+ * item is checked once per NarHash while the server runs; a bake checks it
+ * too.  An item whose bytes do not match is withdrawn: its narinfo and nar
+ * are 404 (baked files excepted: they were checked when written), and it is
+ * checked again on a request a minute later, so a repaired store is served
+ * again.
+ */
+enum cairn_publish_verify {
+	/* the first stream is not slowed: a thread at idle priority hashes
+	 * the item after it (the client checks NarHash anyway) */
+	CAIRN_PUBLISH_VERIFY_BACKGROUND = 0,
+	/* the first stream hashes as it goes and holds its last byte back
+	 * until the hash matches: a wrong nar never ends cleanly */
+	CAIRN_PUBLISH_VERIFY_STRICT,
+	/* size only */
+	CAIRN_PUBLISH_VERIFY_OFF,
+};
+
+/* Items waiting for a background check; beyond this new ones are dropped
+ * (and checked when asked for again). */
+#define CAIRN_PUBLISH_VERIFY_QUEUE_MAX 1024
+
 struct cairn_publish_config {
 	/* The store as clients see it ("/nix/store"): the paths in the
 	 * database, StoreDir in nix-cache-info. */
@@ -125,6 +149,12 @@ struct cairn_publish_config {
 	unsigned ttl;		 /* narinfo Cache-Control max-age, seconds */
 	unsigned negative_ttl;	 /* 404 max-age, seconds (0: no-store) */
 	int priority;		 /* nix-cache-info Priority */
+	enum cairn_publish_verify verify;
+	/* What the operator should hear about (an item withdrawn because its
+	 * bytes do not match its NarHash); NULL: nothing said.  Called from
+	 * any thread. */
+	void (*log)(void *ctx, const char *msg);
+	void *log_ctx;
 };
 
 /* Defaults: Nix store at /nix/store, zstd:3, ttl 3600, negative 60,

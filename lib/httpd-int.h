@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include <h2o.h>
 
@@ -123,6 +124,15 @@ struct httpd_watchdog {
 void httpd_watchdog_arm(struct httpd_watchdog *wd, h2o_req_t *req);
 void httpd_watchdog_disarm(struct httpd_watchdog *wd);
 
+/* Files at least this large are sent from the loop's mappings (HTTP/1),
+ * in pieces of MAP_PIECE. */
+#define HTTPD_MAP_MIN (1024 * 1024)
+#define HTTPD_MAP_PIECE (2 * 1024 * 1024)
+/* Loop thread: the loop's mapping of fd (which st describes), made if need
+ * be; NULL: read it instead.  Give it back with httpd_map_put (fd: the same
+ * file, still open, to notice a deletion). */
+struct httpd_map *httpd_map_get(struct httpd_worker *w, int fd, const struct stat *st);
+void httpd_map_put(struct httpd_worker *w, struct httpd_map *m, int fd);
 void httpd_maps_init(struct httpd_worker *w);
 void httpd_maps_dispose(struct httpd_worker *w);
 const char *httpd_reason(int status);

@@ -46,8 +46,8 @@
 #include "httpd-int.h"
 
 #define FILE_PIECE (64 * 1024)
-#define MAP_MIN (1024 * 1024)
-#define MAP_PIECE (2 * 1024 * 1024)
+#define MAP_MIN HTTPD_MAP_MIN
+#define MAP_PIECE HTTPD_MAP_PIECE
 #define MAP_IDLE_MS 10000
 #define ETAG_MAX 64
 
@@ -298,7 +298,7 @@ void httpd_maps_dispose(struct httpd_worker *w)
 }
 
 /* The loop's mapping of fd (which st describes), made if need be; NULL: use pread. */
-static struct httpd_map *map_get(struct httpd_worker *w, int fd, const struct stat *st)
+struct httpd_map *httpd_map_get(struct httpd_worker *w, int fd, const struct stat *st)
 {
 	struct httpd_map *m, *victim = NULL;
 	for (size_t i = 0; i < HTTPD_MAPS; i++) {
@@ -330,7 +330,7 @@ static struct httpd_map *map_get(struct httpd_worker *w, int fd, const struct st
 	return victim;
 }
 
-static void map_put(struct httpd_worker *w, struct httpd_map *m, int fd)
+void httpd_map_put(struct httpd_worker *w, struct httpd_map *m, int fd)
 {
 	struct stat st;
 	if (--m->refs)
@@ -364,7 +364,7 @@ static void file_gen_dispose(void *p)
 	httpd_watchdog_disarm(&g->wd);
 	/* requests are freed on their loop, so this is the loop that mapped it */
 	if (g->map && httpd_tls_worker)
-		map_put(httpd_tls_worker, g->map, g->fd);
+		httpd_map_put(httpd_tls_worker, g->map, g->fd);
 	g->map = NULL;
 	if (g->fd >= 0)
 		close(g->fd);
@@ -614,7 +614,7 @@ int cairn_httpd_send_take_fd(struct cairn_httpd_req *creq, int fd, const char *c
 		return 0;
 	}
 	if (req->version < 0x200 && count >= MAP_MIN && httpd_tls_worker &&
-	    (g->map = map_get(httpd_tls_worker, fd, &st)) != NULL) {
+	    (g->map = httpd_map_get(httpd_tls_worker, fd, &st)) != NULL) {
 		g->super.proceed = map_proceed;
 		h2o_start_response(req, &g->super);
 		map_proceed(&g->super, req);

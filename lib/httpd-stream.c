@@ -21,6 +21,15 @@
  * pool-shared token's dispose callback), and a queued message one.  Nothing
  * else frees the stream, so neither side can see it vanish.
  *
+ * Files.  cairn_httpd_stream_write_file hands the loop a region of a file
+ * instead of bytes: the producer waits (its own buffered bytes go first)
+ * while the loop sends the region itself, on HTTP/1 from its mapping of
+ * the file (httpd-send.c), so the bytes are copied once, page cache to
+ * socket, where read-then-write copies them three times; on HTTP/2, where
+ * h2o copies into frames in user space (a truncated mapping would be
+ * SIGBUS there), it preads into the stream's buffer.  The loop owns a dup
+ * of the fd until the region is sent or the request is freed.
+ *
  * Errors.  A producer that ends with ok == 0, or ends short of the
  * Content-Length it announced, makes the loop send H2O_SEND_STATE_ERROR:
  * h2o closes an HTTP/1 connection without the final chunk (or before the
@@ -30,9 +39,11 @@
  * client would read them as the next response.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "httpd-int.h"
 
@@ -60,6 +71,11 @@ struct cairn_httpd_stream {
 	char *ctype;
 	char *hdrs; /* "name\0value\0" pairs */
 	size_t hdrs_len;
+	/* a file region being sent (write_file): the loop's fd, -1 when none */
+	int ffd;
+	uint64_t foff, fleft;
+	struct httpd_map *fmap; /* loop side */
+	unsigned fchecked : 1, ffailed : 1;
 	unsigned msg_queued : 1, inflight : 1, ended : 1, ok : 1, gone : 1, done : 1, linked : 1,
 	    overrun : 1, deferred : 1, begun : 1, started : 1, is_head : 1;
 };
@@ -108,6 +124,76 @@ static void stream_apply_head(struct cairn_httpd_stream *s)
 	}
 }
 
+/* Loop thread, under s->mu: done with the file region; wake the producer. */
+static void stream_file_release(struct cairn_httpd_stream *s)
+{
+	if (s->ffd < 0)
+		return;
+	if (s->fmap)
+		httpd_map_put(s->w, s->fmap, s->ffd);
+	s->fmap = NULL;
+	close(s->ffd);
+	s->ffd = -1;
+	s->fchecked = 0;
+	pthread_cond_broadcast(&s->cond);
+}
+
+static ssize_t pread_full(int fd, char *buf, size_t len, off_t off)
+{
+	ssize_t r;
+	while ((r = pread(fd, buf, len, off)) < 0 && errno == EINTR)
+		;
+	return r;
+}
+
+/* Loop thread, under s->mu (released here): send the next piece of the file region. */
+static void stream_send_file(struct cairn_httpd_stream *s)
+{
+	h2o_req_t *req = s->req;
+	h2o_iovec_t v;
+	size_t n;
+
+	if (!s->fchecked) {
+		struct stat st;
+		s->fchecked = 1;
+		if (fstat(s->ffd, &st) < 0 || (uint64_t)st.st_size < s->foff + s->fleft)
+			goto fail;
+		if (req->version < 0x200 && st.st_size >= HTTPD_MAP_MIN)
+			s->fmap = httpd_map_get(s->w, s->ffd, &st);
+	}
+	if (s->fmap) {
+		n = s->fleft < HTTPD_MAP_PIECE ? (size_t)s->fleft : HTTPD_MAP_PIECE;
+		v = h2o_iovec_init(s->fmap->base + s->foff, n);
+	} else {
+		if (s->scap < s->max) {
+			char *nb = realloc(s->sending, s->max);
+			if (!nb)
+				goto fail;
+			s->sending = nb;
+			s->scap = s->max;
+		}
+		n = s->fleft < s->max ? (size_t)s->fleft : s->max;
+		ssize_t r = pread_full(s->ffd, s->sending, n, (off_t)s->foff);
+		if (r <= 0)
+			goto fail; /* shrank under us: never a clean end */
+		n = (size_t)r;
+		v = h2o_iovec_init(s->sending, n);
+	}
+	s->foff += n;
+	s->fleft -= n;
+	s->inflight = 1;
+	pthread_mutex_unlock(&s->mu);
+	httpd_watchdog_arm(&s->wd, req);
+	h2o_send(req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+	return;
+fail:
+	s->ffailed = 1;
+	s->done = 1;
+	stream_file_release(s);
+	pthread_mutex_unlock(&s->mu);
+	h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+}
+
 /* Loop thread: send what is pending if nothing is in flight. */
 static void stream_pump(struct cairn_httpd_stream *s)
 {
@@ -151,6 +237,12 @@ static void stream_pump(struct cairn_httpd_stream *s)
 			h2o_send(s->req, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);
 			return;
 		}
+	}
+	if (s->ffd >= 0 && s->fleft == 0)
+		stream_file_release(s); /* its last piece is written */
+	if (s->plen == 0 && s->ffd >= 0 && !(s->ended && !s->ok)) {
+		stream_send_file(s);
+		return;
 	}
 	if (s->plen == 0 && !s->ended) {
 		pthread_mutex_unlock(&s->mu);
@@ -213,6 +305,10 @@ static void stream_token_dispose(void *p)
 	struct cairn_httpd_stream *s = ((struct stream_token *)p)->s;
 	httpd_watchdog_disarm(&s->wd);
 	stream_gone(s);
+	/* h2o is done with the request, and with our buffers and mapping */
+	pthread_mutex_lock(&s->mu);
+	stream_file_release(s);
+	pthread_mutex_unlock(&s->mu);
 	if (s->linked) {
 		h2o_linklist_unlink(&s->link);
 		s->linked = 0;
@@ -263,6 +359,7 @@ static struct cairn_httpd_stream *stream_new(h2o_req_t *req, struct httpd_worker
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->refs = 2; /* producer + loop */
+	s->ffd = -1;
 	s->w = w;
 	s->req = req;
 	s->stall_ms = w->h->cfg.stream_stall_ms;
@@ -455,6 +552,80 @@ int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, siz
 	}
 out:
 	pthread_mutex_unlock(&s->mu);
+	return ret;
+}
+
+/* Under s->mu: wait for the loop to make room (cond) until deadline dl. */
+static void stall_deadline(const struct cairn_httpd_stream *s, struct timespec *dl)
+{
+	clock_gettime(CLOCK_REALTIME, dl);
+	dl->tv_sec += s->stall_ms / 1000;
+	dl->tv_nsec += (long)(s->stall_ms % 1000) * 1000000L;
+	if (dl->tv_nsec >= 1000000000L) {
+		dl->tv_sec++;
+		dl->tv_nsec -= 1000000000L;
+	}
+}
+
+int cairn_httpd_stream_write_file(struct cairn_httpd_stream *s, int fd, uint64_t off,
+				  uint64_t len)
+{
+	struct timespec dl;
+	int ret = 0, wake = 0;
+
+	if (len == 0)
+		return 0;
+	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dfd < 0)
+		return CAIRN_EIO;
+	pthread_mutex_lock(&s->mu);
+	if ((s->deferred && !s->begun) || s->ffd >= 0) {
+		ret = CAIRN_EINVAL;
+		goto out;
+	}
+	if (s->is_head || s->gone || s->ended) {
+		ret = CAIRN_ECANCELED;
+		goto out;
+	}
+	if (s->declared != UINT64_MAX && len > s->declared - s->written) {
+		s->overrun = 1;
+		ret = CAIRN_ELIMIT;
+		goto out;
+	}
+	s->ffd = dfd;
+	dfd = -1;
+	s->foff = off;
+	s->fleft = len;
+	s->written += len;
+	wake = stream_need_wakeup(s);
+	if (wake) {
+		pthread_mutex_unlock(&s->mu);
+		h2o_multithread_send_message(&s->w->stream_rx, &s->msg);
+		pthread_mutex_lock(&s->mu);
+	}
+	/* a client that takes nothing for stall_ms is stalled, as in write */
+	uint64_t seen = s->fleft;
+	stall_deadline(s, &dl);
+	while (s->ffd >= 0 && !s->gone) {
+		if (pthread_cond_timedwait(&s->cond, &s->mu, &dl) != ETIMEDOUT)
+			continue;
+		if (s->ffd < 0 || s->gone)
+			break;
+		if (s->fleft == seen) {
+			ret = CAIRN_ENET;
+			goto out;
+		}
+		seen = s->fleft;
+		stall_deadline(s, &dl);
+	}
+	if (s->ffailed)
+		ret = CAIRN_EIO;
+	else if (s->ffd >= 0 || s->gone)
+		ret = CAIRN_ECANCELED;
+out:
+	pthread_mutex_unlock(&s->mu);
+	if (dfd >= 0)
+		close(dfd);
 	return ret;
 }
 

@@ -55,6 +55,9 @@ struct cairn_nar_writer {
 	enum expect expect;
 	unsigned dirs; /* open directories */
 	uint64_t file_size, file_left;
+	cairn_nar_file_fn file_fn; /* large files' contents go there (write_path) */
+	void *file_ctx;
+	uint64_t file_min;
 	struct prev_name prev[CAIRN_NAR_DEPTH_MAX];
 };
 
@@ -151,6 +154,14 @@ void cairn_nar_writer_free(struct cairn_nar_writer *w)
 		return;
 	free(w->buf);
 	free(w);
+}
+
+void cairn_nar_writer_set_file_fn(struct cairn_nar_writer *w, cairn_nar_file_fn fn, void *ctx,
+				  uint64_t min_size)
+{
+	w->file_fn = fn;
+	w->file_ctx = ctx;
+	w->file_min = min_size;
 }
 
 uint64_t cairn_nar_writer_size(const struct cairn_nar_writer *w)
@@ -537,6 +548,17 @@ static int dump_file(struct dump *d, int fd, const struct stat *st, struct cairn
 	int rc = cairn_nar_write_file_begin(w, (st->st_mode & S_IXUSR) != 0, left, err);
 	if (rc)
 		return rc;
+	if (w->file_fn && left > 0 && left >= w->file_min) {
+		if ((rc = flush(w, err)) != 0)
+			return rc;
+		if ((rc = w->file_fn(w->file_ctx, fd, left, err)) != 0) {
+			w->failed = rc;
+			return rc;
+		}
+		w->total += left;
+		w->file_left = 0;
+		return cairn_nar_write_file_end(w, err);
+	}
 	if (left > (1u << 20))
 		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	while (left) {

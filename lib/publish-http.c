@@ -130,6 +130,10 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 
 /* ---- producers ---------------------------------------------------------- */
 
+/* Files from this size on are sent by the loop itself (one copy, from its
+ * mapping): below it the hand-over costs more than the copies. */
+#define PUB_FILE_SEGMENT_MIN (1024 * 1024)
+
 enum job_kind { JOB_NAR, JOB_LS, JOB_TAIL };
 
 /* How a write callback stops the NAR writer once a range is sent; the
@@ -207,6 +211,17 @@ static int job_nar(void *ctx, const void *data, size_t len, struct cairn_error *
 	return cairn_codec_write(j->codec, data, len, job_out, j, err);
 }
 
+/* A large file's contents, sent by the loop from the file itself. */
+static int job_file(void *ctx, int fd, uint64_t size, struct cairn_error *err)
+{
+	struct job *j = ctx;
+	j->pos += size;
+	int rc = cairn_httpd_stream_write_file(j->s, fd, 0, size);
+	if (rc == CAIRN_EIO)
+		return cairn_error_set(err, rc, "publish: a file shrank while it was sent");
+	return rc < 0 ? cairn_error_set(err, rc, "publish: client gone") : 0;
+}
+
 static void *producer(void *arg)
 {
 	struct job *j = arg;
@@ -272,6 +287,9 @@ static void *producer(void *arg)
 		rc = CAIRN_ENOMEM;
 		goto out;
 	}
+	/* bytes nobody here needs to see go from the file to the socket */
+	if (j->kind == JOB_NAR && j->method == CAIRN_CODEC_NONE && !j->ranged && !j->check)
+		cairn_nar_writer_set_file_fn(w, job_file, j, PUB_FILE_SEGMENT_MIN);
 	if ((rc = cairn_nar_write_path(w, j->real, &err)) < 0 ||
 	    (rc = cairn_nar_writer_finish(w, &err)) < 0) {
 		if (j->ranged && j->pos > j->hi)

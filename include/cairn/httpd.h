@@ -281,6 +281,18 @@ int cairn_httpd_stream_error(struct cairn_httpd_stream *s, int status, const cha
  */
 int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, size_t len);
 /*
+ * Producer side: queue len bytes of the regular file fd from offset off,
+ * sent by the loop without passing through the stream's buffers (HTTP/1:
+ * written from the loop's mapping of the file, one copy in all; HTTP/2:
+ * read by the loop into the stream's buffer).  fd is duplicated, so the
+ * caller may close it on return.  Returns once the loop has sent them (or
+ * the client is gone); errors as cairn_httpd_stream_write, plus CAIRN_EIO
+ * when the file turned out shorter than off + len (the response then ends
+ * in an error).  Worth it for large files only: each call is a hand-over.
+ */
+int cairn_httpd_stream_write_file(struct cairn_httpd_stream *s, int fd, uint64_t off,
+				  uint64_t len);
+/*
  * Producer side: finish.  ok != 0 ends the body cleanly after the queued
  * bytes; ok == 0 aborts it so the client sees an error.  The stream is freed
  * by the layer; the producer must not touch it afterwards.

@@ -177,6 +177,17 @@ int cairn_nar_write_symlink(struct cairn_nar_writer *w, const char *target, size
  * symlink at path itself), as `nix-store --dump` does.  One path per writer.
  */
 int cairn_nar_write_path(struct cairn_nar_writer *w, const char *path, struct cairn_error *err);
+/*
+ * Have cairn_nar_write_path hand the contents of regular files of at least
+ * min_size bytes to fn, as an open fd and its size, instead of reading
+ * them: fn must deliver exactly those size bytes downstream itself (0) or
+ * fail.  The writer flushes its buffer first, so they follow every byte
+ * written before.  For servers that send file contents without copying
+ * them (cairn_httpd_stream_write_file).
+ */
+typedef int (*cairn_nar_file_fn)(void *ctx, int fd, uint64_t size, struct cairn_error *err);
+void cairn_nar_writer_set_file_fn(struct cairn_nar_writer *w, cairn_nar_file_fn fn, void *ctx,
+				  uint64_t min_size);
 /* Flush buffered output; fails with CAIRN_EINVAL if the NAR is incomplete. */
 int cairn_nar_writer_finish(struct cairn_nar_writer *w, struct cairn_error *err);
 /* Bytes of NAR emitted so far (including what is still buffered). */

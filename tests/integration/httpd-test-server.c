@@ -15,6 +15,12 @@
  *                       and the producer chooses the head only after W ms
  *                       (status=S, default 200, with "x-deferred: yes");
  *                       nohead=1: it ends without choosing one
+ *   /fstream?name=NAME&head=H&tail=T&extra=E&length=1
+ *                       a stream of H pattern bytes (as /stream), then the
+ *                       file NAME beneath --dir sent by the loop
+ *                       (cairn_httpd_stream_write_file, asking E bytes more
+ *                       than the file has: a file that shrank), then T
+ *                       pattern bytes continuing the count from H
  *   /metrics            Prometheus text, with httpd_test_producer_canceled_total:
  *                       stream producers that got CAIRN_ECANCELED
  *   /cb/...             a route whose handler declines unless the path ends
@@ -33,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -218,6 +225,88 @@ static int h_stream(struct cairn_httpd_req *req, void *data)
 	return 0;
 }
 
+struct fproducer {
+	struct cairn_httpd_stream *s;
+	int fd;
+	unsigned long long head, tail, fsize;
+};
+
+static int put_pattern(struct cairn_httpd_stream *s, unsigned long long from,
+		       unsigned long long n)
+{
+	unsigned char buf[4096];
+	while (n) {
+		size_t k = n < sizeof(buf) ? (size_t)n : sizeof(buf);
+		for (size_t i = 0; i < k; i++)
+			buf[i] = (unsigned char)((from + i) % 251);
+		int rc = cairn_httpd_stream_write(s, buf, k);
+		if (rc < 0)
+			return rc;
+		from += k;
+		n -= k;
+	}
+	return 0;
+}
+
+static void *fproduce(void *arg)
+{
+	struct fproducer *p = arg;
+	int rc = put_pattern(p->s, 0, p->head);
+	if (rc == 0)
+		rc = cairn_httpd_stream_write_file(p->s, p->fd, 0, p->fsize);
+	/* the fd was duplicated: closing ours must not disturb the loop */
+	close(p->fd);
+	if (rc == 0)
+		rc = put_pattern(p->s, p->head, p->tail);
+	if (rc == CAIRN_ECANCELED)
+		cairn_httpd_counter_add(g_canceled, 1);
+	cairn_httpd_stream_end(p->s, rc == 0);
+	free(p);
+	return NULL;
+}
+
+static int h_fstream(struct cairn_httpd_req *req, void *data)
+{
+	char raw[256], name[256];
+	struct stat st;
+	pthread_t tid;
+	(void)data;
+	if (cairn_httpd_query_get(req, "name", raw, sizeof(raw)) < 0 ||
+	    cairn_httpd_safe_path(raw, strlen(raw), name, sizeof(name), NULL) < 0)
+		return cairn_httpd_send_error(req, 400);
+	int fd = openat(g_dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return cairn_httpd_send_error(req, 404);
+	}
+	struct fproducer *p = calloc(1, sizeof(*p));
+	if (!p) {
+		close(fd);
+		return CAIRN_ENOMEM;
+	}
+	p->fd = fd;
+	p->head = query_num(req, "head", 0);
+	p->tail = query_num(req, "tail", 0);
+	p->fsize = (unsigned long long)st.st_size + query_num(req, "extra", 0);
+	int64_t length =
+	    query_num(req, "length", 0) ? (int64_t)(p->head + p->fsize + p->tail) : -1;
+	int ret = cairn_httpd_stream_start(req, 200, "application/octet-stream", length, &p->s);
+	if (ret < 0) {
+		close(fd);
+		free(p);
+		return ret;
+	}
+	if (pthread_create(&tid, NULL, fproduce, p) != 0) {
+		cairn_httpd_stream_end(p->s, 0);
+		close(fd);
+		free(p);
+		return 0;
+	}
+	pthread_detach(tid);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: httpd-test-server --listen ADDR:PORT... [--dir DIR] [--threads N] "
@@ -299,6 +388,8 @@ int main(int argc, char **argv)
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, NULL, &err) <
 		0 ||
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/stream", "stream", h_stream, NULL,
+			      &err) < 0 ||
+	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/fstream", "fstream", h_fstream, NULL,
 			      &err) < 0 ||
 	    cairn_httpd_route(g_httpd, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
 			      cairn_httpd_metrics_handler, g_httpd, &err) < 0 ||

@@ -169,6 +169,40 @@ rc=0; wait $cpid || rc=$?
 check "a file truncated mid-response: the client sees an error (curl $rc)" test "$rc" != 0
 check "... the server is still up" test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/small")" = 200
 
+# --- a stream with a file region sent by the loop (cairn_httpd_stream_write_file) --------
+verify_fstream='import sys; d = sys.stdin.buffer.read(); h, t = int(sys.argv[1]), int(sys.argv[2])
+f = open(sys.argv[3], "rb").read()
+pat = lambda a, n: bytes((a + i) % 251 for i in range(n))
+sys.exit(not (d == pat(0, h) + f + pat(h, t)))'
+metric() { "${C[@]}" "$U/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+fs() { # URL-QUERY FILE [curl args...]: the body is head pattern + FILE + tail pattern
+  local q=$1 f=$2; shift 2
+  "${C[@]}" "$@" "$U/fstream?$q" | python3 -c "$verify_fstream" 1000 3000 "$f"
+}
+check "stream + large file (mapped) + stream, Content-Length: intact" \
+  fs "name=big.bin&head=1000&tail=3000&length=1" "$DATA/big.bin"
+check "  chunked: intact" fs "name=big.bin&head=1000&tail=3000" "$DATA/big.bin"
+check "  over HTTP/2 (read, not mapped): intact" \
+  fs "name=big.bin&head=1000&tail=3000&length=1" "$DATA/big.bin" --http2-prior-knowledge
+check "  a file under 1 MiB (read by the loop): intact" \
+  fs "name=blob.bin&head=1000&tail=3000&length=1" "$DATA/blob.bin"
+check "  the loop reuses its mapping of the file (at most 2 mappings)" \
+  test "$(grep -c "$DATA/big.bin" /proc/$PID/maps)" -le 2
+for v in "length:&length=1" "chunked:" "h2:&length=1"; do
+  name=${v%%:*} extra=${v#*:}
+  args=()
+  [ "$name" = h2 ] && args=(--http2-prior-knowledge)
+  rc=0; "${C[@]}" "${args[@]}" -o /dev/null "$U/fstream?name=big.bin&head=10&extra=1000$extra" || rc=$?
+  check "a file region longer than the file ($name): an error for the client (curl $rc)" test "$rc" != 0
+done
+before=$(metric httpd_test_producer_canceled_total)
+rc=0; "${C[@]}" --limit-rate 4M --max-time 1 -o /dev/null "$U/fstream?name=big24.bin&length=1" || rc=$?
+check "a client leaving during a file region (curl $rc)" test "$rc" = 28
+for _ in $(seq 50); do [ "$(metric httpd_test_producer_canceled_total)" -gt "$before" ] && break; sleep 0.1; done
+check "  its producer is told (canceled $before -> $(metric httpd_test_producer_canceled_total))" \
+  test "$(metric httpd_test_producer_canceled_total)" -gt "$before"
+check "  and the server goes on" test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/small")" = 200
+
 # --- traversal ---------------------------------------------------------------------------
 for p in '/file/../blob.bin' '/file/..%2fblob.bin' '/file/%2e%2e/etc/passwd' '/file/.%2E/x' \
          '/file/a%2fb' '/file/a%5cb' '/file/hello.txt%00' '/file/%00' '/file//etc/passwd' \

@@ -781,6 +781,86 @@ static void test_dump_rules(void **state)
 	cairn_buf_release(&out);
 }
 
+/* file_fn for test_file_fn: appends the file's bytes itself, reading the fd */
+struct ffn {
+	struct cairn_buf *out;
+	unsigned calls;
+	uint64_t last_size;
+	int fail;
+};
+
+static int file_to_buf(void *ctx, int fd, uint64_t size, struct cairn_error *err)
+{
+	struct ffn *f = ctx;
+	char b[4096];
+	f->calls++;
+	f->last_size = size;
+	if (f->fail)
+		return cairn_error_set(err, CAIRN_ECANCELED, "test: refused");
+	for (uint64_t off = 0; off < size;) {
+		ssize_t r = pread(fd, b, size - off < sizeof(b) ? (size_t)(size - off) : sizeof(b),
+				  (off_t)off);
+		if (r <= 0)
+			return cairn_error_set(err, CAIRN_EIO, "test: short");
+		if (cairn_buf_append(f->out, b, (size_t)r) < 0)
+			return CAIRN_ENOMEM;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+static void test_file_fn(void **state)
+{
+	(void)state;
+	char d[512], p[600];
+	snprintf(d, sizeof(d), "%s/filefn", tmproot);
+	assert_int_equal(mkdir(d, 0755), 0);
+	/* one file above the threshold, between two below it */
+	static const struct {
+		const char *name;
+		size_t size;
+	} files[] = {{"a", 10}, {"b", 300000}, {"c", 7}};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", d, files[i].name);
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		assert_true(fd >= 0);
+		for (size_t k = 0; k < files[i].size; k++) {
+			unsigned char c = (unsigned char)(k * 31 + i);
+			assert_int_equal(write(fd, &c, 1), 1);
+		}
+		close(fd);
+	}
+	struct cairn_buf plain = CAIRN_BUF_INIT(1u << 22), viafn = CAIRN_BUF_INIT(1u << 22);
+	assert_int_equal(cairn_nar_dump_path(d, to_buf, &plain, NULL), 0);
+
+	struct ffn f = {.out = &viafn};
+	struct cairn_nar_writer *w = cairn_nar_writer_new(to_buf, &viafn);
+	assert_non_null(w);
+	cairn_nar_writer_set_file_fn(w, file_to_buf, &f, 1000);
+	assert_int_equal(cairn_nar_write_path(w, d, NULL), 0);
+	assert_int_equal(cairn_nar_writer_finish(w, NULL), 0);
+	/* the same archive, and the writer counted the bytes it did not see */
+	assert_int_equal(f.calls, 1);
+	assert_int_equal(f.last_size, 300000);
+	assert_int_equal(viafn.len, plain.len);
+	assert_memory_equal(viafn.data, plain.data, plain.len);
+	assert_int_equal(cairn_nar_writer_size(w), plain.len);
+	cairn_nar_writer_free(w);
+
+	/* a file_fn that fails fails the dump, with its error */
+	struct cairn_error err;
+	cairn_error_init(&err);
+	cairn_buf_release(&viafn);
+	f = (struct ffn){.out = &viafn, .fail = 1};
+	w = cairn_nar_writer_new(to_buf, &viafn);
+	cairn_nar_writer_set_file_fn(w, file_to_buf, &f, 1000);
+	assert_int_equal(cairn_nar_write_path(w, d, &err), CAIRN_ECANCELED);
+	assert_non_null(strstr(err.msg, "refused"));
+	cairn_nar_writer_free(w);
+	cairn_buf_release(&plain);
+	cairn_buf_release(&viafn);
+}
+
 int main(void)
 {
 	if (cairn_init() != 0)
@@ -798,6 +878,7 @@ int main(void)
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_writer_misuse),
 	    cmocka_unit_test(test_dump_rules),
+	    cmocka_unit_test(test_file_fn),
 	};
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

@@ -9,7 +9,10 @@
 #   (c) time to first byte of that nar, uncached (curl %{time_starttransfer})
 #   (d) RSS with 1,000 keep-alive connections open, each having fetched a
 #       narinfo (cairn: its process; nginx: master + workers), and with 50
-#       clients in the middle of the large nar (4 MB/s each)
+#       clients in the middle of the large nar (4 MB/s each); and private
+#       memory (RssAnon), since RSS also counts mapped file pages: cairn
+#       sends large files from mappings it keeps (page cache, shared and
+#       reclaimable, that nginx's sendfile uses unmapped)
 # Medians of RUNS runs, alternating cairn and nginx; prints a Markdown
 # table with the ratios cairn/nginx (above 1 means cairn is faster for
 # (a)/(b)).  Without a working `cairn publish`, measures nginx alone and
@@ -87,6 +90,8 @@ fetch() {
     awk '$1 == 200 && $4 > 1048576 {printf "%.1f %.1f %d\n", $2 * 1000, $3 / 1e6, $4; next} {print "n/a n/a 0"}'
 }
 rss_kib() { local p s=0; for p in "$@"; do s=$((s + $(ps -o rss= -p "$p" 2> /dev/null || echo 0))); done; echo "$s"; }
+# private memory (RssAnon): RSS without mapped file pages, which are page cache
+anon_kib() { local p s=0; for p in "$@"; do s=$((s + $(awk '/^RssAnon:/{print $2}' /proc/"$p"/status 2> /dev/null || echo 0))); done; echo "$s"; }
 nginx_pids() { echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"); }
 # hold N keep-alive connections, each after one request, until stdin closes
 hold_conns() {
@@ -106,21 +111,21 @@ print("ready", flush=True)
 sys.stdin.read()
 ' "$@"
 }
-# rss_at_1000 PORT PID...: RSS (KiB) of PIDs with 1000 connections held
+# rss_at_1000 PORT PID...: "RSS RssAnon" (KiB) of PIDs with 1000 connections held
 rss_at_1000() {
   local port=$1 v
   shift
   coproc HOLD { hold_conns "$port" "/$hs.narinfo" 1000; }
   read -r -t 60 _ <&"${HOLD[0]}"
   sleep 0.5
-  v=$(rss_kib "$@")
+  v="$(rss_kib "$@") $(anon_kib "$@")"
   eval "exec ${HOLD[1]}>&-"
   wait "$HOLD_PID" 2> /dev/null
   echo "$v"
 }
 
-# rss_streaming URL PID...: RSS (KiB) of PIDs while 50 clients are in the
-# middle of downloading URL at 4 MB/s each
+# rss_streaming URL PID...: "RSS RssAnon" (KiB) of PIDs while 50 clients
+# are in the middle of downloading URL at 4 MB/s each
 rss_streaming() {
   local url=$1 pids=() v i
   shift
@@ -129,7 +134,7 @@ rss_streaming() {
     pids+=($!)
   done
   sleep 3
-  v=$(rss_kib "$@")
+  v="$(rss_kib "$@") $(anon_kib "$@")"
   kill "${pids[@]}" 2> /dev/null
   wait "${pids[@]}" 2> /dev/null
   echo "$v"
@@ -162,15 +167,25 @@ for ((run = 1; run <= runs; run++)); do
     [ "$n" = "$narsize" ] || { echo "warning: cairn nar is $n bytes, not $narsize" >&2; s=n/a t=n/a; }
     add b/cairn-none-first "$s"
     add c/cairn-none "$t"
-    # again: the item was checked against its NarHash after its first stream
+    # again, once the check that follows an item's first stream is done
+    # (steady state: it runs once per item)
+    for ((i = 0; i < 100; i++)); do
+      curl -s "$PUBLISH_URL/metrics" | grep -q '^cairn_publish_verified_total [1-9]' && break
+      sleep 0.1
+    done
     read -r t s n < <(fetch "$PUBLISH_URL/$(sed -n 's/^URL: //p' < <(curl -s "$PUBLISH_URL/$hb.narinfo"))")
     [ "$n" = "$narsize" ] || { echo "warning: cairn nar is $n bytes, not $narsize" >&2; s=n/a; }
     add b/cairn-none "$s"
     add r/cairn-after "$(rss_kib "$PUBLISH_PID")"
     # (d) memory at 1000 connections
     add d/cairn-base "$(rss_kib "$PUBLISH_PID")"
-    add d/cairn "$(rss_at_1000 "$PUBLISH_PORT" "$PUBLISH_PID")"
-    add e/cairn-none "$(rss_streaming "$PUBLISH_URL/$(curl -s "$PUBLISH_URL/$hb.narinfo" | sed -n 's/^URL: //p')" "$PUBLISH_PID")"
+    add g/cairn-base "$(anon_kib "$PUBLISH_PID")"
+    read -r v a < <(rss_at_1000 "$PUBLISH_PORT" "$PUBLISH_PID")
+    add d/cairn "$v"
+    add g/cairn "$a"
+    read -r v a < <(rss_streaming "$PUBLISH_URL/$(curl -s "$PUBLISH_URL/$hb.narinfo" | sed -n 's/^URL: //p')" "$PUBLISH_PID")
+    add e/cairn-none "$v"
+    add f/cairn-none "$a"
     publish_stop > /dev/null 2>&1
     # --verify strict: the first stream hashes as it goes
     cairn_start --compression none --verify strict
@@ -184,7 +199,9 @@ for ((run = 1; run <= runs; run++)); do
     url=$(curl -s "$PUBLISH_URL/$hb.narinfo" | sed -n 's/^URL: //p')
     read -r t s n < <(fetch "$PUBLISH_URL/$url")
     add b/cairn-zstd-uncached "$s"
-    add e/cairn-zstd-uncached "$(rss_streaming "$PUBLISH_URL/$url" "$PUBLISH_PID")"
+    read -r v a < <(rss_streaming "$PUBLISH_URL/$url" "$PUBLISH_PID")
+    add e/cairn-zstd-uncached "$v"
+    add f/cairn-zstd-uncached "$a"
     add c/cairn-zstd-uncached "$t"
     for ((i = 0; i < 600; i++)); do
       curl -s "$PUBLISH_URL/$hb.narinfo" | grep -q '^FileSize:' && break
@@ -204,8 +221,13 @@ for ((run = 1; run <= runs; run++)); do
   add b/nginx-zstd "$s"
   add c/nginx-zstd "$t"
   add d/nginx-base "$(rss_kib $ng_pids_none)"
-  add d/nginx "$(rss_at_1000 "$NG_NONE_PORT" $ng_pids_none)"
-  add e/nginx "$(rss_streaming "$NG_NONE/$nar_none" $ng_pids_none)"
+  add g/nginx-base "$(anon_kib $ng_pids_none)"
+  read -r v a < <(rss_at_1000 "$NG_NONE_PORT" $ng_pids_none)
+  add d/nginx "$v"
+  add g/nginx "$a"
+  read -r v a < <(rss_streaming "$NG_NONE/$nar_none" $ng_pids_none)
+  add e/nginx "$v"
+  add f/nginx "$a"
 done
 
 m() { printf '%s' "${R[$1]:-}" | median; }
@@ -230,8 +252,12 @@ Medians of $runs runs.
 | (c) time to first byte, ms, zstd, cached | $(m c/cairn-zstd-cached) | $(m c/nginx-zstd) | $(ratio "$(m c/cairn-zstd-cached)" "$(m c/nginx-zstd)") |
 | (d) RSS KiB, idle | $(m d/cairn-base) | $(m d/nginx-base) | $(ratio "$(m d/cairn-base)" "$(m d/nginx-base)") |
 | (d) RSS KiB, 1,000 keep-alive connections | $(m d/cairn) | $(m d/nginx) | $(ratio "$(m d/cairn)" "$(m d/nginx)") |
+| (d) private memory (RssAnon) KiB, idle | $(m g/cairn-base) | $(m g/nginx-base) | $(ratio "$(m g/cairn-base)" "$(m g/nginx-base)") |
+| (d) private memory (RssAnon) KiB, 1,000 keep-alive connections | $(m g/cairn) | $(m g/nginx) | $(ratio "$(m g/cairn)" "$(m g/nginx)") |
 | (d) RSS KiB, 50 clients in the middle of the $mib MiB nar, uncompressed | $(m e/cairn-none) | $(m e/nginx) | $(ratio "$(m e/cairn-none)" "$(m e/nginx)") |
 | (d) RSS KiB, 50 clients in the middle of the $mib MiB nar, zstd on the fly | $(m e/cairn-zstd-uncached) | | |
+| (d) private memory (RssAnon) KiB, 50 clients in the middle of the $mib MiB nar, uncompressed | $(m f/cairn-none) | $(m f/nginx) | $(ratio "$(m f/cairn-none)" "$(m f/nginx)") |
+| (d) private memory (RssAnon) KiB, 50 clients in the middle of the $mib MiB nar, zstd on the fly | $(m f/cairn-zstd-uncached) | | |
 | RSS KiB after serving the $mib MiB nar | $(m r/cairn-after) | | |
 
 Raw values (one per run):

@@ -761,8 +761,11 @@ static int h_metrics(struct cairn_httpd_req *req, void *data)
 	struct cairn_publish *p = data;
 	struct cairn_buf b = CAIRN_BUF_INIT(4 << 20);
 	int rc = cairn_httpd_metrics_render(p->httpd, &b);
-	uint64_t qlen, cache_size, streams;
+	uint64_t qlen, cache_size, streams, vqlen;
 
+	pthread_mutex_lock(&p->verify_lock);
+	vqlen = p->vq_len;
+	pthread_mutex_unlock(&p->verify_lock);
 	pthread_mutex_lock(&p->cache_lock);
 	qlen = p->q_len;
 	cache_size = p->cache_size;
@@ -818,9 +821,12 @@ static int h_metrics(struct cairn_httpd_req *req, void *data)
 			"# HELP cairn_publish_cache_bytes Bytes of compressed nars in the cache.\n"
 			"# TYPE cairn_publish_cache_bytes gauge\ncairn_publish_cache_bytes %llu\n"
 			"# HELP cairn_publish_streams Nar streams running.\n"
-			"# TYPE cairn_publish_streams gauge\ncairn_publish_streams %llu\n",
+			"# TYPE cairn_publish_streams gauge\ncairn_publish_streams %llu\n"
+			"# HELP cairn_publish_verify_queue Items waiting for a background "
+			"check against NarHash.\n"
+			"# TYPE cairn_publish_verify_queue gauge\ncairn_publish_verify_queue %llu\n",
 			(unsigned long long)qlen, (unsigned long long)cache_size,
-			(unsigned long long)streams);
+			(unsigned long long)streams, (unsigned long long)vqlen);
 	if (rc == 0) {
 		cairn_httpd_add_header(req, "Cache-Control", "no-store");
 		rc = cairn_httpd_send(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "",

@@ -141,6 +141,8 @@ check "background: an intact item is checked once ($(metric cairn_publish_verifi
 curl -s --max-time 10 -o /dev/null "$PUBLISH_URL/$url"
 sleep 0.5
 check "  and not again on its next stream" [ "$(metric cairn_publish_verified_total)" = 1 ]
+check "  the check queue is empty again ($(metric cairn_publish_verify_queue))" \
+  [ "$(metric cairn_publish_verify_queue)" = 0 ]
 check "  its narinfo is served" curl -sf --max-time 10 -o /dev/null "$PUBLISH_URL/$hash.narinfo"
 
 publish_stop || not_ok "cairn publish stops cleanly on SIGTERM"

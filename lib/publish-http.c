@@ -131,7 +131,9 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 /* ---- producers ---------------------------------------------------------- */
 
 /* Files from this size on are sent by the loop itself (one copy, from its
- * mapping): below it the hand-over costs more than the copies. */
+ * mapping): below it the hand-over costs more than the copies.  Not on
+ * HTTP/2, where the loop would have to read them (h2o copies into frames
+ * anyway): the producer's reads keep a slow disk off the loop. */
 #define PUB_FILE_SEGMENT_MIN (1024 * 1024)
 
 enum job_kind { JOB_NAR, JOB_LS, JOB_TAIL };
@@ -156,6 +158,7 @@ struct job {
 	bool check;	   /* hash as it goes, and fail unless it matches NarHash */
 	bool check_after;  /* queue a background check when done */
 	bool holding;	   /* the nar's last byte, held back until the check */
+	bool http2;	   /* h2o copies in user space there: no file regions */
 	char held;
 	char hashpart[CAIRN_STORE_HASH_LEN + 1];
 	char store_path[CAIRN_STOREDB_PATH_MAX + 1];
@@ -288,7 +291,8 @@ static void *producer(void *arg)
 		goto out;
 	}
 	/* bytes nobody here needs to see go from the file to the socket */
-	if (j->kind == JOB_NAR && j->method == CAIRN_CODEC_NONE && !j->ranged && !j->check)
+	if (j->kind == JOB_NAR && j->method == CAIRN_CODEC_NONE && !j->ranged && !j->check &&
+	    !j->http2)
 		cairn_nar_writer_set_file_fn(w, job_file, j, PUB_FILE_SEGMENT_MIN);
 	if ((rc = cairn_nar_write_path(w, j->real, &err)) < 0 ||
 	    (rc = cairn_nar_writer_finish(w, &err)) < 0) {
@@ -405,6 +409,7 @@ static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 	} else if (kind == JOB_LS) {
 		j->check = true;
 	}
+	j->http2 = cairn_httpd_req_is_http2(req) != 0;
 	memcpy(j->real, real, rl + 1);
 	snprintf(j->store_path, sizeof(j->store_path), "%s", pi->path);
 	if (!pub_stream_enter(p)) {

@@ -75,7 +75,7 @@ struct httpd_worker {
 
 struct cairn_httpd {
 	struct cairn_httpd_config cfg;
-	char *cfg_strings[CAIRN_HTTPD_MAX_LISTEN + 3];
+	char *cfg_strings[CAIRN_HTTPD_MAX_LISTEN + 4];
 	h2o_globalconf_t gconf;
 	h2o_logconf_t *logconf;
 	int log_fd;

@@ -154,6 +154,7 @@ int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *c
 	h->cfg.access_log = h->cfg_strings[k++] = dup_or_null(cfg->access_log);
 	h->cfg.user = h->cfg_strings[k++] = dup_or_null(cfg->user);
 	h->cfg.server_name = h->cfg_strings[k++] = dup_or_null(cfg->server_name);
+	h->cfg.port_file = h->cfg_strings[k++] = dup_or_null(cfg->port_file);
 	for (size_t i = 0; i < cfg->n_listen; i++)
 		if (!h->cfg.listen[i]) {
 			ret = cairn_error_set(err, CAIRN_ENOMEM, "httpd: out of memory");
@@ -390,6 +391,31 @@ static int adopt_systemd(struct cairn_httpd *h, struct cairn_error *err)
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
 	h->cfg.reuseport = 0;
+	return 0;
+}
+
+/* Written as the user that bound the sockets: a test or a service manager
+ * reads it from a place the server's own user may not write. */
+static int write_port_file(const char *path, int port, struct cairn_error *err)
+{
+	char tmp[PATH_MAX], buf[16];
+	int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return cairn_error_set(err, CAIRN_EINVAL, "httpd: port file name too long");
+	int len = snprintf(buf, sizeof(buf), "%d\n", port);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return cairn_error_errno(err, errno, "httpd: cannot write '%s'", tmp);
+	ssize_t w = write(fd, buf, (size_t)len);
+	int e = w == len ? 0 : w < 0 ? errno : EIO;
+	if (close(fd) != 0 && e == 0)
+		e = errno;
+	if (e == 0 && rename(tmp, path) != 0)
+		e = errno;
+	if (e) {
+		unlink(tmp);
+		return cairn_error_errno(err, e, "httpd: cannot write '%s'", path);
+	}
 	return 0;
 }
 
@@ -824,6 +850,8 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 		lg->h = h;
 	}
 
+	if (h->cfg.port_file && (ret = write_port_file(h->cfg.port_file, h->port, err)) < 0)
+		return ret;
 	if (h->cfg.user && (ret = drop_privileges(h->cfg.user, err)) < 0)
 		return ret;
 

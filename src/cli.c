@@ -266,22 +266,3 @@ void cli_serve_signals(struct cairn_httpd *h)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 }
-
-int cli_write_port_file(const char *path, int port)
-{
-	char tmp[4096], buf[32];
-	int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (n < 0 || (size_t)n >= sizeof(tmp)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	FILE *fp = fopen(tmp, "w");
-	snprintf(buf, sizeof(buf), "%d\n", port);
-	if (!fp || fputs(buf, fp) == EOF || fclose(fp) != 0 || rename(tmp, path) < 0) {
-		int e = errno;
-		unlink(tmp);
-		errno = e;
-		return -1;
-	}
-	return 0;
-}

@@ -97,7 +97,5 @@ struct cairn_httpd;
  * writes with writev).  Call with NULL before h goes away.
  */
 void cli_serve_signals(struct cairn_httpd *h);
-/* Write "PORT\n" to path through a temporary name; 0, or -1 with errno. */
-int cli_write_port_file(const char *path, int port);
 
 #endif

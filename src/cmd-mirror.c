@@ -155,6 +155,7 @@ int cmd_mirror(int argc, char **argv)
 	if (have_keys)
 		ec.trusted = &kr;
 
+	hc.port_file = port_file;
 	if (cairn_edge_new(&edge, &ec, &err) < 0 || cairn_httpd_new(&h, &hc, &err) < 0 ||
 	    cairn_edge_attach(edge, h, &err) < 0) {
 		cli_fail("mirror", &err);
@@ -164,10 +165,6 @@ int cmd_mirror(int argc, char **argv)
 	if (cairn_httpd_start(h, &err) < 0 || cairn_edge_start(edge, &err) < 0) {
 		cli_fail("mirror", &err);
 		goto out;
-	}
-	if (port_file && cli_write_port_file(port_file, cairn_httpd_port(h)) < 0) {
-		cli_error("cannot write '%s': %s", port_file, strerror(errno));
-		cairn_httpd_stop(h);
 	}
 	if (cairn_httpd_wait(h, &err) < 0) {
 		cli_fail("mirror", &err);

@@ -257,6 +257,7 @@ int cmd_publish(int argc, char **argv)
 			return cli_usage(cmd_publish_usage, false);
 		}
 	}
+	hc.port_file = port_file;
 	if (binary_cache && (store || db || cache || n_key_files)) {
 		cli_error("--binary-cache serves a directory as it is: no --store, --db, --cache "
 			  "or --key with it");
@@ -378,8 +379,6 @@ int cmd_publish(int argc, char **argv)
 	int port = cairn_httpd_port(h);
 	fprintf(stderr, "%s: serving %s on port %d\n", cli_progname,
 		binary_cache ? binary_cache : pc.store_dir, port);
-	if (port_file && cli_write_port_file(port_file, port) < 0)
-		cli_warn("cannot write '%s': %s", port_file, strerror(errno));
 	if (cairn_httpd_wait(h, &err) < 0) {
 		cli_fail("server", &err);
 		goto out;

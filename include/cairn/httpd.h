@@ -80,6 +80,10 @@ struct cairn_httpd_config {
 	const char *access_log;
 	/* setuid/setgid to this user once the sockets and log are open */
 	const char *user;
+	/* write the first listener's port here ("8080\n", to a temporary name
+	 * renamed into place) once bound, before privileges are dropped;
+	 * NULL: none */
+	const char *port_file;
 	const char *server_name; /* Server: header; NULL: none */
 };
 

@@ -245,4 +245,59 @@ for p in "${closure[@]}"; do
   done
 done
 check "baked URLs of evicted files still serve their nars ($n of 3)" test "$n" -eq 3
+kill -TERM "$nix2_pid"
+
+# --user (as root): the keys are read and the socket bound as root, then
+# every thread runs as nobody, which owns the cache it bakes into
+if [ "$(id -u)" = 0 ] && id nobody > /dev/null 2>&1; then
+  chmod -R o+rX "$store"
+  chmod o+x "$TMP"
+  start_publish user --store "$store/nix/store" --key "$TMP/nix.sec" \
+    --cache "$TMP/cache-user" --compression zstd --user nobody
+  uids=$(awk '/^Uid:/{print $2}' /proc/"$user_pid"/task/*/status | sort -u | tr '\n' ' ')
+  check "--user nobody: every thread runs as nobody ($uids)" test "$uids" = "$(id -u nobody) "
+  h=$(hp "$top")
+  baked=""
+  for _ in $(seq 100); do
+    baked=$(curl -sf "http://127.0.0.1:$PORT/$h.narinfo" | field FileSize)
+    [ -n "$baked" ] && break
+    sleep 0.1
+  done
+  check "  it serves, and bakes into the cache as nobody (FileSize $baked)" test -n "$baked"
+  owners=$(find "$TMP/cache-user/nar" -type f -printf '%u\n' | sort -u | tr '\n' ' ')
+  check "  the baked files are nobody's ($owners)" test "$owners" = "nobody "
+  kill -TERM "$user_pid"
+else
+  echo "# not root (or no user nobody): --user not tested"
+fi
+
+# systemd socket activation: the listening socket arrives as fd 3
+sd=$(python3 - "$CAIRN" "$store/nix/store" "$TMP/sd.log" << 'PY'
+import os, socket, subprocess, sys, time, signal
+cairn, store, out = sys.argv[1:4]
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", 0)); ls.listen(64)
+port = ls.getsockname()[1]
+pid = os.fork()
+if pid == 0:
+    os.dup2(ls.fileno(), 3)
+    os.set_inheritable(3, True)
+    os.environ["LISTEN_FDS"] = "1"
+    os.environ["LISTEN_PID"] = str(os.getpid())
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC); os.dup2(fd, 1); os.dup2(fd, 2)
+    os.execv(cairn, [cairn, "publish", "--systemd", "--store", store])
+ls.close()
+r = b""
+for _ in range(50):
+    p = subprocess.run(["curl", "-s", "--max-time", "5", f"http://127.0.0.1:{port}/nix-cache-info"],
+                       capture_output=True)
+    r = p.stdout
+    if r.startswith(b"StoreDir: "): break
+    time.sleep(0.1)
+os.kill(pid, signal.SIGTERM)
+_, st = os.waitpid(pid, 0)
+print(r.split(b"\n")[0].decode(), os.waitstatus_to_exitcode(st))
+PY
+)
+check "--systemd: serves on the socket it is given, stops cleanly ($sd)" test "$sd" = "StoreDir: /nix/store 0"
 finish

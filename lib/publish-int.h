@@ -37,6 +37,7 @@ struct pub_inflight {
 	int fd;		  /* the temporary file, readable; -1 until opened */
 	uint64_t written; /* bytes in it so far */
 	bool done, failed;
+	bool complete; /* every byte written and checked: readers may end */
 	unsigned refs;
 	pthread_cond_t cond;
 };

@@ -998,7 +998,7 @@ out:
 
 /* The bake pipeline: NAR writer -> (hash, size) -> codec -> (hash, file). */
 struct bake {
-	struct cairn_sha256 nar_sha, file_sha;
+	struct cairn_sha256 nar_sha;
 	struct cairn_codec *codec;
 	int fd;
 	uint64_t file_size;
@@ -1012,7 +1012,6 @@ static int bake_out(void *ctx, const void *data, size_t len)
 	struct bake *b = ctx;
 	const char *d = data;
 	size_t total = len;
-	cairn_sha256_update(&b->file_sha, data, len);
 	b->file_size += len;
 	while (len) {
 		ssize_t n = write(b->fd, d, len);
@@ -1040,6 +1039,34 @@ static int bake_nar(void *ctx, const void *data, size_t len, struct cairn_error 
 		return cairn_error_set(err, CAIRN_ECANCELED, "publish: stopping");
 	cairn_sha256_update(&b->nar_sha, data, len);
 	return cairn_codec_write(b->codec, data, len, bake_out, b, err);
+}
+
+static int file_sha256(int fd, uint64_t size, uint8_t digest[32], struct cairn_error *err)
+{
+	static const size_t cap = 1 << 20;
+	struct cairn_sha256 sha;
+	char *buf = malloc(cap);
+	int rc = buf ? cairn_sha256_init(&sha) : CAIRN_ENOMEM;
+	if (rc < 0) {
+		free(buf);
+		return cairn_error_set(err, rc, "publish: cannot hash the cached file");
+	}
+	for (uint64_t off = 0; off < size && rc == 0;) {
+		size_t want = size - off < cap ? (size_t)(size - off) : cap;
+		ssize_t n = pread(fd, buf, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = cairn_error_errno(err, n < 0 ? errno : EIO,
+					       "publish: cannot read back the cached file");
+			break;
+		}
+		cairn_sha256_update(&sha, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	cairn_sha256_final(&sha, digest);
+	free(buf);
+	return rc;
 }
 
 static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo *pi,
@@ -1081,10 +1108,6 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	}
 	if ((rc = cairn_sha256_init(&b.nar_sha)) < 0)
 		goto out;
-	if ((rc = cairn_sha256_init(&b.file_sha)) < 0) {
-		cairn_sha256_release(&b.nar_sha);
-		goto out;
-	}
 	rc = cairn_codec_new(&b.codec, spec->method, CAIRN_CODEC_COMPRESS, spec->level,
 			     CAIRN_CODEC_UNLIMITED, err);
 	if (rc == 0)
@@ -1093,7 +1116,6 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 		rc = cairn_codec_finish(b.codec, bake_out, &b, err);
 	struct cairn_hash nh = {.algo = CAIRN_HASH_SHA256, .len = 32};
 	cairn_sha256_final(&b.nar_sha, nh.digest);
-	cairn_sha256_final(&b.file_sha, digest);
 	if (rc < 0)
 		goto out;
 	if (cairn_codec_total_in(b.codec) != pi->nar_size || !cairn_hash_equal(&nh, &pi->nar_hash)) {
@@ -1109,6 +1131,20 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	}
 	/* the bake read every byte: its uncompressed streams need not hash again */
 	pub_nar_mark_verified(p, hp, &pi->nar_hash);
+	/*
+	 * The clients following the file have every byte, checked: let them
+	 * end now.  The file's own hash (for FileHash and its name) is taken
+	 * from the file afterwards, off their path: hashing as it was written
+	 * made the compression, and so them, 40% slower.
+	 */
+	if (inf) {
+		pthread_mutex_lock(&p->cache_lock);
+		inf->complete = true;
+		pthread_cond_broadcast(&inf->cond);
+		pthread_mutex_unlock(&p->cache_lock);
+	}
+	if ((rc = file_sha256(b.fd, b.file_size, digest, err)) < 0)
+		goto out;
 	if (fdatasync(b.fd) < 0) {
 		rc = cairn_error_errno(err, errno, "publish: cannot sync '%s'", tmpname);
 		goto out;
@@ -1239,7 +1275,8 @@ int64_t pub_inflight_wait(struct cairn_publish *p, struct pub_inflight *inf, uin
 {
 	int64_t r;
 	pthread_mutex_lock(&p->cache_lock);
-	while (inf->written <= off && !inf->done && !inf->failed && !p->stopping) {
+	while (inf->written <= off && !inf->done && !inf->complete && !inf->failed &&
+	       !p->stopping) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
@@ -1247,7 +1284,7 @@ int64_t pub_inflight_wait(struct cairn_publish *p, struct pub_inflight *inf, uin
 	}
 	if (inf->written > off)
 		r = (int64_t)(inf->written - off);
-	else if (inf->done)
+	else if (inf->done || inf->complete)
 		r = 0;
 	else
 		r = CAIRN_ECANCELED;

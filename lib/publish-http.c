@@ -559,6 +559,14 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 	atomic_fetch_add_explicit(&p->m_cache_misses, 1, memory_order_relaxed);
 	/* with a cache, every client follows one compression into it */
 	struct pub_inflight *inf = pub_inflight_get(p, &pi, u.method);
+	/* written and checked, only its name and FileHash to come: a file, not a tail */
+	int fd = inf ? pub_inflight_complete_fd(p, inf) : -1;
+	if (fd >= 0) {
+		pub_inflight_put(p, inf);
+		cairn_storedb_pathinfo_release(&pi);
+		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
+		return cairn_httpd_send_take_fd(req, fd, CT_NAR);
+	}
 	rc = start_job(p, req, &pi, inf ? JOB_TAIL : JOB_NAR, u.method, inf);
 	cairn_storedb_pathinfo_release(&pi);
 	return rc;

@@ -151,6 +151,9 @@ struct pub_inflight *pub_inflight_get(struct cairn_publish *p,
 				      const struct cairn_storedb_pathinfo *pi,
 				      enum cairn_codec_method method);
 void pub_inflight_put(struct cairn_publish *p, struct pub_inflight *inf);
+/* A new descriptor of the bake's file when it is complete (every byte
+ * written and checked), to serve as a plain file; -1 while it grows. */
+int pub_inflight_complete_fd(struct cairn_publish *p, struct pub_inflight *inf);
 /* Wait until the file has bytes past off: returns how many (> 0), 0 when
  * it is complete at off, or a negative error when the bake failed. */
 int64_t pub_inflight_wait(struct cairn_publish *p, struct pub_inflight *inf, uint64_t off);

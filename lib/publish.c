@@ -1271,6 +1271,16 @@ void pub_inflight_put(struct cairn_publish *p, struct pub_inflight *inf)
 		inflight_free(inf);
 }
 
+int pub_inflight_complete_fd(struct cairn_publish *p, struct pub_inflight *inf)
+{
+	int fd = -1;
+	pthread_mutex_lock(&p->cache_lock);
+	if (inf->complete && !inf->failed && inf->fd >= 0)
+		fd = fcntl(inf->fd, F_DUPFD_CLOEXEC, 0);
+	pthread_mutex_unlock(&p->cache_lock);
+	return fd;
+}
+
 int64_t pub_inflight_wait(struct cairn_publish *p, struct pub_inflight *inf, uint64_t off)
 {
 	int64_t r;

@@ -250,9 +250,13 @@ void cairn_publish_config_init(struct cairn_publish_config *cfg, enum cairn_stor
 
 static void verified_key(char *key, size_t n, const char *hashpart, const struct cairn_hash *h)
 {
+	static const char hex[] = "0123456789abcdef";
 	size_t o = (size_t)snprintf(key, n, "%.*s:", CAIRN_STORE_HASH_LEN, hashpart);
-	for (size_t i = 0; i < h->len && o + 2 < n; i++, o += 2)
-		snprintf(key + o, n - o, "%02x", h->digest[i]);
+	for (size_t i = 0; i < h->len && o + 2 < n; i++) {
+		key[o++] = hex[h->digest[i] >> 4];
+		key[o++] = hex[h->digest[i] & 15];
+	}
+	key[o < n ? o : n - 1] = '\0';
 }
 
 bool pub_nar_verified(struct cairn_publish *p, const char *hashpart, const struct cairn_hash *nar_hash)
@@ -283,6 +287,8 @@ void pub_nar_mark_verified(struct cairn_publish *p, const char *hashpart,
 static bool corrupt_locked(struct cairn_publish *p, const char *hashpart,
 			   const struct cairn_hash *nar_hash)
 {
+	if (p->corrupt->n == 0)
+		return false; /* the usual case, on every narinfo request */
 	char key[CAIRN_STORE_HASH_LEN + 2 + 2 * CAIRN_HASH_MAX_LEN + 1];
 	verified_key(key, sizeof(key), hashpart, nar_hash);
 	return map_get(p->corrupt, key) != NULL;

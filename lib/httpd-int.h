@@ -32,10 +32,11 @@ struct cairn_httpd_counter {
 };
 
 /*
- * A loop's mapped large files (httpd-send.c): the same file served again
- * is not mapped again.  Loop-local, so no locks.
+ * The server's mapped large files (httpd-send.c): the same file served
+ * again, on any loop, is not mapped again.  Shared by the loops, under
+ * cairn_httpd.maps_mu; each loop sweeps idle ones with its own timer.
  */
-#define HTTPD_MAPS 8
+#define HTTPD_MAPS 16
 struct httpd_map {
 	char *base; /* NULL: free slot */
 	size_t len;
@@ -62,7 +63,6 @@ struct httpd_worker {
 	h2o_linklist_t streams; /* live streams, loop side */
 	h2o_req_t *deferred;	/* the handler running now deferred its answer */
 	h2o_timeout_t send_timeout;
-	struct httpd_map maps[HTTPD_MAPS];
 	h2o_timeout_t map_timeout;
 	h2o_timeout_entry_t map_sweep;
 	uint64_t inflight; /* requests between on_req and dispose */
@@ -96,6 +96,8 @@ struct cairn_httpd {
 	pthread_mutex_t ready_mu;
 	pthread_cond_t ready_cond;
 	unsigned ready;
+	pthread_mutex_t maps_mu;
+	struct httpd_map maps[HTTPD_MAPS];
 };
 
 extern const int httpd_status_codes[HTTPD_STATUS_SLOTS];
@@ -124,17 +126,19 @@ struct httpd_watchdog {
 void httpd_watchdog_arm(struct httpd_watchdog *wd, h2o_req_t *req);
 void httpd_watchdog_disarm(struct httpd_watchdog *wd);
 
-/* Files at least this large are sent from the loop's mappings (HTTP/1),
+/* Files at least this large are sent from the server's mappings (HTTP/1),
  * in pieces of MAP_PIECE. */
 #define HTTPD_MAP_MIN (1024 * 1024)
 #define HTTPD_MAP_PIECE (2 * 1024 * 1024)
-/* Loop thread: the loop's mapping of fd (which st describes), made if need
+/* Loop thread: the server's mapping of fd (which st describes), made if need
  * be; NULL: read it instead.  Give it back with httpd_map_put (fd: the same
  * file, still open, to notice a deletion). */
 struct httpd_map *httpd_map_get(struct httpd_worker *w, int fd, const struct stat *st);
 void httpd_map_put(struct httpd_worker *w, struct httpd_map *m, int fd);
 void httpd_maps_init(struct httpd_worker *w);
 void httpd_maps_dispose(struct httpd_worker *w);
+/* At cairn_httpd_free: unmap what no response holds any more. */
+void httpd_maps_free(struct cairn_httpd *h);
 const char *httpd_reason(int status);
 /* "404 not found\n": the body of every error response; returns its length */
 size_t httpd_error_body(int status, char *body, size_t size);

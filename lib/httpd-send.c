@@ -17,8 +17,8 @@
  * page cache to socket once, in 2 MiB pieces, where pread costs a second
  * copy (+50% throughput on a 256 MiB file here).  Mapping per request
  * costs about as much as it saves (page-table set-up and tear-down), so
- * each loop keeps its last HTTPD_MAPS mappings, keyed by inode, size and
- * mtime: a popular nar is mapped once.  Safety: we never touch the
+ * the server keeps its last HTTPD_MAPS mappings, shared by its loops and
+ * keyed by inode, size and mtime: a popular nar is mapped once.  Safety: we never touch the
  * mapping ourselves; if a file is truncated under us, writev fails with
  * EFAULT and the response ends short, as it must - no SIGBUS.  HTTP/2 is
  * not mapped, because h2o copies into its frames in user space.  A file
@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,39 +250,58 @@ struct file_gen {
 	off_t off;
 	size_t left;
 	char *buf;
-	struct httpd_map *map; /* sending from a loop's mapping */
+	struct httpd_map *map; /* sending from the server's mapping */
 	struct httpd_watchdog wd;
 };
 
-/* --- the loop's mappings ------------------------------------------------------- */
+/* --- the server's mappings ----------------------------------------------------- */
 
-static void map_drop(struct httpd_map *m)
+/* munmap outside maps_mu: a large populated mapping takes a while to tear down */
+struct unmap {
+	char *base;
+	size_t len;
+};
+
+static void map_take(struct httpd_map *m, struct unmap *u)
 {
-	munmap(m->base, m->len);
+	u->base = m->base;
+	u->len = m->len;
 	memset(m, 0, sizeof(*m));
+}
+
+static void unmap_all(struct unmap *u, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (u[i].base)
+			munmap(u[i].base, u[i].len);
 }
 
 static void map_sweep_cb(h2o_timeout_entry_t *entry)
 {
 	struct httpd_worker *w = H2O_STRUCT_FROM_MEMBER(struct httpd_worker, map_sweep, entry);
+	struct cairn_httpd *h = w->h;
+	struct unmap gone[HTTPD_MAPS] = {{0}};
 	uint64_t now = h2o_now(w->loop);
 	int idle = 0;
+	pthread_mutex_lock(&h->maps_mu);
 	for (size_t i = 0; i < HTTPD_MAPS; i++) {
-		struct httpd_map *m = &w->maps[i];
+		struct httpd_map *m = &h->maps[i];
 		if (!m->base || m->refs)
 			continue;
 		if (now - m->idle_since >= MAP_IDLE_MS)
-			map_drop(m);
+			map_take(m, &gone[i]);
 		else
 			idle = 1;
 	}
+	pthread_mutex_unlock(&h->maps_mu);
+	unmap_all(gone, HTTPD_MAPS);
+	/* another loop's timer may be the one that gets to them; either is fine */
 	if (idle)
 		h2o_timeout_link(w->loop, &w->map_timeout, &w->map_sweep);
 }
 
 void httpd_maps_init(struct httpd_worker *w)
 {
-	memset(w->maps, 0, sizeof(w->maps));
 	h2o_timeout_init(w->loop, &w->map_timeout, MAP_IDLE_MS);
 	memset(&w->map_sweep, 0, sizeof(w->map_sweep));
 	w->map_sweep.cb = map_sweep_cb;
@@ -292,56 +312,78 @@ void httpd_maps_dispose(struct httpd_worker *w)
 	if (h2o_timeout_is_linked(&w->map_sweep))
 		h2o_timeout_unlink(&w->map_sweep);
 	h2o_timeout_dispose(w->loop, &w->map_timeout);
-	for (size_t i = 0; i < HTTPD_MAPS; i++)
-		if (w->maps[i].base)
-			map_drop(&w->maps[i]);
 }
 
-/* The loop's mapping of fd (which st describes), made if need be; NULL: use pread. */
+void httpd_maps_free(struct cairn_httpd *h)
+{
+	struct unmap gone[HTTPD_MAPS] = {{0}};
+	pthread_mutex_lock(&h->maps_mu);
+	/* one still held belongs to a loop left undisposed at exit: leave it */
+	for (size_t i = 0; i < HTTPD_MAPS; i++)
+		if (h->maps[i].base && !h->maps[i].refs)
+			map_take(&h->maps[i], &gone[i]);
+	pthread_mutex_unlock(&h->maps_mu);
+	unmap_all(gone, HTTPD_MAPS);
+}
+
+/* The server's mapping of fd (which st describes), made if need be; NULL: use pread. */
 struct httpd_map *httpd_map_get(struct httpd_worker *w, int fd, const struct stat *st)
 {
-	struct httpd_map *m, *victim = NULL;
-	for (size_t i = 0; i < HTTPD_MAPS; i++) {
-		m = &w->maps[i];
+	struct cairn_httpd *h = w->h;
+	struct httpd_map *m, *victim = NULL, *found = NULL;
+	struct unmap old = {0};
+	pthread_mutex_lock(&h->maps_mu);
+	for (size_t i = 0; i < HTTPD_MAPS && !found; i++) {
+		m = &h->maps[i];
 		if (m->base && m->dev == st->st_dev && m->ino == st->st_ino &&
 		    m->len == (size_t)st->st_size && m->mtime.tv_sec == st->st_mtim.tv_sec &&
 		    m->mtime.tv_nsec == st->st_mtim.tv_nsec) {
 			m->refs++;
-			return m;
-		}
-		if (!m->base)
+			found = m;
+		} else if (!m->base) {
 			victim = victim && !victim->base ? victim : m;
-		else if (!m->refs && (!victim || (victim->base && m->idle_since < victim->idle_since)))
+		} else if (!m->refs && (!victim || (victim->base && m->idle_since < victim->idle_since))) {
 			victim = m;
+		}
 	}
-	if (!victim)
-		return NULL; /* every slot is sending: this one reads */
-	void *base = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_SHARED, fd, 0);
-	if (base == MAP_FAILED)
-		return NULL;
-	if (victim->base)
-		map_drop(victim);
-	victim->base = base;
-	victim->len = (size_t)st->st_size;
-	victim->dev = st->st_dev;
-	victim->ino = st->st_ino;
-	victim->mtime = st->st_mtim;
-	victim->refs = 1;
-	return victim;
+	if (!found && victim) {
+		/* mmap itself only sets up the range: cheap under the lock */
+		void *base = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_SHARED, fd, 0);
+		if (base != MAP_FAILED) {
+			if (victim->base)
+				map_take(victim, &old);
+			victim->base = base;
+			victim->len = (size_t)st->st_size;
+			victim->dev = st->st_dev;
+			victim->ino = st->st_ino;
+			victim->mtime = st->st_mtim;
+			victim->refs = 1;
+			found = victim;
+		}
+	}
+	pthread_mutex_unlock(&h->maps_mu);
+	unmap_all(&old, 1);
+	return found; /* NULL: every slot is sending, or mmap failed: this one reads */
 }
 
 void httpd_map_put(struct httpd_worker *w, struct httpd_map *m, int fd)
 {
+	struct cairn_httpd *h = w->h;
+	struct unmap gone = {0};
 	struct stat st;
-	if (--m->refs)
-		return;
 	/* deleted (a nar evicted, a store path collected): give the space back now */
-	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_nlink == 0) {
-		map_drop(m);
-		return;
+	bool deleted = fd >= 0 && fstat(fd, &st) == 0 && st.st_nlink == 0;
+	pthread_mutex_lock(&h->maps_mu);
+	if (--m->refs == 0) {
+		if (deleted)
+			map_take(m, &gone);
+		else
+			m->idle_since = h2o_now(w->loop);
 	}
-	m->idle_since = h2o_now(w->loop);
-	if (!h2o_timeout_is_linked(&w->map_sweep))
+	bool idle = m->base && m->refs == 0;
+	pthread_mutex_unlock(&h->maps_mu);
+	unmap_all(&gone, 1);
+	if (idle && !h2o_timeout_is_linked(&w->map_sweep))
 		h2o_timeout_link(w->loop, &w->map_timeout, &w->map_sweep);
 }
 

@@ -137,6 +137,7 @@ int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *c
 	h->log_fd = -1;
 	h->stop_pipe[0] = h->stop_pipe[1] = -1;
 	pthread_mutex_init(&h->ready_mu, NULL);
+	pthread_mutex_init(&h->maps_mu, NULL);
 	pthread_cond_init(&h->ready_cond, NULL);
 	for (size_t i = 0; i < CAIRN_HTTPD_MAX_LISTEN; i++)
 		for (size_t j = 0; j < CAIRN_HTTPD_MAX_THREADS; j++)
@@ -985,6 +986,8 @@ void cairn_httpd_free(struct cairn_httpd *h)
 		close(h->stop_pipe[1]);
 	pthread_cond_destroy(&h->ready_cond);
 	pthread_mutex_destroy(&h->ready_mu);
+	httpd_maps_free(h);
+	pthread_mutex_destroy(&h->maps_mu);
 	for (size_t i = 0; i < h->n_routes; i++) {
 		free(h->routes[i].pattern);
 		free(h->routes[i].name);

@@ -287,7 +287,7 @@ int cairn_httpd_stream_write(struct cairn_httpd_stream *s, const void *data, siz
 /*
  * Producer side: queue len bytes of the regular file fd from offset off,
  * sent by the loop without passing through the stream's buffers (HTTP/1:
- * written from the loop's mapping of the file, one copy in all; HTTP/2:
+ * written from the server's mapping of the file, one copy in all; HTTP/2:
  * read by the loop into the stream's buffer).  fd is duplicated, so the
  * caller may close it on return.  Returns once the loop has sent them (or
  * the client is gone); errors as cairn_httpd_stream_write, plus CAIRN_EIO

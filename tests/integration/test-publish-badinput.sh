@@ -127,6 +127,17 @@ check "  other items are still served ($other)" \
   curl -sf --max-time 10 -o /dev/null "$PUBLISH_URL/$other.narinfo"
 publish_stop || not_ok "cairn publish stops cleanly on SIGTERM"
 
+# --verify off: sizes only; the changed item is served and never withdrawn
+publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression none --verify off ||
+  not_ok "cairn publish restarts"
+rc=0
+st=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "$PUBLISH_URL/$url") || rc=$?
+sleep 0.5
+st2=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "$PUBLISH_URL/$hash.narinfo")
+check "--verify off: the changed item is served ($st, curl $rc) and stays ($st2), unchecked ($(metric cairn_publish_verify_failures_total))" \
+  [ "$st" = 200 -a "$rc" = 0 -a "$st2" = 200 -a "$(metric cairn_publish_verify_failures_total)" = 0 ]
+publish_stop || not_ok "cairn publish stops cleanly on SIGTERM"
+
 # repaired: back as it was, checked again, served again
 flip
 publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression none ||

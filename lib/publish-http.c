@@ -777,10 +777,10 @@ static int h_metrics(struct cairn_httpd_req *req, void *data)
 	uint64_t qlen, cache_size, streams, vqlen;
 
 	pthread_mutex_lock(&p->verify_lock);
-	vqlen = p->vq_len;
+	vqlen = p->verify_q.len;
 	pthread_mutex_unlock(&p->verify_lock);
 	pthread_mutex_lock(&p->cache_lock);
-	qlen = p->q_len;
+	qlen = p->bake_q.len;
 	cache_size = p->cache_size;
 	pthread_mutex_unlock(&p->cache_lock);
 	pthread_mutex_lock(&p->streams_lock);

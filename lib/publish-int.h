@@ -12,6 +12,19 @@
 
 struct pub_map;
 
+/*
+ * A FIFO of hash parts, each queued once until its work is done, for the
+ * threads that work it (the bakers, the verifier).  Guarded by the lock
+ * given at init, signalled on its condition.
+ */
+struct pub_workq {
+	pthread_mutex_t *lock;
+	pthread_cond_t *cond;
+	struct pub_map *queued; /* hash parts queued or being worked on */
+	char **ring;
+	size_t head, len, cap, max;
+};
+
 /* One baked file: the nar of an item, compressed with one method. */
 struct pub_baked {
 	char hashpart[33];
@@ -64,12 +77,10 @@ struct cairn_publish {
 	 * monotonic ms of the check (memo_lock) */
 	struct pub_map *corrupt;
 
-	/* background checks (verify_lock): FIFO of hash parts, one thread */
+	/* background checks (verify_lock), one thread */
 	pthread_mutex_t verify_lock;
 	pthread_cond_t verify_cond;
-	struct pub_map *verify_queued;
-	char **vq;
-	size_t vq_head, vq_len;
+	struct pub_workq verify_q;
 	pthread_t verifier;
 	bool verifier_running;
 
@@ -79,10 +90,8 @@ struct cairn_publish {
 	pthread_cond_t cache_cond;
 	struct pub_map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
 	struct pub_map *by_file; /* file hash nix32 -> the same struct pub_baked */
-	struct pub_map *queued;	 /* hash parts queued or being baked */
 	struct pub_map *inflight; /* key -> struct pub_inflight */
-	char **queue;		 /* FIFO of hash parts */
-	size_t q_head, q_len, q_cap;
+	struct pub_workq bake_q;  /* under cache_lock */
 	uint64_t cache_size;
 	atomic_bool stopping;
 	pthread_t *bakers;

@@ -158,6 +158,79 @@ static void *map_take(struct pub_map *m, const char *key)
 	return NULL;
 }
 
+/* ---- work queues of hash parts ------------------------------------------ */
+
+static int workq_init(struct pub_workq *q, pthread_mutex_t *lock, pthread_cond_t *cond,
+		      size_t max)
+{
+	memset(q, 0, sizeof(*q));
+	q->lock = lock;
+	q->cond = cond;
+	q->max = max;
+	q->queued = map_new(NULL);
+	return q->queued ? 0 : CAIRN_ENOMEM;
+}
+
+static void workq_free(struct pub_workq *q)
+{
+	for (size_t i = 0; i < q->len; i++)
+		free(q->ring[(q->head + i) % q->cap]);
+	free(q->ring);
+	map_free(q->queued);
+}
+
+/* Under q->lock: queue hp unless it is queued (or being worked on) or the
+ * queue is full; false when it was not queued. */
+static bool workq_push_locked(struct pub_workq *q, const char *hp)
+{
+	if (q->len >= q->max || map_get(q->queued, hp))
+		return false;
+	if (q->len == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 64;
+		char **r = malloc(cap * sizeof(*r));
+		if (!r)
+			return false;
+		for (size_t i = 0; i < q->len; i++)
+			r[i] = q->ring[(q->head + i) % q->cap];
+		free(q->ring);
+		q->ring = r;
+		q->head = 0;
+		q->cap = cap;
+	}
+	char *s = strdup(hp);
+	if (!s || map_put(q->queued, hp, (void *)1) < 0) {
+		free(s);
+		return false;
+	}
+	q->ring[(q->head + q->len) % q->cap] = s;
+	q->len++;
+	pthread_cond_signal(q->cond);
+	return true;
+}
+
+/* A worker thread's loop: take hash parts in order and work them with fn
+ * (outside the lock) until p stops. */
+static void workq_run(struct cairn_publish *p, struct pub_workq *q,
+		      void (*fn)(struct cairn_publish *, const char *))
+{
+	pthread_mutex_lock(q->lock);
+	for (;;) {
+		while (!p->stopping && q->len == 0)
+			pthread_cond_wait(q->cond, q->lock);
+		if (p->stopping)
+			break;
+		char *hp = q->ring[q->head];
+		q->head = (q->head + 1) % q->cap;
+		q->len--;
+		pthread_mutex_unlock(q->lock);
+		fn(p, hp);
+		pthread_mutex_lock(q->lock);
+		map_take(q->queued, hp);
+		free(hp);
+	}
+	pthread_mutex_unlock(q->lock);
+}
+
 /* ---- small helpers ------------------------------------------------------ */
 
 static void *verifier(void *arg);
@@ -973,32 +1046,8 @@ void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart)
 	if (p->cache_fd < 0)
 		return;
 	pthread_mutex_lock(&p->cache_lock);
-	if (!p->stopping && !map_get(p->queued, hashpart) &&
-	    p->q_len < CAIRN_PUBLISH_BAKE_QUEUE_MAX) {
-		if (p->q_len == p->q_cap) {
-			size_t cap = p->q_cap ? p->q_cap * 2 : 64;
-			char **q = malloc(cap * sizeof(*q));
-			if (!q)
-				goto out;
-			for (size_t i = 0; i < p->q_len; i++)
-				q[i] = p->queue[(p->q_head + i) % p->q_cap];
-			free(p->queue);
-			p->queue = q;
-			p->q_head = 0;
-			p->q_cap = cap;
-		}
-		char *s = strdup(hashpart);
-		if (!s)
-			goto out;
-		if (map_put(p->queued, hashpart, (void *)1) < 0) {
-			free(s);
-			goto out;
-		}
-		p->queue[(p->q_head + p->q_len) % p->q_cap] = s;
-		p->q_len++;
-		pthread_cond_signal(&p->cache_cond);
-	}
-out:
+	if (!p->stopping)
+		(void)workq_push_locked(&p->bake_q, hashpart);
 	pthread_mutex_unlock(&p->cache_lock);
 }
 
@@ -1430,23 +1479,13 @@ void pub_verify_enqueue(struct cairn_publish *p, const char *hashpart)
 	if (strlen(hashpart) != CAIRN_STORE_HASH_LEN)
 		return;
 	pthread_mutex_lock(&p->verify_lock);
-	if (p->stopping || p->vq_len >= CAIRN_PUBLISH_VERIFY_QUEUE_MAX ||
-	    map_get(p->verify_queued, hashpart))
-		goto out;
-	if (!p->verifier_running) {
-		if (pthread_create(&p->verifier, NULL, verifier, p) != 0)
-			goto out; /* checked when asked for again */
-		p->verifier_running = true;
+	if (!p->stopping && !p->verifier_running) {
+		if (pthread_create(&p->verifier, NULL, verifier, p) == 0)
+			p->verifier_running = true;
 	}
-	char *copy = strdup(hashpart);
-	if (!copy || map_put(p->verify_queued, copy, (void *)1) < 0) {
-		free(copy);
-		goto out;
-	}
-	p->vq[(p->vq_head + p->vq_len) % CAIRN_PUBLISH_VERIFY_QUEUE_MAX] = copy;
-	p->vq_len++;
-	pthread_cond_signal(&p->verify_cond);
-out:
+	/* without a thread it is checked when asked for again */
+	if (!p->stopping && p->verifier_running)
+		(void)workq_push_locked(&p->verify_q, hashpart);
 	pthread_mutex_unlock(&p->verify_lock);
 }
 
@@ -1515,44 +1554,14 @@ static void *verifier(void *arg)
 	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
 	(void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS: 0 is this thread */, 0,
 		      3 << 13 /* IOPRIO_CLASS_IDLE */);
-	pthread_mutex_lock(&p->verify_lock);
-	for (;;) {
-		while (!p->stopping && p->vq_len == 0)
-			pthread_cond_wait(&p->verify_cond, &p->verify_lock);
-		if (p->stopping)
-			break;
-		char *hp = p->vq[p->vq_head];
-		p->vq_head = (p->vq_head + 1) % CAIRN_PUBLISH_VERIFY_QUEUE_MAX;
-		p->vq_len--;
-		pthread_mutex_unlock(&p->verify_lock);
-		verify_item(p, hp);
-		pthread_mutex_lock(&p->verify_lock);
-		map_take(p->verify_queued, hp);
-		free(hp);
-	}
-	pthread_mutex_unlock(&p->verify_lock);
+	workq_run(p, &p->verify_q, verify_item);
 	return NULL;
 }
 
 static void *baker(void *arg)
 {
 	struct cairn_publish *p = arg;
-	pthread_mutex_lock(&p->cache_lock);
-	for (;;) {
-		while (!p->stopping && p->q_len == 0)
-			pthread_cond_wait(&p->cache_cond, &p->cache_lock);
-		if (p->stopping)
-			break;
-		char *hp = p->queue[p->q_head];
-		p->q_head = (p->q_head + 1) % p->q_cap;
-		p->q_len--;
-		pthread_mutex_unlock(&p->cache_lock);
-		bake_item(p, hp);
-		pthread_mutex_lock(&p->cache_lock);
-		map_take(p->queued, hp);
-		free(hp);
-	}
-	pthread_mutex_unlock(&p->cache_lock);
+	workq_run(p, &p->bake_q, bake_item);
 	return NULL;
 }
 
@@ -1708,15 +1717,17 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	p->by_narhash = map_new(free);
 	p->verified = map_new(NULL);
 	p->corrupt = map_new(NULL);
-	p->verify_queued = map_new(NULL);
-	p->vq = calloc(CAIRN_PUBLISH_VERIFY_QUEUE_MAX, sizeof(*p->vq));
+
 	p->baked = map_new(NULL);
 	p->by_file = map_new(NULL);
-	p->queued = map_new(NULL);
 	p->inflight = map_new(NULL);
 	if (!p->store_dir || !p->real_store_dir || !p->db_path || !p->host || !p->memo ||
-	    !p->by_narhash || !p->verified || !p->corrupt || !p->verify_queued || !p->vq ||
-	    !p->baked || !p->by_file || !p->queued || !p->inflight ||
+	    !p->by_narhash || !p->verified || !p->corrupt ||
+	    workq_init(&p->verify_q, &p->verify_lock, &p->verify_cond,
+		       CAIRN_PUBLISH_VERIFY_QUEUE_MAX) < 0 ||
+	    workq_init(&p->bake_q, &p->cache_lock, &p->cache_cond, CAIRN_PUBLISH_BAKE_QUEUE_MAX) <
+		0 ||
+	    !p->baked || !p->by_file || !p->inflight ||
 	    (cfg->log_dir && !p->log_dir) || (cfg->cache_dir && !p->cache_dir)) {
 		rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
 		goto fail;
@@ -1799,11 +1810,7 @@ void cairn_publish_free(struct cairn_publish *p)
 	pthread_mutex_unlock(&p->verify_lock);
 	if (p->verifier_running)
 		pthread_join(p->verifier, NULL);
-	if (p->vq)
-		for (size_t i = 0; i < p->vq_len; i++)
-			free(p->vq[(p->vq_head + i) % CAIRN_PUBLISH_VERIFY_QUEUE_MAX]);
-	free(p->vq);
-	map_free(p->verify_queued);
+	workq_free(&p->verify_q);
 	map_free(p->corrupt);
 	/* producers still running hold p */
 	pthread_mutex_lock(&p->streams_lock);
@@ -1811,9 +1818,7 @@ void cairn_publish_free(struct cairn_publish *p)
 		pthread_cond_wait(&p->streams_cond, &p->streams_lock);
 	pthread_mutex_unlock(&p->streams_lock);
 
-	for (size_t i = 0; i < p->q_len; i++)
-		free(p->queue[(p->q_head + i) % p->q_cap]);
-	free(p->queue);
+	workq_free(&p->bake_q);
 	if (p->by_file) /* ghosts are only there */
 		for (size_t i = 0; i < p->by_file->nb; i++)
 			for (struct pub_map_ent *e = p->by_file->b[i]; e; e = e->next)
@@ -1826,7 +1831,6 @@ void cairn_publish_free(struct cairn_publish *p)
 	}
 	map_free(p->baked);
 	map_free(p->by_file);
-	map_free(p->queued);
 	map_free(p->inflight); /* empty: every bake thread has ended */
 	map_free(p->memo);
 	map_free(p->verified);

@@ -529,32 +529,8 @@ else
 fi
 
 # systemd socket activation: the listening socket arrives as fd 3
-sd=$(python3 - "$HTTPD_TEST_SERVER" "$DATA" "$TMP/s5" <<'EOF'
-import os, socket, subprocess, sys, time, signal
-srv, data, out = sys.argv[1:4]
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", 0)); ls.listen(64)
-port = ls.getsockname()[1]
-pid = os.fork()
-if pid == 0:
-    os.dup2(ls.fileno(), 3)
-    os.set_inheritable(3, True)  # dup2 onto itself keeps CLOEXEC
-    os.environ["LISTEN_FDS"] = "1"
-    os.environ["LISTEN_PID"] = str(os.getpid())
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC); os.dup2(fd, 1); os.dup2(fd, 2)
-    os.execv(srv, [srv, "--systemd", "--dir", data, "--threads", "2"])
-ls.close()
-r = b""
-for _ in range(50):
-    p = subprocess.run(["curl", "-s", "--max-time", "5", f"http://127.0.0.1:{port}/small"], capture_output=True)
-    r = p.stdout
-    if len(r) == 300: break
-    time.sleep(0.1)
-os.kill(pid, signal.SIGTERM)
-_, st = os.waitpid(pid, 0)
-print(len(r), os.waitstatus_to_exitcode(st))
-EOF
-)
+sd=$(python3 "$SRCDIR/tests/integration/socket-activate.py" "$TMP/s5" small \
+  "$HTTPD_TEST_SERVER" --systemd --dir "$DATA" --threads 2)
 check "systemd socket activation serves and stops cleanly ($sd)" test "$sd" = "300 0"
 
 # --user: privileges dropped after binding (only as root)

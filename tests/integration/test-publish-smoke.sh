@@ -272,32 +272,8 @@ else
 fi
 
 # systemd socket activation: the listening socket arrives as fd 3
-sd=$(python3 - "$CAIRN" "$store/nix/store" "$TMP/sd.log" << 'PY'
-import os, socket, subprocess, sys, time, signal
-cairn, store, out = sys.argv[1:4]
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", 0)); ls.listen(64)
-port = ls.getsockname()[1]
-pid = os.fork()
-if pid == 0:
-    os.dup2(ls.fileno(), 3)
-    os.set_inheritable(3, True)
-    os.environ["LISTEN_FDS"] = "1"
-    os.environ["LISTEN_PID"] = str(os.getpid())
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC); os.dup2(fd, 1); os.dup2(fd, 2)
-    os.execv(cairn, [cairn, "publish", "--systemd", "--store", store])
-ls.close()
-r = b""
-for _ in range(50):
-    p = subprocess.run(["curl", "-s", "--max-time", "5", f"http://127.0.0.1:{port}/nix-cache-info"],
-                       capture_output=True)
-    r = p.stdout
-    if r.startswith(b"StoreDir: "): break
-    time.sleep(0.1)
-os.kill(pid, signal.SIGTERM)
-_, st = os.waitpid(pid, 0)
-print(r.split(b"\n")[0].decode(), os.waitstatus_to_exitcode(st))
-PY
-)
+sd=$(python3 "$SRCDIR/tests/integration/socket-activate.py" "$TMP/sd.log" nix-cache-info \
+  "$CAIRN" publish --systemd --store "$store/nix/store")
+sd="$(head -n 1 "$TMP/sd.log.body") ${sd#* }"
 check "--systemd: serves on the socket it is given, stops cleanly ($sd)" test "$sd" = "StoreDir: /nix/store 0"
 finish

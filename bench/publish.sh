@@ -18,23 +18,27 @@
 # (a)/(b)).  Without a working `cairn publish`, measures nginx alone and
 # says so.
 #
-# usage: bench/publish.sh [-n RUNS] [-w WORK] [-c CAIRN] [-s MIB]
+# usage: bench/publish.sh [-n RUNS] [-w WORK] [-c CAIRN] [-s MIB] [-r]
 #   RUNS   repetitions (default 3)
 #   WORK   scratch directory (default /dev/shm/cairn-bench-publish; needs
 #          about 4x MIB of space), replaced on each run
 #   CAIRN  the cairn binary (default build/src/cairn)
 #   MIB    size of the large item in MiB (default 256)
+#   -r     the large item is real machine code (this machine's shared
+#          libraries, concatenated), which compresses, instead of random
+#          bytes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-runs=3 work=/dev/shm/cairn-bench-publish cairn=build/src/cairn mib=256
-while getopts n:w:c:s:h o; do
+runs=3 work=/dev/shm/cairn-bench-publish cairn=build/src/cairn mib=256 real=false
+while getopts n:w:c:s:rh o; do
   case $o in
+    r) real=true ;;
     n) runs=$OPTARG ;;
     w) work=$OPTARG ;;
     c) cairn=$OPTARG ;;
     s) mib=$OPTARG ;;
-    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 for t in wrk nginx curl python3 nix nix-build; do
@@ -66,7 +70,14 @@ echo "== building the items (20 small paths, one of $mib MiB)" >&2
 pstore_init "$work/src"
 SRC=$(pstore_uri "$work/src")
 small=$(pstore_build "$work/src" 20 pub 2000 2> /dev/null) || exit 1
-big=$(pstore_build "$work/src" 1 pubbig $((mib * 1048576)) 2> /dev/null) || exit 1
+source=/dev/urandom
+if $real; then
+  source=$work/real.bin
+  find /usr/lib/x86_64-linux-gnu /usr/lib /usr/bin -type f -size +64k -print0 2> /dev/null |
+    sort -z | xargs -0 cat 2> /dev/null | head -c $((mib * 1048576)) > "$source"
+  [ "$(stat -c %s "$source")" = $((mib * 1048576)) ] || { echo "not enough machine code for -r" >&2; exit 1; }
+fi
+big=$(pstore_build "$work/src" 1 pubbig $((mib * 1048576)) 1 "$source" 2> /dev/null) || exit 1
 nix copy --quiet --from "$SRC" --to "file://$work/bc?compression=none" "$small" "$big" || exit 1
 nix copy --quiet --from "$SRC" --to "file://$work/bcz?compression=zstd" "$big" || exit 1
 "$CAIRN" key generate --format nix --secret "$work/k.sec" --public "$work/k.pub" bench-1 2> /dev/null
@@ -234,7 +245,7 @@ m() { printf '%s' "${R[$1]:-}" | median; }
 cat << EOF
 
 Command: \`bench/publish.sh -n $runs -s $mib\`; $(nproc) CPUs, $(uptime | sed 's/.*load/load/'); $(date -u +%F).
-Items: 20 small store paths (narinfo ~ $(stat -c %s "$work/bc/$hs.narinfo") bytes), one of $mib MiB of random data
+Items: 20 small store paths (narinfo ~ $(stat -c %s "$work/bc/$hs.narinfo") bytes), one of $mib MiB of $($real && echo "machine code (-r; zstd file $(stat -c %s "$work/bcz/$nar_zst") bytes)" || echo "random data")
 (NAR $narsize bytes).  nginx $(nginx -v 2>&1 | sed 's|.*/||'), 2 workers, sendfile, serving \`nix copy --to file://\` directories.
 cairn publish: $($have_cairn && echo "$("$CAIRN" --version 2>/dev/null | head -n 1)" || echo "not available").
 Medians of $runs runs.

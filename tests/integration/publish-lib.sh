@@ -53,14 +53,15 @@ pstore_uri() { echo "local?store=$NIX_STORE_DIR&state=$1/var/nix&log=$1/var/log/
 # whose files go under DIR
 pstore_dst_uri() { echo "local?store=$NIX_STORE_DIR&real=$1/store&state=$1/state&log=$1/log"; }
 
-# pstore_build ROOT N [NAME [BYTES [FILES]]]: build N >= 1 derivations into the
-# store at ROOT and print the top one's store path.  Path i is NAME-i: an
-# executable bin/NAME-i, a symlink `link` to it, a text file naming its
-# dependencies (i-1 and i-2, so the top has all N in its closure), FILES
-# (default 1) files data-K of BYTES (default 0) random bytes each, and a
-# line on stdout that Nix keeps as its build log.
+# pstore_build ROOT N [NAME [BYTES [FILES [SOURCE]]]]: build N >= 1
+# derivations into the store at ROOT and print the top one's store path.
+# Path i is NAME-i: an executable bin/NAME-i, a symlink `link` to it, a text
+# file naming its dependencies (i-1 and i-2, so the top has all N in its
+# closure), FILES (default 1) files data-K of the first BYTES (default 0)
+# bytes of SOURCE (default /dev/urandom; a host file works, the build is not
+# sandboxed), and a line on stdout that Nix keeps as its build log.
 pstore_build() {
-  local root=$1 n=$2 name=${3:-p} bytes=${4:-0} files=${5:-1} expr
+  local root=$1 n=$2 name=${3:-p} bytes=${4:-0} files=${5:-1} source=${6:-/dev/urandom} expr
   expr=$TMP/closure-$name-$RANDOM.nix
   [ "$n" -ge 1 ] || { echo "pstore_build: N must be >= 1" >&2; return 2; }
   cat > "$expr" << EOF
@@ -80,7 +81,7 @@ let
       ln -s bin/$name-\${toString i} \$out/link
       k=0
       while [ \$k -lt $files ]; do
-        head -c $bytes /dev/urandom > \$out/data-\$k
+        head -c $bytes $source > \$out/data-\$k
         k=\$((k + 1))
       done
     '' ];

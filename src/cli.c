@@ -185,14 +185,21 @@ int cli_survey_add_stdin(struct cairn_survey *s)
 	return ret;
 }
 
-int cli_parse_size(const char *s, uint64_t *out)
+/* The decimal number s starts with (no sign); *end: what follows it. */
+static int leading_number(const char *s, unsigned long long *v, char **end)
 {
-	char *end;
 	errno = 0;
 	if (!*s || *s == '-')
 		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
+	*v = strtoull(s, end, 10);
+	return errno || *end == s ? -1 : 0;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	if (leading_number(s, &v, &end) < 0)
 		return -1;
 	uint64_t m = 1;
 	if (*end) {
@@ -210,11 +217,8 @@ int cli_parse_size(const char *s, uint64_t *out)
 int cli_parse_ms(const char *s, uint64_t *out)
 {
 	char *end;
-	errno = 0;
-	if (!*s || *s == '-')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
+	unsigned long long v;
+	if (leading_number(s, &v, &end) < 0)
 		return -1;
 	uint64_t m;
 	if (!*end || !strcmp(end, "s"))

@@ -185,11 +185,13 @@ int cli_survey_add_stdin(struct cairn_survey *s)
 	return ret;
 }
 
-/* The decimal number s starts with (no sign); *end: what follows it. */
+/* The decimal number s starts with; *end: what follows it.  A digit must
+ * come first: strtoull skips spaces and takes a sign, so " -5" would wrap
+ * to 2^64 - 5. */
 static int leading_number(const char *s, unsigned long long *v, char **end)
 {
 	errno = 0;
-	if (!*s || *s == '-')
+	if (*s < '0' || *s > '9')
 		return -1;
 	*v = strtoull(s, end, 10);
 	return errno || *end == s ? -1 : 0;

@@ -14,4 +14,12 @@ for c in $cmds; do
   check "help $c matches $c -h" bash -c 'diff <("$CAIRN" help "$0") <("$CAIRN" "$0" -h)' "$c"
 done
 check "help of unknown command fails" bash -c '"$CAIRN" help nope 2>/dev/null; [ $? -eq 2 ]'
+
+# sizes and durations: a signed or spaced number is refused, not wrapped
+for v in ' -5' '+5' '-5' '5X' '' '18446744073709551616'; do
+  check "--cache-max-size '$v' is a usage error naming it" bash -c \
+    '"$CAIRN" publish --cache-max-size "$0" 2>&1 >/dev/null | grep -q "not a size"; [ "${PIPESTATUS[0]}" -eq 2 ]' "$v"
+  check "--ttl '$v' is a usage error naming it" bash -c \
+    '"$CAIRN" publish --ttl "$0" 2>&1 >/dev/null | grep -q "not a duration"; [ "${PIPESTATUS[0]}" -eq 2 ]' "$v"
+done
 finish

@@ -979,8 +979,7 @@ static void group_add_signers(struct group *g, const struct cairn_verify_result 
 	for (size_t i = 0; i < vr->n_signers; i++) {
 		bool have = false;
 		for (size_t j = 0; j < g->n_signers; j++)
-			if (g->signers[j].kind == vr->signers[i].kind &&
-			    g->signers[j].index == vr->signers[i].index)
+			if (cairn_signer_same(&g->signers[j], &vr->signers[i]))
 				have = true;
 		if (!have && g->n_signers < CAIRN_VERIFY_MAX_SIGNERS)
 			g->signers[g->n_signers++] = vr->signers[i];

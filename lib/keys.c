@@ -197,6 +197,43 @@ void cairn_keyring_key_name(const struct cairn_keyring *kr, const struct cairn_s
 	}
 }
 
+size_t cairn_keyring_aliases(const struct cairn_keyring *kr, struct cairn_buf *out)
+{
+	size_t n = 0;
+	/* Quadratic, but the ring is bounded and this runs once at start-up. */
+	for (size_t i = 0; i < kr->n_nix + kr->n_guix; i++) {
+		const uint8_t *ki = i < kr->n_nix ? kr->nix[i].key : kr->guix[i - kr->n_nix].q;
+		bool first = true, other = false;
+		for (size_t j = 0; j < i && first; j++) {
+			const uint8_t *kj = j < kr->n_nix ? kr->nix[j].key : kr->guix[j - kr->n_nix].q;
+			if (!memcmp(ki, kj, 32))
+				first = false;
+		}
+		if (!first)
+			continue;
+		for (size_t j = i + 1; j < kr->n_nix + kr->n_guix && !other; j++) {
+			const uint8_t *kj = j < kr->n_nix ? kr->nix[j].key : kr->guix[j - kr->n_nix].q;
+			other = !memcmp(ki, kj, 32);
+		}
+		if (!other)
+			continue;
+		n++;
+		cairn_buf_puts(out, "one key is trusted under the names");
+		for (size_t j = i; j < kr->n_nix + kr->n_guix; j++) {
+			const uint8_t *kj = j < kr->n_nix ? kr->nix[j].key : kr->guix[j - kr->n_nix].q;
+			if (memcmp(ki, kj, 32))
+				continue;
+			char name[128];
+			struct cairn_signer s = {.kind = j < kr->n_nix ? CAIRN_KEY_NIX : CAIRN_KEY_GUIX,
+						 .index = j < kr->n_nix ? j : j - kr->n_nix};
+			cairn_keyring_key_name(kr, &s, name, sizeof(name));
+			cairn_buf_printf(out, " '%s'", name);
+		}
+		cairn_buf_puts(out, "; it counts as one signer\n");
+	}
+	return n;
+}
+
 /* ---- verification ---- */
 
 static int rank(int status)
@@ -222,16 +259,22 @@ static void note_failure(struct cairn_verify_result *res, int *worst, int code,
 	}
 }
 
-static void add_signer(struct cairn_verify_result *res, enum cairn_key_kind kind, size_t index)
+bool cairn_signer_same(const struct cairn_signer *a, const struct cairn_signer *b)
 {
+	return !memcmp(a->key, b->key, sizeof(a->key));
+}
+
+static void add_signer(struct cairn_verify_result *res, const struct cairn_keyring *kr,
+		       enum cairn_key_kind kind, size_t index)
+{
+	struct cairn_signer s = {.kind = kind, .index = index};
+	memcpy(s.key, kind == CAIRN_KEY_NIX ? kr->nix[index].key : kr->guix[index].q,
+	       sizeof(s.key));
 	for (size_t i = 0; i < res->n_signers; i++)
-		if (res->signers[i].kind == kind && res->signers[i].index == index)
+		if (cairn_signer_same(&res->signers[i], &s))
 			return;
-	if (res->n_signers < CAIRN_VERIFY_MAX_SIGNERS) {
-		res->signers[res->n_signers].kind = kind;
-		res->signers[res->n_signers].index = index;
-		res->n_signers++;
-	}
+	if (res->n_signers < CAIRN_VERIFY_MAX_SIGNERS)
+		res->signers[res->n_signers++] = s;
 }
 
 static int verify_nix(const struct cairn_narinfo *ni, const struct cairn_keyring *kr,
@@ -264,7 +307,7 @@ static int verify_nix(const struct cairn_narinfo *ni, const struct cairn_keyring
 			named = true;
 			cairn_error_init(&e);
 			if (cairn_nix_verify(&kr->nix[k], fp.data, fp.len, sig, slen, &e) == 0) {
-				add_signer(res, CAIRN_KEY_NIX, k);
+				add_signer(res, kr, CAIRN_KEY_NIX, k);
 				ok = true;
 			}
 		}
@@ -339,7 +382,7 @@ static void verify_guix(const struct cairn_narinfo *ni, const struct cairn_keyri
 	int r = cairn_guix_verify(data, dlen, (const char *)sexp, got, kr->guix, kr->n_guix,
 				  &signer, &e);
 	if (r == 0 && signer < kr->n_guix)
-		add_signer(res, CAIRN_KEY_GUIX, signer);
+		add_signer(res, kr, CAIRN_KEY_GUIX, signer);
 	else
 		note_failure(res, worst, r ? r : CAIRN_ESIG, &e);
 out:

@@ -10,6 +10,7 @@
 
 #include "cairn/buf.h"
 #include "cairn/httpd.h"
+#include "cairn/keys.h"
 #include "cairn/survey.h"
 #include "cli.h"
 
@@ -91,6 +92,46 @@ int cli_read_file(const char *path, size_t max, char **out, size_t *len,
 	if (!*out)
 		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
 	return 0;
+}
+
+int cli_load_keyring(struct cairn_keyring *kr, const char *arg)
+{
+	struct cairn_error err;
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	cairn_error_init(&err);
+	/* A key's base64 may hold '/': only a missing file makes ARG a key. */
+	if (strcmp(arg, "-") && access(arg, F_OK) != 0 && errno == ENOENT && strchr(arg, ':')) {
+		rc = cairn_keyring_load(kr, arg, strlen(arg), &err);
+		if (rc < 0) {
+			/* Not echoed: a pasted secret key would end up in a log. */
+			cli_error("--trusted-key: no such file, and not a key (name:base64): %s",
+				  cairn_error_msg(&err));
+			return EXIT_FAIL;
+		}
+		return EXIT_OK;
+	}
+	if (cli_read_file(arg, CAIRN_KEYFILE_MAX, &text, &len, &err))
+		return cli_fail("cannot read a trusted key", &err);
+	rc = cairn_keyring_load(kr, text, len, &err);
+	free(text);
+	if (rc < 0) {
+		cli_error("'%s': %s", arg, cairn_error_msg(&err));
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+void cli_keyring_check(const struct cairn_keyring *kr)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(1 << 20);
+	if (cairn_keyring_aliases(kr, &b) && b.data) {
+		for (const char *l = b.data, *nl; (nl = strchr(l, '\n')); l = nl + 1)
+			cli_warn("%.*s", (int)(nl - l), l);
+	}
+	cairn_buf_release(&b);
 }
 
 int cli_write_all(int fd, const void *buf, size_t len)

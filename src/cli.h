@@ -73,6 +73,16 @@ int cli_write_all(int fd, const void *buf, size_t len);
  */
 void cli_json_str(const char *s);
 
+struct cairn_keyring;
+/*
+ * --trusted-key ARG: ARG is a key file (any format cairn_keyring_load
+ * reads) or, when no such file exists, the key itself as in nix.conf
+ * ("name:base64").  EXIT_OK, or EXIT_FAIL after saying why.
+ */
+int cli_load_keyring(struct cairn_keyring *kr, const char *arg);
+/* After the last --trusted-key: warn about a key held under two names. */
+void cli_keyring_check(const struct cairn_keyring *kr);
+
 struct cairn_survey;
 /* Store paths read from stdin by `weather -` and `challenge -`. */
 #define CLI_STDIN_PATHS_MAX ((size_t)1 << 30)

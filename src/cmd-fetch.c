@@ -302,18 +302,7 @@ int cmd_fetch(int argc, char **argv)
 		if (!strcmp(a, "--from") && has) {
 			o.from[o.n_from++] = argv[++i];
 		} else if (!strcmp(a, "--trusted-key") && has) {
-			const char *path = argv[++i];
-			char *text = NULL;
-			size_t len = 0;
-			cairn_error_init(&err);
-			if (cli_read_file(path, CAIRN_KEYFILE_MAX, &text, &len, &err)) {
-				ret = cli_fail("cannot read a trusted key", &err);
-				goto out;
-			}
-			int rc = cairn_keyring_load(&kr, text, len, &err);
-			free(text);
-			if (rc < 0) {
-				cli_error("'%s': %s", path, cairn_error_msg(&err));
+			if (cli_load_keyring(&kr, argv[++i]) != EXIT_OK) {
 				ret = EXIT_FAIL;
 				goto out;
 			}
@@ -366,6 +355,7 @@ int cmd_fetch(int argc, char **argv)
 		goto out;
 	}
 
+	cli_keyring_check(&kr);
 	struct cairn_fetch_config cfg;
 	cairn_fetch_config_init(&cfg);
 	cfg.store_dir = o.store_dir;

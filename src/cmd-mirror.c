@@ -40,21 +40,6 @@ const char cmd_mirror_usage[] =
 	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
 	"  --port-file FILE     write the bound port to FILE once listening\n";
 
-static int load_keys(struct cairn_keyring *kr, const char *path)
-{
-	struct cairn_error err;
-	char *text = NULL;
-	size_t len = 0;
-	cairn_error_init(&err);
-	if (cli_read_file(path, CAIRN_KEYFILE_MAX, &text, &len, &err) < 0)
-		return cli_fail(path, &err);
-	int rc = cairn_keyring_load(kr, text, len, &err);
-	free(text);
-	if (rc < 0)
-		return cli_fail(path, &err);
-	return 0;
-}
-
 int cmd_mirror(int argc, char **argv)
 {
 	struct cairn_edge_config ec;
@@ -98,7 +83,7 @@ int cmd_mirror(int argc, char **argv)
 				goto out;
 			}
 		} else if (!strcmp(a, "--trusted-key")) {
-			if (load_keys(&kr, v) != 0)
+			if (cli_load_keyring(&kr, v) != EXIT_OK)
 				goto out;
 			have_keys = 1;
 		} else if (!strcmp(a, "--listen")) {
@@ -152,8 +137,10 @@ int cmd_mirror(int argc, char **argv)
 	}
 	if (!hc.n_listen)
 		hc.listen[hc.n_listen++] = "*:8080";
-	if (have_keys)
+	if (have_keys) {
+		cli_keyring_check(&kr);
 		ec.trusted = &kr;
+	}
 
 	hc.port_file = port_file;
 	if (cairn_edge_new(&edge, &ec, &err) < 0 || cairn_httpd_new(&h, &hc, &err) < 0 ||

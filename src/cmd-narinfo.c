@@ -167,20 +167,8 @@ static int narinfo_verify(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--trusted-key") && i + 1 < argc) {
-			const char *path = argv[++i];
-			char *text = NULL;
-			size_t len = 0;
-			cairn_error_init(&err);
-			if (cli_read_file(path, CAIRN_KEYFILE_MAX, &text, &len, &err)) {
-				ret = cli_fail("cannot read a trusted key", &err);
+			if (cli_load_keyring(&kr, argv[++i]) != EXIT_OK)
 				goto out;
-			}
-			int rc = cairn_keyring_load(&kr, text, len, &err);
-			free(text);
-			if (rc < 0) {
-				cli_error("'%s': %s", path, cairn_error_msg(&err));
-				goto out;
-			}
 			n_files++;
 		} else if (!strcmp(argv[i], "--require-sigs") && i + 1 < argc) {
 			char *end;
@@ -204,6 +192,7 @@ static int narinfo_verify(int argc, char **argv)
 		ret = cli_usage(cmd_narinfo_usage, false);
 		goto out;
 	}
+	cli_keyring_check(&kr);
 	if (read_narinfo(&ni) != EXIT_OK)
 		goto out;
 	struct cairn_verify_result res;

@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cairn/buf.h"
 #include "cairn/error.h"
@@ -78,10 +79,20 @@ void cairn_seckey_wipe(struct cairn_seckey *sk);
 
 #define CAIRN_VERIFY_MAX_SIGNERS 64
 
+/*
+ * A signer is a public key, whatever name it was trusted under: the same
+ * Ed25519 point given twice ("farm-a:KEY farm-b:KEY"), or as a Nix and a
+ * Guix key, is one signer.  A Nix signature does not cover its key name,
+ * so counting names would let one signature, relabelled, count twice.
+ */
 struct cairn_signer {
 	enum cairn_key_kind kind;
-	size_t index; /* into kr->nix or kr->guix */
+	size_t index;	 /* into kr->nix or kr->guix: the first key that verified */
+	uint8_t key[32]; /* the public point; signers are distinct by it */
 };
+
+/* Whether two signers are the same key. */
+bool cairn_signer_same(const struct cairn_signer *a, const struct cairn_signer *b);
 
 /*
  * The outcome of a verification.  status is 0 when at least one trusted
@@ -108,6 +119,13 @@ struct cairn_verify_result {
  */
 int cairn_narinfo_verify(const struct cairn_narinfo *ni, const struct cairn_keyring *kr,
 			 struct cairn_verify_result *res, struct cairn_error *err);
+
+/*
+ * Describe every public key the ring holds under more than one name (or
+ * as both a Nix and a Guix key), one line each, into out: such a key
+ * counts as one signer.  Returns the number of such keys.
+ */
+size_t cairn_keyring_aliases(const struct cairn_keyring *kr, struct cairn_buf *out);
 
 /* A trusted key's display name: the Nix key name, or "guix:<hex of q>"
  * (buffer of at least 80 bytes). */

@@ -267,6 +267,18 @@ check "  ... two signers each" test "$(json_get "$TMP/j" '{i["signers"] for i in
 expect_fail "--require-sigs 2 with one signer: refused" "not enough signatures" \
   --trusted-key "$TMP/k2.pub" --require-sigs 2 --from "$NG/c-zstd" "$TOP"
 
+# One key trusted under two names is one signer (issue 11.1): the same
+# signature, relabelled on a second server, must not count twice.
+mkcache relabel
+sed -i 's/^Sig: test-1:/Sig: farm-b:/' "$WWW"/relabel/*.narinfo
+printf 'farm-b:%s\n' "$(cut -d: -f2 "$TMP/k1.pub")" >"$TMP/farm-b.pub"
+expect_fail "--require-sigs 2, one key under two names: refused" "not enough signatures" \
+  --trusted-key "$TMP/farm-b.pub" --require-sigs 2 --from "$NG/c-zstd" --from "$NG/relabel" "$TOP"
+check "  ... and the key ring says it holds one key twice" \
+  grep -q "one key is trusted under the names 'test-1' 'farm-b'" "$TMP/err"
+expect_ok "  ... the relabelled server alone is accepted with --require-sigs 1" \
+  --trusted-key "$TMP/farm-b.pub" --from "$NG/relabel" "$TOP"
+
 S2=$TMP/s2
 TOP2=$(build_closure "$S2" 6 300000)
 check "a second build of the same derivations has the same path" test "$TOP2" = "$TOP"

@@ -76,6 +76,16 @@ check "two signatures satisfy --require-sigs 2" \
   "$CAIRN" narinfo verify --trusted-key "$TMP/k.pub" --trusted-key "$TMP/o.pub" --require-sigs 2 <"$TMP/two.narinfo"
 check "one trusted signature does not satisfy --require-sigs 2" fails_with "1 trusted signature, 2 required" \
   bash -c '"$CAIRN" narinfo verify --trusted-key "$0" --require-sigs 2 < "$1"' "$TMP/k.pub" "$TMP/two.narinfo"
+# One key under two names is one signer (issue 11.1): a narinfo carrying
+# its one signature twice, relabelled, does not satisfy --require-sigs 2.
+sig=$(sed -n 's/^Sig: test-1://p' "$TMP/signed.narinfo")
+{ cat "$TMP/signed.narinfo"; echo "Sig: alias-1:$sig"; } >"$TMP/relabel.narinfo"
+check "one key under two names is one signer" fails_with "1 trusted signature, 2 required" \
+  bash -c '"$CAIRN" narinfo verify --trusted-key "$0" --trusted-key "alias-1:$(cut -d: -f2 "$0")" --require-sigs 2 < "$1"' "$TMP/k.pub" "$TMP/relabel.narinfo"
+check "  ... and the key ring says so" fails_with "one key is trusted under the names 'test-1' 'alias-1'" \
+  bash -c '"$CAIRN" narinfo verify --trusted-key "$0" --trusted-key "alias-1:$(cut -d: -f2 "$0")" --require-sigs 2 < "$1"' "$TMP/k.pub" "$TMP/relabel.narinfo"
+check "a key given as name:base64 on the command line" \
+  bash -c '"$CAIRN" narinfo verify --trusted-key "$(cat "$0")" < "$1"' "$TMP/k.pub" "$TMP/signed.narinfo"
 printf '%s %s\n' "$(cat "$TMP/o.pub")" "$(cat "$TMP/k.pub")" >"$TMP/both.pub"
 check "a file with several Nix keys (nix.conf style)" \
   "$CAIRN" narinfo verify --trusted-key "$TMP/both.pub" --require-sigs 2 <"$TMP/two.narinfo"

@@ -2034,6 +2034,71 @@ static void settle(struct cairn_fetch *f)
 	}
 }
 
+/*
+ * Store paths cannot refer to each other in a cycle (a path's hash covers
+ * its references), so narinfos that claim one are lying; their items would
+ * wait for each other for ever.  Fail every item on such a cycle, naming
+ * it; settle() then fails what refers to them.  Returns how many failed.
+ */
+static size_t fail_cycles(struct cairn_fetch *f)
+{
+	size_t n = f->n_items, failed = 0;
+	unsigned char *color = calloc(n, 1); /* 0 new, 1 on the path, 2 done */
+	size_t *stack = calloc(n, sizeof(*stack)), *edge = calloc(n, sizeof(*edge));
+	if (!color || !stack || !edge)
+		goto out;
+	for (size_t root = 0; root < n; root++) {
+		if (color[root] || f->items[root]->st == I_FINAL)
+			continue;
+		size_t depth = 0;
+		stack[depth] = root;
+		edge[depth++] = 0;
+		color[root] = 1;
+		while (depth) {
+			struct item *it = f->items[stack[depth - 1]];
+			size_t e = edge[depth - 1]++;
+			if (e >= it->n_deps) {
+				color[it->index] = 2;
+				depth--;
+				continue;
+			}
+			struct item *d = it->deps[e];
+			if (d->st == I_FINAL || color[d->index] == 2)
+				continue;
+			if (color[d->index] == 0) {
+				color[d->index] = 1;
+				stack[depth] = d->index;
+				edge[depth++] = 0;
+				continue;
+			}
+			/* A back edge: the cycle is the path from d to the top. */
+			size_t from = depth;
+			while (from && stack[from - 1] != d->index)
+				from--;
+			struct cairn_buf b = CAIRN_BUF_INIT(4096);
+			for (size_t k = from ? from - 1 : 0; k < depth; k++)
+				cairn_buf_printf(&b, "%s -> ", f->items[stack[k]]->base);
+			cairn_buf_puts(&b, d->base);
+			for (size_t k = from ? from - 1 : 0; k < depth; k++) {
+				struct item *c = f->items[stack[k]];
+				if (c->st == I_FINAL)
+					continue;
+				item_fail(c, CAIRN_EFORMAT,
+					  "narinfos claim a reference cycle, which no store "
+					  "can hold: %s%s",
+					  b.data ? b.data : "", b.len >= b.max ? "..." : "");
+				failed++;
+			}
+			cairn_buf_release(&b);
+		}
+	}
+out:
+	free(color);
+	free(stack);
+	free(edge);
+	return failed;
+}
+
 /* Start queued queries and downloads while there is room. */
 static void pump(struct cairn_fetch *f)
 {
@@ -2168,6 +2233,10 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 		if (again < 0)
 			return again;
 		if (again == 0 && f->qq_len == 0 && f->downloads_active == 0) {
+			if (fail_cycles(f)) {
+				settle(f);
+				return 1;
+			}
 			for (size_t i = 0; i < f->n_items; i++)
 				if (f->items[i]->st != I_FINAL && f->items[i]->st != I_NEW)
 					item_fail(f->items[i], CAIRN_EINVAL,

@@ -198,6 +198,19 @@ sed -i 's/^NarSize: \([0-9]*\)/NarSize: \18/' "$WWW/changed/$DEPNI"
 expect_fail "signature over different fields: refused" "no trusted signature" \
   --from "$NG/changed" "$DEP"
 
+# A reference cycle (issue 11.7): fx-1 claims to refer to the top, which
+# refers to it through the closure.  Every narinfo is validly signed; the
+# error names the cycle instead of an internal error.
+mkcache cycle
+sed -i "s|^References:.*|References: $(basename "$TOP")|" "$WWW/cycle/$DEPNI"
+sed '/^Sig:/d' "$WWW/cycle/$DEPNI" | "$CAIRN" narinfo sign --key "$TMP/k1.sec" >"$TMP/cy" &&
+  mv "$TMP/cy" "$WWW/cycle/$DEPNI"
+expect_fail "a reference cycle in signed narinfos: refused, the cycle named" "reference cycle" \
+  --from "$NG/cycle" --closure "$TOP"
+check "  ... the message names both ends of the cycle" \
+  grep -q "reference cycle.*$(basename "$DEP") -> .*$(basename "$TOP")" "$TMP/err"
+check "  ... and no internal error" bash -c '! grep -q "internal error" "$0"' "$TMP/err"
+
 mkcache swapped
 cp "$WWW/swapped/$DEPNI" "$WWW/swapped/$TOPNI"
 expect_fail "narinfo StorePath not the requested path: refused" "not the path asked for" \

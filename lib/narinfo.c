@@ -333,14 +333,34 @@ static int parse_line(struct cairn_narinfo *ni, const char *name, size_t nlen, c
 	return 0;
 }
 
+/* Fields whose value matters for trust: after a Guix Signature line they are not signed. */
+static bool unsigned_after_signature(const char *name, size_t nlen)
+{
+	static const char *const f[] = {"StorePath", "NarHash", "NarSize", "References",
+					"Deriver",   "System",	"CA",	   "Signature"};
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (is(name, nlen, f[i]))
+			return true;
+	return false;
+}
+
+static int missing(const struct cairn_narinfo *ni, const char *name, struct cairn_error *err)
+{
+	if (line_seen(ni, name))
+		return cairn_error_set(err, CAIRN_EFORMAT,
+				       "narinfo: %s only after Signature, which does not sign it",
+				       name);
+	return cairn_error_set(err, CAIRN_EFORMAT, "narinfo: %s missing", name);
+}
+
 static int check_complete(struct cairn_narinfo *ni, struct cairn_error *err)
 {
 	if (!ni->store_path)
-		return cairn_error_set(err, CAIRN_EFORMAT, "narinfo: StorePath missing");
+		return missing(ni, "StorePath", err);
 	if (!ni->nar_hash.algo)
-		return cairn_error_set(err, CAIRN_EFORMAT, "narinfo: NarHash missing");
+		return missing(ni, "NarHash", err);
 	if (!ni->nar_size)
-		return cairn_error_set(err, CAIRN_EFORMAT, "narinfo: NarSize missing");
+		return missing(ni, "NarSize", err);
 	if (ni->n_urls == 0)
 		return cairn_error_set(err, CAIRN_EFORMAT, "narinfo: URL missing");
 	for (size_t i = 0; i < ni->n_urls; i++) {
@@ -419,21 +439,6 @@ int cairn_narinfo_parse(const char *text, size_t len, struct cairn_narinfo **out
 		const char *nl = memchr(line, '\n', len - pos);
 		size_t llen = (size_t)(nl - line);
 		const char *colon = memchr(line, ':', llen);
-		/*
-		 * Guix 1.4 and later put the URL/Compression/FileSize groups
-		 * after the Signature line, outside the signed text, so that
-		 * baking a new compression changes no signed byte.  Only those
-		 * fields may follow it: anything that the signature is meant
-		 * to cover must come before it.
-		 */
-		if (ni->signature && !(colon && (is(line, (size_t)(colon - line), "URL") ||
-						 is(line, (size_t)(colon - line), "Compression") ||
-						 is(line, (size_t)(colon - line), "FileSize")))) {
-			rc = cairn_error_set(err, CAIRN_EFORMAT,
-					     "narinfo: line %zu: only URL, Compression and FileSize may follow Signature",
-					     line_no);
-			goto out;
-		}
 		if (!colon || (size_t)(colon - line) + 1 >= llen || colon[1] != ' ') {
 			rc = cairn_error_set(err, CAIRN_EFORMAT,
 					     "narinfo: line %zu: expected 'Name: value'", line_no);
@@ -465,10 +470,25 @@ int cairn_narinfo_parse(const char *text, size_t len, struct cairn_narinfo **out
 					     CAIRN_NARINFO_MAX_LINES);
 			goto out;
 		}
-		if (is(line, nlen, "Signature"))
-			ni->signed_len_ = pos;
-		if ((rc = parse_line(ni, line, nlen, v, vlen, err)))
-			goto out;
+		/*
+		 * Guix signs the text before the first "Signature:" and reads
+		 * any field in any order after it (Guix 1.4 and later put the
+		 * URL groups there, so that baking a compression changes no
+		 * signed byte).  After it, URL groups and Nix Sigs (which sign
+		 * a fingerprint, not text) are read as usual, unknown fields
+		 * are kept; a field that trust rests on is kept as a line but
+		 * never used: Guix takes the first of a repeated field, which
+		 * is the signed one, and one that only appears here is
+		 * unsigned.
+		 */
+		if (ni->signature && unsigned_after_signature(line, nlen)) {
+			/* Kept in lines_ below, for printing; not decoded. */
+		} else {
+			if (is(line, nlen, "Signature"))
+				ni->signed_len_ = pos;
+			if ((rc = parse_line(ni, line, nlen, v, vlen, err)))
+				goto out;
+		}
 		if (push_field(&ni->lines_, &ni->n_lines_, line, nlen, v, vlen)) {
 			rc = nomem(err);
 			goto out;

@@ -43,8 +43,14 @@
  * string "Signature:"; to leave no room for the two readings to differ, a
  * narinfo in which "Signature:" appears anywhere other than at the start of
  * its Signature line is rejected.  Guix 1.4 and later print the URL groups
- * after the Signature line (unsigned, like Nix's URL fields); only URL,
- * Compression and FileSize lines may follow it.
+ * after the Signature line (unsigned, like Nix's URL fields), and Guix's
+ * reader takes any field in any order, so cairn does too: after the
+ * Signature line, URL groups, Nix Sig lines (they sign a fingerprint, not
+ * text) and unknown fields are read as usual; StorePath, NarHash, NarSize,
+ * References, Deriver, System, CA and a second Signature are kept as lines
+ * for printing but never used — Guix takes the first of a repeated field,
+ * which is the signed one, and one found only there is unsigned (a missing
+ * StorePath, NarHash or NarSize is then an error naming that).
  *
  * URL groups: a URL line opens a group; Compression, FileHash and FileSize
  * lines belong to the most recent group (or to the next URL, when they come

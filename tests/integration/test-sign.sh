@@ -104,6 +104,12 @@ if "$CAIRN" key generate --format guix --secret "$TMP/g.sec" --public "$TMP/g.pu
   check "Guix Signature is the last line" bash -c 'tail -n1 "$0" | grep -q "^Signature: 1;cache.test;"' "$TMP/g.narinfo"
   check "Nix and Guix signatures both verify" \
     "$CAIRN" narinfo verify --trusted-key "$TMP/g.pub" --trusted-key "$TMP/k.pub" --require-sigs 2 <"$TMP/g.narinfo"
+  # Guix's reader takes any field after the Signature (issue 11.13); it
+  # is not signed, so cairn accepts it and never uses it for trust.
+  { cat "$TMP/g.narinfo"; printf 'URL: nar/extra\nCompression: none\nFileHash: sha256:%s\nSystem: x86_64-linux\nX-Extra: 1\nStorePath: /nix/store/ss2grr2irapi9j8gk732wjw7g9a59mwx-evil-1\n' \
+      "$(sed -n 's/^NarHash: sha256://p' "$TMP/g.narinfo")"; } >"$TMP/g-after"
+  check "fields after the Guix Signature are accepted, the signature still verifies" \
+    bash -c '"$CAIRN" narinfo verify --trusted-key "$0" < "$1" | grep -q "appvec-3.0: valid"' "$TMP/g.pub" "$TMP/g-after"
   sed 's/^Compression: xz/Compression: zstd/' "$TMP/g.narinfo" >"$TMP/g2"
   check "Guix signature covers every field" fails_with "" \
     bash -c '"$CAIRN" narinfo verify --trusted-key "$0" < "$1"' "$TMP/g.pub" "$TMP/g2"

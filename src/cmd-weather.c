@@ -43,6 +43,7 @@ struct server_stats {
 	uint64_t present, absent, invalid, unknown;
 	uint64_t download, nar_size;
 	uint64_t no_file_size; /* present, but the narinfo gives no FileSize */
+	uint64_t download_est; /* NarSize counted into download for those */
 };
 
 struct weather {
@@ -114,10 +115,16 @@ static int on_result(void *ctx, struct cairn_survey_result *r)
 	case CAIRN_SURVEY_PRESENT: {
 		st->present++;
 		st->nar_size += r->narinfo->nar_size;
-		if (r->narinfo->n_urls > 0 && r->narinfo->urls[0].has_file_size)
+		if (r->narinfo->n_urls > 0 && r->narinfo->urls[0].has_file_size) {
 			st->download += r->narinfo->urls[0].file_size;
-		else
+		} else {
+			/* Servers that compress on request (cairn publish before
+			 * its bakes, guix publish) cannot know FileSize yet; the
+			 * NAR's size is the honest upper bound, and is said so. */
 			st->no_file_size++;
+			st->download += r->narinfo->nar_size;
+			st->download_est += r->narinfo->nar_size;
+		}
 		if (w->closure && r->server_index == 0 && add_closure(w, r->narinfo))
 			return w->add_rc;
 		break;
@@ -309,12 +316,14 @@ int cmd_weather(int argc, char **argv)
 			printf(
 			    ",\"available\":%llu,\"total\":%llu,\"percent\":%.2f,"
 			    "\"absent\":%llu,\"invalid\":%llu,\"unknown\":%llu,"
-			    "\"download_size\":%llu,\"nar_size\":%llu,\"without_file_size\":%llu",
+			    "\"download_size\":%llu,\"nar_size\":%llu,\"without_file_size\":%llu,"
+			    "\"download_size_from_nar_size\":%llu",
 			    (unsigned long long)st->present, (unsigned long long)m,
 			    percent(st->present, m), (unsigned long long)st->absent,
 			    (unsigned long long)st->invalid, (unsigned long long)st->unknown,
 			    (unsigned long long)st->download, (unsigned long long)st->nar_size,
-			    (unsigned long long)st->no_file_size);
+			    (unsigned long long)st->no_file_size,
+			    (unsigned long long)st->download_est);
 			if (min_cov >= 0)
 				printf(",\"below_min_coverage\":%s",
 				       percent(st->present, m) < min_cov ? "true" : "false");
@@ -355,11 +364,19 @@ int cmd_weather(int argc, char **argv)
 			printf("  %llu absent, %llu invalid, %llu unknown\n",
 			       (unsigned long long)st->absent, (unsigned long long)st->invalid,
 			       (unsigned long long)st->unknown);
-			printf("  %s to download, %s unpacked", dl, ns);
-			if (st->no_file_size)
-				printf(" (%llu narinfos without FileSize)",
-				       (unsigned long long)st->no_file_size);
-			printf("\n");
+			if (st->no_file_size == st->present && st->present) {
+				printf("  at most %s to download (no narinfo gives FileSize: "
+				       "NarSize counted), %s unpacked\n",
+				       dl, ns);
+			} else if (st->no_file_size) {
+				char est[32];
+				human_size(st->download_est, est, sizeof(est));
+				printf("  %s to download, of which %s is NarSize for %llu narinfos "
+				       "without FileSize; %s unpacked\n",
+				       dl, est, (unsigned long long)st->no_file_size, ns);
+			} else {
+				printf("  %s to download, %s unpacked\n", dl, ns);
+			}
 			if (w.missing) {
 				for (size_t p = 0; p < m; p++) {
 					size_t k = p * n_urls + i;

@@ -36,6 +36,17 @@ check "cache 1: download size is the sum of FileSize ($fs)" test "$(jget "$TMP/w
 check "cache 1: unpacked size is the sum of NarSize ($ns)" test "$(jget "$TMP/w.json" 'd["servers"][0]["nar_size"]')" = "$ns"
 check "lookups counted" test "$(jget "$TMP/w.json" 'd["lookups"]')" = 8
 
+# ---- narinfos without FileSize (servers that compress on request, issue 12.11):
+# NarSize is counted, and the report says so instead of "0 B to download"
+mkdir -p "$TMP/nofs"; cp "$TMP"/c1/*.narinfo "$TMP/nofs/"; sed -i '/^FileSize:/d' "$TMP"/nofs/*.narinfo
+serve_nginx "$TMP/nofs"; un=http://127.0.0.1:$SERVE_PORT
+"$CAIRN" weather --json --from "$un" $CLOSURE >"$TMP/n.json"
+check "no FileSize: download size is the NarSize sum, and says so" \
+  test "$(jget "$TMP/n.json" '(d["servers"][0]["download_size"], d["servers"][0]["download_size_from_nar_size"], d["servers"][0]["without_file_size"])')" = "($ns, $ns, 4)"
+out=$("$CAIRN" weather --from "$un" $CLOSURE)
+check "no FileSize: the table says 'at most', never 0 B" \
+  bash -c 'grep -q "at most .* to download (no narinfo gives FileSize" <<<"$0" && ! grep -q " 0 B to download" <<<"$0"' "$out"
+
 # ---- the table, --missing, stdin
 out=$(echo "$CLOSURE" | "$CAIRN" weather --missing --from "$u1" --from "$u2" -)
 echo "$out" | sed 's/^/  /'

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,83 @@ int cli_usage(const char *usage, bool to_stdout)
 
 bool cli_wants_help(int argc, char **argv)
 {
-	return argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			return false;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return true;
+	}
+	return false;
+}
+
+/* Optimal string alignment distance: a swap of neighbours costs one, as a
+ * typist's slip does. */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	size_t d[65][65];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			size_t cost = a[i - 1] != b[j - 1];
+			size_t v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + cost < v)
+				v = d[i - 1][j - 1] + cost;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+		}
+	return d[la][lb];
+}
+
+const char *cli_suggest(const char *typed, const char *const *names, size_t n)
+{
+	const char *best = NULL;
+	size_t best_d = SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		size_t d = edit_distance(typed, names[i]);
+		/* A prefix ("pub") is as telling as a slip. */
+		if (strlen(typed) >= 2 && !strncmp(names[i], typed, strlen(typed)))
+			d = 1;
+		if (d < best_d) {
+			best_d = d;
+			best = names[i];
+		}
+	}
+	size_t len = strlen(typed);
+	return best && best_d <= (len < 6 ? 2 : 3) && best_d < len ? best : NULL;
+}
+
+int cli_dispatch(int argc, char **argv, const struct cli_action *acts, size_t n,
+		 const char *usage)
+{
+	if (cli_wants_help(argc, argv))
+		return cli_usage(usage, true);
+	if (argc < 2) {
+		cli_error("missing action");
+		return cli_usage(usage, false);
+	}
+	const char *names[16];
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(argv[1], acts[i].name))
+			return acts[i].fn(argc - 1, argv + 1);
+		if (i < 16)
+			names[i] = acts[i].name;
+	}
+	const char *s = cli_suggest(argv[1], names, n < 16 ? n : 16);
+	if (s)
+		cli_error("unknown action '%s'; did you mean '%s'?", argv[1], s);
+	else
+		cli_error("unknown action '%s'", argv[1]);
+	return cli_usage(usage, false);
 }
 
 int cli_read_file(const char *path, size_t max, char **out, size_t *len,

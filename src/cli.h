@@ -55,8 +55,27 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail(const char *what, const struct cairn_error *err);
 /* Print usage to stdout (help) and return EXIT_OK, or to stderr and EXIT_USAGE. */
 int cli_usage(const char *usage, bool to_stdout);
-/* True if argv[1] is -h or --help (for subcommands). */
+/*
+ * True if an argument before "--" is -h or --help: `cairn nar dump --help`
+ * and `cairn fetch --from URL -h` show the usage rather than act.
+ */
 bool cli_wants_help(int argc, char **argv);
+
+/* The closest of names[0..n) to typed, when it is close enough to be a
+ * likely typo; NULL otherwise. */
+const char *cli_suggest(const char *typed, const char *const *names, size_t n);
+
+/* A command's actions (`cairn nar dump`, `cairn key generate`...). */
+struct cli_action {
+	const char *name;
+	int (*fn)(int argc, char **argv); /* argv[0] is the action's name */
+};
+/*
+ * Run the action named by argv[1]: help for -h/--help anywhere, a usage
+ * error naming the closest action for a typo.
+ */
+int cli_dispatch(int argc, char **argv, const struct cli_action *acts, size_t n,
+		 const char *usage);
 
 /*
  * Read all of a file ("-" is stdin) into a NUL-terminated allocation of at

@@ -152,16 +152,21 @@ static int hash_file(int argc, char **argv, enum cairn_hash_encoding enc)
 
 int cmd_hash(int argc, char **argv)
 {
-	if (argc < 2) {
-		cli_error("missing subcommand (convert or file)");
-		return cli_usage(cmd_hash_usage, false);
-	}
 	if (cli_wants_help(argc, argv))
 		return cli_usage(cmd_hash_usage, true);
+	if (argc < 2) {
+		cli_error("missing action (convert or file)");
+		return cli_usage(cmd_hash_usage, false);
+	}
 	const char *sub = argv[1];
 	bool convert = !strcmp(sub, "convert");
 	if (!convert && strcmp(sub, "file") != 0) {
-		cli_error("unknown subcommand '%s' (convert or file)", sub);
+		static const char *const names[] = {"convert", "file"};
+		const char *s = cli_suggest(sub, names, 2);
+		if (s)
+			cli_error("unknown action '%s'; did you mean '%s'?", sub, s);
+		else
+			cli_error("unknown action '%s' (convert or file)", sub);
 		return EXIT_USAGE;
 	}
 

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,16 +24,17 @@ const char cmd_key_usage[] =
     "generate  make a new signing key pair.  Nix keys need NAME (e.g.\n"
     "          cache.example.org-1); Guix keys have no name.  Without --secret the\n"
     "          secret key is written to stdout; with it, to FILE (mode 0600) and the\n"
-    "          public key to --public FILE, or to stdout.  Existing files are\n"
+    "          public key to --public FILE (mode 0644), or to stdout.  Existing files are\n"
     "          never overwritten.\n"
     "public    read a secret key (Nix or Guix, detected) on stdin and write its\n"
     "          public key to stdout.\n";
 
 /*
  * Write data to a new file at path via a 0600 temporary file in the same
- * directory; fails if path exists.
+ * directory; fails if path exists.  A public key is then made readable by
+ * all (0644): a server's unprivileged user and its clients read it.
  */
-static int write_file_atomic(const char *path, const char *data, size_t len)
+static int write_file_atomic(const char *path, const char *data, size_t len, bool public)
 {
 	size_t n = strlen(path);
 	char *tmp = malloc(n + 16);
@@ -48,6 +50,10 @@ static int write_file_atomic(const char *path, const char *data, size_t len)
 	int rc = 0;
 	if (cli_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
 		cli_error("cannot write '%s': %s", tmp, strerror(errno));
+		rc = -1;
+	}
+	if (rc == 0 && public && fchmod(fd, 0644) != 0) {
+		cli_error("cannot make '%s' readable: %s", tmp, strerror(errno));
 		rc = -1;
 	}
 	if (close(fd) != 0 && rc == 0) {
@@ -71,10 +77,10 @@ static void buf_wipe(struct cairn_buf *b)
 	cairn_buf_release(b);
 }
 
-static int emit(const char *file, struct cairn_buf *b)
+static int emit(const char *file, struct cairn_buf *b, bool public)
 {
 	if (file)
-		return write_file_atomic(file, b->data, b->len) ? EXIT_FAIL : EXIT_OK;
+		return write_file_atomic(file, b->data, b->len, public) ? EXIT_FAIL : EXIT_OK;
 	bool nl = b->len && b->data[b->len - 1] == '\n';
 	if (cli_write_all(STDOUT_FILENO, b->data, b->len) ||
 	    (!nl && cli_write_all(STDOUT_FILENO, "\n", 1))) {
@@ -155,12 +161,12 @@ static int key_generate(int argc, char **argv)
 		goto out;
 	}
 	if (!secret) {
-		ret = emit(NULL, &sb);
+		ret = emit(NULL, &sb, false);
 		goto out;
 	}
-	if (emit(secret, &sb) != EXIT_OK)
+	if (emit(secret, &sb, false) != EXIT_OK)
 		goto out;
-	ret = emit(public, &pb);
+	ret = emit(public, &pb, true);
 out:
 	cairn_seckey_wipe(&sk);
 	buf_wipe(&sb);
@@ -193,7 +199,7 @@ static int key_public(int argc, char **argv)
 		cli_error("cannot format the public key: %s", cairn_strerror(rc));
 		goto out;
 	}
-	ret = emit(NULL, &pb);
+	ret = emit(NULL, &pb, true);
 out:
 	sodium_memzero(text, len);
 	free(text);
@@ -203,14 +209,6 @@ out:
 
 int cmd_key(int argc, char **argv)
 {
-	if (cli_wants_help(argc, argv))
-		return cli_usage(cmd_key_usage, true);
-	if (argc < 2)
-		return cli_usage(cmd_key_usage, false);
-	if (!strcmp(argv[1], "generate"))
-		return key_generate(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "public"))
-		return key_public(argc - 1, argv + 1);
-	cli_error("unknown action '%s'", argv[1]);
-	return cli_usage(cmd_key_usage, false);
+	static const struct cli_action acts[] = {{"generate", key_generate}, {"public", key_public}};
+	return cli_dispatch(argc, argv, acts, sizeof(acts) / sizeof(acts[0]), cmd_key_usage);
 }

@@ -313,25 +313,9 @@ static int nar_cat(int argc, char **argv)
 
 int cmd_nar(int argc, char **argv)
 {
-	if (cli_wants_help(argc, argv))
-		return cli_usage(cmd_nar_usage, true);
-	if (argc < 2)
-		return cli_usage(cmd_nar_usage, false);
-	const char *sub = argv[1];
-	argc--;
-	argv++;
-	if (!strcmp(sub, "dump"))
-		return nar_dump(argc, argv);
-	if (!strcmp(sub, "restore"))
-		return nar_restore(argc, argv);
-	if (!strcmp(sub, "hash"))
-		return nar_hash(argc, argv);
-	if (!strcmp(sub, "ls"))
-		return nar_ls(argc, argv);
-	if (!strcmp(sub, "cat"))
-		return nar_cat(argc, argv);
-	if (!strcmp(sub, "check"))
-		return nar_check(argc, argv);
-	cli_error("unknown nar command '%s'", sub);
-	return cli_usage(cmd_nar_usage, false);
+	static const struct cli_action acts[] = {
+	    {"dump", nar_dump}, {"restore", nar_restore}, {"hash", nar_hash},
+	    {"ls", nar_ls},	    {"cat", nar_cat},	      {"check", nar_check},
+	};
+	return cli_dispatch(argc, argv, acts, sizeof(acts) / sizeof(acts[0]), cmd_nar_usage);
 }

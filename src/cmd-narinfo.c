@@ -221,14 +221,6 @@ out:
 
 int cmd_narinfo(int argc, char **argv)
 {
-	if (cli_wants_help(argc, argv))
-		return cli_usage(cmd_narinfo_usage, true);
-	if (argc < 2)
-		return cli_usage(cmd_narinfo_usage, false);
-	if (!strcmp(argv[1], "sign"))
-		return narinfo_sign(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "verify"))
-		return narinfo_verify(argc - 1, argv + 1);
-	cli_error("unknown action '%s'", argv[1]);
-	return cli_usage(cmd_narinfo_usage, false);
+	static const struct cli_action acts[] = {{"sign", narinfo_sign}, {"verify", narinfo_verify}};
+	return cli_dispatch(argc, argv, acts, sizeof(acts) / sizeof(acts[0]), cmd_narinfo_usage);
 }

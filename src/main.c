@@ -33,6 +33,19 @@ static const struct cmd *find_command(const char *name)
 	return NULL;
 }
 
+static int unknown_command(const char *typed)
+{
+	const char *names[N_COMMANDS];
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		names[i] = commands[i].name;
+	const char *s = cli_suggest(typed, names, N_COMMANDS);
+	if (s)
+		cli_error("unknown command '%s'; did you mean '%s'?", typed, s);
+	else
+		cli_error("unknown command '%s' (see 'cairn --help')", typed);
+	return EXIT_USAGE;
+}
+
 static int main_usage(FILE *out)
 {
 	fprintf(out,
@@ -63,17 +76,13 @@ int main(int argc, char **argv)
 		if (argc < 3)
 			return main_usage(stdout);
 		const struct cmd *c = find_command(argv[2]);
-		if (!c) {
-			cli_error("unknown command '%s'", argv[2]);
-			return EXIT_USAGE;
-		}
+		if (!c)
+			return unknown_command(argv[2]);
 		return cli_usage(c->usage, true);
 	}
 	const struct cmd *c = find_command(arg);
-	if (!c) {
-		cli_error("unknown command '%s' (see 'cairn --help')", arg);
-		return EXIT_USAGE;
-	}
+	if (!c)
+		return unknown_command(arg);
 	if (cairn_init() != 0) {
 		cli_error("cannot initialise the crypto libraries");
 		return EXIT_FAIL;

@@ -15,6 +15,25 @@ for c in $cmds; do
 done
 check "help of unknown command fails" bash -c '"$CAIRN" help nope 2>/dev/null; [ $? -eq 2 ]'
 
+# every action answers --help and -h, wherever it comes (issue 12.9)
+for a in "nar dump" "nar restore" "nar hash" "nar ls" "nar cat" "nar check" \
+         "key generate" "key public" "narinfo sign" "narinfo verify" \
+         "hash convert" "hash file"; do
+  for h in --help -h; do
+    check "$a $h exits 0 with usage" bash -c '"$CAIRN" $0 "$1" | grep -q "^usage: cairn ${0%% *}"' "$a" "$h"
+  done
+done
+check "fetch with options before --help shows usage" \
+  bash -c '"$CAIRN" fetch --from http://127.0.0.1:1 --help | grep -q "^usage: cairn fetch"'
+
+# a typo gets the nearest name
+check "mistyped command: did you mean" \
+  bash -c '"$CAIRN" pubish 2>&1 | grep -q "did you mean .publish."; [ "${PIPESTATUS[0]}" -eq 2 ]'
+check "mistyped action: did you mean" \
+  bash -c '"$CAIRN" narinfo sing 2>&1 | grep -q "did you mean .sign."; [ "${PIPESTATUS[0]}" -eq 2 ]'
+check "mistyped nar action: did you mean" bash -c '"$CAIRN" nar lss 2>&1 | grep -q "did you mean .ls."'
+check "nothing close: no suggestion" bash -c '! "$CAIRN" xyzzy 2>&1 | grep -q "did you mean"'
+
 # sizes and durations: a signed or spaced number is refused, not wrapped
 for v in ' -5' '+5' '-5' '5X' '' '18446744073709551616'; do
   check "--cache-max-size '$v' is a usage error naming it" bash -c \

@@ -23,6 +23,7 @@ fails_with() {
 check "generate a Nix key pair to files" \
   "$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k.pub" test-1
 check "secret key file is mode 0600" bash -c '[ "$(stat -c %a "$0")" = 600 ]' "$TMP/k.sec"
+check "public key file is world-readable, 0644" bash -c '[ "$(stat -c %a "$0")" = 644 ]' "$TMP/k.pub"
 check "an existing key file is not overwritten" fails_with "File exists" \
   "$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k2.pub" test-2
 check "... and keeps its content" grep -q '^test-1:' "$TMP/k.sec"
@@ -99,6 +100,7 @@ check "verify without keys is a usage error" \
 # -- Guix keys (need lib/guix.c)
 if "$CAIRN" key generate --format guix --secret "$TMP/g.sec" --public "$TMP/g.pub" 2>/dev/null; then
   check "Guix secret key file is mode 0600" bash -c '[ "$(stat -c %a "$0")" = 600 ]' "$TMP/g.sec"
+  check "Guix public key file is 0644" bash -c '[ "$(stat -c %a "$0")" = 644 ]' "$TMP/g.pub"
   check "key public of a Guix key" bash -c 'diff <("$CAIRN" key public < "$0") "$1"' "$TMP/g.sec" "$TMP/g.pub"
   "$CAIRN" narinfo sign --key "$TMP/k.sec" --key "$TMP/g.sec" --host cache.test <"$TMP/unsigned.narinfo" >"$TMP/g.narinfo"
   check "Guix Signature is the last line" bash -c 'tail -n1 "$0" | grep -q "^Signature: 1;cache.test;"' "$TMP/g.narinfo"

@@ -54,6 +54,7 @@ struct xfer {
 	int64_t last_ms;  /* monotonic time of the last byte received */
 	uint64_t body_bytes;
 	uint64_t dropped; /* body bytes of a non-2xx response */
+	int file;	  /* a file:// transfer: no status line, headers made up */
 	int forced;	  /* an outcome + 1 decided by our callbacks, or 0 */
 	int callback_error;
 	char detail[128]; /* what our callbacks saw, for the message */
@@ -102,6 +103,32 @@ static int url_scheme_ok(const char *url)
 	return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
 }
 
+static int is_file_url(const char *url)
+{
+	return strncmp(url, "file://", 7) == 0;
+}
+
+/*
+ * A file:// binary cache is the user's own directory; a path under it comes
+ * from its narinfos, so it must not climb out: no "." or ".." segment, and
+ * no '%' (curl would decode "%2e%2e"), '?' or '#'.
+ */
+static int file_path_ok(const char *path)
+{
+	if (strpbrk(path, "%?#"))
+		return 0;
+	for (const char *p = path; *p;) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return 0;
+		p += n;
+		while (*p == '/')
+			p++;
+	}
+	return 1;
+}
+
 int cairn_http_server_new(struct cairn_http_server **out, const char *base_url, unsigned flags,
 			  struct cairn_error *err)
 {
@@ -114,10 +141,12 @@ int cairn_http_server_new(struct cairn_http_server **out, const char *base_url, 
 	if (len > CAIRN_HTTP_URL_MAX)
 		return cairn_error_set(err, CAIRN_ELIMIT, "http: server url longer than %d bytes",
 				       CAIRN_HTTP_URL_MAX);
-	if (!url_scheme_ok(base_url))
-		return cairn_error_set(
-		    err, CAIRN_EINVAL,
-		    "http: server '%.200s': only http:// and https:// are supported", base_url);
+	if (!url_scheme_ok(base_url) &&
+	    !(is_file_url(base_url) && base_url[7] == '/' && file_path_ok(base_url + 7)))
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "http: server '%.200s': only http://, https:// and "
+				       "file:///ABSOLUTE/PATH are supported",
+				       base_url);
 	if ((flags & CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE) && !cairn_http_h2c_usable())
 		return cairn_error_set(err, CAIRN_EUNSUPPORTED,
 				       "http: server '%.200s': libcurl %s cannot reuse h2c "
@@ -629,6 +658,8 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 
 	if (x->forced)
 		return 0;
+	if (x->file)
+		return len; /* curl's own lines for HEAD; file_headers makes ours */
 	x->last_ms = mono_ms();
 	if (x->hdr_done && !(len >= 5 && memcmp(buf, "HTTP/", 5) == 0))
 		return len; /* trailers */
@@ -647,6 +678,32 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/*
+ * curl's file:// sends no headers: make up what an HTTP server of the same
+ * file would have said, once the size is known (on the first byte, or at
+ * the end for an empty file).  -1 when the headers callback stops it.
+ */
+static int file_headers(struct xfer *x)
+{
+	struct cairn_http_response *r = &x->resp;
+	curl_off_t cl = -1;
+	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+	response_reset(r);
+	r->http_version = 11;
+	r->accept_ranges = 1;
+	r->content_length = cl >= 0 ? (int64_t)cl : -1;
+	r->status = 200;
+	if (x->req.range_start > 0) {
+		r->status = 206;
+		r->range_first = (int64_t)x->req.range_start;
+		if (cl >= 0) {
+			r->range_last = r->range_first + (int64_t)cl - 1;
+			r->range_total = r->range_first + (int64_t)cl;
+		}
+	}
+	return headers_complete(x);
+}
+
 static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
@@ -657,6 +714,8 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 	if (x->forced)
 		return 0;
 	x->last_ms = mono_ms();
+	if (!x->hdr_done && x->file && x->req.method == CAIRN_HTTP_GET && file_headers(x) < 0)
+		return 0;
 	if (!x->hdr_done) {
 		/* A body without a final header block: curl gave us none of
 		 * its headers (cannot happen over HTTP), so refuse it. */
@@ -731,10 +790,11 @@ static int easy_setup(struct cairn_http *h, struct xfer *x)
 	SET(CURLOPT_ERRORBUFFER, x->errbuf);
 	SET(CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_PROTOCOLS_STR, x->file ? "file" : "http,https");
 	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #else
-	SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	SET(CURLOPT_PROTOCOLS, x->file ? (long)CURLPROTO_FILE
+				       : (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 	SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	SET(CURLOPT_FOLLOWLOCATION, c->max_redirects > 0 ? 1L : 0L);
@@ -803,9 +863,15 @@ int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 		snprintf(url, blen + plen + 2, "%s/%s", req->server->base_url, path);
 	else
 		memcpy(url, path, plen + 1);
-	if (!url_scheme_ok(url)) {
+	/* file:// only under a file:// server: an absolute URL in a narinfo
+	 * must never make a client (or a mirror) read local files. */
+	int file = req->server && is_file_url(req->server->base_url);
+	if (file ? !file_path_ok(path) : !url_scheme_ok(url)) {
 		cairn_error_set(err, CAIRN_EINVAL,
-				"http: '%.200s': only http:// and https:// are supported", url);
+				file ? "http: '%.200s': a path under a file:// cache may not "
+				       "hold '.', '..', '%%', '?' or '#'"
+				     : "http: '%.200s': only http:// and https:// are supported",
+				url);
 		free(url);
 		return CAIRN_EINVAL;
 	}
@@ -816,6 +882,7 @@ int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 	}
 	x->h = h;
 	x->url = url;
+	x->file = file;
 	x->req = *req;
 	x->req.url = url;
 	x->max_body = req->max_body ? req->max_body : CAIRN_HTTP_NARINFO_MAX;
@@ -865,6 +932,19 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 		h->stats.new_connections += (uint64_t)nconn;
 	total = x->req.total_timeout_s ? x->req.total_timeout_s : h->cfg.total_timeout_s;
 
+	if (x->file && !x->forced) {
+		if (code == CURLE_FILE_COULDNT_READ_FILE) {
+			/* What a web server says of a file that is not there. */
+			response_reset(&x->resp);
+			x->resp.status = 404;
+			x->hdr_done = 1;
+			code = CURLE_OK;
+		} else if (code == CURLE_OK && !x->hdr_done) {
+			/* An empty file, or HEAD. */
+			file_headers(x);
+		}
+		res.status = x->hdr_done ? x->resp.status : 0;
+	}
 	if (x->forced) {
 		res.outcome = (enum cairn_http_outcome)(x->forced - 1);
 		if (res.outcome == CAIRN_HTTP_STATUS)

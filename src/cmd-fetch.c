@@ -34,7 +34,7 @@ const char cmd_fetch_usage[] =
     "narinfos that agree with an accepted one serve bytes too.\n"
     "\n"
     "options:\n"
-    "  --from URL            a binary cache (http:// or https://); repeatable\n"
+    "  --from URL            a binary cache (http://, https:// or file:///DIR); repeatable\n"
     "  --trusted-key FILE    Nix public keys (name:base64), a Guix signing-key.pub\n"
     "                        or a Guix acl file; repeatable\n"
     "  --store ROOT          unpack under ROOT (\"\" or / for the real store)\n"

@@ -45,10 +45,10 @@
  *
  * Narinfo dialects (narinfo.h has the field layouts):
  *   Nix   URL: nar/<filehash>.nar<ext> with FileHash and FileSize when the
- *         first configured compression is baked in the cache; otherwise
+ *         first method offered (below) is baked in the cache; otherwise
  *         URL: nar/<narhash>.nar<ext>?hash=<hashpart> without them (the
- *         client checks NarHash anyway).  Compression names the first
- *         configured method only: Nix reads one URL.  Sig: lines from the
+ *         client checks NarHash anyway).  Compression names that method
+ *         only: Nix reads one URL.  Sig: lines from the
  *         store database and from every Nix key given; CA as stored.
  *   Guix  as guix publish's narinfo-string (guix/scripts/publish.scm,
  *         Guix 1.4 and later) writes it: the signed part StorePath,

@@ -214,11 +214,15 @@ for ((run = 1; run <= runs; run++)); do
     add e/cairn-zstd-uncached "$v"
     add f/cairn-zstd-uncached "$a"
     add c/cairn-zstd-uncached "$t"
+    # Random data does not compress: once its bake has measured that, the
+    # narinfo offers it uncompressed; the zstd URL of the first narinfo
+    # (kept in $url) then serves the baked file, as to a client holding it.
     for ((i = 0; i < 600; i++)); do
-      curl -s "$PUBLISH_URL/$hb.narinfo" | grep -q '^FileSize:' && break
+      curl -s "$PUBLISH_URL/$hb.narinfo" | grep -Eq '^(FileSize:|Compression: none$)' && break
       sleep 0.2
     done
-    url=$(curl -s "$PUBLISH_URL/$hb.narinfo" | sed -n 's/^URL: //p')
+    curl -s "$PUBLISH_URL/$hb.narinfo" | grep -qx 'Compression: none' ||
+      url=$(curl -s "$PUBLISH_URL/$hb.narinfo" | sed -n 's/^URL: //p')
     fetch "$PUBLISH_URL/$url" > /dev/null
     read -r t s n < <(fetch "$PUBLISH_URL/$url")
     add b/cairn-zstd-cached "$s"

@@ -101,8 +101,9 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 	if (len != 1 + 32 + 8 || memcmp(path + 33, ".narinfo", 8) != 0 ||
 	    !cairn_store_hash_valid(path + 1, 32))
 		return not_found(req, p->cfg.negative_ttl);
+	unsigned max_age = p->cfg.ttl;
 	cairn_error_init(&err);
-	rc = cairn_publish_narinfo(p, path + 1, 32, &b, &err);
+	rc = cairn_publish_narinfo(p, path + 1, 32, &b, &max_age, &err);
 	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT) {
 		rc = not_found(req, p->cfg.negative_ttl);
 	} else if (rc < 0) {
@@ -115,7 +116,7 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 		for (size_t i = 0; i < b.len; i++)
 			hv = (hv ^ (unsigned char)b.data[i]) * 1099511628211ull;
 		snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)hv);
-		cache_control(req, p->cfg.ttl);
+		cache_control(req, max_age);
 		cairn_httpd_add_header(req, "ETag", etag);
 		size_t inml = 0;
 		const char *inm = cairn_httpd_req_header(req, "if-none-match", &inml);
@@ -333,6 +334,10 @@ static void *producer(void *arg)
 		rc = cairn_httpd_stream_write(j->s, json, json_len);
 	} else if (j->codec) {
 		rc = cairn_codec_finish(j->codec, job_out, j, &err);
+		/* a whole nar compressed: it measured whether compression helps */
+		if (rc == 0 && j->hashpart[0])
+			pub_note_compressed(p, j->hashpart, &j->nar_hash, j->nar_size, j->method,
+					    cairn_codec_total_out(j->codec));
 	}
 out:
 	if (sha)
@@ -521,6 +526,9 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 	if (cairn_publish_parse_nar_url(buf, len, &u, NULL) < 0 ||
 	    !pub_method_allowed(p, u.method))
 		return not_found(req, p->cfg.negative_ttl);
+	/* guix publish has no /nar/none/...: its uncompressed nar is /nar/<basename> */
+	if (p->cfg.dialect == CAIRN_PUBLISH_GUIX && u.method_named && u.method == CAIRN_CODEC_NONE)
+		return not_found(req, p->cfg.negative_ttl);
 	for (int attempt = 0;; attempt++) {
 		rc = pub_resolve_nar(p, &u, &pi, &baked, &is_baked, NULL);
 		if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT)
@@ -574,6 +582,40 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 
 /* ---- logs and content-addressed files --------------------------------- */
 
+/* The basename of the deriver of the valid output base (whose hash part
+ * is hash) into drv (cap bytes): 0, or CAIRN_ENOENT. */
+static int output_deriver(struct cairn_publish *p, const char *base, const char *hash, char *drv,
+			  size_t cap)
+{
+	struct cairn_storedb *db = NULL;
+	struct cairn_storedb_pathinfo pi = {0};
+	int rc = pub_db_get(p, &db, NULL);
+	if (rc < 0)
+		return rc;
+	rc = cairn_storedb_query_hashpart(db, hash, &pi, NULL);
+	pub_db_put(p, db);
+	if (rc == 0) {
+		const char *d = pi.deriver;
+		size_t dl = d ? strlen(d) : 0;
+		if (strcmp(pi.path + p->store_dir_len + 1, base) != 0 || !d ||
+		    dl <= p->store_dir_len + 1 || memcmp(d, p->store_dir, p->store_dir_len) != 0 ||
+		    d[p->store_dir_len] != '/' || dl - p->store_dir_len - 1 >= cap)
+			rc = CAIRN_ENOENT;
+		else
+			memcpy(drv, d + p->store_dir_len + 1, dl - p->store_dir_len);
+	}
+	cairn_storedb_pathinfo_release(&pi);
+	return rc < 0 ? CAIRN_ENOENT : 0;
+}
+
+/*
+ * /log/<drv basename>, or /log/<output basename> (the log of its deriver:
+ * `guix build --log-file` asks for the output first, then the .drv).  The
+ * log is sent as stored.  A compressed one is labelled the way the
+ * dialect's own server does: Nix's client decodes Content-Encoding bzip2
+ * or gzip; guix publish sends a .bz2 as application/x-bzip2 with no
+ * Content-Encoding (the client gets the file as it is), a .gz with gzip.
+ */
 static int h_log(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_publish *p = data;
@@ -581,33 +623,41 @@ static int h_log(struct cairn_httpd_req *req, void *data)
 	size_t len;
 	const char *path = cairn_httpd_req_path(req, &len);
 	struct cairn_store_path sp;
+	bool guix = p->cfg.dialect == CAIRN_PUBLISH_GUIX;
 
 	if (!p->log_dir)
 		return not_found(req, p->cfg.negative_ttl);
 	if (cairn_httpd_safe_path(path + 5, len - 5, name, sizeof(name), NULL) < 0)
 		return not_found(req, p->cfg.negative_ttl);
 	size_t nl = strlen(name);
-	if (nl < 5 || strcmp(name + nl - 4, ".drv") != 0 ||
-	    cairn_store_path_parse_base(name, nl, &sp, NULL) < 0)
+	if (cairn_store_path_parse_base(name, nl, &sp, NULL) < 0)
+		return not_found(req, p->cfg.negative_ttl);
+	if ((nl < 5 || strcmp(name + nl - 4, ".drv") != 0) &&
+	    output_deriver(p, name, sp.hash, name, sizeof(name)) < 0)
 		return not_found(req, p->cfg.negative_ttl);
 	int dfd = open(p->log_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return not_found(req, p->cfg.negative_ttl);
 	static const struct {
-		const char *suffix, *encoding;
-	} forms[] = {{"", NULL}, {".bz2", "bzip2"}, {".gz", "gzip"}};
+		const char *suffix, *encoding, *guix_type;
+	} forms[] = {{"", NULL, NULL},
+		     {".bz2", "bzip2", "application/x-bzip2; charset=ISO-8859-1"},
+		     {".gz", "gzip", NULL}};
 	int rc = CAIRN_ENOENT;
 	for (size_t i = 0; i < 3 && rc == CAIRN_ENOENT; i++) {
-		/* Nix keeps logs as <first 2 chars>/<rest of the basename> */
+		/* Nix and Guix keep logs as <first 2 chars>/<rest of the basename> */
 		snprintf(rel, sizeof(rel), "%.2s/%s%s", name, name + 2, forms[i].suffix);
 		struct stat st;
 		if (fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
 		    (uint64_t)st.st_size > CAIRN_PUBLISH_LOG_MAX)
 			continue;
-		if (forms[i].encoding)
+		const char *type = "text/plain; charset=utf-8";
+		if (guix && forms[i].guix_type)
+			type = forms[i].guix_type;
+		else if (forms[i].encoding)
 			cairn_httpd_add_header(req, "Content-Encoding", forms[i].encoding);
 		cache_control(req, p->cfg.ttl);
-		rc = cairn_httpd_send_file_at(req, dfd, rel, "text/plain; charset=utf-8");
+		rc = cairn_httpd_send_file_at(req, dfd, rel, type);
 	}
 	close(dfd);
 	if (rc == CAIRN_ENOENT)
@@ -676,13 +726,32 @@ static int h_cache_info(struct cairn_httpd_req *req, void *data)
 	return rc;
 }
 
+/* The public keys of one kind (0: the dialect's), as cairn_publish_public_keys. */
+static int send_keys(struct cairn_httpd_req *req, struct cairn_publish *p, int kind)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(1 << 20);
+	int rc = cairn_publish_public_keys(p, kind, &b);
+	if (rc == 0 && b.len == 0)
+		rc = not_found(req, p->cfg.negative_ttl);
+	else if (rc == 0)
+		rc = cairn_httpd_send(req, 200, "text/plain; charset=utf-8", b.data, b.len);
+	cairn_buf_release(&b);
+	return rc;
+}
+
 static int h_key(struct cairn_httpd_req *req, void *data)
 {
-	struct cairn_publish *p = data;
-	if (!p->pubkeys_len)
-		return not_found(req, p->cfg.negative_ttl);
-	return cairn_httpd_send(req, 200, "text/plain; charset=utf-8", p->pubkeys,
-				p->pubkeys_len);
+	return send_keys(req, data, 0);
+}
+
+static int h_nix_keys(struct cairn_httpd_req *req, void *data)
+{
+	return send_keys(req, data, CAIRN_KEY_NIX);
+}
+
+static int h_guix_key(struct cairn_httpd_req *req, void *data)
+{
+	return send_keys(req, data, CAIRN_KEY_GUIX);
 }
 
 static int h_health(struct cairn_httpd_req *req, void *data)
@@ -735,16 +804,17 @@ static int h_root(struct cairn_httpd_req *req, void *data)
 	html_escape(&b, p->store_dir, strlen(p->store_dir));
 	cairn_buf_puts(&b, "</code> as a binary cache (substitutes), with cairn publish.</p>\n");
 	cairn_buf_puts(&b, "<h2>Signing keys</h2>\n<pre>");
-	html_escape(&b, p->pubkeys ? p->pubkeys : "", p->pubkeys_len);
-	if (!p->pubkeys_len)
+	html_escape(&b, p->nix_keys, p->nix_keys_len);
+	html_escape(&b, p->guix_key, p->guix_key_len);
+	if (!p->nix_keys_len && !p->guix_key_len)
 		cairn_buf_puts(&b, "(none: narinfos are not signed)\n");
 	cairn_buf_puts(&b, "</pre>\n<h2>How to use it</h2>\n<pre>");
 	struct cairn_buf u = CAIRN_BUF_INIT(1 << 16);
 	if (nix) {
 		char key[256] = "";
-		const char *nl = p->pubkeys ? memchr(p->pubkeys, '\n', p->pubkeys_len) : NULL;
-		if (nl && (size_t)(nl - p->pubkeys) < sizeof(key))
-			snprintf(key, sizeof(key), "%.*s", (int)(nl - p->pubkeys), p->pubkeys);
+		const char *nl = memchr(p->nix_keys, '\n', p->nix_keys_len);
+		if (nl && (size_t)(nl - p->nix_keys) < sizeof(key))
+			snprintf(key, sizeof(key), "%.*s", (int)(nl - p->nix_keys), p->nix_keys);
 		cairn_buf_printf(&u,
 				 "nix copy --from http://%s/ --option trusted-public-keys '%s' "
 				 "/nix/store/...\n\n# or in nix.conf:\nextra-substituters = "
@@ -760,6 +830,8 @@ static int h_root(struct cairn_httpd_req *req, void *data)
 	cairn_buf_release(&u);
 	cairn_buf_puts(&b, "</pre>\n<p><a href=\"/nix-cache-info\">nix-cache-info</a> · "
 			   "<a href=\"/signing-key.pub\">signing-key.pub</a> · "
+			   "<a href=\"/nix-signing-keys\">nix-signing-keys</a> · "
+			   "<a href=\"/guix-signing-key.pub\">guix-signing-key.pub</a> · "
 			   "<a href=\"/metrics\">metrics</a> · <a href=\"/health\">health</a></p>\n"
 			   "</body></html>\n");
 	cache_control(req, 60);
@@ -814,6 +886,10 @@ static int h_metrics(struct cairn_httpd_req *req, void *data)
 		 "Checks that found an item's nar differing from its NarHash (the item is "
 		 "withdrawn).",
 		 offsetof(struct cairn_publish, m_verify_failures)},
+		{"cairn_publish_raw_items_total", "counter",
+		 "Items found not to compress (a compressed nar of at least 95% of the nar): "
+		 "offered uncompressed only.",
+		 offsetof(struct cairn_publish, m_raw)},
 		{"cairn_publish_evicted_total", "counter",
 		 "Cached files removed (least recently used first, or replaced).",
 		 offsetof(struct cairn_publish, m_evicted)},
@@ -857,6 +933,10 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 				    h_cache_info, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/signing-key.pub", "signing-key",
 				    h_key, p, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-signing-keys", "nix-signing-keys",
+				    h_nix_keys, p, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/guix-signing-key.pub",
+				    "guix-signing-key", h_guix_key, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", h_health, p, err)) <
 		    0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics", h_metrics, p,

@@ -39,6 +39,14 @@ struct pub_baked {
 	bool ghost;
 };
 
+/* An item that compression cannot help (publish.h, "Methods offered"): a
+ * compression with method made file_size bytes of its nar_size. */
+struct pub_raw {
+	struct cairn_hash nar_hash;
+	enum cairn_codec_method method;
+	uint64_t file_size, nar_size;
+};
+
 /*
  * A nar being compressed into the cache right now.  Every request for it
  * reads the growing file (pread at its own offset, waiting on cond for
@@ -91,6 +99,9 @@ struct cairn_publish {
 	struct pub_map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
 	struct pub_map *by_file; /* file hash nix32 -> the same struct pub_baked */
 	struct pub_map *inflight; /* key -> struct pub_inflight */
+	/* hash part -> struct pub_raw (cache_lock; also without a cache,
+	 * then in memory only) */
+	struct pub_map *raw;
 	struct pub_workq bake_q;  /* under cache_lock */
 	uint64_t cache_size;
 	atomic_bool stopping;
@@ -104,13 +115,13 @@ struct cairn_publish {
 
 	/* figures for /metrics */
 	atomic_uint_fast64_t m_memo_hits, m_memo_misses, m_cache_hits, m_cache_misses, m_baked,
-		m_bake_failures, m_evicted, m_signed, m_verified, m_verify_failures;
+		m_bake_failures, m_evicted, m_signed, m_verified, m_verify_failures, m_raw;
 
 	struct cairn_httpd *httpd; /* for /metrics */
 
-	/* /signing-key.pub */
-	char *pubkeys;
-	size_t pubkeys_len;
+	/* the public keys as served: Nix lines, the Guix s-expression */
+	char *nix_keys, *guix_key;
+	size_t nix_keys_len, guix_key_len;
 };
 
 /* Did the store item hashpart, registered with nar_hash, stream and match before? */
@@ -137,7 +148,24 @@ int pub_resolve_nar(struct cairn_publish *p, const struct cairn_publish_nar_url 
 		    struct cairn_storedb_pathinfo *pi, struct pub_baked *baked_out, bool *is_baked,
 		    struct cairn_error *err);
 
-/* The level to compress with for method m (configured, or the default). */
+/*
+ * The methods to offer for the item at store path (its configured ones, or
+ * none alone when compression cannot help it), into out
+ * (CAIRN_CODEC_LIST_MAX); returns how many.  *raw: it was none alone for
+ * that reason.
+ */
+size_t pub_offered(struct cairn_publish *p, const char *path, const struct cairn_hash *nar_hash,
+		   struct cairn_codec_spec *out, bool *raw);
+/* Does the name of the store item (its basename) say it is compressed? */
+bool pub_name_compressed(const char *base);
+/* A compression of the whole nar of hashpart (registered with nar_hash,
+ * nar_size bytes) made file_size bytes with method: remember (and with a
+ * cache, record) when that means compression cannot help.  True then. */
+bool pub_note_compressed(struct cairn_publish *p, const char *hashpart,
+			 const struct cairn_hash *nar_hash, uint64_t nar_size,
+			 enum cairn_codec_method method, uint64_t file_size);
+
+/* The level to compress with for method m (configured, or a low one). */
 int pub_level(const struct cairn_publish *p, enum cairn_codec_method m);
 bool pub_method_allowed(const struct cairn_publish *p, enum cairn_codec_method m);
 /* The baked file of hashpart compressed with m, if it holds nar_hash. */

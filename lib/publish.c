@@ -278,17 +278,31 @@ int pub_level(const struct cairn_publish *p, enum cairn_codec_method m)
 	for (size_t i = 0; i < p->cfg.n_compressions; i++)
 		if (p->cfg.compressions[i].method == m)
 			return p->cfg.compressions[i].level;
-	return CAIRN_CODEC_LEVEL_DEFAULT;
+	/*
+	 * Not configured: asked for by a client holding an older narinfo.
+	 * The fast end of each method (codec.h has the figures), so that a
+	 * client cannot make the server spend its CPU on xz -6 or lzip -6.
+	 */
+	switch (m) {
+	case CAIRN_CODEC_XZ:
+	case CAIRN_CODEC_GZIP:
+	case CAIRN_CODEC_BZIP2:
+		return 1;
+	case CAIRN_CODEC_LZIP:
+		return 0;
+	case CAIRN_CODEC_ZSTD:
+		return 3;
+	default:
+		return CAIRN_CODEC_LEVEL_DEFAULT;
+	}
 }
 
 bool pub_method_allowed(const struct cairn_publish *p, enum cairn_codec_method m)
 {
-	if (m == CAIRN_CODEC_NONE)
-		return true;
-	for (size_t i = 0; i < p->cfg.n_compressions; i++)
-		if (p->cfg.compressions[i].method == m)
-			return true;
-	return false;
+	/* every method, configured or not: a narinfo handed out before a
+	 * restart with other methods names URLs that must keep working */
+	(void)p;
+	return (int)m >= 0 && m < CAIRN_CODEC_METHOD_COUNT_ && cairn_codec_method_name(m) != NULL;
 }
 
 int pub_real_path(const struct cairn_publish *p, const char *store_path, char *out, size_t cap)
@@ -524,50 +538,58 @@ int cairn_publish_guix_groups(const struct cairn_storedb_pathinfo *pi, const cha
 {
 	size_t dl = strlen(store_dir);
 	const char *base = pi->path + dl + 1;
+	bool sizes = true;
 	int rc = 0;
 	if (strlen(pi->path) <= dl + 1)
 		return CAIRN_EINVAL;
+	/* every size or none: Guix pairs them with the URLs by position */
+	for (size_t i = 0; i < n_compressions; i++)
+		if (compressions[i].method != CAIRN_CODEC_NONE && !(baked && baked[i].has_file))
+			sizes = false;
 	for (size_t i = 0; rc == 0 && i < n_compressions; i++) {
 		enum cairn_codec_method m = compressions[i].method;
 		const char *name = cairn_codec_method_name(m);
 		if (m == CAIRN_CODEC_NONE)
-			rc = cairn_buf_printf(out, "URL: nar/%s\nCompression: none\nFileSize: %llu\n",
-					      base, (unsigned long long)pi->nar_size);
-		else if (baked && baked[i].has_file)
-			rc = cairn_buf_printf(out, "URL: nar/%s/%s\nCompression: %s\nFileSize: %llu\n",
-					      name, base, name,
-					      (unsigned long long)baked[i].file_size);
+			rc = cairn_buf_printf(out, "URL: nar/%s\nCompression: none\n", base);
 		else
 			rc = cairn_buf_printf(out, "URL: nar/%s/%s\nCompression: %s\n", name, base,
 					      name);
+		if (rc == 0 && sizes)
+			rc = cairn_buf_printf(out, "FileSize: %llu\n",
+					      (unsigned long long)(m == CAIRN_CODEC_NONE
+									   ? pi->nar_size
+									   : baked[i].file_size));
 	}
 	return rc;
 }
 
-/* A remembered narinfo: valid while the row and the baked files are those it
- * was made from. */
+/* A remembered narinfo: valid while the row, the baked files and what is
+ * offered are those it was made from. */
 struct memo {
 	struct cairn_hash nar_hash;
 	int64_t registration_time;
 	size_t nsigs;
+	bool raw; /* offered uncompressed only */
 	struct cairn_publish_file files[CAIRN_CODEC_LIST_MAX];
+	unsigned max_age;
 	uint64_t checked; /* ms */
 	size_t len;
 	char text[];
 };
 
-/* The files baked for an item, in the order of the configured compressions. */
+/* The files baked for an item, in the order of the methods offered. */
 static void baked_files(struct cairn_publish *p, const char *hashpart,
-			const struct cairn_hash *nar_hash, struct cairn_publish_file *files)
+			const struct cairn_hash *nar_hash, const struct cairn_codec_spec *offered,
+			size_t n_offered, struct cairn_publish_file *files)
 {
 	memset(files, 0, sizeof(*files) * CAIRN_CODEC_LIST_MAX);
 	if (p->cache_fd < 0)
 		return;
 	pthread_mutex_lock(&p->cache_lock);
-	for (size_t i = 0; i < p->cfg.n_compressions; i++) {
+	for (size_t i = 0; i < n_offered; i++) {
 		char key[48];
 		snprintf(key, sizeof(key), "%s.%s", hashpart,
-			 cairn_codec_method_name(p->cfg.compressions[i].method));
+			 cairn_codec_method_name(offered[i].method));
 		const struct pub_baked *b = map_get(p->baked, key);
 		if (b && cairn_hash_equal(&b->nar_hash, nar_hash)) {
 			files[i].has_file = true;
@@ -591,11 +613,13 @@ static bool files_equal(const struct cairn_publish_file *a, const struct cairn_p
 	return true;
 }
 
-static bool all_baked(const struct cairn_publish *p, const struct cairn_publish_file *files)
+/* Is every compressed method the narinfo names baked (its final form)? */
+static bool all_baked(const struct cairn_publish *p, const struct cairn_codec_spec *offered,
+		      size_t n_offered, const struct cairn_publish_file *files)
 {
-	size_t n = p->cfg.dialect == CAIRN_PUBLISH_NIX ? 1 : p->cfg.n_compressions;
+	size_t n = p->cfg.dialect == CAIRN_PUBLISH_NIX ? 1 : n_offered;
 	for (size_t i = 0; i < n; i++)
-		if (!files[i].has_file && p->cfg.compressions[i].method != CAIRN_CODEC_NONE)
+		if (!files[i].has_file && offered[i].method != CAIRN_CODEC_NONE)
 			return false;
 	return true;
 }
@@ -604,7 +628,7 @@ static bool all_baked(const struct cairn_publish *p, const struct cairn_publish_
 #define MEMO_RECHECK_MS 1000
 
 int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t len,
-			  struct cairn_buf *out, struct cairn_error *err)
+			  struct cairn_buf *out, unsigned *max_age, struct cairn_error *err)
 {
 	char hp[33];
 	struct cairn_storedb *db = NULL;
@@ -612,6 +636,10 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 	struct cairn_narinfo *ni = NULL;
 	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
 	struct cairn_publish_file files[CAIRN_CODEC_LIST_MAX];
+	struct cairn_codec_spec offered[CAIRN_CODEC_LIST_MAX];
+	size_t n_offered;
+	bool raw;
+	unsigned age;
 	struct memo *m;
 	int rc;
 
@@ -626,6 +654,8 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 	m = map_get(p->memo, hp);
 	if (m && now - m->checked < MEMO_RECHECK_MS && !corrupt_locked(p, hp, &m->nar_hash)) {
 		rc = cairn_buf_append(out, m->text, m->len);
+		if (max_age)
+			*max_age = m->max_age;
 		pthread_mutex_unlock(&p->memo_lock);
 		atomic_fetch_add_explicit(&p->m_memo_hits, 1, memory_order_relaxed);
 		return rc;
@@ -651,15 +681,24 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 				     pi.path);
 		goto out;
 	}
-	baked_files(p, hp, &pi.nar_hash, files);
+	n_offered = pub_offered(p, pi.path, &pi.nar_hash, offered, &raw);
+	baked_files(p, hp, &pi.nar_hash, offered, n_offered, files);
+	/* with a cache, a narinfo that is not in its final form is temporary */
+	age = p->cfg.ttl;
+	if (p->cache_fd >= 0 && !all_baked(p, offered, n_offered, files) &&
+	    age > CAIRN_PUBLISH_TEMP_TTL)
+		age = CAIRN_PUBLISH_TEMP_TTL;
+	if (max_age)
+		*max_age = age;
 
 	/* the same row and files as last time: the signed text still holds */
 	pthread_mutex_lock(&p->memo_lock);
 	m = map_get(p->memo, hp);
 	if (m && cairn_hash_equal(&m->nar_hash, &pi.nar_hash) &&
 	    m->registration_time == pi.registration_time && m->nsigs == pi.nsigs &&
-	    files_equal(m->files, files, CAIRN_CODEC_LIST_MAX)) {
+	    m->raw == raw && files_equal(m->files, files, CAIRN_CODEC_LIST_MAX)) {
 		m->checked = now;
+		m->max_age = age;
 		rc = cairn_buf_append(out, m->text, m->len);
 		pthread_mutex_unlock(&p->memo_lock);
 		atomic_fetch_add_explicit(&p->m_memo_hits, 1, memory_order_relaxed);
@@ -668,9 +707,8 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 	pthread_mutex_unlock(&p->memo_lock);
 	atomic_fetch_add_explicit(&p->m_memo_misses, 1, memory_order_relaxed);
 
-	if ((rc = cairn_publish_make_narinfo(&pi, p->store_dir, p->cfg.dialect,
-					     p->cfg.compressions, p->cfg.n_compressions, files,
-					     &ni, err)) < 0)
+	if ((rc = cairn_publish_make_narinfo(&pi, p->store_dir, p->cfg.dialect, offered,
+					     n_offered, files, &ni, err)) < 0)
 		goto out;
 	/* Nix keys first: a Sig added after Guix's Signature would change the
 	 * text that Signature covers */
@@ -686,8 +724,8 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 	if ((rc = cairn_narinfo_print(ni, &text, err)) < 0)
 		goto out;
 	if (p->cfg.dialect == CAIRN_PUBLISH_GUIX &&
-	    (rc = cairn_publish_guix_groups(&pi, p->store_dir, p->cfg.compressions,
-					    p->cfg.n_compressions, files, &text)) < 0) {
+	    (rc = cairn_publish_guix_groups(&pi, p->store_dir, offered, n_offered, files,
+					    &text)) < 0) {
 		cairn_error_set(err, rc, "publish: narinfo too large");
 		goto out;
 	}
@@ -699,7 +737,9 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 		m->nar_hash = pi.nar_hash;
 		m->registration_time = pi.registration_time;
 		m->nsigs = pi.nsigs;
+		m->raw = raw;
 		memcpy(m->files, files, sizeof(files));
+		m->max_age = age;
 		m->checked = now;
 		m->len = text.len;
 		memcpy(m->text, text.data, text.len + 1);
@@ -718,7 +758,7 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 		pthread_mutex_unlock(&p->memo_lock);
 	}
 queue:
-	if (p->cache_fd >= 0 && !all_baked(p, files))
+	if (p->cache_fd >= 0 && !all_baked(p, offered, n_offered, files))
 		pub_bake_enqueue(p, hp);
 	rc = 0;
 out:
@@ -735,38 +775,57 @@ int cairn_publish_cache_info(struct cairn_publish *p, struct cairn_buf *out)
 				p->store_dir, p->cfg.priority);
 }
 
-int cairn_publish_public_keys(struct cairn_publish *p, struct cairn_buf *out)
+int cairn_publish_public_keys(struct cairn_publish *p, int kind, struct cairn_buf *out)
 {
-	return cairn_buf_append(out, p->pubkeys, p->pubkeys_len);
+	if (kind == 0)
+		kind = p->cfg.dialect == CAIRN_PUBLISH_GUIX ? CAIRN_KEY_GUIX : CAIRN_KEY_NIX;
+	if (kind == CAIRN_KEY_GUIX)
+		return p->guix_key_len ? cairn_buf_append(out, p->guix_key, p->guix_key_len) : 0;
+	return p->nix_keys_len ? cairn_buf_append(out, p->nix_keys, p->nix_keys_len) : 0;
 }
 
+/*
+ * The served forms of the public keys.  They are kept apart because no
+ * client reads a mixed file: `guix archive --authorize` takes one
+ * s-expression and fails on a Nix line before it, and Nix reads
+ * name:base64 only.  At most one Guix key: a narinfo has one Signature.
+ */
 static int make_pubkeys(struct cairn_publish *p, struct cairn_error *err)
 {
-	struct cairn_buf b = CAIRN_BUF_INIT(1 << 20);
+	struct cairn_buf nix = CAIRN_BUF_INIT(1 << 20);
+	struct cairn_buf guix = CAIRN_BUF_INIT(CAIRN_GUIX_SEXP_MAX);
+	size_t n_guix = 0;
 	int rc = 0;
-	for (int pass = 0; pass < 2 && rc == 0; pass++)
-		for (size_t i = 0; i < p->cfg.n_keys && rc == 0; i++) {
-			const struct cairn_seckey *k = p->cfg.keys[i];
-			if (pass == 0 && k->kind == CAIRN_KEY_NIX) {
-				struct cairn_nix_pubkey pk;
-				cairn_nix_seckey_public(&k->u.nix, &pk);
-				rc = cairn_nix_pubkey_format(&pk, &b);
-				if (rc == 0)
-					rc = cairn_buf_putc(&b, '\n');
-			} else if (pass == 1 && k->kind == CAIRN_KEY_GUIX) {
-				struct cairn_guix_pubkey pk;
-				cairn_guix_seckey_public(&k->u.guix, &pk);
-				rc = cairn_guix_pubkey_format(&pk, &b);
-				if (rc == 0)
-					rc = cairn_buf_putc(&b, '\n');
-			}
+	for (size_t i = 0; i < p->cfg.n_keys && rc == 0; i++) {
+		const struct cairn_seckey *k = p->cfg.keys[i];
+		if (k->kind == CAIRN_KEY_NIX) {
+			struct cairn_nix_pubkey pk;
+			cairn_nix_seckey_public(&k->u.nix, &pk);
+			rc = cairn_nix_pubkey_format(&pk, &nix);
+			if (rc == 0)
+				rc = cairn_buf_putc(&nix, '\n');
+		} else if (k->kind == CAIRN_KEY_GUIX && n_guix++ == 0) {
+			struct cairn_guix_pubkey pk;
+			cairn_guix_seckey_public(&k->u.guix, &pk);
+			rc = cairn_guix_pubkey_format(&pk, &guix);
 		}
-	if (rc < 0) {
-		cairn_buf_release(&b);
-		return cairn_error_set(err, rc, "publish: cannot format the public keys");
 	}
-	p->pubkeys = cairn_buf_steal(&b, &p->pubkeys_len);
-	return p->pubkeys ? 0 : cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+	if (rc == 0 && n_guix > 1)
+		rc = cairn_error_set(err, CAIRN_EINVAL,
+				     "publish: %zu Guix keys given, but a Guix narinfo carries one "
+				     "Signature: give one",
+				     n_guix);
+	else if (rc < 0)
+		rc = cairn_error_set(err, rc, "publish: cannot format the public keys");
+	if (rc == 0) {
+		p->nix_keys = cairn_buf_steal(&nix, &p->nix_keys_len);
+		p->guix_key = cairn_buf_steal(&guix, &p->guix_key_len);
+		if (!p->nix_keys || !p->guix_key)
+			rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+	}
+	cairn_buf_release(&nix);
+	cairn_buf_release(&guix);
+	return rc;
 }
 
 /* ---- nar URLs ----------------------------------------------------------- */
@@ -835,6 +894,7 @@ int cairn_publish_parse_nar_url(const char *s, size_t len, struct cairn_publish_
 		int rc = cairn_codec_method_parse(s, (size_t)(slash - s), &u.method, err);
 		if (rc < 0)
 			return rc;
+		u.method_named = true;
 		base = slash + 1;
 		blen = plen - (size_t)(base - s);
 	}
@@ -1051,6 +1111,117 @@ void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart)
 	pthread_mutex_unlock(&p->cache_lock);
 }
 
+/* ---- items compression cannot help ------------------------------------ */
+
+bool pub_name_compressed(const char *base)
+{
+	/* the last extension of the name, as guix publish judges it
+	 * (compressed-file? in guix/utils.scm), with zstd's and 7-Zip's */
+	static const char *const exts[] = {"gz",  "tgz", "bz2", "tbz2", "xz",  "txz",
+					   "lz",  "lzma", "zst", "tzst", "zip", "7z"};
+	const char *dot = strrchr(base, '.');
+	if (!dot)
+		return false;
+	for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
+		if (strcmp(dot + 1, exts[i]) == 0)
+			return true;
+	return false;
+}
+
+size_t pub_offered(struct cairn_publish *p, const char *path, const struct cairn_hash *nar_hash,
+		   struct cairn_codec_spec *out, bool *raw)
+{
+	const char *base = path + p->store_dir_len + 1;
+	bool compressed = false, r = false;
+	for (size_t i = 0; i < p->cfg.n_compressions; i++)
+		if (p->cfg.compressions[i].method != CAIRN_CODEC_NONE)
+			compressed = true;
+	if (compressed && strlen(base) > CAIRN_STORE_HASH_LEN) {
+		r = pub_name_compressed(base);
+		if (!r) {
+			char hp[CAIRN_STORE_HASH_LEN + 1];
+			memcpy(hp, base, CAIRN_STORE_HASH_LEN);
+			hp[CAIRN_STORE_HASH_LEN] = '\0';
+			pthread_mutex_lock(&p->cache_lock);
+			const struct pub_raw *pr = p->raw->n ? map_get(p->raw, hp) : NULL;
+			r = pr && cairn_hash_equal(&pr->nar_hash, nar_hash);
+			pthread_mutex_unlock(&p->cache_lock);
+		}
+	}
+	if (raw)
+		*raw = r;
+	if (r) {
+		out[0].method = CAIRN_CODEC_NONE;
+		out[0].level = 0;
+		return 1;
+	}
+	memcpy(out, p->cfg.compressions, p->cfg.n_compressions * sizeof(*out));
+	return p->cfg.n_compressions;
+}
+
+/* Is a compressed nar of file_size bytes, from nar_size, too large to help? */
+static bool raw_ratio(uint64_t file_size, uint64_t nar_size)
+{
+	const uint64_t lim = UINT64_MAX / 100;
+	if (file_size <= lim && nar_size <= lim)
+		return file_size * 100 >= nar_size * CAIRN_PUBLISH_RAW_PERCENT;
+	return file_size / 100 * 100 >= nar_size / 100 * CAIRN_PUBLISH_RAW_PERCENT;
+}
+
+/* Record in the cache that hp does not compress (tmp file, renamed). */
+static void raw_write(struct cairn_publish *p, const char *hp, const struct pub_raw *r)
+{
+	char nh[53], tmp[64], name[64], line[160];
+	hash32(&r->nar_hash, nh);
+	int n = snprintf(line, sizeof(line), "%s %s %llu %llu\n", nh,
+			 cairn_codec_method_name(r->method), (unsigned long long)r->file_size,
+			 (unsigned long long)r->nar_size);
+	snprintf(tmp, sizeof(tmp), "tmp/%s.none.%ld", hp, (long)gettid());
+	snprintf(name, sizeof(name), "info/%s.none", hp);
+	int fd = openat(p->cache_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return; /* measured again after a restart */
+	bool ok = n > 0 && write(fd, line, (size_t)n) == n;
+	close(fd);
+	if (!ok || renameat(p->cache_fd, tmp, p->cache_fd, name) < 0)
+		unlinkat(p->cache_fd, tmp, 0);
+}
+
+bool pub_note_compressed(struct cairn_publish *p, const char *hashpart,
+			 const struct cairn_hash *nar_hash, uint64_t nar_size,
+			 enum cairn_codec_method method, uint64_t file_size)
+{
+	char hp[CAIRN_STORE_HASH_LEN + 1];
+	if (method == CAIRN_CODEC_NONE || nar_size == 0 || !raw_ratio(file_size, nar_size))
+		return false;
+	memcpy(hp, hashpart, CAIRN_STORE_HASH_LEN);
+	hp[CAIRN_STORE_HASH_LEN] = '\0';
+	struct pub_raw *r = malloc(sizeof(*r));
+	if (!r)
+		return true; /* not remembered: measured again later */
+	r->nar_hash = *nar_hash;
+	r->method = method;
+	r->file_size = file_size;
+	r->nar_size = nar_size;
+	struct pub_raw rec = *r; /* r is the map's once put */
+	pthread_mutex_lock(&p->cache_lock);
+	const struct pub_raw *old = map_get(p->raw, hp);
+	bool known = old && cairn_hash_equal(&old->nar_hash, nar_hash);
+	/* bounded like the memo; an item not remembered is measured again */
+	bool added = !known && (old || p->raw->n < CAIRN_PUBLISH_MEMO_MAX) &&
+		     map_put(p->raw, hp, r) == 0;
+	if (!added)
+		free(r);
+	pthread_mutex_unlock(&p->cache_lock);
+	if (added) {
+		atomic_fetch_add_explicit(&p->m_raw, 1, memory_order_relaxed);
+		memo_forget(p, hp);
+		if (p->cache_fd >= 0)
+			raw_write(p, hp, &rec);
+	}
+	return true;
+}
+
 /* The bake pipeline: NAR writer -> (hash, size) -> codec -> (hash, file). */
 struct bake {
 	struct cairn_sha256 nar_sha;
@@ -1186,6 +1357,13 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	}
 	/* the bake read every byte: its uncompressed streams need not hash again */
 	pub_nar_mark_verified(p, hp, &pi->nar_hash);
+	/*
+	 * Does compression help it at all?  If not, its narinfo offers none
+	 * alone from now on and no other method is baked; this file stays
+	 * (least recently used first out), for the clients that hold the
+	 * earlier narinfo naming its URL.
+	 */
+	pub_note_compressed(p, hp, &pi->nar_hash, pi->nar_size, spec->method, b.file_size);
 	/*
 	 * The clients following the file have every byte, checked: let them
 	 * end now.  The file's own hash (for FileHash and its name) is taken
@@ -1449,6 +1627,8 @@ static void bake_item(struct cairn_publish *p, const char *hp)
 	struct cairn_storedb_pathinfo pi = {0};
 	struct cairn_error err;
 	struct cairn_publish_file files[CAIRN_CODEC_LIST_MAX];
+	struct cairn_codec_spec offered[CAIRN_CODEC_LIST_MAX];
+	bool raw;
 
 	cairn_error_init(&err);
 	if (pub_db_get(p, &db, &err) < 0)
@@ -1457,17 +1637,21 @@ static void bake_item(struct cairn_publish *p, const char *hp)
 	pub_db_put(p, db);
 	if (rc < 0)
 		return;
-	baked_files(p, hp, &pi.nar_hash, files);
-	size_t n = p->cfg.dialect == CAIRN_PUBLISH_NIX ? 1 : p->cfg.n_compressions;
-	for (size_t i = 0; i < n && !p->stopping; i++) {
-		if (files[i].has_file || p->cfg.compressions[i].method == CAIRN_CODEC_NONE)
+	size_t n = pub_offered(p, pi.path, &pi.nar_hash, offered, &raw);
+	baked_files(p, hp, &pi.nar_hash, offered, n, files);
+	if (p->cfg.dialect == CAIRN_PUBLISH_NIX)
+		n = 1;
+	for (size_t i = 0; i < n && !raw && !p->stopping; i++) {
+		if (files[i].has_file || offered[i].method == CAIRN_CODEC_NONE)
 			continue;
 		cairn_error_init(&err);
-		struct pub_inflight *inf = inflight_begin(p, hp, p->cfg.compressions[i].method);
+		struct pub_inflight *inf = inflight_begin(p, hp, offered[i].method);
 		if (!inf)
 			continue; /* a request is baking it already */
-		rc = bake_one(p, &pi, hp, &p->cfg.compressions[i], inf, &err);
+		rc = bake_one(p, &pi, hp, &offered[i], inf, &err);
 		inflight_end(p, inf, rc);
+		/* the first bake may find that compression cannot help it */
+		pub_offered(p, pi.path, &pi.nar_hash, offered, &raw);
 	}
 	cairn_storedb_pathinfo_release(&pi);
 }
@@ -1606,6 +1790,27 @@ static void cache_load(struct cairn_publish *p)
 		    cairn_codec_method_parse(dot + 1, strlen(dot + 1), &m, NULL) < 0)
 			goto bad;
 		buf[len] = '\0';
+		if (m == CAIRN_CODEC_NONE) {
+			/* an item that does not compress: "<narhash> <method> <size> <narsize>" */
+			char meth[16], hp[33];
+			unsigned long long fsize, nsize;
+			struct pub_raw *r = calloc(1, sizeof(*r));
+			memcpy(hp, n, 32);
+			hp[32] = '\0';
+			if (!r || sscanf(buf, "%63s %15s %llu %llu", nh, meth, &fsize, &nsize) != 4 ||
+			    strlen(nh) != 52 || !nix32_ok(nh, 52) ||
+			    cairn_codec_method_parse(meth, strlen(meth), &r->method, NULL) < 0 ||
+			    cairn_nix32_decode(nh, 52, r->nar_hash.digest, 32) < 0 ||
+			    p->raw->n >= CAIRN_PUBLISH_MEMO_MAX || map_put(p->raw, hp, r) < 0) {
+				free(r);
+				goto bad;
+			}
+			r->nar_hash.algo = CAIRN_HASH_SHA256;
+			r->nar_hash.len = 32;
+			r->file_size = fsize;
+			r->nar_size = nsize;
+			continue;
+		}
 		if (sscanf(buf, "%63s %63s %llu", nh, fh, &size) != 3 || strlen(nh) != 52 ||
 		    strlen(fh) != 52 || !nix32_ok(nh, 52) || !nix32_ok(fh, 52))
 			goto bad;
@@ -1721,7 +1926,8 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	p->baked = map_new(NULL);
 	p->by_file = map_new(NULL);
 	p->inflight = map_new(NULL);
-	if (!p->store_dir || !p->real_store_dir || !p->db_path || !p->host || !p->memo ||
+	p->raw = map_new(free);
+	if (!p->raw || !p->store_dir || !p->real_store_dir || !p->db_path || !p->host || !p->memo ||
 	    !p->by_narhash || !p->verified || !p->corrupt ||
 	    workq_init(&p->verify_q, &p->verify_lock, &p->verify_cond,
 		       CAIRN_PUBLISH_VERIFY_QUEUE_MAX) < 0 ||
@@ -1832,6 +2038,7 @@ void cairn_publish_free(struct cairn_publish *p)
 	map_free(p->baked);
 	map_free(p->by_file);
 	map_free(p->inflight); /* empty: every bake thread has ended */
+	map_free(p->raw);
 	map_free(p->memo);
 	map_free(p->verified);
 	map_free(p->by_narhash);
@@ -1846,7 +2053,8 @@ void cairn_publish_free(struct cairn_publish *p)
 	free(p->log_dir);
 	free(p->cache_dir);
 	free(p->host);
-	free(p->pubkeys);
+	free(p->nix_keys);
+	free(p->guix_key);
 	pthread_mutex_destroy(&p->db_lock);
 	pthread_mutex_destroy(&p->memo_lock);
 	pthread_mutex_destroy(&p->cache_lock);

@@ -19,36 +19,67 @@
  *   /nar/<filehash>.nar<ext>     a baked (cached) compressed nar: the file
  *                                whose SHA-256 is <filehash>
  *   /nar/<method>/<basename>     Guix: the nar of <basename>, compressed with
- *   /nar/<basename>              <method> (or not compressed)
- *   /log/<drv basename>          a build log from the store's log directory
+ *   /nar/<basename>              <method>, or not compressed.  The Guix
+ *                                dialect answers /nar/none/<basename> with 404,
+ *                                as guix publish does (it has no such URL);
+ *                                the Nix dialect serves it
+ *   /log/<drv basename>          a build log from the store's log directory;
+ *   /log/<output basename>       the same, found through the output's deriver
+ *                                (what `guix build --log-file` asks first)
  *   /file/<name>/sha256/<nix32>  Guix: the content of the flat fixed-output
  *                                item with that name and hash
- *   /signing-key.pub             the public keys, one a line (Nix) or the
- *                                Guix s-expression
+ *   /signing-key.pub             the dialect's public key(s): Guix, the Guix
+ *                                key alone (what `guix archive --authorize`
+ *                                reads); Nix, the Nix keys, one a line
+ *   /nix-signing-keys            the Nix public keys, one a line (any dialect)
+ *   /guix-signing-key.pub        the Guix public key (any dialect)
  *
  * <ext> is ".nar" (none), ".nar.xz", ".nar.zst", ".nar.bz2", ".nar.gz"
  * (gzip; Nix itself writes plain ".nar" for gzip, which is ambiguous, so
- * cairn names it ".gz") or ".nar.lzip".  A nar request for a method that is
- * not configured (other than none) is 404, so that a client cannot make the
+ * cairn names it ".gz") or ".nar.lzip".  A nar is served with any method
+ * cairn supports, configured or not, so that the URLs of a narinfo handed
+ * out before a restart with other --compression methods keep working (as
+ * guix publish does for its URLs).  A method that is not configured
+ * compresses at a low level (pub_level), so that a client cannot make the
  * server spend its CPU on xz -9.
  *
  * Narinfo dialects (narinfo.h has the field layouts):
  *   Nix   URL: nar/<filehash>.nar<ext> with FileHash and FileSize when the
- *         first configured compression is baked in the cache; otherwise
+ *         first method offered (below) is baked in the cache; otherwise
  *         URL: nar/<narhash>.nar<ext>?hash=<hashpart> without them (the
- *         client checks NarHash anyway).  Compression names the first
- *         configured method only: Nix reads one URL.  Sig: lines from the
+ *         client checks NarHash anyway).  Compression names that method
+ *         only: Nix reads one URL.  Sig: lines from the
  *         store database and from every Nix key given; CA as stored.
  *   Guix  as guix publish's narinfo-string (guix/scripts/publish.scm,
  *         Guix 1.4 and later) writes it: the signed part StorePath,
  *         NarHash, NarSize, References, Deriver (when known; no System, CA
  *         or Sig), then "Signature: 1;<host>;<base64>", then one
- *         URL/Compression[/FileSize] group per configured method,
- *         "nar/<method>/<basename>" ("nar/<basename>" for none, whose
- *         FileSize is the NarSize; others have FileSize once baked).  The
+ *         URL/Compression[/FileSize] group per offered method,
+ *         "nar/<method>/<basename>" ("nar/<basename>" for none).  FileSize
+ *         is given for every group or for none: Guix's read-narinfo pairs
+ *         the FileSize values with the URLs by position, so one missing
+ *         size would attach the next to the wrong URL.  All are known once
+ *         every compressed method is baked (none's is the NarSize).  The
  *         groups follow the signature so that baking changes no signed
  *         byte.  (Guix 1.0-1.3 put the groups before NarHash, inside the
  *         signed part; their clients read either layout.)
+ *
+ * Methods offered: the configured ones, except for an item compression
+ * cannot help, which is offered uncompressed only (both dialects), as
+ * guix publish does for items whose name ends in .gz, .xz, .zip...  cairn
+ * knows an item is such when its name has one of those extensions
+ * (pub_name_compressed), or once a compression of its whole nar has
+ * measured it: a bake (or, without a cache, a nar compressed on the fly)
+ * whose output is at least CAIRN_PUBLISH_RAW_PERCENT % of the nar.  Until
+ * then its narinfo offers every configured method; after, no other method
+ * is baked for it.
+ *
+ * Temporary narinfos: with a cache, a narinfo whose compressed files are
+ * not all baked yet (so it lacks FileSize, or FileHash in the Nix
+ * dialect) is sent with max-age at most CAIRN_PUBLISH_TEMP_TTL instead of
+ * the configured ttl, as guix publish does, so that clients and proxies
+ * pick up the final one soon.  Without a cache a narinfo never changes
+ * state and always gets the ttl.
  *
  * Signing happens once per item and state (baked or not): the signed text
  * is remembered (the "memo"), keyed by hash part and checked against the
@@ -62,6 +93,13 @@
  *                                         the nar of that item, compressed so
  *                                         (kept after the file is evicted, so
  *                                         that its URL still resolves)
+ *   DIR/info/<hashpart>.none              "<narhash nix32> <method>
+ *                                         <filesize> <narsize>\n": the item
+ *                                         does not compress; a compression
+ *                                         with <method> made <filesize>
+ *                                         bytes of its <narsize> (a bake
+ *                                         that measured it keeps its file,
+ *                                         for the URLs of earlier narinfos)
  *   DIR/tmp/                              files being written (renamed into
  *                                         nar/ when complete and verified)
  * Background workers ("bakers") fill it: a narinfo or nar request for an
@@ -91,6 +129,12 @@
 #define CAIRN_PUBLISH_BAKE_QUEUE_MAX 10000
 /* Nar streams running at once; beyond this a nar request gets 503. */
 #define CAIRN_PUBLISH_STREAMS_MAX 4096
+/* The narinfo max-age while its compressed files are being baked (guix
+ * publish's figure for its temporary narinfos). */
+#define CAIRN_PUBLISH_TEMP_TTL 300
+/* A compressed nar at least this share of its nar (percent) means that
+ * compression cannot help the item: it is offered uncompressed only. */
+#define CAIRN_PUBLISH_RAW_PERCENT 95
 /* Longest build log served (compressed or not). */
 #define CAIRN_PUBLISH_LOG_MAX ((uint64_t)1 << 32)
 
@@ -177,15 +221,22 @@ void cairn_publish_free(struct cairn_publish *p);
  * The narinfo text of the valid path whose hash part is hashpart (32
  * characters, not checked beyond that), signed, appended to out.
  * CAIRN_ENOENT when no such path is valid; CAIRN_EFORMAT for a malformed
- * hash part.  Thread-safe.  Queues the item for baking.
+ * hash part.  Thread-safe.  Queues the item for baking.  *max_age (may be
+ * NULL) gets the Cache-Control max-age it deserves: the configured ttl, or
+ * at most CAIRN_PUBLISH_TEMP_TTL for a temporary narinfo (above).
  */
 int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t len,
-			  struct cairn_buf *out, struct cairn_error *err);
+			  struct cairn_buf *out, unsigned *max_age, struct cairn_error *err);
 
 /* The nix-cache-info text. */
 int cairn_publish_cache_info(struct cairn_publish *p, struct cairn_buf *out);
-/* The public keys: Nix "name:base64" lines, then Guix s-expressions. */
-int cairn_publish_public_keys(struct cairn_publish *p, struct cairn_buf *out);
+/*
+ * The public keys of a kind, as served: CAIRN_KEY_NIX, the Nix keys as
+ * "name:base64" lines; CAIRN_KEY_GUIX, the Guix key's s-expression as Guix
+ * writes signing-key.pub; 0, the dialect's (what /signing-key.pub serves).
+ * Appends nothing when there is no such key.
+ */
+int cairn_publish_public_keys(struct cairn_publish *p, int kind, struct cairn_buf *out);
 
 /*
  * Build a narinfo for a database row, unsigned (pure: no I/O).  baked[i]
@@ -205,7 +256,8 @@ int cairn_publish_make_narinfo(const struct cairn_storedb_pathinfo *pi, const ch
 			       const struct cairn_publish_file *baked, struct cairn_narinfo **out,
 			       struct cairn_error *err);
 
-/* Append the Guix URL/Compression[/FileSize] groups of pi to out. */
+/* Append the Guix URL/Compression[/FileSize] groups of pi to out: with a
+ * FileSize in every group when every size is known, else in none. */
 int cairn_publish_guix_groups(const struct cairn_storedb_pathinfo *pi, const char *store_dir,
 			      const struct cairn_codec_spec *compressions, size_t n_compressions,
 			      const struct cairn_publish_file *baked, struct cairn_buf *out);
@@ -214,6 +266,7 @@ int cairn_publish_guix_groups(const struct cairn_storedb_pathinfo *pi, const cha
 struct cairn_publish_nar_url {
 	enum cairn_codec_method method;
 	bool by_hash;	    /* /nar/<hash>.nar<ext> (else Guix form) */
+	bool method_named;  /* Guix form with a "<method>/" (even "none/") */
 	char hash[53];	    /* by_hash: nix32 of a SHA-256 (NarHash or FileHash) */
 	char hashpart[33];  /* the ?hash= hint, or the Guix basename's hash; "" */
 	char basename[CAIRN_STOREDB_NAME_MAX + 34]; /* Guix form: "<hash>-<name>" */

@@ -49,12 +49,13 @@ else
 fi
 
 # all_baked: every item's narinfo has a FileSize (its nar is in the cache),
-# waiting for that 60 s at most
+# or offers it uncompressed (its bake found that random bytes do not
+# compress), waiting for that 60 s at most
 all_baked() {
   local h i
   for h in $(python3 -c 'import json,sys; print(" ".join(i["hash"] for i in json.load(open(sys.argv[1]))))' "$TMP/items.json"); do
     for ((i = 0; i < 300; i++)); do
-      curl -sf --max-time 5 "$PUBLISH_URL/$h.narinfo" | grep -q '^FileSize: ' && continue 2
+      curl -sf --max-time 5 "$PUBLISH_URL/$h.narinfo" | grep -Eq '^(FileSize: |Compression: none$)' && continue 2
       sleep 0.2
     done
     return 1

@@ -213,7 +213,8 @@ if publish_start "${PSTORE_ARGS[@]}" --key "$TMP/g.sec" --dialect guix --compres
   # "1;<host>;<base64 sexp>"; then, after the signature so that they may
   # change without re-signing, one URL/Compression[/FileSize] group per
   # compression in the configured order: URL nar/<type>/<basename>, or
-  # nar/<basename> for none, whose FileSize is the NarSize.
+  # nar/<basename> for none; FileSize in every group or in none (Guix
+  # pairs them with the URLs by position), none's being the NarSize.
   check "the Guix narinfo is laid out as guix publish lays it out" \
     python3 - "$TMP/g.narinfo" "$TMP/top.json" "$comps" "$NIX_STORE_DIR" << 'EOF'
 import base64, json, os, re, sys
@@ -235,11 +236,10 @@ want = ["StorePath", "NarHash", "NarSize", "References"]
 if info.get("deriver"):
     want.append("Deriver")
 want.append("Signature")
+sized = "FileSize" in keys
 for c in comps:
-    want += ["URL", "Compression"] + (["FileSize"] if c == "none" else [])
-# compressed nars get a FileSize once cached: allow it only there
-got = [k for i, k in enumerate(keys)
-       if not (k == "FileSize" and keys[i - 2] == "URL" and fields[i - 1][1] != "none")]
+    want += ["URL", "Compression"] + (["FileSize"] if sized else [])
+got = keys
 if got != want:
     fail.append("fields %s, want %s" % (keys, want))
 if v.get("StorePath") != info["path"]:

@@ -232,14 +232,26 @@ static void test_guix_narinfo(void **state)
 			       "References: " HP_B "-glibc " HP_A "-hello\n",
 			       "Deriver: " HP_B "-hello.drv\n", "Signature: 1;host.example;",
 			       "URL: nar/zstd/" HP_A "-hello\nCompression: zstd\nURL:",
-			       "URL: nar/lzip/" HP_A "-hello\nCompression: lzip\nFileSize: 77\n",
-			       "URL: nar/" HP_A "-hello\nCompression: none\nFileSize: 1234\n"};
+			       "URL: nar/lzip/" HP_A "-hello\nCompression: lzip\nURL:",
+			       "URL: nar/" HP_A "-hello\nCompression: none\n"};
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 		const char *at = strstr(s, order[i]);
 		if (!at)
 			fail_msg("missing or out of order: %s\n%s", order[i], b.data);
 		s = at + 1;
 	}
+	/* zstd not baked: no FileSize at all, since Guix pairs them with the
+	 * URLs by position (lzip's would be taken for zstd's) */
+	assert_null(strstr(b.data, "FileSize"));
+	/* all baked: a FileSize in every group, none's the NarSize */
+	struct cairn_buf g = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	f[0].has_file = true;
+	f[0].file_size = 55;
+	assert_int_equal(cairn_publish_guix_groups(&pi, "/nix/store", c, 3, f, &g), 0);
+	assert_string_equal(g.data, "URL: nar/zstd/" HP_A "-hello\nCompression: zstd\nFileSize: 55\n"
+				    "URL: nar/lzip/" HP_A "-hello\nCompression: lzip\nFileSize: 77\n"
+				    "URL: nar/" HP_A "-hello\nCompression: none\nFileSize: 1234\n");
+	cairn_buf_release(&g);
 	assert_null(strstr(b.data, "\nSig:"));
 	assert_null(strstr(b.data, "\nCA:"));
 	assert_null(strstr(b.data, "\nSystem:"));
@@ -383,7 +395,7 @@ static struct cairn_publish *open_pub(struct fixture *fx, const struct cairn_sec
 static char *narinfo(struct cairn_publish *p, const char *hp, int *rc)
 {
 	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
-	*rc = cairn_publish_narinfo(p, hp, strlen(hp), &b, NULL);
+	*rc = cairn_publish_narinfo(p, hp, strlen(hp), &b, NULL, NULL);
 	return cairn_buf_steal(&b, NULL);
 }
 
@@ -419,6 +431,12 @@ static void test_store_narinfo_and_bake(void **state)
 	assert_int_equal(cairn_keyring_add_nix(&kr, &pk, NULL), 0);
 
 	struct cairn_publish *p = open_pub(fx, &sk, 0);
+	/* before its bake a narinfo is temporary: a short max-age */
+	struct cairn_buf tb = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	unsigned age = 0;
+	assert_int_equal(cairn_publish_narinfo(p, HP_B, 32, &tb, &age, NULL), 0);
+	assert_int_equal(age, CAIRN_PUBLISH_TEMP_TTL);
+	cairn_buf_release(&tb);
 	char *t = narinfo(p, HP_B, &rc);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(t, "StorePath: /nix/store/" HP_B "-b\n"));
@@ -443,6 +461,10 @@ static void test_store_narinfo_and_bake(void **state)
 
 	/* the baker fills the cache: the file is the compressed nar */
 	t = wait_baked(p, HP_B);
+	/* final: the configured ttl */
+	assert_int_equal(cairn_publish_narinfo(p, HP_B, 32, &tb, &age, NULL), 0);
+	assert_int_equal(age, 3600);
+	cairn_buf_release(&tb);
 	assert_int_equal(cairn_narinfo_parse(t, strlen(t), &ni, NULL), 0);
 	assert_int_equal(cairn_narinfo_verify(ni, &kr, &res, NULL), 0);
 	assert_int_equal(ni->n_urls, 1);
@@ -497,6 +519,56 @@ static void test_store_narinfo_and_bake(void **state)
 	cairn_keyring_release(&kr);
 }
 
+/* The served keys: each kind alone; /signing-key.pub the dialect's; one
+ * Guix key at most. */
+static void test_public_keys(void **state)
+{
+	struct fixture *fx = *state;
+	struct cairn_seckey nk, gk, gk2;
+	struct cairn_publish_config cfg;
+	struct cairn_publish *p = NULL;
+	struct cairn_buf b = CAIRN_BUF_INIT(1 << 16), want = CAIRN_BUF_INIT(1 << 16);
+	struct cairn_guix_pubkey gpk;
+	struct cairn_error err;
+
+	nk.kind = CAIRN_KEY_NIX;
+	gk.kind = gk2.kind = CAIRN_KEY_GUIX;
+	assert_int_equal(cairn_nix_key_generate("test-1", &nk.u.nix, NULL), 0);
+	if (cairn_guix_key_generate(&gk.u.guix, NULL) == CAIRN_EUNSUPPORTED)
+		skip();
+	assert_int_equal(cairn_guix_key_generate(&gk2.u.guix, NULL), 0);
+	cairn_guix_seckey_public(&gk.u.guix, &gpk);
+	assert_int_equal(cairn_guix_pubkey_format(&gpk, &want), 0);
+
+	cairn_publish_config_init(&cfg, CAIRN_STOREDB_NIX);
+	cfg.store_dir = "/nix/store";
+	cfg.real_store_dir = fx->store;
+	cfg.db_path = fx->db;
+	cfg.dialect = CAIRN_PUBLISH_GUIX;
+	cfg.keys[cfg.n_keys++] = &nk;
+	cfg.keys[cfg.n_keys++] = &gk;
+	cairn_error_init(&err);
+	assert_int_equal(cairn_publish_new(&p, &cfg, &err), 0);
+	/* Guix dialect: the Guix key alone, as Guix writes signing-key.pub */
+	assert_int_equal(cairn_publish_public_keys(p, 0, &b), 0);
+	assert_int_equal(b.len, want.len);
+	assert_memory_equal(b.data, want.data, want.len);
+	b.len = 0;
+	assert_int_equal(cairn_publish_public_keys(p, CAIRN_KEY_NIX, &b), 0);
+	assert_non_null(memchr(b.data, ':', b.len));
+	assert_null(memchr(b.data, '(', b.len));
+	cairn_publish_free(p);
+
+	/* two Guix keys: refused (a narinfo has one Signature) */
+	cfg.keys[cfg.n_keys++] = &gk2;
+	assert_int_equal(cairn_publish_new(&p, &cfg, &err), CAIRN_EINVAL);
+	cairn_buf_release(&b);
+	cairn_buf_release(&want);
+	cairn_seckey_wipe(&nk);
+	cairn_seckey_wipe(&gk);
+	cairn_seckey_wipe(&gk2);
+}
+
 int main(void)
 {
 	if (cairn_init() != 0)
@@ -506,6 +578,7 @@ int main(void)
 		cmocka_unit_test(test_nix_narinfo),
 		cmocka_unit_test(test_guix_narinfo),
 		cmocka_unit_test_setup_teardown(test_store_narinfo_and_bake, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_public_keys, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,10 +8,12 @@
  *     stale when every upstream is down;
  *   - a nar is fetched once however many clients ask for it at the same time
  *     (coalescing), written to a temporary file and hashed while it streams
- *     to every waiting client, and renamed into the cache only when its
- *     SHA-256 matches the narinfo's FileHash (NarHash when uncompressed);
- *     on a mismatch the file is dropped and the clients see a broken
- *     response, because the last byte is held back until the hash is known;
+ *     to every waiting client, and renamed into the cache only when it
+ *     matches what the narinfos held for the items naming its URL say
+ *     (FileHash, or NarHash after decompressing; with a keyring always the
+ *     signed NarHash); on a mismatch the file is dropped and the clients
+ *     see a broken response, because each response's last byte is held
+ *     back until the object is verified;
  *   - with a keyring, a narinfo without a valid trusted signature is neither
  *     cached nor served.
  *

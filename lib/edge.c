@@ -8,9 +8,9 @@
  * The upstream thread runs the transfer (lib/http.c is single-threaded)
  * and, for a nar, appends the body to a temporary file while hashing it;
  * each waiting client's thread reads what has been written so far and
- * waits on the fetch's condition variable for more.  The last byte is
- * held back until the hash is checked, so a client never sees a clean end
- * of bytes that failed verification.  What the bytes must be
+ * waits on the fetch's condition variable for more.  Each response's last
+ * byte is held back until the whole object is checked, so a client never
+ * sees a clean end of bytes that failed verification.  What the bytes must be
  * comes from the claims of the narinfos held for the items naming the URL
  * (below).  A finished fetch leaves the table before it reports its end,
  * so the next request after a failure goes upstream again.
@@ -1334,7 +1334,12 @@ static void miss_narinfo(struct miss *m)
 	free(text);
 }
 
-/* Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out. */
+/*
+ * Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out.
+ * The response's last byte is held back until the whole object is
+ * verified (FS_OK), so no response, whole or a range, ends cleanly on
+ * bytes that fail the check.
+ */
 static int produce(struct fetch *f, struct cairn_httpd_stream *s, uint64_t pos, uint64_t end)
 {
 	char *buf = malloc(EDGE_CHUNK);
@@ -1344,12 +1349,9 @@ static int produce(struct fetch *f, struct cairn_httpd_stream *s, uint64_t pos, 
 	for (;;) {
 		pthread_mutex_lock(&f->mu);
 		for (;;) {
-			/* hold the last byte back until the bytes are verified */
-			uint64_t avail = f->state == FS_OK ? f->written
-					 : f->written ? f->written - 1
-						      : 0;
-			if (avail > end)
-				avail = end;
+			uint64_t avail = f->written < end ? f->written : end;
+			if (f->state != FS_OK && avail)
+				avail--;
 			if (pos < avail) {
 				uint64_t n = avail - pos;
 				size_t want = n > EDGE_CHUNK ? EDGE_CHUNK : (size_t)n;
@@ -1362,9 +1364,9 @@ static int produce(struct fetch *f, struct cairn_httpd_stream *s, uint64_t pos, 
 				pos += (uint64_t)r;
 				break;
 			}
-			if (f->state == FS_OK || (end != UINT64_MAX && pos >= end)) {
+			if (f->state == FS_OK) {
 				pthread_mutex_unlock(&f->mu);
-				ok = f->state == FS_OK || pos >= end;
+				ok = 1;
 				goto out;
 			}
 			if (f->state == FS_FAIL) {

@@ -6,14 +6,15 @@
  * goes to a thread of its own, which creates one `struct fetch` in
  * e->inflight, keyed by the request path, or joins the one that is there.
  * The upstream thread runs the transfer (lib/http.c is single-threaded)
- * and, for a nar, appends the body to a temporary file while hashing it;
- * each waiting client's thread reads what has been written so far and
- * waits on the fetch's condition variable for more.  Each response's last
- * byte is held back until the whole object is checked, so a client never
- * sees a clean end of bytes that failed verification.  What the bytes must be
- * comes from the claims of the narinfos held for the items naming the URL
- * (below).  A finished fetch leaves the table before it reports its end,
- * so the next request after a failure goes upstream again.
+ * and, for a nar, appends the body to a temporary file while hashing it
+ * (to memory when the file cannot be written); each waiting client's
+ * thread reads what has been written so far and waits on the fetch's
+ * condition variable for more.  Each response's last byte is held back
+ * until the whole object is checked, so a client never sees a clean end of
+ * bytes that failed verification.  What the bytes must be comes from the
+ * claims of the narinfos held for the items naming the URL (below).  A
+ * finished fetch leaves the table before it reports its end, so the next
+ * request after a failure goes upstream again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,11 @@
 /* Compressions one download is decompressed with at the same time (more
  * than one only when narinfos disagree about a URL). */
 #define EDGE_MAX_DECODERS 4
+/* A download whose temporary file cannot be written keeps its bytes in
+ * memory for the clients streaming it: at most this much per download... */
+#define EDGE_MEM_WINDOW (16u * 1024 * 1024)
+/* ... and this much for all of them together. */
+#define EDGE_MEM_TOTAL (256u * 1024 * 1024)
 
 enum fkind { FK_NARINFO, FK_NAR };
 enum fstate { FS_PENDING = 0, FS_HEADERS, FS_OK, FS_FAIL };
@@ -111,6 +117,13 @@ struct decoder {
 	uint8_t out[32]; /* at the end */
 };
 
+/* A client streaming a download (f->readers, under f->mu). */
+struct reader {
+	struct reader *next;
+	uint64_t pos; /* next byte it needs */
+	int cut;      /* fell behind what memory holds: its response fails */
+};
+
 struct fetch {
 	struct cairn_edge *e;
 	int refs; /* e->mu */
@@ -127,13 +140,22 @@ struct fetch {
 	int not_found;
 	uint64_t written;
 	uint64_t woken; /* written when the followers were last woken */
+	/* The temporary file failed (disk full...): bytes [0, file_len) are
+	 * read from it, bytes [mbase, mbase + mlen) from mbuf, nothing
+	 * between (a reader that needs them is cut). */
+	int mem;
+	uint64_t file_len;
+	char *mbuf;
+	size_t mlen, mcap;
+	uint64_t mbase;
+	struct reader *readers;
 	/* set before state leaves FS_PENDING, read-only after */
 	int64_t length;
 	char ctype[128];
+	int fd; /* also read by the clients, from then on */
 
 	/* upstream thread only */
 	struct cairn_buf body;
-	int fd;
 	char tmppath[PATH_MAX];
 	int cache;
 	/* the claims on the URL when the download started (NULL: none, the
@@ -144,6 +166,7 @@ struct fetch {
 	int sha_init;
 	struct decoder dec[EDGE_MAX_DECODERS];
 	size_t n_dec;
+	int left_table; /* without a file, it could not be joined from the start */
 	size_t next_up, cur_up;
 	int n404, n_err, untrusted;
 	int64_t max_age;
@@ -153,11 +176,12 @@ struct fetch {
 struct counters {
 	struct cairn_httpd_counter *hits, *misses, *coalesced, *ni_hits, *ni_misses, *stale,
 		*bytes_cache, *bytes_upstream, *up_errors, *verify_fail, *untrusted, *evictions,
-		*ups_up, *probes_failed;
+		*ups_up, *probes_failed, *write_failing, *write_errors;
 };
 
 struct cairn_edge {
 	struct cairn_edge_config cfg;
+	char *cache_dir;
 	struct edge_store *store;
 	struct upstream ups[CAIRN_EDGE_MAX_UPSTREAMS];
 	size_t n_ups;
@@ -182,6 +206,9 @@ struct cairn_edge {
 	int thread_started;
 	struct cairn_http *http; /* upstream thread */
 	int active;		 /* requests in http, upstream thread */
+
+	atomic_int write_failing; /* the cache's temporary files cannot be written */
+	atomic_size_t mem_used;	  /* bytes held by downloads without a file */
 };
 
 static uint64_t now_ms(void)
@@ -239,6 +266,10 @@ static void fetch_unref(struct fetch *f)
 			cairn_sha256_release(&f->dec[i].sha);
 	}
 	free(f->cand);
+	if (f->mbuf) {
+		atomic_fetch_sub(&e->mem_used, f->mcap);
+		free(f->mbuf);
+	}
 	cairn_buf_release(&f->body);
 	pthread_mutex_destroy(&f->mu);
 	pthread_cond_destroy(&f->cond);
@@ -848,6 +879,108 @@ static int judge_locked(struct cairn_edge *e, struct fetch *f, const uint8_t sha
 	return ok;
 }
 
+/* --- the cache's disk failing ----------------------------------------------- */
+
+/* Say it once, until writing works again (cache_write_works). */
+static void cache_write_failed(struct cairn_edge *e, const char *why)
+{
+	count(e->c.write_errors, 1);
+	if (atomic_exchange(&e->write_failing, 1))
+		return;
+	count(e->c.write_failing, 1);
+	if (e->cfg.log) {
+		char msg[CAIRN_ERROR_MSG_MAX + 128];
+		snprintf(msg, sizeof(msg),
+			 "%s; nars are passed through uncached until it works again", why);
+		e->cfg.log(e->cfg.log_ctx, msg);
+	}
+}
+
+static void cache_write_works(struct cairn_edge *e)
+{
+	if (!atomic_exchange(&e->write_failing, 0))
+		return;
+	count(e->c.write_failing, UINT64_MAX); /* a gauge: wraps back */
+	if (e->cfg.log)
+		e->cfg.log(e->cfg.log_ctx, "mirror cache: writing works again; caching resumed");
+}
+
+/*
+ * Upstream thread: f's temporary file failed (why): from byte f->written
+ * on, its clients are fed from memory.  What the file holds up to there
+ * stays readable through f->fd; the name goes now, so that its space comes
+ * back when the last client is done.
+ */
+static void fetch_to_memory(struct fetch *f, const char *why)
+{
+	cache_write_failed(f->e, why);
+	if (f->fd >= 0)
+		unlink(f->tmppath);
+	pthread_mutex_lock(&f->mu);
+	f->mem = 1;
+	f->file_len = f->written;
+	f->mbase = f->written;
+	pthread_mutex_unlock(&f->mu);
+}
+
+/*
+ * Under f->mu, upstream thread: keep [mbase + mlen, + len) for the clients
+ * of a download that has no file.  Room comes from forgetting what every
+ * reader is past, then from growing the buffer (within EDGE_MEM_WINDOW and
+ * EDGE_MEM_TOTAL), then from cutting the reader furthest behind.  Once
+ * bytes after file_len are forgotten, a new client could not start from
+ * the beginning: *leave says the download must leave the table.
+ */
+static void mem_append(struct fetch *f, const char *data, size_t len, int *leave)
+{
+	struct cairn_edge *e = f->e;
+	while (f->mlen + len > f->mcap) {
+		uint64_t need = f->mbase + f->mlen;
+		for (struct reader *r = f->readers; r; r = r->next)
+			if (!r->cut && r->pos < need)
+				need = r->pos;
+		if (need > f->mbase) {
+			size_t drop = (size_t)(need - f->mbase);
+			memmove(f->mbuf, f->mbuf + drop, f->mlen - drop);
+			f->mlen -= drop;
+			f->mbase = need;
+			*leave = 1;
+			continue;
+		}
+		size_t want = f->mcap ? f->mcap * 2 : EDGE_CHUNK;
+		while (want < f->mlen + len)
+			want *= 2;
+		if (want > EDGE_MEM_WINDOW)
+			want = EDGE_MEM_WINDOW;
+		if (want >= f->mlen + len) {
+			size_t extra = want - f->mcap;
+			char *nb = NULL;
+			if (atomic_fetch_add(&e->mem_used, extra) + extra <= EDGE_MEM_TOTAL &&
+			    (nb = realloc(f->mbuf, want))) {
+				f->mbuf = nb;
+				f->mcap = want;
+				continue;
+			}
+			atomic_fetch_sub(&e->mem_used, extra);
+		}
+		struct reader *slow = NULL;
+		for (struct reader *r = f->readers; r; r = r->next)
+			if (!r->cut && (!slow || r->pos < slow->pos))
+				slow = r;
+		if (!slow) {
+			/* nobody to keep bytes for, nor room for these */
+			f->mbase += f->mlen + len;
+			f->mlen = 0;
+			*leave = 1;
+			return;
+		}
+		slow->cut = 1;
+		pthread_cond_broadcast(&f->cond);
+	}
+	memcpy(f->mbuf + f->mlen, data, len);
+	f->mlen += len;
+}
+
 /* --- the upstream thread's callbacks ------------------------------------------ */
 
 static int f_headers(void *ctx, const struct cairn_http_response *resp)
@@ -870,10 +1003,14 @@ static int f_headers(void *ctx, const struct cairn_http_response *resp)
 		return 1;
 	if (total < 0)
 		total = cand_size(f);
-	if (f->fd < 0) {
-		if (edge_store_tmp_open(f->e->store, f->tmppath, sizeof(f->tmppath), &f->fd, NULL) <
-		    0)
-			return 1;
+	if (f->fd < 0 && !f->mem) {
+		struct cairn_error err;
+		cairn_error_init(&err);
+		if (edge_store_tmp_open(f->e->store, f->tmppath, sizeof(f->tmppath), &f->fd, &err) <
+		    0) {
+			f->fd = -1;
+			fetch_to_memory(f, cairn_error_msg(&err));
+		}
 	}
 	if (!f->sha_init) {
 		if (cairn_sha256_init(&f->sha) < 0)
@@ -894,9 +1031,20 @@ static int f_headers(void *ctx, const struct cairn_http_response *resp)
 	return 0;
 }
 
+/* Upstream thread: a download that cannot be joined from the start any more. */
+static void fetch_leave_table(struct fetch *f)
+{
+	struct cairn_edge *e = f->e;
+	pthread_mutex_lock(&e->mu);
+	if (edge_map_get(&e->inflight, f->key) == f)
+		edge_map_del(&e->inflight, f->key);
+	pthread_mutex_unlock(&e->mu);
+}
+
 static int f_data(void *ctx, const void *data, size_t len)
 {
 	struct fetch *f = ctx;
+	int leave = 0;
 	count(f->e->c.bytes_upstream, len);
 	if (f->kind == FK_NARINFO)
 		return cairn_buf_append(&f->body, data, len) < 0;
@@ -904,12 +1052,19 @@ static int f_data(void *ctx, const void *data, size_t len)
 		return 1;
 	const char *p = data;
 	size_t left = len;
-	while (left) {
+	while (left && !f->mem) {
 		ssize_t n = write(f->fd, p, left);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return 1;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* disk full, quota, I/O error: go on without the file */
+			struct cairn_error err;
+			cairn_error_init(&err);
+			cairn_error_errno(&err, n < 0 ? errno : ENOSPC,
+					  "mirror cache: cannot write a download in '%s/tmp'",
+					  f->e->cache_dir);
+			fetch_to_memory(f, cairn_error_msg(&err));
+			break;
 		}
 		p += n;
 		left -= (size_t)n;
@@ -922,6 +1077,8 @@ static int f_data(void *ctx, const void *data, size_t len)
 			d->failed = 1;
 	}
 	pthread_mutex_lock(&f->mu);
+	if (f->mem)
+		mem_append(f, data, len, &leave);
 	f->written += len;
 	/* waking every follower for each small network read costs more than
 	 * the copying: wake them once per EDGE_WAKE bytes (and at the end) */
@@ -930,6 +1087,10 @@ static int f_data(void *ctx, const void *data, size_t len)
 		pthread_cond_broadcast(&f->cond);
 	}
 	pthread_mutex_unlock(&f->mu);
+	if (leave && !f->left_table) {
+		f->left_table = 1;
+		fetch_leave_table(f);
+	}
 	return 0;
 }
 
@@ -977,12 +1138,13 @@ static void finish_nar(struct fetch *f)
 		f->sha_init = 1;
 	}
 	cairn_sha256_final(&f->sha, sha);
-	if (f->fd < 0) {
+	if (f->fd < 0 && !f->mem) {
 		fetch_finish(f, FS_FAIL, 0);
 		return;
 	}
 	if (!f->cand) {
-		unlink(f->tmppath); /* nothing to check it against: passed through only */
+		if (!f->mem)
+			unlink(f->tmppath); /* nothing to check it against: passed through only */
 		fetch_finish(f, FS_OK, 0);
 		return;
 	}
@@ -999,13 +1161,18 @@ static void finish_nar(struct fetch *f)
 	pthread_mutex_unlock(&e->mu);
 	if (!ok) {
 		count(e->c.verify_fail, 1);
-		unlink(f->tmppath);
+		if (!f->mem)
+			unlink(f->tmppath);
 		fetch_finish(f, FS_FAIL, 0);
 		return;
 	}
-	if (commit && f->cache) {
+	if (commit && f->cache && !f->mem) {
 		struct edge_store_stats st;
-		if (edge_store_nar_commit(e->store, f->key, f->tmppath, sha, f->written, NULL) == 0) {
+		struct cairn_error err;
+		cairn_error_init(&err);
+		int rc = edge_store_nar_commit(e->store, f->key, f->tmppath, sha, f->written, &err);
+		if (rc == 0) {
+			cache_write_works(e);
 			/* a claim that came while it was being renamed in */
 			pthread_mutex_lock(&e->mu);
 			if (e->claims_gen != gen) {
@@ -1014,13 +1181,15 @@ static void finish_nar(struct fetch *f)
 					edge_store_nar_drop_unless(e->store, f->key, NULL);
 			}
 			pthread_mutex_unlock(&e->mu);
+		} else if (rc != CAIRN_ELIMIT) {
+			cache_write_failed(e, cairn_error_msg(&err));
 		}
 		edge_store_stats(e->store, &st);
 		if (st.evictions > e->evictions_seen) {
 			count(e->c.evictions, st.evictions - e->evictions_seen);
 			e->evictions_seen = st.evictions;
 		}
-	} else {
+	} else if (!f->mem) {
 		unlink(f->tmppath);
 	}
 	fetch_finish(f, FS_OK, 0);
@@ -1336,47 +1505,69 @@ static void miss_narinfo(struct miss *m)
 
 /*
  * Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out.
- * The response's last byte is held back until the whole object is
- * verified (FS_OK), so no response, whole or a range, ends cleanly on
- * bytes that fail the check.
+ * The last byte read is always held back until more follow it, and the
+ * response's last byte until the whole object is verified (FS_OK), so no
+ * response, whole or a range, ends cleanly on bytes that fail the check.
+ * The held byte is kept here, not in f: for a download without a file, rd
+ * (this client among f->readers) needs no memory kept for it.
  */
-static int produce(struct fetch *f, struct cairn_httpd_stream *s, uint64_t pos, uint64_t end)
+static int produce(struct fetch *f, struct reader *rd, struct cairn_httpd_stream *s, uint64_t pos,
+		   uint64_t end)
 {
 	char *buf = malloc(EDGE_CHUNK);
+	size_t held = 0; /* 0 or 1 byte at buf[0] */
 	int ok = 0;
 	if (!buf)
 		return 0;
+	pthread_mutex_lock(&f->mu);
+	rd->pos = pos;
 	for (;;) {
-		pthread_mutex_lock(&f->mu);
-		for (;;) {
-			uint64_t avail = f->written < end ? f->written : end;
-			if (f->state != FS_OK && avail)
-				avail--;
-			if (pos < avail) {
-				uint64_t n = avail - pos;
-				size_t want = n > EDGE_CHUNK ? EDGE_CHUNK : (size_t)n;
-				pthread_mutex_unlock(&f->mu);
-				ssize_t r = pread(f->fd, buf, want, (off_t)pos);
-				if (r <= 0)
-					goto out;
-				if (cairn_httpd_stream_write(s, buf, (size_t)r) < 0)
-					goto out;
-				pos += (uint64_t)r;
-				break;
-			}
+		uint64_t have = f->written < end ? f->written : end;
+		if (rd->cut)
+			break;
+		if (pos >= have) {
 			if (f->state == FS_OK) {
 				pthread_mutex_unlock(&f->mu);
-				ok = 1;
-				goto out;
+				ok = !held || cairn_httpd_stream_write(s, buf, held) == 0;
+				pthread_mutex_lock(&f->mu);
+				break;
 			}
-			if (f->state == FS_FAIL) {
-				pthread_mutex_unlock(&f->mu);
-				goto out;
-			}
+			if (f->state == FS_FAIL)
+				break;
 			pthread_cond_wait(&f->cond, &f->mu);
+			continue;
 		}
+		size_t want = EDGE_CHUNK - held;
+		if (have - pos < want)
+			want = (size_t)(have - pos);
+		ssize_t r;
+		if (!f->mem || pos < f->file_len) {
+			if (f->mem && pos + want > f->file_len)
+				want = (size_t)(f->file_len - pos);
+			pthread_mutex_unlock(&f->mu);
+			r = pread(f->fd, buf + held, want, (off_t)pos);
+			pthread_mutex_lock(&f->mu);
+			if (r <= 0)
+				break;
+		} else {
+			/* without a file: from memory, if it still holds them */
+			if (pos < f->mbase)
+				break;
+			memcpy(buf + held, f->mbuf + (pos - f->mbase), want);
+			r = (ssize_t)want;
+		}
+		pos += (uint64_t)r;
+		rd->pos = pos;
+		size_t n = held + (size_t)r - 1;
+		pthread_mutex_unlock(&f->mu);
+		int wrc = n ? cairn_httpd_stream_write(s, buf, n) : 0;
+		buf[0] = buf[n];
+		held = 1;
+		pthread_mutex_lock(&f->mu);
+		if (wrc < 0)
+			break;
 	}
-out:
+	pthread_mutex_unlock(&f->mu);
 	free(buf);
 	return ok;
 }
@@ -1399,8 +1590,8 @@ static int query_ok(const char *q, size_t len)
 	return 1;
 }
 
-/* Answer m from f. */
-static void stream_from(struct miss *m, struct fetch *f)
+/* Answer m from f (to which rd is registered as a reader). */
+static void stream_from(struct miss *m, struct fetch *f, struct reader *rd)
 {
 	struct cairn_edge *e = m->e;
 	enum fstate st = fetch_wait(f, FS_HEADERS, e->cfg.wait_ms);
@@ -1444,7 +1635,7 @@ static void stream_from(struct miss *m, struct fetch *f)
 	const char *ctype = m->is_nar ? "application/x-nix-nar" : f->ctype;
 	int ok = 0;
 	if (cairn_httpd_stream_begin(m->s, status, ctype, clen, hdrs) == 0)
-		ok = m->is_head || produce(f, m->s, first, last + 1);
+		ok = m->is_head || produce(f, rd, m->s, first, last + 1);
 	cairn_httpd_stream_end(m->s, ok);
 }
 
@@ -1452,6 +1643,7 @@ static void stream_from(struct miss *m, struct fetch *f)
 static void miss_stream(struct miss *m)
 {
 	struct cairn_edge *e = m->e;
+	struct reader rd = {0};
 	int known, joined;
 	char cc[64];
 	const char *key = m->key;
@@ -1492,6 +1684,14 @@ static void miss_stream(struct miss *m)
 			f->upath[kl + 1 + m->qlen] = 0;
 		}
 	}
+	if (f) {
+		/* a reader from the start: a download kept in memory keeps its
+		 * bytes for this client before the first of them arrives */
+		pthread_mutex_lock(&f->mu);
+		rd.next = f->readers;
+		f->readers = &rd;
+		pthread_mutex_unlock(&f->mu);
+	}
 	pthread_mutex_unlock(&e->mu);
 	if (!f) {
 		cairn_httpd_stream_error(m->s, 503, NULL);
@@ -1499,7 +1699,14 @@ static void miss_stream(struct miss *m)
 	}
 	if (m->is_nar)
 		count(joined ? e->c.coalesced : e->c.misses, 1);
-	stream_from(m, f);
+	stream_from(m, f, &rd);
+	pthread_mutex_lock(&f->mu);
+	for (struct reader **pp = &f->readers; *pp; pp = &(*pp)->next)
+		if (*pp == &rd) {
+			*pp = rd.next;
+			break;
+		}
+	pthread_mutex_unlock(&f->mu);
 	fetch_unref(f);
 }
 
@@ -1741,6 +1948,10 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
 	e->cfg = *cfg;
 	e->cfg.cache_dir = NULL;
+	if (!(e->cache_dir = strdup(cfg->cache_dir))) {
+		free(e);
+		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
+	}
 	memset(e->cfg.upstreams, 0, sizeof(e->cfg.upstreams));
 	if (!e->cfg.health_interval_ms)
 		e->cfg.health_interval_ms = 5000;
@@ -1810,6 +2021,10 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 		C(ups_up, "cairn_mirror_upstreams_up", "upstreams currently healthy (a gauge)"),
 		C(probes_failed, "cairn_mirror_health_checks_failed_total",
 		  "failed upstream health checks"),
+		C(write_failing, "cairn_mirror_cache_write_failing",
+		  "1 while downloads cannot be written to the cache (a gauge)"),
+		C(write_errors, "cairn_mirror_cache_write_errors_total",
+		  "downloads passed through uncached because the cache could not be written"),
 #undef C
 	};
 	int rc;
@@ -1916,6 +2131,7 @@ void cairn_edge_free(struct cairn_edge *e)
 		free(e->ups[i].info);
 	}
 	edge_store_free(e->store);
+	free(e->cache_dir);
 	pthread_cond_destroy(&e->job_cond);
 	pthread_cond_destroy(&e->info_cond);
 	pthread_cond_destroy(&e->producers_cond);

@@ -55,6 +55,12 @@ static int load_keys(struct cairn_keyring *kr, const char *path)
 	return 0;
 }
 
+static void mirror_log(void *ctx, const char *msg)
+{
+	(void)ctx;
+	cli_warn("%s", msg);
+}
+
 int cmd_mirror(int argc, char **argv)
 {
 	struct cairn_edge_config ec;
@@ -70,6 +76,7 @@ int cmd_mirror(int argc, char **argv)
 		return cli_usage(cmd_mirror_usage, true);
 	cairn_error_init(&err);
 	cairn_edge_config_init(&ec);
+	ec.log = mirror_log;
 	cairn_httpd_config_init(&hc);
 	hc.server_name = "cairn";
 	for (int i = 1; i < argc; i++) {

@@ -15,7 +15,9 @@
  *     see a broken response, because each response's last byte is held
  *     back until the object is verified;
  *   - with a keyring, a narinfo without a valid trusted signature is neither
- *     cached nor served.
+ *     cached nor served;
+ *   - when the cache cannot be written, downloads go on uncached (still
+ *     verified), their clients fed from memory.
  *
  * On-disk layout under the cache directory:
  *   index.sqlite        tables nar(path, file, size, atime) and
@@ -68,6 +70,10 @@ struct cairn_edge_config {
 	unsigned wait_ms;	     /* a handler waits at most this; default 30000 */
 	long connect_timeout_ms;     /* default 2000 */
 	long stall_timeout_s;	     /* default 30 */
+	/* What the operator should hear about (the cache's disk failing, and
+	 * working again); NULL: nothing said.  Called from any thread. */
+	void (*log)(void *ctx, const char *msg);
+	void *log_ctx;
 };
 
 void cairn_edge_config_init(struct cairn_edge_config *cfg);

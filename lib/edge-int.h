@@ -70,6 +70,13 @@ int edge_store_tmp_open(struct edge_store *s, char *tmppath, size_t cap, int *fd
 int edge_store_nar_commit(struct edge_store *s, const char *path, const char *tmppath,
 			  const uint8_t sha256[32], uint64_t size, struct cairn_error *err);
 
+/*
+ * Forget the nar at `path` unless its file's SHA-256 is sha256 (NULL:
+ * forget it anyway), as when what it must hash to changed.  1 when a nar
+ * went, 0 when not.  Not counted as an eviction.
+ */
+int edge_store_nar_drop_unless(struct edge_store *s, const char *path, const uint8_t *sha256);
+
 /* Keep a narinfo text (replacing an older one). */
 int edge_store_narinfo_put(struct edge_store *s, const char *hash, const char *text, size_t len,
 			   int64_t fetched, struct cairn_error *err);

@@ -427,8 +427,18 @@ static int file_in_use(struct edge_store *s, const char *file, const struct nar_
 	return 0;
 }
 
+static void file_name(const uint8_t sha256[32], char file[EDGE_FILE_NAME_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < 32; i++) {
+		file[2 * i] = hex[sha256[i] >> 4];
+		file[2 * i + 1] = hex[sha256[i] & 15];
+	}
+	file[EDGE_FILE_NAME_LEN] = 0;
+}
+
 /* Under s->mu.  Row first, file second (see the opening comment). */
-static int evict_one(struct edge_store *s, struct nar_ent *n, struct cairn_error *err)
+static int forget_one(struct edge_store *s, struct nar_ent *n, struct cairn_error *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = 0;
@@ -441,28 +451,36 @@ static int evict_one(struct edge_store *s, struct nar_ent *n, struct cairn_error
 		unlinkat(s->data_fd, n->file, 0);
 	edge_map_del(&s->nars, n->path);
 	s->bytes -= n->size;
-	s->evictions++;
 	nar_ent_free(n);
 out:
 	sqlite3_finalize(st);
 	return rc;
 }
 
+int edge_store_nar_drop_unless(struct edge_store *s, const char *path, const uint8_t *sha256)
+{
+	char file[EDGE_FILE_NAME_LEN + 1];
+	int dropped = 0;
+	pthread_mutex_lock(&s->mu);
+	struct nar_ent *n = edge_map_get(&s->nars, path);
+	if (sha256)
+		file_name(sha256, file);
+	if (n && (!sha256 || strcmp(n->file, file)))
+		dropped = forget_one(s, n, NULL) == 0;
+	pthread_mutex_unlock(&s->mu);
+	return dropped;
+}
+
 int edge_store_nar_commit(struct edge_store *s, const char *path, const char *tmppath,
 			  const uint8_t sha256[32], uint64_t size, struct cairn_error *err)
 {
-	static const char hex[] = "0123456789abcdef";
 	char file[EDGE_FILE_NAME_LEN + 1];
 	struct nar_ent *n = NULL;
 	sqlite3_stmt *st = NULL;
 	void *old = NULL;
 	int rc = 0, locked = 0;
 
-	for (int i = 0; i < 32; i++) {
-		file[2 * i] = hex[sha256[i] >> 4];
-		file[2 * i + 1] = hex[sha256[i] & 15];
-	}
-	file[EDGE_FILE_NAME_LEN] = 0;
+	file_name(sha256, file);
 	if (s->max_size && size > s->max_size) {
 		rc = cairn_error_set(err, CAIRN_ELIMIT,
 				     "mirror cache: '%s' (%llu bytes) is larger than the cache", path,
@@ -483,8 +501,9 @@ int edge_store_nar_commit(struct edge_store *s, const char *path, const char *tm
 		struct nar_ent *v = lru_victim(s, path);
 		if (!v)
 			break;
-		if ((rc = evict_one(s, v, err)) < 0)
+		if ((rc = forget_one(s, v, err)) < 0)
 			goto out;
+		s->evictions++;
 	}
 	char dst[EDGE_FILE_NAME_LEN + 8];
 	snprintf(dst, sizeof(dst), "%s", file);

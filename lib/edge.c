@@ -6,13 +6,15 @@
  * goes to a thread of its own, which creates one `struct fetch` in
  * e->inflight, keyed by the request path, or joins the one that is there.
  * The upstream thread runs the transfer (lib/http.c is single-threaded)
- * and, for a nar, appends the body to a temporary file while hashing it;
- * each waiting client's thread reads what has been written so far and
- * waits on the fetch's condition variable for more.  The last byte is
- * held back until the hash is checked, so a client never sees a clean end
- * of bytes that failed verification.  A finished fetch leaves the table
- * before it reports its end, so the next request after a failure goes
- * upstream again.
+ * and, for a nar, appends the body to a temporary file while hashing it
+ * (to memory when the file cannot be written); each waiting client's
+ * thread reads what has been written so far and waits on the fetch's
+ * condition variable for more.  Each response's last byte is held back
+ * until the whole object is checked, so a client never sees a clean end of
+ * bytes that failed verification.  What the bytes must be comes from the
+ * claims of the narinfos held for the items naming the URL (below).  A
+ * finished fetch leaves the table before it reports its end, so the next
+ * request after a failure goes upstream again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,19 +46,46 @@
 #define EDGE_PRODUCER_STACK (256 * 1024)
 #define EDGE_MAX_MISSES 4096 /* threads waiting on upstreams or streaming from them */
 
+/* Narinfos that may name one nar URL: items whose nars are byte-identical
+ * name the same file (Nix's nar/<FileHash>...), nothing else should. */
+#define EDGE_MAX_CLAIMS 16
+/* Compressions one download is decompressed with at the same time (more
+ * than one only when narinfos disagree about a URL). */
+#define EDGE_MAX_DECODERS 4
+/* A download whose temporary file cannot be written keeps its bytes in
+ * memory for the clients streaming it: at most this much per download... */
+#define EDGE_MEM_WINDOW (16u * 1024 * 1024)
+/* ... and this much for all of them together. */
+#define EDGE_MEM_TOTAL (256u * 1024 * 1024)
+
 enum fkind { FK_NARINFO, FK_NAR };
 enum fstate { FS_PENDING = 0, FS_HEADERS, FS_OK, FS_FAIL };
 
-struct nar_meta {
-	int verify; /* sha/size are what the bytes must be */
-	uint8_t sha[32];
-	int64_t size; /* -1: unknown */
-	/* No FileHash: the bytes are decompressed with `method` on the way and
-	 * checked against NarHash/NarSize instead. */
-	int by_nar_hash;
-	enum cairn_codec_method method;
+/*
+ * What the file at a nar URL must be, according to the narinfo the mirror
+ * holds (and serves) for one item.  See "Verify before commit" in
+ * docs/cairn-mirror.md for how the claims on one URL decide a download.
+ */
+struct nar_claim {
+	char item[CAIRN_STORE_HASH_LEN + 1]; /* whose narinfo says so */
+	int has_file;			     /* the file's SHA-256 is file_sha */
+	uint8_t file_sha[32];
+	int64_t file_size; /* -1: not said */
+	int has_nar;	   /* NarHash is a SHA-256 (signed, with a keyring) */
 	uint8_t nar_sha[32];
 	uint64_t nar_size;
+	int by_nar; /* decompressed with `method`, the file is nar_sha/nar_size */
+	enum cairn_codec_method method;
+	/* its checks reach what the trusted signatures cover: bytes that pass
+	 * them may be cached */
+	int cacheable;
+};
+
+/* e->claims: nar URL (relative, no query) -> the claims of the items naming it */
+struct nar_claims {
+	int overflow; /* a claim did not fit: nothing is cached under this URL */
+	size_t n;
+	struct nar_claim c[];
 };
 
 struct ni_ent {
@@ -78,6 +107,23 @@ struct upstream {
 	int up_pub;
 };
 
+/* One decompression of a download, for the claims checked by NarHash. */
+struct decoder {
+	enum cairn_codec_method method;
+	struct cairn_codec *codec;
+	struct cairn_sha256 sha;
+	int sha_init;
+	int failed;
+	uint8_t out[32]; /* at the end */
+};
+
+/* A client streaming a download (f->readers, under f->mu). */
+struct reader {
+	struct reader *next;
+	uint64_t pos; /* next byte it needs */
+	int cut;      /* fell behind what memory holds: its response fails */
+};
+
 struct fetch {
 	struct cairn_edge *e;
 	int refs; /* e->mu */
@@ -94,24 +140,35 @@ struct fetch {
 	int not_found;
 	uint64_t written;
 	uint64_t woken; /* written when the followers were last woken */
+	/* The temporary file failed (disk full...): bytes [0, file_len) are
+	 * read from it, bytes [mbase, mbase + mlen) from mbuf, nothing
+	 * between (a reader that needs them is cut). */
+	int mem;
+	uint64_t file_len;
+	char *mbuf;
+	size_t mlen, mcap;
+	uint64_t mbase;
+	struct reader *readers;
 	/* set before state leaves FS_PENDING, read-only after */
 	int64_t length;
 	char ctype[128];
+	int fd; /* also read by the clients, from then on */
 
 	/* upstream thread only */
 	struct cairn_buf body;
-	int fd;
 	char tmppath[PATH_MAX];
 	int cache;
-	struct nar_meta meta;
+	/* the claims on the URL when the download started (NULL: none, the
+	 * bytes are passed through unchecked) */
+	struct nar_claims *cand;
+	int64_t max_size; /* the largest file a claim allows; -1: unbounded */
 	struct cairn_sha256 sha;
 	int sha_init;
-	struct cairn_codec *codec; /* by_nar_hash: decompresses for nar_sha */
-	struct cairn_sha256 nar_sha;
-	int nar_sha_init;
+	struct decoder dec[EDGE_MAX_DECODERS];
+	size_t n_dec;
+	int left_table; /* without a file, it could not be joined from the start */
 	size_t next_up, cur_up;
 	int n404, n_err, untrusted;
-	int codec_failed;
 	int64_t max_age;
 	int no_store;
 };
@@ -119,11 +176,12 @@ struct fetch {
 struct counters {
 	struct cairn_httpd_counter *hits, *misses, *coalesced, *ni_hits, *ni_misses, *stale,
 		*bytes_cache, *bytes_upstream, *up_errors, *verify_fail, *untrusted, *evictions,
-		*ups_up, *probes_failed;
+		*ups_up, *probes_failed, *write_failing, *write_errors;
 };
 
 struct cairn_edge {
 	struct cairn_edge_config cfg;
+	char *cache_dir;
 	struct edge_store *store;
 	struct upstream ups[CAIRN_EDGE_MAX_UPSTREAMS];
 	size_t n_ups;
@@ -137,7 +195,8 @@ struct cairn_edge {
 	pthread_cond_t info_cond;
 	struct edge_map inflight; /* key -> struct fetch */
 	struct edge_map narinfos; /* hash -> struct ni_ent */
-	struct edge_map metas;	  /* nar path -> struct nar_meta */
+	struct edge_map claims;	  /* nar path -> struct nar_claims */
+	uint64_t claims_gen;	  /* changes whenever a claim does */
 	struct fetch *jobs, **jobs_tail;
 	int stop;
 	unsigned producers; /* producer threads alive */
@@ -147,6 +206,9 @@ struct cairn_edge {
 	int thread_started;
 	struct cairn_http *http; /* upstream thread */
 	int active;		 /* requests in http, upstream thread */
+
+	atomic_int write_failing; /* the cache's temporary files cannot be written */
+	atomic_size_t mem_used;	  /* bytes held by downloads without a file */
 };
 
 static uint64_t now_ms(void)
@@ -181,6 +243,11 @@ void cairn_edge_config_init(struct cairn_edge_config *cfg)
 
 /* --- fetch lifetime ---------------------------------------------------------- */
 
+static size_t claims_size(size_t n)
+{
+	return sizeof(struct nar_claims) + n * sizeof(struct nar_claim);
+}
+
 static void fetch_unref(struct fetch *f)
 {
 	struct cairn_edge *e = f->e;
@@ -193,13 +260,43 @@ static void fetch_unref(struct fetch *f)
 		close(f->fd);
 	if (f->sha_init)
 		cairn_sha256_release(&f->sha);
-	if (f->nar_sha_init)
-		cairn_sha256_release(&f->nar_sha);
-	cairn_codec_free(f->codec);
+	for (size_t i = 0; i < f->n_dec; i++) {
+		cairn_codec_free(f->dec[i].codec);
+		if (f->dec[i].sha_init)
+			cairn_sha256_release(&f->dec[i].sha);
+	}
+	free(f->cand);
+	if (f->mbuf) {
+		atomic_fetch_sub(&e->mem_used, f->mcap);
+		free(f->mbuf);
+	}
 	cairn_buf_release(&f->body);
 	pthread_mutex_destroy(&f->mu);
 	pthread_cond_destroy(&f->cond);
 	free(f);
+}
+
+/* Under e->mu: f checks its bytes against the claims on its URL as they
+ * are now (later changes are looked at again before it commits). */
+static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
+{
+	const struct nar_claims *cl = edge_map_get(&e->claims, f->key);
+	f->max_size = -1;
+	if (!cl || !cl->n)
+		return 0;
+	if (!(f->cand = malloc(claims_size(cl->n))))
+		return -1; /* not unchecked: not at all */
+	memcpy(f->cand, cl, claims_size(cl->n));
+	for (size_t i = 0; i < cl->n; i++) {
+		const struct nar_claim *c = &cl->c[i];
+		if (!c->has_file || c->file_size < 0) {
+			f->max_size = -1;
+			break;
+		}
+		if (c->file_size > f->max_size)
+			f->max_size = c->file_size;
+	}
+	return 0;
 }
 
 /*
@@ -208,7 +305,7 @@ static void fetch_unref(struct fetch *f)
  * which.
  */
 static struct fetch *fetch_get_locked(struct cairn_edge *e, enum fkind kind, const char *key,
-				      const struct nar_meta *meta, int *joined)
+				      int *joined)
 {
 	struct fetch *f = edge_map_get(&e->inflight, key);
 	void *old;
@@ -229,16 +326,15 @@ static struct fetch *fetch_get_locked(struct cairn_edge *e, enum fkind kind, con
 	f->fd = -1;
 	f->length = -1;
 	f->max_age = -1;
+	f->max_size = -1;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	cairn_buf_init(&f->body, CAIRN_NARINFO_MAX);
-	if (meta)
-		f->meta = *meta;
-	else
-		f->meta.size = -1;
-	if (edge_map_put(&e->inflight, key, f, &old) < 0) {
+	if ((kind == FK_NAR && fetch_take_claims_locked(e, f) < 0) ||
+	    edge_map_put(&e->inflight, key, f, &old) < 0) {
 		pthread_mutex_destroy(&f->mu);
 		pthread_cond_destroy(&f->cond);
+		free(f->cand);
 		free(f);
 		return NULL;
 	}
@@ -295,49 +391,215 @@ static void ni_ent_free(struct ni_ent *n)
 	}
 }
 
-/* Under e->mu: remember what the nars of a narinfo must hash to. */
-static void register_metas_locked(struct cairn_edge *e, const struct cairn_narinfo *ni)
+/* --- claims: what a nar URL must hash to ----------------------------------- */
+
+/*
+ * A narinfo's URL, Compression, FileHash and FileSize are not covered by
+ * Nix signatures (nor, after the Signature line, by Guix's), so any
+ * upstream can name any nar path in a validly signed narinfo of any item.
+ * Hence what the bytes at a URL must be is recorded per item, from the
+ * narinfo the mirror holds and serves for that item, and no other item's
+ * narinfo can change or remove it (see docs/cairn-mirror.md).
+ */
+
+/* The table key of a narinfo URL: relative, without its query; -1 for an
+ * absolute URL (the client fetches those itself) or one too long. */
+static int url_key(const char *url, char key[CAIRN_EDGE_KEY_MAX + 1])
 {
-	for (size_t i = 0; i < ni->n_urls; i++) {
-		const struct cairn_narinfo_url *u = &ni->urls[i];
-		struct nar_meta *m;
-		void *old;
-		if (!u->url || strstr(u->url, "://") || strlen(u->url) > CAIRN_EDGE_KEY_MAX)
-			continue; /* absolute URLs are fetched by the client itself */
-		if (!(m = calloc(1, sizeof(*m))))
+	if (!url || strstr(url, "://"))
+		return -1;
+	while (*url == '/')
+		url++;
+	size_t n = strcspn(url, "?#");
+	if (n > CAIRN_EDGE_KEY_MAX)
+		return -1;
+	memcpy(key, url, n);
+	key[n] = 0;
+	return 0;
+}
+
+static int claim_same(const struct nar_claim *a, const struct nar_claim *b)
+{
+	if (a->has_file != b->has_file || a->has_nar != b->has_nar || a->by_nar != b->by_nar ||
+	    a->cacheable != b->cacheable)
+		return 0;
+	if (a->has_file && (memcmp(a->file_sha, b->file_sha, 32) || a->file_size != b->file_size))
+		return 0;
+	if (a->has_nar && (memcmp(a->nar_sha, b->nar_sha, 32) || a->nar_size != b->nar_size))
+		return 0;
+	return !a->by_nar || a->method == b->method;
+}
+
+/*
+ * What narinfo ni (of item) says about the file at URL group u; -1 when
+ * nothing it says can be checked, or it contradicts itself.  With a
+ * keyring, only NarHash and NarSize are signed: bytes are cacheable only
+ * when they are checked against those, so a compressed file is
+ * decompressed on the way even when FileHash is given.
+ */
+static int claim_make(const struct cairn_edge *e, const struct cairn_narinfo *ni,
+		      const struct cairn_narinfo_url *u, const char *item, struct nar_claim *c)
+{
+	int trusted = e->cfg.trusted != NULL;
+	int fh = u->has_file_hash && u->file_hash.algo == CAIRN_HASH_SHA256;
+	enum cairn_codec_method m;
+	int known = cairn_codec_method_parse(u->compression, strlen(u->compression), &m, NULL) == 0;
+	memset(c, 0, sizeof(*c));
+	memcpy(c->item, item, CAIRN_STORE_HASH_LEN);
+	c->file_size = -1;
+	if (ni->nar_hash.algo == CAIRN_HASH_SHA256) {
+		c->has_nar = 1;
+		memcpy(c->nar_sha, ni->nar_hash.digest, 32);
+		c->nar_size = ni->nar_size;
+	}
+	if (known && m == CAIRN_CODEC_NONE && c->has_nar) {
+		/* an uncompressed nar is its own NarHash */
+		if ((fh && memcmp(u->file_hash.digest, c->nar_sha, 32)) ||
+		    (u->has_file_size && u->file_size != ni->nar_size))
+			return -1;
+		c->has_file = 1;
+		memcpy(c->file_sha, c->nar_sha, 32);
+		c->file_size = (int64_t)ni->nar_size;
+		c->cacheable = 1;
+		return 0;
+	}
+	if (fh) {
+		c->has_file = 1;
+		memcpy(c->file_sha, u->file_hash.digest, 32);
+		if (u->has_file_size)
+			c->file_size = (int64_t)u->file_size;
+		c->cacheable = !trusted;
+	}
+	if (known && m != CAIRN_CODEC_NONE && c->has_nar && (trusted || !fh)) {
+		/* no FileHash (compressed on the fly upstream), or an unsigned
+		 * one: check what it decompresses to */
+		c->by_nar = 1;
+		c->method = m;
+		c->cacheable = 1;
+	}
+	return c->has_file || c->by_nar ? 0 : -1;
+}
+
+/*
+ * Does the URL's own name allow claim c?  When the last component of the
+ * path starts with 52 nix32 characters (then '.' or its end), they are a
+ * SHA-256 of the file (Nix: nar/<FileHash>.nar.xz) or of the nar (cairn
+ * publish and harmonia compressing on the fly: nar/<NarHash>.nar.zst):
+ * the claim must have that FileHash or NarHash.  When it starts with a
+ * store path hash (then '-', '.' or its end), the URL is that item's (Guix:
+ * nar/gzip/<basename>; nix-serve, attic): only that item may claim it.
+ */
+static int url_allows(const char *key, const struct nar_claim *c)
+{
+	const char *last = strrchr(key, '/');
+	uint8_t h[32];
+	last = last ? last + 1 : key;
+	size_t n = strlen(last);
+	if (n >= 52 && (n == 52 || last[52] == '.') && cairn_nix32_decode(last, 52, h, 32) == 0)
+		return (c->has_file && !memcmp(h, c->file_sha, 32)) ||
+		       (c->has_nar && !memcmp(h, c->nar_sha, 32));
+	if (n >= CAIRN_STORE_HASH_LEN &&
+	    (n == CAIRN_STORE_HASH_LEN || last[CAIRN_STORE_HASH_LEN] == '-' ||
+	     last[CAIRN_STORE_HASH_LEN] == '.') &&
+	    cairn_store_hash_valid(last, CAIRN_STORE_HASH_LEN))
+		return !strncmp(last, c->item, CAIRN_STORE_HASH_LEN);
+	return 1;
+}
+
+/*
+ * Under e->mu: claim c is about to replace claim `at` of cl (SIZE_MAX: to
+ * join cl) on a URL that may be cached.  The cached file was checked
+ * against the claims there were; it stays when c says what another claim
+ * already said or names that very file by FileHash, and goes otherwise
+ * (a narinfo refreshed with other hashes, from another upstream...).
+ */
+static void claims_recheck_cached_locked(struct cairn_edge *e, const struct nar_claims *cl,
+					 size_t at, const struct nar_claim *c, const char *key)
+{
+	for (size_t j = 0; j < cl->n; j++)
+		if (j != at && claim_same(&cl->c[j], c))
 			return;
-		m->size = -1;
-		if (u->has_file_hash && u->file_hash.algo == CAIRN_HASH_SHA256) {
-			m->verify = 1;
-			memcpy(m->sha, u->file_hash.digest, 32);
-			if (u->has_file_size)
-				m->size = (int64_t)u->file_size;
-		} else if (u->has_compression && !strcmp(u->compression, "none") &&
-			   ni->nar_hash.algo == CAIRN_HASH_SHA256) {
-			/* an uncompressed nar is its own NarHash */
-			m->verify = 1;
-			memcpy(m->sha, ni->nar_hash.digest, 32);
-			m->size = (int64_t)ni->nar_size;
-		} else if (ni->nar_hash.algo == CAIRN_HASH_SHA256 &&
-			   cairn_codec_method_parse(u->compression, strlen(u->compression),
-						    &m->method, NULL) == 0) {
-			/* compressed on the fly upstream (no FileHash): check what
-			 * it decompresses to */
-			m->verify = 1;
-			m->by_nar_hash = 1;
-			memcpy(m->nar_sha, ni->nar_hash.digest, 32);
-			m->nar_size = ni->nar_size;
-		}
-		char key[CAIRN_EDGE_KEY_MAX + 1];
-		const char *k = u->url;
-		while (*k == '/')
-			k++;
-		snprintf(key, sizeof(key), "%.*s", (int)strcspn(k, "?#"), k);
-		if (edge_map_put(&e->metas, key, m, &old) < 0) {
-			free(m);
+	edge_store_nar_drop_unless(e->store, key, c->has_file ? c->file_sha : NULL);
+}
+
+/* Under e->mu: item's claim on key becomes c (NULL: it has none there). */
+static void claim_set_locked(struct cairn_edge *e, const char *key, const char *item,
+			     const struct nar_claim *c, int loading)
+{
+	struct nar_claims *cl = edge_map_get(&e->claims, key), *ncl;
+	size_t i = 0;
+	void *old;
+	if (cl)
+		while (i < cl->n && strcmp(cl->c[i].item, item))
+			i++;
+	int have = cl && i < cl->n;
+	if (!c) {
+		if (!have)
 			return;
+		cl->c[i] = cl->c[--cl->n];
+		e->claims_gen++;
+		if (!cl->n && !cl->overflow) {
+			edge_map_del(&e->claims, key);
+			free(cl);
 		}
-		free(old);
+		return;
+	}
+	if (have && claim_same(&cl->c[i], c))
+		return;
+	e->claims_gen++;
+	/* at start-up the cache and the narinfos were consistent already */
+	if (!loading && cl && cl->n)
+		claims_recheck_cached_locked(e, cl, have ? i : SIZE_MAX, c, key);
+	if (have) {
+		cl->c[i] = *c;
+		return;
+	}
+	size_t n = cl ? cl->n : 0;
+	if (n == EDGE_MAX_CLAIMS || !(ncl = realloc(cl, claims_size(n + 1)))) {
+		if (cl)
+			cl->overflow = 1;
+		return;
+	}
+	if (!cl) {
+		ncl->overflow = 0;
+		ncl->n = 0;
+	}
+	ncl->c[ncl->n++] = *c;
+	if (ncl != cl && edge_map_put(&e->claims, key, ncl, &old) < 0)
+		free(ncl); /* only a new key can fail to go in: nothing refers to ncl */
+}
+
+/* Does narinfo ni name the URL key? */
+static int names_key(const struct cairn_narinfo *ni, const char *key)
+{
+	char k[CAIRN_EDGE_KEY_MAX + 1];
+	for (size_t i = 0; ni && i < ni->n_urls; i++)
+		if (url_key(ni->urls[i].url, k) == 0 && !strcmp(k, key))
+			return 1;
+	return 0;
+}
+
+/*
+ * Under e->mu, before ni (NULL: a 404) becomes the narinfo held for item
+ * `hash`: its claims replace those of the narinfo held until now.
+ */
+static void claims_item_set_locked(struct cairn_edge *e, const char *hash,
+				   const struct cairn_narinfo *ni, int loading)
+{
+	const struct ni_ent *cur = edge_map_get(&e->narinfos, hash);
+	struct cairn_narinfo *old = NULL;
+	char key[CAIRN_EDGE_KEY_MAX + 1];
+	if (cur && cur->text && cairn_narinfo_parse(cur->text, cur->len, &old, NULL) == 0)
+		for (size_t i = 0; i < old->n_urls; i++)
+			if (url_key(old->urls[i].url, key) == 0 && !names_key(ni, key))
+				claim_set_locked(e, key, hash, NULL, loading);
+	cairn_narinfo_free(old);
+	for (size_t i = 0; ni && i < ni->n_urls; i++) {
+		struct nar_claim c;
+		if (url_key(ni->urls[i].url, key) < 0)
+			continue;
+		int ok = claim_make(e, ni, &ni->urls[i], hash, &c) == 0 && url_allows(key, &c);
+		claim_set_locked(e, key, hash, ok ? &c : NULL, loading);
 	}
 }
 
@@ -409,7 +671,7 @@ static int load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t
 	struct cairn_narinfo *ni = narinfo_accept(e, hash, text, len, &untrusted);
 	if (!ni)
 		return 0; /* e.g. the trusted keys changed since */
-	register_metas_locked(e, ni);
+	claims_item_set_locked(e, hash, ni, 1);
 	ni_put_locked(e, hash, text, len, fetched + e->cfg.positive_ttl);
 	cairn_narinfo_free(ni);
 	return 0;
@@ -513,6 +775,214 @@ static void probe_start(struct cairn_edge *e, struct upstream *u)
 
 static void attempt_next(struct fetch *f);
 
+/* --- a download's checks ------------------------------------------------------ */
+
+/* The file size every claim of f agrees on, or -1. */
+static int64_t cand_size(const struct fetch *f)
+{
+	int64_t size = -1;
+	for (size_t i = 0; f->cand && i < f->cand->n; i++) {
+		const struct nar_claim *c = &f->cand->c[i];
+		if (!c->has_file || c->file_size < 0 || (i && c->file_size != size))
+			return -1;
+		size = c->file_size;
+	}
+	return size;
+}
+
+/* Can a file of `total` bytes meet one of f's claims? */
+static int cand_size_ok(const struct fetch *f, int64_t total)
+{
+	for (size_t i = 0; i < f->cand->n; i++) {
+		const struct nar_claim *c = &f->cand->c[i];
+		if (!c->has_file || c->file_size < 0 || c->file_size == total)
+			return 1;
+	}
+	return 0;
+}
+
+static struct decoder *dec_find(struct fetch *f, enum cairn_codec_method m)
+{
+	for (size_t i = 0; i < f->n_dec; i++)
+		if (f->dec[i].method == m)
+			return &f->dec[i];
+	return NULL;
+}
+
+/* One decompression per method the claims check by NarHash; a claim whose
+ * method does not get one cannot be met. */
+static int dec_start(struct fetch *f)
+{
+	for (size_t i = 0; f->cand && i < f->cand->n; i++) {
+		const struct nar_claim *c = &f->cand->c[i];
+		if (!c->by_nar || dec_find(f, c->method) || f->n_dec == EDGE_MAX_DECODERS)
+			continue;
+		uint64_t max = 0;
+		for (size_t j = i; j < f->cand->n; j++)
+			if (f->cand->c[j].by_nar && f->cand->c[j].method == c->method &&
+			    f->cand->c[j].nar_size > max)
+				max = f->cand->c[j].nar_size;
+		struct decoder *d = &f->dec[f->n_dec++];
+		d->method = c->method;
+		if (cairn_codec_new(&d->codec, c->method, CAIRN_CODEC_DECOMPRESS,
+				    CAIRN_CODEC_LEVEL_DEFAULT, max, NULL) < 0 ||
+		    cairn_sha256_init(&d->sha) < 0)
+			return -1;
+		d->sha_init = 1;
+	}
+	return 0;
+}
+
+static int dec_out(void *ctx, const void *data, size_t len)
+{
+	struct decoder *d = ctx;
+	cairn_sha256_update(&d->sha, data, len);
+	return 0;
+}
+
+/* Do the bytes of f (SHA-256 sha) meet claim c? */
+static int claim_met(struct fetch *f, const uint8_t sha[32], const struct nar_claim *c)
+{
+	if (c->has_file && (memcmp(sha, c->file_sha, 32) != 0 ||
+			    (c->file_size >= 0 && f->written != (uint64_t)c->file_size)))
+		return 0;
+	if (c->by_nar) {
+		const struct decoder *d = dec_find(f, c->method);
+		if (!d || d->failed || memcmp(d->out, c->nar_sha, 32) != 0 ||
+		    cairn_codec_total_out(d->codec) != c->nar_size)
+			return 0;
+	}
+	return c->has_file || c->by_nar;
+}
+
+/*
+ * Under e->mu: do f's bytes meet a claim on its URL, one it started with
+ * or one there is now?  Then clients get a clean end.  *commit: they may be
+ * cached, because they meet a current cacheable claim and every current
+ * claim either is met or names, by FileHash, exactly this file (its other
+ * fields then contradict the file it names, and no bytes could meet it).
+ */
+static int judge_locked(struct cairn_edge *e, struct fetch *f, const uint8_t sha[32], int *commit)
+{
+	const struct nar_claims *cl = edge_map_get(&e->claims, f->key);
+	int ok = 0, cacheable = 0, all = 1;
+	for (size_t i = 0; f->cand && i < f->cand->n; i++)
+		ok |= claim_met(f, sha, &f->cand->c[i]);
+	for (size_t i = 0; cl && i < cl->n; i++) {
+		const struct nar_claim *c = &cl->c[i];
+		int met = claim_met(f, sha, c);
+		ok |= met;
+		cacheable |= met && c->cacheable;
+		all &= met || (c->has_file && !memcmp(c->file_sha, sha, 32));
+	}
+	*commit = cl && !cl->overflow && cacheable && all;
+	return ok;
+}
+
+/* --- the cache's disk failing ----------------------------------------------- */
+
+/* Say it once, until writing works again (cache_write_works). */
+static void cache_write_failed(struct cairn_edge *e, const char *why)
+{
+	count(e->c.write_errors, 1);
+	if (atomic_exchange(&e->write_failing, 1))
+		return;
+	count(e->c.write_failing, 1);
+	if (e->cfg.log) {
+		char msg[CAIRN_ERROR_MSG_MAX + 128];
+		snprintf(msg, sizeof(msg),
+			 "%s; nars are passed through uncached until it works again", why);
+		e->cfg.log(e->cfg.log_ctx, msg);
+	}
+}
+
+static void cache_write_works(struct cairn_edge *e)
+{
+	if (!atomic_exchange(&e->write_failing, 0))
+		return;
+	count(e->c.write_failing, UINT64_MAX); /* a gauge: wraps back */
+	if (e->cfg.log)
+		e->cfg.log(e->cfg.log_ctx, "mirror cache: writing works again; caching resumed");
+}
+
+/*
+ * Upstream thread: f's temporary file failed (why): from byte f->written
+ * on, its clients are fed from memory.  What the file holds up to there
+ * stays readable through f->fd; the name goes now, so that its space comes
+ * back when the last client is done.
+ */
+static void fetch_to_memory(struct fetch *f, const char *why)
+{
+	cache_write_failed(f->e, why);
+	if (f->fd >= 0)
+		unlink(f->tmppath);
+	pthread_mutex_lock(&f->mu);
+	f->mem = 1;
+	f->file_len = f->written;
+	f->mbase = f->written;
+	pthread_mutex_unlock(&f->mu);
+}
+
+/*
+ * Under f->mu, upstream thread: keep [mbase + mlen, + len) for the clients
+ * of a download that has no file.  Room comes from forgetting what every
+ * reader is past, then from growing the buffer (within EDGE_MEM_WINDOW and
+ * EDGE_MEM_TOTAL), then from cutting the reader furthest behind.  Once
+ * bytes after file_len are forgotten, a new client could not start from
+ * the beginning: *leave says the download must leave the table.
+ */
+static void mem_append(struct fetch *f, const char *data, size_t len, int *leave)
+{
+	struct cairn_edge *e = f->e;
+	while (f->mlen + len > f->mcap) {
+		uint64_t need = f->mbase + f->mlen;
+		for (struct reader *r = f->readers; r; r = r->next)
+			if (!r->cut && r->pos < need)
+				need = r->pos;
+		if (need > f->mbase) {
+			size_t drop = (size_t)(need - f->mbase);
+			memmove(f->mbuf, f->mbuf + drop, f->mlen - drop);
+			f->mlen -= drop;
+			f->mbase = need;
+			*leave = 1;
+			continue;
+		}
+		size_t want = f->mcap ? f->mcap * 2 : EDGE_CHUNK;
+		while (want < f->mlen + len)
+			want *= 2;
+		if (want > EDGE_MEM_WINDOW)
+			want = EDGE_MEM_WINDOW;
+		if (want >= f->mlen + len) {
+			size_t extra = want - f->mcap;
+			char *nb = NULL;
+			if (atomic_fetch_add(&e->mem_used, extra) + extra <= EDGE_MEM_TOTAL &&
+			    (nb = realloc(f->mbuf, want))) {
+				f->mbuf = nb;
+				f->mcap = want;
+				continue;
+			}
+			atomic_fetch_sub(&e->mem_used, extra);
+		}
+		struct reader *slow = NULL;
+		for (struct reader *r = f->readers; r; r = r->next)
+			if (!r->cut && (!slow || r->pos < slow->pos))
+				slow = r;
+		if (!slow) {
+			/* nobody to keep bytes for, nor room for these */
+			f->mbase += f->mlen + len;
+			f->mlen = 0;
+			*leave = 1;
+			return;
+		}
+		slow->cut = 1;
+		pthread_cond_broadcast(&f->cond);
+	}
+	memcpy(f->mbuf + f->mlen, data, len);
+	f->mlen += len;
+}
+
+/* --- the upstream thread's callbacks ------------------------------------------ */
+
 static int f_headers(void *ctx, const struct cairn_http_response *resp)
 {
 	struct fetch *f = ctx;
@@ -529,28 +999,26 @@ static int f_headers(void *ctx, const struct cairn_http_response *resp)
 			return 1;
 		total = resp->range_total;
 	}
-	if (f->meta.verify && f->meta.size >= 0 && total >= 0 && total != f->meta.size)
+	if (f->cand && total >= 0 && !cand_size_ok(f, total))
 		return 1;
 	if (total < 0)
-		total = f->meta.size;
-	if (f->fd < 0) {
-		if (edge_store_tmp_open(f->e->store, f->tmppath, sizeof(f->tmppath), &f->fd, NULL) <
-		    0)
-			return 1;
+		total = cand_size(f);
+	if (f->fd < 0 && !f->mem) {
+		struct cairn_error err;
+		cairn_error_init(&err);
+		if (edge_store_tmp_open(f->e->store, f->tmppath, sizeof(f->tmppath), &f->fd, &err) <
+		    0) {
+			f->fd = -1;
+			fetch_to_memory(f, cairn_error_msg(&err));
+		}
 	}
 	if (!f->sha_init) {
 		if (cairn_sha256_init(&f->sha) < 0)
 			return 1;
 		f->sha_init = 1;
 	}
-	if (f->meta.by_nar_hash && !f->codec) {
-		if (cairn_codec_new(&f->codec, f->meta.method, CAIRN_CODEC_DECOMPRESS,
-				    CAIRN_CODEC_LEVEL_DEFAULT,
-				    f->meta.nar_size, NULL) < 0 ||
-		    cairn_sha256_init(&f->nar_sha) < 0)
-			return 1;
-		f->nar_sha_init = 1;
-	}
+	if (!f->n_dec && dec_start(f) < 0)
+		return 1;
 	pthread_mutex_lock(&f->mu);
 	if (f->state == FS_PENDING) {
 		f->length = total;
@@ -563,37 +1031,54 @@ static int f_headers(void *ctx, const struct cairn_http_response *resp)
 	return 0;
 }
 
-static int nar_sha_out(void *ctx, const void *data, size_t len)
+/* Upstream thread: a download that cannot be joined from the start any more. */
+static void fetch_leave_table(struct fetch *f)
 {
-	struct fetch *f = ctx;
-	cairn_sha256_update(&f->nar_sha, data, len);
-	return 0;
+	struct cairn_edge *e = f->e;
+	pthread_mutex_lock(&e->mu);
+	if (edge_map_get(&e->inflight, f->key) == f)
+		edge_map_del(&e->inflight, f->key);
+	pthread_mutex_unlock(&e->mu);
 }
 
 static int f_data(void *ctx, const void *data, size_t len)
 {
 	struct fetch *f = ctx;
+	int leave = 0;
 	count(f->e->c.bytes_upstream, len);
 	if (f->kind == FK_NARINFO)
 		return cairn_buf_append(&f->body, data, len) < 0;
-	if (f->meta.size >= 0 && f->written + len > (uint64_t)f->meta.size)
+	if (f->max_size >= 0 && f->written + len > (uint64_t)f->max_size)
 		return 1;
 	const char *p = data;
 	size_t left = len;
-	while (left) {
+	while (left && !f->mem) {
 		ssize_t n = write(f->fd, p, left);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return 1;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* disk full, quota, I/O error: go on without the file */
+			struct cairn_error err;
+			cairn_error_init(&err);
+			cairn_error_errno(&err, n < 0 ? errno : ENOSPC,
+					  "mirror cache: cannot write a download in '%s/tmp'",
+					  f->e->cache_dir);
+			fetch_to_memory(f, cairn_error_msg(&err));
+			break;
 		}
 		p += n;
 		left -= (size_t)n;
 	}
 	cairn_sha256_update(&f->sha, data, len);
-	if (f->codec && cairn_codec_write(f->codec, data, len, nar_sha_out, f, NULL) < 0)
-		f->codec_failed = 1; /* the check fails at the end; clients keep streaming */
+	for (size_t i = 0; i < f->n_dec; i++) {
+		struct decoder *d = &f->dec[i];
+		/* a failure fails the check at the end; clients keep streaming */
+		if (!d->failed && cairn_codec_write(d->codec, data, len, dec_out, d, NULL) < 0)
+			d->failed = 1;
+	}
 	pthread_mutex_lock(&f->mu);
+	if (f->mem)
+		mem_append(f, data, len, &leave);
 	f->written += len;
 	/* waking every follower for each small network read costs more than
 	 * the copying: wake them once per EDGE_WAKE bytes (and at the end) */
@@ -602,6 +1087,10 @@ static int f_data(void *ctx, const void *data, size_t len)
 		pthread_cond_broadcast(&f->cond);
 	}
 	pthread_mutex_unlock(&f->mu);
+	if (leave && !f->left_table) {
+		f->left_table = 1;
+		fetch_leave_table(f);
+	}
 	return 0;
 }
 
@@ -627,7 +1116,7 @@ static void finish_narinfo(struct fetch *f)
 	int64_t now = now_s();
 	int64_t ttl = f->no_store ? 0 : ttl_for(e->cfg.positive_ttl, f->max_age);
 	pthread_mutex_lock(&e->mu);
-	register_metas_locked(e, ni);
+	claims_item_set_locked(e, f->hash, ni, 0);
 	ni_put_locked(e, f->hash, f->body.data, f->body.len, now + ttl);
 	pthread_mutex_unlock(&e->mu);
 	if (ttl > 0)
@@ -640,6 +1129,7 @@ static void finish_nar(struct fetch *f)
 {
 	struct cairn_edge *e = f->e;
 	uint8_t sha[32];
+	int commit, ok;
 	if (!f->sha_init) { /* an empty body never had headers of its own */
 		if (cairn_sha256_init(&f->sha) < 0) {
 			fetch_finish(f, FS_FAIL, 0);
@@ -648,44 +1138,59 @@ static void finish_nar(struct fetch *f)
 		f->sha_init = 1;
 	}
 	cairn_sha256_final(&f->sha, sha);
-	if (f->fd < 0) {
+	if (f->fd < 0 && !f->mem) {
 		fetch_finish(f, FS_FAIL, 0);
 		return;
 	}
-	if (f->meta.verify) {
-		int bad;
-		if (f->meta.by_nar_hash) {
-			uint8_t nsha[32];
-			bad = !f->codec || f->codec_failed ||
-			      cairn_codec_finish(f->codec, nar_sha_out, f, NULL) < 0;
-			if (!bad) {
-				cairn_sha256_final(&f->nar_sha, nsha);
-				bad = memcmp(nsha, f->meta.nar_sha, 32) != 0 ||
-				      cairn_codec_total_out(f->codec) != f->meta.nar_size;
-			}
-		} else {
-			bad = memcmp(sha, f->meta.sha, 32) != 0 ||
-			      (f->meta.size >= 0 && f->written != (uint64_t)f->meta.size);
-		}
-		if (bad) {
-			count(e->c.verify_fail, 1);
+	if (!f->cand) {
+		if (!f->mem)
+			unlink(f->tmppath); /* nothing to check it against: passed through only */
+		fetch_finish(f, FS_OK, 0);
+		return;
+	}
+	for (size_t i = 0; i < f->n_dec; i++) {
+		struct decoder *d = &f->dec[i];
+		if (!d->failed && cairn_codec_finish(d->codec, dec_out, d, NULL) < 0)
+			d->failed = 1;
+		if (!d->failed)
+			cairn_sha256_final(&d->sha, d->out);
+	}
+	pthread_mutex_lock(&e->mu);
+	ok = judge_locked(e, f, sha, &commit);
+	uint64_t gen = e->claims_gen;
+	pthread_mutex_unlock(&e->mu);
+	if (!ok) {
+		count(e->c.verify_fail, 1);
+		if (!f->mem)
 			unlink(f->tmppath);
-			fetch_finish(f, FS_FAIL, 0);
-			return;
-		}
-		if (f->cache) {
-			struct edge_store_stats st;
-			edge_store_nar_commit(e->store, f->key, f->tmppath, sha, f->written, NULL);
-			edge_store_stats(e->store, &st);
-			if (st.evictions > e->evictions_seen) {
-				count(e->c.evictions, st.evictions - e->evictions_seen);
-				e->evictions_seen = st.evictions;
+		fetch_finish(f, FS_FAIL, 0);
+		return;
+	}
+	if (commit && f->cache && !f->mem) {
+		struct edge_store_stats st;
+		struct cairn_error err;
+		cairn_error_init(&err);
+		int rc = edge_store_nar_commit(e->store, f->key, f->tmppath, sha, f->written, &err);
+		if (rc == 0) {
+			cache_write_works(e);
+			/* a claim that came while it was being renamed in */
+			pthread_mutex_lock(&e->mu);
+			if (e->claims_gen != gen) {
+				judge_locked(e, f, sha, &commit);
+				if (!commit)
+					edge_store_nar_drop_unless(e->store, f->key, NULL);
 			}
-		} else {
-			unlink(f->tmppath);
+			pthread_mutex_unlock(&e->mu);
+		} else if (rc != CAIRN_ELIMIT) {
+			cache_write_failed(e, cairn_error_msg(&err));
 		}
-	} else {
-		unlink(f->tmppath); /* nothing to check it against: passed through only */
+		edge_store_stats(e->store, &st);
+		if (st.evictions > e->evictions_seen) {
+			count(e->c.evictions, st.evictions - e->evictions_seen);
+			e->evictions_seen = st.evictions;
+		}
+	} else if (!f->mem) {
+		unlink(f->tmppath);
 	}
 	fetch_finish(f, FS_OK, 0);
 }
@@ -734,7 +1239,7 @@ static void attempt_next(struct fetch *f)
 			.url = f->upath,
 			.range_start = f->written,
 			.max_body = f->kind == FK_NARINFO ? CAIRN_NARINFO_MAX
-				    : f->meta.size >= 0	  ? (uint64_t)f->meta.size + 1
+				    : f->max_size >= 0	  ? (uint64_t)f->max_size + 1
 							  : CAIRN_EDGE_NAR_MAX,
 			.on_headers = f_headers,
 			.on_data = f_data,
@@ -755,6 +1260,7 @@ static void attempt_next(struct fetch *f)
 			int64_t ttl = f->no_store ? 0 : ttl_for(e->cfg.negative_ttl, f->max_age);
 			if (ttl > 0) {
 				pthread_mutex_lock(&e->mu);
+				claims_item_set_locked(e, f->hash, NULL, 0);
 				ni_put_locked(e, f->hash, NULL, 0, now_s() + ttl);
 				pthread_mutex_unlock(&e->mu);
 			}
@@ -902,7 +1408,7 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 	}
 	char key[CAIRN_STORE_HASH_LEN + 16];
 	snprintf(key, sizeof(key), "%s.narinfo", hash);
-	struct fetch *f = fetch_get_locked(e, FK_NARINFO, key, NULL, &joined);
+	struct fetch *f = fetch_get_locked(e, FK_NARINFO, key, &joined);
 	if (f && !joined)
 		memcpy(f->hash, hash, CAIRN_STORE_HASH_LEN + 1);
 	pthread_mutex_unlock(&e->mu);
@@ -997,47 +1503,71 @@ static void miss_narinfo(struct miss *m)
 	free(text);
 }
 
-/* Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out. */
-static int produce(struct fetch *f, struct cairn_httpd_stream *s, uint64_t pos, uint64_t end)
+/*
+ * Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out.
+ * The last byte read is always held back until more follow it, and the
+ * response's last byte until the whole object is verified (FS_OK), so no
+ * response, whole or a range, ends cleanly on bytes that fail the check.
+ * The held byte is kept here, not in f: for a download without a file, rd
+ * (this client among f->readers) needs no memory kept for it.
+ */
+static int produce(struct fetch *f, struct reader *rd, struct cairn_httpd_stream *s, uint64_t pos,
+		   uint64_t end)
 {
 	char *buf = malloc(EDGE_CHUNK);
+	size_t held = 0; /* 0 or 1 byte at buf[0] */
 	int ok = 0;
 	if (!buf)
 		return 0;
+	pthread_mutex_lock(&f->mu);
+	rd->pos = pos;
 	for (;;) {
-		pthread_mutex_lock(&f->mu);
-		for (;;) {
-			/* hold the last byte back until the bytes are verified */
-			uint64_t avail = f->state == FS_OK ? f->written
-					 : f->written ? f->written - 1
-						      : 0;
-			if (avail > end)
-				avail = end;
-			if (pos < avail) {
-				uint64_t n = avail - pos;
-				size_t want = n > EDGE_CHUNK ? EDGE_CHUNK : (size_t)n;
+		uint64_t have = f->written < end ? f->written : end;
+		if (rd->cut)
+			break;
+		if (pos >= have) {
+			if (f->state == FS_OK) {
 				pthread_mutex_unlock(&f->mu);
-				ssize_t r = pread(f->fd, buf, want, (off_t)pos);
-				if (r <= 0)
-					goto out;
-				if (cairn_httpd_stream_write(s, buf, (size_t)r) < 0)
-					goto out;
-				pos += (uint64_t)r;
+				ok = !held || cairn_httpd_stream_write(s, buf, held) == 0;
+				pthread_mutex_lock(&f->mu);
 				break;
 			}
-			if (f->state == FS_OK || (end != UINT64_MAX && pos >= end)) {
-				pthread_mutex_unlock(&f->mu);
-				ok = f->state == FS_OK || pos >= end;
-				goto out;
-			}
-			if (f->state == FS_FAIL) {
-				pthread_mutex_unlock(&f->mu);
-				goto out;
-			}
+			if (f->state == FS_FAIL)
+				break;
 			pthread_cond_wait(&f->cond, &f->mu);
+			continue;
 		}
+		size_t want = EDGE_CHUNK - held;
+		if (have - pos < want)
+			want = (size_t)(have - pos);
+		ssize_t r;
+		if (!f->mem || pos < f->file_len) {
+			if (f->mem && pos + want > f->file_len)
+				want = (size_t)(f->file_len - pos);
+			pthread_mutex_unlock(&f->mu);
+			r = pread(f->fd, buf + held, want, (off_t)pos);
+			pthread_mutex_lock(&f->mu);
+			if (r <= 0)
+				break;
+		} else {
+			/* without a file: from memory, if it still holds them */
+			if (pos < f->mbase)
+				break;
+			memcpy(buf + held, f->mbuf + (pos - f->mbase), want);
+			r = (ssize_t)want;
+		}
+		pos += (uint64_t)r;
+		rd->pos = pos;
+		size_t n = held + (size_t)r - 1;
+		pthread_mutex_unlock(&f->mu);
+		int wrc = n ? cairn_httpd_stream_write(s, buf, n) : 0;
+		buf[0] = buf[n];
+		held = 1;
+		pthread_mutex_lock(&f->mu);
+		if (wrc < 0)
+			break;
 	}
-out:
+	pthread_mutex_unlock(&f->mu);
 	free(buf);
 	return ok;
 }
@@ -1060,74 +1590,13 @@ static int query_ok(const char *q, size_t len)
 	return 1;
 }
 
-/* A miss on an object that streams (nar, log, listing): join or start. */
-static void miss_stream(struct miss *m)
+/* Answer m from f (to which rd is registered as a reader). */
+static void stream_from(struct miss *m, struct fetch *f, struct reader *rd)
 {
 	struct cairn_edge *e = m->e;
-	struct nar_meta meta;
-	int have_meta = 0, joined;
-	char cc[64];
-	const char *key = m->key;
-	pthread_mutex_lock(&e->mu);
-	struct nar_meta *nm = edge_map_get(&e->metas, key);
-	if (nm) {
-		meta = *nm;
-		have_meta = 1;
-	}
-	pthread_mutex_unlock(&e->mu);
-
-	/* Guix: nar/<compression>/<hash>-<name>; learn its hashes from the narinfo */
-	if (m->is_nar && !have_meta) {
-		const char *slash = strchr(key + 4, '/');
-		const char *base = slash ? slash + 1 : NULL;
-		if (base && strlen(base) > CAIRN_STORE_HASH_LEN && base[CAIRN_STORE_HASH_LEN] == '-' &&
-		    cairn_store_hash_valid(base, CAIRN_STORE_HASH_LEN)) {
-			char hash[CAIRN_STORE_HASH_LEN + 1];
-			int64_t ma;
-			int stale;
-			memcpy(hash, base, CAIRN_STORE_HASH_LEN);
-			hash[CAIRN_STORE_HASH_LEN] = 0;
-			int rc = narinfo_lookup(e, hash, NULL, NULL, &ma, &stale, 0);
-			if (rc == 0) {
-				cc_404(cc, sizeof(cc), ma);
-				cairn_httpd_stream_error(m->s, 404, cc);
-				return;
-			}
-			pthread_mutex_lock(&e->mu);
-			if ((nm = edge_map_get(&e->metas, key))) {
-				meta = *nm;
-				have_meta = 1;
-			}
-			pthread_mutex_unlock(&e->mu);
-		}
-	}
-
-	pthread_mutex_lock(&e->mu);
-	struct fetch *f = fetch_get_locked(e, FK_NAR, key, have_meta ? &meta : NULL, &joined);
-	if (f && !joined) {
-		f->cache = m->is_nar && have_meta && meta.verify;
-		/* cairn publish names on-the-fly nars "...?hash=<hashpart>" */
-		size_t kl = strlen(key);
-		if (m->qlen && kl + 1 + m->qlen < sizeof(f->upath)) {
-			memcpy(f->upath, key, kl);
-			f->upath[kl] = '?';
-			memcpy(f->upath + kl + 1, m->query, m->qlen);
-			f->upath[kl + 1 + m->qlen] = 0;
-		}
-	}
-	pthread_mutex_unlock(&e->mu);
-	if (!f) {
-		cairn_httpd_stream_error(m->s, 503, NULL);
-		return;
-	}
-	if (m->is_nar)
-		count(joined ? e->c.coalesced : e->c.misses, 1);
-
 	enum fstate st = fetch_wait(f, FS_HEADERS, e->cfg.wait_ms);
 	if (st == FS_PENDING || st == FS_FAIL) {
-		int nf = f->not_found;
-		fetch_unref(f);
-		if (st == FS_FAIL && nf)
+		if (st == FS_FAIL && f->not_found)
 			cairn_httpd_stream_error(m->s, 404, NULL);
 		else
 			cairn_httpd_stream_error(m->s, st == FS_PENDING ? 504 : 502, NULL);
@@ -1145,7 +1614,6 @@ static void miss_stream(struct miss *m)
 		? cairn_httpd_parse_range(m->range, m->rlen, (uint64_t)total, &first, &n)
 		: CAIRN_HTTPD_RANGE_NONE;
 	if (rr == CAIRN_HTTPD_RANGE_UNSATISFIABLE) {
-		fetch_unref(f);
 		snprintf(cr, sizeof(cr), "bytes */%lld", (long long)total);
 		hdrs[0] = "Content-Range";
 		hdrs[1] = cr;
@@ -1167,8 +1635,78 @@ static void miss_stream(struct miss *m)
 	const char *ctype = m->is_nar ? "application/x-nix-nar" : f->ctype;
 	int ok = 0;
 	if (cairn_httpd_stream_begin(m->s, status, ctype, clen, hdrs) == 0)
-		ok = m->is_head || produce(f, m->s, first, last + 1);
+		ok = m->is_head || produce(f, rd, m->s, first, last + 1);
 	cairn_httpd_stream_end(m->s, ok);
+}
+
+/* A miss on an object that streams (nar, log, listing): join or start. */
+static void miss_stream(struct miss *m)
+{
+	struct cairn_edge *e = m->e;
+	struct reader rd = {0};
+	int known, joined;
+	char cc[64];
+	const char *key = m->key;
+	pthread_mutex_lock(&e->mu);
+	known = edge_map_get(&e->claims, key) != NULL;
+	pthread_mutex_unlock(&e->mu);
+
+	/* Guix: nar/<compression>/<hash>-<name>; learn its hashes from the narinfo */
+	if (m->is_nar && !known) {
+		const char *slash = strchr(key + 4, '/');
+		const char *base = slash ? slash + 1 : NULL;
+		if (base && strlen(base) > CAIRN_STORE_HASH_LEN && base[CAIRN_STORE_HASH_LEN] == '-' &&
+		    cairn_store_hash_valid(base, CAIRN_STORE_HASH_LEN)) {
+			char hash[CAIRN_STORE_HASH_LEN + 1];
+			int64_t ma;
+			int stale;
+			memcpy(hash, base, CAIRN_STORE_HASH_LEN);
+			hash[CAIRN_STORE_HASH_LEN] = 0;
+			int rc = narinfo_lookup(e, hash, NULL, NULL, &ma, &stale, 0);
+			if (rc == 0) {
+				cc_404(cc, sizeof(cc), ma);
+				cairn_httpd_stream_error(m->s, 404, cc);
+				return;
+			}
+		}
+	}
+
+	pthread_mutex_lock(&e->mu);
+	struct fetch *f = fetch_get_locked(e, FK_NAR, key, &joined);
+	if (f && !joined) {
+		f->cache = m->is_nar && f->cand;
+		/* cairn publish names on-the-fly nars "...?hash=<hashpart>" */
+		size_t kl = strlen(key);
+		if (m->qlen && kl + 1 + m->qlen < sizeof(f->upath)) {
+			memcpy(f->upath, key, kl);
+			f->upath[kl] = '?';
+			memcpy(f->upath + kl + 1, m->query, m->qlen);
+			f->upath[kl + 1 + m->qlen] = 0;
+		}
+	}
+	if (f) {
+		/* a reader from the start: a download kept in memory keeps its
+		 * bytes for this client before the first of them arrives */
+		pthread_mutex_lock(&f->mu);
+		rd.next = f->readers;
+		f->readers = &rd;
+		pthread_mutex_unlock(&f->mu);
+	}
+	pthread_mutex_unlock(&e->mu);
+	if (!f) {
+		cairn_httpd_stream_error(m->s, 503, NULL);
+		return;
+	}
+	if (m->is_nar)
+		count(joined ? e->c.coalesced : e->c.misses, 1);
+	stream_from(m, f, &rd);
+	pthread_mutex_lock(&f->mu);
+	for (struct reader **pp = &f->readers; *pp; pp = &(*pp)->next)
+		if (*pp == &rd) {
+			*pp = rd.next;
+			break;
+		}
+	pthread_mutex_unlock(&f->mu);
 	fetch_unref(f);
 }
 
@@ -1410,6 +1948,10 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
 	e->cfg = *cfg;
 	e->cfg.cache_dir = NULL;
+	if (!(e->cache_dir = strdup(cfg->cache_dir))) {
+		free(e);
+		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
+	}
 	memset(e->cfg.upstreams, 0, sizeof(e->cfg.upstreams));
 	if (!e->cfg.health_interval_ms)
 		e->cfg.health_interval_ms = 5000;
@@ -1423,7 +1965,7 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 	pthread_cond_init(&e->producers_cond, NULL);
 	edge_map_init(&e->inflight);
 	edge_map_init(&e->narinfos);
-	edge_map_init(&e->metas);
+	edge_map_init(&e->claims);
 	e->jobs_tail = &e->jobs;
 	for (size_t i = 0; i < cfg->n_upstreams; i++) {
 		if ((rc = cairn_http_server_new(&e->ups[i].srv, cfg->upstreams[i], 0, err)) < 0)
@@ -1479,6 +2021,10 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 		C(ups_up, "cairn_mirror_upstreams_up", "upstreams currently healthy (a gauge)"),
 		C(probes_failed, "cairn_mirror_health_checks_failed_total",
 		  "failed upstream health checks"),
+		C(write_failing, "cairn_mirror_cache_write_failing",
+		  "1 while downloads cannot be written to the cache (a gauge)"),
+		C(write_errors, "cairn_mirror_cache_write_errors_total",
+		  "downloads passed through uncached because the cache could not be written"),
 #undef C
 	};
 	int rc;
@@ -1574,17 +2120,18 @@ void cairn_edge_free(struct cairn_edge *e)
 	for (size_t i = 0; i < e->narinfos.n_slots; i++)
 		for (struct edge_map_ent *x = e->narinfos.slots[i]; x; x = x->next)
 			ni_ent_free(x->val);
-	for (size_t i = 0; i < e->metas.n_slots; i++)
-		for (struct edge_map_ent *x = e->metas.slots[i]; x; x = x->next)
+	for (size_t i = 0; i < e->claims.n_slots; i++)
+		for (struct edge_map_ent *x = e->claims.slots[i]; x; x = x->next)
 			free(x->val);
 	edge_map_release(&e->narinfos);
-	edge_map_release(&e->metas);
+	edge_map_release(&e->claims);
 	edge_map_release(&e->inflight);
 	for (size_t i = 0; i < e->n_ups; i++) {
 		cairn_http_server_free(e->ups[i].srv);
 		free(e->ups[i].info);
 	}
 	edge_store_free(e->store);
+	free(e->cache_dir);
 	pthread_cond_destroy(&e->job_cond);
 	pthread_cond_destroy(&e->info_cond);
 	pthread_cond_destroy(&e->producers_cond);

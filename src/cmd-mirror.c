@@ -40,6 +40,12 @@ const char cmd_mirror_usage[] =
 	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
 	"  --port-file FILE     write the bound port to FILE once listening\n";
 
+static void mirror_log(void *ctx, const char *msg)
+{
+	(void)ctx;
+	cli_warn("%s", msg);
+}
+
 int cmd_mirror(int argc, char **argv)
 {
 	struct cairn_edge_config ec;
@@ -55,6 +61,7 @@ int cmd_mirror(int argc, char **argv)
 		return cli_usage(cmd_mirror_usage, true);
 	cairn_error_init(&err);
 	cairn_edge_config_init(&ec);
+	ec.log = mirror_log;
 	cairn_httpd_config_init(&hc);
 	hc.server_name = "cairn";
 	for (int i = 1; i < argc; i++) {

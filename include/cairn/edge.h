@@ -8,12 +8,16 @@
  *     stale when every upstream is down;
  *   - a nar is fetched once however many clients ask for it at the same time
  *     (coalescing), written to a temporary file and hashed while it streams
- *     to every waiting client, and renamed into the cache only when its
- *     SHA-256 matches the narinfo's FileHash (NarHash when uncompressed);
- *     on a mismatch the file is dropped and the clients see a broken
- *     response, because the last byte is held back until the hash is known;
+ *     to every waiting client, and renamed into the cache only when it
+ *     matches what the narinfos held for the items naming its URL say
+ *     (FileHash, or NarHash after decompressing; with a keyring always the
+ *     signed NarHash); on a mismatch the file is dropped and the clients
+ *     see a broken response, because each response's last byte is held
+ *     back until the object is verified;
  *   - with a keyring, a narinfo without a valid trusted signature is neither
- *     cached nor served.
+ *     cached nor served;
+ *   - when the cache cannot be written, downloads go on uncached (still
+ *     verified), their clients fed from memory.
  *
  * On-disk layout under the cache directory:
  *   index.sqlite        tables nar(path, file, size, atime) and
@@ -66,6 +70,10 @@ struct cairn_edge_config {
 	unsigned wait_ms;	     /* a handler waits at most this; default 30000 */
 	long connect_timeout_ms;     /* default 2000 */
 	long stall_timeout_s;	     /* default 30 */
+	/* What the operator should hear about (the cache's disk failing, and
+	 * working again); NULL: nothing said.  Called from any thread. */
+	void (*log)(void *ctx, const char *msg);
+	void *log_ctx;
 };
 
 void cairn_edge_config_init(struct cairn_edge_config *cfg);

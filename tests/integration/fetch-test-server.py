@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A binary cache server that misbehaves on purpose, for test-fetch.sh.
+"""A binary cache server that misbehaves on purpose, for test-fetch.sh (and,
+in serve mode, as the hostile upstream of test-mirror-hostile.sh).
 
     fetch-test-server.py DIR PORTFILE MODE [LOG]
 

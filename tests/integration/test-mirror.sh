@@ -2,7 +2,8 @@
 # cairn mirror in front of an nginx-served Nix cache: the real Nix client
 # substitutes a closure through it, a second client is served from the
 # cache alone, bytes that fail verification are never cached, untrusted
-# narinfos are not served, Range on cached nars, /metrics.
+# narinfos are not served, Range on cached nars and on a tampered one not
+# cached yet, /metrics.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/mirror-lib.sh"
@@ -66,6 +67,11 @@ check "tampered nar: not cached" [ "$(ls "$TMP/mc2/data" | wc -l)" -eq 0 ]
 check "tampered nar: the next request fails too" bash -c "! curl -fs '$url/$nar' -o '$TMP/got2'"
 check "tampered nar: ... and went upstream again" [ "$(count_requests bad "/$nar")" -eq 2 ]
 check "tampered nar: counted" [ "$(metric cairn_mirror_verify_failures_total)" -eq 2 ]
+# a range that ends before the flipped byte: its bytes are right, but the
+# object fails verification, so the 206 must not complete either
+check "tampered nar, Range on it cold: no complete 206" \
+  bash -c "! curl -fs -r 0-99 '$url/$nar' -o '$TMP/part1'"
+check "... not cached" [ "$(ls "$TMP/mc2/data" | wc -l)" -eq 0 ]
 mirror_stop
 
 # A trusted key that did not sign: narinfos are neither served nor cached.

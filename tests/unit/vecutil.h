@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *read_vec(const char *rel, size_t *len)
+__attribute__((unused)) static char *read_vec(const char *rel, size_t *len)
 {
 	char path[1024];
 	const char *dir = getenv("VECTORS_DIR");
@@ -24,7 +24,7 @@ static char *read_vec(const char *rel, size_t *len)
 }
 
 /* A copy of s with the first occurrence of from replaced by to (NULL if absent). */
-static char *replace(const char *s, const char *from, const char *to)
+__attribute__((unused)) static char *replace(const char *s, const char *from, const char *to)
 {
 	const char *p = strstr(s, from);
 	if (!p)

@@ -1043,7 +1043,7 @@ static void test_write_drv_outputs(void **state)
 	    "Derive([(\"out\",\"" LIB "\",\"\",\"\")",
 	    "Derive([(\"o ut\",\"" LIB "\",\"\",\"\")])",
 	    "Derive([(\"out\",\"" LIB "\",\"\",\"\")(\"x\",\"\",\"\",\"\")])",
-	    "Derive([(\"out\",\"" LIB,
+	    ("Derive([(\"out\",\"" LIB),
 	    "derive([])",
 	    "",
 	};

@@ -1211,7 +1211,8 @@ static int record_info(struct item *it, int chosen)
 		snprintf(it->refs[i], n, "%s/%s", f->store_dir, ni->refs[i]);
 		it->n_refs++;
 	}
-	qsort(it->refs, it->n_refs, sizeof(char *), cstr_cmp);
+	if (it->n_refs > 1)
+		qsort(it->refs, it->n_refs, sizeof(char *), cstr_cmp);
 	if (nsig) {
 		it->sigs = calloc(nsig, sizeof(char *));
 		if (!it->sigs)
@@ -1224,7 +1225,8 @@ static int record_info(struct item *it, int chosen)
 				it->sigs[it->n_sigs++] = a->ni->sigs[k];
 	}
 	/* A store keeps a set: sorted, each once, as many as it reads back. */
-	qsort(it->sigs, it->n_sigs, sizeof(char *), cstr_cmp);
+	if (it->n_sigs > 1)
+		qsort(it->sigs, it->n_sigs, sizeof(char *), cstr_cmp);
 	size_t k = 0;
 	for (size_t i = 0; i < it->n_sigs; i++)
 		if ((!k || strcmp(it->sigs[i], it->sigs[k - 1])) && k < CAIRN_STOREDB_SIGS_MAX)

@@ -556,7 +556,7 @@ int cmd_fetch(int argc, char **argv)
 			draw(&ui, false);
 	clear_line(&ui);
 	if (rc < 0) {
-		cli_fail("fetch", &err);
+		cli_error("%s", cairn_error_msg(&err)); /* already "fetch: ..." */
 		if (rc == CAIRN_EBUSY)
 			locked_hint();
 		goto out;

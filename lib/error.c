@@ -27,6 +27,7 @@ const char *cairn_strerror(int code)
 	case CAIRN_ENET: return "network error";
 	case CAIRN_ECRYPTO: return "cryptography library error";
 	case CAIRN_ECANCELED: return "canceled";
+	case CAIRN_EBUSY: return "locked by another process";
 	default: return "unknown error";
 	}
 }

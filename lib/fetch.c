@@ -25,6 +25,7 @@
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
 #include "cairn/nicache.h"
+#include "cairn/storedb-write.h"
 #include "cairn/storepath.h"
 
 /* Narinfo queries in flight at once; more wait in our own queue. */
@@ -71,6 +72,7 @@ struct answer {
 	char *msg; /* A_ERROR, or why the narinfo was refused */
 	int group; /* -1 none */
 	bool ca_ok;
+	uint32_t sigs_ok; /* bit i: ni->sigs[i] verified with a trusted key */
 };
 
 struct group {
@@ -87,6 +89,7 @@ enum item_state {
 	I_READY,    /* decided, waiting for a download slot */
 	I_DOWNLOAD, /* bytes flowing */
 	I_VERIFIED, /* waiting for references to commit */
+	I_PLACED,   /* in place and synced, waiting for its batch's registration */
 	I_FINAL,    /* status set */
 };
 
@@ -112,6 +115,18 @@ struct item {
 	bool by_ca;
 	struct cairn_ca ca;
 	unsigned n_signers;
+	/* what a store records (storedb-write.h); strings owned unless noted */
+	char **refs;	   /* full paths, sorted, self included */
+	size_t n_refs;
+	char *deriver;	   /* full path or NULL */
+	const char **sigs; /* accepted signatures, sorted; borrowed from ans */
+	size_t n_sigs;
+	const char *ca_text; /* a CA the path recomputes from; borrowed from ans */
+	struct cairn_storedb_drv_output *outputs; /* a .drv's, read once placed */
+	size_t n_outputs;
+	bool on_disk;	     /* files there but not valid: check, do not download */
+	bool in_place;	     /* checked on disk, nothing downloaded */
+	bool registered;
 	/* result */
 	enum cairn_fetch_status status;
 	int code;
@@ -180,6 +195,8 @@ struct cairn_fetch {
 	double t_first_dl; /* when the first download started */
 	size_t n_done, n_failed, n_present;
 	size_t n_ready, n_verified; /* items in I_READY, I_VERIFIED: scans skip when 0 */
+	struct item **batch;	    /* I_PLACED items, in the order placed */
+	size_t n_batch, cap_batch;
 	bool batch_open;
 	size_t batch_puts;
 	int fatal;
@@ -214,6 +231,14 @@ static void fatal(struct cairn_fetch *f, int code, const char *msg)
 	}
 }
 
+/* A store database that cannot be read or written stops the run: every
+ * item would fail the same way, after downloading for nothing. */
+static void db_trouble(struct cairn_fetch *f, int code, const struct cairn_error *e)
+{
+	if (code == CAIRN_EBUSY || code == CAIRN_EIO || code == CAIRN_ENOMEM)
+		fatal(f, code, cairn_error_msg(e));
+}
+
 /* ---- config, lifecycle -------------------------------------------------- */
 
 void cairn_fetch_config_init(struct cairn_fetch_config *cfg)
@@ -246,6 +271,8 @@ int cairn_fetch_new(struct cairn_fetch **out, const struct cairn_fetch_config *c
 	if (cfg->jobs > CAIRN_FETCH_MAX_JOBS)
 		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: at most %d parallel downloads",
 				       CAIRN_FETCH_MAX_JOBS);
+	if (cfg->db && !cfg->root)
+		return cairn_error_set(err, CAIRN_EINVAL, "fetch: a store database needs root");
 	if (cfg->require_sigs > CAIRN_VERIFY_MAX_SIGNERS)
 		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: at most %d required signatures",
 				       CAIRN_VERIFY_MAX_SIGNERS);
@@ -302,6 +329,12 @@ static void item_free(struct item *it)
 	}
 	free(it->srcs);
 	free(it->deps);
+	for (size_t i = 0; i < it->n_refs; i++)
+		free(it->refs[i]);
+	free(it->refs);
+	free(it->deriver);
+	free(it->sigs);
+	cairn_storedb_drv_outputs_free(it->outputs, it->n_outputs);
 	free(it->path);
 	free(it->base);
 	cairn_buf_release(&it->reason);
@@ -317,6 +350,7 @@ void cairn_fetch_free(struct cairn_fetch *f)
 	for (size_t i = 0; i < f->n_items; i++)
 		item_free(f->items[i]);
 	free(f->items);
+	free(f->batch);
 	for (size_t i = 0; i < f->n_servers; i++) {
 		cairn_http_server_free(f->servers[i].hs);
 		free(f->servers[i].url);
@@ -477,6 +511,15 @@ void cairn_fetch_item(const struct cairn_fetch *f, size_t i, struct cairn_fetch_
 		r->seconds = it->t_end - it->t_start;
 		if (it->cur_src < it->n_srcs)
 			r->narinfo = it->ans[it->srcs[it->cur_src]].ni;
+		r->nar_hash = it->nar_hash;
+		r->references = (const char *const *)it->refs;
+		r->n_references = it->n_refs;
+		r->deriver = it->deriver;
+		r->signatures = it->sigs;
+		r->n_signatures = it->n_sigs;
+		r->ca = it->ca_text;
+		r->in_place = it->in_place;
+		r->registered = it->registered;
 	}
 }
 
@@ -528,7 +571,7 @@ static void item_finish(struct item *it, enum cairn_fetch_status st, int code)
 	}
 	if (it->st == I_READY)
 		f->n_ready--;
-	if (it->st == I_VERIFIED)
+	if (it->st == I_VERIFIED || it->st == I_PLACED)
 		f->n_verified--;
 	it->st = I_FINAL;
 	it->status = st;
@@ -576,12 +619,40 @@ static int target_path(const struct item *it, char *out, size_t cap)
 	return n < 0 || (size_t)n >= cap ? CAIRN_ELIMIT : 0;
 }
 
-static bool item_present(const struct item *it)
+static bool item_on_disk(const struct item *it)
 {
 	char p[4096];
 	struct stat st;
 	if (target_path(it, p, sizeof(p)))
 		return false;
+	return lstat(p, &st) == 0;
+}
+
+/*
+ * Whether path sp is in the target store: valid in its database, or, with
+ * no database, its files exist (NAR_DIR: its NAR).  1, 0, or a negative
+ * error from the database (e then says why).
+ */
+static int in_target(struct cairn_fetch *f, const struct cairn_store_path *sp,
+		     struct cairn_error *e)
+{
+	char p[4096];
+	struct stat st;
+	int n;
+	if (f->cfg.db) {
+		if (cairn_store_path_format(sp, f->store_dir, p, sizeof(p)) < 0)
+			return cairn_error_set(e, CAIRN_ELIMIT, "path too long");
+		return cairn_storedb_writer_is_valid(f->cfg.db, p, e);
+	}
+	char base[CAIRN_STORE_PATH_MAX];
+	if (cairn_store_path_format(sp, NULL, base, sizeof(base)) < 0)
+		return cairn_error_set(e, CAIRN_ELIMIT, "path too long");
+	if (f->cfg.nar_dir)
+		n = snprintf(p, sizeof(p), "%s/%s.nar", f->cfg.nar_dir, base);
+	else
+		n = snprintf(p, sizeof(p), "%s%s/%s", f->cfg.root, f->store_dir, base);
+	if (n < 0 || (size_t)n >= sizeof(p))
+		return cairn_error_set(e, CAIRN_ELIMIT, "path too long");
 	return lstat(p, &st) == 0;
 }
 
@@ -774,6 +845,7 @@ static int server_cmp(const void *a, const void *b)
 
 static void decide(struct item *it);
 static void pump(struct cairn_fetch *f);
+static void item_start(struct item *it);
 
 static void answer_done(struct answer *a)
 {
@@ -896,11 +968,22 @@ static void item_start(struct item *it)
 	struct cairn_fetch *f = it->f;
 	if (it->st != I_NEW)
 		return;
-	if (item_present(it)) {
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int present = in_target(f, &it->sp, &e);
+	if (present != 0) {
 		it->st = I_QUERY; /* so that item_finish reports it */
-		item_finish(it, CAIRN_FETCH_PRESENT, 0);
+		if (present < 0) {
+			item_fail(it, present, "%s", cairn_error_msg(&e));
+			db_trouble(f, present, &e);
+		} else {
+			item_finish(it, CAIRN_FETCH_PRESENT, 0);
+		}
 		return;
 	}
+	/* Files without a registration (a run stopped between the two, or
+	 * a database that refused to be written): checked, not fetched. */
+	it->on_disk = f->cfg.db && item_on_disk(it);
 	it->t_start = now_s();
 	it->st = I_QUERY;
 	if (f->n_servers == 0) {
@@ -1059,6 +1142,7 @@ static int check_answer(struct item *it, struct answer *a, struct cairn_verify_r
 	if (rc && rc != CAIRN_ENOSIG && rc != CAIRN_EUNTRUSTED && rc != CAIRN_ESIG &&
 	    rc != CAIRN_ESIGCORRUPT && rc != CAIRN_EHASH)
 		return rc;
+	a->sigs_ok = vr->nix_sigs_ok;
 	if (vr->status)
 		a->msg = strdup(vr->detail[0] ? vr->detail : cairn_strerror(vr->status));
 	if (a->ni->ca) {
@@ -1078,6 +1162,151 @@ static int check_answer(struct item *it, struct answer *a, struct cairn_verify_r
 	}
 	return 0;
 }
+
+static int cstr_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * What a store records about the accepted group: the references as full
+ * paths, a deriver (unsigned, so the best server's hint), the signatures
+ * that verified with a trusted key on any narinfo of the group, and a CA
+ * the path recomputes from.  0 or CAIRN_ENOMEM.
+ */
+static int record_info(struct item *it, int chosen)
+{
+	struct cairn_fetch *f = it->f;
+	const struct cairn_narinfo *ni = NULL;
+	size_t nsig = 0;
+	char buf[CAIRN_STORE_PATH_MAX];
+	for (size_t i = 0; i < f->n_servers; i++) {
+		const struct answer *a = &it->ans[i];
+		if (a->group != chosen)
+			continue;
+		if (!ni)
+			ni = a->ni;
+		nsig += (size_t)__builtin_popcount(a->sigs_ok);
+		if (!it->ca_text && a->ca_ok)
+			it->ca_text = a->ni->ca;
+		struct cairn_store_path dsp;
+		if (!it->deriver && a->ni->deriver &&
+		    !cairn_store_path_parse_base(a->ni->deriver, strlen(a->ni->deriver), &dsp,
+						 NULL) &&
+		    cairn_store_path_format(&dsp, f->store_dir, buf, sizeof(buf)) > 0 &&
+		    !(it->deriver = strdup(buf)))
+			return CAIRN_ENOMEM;
+	}
+	if (!ni)
+		return 0;
+	if (ni->n_refs) {
+		it->refs = calloc(ni->n_refs, sizeof(char *));
+		if (!it->refs)
+			return CAIRN_ENOMEM;
+	}
+	for (size_t i = 0; i < ni->n_refs; i++) {
+		size_t n = strlen(f->store_dir) + 1 + strlen(ni->refs[i]) + 1;
+		if (!(it->refs[i] = malloc(n)))
+			return CAIRN_ENOMEM;
+		snprintf(it->refs[i], n, "%s/%s", f->store_dir, ni->refs[i]);
+		it->n_refs++;
+	}
+	if (it->n_refs > 1)
+		qsort(it->refs, it->n_refs, sizeof(char *), cstr_cmp);
+	if (nsig) {
+		it->sigs = calloc(nsig, sizeof(char *));
+		if (!it->sigs)
+			return CAIRN_ENOMEM;
+	}
+	for (size_t i = 0; i < f->n_servers; i++) {
+		const struct answer *a = &it->ans[i];
+		for (size_t k = 0; a->group == chosen && k < a->ni->n_sigs && k < 32; k++)
+			if (a->sigs_ok & ((uint32_t)1 << k))
+				it->sigs[it->n_sigs++] = a->ni->sigs[k];
+	}
+	/* A store keeps a set: sorted, each once, as many as it reads back. */
+	if (it->n_sigs > 1)
+		qsort(it->sigs, it->n_sigs, sizeof(char *), cstr_cmp);
+	size_t k = 0;
+	for (size_t i = 0; i < it->n_sigs; i++)
+		if ((!k || strcmp(it->sigs[i], it->sigs[k - 1])) && k < CAIRN_STOREDB_SIGS_MAX)
+			it->sigs[k++] = it->sigs[i];
+	it->n_sigs = k;
+	return 0;
+}
+
+/*
+ * Link it to its references.  With the closure, each becomes an item of
+ * the run.  Without, a reference must be an item of this run (it is then
+ * committed first) or already in the target (valid in its database): a
+ * store never holds a path whose references it lacks, so anything else
+ * fails the item, naming what is missing.  NARs in NAR_DIR stand alone.
+ * False when the item failed.
+ */
+static bool resolve_refs(struct item *it, const struct cairn_narinfo *ni)
+{
+	struct cairn_fetch *f = it->f;
+	struct cairn_buf missing = CAIRN_BUF_INIT(CAIRN_FETCH_REASON_MAX / 2);
+	size_t n_missing = 0;
+	bool ok = false;
+	if (ni->n_refs) {
+		it->deps = calloc(ni->n_refs, sizeof(*it->deps));
+		if (!it->deps) {
+			item_fail(it, CAIRN_ENOMEM, "out of memory");
+			return false;
+		}
+	}
+	for (size_t i = 0; i < ni->n_refs; i++) {
+		struct cairn_store_path sp;
+		struct cairn_error e;
+		cairn_error_init(&e);
+		if (cairn_store_path_parse_base(ni->refs[i], strlen(ni->refs[i]), &sp, &e)) {
+			item_fail(it, CAIRN_EFORMAT, "bad reference: %s", cairn_error_msg(&e));
+			goto out;
+		}
+		if (!cairn_store_path_cmp(&sp, &it->sp))
+			continue;
+		struct item *d = NULL;
+		if (f->cfg.closure) {
+			int rc = new_item(f, &sp, false, &d, &e);
+			if (rc) {
+				item_fail(it, rc, "%s", cairn_error_msg(&e));
+				goto out;
+			}
+			it->deps[it->n_deps++] = d;
+			item_start(d);
+			continue;
+		}
+		if (f->cfg.nar_dir)
+			continue;
+		if ((d = find_item(f, &sp)) != NULL) {
+			it->deps[it->n_deps++] = d;
+			continue;
+		}
+		int v = in_target(f, &sp, &e);
+		if (v < 0) {
+			item_fail(it, v, "%s", cairn_error_msg(&e));
+			db_trouble(f, v, &e);
+			goto out;
+		}
+		if (v == 0)
+			cairn_buf_printf(&missing, "%s%s", n_missing++ ? ", " : "", ni->refs[i]);
+	}
+	if (n_missing) {
+		item_fail(it, CAIRN_ENOENT,
+			  "%zu reference%s not in the store and not fetched in this run: %s%s "
+			  "(fetch them too, or the closure)",
+			  n_missing, n_missing == 1 ? " is" : "s are",
+			  missing.data ? missing.data : "", missing.len >= missing.max ? "..." : "");
+		goto out;
+	}
+	ok = true;
+out:
+	cairn_buf_release(&missing);
+	return ok;
+}
+
+static int check_in_place(struct item *it, struct cairn_error *e);
 
 static void decide(struct item *it)
 {
@@ -1215,35 +1444,26 @@ static void decide(struct item *it)
 		if (it->ans[i].group == chosen)
 			it->srcs[it->n_srcs++] = i;
 
-	/* References: closure items and commit order. */
-	const struct cairn_narinfo *ni = g->first->ni;
-	if (f->cfg.closure && ni->n_refs) {
-		it->deps = calloc(ni->n_refs, sizeof(*it->deps));
-		if (!it->deps) {
-			item_fail(it, CAIRN_ENOMEM, "out of memory");
+	/* What the store will record, then references: closure items, items
+	 * of this run, or paths already in the target; nothing else. */
+	if (record_info(it, chosen)) {
+		item_fail(it, CAIRN_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (!resolve_refs(it, g->first->ni))
+		goto out;
+	if (it->on_disk) {
+		struct cairn_error e;
+		cairn_error_init(&e);
+		int rc = check_in_place(it, &e);
+		if (rc) {
+			item_fail(it, rc, "%s", cairn_error_msg(&e));
 			goto out;
 		}
-		for (size_t i = 0; i < ni->n_refs; i++) {
-			struct cairn_store_path sp;
-			struct cairn_error e;
-			cairn_error_init(&e);
-			if (cairn_store_path_parse_base(ni->refs[i], strlen(ni->refs[i]), &sp,
-							&e)) {
-				item_fail(it, CAIRN_EFORMAT, "bad reference: %s",
-					  cairn_error_msg(&e));
-				goto out;
-			}
-			if (!cairn_store_path_cmp(&sp, &it->sp))
-				continue;
-			struct item *d;
-			int rc = new_item(f, &sp, false, &d, &e);
-			if (rc) {
-				item_fail(it, rc, "%s", cairn_error_msg(&e));
-				goto out;
-			}
-			it->deps[it->n_deps++] = d;
-			item_start(d);
-		}
+		it->in_place = true;
+		it->st = I_VERIFIED;
+		f->n_verified++;
+		goto out;
 	}
 	const struct cairn_narinfo_url *u0 = &it->ans[it->srcs[0]].ni->urls[0];
 	f->bytes_expected += u0->has_file_size ? u0->file_size : it->nar_size;
@@ -1565,6 +1785,10 @@ static int pipeline_new(struct download *dl)
 		rc = cairn_nar_restore_new(target, &dl->restore, &dl->perr);
 		if (rc)
 			return rc;
+		/* Into a store: its metadata, and on disk before it is registered. */
+		if (f->cfg.db)
+			cairn_nar_restore_set_flags(dl->restore, CAIRN_NAR_RESTORE_SYNC |
+								     CAIRN_NAR_RESTORE_CANONICAL);
 	}
 	if (dl->u->has_file_hash && dl->u->file_hash.algo == CAIRN_HASH_SHA256) {
 		rc = cairn_sha256_init(&dl->filehash);
@@ -1710,6 +1934,81 @@ static int dl_verify(struct download *dl)
 		if (rc)
 			return rc;
 	}
+	return 0;
+}
+
+static int dump_out(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	(void)err; /* nar_out reports into dl->perr */
+	return nar_out(ctx, data, len);
+}
+
+/*
+ * The files of an item are there but the store does not know them (a run
+ * stopped between placing and registering, or the database refused the
+ * write): the tree must be exactly the accepted NAR, and match the CA too
+ * when that is what accepted it.  Then its file system is synced (the run
+ * that placed it may have stopped before its own syncs), and it is
+ * registered as it is.  Runs on the network thread: a recovery, not the
+ * usual path.
+ */
+static int check_in_place(struct item *it, struct cairn_error *e)
+{
+	struct cairn_fetch *f = it->f;
+	struct download dl;
+	char target[4096], dir[4096];
+	int rc;
+	memset(&dl, 0, sizeof(dl));
+	dl.it = it;
+	dl.nar_fd = -1;
+	cairn_error_init(&dl.perr);
+	if (target_path(it, target, sizeof(target)) ||
+	    (size_t)snprintf(dir, sizeof(dir), "%s%s", f->cfg.root, f->store_dir) >= sizeof(dir))
+		return cairn_error_set(e, CAIRN_ELIMIT, "target path too long");
+	struct cairn_nar_limits lim = {.max_nar_size = it->nar_size};
+	dl.parser = cairn_nar_parser_new(&wrap_cb, &dl, &lim);
+	if (!dl.parser)
+		return cairn_error_set(e, CAIRN_ENOMEM, "out of memory");
+	rc = it->by_ca ? cairn_ca_verify_init(&dl.cav, &it->ca, &it->sp, &dl.perr) : 0;
+	dl.ca_on = it->by_ca && !rc;
+	if (!rc)
+		rc = cairn_nar_dump_path(target, dump_out, &dl, &dl.perr);
+	if (!rc)
+		rc = cairn_nar_parser_finish(dl.parser, &dl.perr);
+	struct cairn_hash h;
+	if (!rc && cairn_nar_parser_hash(dl.parser, &h))
+		rc = cairn_error_set(&dl.perr, CAIRN_EHASH, "no NAR hash");
+	if (!rc && (cairn_nar_parser_size(dl.parser) != it->nar_size ||
+		    !cairn_hash_equal(&h, &it->nar_hash))) {
+		char got[CAIRN_HASH_STR_MAX];
+		cairn_hash_format(&h, CAIRN_HASH_NIX32, got, sizeof(got));
+		rc = cairn_error_set(&dl.perr, CAIRN_EHASH, "its NAR has %s, %llu bytes", got,
+				     (unsigned long long)cairn_nar_parser_size(dl.parser));
+	}
+	if (!rc && dl.ca_on) {
+		dl.ca_on = false;
+		if (it->ca.method != CAIRN_CA_NAR && !dl.ca_root_file)
+			rc = cairn_error_set(&dl.perr, CAIRN_EHASH,
+					     "CA names a flat file but it is not one");
+		else
+			rc = cairn_ca_verify_final(&dl.cav, &dl.perr);
+	}
+	if (dl.ca_on)
+		cairn_ca_verify_release(&dl.cav);
+	cairn_nar_parser_free(dl.parser);
+	if (rc)
+		return cairn_error_set(e, rc,
+				       "'%s' is there but not valid in the store, and it is not "
+				       "what was signed (%s): remove it to fetch it again",
+				       target, cairn_error_msg(&dl.perr));
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || syncfs(fd) != 0) {
+		rc = cairn_error_errno(e, errno, "cannot sync '%s'", dir);
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	close(fd);
 	return 0;
 }
 
@@ -1965,23 +2264,115 @@ static size_t deps_unsettled(const struct item *it)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < it->n_deps; i++)
-		if (it->deps[i]->st != I_FINAL && it->deps[i]->st != I_VERIFIED)
+		if (it->deps[i]->st != I_FINAL && it->deps[i]->st != I_VERIFIED &&
+		    it->deps[i]->st != I_PLACED)
 			n++;
 	return n;
 }
 
-static void commit(struct item *it)
+/* A placed .drv: the outputs the store records for it, read back from the
+ * file (as Nix and Guix do when they register one). */
+static int read_drv_outputs(struct item *it, struct cairn_error *e)
+{
+	size_t n = strlen(it->base);
+	if (n < 4 || strcmp(it->base + n - 4, ".drv"))
+		return 0;
+	char target[4096];
+	if (target_path(it, target, sizeof(target)))
+		return cairn_error_set(e, CAIRN_ELIMIT, "target path too long");
+	int fd = open(target, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return cairn_error_errno(e, errno, "cannot read '%s'", target);
+	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_STOREDB_DRV_MAX);
+	char chunk[65536];
+	int rc = 0;
+	for (;;) {
+		ssize_t got = read(fd, chunk, sizeof(chunk));
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = cairn_error_errno(e, errno, "cannot read '%s'", target);
+			break;
+		}
+		if (got == 0)
+			break;
+		if (cairn_buf_append(&text, chunk, (size_t)got)) {
+			rc = cairn_error_set(e, CAIRN_ELIMIT, "'%s' is too large for a derivation",
+					     target);
+			break;
+		}
+	}
+	close(fd);
+	if (!rc)
+		rc = cairn_storedb_drv_parse(text.data ? text.data : "", text.len, it->f->store_dir,
+					     &it->outputs, &it->n_outputs, e);
+	cairn_buf_release(&text);
+	return rc;
+}
+
+/* The files are in place (and synced): registration comes with the batch. */
+static void placed(struct item *it)
 {
 	struct cairn_fetch *f = it->f;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (!f->cfg.db) {
+		item_finish(it, CAIRN_FETCH_FETCHED, 0);
+		return;
+	}
+	int rc = read_drv_outputs(it, &e);
+	if (rc) {
+		item_fail(it, rc, "in place but not registered: %s", cairn_error_msg(&e));
+		return;
+	}
+	if (f->n_batch == f->cap_batch) {
+		size_t nc = f->cap_batch ? f->cap_batch * 2 : 64;
+		struct item **nb = realloc(f->batch, nc * sizeof(*nb));
+		if (!nb) {
+			item_fail(it, CAIRN_ENOMEM, "out of memory");
+			return;
+		}
+		f->batch = nb;
+		f->cap_batch = nc;
+	}
+	f->batch[f->n_batch++] = it;
+	it->st = I_PLACED; /* still counted in n_verified */
+}
+
+/* Someone else put the target there while we downloaded. */
+static void taken(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int v = f->cfg.db ? in_target(f, &it->sp, &e) : 1;
+	if (v < 0) {
+		item_fail(it, v, "%s", cairn_error_msg(&e));
+		db_trouble(f, v, &e);
+	} else if (v) {
+		item_finish(it, CAIRN_FETCH_PRESENT, 0);
+	} else if ((v = check_in_place(it, &e)) != 0) {
+		item_fail(it, v, "%s", cairn_error_msg(&e));
+	} else {
+		it->in_place = true;
+		placed(it);
+	}
+}
+
+static void commit(struct item *it)
+{
 	struct download *dl = it->dl;
 	struct cairn_error e;
 	cairn_error_init(&e);
 	int rc = 0;
+	if (it->in_place) {
+		placed(it);
+		return;
+	}
 	if (dl->restore) {
 		rc = cairn_nar_restore_commit(dl->restore, &e);
 		if (rc == CAIRN_EEXIST) {
-			/* Someone else put it there meanwhile. */
-			item_finish(it, CAIRN_FETCH_PRESENT, 0);
+			taken(it);
 			return;
 		}
 	} else if (dl->nar_tmp) {
@@ -1998,15 +2389,64 @@ static void commit(struct item *it)
 			dl->nar_tmp = NULL;
 		}
 	}
-	(void)f;
 	if (rc)
 		item_fail(it, rc, "%s", cairn_error_msg(&e));
 	else
-		item_finish(it, CAIRN_FETCH_FETCHED, 0);
+		placed(it);
+}
+
+/*
+ * Register the items placed since the last flush, in one transaction, in
+ * the order they were placed: an item is placed only after its references
+ * are placed or valid, so each one's references come before it.  Their
+ * files were synced before they were renamed into place.
+ */
+static bool flush_batch(struct cairn_fetch *f)
+{
+	if (!f->n_batch)
+		return true;
+	size_t n = f->n_batch;
+	struct cairn_storedb_newpath *np = calloc(n, sizeof(*np));
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int rc;
+	if (!np) {
+		rc = cairn_error_set(&e, CAIRN_ENOMEM, "out of memory");
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			const struct item *it = f->batch[i];
+			np[i].path = it->path;
+			np[i].nar_hash = it->nar_hash;
+			np[i].nar_size = it->nar_size;
+			np[i].deriver = it->deriver;
+			np[i].refs = (const char *const *)it->refs;
+			np[i].nrefs = it->n_refs;
+			np[i].sigs = it->sigs;
+			np[i].nsigs = it->n_sigs;
+			np[i].ca = it->ca_text;
+			np[i].outputs = it->outputs;
+			np[i].noutputs = it->n_outputs;
+		}
+		rc = cairn_storedb_writer_register(f->cfg.db, np, n, &e);
+	}
+	free(np);
+	f->n_batch = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = f->batch[i];
+		if (rc >= 0) {
+			it->registered = true;
+			item_finish(it, CAIRN_FETCH_FETCHED, 0);
+		} else {
+			item_fail(it, rc, "in place but not registered: %s", cairn_error_msg(&e));
+		}
+	}
+	if (rc < 0)
+		db_trouble(f, rc, &e);
+	return rc >= 0;
 }
 
 /* Commit what can be committed, fail what depends on failures. */
-static void settle(struct cairn_fetch *f)
+static void settle_once(struct cairn_fetch *f)
 {
 	bool changed = true;
 	while (changed && (f->n_ready || f->n_verified)) {
@@ -2023,15 +2463,26 @@ static void settle(struct cairn_fetch *f)
 			}
 			if (it->st != I_VERIFIED)
 				continue;
+			/* A placed reference is registered before it, in the same
+			 * transaction. */
 			bool ready = true;
 			for (size_t d = 0; d < it->n_deps && ready; d++)
-				ready = it->deps[d]->st == I_FINAL;
+				ready = it->deps[d]->st == I_FINAL || it->deps[d]->st == I_PLACED;
 			if (ready) {
 				commit(it);
 				changed = true;
 			}
 		}
 	}
+}
+
+/* Commit what can be committed and register it; fail what depends on
+ * failures (a failed registration included). */
+static void settle(struct cairn_fetch *f)
+{
+	settle_once(f);
+	if (!flush_batch(f))
+		settle_once(f);
 }
 
 /*

@@ -12,6 +12,8 @@
 #include "cairn/keys.h"
 #include "cairn/narinfo.h"
 
+_Static_assert(CAIRN_NARINFO_MAX_SIGS <= 32, "nix_sigs_ok has a bit per Sig line");
+
 void cairn_keyring_init(struct cairn_keyring *kr)
 {
 	memset(kr, 0, sizeof(*kr));
@@ -308,6 +310,7 @@ static int verify_nix(const struct cairn_narinfo *ni, const struct cairn_keyring
 			cairn_error_init(&e);
 			if (cairn_nix_verify(&kr->nix[k], fp.data, fp.len, sig, slen, &e) == 0) {
 				add_signer(res, kr, CAIRN_KEY_NIX, k);
+				res->nix_sigs_ok |= (uint32_t)1 << s;
 				ok = true;
 			}
 		}

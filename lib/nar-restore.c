@@ -13,7 +13,10 @@
  *
  * Permissions mimic `nix-store --restore` (NixOS/nix src/libutil/fs-sink.cc,
  * RestoreSink): directories mkdir 0777, files 0666 (both less the umask),
- * and an executable gets S_IXUSR|S_IXGRP|S_IXOTH added with fchmod.
+ * and an executable gets S_IXUSR|S_IXGRP|S_IXOTH added with fchmod.  For a
+ * store (CAIRN_NAR_RESTORE_CANONICAL) each entry gets the store's metadata
+ * when it is complete, through the descriptor we hold, so nothing is
+ * looked up by name again.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -40,7 +43,16 @@ struct cairn_nar_restore {
 	int fds[CAIRN_NAR_DEPTH_MAX];
 	int file;
 	bool exec;
+	unsigned flags; /* enum cairn_nar_restore_flags */
 };
+
+/* mtime of everything in a store: one second into the epoch */
+static const struct timespec store_times[2] = {{0, UTIME_OMIT}, {1, 0}};
+
+void cairn_nar_restore_set_flags(struct cairn_nar_restore *r, unsigned flags)
+{
+	r->flags = flags;
+}
 
 static void close_all(struct cairn_nar_restore *r)
 {
@@ -64,6 +76,10 @@ static void rm_tree(int dfd, const char *name, int depth)
 		return;
 	if (S_ISDIR(st.st_mode) && depth < CAIRN_NAR_DEPTH_MAX + 8) {
 		int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* A canonical directory is 0555: entries cannot go until it is
+		 * writable again (root could; its owner could not). */
+		if (fd >= 0 && !(st.st_mode & S_IWUSR))
+			fchmod(fd, (st.st_mode & 07777) | S_IWUSR);
 		DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 		if (dir) {
 			struct dirent *de;
@@ -235,13 +251,21 @@ static int rs_dir_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_
 static int rs_dir_end(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
 {
 	struct cairn_nar_restore *r = ctx;
+	int rc = 0;
 	if (n->depth >= CAIRN_NAR_DEPTH_MAX || r->fds[n->depth] < 0)
 		return cairn_error_set(err, CAIRN_EINVAL, "nar: restore callbacks out of order");
-	close(r->fds[n->depth]);
+	int fd = r->fds[n->depth];
+	/* Every entry is complete (and synced) by now: the mtime stays. */
+	if ((r->flags & CAIRN_NAR_RESTORE_CANONICAL) &&
+	    (fchmod(fd, 0555) != 0 || futimens(fd, store_times) != 0))
+		rc = io_fail(r, err, errno, "set the metadata of", n);
+	if (!rc && (r->flags & CAIRN_NAR_RESTORE_SYNC) && fsync(fd) != 0)
+		rc = io_fail(r, err, errno, "sync", n);
+	close(fd);
 	r->fds[n->depth] = -1;
 	if (n->depth == 0)
 		r->root_done = true;
-	return 0;
+	return rc;
 }
 
 static int rs_file_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
@@ -296,18 +320,34 @@ static int rs_file_end(void *ctx, const struct cairn_nar_node *n, struct cairn_e
 {
 	struct cairn_nar_restore *r = ctx;
 	int rc = 0;
-	if (r->exec) {
+	if (r->flags & CAIRN_NAR_RESTORE_CANONICAL) {
+		if (fchmod(r->file, r->exec ? 0555 : 0444) != 0 ||
+		    futimens(r->file, store_times) != 0)
+			rc = io_fail(r, err, errno, "set the metadata of", n);
+	} else if (r->exec) {
 		struct stat st;
 		if (fstat(r->file, &st) != 0 ||
 		    fchmod(r->file, (st.st_mode & 07777) | S_IXUSR | S_IXGRP | S_IXOTH) != 0)
 			rc = io_fail(r, err, errno, "make executable", n);
 	}
+	if (!rc && (r->flags & CAIRN_NAR_RESTORE_SYNC) && fsync(r->file) != 0)
+		rc = io_fail(r, err, errno, "sync", n);
 	if (close(r->file) != 0 && !rc)
 		rc = io_fail(r, err, errno, "write", n);
 	r->file = -1;
 	if (n->depth == 0)
 		r->root_done = true;
 	return rc;
+}
+
+/* A symlink's own mtime (its mode means nothing on Linux). */
+static int canonical_link(struct cairn_nar_restore *r, int dfd, const char *name,
+			  const struct cairn_nar_node *n, struct cairn_error *err)
+{
+	if ((r->flags & CAIRN_NAR_RESTORE_CANONICAL) &&
+	    utimensat(dfd, name, store_times, AT_SYMLINK_NOFOLLOW) != 0)
+		return io_fail(r, err, errno, "set the metadata of", n);
+	return 0;
 }
 
 static int rs_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
@@ -326,14 +366,14 @@ static int rs_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_er
 			return io_fail(r, err, errno, "create a temporary symlink next to", n);
 		r->created = true;
 		r->root_done = true;
-		return 0;
+		return canonical_link(r, r->parent, r->tmp, n, err);
 	}
 	int dfd = parent_fd(r, n, err);
 	if (dfd < 0)
 		return dfd;
 	if (symlinkat(n->target, dfd, n->name) != 0)
 		return io_fail(r, err, errno, "create symlink", n);
-	return 0;
+	return canonical_link(r, dfd, n->name, n, err);
 }
 
 const struct cairn_nar_callbacks cairn_nar_restore_callbacks = {
@@ -370,5 +410,9 @@ int cairn_nar_restore_commit(struct cairn_nar_restore *r, struct cairn_error *er
 						 r->target);
 	}
 	r->committed = true;
+	/* The new name must reach the disk too before anyone relies on it. */
+	if ((r->flags & CAIRN_NAR_RESTORE_SYNC) && fsync(r->parent) != 0)
+		return cairn_error_errno(err, errno, "nar: cannot sync the directory of '%s'",
+					 r->target);
 	return 0;
 }

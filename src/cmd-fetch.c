@@ -16,6 +16,7 @@
 #include "cairn/fetch.h"
 #include "cairn/keys.h"
 #include "cairn/nicache.h"
+#include "cairn/storedb-write.h"
 #include "cairn/storepath.h"
 #include "cli.h"
 
@@ -23,10 +24,12 @@ const char cmd_fetch_usage[] =
     "usage: cairn fetch --from URL [--from URL...] --trusted-key FILE [--trusted-key FILE...]\n"
     "                   (--store ROOT | --nar-dir DIR) [options] PATH... | -\n"
     "\n"
-    "Download store paths from binary caches, check them and unpack them into\n"
-    "ROOT<storedir>/<hash>-<name> (like `nix --store ROOT`), or keep the verified\n"
-    "NARs as DIR/<hash>-<name>.nar.  Paths already there are skipped.  '-' reads\n"
-    "paths from stdin, one a line.\n"
+    "Download store paths from binary caches, check them, unpack them into\n"
+    "ROOT<storedir>/<hash>-<name> and register them in the store's database\n"
+    "(like `nix --store ROOT`; created when missing), or keep the verified NARs\n"
+    "as DIR/<hash>-<name>.nar.  Paths already valid are skipped.  Without\n"
+    "--closure, a path whose references are neither valid in the store nor\n"
+    "fetched in the same run is refused.  '-' reads paths from stdin, one a line.\n"
     "\n"
     "An item is accepted when at least K distinct trusted keys signed the same\n"
     "NarHash, NarSize and References (across all servers), or when it is content-\n"
@@ -38,6 +41,9 @@ const char cmd_fetch_usage[] =
     "  --trusted-key FILE    Nix public keys (name:base64), a Guix signing-key.pub\n"
     "                        or a Guix acl file; repeatable\n"
     "  --store ROOT          unpack under ROOT (\"\" or / for the real store)\n"
+    "  --db FILE             the store's database (default ROOT/nix/var/nix/db/\n"
+    "                        db.sqlite, or ROOT/var/guix/db/db.sqlite for /gnu/store)\n"
+    "  --db-timeout S        seconds to wait for the database's lock (default 30)\n"
     "  --nar-dir DIR         keep the verified, uncompressed NARs instead\n"
     "  --store-dir DIR       the store directory (default /nix/store)\n"
     "  --closure             also fetch everything the paths refer to\n"
@@ -58,9 +64,9 @@ const char cmd_fetch_usage[] =
 struct opts {
 	const char **from;
 	size_t n_from;
-	const char *root, *nar_dir, *store_dir, *cache_db;
+	const char *root, *nar_dir, *store_dir, *cache_db, *db;
 	bool closure, json, quiet, no_cache;
-	unsigned long require_sigs, jobs, connect_s, stall_s, threads;
+	unsigned long require_sigs, jobs, connect_s, stall_s, threads, db_timeout_s;
 	bool threads_set;
 };
 
@@ -146,7 +152,10 @@ static void on_item(void *ctx, const struct cairn_fetch_report *r)
 	if (ui->quiet)
 		return;
 	clear_line(ui);
-	if (r->status == CAIRN_FETCH_FETCHED) {
+	if (r->status == CAIRN_FETCH_FETCHED && r->in_place) {
+		fprintf(stderr, "registered %s (its files were there; they match the signed NarHash)\n",
+			r->path);
+	} else if (r->status == CAIRN_FETCH_FETCHED) {
 		char sz[32];
 		human(r->download_bytes, sz, sizeof(sz));
 		fprintf(stderr, "fetched %s (%s %s from %s, %.2f s%s)\n", r->path, sz,
@@ -191,16 +200,52 @@ static int print_json(struct cairn_fetch *f, double secs)
 		cairn_buf_printf(&b, ",\"requested\":%s", r.requested ? "true" : "false");
 		if (r.status == CAIRN_FETCH_FETCHED) {
 			bytes += r.download_bytes;
+			/* null for files registered in place: nothing was downloaded */
 			cairn_buf_puts(&b, ",\"server\":");
-			json_str(&b, r.server);
+			if (r.server)
+				json_str(&b, r.server);
+			else
+				cairn_buf_puts(&b, "null");
 			cairn_buf_puts(&b, ",\"compression\":");
-			json_str(&b, r.compression);
+			if (r.compression)
+				json_str(&b, r.compression);
+			else
+				cairn_buf_puts(&b, "null");
 			cairn_buf_printf(&b,
 					 ",\"narSize\":%llu,\"downloadSize\":%llu,\"signers\":%u,"
 					 "\"contentAddressed\":%s,\"seconds\":%.3f",
 					 (unsigned long long)r.nar_size,
 					 (unsigned long long)r.download_bytes, r.n_signers,
 					 r.by_ca ? "true" : "false", r.seconds);
+			char h[CAIRN_HASH_STR_MAX];
+			cairn_hash_format(&r.nar_hash, CAIRN_HASH_NIX32, h, sizeof(h));
+			cairn_buf_puts(&b, ",\"narHash\":");
+			json_str(&b, h);
+			cairn_buf_puts(&b, ",\"references\":[");
+			for (size_t k = 0; k < r.n_references; k++) {
+				if (k)
+					cairn_buf_putc(&b, ',');
+				json_str(&b, r.references[k]);
+			}
+			cairn_buf_puts(&b, "],\"deriver\":");
+			if (r.deriver)
+				json_str(&b, r.deriver);
+			else
+				cairn_buf_puts(&b, "null");
+			cairn_buf_puts(&b, ",\"signatures\":[");
+			for (size_t k = 0; k < r.n_signatures; k++) {
+				if (k)
+					cairn_buf_putc(&b, ',');
+				json_str(&b, r.signatures[k]);
+			}
+			cairn_buf_puts(&b, "],\"ca\":");
+			if (r.ca)
+				json_str(&b, r.ca);
+			else
+				cairn_buf_puts(&b, "null");
+			cairn_buf_printf(&b, ",\"registered\":%s,\"inPlace\":%s",
+					 r.registered ? "true" : "false",
+					 r.in_place ? "true" : "false");
 		} else if (r.status == CAIRN_FETCH_FAILED) {
 			cairn_buf_puts(&b, ",\"error\":");
 			json_str(&b, cairn_strerror(r.code));
@@ -264,6 +309,59 @@ static int add_stdin(struct cairn_fetch *f)
 	return ret;
 }
 
+/* What to do when the store's database stays locked. */
+static void locked_hint(void)
+{
+	fprintf(stderr,
+		"hint: another process (a nix-daemon or guix-daemon, or another Nix command)\n"
+		"      holds the store database's write lock.  Retry when it is idle (or with a\n"
+		"      longer --db-timeout), stop the daemon, or fetch into a store of your own\n"
+		"      (--store DIR) and copy from it: nix copy --from 'local?root=DIR' PATH\n");
+}
+
+/*
+ * The database of the store at root (root "" is the real one): --db, else
+ * beside the store as Nix and Guix keep it.  Created when missing.
+ */
+static int open_store_db(const struct opts *o, const char *root, struct cairn_storedb_writer **out)
+{
+	const char *sd = o->store_dir ? o->store_dir : "/nix/store";
+	enum cairn_storedb_kind kind =
+	    !strcmp(sd, "/gnu/store") ? CAIRN_STOREDB_GUIX : CAIRN_STOREDB_NIX;
+	struct cairn_storedb_writer_config wc;
+	struct cairn_error err;
+	char *def = NULL;
+	int ret = EXIT_OK;
+	cairn_storedb_writer_config_init(&wc, kind);
+	wc.store_dir = sd;
+	wc.busy_timeout_ms = (int)o->db_timeout_s * 1000;
+	wc.flags = CAIRN_STOREDB_WRITER_CREATE;
+	if (o->db) {
+		wc.db_path = o->db;
+	} else if (strcmp(sd, "/nix/store") && strcmp(sd, "/gnu/store")) {
+		cli_error("--db FILE is needed for the store directory '%s'", sd);
+		return EXIT_USAGE;
+	} else {
+		size_t n = strlen(root) + strlen(wc.db_path) + 1;
+		if (!(def = malloc(n))) {
+			cli_error("out of memory");
+			return EXIT_FAIL;
+		}
+		snprintf(def, n, "%s%s", root, wc.db_path);
+		wc.db_path = def;
+	}
+	cairn_error_init(&err);
+	int rc = cairn_storedb_writer_open(out, &wc, &err);
+	if (rc) {
+		cli_error("cannot register paths in the store: %s", cairn_error_msg(&err));
+		if (rc == CAIRN_EBUSY)
+			locked_hint();
+		ret = EXIT_FAIL;
+	}
+	free(def);
+	return ret;
+}
+
 /* A run may hold a temporary tree open per verified item: room for many. */
 static void raise_fd_limit(void)
 {
@@ -278,9 +376,11 @@ int cmd_fetch(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv))
 		return cli_usage(cmd_fetch_usage, true);
-	struct opts o = {.require_sigs = 1, .jobs = 8, .connect_s = 5, .stall_s = 30};
+	struct opts o = {
+	    .require_sigs = 1, .jobs = 8, .connect_s = 5, .stall_s = 30, .db_timeout_s = 30};
 	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
 	struct cairn_nicache *cache = NULL;
+	struct cairn_storedb_writer *db = NULL;
 	struct cairn_fetch *f = NULL;
 	struct cairn_error err;
 	const char **paths = NULL;
@@ -311,6 +411,11 @@ int cmd_fetch(int argc, char **argv)
 			o.root = argv[++i];
 		} else if (!strcmp(a, "--nar-dir") && has) {
 			o.nar_dir = argv[++i];
+		} else if (!strcmp(a, "--db") && has) {
+			o.db = argv[++i];
+		} else if (!strcmp(a, "--db-timeout") && has) {
+			if (!parse_num(a, argv[++i], 1, 3600, &o.db_timeout_s))
+				goto out;
 		} else if (!strcmp(a, "--store-dir") && has) {
 			o.store_dir = argv[++i];
 		} else if (!strcmp(a, "--cache-db") && has) {
@@ -354,6 +459,10 @@ int cmd_fetch(int argc, char **argv)
 		ret = cli_usage(cmd_fetch_usage, false);
 		goto out;
 	}
+	if (o.db && !o.root) {
+		cli_error("--db needs --store");
+		goto out;
+	}
 
 	cli_keyring_check(&kr);
 	struct cairn_fetch_config cfg;
@@ -370,7 +479,11 @@ int cmd_fetch(int argc, char **argv)
 		while (l && root_norm[l - 1] == '/')
 			root_norm[--l] = '\0';
 		cfg.root = root_norm;
+		if ((ret = open_store_db(&o, root_norm, &db)) != EXIT_OK)
+			goto out;
+		ret = EXIT_USAGE;
 	}
+	cfg.db = db;
 	cfg.nar_dir = o.nar_dir;
 	cfg.keys = &kr;
 	cfg.require_sigs = (unsigned)o.require_sigs;
@@ -437,16 +550,15 @@ int cmd_fetch(int argc, char **argv)
 	raise_fd_limit();
 
 	ret = EXIT_FAIL;
-	if (cairn_fetch_start(f, &err)) {
-		cli_fail("fetch", &err);
-		goto out;
-	}
-	int rc;
-	while ((rc = cairn_fetch_step(f, 200, &err)) > 0)
-		draw(&ui, false);
+	int rc = cairn_fetch_start(f, &err);
+	if (rc == 0)
+		while ((rc = cairn_fetch_step(f, 200, &err)) > 0)
+			draw(&ui, false);
 	clear_line(&ui);
 	if (rc < 0) {
-		cli_fail("fetch", &err);
+		cli_error("%s", cairn_error_msg(&err)); /* already "fetch: ..." */
+		if (rc == CAIRN_EBUSY)
+			locked_hint();
 		goto out;
 	}
 	size_t failed = cairn_fetch_failed(f);
@@ -462,6 +574,7 @@ int cmd_fetch(int argc, char **argv)
 	ret = EXIT_OK;
 out:
 	cairn_fetch_free(f);
+	cairn_storedb_writer_free(db);
 	cairn_nicache_free(cache);
 	cairn_keyring_release(&kr);
 	free(o.from);

@@ -34,7 +34,8 @@ enum cairn_err {
 	CAIRN_ENET = -16,       /* network or protocol error */
 	CAIRN_ECRYPTO = -17,    /* crypto library failure */
 	CAIRN_ECANCELED = -18,  /* a callback asked to stop */
-	CAIRN_ERR_MIN_ = -19
+	CAIRN_EBUSY = -19,      /* locked by another process beyond the wait allowed */
+	CAIRN_ERR_MIN_ = -20
 };
 
 #define CAIRN_ERROR_MSG_MAX 256

@@ -9,7 +9,8 @@
  *
  * A run, per item:
  *
- *   present?  ROOT<storedir>/<hash>-<name> (or NAR_DIR/<hash>-<name>.nar)
+ *   present?  valid in the store's database (cfg.db), or without one,
+ *             ROOT<storedir>/<hash>-<name> (or NAR_DIR/<hash>-<name>.nar)
  *             exists: skipped.  The engine commits an item only after all
  *             of its references are in place, so "present" implies "closure
  *             present", as in a Nix store.
@@ -49,10 +50,19 @@
  *             when given, the CA content check when acceptance came from CA.
  *             Nothing counts as verified before the whole NAR is hashed.
  *   commit    rename into place, once every reference is in place;
- *             a failed item leaves nothing behind.
+ *             a failed item leaves nothing behind.  With a database, the
+ *             tree was synced before the rename and the store directory is
+ *             synced after it; the items committed together are then
+ *             registered in one transaction (storedb-write.h), so a
+ *             registered path always has its files.  Files left without a
+ *             registration (a crash, a refused write) are checked against
+ *             the accepted NarHash by the next run and registered in place.
  *
  * With `closure`, the References of every decided item are added (those not
  * present), so a whole closure comes down, dependencies committed first.
+ * Without, an item is refused (naming them) unless each reference is in the
+ * target (valid in its database, or its files there without one) or is an
+ * item of the same run, committed first.  NARs in NAR_DIR stand alone.
  */
 #ifndef CAIRN_FETCH_H
 #define CAIRN_FETCH_H
@@ -62,11 +72,13 @@
 #include <stdint.h>
 
 #include "cairn/error.h"
+#include "cairn/hash.h"
 #include "cairn/http.h"
 
 struct cairn_keyring;
 struct cairn_narinfo;
 struct cairn_nicache;
+struct cairn_storedb_writer;
 
 #define CAIRN_FETCH_MAX_SERVERS 64
 #define CAIRN_FETCH_MAX_ITEMS 1000000 /* items in one run, closures included */
@@ -100,6 +112,16 @@ struct cairn_fetch_report {
 	 * (its NarHash, NarSize and References are the accepted ones); for a
 	 * mirror that serves the item again. */
 	const struct cairn_narinfo *narinfo;
+	/* FETCHED: what the store records (or would, without a database) */
+	struct cairn_hash nar_hash;
+	const char *const *references; /* full paths, sorted, self included */
+	size_t n_references;
+	const char *deriver;		/* full path or NULL (a hint: unsigned) */
+	const char *const *signatures;	/* the Nix signatures that verified with */
+	size_t n_signatures;		/*   a trusted key, sorted */
+	const char *ca;			/* a CA the path recomputes from, or NULL */
+	bool in_place; /* FETCHED: the files were there, unregistered; checked, not downloaded */
+	bool registered; /* FETCHED: now valid in the store's database */
 };
 
 /* Progress counters, for a live display. */
@@ -135,6 +157,19 @@ struct cairn_fetch_config {
 	unsigned threads;
 	struct cairn_http_config http; /* cairn_fetch_config_init fills defaults */
 	struct cairn_nicache *cache;   /* borrowed; NULL for none */
+	/*
+	 * The store's database (storedb-write.h), borrowed; with root only.
+	 * When set: an item is present when it is valid there; every placed
+	 * item is unpacked with the store's metadata (read-only, mtime 1),
+	 * synced, then registered with its NarHash, NarSize, References,
+	 * Deriver, accepted signatures and a CA it recomputes from, in one
+	 * transaction per batch (the items that settle together); files of an
+	 * item that is not valid are checked against the accepted NarHash and
+	 * registered as they are, never downloaded again.  A failed
+	 * registration (a locked database...) fails the batch and stops the
+	 * run.  NULL: files only, and "present" means the files exist.
+	 */
+	struct cairn_storedb_writer *db;
 	/* Called once per item when it is finished (any status). */
 	void (*on_item)(void *ctx, const struct cairn_fetch_report *r);
 	void *ctx;

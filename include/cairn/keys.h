@@ -103,12 +103,15 @@ bool cairn_signer_same(const struct cairn_signer *a, const struct cairn_signer *
  *   CAIRN_EUNTRUSTED   signed, but only by keys not in the ring
  *   CAIRN_ENOSIG       no signature (Guix: or its signed part lacks fields)
  * signers lists the distinct trusted keys whose signature verified (for a
- * k-of-n policy), in order of appearance.
+ * k-of-n policy), in order of appearance.  nix_sigs_ok has bit i set when
+ * ni->sigs[i] verified with a trusted key: the signatures a store records
+ * as accepted (a narinfo has at most CAIRN_NARINFO_MAX_SIGS of them).
  */
 struct cairn_verify_result {
 	int status;
 	size_t n_signers;
 	struct cairn_signer signers[CAIRN_VERIFY_MAX_SIGNERS];
+	uint32_t nix_sigs_ok;
 	char detail[CAIRN_ERROR_MSG_MAX]; /* why it failed, "" when valid */
 };
 

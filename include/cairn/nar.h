@@ -223,6 +223,19 @@ int cairn_nar_restore_new(const char *target, struct cairn_nar_restore **out,
 			  struct cairn_error *err);
 /* The callbacks to give the parser, with the restore as ctx. */
 extern const struct cairn_nar_callbacks cairn_nar_restore_callbacks;
+
+enum cairn_nar_restore_flags {
+	/* fsync each file when it is complete and each directory after its
+	 * entries, and the parent after the rename: once commit returns, the
+	 * tree and its name are on disk (files first, then their directory). */
+	CAIRN_NAR_RESTORE_SYNC = 1 << 0,
+	/* A store's metadata, as Nix's canonicalisePathMetaData leaves it:
+	 * files 0444 (0555 when executable), directories 0555, and every
+	 * entry's mtime (symlinks' too) 1, one second into the epoch. */
+	CAIRN_NAR_RESTORE_CANONICAL = 1 << 1,
+};
+/* Set flags (enum cairn_nar_restore_flags) before the first callback. */
+void cairn_nar_restore_set_flags(struct cairn_nar_restore *r, unsigned flags);
 /* After a successful parser finish: rename into place (CAIRN_EEXIST if taken). */
 int cairn_nar_restore_commit(struct cairn_nar_restore *r, struct cairn_error *err);
 void cairn_nar_restore_free(struct cairn_nar_restore *r);

@@ -4,6 +4,8 @@
  * `cairn publish` serves a narinfo for every valid path of a local store and
  * `cairn challenge` compares local NAR hashes with a cache's; both read the
  * store's SQLite database directly rather than talking to the daemon.
+ * Registering paths (`cairn fetch`) is the separate write side,
+ * storedb-write.h; these handles never write.
  *
  * Layout read (checked against NixOS/nix src/libstore/schema.sql and
  * local-store.cc, the database Nix 2.8 actually creates, and Guix's

@@ -86,6 +86,22 @@ static void test_two_keys_two_signers(void **state)
 	assert_int_equal(cairn_narinfo_verify(ni, &kr, &res, NULL), 0);
 	assert_int_equal(res.n_signers, 2);
 	assert_false(cairn_signer_same(&res.signers[0], &res.signers[1]));
+	assert_int_equal(res.nix_sigs_ok, 3); /* both Sig lines verified */
+
+	/* which Sig lines verified: not an untrusted one, not a forged one */
+	struct cairn_nix_seckey sk3;
+	assert_int_equal(cairn_nix_key_generate("stranger", &sk3, NULL), 0);
+	struct cairn_seckey other = {.kind = CAIRN_KEY_NIX};
+	other.u.nix = sk3;
+	assert_int_equal(cairn_narinfo_sign(ni, &other, NULL, NULL), 0);
+	char forged[256];
+	snprintf(forged, sizeof(forged), "farm-b:%s", strchr(ni->sigs[2], ':') + 1);
+	assert_int_equal(cairn_narinfo_add_sig(ni, forged, NULL), 0);
+	assert_int_equal(ni->n_sigs, 4);
+	assert_int_equal(cairn_narinfo_verify(ni, &kr, &res, NULL), 0);
+	assert_int_equal(res.nix_sigs_ok, 3);
+	cairn_seckey_wipe(&other);
+	cairn_nix_seckey_wipe(&sk3);
 
 	struct cairn_buf msg = CAIRN_BUF_INIT(4096);
 	assert_int_equal(cairn_keyring_aliases(&kr, &msg), 0);

@@ -14,6 +14,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -367,6 +368,73 @@ static void test_vectors_restore_dump(void **state)
 	snprintf(p, sizeof(p), "%s/t03-symlink", tmproot);
 	assert_int_equal(lstat(p, &st), 0);
 	assert_true(S_ISLNK(st.st_mode));
+}
+
+/* Every entry has the store's metadata: mtime 1, r-x or r-- only. */
+static int canonical_bad;
+static int check_canonical(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)type;
+	(void)ftw;
+	mode_t m = st->st_mode & 07777;
+	if (st->st_mtime != 1 ||
+	    (!S_ISLNK(st->st_mode) && m != 0444 && m != 0555) ||
+	    (S_ISDIR(st->st_mode) && m != 0555)) {
+		print_message("not canonical: %s mode %o mtime %lld\n", path, (unsigned)m,
+			      (long long)st->st_mtime);
+		canonical_bad++;
+	}
+	return 0;
+}
+
+/* Into a store: the same bytes, the store's metadata, and a failed restore
+ * of a read-only tree still leaves nothing behind. */
+static void test_restore_canonical(void **state)
+{
+	(void)state;
+	struct tree t[16];
+	size_t n = load_trees(t, 16);
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%.256s/canonical", tmproot);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		uint8_t *nar = load_tree(&t[i], &len);
+		char target[400];
+		snprintf(target, sizeof(target), "%.300s/%.63s", dir, t[i].name);
+		struct cairn_nar_restore *r;
+		struct cairn_error err;
+		cairn_error_init(&err);
+		assert_int_equal(cairn_nar_restore_new(target, &r, &err), 0);
+		cairn_nar_restore_set_flags(r, CAIRN_NAR_RESTORE_SYNC | CAIRN_NAR_RESTORE_CANONICAL);
+		assert_int_equal(parse_split(nar, len, 4096, &cairn_nar_restore_callbacks, r, NULL,
+					     &err),
+				 0);
+		assert_int_equal(cairn_nar_restore_commit(r, &err), 0);
+		cairn_nar_restore_free(r);
+
+		struct cairn_hash h;
+		uint64_t size = 0;
+		char s[64];
+		assert_int_equal(cairn_nar_hash_path(target, &h, &size, NULL), 0);
+		nix32_of(&h, s);
+		assert_string_equal(s, t[i].nix32);
+		canonical_bad = 0;
+		assert_int_equal(nftw(target, check_canonical, 16, FTW_PHYS), 0);
+		assert_int_equal(canonical_bad, 0);
+
+		/* cut short after the whole tree is built: all of it goes */
+		char again[420];
+		snprintf(again, sizeof(again), "%.400s-again", target);
+		assert_int_equal(cairn_nar_restore_new(again, &r, &err), 0);
+		cairn_nar_restore_set_flags(r, CAIRN_NAR_RESTORE_CANONICAL);
+		assert_int_equal(parse_split(nar, len, 0, &cairn_nar_restore_callbacks, r, NULL,
+					     &err),
+				 0);
+		cairn_nar_restore_free(r);
+		free(nar);
+	}
+	assert_int_equal(count_entries(dir), n);
 }
 
 static const char t04_ls[] =
@@ -869,6 +937,7 @@ int main(void)
 	    cmocka_unit_test(test_vectors_parse),
 	    cmocka_unit_test(test_vectors_roundtrip),
 	    cmocka_unit_test(test_vectors_restore_dump),
+	    cmocka_unit_test(test_restore_canonical),
 	    cmocka_unit_test(test_ls),
 	    cmocka_unit_test(test_ls_escaping),
 	    cmocka_unit_test(test_cat),

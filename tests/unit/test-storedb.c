@@ -14,6 +14,7 @@
 #include "cairn/cairn.h"
 #include "cairn/hash.h"
 #include "cairn/storedb.h"
+#include "cairn/storedb-write.h"
 #include "../../lib/storedb-sql.h"
 
 /*
@@ -152,7 +153,7 @@ static struct cairn_storedb *open_db(const char *path, const char *dir, unsigned
 	return sdb;
 }
 
-static void check_vec(const struct cairn_storedb_pathinfo *pi, size_t i)
+static void check_vec_fields(const struct cairn_storedb_pathinfo *pi, size_t i)
 {
 	struct cairn_hash want;
 	assert_string_equal(pi->path, vp[i].path);
@@ -160,6 +161,11 @@ static void check_vec(const struct cairn_storedb_pathinfo *pi, size_t i)
 	assert_true(cairn_hash_equal(&pi->nar_hash, &want));
 	assert_int_equal(pi->nar_size, vp[i].size);
 	assert_string_equal(pi->deriver, vp[i].deriver);
+}
+
+static void check_vec(const struct cairn_storedb_pathinfo *pi, size_t i)
+{
+	check_vec_fields(pi, i);
 	assert_int_equal(pi->registration_time, REGTIME);
 }
 
@@ -703,6 +709,354 @@ static void test_uri_escaping(void **state)
 	sqlite3_close(w);
 }
 
+/* ---- the write side (storedb-write.h) ---------------------------------- */
+
+static struct cairn_storedb_writer *open_writer(const char *dir, const char *name,
+						enum cairn_storedb_kind kind, int timeout_ms,
+						int want_rc)
+{
+	struct cairn_storedb_writer_config cfg;
+	struct cairn_storedb_writer *w = NULL;
+	struct cairn_error err;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	cairn_storedb_writer_config_init(&cfg, kind);
+	cfg.db_path = path;
+	cfg.busy_timeout_ms = timeout_ms;
+	cfg.flags = CAIRN_STOREDB_WRITER_CREATE;
+	cairn_error_init(&err);
+	int rc = cairn_storedb_writer_open(&w, &cfg, &err);
+	if (rc != want_rc)
+		fail_msg("open %s: %d %s", path, rc, cairn_error_msg(&err));
+	return w;
+}
+
+/* The vector closure as registration requests, references first. */
+static void vec_newpaths(struct cairn_storedb_newpath np[3], const char *sigs[2])
+{
+	static const char *const lib_refs[] = {LIB};
+	static const char *const tool_refs[] = {LIB, TOOL};
+	static const char *const app_refs[] = {TOOL, LIB};
+	const size_t order[3] = {0, 2, 1}; /* lib, tool, app */
+	memset(np, 0, 3 * sizeof(*np));
+	for (size_t k = 0; k < 3; k++) {
+		size_t i = order[k];
+		np[k].path = vp[i].path;
+		assert_int_equal(cairn_hash_parse(vp[i].sri, strlen(vp[i].sri), 0, &np[k].nar_hash,
+						  NULL),
+				 0);
+		np[k].nar_size = (uint64_t)vp[i].size;
+		np[k].deriver = vp[i].deriver;
+	}
+	np[0].refs = lib_refs; /* a self-reference */
+	np[0].nrefs = 1;
+	np[1].refs = tool_refs;
+	np[1].nrefs = 2;
+	np[2].refs = app_refs;
+	np[2].nrefs = 2;
+	np[2].sigs = sigs;
+	np[2].nsigs = 2;
+	np[1].ca = "fixed:r:sha256:1b4sb93wp679q4zx9k1ignby1yna3z7c4c2ri3wphylbc2dwsys0";
+}
+
+static int64_t count_rows(const char *path, const char *q)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static void read_file(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, cap - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+}
+
+/* A new Nix database: created with schema 10, registered rows read back
+ * through the read-only side exactly as given. */
+static void test_write_nix_roundtrip(void **state)
+{
+	(void)state;
+	char dir[256], path[512], text[64];
+	snprintf(dir, sizeof(dir), "%s/wnix/nix/var/nix/db", tmpdir);
+	struct cairn_storedb_writer *w = open_writer(dir, "db.sqlite", CAIRN_STOREDB_NIX, 1000, 0);
+	assert_int_equal(cairn_storedb_writer_created(w), 1);
+	snprintf(path, sizeof(path), "%s/schema", dir);
+	read_file(path, text, sizeof(text));
+	assert_string_equal(text, "10");
+	snprintf(path, sizeof(path), "%s/big-lock", dir);
+	assert_int_equal(access(path, F_OK), 0);
+
+	const char *sigs[2] = {"k2:c2ln", "k1:c2ln"};
+	struct cairn_storedb_newpath np[3];
+	vec_newpaths(np, sigs);
+	struct cairn_error err;
+	cairn_error_init(&err);
+	assert_int_equal(cairn_storedb_writer_register(w, np, 3, &err), 3);
+	assert_int_equal(cairn_storedb_writer_is_valid(w, APP, NULL), 1);
+	assert_int_equal(cairn_storedb_writer_is_valid(w, "/nix/store/"
+							  "00000000000000000000000000000000-x",
+						       NULL),
+			 0);
+
+	snprintf(path, sizeof(path), "%s/db.sqlite", dir);
+	struct cairn_storedb *db = open_db(path, NULL, 0);
+	struct cairn_storedb_pathinfo pi;
+	assert_int_equal(cairn_storedb_query_path(db, APP, &pi, NULL), 0);
+	check_vec_fields(&pi, 1);
+	assert_int_equal(pi.ultimate, 0);
+	assert_int_equal(pi.nsigs, 2);
+	assert_string_equal(pi.sigs[0], "k1:c2ln");
+	assert_string_equal(pi.sigs[1], "k2:c2ln");
+	assert_null(pi.ca);
+	assert_int_equal(pi.nrefs, 2);
+	assert_string_equal(pi.refs[0], TOOL);
+	assert_string_equal(pi.refs[1], LIB);
+	assert_true(pi.registration_time > 0);
+	cairn_storedb_pathinfo_release(&pi);
+	assert_int_equal(cairn_storedb_query_path(db, LIB, &pi, NULL), 0);
+	check_vec_fields(&pi, 0);
+	assert_int_equal(pi.nrefs, 1); /* the self-reference */
+	assert_string_equal(pi.refs[0], LIB);
+	assert_int_equal(pi.nsigs, 0);
+	cairn_storedb_pathinfo_release(&pi);
+	assert_int_equal(cairn_storedb_query_path(db, TOOL, &pi, NULL), 0);
+	assert_string_equal(pi.ca, np[1].ca);
+	cairn_storedb_pathinfo_release(&pi);
+	cairn_storedb_free(db);
+	/* the column forms Nix writes: base16 hash, NULL (not "") when absent */
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM ValidPaths WHERE hash LIKE "
+					  "'sha256:%' AND length(hash) = 71 AND sigs IS NULL "
+					  "AND ca IS NULL AND path = '" LIB "'"),
+			 1);
+
+	/* registering again changes nothing: valid paths are left as they are */
+	struct cairn_storedb_newpath again = np[0];
+	again.nar_size = 1;
+	again.deriver = NULL;
+	assert_int_equal(cairn_storedb_writer_register(w, &again, 1, NULL), 0);
+	assert_int_equal(count_rows(path, "SELECT narSize FROM ValidPaths WHERE path = '" LIB "'"),
+			 464);
+	cairn_storedb_writer_free(w);
+
+	/* reopening an existing one: not created, same schema */
+	w = open_writer(dir, "db.sqlite", CAIRN_STOREDB_NIX, 1000, 0);
+	assert_int_equal(cairn_storedb_writer_created(w), 0);
+	cairn_storedb_writer_free(w);
+}
+
+/* A reference must be valid before, or earlier in the same call; anything
+ * else writes nothing at all. */
+static void test_write_reference_rules(void **state)
+{
+	(void)state;
+	char dir[256], path[512];
+	snprintf(dir, sizeof(dir), "%s/wrefs", tmpdir);
+	snprintf(path, sizeof(path), "%s/db.sqlite", dir);
+	struct cairn_storedb_writer *w = open_writer(dir, "db.sqlite", CAIRN_STOREDB_NIX, 1000, 0);
+	const char *sigs[2] = {"k1:c2ln", "k2:c2ln"};
+	struct cairn_storedb_newpath np[3], rev[3];
+	struct cairn_error err;
+	vec_newpaths(np, sigs);
+
+	/* app alone: its references are not valid */
+	cairn_error_init(&err);
+	assert_int_equal(cairn_storedb_writer_register(w, &np[2], 1, &err), CAIRN_ENOENT);
+	assert_non_null(strstr(err.msg, APP));
+	assert_non_null(strstr(err.msg, "is not valid"));
+	/* references after the referrer in the same call: refused too (no
+	 * cycle can get in this way), and lib, first, is rolled back */
+	rev[0] = np[0];
+	rev[1] = np[2];
+	rev[2] = np[1];
+	assert_int_equal(cairn_storedb_writer_register(w, rev, 3, NULL), CAIRN_ENOENT);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM ValidPaths"), 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM Refs"), 0);
+
+	/* in two calls, references first: fine */
+	assert_int_equal(cairn_storedb_writer_register(w, np, 2, NULL), 2);
+	assert_int_equal(cairn_storedb_writer_register(w, &np[2], 1, NULL), 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM Refs"), 5);
+	/* every Refs row names two rows (the foreign keys hold) */
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM Refs r WHERE NOT EXISTS "
+					  "(SELECT 1 FROM ValidPaths v WHERE v.id = r.referrer) OR "
+					  "NOT EXISTS (SELECT 1 FROM ValidPaths v WHERE v.id = "
+					  "r.reference)"),
+			 0);
+
+	/* malformed requests never reach the database */
+	struct cairn_storedb_newpath bad = np[2];
+	bad.path = "/gnu/store/x6b6ah9iya8w14wv5fzzwj36lf2yyghw-appvec-3.0";
+	assert_int_equal(cairn_storedb_writer_register(w, &bad, 1, NULL), CAIRN_EFORMAT);
+	bad = np[2];
+	const char *nocolon[1] = {"no-key-name"};
+	bad.sigs = nocolon;
+	bad.nsigs = 1;
+	assert_int_equal(cairn_storedb_writer_register(w, &bad, 1, NULL), CAIRN_EFORMAT);
+	const char *space[1] = {"k1:a b"};
+	bad.sigs = space;
+	assert_int_equal(cairn_storedb_writer_register(w, &bad, 1, NULL), CAIRN_EFORMAT);
+	bad = np[2];
+	bad.nar_hash.algo = CAIRN_HASH_SHA1;
+	assert_int_equal(cairn_storedb_writer_register(w, &bad, 1, NULL), CAIRN_EFORMAT);
+	bad = np[2];
+	bad.deriver = "not-a-path";
+	assert_int_equal(cairn_storedb_writer_register(w, &bad, 1, NULL), CAIRN_EFORMAT);
+	cairn_storedb_writer_free(w);
+}
+
+/* Guix's schema (version 7): no ultimate, sigs or ca; FailedPaths. */
+static void test_write_guix(void **state)
+{
+	(void)state;
+	char dir[256], path[512], text[64];
+	snprintf(dir, sizeof(dir), "%s/wguix/var/guix/db", tmpdir);
+	struct cairn_storedb_writer_config cfg;
+	cairn_storedb_writer_config_init(&cfg, CAIRN_STOREDB_GUIX);
+	assert_string_equal(cfg.store_dir, "/gnu/store");
+	assert_string_equal(cfg.db_path, "/var/guix/db/db.sqlite");
+	struct cairn_storedb_writer *w = open_writer(dir, "db.sqlite", CAIRN_STOREDB_GUIX, 1000, 0);
+	snprintf(path, sizeof(path), "%s/schema", dir);
+	read_file(path, text, sizeof(text));
+	assert_string_equal(text, "7");
+	snprintf(path, sizeof(path), "%s/db.sqlite", dir);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM pragma_table_info('ValidPaths')"),
+			 6);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name IN "
+					  "('FailedPaths', 'DerivationOutputs', 'Refs', "
+					  "'IndexReferrer', 'IndexReference', "
+					  "'IndexDerivationOutputs', 'DeleteSelfRefs')"),
+			 7);
+	static const char *const refs[] = {"/gnu/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-g"};
+	const char *sigs[1] = {"k1:c2ln"};
+	struct cairn_storedb_newpath np = {.path = refs[0], .nar_size = 8, .refs = refs,
+					   .nrefs = 1, .sigs = sigs, .nsigs = 1, .ca = "text:x"};
+	assert_int_equal(cairn_hash_parse(vp[0].sri, strlen(vp[0].sri), 0, &np.nar_hash, NULL), 0);
+	assert_int_equal(cairn_storedb_writer_register(w, &np, 1, NULL), 1);
+	cairn_storedb_writer_free(w);
+	struct cairn_storedb_config rc;
+	cairn_storedb_config_init(&rc, CAIRN_STOREDB_GUIX);
+	rc.db_path = path;
+	struct cairn_storedb *db = NULL;
+	assert_int_equal(cairn_storedb_open(&db, &rc, NULL), 0);
+	struct cairn_storedb_pathinfo pi;
+	assert_int_equal(cairn_storedb_query_path(db, refs[0], &pi, NULL), 0);
+	assert_int_equal(pi.nar_size, 8);
+	assert_int_equal(pi.nrefs, 1);
+	assert_int_equal(pi.nsigs, 0); /* no column for them */
+	cairn_storedb_pathinfo_release(&pi);
+	cairn_storedb_free(db);
+}
+
+/* A database someone else holds the write lock of: CAIRN_EBUSY, at open
+ * and at registration; another schema version: refused. */
+static void test_write_busy_and_schema(void **state)
+{
+	(void)state;
+	char dir[256], path[512];
+	snprintf(dir, sizeof(dir), "%s/wbusy", tmpdir);
+	snprintf(path, sizeof(path), "%s/db.sqlite", dir);
+	struct cairn_storedb_writer *w = open_writer(dir, "db.sqlite", CAIRN_STOREDB_NIX, 100, 0);
+	sqlite3 *other;
+	assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+	exec(other, "BEGIN IMMEDIATE");
+	exec(other, "INSERT INTO ValidPaths (path, hash, registrationTime) VALUES ('x', 'y', 1)");
+
+	const char *sigs[2] = {"k1:c2ln", "k2:c2ln"};
+	struct cairn_storedb_newpath np[3];
+	struct cairn_error err;
+	vec_newpaths(np, sigs);
+	cairn_error_init(&err);
+	assert_int_equal(cairn_storedb_writer_register(w, np, 1, &err), CAIRN_EBUSY);
+	assert_non_null(strstr(err.msg, "locked by another process"));
+	cairn_storedb_writer_free(w);
+	cairn_error_init(&err);
+	assert_null(open_writer(dir, "db.sqlite", CAIRN_STOREDB_NIX, 100, CAIRN_EBUSY));
+	exec(other, "ROLLBACK");
+	sqlite3_close(other);
+	w = open_writer(dir, "db.sqlite", CAIRN_STOREDB_NIX, 100, 0);
+	assert_int_equal(cairn_storedb_writer_register(w, np, 1, NULL), 1);
+	cairn_storedb_writer_free(w);
+
+	/* a schema Nix would have to upgrade, or a newer one: not ours to touch */
+	char sp[512];
+	snprintf(sp, sizeof(sp), "%s/schema", dir);
+	FILE *f = fopen(sp, "w");
+	assert_non_null(f);
+	fputs("11", f);
+	fclose(f);
+	assert_null(open_writer(dir, "db.sqlite", CAIRN_STOREDB_NIX, 100, CAIRN_EUNSUPPORTED));
+	/* a missing database is created only when asked */
+	struct cairn_storedb_writer_config cfg;
+	cairn_storedb_writer_config_init(&cfg, CAIRN_STOREDB_NIX);
+	snprintf(sp, sizeof(sp), "%s/nowhere/db.sqlite", tmpdir);
+	cfg.db_path = sp;
+	assert_int_equal(cairn_storedb_writer_open(&w, &cfg, NULL), CAIRN_ENOENT);
+	assert_int_not_equal(access(sp, F_OK), 0);
+}
+
+/* DerivationOutputs: a .drv's outputs, from its ATerm text. */
+static void test_write_drv_outputs(void **state)
+{
+	(void)state;
+	static const char drv[] =
+	    "Derive([(\"dev\",\"/nix/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0-dev\",\"\","
+	    "\"\"),(\"fl\\\"oat\",\"\",\"r:sha256\",\"\"),(\"out\",\"" LIB "\",\"\",\"\")],"
+	    "[],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"out\",\"" LIB "\")])";
+	struct cairn_storedb_drv_output *o = NULL;
+	size_t n = 0;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	assert_int_equal(cairn_storedb_drv_parse(drv, strlen(drv), "/nix/store", &o, &n, &err), 0);
+	assert_int_equal(n, 2); /* the floating output has no path yet */
+	assert_string_equal(o[0].name, "dev");
+	assert_string_equal(o[1].name, "out");
+	assert_string_equal(o[1].path, LIB);
+
+	char dir[256], path[512];
+	snprintf(dir, sizeof(dir), "%s/wdrv", tmpdir);
+	snprintf(path, sizeof(path), "%s/db.sqlite", dir);
+	struct cairn_storedb_writer *w = open_writer(dir, "db.sqlite", CAIRN_STOREDB_NIX, 1000, 0);
+	struct cairn_storedb_newpath np = {.path = vp[0].deriver, .nar_size = 100,
+					   .outputs = o, .noutputs = n};
+	assert_int_equal(cairn_hash_parse(vp[0].sri, strlen(vp[0].sri), 0, &np.nar_hash, NULL), 0);
+	assert_int_equal(cairn_storedb_writer_register(w, &np, 1, NULL), 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM DerivationOutputs d JOIN "
+					  "ValidPaths v ON v.id = d.drv WHERE d.id = 'out' AND "
+					  "d.path = '" LIB "'"),
+			 1);
+	cairn_storedb_writer_free(w);
+	cairn_storedb_drv_outputs_free(o, n);
+
+	static const char *const bad[] = {
+	    "Derive([(\"out\",\"/gnu/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-x\",\"\",\"\")])",
+	    "Derive([(\"out\",\"" LIB "\",\"\")])",
+	    "Derive([(\"out\",\"" LIB "\",\"\",\"\")",
+	    "Derive([(\"o ut\",\"" LIB "\",\"\",\"\")])",
+	    "Derive([(\"out\",\"" LIB "\",\"\",\"\")(\"x\",\"\",\"\",\"\")])",
+	    ("Derive([(\"out\",\"" LIB),
+	    "derive([])",
+	    "",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o = NULL;
+		n = 0;
+		assert_int_equal(
+		    cairn_storedb_drv_parse(bad[i], strlen(bad[i]), "/nix/store", &o, &n, NULL),
+		    CAIRN_EFORMAT);
+		assert_null(o);
+	}
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -734,6 +1088,11 @@ int main(void)
 	    cmocka_unit_test(test_threads_with_writer),
 	    cmocka_unit_test(test_open_errors),
 	    cmocka_unit_test(test_uri_escaping),
+	    cmocka_unit_test(test_write_nix_roundtrip),
+	    cmocka_unit_test(test_write_reference_rules),
+	    cmocka_unit_test(test_write_guix),
+	    cmocka_unit_test(test_write_busy_and_schema),
+	    cmocka_unit_test(test_write_drv_outputs),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -29,6 +29,7 @@ const char cmd_mirror_usage[] =
 	"  --trusted-key FILE   serve only narinfos signed by a key in FILE (repeatable)\n"
 	"  --listen ADDR:PORT   127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
 	"                       repeatable; port 0 picks one)\n"
+	"  --systemd            take the listening sockets from systemd\n"
 	"  --threads N          event loops (default: one per CPU; misses wait for\n"
 	"                       their upstream on threads of their own)\n"
 	"  --ttl T              how long a narinfo is kept (default 1h; ms s m h d)\n"
@@ -59,6 +60,10 @@ int cmd_mirror(int argc, char **argv)
 	hc.server_name = "cairn";
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		if (!strcmp(a, "--systemd")) {
+			hc.systemd = 1;
+			continue;
+		}
 		if (a[0] != '-' || i + 1 >= argc) {
 			cli_error("unknown or incomplete option '%s'", a);
 			ret = cli_usage(cmd_mirror_usage, false);
@@ -135,7 +140,7 @@ int cmd_mirror(int argc, char **argv)
 		ret = cli_usage(cmd_mirror_usage, false);
 		goto out;
 	}
-	if (!hc.n_listen)
+	if (!hc.n_listen && !hc.systemd)
 		hc.listen[hc.n_listen++] = "*:8080";
 	if (have_keys) {
 		cli_keyring_check(&kr);

@@ -17,7 +17,8 @@
 
 const char cmd_mirror_usage[] =
 	"usage: cairn mirror --upstream URL [--upstream URL]... --cache DIR [--max-size SIZE]\n"
-	"                    [--trusted-key FILE]... [--listen ADDR:PORT]... [options]\n"
+	"                    [--trusted-key FILE]... [--listen ADDR:PORT]... [--config FILE]\n"
+	"                    [options]\n"
 	"\n"
 	"A caching edge in front of Nix or Guix substitute servers: coalesces\n"
 	"concurrent misses into one upstream request, caches a nar only once its\n"
@@ -39,7 +40,10 @@ const char cmd_mirror_usage[] =
 	"  --wait T             longest a request waits for an upstream (default 30s)\n"
 	"  --connect-timeout T  per upstream connection attempt (default 2s)\n"
 	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
-	"  --port-file FILE     write the bound port to FILE once listening\n";
+	"  --port-file FILE     write the bound port to FILE once listening\n"
+	"  --config FILE        read options from FILE first: one a line, the name\n"
+	"                       without dashes, then the value (`cache /var/cache/m`);\n"
+	"                       '#' comments; options given here come after them\n";
 
 int cmd_mirror(int argc, char **argv)
 {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # --config FILE for the servers: publish and mirror take their options from
 # the file, options on the command line come after them, and a bad line is
-# refused with the file and the line named.
+# refused with the file and the line named.  Then the systemd units'
+# ExecStart lines, run as systemd runs them (socket activation, the example
+# config files, the key as a credential), serve.
 . "$SRCDIR/tests/integration/lib.sh"
 skip_unless curl python3
 
@@ -112,4 +114,39 @@ check "mirror --systemd from its config: serves the upstream's narinfo, stops cl
   bash -c "[ '${r#* }' = 0 ] && cmp -s '$TMP/m.log.body' '$vcache/6rpbsa1ix05i5cmar0xh7fw9cyms2476.narinfo'"
 check "mirror cached it in the configured cache" test -s "$TMP/mcache/index.sqlite"
 
+# The units' ExecStart lines, word for word, with the example configs; only
+# what must differ in a test is added after them (the store, the cache, a
+# local upstream instead of cache.nixos.org).
+mkdir -p "$TMP/etc/cairn" "$TMP/cred"
+cp "$SRCDIR/contrib/config/publish.conf" "$TMP/etc/cairn/"
+sed "s|^upstream .*|upstream $up|" "$SRCDIR/contrib/config/mirror.conf" > "$TMP/etc/cairn/mirror.conf"
+check "the example mirror.conf has one upstream line (replaced above)" \
+  test "$(grep -c '^upstream' "$SRCDIR/contrib/config/mirror.conf")" = 1
+exec_start() {
+  sed -n 's/^ExecStart=//p' "$SRCDIR/contrib/systemd/$1.service.in" |
+    sed "s|@bindir@/cairn|$CAIRN|; s|@sysconfdir@|$TMP/etc|g"
+}
+export CREDENTIALS_DIRECTORY=$TMP/cred
+eval "set -- $(exec_start cairn-mirror)"
+r=$(python3 "$activate" "$TMP/um.log" nix-cache-info "$@" --cache "$TMP/umcache")
+check "cairn-mirror.service's ExecStart with the example mirror.conf serves ($r)" \
+  bash -c "[ '${r#* }' = 0 ] && grep -qx 'StoreDir: /nix/store' '$TMP/um.log.body'"
+
+if command -v nix-build >/dev/null || [ "${CI:-}" = true ]; then
+  . "$SRCDIR/tests/integration/nix-lib.sh"
+  nix_lib_init
+  top=$(nix_build_closure "$TMP/store" 1 unit)
+  "$CAIRN" key generate --format nix --secret "$TMP/cred/signing-key" \
+    --public "$TMP/unit.pub" unit-1 >/dev/null
+  eval "set -- $(exec_start cairn-publish)"
+  h=$(basename "$top" | cut -c1-32)
+  r=$(python3 "$activate" "$TMP/up.log" "$h.narinfo" "$@" \
+    --store "$TMP/store/nix/store" --cache "$TMP/pcache")
+  check "cairn-publish.service's ExecStart with the example publish.conf serves ($r)" \
+    bash -c "[ '${r#* }' = 0 ] && grep -qx 'StorePath: $top' '$TMP/up.log.body'"
+  check "... signed with the key from the credentials directory" \
+    bash -c "\"\$CAIRN\" narinfo verify --trusted-key '$TMP/unit.pub' < '$TMP/up.log.body' >/dev/null"
+else
+  echo "skip: nix-build not found, the publish unit is not run"
+fi
 finish

@@ -26,6 +26,7 @@ column's heading.  A `docs/cairn-X.md` reference becomes cairn-X(1).
 The output is plain ASCII, so it renders the same under any locale.
 """
 import argparse
+import os
 import re
 import sys
 
@@ -174,6 +175,9 @@ def code_block(lines):
 
 ITEM = re.compile(r"^( *)([-*]|\d+\.) +(.*)$")
 FENCE = re.compile(r"^( *)```")
+# raw HTML at the start of a line; "<hash>.narinfo" is text
+HTML = re.compile(r"^<(!--|/?(a|b|i|p|br|hr|img|div|pre|code|sub|sup|table|details|summary)\b)",
+                  re.I)
 
 
 class Converter:
@@ -296,7 +300,7 @@ class Converter:
                     self.i += 1
                 out += [".PP"] + table(rows)
                 out.append(".PP")
-            elif s.startswith(">") or s.startswith("<"):
+            elif s.startswith(">") or HTML.match(s):
                 raise PageError("line %d: block quotes and HTML are not supported"
                                 % (self.i + 1))
             else:
@@ -395,7 +399,6 @@ def main():
     tmp = a.output + ".tmp"
     with open(tmp, "w", encoding="ascii") as f:
         f.write(page)
-    import os
     os.replace(tmp, a.output)
 
 

@@ -2,8 +2,13 @@
 # commands the README promises; both install missing Debian packages first.
 BUILD ?= build
 MESON_OPTS ?=
+# `make install`: the program, man pages, systemd units, bash completion
+# (docs/INSTALL.md).  Configuration is read from $(SYSCONFDIR)/cairn.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR ?=
 
-.PHONY: all deps test-deps build run check clean
+.PHONY: all deps test-deps build run check install clean
 
 all: build
 
@@ -26,6 +31,10 @@ run: build
 check: test-deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+
+install: build
+	meson configure $(BUILD) -Dprefix=$(PREFIX) -Dsysconfdir=$(SYSCONFDIR)
+	meson install -C $(BUILD) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 clean:
 	rm -rf $(BUILD)

@@ -368,6 +368,203 @@ int cli_parse_seconds(const char *s, unsigned *out)
 	return 0;
 }
 
+/*
+ * What usage says of the option NAME (len bytes): 1 if a line reads
+ * "  --NAME VALUE ...", 0 if "  --NAME" stands alone or before two spaces
+ * (a flag), -1 if no line names it.
+ */
+static int usage_option(const char *usage, const char *name, size_t len)
+{
+	for (const char *p = usage; (p = strstr(p, "\n  --")) != NULL; p++) {
+		const char *n = p + 5;
+		if (strncmp(n, name, len) != 0 || (n[len] != ' ' && n[len] != '\n'))
+			continue;
+		return n[len] == ' ' && n[len + 1] != ' ' && n[len + 1] != '\n' ? 1 : 0;
+	}
+	return -1;
+}
+
+static bool config_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* One option of the file: name and value point into the file's text. */
+struct config_opt {
+	const char *name;
+	const char *value; /* NULL for a flag */
+};
+
+/* Cut text (len bytes, NUL-terminated) into opts; EXIT_OK or EXIT_USAGE. */
+static int config_parse(const char *file, char *text, size_t len, const char *usage,
+			struct config_opt *opts, size_t *n_opts)
+{
+	size_t n = 0, lineno = 0;
+	char *p = text, *end = text + len;
+
+	if (memchr(text, '\0', len)) {
+		cli_error("%s: holds a NUL byte; a config file is text", file);
+		return EXIT_USAGE;
+	}
+	while (p < end) {
+		char *eol = memchr(p, '\n', (size_t)(end - p));
+		char *next = eol ? eol + 1 : end;
+		if (!eol)
+			eol = end;
+		lineno++;
+		if ((size_t)(eol - p) > CLI_CONFIG_LINE_MAX) {
+			cli_error("%s:%zu: line longer than %d bytes", file, lineno,
+				  CLI_CONFIG_LINE_MAX);
+			return EXIT_USAGE;
+		}
+		*eol = '\0';
+		while (eol > p && config_blank(eol[-1]))
+			*--eol = '\0';
+		while (config_blank(*p))
+			p++;
+		if (!*p || *p == '#') {
+			p = next;
+			continue;
+		}
+		for (const char *q = p; *q; q++) {
+			if ((unsigned char)*q < 0x20 && *q != '\t') {
+				cli_error("%s:%zu: control character in the line", file, lineno);
+				return EXIT_USAGE;
+			}
+		}
+		char *name = p, *value = NULL;
+		while (*p && !config_blank(*p))
+			p++;
+		size_t name_len = (size_t)(p - name);
+		if (*p) {
+			*p++ = '\0';
+			while (config_blank(*p))
+				p++;
+			value = p;
+		}
+		if (name[0] == '-') {
+			cli_error("%s:%zu: '%s': write option names without their dashes", file,
+				  lineno, name);
+			return EXIT_USAGE;
+		}
+		int kind = strcmp(name, "config") ? usage_option(usage, name, name_len) : -2;
+		if (kind == -2) {
+			cli_error("%s:%zu: a config file cannot name another", file, lineno);
+			return EXIT_USAGE;
+		}
+		if (kind < 0) {
+			cli_error("%s:%zu: unknown option '%s' (see '%s -h')", file, lineno, name,
+				  cli_progname);
+			return EXIT_USAGE;
+		}
+		if (kind == 1 && !value) {
+			cli_error("%s:%zu: '%s' needs a value", file, lineno, name);
+			return EXIT_USAGE;
+		}
+		if (kind == 0 && value) {
+			cli_error("%s:%zu: '%s' takes no value", file, lineno, name);
+			return EXIT_USAGE;
+		}
+		if (n == CLI_CONFIG_OPTIONS_MAX) {
+			cli_error("%s:%zu: more than %d options", file, lineno,
+				  CLI_CONFIG_OPTIONS_MAX);
+			return EXIT_USAGE;
+		}
+		opts[n].name = name;
+		opts[n].value = value;
+		n++;
+		p = next;
+	}
+	*n_opts = n;
+	return EXIT_OK;
+}
+
+int cli_config_expand(struct cli_config *c, const char *usage, int argc, char **argv)
+{
+	const char *file = NULL;
+	int at = 0;
+	struct cairn_error err;
+	size_t len = 0, n = 0, names_len = 0;
+	struct config_opt *opts = NULL;
+	int ret;
+
+	c->argc = argc;
+	c->argv = argv;
+	/* find --config, stepping over the values of the other options */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--config")) {
+			if (i + 1 >= argc) {
+				cli_error("--config needs a FILE");
+				return EXIT_USAGE;
+			}
+			if (file) {
+				cli_error("--config may be given once");
+				return EXIT_USAGE;
+			}
+			file = argv[i + 1];
+			at = i++;
+		} else if (!strncmp(argv[i], "--", 2) &&
+			   usage_option(usage, argv[i] + 2, strlen(argv[i] + 2)) == 1) {
+			i++;
+		}
+	}
+	if (!file)
+		return EXIT_OK;
+
+	cairn_error_init(&err);
+	if (cli_read_file(file, CLI_CONFIG_MAX, &c->text, &len, &err) < 0)
+		return cli_fail("--config", &err);
+	opts = calloc(CLI_CONFIG_OPTIONS_MAX, sizeof(*opts));
+	if (!opts) {
+		cli_error("out of memory");
+		return EXIT_FAIL;
+	}
+	ret = config_parse(file, c->text, len, usage, opts, &n);
+	if (ret != EXIT_OK)
+		goto out;
+
+	for (size_t i = 0; i < n; i++)
+		names_len += strlen(opts[i].name) + 3;
+	/* argv[0], two per option at most, argv's rest without --config FILE, NULL */
+	c->alloc = calloc(1 + 2 * n + (size_t)argc - 2, sizeof(char *));
+	c->names = malloc(names_len ? names_len : 1);
+	if (!c->alloc || !c->names) {
+		cli_error("out of memory");
+		ret = EXIT_FAIL;
+		goto out;
+	}
+	int k = 0;
+	char *w = c->names;
+	c->alloc[k++] = argv[0];
+	for (size_t i = 0; i < n; i++) {
+		size_t nl = strlen(opts[i].name);
+		w[0] = '-';
+		w[1] = '-';
+		memcpy(w + 2, opts[i].name, nl + 1);
+		c->alloc[k++] = w;
+		w += nl + 3;
+		if (opts[i].value)
+			c->alloc[k++] = (char *)opts[i].value;
+	}
+	for (int i = 1; i < argc; i++)
+		if (i != at && i != at + 1)
+			c->alloc[k++] = argv[i];
+	c->alloc[k] = NULL;
+	c->argc = k;
+	c->argv = c->alloc;
+out:
+	free(opts);
+	return ret;
+}
+
+void cli_config_release(struct cli_config *c)
+{
+	free(c->alloc);
+	free(c->names);
+	free(c->text);
+	*c = (struct cli_config)CLI_CONFIG_INIT;
+}
+
 static struct cairn_httpd *g_serving;
 
 static void on_stop_signal(int sig)

@@ -18,11 +18,17 @@ enum {
 	EXIT_USAGE = 2,  /* wrong arguments */
 };
 
+/* struct cmd's flags: what main() does before it calls the command */
+enum cmd_flags {
+	CMD_CONFIG = 1 << 0, /* --config FILE is expanded (cli_config_expand) */
+};
+
 struct cmd {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 	const char *summary;   /* one line for `cairn --help` */
 	const char *usage;     /* full text for `cairn help NAME` and `-h` */
+	unsigned flags;        /* enum cmd_flags */
 };
 
 /* Subcommands: one file each, src/cmd-NAME.c. */
@@ -119,6 +125,44 @@ int cli_survey_add_stdin(struct cairn_survey *s);
 int cli_parse_size(const char *s, uint64_t *out);
 int cli_parse_ms(const char *s, uint64_t *out);
 int cli_parse_seconds(const char *s, unsigned *out);
+
+/*
+ * --config FILE, for the servers, so that a unit's command line stays
+ * short.  One option a line, its long name without the dashes, then its
+ * value (the rest of the line, spaces trimmed), or the name alone for a
+ * flag; lines starting with '#' and blank lines are skipped:
+ *
+ *     # /etc/cairn/publish.conf
+ *     listen 127.0.0.1:8080
+ *     cache /var/cache/cairn/publish
+ *
+ * The names, and which ones take a value, are read from the command's
+ * usage text (its lines "  --name VALUE  ..." and "  --flag  ..."), so the
+ * file accepts exactly the options -h lists.  Bounded by the constants
+ * below, since the file may come from anyone who can edit the unit.
+ */
+#define CLI_CONFIG_MAX ((size_t)64 << 10)   /* bytes in the file */
+#define CLI_CONFIG_LINE_MAX 4096            /* bytes in one line */
+#define CLI_CONFIG_OPTIONS_MAX 256          /* options in the file */
+
+struct cli_config {
+	int argc;
+	char **argv;   /* the expanded command line, or the one given */
+	char *text;    /* the file; values point into it */
+	char *names;   /* "--name" strings */
+	char **alloc;  /* argv when it was allocated here */
+};
+#define CLI_CONFIG_INIT { 0, NULL, NULL, NULL, NULL }
+
+/*
+ * If argv (argv[0] is the command) holds --config FILE, read FILE and
+ * set c->argv to argv[0], FILE's options, then argv's other arguments:
+ * options given on the command line come last, so they override or add
+ * to the file's.  Without --config, c->argv is argv.  EXIT_OK, or
+ * EXIT_USAGE / EXIT_FAIL after saying why, naming the file and the line.
+ */
+int cli_config_expand(struct cli_config *c, const char *usage, int argc, char **argv);
+void cli_config_release(struct cli_config *c);
 
 struct cairn_httpd;
 /*

@@ -17,7 +17,8 @@
 
 const char cmd_mirror_usage[] =
 	"usage: cairn mirror --upstream URL [--upstream URL]... --cache DIR [--max-size SIZE]\n"
-	"                    [--trusted-key FILE]... [--listen ADDR:PORT]... [options]\n"
+	"                    [--trusted-key FILE]... [--listen ADDR:PORT]... [--config FILE]\n"
+	"                    [options]\n"
 	"\n"
 	"A caching edge in front of Nix or Guix substitute servers: coalesces\n"
 	"concurrent misses into one upstream request, caches a nar only once its\n"
@@ -29,6 +30,7 @@ const char cmd_mirror_usage[] =
 	"  --trusted-key FILE   serve only narinfos signed by a key in FILE (repeatable)\n"
 	"  --listen ADDR:PORT   127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
 	"                       repeatable; port 0 picks one)\n"
+	"  --systemd            take the listening sockets from systemd\n"
 	"  --threads N          event loops (default: one per CPU; misses wait for\n"
 	"                       their upstream on threads of their own)\n"
 	"  --ttl T              how long a narinfo is kept (default 1h; ms s m h d)\n"
@@ -38,7 +40,10 @@ const char cmd_mirror_usage[] =
 	"  --wait T             longest a request waits for an upstream (default 30s)\n"
 	"  --connect-timeout T  per upstream connection attempt (default 2s)\n"
 	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
-	"  --port-file FILE     write the bound port to FILE once listening\n";
+	"  --port-file FILE     write the bound port to FILE once listening\n"
+	"  --config FILE        read options from FILE first: one a line, the name\n"
+	"                       without dashes, then the value (`cache /var/cache/m`);\n"
+	"                       '#' comments; options given here come after them\n";
 
 static void mirror_log(void *ctx, const char *msg)
 {
@@ -66,6 +71,10 @@ int cmd_mirror(int argc, char **argv)
 	hc.server_name = "cairn";
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		if (!strcmp(a, "--systemd")) {
+			hc.systemd = 1;
+			continue;
+		}
 		if (a[0] != '-' || i + 1 >= argc) {
 			cli_error("unknown or incomplete option '%s'", a);
 			ret = cli_usage(cmd_mirror_usage, false);
@@ -142,7 +151,7 @@ int cmd_mirror(int argc, char **argv)
 		ret = cli_usage(cmd_mirror_usage, false);
 		goto out;
 	}
-	if (!hc.n_listen)
+	if (!hc.n_listen && !hc.systemd)
 		hc.listen[hc.n_listen++] = "*:8080";
 	if (have_keys) {
 		cli_keyring_check(&kr);

@@ -22,7 +22,7 @@
 const char cmd_publish_usage[] =
 	"usage: cairn publish [--store DIR] [--db FILE] [--binary-cache DIR] [--key FILE]...\n"
 	"                     [--cache DIR] [--compression LIST] [--listen ADDR:PORT]...\n"
-	"                     [--ttl T] [--negative-ttl T] [options]\n"
+	"                     [--ttl T] [--negative-ttl T] [--config FILE] [options]\n"
 	"\n"
 	"Serve a local store as a binary cache for Nix and Guix clients: narinfos\n"
 	"signed on the fly, nars compressed on the fly (and baked into --cache in the\n"
@@ -66,7 +66,10 @@ const char cmd_publish_usage[] =
 	"  --priority N         Priority in nix-cache-info (default 30)\n"
 	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
 	"  --user USER          drop privileges once the keys and sockets are open\n"
-	"  --port-file FILE     write the bound port to FILE once listening\n";
+	"  --port-file FILE     write the bound port to FILE once listening\n"
+	"  --config FILE        read options from FILE first: one a line, the name\n"
+	"                       without dashes, then the value (`listen *:8080`);\n"
+	"                       '#' comments; options given here come after them\n";
 
 static bool ends_with(const char *s, const char *suffix)
 {

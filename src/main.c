@@ -15,12 +15,13 @@ static const struct cmd commands[] = {
 	{ "key", cmd_key, "generate signing keys (Nix or Guix) and derive public keys", cmd_key_usage },
 	{ "narinfo", cmd_narinfo, "sign and verify narinfo files", cmd_narinfo_usage },
 	{ "publish", cmd_publish, "serve a Nix or Guix store as a signed binary cache",
-	  cmd_publish_usage },
+	  cmd_publish_usage, CMD_CONFIG },
 	{ "weather", cmd_weather, "report how much of a set of store paths each cache has", cmd_weather_usage },
 	{ "challenge", cmd_challenge, "compare what caches and the local store say about store items", cmd_challenge_usage },
 	{ "fetch", cmd_fetch, "download and verify store paths and closures from binary caches",
 	  cmd_fetch_usage },
-	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches", cmd_mirror_usage },
+	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches", cmd_mirror_usage,
+	  CMD_CONFIG },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -90,5 +91,12 @@ int main(int argc, char **argv)
 	static char progname[64];
 	snprintf(progname, sizeof(progname), "cairn %s", c->name);
 	cli_progname = progname;
-	return c->fn(argc - 1, argv + 1);
+	if (!(c->flags & CMD_CONFIG) || cli_wants_help(argc - 1, argv + 1))
+		return c->fn(argc - 1, argv + 1);
+	struct cli_config cfg = CLI_CONFIG_INIT;
+	int ret = cli_config_expand(&cfg, c->usage, argc - 1, argv + 1);
+	if (ret == EXIT_OK)
+		ret = c->fn(cfg.argc, cfg.argv);
+	cli_config_release(&cfg);
+	return ret;
 }

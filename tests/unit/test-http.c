@@ -203,7 +203,14 @@ static void test_servers(void **state)
 	assert_int_equal(cairn_http_server_new(&s, "ftp://x/", 0, &err), CAIRN_EINVAL);
 	assert_null(s);
 	assert_non_null(strstr(err.msg, "ftp://x/"));
-	assert_int_equal(cairn_http_server_new(&s, "file:///nix/store", 0, NULL), CAIRN_EINVAL);
+	/* A local binary cache must be an absolute path that does not climb. */
+	assert_int_equal(cairn_http_server_new(&s, "file:///srv/cache", 0, NULL), 0);
+	cairn_http_server_free(s);
+	s = NULL;
+	assert_int_equal(cairn_http_server_new(&s, "file://srv/cache", 0, NULL), CAIRN_EINVAL);
+	assert_int_equal(cairn_http_server_new(&s, "file:///srv/../etc", 0, NULL), CAIRN_EINVAL);
+	assert_int_equal(cairn_http_server_new(&s, "file:///srv/%2e%2e", 0, NULL), CAIRN_EINVAL);
+	assert_null(s);
 	url = malloc(CAIRN_HTTP_URL_MAX + 2);
 	assert_non_null(url);
 	strcpy(url, "http://");

@@ -44,7 +44,7 @@ mkdir -p "$TMP/h"; cp -r "$C/." "$TMP/h/"
 ni=$TMP/h/x6b6ah9iya8w14wv5fzzwj36lf2yyghw.narinfo
 for bad in "nar/../../secret" "file://$TMP/secret" "nar/%2e%2e/%2e%2e/secret"; do
   sed -i "s|^URL: .*|URL: $bad|" "$ni"
-  rc=0; "$CAIRN" fetch --no-cache --from "file://$TMP/h" --trusted-key "$PUB" --store "$TMP/r-$RANDOM" \
+  rc=0; "$CAIRN" fetch --no-cache --from "file://$TMP/h" --trusted-key "$PUB" --store "$TMP/r-$RANDOM" --closure \
     "$TOP" >/dev/null 2>"$TMP/err" || rc=$?
   check "narinfo URL '$bad' under a file:// cache: refused" \
     bash -c '[ "$0" = 1 ] && grep -q "may not hold\|only http" "$1"' "$rc" "$TMP/err"

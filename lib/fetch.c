@@ -27,6 +27,7 @@
 #include "cairn/nicache.h"
 #include "cairn/storedb-write.h"
 #include "cairn/storepath.h"
+#include "cairn/trust.h"
 
 /* Narinfo queries in flight at once; more wait in our own queue. */
 #define QUERY_INFLIGHT_MAX 256
@@ -68,19 +69,10 @@ struct answer {
 	int64_t max_age;
 	bool no_store;
 	struct cairn_narinfo *ni;
-	char **sorted_refs;
 	char *msg; /* A_ERROR, or why the narinfo was refused */
 	int group; /* -1 none */
 	bool ca_ok;
 	uint32_t sigs_ok; /* bit i: ni->sigs[i] verified with a trusted key */
-};
-
-struct group {
-	const struct answer *first;
-	size_t n_signers;
-	struct cairn_signer signers[CAIRN_VERIFY_MAX_SIGNERS];
-	bool ca_ok;
-	size_t best_server; /* lowest index among members */
 };
 
 enum item_state {
@@ -322,7 +314,6 @@ static void item_free(struct item *it)
 			struct answer *a = &it->ans[i];
 			cairn_buf_release(&a->body);
 			cairn_narinfo_free(a->ni);
-			free(a->sorted_refs);
 			free(a->msg);
 		}
 		free(it->ans);
@@ -1039,127 +1030,33 @@ static void item_start(struct item *it)
 
 /* ---- deciding ------------------------------------------------------------ */
 
-static int strp_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static bool same_claim(const struct answer *a, const struct answer *b)
-{
-	const struct cairn_narinfo *x = a->ni, *y = b->ni;
-	if (x->nar_size != y->nar_size || !cairn_hash_equal(&x->nar_hash, &y->nar_hash))
-		return false;
-	if (x->n_refs != y->n_refs)
-		return false;
-	for (size_t i = 0; i < x->n_refs; i++)
-		if (strcmp(a->sorted_refs[i], b->sorted_refs[i]))
-			return false;
-	return true;
-}
-
-static void group_add_signers(struct group *g, const struct cairn_verify_result *vr)
-{
-	for (size_t i = 0; i < vr->n_signers; i++) {
-		bool have = false;
-		for (size_t j = 0; j < g->n_signers; j++)
-			if (cairn_signer_same(&g->signers[j], &vr->signers[i]))
-				have = true;
-		if (!have && g->n_signers < CAIRN_VERIFY_MAX_SIGNERS)
-			g->signers[g->n_signers++] = vr->signers[i];
-	}
-}
-
-static void signer_names(const struct cairn_fetch *f, const struct group *g, struct cairn_buf *b)
-{
-	for (size_t i = 0; i < g->n_signers; i++) {
-		char name[128];
-		cairn_keyring_key_name(f->cfg.keys, &g->signers[i], name, sizeof(name));
-		cairn_buf_printf(b, "%s%s", i ? ", " : "", name);
-	}
-	if (!g->n_signers)
-		cairn_buf_puts(b, "unsigned");
-}
-
-/* Servers of group gi, "http://a, http://b". */
-static void group_servers(const struct item *it, int gi, struct cairn_buf *b)
-{
-	const struct cairn_fetch *f = it->f;
-	bool first = true;
-	for (size_t i = 0; i < f->n_servers; i++)
-		if (it->ans[i].group == gi) {
-			cairn_buf_printf(b, "%s%s", first ? "" : ", ", f->servers[i].url);
-			first = false;
-		}
-}
-
-static void describe_group(const struct item *it, const struct group *g, int gi,
-			   struct cairn_buf *b)
-{
-	char h[CAIRN_HASH_STR_MAX];
-	cairn_hash_format(&g->first->ni->nar_hash, CAIRN_HASH_NIX32, h, sizeof(h));
-	group_servers(it, gi, b);
-	cairn_buf_puts(b, " (signed by ");
-	signer_names(it->f, g, b);
-	cairn_buf_printf(b, ") claim NarHash %s, NarSize %llu, %zu references", h,
-			 (unsigned long long)g->first->ni->nar_size, g->first->ni->n_refs);
-}
-
-/* Check one answer's narinfo; 0 when it can be grouped. */
-static int check_answer(struct item *it, struct answer *a, struct cairn_verify_result *vr)
+/* Parse what each server sent; the trust module decides (trust.h). */
+static int parse_answer(struct item *it, struct answer *a, struct cairn_trust_answer *ta)
 {
 	struct cairn_fetch *f = it->f;
+	ta->server = f->servers[a->si].url;
+	switch (a->state) {
+	case A_PRESENT: break;
+	case A_ABSENT: ta->state = CAIRN_TRUST_ABSENT; return 0;
+	default:
+		ta->state = CAIRN_TRUST_ERROR;
+		ta->error = a->msg;
+		return 0;
+	}
 	struct cairn_error e;
 	cairn_error_init(&e);
-	memset(vr, 0, sizeof(*vr));
 	int rc = cairn_narinfo_parse(a->body.data ? a->body.data : "", a->body.len, &a->ni, &e);
+	if (rc == CAIRN_ENOMEM)
+		return rc;
 	if (rc) {
+		free(a->msg);
 		a->msg = strdup(cairn_error_msg(&e));
-		return rc;
+		ta->state = CAIRN_TRUST_INVALID;
+		ta->error = a->msg ? a->msg : "cannot parse the narinfo";
+		return 0;
 	}
-	if (strcmp(a->ni->store_path, it->path)) {
-		size_t n = strlen(a->ni->store_path) + 64;
-		a->msg = malloc(n);
-		if (a->msg)
-			snprintf(a->msg, n, "narinfo is for %s, not the path asked for",
-				 a->ni->store_path);
-		return CAIRN_EFORMAT;
-	}
-	if (a->ni->nar_hash.algo != CAIRN_HASH_SHA256 || a->ni->nar_size == 0) {
-		a->msg = strdup("NarHash is not sha256 or NarSize is 0");
-		return CAIRN_EFORMAT;
-	}
-	if (a->ni->n_urls == 0) {
-		a->msg = strdup("narinfo has no URL");
-		return CAIRN_EFORMAT;
-	}
-	a->sorted_refs = malloc((a->ni->n_refs + 1) * sizeof(char *));
-	if (!a->sorted_refs)
-		return CAIRN_ENOMEM;
-	if (a->ni->n_refs)
-		memcpy(a->sorted_refs, a->ni->refs, a->ni->n_refs * sizeof(char *));
-	qsort(a->sorted_refs, a->ni->n_refs, sizeof(char *), strp_cmp);
-	rc = cairn_narinfo_verify(a->ni, f->cfg.keys, vr, NULL);
-	if (rc && rc != CAIRN_ENOSIG && rc != CAIRN_EUNTRUSTED && rc != CAIRN_ESIG &&
-	    rc != CAIRN_ESIGCORRUPT && rc != CAIRN_EHASH)
-		return rc;
-	a->sigs_ok = vr->nix_sigs_ok;
-	if (vr->status)
-		a->msg = strdup(vr->detail[0] ? vr->detail : cairn_strerror(vr->status));
-	if (a->ni->ca) {
-		struct cairn_ca ca;
-		struct cairn_store_path *refs =
-		    calloc(a->ni->n_refs + 1, sizeof(struct cairn_store_path));
-		bool ok = refs && !cairn_ca_parse(a->ni->ca, strlen(a->ni->ca), &ca, NULL);
-		for (size_t i = 0; ok && i < a->ni->n_refs; i++)
-			ok = !cairn_store_path_parse_base(a->ni->refs[i], strlen(a->ni->refs[i]),
-							  &refs[i], NULL);
-		ok = ok &&
-		     !cairn_ca_check_path(&ca, &it->sp, refs, a->ni->n_refs, f->store_dir, NULL);
-		/* The content check (cairn_ca_verify_*) supports sha256 only. */
-		ok = ok && ca.hash.algo == CAIRN_HASH_SHA256 && ca.method != CAIRN_CA_GIT;
-		free(refs);
-		a->ca_ok = ok;
-	}
+	ta->state = CAIRN_TRUST_PRESENT;
+	ta->ni = a->ni;
 	return 0;
 }
 
@@ -1312,128 +1209,44 @@ static void decide(struct item *it)
 {
 	struct cairn_fetch *f = it->f;
 	size_t ns = f->n_servers;
-	struct group *groups = calloc(ns, sizeof(*groups));
-	struct cairn_verify_result *vr = malloc(sizeof(*vr));
-	size_t ng = 0;
-	int worst = CAIRN_ENOENT;
-	if (!groups || !vr) {
+	struct cairn_trust_answer *ta = calloc(ns, sizeof(*ta));
+	struct cairn_trust_verdict *v = malloc(sizeof(*v));
+	if (!ta || !v) {
 		item_fail(it, CAIRN_ENOMEM, "out of memory");
 		goto out;
 	}
+	for (size_t i = 0; i < ns; i++)
+		if (parse_answer(it, &it->ans[i], &ta[i])) {
+			item_fail(it, CAIRN_ENOMEM, "out of memory");
+			goto out;
+		}
+	struct cairn_trust_policy pol = {.keys = f->cfg.keys,
+					 .require_sigs = f->cfg.require_sigs,
+					 .store_dir = f->store_dir};
+	int rc = cairn_trust_decide(ta, ns, it->path, &it->sp, &pol, v);
 	for (size_t i = 0; i < ns; i++) {
 		struct answer *a = &it->ans[i];
-		if (a->state != A_PRESENT)
-			continue;
-		int rc = check_answer(it, a, vr);
-		if (rc) {
-			if (rc == CAIRN_ENOMEM) {
-				item_fail(it, rc, "out of memory");
-				goto out;
-			}
-			worst = CAIRN_EFORMAT;
-			continue;
-		}
-		if (vr->status && worst != CAIRN_EFORMAT)
-			worst = vr->status;
-		size_t g;
-		for (g = 0; g < ng; g++)
-			if (same_claim(groups[g].first, a))
-				break;
-		if (g == ng) {
-			groups[ng].first = a;
-			groups[ng].best_server = i;
-			ng++;
-		}
-		a->group = (int)g;
-		if (!vr->status)
-			group_add_signers(&groups[g], vr);
-		groups[g].ca_ok |= a->ca_ok;
+		a->group = ta[i].group;
+		a->ca_ok = ta[i].ca_ok;
+		a->sigs_ok = ta[i].sigs_ok;
 	}
-
-	unsigned k = f->cfg.require_sigs;
-	size_t n_signed = 0;
-	for (size_t g = 0; g < ng; g++)
-		if (groups[g].n_signers)
-			n_signed++;
-	if (k > 1 && n_signed > 1) {
-		struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_FETCH_REASON_MAX);
-		cairn_buf_puts(&b, "servers disagree: ");
-		size_t shown = 0;
-		for (size_t g = 0; g < ng; g++) {
-			if (!groups[g].n_signers)
-				continue;
-			if (shown++)
-				cairn_buf_puts(&b, "; but ");
-			describe_group(it, &groups[g], (int)g, &b);
-		}
-		item_fail(it, CAIRN_EHASH, "%s", b.data ? b.data : "servers disagree");
-		cairn_buf_release(&b);
+	if (rc) {
+		/* Say why per server (down, refused, unsigned), except when signed
+		 * groups disagree: the headline names them all. */
+		for (size_t i = 0; rc != CAIRN_EHASH && i < ns; i++)
+			if (ta[i].why[0] && ta[i].state != CAIRN_TRUST_ABSENT)
+				reason_add(it, "%s: %s", ta[i].server, ta[i].why);
+		item_fail(it, rc, "%s", v->reason);
 		goto out;
 	}
-	/* Groups are numbered in server order, so the first acceptable one is
-	 * the best server's. */
-	int chosen = -1;
-	for (size_t g = 0; g < ng && chosen < 0; g++)
-		if (groups[g].n_signers >= k || groups[g].ca_ok)
-			chosen = (int)g;
-	if (chosen < 0) {
-		/* Say why per server: absent, down, refused. */
-		bool any_present = false;
-		for (size_t i = 0; i < ns; i++) {
-			struct answer *a = &it->ans[i];
-			if (a->state == A_PRESENT)
-				any_present = true;
-			if (a->state == A_ERROR || (a->state == A_PRESENT && a->msg))
-				reason_add(it, "%s: %s", f->servers[i].url,
-					   a->msg ? a->msg : "error");
-		}
-		size_t best = 0;
-		for (size_t g = 0; g < ng; g++)
-			if (groups[g].n_signers > best)
-				best = groups[g].n_signers;
-		if (!any_present) {
-			bool any_absent = false;
-			for (size_t i = 0; i < ns; i++)
-				any_absent |= it->ans[i].state == A_ABSENT;
-			if (any_absent)
-				item_fail(it, CAIRN_ENOENT, "no server has it");
-			else
-				item_fail(it, CAIRN_ENET, "no server could be asked");
-		} else if (best > 0) {
-			struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_FETCH_REASON_MAX);
-			for (size_t g = 0; g < ng; g++)
-				if (groups[g].n_signers == best) {
-					describe_group(it, &groups[g], (int)g, &b);
-					break;
-				}
-			item_fail(it, CAIRN_EUNTRUSTED,
-				  "not enough signatures: %zu of %u required (%s)", best, k,
-				  b.data ? b.data : "");
-			cairn_buf_release(&b);
-		} else if (ng == 0) {
-			item_fail(it, CAIRN_EFORMAT, "no usable narinfo");
-		} else {
-			item_fail(it,
-				  worst == CAIRN_EFORMAT || worst == CAIRN_ENOENT ? CAIRN_ENOSIG
-										  : worst,
-				  "no trusted signature");
-		}
-		goto out;
-	}
-
-	struct group *g = &groups[chosen];
-	it->nar_hash = g->first->ni->nar_hash;
-	it->nar_size = g->first->ni->nar_size;
-	it->n_signers = (unsigned)g->n_signers;
-	if (g->n_signers < k) {
+	int chosen = v->chosen;
+	it->nar_hash = v->ni->nar_hash;
+	it->nar_size = v->ni->nar_size;
+	it->n_signers = (unsigned)v->groups[chosen].n_signers;
+	if (v->by_ca) {
 		/* Accepted through CA: the content must match it. */
 		it->by_ca = true;
-		for (size_t i = 0; i < ns; i++)
-			if (it->ans[i].group == chosen && it->ans[i].ca_ok) {
-				cairn_ca_parse(it->ans[i].ni->ca, strlen(it->ans[i].ni->ca),
-					       &it->ca, NULL);
-				break;
-			}
+		it->ca = v->ca;
 	}
 	it->srcs = malloc(ns * sizeof(size_t));
 	if (!it->srcs) {
@@ -1450,12 +1263,12 @@ static void decide(struct item *it)
 		item_fail(it, CAIRN_ENOMEM, "out of memory");
 		goto out;
 	}
-	if (!resolve_refs(it, g->first->ni))
+	if (!resolve_refs(it, v->ni))
 		goto out;
 	if (it->on_disk) {
 		struct cairn_error e;
 		cairn_error_init(&e);
-		int rc = check_in_place(it, &e);
+		rc = check_in_place(it, &e);
 		if (rc) {
 			item_fail(it, rc, "%s", cairn_error_msg(&e));
 			goto out;
@@ -1470,8 +1283,8 @@ static void decide(struct item *it)
 	it->st = I_READY;
 	f->n_ready++;
 out:
-	free(groups);
-	free(vr);
+	free(ta);
+	free(v);
 }
 
 /* ---- downloading --------------------------------------------------------- */

@@ -8,10 +8,12 @@
  * server runs one loop per thread, each with its own h2o context, all
  * sharing one read-only h2o_globalconf.  One h2o handler sits at "/" and
  * dispatches to cairn's route table, after enforcing the limits h2o does not
- * have (414, 431, 405; 431 for too many fields needs the parser hook below).  Each request that reaches the dispatcher gets a
- * small record in its memory pool whose dispose callback runs when h2o frees
- * the request: that is where it is counted (metrics) and where the
- * in-flight count drops, which is what graceful shutdown waits for.
+ * have (414, 431, 405; 431 for too many fields and 400 for ambiguous message
+ * framing need the parser hook below).  Each request that reaches the
+ * dispatcher gets a small record in its memory pool whose dispose callback
+ * runs when h2o frees the request: that is where it is counted (metrics) and
+ * where the in-flight count drops, which is what graceful shutdown waits
+ * for.
  *
  * Stopping.  cairn_httpd_stop writes a byte to a pipe (all a signal handler
  * may do); the thread in cairn_httpd_wait reads it and posts a message to
@@ -42,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -467,17 +470,37 @@ static void req_record_dispose(void *p)
 }
 
 /*
- * 431 for too many header fields.  h2o 2.2.5 parses an HTTP/1 head with
- * picohttpparser into an array of H2O_MAX_HEADERS (100) entries and closes
- * with 400 past that, before any handler runs; RFC 6585 asks for 431.  No
- * h2o setting changes this, so cairn interposes the parser: libh2o calls
- * phr_parse_request through its PLT, and a definition in the executable
- * comes first in symbol lookup (the same mechanism as a malloc replacement).
- * When the real parser gives up with its array full, we check that the head
- * is complete and hand h2o its first fields plus one marker field whose name
- * no client can send (a space is not a token character); the dispatcher
- * answers 431 to that and closes the connection.  publish-badinput.py
- * fails if a future libh2o stops calling through the PLT.
+ * The HTTP/1 request parser, interposed.  libh2o calls phr_parse_request
+ * (picohttpparser) through its PLT, and a definition in the executable comes
+ * first in symbol lookup (the same mechanism as a malloc replacement), so
+ * cairn sees every HTTP/1 head before h2o does.  Two things h2o 2.2.5 gets
+ * wrong are caught here; the dispatcher answers them and closes the
+ * connection.  publish-badinput.py fails if a future libh2o stops calling
+ * through the PLT.
+ *
+ * 431 for too many header fields.  h2o parses a head into an array of
+ * H2O_MAX_HEADERS (100) entries and closes with 400 past that, before any
+ * handler runs; RFC 6585 asks for 431.  When the real parser gives up with
+ * its array full, we check that the head is complete and hand h2o its first
+ * fields plus a marker field.
+ *
+ * 400 for ambiguous message framing (request smuggling).  h2o's
+ * init_headers and fixup_request (lib/http1.c) take the first Content-Length
+ * and ignore any other, let a later Transfer-Encoding override an earlier one
+ * and any Content-Length, read a chunked body from an HTTP/1.0 request, and
+ * keep the connection alive in all these cases; the framing fields never
+ * reach the handler.  A proxy in front that reads the head the other way
+ * sees a different request boundary, so a request hidden in what it took
+ * for a body would be served.  RFC 9112 6.1 and 6.3 ask for 400 and a
+ * closed connection; so does any Content-Length that is not exactly one
+ * field of digits (lists, even "5, 5", included), and any obsolete line
+ * folding (5.2 lets a server refuse it; h2o would keep it as a nameless
+ * field).  A single "Transfer-Encoding: chunked" on HTTP/1.1 is left to
+ * h2o.
+ *
+ * Either way the framing fields are taken out before h2o sees the head, so
+ * it reads no body and dispatches at once; the marker names cannot come from
+ * a client (a space is not a token character).
  */
 struct phr_header {
 	const char *name;
@@ -495,9 +518,63 @@ typedef int (*phr_parse_request_fn)(const char *, size_t, const char **, size_t 
 				    size_t *, size_t);
 
 #define TOO_MANY_FIELDS "cairn too-many-fields"
+#define BAD_FRAMING "cairn bad-framing"
 
-/* h2o lower-cases names in place, so the marker must be writable; one per thread keeps that race-free */
+/* h2o lower-cases names in place, so the markers must be writable; one per thread keeps that race-free */
 static _Thread_local char too_many_fields[] = TOO_MANY_FIELDS;
+static _Thread_local char bad_framing[] = BAD_FRAMING;
+
+static int field_is(const struct phr_header *f, const char *name)
+{
+	size_t n = strlen(name);
+	return f->name != NULL && f->name_len == n && strncasecmp(f->name, name, n) == 0;
+}
+
+/* Content-Length, Transfer-Encoding, or the continuation of a folded line. */
+static int is_framing_field(const struct phr_header *f)
+{
+	return f->name == NULL || field_is(f, "content-length") ||
+	       field_is(f, "transfer-encoding");
+}
+
+static int framing_is_faulty(const struct phr_header *fields, size_t n, int minor_version)
+{
+	const struct phr_header *cl = NULL, *te = NULL;
+	size_t n_cl = 0, n_te = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (fields[i].name == NULL)
+			return 1;
+		if (field_is(&fields[i], "content-length"))
+			cl = &fields[i], n_cl++;
+		else if (field_is(&fields[i], "transfer-encoding"))
+			te = &fields[i], n_te++;
+	}
+	if (te != NULL)
+		return n_te > 1 || cl != NULL || minor_version == 0 || te->value_len != 7 ||
+		       strncasecmp(te->value, "chunked", 7) != 0;
+	if (cl != NULL) {
+		if (n_cl > 1 || cl->value_len == 0)
+			return 1;
+		for (size_t i = 0; i < cl->value_len; i++)
+			if (cl->value[i] < '0' || cl->value[i] > '9')
+				return 1;
+	}
+	return 0;
+}
+
+/* Drop the framing fields from fields[0..*n) and add the marker last; the
+ * caller makes sure there is room for it. */
+static void mark_head(struct phr_header *fields, size_t *n, char *marker, size_t marker_len)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < *n; i++)
+		if (!is_framing_field(&fields[i]))
+			fields[k++] = fields[i];
+	fields[k++] = (struct phr_header){marker, marker_len, marker, 0};
+	*n = k;
+}
 
 int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
 		      const char **path, size_t *path_len, int *minor_version,
@@ -515,6 +592,12 @@ int phr_parse_request(const char *buf, size_t len, const char **method, size_t *
 	size_t max = *num_headers;
 	int r = fn(buf, len, method, method_len, path, path_len, minor_version, headers, num_headers,
 		   last_len);
+	if (r >= 0) {
+		/* a faulty head has a framing field to drop: the marker fits */
+		if (framing_is_faulty(headers, *num_headers, *minor_version))
+			mark_head(headers, num_headers, bad_framing, sizeof(bad_framing) - 1);
+		return r;
+	}
 	if (r != -1 || max < 2 || *num_headers != max)
 		return r;
 	/* the array is full: is the whole head here yet? */
@@ -532,21 +615,25 @@ int phr_parse_request(const char *buf, size_t len, const char **method, size_t *
 			break;
 		if (*q != '\n')
 			continue;
-		headers[max - 1] = (struct phr_header){too_many_fields, sizeof(too_many_fields) - 1,
-							too_many_fields, 0};
-		*num_headers = max;
+		*num_headers = max - 1;
+		mark_head(headers, num_headers, too_many_fields, sizeof(too_many_fields) - 1);
 		return (int)(q + 1 - buf);
 	}
 	return -2;
 }
 
-static int too_many_fields_marked(const h2o_req_t *req)
+/* 431 or 400 when the parser hook marked the head, else 0. */
+static int head_refused(const h2o_req_t *req)
 {
 	if (req->headers.size == 0)
 		return 0;
 	const h2o_iovec_t *name = req->headers.entries[req->headers.size - 1].name;
-	return name->len == sizeof(TOO_MANY_FIELDS) - 1 &&
-	       memcmp(name->base, TOO_MANY_FIELDS, name->len) == 0;
+	if (name->len == sizeof(TOO_MANY_FIELDS) - 1 &&
+	    memcmp(name->base, TOO_MANY_FIELDS, name->len) == 0)
+		return 431;
+	if (name->len == sizeof(BAD_FRAMING) - 1 && memcmp(name->base, BAD_FRAMING, name->len) == 0)
+		return 400;
+	return 0;
 }
 
 struct dispatch_handler {
@@ -575,8 +662,9 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 	rec->route = h->n_routes;
 	w->inflight++;
 
-	if (too_many_fields_marked(req))
-		return refuse(req, 431), 0;
+	int refused = head_refused(req);
+	if (refused)
+		return refuse(req, refused), 0;
 	if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0) &&
 	    !httpd_is_head(req))
 		return refuse(req, 405), 0;
@@ -584,10 +672,8 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 		return refuse(req, 414), 0;
 	/*
 	 * GET and HEAD carry no content.  One that does is refused and its
-	 * connection closed: h2o keeps one Content-Length and drops the
-	 * header, so two different values (RFC 9112 6.3: ambiguous framing,
-	 * the stuff of request smuggling behind a proxy) are only visible as
-	 * a body here.
+	 * connection closed (ambiguous framing was refused above, by the
+	 * parser hook).
 	 */
 	if (req->entity.base != NULL && req->entity.len != 0)
 		return refuse(req, 400), 0;

@@ -520,7 +520,8 @@ typedef int (*phr_parse_request_fn)(const char *, size_t, const char **, size_t 
 #define TOO_MANY_FIELDS "cairn too-many-fields"
 #define BAD_FRAMING "cairn bad-framing"
 
-/* h2o lower-cases names in place, so the markers must be writable; one per thread keeps that race-free */
+/* h2o lower-cases names in place, so the markers must be writable; one per
+ * thread keeps that race-free */
 static _Thread_local char too_many_fields[] = TOO_MANY_FIELDS;
 static _Thread_local char bad_framing[] = BAD_FRAMING;
 
@@ -533,8 +534,7 @@ static int field_is(const struct phr_header *f, const char *name)
 /* Content-Length, Transfer-Encoding, or the continuation of a folded line. */
 static int is_framing_field(const struct phr_header *f)
 {
-	return f->name == NULL || field_is(f, "content-length") ||
-	       field_is(f, "transfer-encoding");
+	return f->name == NULL || field_is(f, "content-length") || field_is(f, "transfer-encoding");
 }
 
 static int framing_is_faulty(const struct phr_header *fields, size_t n, int minor_version)

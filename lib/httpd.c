@@ -48,6 +48,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cairn/cairn.h"
 #include "httpd-int.h"
 
 _Thread_local struct httpd_worker *httpd_tls_worker;
@@ -60,6 +61,9 @@ const int httpd_status_codes[HTTPD_STATUS_SLOTS] = {
 
 /* Nix asks up to 25 paths at once over one connection (http-connections). */
 #define HTTPD_H2_MAX_STREAMS 32
+
+/* How long a loop stops accepting when the process has no descriptor left. */
+#define HTTPD_ACCEPT_PAUSE_MS 50
 
 /* Heads and bodies we accept: GET and HEAD carry no body worth having. */
 #define HTTPD_MAX_ENTITY (64 * 1024)
@@ -774,6 +778,33 @@ void httpd_watchdog_disarm(struct httpd_watchdog *wd)
 
 /* --- loops -------------------------------------------------------------------- */
 
+static void on_accept(h2o_socket_t *listener, const char *errstr);
+
+static void accept_resume(h2o_timeout_entry_t *e)
+{
+	struct httpd_worker *w = H2O_STRUCT_FROM_MEMBER(struct httpd_worker, accept_resume, e);
+
+	for (size_t i = 0; i < w->n_listeners; i++)
+		h2o_socket_read_start(w->listeners[i], on_accept);
+}
+
+/*
+ * Out of file descriptors, accept fails and leaves the connection queued, so
+ * the listener stays readable and the loop would spin on it.  Stop watching
+ * the listeners for HTTPD_ACCEPT_PAUSE_MS instead: the queued clients wait
+ * in the kernel's backlog and are taken as soon as connections close.
+ */
+static void accept_pause(struct httpd_worker *w)
+{
+	if (h2o_timeout_is_linked(&w->accept_resume))
+		return;
+	for (size_t i = 0; i < w->n_listeners; i++)
+		h2o_socket_read_stop(w->listeners[i]);
+	__atomic_fetch_add(&w->accept_fd_exhausted, 1, __ATOMIC_RELAXED);
+	w->accept_resume.cb = accept_resume;
+	h2o_timeout_link(w->loop, &w->accept_pause, &w->accept_resume);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *errstr)
 {
 	struct httpd_worker *w = listener->data;
@@ -783,8 +814,12 @@ static void on_accept(h2o_socket_t *listener, const char *errstr)
 		return;
 	/* a few per wakeup: fairness between loops sharing one socket */
 	for (int i = 0; i < 16; i++) {
-		if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+		/* h2o 2.2.5 returns NULL right after accept4 fails: errno is its */
+		if ((sock = h2o_evloop_socket_accept(listener)) == NULL) {
+			if (errno == EMFILE || errno == ENFILE)
+				accept_pause(w);
 			return;
+		}
 		h2o_accept(&w->accept_ctx, sock);
 	}
 }
@@ -794,6 +829,8 @@ static void begin_shutdown(struct httpd_worker *w)
 	if (w->stopping)
 		return;
 	w->stopping = 1;
+	if (h2o_timeout_is_linked(&w->accept_resume))
+		h2o_timeout_unlink(&w->accept_resume);
 	for (size_t i = 0; i < w->n_listeners; i++) {
 		h2o_socket_read_stop(w->listeners[i]);
 		h2o_socket_close(w->listeners[i]);
@@ -826,6 +863,7 @@ static void *worker_main(void *arg)
 	h2o_linklist_init_anchor(&w->streams);
 	h2o_timeout_init(w->loop, &w->send_timeout,
 			 h->cfg.send_timeout_ms ? h->cfg.send_timeout_ms : 1);
+	h2o_timeout_init(w->loop, &w->accept_pause, HTTPD_ACCEPT_PAUSE_MS);
 	httpd_maps_init(w);
 	for (size_t i = 0; i < h->n_fds; i++) {
 		/*
@@ -869,6 +907,7 @@ static void *worker_main(void *arg)
 		if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
 			h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
 		h2o_timeout_dispose(w->loop, &w->send_timeout);
+		h2o_timeout_dispose(w->loop, &w->accept_pause);
 		httpd_maps_dispose(w);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stream_rx);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stop_rx);
@@ -887,6 +926,9 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: already started");
 	h->started = 1;
 
+	/* a descriptor per connection: use what the administrator allows; if
+	 * the limit stays, accept pauses when it is reached */
+	cairn_fd_limit_raise(NULL);
 	ret = h->cfg.systemd ? adopt_systemd(h, err) : bind_all(h, err);
 	if (ret < 0)
 		return ret;
@@ -1125,6 +1167,16 @@ int cairn_httpd_metrics_render(struct cairn_httpd *h, struct cairn_buf *out)
 					r < h->n_routes ? h->routes[r].name : "none",
 					(unsigned long long)n);
 	}
+	uint64_t paused = 0;
+	for (unsigned t = 0; h->workers && t < h->threads; t++)
+		paused += __atomic_load_n(&h->workers[t].accept_fd_exhausted, __ATOMIC_RELAXED);
+	ret |= cairn_buf_printf(out,
+				"# HELP cairn_http_accept_fd_exhausted_total Times a loop stopped "
+				"accepting for %d ms because the process had no file descriptor "
+				"left.\n"
+				"# TYPE cairn_http_accept_fd_exhausted_total counter\n"
+				"cairn_http_accept_fd_exhausted_total %llu\n",
+				HTTPD_ACCEPT_PAUSE_MS, (unsigned long long)paused);
 	for (size_t i = 0; i < h->n_counters; i++)
 		ret |= cairn_buf_printf(
 		    out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", h->counters[i].name,

@@ -63,6 +63,9 @@ struct httpd_worker {
 	h2o_linklist_t streams; /* live streams, loop side */
 	h2o_req_t *deferred;	/* the handler running now deferred its answer */
 	h2o_timeout_t send_timeout;
+	h2o_timeout_t accept_pause; /* out of descriptors: listeners unwatched */
+	h2o_timeout_entry_t accept_resume;
+	uint64_t accept_fd_exhausted; /* pauses, for the metrics (atomic) */
 	h2o_timeout_t map_timeout;
 	h2o_timeout_entry_t map_sweep;
 	uint64_t inflight; /* requests between on_req and dispose */

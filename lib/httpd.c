@@ -8,10 +8,12 @@
  * server runs one loop per thread, each with its own h2o context, all
  * sharing one read-only h2o_globalconf.  One h2o handler sits at "/" and
  * dispatches to cairn's route table, after enforcing the limits h2o does not
- * have (414, 431, 405; 431 for too many fields needs the parser hook below).  Each request that reaches the dispatcher gets a
- * small record in its memory pool whose dispose callback runs when h2o frees
- * the request: that is where it is counted (metrics) and where the
- * in-flight count drops, which is what graceful shutdown waits for.
+ * have (414, 431, 405; 431 for too many fields and 400 for ambiguous message
+ * framing need the parser hook below).  Each request that reaches the
+ * dispatcher gets a small record in its memory pool whose dispose callback
+ * runs when h2o frees the request: that is where it is counted (metrics) and
+ * where the in-flight count drops, which is what graceful shutdown waits
+ * for.
  *
  * Stopping.  cairn_httpd_stop writes a byte to a pipe (all a signal handler
  * may do); the thread in cairn_httpd_wait reads it and posts a message to
@@ -42,9 +44,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cairn/cairn.h"
 #include "httpd-int.h"
 
 _Thread_local struct httpd_worker *httpd_tls_worker;
@@ -57,6 +61,9 @@ const int httpd_status_codes[HTTPD_STATUS_SLOTS] = {
 
 /* Nix asks up to 25 paths at once over one connection (http-connections). */
 #define HTTPD_H2_MAX_STREAMS 32
+
+/* How long a loop stops accepting when the process has no descriptor left. */
+#define HTTPD_ACCEPT_PAUSE_MS 50
 
 /* Heads and bodies we accept: GET and HEAD carry no body worth having. */
 #define HTTPD_MAX_ENTITY (64 * 1024)
@@ -467,17 +474,37 @@ static void req_record_dispose(void *p)
 }
 
 /*
- * 431 for too many header fields.  h2o 2.2.5 parses an HTTP/1 head with
- * picohttpparser into an array of H2O_MAX_HEADERS (100) entries and closes
- * with 400 past that, before any handler runs; RFC 6585 asks for 431.  No
- * h2o setting changes this, so cairn interposes the parser: libh2o calls
- * phr_parse_request through its PLT, and a definition in the executable
- * comes first in symbol lookup (the same mechanism as a malloc replacement).
- * When the real parser gives up with its array full, we check that the head
- * is complete and hand h2o its first fields plus one marker field whose name
- * no client can send (a space is not a token character); the dispatcher
- * answers 431 to that and closes the connection.  publish-badinput.py
- * fails if a future libh2o stops calling through the PLT.
+ * The HTTP/1 request parser, interposed.  libh2o calls phr_parse_request
+ * (picohttpparser) through its PLT, and a definition in the executable comes
+ * first in symbol lookup (the same mechanism as a malloc replacement), so
+ * cairn sees every HTTP/1 head before h2o does.  Two things h2o 2.2.5 gets
+ * wrong are caught here; the dispatcher answers them and closes the
+ * connection.  publish-badinput.py fails if a future libh2o stops calling
+ * through the PLT.
+ *
+ * 431 for too many header fields.  h2o parses a head into an array of
+ * H2O_MAX_HEADERS (100) entries and closes with 400 past that, before any
+ * handler runs; RFC 6585 asks for 431.  When the real parser gives up with
+ * its array full, we check that the head is complete and hand h2o its first
+ * fields plus a marker field.
+ *
+ * 400 for ambiguous message framing (request smuggling).  h2o's
+ * init_headers and fixup_request (lib/http1.c) take the first Content-Length
+ * and ignore any other, let a later Transfer-Encoding override an earlier one
+ * and any Content-Length, read a chunked body from an HTTP/1.0 request, and
+ * keep the connection alive in all these cases; the framing fields never
+ * reach the handler.  A proxy in front that reads the head the other way
+ * sees a different request boundary, so a request hidden in what it took
+ * for a body would be served.  RFC 9112 6.1 and 6.3 ask for 400 and a
+ * closed connection; so does any Content-Length that is not exactly one
+ * field of digits (lists, even "5, 5", included), and any obsolete line
+ * folding (5.2 lets a server refuse it; h2o would keep it as a nameless
+ * field).  A single "Transfer-Encoding: chunked" on HTTP/1.1 is left to
+ * h2o.
+ *
+ * Either way the framing fields are taken out before h2o sees the head, so
+ * it reads no body and dispatches at once; the marker names cannot come from
+ * a client (a space is not a token character).
  */
 struct phr_header {
 	const char *name;
@@ -495,9 +522,63 @@ typedef int (*phr_parse_request_fn)(const char *, size_t, const char **, size_t 
 				    size_t *, size_t);
 
 #define TOO_MANY_FIELDS "cairn too-many-fields"
+#define BAD_FRAMING "cairn bad-framing"
 
-/* h2o lower-cases names in place, so the marker must be writable; one per thread keeps that race-free */
+/* h2o lower-cases names in place, so the markers must be writable; one per
+ * thread keeps that race-free */
 static _Thread_local char too_many_fields[] = TOO_MANY_FIELDS;
+static _Thread_local char bad_framing[] = BAD_FRAMING;
+
+static int field_is(const struct phr_header *f, const char *name)
+{
+	size_t n = strlen(name);
+	return f->name != NULL && f->name_len == n && strncasecmp(f->name, name, n) == 0;
+}
+
+/* Content-Length, Transfer-Encoding, or the continuation of a folded line. */
+static int is_framing_field(const struct phr_header *f)
+{
+	return f->name == NULL || field_is(f, "content-length") || field_is(f, "transfer-encoding");
+}
+
+static int framing_is_faulty(const struct phr_header *fields, size_t n, int minor_version)
+{
+	const struct phr_header *cl = NULL, *te = NULL;
+	size_t n_cl = 0, n_te = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (fields[i].name == NULL)
+			return 1;
+		if (field_is(&fields[i], "content-length"))
+			cl = &fields[i], n_cl++;
+		else if (field_is(&fields[i], "transfer-encoding"))
+			te = &fields[i], n_te++;
+	}
+	if (te != NULL)
+		return n_te > 1 || cl != NULL || minor_version == 0 || te->value_len != 7 ||
+		       strncasecmp(te->value, "chunked", 7) != 0;
+	if (cl != NULL) {
+		if (n_cl > 1 || cl->value_len == 0)
+			return 1;
+		for (size_t i = 0; i < cl->value_len; i++)
+			if (cl->value[i] < '0' || cl->value[i] > '9')
+				return 1;
+	}
+	return 0;
+}
+
+/* Drop the framing fields from fields[0..*n) and add the marker last; the
+ * caller makes sure there is room for it. */
+static void mark_head(struct phr_header *fields, size_t *n, char *marker, size_t marker_len)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < *n; i++)
+		if (!is_framing_field(&fields[i]))
+			fields[k++] = fields[i];
+	fields[k++] = (struct phr_header){marker, marker_len, marker, 0};
+	*n = k;
+}
 
 int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
 		      const char **path, size_t *path_len, int *minor_version,
@@ -515,6 +596,12 @@ int phr_parse_request(const char *buf, size_t len, const char **method, size_t *
 	size_t max = *num_headers;
 	int r = fn(buf, len, method, method_len, path, path_len, minor_version, headers, num_headers,
 		   last_len);
+	if (r >= 0) {
+		/* a faulty head has a framing field to drop: the marker fits */
+		if (framing_is_faulty(headers, *num_headers, *minor_version))
+			mark_head(headers, num_headers, bad_framing, sizeof(bad_framing) - 1);
+		return r;
+	}
 	if (r != -1 || max < 2 || *num_headers != max)
 		return r;
 	/* the array is full: is the whole head here yet? */
@@ -532,21 +619,25 @@ int phr_parse_request(const char *buf, size_t len, const char **method, size_t *
 			break;
 		if (*q != '\n')
 			continue;
-		headers[max - 1] = (struct phr_header){too_many_fields, sizeof(too_many_fields) - 1,
-							too_many_fields, 0};
-		*num_headers = max;
+		*num_headers = max - 1;
+		mark_head(headers, num_headers, too_many_fields, sizeof(too_many_fields) - 1);
 		return (int)(q + 1 - buf);
 	}
 	return -2;
 }
 
-static int too_many_fields_marked(const h2o_req_t *req)
+/* 431 or 400 when the parser hook marked the head, else 0. */
+static int head_refused(const h2o_req_t *req)
 {
 	if (req->headers.size == 0)
 		return 0;
 	const h2o_iovec_t *name = req->headers.entries[req->headers.size - 1].name;
-	return name->len == sizeof(TOO_MANY_FIELDS) - 1 &&
-	       memcmp(name->base, TOO_MANY_FIELDS, name->len) == 0;
+	if (name->len == sizeof(TOO_MANY_FIELDS) - 1 &&
+	    memcmp(name->base, TOO_MANY_FIELDS, name->len) == 0)
+		return 431;
+	if (name->len == sizeof(BAD_FRAMING) - 1 && memcmp(name->base, BAD_FRAMING, name->len) == 0)
+		return 400;
+	return 0;
 }
 
 struct dispatch_handler {
@@ -575,8 +666,9 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 	rec->route = h->n_routes;
 	w->inflight++;
 
-	if (too_many_fields_marked(req))
-		return refuse(req, 431), 0;
+	int refused = head_refused(req);
+	if (refused)
+		return refuse(req, refused), 0;
 	if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0) &&
 	    !httpd_is_head(req))
 		return refuse(req, 405), 0;
@@ -584,10 +676,8 @@ static int dispatch(h2o_handler_t *self, h2o_req_t *req)
 		return refuse(req, 414), 0;
 	/*
 	 * GET and HEAD carry no content.  One that does is refused and its
-	 * connection closed: h2o keeps one Content-Length and drops the
-	 * header, so two different values (RFC 9112 6.3: ambiguous framing,
-	 * the stuff of request smuggling behind a proxy) are only visible as
-	 * a body here.
+	 * connection closed (ambiguous framing was refused above, by the
+	 * parser hook).
 	 */
 	if (req->entity.base != NULL && req->entity.len != 0)
 		return refuse(req, 400), 0;
@@ -688,6 +778,33 @@ void httpd_watchdog_disarm(struct httpd_watchdog *wd)
 
 /* --- loops -------------------------------------------------------------------- */
 
+static void on_accept(h2o_socket_t *listener, const char *errstr);
+
+static void accept_resume(h2o_timeout_entry_t *e)
+{
+	struct httpd_worker *w = H2O_STRUCT_FROM_MEMBER(struct httpd_worker, accept_resume, e);
+
+	for (size_t i = 0; i < w->n_listeners; i++)
+		h2o_socket_read_start(w->listeners[i], on_accept);
+}
+
+/*
+ * Out of file descriptors, accept fails and leaves the connection queued, so
+ * the listener stays readable and the loop would spin on it.  Stop watching
+ * the listeners for HTTPD_ACCEPT_PAUSE_MS instead: the queued clients wait
+ * in the kernel's backlog and are taken as soon as connections close.
+ */
+static void accept_pause(struct httpd_worker *w)
+{
+	if (h2o_timeout_is_linked(&w->accept_resume))
+		return;
+	for (size_t i = 0; i < w->n_listeners; i++)
+		h2o_socket_read_stop(w->listeners[i]);
+	__atomic_fetch_add(&w->accept_fd_exhausted, 1, __ATOMIC_RELAXED);
+	w->accept_resume.cb = accept_resume;
+	h2o_timeout_link(w->loop, &w->accept_pause, &w->accept_resume);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *errstr)
 {
 	struct httpd_worker *w = listener->data;
@@ -697,8 +814,12 @@ static void on_accept(h2o_socket_t *listener, const char *errstr)
 		return;
 	/* a few per wakeup: fairness between loops sharing one socket */
 	for (int i = 0; i < 16; i++) {
-		if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+		/* h2o 2.2.5 returns NULL right after accept4 fails: errno is its */
+		if ((sock = h2o_evloop_socket_accept(listener)) == NULL) {
+			if (errno == EMFILE || errno == ENFILE)
+				accept_pause(w);
 			return;
+		}
 		h2o_accept(&w->accept_ctx, sock);
 	}
 }
@@ -708,6 +829,8 @@ static void begin_shutdown(struct httpd_worker *w)
 	if (w->stopping)
 		return;
 	w->stopping = 1;
+	if (h2o_timeout_is_linked(&w->accept_resume))
+		h2o_timeout_unlink(&w->accept_resume);
 	for (size_t i = 0; i < w->n_listeners; i++) {
 		h2o_socket_read_stop(w->listeners[i]);
 		h2o_socket_close(w->listeners[i]);
@@ -740,6 +863,7 @@ static void *worker_main(void *arg)
 	h2o_linklist_init_anchor(&w->streams);
 	h2o_timeout_init(w->loop, &w->send_timeout,
 			 h->cfg.send_timeout_ms ? h->cfg.send_timeout_ms : 1);
+	h2o_timeout_init(w->loop, &w->accept_pause, HTTPD_ACCEPT_PAUSE_MS);
 	httpd_maps_init(w);
 	for (size_t i = 0; i < h->n_fds; i++) {
 		/*
@@ -783,6 +907,7 @@ static void *worker_main(void *arg)
 		if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
 			h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
 		h2o_timeout_dispose(w->loop, &w->send_timeout);
+		h2o_timeout_dispose(w->loop, &w->accept_pause);
 		httpd_maps_dispose(w);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stream_rx);
 		h2o_multithread_unregister_receiver(w->ctx.queue, &w->stop_rx);
@@ -801,6 +926,9 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: already started");
 	h->started = 1;
 
+	/* a descriptor per connection: use what the administrator allows; if
+	 * the limit stays, accept pauses when it is reached */
+	cairn_fd_limit_raise(NULL);
 	ret = h->cfg.systemd ? adopt_systemd(h, err) : bind_all(h, err);
 	if (ret < 0)
 		return ret;
@@ -1039,6 +1167,16 @@ int cairn_httpd_metrics_render(struct cairn_httpd *h, struct cairn_buf *out)
 					r < h->n_routes ? h->routes[r].name : "none",
 					(unsigned long long)n);
 	}
+	uint64_t paused = 0;
+	for (unsigned t = 0; h->workers && t < h->threads; t++)
+		paused += __atomic_load_n(&h->workers[t].accept_fd_exhausted, __ATOMIC_RELAXED);
+	ret |= cairn_buf_printf(out,
+				"# HELP cairn_http_accept_fd_exhausted_total Times a loop stopped "
+				"accepting for %d ms because the process had no file descriptor "
+				"left.\n"
+				"# TYPE cairn_http_accept_fd_exhausted_total counter\n"
+				"cairn_http_accept_fd_exhausted_total %llu\n",
+				HTTPD_ACCEPT_PAUSE_MS, (unsigned long long)paused);
 	for (size_t i = 0; i < h->n_counters; i++)
 		ret |= cairn_buf_printf(
 		    out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", h->counters[i].name,

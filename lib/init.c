@@ -1,5 +1,7 @@
+#include <errno.h>
 #include <gcrypt.h>
 #include <sodium.h>
+#include <sys/resource.h>
 
 #include "cairn/cairn.h"
 #include "cairn/error.h"
@@ -21,4 +23,29 @@ int cairn_init(void)
 		gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0);
 	}
 	return 0;
+}
+
+/* Linux's default fs.nr_open: no soft limit may exceed it, even under an
+ * unlimited hard limit. */
+#define NR_OPEN_DEFAULT 1048576
+
+int cairn_fd_limit_raise(struct cairn_error *err)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return cairn_error_errno(err, errno, "cannot read the open-file limit");
+	if (rl.rlim_cur == rl.rlim_max)
+		return 0;
+	rlim_t want = rl.rlim_max;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		return 0;
+	if (want == RLIM_INFINITY && NR_OPEN_DEFAULT > rl.rlim_cur) {
+		rl.rlim_cur = NR_OPEN_DEFAULT;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			return 0;
+	}
+	return cairn_error_errno(err, errno, "cannot raise the open-file limit to %llu",
+				 (unsigned long long)want);
 }

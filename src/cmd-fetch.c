@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cairn/buf.h"
+#include "cairn/cairn.h"
 #include "cairn/fetch.h"
 #include "cairn/keys.h"
 #include "cairn/nicache.h"
@@ -362,16 +362,6 @@ static int open_store_db(const struct opts *o, const char *root, struct cairn_st
 	return ret;
 }
 
-/* A run may hold a temporary tree open per verified item: room for many. */
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
 int cmd_fetch(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv))
@@ -547,7 +537,9 @@ int cmd_fetch(int argc, char **argv)
 	}
 	if (from_stdin && (ret = add_stdin(f)) != EXIT_OK)
 		goto out;
-	raise_fd_limit();
+	/* a run may hold a temporary tree open per verified item: room for
+	 * many; if the limit stays, the run is only narrower */
+	cairn_fd_limit_raise(NULL);
 
 	ret = EXIT_FAIL;
 	int rc = cairn_fetch_start(f, &err);

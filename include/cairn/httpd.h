@@ -18,14 +18,20 @@
  * CDN in front.
  *
  * Limits (all in the config, defaults below): a request path longer than
- * max_request_line gets 414, request headers larger than max_header_bytes get
- * 431 (h2o itself closes the connection for a request head beyond ~417 KiB or
- * with more than 100 header lines).  request_timeout bounds how long an
- * HTTP/1 client may take to send a whole request head, and how long an idle
- * keep-alive connection is kept: a slowloris client is disconnected after it.
- * idle_timeout is the same for HTTP/2.  send_timeout disconnects a client
- * that stops reading a file or stream response (slow-read attacks).  Only
- * GET and HEAD are served (405).
+ * max_request_line gets 414, request headers larger than max_header_bytes or
+ * more than 100 header lines get 431 (h2o itself closes the connection for a
+ * request head beyond ~417 KiB).  An HTTP/1 request whose framing is
+ * ambiguous (Content-Length with Transfer-Encoding, several or non-numeric
+ * Content-Lengths, a Transfer-Encoding other than chunked) gets 400 and its
+ * connection is closed, so nothing hidden after it is served.
+ * request_timeout bounds how long an HTTP/1 client may take to send a whole
+ * request head, and how long an idle keep-alive connection is kept: a
+ * slowloris client is disconnected after it.  idle_timeout is the same for
+ * HTTP/2.  send_timeout disconnects a client that stops reading a file or
+ * stream response (slow-read attacks).  Only GET and HEAD are served (405).
+ * cairn_httpd_start raises the process's soft limit on open files to the
+ * hard limit; when that is reached, a loop stops accepting for 50 ms at a
+ * time (the clients wait in the backlog) rather than spin.
  *
  * Shutdown: cairn_httpd_stop() (async-signal-safe) closes the listening
  * sockets, turns keep-alive off and sends HTTP/2 GOAWAY; responses in flight

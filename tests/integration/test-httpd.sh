@@ -546,6 +546,87 @@ else
   echo "# not root: --user not tested"
 fi
 
+# --- out of file descriptors ---------------------------------------------------------------------
+# 2000 connections held open by one client against a server started with a
+# soft fd limit of 1024 (systemd's default).  The server raises it to the
+# hard limit; where the hard limit is 1024 too, accept fails with EMFILE and
+# leaves the connection queued, so the loops must stop watching the listener
+# for a while rather than spin on it, and take the queued clients once
+# connections close.  Over a 3 s hold: the server's CPU time (/proc/PID/stat),
+# and how its threads left the CPU (/proc/PID/task/*/status).  On a loaded
+# machine a spinning loop may get little CPU, but it never blocks: it is only
+# ever preempted (nonvoluntary switches), while a loop that waits blocks in
+# epoll_wait (voluntary ones), whatever the load.
+cat > "$TMP/fdhold.py" <<'PY'
+import glob, os, socket, subprocess, sys, time
+port, pid, url, n, close_n, probe = (int(sys.argv[1]), sys.argv[2], sys.argv[3],
+                                     int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1")
+def cpu():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+def switches():
+    v = nv = 0
+    for p in glob.glob(f"/proc/{pid}/task/*/status"):
+        for l in open(p):
+            k, _, n = l.partition(":")
+            if k == "voluntary_ctxt_switches":
+                v += int(n)
+            elif k == "nonvoluntary_ctxt_switches":
+                nv += int(n)
+    return v, nv
+def get(t):
+    r = subprocess.run(["curl", "-s", "--max-time", str(t), url + "/small"], capture_output=True)
+    return int(len(r.stdout) == 300)
+socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+time.sleep(0.5)
+c0, (v0, nv0) = cpu(), switches()
+time.sleep(3)
+(v1, nv1) = switches()
+used, v, nv = cpu() - c0, v1 - v0, nv1 - nv0
+during = get(10) if probe else -1
+for s in socks[:close_n]:
+    s.close()
+after = get(10)
+for s in socks[close_n:]:
+    s.close()
+print("%.2f %d %d %d %d" % (used, v, nv, during, after))
+PY
+# limited SOFT HARD ARGS...: the test server under these fd limits (same pid)
+limited() { local soft=$1 hard=$2; shift 2
+  HTTPD_TEST_SERVER="$TMP/limited-$soft-$hard" start_server "$@"; }
+for l in 1024:4096 1024:1024; do
+  printf '#!/bin/sh\nexec prlimit --nofile=%s -- "%s" "$@"\n' "$l" "$HTTPD_TEST_SERVER" \
+    > "$TMP/limited-${l%:*}-${l#*:}"
+  chmod +x "$TMP/limited-${l%:*}-${l#*:}"
+done
+if [ "$(ulimit -n)" -ge 4400 ]; then
+  limited 1024 4096 "$TMP/s7.out" --listen 127.0.0.1:0 --dir "$DATA" --threads 2 --request-timeout 60000
+  U=http://127.0.0.1:$PORT
+  soft=$(awk '/^Max open files/{print $4}' "/proc/$PID/limits")
+  check "fd soft limit 1024, hard 4096: raised to the hard limit at start ($soft)" test "$soft" = 4096
+  read -r cpu vol nonvol during after <<<"$(timeout 120 python3 "$TMP/fdhold.py" "$PORT" "$PID" "$U" 2000 2000 1)"
+  check "  2000 connections held: another client is served meanwhile ($during)" test "$during" = 1
+  paused=$(metric cairn_http_accept_fd_exhausted_total)
+  check "  accept never paused ($paused)" test "$paused" = 0
+  stop_server || true
+
+  limited 1024 1024 "$TMP/s8.out" --listen 127.0.0.1:0 --dir "$DATA" --threads 2 --request-timeout 60000
+  U=http://127.0.0.1:$PORT
+  read -r cpu vol nonvol during after <<<"$(timeout 120 python3 "$TMP/fdhold.py" "$PORT" "$PID" "$U" 2000 1500 0)"
+  check "fd limit 1024:1024, 2000 connections held: no busy loop (${cpu} s of CPU in 3 s, want < 0.6)" \
+    python3 -c 'import sys; sys.exit(not float(sys.argv[1]) < 0.6)' "$cpu"
+  check "  the loops block between wakeups ($vol voluntary, $nonvol nonvoluntary switches)" \
+    test "$vol" -gt "$nonvol"
+  check "  a new client is served once 1500 of them close ($after)" test "$after" = 1
+  paused=$(metric cairn_http_accept_fd_exhausted_total)
+  check "  /metrics counts the accept pauses ($paused)" test "${paused:-0}" -gt 0
+  check "  and the server still serves" test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/small")" = 200
+  stop_server || true
+else
+  echo "# fd limit $(ulimit -n): the fd exhaustion checks need 4400"
+  [ "${CI:-}" != true ] || not_ok "fd limit too low for the fd exhaustion checks"
+fi
+
 # sanitizer builds: any report from any server run is a failure
 for e in "$TMP"/*.err "$TMP/s5"; do
   [ -f "$e" ] || continue

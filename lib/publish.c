@@ -1850,11 +1850,11 @@ static void cache_load(struct cairn_publish *p)
 	closedir(d);
 }
 
-static int mkdir_at(int dfd, const char *name, struct cairn_error *err)
+static int mkdir_at(struct cairn_publish *p, const char *name, struct cairn_error *err)
 {
-	if (mkdirat(dfd, name, 0755) < 0 && errno != EEXIST)
-		return cairn_error_errno(err, errno, "publish: cannot create cache directory '%s'",
-					 name);
+	if (mkdirat(p->cache_fd, name, 0755) < 0 && errno != EEXIST)
+		return cairn_error_errno(err, errno, "publish: cannot create the cache directory '%s/%s'",
+					 p->cache_dir, name);
 	return 0;
 }
 
@@ -1950,28 +1950,49 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	p->dbcfg.db_path = p->db_path;
 	p->dbcfg.busy_timeout_ms = CAIRN_STOREDB_BUSY_TIMEOUT_MS;
 	p->dbcfg.flags = CAIRN_STOREDB_IMMUTABLE_FALLBACK;
+	/* a store directory that is not there would make every nar a 404 */
+	struct stat sb;
+	int serr = stat(p->real_store_dir, &sb) < 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
+	if (serr) {
+		rc = cairn_error_errno(err, serr, "publish: store directory '%s'",
+				       p->real_store_dir);
+		goto fail;
+	}
 	/* open one handle now: a wrong --db is a startup error, not a 500 */
 	if ((rc = cairn_storedb_open(&db, &p->dbcfg, err)) < 0)
 		goto fail;
+	/* an empty store answers every request with 404, as a cache miss
+	 * would: the operator hears it now, not from puzzled clients */
+	char *any = NULL;
+	if (p->cfg.log && cairn_storedb_recent_path(db, &any, NULL) == CAIRN_ENOENT) {
+		char msg[CAIRN_STOREDB_PATH_MAX + 160];
+		snprintf(msg, sizeof(msg),
+			 "the store database '%s' holds no valid path: every narinfo is a 404 "
+			 "until paths are added (is it the right store?)",
+			 p->db_path);
+		p->cfg.log(p->cfg.log_ctx, msg);
+	}
+	free(any);
 	pub_db_put(p, db);
 	if ((rc = make_pubkeys(p, err)) < 0)
 		goto fail;
 
 	if (p->cache_dir) {
 		if (mkdir(p->cache_dir, 0755) < 0 && errno != EEXIST) {
-			rc = cairn_error_errno(err, errno, "publish: cannot create '%s'",
+			rc = cairn_error_errno(err, errno,
+					       "publish: cannot create the cache directory '%s'",
 					       p->cache_dir);
 			goto fail;
 		}
 		p->cache_fd = open(p->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (p->cache_fd < 0) {
-			rc = cairn_error_errno(err, errno, "publish: cannot open '%s'",
+			rc = cairn_error_errno(err, errno,
+					       "publish: cannot open the cache directory '%s'",
 					       p->cache_dir);
 			goto fail;
 		}
-		if ((rc = mkdir_at(p->cache_fd, "nar", err)) < 0 ||
-		    (rc = mkdir_at(p->cache_fd, "info", err)) < 0 ||
-		    (rc = mkdir_at(p->cache_fd, "tmp", err)) < 0)
+		if ((rc = mkdir_at(p, "nar", err)) < 0 || (rc = mkdir_at(p, "info", err)) < 0 ||
+		    (rc = mkdir_at(p, "tmp", err)) < 0)
 			goto fail;
 		pthread_mutex_lock(&p->cache_lock);
 		cache_load(p);

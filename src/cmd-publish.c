@@ -109,10 +109,29 @@ static int chown_cache(const char *cache, const char *user)
 	return 0;
 }
 
+/* A directory the server needs: 0, or -1 with a message saying what is wrong. */
+static int need_dir(const char *what, const char *dir)
+{
+	struct stat sb;
+	if (stat(dir, &sb) < 0) {
+		if (errno == ENOENT)
+			cli_error("%s '%s' does not exist", what, dir);
+		else
+			cli_error("cannot use %s '%s': %s", what, dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		cli_error("%s '%s' is not a directory", what, dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* What the server tells the operator while it keeps serving. */
 static void publish_log(void *ctx, const char *msg)
 {
 	(void)ctx;
-	cli_error("%s", msg);
+	cli_warn("%s", msg);
 }
 
 static int load_key(const char *path, struct cairn_seckey *sk)
@@ -273,6 +292,8 @@ int cmd_publish(int argc, char **argv)
 		hc.listen[hc.n_listen++] = "*:8080";
 
 	if (binary_cache) {
+		if (need_dir("binary-cache directory", binary_cache) < 0)
+			goto out;
 		if (cairn_httpd_new(&h, &hc, &err) < 0 ||
 		    cairn_publish_static_routes(h, binary_cache, ttl, negative_ttl, &st, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
@@ -280,10 +301,22 @@ int cmd_publish(int argc, char **argv)
 		}
 	} else {
 		struct stat sb;
-		if (!store)
-			store = stat("/nix/store", &sb) != 0 && stat("/gnu/store", &sb) == 0
-					? "/gnu/store"
-					: "/nix/store";
+		/* a store that is not there would be served as an empty one:
+		 * 404s for every client, which looks like a cache miss */
+		if (!store) {
+			if (stat("/nix/store", &sb) == 0)
+				store = "/nix/store";
+			else if (stat("/gnu/store", &sb) == 0)
+				store = "/gnu/store";
+			else {
+				cli_error("no store to serve: neither /nix/store nor /gnu/store "
+					  "exists here; give --store DIR (a store directory), or "
+					  "--binary-cache DIR (a `nix copy --to file://DIR` directory)");
+				goto out;
+			}
+		}
+		if (need_dir("store directory", store) < 0)
+			goto out;
 		bool guixish = ends_with(store, "/gnu/store") ||
 			       (store_dir && ends_with(store_dir, "/gnu/store"));
 		if (!store_dir) {
@@ -325,6 +358,10 @@ int cmd_publish(int argc, char **argv)
 			else if (ends_with(store, "/gnu/store"))
 				log_dir = alloc[1] = replace_tail(store, "/gnu/store",
 								  "/var/log/guix/drvs");
+		}
+		if (stat(db, &sb) < 0 && errno == ENOENT) {
+			cli_error("store database '%s' does not exist (give --db FILE)", db);
+			goto out;
 		}
 		pc.store_dir = store_dir;
 		pc.real_store_dir = store;

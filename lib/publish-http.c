@@ -165,6 +165,7 @@ struct job {
 	char store_path[CAIRN_STOREDB_PATH_MAX + 1];
 	uint64_t lo, hi, pos;
 	struct pub_inflight *inf; /* JOB_TAIL: the bake to follow */
+	struct pub_meter meter;
 	char real[];
 };
 
@@ -212,7 +213,7 @@ static int job_nar(void *ctx, const void *data, size_t len, struct cairn_error *
 		/* a range that reaches the end goes on to the check */
 		return j->ranged && j->pos > j->hi && j->hi + 1 < j->nar_size ? RANGE_DONE : 0;
 	}
-	return cairn_codec_write(j->codec, data, len, job_out, j, err);
+	return pub_meter_write(j->p, &j->meter, j->codec, data, len, job_out, j, err);
 }
 
 /* A large file's contents, sent by the loop from the file itself. */
@@ -333,13 +334,14 @@ static void *producer(void *arg)
 			goto out;
 		rc = cairn_httpd_stream_write(j->s, json, json_len);
 	} else if (j->codec) {
-		rc = cairn_codec_finish(j->codec, job_out, j, &err);
+		rc = pub_meter_finish(p, &j->meter, j->codec, job_out, j, &err);
 		/* a whole nar compressed: it measured whether compression helps */
 		if (rc == 0 && j->hashpart[0])
 			pub_note_compressed(p, j->hashpart, &j->nar_hash, j->nar_size, j->method,
 					    cairn_codec_total_out(j->codec));
 	}
 out:
+	pub_meter_flush(p, &j->meter);
 	if (sha)
 		cairn_sha256_release(&j->sha);
 	cairn_httpd_stream_end(j->s, rc == 0);
@@ -392,6 +394,7 @@ static int start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
 	j->kind = kind;
 	j->method = method;
 	j->level = pub_level(p, method);
+	j->meter.method = method;
 	j->nar_size = pi->nar_size;
 	j->nar_hash = pi->nar_hash;
 	const char *base = strrchr(pi->path, '/');
@@ -985,6 +988,43 @@ static int h_root(struct cairn_httpd_req *req, void *data)
 	return rc;
 }
 
+/* Per compression method (none excepted): bytes in, CPU seconds, slow. */
+static int compress_metrics(struct cairn_publish *p, struct cairn_buf *b)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+		{"cairn_publish_compress_bytes_total", "counter",
+		 "Nar bytes compressed, on the fly and in bakes, by method."},
+		{"cairn_publish_compress_seconds_total", "counter",
+		 "CPU seconds the compressing threads spent in the compressor, by method."},
+		{"cairn_publish_compress_slow", "gauge",
+		 "1 when the method compressed slower than --slow-compression-rate (judged "
+		 "from 4 MiB of nar on)."},
+	};
+	int rc = 0;
+	for (size_t f = 0; rc == 0 && f < sizeof(fam) / sizeof(fam[0]); f++) {
+		rc = cairn_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
+				      fam[f].name, fam[f].type);
+		for (int m = CAIRN_CODEC_NONE + 1; rc == 0 && m < CAIRN_CODEC_METHOD_COUNT_; m++) {
+			const struct pub_rate *r = &p->rates[m];
+			uint64_t in = atomic_load_explicit(&r->bytes_in, memory_order_relaxed);
+			uint64_t ns = atomic_load_explicit(&r->cpu_ns, memory_order_relaxed);
+			const char *name = cairn_codec_method_name((enum cairn_codec_method)m);
+			if (f == 0)
+				rc = cairn_buf_printf(b, "%s{method=\"%s\"} %llu\n", fam[f].name,
+						      name, (unsigned long long)in);
+			else if (f == 1)
+				rc = cairn_buf_printf(b, "%s{method=\"%s\"} %.6f\n", fam[f].name,
+						      name, (double)ns / 1e9);
+			else
+				rc = cairn_buf_printf(b, "%s{method=\"%s\"} %d\n", fam[f].name,
+						      name, pub_rate_slow(p, in, ns) ? 1 : 0);
+		}
+	}
+	return rc;
+}
+
 static int h_metrics(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_publish *p = data;
@@ -1060,6 +1100,8 @@ static int h_metrics(struct cairn_httpd_req *req, void *data)
 			"# TYPE cairn_publish_verify_queue gauge\ncairn_publish_verify_queue %llu\n",
 			(unsigned long long)qlen, (unsigned long long)cache_size,
 			(unsigned long long)streams, (unsigned long long)vqlen);
+	if (rc == 0)
+		rc = compress_metrics(p, &b);
 	if (rc == 0) {
 		cairn_httpd_add_header(req, "Cache-Control", "no-store");
 		rc = cairn_httpd_send(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "",

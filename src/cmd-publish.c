@@ -48,6 +48,10 @@ const char cmd_publish_usage[] =
 	"                       name the first, Guix narinfos list each (Guix clients\n"
 	"                       without guile-zstd need gzip or lzip listed too).\n"
 	"                       Items that do not compress are offered uncompressed.\n"
+	"  --slow-compression-rate RATE\n"
+	"                       say once per method when it compresses fewer bytes of\n"
+	"                       nar per CPU second than RATE (default 20M; K, M, G\n"
+	"                       suffixes; 0: never)\n"
 	"  --cache DIR          keep compressed nars in DIR (baked in the background)\n"
 	"  --cache-max-size N   bound the cache (bytes; K, M, G, T suffixes)\n"
 	"  --bake-workers N     background compression threads (default 1)\n"
@@ -165,7 +169,7 @@ int cmd_publish(int argc, char **argv)
 	struct cairn_error err;
 	struct cairn_httpd *h = NULL;
 	unsigned ttl = 3600, negative_ttl = 60, bake_workers = 1;
-	uint64_t cache_max = 0;
+	uint64_t cache_max = 0, slow_rate = CAIRN_PUBLISH_SLOW_RATE;
 	int priority = 30;
 	enum cairn_publish_verify verify = CAIRN_PUBLISH_VERIFY_BACKGROUND;
 	char *alloc[4] = {NULL, NULL, NULL, NULL};
@@ -221,6 +225,13 @@ int cmd_publish(int argc, char **argv)
 		} else if (!strcmp(a, "--cache-max-size")) {
 			if (cli_parse_size(v, &cache_max) < 0) {
 				cli_error("--cache-max-size: '%s' is not a size", v);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--slow-compression-rate")) {
+			if (cli_parse_size(v, &slow_rate) < 0) {
+				cli_error("--slow-compression-rate: '%s' is not a rate (bytes per "
+					  "second, K, M, G suffixes)",
+					  v);
 				return EXIT_USAGE;
 			}
 		} else if (!strcmp(a, "--bake-workers")) {
@@ -396,6 +407,7 @@ int cmd_publish(int argc, char **argv)
 		pc.negative_ttl = negative_ttl;
 		pc.priority = priority;
 		pc.verify = verify;
+		pc.slow_compression_rate = slow_rate;
 		pc.log = publish_log;
 		if (cairn_publish_new(&pub, &pc, &err) < 0) {
 			cli_fail("cannot serve the store", &err);

@@ -875,8 +875,9 @@ static void page_nix(struct cairn_publish *p, struct cairn_buf *u, const char *u
 		pub_db_put(p, db);
 	}
 	if (example) {
-		cairn_buf_puts(u, "# Try it: copy a path of this cache (here the one added last) and its\n"
-				  "# closure into a scratch store in ~/cairn-copy, not your own:\n");
+		cairn_buf_puts(
+		    u, "# Try it: copy a path of this cache (here the one added last) and its\n"
+		       "# closure into a scratch store in ~/cairn-copy, not your own:\n");
 		/* a store elsewhere than /nix/store: only a Nix with that
 		 * store directory takes from it (and copies into one) */
 		if (strcmp(p->store_dir, "/nix/store") != 0) {
@@ -895,21 +896,24 @@ static void page_nix(struct cairn_publish *p, struct cairn_buf *u, const char *u
 		}
 		cairn_buf_putc(u, ' ');
 		shell_word(u, example);
-		cairn_buf_puts(u, "\n# Into your own store (as root, or a user the daemon trusts): the same\n"
-				  "# without --to ~/cairn-copy.\n");
+		cairn_buf_puts(
+		    u, "\n# Into your own store (as root, or a user the daemon trusts): the same\n"
+		       "# without --to ~/cairn-copy.\n");
 		free(example);
 	} else {
 		cairn_buf_puts(u, "# The store has no valid path yet: nothing to copy.\n");
 	}
 	if (keys.len) {
-		cairn_buf_printf(u,
-				 "\n# To substitute from it, add to /etc/nix/nix.conf (then restart\n"
-				 "# nix-daemon):\nextra-substituters = %s\n"
-				 "extra-trusted-public-keys = %s\n",
-				 url, keys.data);
+		cairn_buf_printf(
+		    u,
+		    "\n# To substitute from it, add to /etc/nix/nix.conf (then restart\n"
+		    "# nix-daemon):\nextra-substituters = %s\n"
+		    "extra-trusted-public-keys = %s\n",
+		    url, keys.data);
 	} else {
-		cairn_buf_puts(u, "\n# Its narinfos are not signed: Nix takes substitutes only from a\n"
-				  "# signed cache (start cairn publish with --key).\n");
+		cairn_buf_puts(
+		    u, "\n# Its narinfos are not signed: Nix takes substitutes only from a\n"
+		       "# signed cache (start cairn publish with --key).\n");
 	}
 	if (strcmp(p->store_dir, "/nix/store") != 0)
 		cairn_buf_printf(u,
@@ -928,8 +932,9 @@ static void page_nix(struct cairn_publish *p, struct cairn_buf *u, const char *u
 static void page_guix(struct cairn_publish *p, struct cairn_buf *u, const char *url)
 {
 	if (!p->guix_key_len) {
-		cairn_buf_puts(u, "# No Guix key: Guix takes substitutes only from a server whose\n"
-				  "# key it has authorised (start cairn publish with a Guix --key).\n");
+		cairn_buf_puts(
+		    u, "# No Guix key: Guix takes substitutes only from a server whose\n"
+		       "# key it has authorised (start cairn publish with a Guix --key).\n");
 		return;
 	}
 	cairn_buf_puts(u, "# Authorise its key, once:\ncurl -fsS ");
@@ -994,13 +999,13 @@ static int compress_metrics(struct cairn_publish *p, struct cairn_buf *b)
 	static const struct {
 		const char *name, *type, *help;
 	} fam[] = {
-		{"cairn_publish_compress_bytes_total", "counter",
-		 "Nar bytes compressed, on the fly and in bakes, by method."},
-		{"cairn_publish_compress_seconds_total", "counter",
-		 "CPU seconds the compressing threads spent in the compressor, by method."},
-		{"cairn_publish_compress_slow", "gauge",
-		 "1 when the method compressed slower than --slow-compression-rate (judged "
-		 "from 4 MiB of nar on)."},
+	    {"cairn_publish_compress_bytes_total", "counter",
+	     "Nar bytes compressed, on the fly and in bakes, by method."},
+	    {"cairn_publish_compress_seconds_total", "counter",
+	     "CPU seconds the compressing threads spent in the compressor, by method."},
+	    {"cairn_publish_compress_slow", "gauge",
+	     "1 when the method compressed slower than --slow-compression-rate (judged "
+	     "from 4 MiB of nar on)."},
 	};
 	int rc = 0;
 	for (size_t f = 0; rc == 0 && f < sizeof(fam) / sizeof(fam[0]); f++) {

@@ -1927,7 +1927,8 @@ static void cache_load(struct cairn_publish *p)
 static int mkdir_at(struct cairn_publish *p, const char *name, struct cairn_error *err)
 {
 	if (mkdirat(p->cache_fd, name, 0755) < 0 && errno != EEXIST)
-		return cairn_error_errno(err, errno, "publish: cannot create the cache directory '%s/%s'",
+		return cairn_error_errno(err, errno,
+					 "publish: cannot create the cache directory '%s/%s'",
 					 p->cache_dir, name);
 	return 0;
 }

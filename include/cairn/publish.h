@@ -149,7 +149,7 @@
  * carries: zstd and gzip stay above it, xz, lzip and bzip2 do not
  * (docs/cairn-publish.md has the figures).
  */
-#define CAIRN_PUBLISH_SLOW_RATE ((uint64_t)20 << 20)	   /* bytes of nar per CPU second */
+#define CAIRN_PUBLISH_SLOW_RATE ((uint64_t)20 << 20)	  /* bytes of nar per CPU second */
 #define CAIRN_PUBLISH_RATE_SAMPLE_MIN ((uint64_t)4 << 20) /* bytes before a judgement */
 
 enum cairn_publish_dialect {

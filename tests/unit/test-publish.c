@@ -565,9 +565,9 @@ static void test_compress_rate(void **state)
 	assert_true(pub_rate_slow(p, min, s));
 	assert_false(pub_rate_slow(p, min, 0)); /* no time at all: not slow */
 	p->cfg.slow_compression_rate = 10 << 20;
-	assert_true(pub_rate_slow(p, 20 << 20, 3 * s));	  /* 6.7 MiB/s */
-	assert_false(pub_rate_slow(p, 20 << 20, 2 * s));  /* exactly 10 MiB/s */
-	assert_false(pub_rate_slow(p, UINT64_MAX, 1));	  /* no overflow */
+	assert_true(pub_rate_slow(p, 20 << 20, 3 * s));	 /* 6.7 MiB/s */
+	assert_false(pub_rate_slow(p, 20 << 20, 2 * s)); /* exactly 10 MiB/s */
+	assert_false(pub_rate_slow(p, UINT64_MAX, 1));	 /* no overflow */
 	p->cfg.slow_compression_rate = 0;
 	assert_false(pub_rate_slow(p, UINT64_MAX, UINT64_MAX)); /* 0: never */
 	p->cfg.slow_compression_rate = UINT64_C(1) << 40;
@@ -584,9 +584,8 @@ static void test_compress_rate(void **state)
 						 CAIRN_CODEC_UNLIMITED, NULL),
 				 0);
 		for (int i = 0; i < 48; i++)
-			assert_int_equal(pub_meter_write(p, &m, c, in, sizeof(in), discard_out,
-							 NULL, NULL),
-					 0);
+			assert_int_equal(
+			    pub_meter_write(p, &m, c, in, sizeof(in), discard_out, NULL, NULL), 0);
 		assert_int_equal(pub_meter_finish(p, &m, c, discard_out, NULL, NULL), 0);
 		assert_int_equal(m.in, 0); /* all handed over */
 		cairn_codec_free(c);

@@ -63,6 +63,23 @@ struct pub_inflight {
 	pthread_cond_t cond;
 };
 
+/* What one method's compressions took, for the slow-compression warning
+ * and /metrics (publish.h, "Compression speed"). */
+struct pub_rate {
+	atomic_uint_fast64_t bytes_in; /* nar bytes compressed */
+	atomic_uint_fast64_t cpu_ns;   /* CPU time of their threads in the compressor */
+	atomic_bool warned;
+};
+
+/* One compression's figures not yet added to its method's pub_rate: added
+ * every PUB_METER_FLUSH bytes, so that a long stream is judged while it
+ * runs, and at its end. */
+struct pub_meter {
+	enum cairn_codec_method method;
+	uint64_t in, ns;
+};
+#define PUB_METER_FLUSH ((uint64_t)1 << 20)
+
 struct cairn_publish {
 	struct cairn_publish_config cfg;
 	char *store_dir, *real_store_dir, *db_path, *log_dir, *cache_dir, *host;
@@ -116,6 +133,8 @@ struct cairn_publish {
 	/* figures for /metrics */
 	atomic_uint_fast64_t m_memo_hits, m_memo_misses, m_cache_hits, m_cache_misses, m_baked,
 		m_bake_failures, m_evicted, m_signed, m_verified, m_verify_failures, m_raw;
+
+	struct pub_rate rates[CAIRN_CODEC_METHOD_COUNT_];
 
 	struct cairn_httpd *httpd; /* for /metrics */
 
@@ -194,6 +213,22 @@ int pub_inflight_complete_fd(struct cairn_publish *p, struct pub_inflight *inf);
 /* Wait until the file has bytes past off: returns how many (> 0), 0 when
  * it is complete at off, or a negative error when the bake failed. */
 int64_t pub_inflight_wait(struct cairn_publish *p, struct pub_inflight *inf, uint64_t off);
+
+/*
+ * Compress through a meter: cairn_codec_write / cairn_codec_finish, timed
+ * with the calling thread's CPU clock (a client that reads slowly blocks
+ * the output callback, which costs no CPU time, so only the compressor's
+ * own work is counted).  pub_meter_finish, and pub_meter_flush after a
+ * failure, add what is left to the method's figures.
+ */
+int pub_meter_write(struct cairn_publish *p, struct pub_meter *m, struct cairn_codec *c,
+		    const void *in, size_t len, cairn_codec_out_fn out, void *ctx,
+		    struct cairn_error *err);
+int pub_meter_finish(struct cairn_publish *p, struct pub_meter *m, struct cairn_codec *c,
+		     cairn_codec_out_fn out, void *ctx, struct cairn_error *err);
+void pub_meter_flush(struct cairn_publish *p, struct pub_meter *m);
+/* Is a method that compressed bytes_in in cpu_ns slow (publish.h)? */
+bool pub_rate_slow(const struct cairn_publish *p, uint64_t bytes_in, uint64_t cpu_ns);
 
 /* streams accounting */
 bool pub_stream_enter(struct cairn_publish *p);

@@ -242,6 +242,76 @@ uint64_t pub_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* ---- compression speed ------------------------------------------------- */
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool pub_rate_slow(const struct cairn_publish *p, uint64_t bytes_in, uint64_t cpu_ns)
+{
+	uint64_t rate = p->cfg.slow_compression_rate;
+	if (!rate || bytes_in < CAIRN_PUBLISH_RATE_SAMPLE_MIN || !cpu_ns)
+		return false;
+	/* bytes_in / (cpu_ns / 1e9) < rate, without overflow */
+	return (double)bytes_in * 1e9 < (double)rate * (double)cpu_ns;
+}
+
+void pub_meter_flush(struct cairn_publish *p, struct pub_meter *m)
+{
+	if (!m->in && !m->ns)
+		return;
+	struct pub_rate *r = &p->rates[m->method];
+	uint64_t in = atomic_fetch_add_explicit(&r->bytes_in, m->in, memory_order_relaxed) + m->in;
+	uint64_t ns = atomic_fetch_add_explicit(&r->cpu_ns, m->ns, memory_order_relaxed) + m->ns;
+	m->in = m->ns = 0;
+	if (!pub_rate_slow(p, in, ns) || atomic_exchange(&r->warned, true) || !p->cfg.log)
+		return;
+	/* once per method and run: the figure only says how the method
+	 * behaves here, and it does not change while the server runs */
+	char spec[32], msg[512];
+	struct cairn_codec_spec cs = {.method = m->method, .level = pub_level(p, m->method)};
+	if (cairn_codec_spec_format(&cs, spec, sizeof(spec)) < 0)
+		snprintf(spec, sizeof(spec), "%s", cairn_codec_method_name(m->method));
+	const char *name = cairn_codec_method_name(m->method);
+	snprintf(msg, sizeof(msg),
+		 "slow compression: %s compresses %.1f MiB/s of nar per CPU second (over %.1f "
+		 "MiB), below %.1f MiB/s (--slow-compression-rate): a client fetching an item "
+		 "not baked yet waits at that pace; serve zstd on the fly (first in "
+		 "--compression: Nix narinfos name the first method) and keep %s for bakes "
+		 "(--cache compresses each item once)",
+		 spec, (double)in / (1 << 20) / ((double)ns / 1e9), (double)in / (1 << 20),
+		 (double)p->cfg.slow_compression_rate / (1 << 20), name ? name : spec);
+	p->cfg.log(p->cfg.log_ctx, msg);
+}
+
+int pub_meter_write(struct cairn_publish *p, struct pub_meter *m, struct cairn_codec *c,
+		    const void *in, size_t len, cairn_codec_out_fn out, void *ctx,
+		    struct cairn_error *err)
+{
+	uint64_t t0 = thread_cpu_ns();
+	int rc = cairn_codec_write(c, in, len, out, ctx, err);
+	m->ns += thread_cpu_ns() - t0;
+	m->in += len;
+	if (m->in >= PUB_METER_FLUSH)
+		pub_meter_flush(p, m);
+	return rc;
+}
+
+int pub_meter_finish(struct cairn_publish *p, struct pub_meter *m, struct cairn_codec *c,
+		     cairn_codec_out_fn out, void *ctx, struct cairn_error *err)
+{
+	uint64_t t0 = thread_cpu_ns();
+	int rc = cairn_codec_finish(c, out, ctx, err);
+	m->ns += thread_cpu_ns() - t0;
+	pub_meter_flush(p, m);
+	return rc;
+}
+
 static char *xstrdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -331,6 +401,7 @@ void cairn_publish_config_init(struct cairn_publish_config *cfg, enum cairn_stor
 	cfg->negative_ttl = 60;
 	cfg->priority = 30;
 	cfg->bake_workers = 1;
+	cfg->slow_compression_rate = CAIRN_PUBLISH_SLOW_RATE;
 }
 
 /* ---- database handles -------------------------------------------------- */
@@ -1231,6 +1302,7 @@ struct bake {
 	struct cairn_error *err;
 	struct cairn_publish *p;
 	struct pub_inflight *inf; /* readers following the file, or NULL */
+	struct pub_meter meter;
 };
 
 static int bake_out(void *ctx, const void *data, size_t len)
@@ -1264,7 +1336,7 @@ static int bake_nar(void *ctx, const void *data, size_t len, struct cairn_error 
 	if (b->p->stopping)
 		return cairn_error_set(err, CAIRN_ECANCELED, "publish: stopping");
 	cairn_sha256_update(&b->nar_sha, data, len);
-	return cairn_codec_write(b->codec, data, len, bake_out, b, err);
+	return pub_meter_write(b->p, &b->meter, b->codec, data, len, bake_out, b, err);
 }
 
 static int file_sha256(int fd, uint64_t size, uint8_t digest[32], struct cairn_error *err)
@@ -1310,6 +1382,7 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	b.err = err;
 	b.p = p;
 	b.inf = inf;
+	b.meter.method = spec->method;
 	snprintf(tmpname, sizeof(tmpname), "tmp/%s.%s.%ld", hp,
 		 cairn_codec_method_name(spec->method), (long)gettid());
 	if ((rc = pub_real_path(p, pi->path, real, sizeof(real))) < 0) {
@@ -1339,7 +1412,7 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	if (rc == 0)
 		rc = cairn_nar_dump_path(real, bake_nar, &b, err);
 	if (rc == 0)
-		rc = cairn_codec_finish(b.codec, bake_out, &b, err);
+		rc = pub_meter_finish(p, &b.meter, b.codec, bake_out, &b, err);
 	struct cairn_hash nh = {.algo = CAIRN_HASH_SHA256, .len = 32};
 	cairn_sha256_final(&b.nar_sha, nh.digest);
 	if (rc < 0)
@@ -1433,6 +1506,7 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	pb = NULL;
 	atomic_fetch_add_explicit(&p->m_baked, 1, memory_order_relaxed);
 out:
+	pub_meter_flush(p, &b.meter);
 	free(pb);
 	cairn_codec_free(b.codec);
 	if (b.fd >= 0) {
@@ -1850,11 +1924,12 @@ static void cache_load(struct cairn_publish *p)
 	closedir(d);
 }
 
-static int mkdir_at(int dfd, const char *name, struct cairn_error *err)
+static int mkdir_at(struct cairn_publish *p, const char *name, struct cairn_error *err)
 {
-	if (mkdirat(dfd, name, 0755) < 0 && errno != EEXIST)
-		return cairn_error_errno(err, errno, "publish: cannot create cache directory '%s'",
-					 name);
+	if (mkdirat(p->cache_fd, name, 0755) < 0 && errno != EEXIST)
+		return cairn_error_errno(err, errno,
+					 "publish: cannot create the cache directory '%s/%s'",
+					 p->cache_dir, name);
 	return 0;
 }
 
@@ -1950,28 +2025,49 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	p->dbcfg.db_path = p->db_path;
 	p->dbcfg.busy_timeout_ms = CAIRN_STOREDB_BUSY_TIMEOUT_MS;
 	p->dbcfg.flags = CAIRN_STOREDB_IMMUTABLE_FALLBACK;
+	/* a store directory that is not there would make every nar a 404 */
+	struct stat sb;
+	int serr = stat(p->real_store_dir, &sb) < 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
+	if (serr) {
+		rc = cairn_error_errno(err, serr, "publish: store directory '%s'",
+				       p->real_store_dir);
+		goto fail;
+	}
 	/* open one handle now: a wrong --db is a startup error, not a 500 */
 	if ((rc = cairn_storedb_open(&db, &p->dbcfg, err)) < 0)
 		goto fail;
+	/* an empty store answers every request with 404, as a cache miss
+	 * would: the operator hears it now, not from puzzled clients */
+	char *any = NULL;
+	if (p->cfg.log && cairn_storedb_recent_path(db, &any, NULL) == CAIRN_ENOENT) {
+		char msg[CAIRN_STOREDB_PATH_MAX + 160];
+		snprintf(msg, sizeof(msg),
+			 "the store database '%s' holds no valid path: every narinfo is a 404 "
+			 "until paths are added (is it the right store?)",
+			 p->db_path);
+		p->cfg.log(p->cfg.log_ctx, msg);
+	}
+	free(any);
 	pub_db_put(p, db);
 	if ((rc = make_pubkeys(p, err)) < 0)
 		goto fail;
 
 	if (p->cache_dir) {
 		if (mkdir(p->cache_dir, 0755) < 0 && errno != EEXIST) {
-			rc = cairn_error_errno(err, errno, "publish: cannot create '%s'",
+			rc = cairn_error_errno(err, errno,
+					       "publish: cannot create the cache directory '%s'",
 					       p->cache_dir);
 			goto fail;
 		}
 		p->cache_fd = open(p->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (p->cache_fd < 0) {
-			rc = cairn_error_errno(err, errno, "publish: cannot open '%s'",
+			rc = cairn_error_errno(err, errno,
+					       "publish: cannot open the cache directory '%s'",
 					       p->cache_dir);
 			goto fail;
 		}
-		if ((rc = mkdir_at(p->cache_fd, "nar", err)) < 0 ||
-		    (rc = mkdir_at(p->cache_fd, "info", err)) < 0 ||
-		    (rc = mkdir_at(p->cache_fd, "tmp", err)) < 0)
+		if ((rc = mkdir_at(p, "nar", err)) < 0 || (rc = mkdir_at(p, "info", err)) < 0 ||
+		    (rc = mkdir_at(p, "tmp", err)) < 0)
 			goto fail;
 		pthread_mutex_lock(&p->cache_lock);
 		cache_load(p);

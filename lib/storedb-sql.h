@@ -26,6 +26,9 @@
 
 #define STOREDB_SQL_PAGE "SELECT id, path FROM ValidPaths WHERE id > ?1 ORDER BY id LIMIT ?2"
 
+/* The newest ?1 paths, newest first: a walk down the primary key. */
+#define STOREDB_SQL_RECENT "SELECT id, path FROM ValidPaths ORDER BY id DESC LIMIT ?1"
+
 /* The LIMIT inside the recursive part stops the walk once ?2 distinct paths
  * were found, so a huge closure costs at most ?2 rows of work. */
 #define STOREDB_SQL_CLOSURE                                                                        \

@@ -34,7 +34,7 @@
 /* Longest piece of a bad value quoted in a message. */
 #define QUOTE_MAX 80
 
-enum { ST_BY_RANGE, ST_BY_PATH, ST_REFS, ST_COUNT, ST_PAGE, ST_CLOSURE, ST_N_ };
+enum { ST_BY_RANGE, ST_BY_PATH, ST_REFS, ST_COUNT, ST_PAGE, ST_CLOSURE, ST_RECENT, ST_N_ };
 
 struct cairn_storedb {
 	sqlite3 *sql;
@@ -423,6 +423,7 @@ static int prepare(struct cairn_storedb *db, int which, sqlite3_stmt **out, stru
 	case ST_COUNT: text = STOREDB_SQL_COUNT; break;
 	case ST_PAGE: text = STOREDB_SQL_PAGE; break;
 	case ST_CLOSURE: text = STOREDB_SQL_CLOSURE; break;
+	case ST_RECENT: text = STOREDB_SQL_RECENT; break;
 	}
 	int rc =
 	    sqlite3_prepare_v3(db->sql, text, -1, SQLITE_PREPARE_PERSISTENT, &db->st[which], NULL);
@@ -814,6 +815,68 @@ int cairn_storedb_count(struct cairn_storedb *db, uint64_t *count, struct cairn_
 	do {
 		attempt_init(db, &e);
 		ret = count_once(db, count, &e);
+	} while (retry_after_wal_loss(db, ret));
+	return attempt_done(ret, &e, err);
+}
+
+static bool is_drv(const char *p, size_t len)
+{
+	return len > 4 && memcmp(p + len - 4, ".drv", 4) == 0;
+}
+
+static int recent_once(struct cairn_storedb *db, char **out, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	char *newest = NULL, *found = NULL;
+	int rc = SQLITE_DONE, ret = txn_begin(db, err);
+	if (ret)
+		return ret;
+	ret = prepare(db, ST_RECENT, &st, err);
+	if (ret)
+		goto out;
+	sqlite3_bind_int(st, 1, CAIRN_STOREDB_RECENT_SCAN);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *p;
+		size_t plen;
+		sqlite3_int64 id = sqlite3_column_int64(st, 0);
+		if (!column_text(st, 1, &p, &plen) || !valid_store_path(db, p, plen)) {
+			ret = bad_row(err, id, p, plen,
+				      "path is not a valid path in the store directory");
+			goto out;
+		}
+		char **slot = is_drv(p, plen) ? &newest : &found;
+		if (!*slot && !(*slot = dup_n(p, plen))) {
+			ret = cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
+			goto out;
+		}
+		if (found)
+			break;
+	}
+	if (!found && rc != SQLITE_DONE)
+		ret = sql_fail(db, db->sql, rc, "listing recent paths", err);
+out:
+	txn_end(db);
+	if (ret == 0 && !found && !newest)
+		ret = cairn_error_set(err, CAIRN_ENOENT, "storedb: the store has no valid path");
+	if (ret == 0) {
+		*out = found ? found : newest;
+		if (found)
+			free(newest);
+	} else {
+		free(found);
+		free(newest);
+	}
+	return ret;
+}
+
+int cairn_storedb_recent_path(struct cairn_storedb *db, char **out, struct cairn_error *err)
+{
+	struct cairn_error e;
+	int ret;
+	storedb_enter(db);
+	do {
+		attempt_init(db, &e);
+		ret = recent_once(db, out, &e);
 	} while (retry_after_wal_loss(db, ret));
 	return attempt_done(ret, &e, err);
 }

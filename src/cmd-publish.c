@@ -48,6 +48,10 @@ const char cmd_publish_usage[] =
 	"                       name the first, Guix narinfos list each (Guix clients\n"
 	"                       without guile-zstd need gzip or lzip listed too).\n"
 	"                       Items that do not compress are offered uncompressed.\n"
+	"  --slow-compression-rate RATE\n"
+	"                       say once per method when it compresses fewer bytes of\n"
+	"                       nar per CPU second than RATE (default 20M; K, M, G\n"
+	"                       suffixes; 0: never)\n"
 	"  --cache DIR          keep compressed nars in DIR (baked in the background)\n"
 	"  --cache-max-size N   bound the cache (bytes; K, M, G, T suffixes)\n"
 	"  --bake-workers N     background compression threads (default 1)\n"
@@ -109,10 +113,29 @@ static int chown_cache(const char *cache, const char *user)
 	return 0;
 }
 
+/* A directory the server needs: 0, or -1 with a message saying what is wrong. */
+static int need_dir(const char *what, const char *dir)
+{
+	struct stat sb;
+	if (stat(dir, &sb) < 0) {
+		if (errno == ENOENT)
+			cli_error("%s '%s' does not exist", what, dir);
+		else
+			cli_error("cannot use %s '%s': %s", what, dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		cli_error("%s '%s' is not a directory", what, dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* What the server tells the operator while it keeps serving. */
 static void publish_log(void *ctx, const char *msg)
 {
 	(void)ctx;
-	cli_error("%s", msg);
+	cli_warn("%s", msg);
 }
 
 static int load_key(const char *path, struct cairn_seckey *sk)
@@ -146,7 +169,7 @@ int cmd_publish(int argc, char **argv)
 	struct cairn_error err;
 	struct cairn_httpd *h = NULL;
 	unsigned ttl = 3600, negative_ttl = 60, bake_workers = 1;
-	uint64_t cache_max = 0;
+	uint64_t cache_max = 0, slow_rate = CAIRN_PUBLISH_SLOW_RATE;
 	int priority = 30;
 	enum cairn_publish_verify verify = CAIRN_PUBLISH_VERIFY_BACKGROUND;
 	char *alloc[4] = {NULL, NULL, NULL, NULL};
@@ -202,6 +225,13 @@ int cmd_publish(int argc, char **argv)
 		} else if (!strcmp(a, "--cache-max-size")) {
 			if (cli_parse_size(v, &cache_max) < 0) {
 				cli_error("--cache-max-size: '%s' is not a size", v);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--slow-compression-rate")) {
+			if (cli_parse_size(v, &slow_rate) < 0) {
+				cli_error("--slow-compression-rate: '%s' is not a rate (bytes per "
+					  "second, K, M, G suffixes)",
+					  v);
 				return EXIT_USAGE;
 			}
 		} else if (!strcmp(a, "--bake-workers")) {
@@ -273,6 +303,8 @@ int cmd_publish(int argc, char **argv)
 		hc.listen[hc.n_listen++] = "*:8080";
 
 	if (binary_cache) {
+		if (need_dir("binary-cache directory", binary_cache) < 0)
+			goto out;
 		if (cairn_httpd_new(&h, &hc, &err) < 0 ||
 		    cairn_publish_static_routes(h, binary_cache, ttl, negative_ttl, &st, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
@@ -280,10 +312,22 @@ int cmd_publish(int argc, char **argv)
 		}
 	} else {
 		struct stat sb;
-		if (!store)
-			store = stat("/nix/store", &sb) != 0 && stat("/gnu/store", &sb) == 0
-					? "/gnu/store"
-					: "/nix/store";
+		/* a store that is not there would be served as an empty one:
+		 * 404s for every client, which looks like a cache miss */
+		if (!store) {
+			if (stat("/nix/store", &sb) == 0)
+				store = "/nix/store";
+			else if (stat("/gnu/store", &sb) == 0)
+				store = "/gnu/store";
+			else {
+				cli_error("no store to serve: neither /nix/store nor /gnu/store "
+					  "exists here; give --store DIR (a store directory), or "
+					  "--binary-cache DIR (a `nix copy --to file://DIR` directory)");
+				goto out;
+			}
+		}
+		if (need_dir("store directory", store) < 0)
+			goto out;
 		bool guixish = ends_with(store, "/gnu/store") ||
 			       (store_dir && ends_with(store_dir, "/gnu/store"));
 		if (!store_dir) {
@@ -326,6 +370,10 @@ int cmd_publish(int argc, char **argv)
 				log_dir = alloc[1] = replace_tail(store, "/gnu/store",
 								  "/var/log/guix/drvs");
 		}
+		if (stat(db, &sb) < 0 && errno == ENOENT) {
+			cli_error("store database '%s' does not exist (give --db FILE)", db);
+			goto out;
+		}
 		pc.store_dir = store_dir;
 		pc.real_store_dir = store;
 		pc.db_path = db;
@@ -359,6 +407,7 @@ int cmd_publish(int argc, char **argv)
 		pc.negative_ttl = negative_ttl;
 		pc.priority = priority;
 		pc.verify = verify;
+		pc.slow_compression_rate = slow_rate;
 		pc.log = publish_log;
 		if (cairn_publish_new(&pub, &pc, &err) < 0) {
 			cli_fail("cannot serve the store", &err);

@@ -137,6 +137,20 @@
 #define CAIRN_PUBLISH_RAW_PERCENT 95
 /* Longest build log served (compressed or not). */
 #define CAIRN_PUBLISH_LOG_MAX ((uint64_t)1 << 32)
+/*
+ * Compression speed.  Every compression (a nar compressed on the fly, a
+ * bake) counts the nar bytes it takes in and the CPU time its thread
+ * spends in the compressor, per method.  A method whose rate, over at
+ * least CAIRN_PUBLISH_RATE_SAMPLE_MIN bytes, is below the configured
+ * slow_compression_rate is "slow": a client fetching an item that is not
+ * baked waits at that pace (on the fly, or following the bake), so the
+ * operator is told once per method, through the log callback.  The
+ * default, CAIRN_PUBLISH_SLOW_RATE, is about what a 200 Mbit/s link
+ * carries: zstd and gzip stay above it, xz, lzip and bzip2 do not
+ * (docs/cairn-publish.md has the figures).
+ */
+#define CAIRN_PUBLISH_SLOW_RATE ((uint64_t)20 << 20)	  /* bytes of nar per CPU second */
+#define CAIRN_PUBLISH_RATE_SAMPLE_MIN ((uint64_t)4 << 20) /* bytes before a judgement */
 
 enum cairn_publish_dialect {
 	CAIRN_PUBLISH_NIX = 1,
@@ -194,15 +208,19 @@ struct cairn_publish_config {
 	unsigned negative_ttl;	 /* 404 max-age, seconds (0: no-store) */
 	int priority;		 /* nix-cache-info Priority */
 	enum cairn_publish_verify verify;
+	/* Below this rate (nar bytes per CPU second) a compression method is
+	 * slow (above); 0: never said.  Default CAIRN_PUBLISH_SLOW_RATE. */
+	uint64_t slow_compression_rate;
 	/* What the operator should hear about (an item withdrawn because its
-	 * bytes do not match its NarHash); NULL: nothing said.  Called from
-	 * any thread. */
+	 * bytes do not match its NarHash, a slow compression method, an empty
+	 * store); NULL: nothing said.  Called from any thread. */
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;
 };
 
 /* Defaults: Nix store at /nix/store, zstd:3, ttl 3600, negative 60,
- * priority 30, no keys, no cache. */
+ * priority 30, no keys, no cache, slow compression below
+ * CAIRN_PUBLISH_SLOW_RATE. */
 void cairn_publish_config_init(struct cairn_publish_config *cfg, enum cairn_storedb_kind kind);
 
 struct cairn_publish;

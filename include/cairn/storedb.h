@@ -169,6 +169,15 @@ int cairn_storedb_count(struct cairn_storedb *db, uint64_t *count, struct cairn_
 int cairn_storedb_foreach(struct cairn_storedb *db, int (*fn)(void *ctx, const char *path),
 			  void *ctx, struct cairn_error *err);
 
+/*
+ * A recently added valid path, for examples shown to users: the newest of
+ * the last CAIRN_STOREDB_RECENT_SCAN registered (highest id) that is not a
+ * .drv, else the newest of them.  *out is the caller's to free.
+ * CAIRN_ENOENT when no path is valid.  Reads at most that many rows.
+ */
+#define CAIRN_STOREDB_RECENT_SCAN 64
+int cairn_storedb_recent_path(struct cairn_storedb *db, char **out, struct cairn_error *err);
+
 /* A list of store paths. */
 struct cairn_storedb_paths {
 	char **v;

@@ -26,11 +26,12 @@ done
 check "fetch with options before --help shows usage" \
   bash -c '"$CAIRN" fetch --from http://127.0.0.1:1 --help | grep -q "^usage: cairn fetch"'
 
-# a typo gets the nearest name
+# a typo gets the nearest name (grep reads everything: with -q it would stop
+# at the match and the usage written after it could die of SIGPIPE, 141)
 check "mistyped command: did you mean" \
-  bash -c '"$CAIRN" pubish 2>&1 | grep -q "did you mean .publish."; [ "${PIPESTATUS[0]}" -eq 2 ]'
+  bash -c '"$CAIRN" pubish 2>&1 | grep "did you mean .publish." > /dev/null; [ "${PIPESTATUS[0]}" -eq 2 ]'
 check "mistyped action: did you mean" \
-  bash -c '"$CAIRN" narinfo sing 2>&1 | grep -q "did you mean .sign."; [ "${PIPESTATUS[0]}" -eq 2 ]'
+  bash -c '"$CAIRN" narinfo sing 2>&1 | grep "did you mean .sign." > /dev/null; [ "${PIPESTATUS[0]}" -eq 2 ]'
 check "mistyped nar action: did you mean" bash -c '"$CAIRN" nar lss 2>&1 | grep -q "did you mean .ls."'
 check "nothing close: no suggestion" bash -c '! "$CAIRN" xyzzy 2>&1 | grep -q "did you mean"'
 
@@ -41,4 +42,41 @@ for v in ' -5' '+5' '-5' '5X' '' '18446744073709551616'; do
   check "--ttl '$v' is a usage error naming it" bash -c \
     '"$CAIRN" publish --ttl "$0" 2>&1 >/dev/null | grep -q "not a duration"; [ "${PIPESTATUS[0]}" -eq 2 ]' "$v"
 done
+# publish refuses to start on a directory that is not there, saying which
+# (issue 12.9); `timeout` ends a server that would start anyway
+pub() { timeout 10 "$CAIRN" publish --listen 127.0.0.1:0 "$@" > "$TMP/pub.out" 2>&1; }
+rc=0; pub --store /nonexistent || rc=$?
+sed 's/^/    | /' "$TMP/pub.out"
+check "publish --store /nonexistent fails (exit $rc)" test "$rc" = 1
+check "  ... saying the store directory does not exist, not that --db is needed" \
+  bash -c 'grep -q "store directory .\/nonexistent. does not exist" "$0" && ! grep -q -- "--db FILE is needed" "$0"' "$TMP/pub.out"
+rc=0; pub --store /etc/passwd || rc=$?
+check "publish --store FILE: not a directory (exit $rc)" grep -q "'/etc/passwd' is not a directory" "$TMP/pub.out"
+rc=0; pub --binary-cache "$TMP/no-such-cache" || rc=$?
+sed 's/^/    | /' "$TMP/pub.out"
+check "publish --binary-cache DIR missing: says it does not exist (exit $rc)" \
+  bash -c '[ "$1" = 1 ] && grep -q "binary-cache directory .*no-such-cache. does not exist" "$0"' "$TMP/pub.out" "$rc"
+# the default store: run where neither /nix/store nor /gnu/store exists,
+# hiding them in a mount namespace of its own where they do
+default_store() {
+  if [ ! -e /nix/store ] && [ ! -e /gnu/store ]; then
+    pub
+  elif [ "$(id -u)" = 0 ] && command -v unshare > /dev/null &&
+    unshare -m --propagation private true 2> /dev/null; then
+    timeout 10 unshare -m --propagation private bash -c \
+      'for d in /nix /gnu; do [ -d $d ] && mount -t tmpfs none $d; done; exec "$0" publish --listen 127.0.0.1:0' \
+      "$CAIRN" > "$TMP/pub.out" 2>&1
+  else
+    return 77
+  fi
+}
+rc=0; default_store || rc=$?
+if [ "$rc" = 77 ]; then
+  echo "# /nix/store or /gnu/store exists and cannot be hidden (not root): default store not tested"
+else
+  sed 's/^/    | /' "$TMP/pub.out"
+  check "publish with no store here refuses to start (exit $rc)" test "$rc" = 1
+  check "  ... saying there is no store and what to give" \
+    bash -c 'grep -q "no store to serve: neither /nix/store nor /gnu/store exists" "$0" && grep -q -- "--store DIR" "$0"' "$TMP/pub.out"
+fi
 finish

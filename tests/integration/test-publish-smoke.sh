@@ -282,4 +282,26 @@ sd=$(python3 "$SRCDIR/tests/integration/socket-activate.py" "$TMP/sd.log" nix-ca
   "$CAIRN" publish --systemd --store "$store/nix/store")
 sd="$(head -n 1 "$TMP/sd.log.body") ${sd#* }"
 check "--systemd: serves on the socket it is given, stops cleanly ($sd)" test "$sd" = "StoreDir: /nix/store 0"
+# a cache directory that cannot be created stops the server at start, named
+# (issue 12.9); so does a missing database; an empty store is served with a
+# warning, since every client would get 404s
+: > "$TMP/a-file"
+for c in "$TMP/a-file/cache" "$TMP/no-parent/cache"; do
+  rc=0
+  timeout 10 "$CAIRN" publish --listen 127.0.0.1:0 --store "$store/nix/store" --cache "$c" \
+    > "$TMP/bad-cache.log" 2>&1 || rc=$?
+  sed 's/^/    | /' "$TMP/bad-cache.log"
+  check "--cache $(basename "$(dirname "$c")")/cache not creatable: refused at start (exit $rc)" \
+    bash -c '[ "$1" = 1 ] && grep -q "cannot create the cache directory .$2." "$0"' "$TMP/bad-cache.log" "$rc" "$c"
+done
+rc=0
+timeout 10 "$CAIRN" publish --listen 127.0.0.1:0 --store "$store/nix/store" --db "$TMP/no.sqlite" \
+  > "$TMP/bad-db.log" 2>&1 || rc=$?
+check "--db FILE missing: says the store database does not exist (exit $rc)" \
+  bash -c '[ "$1" = 1 ] && grep -q "store database .*no.sqlite. does not exist" "$0"' "$TMP/bad-db.log" "$rc"
+nix path-info --store "$(nix_store_uri "$TMP/empty")" --all > /dev/null 2>&1
+start_publish empty --store "$TMP/empty/nix/store"
+check "an empty store is served with a warning that every narinfo is a 404" \
+  grep -q "warning: the store database .* holds no valid path" "$TMP/empty.log"
+kill -TERM "$empty_pid"
 finish

@@ -23,6 +23,7 @@
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
 #include "cairn/publish.h"
+#include "../../lib/publish-int.h"
 
 #define HP_A "0m4y4d0jkkd6gpk5m5h2k5rn8bk6d4ya"
 #define HP_B "1b9p07z77phvv2hf6gm9f28syp2mbzl6"
@@ -519,6 +520,85 @@ static void test_store_narinfo_and_bake(void **state)
 	cairn_keyring_release(&kr);
 }
 
+struct logged {
+	int n;
+	char last[600];
+};
+
+static void capture_log(void *ctx, const char *msg)
+{
+	struct logged *l = ctx;
+	l->n++;
+	snprintf(l->last, sizeof(l->last), "%s", msg);
+}
+
+static int discard_out(void *ctx, const void *data, size_t len)
+{
+	(void)ctx;
+	(void)data;
+	(void)len;
+	return 0;
+}
+
+/* Compression speed: the judgement's bounds, and one warning per method
+ * however many compressions go through the meter (publish.h). */
+static void test_compress_rate(void **state)
+{
+	struct fixture *fx = *state;
+	struct cairn_publish_config cfg;
+	struct cairn_publish *p = NULL;
+	struct logged log = {0};
+	cairn_publish_config_init(&cfg, CAIRN_STOREDB_NIX);
+	assert_int_equal(cfg.slow_compression_rate, CAIRN_PUBLISH_SLOW_RATE);
+	cfg.store_dir = "/nix/store";
+	cfg.real_store_dir = fx->store;
+	cfg.db_path = fx->db;
+	cfg.compressions[0].method = CAIRN_CODEC_XZ;
+	cfg.compressions[0].level = 9;
+	cfg.slow_compression_rate = UINT64_C(1) << 40; /* 1 TiB/s: everything is slow */
+	cfg.log = capture_log;
+	cfg.log_ctx = &log;
+	assert_int_equal(cairn_publish_new(&p, &cfg, NULL), 0);
+
+	const uint64_t min = CAIRN_PUBLISH_RATE_SAMPLE_MIN, s = 1000000000u;
+	assert_false(pub_rate_slow(p, min - 1, 100 * s)); /* too little to judge */
+	assert_true(pub_rate_slow(p, min, s));
+	assert_false(pub_rate_slow(p, min, 0)); /* no time at all: not slow */
+	p->cfg.slow_compression_rate = 10 << 20;
+	assert_true(pub_rate_slow(p, 20 << 20, 3 * s));	 /* 6.7 MiB/s */
+	assert_false(pub_rate_slow(p, 20 << 20, 2 * s)); /* exactly 10 MiB/s */
+	assert_false(pub_rate_slow(p, UINT64_MAX, 1));	 /* no overflow */
+	p->cfg.slow_compression_rate = 0;
+	assert_false(pub_rate_slow(p, UINT64_MAX, UINT64_MAX)); /* 0: never */
+	p->cfg.slow_compression_rate = UINT64_C(1) << 40;
+
+	/* three compressions of 3 MiB each through meters: one line, the
+	 * bytes of all three counted */
+	static char in[64 * 1024];
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (char)("abcdefgh"[i % 8] ^ (i / 4096));
+	for (int k = 0; k < 3; k++) {
+		struct cairn_codec *c = NULL;
+		struct pub_meter m = {.method = CAIRN_CODEC_GZIP};
+		assert_int_equal(cairn_codec_new(&c, CAIRN_CODEC_GZIP, CAIRN_CODEC_COMPRESS, 6,
+						 CAIRN_CODEC_UNLIMITED, NULL),
+				 0);
+		for (int i = 0; i < 48; i++)
+			assert_int_equal(
+			    pub_meter_write(p, &m, c, in, sizeof(in), discard_out, NULL, NULL), 0);
+		assert_int_equal(pub_meter_finish(p, &m, c, discard_out, NULL, NULL), 0);
+		assert_int_equal(m.in, 0); /* all handed over */
+		cairn_codec_free(c);
+	}
+	assert_int_equal(atomic_load(&p->rates[CAIRN_CODEC_GZIP].bytes_in), 3 * 48 * sizeof(in));
+	assert_true(atomic_load(&p->rates[CAIRN_CODEC_GZIP].cpu_ns) > 0);
+	assert_int_equal(atomic_load(&p->rates[CAIRN_CODEC_XZ].bytes_in), 0);
+	assert_int_equal(log.n, 1);
+	assert_non_null(strstr(log.last, "slow compression: gzip:1 compresses "));
+	assert_non_null(strstr(log.last, "keep gzip for bakes"));
+	cairn_publish_free(p);
+}
+
 /* The served keys: each kind alone; /signing-key.pub the dialect's; one
  * Guix key at most. */
 static void test_public_keys(void **state)
@@ -579,6 +659,7 @@ int main(void)
 		cmocka_unit_test(test_guix_narinfo),
 		cmocka_unit_test_setup_teardown(test_store_narinfo_and_bake, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_public_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compress_rate, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

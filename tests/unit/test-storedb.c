@@ -490,6 +490,51 @@ static void test_foreach_count_closure(void **state)
 	sqlite3_close(w);
 }
 
+/* The example path: the newest that is not a .drv, looked for among the
+ * last CAIRN_STOREDB_RECENT_SCAN only; a .drv when there is nothing else. */
+static void test_recent_path(void **state)
+{
+	(void)state;
+	char path[256], h[CAIRN_HASH_STR_MAX], p[128];
+	sqlite3 *w = make_db("recent.sqlite", 0, "wal", path, sizeof(path));
+	struct cairn_storedb *db = open_db(path, NULL, 0);
+	struct cairn_error err;
+	char *got = NULL;
+
+	db_hash(vp[0].sri, h);
+	exec(w, "DELETE FROM Refs");
+	exec(w, "DELETE FROM ValidPaths");
+	cairn_error_init(&err);
+	assert_int_equal(cairn_storedb_recent_path(db, &got, &err), CAIRN_ENOENT);
+	assert_null(got);
+	insert_path(w, 0, "/nix/store/0000000000000000000000000000000a-x.drv", h, NULL, 1, NULL,
+		    NULL);
+	assert_int_equal(cairn_storedb_recent_path(db, &got, NULL), 0);
+	assert_string_equal(got, "/nix/store/0000000000000000000000000000000a-x.drv");
+	free(got);
+	insert_path(w, 0, "/nix/store/0000000000000000000000000000000b-out", h, NULL, 1, NULL,
+		    NULL);
+	insert_path(w, 0, "/nix/store/0000000000000000000000000000000c-y.drv", h, NULL, 1, NULL,
+		    NULL);
+	assert_int_equal(cairn_storedb_recent_path(db, &got, NULL), 0);
+	assert_string_equal(got, "/nix/store/0000000000000000000000000000000b-out");
+	free(got);
+	/* past the scan, the newest .drv stands in */
+	exec(w, "BEGIN");
+	for (int i = 0; i < CAIRN_STOREDB_RECENT_SCAN; i++) {
+		snprintf(p, sizeof(p), "/nix/store/1%031d-d%d.drv", i, i);
+		insert_path(w, 0, p, h, NULL, 1, NULL, NULL);
+	}
+	exec(w, "COMMIT");
+	assert_int_equal(cairn_storedb_recent_path(db, &got, NULL), 0);
+	snprintf(p, sizeof(p), "/nix/store/1%031d-d%d.drv", CAIRN_STOREDB_RECENT_SCAN - 1,
+		 CAIRN_STOREDB_RECENT_SCAN - 1);
+	assert_string_equal(got, p);
+	free(got);
+	cairn_storedb_free(db);
+	sqlite3_close(w);
+}
+
 /*
  * The daemon must be able to write while a handle is open, in both journal
  * modes: a writer with no busy timeout at all commits between our calls,
@@ -1083,6 +1128,7 @@ int main(void)
 	    cmocka_unit_test(test_sigs_ca_and_guix_schema),
 	    cmocka_unit_test(test_bad_rows_are_refused),
 	    cmocka_unit_test(test_foreach_count_closure),
+	    cmocka_unit_test(test_recent_path),
 	    cmocka_unit_test(test_writer_not_blocked_wal),
 	    cmocka_unit_test(test_writer_not_blocked_rollback),
 	    cmocka_unit_test(test_threads_with_writer),

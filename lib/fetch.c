@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,23 +27,14 @@
 #include "cairn/storedb-write.h"
 #include "cairn/storepath.h"
 #include "cairn/trust.h"
+#include "download.h"
 
 /* Narinfo queries in flight at once; more wait in our own queue. */
 #define QUERY_INFLIGHT_MAX 256
 /* Network retries of one narinfo query on the same server. */
 #define QUERY_RETRIES 1
-/* Bytes of one download waiting for its worker before the network thread
- * waits too (back-pressure when unpacking is slower than the network). */
-#define WORKER_QUEUE_MAX ((size_t)8 << 20)
 /* How often the network thread looks for finished work while workers run. */
 #define WORKER_POLL_MS 5
-
-/* A piece of body handed to a worker. */
-struct chunk {
-	struct chunk *next;
-	size_t len;
-	unsigned char data[];
-};
 
 enum answer_state { A_PENDING = 0, A_PRESENT, A_ABSENT, A_ERROR };
 
@@ -84,8 +74,6 @@ enum item_state {
 	I_PLACED,   /* in place and synced, waiting for its batch's registration */
 	I_FINAL,    /* status set */
 };
-
-struct download;
 
 struct item {
 	struct cairn_fetch *f;
@@ -127,44 +115,9 @@ struct item {
 	const char *compression;
 	uint64_t dl_bytes;
 	double t_start, t_end;
-	struct download *dl;
-};
-
-struct download {
-	struct item *it;
-	size_t si;
-	const struct cairn_narinfo_url *u;
-	enum cairn_codec_method method;
-	struct cairn_codec *codec;
-	struct cairn_nar_parser *parser;
-	struct cairn_nar_restore *restore;
-	int nar_fd;
-	char *nar_tmp;
-	struct cairn_sha256 filehash;
-	bool filehash_on;
-	struct cairn_ca_verify cav;
-	bool ca_on;
-	bool ca_root_file;
-	uint64_t received;    /* body bytes of this source, resumes included */
-	uint64_t range_start; /* of the request in flight */
-	unsigned resumes;
-	bool accept_ranges;
-	bool range_refused;
-	bool content_error; /* the bytes failed to verify: do not resume */
-	bool in_flight;
-	struct cairn_error perr; /* pipeline error */
-	/*
-	 * Hand-off to the worker threads (cfg.threads > 0), under f->mu.  The
-	 * network thread queues chunks and, once the body is complete, asks
-	 * for the verdict (q_finish); one worker at a time drains a download's
-	 * queue in order (busy) and posts the verdict on f->done_head.
-	 */
-	struct chunk *q_head, *q_tail;
-	size_t q_bytes;
-	bool q_finish;
-	bool busy, runnable, w_failed, w_done;
-	int w_rc;
-	struct download *run_next, *done_next;
+	struct cairn_dl *dl;
+	struct cairn_dl_tree *tree; /* the sink: a tree under the root */
+	struct cairn_dl_file *file; /* or a NAR file in nar_dir */
 };
 
 struct cairn_fetch {
@@ -193,14 +146,7 @@ struct cairn_fetch {
 	size_t batch_puts;
 	int fatal;
 	struct cairn_error fatal_err;
-	/* worker threads */
-	pthread_mutex_t mu;
-	pthread_cond_t work_cv, idle_cv, done_cv;
-	pthread_t *threads;
-	unsigned n_threads;
-	bool stopping;
-	struct download *run_head, *run_tail, *done_head;
-	size_t worker_pending; /* verdicts asked for and not yet handled */
+	struct cairn_dl_pool *pool; /* workers that unpack and verify, or NULL */
 };
 
 static double now_s(void)
@@ -284,16 +230,8 @@ int cairn_fetch_new(struct cairn_fetch **out, const struct cairn_fetch_config *c
 	cairn_error_init(&f->fatal_err);
 	if (f->cfg.threads > CAIRN_FETCH_MAX_THREADS)
 		f->cfg.threads = CAIRN_FETCH_MAX_THREADS;
-	pthread_mutex_init(&f->mu, NULL);
-	pthread_cond_init(&f->work_cv, NULL);
-	pthread_cond_init(&f->idle_cv, NULL);
-	pthread_cond_init(&f->done_cv, NULL);
 	rc = cairn_http_new(&f->http, &f->cfg.http, err);
 	if (rc) {
-		pthread_mutex_destroy(&f->mu);
-		pthread_cond_destroy(&f->work_cv);
-		pthread_cond_destroy(&f->idle_cv);
-		pthread_cond_destroy(&f->done_cv);
 		free(f);
 		return rc;
 	}
@@ -301,14 +239,13 @@ int cairn_fetch_new(struct cairn_fetch **out, const struct cairn_fetch_config *c
 	return 0;
 }
 
-static void download_free(struct download *dl);
+static void download_free(struct item *it);
 
 static void item_free(struct item *it)
 {
 	if (!it)
 		return;
-	if (it->dl)
-		download_free(it->dl);
+	download_free(it);
 	if (it->ans) {
 		for (size_t i = 0; i < it->f->n_servers; i++) {
 			struct answer *a = &it->ans[i];
@@ -351,18 +288,8 @@ void cairn_fetch_free(struct cairn_fetch *f)
 	free(f->qqueue);
 	if (f->batch_open && f->cfg.cache)
 		cairn_nicache_commit(f->cfg.cache, NULL);
-	/* Items are gone, so no worker has anything left to do. */
-	pthread_mutex_lock(&f->mu);
-	f->stopping = true;
-	pthread_cond_broadcast(&f->work_cv);
-	pthread_mutex_unlock(&f->mu);
-	for (unsigned i = 0; i < f->n_threads; i++)
-		pthread_join(f->threads[i], NULL);
-	free(f->threads);
-	pthread_mutex_destroy(&f->mu);
-	pthread_cond_destroy(&f->work_cv);
-	pthread_cond_destroy(&f->idle_cv);
-	pthread_cond_destroy(&f->done_cv);
+	/* Items (and their downloads) are gone: no worker has work left. */
+	cairn_dl_pool_free(f->pool);
 	free(f);
 }
 
@@ -556,10 +483,7 @@ static void item_finish(struct item *it, enum cairn_fetch_status st, int code)
 	struct cairn_fetch *f = it->f;
 	if (it->st == I_FINAL)
 		return;
-	if (it->dl) {
-		download_free(it->dl);
-		it->dl = NULL;
-	}
+	download_free(it);
 	if (it->st == I_READY)
 		f->n_ready--;
 	if (it->st == I_VERIFIED || it->st == I_PLACED)
@@ -1289,170 +1213,16 @@ out:
 
 /* ---- downloading --------------------------------------------------------- */
 
-static void list_remove(struct download **head, struct download *dl, bool run)
-{
-	for (struct download **pp = head; *pp; pp = run ? &(*pp)->run_next : &(*pp)->done_next)
-		if (*pp == dl) {
-			*pp = run ? dl->run_next : dl->done_next;
-			return;
-		}
-}
+/* The engine (lib/download.h) does the work; these say where to and from. */
 
-/* Make sure no worker touches dl any more and drop what it had queued. */
-static void download_quiesce(struct download *dl)
+static void download_free(struct item *it)
 {
-	struct cairn_fetch *f = dl->it->f;
-	if (!f->n_threads)
-		return;
-	pthread_mutex_lock(&f->mu);
-	for (struct chunk *c = dl->q_head, *n; c; c = n) {
-		n = c->next;
-		free(c);
-	}
-	dl->q_head = dl->q_tail = NULL;
-	dl->q_bytes = 0;
-	if (dl->q_finish)
-		f->worker_pending--;
-	dl->q_finish = false;
-	while (dl->busy)
-		pthread_cond_wait(&f->idle_cv, &f->mu);
-	if (dl->runnable) {
-		list_remove(&f->run_head, dl, true);
-		f->run_tail = NULL;
-		for (struct download *d = f->run_head; d; d = d->run_next)
-			f->run_tail = d;
-		dl->runnable = false;
-	}
-	if (dl->w_done) {
-		list_remove(&f->done_head, dl, false);
-		f->worker_pending--;
-		dl->w_done = false;
-	}
-	dl->w_failed = false;
-	pthread_mutex_unlock(&f->mu);
-}
-
-static void download_reset(struct download *dl)
-{
-	download_quiesce(dl);
-	cairn_codec_free(dl->codec);
-	dl->codec = NULL;
-	cairn_nar_parser_free(dl->parser);
-	dl->parser = NULL;
-	cairn_nar_restore_free(dl->restore); /* removes what it made */
-	dl->restore = NULL;
-	if (dl->nar_fd >= 0)
-		close(dl->nar_fd);
-	dl->nar_fd = -1;
-	if (dl->nar_tmp) {
-		unlink(dl->nar_tmp);
-		free(dl->nar_tmp);
-		dl->nar_tmp = NULL;
-	}
-	if (dl->filehash_on)
-		cairn_sha256_release(&dl->filehash);
-	dl->filehash_on = false;
-	if (dl->ca_on)
-		cairn_ca_verify_release(&dl->cav);
-	dl->ca_on = false;
-	dl->received = 0;
-	dl->range_start = 0;
-	dl->resumes = 0;
-	dl->accept_ranges = false;
-	dl->range_refused = false;
-	dl->content_error = false;
-	dl->ca_root_file = false;
-	cairn_error_init(&dl->perr);
-}
-
-static void download_free(struct download *dl)
-{
-	if (!dl)
-		return;
-	download_reset(dl);
-	free(dl);
-}
-
-/* Parser callbacks: the restore's, plus the CA check of a flat file. */
-static int w_dir_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	struct download *dl = ctx;
-	return dl->restore ? cairn_nar_restore_callbacks.directory_begin(dl->restore, n, err) : 0;
-}
-
-static int w_dir_end(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	struct download *dl = ctx;
-	return dl->restore ? cairn_nar_restore_callbacks.directory_end(dl->restore, n, err) : 0;
-}
-
-static int w_file_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	struct download *dl = ctx;
-	if (n->depth == 0)
-		dl->ca_root_file = true;
-	return dl->restore ? cairn_nar_restore_callbacks.file_begin(dl->restore, n, err) : 0;
-}
-
-static int w_file_data(void *ctx, const void *data, size_t len, struct cairn_error *err)
-{
-	struct download *dl = ctx;
-	if (dl->ca_on && dl->ca_root_file && dl->it->ca.method != CAIRN_CA_NAR) {
-		int rc = cairn_ca_verify_update(&dl->cav, data, len, err);
-		if (rc)
-			return rc;
-	}
-	return dl->restore ? cairn_nar_restore_callbacks.file_data(dl->restore, data, len, err) : 0;
-}
-
-static int w_file_end(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	struct download *dl = ctx;
-	return dl->restore ? cairn_nar_restore_callbacks.file_end(dl->restore, n, err) : 0;
-}
-
-static int w_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	struct download *dl = ctx;
-	return dl->restore ? cairn_nar_restore_callbacks.symlink(dl->restore, n, err) : 0;
-}
-
-static const struct cairn_nar_callbacks wrap_cb = {
-    .directory_begin = w_dir_begin,
-    .directory_end = w_dir_end,
-    .file_begin = w_file_begin,
-    .file_data = w_file_data,
-    .file_end = w_file_end,
-    .symlink = w_symlink,
-};
-
-/* Decompressed NAR bytes. */
-static int nar_out(void *ctx, const void *data, size_t len)
-{
-	struct download *dl = ctx;
-	int rc;
-	if (dl->ca_on && dl->it->ca.method == CAIRN_CA_NAR) {
-		rc = cairn_ca_verify_update(&dl->cav, data, len, &dl->perr);
-		if (rc)
-			return rc;
-	}
-	rc = cairn_nar_parser_feed(dl->parser, data, len, &dl->perr);
-	if (rc)
-		return rc;
-	if (dl->nar_fd >= 0) {
-		const char *p = data;
-		while (len) {
-			ssize_t w = write(dl->nar_fd, p, len);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				return cairn_error_errno(&dl->perr, errno, "cannot write '%s'",
-							 dl->nar_tmp);
-			p += w;
-			len -= (size_t)w;
-		}
-	}
-	return 0;
+	cairn_dl_free(it->dl);
+	it->dl = NULL;
+	cairn_dl_tree_free(it->tree); /* removes an uncommitted tree */
+	it->tree = NULL;
+	cairn_dl_file_free(it->file);
+	it->file = NULL;
 }
 
 /* Ties go to the earlier: zstd is small and unpacks at 1 GB/s; then by size. */
@@ -1551,7 +1321,8 @@ static const struct cairn_narinfo_url *choose_url(const struct cairn_fetch *f,
 						  const struct cairn_narinfo *ni,
 						  enum cairn_codec_method *method)
 {
-	int i = cairn_fetch_pick_url(ni, net_rate(f), f->n_threads ? f->n_threads : 1);
+	unsigned cpus = cairn_dl_pool_threads(f->pool);
+	int i = cairn_fetch_pick_url(ni, net_rate(f), cpus ? cpus : 1);
 	if (i < 0)
 		return NULL;
 	const char *c = ni->urls[i].compression;
@@ -1560,200 +1331,103 @@ static const struct cairn_narinfo_url *choose_url(const struct cairn_fetch *f,
 	return &ni->urls[i];
 }
 
-/* Set up the pipeline for the current source; 0 or an error in dl->perr. */
-static int pipeline_new(struct download *dl)
-{
-	struct item *it = dl->it;
-	struct cairn_fetch *f = it->f;
-	int rc = store_ready(f, &dl->perr);
-	if (rc)
-		return rc;
-	/* A little slack over NarSize would let a lying server make us work
-	 * harder; the cap is exactly what the narinfo promised. */
-	rc = cairn_codec_new(&dl->codec, dl->method, CAIRN_CODEC_DECOMPRESS,
-			     CAIRN_CODEC_LEVEL_DEFAULT, it->nar_size, &dl->perr);
-	if (rc)
-		return rc;
-	struct cairn_nar_limits lim = {.max_nar_size = it->nar_size};
-	dl->parser = cairn_nar_parser_new(&wrap_cb, dl, &lim);
-	if (!dl->parser)
-		return cairn_error_set(&dl->perr, CAIRN_ENOMEM, "out of memory");
-	char target[4096];
-	if (target_path(it, target, sizeof(target)))
-		return cairn_error_set(&dl->perr, CAIRN_ELIMIT, "target path too long");
-	if (f->cfg.nar_dir) {
-		size_t n = strlen(f->cfg.nar_dir) + strlen(it->base) + 32;
-		dl->nar_tmp = malloc(n);
-		if (!dl->nar_tmp)
-			return cairn_error_set(&dl->perr, CAIRN_ENOMEM, "out of memory");
-		snprintf(dl->nar_tmp, n, "%s/.%s.nar.XXXXXX", f->cfg.nar_dir, it->base);
-		dl->nar_fd = mkostemp(dl->nar_tmp, O_CLOEXEC);
-		if (dl->nar_fd < 0) {
-			rc = cairn_error_errno(&dl->perr, errno, "cannot create '%s'", dl->nar_tmp);
-			free(dl->nar_tmp);
-			dl->nar_tmp = NULL;
-			return rc;
-		}
-	} else {
-		rc = cairn_nar_restore_new(target, &dl->restore, &dl->perr);
-		if (rc)
-			return rc;
-		/* Into a store: its metadata, and on disk before it is registered. */
-		if (f->cfg.db)
-			cairn_nar_restore_set_flags(dl->restore, CAIRN_NAR_RESTORE_SYNC |
-								     CAIRN_NAR_RESTORE_CANONICAL);
-	}
-	if (dl->u->has_file_hash && dl->u->file_hash.algo == CAIRN_HASH_SHA256) {
-		rc = cairn_sha256_init(&dl->filehash);
-		if (rc)
-			return cairn_error_set(&dl->perr, rc, "cannot hash");
-		dl->filehash_on = true;
-	}
-	if (it->by_ca) {
-		rc = cairn_ca_verify_init(&dl->cav, &it->ca, &it->sp, &dl->perr);
-		if (rc)
-			return rc;
-		dl->ca_on = true;
-	}
-	return 0;
-}
-
-static int dl_headers(void *ctx, const struct cairn_http_response *resp)
-{
-	struct download *dl = ctx;
-	if (resp->accept_ranges)
-		dl->accept_ranges = true;
-	if (resp->status < 200 || resp->status > 299)
-		return 0;
-	if (dl->range_start > 0 &&
-	    (resp->status != 206 || resp->range_first != (int64_t)dl->range_start)) {
-		dl->range_refused = true;
-		return 1;
-	}
-	return 0;
-}
-
-/* Queue dl for a worker (f->mu held). */
-static void make_runnable(struct cairn_fetch *f, struct download *dl)
-{
-	if (dl->runnable || dl->busy)
-		return;
-	dl->runnable = true;
-	dl->run_next = NULL;
-	if (f->run_tail)
-		f->run_tail->run_next = dl;
-	else
-		f->run_head = dl;
-	f->run_tail = dl;
-	pthread_cond_signal(&f->work_cv);
-}
-
-static int dl_data_threaded(struct download *dl, const void *data, size_t len)
-{
-	struct cairn_fetch *f = dl->it->f;
-	struct chunk *c = malloc(sizeof(*c) + len);
-	if (!c) {
-		cairn_error_set(&dl->perr, CAIRN_ENOMEM, "out of memory");
-		dl->content_error = true;
-		return 1;
-	}
-	c->next = NULL;
-	c->len = len;
-	memcpy(c->data, data, len);
-	pthread_mutex_lock(&f->mu);
-	while (dl->q_bytes > WORKER_QUEUE_MAX && !dl->w_failed)
-		pthread_cond_wait(&f->idle_cv, &f->mu);
-	if (dl->w_failed) {
-		pthread_mutex_unlock(&f->mu);
-		free(c);
-		dl->content_error = true;
-		return 1;
-	}
-	if (dl->q_tail)
-		dl->q_tail->next = c;
-	else
-		dl->q_head = c;
-	dl->q_tail = c;
-	dl->q_bytes += len;
-	make_runnable(f, dl);
-	pthread_mutex_unlock(&f->mu);
-	return 0;
-}
-
-static int dl_data(void *ctx, const void *data, size_t len)
-{
-	struct download *dl = ctx;
-	dl->received += len;
-	dl->it->dl_bytes += len;
-	dl->it->f->bytes_received += len;
-	if (dl->it->f->n_threads)
-		return dl_data_threaded(dl, data, len);
-	if (dl->filehash_on)
-		cairn_sha256_update(&dl->filehash, data, len);
-	int rc = cairn_codec_write(dl->codec, data, len, nar_out, dl, &dl->perr);
-	if (rc) {
-		dl->content_error = true;
-		return 1;
-	}
-	return 0;
-}
-
-static void download_start(struct item *it);
-static void dl_send(struct download *dl);
 static void settle(struct cairn_fetch *f);
 
-/* Check everything once the body is complete; 0 when the item is verified. */
-static int dl_verify(struct download *dl)
+static void dl_bytes(void *ctx, size_t n)
 {
-	struct item *it = dl->it;
-	int rc = cairn_codec_finish(dl->codec, nar_out, dl, &dl->perr);
-	if (rc)
-		return rc;
-	rc = cairn_nar_parser_finish(dl->parser, &dl->perr);
-	if (rc)
-		return rc;
-	struct cairn_hash h;
-	if (cairn_nar_parser_hash(dl->parser, &h))
-		return cairn_error_set(&dl->perr, CAIRN_EHASH, "no NAR hash");
-	uint64_t size = cairn_nar_parser_size(dl->parser);
-	if (size != it->nar_size)
-		return cairn_error_set(&dl->perr, CAIRN_EHASH,
-				       "NAR is %llu bytes, NarSize says %llu",
-				       (unsigned long long)size, (unsigned long long)it->nar_size);
-	if (!cairn_hash_equal(&h, &it->nar_hash)) {
-		char got[CAIRN_HASH_STR_MAX], want[CAIRN_HASH_STR_MAX];
-		cairn_hash_format(&h, CAIRN_HASH_NIX32, got, sizeof(got));
-		cairn_hash_format(&it->nar_hash, CAIRN_HASH_NIX32, want, sizeof(want));
-		return cairn_error_set(&dl->perr, CAIRN_EHASH,
-				       "hash mismatch: NAR has %s, signed %s", got, want);
-	}
-	if (dl->u->has_file_size && dl->u->file_size != dl->received)
-		return cairn_error_set(
-		    &dl->perr, CAIRN_EHASH, "file is %llu bytes, FileSize says %llu",
-		    (unsigned long long)dl->received, (unsigned long long)dl->u->file_size);
-	if (dl->filehash_on) {
-		struct cairn_hash fh = {.algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN};
-		cairn_sha256_final(&dl->filehash, fh.digest);
-		dl->filehash_on = false;
-		if (!cairn_hash_equal(&fh, &dl->u->file_hash))
-			return cairn_error_set(&dl->perr, CAIRN_EHASH, "FileHash mismatch");
-	}
-	if (dl->ca_on) {
-		dl->ca_on = false;
-		if (it->ca.method != CAIRN_CA_NAR && !dl->ca_root_file)
-			return cairn_error_set(&dl->perr, CAIRN_EHASH,
-					       "CA names a flat file but the NAR is not one");
-		rc = cairn_ca_verify_final(&dl->cav, &dl->perr);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	struct item *it = ctx;
+	it->dl_bytes += n;
+	it->f->bytes_received += n;
 }
 
-static int dump_out(void *ctx, const void *data, size_t len, struct cairn_error *err)
+static void dl_finished(void *ctx, const struct cairn_dl_result *r)
 {
-	(void)err; /* nar_out reports into dl->perr */
-	return nar_out(ctx, data, len);
+	struct item *it = ctx;
+	struct cairn_fetch *f = it->f;
+	f->downloads_active--;
+	if (r->code) {
+		if (r->reason[0])
+			reason_add(it, "%s", r->reason);
+		item_fail(it, r->code, "%s", r->headline);
+		return;
+	}
+	it->server_used = f->servers[it->srcs[r->source]].url;
+	it->compression = cairn_codec_method_name(r->method);
+	it->st = I_VERIFIED;
+	f->n_verified++;
+}
+
+/* The expected NAR, its sources (the accepted group's servers, in order)
+ * and a sink under the root or in nar_dir; then the engine. */
+static void download_start(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	struct cairn_dl_source src[CAIRN_DL_MAX_SOURCES];
+	size_t n = 0;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	/* The sources the engine gets, in order; srcs is made to match them,
+	 * so that the engine's source index names the server. */
+	size_t m = 0;
+	for (size_t k = it->cur_src; k < it->n_srcs && n < CAIRN_DL_MAX_SOURCES; k++) {
+		size_t si = it->srcs[k];
+		const struct cairn_narinfo *ni = it->ans[si].ni;
+		struct cairn_dl_source *s = &src[n];
+		const struct cairn_narinfo_url *u = choose_url(f, ni, &s->method);
+		if (!u) {
+			reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
+			continue;
+		}
+		it->srcs[m++] = si;
+		s->label = f->servers[si].url;
+		s->server = strstr(u->url, "://") ? NULL : f->servers[si].hs;
+		s->url = u->url;
+		s->has_file_hash = u->has_file_hash;
+		s->file_hash = u->file_hash;
+		s->has_file_size = u->has_file_size;
+		s->file_size = u->file_size;
+		n++;
+	}
+	it->n_srcs = m;
+	it->cur_src = 0;
+	if (!n) {
+		f->downloads_active--;
+		item_fail(it, CAIRN_ENET, "no server could send the NAR");
+		return;
+	}
+	char target[4096];
+	int rc = store_ready(f, &e);
+	if (!rc && target_path(it, target, sizeof(target)))
+		rc = cairn_error_set(&e, CAIRN_ELIMIT, "target path too long");
+	struct cairn_dl_sink sink;
+	if (!rc && f->cfg.nar_dir) {
+		rc = cairn_dl_file_new(&it->file, target, &e);
+		if (!rc)
+			cairn_dl_file_sink(it->file, &sink);
+	} else if (!rc) {
+		/* Into a store: its metadata, and on disk before it is registered. */
+		unsigned flags = f->cfg.db ? CAIRN_NAR_RESTORE_SYNC | CAIRN_NAR_RESTORE_CANONICAL
+					   : 0;
+		rc = cairn_dl_tree_new(&it->tree, target, flags, &e);
+		if (!rc)
+			cairn_dl_tree_sink(it->tree, &sink);
+	}
+	struct cairn_dl_expect ex = {.nar_hash = it->nar_hash, .nar_size = it->nar_size,
+				     .by_ca = it->by_ca, .ca = it->ca, .sp = it->sp};
+	struct cairn_dl_config dc = {.http = f->http,
+				     .pool = f->pool,
+				     .max_resumes = f->cfg.max_resumes,
+				     .on_done = dl_finished,
+				     .on_bytes = dl_bytes,
+				     .ctx = it};
+	if (f->t_first_dl <= 0)
+		f->t_first_dl = now_s();
+	if (!rc)
+		rc = cairn_dl_start(&it->dl, &dc, &ex, src, n, &sink, &e);
+	if (rc) {
+		f->downloads_active--;
+		item_fail(it, rc, "%s", cairn_error_msg(&e));
+	}
 }
 
 /*
@@ -1768,52 +1442,20 @@ static int dump_out(void *ctx, const void *data, size_t len, struct cairn_error 
 static int check_in_place(struct item *it, struct cairn_error *e)
 {
 	struct cairn_fetch *f = it->f;
-	struct download dl;
 	char target[4096], dir[4096];
-	int rc;
-	memset(&dl, 0, sizeof(dl));
-	dl.it = it;
-	dl.nar_fd = -1;
-	cairn_error_init(&dl.perr);
 	if (target_path(it, target, sizeof(target)) ||
 	    (size_t)snprintf(dir, sizeof(dir), "%s%s", f->cfg.root, f->store_dir) >= sizeof(dir))
 		return cairn_error_set(e, CAIRN_ELIMIT, "target path too long");
-	struct cairn_nar_limits lim = {.max_nar_size = it->nar_size};
-	dl.parser = cairn_nar_parser_new(&wrap_cb, &dl, &lim);
-	if (!dl.parser)
-		return cairn_error_set(e, CAIRN_ENOMEM, "out of memory");
-	rc = it->by_ca ? cairn_ca_verify_init(&dl.cav, &it->ca, &it->sp, &dl.perr) : 0;
-	dl.ca_on = it->by_ca && !rc;
-	if (!rc)
-		rc = cairn_nar_dump_path(target, dump_out, &dl, &dl.perr);
-	if (!rc)
-		rc = cairn_nar_parser_finish(dl.parser, &dl.perr);
-	struct cairn_hash h;
-	if (!rc && cairn_nar_parser_hash(dl.parser, &h))
-		rc = cairn_error_set(&dl.perr, CAIRN_EHASH, "no NAR hash");
-	if (!rc && (cairn_nar_parser_size(dl.parser) != it->nar_size ||
-		    !cairn_hash_equal(&h, &it->nar_hash))) {
-		char got[CAIRN_HASH_STR_MAX];
-		cairn_hash_format(&h, CAIRN_HASH_NIX32, got, sizeof(got));
-		rc = cairn_error_set(&dl.perr, CAIRN_EHASH, "its NAR has %s, %llu bytes", got,
-				     (unsigned long long)cairn_nar_parser_size(dl.parser));
-	}
-	if (!rc && dl.ca_on) {
-		dl.ca_on = false;
-		if (it->ca.method != CAIRN_CA_NAR && !dl.ca_root_file)
-			rc = cairn_error_set(&dl.perr, CAIRN_EHASH,
-					     "CA names a flat file but it is not one");
-		else
-			rc = cairn_ca_verify_final(&dl.cav, &dl.perr);
-	}
-	if (dl.ca_on)
-		cairn_ca_verify_release(&dl.cav);
-	cairn_nar_parser_free(dl.parser);
+	struct cairn_dl_expect ex = {.nar_hash = it->nar_hash, .nar_size = it->nar_size,
+				     .by_ca = it->by_ca, .ca = it->ca, .sp = it->sp};
+	struct cairn_error why;
+	cairn_error_init(&why);
+	int rc = cairn_dl_check_tree(target, &ex, &why);
 	if (rc)
 		return cairn_error_set(e, rc,
 				       "'%s' is there but not valid in the store, and it is not "
 				       "what was signed (%s): remove it to fetch it again",
-				       target, cairn_error_msg(&dl.perr));
+				       target, cairn_error_msg(&why));
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || syncfs(fd) != 0) {
 		rc = cairn_error_errno(e, errno, "cannot sync '%s'", dir);
@@ -1823,244 +1465,6 @@ static int check_in_place(struct item *it, struct cairn_error *e)
 	}
 	close(fd);
 	return 0;
-}
-
-/* This source failed for good: note why and go to the next one. */
-static void next_source(struct download *dl, int code, const char *why)
-{
-	struct item *it = dl->it;
-	struct cairn_fetch *f = it->f;
-	reason_add(it, "%s: %s", f->servers[dl->si].url, why);
-	download_reset(dl);
-	it->cur_src++;
-	if (it->cur_src < it->n_srcs) {
-		download_start(it);
-		return;
-	}
-	f->downloads_active--;
-	if (code == CAIRN_ENOENT)
-		item_fail(it, code, "no server could send the NAR");
-	else if (code == CAIRN_EHASH || code == CAIRN_EFORMAT || code == CAIRN_ETRUNCATED ||
-		 code == CAIRN_ELIMIT)
-		item_fail(it, code, "no server sent a NAR that verifies");
-	else
-		item_fail(it, code, "download failed");
-}
-
-/* The verdict on a complete body: rc from dl_verify. */
-static void dl_verdict(struct download *dl, int rc)
-{
-	struct item *it = dl->it;
-	struct cairn_fetch *f = it->f;
-	if (rc) {
-		next_source(dl, rc, cairn_error_msg(&dl->perr));
-		return;
-	}
-	cairn_nar_parser_free(dl->parser);
-	dl->parser = NULL;
-	cairn_codec_free(dl->codec);
-	dl->codec = NULL;
-	it->server_used = f->servers[dl->si].url;
-	it->compression = cairn_codec_method_name(dl->method);
-	it->st = I_VERIFIED;
-	f->n_verified++;
-	f->downloads_active--;
-}
-
-/* One piece of work of a worker, f->mu not held. */
-static int worker_chunk(struct download *dl, const struct chunk *c)
-{
-	if (dl->filehash_on)
-		cairn_sha256_update(&dl->filehash, c->data, c->len);
-	return cairn_codec_write(dl->codec, c->data, c->len, nar_out, dl, &dl->perr);
-}
-
-static void *worker_main(void *arg)
-{
-	struct cairn_fetch *f = arg;
-	pthread_mutex_lock(&f->mu);
-	while (!f->stopping) {
-		struct download *dl = f->run_head;
-		if (!dl) {
-			pthread_cond_wait(&f->work_cv, &f->mu);
-			continue;
-		}
-		f->run_head = dl->run_next;
-		if (!f->run_head)
-			f->run_tail = NULL;
-		dl->runnable = false;
-		dl->busy = true;
-		while (dl->q_head) {
-			struct chunk *c = dl->q_head;
-			dl->q_head = c->next;
-			if (!dl->q_head)
-				dl->q_tail = NULL;
-			dl->q_bytes -= c->len;
-			bool failed = dl->w_failed;
-			pthread_mutex_unlock(&f->mu);
-			int rc = failed ? 0 : worker_chunk(dl, c);
-			free(c);
-			pthread_mutex_lock(&f->mu);
-			if (rc)
-				dl->w_failed = true;
-			/* Wake the network thread only once there is room again. */
-			if (rc || dl->q_bytes <= WORKER_QUEUE_MAX / 2)
-				pthread_cond_broadcast(&f->idle_cv);
-		}
-		if (dl->q_finish) {
-			dl->q_finish = false;
-			bool failed = dl->w_failed;
-			pthread_mutex_unlock(&f->mu);
-			int rc = failed ? (dl->perr.code ? dl->perr.code : CAIRN_EFORMAT)
-					: dl_verify(dl);
-			pthread_mutex_lock(&f->mu);
-			dl->w_rc = rc;
-			dl->w_done = true;
-			dl->done_next = f->done_head;
-			f->done_head = dl;
-			pthread_cond_signal(&f->done_cv);
-		}
-		dl->busy = false;
-		pthread_cond_broadcast(&f->idle_cv);
-	}
-	pthread_mutex_unlock(&f->mu);
-	return NULL;
-}
-
-/* Verdicts the workers posted, handled on the network thread. */
-static void drain_done(struct cairn_fetch *f)
-{
-	if (!f->n_threads)
-		return;
-	for (;;) {
-		pthread_mutex_lock(&f->mu);
-		struct download *dl = f->done_head;
-		if (dl) {
-			f->done_head = dl->done_next;
-			dl->w_done = false;
-			f->worker_pending--;
-		}
-		pthread_mutex_unlock(&f->mu);
-		if (!dl)
-			break;
-		dl_verdict(dl, dl->w_rc);
-	}
-	settle(f);
-	pump(f);
-}
-
-static void dl_done(void *ctx, const struct cairn_http_result *res)
-{
-	struct download *dl = ctx;
-	struct item *it = dl->it;
-	struct cairn_fetch *f = it->f;
-	dl->in_flight = false;
-	if (res->outcome == CAIRN_HTTP_OK && f->n_threads) {
-		pthread_mutex_lock(&f->mu);
-		dl->q_finish = true;
-		f->worker_pending++;
-		make_runnable(f, dl);
-		pthread_mutex_unlock(&f->mu);
-		return;
-	}
-	if (res->outcome == CAIRN_HTTP_OK) {
-		dl_verdict(dl, dl_verify(dl));
-		goto out;
-	}
-	if (f->n_threads) {
-		/* Did the worker refuse the bytes?  Let it finish what it has. */
-		pthread_mutex_lock(&f->mu);
-		while (dl->busy || dl->runnable)
-			pthread_cond_wait(&f->idle_cv, &f->mu);
-		if (dl->w_failed)
-			dl->content_error = true;
-		pthread_mutex_unlock(&f->mu);
-	}
-	if (dl->content_error) {
-		next_source(dl, dl->perr.code ? dl->perr.code : CAIRN_EFORMAT,
-			    cairn_error_msg(&dl->perr));
-		goto out;
-	}
-	if (dl->range_refused) {
-		next_source(dl, CAIRN_ENET, "cannot resume (no partial content)");
-		goto out;
-	}
-	if (cairn_http_advice(res) == CAIRN_HTTP_RETRY_RANGE && dl->resumes < f->cfg.max_resumes &&
-	    (dl->received == 0 || dl->accept_ranges)) {
-		dl->resumes++;
-		dl->range_start = dl->received;
-		dl_send(dl);
-		goto out;
-	}
-	next_source(dl, res->err.code ? res->err.code : CAIRN_ENET, cairn_error_msg(&res->err));
-out:
-	settle(f);
-	pump(f);
-}
-
-static void dl_send(struct download *dl)
-{
-	struct item *it = dl->it;
-	struct cairn_fetch *f = it->f;
-	struct server *s = &f->servers[dl->si];
-	uint64_t max =
-	    dl->u->has_file_size ? dl->u->file_size : it->nar_size + it->nar_size / 8 + 65536;
-	if (max > CAIRN_HTTP_BODY_MAX)
-		max = CAIRN_HTTP_BODY_MAX;
-	bool absolute = strstr(dl->u->url, "://") != NULL;
-	struct cairn_http_request rq = {
-	    .server = absolute ? NULL : s->hs,
-	    .url = dl->u->url,
-	    .range_start = dl->range_start,
-	    .max_body = max,
-	    .on_headers = dl_headers,
-	    .on_data = dl_data,
-	    .on_done = dl_done,
-	    .ctx = dl,
-	};
-	struct cairn_error e;
-	cairn_error_init(&e);
-	if (cairn_http_add(f->http, &rq, &e)) {
-		next_source(dl, e.code ? e.code : CAIRN_ENET, cairn_error_msg(&e));
-		return;
-	}
-	dl->in_flight = true;
-}
-
-/* Start (or continue with) the download from it->srcs[it->cur_src]. */
-static void download_start(struct item *it)
-{
-	struct cairn_fetch *f = it->f;
-	struct download *dl = it->dl;
-	for (; it->cur_src < it->n_srcs; it->cur_src++) {
-		size_t si = it->srcs[it->cur_src];
-		const struct cairn_narinfo *ni = it->ans[si].ni;
-		dl->si = si;
-		dl->u = choose_url(f, ni, &dl->method);
-		if (!dl->u) {
-			reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
-			continue;
-		}
-		if (cairn_http_server_down(f->servers[si].hs) && !strstr(dl->u->url, "://")) {
-			reason_add(it, "%s: down", f->servers[si].url);
-			continue;
-		}
-		if (pipeline_new(dl)) {
-			int code = dl->perr.code;
-			char msg[CAIRN_ERROR_MSG_MAX];
-			snprintf(msg, sizeof(msg), "%s", cairn_error_msg(&dl->perr));
-			download_reset(dl);
-			f->downloads_active--;
-			item_fail(it, code, "%s", msg);
-			return;
-		}
-		if (f->t_first_dl <= 0)
-			f->t_first_dl = now_s();
-		dl_send(dl);
-		return;
-	}
-	f->downloads_active--;
-	item_fail(it, CAIRN_ENET, "no server could send the NAR");
 }
 
 static bool deps_failed(struct item *it, struct item **which)
@@ -2174,7 +1578,6 @@ static void taken(struct item *it)
 
 static void commit(struct item *it)
 {
-	struct download *dl = it->dl;
 	struct cairn_error e;
 	cairn_error_init(&e);
 	int rc = 0;
@@ -2182,25 +1585,14 @@ static void commit(struct item *it)
 		placed(it);
 		return;
 	}
-	if (dl->restore) {
-		rc = cairn_nar_restore_commit(dl->restore, &e);
+	if (it->tree) {
+		rc = cairn_dl_tree_commit(it->tree, &e);
 		if (rc == CAIRN_EEXIST) {
 			taken(it);
 			return;
 		}
-	} else if (dl->nar_tmp) {
-		char target[4096];
-		rc = target_path(it, target, sizeof(target));
-		if (!rc && fsync(dl->nar_fd) != 0)
-			rc = cairn_error_errno(&e, errno, "cannot write '%s'", dl->nar_tmp);
-		if (!rc && fchmod(dl->nar_fd, 0644) != 0)
-			rc = cairn_error_errno(&e, errno, "cannot chmod '%s'", dl->nar_tmp);
-		if (!rc && rename(dl->nar_tmp, target) != 0)
-			rc = cairn_error_errno(&e, errno, "cannot rename to '%s'", target);
-		if (!rc) {
-			free(dl->nar_tmp);
-			dl->nar_tmp = NULL;
-		}
+	} else if (it->file) {
+		rc = cairn_dl_file_commit(it->file, &e);
 	}
 	if (rc)
 		item_fail(it, rc, "%s", cairn_error_msg(&e));
@@ -2391,13 +1783,6 @@ static void pump(struct cairn_fetch *f)
 		}
 		if (!best)
 			break;
-		best->dl = calloc(1, sizeof(*best->dl));
-		if (!best->dl) {
-			item_fail(best, CAIRN_ENOMEM, "out of memory");
-			continue;
-		}
-		best->dl->it = best;
-		best->dl->nar_fd = -1;
 		best->st = I_DOWNLOAD;
 		f->n_ready--;
 		f->downloads_active++;
@@ -2413,15 +1798,9 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 		return cairn_error_set(err, CAIRN_EINVAL, "fetch: already started");
 	f->started = true;
 	if (f->cfg.threads) {
-		f->threads = calloc(f->cfg.threads, sizeof(pthread_t));
-		if (!f->threads)
-			return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
-		/* Fewer threads than asked for still work; none means inline. */
-		for (unsigned i = 0; i < f->cfg.threads; i++) {
-			if (pthread_create(&f->threads[i], NULL, worker_main, f))
-				break;
-			f->n_threads++;
-		}
+		int rc = cairn_dl_pool_new(&f->pool, f->cfg.threads, err);
+		if (rc)
+			return rc;
 	}
 	start_infos(f);
 	while (f->infos_pending && !f->fatal) {
@@ -2445,9 +1824,7 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 
 int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *err)
 {
-	pthread_mutex_lock(&f->mu);
-	bool working = f->worker_pending > 0;
-	pthread_mutex_unlock(&f->mu);
+	bool working = cairn_dl_pool_pending(f->pool) > 0;
 	int wait_ms = timeout_ms > 0 ? timeout_ms : 0;
 	if (working && timeout_ms > WORKER_POLL_MS)
 		timeout_ms = WORKER_POLL_MS;
@@ -2456,25 +1833,14 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 		return rc;
 	if (f->fatal)
 		return cairn_error_set(err, f->fatal, "%s", f->fatal_err.msg);
-	if (rc == 0 && working) {
-		/* Nothing on the network (the client returns at once then):
-		 * sleep until a worker posts a verdict instead of spinning. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)wait_ms * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_mutex_lock(&f->mu);
-		if (!f->done_head && f->worker_pending)
-			pthread_cond_timedwait(&f->done_cv, &f->mu, &ts);
-		pthread_mutex_unlock(&f->mu);
-	}
-	drain_done(f);
+	/* Nothing on the network (the client returns at once then): sleep
+	 * until a worker posts a verdict instead of spinning. */
+	if (rc == 0 && working)
+		cairn_dl_pool_wait(f->pool, wait_ms);
+	cairn_dl_pool_drain(f->pool);
 	settle(f);
 	pump(f);
-	pthread_mutex_lock(&f->mu);
-	working = f->worker_pending > 0;
-	pthread_mutex_unlock(&f->mu);
+	working = cairn_dl_pool_pending(f->pool) > 0;
 	if (rc > 0 || f->qq_len || working)
 		return 1;
 	/* Nothing in flight: every item must be final by now. */

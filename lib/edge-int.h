@@ -88,6 +88,17 @@ int edge_store_narinfo_each(struct edge_store *s,
 				      int64_t fetched),
 			    void *ctx, struct cairn_error *err);
 
+/*
+ * The last good nix-cache-info of each upstream (keyed by its base URL),
+ * so that a restarted mirror can describe itself while its upstreams are
+ * down.  info_get: 1 and a malloc'ed copy in *text when there is one of at
+ * most max bytes, 0 when not.
+ */
+int edge_store_info_put(struct edge_store *s, const char *upstream, const char *text, size_t len,
+			struct cairn_error *err);
+int edge_store_info_get(struct edge_store *s, const char *upstream, size_t max, char **text,
+			size_t *len, struct cairn_error *err);
+
 /* Write the recency of recently used nars back to the index. */
 int edge_store_flush(struct edge_store *s, struct cairn_error *err);
 

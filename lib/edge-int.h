@@ -1,6 +1,7 @@
 /*
- * edge-int.h - what lib/edge*.c share: the string map and the on-disk store
- * (layout in include/cairn/edge.h).  Not installed.
+ * edge-int.h - what lib/edge*.c share: the string map, the on-disk store
+ * (layout in include/cairn/edge.h) and the helpers of the operator's log.
+ * Not installed.
  */
 #ifndef CAIRN_EDGE_INT_H
 #define CAIRN_EDGE_INT_H
@@ -88,9 +89,62 @@ int edge_store_narinfo_each(struct edge_store *s,
 				      int64_t fetched),
 			    void *ctx, struct cairn_error *err);
 
+/*
+ * The last good nix-cache-info of each upstream (keyed by its base URL),
+ * so that a restarted mirror can describe itself while its upstreams are
+ * down.  info_get: 1 and a malloc'ed copy in *text when there is one of at
+ * most max bytes, 0 when not.
+ */
+int edge_store_info_put(struct edge_store *s, const char *upstream, const char *text, size_t len,
+			struct cairn_error *err);
+int edge_store_info_get(struct edge_store *s, const char *upstream, size_t max, char **text,
+			size_t *len, struct cairn_error *err);
+
 /* Write the recency of recently used nars back to the index. */
 int edge_store_flush(struct edge_store *s, struct cairn_error *err);
 
 void edge_store_stats(struct edge_store *s, struct edge_store_stats *out);
+
+/* --- the operator's log (lib/edge-log.c) ------------------------------------ */
+
+#define EDGE_LOG_LINE_MAX 4096 /* one line of the log, with its NUL */
+
+/*
+ * Copy len bytes of `in` (text that came from the network, or from a file)
+ * into out as printable ASCII on one line: any other byte, and '\',
+ * becomes \xNN, so that nothing in it can end the line, move the cursor or
+ * pass for something else.  Cut with "..." when out (cap >= 4) is full.
+ * Returns out.
+ */
+char *edge_safe(char *out, size_t cap, const char *in, size_t len);
+
+/* Drop the user:password@ of every URL in s (in place): an upstream's
+ * credentials stay out of the log and the pages. */
+void edge_redact_userinfo(char *s);
+
+/* "0 B", "512 B", "1.5 KiB", "2.0 GiB"... */
+void edge_fmt_size(char *out, size_t cap, uint64_t bytes);
+
+/*
+ * At most one line per interval for one kind of event; the ones in between
+ * are counted, and the last of them kept, to be told in one line later.
+ */
+struct edge_ratelimit {
+	uint64_t next_ms;	      /* no line before this */
+	uint64_t suppressed;	      /* events not told since the last line */
+	char last[EDGE_LOG_LINE_MAX]; /* the last of them */
+};
+
+/*
+ * An event (described by msg) at now_ms: 1 when it is to be told now, with
+ * *suppressed the number that went untold before it; 0 when it is counted
+ * (and kept as r->last) instead.
+ */
+int edge_ratelimit_event(struct edge_ratelimit *r, uint64_t now_ms, uint64_t interval_ms,
+			 const char *msg, uint64_t *suppressed);
+/* 1 when untold events are due to be told (*n of them, the last in
+ * r->last): a line counts as told from now on. */
+int edge_ratelimit_due(struct edge_ratelimit *r, uint64_t now_ms, uint64_t interval_ms,
+		       uint64_t *n);
 
 #endif

@@ -324,12 +324,15 @@ int edge_store_open(struct edge_store **out, const char *dir, uint64_t max_size,
 	sqlite3_busy_timeout(s->db, 5000);
 	if ((rc = db_exec(s, "PRAGMA journal_mode=WAL", err)) < 0 ||
 	    (rc = db_exec(s, "PRAGMA synchronous=NORMAL", err)) < 0 ||
-	    (rc = db_exec(s,
-			  "CREATE TABLE IF NOT EXISTS nar (path TEXT PRIMARY KEY, file TEXT NOT "
-			  "NULL, size INTEGER NOT NULL, atime INTEGER NOT NULL);"
-			  "CREATE TABLE IF NOT EXISTS narinfo (hash TEXT PRIMARY KEY, text BLOB NOT "
-			  "NULL, fetched INTEGER NOT NULL);",
-			  err)) < 0)
+	    (rc =
+		 db_exec(s,
+			 "CREATE TABLE IF NOT EXISTS nar (path TEXT PRIMARY KEY, file TEXT NOT "
+			 "NULL, size INTEGER NOT NULL, atime INTEGER NOT NULL);"
+			 "CREATE TABLE IF NOT EXISTS narinfo (hash TEXT PRIMARY KEY, text BLOB NOT "
+			 "NULL, fetched INTEGER NOT NULL);"
+			 "CREATE TABLE IF NOT EXISTS cache_info (upstream TEXT PRIMARY KEY, text "
+			 "BLOB NOT NULL);",
+			 err)) < 0)
 		goto out;
 	/* downloads that were in progress when the last run ended */
 	sweep_dir(s->tmp_fd, NULL, NULL);
@@ -599,6 +602,55 @@ int edge_store_narinfo_each(struct edge_store *s,
 			continue;
 		if ((rc = fn(ctx, hash, text, (size_t)len, sqlite3_column_int64(st, 2))) < 0)
 			goto out;
+	}
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int edge_store_info_put(struct edge_store *s, const char *upstream, const char *text, size_t len,
+			struct cairn_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	if (sqlite3_prepare_v2(s->db,
+			       "INSERT OR REPLACE INTO cache_info (upstream, text) VALUES (?,?)",
+			       -1, &st, NULL) ||
+	    sqlite3_bind_text(st, 1, upstream, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_blob(st, 2, text, (int)len, SQLITE_STATIC) ||
+	    sqlite3_step(st) != SQLITE_DONE)
+		rc = db_err(s, err, "cache info insert");
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int edge_store_info_get(struct edge_store *s, const char *upstream, size_t max, char **text,
+			size_t *len, struct cairn_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	if (sqlite3_prepare_v2(s->db, "SELECT text FROM cache_info WHERE upstream = ?", -1, &st,
+			       NULL) ||
+	    sqlite3_bind_text(st, 1, upstream, -1, SQLITE_STATIC)) {
+		rc = db_err(s, err, "cache info select");
+		goto out;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const void *t = sqlite3_column_blob(st, 0);
+		int n = sqlite3_column_bytes(st, 0);
+		if (!t || n <= 0 || (size_t)n > max)
+			goto out; /* not one we wrote: as if there were none */
+		if (!(*text = malloc((size_t)n))) {
+			rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
+			goto out;
+		}
+		memcpy(*text, t, (size_t)n);
+		*len = (size_t)n;
+		rc = 1;
 	}
 out:
 	sqlite3_finalize(st);

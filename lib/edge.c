@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +37,7 @@
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
 #include "cairn/narinfo.h"
+#include "cairn/sign.h"
 #include "cairn/storepath.h"
 #include "edge-int.h"
 
@@ -45,6 +47,8 @@
 #define EDGE_FLUSH_MS 5000
 #define EDGE_PRODUCER_STACK (256 * 1024)
 #define EDGE_MAX_MISSES 4096 /* threads waiting on upstreams or streaming from them */
+#define EDGE_WHY_MAX 256     /* why an upstream is down, as told */
+#define EDGE_PAGE_MAX (1 << 20) /* the / page and /health */
 
 /* Narinfos that may name one nar URL: items whose nars are byte-identical
  * name the same file (Nix's nar/<FileHash>...), nothing else should. */
@@ -98,14 +102,24 @@ struct upstream {
 	struct cairn_http_server *srv;
 	/* upstream thread only */
 	int up;
+	int checked; /* a probe or a request has told whether it is up */
 	unsigned backoff_ms;
 	uint64_t next_probe;
 	int probing;
-	/* e->mu */
+	/* e->mu; info is replaced only by the upstream thread (and loaded from
+	 * the index before it starts) */
 	char *info;
 	size_t info_len;
 	int up_pub;
+	int checked_pub;
+	char why_pub[EDGE_WHY_MAX]; /* why it is down, printable; "" when up */
 };
+
+/* Narinfos refused, by the kind of reason: each kind is rate-limited on
+ * its own in the log. */
+enum refusal { REFUSED_SIGNATURE, REFUSED_STORE_PATH, REFUSED_UNREADABLE, REFUSED_KINDS };
+static const char *const refusal_kind[REFUSED_KINDS] = {
+	"for their signatures", "for naming another store path", "as unreadable"};
 
 /* One decompression of a download, for the claims checked by NarHash. */
 struct decoder {
@@ -209,6 +223,15 @@ struct cairn_edge {
 
 	atomic_int write_failing; /* the cache's temporary files cannot be written */
 	atomic_size_t mem_used;	  /* bytes held by downloads without a file */
+
+	pthread_mutex_t log_mu;
+	struct edge_ratelimit refused[REFUSED_KINDS]; /* log_mu */
+
+	/* the trusted keys for people: one a line (NULL: none), and the Nix
+	 * ones as nix.conf's trusted-public-keys wants them (NULL: none) */
+	char *keys;
+	char *nix_keys;
+	size_t n_keys;
 };
 
 static uint64_t now_ms(void)
@@ -239,6 +262,38 @@ void cairn_edge_config_init(struct cairn_edge_config *cfg)
 	cfg->wait_ms = 30000;
 	cfg->connect_timeout_ms = 2000;
 	cfg->stall_timeout_s = 30;
+	cfg->priority = -1;
+	cfg->log_interval_ms = 10000;
+}
+
+/* One line for the operator.  What came from the network must have gone
+ * through edge_safe first. */
+__attribute__((format(printf, 3, 4))) static void
+say(struct cairn_edge *e, enum cairn_edge_log_level level, const char *fmt, ...)
+{
+	char msg[EDGE_LOG_LINE_MAX];
+	va_list ap;
+	if (!e->cfg.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e->cfg.log(e->cfg.log_ctx, level, msg);
+}
+
+/* Text for people (out, printable): without the credentials of a URL. */
+static char *tell(char *out, size_t cap, const char *text)
+{
+	char tmp[EDGE_LOG_LINE_MAX];
+	snprintf(tmp, sizeof(tmp), "%s", text);
+	edge_redact_userinfo(tmp);
+	return edge_safe(out, cap, tmp, strlen(tmp));
+}
+
+/* An upstream's base URL as told to people. */
+static void upstream_name(const struct upstream *u, char *out, size_t cap)
+{
+	tell(out, cap, cairn_http_server_url(u->srv));
 }
 
 /* --- fetch lifetime ---------------------------------------------------------- */
@@ -635,25 +690,36 @@ static int64_t ttl_for(int64_t ours, int64_t max_age)
 /*
  * Is this narinfo acceptable for hash: parses, names the store path it was
  * asked for, and (with a keyring) carries a trusted signature.  Returns the
- * parsed narinfo or NULL; *untrusted says why when it is the signature.
+ * parsed narinfo or NULL; then *why is the kind of reason and why_text
+ * (printable) the reason.
  */
 static struct cairn_narinfo *narinfo_accept(struct cairn_edge *e, const char *hash,
-					    const char *text, size_t len, int *untrusted)
+					    const char *text, size_t len, enum refusal *why,
+					    char why_text[EDGE_WHY_MAX])
 {
 	struct cairn_narinfo *ni = NULL;
-	*untrusted = 0;
-	if (cairn_narinfo_parse(text, len, &ni, NULL) < 0)
+	struct cairn_error err;
+	cairn_error_init(&err);
+	if (cairn_narinfo_parse(text, len, &ni, &err) < 0) {
+		*why = REFUSED_UNREADABLE;
+		tell(why_text, EDGE_WHY_MAX, cairn_error_msg(&err));
 		return NULL;
+	}
 	const char *base = strrchr(ni->store_path, '/');
 	base = base ? base + 1 : ni->store_path;
 	if (strncmp(base, hash, CAIRN_STORE_HASH_LEN) != 0) {
+		char sp[EDGE_WHY_MAX - 64];
+		*why = REFUSED_STORE_PATH;
+		snprintf(why_text, EDGE_WHY_MAX, "its StorePath is '%s'",
+			 tell(sp, sizeof(sp), ni->store_path));
 		cairn_narinfo_free(ni);
 		return NULL;
 	}
 	if (e->cfg.trusted) {
 		struct cairn_verify_result res;
 		if (cairn_narinfo_verify(ni, e->cfg.trusted, &res, NULL) != 0) {
-			*untrusted = 1;
+			*why = REFUSED_SIGNATURE;
+			tell(why_text, EDGE_WHY_MAX, res.detail);
 			cairn_narinfo_free(ni);
 			return NULL;
 		}
@@ -661,16 +727,65 @@ static struct cairn_narinfo *narinfo_accept(struct cairn_edge *e, const char *ha
 	return ni;
 }
 
+/*
+ * A narinfo of hash refused (why: printable) when it came from `from`:
+ * said at once, or counted into the line that tells the refusals of its
+ * kind in the next interval (refusals_flush).  An upstream can send as
+ * many as it is asked for, so no more than a line per interval and kind.
+ */
+static void refused(struct cairn_edge *e, enum refusal kind, const char *hash, const char *from,
+		    const char *why)
+{
+	char msg[EDGE_LOG_LINE_MAX];
+	uint64_t before = 0;
+	snprintf(msg, sizeof(msg), "%s from %s: %s", hash, from, why);
+	pthread_mutex_lock(&e->log_mu);
+	int tell =
+	    edge_ratelimit_event(&e->refused[kind], now_ms(), e->cfg.log_interval_ms, msg, &before);
+	pthread_mutex_unlock(&e->log_mu);
+	if (!tell)
+		return;
+	if (before)
+		say(e, CAIRN_EDGE_LOG_WARN,
+		    "refused the narinfo of %s (and %llu more refused %s before it)", msg,
+		    (unsigned long long)before, refusal_kind[kind]);
+	else
+		say(e, CAIRN_EDGE_LOG_WARN, "refused the narinfo of %s", msg);
+}
+
+/* Upstream thread: tell the refusals counted but not told yet, once their
+ * interval is over. */
+static void refusals_flush(struct cairn_edge *e)
+{
+	for (int k = 0; k < REFUSED_KINDS; k++) {
+		char last[EDGE_LOG_LINE_MAX];
+		uint64_t n = 0;
+		pthread_mutex_lock(&e->log_mu);
+		int due = edge_ratelimit_due(&e->refused[k], now_ms(), e->cfg.log_interval_ms, &n);
+		if (due)
+			snprintf(last, sizeof(last), "%s", e->refused[k].last);
+		pthread_mutex_unlock(&e->log_mu);
+		if (due)
+			say(e, CAIRN_EDGE_LOG_WARN, "refused %llu more narinfos %s; the last: %s",
+			    (unsigned long long)n, refusal_kind[k], last);
+	}
+}
+
 static int load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t len,
 			   int64_t fetched)
 {
 	struct cairn_edge *e = ctx;
-	int untrusted;
-	if (strlen(hash) != CAIRN_STORE_HASH_LEN)
+	enum refusal why;
+	char why_text[EDGE_WHY_MAX];
+	if (strlen(hash) != CAIRN_STORE_HASH_LEN ||
+	    !cairn_store_hash_valid(hash, CAIRN_STORE_HASH_LEN))
 		return 0;
-	struct cairn_narinfo *ni = narinfo_accept(e, hash, text, len, &untrusted);
-	if (!ni)
-		return 0; /* e.g. the trusted keys changed since */
+	struct cairn_narinfo *ni = narinfo_accept(e, hash, text, len, &why, why_text);
+	if (!ni) {
+		/* e.g. the trusted keys changed since */
+		refused(e, why, hash, "the cache index", why_text);
+		return 0;
+	}
 	claims_item_set_locked(e, hash, ni, 1);
 	ni_put_locked(e, hash, text, len, fetched + e->cfg.positive_ttl);
 	cairn_narinfo_free(ni);
@@ -679,7 +794,12 @@ static int load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t
 
 /* --- the upstream thread -------------------------------------------------------- */
 
-static void set_up(struct cairn_edge *e, struct upstream *u, int up)
+/*
+ * Upstream thread: u answered (up) or failed (why: the reason, any text).
+ * A change is told; whether it is up or not yet known is published for
+ * the handlers.
+ */
+static void set_up(struct cairn_edge *e, struct upstream *u, int up, const char *why)
 {
 	uint64_t t = now_ms();
 	if (up) {
@@ -692,13 +812,26 @@ static void set_up(struct cairn_edge *e, struct upstream *u, int up)
 		u->backoff_ms = b;
 		u->next_probe = t + b;
 	}
-	if (u->up != up) {
+	int changed = u->up != up;
+	if (changed) {
 		u->up = up;
 		count(e->c.ups_up, up ? 1 : UINT64_MAX); /* a gauge: wraps back */
-		pthread_mutex_lock(&e->mu);
-		u->up_pub = up;
-		pthread_mutex_unlock(&e->mu);
 	}
+	if (!changed && u->checked && up)
+		return;
+	u->checked = 1;
+	char name[512], w[EDGE_WHY_MAX];
+	upstream_name(u, name, sizeof(name));
+	tell(w, sizeof(w), up ? "" : why ? why : "no reason given");
+	pthread_mutex_lock(&e->mu);
+	u->up_pub = up;
+	u->checked_pub = 1;
+	memcpy(u->why_pub, w, sizeof(w));
+	pthread_mutex_unlock(&e->mu);
+	if (changed && up)
+		say(e, CAIRN_EDGE_LOG_INFO, "upstream %s is up again", name);
+	else if (changed)
+		say(e, CAIRN_EDGE_LOG_WARN, "upstream %s is down: %s", name, w);
 }
 
 struct probe {
@@ -719,23 +852,37 @@ static void probe_done(void *ctx, const struct cairn_http_result *res)
 	struct cairn_edge *e = p->e;
 	struct upstream *u = p->u;
 	struct cairn_http_cache_info info;
+	struct cairn_error perr;
+	char why[EDGE_WHY_MAX];
 	e->active--;
 	u->probing = 0;
+	cairn_error_init(&perr);
 	if (res->outcome == CAIRN_HTTP_OK &&
 	    cairn_http_cache_info_parse(p->body.data ? p->body.data : "", p->body.len, &info,
-					NULL) == 0) {
+					&perr) == 0) {
 		size_t len;
 		char *text = cairn_buf_steal(&p->body, &len);
-		set_up(e, u, 1);
+		set_up(e, u, 1, NULL);
 		pthread_mutex_lock(&e->mu);
+		int same = u->info && u->info_len == len && !memcmp(u->info, text, len);
 		free(u->info);
 		u->info = text;
 		u->info_len = len;
 		pthread_cond_broadcast(&e->info_cond);
 		pthread_mutex_unlock(&e->mu);
+		/* for a restart while the upstreams are down; only this thread
+		 * replaces u->info, so it can be read here unlocked */
+		if (!same)
+			edge_store_info_put(e->store, cairn_http_server_url(u->srv), u->info,
+					    u->info_len, NULL);
 	} else {
 		count(e->c.probes_failed, 1);
-		set_up(e, u, 0);
+		if (res->outcome == CAIRN_HTTP_OK)
+			snprintf(why, sizeof(why), "its nix-cache-info is unreadable: %s",
+				 cairn_error_msg(&perr));
+		else
+			snprintf(why, sizeof(why), "%s", cairn_error_msg(&res->err));
+		set_up(e, u, 0, why);
 		pthread_mutex_lock(&e->mu);
 		pthread_cond_broadcast(&e->info_cond);
 		pthread_mutex_unlock(&e->mu);
@@ -766,7 +913,7 @@ static void probe_start(struct cairn_edge *e, struct upstream *u)
 	if (cairn_http_add(e->http, &rq, NULL) < 0) {
 		cairn_buf_release(&p->body);
 		free(p);
-		set_up(e, u, 0);
+		set_up(e, u, 0, "its health check could not be queued");
 		return;
 	}
 	u->probing = 1;
@@ -888,12 +1035,9 @@ static void cache_write_failed(struct cairn_edge *e, const char *why)
 	if (atomic_exchange(&e->write_failing, 1))
 		return;
 	count(e->c.write_failing, 1);
-	if (e->cfg.log) {
-		char msg[CAIRN_ERROR_MSG_MAX + 128];
-		snprintf(msg, sizeof(msg),
-			 "%s; nars are passed through uncached until it works again", why);
-		e->cfg.log(e->cfg.log_ctx, msg);
-	}
+	char w[EDGE_WHY_MAX];
+	say(e, CAIRN_EDGE_LOG_WARN, "%s; nars are passed through uncached until it works again",
+	    tell(w, sizeof(w), why));
 }
 
 static void cache_write_works(struct cairn_edge *e)
@@ -901,8 +1045,7 @@ static void cache_write_works(struct cairn_edge *e)
 	if (!atomic_exchange(&e->write_failing, 0))
 		return;
 	count(e->c.write_failing, UINT64_MAX); /* a gauge: wraps back */
-	if (e->cfg.log)
-		e->cfg.log(e->cfg.log_ctx, "mirror cache: writing works again; caching resumed");
+	say(e, CAIRN_EDGE_LOG_INFO, "mirror cache: writing works again; caching resumed");
 }
 
 /*
@@ -1097,12 +1240,15 @@ static int f_data(void *ctx, const void *data, size_t len)
 static void finish_narinfo(struct fetch *f)
 {
 	struct cairn_edge *e = f->e;
-	int untrusted;
-	struct cairn_narinfo *ni =
-		narinfo_accept(e, f->hash, f->body.data ? f->body.data : "", f->body.len, &untrusted);
+	enum refusal why;
+	char why_text[EDGE_WHY_MAX], from[512];
+	struct cairn_narinfo *ni = narinfo_accept(e, f->hash, f->body.data ? f->body.data : "",
+						  f->body.len, &why, why_text);
 	if (!ni) {
 		/* a bad or untrusted narinfo: maybe the next upstream has a good one */
-		if (untrusted) {
+		upstream_name(&e->ups[f->cur_up], from, sizeof(from));
+		refused(e, why, f->hash, from, why_text);
+		if (why == REFUSED_SIGNATURE) {
 			f->untrusted = 1;
 			count(e->c.untrusted, 1);
 		} else {
@@ -1202,7 +1348,7 @@ static void f_done(void *ctx, const struct cairn_http_result *res)
 	struct upstream *u = &e->ups[f->cur_up];
 	e->active--;
 	if (res->outcome == CAIRN_HTTP_OK) {
-		set_up(e, u, 1);
+		set_up(e, u, 1, NULL);
 		if (f->kind == FK_NARINFO)
 			finish_narinfo(f);
 		else
@@ -1215,7 +1361,7 @@ static void f_done(void *ctx, const struct cairn_http_result *res)
 		f->n_err++;
 		count(e->c.up_errors, 1);
 		if (res->outcome == CAIRN_HTTP_CONNECT)
-			set_up(e, u, 0);
+			set_up(e, u, 0, cairn_error_msg(&res->err));
 	}
 	if (f->kind == FK_NARINFO)
 		cairn_buf_reset(&f->body);
@@ -1317,6 +1463,7 @@ static void *upstream_main(void *arg)
 		for (size_t i = 0; i < e->n_ups; i++)
 			if (!e->ups[i].probing && t >= e->ups[i].next_probe)
 				probe_start(e, &e->ups[i]);
+		refusals_flush(e);
 		if (t >= next_flush) {
 			purge_negatives(e);
 			edge_store_flush(e->store, NULL);
@@ -1364,6 +1511,15 @@ static int send_404(struct cairn_httpd_req *req, int64_t max_age)
 	return cairn_httpd_send_error(req, 404);
 }
 
+/* Under e->mu: is an upstream up, or not known to be down yet? */
+static int any_up_locked(const struct cairn_edge *e)
+{
+	for (size_t i = 0; i < e->n_ups; i++)
+		if (e->ups[i].up_pub)
+			return 1;
+	return 0;
+}
+
 /*
  * Make sure the narinfo for hash is known (fetching it if needed, waiting
  * on this thread).  Returns 1 (present; *text a malloc'ed copy when text
@@ -1405,6 +1561,22 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 	if (n && n->text && (stale = malloc(n->len))) {
 		memcpy(stale, n->text, n->len);
 		stale_len = n->len;
+	}
+	if (stale && !any_up_locked(e)) {
+		/* every upstream is down: no use waiting for them (each may take
+		 * a connect timeout) before the stale answer; their probes tell
+		 * when they are back */
+		pthread_mutex_unlock(&e->mu);
+		count(e->c.stale, 1);
+		*stale_out = 1;
+		*max_age = 0;
+		if (text) {
+			*text = stale;
+			*len = stale_len;
+		} else {
+			free(stale);
+		}
+		return 1;
 	}
 	char key[CAIRN_STORE_HASH_LEN + 16];
 	snprintf(key, sizeof(key), "%s.narinfo", hash);
@@ -1863,26 +2035,64 @@ static int h_root(struct cairn_httpd_req *req, void *data)
 }
 
 /*
- * Under e->mu: the cache info of the first upstream that is up (else any
- * we have heard from): 1 and a copy in *out, 0 when every upstream failed,
- * -2 while the first probes are still out.
+ * The nix-cache-info served for an upstream's text: as it is, or with its
+ * Priority line (as Nix reads it: the name before the first ':') replaced
+ * by cfg.priority.  A malloc'ed copy in *out; -1 when out of memory.
+ */
+static int info_render(const struct cairn_edge *e, const char *text, size_t len, char **out,
+		       size_t *olen)
+{
+	size_t cap = len + 64;
+	char *o = malloc(cap), *p = o;
+	if (!o)
+		return -1;
+	if (e->cfg.priority < 0) {
+		memcpy(o, text, len);
+		*out = o;
+		*olen = len;
+		return 0;
+	}
+	for (const char *l = text, *end = text + len; l < end;) {
+		const char *nl = memchr(l, '\n', (size_t)(end - l));
+		size_t n = nl ? (size_t)(nl + 1 - l) : (size_t)(end - l);
+		if (n < 9 || memcmp(l, "Priority:", 9) != 0) {
+			memcpy(p, l, n);
+			p += n;
+			if (!nl)
+				*p++ = '\n';
+		}
+		l += n;
+	}
+	p += snprintf(p, cap - (size_t)(p - o), "Priority: %d\n", e->cfg.priority);
+	*out = o;
+	*olen = (size_t)(p - o);
+	return 0;
+}
+
+/* Under e->mu: the upstream whose nix-cache-info is served: the first that
+ * is up, else the first we have one of (from this run or an earlier one). */
+static const struct upstream *info_upstream_locked(const struct cairn_edge *e)
+{
+	for (size_t i = 0; i < e->n_ups; i++)
+		if (e->ups[i].info && e->ups[i].up_pub)
+			return &e->ups[i];
+	for (size_t i = 0; i < e->n_ups; i++)
+		if (e->ups[i].info)
+			return &e->ups[i];
+	return NULL;
+}
+
+/*
+ * Under e->mu: the cache info of the first upstream that is up (else the
+ * last good one of any: kept in the index, it outlives a restart): 1 and a
+ * copy in *out, 0 when every upstream failed and none ever answered, -2
+ * while the first probes are still out.
  */
 static int cache_info_locked(struct cairn_edge *e, char **out, size_t *len)
 {
-	const struct upstream *pick = NULL;
-	for (size_t i = 0; i < e->n_ups && !pick; i++)
-		if (e->ups[i].info && e->ups[i].up_pub)
-			pick = &e->ups[i];
-	for (size_t i = 0; i < e->n_ups && !pick; i++)
-		if (e->ups[i].info)
-			pick = &e->ups[i];
-	if (pick) {
-		if (!(*out = malloc(pick->info_len ? pick->info_len : 1)))
-			return 0;
-		memcpy(*out, pick->info, pick->info_len);
-		*len = pick->info_len;
-		return 1;
-	}
+	const struct upstream *pick = info_upstream_locked(e);
+	if (pick)
+		return info_render(e, pick->info, pick->info_len, out, len) == 0;
 	size_t failed = 0;
 	for (size_t i = 0; i < e->n_ups; i++)
 		failed += !e->ups[i].up_pub;
@@ -1933,7 +2143,239 @@ static int h_cache_info(struct cairn_httpd_req *req, void *data)
 	return rc;
 }
 
+/* --- /health and / ----------------------------------------------------------- */
+
+struct edge_state {
+	int any_up, have_info, guix;
+	struct edge_store_stats st;
+	struct cairn_buf ups; /* one line per upstream: "URL up|down: why|unchecked" */
+};
+
+/* What /health and / tell, gathered under e->mu. */
+static void state_get(struct cairn_edge *e, struct edge_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	cairn_buf_init(&s->ups, EDGE_PAGE_MAX / 2);
+	edge_store_stats(e->store, &s->st);
+	pthread_mutex_lock(&e->mu);
+	const struct upstream *iu = info_upstream_locked(e);
+	s->have_info = iu != NULL;
+	s->guix = iu && memmem(iu->info, iu->info_len, "StoreDir: /gnu/store", 20) != NULL;
+	for (size_t i = 0; i < e->n_ups; i++) {
+		const struct upstream *u = &e->ups[i];
+		char name[512];
+		upstream_name(u, name, sizeof(name));
+		s->any_up |= u->checked_pub && u->up_pub;
+		if (!u->checked_pub)
+			cairn_buf_printf(&s->ups, "%s unchecked\n", name);
+		else if (u->up_pub)
+			cairn_buf_printf(&s->ups, "%s up\n", name);
+		else
+			cairn_buf_printf(&s->ups, "%s down: %s\n", name, u->why_pub);
+	}
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* Can clients be served without an upstream? */
+static int state_can_serve(const struct edge_state *s)
+{
+	return s->have_info && s->st.n_nars > 0;
+}
+
+/*
+ * 200 when an upstream is up or the cache can serve on its own (it holds a
+ * nix-cache-info and at least one nar), else 503; the body says why, in the
+ * format documented in docs/cairn-mirror.md.
+ */
+static int h_health(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_edge *e = data;
+	struct edge_state s;
+	struct cairn_buf b = CAIRN_BUF_INIT(EDGE_PAGE_MAX);
+	state_get(e, &s);
+	int ok = s.any_up || state_can_serve(&s);
+	cairn_buf_puts(&b, ok ? "ok\n" : "unavailable\n");
+	for (const char *l = s.ups.data, *nl; l && (nl = strchr(l, '\n')); l = nl + 1)
+		cairn_buf_printf(&b, "upstream %.*s\n", (int)(nl + 1 - l - 1), l);
+	cairn_buf_printf(&b, "cache %llu nars %llu bytes, nix-cache-info %s\n",
+			 (unsigned long long)s.st.n_nars, (unsigned long long)s.st.bytes,
+			 s.have_info ? "held" : "none");
+	cairn_buf_release(&s.ups);
+	cairn_httpd_add_header(req, "Cache-Control", "no-store");
+	int rc = cairn_httpd_send(req, ok ? 200 : 503, "text/plain; charset=utf-8",
+				  b.data ? b.data : "", b.len);
+	cairn_buf_release(&b);
+	return rc;
+}
+
+static void html_puts(struct cairn_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '<': cairn_buf_puts(b, "&lt;"); break;
+		case '>': cairn_buf_puts(b, "&gt;"); break;
+		case '&': cairn_buf_puts(b, "&amp;"); break;
+		case '"': cairn_buf_puts(b, "&quot;"); break;
+		default: cairn_buf_putc(b, *s);
+		}
+	}
+}
+
+/* The mirror's URL as the client named it (Host), when it is a plain
+ * host[:port]; else localhost and the port it listens on. */
+static void page_base(struct cairn_edge *e, struct cairn_httpd_req *req, char *out, size_t cap)
+{
+	size_t al = 0;
+	const char *a = cairn_httpd_req_authority(req, &al);
+	int ok = a && al > 0 && al < 256;
+	for (size_t i = 0; ok && i < al; i++)
+		ok = (a[i] >= 'a' && a[i] <= 'z') || (a[i] >= 'A' && a[i] <= 'Z') ||
+		     (a[i] >= '0' && a[i] <= '9') || strchr(".-:[]", a[i]);
+	if (ok)
+		snprintf(out, cap, "http://%.*s", (int)al, a);
+	else
+		snprintf(out, cap, "http://localhost:%d", cairn_httpd_port(e->httpd));
+}
+
+/* /: what this is, how its upstreams and cache are, how to use it. */
+static int h_index(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_edge *e = data;
+	struct edge_state s;
+	struct cairn_buf b = CAIRN_BUF_INIT(EDGE_PAGE_MAX), u = CAIRN_BUF_INIT(EDGE_PAGE_MAX);
+	char base[300], size[32], max[32];
+	state_get(e, &s);
+	page_base(e, req, base, sizeof(base));
+	edge_fmt_size(size, sizeof(size), s.st.bytes);
+	edge_fmt_size(max, sizeof(max), e->cfg.max_size);
+	cairn_buf_puts(&b, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+			   "<title>cairn mirror</title></head><body>\n<h1>cairn mirror</h1>\n"
+			   "<p>A caching mirror of the binary caches below (cairn mirror). It "
+			   "passes their narinfos on as they are signed");
+	if (e->keys)
+		cairn_buf_puts(&b, ", only those signed by a trusted key below");
+	cairn_buf_puts(&b, "; it keeps a nar only once its bytes match its narinfo, and serves "
+			   "what it holds while its upstreams are down.</p>\n<h2>Upstreams</h2>\n"
+			   "<pre>\n");
+	html_puts(&b, s.ups.data ? s.ups.data : "");
+	cairn_buf_puts(&b, "</pre>\n<h2>Cache</h2>\n<p>");
+	cairn_buf_printf(&b, "%llu nars, %s", (unsigned long long)s.st.n_nars, size);
+	if (e->cfg.max_size)
+		cairn_buf_printf(&b, " of %s", max);
+	cairn_buf_printf(&b, "; %s.</p>\n<h2>Trusted keys</h2>\n",
+			 state_can_serve(&s) ? "it can serve without its upstreams"
+					     : "it cannot serve without its upstreams yet");
+	if (e->keys) {
+		cairn_buf_puts(&b, "<pre>\n");
+		html_puts(&b, e->keys);
+		cairn_buf_puts(&b, "</pre>\n");
+	} else {
+		cairn_buf_puts(&b, "<p>None: narinfos are not checked here (clients check their "
+				   "signatures).</p>\n");
+	}
+	cairn_buf_puts(&b, "<h2>How to use it</h2>\n<pre>\n");
+	if (s.guix) {
+		cairn_buf_printf(&u, "guix build --substitute-urls=%s PACKAGE\n", base);
+	} else {
+		/* Nix 2.8 (Debian's) has `nix copy` behind an experimental feature */
+		cairn_buf_printf(&u, "nix --extra-experimental-features nix-command copy --from %s",
+				 base);
+		if (e->nix_keys)
+			cairn_buf_printf(&u, " --option trusted-public-keys '%s'", e->nix_keys);
+		cairn_buf_printf(
+		    &u, " /nix/store/...\n\n# or in nix.conf:\nextra-substituters = %s\n", base);
+		if (e->nix_keys)
+			cairn_buf_printf(&u, "extra-trusted-public-keys = %s\n", e->nix_keys);
+	}
+	html_puts(&b, u.data ? u.data : "");
+	cairn_buf_puts(&b, "</pre>\n<p><a href=\"/nix-cache-info\">nix-cache-info</a> · "
+			   "<a href=\"/health\">health</a> · <a href=\"/metrics\">metrics</a></p>\n"
+			   "</body></html>\n");
+	cairn_buf_release(&u);
+	cairn_buf_release(&s.ups);
+	cairn_httpd_add_header(req, "Cache-Control", "no-store");
+	int rc =
+	    cairn_httpd_send(req, 200, "text/html; charset=utf-8", b.data ? b.data : "", b.len);
+	cairn_buf_release(&b);
+	return rc;
+}
+
 /* --- lifecycle ---------------------------------------------------------------- */
+
+/* e->keys and e->nix_keys from the keyring, for the / page. */
+static int keys_describe(struct cairn_edge *e, struct cairn_error *err)
+{
+	const struct cairn_keyring *kr = e->cfg.trusted;
+	struct cairn_buf all = CAIRN_BUF_INIT(EDGE_PAGE_MAX / 4),
+			 nix = CAIRN_BUF_INIT(EDGE_PAGE_MAX / 4);
+	int rc = 0;
+	if (!kr)
+		return 0;
+	e->n_keys = kr->n_nix + kr->n_guix;
+	for (size_t i = 0; i < kr->n_nix && rc == 0; i++) {
+		if (i)
+			rc = cairn_buf_putc(&nix, ' ');
+		if (rc == 0)
+			rc = cairn_nix_pubkey_format(&kr->nix[i], &nix);
+	}
+	if (rc == 0 && nix.len)
+		rc = cairn_buf_printf(&all, "%.*s\n", (int)nix.len, nix.data);
+	for (size_t i = 0; i < kr->n_guix && rc == 0; i++) {
+		struct cairn_signer sg = {.kind = CAIRN_KEY_GUIX, .index = i};
+		char name[128];
+		cairn_keyring_key_name(kr, &sg, name, sizeof(name));
+		rc = cairn_buf_printf(&all, "%s\n", name);
+	}
+	if (rc == 0 && all.len) {
+		size_t nix_len = nix.len;
+		/* each Nix key on a line of its own */
+		for (size_t i = 0; i < nix_len; i++)
+			if (all.data[i] == ' ')
+				all.data[i] = '\n';
+		e->keys = cairn_buf_steal(&all, NULL);
+		e->nix_keys = nix_len ? cairn_buf_steal(&nix, NULL) : NULL;
+		if (!e->keys || (nix_len && !e->nix_keys))
+			rc = -1;
+	}
+	cairn_buf_release(&all);
+	cairn_buf_release(&nix);
+	return rc < 0 ? cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory") : 0;
+}
+
+/* The line that says the mirror is up: where, in front of what, with
+ * what cache and trust. */
+static void say_listening(struct cairn_edge *e)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(2 * EDGE_LOG_LINE_MAX);
+	struct edge_store_stats st;
+	char a[300], size[32], max[32];
+	size_t i;
+	cairn_buf_puts(&b, "listening on ");
+	for (i = 0; e->httpd && cairn_httpd_listen_addr(e->httpd, i, a, sizeof(a)) == 0; i++)
+		cairn_buf_printf(&b, "%s%s", i ? ", " : "", a);
+	if (!i)
+		cairn_buf_puts(&b, "(no socket)");
+	cairn_buf_puts(&b, e->n_ups > 1 ? "; upstreams " : "; upstream ");
+	for (i = 0; i < e->n_ups; i++) {
+		upstream_name(&e->ups[i], a, sizeof(a));
+		cairn_buf_printf(&b, "%s%s", i ? ", " : "", a);
+	}
+	edge_store_stats(e->store, &st);
+	edge_fmt_size(size, sizeof(size), st.bytes);
+	edge_fmt_size(max, sizeof(max), e->cfg.max_size);
+	tell(a, sizeof(a), e->cache_dir);
+	cairn_buf_printf(&b, "; cache %s: %llu nars, %s", a, (unsigned long long)st.n_nars, size);
+	if (e->cfg.max_size)
+		cairn_buf_printf(&b, " (at most %s)", max);
+	else
+		cairn_buf_puts(&b, " (no --max-size)");
+	if (e->n_keys)
+		cairn_buf_printf(&b, "; %zu trusted key%s", e->n_keys, e->n_keys > 1 ? "s" : "");
+	else
+		cairn_buf_puts(&b, "; no trusted keys (narinfos are not checked)");
+	say(e, CAIRN_EDGE_LOG_INFO, "%s", b.data ? b.data : "listening");
+	cairn_buf_release(&b);
+}
 
 int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		   struct cairn_error *err)
@@ -1960,6 +2402,7 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 	if (!e->cfg.wait_ms)
 		e->cfg.wait_ms = 30000;
 	pthread_mutex_init(&e->mu, NULL);
+	pthread_mutex_init(&e->log_mu, NULL);
 	pthread_cond_init(&e->job_cond, NULL);
 	pthread_cond_init(&e->info_cond, NULL);
 	pthread_cond_init(&e->producers_cond, NULL);
@@ -1977,6 +2420,22 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 	}
 	if ((rc = edge_store_open(&e->store, cfg->cache_dir, cfg->max_size, err)) < 0)
 		goto fail;
+	if ((rc = keys_describe(e, err)) < 0)
+		goto fail;
+	/* each upstream's last good nix-cache-info, until it answers again */
+	for (size_t i = 0; i < e->n_ups; i++) {
+		struct upstream *u = &e->ups[i];
+		struct cairn_http_cache_info info;
+		rc = edge_store_info_get(e->store, cairn_http_server_url(u->srv),
+					 CAIRN_HTTP_CACHE_INFO_MAX, &u->info, &u->info_len, err);
+		if (rc < 0)
+			goto fail;
+		if (rc == 1 && cairn_http_cache_info_parse(u->info, u->info_len, &info, NULL) < 0) {
+			free(u->info);
+			u->info = NULL;
+			u->info_len = 0;
+		}
+	}
 	/* narinfos not refreshed for this long are no use even as stale answers */
 	if ((rc = edge_store_narinfo_purge(e->store, now_s() - e->cfg.positive_ttl - EDGE_STALE_MAX,
 					   err)) < 0)
@@ -2036,7 +2495,10 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 	}
 	count(e->c.ups_up, e->n_ups);
 	e->httpd = h;
-	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "cache-info",
+	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/", "index", h_index, e, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", h_health, e, err)) <
+		0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "cache-info",
 				    h_cache_info, e, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
 				    cairn_httpd_metrics_handler, h, err)) < 0 ||
@@ -2063,6 +2525,7 @@ int cairn_edge_start(struct cairn_edge *e, struct cairn_error *err)
 		return cairn_error_set(err, CAIRN_EIO, "mirror: cannot start the upstream thread");
 	}
 	e->thread_started = 1;
+	say_listening(e);
 	return 0;
 }
 
@@ -2132,6 +2595,9 @@ void cairn_edge_free(struct cairn_edge *e)
 	}
 	edge_store_free(e->store);
 	free(e->cache_dir);
+	free(e->keys);
+	free(e->nix_keys);
+	pthread_mutex_destroy(&e->log_mu);
 	pthread_cond_destroy(&e->job_cond);
 	pthread_cond_destroy(&e->info_cond);
 	pthread_cond_destroy(&e->producers_cond);

@@ -30,6 +30,7 @@
  * the whole request head; heads beyond H2O_MAX_REQLEN are dropped),
  * examples/libh2o/simple.c (accept loop).
  */
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -41,11 +42,13 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cairn/cairn.h"
@@ -1088,6 +1091,34 @@ void cairn_httpd_stop(struct cairn_httpd *h)
 int cairn_httpd_port(const struct cairn_httpd *h)
 {
 	return h ? h->port : 0;
+}
+
+int cairn_httpd_listen_addr(const struct cairn_httpd *h, size_t i, char *buf, size_t cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char a[INET6_ADDRSTRLEN];
+	if (!h || !h->started || i >= h->n_fds || h->fds[i][0] < 0 ||
+	    getsockname(h->fds[i][0], (struct sockaddr *)&ss, &sl) < 0)
+		return CAIRN_ENOENT;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(buf, cap, "%s:%u", a, (unsigned)ntohs(s4->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(buf, cap, "[%s]:%u", a, (unsigned)ntohs(s6->sin6_port));
+	} else if (ss.ss_family == AF_UNIX) {
+		const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
+		size_t n = sl > offsetof(struct sockaddr_un, sun_path)
+			       ? strnlen(su->sun_path, sl - offsetof(struct sockaddr_un, sun_path))
+			       : 0;
+		snprintf(buf, cap, "unix:%.*s", (int)n, su->sun_path);
+	} else {
+		snprintf(buf, cap, "(address family %d)", (int)ss.ss_family);
+	}
+	return 0;
 }
 
 void cairn_httpd_free(struct cairn_httpd *h)

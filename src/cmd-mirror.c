@@ -39,16 +39,25 @@ const char cmd_mirror_usage[] =
 	"  --max-backoff T      longest wait before re-probing a failing upstream (60s)\n"
 	"  --wait T             longest a request waits for an upstream (default 30s)\n"
 	"  --connect-timeout T  per upstream connection attempt (default 2s)\n"
+	"  --priority N         the Priority served in nix-cache-info (default: the\n"
+	"                       upstream's; lower is asked first by Nix)\n"
+	"  --log-interval T     at most one line per T for each kind of refused\n"
+	"                       narinfo, the rest counted (default 10s)\n"
 	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
 	"  --port-file FILE     write the bound port to FILE once listening\n"
 	"  --config FILE        read options from FILE first: one a line, the name\n"
 	"                       without dashes, then the value (`cache /var/cache/m`);\n"
 	"                       '#' comments; options given here come after them\n";
 
-static void mirror_log(void *ctx, const char *msg)
+/* The library's lines: what it does on stderr as it is, what needs looking
+ * at as a warning. */
+static void mirror_log(void *ctx, enum cairn_edge_log_level level, const char *msg)
 {
 	(void)ctx;
-	cli_warn("%s", msg);
+	if (level == CAIRN_EDGE_LOG_WARN)
+		cli_warn("%s", msg);
+	else
+		fprintf(stderr, "%s: %s\n", cli_progname, msg);
 }
 
 int cmd_mirror(int argc, char **argv)
@@ -121,6 +130,14 @@ int cmd_mirror(int argc, char **argv)
 			hc.access_log = v;
 		} else if (!strcmp(a, "--port-file")) {
 			port_file = v;
+		} else if (!strcmp(a, "--priority")) {
+			unsigned long p = strtoul(v, &end, 10);
+			if (*end || !*v || *v == '-' || p > CAIRN_EDGE_PRIORITY_MAX) {
+				cli_error("--priority takes 0..%d", CAIRN_EDGE_PRIORITY_MAX);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+			ec.priority = (int)p;
 		} else {
 			if (cli_parse_ms(v, &n) < 0) {
 				cli_error("%s: '%s' is not a duration", a, v);
@@ -139,6 +156,8 @@ int cmd_mirror(int argc, char **argv)
 				ec.wait_ms = (unsigned)n;
 			} else if (!strcmp(a, "--connect-timeout") && n > 0 && n <= 600000) {
 				ec.connect_timeout_ms = (long)n;
+			} else if (!strcmp(a, "--log-interval") && n > 0 && n <= 86400000) {
+				ec.log_interval_ms = (unsigned)n;
 			} else {
 				cli_error("unknown option or bad value '%s %s'", a, v);
 				ret = cli_usage(cmd_mirror_usage, false);

@@ -17,11 +17,15 @@
  *   - with a keyring, a narinfo without a valid trusted signature is neither
  *     cached nor served;
  *   - when the cache cannot be written, downloads go on uncached (still
- *     verified), their clients fed from memory.
+ *     verified), their clients fed from memory;
+ *   - each upstream's last good nix-cache-info is kept in the index, so a
+ *     mirror restarted while its upstreams are down still describes itself
+ *     and serves what it holds.
  *
  * On-disk layout under the cache directory:
- *   index.sqlite        tables nar(path, file, size, atime) and
- *                       narinfo(hash, text, fetched); WAL journal
+ *   index.sqlite        tables nar(path, file, size, atime),
+ *                       narinfo(hash, text, fetched) and
+ *                       cache_info(upstream, text); WAL journal
  *   data/<sha256 hex>   a verified nar, named by the SHA-256 of its bytes
  *   tmp/<random>        a download in progress (removed at start-up)
  * A nar is renamed into data/ before its index row is written, so after a
@@ -54,6 +58,13 @@ struct cairn_keyring;
 #define CAIRN_EDGE_KEY_MAX 1024		       /* a request path we fetch */
 #define CAIRN_EDGE_NAR_MAX (UINT64_C(1) << 40) /* largest nar passed through */
 
+/* What kind of line cairn_edge_config.log is given. */
+enum cairn_edge_log_level {
+	CAIRN_EDGE_LOG_INFO, /* what it does: listening, an upstream back */
+	CAIRN_EDGE_LOG_WARN, /* what needs looking at: an upstream down, a narinfo
+				refused, the cache's disk failing */
+};
+
 struct cairn_edge_config {
 	/* base URLs in priority order (first is preferred); borrowed during new */
 	const char *upstreams[CAIRN_EDGE_MAX_UPSTREAMS];
@@ -70,11 +81,22 @@ struct cairn_edge_config {
 	unsigned wait_ms;	     /* a handler waits at most this; default 30000 */
 	long connect_timeout_ms;     /* default 2000 */
 	long stall_timeout_s;	     /* default 30 */
-	/* What the operator should hear about (the cache's disk failing, and
-	 * working again); NULL: nothing said.  Called from any thread. */
-	void (*log)(void *ctx, const char *msg);
+	/* the Priority served in /nix-cache-info instead of the upstream's;
+	 * -1 (the default): the upstream's line as it is */
+	int priority;
+	/* at most one line per this for each kind of refused narinfo; the
+	 * others are counted into the next; default 10000 */
+	unsigned log_interval_ms;
+	/* What the operator should hear about: listening, upstreams going
+	 * down and coming back, narinfos refused, the cache's disk failing
+	 * and working again.  msg is one line, no newline, printable ASCII
+	 * (what came from the network is escaped).  NULL: nothing said.
+	 * Called from any thread. */
+	void (*log)(void *ctx, enum cairn_edge_log_level level, const char *msg);
 	void *log_ctx;
 };
+
+#define CAIRN_EDGE_PRIORITY_MAX 1000000
 
 void cairn_edge_config_init(struct cairn_edge_config *cfg);
 
@@ -84,12 +106,13 @@ struct cairn_edge;
 int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		   struct cairn_error *err);
 /*
- * Register the routes (/nix-cache-info, /metrics, /nar/..., /log/...,
- * /<hash>.narinfo, /<hash>.ls) and the counters on h, which must not be
- * running yet.  h must outlive the edge's use of it.
+ * Register the routes (/, /health, /nix-cache-info, /metrics, /nar/...,
+ * /log/..., /<hash>.narinfo, /<hash>.ls) and the counters on h, which must
+ * not be running yet.  h must outlive the edge's use of it.
  */
 int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_error *err);
-/* Start the upstream thread (first health checks run at once). */
+/* Start the upstream thread (first health checks run at once), and log
+ * the line that says where it listens (h started) and what it serves. */
 int cairn_edge_start(struct cairn_edge *e, struct cairn_error *err);
 /* Stop the upstream thread; in-flight downloads fail.  Call after the
  * httpd has stopped (cairn_httpd_wait returned). */

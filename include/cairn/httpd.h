@@ -139,6 +139,10 @@ int cairn_httpd_wait(struct cairn_httpd *h, struct cairn_error *err);
 void cairn_httpd_stop(struct cairn_httpd *h);
 /* The port the first listener is bound to (for ":0"); valid during run, 0 before. */
 int cairn_httpd_port(const struct cairn_httpd *h);
+/* Listener i's bound address as text ("127.0.0.1:8080", "[::1]:8080"; a
+ * socket from systemd may also be "unix:PATH"), valid during run: 0, or
+ * CAIRN_ENOENT when there is no listener i. */
+int cairn_httpd_listen_addr(const struct cairn_httpd *h, size_t i, char *buf, size_t cap);
 void cairn_httpd_free(struct cairn_httpd *h);
 
 /* --- the request ---------------------------------------------------------- */

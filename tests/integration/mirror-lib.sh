@@ -96,6 +96,15 @@ mirror_stop() {
   fi
 }
 
+# wait_log REGEX: wait (5 s at most) for a line of the last mirror's log
+wait_log() {
+  for _ in $(seq 100); do
+    grep -qE -- "$1" "$MIRROR_LOG" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # nar_urls DIR: the nar URL of every narinfo in the cache directory DIR
 nar_urls() { sed -n 's/^URL: //p' "$1"/*.narinfo; }
 

@@ -3,7 +3,8 @@
 # substitutes a closure through it, a second client is served from the
 # cache alone, bytes that fail verification are never cached, untrusted
 # narinfos are not served, Range on cached nars and on a tampered one not
-# cached yet, /metrics.
+# cached yet, /metrics; what it tells its operator (the log, /, /health);
+# a restart with its upstream down: Nix is still served from the cache.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/mirror-lib.sh"
@@ -21,6 +22,8 @@ nginx_serve up "$TMP/cache"
 up=$NGINX_PORT
 mirror_start m1 --upstream "http://127.0.0.1:$up" --cache "$TMP/mc1" --trusted-key "$TMP/key.pub"
 url=http://127.0.0.1:$MIRROR_PORT
+check "the log says where it listens, in front of what, with which cache and keys" \
+  wait_log "^cairn mirror: listening on 127\.0\.0\.1:$MIRROR_PORT; upstream http://127\.0\.0\.1:$up; cache $TMP/mc1: 0 nars, 0 B \(no --max-size\); 1 trusted key\$"
 
 check "nix-cache-info passed through unchanged" \
   cmp <(curl -fs "$url/nix-cache-info") "$TMP/cache/nix-cache-info"
@@ -46,6 +49,70 @@ check "an unknown narinfo is 404" \
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/00000000000000000000000000000000.narinfo")" = 404 ]
 check "a malformed narinfo name is 404" \
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/zzz.narinfo")" = 404 ]
+
+# health: CODE FIRST_LINE LINE: /health answers CODE, its body starts with
+# FIRST_LINE and has LINE
+health() {
+  local code
+  code=$(curl -s -o "$TMP/health" -w '%{http_code}' "$url/health")
+  [ "$code" = "$1" ] && [ "$(head -1 "$TMP/health")" = "$2" ] && grep -qxE -- "$3" "$TMP/health" ||
+    { echo "/health: $code"; cat "$TMP/health"; return 1; }
+}
+check "/health: 200 ok, the upstream up" health 200 ok "upstream http://127.0.0.1:$up up"
+check "/health: ... and the cache" health 200 ok "cache $n_paths nars [0-9]+ bytes, nix-cache-info held"
+curl -fs "$url/" > "$TMP/page.html" || true
+check "/ shows the upstream and its health" grep -q "^http://127.0.0.1:$up up\$" "$TMP/page.html"
+check "/ shows the cache" grep -q "<p>$n_paths nars, " "$TMP/page.html"
+check "/ shows the trusted key" grep -qxF "$(cat "$TMP/key.pub")" "$TMP/page.html"
+# The page's nix command, as printed for Nix 2.8 without nix.conf changes
+# (no NIX_CONFIG, a fresh HOME); the store path for its placeholder, and
+# the store it copies into set by nix.conf's `store` (as root, /nix/store).
+cmd=$(sed -n 's|^\(nix --extra-experimental-features nix-command copy .*\) /nix/store/\.\.\.$|\1|p' \
+  "$TMP/page.html" | sed "s/&quot;/\"/g; s/&lt;/</g; s/&gt;/>/g; s/&amp;/\&/g")
+check "/ prints a nix copy command ($cmd)" [ -n "$cmd" ]
+rc=0
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$TMP/page-home" NIX_CONFIG="store = $TMP/store4" \
+  bash -c "$cmd $top" > "$TMP/page-copy.log" 2>&1 || rc=$?
+check "... which works as printed with Nix $(nix --version | awk '{print $NF}') (exit $rc)" [ "$rc" = 0 ]
+check "... the closure is valid" nix_has_paths "$TMP/store4" $(nix_closure "$store" "$top")
+
+# The mirror stops, its upstream goes, the mirror starts again: Nix is
+# served from what it holds (a fresh Nix, whose own narinfo cache cannot
+# help), with the nix-cache-info it kept and its own Priority.  (--ttl 0:
+# every narinfo it holds has expired, so all of them are served stale.)
+mirror_stop
+nginx_stop up
+mirror_start m1b --upstream "http://127.0.0.1:$up" --cache "$TMP/mc1" --trusted-key "$TMP/key.pub" \
+  --priority 30 --ttl 0 --health-interval 200ms --max-backoff 400ms
+url=http://127.0.0.1:$MIRROR_PORT
+code=$(curl -s -o "$TMP/info" -w '%{http_code}' "$url/nix-cache-info")
+check "upstream down since the restart: /nix-cache-info is 200 ($code)" [ "$code" = 200 ]
+check "... the upstream's, with the Priority given" bash -c \
+  "grep -qx 'StoreDir: /nix/store' '$TMP/info' && [ \$(grep -c '^Priority:' '$TMP/info') = 1 ] &&
+   grep -qx 'Priority: 30' '$TMP/info'"
+fresh_copy() {
+  HOME=$TMP/home-$1 XDG_CACHE_HOME=$TMP/xdg-$1 nix_copy_from "$url" "$TMP/$1" "$top" "$(cat "$TMP/key.pub")"
+}
+check "nix copy through the restarted mirror, its upstream down" fresh_copy store5
+check "... the closure is valid" nix_has_paths "$TMP/store5" $(nix_closure "$store" "$top")
+check "... its narinfos served stale" [ "$(metric cairn_mirror_stale_served_total)" -ge "$n_paths" ]
+check "... saying so" bash -c "curl -fsi '$url/$(basename "$top" | cut -c1-32).narinfo' | grep -qi '^Warning: 110'"
+check "the log says the upstream is down, and why" \
+  wait_log "^cairn mirror: warning: upstream http://127\.0\.0\.1:$up is down: .*connect"
+check "/health: 200 ok, the upstream down but the cache can serve" \
+  health 200 ok "upstream http://127.0.0.1:$up down: .*connect.*"
+nginx_serve up "$TMP/cache" "$up"
+check "the log says the upstream is back" wait_log "^cairn mirror: upstream http://127\.0\.0\.1:$up is up again\$"
+check "... one line each" [ "$(grep -c 'is down:\|is up again' "$MIRROR_LOG")" = 2 ]
+mirror_stop
+
+# Nothing cached and the upstream never answered: nothing to serve.
+mirror_start m0 --upstream "http://127.0.0.1:$(free_port)" --cache "$TMP/mc0" --health-interval 200ms
+url=http://127.0.0.1:$MIRROR_PORT
+check "empty cache, upstream down: /nix-cache-info is 502" \
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/nix-cache-info")" = 502 ]
+check "... /health is 503, saying why" health 503 unavailable "upstream http://127.0.0.1:[0-9]+ down: .*"
+check "... and the cache" health 503 unavailable "cache 0 nars 0 bytes, nix-cache-info none"
 mirror_stop
 
 # Tampered upstream: same narinfos, one nar with a changed byte.
@@ -75,12 +142,29 @@ check "... not cached" [ "$(ls "$TMP/mc2/data" | wc -l)" -eq 0 ]
 mirror_stop
 
 # A trusted key that did not sign: narinfos are neither served nor cached.
-mirror_start m3 --upstream "http://127.0.0.1:$up" --cache "$TMP/mc3" --trusted-key "$TMP/other.pub"
+# A narinfo whose Sig names its key with bytes a terminal may take for an
+# escape sequence (C1 CSI, raw and as UTF-8) comes last.
+evil=11111111111111111111111111111111
+sed -e "s|^StorePath: /nix/store/[a-z0-9]*|StorePath: /nix/store/$evil|" \
+  -e "s|^Sig: [^:]*:|Sig: ev$(printf '\302\233')2J$(printf '\233')il:|" \
+  "$TMP/cache/$hash.narinfo" > "$TMP/cache/$evil.narinfo"
+mirror_start m3 --upstream "http://127.0.0.1:$up" --cache "$TMP/mc3" --trusted-key "$TMP/other.pub" \
+  --log-interval 1500ms
 url=http://127.0.0.1:$MIRROR_PORT
 check "untrusted narinfo: not served" \
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/$hash.narinfo")" = 404 ]
 check "untrusted narinfo: not cached" \
   [ "$(sqlite3 "$TMP/mc3/index.sqlite" 'SELECT count(*) FROM narinfo' 2>/dev/null || echo 0)" = 0 ]
+check "the log says which narinfo was refused, from where, and why" \
+  wait_log "^cairn mirror: warning: refused the narinfo of $hash from http://127\.0\.0\.1:$up: signed by untrusted key 'mirror-test-1'\$"
+# five more refusals at once: counted, told in one line when the interval is over
+curl -s $(cd "$TMP/cache" && ls *.narinfo | grep -v "^$hash\|^$evil" | sed "s|^|$url/|") \
+  "$url/$evil.narinfo" > /dev/null
+check "... at most one line per interval: the rest counted into the next" \
+  wait_log "^cairn mirror: warning: refused $n_paths more narinfos for their signatures; the last: $evil from http://127\.0\.0\.1:$up: signed by untrusted key 'ev\\\\xc2\\\\x9b2J\\\\x9bil'\$"
+check "... so two lines for the five" [ "$(grep -c 'refused' "$MIRROR_LOG")" = 2 ]
+check "... and no control byte from the network reaches the log" \
+  bash -c "! LC_ALL=C grep -q '[^ -~]' '$MIRROR_LOG'"
 mirror_stop
 
 # A miss does not hold its event loop: one loop, an upstream that takes 6 s

@@ -154,6 +154,23 @@ static void test_store(void **state)
 	n_ni = 0;
 	assert_int_equal(edge_store_narinfo_each(s, count_ni, NULL, NULL), 0);
 	assert_int_equal(n_ni, 1);
+	/* each upstream's nix-cache-info, kept across a restart */
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(edge_store_info_get(s, "http://a", 4096, &text, &len, NULL), 0);
+	assert_int_equal(edge_store_info_put(s, "http://a", "StoreDir: /nix/store\n", 21, NULL), 0);
+	assert_int_equal(edge_store_info_put(s, "http://b", "old", 3, NULL), 0);
+	assert_int_equal(edge_store_info_put(s, "http://b", "StoreDir: /gnu/store\n", 21, NULL), 0);
+	edge_store_free(s);
+	assert_int_equal(edge_store_open(&s, dir, 0, NULL), 0);
+	assert_int_equal(edge_store_info_get(s, "http://b", 4096, &text, &len, NULL), 1);
+	assert_int_equal(len, 21);
+	assert_memory_equal(text, "StoreDir: /gnu/store\n", 21);
+	free(text);
+	text = NULL;
+	/* longer than the caller takes: as if there were none */
+	assert_int_equal(edge_store_info_get(s, "http://a", 20, &text, &len, NULL), 0);
+	assert_null(text);
 	edge_store_free(s);
 
 	char cmd[256];

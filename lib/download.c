@@ -241,8 +241,9 @@ static int pipe_verify(struct cairn_dl *d)
 		char got[CAIRN_HASH_STR_MAX], want[CAIRN_HASH_STR_MAX];
 		cairn_hash_format(&h, CAIRN_HASH_NIX32, got, sizeof(got));
 		cairn_hash_format(&d->ex.nar_hash, CAIRN_HASH_NIX32, want, sizeof(want));
-		return cairn_error_set(&d->perr, CAIRN_EHASH, "hash mismatch: NAR has %s, signed %s",
-				       got, want);
+		return cairn_error_set(&d->perr, CAIRN_EHASH,
+				       "hash mismatch: the NAR hashes to %s, not the NarHash %s", got,
+				       want);
 	}
 	if (s->has_file_size && s->file_size != d->fed)
 		return cairn_error_set(&d->perr, CAIRN_EHASH,
@@ -575,6 +576,8 @@ static void start_source(struct cairn_dl *d)
 static void next_source(struct cairn_dl *d, int code, const char *why)
 {
 	reason_add(d, "%s: %s", d->src[d->cur].label, why);
+	if (d->cfg.on_source_failed)
+		d->cfg.on_source_failed(d->cfg.ctx, d->cur, code, why);
 	quiesce(d);
 	pipe_teardown(d);
 	d->cur++;
@@ -1014,12 +1017,17 @@ static int check_dump_out(void *ctx, const void *data, size_t len, struct cairn_
 }
 
 int cairn_dl_check_tree(const char *path, const struct cairn_dl_expect *ex,
-			struct cairn_error *err)
+			const struct cairn_dl_sink *sink, struct cairn_error *err)
 {
 	struct cairn_dl *d = calloc(1, sizeof(*d));
 	if (!d)
 		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
 	d->ex = *ex;
+	if (sink) {
+		d->sink = *sink;
+		d->sink.begin = NULL;
+		d->sink.discard = NULL;
+	}
 	cairn_error_init(&d->perr);
 	int rc = 0;
 	struct cairn_nar_limits lim = {.max_nar_size = ex->nar_size};

@@ -125,6 +125,8 @@ struct cairn_dl_config {
 	/* Exactly once; the download may be freed from inside. */
 	void (*on_done)(void *ctx, const struct cairn_dl_result *r);
 	void (*on_bytes)(void *ctx, size_t n); /* body bytes as they arrive */
+	/* A source failed for good (why names it), before the next is tried. */
+	void (*on_source_failed)(void *ctx, size_t source, int code, const char *why);
 	void *ctx;
 };
 
@@ -144,11 +146,12 @@ void cairn_dl_free(struct cairn_dl *d);
 
 /*
  * Check a tree already on disk against ex (its NAR's hash and size, and
- * the CA when ex->by_ca): the pipeline without a download.  0 or
- * CAIRN_EHASH with what the tree's NAR is.
+ * the CA when ex->by_ca): the pipeline without a download, with an
+ * optional sink (begin and discard are not called).  0 or CAIRN_EHASH
+ * with what the tree's NAR is.
  */
 int cairn_dl_check_tree(const char *path, const struct cairn_dl_expect *ex,
-			struct cairn_error *err);
+			const struct cairn_dl_sink *sink, struct cairn_error *err);
 
 /* ---- sinks ---------------------------------------------------------------- */
 

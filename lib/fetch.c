@@ -1450,7 +1450,7 @@ static int check_in_place(struct item *it, struct cairn_error *e)
 				     .by_ca = it->by_ca, .ca = it->ca, .sp = it->sp};
 	struct cairn_error why;
 	cairn_error_init(&why);
-	int rc = cairn_dl_check_tree(target, &ex, &why);
+	int rc = cairn_dl_check_tree(target, &ex, NULL, &why);
 	if (rc)
 		return cairn_error_set(e, rc,
 				       "'%s' is there but not valid in the store, and it is not "

@@ -75,7 +75,7 @@ rc=0; out=$("$CAIRN" challenge --diff --from "$u1" --from "$u3" "$STAMP") || rc=
 echo "$out" | sed 's/^/  /'
 check "lying narinfo: differs" test "$rc" = 2
 check "lying narinfo: the download does not match the announced NarHash" \
-  grep -q "cannot compare: the nar from $u3 hashes to .*, not the NarHash" <<<"$out"
+  grep -q "cannot compare: $u3: hash mismatch: the NAR hashes to .*, not the NarHash" <<<"$out"
 
 # the lying server first: its group ({c3, c2}) falls back to c2's nar, the
 # diff is made from verified nars only, and the lie is still reported
@@ -87,10 +87,32 @@ check "lying narinfo first: groups {c3, c2} vs {c1}" \
 check "lying narinfo first: diffed from c2's nar instead" \
   test "$(jget "$TMP/lie.json" '(d["items"][0]["diffs"][0]["a"], d["items"][0]["diffs"][0]["b"], len(d["items"][0]["diffs"][0]["files"]))')" = "('$u2', '$u1', 3)"
 check "lying narinfo first: the mismatch is a note" \
-  grep -q "the nar from $u3 hashes to" <<<"$(jget "$TMP/lie.json" 'd["items"][0]["diffs"][0]["notes"]')"
+  grep -q "$u3: hash mismatch: the NAR hashes to" <<<"$(jget "$TMP/lie.json" 'd["items"][0]["diffs"][0]["notes"]')"
 rc=0; out=$("$CAIRN" challenge --diff --from "$u3" --from "$u1" --from "$u2" "$STAMP") || rc=$?
 check "lying narinfo first: note printed before the diff" \
-  grep -q "^  note: the nar from $u3 hashes to .*, not the NarHash" <<<"$out"
+  grep -q "^  note: $u3: hash mismatch: the NAR hashes to .*, not the NarHash" <<<"$out"
+
+# ---- --diff downloads through the shared engine (issue 13.1): a cut body
+# is resumed with Range, a FileHash that does not match fails the source
+# over to the next server of the group
+PYSRV=$SRCDIR/tests/integration/fetch-test-server.py
+python3 "$PYSRV" "$TMP/c2" "$TMP/cut.port" cut "$TMP/cut.log" 2>/dev/null &
+cleanup_hooks+=("kill $! 2>/dev/null")
+for _ in $(seq 100); do [ -s "$TMP/cut.port" ] && break; sleep 0.05; done
+ucut=http://127.0.0.1:$(cat "$TMP/cut.port")
+rc=0; out=$("$CAIRN" challenge --diff --from "$u1" --from "$ucut" "$STAMP") || rc=$?
+check "--diff from a server that cuts the body: resumed, 3 changes" \
+  grep -q "^  diff $u1 -> $ucut: 3 changes$" <<<"$out"
+check "  ... with a Range request" grep -q "^GET /nar/.* bytes=[1-9]" "$TMP/cut.log"
+cp -r "$TMP/c2" "$TMP/c5"
+n5=$(narinfo_of "$TMP/c5" "$STAMP")
+sed -i "s|^FileHash: sha256:.*|FileHash: sha256:0000000000000000000000000000000000000000000000000000|" "$n5"
+serve_nginx "$TMP/c5"; u5=http://127.0.0.1:$SERVE_PORT
+rc=0; out=$("$CAIRN" challenge --diff --from "$u1" --from "$u5" --from "$u2" "$STAMP") || rc=$?
+echo "$out" | sed 's/^/  /'
+check "--diff: a FileHash that does not match is caught, noted" \
+  grep -q "^  note: $u5: FileHash mismatch" <<<"$out"
+check "  ... and the group's next server is used" grep -q "^  diff $u1 -> $u2: 3 changes$" <<<"$out"
 
 # ---- down and garbage servers
 rc=0; out=$("$CAIRN" challenge --from "$u1" --from "$uc" --from "$uj" $others) || rc=$?

@@ -26,6 +26,7 @@
 #include "cairn/nicache.h"
 #include "cairn/storedb-write.h"
 #include "cairn/storepath.h"
+#include "cairn/survey.h"
 #include "cairn/trust.h"
 #include "download.h"
 
@@ -36,7 +37,7 @@
 /* How often the network thread looks for finished work while workers run. */
 #define WORKER_POLL_MS 5
 
-enum answer_state { A_PENDING = 0, A_PRESENT, A_ABSENT, A_ERROR };
+enum answer_state { A_PENDING = 0, A_PRESENT, A_ABSENT, A_INVALID, A_ERROR };
 
 struct item;
 
@@ -44,20 +45,12 @@ struct server {
 	struct cairn_http_server *hs;
 	char *url;
 	size_t order; /* position given */
-	int priority;
-	bool info_pending;
-	bool noted_down; /* recorded in the nicache */
-	struct cairn_buf info;
 };
 
 struct answer {
 	struct item *it;
 	size_t si; /* server index */
 	enum answer_state state;
-	unsigned retries;
-	struct cairn_buf body;
-	int64_t max_age;
-	bool no_store;
 	struct cairn_narinfo *ni;
 	char *msg; /* A_ERROR, or why the narinfo was refused */
 	int group; /* -1 none */
@@ -130,10 +123,9 @@ struct cairn_fetch {
 	size_t n_items, cap_items;
 	bool started;
 	bool store_ready;
-	size_t infos_pending;
-	struct answer **qqueue; /* queries waiting for a slot */
-	size_t qq_head, qq_len, qq_cap;
-	size_t queries_active;
+	struct cairn_survey *survey; /* the narinfo queries (survey.h) */
+	struct item **qmap;	     /* survey path index -> item */
+	size_t n_qmap, cap_qmap;
 	size_t downloads_active;
 	uint64_t bytes_received;
 	uint64_t bytes_expected;
@@ -142,8 +134,6 @@ struct cairn_fetch {
 	size_t n_ready, n_verified; /* items in I_READY, I_VERIFIED: scans skip when 0 */
 	struct item **batch;	    /* I_PLACED items, in the order placed */
 	size_t n_batch, cap_batch;
-	bool batch_open;
-	size_t batch_puts;
 	int fatal;
 	struct cairn_error fatal_err;
 	struct cairn_dl_pool *pool; /* workers that unpack and verify, or NULL */
@@ -249,7 +239,6 @@ static void item_free(struct item *it)
 	if (it->ans) {
 		for (size_t i = 0; i < it->f->n_servers; i++) {
 			struct answer *a = &it->ans[i];
-			cairn_buf_release(&a->body);
 			cairn_narinfo_free(a->ni);
 			free(a->msg);
 		}
@@ -282,12 +271,10 @@ void cairn_fetch_free(struct cairn_fetch *f)
 	for (size_t i = 0; i < f->n_servers; i++) {
 		cairn_http_server_free(f->servers[i].hs);
 		free(f->servers[i].url);
-		cairn_buf_release(&f->servers[i].info);
 	}
 	free(f->servers);
-	free(f->qqueue);
-	if (f->batch_open && f->cfg.cache)
-		cairn_nicache_commit(f->cfg.cache, NULL);
+	cairn_survey_free(f->survey); /* commits its cache batch */
+	free(f->qmap);
 	/* Items (and their downloads) are gone: no worker has work left. */
 	cairn_dl_pool_free(f->pool);
 	free(f);
@@ -316,8 +303,6 @@ int cairn_fetch_add_server(struct cairn_fetch *f, const char *url, struct cairn_
 		return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
 	}
 	s->order = f->n_servers;
-	s->priority = CAIRN_HTTP_DEFAULT_PRIORITY;
-	cairn_buf_init(&s->info, CAIRN_HTTP_CACHE_INFO_MAX);
 	f->n_servers++;
 	return 0;
 }
@@ -449,7 +434,7 @@ void cairn_fetch_progress(const struct cairn_fetch *f, struct cairn_fetch_progre
 	out->items_failed = f->n_failed;
 	out->items_present = f->n_present;
 	out->downloads_active = f->downloads_active;
-	out->queries_active = f->queries_active + f->qq_len;
+	out->queries_active = f->survey ? cairn_survey_pending(f->survey) : 0;
 	out->bytes_received = f->bytes_received;
 	out->bytes_expected = f->bytes_expected;
 }
@@ -609,154 +594,7 @@ static int store_ready(struct cairn_fetch *f, struct cairn_error *err)
 	return rc;
 }
 
-/* ---- nicache ------------------------------------------------------------- */
-
-static void cache_batch(struct cairn_fetch *f)
-{
-	if (!f->cfg.cache || f->batch_open)
-		return;
-	if (cairn_nicache_begin(f->cfg.cache, NULL) == 0)
-		f->batch_open = true;
-}
-
-static void cache_flush(struct cairn_fetch *f)
-{
-	if (f->batch_open) {
-		/* A cache that cannot be written only costs the next run time. */
-		if (cairn_nicache_commit(f->cfg.cache, NULL))
-			cairn_nicache_rollback(f->cfg.cache);
-		f->batch_open = false;
-		f->batch_puts = 0;
-	}
-}
-
-static void cache_note_down(struct cairn_fetch *f, struct server *s)
-{
-	if (!f->cfg.cache || s->noted_down || !cairn_http_server_down(s->hs))
-		return;
-	s->noted_down = true;
-	cache_batch(f);
-	cairn_nicache_put_down(f->cfg.cache, s->url, cairn_http_server_down(s->hs), wall_now(),
-			       NULL);
-}
-
-/* ---- nix-cache-info ------------------------------------------------------ */
-
-struct info_ctx {
-	struct cairn_fetch *f;
-	size_t si;
-};
-
-static void apply_info(struct cairn_fetch *f, struct server *s, const char *text, size_t len)
-{
-	struct cairn_http_cache_info ci;
-	if (cairn_http_cache_info_parse(text, len, &ci, NULL)) {
-		cairn_http_server_mark_down(s->hs, "its nix-cache-info is malformed");
-		return;
-	}
-	if (ci.store_dir[0] && strcmp(ci.store_dir, f->store_dir)) {
-		struct cairn_buf why = CAIRN_BUF_INIT(4096);
-		cairn_buf_printf(&why, "it serves %s, not %s", ci.store_dir, f->store_dir);
-		cairn_http_server_mark_down(s->hs, why.data ? why.data : "wrong store directory");
-		cairn_buf_release(&why);
-		return;
-	}
-	cairn_http_server_set_info(s->hs, &ci);
-	s->priority = ci.priority;
-}
-
-static int info_data(void *ctx, const void *data, size_t len)
-{
-	struct info_ctx *ic = ctx;
-	return cairn_buf_append(&ic->f->servers[ic->si].info, data, len) ? 1 : 0;
-}
-
-static void info_done(void *ctx, const struct cairn_http_result *res)
-{
-	struct info_ctx *ic = ctx;
-	struct cairn_fetch *f = ic->f;
-	struct server *s = &f->servers[ic->si];
-	if (res->outcome == CAIRN_HTTP_OK) {
-		apply_info(f, s, s->info.data ? s->info.data : "", s->info.len);
-		if (f->cfg.cache && !cairn_http_server_down(s->hs)) {
-			cache_batch(f);
-			cairn_nicache_put_info(f->cfg.cache, s->url,
-					       s->info.data ? s->info.data : "", s->info.len,
-					       wall_now(), -1, NULL);
-		}
-	} else if (res->outcome == CAIRN_HTTP_STATUS && res->status >= 400 && res->status < 500) {
-		/* No nix-cache-info (a plain directory of narinfos): defaults. */
-	} else if (!cairn_http_server_down(s->hs)) {
-		cairn_http_server_mark_down(s->hs, cairn_error_msg(&res->err));
-	}
-	cache_note_down(f, s);
-	s->info_pending = false;
-	f->infos_pending--;
-	free(ic);
-}
-
-static void start_infos(struct cairn_fetch *f)
-{
-	int64_t now = wall_now();
-	for (size_t i = 0; i < f->n_servers; i++) {
-		struct server *s = &f->servers[i];
-		if (f->cfg.cache) {
-			char *reason = NULL;
-			if (cairn_nicache_is_down(f->cfg.cache, s->url, now, &reason, NULL) == 1) {
-				char why[CAIRN_NICACHE_REASON_MAX + 64];
-				snprintf(why, sizeof(why), "%s (remembered)",
-					 reason ? reason : "down");
-				cairn_http_server_mark_down(s->hs, why);
-				s->noted_down = true;
-				free(reason);
-				continue;
-			}
-			free(reason);
-			char *text = NULL;
-			size_t len = 0;
-			if (cairn_nicache_get_info(f->cfg.cache, s->url, now, &text, &len, NULL) ==
-			    1) {
-				apply_info(f, s, text, len);
-				free(text);
-				continue;
-			}
-		}
-		struct info_ctx *ic = malloc(sizeof(*ic));
-		if (!ic) {
-			fatal(f, CAIRN_ENOMEM, "out of memory");
-			return;
-		}
-		ic->f = f;
-		ic->si = i;
-		struct cairn_http_request rq = {
-		    .server = s->hs,
-		    .url = "nix-cache-info",
-		    .max_body = CAIRN_HTTP_CACHE_INFO_MAX,
-		    .on_data = info_data,
-		    .on_done = info_done,
-		    .ctx = ic,
-		};
-		struct cairn_error e;
-		cairn_error_init(&e);
-		if (cairn_http_add(f->http, &rq, &e)) {
-			free(ic);
-			cairn_http_server_mark_down(s->hs, cairn_error_msg(&e));
-			continue;
-		}
-		s->info_pending = true;
-		f->infos_pending++;
-	}
-}
-
-static int server_cmp(const void *a, const void *b)
-{
-	const struct server *x = a, *y = b;
-	if (x->priority != y->priority)
-		return x->priority < y->priority ? -1 : 1;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/* ---- narinfo queries ----------------------------------------------------- */
+/* ---- narinfo queries (survey.h) ----------------------------------------- */
 
 static void decide(struct item *it);
 static void pump(struct cairn_fetch *f);
@@ -770,110 +608,53 @@ static void answer_done(struct answer *a)
 		decide(it);
 }
 
-static int query_headers(void *ctx, const struct cairn_http_response *resp)
+/* One server's answer for one item, from the survey. */
+static int on_answer(void *ctx, struct cairn_survey_result *r)
 {
-	struct answer *a = ctx;
-	a->max_age = resp->max_age;
-	a->no_store = resp->no_store;
+	struct cairn_fetch *f = ctx;
+	if (r->path_index >= f->n_qmap)
+		return 0;
+	struct item *it = f->qmap[r->path_index];
+	struct answer *a = &it->ans[r->server_index];
+	if (a->state != A_PENDING || it->st != I_QUERY)
+		return 0; /* decided already */
+	switch (r->outcome) {
+	case CAIRN_SURVEY_PRESENT:
+		a->state = A_PRESENT;
+		a->ni = r->narinfo; /* taken */
+		r->narinfo = NULL;
+		break;
+	case CAIRN_SURVEY_ABSENT: a->state = A_ABSENT; break;
+	case CAIRN_SURVEY_INVALID:
+		a->state = A_INVALID;
+		a->msg = strdup(cairn_error_msg(&r->err));
+		break;
+	default:
+		a->state = A_ERROR;
+		a->msg = strdup(cairn_error_msg(&r->err));
+		break;
+	}
+	answer_done(a);
 	return 0;
 }
 
-static int query_data(void *ctx, const void *data, size_t len)
+static int qmap_add(struct cairn_fetch *f, size_t index, struct item *it)
 {
-	struct answer *a = ctx;
-	return cairn_buf_append(&a->body, data, len) ? 1 : 0;
-}
-
-static void query_send(struct cairn_fetch *f, struct answer *a);
-
-static void query_done(void *ctx, const struct cairn_http_result *res)
-{
-	struct answer *a = ctx;
-	struct item *it = a->it;
-	struct cairn_fetch *f = it->f;
-	struct server *s = &f->servers[a->si];
-	f->queries_active--;
-	int64_t now = wall_now();
-	if (res->outcome == CAIRN_HTTP_OK) {
-		a->state = A_PRESENT;
-		if (f->cfg.cache && !a->no_store) {
-			cache_batch(f);
-			cairn_nicache_put_present(f->cfg.cache, s->url, it->sp.hash,
-						  a->body.data ? a->body.data : "", a->body.len,
-						  now, a->max_age, NULL);
-		}
-	} else if (res->outcome == CAIRN_HTTP_STATUS &&
-		   (res->status == 404 || res->status == 410 || res->status == 403)) {
-		a->state = A_ABSENT;
-		if (f->cfg.cache && !a->no_store) {
-			cache_batch(f);
-			cairn_nicache_put_absent(f->cfg.cache, s->url, it->sp.hash, now, a->max_age,
-						 NULL);
-		}
-	} else if (cairn_http_advice(res) == CAIRN_HTTP_RETRY_RANGE && a->retries < QUERY_RETRIES) {
-		a->retries++;
-		cairn_buf_reset(&a->body);
-		query_send(f, a);
-		pump(f);
-		return;
-	} else {
-		a->state = A_ERROR;
-		a->msg = strdup(cairn_error_msg(&res->err));
-		cache_note_down(f, s);
-	}
-	answer_done(a);
-	pump(f);
-}
-
-static void query_send(struct cairn_fetch *f, struct answer *a)
-{
-	struct server *s = &f->servers[a->si];
-	char url[CAIRN_STORE_HASH_LEN + 16];
-	snprintf(url, sizeof(url), "%s.narinfo", a->it->sp.hash);
-	struct cairn_http_request rq = {
-	    .server = s->hs,
-	    .url = url,
-	    .max_body = CAIRN_NARINFO_MAX,
-	    .on_headers = query_headers,
-	    .on_data = query_data,
-	    .on_done = query_done,
-	    .ctx = a,
-	};
-	struct cairn_error e;
-	cairn_error_init(&e);
-	if (cairn_http_add(f->http, &rq, &e)) {
-		a->state = A_ERROR;
-		const char *down = cairn_http_server_down(s->hs);
-		if (down) {
-			size_t n = strlen(down) + 16;
-			a->msg = malloc(n);
-			if (a->msg)
-				snprintf(a->msg, n, "down: %s", down);
-		} else {
-			a->msg = strdup(cairn_error_msg(&e));
-		}
-		answer_done(a);
-		return;
-	}
-	f->queries_active++;
-}
-
-static int qqueue_push(struct cairn_fetch *f, struct answer *a)
-{
-	if (f->qq_len == f->qq_cap) {
-		size_t nc = f->qq_cap ? f->qq_cap * 2 : 256;
-		struct answer **nq = malloc(nc * sizeof(*nq));
-		if (!nq)
+	if (index >= f->cap_qmap) {
+		size_t nc = f->cap_qmap ? f->cap_qmap : 256;
+		while (nc <= index)
+			nc *= 2;
+		struct item **m = realloc(f->qmap, nc * sizeof(*m));
+		if (!m)
 			return CAIRN_ENOMEM;
-		for (size_t i = 0; i < f->qq_len; i++)
-			nq[i] = f->qqueue[(f->qq_head + i) % f->qq_cap];
-		free(f->qqueue);
-		f->qqueue = nq;
-		f->qq_cap = nc;
-		f->qq_head = 0;
+		f->qmap = m;
+		f->cap_qmap = nc;
 	}
-	f->qqueue[(f->qq_head + f->qq_len) % f->qq_cap] = a;
-	f->qq_len++;
+	for (size_t i = f->n_qmap; i < index; i++)
+		f->qmap[i] = NULL;
+	f->qmap[index] = it;
+	if (index >= f->n_qmap)
+		f->n_qmap = index + 1;
 	return 0;
 }
 
@@ -911,77 +692,70 @@ static void item_start(struct item *it)
 		return;
 	}
 	it->n_pending = f->n_servers;
-	int64_t now = wall_now();
 	for (size_t i = 0; i < f->n_servers; i++) {
 		struct answer *a = &it->ans[i];
 		a->it = it;
 		a->si = i;
 		a->group = -1;
-		a->max_age = -1;
-		cairn_buf_init(&a->body, CAIRN_NARINFO_MAX);
 	}
-	for (size_t i = 0; i < f->n_servers && it->st == I_QUERY; i++) {
-		struct answer *a = &it->ans[i];
-		struct server *s = &f->servers[i];
-		if (cairn_http_server_down(s->hs)) {
-			query_send(f, a); /* refused at once, with the reason */
-			continue;
-		}
-		if (f->cfg.cache) {
-			char *text = NULL;
-			size_t len = 0;
-			int st = cairn_nicache_lookup(f->cfg.cache, s->url, it->sp.hash, now, &text,
-						      &len, NULL);
-			if (st == CAIRN_NICACHE_PRESENT) {
-				a->state = A_PRESENT;
-				cairn_buf_append(&a->body, text, len);
-				free(text);
-				answer_done(a);
-				continue;
-			}
-			if (st == CAIRN_NICACHE_ABSENT) {
-				a->state = A_ABSENT;
-				answer_done(a);
-				continue;
-			}
-		}
-		if (qqueue_push(f, a)) {
-			a->state = A_ERROR;
-			answer_done(a);
-		}
+	size_t qi;
+	int rc = cairn_survey_add(f->survey, it->path, &qi, &e);
+	if (rc < 0 || (rc == 0 && qi < f->n_qmap && f->qmap[qi] && f->qmap[qi] != it)) {
+		item_fail(it, rc < 0 ? rc : CAIRN_EINVAL, "%s",
+			  rc < 0 ? cairn_error_msg(&e) : "internal error: asked twice");
+		return;
+	}
+	if (qmap_add(f, qi, it)) {
+		item_fail(it, CAIRN_ENOMEM, "out of memory");
+		return;
 	}
 }
 
 /* ---- deciding ------------------------------------------------------------ */
 
-/* Parse what each server sent; the trust module decides (trust.h). */
-static int parse_answer(struct item *it, struct answer *a, struct cairn_trust_answer *ta)
+/* What each server said, for the trust module (trust.h). */
+static void trust_answer(struct item *it, struct answer *a, struct cairn_trust_answer *ta)
 {
 	struct cairn_fetch *f = it->f;
 	ta->server = f->servers[a->si].url;
 	switch (a->state) {
-	case A_PRESENT: break;
-	case A_ABSENT: ta->state = CAIRN_TRUST_ABSENT; return 0;
+	case A_PRESENT:
+		ta->state = CAIRN_TRUST_PRESENT;
+		ta->ni = a->ni;
+		break;
+	case A_ABSENT: ta->state = CAIRN_TRUST_ABSENT; break;
+	case A_INVALID:
+		ta->state = CAIRN_TRUST_INVALID;
+		ta->error = a->msg ? a->msg : "not a narinfo";
+		break;
 	default:
 		ta->state = CAIRN_TRUST_ERROR;
-		ta->error = a->msg;
-		return 0;
+		ta->error = a->msg ? a->msg : "no answer";
+		break;
 	}
-	struct cairn_error e;
-	cairn_error_init(&e);
-	int rc = cairn_narinfo_parse(a->body.data ? a->body.data : "", a->body.len, &a->ni, &e);
-	if (rc == CAIRN_ENOMEM)
-		return rc;
-	if (rc) {
-		free(a->msg);
-		a->msg = strdup(cairn_error_msg(&e));
-		ta->state = CAIRN_TRUST_INVALID;
-		ta->error = a->msg ? a->msg : "cannot parse the narinfo";
-		return 0;
+}
+
+/* Servers by preference: nix-cache-info's Priority (lower first), then
+ * the order given.  What Priority said may have come in meanwhile. */
+static int prio(const struct cairn_fetch *f, size_t i)
+{
+	return cairn_http_server_info(f->servers[i].hs)->priority;
+}
+
+static void preference(const struct cairn_fetch *f, size_t *order)
+{
+	size_t n = f->n_servers;
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	/* Insertion sort: a handful of servers, and it is stable. */
+	for (size_t i = 1; i < n; i++) {
+		size_t x = order[i], j = i;
+		while (j > 0 && prio(f, order[j - 1]) > prio(f, x)) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = x;
 	}
-	ta->state = CAIRN_TRUST_PRESENT;
-	ta->ni = a->ni;
-	return 0;
 }
 
 static int cstr_cmp(const void *a, const void *b)
@@ -1135,31 +909,38 @@ static void decide(struct item *it)
 	size_t ns = f->n_servers;
 	struct cairn_trust_answer *ta = calloc(ns, sizeof(*ta));
 	struct cairn_trust_verdict *v = malloc(sizeof(*v));
-	if (!ta || !v) {
+	size_t *order = calloc(ns, sizeof(*order));
+	if (!ta || !v || !order) {
 		item_fail(it, CAIRN_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < ns; i++)
-		if (parse_answer(it, &it->ans[i], &ta[i])) {
-			item_fail(it, CAIRN_ENOMEM, "out of memory");
-			goto out;
-		}
+	/* The trust decision takes the answers in the order of preference:
+	 * with K = 1 the first acceptable group is the best server's. */
+	preference(f, order);
+	for (size_t k = 0; k < ns; k++)
+		trust_answer(it, &it->ans[order[k]], &ta[k]);
 	struct cairn_trust_policy pol = {.keys = f->cfg.keys,
 					 .require_sigs = f->cfg.require_sigs,
 					 .store_dir = f->store_dir};
 	int rc = cairn_trust_decide(ta, ns, it->path, &it->sp, &pol, v);
-	for (size_t i = 0; i < ns; i++) {
-		struct answer *a = &it->ans[i];
-		a->group = ta[i].group;
-		a->ca_ok = ta[i].ca_ok;
-		a->sigs_ok = ta[i].sigs_ok;
+	for (size_t k = 0; k < ns; k++) {
+		struct answer *a = &it->ans[order[k]];
+		a->group = ta[k].group;
+		a->ca_ok = ta[k].ca_ok;
+		a->sigs_ok = ta[k].sigs_ok;
 	}
 	if (rc) {
 		/* Say why per server (down, refused, unsigned), except when signed
-		 * groups disagree: the headline names them all. */
-		for (size_t i = 0; rc != CAIRN_EHASH && i < ns; i++)
-			if (ta[i].why[0] && ta[i].state != CAIRN_TRUST_ABSENT)
-				reason_add(it, "%s: %s", ta[i].server, ta[i].why);
+		 * groups disagree: the headline names them all.  The survey's
+		 * messages name their server already. */
+		for (size_t k = 0; rc != CAIRN_EHASH && k < ns; k++) {
+			if (!ta[k].why[0] || ta[k].state == CAIRN_TRUST_ABSENT)
+				continue;
+			if (strstr(ta[k].why, ta[k].server))
+				reason_add(it, "%s", ta[k].why);
+			else
+				reason_add(it, "%s: %s", ta[k].server, ta[k].why);
+		}
 		item_fail(it, rc, "%s", v->reason);
 		goto out;
 	}
@@ -1177,9 +958,9 @@ static void decide(struct item *it)
 		item_fail(it, CAIRN_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < ns; i++)
-		if (it->ans[i].group == chosen)
-			it->srcs[it->n_srcs++] = i;
+	for (size_t k = 0; k < ns; k++)
+		if (it->ans[order[k]].group == chosen)
+			it->srcs[it->n_srcs++] = order[k];
 
 	/* What the store will record, then references: closure items, items
 	 * of this run, or paths already in the target; nothing else. */
@@ -1209,6 +990,7 @@ static void decide(struct item *it)
 out:
 	free(ta);
 	free(v);
+	free(order);
 }
 
 /* ---- downloading --------------------------------------------------------- */
@@ -1758,14 +1540,14 @@ out:
 /* Start queued queries and downloads while there is room. */
 static void pump(struct cairn_fetch *f)
 {
-	while (f->qq_len && f->queries_active < QUERY_INFLIGHT_MAX) {
-		struct answer *a = f->qqueue[f->qq_head];
-		f->qq_head = (f->qq_head + 1) % f->qq_cap;
-		f->qq_len--;
-		query_send(f, a);
+	if (f->survey) {
+		struct cairn_error e;
+		cairn_error_init(&e);
+		if (cairn_survey_start(f->survey, &e))
+			fatal(f, cairn_survey_failed(f->survey, &e), cairn_error_msg(&e));
+		if (cairn_survey_pending(f->survey) == 0)
+			cairn_survey_flush(f->survey);
 	}
-	if (f->queries_active == 0 && f->qq_len == 0)
-		cache_flush(f);
 	while (f->downloads_active < f->cfg.jobs && f->n_ready) {
 		/* Leaves first: an item whose references are settled commits at
 		 * once instead of holding its temporary tree open. */
@@ -1802,18 +1584,28 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 		if (rc)
 			return rc;
 	}
-	start_infos(f);
-	while (f->infos_pending && !f->fatal) {
-		int rc = cairn_http_step(f->http, 1000, err);
-		if (rc < 0)
+	if (f->n_servers) {
+		/* Queries and nix-cache-info go out together: no server's
+		 * items wait for any server's nix-cache-info. */
+		struct cairn_http_server **hs = calloc(f->n_servers, sizeof(*hs));
+		if (!hs)
+			return cairn_error_set(err, CAIRN_ENOMEM, "fetch: out of memory");
+		for (size_t i = 0; i < f->n_servers; i++)
+			hs[i] = f->servers[i].hs;
+		struct cairn_survey_config sc;
+		cairn_survey_config_init(&sc);
+		sc.max_inflight = QUERY_INFLIGHT_MAX;
+		sc.max_retries = QUERY_RETRIES;
+		sc.cache = f->cfg.cache;
+		sc.now = wall_now();
+		sc.with_info = true;
+		sc.store_dir = f->store_dir;
+		int rc = cairn_survey_new(&f->survey, f->http, hs, f->n_servers, &sc, on_answer, f,
+					  err);
+		free(hs);
+		if (rc)
 			return rc;
 	}
-	if (f->fatal)
-		return cairn_error_set(err, f->fatal, "%s", f->fatal_err.msg);
-	/* Every request of the info phase is done: servers may be reordered. */
-	if (f->n_servers > 1)
-		qsort(f->servers, f->n_servers, sizeof(*f->servers), server_cmp);
-	cache_flush(f);
 	size_t n = f->n_items;
 	for (size_t i = 0; i < n; i++)
 		item_start(f->items[i]);
@@ -1841,7 +1633,7 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 	settle(f);
 	pump(f);
 	working = cairn_dl_pool_pending(f->pool) > 0;
-	if (rc > 0 || f->qq_len || working)
+	if (rc > 0 || working)
 		return 1;
 	/* Nothing in flight: every item must be final by now. */
 	size_t left = 0;
@@ -1862,7 +1654,7 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 		int again = cairn_http_step(f->http, 0, err);
 		if (again < 0)
 			return again;
-		if (again == 0 && f->qq_len == 0 && f->downloads_active == 0) {
+		if (again == 0 && f->downloads_active == 0) {
 			if (fail_cycles(f)) {
 				settle(f);
 				return 1;
@@ -1874,7 +1666,8 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 		}
 		return 1;
 	}
-	cache_flush(f);
+	if (f->survey)
+		cairn_survey_flush(f->survey);
 	return 0;
 }
 

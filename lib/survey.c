@@ -9,6 +9,7 @@
  */
 #include "cairn/survey.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,9 +26,22 @@ struct path_ent {
 struct survey_req {
 	struct cairn_survey *s;
 	size_t path, server;
+	unsigned retries;
+	bool info; /* a nix-cache-info request */
+	/* held until the server's nix-cache-info is in: the result */
+	struct survey_req *held_next;
+	enum cairn_http_outcome outcome;
+	long status;
+	struct cairn_error err;
 	struct cairn_buf body;
 	int64_t max_age;
 	bool no_store;
+};
+
+struct server_state {
+	bool noted_down;   /* recorded in the narinfo cache */
+	bool info_pending; /* its nix-cache-info is being asked */
+	struct survey_req *held, *held_tail; /* answers waiting for it */
 };
 
 struct cairn_survey {
@@ -44,8 +58,11 @@ struct cairn_survey {
 	size_t *slots;
 	size_t n_slots;
 
+	struct server_state *st;
 	size_t next_path, next_server;
-	size_t inflight;
+	size_t inflight, infos_inflight;
+	bool started;
+	bool batch_open;
 	int stop_rc; /* first failure of the callback or the cache */
 	struct cairn_error stop_err;
 	struct cairn_survey_stats stats;
@@ -67,6 +84,7 @@ void cairn_survey_config_init(struct cairn_survey_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_inflight = CAIRN_SURVEY_INFLIGHT_DEFAULT;
 	cfg->now = (int64_t)time(NULL);
+	cfg->max_retries = 1;
 }
 
 static double now_seconds(void)
@@ -89,7 +107,10 @@ int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
 	if (!s)
 		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
 	s->servers = calloc(n_servers, sizeof(*s->servers));
-	if (!s->servers) {
+	s->st = calloc(n_servers, sizeof(*s->st));
+	if (!s->servers || !s->st) {
+		free(s->servers);
+		free(s->st);
 		free(s);
 		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
 	}
@@ -111,15 +132,24 @@ int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
 	return 0;
 }
 
+static void req_free(struct survey_req *q);
+
 void cairn_survey_free(struct cairn_survey *s)
 {
 	if (!s)
 		return;
+	cairn_survey_flush(s);
+	for (size_t i = 0; i < s->n_servers; i++)
+		for (struct survey_req *h = s->st[i].held, *n; h; h = n) {
+			n = h->held_next;
+			req_free(h);
+		}
 	for (size_t i = 0; i < s->n_paths; i++)
 		free(s->paths[i].path);
 	free(s->paths);
 	free(s->slots);
 	free(s->servers);
+	free(s->st);
 	free(s);
 }
 
@@ -292,11 +322,43 @@ static int on_data(void *ctx, const void *data, size_t len)
 
 static void pump(struct cairn_survey *s);
 
+/* Cache writes go into one transaction until the next flush. */
+static bool cache_batch(struct cairn_survey *s)
+{
+	if (!s->cfg.cache)
+		return false;
+	if (!s->batch_open && cairn_nicache_begin(s->cfg.cache, NULL) == 0)
+		s->batch_open = true;
+	return s->batch_open;
+}
+
+void cairn_survey_flush(struct cairn_survey *s)
+{
+	if (!s->batch_open)
+		return;
+	/* A cache that cannot be written only costs a later run time. */
+	if (cairn_nicache_commit(s->cfg.cache, NULL))
+		cairn_nicache_rollback(s->cfg.cache);
+	s->batch_open = false;
+}
+
+/* A server that went down is remembered, so the next run does not wait on it. */
+static void note_down(struct cairn_survey *s, size_t server)
+{
+	const char *down = cairn_http_server_down(s->servers[server]);
+	if (!down || s->st[server].noted_down)
+		return;
+	s->st[server].noted_down = true;
+	if (cache_batch(s))
+		cairn_nicache_put_down(s->cfg.cache, cairn_http_server_url(s->servers[server]), down,
+				       s->cfg.now, NULL);
+}
+
 static void cache_put(struct cairn_survey *s, const struct survey_req *q,
 		      const struct cairn_survey_result *r)
 {
 	struct cairn_nicache *c = s->cfg.cache;
-	if (!c || q->no_store)
+	if (!c || q->no_store || !cache_batch(s))
 		return;
 	const char *url = cairn_http_server_url(s->servers[q->server]);
 	const char *hash = s->paths[q->path].hash;
@@ -312,41 +374,85 @@ static void cache_put(struct cairn_survey *s, const struct survey_req *q,
 		stop(s, rc, &e);
 }
 
-static void on_done(void *ctx, const struct cairn_http_result *res)
+static int send_req(struct cairn_survey *s, struct survey_req *q, struct cairn_error *err);
+static void info_done(struct survey_req *q, const struct cairn_http_result *res);
+
+/* A narinfo request is done (q->outcome...): its result to the caller. */
+static void finish_req(struct cairn_survey *s, struct survey_req *q)
 {
-	struct survey_req *q = ctx;
-	struct cairn_survey *s = q->s;
 	struct cairn_survey_result r;
 	result_init(&r, s, q->path, q->server);
-	r.status = res->status;
-	s->inflight--;
-	s->stats.requests++;
-	switch (res->outcome) {
+	r.status = q->status;
+	switch (q->outcome) {
 	case CAIRN_HTTP_OK:
 		classify_body(s, &r, q->body.data ? q->body.data : "", q->body.len);
 		break;
 	case CAIRN_HTTP_STATUS:
-		if (res->status == 404 || res->status == 410) {
+		if (q->status == 404 || q->status == 410 || q->status == 403) {
 			r.outcome = CAIRN_SURVEY_ABSENT;
-			cairn_error_set(&r.err, CAIRN_ENOENT, "%s", cairn_error_msg(&res->err));
+			cairn_error_set(&r.err, CAIRN_ENOENT, "%s", cairn_error_msg(&q->err));
 		} else {
 			r.outcome = CAIRN_SURVEY_UNKNOWN;
-			r.err = res->err;
+			r.err = q->err;
 		}
 		break;
 	case CAIRN_HTTP_TOO_LARGE:
 	case CAIRN_HTTP_ABORTED:
 		r.outcome = CAIRN_SURVEY_INVALID;
-		r.err = res->err;
+		r.err = q->err;
 		break;
 	default:
 		r.outcome = CAIRN_SURVEY_UNKNOWN;
-		r.err = res->err;
+		r.err = q->err;
 		break;
 	}
 	cache_put(s, q, &r);
+	if (r.outcome == CAIRN_SURVEY_UNKNOWN)
+		note_down(s, q->server);
 	deliver(s, &r);
 	req_free(q);
+}
+
+static void on_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct survey_req *q = ctx;
+	struct cairn_survey *s = q->s;
+	if (q->info) {
+		info_done(q, res);
+		return;
+	}
+	s->inflight--;
+	s->stats.requests++;
+	if (res->outcome != CAIRN_HTTP_OK && cairn_http_advice(res) == CAIRN_HTTP_RETRY_RANGE &&
+	    q->retries < s->cfg.max_retries && !s->stop_rc) {
+		struct cairn_error e;
+		cairn_error_init(&e);
+		q->retries++;
+		cairn_buf_reset(&q->body);
+		q->max_age = -1;
+		q->no_store = false;
+		if (send_req(s, q, &e) == 0) {
+			s->inflight++;
+			return;
+		}
+	}
+	q->outcome = res->outcome;
+	q->status = res->status;
+	q->err = res->err;
+	struct server_state *st = &s->st[q->server];
+	if (st->info_pending) {
+		/* What its nix-cache-info says (its Priority above all) comes
+		 * with its answers: they wait for it, alongside, never the
+		 * other way round. */
+		q->held_next = NULL;
+		if (st->held_tail)
+			st->held_tail->held_next = q;
+		else
+			st->held = q;
+		st->held_tail = q;
+		return;
+	}
+	finish_req(s, q);
 	pump(s);
 }
 
@@ -394,6 +500,126 @@ static void deliver_unknown(struct cairn_survey *s, size_t path, size_t server,
 	deliver(s, &r);
 }
 
+static int send_req(struct cairn_survey *s, struct survey_req *q, struct cairn_error *err)
+{
+	char url[CAIRN_STORE_HASH_LEN + sizeof(".narinfo")];
+	if (q->info) {
+		snprintf(url, sizeof(url), "nix-cache-info");
+	} else {
+		memcpy(url, s->paths[q->path].hash, CAIRN_STORE_HASH_LEN);
+		memcpy(url + CAIRN_STORE_HASH_LEN, ".narinfo", sizeof(".narinfo"));
+	}
+	struct cairn_http_request rq = {
+	    .method = CAIRN_HTTP_GET,
+	    .server = s->servers[q->server],
+	    .url = url,
+	    .max_body = q->info ? CAIRN_HTTP_CACHE_INFO_MAX : CAIRN_NARINFO_MAX,
+	    .on_headers = on_headers,
+	    .on_data = on_data,
+	    .on_done = on_done,
+	    .ctx = q,
+	};
+	return cairn_http_add(s->h, &rq, err);
+}
+
+/* ---- nix-cache-info ------------------------------------------------------ */
+
+static void apply_info(struct cairn_survey *s, size_t server, const char *text, size_t len)
+{
+	struct cairn_http_server *srv = s->servers[server];
+	struct cairn_http_cache_info ci;
+	if (cairn_http_cache_info_parse(text, len, &ci, NULL)) {
+		cairn_http_server_mark_down(srv, "its nix-cache-info is malformed");
+		return;
+	}
+	if (s->cfg.store_dir && ci.store_dir[0] && strcmp(ci.store_dir, s->cfg.store_dir)) {
+		struct cairn_buf why = CAIRN_BUF_INIT(4096);
+		cairn_buf_printf(&why, "it serves %s, not %s", ci.store_dir, s->cfg.store_dir);
+		cairn_http_server_mark_down(srv, why.data ? why.data : "wrong store directory");
+		cairn_buf_release(&why);
+		return;
+	}
+	cairn_http_server_set_info(srv, &ci);
+}
+
+static void info_done(struct survey_req *q, const struct cairn_http_result *res)
+{
+	struct cairn_survey *s = q->s;
+	struct cairn_http_server *srv = s->servers[q->server];
+	s->infos_inflight--;
+	if (res->outcome == CAIRN_HTTP_OK) {
+		apply_info(s, q->server, q->body.data ? q->body.data : "", q->body.len);
+		if (!cairn_http_server_down(srv) && cache_batch(s))
+			cairn_nicache_put_info(s->cfg.cache, cairn_http_server_url(srv),
+					       q->body.data ? q->body.data : "", q->body.len,
+					       s->cfg.now, -1, NULL);
+	} else if (res->outcome == CAIRN_HTTP_STATUS && res->status >= 400 && res->status < 500) {
+		/* No nix-cache-info (a plain directory of narinfos): defaults. */
+	} else if (!cairn_http_server_down(srv)) {
+		cairn_http_server_mark_down(srv, cairn_error_msg(&res->err));
+	}
+	note_down(s, q->server);
+	struct server_state *st = &s->st[q->server];
+	st->info_pending = false;
+	req_free(q);
+	while (st->held) {
+		struct survey_req *h = st->held;
+		st->held = h->held_next;
+		if (!st->held)
+			st->held_tail = NULL;
+		finish_req(s, h);
+	}
+	pump(s);
+}
+
+/* Once per survey: what the cache remembers of each server, and its
+ * nix-cache-info. */
+static void start_servers(struct cairn_survey *s)
+{
+	for (size_t i = 0; i < s->n_servers; i++) {
+		struct cairn_http_server *srv = s->servers[i];
+		const char *url = cairn_http_server_url(srv);
+		if (s->cfg.cache && !cairn_http_server_down(srv)) {
+			char *reason = NULL;
+			if (cairn_nicache_is_down(s->cfg.cache, url, s->cfg.now, &reason, NULL) == 1) {
+				char why[CAIRN_NICACHE_REASON_MAX + 64];
+				snprintf(why, sizeof(why), "%s (remembered)", reason ? reason : "down");
+				cairn_http_server_mark_down(srv, why);
+				s->st[i].noted_down = true;
+			}
+			free(reason);
+		}
+		if (!s->cfg.with_info || cairn_http_server_down(srv))
+			continue;
+		if (s->cfg.cache) {
+			char *text = NULL;
+			size_t len = 0;
+			if (cairn_nicache_get_info(s->cfg.cache, url, s->cfg.now, &text, &len, NULL) ==
+			    1) {
+				apply_info(s, i, text, len);
+				free(text);
+				continue;
+			}
+		}
+		struct survey_req *q = calloc(1, sizeof(*q));
+		if (!q)
+			continue; /* defaults, then */
+		q->s = s;
+		q->server = i;
+		q->info = true;
+		q->max_age = -1;
+		cairn_buf_init(&q->body, CAIRN_HTTP_CACHE_INFO_MAX);
+		struct cairn_error e;
+		cairn_error_init(&e);
+		if (send_req(s, q, &e)) {
+			req_free(q);
+			continue;
+		}
+		s->infos_inflight++;
+		s->st[i].info_pending = true;
+	}
+}
+
 static void issue(struct cairn_survey *s, size_t path, size_t server)
 {
 	struct cairn_http_server *srv = s->servers[server];
@@ -406,6 +632,7 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 	if (down) {
 		cairn_error_set(&e, CAIRN_ENET, "%s: server is down: %s",
 				cairn_http_server_url(srv), down);
+		note_down(s, server);
 		deliver_unknown(s, path, server, &e);
 		return;
 	}
@@ -420,20 +647,7 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 	q->server = server;
 	q->max_age = -1;
 	cairn_buf_init(&q->body, CAIRN_NARINFO_MAX);
-	char url[CAIRN_STORE_HASH_LEN + sizeof(".narinfo")];
-	memcpy(url, s->paths[path].hash, CAIRN_STORE_HASH_LEN);
-	memcpy(url + CAIRN_STORE_HASH_LEN, ".narinfo", sizeof(".narinfo"));
-	struct cairn_http_request rq = {
-	    .method = CAIRN_HTTP_GET,
-	    .server = srv,
-	    .url = url,
-	    .max_body = CAIRN_NARINFO_MAX,
-	    .on_headers = on_headers,
-	    .on_data = on_data,
-	    .on_done = on_done,
-	    .ctx = q,
-	};
-	if (cairn_http_add(s->h, &rq, &e)) {
+	if (send_req(s, q, &e)) {
 		/* Refused at once: the server went down meanwhile, or a URL
 		 * the client will not take.  Either way no answer. */
 		req_free(q);
@@ -455,18 +669,38 @@ static void pump(struct cairn_survey *s)
 	}
 }
 
+int cairn_survey_start(struct cairn_survey *s, struct cairn_error *err)
+{
+	(void)err;
+	if (!s->started) {
+		s->started = true;
+		start_servers(s);
+	}
+	pump(s);
+	return s->stop_rc;
+}
+
+size_t cairn_survey_pending(const struct cairn_survey *s)
+{
+	size_t queued = 0;
+	if (s->next_path < s->n_paths)
+		queued = (s->n_paths - s->next_path) * s->n_servers - s->next_server;
+	return s->inflight + s->infos_inflight + queued;
+}
+
+int cairn_survey_failed(const struct cairn_survey *s, struct cairn_error *err)
+{
+	if (s->stop_rc)
+		cairn_error_set(err, s->stop_rc, "%s", cairn_error_msg(&s->stop_err));
+	return s->stop_rc;
+}
+
 int cairn_survey_run(struct cairn_survey *s, struct cairn_error *err)
 {
 	double t0 = now_seconds();
-	int rc = 0;
-	bool batch = false;
-	if (s->cfg.cache) {
-		if ((rc = cairn_nicache_begin(s->cfg.cache, err)))
-			return rc;
-		batch = true;
-	}
-	pump(s);
-	while (s->inflight > 0 || (!s->stop_rc && s->next_path < s->n_paths)) {
+	int rc = cairn_survey_start(s, err);
+	while (!s->stop_rc && (s->inflight > 0 || s->infos_inflight > 0 ||
+			       s->next_path < s->n_paths)) {
 		rc = cairn_http_step(s->h, 1000, err);
 		if (rc < 0)
 			goto out;
@@ -478,11 +712,17 @@ int cairn_survey_run(struct cairn_survey *s, struct cairn_error *err)
 		cairn_error_set(err, rc, "%s", cairn_error_msg(&s->stop_err));
 	}
 out:
-	if (batch) {
-		if (rc == 0)
-			rc = cairn_nicache_commit(s->cfg.cache, err);
-		else
+	if (s->batch_open) {
+		if (rc == 0) {
+			int crc = cairn_nicache_commit(s->cfg.cache, err);
+			if (crc) {
+				cairn_nicache_rollback(s->cfg.cache);
+				rc = crc;
+			}
+		} else {
 			cairn_nicache_rollback(s->cfg.cache);
+		}
+		s->batch_open = false;
 	}
 	s->stats.seconds += now_seconds() - t0;
 	return rc;

@@ -11,13 +11,16 @@
  *   PRESENT   the server sent a narinfo that parses (narinfo.h, both the
  *             Nix and the Guix dialect) and whose StorePath is the path
  *             asked for
- *   ABSENT    404 or 410: the server says it does not have the item
+ *   ABSENT    404, 410 or 403: the server says it does not have the item
+ *             (403 is what S3 answers for a missing key; Nix reads it so)
  *   INVALID   the server sent something, but not a usable narinfo: a body
  *             that does not parse, a StorePath other than the one asked
  *             for, a body over CAIRN_NARINFO_MAX
  *   UNKNOWN   no answer: connection refused (the server is then marked
  *             down, and its later pairs end at once without a request),
- *             5xx and other statuses, stalls, resets, timeouts
+ *             5xx and other statuses, stalls, resets, timeouts; a pair that
+ *             failed in a way worth retrying (5xx, 408, 429, a reset, a
+ *             stall) is asked again max_retries times first
  *
  * Nothing here judges the narinfos: signatures are not checked (a caller
  * that cares verifies r->narinfo with keys.h), so `cairn challenge` can
@@ -29,6 +32,20 @@
  * next path, as paths were added.  Results arrive in completion order.
  * Paths may be added from inside the callback (closure expansion): a path
  * already in the survey is not asked for again.
+ *
+ * This is the one narinfo query engine: fetch's query phase, weather,
+ * challenge and the mirror's misses ask through it, so statuses, retries,
+ * the narinfo cache (answers, 404s, servers remembered down) and
+ * nix-cache-info follow one set of rules.  It runs either on its own
+ * (cairn_survey_run: weather, challenge) or from the caller's event loop
+ * (cairn_survey_start, then the caller steps the HTTP client: fetch).
+ *
+ * nix-cache-info (with_info): asked of every server at start, alongside
+ * the narinfos, never before them: a server's answers do not wait for it.
+ * What it says (Priority, WantMassQuery) is recorded on the server
+ * (cairn_http_server_info); a StoreDir other than store_dir marks the
+ * server down.  A server the narinfo cache remembers as down is not asked
+ * until that memory expires.
  */
 #ifndef CAIRN_SURVEY_H
 #define CAIRN_SURVEY_H
@@ -86,6 +103,9 @@ struct cairn_survey_config {
 	size_t max_inflight;	     /* default CAIRN_SURVEY_INFLIGHT_DEFAULT */
 	struct cairn_nicache *cache; /* borrowed; NULL for none */
 	int64_t now;		     /* for the cache: seconds since the epoch */
+	unsigned max_retries;	     /* per pair; default 1 */
+	bool with_info;		     /* ask each server's nix-cache-info too */
+	const char *store_dir;	     /* with_info: the StoreDir servers must have */
 };
 
 void cairn_survey_config_init(struct cairn_survey_config *cfg);
@@ -118,6 +138,19 @@ int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *ind
  * survey's life). */
 size_t cairn_survey_count(const struct cairn_survey *s);
 const char *cairn_survey_path(const struct cairn_survey *s, size_t index);
+
+/*
+ * Asynchronous use: issue what can be issued now (and again after more
+ * paths were added); the caller steps h, and results come through the
+ * callback.  Cache writes are batched: call cairn_survey_flush when idle.
+ */
+int cairn_survey_start(struct cairn_survey *s, struct cairn_error *err);
+/* Pairs not answered yet, and nix-cache-info requests in flight. */
+size_t cairn_survey_pending(const struct cairn_survey *s);
+/* 0, or the first failure of the callback or the cache (detail in err). */
+int cairn_survey_failed(const struct cairn_survey *s, struct cairn_error *err);
+/* Commit the narinfo cache's open batch (a failure only costs a later run). */
+void cairn_survey_flush(struct cairn_survey *s);
 
 /*
  * Ask every pair not yet asked and wait for all answers.  Fails only when

@@ -791,6 +791,14 @@ int cairn_dl_start(struct cairn_dl **out, const struct cairn_dl_config *cfg,
 	return 0;
 }
 
+int cairn_dl_add_source(struct cairn_dl *d, const struct cairn_dl_source *src)
+{
+	if (d->n_src >= CAIRN_DL_MAX_SOURCES)
+		return CAIRN_ELIMIT;
+	d->src[d->n_src++] = *src;
+	return 0;
+}
+
 void cairn_dl_free(struct cairn_dl *d)
 {
 	if (!d)

@@ -141,6 +141,11 @@ struct cairn_dl;
 int cairn_dl_start(struct cairn_dl **out, const struct cairn_dl_config *cfg,
 		   const struct cairn_dl_expect *ex, const struct cairn_dl_source *src, size_t n,
 		   const struct cairn_dl_sink *sink, struct cairn_error *err);
+/*
+ * One more source, tried after the others (an answer that came in after
+ * the download started).  Only before on_done; CAIRN_ELIMIT when full.
+ */
+int cairn_dl_add_source(struct cairn_dl *d, const struct cairn_dl_source *src);
 /* Stop (on_done is not called), discard the sink's target, free. */
 void cairn_dl_free(struct cairn_dl *d);
 

@@ -63,6 +63,7 @@ enum item_state {
 	I_QUERY,    /* narinfo answers pending */
 	I_READY,    /* decided, waiting for a download slot */
 	I_DOWNLOAD, /* bytes flowing */
+	I_WAITING,  /* every source failed; answers still to come may give more */
 	I_VERIFIED, /* waiting for references to commit */
 	I_PLACED,   /* in place and synced, waiting for its batch's registration */
 	I_FINAL,    /* status set */
@@ -83,6 +84,11 @@ struct item {
 	uint64_t nar_size;
 	size_t *srcs;
 	size_t n_srcs, cur_src;
+	const struct cairn_narinfo *chosen; /* the accepted claim (borrowed from ans) */
+	int chosen_group;
+	bool early;			    /* decided before every server answered */
+	int wait_code;			    /* I_WAITING: why the sources so far failed */
+	char *wait_headline;
 	struct item **deps;
 	size_t n_deps;
 	bool by_ca;
@@ -245,6 +251,7 @@ static void item_free(struct item *it)
 		free(it->ans);
 	}
 	free(it->srcs);
+	free(it->wait_headline);
 	free(it->deps);
 	for (size_t i = 0; i < it->n_refs; i++)
 		free(it->refs[i]);
@@ -596,16 +603,34 @@ static int store_ready(struct cairn_fetch *f, struct cairn_error *err)
 
 /* ---- narinfo queries (survey.h) ----------------------------------------- */
 
-static void decide(struct item *it);
+static void decide(struct item *it, bool early);
 static void pump(struct cairn_fetch *f);
 static void item_start(struct item *it);
 
+static void late_answer(struct item *it, struct answer *a);
+
+/* An answer is in: decide when all are, or (K = 1) as soon as one is
+ * acceptable; later answers that claim the same are more byte sources. */
 static void answer_done(struct answer *a)
 {
 	struct item *it = a->it;
+	struct cairn_fetch *f = it->f;
 	it->n_pending--;
-	if (it->n_pending == 0 && it->st == I_QUERY)
-		decide(it);
+	if (it->st == I_QUERY) {
+		if (it->n_pending == 0)
+			decide(it, false);
+		else if (f->cfg.require_sigs <= 1 && a->state == A_PRESENT)
+			decide(it, true);
+		return;
+	}
+	if (a->state == A_PRESENT)
+		late_answer(it, a);
+	if (it->st == I_WAITING && it->n_pending == 0) {
+		char *h = it->wait_headline;
+		it->wait_headline = NULL;
+		item_fail(it, it->wait_code, "%s", h ? h : "download failed");
+		free(h);
+	}
 }
 
 /* One server's answer for one item, from the survey. */
@@ -616,8 +641,8 @@ static int on_answer(void *ctx, struct cairn_survey_result *r)
 		return 0;
 	struct item *it = f->qmap[r->path_index];
 	struct answer *a = &it->ans[r->server_index];
-	if (a->state != A_PENDING || it->st != I_QUERY)
-		return 0; /* decided already */
+	if (a->state != A_PENDING || it->st == I_FINAL || it->st == I_NEW)
+		return 0;
 	switch (r->outcome) {
 	case CAIRN_SURVEY_PRESENT:
 		a->state = A_PRESENT;
@@ -727,6 +752,10 @@ static void trust_answer(struct item *it, struct answer *a, struct cairn_trust_a
 	case A_INVALID:
 		ta->state = CAIRN_TRUST_INVALID;
 		ta->error = a->msg ? a->msg : "not a narinfo";
+		break;
+	case A_PENDING:
+		ta->state = CAIRN_TRUST_ERROR;
+		ta->error = "no answer yet";
 		break;
 	default:
 		ta->state = CAIRN_TRUST_ERROR;
@@ -903,7 +932,7 @@ out:
 
 static int check_in_place(struct item *it, struct cairn_error *e);
 
-static void decide(struct item *it)
+static void decide(struct item *it, bool early)
 {
 	struct cairn_fetch *f = it->f;
 	size_t ns = f->n_servers;
@@ -923,6 +952,8 @@ static void decide(struct item *it)
 					 .require_sigs = f->cfg.require_sigs,
 					 .store_dir = f->store_dir};
 	int rc = cairn_trust_decide(ta, ns, it->path, &it->sp, &pol, v);
+	if (rc && early)
+		goto out; /* not yet: wait for more answers */
 	for (size_t k = 0; k < ns; k++) {
 		struct answer *a = &it->ans[order[k]];
 		a->group = ta[k].group;
@@ -945,6 +976,9 @@ static void decide(struct item *it)
 		goto out;
 	}
 	int chosen = v->chosen;
+	it->early = early;
+	it->chosen = v->ni;
+	it->chosen_group = chosen;
 	it->nar_hash = v->ni->nar_hash;
 	it->nar_size = v->ni->nar_size;
 	it->n_signers = (unsigned)v->groups[chosen].n_signers;
@@ -991,6 +1025,29 @@ out:
 	free(ta);
 	free(v);
 	free(order);
+}
+
+/* An answer that came after an early decision (K = 1): a server that
+ * claims the same is one more source of the bytes. */
+static void add_dl_source(struct item *it, size_t si);
+
+static void late_answer(struct item *it, struct answer *a)
+{
+	if (!it->chosen || !a->ni || it->st == I_FINAL || it->st == I_VERIFIED ||
+	    it->st == I_PLACED || strcmp(a->ni->store_path, it->path) ||
+	    !cairn_trust_same_claim(a->ni, it->chosen))
+		return;
+	a->group = it->chosen_group;
+	it->srcs[it->n_srcs++] = a->si;
+	if (it->st == I_DOWNLOAD && it->dl) {
+		add_dl_source(it, a->si);
+	} else if (it->st == I_WAITING) {
+		/* Start over with the sources not tried yet. */
+		download_free(it);
+		it->cur_src = it->n_srcs - 1;
+		it->st = I_READY;
+		it->f->n_ready++;
+	}
 }
 
 /* ---- downloading --------------------------------------------------------- */
@@ -1130,6 +1187,16 @@ static void dl_finished(void *ctx, const struct cairn_dl_result *r)
 	if (r->code) {
 		if (r->reason[0])
 			reason_add(it, "%s", r->reason);
+		if (it->n_pending > 0 && r->code != CAIRN_EIO && r->code != CAIRN_ENOMEM) {
+			/* A server that has not answered yet may still have it. */
+			free(it->wait_headline);
+			it->wait_headline = strdup(r->headline);
+			it->wait_code = r->code;
+			cairn_dl_free(it->dl);
+			it->dl = NULL;
+			it->st = I_WAITING;
+			return;
+		}
 		item_fail(it, r->code, "%s", r->headline);
 		return;
 	}
@@ -1137,6 +1204,35 @@ static void dl_finished(void *ctx, const struct cairn_dl_result *r)
 	it->compression = cairn_codec_method_name(r->method);
 	it->st = I_VERIFIED;
 	f->n_verified++;
+}
+
+/* Server si's narinfo as a source of the bytes; non-zero when unreadable. */
+static int dl_source(struct item *it, size_t si, struct cairn_dl_source *s)
+{
+	struct cairn_fetch *f = it->f;
+	const struct cairn_narinfo *ni = it->ans[si].ni;
+	memset(s, 0, sizeof(*s));
+	const struct cairn_narinfo_url *u = choose_url(f, ni, &s->method);
+	if (!u) {
+		reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
+		return -1;
+	}
+	s->label = f->servers[si].url;
+	s->server = strstr(u->url, "://") ? NULL : f->servers[si].hs;
+	s->url = u->url;
+	s->has_file_hash = u->has_file_hash;
+	s->file_hash = u->file_hash;
+	s->has_file_size = u->has_file_size;
+	s->file_size = u->file_size;
+	return 0;
+}
+
+static void add_dl_source(struct item *it, size_t si)
+{
+	struct cairn_dl_source s;
+	if (dl_source(it, si, &s) == 0 && cairn_dl_add_source(it->dl, &s) == 0)
+		return;
+	it->n_srcs--; /* not a source after all */
 }
 
 /* The expected NAR, its sources (the accepted group's servers, in order)
@@ -1153,21 +1249,9 @@ static void download_start(struct item *it)
 	size_t m = 0;
 	for (size_t k = it->cur_src; k < it->n_srcs && n < CAIRN_DL_MAX_SOURCES; k++) {
 		size_t si = it->srcs[k];
-		const struct cairn_narinfo *ni = it->ans[si].ni;
-		struct cairn_dl_source *s = &src[n];
-		const struct cairn_narinfo_url *u = choose_url(f, ni, &s->method);
-		if (!u) {
-			reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
+		if (dl_source(it, si, &src[n]))
 			continue;
-		}
 		it->srcs[m++] = si;
-		s->label = f->servers[si].url;
-		s->server = strstr(u->url, "://") ? NULL : f->servers[si].hs;
-		s->url = u->url;
-		s->has_file_hash = u->has_file_hash;
-		s->file_hash = u->file_hash;
-		s->has_file_size = u->has_file_size;
-		s->file_size = u->file_size;
 		n++;
 	}
 	it->n_srcs = m;
@@ -1632,7 +1716,15 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 	cairn_dl_pool_drain(f->pool);
 	settle(f);
 	pump(f);
-	working = cairn_dl_pool_pending(f->pool) > 0;
+	if (f->n_done == f->n_items && f->started) {
+		/* Every item is decided: answers still to come (a silent
+		 * server's) change nothing, and nobody waits for them. */
+		if (f->survey)
+			cairn_survey_flush(f->survey);
+		return 0;
+	}
+	working = cairn_dl_pool_pending(f->pool) > 0 ||
+		  (f->survey && cairn_survey_pending(f->survey) > 0);
 	if (rc > 0 || working)
 		return 1;
 	/* Nothing in flight: every item must be final by now. */
@@ -1654,7 +1746,12 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 		int again = cairn_http_step(f->http, 0, err);
 		if (again < 0)
 			return again;
-		if (again == 0 && f->downloads_active == 0) {
+		/* What that step finished may let items move on. */
+		settle(f);
+		pump(f);
+		if (again == 0 && f->downloads_active == 0 && f->n_ready == 0 &&
+		    cairn_dl_pool_pending(f->pool) == 0 &&
+		    !(f->survey && cairn_survey_pending(f->survey) > 0)) {
 			if (fail_cycles(f)) {
 				settle(f);
 				return 1;

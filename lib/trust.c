@@ -28,6 +28,22 @@ static bool same_claim(const struct cairn_narinfo *x, char **xr, const struct ca
 	return true;
 }
 
+bool cairn_trust_same_claim(const struct cairn_narinfo *a, const struct cairn_narinfo *b)
+{
+	if (a->nar_size != b->nar_size || !cairn_hash_equal(&a->nar_hash, &b->nar_hash) ||
+	    a->n_refs != b->n_refs)
+		return false;
+	/* Sets: each of a's references is one of b's (none repeats in a store). */
+	for (size_t i = 0; i < a->n_refs; i++) {
+		bool found = false;
+		for (size_t j = 0; j < b->n_refs && !found; j++)
+			found = !strcmp(a->refs[i], b->refs[j]);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
 /* The index of signer s in the verdict's table, added when new; -1 full. */
 static int signer_slot(struct cairn_trust_verdict *v, const struct cairn_signer *s)
 {

@@ -104,6 +104,9 @@ int cairn_trust_decide(struct cairn_trust_answer *ans, size_t n, const char *pat
 		       const struct cairn_store_path *sp, const struct cairn_trust_policy *pol,
 		       struct cairn_trust_verdict *v);
 
+/* Whether two narinfos claim the same: NarHash, NarSize, set of References. */
+bool cairn_trust_same_claim(const struct cairn_narinfo *a, const struct cairn_narinfo *b);
+
 /* "http://a, http://b (signed by k1, k2) claim NarHash ..., NarSize ...,
  * N references" for group g, appended to b. */
 void cairn_trust_describe_group(const struct cairn_trust_answer *ans, size_t n,

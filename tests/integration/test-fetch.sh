@@ -404,12 +404,16 @@ expect_fail "truncated NAR: refused" "verifies" --from "$NG/truncated" "$DEP"
 expect_ok "truncated NAR on the first server, good second: fetched" \
   --from "$NG/truncated" --from "$NG/c-zstd" --closure "$TOP"
 
+# The first good answer decides (K = 1); a server answering later with
+# the same claim is one more source, also after every earlier one failed.
+serve_py "$WWW/c-none" late
+late_url=$PY_URL
 serve_py "$WWW/c-none" die
 kpid=$PY_PID
-expect_ok "server killed mid-transfer: finished from the second" \
-  --from "$PY_URL" --from "$NG/c-none" "$DEP"
-check "  ... the first server is gone, the second served it" \
-  test "$(kill -0 "$kpid" 2>/dev/null && echo alive)-$(json_get "$TMP/j" 'j["items"][0]["server"]')" = "-$NG/c-none"
+expect_ok "server killed mid-transfer: finished from a later answer" \
+  --from "$PY_URL" --from "$late_url" "$DEP"
+check "  ... the first server is gone, the late one served it" \
+  test "$(kill -0 "$kpid" 2>/dev/null && echo alive)-$(json_get "$TMP/j" 'j["items"][0]["server"]')" = "-$late_url"
 
 serve_py "$WWW/c-none" stall
 t0=$(date +%s)

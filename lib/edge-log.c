@@ -8,42 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cairn/quote.h"
 #include "edge-int.h"
-
-static int safe_plain(unsigned char c)
-{
-	return c >= 0x20 && c < 0x7f && c != '\\';
-}
 
 char *edge_safe(char *out, size_t cap, const char *in, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0, full = 0, room;
-	if (!cap)
-		return out;
-	for (size_t i = 0; i < len; i++)
-		full += safe_plain((unsigned char)in[i]) ? 1 : 4;
-	/* all of it, or as much as leaves room for "..." (too small for that: cut) */
-	room = full < cap ? full : cap >= 4 ? cap - 4 : cap - 1;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)in[i];
-		if (o + (safe_plain(c) ? 1 : 4) > room)
-			break;
-		if (safe_plain(c)) {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
-	}
-	if (full >= cap && cap >= 4) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = 0;
-	return out;
+	/* Logs are plain ASCII: every other byte is \xNN (quote.h). */
+	return cairn_quote_str(out, cap, in, len, CAIRN_QUOTE_ASCII);
 }
 
 void edge_redact_userinfo(char *s)

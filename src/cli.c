@@ -12,17 +12,49 @@
 #include "cairn/buf.h"
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
+#include "cairn/quote.h"
 #include "cairn/survey.h"
 #include "cli.h"
 
 const char *cli_progname = "cairn";
 
+/*
+ * Messages often hold what a server sent (a key name, a reason, a path in
+ * a NAR): they reach the terminal only as quote.h makes them safe, so no
+ * server can move the cursor or forge a line of output.
+ */
 __attribute__((format(printf, 2, 0)))
 static void cli_vmsg(const char *kind, const char *fmt, va_list ap)
 {
-	fprintf(stderr, "%s: %s: ", cli_progname, kind);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	struct cairn_buf raw = CAIRN_BUF_INIT(1 << 16), safe = CAIRN_BUF_INIT(1 << 18);
+	cairn_buf_vprintf(&raw, fmt, ap);
+	cairn_quote(&safe, raw.data ? raw.data : "", raw.len, CAIRN_QUOTE_KEEP_BACKSLASH);
+	fprintf(stderr, "%s: %s: %s\n", cli_progname, kind, safe.data ? safe.data : "");
+	cairn_buf_release(&raw);
+	cairn_buf_release(&safe);
+}
+
+const char *cli_safe(const char *s)
+{
+	/* A few at a time in one printf: a small ring of buffers. */
+	static char ring[4][4096];
+	static unsigned next;
+	char *out = ring[next++ % 4];
+	return s ? cairn_quote_str(out, sizeof(ring[0]), s, strlen(s), 0) : "";
+}
+
+const char *cli_safe_name(const char *s, size_t len)
+{
+	static char ring[4][8192];
+	static unsigned next;
+	char *out = ring[next++ % 4];
+	struct cairn_buf b = CAIRN_BUF_INIT(sizeof(ring[0]) - 1);
+	if (cairn_quote(&b, s, len, CAIRN_QUOTE_WRAP) == 0 && b.data)
+		memcpy(out, b.data, b.len + 1);
+	else
+		cairn_quote_str(out, sizeof(ring[0]), s, len, 0);
+	cairn_buf_release(&b);
+	return out;
 }
 
 void cli_error(const char *fmt, ...)

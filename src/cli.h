@@ -57,6 +57,15 @@ extern const char *cli_progname;
 /* "cairn nar: error: <fmt>\n" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * Untrusted text (from a server, a NAR) made safe for the terminal
+ * (quote.h).  cli_safe: a message or field, cut to 4 KiB; cli_safe_name: a
+ * file name or symlink target, in double quotes when anything had to be
+ * escaped.  Each returns one of a few static buffers, valid until the
+ * fourth call after it: enough for one printf.
+ */
+const char *cli_safe(const char *s);
+const char *cli_safe_name(const char *s, size_t len);
 /* Report a library error: "cairn nar: error: <what>: <detail>". */
 int cli_fail(const char *what, const struct cairn_error *err);
 /* Print usage to stdout (help) and return EXIT_OK, or to stderr and EXIT_USAGE. */

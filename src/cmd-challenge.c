@@ -191,7 +191,7 @@ static void print_fent(const struct cairn_nar_entry *f)
 		printf("%s%s, %llu bytes, sha256 %s...", type_name(f->type),
 		       f->exec ? " executable" : "", (unsigned long long)f->size, hex);
 	} else if (f->type == CAIRN_NAR_SYMLINK) {
-		printf("symlink -> %s", f->target);
+		printf("symlink -> %s", cli_safe_name(f->target, strlen(f->target)));
 	} else {
 		printf("directory");
 	}
@@ -212,20 +212,20 @@ static void print_item_human(const struct cairn_challenge *c,
 		if (a->ni) {
 			cairn_hash_format(&a->ni->nar_hash, CAIRN_HASH_NIX32, hs, sizeof(hs));
 			signers(a->ni, sg, sizeof(sg));
-			printf("%s  %s%s\n", hs, sg[0] ? "signed by " : "unsigned", sg);
+			printf("%s  %s%s\n", hs, sg[0] ? "signed by " : "unsigned", cli_safe(sg));
 		} else if (a->outcome == CAIRN_SURVEY_ABSENT) {
 			printf("absent\n");
 		} else {
 			printf("%s: %s\n",
 			       a->outcome < 0 ? "unknown" : cairn_survey_outcome_name(a->outcome),
-			       a->reason ? a->reason : "no answer");
+			       a->reason ? cli_safe(a->reason) : "no answer");
 		}
 	}
 	if (it->local_present) {
 		cairn_hash_format(&it->local_hash, CAIRN_HASH_NIX32, hs, sizeof(hs));
 		printf("  %-*s  %s\n", w, CAIRN_CHALLENGE_LOCAL, hs);
 	} else if (it->local_err) {
-		printf("  %-*s  unknown: %s\n", w, CAIRN_CHALLENGE_LOCAL, it->local_err);
+		printf("  %-*s  unknown: %s\n", w, CAIRN_CHALLENGE_LOCAL, cli_safe(it->local_err));
 	}
 	printf("  %s", cairn_challenge_verdict_name(it->verdict));
 	if (it->verdict == CAIRN_CHALLENGE_DIFFERS) {
@@ -248,20 +248,23 @@ static void print_item_human(const struct cairn_challenge *c,
 	for (int g = 1; g < it->n_groups; g++) {
 		const struct cairn_challenge_side *a = &it->sides[0], *b = &it->sides[g];
 		for (size_t k = 0; g == 1 && k < a->n_notes; k++)
-			printf("  note: %s\n", a->notes[k]);
+			printf("  note: %s\n", cli_safe(a->notes[k]));
 		for (size_t k = 0; k < b->n_notes; k++)
-			printf("  note: %s\n", b->notes[k]);
+			printf("  note: %s\n", cli_safe(b->notes[k]));
 		printf("  diff %s -> %s:", source_name(c, a->src), source_name(c, b->src));
 		if (!a->ok || !b->ok) {
 			printf(" cannot compare: %s\n",
-			       cairn_error_msg(!a->ok ? &a->err : &b->err));
+			       cli_safe(cairn_error_msg(!a->ok ? &a->err : &b->err)));
 			continue;
 		}
 		printf(" %zu change%s\n", it->n_changes[g], it->n_changes[g] == 1 ? "" : "s");
 		for (size_t k = 0; k < it->n_changes[g]; k++) {
 			const struct cairn_nar_change *ch = &it->changes[g][k];
 			const char *p = ch->a ? ch->a->path : ch->b->path;
-			printf("    %-10s /%s  (", ch->kind, p);
+			char slashed[CAIRN_NAR_PATH_MAX + 2];
+			int sl = snprintf(slashed, sizeof(slashed), "/%s", p);
+			printf("    %-10s %s  (", ch->kind,
+			       cli_safe_name(slashed, sl < 0 ? 0 : strlen(slashed)));
 			if (ch->a)
 				print_fent(ch->a);
 			if (ch->a && ch->b)

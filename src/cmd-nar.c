@@ -199,9 +199,11 @@ static int nar_check(int argc, char **argv)
 
 static int rl_line(const struct cairn_nar_node *n, const char *mode, uint64_t size)
 {
-	printf("%s %12" PRIu64 " /%.*s", mode, size, (int)n->path_len, n->path);
+	char slashed[CAIRN_NAR_PATH_MAX + 2];
+	snprintf(slashed, sizeof(slashed), "/%.*s", (int)n->path_len, n->path);
+	printf("%s %12" PRIu64 " %s", mode, size, cli_safe_name(slashed, strlen(slashed)));
 	if (n->type == CAIRN_NAR_SYMLINK)
-		printf(" -> %.*s", (int)n->target_len, n->target);
+		printf(" -> %s", cli_safe_name(n->target, n->target_len));
 	putchar('\n');
 	return 0;
 }

@@ -387,7 +387,7 @@ int cmd_weather(int argc, char **argv)
 					       o ? cairn_survey_outcome_name(o - 1) : "unknown",
 					       cairn_survey_path(w.survey, p));
 					if (o && w.reasons[k])
-						printf(" (%s)", w.reasons[k]);
+						printf(" (%s)", cli_safe(w.reasons[k]));
 					printf("\n");
 				}
 			}

@@ -18,14 +18,14 @@ static void test_safe(void **state)
 	/* newlines, escapes, DEL, C1 (raw and UTF-8), the backslash itself */
 	static const char in[] = "a\nb\033[2Jc\x7f\xc2\x9b\x9b\\d";
 	assert_string_equal(edge_safe(out, sizeof(out), in, sizeof(in) - 1),
-			    "a\\x0ab\\x1b[2Jc\\x7f\\xc2\\x9b\\x9b\\x5cd");
+			    "a\\nb\\x1b[2Jc\\x7f\\xc2\\x9b\\x9b\\\\d");
 	/* a NUL does not end it early */
 	assert_string_equal(edge_safe(out, sizeof(out), "x\0y", 3), "x\\x00y");
 	/* exactly full: whole; one more: cut, with "..." */
 	assert_string_equal(edge_safe(out, 6, "abcde", 5), "abcde");
 	assert_string_equal(edge_safe(out, 6, "abcdef", 6), "ab...");
 	/* an escape is never cut in half */
-	assert_string_equal(edge_safe(out, 8, "ab\n\n\n", 5), "ab...");
+	assert_string_equal(edge_safe(out, 8, "ab\n\n\n", 5), "ab\\n...");
 	assert_string_equal(edge_safe(out, 8, "abc\ndef", 7), "abc...");
 	assert_string_equal(edge_safe(out, 3, "abcdef", 6), "ab");
 	assert_string_equal(edge_safe(out, 1, "abcdef", 6), "");

@@ -1,0 +1,171 @@
+/*
+ * fetch-int.h - what the parts of the fetch engine share (internal):
+ * fetch.c (life, items, queries, the run), fetch-decide.c (the trust
+ * decision and references) and fetch-place.c (downloads and placing).
+ */
+#ifndef CAIRN_LIB_FETCH_INT_H
+#define CAIRN_LIB_FETCH_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/buf.h"
+#include "cairn/codec.h"
+#include "cairn/fetch.h"
+#include "cairn/hash.h"
+#include "cairn/keys.h"
+#include "cairn/storedb-write.h"
+#include "cairn/storepath.h"
+#include "download.h"
+
+/* Narinfo queries in flight at once; more wait in our own queue. */
+#define QUERY_INFLIGHT_MAX 256
+/* Network retries of one narinfo query on the same server. */
+#define QUERY_RETRIES 1
+/* How often the network thread looks for finished work while workers run. */
+#define WORKER_POLL_MS 5
+
+enum answer_state { A_PENDING = 0, A_PRESENT, A_ABSENT, A_INVALID, A_ERROR };
+
+struct item;
+
+struct server {
+	struct cairn_http_server *hs;
+	char *url;
+	size_t order; /* position given */
+};
+
+struct answer {
+	struct item *it;
+	size_t si; /* server index */
+	enum answer_state state;
+	struct cairn_narinfo *ni;
+	char *msg; /* A_ERROR, or why the narinfo was refused */
+	int group; /* -1 none */
+	bool ca_ok;
+	uint32_t sigs_ok; /* bit i: ni->sigs[i] verified with a trusted key */
+};
+
+enum item_state {
+	I_NEW = 0,  /* added, not started */
+	I_QUERY,    /* narinfo answers pending */
+	I_READY,    /* decided, waiting for a download slot */
+	I_DOWNLOAD, /* bytes flowing */
+	I_WAITING,  /* every source failed; answers still to come may give more */
+	I_VERIFIED, /* waiting for references to commit */
+	I_PLACED,   /* in place and synced, waiting for its batch's registration */
+	I_FINAL,    /* status set */
+};
+
+struct item {
+	struct cairn_fetch *f;
+	size_t index;
+	struct cairn_store_path sp;
+	char *path;
+	char *base;
+	bool requested;
+	enum item_state st;
+	struct answer *ans;
+	size_t n_pending;
+	/* decision */
+	struct cairn_hash nar_hash;
+	uint64_t nar_size;
+	size_t *srcs;
+	size_t n_srcs, cur_src;
+	const struct cairn_narinfo *chosen; /* the accepted claim (borrowed from ans) */
+	int chosen_group;
+	bool early;			    /* decided before every server answered */
+	int wait_code;			    /* I_WAITING: why the sources so far failed */
+	char *wait_headline;
+	struct item **deps;
+	size_t n_deps;
+	bool by_ca;
+	struct cairn_ca ca;
+	unsigned n_signers;
+	/* what a store records (storedb-write.h); strings owned unless noted */
+	char **refs;	   /* full paths, sorted, self included */
+	size_t n_refs;
+	char *deriver;	   /* full path or NULL */
+	const char **sigs; /* accepted signatures, sorted; borrowed from ans */
+	size_t n_sigs;
+	const char *ca_text; /* a CA the path recomputes from; borrowed from ans */
+	struct cairn_storedb_drv_output *outputs; /* a .drv's, read once placed */
+	size_t n_outputs;
+	bool on_disk;	     /* files there but not valid: check, do not download */
+	bool in_place;	     /* checked on disk, nothing downloaded */
+	bool registered;
+	/* result */
+	enum cairn_fetch_status status;
+	int code;
+	struct cairn_buf reason;
+	const char *server_used;
+	const char *compression;
+	uint64_t dl_bytes;
+	double t_start, t_end;
+	struct cairn_dl *dl;
+	struct cairn_dl_tree *tree; /* the sink: a tree under the root */
+	struct cairn_dl_file *file; /* or a NAR file in nar_dir */
+};
+
+struct cairn_fetch {
+	struct cairn_fetch_config cfg;
+	char store_dir[CAIRN_STORE_DIR_MAX + 1];
+	struct cairn_http *http;
+	struct server *servers;
+	size_t n_servers;
+	struct item **items;
+	size_t n_items, cap_items;
+	bool started;
+	bool store_ready;
+	struct cairn_survey *survey; /* the narinfo queries (survey.h) */
+	struct item **qmap;	     /* survey path index -> item */
+	size_t n_qmap, cap_qmap;
+	size_t downloads_active;
+	uint64_t bytes_received;
+	uint64_t bytes_expected;
+	double t_first_dl; /* when the first download started */
+	size_t n_done, n_failed, n_present;
+	size_t n_ready, n_verified; /* items in I_READY, I_VERIFIED: scans skip when 0 */
+	struct item **batch;	    /* I_PLACED items, in the order placed */
+	size_t n_batch, cap_batch;
+	int fatal;
+	struct cairn_error fatal_err;
+	struct cairn_dl_pool *pool; /* workers that unpack and verify, or NULL */
+};
+
+
+/* fetch.c */
+double fetch_now_s(void);
+int64_t fetch_wall_now(void);
+void fetch_fatal(struct cairn_fetch *f, int code, const char *msg);
+void fetch_db_trouble(struct cairn_fetch *f, int code, const struct cairn_error *e);
+struct item *fetch_find_item(const struct cairn_fetch *f, const struct cairn_store_path *sp);
+int fetch_new_item(struct cairn_fetch *f, const struct cairn_store_path *sp, bool requested, struct item **out, struct cairn_error *err);
+void fetch_reason_add(struct item *it, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void fetch_item_finish(struct item *it, enum cairn_fetch_status st, int code);
+void fetch_item_fail(struct item *it, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void fetch_answer_done(struct answer *a);
+void fetch_item_start(struct item *it);
+
+/* fetch-decide.c */
+void fetch_decide(struct item *it, bool early);
+void fetch_late_answer(struct item *it, struct answer *a);
+
+/* fetch-place.c */
+int fetch_target_path(const struct item *it, char *out, size_t cap);
+bool fetch_item_on_disk(const struct item *it);
+int fetch_in_target(struct cairn_fetch *f, const struct cairn_store_path *sp, struct cairn_error *e);
+int fetch_store_ready(struct cairn_fetch *f, struct cairn_error *err);
+void fetch_download_free(struct item *it);
+void fetch_add_dl_source(struct item *it, size_t si);
+void fetch_download_start(struct item *it);
+int fetch_check_in_place(struct item *it, struct cairn_error *e);
+size_t fetch_deps_unsettled(const struct item *it);
+void fetch_settle(struct cairn_fetch *f);
+size_t fetch_fail_cycles(struct cairn_fetch *f);
+void fetch_pump(struct cairn_fetch *f);
+
+#endif

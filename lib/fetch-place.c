@@ -1,0 +1,716 @@
+/*
+ * fetch-place.c - where items go and how they get there: the target under
+ * the root or in nar_dir, the download (download.h), and placing verified
+ * items once their references are in place, registered in batches.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairn/nar.h"
+#include "cairn/narinfo.h"
+#include "cairn/nicache.h"
+#include "cairn/storedb-write.h"
+#include "cairn/storepath.h"
+#include "cairn/survey.h"
+#include "cairn/trust.h"
+#include "fetch-int.h"
+
+/* ---- where items go ------------------------------------------------------ */
+
+int fetch_target_path(const struct item *it, char *out, size_t cap)
+{
+	const struct cairn_fetch *f = it->f;
+	int n;
+	if (f->cfg.nar_dir)
+		n = snprintf(out, cap, "%s/%s.nar", f->cfg.nar_dir, it->base);
+	else
+		n = snprintf(out, cap, "%s%s/%s", f->cfg.root, f->store_dir, it->base);
+	return n < 0 || (size_t)n >= cap ? CAIRN_ELIMIT : 0;
+}
+
+bool fetch_item_on_disk(const struct item *it)
+{
+	char p[4096];
+	struct stat st;
+	if (fetch_target_path(it, p, sizeof(p)))
+		return false;
+	return lstat(p, &st) == 0;
+}
+
+/*
+ * Whether path sp is in the target store: valid in its database, or, with
+ * no database, its files exist (NAR_DIR: its NAR).  1, 0, or a negative
+ * error from the database (e then says why).
+ */
+int fetch_in_target(struct cairn_fetch *f, const struct cairn_store_path *sp,
+		     struct cairn_error *e)
+{
+	char p[4096];
+	struct stat st;
+	int n;
+	if (f->cfg.db) {
+		if (cairn_store_path_format(sp, f->store_dir, p, sizeof(p)) < 0)
+			return cairn_error_set(e, CAIRN_ELIMIT, "path too long");
+		return cairn_storedb_writer_is_valid(f->cfg.db, p, e);
+	}
+	char base[CAIRN_STORE_PATH_MAX];
+	if (cairn_store_path_format(sp, NULL, base, sizeof(base)) < 0)
+		return cairn_error_set(e, CAIRN_ELIMIT, "path too long");
+	if (f->cfg.nar_dir)
+		n = snprintf(p, sizeof(p), "%s/%s.nar", f->cfg.nar_dir, base);
+	else
+		n = snprintf(p, sizeof(p), "%s%s/%s", f->cfg.root, f->store_dir, base);
+	if (n < 0 || (size_t)n >= sizeof(p))
+		return cairn_error_set(e, CAIRN_ELIMIT, "path too long");
+	return lstat(p, &st) == 0;
+}
+
+static int mkdir_p(const char *path, struct cairn_error *err)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+	if (len >= sizeof(buf))
+		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: directory name too long");
+	memcpy(buf, path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] == '/' || buf[i] == '\0') {
+			char c = buf[i];
+			buf[i] = '\0';
+			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+				return cairn_error_errno(err, errno, "fetch: cannot create '%s'",
+							 buf);
+			buf[i] = c;
+		}
+	}
+	return 0;
+}
+
+int fetch_store_ready(struct cairn_fetch *f, struct cairn_error *err)
+{
+	if (f->store_ready)
+		return 0;
+	char p[4096];
+	int n;
+	if (f->cfg.nar_dir)
+		n = snprintf(p, sizeof(p), "%s", f->cfg.nar_dir);
+	else
+		n = snprintf(p, sizeof(p), "%s%s", f->cfg.root, f->store_dir);
+	if (n < 0 || (size_t)n >= sizeof(p))
+		return cairn_error_set(err, CAIRN_ELIMIT, "fetch: directory name too long");
+	int rc = mkdir_p(p, err);
+	if (!rc)
+		f->store_ready = true;
+	return rc;
+}
+
+/* ---- downloading --------------------------------------------------------- */
+
+/* The engine (lib/download.h) does the work; these say where to and from. */
+
+void fetch_download_free(struct item *it)
+{
+	cairn_dl_free(it->dl);
+	it->dl = NULL;
+	cairn_dl_tree_free(it->tree); /* removes an uncommitted tree */
+	it->tree = NULL;
+	cairn_dl_file_free(it->file);
+	it->file = NULL;
+}
+
+/* Ties go to the earlier: zstd is small and unpacks at 1 GB/s; then by size. */
+static int method_rank(enum cairn_codec_method m)
+{
+	switch (m) {
+	case CAIRN_CODEC_ZSTD: return 0;
+	case CAIRN_CODEC_XZ: return 1;
+	case CAIRN_CODEC_LZIP: return 2;
+	case CAIRN_CODEC_GZIP: return 3;
+	case CAIRN_CODEC_BZIP2: return 4;
+	case CAIRN_CODEC_NONE: return 5;
+	default: return 9;
+	}
+}
+
+/*
+ * Unpacking speed of one core in NAR bytes per second, and the size of a
+ * typical file as a fraction of its NAR when the narinfo has no FileSize:
+ * the measurements in codec.h (52 MB of mixed files), rounded down.
+ */
+static void method_model(enum cairn_codec_method m, double *rate, double *ratio)
+{
+	switch (m) {
+	case CAIRN_CODEC_NONE:
+		*rate = 2000e6;
+		*ratio = 1.0;
+		break;
+	case CAIRN_CODEC_ZSTD:
+		*rate = 1000e6;
+		*ratio = 0.30;
+		break;
+	case CAIRN_CODEC_GZIP:
+		*rate = 350e6;
+		*ratio = 0.32;
+		break;
+	case CAIRN_CODEC_XZ:
+		*rate = 40e6;
+		*ratio = 0.21;
+		break;
+	case CAIRN_CODEC_LZIP:
+		*rate = 40e6;
+		*ratio = 0.21;
+		break;
+	case CAIRN_CODEC_BZIP2:
+		*rate = 30e6;
+		*ratio = 0.25;
+		break;
+	default:
+		*rate = 1e6;
+		*ratio = 1.0;
+		break;
+	}
+}
+
+int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, unsigned cpus)
+{
+	int best = -1, best_rank = 0;
+	double best_cost = 0;
+	if (net_rate <= 0)
+		net_rate = CAIRN_FETCH_NET_RATE_GUESS;
+	if (cpus == 0)
+		cpus = 1;
+	for (size_t i = 0; i < ni->n_urls && i < (size_t)INT32_MAX; i++) {
+		enum cairn_codec_method m;
+		const char *c = ni->urls[i].compression;
+		if (cairn_codec_method_parse(c, strlen(c), &m, NULL))
+			continue;
+		double rate, ratio;
+		method_model(m, &rate, &ratio);
+		double size = ni->urls[i].has_file_size ? (double)ni->urls[i].file_size
+							: (double)ni->nar_size * ratio;
+		/* Transfer plus unpacking, the cores shared by parallel downloads. */
+		double cost = size / net_rate + (double)ni->nar_size / (rate * cpus);
+		int rank = method_rank(m);
+		if (best < 0 || cost < best_cost * 0.99 ||
+		    (cost <= best_cost * 1.01 && rank < best_rank)) {
+			best = (int)i;
+			best_cost = cost;
+			best_rank = rank;
+		}
+	}
+	return best;
+}
+
+/* The network rate so far; 0 (unknown) until a MiB has come in. */
+static double net_rate(const struct cairn_fetch *f)
+{
+	if (f->bytes_received < (1u << 20) || f->t_first_dl <= 0)
+		return 0;
+	double el = fetch_now_s() - f->t_first_dl;
+	return el > 0.01 ? (double)f->bytes_received / el : 0;
+}
+
+static const struct cairn_narinfo_url *choose_url(const struct cairn_fetch *f,
+						  const struct cairn_narinfo *ni,
+						  enum cairn_codec_method *method)
+{
+	unsigned cpus = cairn_dl_pool_threads(f->pool);
+	int i = cairn_fetch_pick_url(ni, net_rate(f), cpus ? cpus : 1);
+	if (i < 0)
+		return NULL;
+	const char *c = ni->urls[i].compression;
+	if (cairn_codec_method_parse(c, strlen(c), method, NULL))
+		return NULL;
+	return &ni->urls[i];
+}
+
+
+static void dl_bytes(void *ctx, size_t n)
+{
+	struct item *it = ctx;
+	it->dl_bytes += n;
+	it->f->bytes_received += n;
+}
+
+static void dl_finished(void *ctx, const struct cairn_dl_result *r)
+{
+	struct item *it = ctx;
+	struct cairn_fetch *f = it->f;
+	f->downloads_active--;
+	if (r->code) {
+		if (r->reason[0])
+			fetch_reason_add(it, "%s", r->reason);
+		if (it->n_pending > 0 && r->code != CAIRN_EIO && r->code != CAIRN_ENOMEM) {
+			/* A server that has not answered yet may still have it. */
+			free(it->wait_headline);
+			it->wait_headline = strdup(r->headline);
+			it->wait_code = r->code;
+			cairn_dl_free(it->dl);
+			it->dl = NULL;
+			it->st = I_WAITING;
+			return;
+		}
+		fetch_item_fail(it, r->code, "%s", r->headline);
+		return;
+	}
+	it->server_used = f->servers[it->srcs[r->source]].url;
+	it->compression = cairn_codec_method_name(r->method);
+	it->st = I_VERIFIED;
+	f->n_verified++;
+}
+
+/* Server si's narinfo as a source of the bytes; non-zero when unreadable. */
+static int dl_source(struct item *it, size_t si, struct cairn_dl_source *s)
+{
+	struct cairn_fetch *f = it->f;
+	const struct cairn_narinfo *ni = it->ans[si].ni;
+	memset(s, 0, sizeof(*s));
+	const struct cairn_narinfo_url *u = choose_url(f, ni, &s->method);
+	if (!u) {
+		fetch_reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
+		return -1;
+	}
+	s->label = f->servers[si].url;
+	s->server = strstr(u->url, "://") ? NULL : f->servers[si].hs;
+	s->url = u->url;
+	s->has_file_hash = u->has_file_hash;
+	s->file_hash = u->file_hash;
+	s->has_file_size = u->has_file_size;
+	s->file_size = u->file_size;
+	return 0;
+}
+
+void fetch_add_dl_source(struct item *it, size_t si)
+{
+	struct cairn_dl_source s;
+	if (dl_source(it, si, &s) == 0 && cairn_dl_add_source(it->dl, &s) == 0)
+		return;
+	it->n_srcs--; /* not a source after all */
+}
+
+/* The expected NAR, its sources (the accepted group's servers, in order)
+ * and a sink under the root or in nar_dir; then the engine. */
+void fetch_download_start(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	struct cairn_dl_source src[CAIRN_DL_MAX_SOURCES];
+	size_t n = 0;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	/* The sources the engine gets, in order; srcs is made to match them,
+	 * so that the engine's source index names the server. */
+	size_t m = 0;
+	for (size_t k = it->cur_src; k < it->n_srcs && n < CAIRN_DL_MAX_SOURCES; k++) {
+		size_t si = it->srcs[k];
+		if (dl_source(it, si, &src[n]))
+			continue;
+		it->srcs[m++] = si;
+		n++;
+	}
+	it->n_srcs = m;
+	it->cur_src = 0;
+	if (!n) {
+		f->downloads_active--;
+		fetch_item_fail(it, CAIRN_ENET, "no server could send the NAR");
+		return;
+	}
+	char target[4096];
+	int rc = fetch_store_ready(f, &e);
+	if (!rc && fetch_target_path(it, target, sizeof(target)))
+		rc = cairn_error_set(&e, CAIRN_ELIMIT, "target path too long");
+	struct cairn_dl_sink sink;
+	if (!rc && f->cfg.nar_dir) {
+		rc = cairn_dl_file_new(&it->file, target, &e);
+		if (!rc)
+			cairn_dl_file_sink(it->file, &sink);
+	} else if (!rc) {
+		/* Into a store: its metadata, and on disk before it is registered. */
+		unsigned flags = f->cfg.db ? CAIRN_NAR_RESTORE_SYNC | CAIRN_NAR_RESTORE_CANONICAL
+					   : 0;
+		rc = cairn_dl_tree_new(&it->tree, target, flags, &e);
+		if (!rc)
+			cairn_dl_tree_sink(it->tree, &sink);
+	}
+	struct cairn_dl_expect ex = {.nar_hash = it->nar_hash, .nar_size = it->nar_size,
+				     .by_ca = it->by_ca, .ca = it->ca, .sp = it->sp};
+	struct cairn_dl_config dc = {.http = f->http,
+				     .pool = f->pool,
+				     .max_resumes = f->cfg.max_resumes,
+				     .on_done = dl_finished,
+				     .on_bytes = dl_bytes,
+				     .ctx = it};
+	if (f->t_first_dl <= 0)
+		f->t_first_dl = fetch_now_s();
+	if (!rc)
+		rc = cairn_dl_start(&it->dl, &dc, &ex, src, n, &sink, &e);
+	if (rc) {
+		f->downloads_active--;
+		fetch_item_fail(it, rc, "%s", cairn_error_msg(&e));
+	}
+}
+
+/*
+ * The files of an item are there but the store does not know them (a run
+ * stopped between placing and registering, or the database refused the
+ * write): the tree must be exactly the accepted NAR, and match the CA too
+ * when that is what accepted it.  Then its file system is synced (the run
+ * that placed it may have stopped before its own syncs), and it is
+ * registered as it is.  Runs on the network thread: a recovery, not the
+ * usual path.
+ */
+int fetch_check_in_place(struct item *it, struct cairn_error *e)
+{
+	struct cairn_fetch *f = it->f;
+	char target[4096], dir[4096];
+	if (fetch_target_path(it, target, sizeof(target)) ||
+	    (size_t)snprintf(dir, sizeof(dir), "%s%s", f->cfg.root, f->store_dir) >= sizeof(dir))
+		return cairn_error_set(e, CAIRN_ELIMIT, "target path too long");
+	struct cairn_dl_expect ex = {.nar_hash = it->nar_hash, .nar_size = it->nar_size,
+				     .by_ca = it->by_ca, .ca = it->ca, .sp = it->sp};
+	struct cairn_error why;
+	cairn_error_init(&why);
+	int rc = cairn_dl_check_tree(target, &ex, NULL, &why);
+	if (rc)
+		return cairn_error_set(e, rc,
+				       "'%s' is there but not valid in the store, and it is not "
+				       "what was signed (%s): remove it to fetch it again",
+				       target, cairn_error_msg(&why));
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || syncfs(fd) != 0) {
+		rc = cairn_error_errno(e, errno, "cannot sync '%s'", dir);
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	close(fd);
+	return 0;
+}
+
+static bool deps_failed(struct item *it, struct item **which)
+{
+	for (size_t i = 0; i < it->n_deps; i++)
+		if (it->deps[i]->st == I_FINAL && it->deps[i]->status == CAIRN_FETCH_FAILED) {
+			*which = it->deps[i];
+			return true;
+		}
+	return false;
+}
+
+size_t fetch_deps_unsettled(const struct item *it)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < it->n_deps; i++)
+		if (it->deps[i]->st != I_FINAL && it->deps[i]->st != I_VERIFIED &&
+		    it->deps[i]->st != I_PLACED)
+			n++;
+	return n;
+}
+
+/* A placed .drv: the outputs the store records for it, read back from the
+ * file (as Nix and Guix do when they register one). */
+static int read_drv_outputs(struct item *it, struct cairn_error *e)
+{
+	size_t n = strlen(it->base);
+	if (n < 4 || strcmp(it->base + n - 4, ".drv"))
+		return 0;
+	char target[4096];
+	if (fetch_target_path(it, target, sizeof(target)))
+		return cairn_error_set(e, CAIRN_ELIMIT, "target path too long");
+	int fd = open(target, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return cairn_error_errno(e, errno, "cannot read '%s'", target);
+	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_STOREDB_DRV_MAX);
+	char chunk[65536];
+	int rc = 0;
+	for (;;) {
+		ssize_t got = read(fd, chunk, sizeof(chunk));
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = cairn_error_errno(e, errno, "cannot read '%s'", target);
+			break;
+		}
+		if (got == 0)
+			break;
+		if (cairn_buf_append(&text, chunk, (size_t)got)) {
+			rc = cairn_error_set(e, CAIRN_ELIMIT, "'%s' is too large for a derivation",
+					     target);
+			break;
+		}
+	}
+	close(fd);
+	if (!rc)
+		rc = cairn_storedb_drv_parse(text.data ? text.data : "", text.len, it->f->store_dir,
+					     &it->outputs, &it->n_outputs, e);
+	cairn_buf_release(&text);
+	return rc;
+}
+
+/* The files are in place (and synced): registration comes with the batch. */
+static void placed(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (!f->cfg.db) {
+		fetch_item_finish(it, CAIRN_FETCH_FETCHED, 0);
+		return;
+	}
+	int rc = read_drv_outputs(it, &e);
+	if (rc) {
+		fetch_item_fail(it, rc, "in place but not registered: %s", cairn_error_msg(&e));
+		return;
+	}
+	if (f->n_batch == f->cap_batch) {
+		size_t nc = f->cap_batch ? f->cap_batch * 2 : 64;
+		struct item **nb = realloc(f->batch, nc * sizeof(*nb));
+		if (!nb) {
+			fetch_item_fail(it, CAIRN_ENOMEM, "out of memory");
+			return;
+		}
+		f->batch = nb;
+		f->cap_batch = nc;
+	}
+	f->batch[f->n_batch++] = it;
+	it->st = I_PLACED; /* still counted in n_verified */
+}
+
+/* Someone else put the target there while we downloaded. */
+static void taken(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int v = f->cfg.db ? fetch_in_target(f, &it->sp, &e) : 1;
+	if (v < 0) {
+		fetch_item_fail(it, v, "%s", cairn_error_msg(&e));
+		fetch_db_trouble(f, v, &e);
+	} else if (v) {
+		fetch_item_finish(it, CAIRN_FETCH_PRESENT, 0);
+	} else if ((v = fetch_check_in_place(it, &e)) != 0) {
+		fetch_item_fail(it, v, "%s", cairn_error_msg(&e));
+	} else {
+		it->in_place = true;
+		placed(it);
+	}
+}
+
+static void commit(struct item *it)
+{
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int rc = 0;
+	if (it->in_place) {
+		placed(it);
+		return;
+	}
+	if (it->tree) {
+		rc = cairn_dl_tree_commit(it->tree, &e);
+		if (rc == CAIRN_EEXIST) {
+			taken(it);
+			return;
+		}
+	} else if (it->file) {
+		rc = cairn_dl_file_commit(it->file, &e);
+	}
+	if (rc)
+		fetch_item_fail(it, rc, "%s", cairn_error_msg(&e));
+	else
+		placed(it);
+}
+
+/*
+ * Register the items placed since the last flush, in one transaction, in
+ * the order they were placed: an item is placed only after its references
+ * are placed or valid, so each one's references come before it.  Their
+ * files were synced before they were renamed into place.
+ */
+static bool flush_batch(struct cairn_fetch *f)
+{
+	if (!f->n_batch)
+		return true;
+	size_t n = f->n_batch;
+	struct cairn_storedb_newpath *np = calloc(n, sizeof(*np));
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int rc;
+	if (!np) {
+		rc = cairn_error_set(&e, CAIRN_ENOMEM, "out of memory");
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			const struct item *it = f->batch[i];
+			np[i].path = it->path;
+			np[i].nar_hash = it->nar_hash;
+			np[i].nar_size = it->nar_size;
+			np[i].deriver = it->deriver;
+			np[i].refs = (const char *const *)it->refs;
+			np[i].nrefs = it->n_refs;
+			np[i].sigs = it->sigs;
+			np[i].nsigs = it->n_sigs;
+			np[i].ca = it->ca_text;
+			np[i].outputs = it->outputs;
+			np[i].noutputs = it->n_outputs;
+		}
+		rc = cairn_storedb_writer_register(f->cfg.db, np, n, &e);
+	}
+	free(np);
+	f->n_batch = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = f->batch[i];
+		if (rc >= 0) {
+			it->registered = true;
+			fetch_item_finish(it, CAIRN_FETCH_FETCHED, 0);
+		} else {
+			fetch_item_fail(it, rc, "in place but not registered: %s", cairn_error_msg(&e));
+		}
+	}
+	if (rc < 0)
+		fetch_db_trouble(f, rc, &e);
+	return rc >= 0;
+}
+
+/* Commit what can be committed, fail what depends on failures. */
+static void settle_once(struct cairn_fetch *f)
+{
+	bool changed = true;
+	while (changed && (f->n_ready || f->n_verified)) {
+		changed = false;
+		for (size_t i = 0; i < f->n_items; i++) {
+			struct item *it = f->items[i];
+			struct item *bad;
+			if (it->st != I_VERIFIED && it->st != I_READY)
+				continue;
+			if (deps_failed(it, &bad)) {
+				fetch_item_fail(it, CAIRN_ENOENT, "reference %s failed", bad->path);
+				changed = true;
+				continue;
+			}
+			if (it->st != I_VERIFIED)
+				continue;
+			/* A placed reference is registered before it, in the same
+			 * transaction. */
+			bool ready = true;
+			for (size_t d = 0; d < it->n_deps && ready; d++)
+				ready = it->deps[d]->st == I_FINAL || it->deps[d]->st == I_PLACED;
+			if (ready) {
+				commit(it);
+				changed = true;
+			}
+		}
+	}
+}
+
+/* Commit what can be committed and register it; fail what depends on
+ * failures (a failed registration included). */
+void fetch_settle(struct cairn_fetch *f)
+{
+	settle_once(f);
+	if (!flush_batch(f))
+		settle_once(f);
+}
+
+/*
+ * Store paths cannot refer to each other in a cycle (a path's hash covers
+ * its references), so narinfos that claim one are lying; their items would
+ * wait for each other for ever.  Fail every item on such a cycle, naming
+ * it; fetch_settle() then fails what refers to them.  Returns how many failed.
+ */
+size_t fetch_fail_cycles(struct cairn_fetch *f)
+{
+	size_t n = f->n_items, failed = 0;
+	unsigned char *color = calloc(n, 1); /* 0 new, 1 on the path, 2 done */
+	size_t *stack = calloc(n, sizeof(*stack)), *edge = calloc(n, sizeof(*edge));
+	if (!color || !stack || !edge)
+		goto out;
+	for (size_t root = 0; root < n; root++) {
+		if (color[root] || f->items[root]->st == I_FINAL)
+			continue;
+		size_t depth = 0;
+		stack[depth] = root;
+		edge[depth++] = 0;
+		color[root] = 1;
+		while (depth) {
+			struct item *it = f->items[stack[depth - 1]];
+			size_t e = edge[depth - 1]++;
+			if (e >= it->n_deps) {
+				color[it->index] = 2;
+				depth--;
+				continue;
+			}
+			struct item *d = it->deps[e];
+			if (d->st == I_FINAL || color[d->index] == 2)
+				continue;
+			if (color[d->index] == 0) {
+				color[d->index] = 1;
+				stack[depth] = d->index;
+				edge[depth++] = 0;
+				continue;
+			}
+			/* A back edge: the cycle is the path from d to the top. */
+			size_t from = depth;
+			while (from && stack[from - 1] != d->index)
+				from--;
+			struct cairn_buf b = CAIRN_BUF_INIT(4096);
+			for (size_t k = from ? from - 1 : 0; k < depth; k++)
+				cairn_buf_printf(&b, "%s -> ", f->items[stack[k]]->base);
+			cairn_buf_puts(&b, d->base);
+			for (size_t k = from ? from - 1 : 0; k < depth; k++) {
+				struct item *c = f->items[stack[k]];
+				if (c->st == I_FINAL)
+					continue;
+				fetch_item_fail(c, CAIRN_EFORMAT,
+					  "narinfos claim a reference cycle, which no store "
+					  "can hold: %s%s",
+					  b.data ? b.data : "", b.len >= b.max ? "..." : "");
+				failed++;
+			}
+			cairn_buf_release(&b);
+		}
+	}
+out:
+	free(color);
+	free(stack);
+	free(edge);
+	return failed;
+}
+
+/* Start queued queries and downloads while there is room. */
+void fetch_pump(struct cairn_fetch *f)
+{
+	if (f->survey) {
+		struct cairn_error e;
+		cairn_error_init(&e);
+		if (cairn_survey_start(f->survey, &e))
+			fetch_fatal(f, cairn_survey_failed(f->survey, &e), cairn_error_msg(&e));
+		if (cairn_survey_pending(f->survey) == 0)
+			cairn_survey_flush(f->survey);
+	}
+	while (f->downloads_active < f->cfg.jobs && f->n_ready) {
+		/* Leaves first: an item whose references are settled commits at
+		 * once instead of holding its temporary tree open. */
+		struct item *best = NULL;
+		size_t best_n = (size_t)-1;
+		for (size_t i = 0; i < f->n_items && best_n; i++) {
+			struct item *it = f->items[i];
+			if (it->st != I_READY)
+				continue;
+			size_t n = fetch_deps_unsettled(it);
+			if (n < best_n) {
+				best = it;
+				best_n = n;
+			}
+		}
+		if (!best)
+			break;
+		best->st = I_DOWNLOAD;
+		f->n_ready--;
+		f->downloads_active++;
+		fetch_download_start(best);
+	}
+}

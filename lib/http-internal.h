@@ -1,11 +1,13 @@
 /*
- * http-internal.h - the response-header parser of lib/http.c, exposed for
- * the fuzz target and unit tests only; not part of the public API.
+ * http-internal.h - the response-header parser and the minimum-rate window
+ * of lib/http.c, exposed for the fuzz target and unit tests only; not part
+ * of the public API.
  */
 #ifndef CAIRN_HTTP_INTERNAL_H
 #define CAIRN_HTTP_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cairn/http.h"
 
@@ -22,5 +24,44 @@ enum {
  */
 int cairn_http__header_line(struct cairn_http_response *r, const char *buf, size_t len,
 			    int *has_location);
+
+/*
+ * The minimum-rate rule over a sliding window (see cairn_http_config): at
+ * time now, a transfer whose clock started at least window_ms ago is slow
+ * when the bytes it received in (now - window_ms, now] number at least one
+ * but fewer than need.
+ *
+ * Arrival times are kept in CAIRN_HTTP__RATE_SLOTS slots, each covering at
+ * most window_ms / (CAIRN_HTTP__RATE_SLOTS - 2) ms of arrivals and stamped
+ * with its last one, so memory is fixed and each call is O(1) but for
+ * cairn_http__rate_in_window.  A slot counts as inside the window while its
+ * last arrival is: the rule therefore never fires early, and at most one
+ * slot's span late.  Slots whose bytes can no longer matter (more than need
+ * bytes arrived after them) are dropped as bytes arrive.
+ */
+#define CAIRN_HTTP__RATE_SLOTS 64
+
+struct cairn_http__rate {
+	int64_t window_ms, gran_ms, start;
+	uint64_t need, total;
+	int64_t tail_first;		      /* first arrival in the newest slot */
+	unsigned head, n;		      /* ring of n slots from head */
+	int64_t t[CAIRN_HTTP__RATE_SLOTS];    /* last arrival in the slot */
+	uint64_t cum[CAIRN_HTTP__RATE_SLOTS]; /* total after that arrival */
+};
+
+/* Start the clock at now (need > 0, window_ms > 0). */
+void cairn_http__rate_start(struct cairn_http__rate *r, int64_t now, uint64_t need,
+			    int64_t window_ms);
+/* n bytes arrived at now (now never goes back). */
+void cairn_http__rate_add(struct cairn_http__rate *r, int64_t now, uint64_t n);
+/* When the rule will hold if nothing more arrives, INT64_MAX when it will
+ * not (the window then empties first: silence, the stall timeout's). */
+int64_t cairn_http__rate_due(const struct cairn_http__rate *r);
+/* 1 when the rule holds at now (now >= every arrival), else 0. */
+int cairn_http__rate_slow(const struct cairn_http__rate *r, int64_t now);
+/* The bytes received in (now - window_ms, now], or more: slots that
+ * straddle the edge count whole (exact to a slot when the rule holds). */
+uint64_t cairn_http__rate_in_window(const struct cairn_http__rate *r, int64_t now);
 
 #endif

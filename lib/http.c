@@ -10,7 +10,18 @@
  * becomes one enum cairn_http_outcome.
  *
  * libcurl forbids multi calls from inside its callbacks, so cairn_http_add
- * only queues; the queue is handed to curl at the start of every step.
+ * only queues; the queue is handed to curl at the start of every step
+ * (a delayed request once its time has come).
+ *
+ * Timers are ours, not curl's: curl's low-speed check averages over
+ * seconds and says "timed out" for every kind of slowness.  Every step
+ * checks each connected transfer against three clocks that all start when
+ * curl calls prereq_cb (the transfer has a connection and its request is
+ * about to go out): the first-byte timeout (no status line yet), the stall
+ * timeout (no byte at all) and the minimum rate over a sliding window
+ * (struct cairn_http__rate), and the poll wait is capped at the nearest
+ * deadline, so each fires within a few milliseconds of its time at O(1)
+ * cost per transfer and step.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -34,8 +45,9 @@ struct cairn_http_server {
 	char *base_url;
 	unsigned flags;
 	struct cairn_http_cache_info info;
-	int down;
+	enum cairn_http_server_state state;
 	char down_reason[CAIRN_ERROR_MSG_MAX];
+	struct cairn_http_server_health health; /* counters and down_since */
 };
 
 struct xfer {
@@ -51,7 +63,12 @@ struct xfer {
 	int has_location; /* the current response has a Location */
 	int hdr_done;	  /* on_headers was called */
 	int connected;	  /* curl has a connection for it (stall clock runs) */
+	int status_seen;  /* a status line arrived since the request went out */
+	int64_t req_ms;	  /* monotonic time the request went out (prereq_cb) */
 	int64_t last_ms;  /* monotonic time of the last byte received */
+	int64_t not_before;	      /* delayed: not handed to curl before (monotonic) */
+	long first_byte_ms;	      /* first-byte timeout; 0 for none */
+	struct cairn_http__rate rate; /* when h->rate_need > 0 */
 	uint64_t body_bytes;
 	uint64_t dropped; /* body bytes of a non-2xx response */
 	int file;	  /* a file:// transfer: no status line, headers made up */
@@ -68,6 +85,7 @@ struct cairn_http {
 	char *ca_file;
 	struct xfer *queued, *active;
 	size_t nqueued, nactive;
+	uint64_t rate_need; /* min_rate * window in bytes; 0: rule off */
 	int in_step;
 	struct cairn_http_stats stats;
 };
@@ -78,7 +96,17 @@ void cairn_http_config_init(struct cairn_http_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->connect_timeout_ms = 5000;
+	/* A binary cache answers a narinfo or starts a nar within well under a
+	 * second (CDNs, and servers that compress as they send); one that
+	 * has said nothing for 5 s, as long as the connect timeout, is one
+	 * nobody should wait on while another can answer. */
+	cfg->first_byte_timeout_ms = 5000;
 	cfg->stall_timeout_s = 30;
+	/* 1 KiB/s (8 kbit/s): below any link a user downloads over, even split
+	 * between 8 parallel downloads on a 64 kbit/s line; a server
+	 * trickling a byte a second is caught 10 s after it connects. */
+	cfg->min_rate = 1024;
+	cfg->min_rate_window_s = 10;
 	cfg->total_timeout_s = 0;
 	cfg->max_host_connections = 8;
 	cfg->max_total_connections = 64;
@@ -189,21 +217,54 @@ const struct cairn_http_cache_info *cairn_http_server_info(const struct cairn_ht
 	return &s->info;
 }
 
+static void server_set_down(struct cairn_http_server *s, enum cairn_http_server_state st,
+			    const char *reason)
+{
+	s->state = st;
+	s->health.down_since = (int64_t)time(NULL);
+	snprintf(s->down_reason, sizeof(s->down_reason), "%s", reason ? reason : "marked down");
+}
+
 void cairn_http_server_mark_down(struct cairn_http_server *s, const char *reason)
 {
-	s->down = 1;
-	snprintf(s->down_reason, sizeof(s->down_reason), "%s", reason ? reason : "marked down");
+	server_set_down(s, CAIRN_HTTP_SERVER_DOWN, reason);
 }
 
 void cairn_http_server_mark_up(struct cairn_http_server *s)
 {
-	s->down = 0;
+	s->state = CAIRN_HTTP_SERVER_UP;
+	s->health.down_since = 0;
 	s->down_reason[0] = '\0';
 }
 
 const char *cairn_http_server_down(const struct cairn_http_server *s)
 {
-	return s->down ? s->down_reason : NULL;
+	return s->state != CAIRN_HTTP_SERVER_UP ? s->down_reason : NULL;
+}
+
+const char *cairn_http_server_state_name(enum cairn_http_server_state st)
+{
+	switch (st) {
+	case CAIRN_HTTP_SERVER_UP: return "up";
+	case CAIRN_HTTP_SERVER_DOWN: return "down";
+	case CAIRN_HTTP_SERVER_UNREACHABLE: return "unreachable";
+	case CAIRN_HTTP_SERVER_SILENT: return "silent";
+	case CAIRN_HTTP_SERVER_SLOW: return "slow";
+	}
+	return "unknown";
+}
+
+void cairn_http_server_health(const struct cairn_http_server *s,
+			      struct cairn_http_server_health *out)
+{
+	*out = s->health;
+	out->state = s->state;
+	out->down_reason = cairn_http_server_down(s);
+}
+
+uint64_t cairn_http_server_slow(const struct cairn_http_server *s)
+{
+	return s->health.slow;
 }
 
 /* ---- nix-cache-info ---------------------------------------------------- */
@@ -308,6 +369,8 @@ const char *cairn_http_outcome_name(enum cairn_http_outcome o)
 	case CAIRN_HTTP_TIMEOUT: return "timeout";
 	case CAIRN_HTTP_TOO_LARGE: return "too-large";
 	case CAIRN_HTTP_ABORTED: return "aborted";
+	case CAIRN_HTTP_SILENT: return "silent";
+	case CAIRN_HTTP_SLOW: return "slow";
 	}
 	return "unknown";
 }
@@ -324,6 +387,8 @@ enum cairn_http_advice cairn_http_advice(const struct cairn_http_result *r)
 			return CAIRN_HTTP_RETRY_RANGE;
 		return CAIRN_HTTP_NEXT_SERVER;
 	case CAIRN_HTTP_CONNECT:
+	case CAIRN_HTTP_SILENT:
+	case CAIRN_HTTP_SLOW:
 	case CAIRN_HTTP_TIMEOUT:
 	case CAIRN_HTTP_TOO_LARGE: return CAIRN_HTTP_NEXT_SERVER;
 	case CAIRN_HTTP_ABORTED: return CAIRN_HTTP_GIVE_UP;
@@ -348,7 +413,11 @@ int cairn_http_new(struct cairn_http **out, const struct cairn_http_config *cfg,
 	}
 	if (cfg->connect_timeout_ms <= 0 || cfg->stall_timeout_s <= 0 || cfg->total_timeout_s < 0 ||
 	    cfg->max_host_connections <= 0 || cfg->max_total_connections <= 0 ||
-	    cfg->max_redirects < 0)
+	    cfg->max_redirects < 0 || cfg->first_byte_timeout_ms < 0 ||
+	    cfg->first_byte_timeout_ms > CAIRN_HTTP_TIMEOUT_MAX_MS || cfg->min_rate < 0 ||
+	    cfg->min_rate > CAIRN_HTTP_MIN_RATE_MAX ||
+	    (cfg->min_rate > 0 && (cfg->min_rate_window_s <= 0 ||
+				   cfg->min_rate_window_s > CAIRN_HTTP_RATE_WINDOW_MAX_S)))
 		return cairn_error_set(err, CAIRN_EINVAL, "http: invalid client settings");
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return cairn_error_set(err, CAIRN_ENET, "http: libcurl initialisation failed");
@@ -364,6 +433,7 @@ int cairn_http_new(struct cairn_http **out, const struct cairn_http_config *cfg,
 	if (cfg->ca_file && !(h->ca_file = strdup(cfg->ca_file)))
 		goto nomem;
 	h->cfg.ca_file = h->ca_file;
+	h->rate_need = (uint64_t)cfg->min_rate * (uint64_t)cfg->min_rate_window_s;
 	maxc = cfg->max_total_connections;
 	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING,
 			  cfg->multiplex ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
@@ -392,6 +462,91 @@ static int64_t mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the minimum-rate window (http-internal.h) ---------------------------- */
+
+#define RATE_SLOT(r, i) (((r)->head + (i)) % CAIRN_HTTP__RATE_SLOTS)
+
+void cairn_http__rate_start(struct cairn_http__rate *r, int64_t now, uint64_t need,
+			    int64_t window_ms)
+{
+	r->window_ms = window_ms;
+	r->gran_ms = window_ms / (CAIRN_HTTP__RATE_SLOTS - 2);
+	if (r->gran_ms < 1)
+		r->gran_ms = 1;
+	r->start = now;
+	r->need = need;
+	r->total = 0;
+	/* A slot of no bytes at the start: before the first window is over
+	 * the rule compares with what arrived since then. */
+	r->head = 0;
+	r->n = 1;
+	r->t[0] = now;
+	r->cum[0] = 0;
+	/* No arrival joins it, so the first window ends exactly on time. */
+	r->tail_first = now - r->gran_ms;
+}
+
+void cairn_http__rate_add(struct cairn_http__rate *r, int64_t now, uint64_t n)
+{
+	unsigned tail = RATE_SLOT(r, r->n - 1);
+
+	if (n == 0)
+		return;
+	r->total += n;
+	if (now - r->tail_first < r->gran_ms) {
+		r->t[tail] = now;
+		r->cum[tail] = r->total;
+	} else {
+		if (r->n == CAIRN_HTTP__RATE_SLOTS) {
+			/* Full (steps came late): forget the oldest slot; the
+			 * next one stands for it, later, so never early. */
+			r->head = RATE_SLOT(r, 1);
+			r->n--;
+		}
+		tail = RATE_SLOT(r, r->n);
+		r->n++;
+		r->t[tail] = now;
+		r->cum[tail] = r->total;
+		r->tail_first = now;
+	}
+	/* A slot with at least need bytes after it can never again be the
+	 * edge of a window that holds fewer than need. */
+	while (r->n > 1 && r->total >= r->need && r->cum[r->head] <= r->total - r->need) {
+		r->head = RATE_SLOT(r, 1);
+		r->n--;
+	}
+}
+
+int64_t cairn_http__rate_due(const struct cairn_http__rate *r)
+{
+	/* The oldest slot holds the byte after which fewer than need bytes
+	 * arrived: once it is a window old, the window holds fewer than need,
+	 * and some, if a later slot exists.  Its last arrival is at or after
+	 * the start, so this is never before one window has passed. */
+	if (r->n < 2)
+		return INT64_MAX;
+	return r->t[r->head] + r->window_ms;
+}
+
+int cairn_http__rate_slow(const struct cairn_http__rate *r, int64_t now)
+{
+	unsigned tail = RATE_SLOT(r, r->n - 1);
+
+	return now >= cairn_http__rate_due(r) && r->t[tail] > now - r->window_ms;
+}
+
+uint64_t cairn_http__rate_in_window(const struct cairn_http__rate *r, int64_t now)
+{
+	uint64_t before = 0;
+	int found = 0;
+
+	for (unsigned i = 0; i < r->n && r->t[RATE_SLOT(r, i)] <= now - r->window_ms; i++) {
+		before = r->cum[RATE_SLOT(r, i)];
+		found = 1;
+	}
+	return found ? r->total - before : r->total;
 }
 
 static void xfer_free(struct xfer *x)
@@ -650,6 +805,16 @@ int cairn_http__header_line(struct cairn_http_response *r, const char *buf, size
 	return CAIRN_HTTP__HDR_FIELD;
 }
 
+/* Bytes arrived: the stall clock restarts and the rate window counts them.
+ * curl hands headers over by whole lines, so a line trickled byte by byte
+ * counts when it is complete. */
+static void received(struct xfer *x, size_t len)
+{
+	x->last_ms = mono_ms();
+	if (x->h->rate_need && x->connected)
+		cairn_http__rate_add(&x->rate, x->last_ms, len);
+}
+
 static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
@@ -660,7 +825,9 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 		return 0;
 	if (x->file)
 		return len; /* curl's own lines for HEAD; file_headers makes ours */
-	x->last_ms = mono_ms();
+	received(x, len);
+	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
+		x->status_seen = 1;
 	if (x->hdr_done && !(len >= 5 && memcmp(buf, "HTTP/", 5) == 0))
 		return len; /* trailers */
 	x->hdr_bytes += len;
@@ -713,7 +880,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 		return 0;
 	if (x->forced)
 		return 0;
-	x->last_ms = mono_ms();
+	received(x, len);
 	if (!x->hdr_done && x->file && x->req.method == CAIRN_HTTP_GET && file_headers(x) < 0)
 		return 0;
 	if (!x->hdr_done) {
@@ -754,8 +921,9 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 
 /*
  * Called once the transfer has a connection (new or reused), before the
- * request goes out.  Until then it may wait in curl's queue for a free
- * connection, which is no stall; from now on the stall clock runs.
+ * request goes out, and again for each redirect followed.  Until then it
+ * may wait in curl's queue for a free connection, which is no stall; from
+ * now on the stall, first-byte and rate clocks run, each hop on its own.
  */
 static int prereq_cb(void *arg, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
 		     int conn_local_port)
@@ -763,7 +931,11 @@ static int prereq_cb(void *arg, char *conn_primary_ip, char *conn_local_ip, int 
 	struct xfer *x = arg;
 
 	x->connected = 1;
-	x->last_ms = mono_ms();
+	x->status_seen = 0;
+	x->req_ms = x->last_ms = mono_ms();
+	if (x->h->rate_need)
+		cairn_http__rate_start(&x->rate, x->req_ms, x->h->rate_need,
+				       x->h->cfg.min_rate_window_s * 1000);
 	return CURL_PREREQFUNC_OK;
 }
 
@@ -807,11 +979,13 @@ static int easy_setup(struct cairn_http *h, struct xfer *x)
 	SET(CURLOPT_PIPEWAIT,
 	    c->multiplex && (h2 || strncmp(x->url, "https://", 8) == 0) ? 1L : 0L);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-	/* Our own check (check_stalls) sees a silence of stall_timeout_s;
-	 * curl's low-speed check also ends a trickle slower than a byte a
-	 * second. */
-	SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
-	SET(CURLOPT_LOW_SPEED_TIME, c->stall_timeout_s);
+	/* Our own checks (check_timers) see silence and slowness.  Without
+	 * a minimum rate of ours, curl's low-speed check still ends a trickle
+	 * slower than a byte a second. */
+	if (c->min_rate == 0) {
+		SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+		SET(CURLOPT_LOW_SPEED_TIME, c->stall_timeout_s);
+	}
 	SET(CURLOPT_TIMEOUT, total);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_USERAGENT, h->user_agent);
@@ -841,11 +1015,16 @@ int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 
 	if (!h || !req || !req->url || !req->on_done)
 		return cairn_error_set(err, CAIRN_EINVAL, "http: request without url or on_done");
+	if (req->delay_ms < 0 || req->delay_ms > CAIRN_HTTP_DELAY_MAX_MS ||
+	    req->first_byte_timeout_ms < 0 ||
+	    req->first_byte_timeout_ms > CAIRN_HTTP_TIMEOUT_MAX_MS)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "http: request delay or first-byte timeout out of range");
 	if (req->method != CAIRN_HTTP_GET && req->method != CAIRN_HTTP_HEAD)
 		return cairn_error_set(err, CAIRN_EINVAL, "http: unknown method");
 	path = req->url;
 	if (req->server) {
-		if (req->server->down)
+		if (req->server->state != CAIRN_HTTP_SERVER_UP)
 			return cairn_error_set(err, CAIRN_ENET, "http: %s is down: %s",
 					       req->server->base_url, req->server->down_reason);
 		blen = strlen(req->server->base_url);
@@ -885,6 +1064,9 @@ int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 	x->file = file;
 	x->req = *req;
 	x->req.url = url;
+	x->first_byte_ms =
+	    req->first_byte_timeout_ms ? req->first_byte_timeout_ms : h->cfg.first_byte_timeout_ms;
+	x->not_before = req->delay_ms ? mono_ms() + req->delay_ms : 0;
 	x->max_body = req->max_body ? req->max_body : CAIRN_HTTP_NARINFO_MAX;
 	if (x->max_body > CAIRN_HTTP_BODY_MAX)
 		x->max_body = CAIRN_HTTP_BODY_MAX;
@@ -903,6 +1085,24 @@ int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 static const char *method_name(const struct xfer *x)
 {
 	return x->req.method == CAIRN_HTTP_HEAD ? "HEAD" : "GET";
+}
+
+static void server_count(struct cairn_http_server *s, const struct cairn_http_result *res,
+			 int never_started)
+{
+	struct cairn_http_server_health *hl = &s->health;
+
+	hl->requests++;
+	if (never_started)
+		return;
+	switch (res->outcome) {
+	case CAIRN_HTTP_OK: hl->ok++; break;
+	case CAIRN_HTTP_CONNECT: hl->unreachable++; break;
+	case CAIRN_HTTP_SILENT: hl->silent++; break;
+	case CAIRN_HTTP_SLOW: hl->slow++; break;
+	case CAIRN_HTTP_STALL: hl->stalls++; break;
+	default: break;
+	}
 }
 
 /* Turn what curl and our callbacks saw into an outcome, and report it. */
@@ -1009,8 +1209,28 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 					method_name(x), x->url, x->body_bytes, why);
 		break;
 	case CAIRN_HTTP_STALL:
-		cairn_error_set(&res.err, ecode, "http: %s %s: stalled, nothing received for %ld s",
+		/* curl gives headers by whole lines: in the headers, bytes of
+		 * an unfinished line may have come. */
+		cairn_error_set(&res.err, ecode,
+				x->hdr_done ? "http: %s %s: stalled, nothing received for %ld s"
+					    : "http: %s %s: stalled, the response headers did not "
+					      "advance for %ld s",
 				method_name(x), x->url, h->cfg.stall_timeout_s);
+		break;
+	case CAIRN_HTTP_SILENT:
+		cairn_error_set(&res.err, ecode,
+				"http: %s %s: no response within %g s (no status line since the "
+				"request went out)",
+				method_name(x), x->url, (double)x->first_byte_ms / 1000.0);
+		if (x->req.server && x->req.server->state == CAIRN_HTTP_SERVER_UP)
+			server_set_down(x->req.server, CAIRN_HTTP_SERVER_SILENT, res.err.msg);
+		break;
+	case CAIRN_HTTP_SLOW:
+		cairn_error_set(&res.err, ecode, "http: %s %s: too slow: %s", method_name(x),
+				x->url, x->detail);
+		if (h->cfg.slow_marks_down && x->req.server &&
+		    x->req.server->state == CAIRN_HTTP_SERVER_UP)
+			server_set_down(x->req.server, CAIRN_HTTP_SERVER_SLOW, res.err.msg);
 		break;
 	case CAIRN_HTTP_TIMEOUT:
 		cairn_error_set(&res.err, ecode, "http: %s %s: not done within %ld s",
@@ -1019,8 +1239,8 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 	case CAIRN_HTTP_CONNECT:
 		cairn_error_set(&res.err, ecode, "http: %s %s: cannot connect: %s", method_name(x),
 				x->url, why);
-		if (x->req.server && !x->req.server->down)
-			cairn_http_server_mark_down(x->req.server, res.err.msg);
+		if (x->req.server && x->req.server->state == CAIRN_HTTP_SERVER_UP)
+			server_set_down(x->req.server, CAIRN_HTTP_SERVER_UNREACHABLE, res.err.msg);
 		break;
 	case CAIRN_HTTP_TOO_LARGE:
 		ecode = CAIRN_ELIMIT;
@@ -1038,24 +1258,34 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 		break;
 	}
 report:
+	if (x->req.server)
+		server_count(x->req.server, &res, never_started);
 	h->stats.requests++;
 	x->req.on_done(x->req.ctx, &res);
 }
 
-/* Hand queued requests to curl; requests to servers marked down meanwhile
- * end here without touching the network. */
+/* Hand the queued requests that are due to curl; requests to servers marked
+ * down meanwhile end here without touching the network, delayed or not. */
 static int flush_queue(struct cairn_http *h, struct cairn_error *err)
 {
-	struct xfer *x;
+	int64_t now = mono_ms();
+	struct xfer *x, *next;
 
-	while ((x = h->queued)) {
-		list_remove(&h->queued, x);
-		h->nqueued--;
-		if (x->req.server && x->req.server->down) {
+	/* on_done may queue more (at the head, behind this walk): they go out
+	 * on the next step. */
+	for (x = h->queued; x; x = next) {
+		next = x->next;
+		if (x->req.server && x->req.server->state != CAIRN_HTTP_SERVER_UP) {
+			list_remove(&h->queued, x);
+			h->nqueued--;
 			finish(h, x, CURLE_OK, 1);
 			xfer_free(x);
 			continue;
 		}
+		if (x->not_before > now)
+			continue;
+		list_remove(&h->queued, x);
+		h->nqueued--;
 		CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
 		if (mc != CURLM_OK) {
 			list_push(&h->queued, x);
@@ -1067,6 +1297,17 @@ static int flush_queue(struct cairn_http *h, struct cairn_error *err)
 		h->nactive++;
 	}
 	return 0;
+}
+
+/* How long until the first queued request is due (0: now), at most limit. */
+static int64_t queue_wait(const struct cairn_http *h, int64_t limit)
+{
+	int64_t now = mono_ms();
+
+	for (const struct xfer *x = h->queued; x && limit > 0; x = x->next)
+		if (x->not_before - now < limit)
+			limit = x->not_before > now ? x->not_before - now : 0;
+	return limit;
 }
 
 static int reap(struct cairn_http *h)
@@ -1092,41 +1333,76 @@ static int reap(struct cairn_http *h)
 	return n;
 }
 
+static void end_active(struct cairn_http *h, struct xfer *x, enum cairn_http_outcome o,
+		       const char *detail)
+{
+	curl_multi_remove_handle(h->multi, x->easy);
+	list_remove(&h->active, x);
+	h->nactive--;
+	force(x, o, detail);
+	finish(h, x, CURLE_OPERATION_TIMEDOUT, 0);
+	xfer_free(x);
+}
+
 /*
- * End the transfers that received nothing for stall_timeout_s since they
- * got a connection, and return how long until the next one may be due
- * (at most limit_ms).  Curl's low-speed check cannot do this alone: it
- * averages over several seconds, so after a fast start it notices a stop
- * only seconds late.
+ * End the connected transfers whose first-byte, rate or stall deadline has
+ * passed, and return how long until the next deadline (at most limit_ms).
+ * When two are due the earlier wins; on a tie, SILENT over STALL: "no
+ * status line" says more.  A rate window that emptied is silence, the
+ * stall timeout's to judge.
  */
-static int check_stalls(struct cairn_http *h, int limit_ms)
+static int check_timers(struct cairn_http *h, int limit_ms)
 {
 	int64_t now = mono_ms(), stall = (int64_t)h->cfg.stall_timeout_s * 1000;
 	int64_t wait = limit_ms;
 	struct xfer *x, *next;
 
 	for (x = h->active; x; x = next) {
+		enum cairn_http_outcome o = CAIRN_HTTP_STALL;
+		int64_t due = x->last_ms + stall;
+
 		next = x->next;
 		if (!x->connected || x->forced)
 			continue;
-		if (now - x->last_ms >= stall) {
-			curl_multi_remove_handle(h->multi, x->easy);
-			list_remove(&h->active, x);
-			h->nactive--;
-			force(x, CAIRN_HTTP_STALL, "");
-			finish(h, x, CURLE_OPERATION_TIMEDOUT, 0);
-			xfer_free(x);
-		} else if (x->last_ms + stall - now < wait) {
-			wait = x->last_ms + stall - now;
+		if (!x->file && !x->status_seen && x->first_byte_ms > 0 &&
+		    x->req_ms + x->first_byte_ms <= due) {
+			due = x->req_ms + x->first_byte_ms;
+			o = CAIRN_HTTP_SILENT;
+		}
+		if (!x->file && h->rate_need) {
+			int64_t rd = cairn_http__rate_due(&x->rate);
+			if (rd <= now && !cairn_http__rate_slow(&x->rate, now))
+				rd = INT64_MAX;
+			if (rd < due) {
+				due = rd;
+				o = CAIRN_HTTP_SLOW;
+			}
+		}
+		if (due > now) {
+			if (due - now < wait)
+				wait = due - now;
+			continue;
+		}
+		if (o == CAIRN_HTTP_SLOW) {
+			char d[128];
+			snprintf(d, sizeof(d),
+				 "%" PRIu64 " bytes in the last %ld s, below the minimum of %ld "
+				 "bytes/s",
+				 cairn_http__rate_in_window(&x->rate, now),
+				 h->cfg.min_rate_window_s, h->cfg.min_rate);
+			end_active(h, x, o, d);
+		} else {
+			end_active(h, x, o, "");
 		}
 	}
 	return (int)wait;
 }
 
 /*
- * Once a server is marked down, the transfers to it that are still waiting
- * for a connection would only wait out the same connect timeout one after
- * another: end them now.  Transfers already connected go on.
+ * Once a server is marked down, the transfers to it that have no answer yet
+ * (waiting for a connection, or connected without a status line) would
+ * only wait out the same timeout one after another: end them now.
+ * Transfers that have their status line go on.
  */
 static void sweep_down(struct cairn_http *h)
 {
@@ -1134,7 +1410,8 @@ static void sweep_down(struct cairn_http *h)
 
 	for (x = h->active; x; x = next) {
 		next = x->next;
-		if (!x->req.server || !x->req.server->down || x->connected || x->forced)
+		if (!x->req.server || x->req.server->state == CAIRN_HTTP_SERVER_UP || x->forced ||
+		    (x->connected && (x->status_seen || x->file)))
 			continue;
 		curl_multi_remove_handle(h->multi, x->easy);
 		list_remove(&h->active, x);
@@ -1146,32 +1423,35 @@ static void sweep_down(struct cairn_http *h)
 
 int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *err)
 {
-	int running = 0, rc, reap_n, wait_ms;
+	int running = 0, rc, wait_ms;
+	uint64_t done_before;
 	CURLMcode mc;
 
 	if (!h || h->in_step)
 		return cairn_error_set(err, CAIRN_EINVAL, "http: step called from a callback");
 	h->in_step = 1;
+	done_before = h->stats.requests;
 	rc = flush_queue(h, err);
 	if (rc < 0)
 		goto out;
 	mc = curl_multi_perform(h->multi, &running);
 	if (mc != CURLM_OK)
 		goto curl_fail;
-	reap_n = reap(h);
-	if (reap_n > 0)
-		sweep_down(h);
-	wait_ms = check_stalls(h, timeout_ms > 0 ? timeout_ms : 0);
-	if (reap_n == 0 && h->nactive > 0 && h->nqueued == 0 && wait_ms > 0) {
+	reap(h);
+	wait_ms = check_timers(h, timeout_ms > 0 ? timeout_ms : 0);
+	sweep_down(h);
+	wait_ms = (int)queue_wait(h, wait_ms);
+	/* Wait only when no callback ran: the caller may want to react. */
+	if (h->stats.requests == done_before && h->nactive + h->nqueued > 0 && wait_ms > 0) {
 		mc = curl_multi_poll(h->multi, NULL, 0, wait_ms + 1, NULL);
 		if (mc != CURLM_OK)
 			goto curl_fail;
 		mc = curl_multi_perform(h->multi, &running);
 		if (mc != CURLM_OK)
 			goto curl_fail;
-		if (reap(h) > 0)
-			sweep_down(h);
-		check_stalls(h, 0);
+		reap(h);
+		check_timers(h, 0);
+		sweep_down(h);
 	}
 	rc = (int)(h->nactive + h->nqueued);
 	goto out;

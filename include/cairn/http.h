@@ -21,13 +21,20 @@
  *   - A request streams its body to on_data; the body is bounded by
  *     max_body, checked against Content-Length as soon as the headers are
  *     in and again on every chunk.
- *   - Timeouts: connect (per connection attempt), stall (no byte received
- *     for stall_timeout_s seconds once the transfer has a connection,
- *     whether waiting for headers or in the middle of a body; checked by
- *     the client itself to the nearest few milliseconds, with curl's
- *     low-speed check, under a byte a second over the same time, behind
- *     it) and an optional total timeout.  Time spent queued for a free
- *     connection counts towards neither stall nor connect timeout.
+ *   - Timeouts and rates, checked by the client itself on every step to
+ *     within a few milliseconds; all but connect and total run from the
+ *     moment the transfer has a connection (time queued for a free
+ *     connection does not count):
+ *       connect: per connection attempt (CONNECT);
+ *       first byte: no status line within first_byte_timeout_ms of the
+ *         request going out (SILENT; the server is marked down);
+ *       minimum rate: bytes arriving, headers and body alike, but fewer
+ *         than min_rate * min_rate_window_s of them in the last
+ *         min_rate_window_s seconds (SLOW);
+ *       stall: nothing at all for stall_timeout_s (STALL);
+ *       total: an optional limit on the whole transfer (TIMEOUT).
+ *   - A request may ask to start later (delay_ms): it waits in the client's
+ *     queue, not in curl's, and cairn_http_step wakes up for it.
  *   - A body shorter than its Content-Length, or a chunked body cut off
  *     before its last chunk, is CAIRN_HTTP_SHORT, never success (curl's
  *     CURLE_PARTIAL_FILE; the received count is checked against
@@ -49,14 +56,19 @@
  * up.  See docs/http-client.md.
  *
  * Servers.  struct cairn_http_server is a binary cache base URL with its
- * /nix-cache-info (StoreDir, WantMassQuery, Priority) and a "down" mark: a
- * request through a server that ends with CAIRN_HTTP_CONNECT (refused,
- * DNS failure, TLS failure, no connection within the connect timeout)
- * marks the server down for the rest of the run; cairn_http_add then
- * refuses new requests to it, and requests queued for it or still
- * waiting for a connection end with CAIRN_HTTP_CONNECT at once instead of
- * each waiting out the connect timeout.  Connected transfers go on.  A server object may be shared
- * by several clients of one thread only.
+ * /nix-cache-info (StoreDir, WantMassQuery, Priority) and its health: up or
+ * down (why, since when) and counters of what its transfers met.  A
+ * request through a server that ends with CAIRN_HTTP_CONNECT (refused, DNS
+ * failure, TLS failure, no connection within the connect timeout) or
+ * CAIRN_HTTP_SILENT (connected, but no status line within the first-byte
+ * timeout) marks the server down for the rest of the run, and so does
+ * CAIRN_HTTP_SLOW when the client was configured with slow_marks_down.
+ * cairn_http_add then refuses new requests to it, and requests queued for
+ * it (delayed ones too), still waiting for a connection to it, or connected
+ * but without a status line yet end with CAIRN_HTTP_CONNECT at once
+ * instead of each waiting out a timeout.  Transfers that have their status
+ * line go on.  A server object may be shared by several clients of one
+ * thread only.
  *
  * nix-cache-info, as Nix's BinaryCacheStore::init reads it (checked against
  * NixOS/nix src/libstore/binary-cache-store.cc): the text is split into
@@ -88,10 +100,30 @@
  * StoreConfig "priority" setting (store.hh). */
 #define CAIRN_HTTP_DEFAULT_PRIORITY 0
 
+#define CAIRN_HTTP_DELAY_MAX_MS (24L * 3600 * 1000)   /* longest delay_ms */
+#define CAIRN_HTTP_TIMEOUT_MAX_MS (24L * 3600 * 1000) /* longest first-byte timeout */
+#define CAIRN_HTTP_MIN_RATE_MAX (1L << 30)	      /* largest min_rate, bytes/s */
+#define CAIRN_HTTP_RATE_WINDOW_MAX_S 3600	      /* longest min_rate_window_s */
+
 /* The client's settings; cairn_http_config_init fills in the defaults. */
 struct cairn_http_config {
-	long connect_timeout_ms;    /* per connection attempt; default 5000 */
-	long stall_timeout_s;	    /* no byte for this long fails; default 30 */
+	long connect_timeout_ms; /* per connection attempt; default 5000 */
+	/* From the request going out (the transfer has a connection) to its
+	 * status line; default 5000; 0: none (the stall timeout still
+	 * applies).  Ends with CAIRN_HTTP_SILENT and marks the server down. */
+	long first_byte_timeout_ms;
+	long stall_timeout_s; /* no byte for this long fails; default 30 */
+	/* Minimum rate: a transfer connected for at least min_rate_window_s
+	 * that received at least one byte but fewer than min_rate *
+	 * min_rate_window_s bytes (headers and body) in the last
+	 * min_rate_window_s seconds ends with CAIRN_HTTP_SLOW.  A window with
+	 * no byte at all is left to the stall timeout.  min_rate in bytes/s,
+	 * default 1024, 0: off (curl's own check, under 1 byte/s over
+	 * stall_timeout_s, is then the last resort); window default 10. */
+	long min_rate;
+	long min_rate_window_s;
+	int slow_marks_down;	    /* a SLOW transfer marks its server down too;
+				       default 0: the server's slow counter only */
 	long total_timeout_s;	    /* whole transfer; 0 (default) for none */
 	long max_host_connections;  /* per host; default 8 */
 	long max_total_connections; /* all hosts; default 64 */
@@ -160,11 +192,44 @@ void cairn_http_server_set_info(struct cairn_http_server *s,
 				const struct cairn_http_cache_info *info);
 /* Borrowed; priority CAIRN_HTTP_DEFAULT_PRIORITY until set_info. */
 const struct cairn_http_cache_info *cairn_http_server_info(const struct cairn_http_server *s);
-/* Mark down (reason copied, truncated) or up again. */
+/* Mark down (reason copied, truncated; state CAIRN_HTTP_SERVER_DOWN) or up
+ * again.  Marking up keeps the counters. */
 void cairn_http_server_mark_down(struct cairn_http_server *s, const char *reason);
 void cairn_http_server_mark_up(struct cairn_http_server *s);
 /* The reason it is down (borrowed, until the next mark), or NULL when up. */
 const char *cairn_http_server_down(const struct cairn_http_server *s);
+
+/* Up, or down and why; the client marks a server down after one transfer
+ * with the outcome named (see the opening comment). */
+enum cairn_http_server_state {
+	CAIRN_HTTP_SERVER_UP = 0,
+	CAIRN_HTTP_SERVER_DOWN,	       /* by cairn_http_server_mark_down */
+	CAIRN_HTTP_SERVER_UNREACHABLE, /* after CAIRN_HTTP_CONNECT */
+	CAIRN_HTTP_SERVER_SILENT,      /* after CAIRN_HTTP_SILENT */
+	CAIRN_HTTP_SERVER_SLOW,	       /* after CAIRN_HTTP_SLOW, with slow_marks_down */
+};
+
+/* A short static name: "up", "down", "unreachable", "silent", "slow". */
+const char *cairn_http_server_state_name(enum cairn_http_server_state st);
+
+/* What the transfers through a server met, since cairn_http_server_new. */
+struct cairn_http_server_health {
+	enum cairn_http_server_state state;
+	const char *down_reason; /* NULL when up; borrowed until the next mark */
+	int64_t down_since;	 /* Unix time (s) of the mark; 0 when up */
+	uint64_t requests;	 /* finished, any outcome */
+	uint64_t ok;		 /* CAIRN_HTTP_OK */
+	uint64_t unreachable;	 /* CAIRN_HTTP_CONNECT after a connection attempt
+				    (not requests ended because it was down) */
+	uint64_t silent;	 /* CAIRN_HTTP_SILENT */
+	uint64_t slow;		 /* CAIRN_HTTP_SLOW */
+	uint64_t stalls;	 /* CAIRN_HTTP_STALL */
+};
+
+void cairn_http_server_health(const struct cairn_http_server *s,
+			      struct cairn_http_server_health *out);
+/* Transfers through s that ended CAIRN_HTTP_SLOW; non-zero means "slow". */
+uint64_t cairn_http_server_slow(const struct cairn_http_server *s);
 
 /* ---- requests -------------------------------------------------------- */
 
@@ -193,6 +258,8 @@ enum cairn_http_outcome {
 	CAIRN_HTTP_TIMEOUT,   /* total timeout */
 	CAIRN_HTTP_TOO_LARGE, /* body longer than max_body */
 	CAIRN_HTTP_ABORTED,   /* a callback returned an error */
+	CAIRN_HTTP_SILENT,    /* no status line within the first-byte timeout */
+	CAIRN_HTTP_SLOW,      /* bytes arriving, but under the minimum rate */
 };
 
 /* A short static name ("stall", "short", "too-large"...). */
@@ -222,9 +289,9 @@ enum cairn_http_advice {
 /*
  * What to do after a result: OK is DONE; network errors, stalls, short
  * bodies, 5xx, 408 and 429 are RETRY_RANGE (the caller bounds its retries
- * and checks Accept-Ranges); connect failures, total timeout, other 4xx
- * (404 above all), other statuses and too-large bodies are NEXT_SERVER;
- * ABORTED is GIVE_UP.
+ * and checks Accept-Ranges); connect failures, silent and slow servers,
+ * total timeout, other 4xx (404 above all), other statuses and too-large
+ * bodies are NEXT_SERVER; ABORTED is GIVE_UP.
  */
 enum cairn_http_advice cairn_http_advice(const struct cairn_http_result *r);
 
@@ -243,6 +310,11 @@ struct cairn_http_request {
 	uint64_t max_body;		  /* bytes of body; 0 for CAIRN_HTTP_NARINFO_MAX,
 					     capped at CAIRN_HTTP_BODY_MAX */
 	long total_timeout_s;		  /* 0: the client's */
+	long first_byte_timeout_ms;	  /* 0: the client's */
+	/* Not handed to curl before delay_ms after cairn_http_add (back-off
+	 * before a retry); 0 for at once; at most CAIRN_HTTP_DELAY_MAX_MS.
+	 * A request to a server marked down meanwhile ends at once. */
+	long delay_ms;
 	/*
 	 * Once the final response's headers are in.  Return 0 to go on,
 	 * non-zero to stop (outcome ABORTED).  For a non-2xx status the body
@@ -258,18 +330,21 @@ struct cairn_http_request {
 
 /*
  * Queue a request (the struct and url are copied; the server is
- * borrowed).  It starts on the next cairn_http_step.  Fails at once, without
- * on_done, with CAIRN_ENET when the server is marked down, CAIRN_ELIMIT when
- * the URL is too long, CAIRN_EINVAL for a scheme other than http(s) or a
- * missing on_done.
+ * borrowed).  It starts on the next cairn_http_step (or the first one after
+ * its delay).  Fails at once, without on_done, with CAIRN_ENET when the
+ * server is marked down, CAIRN_ELIMIT when the URL is too long, CAIRN_EINVAL
+ * for a scheme other than http(s), a missing on_done, or a negative or too
+ * long delay or first-byte timeout.
  */
 int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 		   struct cairn_error *err);
 
 /*
- * Run transfers, waiting at most timeout_ms for network activity, and call
- * the callbacks that are due.  Returns the number of requests not yet done
- * (queued or in flight), or a negative error when libcurl itself fails.
+ * Run transfers, waiting at most timeout_ms for network activity (or for
+ * the next timer: a timeout, the rate check, a delayed request's start),
+ * and call the callbacks that are due.  Returns the number of requests not
+ * yet done (delayed, queued or in flight), or a negative error when libcurl
+ * itself fails.
  */
 int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *err);
 

@@ -8,6 +8,11 @@
  *              request added from the previous one's on_done
  *   -s SEC     stall timeout           -c MS   connect timeout
  *   -T SEC     total timeout           -m N    max body bytes
+ *   -F MS      first-byte timeout (client)  -f MS  the same, per request
+ *   -L RATE    minimum rate, bytes/s (0: off)   -W SEC  its window
+ *   -Z         a slow transfer marks its server down (slow_marks_down)
+ *   -d MS      delay_ms of the requests given on the command line
+ *   -D MS      delay_ms of the requests added from on_done (-q, -R)
  *   -k N       max connections per host
  *   -r OFF     start at byte OFF (Range)
  *   -R         resume: when the advice is "retry-range", ask again from the
@@ -23,6 +28,8 @@
  *   result outcome=ok status=200 bytes=N advice=done sha256=HEX ms=N url=U msg=M
  * and at the end
  *   summary requests=N ok=N new_connections=N down=0|1 elapsed_ms=N
+ * and with -S the server's health:
+ *   health state=up requests=N ok=N unreachable=N silent=N slow=N stalls=N
  * Exit 0 when the client ran (whatever the outcomes), 1 on a usage or
  * library error.
  */
@@ -51,6 +58,7 @@ struct job {
 };
 
 static int opt_resume, opt_verbose, opt_info;
+static long opt_later_delay;
 static uint64_t n_ok;
 
 static double now_ms(void)
@@ -113,6 +121,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		       cairn_http_outcome_name(res->outcome), (unsigned long long)res->body_bytes,
 		       (unsigned long long)j->got, cairn_error_msg(&res->err));
 		j->req.range_start = j->got;
+		j->req.delay_ms = opt_later_delay;
 		cairn_error_init(&err);
 		if (cairn_http_add(j->h, &j->req, &err) == 0)
 			return;
@@ -144,6 +153,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		j->got = 0;
 		j->tries = 0;
 		j->req.range_start = 0;
+		j->req.delay_ms = opt_later_delay;
 		j->t0 = now_ms();
 		cairn_sha256_release(&j->sha);
 		cairn_sha256_init(&j->sha);
@@ -158,6 +168,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 static void usage(void)
 {
 	fprintf(stderr, "usage: http-client-test [-n N] [-q N] [-s S] [-c MS] [-T S] [-m N] "
+			"[-F MS] [-f MS] [-L RATE] [-W S] [-Z] [-d MS] [-D MS] "
 			"[-k N] [-r OFF] [-A CA] [-R] [-H] [-S] [-2] [-I] [-v] URL...\n");
 	exit(1);
 }
@@ -172,12 +183,13 @@ int main(int argc, char **argv)
 	struct job *jobs;
 	long count = 1, chain = 0;
 	uint64_t max_body = 0, range = 0;
+	long first_byte = 0, delay = 0;
 	int head = 0, use_server = 0, h2 = 0, opt, first;
 	size_t njobs, k = 0;
 	double t0;
 
 	cairn_http_config_init(&cfg);
-	while ((opt = getopt(argc, argv, "n:q:s:c:T:m:k:r:A:RHS2Iv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:q:s:c:T:m:F:f:L:W:Zd:D:k:r:A:RHS2Iv")) != -1) {
 		switch (opt) {
 		case 'n': count = atol(optarg); break;
 		case 'q': chain = atol(optarg); break;
@@ -185,6 +197,13 @@ int main(int argc, char **argv)
 		case 'c': cfg.connect_timeout_ms = atol(optarg); break;
 		case 'T': cfg.total_timeout_s = atol(optarg); break;
 		case 'm': max_body = strtoull(optarg, NULL, 10); break;
+		case 'F': cfg.first_byte_timeout_ms = atol(optarg); break;
+		case 'f': first_byte = atol(optarg); break;
+		case 'L': cfg.min_rate = atol(optarg); break;
+		case 'W': cfg.min_rate_window_s = atol(optarg); break;
+		case 'Z': cfg.slow_marks_down = 1; break;
+		case 'd': delay = atol(optarg); break;
+		case 'D': opt_later_delay = atol(optarg); break;
 		case 'k': cfg.max_host_connections = atol(optarg); break;
 		case 'r': range = strtoull(optarg, NULL, 10); break;
 		case 'A': cfg.ca_file = optarg; break;
@@ -227,6 +246,8 @@ int main(int argc, char **argv)
 			j->req.url = j->url;
 			j->req.range_start = range;
 			j->req.max_body = max_body;
+			j->req.first_byte_timeout_ms = first_byte;
+			j->req.delay_ms = delay;
 			j->req.on_headers = on_headers;
 			j->req.on_data = on_data;
 			j->req.on_done = on_done;
@@ -251,6 +272,18 @@ int main(int argc, char **argv)
 	       now_ms() - t0);
 	if (srv && cairn_http_server_down(srv))
 		printf("down-reason %s\n", cairn_http_server_down(srv));
+	if (srv) {
+		struct cairn_http_server_health hl;
+		cairn_http_server_health(srv, &hl);
+		printf(
+		    "health state=%s requests=%llu ok=%llu unreachable=%llu silent=%llu slow=%llu "
+		    "stalls=%llu slow_fn=%llu down_since=%lld\n",
+		    cairn_http_server_state_name(hl.state), (unsigned long long)hl.requests,
+		    (unsigned long long)hl.ok, (unsigned long long)hl.unreachable,
+		    (unsigned long long)hl.silent, (unsigned long long)hl.slow,
+		    (unsigned long long)hl.stalls, (unsigned long long)cairn_http_server_slow(srv),
+		    (long long)hl.down_since);
+	}
 	free(jobs);
 	cairn_http_server_free(srv);
 	cairn_http_free(h);

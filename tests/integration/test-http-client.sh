@@ -1,7 +1,8 @@
-# lib/http.c against real servers on 127.0.0.1: a python3 server that
-# misbehaves on purpose (tests/integration/http-test-server.py) and nginx
-# speaking HTTP/2 over TLS (and h2c where libcurl can reuse it).  Driven by
-# $BUILDDIR/tests/integration/http-client-test; about 20 s in all.
+# lib/http.c against real servers on 127.0.0.1: two python3 servers that
+# misbehave on purpose (tests/integration/http-test-server.py, and
+# hostile-server.py for silent, trickling, resetting and truncating servers)
+# and nginx speaking HTTP/2 over TLS (and h2c where libcurl can reuse it).
+# Driven by $BUILDDIR/tests/integration/http-client-test; about 40 s in all.
 . "$SRCDIR/tests/integration/lib.sh"
 skip_unless python3 nginx sha256sum
 
@@ -136,6 +137,131 @@ check "silent TLS server: given up after the 1 s connect timeout ($ms ms)" test 
 # 11. total timeout is told apart from a stall
 out=$("$T" -s 10 -T 2 "$U/stall/100000")
 check "total timeout: outcome timeout" grep -q 'outcome=timeout .*advice=next-server' <<<"$out"
+
+# ---- a hostile server (hostile-server.py): silent and trickling servers,
+# resets, bad ranges, truncation and delayed retries.  Each case counts what
+# the client reported and what the server logged; times are safety bounds
+# far above what a correct client takes (the stall timeout is 20 s in all
+# of them, so a client that waits for it fails).
+python3 "$SRCDIR/tests/integration/hostile-server.py" --port-file "$TMP/hport" \
+  --log "$TMP/hlog" --hold 40 --lifetime 300 &
+hpid=$!
+cleanup_hooks+=("kill $hpid")
+for _ in $(seq 50); do [ -s "$TMP/hport" ] && break; sleep 0.1; done
+H="http://127.0.0.1:$(cat "$TMP/hport")"
+# hreqs PREFIX: requests the hostile server read whose path starts with PREFIX
+hreqs() { grep -c "^req .* path=$1" "$TMP/hlog" || true; }
+
+# 12. silent before the status line: SILENT after the first-byte timeout
+# (1 s), not the 20 s stall; next-server; the server is marked down
+out=$("$T" -S -s 20 -F 1000 "$H/silent" a.narinfo b.narinfo)
+echo "$out" | sed 's/^/  /' | cut -c1-200
+sum=$(grep '^summary' <<<"$out")
+check "silent server: both requests end silent, next-server" \
+  test "$(grep -c 'outcome=silent .*advice=next-server' <<<"$out")" = 2
+check "silent server: the message says no response within 1 s" \
+  grep -q "GET $H/silent/a.narinfo: no response within 1 s (no status line" <<<"$out"
+check "silent server: marked down" test "$(field down "$sum")" = 1
+check "silent server: health says silent, 2 silent transfers" \
+  grep -q '^health state=silent requests=2 ok=0 unreachable=0 silent=2 slow=0 stalls=0 ' <<<"$out"
+check "silent server: ended well before the 20 s stall ($(field elapsed_ms "$sum") ms)" \
+  test "$(field elapsed_ms "$sum")" -lt 10000
+
+# 13. once it is down, nobody waits on it: with one connection allowed, the
+# first request meets the silence; the two queued behind it end at once,
+# and the requests their callbacks add are refused: the server read one
+out=$("$T" -S -k 1 -q 2 -s 20 -F 1000 "$H/silent" q1 q2 q3 2>&1)
+echo "$out" | sed 's/^/  /' | cut -c1-200
+check "silent server, queued requests: one silent, two ended as its server is down" \
+  test "$(grep -c 'outcome=silent ' <<<"$out")/$(grep -c 'outcome=connect .*server is down: .*no response within 1 s' <<<"$out")" = 1/2
+check "silent server, later requests refused at once (3 refusals)" \
+  test "$(grep -c "http-client-test: http: $H/silent is down: " <<<"$out")" = 3
+check "silent server, queued requests: the server read exactly one of them" \
+  test "$(hreqs /silent/q)" = 1
+
+# 14. silent after the headers, and in the middle of the body: the stall
+# timeout (2 s here) as before, retry-range, the server stays up
+out=$("$T" -S -s 2 "$H" silent-headers/bytes/1000 silent-body/bytes/100000)
+line=$(grep "url=$H/silent-headers/" <<<"$out")
+check "silent after the headers: stall, retry-range" \
+  test "$(field outcome "$line")/$(field advice "$line")" = stall/retry-range
+line=$(grep "url=$H/silent-body/" <<<"$out")
+check "silent mid-body: stall after 50000 bytes, retry-range" \
+  test "$(field outcome "$line")/$(field bytes "$line")/$(field advice "$line")" = stall/50000/retry-range
+check "silent after the headers: nothing received for 2 s" \
+  grep -q "silent-headers/bytes/1000: stalled, nothing received for 2 s" <<<"$out"
+check "stalls: the server stays up" grep -q '^health state=up .* stalls=2 ' <<<"$out"
+
+# 15. a trickling body (a byte every 100 ms): SLOW once the 1 s window is
+# under 1000 bytes/s, saying so; the server stays up and counts it slow
+out=$("$T" -S -s 20 -L 1000 -W 1 "$H" trickle-body/bytes/300)
+echo "$out" | sed 's/^/  /' | cut -c1-220
+line=$(grep '^result' <<<"$out")
+check "trickling body: slow, next-server" \
+  test "$(field outcome "$line")/$(field advice "$line")" = slow/next-server
+check "trickling body: the message says what happened" \
+  grep -Eq "trickle-body/bytes/300: too slow: [0-9]+ bytes in the last 1 s, below the minimum of 1000 bytes/s" <<<"$line"
+check "trickling body: a few bytes delivered, not the whole body" test "$(field bytes "$line")" -lt 300
+check "trickling body: server up, one slow transfer" \
+  grep -q '^health state=up .* slow=1 .*slow_fn=1 ' <<<"$out"
+out=$("$T" -S -Z -s 20 -L 1000 -W 1 "$H" trickle-body/bytes/300)
+check "trickling body with slow_marks_down: the server is marked down as slow" \
+  grep -q '^health state=slow .* slow=1 ' <<<"$out"
+
+# 16. trickling headers: a byte every 100 ms is SLOW (the status line came
+# in time); a byte a second is SILENT (no status line within 2 s)
+out=$("$T" -S -s 20 -L 1000 -W 1 -F 2000 "$H" trickle-headers/bytes/100 trickle-headers-1000/bytes/100)
+echo "$out" | sed 's/^/  /' | cut -c1-220
+line=$(grep "url=$H/trickle-headers/" <<<"$out")
+check "trickling headers (100 ms a byte): slow, before any body byte" \
+  test "$(field outcome "$line")/$(field bytes "$line")" = slow/0
+check "trickling headers: the message counts header bytes" \
+  grep -Eq "too slow: [0-9]+ bytes in the last 1 s, below the minimum of 1000 bytes/s" <<<"$line"
+line=$(grep "url=$H/trickle-headers-1000/" <<<"$out")
+check "trickling headers (1 s a byte): silent, next-server" \
+  test "$(field outcome "$line")/$(field advice "$line")" = silent/next-server
+check "trickling headers: both ended well before the 20 s stall ($(field elapsed_ms "$(grep '^summary' <<<"$out")") ms)" \
+  test "$(field elapsed_ms "$(grep '^summary' <<<"$out")")" -lt 10000
+
+# 17. the first-byte timeout per request: 3 s for one request covers a
+# server that answers after 1.5 s, where the client's 1 s does not
+out=$("$T" -s 20 -F 1000 -f 3000 "$H/delay-1500/bytes/100")
+check "first-byte timeout per request: the longer one waits for the answer" \
+  grep -q "^result outcome=ok status=200 bytes=100 " <<<"$out"
+out=$("$T" -s 20 -F 1000 "$H/delay-1500/bytes/100")
+check "first-byte timeout: the client's 1 s does not" grep -q '^result outcome=silent ' <<<"$out"
+
+# 18. a reset in the middle of the body: network, retry-range, the bytes
+# before it delivered
+line=$("$T" -m 1000000 "$H/reset-body/bytes/100000" | grep '^result')
+check "reset mid-body: network error after 50000 bytes, retry-range" \
+  test "$(field outcome "$line")/$(field bytes "$line")/$(field advice "$line")" = network/50000/retry-range
+
+# 19. a Range answered with 200, and a 206 with the wrong Content-Range:
+# reported as they are (the caller's on_headers refuses both here)
+out=$("$T" -v -r 1000 -m 1000000 "$H/range200/bytes/100000" "$H/badrange/bytes/100000")
+check "Range answered with 200: status 200, no Content-Range" \
+  grep -q '^headers status=200 .*range=-1--1/-1 ' <<<"$out"
+check "206 with a wrong Content-Range: reported as sent (0-99999)" \
+  grep -q '^headers status=206 .*range=0-99999/100000 ' <<<"$out"
+check "both stopped by the caller: aborted, give-up" \
+  test "$(grep -c '^result outcome=aborted .*advice=give-up' <<<"$out")" = 2
+
+# 20. truncated twice, then whole: resumed with Range after a delay (700
+# ms) each time; the server saw each retry at least 700 ms after the
+# previous request, and the whole hashes right
+out=$("$T" -R -D 700 -m 1000000 "$H/truncate-2/bytes/100000")
+echo "$out" | sed 's/^/  /' | cut -c1-160
+check "truncated twice: two retries, then ok" \
+  test "$(grep -c '^retry outcome=short' <<<"$out")/$(field outcome "$(grep '^result' <<<"$out")")" = 2/ok
+check "truncated twice: the whole hashes right" \
+  test "$(field sha256 "$(grep '^result' <<<"$out")")" = "$(sha_of 100000 0)"
+check "truncated twice: the server read 3 requests" test "$(hreqs /truncate-2/bytes/100000)" = 3
+gaps=$(grep "^req .* path=/truncate-2/bytes/100000 " "$TMP/hlog" | sed 's/.* t=\([0-9.]*\) .*/\1/' |
+  awk 'NR > 1 { printf "%d ", $1 - prev } { prev = $1 }')
+echo "  retries arrived $gaps ms after the previous request"
+check "delay_ms: each retry reached the server at least 700 ms after the previous request" \
+  test "$(printf '%s\n' $gaps | awk '$1 >= 699' | wc -l)" = 2
 
 # ---- nginx: HTTP/2 multiplexing over TLS (ALPN), h2c where usable
 NG="$TMP/nginx"

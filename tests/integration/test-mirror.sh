@@ -169,7 +169,9 @@ mirror_stop
 
 # A miss does not hold its event loop: one loop, an upstream that takes 6 s
 # over one narinfo; hits (here a cached 404) are answered meanwhile (held,
-# they would take 5.5 s).
+# they would take 5.5 s).  The upstream sends its headers at once and its
+# body 6 s later: one silent for 6 s before its status line would be a
+# silent server (the HTTP client's first-byte timeout, 5 s).
 cat > "$TMP/slow-up.py" <<'PY'
 import http.server, sys, time
 class H(http.server.BaseHTTPRequestHandler):
@@ -178,12 +180,12 @@ class H(http.server.BaseHTTPRequestHandler):
             body = b"StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"
             self.send_response(200)
         else:
-            if self.path.startswith("/" + "1" * 32):
-                time.sleep(6)
             body = b"404 not found\n"
             self.send_response(404)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self.path.startswith("/" + "1" * 32):
+            time.sleep(6)
         self.wfile.write(body)
     def log_message(self, *a):
         pass

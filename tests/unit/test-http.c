@@ -1,6 +1,7 @@
 /* The parts of lib/http.c that need no network: nix-cache-info, response
- * headers, servers, advice, request validation.  Transfers are tested
- * against real servers in tests/integration/test-http-client.sh. */
+ * headers, servers and their health, advice, request validation, delayed
+ * requests, and the minimum-rate window on made-up clocks.  Transfers are
+ * tested against real servers in tests/integration/test-http-client.sh. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -183,6 +184,7 @@ static void test_servers(void **state)
 {
 	struct cairn_http_server *s = NULL;
 	struct cairn_http_cache_info info = {"/nix/store", 1, 10};
+	struct cairn_http_server_health hl;
 	struct cairn_error err;
 	char *url;
 
@@ -192,11 +194,31 @@ static void test_servers(void **state)
 	cairn_http_server_set_info(s, &info);
 	assert_int_equal(cairn_http_server_info(s)->priority, 10);
 	assert_null(cairn_http_server_down(s));
+	cairn_http_server_health(s, &hl);
+	assert_int_equal(hl.state, CAIRN_HTTP_SERVER_UP);
+	assert_null(hl.down_reason);
+	assert_int_equal(hl.down_since, 0);
+	assert_int_equal(hl.requests + hl.ok + hl.unreachable + hl.silent + hl.slow + hl.stalls, 0);
+	assert_int_equal(cairn_http_server_slow(s), 0);
 	cairn_http_server_mark_down(s, "refused");
 	assert_string_equal(cairn_http_server_down(s), "refused");
+	cairn_http_server_health(s, &hl);
+	assert_int_equal(hl.state, CAIRN_HTTP_SERVER_DOWN);
+	assert_string_equal(hl.down_reason, "refused");
+	assert_true(hl.down_since > 0);
 	cairn_http_server_mark_up(s);
 	assert_null(cairn_http_server_down(s));
+	cairn_http_server_health(s, &hl);
+	assert_int_equal(hl.state, CAIRN_HTTP_SERVER_UP);
+	assert_null(hl.down_reason);
+	assert_int_equal(hl.down_since, 0);
 	cairn_http_server_free(s);
+	assert_string_equal(cairn_http_server_state_name(CAIRN_HTTP_SERVER_UP), "up");
+	assert_string_equal(cairn_http_server_state_name(CAIRN_HTTP_SERVER_DOWN), "down");
+	assert_string_equal(cairn_http_server_state_name(CAIRN_HTTP_SERVER_UNREACHABLE),
+			    "unreachable");
+	assert_string_equal(cairn_http_server_state_name(CAIRN_HTTP_SERVER_SILENT), "silent");
+	assert_string_equal(cairn_http_server_state_name(CAIRN_HTTP_SERVER_SLOW), "slow");
 
 	s = NULL;
 	cairn_error_init(&err);
@@ -254,6 +276,8 @@ static void test_advice(void **state)
 	    {CAIRN_HTTP_TIMEOUT, 200, CAIRN_HTTP_NEXT_SERVER},
 	    {CAIRN_HTTP_TOO_LARGE, 200, CAIRN_HTTP_NEXT_SERVER},
 	    {CAIRN_HTTP_ABORTED, 200, CAIRN_HTTP_GIVE_UP},
+	    {CAIRN_HTTP_SILENT, 0, CAIRN_HTTP_NEXT_SERVER},
+	    {CAIRN_HTTP_SLOW, 200, CAIRN_HTTP_NEXT_SERVER},
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -278,12 +302,39 @@ static void test_requests_offline(void **state)
 	struct cairn_http *h = NULL;
 	struct cairn_http_server *s = NULL;
 	struct cairn_http_request req;
+	struct cairn_http_server_health hl;
 	struct cairn_error err;
 
 	cairn_http_config_init(&cfg);
+	assert_int_equal(cfg.first_byte_timeout_ms, 5000);
+	assert_int_equal(cfg.min_rate, 1024);
+	assert_int_equal(cfg.min_rate_window_s, 10);
+	assert_int_equal(cfg.slow_marks_down, 0);
 	cfg.stall_timeout_s = 0;
 	assert_int_equal(cairn_http_new(&h, &cfg, NULL), CAIRN_EINVAL);
 	assert_null(h);
+	cairn_http_config_init(&cfg);
+	cfg.first_byte_timeout_ms = -1;
+	assert_int_equal(cairn_http_new(&h, &cfg, NULL), CAIRN_EINVAL);
+	cairn_http_config_init(&cfg);
+	cfg.min_rate = -1;
+	assert_int_equal(cairn_http_new(&h, &cfg, NULL), CAIRN_EINVAL);
+	cairn_http_config_init(&cfg);
+	cfg.min_rate = CAIRN_HTTP_MIN_RATE_MAX + 1;
+	assert_int_equal(cairn_http_new(&h, &cfg, NULL), CAIRN_EINVAL);
+	cairn_http_config_init(&cfg);
+	cfg.min_rate_window_s = 0;
+	assert_int_equal(cairn_http_new(&h, &cfg, NULL), CAIRN_EINVAL);
+	cfg.min_rate_window_s = CAIRN_HTTP_RATE_WINDOW_MAX_S + 1;
+	assert_int_equal(cairn_http_new(&h, &cfg, NULL), CAIRN_EINVAL);
+	assert_null(h);
+	/* Off: no window needed; no first-byte timeout. */
+	cfg.min_rate = 0;
+	cfg.min_rate_window_s = 0;
+	cfg.first_byte_timeout_ms = 0;
+	assert_int_equal(cairn_http_new(&h, &cfg, NULL), 0);
+	cairn_http_free(h);
+	h = NULL;
 	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
 
 	memset(&req, 0, sizeof(req));
@@ -296,6 +347,14 @@ static void test_requests_offline(void **state)
 	req.url = "http://127.0.0.1:1/x";
 	assert_int_equal(cairn_http_add(h, &req, NULL), CAIRN_EINVAL);
 	req.method = CAIRN_HTTP_GET;
+	req.delay_ms = -1;
+	assert_int_equal(cairn_http_add(h, &req, NULL), CAIRN_EINVAL);
+	req.delay_ms = CAIRN_HTTP_DELAY_MAX_MS + 1;
+	assert_int_equal(cairn_http_add(h, &req, NULL), CAIRN_EINVAL);
+	req.delay_ms = 0;
+	req.first_byte_timeout_ms = -5;
+	assert_int_equal(cairn_http_add(h, &req, NULL), CAIRN_EINVAL);
+	req.first_byte_timeout_ms = 0;
 
 	/* A down server: refused at once, without on_done. */
 	assert_int_equal(cairn_http_server_new(&s, "http://127.0.0.1:1", 0, NULL), 0);
@@ -318,12 +377,167 @@ static void test_requests_offline(void **state)
 	assert_int_equal(cairn_http_step(h, 100, NULL), 0);
 	assert_int_equal(cairn_http_run(h, NULL), 0);
 
+	/* Delayed by an hour: queued, not started, still pending after a
+	 * step; when its server goes down it ends at the next step, without
+	 * waiting out the delay. */
+	cairn_http_server_mark_up(s);
+	req.delay_ms = 3600 * 1000;
+	assert_int_equal(cairn_http_add(h, &req, NULL), 0);
+	assert_int_equal(cairn_http_step(h, 0, NULL), 1);
+	assert_int_equal(done_calls, 1);
+	cairn_http_server_mark_down(s, "meanwhile");
+	assert_int_equal(cairn_http_step(h, 0, NULL), 0);
+	assert_int_equal(done_calls, 2);
+	req.delay_ms = 0;
+	cairn_http_server_health(s, &hl);
+	/* Both ended without a connection attempt: counted, but not as
+	 * unreachable. */
+	assert_int_equal(hl.requests, 2);
+	assert_int_equal(hl.unreachable, 0);
+
 	/* Freeing with requests still queued does not call on_done. */
 	cairn_http_server_mark_up(s);
 	assert_int_equal(cairn_http_add(h, &req, NULL), 0);
 	cairn_http_free(h);
-	assert_int_equal(done_calls, 1);
+	assert_int_equal(done_calls, 2);
 	cairn_http_server_free(s);
+}
+
+/* ---- the minimum-rate window, on made-up clocks ---------------------------- */
+
+#define RNEED 1000 /* 1000 bytes/s over 1 s */
+#define RWIN 1000
+
+static void test_rate_trickle(void **state)
+{
+	struct cairn_http__rate r;
+
+	/* 10 bytes every 100 ms: slow exactly one window after the start,
+	 * and the message counts the 100 bytes of that window. */
+	cairn_http__rate_start(&r, 0, RNEED, RWIN);
+	for (int64_t t = 100; t <= 1000; t += 100) {
+		assert_false(cairn_http__rate_slow(&r, t - 1));
+		cairn_http__rate_add(&r, t, 10);
+	}
+	assert_int_equal(cairn_http__rate_due(&r), 1000);
+	assert_true(cairn_http__rate_slow(&r, 1000));
+	assert_int_equal(cairn_http__rate_in_window(&r, 1000), 100);
+
+	/* Fast, then a byte every 100 ms: slow one window after the fast
+	 * part, with the 10 trickled bytes in the window. */
+	cairn_http__rate_start(&r, 0, RNEED, RWIN);
+	cairn_http__rate_add(&r, 10, 100000);
+	for (int64_t t = 110; t <= 1010; t += 100)
+		cairn_http__rate_add(&r, t, 1);
+	assert_int_equal(cairn_http__rate_due(&r), 1010);
+	assert_false(cairn_http__rate_slow(&r, 1009));
+	assert_true(cairn_http__rate_slow(&r, 1010));
+	assert_int_equal(cairn_http__rate_in_window(&r, 1010), 10);
+}
+
+static void test_rate_silence(void **state)
+{
+	struct cairn_http__rate r;
+
+	/* Nothing at all: never slow (the first-byte and stall timeouts'). */
+	cairn_http__rate_start(&r, 0, RNEED, RWIN);
+	assert_int_equal(cairn_http__rate_due(&r), INT64_MAX);
+	assert_false(cairn_http__rate_slow(&r, 100000));
+
+	/* Fast, then silent: never slow either. */
+	cairn_http__rate_add(&r, 10, 100000);
+	assert_int_equal(cairn_http__rate_due(&r), INT64_MAX);
+	assert_false(cairn_http__rate_slow(&r, 100000));
+
+	/* A little, then silent: slow while those bytes are in the window,
+	 * silence (not slow) once they have left it. */
+	cairn_http__rate_start(&r, 0, RNEED, RWIN);
+	cairn_http__rate_add(&r, 100, 10);
+	cairn_http__rate_add(&r, 200, 10);
+	assert_false(cairn_http__rate_slow(&r, 999));
+	assert_true(cairn_http__rate_slow(&r, 1000));
+	assert_true(cairn_http__rate_slow(&r, 1199));
+	assert_false(cairn_http__rate_slow(&r, 1200));
+}
+
+static void test_rate_steady(void **state)
+{
+	struct cairn_http__rate r;
+
+	/* Exactly the minimum, 100 bytes every 100 ms, for a minute: never
+	 * slow; one arrival 1 ms late makes it slow for that 1 ms. */
+	cairn_http__rate_start(&r, 0, RNEED, RWIN);
+	for (int64_t t = 1; t <= 60000; t++) {
+		if (t % 100 == 0)
+			cairn_http__rate_add(&r, t, 100);
+		assert_false(cairn_http__rate_slow(&r, t));
+		assert_true(cairn_http__rate_due(&r) > t);
+	}
+	assert_true(cairn_http__rate_slow(&r, 60100));
+	assert_int_equal(cairn_http__rate_in_window(&r, 60100), 900);
+	cairn_http__rate_add(&r, 60101, 100);
+	assert_false(cairn_http__rate_slow(&r, 60101));
+
+	/* More arrivals than slots within one window (a byte every 5 ms,
+	 * need never met): still slow exactly one window after the start. */
+	cairn_http__rate_start(&r, 0, 1000000, RWIN);
+	for (int64_t t = 5; t < 1000; t += 5)
+		cairn_http__rate_add(&r, t, 1);
+	assert_false(cairn_http__rate_slow(&r, 999));
+	assert_true(cairn_http__rate_slow(&r, 1000));
+}
+
+/* Random arrivals against the rule computed exactly from every arrival:
+ * the slots never say slow when the exact rule does not, and say it at
+ * most one slot's span (window / 62) after it does. */
+static void test_rate_random(void **state)
+{
+	enum { T = 30000 };
+	static uint64_t cum[T + 1]; /* bytes received up to and including ms t */
+	struct cairn_http__rate r;
+	uint32_t seed = 12345;
+	int64_t gran = RWIN / (CAIRN_HTTP__RATE_SLOTS - 2);
+	int fired = 0, late = 0;
+
+	for (int round = 0; round < 4; round++) {
+		int exact_since = -1;
+		cairn_http__rate_start(&r, 0, RNEED, RWIN);
+		cum[0] = 0;
+		for (int t = 1; t <= T; t++) {
+			uint64_t n = 0;
+			/* Phases of 3 s: fast, trickling, silent, bursty. */
+			int phase = (t / 3000 + round) % 4;
+			seed = seed * 1103515245u + 12345u;
+			uint32_t v = (seed >> 8) % 1000;
+			if (phase == 0 && v < 500)
+				n = 1 + v % 50;
+			else if (phase == 1 && v < 20)
+				n = 1 + v % 5;
+			else if (phase == 3 && v < 3)
+				n = 200 + v * 100;
+			cum[t] = cum[t - 1] + n;
+			if (n)
+				cairn_http__rate_add(&r, t, n);
+			uint64_t in = cum[t] - (t >= RWIN ? cum[t - RWIN] : 0);
+			int exact = t >= RWIN && in > 0 && in < RNEED;
+			int slots = cairn_http__rate_slow(&r, t);
+			if (slots) {
+				assert_true(exact);
+				assert_true(cairn_http__rate_in_window(&r, t) >= in);
+				fired++;
+			}
+			if (!exact)
+				exact_since = -1;
+			else if (exact_since < 0)
+				exact_since = t;
+			/* Slow by the exact rule for longer than a slot's
+			 * span: the slots must say so too. */
+			if (exact && t - exact_since > gran && !slots)
+				late++;
+		}
+	}
+	assert_true(fired > 0);
+	assert_int_equal(late, 0);
 }
 
 int main(void)
@@ -332,7 +546,9 @@ int main(void)
 	    cmocka_unit_test(test_cache_info),	     cmocka_unit_test(test_cache_info_bounds),
 	    cmocka_unit_test(test_headers),	     cmocka_unit_test(test_headers_hostile),
 	    cmocka_unit_test(test_servers),	     cmocka_unit_test(test_advice),
-	    cmocka_unit_test(test_requests_offline),
+	    cmocka_unit_test(test_requests_offline), cmocka_unit_test(test_rate_trickle),
+	    cmocka_unit_test(test_rate_silence),     cmocka_unit_test(test_rate_steady),
+	    cmocka_unit_test(test_rate_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

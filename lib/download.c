@@ -728,6 +728,8 @@ static void send_request(struct cairn_dl *d)
 	    .url = s->url,
 	    .range_start = d->range_start,
 	    .max_body = max,
+	    /* a retry after a cut body waits a little longer each time */
+	    .delay_ms = d->resumes ? (long)d->cfg.retry_delay_ms << (d->resumes - 1) : 0,
 	    .on_headers = on_headers,
 	    .on_data = on_data,
 	    .on_done = on_done,
@@ -779,6 +781,10 @@ int cairn_dl_start(struct cairn_dl **out, const struct cairn_dl_config *cfg,
 	d->cfg = *cfg;
 	if (!d->cfg.max_resumes)
 		d->cfg.max_resumes = 3;
+	if (!d->cfg.retry_delay_ms)
+		d->cfg.retry_delay_ms = 100;
+	if (d->cfg.max_resumes > 16)
+		d->cfg.max_resumes = 16; /* and so the doubling stays small */
 	d->ex = *ex;
 	memcpy(d->src, src, n * sizeof(*src));
 	d->n_src = n;

@@ -50,11 +50,13 @@ static void trust_answer(struct item *it, struct answer *a, struct cairn_trust_a
 	}
 }
 
-/* Servers by preference: nix-cache-info's Priority (lower first), then
- * the order given.  What Priority said may have come in meanwhile. */
-static int prio(const struct cairn_fetch *f, size_t i)
+/* Servers by preference: a demoted one last (its bytes failed
+ * verification); then nix-cache-info's Priority (lower first), then the
+ * order given.  What Priority said may have come in meanwhile. */
+static long prio(const struct cairn_fetch *f, size_t i)
 {
-	return cairn_http_server_info(f->servers[i].hs)->priority;
+	long p = cairn_http_server_info(f->servers[i].hs)->priority;
+	return f->servers[i].demoted ? p + ((long)1 << 40) : p;
 }
 
 static void preference(const struct cairn_fetch *f, size_t *order)
@@ -239,6 +241,20 @@ void fetch_decide(struct item *it, bool early)
 	int rc = cairn_trust_decide(ta, ns, it->path, &it->sp, &pol, v);
 	if (rc && early)
 		goto out; /* not yet: wait for more answers */
+	if (early) {
+		/* A demoted server is not the first asked for bytes while one
+		 * that is not could still answer. */
+		bool good_member = false, good_pending = false;
+		for (size_t k = 0; k < ns; k++) {
+			size_t si = order[k];
+			if (f->servers[si].demoted)
+				continue;
+			good_member |= ta[k].group == v->chosen;
+			good_pending |= it->ans[si].state == A_PENDING;
+		}
+		if (!good_member && good_pending)
+			goto out;
+	}
 	for (size_t k = 0; k < ns; k++) {
 		struct answer *a = &it->ans[order[k]];
 		a->group = ta[k].group;

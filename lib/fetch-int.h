@@ -33,7 +33,9 @@ struct item;
 struct server {
 	struct cairn_http_server *hs;
 	char *url;
-	size_t order; /* position given */
+	size_t order;	/* position given */
+	char *demoted;	/* why its bytes failed verification (now or remembered), or NULL */
+	bool demoted_now; /* in this run */
 };
 
 struct answer {

@@ -243,6 +243,21 @@ static void dl_finished(void *ctx, const struct cairn_dl_result *r)
 	struct item *it = ctx;
 	struct cairn_fetch *f = it->f;
 	f->downloads_active--;
+	for (size_t k = 0; k < CAIRN_DL_MAX_SOURCES && k < it->n_srcs; k++) {
+		if (!(r->verify_failed & ((uint64_t)1 << k)))
+			continue;
+		/* Its bytes failed verification: asked last, here and next time. */
+		struct server *s = &f->servers[it->srcs[k]];
+		if (!s->demoted_now) {
+			free(s->demoted);
+			s->demoted = strdup("its bytes failed verification");
+			s->demoted_now = true;
+			if (f->cfg.cache)
+				cairn_nicache_put_demoted(f->cfg.cache, s->url,
+							  "its bytes failed verification",
+							  fetch_wall_now(), NULL);
+		}
+	}
 	if (r->code) {
 		if (r->reason[0])
 			fetch_reason_add(it, "%s", r->reason);

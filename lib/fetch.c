@@ -158,6 +158,7 @@ void cairn_fetch_free(struct cairn_fetch *f)
 	for (size_t i = 0; i < f->n_servers; i++) {
 		cairn_http_server_free(f->servers[i].hs);
 		free(f->servers[i].url);
+		free(f->servers[i].demoted);
 	}
 	free(f->servers);
 	cairn_survey_free(f->survey); /* commits its cache batch */
@@ -311,6 +312,24 @@ void cairn_fetch_item(const struct cairn_fetch *f, size_t i, struct cairn_fetch_
 		r->in_place = it->in_place;
 		r->registered = it->registered;
 	}
+}
+
+size_t cairn_fetch_server_count(const struct cairn_fetch *f)
+{
+	return f->n_servers;
+}
+
+void cairn_fetch_server(const struct cairn_fetch *f, size_t i,
+			struct cairn_fetch_server_report *r)
+{
+	const struct server *s = &f->servers[i];
+	struct cairn_http_server_health h;
+	cairn_http_server_health(s->hs, &h);
+	r->url = s->url;
+	r->state = cairn_http_server_state_name(h.state);
+	r->reason = h.state == CAIRN_HTTP_SERVER_UP ? NULL : h.down_reason;
+	r->demoted = s->demoted;
+	r->demoted_now = s->demoted_now;
 }
 
 void cairn_fetch_progress(const struct cairn_fetch *f, struct cairn_fetch_progress *out)
@@ -534,6 +553,14 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 		int rc = cairn_dl_pool_new(&f->pool, f->cfg.threads, err);
 		if (rc)
 			return rc;
+	}
+	for (size_t i = 0; f->cfg.cache && i < f->n_servers; i++) {
+		char *why = NULL;
+		if (cairn_nicache_is_demoted(f->cfg.cache, f->servers[i].url, fetch_wall_now(), &why,
+					     NULL) == 1)
+			f->servers[i].demoted = why ? why : strdup("demoted");
+		else
+			free(why);
 	}
 	if (f->n_servers) {
 		/* Queries and nix-cache-info go out together: no server's

@@ -28,6 +28,9 @@ static const char schema_sql[] =
     " primary key (server, hashpart)) without rowid;"
     "CREATE INDEX IF NOT EXISTS narinfos_expires ON narinfos(expires);"
     "CREATE TABLE IF NOT EXISTS meta (key text primary key, value integer);"
+    /* A server whose bytes failed verification: asked last, for a while. */
+    "CREATE TABLE IF NOT EXISTS demotions (url text primary key, until integer not null,"
+    " reason text not null);"
     "PRAGMA user_version = 1;";
 
 enum stmt_id {
@@ -38,6 +41,8 @@ enum stmt_id {
 	S_IS_DOWN,
 	S_PUT_INFO,
 	S_GET_INFO,
+	S_PUT_DEMOTED,
+	S_IS_DEMOTED,
 	S_COUNT_
 };
 
@@ -53,6 +58,8 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_PUT_INFO] = "UPDATE servers SET info = ?2, info_expires = ?3 WHERE url = ?1",
     [S_GET_INFO] = "SELECT info FROM servers WHERE url = ?1 AND info_expires > ?2"
 		   " AND info IS NOT NULL",
+    [S_PUT_DEMOTED] = "INSERT OR REPLACE INTO demotions(url, until, reason) VALUES (?1, ?2, ?3)",
+    [S_IS_DEMOTED] = "SELECT reason FROM demotions WHERE url = ?1 AND until > ?2",
 };
 
 struct cairn_nicache {
@@ -71,6 +78,7 @@ void cairn_nicache_config_init(struct cairn_nicache_config *cfg)
 	cfg->negative_ttl = 3600;
 	cfg->info_ttl = 7 * 24 * 3600;
 	cfg->down_ttl = 600;
+	cfg->demote_ttl = 24 * 3600;
 	cfg->busy_timeout_ms = 5000;
 }
 
@@ -185,6 +193,7 @@ static int purge_locked(struct cairn_nicache *c, int64_t now, struct cairn_error
 	    "UPDATE servers SET down_until = NULL, down_reason = NULL WHERE down_until <= ?1",
 	    ("DELETE FROM servers WHERE info IS NULL AND down_until IS NULL AND NOT EXISTS"
 	     " (SELECT 1 FROM narinfos WHERE server = servers.id)"),
+	    "DELETE FROM demotions WHERE until <= ?1",
 	    "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_purge', ?1)",
 	};
 	int gone = 0;
@@ -239,7 +248,7 @@ int cairn_nicache_open(struct cairn_nicache **out, const struct cairn_nicache_co
 		cfg = &dflt;
 	}
 	if (!ttl_ok(cfg->positive_ttl) || !ttl_ok(cfg->negative_ttl) || !ttl_ok(cfg->info_ttl) ||
-	    !ttl_ok(cfg->down_ttl) || cfg->busy_timeout_ms < 0 || now < 0 || now > INT64_MAX / 2)
+	    !ttl_ok(cfg->down_ttl) || !ttl_ok(cfg->demote_ttl) || cfg->busy_timeout_ms < 0 || now < 0 || now > INT64_MAX / 2)
 		return cairn_error_set(err, CAIRN_EINVAL, "nicache: invalid settings");
 	if (sqlite3_threadsafe() == 0)
 		return cairn_error_set(err, CAIRN_EUNSUPPORTED,
@@ -560,6 +569,53 @@ int cairn_nicache_put_down(struct cairn_nicache *c, const char *server_url, cons
 		rc = step_done(c, st, err);
 	}
 	return write_end(c, own, rc, err);
+}
+
+int cairn_nicache_put_demoted(struct cairn_nicache *c, const char *server_url,
+			      const char *reason, int64_t now, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int own, rc;
+	if (!c)
+		return cairn_error_set(err, CAIRN_EINVAL, "nicache: no handle");
+	if ((rc = check_url(server_url, err)) < 0 || (rc = check_now(now, err)) < 0)
+		return rc;
+	if (!reason)
+		reason = "";
+	size_t rlen = strnlen(reason, CAIRN_NICACHE_REASON_MAX);
+	if ((rc = write_begin(c, &own, err)) < 0)
+		return rc;
+	st = stmt(c, S_PUT_DEMOTED);
+	sqlite3_bind_text(st, 1, server_url, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, expiry(now, -1, c->cfg.demote_ttl));
+	sqlite3_bind_text(st, 3, reason, (int)rlen, SQLITE_STATIC);
+	rc = step_done(c, st, err);
+	return write_end(c, own, rc, err);
+}
+
+int cairn_nicache_is_demoted(struct cairn_nicache *c, const char *server_url, int64_t now,
+			     char **reason, struct cairn_error *err)
+{
+	if (!c)
+		return cairn_error_set(err, CAIRN_EINVAL, "nicache: no handle");
+	int rc;
+	if ((rc = check_url(server_url, err)) < 0 || (rc = check_now(now, err)) < 0)
+		return rc;
+	sqlite3_stmt *st = stmt(c, S_IS_DEMOTED);
+	sqlite3_bind_text(st, 1, server_url, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		rc = 0;
+	} else if (rc != SQLITE_ROW) {
+		rc = sql_fail(c, err, "lookup");
+	} else {
+		rc = reason ? column_text(c, st, 0, reason, NULL, err) : 0;
+		if (rc == 0)
+			rc = 1;
+	}
+	sqlite3_reset(st);
+	return rc;
 }
 
 int cairn_nicache_is_down(struct cairn_nicache *c, const char *server_url, int64_t now,

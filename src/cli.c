@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cairn/buf.h"
+#include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
 #include "cairn/quote.h"
@@ -241,6 +242,51 @@ void cli_keyring_check(const struct cairn_keyring *kr)
 			cli_warn("%.*s", (int)(nl - l), l);
 	}
 	cairn_buf_release(&b);
+}
+
+int cli_http_option(int argc, char **argv, int *i, struct cairn_http_config *hc)
+{
+	static const char *const names[] = {"--connect-timeout", "--first-byte-timeout",
+					    "--stall-timeout", "--min-rate", "--rate-window"};
+	const char *a = argv[*i];
+	size_t k;
+	for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+		if (!strcmp(a, names[k]))
+			break;
+	if (k == sizeof(names) / sizeof(names[0]))
+		return 0;
+	if (*i + 1 >= argc) {
+		cli_error("%s needs a value", a);
+		return EXIT_USAGE;
+	}
+	const char *v = argv[++*i];
+	uint64_t n;
+	if (k == 3) {
+		if (cli_parse_size(v, &n) < 0 || n > CAIRN_HTTP_MIN_RATE_MAX) {
+			cli_error("%s: '%s' is not a size up to %ld", a, v, CAIRN_HTTP_MIN_RATE_MAX);
+			return EXIT_USAGE;
+		}
+		hc->min_rate = (long)n;
+		return 1;
+	}
+	if (cli_parse_ms(v, &n) < 0 || n == 0 || n > (uint64_t)CAIRN_HTTP_TIMEOUT_MAX_MS) {
+		cli_error("%s: '%s' is not a duration (ms, s, m, h) from 1ms to 1d", a, v);
+		return EXIT_USAGE;
+	}
+	switch (k) {
+	case 0: hc->connect_timeout_ms = (long)n; break;
+	case 1: hc->first_byte_timeout_ms = (long)n; break;
+	/* whole seconds, at least one */
+	case 2: hc->stall_timeout_s = (long)((n + 999) / 1000); break;
+	default:
+		hc->min_rate_window_s = (long)((n + 999) / 1000);
+		if (hc->min_rate_window_s > CAIRN_HTTP_RATE_WINDOW_MAX_S) {
+			cli_error("%s: at most %d s", a, CAIRN_HTTP_RATE_WINDOW_MAX_S);
+			return EXIT_USAGE;
+		}
+		break;
+	}
+	return 1;
 }
 
 int cli_write_all(int fd, const void *buf, size_t len)

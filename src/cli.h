@@ -117,6 +117,30 @@ int cli_load_keyring(struct cairn_keyring *kr, const char *arg);
 /* After the last --trusted-key: warn about a key held under two names. */
 void cli_keyring_check(const struct cairn_keyring *kr);
 
+struct cairn_http_config;
+/*
+ * The HTTP client's timeouts, the same options in every command that asks
+ * servers (fetch, challenge, weather):
+ *   --connect-timeout T     to connect (default 5s)
+ *   --first-byte-timeout T  from the request to the status line (default 5s)
+ *   --stall-timeout T       without a byte (default 30s)
+ *   --min-rate SIZE         slower than this over the window is slow (default 1K)
+ *   --rate-window T         (default 10s)
+ * Durations as cli_parse_ms; SIZE as cli_parse_size (0 turns the rate off).
+ * Returns 1 when argv[*i] was one (its value consumed), 0 when not, or
+ * EXIT_USAGE after saying what is wrong.
+ */
+int cli_http_option(int argc, char **argv, int *i, struct cairn_http_config *hc);
+/* Their lines for a usage text. */
+#define CLI_HTTP_OPTIONS_USAGE                                                                     \
+	"  --connect-timeout T   to connect to a server (default 5s)\n"                             \
+	"  --first-byte-timeout T  from a request to its status line; a server this\n"           \
+	"                        silent is down for the run (default 5s)\n"                          \
+	"  --stall-timeout T     with no byte received (default 30s)\n"                              \
+	"  --min-rate SIZE       a transfer slower than this over --rate-window is\n"               \
+	"                        ended as too slow (default 1K; 0: off)\n"                           \
+	"  --rate-window T       (default 10s)\n"
+
 struct cairn_survey;
 /* Store paths read from stdin by `weather -` and `challenge -`. */
 #define CLI_STDIN_PATHS_MAX ((size_t)1 << 30)

@@ -41,6 +41,7 @@ const char cmd_challenge_usage[] =
     "                type, executable bit, symlink target\n"
     "  --json        one JSON object on stdout\n"
     "  --jobs N      narinfo requests in flight at once (default 256)\n"
+    CLI_HTTP_OPTIONS_USAGE
     "\n"
     "Exit 0 when every item is identical, 2 when any differs, 1 when none\n"
     "differs but some are inconclusive.\n";
@@ -281,6 +282,7 @@ static void print_item_human(const struct cairn_challenge *c,
 
 /* Options; the paths are left in args. */
 struct opts {
+	struct cairn_http_config http;
 	const char **urls, **args;
 	size_t n_urls, n_args;
 	bool json, diff;
@@ -292,6 +294,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		int hr = cli_http_option(argc, argv, &i, &o->http);
+		if (hr == EXIT_USAGE)
+			return EXIT_USAGE;
+		if (hr == 1)
+			continue;
 		if (!strcmp(a, "--from") && i + 1 < argc) {
 			o->urls[o->n_urls++] = argv[++i];
 		} else if (!strcmp(a, "--store") && i + 1 < argc) {
@@ -395,12 +402,14 @@ int cmd_challenge(int argc, char **argv)
 		cli_error("out of memory");
 		goto out;
 	}
+	cairn_http_config_init(&o.http);
+	/* A server slower than the minimum rate: its items are unknown, at
+	 * once, rather than each waiting out a trickle. */
+	o.http.slow_marks_down = 1;
 	if ((ret = parse_opts(argc, argv, &o)) != EXIT_OK)
 		goto out;
 	ret = EXIT_FAIL;
-	struct cairn_http_config hc;
-	cairn_http_config_init(&hc);
-	if (cairn_http_new(&h, &hc, &err)) {
+	if (cairn_http_new(&h, &o.http, &err)) {
 		ret = cli_fail("cannot start the HTTP client", &err);
 		goto out;
 	}

@@ -51,8 +51,7 @@ const char cmd_fetch_usage[] =
     "  --jobs N              parallel downloads (default 8)\n"
     "  --threads N           threads that unpack and verify (default: one per\n"
     "                        CPU; 0 does it on the network thread)\n"
-    "  --connect-timeout S   seconds to connect before a server is down (default 5)\n"
-    "  --stall-timeout S     seconds without a byte before failing over (default 30)\n"
+    CLI_HTTP_OPTIONS_USAGE
     "  --cache-db FILE       the narinfo cache (default ~/.cache/cairn/narinfo.sqlite)\n"
     "  --no-cache            do not use the narinfo cache\n"
     "  --json                print a JSON summary on stdout\n"
@@ -66,7 +65,8 @@ struct opts {
 	size_t n_from;
 	const char *root, *nar_dir, *store_dir, *cache_db, *db;
 	bool closure, json, quiet, no_cache;
-	unsigned long require_sigs, jobs, connect_s, stall_s, threads, db_timeout_s;
+	unsigned long require_sigs, jobs, threads, db_timeout_s;
+	struct cairn_http_config http;
 	bool threads_set;
 };
 
@@ -254,6 +254,26 @@ static int print_json(struct cairn_fetch *f, double secs)
 		}
 		cairn_buf_putc(&b, '}');
 	}
+	cairn_buf_puts(&b, "],\"servers\":[");
+	for (size_t i = 0; i < cairn_fetch_server_count(f); i++) {
+		struct cairn_fetch_server_report s;
+		cairn_fetch_server(f, i, &s);
+		cairn_buf_puts(&b, i ? ",{\"url\":" : "{\"url\":");
+		json_str(&b, s.url);
+		cairn_buf_puts(&b, ",\"state\":");
+		json_str(&b, s.state);
+		if (s.reason) {
+			cairn_buf_puts(&b, ",\"reason\":");
+			json_str(&b, s.reason);
+		}
+		cairn_buf_printf(&b, ",\"demoted\":%s", s.demoted ? "true" : "false");
+		if (s.demoted) {
+			cairn_buf_puts(&b, ",\"demotedWhy\":");
+			json_str(&b, s.demoted);
+			cairn_buf_printf(&b, ",\"demotedNow\":%s", s.demoted_now ? "true" : "false");
+		}
+		cairn_buf_putc(&b, '}');
+	}
 	cairn_buf_printf(&b,
 			 "],\"fetched\":%zu,\"present\":%zu,\"failed\":%zu,\"downloadBytes\":%llu,"
 			 "\"seconds\":%.3f}\n",
@@ -367,7 +387,10 @@ int cmd_fetch(int argc, char **argv)
 	if (cli_wants_help(argc, argv))
 		return cli_usage(cmd_fetch_usage, true);
 	struct opts o = {
-	    .require_sigs = 1, .jobs = 8, .connect_s = 5, .stall_s = 30, .db_timeout_s = 30};
+	    .require_sigs = 1, .jobs = 8, .db_timeout_s = 30};
+	cairn_http_config_init(&o.http);
+	/* A server slower than the minimum rate is no use to this run. */
+	o.http.slow_marks_down = 1;
 	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
 	struct cairn_nicache *cache = NULL;
 	struct cairn_storedb_writer *db = NULL;
@@ -389,6 +412,13 @@ int cmd_fetch(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		bool has = i + 1 < argc;
+		int h = cli_http_option(argc, argv, &i, &o.http);
+		if (h == EXIT_USAGE) {
+			ret = EXIT_USAGE;
+			goto out;
+		}
+		if (h == 1)
+			continue;
 		if (!strcmp(a, "--from") && has) {
 			o.from[o.n_from++] = argv[++i];
 		} else if (!strcmp(a, "--trusted-key") && has) {
@@ -428,12 +458,6 @@ int cmd_fetch(int argc, char **argv)
 			if (!parse_num(a, argv[++i], 0, CAIRN_FETCH_MAX_THREADS, &o.threads))
 				goto out;
 			o.threads_set = true;
-		} else if (!strcmp(a, "--connect-timeout") && has) {
-			if (!parse_num(a, argv[++i], 1, 3600, &o.connect_s))
-				goto out;
-		} else if (!strcmp(a, "--stall-timeout") && has) {
-			if (!parse_num(a, argv[++i], 1, 3600, &o.stall_s))
-				goto out;
 		} else if (!strcmp(a, "-")) {
 			from_stdin = true;
 		} else if (a[0] == '-' && a[1]) {
@@ -484,8 +508,7 @@ int cmd_fetch(int argc, char **argv)
 		o.threads = n < 1 ? 1 : n > 16 ? 16 : (unsigned long)n;
 	}
 	cfg.threads = (unsigned)o.threads;
-	cfg.http.connect_timeout_ms = (long)o.connect_s * 1000;
-	cfg.http.stall_timeout_s = (long)o.stall_s;
+	cfg.http = o.http;
 
 	cairn_error_init(&err);
 	if (!o.no_cache) {
@@ -552,6 +575,13 @@ int cmd_fetch(int argc, char **argv)
 		if (rc == CAIRN_EBUSY)
 			locked_hint();
 		goto out;
+	}
+	for (size_t i = 0; i < cairn_fetch_server_count(f); i++) {
+		struct cairn_fetch_server_report s;
+		cairn_fetch_server(f, i, &s);
+		if (s.demoted_now)
+			cli_warn("%s: %s; it is asked last until a day has passed", s.url,
+				 s.demoted);
 	}
 	size_t failed = cairn_fetch_failed(f);
 	if (o.json && print_json(f, mono() - ui.t0)) {

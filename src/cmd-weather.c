@@ -33,6 +33,7 @@ const char cmd_weather_usage[] =
     "  --min-coverage PCT  exit 1 when any cache has less than PCT percent\n"
     "  --json              one JSON object on stdout instead of the table\n"
     "  --jobs N            narinfo requests in flight at once (default 256)\n"
+    CLI_HTTP_OPTIONS_USAGE
     "  --connections N     connections per cache (default 8)\n"
     "\n"
     "A cache that is down or answers garbage counts its paths as unknown,\n"
@@ -201,8 +202,19 @@ int cmd_weather(int argc, char **argv)
 		cli_error("out of memory");
 		goto out;
 	}
+	struct cairn_http_config hc;
+	cairn_http_config_init(&hc);
+	/* A server slower than the minimum rate: its items are unknown, at once. */
+	hc.slow_marks_down = 1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		int hr = cli_http_option(argc, argv, &i, &hc);
+		if (hr == EXIT_USAGE) {
+			ret = EXIT_USAGE;
+			goto out;
+		}
+		if (hr == 1)
+			continue;
 		if (!strcmp(a, "--from") && i + 1 < argc) {
 			urls[n_urls++] = argv[++i];
 		} else if (!strcmp(a, "--closure")) {
@@ -252,8 +264,6 @@ int cmd_weather(int argc, char **argv)
 	}
 	ret = EXIT_FAIL;
 
-	struct cairn_http_config hc;
-	cairn_http_config_init(&hc);
 	hc.max_host_connections = conns;
 	if (hc.max_total_connections < conns * (long)n_urls)
 		hc.max_total_connections = conns * (long)n_urls;

@@ -205,6 +205,24 @@ int cairn_fetch_run(struct cairn_fetch *f, struct cairn_error *err);
 /* Current counters (also from inside on_item). */
 void cairn_fetch_progress(const struct cairn_fetch *f, struct cairn_fetch_progress *out);
 
+/*
+ * A server's health after (or during) a run: its state as the HTTP client
+ * saw it ("up", "down", "unreachable", "silent", "slow"), why when not up,
+ * and whether it is demoted: its bytes failed verification, in this run
+ * or an earlier one the narinfo cache remembers, so it is asked last.
+ * Strings are borrowed until the next step or cairn_fetch_free.
+ */
+struct cairn_fetch_server_report {
+	const char *url;
+	const char *state;
+	const char *reason;	    /* NULL when up */
+	const char *demoted;	    /* why, or NULL */
+	bool demoted_now;	    /* by this run */
+};
+size_t cairn_fetch_server_count(const struct cairn_fetch *f);
+void cairn_fetch_server(const struct cairn_fetch *f, size_t i,
+			struct cairn_fetch_server_report *r);
+
 /* Items known to the engine (requested and closure), in the order added. */
 size_t cairn_fetch_item_count(const struct cairn_fetch *f);
 /* Report of item i < count; strings valid until cairn_fetch_free. */

@@ -64,6 +64,7 @@ struct cairn_nicache_config {
 	int64_t negative_ttl; /* default 3600 */
 	int64_t info_ttl;     /* nix-cache-info; default 7 days */
 	int64_t down_ttl;     /* a down server; default 600 */
+	int64_t demote_ttl;   /* a server whose bytes failed verification; default 1 day */
 	int busy_timeout_ms;  /* default 5000 */
 };
 
@@ -125,6 +126,17 @@ int cairn_nicache_put_down(struct cairn_nicache *c, const char *server_url, cons
  */
 int cairn_nicache_is_down(struct cairn_nicache *c, const char *server_url, int64_t now,
 			  char **reason, struct cairn_error *err);
+
+/*
+ * A server that sent bytes which failed verification (NarHash, FileHash,
+ * a NAR that does not parse) is demoted until now + demote_ttl: asked
+ * last, longer than a server that was only down.  is_demoted: 1 (with a
+ * malloc'ed *reason when reason is not NULL), 0, or a negative error.
+ */
+int cairn_nicache_put_demoted(struct cairn_nicache *c, const char *server_url,
+			      const char *reason, int64_t now, struct cairn_error *err);
+int cairn_nicache_is_demoted(struct cairn_nicache *c, const char *server_url, int64_t now,
+			     char **reason, struct cairn_error *err);
 
 /* A server's nix-cache-info text; max_age -1 for the configured TTL. */
 int cairn_nicache_put_info(struct cairn_nicache *c, const char *server_url, const char *text,

@@ -35,6 +35,9 @@ Modes (ARG in brackets is optional; sizes default to half the body):
   range200            ignore Range: always 200 with the whole body
   badrange            a Range request gets 206 with the whole body and
                       "Content-Range: bytes 0-(L-1)/L", not the range asked
+  cut200              a request without Range gets half its body and a clean
+                      close; a Range request gets 200 with the whole body
+  cutbadrange         the same cut; a Range request is answered as badrange
   truncate-N          the first N requests for this path (mode included) get
                       their body (or range) cut at half with a clean close
                       after the full Content-Length; later ones are whole
@@ -71,6 +74,7 @@ T0 = time.monotonic()
 
 MODES = {"normal", "silent", "silent-headers", "silent-body", "trickle-headers",
          "trickle-body", "hangup", "reset", "reset-body", "range200", "badrange",
+         "cut200", "cutbadrange",
          "truncate", "status", "delay"}
 
 opts = None
@@ -289,14 +293,14 @@ class Handler(socketserver.BaseRequestHandler):
         n = len(body)
         code, part, hdrs = 200, body, [("Accept-Ranges", "bytes"),
                                        ("Content-Type", self.content_type(rest))]
-        r = self.parse_range(rng, n) if rng and name != "range200" else None
+        r = self.parse_range(rng, n) if rng and name not in ("range200", "cut200") else None
         if r == "bad":
             self.send(self.head_bytes(416, [("Content-Range", "bytes */%d" % n),
                                             ("Content-Length", "0")]))
             return keep
         if r is not None:
             code = 206
-            if name == "badrange":
+            if name in ("badrange", "cutbadrange"):
                 hdrs.append(("Content-Range", "bytes 0-%d/%d" % (n - 1, n)))
             else:
                 part = body[r[0]:r[1] + 1]
@@ -322,6 +326,10 @@ class Handler(socketserver.BaseRequestHandler):
                 time.sleep(0.05)  # let the bytes arrive before the RST
                 self.rst()
             self.hold()
+        if name in ("cut200", "cutbadrange") and not rng and method != "HEAD":
+            self.send(head)
+            self.send(part[:len(part) // 2])
+            self.clean_close()
         if name == "truncate":
             key = (arg, path)
             with count_lock:

@@ -225,6 +225,22 @@ static void test_down(void **state)
 	free(reason);
 }
 
+/* A verification failure demotes a server for a day, longer than down. */
+static void test_demoted(void **state)
+{
+	struct fx *f = *state;
+	char *reason = NULL;
+	assert_int_equal(cairn_nicache_is_demoted(f->c, S2, T0, &reason, NULL), 0);
+	assert_int_equal(
+	    cairn_nicache_put_demoted(f->c, S2, "sent bytes that failed verification", T0, NULL), 0);
+	assert_int_equal(cairn_nicache_is_demoted(f->c, S2, T0 + DAY - 1, &reason, NULL), 1);
+	assert_string_equal(reason, "sent bytes that failed verification");
+	free(reason);
+	assert_int_equal(cairn_nicache_is_down(f->c, S2, T0 + 1, NULL, NULL), 0); /* not down */
+	assert_int_equal(cairn_nicache_is_demoted(f->c, S1, T0, NULL, NULL), 0);
+	assert_int_equal(cairn_nicache_is_demoted(f->c, S2, T0 + DAY, NULL, NULL), 0);
+}
+
 static void test_info(void **state)
 {
 	struct fx *f = *state;
@@ -519,6 +535,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_absent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_configured_ttls, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_down, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_demoted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_info, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),

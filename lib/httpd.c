@@ -337,14 +337,23 @@ static int bind_all(struct cairn_httpd *h, struct cairn_error *err)
 			return ret;
 		hints.ai_family = AF_UNSPEC;
 		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | (host[0] ? AI_NUMERICHOST : 0);
+		/* A name ("localhost") is resolved: one socket per --listen, on
+		 * its first IPv4 address when it has one (what "localhost" means
+		 * to most clients), else its first address. */
+		hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 		int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
 		if (gai != 0)
 			return cairn_error_set(err, CAIRN_EINVAL, "httpd: listen address '%s': %s",
 					       h->cfg.listen[i], gai_strerror(gai));
+		const struct addrinfo *pick = ai;
+		for (const struct addrinfo *a = ai; a; a = a->ai_next)
+			if (a->ai_family == AF_INET) {
+				pick = a;
+				break;
+			}
 		struct sockaddr_storage ss;
-		socklen_t sl = ai->ai_addrlen;
-		memcpy(&ss, ai->ai_addr, sl);
+		socklen_t sl = pick->ai_addrlen;
+		memcpy(&ss, pick->ai_addr, sl);
 		freeaddrinfo(ai);
 		for (unsigned t = 0; t < per; t++) {
 			int fd = open_listener((struct sockaddr *)&ss, sl, h->cfg.reuseport,

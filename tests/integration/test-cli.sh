@@ -35,6 +35,19 @@ check "mistyped action: did you mean" \
 check "mistyped nar action: did you mean" bash -c '"$CAIRN" nar lss 2>&1 | grep -q "did you mean .ls."'
 check "nothing close: no suggestion" bash -c '! "$CAIRN" xyzzy 2>&1 | grep -q "did you mean"'
 
+# --listen takes a name (issue 12.8)
+mkdir -p "$TMP/bc"
+cp -r "$VECTORS_DIR/nix/cache-xz/." "$TMP/bc/"
+"$CAIRN" publish --binary-cache "$TMP/bc" --listen localhost:0 --port-file "$TMP/lp" 2>"$TMP/lp.err" &
+lpid=$!
+cleanup_hooks+=("kill $lpid 2>/dev/null")
+for _ in $(seq 100); do [ -s "$TMP/lp" ] && break; sleep 0.05; done
+check "--listen localhost:0 resolves the name and serves on 127.0.0.1" \
+  bash -c 'curl -fsS "http://127.0.0.1:$(cat "$0")/nix-cache-info" | grep -q StoreDir' "$TMP/lp"
+kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null || true
+check "--listen no-such-host.invalid:0 is refused, naming it" \
+  bash -c 'out=$("$CAIRN" publish --binary-cache "$0" --listen no-such-host.invalid:0 2>&1); [ $? -ne 0 ] && grep -q "no-such-host.invalid:0" <<<"$out"' "$TMP/bc"
+
 # sizes and durations: a signed or spaced number is refused, not wrapped
 for v in ' -5' '+5' '-5' '5X' '' '18446744073709551616'; do
   check "--cache-max-size '$v' is a usage error naming it" bash -c \

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cairn/buf.h"
+#include "cairn/banned.h"
 
 void cairn_buf_init(struct cairn_buf *b, size_t max)
 {

@@ -17,6 +17,7 @@
 #include "cairn/storepath.h"
 #include "cairn/survey.h"
 #include "download.h"
+#include "cairn/banned.h"
 
 struct side_run;
 

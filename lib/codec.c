@@ -24,6 +24,7 @@
 #include <zstd_errors.h>
 
 #include "cairn/codec.h"
+#include "cairn/banned.h"
 
 /* zlib and libbz2 count input in unsigned int: feed them at most this. */
 #define CODEC_SLICE_MAX (1u << 30)
@@ -156,10 +157,10 @@ static int parse_int(const char *s, size_t len, int *out)
 		i = 1;
 	}
 	if (i == len || len - i > 7)
-		return -1;
+		return CAIRN_EFORMAT;
 	for (; i < len; i++) {
 		if (s[i] < '0' || s[i] > '9')
-			return -1;
+			return CAIRN_EFORMAT;
 		v = v * 10 + (s[i] - '0');
 	}
 	*out = (int)(neg ? -v : v);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "download.h"
+#include "cairn/banned.h"
 
 /* A piece of body for a worker, or an order to start over from byte 0. */
 struct chunk {

@@ -10,6 +10,7 @@
 
 #include "cairn/quote.h"
 #include "edge-int.h"
+#include "cairn/banned.h"
 
 char *edge_safe(char *out, size_t cap, const char *in, size_t len)
 {

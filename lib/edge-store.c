@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "edge-int.h"
+#include "cairn/banned.h"
 
 /* --- map -------------------------------------------------------------------- */
 

@@ -40,6 +40,7 @@
 #include "cairn/sign.h"
 #include "cairn/storepath.h"
 #include "edge-int.h"
+#include "cairn/banned.h"
 
 #define EDGE_CHUNK (256 * 1024)
 #define EDGE_WAKE (256 * 1024)
@@ -56,6 +57,7 @@
 /* Compressions one download is decompressed with at the same time (more
  * than one only when narinfos disagree about a URL). */
 #define EDGE_MAX_DECODERS 4
+#define SIZE_UNKNOWN (-1) /* no file size the claims agree on */
 /* A download whose temporary file cannot be written keeps its bytes in
  * memory for the clients streaming it: at most this much per download... */
 #define EDGE_MEM_WINDOW (16u * 1024 * 1024)
@@ -340,7 +342,7 @@ static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 	if (!cl || !cl->n)
 		return 0;
 	if (!(f->cand = malloc(claims_size(cl->n))))
-		return -1; /* not unchecked: not at all */
+		return CAIRN_ENOMEM; /* not unchecked: not at all */
 	memcpy(f->cand, cl, claims_size(cl->n));
 	for (size_t i = 0; i < cl->n; i++) {
 		const struct nar_claim *c = &cl->c[i];
@@ -457,17 +459,18 @@ static void ni_ent_free(struct ni_ent *n)
  * narinfo can change or remove it (see docs/cairn-mirror.md).
  */
 
-/* The table key of a narinfo URL: relative, without its query; -1 for an
- * absolute URL (the client fetches those itself) or one too long. */
+/* The table key of a narinfo URL: relative, without its query;
+ * CAIRN_EUNSUPPORTED for an absolute URL (the client fetches those itself),
+ * CAIRN_ELIMIT for one too long. */
 static int url_key(const char *url, char key[CAIRN_EDGE_KEY_MAX + 1])
 {
 	if (!url || strstr(url, "://"))
-		return -1;
+		return CAIRN_EUNSUPPORTED;
 	while (*url == '/')
 		url++;
 	size_t n = strcspn(url, "?#");
 	if (n > CAIRN_EDGE_KEY_MAX)
-		return -1;
+		return CAIRN_ELIMIT;
 	memcpy(key, url, n);
 	key[n] = 0;
 	return 0;
@@ -486,8 +489,8 @@ static int claim_same(const struct nar_claim *a, const struct nar_claim *b)
 }
 
 /*
- * What narinfo ni (of item) says about the file at URL group u; -1 when
- * nothing it says can be checked, or it contradicts itself.  With a
+ * What narinfo ni (of item) says about the file at URL group u;
+ * CAIRN_EFORMAT when nothing it says can be checked, or it contradicts itself.  With a
  * keyring, only NarHash and NarSize are signed: bytes are cacheable only
  * when they are checked against those, so a compressed file is
  * decompressed on the way even when FileHash is given.
@@ -511,7 +514,7 @@ static int claim_make(const struct cairn_edge *e, const struct cairn_narinfo *ni
 		/* an uncompressed nar is its own NarHash */
 		if ((fh && memcmp(u->file_hash.digest, c->nar_sha, 32)) ||
 		    (u->has_file_size && u->file_size != ni->nar_size))
-			return -1;
+			return CAIRN_EFORMAT;
 		c->has_file = 1;
 		memcpy(c->file_sha, c->nar_sha, 32);
 		c->file_size = (int64_t)ni->nar_size;
@@ -532,7 +535,7 @@ static int claim_make(const struct cairn_edge *e, const struct cairn_narinfo *ni
 		c->method = m;
 		c->cacheable = 1;
 	}
-	return c->has_file || c->by_nar ? 0 : -1;
+	return c->has_file || c->by_nar ? 0 : CAIRN_EFORMAT;
 }
 
 /*
@@ -924,14 +927,14 @@ static void attempt_next(struct fetch *f);
 
 /* --- a download's checks ------------------------------------------------------ */
 
-/* The file size every claim of f agrees on, or -1. */
+/* The file size every claim of f agrees on, or SIZE_UNKNOWN. */
 static int64_t cand_size(const struct fetch *f)
 {
-	int64_t size = -1;
+	int64_t size = SIZE_UNKNOWN;
 	for (size_t i = 0; f->cand && i < f->cand->n; i++) {
 		const struct nar_claim *c = &f->cand->c[i];
 		if (!c->has_file || c->file_size < 0 || (i && c->file_size != size))
-			return -1;
+			return SIZE_UNKNOWN;
 		size = c->file_size;
 	}
 	return size;
@@ -971,10 +974,12 @@ static int dec_start(struct fetch *f)
 				max = f->cand->c[j].nar_size;
 		struct decoder *d = &f->dec[f->n_dec++];
 		d->method = c->method;
-		if (cairn_codec_new(&d->codec, c->method, CAIRN_CODEC_DECOMPRESS,
-				    CAIRN_CODEC_LEVEL_DEFAULT, max, NULL) < 0 ||
-		    cairn_sha256_init(&d->sha) < 0)
-			return -1;
+		int rc = cairn_codec_new(&d->codec, c->method, CAIRN_CODEC_DECOMPRESS,
+					 CAIRN_CODEC_LEVEL_DEFAULT, max, NULL);
+		if (rc == 0)
+			rc = cairn_sha256_init(&d->sha);
+		if (rc < 0)
+			return rc;
 		d->sha_init = 1;
 	}
 	return 0;
@@ -1522,10 +1527,18 @@ static int any_up_locked(const struct cairn_edge *e)
 
 /*
  * Make sure the narinfo for hash is known (fetching it if needed, waiting
- * on this thread).  Returns 1 (present; *text a malloc'ed copy when text
- * is not NULL), 0 (absent), or -1 (upstreams failing and nothing stale);
- * with nowait, -2 where it would have to wait (the loop's question).
+ * on this thread).  Returns LOOKUP_PRESENT (*text a malloc'ed copy when
+ * text is not NULL), LOOKUP_ABSENT, LOOKUP_FAILED (upstreams failing and
+ * nothing stale, or out of memory); with nowait, LOOKUP_WOULD_WAIT where it
+ * would have to wait (the loop's question).
  */
+enum lookup {
+	LOOKUP_WOULD_WAIT = -2,
+	LOOKUP_FAILED = -1,
+	LOOKUP_ABSENT = 0,
+	LOOKUP_PRESENT = 1,
+};
+
 static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len,
 			  int64_t *max_age, int *stale_out, int nowait)
 {
@@ -1541,22 +1554,22 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 		*max_age = n->expires - now;
 		if (!n->text) {
 			pthread_mutex_unlock(&e->mu);
-			return 0;
+			return LOOKUP_ABSENT;
 		}
 		if (text) {
 			if (!(*text = malloc(n->len))) {
 				pthread_mutex_unlock(&e->mu);
-				return -1;
+				return LOOKUP_FAILED;
 			}
 			memcpy(*text, n->text, n->len);
 			*len = n->len;
 		}
 		pthread_mutex_unlock(&e->mu);
-		return 1;
+		return LOOKUP_PRESENT;
 	}
 	if (nowait) {
 		pthread_mutex_unlock(&e->mu);
-		return -2;
+		return LOOKUP_WOULD_WAIT;
 	}
 	if (n && n->text && (stale = malloc(n->len))) {
 		memcpy(stale, n->text, n->len);
@@ -1576,7 +1589,7 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 		} else {
 			free(stale);
 		}
-		return 1;
+		return LOOKUP_PRESENT;
 	}
 	char key[CAIRN_STORE_HASH_LEN + 16];
 	snprintf(key, sizeof(key), "%s.narinfo", hash);
@@ -1587,11 +1600,11 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 	count(joined ? e->c.coalesced : e->c.ni_misses, 1);
 	if (!f) {
 		free(stale);
-		return -1;
+		return LOOKUP_FAILED;
 	}
 	enum fstate st = fetch_wait(f, FS_OK, e->cfg.wait_ms);
 	if (st == FS_OK) {
-		rc = 1;
+		rc = LOOKUP_PRESENT;
 		*max_age = ttl_for(e->cfg.positive_ttl, -1);
 		if (text) {
 			/* the body is not touched again once the fetch is OK */
@@ -1599,25 +1612,25 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 				memcpy(*text, f->body.data, f->body.len);
 				*len = f->body.len;
 			} else {
-				rc = -1;
+				rc = LOOKUP_FAILED;
 			}
 		}
 	} else if (st == FS_FAIL && f->not_found) {
-		rc = 0;
+		rc = LOOKUP_ABSENT;
 		*max_age = e->cfg.negative_ttl;
 	} else if (stale) {
 		/* stale-if-error: every upstream is failing */
 		count(e->c.stale, 1);
 		*stale_out = 1;
 		*max_age = 0;
-		rc = 1;
+		rc = LOOKUP_PRESENT;
 		if (text) {
 			*text = stale;
 			*len = stale_len;
 			stale = NULL;
 		}
 	} else {
-		rc = -1;
+		rc = LOOKUP_FAILED;
 	}
 	free(stale);
 	fetch_unref(f);
@@ -1958,7 +1971,7 @@ static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const ch
 	int64_t max_age = 0;
 	int stale;
 	int rc = narinfo_lookup(e, hash, &text, &len, &max_age, &stale, 1);
-	if (rc == -2) {
+	if (rc == LOOKUP_WOULD_WAIT) {
 		struct miss *m = calloc(1, sizeof(*m));
 		if (!m)
 			return cairn_httpd_send_error(req, 503);
@@ -2037,7 +2050,7 @@ static int h_root(struct cairn_httpd_req *req, void *data)
 /*
  * The nix-cache-info served for an upstream's text: as it is, or with its
  * Priority line (as Nix reads it: the name before the first ':') replaced
- * by cfg.priority.  A malloc'ed copy in *out; -1 when out of memory.
+ * by cfg.priority.  A malloc'ed copy in *out; CAIRN_ENOMEM when out of memory.
  */
 static int info_render(const struct cairn_edge *e, const char *text, size_t len, char **out,
 		       size_t *olen)
@@ -2045,7 +2058,7 @@ static int info_render(const struct cairn_edge *e, const char *text, size_t len,
 	size_t cap = len + 64;
 	char *o = malloc(cap), *p = o;
 	if (!o)
-		return -1;
+		return CAIRN_ENOMEM;
 	if (e->cfg.priority < 0) {
 		memcpy(o, text, len);
 		*out = o;
@@ -2129,7 +2142,7 @@ static int h_cache_info(struct cairn_httpd_req *req, void *data)
 	pthread_mutex_lock(&e->mu);
 	int rc = cache_info_locked(e, &info, &len);
 	pthread_mutex_unlock(&e->mu);
-	if (rc == -2) {
+	if (rc == LOOKUP_WOULD_WAIT) {
 		struct miss *m = calloc(1, sizeof(*m));
 		if (!m)
 			return cairn_httpd_send_error(req, 503);

@@ -1,9 +1,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cairn/error.h"
+#include "cairn/banned.h"
 
 const char *cairn_strerror(int code)
 {
@@ -84,4 +86,17 @@ const char *cairn_error_msg(const struct cairn_error *err)
 	if (err->msg[0])
 		return err->msg;
 	return cairn_strerror(err->code);
+}
+
+void cairn_bug(const char *file, int line, const char *fmt, ...)
+{
+	/* The one place the library prints and stops: its own code is wrong,
+	 * and going on could do worse than stopping. */
+	va_list ap;
+	fprintf(stderr, "BUG: %s:%d: ", file, line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
 }

@@ -21,6 +21,7 @@
 #include "cairn/survey.h"
 #include "cairn/trust.h"
 #include "fetch-int.h"
+#include "cairn/banned.h"
 
 /* ---- deciding ------------------------------------------------------------ */
 

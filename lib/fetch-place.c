@@ -21,6 +21,7 @@
 #include "cairn/survey.h"
 #include "cairn/trust.h"
 #include "fetch-int.h"
+#include "cairn/banned.h"
 
 /* ---- where items go ------------------------------------------------------ */
 
@@ -289,7 +290,7 @@ static int dl_source(struct item *it, size_t si, struct cairn_dl_source *s)
 	const struct cairn_narinfo_url *u = choose_url(f, ni, &s->method);
 	if (!u) {
 		fetch_reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
-		return -1;
+		return CAIRN_EUNSUPPORTED;
 	}
 	s->label = f->servers[si].url;
 	s->server = strstr(u->url, "://") ? NULL : f->servers[si].hs;

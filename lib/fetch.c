@@ -25,6 +25,7 @@
 #include "cairn/survey.h"
 #include "cairn/trust.h"
 #include "fetch-int.h"
+#include "cairn/banned.h"
 
 double fetch_now_s(void)
 {

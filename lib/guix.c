@@ -17,6 +17,7 @@
 #include "cairn/guix.h"
 #include "cairn/hash.h"
 #include "sexp.h"
+#include "cairn/banned.h"
 
 #define GUIX_CURVE "Ed25519"
 
@@ -41,7 +42,7 @@ static int atom_to_fixed(const struct cairn_sexp_node *a, uint8_t *out, size_t o
 		n--;
 	}
 	if (n == 0 || n > outlen)
-		return -1;
+		return CAIRN_EFORMAT;
 	memset(out, 0, outlen - n);
 	memcpy(out + outlen - n, p, n);
 	return 0;

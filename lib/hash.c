@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "cairn/hash.h"
+#include "cairn/banned.h"
 
 static const char nix32_alphabet[] = "0123456789abcdfghijklmnpqrsvwxyz";
 

@@ -40,6 +40,7 @@
 #include "cairn/cairn.h"
 #include "cairn/http.h"
 #include "http-internal.h"
+#include "cairn/banned.h"
 
 struct cairn_http_server {
 	char *base_url;
@@ -284,18 +285,18 @@ static int parse_int(const char *s, size_t len, int *out)
 	if (i < len && (s[i] == '-' || s[i] == '+'))
 		neg = s[i++] == '-';
 	if (i == len)
-		return -1;
+		return CAIRN_EFORMAT;
 	for (; i < len; i++) {
 		if (s[i] < '0' || s[i] > '9')
-			return -1;
+			return CAIRN_EFORMAT;
 		v = v * 10 + (s[i] - '0');
 		if (v > (long long)INT32_MAX + 1)
-			return -1;
+			return CAIRN_EFORMAT;
 	}
 	if (neg)
 		v = -v;
 	if (v > INT32_MAX || v < INT32_MIN)
-		return -1;
+		return CAIRN_EFORMAT;
 	*out = (int)v;
 	return 0;
 }
@@ -614,17 +615,20 @@ static int name_is(const char *line, size_t nlen, const char *name)
 }
 
 /* A non-negative decimal int64 filling [s, end); -1 when it is not one. */
+/* What a header that should hold a number holds when it does not. */
+#define NOT_A_NUMBER ((int64_t)-1)
+
 static int64_t parse_u63(const char *s, const char *end)
 {
 	int64_t v = 0;
 
 	if (s == end)
-		return -1;
+		return NOT_A_NUMBER;
 	for (; s < end; s++) {
 		if (*s < '0' || *s > '9')
-			return -1;
+			return NOT_A_NUMBER;
 		if (v > (INT64_MAX - (*s - '0')) / 10)
-			return -1;
+			return NOT_A_NUMBER;
 		v = v * 10 + (*s - '0');
 	}
 	return v;
@@ -740,14 +744,14 @@ static int headers_complete(struct xfer *x)
 		snprintf(d, sizeof(d), "Content-Length %" PRId64 " is over the limit of %" PRIu64,
 			 r->content_length, x->max_body);
 		force(x, CAIRN_HTTP_TOO_LARGE, d);
-		return -1;
+		return CAIRN_ECANCELED;
 	}
 	if (x->req.on_headers) {
 		int rc = x->req.on_headers(x->req.ctx, r);
 		if (rc) {
 			x->callback_error = rc;
 			force(x, CAIRN_HTTP_ABORTED, "stopped by the headers callback");
-			return -1;
+			return CAIRN_ECANCELED;
 		}
 	}
 	return 0;

@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "cairn/httpd.h"
+#include "cairn/banned.h"
+
+#define NOT_HEX (-1)
 
 static int hexval(char c)
 {
@@ -20,7 +23,7 @@ static int hexval(char c)
 		return c - 'a' + 10;
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
-	return -1;
+	return NOT_HEX;
 }
 
 int cairn_httpd_safe_path(const char *urlpath, size_t len, char *out, size_t outsize,

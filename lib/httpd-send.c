@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "httpd-int.h"
+#include "cairn/banned.h"
 
 #define FILE_PIECE (64 * 1024)
 #define MAP_MIN HTTPD_MAP_MIN
@@ -490,13 +491,13 @@ static int parse_http_date(const char *s, size_t len, time_t *out)
 	char tmp[64];
 	struct tm tm;
 	if (len >= sizeof(tmp))
-		return -1;
+		return CAIRN_EFORMAT;
 	memcpy(tmp, s, len);
 	tmp[len] = '\0';
 	memset(&tm, 0, sizeof(tm));
 	const char *end = strptime(tmp, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 	if (!end || *end)
-		return -1;
+		return CAIRN_EFORMAT;
 	*out = timegm(&tm);
 	return 0;
 }
@@ -505,10 +506,10 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
 {
 	uint64_t v = 0;
 	if (len == 0 || len > 19)
-		return -1;
+		return CAIRN_EFORMAT;
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] < '0' || s[i] > '9')
-			return -1;
+			return CAIRN_EFORMAT;
 		v = v * 10 + (uint64_t)(s[i] - '0');
 	}
 	*out = v;

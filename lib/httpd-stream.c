@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "httpd-int.h"
+#include "cairn/banned.h"
 
 /* first allocation of a stream buffer; doubles up to stream_buffer */
 #define STREAM_MIN_BUFFER (16 * 1024)

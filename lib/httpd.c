@@ -53,6 +53,7 @@
 
 #include "cairn/cairn.h"
 #include "httpd-int.h"
+#include "cairn/banned.h"
 
 _Thread_local struct httpd_worker *httpd_tls_worker;
 
@@ -125,6 +126,8 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+static int find_real_parser(struct cairn_error *err);
+
 int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *cfg,
 		    struct cairn_error *err)
 {
@@ -137,6 +140,8 @@ int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *c
 	if (cfg->threads > CAIRN_HTTPD_MAX_THREADS)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: at most %d threads",
 				       CAIRN_HTTPD_MAX_THREADS);
+	if ((ret = find_real_parser(err)))
+		return ret;
 	if (cfg->max_request_line == 0 || cfg->max_header_bytes == 0 || cfg->stream_buffer == 0)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: limits must not be zero");
 
@@ -248,7 +253,7 @@ int cairn_httpd_counter_new(struct cairn_httpd *h, const char *name, const char 
 	}
 	struct cairn_httpd_counter *c = &h->counters[h->n_counters++];
 	memcpy(c->name, name, nl + 1);
-	strcpy(c->help, help);
+	memcpy(c->help, help, strlen(help) + 1); /* its length was checked above */
 	c->value = 0;
 	*out = c;
 	return 0;
@@ -592,19 +597,35 @@ static void mark_head(struct phr_header *fields, size_t *n, char *marker, size_t
 	*n = k;
 }
 
+/* picohttpparser's answers, which the hook must keep. */
+#define PHR_ERROR (-1)
+#define PHR_INCOMPLETE (-2)
+
+static phr_parse_request_fn real_parser;
+
+/* Found once, when a server is made: without it no server starts. */
+static int find_real_parser(struct cairn_error *err)
+{
+	if (__atomic_load_n(&real_parser, __ATOMIC_ACQUIRE))
+		return 0;
+	void *sym = dlsym(RTLD_NEXT, "phr_parse_request");
+	if (sym == NULL)
+		return cairn_error_set(err, CAIRN_EUNSUPPORTED,
+				       "httpd: libh2o's request parser (phr_parse_request) is not "
+				       "linked in");
+	phr_parse_request_fn fn;
+	memcpy(&fn, &sym, sizeof(fn));
+	__atomic_store_n(&real_parser, fn, __ATOMIC_RELEASE);
+	return 0;
+}
+
 int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
 		      const char **path, size_t *path_len, int *minor_version,
 		      struct phr_header *headers, size_t *num_headers, size_t last_len)
 {
-	static phr_parse_request_fn real;
-	phr_parse_request_fn fn = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
-	if (fn == NULL) {
-		void *sym = dlsym(RTLD_NEXT, "phr_parse_request");
-		if (sym == NULL)
-			abort(); /* only reached when libh2o is linked, which defines it */
-		memcpy(&fn, &sym, sizeof(fn));
-		__atomic_store_n(&real, fn, __ATOMIC_RELEASE);
-	}
+	phr_parse_request_fn fn = __atomic_load_n(&real_parser, __ATOMIC_ACQUIRE);
+	if (fn == NULL)
+		return PHR_ERROR; /* no server was made: nothing should parse here */
 	size_t max = *num_headers;
 	int r = fn(buf, len, method, method_len, path, path_len, minor_version, headers, num_headers,
 		   last_len);
@@ -635,7 +656,7 @@ int phr_parse_request(const char *buf, size_t len, const char **method, size_t *
 		mark_head(headers, num_headers, too_many_fields, sizeof(too_many_fields) - 1);
 		return (int)(q + 1 - buf);
 	}
-	return -2;
+	return PHR_INCOMPLETE;
 }
 
 /* 431 or 400 when the parser hook marked the head, else 0. */

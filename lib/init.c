@@ -5,6 +5,7 @@
 
 #include "cairn/cairn.h"
 #include "cairn/error.h"
+#include "cairn/banned.h"
 
 int cairn_init(void)
 {

@@ -11,6 +11,7 @@
 #include "cairn/hash.h"
 #include "cairn/keys.h"
 #include "cairn/narinfo.h"
+#include "cairn/banned.h"
 
 _Static_assert(CAIRN_NARINFO_MAX_SIGS <= 32, "nix_sigs_ok has a bit per Sig line");
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cairn/nar-diff.h"
+#include "cairn/banned.h"
 
 static int list_add(struct cairn_nar_list *l, const struct cairn_nar_node *n,
 		    struct cairn_error *err)

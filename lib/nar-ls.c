@@ -20,6 +20,7 @@
 #include "cairn/buf.h"
 #include "cairn/nar.h"
 #include "nar-internal.h"
+#include "cairn/banned.h"
 
 struct cairn_nar_ls {
 	struct cairn_buf b;

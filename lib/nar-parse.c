@@ -18,6 +18,7 @@
 
 #include "cairn/nar.h"
 #include "nar-internal.h"
+#include "cairn/banned.h"
 
 enum lex {
 	L_LEN,	/* 8-byte length of the next string */

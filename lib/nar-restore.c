@@ -31,6 +31,7 @@
 
 #include "cairn/nar.h"
 #include "nar-internal.h"
+#include "cairn/banned.h"
 
 #define TMP_TRIES 64
 

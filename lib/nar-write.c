@@ -25,6 +25,7 @@
 
 #include "cairn/nar.h"
 #include "nar-internal.h"
+#include "cairn/banned.h"
 
 #define WRITER_BUF (1u << 20)
 #define WRITER_MIN_READ (64u << 10)

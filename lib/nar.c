@@ -7,6 +7,7 @@
 
 #include "cairn/nar.h"
 #include "nar-internal.h"
+#include "cairn/banned.h"
 
 static const char *quote_n(char *out, size_t cap, const char *s, size_t len)
 {

@@ -11,6 +11,7 @@
 
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
+#include "cairn/banned.h"
 
 
 static char *xstrndup(const char *s, size_t n)

@@ -25,6 +25,7 @@
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
 #include "publish-int.h"
+#include "cairn/banned.h"
 
 #define CT_NARINFO "text/x-nix-narinfo"
 #define CT_NAR "application/x-nix-nar"

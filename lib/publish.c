@@ -25,6 +25,7 @@
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
 #include "publish-int.h"
+#include "cairn/banned.h"
 
 /* ---- a small string-keyed hash table ------------------------------------ */
 
@@ -1989,7 +1990,7 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	} else {
 		char h[256] = "localhost";
 		if (gethostname(h, sizeof(h) - 1) < 0 || !h[0])
-			strcpy(h, "localhost");
+			snprintf(h, sizeof(h), "localhost");
 		h[sizeof(h) - 1] = '\0';
 		p->host = xstrdup(h);
 	}

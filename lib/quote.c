@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cairn/quote.h"
+#include "cairn/banned.h"
 
 /* Length of the valid, displayable UTF-8 character at s, or 0. */
 static size_t utf8_ok(const unsigned char *s, size_t len)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sexp.h"
+#include "cairn/banned.h"
 
 /*
  * One walk over canonical bytes.  With nodes == NULL it only validates and

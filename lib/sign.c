@@ -10,6 +10,7 @@
 #include "cairn/hash.h"
 #include "cairn/narinfo.h"
 #include "cairn/sign.h"
+#include "cairn/banned.h"
 
 static bool is_space(char c)
 {

@@ -25,6 +25,7 @@
 
 #include "cairn/storedb-write.h"
 #include "cairn/storepath.h"
+#include "cairn/banned.h"
 
 /* Longest "schema" file read (a decimal version number). */
 #define SCHEMA_FILE_MAX 32

@@ -25,6 +25,7 @@
 #include "cairn/storedb.h"
 #include "cairn/storepath.h"
 #include "storedb-sql.h"
+#include "cairn/banned.h"
 
 #define HASHPART_LEN 32
 /* Paths read per transaction by cairn_storedb_foreach. */
@@ -177,7 +178,7 @@ static char *make_uri(const char *path, int immutable)
 			*p++ = hex[c & 15];
 		}
 	}
-	strcpy(p, suffix);
+	memcpy(p, suffix, strlen(suffix) + 1); /* the allocation counted it */
 	return uri;
 }
 

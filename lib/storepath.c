@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cairn/storepath.h"
+#include "cairn/banned.h"
 
 /* Longest piece of untrusted input quoted in an error message. */
 #define SHOW_MAX 96

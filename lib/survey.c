@@ -17,6 +17,7 @@
 #include "cairn/buf.h"
 #include "cairn/nicache.h"
 #include "cairn/storepath.h"
+#include "cairn/banned.h"
 
 struct path_ent {
 	char *path;

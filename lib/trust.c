@@ -9,6 +9,7 @@
 #include "cairn/hash.h"
 #include "cairn/narinfo.h"
 #include "cairn/trust.h"
+#include "cairn/banned.h"
 
 static int strp_cmp(const void *a, const void *b)
 {
@@ -44,6 +45,9 @@ bool cairn_trust_same_claim(const struct cairn_narinfo *a, const struct cairn_na
 	return true;
 }
 
+/* The signer table is full (64 distinct keys signed one item). */
+#define NO_SLOT (-1)
+
 /* The index of signer s in the verdict's table, added when new; -1 full. */
 static int signer_slot(struct cairn_trust_verdict *v, const struct cairn_signer *s)
 {
@@ -51,7 +55,7 @@ static int signer_slot(struct cairn_trust_verdict *v, const struct cairn_signer 
 		if (cairn_signer_same(&v->signers[i], s))
 			return (int)i;
 	if (v->n_signers >= CAIRN_VERIFY_MAX_SIGNERS)
-		return -1;
+		return NO_SLOT;
 	v->signers[v->n_signers] = *s;
 	return (int)v->n_signers++;
 }

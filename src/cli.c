@@ -16,6 +16,7 @@
 #include "cairn/quote.h"
 #include "cairn/survey.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char *cli_progname = "cairn";
 

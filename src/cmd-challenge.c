@@ -20,6 +20,7 @@
 #include "cairn/storepath.h"
 #include "cairn/survey.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char cmd_challenge_usage[] =
     "usage: cairn challenge --from URL [--from URL...] [--store ROOT [--db FILE]]\n"

@@ -19,6 +19,7 @@
 #include "cairn/storedb-write.h"
 #include "cairn/storepath.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char cmd_fetch_usage[] =
     "usage: cairn fetch --from URL [--from URL...] --trusted-key FILE [--trusted-key FILE...]\n"

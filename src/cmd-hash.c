@@ -11,6 +11,7 @@
 
 #include "cairn/hash.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char cmd_hash_usage[] =
 	"usage: cairn hash convert [--to FORMAT] [--type ALGO] HASH...\n"

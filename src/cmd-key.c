@@ -16,6 +16,7 @@
 #include "cairn/buf.h"
 #include "cairn/keys.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char cmd_key_usage[] =
     "usage: cairn key generate --format nix|guix [--secret FILE] [--public FILE] [NAME]\n"

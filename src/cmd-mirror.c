@@ -14,6 +14,7 @@
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char cmd_mirror_usage[] =
 	"usage: cairn mirror --upstream URL [--upstream URL]... --cache DIR [--max-size SIZE]\n"

@@ -13,6 +13,7 @@
 #include "cairn/hash.h"
 #include "cairn/nar.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char cmd_nar_usage[] =
     "usage: cairn nar dump PATH\n"

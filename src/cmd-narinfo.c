@@ -13,6 +13,7 @@
 #include "cairn/keys.h"
 #include "cairn/narinfo.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char cmd_narinfo_usage[] =
     "usage: cairn narinfo sign --key FILE [--key FILE...] [--host NAME] < NARINFO\n"

@@ -18,6 +18,7 @@
 #include "cairn/keys.h"
 #include "cairn/publish.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char cmd_publish_usage[] =
 	"usage: cairn publish [--store DIR] [--db FILE] [--binary-cache DIR] [--key FILE]...\n"

@@ -15,6 +15,7 @@
 #include "cairn/narinfo.h"
 #include "cairn/survey.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 const char cmd_weather_usage[] =
     "usage: cairn weather --from URL [--from URL...] [--closure] [--json]\n"

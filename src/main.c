@@ -8,6 +8,7 @@
 
 #include "cairn/cairn.h"
 #include "cli.h"
+#include "cairn/banned.h"
 
 static const struct cmd commands[] = {
 	{ "nar", cmd_nar, "write, read, hash, list and restore NAR archives", cmd_nar_usage },

@@ -68,4 +68,19 @@ void cairn_error_init(struct cairn_error *err);
 /* The detail message, or cairn_strerror(code) when there is none. */
 const char *cairn_error_msg(const struct cairn_error *err);
 
+/*
+ * Callbacks (the NAR parser's, the HTTP client's, the survey's, a codec's
+ * output): return 0 to go on, or a negative enum cairn_err to stop; the
+ * caller stops and reports that code (CAIRN_ECANCELED to stop without a
+ * failure of one's own).
+ */
+
+/*
+ * A broken invariant of cairn's own code, never of its input: say where
+ * and stop the program.  Bad input is an error code, never a BUG().
+ */
+#define BUG(...) cairn_bug(__FILE__, __LINE__, __VA_ARGS__)
+_Noreturn void cairn_bug(const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

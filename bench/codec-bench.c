@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cairn/codec.h"
+#include "../lib/codec-int.h"
 
 struct out {
 	unsigned char *p;

@@ -10,6 +10,7 @@
 #include "cairn/buf.h"
 #include "cairn/cairn.h"
 #include "cairn/guix.h"
+#include "../lib/guix-int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -24,6 +24,7 @@
 #include <zstd_errors.h>
 
 #include "cairn/codec.h"
+#include "codec-int.h"
 #include "cairn/banned.h"
 
 /* zlib and libbz2 count input in unsigned int: feed them at most this. */
@@ -103,10 +104,6 @@ const char *cairn_codec_nix_suffix(enum cairn_codec_method m)
 	return method_valid(m) ? methods[m].suffix : NULL;
 }
 
-int cairn_codec_level_default(enum cairn_codec_method m)
-{
-	return method_valid(m) ? methods[m].ldef : 0;
-}
 
 void cairn_codec_level_range(enum cairn_codec_method m, int *min, int *max)
 {

@@ -17,6 +17,7 @@
 #include "cairn/guix.h"
 #include "cairn/hash.h"
 #include "sexp.h"
+#include "guix-int.h"
 #include "cairn/banned.h"
 
 #define GUIX_CURVE "Ed25519"

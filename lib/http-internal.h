@@ -1,7 +1,7 @@
 /*
- * http-internal.h - the response-header parser and the minimum-rate window
- * of lib/http.c, exposed for the fuzz target and unit tests only; not part
- * of the public API.
+ * http-internal.h - what lib/http.c, http-server.c and http-parse.c share,
+ * and the response-header parser and minimum-rate window exposed for the
+ * fuzz target and unit tests; not part of the public API.
  */
 #ifndef CAIRN_HTTP_INTERNAL_H
 #define CAIRN_HTTP_INTERNAL_H
@@ -10,6 +10,36 @@
 #include <stdint.h>
 
 #include "cairn/http.h"
+#include "cairn/error.h"
+
+/* A server as http.c and http-server.c share it. */
+struct cairn_http_server {
+	char *base_url;
+	unsigned flags;
+	struct cairn_http_cache_info info;
+	enum cairn_http_server_state state;
+	char down_reason[CAIRN_ERROR_MSG_MAX];
+	struct cairn_http_server_health health; /* counters and down_since */
+};
+
+/* A server is down (in state st) from now, for reason. */
+void cairn_http__server_set_down(struct cairn_http_server *s, enum cairn_http_server_state st,
+				  const char *reason);
+
+/* URL rules shared by server creation and each request (http-server.c). */
+int cairn_http__url_scheme_ok(const char *url);
+int cairn_http__is_file_url(const char *url);
+/* A path under a file:// cache may not climb out: no "." or ".."
+ * segment, no '%', '?' or '#'. */
+int cairn_http__file_path_ok(const char *path);
+
+static inline int cairn_http__is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* A response as before its status line. */
+void cairn_http__response_reset(struct cairn_http_response *r);
 
 enum {
 	CAIRN_HTTP__HDR_FIELD = 0,  /* a header field (or a line without ':') */
@@ -63,5 +93,9 @@ int cairn_http__rate_slow(const struct cairn_http__rate *r, int64_t now);
 /* The bytes received in (now - window_ms, now], or more: slots that
  * straddle the edge count whole (exact to a slot when the rule holds). */
 uint64_t cairn_http__rate_in_window(const struct cairn_http__rate *r, int64_t now);
+
+/* Used by tests only, not part of the public API. */
+/* Transfers through s that ended CAIRN_HTTP_SLOW; non-zero means "slow". */
+uint64_t cairn_http_server_slow(const struct cairn_http_server *s);
 
 #endif

@@ -42,15 +42,6 @@
 #include "http-internal.h"
 #include "cairn/banned.h"
 
-struct cairn_http_server {
-	char *base_url;
-	unsigned flags;
-	struct cairn_http_cache_info info;
-	enum cairn_http_server_state state;
-	char down_reason[CAIRN_ERROR_MSG_MAX];
-	struct cairn_http_server_health health; /* counters and down_since */
-};
-
 struct xfer {
 	struct cairn_http *h;
 	CURL *easy;
@@ -90,312 +81,6 @@ struct cairn_http {
 	int in_step;
 	struct cairn_http_stats stats;
 };
-
-/* ---- config and servers ---------------------------------------------- */
-
-void cairn_http_config_init(struct cairn_http_config *cfg)
-{
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->connect_timeout_ms = 5000;
-	/* A binary cache answers a narinfo or starts a nar within well under a
-	 * second (CDNs, and servers that compress as they send); one that
-	 * has said nothing for 5 s, as long as the connect timeout, is one
-	 * nobody should wait on while another can answer. */
-	cfg->first_byte_timeout_ms = 5000;
-	cfg->stall_timeout_s = 30;
-	/* 1 KiB/s (8 kbit/s): below any link a user downloads over, even split
-	 * between 8 parallel downloads on a 64 kbit/s line; a server
-	 * trickling a byte a second is caught 10 s after it connects. */
-	cfg->min_rate = 1024;
-	cfg->min_rate_window_s = 10;
-	cfg->total_timeout_s = 0;
-	cfg->max_host_connections = 8;
-	cfg->max_total_connections = 64;
-	cfg->max_redirects = 5;
-	cfg->multiplex = 1;
-	cfg->user_agent = NULL;
-}
-
-int cairn_http_h2c_usable(void)
-{
-	unsigned v = curl_version_info(CURLVERSION_NOW)->version_num;
-
-	/* 7.88's connection-filter rewrite stacked a second HTTP/2 layer on
-	 * every reused prior-knowledge connection ("Error in the HTTP2
-	 * framing layer" from the second request on); fixed in 8.0.0
-	 * (curl issue #10634). */
-	return v < 0x075800 || v >= 0x080000;
-}
-
-static int url_scheme_ok(const char *url)
-{
-	return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
-}
-
-static int is_file_url(const char *url)
-{
-	return strncmp(url, "file://", 7) == 0;
-}
-
-/*
- * A file:// binary cache is the user's own directory; a path under it comes
- * from its narinfos, so it must not climb out: no "." or ".." segment, and
- * no '%' (curl would decode "%2e%2e"), '?' or '#'.
- */
-static int file_path_ok(const char *path)
-{
-	if (strpbrk(path, "%?#"))
-		return 0;
-	for (const char *p = path; *p;) {
-		const char *e = strchr(p, '/');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return 0;
-		p += n;
-		while (*p == '/')
-			p++;
-	}
-	return 1;
-}
-
-int cairn_http_server_new(struct cairn_http_server **out, const char *base_url, unsigned flags,
-			  struct cairn_error *err)
-{
-	struct cairn_http_server *s;
-	size_t len;
-
-	if (!out || !base_url)
-		return cairn_error_set(err, CAIRN_EINVAL, "http: server: no url");
-	len = strnlen(base_url, CAIRN_HTTP_URL_MAX + 1);
-	if (len > CAIRN_HTTP_URL_MAX)
-		return cairn_error_set(err, CAIRN_ELIMIT, "http: server url longer than %d bytes",
-				       CAIRN_HTTP_URL_MAX);
-	if (!url_scheme_ok(base_url) &&
-	    !(is_file_url(base_url) && base_url[7] == '/' && file_path_ok(base_url + 7)))
-		return cairn_error_set(err, CAIRN_EINVAL,
-				       "http: server '%.200s': only http://, https:// and "
-				       "file:///ABSOLUTE/PATH are supported",
-				       base_url);
-	if ((flags & CAIRN_HTTP_SERVER_H2_PRIOR_KNOWLEDGE) && !cairn_http_h2c_usable())
-		return cairn_error_set(err, CAIRN_EUNSUPPORTED,
-				       "http: server '%.200s': libcurl %s cannot reuse h2c "
-				       "(prior knowledge) connections; use https or plain HTTP/1.1",
-				       base_url, curl_version_info(CURLVERSION_NOW)->version);
-	while (len > 0 && base_url[len - 1] == '/')
-		len--;
-	s = calloc(1, sizeof(*s));
-	if (!s || !(s->base_url = strndup(base_url, len))) {
-		free(s);
-		return cairn_error_set(err, CAIRN_ENOMEM, "http: out of memory");
-	}
-	s->flags = flags;
-	s->info.priority = CAIRN_HTTP_DEFAULT_PRIORITY;
-	*out = s;
-	return 0;
-}
-
-void cairn_http_server_free(struct cairn_http_server *s)
-{
-	if (!s)
-		return;
-	free(s->base_url);
-	free(s);
-}
-
-const char *cairn_http_server_url(const struct cairn_http_server *s)
-{
-	return s->base_url;
-}
-
-void cairn_http_server_set_info(struct cairn_http_server *s,
-				const struct cairn_http_cache_info *info)
-{
-	s->info = *info;
-}
-
-const struct cairn_http_cache_info *cairn_http_server_info(const struct cairn_http_server *s)
-{
-	return &s->info;
-}
-
-static void server_set_down(struct cairn_http_server *s, enum cairn_http_server_state st,
-			    const char *reason)
-{
-	s->state = st;
-	s->health.down_since = (int64_t)time(NULL);
-	snprintf(s->down_reason, sizeof(s->down_reason), "%s", reason ? reason : "marked down");
-}
-
-void cairn_http_server_mark_down(struct cairn_http_server *s, const char *reason)
-{
-	server_set_down(s, CAIRN_HTTP_SERVER_DOWN, reason);
-}
-
-void cairn_http_server_mark_up(struct cairn_http_server *s)
-{
-	s->state = CAIRN_HTTP_SERVER_UP;
-	s->health.down_since = 0;
-	s->down_reason[0] = '\0';
-}
-
-const char *cairn_http_server_down(const struct cairn_http_server *s)
-{
-	return s->state != CAIRN_HTTP_SERVER_UP ? s->down_reason : NULL;
-}
-
-const char *cairn_http_server_state_name(enum cairn_http_server_state st)
-{
-	switch (st) {
-	case CAIRN_HTTP_SERVER_UP: return "up";
-	case CAIRN_HTTP_SERVER_DOWN: return "down";
-	case CAIRN_HTTP_SERVER_UNREACHABLE: return "unreachable";
-	case CAIRN_HTTP_SERVER_SILENT: return "silent";
-	case CAIRN_HTTP_SERVER_SLOW: return "slow";
-	}
-	return "unknown";
-}
-
-void cairn_http_server_health(const struct cairn_http_server *s,
-			      struct cairn_http_server_health *out)
-{
-	*out = s->health;
-	out->state = s->state;
-	out->down_reason = cairn_http_server_down(s);
-}
-
-uint64_t cairn_http_server_slow(const struct cairn_http_server *s)
-{
-	return s->health.slow;
-}
-
-/* ---- nix-cache-info ---------------------------------------------------- */
-
-static int is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
-
-/* A decimal int, optional sign, nothing else; 0 when it parses. */
-static int parse_int(const char *s, size_t len, int *out)
-{
-	long long v = 0;
-	int neg = 0;
-	size_t i = 0;
-
-	if (i < len && (s[i] == '-' || s[i] == '+'))
-		neg = s[i++] == '-';
-	if (i == len)
-		return CAIRN_EFORMAT;
-	for (; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return CAIRN_EFORMAT;
-		v = v * 10 + (s[i] - '0');
-		if (v > (long long)INT32_MAX + 1)
-			return CAIRN_EFORMAT;
-	}
-	if (neg)
-		v = -v;
-	if (v > INT32_MAX || v < INT32_MIN)
-		return CAIRN_EFORMAT;
-	*out = (int)v;
-	return 0;
-}
-
-int cairn_http_cache_info_parse(const char *text, size_t len, struct cairn_http_cache_info *out,
-				struct cairn_error *err)
-{
-	struct cairn_http_cache_info ci;
-	size_t pos = 0;
-
-	if (!text || !out)
-		return cairn_error_set(err, CAIRN_EINVAL, "nix-cache-info: no input");
-	if (len > CAIRN_HTTP_CACHE_INFO_MAX)
-		return cairn_error_set(err, CAIRN_ELIMIT, "nix-cache-info: longer than %u bytes",
-				       CAIRN_HTTP_CACHE_INFO_MAX);
-	if (memchr(text, '\0', len))
-		return cairn_error_set(err, CAIRN_EFORMAT, "nix-cache-info: contains a NUL byte");
-	memset(&ci, 0, sizeof(ci));
-	ci.priority = CAIRN_HTTP_DEFAULT_PRIORITY;
-
-	while (pos < len) {
-		const char *line = text + pos, *nl = memchr(line, '\n', len - pos);
-		size_t llen = nl ? (size_t)(nl - line) : len - pos;
-		const char *colon = memchr(line, ':', llen);
-		const char *v, *vend;
-		size_t nlen;
-
-		pos += llen + (nl ? 1 : 0);
-		if (!colon)
-			continue;
-		nlen = (size_t)(colon - line);
-		v = colon + 1;
-		vend = line + llen;
-		while (v < vend && is_space(*v))
-			v++;
-		while (vend > v && is_space(vend[-1]))
-			vend--;
-		if (nlen == 8 && memcmp(line, "StoreDir", 8) == 0) {
-			size_t vlen = (size_t)(vend - v);
-			if (vlen > CAIRN_HTTP_STORE_DIR_MAX)
-				return cairn_error_set(
-				    err, CAIRN_ELIMIT,
-				    "nix-cache-info: StoreDir longer than %d bytes",
-				    CAIRN_HTTP_STORE_DIR_MAX);
-			memcpy(ci.store_dir, v, vlen);
-			ci.store_dir[vlen] = '\0';
-		} else if (nlen == 13 && memcmp(line, "WantMassQuery", 13) == 0) {
-			ci.want_mass_query = (vend - v == 1 && *v == '1');
-		} else if (nlen == 8 && memcmp(line, "Priority", 8) == 0) {
-			int p;
-			/* Nix keeps the previous value when it does not parse. */
-			if (parse_int(v, (size_t)(vend - v), &p) == 0)
-				ci.priority = p;
-		}
-	}
-	*out = ci;
-	return 0;
-}
-
-/* ---- outcomes ------------------------------------------------------------ */
-
-const char *cairn_http_outcome_name(enum cairn_http_outcome o)
-{
-	switch (o) {
-	case CAIRN_HTTP_OK: return "ok";
-	case CAIRN_HTTP_STATUS: return "status";
-	case CAIRN_HTTP_NETWORK: return "network";
-	case CAIRN_HTTP_SHORT: return "short";
-	case CAIRN_HTTP_STALL: return "stall";
-	case CAIRN_HTTP_CONNECT: return "connect";
-	case CAIRN_HTTP_TIMEOUT: return "timeout";
-	case CAIRN_HTTP_TOO_LARGE: return "too-large";
-	case CAIRN_HTTP_ABORTED: return "aborted";
-	case CAIRN_HTTP_SILENT: return "silent";
-	case CAIRN_HTTP_SLOW: return "slow";
-	}
-	return "unknown";
-}
-
-enum cairn_http_advice cairn_http_advice(const struct cairn_http_result *r)
-{
-	switch (r->outcome) {
-	case CAIRN_HTTP_OK: return CAIRN_HTTP_DONE;
-	case CAIRN_HTTP_NETWORK:
-	case CAIRN_HTTP_SHORT:
-	case CAIRN_HTTP_STALL: return CAIRN_HTTP_RETRY_RANGE;
-	case CAIRN_HTTP_STATUS:
-		if (r->status >= 500 || r->status == 408 || r->status == 429)
-			return CAIRN_HTTP_RETRY_RANGE;
-		return CAIRN_HTTP_NEXT_SERVER;
-	case CAIRN_HTTP_CONNECT:
-	case CAIRN_HTTP_SILENT:
-	case CAIRN_HTTP_SLOW:
-	case CAIRN_HTTP_TIMEOUT:
-	case CAIRN_HTTP_TOO_LARGE: return CAIRN_HTTP_NEXT_SERVER;
-	case CAIRN_HTTP_ABORTED: return CAIRN_HTTP_GIVE_UP;
-	}
-	return CAIRN_HTTP_GIVE_UP;
-}
 
 /* ---- client -------------------------------------------------------------- */
 
@@ -465,91 +150,6 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- the minimum-rate window (http-internal.h) ---------------------------- */
-
-#define RATE_SLOT(r, i) (((r)->head + (i)) % CAIRN_HTTP__RATE_SLOTS)
-
-void cairn_http__rate_start(struct cairn_http__rate *r, int64_t now, uint64_t need,
-			    int64_t window_ms)
-{
-	r->window_ms = window_ms;
-	r->gran_ms = window_ms / (CAIRN_HTTP__RATE_SLOTS - 2);
-	if (r->gran_ms < 1)
-		r->gran_ms = 1;
-	r->start = now;
-	r->need = need;
-	r->total = 0;
-	/* A slot of no bytes at the start: before the first window is over
-	 * the rule compares with what arrived since then. */
-	r->head = 0;
-	r->n = 1;
-	r->t[0] = now;
-	r->cum[0] = 0;
-	/* No arrival joins it, so the first window ends exactly on time. */
-	r->tail_first = now - r->gran_ms;
-}
-
-void cairn_http__rate_add(struct cairn_http__rate *r, int64_t now, uint64_t n)
-{
-	unsigned tail = RATE_SLOT(r, r->n - 1);
-
-	if (n == 0)
-		return;
-	r->total += n;
-	if (now - r->tail_first < r->gran_ms) {
-		r->t[tail] = now;
-		r->cum[tail] = r->total;
-	} else {
-		if (r->n == CAIRN_HTTP__RATE_SLOTS) {
-			/* Full (steps came late): forget the oldest slot; the
-			 * next one stands for it, later, so never early. */
-			r->head = RATE_SLOT(r, 1);
-			r->n--;
-		}
-		tail = RATE_SLOT(r, r->n);
-		r->n++;
-		r->t[tail] = now;
-		r->cum[tail] = r->total;
-		r->tail_first = now;
-	}
-	/* A slot with at least need bytes after it can never again be the
-	 * edge of a window that holds fewer than need. */
-	while (r->n > 1 && r->total >= r->need && r->cum[r->head] <= r->total - r->need) {
-		r->head = RATE_SLOT(r, 1);
-		r->n--;
-	}
-}
-
-int64_t cairn_http__rate_due(const struct cairn_http__rate *r)
-{
-	/* The oldest slot holds the byte after which fewer than need bytes
-	 * arrived: once it is a window old, the window holds fewer than need,
-	 * and some, if a later slot exists.  Its last arrival is at or after
-	 * the start, so this is never before one window has passed. */
-	if (r->n < 2)
-		return INT64_MAX;
-	return r->t[r->head] + r->window_ms;
-}
-
-int cairn_http__rate_slow(const struct cairn_http__rate *r, int64_t now)
-{
-	unsigned tail = RATE_SLOT(r, r->n - 1);
-
-	return now >= cairn_http__rate_due(r) && r->t[tail] > now - r->window_ms;
-}
-
-uint64_t cairn_http__rate_in_window(const struct cairn_http__rate *r, int64_t now)
-{
-	uint64_t before = 0;
-	int found = 0;
-
-	for (unsigned i = 0; i < r->n && r->t[RATE_SLOT(r, i)] <= now - r->window_ms; i++) {
-		before = r->cum[RATE_SLOT(r, i)];
-		found = 1;
-	}
-	return found ? r->total - before : r->total;
-}
-
 static void xfer_free(struct xfer *x)
 {
 	if (!x)
@@ -607,114 +207,6 @@ void cairn_http_stats(const struct cairn_http *h, struct cairn_http_stats *out)
 	*out = h->stats;
 }
 
-/* ---- header parsing ------------------------------------------------------ */
-
-static int name_is(const char *line, size_t nlen, const char *name)
-{
-	return strlen(name) == nlen && strncasecmp(line, name, nlen) == 0;
-}
-
-/* A non-negative decimal int64 filling [s, end); -1 when it is not one. */
-/* What a header that should hold a number holds when it does not. */
-#define NOT_A_NUMBER ((int64_t)-1)
-
-static int64_t parse_u63(const char *s, const char *end)
-{
-	int64_t v = 0;
-
-	if (s == end)
-		return NOT_A_NUMBER;
-	for (; s < end; s++) {
-		if (*s < '0' || *s > '9')
-			return NOT_A_NUMBER;
-		if (v > (INT64_MAX - (*s - '0')) / 10)
-			return NOT_A_NUMBER;
-		v = v * 10 + (*s - '0');
-	}
-	return v;
-}
-
-static void copy_value(char *dst, size_t cap, const char *v, const char *end)
-{
-	size_t n = (size_t)(end - v);
-
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(dst, v, n);
-	dst[n] = '\0';
-}
-
-/* "bytes FIRST-LAST/TOTAL", "bytes FIRST-LAST/(star)" or "bytes (star)/TOTAL". */
-static void parse_content_range(struct cairn_http_response *r, const char *v, const char *end)
-{
-	const char *dash, *slash;
-
-	if (end - v < 6 || strncasecmp(v, "bytes", 5) != 0 || !is_space(v[5]))
-		return;
-	v += 6;
-	while (v < end && is_space(*v))
-		v++;
-	slash = memchr(v, '/', (size_t)(end - v));
-	if (!slash)
-		return;
-	if (end - slash == 2 && slash[1] == '*')
-		r->range_total = -1;
-	else
-		r->range_total = parse_u63(slash + 1, end);
-	dash = memchr(v, '-', (size_t)(slash - v));
-	if (dash) {
-		int64_t a = parse_u63(v, dash), b = parse_u63(dash + 1, slash);
-		if (a >= 0 && b >= a) {
-			r->range_first = a;
-			r->range_last = b;
-		}
-	}
-}
-
-static void parse_cache_control(struct cairn_http_response *r, const char *v, const char *end)
-{
-	int64_t maxage = -1, smaxage = -1;
-
-	while (v < end) {
-		const char *tok, *tend, *comma = memchr(v, ',', (size_t)(end - v));
-		const char *stop = comma ? comma : end;
-		const char *eq;
-
-		tok = v;
-		while (tok < stop && is_space(*tok))
-			tok++;
-		tend = stop;
-		while (tend > tok && is_space(tend[-1]))
-			tend--;
-		eq = memchr(tok, '=', (size_t)(tend - tok));
-		if (eq) {
-			const char *val = eq + 1, *vend = tend;
-			if (vend - val >= 2 && *val == '"' && vend[-1] == '"') {
-				val++;
-				vend--;
-			}
-			if (eq - tok == 7 && strncasecmp(tok, "max-age", 7) == 0)
-				maxage = parse_u63(val, vend);
-			else if (eq - tok == 8 && strncasecmp(tok, "s-maxage", 8) == 0)
-				smaxage = parse_u63(val, vend);
-		} else if ((tend - tok == 8 && strncasecmp(tok, "no-store", 8) == 0) ||
-			   (tend - tok == 8 && strncasecmp(tok, "no-cache", 8) == 0)) {
-			r->no_store = 1;
-		}
-		v = comma ? comma + 1 : end;
-	}
-	/* A shared cache (the narinfo cache is one) obeys s-maxage first. */
-	r->max_age = smaxage >= 0 ? smaxage : maxage;
-}
-
-static void response_reset(struct cairn_http_response *r)
-{
-	memset(r, 0, sizeof(*r));
-	r->content_length = -1;
-	r->range_first = r->range_last = r->range_total = -1;
-	r->max_age = -1;
-}
-
 static int status_ok(long status)
 {
 	return status >= 200 && status < 300;
@@ -757,61 +249,6 @@ static int headers_complete(struct xfer *x)
 	return 0;
 }
 
-int cairn_http__header_line(struct cairn_http_response *r, const char *buf, size_t len,
-			    int *has_location)
-{
-	const char *end = buf + len, *colon, *v;
-	size_t nlen;
-
-	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
-		/* A status line starts a new response (after a 1xx or a
-		 * redirect); earlier headers no longer apply. */
-		const char *p = buf + 5, *sp;
-		response_reset(r);
-		*has_location = 0;
-		if (end - p >= 3 && p[0] == '1' && p[1] == '.')
-			r->http_version = p[2] == '0' ? 10 : 11;
-		else if (end - p >= 1 && p[0] == '2')
-			r->http_version = 20;
-		sp = memchr(p, ' ', (size_t)(end - p));
-		if (sp && end - sp >= 4 && isdigit((unsigned char)sp[1]) &&
-		    isdigit((unsigned char)sp[2]) && isdigit((unsigned char)sp[3]))
-			r->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
-		return CAIRN_HTTP__HDR_STATUS;
-	}
-	while (end > buf && (end[-1] == '\n' || end[-1] == '\r'))
-		end--;
-	if (end == buf)
-		return CAIRN_HTTP__HDR_END;
-	colon = memchr(buf, ':', (size_t)(end - buf));
-	if (!colon)
-		return CAIRN_HTTP__HDR_FIELD;
-	v = colon + 1;
-	while (v < end && is_space(*v))
-		v++;
-	while (end > v && is_space(end[-1]))
-		end--;
-	nlen = (size_t)(colon - buf);
-	if (name_is(buf, nlen, "Content-Length"))
-		r->content_length = parse_u63(v, end);
-	else if (name_is(buf, nlen, "Content-Range"))
-		parse_content_range(r, v, end);
-	else if (name_is(buf, nlen, "Cache-Control"))
-		parse_cache_control(r, v, end);
-	else if (name_is(buf, nlen, "Accept-Ranges"))
-		r->accept_ranges = end - v == 5 && strncasecmp(v, "bytes", 5) == 0;
-	else if (name_is(buf, nlen, "Content-Type"))
-		copy_value(r->content_type, sizeof(r->content_type), v, end);
-	else if (name_is(buf, nlen, "Content-Encoding"))
-		copy_value(r->content_encoding, sizeof(r->content_encoding), v, end);
-	else if (name_is(buf, nlen, "Location"))
-		*has_location = 1;
-	return CAIRN_HTTP__HDR_FIELD;
-}
-
-/* Bytes arrived: the stall clock restarts and the rate window counts them.
- * curl hands headers over by whole lines, so a line trickled byte by byte
- * counts when it is complete. */
 static void received(struct xfer *x, size_t len)
 {
 	x->last_ms = mono_ms();
@@ -859,7 +296,7 @@ static int file_headers(struct xfer *x)
 	struct cairn_http_response *r = &x->resp;
 	curl_off_t cl = -1;
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-	response_reset(r);
+	cairn_http__response_reset(r);
 	r->http_version = 11;
 	r->accept_ranges = 1;
 	r->content_length = cl >= 0 ? (int64_t)cl : -1;
@@ -1048,8 +485,8 @@ int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 		memcpy(url, path, plen + 1);
 	/* file:// only under a file:// server: an absolute URL in a narinfo
 	 * must never make a client (or a mirror) read local files. */
-	int file = req->server && is_file_url(req->server->base_url);
-	if (file ? !file_path_ok(path) : !url_scheme_ok(url)) {
+	int file = req->server && cairn_http__is_file_url(req->server->base_url);
+	if (file ? !cairn_http__file_path_ok(path) : !cairn_http__url_scheme_ok(url)) {
 		cairn_error_set(err, CAIRN_EINVAL,
 				file ? "http: '%.200s': a path under a file:// cache may not "
 				       "hold '.', '..', '%%', '?' or '#'"
@@ -1075,7 +512,7 @@ int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 	if (x->max_body > CAIRN_HTTP_BODY_MAX)
 		x->max_body = CAIRN_HTTP_BODY_MAX;
 	snprintf(x->range, sizeof(x->range), "%" PRIu64 "-", req->range_start);
-	response_reset(&x->resp);
+	cairn_http__response_reset(&x->resp);
 	x->easy = curl_easy_init();
 	if (!x->easy || easy_setup(h, x) < 0) {
 		xfer_free(x);
@@ -1139,7 +576,7 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 	if (x->file && !x->forced) {
 		if (code == CURLE_FILE_COULDNT_READ_FILE) {
 			/* What a web server says of a file that is not there. */
-			response_reset(&x->resp);
+			cairn_http__response_reset(&x->resp);
 			x->resp.status = 404;
 			x->hdr_done = 1;
 			code = CURLE_OK;
@@ -1227,14 +664,14 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 				"request went out)",
 				method_name(x), x->url, (double)x->first_byte_ms / 1000.0);
 		if (x->req.server && x->req.server->state == CAIRN_HTTP_SERVER_UP)
-			server_set_down(x->req.server, CAIRN_HTTP_SERVER_SILENT, res.err.msg);
+			cairn_http__server_set_down(x->req.server, CAIRN_HTTP_SERVER_SILENT, res.err.msg);
 		break;
 	case CAIRN_HTTP_SLOW:
 		cairn_error_set(&res.err, ecode, "http: %s %s: too slow: %s", method_name(x),
 				x->url, x->detail);
 		if (h->cfg.slow_marks_down && x->req.server &&
 		    x->req.server->state == CAIRN_HTTP_SERVER_UP)
-			server_set_down(x->req.server, CAIRN_HTTP_SERVER_SLOW, res.err.msg);
+			cairn_http__server_set_down(x->req.server, CAIRN_HTTP_SERVER_SLOW, res.err.msg);
 		break;
 	case CAIRN_HTTP_TIMEOUT:
 		cairn_error_set(&res.err, ecode, "http: %s %s: not done within %ld s",
@@ -1244,7 +681,7 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 		cairn_error_set(&res.err, ecode, "http: %s %s: cannot connect: %s", method_name(x),
 				x->url, why);
 		if (x->req.server && x->req.server->state == CAIRN_HTTP_SERVER_UP)
-			server_set_down(x->req.server, CAIRN_HTTP_SERVER_UNREACHABLE, res.err.msg);
+			cairn_http__server_set_down(x->req.server, CAIRN_HTTP_SERVER_UNREACHABLE, res.err.msg);
 		break;
 	case CAIRN_HTTP_TOO_LARGE:
 		ecode = CAIRN_ELIMIT;

@@ -143,11 +143,36 @@ void httpd_maps_dispose(struct httpd_worker *w);
 /* At cairn_httpd_free: unmap what no response holds any more. */
 void httpd_maps_free(struct cairn_httpd *h);
 const char *httpd_reason(int status);
+
+/* httpd-listen.c: sockets, port file and privileges, at cairn_httpd_start */
+int httpd_bind_all(struct cairn_httpd *h, struct cairn_error *err);
+int httpd_adopt_systemd(struct cairn_httpd *h, struct cairn_error *err);
+int httpd_write_port_file(const char *path, int port, struct cairn_error *err);
+int httpd_drop_privileges(const char *user, struct cairn_error *err);
+
+/* httpd-hook.c: the interposed request parser marks a refused head with
+ * one of these field names (a space: no client can send them) */
+#define TOO_MANY_FIELDS "cairn too-many-fields"
+#define BAD_FRAMING "cairn bad-framing"
+/* Found once, when a server is made: without it no server starts. */
+int httpd_find_real_parser(struct cairn_error *err);
 /* "404 not found\n": the body of every error response; returns its length */
 size_t httpd_error_body(int status, char *body, size_t size);
 int httpd_is_head(const h2o_req_t *req);
 void httpd_stream_rx_cb(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages);
 /* Loop side, at the shutdown deadline: cancel every live stream's producer. */
 void httpd_streams_cancel_all(struct httpd_worker *w);
+
+/* Used by tests only, not part of the public API. */
+/*
+ * Find `key` in the query string and copy its value (not decoded) into
+ * out[outsize]; CAIRN_ENOENT when absent, CAIRN_ELIMIT when too long.
+ */
+int cairn_httpd_query_get(const struct cairn_httpd_req *req, const char *key, char *out,
+			  size_t outsize);
+/* The client's address as text ("127.0.0.1", "::1") into buf; 0 or CAIRN_EIO. */
+int cairn_httpd_req_peer(const struct cairn_httpd_req *req, char *buf, size_t bufsize);
+/* A redirect (301, 302, 307, 308) to `location` (copied), with a short body. */
+int cairn_httpd_send_redirect(struct cairn_httpd_req *req, int status, const char *location);
 
 #endif

@@ -55,12 +55,6 @@
 
 /* --- request accessors ------------------------------------------------------- */
 
-const char *cairn_httpd_req_method(const struct cairn_httpd_req *req, size_t *len)
-{
-	const h2o_req_t *r = httpd_h2o_const(req);
-	*len = r->method.len;
-	return r->method.base;
-}
 
 const char *cairn_httpd_req_path(const struct cairn_httpd_req *req, size_t *len)
 {

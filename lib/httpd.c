@@ -126,7 +126,6 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-static int find_real_parser(struct cairn_error *err);
 
 int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *cfg,
 		    struct cairn_error *err)
@@ -140,7 +139,7 @@ int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *c
 	if (cfg->threads > CAIRN_HTTPD_MAX_THREADS)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: at most %d threads",
 				       CAIRN_HTTPD_MAX_THREADS);
-	if ((ret = find_real_parser(err)))
+	if ((ret = httpd_find_real_parser(err)))
 		return ret;
 	if (cfg->max_request_line == 0 || cfg->max_header_bytes == 0 || cfg->stream_buffer == 0)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: limits must not be zero");
@@ -264,204 +263,6 @@ void cairn_httpd_counter_add(struct cairn_httpd_counter *c, uint64_t v)
 	__atomic_fetch_add(&c->value, v, __ATOMIC_RELAXED);
 }
 
-/* --- listening sockets ------------------------------------------------------- */
-
-/* Split "host:port", "[v6]:port", "*:port" into host (NULL for any) and port. */
-static int parse_listen(const char *spec, char *host, size_t hostsize, char *port, size_t portsize,
-			struct cairn_error *err)
-{
-	const char *colon, *hs = spec, *he;
-
-	if (spec[0] == '[') {
-		he = strchr(spec, ']');
-		if (!he || he[1] != ':')
-			goto bad;
-		hs = spec + 1;
-		colon = he + 1;
-	} else {
-		colon = strrchr(spec, ':');
-		if (!colon)
-			goto bad;
-		he = colon;
-	}
-	size_t hl = (size_t)(he - hs), pl = strlen(colon + 1);
-	if (hl >= hostsize || pl == 0 || pl >= portsize)
-		goto bad;
-	for (size_t i = 0; i < pl; i++)
-		if (colon[1 + i] < '0' || colon[1 + i] > '9')
-			goto bad;
-	memcpy(host, hs, hl);
-	host[hl] = '\0';
-	memcpy(port, colon + 1, pl + 1);
-	if (strtoul(port, NULL, 10) > 65535)
-		goto bad;
-	if (strcmp(host, "*") == 0 || host[0] == '\0')
-		host[0] = '\0';
-	return 0;
-bad:
-	return cairn_error_set(err, CAIRN_EINVAL,
-			       "httpd: listen address '%s' is not HOST:PORT or [V6]:PORT", spec);
-}
-
-static int open_listener(const struct sockaddr *sa, socklen_t salen, int reuseport,
-			 const char *spec, struct cairn_error *err)
-{
-	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int one = 1;
-
-	if (fd < 0)
-		return cairn_error_errno(err, errno, "httpd: socket for '%s'", spec);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* accepted sockets inherit it on Linux: small responses leave at once */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (sa->sa_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-		int e = errno;
-		close(fd);
-		return cairn_error_errno(err, e, "httpd: SO_REUSEPORT on '%s'", spec);
-	}
-	if (bind(fd, sa, salen) != 0 || listen(fd, H2O_SOMAXCONN) != 0) {
-		int e = errno;
-		close(fd);
-		return cairn_error_errno(err, e, "httpd: cannot listen on '%s'", spec);
-	}
-	return fd;
-}
-
-static int bind_all(struct cairn_httpd *h, struct cairn_error *err)
-{
-	unsigned per = h->cfg.reuseport ? h->threads : 1;
-
-	for (size_t i = 0; i < h->cfg.n_listen; i++) {
-		char host[256], port[8];
-		struct addrinfo hints = {0}, *ai = NULL;
-		int ret =
-		    parse_listen(h->cfg.listen[i], host, sizeof(host), port, sizeof(port), err);
-		if (ret < 0)
-			return ret;
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		/* A name ("localhost") is resolved: one socket per --listen, on
-		 * its first IPv4 address when it has one (what "localhost" means
-		 * to most clients), else its first address. */
-		hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-		int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
-		if (gai != 0)
-			return cairn_error_set(err, CAIRN_EINVAL, "httpd: listen address '%s': %s",
-					       h->cfg.listen[i], gai_strerror(gai));
-		const struct addrinfo *pick = ai;
-		for (const struct addrinfo *a = ai; a; a = a->ai_next)
-			if (a->ai_family == AF_INET) {
-				pick = a;
-				break;
-			}
-		struct sockaddr_storage ss;
-		socklen_t sl = pick->ai_addrlen;
-		memcpy(&ss, pick->ai_addr, sl);
-		freeaddrinfo(ai);
-		for (unsigned t = 0; t < per; t++) {
-			int fd = open_listener((struct sockaddr *)&ss, sl, h->cfg.reuseport,
-					       h->cfg.listen[i], err);
-			if (fd < 0)
-				return fd;
-			h->fds[i][t] = fd;
-			/* port 0: the other SO_REUSEPORT sockets join the port the first got */
-			if (t == 0) {
-				struct sockaddr_storage got;
-				socklen_t gl = sizeof(got);
-				if (getsockname(fd, (struct sockaddr *)&got, &gl) == 0) {
-					if (got.ss_family == AF_INET)
-						((struct sockaddr_in *)&ss)->sin_port =
-						    ((struct sockaddr_in *)&got)->sin_port;
-					else if (got.ss_family == AF_INET6)
-						((struct sockaddr_in6 *)&ss)->sin6_port =
-						    ((struct sockaddr_in6 *)&got)->sin6_port;
-				}
-			}
-		}
-		h->n_fds = i + 1;
-	}
-	return 0;
-}
-
-/* systemd's socket activation protocol: fds 3.. when LISTEN_PID is us. */
-static int adopt_systemd(struct cairn_httpd *h, struct cairn_error *err)
-{
-	const char *pid = getenv("LISTEN_PID"), *nfds = getenv("LISTEN_FDS");
-	char *end;
-
-	if (!pid || !nfds)
-		return cairn_error_set(err, CAIRN_EINVAL, "httpd: LISTEN_PID/LISTEN_FDS not set");
-	errno = 0;
-	unsigned long p = strtoul(pid, &end, 10);
-	if (errno || *end || p != (unsigned long)getpid())
-		return cairn_error_set(err, CAIRN_EINVAL, "httpd: LISTEN_PID is not this process");
-	unsigned long n = strtoul(nfds, &end, 10);
-	if (errno || *end || n == 0 || n > CAIRN_HTTPD_MAX_LISTEN)
-		return cairn_error_set(err, CAIRN_EINVAL, "httpd: LISTEN_FDS must be 1 to %d",
-				       CAIRN_HTTPD_MAX_LISTEN);
-	for (unsigned long i = 0; i < n; i++) {
-		int fd = 3 + (int)i, type = 0;
-		socklen_t tl = sizeof(type);
-		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM)
-			return cairn_error_set(err, CAIRN_EINVAL,
-					       "httpd: systemd fd %d is not a stream socket", fd);
-		int fl = fcntl(fd, F_GETFL);
-		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		h->fds[h->n_fds++][0] = fd;
-	}
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_FDNAMES");
-	h->cfg.reuseport = 0;
-	return 0;
-}
-
-/* Written as the user that bound the sockets: a test or a service manager
- * reads it from a place the server's own user may not write. */
-static int write_port_file(const char *path, int port, struct cairn_error *err)
-{
-	char tmp[PATH_MAX], buf[16];
-	int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return cairn_error_set(err, CAIRN_EINVAL, "httpd: port file name too long");
-	int len = snprintf(buf, sizeof(buf), "%d\n", port);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return cairn_error_errno(err, errno, "httpd: cannot write '%s'", tmp);
-	ssize_t w = write(fd, buf, (size_t)len);
-	int e = w == len ? 0 : w < 0 ? errno : EIO;
-	if (close(fd) != 0 && e == 0)
-		e = errno;
-	if (e == 0 && rename(tmp, path) != 0)
-		e = errno;
-	if (e) {
-		unlink(tmp);
-		return cairn_error_errno(err, e, "httpd: cannot write '%s'", path);
-	}
-	return 0;
-}
-
-static int drop_privileges(const char *user, struct cairn_error *err)
-{
-	struct passwd *pw = getpwnam(user);
-
-	if (!pw)
-		return cairn_error_set(err, CAIRN_EINVAL, "httpd: no user '%s'", user);
-	if (setgroups(0, NULL) != 0 && errno != EPERM)
-		return cairn_error_errno(err, errno, "httpd: setgroups");
-	if (setgid(pw->pw_gid) != 0)
-		return cairn_error_errno(err, errno, "httpd: setgid %u", (unsigned)pw->pw_gid);
-	if (setuid(pw->pw_uid) != 0)
-		return cairn_error_errno(err, errno, "httpd: setuid %u", (unsigned)pw->pw_uid);
-	/* a setuid that silently kept root would be worse than failing */
-	if (pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() == 0))
-		return cairn_error_set(err, CAIRN_EINVAL, "httpd: could not drop root");
-	return 0;
-}
-
 /* --- per-request bookkeeping ------------------------------------------------- */
 
 struct req_record {
@@ -488,175 +289,6 @@ static void req_record_dispose(void *p)
 			   __ATOMIC_RELAXED);
 	__atomic_fetch_add(&w->bytes[rec->route], (uint64_t)rec->req->bytes_sent, __ATOMIC_RELAXED);
 	w->inflight--;
-}
-
-/*
- * The HTTP/1 request parser, interposed.  libh2o calls phr_parse_request
- * (picohttpparser) through its PLT, and a definition in the executable comes
- * first in symbol lookup (the same mechanism as a malloc replacement), so
- * cairn sees every HTTP/1 head before h2o does.  Two things h2o 2.2.5 gets
- * wrong are caught here; the dispatcher answers them and closes the
- * connection.  publish-badinput.py fails if a future libh2o stops calling
- * through the PLT.
- *
- * 431 for too many header fields.  h2o parses a head into an array of
- * H2O_MAX_HEADERS (100) entries and closes with 400 past that, before any
- * handler runs; RFC 6585 asks for 431.  When the real parser gives up with
- * its array full, we check that the head is complete and hand h2o its first
- * fields plus a marker field.
- *
- * 400 for ambiguous message framing (request smuggling).  h2o's
- * init_headers and fixup_request (lib/http1.c) take the first Content-Length
- * and ignore any other, let a later Transfer-Encoding override an earlier one
- * and any Content-Length, read a chunked body from an HTTP/1.0 request, and
- * keep the connection alive in all these cases; the framing fields never
- * reach the handler.  A proxy in front that reads the head the other way
- * sees a different request boundary, so a request hidden in what it took
- * for a body would be served.  RFC 9112 6.1 and 6.3 ask for 400 and a
- * closed connection; so does any Content-Length that is not exactly one
- * field of digits (lists, even "5, 5", included), and any obsolete line
- * folding (5.2 lets a server refuse it; h2o would keep it as a nameless
- * field).  A single "Transfer-Encoding: chunked" on HTTP/1.1 is left to
- * h2o.
- *
- * Either way the framing fields are taken out before h2o sees the head, so
- * it reads no body and dispatches at once; the marker names cannot come from
- * a client (a space is not a token character).
- */
-struct phr_header {
-	const char *name;
-	size_t name_len;
-	const char *value;
-	size_t value_len;
-};
-
-int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
-		      const char **path, size_t *path_len, int *minor_version,
-		      struct phr_header *headers, size_t *num_headers, size_t last_len);
-
-typedef int (*phr_parse_request_fn)(const char *, size_t, const char **, size_t *,
-				    const char **, size_t *, int *, struct phr_header *,
-				    size_t *, size_t);
-
-#define TOO_MANY_FIELDS "cairn too-many-fields"
-#define BAD_FRAMING "cairn bad-framing"
-
-/* h2o lower-cases names in place, so the markers must be writable; one per
- * thread keeps that race-free */
-static _Thread_local char too_many_fields[] = TOO_MANY_FIELDS;
-static _Thread_local char bad_framing[] = BAD_FRAMING;
-
-static int field_is(const struct phr_header *f, const char *name)
-{
-	size_t n = strlen(name);
-	return f->name != NULL && f->name_len == n && strncasecmp(f->name, name, n) == 0;
-}
-
-/* Content-Length, Transfer-Encoding, or the continuation of a folded line. */
-static int is_framing_field(const struct phr_header *f)
-{
-	return f->name == NULL || field_is(f, "content-length") || field_is(f, "transfer-encoding");
-}
-
-static int framing_is_faulty(const struct phr_header *fields, size_t n, int minor_version)
-{
-	const struct phr_header *cl = NULL, *te = NULL;
-	size_t n_cl = 0, n_te = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (fields[i].name == NULL)
-			return 1;
-		if (field_is(&fields[i], "content-length"))
-			cl = &fields[i], n_cl++;
-		else if (field_is(&fields[i], "transfer-encoding"))
-			te = &fields[i], n_te++;
-	}
-	if (te != NULL)
-		return n_te > 1 || cl != NULL || minor_version == 0 || te->value_len != 7 ||
-		       strncasecmp(te->value, "chunked", 7) != 0;
-	if (cl != NULL) {
-		if (n_cl > 1 || cl->value_len == 0)
-			return 1;
-		for (size_t i = 0; i < cl->value_len; i++)
-			if (cl->value[i] < '0' || cl->value[i] > '9')
-				return 1;
-	}
-	return 0;
-}
-
-/* Drop the framing fields from fields[0..*n) and add the marker last; the
- * caller makes sure there is room for it. */
-static void mark_head(struct phr_header *fields, size_t *n, char *marker, size_t marker_len)
-{
-	size_t k = 0;
-
-	for (size_t i = 0; i < *n; i++)
-		if (!is_framing_field(&fields[i]))
-			fields[k++] = fields[i];
-	fields[k++] = (struct phr_header){marker, marker_len, marker, 0};
-	*n = k;
-}
-
-/* picohttpparser's answers, which the hook must keep. */
-#define PHR_ERROR (-1)
-#define PHR_INCOMPLETE (-2)
-
-static phr_parse_request_fn real_parser;
-
-/* Found once, when a server is made: without it no server starts. */
-static int find_real_parser(struct cairn_error *err)
-{
-	if (__atomic_load_n(&real_parser, __ATOMIC_ACQUIRE))
-		return 0;
-	void *sym = dlsym(RTLD_NEXT, "phr_parse_request");
-	if (sym == NULL)
-		return cairn_error_set(err, CAIRN_EUNSUPPORTED,
-				       "httpd: libh2o's request parser (phr_parse_request) is not "
-				       "linked in");
-	phr_parse_request_fn fn;
-	memcpy(&fn, &sym, sizeof(fn));
-	__atomic_store_n(&real_parser, fn, __ATOMIC_RELEASE);
-	return 0;
-}
-
-int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
-		      const char **path, size_t *path_len, int *minor_version,
-		      struct phr_header *headers, size_t *num_headers, size_t last_len)
-{
-	phr_parse_request_fn fn = __atomic_load_n(&real_parser, __ATOMIC_ACQUIRE);
-	if (fn == NULL)
-		return PHR_ERROR; /* no server was made: nothing should parse here */
-	size_t max = *num_headers;
-	int r = fn(buf, len, method, method_len, path, path_len, minor_version, headers, num_headers,
-		   last_len);
-	if (r >= 0) {
-		/* a faulty head has a framing field to drop: the marker fits */
-		if (framing_is_faulty(headers, *num_headers, *minor_version))
-			mark_head(headers, num_headers, bad_framing, sizeof(bad_framing) - 1);
-		return r;
-	}
-	if (r != -1 || max < 2 || *num_headers != max)
-		return r;
-	/* the array is full: is the whole head here yet? */
-	const struct phr_header *last = &headers[max - 1];
-	const char *from = last->value != NULL ? last->value + last->value_len : last->name;
-	if (from == NULL || from < buf || from > buf + len)
-		return r;
-	for (const char *p = from; p < buf + len; p++) {
-		if (*p != '\n')
-			continue;
-		const char *q = p + 1;
-		if (q < buf + len && *q == '\r')
-			q++;
-		if (q >= buf + len)
-			break;
-		if (*q != '\n')
-			continue;
-		*num_headers = max - 1;
-		mark_head(headers, num_headers, too_many_fields, sizeof(too_many_fields) - 1);
-		return (int)(q + 1 - buf);
-	}
-	return PHR_INCOMPLETE;
 }
 
 /* 431 or 400 when the parser hook marked the head, else 0. */
@@ -962,7 +594,7 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 	/* a descriptor per connection: use what the administrator allows; if
 	 * the limit stays, accept pauses when it is reached */
 	cairn_fd_limit_raise(NULL);
-	ret = h->cfg.systemd ? adopt_systemd(h, err) : bind_all(h, err);
+	ret = h->cfg.systemd ? httpd_adopt_systemd(h, err) : httpd_bind_all(h, err);
 	if (ret < 0)
 		return ret;
 	{
@@ -1012,9 +644,9 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err)
 		lg->h = h;
 	}
 
-	if (h->cfg.port_file && (ret = write_port_file(h->cfg.port_file, h->port, err)) < 0)
+	if (h->cfg.port_file && (ret = httpd_write_port_file(h->cfg.port_file, h->port, err)) < 0)
 		return ret;
-	if (h->cfg.user && (ret = drop_privileges(h->cfg.user, err)) < 0)
+	if (h->cfg.user && (ret = httpd_drop_privileges(h->cfg.user, err)) < 0)
 		return ret;
 
 	h->workers = calloc(h->threads, sizeof(*h->workers));
@@ -1098,14 +730,6 @@ int cairn_httpd_wait(struct cairn_httpd *h, struct cairn_error *err)
 			h->workers[t].started = 0;
 		}
 	return 0;
-}
-
-int cairn_httpd_run(struct cairn_httpd *h, struct cairn_error *err)
-{
-	int ret = cairn_httpd_start(h, err);
-	if (ret < 0)
-		return ret;
-	return cairn_httpd_wait(h, err);
 }
 
 void cairn_httpd_stop(struct cairn_httpd *h)

@@ -52,4 +52,9 @@ static inline int nar_cb_code(int rc)
 	return rc < 0 && rc > CAIRN_ERR_MIN_ ? rc : CAIRN_ECANCELED;
 }
 
+/* Used by tests only, not part of the public API. */
+/* Listing of a NAR in memory. */
+int cairn_nar_ls_buffer(const void *nar, size_t len, size_t max_json, char **json, size_t *json_len,
+			struct cairn_error *err);
+
 #endif

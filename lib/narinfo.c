@@ -11,6 +11,7 @@
 
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
+#include "narinfo-int.h"
 #include "cairn/banned.h"
 
 

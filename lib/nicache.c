@@ -15,6 +15,7 @@
 
 #include "cairn/nicache.h"
 #include "cairn/storepath.h"
+#include "nicache-int.h"
 #include "cairn/banned.h"
 
 #define SCHEMA_VERSION 1

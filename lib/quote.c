@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cairn/quote.h"
+#include "quote-int.h"
 #include "cairn/banned.h"
 
 /* Length of the valid, displayable UTF-8 character at s, or 0. */

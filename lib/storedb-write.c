@@ -129,10 +129,6 @@ int cairn_storedb_writer_created(const struct cairn_storedb_writer *w)
 	return w->created;
 }
 
-const char *cairn_storedb_writer_db_path(const struct cairn_storedb_writer *w)
-{
-	return w->db_path;
-}
 
 /* SQLite's failure as an error: locks become CAIRN_EBUSY with a message
  * that says so, the rest CAIRN_EIO. */

@@ -177,10 +177,7 @@ int cairn_codec_method_parse(const char *name, size_t len, enum cairn_codec_meth
 			     struct cairn_error *err);
 /* The narinfo name ("xz"); static.  NULL for an invalid method. */
 const char *cairn_codec_method_name(enum cairn_codec_method m);
-/* Suffix Nix appends after ".nar" in a nar URL (".xz", "" for none and gzip); static. */
-const char *cairn_codec_nix_suffix(enum cairn_codec_method m);
-/* Default level, and the valid range, of a method (none: 0..0). */
-int cairn_codec_level_default(enum cairn_codec_method m);
+/* The valid level range of a method (none: 0..0). */
 void cairn_codec_level_range(enum cairn_codec_method m, int *min, int *max);
 
 /*
@@ -209,13 +206,6 @@ int cairn_codec_new(struct cairn_codec **out, enum cairn_codec_method method,
 		    enum cairn_codec_direction dir, int level, uint64_t max_output,
 		    struct cairn_error *err);
 
-/*
- * Compress with up to n worker threads (zstd: ZSTD_c_nbWorkers; xz: the
- * multi-threaded block encoder, whose output is split into independent
- * blocks).  Only before the first write; other methods and decompression
- * ignore it.  n = 0 or 1 means single-threaded.
- */
-int cairn_codec_set_threads(struct cairn_codec *c, unsigned n, struct cairn_error *err);
 
 /*
  * Feed len bytes of input; complete chunks of output go to out(ctx, ...).
@@ -239,13 +229,5 @@ uint64_t cairn_codec_total_out(const struct cairn_codec *c);
 
 void cairn_codec_free(struct cairn_codec *c);
 
-/*
- * One-shot helper: run in[0..len) through a new codec and append the whole
- * output to *out (whose own max also applies).  For small objects (.ls
- * files, tests); NARs should stream.
- */
-int cairn_codec_oneshot(enum cairn_codec_method method, enum cairn_codec_direction dir, int level,
-			const void *in, size_t len, uint64_t max_output, struct cairn_buf *out,
-			struct cairn_error *err);
 
 #endif

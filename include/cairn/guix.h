@@ -102,8 +102,6 @@ int cairn_guix_seckey_format(const struct cairn_guix_seckey *sk, struct cairn_bu
  */
 int cairn_guix_acl_parse(const char *text, size_t len, struct cairn_guix_pubkey **keys,
 			 size_t *n_keys, struct cairn_error *err);
-int cairn_guix_acl_format(const struct cairn_guix_pubkey *keys, size_t n_keys,
-			  struct cairn_buf *out);
 
 /*
  * Sign data (the narinfo text before its Signature line): appends the

@@ -228,8 +228,6 @@ struct cairn_http_server_health {
 
 void cairn_http_server_health(const struct cairn_http_server *s,
 			      struct cairn_http_server_health *out);
-/* Transfers through s that ended CAIRN_HTTP_SLOW; non-zero means "slow". */
-uint64_t cairn_http_server_slow(const struct cairn_http_server *s);
 
 /* ---- requests -------------------------------------------------------- */
 

@@ -2,10 +2,10 @@
  * httpd.h - the HTTP server layer of cairn, on libh2o (evloop flavour).
  *
  * `cairn publish` and `cairn mirror` stand on this: they fill a config,
- * register routes, and call cairn_httpd_run().  Everything h2o-specific stays
+ * register routes, and call cairn_httpd_start() then cairn_httpd_wait().  Everything h2o-specific stays
  * in lib/httpd*.c; handlers see an opaque request and a few helpers.
  *
- * Threads.  cairn_httpd_run() starts `threads` event loops (one per core by
+ * Threads.  cairn_httpd_start() starts `threads` event loops (one per core by
  * default), each with its own h2o context.  The listening sockets are either
  * shared (every loop polls the same fd, the kernel hands each connection to
  * one of them) or, with `reuseport`, one SO_REUSEPORT socket per loop.
@@ -125,14 +125,11 @@ int cairn_httpd_route(struct cairn_httpd *h, enum cairn_httpd_match match, const
 		      const char *name, cairn_httpd_handler_fn fn, void *data,
 		      struct cairn_error *err);
 /*
- * Bind (or adopt systemd's sockets), open the access log, drop privileges,
- * start the loops and serve until cairn_httpd_stop().  Returns 0 after a
- * clean stop.
+ * start binds (or adopts systemd's sockets), opens the access log, drops
+ * privileges and starts the loops, then returns (print the port, signal
+ * readiness); wait blocks until cairn_httpd_stop(), then waits for the
+ * loops to drain, and returns 0 after a clean stop.
  */
-int cairn_httpd_run(struct cairn_httpd *h, struct cairn_error *err);
-/* run = start + wait.  start binds, drops privileges and starts the loops,
- * then returns (print the port, signal readiness); wait blocks until stop,
- * then waits for the loops to drain. */
 int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err);
 int cairn_httpd_wait(struct cairn_httpd *h, struct cairn_error *err);
 /* Ask a running server to stop.  Async-signal-safe; any thread. */
@@ -147,8 +144,6 @@ void cairn_httpd_free(struct cairn_httpd *h);
 
 /* --- the request ---------------------------------------------------------- */
 
-/* Borrowed for the handler call; not NUL-terminated, length in *len. */
-const char *cairn_httpd_req_method(const struct cairn_httpd_req *req, size_t *len);
 /* The raw path without the query ("/nar/abc.nar.xz"); not decoded. */
 const char *cairn_httpd_req_path(const struct cairn_httpd_req *req, size_t *len);
 /* The query after '?', or NULL. */
@@ -159,16 +154,8 @@ const char *cairn_httpd_req_header(const struct cairn_httpd_req *req, const char
 int cairn_httpd_req_is_head(const struct cairn_httpd_req *req);
 /* The Host (HTTP/1) or :authority (HTTP/2); borrowed for the handler call. */
 const char *cairn_httpd_req_authority(const struct cairn_httpd_req *req, size_t *len);
-/* The client's address as text ("127.0.0.1", "::1") into buf; 0 or CAIRN_EIO. */
-int cairn_httpd_req_peer(const struct cairn_httpd_req *req, char *buf, size_t bufsize);
 /* 1 for HTTP/2, 0 for HTTP/1.x. */
 int cairn_httpd_req_is_http2(const struct cairn_httpd_req *req);
-/*
- * Find `key` in the query string and copy its value (not decoded) into
- * out[outsize]; CAIRN_ENOENT when absent, CAIRN_ELIMIT when too long.
- */
-int cairn_httpd_query_get(const struct cairn_httpd_req *req, const char *key, char *out,
-			  size_t outsize);
 
 /*
  * Add a response header before sending (Cache-Control, ETag...).  Name and
@@ -189,8 +176,6 @@ int cairn_httpd_send_static(struct cairn_httpd_req *req, int status, const char 
 			    const void *body, size_t len);
 /* A short text/plain error body ("404 not found\n"); status must be >= 400. */
 int cairn_httpd_send_error(struct cairn_httpd_req *req, int status);
-/* A redirect (301, 302, 307, 308) to `location` (copied), with a short body. */
-int cairn_httpd_send_redirect(struct cairn_httpd_req *req, int status, const char *location);
 
 /*
  * Send an open regular file: takes ownership of fd (closed when the response

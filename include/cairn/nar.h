@@ -267,9 +267,6 @@ extern const struct cairn_nar_callbacks cairn_nar_ls_callbacks;
  */
 int cairn_nar_ls_take(struct cairn_nar_ls *ls, char **json, size_t *len, struct cairn_error *err);
 void cairn_nar_ls_free(struct cairn_nar_ls *ls);
-/* Listing of a NAR in memory. */
-int cairn_nar_ls_buffer(const void *nar, size_t len, size_t max_json, char **json, size_t *json_len,
-			struct cairn_error *err);
 
 /* ---- reading one file (nar-ls.c) -------------------------------------- */
 

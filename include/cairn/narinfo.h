@@ -173,7 +173,6 @@ int cairn_narinfo_add_ref(struct cairn_narinfo *ni, const char *basename, struct
 void cairn_narinfo_set_has_refs(struct cairn_narinfo *ni);
 int cairn_narinfo_set_deriver(struct cairn_narinfo *ni, const char *basename,
 			      struct cairn_error *err);
-int cairn_narinfo_set_system(struct cairn_narinfo *ni, const char *system, struct cairn_error *err);
 int cairn_narinfo_set_ca(struct cairn_narinfo *ni, const char *ca, struct cairn_error *err);
 /*
  * Add a URL group.  compression may be NULL (no Compression line);
@@ -182,13 +181,8 @@ int cairn_narinfo_set_ca(struct cairn_narinfo *ni, const char *ca, struct cairn_
 int cairn_narinfo_add_url(struct cairn_narinfo *ni, const char *url, const char *compression,
 			  const struct cairn_hash *file_hash, int64_t file_size,
 			  struct cairn_error *err);
-/* Add an unknown field, kept and printed after the known ones. */
-int cairn_narinfo_add_field(struct cairn_narinfo *ni, const char *name, const char *value,
-			    struct cairn_error *err);
 /* Add a Nix signature value "name:base64"; a duplicate is not added again. */
 int cairn_narinfo_add_sig(struct cairn_narinfo *ni, const char *sig, struct cairn_error *err);
-/* Remove all Nix signatures. */
-void cairn_narinfo_clear_sigs(struct cairn_narinfo *ni);
 /*
  * Set the Guix Signature value ("1;host;base64"), replacing one that was
  * there; it is the last line.  The signed part becomes the text printed

@@ -154,7 +154,5 @@ int cairn_nicache_begin(struct cairn_nicache *c, struct cairn_error *err);
 int cairn_nicache_commit(struct cairn_nicache *c, struct cairn_error *err);
 void cairn_nicache_rollback(struct cairn_nicache *c);
 
-/* Delete every expired row now; returns the number of narinfo rows gone. */
-int cairn_nicache_purge(struct cairn_nicache *c, int64_t now, struct cairn_error *err);
 
 #endif

@@ -39,8 +39,6 @@ enum cairn_quote_flags {
 	CAIRN_QUOTE_KEEP_BACKSLASH = 1 << 2,
 };
 
-/* Would s[0..len) change? */
-bool cairn_quote_needed(const char *s, size_t len, unsigned flags);
 /* Append the safe form of s[0..len) to out.  0 or the buffer's error. */
 int cairn_quote(struct cairn_buf *out, const char *s, size_t len, unsigned flags);
 /* Into out[cap], cut with "..." when it does not fit (plainly when cap < 4); returns out. */

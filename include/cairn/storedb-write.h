@@ -106,8 +106,6 @@ void cairn_storedb_writer_free(struct cairn_storedb_writer *w);
 
 /* 1 when the database was created by this open, else 0. */
 int cairn_storedb_writer_created(const struct cairn_storedb_writer *w);
-/* The database file; borrowed, valid until cairn_storedb_writer_free. */
-const char *cairn_storedb_writer_db_path(const struct cairn_storedb_writer *w);
 
 /* 1 when path is valid, 0 when not, or a negative error (CAIRN_EBUSY...). */
 int cairn_storedb_writer_is_valid(struct cairn_storedb_writer *w, const char *path,

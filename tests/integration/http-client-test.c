@@ -42,6 +42,7 @@
 #include "cairn/cairn.h"
 #include "cairn/hash.h"
 #include "cairn/http.h"
+#include "../../lib/http-internal.h"
 
 #define MAX_TRIES 5
 

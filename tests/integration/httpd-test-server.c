@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "cairn/httpd.h"
+#include "../../lib/httpd-int.h"
 
 static struct cairn_httpd *g_httpd;
 static int g_dirfd = -1;

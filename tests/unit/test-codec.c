@@ -16,6 +16,7 @@
 #include "cairn/cairn.h"
 #include "cairn/codec.h"
 #include "cairn/hash.h"
+#include "../../lib/codec-int.h"
 
 #ifndef VECTORS_DIR
 #define VECTORS_DIR "tests/vectors"

@@ -14,6 +14,7 @@
 #include "cairn/guix.h"
 #include "cairn/hash.h"
 #include "../../lib/sexp.h"
+#include "../../lib/guix-int.h"
 
 #define NARINFO "guix/8kib1cirdv0qbmn9hdkjzjfx3n5nw1yw.narinfo"
 

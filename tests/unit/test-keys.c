@@ -14,6 +14,7 @@
 #include "cairn/narinfo.h"
 #include "cairn/sign.h"
 #include "vecutil.h"
+#include "../../lib/narinfo-int.h"
 
 static const char top[] = "nix/cache-xz/x6b6ah9iya8w14wv5fzzwj36lf2yyghw.narinfo";
 static const char pub[] = "XzmZSyBW5fO/8u6Y9zc2/AjDOerKJUzkUNA6wadE9gg=";

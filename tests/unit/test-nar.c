@@ -23,6 +23,7 @@
 #include "cairn/buf.h"
 #include "cairn/cairn.h"
 #include "cairn/nar.h"
+#include "../../lib/nar-internal.h"
 
 static const char *vectors(void)
 {

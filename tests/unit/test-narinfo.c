@@ -11,6 +11,7 @@
 #include "cairn/cairn.h"
 #include "cairn/narinfo.h"
 #include "vecutil.h"
+#include "../../lib/narinfo-int.h"
 
 static const char guix_vec[] = "guix/8kib1cirdv0qbmn9hdkjzjfx3n5nw1yw.narinfo";
 

@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include "cairn/nicache.h"
+#include "../../lib/nicache-int.h"
 
 #define S1 "https://cache.example.org"
 #define S2 "http://127.0.0.1:8080/mirror"

@@ -24,6 +24,7 @@
 #include "cairn/narinfo.h"
 #include "cairn/publish.h"
 #include "../../lib/publish-int.h"
+#include "../../lib/codec-int.h"
 
 #define HP_A "0m4y4d0jkkd6gpk5m5h2k5rn8bk6d4ya"
 #define HP_B "1b9p07z77phvv2hf6gm9f28syp2mbzl6"

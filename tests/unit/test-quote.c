@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "cairn/quote.h"
+#include "../../lib/quote-int.h"
 
 static void expect(const char *in, size_t len, unsigned flags, const char *want)
 {

@@ -13,6 +13,7 @@
 #include "cairn/narinfo.h"
 #include "cairn/sign.h"
 #include "vecutil.h"
+#include "../../lib/narinfo-int.h"
 
 static struct cairn_nix_seckey vec_sk;
 static struct cairn_nix_pubkey vec_pk;

@@ -27,6 +27,7 @@
 #include "cairn/narinfo.h"
 #include "cairn/sign.h"
 #include "vecutil.h"
+#include "../../lib/nar-internal.h"
 
 static long fail_at = -1; /* the allocation to fail, counting from 1; -1: none */
 static long counter;

@@ -24,5 +24,7 @@ int cairn_codec_oneshot(enum cairn_codec_method method, enum cairn_codec_directi
  * ignore it.  n = 0 or 1 means single-threaded.
  */
 int cairn_codec_set_threads(struct cairn_codec *c, unsigned n, struct cairn_error *err);
+/* The level a method compresses at when none is given. */
+int cairn_codec__level_default(enum cairn_codec_method m);
 
 #endif

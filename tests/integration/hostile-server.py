@@ -48,6 +48,8 @@ Log (--log FILE), one line per event, flushed at once, times in ms since
 the server started (CLOCK_MONOTONIC, as time.monotonic):
   conn t=MS conn=ID                                       a connection accepted
   req t=MS conn=ID method=GET path=/P range=R mode=M      a request read
+  held t=MS conn=ID end=client|hold     a held connection ended: the client
+                                        left, or --hold ran out
 where R is the Range header ("-" when none) and P the path as sent (with
 its query).  Tests count these lines; e.g. requests that reached a silent
 server: grep -c '^req .* path=/silent/'.
@@ -155,14 +157,18 @@ class Handler(socketserver.BaseRequestHandler):
     def hold(self):
         """Say nothing until the client leaves or --hold runs out."""
         end = time.monotonic() + opts.hold
+        by = "hold"
         while time.monotonic() < end:
             try:
                 if not self.sock.recv(65536):
+                    by = "client"
                     break
             except socket.timeout:
                 break
             except OSError:
+                by = "client"
                 break
+        log("held t=%.1f conn=%d end=%s" % (now_ms(), self.cid, by))
         raise Closed()
 
     # ---- writing -----------------------------------------------------

@@ -13,7 +13,8 @@ nar/ depends on MODE:
   tamper   one byte in the middle flipped (same length)
   die      headers with the full length, half of the body, then the whole
            process exits (a server killed mid-transfer)
-  stall    half of the body, then nothing for 120 s
+  stall    half of the body, nothing for 30 s, then the rest (a client
+           that waits that long gets the whole body from here)
   cut      a request without Range gets half of the body and a closed
            connection; a Range request is answered properly (206)
   missing  404
@@ -95,7 +96,8 @@ class Handler(BaseHTTPRequestHandler):
         if is_nar and MODE == "stall" and start == 0:
             self.wfile.write(body[:half])
             self.wfile.flush()
-            time.sleep(120)
+            time.sleep(30)
+            self.wfile.write(body[half:])
             return
         if is_nar and MODE == "cut" and not rng:
             self.wfile.write(body[:half])

@@ -157,7 +157,7 @@ check "weather: the trickling server 0 of 2 (unknown), the healthy one 2 of 2" \
 PYSRV=$SRCDIR/tests/integration/fetch-test-server.py
 python3 "$PYSRV" "$V/cache-none" "$TMP/tamper.port" tamper "$TMP/tamper.log" 2>/dev/null &
 cleanup_hooks+=("kill $! 2>/dev/null")
-for _ in $(seq 100); do [ -s "$TMP/tamper.port" ] && break; sleep 0.05; done
+port_from_file "$TMP/tamper.port" $! > /dev/null || true
 T=http://127.0.0.1:$(cat "$TMP/tamper.port")
 start_hostile "$V/cache-none" good
 G=$URL_good

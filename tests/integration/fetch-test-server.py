@@ -18,7 +18,7 @@ nar/ depends on MODE:
   cut      a request without Range gets half of the body and a closed
            connection; a Range request is answered properly (206)
   missing  404
-  late     everything as it is, but narinfos answered 0.5 s late (a slow
+  late[-MS] everything as it is, but narinfos answered MS (default 500) ms late (a slow
            server whose answer comes after another server's)
 
 Every request is appended to LOG as "METHOD PATH RANGE".
@@ -67,8 +67,8 @@ class Handler(BaseHTTPRequestHandler):
         with open(full, "rb") as f:
             body = f.read()
         is_nar = rel.startswith("nar/")
-        if MODE == "late" and rel.endswith(".narinfo"):
-            time.sleep(0.5)
+        if MODE.startswith("late") and rel.endswith(".narinfo"):
+            time.sleep(int(MODE[5:] or 500) / 1000)
         if is_nar and MODE == "missing":
             return self.plain(404, b"not found\n")
         if is_nar and MODE == "tamper" and body:

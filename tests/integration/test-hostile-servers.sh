@@ -82,7 +82,9 @@ NAR=$(depnar)
 # The healthy second server answers 500 ms late, so that the misbehaving
 # one's narinfo is the first good answer and its NAR is asked for (with
 # both at once, the healthy one often won and the misbehaviour was never
-# met); nar_asked LOG: the misbehaving server got that request.
+# met).  Not later: the cases' own 1 s stall timeout and rate window would
+# find the healthy one silent too.  nar_asked LOG: the misbehaving server
+# got that request.
 HD=$H/delay-500
 nar_asked() { grep -q "^req .*path=/$NAR?mode=" "$1"; }
 

@@ -158,10 +158,10 @@ if $have_cairn; then
 fi
 $have_cairn || echo "== cairn publish is not available: nginx alone" >&2
 
-nginx_start "$work/bc" 2 || exit 1
+nginx_start bc "$work/bc" "" "access_log off;" 2 || exit 1
 NG_NONE=$NGINX_URL NG_NONE_PORT=$NGINX_PORT
 ng_pids_none=$(nginx_pids)
-nginx_start "$work/bcz" 2 || exit 1
+nginx_start bcz "$work/bcz" "" "access_log off;" 2 || exit 1
 NG_ZST=$NGINX_URL
 
 for ((run = 1; run <= runs; run++)); do

@@ -13,11 +13,12 @@ nar/ depends on MODE:
   tamper   one byte in the middle flipped (same length)
   die      headers with the full length, half of the body, then the whole
            process exits (a server killed mid-transfer)
-  stall    half of the body, then nothing for 120 s
+  stall    half of the body, nothing for 30 s, then the rest (a client
+           that waits that long gets the whole body from here)
   cut      a request without Range gets half of the body and a closed
            connection; a Range request is answered properly (206)
   missing  404
-  late     everything as it is, but narinfos answered 0.5 s late (a slow
+  late[-MS] everything as it is, but narinfos answered MS (default 500) ms late (a slow
            server whose answer comes after another server's)
 
 Every request is appended to LOG as "METHOD PATH RANGE".
@@ -66,8 +67,8 @@ class Handler(BaseHTTPRequestHandler):
         with open(full, "rb") as f:
             body = f.read()
         is_nar = rel.startswith("nar/")
-        if MODE == "late" and rel.endswith(".narinfo"):
-            time.sleep(0.5)
+        if MODE.startswith("late") and rel.endswith(".narinfo"):
+            time.sleep(int(MODE[5:] or 500) / 1000)
         if is_nar and MODE == "missing":
             return self.plain(404, b"not found\n")
         if is_nar and MODE == "tamper" and body:
@@ -95,7 +96,8 @@ class Handler(BaseHTTPRequestHandler):
         if is_nar and MODE == "stall" and start == 0:
             self.wfile.write(body[:half])
             self.wfile.flush()
-            time.sleep(120)
+            time.sleep(30)
+            self.wfile.write(body[half:])
             return
         if is_nar and MODE == "cut" and not rng:
             self.wfile.write(body[:half])

@@ -48,6 +48,10 @@ Log (--log FILE), one line per event, flushed at once, times in ms since
 the server started (CLOCK_MONOTONIC, as time.monotonic):
   conn t=MS conn=ID                                       a connection accepted
   req t=MS conn=ID method=GET path=/P range=R mode=M      a request read
+  held t=MS conn=ID end=client|hold     a held connection ended: the client
+                                        left, or --hold ran out
+  trickle t=MS conn=ID sent=N of=M end=client|done   a trickle ended: the
+                                        client left, or all M bytes went out
 where R is the Range header ("-" when none) and P the path as sent (with
 its query).  Tests count these lines; e.g. requests that reached a silent
 server: grep -c '^req .* path=/silent/'.
@@ -155,14 +159,18 @@ class Handler(socketserver.BaseRequestHandler):
     def hold(self):
         """Say nothing until the client leaves or --hold runs out."""
         end = time.monotonic() + opts.hold
+        by = "hold"
         while time.monotonic() < end:
             try:
                 if not self.sock.recv(65536):
+                    by = "client"
                     break
             except socket.timeout:
                 break
             except OSError:
+                by = "client"
                 break
+        log("held t=%.1f conn=%d end=%s" % (now_ms(), self.cid, by))
         raise Closed()
 
     # ---- writing -----------------------------------------------------
@@ -174,8 +182,13 @@ class Handler(socketserver.BaseRequestHandler):
 
     def trickle(self, b, ms):
         for i in range(len(b)):
-            self.send(b[i:i + 1])
+            try:
+                self.send(b[i:i + 1])
+            except Closed:
+                log("trickle t=%.1f conn=%d sent=%d of=%d end=client" % (now_ms(), self.cid, i, len(b)))
+                raise
             time.sleep(ms / 1000.0)
+        log("trickle t=%.1f conn=%d sent=%d of=%d end=done" % (now_ms(), self.cid, len(b), len(b)))
 
     def rst(self):
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

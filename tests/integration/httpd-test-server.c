@@ -29,7 +29,8 @@
  *   /redirect           302 to /small
  *   /noanswer           a handler that returns 0 without answering (500)
  *
- * Prints "port N" on stdout once listening.  SIGTERM/SIGINT stop it
+ * Prints "port N" on stdout once listening, and with --port-file PATH writes
+ * the port to PATH (as cairn publish and cairn mirror do).  SIGTERM/SIGINT stop it
  * gracefully.
  */
 #include <errno.h>
@@ -311,7 +312,8 @@ static int h_fstream(struct cairn_httpd_req *req, void *data)
 static void usage(void)
 {
 	fprintf(stderr, "usage: httpd-test-server --listen ADDR:PORT... [--dir DIR] [--threads N] "
-			"[--reuseport] [--systemd] [--access-log PATH] [--user USER] "
+			"[--reuseport] [--systemd] [--access-log PATH] [--port-file PATH] "
+			"[--user USER] "
 			"[--request-timeout MS] [--shutdown-timeout MS] [--send-timeout MS] "
 			"[--stream-buffer BYTES]\n");
 	exit(2);
@@ -346,6 +348,8 @@ int main(int argc, char **argv)
 			cfg.threads = (unsigned)atoi(v);
 		else if (strcmp(a, "--access-log") == 0)
 			cfg.access_log = v;
+		else if (strcmp(a, "--port-file") == 0)
+			cfg.port_file = v;
 		else if (strcmp(a, "--user") == 0)
 			cfg.user = v;
 		else if (strcmp(a, "--request-timeout") == 0)

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Helpers for the `cairn publish` tests: a private Nix store whose store
 # directory is a real directory under $TMP, and a cairn publish server on
-# 127.0.0.1 started, waited for and stopped within bounded times.  Source it
+# 127.0.0.1 started, waited for and stopped within bounded times (nginx for
+# comparison: lib.sh's nginx_start).  Source it
 # after lib.sh and nix-lib.sh (for nix_lib_init):
 #     . "$SRCDIR/tests/integration/lib.sh"
 #     . "$SRCDIR/tests/integration/nix-lib.sh"
@@ -95,44 +96,24 @@ EOF
   nix-build --store "$(pstore_uri "$root")" --no-out-link --quiet "$expr"
 }
 
-# free_port: a TCP port on 127.0.0.1 that nobody listens on right now
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_port PORT [SECONDS]: wait (bounded, default 15 s) until something
-# accepts connections on 127.0.0.1:PORT
-wait_port() {
-  local port=$1 secs=${2:-15} i
-  for ((i = 0; i < secs * 20; i++)); do
-    if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then return 0; fi
-    sleep 0.05
-  done
-  return 1
-}
-
-# publish_start ARG...: start `cairn publish --listen 127.0.0.1:PORT ARG...`
-# and wait for it to accept connections.  Sets PUBLISH_PID, PUBLISH_PORT,
-# PUBLISH_URL, PUBLISH_LOG.  Not in $(...): the stop hook must be registered
-# in the test's own shell.  On failure, shows the server's output.
+# publish_start ARG...: start `cairn publish --listen 127.0.0.1:0 ARG...`
+# and wait for the port it writes once listening.  Sets PUBLISH_PID,
+# PUBLISH_PORT, PUBLISH_URL, PUBLISH_LOG.  Not in $(...): the stop hook must
+# be registered in the test's own shell.  On failure, shows the server's
+# output.
 publish_n=0
 publish_start() {
-  for _ in 1 2 3; do
-    publish_n=$((publish_n + 1))
-    PUBLISH_PORT=$(free_port)
-    PUBLISH_LOG=$TMP/publish-$publish_n.log
-    "$CAIRN" publish --listen "127.0.0.1:$PUBLISH_PORT" "$@" > "$PUBLISH_LOG" 2>&1 &
-    PUBLISH_PID=$!
-    cleanup_hooks+=("kill -9 $PUBLISH_PID 2>/dev/null")
+  publish_n=$((publish_n + 1))
+  PUBLISH_LOG=$TMP/publish-$publish_n.log
+  "$CAIRN" publish --listen 127.0.0.1:0 --port-file "$TMP/publish-$publish_n.port" "$@" \
+    > "$PUBLISH_LOG" 2>&1 &
+  PUBLISH_PID=$!
+  cleanup_hooks+=("kill -9 $PUBLISH_PID 2>/dev/null")
+  if PUBLISH_PORT=$(port_from_file "$TMP/publish-$publish_n.port" "$PUBLISH_PID" 15); then
     PUBLISH_URL=http://127.0.0.1:$PUBLISH_PORT
-    if wait_port "$PUBLISH_PORT" 15 && kill -0 "$PUBLISH_PID" 2> /dev/null; then
-      return 0
-    fi
-    # the port may have been taken between free_port and bind: try another
-    if ! grep -qi "address already in use" "$PUBLISH_LOG"; then break; fi
-    kill -9 "$PUBLISH_PID" 2> /dev/null || true
-  done
-  echo "error: cairn publish $* did not start listening on $PUBLISH_PORT" >&2
+    return 0
+  fi
+  echo "error: cairn publish $* did not start listening" >&2
   sed 's/^/  | /' "$PUBLISH_LOG" >&2
   kill -9 "$PUBLISH_PID" 2> /dev/null || true
   return 1
@@ -158,78 +139,16 @@ publish_sanitizer_clean() {
 # publish_stop: SIGTERM the server and wait for it (bounded: 10 s, then
 # KILL); fails if it had to be killed or left a sanitizer report
 publish_stop() {
-  local i
   kill "$PUBLISH_PID" 2> /dev/null || { publish_sanitizer_clean; return; }
-  for ((i = 0; i < 200; i++)); do
-    if ! kill -0 "$PUBLISH_PID" 2> /dev/null; then
-      wait "$PUBLISH_PID" 2> /dev/null || true
-      publish_sanitizer_clean
-      return
-    fi
-    sleep 0.05
-  done
+  if wait_gone "$PUBLISH_PID" 10; then
+    wait "$PUBLISH_PID" 2> /dev/null || true
+    publish_sanitizer_clean
+    return
+  fi
   echo "warning: cairn publish (pid $PUBLISH_PID) ignored SIGTERM for 10 s" >&2
   kill -9 "$PUBLISH_PID" 2> /dev/null || true
   wait "$PUBLISH_PID" 2> /dev/null || true
   return 1
-}
-
-# nginx_start DIR: serve DIR statically with a private nginx (config, pid,
-# logs and temp files under $TMP) on 127.0.0.1; sets NGINX_PORT, NGINX_URL,
-# NGINX_PID.  WORKERS (default 1) worker processes.
-nginx_start() {
-  local dir=$1 workers=${2:-1} conf d
-  d=$TMP/nginx-$RANDOM
-  mkdir -p "$d/tmp"
-  NGINX_PORT=$(free_port)
-  conf=$d/nginx.conf
-  # as root, the workers would run as nobody and not get into $TMP (0700)
-  local user=""
-  [ "$(id -u)" -ne 0 ] || user="user root root;"
-  cat > "$conf" << EOF
-daemon off;
-$user
-worker_processes $workers;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile 8192;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
-  types {
-    text/x-nix-cache-info nix-cache-info;
-    text/x-nix-narinfo narinfo;
-    application/json ls;
-  }
-  default_type application/octet-stream;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    root $dir;
-  }
-}
-EOF
-  nginx -e "$d/error.log" -p "$d" -c "$conf" > "$d/out.log" 2>&1 &
-  NGINX_PID=$!
-  NGINX_URL=http://127.0.0.1:$NGINX_PORT
-  cleanup_hooks+=("kill $NGINX_PID 2>/dev/null")
-  if ! wait_port "$NGINX_PORT" 10; then
-    echo "error: nginx did not start" >&2
-    cat "$d/error.log" "$d/out.log" >&2
-    return 1
-  fi
-}
-
-nginx_stop() {
-  kill "$NGINX_PID" 2> /dev/null || return 0
-  wait "$NGINX_PID" 2> /dev/null || true
 }
 
 # nar_sha256 PATH: base16 SHA-256 of the NAR of the file system object PATH

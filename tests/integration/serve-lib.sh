@@ -1,77 +1,27 @@
 # shellcheck shell=bash
 # Servers for the weather and challenge tests (and bench/weather.sh): static
-# binary-cache directories behind a private nginx, a server that answers
-# garbage, and a port where nothing listens.  Source it after lib.sh.
+# binary-cache directories behind a private nginx (lib.sh's), a server that
+# answers garbage, and a port where nothing listens.  Source it after lib.sh.
 #     serve_nginx DIR        # sets SERVE_PORT; nginx stops when the test exits
 #     serve_junk             # sets SERVE_PORT: junk narinfos, 500s, resets
 #     serve_closed_port      # prints a port nothing listens on
-# nginx runs in the foreground (daemon off) with every path it writes
-# (pid, logs, temp files) under $TMP, so it needs no root and no config of
-# its own; keep-alive is raised so that one connection serves thousands of
-# requests.
 
 : "${TMP:?source lib.sh first}"
 
-serve_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-serve_wait_port() {
-  local port=$1 i
-  for i in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "serve: nothing listens on port $port" >&2
-  return 1
-}
-
-# serve_nginx DIR [WORKERS]
+# serve_nginx DIR [WORKERS]: lib.sh's nginx_start under a name of its own
+serve_n=0
 serve_nginx() {
-  local dir=$1 workers=${2:-1} ng port
-  ng=$(mktemp -d "$TMP/nginx.XXXXXX")
-  mkdir -p "$ng/tmp"
-  port=$(serve_free_port)
-  # As root, workers would switch to nobody, who cannot read $TMP (0700).
-  local user=
-  [ "$(id -u)" != 0 ] || user="user root root;"
-  cat >"$ng/nginx.conf" <<CONF
-daemon off;
-$user
-worker_processes $workers;
-pid $ng/nginx.pid;
-error_log $ng/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
-  client_body_temp_path $ng/tmp/body;
-  proxy_temp_path $ng/tmp/proxy;
-  fastcgi_temp_path $ng/tmp/fastcgi;
-  uwsgi_temp_path $ng/tmp/uwsgi;
-  scgi_temp_path $ng/tmp/scgi;
-  types { text/x-nix-narinfo narinfo; }
-  default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:$port;
-    root $dir;
-  }
-}
-CONF
-  nginx -e "$ng/error.log" -p "$ng" -c "$ng/nginx.conf" &
-  cleanup_hooks+=("kill $!")
-  serve_wait_port "$port" || return 1
-  SERVE_PORT=$port
+  serve_n=$((serve_n + 1))
+  nginx_start "serve-$serve_n" "$1" "" "" "${2:-1}" || return 1
+  SERVE_PORT=$NGINX_PORT
 }
 
 # serve_junk: every narinfo request gets garbage, a 500, a body cut short
 # or a reset, by the hash part's first character; nix-cache-info is fine.
 serve_junk() {
-  local port
-  port=$(serve_free_port)
-  python3 - "$port" >"$TMP/junk-$port.log" 2>&1 <<'PY' &
-import http.server, socketserver, sys
+  local pid pf=$TMP/junk-$RANDOM.port
+  python3 - "$pf" >"$pf.log" 2>&1 <<'PY' &
+import http.server, os, socketserver, sys
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a): pass
@@ -99,14 +49,18 @@ class H(http.server.BaseHTTPRequestHandler):
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the default 5 drops SYNs: 1 s retransmits
-S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+srv = S(("127.0.0.1", 0), H)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write("%d\n" % srv.server_address[1])
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+srv.serve_forever()
 PY
-  cleanup_hooks+=("kill $!")
-  serve_wait_port "$port" || return 1
-  SERVE_PORT=$port
+  pid=$!
+  cleanup_hooks+=("kill $pid")
+  SERVE_PORT=$(port_from_file "$pf" "$pid") || { cat "$pf.log" >&2; return 1; }
 }
 
-serve_closed_port() { serve_free_port; }
+serve_closed_port() { free_port; }
 
 # build_two_stores: build the same four derivations into two private Nix
 # stores, $TMP/store1 and $TMP/store2 (needs nix-lib.sh, nix_lib_init).

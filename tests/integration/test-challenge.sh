@@ -98,8 +98,7 @@ check "lying narinfo first: note printed before the diff" \
 PYSRV=$SRCDIR/tests/integration/fetch-test-server.py
 python3 "$PYSRV" "$TMP/c2" "$TMP/cut.port" cut "$TMP/cut.log" 2>/dev/null &
 cleanup_hooks+=("kill $! 2>/dev/null")
-for _ in $(seq 100); do [ -s "$TMP/cut.port" ] && break; sleep 0.05; done
-ucut=http://127.0.0.1:$(cat "$TMP/cut.port")
+ucut=http://127.0.0.1:$(port_from_file "$TMP/cut.port" $!)
 rc=0; out=$("$CAIRN" challenge --diff --from "$u1" --from "$ucut" "$STAMP") || rc=$?
 check "--diff from a server that cuts the body: resumed, 3 changes" \
   grep -q "^  diff $u1 -> $ucut: 3 changes$" <<<"$out"
@@ -134,8 +133,7 @@ if "$CAIRN" publish -h >/dev/null 2>&1 || { not_ok "cairn publish is available";
     "$CAIRN" publish --listen 127.0.0.1:0 --port-file "$TMP/$name.port" --threads 1 "$@" \
       >"$TMP/$name.log" 2>&1 &
     cleanup_hooks+=("kill $!")
-    for _ in $(seq 100); do [ -s "$TMP/$name.port" ] && break; sleep 0.05; done
-    PUB_URL=http://127.0.0.1:$(cat "$TMP/$name.port")
+    PUB_URL=http://127.0.0.1:$(port_from_file "$TMP/$name.port" $!)
   }
   start_publish pub1 --store "$TMP/store1/nix/store" --key "$TMP/k1.sec"
   p1=$PUB_URL

@@ -41,7 +41,7 @@ cp -r "$VECTORS_DIR/nix/cache-xz/." "$TMP/bc/"
 "$CAIRN" publish --binary-cache "$TMP/bc" --listen localhost:0 --port-file "$TMP/lp" 2>"$TMP/lp.err" &
 lpid=$!
 cleanup_hooks+=("kill $lpid 2>/dev/null")
-for _ in $(seq 100); do [ -s "$TMP/lp" ] && break; sleep 0.05; done
+port_from_file "$TMP/lp" "$lpid" > /dev/null || cat "$TMP/lp.err"
 check "--listen localhost:0 resolves the name and serves on 127.0.0.1" \
   bash -c 'curl -fsS "http://127.0.0.1:$(cat "$0")/nix-cache-info" | grep -q StoreDir' "$TMP/lp"
 kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null || true

@@ -18,11 +18,7 @@ start() {
   pid=$!
   cleanup_hooks+=("kill $pid 2>/dev/null; wait $pid 2>/dev/null")
   eval "${name}_pid=$pid"
-  for _ in $(seq 200); do
-    [ -s "$TMP/$name.port" ] && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  port_from_file "$TMP/$name.port" "$pid" > /dev/null && return 0
   cat "$TMP/$name.log" >&2
   return 1
 }

@@ -29,8 +29,7 @@ check "challenge reads a file:// cache" \
   --port-file "$TMP/mport" 2>"$TMP/mlog" &
 mpid=$!
 cleanup_hooks+=("kill $mpid")
-for _ in $(seq 100); do [ -s "$TMP/mport" ] && break; sleep 0.05; done
-M=http://127.0.0.1:$(cat "$TMP/mport")
+M=http://127.0.0.1:$(port_from_file "$TMP/mport" "$mpid" || cat "$TMP/mlog" >&2)
 check "mirror in front of a file:// cache serves its narinfo" \
   bash -c 'curl -fsS "$0/x6b6ah9iya8w14wv5fzzwj36lf2yyghw.narinfo" | grep -q "^StorePath: $1"' "$M" "$TOP"
 url=$(sed -n 's/^URL: //p' "$C/x6b6ah9iya8w14wv5fzzwj36lf2yyghw.narinfo")

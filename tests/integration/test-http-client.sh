@@ -9,16 +9,11 @@ skip_unless python3 nginx sha256sum
 T="$BUILDDIR/tests/integration/http-client-test"
 [ -x "$T" ] || { echo "error: $T not built" >&2; exit 1; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # ---- the misbehaving HTTP/1.1 server
 python3 "$SRCDIR/tests/integration/http-test-server.py" "$TMP/port" &
 pypid=$!
 cleanup_hooks+=("kill $pypid")
-for _ in $(seq 50); do [ -s "$TMP/port" ] && break; sleep 0.1; done
-P=$(sed -n 1p "$TMP/port")
+P=$(port_from_file "$TMP/port" "$pypid")
 SILENT=$(sed -n 2p "$TMP/port")
 U="http://127.0.0.1:$P"
 
@@ -48,7 +43,10 @@ out=$("$T" -q 50 "$U/data/1000")
 check "50 chained requests (added from callbacks) all succeed" test "$(field ok "$(printf '%s\n' "$out" | grep '^summary')")" = 50
 check "50 chained requests used one connection" test "$(stats)" = 1
 
-# 3. stalls: detected within stall timeout + 1 s, mid-body and before headers
+# 3. stalls: detected mid-body and before headers, while the server is
+# still silent (it resumes after 20 s: a client that missed the stall
+# would end ok or short), and not before the 2 s stall timeout (a lower
+# bound, which load cannot break)
 out=$("$T" -s 2 "$U/stall/100000" "$U/slow-headers")
 echo "$out" | sed 's/^/  /'
 for what in stall/100000 slow-headers; do
@@ -56,8 +54,10 @@ for what in stall/100000 slow-headers; do
   check "$what: outcome stall" test "$(field outcome "$line")" = stall
   check "$what: advice retry-range" test "$(field advice "$line")" = retry-range
   ms=$(field ms "$line")
-  check "$what: detected in $ms ms (2 s stall timeout, at most 3000)" test "$ms" -ge 1900 -a "$ms" -le 3000
+  check "$what: not before the 2 s stall timeout ($ms ms)" test "$ms" -ge 1900
 done
+check "stall/100000: stalled after the 50000 bytes sent" \
+  test "$(field bytes "$(printf '%s\n' "$out" | grep "url=$U/stall/100000 ")")" = 50000
 
 # 4. a short body is an error, with Content-Length or chunked
 out=$("$T" "$U/short/100000" "$U/chunked-cut/100000")
@@ -118,7 +118,8 @@ sum=$(grep '^summary' <<<"$out")
 check "closed port: outcome connect, next-server" \
   test "$(grep -c 'outcome=connect .*advice=next-server' <<<"$out")" = 3
 check "closed port: server marked down" test "$(field down "$sum")" = 1
-check "closed port: fails fast ($(field elapsed_ms "$sum") ms)" test "$(field elapsed_ms "$sum")" -lt 1000
+check "closed port: refused, not timed out (the 1 s connect timeout)" \
+  test "$(grep -c "^result outcome=connect .*cannot connect: .*Couldn't connect to server" <<<"$out")/$(grep -ci 'timeout\|timed out' <<<"$out")" = 3/0
 out=$("$T" -S -q 3 "http://127.0.0.1:$closed" a.narinfo 2>&1)
 check "closed port: the next request to the down server is refused at once" \
   grep -q "http-client-test: http: http://127.0.0.1:$closed is down: .*cannot connect" <<<"$out"
@@ -132,7 +133,8 @@ check "silent TLS server: outcome connect, next-server" \
   test "$(grep -c 'outcome=connect .*advice=next-server.*msg=.*cannot connect:.*time' <<<"$out")" = 2
 check "silent TLS server: marked down" test "$(field down "$sum")" = 1
 ms=$(field elapsed_ms "$sum")
-check "silent TLS server: given up after the 1 s connect timeout ($ms ms)" test "$ms" -ge 900 -a "$ms" -le 2000
+check "silent TLS server: the connect timeout, not the 10 s stall: none stalled, not before 1 s ($ms ms)" \
+  test "$(grep -c 'outcome=stall' <<<"$out")" = 0 -a "$ms" -ge 900
 
 # 11. total timeout is told apart from a stall
 out=$("$T" -s 10 -T 2 "$U/stall/100000")
@@ -147,8 +149,7 @@ python3 "$SRCDIR/tests/integration/hostile-server.py" --port-file "$TMP/hport" \
   --log "$TMP/hlog" --hold 40 --lifetime 300 &
 hpid=$!
 cleanup_hooks+=("kill $hpid")
-for _ in $(seq 50); do [ -s "$TMP/hport" ] && break; sleep 0.1; done
-H="http://127.0.0.1:$(cat "$TMP/hport")"
+H="http://127.0.0.1:$(port_from_file "$TMP/hport" "$hpid")"
 # hreqs PREFIX: requests the hostile server read whose path starts with PREFIX
 hreqs() { grep -c "^req .* path=$1" "$TMP/hlog" || true; }
 
@@ -164,8 +165,8 @@ check "silent server: the message says no response within 1 s" \
 check "silent server: marked down" test "$(field down "$sum")" = 1
 check "silent server: health says silent, 2 silent transfers" \
   grep -q '^health state=silent requests=2 ok=0 unreachable=0 silent=2 slow=0 stalls=0 ' <<<"$out"
-check "silent server: ended well before the 20 s stall ($(field elapsed_ms "$sum") ms)" \
-  test "$(field elapsed_ms "$sum")" -lt 10000
+check "silent server: ended by the first-byte timeout, not the 20 s stall (no stall)" \
+  test "$(grep -c 'outcome=stall' <<<"$out")" = 0
 
 # 13. once it is down, nobody waits on it: with one connection allowed, the
 # first request meets the silence; the two queued behind it end at once,
@@ -220,8 +221,8 @@ check "trickling headers: the message counts header bytes" \
 line=$(grep "url=$H/trickle-headers-1000/" <<<"$out")
 check "trickling headers (1 s a byte): silent, next-server" \
   test "$(field outcome "$line")/$(field advice "$line")" = silent/next-server
-check "trickling headers: both ended well before the 20 s stall ($(field elapsed_ms "$(grep '^summary' <<<"$out")") ms)" \
-  test "$(field elapsed_ms "$(grep '^summary' <<<"$out")")" -lt 10000
+check "trickling headers: both ended by their own rule, not the 20 s stall (no stall)" \
+  test "$(grep -c 'outcome=stall' <<<"$out")" = 0
 
 # 17. the first-byte timeout per request: 3 s for one request covers a
 # server that answers after 1.5 s, where the client's 1 s does not
@@ -300,10 +301,7 @@ EOF
 nginx -e "$NG/error.log" -p "$NG" -c "$NG/nginx.conf" &
 ngpid=$!
 cleanup_hooks+=("kill $ngpid")
-for _ in $(seq 50); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $tls))" 2>/dev/null && break
-  sleep 0.1
-done
+wait_port "$tls" || cat "$NG/error.log" >&2
 want=$(sha256sum "$NG/www/small" | cut -d' ' -f1)
 
 : >"$NG/conn.log"

@@ -14,16 +14,11 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 smuggle() { timeout 120 python3 "$SRCDIR/tests/integration/httpd-smuggle.py" "$@"; }
 
 if [ -n "${HTTPD_TEST_SERVER:-}" ] && [ -x "$HTTPD_TEST_SERVER" ]; then
-  "$HTTPD_TEST_SERVER" --listen 127.0.0.1:0 --dir "$TMP" --threads 2 \
+  "$HTTPD_TEST_SERVER" --listen 127.0.0.1:0 --port-file "$TMP/layer.port" --dir "$TMP" --threads 2 \
     --access-log "$TMP/layer.access" > "$TMP/layer.out" 2> "$TMP/layer.err" &
   lpid=$!
   cleanup_hooks+=("kill -9 $lpid 2>/dev/null")
-  lport=
-  for _ in $(seq 100); do
-    lport=$(awk '/^port /{print $2; exit}' "$TMP/layer.out" 2> /dev/null || true)
-    [ -n "$lport" ] && break
-    sleep 0.05
-  done
+  lport=$(port_from_file "$TMP/layer.port" "$lpid") || cat "$TMP/layer.err"
   echo "# the http layer's test server"
   check "the layer: every smuggling case refused" smuggle "$lport" /small "$TMP/layer.access"
   kill "$lpid"
@@ -41,11 +36,7 @@ NIX_CONFIG="experimental-features = nix-command" \
   --threads 2 --port-file "$TMP/pub.port" --access-log "$TMP/pub.access" 2> "$TMP/pub.log" &
 ppid=$!
 cleanup_hooks+=("kill -9 $ppid 2>/dev/null")
-for _ in $(seq 200); do
-  [ -s "$TMP/pub.port" ] && break
-  sleep 0.05
-done
-pport=$(cat "$TMP/pub.port" 2> /dev/null) || { cat "$TMP/pub.log"; not_ok "cairn publish starts"; finish; exit 1; }
+pport=$(port_from_file "$TMP/pub.port" "$ppid") || { cat "$TMP/pub.log"; not_ok "cairn publish starts"; finish; exit 1; }
 
 echo "# cairn publish"
 check "publish: every smuggling case refused" smuggle "$pport" /nix-cache-info "$TMP/pub.access"

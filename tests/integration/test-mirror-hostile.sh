@@ -52,8 +52,7 @@ hostile_start() {
   python3 "$SRCDIR/tests/integration/fetch-test-server.py" "$1" "$TMP/$2.port" serve \
     "$TMP/$2.log" 2> "$TMP/$2.err" &
   cleanup_hooks+=("kill $! 2>/dev/null")
-  for _ in $(seq 100); do [ -s "$TMP/$2.port" ] && break; sleep 0.05; done
-  HOSTILE_PORT=$(cat "$TMP/$2.port")
+  HOSTILE_PORT=$(port_from_file "$TMP/$2.port" $!)
 }
 hostile_start "$TMP/hostile" hostile
 nginx_serve honest "$TMP/honest"

@@ -18,16 +18,12 @@ top=$(nix_build_closure "$store" 4 pub 50000)
 nix_gen_key publish-test-1 "$TMP/key"
 n_paths=$(nix_closure "$store" "$top" | wc -l)
 
-pport=$(free_port)
 "$CAIRN" publish --store "$store/nix/store" --key "$TMP/key.sec" \
-  --listen "127.0.0.1:$pport" --threads 2 --access-log "$TMP/pub.access" \
+  --listen 127.0.0.1:0 --port-file "$TMP/pub.port" --threads 2 --access-log "$TMP/pub.access" \
   2> "$TMP/publish.log" &
 ppid=$!
 cleanup_hooks+=("kill $ppid 2>/dev/null")
-for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$pport/nix-cache-info" > /dev/null && break
-  sleep 0.05
-done
+pport=$(port_from_file "$TMP/pub.port" "$ppid") || cat "$TMP/publish.log" >&2
 
 mirror_start m --upstream "http://127.0.0.1:$pport" --cache "$TMP/mc" --trusted-key "$TMP/key.pub"
 url=http://127.0.0.1:$MIRROR_PORT

@@ -64,7 +64,7 @@ nar=$(sed -n 's/^URL: //p' "$TMP/slowcache/$h.narinfo")
 curl -fs "$url/$h.narinfo" > /dev/null
 curl -s "$url/$nar" -o "$TMP/partial" &
 cpid=$!
-sleep 1.5
+wait_for 15 eval '[ -n "$(ls "$TMP/mc/tmp")" ] && [ -s "$TMP/partial" ]' || true
 check "a download is in progress" [ -n "$(ls "$TMP/mc/tmp")" ]
 kill -9 "$MIRROR_PID"; wait "$MIRROR_PID" 2>/dev/null || true
 wait "$cpid" 2>/dev/null || true

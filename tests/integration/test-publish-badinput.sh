@@ -54,7 +54,8 @@ size=$(narinfo_field "$ni" NarSize)
 check "the big item's narinfo has a URL ($url) and NarSize ($size)" [ -n "$url" -a -n "$size" ]
 curl -s --max-time 60 --limit-rate 2M -o "$TMP/big.nar" "$PUBLISH_URL/$url" &
 curl_pid=$!
-sleep 1.5
+# (a few MB in: the server is into the first of the 96 files)
+wait_for 15 eval '[ "$(stat -c %s "$TMP/big.nar" 2> /dev/null || echo 0)" -gt 2000000 ]' || true
 chmod -R u+w "$big"
 rm -rf "$big"
 # bounded: at 2 MiB/s the whole nar would take 24 s

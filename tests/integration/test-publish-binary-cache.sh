@@ -91,7 +91,7 @@ sys.exit(1 if fails else 0)
 EOF
 }
 
-if nginx_start "$BC"; then
+if nginx_start bc "$BC"; then
   check "nginx serves the cache as the checks expect" serve_check nginx "$NGINX_URL"
   nginx_stop
 else

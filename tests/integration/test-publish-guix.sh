@@ -63,14 +63,11 @@ serve() {
   pid=$!
   cleanup_hooks+=("kill -9 $pid 2>/dev/null")
   eval "${name}_pid=$pid"
-  for _ in $(seq 300); do
-    if [ -s "$pf" ]; then
-      URL=http://127.0.0.1:$(cat "$pf")
-      return 0
-    fi
-    kill -0 "$pid" 2> /dev/null || break
-    sleep 0.05
-  done
+  local port
+  if port=$(port_from_file "$pf" "$pid"); then
+    URL=http://127.0.0.1:$port
+    return 0
+  fi
   sed 's/^/  | /' "$TMP/$name.log" >&2
   return 1
 }
@@ -78,7 +75,7 @@ stop() {
   local pid
   pid=$(eval echo "\$${1}_pid")
   kill -TERM "$pid" 2> /dev/null || return 0
-  for _ in $(seq 200); do kill -0 "$pid" 2> /dev/null || break; sleep 0.05; done
+  wait_gone "$pid" 10 || true
   kill -9 "$pid" 2> /dev/null || true
   wait "$pid" 2> /dev/null || true
 }

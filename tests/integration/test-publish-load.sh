@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `cairn publish` under load: 300 concurrent keep-alive clients, each making
 # 20 mixed requests (narinfo, whole nar, byte range, unknown hash,
-# nix-cache-info) within 30 s, every body checked against the store (see
+# nix-cache-info), every body checked against the store (see
 # publish-load.py), first with uncompressed nars (ranges must be 206), then
 # with nars compressed on the fly into a cache while the clients read them,
 # then with all of them cached.
@@ -31,9 +31,12 @@ mkdir -p "$TMP/nars"
 done | python3 -c 'import json, sys; print(json.dumps([json.loads(l) for l in sys.stdin]))' > "$TMP/items.json"
 check "9 items to serve" [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$TMP/items.json")" = 9 ]
 
-# run_load [ITEMS]: 300 clients x 20 requests, 30 s at most
+# run_load [ITEMS]: 300 clients x 20 requests, every one answered right.
+# The 120 s is a bound for a server that hangs, not a speed to reach (about
+# 6 s here; a benchmark measures speed): it held 30 s, which a loaded
+# machine running two tests at once can miss.
 run_load() {
-  timeout 120 python3 "$SRCDIR/tests/integration/publish-load.py" "$PUBLISH_PORT" "${1:-$TMP/items.json}" 300 20 30
+  timeout 180 python3 "$SRCDIR/tests/integration/publish-load.py" "$PUBLISH_PORT" "${1:-$TMP/items.json}" 300 20 120
 }
 # the small items only: compressing the 2 MiB one on the fly for a hundred
 # clients at once measures the CPU (a benchmark's job), not correctness

@@ -31,11 +31,7 @@ start_publish() {
   local pid=$!
   cleanup_hooks+=("kill $pid 2>/dev/null; wait $pid 2>/dev/null")
   eval "${name}_pid=$pid"
-  for _ in $(seq 200); do
-    [ -s "$pf" ] && { PORT=$(cat "$pf"); return 0; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  PORT=$(port_from_file "$pf" "$pid") && return 0
   cat "$TMP/$name.log" >&2
   return 1
 }

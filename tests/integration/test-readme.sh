@@ -7,23 +7,25 @@ skip_unless curl nix
 
 block=$(awk '/^## Use it/{on=1} on && /^```sh/{inblk=1; next} inblk && /^```/{exit} inblk' "$SRCDIR/README.md")
 [ -n "$block" ] || { not_ok "README has a 'Use it' sh block"; finish; exit 1; }
-p1=$(free_port 2>/dev/null || python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-p2=$(free_port 2>/dev/null || python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# (the README names fixed ports: free ones here, racy but all there is)
+p1=$(free_port)
+p2=$(free_port)
 bin=$(dirname "$CAIRN")
 n=0
 while IFS= read -r line; do
   case $line in ''|'#'*) continue ;; esac
-  cmd=${line//build\/src\/cairn/$CAIRN}
+  # /tmp/ first: $CAIRN and $TMP may themselves be under /tmp
+  cmd=${line//\/tmp\//$TMP\/}
+  cmd=${cmd//build\/src\/cairn/$CAIRN}
   cmd=${cmd//127.0.0.1:8080/127.0.0.1:$p1}
   cmd=${cmd//127.0.0.1:8081/127.0.0.1:$p2}
-  cmd=${cmd//\/tmp\//$TMP\/}
   n=$((n + 1))
   case $cmd in
     *" publish "*|*" mirror "*)
       (cd "$SRCDIR" && exec bash -c "exec $cmd") >"$TMP/srv$n.log" 2>&1 &
       cleanup_hooks+=("kill $! 2>/dev/null")
       port=${p1}; case $cmd in *" mirror "*) port=$p2 ;; esac
-      for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/nix-cache-info" >/dev/null && break; sleep 0.05; done
+      wait_for 5 curl -fs "http://127.0.0.1:$port/nix-cache-info" -o /dev/null || true
       check "README line $n starts a server: ${line%% --*}" curl -fs "http://127.0.0.1:$port/nix-cache-info" -o /dev/null
       ;;
     *)

@@ -209,9 +209,9 @@ struct cairn_edge {
 	pthread_mutex_t mu;
 	pthread_cond_t job_cond;
 	pthread_cond_t info_cond;
-	struct edge_map inflight; /* key -> struct fetch */
-	struct edge_map narinfos; /* hash -> struct ni_ent */
-	struct edge_map claims;	  /* nar path -> struct nar_claims */
+	struct map inflight; /* key -> struct fetch */
+	struct map narinfos; /* hash -> struct ni_ent */
+	struct map claims;	  /* nar path -> struct nar_claims */
 	uint64_t claims_gen;	  /* changes whenever a claim does */
 	struct fetch *jobs, **jobs_tail;
 	int stop;
@@ -337,7 +337,7 @@ static void fetch_unref(struct fetch *f)
  * are now (later changes are looked at again before it commits). */
 static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 {
-	const struct nar_claims *cl = edge_map_get(&e->claims, f->key);
+	const struct nar_claims *cl = map_get(&e->claims, f->key);
 	f->max_size = -1;
 	if (!cl || !cl->n)
 		return 0;
@@ -364,7 +364,7 @@ static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 static struct fetch *fetch_get_locked(struct cairn_edge *e, enum fkind kind, const char *key,
 				      int *joined)
 {
-	struct fetch *f = edge_map_get(&e->inflight, key);
+	struct fetch *f = map_get(&e->inflight, key);
 	void *old;
 	if (f) {
 		f->refs++;
@@ -388,7 +388,7 @@ static struct fetch *fetch_get_locked(struct cairn_edge *e, enum fkind kind, con
 	pthread_cond_init(&f->cond, NULL);
 	cairn_buf_init(&f->body, CAIRN_NARINFO_MAX);
 	if ((kind == FK_NAR && fetch_take_claims_locked(e, f) < 0) ||
-	    edge_map_put(&e->inflight, key, f, &old) < 0) {
+	    map_put(&e->inflight, key, f, &old) < 0) {
 		pthread_mutex_destroy(&f->mu);
 		pthread_cond_destroy(&f->cond);
 		free(f->cand);
@@ -427,8 +427,8 @@ static void fetch_finish(struct fetch *f, enum fstate st, int not_found)
 {
 	struct cairn_edge *e = f->e;
 	pthread_mutex_lock(&e->mu);
-	if (edge_map_get(&e->inflight, f->key) == f)
-		edge_map_del(&e->inflight, f->key);
+	if (map_get(&e->inflight, f->key) == f)
+		map_take(&e->inflight, f->key);
 	pthread_mutex_unlock(&e->mu);
 	pthread_mutex_lock(&f->mu);
 	f->state = st;
@@ -584,7 +584,7 @@ static void claims_recheck_cached_locked(struct cairn_edge *e, const struct nar_
 static void claim_set_locked(struct cairn_edge *e, const char *key, const char *item,
 			     const struct nar_claim *c, int loading)
 {
-	struct nar_claims *cl = edge_map_get(&e->claims, key), *ncl;
+	struct nar_claims *cl = map_get(&e->claims, key), *ncl;
 	size_t i = 0;
 	void *old;
 	if (cl)
@@ -597,7 +597,7 @@ static void claim_set_locked(struct cairn_edge *e, const char *key, const char *
 		cl->c[i] = cl->c[--cl->n];
 		e->claims_gen++;
 		if (!cl->n && !cl->overflow) {
-			edge_map_del(&e->claims, key);
+			map_take(&e->claims, key);
 			free(cl);
 		}
 		return;
@@ -623,7 +623,7 @@ static void claim_set_locked(struct cairn_edge *e, const char *key, const char *
 		ncl->n = 0;
 	}
 	ncl->c[ncl->n++] = *c;
-	if (ncl != cl && edge_map_put(&e->claims, key, ncl, &old) < 0)
+	if (ncl != cl && map_put(&e->claims, key, ncl, &old) < 0)
 		free(ncl); /* only a new key can fail to go in: nothing refers to ncl */
 }
 
@@ -644,7 +644,7 @@ static int names_key(const struct cairn_narinfo *ni, const char *key)
 static void claims_item_set_locked(struct cairn_edge *e, const char *hash,
 				   const struct cairn_narinfo *ni, int loading)
 {
-	const struct ni_ent *cur = edge_map_get(&e->narinfos, hash);
+	const struct ni_ent *cur = map_get(&e->narinfos, hash);
 	struct cairn_narinfo *old = NULL;
 	char key[CAIRN_EDGE_KEY_MAX + 1];
 	if (cur && cur->text && cairn_narinfo_parse(cur->text, cur->len, &old, NULL) == 0)
@@ -678,7 +678,7 @@ static void ni_put_locked(struct cairn_edge *e, const char *hash, const char *te
 		n->len = len;
 	}
 	n->expires = expires;
-	if (edge_map_put(&e->narinfos, hash, n, &old) < 0) {
+	if (map_put(&e->narinfos, hash, n, &old) < 0) {
 		ni_ent_free(n);
 		return;
 	}
@@ -1016,7 +1016,7 @@ static int claim_met(struct fetch *f, const uint8_t sha[32], const struct nar_cl
  */
 static int judge_locked(struct cairn_edge *e, struct fetch *f, const uint8_t sha[32], int *commit)
 {
-	const struct nar_claims *cl = edge_map_get(&e->claims, f->key);
+	const struct nar_claims *cl = map_get(&e->claims, f->key);
 	int ok = 0, cacheable = 0, all = 1;
 	for (size_t i = 0; f->cand && i < f->cand->n; i++)
 		ok |= claim_met(f, sha, &f->cand->c[i]);
@@ -1184,8 +1184,8 @@ static void fetch_leave_table(struct fetch *f)
 {
 	struct cairn_edge *e = f->e;
 	pthread_mutex_lock(&e->mu);
-	if (edge_map_get(&e->inflight, f->key) == f)
-		edge_map_del(&e->inflight, f->key);
+	if (map_get(&e->inflight, f->key) == f)
+		map_take(&e->inflight, f->key);
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -1431,15 +1431,12 @@ static void purge_negatives(struct cairn_edge *e)
 {
 	int64_t now = now_s();
 	pthread_mutex_lock(&e->mu);
-	for (size_t i = 0; i < e->narinfos.n_slots; i++) {
-		struct edge_map_ent *x = e->narinfos.slots[i], *next;
-		for (; x; x = next) {
-			struct ni_ent *n = x->val;
-			next = x->next;
-			if (!n->text && n->expires <= now) {
-				edge_map_del(&e->narinfos, x->key);
-				ni_ent_free(n);
-			}
+	struct map_iter it;
+	for (struct map_ent *x = map_iter_first(&it, &e->narinfos); x; x = map_iter_next(&it)) {
+		struct ni_ent *n = x->val;
+		if (!n->text && n->expires <= now) {
+			map_take(&e->narinfos, x->key);
+			ni_ent_free(n);
 		}
 	}
 	pthread_mutex_unlock(&e->mu);
@@ -1548,7 +1545,7 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 	int joined, rc;
 	*stale_out = 0;
 	pthread_mutex_lock(&e->mu);
-	struct ni_ent *n = edge_map_get(&e->narinfos, hash);
+	struct ni_ent *n = map_get(&e->narinfos, hash);
 	if (n && now < n->expires) {
 		count(e->c.ni_hits, 1);
 		*max_age = n->expires - now;
@@ -1833,7 +1830,7 @@ static void miss_stream(struct miss *m)
 	char cc[64];
 	const char *key = m->key;
 	pthread_mutex_lock(&e->mu);
-	known = edge_map_get(&e->claims, key) != NULL;
+	known = map_get(&e->claims, key) != NULL;
 	pthread_mutex_unlock(&e->mu);
 
 	/* Guix: nar/<compression>/<hash>-<name>; learn its hashes from the narinfo */
@@ -2419,9 +2416,9 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 	pthread_cond_init(&e->job_cond, NULL);
 	pthread_cond_init(&e->info_cond, NULL);
 	pthread_cond_init(&e->producers_cond, NULL);
-	edge_map_init(&e->inflight);
-	edge_map_init(&e->narinfos);
-	edge_map_init(&e->claims);
+	map_init(&e->inflight, NULL);
+	map_init(&e->narinfos, NULL);
+	map_init(&e->claims, NULL);
 	e->jobs_tail = &e->jobs;
 	for (size_t i = 0; i < cfg->n_upstreams; i++) {
 		if ((rc = cairn_http_server_new(&e->ups[i].srv, cfg->upstreams[i], 0, err)) < 0)
@@ -2548,9 +2545,10 @@ static void fail_all(struct cairn_edge *e)
 	for (;;) {
 		struct fetch *f = NULL;
 		pthread_mutex_lock(&e->mu);
-		for (size_t i = 0; i < e->inflight.n_slots && !f; i++)
-			if (e->inflight.slots[i])
-				f = e->inflight.slots[i]->val;
+		struct map_iter it;
+		struct map_ent *x = map_iter_first(&it, &e->inflight);
+		if (x)
+			f = x->val;
 		pthread_mutex_unlock(&e->mu);
 		if (!f)
 			break;
@@ -2593,15 +2591,14 @@ void cairn_edge_free(struct cairn_edge *e)
 	if (!e)
 		return;
 	cairn_edge_stop(e);
-	for (size_t i = 0; i < e->narinfos.n_slots; i++)
-		for (struct edge_map_ent *x = e->narinfos.slots[i]; x; x = x->next)
-			ni_ent_free(x->val);
-	for (size_t i = 0; i < e->claims.n_slots; i++)
-		for (struct edge_map_ent *x = e->claims.slots[i]; x; x = x->next)
-			free(x->val);
-	edge_map_release(&e->narinfos);
-	edge_map_release(&e->claims);
-	edge_map_release(&e->inflight);
+	struct map_iter it;
+	for (struct map_ent *x = map_iter_first(&it, &e->narinfos); x; x = map_iter_next(&it))
+		ni_ent_free(x->val);
+	for (struct map_ent *x = map_iter_first(&it, &e->claims); x; x = map_iter_next(&it))
+		free(x->val);
+	map_release(&e->narinfos);
+	map_release(&e->claims);
+	map_release(&e->inflight);
 	for (size_t i = 0; i < e->n_ups; i++) {
 		cairn_http_server_free(e->ups[i].srv);
 		free(e->ups[i].info);

@@ -113,10 +113,8 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 	} else {
 		/* a strong validator from the bytes: a CDN revalidates cheaply */
 		char etag[24];
-		uint64_t hv = 1469598103934665603ull;
-		for (size_t i = 0; i < b.len; i++)
-			hv = (hv ^ (unsigned char)b.data[i]) * 1099511628211ull;
-		snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)hv);
+		snprintf(etag, sizeof(etag), "\"%016llx\"",
+			 (unsigned long long)map_hash(b.data, b.len));
 		cache_control(req, max_age);
 		cairn_httpd_add_header(req, "ETag", etag);
 		size_t inml = 0;

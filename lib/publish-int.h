@@ -9,8 +9,8 @@
 #include <stdatomic.h>
 
 #include "cairn/publish.h"
+#include "map.h"
 
-struct pub_map;
 
 /*
  * A FIFO of hash parts, each queued once until its work is done, for the
@@ -20,7 +20,7 @@ struct pub_map;
 struct pub_workq {
 	pthread_mutex_t *lock;
 	pthread_cond_t *cond;
-	struct pub_map *queued; /* hash parts queued or being worked on */
+	struct map *queued; /* hash parts queued or being worked on */
 	char **ring;
 	size_t head, len, cap, max;
 };
@@ -93,14 +93,14 @@ struct cairn_publish {
 
 	/* signed narinfo text by hash part */
 	pthread_mutex_t memo_lock;
-	struct pub_map *memo;
+	struct map *memo;
 	/* hash part by NarHash (nix32), for /nar/<narhash>.nar without ?hash= */
-	struct pub_map *by_narhash;
+	struct map *by_narhash;
 	/* "<hashpart>:<NarHash hex>" of items whose bytes matched (memo_lock) */
-	struct pub_map *verified;
+	struct map *verified;
 	/* the same keys, of items whose bytes did not match: value is the
 	 * monotonic ms of the check (memo_lock) */
-	struct pub_map *corrupt;
+	struct map *corrupt;
 
 	/* background checks (verify_lock), one thread */
 	pthread_mutex_t verify_lock;
@@ -113,12 +113,12 @@ struct cairn_publish {
 	int cache_fd; /* DIR, or -1 */
 	pthread_mutex_t cache_lock;
 	pthread_cond_t cache_cond;
-	struct pub_map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
-	struct pub_map *by_file; /* file hash nix32 -> the same struct pub_baked */
-	struct pub_map *inflight; /* key -> struct pub_inflight */
+	struct map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
+	struct map *by_file; /* file hash nix32 -> the same struct pub_baked */
+	struct map *inflight; /* key -> struct pub_inflight */
 	/* hash part -> struct pub_raw (cache_lock; also without a cache,
 	 * then in memory only) */
-	struct pub_map *raw;
+	struct map *raw;
 	struct pub_workq bake_q;  /* under cache_lock */
 	uint64_t cache_size;
 	atomic_bool stopping;

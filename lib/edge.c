@@ -40,6 +40,7 @@
 #include "cairn/sign.h"
 #include "cairn/storepath.h"
 #include "edge-int.h"
+#include "metrics.h"
 #include "cairn/banned.h"
 
 #define EDGE_CHUNK (256 * 1024)
@@ -190,7 +191,7 @@ struct fetch {
 };
 
 struct counters {
-	struct cairn_httpd_counter *hits, *misses, *coalesced, *ni_hits, *ni_misses, *stale,
+	struct metric *hits, *misses, *coalesced, *ni_hits, *ni_misses, *stale,
 		*bytes_cache, *bytes_upstream, *up_errors, *verify_fail, *untrusted, *evictions,
 		*ups_up, *probes_failed, *write_failing, *write_errors;
 };
@@ -248,10 +249,16 @@ static int64_t now_s(void)
 	return (int64_t)time(NULL);
 }
 
-static void count(struct cairn_httpd_counter *c, uint64_t v)
+static void count(struct metric *c, uint64_t v)
 {
 	if (c)
-		cairn_httpd_counter_add(c, v);
+		metric_add(c, v);
+}
+
+static void gauge_down(struct metric *g)
+{
+	if (g)
+		metric_sub(g, 1);
 }
 
 void cairn_edge_config_init(struct cairn_edge_config *cfg)
@@ -818,7 +825,10 @@ static void set_up(struct cairn_edge *e, struct upstream *u, int up, const char 
 	int changed = u->up != up;
 	if (changed) {
 		u->up = up;
-		count(e->c.ups_up, up ? 1 : UINT64_MAX); /* a gauge: wraps back */
+		if (up)
+			count(e->c.ups_up, 1);
+		else
+			gauge_down(e->c.ups_up);
 	}
 	if (!changed && u->checked && up)
 		return;
@@ -1049,7 +1059,7 @@ static void cache_write_works(struct cairn_edge *e)
 {
 	if (!atomic_exchange(&e->write_failing, 0))
 		return;
-	count(e->c.write_failing, UINT64_MAX); /* a gauge: wraps back */
+	gauge_down(e->c.write_failing);
 	say(e, CAIRN_EDGE_LOG_INFO, "mirror cache: writing works again; caching resumed");
 }
 
@@ -2466,19 +2476,22 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 {
 	static const struct {
 		size_t off;
+		enum metric_type type;
 		const char *name, *help;
 	} cs[] = {
-#define C(f, n, hl) {offsetof(struct counters, f), n, hl}
-		C(hits, "cairn_mirror_hits_total", "nar requests served from the cache"),
-		C(misses, "cairn_mirror_misses_total", "nar requests that started an upstream fetch"),
+#define C(f, n, hl) {offsetof(struct counters, f), METRIC_COUNTER, n, hl}
+#define G(f, n, hl) {offsetof(struct counters, f), METRIC_GAUGE, n, hl}
+		C(hits, "cairn_mirror_nar_hits_total", "nar requests served from the cache"),
+		C(misses, "cairn_mirror_nar_misses_total",
+		  "nar requests that started an upstream fetch"),
 		C(coalesced, "cairn_mirror_coalesced_total",
 		  "requests that joined a fetch already in flight"),
 		C(ni_hits, "cairn_mirror_narinfo_hits_total", "narinfo lookups answered from memory"),
 		C(ni_misses, "cairn_mirror_narinfo_misses_total", "narinfo lookups sent upstream"),
 		C(stale, "cairn_mirror_stale_served_total",
 		  "narinfos served stale because every upstream failed"),
-		C(bytes_cache, "cairn_mirror_bytes_from_cache_total", "nar bytes sent from the cache"),
-		C(bytes_upstream, "cairn_mirror_bytes_from_upstream_total",
+		C(bytes_cache, "cairn_mirror_cache_sent_bytes_total", "nar bytes sent from the cache"),
+		C(bytes_upstream, "cairn_mirror_upstream_received_bytes_total",
 		  "bytes received from upstreams"),
 		C(up_errors, "cairn_mirror_upstream_errors_total",
 		  "upstream requests that failed (not 404)"),
@@ -2487,20 +2500,23 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 		C(untrusted, "cairn_mirror_untrusted_total",
 		  "narinfos refused for lack of a trusted signature"),
 		C(evictions, "cairn_mirror_evictions_total", "nars evicted from the cache"),
-		C(ups_up, "cairn_mirror_upstreams_up", "upstreams currently healthy (a gauge)"),
-		C(probes_failed, "cairn_mirror_health_checks_failed_total",
+		G(ups_up, "cairn_mirror_upstreams_up", "upstreams currently healthy"),
+		C(probes_failed, "cairn_mirror_health_check_failures_total",
 		  "failed upstream health checks"),
-		C(write_failing, "cairn_mirror_cache_write_failing",
-		  "1 while downloads cannot be written to the cache (a gauge)"),
+		G(write_failing, "cairn_mirror_cache_write_failing",
+		  "1 while downloads cannot be written to the cache"),
 		C(write_errors, "cairn_mirror_cache_write_errors_total",
 		  "downloads passed through uncached because the cache could not be written"),
 #undef C
+#undef G
 	};
+	struct metrics *reg = httpd_metrics(h);
 	int rc;
 	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
-		struct cairn_httpd_counter **slot =
-			(struct cairn_httpd_counter **)((char *)&e->c + cs[i].off);
-		if ((rc = cairn_httpd_counter_new(h, cs[i].name, cs[i].help, slot, err)) < 0)
+		struct metric **slot = (struct metric **)((char *)&e->c + cs[i].off);
+		if ((rc = cs[i].type == METRIC_GAUGE
+				  ? metrics_gauge(reg, cs[i].name, cs[i].help, slot, err)
+				  : metrics_counter(reg, cs[i].name, cs[i].help, slot, err)) < 0)
 			return rc;
 	}
 	count(e->c.ups_up, e->n_ups);

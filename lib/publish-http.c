@@ -24,6 +24,7 @@
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
+#include "metrics.h"
 #include "publish-int.h"
 #include "cairn/banned.h"
 
@@ -992,134 +993,160 @@ static int h_root(struct cairn_httpd_req *req, void *data)
 	return rc;
 }
 
+/* ---- metrics ------------------------------------------------------------ */
+
 /* Per compression method (none excepted): bytes in, CPU seconds, slow. */
-static int compress_metrics(struct cairn_publish *p, struct cairn_buf *b)
+enum rate_figure { RATE_BYTES, RATE_SECONDS, RATE_SLOW };
+
+static int collect_rates(struct cairn_publish *p, struct metrics_out *o, enum rate_figure f)
 {
-	static const struct {
-		const char *name, *type, *help;
-	} fam[] = {
-	    {"cairn_publish_compress_bytes_total", "counter",
-	     "Nar bytes compressed, on the fly and in bakes, by method."},
-	    {"cairn_publish_compress_seconds_total", "counter",
-	     "CPU seconds the compressing threads spent in the compressor, by method."},
-	    {"cairn_publish_compress_slow", "gauge",
-	     "1 when the method compressed slower than --slow-compression-rate (judged "
-	     "from 4 MiB of nar on)."},
-	};
 	int rc = 0;
-	for (size_t f = 0; rc == 0 && f < sizeof(fam) / sizeof(fam[0]); f++) {
-		rc = cairn_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
-				      fam[f].name, fam[f].type);
-		for (int m = CAIRN_CODEC_NONE + 1; rc == 0 && m < CAIRN_CODEC_METHOD_COUNT_; m++) {
-			const struct pub_rate *r = &p->rates[m];
-			uint64_t in = atomic_load_explicit(&r->bytes_in, memory_order_relaxed);
-			uint64_t ns = atomic_load_explicit(&r->cpu_ns, memory_order_relaxed);
-			const char *name = cairn_codec_method_name((enum cairn_codec_method)m);
-			if (f == 0)
-				rc = cairn_buf_printf(b, "%s{method=\"%s\"} %llu\n", fam[f].name,
-						      name, (unsigned long long)in);
-			else if (f == 1)
-				rc = cairn_buf_printf(b, "%s{method=\"%s\"} %.6f\n", fam[f].name,
-						      name, (double)ns / 1e9);
-			else
-				rc = cairn_buf_printf(b, "%s{method=\"%s\"} %d\n", fam[f].name,
-						      name, pub_rate_slow(p, in, ns) ? 1 : 0);
-		}
+	for (int m = CAIRN_CODEC_NONE + 1; rc == 0 && m < CAIRN_CODEC_METHOD_COUNT_; m++) {
+		const struct pub_rate *r = &p->rates[m];
+		uint64_t in = atomic_load_explicit(&r->bytes_in, memory_order_relaxed);
+		uint64_t ns = atomic_load_explicit(&r->cpu_ns, memory_order_relaxed);
+		const struct metric_label l[] = {
+			{"method", cairn_codec_method_name((enum cairn_codec_method)m)}};
+		if (f == RATE_BYTES)
+			rc = metrics_emit(o, l, 1, in);
+		else if (f == RATE_SECONDS)
+			rc = metrics_emit_ns(o, l, 1, ns);
+		else
+			rc = metrics_emit(o, l, 1, pub_rate_slow(p, in, ns) ? 1 : 0);
 	}
 	return rc;
 }
 
-static int h_metrics(struct cairn_httpd_req *req, void *data)
+static int collect_compress_bytes(void *ctx, struct metrics_out *o)
 {
-	struct cairn_publish *p = data;
-	struct cairn_buf b = CAIRN_BUF_INIT(4 << 20);
-	int rc = cairn_httpd_metrics_render(p->httpd, &b);
-	uint64_t qlen, cache_size, streams, vqlen;
+	return collect_rates(ctx, o, RATE_BYTES);
+}
 
-	pthread_mutex_lock(&p->verify_lock);
-	vqlen = p->verify_q.len;
-	pthread_mutex_unlock(&p->verify_lock);
+static int collect_compress_seconds(void *ctx, struct metrics_out *o)
+{
+	return collect_rates(ctx, o, RATE_SECONDS);
+}
+
+static int collect_compress_slow(void *ctx, struct metrics_out *o)
+{
+	return collect_rates(ctx, o, RATE_SLOW);
+}
+
+/* The gauges live under the locks of what they measure. */
+static int collect_bake_queue(void *ctx, struct metrics_out *o)
+{
+	struct cairn_publish *p = ctx;
 	pthread_mutex_lock(&p->cache_lock);
-	qlen = p->bake_q.len;
-	cache_size = p->cache_size;
+	uint64_t v = p->bake_q.len;
 	pthread_mutex_unlock(&p->cache_lock);
+	return metrics_emit(o, NULL, 0, v);
+}
+
+static int collect_cache_bytes(void *ctx, struct metrics_out *o)
+{
+	struct cairn_publish *p = ctx;
+	pthread_mutex_lock(&p->cache_lock);
+	uint64_t v = p->cache_size;
+	pthread_mutex_unlock(&p->cache_lock);
+	return metrics_emit(o, NULL, 0, v);
+}
+
+static int collect_streams(void *ctx, struct metrics_out *o)
+{
+	struct cairn_publish *p = ctx;
 	pthread_mutex_lock(&p->streams_lock);
-	streams = p->n_streams;
+	uint64_t v = p->n_streams;
 	pthread_mutex_unlock(&p->streams_lock);
+	return metrics_emit(o, NULL, 0, v);
+}
+
+static int collect_verify_queue(void *ctx, struct metrics_out *o)
+{
+	struct cairn_publish *p = ctx;
+	pthread_mutex_lock(&p->verify_lock);
+	uint64_t v = p->verify_q.len;
+	pthread_mutex_unlock(&p->verify_lock);
+	return metrics_emit(o, NULL, 0, v);
+}
+
+/* Publish's figures, in the server's registry (its /metrics). */
+static int register_metrics(struct cairn_publish *p, struct metrics *reg, struct cairn_error *err)
+{
 	static const struct {
-		const char *name, *type, *help;
+		const char *name, *help;
 		size_t off;
 	} counters[] = {
-		{"cairn_publish_narinfo_memo_hits_total", "counter",
+		{"cairn_publish_narinfo_memo_hits_total",
 		 "Narinfos served from the memo of signed narinfos.",
 		 offsetof(struct cairn_publish, m_memo_hits)},
-		{"cairn_publish_narinfo_memo_misses_total", "counter",
-		 "Narinfos built (and signed) afresh.", offsetof(struct cairn_publish, m_memo_misses)},
-		{"cairn_publish_signatures_total", "counter", "Signatures made.",
+		{"cairn_publish_narinfo_memo_misses_total", "Narinfos built (and signed) afresh.",
+		 offsetof(struct cairn_publish, m_memo_misses)},
+		{"cairn_publish_signatures_total", "Signatures made.",
 		 offsetof(struct cairn_publish, m_signed)},
-		{"cairn_publish_nar_cache_hits_total", "counter",
-		 "Nar requests served from a baked (cached) file.",
+		{"cairn_publish_nar_cache_hits_total", "Nar requests served from a baked (cached) file.",
 		 offsetof(struct cairn_publish, m_cache_hits)},
-		{"cairn_publish_nar_cache_misses_total", "counter",
+		{"cairn_publish_nar_cache_misses_total",
 		 "Nar requests streamed from the store, compressed on the fly.",
 		 offsetof(struct cairn_publish, m_cache_misses)},
-		{"cairn_publish_baked_total", "counter", "Compressed nars written to the cache.",
+		{"cairn_publish_bakes_total", "Compressed nars written to the cache.",
 		 offsetof(struct cairn_publish, m_baked)},
-		{"cairn_publish_bake_failures_total", "counter", "Bakes that failed.",
+		{"cairn_publish_bake_failures_total", "Bakes that failed.",
 		 offsetof(struct cairn_publish, m_bake_failures)},
-		{"cairn_publish_verified_total", "counter",
-		 "Items whose nar matched NarHash in a background check.",
+		{"cairn_publish_verified_total", "Items whose nar matched NarHash in a background check.",
 		 offsetof(struct cairn_publish, m_verified)},
-		{"cairn_publish_verify_failures_total", "counter",
-		 "Checks that found an item's nar differing from its NarHash (the item is "
-		 "withdrawn).",
+		{"cairn_publish_verify_failures_total",
+		 "Checks that found an item's nar differing from its NarHash (the item is withdrawn).",
 		 offsetof(struct cairn_publish, m_verify_failures)},
-		{"cairn_publish_raw_items_total", "counter",
-		 "Items found not to compress (a compressed nar of at least 95% of the nar): "
-		 "offered uncompressed only.",
+		{"cairn_publish_raw_items_total",
+		 "Items found not to compress (a compressed nar of at least 95% of the nar): offered "
+		 "uncompressed only.",
 		 offsetof(struct cairn_publish, m_raw)},
-		{"cairn_publish_evicted_total", "counter",
+		{"cairn_publish_evictions_total",
 		 "Cached files removed (least recently used first, or replaced).",
 		 offsetof(struct cairn_publish, m_evicted)},
 	};
-	for (size_t i = 0; rc == 0 && i < sizeof(counters) / sizeof(counters[0]); i++) {
-		atomic_uint_fast64_t *v = (atomic_uint_fast64_t *)((char *)p + counters[i].off);
-		rc = cairn_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", counters[i].name,
-				      counters[i].help, counters[i].name, counters[i].type,
-				      counters[i].name,
-				      (unsigned long long)atomic_load_explicit(
-					      v, memory_order_relaxed));
+	static const struct {
+		const char *name;
+		enum metric_type type;
+		const char *help;
+		metrics_collect_fn fn;
+	} collected[] = {
+		{"cairn_publish_bake_queue", METRIC_GAUGE, "Items waiting to be baked.",
+		 collect_bake_queue},
+		{"cairn_publish_cache_bytes", METRIC_GAUGE, "Bytes of compressed nars in the cache.",
+		 collect_cache_bytes},
+		{"cairn_publish_streams", METRIC_GAUGE, "Nar streams running.", collect_streams},
+		{"cairn_publish_verify_queue", METRIC_GAUGE,
+		 "Items waiting for a background check against NarHash.", collect_verify_queue},
+		{"cairn_publish_compress_bytes_total", METRIC_COUNTER,
+		 "Nar bytes compressed, on the fly and in bakes, by method.", collect_compress_bytes},
+		{"cairn_publish_compress_seconds_total", METRIC_COUNTER,
+		 "CPU seconds the compressing threads spent in the compressor, by method.",
+		 collect_compress_seconds},
+		{"cairn_publish_compress_slow", METRIC_GAUGE,
+		 "1 when the method compressed slower than --slow-compression-rate (judged from 4 MiB "
+		 "of nar on).",
+		 collect_compress_slow},
+	};
+	int rc;
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		const atomic_uint_fast64_t *v =
+			(const atomic_uint_fast64_t *)((const char *)p + counters[i].off);
+		if ((rc = metrics_counter_at(reg, counters[i].name, counters[i].help, v, err)) < 0)
+			return rc;
 	}
-	if (rc == 0)
-		rc = cairn_buf_printf(
-			&b,
-			"# HELP cairn_publish_bake_queue Items waiting to be baked.\n"
-			"# TYPE cairn_publish_bake_queue gauge\ncairn_publish_bake_queue %llu\n"
-			"# HELP cairn_publish_cache_bytes Bytes of compressed nars in the cache.\n"
-			"# TYPE cairn_publish_cache_bytes gauge\ncairn_publish_cache_bytes %llu\n"
-			"# HELP cairn_publish_streams Nar streams running.\n"
-			"# TYPE cairn_publish_streams gauge\ncairn_publish_streams %llu\n"
-			"# HELP cairn_publish_verify_queue Items waiting for a background "
-			"check against NarHash.\n"
-			"# TYPE cairn_publish_verify_queue gauge\ncairn_publish_verify_queue %llu\n",
-			(unsigned long long)qlen, (unsigned long long)cache_size,
-			(unsigned long long)streams, (unsigned long long)vqlen);
-	if (rc == 0)
-		rc = compress_metrics(p, &b);
-	if (rc == 0) {
-		cairn_httpd_add_header(req, "Cache-Control", "no-store");
-		rc = cairn_httpd_send(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "",
-				      b.len);
-	}
-	cairn_buf_release(&b);
-	return rc;
+	for (size_t i = 0; i < sizeof(collected) / sizeof(collected[0]); i++)
+		if ((rc = metrics_collector(reg, collected[i].name, collected[i].type,
+					    collected[i].help, collected[i].fn, p, err)) < 0)
+			return rc;
+	return 0;
 }
 
 int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct cairn_error *err)
 {
-	p->httpd = h;
 	int rc;
-	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "nix-cache-info",
+	if ((rc = register_metrics(p, httpd_metrics(h), err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "nix-cache-info",
 				    h_cache_info, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/signing-key.pub", "signing-key",
 				    h_key, p, err)) < 0 ||
@@ -1129,8 +1156,8 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 				    "guix-signing-key", h_guix_key, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", h_health, p, err)) <
 		    0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics", h_metrics, p,
-				    err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
+				    cairn_httpd_metrics_handler, h, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_nar, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/log/", "log", h_log, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, p, err)) <

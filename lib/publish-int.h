@@ -136,7 +136,6 @@ struct cairn_publish {
 
 	struct pub_rate rates[CAIRN_CODEC_METHOD_COUNT_];
 
-	struct cairn_httpd *httpd; /* for /metrics */
 
 	/* the public keys as served: Nix lines, the Guix s-expression */
 	char *nix_keys, *guix_key;

@@ -40,6 +40,7 @@
 #include "cairn/sign.h"
 #include "cairn/storepath.h"
 #include "edge-int.h"
+#include "httpd-follow.h"
 #include "metrics.h"
 #include "cairn/banned.h"
 
@@ -1696,72 +1697,80 @@ static void miss_narinfo(struct miss *m)
 }
 
 /*
- * Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out.
- * The last byte read is always held back until more follow it, and the
- * response's last byte until the whole object is verified (FS_OK), so no
- * response, whole or a range, ends cleanly on bytes that fail the check.
- * The held byte is kept here, not in f: for a download without a file, rd
- * (this client among f->readers) needs no memory kept for it.
+ * A client following f as it downloads (lib/httpd-follow.h).  The last
+ * byte read is always held back until more follow it, and the response's
+ * last byte until the whole object is verified (FS_OK), so no response,
+ * whole or a range, ends cleanly on bytes that fail the check.  The held
+ * byte is kept by the follower, not in f: for a download without a file,
+ * rd (this client among f->readers) needs no memory kept for it.
  */
+struct follower {
+	struct fetch *f;
+	struct reader *rd;
+};
+
+static int64_t follow_wait(void *ctx, uint64_t pos, uint64_t limit)
+{
+	struct follower *fl = ctx;
+	struct fetch *f = fl->f;
+	int64_t r;
+	pthread_mutex_lock(&f->mu);
+	fl->rd->pos = pos;
+	for (;;) {
+		uint64_t have = f->written < limit ? f->written : limit;
+		if (fl->rd->cut) {
+			r = CAIRN_ECANCELED;
+			break;
+		}
+		if (pos < have) {
+			r = (int64_t)(have - pos);
+			break;
+		}
+		if (f->state == FS_OK || f->state == FS_FAIL) {
+			r = f->state == FS_OK ? HTTPD_FOLLOW_DONE : CAIRN_EIO;
+			break;
+		}
+		pthread_cond_wait(&f->cond, &f->mu);
+	}
+	pthread_mutex_unlock(&f->mu);
+	return r;
+}
+
+static ssize_t follow_read(void *ctx, uint64_t pos, void *buf, size_t len)
+{
+	struct follower *fl = ctx;
+	struct fetch *f = fl->f;
+	ssize_t r;
+	pthread_mutex_lock(&f->mu);
+	if (!f->mem || pos < f->file_len) {
+		if (f->mem && pos + len > f->file_len)
+			len = (size_t)(f->file_len - pos);
+		pthread_mutex_unlock(&f->mu);
+		r = pread(f->fd, buf, len, (off_t)pos);
+		if (r <= 0)
+			r = CAIRN_EIO;
+		pthread_mutex_lock(&f->mu);
+	} else if (pos < f->mbase) {
+		r = CAIRN_ECANCELED; /* without a file, and memory no longer holds them */
+	} else {
+		memcpy(buf, f->mbuf + (pos - f->mbase), len);
+		r = (ssize_t)len;
+	}
+	/* read is as good as sent: memory need not keep them for this client */
+	if (r > 0)
+		fl->rd->pos = pos + (uint64_t)r;
+	pthread_mutex_unlock(&f->mu);
+	return r;
+}
+
+/* Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out. */
 static int produce(struct fetch *f, struct reader *rd, struct cairn_httpd_stream *s, uint64_t pos,
 		   uint64_t end)
 {
-	char *buf = malloc(EDGE_CHUNK);
-	size_t held = 0; /* 0 or 1 byte at buf[0] */
-	int ok = 0;
-	if (!buf)
-		return 0;
-	pthread_mutex_lock(&f->mu);
-	rd->pos = pos;
-	for (;;) {
-		uint64_t have = f->written < end ? f->written : end;
-		if (rd->cut)
-			break;
-		if (pos >= have) {
-			if (f->state == FS_OK) {
-				pthread_mutex_unlock(&f->mu);
-				ok = !held || cairn_httpd_stream_write(s, buf, held) == 0;
-				pthread_mutex_lock(&f->mu);
-				break;
-			}
-			if (f->state == FS_FAIL)
-				break;
-			pthread_cond_wait(&f->cond, &f->mu);
-			continue;
-		}
-		size_t want = EDGE_CHUNK - held;
-		if (have - pos < want)
-			want = (size_t)(have - pos);
-		ssize_t r;
-		if (!f->mem || pos < f->file_len) {
-			if (f->mem && pos + want > f->file_len)
-				want = (size_t)(f->file_len - pos);
-			pthread_mutex_unlock(&f->mu);
-			r = pread(f->fd, buf + held, want, (off_t)pos);
-			pthread_mutex_lock(&f->mu);
-			if (r <= 0)
-				break;
-		} else {
-			/* without a file: from memory, if it still holds them */
-			if (pos < f->mbase)
-				break;
-			memcpy(buf + held, f->mbuf + (pos - f->mbase), want);
-			r = (ssize_t)want;
-		}
-		pos += (uint64_t)r;
-		rd->pos = pos;
-		size_t n = held + (size_t)r - 1;
-		pthread_mutex_unlock(&f->mu);
-		int wrc = n ? cairn_httpd_stream_write(s, buf, n) : 0;
-		buf[0] = buf[n];
-		held = 1;
-		pthread_mutex_lock(&f->mu);
-		if (wrc < 0)
-			break;
-	}
-	pthread_mutex_unlock(&f->mu);
-	free(buf);
-	return ok;
+	struct follower fl = {f, rd};
+	const struct httpd_follow src = {
+		.wait = follow_wait, .read = follow_read, .ctx = &fl, .hold_last = true};
+	return httpd_follow_send(s, &src, pos, end, NULL) == 0;
 }
 
 static int key_ok(const char *s)

@@ -24,6 +24,7 @@
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
+#include "httpd-follow.h"
 #include "metrics.h"
 #include "publish-int.h"
 #include "cairn/banned.h"
@@ -227,6 +228,24 @@ static int job_file(void *ctx, int fd, uint64_t size, struct cairn_error *err)
 	return rc < 0 ? cairn_error_set(err, rc, "publish: client gone") : 0;
 }
 
+/* The bake j follows: its chunked response has no length, so nothing is
+ * held back; a failed bake fails the response. */
+static int64_t tail_wait(void *ctx, uint64_t pos, uint64_t limit)
+{
+	struct job *j = ctx;
+	int64_t n = pub_inflight_wait(j->p, j->inf, pos);
+	return n > 0 && (uint64_t)n > limit - pos ? (int64_t)(limit - pos) : n;
+}
+
+/* The file is opened before its first byte counts as written: once wait
+ * said there are bytes, inf->fd is set. */
+static ssize_t tail_read(void *ctx, uint64_t pos, void *buf, size_t len)
+{
+	struct job *j = ctx;
+	ssize_t r = pread(j->inf->fd, buf, len, (off_t)pos);
+	return r > 0 ? r : CAIRN_EIO;
+}
+
 static void *producer(void *arg)
 {
 	struct job *j = arg;
@@ -243,31 +262,12 @@ static void *producer(void *arg)
 	if (j->kind == JOB_TAIL) {
 		/* follow the file the baker writes; if it fails before a byte
 		 * was sent (disk full...), compress on the fly instead */
-		uint64_t off = 0;
-		static const size_t cap = 256 * 1024;
-		char *buf = malloc(cap);
-		rc = buf ? 0 : CAIRN_ENOMEM;
-		while (rc == 0) {
-			int64_t n = pub_inflight_wait(p, j->inf, off);
-			if (n == 0)
-				break;
-			if (n < 0) {
-				rc = (int)n;
-				break;
-			}
-			size_t want = (uint64_t)n < cap ? (size_t)n : cap;
-			ssize_t got = pread(j->inf->fd, buf, want, (off_t)off);
-			if (got <= 0) {
-				rc = CAIRN_EIO;
-				break;
-			}
-			off += (uint64_t)got;
-			rc = cairn_httpd_stream_write(j->s, buf, (size_t)got);
-		}
-		free(buf);
+		const struct httpd_follow tail = {.wait = tail_wait, .read = tail_read, .ctx = j};
+		uint64_t sent = 0;
+		rc = httpd_follow_send(j->s, &tail, 0, UINT64_MAX, &sent);
 		pub_inflight_put(p, j->inf);
 		j->inf = NULL;
-		if (rc == 0 || off > 0 || p->stopping)
+		if (rc == 0 || sent > 0 || p->stopping)
 			goto out;
 		j->kind = JOB_NAR; /* nothing sent yet: on the fly after all */
 		rc = 0;

@@ -89,6 +89,11 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 check "the three nars were baked" test "${n:-0}" -ge 3
+types=$(curl -sf "$url/metrics" | sed -n 's/^# TYPE //p')
+check "/metrics: publish's gauges are gauges" \
+  bash -c 'grep -qx "cairn_publish_cache_bytes gauge" <<<"$1" && grep -qx "cairn_publish_bake_queue gauge" <<<"$1"' _ "$types"
+check "... every counter is named *_total, no gauge is" \
+  bash -c '! grep -v " gauge$" <<<"$1" | grep -qv "_total counter$" && ! grep -q "_total gauge$" <<<"$1"' _ "$types"
 h=$(hp "$top")
 curl -sf "$url/$h.narinfo" > "$TMP/baked.narinfo"
 check "a baked narinfo has FileHash" grep -q '^FileHash: sha256:' "$TMP/baked.narinfo"

@@ -229,6 +229,10 @@ void pub_meter_flush(struct cairn_publish *p, struct pub_meter *m);
 /* Is a method that compressed bytes_in in cpu_ns slow (publish.h)? */
 bool pub_rate_slow(const struct cairn_publish *p, uint64_t bytes_in, uint64_t cpu_ns);
 
+/* Register publish's figures in reg, a server's registry (publish-metrics.c). */
+struct metrics;
+int pub_metrics_register(struct cairn_publish *p, struct metrics *reg, struct cairn_error *err);
+
 /* streams accounting */
 bool pub_stream_enter(struct cairn_publish *p);
 void pub_stream_leave(struct cairn_publish *p);

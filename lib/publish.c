@@ -1692,6 +1692,44 @@ static void *baker(void *arg)
 	return NULL;
 }
 
+/*
+ * After the info files are read: delete the files in nar/ that no record
+ * names.  A bake renames its nar into place before it writes the info
+ * file, and a record found bad is deleted without its nar: a crash or a
+ * bad record would otherwise leave a file nothing counts against
+ * --cache-max-size and nothing ever deletes.
+ */
+static void cache_sweep_nars(struct cairn_publish *p)
+{
+	int dfd = openat(p->cache_fd, "nar", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		char fh[53], want[128];
+		if (n[0] == '.')
+			continue;
+		const struct pub_baked *b = NULL;
+		if (strlen(n) > 52) {
+			memcpy(fh, n, 52);
+			fh[52] = '\0';
+			b = map_get(p->by_file, fh);
+		}
+		if (b && !b->ghost) {
+			snprintf(want, sizeof(want), "%s.nar%s", fh, cairn_publish_nar_ext(b->method));
+			if (!strcmp(n, want))
+				continue;
+		}
+		unlinkat(dfd, n, 0);
+	}
+	closedir(d);
+}
+
 /* Read the info files of a cache directory left by an earlier run; drop
  * whatever is incomplete. */
 static void cache_load(struct cairn_publish *p)
@@ -1792,6 +1830,7 @@ static void cache_load(struct cairn_publish *p)
 		unlinkat(dfd, n, 0);
 	}
 	closedir(d);
+	cache_sweep_nars(p);
 }
 
 static int mkdir_at(struct cairn_publish *p, const char *name, struct cairn_error *err)

@@ -1,5 +1,5 @@
 /*
- * edge-int.h - what lib/edge*.c share: the string map, the on-disk store
+ * edge-int.h - what lib/edge*.c share: the on-disk store
  * (layout in include/cairn/edge.h) and the helpers of the operator's log.
  * Not installed.
  */
@@ -10,29 +10,7 @@
 #include <stdint.h>
 
 #include "cairn/error.h"
-
-/* --- a string-keyed hash map (chained; not thread-safe) ------------------- */
-
-struct edge_map_ent {
-	struct edge_map_ent *next;
-	char *key;
-	void *val;
-};
-
-struct edge_map {
-	struct edge_map_ent **slots;
-	size_t n_slots;
-	size_t n;
-};
-
-void edge_map_init(struct edge_map *m);
-/* Frees the entries and keys, not the values. */
-void edge_map_release(struct edge_map *m);
-void *edge_map_get(const struct edge_map *m, const char *key);
-/* Insert or replace; *old gets the replaced value (or NULL). */
-int edge_map_put(struct edge_map *m, const char *key, void *val, void **old);
-/* Remove; returns the value or NULL. */
-void *edge_map_del(struct edge_map *m, const char *key);
+#include "map.h"
 
 /* --- the store -------------------------------------------------------------- */
 

@@ -23,116 +23,6 @@
 #include "edge-int.h"
 #include "cairn/banned.h"
 
-/* --- map -------------------------------------------------------------------- */
-
-static size_t map_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return (size_t)h;
-}
-
-void edge_map_init(struct edge_map *m)
-{
-	m->slots = NULL;
-	m->n_slots = 0;
-	m->n = 0;
-}
-
-void edge_map_release(struct edge_map *m)
-{
-	for (size_t i = 0; i < m->n_slots; i++) {
-		struct edge_map_ent *e = m->slots[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			free(e->key);
-			free(e);
-		}
-	}
-	free(m->slots);
-	edge_map_init(m);
-}
-
-void *edge_map_get(const struct edge_map *m, const char *key)
-{
-	if (!m->n_slots)
-		return NULL;
-	for (struct edge_map_ent *e = m->slots[map_hash(key) % m->n_slots]; e; e = e->next)
-		if (!strcmp(e->key, key))
-			return e->val;
-	return NULL;
-}
-
-static int map_grow(struct edge_map *m)
-{
-	size_t n = m->n_slots ? m->n_slots * 2 : 64;
-	struct edge_map_ent **slots = calloc(n, sizeof(*slots));
-	if (!slots)
-		return CAIRN_ENOMEM;
-	for (size_t i = 0; i < m->n_slots; i++) {
-		struct edge_map_ent *e = m->slots[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			size_t j = map_hash(e->key) % n;
-			e->next = slots[j];
-			slots[j] = e;
-		}
-	}
-	free(m->slots);
-	m->slots = slots;
-	m->n_slots = n;
-	return 0;
-}
-
-int edge_map_put(struct edge_map *m, const char *key, void *val, void **old)
-{
-	*old = NULL;
-	if (m->n_slots) {
-		for (struct edge_map_ent *e = m->slots[map_hash(key) % m->n_slots]; e; e = e->next)
-			if (!strcmp(e->key, key)) {
-				*old = e->val;
-				e->val = val;
-				return 0;
-			}
-	}
-	if ((m->n + 1) * 2 > m->n_slots && map_grow(m) < 0)
-		return CAIRN_ENOMEM;
-	struct edge_map_ent *e = malloc(sizeof(*e));
-	char *k = strdup(key);
-	if (!e || !k) {
-		free(e);
-		free(k);
-		return CAIRN_ENOMEM;
-	}
-	size_t j = map_hash(key) % m->n_slots;
-	e->key = k;
-	e->val = val;
-	e->next = m->slots[j];
-	m->slots[j] = e;
-	m->n++;
-	return 0;
-}
-
-void *edge_map_del(struct edge_map *m, const char *key)
-{
-	if (!m->n_slots)
-		return NULL;
-	struct edge_map_ent **pp = &m->slots[map_hash(key) % m->n_slots];
-	for (; *pp; pp = &(*pp)->next) {
-		struct edge_map_ent *e = *pp;
-		if (!strcmp(e->key, key)) {
-			void *v = e->val;
-			*pp = e->next;
-			free(e->key);
-			free(e);
-			m->n--;
-			return v;
-		}
-	}
-	return NULL;
-}
-
 /* --- store ------------------------------------------------------------------ */
 
 struct nar_ent {
@@ -149,7 +39,7 @@ struct edge_store {
 	int data_fd, tmp_fd;
 	sqlite3 *db;
 	uint64_t max_size;
-	struct edge_map nars; /* path -> struct nar_ent */
+	struct map nars; /* path -> struct nar_ent */
 	uint64_t bytes;
 	uint64_t tick;
 	uint64_t evictions;
@@ -212,10 +102,10 @@ static void sweep_dir(int dirfd, int (*keep)(void *ctx, const char *name), void 
 static int keep_indexed(void *ctx, const char *name)
 {
 	struct edge_store *s = ctx;
-	for (size_t i = 0; i < s->nars.n_slots; i++)
-		for (struct edge_map_ent *e = s->nars.slots[i]; e; e = e->next)
-			if (!strcmp(((struct nar_ent *)e->val)->file, name))
-				return 1;
+	struct map_iter it;
+	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it))
+		if (!strcmp(((struct nar_ent *)e->val)->file, name))
+			return 1;
 	return 0;
 }
 
@@ -265,7 +155,7 @@ static int load_index(struct edge_store *s, struct cairn_error *err)
 		n->atime = atime > 0 ? (uint64_t)atime : 0;
 		if (n->atime > s->tick)
 			s->tick = n->atime;
-		if (edge_map_put(&s->nars, path, n, &old) < 0) {
+		if (map_put(&s->nars, path, n, &old) < 0) {
 			nar_ent_free(n);
 			rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
 			goto out;
@@ -292,7 +182,7 @@ int edge_store_open(struct edge_store **out, const char *dir, uint64_t max_size,
 		return cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
 	pthread_mutex_init(&s->mu, NULL);
 	s->data_fd = s->tmp_fd = -1;
-	edge_map_init(&s->nars);
+	map_init(&s->nars, NULL);
 	s->max_size = max_size;
 	if (!(s->dir = strdup(dir))) {
 		rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
@@ -359,10 +249,10 @@ void edge_store_free(struct edge_store *s)
 		edge_store_flush(s, NULL);
 		sqlite3_close(s->db);
 	}
-	for (size_t i = 0; i < s->nars.n_slots; i++)
-		for (struct edge_map_ent *e = s->nars.slots[i]; e; e = e->next)
-			nar_ent_free(e->val);
-	edge_map_release(&s->nars);
+	struct map_iter it;
+	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it))
+		nar_ent_free(e->val);
+	map_release(&s->nars);
 	if (s->data_fd >= 0)
 		close(s->data_fd);
 	if (s->tmp_fd >= 0)
@@ -382,7 +272,7 @@ int edge_store_nar_get(struct edge_store *s, const char *path,
 {
 	int found = 0;
 	pthread_mutex_lock(&s->mu);
-	struct nar_ent *n = edge_map_get(&s->nars, path);
+	struct nar_ent *n = map_get(&s->nars, path);
 	if (n) {
 		n->atime = ++s->tick;
 		n->dirty = 1;
@@ -411,23 +301,23 @@ int edge_store_tmp_open(struct edge_store *s, char *tmppath, size_t cap, int *fd
 static struct nar_ent *lru_victim(struct edge_store *s, const char *keep)
 {
 	struct nar_ent *best = NULL;
-	for (size_t i = 0; i < s->nars.n_slots; i++)
-		for (struct edge_map_ent *e = s->nars.slots[i]; e; e = e->next) {
-			struct nar_ent *n = e->val;
-			if (keep && !strcmp(n->path, keep))
-				continue;
-			if (!best || n->atime < best->atime)
-				best = n;
-		}
+	struct map_iter it;
+	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it)) {
+		struct nar_ent *n = e->val;
+		if (keep && !strcmp(n->path, keep))
+			continue;
+		if (!best || n->atime < best->atime)
+			best = n;
+	}
 	return best;
 }
 
 static int file_in_use(struct edge_store *s, const char *file, const struct nar_ent *except)
 {
-	for (size_t i = 0; i < s->nars.n_slots; i++)
-		for (struct edge_map_ent *e = s->nars.slots[i]; e; e = e->next)
-			if (e->val != except && !strcmp(((struct nar_ent *)e->val)->file, file))
-				return 1;
+	struct map_iter it;
+	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it))
+		if (e->val != except && !strcmp(((struct nar_ent *)e->val)->file, file))
+			return 1;
 	return 0;
 }
 
@@ -453,7 +343,7 @@ static int forget_one(struct edge_store *s, struct nar_ent *n, struct cairn_erro
 	}
 	if (!file_in_use(s, n->file, n))
 		unlinkat(s->data_fd, n->file, 0);
-	edge_map_del(&s->nars, n->path);
+	map_take(&s->nars, n->path);
 	s->bytes -= n->size;
 	nar_ent_free(n);
 out:
@@ -466,7 +356,7 @@ int edge_store_nar_drop_unless(struct edge_store *s, const char *path, const uin
 	char file[EDGE_FILE_NAME_LEN + 1];
 	int dropped = 0;
 	pthread_mutex_lock(&s->mu);
-	struct nar_ent *n = edge_map_get(&s->nars, path);
+	struct nar_ent *n = map_get(&s->nars, path);
 	if (sha256)
 		file_name(sha256, file);
 	if (n && (!sha256 || strcmp(n->file, file)))
@@ -532,7 +422,7 @@ int edge_store_nar_commit(struct edge_store *s, const char *path, const char *tm
 		rc = db_err(s, err, "insert");
 		goto out;
 	}
-	if (edge_map_put(&s->nars, path, n, &old) < 0) {
+	if (map_put(&s->nars, path, n, &old) < 0) {
 		rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
 		goto out;
 	}
@@ -669,17 +559,17 @@ int edge_store_flush(struct edge_store *s, struct cairn_error *err)
 		goto out;
 	}
 	sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL);
-	for (size_t i = 0; i < s->nars.n_slots; i++)
-		for (struct edge_map_ent *e = s->nars.slots[i]; e; e = e->next) {
-			struct nar_ent *n = e->val;
-			if (!n->dirty)
-				continue;
-			sqlite3_bind_int64(st, 1, (sqlite3_int64)n->atime);
-			sqlite3_bind_text(st, 2, n->path, -1, SQLITE_STATIC);
-			sqlite3_step(st);
-			sqlite3_reset(st);
-			n->dirty = 0;
-		}
+	struct map_iter it;
+	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it)) {
+		struct nar_ent *n = e->val;
+		if (!n->dirty)
+			continue;
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)n->atime);
+		sqlite3_bind_text(st, 2, n->path, -1, SQLITE_STATIC);
+		sqlite3_step(st);
+		sqlite3_reset(st);
+		n->dirty = 0;
+	}
 	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		rc = db_err(s, err, "flush commit");
 out:

@@ -40,6 +40,8 @@
 #include "cairn/sign.h"
 #include "cairn/storepath.h"
 #include "edge-int.h"
+#include "httpd-follow.h"
+#include "metrics.h"
 #include "cairn/banned.h"
 
 #define EDGE_CHUNK (256 * 1024)
@@ -190,7 +192,7 @@ struct fetch {
 };
 
 struct counters {
-	struct cairn_httpd_counter *hits, *misses, *coalesced, *ni_hits, *ni_misses, *stale,
+	struct metric *hits, *misses, *coalesced, *ni_hits, *ni_misses, *stale,
 		*bytes_cache, *bytes_upstream, *up_errors, *verify_fail, *untrusted, *evictions,
 		*ups_up, *probes_failed, *write_failing, *write_errors;
 };
@@ -209,9 +211,9 @@ struct cairn_edge {
 	pthread_mutex_t mu;
 	pthread_cond_t job_cond;
 	pthread_cond_t info_cond;
-	struct edge_map inflight; /* key -> struct fetch */
-	struct edge_map narinfos; /* hash -> struct ni_ent */
-	struct edge_map claims;	  /* nar path -> struct nar_claims */
+	struct map inflight; /* key -> struct fetch */
+	struct map narinfos; /* hash -> struct ni_ent */
+	struct map claims;	  /* nar path -> struct nar_claims */
 	uint64_t claims_gen;	  /* changes whenever a claim does */
 	struct fetch *jobs, **jobs_tail;
 	int stop;
@@ -248,10 +250,16 @@ static int64_t now_s(void)
 	return (int64_t)time(NULL);
 }
 
-static void count(struct cairn_httpd_counter *c, uint64_t v)
+static void count(struct metric *c, uint64_t v)
 {
 	if (c)
-		cairn_httpd_counter_add(c, v);
+		metric_add(c, v);
+}
+
+static void gauge_down(struct metric *g)
+{
+	if (g)
+		metric_sub(g, 1);
 }
 
 void cairn_edge_config_init(struct cairn_edge_config *cfg)
@@ -337,7 +345,7 @@ static void fetch_unref(struct fetch *f)
  * are now (later changes are looked at again before it commits). */
 static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 {
-	const struct nar_claims *cl = edge_map_get(&e->claims, f->key);
+	const struct nar_claims *cl = map_get(&e->claims, f->key);
 	f->max_size = -1;
 	if (!cl || !cl->n)
 		return 0;
@@ -364,7 +372,7 @@ static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 static struct fetch *fetch_get_locked(struct cairn_edge *e, enum fkind kind, const char *key,
 				      int *joined)
 {
-	struct fetch *f = edge_map_get(&e->inflight, key);
+	struct fetch *f = map_get(&e->inflight, key);
 	void *old;
 	if (f) {
 		f->refs++;
@@ -388,7 +396,7 @@ static struct fetch *fetch_get_locked(struct cairn_edge *e, enum fkind kind, con
 	pthread_cond_init(&f->cond, NULL);
 	cairn_buf_init(&f->body, CAIRN_NARINFO_MAX);
 	if ((kind == FK_NAR && fetch_take_claims_locked(e, f) < 0) ||
-	    edge_map_put(&e->inflight, key, f, &old) < 0) {
+	    map_put(&e->inflight, key, f, &old) < 0) {
 		pthread_mutex_destroy(&f->mu);
 		pthread_cond_destroy(&f->cond);
 		free(f->cand);
@@ -427,8 +435,8 @@ static void fetch_finish(struct fetch *f, enum fstate st, int not_found)
 {
 	struct cairn_edge *e = f->e;
 	pthread_mutex_lock(&e->mu);
-	if (edge_map_get(&e->inflight, f->key) == f)
-		edge_map_del(&e->inflight, f->key);
+	if (map_get(&e->inflight, f->key) == f)
+		map_take(&e->inflight, f->key);
 	pthread_mutex_unlock(&e->mu);
 	pthread_mutex_lock(&f->mu);
 	f->state = st;
@@ -584,7 +592,7 @@ static void claims_recheck_cached_locked(struct cairn_edge *e, const struct nar_
 static void claim_set_locked(struct cairn_edge *e, const char *key, const char *item,
 			     const struct nar_claim *c, int loading)
 {
-	struct nar_claims *cl = edge_map_get(&e->claims, key), *ncl;
+	struct nar_claims *cl = map_get(&e->claims, key), *ncl;
 	size_t i = 0;
 	void *old;
 	if (cl)
@@ -597,7 +605,7 @@ static void claim_set_locked(struct cairn_edge *e, const char *key, const char *
 		cl->c[i] = cl->c[--cl->n];
 		e->claims_gen++;
 		if (!cl->n && !cl->overflow) {
-			edge_map_del(&e->claims, key);
+			map_take(&e->claims, key);
 			free(cl);
 		}
 		return;
@@ -623,7 +631,7 @@ static void claim_set_locked(struct cairn_edge *e, const char *key, const char *
 		ncl->n = 0;
 	}
 	ncl->c[ncl->n++] = *c;
-	if (ncl != cl && edge_map_put(&e->claims, key, ncl, &old) < 0)
+	if (ncl != cl && map_put(&e->claims, key, ncl, &old) < 0)
 		free(ncl); /* only a new key can fail to go in: nothing refers to ncl */
 }
 
@@ -644,7 +652,7 @@ static int names_key(const struct cairn_narinfo *ni, const char *key)
 static void claims_item_set_locked(struct cairn_edge *e, const char *hash,
 				   const struct cairn_narinfo *ni, int loading)
 {
-	const struct ni_ent *cur = edge_map_get(&e->narinfos, hash);
+	const struct ni_ent *cur = map_get(&e->narinfos, hash);
 	struct cairn_narinfo *old = NULL;
 	char key[CAIRN_EDGE_KEY_MAX + 1];
 	if (cur && cur->text && cairn_narinfo_parse(cur->text, cur->len, &old, NULL) == 0)
@@ -678,7 +686,7 @@ static void ni_put_locked(struct cairn_edge *e, const char *hash, const char *te
 		n->len = len;
 	}
 	n->expires = expires;
-	if (edge_map_put(&e->narinfos, hash, n, &old) < 0) {
+	if (map_put(&e->narinfos, hash, n, &old) < 0) {
 		ni_ent_free(n);
 		return;
 	}
@@ -818,7 +826,10 @@ static void set_up(struct cairn_edge *e, struct upstream *u, int up, const char 
 	int changed = u->up != up;
 	if (changed) {
 		u->up = up;
-		count(e->c.ups_up, up ? 1 : UINT64_MAX); /* a gauge: wraps back */
+		if (up)
+			count(e->c.ups_up, 1);
+		else
+			gauge_down(e->c.ups_up);
 	}
 	if (!changed && u->checked && up)
 		return;
@@ -1016,7 +1027,7 @@ static int claim_met(struct fetch *f, const uint8_t sha[32], const struct nar_cl
  */
 static int judge_locked(struct cairn_edge *e, struct fetch *f, const uint8_t sha[32], int *commit)
 {
-	const struct nar_claims *cl = edge_map_get(&e->claims, f->key);
+	const struct nar_claims *cl = map_get(&e->claims, f->key);
 	int ok = 0, cacheable = 0, all = 1;
 	for (size_t i = 0; f->cand && i < f->cand->n; i++)
 		ok |= claim_met(f, sha, &f->cand->c[i]);
@@ -1049,7 +1060,7 @@ static void cache_write_works(struct cairn_edge *e)
 {
 	if (!atomic_exchange(&e->write_failing, 0))
 		return;
-	count(e->c.write_failing, UINT64_MAX); /* a gauge: wraps back */
+	gauge_down(e->c.write_failing);
 	say(e, CAIRN_EDGE_LOG_INFO, "mirror cache: writing works again; caching resumed");
 }
 
@@ -1184,8 +1195,8 @@ static void fetch_leave_table(struct fetch *f)
 {
 	struct cairn_edge *e = f->e;
 	pthread_mutex_lock(&e->mu);
-	if (edge_map_get(&e->inflight, f->key) == f)
-		edge_map_del(&e->inflight, f->key);
+	if (map_get(&e->inflight, f->key) == f)
+		map_take(&e->inflight, f->key);
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -1431,15 +1442,12 @@ static void purge_negatives(struct cairn_edge *e)
 {
 	int64_t now = now_s();
 	pthread_mutex_lock(&e->mu);
-	for (size_t i = 0; i < e->narinfos.n_slots; i++) {
-		struct edge_map_ent *x = e->narinfos.slots[i], *next;
-		for (; x; x = next) {
-			struct ni_ent *n = x->val;
-			next = x->next;
-			if (!n->text && n->expires <= now) {
-				edge_map_del(&e->narinfos, x->key);
-				ni_ent_free(n);
-			}
+	struct map_iter it;
+	for (struct map_ent *x = map_iter_first(&it, &e->narinfos); x; x = map_iter_next(&it)) {
+		struct ni_ent *n = x->val;
+		if (!n->text && n->expires <= now) {
+			map_take(&e->narinfos, x->key);
+			ni_ent_free(n);
 		}
 	}
 	pthread_mutex_unlock(&e->mu);
@@ -1548,7 +1556,7 @@ static int narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, s
 	int joined, rc;
 	*stale_out = 0;
 	pthread_mutex_lock(&e->mu);
-	struct ni_ent *n = edge_map_get(&e->narinfos, hash);
+	struct ni_ent *n = map_get(&e->narinfos, hash);
 	if (n && now < n->expires) {
 		count(e->c.ni_hits, 1);
 		*max_age = n->expires - now;
@@ -1689,72 +1697,80 @@ static void miss_narinfo(struct miss *m)
 }
 
 /*
- * Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out.
- * The last byte read is always held back until more follow it, and the
- * response's last byte until the whole object is verified (FS_OK), so no
- * response, whole or a range, ends cleanly on bytes that fail the check.
- * The held byte is kept here, not in f: for a download without a file, rd
- * (this client among f->readers) needs no memory kept for it.
+ * A client following f as it downloads (lib/httpd-follow.h).  The last
+ * byte read is always held back until more follow it, and the response's
+ * last byte until the whole object is verified (FS_OK), so no response,
+ * whole or a range, ends cleanly on bytes that fail the check.  The held
+ * byte is kept by the follower, not in f: for a download without a file,
+ * rd (this client among f->readers) needs no memory kept for it.
  */
+struct follower {
+	struct fetch *f;
+	struct reader *rd;
+};
+
+static int64_t follow_wait(void *ctx, uint64_t pos, uint64_t limit)
+{
+	struct follower *fl = ctx;
+	struct fetch *f = fl->f;
+	int64_t r;
+	pthread_mutex_lock(&f->mu);
+	fl->rd->pos = pos;
+	for (;;) {
+		uint64_t have = f->written < limit ? f->written : limit;
+		if (fl->rd->cut) {
+			r = CAIRN_ECANCELED;
+			break;
+		}
+		if (pos < have) {
+			r = (int64_t)(have - pos);
+			break;
+		}
+		if (f->state == FS_OK || f->state == FS_FAIL) {
+			r = f->state == FS_OK ? HTTPD_FOLLOW_DONE : CAIRN_EIO;
+			break;
+		}
+		pthread_cond_wait(&f->cond, &f->mu);
+	}
+	pthread_mutex_unlock(&f->mu);
+	return r;
+}
+
+static ssize_t follow_read(void *ctx, uint64_t pos, void *buf, size_t len)
+{
+	struct follower *fl = ctx;
+	struct fetch *f = fl->f;
+	ssize_t r;
+	pthread_mutex_lock(&f->mu);
+	if (!f->mem || pos < f->file_len) {
+		if (f->mem && pos + len > f->file_len)
+			len = (size_t)(f->file_len - pos);
+		pthread_mutex_unlock(&f->mu);
+		r = pread(f->fd, buf, len, (off_t)pos);
+		if (r <= 0)
+			r = CAIRN_EIO;
+		pthread_mutex_lock(&f->mu);
+	} else if (pos < f->mbase) {
+		r = CAIRN_ECANCELED; /* without a file, and memory no longer holds them */
+	} else {
+		memcpy(buf, f->mbuf + (pos - f->mbase), len);
+		r = (ssize_t)len;
+	}
+	/* read is as good as sent: memory need not keep them for this client */
+	if (r > 0)
+		fl->rd->pos = pos + (uint64_t)r;
+	pthread_mutex_unlock(&f->mu);
+	return r;
+}
+
+/* Copy [pos, end) of f's bytes to s as they arrive; 1 when all went out. */
 static int produce(struct fetch *f, struct reader *rd, struct cairn_httpd_stream *s, uint64_t pos,
 		   uint64_t end)
 {
-	char *buf = malloc(EDGE_CHUNK);
-	size_t held = 0; /* 0 or 1 byte at buf[0] */
-	int ok = 0;
-	if (!buf)
-		return 0;
-	pthread_mutex_lock(&f->mu);
-	rd->pos = pos;
-	for (;;) {
-		uint64_t have = f->written < end ? f->written : end;
-		if (rd->cut)
-			break;
-		if (pos >= have) {
-			if (f->state == FS_OK) {
-				pthread_mutex_unlock(&f->mu);
-				ok = !held || cairn_httpd_stream_write(s, buf, held) == 0;
-				pthread_mutex_lock(&f->mu);
-				break;
-			}
-			if (f->state == FS_FAIL)
-				break;
-			pthread_cond_wait(&f->cond, &f->mu);
-			continue;
-		}
-		size_t want = EDGE_CHUNK - held;
-		if (have - pos < want)
-			want = (size_t)(have - pos);
-		ssize_t r;
-		if (!f->mem || pos < f->file_len) {
-			if (f->mem && pos + want > f->file_len)
-				want = (size_t)(f->file_len - pos);
-			pthread_mutex_unlock(&f->mu);
-			r = pread(f->fd, buf + held, want, (off_t)pos);
-			pthread_mutex_lock(&f->mu);
-			if (r <= 0)
-				break;
-		} else {
-			/* without a file: from memory, if it still holds them */
-			if (pos < f->mbase)
-				break;
-			memcpy(buf + held, f->mbuf + (pos - f->mbase), want);
-			r = (ssize_t)want;
-		}
-		pos += (uint64_t)r;
-		rd->pos = pos;
-		size_t n = held + (size_t)r - 1;
-		pthread_mutex_unlock(&f->mu);
-		int wrc = n ? cairn_httpd_stream_write(s, buf, n) : 0;
-		buf[0] = buf[n];
-		held = 1;
-		pthread_mutex_lock(&f->mu);
-		if (wrc < 0)
-			break;
-	}
-	pthread_mutex_unlock(&f->mu);
-	free(buf);
-	return ok;
+	struct follower fl = {f, rd};
+	const struct httpd_follow src = {
+		.wait = follow_wait, .read = follow_read, .ctx = &fl, .hold_last = true};
+	return httpd_follow_send(s, &src, pos, end, NULL) == 0;
 }
 
 static int key_ok(const char *s)
@@ -1833,7 +1849,7 @@ static void miss_stream(struct miss *m)
 	char cc[64];
 	const char *key = m->key;
 	pthread_mutex_lock(&e->mu);
-	known = edge_map_get(&e->claims, key) != NULL;
+	known = map_get(&e->claims, key) != NULL;
 	pthread_mutex_unlock(&e->mu);
 
 	/* Guix: nar/<compression>/<hash>-<name>; learn its hashes from the narinfo */
@@ -2419,9 +2435,9 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 	pthread_cond_init(&e->job_cond, NULL);
 	pthread_cond_init(&e->info_cond, NULL);
 	pthread_cond_init(&e->producers_cond, NULL);
-	edge_map_init(&e->inflight);
-	edge_map_init(&e->narinfos);
-	edge_map_init(&e->claims);
+	map_init(&e->inflight, NULL);
+	map_init(&e->narinfos, NULL);
+	map_init(&e->claims, NULL);
 	e->jobs_tail = &e->jobs;
 	for (size_t i = 0; i < cfg->n_upstreams; i++) {
 		if ((rc = cairn_http_server_new(&e->ups[i].srv, cfg->upstreams[i], 0, err)) < 0)
@@ -2469,19 +2485,22 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 {
 	static const struct {
 		size_t off;
+		enum metric_type type;
 		const char *name, *help;
 	} cs[] = {
-#define C(f, n, hl) {offsetof(struct counters, f), n, hl}
-		C(hits, "cairn_mirror_hits_total", "nar requests served from the cache"),
-		C(misses, "cairn_mirror_misses_total", "nar requests that started an upstream fetch"),
+#define C(f, n, hl) {offsetof(struct counters, f), METRIC_COUNTER, n, hl}
+#define G(f, n, hl) {offsetof(struct counters, f), METRIC_GAUGE, n, hl}
+		C(hits, "cairn_mirror_nar_hits_total", "nar requests served from the cache"),
+		C(misses, "cairn_mirror_nar_misses_total",
+		  "nar requests that started an upstream fetch"),
 		C(coalesced, "cairn_mirror_coalesced_total",
 		  "requests that joined a fetch already in flight"),
 		C(ni_hits, "cairn_mirror_narinfo_hits_total", "narinfo lookups answered from memory"),
 		C(ni_misses, "cairn_mirror_narinfo_misses_total", "narinfo lookups sent upstream"),
 		C(stale, "cairn_mirror_stale_served_total",
 		  "narinfos served stale because every upstream failed"),
-		C(bytes_cache, "cairn_mirror_bytes_from_cache_total", "nar bytes sent from the cache"),
-		C(bytes_upstream, "cairn_mirror_bytes_from_upstream_total",
+		C(bytes_cache, "cairn_mirror_cache_sent_bytes_total", "nar bytes sent from the cache"),
+		C(bytes_upstream, "cairn_mirror_upstream_received_bytes_total",
 		  "bytes received from upstreams"),
 		C(up_errors, "cairn_mirror_upstream_errors_total",
 		  "upstream requests that failed (not 404)"),
@@ -2490,20 +2509,23 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 		C(untrusted, "cairn_mirror_untrusted_total",
 		  "narinfos refused for lack of a trusted signature"),
 		C(evictions, "cairn_mirror_evictions_total", "nars evicted from the cache"),
-		C(ups_up, "cairn_mirror_upstreams_up", "upstreams currently healthy (a gauge)"),
-		C(probes_failed, "cairn_mirror_health_checks_failed_total",
+		G(ups_up, "cairn_mirror_upstreams_up", "upstreams currently healthy"),
+		C(probes_failed, "cairn_mirror_health_check_failures_total",
 		  "failed upstream health checks"),
-		C(write_failing, "cairn_mirror_cache_write_failing",
-		  "1 while downloads cannot be written to the cache (a gauge)"),
+		G(write_failing, "cairn_mirror_cache_write_failing",
+		  "1 while downloads cannot be written to the cache"),
 		C(write_errors, "cairn_mirror_cache_write_errors_total",
 		  "downloads passed through uncached because the cache could not be written"),
 #undef C
+#undef G
 	};
+	struct metrics *reg = httpd_metrics(h);
 	int rc;
 	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
-		struct cairn_httpd_counter **slot =
-			(struct cairn_httpd_counter **)((char *)&e->c + cs[i].off);
-		if ((rc = cairn_httpd_counter_new(h, cs[i].name, cs[i].help, slot, err)) < 0)
+		struct metric **slot = (struct metric **)((char *)&e->c + cs[i].off);
+		if ((rc = cs[i].type == METRIC_GAUGE
+				  ? metrics_gauge(reg, cs[i].name, cs[i].help, slot, err)
+				  : metrics_counter(reg, cs[i].name, cs[i].help, slot, err)) < 0)
 			return rc;
 	}
 	count(e->c.ups_up, e->n_ups);
@@ -2548,9 +2570,10 @@ static void fail_all(struct cairn_edge *e)
 	for (;;) {
 		struct fetch *f = NULL;
 		pthread_mutex_lock(&e->mu);
-		for (size_t i = 0; i < e->inflight.n_slots && !f; i++)
-			if (e->inflight.slots[i])
-				f = e->inflight.slots[i]->val;
+		struct map_iter it;
+		struct map_ent *x = map_iter_first(&it, &e->inflight);
+		if (x)
+			f = x->val;
 		pthread_mutex_unlock(&e->mu);
 		if (!f)
 			break;
@@ -2593,15 +2616,14 @@ void cairn_edge_free(struct cairn_edge *e)
 	if (!e)
 		return;
 	cairn_edge_stop(e);
-	for (size_t i = 0; i < e->narinfos.n_slots; i++)
-		for (struct edge_map_ent *x = e->narinfos.slots[i]; x; x = x->next)
-			ni_ent_free(x->val);
-	for (size_t i = 0; i < e->claims.n_slots; i++)
-		for (struct edge_map_ent *x = e->claims.slots[i]; x; x = x->next)
-			free(x->val);
-	edge_map_release(&e->narinfos);
-	edge_map_release(&e->claims);
-	edge_map_release(&e->inflight);
+	struct map_iter it;
+	for (struct map_ent *x = map_iter_first(&it, &e->narinfos); x; x = map_iter_next(&it))
+		ni_ent_free(x->val);
+	for (struct map_ent *x = map_iter_first(&it, &e->claims); x; x = map_iter_next(&it))
+		free(x->val);
+	map_release(&e->narinfos);
+	map_release(&e->claims);
+	map_release(&e->inflight);
 	for (size_t i = 0; i < e->n_ups; i++) {
 		cairn_http_server_free(e->ups[i].srv);
 		free(e->ups[i].info);

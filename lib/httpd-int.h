@@ -12,6 +12,7 @@
 #include <h2o.h>
 
 #include "cairn/httpd.h"
+#include "metrics.h"
 
 /* status codes counted one by one; everything else lands in "other" */
 #define HTTPD_STATUS_SLOTS 16
@@ -23,12 +24,6 @@ struct httpd_route {
 	char *name;
 	cairn_httpd_handler_fn fn;
 	void *data;
-};
-
-struct cairn_httpd_counter {
-	char name[64];
-	char help[128];
-	uint64_t value;
 };
 
 /*
@@ -85,8 +80,8 @@ struct cairn_httpd {
 	int own_log_fd;
 	struct httpd_route routes[CAIRN_HTTPD_MAX_ROUTES];
 	size_t n_routes;
-	struct cairn_httpd_counter counters[CAIRN_HTTPD_MAX_COUNTERS];
-	size_t n_counters;
+	struct metrics *metrics; /* cairn_http_* and what servers add */
+	size_t n_counters;	 /* added by cairn_httpd_counter_new */
 	/* listening fds: [listen][thread] with reuseport, else [listen][0] */
 	int fds[CAIRN_HTTPD_MAX_LISTEN][CAIRN_HTTPD_MAX_THREADS];
 	size_t n_fds;

@@ -126,6 +126,7 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+static int httpd_metrics_init(struct cairn_httpd *h, struct cairn_error *err);
 
 int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *cfg,
 		    struct cairn_error *err)
@@ -156,6 +157,8 @@ int cairn_httpd_new(struct cairn_httpd **out, const struct cairn_httpd_config *c
 	for (size_t i = 0; i < CAIRN_HTTPD_MAX_LISTEN; i++)
 		for (size_t j = 0; j < CAIRN_HTTPD_MAX_THREADS; j++)
 			h->fds[i][j] = -1;
+	if ((ret = httpd_metrics_init(h, err)) < 0)
+		goto out;
 	/* the config's strings are the caller's; keep our own copies */
 	size_t k = 0;
 	for (size_t i = 0; i < cfg->n_listen; i++) {
@@ -226,41 +229,40 @@ int cairn_httpd_route(struct cairn_httpd *h, enum cairn_httpd_match match, const
 	return 0;
 }
 
+/*
+ * The public counters are the registry's (lib/metrics.h): a struct
+ * cairn_httpd_counter * is a struct metric * under another name, so that
+ * the registry stays out of the installed headers.
+ */
 int cairn_httpd_counter_new(struct cairn_httpd *h, const char *name, const char *help,
 			    struct cairn_httpd_counter **out, struct cairn_error *err)
 {
 	if (!h || !name || !help || !out)
 		return cairn_error_set(err, CAIRN_EINVAL, "httpd: bad counter");
-	/* workers read the table without a lock once they run */
+	/* what a server counts is all there from its first request */
 	if (h->started)
 		return cairn_error_set(err, CAIRN_EINVAL,
 				       "httpd: counters must be added before start");
 	if (h->n_counters == CAIRN_HTTPD_MAX_COUNTERS)
 		return cairn_error_set(err, CAIRN_ELIMIT, "httpd: more than %d counters",
 				       CAIRN_HTTPD_MAX_COUNTERS);
-	size_t nl = strlen(name);
-	if (nl == 0 || nl >= sizeof(h->counters[0].name) ||
-	    strlen(help) >= sizeof(h->counters[0].help))
-		return cairn_error_set(err, CAIRN_ELIMIT, "httpd: counter name or help too long");
-	for (size_t i = 0; i < nl; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-		      (i > 0 && c >= '0' && c <= '9')))
-			return cairn_error_set(err, CAIRN_EINVAL,
-					       "httpd: counter name '%s' is not a metric name",
-					       name);
-	}
-	struct cairn_httpd_counter *c = &h->counters[h->n_counters++];
-	memcpy(c->name, name, nl + 1);
-	memcpy(c->help, help, strlen(help) + 1); /* its length was checked above */
-	c->value = 0;
-	*out = c;
+	struct metric *m;
+	int rc = metrics_counter(h->metrics, name, help, &m, err);
+	if (rc < 0)
+		return rc;
+	h->n_counters++;
+	*out = (struct cairn_httpd_counter *)m;
 	return 0;
 }
 
 void cairn_httpd_counter_add(struct cairn_httpd_counter *c, uint64_t v)
 {
-	__atomic_fetch_add(&c->value, v, __ATOMIC_RELAXED);
+	metric_add((struct metric *)c, v);
+}
+
+struct metrics *httpd_metrics(struct cairn_httpd *h)
+{
+	return h->metrics;
 }
 
 /* --- per-request bookkeeping ------------------------------------------------- */
@@ -801,6 +803,7 @@ void cairn_httpd_free(struct cairn_httpd *h)
 	pthread_mutex_destroy(&h->ready_mu);
 	httpd_maps_free(h);
 	pthread_mutex_destroy(&h->maps_mu);
+	metrics_free(h->metrics);
 	for (size_t i = 0; i < h->n_routes; i++) {
 		free(h->routes[i].pattern);
 		free(h->routes[i].name);
@@ -812,62 +815,84 @@ void cairn_httpd_free(struct cairn_httpd *h)
 
 /* --- metrics ------------------------------------------------------------------ */
 
-int cairn_httpd_metrics_render(struct cairn_httpd *h, struct cairn_buf *out)
+/* Route r's name; n_routes is "none" (refused before routing). */
+static const char *route_name(const struct cairn_httpd *h, size_t r)
 {
-	int ret = 0;
+	return r < h->n_routes ? h->routes[r].name : "none";
+}
 
-	if (!h || !out)
-		return CAIRN_EINVAL;
-	ret |= cairn_buf_puts(
-	    out, "# HELP cairn_http_requests_total HTTP responses by route and status.\n"
-		 "# TYPE cairn_http_requests_total counter\n");
-	for (size_t r = 0; r <= h->n_routes && h->workers; r++) {
-		const char *name = r < h->n_routes ? h->routes[r].name : "none";
-		for (size_t s = 0; s < HTTPD_STATUS_SLOTS; s++) {
+/* The loops count without locks, each its own; a rendering sums them. */
+static int collect_requests(void *ctx, struct metrics_out *o)
+{
+	struct cairn_httpd *h = ctx;
+	int rc = 0;
+	for (size_t r = 0; r <= h->n_routes && h->workers && rc == 0; r++) {
+		for (size_t s = 0; s < HTTPD_STATUS_SLOTS && rc == 0; s++) {
 			uint64_t n = 0;
 			for (unsigned t = 0; t < h->threads; t++)
 				n += __atomic_load_n(&h->workers[t].counts[r][s], __ATOMIC_RELAXED);
 			if (n == 0)
 				continue;
+			char status[16] = "other";
 			if (httpd_status_codes[s])
-				ret |= cairn_buf_printf(
-				    out,
-				    "cairn_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-				    name, httpd_status_codes[s], (unsigned long long)n);
-			else
-				ret |= cairn_buf_printf(out,
-							"cairn_http_requests_total{route=\"%s\","
-							"status=\"other\"} %llu\n",
-							name, (unsigned long long)n);
+				snprintf(status, sizeof(status), "%d", httpd_status_codes[s]);
+			const struct metric_label l[] = {{"route", route_name(h, r)},
+							 {"status", status}};
+			rc = metrics_emit(o, l, 2, n);
 		}
 	}
-	ret |= cairn_buf_puts(
-	    out, "# HELP cairn_http_response_bytes_total Response body bytes by route.\n"
-		 "# TYPE cairn_http_response_bytes_total counter\n");
-	for (size_t r = 0; r <= h->n_routes && h->workers; r++) {
+	return rc;
+}
+
+static int collect_bytes(void *ctx, struct metrics_out *o)
+{
+	struct cairn_httpd *h = ctx;
+	int rc = 0;
+	for (size_t r = 0; r <= h->n_routes && h->workers && rc == 0; r++) {
 		uint64_t n = 0;
 		for (unsigned t = 0; t < h->threads; t++)
 			n += __atomic_load_n(&h->workers[t].bytes[r], __ATOMIC_RELAXED);
-		ret |= cairn_buf_printf(out, "cairn_http_response_bytes_total{route=\"%s\"} %llu\n",
-					r < h->n_routes ? h->routes[r].name : "none",
-					(unsigned long long)n);
+		const struct metric_label l[] = {{"route", route_name(h, r)}};
+		rc = metrics_emit(o, l, 1, n);
 	}
+	return rc;
+}
+
+static int collect_fd_exhausted(void *ctx, struct metrics_out *o)
+{
+	struct cairn_httpd *h = ctx;
 	uint64_t paused = 0;
 	for (unsigned t = 0; h->workers && t < h->threads; t++)
 		paused += __atomic_load_n(&h->workers[t].accept_fd_exhausted, __ATOMIC_RELAXED);
-	ret |= cairn_buf_printf(out,
-				"# HELP cairn_http_accept_fd_exhausted_total Times a loop stopped "
-				"accepting for %d ms because the process had no file descriptor "
-				"left.\n"
-				"# TYPE cairn_http_accept_fd_exhausted_total counter\n"
-				"cairn_http_accept_fd_exhausted_total %llu\n",
-				HTTPD_ACCEPT_PAUSE_MS, (unsigned long long)paused);
-	for (size_t i = 0; i < h->n_counters; i++)
-		ret |= cairn_buf_printf(
-		    out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", h->counters[i].name,
-		    h->counters[i].help, h->counters[i].name, h->counters[i].name,
-		    (unsigned long long)__atomic_load_n(&h->counters[i].value, __ATOMIC_RELAXED));
-	return ret < 0 ? CAIRN_ELIMIT : 0;
+	return metrics_emit(o, NULL, 0, paused);
+}
+
+static int httpd_metrics_init(struct cairn_httpd *h, struct cairn_error *err)
+{
+	char help[160];
+	int rc;
+	if (!(h->metrics = metrics_new()))
+		return cairn_error_set(err, CAIRN_ENOMEM, "httpd: out of memory");
+	snprintf(help, sizeof(help),
+		 "Times a loop stopped accepting for %d ms because the process had no file "
+		 "descriptor left.",
+		 HTTPD_ACCEPT_PAUSE_MS);
+	if ((rc = metrics_collector(h->metrics, "cairn_http_requests_total", METRIC_COUNTER,
+				    "HTTP responses by route and status.", collect_requests, h,
+				    err)) < 0 ||
+	    (rc = metrics_collector(h->metrics, "cairn_http_response_bytes_total", METRIC_COUNTER,
+				    "Response body bytes by route.", collect_bytes, h, err)) < 0 ||
+	    (rc = metrics_collector(h->metrics, "cairn_http_accept_fd_exhausted_total",
+				    METRIC_COUNTER, help, collect_fd_exhausted, h, err)) < 0)
+		return rc;
+	return 0;
+}
+
+int cairn_httpd_metrics_render(struct cairn_httpd *h, struct cairn_buf *out)
+{
+	if (!h || !out)
+		return CAIRN_EINVAL;
+	return metrics_render(h->metrics, out);
 }
 
 int cairn_httpd_metrics_handler(struct cairn_httpd_req *req, void *data)

@@ -24,6 +24,8 @@
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
+#include "httpd-follow.h"
+#include "metrics.h"
 #include "publish-int.h"
 #include "cairn/banned.h"
 
@@ -113,10 +115,8 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 	} else {
 		/* a strong validator from the bytes: a CDN revalidates cheaply */
 		char etag[24];
-		uint64_t hv = 1469598103934665603ull;
-		for (size_t i = 0; i < b.len; i++)
-			hv = (hv ^ (unsigned char)b.data[i]) * 1099511628211ull;
-		snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)hv);
+		snprintf(etag, sizeof(etag), "\"%016llx\"",
+			 (unsigned long long)map_hash(b.data, b.len));
 		cache_control(req, max_age);
 		cairn_httpd_add_header(req, "ETag", etag);
 		size_t inml = 0;
@@ -228,6 +228,24 @@ static int job_file(void *ctx, int fd, uint64_t size, struct cairn_error *err)
 	return rc < 0 ? cairn_error_set(err, rc, "publish: client gone") : 0;
 }
 
+/* The bake j follows: its chunked response has no length, so nothing is
+ * held back; a failed bake fails the response. */
+static int64_t tail_wait(void *ctx, uint64_t pos, uint64_t limit)
+{
+	struct job *j = ctx;
+	int64_t n = pub_inflight_wait(j->p, j->inf, pos);
+	return n > 0 && (uint64_t)n > limit - pos ? (int64_t)(limit - pos) : n;
+}
+
+/* The file is opened before its first byte counts as written: once wait
+ * said there are bytes, inf->fd is set. */
+static ssize_t tail_read(void *ctx, uint64_t pos, void *buf, size_t len)
+{
+	struct job *j = ctx;
+	ssize_t r = pread(j->inf->fd, buf, len, (off_t)pos);
+	return r > 0 ? r : CAIRN_EIO;
+}
+
 static void *producer(void *arg)
 {
 	struct job *j = arg;
@@ -244,31 +262,12 @@ static void *producer(void *arg)
 	if (j->kind == JOB_TAIL) {
 		/* follow the file the baker writes; if it fails before a byte
 		 * was sent (disk full...), compress on the fly instead */
-		uint64_t off = 0;
-		static const size_t cap = 256 * 1024;
-		char *buf = malloc(cap);
-		rc = buf ? 0 : CAIRN_ENOMEM;
-		while (rc == 0) {
-			int64_t n = pub_inflight_wait(p, j->inf, off);
-			if (n == 0)
-				break;
-			if (n < 0) {
-				rc = (int)n;
-				break;
-			}
-			size_t want = (uint64_t)n < cap ? (size_t)n : cap;
-			ssize_t got = pread(j->inf->fd, buf, want, (off_t)off);
-			if (got <= 0) {
-				rc = CAIRN_EIO;
-				break;
-			}
-			off += (uint64_t)got;
-			rc = cairn_httpd_stream_write(j->s, buf, (size_t)got);
-		}
-		free(buf);
+		const struct httpd_follow tail = {.wait = tail_wait, .read = tail_read, .ctx = j};
+		uint64_t sent = 0;
+		rc = httpd_follow_send(j->s, &tail, 0, UINT64_MAX, &sent);
 		pub_inflight_put(p, j->inf);
 		j->inf = NULL;
-		if (rc == 0 || off > 0 || p->stopping)
+		if (rc == 0 || sent > 0 || p->stopping)
 			goto out;
 		j->kind = JOB_NAR; /* nothing sent yet: on the fly after all */
 		rc = 0;
@@ -994,134 +993,11 @@ static int h_root(struct cairn_httpd_req *req, void *data)
 	return rc;
 }
 
-/* Per compression method (none excepted): bytes in, CPU seconds, slow. */
-static int compress_metrics(struct cairn_publish *p, struct cairn_buf *b)
-{
-	static const struct {
-		const char *name, *type, *help;
-	} fam[] = {
-	    {"cairn_publish_compress_bytes_total", "counter",
-	     "Nar bytes compressed, on the fly and in bakes, by method."},
-	    {"cairn_publish_compress_seconds_total", "counter",
-	     "CPU seconds the compressing threads spent in the compressor, by method."},
-	    {"cairn_publish_compress_slow", "gauge",
-	     "1 when the method compressed slower than --slow-compression-rate (judged "
-	     "from 4 MiB of nar on)."},
-	};
-	int rc = 0;
-	for (size_t f = 0; rc == 0 && f < sizeof(fam) / sizeof(fam[0]); f++) {
-		rc = cairn_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
-				      fam[f].name, fam[f].type);
-		for (int m = CAIRN_CODEC_NONE + 1; rc == 0 && m < CAIRN_CODEC_METHOD_COUNT_; m++) {
-			const struct pub_rate *r = &p->rates[m];
-			uint64_t in = atomic_load_explicit(&r->bytes_in, memory_order_relaxed);
-			uint64_t ns = atomic_load_explicit(&r->cpu_ns, memory_order_relaxed);
-			const char *name = cairn_codec_method_name((enum cairn_codec_method)m);
-			if (f == 0)
-				rc = cairn_buf_printf(b, "%s{method=\"%s\"} %llu\n", fam[f].name,
-						      name, (unsigned long long)in);
-			else if (f == 1)
-				rc = cairn_buf_printf(b, "%s{method=\"%s\"} %.6f\n", fam[f].name,
-						      name, (double)ns / 1e9);
-			else
-				rc = cairn_buf_printf(b, "%s{method=\"%s\"} %d\n", fam[f].name,
-						      name, pub_rate_slow(p, in, ns) ? 1 : 0);
-		}
-	}
-	return rc;
-}
-
-static int h_metrics(struct cairn_httpd_req *req, void *data)
-{
-	struct cairn_publish *p = data;
-	struct cairn_buf b = CAIRN_BUF_INIT(4 << 20);
-	int rc = cairn_httpd_metrics_render(p->httpd, &b);
-	uint64_t qlen, cache_size, streams, vqlen;
-
-	pthread_mutex_lock(&p->verify_lock);
-	vqlen = p->verify_q.len;
-	pthread_mutex_unlock(&p->verify_lock);
-	pthread_mutex_lock(&p->cache_lock);
-	qlen = p->bake_q.len;
-	cache_size = p->cache_size;
-	pthread_mutex_unlock(&p->cache_lock);
-	pthread_mutex_lock(&p->streams_lock);
-	streams = p->n_streams;
-	pthread_mutex_unlock(&p->streams_lock);
-	static const struct {
-		const char *name, *type, *help;
-		size_t off;
-	} counters[] = {
-		{"cairn_publish_narinfo_memo_hits_total", "counter",
-		 "Narinfos served from the memo of signed narinfos.",
-		 offsetof(struct cairn_publish, m_memo_hits)},
-		{"cairn_publish_narinfo_memo_misses_total", "counter",
-		 "Narinfos built (and signed) afresh.", offsetof(struct cairn_publish, m_memo_misses)},
-		{"cairn_publish_signatures_total", "counter", "Signatures made.",
-		 offsetof(struct cairn_publish, m_signed)},
-		{"cairn_publish_nar_cache_hits_total", "counter",
-		 "Nar requests served from a baked (cached) file.",
-		 offsetof(struct cairn_publish, m_cache_hits)},
-		{"cairn_publish_nar_cache_misses_total", "counter",
-		 "Nar requests streamed from the store, compressed on the fly.",
-		 offsetof(struct cairn_publish, m_cache_misses)},
-		{"cairn_publish_baked_total", "counter", "Compressed nars written to the cache.",
-		 offsetof(struct cairn_publish, m_baked)},
-		{"cairn_publish_bake_failures_total", "counter", "Bakes that failed.",
-		 offsetof(struct cairn_publish, m_bake_failures)},
-		{"cairn_publish_verified_total", "counter",
-		 "Items whose nar matched NarHash in a background check.",
-		 offsetof(struct cairn_publish, m_verified)},
-		{"cairn_publish_verify_failures_total", "counter",
-		 "Checks that found an item's nar differing from its NarHash (the item is "
-		 "withdrawn).",
-		 offsetof(struct cairn_publish, m_verify_failures)},
-		{"cairn_publish_raw_items_total", "counter",
-		 "Items found not to compress (a compressed nar of at least 95% of the nar): "
-		 "offered uncompressed only.",
-		 offsetof(struct cairn_publish, m_raw)},
-		{"cairn_publish_evicted_total", "counter",
-		 "Cached files removed (least recently used first, or replaced).",
-		 offsetof(struct cairn_publish, m_evicted)},
-	};
-	for (size_t i = 0; rc == 0 && i < sizeof(counters) / sizeof(counters[0]); i++) {
-		atomic_uint_fast64_t *v = (atomic_uint_fast64_t *)((char *)p + counters[i].off);
-		rc = cairn_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", counters[i].name,
-				      counters[i].help, counters[i].name, counters[i].type,
-				      counters[i].name,
-				      (unsigned long long)atomic_load_explicit(
-					      v, memory_order_relaxed));
-	}
-	if (rc == 0)
-		rc = cairn_buf_printf(
-			&b,
-			"# HELP cairn_publish_bake_queue Items waiting to be baked.\n"
-			"# TYPE cairn_publish_bake_queue gauge\ncairn_publish_bake_queue %llu\n"
-			"# HELP cairn_publish_cache_bytes Bytes of compressed nars in the cache.\n"
-			"# TYPE cairn_publish_cache_bytes gauge\ncairn_publish_cache_bytes %llu\n"
-			"# HELP cairn_publish_streams Nar streams running.\n"
-			"# TYPE cairn_publish_streams gauge\ncairn_publish_streams %llu\n"
-			"# HELP cairn_publish_verify_queue Items waiting for a background "
-			"check against NarHash.\n"
-			"# TYPE cairn_publish_verify_queue gauge\ncairn_publish_verify_queue %llu\n",
-			(unsigned long long)qlen, (unsigned long long)cache_size,
-			(unsigned long long)streams, (unsigned long long)vqlen);
-	if (rc == 0)
-		rc = compress_metrics(p, &b);
-	if (rc == 0) {
-		cairn_httpd_add_header(req, "Cache-Control", "no-store");
-		rc = cairn_httpd_send(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "",
-				      b.len);
-	}
-	cairn_buf_release(&b);
-	return rc;
-}
-
 int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct cairn_error *err)
 {
-	p->httpd = h;
 	int rc;
-	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "nix-cache-info",
+	if ((rc = pub_metrics_register(p, httpd_metrics(h), err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "nix-cache-info",
 				    h_cache_info, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/signing-key.pub", "signing-key",
 				    h_key, p, err)) < 0 ||
@@ -1131,8 +1007,8 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 				    "guix-signing-key", h_guix_key, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", h_health, p, err)) <
 		    0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics", h_metrics, p,
-				    err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
+				    cairn_httpd_metrics_handler, h, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_nar, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/log/", "log", h_log, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, p, err)) <

@@ -9,8 +9,8 @@
 #include <stdatomic.h>
 
 #include "cairn/publish.h"
+#include "map.h"
 
-struct pub_map;
 
 /*
  * A FIFO of hash parts, each queued once until its work is done, for the
@@ -20,7 +20,7 @@ struct pub_map;
 struct pub_workq {
 	pthread_mutex_t *lock;
 	pthread_cond_t *cond;
-	struct pub_map *queued; /* hash parts queued or being worked on */
+	struct map *queued; /* hash parts queued or being worked on */
 	char **ring;
 	size_t head, len, cap, max;
 };
@@ -93,14 +93,14 @@ struct cairn_publish {
 
 	/* signed narinfo text by hash part */
 	pthread_mutex_t memo_lock;
-	struct pub_map *memo;
+	struct map *memo;
 	/* hash part by NarHash (nix32), for /nar/<narhash>.nar without ?hash= */
-	struct pub_map *by_narhash;
+	struct map *by_narhash;
 	/* "<hashpart>:<NarHash hex>" of items whose bytes matched (memo_lock) */
-	struct pub_map *verified;
+	struct map *verified;
 	/* the same keys, of items whose bytes did not match: value is the
 	 * monotonic ms of the check (memo_lock) */
-	struct pub_map *corrupt;
+	struct map *corrupt;
 
 	/* background checks (verify_lock), one thread */
 	pthread_mutex_t verify_lock;
@@ -113,12 +113,12 @@ struct cairn_publish {
 	int cache_fd; /* DIR, or -1 */
 	pthread_mutex_t cache_lock;
 	pthread_cond_t cache_cond;
-	struct pub_map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
-	struct pub_map *by_file; /* file hash nix32 -> the same struct pub_baked */
-	struct pub_map *inflight; /* key -> struct pub_inflight */
+	struct map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
+	struct map *by_file; /* file hash nix32 -> the same struct pub_baked */
+	struct map *inflight; /* key -> struct pub_inflight */
 	/* hash part -> struct pub_raw (cache_lock; also without a cache,
 	 * then in memory only) */
-	struct pub_map *raw;
+	struct map *raw;
 	struct pub_workq bake_q;  /* under cache_lock */
 	uint64_t cache_size;
 	atomic_bool stopping;
@@ -136,7 +136,6 @@ struct cairn_publish {
 
 	struct pub_rate rates[CAIRN_CODEC_METHOD_COUNT_];
 
-	struct cairn_httpd *httpd; /* for /metrics */
 
 	/* the public keys as served: Nix lines, the Guix s-expression */
 	char *nix_keys, *guix_key;
@@ -229,6 +228,10 @@ int pub_meter_finish(struct cairn_publish *p, struct pub_meter *m, struct cairn_
 void pub_meter_flush(struct cairn_publish *p, struct pub_meter *m);
 /* Is a method that compressed bytes_in in cpu_ns slow (publish.h)? */
 bool pub_rate_slow(const struct cairn_publish *p, uint64_t bytes_in, uint64_t cpu_ns);
+
+/* Register publish's figures in reg, a server's registry (publish-metrics.c). */
+struct metrics;
+int pub_metrics_register(struct cairn_publish *p, struct metrics *reg, struct cairn_error *err);
 
 /* streams accounting */
 bool pub_stream_enter(struct cairn_publish *p);

@@ -27,138 +27,6 @@
 #include "publish-int.h"
 #include "cairn/banned.h"
 
-/* ---- a small string-keyed hash table ------------------------------------ */
-
-struct pub_map_ent {
-	struct pub_map_ent *next;
-	void *val;
-	char key[];
-};
-
-struct pub_map {
-	struct pub_map_ent **b;
-	size_t nb, n;
-	void (*free_val)(void *);
-};
-
-static uint64_t strhash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static struct pub_map *map_new(void (*free_val)(void *))
-{
-	struct pub_map *m = calloc(1, sizeof(*m));
-	if (!m)
-		return NULL;
-	m->nb = 1024;
-	m->b = calloc(m->nb, sizeof(*m->b));
-	if (!m->b) {
-		free(m);
-		return NULL;
-	}
-	m->free_val = free_val;
-	return m;
-}
-
-static void map_clear(struct pub_map *m)
-{
-	for (size_t i = 0; i < m->nb; i++) {
-		struct pub_map_ent *e = m->b[i];
-		while (e) {
-			struct pub_map_ent *next = e->next;
-			if (m->free_val)
-				m->free_val(e->val);
-			free(e);
-			e = next;
-		}
-		m->b[i] = NULL;
-	}
-	m->n = 0;
-}
-
-static void map_free(struct pub_map *m)
-{
-	if (!m)
-		return;
-	map_clear(m);
-	free(m->b);
-	free(m);
-}
-
-static void *map_get(const struct pub_map *m, const char *key)
-{
-	for (struct pub_map_ent *e = m->b[strhash(key) % m->nb]; e; e = e->next)
-		if (strcmp(e->key, key) == 0)
-			return e->val;
-	return NULL;
-}
-
-static void map_grow(struct pub_map *m)
-{
-	size_t nb = m->nb * 2;
-	struct pub_map_ent **b = calloc(nb, sizeof(*b));
-	if (!b)
-		return; /* longer chains, still correct */
-	for (size_t i = 0; i < m->nb; i++) {
-		struct pub_map_ent *e = m->b[i];
-		while (e) {
-			struct pub_map_ent *next = e->next;
-			size_t k = strhash(e->key) % nb;
-			e->next = b[k];
-			b[k] = e;
-			e = next;
-		}
-	}
-	free(m->b);
-	m->b = b;
-	m->nb = nb;
-}
-
-/* Set key to val, freeing a previous value.  CAIRN_ENOMEM leaves m as it was
- * (and val is the caller's). */
-static int map_put(struct pub_map *m, const char *key, void *val)
-{
-	size_t k = strhash(key) % m->nb;
-	for (struct pub_map_ent *e = m->b[k]; e; e = e->next)
-		if (strcmp(e->key, key) == 0) {
-			if (m->free_val && e->val != val)
-				m->free_val(e->val);
-			e->val = val;
-			return 0;
-		}
-	size_t kl = strlen(key);
-	struct pub_map_ent *e = malloc(sizeof(*e) + kl + 1);
-	if (!e)
-		return CAIRN_ENOMEM;
-	memcpy(e->key, key, kl + 1);
-	e->val = val;
-	e->next = m->b[k];
-	m->b[k] = e;
-	if (++m->n > m->nb * 2)
-		map_grow(m);
-	return 0;
-}
-
-/* Remove key; its value is returned, not freed. */
-static void *map_take(struct pub_map *m, const char *key)
-{
-	struct pub_map_ent **pp = &m->b[strhash(key) % m->nb];
-	for (; *pp; pp = &(*pp)->next)
-		if (strcmp((*pp)->key, key) == 0) {
-			struct pub_map_ent *e = *pp;
-			void *v = e->val;
-			*pp = e->next;
-			free(e);
-			m->n--;
-			return v;
-		}
-	return NULL;
-}
-
 /* ---- work queues of hash parts ------------------------------------------ */
 
 static int workq_init(struct pub_workq *q, pthread_mutex_t *lock, pthread_cond_t *cond,
@@ -199,7 +67,7 @@ static bool workq_push_locked(struct pub_workq *q, const char *hp)
 		q->cap = cap;
 	}
 	char *s = strdup(hp);
-	if (!s || map_put(q->queued, hp, (void *)1) < 0) {
+	if (!s || map_put(q->queued, hp, (void *)1, NULL) < 0) {
 		free(s);
 		return false;
 	}
@@ -436,7 +304,7 @@ void pub_nar_mark_verified(struct cairn_publish *p, const char *hashpart,
 	pthread_mutex_lock(&p->memo_lock);
 	map_take(p->corrupt, key);
 	/* a failed insert (no memory) only means hashing again next time */
-	(void)map_put(p->verified, key, (void *)1);
+	(void)map_put(p->verified, key, (void *)1, NULL);
 	pthread_mutex_unlock(&p->memo_lock);
 }
 
@@ -477,8 +345,8 @@ void pub_nar_mark_corrupt(struct cairn_publish *p, const char *hashpart,
 	map_take(p->verified, key);
 	/* bounded like the memo: at worst an item is served until checked again */
 	if (!known && p->corrupt->n >= CAIRN_PUBLISH_MEMO_MAX)
-		map_clear(p->corrupt);
-	(void)map_put(p->corrupt, key, (void *)now);
+		map_release(p->corrupt);
+	(void)map_put(p->corrupt, key, (void *)now, NULL);
 	pthread_mutex_unlock(&p->memo_lock);
 	atomic_fetch_add_explicit(&p->m_verify_failures, 1, memory_order_relaxed);
 	if (!known && p->cfg.log) {
@@ -820,12 +688,12 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 		char *hpcopy = strdup(hp);
 		pthread_mutex_lock(&p->memo_lock);
 		if (p->memo->n >= CAIRN_PUBLISH_MEMO_MAX) {
-			map_clear(p->memo);
-			map_clear(p->by_narhash);
+			map_release(p->memo);
+			map_release(p->by_narhash);
 		}
-		if (map_put(p->memo, hp, m) < 0)
+		if (map_put(p->memo, hp, m, NULL) < 0)
 			free(m);
-		if (!hpcopy || map_put(p->by_narhash, nh, hpcopy) < 0)
+		if (!hpcopy || map_put(p->by_narhash, nh, hpcopy, NULL) < 0)
 			free(hpcopy);
 		pthread_mutex_unlock(&p->memo_lock);
 	}
@@ -1102,12 +970,12 @@ static void cache_evict_locked(struct cairn_publish *p, const struct pub_baked *
 {
 	while (p->cfg.cache_max_size && p->cache_size > p->cfg.cache_max_size) {
 		struct pub_baked *oldest = NULL;
-		for (size_t i = 0; i < p->baked->nb; i++)
-			for (struct pub_map_ent *e = p->baked->b[i]; e; e = e->next) {
-				struct pub_baked *b = e->val;
-				if (b != keep && (!oldest || b->last_used < oldest->last_used))
-					oldest = b;
-			}
+		struct map_iter it;
+		for (struct map_ent *e = map_iter_first(&it, p->baked); e; e = map_iter_next(&it)) {
+			struct pub_baked *b = e->val;
+			if (b != keep && (!oldest || b->last_used < oldest->last_used))
+				oldest = b;
+		}
 		if (!oldest)
 			break;
 		cache_drop_locked(p, oldest, true);
@@ -1159,9 +1027,9 @@ static int cache_add_locked(struct cairn_publish *p, struct pub_baked *b)
 		cache_drop_locked(p, old, true);
 	}
 	struct pub_baked *prev = map_get(p->by_file, b->file_hash32);
-	if (map_put(p->baked, key, b) < 0)
+	if (map_put(p->baked, key, b, NULL) < 0)
 		return CAIRN_ENOMEM;
-	if (map_put(p->by_file, b->file_hash32, b) < 0) {
+	if (map_put(p->by_file, b->file_hash32, b, NULL) < 0) {
 		map_take(p->baked, key);
 		return CAIRN_ENOMEM;
 	}
@@ -1281,7 +1149,7 @@ bool pub_note_compressed(struct cairn_publish *p, const char *hashpart,
 	bool known = old && cairn_hash_equal(&old->nar_hash, nar_hash);
 	/* bounded like the memo; an item not remembered is measured again */
 	bool added = !known && (old || p->raw->n < CAIRN_PUBLISH_MEMO_MAX) &&
-		     map_put(p->raw, hp, r) == 0;
+		     map_put(p->raw, hp, r, NULL) == 0;
 	if (!added)
 		free(r);
 	pthread_mutex_unlock(&p->cache_lock);
@@ -1544,7 +1412,7 @@ static struct pub_inflight *inflight_begin(struct cairn_publish *p, const char *
 	inf->refs = 1;
 	pthread_cond_init(&inf->cond, NULL);
 	pthread_mutex_lock(&p->cache_lock);
-	if (map_get(p->inflight, inf->key) || map_put(p->inflight, inf->key, inf) < 0) {
+	if (map_get(p->inflight, inf->key) || map_put(p->inflight, inf->key, inf, NULL) < 0) {
 		pthread_mutex_unlock(&p->cache_lock);
 		inflight_free(inf);
 		return NULL;
@@ -1824,6 +1692,44 @@ static void *baker(void *arg)
 	return NULL;
 }
 
+/*
+ * After the info files are read: delete the files in nar/ that no record
+ * names.  A bake renames its nar into place before it writes the info
+ * file, and a record found bad is deleted without its nar: a crash or a
+ * bad record would otherwise leave a file nothing counts against
+ * --cache-max-size and nothing ever deletes.
+ */
+static void cache_sweep_nars(struct cairn_publish *p)
+{
+	int dfd = openat(p->cache_fd, "nar", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		char fh[53], want[128];
+		if (n[0] == '.')
+			continue;
+		const struct pub_baked *b = NULL;
+		if (strlen(n) > 52) {
+			memcpy(fh, n, 52);
+			fh[52] = '\0';
+			b = map_get(p->by_file, fh);
+		}
+		if (b && !b->ghost) {
+			snprintf(want, sizeof(want), "%s.nar%s", fh, cairn_publish_nar_ext(b->method));
+			if (!strcmp(n, want))
+				continue;
+		}
+		unlinkat(dfd, n, 0);
+	}
+	closedir(d);
+}
+
 /* Read the info files of a cache directory left by an earlier run; drop
  * whatever is incomplete. */
 static void cache_load(struct cairn_publish *p)
@@ -1876,7 +1782,7 @@ static void cache_load(struct cairn_publish *p)
 			    strlen(nh) != 52 || !nix32_ok(nh, 52) ||
 			    cairn_codec_method_parse(meth, strlen(meth), &r->method, NULL) < 0 ||
 			    cairn_nix32_decode(nh, 52, r->nar_hash.digest, 32) < 0 ||
-			    p->raw->n >= CAIRN_PUBLISH_MEMO_MAX || map_put(p->raw, hp, r) < 0) {
+			    p->raw->n >= CAIRN_PUBLISH_MEMO_MAX || map_put(p->raw, hp, r, NULL) < 0) {
 				free(r);
 				goto bad;
 			}
@@ -1907,7 +1813,8 @@ static void cache_load(struct cairn_publish *p)
 		if (fstatat(p->cache_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
 			/* evicted earlier: a ghost */
 			b->ghost = true;
-			if (map_get(p->by_file, b->file_hash32) || map_put(p->by_file, b->file_hash32, b) < 0)
+			if (map_get(p->by_file, b->file_hash32) ||
+			    map_put(p->by_file, b->file_hash32, b, NULL) < 0)
 				goto bad;
 			continue;
 		}
@@ -1923,6 +1830,7 @@ static void cache_load(struct cairn_publish *p)
 		unlinkat(dfd, n, 0);
 	}
 	closedir(d);
+	cache_sweep_nars(p);
 }
 
 static int mkdir_at(struct cairn_publish *p, const char *name, struct cairn_error *err)
@@ -2122,15 +2030,14 @@ void cairn_publish_free(struct cairn_publish *p)
 	pthread_mutex_unlock(&p->streams_lock);
 
 	workq_free(&p->bake_q);
+	struct map_iter it;
 	if (p->by_file) /* ghosts are only there */
-		for (size_t i = 0; i < p->by_file->nb; i++)
-			for (struct pub_map_ent *e = p->by_file->b[i]; e; e = e->next)
-				if (((struct pub_baked *)e->val)->ghost)
-					free(e->val);
-	if (p->baked) {
-		for (size_t i = 0; i < p->baked->nb; i++)
-			for (struct pub_map_ent *e = p->baked->b[i]; e; e = e->next)
+		for (struct map_ent *e = map_iter_first(&it, p->by_file); e; e = map_iter_next(&it))
+			if (((struct pub_baked *)e->val)->ghost)
 				free(e->val);
+	if (p->baked) {
+		for (struct map_ent *e = map_iter_first(&it, p->baked); e; e = map_iter_next(&it))
+			free(e->val);
 	}
 	map_free(p->baked);
 	map_free(p->by_file);

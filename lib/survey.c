@@ -17,6 +17,7 @@
 #include "cairn/buf.h"
 #include "cairn/nicache.h"
 #include "cairn/storepath.h"
+#include "map.h"
 #include "cairn/banned.h"
 
 struct path_ent {
@@ -55,9 +56,7 @@ struct cairn_survey {
 
 	struct path_ent *paths;
 	size_t n_paths, cap_paths;
-	/* Open addressing on the hash part: slot holds index + 1, 0 is free. */
-	size_t *slots;
-	size_t n_slots;
+	struct map by_hash; /* hash part -> index + 1 */
 
 	struct server_state *st;
 	size_t next_path, next_server;
@@ -128,6 +127,7 @@ int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
 		s->cfg.max_inflight = CAIRN_SURVEY_INFLIGHT_MAX;
 	s->fn = fn;
 	s->ctx = ctx;
+	map_init(&s->by_hash, NULL);
 	cairn_error_init(&s->stop_err);
 	*out = s;
 	return 0;
@@ -148,41 +148,10 @@ void cairn_survey_free(struct cairn_survey *s)
 	for (size_t i = 0; i < s->n_paths; i++)
 		free(s->paths[i].path);
 	free(s->paths);
-	free(s->slots);
+	map_release(&s->by_hash);
 	free(s->servers);
 	free(s->st);
 	free(s);
-}
-
-static size_t hash_slot(const char *hash, size_t n_slots)
-{
-	uint64_t x = 1469598103934665603u;
-	for (size_t i = 0; i < CAIRN_STORE_HASH_LEN; i++)
-		x = (x ^ (unsigned char)hash[i]) * 1099511628211u;
-	return (size_t)(x & (n_slots - 1));
-}
-
-/* Slot of hash, or of the free slot where it would go. */
-static size_t find_slot(const struct cairn_survey *s, const char *hash)
-{
-	size_t i = hash_slot(hash, s->n_slots);
-	while (s->slots[i] && memcmp(s->paths[s->slots[i] - 1].hash, hash, CAIRN_STORE_HASH_LEN))
-		i = (i + 1) & (s->n_slots - 1);
-	return i;
-}
-
-static int grow_slots(struct cairn_survey *s, struct cairn_error *err)
-{
-	size_t n = s->n_slots ? s->n_slots * 2 : 1024;
-	size_t *slots = calloc(n, sizeof(*slots));
-	if (!slots)
-		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
-	free(s->slots);
-	s->slots = slots;
-	s->n_slots = n;
-	for (size_t p = 0; p < s->n_paths; p++)
-		s->slots[find_slot(s, s->paths[p].hash)] = p + 1;
-	return 0;
 }
 
 int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *index,
@@ -192,13 +161,10 @@ int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *ind
 	int rc = cairn_store_path_parse(store_path, strlen(store_path), NULL, &sp, err);
 	if (rc)
 		return rc;
-	/* Keep the table at most half full. */
-	if ((s->n_paths + 1) * 2 > s->n_slots && (rc = grow_slots(s, err)))
-		return rc;
-	size_t slot = find_slot(s, sp.hash);
-	if (s->slots[slot]) {
+	uintptr_t known = (uintptr_t)map_get(&s->by_hash, sp.hash);
+	if (known) {
 		if (index)
-			*index = s->slots[slot] - 1;
+			*index = known - 1;
 		return 0;
 	}
 	if (s->n_paths >= CAIRN_SURVEY_MAX_PATHS)
@@ -213,12 +179,13 @@ int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *ind
 		s->cap_paths = cap;
 	}
 	char *copy = strdup(store_path);
-	if (!copy)
+	if (!copy || map_put(&s->by_hash, sp.hash, (void *)(uintptr_t)(s->n_paths + 1), NULL) < 0) {
+		free(copy);
 		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
+	}
 	struct path_ent *e = &s->paths[s->n_paths];
 	e->path = copy;
 	memcpy(e->hash, sp.hash, sizeof(e->hash));
-	s->slots[slot] = s->n_paths + 1;
 	if (index)
 		*index = s->n_paths;
 	s->n_paths++;

@@ -130,7 +130,7 @@ rm -rf "$DIR/fetched"
   --store "$DIR/fetched" "$top"
 echo "   unpacked under $DIR/fetched$(dirname "$top"), each item checked against"
 echo "   its signed NarHash; the mirror now holds the nars it verified:"
-curl -fsS "$edge/metrics" 2>/dev/null | grep -E '^cairn_mirror_(misses|verify_failures)_total' |
+curl -fsS "$edge/metrics" 2>/dev/null | grep -E '^cairn_mirror_(nar_misses|verify_failures)_total' |
   sed 's/^/     /' || true
 
 cat <<EOF

@@ -28,7 +28,7 @@ check "the demo reaches its end and keeps serving" grep -q "Ctrl-C stops them" "
 check "publish, mirror and fetch each ran" \
   bash -c 'grep -q "^== 1. cairn publish" "$0" && grep -q "^== 2. cairn mirror" "$0" && grep -c "^fetched /nix/store/" "$0" | grep -qx 3' "$TMP/out"
 check "the fetch went through the mirror, which verified what it cached" \
-  bash -c 'grep -q "cairn_mirror_misses_total 3" "$0" && grep -q "cairn_mirror_verify_failures_total 0" "$0"' "$TMP/out"
+  bash -c 'grep -q "cairn_mirror_nar_misses_total 3" "$0" && grep -q "cairn_mirror_verify_failures_total 0" "$0"' "$TMP/out"
 
 # The printed command, verbatim, in a clean environment (no NIX_CONFIG).
 line=$(grep -m1 '^  nix ' "$TMP/out" | sed 's/^  //')

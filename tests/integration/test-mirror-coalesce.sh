@@ -27,7 +27,7 @@ check "every client got the right bytes" \
   [ "$(cat "$TMP"/out/* | sort | uniq -c | awk '{print $1" "$2}')" = "200 $want" ]
 check "exactly one upstream request for the nar" [ "$(count_requests up "/$nar")" -eq 1 ]
 check "coalesced requests are counted" \
-  [ $(( $(metric cairn_mirror_coalesced_total) + $(metric cairn_mirror_hits_total) )) -eq 199 ]
+  [ $(( $(metric cairn_mirror_coalesced_total) + $(metric cairn_mirror_nar_hits_total) )) -eq 199 ]
 check "most clients joined the download in flight ($(metric cairn_mirror_coalesced_total))" \
   [ "$(metric cairn_mirror_coalesced_total)" -ge 1 ]
 check "the nar is cached" [ "$(ls "$TMP/mc/data" | wc -l)" -eq 1 ]

@@ -39,7 +39,13 @@ check "verified nars are in the cache" [ "$(ls "$TMP/mc1/data" | wc -l)" -eq "$n
 check "a second client run substitutes the closure too" \
   nix_copy_from "$url" "$TMP/store3" "$top" "$(cat "$TMP/key.pub")"
 check "... with no nar request upstream" [ "$(count_requests up /nar/)" -eq "$nars1" ]
-check "hits are counted" [ "$(metric cairn_mirror_hits_total)" -ge "$n_paths" ]
+check "hits are counted" [ "$(metric cairn_mirror_nar_hits_total)" -ge "$n_paths" ]
+types=$(curl -fs "$url/metrics" | sed -n 's/^# TYPE //p')
+check "/metrics types its gauges as gauges" \
+  grep -qx 'cairn_mirror_upstreams_up gauge' <<<"$types"
+check "... and its counters as counters, every one named *_total" \
+  bash -c '! grep -v " gauge$" <<<"$1" | grep -qv "_total counter$"' _ "$types"
+check "... and no gauge named *_total" bash -c '! grep -q "_total gauge$" <<<"$1"' _ "$types"
 
 nar=$(nar_urls "$TMP/cache" | head -1)
 check "a cached nar is byte-identical" cmp <(curl -fs "$url/$nar") "$TMP/cache/$nar"

@@ -60,10 +60,10 @@ publish_start "${PSTORE_ARGS[@]}" --compression bzip2:9 --slow-compression-rate 
   --cache "$TMP/cache"
 check "with a cache: the nar, following the bake" fetch_nar "bzip2 -dc"
 for _ in $(seq 300); do
-  [ "$(metric cairn_publish_baked_total)" = 1 ] && break
+  [ "$(metric cairn_publish_bakes_total)" = 1 ] && break
   sleep 0.1
 done
-check "  ... baked once" test "$(metric cairn_publish_baked_total)" = 1
+check "  ... baked once" test "$(metric cairn_publish_bakes_total)" = 1
 check "  ... the bake counted: one nar's bytes ($(metric 'cairn_publish_compress_bytes_total{method="bzip2"}'))" \
   test "$(metric 'cairn_publish_compress_bytes_total{method="bzip2"}')" = "$narsize"
 publish_stop

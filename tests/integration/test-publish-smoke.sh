@@ -80,11 +80,16 @@ done
 
 # the bakers catch up; then narinfos carry FileHash/FileSize and the file
 for _ in $(seq 100); do
-  n=$(curl -sf "$url/metrics" | sed -n 's/^cairn_publish_baked_total //p')
+  n=$(curl -sf "$url/metrics" | sed -n 's/^cairn_publish_bakes_total //p')
   [ "${n:-0}" -ge 3 ] && break
   sleep 0.1
 done
 check "the three nars were baked" test "${n:-0}" -ge 3
+types=$(curl -sf "$url/metrics" | sed -n 's/^# TYPE //p')
+check "/metrics: publish's gauges are gauges" \
+  bash -c 'grep -qx "cairn_publish_cache_bytes gauge" <<<"$1" && grep -qx "cairn_publish_bake_queue gauge" <<<"$1"' _ "$types"
+check "... every counter is named *_total, no gauge is" \
+  bash -c '! grep -v " gauge$" <<<"$1" | grep -qv "_total counter$" && ! grep -q "_total gauge$" <<<"$1"' _ "$types"
 h=$(hp "$top")
 curl -sf "$url/$h.narinfo" > "$TMP/baked.narinfo"
 check "a baked narinfo has FileHash" grep -q '^FileHash: sha256:' "$TMP/baked.narinfo"
@@ -233,7 +238,7 @@ if kill -0 "$nix_pid" 2>/dev/null; then not_ok "stops on SIGTERM"; else ok "stop
 # yet the URL a client got with a baked narinfo still serves that nar
 start_publish nix2 --store "$store/nix/store" --key "$TMP/nix.sec" \
   --cache "$TMP/cache" --compression zstd:3,xz:6 --cache-max-size 1
-ev=$(curl -sf "http://127.0.0.1:$PORT/metrics" | sed -n 's/^cairn_publish_evicted_total //p')
+ev=$(curl -sf "http://127.0.0.1:$PORT/metrics" | sed -n 's/^cairn_publish_evictions_total //p')
 check "the bound evicted files at start ($ev)" test "${ev:-0}" -ge 2
 n=0
 for p in "${closure[@]}"; do

@@ -1,4 +1,4 @@
-/* The mirror's cache store (lib/edge-store.c) and its string map. */
+/* The mirror's cache store (lib/edge-store.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,31 +14,6 @@
 
 #include "cairn/hash.h"
 #include "../../lib/edge-int.h"
-
-static void test_map(void **state)
-{
-	(void)state;
-	struct edge_map m;
-	void *old;
-	char key[32];
-	edge_map_init(&m);
-	assert_null(edge_map_get(&m, "x"));
-	assert_null(edge_map_del(&m, "x"));
-	for (long i = 0; i < 1000; i++) {
-		snprintf(key, sizeof(key), "k%ld", i);
-		assert_int_equal(edge_map_put(&m, key, (void *)(i + 1), &old), 0);
-		assert_null(old);
-	}
-	assert_int_equal(m.n, 1000);
-	assert_ptr_equal(edge_map_get(&m, "k500"), (void *)501);
-	assert_int_equal(edge_map_put(&m, "k500", (void *)7, &old), 0);
-	assert_ptr_equal(old, (void *)501);
-	assert_int_equal(m.n, 1000);
-	assert_ptr_equal(edge_map_del(&m, "k500"), (void *)7);
-	assert_null(edge_map_get(&m, "k500"));
-	assert_int_equal(m.n, 999);
-	edge_map_release(&m);
-}
 
 static char dir[] = "/tmp/cairn-test-edge.XXXXXX";
 
@@ -181,7 +156,6 @@ static void test_store(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_store),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

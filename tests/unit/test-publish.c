@@ -495,6 +495,19 @@ static void test_store_narinfo_and_bake(void **state)
 	cairn_buf_release(&nar);
 	cairn_publish_free(p);
 
+	/* files in nar/ that no info file names (a crash between the nar's
+	 * rename and its info file's) are deleted at start-up */
+	char orphan[600], orphan2[600];
+	snprintf(orphan, sizeof(orphan), "%s/nar/%.52s.nar.zst", fx->cache,
+		 "0000000000000000000000000000000000000000000000000000");
+	snprintf(orphan2, sizeof(orphan2), "%s/nar/%s.nar.xz", fx->cache, fh);
+	for (const char *o = orphan; o; o = o == orphan ? orphan2 : NULL) {
+		f = fopen(o, "wb");
+		assert_non_null(f);
+		fputs("left by a crash", f);
+		fclose(f);
+	}
+
 	/* a new server finds the baked file at once */
 	p = open_pub(fx, &sk, 0);
 	char *t2 = narinfo(p, HP_B, &rc);
@@ -502,6 +515,10 @@ static void test_store_narinfo_and_bake(void **state)
 	assert_string_equal(t, t2);
 	free(t2);
 	cairn_publish_free(p);
+	struct stat ost;
+	assert_int_not_equal(stat(orphan, &ost), 0);
+	assert_int_not_equal(stat(orphan2, &ost), 0);
+	assert_int_equal(stat(file, &ost), 0);
 	cairn_narinfo_free(ni);
 	free(t);
 

@@ -20,8 +20,9 @@
 #include "cairn/banned.h"
 
 struct path_ent {
-	char *path;
+	char *path; /* the hash part alone for a path added by it */
 	char hash[CAIRN_STORE_HASH_LEN + 1];
+	bool by_hash;
 };
 
 struct survey_req {
@@ -185,6 +186,9 @@ static int grow_slots(struct cairn_survey *s, struct cairn_error *err)
 	return 0;
 }
 
+static int add_path(struct cairn_survey *s, const char *store_path, const char *hash,
+		    bool by_hash, size_t *index, struct cairn_error *err);
+
 int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *index,
 		     struct cairn_error *err)
 {
@@ -192,10 +196,27 @@ int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *ind
 	int rc = cairn_store_path_parse(store_path, strlen(store_path), NULL, &sp, err);
 	if (rc)
 		return rc;
+	return add_path(s, store_path, sp.hash, false, index, err);
+}
+
+int cairn_survey_add_hash(struct cairn_survey *s, const char *hash, size_t *index,
+			  struct cairn_error *err)
+{
+	if (strlen(hash) != CAIRN_STORE_HASH_LEN ||
+	    !cairn_store_hash_valid(hash, CAIRN_STORE_HASH_LEN))
+		return cairn_error_set(err, CAIRN_EFORMAT, "survey: '%.64s' is not a store path hash",
+				       hash);
+	return add_path(s, hash, hash, true, index, err);
+}
+
+static int add_path(struct cairn_survey *s, const char *store_path, const char *hash,
+		    bool by_hash, size_t *index, struct cairn_error *err)
+{
+	int rc;
 	/* Keep the table at most half full. */
 	if ((s->n_paths + 1) * 2 > s->n_slots && (rc = grow_slots(s, err)))
 		return rc;
-	size_t slot = find_slot(s, sp.hash);
+	size_t slot = find_slot(s, hash);
 	if (s->slots[slot]) {
 		if (index)
 			*index = s->slots[slot] - 1;
@@ -217,7 +238,9 @@ int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *ind
 		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
 	struct path_ent *e = &s->paths[s->n_paths];
 	e->path = copy;
-	memcpy(e->hash, sp.hash, sizeof(e->hash));
+	memcpy(e->hash, hash, CAIRN_STORE_HASH_LEN);
+	e->hash[CAIRN_STORE_HASH_LEN] = '\0';
+	e->by_hash = by_hash;
 	s->slots[slot] = s->n_paths + 1;
 	if (index)
 		*index = s->n_paths;
@@ -263,10 +286,23 @@ static void result_init(struct cairn_survey_result *r, const struct cairn_survey
 			size_t server)
 {
 	memset(r, 0, sizeof(*r));
+	r->max_age = -1;
 	r->path_index = path;
 	r->server_index = server;
 	r->store_path = s->paths[path].path;
 	cairn_error_init(&r->err);
+}
+
+/* Is StorePath sp the path asked for (by its hash part alone: any name,
+ * any store directory, as long as it is a store path)? */
+static bool store_path_matches(const struct path_ent *p, const char *sp)
+{
+	if (!p->by_hash)
+		return strcmp(sp, p->path) == 0;
+	const char *base = strrchr(sp, '/');
+	struct cairn_store_path parsed;
+	return base && !cairn_store_path_parse_base(base + 1, strlen(base + 1), &parsed, NULL) &&
+	       !memcmp(parsed.hash, p->hash, CAIRN_STORE_HASH_LEN);
 }
 
 /*
@@ -288,7 +324,7 @@ classify_body(struct cairn_survey *s, struct cairn_survey_result *r, const char 
 				s->paths[r->path_index].hash, cairn_error_msg(&perr));
 		return r->outcome;
 	}
-	if (strcmp(ni->store_path, r->store_path) != 0) {
+	if (!store_path_matches(&s->paths[r->path_index], ni->store_path)) {
 		r->outcome = CAIRN_SURVEY_INVALID;
 		cairn_error_set(&r->err, CAIRN_EFORMAT,
 				"%s: %s.narinfo: StorePath is '%.300s', not the path asked for",
@@ -384,6 +420,8 @@ static void finish_req(struct cairn_survey *s, struct survey_req *q)
 	struct cairn_survey_result r;
 	result_init(&r, s, q->path, q->server);
 	r.status = q->status;
+	r.max_age = q->max_age;
+	r.no_store = q->no_store;
 	switch (q->outcome) {
 	case CAIRN_HTTP_OK:
 		classify_body(s, &r, q->body.data ? q->body.data : "", q->body.len);

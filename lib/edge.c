@@ -88,6 +88,10 @@ struct nar_claim {
 	/* its checks reach what the trusted signatures cover: bytes that pass
 	 * them may be cached */
 	int cacheable;
+	/* upstreams (a bit each) whose narinfo, among those the served one
+	 * was accepted from, names this URL: the nar is asked of them first.
+	 * Not part of what the bytes must be (claim_same). */
+	uint32_t srcs;
 };
 
 /* e->claims: nar URL (relative, no query) -> the claims of the items naming it */
@@ -195,6 +199,9 @@ struct fetch {
 	size_t n_dec;
 	int left_table; /* without a file, it could not be joined from the start */
 	size_t next_up, cur_up;
+	/* a nar: the upstreams in the order they are asked (those whose
+	 * narinfo names it first) */
+	size_t order[CAIRN_EDGE_MAX_UPSTREAMS];
 	int n404, n_err;
 	int64_t max_age;
 	int no_store;
@@ -363,6 +370,18 @@ static void fetch_unref(struct fetch *f)
 static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 {
 	const struct nar_claims *cl = edge_map_get(&e->claims, f->key);
+	uint32_t srcs = 0;
+	size_t n = 0;
+	/* A nar URL is the upstream's whose narinfo names it: asked there
+	 * first, then (the claims still check the bytes) the others. */
+	for (size_t i = 0; cl && i < cl->n; i++)
+		srcs |= cl->c[i].srcs;
+	for (size_t u = 0; u < e->n_ups; u++)
+		if (srcs & ((uint32_t)1 << u))
+			f->order[n++] = u;
+	for (size_t u = 0; u < e->n_ups; u++)
+		if (!(srcs & ((uint32_t)1 << u)))
+			f->order[n++] = u;
 	f->max_size = -1;
 	if (!cl || !cl->n)
 		return 0;
@@ -627,8 +646,10 @@ static void claim_set_locked(struct cairn_edge *e, const char *key, const char *
 		}
 		return;
 	}
-	if (have && claim_same(&cl->c[i], c))
+	if (have && claim_same(&cl->c[i], c)) {
+		cl->c[i].srcs = c->srcs;
 		return;
+	}
 	e->claims_gen++;
 	/* at start-up the cache and the narinfos were consistent already */
 	if (!loading && cl && cl->n)
@@ -664,10 +685,14 @@ static int names_key(const struct cairn_narinfo *ni, const char *key)
 
 /*
  * Under e->mu, before ni (NULL: a 404) becomes the narinfo held for item
- * `hash`: its claims replace those of the narinfo held until now.
+ * `hash`: its claims replace those of the narinfo held until now.  srcs
+ * (NULL: not known) holds, by upstream, the narinfos ni was accepted from:
+ * an upstream whose narinfo names a URL of ni is where that nar is asked
+ * for first.
  */
 static void claims_item_set_locked(struct cairn_edge *e, const char *hash,
-				   const struct cairn_narinfo *ni, int loading)
+				   const struct cairn_narinfo *ni, int loading,
+				   const struct cairn_narinfo *const *srcs)
 {
 	const struct ni_ent *cur = edge_map_get(&e->narinfos, hash);
 	struct cairn_narinfo *old = NULL;
@@ -682,6 +707,9 @@ static void claims_item_set_locked(struct cairn_edge *e, const char *hash,
 		if (url_key(ni->urls[i].url, key) < 0)
 			continue;
 		int ok = claim_make(e, ni, &ni->urls[i], hash, &c) == 0 && url_allows(key, &c);
+		for (size_t u = 0; ok && srcs && u < e->n_ups; u++)
+			if (names_key(srcs[u], key))
+				c.srcs |= (uint32_t)1 << u;
 		claim_set_locked(e, key, hash, ok ? &c : NULL, loading);
 	}
 }
@@ -827,7 +855,7 @@ static int load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t
 		refused(e, why, hash, "the cache index", why_text);
 		return 0;
 	}
-	claims_item_set_locked(e, hash, ni, 1);
+	claims_item_set_locked(e, hash, ni, 1, NULL);
 	ni_put_locked(e, hash, text, len, fetched + e->cfg.positive_ttl);
 	cairn_narinfo_free(ni);
 	return 0;
@@ -1411,7 +1439,8 @@ static void ni_query_start(struct fetch *f)
 }
 
 /* Upstream thread: serve text (accepted) as the narinfo of f's item. */
-static void ni_serve(struct fetch *f, const char *text, size_t len, int64_t max_age, int no_store)
+static void ni_serve(struct fetch *f, const char *text, size_t len, int64_t max_age, int no_store,
+		     const struct cairn_narinfo *const *srcs)
 {
 	struct cairn_edge *e = f->e;
 	struct cairn_narinfo *ni = NULL;
@@ -1423,7 +1452,7 @@ static void ni_serve(struct fetch *f, const char *text, size_t len, int64_t max_
 	int64_t now = now_s();
 	int64_t ttl = no_store ? 0 : ttl_for(e->cfg.positive_ttl, max_age);
 	pthread_mutex_lock(&e->mu);
-	claims_item_set_locked(e, f->hash, ni, 0);
+	claims_item_set_locked(e, f->hash, ni, 0, srcs);
 	ni_put_locked(e, f->hash, f->body.data, f->body.len, now + ttl);
 	pthread_mutex_unlock(&e->mu);
 	if (ttl > 0)
@@ -1454,7 +1483,7 @@ static void ni_refuse(struct fetch *f, const struct cairn_trust_answer *ta,
 			int64_t ttl = no_store ? 0 : ttl_for(e->cfg.negative_ttl, max_age);
 			if (ttl > 0) {
 				pthread_mutex_lock(&e->mu);
-				claims_item_set_locked(e, f->hash, NULL, 0);
+				claims_item_set_locked(e, f->hash, NULL, 0, NULL);
 				ni_put_locked(e, f->hash, NULL, 0, now_s() + ttl);
 				pthread_mutex_unlock(&e->mu);
 			}
@@ -1512,8 +1541,10 @@ static void ni_try_decide(struct fetch *f, int force)
 			if (!a->answered && !force)
 				return;
 			if (a->answered && a->state == CAIRN_TRUST_PRESENT) {
+				const struct cairn_narinfo *srcs[CAIRN_EDGE_MAX_UPSTREAMS] = {0};
+				srcs[i] = a->ni;
 				f->decided = 1;
-				ni_serve(f, a->text, a->len, a->max_age, a->no_store);
+				ni_serve(f, a->text, a->len, a->max_age, a->no_store, srcs);
 				return;
 			}
 		}
@@ -1547,13 +1578,15 @@ static void ni_try_decide(struct fetch *f, int force)
 	 * lifetime any of them was given */
 	int64_t max_age = -1;
 	int no_store = 0;
+	const struct cairn_narinfo *srcs[CAIRN_EDGE_MAX_UPSTREAMS] = {0};
 	for (size_t i = 0; i < n; i++)
 		if (ta[i].group == v->chosen) {
+			srcs[i] = f->ans[i].ni;
 			no_store |= f->ans[i].no_store;
 			if (f->ans[i].max_age >= 0 && (max_age < 0 || f->ans[i].max_age < max_age))
 				max_age = f->ans[i].max_age;
 		}
-	ni_serve(f, text.data ? text.data : "", text.len, max_age, no_store);
+	ni_serve(f, text.data ? text.data : "", text.len, max_age, no_store, srcs);
 out:
 	cairn_buf_release(&text);
 	free(ta);
@@ -1684,7 +1717,7 @@ static void attempt_next(struct fetch *f)
 	for (size_t i = 0; i < e->n_ups; i++)
 		any_up |= e->ups[i].up;
 	for (; f->next_up < e->n_ups; f->next_up++) {
-		struct upstream *u = &e->ups[f->next_up];
+		struct upstream *u = &e->ups[f->order[f->next_up]];
 		if (!u->up && any_up)
 			continue; /* skipped while down; its probe brings it back */
 		struct cairn_http_request rq = {
@@ -1701,7 +1734,7 @@ static void attempt_next(struct fetch *f)
 		cairn_http_server_mark_up(u->srv);
 		if (cairn_http_add(e->http, &rq, NULL) < 0)
 			continue;
-		f->cur_up = f->next_up++;
+		f->cur_up = f->order[f->next_up++];
 		e->active++;
 		return;
 	}

@@ -89,6 +89,22 @@ check "K=1, stock Nix: the bad item substitutes (from the first upstream's build
 check "... its contents are the first build's" diff -r "$s1$bad" "$TMP/n2$bad"
 mirror_stop
 
+# A nar URL belongs to the upstream whose narinfo names it: the preferred
+# upstream here has no narinfo for the item, but other bytes at the same
+# path.  The nar is asked of the upstream whose narinfo is served.
+onar=$(sed -n 's/^URL: //p' "$TMP/a/$oh.narinfo")
+mkdir -p "$TMP/d/nar"
+cp "$TMP/a/nix-cache-info" "$TMP/d/"
+cp "$TMP/b/$(sed -n 's/^URL: //p' "$TMP/b/$bh.narinfo")" "$TMP/d/$onar"
+nginx_serve d "$TMP/d"; pd=$NGINX_PORT
+mirror_start m3 --upstream "http://127.0.0.1:$pd" --upstream "http://127.0.0.1:$pa" \
+  --trusted-key "$TMP/ka.pub" --cache "$TMP/mc3"
+url=http://127.0.0.1:$MIRROR_PORT
+check "the second upstream's narinfo is served" cmp <(curl -fs "$url/$oh.narinfo") "$TMP/a/$oh.narinfo"
+check "... its nar comes whole, from that upstream" cmp <(curl -fs "$url/$onar") "$TMP/a/$onar"
+check "... the first upstream was not asked for it" [ "$(count_requests d "/$onar")" -eq 0 ]
+mirror_stop
+
 check "--require-sigs without --trusted-key is refused" \
   bash -c "! '$CAIRN' mirror --upstream http://127.0.0.1:$pa --cache '$TMP/mcx' --require-sigs 2 \
     --listen 127.0.0.1:0 2> '$TMP/nokeys.err' && grep -q 'require-sigs 2 needs --trusted-key' '$TMP/nokeys.err'"

@@ -1414,7 +1414,6 @@ static void ni_query_start(struct fetch *f)
 			a->error = strdup(why);
 			a->answered = true;
 			f->n_answered++;
-			f->n_err++;
 			continue;
 		}
 		cairn_http_server_mark_up(u->srv);

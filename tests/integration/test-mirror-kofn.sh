@@ -105,6 +105,16 @@ check "... its nar comes whole, from that upstream" cmp <(curl -fs "$url/$onar")
 check "... the first upstream was not asked for it" [ "$(count_requests d "/$onar")" -eq 0 ]
 mirror_stop
 
+# K=2 with the second upstream gone: one key is not enough, and the log
+# says which upstream did not answer
+nginx_stop b
+mirror_start m4 "${margs[@]}" --require-sigs 2 --cache "$TMP/mc4" --connect-timeout 500ms
+url=http://127.0.0.1:$MIRROR_PORT
+check "K=2, an upstream down: the item is refused" [ "$(code "$url/$gh.narinfo")" = 404 ]
+check "... saying the other did not answer" \
+  wait_log "refused the narinfo of $gh: not enough signatures: 1 of 2 required \(http://127\.0\.0\.1:$pa \(signed by kofn-a\) .*\); http://127\.0\.0\.1:$pb: .*"
+mirror_stop
+
 check "--require-sigs without --trusted-key is refused" \
   bash -c "! '$CAIRN' mirror --upstream http://127.0.0.1:$pa --cache '$TMP/mcx' --require-sigs 2 \
     --listen 127.0.0.1:0 2> '$TMP/nokeys.err' && grep -q 'require-sigs 2 needs --trusted-key' '$TMP/nokeys.err'"

@@ -32,6 +32,8 @@ struct survey_req {
 	bool info; /* a nix-cache-info request */
 	/* held until the server's nix-cache-info is in: the result */
 	struct survey_req *held_next;
+	/* s->out: sent, on_done not called yet */
+	struct survey_req *out_prev, *out_next;
 	enum cairn_http_outcome outcome;
 	long status;
 	struct cairn_error err;
@@ -61,6 +63,7 @@ struct cairn_survey {
 	size_t n_slots;
 
 	struct server_state *st;
+	struct survey_req *out; /* requests in the client */
 	size_t next_path, next_server;
 	size_t inflight, infos_inflight;
 	bool started;
@@ -136,11 +139,38 @@ int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
 
 static void req_free(struct survey_req *q);
 
+static void out_add(struct cairn_survey *s, struct survey_req *q)
+{
+	q->out_prev = NULL;
+	q->out_next = s->out;
+	if (s->out)
+		s->out->out_prev = q;
+	s->out = q;
+}
+
+static void out_del(struct cairn_survey *s, struct survey_req *q)
+{
+	if (q->out_prev)
+		q->out_prev->out_next = q->out_next;
+	else
+		s->out = q->out_next;
+	if (q->out_next)
+		q->out_next->out_prev = q->out_prev;
+	q->out_prev = q->out_next = NULL;
+}
+
 void cairn_survey_free(struct cairn_survey *s)
 {
 	if (!s)
 		return;
 	cairn_survey_flush(s);
+	/* Requests still in the client: it is being torn down (see survey.h),
+	 * so their on_done will never come. */
+	while (s->out) {
+		struct survey_req *q = s->out;
+		out_del(s, q);
+		req_free(q);
+	}
 	for (size_t i = 0; i < s->n_servers; i++)
 		for (struct survey_req *h = s->st[i].held, *n; h; h = n) {
 			n = h->held_next;
@@ -456,6 +486,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 {
 	struct survey_req *q = ctx;
 	struct cairn_survey *s = q->s;
+	out_del(s, q);
 	if (q->info) {
 		info_done(q, res);
 		return;
@@ -471,6 +502,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		q->max_age = -1;
 		q->no_store = false;
 		if (send_req(s, q, &e) == 0) {
+			out_add(s, q);
 			s->inflight++;
 			return;
 		}
@@ -654,6 +686,7 @@ static void start_servers(struct cairn_survey *s)
 			req_free(q);
 			continue;
 		}
+		out_add(s, q);
 		s->infos_inflight++;
 		s->st[i].info_pending = true;
 	}
@@ -693,6 +726,7 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 		deliver_unknown(s, path, server, &e);
 		return;
 	}
+	out_add(s, q);
 	s->inflight++;
 }
 

@@ -127,6 +127,8 @@ int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
 		     struct cairn_http_server *const *servers, size_t n_servers,
 		     const struct cairn_survey_config *cfg, cairn_survey_fn fn, void *ctx,
 		     struct cairn_error *err);
+/* Also frees the requests still in flight: free a survey with pending
+ * answers only when h will not be stepped again (it is being freed). */
 void cairn_survey_free(struct cairn_survey *s);
 
 /*

@@ -305,6 +305,30 @@ static void test_by_hash(void **state)
 	rmdir(dir);
 }
 
+/* A survey freed with its requests still in the client (a mirror that
+ * stops mid-miss): they are freed with it (a leak under the sanitizers
+ * before), and the client, freed next, calls none of them. */
+static void test_free_in_flight(void **state)
+{
+	(void)state;
+	struct cairn_http *h;
+	struct cairn_http_server *srv;
+	struct cairn_survey *s;
+	struct seen z;
+	memset(&z, 0, sizeof(z));
+	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
+	assert_int_equal(cairn_http_server_new(&srv, SRV, 0, NULL), 0);
+	assert_int_equal(cairn_survey_new(&s, h, &srv, 1, NULL, on_hash_result, &z, NULL), 0);
+	assert_int_equal(cairn_survey_add_hash(s, "d9fyl4gycfxhdai7b0aqfvb3m3y3wizb", NULL, NULL), 1);
+	assert_int_equal(cairn_survey_add_hash(s, "bs5cd64j6prjx1bnppf7xvidbazgv1ch", NULL, NULL), 1);
+	assert_int_equal(cairn_survey_start(s, NULL), 0);
+	assert_int_equal(cairn_survey_pending(s), 2);
+	cairn_survey_free(s);
+	cairn_http_free(h);
+	cairn_http_server_free(srv);
+	assert_int_equal(z.calls, 0);
+}
+
 int main(void)
 {
 	assert_int_equal(cairn_init(), 0);
@@ -312,6 +336,7 @@ int main(void)
 	    cmocka_unit_test(test_bookkeeping),
 	    cmocka_unit_test(test_cache_and_down),
 	    cmocka_unit_test(test_by_hash),
+	    cmocka_unit_test(test_free_in_flight),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,6 +53,8 @@ check "... otherwise the first upstream's narinfo" \
 check "K=2, stock Nix through the mirror: the agreed closure is substituted" \
   nix_substitute "$url" "$TMP/n1" "$good" "$keys"
 check "... valid, and its contents hash right" nix_has_paths "$TMP/n1" $(nix_closure "$s1" "$good")
+check "K=2: a Nix that trusts only the second key substitutes it too (the first upstream's text, both Sig lines)" \
+  nix_substitute "$url" "$TMP/n1b" "$good" "$(cat "$TMP/kb.pub")"
 check "K=2, stock Nix: the item the upstreams disagree about cannot be substituted" \
   bash -c "! nix-store --store 'local?root=$TMP/n1' --realise '$bad' \
     --option substituters '$url' --option trusted-public-keys '$keys' > /dev/null 2>&1"

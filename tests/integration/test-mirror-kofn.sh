@@ -24,7 +24,7 @@ check "the second build of the bad item has the same store path" [ "$bad2" = "$b
 nix_gen_key kofn-a "$TMP/ka"
 nix_gen_key kofn-b "$TMP/kb"
 for p in "$good" "$bad" "$only"; do nix_copy_to_file "$s1" "$p" "$TMP/a" xz "$TMP/ka.sec"; done
-for p in "$good"; do nix_copy_to_file "$s1" "$p" "$TMP/b" xz "$TMP/kb.sec"; done
+nix_copy_to_file "$s1" "$good" "$TMP/b" xz "$TMP/kb.sec"
 nix_copy_to_file "$s2" "$bad" "$TMP/b" xz "$TMP/kb.sec"
 hash_of() { basename "$1" | cut -c1-32; }
 gh=$(hash_of "$good"); bh=$(hash_of "$bad"); oh=$(hash_of "$only")

@@ -39,7 +39,10 @@
 #include "cairn/narinfo.h"
 #include "cairn/sign.h"
 #include "cairn/storepath.h"
+#include "cairn/survey.h"
+#include "cairn/trust.h"
 #include "edge-int.h"
+#include "edge-trust.h"
 #include "httpd-follow.h"
 #include "metrics.h"
 #include "cairn/banned.h"
@@ -87,6 +90,10 @@ struct nar_claim {
 	/* its checks reach what the trusted signatures cover: bytes that pass
 	 * them may be cached */
 	int cacheable;
+	/* upstreams (a bit each) whose narinfo, among those the served one
+	 * was accepted from, names this URL: the nar is asked of them first.
+	 * Not part of what the bytes must be (claim_same). */
+	uint32_t srcs;
 };
 
 /* e->claims: nar URL (relative, no query) -> the claims of the items naming it */
@@ -117,13 +124,21 @@ struct upstream {
 	int up_pub;
 	int checked_pub;
 	char why_pub[EDGE_WHY_MAX]; /* why it is down, printable; "" when up */
+	char name[512];		    /* its base URL as told to people */
 };
 
 /* Narinfos refused, by the kind of reason: each kind is rate-limited on
  * its own in the log. */
-enum refusal { REFUSED_SIGNATURE, REFUSED_STORE_PATH, REFUSED_UNREADABLE, REFUSED_KINDS };
+enum refusal {
+	REFUSED_SIGNATURE,
+	REFUSED_STORE_PATH,
+	REFUSED_UNREADABLE,
+	REFUSED_AGREEMENT,
+	REFUSED_KINDS
+};
 static const char *const refusal_kind[REFUSED_KINDS] = {
-	"for their signatures", "for naming another store path", "as unreadable"};
+	"for their signatures", "for naming another store path", "as unreadable",
+	"for too few agreeing signatures"};
 
 /* One decompression of a download, for the claims checked by NarHash. */
 struct decoder {
@@ -186,9 +201,20 @@ struct fetch {
 	size_t n_dec;
 	int left_table; /* without a file, it could not be joined from the start */
 	size_t next_up, cur_up;
-	int n404, n_err, untrusted;
+	/* a nar: the upstreams in the order they are asked (those whose
+	 * narinfo names it first) */
+	size_t order[CAIRN_EDGE_MAX_UPSTREAMS];
+	int n404, n_err;
 	int64_t max_age;
 	int no_store;
+
+	/* a narinfo: the survey asking the upstreams (upstream thread only) */
+	struct cairn_survey *sv;
+	size_t sv_ups[CAIRN_EDGE_MAX_UPSTREAMS]; /* its server index -> upstream */
+	struct edge_answer ans[CAIRN_EDGE_MAX_UPSTREAMS]; /* by upstream */
+	size_t n_answered, n_seen;
+	int decided;
+	struct fetch *sv_next; /* e->surveys */
 };
 
 struct counters {
@@ -216,6 +242,7 @@ struct cairn_edge {
 	struct map claims;	  /* nar path -> struct nar_claims */
 	uint64_t claims_gen;	  /* changes whenever a claim does */
 	struct fetch *jobs, **jobs_tail;
+	struct fetch *surveys; /* narinfo fetches with a survey alive, upstream thread */
 	int stop;
 	unsigned producers; /* producer threads alive */
 	pthread_cond_t producers_cond;
@@ -331,6 +358,11 @@ static void fetch_unref(struct fetch *f)
 			cairn_sha256_release(&f->dec[i].sha);
 	}
 	free(f->cand);
+	for (size_t i = 0; i < CAIRN_EDGE_MAX_UPSTREAMS; i++) {
+		cairn_narinfo_free(f->ans[i].ni);
+		free(f->ans[i].text);
+		free(f->ans[i].error);
+	}
 	if (f->mbuf) {
 		atomic_fetch_sub(&e->mem_used, f->mcap);
 		free(f->mbuf);
@@ -346,6 +378,18 @@ static void fetch_unref(struct fetch *f)
 static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 {
 	const struct nar_claims *cl = map_get(&e->claims, f->key);
+	uint32_t srcs = 0;
+	size_t n = 0;
+	/* A nar URL is the upstream's whose narinfo names it: asked there
+	 * first, then (the claims still check the bytes) the others. */
+	for (size_t i = 0; cl && i < cl->n; i++)
+		srcs |= cl->c[i].srcs;
+	for (size_t u = 0; u < e->n_ups; u++)
+		if (srcs & ((uint32_t)1 << u))
+			f->order[n++] = u;
+	for (size_t u = 0; u < e->n_ups; u++)
+		if (!(srcs & ((uint32_t)1 << u)))
+			f->order[n++] = u;
 	f->max_size = -1;
 	if (!cl || !cl->n)
 		return 0;
@@ -610,8 +654,10 @@ static void claim_set_locked(struct cairn_edge *e, const char *key, const char *
 		}
 		return;
 	}
-	if (have && claim_same(&cl->c[i], c))
+	if (have && claim_same(&cl->c[i], c)) {
+		cl->c[i].srcs = c->srcs;
 		return;
+	}
 	e->claims_gen++;
 	/* at start-up the cache and the narinfos were consistent already */
 	if (!loading && cl && cl->n)
@@ -647,10 +693,14 @@ static int names_key(const struct cairn_narinfo *ni, const char *key)
 
 /*
  * Under e->mu, before ni (NULL: a 404) becomes the narinfo held for item
- * `hash`: its claims replace those of the narinfo held until now.
+ * `hash`: its claims replace those of the narinfo held until now.  srcs
+ * (NULL: not known) holds, by upstream, the narinfos ni was accepted from:
+ * an upstream whose narinfo names a URL of ni is where that nar is asked
+ * for first.
  */
 static void claims_item_set_locked(struct cairn_edge *e, const char *hash,
-				   const struct cairn_narinfo *ni, int loading)
+				   const struct cairn_narinfo *ni, int loading,
+				   const struct cairn_narinfo *const *srcs)
 {
 	const struct ni_ent *cur = map_get(&e->narinfos, hash);
 	struct cairn_narinfo *old = NULL;
@@ -665,6 +715,9 @@ static void claims_item_set_locked(struct cairn_edge *e, const char *hash,
 		if (url_key(ni->urls[i].url, key) < 0)
 			continue;
 		int ok = claim_make(e, ni, &ni->urls[i], hash, &c) == 0 && url_allows(key, &c);
+		for (size_t u = 0; ok && srcs && u < e->n_ups; u++)
+			if (names_key(srcs[u], key))
+				c.srcs |= (uint32_t)1 << u;
 		claim_set_locked(e, key, hash, ok ? &c : NULL, loading);
 	}
 }
@@ -727,13 +780,23 @@ static struct cairn_narinfo *narinfo_accept(struct cairn_edge *e, const char *ha
 		return NULL;
 	}
 	if (e->cfg.trusted) {
-		struct cairn_verify_result res;
-		if (cairn_narinfo_verify(ni, e->cfg.trusted, &res, NULL) != 0) {
+		/* A narinfo it served carries the K signatures it was accepted
+		 * with, so one held is checked alone against the same rules. */
+		struct edge_answer a = {.server = "the cache index",
+					.answered = true,
+					.state = CAIRN_TRUST_PRESENT,
+					.ni = ni};
+		struct cairn_trust_answer ta;
+		struct cairn_trust_verdict *v = malloc(sizeof(*v));
+		if (!v || edge_trust_decide(&a, 1, hash, e->cfg.trusted, e->cfg.require_sigs, &ta,
+					    v) != 0) {
 			*why = REFUSED_SIGNATURE;
-			tell(why_text, EDGE_WHY_MAX, res.detail);
+			tell(why_text, EDGE_WHY_MAX, !v ? "out of memory" : ta.why[0] ? ta.why : v->reason);
+			free(v);
 			cairn_narinfo_free(ni);
 			return NULL;
 		}
+		free(v);
 	}
 	return ni;
 }
@@ -749,7 +812,10 @@ static void refused(struct cairn_edge *e, enum refusal kind, const char *hash, c
 {
 	char msg[EDGE_LOG_LINE_MAX];
 	uint64_t before = 0;
-	snprintf(msg, sizeof(msg), "%s from %s: %s", hash, from, why);
+	if (from)
+		snprintf(msg, sizeof(msg), "%s from %s: %s", hash, from, why);
+	else
+		snprintf(msg, sizeof(msg), "%s: %s", hash, why);
 	pthread_mutex_lock(&e->log_mu);
 	int tell =
 	    edge_ratelimit_event(&e->refused[kind], now_ms(), e->cfg.log_interval_ms, msg, &before);
@@ -797,7 +863,7 @@ static int load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t
 		refused(e, why, hash, "the cache index", why_text);
 		return 0;
 	}
-	claims_item_set_locked(e, hash, ni, 1);
+	claims_item_set_locked(e, hash, ni, 1, NULL);
 	ni_put_locked(e, hash, text, len, fetched + e->cfg.positive_ttl);
 	cairn_narinfo_free(ni);
 	return 0;
@@ -1149,8 +1215,6 @@ static int f_headers(void *ctx, const struct cairn_http_response *resp)
 	f->no_store = resp->no_store;
 	if (resp->status < 200 || resp->status >= 300)
 		return 0;
-	if (f->kind == FK_NARINFO)
-		return 0;
 	int64_t total = resp->content_length;
 	if (f->written) {
 		/* a resumed download: only the rest of the same bytes will do */
@@ -1205,8 +1269,6 @@ static int f_data(void *ctx, const void *data, size_t len)
 	struct fetch *f = ctx;
 	int leave = 0;
 	count(f->e->c.bytes_upstream, len);
-	if (f->kind == FK_NARINFO)
-		return cairn_buf_append(&f->body, data, len) < 0;
 	if (f->max_size >= 0 && f->written + len > (uint64_t)f->max_size)
 		return 1;
 	const char *p = data;
@@ -1253,38 +1315,316 @@ static int f_data(void *ctx, const void *data, size_t len)
 	return 0;
 }
 
-static void finish_narinfo(struct fetch *f)
+/* --- narinfo misses: every upstream asked through the survey ----------------- */
+
+/*
+ * A narinfo miss asks the upstreams through the one narinfo query engine
+ * (survey.h), all at once on the upstream thread's HTTP client, and the
+ * answers go to the one trust decision (trust.h, edge-trust.h).  With
+ * K = 1 the preferred upstream's acceptable answer is served as soon as
+ * every upstream before it has answered; with K > 1 every answer is
+ * waited for, as a disagreement must be seen.
+ */
+
+/* What an INVALID or UNKNOWN result says, without the "<url>: <hash>.narinfo: "
+ * the survey puts before it (the log line names both already). */
+static const char *result_why(const struct fetch *f, const struct cairn_survey_result *r)
+{
+	const char *m = cairn_error_msg(&r->err);
+	const char *url = cairn_http_server_url(f->e->ups[f->sv_ups[r->server_index]].srv);
+	size_t n = strlen(url);
+	if (!strncmp(m, url, n) && !strncmp(m + n, ": ", 2))
+		m += n + 2;
+	if (!strncmp(m, f->hash, CAIRN_STORE_HASH_LEN) &&
+	    !strncmp(m + CAIRN_STORE_HASH_LEN, ".narinfo: ", 10))
+		m += CAIRN_STORE_HASH_LEN + 10;
+	return m;
+}
+
+/* Upstream thread, from inside the survey: one upstream's answer. */
+static int ni_result(void *ctx, struct cairn_survey_result *r)
+{
+	struct fetch *f = ctx;
+	struct cairn_edge *e = f->e;
+	size_t ui = f->sv_ups[r->server_index];
+	struct upstream *u = &e->ups[ui];
+	struct edge_answer *a = &f->ans[ui];
+	char why[EDGE_WHY_MAX];
+	if (a->answered)
+		return 0;
+	a->max_age = r->max_age;
+	a->no_store = r->no_store;
+	switch (r->outcome) {
+	case CAIRN_SURVEY_PRESENT:
+		a->state = CAIRN_TRUST_PRESENT;
+		a->ni = r->narinfo;
+		r->narinfo = NULL;
+		if ((a->text = malloc(r->text_len ? r->text_len : 1)) != NULL) {
+			memcpy(a->text, r->text, r->text_len);
+			a->len = r->text_len;
+		} else {
+			a->state = CAIRN_TRUST_ERROR;
+			a->error = strdup("out of memory");
+		}
+		break;
+	case CAIRN_SURVEY_ABSENT:
+		a->state = CAIRN_TRUST_ABSENT;
+		f->n404++;
+		break;
+	case CAIRN_SURVEY_INVALID:
+		a->state = CAIRN_TRUST_INVALID;
+		tell(why, sizeof(why), result_why(f, r));
+		a->error = strdup(why);
+		f->n_err++;
+		count(e->c.up_errors, 1);
+		refused(e, strstr(why, "StorePath is") ? REFUSED_STORE_PATH : REFUSED_UNREADABLE,
+			f->hash, u->name, why);
+		break;
+	default:
+		a->state = CAIRN_TRUST_ERROR;
+		tell(why, sizeof(why), result_why(f, r));
+		a->error = strdup(why);
+		f->n_err++;
+		count(e->c.up_errors, 1);
+		if (cairn_http_server_down(u->srv))
+			set_up(e, u, 0, why);
+		break;
+	}
+	if (r->outcome != CAIRN_SURVEY_UNKNOWN)
+		set_up(e, u, 1, NULL);
+	a->answered = true;
+	f->n_answered++;
+	return 0;
+}
+
+/* Upstream thread: ask every upstream that is up (every one, when none
+ * is) about f's narinfo. */
+static void ni_query_start(struct fetch *f)
 {
 	struct cairn_edge *e = f->e;
-	enum refusal why;
-	char why_text[EDGE_WHY_MAX], from[512];
-	struct cairn_narinfo *ni = narinfo_accept(e, f->hash, f->body.data ? f->body.data : "",
-						  f->body.len, &why, why_text);
-	if (!ni) {
-		/* a bad or untrusted narinfo: maybe the next upstream has a good one */
-		upstream_name(&e->ups[f->cur_up], from, sizeof(from));
-		refused(e, why, f->hash, from, why_text);
-		if (why == REFUSED_SIGNATURE) {
-			f->untrusted = 1;
-			count(e->c.untrusted, 1);
-		} else {
-			f->n_err++;
-			count(e->c.up_errors, 1);
+	struct cairn_http_server *servers[CAIRN_EDGE_MAX_UPSTREAMS];
+	struct cairn_survey_config cfg;
+	struct cairn_error err;
+	size_t n = 0;
+	int any_up = 0;
+	cairn_error_init(&err);
+	for (size_t i = 0; i < e->n_ups; i++)
+		any_up |= e->ups[i].up;
+	for (size_t i = 0; i < e->n_ups; i++) {
+		struct upstream *u = &e->ups[i];
+		struct edge_answer *a = &f->ans[i];
+		a->server = u->name;
+		a->max_age = -1;
+		if (!u->up && any_up) {
+			/* skipped while down; its probe brings it back */
+			char why[EDGE_WHY_MAX + 16];
+			pthread_mutex_lock(&e->mu);
+			snprintf(why, sizeof(why), "down: %s", u->why_pub);
+			pthread_mutex_unlock(&e->mu);
+			a->state = CAIRN_TRUST_ERROR;
+			a->error = strdup(why);
+			a->answered = true;
+			f->n_answered++;
+			continue;
 		}
-		cairn_buf_reset(&f->body);
-		attempt_next(f);
+		cairn_http_server_mark_up(u->srv);
+		f->sv_ups[n] = i;
+		servers[n++] = u->srv;
+	}
+	cairn_survey_config_init(&cfg);
+	if (cairn_survey_new(&f->sv, e->http, servers, n, &cfg, ni_result, f, &err) < 0 ||
+	    cairn_survey_add_hash(f->sv, f->hash, NULL, &err) < 0) {
+		cairn_survey_free(f->sv);
+		f->sv = NULL;
+		fetch_finish(f, FS_FAIL, 0);
+		return;
+	}
+	pthread_mutex_lock(&e->mu);
+	f->refs++; /* the survey's, until it is freed */
+	pthread_mutex_unlock(&e->mu);
+	f->sv_next = e->surveys;
+	e->surveys = f;
+	e->active++;
+	cairn_survey_start(f->sv, NULL);
+}
+
+/* Upstream thread: serve text (accepted) as the narinfo of f's item. */
+static void ni_serve(struct fetch *f, const char *text, size_t len, int64_t max_age, int no_store,
+		     const struct cairn_narinfo *const *srcs)
+{
+	struct cairn_edge *e = f->e;
+	struct cairn_narinfo *ni = NULL;
+	if (cairn_narinfo_parse(text, len, &ni, NULL) < 0 || cairn_buf_append(&f->body, text, len)) {
+		cairn_narinfo_free(ni);
+		fetch_finish(f, FS_FAIL, 0);
 		return;
 	}
 	int64_t now = now_s();
-	int64_t ttl = f->no_store ? 0 : ttl_for(e->cfg.positive_ttl, f->max_age);
+	int64_t ttl = no_store ? 0 : ttl_for(e->cfg.positive_ttl, max_age);
 	pthread_mutex_lock(&e->mu);
-	claims_item_set_locked(e, f->hash, ni, 0);
+	claims_item_set_locked(e, f->hash, ni, 0, srcs);
 	ni_put_locked(e, f->hash, f->body.data, f->body.len, now + ttl);
 	pthread_mutex_unlock(&e->mu);
 	if (ttl > 0)
 		edge_store_narinfo_put(e->store, f->hash, f->body.data, f->body.len, now, NULL);
 	cairn_narinfo_free(ni);
 	fetch_finish(f, FS_OK, 0);
+}
+
+/* Upstream thread: no narinfo to serve; what the client gets, what is
+ * remembered and what the operator hears depend on why. */
+static void ni_refuse(struct fetch *f, const struct cairn_trust_answer *ta,
+		      const struct cairn_trust_verdict *v)
+{
+	struct cairn_edge *e = f->e;
+	int status = v ? v->status : f->n404 ? CAIRN_ENOENT : CAIRN_ENET;
+	if (status == CAIRN_ENOENT) {
+		int64_t max_age = -1;
+		int no_store = 0;
+		for (size_t i = 0; i < e->n_ups; i++)
+			if (f->ans[i].state == CAIRN_TRUST_ABSENT) {
+				no_store |= f->ans[i].no_store;
+				if (f->ans[i].max_age >= 0 &&
+				    (max_age < 0 || f->ans[i].max_age < max_age))
+					max_age = f->ans[i].max_age;
+			}
+		if (!f->n_err) {
+			/* every upstream that answered said 404: remember for a short while */
+			int64_t ttl = no_store ? 0 : ttl_for(e->cfg.negative_ttl, max_age);
+			if (ttl > 0) {
+				pthread_mutex_lock(&e->mu);
+				claims_item_set_locked(e, f->hash, NULL, 0, NULL);
+				ni_put_locked(e, f->hash, NULL, 0, now_s() + ttl);
+				pthread_mutex_unlock(&e->mu);
+			}
+		}
+		fetch_finish(f, FS_FAIL, 1);
+		return;
+	}
+	if (status == CAIRN_ENET || status == CAIRN_EFORMAT || status == CAIRN_ENOMEM ||
+	    status == CAIRN_EINVAL) {
+		/* nothing usable, or not decided: the upstreams are failing */
+		fetch_finish(f, FS_FAIL, f->n404 > 0);
+		return;
+	}
+	count(e->c.untrusted, 1);
+	if (v->n_signers == 0) {
+		/* no trusted key signed anything: each answer says why */
+		for (size_t i = 0; i < e->n_ups; i++)
+			if (ta[i].state == CAIRN_TRUST_PRESENT && ta[i].why[0]) {
+				char why[EDGE_WHY_MAX];
+				refused(e, REFUSED_SIGNATURE, f->hash, f->ans[i].server,
+					tell(why, sizeof(why), ta[i].why));
+			}
+	} else {
+		/* keys signed, but too few or for different claims: one line
+		 * names which keys signed what, and who did not answer */
+		struct cairn_buf b = CAIRN_BUF_INIT(EDGE_LOG_LINE_MAX - 256);
+		char line[EDGE_LOG_LINE_MAX - 128];
+		cairn_buf_puts(&b, v->reason);
+		for (size_t i = 0; i < e->n_ups; i++)
+			if (ta[i].state != CAIRN_TRUST_PRESENT && ta[i].state != CAIRN_TRUST_ABSENT)
+				cairn_buf_printf(&b, "; %s: %s", f->ans[i].server,
+						 f->ans[i].error ? f->ans[i].error : "no answer");
+			else if (ta[i].state == CAIRN_TRUST_ABSENT)
+				cairn_buf_printf(&b, "; %s: does not have it", f->ans[i].server);
+		refused(e, REFUSED_AGREEMENT, f->hash, NULL,
+			tell(line, sizeof(line), b.data ? b.data : v->reason));
+		cairn_buf_release(&b);
+	}
+	fetch_finish(f, FS_FAIL, 1);
+}
+
+/*
+ * Upstream thread: decide about f's narinfo when the answers in allow it
+ * (all of them with force).  Without a keyring nothing is checked: the
+ * first upstream in order that has it is served, as it is.
+ */
+static void ni_try_decide(struct fetch *f, int force)
+{
+	struct cairn_edge *e = f->e;
+	size_t n = e->n_ups;
+	unsigned k = e->cfg.require_sigs ? e->cfg.require_sigs : 1;
+	if (!e->cfg.trusted) {
+		for (size_t i = 0; i < n; i++) {
+			const struct edge_answer *a = &f->ans[i];
+			if (!a->answered && !force)
+				return;
+			if (a->answered && a->state == CAIRN_TRUST_PRESENT) {
+				const struct cairn_narinfo *srcs[CAIRN_EDGE_MAX_UPSTREAMS] = {0};
+				srcs[i] = a->ni;
+				f->decided = 1;
+				ni_serve(f, a->text, a->len, a->max_age, a->no_store, srcs);
+				return;
+			}
+		}
+		f->decided = 1;
+		ni_refuse(f, NULL, NULL);
+		return;
+	}
+	struct cairn_trust_answer *ta = calloc(n, sizeof(*ta));
+	struct cairn_trust_verdict *v = malloc(sizeof(*v));
+	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	if (!ta || !v) {
+		if (force) {
+			f->decided = 1;
+			fetch_finish(f, FS_FAIL, 0);
+		}
+		goto out;
+	}
+	int rc = edge_trust_decide(f->ans, n, f->hash, e->cfg.trusted, k, ta, v);
+	if (!force && !edge_trust_final(f->ans, n, k, v))
+		goto out;
+	f->decided = 1;
+	if (rc) {
+		ni_refuse(f, ta, v);
+		goto out;
+	}
+	if (edge_trust_served(f->ans, ta, n, v, &text)) {
+		fetch_finish(f, FS_FAIL, 0);
+		goto out;
+	}
+	/* what is served depends on every answer of the group: the shortest
+	 * lifetime any of them was given */
+	int64_t max_age = -1;
+	int no_store = 0;
+	const struct cairn_narinfo *srcs[CAIRN_EDGE_MAX_UPSTREAMS] = {0};
+	for (size_t i = 0; i < n; i++)
+		if (ta[i].group == v->chosen) {
+			srcs[i] = f->ans[i].ni;
+			no_store |= f->ans[i].no_store;
+			if (f->ans[i].max_age >= 0 && (max_age < 0 || f->ans[i].max_age < max_age))
+				max_age = f->ans[i].max_age;
+		}
+	ni_serve(f, text.data ? text.data : "", text.len, max_age, no_store, srcs);
+out:
+	cairn_buf_release(&text);
+	free(ta);
+	free(v);
+}
+
+/* Upstream thread: decide what the new answers allow, and free the
+ * surveys that are over. */
+static void ni_queries_poll(struct cairn_edge *e)
+{
+	struct fetch **pp = &e->surveys, *f;
+	while ((f = *pp) != NULL) {
+		if (!f->decided && f->n_answered != f->n_seen) {
+			f->n_seen = f->n_answered;
+			ni_try_decide(f, 0);
+		}
+		if (cairn_survey_pending(f->sv) > 0) {
+			pp = &f->sv_next;
+			continue;
+		}
+		*pp = f->sv_next;
+		if (!f->decided)
+			ni_try_decide(f, 1);
+		cairn_survey_free(f->sv);
+		f->sv = NULL;
+		e->active--;
+		fetch_unref(f);
+	}
 }
 
 static void finish_nar(struct fetch *f)
@@ -1365,10 +1705,7 @@ static void f_done(void *ctx, const struct cairn_http_result *res)
 	e->active--;
 	if (res->outcome == CAIRN_HTTP_OK) {
 		set_up(e, u, 1, NULL);
-		if (f->kind == FK_NARINFO)
-			finish_narinfo(f);
-		else
-			finish_nar(f);
+		finish_nar(f);
 		return;
 	}
 	if (res->status == 404 || res->status == 410) {
@@ -1379,12 +1716,10 @@ static void f_done(void *ctx, const struct cairn_http_result *res)
 		if (res->outcome == CAIRN_HTTP_CONNECT)
 			set_up(e, u, 0, cairn_error_msg(&res->err));
 	}
-	if (f->kind == FK_NARINFO)
-		cairn_buf_reset(&f->body);
 	attempt_next(f);
 }
 
-/* Upstream thread: try the next upstream, or end the fetch. */
+/* Upstream thread: try the next upstream for a nar, or end the fetch. */
 static void attempt_next(struct fetch *f)
 {
 	struct cairn_edge *e = f->e;
@@ -1392,7 +1727,7 @@ static void attempt_next(struct fetch *f)
 	for (size_t i = 0; i < e->n_ups; i++)
 		any_up |= e->ups[i].up;
 	for (; f->next_up < e->n_ups; f->next_up++) {
-		struct upstream *u = &e->ups[f->next_up];
+		struct upstream *u = &e->ups[f->order[f->next_up]];
 		if (!u->up && any_up)
 			continue; /* skipped while down; its probe brings it back */
 		struct cairn_http_request rq = {
@@ -1400,9 +1735,7 @@ static void attempt_next(struct fetch *f)
 			.server = u->srv,
 			.url = f->upath,
 			.range_start = f->written,
-			.max_body = f->kind == FK_NARINFO ? CAIRN_NARINFO_MAX
-				    : f->max_size >= 0	  ? (uint64_t)f->max_size + 1
-							  : CAIRN_EDGE_NAR_MAX,
+			.max_body = f->max_size >= 0 ? (uint64_t)f->max_size + 1 : CAIRN_EDGE_NAR_MAX,
 			.on_headers = f_headers,
 			.on_data = f_data,
 			.on_done = f_done,
@@ -1411,23 +1744,8 @@ static void attempt_next(struct fetch *f)
 		cairn_http_server_mark_up(u->srv);
 		if (cairn_http_add(e->http, &rq, NULL) < 0)
 			continue;
-		f->cur_up = f->next_up++;
+		f->cur_up = f->order[f->next_up++];
 		e->active++;
-		return;
-	}
-	if (f->kind == FK_NARINFO) {
-		int not_found = f->n404 > 0 || f->untrusted;
-		if (f->n404 > 0 && !f->n_err && !f->untrusted) {
-			/* every upstream that answered said 404: remember for a short while */
-			int64_t ttl = f->no_store ? 0 : ttl_for(e->cfg.negative_ttl, f->max_age);
-			if (ttl > 0) {
-				pthread_mutex_lock(&e->mu);
-				claims_item_set_locked(e, f->hash, NULL, 0);
-				ni_put_locked(e, f->hash, NULL, 0, now_s() + ttl);
-				pthread_mutex_unlock(&e->mu);
-			}
-		}
-		fetch_finish(f, FS_FAIL, not_found);
 		return;
 	}
 	if (f->fd >= 0)
@@ -1471,8 +1789,12 @@ static void *upstream_main(void *arg)
 		while (jobs) {
 			struct fetch *f = jobs;
 			jobs = f->qnext;
-			attempt_next(f);
+			if (f->kind == FK_NARINFO)
+				ni_query_start(f);
+			else
+				attempt_next(f);
 		}
+		ni_queries_poll(e);
 		for (size_t i = 0; i < e->n_ups; i++)
 			if (!e->ups[i].probing && t >= e->ups[i].next_probe)
 				probe_start(e, &e->ups[i]);
@@ -2415,6 +2737,14 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		return cairn_error_set(err, CAIRN_EINVAL,
 				       "mirror: needs a cache directory and 1 to %d upstreams",
 				       CAIRN_EDGE_MAX_UPSTREAMS);
+	if (cfg->require_sigs > 1 && !cfg->trusted)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "mirror: requiring %u signatures needs trusted keys",
+				       cfg->require_sigs);
+	if (cfg->require_sigs > CAIRN_VERIFY_MAX_SIGNERS)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "mirror: at most %d signatures can be required",
+				       CAIRN_VERIFY_MAX_SIGNERS);
 	if (!(e = calloc(1, sizeof(*e))))
 		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
 	e->cfg = *cfg;
@@ -2443,6 +2773,7 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		if ((rc = cairn_http_server_new(&e->ups[i].srv, cfg->upstreams[i], 0, err)) < 0)
 			goto fail;
 		e->n_ups++;
+		upstream_name(&e->ups[i], e->ups[i].name, sizeof(e->ups[i].name));
 		/* optimistic until the first probe says otherwise */
 		e->ups[i].up = 1;
 		e->ups[i].up_pub = 1;
@@ -2595,6 +2926,13 @@ void cairn_edge_stop(struct cairn_edge *e)
 	pthread_join(e->thread, NULL);
 	e->thread_started = 0;
 	/* transfers are abandoned without on_done: their fetches end here */
+	while (e->surveys) {
+		struct fetch *f = e->surveys;
+		e->surveys = f->sv_next;
+		cairn_survey_free(f->sv);
+		f->sv = NULL;
+		fetch_unref(f);
+	}
 	cairn_http_free(e->http);
 	e->http = NULL;
 	e->jobs = NULL;

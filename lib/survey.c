@@ -21,8 +21,9 @@
 #include "cairn/banned.h"
 
 struct path_ent {
-	char *path;
+	char *path; /* the hash part alone for a path added by it */
 	char hash[CAIRN_STORE_HASH_LEN + 1];
+	bool by_hash;
 };
 
 struct survey_req {
@@ -32,6 +33,8 @@ struct survey_req {
 	bool info; /* a nix-cache-info request */
 	/* held until the server's nix-cache-info is in: the result */
 	struct survey_req *held_next;
+	/* s->out: sent, on_done not called yet */
+	struct survey_req *out_prev, *out_next;
 	enum cairn_http_outcome outcome;
 	long status;
 	struct cairn_error err;
@@ -59,6 +62,7 @@ struct cairn_survey {
 	struct map by_hash; /* hash part -> index + 1 */
 
 	struct server_state *st;
+	struct survey_req *out; /* requests in the client */
 	size_t next_path, next_server;
 	size_t inflight, infos_inflight;
 	bool started;
@@ -135,11 +139,38 @@ int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
 
 static void req_free(struct survey_req *q);
 
+static void out_add(struct cairn_survey *s, struct survey_req *q)
+{
+	q->out_prev = NULL;
+	q->out_next = s->out;
+	if (s->out)
+		s->out->out_prev = q;
+	s->out = q;
+}
+
+static void out_del(struct cairn_survey *s, struct survey_req *q)
+{
+	if (q->out_prev)
+		q->out_prev->out_next = q->out_next;
+	else
+		s->out = q->out_next;
+	if (q->out_next)
+		q->out_next->out_prev = q->out_prev;
+	q->out_prev = q->out_next = NULL;
+}
+
 void cairn_survey_free(struct cairn_survey *s)
 {
 	if (!s)
 		return;
 	cairn_survey_flush(s);
+	/* Requests still in the client: it is being torn down (see survey.h),
+	 * so their on_done will never come. */
+	while (s->out) {
+		struct survey_req *q = s->out;
+		out_del(s, q);
+		req_free(q);
+	}
 	for (size_t i = 0; i < s->n_servers; i++)
 		for (struct survey_req *h = s->st[i].held, *n; h; h = n) {
 			n = h->held_next;
@@ -154,6 +185,9 @@ void cairn_survey_free(struct cairn_survey *s)
 	free(s);
 }
 
+static int add_path(struct cairn_survey *s, const char *store_path, const char *hash,
+		    bool by_hash, size_t *index, struct cairn_error *err);
+
 int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *index,
 		     struct cairn_error *err)
 {
@@ -161,7 +195,23 @@ int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *ind
 	int rc = cairn_store_path_parse(store_path, strlen(store_path), NULL, &sp, err);
 	if (rc)
 		return rc;
-	uintptr_t known = (uintptr_t)map_get(&s->by_hash, sp.hash);
+	return add_path(s, store_path, sp.hash, false, index, err);
+}
+
+int cairn_survey_add_hash(struct cairn_survey *s, const char *hash, size_t *index,
+			  struct cairn_error *err)
+{
+	if (strlen(hash) != CAIRN_STORE_HASH_LEN ||
+	    !cairn_store_hash_valid(hash, CAIRN_STORE_HASH_LEN))
+		return cairn_error_set(err, CAIRN_EFORMAT, "survey: '%.64s' is not a store path hash",
+				       hash);
+	return add_path(s, hash, hash, true, index, err);
+}
+
+static int add_path(struct cairn_survey *s, const char *store_path, const char *hash,
+		    bool by_hash, size_t *index, struct cairn_error *err)
+{
+	uintptr_t known = (uintptr_t)map_get(&s->by_hash, hash);
 	if (known) {
 		if (index)
 			*index = known - 1;
@@ -179,13 +229,15 @@ int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *ind
 		s->cap_paths = cap;
 	}
 	char *copy = strdup(store_path);
-	if (!copy || map_put(&s->by_hash, sp.hash, (void *)(uintptr_t)(s->n_paths + 1), NULL) < 0) {
+	if (!copy || map_put(&s->by_hash, hash, (void *)(uintptr_t)(s->n_paths + 1), NULL) < 0) {
 		free(copy);
 		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
 	}
 	struct path_ent *e = &s->paths[s->n_paths];
 	e->path = copy;
-	memcpy(e->hash, sp.hash, sizeof(e->hash));
+	memcpy(e->hash, hash, CAIRN_STORE_HASH_LEN);
+	e->hash[CAIRN_STORE_HASH_LEN] = '\0';
+	e->by_hash = by_hash;
 	if (index)
 		*index = s->n_paths;
 	s->n_paths++;
@@ -230,10 +282,23 @@ static void result_init(struct cairn_survey_result *r, const struct cairn_survey
 			size_t server)
 {
 	memset(r, 0, sizeof(*r));
+	r->max_age = -1;
 	r->path_index = path;
 	r->server_index = server;
 	r->store_path = s->paths[path].path;
 	cairn_error_init(&r->err);
+}
+
+/* Is StorePath sp the path asked for (by its hash part alone: any name,
+ * any store directory, as long as it is a store path)? */
+static bool store_path_matches(const struct path_ent *p, const char *sp)
+{
+	if (!p->by_hash)
+		return strcmp(sp, p->path) == 0;
+	const char *base = strrchr(sp, '/');
+	struct cairn_store_path parsed;
+	return base && !cairn_store_path_parse_base(base + 1, strlen(base + 1), &parsed, NULL) &&
+	       !memcmp(parsed.hash, p->hash, CAIRN_STORE_HASH_LEN);
 }
 
 /*
@@ -255,7 +320,7 @@ classify_body(struct cairn_survey *s, struct cairn_survey_result *r, const char 
 				s->paths[r->path_index].hash, cairn_error_msg(&perr));
 		return r->outcome;
 	}
-	if (strcmp(ni->store_path, r->store_path) != 0) {
+	if (!store_path_matches(&s->paths[r->path_index], ni->store_path)) {
 		r->outcome = CAIRN_SURVEY_INVALID;
 		cairn_error_set(&r->err, CAIRN_EFORMAT,
 				"%s: %s.narinfo: StorePath is '%.300s', not the path asked for",
@@ -351,6 +416,8 @@ static void finish_req(struct cairn_survey *s, struct survey_req *q)
 	struct cairn_survey_result r;
 	result_init(&r, s, q->path, q->server);
 	r.status = q->status;
+	r.max_age = q->max_age;
+	r.no_store = q->no_store;
 	switch (q->outcome) {
 	case CAIRN_HTTP_OK:
 		classify_body(s, &r, q->body.data ? q->body.data : "", q->body.len);
@@ -385,6 +452,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 {
 	struct survey_req *q = ctx;
 	struct cairn_survey *s = q->s;
+	out_del(s, q);
 	if (q->info) {
 		info_done(q, res);
 		return;
@@ -400,6 +468,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		q->max_age = -1;
 		q->no_store = false;
 		if (send_req(s, q, &e) == 0) {
+			out_add(s, q);
 			s->inflight++;
 			return;
 		}
@@ -583,6 +652,7 @@ static void start_servers(struct cairn_survey *s)
 			req_free(q);
 			continue;
 		}
+		out_add(s, q);
 		s->infos_inflight++;
 		s->st[i].info_pending = true;
 	}
@@ -622,6 +692,7 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 		deliver_unknown(s, path, server, &e);
 		return;
 	}
+	out_add(s, q);
 	s->inflight++;
 }
 

@@ -29,6 +29,10 @@ const char cmd_mirror_usage[] =
 	"  --cache DIR          where nars and the index are kept\n"
 	"  --max-size SIZE      bound the cached nars (bytes; K, M, G, T suffixes)\n"
 	"  --trusted-key FILE   serve only narinfos signed by a key in FILE (repeatable)\n"
+	"  --require-sigs K     serve a narinfo only when K distinct trusted keys,\n"
+	"                       across the upstreams, signed the same NarHash, NarSize\n"
+	"                       and References; it carries all their Sig lines\n"
+	"                       (default 1; above 1 every upstream is asked)\n"
 	"  --listen ADDR:PORT   127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
 	"                       repeatable; port 0 picks one)\n"
 	"  --systemd            take the listening sockets from systemd\n"
@@ -131,6 +135,14 @@ int cmd_mirror(int argc, char **argv)
 			hc.access_log = v;
 		} else if (!strcmp(a, "--port-file")) {
 			port_file = v;
+		} else if (!strcmp(a, "--require-sigs")) {
+			unsigned long k = strtoul(v, &end, 10);
+			if (*end || !*v || *v == '-' || k < 1 || k > CAIRN_VERIFY_MAX_SIGNERS) {
+				cli_error("--require-sigs takes 1..%d", CAIRN_VERIFY_MAX_SIGNERS);
+				ret = EXIT_USAGE;
+				goto out;
+			}
+			ec.require_sigs = (unsigned)k;
 		} else if (!strcmp(a, "--priority")) {
 			unsigned long p = strtoul(v, &end, 10);
 			if (*end || !*v || *v == '-' || p > CAIRN_EDGE_PRIORITY_MAX) {
@@ -173,6 +185,11 @@ int cmd_mirror(int argc, char **argv)
 	}
 	if (!hc.n_listen && !hc.systemd)
 		hc.listen[hc.n_listen++] = "*:8080";
+	if (ec.require_sigs > 1 && !have_keys) {
+		cli_error("--require-sigs %u needs --trusted-key", ec.require_sigs);
+		ret = EXIT_USAGE;
+		goto out;
+	}
 	if (have_keys) {
 		cli_keyring_check(&kr);
 		ec.trusted = &kr;

@@ -15,7 +15,9 @@
  *     see a broken response, because each response's last byte is held
  *     back until the object is verified;
  *   - with a keyring, a narinfo without a valid trusted signature is neither
- *     cached nor served;
+ *     cached nor served; with require_sigs K > 1, neither is one that
+ *     fewer than K trusted keys signed across the upstreams, or one whose
+ *     upstreams' signed claims disagree (trust.h decides);
  *   - when the cache cannot be written, downloads go on uncached (still
  *     verified), their clients fed from memory;
  *   - each upstream's last good nix-cache-info is kept in the index, so a
@@ -74,6 +76,13 @@ struct cairn_edge_config {
 	/* narinfos must carry a valid signature by one of these; NULL: no
 	 * check.  Borrowed: must outlive the edge. */
 	const struct cairn_keyring *trusted;
+	/* K: a narinfo is served only when K distinct trusted keys, across
+	 * the upstreams, signed the same NarHash, NarSize and References (the
+	 * rules of trust.h), and it then carries all their signatures.  0 or
+	 * 1: one key, the first upstream in order that has the item wins.
+	 * Above 1 every upstream is asked about each item, and needs
+	 * `trusted`. */
+	unsigned require_sigs;
 	int64_t positive_ttl;	/* seconds; default 3600 */
 	int64_t negative_ttl;	/* seconds; default 60 */
 	unsigned health_interval_ms; /* between probes of an upstream; default 5000 */

@@ -91,6 +91,11 @@ struct cairn_survey_result {
 	size_t text_len;
 	long status;	 /* HTTP status, 0 when none (or from the cache) */
 	bool from_cache; /* answered by the narinfo cache */
+	/* the server's Cache-Control: max-age (-1: none said) and no-store;
+	 * a caller that keeps answers itself (the mirror) bounds its TTLs
+	 * with them as the narinfo cache does */
+	int64_t max_age;
+	bool no_store;
 	/* INVALID/UNKNOWN: why; CAIRN_ENOENT for ABSENT. */
 	struct cairn_error err;
 };
@@ -122,6 +127,8 @@ int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
 		     struct cairn_http_server *const *servers, size_t n_servers,
 		     const struct cairn_survey_config *cfg, cairn_survey_fn fn, void *ctx,
 		     struct cairn_error *err);
+/* Also frees the requests still in flight: free a survey with pending
+ * answers only when h will not be stepped again (it is being freed). */
 void cairn_survey_free(struct cairn_survey *s);
 
 /*
@@ -133,6 +140,15 @@ void cairn_survey_free(struct cairn_survey *s);
  */
 int cairn_survey_add(struct cairn_survey *s, const char *store_path, size_t *index,
 		     struct cairn_error *err);
+
+/*
+ * Add a store path known only by its hash part (32 nix32 characters, as
+ * in a request for "<hash>.narinfo": the mirror's misses).  A narinfo
+ * whose StorePath has that hash part, in any store directory, is PRESENT;
+ * r->store_path is then the hash part.  Returns as cairn_survey_add.
+ */
+int cairn_survey_add_hash(struct cairn_survey *s, const char *hash, size_t *index,
+			  struct cairn_error *err);
 
 /* Number of paths added so far; the path at an index (borrowed, for the
  * survey's life). */

@@ -240,12 +240,103 @@ static void test_cache_and_down(void **state)
 	rmdir(dir);
 }
 
+static int on_hash_result(void *ctx, struct cairn_survey_result *r)
+{
+	struct seen *z = ctx;
+	assert_true(r->path_index < 8);
+	z->outcome[r->path_index] = (int)r->outcome;
+	z->calls++;
+	/* asked by hash part: that is the path the result names */
+	assert_int_equal(strlen(r->store_path), 32);
+	assert_int_equal(r->max_age, -1);
+	if (r->outcome == CAIRN_SURVEY_PRESENT)
+		assert_memory_equal(r->narinfo->store_path + 11, r->store_path, 32);
+	return 0;
+}
+
+/* The mirror's misses know a hash part, not a name: any StorePath with
+ * that hash part is the answer, another is not. */
+static void test_by_hash(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/cairn-test-survey.XXXXXX", path[256];
+	struct cairn_nicache *c = open_cache(dir, path, sizeof(path));
+	struct cairn_http *h;
+	struct cairn_http_server *srv;
+	struct cairn_survey *s;
+	struct cairn_error err;
+	struct seen z;
+	memset(&z, 0, sizeof(z));
+	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
+	assert_int_equal(cairn_http_server_new(&srv, SRV, 0, NULL), 0);
+	struct cairn_survey_config cfg;
+	cairn_survey_config_init(&cfg);
+	cfg.cache = c;
+	cfg.now = 1000;
+	assert_int_equal(cairn_survey_new(&s, h, &srv, 1, &cfg, on_hash_result, &z, NULL), 0);
+	size_t idx = 99;
+	assert_int_equal(cairn_survey_add_hash(s, "d9fyl4gycfxhdai7b0aqfvb3m3y3wizb", &idx, NULL), 1);
+	assert_int_equal(idx, 0);
+	assert_string_equal(cairn_survey_path(s, 0), "d9fyl4gycfxhdai7b0aqfvb3m3y3wizb");
+	/* D's cached narinfo names B: not the item asked for */
+	assert_int_equal(cairn_survey_add_hash(s, "bs5cd64j6prjx1bnppf7xvidbazgv1ch", &idx, NULL), 1);
+	assert_int_equal(cairn_survey_add_hash(s, "d9fyl4gycfxhdai7b0aqfvb3m3y3wizb", &idx, NULL), 0);
+	assert_int_equal(idx, 0);
+	cairn_error_init(&err);
+	assert_int_equal(cairn_survey_add_hash(s, "d9fyl4gycfxhdai7b0aqfvb3m3y3wiz", NULL, &err),
+			 CAIRN_EFORMAT);
+	assert_int_equal(cairn_survey_add_hash(s, "e9fyl4gycfxhdai7b0aqfvb3m3y3wizb", NULL, NULL),
+			 CAIRN_EFORMAT); /* 'e' is not nix32 */
+	assert_int_equal(cairn_survey_count(s), 2);
+	assert_int_equal(cairn_survey_run(s, &err), 0);
+	assert_int_equal(z.calls, 2);
+	assert_int_equal(z.outcome[0], CAIRN_SURVEY_PRESENT);
+	assert_int_equal(z.outcome[1], CAIRN_SURVEY_INVALID);
+	cairn_survey_free(s);
+	cairn_http_server_free(srv);
+	cairn_http_free(h);
+	cairn_nicache_free(c);
+	unlink(path);
+	char wal[300];
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	unlink(wal);
+	snprintf(wal, sizeof(wal), "%s-shm", path);
+	unlink(wal);
+	rmdir(dir);
+}
+
+/* A survey freed with its requests still in the client (a mirror that
+ * stops mid-miss): they are freed with it (a leak under the sanitizers
+ * before), and the client, freed next, calls none of them. */
+static void test_free_in_flight(void **state)
+{
+	(void)state;
+	struct cairn_http *h;
+	struct cairn_http_server *srv;
+	struct cairn_survey *s;
+	struct seen z;
+	memset(&z, 0, sizeof(z));
+	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
+	assert_int_equal(cairn_http_server_new(&srv, SRV, 0, NULL), 0);
+	assert_int_equal(cairn_survey_new(&s, h, &srv, 1, NULL, on_hash_result, &z, NULL), 0);
+	assert_int_equal(cairn_survey_add_hash(s, "d9fyl4gycfxhdai7b0aqfvb3m3y3wizb", NULL, NULL), 1);
+	assert_int_equal(cairn_survey_add_hash(s, "bs5cd64j6prjx1bnppf7xvidbazgv1ch", NULL, NULL), 1);
+	assert_int_equal(cairn_survey_start(s, NULL), 0);
+	assert_int_equal(cairn_survey_pending(s), 2);
+	cairn_survey_free(s);
+	cairn_http_free(h);
+	cairn_http_server_free(srv);
+	assert_int_equal(z.calls, 0);
+}
+
 int main(void)
 {
 	assert_int_equal(cairn_init(), 0);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bookkeeping),
 	    cmocka_unit_test(test_cache_and_down),
+	    cmocka_unit_test(test_by_hash),
+	    cmocka_unit_test(test_free_in_flight),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -347,10 +347,10 @@ static int config_find(const struct cli_option *opts, int argc, char **argv, con
 		struct found f;
 		if (!strcmp(a, "--"))
 			break;
-		if (strncmp(a, "--", 2) || strchr(a, '='))
+		if (strncmp(a, "--", 2))
 			continue;
-		if (!strcmp(a, "--config")) {
-			if (i + 1 >= argc) {
+		if (!strcmp(a, "--config") || !strncmp(a, "--config=", 9)) {
+			if (!a[8] && i + 1 >= argc) {
 				cli_error("--config needs a FILE");
 				return EXIT_USAGE;
 			}
@@ -358,8 +358,9 @@ static int config_find(const struct cli_option *opts, int argc, char **argv, con
 				cli_error("--config may be given once");
 				return EXIT_USAGE;
 			}
-			*file = argv[++i];
-		} else if (find_long(opts, a + 2, strlen(a + 2), 0, &f) && takes_value(f.o)) {
+			*file = a[8] ? a + 9 : argv[++i];
+		} else if (!strchr(a, '=') && find_long(opts, a + 2, strlen(a + 2), 0, &f) &&
+			   takes_value(f.o)) {
 			i++;
 		}
 	}
@@ -425,7 +426,8 @@ static int parse_one(const struct cli_spec *spec, const struct cli_option *opts,
 		snprintf(name, sizeof(name), "-%c", a[1]);
 	}
 	if (f.o->kind == CLI_OPT_CONFIG) {
-		(*i)++; /* read before the rest by config_apply */
+		if (!v)
+			(*i)++; /* FILE was read before the rest by config_apply */
 		return EXIT_OK;
 	}
 	if (!takes_value(f.o)) {

@@ -216,8 +216,13 @@ static int publish_locate(const struct publish_opts *o, struct cairn_storeloc *l
 {
 	struct cairn_storeloc_config lc;
 	struct cairn_error err;
-	char *root = NULL;
-	const char *s = o->store;
+	char *s = o->store ? strdup(o->store) : NULL;
+	if (o->store && !s) {
+		cli_error("out of memory");
+		return EXIT_FAIL;
+	}
+	for (size_t n = s ? strlen(s) : 0; n > 1 && s[n - 1] == '/';)
+		s[--n] = '\0';
 	cairn_storeloc_config_init(&lc);
 	lc.root = s;
 	lc.store_dir = o->store_dir;
@@ -227,16 +232,11 @@ static int publish_locate(const struct publish_opts *o, struct cairn_storeloc *l
 	if (o->store_dir && ends_with(o->store_dir, "/gnu/store"))
 		lc.kind = CAIRN_STOREDB_GUIX;
 	if (s && (ends_with(s, "/nix/store") || ends_with(s, "/gnu/store"))) {
-		size_t n = strlen(s) - strlen("/nix/store");
-		if (!(root = strndup(s, n))) {
-			cli_error("out of memory");
-			return EXIT_FAIL;
-		}
+		lc.kind = ends_with(s, "/gnu/store") ? CAIRN_STOREDB_GUIX : CAIRN_STOREDB_NIX;
+		s[strlen(s) - strlen("/nix/store")] = '\0';
 		cli_warn("--store '%s': a store directory is deprecated here; give its root, "
 			 "as fetch and challenge take it: --store '%s'",
-			 s, n ? root : "/");
-		lc.root = root;
-		lc.kind = ends_with(s, "/gnu/store") ? CAIRN_STOREDB_GUIX : CAIRN_STOREDB_NIX;
+			 o->store, s[0] ? s : "/");
 	} else if (s && o->db && !o->store_dir) {
 		struct stat sb;
 		char probe[4096];
@@ -252,7 +252,7 @@ static int publish_locate(const struct publish_opts *o, struct cairn_storeloc *l
 		}
 	}
 	int rc = cairn_storeloc_locate(loc, &lc, &err);
-	free(root);
+	free(s);
 	if (rc)
 		return cli_fail("--store", &err);
 	return EXIT_OK;

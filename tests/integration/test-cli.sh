@@ -101,6 +101,9 @@ check "publish --store ROOT/nix/store (old form): deprecated, naming the root" \
   grep -q "a store directory is deprecated here; give its root, as fetch and challenge take it: --store '$TMP/root'" "$TMP/pub.out"
 check "  ... and read as that root: its database is looked for under it" \
   grep -q "store database '$TMP/root/nix/var/nix/db/db.sqlite' does not exist" "$TMP/pub.out"
+rc=0; pub --store "$TMP/root/nix/store/" || rc=$?
+check "  ... with a trailing slash too" \
+  grep -q "give its root, as fetch and challenge take it: --store '$TMP/root'" "$TMP/pub.out"
 rc=0; pub --store "$TMP/root" || rc=$?
 check "publish --store ROOT: no warning, the same database (exit $rc)" \
   bash -c '! grep -q deprecated "$0" && grep -q "store database .$1/nix/var/nix/db/db.sqlite. does not exist" "$0"' "$TMP/pub.out" "$TMP/root"

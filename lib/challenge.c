@@ -14,6 +14,7 @@
 #include "cairn/fetch.h"
 #include "cairn/nar.h"
 #include "cairn/storedb.h"
+#include "cairn/storeloc.h"
 #include "cairn/storepath.h"
 #include "cairn/survey.h"
 #include "download.h"
@@ -128,37 +129,28 @@ static char *local_file(const char *root, const char *path)
 static int open_db(struct cairn_challenge *c, const char *store_dir, struct cairn_error *err)
 {
 	struct cairn_storedb_config cfg;
-	enum cairn_storedb_kind kind = CAIRN_STOREDB_NIX;
-	char *nixdb = local_file(c->cfg.root, "/nix/var/nix/db/db.sqlite");
-	char *guixdb = local_file(c->cfg.root, "/var/guix/db/db.sqlite");
-	const char *chosen = NULL;
+	struct cairn_storeloc_config lc;
+	struct cairn_storeloc loc;
 	struct cairn_error e;
-	int rc = 0;
+	int rc;
 	cairn_error_init(&e);
-	if (!nixdb || !guixdb) {
-		rc = cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
-		goto out;
-	}
-	if (c->cfg.db_path) {
-		chosen = c->cfg.db_path;
-	} else if (path_exists(nixdb)) {
-		chosen = nixdb;
-	} else if (path_exists(guixdb)) {
-		chosen = guixdb;
-		kind = CAIRN_STOREDB_GUIX;
-	} else {
+	cairn_storeloc_config_init(&lc);
+	lc.root = c->cfg.root;
+	lc.store_dir = store_dir;
+	lc.db_path = c->cfg.db_path;
+	if ((rc = cairn_storeloc_locate(&loc, &lc, err)))
+		return rc;
+	if (!c->cfg.db_path && !loc.has_db)
 		goto out; /* an unpacked tree: hash it */
-	}
-	cairn_storedb_config_init(&cfg, kind);
-	cfg.db_path = chosen;
+	cairn_storedb_config_init(&cfg, loc.kind);
+	cfg.db_path = loc.db_path;
 	cfg.store_dir = store_dir;
 	cfg.flags |= CAIRN_STOREDB_IMMUTABLE_FALLBACK;
 	if ((rc = cairn_storedb_open(&c->db, &cfg, &e)))
-		cairn_error_set(err, rc, "cannot open the store database '%s': %s", chosen,
+		cairn_error_set(err, rc, "cannot open the store database '%s': %s", loc.db_path,
 				cairn_error_msg(&e));
 out:
-	free(nixdb);
-	free(guixdb);
+	cairn_storeloc_release(&loc);
 	return rc;
 }
 

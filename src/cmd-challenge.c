@@ -22,7 +22,38 @@
 #include "cli.h"
 #include "cairn/banned.h"
 
-const char cmd_challenge_usage[] =
+/* Options; the paths are left in argv. */
+struct opts {
+	struct cairn_http_config http;
+	struct cli_list urls;
+	bool json, diff;
+	const char *root, *db_path;
+	long jobs;
+};
+
+static const struct cli_option challenge_options[] = {
+	OPT_LIST(0, "from", struct opts, urls, "URL", CAIRN_SURVEY_MAX_SERVERS,
+		 "a binary cache (repeatable)"),
+	OPT_STRING(0, "store", struct opts, root, "ROOT",
+		   "the local store under ROOT: with a Nix or Guix database\n"
+		   "(ROOT/nix/var/nix/db/db.sqlite, ROOT/var/guix/db/db.sqlite,\n"
+		   "or --db FILE) its recorded NarHash; otherwise the NAR hash\n"
+		   "of the tree at ROOT/<store path>.  '/' is the real store."),
+	OPT_STRING(0, "db", struct opts, db_path, "FILE", "the local store's database"),
+	OPT_FLAG(0, "diff", struct opts, diff,
+		 "for items that differ, download one NAR of each version\n"
+		 "(streamed, never unpacked), check it against its NarHash,\n"
+		 "and list the files that differ: added, removed, content,\n"
+		 "type, executable bit, symlink target"),
+	OPT_FLAG(0, "json", struct opts, json, "one JSON object on stdout"),
+	OPT_INT(0, "jobs", struct opts, jobs, "N", 1, CAIRN_SURVEY_INFLIGHT_MAX,
+		"narinfo requests in flight at once (default 256)"),
+	OPT_TABLE(struct opts, http, cli_http_options),
+	OPT_END(),
+};
+
+static const struct cli_spec challenge_spec = {
+	.usage =
     "usage: cairn challenge --from URL [--from URL...] [--store ROOT [--db FILE]]\n"
     "                       [--diff] [--json] [--jobs N] (STOREPATH... | -)\n"
     "\n"
@@ -31,21 +62,13 @@ const char cmd_challenge_usage[] =
     "local copy, and say whether they are identical, differ (naming which\n"
     "sources agree with which) or are inconclusive (fewer than two sources).\n"
     "Narinfos are compared whether they are signed or not.\n"
-    "\n"
-    "  --store ROOT  the local store under ROOT: with a Nix or Guix database\n"
-    "                (ROOT/nix/var/nix/db/db.sqlite, ROOT/var/guix/db/db.sqlite,\n"
-    "                or --db FILE) its recorded NarHash; otherwise the NAR hash\n"
-    "                of the tree at ROOT/<store path>.  '/' is the real store.\n"
-    "  --diff        for items that differ, download one NAR of each version\n"
-    "                (streamed, never unpacked), check it against its NarHash,\n"
-    "                and list the files that differ: added, removed, content,\n"
-    "                type, executable bit, symlink target\n"
-    "  --json        one JSON object on stdout\n"
-    "  --jobs N      narinfo requests in flight at once (default 256)\n"
-    CLI_HTTP_OPTIONS_USAGE
+    "\n",
+	.options = challenge_options,
+	.tail =
     "\n"
     "Exit 0 when every item is identical, 2 when any differs, 1 when none\n"
-    "differs but some are inconclusive.\n";
+    "differs but some are inconclusive.\n",
+};
 
 /* ---- output ------------------------------------------------------------ */
 
@@ -281,70 +304,24 @@ static void print_item_human(const struct cairn_challenge *c,
 /* ---- the command ------------------------------------------------------- */
 
 
-/* Options; the paths are left in args. */
-struct opts {
-	struct cairn_http_config http;
-	const char **urls, **args;
-	size_t n_urls, n_args;
-	bool json, diff;
-	const char *root, *db_path;
-	long jobs;
-};
-
-static int parse_opts(int argc, char **argv, struct opts *o)
+static int parse_opts(int argc, char **argv, struct opts *o, int *nargs)
 {
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		int hr = cli_http_option(argc, argv, &i, &o->http);
-		if (hr == EXIT_USAGE)
-			return EXIT_USAGE;
-		if (hr == 1)
-			continue;
-		if (!strcmp(a, "--from") && i + 1 < argc) {
-			o->urls[o->n_urls++] = argv[++i];
-		} else if (!strcmp(a, "--store") && i + 1 < argc) {
-			o->root = argv[++i];
-		} else if (!strcmp(a, "--db") && i + 1 < argc) {
-			o->db_path = argv[++i];
-		} else if (!strcmp(a, "--diff")) {
-			o->diff = true;
-		} else if (!strcmp(a, "--json")) {
-			o->json = true;
-		} else if (!strcmp(a, "--jobs") && i + 1 < argc) {
-			char *end;
-			const char *v = argv[++i];
-			errno = 0;
-			o->jobs = strtol(v, &end, 10);
-			if (errno || end == v || *end || o->jobs < 1 ||
-			    o->jobs > CAIRN_SURVEY_INFLIGHT_MAX) {
-				cli_error("--jobs: '%s' is not a number from 1 to %d", v,
-					  CAIRN_SURVEY_INFLIGHT_MAX);
-				return EXIT_USAGE;
-			}
-		} else if (a[0] == '-' && a[1] != '\0') {
-			cli_error("unexpected argument '%s'", a);
-			return cli_usage(cmd_challenge_usage, false);
-		} else {
-			o->args[o->n_args++] = a;
-		}
-	}
-	if (o->n_urls == 0 && !o->root) {
+	int ret = cli_parse_options(&challenge_spec, challenge_options, o, argc, argv, nargs);
+	if (ret != CLI_GO_ON)
+		return ret;
+	if (o->urls.n == 0 && !o->root) {
 		cli_error("at least one --from URL (or --store) is required");
-		return EXIT_USAGE;
-	}
-	if (o->n_urls > CAIRN_SURVEY_MAX_SERVERS) {
-		cli_error("at most %d --from servers", CAIRN_SURVEY_MAX_SERVERS);
 		return EXIT_USAGE;
 	}
 	if (o->db_path && !o->root) {
 		cli_error("--db needs --store");
 		return EXIT_USAGE;
 	}
-	if (o->n_args == 0) {
+	if (*nargs == 0) {
 		cli_error("no store paths given (use '-' to read them from stdin)");
 		return EXIT_USAGE;
 	}
-	return EXIT_OK;
+	return CLI_GO_ON;
 }
 
 /* The report; the exit status. */
@@ -393,30 +370,26 @@ int cmd_challenge(int argc, char **argv)
 	struct cairn_error err;
 	int ret = EXIT_FAIL;
 
+	int nargs;
 	cairn_error_init(&err);
-	if (cli_wants_help(argc, argv))
-		return cli_usage(cmd_challenge_usage, true);
-	o.urls = calloc((size_t)argc, sizeof(*o.urls));
-	o.args = calloc((size_t)argc, sizeof(*o.args));
-	servers = calloc((size_t)argc, sizeof(*servers));
-	if (!o.urls || !o.args || !servers) {
-		cli_error("out of memory");
-		goto out;
-	}
 	cairn_http_config_init(&o.http);
 	/* A server slower than the minimum rate: its items are unknown, at
 	 * once, rather than each waiting out a trickle. */
 	o.http.slow_marks_down = 1;
-	if ((ret = parse_opts(argc, argv, &o)) != EXIT_OK)
+	if ((ret = parse_opts(argc, argv, &o, &nargs)) != CLI_GO_ON)
 		goto out;
 	ret = EXIT_FAIL;
+	if (!(servers = calloc(o.urls.n + 1, sizeof(*servers)))) {
+		cli_error("out of memory");
+		goto out;
+	}
 	if (cairn_http_new(&h, &o.http, &err)) {
 		ret = cli_fail("cannot start the HTTP client", &err);
 		goto out;
 	}
-	for (size_t i = 0; i < o.n_urls; i++, n_servers++)
-		if (cairn_http_server_new(&servers[i], o.urls[i], 0, &err)) {
-			cli_error("--from '%s': %s", o.urls[i], cairn_error_msg(&err));
+	for (size_t i = 0; i < o.urls.n; i++, n_servers++)
+		if (cairn_http_server_new(&servers[i], o.urls.v[i], 0, &err)) {
+			cli_error("--from '%s': %s", o.urls.v[i], cairn_error_msg(&err));
 			ret = EXIT_USAGE;
 			goto out;
 		}
@@ -431,13 +404,13 @@ int cmd_challenge(int argc, char **argv)
 		ret = cli_fail("cannot start", &err);
 		goto out;
 	}
-	for (size_t i = 0; i < o.n_args; i++) {
-		if (!strcmp(o.args[i], "-") && cairn_challenge_survey(c)) {
+	for (int i = 0; i < nargs; i++) {
+		if (!strcmp(argv[i], "-") && cairn_challenge_survey(c)) {
 			if ((ret = cli_survey_add_stdin(cairn_challenge_survey(c))) != EXIT_OK)
 				goto out;
 			ret = EXIT_FAIL;
-		} else if (cairn_challenge_add(c, o.args[i], &err)) {
-			cli_error("'%s': %s", o.args[i], cairn_error_msg(&err));
+		} else if (cairn_challenge_add(c, argv[i], &err)) {
+			cli_error("'%s': %s", argv[i], cairn_error_msg(&err));
 			ret = EXIT_USAGE;
 			goto out;
 		}
@@ -453,7 +426,6 @@ out:
 	for (size_t i = 0; i < n_servers; i++)
 		cairn_http_server_free(servers[i]);
 	free(servers);
-	free(o.urls);
-	free(o.args);
+	cli_options_release(challenge_options, &o);
 	return ret;
 }

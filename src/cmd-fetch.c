@@ -17,11 +17,56 @@
 #include "cairn/keys.h"
 #include "cairn/nicache.h"
 #include "cairn/storedb-write.h"
+#include "cairn/storeloc.h"
 #include "cairn/storepath.h"
 #include "cli.h"
 #include "cairn/banned.h"
 
-const char cmd_fetch_usage[] =
+struct opts {
+	struct cli_list from;
+	struct cli_keys keys;
+	const char *root, *nar_dir, *store_dir, *cache_db, *db;
+	bool closure, json, quiet, no_cache;
+	long require_sigs, jobs, threads, db_timeout_s;
+	struct cairn_http_config http;
+};
+
+static const struct cli_option fetch_options[] = {
+	OPT_LIST(0, "from", struct opts, from, "URL", 0,
+		 "a binary cache (http://, https:// or file:///DIR); repeatable"),
+	OPT_TRUSTED_KEY(struct opts, keys,
+			"Nix public keys (name:base64), a Guix signing-key.pub\n"
+			"or a Guix acl file; repeatable"),
+	OPT_STRING(0, "store", struct opts, root, "ROOT",
+		   "unpack under ROOT (\"\" or / for the real store)"),
+	OPT_STRING(0, "db", struct opts, db, "FILE",
+		   "the store's database (default ROOT/nix/var/nix/db/\n"
+		   "db.sqlite, or ROOT/var/guix/db/db.sqlite for /gnu/store)"),
+	OPT_INT(0, "db-timeout", struct opts, db_timeout_s, "S", 1, 3600,
+		"seconds to wait for the database's lock (default 30)"),
+	OPT_STRING(0, "nar-dir", struct opts, nar_dir, "DIR",
+		   "keep the verified, uncompressed NARs instead"),
+	OPT_STRING(0, "store-dir", struct opts, store_dir, "DIR",
+		   "the store directory (default /nix/store)"),
+	OPT_FLAG(0, "closure", struct opts, closure, "also fetch everything the paths refer to"),
+	OPT_INT(0, "require-sigs", struct opts, require_sigs, "K", 1, CAIRN_VERIFY_MAX_SIGNERS,
+		"distinct trusted signers needed (default 1)"),
+	OPT_INT(0, "jobs", struct opts, jobs, "N", 1, CAIRN_FETCH_MAX_JOBS,
+		"parallel downloads (default 8)"),
+	OPT_INT(0, "threads", struct opts, threads, "N", 0, CAIRN_FETCH_MAX_THREADS,
+		"threads that unpack and verify (default: one per\n"
+		"CPU; 0 does it on the network thread)"),
+	OPT_TABLE(struct opts, http, cli_http_options),
+	OPT_STRING(0, "cache-db", struct opts, cache_db, "FILE",
+		   "the narinfo cache (default ~/.cache/cairn/narinfo.sqlite)"),
+	OPT_FLAG(0, "no-cache", struct opts, no_cache, "do not use the narinfo cache"),
+	OPT_FLAG(0, "json", struct opts, json, "print a JSON summary on stdout"),
+	OPT_FLAG('q', "quiet", struct opts, quiet, "no progress on stderr"),
+	OPT_END(),
+};
+
+static const struct cli_spec fetch_spec = {
+	.usage =
     "usage: cairn fetch --from URL [--from URL...] --trusted-key FILE [--trusted-key FILE...]\n"
     "                   (--store ROOT | --nar-dir DIR) [options] PATH... | -\n"
     "\n"
@@ -37,38 +82,12 @@ const char cmd_fetch_usage[] =
     "addressed and its path recomputes from its CA field; servers with unsigned\n"
     "narinfos that agree with an accepted one serve bytes too.\n"
     "\n"
-    "options:\n"
-    "  --from URL            a binary cache (http://, https:// or file:///DIR); repeatable\n"
-    "  --trusted-key FILE    Nix public keys (name:base64), a Guix signing-key.pub\n"
-    "                        or a Guix acl file; repeatable\n"
-    "  --store ROOT          unpack under ROOT (\"\" or / for the real store)\n"
-    "  --db FILE             the store's database (default ROOT/nix/var/nix/db/\n"
-    "                        db.sqlite, or ROOT/var/guix/db/db.sqlite for /gnu/store)\n"
-    "  --db-timeout S        seconds to wait for the database's lock (default 30)\n"
-    "  --nar-dir DIR         keep the verified, uncompressed NARs instead\n"
-    "  --store-dir DIR       the store directory (default /nix/store)\n"
-    "  --closure             also fetch everything the paths refer to\n"
-    "  --require-sigs K      distinct trusted signers needed (default 1)\n"
-    "  --jobs N              parallel downloads (default 8)\n"
-    "  --threads N           threads that unpack and verify (default: one per\n"
-    "                        CPU; 0 does it on the network thread)\n"
-    CLI_HTTP_OPTIONS_USAGE
-    "  --cache-db FILE       the narinfo cache (default ~/.cache/cairn/narinfo.sqlite)\n"
-    "  --no-cache            do not use the narinfo cache\n"
-    "  --json                print a JSON summary on stdout\n"
-    "  -q, --quiet           no progress on stderr\n"
+    "options:\n",
+	.options = fetch_options,
+	.tail =
     "\n"
     "exit status: 0 all present or fetched, 1 some failed (each is named with why),\n"
-    "2 usage error.\n";
-
-struct opts {
-	const char **from;
-	size_t n_from;
-	const char *root, *nar_dir, *store_dir, *cache_db, *db;
-	bool closure, json, quiet, no_cache;
-	unsigned long require_sigs, jobs, threads, db_timeout_s;
-	struct cairn_http_config http;
-	bool threads_set;
+    "2 usage error.\n",
 };
 
 struct ui {
@@ -285,20 +304,6 @@ static int print_json(struct cairn_fetch *f, double secs)
 	return rc;
 }
 
-static bool parse_num(const char *opt, const char *v, unsigned long min, unsigned long max,
-		      unsigned long *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long n = strtoul(v, &end, 10);
-	if (!*v || *end || *v == '-' || errno || n < min || n > max) {
-		cli_error("%s takes a number from %lu to %lu", opt, min, max);
-		return false;
-	}
-	*out = n;
-	return true;
-}
-
 /* Paths from stdin, one a line (blank lines skipped). */
 static int add_stdin(struct cairn_fetch *f)
 {
@@ -341,241 +346,115 @@ static void locked_hint(void)
 }
 
 /*
- * The database of the store at root (root "" is the real one): --db, else
- * beside the store as Nix and Guix keep it.  Created when missing.
+ * The store under --store ROOT (storeloc.h) and its database, created
+ * when missing: --db, else where Nix or Guix keeps it.
  */
-static int open_store_db(const struct opts *o, const char *root, struct cairn_storedb_writer **out)
+static int open_store_db(const struct opts *o, struct cairn_storeloc *loc,
+			 struct cairn_storedb_writer **out)
 {
-	const char *sd = o->store_dir ? o->store_dir : "/nix/store";
-	enum cairn_storedb_kind kind =
-	    !strcmp(sd, "/gnu/store") ? CAIRN_STOREDB_GUIX : CAIRN_STOREDB_NIX;
+	struct cairn_storeloc_config lc;
 	struct cairn_storedb_writer_config wc;
 	struct cairn_error err;
-	char *def = NULL;
-	int ret = EXIT_OK;
-	cairn_storedb_writer_config_init(&wc, kind);
-	wc.store_dir = sd;
+	cairn_error_init(&err);
+	cairn_storeloc_config_init(&lc);
+	lc.root = o->root;
+	lc.store_dir = o->store_dir;
+	lc.db_path = o->db;
+	lc.kind = o->store_dir && !strcmp(o->store_dir, "/gnu/store") ? CAIRN_STOREDB_GUIX
+								       : CAIRN_STOREDB_NIX;
+	if (cairn_storeloc_locate(loc, &lc, &err))
+		return cli_fail("--store", &err);
+	if (!loc->db_path) {
+		cli_error("--db FILE is needed for the store directory '%s'", loc->store_dir);
+		return EXIT_USAGE;
+	}
+	cairn_storedb_writer_config_init(&wc, loc->kind);
+	wc.store_dir = loc->store_dir;
+	wc.db_path = loc->db_path;
 	wc.busy_timeout_ms = (int)o->db_timeout_s * 1000;
 	wc.flags = CAIRN_STOREDB_WRITER_CREATE;
-	if (o->db) {
-		wc.db_path = o->db;
-	} else if (strcmp(sd, "/nix/store") && strcmp(sd, "/gnu/store")) {
-		cli_error("--db FILE is needed for the store directory '%s'", sd);
-		return EXIT_USAGE;
-	} else {
-		size_t n = strlen(root) + strlen(wc.db_path) + 1;
-		if (!(def = malloc(n))) {
-			cli_error("out of memory");
-			return EXIT_FAIL;
-		}
-		snprintf(def, n, "%s%s", root, wc.db_path);
-		wc.db_path = def;
-	}
-	cairn_error_init(&err);
 	int rc = cairn_storedb_writer_open(out, &wc, &err);
 	if (rc) {
 		cli_error("cannot register paths in the store: %s", cairn_error_msg(&err));
 		if (rc == CAIRN_EBUSY)
 			locked_hint();
-		ret = EXIT_FAIL;
+		return EXIT_FAIL;
 	}
-	free(def);
-	return ret;
+	return EXIT_OK;
 }
 
-int cmd_fetch(int argc, char **argv)
+/* The narinfo cache, or NULL (with a warning) when the default one cannot
+ * be opened; EXIT_FAIL when the one named by --cache-db cannot. */
+static int open_cache(const struct opts *o, struct cairn_nicache **cache)
 {
-	if (cli_wants_help(argc, argv))
-		return cli_usage(cmd_fetch_usage, true);
-	struct opts o = {
-	    .require_sigs = 1, .jobs = 8, .db_timeout_s = 30};
-	cairn_http_config_init(&o.http);
-	/* A server slower than the minimum rate is no use to this run. */
-	o.http.slow_marks_down = 1;
-	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
-	struct cairn_nicache *cache = NULL;
-	struct cairn_storedb_writer *db = NULL;
-	struct cairn_fetch *f = NULL;
+	struct cairn_nicache_config cc;
 	struct cairn_error err;
-	const char **paths = NULL;
-	size_t n_paths = 0, n_keys = 0;
+	char *def = NULL;
+	int rc = 0;
+	*cache = NULL;
+	if (o->no_cache)
+		return EXIT_OK;
+	cairn_error_init(&err);
+	cairn_nicache_config_init(&cc);
+	cc.path = o->cache_db;
+	if (!cc.path)
+		rc = cairn_nicache_default_path(&def, &err);
+	if (!rc) {
+		if (def)
+			cc.path = def;
+		rc = cairn_nicache_open(cache, &cc, (int64_t)time(NULL), &err);
+	}
+	free(def);
+	if (rc) {
+		*cache = NULL;
+		if (o->cache_db)
+			return cli_fail("cannot open the narinfo cache", &err);
+		cli_warn("no narinfo cache: %s", cairn_error_msg(&err));
+	}
+	return EXIT_OK;
+}
+
+/* The servers and the paths (operands; '-' reads stdin). */
+static int add_work(struct cairn_fetch *f, const struct opts *o, int nargs, char **args)
+{
+	struct cairn_error err;
+	cairn_error_init(&err);
+	for (size_t i = 0; i < o->from.n; i++) {
+		if (cairn_fetch_add_server(f, o->from.v[i], &err)) {
+			cli_error("--from '%s': %s", o->from.v[i], cairn_error_msg(&err));
+			return EXIT_USAGE;
+		}
+	}
 	bool from_stdin = false;
-	int ret = EXIT_USAGE;
-	char *root_norm = NULL;
-
-	o.from = calloc((size_t)argc, sizeof(char *));
-	paths = calloc((size_t)argc, sizeof(char *));
-	if (!o.from || !paths) {
-		cli_error("out of memory");
-		ret = EXIT_FAIL;
-		goto out;
-	}
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		bool has = i + 1 < argc;
-		int h = cli_http_option(argc, argv, &i, &o.http);
-		if (h == EXIT_USAGE) {
-			ret = EXIT_USAGE;
-			goto out;
-		}
-		if (h == 1)
-			continue;
-		if (!strcmp(a, "--from") && has) {
-			o.from[o.n_from++] = argv[++i];
-		} else if (!strcmp(a, "--trusted-key") && has) {
-			if (cli_load_keyring(&kr, argv[++i]) != EXIT_OK) {
-				ret = EXIT_FAIL;
-				goto out;
-			}
-			n_keys++;
-		} else if (!strcmp(a, "--store") && has) {
-			o.root = argv[++i];
-		} else if (!strcmp(a, "--nar-dir") && has) {
-			o.nar_dir = argv[++i];
-		} else if (!strcmp(a, "--db") && has) {
-			o.db = argv[++i];
-		} else if (!strcmp(a, "--db-timeout") && has) {
-			if (!parse_num(a, argv[++i], 1, 3600, &o.db_timeout_s))
-				goto out;
-		} else if (!strcmp(a, "--store-dir") && has) {
-			o.store_dir = argv[++i];
-		} else if (!strcmp(a, "--cache-db") && has) {
-			o.cache_db = argv[++i];
-		} else if (!strcmp(a, "--no-cache")) {
-			o.no_cache = true;
-		} else if (!strcmp(a, "--closure")) {
-			o.closure = true;
-		} else if (!strcmp(a, "--json")) {
-			o.json = true;
-		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-			o.quiet = true;
-		} else if (!strcmp(a, "--require-sigs") && has) {
-			if (!parse_num(a, argv[++i], 1, CAIRN_VERIFY_MAX_SIGNERS, &o.require_sigs))
-				goto out;
-		} else if (!strcmp(a, "--jobs") && has) {
-			if (!parse_num(a, argv[++i], 1, CAIRN_FETCH_MAX_JOBS, &o.jobs))
-				goto out;
-		} else if (!strcmp(a, "--threads") && has) {
-			if (!parse_num(a, argv[++i], 0, CAIRN_FETCH_MAX_THREADS, &o.threads))
-				goto out;
-			o.threads_set = true;
-		} else if (!strcmp(a, "-")) {
+	for (int i = 0; i < nargs; i++) {
+		if (!strcmp(args[i], "-")) {
 			from_stdin = true;
-		} else if (a[0] == '-' && a[1]) {
-			cli_error("unknown option '%s'", a);
-			ret = cli_usage(cmd_fetch_usage, false);
-			goto out;
-		} else {
-			paths[n_paths++] = a;
-		}
-	}
-	if (!o.n_from || !n_keys || (!o.root == !o.nar_dir) || (!n_paths && !from_stdin)) {
-		cli_error("need --from, --trusted-key, one of --store and --nar-dir, and paths");
-		ret = cli_usage(cmd_fetch_usage, false);
-		goto out;
-	}
-	if (o.db && !o.root) {
-		cli_error("--db needs --store");
-		goto out;
-	}
-
-	cli_keyring_check(&kr);
-	struct cairn_fetch_config cfg;
-	cairn_fetch_config_init(&cfg);
-	cfg.store_dir = o.store_dir;
-	if (o.root) {
-		/* "/" and "" both mean the real store directory. */
-		root_norm = strdup(o.root);
-		if (!root_norm) {
-			ret = EXIT_FAIL;
-			goto out;
-		}
-		size_t l = strlen(root_norm);
-		while (l && root_norm[l - 1] == '/')
-			root_norm[--l] = '\0';
-		cfg.root = root_norm;
-		if ((ret = open_store_db(&o, root_norm, &db)) != EXIT_OK)
-			goto out;
-		ret = EXIT_USAGE;
-	}
-	cfg.db = db;
-	cfg.nar_dir = o.nar_dir;
-	cfg.keys = &kr;
-	cfg.require_sigs = (unsigned)o.require_sigs;
-	cfg.jobs = (unsigned)o.jobs;
-	cfg.closure = o.closure;
-	if (!o.threads_set) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		o.threads = n < 1 ? 1 : n > 16 ? 16 : (unsigned long)n;
-	}
-	cfg.threads = (unsigned)o.threads;
-	cfg.http = o.http;
-
-	cairn_error_init(&err);
-	if (!o.no_cache) {
-		struct cairn_nicache_config cc;
-		cairn_nicache_config_init(&cc);
-		cc.path = o.cache_db;
-		char *def = NULL;
-		int rc = 0;
-		if (!cc.path)
-			rc = cairn_nicache_default_path(&def, &err);
-		if (!rc) {
-			if (def)
-				cc.path = def;
-			rc = cairn_nicache_open(&cache, &cc, (int64_t)time(NULL), &err);
-		}
-		if (rc) {
-			if (o.cache_db) {
-				ret = cli_fail("cannot open the narinfo cache", &err);
-				free(def);
-				goto out;
-			}
-			cli_warn("no narinfo cache: %s", cairn_error_msg(&err));
-			cache = NULL;
-		}
-		free(def);
-	}
-	cfg.cache = cache;
-
-	struct ui ui = {.tty = isatty(STDERR_FILENO) == 1, .quiet = o.quiet, .t0 = mono()};
-	cfg.on_item = on_item;
-	cfg.ctx = &ui;
-	cairn_error_init(&err);
-	if (cairn_fetch_new(&f, &cfg, &err)) {
-		ret = cli_fail("cannot start", &err);
-		goto out;
-	}
-	ui.f = f;
-	for (size_t i = 0; i < o.n_from; i++) {
-		if (cairn_fetch_add_server(f, o.from[i], &err)) {
-			cli_error("--from '%s': %s", o.from[i], cairn_error_msg(&err));
-			goto out;
-		}
-	}
-	for (size_t i = 0; i < n_paths; i++) {
-		if (cairn_fetch_add_path(f, paths[i], &err)) {
+		} else if (cairn_fetch_add_path(f, args[i], &err)) {
 			cli_error("%s", cairn_error_msg(&err));
-			goto out;
+			return EXIT_USAGE;
 		}
 	}
-	if (from_stdin && (ret = add_stdin(f)) != EXIT_OK)
-		goto out;
+	return from_stdin ? add_stdin(f) : EXIT_OK;
+}
+
+/* Run f to its end, drawing progress; then what went wrong. */
+static int fetch_run(struct cairn_fetch *f, struct ui *ui, bool json)
+{
+	struct cairn_error err;
+	cairn_error_init(&err);
 	/* a run may hold a temporary tree open per verified item: room for
 	 * many; if the limit stays, the run is only narrower */
 	cairn_fd_limit_raise(NULL);
-
-	ret = EXIT_FAIL;
 	int rc = cairn_fetch_start(f, &err);
 	if (rc == 0)
 		while ((rc = cairn_fetch_step(f, 200, &err)) > 0)
-			draw(&ui, false);
-	clear_line(&ui);
+			draw(ui, false);
+	clear_line(ui);
 	if (rc < 0) {
 		cli_error("%s", cairn_error_msg(&err)); /* already "fetch: ..." */
 		if (rc == CAIRN_EBUSY)
 			locked_hint();
-		goto out;
+		return EXIT_FAIL;
 	}
 	for (size_t i = 0; i < cairn_fetch_server_count(f); i++) {
 		struct cairn_fetch_server_report s;
@@ -585,23 +464,94 @@ int cmd_fetch(int argc, char **argv)
 				 s.demoted);
 	}
 	size_t failed = cairn_fetch_failed(f);
-	if (o.json && print_json(f, mono() - ui.t0)) {
+	if (json && print_json(f, mono() - ui->t0)) {
 		cli_error("cannot write the summary");
-		goto out;
+		return EXIT_FAIL;
 	}
 	if (failed) {
 		cli_error("%zu of %zu item%s failed", failed, cairn_fetch_item_count(f),
 			  cairn_fetch_item_count(f) == 1 ? "" : "s");
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+static void fetch_configure(struct opts *o, struct cairn_fetch_config *cfg)
+{
+	cairn_fetch_config_init(cfg);
+	cfg->store_dir = o->store_dir;
+	cfg->nar_dir = o->nar_dir;
+	cfg->keys = &o->keys.kr;
+	cfg->require_sigs = (unsigned)o->require_sigs;
+	cfg->jobs = (unsigned)o->jobs;
+	cfg->closure = o->closure;
+	if (o->threads < 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o->threads = n < 1 ? 1 : n > 16 ? 16 : n;
+	}
+	cfg->threads = (unsigned)o->threads;
+	cfg->http = o->http;
+}
+
+int cmd_fetch(int argc, char **argv)
+{
+	struct opts o = {.require_sigs = 1, .jobs = 8, .db_timeout_s = 30, .threads = -1};
+	struct cairn_storeloc loc;
+	struct cairn_nicache *cache = NULL;
+	struct cairn_storedb_writer *db = NULL;
+	struct cairn_fetch *f = NULL;
+	struct cairn_fetch_config cfg;
+	struct cairn_error err;
+	int nargs, ret;
+
+	memset(&loc, 0, sizeof(loc));
+	cairn_error_init(&err);
+	cairn_http_config_init(&o.http);
+	/* A server slower than the minimum rate is no use to this run. */
+	o.http.slow_marks_down = 1;
+	if ((ret = cli_parse_options(&fetch_spec, fetch_options, &o, argc, argv, &nargs)) !=
+	    CLI_GO_ON)
+		goto out;
+	ret = EXIT_USAGE;
+	if (!o.from.n || !o.keys.n_files || (!o.root == !o.nar_dir) || !nargs) {
+		cli_error("need --from, --trusted-key, one of --store and --nar-dir, and paths");
+		ret = cli_usage(&fetch_spec, false);
 		goto out;
 	}
-	ret = EXIT_OK;
+	if (o.db && !o.root) {
+		cli_error("--db needs --store");
+		goto out;
+	}
+	cli_keyring_check(&o.keys.kr);
+	fetch_configure(&o, &cfg);
+	if (o.root) {
+		if ((ret = open_store_db(&o, &loc, &db)) != EXIT_OK)
+			goto out;
+		cfg.root = loc.root;
+		cfg.store_dir = loc.store_dir;
+		cfg.db = db;
+	}
+	if ((ret = open_cache(&o, &cache)) != EXIT_OK)
+		goto out;
+	cfg.cache = cache;
+
+	struct ui ui = {.tty = isatty(STDERR_FILENO) == 1, .quiet = o.quiet, .t0 = mono()};
+	cfg.on_item = on_item;
+	cfg.ctx = &ui;
+	if (cairn_fetch_new(&f, &cfg, &err)) {
+		ret = cli_fail("cannot start", &err);
+		goto out;
+	}
+	ui.f = f;
+	if ((ret = add_work(f, &o, nargs, argv)) != EXIT_OK)
+		goto out;
+	ret = fetch_run(f, &ui, o.json);
 out:
 	cairn_fetch_free(f);
 	cairn_storedb_writer_free(db);
 	cairn_nicache_free(cache);
-	cairn_keyring_release(&kr);
-	free(o.from);
-	free(paths);
-	free(root_norm);
+	cairn_keyring_release(&o.keys.kr);
+	cairn_storeloc_release(&loc);
+	cli_options_release(fetch_options, &o);
 	return ret;
 }

@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,7 +12,42 @@
 #include "cli.h"
 #include "cairn/banned.h"
 
-const char cmd_hash_usage[] =
+struct hash_opts {
+	int enc;  /* enum cairn_hash_encoding; -1: the action's default */
+	int algo; /* enum cairn_hash_algo; 0: not given */
+};
+
+static const struct cli_choice formats[] = {
+	{"nix32", CAIRN_HASH_NIX32}, {"base32", CAIRN_HASH_NIX32}, {"base16", CAIRN_HASH_BASE16},
+	{"base64", CAIRN_HASH_BASE64}, {"sri", CAIRN_HASH_SRI},	     {NULL, 0}};
+
+static int opt_algo(void *target, const struct cli_option *opt, const char *v)
+{
+	(void)opt;
+	int a = (int)cairn_hash_algo_parse(v, strlen(v));
+	if (!a) {
+		cli_error("unknown hash algorithm '%s' (md5, sha1, sha256 or sha512)", v);
+		return EXIT_USAGE;
+	}
+	*(int *)target = a;
+	return EXIT_OK;
+}
+
+static const struct cli_option hash_options[] = {
+	OPT_CHOICE("to", struct hash_opts, enc, "FORMAT", formats,
+		   "nix32 (alias base32), base16, base64 or sri\n"
+		   "(convert: default sri; file: default nix32)"),
+	OPT_CALLBACK(0, "type", struct hash_opts, algo, "ALGO", opt_algo, 0,
+		     "md5, sha1, sha256 or sha512: the algorithm of hashes given\n"
+		     "without a prefix (default sha256); a prefixed hash of\n"
+		     "another algorithm is an error"),
+	OPT_CALLBACK(0, "hash-algo", struct hash_opts, algo, "ALGO", opt_algo, 0,
+		     "the same as --type"),
+	OPT_END(),
+};
+
+static const struct cli_spec hash_spec = {
+	.usage =
 	"usage: cairn hash convert [--to FORMAT] [--type ALGO] HASH...\n"
 	"       cairn hash file [--to FORMAT] FILE...\n"
 	"\n"
@@ -24,31 +58,13 @@ const char cmd_hash_usage[] =
 	"file     print the SHA-256 of each FILE's contents (flat, not a NAR;\n"
 	"         use `cairn nar hash` for that) as sha256:NIX32 ('-' is stdin).\n"
 	"\n"
-	"options:\n"
-	"  --to FORMAT   nix32 (alias base32), base16, base64 or sri\n"
-	"                (convert: default sri; file: default nix32)\n"
-	"  --type ALGO   md5, sha1, sha256 or sha512: the algorithm of hashes given\n"
-	"                without a prefix (default sha256); a prefixed hash of\n"
-	"                another algorithm is an error.  Alias: --hash-algo.\n"
-	"  -h, --help    show this help\n"
+	"options:\n",
+	.options = hash_options,
+	.tail =
 	"\n"
 	"exit status: 0 ok, 1 a HASH or FILE was bad (the others are still\n"
-	"printed), 2 usage error.\n";
-
-static int parse_format(const char *s, enum cairn_hash_encoding *out)
-{
-	if (!strcmp(s, "nix32") || !strcmp(s, "base32"))
-		*out = CAIRN_HASH_NIX32;
-	else if (!strcmp(s, "base16"))
-		*out = CAIRN_HASH_BASE16;
-	else if (!strcmp(s, "base64"))
-		*out = CAIRN_HASH_BASE64;
-	else if (!strcmp(s, "sri"))
-		*out = CAIRN_HASH_SRI;
-	else
-		return -1;
-	return 0;
-}
+	"printed), 2 usage error.\n",
+};
 
 /* Print h in enc; the prefix is dropped unless keep_prefix or SRI. */
 static int print_hash(const struct cairn_hash *h, enum cairn_hash_encoding enc, bool keep_prefix)
@@ -154,10 +170,10 @@ static int hash_file(int argc, char **argv, enum cairn_hash_encoding enc)
 int cmd_hash(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv))
-		return cli_usage(cmd_hash_usage, true);
+		return cli_usage(&hash_spec, true);
 	if (argc < 2) {
 		cli_error("missing action (convert or file)");
-		return cli_usage(cmd_hash_usage, false);
+		return cli_usage(&hash_spec, false);
 	}
 	const char *sub = argv[1];
 	bool convert = !strcmp(sub, "convert");
@@ -170,60 +186,23 @@ int cmd_hash(int argc, char **argv)
 			cli_error("unknown action '%s' (convert or file)", sub);
 		return EXIT_USAGE;
 	}
-
-	static const struct option opts[] = {
-		{ "to", required_argument, NULL, 't' },
-		{ "type", required_argument, NULL, 'a' },
-		{ "hash-algo", required_argument, NULL, 'a' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	enum cairn_hash_encoding enc = convert ? CAIRN_HASH_SRI : CAIRN_HASH_NIX32;
-	enum cairn_hash_algo algo = CAIRN_HASH_SHA256;
-	bool algo_given = false;
-	/* Options follow the sub-subcommand: parse argv[1..] as their own argv. */
-	int ac = argc - 1;
-	char **av = argv + 1;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(ac, av, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case 't':
-			if (parse_format(optarg, &enc) != 0) {
-				cli_error("unknown format '%s' (nix32, base16, base64 or sri)",
-					  optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case 'a':
-			algo = cairn_hash_algo_parse(optarg, strlen(optarg));
-			if (!algo) {
-				cli_error("unknown hash algorithm '%s' (md5, sha1, sha256 or sha512)",
-					  optarg);
-				return EXIT_USAGE;
-			}
-			algo_given = true;
-			break;
-		case 'h':
-			return cli_usage(cmd_hash_usage, true);
-		case ':':
-			cli_error("option '%s' needs an argument", av[optind - 1]);
-			return EXIT_USAGE;
-		default:
-			cli_error("unknown option '%s'", av[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
-	int nargs = ac - optind;
-	char **args = av + optind;
+	struct hash_opts o = {.enc = -1};
+	int nargs, ret = cli_parse_options(&hash_spec, hash_options, &o, argc - 1, argv + 1, &nargs);
+	if (ret != CLI_GO_ON)
+		return ret;
+	char **args = argv + 1;
+	enum cairn_hash_encoding enc = o.enc >= 0 ? (enum cairn_hash_encoding)o.enc
+				       : convert ? CAIRN_HASH_SRI
+						 : CAIRN_HASH_NIX32;
 	if (nargs < 1) {
 		cli_error("%s needs at least one %s", sub, convert ? "HASH" : "FILE");
-		return cli_usage(cmd_hash_usage, false);
+		return cli_usage(&hash_spec, false);
 	}
 	if (convert)
-		return hash_convert(nargs, args, enc, algo, algo_given);
-	if (algo != CAIRN_HASH_SHA256) {
+		return hash_convert(nargs, args, enc,
+				    o.algo ? (enum cairn_hash_algo)o.algo : CAIRN_HASH_SHA256,
+				    o.algo != 0);
+	if (o.algo && o.algo != CAIRN_HASH_SHA256) {
 		cli_error("file: only sha256 is supported");
 		return EXIT_USAGE;
 	}

@@ -18,7 +18,7 @@
 #include "cli.h"
 #include "cairn/banned.h"
 
-const char cmd_key_usage[] =
+static const char key_usage[] =
     "usage: cairn key generate --format nix|guix [--secret FILE] [--public FILE] [NAME]\n"
     "       cairn key public < SECRET-KEY\n"
     "\n"
@@ -29,6 +29,28 @@ const char cmd_key_usage[] =
     "          never overwritten.\n"
     "public    read a secret key (Nix or Guix, detected) on stdin and write its\n"
     "          public key to stdout.\n";
+
+struct key_opts {
+	int format; /* enum cairn_key_kind; 0: not given */
+	const char *secret, *public;
+};
+static const struct cli_choice key_formats[] = {
+	{"nix", CAIRN_KEY_NIX}, {"guix", CAIRN_KEY_GUIX}, {NULL, 0}};
+static const struct cli_option key_generate_options[] = {
+	OPT_CHOICE("format", struct key_opts, format, "nix|guix", key_formats,
+		   "the kind of key (required)"),
+	OPT_STRING(0, "secret", struct key_opts, secret, "FILE",
+		   "write the secret key to FILE (mode 0600)"),
+	OPT_STRING(0, "public", struct key_opts, public, "FILE",
+		   "with --secret: write the public key to FILE (mode 0644)"),
+	OPT_END(),
+};
+static const struct cli_option no_options[] = {OPT_END()};
+static const struct cli_help_section key_sections[] = {
+	{"options of generate:", key_generate_options},
+	{NULL, NULL},
+};
+static const struct cli_spec key_spec = {.usage = key_usage, .sections = key_sections};
 
 /*
  * Write data to a new file at path via a 0600 temporary file in the same
@@ -105,39 +127,31 @@ static int format_public(const struct cairn_seckey *sk, struct cairn_buf *out)
 
 static int key_generate(int argc, char **argv)
 {
-	const char *format = NULL, *secret = NULL, *public = NULL, *name = NULL;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if ((!strcmp(a, "--format") || !strcmp(a, "--secret") || !strcmp(a, "--public")) &&
-		    i + 1 < argc) {
-			const char **slot = a[2] == 'f' ? &format : a[2] == 's' ? &secret : &public;
-			*slot = argv[++i];
-		} else if (a[0] == '-' && a[1]) {
-			cli_error("unknown or incomplete option '%s'", a);
-			return cli_usage(cmd_key_usage, false);
-		} else if (!name) {
-			name = a;
-		} else {
-			cli_error("more than one NAME");
-			return cli_usage(cmd_key_usage, false);
-		}
+	struct key_opts o = {0};
+	int nargs, r = cli_parse_options(&key_spec, key_generate_options, &o, argc, argv, &nargs);
+	if (r != CLI_GO_ON)
+		return r;
+	const char *secret = o.secret, *public = o.public, *name = nargs ? argv[0] : NULL;
+	if (nargs > 1) {
+		cli_error("more than one NAME");
+		return cli_usage(&key_spec, false);
 	}
-	if (!format || (strcmp(format, "nix") && strcmp(format, "guix"))) {
+	if (!o.format) {
 		cli_error("--format nix or --format guix is required");
-		return cli_usage(cmd_key_usage, false);
+		return cli_usage(&key_spec, false);
 	}
-	bool nix = !strcmp(format, "nix");
+	bool nix = o.format == CAIRN_KEY_NIX;
 	if (nix && !name) {
 		cli_error("a Nix key needs a NAME, e.g. cache.example.org-1");
-		return cli_usage(cmd_key_usage, false);
+		return cli_usage(&key_spec, false);
 	}
 	if (!nix && name) {
 		cli_error("Guix keys have no name");
-		return cli_usage(cmd_key_usage, false);
+		return cli_usage(&key_spec, false);
 	}
 	if (public && !secret) {
 		cli_error("--public needs --secret (the secret would go to stdout)");
-		return cli_usage(cmd_key_usage, false);
+		return cli_usage(&key_spec, false);
 	}
 
 	struct cairn_seckey sk;
@@ -177,9 +191,13 @@ out:
 
 static int key_public(int argc, char **argv)
 {
-	if (argc > 1) {
+	struct key_opts o = {0};
+	int nargs, r = cli_parse_options(&key_spec, no_options, &o, argc, argv, &nargs);
+	if (r != CLI_GO_ON)
+		return r;
+	if (nargs > 0) {
 		cli_error("'key public' reads the secret key on stdin and takes no arguments");
-		return cli_usage(cmd_key_usage, false);
+		return cli_usage(&key_spec, false);
 	}
 	char *text = NULL;
 	size_t len = 0;
@@ -211,5 +229,5 @@ out:
 int cmd_key(int argc, char **argv)
 {
 	static const struct cli_action acts[] = {{"generate", key_generate}, {"public", key_public}};
-	return cli_dispatch(argc, argv, acts, sizeof(acts) / sizeof(acts[0]), cmd_key_usage);
+	return cli_dispatch(argc, argv, acts, sizeof(acts) / sizeof(acts[0]), &key_spec);
 }

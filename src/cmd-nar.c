@@ -15,7 +15,7 @@
 #include "cli.h"
 #include "cairn/banned.h"
 
-const char cmd_nar_usage[] =
+static const char nar_usage[] =
     "usage: cairn nar dump PATH\n"
     "       cairn nar restore DIR < NAR\n"
     "       cairn nar hash [--base16 | --base64 | --sri] PATH\n"
@@ -39,8 +39,63 @@ const char cmd_nar_usage[] =
     "  check [NAR]    validate a NAR with all of today's Nix rules and print its\n"
     "                 hash and size like `hash`\n"
     "\n"
-    "NAR arguments are files, or - (the default) for stdin.\n"
-    "  --base16, --base64, --sri   print the hash in that form instead of nix32\n";
+    "NAR arguments are files, or - (the default) for stdin.\n";
+
+struct nar_opts {
+	int enc; /* enum cairn_hash_encoding */
+	bool recursive;
+};
+
+/* --base16 and the others: each names the form it asks for. */
+static int opt_encoding(void *target, const struct cli_option *opt, const char *value)
+{
+	(void)value;
+	int *enc = target;
+	if (!strcmp(opt->long_name, "base16"))
+		*enc = CAIRN_HASH_BASE16;
+	else if (!strcmp(opt->long_name, "base64"))
+		*enc = CAIRN_HASH_BASE64;
+	else if (!strcmp(opt->long_name, "sri"))
+		*enc = CAIRN_HASH_SRI;
+	else
+		*enc = CAIRN_HASH_NIX32;
+	return EXIT_OK;
+}
+
+#define ENC(l, h) OPT_CALLBACK(0, l, struct nar_opts, enc, NULL, opt_encoding, CLI_OPT_NOARG, h)
+static const struct cli_option nar_hash_options[] = {
+	ENC("base16", "print the hash in base16 instead of nix32"),
+	ENC("base64", "print the hash in base64"),
+	ENC("sri", "print the hash as SRI (sha256-BASE64)"),
+	ENC("nix32", "print the hash in nix32 (the default; alias --base32)"),
+	OPT_CALLBACK(0, "base32", struct nar_opts, enc, NULL, opt_encoding,
+		     CLI_OPT_NOARG | CLI_OPT_HIDDEN, NULL),
+	OPT_END(),
+};
+#undef ENC
+static const struct cli_option nar_ls_options[] = {
+	OPT_FLAG('R', "recursive", struct nar_opts, recursive,
+		 "one line per entry (type, size, path) instead of JSON"),
+	OPT_END(),
+};
+static const struct cli_help_section nar_sections[] = {
+	{"options of hash and check:", nar_hash_options},
+	{"options of ls:", nar_ls_options},
+	{NULL, NULL},
+};
+static const struct cli_spec nar_spec = {.usage = nar_usage, .sections = nar_sections};
+
+/* The action's options and at most max_args operands, left in argv[0..). */
+static int nar_parse(const struct cli_option *opts, struct nar_opts *o, int argc, char **argv,
+		     int min_args, int max_args, int *nargs)
+{
+	int ret = cli_parse_options(&nar_spec, opts, o, argc, argv, nargs);
+	if (ret != CLI_GO_ON)
+		return ret;
+	if (*nargs < min_args || *nargs > max_args)
+		return cli_usage(&nar_spec, false);
+	return CLI_GO_ON;
+}
 
 #define READ_CHUNK (1u << 20)
 
@@ -87,22 +142,6 @@ out:
 	return rc;
 }
 
-/* --base16 etc. in argv[*i]: sets *enc and returns true. */
-static bool hash_option(const char *arg, enum cairn_hash_encoding *enc)
-{
-	if (!strcmp(arg, "--base16"))
-		*enc = CAIRN_HASH_BASE16;
-	else if (!strcmp(arg, "--base64"))
-		*enc = CAIRN_HASH_BASE64;
-	else if (!strcmp(arg, "--sri"))
-		*enc = CAIRN_HASH_SRI;
-	else if (!strcmp(arg, "--nix32") || !strcmp(arg, "--base32"))
-		*enc = CAIRN_HASH_NIX32;
-	else
-		return false;
-	return true;
-}
-
 static void print_hash(const struct cairn_hash *h, uint64_t size, enum cairn_hash_encoding enc)
 {
 	char s[CAIRN_HASH_STR_MAX];
@@ -110,26 +149,32 @@ static void print_hash(const struct cairn_hash *h, uint64_t size, enum cairn_has
 	printf("%s\n%" PRIu64 "\n", s, size);
 }
 
+static const struct cli_option no_options[] = {OPT_END()};
+
 static int nar_dump(int argc, char **argv)
 {
-	if (argc != 2)
-		return cli_usage(cmd_nar_usage, false);
+	struct nar_opts o = {0};
+	int n, ret = nar_parse(no_options, &o, argc, argv, 1, 1, &n);
+	if (ret != CLI_GO_ON)
+		return ret;
 	struct cairn_error err;
 	cairn_error_init(&err);
-	if (cairn_nar_dump_path(argv[1], write_stdout, NULL, &err) != 0)
+	if (cairn_nar_dump_path(argv[0], write_stdout, NULL, &err) != 0)
 		return cli_fail("dump", &err);
 	return EXIT_OK;
 }
 
 static int nar_restore(int argc, char **argv)
 {
-	if (argc != 2)
-		return cli_usage(cmd_nar_usage, false);
+	struct nar_opts o = {0};
+	int n, ret = nar_parse(no_options, &o, argc, argv, 1, 1, &n);
+	if (ret != CLI_GO_ON)
+		return ret;
 	struct cairn_error err;
 	cairn_error_init(&err);
 	struct cairn_nar_restore *r = NULL;
 	struct cairn_nar_parser *p = NULL;
-	int rc = cairn_nar_restore_new(argv[1], &r, &err);
+	int rc = cairn_nar_restore_new(argv[0], &r, &err);
 	if (!rc) {
 		static const struct cairn_nar_limits lim = {.no_hash = true};
 		p = cairn_nar_parser_new(&cairn_nar_restore_callbacks, r, &lim);
@@ -147,17 +192,12 @@ static int nar_restore(int argc, char **argv)
 
 static int nar_hash(int argc, char **argv)
 {
-	enum cairn_hash_encoding enc = CAIRN_HASH_NIX32;
-	const char *path = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (hash_option(argv[i], &enc))
-			continue;
-		if (path || (argv[i][0] == '-' && argv[i][1]))
-			return cli_usage(cmd_nar_usage, false);
-		path = argv[i];
-	}
-	if (!path)
-		return cli_usage(cmd_nar_usage, false);
+	struct nar_opts o = {.enc = CAIRN_HASH_NIX32};
+	int n, ret = nar_parse(nar_hash_options, &o, argc, argv, 1, 1, &n);
+	if (ret != CLI_GO_ON)
+		return ret;
+	const char *path = argv[0];
+	enum cairn_hash_encoding enc = (enum cairn_hash_encoding)o.enc;
 	struct cairn_error err;
 	cairn_error_init(&err);
 	struct cairn_hash h;
@@ -170,15 +210,12 @@ static int nar_hash(int argc, char **argv)
 
 static int nar_check(int argc, char **argv)
 {
-	enum cairn_hash_encoding enc = CAIRN_HASH_NIX32;
-	const char *path = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (hash_option(argv[i], &enc))
-			continue;
-		if (path || (argv[i][0] == '-' && argv[i][1]))
-			return cli_usage(cmd_nar_usage, false);
-		path = argv[i];
-	}
+	struct nar_opts o = {.enc = CAIRN_HASH_NIX32};
+	int n, ret = nar_parse(nar_hash_options, &o, argc, argv, 0, 1, &n);
+	if (ret != CLI_GO_ON)
+		return ret;
+	const char *path = n ? argv[0] : NULL;
+	enum cairn_hash_encoding enc = (enum cairn_hash_encoding)o.enc;
 	struct cairn_error err;
 	cairn_error_init(&err);
 	struct cairn_nar_parser *p = cairn_nar_parser_new(NULL, NULL, NULL);
@@ -238,18 +275,12 @@ static const struct cairn_nar_callbacks recursive_listing = {
 
 static int nar_ls(int argc, char **argv)
 {
-	bool recursive = false;
-	const char *path = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-R") || !strcmp(argv[i], "--recursive"))
-			recursive = true;
-		else if (path || (argv[i][0] == '-' && argv[i][1]))
-			return cli_usage(cmd_nar_usage, false);
-		else
-			path = argv[i];
-	}
-	if (!path)
-		path = "-";
+	struct nar_opts o = {0};
+	int n, ret = nar_parse(nar_ls_options, &o, argc, argv, 0, 1, &n);
+	if (ret != CLI_GO_ON)
+		return ret;
+	bool recursive = o.recursive;
+	const char *path = n ? argv[0] : "-";
 	struct cairn_error err;
 	cairn_error_init(&err);
 	struct cairn_nar_ls *ls = recursive ? NULL : cairn_nar_ls_new(0);
@@ -285,9 +316,11 @@ static int nar_ls(int argc, char **argv)
 
 static int nar_cat(int argc, char **argv)
 {
-	if (argc != 3)
-		return cli_usage(cmd_nar_usage, false);
-	const char *file = argv[2];
+	struct nar_opts o = {0};
+	int nargs, ret = nar_parse(no_options, &o, argc, argv, 2, 2, &nargs);
+	if (ret != CLI_GO_ON)
+		return ret;
+	const char *file = argv[1];
 	/* "/bin/hello", "./bin/hello" and "bin/hello/" all name bin/hello */
 	while (file[0] == '/' || (file[0] == '.' && file[1] == '/'))
 		file += file[0] == '/' ? 1 : 2;
@@ -306,7 +339,7 @@ static int nar_cat(int argc, char **argv)
 	static const struct cairn_nar_limits lim = {.no_hash = true};
 	struct cairn_nar_parser *p = cairn_nar_parser_new(&cairn_nar_cat_callbacks, &c, &lim);
 	int rc =
-	    p ? feed_file(p, argv[1], &err) : cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
+	    p ? feed_file(p, argv[0], &err) : cairn_error_set(&err, CAIRN_ENOMEM, "out of memory");
 	if (!rc)
 		rc = cairn_nar_cat_done(&c, &err);
 	cairn_nar_parser_free(p);
@@ -320,5 +353,5 @@ int cmd_nar(int argc, char **argv)
 	    {"dump", nar_dump}, {"restore", nar_restore}, {"hash", nar_hash},
 	    {"ls", nar_ls},	    {"cat", nar_cat},	      {"check", nar_check},
 	};
-	return cli_dispatch(argc, argv, acts, sizeof(acts) / sizeof(acts[0]), cmd_nar_usage);
+	return cli_dispatch(argc, argv, acts, sizeof(acts) / sizeof(acts[0]), &nar_spec);
 }

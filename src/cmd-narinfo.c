@@ -15,7 +15,7 @@
 #include "cli.h"
 #include "cairn/banned.h"
 
-const char cmd_narinfo_usage[] =
+static const char narinfo_usage[] =
     "usage: cairn narinfo sign --key FILE [--key FILE...] [--host NAME] < NARINFO\n"
     "       cairn narinfo verify --trusted-key FILE [--trusted-key FILE...]\n"
     "                            [--require-sigs K] < NARINFO\n"
@@ -30,6 +30,33 @@ const char cmd_narinfo_usage[] =
     "        a Guix acl file.  Exit 0 and list the keys that signed when at least\n"
     "        K (default 1) distinct trusted keys did; otherwise exit 1 with the\n"
     "        reason (no signature, untrusted key, invalid, corrupt, hash mismatch).\n";
+
+struct narinfo_opts {
+	struct cli_list keys;
+	const char *host;
+	struct cli_keys trusted;
+	long need;
+};
+static const struct cli_option sign_options[] = {
+	OPT_LIST(0, "key", struct narinfo_opts, keys, "FILE", 0,
+		 "a Nix or Guix secret key (repeatable; one Guix key at most)"),
+	OPT_STRING(0, "host", struct narinfo_opts, host, "NAME",
+		   "the host named in a Guix signature (default: hostname)"),
+	OPT_END(),
+};
+static const struct cli_option verify_options[] = {
+	OPT_TRUSTED_KEY(struct narinfo_opts, trusted,
+			"Nix public keys, a Guix signing-key.pub or acl (repeatable)"),
+	OPT_INT(0, "require-sigs", struct narinfo_opts, need, "K", 1, CAIRN_VERIFY_MAX_SIGNERS,
+		"distinct trusted signers needed (default 1)"),
+	OPT_END(),
+};
+static const struct cli_help_section narinfo_sections[] = {
+	{"options of sign:", sign_options},
+	{"options of verify:", verify_options},
+	{NULL, NULL},
+};
+static const struct cli_spec narinfo_spec = {.usage = narinfo_usage, .sections = narinfo_sections};
 
 static int read_narinfo(struct cairn_narinfo **ni)
 {
@@ -66,33 +93,31 @@ static int load_seckey(const char *path, struct cairn_seckey *sk)
 
 static int narinfo_sign(int argc, char **argv)
 {
-	const char **keys = calloc((size_t)argc, sizeof(*keys));
-	const char *host = NULL;
-	size_t n_keys = 0;
+	struct narinfo_opts o = {0};
+	const char **keys, *host;
+	size_t n_keys;
 	struct cairn_narinfo *ni = NULL;
 	struct cairn_seckey *sks = NULL;
 	struct cairn_buf out = CAIRN_BUF_INIT(2 * CAIRN_NARINFO_MAX);
 	int ret = EXIT_FAIL;
 	char hostbuf[256];
 
-	if (!keys) {
-		cli_error("out of memory");
-		return EXIT_FAIL;
-	}
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--key") && i + 1 < argc) {
-			keys[n_keys++] = argv[++i];
-		} else if (!strcmp(argv[i], "--host") && i + 1 < argc) {
-			host = argv[++i];
-		} else {
-			cli_error("unexpected argument '%s'", argv[i]);
-			ret = cli_usage(cmd_narinfo_usage, false);
-			goto out;
-		}
+	int nargs;
+	if ((ret = cli_parse_options(&narinfo_spec, sign_options, &o, argc, argv, &nargs)) !=
+	    CLI_GO_ON)
+		goto out;
+	keys = o.keys.v;
+	n_keys = o.keys.n;
+	host = o.host;
+	ret = EXIT_FAIL;
+	if (nargs) {
+		cli_error("unexpected argument '%s'", argv[0]);
+		ret = cli_usage(&narinfo_spec, false);
+		goto out;
 	}
 	if (n_keys == 0) {
 		cli_error("at least one --key is required");
-		ret = cli_usage(cmd_narinfo_usage, false);
+		ret = cli_usage(&narinfo_spec, false);
 		goto out;
 	}
 	sks = calloc(n_keys, sizeof(*sks));
@@ -151,7 +176,7 @@ out:
 	for (size_t i = 0; sks && i < n_keys; i++)
 		cairn_seckey_wipe(&sks[i]);
 	free(sks);
-	free(keys);
+	cli_options_release(sign_options, &o);
 	cairn_narinfo_free(ni);
 	cairn_buf_release(&out);
 	return ret;
@@ -159,69 +184,55 @@ out:
 
 static int narinfo_verify(int argc, char **argv)
 {
-	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
+	struct narinfo_opts o = {.need = 1};
+	struct cairn_keyring *kr = &o.trusted.kr;
 	struct cairn_narinfo *ni = NULL;
 	struct cairn_error err;
-	unsigned long need = 1;
-	int ret = EXIT_FAIL;
-	size_t n_files = 0;
+	int nargs, ret;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--trusted-key") && i + 1 < argc) {
-			if (cli_load_keyring(&kr, argv[++i]) != EXIT_OK)
-				goto out;
-			n_files++;
-		} else if (!strcmp(argv[i], "--require-sigs") && i + 1 < argc) {
-			char *end;
-			const char *v = argv[++i];
-			need = strtoul(v, &end, 10);
-			if (!*v || *end || *v == '-' || need == 0 ||
-			    need > CAIRN_VERIFY_MAX_SIGNERS) {
-				cli_error("--require-sigs takes a number from 1 to %d",
-					  CAIRN_VERIFY_MAX_SIGNERS);
-				ret = EXIT_USAGE;
-				goto out;
-			}
-		} else {
-			cli_error("unexpected argument '%s'", argv[i]);
-			ret = cli_usage(cmd_narinfo_usage, false);
-			goto out;
-		}
-	}
-	if (n_files == 0) {
-		cli_error("at least one --trusted-key is required");
-		ret = cli_usage(cmd_narinfo_usage, false);
+	if ((ret = cli_parse_options(&narinfo_spec, verify_options, &o, argc, argv, &nargs)) !=
+	    CLI_GO_ON)
+		goto out;
+	ret = EXIT_FAIL;
+	if (nargs) {
+		cli_error("unexpected argument '%s'", argv[0]);
+		ret = cli_usage(&narinfo_spec, false);
 		goto out;
 	}
-	cli_keyring_check(&kr);
+	if (o.trusted.n_files == 0) {
+		cli_error("at least one --trusted-key is required");
+		ret = cli_usage(&narinfo_spec, false);
+		goto out;
+	}
+	cli_keyring_check(kr);
 	if (read_narinfo(&ni) != EXIT_OK)
 		goto out;
 	struct cairn_verify_result res;
 	cairn_error_init(&err);
-	int rc = cairn_narinfo_verify(ni, &kr, &res, &err);
+	int rc = cairn_narinfo_verify(ni, kr, &res, &err);
 	if (rc) {
 		cli_error("%s: %s", ni->store_path, res.detail);
 		goto out;
 	}
 	for (size_t i = 0; i < res.n_signers; i++) {
 		char name[128];
-		cairn_keyring_key_name(&kr, &res.signers[i], name, sizeof(name));
+		cairn_keyring_key_name(kr, &res.signers[i], name, sizeof(name));
 		printf("%s: valid signature by %s\n", ni->store_path, name);
 	}
-	if (res.n_signers < need) {
-		cli_error("%s: %zu trusted signature%s, %lu required", ni->store_path,
-			  res.n_signers, res.n_signers == 1 ? "" : "s", need);
+	if (res.n_signers < (size_t)o.need) {
+		cli_error("%s: %zu trusted signature%s, %ld required", ni->store_path,
+			  res.n_signers, res.n_signers == 1 ? "" : "s", o.need);
 		goto out;
 	}
 	ret = EXIT_OK;
 out:
 	cairn_narinfo_free(ni);
-	cairn_keyring_release(&kr);
+	cairn_keyring_release(kr);
 	return ret;
 }
 
 int cmd_narinfo(int argc, char **argv)
 {
 	static const struct cli_action acts[] = {{"sign", narinfo_sign}, {"verify", narinfo_verify}};
-	return cli_dispatch(argc, argv, acts, sizeof(acts) / sizeof(acts[0]), cmd_narinfo_usage);
+	return cli_dispatch(argc, argv, acts, sizeof(acts) / sizeof(acts[0]), &narinfo_spec);
 }

@@ -17,80 +17,130 @@
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
 #include "cairn/publish.h"
+#include "cairn/storeloc.h"
 #include "cli.h"
 #include "cairn/banned.h"
 
-const char cmd_publish_usage[] =
-	"usage: cairn publish [--store DIR] [--db FILE] [--binary-cache DIR] [--key FILE]...\n"
+struct publish_opts {
+	const char *store, *db, *store_dir, *log_dir, *binary_cache, *host, *cache;
+	const char *compression, *access_log, *user, *port_file;
+	int dialect; /* 0: from the store directory */
+	int verify;  /* enum cairn_publish_verify */
+	struct cli_list keys, listen;
+	uint64_t cache_max, slow_rate, ttl, negative_ttl;
+	long bake_workers, threads, priority;
+	bool systemd;
+	char *config_text;
+};
+
+static const struct cli_choice dialects[] = {
+	{"nix", CAIRN_PUBLISH_NIX}, {"guix", CAIRN_PUBLISH_GUIX}, {NULL, 0}};
+static const struct cli_choice verify_modes[] = {
+	{"background", CAIRN_PUBLISH_VERIFY_BACKGROUND},
+	{"strict", CAIRN_PUBLISH_VERIFY_STRICT},
+	{"off", CAIRN_PUBLISH_VERIFY_OFF},
+	{NULL, 0}};
+
+/* --slow-compression-rate says what a rate is when it is not one */
+static int opt_rate(void *target, const struct cli_option *opt, const char *v)
+{
+	if (cli_parse_size(v, target) < 0) {
+		cli_error("--%s: '%s' is not a rate (bytes per second, K, M, G suffixes)",
+			  opt->long_name, v);
+		return EXIT_USAGE;
+	}
+	return EXIT_OK;
+}
+
+#define P struct publish_opts
+static const struct cli_option publish_options[] = {
+	OPT_GROUP("source:"),
+	OPT_STRING(0, "store", P, store, "ROOT",
+		   "serve the store under ROOT, as `nix --store ROOT`:\n"
+		   "ROOT/nix/store (or ROOT/gnu/store) served as /nix/store\n"
+		   "with ROOT's database (default: the real store, /nix/store\n"
+		   "or /gnu/store when only that exists).  The old form, the\n"
+		   "store directory itself (.../nix/store), still works and\n"
+		   "is deprecated."),
+	OPT_STRING(0, "db", P, db, "FILE",
+		   "the store database (default: ROOT/nix/var/nix/db/db.sqlite\n"
+		   "or ROOT/var/guix/db/db.sqlite)"),
+	OPT_STRING(0, "store-dir", P, store_dir, "DIR",
+		   "the store directory (default /nix/store or /gnu/store);\n"
+		   "its files are at ROOT/DIR"),
+	OPT_STRING(0, "log-dir", P, log_dir, "DIR",
+		   "build logs (default: beside the database,\n"
+		   ".../var/log/nix/drvs or .../var/log/guix/drvs)"),
+	OPT_STRING(0, "binary-cache", P, binary_cache, "DIR",
+		   "serve a `nix copy --to file://DIR` directory as it is\n"
+		   "instead of a store"),
+	OPT_CHOICE("dialect", P, dialect, "nix|guix",
+		   dialects, "narinfo dialect (default: guix for /gnu/store, else nix)"),
+	OPT_GROUP("signing and compression:"),
+	OPT_LIST(0, "key", P, keys, "FILE", CAIRN_PUBLISH_MAX_KEYS,
+		 "sign with this secret key (Nix or Guix; repeatable,\n"
+		 "one Guix key at most)"),
+	OPT_STRING(0, "host", P, host, "NAME", "host named in Guix signatures (default: hostname)"),
+	OPT_STRING(0, "compression", P, compression, "LIST",
+		   "e.g. zstd:3,xz:6,none (default zstd:3); Nix narinfos\n"
+		   "name the first, Guix narinfos list each (Guix clients\n"
+		   "without guile-zstd need gzip or lzip listed too).\n"
+		   "Items that do not compress are offered uncompressed."),
+	OPT_CALLBACK(0, "slow-compression-rate", P, slow_rate, "RATE", opt_rate, 0,
+		     "say once per method when it compresses fewer bytes of\n"
+		     "nar per CPU second than RATE (default 20M; K, M, G\n"
+		     "suffixes; 0: never)"),
+	OPT_STRING(0, "cache", P, cache, "DIR", "keep compressed nars in DIR (baked in the background)"),
+	OPT_SIZE("cache-max-size", P, cache_max, "N", 0,
+		 "bound the cache (bytes; K, M, G, T suffixes)"),
+	OPT_INT(0, "bake-workers", P, bake_workers, "N", 1, 64,
+		"background compression threads (default 1)"),
+	OPT_CHOICE("verify", P, verify, "MODE", verify_modes,
+		   "check nars made from the store against NarHash, once\n"
+		   "per item: background (default: after the first stream,\n"
+		   "at idle priority), strict (the first stream hashes as\n"
+		   "it goes and fails unless it matches), off (size only).\n"
+		   "A mismatch withdraws the item and is reported here."),
+	OPT_GROUP("HTTP:"),
+	OPT_LIST(0, "listen", P, listen, "ADDR:PORT", CAIRN_HTTPD_MAX_LISTEN,
+		 "127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
+		 "repeatable; port 0 picks one)"),
+	OPT_FLAG(0, "systemd", P, systemd, "take the listening sockets from systemd"),
+	OPT_INT(0, "threads", P, threads, "N", 0, CAIRN_HTTPD_MAX_THREADS,
+		"event loops (default: one per CPU)"),
+	OPT_DURATION("ttl", P, ttl, "T", 0, 0, CLI_OPT_SECONDS,
+		     "narinfo Cache-Control max-age (default 1h; s m h d)"),
+	OPT_DURATION("negative-ttl", P, negative_ttl, "T", 0, 0, CLI_OPT_SECONDS,
+		     "404 max-age (default 60s; 0: no-store)"),
+	OPT_INT(0, "priority", P, priority, "N", 0, 1000000, "Priority in nix-cache-info (default 30)"),
+	OPT_STRING(0, "access-log", P, access_log, "FILE", "Combined Log Format (\"-\": stdout)"),
+	OPT_STRING(0, "user", P, user, "USER", "drop privileges once the keys and sockets are open"),
+	OPT_STRING(0, "port-file", P, port_file, "FILE", "write the bound port to FILE once listening"),
+	OPT_CONFIG(P, config_text,
+		   "read options from FILE first: one a line, the name\n"
+		   "without dashes, then the value (`listen *:8080`);\n"
+		   "'#' comments; options given here come after them"),
+	OPT_END(),
+};
+#undef P
+
+static const struct cli_spec publish_spec = {
+	.usage =
+	"usage: cairn publish [--store ROOT] [--db FILE] [--binary-cache DIR] [--key FILE]...\n"
 	"                     [--cache DIR] [--compression LIST] [--listen ADDR:PORT]...\n"
 	"                     [--ttl T] [--negative-ttl T] [--config FILE] [options]\n"
 	"\n"
 	"Serve a local store as a binary cache for Nix and Guix clients: narinfos\n"
 	"signed on the fly, nars compressed on the fly (and baked into --cache in the\n"
 	"background), never a 404 for a valid store path.\n"
-	"\n"
-	"source:\n"
-	"  --store DIR          the store's files (default /nix/store, or /gnu/store when\n"
-	"                       only that exists).  A chroot store's DIR (ROOT/nix/store)\n"
-	"                       is served as /nix/store with ROOT's database.\n"
-	"  --db FILE            the store database (default: next to the store,\n"
-	"                       .../nix/var/nix/db/db.sqlite or .../var/guix/db/db.sqlite)\n"
-	"  --store-dir DIR      the store directory clients see (default: from --store)\n"
-	"  --log-dir DIR        build logs (default: beside the database,\n"
-	"                       .../var/log/nix/drvs or .../var/log/guix/drvs)\n"
-	"  --binary-cache DIR   serve a `nix copy --to file://DIR` directory as it is\n"
-	"                       instead of a store\n"
-	"  --dialect nix|guix   narinfo dialect (default: guix for /gnu/store, else nix)\n"
-	"signing and compression:\n"
-	"  --key FILE           sign with this secret key (Nix or Guix; repeatable,\n"
-	"                       one Guix key at most)\n"
-	"  --host NAME          host named in Guix signatures (default: hostname)\n"
-	"  --compression LIST   e.g. zstd:3,xz:6,none (default zstd:3); Nix narinfos\n"
-	"                       name the first, Guix narinfos list each (Guix clients\n"
-	"                       without guile-zstd need gzip or lzip listed too).\n"
-	"                       Items that do not compress are offered uncompressed.\n"
-	"  --slow-compression-rate RATE\n"
-	"                       say once per method when it compresses fewer bytes of\n"
-	"                       nar per CPU second than RATE (default 20M; K, M, G\n"
-	"                       suffixes; 0: never)\n"
-	"  --cache DIR          keep compressed nars in DIR (baked in the background)\n"
-	"  --cache-max-size N   bound the cache (bytes; K, M, G, T suffixes)\n"
-	"  --bake-workers N     background compression threads (default 1)\n"
-	"  --verify MODE        check nars made from the store against NarHash, once\n"
-	"                       per item: background (default: after the first stream,\n"
-	"                       at idle priority), strict (the first stream hashes as\n"
-	"                       it goes and fails unless it matches), off (size only).\n"
-	"                       A mismatch withdraws the item and is reported here.\n"
-	"HTTP:\n"
-	"  --listen ADDR:PORT   127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
-	"                       repeatable; port 0 picks one)\n"
-	"  --systemd            take the listening sockets from systemd\n"
-	"  --threads N          event loops (default: one per CPU)\n"
-	"  --ttl T              narinfo Cache-Control max-age (default 1h; s m h d)\n"
-	"  --negative-ttl T     404 max-age (default 60s; 0: no-store)\n"
-	"  --priority N         Priority in nix-cache-info (default 30)\n"
-	"  --access-log FILE    Combined Log Format (\"-\": stdout)\n"
-	"  --user USER          drop privileges once the keys and sockets are open\n"
-	"  --port-file FILE     write the bound port to FILE once listening\n"
-	"  --config FILE        read options from FILE first: one a line, the name\n"
-	"                       without dashes, then the value (`listen *:8080`);\n"
-	"                       '#' comments; options given here come after them\n";
+	"\n",
+	.options = publish_options,
+};
 
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), sl = strlen(suffix);
 	return n >= sl && strcmp(s + n - sl, suffix) == 0;
-}
-
-/* PREFIX + tail, where PREFIX is s without its `strip` suffix; malloc'd */
-static char *replace_tail(const char *s, const char *strip, const char *tail)
-{
-	size_t keep = strlen(s) - strlen(strip);
-	size_t n = keep + strlen(tail) + 1;
-	char *r = malloc(n);
-	if (r)
-		snprintf(r, n, "%.*s%s", (int)keep, s, tail);
-	return r;
 }
 
 /* The cache is created before privileges are dropped: hand it (and the
@@ -155,291 +205,225 @@ static int load_key(const char *path, struct cairn_seckey *sk)
 	return 0;
 }
 
+
+/*
+ * --store: a root, as in fetch and challenge.  The old form named the
+ * store directory itself: .../nix/store or .../gnu/store (its root is
+ * what comes before), or, with --db, a directory of its own served under
+ * its own name.  Both still work, with a warning saying what to write.
+ */
+static int publish_locate(const struct publish_opts *o, struct cairn_storeloc *loc)
+{
+	struct cairn_storeloc_config lc;
+	struct cairn_error err;
+	char *s = o->store ? strdup(o->store) : NULL;
+	if (o->store && !s) {
+		cli_error("out of memory");
+		return EXIT_FAIL;
+	}
+	for (size_t n = s ? strlen(s) : 0; n > 1 && s[n - 1] == '/';)
+		s[--n] = '\0';
+	cairn_storeloc_config_init(&lc);
+	lc.root = s;
+	lc.store_dir = o->store_dir;
+	lc.db_path = o->db;
+	lc.log_dir = o->log_dir;
+	cairn_error_init(&err);
+	if (o->store_dir && ends_with(o->store_dir, "/gnu/store"))
+		lc.kind = CAIRN_STOREDB_GUIX;
+	if (s && (ends_with(s, "/nix/store") || ends_with(s, "/gnu/store"))) {
+		lc.kind = ends_with(s, "/gnu/store") ? CAIRN_STOREDB_GUIX : CAIRN_STOREDB_NIX;
+		s[strlen(s) - strlen("/nix/store")] = '\0';
+		cli_warn("--store '%s': a store directory is deprecated here; give its root, "
+			 "as fetch and challenge take it: --store '%s'",
+			 o->store, s[0] ? s : "/");
+	} else if (s && o->db && !o->store_dir) {
+		struct stat sb;
+		char probe[4096];
+		snprintf(probe, sizeof(probe), "%s/nix/store", s);
+		bool nix = stat(probe, &sb) == 0;
+		snprintf(probe, sizeof(probe), "%s/gnu/store", s);
+		if (!nix && stat(probe, &sb) != 0 && stat(s, &sb) == 0) {
+			cli_warn("--store '%s' --db FILE: a store directory of its own is "
+				 "deprecated here; give it as --store-dir '%s'",
+				 s, s);
+			lc.root = NULL;
+			lc.store_dir = s;
+		}
+	}
+	int rc = cairn_storeloc_locate(loc, &lc, &err);
+	free(s);
+	if (rc)
+		return cli_fail("--store", &err);
+	return EXIT_OK;
+}
+
+/* The store to serve, its database and logs: EXIT_OK or why not. */
+static int publish_find_store(const struct publish_opts *o, struct cairn_storeloc *loc)
+{
+	struct stat sb;
+	int ret = publish_locate(o, loc);
+	if (ret != EXIT_OK)
+		return ret;
+	/* a store that is not there would be served as an empty one: 404s
+	 * for every client, which looks like a cache miss */
+	if (!o->store && !o->store_dir && !loc->has_store_dir) {
+		cli_error("no store to serve: neither /nix/store nor /gnu/store exists here; give "
+			  "--store ROOT (a store under ROOT, as ROOT/nix/store), --store-dir DIR "
+			  "with --db FILE, or --binary-cache DIR (a `nix copy --to file://DIR` "
+			  "directory)");
+		return EXIT_FAIL;
+	}
+	if (loc->root[0] && need_dir("store root", loc->root) < 0)
+		return EXIT_FAIL;
+	if (need_dir("store directory", loc->real_store_dir) < 0)
+		return EXIT_FAIL;
+	if (!loc->db_path) {
+		cli_error("--db FILE is needed for the store directory '%s'", loc->store_dir);
+		return EXIT_USAGE;
+	}
+	if (stat(loc->db_path, &sb) < 0 && errno == ENOENT) {
+		cli_error("store database '%s' does not exist (give --db FILE)", loc->db_path);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* pc from the options and the store; the keys are loaded into keys. */
+static int publish_configure(const struct publish_opts *o, const struct cairn_storeloc *loc,
+			     struct cairn_publish_config *pc, struct cairn_seckey *keys)
+{
+	struct cairn_error err;
+	cairn_error_init(&err);
+	cairn_publish_config_init(pc, loc->kind);
+	pc->store_dir = loc->store_dir;
+	pc->real_store_dir = loc->real_store_dir;
+	pc->db_path = loc->db_path;
+	pc->log_dir = loc->log_dir;
+	if (o->dialect)
+		pc->dialect = (enum cairn_publish_dialect)o->dialect;
+	else
+		pc->dialect = ends_with(loc->store_dir, "/gnu/store") ? CAIRN_PUBLISH_GUIX
+								      : CAIRN_PUBLISH_NIX;
+	if (o->compression) {
+		int n = cairn_codec_spec_list_parse(o->compression, strlen(o->compression),
+						    pc->compressions, CAIRN_CODEC_LIST_MAX, &err);
+		if (n < 0) {
+			cli_fail("--compression", &err);
+			return EXIT_USAGE;
+		}
+		pc->n_compressions = (size_t)n;
+	}
+	for (size_t i = 0; i < o->keys.n; i++) {
+		if (load_key(o->keys.v[i], &keys[i]) != 0)
+			return EXIT_FAIL;
+		pc->keys[pc->n_keys++] = &keys[i];
+	}
+	pc->host = o->host;
+	pc->cache_dir = o->cache;
+	pc->cache_max_size = o->cache_max;
+	pc->bake_workers = (unsigned)o->bake_workers;
+	pc->ttl = (unsigned)(o->ttl / 1000);
+	pc->negative_ttl = (unsigned)(o->negative_ttl / 1000);
+	pc->priority = (int)o->priority;
+	pc->verify = (enum cairn_publish_verify)o->verify;
+	pc->slow_compression_rate = o->slow_rate;
+	pc->log = publish_log;
+	return EXIT_OK;
+}
+
+/* Run the server h until it is stopped; what it serves is named. */
+static int publish_run(struct cairn_httpd *h, const char *what)
+{
+	struct cairn_error err;
+	cairn_error_init(&err);
+	cli_serve_signals(h);
+	if (cairn_httpd_start(h, &err) < 0)
+		return cli_fail("cannot start the server", &err);
+	fprintf(stderr, "%s: serving %s on port %d\n", cli_progname, what, cairn_httpd_port(h));
+	if (cairn_httpd_wait(h, &err) < 0)
+		return cli_fail("server", &err);
+	return EXIT_OK;
+}
+
+static void publish_httpd_config(const struct publish_opts *o, struct cairn_httpd_config *hc)
+{
+	cairn_httpd_config_init(hc);
+	hc->server_name = "cairn";
+	for (size_t i = 0; i < o->listen.n; i++)
+		hc->listen[hc->n_listen++] = o->listen.v[i];
+	if (hc->n_listen == 0 && !o->systemd)
+		hc->listen[hc->n_listen++] = "*:8080";
+	hc->systemd = o->systemd;
+	hc->threads = (unsigned)o->threads;
+	hc->access_log = o->access_log;
+	hc->user = o->user;
+	hc->port_file = o->port_file;
+}
+
 int cmd_publish(int argc, char **argv)
 {
-	const char *store = NULL, *db = NULL, *store_dir = NULL, *log_dir = NULL;
-	const char *binary_cache = NULL, *dialect = NULL, *host = NULL, *cache = NULL;
-	const char *compression = NULL, *port_file = NULL;
-	const char *key_files[CAIRN_PUBLISH_MAX_KEYS];
-	size_t n_key_files = 0;
+	struct publish_opts o = {.ttl = 3600000, .negative_ttl = 60000, .bake_workers = 1,
+				 .priority = 30, .slow_rate = CAIRN_PUBLISH_SLOW_RATE,
+				 .verify = CAIRN_PUBLISH_VERIFY_BACKGROUND};
 	struct cairn_seckey keys[CAIRN_PUBLISH_MAX_KEYS];
 	struct cairn_httpd_config hc;
 	struct cairn_publish_config pc;
+	struct cairn_storeloc loc;
 	struct cairn_publish *pub = NULL;
 	struct cairn_publish_static *st = NULL;
-	struct cairn_error err;
 	struct cairn_httpd *h = NULL;
-	unsigned ttl = 3600, negative_ttl = 60, bake_workers = 1;
-	uint64_t cache_max = 0, slow_rate = CAIRN_PUBLISH_SLOW_RATE;
-	int priority = 30;
-	enum cairn_publish_verify verify = CAIRN_PUBLISH_VERIFY_BACKGROUND;
-	char *alloc[4] = {NULL, NULL, NULL, NULL};
-	int ret = EXIT_FAIL;
+	struct cairn_error err;
+	int nargs, ret;
 
-	if (cli_wants_help(argc, argv))
-		return cli_usage(cmd_publish_usage, true);
 	memset(&pc, 0, sizeof(pc));
+	memset(&loc, 0, sizeof(loc));
 	cairn_error_init(&err);
-	cairn_httpd_config_init(&hc);
-	hc.server_name = "cairn";
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--systemd")) {
-			hc.systemd = 1;
-			continue;
-		}
-		if (a[0] != '-' || i + 1 >= argc) {
-			cli_error("unknown or incomplete option '%s'", a);
-			return cli_usage(cmd_publish_usage, false);
-		}
-		const char *v = argv[++i];
-		unsigned long n;
-		char *end;
-		if (!strcmp(a, "--store")) {
-			store = v;
-		} else if (!strcmp(a, "--db")) {
-			db = v;
-		} else if (!strcmp(a, "--store-dir")) {
-			store_dir = v;
-		} else if (!strcmp(a, "--log-dir")) {
-			log_dir = v;
-		} else if (!strcmp(a, "--binary-cache")) {
-			binary_cache = v;
-		} else if (!strcmp(a, "--dialect")) {
-			if (strcmp(v, "nix") && strcmp(v, "guix")) {
-				cli_error("--dialect takes nix or guix, not '%s'", v);
-				return EXIT_USAGE;
-			}
-			dialect = v;
-		} else if (!strcmp(a, "--key")) {
-			if (n_key_files == CAIRN_PUBLISH_MAX_KEYS) {
-				cli_error("at most %d keys", CAIRN_PUBLISH_MAX_KEYS);
-				return EXIT_USAGE;
-			}
-			key_files[n_key_files++] = v;
-		} else if (!strcmp(a, "--host")) {
-			host = v;
-		} else if (!strcmp(a, "--compression")) {
-			compression = v;
-		} else if (!strcmp(a, "--cache")) {
-			cache = v;
-		} else if (!strcmp(a, "--cache-max-size")) {
-			if (cli_parse_size(v, &cache_max) < 0) {
-				cli_error("--cache-max-size: '%s' is not a size", v);
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--slow-compression-rate")) {
-			if (cli_parse_size(v, &slow_rate) < 0) {
-				cli_error("--slow-compression-rate: '%s' is not a rate (bytes per "
-					  "second, K, M, G suffixes)",
-					  v);
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--bake-workers")) {
-			n = strtoul(v, &end, 10);
-			if (*end || !*v || n < 1 || n > 64) {
-				cli_error("--bake-workers takes 1..64");
-				return EXIT_USAGE;
-			}
-			bake_workers = (unsigned)n;
-		} else if (!strcmp(a, "--verify")) {
-			if (!strcmp(v, "background")) {
-				verify = CAIRN_PUBLISH_VERIFY_BACKGROUND;
-			} else if (!strcmp(v, "strict")) {
-				verify = CAIRN_PUBLISH_VERIFY_STRICT;
-			} else if (!strcmp(v, "off")) {
-				verify = CAIRN_PUBLISH_VERIFY_OFF;
-			} else {
-				cli_error("--verify takes background, strict or off, not '%s'", v);
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--listen")) {
-			if (hc.n_listen == CAIRN_HTTPD_MAX_LISTEN) {
-				cli_error("at most %d --listen", CAIRN_HTTPD_MAX_LISTEN);
-				return EXIT_USAGE;
-			}
-			hc.listen[hc.n_listen++] = v;
-		} else if (!strcmp(a, "--threads")) {
-			n = strtoul(v, &end, 10);
-			if (*end || !*v || n > CAIRN_HTTPD_MAX_THREADS) {
-				cli_error("--threads takes 0..%d", CAIRN_HTTPD_MAX_THREADS);
-				return EXIT_USAGE;
-			}
-			hc.threads = (unsigned)n;
-		} else if (!strcmp(a, "--ttl")) {
-			if (cli_parse_seconds(v, &ttl) < 0) {
-				cli_error("--ttl: '%s' is not a duration", v);
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--negative-ttl")) {
-			if (cli_parse_seconds(v, &negative_ttl) < 0) {
-				cli_error("--negative-ttl: '%s' is not a duration", v);
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--priority")) {
-			long pr = strtol(v, &end, 10);
-			if (*end || !*v || pr < 0 || pr > 1000000) {
-				cli_error("--priority: '%s' is not a priority", v);
-				return EXIT_USAGE;
-			}
-			priority = (int)pr;
-		} else if (!strcmp(a, "--access-log")) {
-			hc.access_log = v;
-		} else if (!strcmp(a, "--user")) {
-			hc.user = v;
-		} else if (!strcmp(a, "--port-file")) {
-			port_file = v;
-		} else {
-			cli_error("unknown option '%s'", a);
-			return cli_usage(cmd_publish_usage, false);
-		}
+	ret = cli_parse_options(&publish_spec, publish_options, &o, argc, argv, &nargs);
+	if (ret != CLI_GO_ON)
+		goto out;
+	ret = EXIT_USAGE;
+	if (nargs) {
+		cli_error("unexpected argument '%s'", argv[0]);
+		goto out;
 	}
-	hc.port_file = port_file;
-	if (binary_cache && (store || db || cache || n_key_files)) {
+	if (o.binary_cache && (o.store || o.db || o.cache || o.keys.n)) {
 		cli_error("--binary-cache serves a directory as it is: no --store, --db, --cache "
 			  "or --key with it");
-		return EXIT_USAGE;
+		goto out;
 	}
-	if (hc.n_listen == 0 && !hc.systemd)
-		hc.listen[hc.n_listen++] = "*:8080";
-
-	if (binary_cache) {
-		if (need_dir("binary-cache directory", binary_cache) < 0)
+	publish_httpd_config(&o, &hc);
+	ret = EXIT_FAIL;
+	if (o.binary_cache) {
+		if (need_dir("binary-cache directory", o.binary_cache) < 0)
 			goto out;
 		if (cairn_httpd_new(&h, &hc, &err) < 0 ||
-		    cairn_publish_static_routes(h, binary_cache, ttl, negative_ttl, &st, &err) < 0) {
+		    cairn_publish_static_routes(h, o.binary_cache, (unsigned)(o.ttl / 1000),
+						(unsigned)(o.negative_ttl / 1000), &st, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
 			goto out;
 		}
 	} else {
-		struct stat sb;
-		/* a store that is not there would be served as an empty one:
-		 * 404s for every client, which looks like a cache miss */
-		if (!store) {
-			if (stat("/nix/store", &sb) == 0)
-				store = "/nix/store";
-			else if (stat("/gnu/store", &sb) == 0)
-				store = "/gnu/store";
-			else {
-				cli_error("no store to serve: neither /nix/store nor /gnu/store "
-					  "exists here; give --store DIR (a store directory), or "
-					  "--binary-cache DIR (a `nix copy --to file://DIR` directory)");
-				goto out;
-			}
-		}
-		if (need_dir("store directory", store) < 0)
+		if ((ret = publish_find_store(&o, &loc)) != EXIT_OK ||
+		    (ret = publish_configure(&o, &loc, &pc, keys)) != EXIT_OK)
 			goto out;
-		bool guixish = ends_with(store, "/gnu/store") ||
-			       (store_dir && ends_with(store_dir, "/gnu/store"));
-		if (!store_dir) {
-			if (ends_with(store, "/nix/store"))
-				store_dir = "/nix/store";
-			else if (ends_with(store, "/gnu/store"))
-				store_dir = "/gnu/store";
-			else
-				store_dir = store;
-		}
-		cairn_publish_config_init(&pc, guixish ? CAIRN_STOREDB_GUIX : CAIRN_STOREDB_NIX);
-		if (!db) {
-			if (ends_with(store, "/nix/store"))
-				db = alloc[0] = replace_tail(store, "/nix/store",
-							     "/nix/var/nix/db/db.sqlite");
-			else if (ends_with(store, "/gnu/store"))
-				db = alloc[0] = replace_tail(store, "/gnu/store",
-							     "/var/guix/db/db.sqlite");
-			if (!db) {
-				cli_error("--db FILE is needed for a store at '%s'", store);
-				ret = EXIT_USAGE;
-				goto out;
-			}
-		}
-		if (!log_dir && db) {
-			/* logs live beside the database: <state>/nix/db/db.sqlite
-			 * has <state>/log/nix/drvs (Guix: var/guix, var/log/guix) */
-			const char *tails[][2] = {{"/nix/db/db.sqlite", "/log/nix/drvs"},
-						  {"/guix/db/db.sqlite", "/log/guix/drvs"}};
-			for (size_t t = 0; t < 2 && !log_dir; t++)
-				if (ends_with(db, tails[t][0]))
-					log_dir = alloc[1] =
-						replace_tail(db, tails[t][0], tails[t][1]);
-		}
-		if (!log_dir) {
-			if (ends_with(store, "/nix/store"))
-				log_dir = alloc[1] = replace_tail(store, "/nix/store",
-								  "/nix/var/log/nix/drvs");
-			else if (ends_with(store, "/gnu/store"))
-				log_dir = alloc[1] = replace_tail(store, "/gnu/store",
-								  "/var/log/guix/drvs");
-		}
-		if (stat(db, &sb) < 0 && errno == ENOENT) {
-			cli_error("store database '%s' does not exist (give --db FILE)", db);
-			goto out;
-		}
-		pc.store_dir = store_dir;
-		pc.real_store_dir = store;
-		pc.db_path = db;
-		pc.log_dir = log_dir;
-		if (dialect)
-			pc.dialect = !strcmp(dialect, "guix") ? CAIRN_PUBLISH_GUIX : CAIRN_PUBLISH_NIX;
-		else
-			pc.dialect = ends_with(store_dir, "/gnu/store") ? CAIRN_PUBLISH_GUIX
-									: CAIRN_PUBLISH_NIX;
-		if (compression) {
-			int n = cairn_codec_spec_list_parse(compression, strlen(compression),
-							    pc.compressions, CAIRN_CODEC_LIST_MAX,
-							    &err);
-			if (n < 0) {
-				cli_fail("--compression", &err);
-				ret = EXIT_USAGE;
-				goto out;
-			}
-			pc.n_compressions = (size_t)n;
-		}
-		for (size_t i = 0; i < n_key_files; i++) {
-			if (load_key(key_files[i], &keys[i]) != 0)
-				goto out;
-			pc.keys[pc.n_keys++] = &keys[i];
-		}
-		pc.host = host;
-		pc.cache_dir = cache;
-		pc.cache_max_size = cache_max;
-		pc.bake_workers = bake_workers;
-		pc.ttl = ttl;
-		pc.negative_ttl = negative_ttl;
-		pc.priority = priority;
-		pc.verify = verify;
-		pc.slow_compression_rate = slow_rate;
-		pc.log = publish_log;
+		ret = EXIT_FAIL;
 		if (cairn_publish_new(&pub, &pc, &err) < 0) {
 			cli_fail("cannot serve the store", &err);
 			goto out;
 		}
-		if (n_key_files == 0)
+		if (o.keys.n == 0)
 			cli_warn("no --key: narinfos are not signed");
-		if (cache && hc.user && geteuid() == 0 && chown_cache(cache, hc.user) < 0)
+		if (o.cache && o.user && geteuid() == 0 && chown_cache(o.cache, o.user) < 0)
 			goto out;
 		if (cairn_httpd_new(&h, &hc, &err) < 0 || cairn_publish_routes(pub, h, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
 			goto out;
 		}
 	}
-	if (geteuid() == 0 && !hc.user)
+	if (geteuid() == 0 && !o.user)
 		cli_warn("running as root; consider --user");
-
-	cli_serve_signals(h);
-
-	if (cairn_httpd_start(h, &err) < 0) {
-		cli_fail("cannot start the server", &err);
-		goto out;
-	}
-	int port = cairn_httpd_port(h);
-	fprintf(stderr, "%s: serving %s on port %d\n", cli_progname,
-		binary_cache ? binary_cache : pc.store_dir, port);
-	if (cairn_httpd_wait(h, &err) < 0) {
-		cli_fail("server", &err);
-		goto out;
-	}
-	ret = EXIT_OK;
+	ret = publish_run(h, o.binary_cache ? o.binary_cache : pc.store_dir);
 out:
 	cli_serve_signals(NULL);
 	/* producers may still be ending their streams: wait for them (they
@@ -450,7 +434,7 @@ out:
 	for (size_t i = 0; i < pc.n_keys; i++)
 		cairn_seckey_wipe(&keys[i]);
 	sodium_memzero(keys, sizeof(keys));
-	for (size_t i = 0; i < 4; i++)
-		free(alloc[i]);
+	cairn_storeloc_release(&loc);
+	cli_options_release(publish_options, &o);
 	return ret;
 }

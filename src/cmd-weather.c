@@ -17,7 +17,48 @@
 #include "cli.h"
 #include "cairn/banned.h"
 
-const char cmd_weather_usage[] =
+struct weather_opts {
+	struct cli_list urls;
+	bool closure, missing, json;
+	double min_cov; /* < 0: not given */
+	long jobs, conns;
+	struct cairn_http_config http;
+};
+
+static int opt_percent(void *target, const struct cli_option *opt, const char *v)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (errno || end == v || (*end && strcmp(end, "%")) || !(d >= 0 && d <= 100)) {
+		cli_error("--%s: '%s' is not a percentage from 0 to 100", opt->long_name, v);
+		return EXIT_USAGE;
+	}
+	*(double *)target = d;
+	return EXIT_OK;
+}
+
+#define W struct weather_opts
+static const struct cli_option weather_options[] = {
+	OPT_LIST(0, "from", W, urls, "URL", CAIRN_SURVEY_MAX_SERVERS,
+		 "a binary cache, in order (repeatable)"),
+	OPT_FLAG(0, "closure", W, closure,
+		 "add the references of every path, transitively, as\n"
+		 "the first cache lists them"),
+	OPT_FLAG(0, "missing", W, missing, "list the paths each cache lacks (and why)"),
+	OPT_CALLBACK(0, "min-coverage", W, min_cov, "PCT", opt_percent, 0,
+		     "exit 1 when any cache has less than PCT percent"),
+	OPT_FLAG(0, "json", W, json, "one JSON object on stdout instead of the table"),
+	OPT_INT(0, "jobs", W, jobs, "N", 1, CAIRN_SURVEY_INFLIGHT_MAX,
+		"narinfo requests in flight at once (default 256)"),
+	OPT_TABLE(W, http, cli_http_options),
+	OPT_INT(0, "connections", W, conns, "N", 1, 1024, "connections per cache (default 8)"),
+	OPT_END(),
+};
+#undef W
+
+static const struct cli_spec weather_spec = {
+	.usage =
     "usage: cairn weather --from URL [--from URL...] [--closure] [--json]\n"
     "                     [--min-coverage PCT] [--missing] [--jobs N]\n"
     "                     [--connections N] (STOREPATH... | -)\n"
@@ -27,19 +68,13 @@ const char cmd_weather_usage[] =
     "  x% available (n of m), paths missing or unanswered, the download size\n"
     "  (the first URL of each narinfo: one compression per item) and the\n"
     "  unpacked (NAR) size, and the narinfo lookups per second achieved.\n"
-    "\n"
-    "  --closure           add the references of every path, transitively, as\n"
-    "                      the first cache lists them\n"
-    "  --missing           list the paths each cache lacks (and why)\n"
-    "  --min-coverage PCT  exit 1 when any cache has less than PCT percent\n"
-    "  --json              one JSON object on stdout instead of the table\n"
-    "  --jobs N            narinfo requests in flight at once (default 256)\n"
-    CLI_HTTP_OPTIONS_USAGE
-    "  --connections N     connections per cache (default 8)\n"
+    "\n",
+	.options = weather_options,
+	.tail =
     "\n"
     "A cache that is down or answers garbage counts its paths as unknown,\n"
-    "not available.  Exit 0, or 1 when a cache is below --min-coverage.\n";
-
+    "not available.  Exit 0, or 1 when a cache is below --min-coverage.\n",
+};
 
 struct server_stats {
 	uint64_t present, absent, invalid, unknown;
@@ -165,256 +200,218 @@ static double percent(uint64_t n, uint64_t m)
 }
 
 
-static int parse_count(const char *opt, const char *s, long min, long max, long *out)
+/* The survey's servers and the survey itself, empty of paths. */
+static int weather_start(struct weather *w, struct weather_opts *o, struct cairn_http **h,
+			 struct cairn_http_server **servers)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		cli_error("%s: '%s' is not a number from %ld to %ld", opt, s, min, max);
-		return EXIT_USAGE;
+	struct cairn_error err;
+	size_t n = o->urls.n;
+	cairn_error_init(&err);
+	o->http.max_host_connections = o->conns;
+	if (o->http.max_total_connections < o->conns * (long)n)
+		o->http.max_total_connections = o->conns * (long)n;
+	if (cairn_http_new(h, &o->http, &err))
+		return cli_fail("cannot start the HTTP client", &err);
+	if (!(w->st = calloc(n, sizeof(*w->st)))) {
+		cli_error("out of memory");
+		return EXIT_FAIL;
 	}
-	*out = v;
+	for (size_t i = 0; i < n; i++) {
+		if (cairn_http_server_new(&servers[i], o->urls.v[i], 0, &err)) {
+			cli_error("--from '%s': %s", o->urls.v[i], cairn_error_msg(&err));
+			return EXIT_USAGE;
+		}
+	}
+	w->n_servers = n;
+	struct cairn_survey_config sc;
+	cairn_survey_config_init(&sc);
+	sc.max_inflight = (size_t)o->jobs;
+	if (cairn_survey_new(&w->survey, *h, servers, n, &sc, on_result, w, &err))
+		return cli_fail("cannot start the survey", &err);
 	return EXIT_OK;
+}
+
+/* The paths (operands; '-' reads stdin), then the survey to its end. */
+static int weather_run(struct weather *w, int nargs, char **args)
+{
+	struct cairn_error err;
+	int ret;
+	cairn_error_init(&err);
+	for (int i = 0; i < nargs; i++) {
+		if (!strcmp(args[i], "-")) {
+			if ((ret = cli_survey_add_stdin(w->survey)) != EXIT_OK)
+				return ret;
+		} else if (cairn_survey_add(w->survey, args[i], NULL, &err) < 0) {
+			cli_error("'%s': %s", args[i], cairn_error_msg(&err));
+			return EXIT_USAGE;
+		}
+	}
+	if (cairn_survey_run(w->survey, &err))
+		return cli_fail("survey failed", w->add_rc ? &w->add_err : &err);
+	return EXIT_OK;
+}
+
+/* outcome + 1 of path p at server i, 0 when not answered */
+static unsigned outcome_of(const struct weather *w, size_t p, size_t i)
+{
+	return p < w->outcomes_paths ? w->outcomes[p * w->n_servers + i] : 0;
+}
+
+static void print_missing_json(const struct weather *w, size_t i, uint64_t m)
+{
+	bool first = true;
+	printf(",\"missing\":[");
+	for (size_t p = 0; p < m; p++) {
+		unsigned o = outcome_of(w, p, i);
+		const char *why = o ? w->reasons[p * w->n_servers + i] : NULL;
+		if (o == CAIRN_SURVEY_PRESENT + 1)
+			continue;
+		printf("%s{\"path\":", first ? "" : ",");
+		first = false;
+		cli_json_str(cairn_survey_path(w->survey, p));
+		printf(",\"outcome\":\"%s\"", o ? cairn_survey_outcome_name(o - 1) : "unknown");
+		if (why) {
+			printf(",\"reason\":");
+			cli_json_str(why);
+		}
+		printf("}");
+	}
+	printf("]");
+}
+
+static void print_json(const struct weather *w, const struct weather_opts *o,
+		       struct cairn_http_server **servers, const struct cairn_survey_stats *ss)
+{
+	uint64_t m = cairn_survey_count(w->survey);
+	double rate = ss->seconds > 0 ? (double)ss->requests / ss->seconds : 0;
+	printf("{\"paths\":%llu,\"servers\":[", (unsigned long long)m);
+	for (size_t i = 0; i < w->n_servers; i++) {
+		const struct server_stats *st = &w->st[i];
+		printf("%s{\"url\":", i ? "," : "");
+		cli_json_str(cairn_http_server_url(servers[i]));
+		printf(",\"available\":%llu,\"total\":%llu,\"percent\":%.2f,"
+		       "\"absent\":%llu,\"invalid\":%llu,\"unknown\":%llu,"
+		       "\"download_size\":%llu,\"nar_size\":%llu,\"without_file_size\":%llu,"
+		       "\"download_size_from_nar_size\":%llu",
+		       (unsigned long long)st->present, (unsigned long long)m,
+		       percent(st->present, m), (unsigned long long)st->absent,
+		       (unsigned long long)st->invalid, (unsigned long long)st->unknown,
+		       (unsigned long long)st->download, (unsigned long long)st->nar_size,
+		       (unsigned long long)st->no_file_size, (unsigned long long)st->download_est);
+		if (o->min_cov >= 0)
+			printf(",\"below_min_coverage\":%s",
+			       percent(st->present, m) < o->min_cov ? "true" : "false");
+		if (w->missing)
+			print_missing_json(w, i, m);
+		printf("}");
+	}
+	printf("],\"lookups\":%llu,\"seconds\":%.6f,\"lookups_per_second\":%.1f}\n",
+	       (unsigned long long)ss->requests, ss->seconds, rate);
+}
+
+static void print_server_human(const struct weather *w, size_t i, const char *url, uint64_t m)
+{
+	const struct server_stats *st = &w->st[i];
+	char dl[32], ns[32];
+	human_size(st->download, dl, sizeof(dl));
+	human_size(st->nar_size, ns, sizeof(ns));
+	printf("%s\n", url);
+	printf("  %.1f%% available (%llu of %llu)\n", percent(st->present, m),
+	       (unsigned long long)st->present, (unsigned long long)m);
+	printf("  %llu absent, %llu invalid, %llu unknown\n", (unsigned long long)st->absent,
+	       (unsigned long long)st->invalid, (unsigned long long)st->unknown);
+	if (st->no_file_size == st->present && st->present) {
+		printf("  at most %s to download (no narinfo gives FileSize: "
+		       "NarSize counted), %s unpacked\n",
+		       dl, ns);
+	} else if (st->no_file_size) {
+		char est[32];
+		human_size(st->download_est, est, sizeof(est));
+		printf("  %s to download, of which %s is NarSize for %llu narinfos "
+		       "without FileSize; %s unpacked\n",
+		       dl, est, (unsigned long long)st->no_file_size, ns);
+	} else {
+		printf("  %s to download, %s unpacked\n", dl, ns);
+	}
+	for (size_t p = 0; w->missing && p < m; p++) {
+		unsigned o = outcome_of(w, p, i);
+		const char *why = o ? w->reasons[p * w->n_servers + i] : NULL;
+		if (o == CAIRN_SURVEY_PRESENT + 1)
+			continue;
+		printf("    %-7s %s", o ? cairn_survey_outcome_name(o - 1) : "unknown",
+		       cairn_survey_path(w->survey, p));
+		if (why)
+			printf(" (%s)", cli_safe(why));
+		printf("\n");
+	}
+}
+
+/* The report; the exit status. */
+static int report(const struct weather *w, const struct weather_opts *o,
+		  struct cairn_http_server **servers)
+{
+	struct cairn_survey_stats ss;
+	cairn_survey_stats(w->survey, &ss);
+	uint64_t m = cairn_survey_count(w->survey);
+	bool below = false;
+	for (size_t i = 0; i < w->n_servers; i++)
+		if (o->min_cov >= 0 && percent(w->st[i].present, m) < o->min_cov)
+			below = true;
+	if (o->json) {
+		print_json(w, o, servers, &ss);
+	} else {
+		for (size_t i = 0; i < w->n_servers; i++)
+			print_server_human(w, i, cairn_http_server_url(servers[i]), m);
+		printf("%llu store paths, %zu servers: %llu narinfo lookups in %.3f s, "
+		       "%.0f lookups/s\n",
+		       (unsigned long long)m, w->n_servers, (unsigned long long)ss.requests,
+		       ss.seconds, ss.seconds > 0 ? (double)ss.requests / ss.seconds : 0);
+		if (below)
+			printf("coverage below %.1f%%\n", o->min_cov);
+	}
+	if (fflush(stdout) != 0) {
+		cli_error("cannot write the report");
+		return EXIT_FAIL;
+	}
+	return below ? EXIT_FAIL : EXIT_OK;
 }
 
 int cmd_weather(int argc, char **argv)
 {
-	const char **urls = calloc((size_t)argc, sizeof(*urls));
-	const char **args = calloc((size_t)argc, sizeof(*args));
-	size_t n_urls = 0, n_args = 0;
-	bool json = false;
-	double min_cov = -1;
-	long jobs = CAIRN_SURVEY_INFLIGHT_DEFAULT, conns = 8;
+	struct weather_opts o = {.min_cov = -1, .jobs = CAIRN_SURVEY_INFLIGHT_DEFAULT, .conns = 8};
 	struct weather w;
 	struct cairn_http *h = NULL;
 	struct cairn_http_server **servers = NULL;
-	struct cairn_error err;
-	int ret = EXIT_FAIL;
+	int nargs, ret;
 
 	memset(&w, 0, sizeof(w));
-	cairn_error_init(&err);
 	cairn_error_init(&w.add_err);
-	if (cli_wants_help(argc, argv)) {
-		ret = cli_usage(cmd_weather_usage, true);
-		goto out;
-	}
-	if (!urls || !args) {
-		cli_error("out of memory");
-		goto out;
-	}
-	struct cairn_http_config hc;
-	cairn_http_config_init(&hc);
+	cairn_http_config_init(&o.http);
 	/* A server slower than the minimum rate: its items are unknown, at once. */
-	hc.slow_marks_down = 1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		int hr = cli_http_option(argc, argv, &i, &hc);
-		if (hr == EXIT_USAGE) {
-			ret = EXIT_USAGE;
-			goto out;
-		}
-		if (hr == 1)
-			continue;
-		if (!strcmp(a, "--from") && i + 1 < argc) {
-			urls[n_urls++] = argv[++i];
-		} else if (!strcmp(a, "--closure")) {
-			w.closure = true;
-		} else if (!strcmp(a, "--missing")) {
-			w.missing = true;
-		} else if (!strcmp(a, "--json")) {
-			json = true;
-		} else if (!strcmp(a, "--min-coverage") && i + 1 < argc) {
-			char *end;
-			const char *v = argv[++i];
-			errno = 0;
-			min_cov = strtod(v, &end);
-			if (errno || end == v || (*end && strcmp(end, "%")) || min_cov < 0 ||
-			    min_cov > 100) {
-				cli_error("--min-coverage: '%s' is not a percentage from 0 to 100",
-					  v);
-				ret = EXIT_USAGE;
-				goto out;
-			}
-		} else if (!strcmp(a, "--jobs") && i + 1 < argc) {
-			if ((ret = parse_count(a, argv[++i], 1, CAIRN_SURVEY_INFLIGHT_MAX, &jobs)))
-				goto out;
-		} else if (!strcmp(a, "--connections") && i + 1 < argc) {
-			if ((ret = parse_count(a, argv[++i], 1, 1024, &conns)))
-				goto out;
-		} else if (a[0] == '-' && a[1] != '\0') {
-			cli_error("unexpected argument '%s'", a);
-			ret = cli_usage(cmd_weather_usage, false);
-			goto out;
-		} else {
-			args[n_args++] = a;
-		}
-	}
+	o.http.slow_marks_down = 1;
+	ret = cli_parse_options(&weather_spec, weather_options, &o, argc, argv, &nargs);
+	if (ret != CLI_GO_ON)
+		goto out;
+	w.closure = o.closure;
+	w.missing = o.missing;
 	ret = EXIT_USAGE;
-	if (n_urls == 0) {
+	if (o.urls.n == 0) {
 		cli_error("at least one --from URL is required");
 		goto out;
 	}
-	if (n_urls > CAIRN_SURVEY_MAX_SERVERS) {
-		cli_error("at most %d --from servers", CAIRN_SURVEY_MAX_SERVERS);
-		goto out;
-	}
-	if (n_args == 0) {
+	if (nargs == 0) {
 		cli_error("no store paths given (use '-' to read them from stdin)");
 		goto out;
 	}
 	ret = EXIT_FAIL;
-
-	hc.max_host_connections = conns;
-	if (hc.max_total_connections < conns * (long)n_urls)
-		hc.max_total_connections = conns * (long)n_urls;
-	if (cairn_http_new(&h, &hc, &err)) {
-		ret = cli_fail("cannot start the HTTP client", &err);
-		goto out;
-	}
-	servers = calloc(n_urls, sizeof(*servers));
-	w.st = calloc(n_urls, sizeof(*w.st));
-	if (!servers || !w.st) {
+	if (!(servers = calloc(o.urls.n, sizeof(*servers)))) {
 		cli_error("out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < n_urls; i++) {
-		if (cairn_http_server_new(&servers[i], urls[i], 0, &err)) {
-			cli_error("--from '%s': %s", urls[i], cairn_error_msg(&err));
-			ret = EXIT_USAGE;
-			goto out;
-		}
-	}
-	w.n_servers = n_urls;
-	struct cairn_survey_config sc;
-	cairn_survey_config_init(&sc);
-	sc.max_inflight = (size_t)jobs;
-	if (cairn_survey_new(&w.survey, h, servers, n_urls, &sc, on_result, &w, &err)) {
-		ret = cli_fail("cannot start the survey", &err);
+	if ((ret = weather_start(&w, &o, &h, servers)) != EXIT_OK ||
+	    (ret = weather_run(&w, nargs, argv)) != EXIT_OK)
 		goto out;
-	}
-	for (size_t i = 0; i < n_args; i++) {
-		if (!strcmp(args[i], "-")) {
-			if ((ret = cli_survey_add_stdin(w.survey)) != EXIT_OK)
-				goto out;
-			ret = EXIT_FAIL;
-		} else if (cairn_survey_add(w.survey, args[i], NULL, &err) < 0) {
-			cli_error("'%s': %s", args[i], cairn_error_msg(&err));
-			ret = EXIT_USAGE;
-			goto out;
-		}
-	}
-	if (cairn_survey_run(w.survey, &err)) {
-		ret = cli_fail("survey failed", w.add_rc ? &w.add_err : &err);
-		goto out;
-	}
-
-	struct cairn_survey_stats ss;
-	cairn_survey_stats(w.survey, &ss);
-	uint64_t m = cairn_survey_count(w.survey);
-	double rate = ss.seconds > 0 ? (double)ss.requests / ss.seconds : 0;
-	bool below = false;
-	for (size_t i = 0; i < n_urls; i++)
-		if (min_cov >= 0 && percent(w.st[i].present, m) < min_cov)
-			below = true;
-
-	if (json) {
-		printf("{\"paths\":%llu,\"servers\":[", (unsigned long long)m);
-		for (size_t i = 0; i < n_urls; i++) {
-			const struct server_stats *st = &w.st[i];
-			printf("%s{\"url\":", i ? "," : "");
-			cli_json_str(cairn_http_server_url(servers[i]));
-			printf(
-			    ",\"available\":%llu,\"total\":%llu,\"percent\":%.2f,"
-			    "\"absent\":%llu,\"invalid\":%llu,\"unknown\":%llu,"
-			    "\"download_size\":%llu,\"nar_size\":%llu,\"without_file_size\":%llu,"
-			    "\"download_size_from_nar_size\":%llu",
-			    (unsigned long long)st->present, (unsigned long long)m,
-			    percent(st->present, m), (unsigned long long)st->absent,
-			    (unsigned long long)st->invalid, (unsigned long long)st->unknown,
-			    (unsigned long long)st->download, (unsigned long long)st->nar_size,
-			    (unsigned long long)st->no_file_size,
-			    (unsigned long long)st->download_est);
-			if (min_cov >= 0)
-				printf(",\"below_min_coverage\":%s",
-				       percent(st->present, m) < min_cov ? "true" : "false");
-			if (w.missing) {
-				printf(",\"missing\":[");
-				bool first = true;
-				for (size_t p = 0; p < m; p++) {
-					size_t k = p * n_urls + i;
-					unsigned o = p < w.outcomes_paths ? w.outcomes[k] : 0;
-					if (o == CAIRN_SURVEY_PRESENT + 1)
-						continue;
-					printf("%s{\"path\":", first ? "" : ",");
-					first = false;
-					cli_json_str(cairn_survey_path(w.survey, p));
-					printf(",\"outcome\":\"%s\"",
-					       o ? cairn_survey_outcome_name(o - 1) : "unknown");
-					if (o && w.reasons[k]) {
-						printf(",\"reason\":");
-						cli_json_str(w.reasons[k]);
-					}
-					printf("}");
-				}
-				printf("]");
-			}
-			printf("}");
-		}
-		printf("],\"lookups\":%llu,\"seconds\":%.6f,\"lookups_per_second\":%.1f}\n",
-		       (unsigned long long)ss.requests, ss.seconds, rate);
-	} else {
-		for (size_t i = 0; i < n_urls; i++) {
-			const struct server_stats *st = &w.st[i];
-			char dl[32], ns[32];
-			human_size(st->download, dl, sizeof(dl));
-			human_size(st->nar_size, ns, sizeof(ns));
-			printf("%s\n", cairn_http_server_url(servers[i]));
-			printf("  %.1f%% available (%llu of %llu)\n", percent(st->present, m),
-			       (unsigned long long)st->present, (unsigned long long)m);
-			printf("  %llu absent, %llu invalid, %llu unknown\n",
-			       (unsigned long long)st->absent, (unsigned long long)st->invalid,
-			       (unsigned long long)st->unknown);
-			if (st->no_file_size == st->present && st->present) {
-				printf("  at most %s to download (no narinfo gives FileSize: "
-				       "NarSize counted), %s unpacked\n",
-				       dl, ns);
-			} else if (st->no_file_size) {
-				char est[32];
-				human_size(st->download_est, est, sizeof(est));
-				printf("  %s to download, of which %s is NarSize for %llu narinfos "
-				       "without FileSize; %s unpacked\n",
-				       dl, est, (unsigned long long)st->no_file_size, ns);
-			} else {
-				printf("  %s to download, %s unpacked\n", dl, ns);
-			}
-			if (w.missing) {
-				for (size_t p = 0; p < m; p++) {
-					size_t k = p * n_urls + i;
-					unsigned o = p < w.outcomes_paths ? w.outcomes[k] : 0;
-					if (o == CAIRN_SURVEY_PRESENT + 1)
-						continue;
-					printf("    %-7s %s",
-					       o ? cairn_survey_outcome_name(o - 1) : "unknown",
-					       cairn_survey_path(w.survey, p));
-					if (o && w.reasons[k])
-						printf(" (%s)", cli_safe(w.reasons[k]));
-					printf("\n");
-				}
-			}
-		}
-		printf("%llu store paths, %zu servers: %llu narinfo lookups in %.3f s, "
-		       "%.0f lookups/s\n",
-		       (unsigned long long)m, n_urls, (unsigned long long)ss.requests, ss.seconds,
-		       rate);
-		if (below)
-			printf("coverage below %.1f%%\n", min_cov);
-	}
-	if (fflush(stdout) != 0) {
-		cli_error("cannot write the report");
-		goto out;
-	}
-	ret = below ? EXIT_FAIL : EXIT_OK;
+	ret = report(&w, &o, servers);
 out:
 	if (w.reasons)
 		for (size_t i = 0; i < w.outcomes_paths * w.n_servers; i++)
@@ -425,10 +422,9 @@ out:
 	cairn_survey_free(w.survey);
 	cairn_http_free(h); /* before the servers its transfers borrow */
 	if (servers)
-		for (size_t i = 0; i < n_urls; i++)
+		for (size_t i = 0; i < o.urls.n; i++)
 			cairn_http_server_free(servers[i]);
 	free(servers);
-	free(urls);
-	free(args);
+	cli_options_release(weather_options, &o);
 	return ret;
 }

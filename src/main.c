@@ -1,7 +1,8 @@
 /*
  * main.c - the cairn program: global options and the command table.
- * Adding a subcommand is one file (src/cmd-NAME.c exporting cmd_NAME and
- * cmd_NAME_usage), one row below, one page in docs/, and tests.
+ * Adding a subcommand is one file (src/cmd-NAME.c exporting cmd_NAME, its
+ * help and options in a table, cli-options.h), one row below, one page in
+ * docs/, and tests.
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,18 +12,15 @@
 #include "cairn/banned.h"
 
 static const struct cmd commands[] = {
-	{ "nar", cmd_nar, "write, read, hash, list and restore NAR archives", cmd_nar_usage },
-	{ "hash", cmd_hash, "convert hashes between Nix's textual forms", cmd_hash_usage },
-	{ "key", cmd_key, "generate signing keys (Nix or Guix) and derive public keys", cmd_key_usage },
-	{ "narinfo", cmd_narinfo, "sign and verify narinfo files", cmd_narinfo_usage },
-	{ "publish", cmd_publish, "serve a Nix or Guix store as a signed binary cache",
-	  cmd_publish_usage, CMD_CONFIG },
-	{ "weather", cmd_weather, "report how much of a set of store paths each cache has", cmd_weather_usage },
-	{ "challenge", cmd_challenge, "compare what caches and the local store say about store items", cmd_challenge_usage },
-	{ "fetch", cmd_fetch, "download and verify store paths and closures from binary caches",
-	  cmd_fetch_usage },
-	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches", cmd_mirror_usage,
-	  CMD_CONFIG },
+	{ "nar", cmd_nar, "write, read, hash, list and restore NAR archives" },
+	{ "hash", cmd_hash, "convert hashes between Nix's textual forms" },
+	{ "key", cmd_key, "generate signing keys (Nix or Guix) and derive public keys" },
+	{ "narinfo", cmd_narinfo, "sign and verify narinfo files" },
+	{ "publish", cmd_publish, "serve a Nix or Guix store as a signed binary cache" },
+	{ "weather", cmd_weather, "report how much of a set of store paths each cache has" },
+	{ "challenge", cmd_challenge, "compare what caches and the local store say about store items" },
+	{ "fetch", cmd_fetch, "download and verify store paths and closures from binary caches" },
+	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -80,7 +78,10 @@ int main(int argc, char **argv)
 		const struct cmd *c = find_command(argv[2]);
 		if (!c)
 			return unknown_command(argv[2]);
-		return cli_usage(c->usage, true);
+		/* the help comes from the command's option table */
+		char help[] = "--help";
+		char *args[] = {argv[2], help, NULL};
+		return c->fn(2, args);
 	}
 	const struct cmd *c = find_command(arg);
 	if (!c)
@@ -92,12 +93,5 @@ int main(int argc, char **argv)
 	static char progname[64];
 	snprintf(progname, sizeof(progname), "cairn %s", c->name);
 	cli_progname = progname;
-	if (!(c->flags & CMD_CONFIG) || cli_wants_help(argc - 1, argv + 1))
-		return c->fn(argc - 1, argv + 1);
-	struct cli_config cfg = CLI_CONFIG_INIT;
-	int ret = cli_config_expand(&cfg, c->usage, argc - 1, argv + 1);
-	if (ret == EXIT_OK)
-		ret = c->fn(cfg.argc, cfg.argv);
-	cli_config_release(&cfg);
-	return ret;
+	return c->fn(argc - 1, argv + 1);
 }

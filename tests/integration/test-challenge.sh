@@ -135,9 +135,10 @@ if "$CAIRN" publish -h >/dev/null 2>&1 || { not_ok "cairn publish is available";
     cleanup_hooks+=("kill $!")
     PUB_URL=http://127.0.0.1:$(port_from_file "$TMP/$name.port" $!)
   }
-  start_publish pub1 --store "$TMP/store1/nix/store" --key "$TMP/k1.sec"
+  # --store is a root here as in challenge itself (issue 13.6)
+  start_publish pub1 --store "$TMP/store1" --key "$TMP/k1.sec"
   p1=$PUB_URL
-  start_publish pub2 --store "$TMP/store2/nix/store" --dialect guix --compression zstd:3,none
+  start_publish pub2 --store "$TMP/store2" --dialect guix --compression zstd:3,none
   p2=$PUB_URL
   rc=0; out=$("$CAIRN" challenge --diff --from "$p1" --from "$p2" --from "$u1" $CLOSURE) || rc=$?
   echo "$out" | sed 's/^/  /'

@@ -96,6 +96,9 @@ fails_with "--config without a file is a usage error" 2 "--config needs a FILE" 
 printf 'ttl soon\n' > "$TMP/ttl.conf"
 fails_with "a bad value from the file is refused" 2 "--ttl: 'soon' is not a duration" \
   publish --config "$TMP/ttl.conf"
+rc=0; out=$(timeout 10 "$CAIRN" publish --config="$TMP/ttl.conf" --listen 127.0.0.1:0 2>&1) || rc=$?
+check "--config=FILE is read as --config FILE is (exit $rc)" \
+  bash -c '[ "$0" = 2 ] && grep -qF -- "--ttl: '"'soon'"' is not a duration" <<<"$1"' "$rc" "$out"
 check "-h still prints the usage, which lists --config" \
   bash -c '"$CAIRN" publish -h --config /nonexistent | grep -q -- "--config FILE"'
 
@@ -137,7 +140,7 @@ if command -v nix-build >/dev/null || [ "${CI:-}" = true ]; then
   eval "set -- $(exec_start cairn-publish)"
   h=$(basename "$top" | cut -c1-32)
   r=$(python3 "$activate" "$TMP/up.log" "$h.narinfo" "$@" \
-    --store "$TMP/store/nix/store" --cache "$TMP/pcache")
+    --store "$TMP/store" --cache "$TMP/pcache")
   check "cairn-publish.service's ExecStart with the example publish.conf serves ($r)" \
     bash -c "[ '${r#* }' = 0 ] && grep -qx 'StorePath: $top' '$TMP/up.log.body'"
   check "... signed with the key from the credentials directory" \

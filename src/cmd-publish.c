@@ -14,6 +14,7 @@
 
 #include <sodium.h>
 
+#include "cairn/feed.h"
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
 #include "cairn/publish.h"
@@ -56,6 +57,13 @@ const char cmd_publish_usage[] =
 	"  --cache DIR          keep compressed nars in DIR (baked in the background)\n"
 	"  --cache-max-size N   bound the cache (bytes; K, M, G, T suffixes)\n"
 	"  --bake-workers N     background compression threads (default 1)\n"
+	"change feed (docs/PROTOCOL.md):\n"
+	"  --feed DIR           serve a signed feed of the items added and removed\n"
+	"                       (/feed/events, /feed/snapshot), its log kept in\n"
+	"                       DIR/feed.sqlite; signed with the --key keys (with\n"
+	"                       --binary-cache too)\n"
+	"  --feed-keep N        events kept for followers (default 1000000); one\n"
+	"                       further behind bootstraps from the snapshot\n"
 	"  --verify MODE        check nars made from the store against NarHash, once\n"
 	"                       per item: background (default: after the first stream,\n"
 	"                       at idle priority), strict (the first stream hashes as\n"
@@ -155,11 +163,70 @@ static int load_key(const char *path, struct cairn_seckey *sk)
 	return 0;
 }
 
+/* The feed's source for a store: the narinfo as served. */
+static int feed_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
+			struct cairn_error *err)
+{
+	return cairn_publish_narinfo(ctx, hashpart, 32, out, NULL, err);
+}
+
+/*
+ * Start the change feed and register its routes (before the server's own,
+ * which take every path): over the store pub serves, or over binary_cache,
+ * whose narinfos are of `dialect` (NULL: nix).
+ */
+static int start_feed(struct cairn_feed_server **out, struct cairn_httpd *h, const char *dir,
+		      uint64_t keep, const struct cairn_publish_config *pc, const char *binary_cache,
+		      const char *dialect, struct cairn_publish *pub)
+{
+	struct cairn_feed_server_config fc;
+	struct cairn_storedb_config dbc;
+	struct cairn_error err;
+	char path[4096];
+	cairn_error_init(&err);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		cli_error("cannot create the feed directory '%s': %s", dir, strerror(errno));
+		return -1;
+	}
+	if (need_dir("feed directory", dir) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/feed.sqlite", dir);
+	memset(&fc, 0, sizeof(fc));
+	fc.path = path;
+	fc.keep = keep;
+	fc.signer.keys = pc->keys;
+	fc.signer.n_keys = pc->n_keys;
+	fc.log = publish_log;
+	if (binary_cache) {
+		fc.binary_cache = binary_cache;
+		fc.signer.dialect = dialect ? dialect : "nix";
+	} else {
+		cairn_storedb_config_init(&dbc, pc->dialect == CAIRN_PUBLISH_GUIX
+							? CAIRN_STOREDB_GUIX
+							: CAIRN_STOREDB_NIX);
+		dbc.store_dir = pc->store_dir;
+		dbc.db_path = pc->db_path;
+		dbc.flags |= CAIRN_STOREDB_IMMUTABLE_FALLBACK;
+		fc.store_db = &dbc;
+		fc.narinfo = feed_narinfo;
+		fc.narinfo_ctx = pub;
+		fc.signer.dialect = pc->dialect == CAIRN_PUBLISH_GUIX ? "guix" : "nix";
+	}
+	if (pc->n_keys == 0)
+		cli_warn("no --key: the feed's pages are not signed (followers refuse them)");
+	if (cairn_feed_server_new(out, &fc, &err) < 0 ||
+	    cairn_feed_server_routes(*out, h, &err) < 0)
+		return cli_fail("cannot serve the feed", &err);
+	return 0;
+}
+
 int cmd_publish(int argc, char **argv)
 {
 	const char *store = NULL, *db = NULL, *store_dir = NULL, *log_dir = NULL;
 	const char *binary_cache = NULL, *dialect = NULL, *host = NULL, *cache = NULL;
-	const char *compression = NULL, *port_file = NULL;
+	const char *compression = NULL, *port_file = NULL, *feed_dir = NULL;
+	uint64_t feed_keep = 0;
+	struct cairn_feed_server *feed = NULL;
 	const char *key_files[CAIRN_PUBLISH_MAX_KEYS];
 	size_t n_key_files = 0;
 	struct cairn_seckey keys[CAIRN_PUBLISH_MAX_KEYS];
@@ -289,15 +356,24 @@ int cmd_publish(int argc, char **argv)
 			hc.user = v;
 		} else if (!strcmp(a, "--port-file")) {
 			port_file = v;
+		} else if (!strcmp(a, "--feed")) {
+			feed_dir = v;
+		} else if (!strcmp(a, "--feed-keep")) {
+			n = strtoul(v, &end, 10);
+			if (*end || !*v || n < 1) {
+				cli_error("--feed-keep takes a number of events (1 or more)");
+				return EXIT_USAGE;
+			}
+			feed_keep = n;
 		} else {
 			cli_error("unknown option '%s'", a);
 			return cli_usage(cmd_publish_usage, false);
 		}
 	}
 	hc.port_file = port_file;
-	if (binary_cache && (store || db || cache || n_key_files)) {
+	if (binary_cache && (store || db || cache || (n_key_files && !feed_dir))) {
 		cli_error("--binary-cache serves a directory as it is: no --store, --db, --cache "
-			  "or --key with it");
+			  "or --key with it (--key signs its --feed)");
 		return EXIT_USAGE;
 	}
 	if (hc.n_listen == 0 && !hc.systemd)
@@ -306,7 +382,14 @@ int cmd_publish(int argc, char **argv)
 	if (binary_cache) {
 		if (need_dir("binary-cache directory", binary_cache) < 0)
 			goto out;
+		for (size_t i = 0; i < n_key_files; i++) {
+			if (load_key(key_files[i], &keys[i]) != 0)
+				goto out;
+			pc.keys[pc.n_keys++] = &keys[i];
+		}
 		if (cairn_httpd_new(&h, &hc, &err) < 0 ||
+		    (feed_dir &&
+		     start_feed(&feed, h, feed_dir, feed_keep, &pc, binary_cache, dialect, NULL) < 0) ||
 		    cairn_publish_static_routes(h, binary_cache, ttl, negative_ttl, &st, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
 			goto out;
@@ -418,7 +501,9 @@ int cmd_publish(int argc, char **argv)
 			cli_warn("no --key: narinfos are not signed");
 		if (cache && hc.user && geteuid() == 0 && chown_cache(cache, hc.user) < 0)
 			goto out;
-		if (cairn_httpd_new(&h, &hc, &err) < 0 || cairn_publish_routes(pub, h, &err) < 0) {
+		if (cairn_httpd_new(&h, &hc, &err) < 0 ||
+		    (feed_dir && start_feed(&feed, h, feed_dir, feed_keep, &pc, NULL, NULL, pub) < 0) ||
+		    cairn_publish_routes(pub, h, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
 			goto out;
 		}
@@ -444,6 +529,7 @@ out:
 	cli_serve_signals(NULL);
 	/* producers may still be ending their streams: wait for them (they
 	 * see CAIRN_ECANCELED once the server stopped) before the server goes */
+	cairn_feed_server_free(feed);
 	cairn_publish_free(pub);
 	cairn_httpd_free(h);
 	cairn_publish_static_free(st);

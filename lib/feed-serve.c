@@ -67,6 +67,7 @@ struct cairn_feed_server {
 	unsigned snapshots;
 	pthread_t thread;
 	bool running;
+	struct cairn_httpd *httpd; /* to notice its stop */
 
 	/* store source */
 	struct cairn_storedb *db;
@@ -491,7 +492,8 @@ static void *source_main(void *arg)
 			say(s, "feed: the source failed (will retry): ", last_msg);
 		}
 		pthread_mutex_lock(&s->lock);
-		bool stop = s->stopping;
+		/* a server stopping waits for held answers: give them now */
+		bool stop = s->stopping || (s->httpd && cairn_httpd_stopping(s->httpd));
 		pthread_mutex_unlock(&s->lock);
 		serve_waiters(s, stop);
 		pthread_mutex_lock(&s->lock);
@@ -574,7 +576,8 @@ static int h_events(struct cairn_httpd_req *req, void *data)
 	}
 	struct waiter w = {NULL, since, (unsigned)max, now_ms() + wait * 1000};
 	pthread_mutex_lock(&s->lock);
-	bool full = s->n_waiters == CAIRN_FEED_WAITERS_MAX || s->stopping;
+	bool full = s->n_waiters == CAIRN_FEED_WAITERS_MAX || s->stopping ||
+		    cairn_httpd_stopping(s->httpd);
 	pthread_mutex_unlock(&s->lock);
 	if (full) {
 		cairn_httpd_add_header(req, "Retry-After", "1");
@@ -680,6 +683,9 @@ int cairn_feed_server_routes(struct cairn_feed_server *s, struct cairn_httpd *h,
 			     struct cairn_error *err)
 {
 	int rc;
+	pthread_mutex_lock(&s->lock);
+	s->httpd = h;
+	pthread_mutex_unlock(&s->lock);
 	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/feed/events", "feed-events", h_events,
 				    s, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/feed/snapshot", "feed-snapshot",

@@ -23,6 +23,7 @@ static const struct cmd commands[] = {
 	  cmd_fetch_usage },
 	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches", cmd_mirror_usage,
 	  CMD_CONFIG },
+	{ "feed", cmd_feed, "verify pages and snapshots of a cache's signed change feed", cmd_feed_usage },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -324,6 +324,27 @@ static int same_text(sqlite3 *db, uint64_t seq, const char *text, size_t len, bo
 	return rc;
 }
 
+/*
+ * The add event seq no longer describes a present item (removed or added
+ * again): below the floor nobody can ask for it any more, so it goes now
+ * (prunes start at the floor and would never see it).
+ */
+static int drop_stale(sqlite3 *db, uint64_t seq, struct cairn_error *err)
+{
+	int rc;
+	uint64_t floor = meta_u64(db, "floor", err, &rc);
+	if (rc < 0 || seq > floor)
+		return rc;
+	sqlite3_stmt *st;
+	if ((rc = prep(db, "DELETE FROM events WHERE seq = ?1", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rc = db_fail(db, err, "drop an old event");
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int cairn_feed_add(struct cairn_feed *f, const char *hashpart, const char *narinfo, size_t len,
 		   bool *added, struct cairn_error *err)
 {
@@ -348,7 +369,8 @@ int cairn_feed_add(struct cairn_feed *f, const char *hashpart, const char *narin
 	if (!same) {
 		if ((rc = append(f->db, CAIRN_FEED_ADD, hashpart, narinfo, len, &nseq, err)) < 0 ||
 		    (rc = run2(f->db, "INSERT OR REPLACE INTO items (hashpart, seq) VALUES (?1, ?2)",
-			       hashpart, nseq, true, err)) < 0)
+			       hashpart, nseq, true, err)) < 0 ||
+		    (seq && (rc = drop_stale(f->db, seq, err)) < 0))
 			goto done;
 	}
 done:
@@ -381,7 +403,8 @@ int cairn_feed_remove(struct cairn_feed *f, const char *hashpart, bool *removed,
 		goto done;
 	if ((rc = append(f->db, CAIRN_FEED_REMOVE, hashpart, NULL, 0, &nseq, err)) < 0 ||
 	    (rc = run2(f->db, "DELETE FROM items WHERE hashpart = ?1", hashpart, 0, false, err)) <
-		    0)
+		    0 ||
+	    (rc = drop_stale(f->db, seq, err)) < 0)
 		goto done;
 done:
 	if (own) {
@@ -509,10 +532,13 @@ int cairn_feed_prune(struct cairn_feed *f, uint64_t keep, struct cairn_error *er
 		goto out;
 	sqlite3_stmt *st;
 	if ((rc = prep(f->db,
-		       "DELETE FROM events WHERE seq <= ?1 AND NOT EXISTS "
+		       "DELETE FROM events WHERE seq > ?1 AND seq <= ?2 AND NOT EXISTS "
 		       "(SELECT 1 FROM items WHERE items.seq = events.seq)",
 		       &st, err)) == 0) {
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)cut);
+		/* below the old floor only add events of present items are
+		 * left: a range from the floor keeps each prune small */
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)floor);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)cut);
 		if (sqlite3_step(st) != SQLITE_DONE)
 			rc = db_fail(f->db, err, "prune");
 		sqlite3_finalize(st);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "cairn/cairn.h"
 #include "cairn/feed.h"
@@ -227,6 +228,28 @@ static void test_since_too_old(void **state)
 	assert_int_equal(cairn_feed_page(f, 30, 0, &signer, &b, &next, NULL), 0);
 	assert_int_equal(next, 35);
 	assert_int_equal(cairn_feed_page(f, 36, 0, &signer, &b, &next, NULL), CAIRN_EINVAL);
+
+	/* an item removed (or added again) whose add event is below the
+	 * floor: that event goes at once, later prunes start at the floor */
+	char h11[33], h12[33];
+	hp(h11, 11);
+	hp(h12, 12);
+	assert_int_equal(cairn_feed_remove(f, h11, NULL, NULL), 0);
+	assert_int_equal(cairn_feed_add(f, h12, "new text\n", 9, NULL, NULL), 0);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT count(*) FROM events WHERE seq <= 30 AND "
+					    "hashpart IN (?1, ?2)",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, h11, 32, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, h12, 32, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
 	cairn_buf_release(&b);
 	cairn_feed_close(f);
 }

@@ -417,8 +417,8 @@ static void test_parse_refuses(void **state)
 				   "dialect nix\n";
 	static const char *const bodies[] = {
 		/* seqs out of order */
-		"range 0 2\nhead 2\nremove 2 00000000000000000000000000000001\n"
-		"remove 1 00000000000000000000000000000002\nend 2 ",
+		("range 0 2\nhead 2\nremove 2 00000000000000000000000000000001\n"
+		 "remove 1 00000000000000000000000000000002\nend 2 "),
 		/* past the range */
 		"range 0 1\nhead 2\nremove 2 00000000000000000000000000000001\nend 1 ",
 		/* range ends past the last event */

@@ -42,6 +42,7 @@ int cmd_challenge(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_mirror(int argc, char **argv);
 int cmd_feed(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
 extern const char cmd_nar_usage[];
 extern const char cmd_hash_usage[];
 extern const char cmd_key_usage[];
@@ -52,6 +53,7 @@ extern const char cmd_challenge_usage[];
 extern const char cmd_fetch_usage[];
 extern const char cmd_mirror_usage[];
 extern const char cmd_feed_usage[];
+extern const char cmd_sync_usage[];
 
 /* The running program's name for messages ("cairn nar"). */
 extern const char *cli_progname;

@@ -24,6 +24,8 @@ static const struct cmd commands[] = {
 	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches", cmd_mirror_usage,
 	  CMD_CONFIG },
 	{ "feed", cmd_feed, "verify pages and snapshots of a cache's signed change feed", cmd_feed_usage },
+	{ "sync", cmd_sync, "make a directory a verified replica of a cache, from its change feed",
+	  cmd_sync_usage },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -1,0 +1,68 @@
+/*
+ * sync.h - `cairn sync`: replicate a head's binary cache into a directory
+ * from its change feed (feed.h, docs/PROTOCOL.md).  First slice: the
+ * initial replication from the snapshot; following the feed is to come.
+ *
+ * The replica is the binary-cache layout (what `nix copy --to file://DIR`
+ * writes), servable by `cairn publish --binary-cache DIR` or any static
+ * server:
+ *   DIR/nix-cache-info        the head's, byte for byte
+ *   DIR/<hashpart>.narinfo    the head's narinfo, byte for byte (its
+ *                             signatures travel: clients need no new key)
+ *   DIR/<URL without query>   the file the narinfo's first URL names, as
+ *                             the head served it (compressed)
+ * Every item goes through the shared download engine (lib/download.c):
+ * FileSize, FileHash, NarHash and NarSize are checked before the file is
+ * renamed into place, and the narinfo is written (temporary name, then
+ * rename) only after its file is there, so nothing is visible that cannot
+ * be served.  An item is trusted only through its narinfo's own
+ * signatures; the feed's signature only says which items exist.  A
+ * narinfo already in DIR with the same bytes is done: a restart after a
+ * kill resumes without downloading it again, and temporary files left by
+ * the kill (".NAME.XXXXXX") are removed at start.
+ */
+#ifndef CAIRN_SYNC_H
+#define CAIRN_SYNC_H
+
+#include <stdint.h>
+
+#include "cairn/error.h"
+#include "cairn/keys.h"
+
+#define CAIRN_SYNC_PARALLEL_DEFAULT 16
+#define CAIRN_SYNC_PARALLEL_MAX 256
+/* The snapshot read whole, compressed, for now (a stream parser is to
+ * come): its text is bounded by CAIRN_FEED_PAGE_MAX. */
+#define CAIRN_SYNC_SNAPSHOT_MAX (64u << 20)
+
+struct cairn_sync_config {
+	const char *from; /* the head's URL (http:// or https://) */
+	const char *to;	  /* the replica directory (created when missing) */
+	const struct cairn_keyring *kr; /* trusted keys: the feed's and the narinfos' */
+	unsigned parallel;		/* downloads at once; 0: the default */
+	/* Each item refused or failed, and other news; NULL: nothing said. */
+	void (*log)(void *ctx, const char *msg);
+	void *log_ctx;
+};
+
+struct cairn_sync_stats {
+	char feed[33];
+	uint64_t seq;	    /* the snapshot's sequence number */
+	uint64_t items;	    /* in the snapshot */
+	uint64_t present;   /* already in DIR, byte for byte */
+	uint64_t copied;    /* downloaded, checked and placed */
+	uint64_t refused;   /* narinfo not trusted or not usable */
+	uint64_t failed;    /* download or check failed */
+	uint64_t bytes;	    /* body bytes received */
+};
+
+/*
+ * Replicate once.  0 when the snapshot verified and every item was
+ * considered (refused and failed items are counted and logged, and the
+ * rest goes on); a negative error when the head or the directory cannot
+ * be used at all, or the snapshot is refused.
+ */
+int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats *st,
+		   struct cairn_error *err);
+
+#endif

@@ -1,0 +1,422 @@
+/*
+ * sync.c - `cairn sync`, first slice: the initial replication of a head
+ * into a binary-cache directory from its feed's snapshot (sync.h has the
+ * layout and the guarantees).
+ *
+ * One thread drives the HTTP client; the download engine's pipelines
+ * (decompress, hash, check) run on its pool.  At most `parallel` items are
+ * in flight; each is one engine download whose body sink keeps the file
+ * as served, committed (renamed) once every check passed, then its
+ * narinfo written beside it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cairn/codec.h"
+#include "cairn/feed.h"
+#include "cairn/http.h"
+#include "cairn/httpd.h"
+#include "cairn/narinfo.h"
+#include "cairn/sync.h"
+#include "download.h"
+#include "cairn/banned.h"
+
+struct sync_item {
+	struct sync *s;
+	const struct cairn_feed_event *ev;
+	struct cairn_narinfo *ni;
+	struct cairn_dl *dl;
+	struct cairn_dl_file *file;
+	char target[4096];
+	bool done;
+};
+
+struct sync {
+	const struct cairn_sync_config *cfg;
+	struct cairn_sync_stats *st;
+	struct cairn_http *http;
+	struct cairn_http_server *server;
+	struct cairn_dl_pool *pool;
+	int dirfd;
+	unsigned active;
+};
+
+static void say(struct sync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct sync *s, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	if (!s->cfg->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->cfg->log(s->cfg->log_ctx, msg);
+}
+
+/* ---- whole small bodies (nix-cache-info, the snapshot) -------------------- */
+
+struct fetch_whole {
+	struct cairn_buf *out;
+	struct cairn_error err;
+	bool finished;
+	int code;
+};
+
+static int whole_data(void *ctx, const void *data, size_t len)
+{
+	struct fetch_whole *w = ctx;
+	return cairn_buf_append(w->out, data, len) ? CAIRN_ELIMIT : 0;
+}
+
+static void whole_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct fetch_whole *w = ctx;
+	w->finished = true;
+	w->code = res->err.code;
+	w->err = res->err;
+}
+
+static int fetch_whole(struct sync *s, const char *path, uint64_t max, struct cairn_buf *out,
+		       struct cairn_error *err)
+{
+	struct fetch_whole w = {.out = out};
+	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
+					.server = s->server,
+					.url = path,
+					.max_body = max,
+					.on_data = whole_data,
+					.on_done = whole_done,
+					.ctx = &w};
+	cairn_error_init(&w.err);
+	int rc = cairn_http_add(s->http, &rq, err);
+	if (rc < 0)
+		return rc;
+	while (!w.finished)
+		if ((rc = cairn_http_step(s->http, 1000, err)) < 0)
+			return rc;
+	if (w.code)
+		return cairn_error_set(err, w.code, "%s", cairn_error_msg(&w.err));
+	return 0;
+}
+
+/* ---- the directory ------------------------------------------------------- */
+
+/* Write bytes to dir/name atomically: a temporary name, fsync, rename. */
+static int write_atomic(const char *dir, int dirfd, const char *name, const void *data,
+			size_t len, struct cairn_error *err)
+{
+	char full[4200];
+	snprintf(full, sizeof(full), "%s/.%s.XXXXXX", dir, name);
+	int fd = mkostemp(full, O_CLOEXEC);
+	if (fd < 0)
+		return cairn_error_errno(err, errno, "sync: cannot create a file for '%s'", name);
+	const char *p = data;
+	size_t left = len;
+	int rc = 0;
+	while (left && rc == 0) {
+		ssize_t w = write(fd, p, left);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			rc = cairn_error_errno(err, w < 0 ? errno : ENOSPC, "sync: cannot write '%s'",
+					       name);
+		else {
+			p += w;
+			left -= (size_t)w;
+		}
+	}
+	if (rc == 0 && (fsync(fd) != 0 || fchmod(fd, 0644) != 0))
+		rc = cairn_error_errno(err, errno, "sync: cannot write '%s'", name);
+	close(fd);
+	if (rc == 0 && renameat(AT_FDCWD, full, dirfd, name) != 0)
+		rc = cairn_error_errno(err, errno, "sync: cannot rename into '%s'", name);
+	if (rc < 0)
+		unlink(full);
+	return rc;
+}
+
+/* Does dir/name hold exactly these bytes? */
+static bool same_file(int dirfd, const char *name, const char *data, size_t len)
+{
+	struct stat sb;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	bool same = false;
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == len) {
+		char *b = malloc(len ? len : 1);
+		size_t got = 0;
+		while (b && got < len) {
+			ssize_t r = read(fd, b + got, len - got);
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		same = b && got == len && memcmp(b, data, len) == 0;
+		free(b);
+	}
+	close(fd);
+	return same;
+}
+
+/* Is name a temporary name of ours or of the engine's (".X.XXXXXX")? */
+static bool is_tmp_name(const char *n)
+{
+	size_t l = strlen(n);
+	return n[0] == '.' && l > 8 && n[l - 7] == '.' && strcmp(n, "..") != 0;
+}
+
+/* Remove what a killed run left: temporary files in dir and dir/nar. */
+static void sweep(int dfd, const char *sub)
+{
+	int fd = sub ? openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (is_tmp_name(de->d_name))
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
+
+/* ---- items ----------------------------------------------------------------- */
+
+static void item_release(struct sync_item *it)
+{
+	cairn_dl_free(it->dl);
+	it->dl = NULL;
+	cairn_dl_file_free(it->file);
+	it->file = NULL;
+	cairn_narinfo_free(it->ni);
+	it->ni = NULL;
+}
+
+static void item_finish(struct sync_item *it)
+{
+	it->done = true;
+	it->s->active--;
+}
+
+static void item_done(void *ctx, const struct cairn_dl_result *r)
+{
+	struct sync_item *it = ctx;
+	struct sync *s = it->s;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	s->st->bytes += r->bytes;
+	char name[48];
+	snprintf(name, sizeof(name), "%s.narinfo", it->ev->hashpart);
+	if (r->code) {
+		s->st->failed++;
+		say(s, "%s: refused or failed: %s%s%s", it->ni->store_path, r->headline,
+		    r->reason && *r->reason ? ": " : "", r->reason ? r->reason : "");
+	} else if (cairn_dl_file_commit(it->file, &e) < 0 ||
+		   write_atomic(s->cfg->to, s->dirfd, name, it->ev->narinfo, it->ev->narinfo_len, &e) < 0) {
+		s->st->failed++;
+		say(s, "%s: %s", it->ni->store_path, cairn_error_msg(&e));
+	} else {
+		s->st->copied++;
+	}
+	item_release(it); /* frees the download too: allowed inside on_done */
+	item_finish(it);
+}
+
+/* Start one item: 0 when started or settled (present, refused). */
+static int item_start(struct sync *s, struct sync_item *it)
+{
+	struct cairn_error e;
+	char name[48];
+	cairn_error_init(&e);
+	snprintf(name, sizeof(name), "%s.narinfo", it->ev->hashpart);
+	s->active++;
+	if (same_file(s->dirfd, name, it->ev->narinfo, it->ev->narinfo_len)) {
+		s->st->present++;
+		item_finish(it);
+		return 0;
+	}
+	if (cairn_narinfo_parse(it->ev->narinfo, it->ev->narinfo_len, &it->ni, &e) < 0) {
+		s->st->refused++;
+		say(s, "%s: refused: %s", it->ev->hashpart, cairn_error_msg(&e));
+		item_finish(it);
+		return 0;
+	}
+	const char *base = strrchr(it->ni->store_path, '/');
+	struct cairn_verify_result vr;
+	const char *why = NULL;
+	if (!base || strncmp(base + 1, it->ev->hashpart, 32) != 0)
+		why = "its StorePath does not have the feed's hash part";
+	else if (cairn_narinfo_verify(it->ni, s->cfg->kr, &vr, &e) != 0)
+		why = vr.detail;
+	else if (it->ni->n_urls == 0)
+		why = "no URL";
+	char rel[1024] = "";
+	const struct cairn_narinfo_url *u = it->ni->n_urls ? &it->ni->urls[0] : NULL;
+	if (!why) {
+		/* the file's name is the URL's path: a static server drops the query */
+		size_t ul = strcspn(u->url, "?#");
+		if (strncmp(u->url, "nar/", 4) != 0 ||
+		    cairn_httpd_safe_path(u->url, ul, rel, sizeof(rel), NULL) < 0 ||
+		    strchr(rel + 4, '/'))
+			why = "its URL is not a file under nar/";
+	}
+	enum cairn_codec_method m = CAIRN_CODEC_NONE;
+	if (!why && cairn_codec_method_parse(u->compression, strlen(u->compression), &m, NULL) < 0)
+		why = "its compression is not supported";
+	if (why) {
+		s->st->refused++;
+		say(s, "%s: refused: %s", it->ni->store_path, why);
+		item_release(it);
+		item_finish(it);
+		return 0;
+	}
+	snprintf(it->target, sizeof(it->target), "%s/%s", s->cfg->to, rel);
+	struct cairn_dl_source src = {.label = s->cfg->from,
+				      .server = s->server,
+				      .url = u->url,
+				      .method = m,
+				      .has_file_hash = u->has_file_hash,
+				      .file_hash = u->file_hash,
+				      .has_file_size = u->has_file_size,
+				      .file_size = u->file_size};
+	struct cairn_dl_expect ex = {.nar_hash = it->ni->nar_hash, .nar_size = it->ni->nar_size};
+	struct cairn_dl_config dc = {.http = s->http, .pool = s->pool, .on_done = item_done, .ctx = it};
+	struct cairn_dl_sink sink;
+	int rc = cairn_dl_file_new(&it->file, it->target, &e);
+	if (rc == 0) {
+		cairn_dl_file_body_sink(it->file, &sink);
+		rc = cairn_dl_start(&it->dl, &dc, &ex, &src, 1, &sink, &e);
+	}
+	if (rc < 0) {
+		s->st->failed++;
+		say(s, "%s: %s", it->ni->store_path, cairn_error_msg(&e));
+		item_release(it);
+		item_finish(it);
+	}
+	return 0;
+}
+
+/* ---- the run ----------------------------------------------------------------- */
+
+static int put(void *ctx, const void *data, size_t len)
+{
+	return cairn_buf_append(ctx, data, len);
+}
+
+/* The snapshot, fetched, decompressed, parsed and verified into doc. */
+static int get_snapshot(struct sync *s, struct cairn_buf *text, struct cairn_feed_doc *doc,
+			struct cairn_error *err)
+{
+	struct cairn_buf z = CAIRN_BUF_INIT(CAIRN_SYNC_SNAPSHOT_MAX);
+	struct cairn_codec *c = NULL;
+	int rc = fetch_whole(s, "feed/snapshot", CAIRN_SYNC_SNAPSHOT_MAX, &z, err);
+	if (rc == 0)
+		rc = cairn_codec_new(&c, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
+				     CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_FEED_PAGE_MAX, err);
+	if (rc == 0)
+		rc = cairn_codec_write(c, z.data, z.len, put, text, err);
+	if (rc == 0)
+		rc = cairn_codec_finish(c, put, text, err);
+	cairn_codec_free(c);
+	cairn_buf_release(&z);
+	if (rc < 0)
+		return cairn_error_set(err, rc, "sync: cannot read the snapshot of %s",
+				       s->cfg->from);
+	if ((rc = cairn_feed_doc_parse(text->data, text->len, doc, err)) < 0)
+		return rc;
+	if (doc->kind != CAIRN_FEED_SNAPSHOT)
+		return cairn_error_set(err, CAIRN_EFORMAT, "sync: a page where the snapshot was asked for");
+	return cairn_feed_doc_verify(doc, s->cfg->kr, err);
+}
+
+int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats *st,
+		   struct cairn_error *err)
+{
+	struct sync s = {.cfg = cfg, .st = st, .dirfd = -1};
+	struct cairn_http_config hc;
+	struct cairn_buf info = CAIRN_BUF_INIT(CAIRN_HTTP_CACHE_INFO_MAX);
+	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
+	struct cairn_feed_doc doc;
+	struct sync_item *items = NULL;
+	unsigned parallel = cfg->parallel ? cfg->parallel : CAIRN_SYNC_PARALLEL_DEFAULT;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	memset(&doc, 0, sizeof(doc));
+	if (parallel > CAIRN_SYNC_PARALLEL_MAX)
+		parallel = CAIRN_SYNC_PARALLEL_MAX;
+	if (mkdir(cfg->to, 0755) < 0 && errno != EEXIST)
+		return cairn_error_errno(err, errno, "sync: cannot create '%s'", cfg->to);
+	s.dirfd = open(cfg->to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s.dirfd < 0)
+		return cairn_error_errno(err, errno, "sync: cannot open '%s'", cfg->to);
+	if (mkdirat(s.dirfd, "nar", 0755) < 0 && errno != EEXIST) {
+		rc = cairn_error_errno(err, errno, "sync: cannot create '%s/nar'", cfg->to);
+		goto out;
+	}
+	sweep(s.dirfd, NULL);
+	sweep(s.dirfd, "nar");
+	cairn_http_config_init(&hc);
+	if ((rc = cairn_http_new(&s.http, &hc, err)) < 0 ||
+	    (rc = cairn_http_server_new(&s.server, cfg->from, 0, err)) < 0 ||
+	    (rc = cairn_dl_pool_new(&s.pool, 2, err)) < 0)
+		goto out;
+	/* nix-cache-info first: a replica without it is no cache */
+	struct cairn_http_cache_info ci;
+	if ((rc = fetch_whole(&s, "nix-cache-info", CAIRN_HTTP_CACHE_INFO_MAX, &info, err)) < 0 ||
+	    (rc = cairn_http_cache_info_parse(info.data, info.len, &ci, err)) < 0 ||
+	    (rc = write_atomic(cfg->to, s.dirfd, "nix-cache-info", info.data, info.len, err)) < 0)
+		goto out;
+	if ((rc = get_snapshot(&s, &text, &doc, err)) < 0)
+		goto out;
+	memcpy(st->feed, doc.feed, sizeof(st->feed));
+	st->seq = doc.next;
+	st->items = doc.n_events;
+	items = calloc(doc.n_events ? doc.n_events : 1, sizeof(*items));
+	if (!items) {
+		rc = cairn_error_set(err, CAIRN_ENOMEM, "sync: out of memory");
+		goto out;
+	}
+	size_t next = 0;
+	while (next < doc.n_events || s.active) {
+		while (next < doc.n_events && s.active < parallel) {
+			items[next].s = &s;
+			items[next].ev = &doc.events[next];
+			item_start(&s, &items[next]);
+			next++;
+		}
+		if (!s.active)
+			continue;
+		if ((rc = cairn_http_step(s.http, 50, err)) < 0)
+			goto out;
+		cairn_dl_pool_drain(s.pool);
+	}
+	rc = 0;
+out:
+	if (items) {
+		for (size_t i = 0; i < doc.n_events; i++)
+			item_release(&items[i]);
+		free(items);
+	}
+	cairn_feed_doc_release(&doc);
+	cairn_buf_release(&text);
+	cairn_buf_release(&info);
+	cairn_dl_pool_free(s.pool);
+	cairn_http_server_free(s.server);
+	cairn_http_free(s.http);
+	if (s.dirfd >= 0)
+		close(s.dirfd);
+	return rc;
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# cairn sync, initial replication: a head (cairn publish --binary-cache over
+# a `nix copy` of a closure built by Nix, signed, with --feed) is
+# replicated into a directory: nix-cache-info and narinfos byte for byte,
+# the files as served; the real Nix copies from the replica with the head's
+# key; an item signed by an unknown key and a tampered file are refused and
+# named while the rest is copied; a second run copies nothing; debris of a
+# killed run is swept; a snapshot signed by an unknown key is refused.
+. "$SRCDIR/tests/integration/lib.sh"
+. "$SRCDIR/tests/integration/nix-lib.sh"
+. "$SRCDIR/tests/integration/publish-lib.sh"
+skip_unless curl python3 cmp
+publish_require
+nix_lib_init
+
+pstore_init "$TMP/src"
+SRC=$(pstore_uri "$TMP/src")
+top=$(pstore_build "$TMP/src" 4 sy 5000) || { not_ok "nix-build builds a closure"; finish; exit 1; }
+bad=$(pstore_build "$TMP/src" 1 sybad 100)
+tam=$(pstore_build "$TMP/src" 1 sytam 3000)
+hp() { basename "$1" | cut -c1-32; }
+"$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k.pub" head-test-1
+"$CAIRN" key generate --format nix --secret "$TMP/o.sec" --public "$TMP/o.pub" other-test-1
+BC=$TMP/head
+nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/k.sec&compression=xz" "$top" "$tam"
+nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/o.sec&compression=xz" "$bad"
+# tamper with one file: same size, one byte changed (FileHash catches it)
+tam_file=$BC/$(sed -n 's/^URL: //p' "$BC/$(hp "$tam").narinfo")
+python3 - "$tam_file" << 'EOF'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[len(b) // 2] ^= 0xff
+open(sys.argv[1], "wb").write(b)
+EOF
+n_head=$(ls "$BC"/*.narinfo | wc -l)
+
+publish_start --binary-cache "$BC" --key "$TMP/k.sec" --feed "$TMP/feed" ||
+  { not_ok "the head starts"; finish; exit 1; }
+for ((i = 0; i < 200; i++)); do
+  curl -sf "$PUBLISH_URL/feed/events?since=0" -o "$TMP/page" &&
+    [ "$(sed -n 's/^head //p' "$TMP/page")" -ge "$n_head" ] && break
+  sleep 0.1
+done
+
+R=$TMP/replica
+mkdir -p "$R/nar"
+: > "$R/.debris.narinfo.AbCdEf"
+: > "$R/nar/.debris.nar.xz.AbCdEf"
+if "$CAIRN" sync --from "$PUBLISH_URL" --to "$R" --trusted-key "$TMP/k.pub" \
+  > "$TMP/sync.out" 2> "$TMP/sync.err"; then
+  not_ok "sync exits 1 when items were refused"
+else
+  ok "sync exits 1 when items were refused"
+fi
+sed 's/^/  | /' "$TMP/sync.out" "$TMP/sync.err"
+check "  it names the item signed by an unknown key" grep -q "$bad: refused" "$TMP/sync.err"
+check "  and the tampered one, whose file does not verify" grep -q "$tam: refused or failed: no server sent a NAR that verifies" "$TMP/sync.err"
+check "  and copied the $((n_head - 2)) others" grep -q " $n_head items, $((n_head - 2)) copied, 0 already there, 1 refused, 1 failed" "$TMP/sync.out"
+check "nix-cache-info is the head's, byte for byte" cmp -s "$BC/nix-cache-info" "$R/nix-cache-info"
+same=yes
+for f in "$BC"/*.narinfo; do
+  b=$(basename "$f")
+  case $b in "$(hp "$bad")".narinfo | "$(hp "$tam")".narinfo) continue ;; esac
+  cmp -s "$f" "$R/$b" || { same=no; echo "  $b differs or is missing"; }
+  u=$(sed -n 's/^URL: //p' "$f")
+  cmp -s "$BC/$u" "$R/$u" || { same=no; echo "  $u differs or is missing"; }
+done
+check "every trusted narinfo and its file are the head's, byte for byte" [ "$same" = yes ]
+check "no narinfo for the refused items" \
+  [ ! -e "$R/$(hp "$bad").narinfo" ] && [ ! -e "$R/$(hp "$tam").narinfo" ]
+check "no temporary file left, the old debris swept" \
+  [ -z "$(find "$R" -name '.*' -type f)" ]
+dst=$TMP/dst
+if nix copy --quiet --from "file://$R" --to "$(pstore_dst_uri "$dst")" \
+  --option trusted-public-keys "$(cat "$TMP/k.pub")" "$top" 2> "$TMP/copy.err"; then
+  ok "the real Nix copies the closure from the replica with the head's key"
+else
+  not_ok "the real Nix copies the closure from the replica with the head's key"
+  sed 's/^/  | /' "$TMP/copy.err"
+fi
+
+"$CAIRN" sync --from "$PUBLISH_URL" --to "$R" --trusted-key "$TMP/k.pub" > "$TMP/sync2.out" 2> /dev/null || true
+check "a second run copies nothing again" \
+  grep -q " 0 copied, $((n_head - 2)) already there" "$TMP/sync2.out"
+
+check "a snapshot signed by no trusted key is refused" \
+  bash -c '! "$0" sync --from "$1" --to "$2" --trusted-key "$3" 2> "$4"' \
+  "$CAIRN" "$PUBLISH_URL" "$TMP/replica2" "$TMP/o.pub" "$TMP/sync3.err"
+check "  saying why" grep -q "not trusted" "$TMP/sync3.err"
+check "  and nothing but nix-cache-info was written" \
+  [ -z "$(ls "$TMP/replica2" | grep -v '^nix-cache-info$' | grep -v '^nar$')" ]
+publish_stop || true
+finish

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cairn/codec.h"
@@ -69,6 +70,7 @@ struct fetch_whole {
 	struct cairn_error err;
 	bool finished;
 	int code;
+	long status;
 };
 
 static int whole_data(void *ctx, const void *data, size_t len)
@@ -83,16 +85,19 @@ static void whole_done(void *ctx, const struct cairn_http_result *res)
 	w->finished = true;
 	w->code = res->err.code;
 	w->err = res->err;
+	w->status = res->status;
 }
 
-static int fetch_whole(struct sync *s, const char *path, uint64_t max, struct cairn_buf *out,
-		       struct cairn_error *err)
+/* GET path whole into out; *status (may be NULL) gets the final status. */
+static int fetch_whole(struct sync *s, const char *path, uint64_t max, long first_byte_ms,
+		       struct cairn_buf *out, long *status, struct cairn_error *err)
 {
 	struct fetch_whole w = {.out = out};
 	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
 					.server = s->server,
 					.url = path,
 					.max_body = max,
+					.first_byte_timeout_ms = first_byte_ms,
 					.on_data = whole_data,
 					.on_done = whole_done,
 					.ctx = &w};
@@ -100,9 +105,17 @@ static int fetch_whole(struct sync *s, const char *path, uint64_t max, struct ca
 	int rc = cairn_http_add(s->http, &rq, err);
 	if (rc < 0)
 		return rc;
-	while (!w.finished)
-		if ((rc = cairn_http_step(s->http, 1000, err)) < 0)
+	while (!w.finished) {
+		if ((rc = cairn_http_step(s->http, 200, err)) < 0)
 			return rc;
+		/* a long-poll is left in flight when asked to stop: the
+		 * caller returns and frees the client, which drops it without
+		 * calling back into this frame */
+		if (!w.finished && first_byte_ms && s->cfg->stop && s->cfg->stop(s->cfg->log_ctx))
+			return cairn_error_set(err, CAIRN_ECANCELED, "sync: stopped");
+	}
+	if (status)
+		*status = w.status;
 	if (w.code)
 		return cairn_error_set(err, w.code, "%s", cairn_error_msg(&w.err));
 	return 0;
@@ -321,7 +334,7 @@ static int get_snapshot(struct sync *s, struct cairn_buf *text, struct cairn_fee
 {
 	struct cairn_buf z = CAIRN_BUF_INIT(CAIRN_SYNC_SNAPSHOT_MAX);
 	struct cairn_codec *c = NULL;
-	int rc = fetch_whole(s, "feed/snapshot", CAIRN_SYNC_SNAPSHOT_MAX, &z, err);
+	int rc = fetch_whole(s, "feed/snapshot", CAIRN_SYNC_SNAPSHOT_MAX, 0, &z, NULL, err);
 	if (rc == 0)
 		rc = cairn_codec_new(&c, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
 				     CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_FEED_PAGE_MAX, err);
@@ -341,6 +354,187 @@ static int get_snapshot(struct sync *s, struct cairn_buf *text, struct cairn_fee
 	return cairn_feed_doc_verify(doc, s->cfg->kr, err);
 }
 
+/* Run the downloads in flight until at most `below` are left. */
+static int settle(struct sync *s, unsigned below, struct cairn_error *err)
+{
+	while (s->active > below) {
+		int rc = cairn_http_step(s->http, 50, err);
+		if (rc < 0)
+			return rc;
+		cairn_dl_pool_drain(s->pool);
+	}
+	return 0;
+}
+
+/* A removal: the narinfo goes first (nothing points at the file then),
+ * then its file. */
+static int remove_item(struct sync *s, const char *hashpart, struct cairn_error *err)
+{
+	char name[48], *text = NULL;
+	struct stat sb;
+	snprintf(name, sizeof(name), "%s.narinfo", hashpart);
+	int fd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* never copied (refused), or gone already */
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
+	    (uint64_t)sb.st_size <= CAIRN_FEED_EVENT_MAX && (text = malloc((size_t)sb.st_size))) {
+		if (read(fd, text, (size_t)sb.st_size) != sb.st_size) {
+			free(text);
+			text = NULL;
+		}
+	}
+	close(fd);
+	if (unlinkat(s->dirfd, name, 0) < 0 && errno != ENOENT)
+		return cairn_error_errno(err, errno, "sync: cannot remove '%s'", name);
+	struct cairn_narinfo *ni = NULL;
+	char rel[1024];
+	if (text && cairn_narinfo_parse(text, (size_t)sb.st_size, &ni, NULL) == 0 && ni->n_urls &&
+	    strncmp(ni->urls[0].url, "nar/", 4) == 0 &&
+	    cairn_httpd_safe_path(ni->urls[0].url, strcspn(ni->urls[0].url, "?#"), rel,
+				  sizeof(rel), NULL) == 0)
+		unlinkat(s->dirfd, rel, 0);
+	cairn_narinfo_free(ni);
+	free(text);
+	s->st->removed++;
+	return 0;
+}
+
+/*
+ * Apply a verified document's events in order: additions downloaded up to
+ * `parallel` at once, a removal only after every addition before it is
+ * settled (an add and a remove of one item in a page keep their order).
+ */
+static int apply(struct sync *s, const struct cairn_feed_doc *doc, unsigned parallel,
+		 struct cairn_error *err)
+{
+	struct sync_item *items = calloc(doc->n_events ? doc->n_events : 1, sizeof(*items));
+	int rc = 0;
+	if (!items)
+		return cairn_error_set(err, CAIRN_ENOMEM, "sync: out of memory");
+	for (size_t i = 0; i < doc->n_events && rc == 0; i++) {
+		const struct cairn_feed_event *e = &doc->events[i];
+		if (e->kind == CAIRN_FEED_REMOVE) {
+			if ((rc = settle(s, 0, err)) == 0)
+				rc = remove_item(s, e->hashpart, err);
+			continue;
+		}
+		if ((rc = settle(s, parallel - 1, err)) < 0)
+			break;
+		items[i].s = s;
+		items[i].ev = e;
+		item_start(s, &items[i]);
+	}
+	if (rc == 0)
+		rc = settle(s, 0, err);
+	for (size_t i = 0; i < doc->n_events; i++)
+		item_release(&items[i]);
+	free(items);
+	return rc;
+}
+
+/* The status file: where the replica is in the feed, for monitoring. */
+static void write_status(struct sync *s, uint64_t head)
+{
+	char b[256];
+	if (!s->cfg->status_file)
+		return;
+	int n = snprintf(b, sizeof(b), "feed %s\nseq %" PRIu64 "\nhead %" PRIu64 "\nlag %" PRIu64
+			 "\nupdated %lld\n",
+			 s->st->feed, s->st->seq, head, head - s->st->seq, (long long)time(NULL));
+	const char *f = s->cfg->status_file, *slash = strrchr(f, '/'), *name = f;
+	char dir[4096] = ".";
+	if (slash) {
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - f), f);
+		if (!dir[0])
+			snprintf(dir, sizeof(dir), "/");
+		name = slash + 1;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (write_atomic(dir, dfd, name, b, (size_t)n, &e) < 0)
+		say(s, "%s", cairn_error_msg(&e));
+	close(dfd);
+}
+
+/*
+ * Follow the feed from st->seq: long-poll pages, verify each (signature,
+ * feed, position), apply it.  A 410 (too far behind) re-reads the
+ * snapshot.  Until cfg->stop says so, or an error.
+ */
+static int follow(struct sync *s, unsigned parallel, struct cairn_error *err)
+{
+	struct cairn_buf page = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
+	int rc = 0;
+	write_status(s, s->st->seq);
+	while (!(s->cfg->stop && s->cfg->stop(s->cfg->log_ctx))) {
+		char path[128];
+		long status = 0;
+		struct cairn_feed_doc doc;
+		struct cairn_error e;
+		cairn_error_init(&e);
+		cairn_buf_reset(&page);
+		snprintf(path, sizeof(path), "feed/events?since=%" PRIu64 "&wait=%u", s->st->seq,
+			 CAIRN_SYNC_WAIT);
+		rc = fetch_whole(s, path, CAIRN_FEED_PAGE_MAX, (CAIRN_SYNC_WAIT + 15) * 1000L, &page,
+				 &status, &e);
+		if (rc == CAIRN_ECANCELED) {
+			rc = 0;
+			break;
+		}
+		if (rc < 0 && status == 410) {
+			say(s, "feed: behind what the head keeps: reading the snapshot again");
+			struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
+			rc = get_snapshot(s, &text, &doc, err);
+			if (rc == 0 && strcmp(doc.feed, s->st->feed) != 0)
+				rc = cairn_error_set(err, CAIRN_EFORMAT,
+						     "sync: the head's feed is now %s, not %s",
+						     doc.feed, s->st->feed);
+			if (rc == 0 && (rc = apply(s, &doc, parallel, err)) == 0)
+				s->st->seq = doc.next;
+			cairn_feed_doc_release(&doc);
+			cairn_buf_release(&text);
+			if (rc < 0)
+				break;
+			continue;
+		}
+		if (rc < 0) {
+			/* the head is down or restarting: say so, wait, go on */
+			say(s, "feed: %s (retrying)", cairn_error_msg(&e));
+			for (int i = 0; i < 20 && !(s->cfg->stop && s->cfg->stop(s->cfg->log_ctx)); i++)
+				cairn_http_step(s->http, 50, NULL);
+			rc = 0;
+			continue;
+		}
+		if ((rc = cairn_feed_doc_parse(page.data, page.len, &doc, &e)) < 0 ||
+		    (rc = cairn_feed_doc_verify(&doc, s->cfg->kr, &e)) < 0 ||
+		    (rc = cairn_feed_doc_check_page(&doc, s->st->feed, s->st->seq, &e)) < 0) {
+			/* a page refused is not applied: nothing it says counts */
+			say(s, "feed: page after %" PRIu64 " refused: %s", s->st->seq,
+			    cairn_error_msg(&e));
+			s->st->pages_refused++;
+			cairn_feed_doc_release(&doc);
+			for (int i = 0; i < 20 && !(s->cfg->stop && s->cfg->stop(s->cfg->log_ctx)); i++)
+				cairn_http_step(s->http, 50, NULL);
+			rc = 0;
+			continue;
+		}
+		rc = apply(s, &doc, parallel, err);
+		if (rc == 0) {
+			s->st->seq = doc.next;
+			s->st->items += doc.n_events;
+			write_status(s, doc.head);
+		}
+		cairn_feed_doc_release(&doc);
+		if (rc < 0)
+			break;
+	}
+	cairn_buf_release(&page);
+	return rc;
+}
+
 int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats *st,
 		   struct cairn_error *err)
 {
@@ -349,7 +543,6 @@ int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats 
 	struct cairn_buf info = CAIRN_BUF_INIT(CAIRN_HTTP_CACHE_INFO_MAX);
 	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
 	struct cairn_feed_doc doc;
-	struct sync_item *items = NULL;
 	unsigned parallel = cfg->parallel ? cfg->parallel : CAIRN_SYNC_PARALLEL_DEFAULT;
 	int rc;
 
@@ -375,7 +568,8 @@ int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats 
 		goto out;
 	/* nix-cache-info first: a replica without it is no cache */
 	struct cairn_http_cache_info ci;
-	if ((rc = fetch_whole(&s, "nix-cache-info", CAIRN_HTTP_CACHE_INFO_MAX, &info, err)) < 0 ||
+	if ((rc = fetch_whole(&s, "nix-cache-info", CAIRN_HTTP_CACHE_INFO_MAX, 0, &info, NULL,
+			      err)) < 0 ||
 	    (rc = cairn_http_cache_info_parse(info.data, info.len, &ci, err)) < 0 ||
 	    (rc = write_atomic(cfg->to, s.dirfd, "nix-cache-info", info.data, info.len, err)) < 0)
 		goto out;
@@ -384,32 +578,12 @@ int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats 
 	memcpy(st->feed, doc.feed, sizeof(st->feed));
 	st->seq = doc.next;
 	st->items = doc.n_events;
-	items = calloc(doc.n_events ? doc.n_events : 1, sizeof(*items));
-	if (!items) {
-		rc = cairn_error_set(err, CAIRN_ENOMEM, "sync: out of memory");
+	if ((rc = apply(&s, &doc, parallel, err)) < 0)
 		goto out;
-	}
-	size_t next = 0;
-	while (next < doc.n_events || s.active) {
-		while (next < doc.n_events && s.active < parallel) {
-			items[next].s = &s;
-			items[next].ev = &doc.events[next];
-			item_start(&s, &items[next]);
-			next++;
-		}
-		if (!s.active)
-			continue;
-		if ((rc = cairn_http_step(s.http, 50, err)) < 0)
-			goto out;
-		cairn_dl_pool_drain(s.pool);
-	}
+	if (cfg->follow)
+		rc = follow(&s, parallel, err);
 	rc = 0;
 out:
-	if (items) {
-		for (size_t i = 0; i < doc.n_events; i++)
-			item_release(&items[i]);
-		free(items);
-	}
 	cairn_feed_doc_release(&doc);
 	cairn_buf_release(&text);
 	cairn_buf_release(&info);

@@ -4,6 +4,7 @@
  * reporting only.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 
 const char cmd_sync_usage[] =
 	"usage: cairn sync --from URL --to DIR --trusted-key FILE [--trusted-key FILE...]\n"
-	"                  [--parallel N]\n"
+	"                  [--parallel N] [--follow [--status FILE]]\n"
 	"\n"
 	"Make DIR a replica of the binary cache at URL (a `cairn publish --feed`),\n"
 	"in the layout `nix copy --to file://DIR` writes: nix-cache-info and the\n"
@@ -32,7 +33,27 @@ const char cmd_sync_usage[] =
 	"  --trusted-key FILE   a key the feed and the narinfos may be signed by\n"
 	"                       (Nix name:base64, Guix signing-key.pub or acl);\n"
 	"                       repeatable\n"
-	"  --parallel N         items downloaded at once (default 16)\n";
+	"  --parallel N         items downloaded at once (default 16)\n"
+	"  --follow             then keep DIR current from the feed (long-polls;\n"
+	"                       each page verified before anything it says is\n"
+	"                       done; removals only from such a page) until\n"
+	"                       SIGTERM or SIGINT\n"
+	"  --status FILE        with --follow: after each page, write the feed id,\n"
+	"                       seq, head, lag (events) and time to FILE\n";
+
+static volatile sig_atomic_t g_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+static bool stop_asked(void *ctx)
+{
+	(void)ctx;
+	return g_stop != 0;
+}
 
 static void sync_log(void *ctx, const char *msg)
 {
@@ -55,6 +76,10 @@ int cmd_sync(int argc, char **argv)
 	cairn_error_init(&err);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		if (!strcmp(a, "--follow")) {
+			cfg.follow = true;
+			continue;
+		}
 		if (i + 1 >= argc) {
 			cli_error("unknown or incomplete option '%s'", a);
 			ret = cli_usage(cmd_sync_usage, false);
@@ -69,6 +94,8 @@ int cmd_sync(int argc, char **argv)
 			if (cli_load_keyring(&kr, v) != EXIT_OK)
 				goto out;
 			n_keys++;
+		} else if (!strcmp(a, "--status")) {
+			cfg.status_file = v;
 		} else if (!strcmp(a, "--parallel")) {
 			char *end;
 			unsigned long n = strtoul(v, &end, 10);
@@ -92,14 +119,23 @@ int cmd_sync(int argc, char **argv)
 	cli_keyring_check(&kr);
 	cfg.kr = &kr;
 	cfg.log = sync_log;
+	cfg.stop = stop_asked;
+	if (cfg.follow) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_stop;
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
 	if (cairn_sync_run(&cfg, &st, &err) < 0) {
 		cli_fail("sync", &err);
 		goto out;
 	}
 	printf("feed %s at %" PRIu64 ": %" PRIu64 " items, %" PRIu64 " copied, %" PRIu64
 	       " already there, %" PRIu64 " refused, %" PRIu64 " failed, %" PRIu64
-	       " bytes received\n",
-	       st.feed, st.seq, st.items, st.copied, st.present, st.refused, st.failed, st.bytes);
+	       " removed, %" PRIu64 " bytes received\n",
+	       st.feed, st.seq, st.items, st.copied, st.present, st.refused, st.failed, st.removed,
+	       st.bytes);
 	ret = st.refused || st.failed ? EXIT_FAIL : EXIT_OK;
 out:
 	cairn_keyring_release(&kr);

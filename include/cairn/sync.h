@@ -24,6 +24,7 @@
 #ifndef CAIRN_SYNC_H
 #define CAIRN_SYNC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cairn/error.h"
@@ -34,12 +35,22 @@
 /* The snapshot read whole, compressed, for now (a stream parser is to
  * come): its text is bounded by CAIRN_FEED_PAGE_MAX. */
 #define CAIRN_SYNC_SNAPSHOT_MAX (64u << 20)
+/* Seconds a follow long-poll asks the head to wait. */
+#define CAIRN_SYNC_WAIT 25
 
 struct cairn_sync_config {
 	const char *from; /* the head's URL (http:// or https://) */
 	const char *to;	  /* the replica directory (created when missing) */
 	const struct cairn_keyring *kr; /* trusted keys: the feed's and the narinfos' */
 	unsigned parallel;		/* downloads at once; 0: the default */
+	/* After the snapshot, follow the feed (long-polls) and apply each
+	 * verified page, until stop(log_ctx) says true (checked between
+	 * polls, at least every CAIRN_SYNC_WAIT seconds). */
+	bool follow;
+	bool (*stop)(void *ctx);
+	/* Rewritten (atomically) after each page: feed, seq, head, lag in
+	 * events, time; NULL: none. */
+	const char *status_file;
 	/* Each item refused or failed, and other news; NULL: nothing said. */
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;
@@ -54,6 +65,8 @@ struct cairn_sync_stats {
 	uint64_t refused;   /* narinfo not trusted or not usable */
 	uint64_t failed;    /* download or check failed */
 	uint64_t bytes;	    /* body bytes received */
+	uint64_t removed;   /* narinfos removed by the feed */
+	uint64_t pages_refused; /* feed pages that did not verify (not applied) */
 };
 
 /*

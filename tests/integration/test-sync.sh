@@ -89,5 +89,62 @@ check "a snapshot signed by no trusted key is refused" \
 check "  saying why" grep -q "not trusted" "$TMP/sync3.err"
 check "  and nothing but nix-cache-info was written" \
   [ -z "$(ls "$TMP/replica2" | grep -v '^nix-cache-info$' | grep -v '^nar$')" ]
+
+# --follow: the replica follows the head's feed; a replica of the replica
+# (served by cairn publish --binary-cache with its own feed key) follows
+# it: an item built and published at the head reaches the end of the chain
+HEAD_PID=$PUBLISH_PID HEAD_URL=$PUBLISH_URL
+"$CAIRN" key generate --format nix --secret "$TMP/r.sec" --public "$TMP/r.pub" replica-test-1
+"$CAIRN" sync --from "$HEAD_URL" --to "$R" --trusted-key "$TMP/k.pub" --follow \
+  --status "$TMP/status" > "$TMP/follow.out" 2> "$TMP/follow.err" &
+f1=$!
+cleanup_hooks+=("kill -9 $f1 2>/dev/null")
+publish_start --binary-cache "$R" --key "$TMP/r.sec" --feed "$TMP/feed-r" ||
+  { not_ok "the replica is served"; finish; exit 1; }
+R_PID=$PUBLISH_PID R_URL=$PUBLISH_URL
+R2=$TMP/replica2b
+"$CAIRN" sync --from "$R_URL" --to "$R2" --trusted-key "$TMP/k.pub" --trusted-key "$TMP/r.pub" \
+  --follow > "$TMP/follow2.out" 2> "$TMP/follow2.err" &
+f2=$!
+cleanup_hooks+=("kill -9 $f2 2>/dev/null")
+# wait_file FILE: bounded (30 s)
+wait_file() {
+  local i
+  for ((i = 0; i < 300; i++)); do [ -e "$1" ] && return 0; sleep 0.1; done
+  return 1
+}
+wait_gone() {
+  local i
+  for ((i = 0; i < 300; i++)); do [ ! -e "$1" ] && return 0; sleep 0.1; done
+  return 1
+}
+check "the replica of the replica gets the closure" wait_file "$R2/$(hp "$top").narinfo"
+new=$(pstore_build "$TMP/src" 1 synew 2000)
+nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/k.sec&compression=xz" "$new"
+check "an item published at the head during the test reaches the replica" \
+  wait_file "$R/$(hp "$new").narinfo"
+check "  byte for byte" cmp -s "$BC/$(hp "$new").narinfo" "$R/$(hp "$new").narinfo"
+check "  and the end of the chain" wait_file "$R2/$(hp "$new").narinfo"
+check "  byte for byte there too" cmp -s "$BC/$(hp "$new").narinfo" "$R2/$(hp "$new").narinfo"
+head_seq=$(curl -sf "$HEAD_URL/feed/events?since=0&max=1" | sed -n 's/^head //p')
+check "the status file says the replica is at the head's seq, lag 0" \
+  grep -qx "seq $head_seq" "$TMP/status"
+new_file=$(sed -n 's/^URL: //p' "$BC/$(hp "$new").narinfo")
+rm "$BC/$(hp "$new").narinfo"
+check "an item removed at the head is removed from the replica (signed page)" \
+  wait_gone "$R/$(hp "$new").narinfo"
+check "  with its file" [ ! -e "$R/$new_file" ]
+check "  and from the end of the chain" wait_gone "$R2/$(hp "$new").narinfo"
+kill -TERM "$f1" "$f2"
+stopped=yes
+for p in "$f1" "$f2"; do
+  for ((i = 0; i < 100; i++)); do kill -0 "$p" 2> /dev/null || break; sleep 0.1; done
+  if kill -0 "$p" 2> /dev/null; then stopped=no; fi
+done
+check "followers stop promptly on SIGTERM, in the middle of a long-poll" [ "$stopped" = yes ]
+wait "$f1" "$f2" 2> /dev/null || true
+{ sed "s/^/  | /" "$TMP/follow.err" "$TMP/follow2.err" | grep -v "refused" | head -20; } || true
+publish_stop || true
+PUBLISH_PID=$HEAD_PID
 publish_stop || true
 finish

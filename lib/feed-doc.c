@@ -134,7 +134,7 @@ static int next_line(struct rd *r, size_t max, const char **l, size_t *ll, struc
 }
 
 /* Split a line into at most max words separated by single spaces. */
-static size_t words(const char *l, size_t ll, const char **w, size_t *wl, size_t max)
+size_t feed_words(const char *l, size_t ll, const char **w, size_t *wl, size_t max)
 {
 	size_t n = 0, i = 0;
 	while (i <= ll && n < max) {
@@ -151,13 +151,13 @@ static size_t words(const char *l, size_t ll, const char **w, size_t *wl, size_t
 	return i <= ll ? max + 1 : n;
 }
 
-static bool word_is(const char *w, size_t wl, const char *lit)
+bool feed_word_is(const char *w, size_t wl, const char *lit)
 {
 	return wl == strlen(lit) && memcmp(w, lit, wl) == 0;
 }
 
 /* A decimal number without leading zeros, at most CAIRN_FEED_SEQ_MAX. */
-static bool parse_u64(const char *w, size_t wl, uint64_t *out)
+bool feed_u64(const char *w, size_t wl, uint64_t *out)
 {
 	uint64_t v = 0;
 	if (wl == 0 || wl > 19 || (wl > 1 && w[0] == '0'))
@@ -173,7 +173,7 @@ static bool parse_u64(const char *w, size_t wl, uint64_t *out)
 	return true;
 }
 
-static bool lower_hex(const char *w, size_t wl, size_t want)
+bool feed_lower_hex(const char *w, size_t wl, size_t want)
 {
 	if (wl != want)
 		return false;
@@ -197,7 +197,7 @@ static int head_line(struct rd *r, const char *key, size_t n, const char **w, si
 	int rc = next_line(r, DOC_LINE_MAX, &l, &ll, err);
 	if (rc < 0)
 		return rc;
-	if (words(l, ll, w, wl, n) != n || !word_is(w[0], wl[0], key)) {
+	if (feed_words(l, ll, w, wl, n) != n || !feed_word_is(w[0], wl[0], key)) {
 		char why[64];
 		snprintf(why, sizeof(why), "expected '%s' with %zu value(s)", key, n - 1);
 		return bad(r, err, why);
@@ -264,14 +264,14 @@ static int parse_records(struct rd *r, struct cairn_feed_doc *doc, size_t *end_a
 		size_t ll, at = r->pos;
 		if ((rc = next_line(r, DOC_LINE_MAX, &l, &ll, err)) < 0)
 			return rc;
-		size_t n = words(l, ll, w, wl, 4);
+		size_t n = feed_words(l, ll, w, wl, 4);
 		struct cairn_feed_event e;
 		memset(&e, 0, sizeof(e));
 		uint64_t v;
-		if (n == 3 && word_is(w[0], wl[0], "end")) {
-			if (!parse_u64(w[1], wl[1], &v) || v != doc->n_events)
+		if (n == 3 && feed_word_is(w[0], wl[0], "end")) {
+			if (!feed_u64(w[1], wl[1], &v) || v != doc->n_events)
 				return bad(r, err, "end: count does not match the records");
-			if (!lower_hex(w[2], wl[2], 64))
+			if (!feed_lower_hex(w[2], wl[2], 64))
 				return bad(r, err, "end: not a SHA-256 in lowercase hex");
 			memcpy(doc->sha256, w[2], 64);
 			doc->sha256[64] = '\0';
@@ -284,15 +284,15 @@ static int parse_records(struct rd *r, struct cairn_feed_doc *doc, size_t *end_a
 					       "feed: more than %d events in a page",
 					       CAIRN_FEED_PAGE_EVENTS_MAX);
 		size_t hp;
-		if (doc->kind == CAIRN_FEED_PAGE && n == 4 && word_is(w[0], wl[0], "add")) {
+		if (doc->kind == CAIRN_FEED_PAGE && n == 4 && feed_word_is(w[0], wl[0], "add")) {
 			e.kind = CAIRN_FEED_ADD;
 			hp = 2;
 		} else if (doc->kind == CAIRN_FEED_PAGE && n == 3 &&
-			   word_is(w[0], wl[0], "remove")) {
+			   feed_word_is(w[0], wl[0], "remove")) {
 			e.kind = CAIRN_FEED_REMOVE;
 			hp = 2;
 		} else if (doc->kind == CAIRN_FEED_SNAPSHOT && n == 3 &&
-			   word_is(w[0], wl[0], "item")) {
+			   feed_word_is(w[0], wl[0], "item")) {
 			e.kind = CAIRN_FEED_ADD;
 			hp = 1;
 		} else {
@@ -302,7 +302,7 @@ static int parse_records(struct rd *r, struct cairn_feed_doc *doc, size_t *end_a
 			return bad(r, err, "not a store hash part");
 		memcpy(e.hashpart, w[hp], 32);
 		if (doc->kind == CAIRN_FEED_PAGE) {
-			if (!parse_u64(w[1], wl[1], &e.seq))
+			if (!feed_u64(w[1], wl[1], &e.seq))
 				return bad(r, err, "not a sequence number");
 			if (e.seq <= prev || e.seq > doc->next)
 				return bad(r, err, "sequence number out of order or out of the range");
@@ -313,7 +313,7 @@ static int parse_records(struct rd *r, struct cairn_feed_doc *doc, size_t *end_a
 			memcpy(prev_hp, e.hashpart, 33);
 		}
 		if (e.kind == CAIRN_FEED_ADD) {
-			if (!parse_u64(w[hp + 1], wl[hp + 1], &v))
+			if (!feed_u64(w[hp + 1], wl[hp + 1], &v))
 				return bad(r, err, "not a length");
 			if ((rc = take_body(r, v, &e, err)) < 0)
 				return rc;
@@ -340,16 +340,16 @@ int cairn_feed_doc_parse(const char *text, size_t len, struct cairn_feed_doc *do
 				       len, CAIRN_FEED_PAGE_MAX);
 	if ((rc = head_line(&r, "cairn-feed", 2, w, wl, err)) < 0)
 		goto fail;
-	if (!word_is(w[1], wl[1], "1")) {
+	if (!feed_word_is(w[1], wl[1], "1")) {
 		rc = cairn_error_set(err, CAIRN_EUNSUPPORTED, "feed: version '%.*s' is not 1",
 				     (int)(wl[1] > 16 ? 16 : wl[1]), w[1]);
 		goto fail;
 	}
 	if ((rc = head_line(&r, "kind", 2, w, wl, err)) < 0)
 		goto fail;
-	if (word_is(w[1], wl[1], "page"))
+	if (feed_word_is(w[1], wl[1], "page"))
 		doc->kind = CAIRN_FEED_PAGE;
-	else if (word_is(w[1], wl[1], "snapshot"))
+	else if (feed_word_is(w[1], wl[1], "snapshot"))
 		doc->kind = CAIRN_FEED_SNAPSHOT;
 	else {
 		rc = bad(&r, err, "kind is neither page nor snapshot");
@@ -357,21 +357,21 @@ int cairn_feed_doc_parse(const char *text, size_t len, struct cairn_feed_doc *do
 	}
 	if ((rc = head_line(&r, "feed", 2, w, wl, err)) < 0)
 		goto fail;
-	if (!lower_hex(w[1], wl[1], CAIRN_FEED_ID_LEN)) {
+	if (!feed_lower_hex(w[1], wl[1], CAIRN_FEED_ID_LEN)) {
 		rc = bad(&r, err, "feed id is not 32 lowercase hex digits");
 		goto fail;
 	}
 	memcpy(doc->feed, w[1], CAIRN_FEED_ID_LEN);
 	if ((rc = head_line(&r, "dialect", 2, w, wl, err)) < 0)
 		goto fail;
-	if (!word_is(w[1], wl[1], "nix") && !word_is(w[1], wl[1], "guix")) {
+	if (!feed_word_is(w[1], wl[1], "nix") && !feed_word_is(w[1], wl[1], "guix")) {
 		rc = bad(&r, err, "dialect is neither nix nor guix");
 		goto fail;
 	}
 	memcpy(doc->dialect, w[1], wl[1]);
 	if ((rc = head_line(&r, "range", 3, w, wl, err)) < 0)
 		goto fail;
-	if (!parse_u64(w[1], wl[1], &doc->since) || !parse_u64(w[2], wl[2], &doc->next) ||
+	if (!feed_u64(w[1], wl[1], &doc->since) || !feed_u64(w[2], wl[2], &doc->next) ||
 	    doc->next < doc->since ||
 	    (doc->kind == CAIRN_FEED_SNAPSHOT && doc->since != 0)) {
 		rc = bad(&r, err, "not a valid range");
@@ -379,7 +379,7 @@ int cairn_feed_doc_parse(const char *text, size_t len, struct cairn_feed_doc *do
 	}
 	if ((rc = head_line(&r, "head", 2, w, wl, err)) < 0)
 		goto fail;
-	if (!parse_u64(w[1], wl[1], &doc->head) || doc->head < doc->next) {
+	if (!feed_u64(w[1], wl[1], &doc->head) || doc->head < doc->next) {
 		rc = bad(&r, err, "head is not a number at or past the range");
 		goto fail;
 	}
@@ -404,13 +404,13 @@ int cairn_feed_doc_parse(const char *text, size_t len, struct cairn_feed_doc *do
 					     CAIRN_FEED_SIGS_MAX);
 			goto fail;
 		}
-		if (words(l, ll, w, wl, 3) != 3 || !word_is(w[0], wl[0], "sig") || wl[2] == 0) {
+		if (feed_words(l, ll, w, wl, 3) != 3 || !feed_word_is(w[0], wl[0], "sig") || wl[2] == 0) {
 			rc = bad(&r, err, "expected 'sig nix|guix <signature>'");
 			goto fail;
 		}
-		if (word_is(w[1], wl[1], "nix"))
+		if (feed_word_is(w[1], wl[1], "nix"))
 			doc->sigs[doc->n_sigs].kind = CAIRN_KEY_NIX;
-		else if (word_is(w[1], wl[1], "guix"))
+		else if (feed_word_is(w[1], wl[1], "guix"))
 			doc->sigs[doc->n_sigs].kind = CAIRN_KEY_GUIX;
 		else {
 			rc = bad(&r, err, "signature kind is neither nix nor guix");

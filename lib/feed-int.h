@@ -33,4 +33,14 @@ int feed_trailer(struct cairn_buf *out, const struct cairn_feed_signer *signer,
 		 enum cairn_feed_doc_kind kind, const char *feed, uint64_t since, uint64_t next,
 		 uint64_t count, const uint8_t digest[CAIRN_SHA256_LEN], struct cairn_error *err);
 
+/* Line helpers of the document parsers (feed-doc.c, feed-reader.c). */
+#define FEED_LINE_MAX 256 /* a head line or a record line */
+/* Split a line into at most max words separated by single spaces; more
+ * than max returns max + 1. */
+size_t feed_words(const char *l, size_t ll, const char **w, size_t *wl, size_t max);
+bool feed_word_is(const char *w, size_t wl, const char *lit);
+/* A decimal without leading zeros, at most CAIRN_FEED_SEQ_MAX. */
+bool feed_u64(const char *w, size_t wl, uint64_t *out);
+bool feed_lower_hex(const char *w, size_t wl, size_t want);
+
 #endif

@@ -227,6 +227,27 @@ int cairn_feed_doc_verify(const struct cairn_feed_doc *doc, const struct cairn_k
 int cairn_feed_doc_check_page(const struct cairn_feed_doc *doc, const char *feed, uint64_t since,
 			      struct cairn_error *err);
 
+/*
+ * The same checks on a document as it streams (a snapshot of millions of
+ * items), with memory bounded by one record: feed bytes in pieces of any
+ * size; on_event gets each record once it is whole (its narinfo valid
+ * during the call; return 0 to go on, a negative cairn_err to stop).  An
+ * item seen before the end is not yet covered by the signature: act on it
+ * only as far as its own narinfo's signatures allow.  finish checks that
+ * the document ended after its signatures and gives the head, counts and
+ * signatures (no events), borrowed until the reader is freed, for
+ * cairn_feed_doc_verify.
+ */
+struct cairn_feed_reader;
+int cairn_feed_reader_new(struct cairn_feed_reader **out,
+			  int (*on_event)(void *ctx, const struct cairn_feed_event *e), void *ctx,
+			  struct cairn_error *err);
+int cairn_feed_reader_feed(struct cairn_feed_reader *r, const void *data, size_t len,
+			   struct cairn_error *err);
+int cairn_feed_reader_finish(struct cairn_feed_reader *r, const struct cairn_feed_doc **doc,
+			     struct cairn_error *err);
+void cairn_feed_reader_free(struct cairn_feed_reader *r);
+
 /* ---- the server: a source that fills the log, and the routes ----------- */
 
 /*

@@ -410,6 +410,82 @@ static void test_snapshot(void **state)
 	cairn_feed_close(f);
 }
 
+struct count_ctx {
+	size_t n;
+	uint64_t last_seq;
+};
+
+static int count_event(void *ctx, const struct cairn_feed_event *e)
+{
+	struct count_ctx *c = ctx;
+	c->n++;
+	c->last_seq = e->seq;
+	return 0;
+}
+
+/* The stream reader, fed in pieces of every size from 1 byte up, reaches
+ * the whole parser's verdict: events, statement, signature. */
+static void test_reader(void **state)
+{
+	(void)state;
+	struct cairn_feed *f;
+	struct cairn_seckey sk;
+	const struct cairn_seckey *keys[1] = {&sk};
+	struct cairn_feed_signer signer = {keys, 1, "nix"};
+	struct cairn_keyring kr;
+	struct cairn_buf page = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
+	struct cairn_buf snap = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
+	char h[33];
+
+	nix_key(&sk, "feed-test-1");
+	keyring_nix(&kr, &sk);
+	assert_int_equal(cairn_feed_open(&f, path, NULL), 0);
+	for (unsigned i = 1; i <= 30; i++)
+		add(f, i, true);
+	hp(h, 4);
+	assert_int_equal(cairn_feed_remove(f, h, NULL, NULL), 0);
+	assert_int_equal(cairn_feed_page(f, 0, 0, &signer, &page, NULL, NULL), 0);
+	assert_int_equal(cairn_feed_snapshot(f, &signer, collect, &snap, NULL), 0);
+	const struct cairn_buf *docs[2] = {&page, &snap};
+	static const size_t pieces[] = {1, 2, 7, 64, 1000, 1 << 20};
+	for (size_t d = 0; d < 2; d++) {
+		for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
+			struct cairn_feed_reader *r;
+			struct count_ctx c = {0, 0};
+			const struct cairn_feed_doc *doc;
+			assert_int_equal(cairn_feed_reader_new(&r, count_event, &c, NULL), 0);
+			for (size_t o = 0; o < docs[d]->len; o += pieces[p]) {
+				size_t n = docs[d]->len - o < pieces[p] ? docs[d]->len - o : pieces[p];
+				assert_int_equal(cairn_feed_reader_feed(r, docs[d]->data + o, n, NULL), 0);
+			}
+			assert_int_equal(cairn_feed_reader_finish(r, &doc, NULL), 0);
+			assert_int_equal(c.n, d == 0 ? 31 : 29);
+			assert_int_equal(doc->n_events, c.n);
+			assert_int_equal(cairn_feed_doc_verify(doc, &kr, NULL), 0);
+			cairn_feed_reader_free(r);
+		}
+	}
+	/* cut short, and a byte changed: refused */
+	struct cairn_feed_reader *r;
+	const struct cairn_feed_doc *doc;
+	assert_int_equal(cairn_feed_reader_new(&r, NULL, NULL, NULL), 0);
+	assert_int_equal(cairn_feed_reader_feed(r, snap.data, snap.len - 3, NULL), 0);
+	assert_int_equal(cairn_feed_reader_finish(r, &doc, NULL), CAIRN_ETRUNCATED);
+	cairn_feed_reader_free(r);
+	char *t = strstr(snap.data, "NarSize: 2");
+	assert_non_null(t);
+	t[9] = '8';
+	assert_int_equal(cairn_feed_reader_new(&r, NULL, NULL, NULL), 0);
+	assert_int_equal(cairn_feed_reader_feed(r, snap.data, snap.len, NULL), CAIRN_EHASH);
+	cairn_feed_reader_free(r);
+
+	cairn_buf_release(&page);
+	cairn_buf_release(&snap);
+	cairn_keyring_release(&kr);
+	cairn_seckey_wipe(&sk);
+	cairn_feed_close(f);
+}
+
 static void test_parse_refuses(void **state)
 {
 	(void)state;
@@ -463,6 +539,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_since_too_old, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader, setup, teardown),
 		cmocka_unit_test(test_parse_refuses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

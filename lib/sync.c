@@ -30,14 +30,17 @@
 #include "download.h"
 #include "cairn/banned.h"
 
+/* One item on its way: its own copy of the event (a streamed snapshot's
+ * bytes do not stay), on the list of live items until it is settled. */
 struct sync_item {
 	struct sync *s;
-	const struct cairn_feed_event *ev;
+	struct sync_item *next, *prev;
+	struct cairn_feed_event evc;
+	const struct cairn_feed_event *ev; /* &evc */
 	struct cairn_narinfo *ni;
 	struct cairn_dl *dl;
 	struct cairn_dl_file *file;
 	char target[4096];
-	bool done;
 };
 
 struct sync {
@@ -48,6 +51,7 @@ struct sync {
 	struct cairn_dl_pool *pool;
 	int dirfd;
 	unsigned active;
+	struct sync_item *live;
 };
 
 static void say(struct sync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -66,7 +70,8 @@ static void say(struct sync *s, const char *fmt, ...)
 /* ---- whole small bodies (nix-cache-info, the snapshot) -------------------- */
 
 struct fetch_whole {
-	struct cairn_buf *out;
+	struct cairn_buf *out; /* or, when NULL, fd */
+	int fd;
 	struct cairn_error err;
 	bool finished;
 	int code;
@@ -76,7 +81,19 @@ struct fetch_whole {
 static int whole_data(void *ctx, const void *data, size_t len)
 {
 	struct fetch_whole *w = ctx;
-	return cairn_buf_append(w->out, data, len) ? CAIRN_ELIMIT : 0;
+	const char *p = data;
+	if (w->out)
+		return cairn_buf_append(w->out, data, len) ? CAIRN_ELIMIT : 0;
+	while (len) {
+		ssize_t n = write(w->fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return CAIRN_EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 static void whole_done(void *ctx, const struct cairn_http_result *res)
@@ -88,11 +105,12 @@ static void whole_done(void *ctx, const struct cairn_http_result *res)
 	w->status = res->status;
 }
 
-/* GET path whole into out; *status (may be NULL) gets the final status. */
+/* GET path whole into out (NULL: into fd); *status (may be NULL) gets the
+ * final status. */
 static int fetch_whole(struct sync *s, const char *path, uint64_t max, long first_byte_ms,
-		       struct cairn_buf *out, long *status, struct cairn_error *err)
+		       struct cairn_buf *out, int fd, long *status, struct cairn_error *err)
 {
-	struct fetch_whole w = {.out = out};
+	struct fetch_whole w = {.out = out, .fd = fd};
 	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
 					.server = s->server,
 					.url = path,
@@ -217,10 +235,44 @@ static void item_release(struct sync_item *it)
 	it->ni = NULL;
 }
 
+/* Settled: off the list, freed. */
 static void item_finish(struct sync_item *it)
 {
-	it->done = true;
-	it->s->active--;
+	struct sync *s = it->s;
+	s->active--;
+	if (it->prev)
+		it->prev->next = it->next;
+	else
+		s->live = it->next;
+	if (it->next)
+		it->next->prev = it->prev;
+	item_release(it);
+	free((char *)it->evc.narinfo);
+	free(it);
+}
+
+/* A live item for event e (copied). */
+static struct sync_item *item_new(struct sync *s, const struct cairn_feed_event *e)
+{
+	struct sync_item *it = calloc(1, sizeof(*it));
+	char *t = e->narinfo_len ? malloc(e->narinfo_len) : NULL;
+	if (!it || (e->narinfo_len && !t)) {
+		free(it);
+		free(t);
+		return NULL;
+	}
+	if (t)
+		memcpy(t, e->narinfo, e->narinfo_len);
+	it->s = s;
+	it->evc = *e;
+	it->evc.narinfo = t;
+	it->ev = &it->evc;
+	it->next = s->live;
+	if (s->live)
+		s->live->prev = it;
+	s->live = it;
+	s->active++;
+	return it;
 }
 
 static void item_done(void *ctx, const struct cairn_dl_result *r)
@@ -243,8 +295,7 @@ static void item_done(void *ctx, const struct cairn_dl_result *r)
 	} else {
 		s->st->copied++;
 	}
-	item_release(it); /* frees the download too: allowed inside on_done */
-	item_finish(it);
+	item_finish(it); /* frees the download too: allowed inside on_done */
 }
 
 /* Start one item: 0 when started or settled (present, refused). */
@@ -254,7 +305,6 @@ static int item_start(struct sync *s, struct sync_item *it)
 	char name[48];
 	cairn_error_init(&e);
 	snprintf(name, sizeof(name), "%s.narinfo", it->ev->hashpart);
-	s->active++;
 	if (same_file(s->dirfd, name, it->ev->narinfo, it->ev->narinfo_len)) {
 		s->st->present++;
 		item_finish(it);
@@ -291,7 +341,6 @@ static int item_start(struct sync *s, struct sync_item *it)
 	if (why) {
 		s->st->refused++;
 		say(s, "%s: refused: %s", it->ni->store_path, why);
-		item_release(it);
 		item_finish(it);
 		return 0;
 	}
@@ -315,44 +364,12 @@ static int item_start(struct sync *s, struct sync_item *it)
 	if (rc < 0) {
 		s->st->failed++;
 		say(s, "%s: %s", it->ni->store_path, cairn_error_msg(&e));
-		item_release(it);
 		item_finish(it);
 	}
 	return 0;
 }
 
 /* ---- the run ----------------------------------------------------------------- */
-
-static int put(void *ctx, const void *data, size_t len)
-{
-	return cairn_buf_append(ctx, data, len);
-}
-
-/* The snapshot, fetched, decompressed, parsed and verified into doc. */
-static int get_snapshot(struct sync *s, struct cairn_buf *text, struct cairn_feed_doc *doc,
-			struct cairn_error *err)
-{
-	struct cairn_buf z = CAIRN_BUF_INIT(CAIRN_SYNC_SNAPSHOT_MAX);
-	struct cairn_codec *c = NULL;
-	int rc = fetch_whole(s, "feed/snapshot", CAIRN_SYNC_SNAPSHOT_MAX, 0, &z, NULL, err);
-	if (rc == 0)
-		rc = cairn_codec_new(&c, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
-				     CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_FEED_PAGE_MAX, err);
-	if (rc == 0)
-		rc = cairn_codec_write(c, z.data, z.len, put, text, err);
-	if (rc == 0)
-		rc = cairn_codec_finish(c, put, text, err);
-	cairn_codec_free(c);
-	cairn_buf_release(&z);
-	if (rc < 0)
-		return cairn_error_set(err, rc, "sync: cannot read the snapshot of %s",
-				       s->cfg->from);
-	if ((rc = cairn_feed_doc_parse(text->data, text->len, doc, err)) < 0)
-		return rc;
-	if (doc->kind != CAIRN_FEED_SNAPSHOT)
-		return cairn_error_set(err, CAIRN_EFORMAT, "sync: a page where the snapshot was asked for");
-	return cairn_feed_doc_verify(doc, s->cfg->kr, err);
-}
 
 /* Run the downloads in flight until at most `below` are left. */
 static int settle(struct sync *s, unsigned below, struct cairn_error *err)
@@ -399,6 +416,109 @@ static int remove_item(struct sync *s, const char *hashpart, struct cairn_error 
 	return 0;
 }
 
+/* An addition, once fewer than `parallel` are in flight. */
+static int add_item(struct sync *s, const struct cairn_feed_event *e, unsigned parallel,
+		    struct cairn_error *err)
+{
+	int rc = settle(s, parallel - 1, err);
+	if (rc < 0)
+		return rc;
+	struct sync_item *it = item_new(s, e);
+	if (!it)
+		return cairn_error_set(err, CAIRN_ENOMEM, "sync: out of memory");
+	return item_start(s, it);
+}
+
+/* ---- the snapshot, as it streams ---------------------------------------- */
+
+struct snap_run {
+	struct sync *s;
+	unsigned parallel;
+	int fd;
+	struct cairn_feed_reader *r;
+	struct cairn_error *err;
+};
+
+/* Each item of the snapshot as it is read: copied once trusted (item_start). */
+static int snap_event(void *ctx, const struct cairn_feed_event *e)
+{
+	struct snap_run *sr = ctx;
+	sr->s->st->items++;
+	return add_item(sr->s, e, sr->parallel, sr->err);
+}
+
+static int snap_in(void *ctx, const void *data, size_t len)
+{
+	struct snap_run *sr = ctx;
+	return cairn_feed_reader_feed(sr->r, data, len, sr->err);
+}
+
+/*
+ * Fetch the snapshot (compressed, to a temporary file in DIR: the
+ * transfer does not wait for the copies), then read it as it streams,
+ * copying each item as it comes, and check its signature at the end.  An
+ * item copied before the end was trusted through its own narinfo; what the
+ * snapshot's signature adds, its feed id and sequence number, is taken
+ * only once it verified.
+ */
+static int snapshot(struct sync *s, unsigned parallel, char feed[33], uint64_t *seq,
+		    struct cairn_error *err)
+{
+	char tmp[4200];
+	struct snap_run sr = {s, parallel, -1, NULL, err};
+	struct cairn_codec *c = NULL;
+	const struct cairn_feed_doc *doc;
+	int rc;
+	snprintf(tmp, sizeof(tmp), "%s/.snapshot.zst.XXXXXX", s->cfg->to);
+	sr.fd = mkostemp(tmp, O_CLOEXEC);
+	if (sr.fd < 0)
+		return cairn_error_errno(err, errno, "sync: cannot create '%s'", tmp);
+	unlink(tmp); /* nothing to sweep after a kill */
+	if ((rc = fetch_whole(s, "feed/snapshot", CAIRN_SYNC_SNAPSHOT_MAX, 0, NULL, sr.fd, NULL,
+			      err)) < 0)
+		goto out;
+	if (lseek(sr.fd, 0, SEEK_SET) < 0) {
+		rc = cairn_error_errno(err, errno, "sync: cannot read the snapshot back");
+		goto out;
+	}
+	if ((rc = cairn_feed_reader_new(&sr.r, snap_event, &sr, err)) < 0 ||
+	    (rc = cairn_codec_new(&c, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
+				  CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_CODEC_UNLIMITED, err)) < 0)
+		goto out;
+	char buf[65536];
+	for (;;) {
+		ssize_t n = read(sr.fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = cairn_error_errno(err, errno, "sync: cannot read the snapshot back");
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if ((rc = cairn_codec_write(c, buf, (size_t)n, snap_in, &sr, err)) < 0)
+			goto out;
+	}
+	if ((rc = cairn_codec_finish(c, snap_in, &sr, err)) < 0 ||
+	    (rc = settle(s, 0, err)) < 0 ||
+	    (rc = cairn_feed_reader_finish(sr.r, &doc, err)) < 0 ||
+	    (rc = cairn_feed_doc_verify(doc, s->cfg->kr, err)) < 0)
+		goto out;
+	if (doc->kind != CAIRN_FEED_SNAPSHOT) {
+		rc = cairn_error_set(err, CAIRN_EFORMAT, "sync: a page where the snapshot was asked for");
+		goto out;
+	}
+	memcpy(feed, doc->feed, 33);
+	*seq = doc->next;
+out:
+	cairn_codec_free(c);
+	cairn_feed_reader_free(sr.r);
+	close(sr.fd);
+	if (rc < 0 && err->code == 0)
+		cairn_error_set(err, rc, "sync: cannot read the snapshot of %s", s->cfg->from);
+	return rc;
+}
+
 /*
  * Apply a verified document's events in order: additions downloaded up to
  * `parallel` at once, a removal only after every addition before it is
@@ -407,10 +527,7 @@ static int remove_item(struct sync *s, const char *hashpart, struct cairn_error 
 static int apply(struct sync *s, const struct cairn_feed_doc *doc, unsigned parallel,
 		 struct cairn_error *err)
 {
-	struct sync_item *items = calloc(doc->n_events ? doc->n_events : 1, sizeof(*items));
 	int rc = 0;
-	if (!items)
-		return cairn_error_set(err, CAIRN_ENOMEM, "sync: out of memory");
 	for (size_t i = 0; i < doc->n_events && rc == 0; i++) {
 		const struct cairn_feed_event *e = &doc->events[i];
 		if (e->kind == CAIRN_FEED_REMOVE) {
@@ -418,17 +535,10 @@ static int apply(struct sync *s, const struct cairn_feed_doc *doc, unsigned para
 				rc = remove_item(s, e->hashpart, err);
 			continue;
 		}
-		if ((rc = settle(s, parallel - 1, err)) < 0)
-			break;
-		items[i].s = s;
-		items[i].ev = e;
-		item_start(s, &items[i]);
+		rc = add_item(s, e, parallel, err);
 	}
 	if (rc == 0)
 		rc = settle(s, 0, err);
-	for (size_t i = 0; i < doc->n_events; i++)
-		item_release(&items[i]);
-	free(items);
 	return rc;
 }
 
@@ -479,23 +589,22 @@ static int follow(struct sync *s, unsigned parallel, struct cairn_error *err)
 		snprintf(path, sizeof(path), "feed/events?since=%" PRIu64 "&wait=%u", s->st->seq,
 			 CAIRN_SYNC_WAIT);
 		rc = fetch_whole(s, path, CAIRN_FEED_PAGE_MAX, (CAIRN_SYNC_WAIT + 15) * 1000L, &page,
-				 &status, &e);
+				 -1, &status, &e);
 		if (rc == CAIRN_ECANCELED) {
 			rc = 0;
 			break;
 		}
 		if (rc < 0 && status == 410) {
 			say(s, "feed: behind what the head keeps: reading the snapshot again");
-			struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
-			rc = get_snapshot(s, &text, &doc, err);
-			if (rc == 0 && strcmp(doc.feed, s->st->feed) != 0)
+			char feed[33];
+			uint64_t seq = 0;
+			rc = snapshot(s, parallel, feed, &seq, err);
+			if (rc == 0 && strcmp(feed, s->st->feed) != 0)
 				rc = cairn_error_set(err, CAIRN_EFORMAT,
-						     "sync: the head's feed is now %s, not %s",
-						     doc.feed, s->st->feed);
-			if (rc == 0 && (rc = apply(s, &doc, parallel, err)) == 0)
-				s->st->seq = doc.next;
-			cairn_feed_doc_release(&doc);
-			cairn_buf_release(&text);
+						     "sync: the head's feed is now %s, not %s", feed,
+						     s->st->feed);
+			if (rc == 0)
+				s->st->seq = seq;
 			if (rc < 0)
 				break;
 			continue;
@@ -541,13 +650,10 @@ int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats 
 	struct sync s = {.cfg = cfg, .st = st, .dirfd = -1};
 	struct cairn_http_config hc;
 	struct cairn_buf info = CAIRN_BUF_INIT(CAIRN_HTTP_CACHE_INFO_MAX);
-	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
-	struct cairn_feed_doc doc;
 	unsigned parallel = cfg->parallel ? cfg->parallel : CAIRN_SYNC_PARALLEL_DEFAULT;
 	int rc;
 
 	memset(st, 0, sizeof(*st));
-	memset(&doc, 0, sizeof(doc));
 	if (parallel > CAIRN_SYNC_PARALLEL_MAX)
 		parallel = CAIRN_SYNC_PARALLEL_MAX;
 	if (mkdir(cfg->to, 0755) < 0 && errno != EEXIST)
@@ -568,24 +674,19 @@ int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats 
 		goto out;
 	/* nix-cache-info first: a replica without it is no cache */
 	struct cairn_http_cache_info ci;
-	if ((rc = fetch_whole(&s, "nix-cache-info", CAIRN_HTTP_CACHE_INFO_MAX, 0, &info, NULL,
-			      err)) < 0 ||
+	if ((rc = fetch_whole(&s, "nix-cache-info", CAIRN_HTTP_CACHE_INFO_MAX, 0, &info, -1,
+			      NULL, err)) < 0 ||
 	    (rc = cairn_http_cache_info_parse(info.data, info.len, &ci, err)) < 0 ||
 	    (rc = write_atomic(cfg->to, s.dirfd, "nix-cache-info", info.data, info.len, err)) < 0)
 		goto out;
-	if ((rc = get_snapshot(&s, &text, &doc, err)) < 0)
+	if ((rc = snapshot(&s, parallel, st->feed, &st->seq, err)) < 0)
 		goto out;
-	memcpy(st->feed, doc.feed, sizeof(st->feed));
-	st->seq = doc.next;
-	st->items = doc.n_events;
-	if ((rc = apply(&s, &doc, parallel, err)) < 0)
+	if (cfg->follow && (rc = follow(&s, parallel, err)) < 0)
 		goto out;
-	if (cfg->follow)
-		rc = follow(&s, parallel, err);
 	rc = 0;
 out:
-	cairn_feed_doc_release(&doc);
-	cairn_buf_release(&text);
+	while (s.live) /* an error left some in flight */
+		item_finish(s.live);
 	cairn_buf_release(&info);
 	cairn_dl_pool_free(s.pool);
 	cairn_http_server_free(s.server);

@@ -32,9 +32,9 @@
 
 #define CAIRN_SYNC_PARALLEL_DEFAULT 16
 #define CAIRN_SYNC_PARALLEL_MAX 256
-/* The snapshot read whole, compressed, for now (a stream parser is to
- * come): its text is bounded by CAIRN_FEED_PAGE_MAX. */
-#define CAIRN_SYNC_SNAPSHOT_MAX (64u << 20)
+/* The compressed snapshot, kept in a temporary file (unlinked at once)
+ * while its items are copied as it is read: at most this many bytes. */
+#define CAIRN_SYNC_SNAPSHOT_MAX ((uint64_t)64 << 30)
 /* Seconds a follow long-poll asks the head to wait. */
 #define CAIRN_SYNC_WAIT 25
 

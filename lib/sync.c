@@ -206,7 +206,8 @@ static bool is_tmp_name(const char *n)
 	return n[0] == '.' && l > 8 && n[l - 7] == '.' && strcmp(n, "..") != 0;
 }
 
-/* Remove what a killed run left: temporary files in dir and dir/nar. */
+/* Remove what a killed run left: temporary files in dir, dir/nar and its
+ * subdirectories (one level: Guix's nar/<method>/). */
 static void sweep(int dfd, const char *sub)
 {
 	int fd = sub ? openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : dup(dfd);
@@ -217,9 +218,17 @@ static void sweep(int dfd, const char *sub)
 			close(fd);
 		return;
 	}
-	while ((de = readdir(d)))
-		if (is_tmp_name(de->d_name))
+	while ((de = readdir(d))) {
+		if (is_tmp_name(de->d_name)) {
 			unlinkat(dirfd(d), de->d_name, 0);
+		} else if (sub && !strcmp(sub, "nar") && de->d_type == DT_DIR &&
+			   de->d_name[0] != '.') {
+			/* Guix's nar/<method>/ */
+			char inner[512];
+			snprintf(inner, sizeof(inner), "%s/%s", sub, de->d_name);
+			sweep(dfd, inner);
+		}
+	}
 	closedir(d);
 }
 
@@ -330,10 +339,18 @@ static int item_start(struct sync *s, struct sync_item *it)
 	if (!why) {
 		/* the file's name is the URL's path: a static server drops the query */
 		size_t ul = strcspn(u->url, "?#");
+		const char *sub;
 		if (strncmp(u->url, "nar/", 4) != 0 ||
 		    cairn_httpd_safe_path(u->url, ul, rel, sizeof(rel), NULL) < 0 ||
-		    strchr(rel + 4, '/'))
-			why = "its URL is not a file under nar/";
+		    ((sub = strchr(rel + 4, '/')) && strchr(sub + 1, '/')))
+			why = "its URL is not a file under nar/ (or nar/<method>/, as Guix)";
+		else if (sub) {
+			/* Guix: nar/<method>/<basename> */
+			char d[1024];
+			snprintf(d, sizeof(d), "%.*s", (int)(sub - rel), rel);
+			if (mkdirat(s->dirfd, d, 0755) < 0 && errno != EEXIST)
+				why = "its directory cannot be made";
+		}
 	}
 	enum cairn_codec_method m = CAIRN_CODEC_NONE;
 	if (!why && cairn_codec_method_parse(u->compression, strlen(u->compression), &m, NULL) < 0)

@@ -68,6 +68,9 @@ struct cairn_feed_server {
 	pthread_t thread;
 	bool running;
 	struct cairn_httpd *httpd; /* to notice its stop */
+	/* /metrics (NULL until the routes are registered) */
+	/* set once by the routes while the source thread may run: atomic */
+	_Atomic(struct cairn_httpd_counter *) m_events, m_pages, m_gone, m_snapshots;
 
 	/* store source */
 	struct cairn_storedb *db;
@@ -103,6 +106,14 @@ struct pending {
 	size_t len;
 };
 
+/* Count on a counter of /metrics, once there is one. */
+static void count(_Atomic(struct cairn_httpd_counter *) *m)
+{
+	struct cairn_httpd_counter *c = atomic_load(m);
+	if (c)
+		cairn_httpd_counter_add(c, 1);
+}
+
 /* Append a batch to the log in one transaction. */
 static int apply(struct cairn_feed_server *s, struct pending *v, size_t n, bool *changed,
 		 const char *cursor, uint64_t cursor_value, struct cairn_error *err)
@@ -123,6 +134,8 @@ static int apply(struct cairn_feed_server *s, struct pending *v, size_t n, bool 
 			rc = 0;
 		}
 		*changed |= did;
+		if (did)
+			count(&s->m_events);
 	}
 	if (rc == 0 && cursor)
 		rc = cairn_feed_set_cursor(s->feed, cursor, cursor_value, err);
@@ -432,7 +445,10 @@ static void answer(struct cairn_feed_server *s, struct waiter *w)
 	int rc = cairn_feed_page(s->feed, w->since, w->max, &s->cfg.signer, &b, NULL, &err);
 	if (rc == 0) {
 		cairn_httpd_stream_reply(w->stream, 200, CT_FEED, b.data, b.len, hdr);
+		count(&s->m_pages);
 	} else {
+		if (rc == CAIRN_ENOENT)
+			count(&s->m_gone);
 		/* the reason in the body: a follower logs it */
 		int status = rc == CAIRN_ENOENT ? 410 : rc == CAIRN_EINVAL ? 400 : 500;
 		cairn_buf_reset(&b);
@@ -659,6 +675,7 @@ static int h_snapshot(struct cairn_httpd_req *req, void *data)
 		return cairn_httpd_send_error(req, 503);
 	}
 	cairn_httpd_add_header(req, "Cache-Control", "no-store");
+	count(&s->m_snapshots);
 	int rc = cairn_httpd_stream_start(req, 200, "application/zstd", -1, &j->stream);
 	if (rc == 0) {
 		pthread_attr_init(&at);
@@ -683,8 +700,25 @@ int cairn_feed_server_routes(struct cairn_feed_server *s, struct cairn_httpd *h,
 			     struct cairn_error *err)
 {
 	int rc;
+	struct cairn_httpd_counter *c[4];
+	if ((rc = cairn_httpd_counter_new(h, "cairn_feed_events_total",
+					  "Events appended to the change feed's log.", &c[0], err)) <
+		    0 ||
+	    (rc = cairn_httpd_counter_new(h, "cairn_feed_pages_total",
+					  "Feed pages answered (long-polls included).", &c[1], err)) <
+		    0 ||
+	    (rc = cairn_httpd_counter_new(h, "cairn_feed_gone_total",
+					  "Feed requests for events no longer kept (410).", &c[2],
+					  err)) < 0 ||
+	    (rc = cairn_httpd_counter_new(h, "cairn_feed_snapshots_total", "Snapshots started.",
+					  &c[3], err)) < 0)
+		return rc;
 	pthread_mutex_lock(&s->lock);
 	s->httpd = h;
+	atomic_store(&s->m_events, c[0]);
+	atomic_store(&s->m_pages, c[1]);
+	atomic_store(&s->m_gone, c[2]);
+	atomic_store(&s->m_snapshots, c[3]);
 	pthread_mutex_unlock(&s->lock);
 	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/feed/events", "feed-events", h_events,
 				    s, err)) < 0 ||

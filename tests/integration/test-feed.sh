@@ -157,6 +157,10 @@ else
   sed 's/^/  | /' "$TMP/snap.err"
 fi
 
+metrics=$(curl -sf "$PUBLISH_URL/metrics")
+check "/metrics counts the feed's events, pages and snapshots" \
+  bash -c 'grep -Eq "^cairn_feed_events_total [1-9]" <<< "$0" && grep -Eq "^cairn_feed_pages_total [1-9]" <<< "$0" && grep -Eq "^cairn_feed_snapshots_total 1$" <<< "$0"' "$metrics"
+
 # restart: the same feed, the same head; the next event follows it
 publish_stop || not_ok "cairn publish stops (a long-poll pending does not hold it)"
 publish_start "${ARGS[@]}" || { not_ok "cairn publish restarts"; finish; exit 1; }

@@ -401,7 +401,7 @@ static int settle(struct sync *s, unsigned below, struct cairn_error *err)
 }
 
 /* A removal: the narinfo goes first (nothing points at the file then),
- * then its file. */
+ * then its file when no other narinfo can name it. */
 static int remove_item(struct sync *s, const char *hashpart, struct cairn_error *err)
 {
 	char name[48], *text = NULL;
@@ -422,11 +422,19 @@ static int remove_item(struct sync *s, const char *hashpart, struct cairn_error 
 		return cairn_error_errno(err, errno, "sync: cannot remove '%s'", name);
 	struct cairn_narinfo *ni = NULL;
 	char rel[1024];
+	/* A file named by its content (nar/<FileHash>.nar.xz, as nix copy
+	 * names them) may be another item's too: identical NARs share it, and
+	 * deleting it would leave that narinfo unservable.  Only a file whose
+	 * name carries this item's hash part (Guix's nar/<method>/<basename>)
+	 * is its own; the others stay for a later cleanup. */
 	if (text && cairn_narinfo_parse(text, (size_t)sb.st_size, &ni, NULL) == 0 && ni->n_urls &&
 	    strncmp(ni->urls[0].url, "nar/", 4) == 0 &&
 	    cairn_httpd_safe_path(ni->urls[0].url, strcspn(ni->urls[0].url, "?#"), rel,
-				  sizeof(rel), NULL) == 0)
-		unlinkat(s->dirfd, rel, 0);
+				  sizeof(rel), NULL) == 0) {
+		const char *base = strrchr(rel, '/');
+		if (base && strncmp(base + 1, hashpart, 32) == 0)
+			unlinkat(s->dirfd, rel, 0);
+	}
 	cairn_narinfo_free(ni);
 	free(text);
 	s->st->removed++;

@@ -16,7 +16,7 @@
 
 const char cmd_sync_usage[] =
 	"usage: cairn sync --from URL --to DIR --trusted-key FILE [--trusted-key FILE...]\n"
-	"                  [--parallel N] [--follow [--status FILE]]\n"
+	"                  [--parallel N] [--follow [--status FILE] | --paths FILE]\n"
 	"\n"
 	"Make DIR a replica of the binary cache at URL (a `cairn publish --feed`),\n"
 	"in the layout `nix copy --to file://DIR` writes: nix-cache-info and the\n"
@@ -39,7 +39,10 @@ const char cmd_sync_usage[] =
 	"                       done; removals only from such a page) until\n"
 	"                       SIGTERM or SIGINT\n"
 	"  --status FILE        with --follow: after each page, write the feed id,\n"
-	"                       seq, head, lag (events) and time to FILE\n";
+	"                       seq, head, lag (events) and time to FILE\n"
+	"  --paths FILE         a head without a feed (nginx, guix publish,\n"
+	"                       nix-serve): replicate the closures of the store\n"
+	"                       paths listed in FILE (one a line)\n";
 
 static volatile sig_atomic_t g_stop;
 
@@ -94,6 +97,8 @@ int cmd_sync(int argc, char **argv)
 			if (cli_load_keyring(&kr, v) != EXIT_OK)
 				goto out;
 			n_keys++;
+		} else if (!strcmp(a, "--paths")) {
+			cfg.paths_file = v;
 		} else if (!strcmp(a, "--status")) {
 			cfg.status_file = v;
 		} else if (!strcmp(a, "--parallel")) {
@@ -116,6 +121,11 @@ int cmd_sync(int argc, char **argv)
 		ret = cli_usage(cmd_sync_usage, false);
 		goto out;
 	}
+	if (cfg.paths_file && cfg.follow) {
+		cli_error("--paths replicates a list once: no --follow with it");
+		ret = EXIT_USAGE;
+		goto out;
+	}
 	cli_keyring_check(&kr);
 	cfg.kr = &kr;
 	cfg.log = sync_log;
@@ -131,10 +141,14 @@ int cmd_sync(int argc, char **argv)
 		cli_fail("sync", &err);
 		goto out;
 	}
-	printf("feed %s at %" PRIu64 ": %" PRIu64 " items, %" PRIu64 " copied, %" PRIu64
+	if (cfg.paths_file)
+		printf("paths of %s: ", cli_safe(cfg.paths_file));
+	else
+		printf("feed %s at %" PRIu64 ": ", st.feed, st.seq);
+	printf("%" PRIu64 " items, %" PRIu64 " copied, %" PRIu64
 	       " already there, %" PRIu64 " refused, %" PRIu64 " failed, %" PRIu64
 	       " removed, %" PRIu64 " bytes received\n",
-	       st.feed, st.seq, st.items, st.copied, st.present, st.refused, st.failed, st.removed,
+	       st.items, st.copied, st.present, st.refused, st.failed, st.removed,
 	       st.bytes);
 	ret = st.refused || st.failed ? EXIT_FAIL : EXIT_OK;
 out:

@@ -51,6 +51,11 @@ struct cairn_sync_config {
 	/* Rewritten (atomically) after each page: feed, seq, head, lag in
 	 * events, time; NULL: none. */
 	const char *status_file;
+	/* Instead of the feed (a head without one: nginx, guix publish,
+	 * nix-serve): the closures of the store paths listed in this file, one
+	 * a line, their narinfos asked through the query engine (survey.h);
+	 * references followed only from narinfos a trusted key signed. */
+	const char *paths_file;
 	/* Each item refused or failed, and other news; NULL: nothing said. */
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;

@@ -201,7 +201,7 @@ struct cairn_feed_doc {
 
 /*
  * Parse a page or a snapshot (len at most CAIRN_FEED_PAGE_MAX; a larger
- * snapshot is read with a stream parser, not yet).  The text must outlive
+ * snapshot is read with cairn_feed_reader_*, below).  The text must outlive
  * doc (events and sigs point into it).  Checks the layout, the bounds, the
  * order of seqs and the hash; not the signatures.  CAIRN_EFORMAT /
  * CAIRN_ELIMIT / CAIRN_EHASH with a detail naming the line.

@@ -1,7 +1,9 @@
 /*
  * sync.h - `cairn sync`: replicate a head's binary cache into a directory
- * from its change feed (feed.h, docs/PROTOCOL.md).  First slice: the
- * initial replication from the snapshot; following the feed is to come.
+ * from its change feed (feed.h, docs/PROTOCOL.md): the initial
+ * replication from the snapshot, then (follow) the feed's pages; or, for a
+ * head without a feed, the closures of a list of store paths (paths_file,
+ * through the query engine).
  *
  * The replica is the binary-cache layout (what `nix copy --to file://DIR`
  * writes), servable by `cairn publish --binary-cache DIR` or any static

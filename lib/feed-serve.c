@@ -114,6 +114,17 @@ static void count(_Atomic(struct cairn_httpd_counter *) *m)
 		cairn_httpd_counter_add(c, 1);
 }
 
+static void serve_waiters(struct cairn_feed_server *s, bool all);
+
+/* Is the server stopping, or the HTTP server it serves on? */
+static bool stop_wanted(struct cairn_feed_server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool stop = s->stopping || (s->httpd && cairn_httpd_stopping(s->httpd));
+	pthread_mutex_unlock(&s->lock);
+	return stop;
+}
+
 /* Append a batch to the log in one transaction. */
 static int apply(struct cairn_feed_server *s, struct pending *v, size_t n, bool *changed,
 		 const char *cursor, uint64_t cursor_value, struct cairn_error *err)
@@ -140,6 +151,9 @@ static int apply(struct cairn_feed_server *s, struct pending *v, size_t n, bool 
 	if (rc == 0 && cursor)
 		rc = cairn_feed_set_cursor(s->feed, cursor, cursor_value, err);
 	int rc2 = cairn_feed_commit(s->feed, err);
+	/* a first pass over a large store takes minutes: pages asked for
+	 * meanwhile are answered between its batches, not after it */
+	serve_waiters(s, stop_wanted(s));
 	return rc < 0 ? rc : rc2;
 }
 
@@ -283,7 +297,7 @@ static int reconcile(struct cairn_feed_server *s, struct hp_list *have,
 	qsort(have->v, have->n, sizeof(*have->v), cmp_hp);
 	if ((rc = cairn_feed_items(s->feed, &items, &n_items, err)) < 0)
 		goto out;
-	while ((i < have->n || j < n_items) && rc == 0) {
+	while ((i < have->n || j < n_items) && rc == 0 && !atomic_load(&s->stopping)) {
 		int c = i == have->n ? 1 : j == n_items ? -1 : memcmp(have->v[i], items[j], 32);
 		bool skip = false;
 		if (c == 0) {
@@ -507,11 +521,8 @@ static void *source_main(void *arg)
 			last_fail = now_ms();
 			say(s, "feed: the source failed (will retry): ", last_msg);
 		}
-		pthread_mutex_lock(&s->lock);
 		/* a server stopping waits for held answers: give them now */
-		bool stop = s->stopping || (s->httpd && cairn_httpd_stopping(s->httpd));
-		pthread_mutex_unlock(&s->lock);
-		serve_waiters(s, stop);
+		serve_waiters(s, stop_wanted(s));
 		pthread_mutex_lock(&s->lock);
 		if (s->stopping && s->n_waiters == 0) {
 			pthread_mutex_unlock(&s->lock);

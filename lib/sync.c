@@ -112,8 +112,9 @@ static int fetch_whole(struct sync *s, const char *path, uint64_t max, long firs
 		       struct cairn_buf *out, int fd, long *status, struct cairn_error *err)
 {
 	struct fetch_whole w = {.out = out, .fd = fd};
+	bool absolute = !strncmp(path, "http://", 7) || !strncmp(path, "https://", 8);
 	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
-					.server = s->server,
+					.server = absolute ? NULL : s->server,
 					.url = path,
 					.max_body = max,
 					.first_byte_timeout_ms = first_byte_ms,
@@ -733,24 +734,80 @@ static int paths_found(void *ctx, struct cairn_survey_result *r)
 	return 0;
 }
 
-/* Read the list: one store path a line, blank lines and '#' comments
- * skipped; each added to the survey. */
-static int paths_read(struct cairn_survey *sv, const char *file, struct cairn_error *err)
+/* Add the list's store paths to the survey: one a line, blank lines and
+ * '#' comments skipped. */
+static int paths_add(struct cairn_survey *sv, const char *t, size_t len, struct cairn_error *err)
 {
-	FILE *f = fopen(file, "r");
-	char line[4096];
-	int rc = 0;
-	if (!f)
-		return cairn_error_errno(err, errno, "sync: cannot read '%s'", file);
-	while (rc >= 0 && fgets(line, sizeof(line), f)) {
-		size_t l = strcspn(line, "\r\n");
-		line[l] = '\0';
-		if (!l || line[0] == '#')
-			continue;
-		rc = cairn_survey_add(sv, line, NULL, err);
+	size_t i = 0;
+	while (i < len) {
+		size_t e = i;
+		while (e < len && t[e] != '\n')
+			e++;
+		size_t l = e - i;
+		if (l && t[i + l - 1] == '\r')
+			l--;
+		if (l && t[i] != '#') {
+			char line[4096];
+			if (l >= sizeof(line))
+				return cairn_error_set(err, CAIRN_ELIMIT, "sync: a line of the list is too long");
+			memcpy(line, t + i, l);
+			line[l] = '\0';
+			int rc = cairn_survey_add(sv, line, NULL, err);
+			if (rc < 0)
+				return rc;
+		}
+		i = e + 1;
 	}
-	fclose(f);
-	return rc < 0 ? rc : 0;
+	return 0;
+}
+
+static int put_buf(void *ctx, const void *data, size_t len)
+{
+	return cairn_buf_append(ctx, data, len);
+}
+
+/*
+ * The list: a file, or a URL (a Hydra-style store-paths.xz: xz-compressed
+ * when its bytes say so), at most CAIRN_SYNC_PATHS_MAX bytes of text.
+ */
+static int paths_read(struct sync *s, struct cairn_survey *sv, const char *where,
+		      struct cairn_error *err)
+{
+	struct cairn_buf raw = CAIRN_BUF_INIT(CAIRN_SYNC_PATHS_MAX);
+	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_SYNC_PATHS_MAX);
+	int rc;
+	if (!strncmp(where, "http://", 7) || !strncmp(where, "https://", 8)) {
+		rc = fetch_whole(s, where, CAIRN_SYNC_PATHS_MAX, 0, &raw, -1, NULL, err);
+	} else {
+		FILE *f = fopen(where, "rb");
+		char b[65536];
+		size_t n;
+		rc = 0;
+		if (!f)
+			return cairn_error_errno(err, errno, "sync: cannot read '%s'", where);
+		while (rc == 0 && (n = fread(b, 1, sizeof(b), f)) > 0)
+			if (cairn_buf_append(&raw, b, n) < 0)
+				rc = cairn_error_set(err, CAIRN_ELIMIT, "sync: '%s' is too large", where);
+		fclose(f);
+	}
+	static const unsigned char xz_magic[6] = {0xfd, '7', 'z', 'X', 'Z', 0};
+	if (rc == 0 && raw.len >= 6 && memcmp(raw.data, xz_magic, 6) == 0) {
+		struct cairn_codec *c = NULL;
+		rc = cairn_codec_new(&c, CAIRN_CODEC_XZ, CAIRN_CODEC_DECOMPRESS,
+				     CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_SYNC_PATHS_MAX, err);
+		if (rc == 0)
+			rc = cairn_codec_write(c, raw.data, raw.len, put_buf, &text, err);
+		if (rc == 0)
+			rc = cairn_codec_finish(c, put_buf, &text, err);
+		cairn_codec_free(c);
+		if (rc == 0)
+			rc = paths_add(sv, text.data, text.len, err);
+	} else if (rc == 0) {
+		rc = paths_add(sv, raw.data ? raw.data : "", raw.len, err);
+	}
+	cairn_buf_release(&raw);
+	cairn_buf_release(&text);
+	return rc;
 }
 
 /* Replicate the closures of a list of store paths: narinfos asked through
@@ -767,7 +824,7 @@ static int paths(struct sync *s, unsigned parallel, const char *store_dir, struc
 	if ((rc = cairn_survey_new(&sv, s->http, servers, 1, &sc, paths_found, &pr, err)) < 0)
 		return rc;
 	pr.survey_ = sv;
-	if ((rc = paths_read(sv, s->cfg->paths_file, err)) < 0)
+	if ((rc = paths_read(s, sv, s->cfg->paths_file, err)) < 0)
 		goto out;
 	for (;;) {
 		if ((rc = cairn_survey_start(sv, err)) < 0)

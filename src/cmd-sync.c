@@ -16,7 +16,7 @@
 
 const char cmd_sync_usage[] =
 	"usage: cairn sync --from URL --to DIR --trusted-key FILE [--trusted-key FILE...]\n"
-	"                  [--parallel N] [--follow [--status FILE] | --paths FILE]\n"
+	"                  [--parallel N] [--follow [--status FILE] | --paths FILE|URL]\n"
 	"\n"
 	"Make DIR a replica of the binary cache at URL (a `cairn publish --feed`),\n"
 	"in the layout `nix copy --to file://DIR` writes: nix-cache-info and the\n"
@@ -40,9 +40,10 @@ const char cmd_sync_usage[] =
 	"                       SIGTERM or SIGINT\n"
 	"  --status FILE        with --follow: after each page, write the feed id,\n"
 	"                       seq, head, lag (events) and time to FILE\n"
-	"  --paths FILE         a head without a feed (nginx, guix publish,\n"
+	"  --paths FILE|URL     a head without a feed (nginx, guix publish,\n"
 	"                       nix-serve): replicate the closures of the store\n"
-	"                       paths listed in FILE (one a line)\n";
+	"                       paths listed in FILE or at URL (one a line; a\n"
+	"                       Hydra store-paths.xz is read as such)\n";
 
 static volatile sig_atomic_t g_stop;
 

@@ -37,6 +37,8 @@
 /* The compressed snapshot, kept in a temporary file (unlinked at once)
  * while its items are copied as it is read: at most this many bytes. */
 #define CAIRN_SYNC_SNAPSHOT_MAX ((uint64_t)64 << 30)
+/* The --paths list, decompressed: at most this many bytes. */
+#define CAIRN_SYNC_PATHS_MAX ((size_t)256 << 20)
 /* Seconds a follow long-poll asks the head to wait. */
 #define CAIRN_SYNC_WAIT 25
 
@@ -54,9 +56,11 @@ struct cairn_sync_config {
 	 * events, time; NULL: none. */
 	const char *status_file;
 	/* Instead of the feed (a head without one: nginx, guix publish,
-	 * nix-serve): the closures of the store paths listed in this file, one
-	 * a line, their narinfos asked through the query engine (survey.h);
-	 * references followed only from narinfos a trusted key signed. */
+	 * nix-serve): the closures of the store paths listed in this file or
+	 * at this http(s) URL (a Hydra store-paths.xz: xz when its bytes say
+	 * so), one a line, their narinfos asked through the query engine
+	 * (survey.h); references followed only from narinfos a trusted key
+	 * signed. */
 	const char *paths_file;
 	/* Each item refused or failed, and other news; NULL: nothing said. */
 	void (*log)(void *ctx, const char *msg);

@@ -8,7 +8,7 @@
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
-skip_unless curl python3 cmp nginx
+skip_unless curl python3 cmp nginx xz
 nix_lib_init
 
 pstore_init "$TMP/src"
@@ -59,4 +59,15 @@ else
 fi
 check "  naming it" grep -q "00000000000000000000000000000000-absent: not copied: the head does not have it" "$TMP/sync2.err"
 check "  and the rest is already there" grep -q " 0 copied, ${#closure[@]} already there" "$TMP/sync2.out"
+
+# a Hydra-style store-paths.xz at a URL
+printf '%s\n' "$top" | xz -c > "$BC/store-paths.xz"
+if "$CAIRN" sync --from "$NGINX_URL" --to "$TMP/replica3" --trusted-key "$TMP/k.pub" \
+  --paths "$NGINX_URL/store-paths.xz" > "$TMP/sync3.out" 2> "$TMP/sync3.err"; then
+  ok "--paths takes a store-paths.xz URL"
+  check "  the closure is copied" grep -q ": ${#closure[@]} items, ${#closure[@]} copied" "$TMP/sync3.out"
+else
+  not_ok "--paths takes a store-paths.xz URL"
+  sed 's/^/  | /' "$TMP/sync3.out" "$TMP/sync3.err"
+fi
 finish

@@ -52,6 +52,7 @@ struct sync {
 	struct cairn_dl_pool *pool;
 	int dirfd;
 	unsigned active;
+	unsigned extras; /* .ls and log requests in flight */
 	struct sync_item *live;
 };
 
@@ -148,7 +149,13 @@ static int write_atomic(const char *dir, int dirfd, const char *name, const void
 			size_t len, struct cairn_error *err)
 {
 	char full[4200];
-	snprintf(full, sizeof(full), "%s/.%s.XXXXXX", dir, name);
+	/* the temporary name beside the target: the dot on its last part */
+	const char *slash = strrchr(name, '/');
+	if (slash)
+		snprintf(full, sizeof(full), "%s/%.*s/.%s.XXXXXX", dir, (int)(slash - name), name,
+			 slash + 1);
+	else
+		snprintf(full, sizeof(full), "%s/.%s.XXXXXX", dir, name);
 	int fd = mkostemp(full, O_CLOEXEC);
 	if (fd < 0)
 		return cairn_error_errno(err, errno, "sync: cannot create a file for '%s'", name);
@@ -286,6 +293,85 @@ static struct sync_item *item_new(struct sync *s, const struct cairn_feed_event 
 	return it;
 }
 
+/*
+ * What a binary cache holds beside an item, where the head has it: its
+ * listing (<hashpart>.ls, what `nix store ls` reads) and its deriver's
+ * build log (log/<drv basename>).  Neither is signed (Nix trusts them as
+ * they come); asked once the item is in place, a 404 is no error.
+ */
+#define SYNC_LS_MAX ((uint64_t)64 << 20)
+#define SYNC_LOG_MAX ((uint64_t)1 << 30)
+
+struct extra {
+	struct sync *s;
+	char name[320]; /* relative to DIR */
+	struct cairn_buf body;
+};
+
+static int extra_data(void *ctx, const void *data, size_t len)
+{
+	struct extra *x = ctx;
+	return cairn_buf_append(&x->body, data, len) ? CAIRN_ELIMIT : 0;
+}
+
+static void extra_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct extra *x = ctx;
+	struct sync *s = x->s;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (res->outcome == CAIRN_HTTP_OK) {
+		/* log/ is made when the first log comes: no empty directory */
+		if (!strncmp(x->name, "log/", 4) && mkdirat(s->dirfd, "log", 0755) < 0 &&
+		    errno != EEXIST)
+			say(s, "log: cannot make the directory: %s", strerror(errno));
+		else if (write_atomic(s->cfg->to, s->dirfd, x->name, x->body.data ? x->body.data : "",
+				 x->body.len, &e) < 0)
+			say(s, "%s: %s", x->name, cairn_error_msg(&e));
+		else
+			s->st->extras++;
+	} else if (res->err.code != CAIRN_ENOENT) {
+		say(s, "%s: not copied: %s", x->name, cairn_error_msg(&res->err));
+	}
+	cairn_buf_release(&x->body);
+	free(x);
+	s->extras--;
+}
+
+static void extra_get(struct sync *s, const char *name, uint64_t max)
+{
+	struct extra *x = calloc(1, sizeof(*x));
+	if (!x)
+		return;
+	x->s = s;
+	snprintf(x->name, sizeof(x->name), "%s", name);
+	cairn_buf_init(&x->body, (size_t)max);
+	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
+					.server = s->server,
+					.url = x->name,
+					.max_body = max,
+					.on_data = extra_data,
+					.on_done = extra_done,
+					.ctx = x};
+	if (cairn_http_add(s->http, &rq, NULL) < 0) {
+		free(x);
+		return;
+	}
+	s->extras++;
+}
+
+static void extras_for(struct sync *s, const struct sync_item *it)
+{
+	char name[320];
+	snprintf(name, sizeof(name), "%s.ls", it->ev->hashpart);
+	extra_get(s, name, SYNC_LS_MAX);
+	const char *d = it->ni->deriver;
+	if (d && !strchr(d, '/') && strlen(d) < 250 && d[0] != '.') {
+		snprintf(name, sizeof(name), "log/%s", d);
+		extra_get(s, name, SYNC_LOG_MAX);
+	}
+}
+
 static void item_done(void *ctx, const struct cairn_dl_result *r)
 {
 	struct sync_item *it = ctx;
@@ -305,6 +391,7 @@ static void item_done(void *ctx, const struct cairn_dl_result *r)
 		say(s, "%s: %s", it->ni->store_path, cairn_error_msg(&e));
 	} else {
 		s->st->copied++;
+		extras_for(s, it);
 	}
 	item_finish(it); /* frees the download too: allowed inside on_done */
 }
@@ -402,6 +489,16 @@ static int settle(struct sync *s, unsigned below, struct cairn_error *err)
 	return 0;
 }
 
+/* Everything in flight, listings and logs too. */
+static int settle_all(struct sync *s, struct cairn_error *err)
+{
+	int rc = settle(s, 0, err);
+	while (rc == 0 && s->extras)
+		if ((rc = cairn_http_step(s->http, 50, err)) >= 0)
+			rc = 0;
+	return rc;
+}
+
 /* A removal: the narinfo goes first (nothing points at the file then),
  * then its file when no other narinfo can name it. */
 static int remove_item(struct sync *s, const char *hashpart, struct cairn_error *err)
@@ -422,6 +519,8 @@ static int remove_item(struct sync *s, const char *hashpart, struct cairn_error 
 	close(fd);
 	if (unlinkat(s->dirfd, name, 0) < 0 && errno != ENOENT)
 		return cairn_error_errno(err, errno, "sync: cannot remove '%s'", name);
+	snprintf(name, sizeof(name), "%s.ls", hashpart);
+	unlinkat(s->dirfd, name, 0); /* the item's own; a log may be shared */
 	struct cairn_narinfo *ni = NULL;
 	char rel[1024];
 	/* A file named by its content (nar/<FileHash>.nar.xz, as nix copy
@@ -527,7 +626,7 @@ static int snapshot(struct sync *s, unsigned parallel, char feed[33], uint64_t *
 			goto out;
 	}
 	if ((rc = cairn_codec_finish(c, snap_in, &sr, err)) < 0 ||
-	    (rc = settle(s, 0, err)) < 0 ||
+	    (rc = settle_all(s, err)) < 0 ||
 	    (rc = cairn_feed_reader_finish(sr.r, &doc, err)) < 0 ||
 	    (rc = cairn_feed_doc_verify(doc, s->cfg->kr, err)) < 0)
 		goto out;
@@ -565,7 +664,7 @@ static int apply(struct sync *s, const struct cairn_feed_doc *doc, unsigned para
 		rc = add_item(s, e, parallel, err);
 	}
 	if (rc == 0)
-		rc = settle(s, 0, err);
+		rc = settle_all(s, err);
 	return rc;
 }
 
@@ -845,7 +944,7 @@ static int paths(struct sync *s, unsigned parallel, const char *store_dir, struc
 			pr.next++;
 			item_start(s, it);
 		}
-		if (!cairn_survey_pending(sv) && pr.next == pr.n && !s->active)
+		if (!cairn_survey_pending(sv) && pr.next == pr.n && !s->active && !s->extras)
 			break;
 		if ((rc = cairn_http_step(s->http, 50, err)) < 0)
 			goto out;
@@ -883,6 +982,7 @@ int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats 
 	}
 	sweep(s.dirfd, NULL);
 	sweep(s.dirfd, "nar");
+	sweep(s.dirfd, "log");
 	cairn_http_config_init(&hc);
 	if ((rc = cairn_http_new(&s.http, &hc, err)) < 0 ||
 	    (rc = cairn_http_server_new(&s.server, cfg->from, 0, err)) < 0 ||

@@ -148,8 +148,8 @@ int cmd_sync(int argc, char **argv)
 		printf("feed %s at %" PRIu64 ": ", st.feed, st.seq);
 	printf("%" PRIu64 " items, %" PRIu64 " copied, %" PRIu64
 	       " already there, %" PRIu64 " refused, %" PRIu64 " failed, %" PRIu64
-	       " removed, %" PRIu64 " bytes received\n",
-	       st.items, st.copied, st.present, st.refused, st.failed, st.removed,
+	       " removed, %" PRIu64 " listings and logs, %" PRIu64 " bytes received\n",
+	       st.items, st.copied, st.present, st.refused, st.failed, st.removed, st.extras,
 	       st.bytes);
 	ret = st.refused || st.failed ? EXIT_FAIL : EXIT_OK;
 out:

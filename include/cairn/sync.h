@@ -13,6 +13,9 @@
  *                             signatures travel: clients need no new key)
  *   DIR/<URL without query>   the file the narinfo's first URL names, as
  *                             the head served it (compressed)
+ *   DIR/<hashpart>.ls         its listing, and DIR/log/<drv basename> its
+ *                             build log, where the head has them (not
+ *                             signed: copied as they come, after the item)
  * Every item goes through the shared download engine (lib/download.c):
  * FileSize, FileHash, NarHash and NarSize are checked before the file is
  * renamed into place, and the narinfo is written (temporary name, then
@@ -77,6 +80,7 @@ struct cairn_sync_stats {
 	uint64_t failed;    /* download or check failed */
 	uint64_t bytes;	    /* body bytes received */
 	uint64_t removed;   /* narinfos removed by the feed */
+	uint64_t extras;    /* .ls listings and build logs copied */
 	uint64_t pages_refused; /* feed pages that did not verify (not applied) */
 };
 

@@ -41,6 +41,11 @@ check "  its first URL is Guix's nar/zstd/<basename>" [ "$url" = "nar/zstd/$(bas
 check "  and the file is there" [ -s "$R/$url" ]
 check "  decompressing to the nar the head serves uncompressed" \
   bash -c 'cmp -s <(zstd -dc "$0") <(curl -sf "$1/nar/$2")' "$R/$url" "$HEAD_URL" "$(basename "$top")"
+check "its listing is the head's" \
+  bash -c 'cmp -s <(curl -sf "$0/$1.ls") "$2/$1.ls"' "$HEAD_URL" "$(hp "$top")" "$R"
+drv=$(sed -n 's/^Deriver: //p' "$ni")
+check "its build log is the head's" \
+  bash -c '[ -s "$2/log/$1" ] && cmp -s <(curl -sf "$0/log/$1") "$2/log/$1"' "$HEAD_URL" "$drv" "$R"
 : > "$R/nar/zstd/.debris.AbCdEf"
 "$CAIRN" sync --from "$HEAD_URL" --to "$R" --trusted-key "$TMP/g.pub" > "$TMP/sync2.out" 2>&1 || true
 check "a second run copies nothing and sweeps nar/zstd/ too" \

@@ -259,4 +259,22 @@ done
 check "  a narinfo removed from the directory becomes a remove event" [ "$removed" = yes ]
 publish_stop || not_ok "cairn publish --binary-cache stops cleanly"
 
+# --user (as root): the log is opened as root (its -wal and -shm too,
+# kept open), then the server runs as nobody: a snapshot (a connection of
+# its own, opened as nobody) and new events still work
+if [ "$(id -u)" = 0 ] && id nobody > /dev/null 2>&1; then
+  chmod o+x "$TMP"
+  chmod -R o+rX "$BC"
+  publish_start --binary-cache "$BC" --key "$TMP/k.sec" --feed "$TMP/feed-user" --user nobody ||
+    { not_ok "cairn publish --feed --user nobody starts"; finish; exit 1; }
+  wait_head 3 || true
+  curl -sf --max-time 30 "$PUBLISH_URL/feed/snapshot" -o "$TMP/snap-user.zst" || true
+  check "--user nobody: the snapshot verifies" \
+    "$CAIRN" feed verify --trusted-key "$TMP/k.pub" "$TMP/snap-user.zst"
+  h=$(field head)
+  rm "$BC/$(hp "$top").narinfo"
+  check "  and a change becomes an event" wait_head $((h + 1))
+  publish_stop || true
+fi
+
 finish

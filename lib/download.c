@@ -218,6 +218,11 @@ static int pipe_feed(struct cairn_dl *d, const void *data, size_t len)
 	d->fed += len;
 	if (d->filehash_on)
 		cairn_sha256_update(&d->filehash, data, len);
+	if (d->sink.body) {
+		int rc = d->sink.body(d->sink.ctx, data, len, &d->perr);
+		if (rc)
+			return rc;
+	}
 	return cairn_codec_write(d->codec, data, len, nar_out, d, &d->perr);
 }
 
@@ -995,6 +1000,12 @@ void cairn_dl_file_sink(struct cairn_dl_file *f, struct cairn_dl_sink *out)
 {
 	*out = (struct cairn_dl_sink){
 	    .begin = file_begin, .nar = file_nar, .discard = file_discard, .ctx = f};
+}
+
+void cairn_dl_file_body_sink(struct cairn_dl_file *f, struct cairn_dl_sink *out)
+{
+	*out = (struct cairn_dl_sink){
+	    .begin = file_begin, .body = file_nar, .discard = file_discard, .ctx = f};
 }
 
 int cairn_dl_file_commit(struct cairn_dl_file *f, struct cairn_error *err)

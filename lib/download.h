@@ -89,6 +89,9 @@ struct cairn_dl_sink {
 	int (*begin)(void *ctx, struct cairn_error *err);
 	const struct cairn_nar_callbacks *tree; /* the NAR's entries, or NULL */
 	int (*nar)(void *ctx, const void *data, size_t len, struct cairn_error *err);
+	/* The file's bytes as the server sent them (compressed), or NULL:
+	 * what a replica keeps, checked with the rest once all is in */
+	int (*body)(void *ctx, const void *data, size_t len, struct cairn_error *err);
 	void (*discard)(void *ctx);
 	void *ctx;
 };
@@ -175,6 +178,9 @@ void cairn_dl_tree_free(struct cairn_dl_tree *t); /* removes an uncommitted tree
 struct cairn_dl_file;
 int cairn_dl_file_new(struct cairn_dl_file **out, const char *path, struct cairn_error *err);
 void cairn_dl_file_sink(struct cairn_dl_file *f, struct cairn_dl_sink *out);
+/* The same file, but holding the body as served (the compressed file a
+ * binary cache keeps under its narinfo's URL) rather than the NAR. */
+void cairn_dl_file_body_sink(struct cairn_dl_file *f, struct cairn_dl_sink *out);
 int cairn_dl_file_commit(struct cairn_dl_file *f, struct cairn_error *err);
 void cairn_dl_file_free(struct cairn_dl_file *f);
 

@@ -6,6 +6,7 @@
 #define CAIRN_HTTPD_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -89,6 +90,7 @@ struct cairn_httpd {
 	unsigned threads;
 	struct httpd_worker *workers;
 	int stop_pipe[2];
+	atomic_int stop_asked; /* cairn_httpd_stopping */
 	int started;
 	/* workers count themselves in once their loop can take messages */
 	pthread_mutex_t ready_mu;

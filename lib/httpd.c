@@ -737,11 +737,18 @@ int cairn_httpd_wait(struct cairn_httpd *h, struct cairn_error *err)
 void cairn_httpd_stop(struct cairn_httpd *h)
 {
 	int saved = errno;
+	if (h)
+		atomic_store(&h->stop_asked, 1);
 	if (h && h->stop_pipe[1] >= 0) {
 		ssize_t r = write(h->stop_pipe[1], "x", 1);
 		(void)r;
 	}
 	errno = saved;
+}
+
+bool cairn_httpd_stopping(struct cairn_httpd *h)
+{
+	return h && atomic_load(&h->stop_asked);
 }
 
 int cairn_httpd_port(const struct cairn_httpd *h)

@@ -977,6 +977,35 @@ int cairn_storedb_foreach(struct cairn_storedb *db, int (*fn)(void *ctx, const c
 	return ret;
 }
 
+int cairn_storedb_page_after(struct cairn_storedb *db, uint64_t after,
+			     struct cairn_storedb_paths *out, uint64_t *last,
+			     struct cairn_error *err)
+{
+	struct cairn_storedb_paths page = {NULL, 0};
+	sqlite3_int64 at = (sqlite3_int64)after;
+	int ret;
+
+	if (after > INT64_MAX)
+		return cairn_error_set(err, CAIRN_EINVAL, "storedb: id out of range");
+	page.v = calloc(FOREACH_PAGE, sizeof(char *));
+	if (!page.v)
+		return cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
+	storedb_enter(db);
+	struct cairn_error e;
+	do {
+		attempt_init(db, &e);
+		ret = read_page(db, &at, &page, &e);
+	} while (retry_after_wal_loss(db, ret));
+	if (ret) {
+		attempt_done(ret, &e, err);
+		cairn_storedb_paths_release(&page);
+		return ret;
+	}
+	*out = page;
+	*last = (uint64_t)at;
+	return 0;
+}
+
 static int closure_once(struct cairn_storedb *db, const char *path, size_t plen, size_t max,
 			struct cairn_storedb_paths *out, struct cairn_error *err)
 {

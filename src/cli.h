@@ -40,6 +40,8 @@ int cmd_weather(int argc, char **argv);
 int cmd_challenge(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_mirror(int argc, char **argv);
+int cmd_feed(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
 
 /* The running program's name for messages ("cairn nar"). */
 extern const char *cli_progname;

@@ -14,6 +14,7 @@
 
 #include <sodium.h>
 
+#include "cairn/feed.h"
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
 #include "cairn/publish.h"
@@ -29,6 +30,8 @@ struct publish_opts {
 	struct cli_list keys, listen;
 	uint64_t cache_max, slow_rate, ttl, negative_ttl;
 	long bake_workers, threads, priority;
+	const char *feed;
+	uint64_t feed_keep;
 	bool systemd;
 	char *config_text;
 };
@@ -91,6 +94,13 @@ static const struct cli_option publish_options[] = {
 		     "nar per CPU second than RATE (default 20M; K, M, G\n"
 		     "suffixes; 0: never)"),
 	OPT_STRING(0, "cache", P, cache, "DIR", "keep compressed nars in DIR (baked in the background)"),
+	OPT_STRING(0, "feed", P, feed, "DIR",
+		   "serve a signed feed of the items added and removed (/feed/events, "
+		   "/feed/snapshot), its log kept in DIR/feed.sqlite; signed with the --key keys "
+		   "(with --binary-cache too; docs/PROTOCOL.md)"),
+	OPT_SIZE("feed-keep", P, feed_keep, "N", 0,
+		 "events kept for followers (default 1000000); one further behind bootstraps "
+		 "from the snapshot"),
 	OPT_SIZE("cache-max-size", P, cache_max, "N", 0,
 		 "bound the cache (bytes; K, M, G, T suffixes)"),
 	OPT_INT(0, "bake-workers", P, bake_workers, "N", 1, 64,
@@ -332,6 +342,63 @@ static int publish_configure(const struct publish_opts *o, const struct cairn_st
 	return EXIT_OK;
 }
 
+/* The feed's source for a store: the narinfo as served. */
+static int feed_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
+			struct cairn_error *err)
+{
+	return cairn_publish_narinfo(ctx, hashpart, 32, out, NULL, err);
+}
+
+/*
+ * Start the change feed and register its routes (before the server's own,
+ * which take every path): over the store pub serves, or over binary_cache,
+ * whose narinfos are of `dialect` (NULL: nix).
+ */
+static int start_feed(struct cairn_feed_server **out, struct cairn_httpd *h, const char *dir,
+		      uint64_t keep, const struct cairn_publish_config *pc, const char *binary_cache,
+		      const char *dialect, struct cairn_publish *pub)
+{
+	struct cairn_feed_server_config fc;
+	struct cairn_storedb_config dbc;
+	struct cairn_error err;
+	char path[4096];
+	cairn_error_init(&err);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		cli_error("cannot create the feed directory '%s': %s", dir, strerror(errno));
+		return -1;
+	}
+	if (need_dir("feed directory", dir) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/feed.sqlite", dir);
+	memset(&fc, 0, sizeof(fc));
+	fc.path = path;
+	fc.keep = keep;
+	fc.signer.keys = pc->keys;
+	fc.signer.n_keys = pc->n_keys;
+	fc.log = publish_log;
+	if (binary_cache) {
+		fc.binary_cache = binary_cache;
+		fc.signer.dialect = dialect ? dialect : "nix";
+	} else {
+		cairn_storedb_config_init(&dbc, pc->dialect == CAIRN_PUBLISH_GUIX
+							? CAIRN_STOREDB_GUIX
+							: CAIRN_STOREDB_NIX);
+		dbc.store_dir = pc->store_dir;
+		dbc.db_path = pc->db_path;
+		dbc.flags |= CAIRN_STOREDB_IMMUTABLE_FALLBACK;
+		fc.store_db = &dbc;
+		fc.narinfo = feed_narinfo;
+		fc.narinfo_ctx = pub;
+		fc.signer.dialect = pc->dialect == CAIRN_PUBLISH_GUIX ? "guix" : "nix";
+	}
+	if (pc->n_keys == 0)
+		cli_warn("no --key: the feed's pages are not signed (followers refuse them)");
+	if (cairn_feed_server_new(out, &fc, &err) < 0 ||
+	    cairn_feed_server_routes(*out, h, &err) < 0)
+		return cli_fail("cannot serve the feed", &err);
+	return 0;
+}
+
 /* Run the server h until it is stopped; what it serves is named. */
 static int publish_run(struct cairn_httpd *h, const char *what)
 {
@@ -372,6 +439,7 @@ int cmd_publish(int argc, char **argv)
 	struct cairn_storeloc loc;
 	struct cairn_publish *pub = NULL;
 	struct cairn_publish_static *st = NULL;
+	struct cairn_feed_server *feed = NULL;
 	struct cairn_httpd *h = NULL;
 	struct cairn_error err;
 	int nargs, ret;
@@ -387,9 +455,9 @@ int cmd_publish(int argc, char **argv)
 		cli_error("unexpected argument '%s'", argv[0]);
 		goto out;
 	}
-	if (o.binary_cache && (o.store || o.db || o.cache || o.keys.n)) {
+	if (o.binary_cache && (o.store || o.db || o.cache || (o.keys.n && !o.feed))) {
 		cli_error("--binary-cache serves a directory as it is: no --store, --db, --cache "
-			  "or --key with it");
+			  "or --key with it (--key signs its --feed)");
 		goto out;
 	}
 	publish_httpd_config(&o, &hc);
@@ -397,7 +465,14 @@ int cmd_publish(int argc, char **argv)
 	if (o.binary_cache) {
 		if (need_dir("binary-cache directory", o.binary_cache) < 0)
 			goto out;
+		for (size_t i = 0; i < o.keys.n; i++) {
+			if (load_key(o.keys.v[i], &keys[i]) != 0)
+				goto out;
+			pc.keys[pc.n_keys++] = &keys[i];
+		}
 		if (cairn_httpd_new(&h, &hc, &err) < 0 ||
+		    (o.feed && start_feed(&feed, h, o.feed, o.feed_keep, &pc, o.binary_cache,
+					  o.dialect == CAIRN_PUBLISH_GUIX ? "guix" : NULL, NULL) < 0) ||
 		    cairn_publish_static_routes(h, o.binary_cache, (unsigned)(o.ttl / 1000),
 						(unsigned)(o.negative_ttl / 1000), &st, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
@@ -416,7 +491,9 @@ int cmd_publish(int argc, char **argv)
 			cli_warn("no --key: narinfos are not signed");
 		if (o.cache && o.user && geteuid() == 0 && chown_cache(o.cache, o.user) < 0)
 			goto out;
-		if (cairn_httpd_new(&h, &hc, &err) < 0 || cairn_publish_routes(pub, h, &err) < 0) {
+		if (cairn_httpd_new(&h, &hc, &err) < 0 ||
+		    (o.feed && start_feed(&feed, h, o.feed, o.feed_keep, &pc, NULL, NULL, pub) < 0) ||
+		    cairn_publish_routes(pub, h, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
 			goto out;
 		}
@@ -428,6 +505,7 @@ out:
 	cli_serve_signals(NULL);
 	/* producers may still be ending their streams: wait for them (they
 	 * see CAIRN_ECANCELED once the server stopped) before the server goes */
+	cairn_feed_server_free(feed);
 	cairn_publish_free(pub);
 	cairn_httpd_free(h);
 	cairn_publish_static_free(st);

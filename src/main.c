@@ -21,6 +21,8 @@ static const struct cmd commands[] = {
 	{ "challenge", cmd_challenge, "compare what caches and the local store say about store items" },
 	{ "fetch", cmd_fetch, "download and verify store paths and closures from binary caches" },
 	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches" },
+	{ "feed", cmd_feed, "verify pages and snapshots of a cache's signed change feed" },
+	{ "sync", cmd_sync, "make a directory a verified replica of a cache, from its change feed" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

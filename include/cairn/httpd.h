@@ -50,6 +50,7 @@
 #ifndef CAIRN_HTTPD_H
 #define CAIRN_HTTPD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -134,6 +135,9 @@ int cairn_httpd_start(struct cairn_httpd *h, struct cairn_error *err);
 int cairn_httpd_wait(struct cairn_httpd *h, struct cairn_error *err);
 /* Ask a running server to stop.  Async-signal-safe; any thread. */
 void cairn_httpd_stop(struct cairn_httpd *h);
+/* Was it asked to?  Any thread: a producer that holds a response back
+ * (a long-poll) answers it now, so the stop need not wait for it. */
+bool cairn_httpd_stopping(struct cairn_httpd *h);
 /* The port the first listener is bound to (for ":0"); valid during run, 0 before. */
 int cairn_httpd_port(const struct cairn_httpd *h);
 /* Listener i's bound address as text ("127.0.0.1:8080", "[::1]:8080"; a

@@ -186,6 +186,18 @@ struct cairn_storedb_paths {
 void cairn_storedb_paths_release(struct cairn_storedb_paths *p);
 
 /*
+ * The valid paths registered after row id `after` (ValidPaths.id), in id
+ * order, at most one page (a few hundred) per call, into *out (release
+ * it); *last gets the id of the last one (after, when none).  For
+ * following the database as it grows (the change feed): ids only grow,
+ * so calling again with *last finds what was registered since.  Reads
+ * only rows after `after`: cheap however large the store.
+ */
+int cairn_storedb_page_after(struct cairn_storedb *db, uint64_t after,
+			     struct cairn_storedb_paths *out, uint64_t *last,
+			     struct cairn_error *err);
+
+/*
  * The closure of path (path itself and everything it references,
  * transitively), sorted, read in one transaction.  CAIRN_ELIMIT when it has
  * more than max paths (max 0 means CAIRN_STOREDB_CLOSURE_MAX, larger values

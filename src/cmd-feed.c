@@ -30,7 +30,11 @@ static const char cmd_feed_usage[] =
 	"        feed (so a page replayed from elsewhere is refused).  Exit 0 when\n"
 	"        the document verifies, 1 otherwise, with the reason.  A zstd file\n"
 	"        (a snapshot as served) is read as it streams, however large; its\n"
-	"        summary line comes last.\n";
+	"        summary line comes last.\n"
+	"\n"
+	"  --trusted-key FILE   a key the document may be signed by (repeatable)\n"
+	"  --since N            the page must be the one that follows sequence N\n"
+	"  --feed ID            the page must be of that feed\n";
 static const struct cli_spec feed_spec = {.usage = cmd_feed_usage};
 
 /* The zstd frame magic: a snapshot as served. */

@@ -22,7 +22,7 @@ hp() { basename "$1" | cut -c1-32; }
 BC=$TMP/head
 nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/k.sec&compression=xz" "$top" "$other"
 nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/o.sec&compression=xz" "$untr"
-nginx_start "$BC" || { not_ok "nginx serves the head"; finish; exit 1; }
+nginx_start head "$BC" || { not_ok "nginx serves the head"; finish; exit 1; }
 mapfile -t closure < <(nix path-info --store "$SRC" -r "$top")
 
 printf '# the release\n%s\n\n%s\n' "$top" "$untr" > "$TMP/list"

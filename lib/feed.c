@@ -244,6 +244,26 @@ int cairn_feed_commit(struct cairn_feed *f, struct cairn_error *err)
 	return rc;
 }
 
+/* Under f->lock: a write of one call runs in its own transaction unless
+ * the caller holds one (cairn_feed_begin); *own says which. */
+static int own_begin(struct cairn_feed *f, bool *own, struct cairn_error *err)
+{
+	*own = f->depth == 0;
+	return *own ? exec(f->db, "BEGIN IMMEDIATE", err) : 0;
+}
+
+/* Ends what own_begin began: commits when rc is 0, else rolls back. */
+static int own_end(struct cairn_feed *f, bool own, int rc, struct cairn_error *err)
+{
+	if (!own)
+		return rc;
+	if (rc == 0)
+		rc = exec(f->db, "COMMIT", err);
+	if (rc < 0)
+		sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 static bool hashpart_ok(const char *s)
 {
 	return s && strlen(s) == 32 && cairn_store_hash_valid(s, 32);
@@ -359,8 +379,8 @@ int cairn_feed_add(struct cairn_feed *f, const char *hashpart, const char *narin
 				       "feed: narinfo of %s is %zu bytes, more than %u", hashpart,
 				       len, CAIRN_FEED_EVENT_MAX);
 	pthread_mutex_lock(&f->lock);
-	bool own = f->depth == 0;
-	if (own && (rc = exec(f->db, "BEGIN IMMEDIATE", err)) < 0)
+	bool own;
+	if ((rc = own_begin(f, &own, err)) < 0)
 		goto out;
 	if ((rc = item_seq(f->db, hashpart, &seq, err)) < 0)
 		goto done;
@@ -374,12 +394,7 @@ int cairn_feed_add(struct cairn_feed *f, const char *hashpart, const char *narin
 			goto done;
 	}
 done:
-	if (own) {
-		if (rc == 0)
-			rc = exec(f->db, "COMMIT", err);
-		if (rc < 0)
-			sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL);
-	}
+	rc = own_end(f, own, rc, err);
 out:
 	pthread_mutex_unlock(&f->lock);
 	if (rc == 0 && added)
@@ -396,8 +411,8 @@ int cairn_feed_remove(struct cairn_feed *f, const char *hashpart, bool *removed,
 		return cairn_error_set(err, CAIRN_EFORMAT, "feed: '%.40s' is not a hash part",
 				       hashpart ? hashpart : "");
 	pthread_mutex_lock(&f->lock);
-	bool own = f->depth == 0;
-	if (own && (rc = exec(f->db, "BEGIN IMMEDIATE", err)) < 0)
+	bool own;
+	if ((rc = own_begin(f, &own, err)) < 0)
 		goto out;
 	if ((rc = item_seq(f->db, hashpart, &seq, err)) < 0 || !seq)
 		goto done;
@@ -407,12 +422,7 @@ int cairn_feed_remove(struct cairn_feed *f, const char *hashpart, bool *removed,
 	    (rc = drop_stale(f->db, seq, err)) < 0)
 		goto done;
 done:
-	if (own) {
-		if (rc == 0)
-			rc = exec(f->db, "COMMIT", err);
-		if (rc < 0)
-			sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL);
-	}
+	rc = own_end(f, own, rc, err);
 out:
 	pthread_mutex_unlock(&f->lock);
 	if (rc == 0 && removed)
@@ -519,7 +529,7 @@ int cairn_feed_set_cursor(struct cairn_feed *f, const char *name, uint64_t value
 
 int cairn_feed_prune(struct cairn_feed *f, uint64_t keep, struct cairn_error *err)
 {
-	int rc, rc2 = 0;
+	int rc;
 	char v[32];
 	pthread_mutex_lock(&f->lock);
 	uint64_t head = head_locked(f->db, err, &rc);
@@ -527,8 +537,8 @@ int cairn_feed_prune(struct cairn_feed *f, uint64_t keep, struct cairn_error *er
 	if (rc < 0 || head <= keep || head - keep <= floor)
 		goto out;
 	uint64_t cut = head - keep;
-	bool own = f->depth == 0;
-	if (own && (rc = exec(f->db, "BEGIN IMMEDIATE", err)) < 0)
+	bool own;
+	if ((rc = own_begin(f, &own, err)) < 0)
 		goto out;
 	sqlite3_stmt *st;
 	if ((rc = prep(f->db,
@@ -546,15 +556,10 @@ int cairn_feed_prune(struct cairn_feed *f, uint64_t keep, struct cairn_error *er
 	snprintf(v, sizeof(v), "%" PRIu64, cut);
 	if (rc == 0)
 		rc = meta_set(f->db, "floor", v, err);
-	if (own) {
-		if (rc == 0)
-			rc2 = exec(f->db, "COMMIT", err);
-		if (rc < 0 || rc2 < 0)
-			sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL);
-	}
+	rc = own_end(f, own, rc, err);
 out:
 	pthread_mutex_unlock(&f->lock);
-	return rc < 0 ? rc : rc2;
+	return rc;
 }
 
 /* ---- documents ---------------------------------------------------------- */

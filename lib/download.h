@@ -1,6 +1,7 @@
 /*
  * download.h - the one download-and-verify engine (internal to libcairn).
- * fetch, challenge and the mirror get a store item's bytes through it:
+ * fetch, challenge and sync get a store item's bytes through it (the
+ * mirror's nar downloads do not yet: docs/ARCHITECTURE.md):
  *
  *   HTTP body --> FileSize, FileHash --> codec --> NAR parser --> sink
  *                                                  NarHash, NarSize, CA

@@ -7,17 +7,15 @@
  * "version" 1 and "root"), printed with nlohmann::json's dump(): an
  * object's keys come out sorted, which is why "entries" precedes "type" and
  * "root" precedes "version".  Names inside "entries" are sorted bytewise,
- * the order the parser sees them in.  Escaping follows nlohmann's
- * serializer with ensure_ascii off: '"' and '\\' escaped, \b \f \n \r \t
- * short forms, other bytes below 0x20 as \u00xx (lowercase hex), everything
- * else verbatim.  nlohmann throws on invalid UTF-8; we write U+FFFD for each
- * maximal invalid subsequence instead (its "replace" handler).
+ * the order the parser sees them in.  Names and targets are escaped as
+ * nlohmann's serializer does (lib/json.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cairn/buf.h"
+#include "cairn/json.h"
 #include "cairn/nar.h"
 #include "nar-internal.h"
 #include "cairn/banned.h"
@@ -51,121 +49,6 @@ static int ls_fail(struct cairn_nar_ls *ls, int rc, struct cairn_error *err)
 	return cairn_error_set(err, rc, "nar: out of memory for the listing");
 }
 
-/* Length of the valid UTF-8 prefix of a sequence starting at s (1..4), or
- * 0 with *bad set to the length of the maximal invalid subpart. */
-static size_t utf8_seq(const unsigned char *s, size_t left, size_t *bad)
-{
-	unsigned char c = s[0];
-	size_t n;
-	unsigned char lo = 0x80, hi = 0xbf;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else {
-		*bad = 1;
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if (i >= left || s[i] < lo || s[i] > hi) {
-			*bad = i;
-			return 0;
-		}
-		lo = 0x80;
-		hi = 0xbf;
-	}
-	return n;
-}
-
-static int json_str(struct cairn_buf *b, const char *str, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *s = (const unsigned char *)str;
-	int rc = cairn_buf_putc(b, '"');
-	size_t i = 0, run = 0; /* run: bytes from i - run to i copied verbatim later */
-	while (!rc && i < len) {
-		unsigned char c = s[i];
-		char esc[7];
-		size_t elen = 0;
-		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-			i++;
-			run++;
-			continue;
-		}
-		if (c >= 0x80) {
-			size_t bad = 0, n = utf8_seq(s + i, len - i, &bad);
-			if (n) {
-				i += n;
-				run += n;
-				continue;
-			}
-			rc = cairn_buf_append(b, s + i - run, run);
-			run = 0;
-			if (!rc)
-				rc = cairn_buf_append(b, "\xef\xbf\xbd", 3);
-			i += bad;
-			continue;
-		}
-		switch (c) {
-		case '"':
-			memcpy(esc, "\\\"", 2);
-			elen = 2;
-			break;
-		case '\\':
-			memcpy(esc, "\\\\", 2);
-			elen = 2;
-			break;
-		case '\b':
-			memcpy(esc, "\\b", 2);
-			elen = 2;
-			break;
-		case '\f':
-			memcpy(esc, "\\f", 2);
-			elen = 2;
-			break;
-		case '\n':
-			memcpy(esc, "\\n", 2);
-			elen = 2;
-			break;
-		case '\r':
-			memcpy(esc, "\\r", 2);
-			elen = 2;
-			break;
-		case '\t':
-			memcpy(esc, "\\t", 2);
-			elen = 2;
-			break;
-		default:
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			elen = 6;
-		}
-		rc = cairn_buf_append(b, s + i - run, run);
-		run = 0;
-		if (!rc)
-			rc = cairn_buf_append(b, esc, elen);
-		i++;
-	}
-	if (!rc)
-		rc = cairn_buf_append(b, s + i - run, run);
-	if (!rc)
-		rc = cairn_buf_putc(b, '"');
-	return rc;
-}
-
 /* What comes before a node's object: the root key, or ,"name": */
 static int ls_prefix(struct cairn_nar_ls *ls, const struct cairn_nar_node *n)
 {
@@ -179,7 +62,7 @@ static int ls_prefix(struct cairn_nar_ls *ls, const struct cairn_nar_node *n)
 		rc = cairn_buf_putc(&ls->b, ',');
 	ls->not_first |= bit;
 	if (!rc)
-		rc = json_str(&ls->b, n->name, n->name_len);
+		rc = cairn_json_str(&ls->b, n->name, n->name_len);
 	if (!rc)
 		rc = cairn_buf_putc(&ls->b, ':');
 	return rc;
@@ -234,7 +117,7 @@ static int ls_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_er
 	if (!rc)
 		rc = cairn_buf_puts(&ls->b, "{\"target\":");
 	if (!rc)
-		rc = json_str(&ls->b, n->target, n->target_len);
+		rc = cairn_json_str(&ls->b, n->target, n->target_len);
 	if (!rc)
 		rc = cairn_buf_puts(&ls->b, ",\"type\":\"symlink\"}");
 	if (!rc)

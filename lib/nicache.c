@@ -595,15 +595,16 @@ int cairn_nicache_put_demoted(struct cairn_nicache *c, const char *server_url,
 	return write_end(c, own, rc, err);
 }
 
-int cairn_nicache_is_demoted(struct cairn_nicache *c, const char *server_url, int64_t now,
-			     char **reason, struct cairn_error *err)
+/* A server's demotion or down mark: 1 (with its reason) while it lasts. */
+static int server_mark(struct cairn_nicache *c, enum stmt_id which, const char *server_url, int64_t now,
+		       char **reason, struct cairn_error *err)
 {
 	if (!c)
 		return cairn_error_set(err, CAIRN_EINVAL, "nicache: no handle");
 	int rc;
 	if ((rc = check_url(server_url, err)) < 0 || (rc = check_now(now, err)) < 0)
 		return rc;
-	sqlite3_stmt *st = stmt(c, S_IS_DEMOTED);
+	sqlite3_stmt *st = stmt(c, which);
 	sqlite3_bind_text(st, 1, server_url, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	rc = sqlite3_step(st);
@@ -620,31 +621,16 @@ int cairn_nicache_is_demoted(struct cairn_nicache *c, const char *server_url, in
 	return rc;
 }
 
+int cairn_nicache_is_demoted(struct cairn_nicache *c, const char *server_url, int64_t now,
+			     char **reason, struct cairn_error *err)
+{
+	return server_mark(c, S_IS_DEMOTED, server_url, now, reason, err);
+}
+
 int cairn_nicache_is_down(struct cairn_nicache *c, const char *server_url, int64_t now,
 			  char **reason, struct cairn_error *err)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	if (!c)
-		return cairn_error_set(err, CAIRN_EINVAL, "nicache: no handle");
-	if ((rc = check_url(server_url, err)) < 0 || (rc = check_now(now, err)) < 0)
-		return rc;
-	st = stmt(c, S_IS_DOWN);
-	sqlite3_bind_text(st, 1, server_url, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		rc = 0;
-	} else if (rc != SQLITE_ROW) {
-		rc = sql_fail(c, err, "lookup");
-	} else {
-		rc = reason ? column_text(c, st, 0, reason, NULL, err) : 0;
-		if (rc == 0)
-			rc = 1;
-	}
-	sqlite3_reset(st);
-	return rc;
+	return server_mark(c, S_IS_DOWN, server_url, now, reason, err);
 }
 
 int cairn_nicache_put_info(struct cairn_nicache *c, const char *server_url, const char *text,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cairn/buf.h"
+#include "cairn/json.h"
 #include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
@@ -230,52 +231,17 @@ int cli_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n;
-	unsigned min;
-	unsigned cp;
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xE0) == 0xC0)
-		n = 2, min = 0x80, cp = s[0] & 0x1F;
-	else if ((s[0] & 0xF0) == 0xE0)
-		n = 3, min = 0x800, cp = s[0] & 0x0F;
-	else if ((s[0] & 0xF8) == 0xF0)
-		n = 4, min = 0x10000, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3F);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
-}
-
-/* A JSON string; bytes that are not UTF-8 (file names may hold any) become
- * U+FFFD, so the output always parses. */
+/* A JSON string on stdout (lib/json.c: bytes that are not UTF-8 become
+ * U+FFFD, so the output always parses). */
 void cli_json_str(const char *s)
 {
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		size_t n = utf8_len(p);
-		if (n == 0) {
-			fputs("\\ufffd", stdout);
-			p++;
-		} else if (*p == '"' || *p == '\\') {
-			printf("\\%c", *p++);
-		} else if (*p < 0x20 || *p == 0x7F) {
-			printf("\\u%04x", *p++);
-		} else {
-			fwrite(p, 1, n, stdout);
-			p += n;
-		}
-	}
-	putchar('"');
+	struct cairn_buf b;
+	cairn_buf_init(&b, SIZE_MAX);
+	if (cairn_json_cstr(&b, s) == 0)
+		fwrite(b.data, 1, b.len, stdout);
+	else
+		fputs("\"\"", stdout);
+	cairn_buf_release(&b);
 }
 
 int cli_survey_add_stdin(struct cairn_survey *s)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cairn/buf.h"
+#include "cairn/json.h"
 #include "cairn/cairn.h"
 #include "cairn/fetch.h"
 #include "cairn/keys.h"
@@ -187,21 +188,6 @@ static void on_item(void *ctx, const struct cairn_fetch_report *r)
 	draw(ui, true);
 }
 
-static void json_str(struct cairn_buf *b, const char *s)
-{
-	cairn_buf_putc(b, '"');
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			cairn_buf_printf(b, "\\%c", c);
-		else if (c < 0x20)
-			cairn_buf_printf(b, "\\u%04x", c);
-		else
-			cairn_buf_putc(b, (char)c);
-	}
-	cairn_buf_putc(b, '"');
-}
-
 static int print_json(struct cairn_fetch *f, double secs)
 {
 	struct cairn_buf b = CAIRN_BUF_INIT((size_t)1 << 30);
@@ -214,21 +200,21 @@ static int print_json(struct cairn_fetch *f, double secs)
 		cairn_fetch_item(f, i, &r);
 		counts[r.status < 4 ? r.status : 0]++;
 		cairn_buf_puts(&b, i ? ",{\"path\":" : "{\"path\":");
-		json_str(&b, r.path);
+		cairn_json_cstr(&b, r.path);
 		cairn_buf_puts(&b, ",\"status\":");
-		json_str(&b, cairn_fetch_status_name(r.status));
+		cairn_json_cstr(&b, cairn_fetch_status_name(r.status));
 		cairn_buf_printf(&b, ",\"requested\":%s", r.requested ? "true" : "false");
 		if (r.status == CAIRN_FETCH_FETCHED) {
 			bytes += r.download_bytes;
 			/* null for files registered in place: nothing was downloaded */
 			cairn_buf_puts(&b, ",\"server\":");
 			if (r.server)
-				json_str(&b, r.server);
+				cairn_json_cstr(&b, r.server);
 			else
 				cairn_buf_puts(&b, "null");
 			cairn_buf_puts(&b, ",\"compression\":");
 			if (r.compression)
-				json_str(&b, r.compression);
+				cairn_json_cstr(&b, r.compression);
 			else
 				cairn_buf_puts(&b, "null");
 			cairn_buf_printf(&b,
@@ -240,27 +226,27 @@ static int print_json(struct cairn_fetch *f, double secs)
 			char h[CAIRN_HASH_STR_MAX];
 			cairn_hash_format(&r.nar_hash, CAIRN_HASH_NIX32, h, sizeof(h));
 			cairn_buf_puts(&b, ",\"narHash\":");
-			json_str(&b, h);
+			cairn_json_cstr(&b, h);
 			cairn_buf_puts(&b, ",\"references\":[");
 			for (size_t k = 0; k < r.n_references; k++) {
 				if (k)
 					cairn_buf_putc(&b, ',');
-				json_str(&b, r.references[k]);
+				cairn_json_cstr(&b, r.references[k]);
 			}
 			cairn_buf_puts(&b, "],\"deriver\":");
 			if (r.deriver)
-				json_str(&b, r.deriver);
+				cairn_json_cstr(&b, r.deriver);
 			else
 				cairn_buf_puts(&b, "null");
 			cairn_buf_puts(&b, ",\"signatures\":[");
 			for (size_t k = 0; k < r.n_signatures; k++) {
 				if (k)
 					cairn_buf_putc(&b, ',');
-				json_str(&b, r.signatures[k]);
+				cairn_json_cstr(&b, r.signatures[k]);
 			}
 			cairn_buf_puts(&b, "],\"ca\":");
 			if (r.ca)
-				json_str(&b, r.ca);
+				cairn_json_cstr(&b, r.ca);
 			else
 				cairn_buf_puts(&b, "null");
 			cairn_buf_printf(&b, ",\"registered\":%s,\"inPlace\":%s",
@@ -268,9 +254,9 @@ static int print_json(struct cairn_fetch *f, double secs)
 					 r.in_place ? "true" : "false");
 		} else if (r.status == CAIRN_FETCH_FAILED) {
 			cairn_buf_puts(&b, ",\"error\":");
-			json_str(&b, cairn_strerror(r.code));
+			cairn_json_cstr(&b, cairn_strerror(r.code));
 			cairn_buf_puts(&b, ",\"reason\":");
-			json_str(&b, r.reason);
+			cairn_json_cstr(&b, r.reason);
 		}
 		cairn_buf_putc(&b, '}');
 	}
@@ -279,17 +265,17 @@ static int print_json(struct cairn_fetch *f, double secs)
 		struct cairn_fetch_server_report s;
 		cairn_fetch_server(f, i, &s);
 		cairn_buf_puts(&b, i ? ",{\"url\":" : "{\"url\":");
-		json_str(&b, s.url);
+		cairn_json_cstr(&b, s.url);
 		cairn_buf_puts(&b, ",\"state\":");
-		json_str(&b, s.state);
+		cairn_json_cstr(&b, s.state);
 		if (s.reason) {
 			cairn_buf_puts(&b, ",\"reason\":");
-			json_str(&b, s.reason);
+			cairn_json_cstr(&b, s.reason);
 		}
 		cairn_buf_printf(&b, ",\"demoted\":%s", s.demoted ? "true" : "false");
 		if (s.demoted) {
 			cairn_buf_puts(&b, ",\"demotedWhy\":");
-			json_str(&b, s.demoted);
+			cairn_json_cstr(&b, s.demoted);
 			cairn_buf_printf(&b, ",\"demotedNow\":%s", s.demoted_now ? "true" : "false");
 		}
 		cairn_buf_putc(&b, '}');

@@ -82,9 +82,14 @@ int cairn_json_str(struct cairn_buf *b, const char *str, size_t len)
 			i += bad;
 			continue;
 		}
-		const char *shortform = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b"
-				       : c == '\f' ? "\\f" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
-				       : c == '\t' ? "\\t" : NULL;
+		const char *shortform = c == '"'    ? "\\\""
+					: c == '\\' ? "\\\\"
+					: c == '\b' ? "\\b"
+					: c == '\f' ? "\\f"
+					: c == '\n' ? "\\n"
+					: c == '\r' ? "\\r"
+					: c == '\t' ? "\\t"
+						    : NULL;
 		if (shortform) {
 			memcpy(esc, shortform, 2);
 			elen = 2;

@@ -63,9 +63,9 @@ static void test_cstr_and_limit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_escapes),
-		cmocka_unit_test(test_utf8),
-		cmocka_unit_test(test_cstr_and_limit),
+	    cmocka_unit_test(test_escapes),
+	    cmocka_unit_test(test_utf8),
+	    cmocka_unit_test(test_cstr_and_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

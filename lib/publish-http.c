@@ -26,6 +26,7 @@
 #include "cairn/storepath.h"
 #include "httpd-follow.h"
 #include "metrics.h"
+#include "narcache.h"
 #include "publish-int.h"
 #include "cairn/banned.h"
 
@@ -541,11 +542,13 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 		if (!is_baked)
 			break;
 		char name[128];
-		snprintf(name, sizeof(name), "nar/%s.nar%s", baked.file_hash32,
+		snprintf(name, sizeof(name), "%s.nar%s", baked.file_hash32,
 			 cairn_publish_nar_ext(baked.method));
 		if (attempt == 0)
 			cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
-		rc = cairn_httpd_send_file_at(req, p->cache_fd, name, CT_NAR);
+		/* pinned since resolved: opened before eviction can take it */
+		rc = cairn_httpd_send_file_at(req, narcache_data_fd(p->nc), name, CT_NAR);
+		pub_baked_unpin(p, &baked);
 		if (rc != CAIRN_ENOENT) {
 			atomic_fetch_add_explicit(&p->m_cache_hits, 1, memory_order_relaxed);
 			return rc;
@@ -557,10 +560,11 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 	/* by NarHash or basename: the baked file when there is one */
 	if (pub_baked_lookup(p, pi.path + p->store_dir_len + 1, u.method, &pi.nar_hash, &baked)) {
 		char name[128];
-		snprintf(name, sizeof(name), "nar/%s.nar%s", baked.file_hash32,
+		snprintf(name, sizeof(name), "%s.nar%s", baked.file_hash32,
 			 cairn_publish_nar_ext(baked.method));
 		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
-		rc = cairn_httpd_send_file_at(req, p->cache_fd, name, CT_NAR);
+		rc = cairn_httpd_send_file_at(req, narcache_data_fd(p->nc), name, CT_NAR);
+		pub_baked_unpin(p, &baked);
 		if (rc != CAIRN_ENOENT) {
 			atomic_fetch_add_explicit(&p->m_cache_hits, 1, memory_order_relaxed);
 			cairn_storedb_pathinfo_release(&pi);

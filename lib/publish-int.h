@@ -1,5 +1,5 @@
 /*
- * publish-int.h - what lib/publish.c (narinfos, memo, nar cache, bakers)
+ * publish-int.h - what lib/publish.c (narinfos, memo, baked files, bakers)
  * shares with lib/publish-http.c (the routes).  Not public.
  */
 #ifndef CAIRN_PUBLISH_INT_H
@@ -10,6 +10,8 @@
 
 #include "cairn/publish.h"
 #include "map.h"
+
+struct narcache;
 
 
 /*
@@ -33,7 +35,6 @@ struct pub_baked {
 	struct cairn_hash file_hash;
 	char file_hash32[53];
 	uint64_t file_size;
-	uint64_t last_used; /* monotonic ms */
 	/* evicted: the file is gone but clients may hold narinfos naming it,
 	 * so its URL still resolves (to the item, compressed afresh) */
 	bool ghost;
@@ -109,8 +110,8 @@ struct cairn_publish {
 	pthread_t verifier;
 	bool verifier_running;
 
-	/* the nar cache */
-	int cache_fd; /* DIR, or -1 */
+	/* the nar cache (NULL without --cache) and the index of its files */
+	struct narcache *nc;
 	pthread_mutex_t cache_lock;
 	pthread_cond_t cache_cond;
 	struct map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
@@ -120,7 +121,6 @@ struct cairn_publish {
 	 * then in memory only) */
 	struct map *raw;
 	struct pub_workq bake_q;  /* under cache_lock */
-	uint64_t cache_size;
 	atomic_bool stopping;
 	pthread_t *bakers;
 	size_t n_bakers;
@@ -161,7 +161,8 @@ int pub_db_get(struct cairn_publish *p, struct cairn_storedb **out, struct cairn
 void pub_db_put(struct cairn_publish *p, struct cairn_storedb *db);
 
 /* Look up the item a nar URL names; fills *pi (release it) and the file
- * hash the URL asked for (when it is a baked file, *baked_out is a copy). */
+ * hash the URL asked for (when it is a baked file, *baked_out is a copy,
+ * its file pinned until pub_baked_unpin: see narcache.h, "Pins"). */
 int pub_resolve_nar(struct cairn_publish *p, const struct cairn_publish_nar_url *u,
 		    struct cairn_storedb_pathinfo *pi, struct pub_baked *baked_out, bool *is_baked,
 		    struct cairn_error *err);
@@ -186,11 +187,12 @@ bool pub_note_compressed(struct cairn_publish *p, const char *hashpart,
 /* The level to compress with for method m (configured, or a low one). */
 int pub_level(const struct cairn_publish *p, enum cairn_codec_method m);
 bool pub_method_allowed(const struct cairn_publish *p, enum cairn_codec_method m);
-/* The baked file of hashpart compressed with m, if it holds nar_hash. */
+/* The baked file of hashpart compressed with m, if it holds nar_hash:
+ * counted as used now, and pinned until pub_baked_unpin. */
 bool pub_baked_lookup(struct cairn_publish *p, const char *hashpart, enum cairn_codec_method m,
 		      const struct cairn_hash *nar_hash, struct pub_baked *out);
-/* Mark a baked file as used now (LRU). */
-void pub_touch(struct cairn_publish *p, const char *file_hash32);
+/* The reader of a baked file has it open (or gave up): unpin it. */
+void pub_baked_unpin(struct cairn_publish *p, const struct pub_baked *b);
 /* Queue hashpart for baking (no-op without a cache or when baked/queued). */
 void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart);
 /* The real path of a store item (files under real_store_dir). */

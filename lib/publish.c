@@ -1,13 +1,15 @@
 /*
  * publish.c - narinfos for a local store, the memo of signed narinfos, the
- * nar cache and its bakers.  The HTTP side is lib/publish-http.c; the URL
- * space and the cache layout are described in include/cairn/publish.h.
+ * index of baked files and its bakers; the files themselves are in the nar
+ * cache (narcache.h).  The HTTP side is lib/publish-http.c; the URL space
+ * and the cache layout are described in include/cairn/publish.h.
  *
  * Locks: db_lock guards the pool of database handles, memo_lock the memo
- * and the NarHash index, cache_lock the baked files, the queue and the
- * cache size.  The only nesting is memo_lock inside cache_lock (a file
- * baked or evicted makes the remembered narinfo stale); no lock is held
- * across a database query or a signature.
+ * and the NarHash index, cache_lock the baked files' index, the nar cache
+ * under it (narcache.h: one lock for a file and its record) and the queue.
+ * The only nesting is memo_lock inside cache_lock (a file baked or evicted
+ * makes the remembered narinfo stale); no lock is held across a database
+ * query or a signature.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +26,7 @@
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
+#include "narcache.h"
 #include "publish-int.h"
 #include "cairn/banned.h"
 
@@ -103,6 +106,7 @@ static void workq_run(struct cairn_publish *p, struct pub_workq *q,
 /* ---- small helpers ------------------------------------------------------ */
 
 static void *verifier(void *arg);
+static bool pin_locked(struct cairn_publish *p, const struct pub_baked *b);
 
 uint64_t pub_now_ms(void)
 {
@@ -523,7 +527,7 @@ static void baked_files(struct cairn_publish *p, const char *hashpart,
 			size_t n_offered, struct cairn_publish_file *files)
 {
 	memset(files, 0, sizeof(*files) * CAIRN_CODEC_LIST_MAX);
-	if (p->cache_fd < 0)
+	if (!p->nc)
 		return;
 	pthread_mutex_lock(&p->cache_lock);
 	for (size_t i = 0; i < n_offered; i++) {
@@ -625,7 +629,7 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 	baked_files(p, hp, &pi.nar_hash, offered, n_offered, files);
 	/* with a cache, a narinfo that is not in its final form is temporary */
 	age = p->cfg.ttl;
-	if (p->cache_fd >= 0 && !all_baked(p, offered, n_offered, files) &&
+	if (p->nc && !all_baked(p, offered, n_offered, files) &&
 	    age > CAIRN_PUBLISH_TEMP_TTL)
 		age = CAIRN_PUBLISH_TEMP_TTL;
 	if (max_age)
@@ -698,7 +702,7 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 		pthread_mutex_unlock(&p->memo_lock);
 	}
 queue:
-	if (p->cache_fd >= 0 && !all_baked(p, offered, n_offered, files))
+	if (p->nc && !all_baked(p, offered, n_offered, files))
 		pub_bake_enqueue(p, hp);
 	rc = 0;
 out:
@@ -860,14 +864,14 @@ int pub_resolve_nar(struct cairn_publish *p, const struct cairn_publish_nar_url 
 	int rc;
 
 	*is_baked = false;
-	if (u->by_hash && p->cache_fd >= 0) {
+	if (u->by_hash && p->nc) {
 		pthread_mutex_lock(&p->cache_lock);
 		struct pub_baked *b = map_get(p->by_file, u->hash);
-		if (b && b->method == u->method && !b->ghost) {
+		if (b && b->method == u->method && !b->ghost && pin_locked(p, b)) {
 			*baked_out = *b;
 			*is_baked = true;
-			b->last_used = pub_now_ms();
 		} else if (b && b->method == u->method) {
+			/* a ghost (or a file gone under it): the item itself */
 			memcpy(hp, b->hashpart, 33);
 			ghost_nh = b->nar_hash;
 			ghost = true;
@@ -921,11 +925,38 @@ int pub_resolve_nar(struct cairn_publish *p, const struct cairn_publish_nar_url 
 	return 0;
 }
 
-/* ---- the nar cache ------------------------------------------------------ */
+/* ---- the index of baked files ----------------------------------------- */
 
 static void baked_key(char *key, size_t cap, const char *hashpart, enum cairn_codec_method m)
 {
 	snprintf(key, cap, "%s.%s", hashpart, cairn_codec_method_name(m));
+}
+
+/* The name of b's file in the nar cache. */
+static void baked_name(char *name, size_t cap, const struct pub_baked *b)
+{
+	snprintf(name, cap, "%s.nar%s", b->file_hash32, cairn_publish_nar_ext(b->method));
+}
+
+/* Under cache_lock: pin b's file for a reader (and count it as used now);
+ * false when it went. */
+static bool pin_locked(struct cairn_publish *p, const struct pub_baked *b)
+{
+	char name[NARCACHE_NAME_MAX + 1];
+	baked_name(name, sizeof(name), b);
+	return narcache_touch(p->nc, name) && narcache_pin(p->nc, name);
+}
+
+void pub_baked_unpin(struct cairn_publish *p, const struct pub_baked *b)
+{
+	char name[NARCACHE_NAME_MAX + 1];
+	baked_name(name, sizeof(name), b);
+	pthread_mutex_lock(&p->cache_lock);
+	narcache_unpin(p->nc, name);
+	/* the pin may have held the cache over its bound */
+	if (narcache_over(p->nc))
+		(void)narcache_trim(p->nc, 0, NULL, NULL);
+	pthread_mutex_unlock(&p->cache_lock);
 }
 
 /* The narinfo of hp changes (a file was baked or dropped). */
@@ -937,21 +968,18 @@ static void memo_forget(struct cairn_publish *p, const char *hp)
 }
 
 /*
- * Called with cache_lock held: forget b and delete its file.  With ghost, b
- * stays findable by its file hash (and its info file stays), so that the
- * URL of a narinfo handed out earlier keeps working after eviction.
+ * Called with cache_lock held: forget b (its file is gone, or going).
+ * With ghost, b stays findable by its file hash (and its info file stays),
+ * so that the URL of a narinfo handed out earlier keeps working after
+ * eviction.
  */
-static void cache_drop_locked(struct cairn_publish *p, struct pub_baked *b, bool ghost)
+static void cache_forget_locked(struct cairn_publish *p, struct pub_baked *b, bool ghost)
 {
 	char key[48], name[128];
 	baked_key(key, sizeof(key), b->hashpart, b->method);
 	if (map_get(p->baked, key) == b)
 		map_take(p->baked, key);
 	memo_forget(p, b->hashpart);
-	snprintf(name, sizeof(name), "nar/%s.nar%s", b->file_hash32,
-		 cairn_publish_nar_ext(b->method));
-	unlinkat(p->cache_fd, name, 0);
-	p->cache_size -= b->file_size < p->cache_size ? b->file_size : p->cache_size;
 	atomic_fetch_add_explicit(&p->m_evicted, 1, memory_order_relaxed);
 	if (ghost && map_get(p->by_file, b->file_hash32) == b) {
 		b->ghost = true;
@@ -960,26 +988,27 @@ static void cache_drop_locked(struct cairn_publish *p, struct pub_baked *b, bool
 	if (map_get(p->by_file, b->file_hash32) == b)
 		map_take(p->by_file, b->file_hash32);
 	snprintf(name, sizeof(name), "info/%s", key);
-	unlinkat(p->cache_fd, name, 0);
+	unlinkat(narcache_dir_fd(p->nc), name, 0);
 	free(b);
 }
 
-/* Called with cache_lock held: drop least recently used files until the
- * cache fits (keeping `keep`, the file just added). */
-static void cache_evict_locked(struct cairn_publish *p, const struct pub_baked *keep)
+/*
+ * The nar cache evicts the file `name` (cache_lock held by whoever
+ * trims): every record of it becomes a ghost, or goes.  Two items whose
+ * compressed nars are the same bytes share one file.
+ */
+static int cache_evict(void *ctx, const char *name)
 {
-	while (p->cfg.cache_max_size && p->cache_size > p->cfg.cache_max_size) {
-		struct pub_baked *oldest = NULL;
-		struct map_iter it;
-		for (struct map_ent *e = map_iter_first(&it, p->baked); e; e = map_iter_next(&it)) {
-			struct pub_baked *b = e->val;
-			if (b != keep && (!oldest || b->last_used < oldest->last_used))
-				oldest = b;
-		}
-		if (!oldest)
-			break;
-		cache_drop_locked(p, oldest, true);
+	struct cairn_publish *p = ctx;
+	struct map_iter it;
+	for (struct map_ent *e = map_iter_first(&it, p->baked); e; e = map_iter_next(&it)) {
+		char n[NARCACHE_NAME_MAX + 1];
+		struct pub_baked *b = e->val;
+		baked_name(n, sizeof(n), b);
+		if (!strcmp(n, name))
+			cache_forget_locked(p, b, true);
 	}
+	return 0;
 }
 
 bool pub_baked_lookup(struct cairn_publish *p, const char *hashpart, enum cairn_codec_method m,
@@ -987,13 +1016,12 @@ bool pub_baked_lookup(struct cairn_publish *p, const char *hashpart, enum cairn_
 {
 	char key[48];
 	bool found = false;
-	if (p->cache_fd < 0 || m == CAIRN_CODEC_NONE)
+	if (!p->nc || m == CAIRN_CODEC_NONE)
 		return false;
 	snprintf(key, sizeof(key), "%.32s.%s", hashpart, cairn_codec_method_name(m));
 	pthread_mutex_lock(&p->cache_lock);
 	struct pub_baked *b = map_get(p->baked, key);
-	if (b && cairn_hash_equal(&b->nar_hash, nar_hash)) {
-		b->last_used = pub_now_ms();
+	if (b && cairn_hash_equal(&b->nar_hash, nar_hash) && pin_locked(p, b)) {
 		*out = *b;
 		found = true;
 	}
@@ -1001,16 +1029,7 @@ bool pub_baked_lookup(struct cairn_publish *p, const char *hashpart, enum cairn_
 	return found;
 }
 
-void pub_touch(struct cairn_publish *p, const char *file_hash32)
-{
-	pthread_mutex_lock(&p->cache_lock);
-	struct pub_baked *b = map_get(p->by_file, file_hash32);
-	if (b)
-		b->last_used = pub_now_ms();
-	pthread_mutex_unlock(&p->cache_lock);
-}
-
-/* Called with cache_lock held. */
+/* Called with cache_lock held: record b, whose file the nar cache holds. */
 static int cache_add_locked(struct cairn_publish *p, struct pub_baked *b)
 {
 	char key[48];
@@ -1019,12 +1038,14 @@ static int cache_add_locked(struct cairn_publish *p, struct pub_baked *b)
 	if (old && strcmp(old->file_hash32, b->file_hash32) == 0) {
 		/* the same file again: forget the old record, keep the file */
 		map_take(p->baked, key);
-		p->cache_size -= old->file_size < p->cache_size ? old->file_size : p->cache_size;
 		if (map_get(p->by_file, old->file_hash32) == old)
 			map_take(p->by_file, old->file_hash32);
 		free(old);
 	} else if (old) {
-		cache_drop_locked(p, old, true);
+		char name[NARCACHE_NAME_MAX + 1];
+		baked_name(name, sizeof(name), old);
+		cache_forget_locked(p, old, true);
+		narcache_remove(p->nc, name);
 	}
 	struct pub_baked *prev = map_get(p->by_file, b->file_hash32);
 	if (map_put(p->baked, key, b, NULL) < 0)
@@ -1035,15 +1056,13 @@ static int cache_add_locked(struct cairn_publish *p, struct pub_baked *b)
 	}
 	if (prev && prev != b && prev->ghost)
 		free(prev); /* baked again: no longer a ghost */
-	p->cache_size += b->file_size;
 	memo_forget(p, b->hashpart);
-	cache_evict_locked(p, b);
 	return 0;
 }
 
 void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart)
 {
-	if (p->cache_fd < 0)
+	if (!p->nc)
 		return;
 	pthread_mutex_lock(&p->cache_lock);
 	if (!p->stopping)
@@ -1108,23 +1127,18 @@ static bool raw_ratio(uint64_t file_size, uint64_t nar_size)
 	return file_size / 100 * 100 >= nar_size / 100 * CAIRN_PUBLISH_RAW_PERCENT;
 }
 
-/* Record in the cache that hp does not compress (tmp file, renamed). */
+/* Record in the cache that hp does not compress (measured again after a
+ * restart when it cannot be). */
 static void raw_write(struct cairn_publish *p, const char *hp, const struct pub_raw *r)
 {
-	char nh[53], tmp[64], name[64], line[160];
+	char nh[53], name[64], line[160];
 	hash32(&r->nar_hash, nh);
 	int n = snprintf(line, sizeof(line), "%s %s %llu %llu\n", nh,
 			 cairn_codec_method_name(r->method), (unsigned long long)r->file_size,
 			 (unsigned long long)r->nar_size);
-	snprintf(tmp, sizeof(tmp), "tmp/%s.none.%ld", hp, (long)gettid());
 	snprintf(name, sizeof(name), "info/%s.none", hp);
-	int fd = openat(p->cache_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return; /* measured again after a restart */
-	bool ok = n > 0 && write(fd, line, (size_t)n) == n;
-	close(fd);
-	if (!ok || renameat(p->cache_fd, tmp, p->cache_fd, name) < 0)
-		unlinkat(p->cache_fd, tmp, 0);
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)narcache_put_file(p->nc, name, line, (size_t)n, NULL);
 }
 
 bool pub_note_compressed(struct cairn_publish *p, const char *hashpart,
@@ -1156,7 +1170,7 @@ bool pub_note_compressed(struct cairn_publish *p, const char *hashpart,
 	if (added) {
 		atomic_fetch_add_explicit(&p->m_raw, 1, memory_order_relaxed);
 		memo_forget(p, hp);
-		if (p->cache_fd >= 0)
+		if (p->nc)
 			raw_write(p, hp, &rec);
 	}
 	return true;
@@ -1241,7 +1255,7 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 		    struct cairn_error *err)
 {
 	char real[CAIRN_STOREDB_PATH_MAX + CAIRN_STOREDB_DIR_MAX + 8];
-	char tmpname[64], name[128], info[256];
+	char tmpname[NARCACHE_PATH_MAX], name[NARCACHE_NAME_MAX + 1], info[256];
 	struct bake b = {0};
 	struct pub_baked *pb = NULL;
 	uint8_t digest[32];
@@ -1252,15 +1266,13 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	b.p = p;
 	b.inf = inf;
 	b.meter.method = spec->method;
-	snprintf(tmpname, sizeof(tmpname), "tmp/%s.%s.%ld", hp,
-		 cairn_codec_method_name(spec->method), (long)gettid());
+	tmpname[0] = '\0';
 	if ((rc = pub_real_path(p, pi->path, real, sizeof(real))) < 0) {
 		cairn_error_set(err, rc, "publish: path too long");
 		goto out;
 	}
-	b.fd = openat(p->cache_fd, tmpname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (b.fd < 0) {
-		rc = cairn_error_errno(err, errno, "publish: cannot create '%s'", tmpname);
+	if ((rc = narcache_tmp_open(p->nc, "bake-", tmpname, sizeof(tmpname), &b.fd, err)) < 0) {
+		tmpname[0] = '\0';
 		goto out;
 	}
 	if (inf) {
@@ -1318,12 +1330,9 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 		pthread_cond_broadcast(&inf->cond);
 		pthread_mutex_unlock(&p->cache_lock);
 	}
-	if ((rc = file_sha256(b.fd, b.file_size, digest, err)) < 0)
+	if ((rc = file_sha256(b.fd, b.file_size, digest, err)) < 0 ||
+	    (rc = narcache_sync(p->nc, b.fd, tmpname, err)) < 0)
 		goto out;
-	if (fdatasync(b.fd) < 0) {
-		rc = cairn_error_errno(err, errno, "publish: cannot sync '%s'", tmpname);
-		goto out;
-	}
 	pb = calloc(1, sizeof(*pb));
 	if (!pb) {
 		rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
@@ -1337,52 +1346,35 @@ static int bake_one(struct cairn_publish *p, const struct cairn_storedb_pathinfo
 	memcpy(pb->file_hash.digest, digest, 32);
 	hash32(&pb->file_hash, pb->file_hash32);
 	pb->file_size = b.file_size;
-	pb->last_used = pub_now_ms();
-	snprintf(name, sizeof(name), "nar/%s.nar%s", pb->file_hash32,
-		 cairn_publish_nar_ext(spec->method));
-	if (renameat(p->cache_fd, tmpname, p->cache_fd, name) < 0) {
-		rc = cairn_error_errno(err, errno, "publish: cannot rename to '%s'", name);
-		goto out;
-	}
+	baked_name(name, sizeof(name), pb);
 	/* the info file says which item the content-addressed file holds */
-	char nh32[53];
+	char nh32[53], iname[64];
 	hash32(&pi->nar_hash, nh32);
 	int il = snprintf(info, sizeof(info), "%s %s %llu\n", nh32, pb->file_hash32,
 			  (unsigned long long)pb->file_size);
-	snprintf(tmpname, sizeof(tmpname), "tmp/%s.%s.info", hp,
-		 cairn_codec_method_name(spec->method));
-	int ifd = openat(p->cache_fd, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (ifd < 0 || write(ifd, info, (size_t)il) != il) {
-		rc = cairn_error_errno(err, errno, "publish: cannot write '%s'", tmpname);
-		if (ifd >= 0)
-			close(ifd);
-		unlinkat(p->cache_fd, name, 0);
-		goto out;
-	}
-	close(ifd);
-	char iname[64];
 	snprintf(iname, sizeof(iname), "info/%s.%s", hp, cairn_codec_method_name(spec->method));
-	if (renameat(p->cache_fd, tmpname, p->cache_fd, iname) < 0) {
-		rc = cairn_error_errno(err, errno, "publish: cannot rename to '%s'", iname);
-		unlinkat(p->cache_fd, name, 0);
-		goto out;
-	}
+	/* file, then its record (narcache.h), then room for it */
 	pthread_mutex_lock(&p->cache_lock);
-	rc = cache_add_locked(p, pb);
+	rc = narcache_commit(p->nc, tmpname, name, pb->file_size, err);
+	tmpname[0] = '\0'; /* renamed, or removed */
+	if (rc == 0 && (rc = narcache_put_file(p->nc, iname, info, (size_t)il, err)) < 0)
+		narcache_remove(p->nc, name);
+	if (rc == 0 && (rc = cache_add_locked(p, pb)) == 0) {
+		pb = NULL;
+		rc = narcache_trim(p->nc, 0, name, err);
+	}
 	pthread_mutex_unlock(&p->cache_lock);
 	if (rc < 0)
 		goto out;
-	pb = NULL;
 	atomic_fetch_add_explicit(&p->m_baked, 1, memory_order_relaxed);
 out:
 	pub_meter_flush(p, &b.meter);
 	free(pb);
 	cairn_codec_free(b.codec);
-	if (b.fd >= 0) {
+	if (b.fd >= 0)
 		close(b.fd);
-		if (rc < 0)
-			unlinkat(p->cache_fd, tmpname, 0);
-	}
+	if (tmpname[0])
+		unlink(tmpname);
 	return rc;
 }
 
@@ -1508,7 +1500,7 @@ struct pub_inflight *pub_inflight_get(struct cairn_publish *p,
 	const char *hp = pi->path + p->store_dir_len + 1;
 	struct pub_inflight *inf;
 
-	if (p->cache_fd < 0 || method == CAIRN_CODEC_NONE)
+	if (!p->nc || method == CAIRN_CODEC_NONE)
 		return NULL;
 	inflight_key(key, sizeof(key), hp, method);
 	pthread_mutex_lock(&p->cache_lock);
@@ -1693,71 +1685,28 @@ static void *baker(void *arg)
 }
 
 /*
- * After the info files are read: delete the files in nar/ that no record
- * names.  A bake renames its nar into place before it writes the info
- * file, and a record found bad is deleted without its nar: a crash or a
- * bad record would otherwise leave a file nothing counts against
- * --cache-max-size and nothing ever deletes.
+ * Read the info files of a cache directory left by an earlier run; drop
+ * whatever is incomplete.  Then the nar cache deletes the files in nar/
+ * that no record names: a bake renames its nar into place before it writes
+ * the info file, and a record found bad is deleted without its nar, so a
+ * crash or a bad record would otherwise leave a file nothing counts
+ * against --cache-max-size and nothing ever deletes.
  */
-static void cache_sweep_nars(struct cairn_publish *p)
-{
-	int dfd = openat(p->cache_fd, "nar", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-	struct dirent *de;
-	if (!d) {
-		if (dfd >= 0)
-			close(dfd);
-		return;
-	}
-	while ((de = readdir(d))) {
-		const char *n = de->d_name;
-		char fh[53], want[128];
-		if (n[0] == '.')
-			continue;
-		const struct pub_baked *b = NULL;
-		if (strlen(n) > 52) {
-			memcpy(fh, n, 52);
-			fh[52] = '\0';
-			b = map_get(p->by_file, fh);
-		}
-		if (b && !b->ghost) {
-			snprintf(want, sizeof(want), "%s.nar%s", fh, cairn_publish_nar_ext(b->method));
-			if (!strcmp(n, want))
-				continue;
-		}
-		unlinkat(dfd, n, 0);
-	}
-	closedir(d);
-}
-
-/* Read the info files of a cache directory left by an earlier run; drop
- * whatever is incomplete. */
 static void cache_load(struct cairn_publish *p)
 {
-	int dfd = openat(p->cache_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dfd = openat(narcache_dir_fd(p->nc), "info", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
 	struct dirent *de;
-	if (d) {
-		while ((de = readdir(d)))
-			if (de->d_name[0] != '.')
-				unlinkat(dfd, de->d_name, 0);
-		closedir(d);
-	} else if (dfd >= 0) {
-		close(dfd);
-	}
-	dfd = openat(p->cache_fd, "info", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	d = dfd >= 0 ? fdopendir(dfd) : NULL;
 	if (!d) {
 		if (dfd >= 0)
 			close(dfd);
 		return;
 	}
-	uint64_t now = pub_now_ms();
 	while ((de = readdir(d))) {
 		const char *n = de->d_name;
 		if (n[0] == '.')
 			continue;
-		char buf[256], name[128];
+		char buf[256], name[NARCACHE_NAME_MAX + 1];
 		const char *dot = strchr(n, '.');
 		enum cairn_codec_method m;
 		struct pub_baked *b = NULL;
@@ -1807,10 +1756,10 @@ static void cache_load(struct cairn_publish *p)
 			goto bad;
 		memcpy(b->file_hash32, fh, 53);
 		b->file_size = size;
-		b->last_used = now;
-		snprintf(name, sizeof(name), "nar/%s.nar%s", fh, cairn_publish_nar_ext(m));
-		struct stat st;
-		if (fstatat(p->cache_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+		baked_name(name, sizeof(name), b);
+		/* older files first out: their access times are their recency */
+		int arc = narcache_adopt(p->nc, name, size, NARCACHE_TICK_ATIME);
+		if (arc == CAIRN_ENOENT) {
 			/* evicted earlier: a ghost */
 			b->ghost = true;
 			if (map_get(p->by_file, b->file_hash32) ||
@@ -1818,11 +1767,7 @@ static void cache_load(struct cairn_publish *p)
 				goto bad;
 			continue;
 		}
-		if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
-			goto bad;
-		/* older files first out */
-		b->last_used = now - (uint64_t)(time(NULL) - st.st_atime) * 1000u;
-		if (cache_add_locked(p, b) < 0)
+		if (arc < 0 || cache_add_locked(p, b) < 0)
 			goto bad;
 		continue;
 	bad:
@@ -1830,16 +1775,9 @@ static void cache_load(struct cairn_publish *p)
 		unlinkat(dfd, n, 0);
 	}
 	closedir(d);
-	cache_sweep_nars(p);
-}
-
-static int mkdir_at(struct cairn_publish *p, const char *name, struct cairn_error *err)
-{
-	if (mkdirat(p->cache_fd, name, 0755) < 0 && errno != EEXIST)
-		return cairn_error_errno(err, errno,
-					 "publish: cannot create the cache directory '%s/%s'",
-					 p->cache_dir, name);
-	return 0;
+	narcache_sweep(p->nc);
+	/* a smaller --cache-max-size than the last run's */
+	(void)narcache_trim(p->nc, 0, NULL, NULL);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -1879,7 +1817,6 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 	if (!p)
 		return cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
 	p->cfg = *cfg;
-	p->cache_fd = -1;
 	pthread_mutex_init(&p->db_lock, NULL);
 	pthread_mutex_init(&p->memo_lock, NULL);
 	pthread_mutex_init(&p->cache_lock, NULL);
@@ -1962,21 +1899,14 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 		goto fail;
 
 	if (p->cache_dir) {
-		if (mkdir(p->cache_dir, 0755) < 0 && errno != EEXIST) {
-			rc = cairn_error_errno(err, errno,
-					       "publish: cannot create the cache directory '%s'",
-					       p->cache_dir);
-			goto fail;
-		}
-		p->cache_fd = open(p->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (p->cache_fd < 0) {
-			rc = cairn_error_errno(err, errno,
-					       "publish: cannot open the cache directory '%s'",
-					       p->cache_dir);
-			goto fail;
-		}
-		if ((rc = mkdir_at(p, "nar", err)) < 0 || (rc = mkdir_at(p, "info", err)) < 0 ||
-		    (rc = mkdir_at(p, "tmp", err)) < 0)
+		struct narcache_config nc = {.dir = p->cache_dir,
+					     .data = "nar",
+					     .what = "publish",
+					     .max_size = cfg->cache_max_size,
+					     .evict = cache_evict,
+					     .ctx = p};
+		if ((rc = narcache_open(&p->nc, &nc, err)) < 0 ||
+		    (rc = narcache_mkdir(p->nc, "info", err)) < 0)
 			goto fail;
 		pthread_mutex_lock(&p->cache_lock);
 		cache_load(p);
@@ -2049,8 +1979,7 @@ void cairn_publish_free(struct cairn_publish *p)
 	for (size_t i = 0; i < p->n_db_free; i++)
 		cairn_storedb_free(p->db_free[i]);
 	free(p->db_free);
-	if (p->cache_fd >= 0)
-		close(p->cache_fd);
+	narcache_free(p->nc);
 	free(p->store_dir);
 	free(p->real_store_dir);
 	free(p->db_path);

@@ -148,6 +148,27 @@ static void test_store(void **state)
 	assert_null(text);
 	edge_store_free(s);
 
+	/* a path cached again with other bytes: its old file goes with it,
+	 * not left on disk uncounted until a restart */
+	assert_int_equal(edge_store_open(&s, dir, 2500, NULL), 0);
+	assert_int_equal(put(s, "nar/c", 500, 'C'), 0);
+	assert_int_equal(count_dir("data"), 1);
+	assert_int_equal(put(s, "nar/a", 1000, 'a'), 0);
+	assert_int_equal(put(s, "nar/b", 1000, 'b'), 0);
+	edge_store_stats(s, &st);
+	assert_int_equal(st.bytes, 2500);
+	edge_store_free(s);
+	/* a smaller bound than the last run's: kept at open, least recently
+	 * used out first */
+	assert_int_equal(edge_store_open(&s, dir, 1500, NULL), 0);
+	edge_store_stats(s, &st);
+	assert_true(st.bytes <= 1500);
+	assert_int_equal(st.evictions, 2);
+	assert_true(has(s, "nar/b"));
+	assert_false(has(s, "nar/c"));
+	assert_int_equal(count_dir("data"), 1);
+	edge_store_free(s);
+
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);

@@ -154,6 +154,9 @@ bool pub_nar_corrupt(struct cairn_publish *p, const char *hashpart, const struct
 /* Record a mismatch of the item at store path, and tell the operator. */
 void pub_nar_mark_corrupt(struct cairn_publish *p, const char *hashpart,
 			  const struct cairn_hash *nar_hash, const char *path, const char *why);
+/* pub_nar_corrupt without *recheck, under memo_lock. */
+bool pub_nar_corrupt_locked(struct cairn_publish *p, const char *hashpart,
+			    const struct cairn_hash *nar_hash);
 /* Queue a background check of the item (no-op when queued or full). */
 void pub_verify_enqueue(struct cairn_publish *p, const char *hashpart);
 
@@ -238,5 +241,32 @@ int pub_metrics_register(struct cairn_publish *p, struct metrics *reg, struct ca
 /* streams accounting */
 bool pub_stream_enter(struct cairn_publish *p);
 void pub_stream_leave(struct cairn_publish *p);
+
+/* --- shared by publish.c, publish-narinfo.c and publish-bake.c ------------ */
+
+/* Queue hp once (under q->lock): false when queued already or full. */
+bool pub_workq_push_locked(struct pub_workq *q, const char *hp);
+/* A worker thread's loop: fn for each hash part queued, until stopping. */
+void pub_workq_run(struct cairn_publish *p, struct pub_workq *q,
+		   void (*fn)(struct cairn_publish *p, const char *hp));
+/* h in nix32, 52 characters and a NUL. */
+void pub_hash32(const struct cairn_hash *h, char out[53]);
+/* Are the n characters of s nix32 digits? */
+bool pub_nix32_ok(const char *s, size_t n);
+/* Make the public keys as served (cairn_publish_new). */
+int pub_make_pubkeys(struct cairn_publish *p, struct cairn_error *err);
+
+/* The narinfo of hp changes (a file was baked or dropped): forget it. */
+void pub_memo_forget(struct cairn_publish *p, const char *hp);
+/* The files baked for an item, in the order of the methods offered. */
+void pub_baked_files(struct cairn_publish *p, const char *hashpart,
+		     const struct cairn_hash *nar_hash, const struct cairn_codec_spec *offered,
+		     size_t n_offered, struct cairn_publish_file *files);
+/* Under cache_lock: pin b's file for a reader (and count it as used now);
+ * false when it went. */
+bool pub_baked_pin_locked(struct cairn_publish *p, const struct pub_baked *b);
+/* Open the nar cache at cfg.cache_dir, reload what an earlier run left
+ * there, and start the bakers. */
+int pub_cache_open(struct cairn_publish *p, struct cairn_error *err);
 
 #endif

@@ -234,6 +234,28 @@ void pub_meter_flush(struct cairn_publish *p, struct pub_meter *m);
 /* Is a method that compressed bytes_in in cpu_ns slow (publish.h)? */
 bool pub_rate_slow(const struct cairn_publish *p, uint64_t bytes_in, uint64_t cpu_ns);
 
+/* --- the http side: publish-http.c, publish-stream.c, publish-page.c ---- */
+
+#define CT_NARINFO "text/x-nix-narinfo"
+#define CT_NAR "application/x-nix-nar"
+#define CC_IMMUTABLE "public, max-age=31536000, immutable"
+
+struct cairn_httpd_req;
+/* Cache-Control: max-age=ttl, or no-store for 0. */
+void pub_cache_control(struct cairn_httpd_req *req, unsigned ttl);
+/* 404 with the negative TTL (send_error would add its own no-store). */
+int pub_not_found(struct cairn_httpd_req *req, unsigned negative_ttl);
+
+/* What a producer sends: a nar (compressed on the fly, or a range), its
+ * listing, or the tail of a bake that other clients follow (inf). */
+enum pub_job_kind { JOB_NAR, JOB_LS, JOB_TAIL };
+/* Start a producer for the item pi; answers the request in every case. */
+int pub_start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
+		  const struct cairn_storedb_pathinfo *pi, enum pub_job_kind kind,
+		  enum cairn_codec_method method, struct pub_inflight *inf);
+/* The front page (publish-page.c): a route handler, data is p. */
+int pub_h_root(struct cairn_httpd_req *req, void *data);
+
 /* Register publish's figures in reg, a server's registry (publish-metrics.c). */
 struct metrics;
 int pub_metrics_register(struct cairn_publish *p, struct metrics *reg, struct cairn_error *err);

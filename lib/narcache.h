@@ -1,7 +1,7 @@
 /*
  * narcache.h - the one nar cache of libcairn: files in a directory, a bound
  * on their total size, least-recently-used eviction, crash recovery.  It
- * serves publish's bakes (lib/publish.c) and the mirror's store
+ * serves publish's bakes (lib/publish-bake.c) and the mirror's store
  * (lib/edge-store.c).  Not installed.
  *
  * Layout under the cache directory DIR:

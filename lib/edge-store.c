@@ -191,7 +191,11 @@ int edge_store_open(struct edge_store **out, const char *dir, uint64_t max_size,
 			 "CREATE TABLE IF NOT EXISTS narinfo (hash TEXT PRIMARY KEY, text BLOB NOT "
 			 "NULL, fetched INTEGER NOT NULL);"
 			 "CREATE TABLE IF NOT EXISTS cache_info (upstream TEXT PRIMARY KEY, text "
-			 "BLOB NOT NULL);",
+			 "BLOB NOT NULL);"
+			 /* eviction and recency go by file (the nar cache's unit): an
+			  * index made on first open of an older cache, which older
+			  * versions ignore */
+			 "CREATE INDEX IF NOT EXISTS nar_file ON nar (file);",
 			 err)) < 0)
 		goto out;
 	if ((rc = load_index(s, err)) < 0)

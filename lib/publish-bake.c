@@ -92,20 +92,27 @@ static void cache_forget_locked(struct cairn_publish *p, struct pub_baked *b, bo
 
 /*
  * The nar cache evicts the file `name` (cache_lock held by whoever
- * trims): every record of it becomes a ghost, or goes.  Two items whose
- * compressed nars are the same bytes share one file.
+ * trims): its record becomes a ghost.  Found by file hash, not by a walk
+ * of every record, which made a start-up under a much smaller bound
+ * quadratic.  Two items whose compressed nars are the same bytes share a
+ * file and by_file names one of them: the other keeps a record of a file
+ * that is gone, which its next lookup finds unpinnable (so it is baked
+ * again) and its URL resolves like a ghost's.
  */
 static int cache_evict(void *ctx, const char *name)
 {
 	struct cairn_publish *p = ctx;
-	struct map_iter it;
-	for (struct map_ent *e = map_iter_first(&it, p->baked); e; e = map_iter_next(&it)) {
-		char n[NARCACHE_NAME_MAX + 1];
-		struct pub_baked *b = e->val;
-		baked_name(n, sizeof(n), b);
-		if (!strcmp(n, name))
-			cache_forget_locked(p, b, true);
-	}
+	char fh[53], n[NARCACHE_NAME_MAX + 1];
+	if (strlen(name) < 52)
+		return 0;
+	memcpy(fh, name, 52);
+	fh[52] = '\0';
+	struct pub_baked *b = map_get(p->by_file, fh);
+	if (!b || b->ghost)
+		return 0;
+	baked_name(n, sizeof(n), b);
+	if (!strcmp(n, name))
+		cache_forget_locked(p, b, true);
 	return 0;
 }
 

@@ -1,6 +1,8 @@
 /*
  * edge-store.c - the mirror's on-disk cache: verified nars named by their
- * SHA-256 under data/, an SQLite index, LRU eviction, crash recovery.
+ * SHA-256 under data/, in the nar cache (narcache.h: files, bound, LRU
+ * eviction, crash recovery), and the SQLite index of which path each file
+ * is for, with the narinfos and upstreams' nix-cache-info.
  *
  * The index is authoritative only together with the files: a row is
  * written after its file is renamed into place and removed before its file
@@ -8,19 +10,17 @@
  * whole file.  Start-up repairs the other direction (files without rows,
  * rows whose file is gone) and empties tmp/.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "edge-int.h"
+#include "narcache.h"
 #include "cairn/banned.h"
 
 /* --- store ------------------------------------------------------------------ */
@@ -29,20 +29,16 @@ struct nar_ent {
 	char *path;
 	char file[EDGE_FILE_NAME_LEN + 1];
 	uint64_t size;
-	uint64_t atime; /* a tick, not a clock: larger is more recent */
-	int dirty;	/* atime not yet written back */
 };
 
+/* Files, their bound and recency are the nar cache's (narcache.h); the
+ * store keeps which path each file is for, here and in the index. */
 struct edge_store {
-	pthread_mutex_t mu;
-	char *dir;
-	int data_fd, tmp_fd;
+	pthread_mutex_t mu; /* the index, and the cache under it */
+	struct narcache *nc;
 	sqlite3 *db;
 	uint64_t max_size;
 	struct map nars; /* path -> struct nar_ent */
-	uint64_t bytes;
-	uint64_t tick;
-	uint64_t evictions;
 };
 
 static int db_err(struct edge_store *s, struct cairn_error *err, const char *what)
@@ -64,49 +60,6 @@ static void nar_ent_free(struct nar_ent *n)
 		free(n->path);
 		free(n);
 	}
-}
-
-static int open_subdir(int dirfd, const char *name, int *out, struct cairn_error *err)
-{
-	if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST)
-		return cairn_error_errno(err, errno, "mirror cache: mkdir '%s'", name);
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return cairn_error_errno(err, errno, "mirror cache: open '%s'", name);
-	*out = fd;
-	return 0;
-}
-
-/* Remove every entry of a directory that `keep` does not want. */
-static void sweep_dir(int dirfd, int (*keep)(void *ctx, const char *name), void *ctx)
-{
-	int fd = dup(dirfd);
-	if (fd < 0)
-		return;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	rewinddir(d);
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (!keep || !keep(ctx, de->d_name))
-			unlinkat(dirfd, de->d_name, 0);
-	}
-	closedir(d);
-}
-
-static int keep_indexed(void *ctx, const char *name)
-{
-	struct edge_store *s = ctx;
-	struct map_iter it;
-	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it))
-		if (!strcmp(((struct nar_ent *)e->val)->file, name))
-			return 1;
-	return 0;
 }
 
 static int valid_file_name(const char *f)
@@ -133,10 +86,15 @@ static int load_index(struct edge_store *s, struct cairn_error *err)
 		const char *file = (const char *)sqlite3_column_text(st, 1);
 		int64_t size = sqlite3_column_int64(st, 2);
 		int64_t atime = sqlite3_column_int64(st, 3);
-		struct stat sb;
-		if (!path || !file || !valid_file_name(file) || size < 0 ||
-		    fstatat(s->data_fd, file, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != (uint64_t)size) {
+		int arc = CAIRN_EFORMAT;
+		if (path && file && valid_file_name(file) && size >= 0)
+			arc = narcache_adopt(s->nc, file, (uint64_t)size,
+					     atime > 0 ? (uint64_t)atime : 0);
+		if (arc == CAIRN_ENOMEM) {
+			rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
+			goto out;
+		}
+		if (arc < 0) {
 			/* the file went away (or never fully arrived): the row goes */
 			sqlite3_bind_text(del, 1, path ? path : "", -1, SQLITE_TRANSIENT);
 			sqlite3_step(del);
@@ -152,19 +110,12 @@ static int load_index(struct edge_store *s, struct cairn_error *err)
 		}
 		memcpy(n->file, file, EDGE_FILE_NAME_LEN + 1);
 		n->size = (uint64_t)size;
-		n->atime = atime > 0 ? (uint64_t)atime : 0;
-		if (n->atime > s->tick)
-			s->tick = n->atime;
 		if (map_put(&s->nars, path, n, &old) < 0) {
 			nar_ent_free(n);
 			rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
 			goto out;
 		}
-		if (old) {
-			s->bytes -= ((struct nar_ent *)old)->size;
-			nar_ent_free(old);
-		}
-		s->bytes += n->size;
+		nar_ent_free(old);
 	}
 out:
 	sqlite3_finalize(st);
@@ -172,33 +123,51 @@ out:
 	return rc;
 }
 
+/*
+ * The cache evicts `file` (under s->mu, held by whoever trims): its rows
+ * go first, then its paths here; the cache unlinks the file after.
+ */
+static int evict_file(void *ctx, const char *file)
+{
+	struct edge_store *s = ctx;
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+	if (sqlite3_prepare_v2(s->db, "DELETE FROM nar WHERE file = ?", -1, &st, NULL) ||
+	    sqlite3_bind_text(st, 1, file, -1, SQLITE_STATIC) || sqlite3_step(st) != SQLITE_DONE) {
+		rc = db_err(s, NULL, "evict");
+		goto out;
+	}
+	struct map_iter it;
+	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it)) {
+		struct nar_ent *n = e->val;
+		if (!strcmp(n->file, file)) {
+			map_take(&s->nars, n->path);
+			nar_ent_free(n);
+		}
+	}
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int edge_store_open(struct edge_store **out, const char *dir, uint64_t max_size,
 		    struct cairn_error *err)
 {
 	struct edge_store *s = calloc(1, sizeof(*s));
-	int rc, dfd = -1;
+	int rc;
 	char *dbpath = NULL;
 	if (!s)
 		return cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
 	pthread_mutex_init(&s->mu, NULL);
-	s->data_fd = s->tmp_fd = -1;
 	map_init(&s->nars, NULL);
 	s->max_size = max_size;
-	if (!(s->dir = strdup(dir))) {
-		rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
-		goto out;
-	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		rc = cairn_error_errno(err, errno, "mirror cache: mkdir '%s'", dir);
-		goto out;
-	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		rc = cairn_error_errno(err, errno, "mirror cache: open '%s'", dir);
-		goto out;
-	}
-	if ((rc = open_subdir(dfd, "data", &s->data_fd, err)) < 0 ||
-	    (rc = open_subdir(dfd, "tmp", &s->tmp_fd, err)) < 0)
+	struct narcache_config nc = {.dir = dir,
+				     .data = "data",
+				     .what = "mirror cache",
+				     .max_size = max_size,
+				     .evict = evict_file,
+				     .ctx = s};
+	if ((rc = narcache_open(&s->nc, &nc, err)) < 0)
 		goto out;
 	size_t n = strlen(dir) + sizeof("/index.sqlite");
 	if (!(dbpath = malloc(n))) {
@@ -222,20 +191,26 @@ int edge_store_open(struct edge_store **out, const char *dir, uint64_t max_size,
 			 "CREATE TABLE IF NOT EXISTS narinfo (hash TEXT PRIMARY KEY, text BLOB NOT "
 			 "NULL, fetched INTEGER NOT NULL);"
 			 "CREATE TABLE IF NOT EXISTS cache_info (upstream TEXT PRIMARY KEY, text "
-			 "BLOB NOT NULL);",
+			 "BLOB NOT NULL);"
+			 /* eviction and recency go by file (the nar cache's unit): an
+			  * index made on first open of an older cache, which older
+			  * versions ignore */
+			 "CREATE INDEX IF NOT EXISTS nar_file ON nar (file);",
 			 err)) < 0)
 		goto out;
-	/* downloads that were in progress when the last run ended */
-	sweep_dir(s->tmp_fd, NULL, NULL);
 	if ((rc = load_index(s, err)) < 0)
 		goto out;
-	sweep_dir(s->data_fd, keep_indexed, s);
+	narcache_sweep(s->nc);
+	/* a smaller --max-size than the last run's */
+	pthread_mutex_lock(&s->mu);
+	rc = narcache_trim(s->nc, 0, NULL, err);
+	pthread_mutex_unlock(&s->mu);
+	if (rc < 0)
+		goto out;
 	*out = s;
 	s = NULL;
 	rc = 0;
 out:
-	if (dfd >= 0)
-		close(dfd);
 	free(dbpath);
 	edge_store_free(s);
 	return rc;
@@ -253,18 +228,14 @@ void edge_store_free(struct edge_store *s)
 	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it))
 		nar_ent_free(e->val);
 	map_release(&s->nars);
-	if (s->data_fd >= 0)
-		close(s->data_fd);
-	if (s->tmp_fd >= 0)
-		close(s->tmp_fd);
+	narcache_free(s->nc);
 	pthread_mutex_destroy(&s->mu);
-	free(s->dir);
 	free(s);
 }
 
 int edge_store_data_fd(const struct edge_store *s)
 {
-	return s->data_fd;
+	return narcache_data_fd(s->nc);
 }
 
 int edge_store_nar_get(struct edge_store *s, const char *path,
@@ -273,9 +244,7 @@ int edge_store_nar_get(struct edge_store *s, const char *path,
 	int found = 0;
 	pthread_mutex_lock(&s->mu);
 	struct nar_ent *n = map_get(&s->nars, path);
-	if (n) {
-		n->atime = ++s->tick;
-		n->dirty = 1;
+	if (n && narcache_touch(s->nc, n->file)) {
 		memcpy(name, n->file, EDGE_FILE_NAME_LEN + 1);
 		*size = n->size;
 		found = 1;
@@ -287,29 +256,7 @@ int edge_store_nar_get(struct edge_store *s, const char *path,
 int edge_store_tmp_open(struct edge_store *s, char *tmppath, size_t cap, int *fd,
 			struct cairn_error *err)
 {
-	int n = snprintf(tmppath, cap, "%s/tmp/dl-XXXXXX", s->dir);
-	if (n < 0 || (size_t)n >= cap)
-		return cairn_error_set(err, CAIRN_ELIMIT, "mirror cache: path too long");
-	int f = mkostemp(tmppath, O_CLOEXEC);
-	if (f < 0)
-		return cairn_error_errno(err, errno, "mirror cache: temporary file");
-	*fd = f;
-	return 0;
-}
-
-/* The least recently used entry other than `keep`, or NULL. */
-static struct nar_ent *lru_victim(struct edge_store *s, const char *keep)
-{
-	struct nar_ent *best = NULL;
-	struct map_iter it;
-	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it)) {
-		struct nar_ent *n = e->val;
-		if (keep && !strcmp(n->path, keep))
-			continue;
-		if (!best || n->atime < best->atime)
-			best = n;
-	}
-	return best;
+	return narcache_tmp_open(s->nc, "dl-", tmppath, cap, fd, err);
 }
 
 static int file_in_use(struct edge_store *s, const char *file, const struct nar_ent *except)
@@ -331,7 +278,8 @@ static void file_name(const uint8_t sha256[32], char file[EDGE_FILE_NAME_LEN + 1
 	file[EDGE_FILE_NAME_LEN] = 0;
 }
 
-/* Under s->mu.  Row first, file second (see the opening comment). */
+/* Under s->mu: forget the nar at n->path.  Row first, file second (see
+ * narcache.h); the file stays while another path names it. */
 static int forget_one(struct edge_store *s, struct nar_ent *n, struct cairn_error *err)
 {
 	sqlite3_stmt *st = NULL;
@@ -342,9 +290,8 @@ static int forget_one(struct edge_store *s, struct nar_ent *n, struct cairn_erro
 		goto out;
 	}
 	if (!file_in_use(s, n->file, n))
-		unlinkat(s->data_fd, n->file, 0);
+		narcache_remove(s->nc, n->file);
 	map_take(&s->nars, n->path);
-	s->bytes -= n->size;
 	nar_ent_free(n);
 out:
 	sqlite3_finalize(st);
@@ -372,6 +319,7 @@ int edge_store_nar_commit(struct edge_store *s, const char *path, const char *tm
 	struct nar_ent *n = NULL;
 	sqlite3_stmt *st = NULL;
 	void *old = NULL;
+	uint64_t tick = 0;
 	int rc = 0, locked = 0;
 
 	file_name(sha256, file);
@@ -388,37 +336,25 @@ int edge_store_nar_commit(struct edge_store *s, const char *path, const char *tm
 	}
 	memcpy(n->file, file, sizeof(file));
 	n->size = size;
+	/* a crash after the rename must not leave a row naming lost data; a
+	 * failure here is told by the rename or the next open */
+	(void)narcache_sync(s->nc, -1, tmppath, NULL);
 
 	pthread_mutex_lock(&s->mu);
 	locked = 1;
-	while (s->max_size && s->bytes + size > s->max_size) {
-		struct nar_ent *v = lru_victim(s, path);
-		if (!v)
-			break;
-		if ((rc = forget_one(s, v, err)) < 0)
-			goto out;
-		s->evictions++;
-	}
-	char dst[EDGE_FILE_NAME_LEN + 8];
-	snprintf(dst, sizeof(dst), "%s", file);
-	int tfd = open(tmppath, O_RDONLY | O_CLOEXEC);
-	if (tfd >= 0) {
-		/* a crash after the rename must not leave a row naming lost data */
-		fdatasync(tfd);
-		close(tfd);
-	}
-	if (renameat(AT_FDCWD, tmppath, s->data_fd, dst) < 0) {
-		rc = cairn_error_errno(err, errno, "mirror cache: rename into cache");
+	/* room first, so that the cache never holds more than its bound */
+	if ((rc = narcache_trim(s->nc, size, file, err)) < 0)
 		goto out;
-	}
-	n->atime = ++s->tick;
+	if ((rc = narcache_commit(s->nc, tmppath, file, size, err)) < 0)
+		goto out;
+	narcache_get(s->nc, file, NULL, &tick);
 	if (sqlite3_prepare_v2(s->db,
 			       "INSERT OR REPLACE INTO nar (path, file, size, atime) VALUES (?,?,?,?)",
 			       -1, &st, NULL) ||
 	    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC) ||
 	    sqlite3_bind_text(st, 2, file, -1, SQLITE_STATIC) ||
 	    sqlite3_bind_int64(st, 3, (sqlite3_int64)size) ||
-	    sqlite3_bind_int64(st, 4, (sqlite3_int64)n->atime) || sqlite3_step(st) != SQLITE_DONE) {
+	    sqlite3_bind_int64(st, 4, (sqlite3_int64)tick) || sqlite3_step(st) != SQLITE_DONE) {
 		rc = db_err(s, err, "insert");
 		goto out;
 	}
@@ -426,11 +362,10 @@ int edge_store_nar_commit(struct edge_store *s, const char *path, const char *tm
 		rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror cache: out of memory");
 		goto out;
 	}
-	if (old) {
-		s->bytes -= ((struct nar_ent *)old)->size;
-		nar_ent_free(old);
-	}
-	s->bytes += size;
+	if (old && strcmp(((struct nar_ent *)old)->file, file) &&
+	    !file_in_use(s, ((struct nar_ent *)old)->file, n))
+		narcache_remove(s->nc, ((struct nar_ent *)old)->file);
+	nar_ent_free(old);
 	n = NULL;
 out:
 	if (locked)
@@ -549,40 +484,48 @@ out:
 	return rc;
 }
 
+struct flush {
+	struct edge_store *s;
+	sqlite3_stmt *st;
+};
+
+static int flush_one(void *ctx, const char *file, uint64_t tick)
+{
+	struct flush *f = ctx;
+	sqlite3_bind_int64(f->st, 1, (sqlite3_int64)tick);
+	sqlite3_bind_text(f->st, 2, file, -1, SQLITE_STATIC);
+	sqlite3_step(f->st);
+	sqlite3_reset(f->st);
+	return 0;
+}
+
 int edge_store_flush(struct edge_store *s, struct cairn_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct flush f = {.s = s};
 	int rc = 0;
 	pthread_mutex_lock(&s->mu);
-	if (sqlite3_prepare_v2(s->db, "UPDATE nar SET atime = ? WHERE path = ?", -1, &st, NULL)) {
+	if (sqlite3_prepare_v2(s->db, "UPDATE nar SET atime = ? WHERE file = ?", -1, &f.st,
+			       NULL)) {
 		rc = db_err(s, err, "flush");
 		goto out;
 	}
 	sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL);
-	struct map_iter it;
-	for (struct map_ent *e = map_iter_first(&it, &s->nars); e; e = map_iter_next(&it)) {
-		struct nar_ent *n = e->val;
-		if (!n->dirty)
-			continue;
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)n->atime);
-		sqlite3_bind_text(st, 2, n->path, -1, SQLITE_STATIC);
-		sqlite3_step(st);
-		sqlite3_reset(st);
-		n->dirty = 0;
-	}
+	narcache_each_dirty(s->nc, flush_one, &f);
 	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		rc = db_err(s, err, "flush commit");
 out:
-	sqlite3_finalize(st);
+	sqlite3_finalize(f.st);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
 
 void edge_store_stats(struct edge_store *s, struct edge_store_stats *out)
 {
+	struct narcache_stats st;
 	pthread_mutex_lock(&s->mu);
+	narcache_stats(s->nc, &st);
 	out->n_nars = s->nars.n;
-	out->bytes = s->bytes;
-	out->evictions = s->evictions;
+	out->bytes = st.bytes;
+	out->evictions = st.evictions;
 	pthread_mutex_unlock(&s->mu);
 }

@@ -1,5 +1,5 @@
 /*
- * publish-int.h - what lib/publish.c (narinfos, memo, nar cache, bakers)
+ * publish-int.h - what lib/publish.c (narinfos, memo, baked files, bakers)
  * shares with lib/publish-http.c (the routes).  Not public.
  */
 #ifndef CAIRN_PUBLISH_INT_H
@@ -10,6 +10,8 @@
 
 #include "cairn/publish.h"
 #include "map.h"
+
+struct narcache;
 
 
 /*
@@ -33,7 +35,6 @@ struct pub_baked {
 	struct cairn_hash file_hash;
 	char file_hash32[53];
 	uint64_t file_size;
-	uint64_t last_used; /* monotonic ms */
 	/* evicted: the file is gone but clients may hold narinfos naming it,
 	 * so its URL still resolves (to the item, compressed afresh) */
 	bool ghost;
@@ -109,8 +110,8 @@ struct cairn_publish {
 	pthread_t verifier;
 	bool verifier_running;
 
-	/* the nar cache */
-	int cache_fd; /* DIR, or -1 */
+	/* the nar cache (NULL without --cache) and the index of its files */
+	struct narcache *nc;
 	pthread_mutex_t cache_lock;
 	pthread_cond_t cache_cond;
 	struct map *baked;	 /* "<hashpart>.<method>" -> struct pub_baked */
@@ -120,7 +121,6 @@ struct cairn_publish {
 	 * then in memory only) */
 	struct map *raw;
 	struct pub_workq bake_q;  /* under cache_lock */
-	uint64_t cache_size;
 	atomic_bool stopping;
 	pthread_t *bakers;
 	size_t n_bakers;
@@ -154,6 +154,9 @@ bool pub_nar_corrupt(struct cairn_publish *p, const char *hashpart, const struct
 /* Record a mismatch of the item at store path, and tell the operator. */
 void pub_nar_mark_corrupt(struct cairn_publish *p, const char *hashpart,
 			  const struct cairn_hash *nar_hash, const char *path, const char *why);
+/* pub_nar_corrupt without *recheck, under memo_lock. */
+bool pub_nar_corrupt_locked(struct cairn_publish *p, const char *hashpart,
+			    const struct cairn_hash *nar_hash);
 /* Queue a background check of the item (no-op when queued or full). */
 void pub_verify_enqueue(struct cairn_publish *p, const char *hashpart);
 
@@ -161,7 +164,8 @@ int pub_db_get(struct cairn_publish *p, struct cairn_storedb **out, struct cairn
 void pub_db_put(struct cairn_publish *p, struct cairn_storedb *db);
 
 /* Look up the item a nar URL names; fills *pi (release it) and the file
- * hash the URL asked for (when it is a baked file, *baked_out is a copy). */
+ * hash the URL asked for (when it is a baked file, *baked_out is a copy,
+ * its file pinned until pub_baked_unpin: see narcache.h, "Pins"). */
 int pub_resolve_nar(struct cairn_publish *p, const struct cairn_publish_nar_url *u,
 		    struct cairn_storedb_pathinfo *pi, struct pub_baked *baked_out, bool *is_baked,
 		    struct cairn_error *err);
@@ -186,11 +190,12 @@ bool pub_note_compressed(struct cairn_publish *p, const char *hashpart,
 /* The level to compress with for method m (configured, or a low one). */
 int pub_level(const struct cairn_publish *p, enum cairn_codec_method m);
 bool pub_method_allowed(const struct cairn_publish *p, enum cairn_codec_method m);
-/* The baked file of hashpart compressed with m, if it holds nar_hash. */
+/* The baked file of hashpart compressed with m, if it holds nar_hash:
+ * counted as used now, and pinned until pub_baked_unpin. */
 bool pub_baked_lookup(struct cairn_publish *p, const char *hashpart, enum cairn_codec_method m,
 		      const struct cairn_hash *nar_hash, struct pub_baked *out);
-/* Mark a baked file as used now (LRU). */
-void pub_touch(struct cairn_publish *p, const char *file_hash32);
+/* The reader of a baked file has it open (or gave up): unpin it. */
+void pub_baked_unpin(struct cairn_publish *p, const struct pub_baked *b);
 /* Queue hashpart for baking (no-op without a cache or when baked/queued). */
 void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart);
 /* The real path of a store item (files under real_store_dir). */
@@ -229,6 +234,28 @@ void pub_meter_flush(struct cairn_publish *p, struct pub_meter *m);
 /* Is a method that compressed bytes_in in cpu_ns slow (publish.h)? */
 bool pub_rate_slow(const struct cairn_publish *p, uint64_t bytes_in, uint64_t cpu_ns);
 
+/* --- the http side: publish-http.c, publish-stream.c, publish-page.c ---- */
+
+#define CT_NARINFO "text/x-nix-narinfo"
+#define CT_NAR "application/x-nix-nar"
+#define CC_IMMUTABLE "public, max-age=31536000, immutable"
+
+struct cairn_httpd_req;
+/* Cache-Control: max-age=ttl, or no-store for 0. */
+void pub_cache_control(struct cairn_httpd_req *req, unsigned ttl);
+/* 404 with the negative TTL (send_error would add its own no-store). */
+int pub_not_found(struct cairn_httpd_req *req, unsigned negative_ttl);
+
+/* What a producer sends: a nar (compressed on the fly, or a range), its
+ * listing, or the tail of a bake that other clients follow (inf). */
+enum pub_job_kind { JOB_NAR, JOB_LS, JOB_TAIL };
+/* Start a producer for the item pi; answers the request in every case. */
+int pub_start_job(struct cairn_publish *p, struct cairn_httpd_req *req,
+		  const struct cairn_storedb_pathinfo *pi, enum pub_job_kind kind,
+		  enum cairn_codec_method method, struct pub_inflight *inf);
+/* The front page (publish-page.c): a route handler, data is p. */
+int pub_h_root(struct cairn_httpd_req *req, void *data);
+
 /* Register publish's figures in reg, a server's registry (publish-metrics.c). */
 struct metrics;
 int pub_metrics_register(struct cairn_publish *p, struct metrics *reg, struct cairn_error *err);
@@ -236,5 +263,32 @@ int pub_metrics_register(struct cairn_publish *p, struct metrics *reg, struct ca
 /* streams accounting */
 bool pub_stream_enter(struct cairn_publish *p);
 void pub_stream_leave(struct cairn_publish *p);
+
+/* --- shared by publish.c, publish-narinfo.c and publish-bake.c ------------ */
+
+/* Queue hp once (under q->lock): false when queued already or full. */
+bool pub_workq_push_locked(struct pub_workq *q, const char *hp);
+/* A worker thread's loop: fn for each hash part queued, until stopping. */
+void pub_workq_run(struct cairn_publish *p, struct pub_workq *q,
+		   void (*fn)(struct cairn_publish *p, const char *hp));
+/* h in nix32, 52 characters and a NUL. */
+void pub_hash32(const struct cairn_hash *h, char out[53]);
+/* Are the n characters of s nix32 digits? */
+bool pub_nix32_ok(const char *s, size_t n);
+/* Make the public keys as served (cairn_publish_new). */
+int pub_make_pubkeys(struct cairn_publish *p, struct cairn_error *err);
+
+/* The narinfo of hp changes (a file was baked or dropped): forget it. */
+void pub_memo_forget(struct cairn_publish *p, const char *hp);
+/* The files baked for an item, in the order of the methods offered. */
+void pub_baked_files(struct cairn_publish *p, const char *hashpart,
+		     const struct cairn_hash *nar_hash, const struct cairn_codec_spec *offered,
+		     size_t n_offered, struct cairn_publish_file *files);
+/* Under cache_lock: pin b's file for a reader (and count it as used now);
+ * false when it went. */
+bool pub_baked_pin_locked(struct cairn_publish *p, const struct pub_baked *b);
+/* Open the nar cache at cfg.cache_dir, reload what an earlier run left
+ * there, and start the bakers. */
+int pub_cache_open(struct cairn_publish *p, struct cairn_error *err);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "cairn/codec.h"
 #include "metrics.h"
+#include "narcache.h"
 #include "publish-int.h"
 #include "cairn/banned.h"
 
@@ -64,9 +65,12 @@ static int collect_bake_queue(void *ctx, struct metrics_out *o)
 static int collect_cache_bytes(void *ctx, struct metrics_out *o)
 {
 	struct cairn_publish *p = ctx;
+	struct narcache_stats st = {0};
 	pthread_mutex_lock(&p->cache_lock);
-	uint64_t v = p->cache_size;
+	if (p->nc)
+		narcache_stats(p->nc, &st);
 	pthread_mutex_unlock(&p->cache_lock);
+	uint64_t v = st.bytes;
 	return metrics_emit(o, NULL, 0, v);
 }
 

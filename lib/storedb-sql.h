@@ -1,6 +1,7 @@
 /*
- * storedb-sql.h - the SQL storedb.c runs (internal; the unit test includes it
- * to check with EXPLAIN QUERY PLAN that lookups use the path index).
+ * storedb-sql.h - the SQL storedb.c and storedb-scan.c run (internal; the
+ * unit test includes it to check with EXPLAIN QUERY PLAN that lookups use
+ * the path index).
  *
  * STOREDB_SQL_INFO_FMT takes the three optional columns (or NULL) in order
  * ultimate, sigs, ca, and a WHERE clause.

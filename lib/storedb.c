@@ -24,36 +24,13 @@
 
 #include "cairn/storedb.h"
 #include "cairn/storepath.h"
+#include "storedb-int.h"
 #include "storedb-sql.h"
 #include "cairn/banned.h"
 
 #define HASHPART_LEN 32
-/* Paths read per transaction by cairn_storedb_foreach. */
-#define FOREACH_PAGE 512
 /* Seconds between attempts to leave the immutable fallback that failed. */
 #define RECONNECT_INTERVAL 1
-/* Longest piece of a bad value quoted in a message. */
-#define QUOTE_MAX 80
-
-enum { ST_BY_RANGE, ST_BY_PATH, ST_REFS, ST_COUNT, ST_PAGE, ST_CLOSURE, ST_RECENT, ST_N_ };
-
-struct cairn_storedb {
-	sqlite3 *sql;
-	char *store_dir;
-	size_t dirlen;
-	char *db_path;
-	char *wal_path;
-	int busy_ms;
-	unsigned flags;
-	int immutable;
-	time_t retry_after; /* monotonic seconds; 0 = try now */
-	int last_rc;	    /* extended SQLite code of the last failure */
-	int retried;	    /* the current call already reconnected once */
-	/* optional ValidPaths columns present (Guix lacks all three) */
-	int has_ultimate, has_sigs, has_ca;
-	sqlite3_stmt *st[ST_N_];
-};
-
 void cairn_storedb_config_init(struct cairn_storedb_config *cfg, enum cairn_storedb_kind kind)
 {
 	if (kind == CAIRN_STOREDB_GUIX) {
@@ -78,7 +55,7 @@ const char *cairn_storedb_store_dir(const struct cairn_storedb *db)
 }
 
 /* Copy at most QUOTE_MAX bytes of s for a message, '?' for unprintables. */
-static void quote(char out[QUOTE_MAX + 4], const char *s, size_t len)
+void storedb_quote(char out[QUOTE_MAX + 4], const char *s, size_t len)
 {
 	size_t n = len < QUOTE_MAX ? len : QUOTE_MAX, i;
 	for (i = 0; i < n; i++) {
@@ -92,8 +69,8 @@ static void quote(char out[QUOTE_MAX + 4], const char *s, size_t len)
 	out[i] = '\0';
 }
 
-static int sql_fail(struct cairn_storedb *db, sqlite3 *sql, int rc, const char *what,
-		    struct cairn_error *err)
+int storedb_sql_fail(struct cairn_storedb *db, sqlite3 *sql, int rc, const char *what,
+		     struct cairn_error *err)
 {
 	const char *msg = sql ? sqlite3_errmsg(sql) : sqlite3_errstr(rc);
 	int code = CAIRN_EIO;
@@ -113,7 +90,7 @@ static int valid_hashpart(const char *s, size_t len)
 }
 
 /* "<store_dir>/<32 nix32>-<name>" under this database's store directory. */
-static int valid_store_path(const struct cairn_storedb *db, const char *s, size_t len)
+int storedb_valid_store_path(const struct cairn_storedb *db, const char *s, size_t len)
 {
 	struct cairn_store_path sp;
 	if (len <= db->dirlen || memcmp(s, db->store_dir, db->dirlen) != 0 || s[db->dirlen] != '/')
@@ -132,7 +109,7 @@ static int valid_text(const char *s, size_t len, int spaces)
 	return 1;
 }
 
-static char *dup_n(const char *s, size_t len)
+char *storedb_dup_n(const char *s, size_t len)
 {
 	char *p = malloc(len + 1);
 	if (p) {
@@ -191,7 +168,7 @@ static int table_columns(struct cairn_storedb *db, sqlite3 *sql, const char *tab
 	snprintf(q, sizeof(q), "PRAGMA table_info(%s)", table);
 	int rc = sqlite3_prepare_v2(sql, q, -1, &st, NULL);
 	if (rc != SQLITE_OK)
-		return sql_fail(db, sql, rc, "reading the schema", err);
+		return storedb_sql_fail(db, sql, rc, "reading the schema", err);
 	for (int i = 0; i < nwant; i++)
 		set[i] = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -201,7 +178,7 @@ static int table_columns(struct cairn_storedb *db, sqlite3 *sql, const char *tab
 				set[i] = 1;
 	}
 	if (rc != SQLITE_DONE) {
-		int r = sql_fail(db, sql, rc, "reading the schema", err);
+		int r = storedb_sql_fail(db, sql, rc, "reading the schema", err);
 		sqlite3_finalize(st);
 		return r;
 	}
@@ -227,7 +204,7 @@ static int probe_schema(struct cairn_storedb *db, sqlite3 *sql, int *sqlrc, stru
 	int rc = sqlite3_exec(sql, "BEGIN", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		*sqlrc = rc;
-		return sql_fail(db, sql, rc, "starting a read", err);
+		return storedb_sql_fail(db, sql, rc, "starting a read", err);
 	}
 	/* Touch the database: this is the read that sets up WAL access. */
 	rc = sqlite3_prepare_v2(sql,
@@ -238,7 +215,7 @@ static int probe_schema(struct cairn_storedb *db, sqlite3 *sql, int *sqlrc, stru
 		rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		*sqlrc = sqlite3_extended_errcode(sql);
-		ret = sql_fail(db, sql, rc, "reading the schema", err);
+		ret = storedb_sql_fail(db, sql, rc, "reading the schema", err);
 		goto out;
 	}
 	if (sqlite3_column_int(st, 0) != 0) {
@@ -295,7 +272,7 @@ static int storedb_connect(struct cairn_storedb *db, int immutable, int *sqlrc,
 			     SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
 	if (rc != SQLITE_OK) {
 		*sqlrc = rc;
-		ret = sql_fail(db, sql, rc, "opening", err);
+		ret = storedb_sql_fail(db, sql, rc, "opening", err);
 		goto out;
 	}
 	sqlite3_extended_result_codes(sql, 1);
@@ -366,9 +343,9 @@ int cairn_storedb_open(struct cairn_storedb **out, const struct cairn_storedb_co
 	db = calloc(1, sizeof(*db));
 	if (!db)
 		return cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
-	db->store_dir = dup_n(cfg->store_dir, dirlen);
+	db->store_dir = storedb_dup_n(cfg->store_dir, dirlen);
 	db->dirlen = dirlen;
-	db->db_path = dup_n(cfg->db_path, plen);
+	db->db_path = storedb_dup_n(cfg->db_path, plen);
 	db->wal_path = malloc(plen + 5);
 	if (!db->store_dir || !db->db_path || !db->wal_path) {
 		ret = cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
@@ -402,7 +379,8 @@ void cairn_storedb_free(struct cairn_storedb *db)
 
 /* ---- transactions ----------------------------------------------------- */
 
-static int prepare(struct cairn_storedb *db, int which, sqlite3_stmt **out, struct cairn_error *err)
+int storedb_prepare(struct cairn_storedb *db, int which, sqlite3_stmt **out,
+		    struct cairn_error *err)
 {
 	char sql[512];
 	const char *text = NULL;
@@ -429,7 +407,7 @@ static int prepare(struct cairn_storedb *db, int which, sqlite3_stmt **out, stru
 	int rc =
 	    sqlite3_prepare_v3(db->sql, text, -1, SQLITE_PREPARE_PERSISTENT, &db->st[which], NULL);
 	if (rc != SQLITE_OK)
-		return sql_fail(db, db->sql, rc, "preparing a query", err);
+		return storedb_sql_fail(db, db->sql, rc, "preparing a query", err);
 	*out = db->st[which];
 	return 0;
 }
@@ -439,7 +417,7 @@ static int prepare(struct cairn_storedb *db, int which, sqlite3_stmt **out, stru
  * -wal file shows that a writer is active, because from then on the main
  * file alone is no longer the whole database.
  */
-static void storedb_enter(struct cairn_storedb *db)
+void storedb_enter(struct cairn_storedb *db)
 {
 	struct stat st;
 	struct timespec now;
@@ -457,17 +435,17 @@ static void storedb_enter(struct cairn_storedb *db)
 		db->retry_after = now.tv_sec + RECONNECT_INTERVAL;
 }
 
-static int txn_begin(struct cairn_storedb *db, struct cairn_error *err)
+int storedb_txn_begin(struct cairn_storedb *db, struct cairn_error *err)
 {
 	int rc = sqlite3_exec(db->sql, "BEGIN", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
-		return sql_fail(db, db->sql, rc, "starting a read", err);
+		return storedb_sql_fail(db, db->sql, rc, "starting a read", err);
 	return 0;
 }
 
 /* End the read transaction whatever happened; statements are reset first so
  * that none keeps the snapshot alive. */
-static void txn_end(struct cairn_storedb *db)
+void storedb_txn_end(struct cairn_storedb *db)
 {
 	for (int i = 0; i < ST_N_; i++)
 		if (db->st[i]) {
@@ -484,13 +462,13 @@ static void txn_end(struct cairn_storedb *db)
  * read-only handle could not recreate it), the handle reconnects -- with
  * the fallback if allowed -- and the call is tried once more.
  */
-static void attempt_init(struct cairn_storedb *db, struct cairn_error *e)
+void storedb_attempt_init(struct cairn_storedb *db, struct cairn_error *e)
 {
 	cairn_error_init(e);
 	db->last_rc = 0;
 }
 
-static int retry_after_wal_loss(struct cairn_storedb *db, int ret)
+int storedb_retry_after_wal_loss(struct cairn_storedb *db, int ret)
 {
 	if (!ret || db->retried || !(db->flags & CAIRN_STOREDB_IMMUTABLE_FALLBACK) ||
 	    !wal_access_failure(db->last_rc)) {
@@ -505,7 +483,7 @@ static int retry_after_wal_loss(struct cairn_storedb *db, int ret)
 	return 1;
 }
 
-static int attempt_done(int ret, const struct cairn_error *e, struct cairn_error *err)
+int storedb_attempt_done(int ret, const struct cairn_error *e, struct cairn_error *err)
 {
 	if (ret)
 		return cairn_error_set(err, ret, "%s", e->msg);
@@ -530,11 +508,11 @@ void cairn_storedb_pathinfo_release(struct cairn_storedb_pathinfo *pi)
 	memset(pi, 0, sizeof(*pi));
 }
 
-static int bad_row(struct cairn_error *err, sqlite3_int64 id, const char *path, size_t plen,
-		   const char *what)
+int storedb_bad_row(struct cairn_error *err, sqlite3_int64 id, const char *path, size_t plen,
+		    const char *what)
 {
 	char q[QUOTE_MAX + 4];
-	quote(q, path ? path : "", path ? plen : 0);
+	storedb_quote(q, path ? path : "", path ? plen : 0);
 	return cairn_error_set(err, CAIRN_EFORMAT, "storedb: ValidPaths row %lld ('%s'): %s",
 			       (long long)id, q, what);
 }
@@ -566,7 +544,7 @@ static int split_sigs(struct cairn_storedb_pathinfo *pi, const char *s, size_t l
 			if (!pi->sigs)
 				return CAIRN_ENOMEM;
 		}
-		pi->sigs[n] = dup_n(s + i, j - i);
+		pi->sigs[n] = storedb_dup_n(s + i, j - i);
 		if (!pi->sigs[n])
 			return CAIRN_ENOMEM;
 		pi->nsigs = ++n;
@@ -587,7 +565,7 @@ static int split_sigs(struct cairn_storedb_pathinfo *pi, const char *s, size_t l
 	return 0;
 }
 
-static int column_text(sqlite3_stmt *st, int col, const char **s, size_t *len)
+int storedb_column_text(sqlite3_stmt *st, int col, const char **s, size_t *len)
 {
 	*s = (const char *)sqlite3_column_text(st, col);
 	*len = *s ? (size_t)sqlite3_column_bytes(st, col) : 0;
@@ -603,54 +581,54 @@ static int read_row(struct cairn_storedb *db, sqlite3_stmt *st, sqlite3_int64 *i
 	sqlite3_int64 id = sqlite3_column_int64(st, 0);
 	int ret;
 
-	if (!column_text(st, 1, &path, &plen) || !valid_store_path(db, path, plen))
-		return bad_row(err, id, path, plen,
+	if (!storedb_column_text(st, 1, &path, &plen) || !storedb_valid_store_path(db, path, plen))
+		return storedb_bad_row(err, id, path, plen,
 			       "path is not a valid path in the store directory");
-	if (!column_text(st, 2, &hash, &hlen) || hlen > CAIRN_HASH_STR_MAX)
-		return bad_row(err, id, path, plen, "hash is missing or too long");
+	if (!storedb_column_text(st, 2, &hash, &hlen) || hlen > CAIRN_HASH_STR_MAX)
+		return storedb_bad_row(err, id, path, plen, "hash is missing or too long");
 	struct cairn_error herr;
 	cairn_error_init(&herr);
 	if (cairn_hash_parse(hash, hlen, 0, &pi->nar_hash, &herr) != 0) {
 		char what[CAIRN_ERROR_MSG_MAX + 32];
 		snprintf(what, sizeof(what), "bad hash: %s", herr.msg);
-		return bad_row(err, id, path, plen, what);
+		return storedb_bad_row(err, id, path, plen, what);
 	}
 	if (pi->nar_hash.algo != CAIRN_HASH_SHA256)
-		return bad_row(err, id, path, plen, "hash is not SHA-256");
+		return storedb_bad_row(err, id, path, plen, "hash is not SHA-256");
 	if (sqlite3_column_type(st, 3) != SQLITE_INTEGER || sqlite3_column_int64(st, 3) < 0)
-		return bad_row(err, id, path, plen,
+		return storedb_bad_row(err, id, path, plen,
 			       "registrationTime is not a non-negative integer");
 	pi->registration_time = sqlite3_column_int64(st, 3);
 	int nstype = sqlite3_column_type(st, 5);
 	if ((nstype != SQLITE_NULL && nstype != SQLITE_INTEGER) || sqlite3_column_int64(st, 5) < 0)
-		return bad_row(err, id, path, plen, "narSize is not a non-negative integer");
+		return storedb_bad_row(err, id, path, plen, "narSize is not a non-negative integer");
 	pi->nar_size = (uint64_t)sqlite3_column_int64(st, 5);
 	pi->ultimate = sqlite3_column_int64(st, 6) == 1; /* as Nix: only 1 counts */
 
-	if (!(pi->path = dup_n(path, plen)))
+	if (!(pi->path = storedb_dup_n(path, plen)))
 		return CAIRN_ENOMEM;
-	if (column_text(st, 4, &drv, &dlen) && dlen > 0) {
-		if (!valid_store_path(db, drv, dlen))
-			return bad_row(err, id, path, plen,
+	if (storedb_column_text(st, 4, &drv, &dlen) && dlen > 0) {
+		if (!storedb_valid_store_path(db, drv, dlen))
+			return storedb_bad_row(err, id, path, plen,
 				       "deriver is not a path in the store directory");
-		if (!(pi->deriver = dup_n(drv, dlen)))
+		if (!(pi->deriver = storedb_dup_n(drv, dlen)))
 			return CAIRN_ENOMEM;
 	}
-	if (column_text(st, 7, &sigs, &slen)) {
+	if (storedb_column_text(st, 7, &sigs, &slen)) {
 		if (slen > CAIRN_STOREDB_SIGS_LEN_MAX || !valid_text(sigs, slen, 1))
-			return bad_row(err, id, path, plen, "sigs is too long or not printable");
+			return storedb_bad_row(err, id, path, plen, "sigs is too long or not printable");
 		ret = split_sigs(pi, sigs, slen);
 		if (ret == CAIRN_ENOMEM)
 			return ret;
 		if (ret == CAIRN_ELIMIT)
-			return bad_row(err, id, path, plen, "too many signatures");
+			return storedb_bad_row(err, id, path, plen, "too many signatures");
 		if (ret)
-			return bad_row(err, id, path, plen, "a signature has no key name");
+			return storedb_bad_row(err, id, path, plen, "a signature has no key name");
 	}
-	if (column_text(st, 8, &ca, &clen) && clen > 0) {
+	if (storedb_column_text(st, 8, &ca, &clen) && clen > 0) {
 		if (clen > CAIRN_STOREDB_CA_LEN_MAX || !valid_text(ca, clen, 0))
-			return bad_row(err, id, path, plen, "ca is too long or not printable");
-		if (!(pi->ca = dup_n(ca, clen)))
+			return storedb_bad_row(err, id, path, plen, "ca is too long or not printable");
+		if (!(pi->ca = storedb_dup_n(ca, clen)))
 			return CAIRN_ENOMEM;
 	}
 	*idp = id;
@@ -662,18 +640,18 @@ static int read_refs(struct cairn_storedb *db, sqlite3_int64 id, struct cairn_st
 {
 	sqlite3_stmt *st;
 	size_t cap = 0;
-	int rc, ret = prepare(db, ST_REFS, &st, err);
+	int rc, ret = storedb_prepare(db, ST_REFS, &st, err);
 	if (ret)
 		return ret;
 	sqlite3_bind_int64(st, 1, id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *r;
 		size_t rlen;
-		if (!column_text(st, 0, &r, &rlen) || !valid_store_path(db, r, rlen))
-			return bad_row(err, id, pi->path, strlen(pi->path),
+		if (!storedb_column_text(st, 0, &r, &rlen) || !storedb_valid_store_path(db, r, rlen))
+			return storedb_bad_row(err, id, pi->path, strlen(pi->path),
 				       "a reference is not a path in the store directory");
 		if (pi->nrefs == CAIRN_STOREDB_REFS_MAX)
-			return bad_row(err, id, pi->path, strlen(pi->path), "too many references");
+			return storedb_bad_row(err, id, pi->path, strlen(pi->path), "too many references");
 		if (pi->nrefs == cap) {
 			size_t ncap = cap ? cap * 2 : 8;
 			if (ncap > CAIRN_STOREDB_REFS_MAX)
@@ -684,12 +662,12 @@ static int read_refs(struct cairn_storedb *db, sqlite3_int64 id, struct cairn_st
 			pi->refs = v;
 			cap = ncap;
 		}
-		if (!(pi->refs[pi->nrefs] = dup_n(r, rlen)))
+		if (!(pi->refs[pi->nrefs] = storedb_dup_n(r, rlen)))
 			return CAIRN_ENOMEM;
 		pi->nrefs++;
 	}
 	if (rc != SQLITE_DONE)
-		return sql_fail(db, db->sql, rc, "reading references", err);
+		return storedb_sql_fail(db, db->sql, rc, "reading references", err);
 	return 0;
 }
 
@@ -704,10 +682,10 @@ static int query_info(struct cairn_storedb *db, int which, const char *a, size_t
 	int rc, ret;
 
 	memset(&pi, 0, sizeof(pi));
-	ret = txn_begin(db, err);
+	ret = storedb_txn_begin(db, err);
 	if (ret)
 		return ret;
-	ret = prepare(db, which, &st, err);
+	ret = storedb_prepare(db, which, &st, err);
 	if (ret)
 		goto out;
 	sqlite3_bind_text(st, 1, a, (int)alen, SQLITE_STATIC);
@@ -720,7 +698,7 @@ static int query_info(struct cairn_storedb *db, int which, const char *a, size_t
 		goto out;
 	}
 	if (rc != SQLITE_ROW) {
-		ret = sql_fail(db, db->sql, rc, "looking up a path", err);
+		ret = storedb_sql_fail(db, db->sql, rc, "looking up a path", err);
 		goto out;
 	}
 	ret = read_row(db, st, &id, &pi, err);
@@ -736,7 +714,7 @@ static int query_info(struct cairn_storedb *db, int which, const char *a, size_t
 	*out = pi;
 	memset(&pi, 0, sizeof(pi));
 out:
-	txn_end(db);
+	storedb_txn_end(db);
 	cairn_storedb_pathinfo_release(&pi);
 	return ret;
 }
@@ -750,10 +728,10 @@ static int info_with_retry(struct cairn_storedb *db, int which, const char *a, s
 	int ret;
 	storedb_enter(db);
 	do {
-		attempt_init(db, &e);
+		storedb_attempt_init(db, &e);
 		ret = query_info(db, which, a, alen, b, blen, shown, out, &e);
-	} while (retry_after_wal_loss(db, ret));
-	return attempt_done(ret, &e, err);
+	} while (storedb_retry_after_wal_loss(db, ret));
+	return storedb_attempt_done(ret, &e, err);
 }
 
 int cairn_storedb_query_hashpart(struct cairn_storedb *db, const char *hashpart,
@@ -763,7 +741,7 @@ int cairn_storedb_query_hashpart(struct cairn_storedb *db, const char *hashpart,
 	size_t hlen = hashpart ? strnlen(hashpart, HASHPART_LEN + 1) : 0;
 	if (!valid_hashpart(hashpart ? hashpart : "", hlen)) {
 		char q[QUOTE_MAX + 4];
-		quote(q, hashpart ? hashpart : "", hlen);
+		storedb_quote(q, hashpart ? hashpart : "", hlen);
 		return cairn_error_set(err, CAIRN_EFORMAT,
 				       "storedb: '%s' is not a store path hash part", q);
 	}
@@ -776,322 +754,12 @@ int cairn_storedb_query_path(struct cairn_storedb *db, const char *path,
 			     struct cairn_storedb_pathinfo *out, struct cairn_error *err)
 {
 	size_t plen = path ? strnlen(path, CAIRN_STOREDB_PATH_MAX + 1) : 0;
-	if (!path || !valid_store_path(db, path, plen)) {
+	if (!path || !storedb_valid_store_path(db, path, plen)) {
 		char q[QUOTE_MAX + 4];
-		quote(q, path ? path : "", plen);
+		storedb_quote(q, path ? path : "", plen);
 		return cairn_error_set(err, CAIRN_EFORMAT,
 				       "storedb: '%s' is not a store path under '%s'", q,
 				       db->store_dir);
 	}
 	return info_with_retry(db, ST_BY_PATH, path, plen, NULL, 0, path, out, err);
-}
-
-/* ---- whole-table queries ---------------------------------------------- */
-
-static int count_once(struct cairn_storedb *db, uint64_t *count, struct cairn_error *err)
-{
-	sqlite3_stmt *st;
-	int ret = txn_begin(db, err);
-	if (ret)
-		return ret;
-	ret = prepare(db, ST_COUNT, &st, err);
-	if (ret)
-		goto out;
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		ret = sql_fail(db, db->sql, rc, "counting paths", err);
-		goto out;
-	}
-	*count = (uint64_t)sqlite3_column_int64(st, 0);
-out:
-	txn_end(db);
-	return ret;
-}
-
-int cairn_storedb_count(struct cairn_storedb *db, uint64_t *count, struct cairn_error *err)
-{
-	struct cairn_error e;
-	int ret;
-	storedb_enter(db);
-	do {
-		attempt_init(db, &e);
-		ret = count_once(db, count, &e);
-	} while (retry_after_wal_loss(db, ret));
-	return attempt_done(ret, &e, err);
-}
-
-static bool is_drv(const char *p, size_t len)
-{
-	return len > 4 && memcmp(p + len - 4, ".drv", 4) == 0;
-}
-
-static int recent_once(struct cairn_storedb *db, char **out, struct cairn_error *err)
-{
-	sqlite3_stmt *st;
-	char *newest = NULL, *found = NULL;
-	int rc = SQLITE_DONE, ret = txn_begin(db, err);
-	if (ret)
-		return ret;
-	ret = prepare(db, ST_RECENT, &st, err);
-	if (ret)
-		goto out;
-	sqlite3_bind_int(st, 1, CAIRN_STOREDB_RECENT_SCAN);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *p;
-		size_t plen;
-		sqlite3_int64 id = sqlite3_column_int64(st, 0);
-		if (!column_text(st, 1, &p, &plen) || !valid_store_path(db, p, plen)) {
-			ret = bad_row(err, id, p, plen,
-				      "path is not a valid path in the store directory");
-			goto out;
-		}
-		char **slot = is_drv(p, plen) ? &newest : &found;
-		if (!*slot && !(*slot = dup_n(p, plen))) {
-			ret = cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
-			goto out;
-		}
-		if (found)
-			break;
-	}
-	if (!found && rc != SQLITE_DONE)
-		ret = sql_fail(db, db->sql, rc, "listing recent paths", err);
-out:
-	txn_end(db);
-	if (ret == 0 && !found && !newest)
-		ret = cairn_error_set(err, CAIRN_ENOENT, "storedb: the store has no valid path");
-	if (ret == 0) {
-		*out = found ? found : newest;
-		if (found)
-			free(newest);
-	} else {
-		free(found);
-		free(newest);
-	}
-	return ret;
-}
-
-int cairn_storedb_recent_path(struct cairn_storedb *db, char **out, struct cairn_error *err)
-{
-	struct cairn_error e;
-	int ret;
-	storedb_enter(db);
-	do {
-		attempt_init(db, &e);
-		ret = recent_once(db, out, &e);
-	} while (retry_after_wal_loss(db, ret));
-	return attempt_done(ret, &e, err);
-}
-
-void cairn_storedb_paths_release(struct cairn_storedb_paths *p)
-{
-	if (!p)
-		return;
-	for (size_t i = 0; i < p->n; i++)
-		free(p->v[i]);
-	free(p->v);
-	p->v = NULL;
-	p->n = 0;
-}
-
-/* Read up to FOREACH_PAGE paths with id > *after into page. */
-static int read_page(struct cairn_storedb *db, sqlite3_int64 *after,
-		     struct cairn_storedb_paths *page, struct cairn_error *err)
-{
-	sqlite3_stmt *st;
-	sqlite3_int64 last = *after;
-	int rc, ret = txn_begin(db, err);
-	if (ret)
-		return ret;
-	ret = prepare(db, ST_PAGE, &st, err);
-	if (ret)
-		goto out;
-	sqlite3_bind_int64(st, 1, *after);
-	sqlite3_bind_int(st, 2, FOREACH_PAGE);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *p;
-		size_t plen;
-		last = sqlite3_column_int64(st, 0);
-		if (!column_text(st, 1, &p, &plen) || !valid_store_path(db, p, plen)) {
-			ret = bad_row(err, last, p, plen,
-				      "path is not a valid path in the store directory");
-			goto out;
-		}
-		if (!(page->v[page->n] = dup_n(p, plen))) {
-			ret = cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
-			goto out;
-		}
-		page->n++;
-	}
-	if (rc != SQLITE_DONE) {
-		ret = sql_fail(db, db->sql, rc, "listing paths", err);
-		goto out;
-	}
-	*after = last;
-out:
-	txn_end(db);
-	if (ret) {
-		for (size_t i = 0; i < page->n; i++)
-			free(page->v[i]);
-		page->n = 0;
-	}
-	return ret;
-}
-
-int cairn_storedb_foreach(struct cairn_storedb *db, int (*fn)(void *ctx, const char *path),
-			  void *ctx, struct cairn_error *err)
-{
-	struct cairn_storedb_paths page = {NULL, 0};
-	sqlite3_int64 after = 0;
-	int ret = 0;
-
-	if (!fn)
-		return cairn_error_set(err, CAIRN_EINVAL, "storedb: no callback");
-	page.v = calloc(FOREACH_PAGE, sizeof(char *));
-	if (!page.v)
-		return cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
-	storedb_enter(db);
-	for (;;) {
-		struct cairn_error e;
-		do {
-			attempt_init(db, &e);
-			ret = read_page(db, &after, &page, &e);
-		} while (retry_after_wal_loss(db, ret));
-		if (ret) {
-			attempt_done(ret, &e, err);
-			break;
-		}
-		if (page.n == 0)
-			break;
-		size_t got = page.n;
-		for (size_t i = 0; i < page.n && !ret; i++)
-			if (fn(ctx, page.v[i]) != 0)
-				ret = cairn_error_set(err, CAIRN_ECANCELED,
-						      "storedb: listing stopped by the caller");
-		for (size_t i = 0; i < page.n; i++)
-			free(page.v[i]);
-		page.n = 0;
-		if (ret || got < FOREACH_PAGE)
-			break;
-	}
-	cairn_storedb_paths_release(&page);
-	return ret;
-}
-
-int cairn_storedb_page_after(struct cairn_storedb *db, uint64_t after,
-			     struct cairn_storedb_paths *out, uint64_t *last,
-			     struct cairn_error *err)
-{
-	struct cairn_storedb_paths page = {NULL, 0};
-	sqlite3_int64 at = (sqlite3_int64)after;
-	int ret;
-
-	if (after > INT64_MAX)
-		return cairn_error_set(err, CAIRN_EINVAL, "storedb: id out of range");
-	page.v = calloc(FOREACH_PAGE, sizeof(char *));
-	if (!page.v)
-		return cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
-	storedb_enter(db);
-	struct cairn_error e;
-	do {
-		attempt_init(db, &e);
-		ret = read_page(db, &at, &page, &e);
-	} while (retry_after_wal_loss(db, ret));
-	if (ret) {
-		attempt_done(ret, &e, err);
-		cairn_storedb_paths_release(&page);
-		return ret;
-	}
-	*out = page;
-	*last = (uint64_t)at;
-	return 0;
-}
-
-static int closure_once(struct cairn_storedb *db, const char *path, size_t plen, size_t max,
-			struct cairn_storedb_paths *out, struct cairn_error *err)
-{
-	struct cairn_storedb_paths res = {NULL, 0};
-	sqlite3_stmt *st;
-	size_t cap = 0;
-	int rc, ret = txn_begin(db, err);
-	if (ret)
-		return ret;
-	ret = prepare(db, ST_CLOSURE, &st, err);
-	if (ret)
-		goto out;
-	sqlite3_bind_text(st, 1, path, (int)plen, SQLITE_STATIC);
-	/* One more than allowed, to tell "exactly max" from "too many". */
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)max + 1);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *p;
-		size_t len;
-		if (res.n == max) {
-			ret = cairn_error_set(err, CAIRN_ELIMIT,
-					      "storedb: closure of '%s' has more than %zu paths",
-					      path, max);
-			goto out;
-		}
-		if (!column_text(st, 0, &p, &len) || !valid_store_path(db, p, len)) {
-			char q[QUOTE_MAX + 4];
-			quote(q, p ? p : "", len);
-			ret = cairn_error_set(err, CAIRN_EFORMAT,
-					      "storedb: closure of '%s': '%s' is not a path in "
-					      "the store directory",
-					      path, q);
-			goto out;
-		}
-		if (res.n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			if (ncap > max)
-				ncap = max;
-			char **v = realloc(res.v, ncap * sizeof(*v));
-			if (!v) {
-				ret = cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
-				goto out;
-			}
-			res.v = v;
-			cap = ncap;
-		}
-		if (!(res.v[res.n] = dup_n(p, len))) {
-			ret = cairn_error_set(err, CAIRN_ENOMEM, "storedb: out of memory");
-			goto out;
-		}
-		res.n++;
-	}
-	if (rc != SQLITE_DONE) {
-		ret = sql_fail(db, db->sql, rc, "reading a closure", err);
-		goto out;
-	}
-	if (res.n == 0) {
-		ret = cairn_error_set(err, CAIRN_ENOENT, "storedb: '%s' is not a valid path", path);
-		goto out;
-	}
-	*out = res;
-	memset(&res, 0, sizeof(res));
-out:
-	txn_end(db);
-	cairn_storedb_paths_release(&res);
-	return ret;
-}
-
-int cairn_storedb_closure(struct cairn_storedb *db, const char *path, size_t max,
-			  struct cairn_storedb_paths *out, struct cairn_error *err)
-{
-	struct cairn_error e;
-	int ret;
-	size_t plen = path ? strnlen(path, CAIRN_STOREDB_PATH_MAX + 1) : 0;
-	if (!path || !valid_store_path(db, path, plen)) {
-		char q[QUOTE_MAX + 4];
-		quote(q, path ? path : "", plen);
-		return cairn_error_set(err, CAIRN_EFORMAT,
-				       "storedb: '%s' is not a store path under '%s'", q,
-				       db->store_dir);
-	}
-	if (max == 0 || max > CAIRN_STOREDB_CLOSURE_MAX)
-		max = CAIRN_STOREDB_CLOSURE_MAX;
-	storedb_enter(db);
-	do {
-		attempt_init(db, &e);
-		ret = closure_once(db, path, plen, max, out, &e);
-	} while (retry_after_wal_loss(db, ret));
-	return attempt_done(ret, &e, err);
 }

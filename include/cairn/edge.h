@@ -34,8 +34,10 @@
  * crash at any moment a row always names a complete verified file; start-up
  * drops rows whose file is missing or has the wrong size, files without a
  * row, and everything in tmp/.  Least-recently-used nars are evicted when
- * the total exceeds max_size; recency is kept in memory and written back
- * to the index every few seconds.
+ * the total exceeds max_size (at start-up too, when it shrank); recency is
+ * kept in memory and written back to the index every few seconds.  Files,
+ * bound and eviction are the nar cache's (lib/narcache.h), shared with
+ * publish.
  *
  * Threads: request handlers run on the httpd loops; one upstream thread
  * owns the HTTP client (lib/http.c) and runs every transfer and the health

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "cairn/hash.h"
 #include "../../lib/edge-int.h"
@@ -146,6 +147,53 @@ static void test_store(void **state)
 	/* longer than the caller takes: as if there were none */
 	assert_int_equal(edge_store_info_get(s, "http://a", 20, &text, &len, NULL), 0);
 	assert_null(text);
+	edge_store_free(s);
+
+	/* rows are found by file, as the cache evicts and flushes, through an
+	 * index (made on open of a cache an older version made) */
+	{
+		sqlite3 *db;
+		sqlite3_stmt *q;
+		char plan[256] = "";
+		snprintf(path, sizeof(path), "%s/index.sqlite", dir);
+		assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, "DROP INDEX nar_file", NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+		assert_int_equal(edge_store_open(&s, dir, 2500, NULL), 0);
+		edge_store_free(s);
+		assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(db,
+						    "EXPLAIN QUERY PLAN UPDATE nar SET atime = 1 "
+						    "WHERE file = 'x'",
+						    -1, &q, NULL),
+				 SQLITE_OK);
+		while (sqlite3_step(q) == SQLITE_ROW)
+			snprintf(plan + strlen(plan), sizeof(plan) - strlen(plan), "%s;",
+				 (const char *)sqlite3_column_text(q, 3));
+		sqlite3_finalize(q);
+		sqlite3_close(db);
+		assert_non_null(strstr(plan, "nar_file"));
+	}
+
+	/* a path cached again with other bytes: its old file goes with it,
+	 * not left on disk uncounted until a restart */
+	assert_int_equal(edge_store_open(&s, dir, 2500, NULL), 0);
+	assert_int_equal(put(s, "nar/c", 500, 'C'), 0);
+	assert_int_equal(count_dir("data"), 1);
+	assert_int_equal(put(s, "nar/a", 1000, 'a'), 0);
+	assert_int_equal(put(s, "nar/b", 1000, 'b'), 0);
+	edge_store_stats(s, &st);
+	assert_int_equal(st.bytes, 2500);
+	edge_store_free(s);
+	/* a smaller bound than the last run's: kept at open, least recently
+	 * used out first */
+	assert_int_equal(edge_store_open(&s, dir, 1500, NULL), 0);
+	edge_store_stats(s, &st);
+	assert_true(st.bytes <= 1500);
+	assert_int_equal(st.evictions, 2);
+	assert_true(has(s, "nar/b"));
+	assert_false(has(s, "nar/c"));
+	assert_int_equal(count_dir("data"), 1);
 	edge_store_free(s);
 
 	char cmd[256];

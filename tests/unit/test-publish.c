@@ -538,6 +538,68 @@ static void test_store_narinfo_and_bake(void **state)
 	cairn_keyring_release(&kr);
 }
 
+/* The FileHash (nix32) and FileSize of a baked narinfo. */
+static void file_of(const char *t, char fh[53], uint64_t *size)
+{
+	struct cairn_narinfo *ni = NULL;
+	assert_int_equal(cairn_narinfo_parse(t, strlen(t), &ni, NULL), 0);
+	cairn_nix32_encode(ni->urls[0].file_hash.digest, 32, fh);
+	fh[52] = '\0';
+	*size = ni->urls[0].file_size;
+	cairn_narinfo_free(ni);
+}
+
+/*
+ * A baked file resolved for a reader is pinned until the reader has it
+ * open: a bake that needs its room meanwhile leaves it (over the bound),
+ * and it goes when unpinned.  Before pins, the eviction took it between
+ * the lookup and the open, and the reader compressed the item again.
+ */
+static void test_baked_pinned(void **state)
+{
+	struct fixture *fx = *state;
+	char fh_b[53], fh_a[53], url[80], file_b[600], file_a[600];
+	uint64_t size_b, size_a;
+	struct stat st;
+
+	struct cairn_publish *p = open_pub(fx, NULL, 0);
+	char *t = wait_baked(p, HP_B);
+	file_of(t, fh_b, &size_b);
+	free(t);
+	t = wait_baked(p, HP_A);
+	file_of(t, fh_a, &size_a);
+	free(t);
+	cairn_publish_free(p);
+	snprintf(file_b, sizeof(file_b), "%s/nar/%s.nar.zst", fx->cache, fh_b);
+	snprintf(file_a, sizeof(file_a), "%s/nar/%s.nar.zst", fx->cache, fh_a);
+	assert_int_equal(unlink(file_a), 0); /* to be baked again */
+
+	/* room for either, not both */
+	p = open_pub(fx, NULL, size_a > size_b ? size_a : size_b);
+	struct cairn_publish_nar_url u;
+	struct cairn_storedb_pathinfo pi = {0};
+	struct pub_baked baked;
+	bool is_baked = false;
+	snprintf(url, sizeof(url), "%s.nar.zst", fh_b);
+	assert_int_equal(cairn_publish_parse_nar_url(url, strlen(url), &u, NULL), 0);
+	assert_int_equal(pub_resolve_nar(p, &u, &pi, &baked, &is_baked, NULL), 0);
+	assert_true(is_baked);
+
+	/* A's bake needs the room B takes: B is pinned, so it stays */
+	free(wait_baked(p, HP_A));
+	assert_int_equal(stat(file_b, &st), 0);
+	assert_int_equal(stat(file_a, &st), 0);
+
+	/* the reader is done: the bound is kept again, B out (its URL a ghost) */
+	pub_baked_unpin(p, &baked);
+	assert_int_not_equal(stat(file_b, &st), 0);
+	assert_int_equal(stat(file_a, &st), 0);
+	assert_int_equal(pub_resolve_nar(p, &u, &pi, &baked, &is_baked, NULL), 0);
+	assert_false(is_baked);
+	cairn_storedb_pathinfo_release(&pi);
+	cairn_publish_free(p);
+}
+
 struct logged {
 	int n;
 	char last[600];
@@ -676,6 +738,7 @@ int main(void)
 		cmocka_unit_test(test_nix_narinfo),
 		cmocka_unit_test(test_guix_narinfo),
 		cmocka_unit_test_setup_teardown(test_store_narinfo_and_bake, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_baked_pinned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_public_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compress_rate, setup, teardown),
 	};

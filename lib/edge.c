@@ -41,6 +41,7 @@
 #include "cairn/storepath.h"
 #include "cairn/survey.h"
 #include "cairn/trust.h"
+#include "download.h"
 #include "edge-int.h"
 #include "edge-trust.h"
 #include "httpd-follow.h"
@@ -59,9 +60,6 @@
 /* Narinfos that may name one nar URL: items whose nars are byte-identical
  * name the same file (Nix's nar/<FileHash>...), nothing else should. */
 #define EDGE_MAX_CLAIMS 16
-/* Compressions one download is decompressed with at the same time (more
- * than one only when narinfos disagree about a URL). */
-#define EDGE_MAX_DECODERS 4
 #define SIZE_UNKNOWN (-1) /* no file size the claims agree on */
 /* A download whose temporary file cannot be written keeps its bytes in
  * memory for the clients streaming it: at most this much per download... */
@@ -140,21 +138,13 @@ static const char *const refusal_kind[REFUSED_KINDS] = {
 	"for their signatures", "for naming another store path", "as unreadable",
 	"for too few agreeing signatures"};
 
-/* One decompression of a download, for the claims checked by NarHash. */
-struct decoder {
-	enum cairn_codec_method method;
-	struct cairn_codec *codec;
-	struct cairn_sha256 sha;
-	int sha_init;
-	int failed;
-	uint8_t out[32]; /* at the end */
-};
-
 /* A client streaming a download (f->readers, under f->mu). */
 struct reader {
 	struct reader *next;
 	uint64_t pos; /* next byte it needs */
-	int cut;      /* fell behind what memory holds: its response fails */
+	int started;  /* told the length: follows the bytes of one start from byte 0 */
+	int cut;      /* fell behind what memory holds, or the bytes it followed
+		       * were given up: its response fails */
 };
 
 struct fetch {
@@ -194,16 +184,27 @@ struct fetch {
 	/* the claims on the URL when the download started (NULL: none, the
 	 * bytes are passed through unchecked) */
 	struct nar_claims *cand;
-	int64_t max_size; /* the largest file a claim allows; -1: unbounded */
-	struct cairn_sha256 sha;
+	struct cairn_sha256 sha; /* of the body, for the claims' FileHash and the store */
 	int sha_init;
-	struct decoder dec[EDGE_MAX_DECODERS];
-	size_t n_dec;
 	int left_table; /* without a file, it could not be joined from the start */
-	size_t next_up, cur_up;
+	/* started again from byte 0: the file's bytes below this are the
+	 * earlier start's, compared with the new ones as they come */
+	uint64_t same;
 	/* a nar: the upstreams in the order they are asked (those whose
 	 * narinfo names it first) */
 	size_t order[CAIRN_EDGE_MAX_UPSTREAMS];
+	/* the download (lib/download.c): its sources' upstreams, the NarHash
+	 * and NarSize it checks against, and the one the bytes met */
+	struct cairn_dl *dl;
+	struct fetch *dl_next; /* e->downloads */
+	size_t src_up[CAIRN_EDGE_MAX_UPSTREAMS];
+	size_t n_ex;
+	uint8_t ex_sha[CAIRN_DL_MAX_EXPECT][32];
+	uint64_t ex_size[CAIRN_DL_MAX_EXPECT];
+	int nar_ok;
+	enum cairn_codec_method nar_method;
+	uint8_t nar_sha[32];
+	uint64_t nar_size;
 	int n404, n_err;
 	int64_t max_age;
 	int no_store;
@@ -243,6 +244,7 @@ struct cairn_edge {
 	uint64_t claims_gen;	  /* changes whenever a claim does */
 	struct fetch *jobs, **jobs_tail;
 	struct fetch *surveys; /* narinfo fetches with a survey alive, upstream thread */
+	struct fetch *downloads; /* nar fetches with a download alive, upstream thread */
 	int stop;
 	unsigned producers; /* producer threads alive */
 	pthread_cond_t producers_cond;
@@ -352,11 +354,6 @@ static void fetch_unref(struct fetch *f)
 		close(f->fd);
 	if (f->sha_init)
 		cairn_sha256_release(&f->sha);
-	for (size_t i = 0; i < f->n_dec; i++) {
-		cairn_codec_free(f->dec[i].codec);
-		if (f->dec[i].sha_init)
-			cairn_sha256_release(&f->dec[i].sha);
-	}
 	free(f->cand);
 	for (size_t i = 0; i < CAIRN_EDGE_MAX_UPSTREAMS; i++) {
 		cairn_narinfo_free(f->ans[i].ni);
@@ -390,21 +387,11 @@ static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 	for (size_t u = 0; u < e->n_ups; u++)
 		if (!(srcs & ((uint32_t)1 << u)))
 			f->order[n++] = u;
-	f->max_size = -1;
 	if (!cl || !cl->n)
 		return 0;
 	if (!(f->cand = malloc(claims_size(cl->n))))
 		return CAIRN_ENOMEM; /* not unchecked: not at all */
 	memcpy(f->cand, cl, claims_size(cl->n));
-	for (size_t i = 0; i < cl->n; i++) {
-		const struct nar_claim *c = &cl->c[i];
-		if (!c->has_file || c->file_size < 0) {
-			f->max_size = -1;
-			break;
-		}
-		if (c->file_size > f->max_size)
-			f->max_size = c->file_size;
-	}
 	return 0;
 }
 
@@ -435,7 +422,6 @@ static struct fetch *fetch_get_locked(struct cairn_edge *e, enum fkind kind, con
 	f->fd = -1;
 	f->length = -1;
 	f->max_age = -1;
-	f->max_size = -1;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	cairn_buf_init(&f->body, CAIRN_NARINFO_MAX);
@@ -1000,8 +986,6 @@ static void probe_start(struct cairn_edge *e, struct upstream *u)
 	e->active++;
 }
 
-static void attempt_next(struct fetch *f);
-
 /* --- a download's checks ------------------------------------------------------ */
 
 /* The file size every claim of f agrees on, or SIZE_UNKNOWN. */
@@ -1028,59 +1012,22 @@ static int cand_size_ok(const struct fetch *f, int64_t total)
 	return 0;
 }
 
-static struct decoder *dec_find(struct fetch *f, enum cairn_codec_method m)
+/* A claim on an uncompressed nar: the file is its own NarHash (claim_make). */
+static int claim_plain(const struct nar_claim *c)
 {
-	for (size_t i = 0; i < f->n_dec; i++)
-		if (f->dec[i].method == m)
-			return &f->dec[i];
-	return NULL;
-}
-
-/* One decompression per method the claims check by NarHash; a claim whose
- * method does not get one cannot be met. */
-static int dec_start(struct fetch *f)
-{
-	for (size_t i = 0; f->cand && i < f->cand->n; i++) {
-		const struct nar_claim *c = &f->cand->c[i];
-		if (!c->by_nar || dec_find(f, c->method) || f->n_dec == EDGE_MAX_DECODERS)
-			continue;
-		uint64_t max = 0;
-		for (size_t j = i; j < f->cand->n; j++)
-			if (f->cand->c[j].by_nar && f->cand->c[j].method == c->method &&
-			    f->cand->c[j].nar_size > max)
-				max = f->cand->c[j].nar_size;
-		struct decoder *d = &f->dec[f->n_dec++];
-		d->method = c->method;
-		int rc = cairn_codec_new(&d->codec, c->method, CAIRN_CODEC_DECOMPRESS,
-					 CAIRN_CODEC_LEVEL_DEFAULT, max, NULL);
-		if (rc == 0)
-			rc = cairn_sha256_init(&d->sha);
-		if (rc < 0)
-			return rc;
-		d->sha_init = 1;
-	}
-	return 0;
-}
-
-static int dec_out(void *ctx, const void *data, size_t len)
-{
-	struct decoder *d = ctx;
-	cairn_sha256_update(&d->sha, data, len);
-	return 0;
+	return !c->by_nar && c->has_nar && c->has_file && !memcmp(c->file_sha, c->nar_sha, 32) &&
+	       c->file_size == (int64_t)c->nar_size;
 }
 
 /* Do the bytes of f (SHA-256 sha) meet claim c? */
-static int claim_met(struct fetch *f, const uint8_t sha[32], const struct nar_claim *c)
+static int claim_met(const struct fetch *f, const uint8_t sha[32], const struct nar_claim *c)
 {
 	if (c->has_file && (memcmp(sha, c->file_sha, 32) != 0 ||
 			    (c->file_size >= 0 && f->written != (uint64_t)c->file_size)))
 		return 0;
-	if (c->by_nar) {
-		const struct decoder *d = dec_find(f, c->method);
-		if (!d || d->failed || memcmp(d->out, c->nar_sha, 32) != 0 ||
-		    cairn_codec_total_out(d->codec) != c->nar_size)
-			return 0;
-	}
+	if (c->by_nar && (!f->nar_ok || f->nar_method != c->method ||
+			  memcmp(f->nar_sha, c->nar_sha, 32) != 0 || f->nar_size != c->nar_size))
+		return 0;
 	return c->has_file || c->by_nar;
 }
 
@@ -1206,54 +1153,6 @@ static void mem_append(struct fetch *f, const char *data, size_t len, int *leave
 	f->mlen += len;
 }
 
-/* --- the upstream thread's callbacks ------------------------------------------ */
-
-static int f_headers(void *ctx, const struct cairn_http_response *resp)
-{
-	struct fetch *f = ctx;
-	f->max_age = resp->max_age;
-	f->no_store = resp->no_store;
-	if (resp->status < 200 || resp->status >= 300)
-		return 0;
-	int64_t total = resp->content_length;
-	if (f->written) {
-		/* a resumed download: only the rest of the same bytes will do */
-		if (resp->status != 206 || resp->range_first != (int64_t)f->written)
-			return 1;
-		total = resp->range_total;
-	}
-	if (f->cand && total >= 0 && !cand_size_ok(f, total))
-		return 1;
-	if (total < 0)
-		total = cand_size(f);
-	if (f->fd < 0 && !f->mem) {
-		struct cairn_error err;
-		cairn_error_init(&err);
-		if (edge_store_tmp_open(f->e->store, f->tmppath, sizeof(f->tmppath), &f->fd, &err) <
-		    0) {
-			f->fd = -1;
-			fetch_to_memory(f, cairn_error_msg(&err));
-		}
-	}
-	if (!f->sha_init) {
-		if (cairn_sha256_init(&f->sha) < 0)
-			return 1;
-		f->sha_init = 1;
-	}
-	if (!f->n_dec && dec_start(f) < 0)
-		return 1;
-	pthread_mutex_lock(&f->mu);
-	if (f->state == FS_PENDING) {
-		f->length = total;
-		snprintf(f->ctype, sizeof(f->ctype), "%s",
-			 resp->content_type[0] ? resp->content_type : "application/octet-stream");
-		f->state = FS_HEADERS;
-		pthread_cond_broadcast(&f->cond);
-	}
-	pthread_mutex_unlock(&f->mu);
-	return 0;
-}
-
 /* Upstream thread: a download that cannot be joined from the start any more. */
 static void fetch_leave_table(struct fetch *f)
 {
@@ -1264,39 +1163,116 @@ static void fetch_leave_table(struct fetch *f)
 	pthread_mutex_unlock(&e->mu);
 }
 
-static int f_data(void *ctx, const void *data, size_t len)
+/* --- nar downloads: the engine (lib/download.c) into a followed file --------- */
+
+/*
+ * Under f->mu: the clients that started on the bytes followed so far are
+ * cut (their responses fail) when they got past byte `from`; those still
+ * waiting for the headers start on the bytes to come.
+ */
+static void fetch_cut_locked(struct fetch *f, uint64_t from)
+{
+	for (struct reader *r = f->readers; r; r = r->next)
+		if (r->started && r->pos > from)
+			r->cut = 1;
+	pthread_cond_broadcast(&f->cond);
+}
+
+/*
+ * Sink, upstream thread: the body starts (again) from byte 0.  Another
+ * upstream, or the same one again, should send the same file: its bytes
+ * are written over the old ones and compared with them on the way
+ * (fs_body), so that only the clients that got a byte that differs are
+ * cut.  Without a file, there is nothing to compare with: they all are.
+ */
+static int fs_begin(void *ctx, struct cairn_error *err)
+{
+	struct fetch *f = ctx;
+	struct cairn_error e2;
+	cairn_error_init(&e2);
+	if (f->sha_init)
+		cairn_sha256_release(&f->sha);
+	f->sha_init = 0;
+	if (cairn_sha256_init(&f->sha) < 0)
+		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: cannot hash");
+	f->sha_init = 1;
+	if (f->fd < 0 && !f->mem &&
+	    edge_store_tmp_open(f->e->store, f->tmppath, sizeof(f->tmppath), &f->fd, &e2) < 0) {
+		f->fd = -1;
+		fetch_to_memory(f, cairn_error_msg(&e2));
+	}
+	pthread_mutex_lock(&f->mu);
+	if (f->mem && f->written)
+		fetch_cut_locked(f, 0);
+	f->same = f->mem ? 0 : f->written;
+	f->written = f->woken = 0;
+	if (f->mem)
+		f->file_len = f->mbase = f->mlen = 0;
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
+/* Upstream thread, f->same > f->written: the first byte of data[0..len)
+ * that differs from what the file holds there (len when none does, as far
+ * as the file's earlier bytes go). */
+static size_t fs_compare(struct fetch *f, const char *data, size_t len)
+{
+	char buf[16384];
+	uint64_t off = f->written;
+	size_t i = 0;
+	size_t lim = (uint64_t)len > f->same - off ? (size_t)(f->same - off) : len;
+	while (i < lim) {
+		size_t n = lim - i < sizeof(buf) ? lim - i : sizeof(buf);
+		ssize_t r = pread(f->fd, buf, n, (off_t)(off + i));
+		if (r <= 0)
+			return i;
+		for (ssize_t k = 0; k < r; k++)
+			if (buf[k] != data[i + (size_t)k])
+				return i + (size_t)k;
+		i += (size_t)r;
+	}
+	return len;
+}
+
+/* Sink, upstream thread: the body as served, for the clients following it
+ * (checked by the engine, and by the claims, once all is in). */
+static int fs_body(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
 	struct fetch *f = ctx;
 	int leave = 0;
-	count(f->e->c.bytes_upstream, len);
-	if (f->max_size >= 0 && f->written + len > (uint64_t)f->max_size)
-		return 1;
+	(void)err;
+	if (f->same > f->written && !f->mem) {
+		size_t k = fs_compare(f, data, len);
+		if (k < len && f->written + k < f->same) {
+			/* another file after all: who got a byte of it is cut */
+			pthread_mutex_lock(&f->mu);
+			fetch_cut_locked(f, f->written + k);
+			pthread_mutex_unlock(&f->mu);
+			f->same = 0;
+		}
+	}
 	const char *p = data;
 	size_t left = len;
+	uint64_t off = f->written;
 	while (left && !f->mem) {
-		ssize_t n = write(f->fd, p, left);
+		ssize_t n = pwrite(f->fd, p, left, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			/* disk full, quota, I/O error: go on without the file */
-			struct cairn_error err;
-			cairn_error_init(&err);
-			cairn_error_errno(&err, n < 0 ? errno : ENOSPC,
+			struct cairn_error e2;
+			cairn_error_init(&e2);
+			cairn_error_errno(&e2, n < 0 ? errno : ENOSPC,
 					  "mirror cache: cannot write a download in '%s/tmp'",
 					  f->e->cache_dir);
-			fetch_to_memory(f, cairn_error_msg(&err));
+			fetch_to_memory(f, cairn_error_msg(&e2));
 			break;
 		}
 		p += n;
+		off += (uint64_t)n;
 		left -= (size_t)n;
 	}
 	cairn_sha256_update(&f->sha, data, len);
-	for (size_t i = 0; i < f->n_dec; i++) {
-		struct decoder *d = &f->dec[i];
-		/* a failure fails the check at the end; clients keep streaming */
-		if (!d->failed && cairn_codec_write(d->codec, data, len, dec_out, d, NULL) < 0)
-			d->failed = 1;
-	}
 	pthread_mutex_lock(&f->mu);
 	if (f->mem)
 		mem_append(f, data, len, &leave);
@@ -1313,6 +1289,266 @@ static int f_data(void *ctx, const void *data, size_t len)
 		fetch_leave_table(f);
 	}
 	return 0;
+}
+
+/* Upstream thread: an answer with a body; its length and type are what
+ * the clients are told. */
+static int fs_response(void *ctx, size_t source, uint64_t first,
+		       const struct cairn_http_response *resp, char *why, size_t cap)
+{
+	struct fetch *f = ctx;
+	(void)source;
+	int64_t total = first ? resp->range_total : resp->content_length;
+	if (f->cand && total >= 0 && !cand_size_ok(f, total)) {
+		snprintf(why, cap, "a file of %lld bytes, not the size its narinfo says",
+			 (long long)total);
+		return 1;
+	}
+	if (total < 0)
+		total = cand_size(f);
+	pthread_mutex_lock(&f->mu);
+	if (f->state == FS_PENDING) {
+		f->length = total;
+		snprintf(f->ctype, sizeof(f->ctype), "%s",
+			 resp->content_type[0] ? resp->content_type : "application/octet-stream");
+		f->state = FS_HEADERS;
+		pthread_cond_broadcast(&f->cond);
+	} else if (f->length != total) {
+		/* another file: the length the clients were told is wrong */
+		fetch_cut_locked(f, 0);
+		f->length = total;
+	}
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
+static void dl_bytes(void *ctx, size_t n)
+{
+	struct fetch *f = ctx;
+	count(f->e->c.bytes_upstream, n);
+}
+
+static void dl_source_failed(void *ctx, size_t source, int code, const char *why)
+{
+	struct fetch *f = ctx;
+	struct cairn_edge *e = f->e;
+	struct upstream *u = &e->ups[f->src_up[source]];
+	if (code == CAIRN_ENOENT) {
+		f->n404++;
+	} else if (code == CAIRN_EHASH || code == CAIRN_EFORMAT || code == CAIRN_ELIMIT) {
+		count(e->c.verify_fail, 1);
+	} else {
+		f->n_err++;
+		count(e->c.up_errors, 1);
+		if (cairn_http_server_down(u->srv))
+			set_up(e, u, 0, why);
+	}
+}
+
+/* Upstream thread: f's download is over and checked (r->code 0): do its
+ * bytes meet the claims on its URL, and may they be cached? */
+static void finish_nar(struct fetch *f)
+{
+	struct cairn_edge *e = f->e;
+	uint8_t sha[32];
+	int commit, ok;
+	cairn_sha256_final(&f->sha, sha);
+	f->sha_init = 0;
+	/* an earlier start's file may have been longer */
+	pthread_mutex_lock(&f->mu);
+	fetch_cut_locked(f, f->written);
+	pthread_mutex_unlock(&f->mu);
+	if (!f->cand) {
+		if (!f->mem)
+			unlink(f->tmppath); /* nothing to check it against: passed through only */
+		fetch_finish(f, FS_OK, 0);
+		return;
+	}
+	pthread_mutex_lock(&e->mu);
+	ok = judge_locked(e, f, sha, &commit);
+	uint64_t gen = e->claims_gen;
+	pthread_mutex_unlock(&e->mu);
+	if (!ok) {
+		count(e->c.verify_fail, 1);
+		if (!f->mem)
+			unlink(f->tmppath);
+		fetch_finish(f, FS_FAIL, 0);
+		return;
+	}
+	if (commit && f->cache && !f->mem && ftruncate(f->fd, (off_t)f->written) != 0)
+		commit = 0; /* an earlier start's tail cannot be cut off */
+	if (commit && f->cache && !f->mem) {
+		struct edge_store_stats st;
+		struct cairn_error err;
+		cairn_error_init(&err);
+		int rc = edge_store_nar_commit(e->store, f->key, f->tmppath, sha, f->written, &err);
+		if (rc == 0) {
+			cache_write_works(e);
+			/* a claim that came while it was being renamed in */
+			pthread_mutex_lock(&e->mu);
+			if (e->claims_gen != gen) {
+				judge_locked(e, f, sha, &commit);
+				if (!commit)
+					edge_store_nar_drop_unless(e->store, f->key, NULL);
+			}
+			pthread_mutex_unlock(&e->mu);
+		} else if (rc != CAIRN_ELIMIT) {
+			cache_write_failed(e, cairn_error_msg(&err));
+		}
+		edge_store_stats(e->store, &st);
+		if (st.evictions > e->evictions_seen) {
+			count(e->c.evictions, st.evictions - e->evictions_seen);
+			e->evictions_seen = st.evictions;
+		}
+	} else if (!f->mem) {
+		unlink(f->tmppath);
+	}
+	fetch_finish(f, FS_OK, 0);
+}
+
+/* Upstream thread: f leaves the downloads in flight. */
+static void dl_unlist(struct cairn_edge *e, struct fetch *f)
+{
+	for (struct fetch **pp = &e->downloads; *pp; pp = &(*pp)->dl_next)
+		if (*pp == f) {
+			*pp = f->dl_next;
+			break;
+		}
+	e->active--;
+}
+
+/* The engine's verdict (upstream thread). */
+static void dl_done(void *ctx, const struct cairn_dl_result *r)
+{
+	struct fetch *f = ctx;
+	struct cairn_edge *e = f->e;
+	cairn_dl_free(f->dl);
+	f->dl = NULL;
+	dl_unlist(e, f);
+	if (r->code) {
+		if (f->fd >= 0 && !f->mem)
+			unlink(f->tmppath);
+		fetch_finish(f, FS_FAIL, f->n404 > 0 && !r->bytes);
+		return;
+	}
+	set_up(e, &e->ups[f->src_up[r->source]], 1, NULL);
+	if (f->n_ex) {
+		f->nar_ok = 1;
+		f->nar_method = r->method;
+		memcpy(f->nar_sha, f->ex_sha[r->expect], 32);
+		f->nar_size = f->ex_size[r->expect];
+	}
+	finish_nar(f);
+}
+
+/*
+ * What the engine checks f's bytes against: the signed NarHash and NarSize
+ * of the claims that are checked by them (decompressed with one method, the
+ * first such claim's; a claim with another cannot be met), else nothing but
+ * a FileHash every claim agrees on.  Returns the method; *hint when the
+ * sources carry that FileHash (and FileSize).
+ */
+static enum cairn_codec_method nar_expect(struct fetch *f, struct cairn_dl_expect *ex,
+					  struct cairn_dl_source *hint)
+{
+	enum cairn_codec_method lead = CAIRN_CODEC_NONE;
+	const struct nar_claim *file = NULL;
+	int agree = 1;
+	f->n_ex = 0;
+	for (size_t i = 0; f->cand && i < f->cand->n; i++) {
+		const struct nar_claim *c = &f->cand->c[i];
+		int plain = claim_plain(c);
+		enum cairn_codec_method m = plain ? CAIRN_CODEC_NONE : c->method;
+		if (!c->by_nar && !plain)
+			continue;
+		if (f->n_ex && m != lead)
+			continue;
+		lead = m;
+		size_t j = 0;
+		while (j < f->n_ex &&
+		       (memcmp(f->ex_sha[j], c->nar_sha, 32) || f->ex_size[j] != c->nar_size))
+			j++;
+		if (j == f->n_ex && f->n_ex < CAIRN_DL_MAX_EXPECT) {
+			memcpy(f->ex_sha[j], c->nar_sha, 32);
+			f->ex_size[j] = c->nar_size;
+			ex[j] = (struct cairn_dl_expect){.nar_size = c->nar_size,
+							 .nar_hash = {.algo = CAIRN_HASH_SHA256,
+								      .len = CAIRN_SHA256_LEN}};
+			memcpy(ex[j].nar_hash.digest, c->nar_sha, 32);
+			f->n_ex++;
+		}
+	}
+	for (size_t i = 0; f->cand && i < f->cand->n; i++) {
+		const struct nar_claim *c = &f->cand->c[i];
+		if (f->n_ex && ((!c->by_nar && !claim_plain(c)) ||
+				(c->by_nar ? c->method : CAIRN_CODEC_NONE) != lead))
+			continue;
+		if (!c->has_file || (file && (memcmp(file->file_sha, c->file_sha, 32) ||
+					      file->file_size != c->file_size)))
+			agree = 0;
+		file = c;
+	}
+	if (file && agree) {
+		hint->has_file_hash = true;
+		hint->file_hash = (struct cairn_hash){.algo = CAIRN_HASH_SHA256,
+						      .len = CAIRN_SHA256_LEN};
+		memcpy(hint->file_hash.digest, file->file_sha, 32);
+		hint->has_file_size = file->file_size >= 0;
+		hint->file_size = (uint64_t)(file->file_size >= 0 ? file->file_size : 0);
+	}
+	return lead;
+}
+
+/*
+ * Upstream thread: download f's object through the engine, from the
+ * upstreams in f->order (those skipped while down, unless all are), into
+ * the file its clients follow.
+ */
+static void nar_start(struct fetch *f)
+{
+	struct cairn_edge *e = f->e;
+	struct cairn_dl_expect ex[CAIRN_DL_MAX_EXPECT];
+	struct cairn_dl_source src[CAIRN_EDGE_MAX_UPSTREAMS], hint = {0};
+	size_t n = 0;
+	int any_up = 0;
+	enum cairn_codec_method m = nar_expect(f, ex, &hint);
+	for (size_t i = 0; i < e->n_ups; i++)
+		any_up |= e->ups[i].up;
+	for (size_t k = 0; k < e->n_ups; k++) {
+		struct upstream *u = &e->ups[f->order[k]];
+		if (!u->up && any_up)
+			continue; /* skipped while down; its probe brings it back */
+		cairn_http_server_mark_up(u->srv);
+		src[n] = hint;
+		src[n].label = u->name;
+		src[n].server = u->srv;
+		src[n].url = f->upath;
+		src[n].method = m;
+		f->src_up[n++] = f->order[k];
+	}
+	const struct cairn_dl_config cfg = {
+	    .http = e->http,
+	    .on_done = dl_done,
+	    .on_bytes = dl_bytes,
+	    .on_source_failed = dl_source_failed,
+	    .on_response = fs_response,
+	    /* one cache's mirrors serve one file under one path: an upstream
+	     * that fails mid-way hands on to the next with Range */
+	    .resume_across = true,
+	    .ctx = f,
+	};
+	const struct cairn_dl_sink sink = {.begin = fs_begin, .body = fs_body, .ctx = f};
+	f->dl_next = e->downloads;
+	e->downloads = f;
+	e->active++;
+	/* on_done may run before this returns: f is not touched after it */
+	if (cairn_dl_start_any(&f->dl, &cfg, ex, f->n_ex, src, n, &sink, NULL) < 0) {
+		f->dl = NULL;
+		dl_unlist(e, f);
+		if (f->fd >= 0 && !f->mem)
+			unlink(f->tmppath);
+		fetch_finish(f, FS_FAIL, 0);
+	}
 }
 
 /* --- narinfo misses: every upstream asked through the survey ----------------- */
@@ -1627,132 +1863,6 @@ static void ni_queries_poll(struct cairn_edge *e)
 	}
 }
 
-static void finish_nar(struct fetch *f)
-{
-	struct cairn_edge *e = f->e;
-	uint8_t sha[32];
-	int commit, ok;
-	if (!f->sha_init) { /* an empty body never had headers of its own */
-		if (cairn_sha256_init(&f->sha) < 0) {
-			fetch_finish(f, FS_FAIL, 0);
-			return;
-		}
-		f->sha_init = 1;
-	}
-	cairn_sha256_final(&f->sha, sha);
-	if (f->fd < 0 && !f->mem) {
-		fetch_finish(f, FS_FAIL, 0);
-		return;
-	}
-	if (!f->cand) {
-		if (!f->mem)
-			unlink(f->tmppath); /* nothing to check it against: passed through only */
-		fetch_finish(f, FS_OK, 0);
-		return;
-	}
-	for (size_t i = 0; i < f->n_dec; i++) {
-		struct decoder *d = &f->dec[i];
-		if (!d->failed && cairn_codec_finish(d->codec, dec_out, d, NULL) < 0)
-			d->failed = 1;
-		if (!d->failed)
-			cairn_sha256_final(&d->sha, d->out);
-	}
-	pthread_mutex_lock(&e->mu);
-	ok = judge_locked(e, f, sha, &commit);
-	uint64_t gen = e->claims_gen;
-	pthread_mutex_unlock(&e->mu);
-	if (!ok) {
-		count(e->c.verify_fail, 1);
-		if (!f->mem)
-			unlink(f->tmppath);
-		fetch_finish(f, FS_FAIL, 0);
-		return;
-	}
-	if (commit && f->cache && !f->mem) {
-		struct edge_store_stats st;
-		struct cairn_error err;
-		cairn_error_init(&err);
-		int rc = edge_store_nar_commit(e->store, f->key, f->tmppath, sha, f->written, &err);
-		if (rc == 0) {
-			cache_write_works(e);
-			/* a claim that came while it was being renamed in */
-			pthread_mutex_lock(&e->mu);
-			if (e->claims_gen != gen) {
-				judge_locked(e, f, sha, &commit);
-				if (!commit)
-					edge_store_nar_drop_unless(e->store, f->key, NULL);
-			}
-			pthread_mutex_unlock(&e->mu);
-		} else if (rc != CAIRN_ELIMIT) {
-			cache_write_failed(e, cairn_error_msg(&err));
-		}
-		edge_store_stats(e->store, &st);
-		if (st.evictions > e->evictions_seen) {
-			count(e->c.evictions, st.evictions - e->evictions_seen);
-			e->evictions_seen = st.evictions;
-		}
-	} else if (!f->mem) {
-		unlink(f->tmppath);
-	}
-	fetch_finish(f, FS_OK, 0);
-}
-
-static void f_done(void *ctx, const struct cairn_http_result *res)
-{
-	struct fetch *f = ctx;
-	struct cairn_edge *e = f->e;
-	struct upstream *u = &e->ups[f->cur_up];
-	e->active--;
-	if (res->outcome == CAIRN_HTTP_OK) {
-		set_up(e, u, 1, NULL);
-		finish_nar(f);
-		return;
-	}
-	if (res->status == 404 || res->status == 410) {
-		f->n404++; /* f->max_age, from its headers, bounds the negative TTL */
-	} else {
-		f->n_err++;
-		count(e->c.up_errors, 1);
-		if (res->outcome == CAIRN_HTTP_CONNECT)
-			set_up(e, u, 0, cairn_error_msg(&res->err));
-	}
-	attempt_next(f);
-}
-
-/* Upstream thread: try the next upstream for a nar, or end the fetch. */
-static void attempt_next(struct fetch *f)
-{
-	struct cairn_edge *e = f->e;
-	int any_up = 0;
-	for (size_t i = 0; i < e->n_ups; i++)
-		any_up |= e->ups[i].up;
-	for (; f->next_up < e->n_ups; f->next_up++) {
-		struct upstream *u = &e->ups[f->order[f->next_up]];
-		if (!u->up && any_up)
-			continue; /* skipped while down; its probe brings it back */
-		struct cairn_http_request rq = {
-			.method = CAIRN_HTTP_GET,
-			.server = u->srv,
-			.url = f->upath,
-			.range_start = f->written,
-			.max_body = f->max_size >= 0 ? (uint64_t)f->max_size + 1 : CAIRN_EDGE_NAR_MAX,
-			.on_headers = f_headers,
-			.on_data = f_data,
-			.on_done = f_done,
-			.ctx = f,
-		};
-		cairn_http_server_mark_up(u->srv);
-		if (cairn_http_add(e->http, &rq, NULL) < 0)
-			continue;
-		f->cur_up = f->order[f->next_up++];
-		e->active++;
-		return;
-	}
-	if (f->fd >= 0)
-		unlink(f->tmppath);
-	fetch_finish(f, FS_FAIL, f->n404 > 0 && !f->written);
-}
-
 /* Expired 404s: without this, asking for random hashes would grow the map
  * without bound.  (Expired narinfos stay: they are served when every
  * upstream fails.) */
@@ -1792,7 +1902,7 @@ static void *upstream_main(void *arg)
 			if (f->kind == FK_NARINFO)
 				ni_query_start(f);
 			else
-				attempt_next(f);
+				nar_start(f);
 		}
 		ni_queries_poll(e);
 		for (size_t i = 0; i < e->n_ups; i++)
@@ -2064,7 +2174,9 @@ static ssize_t follow_read(void *ctx, uint64_t pos, void *buf, size_t len)
 	struct fetch *f = fl->f;
 	ssize_t r;
 	pthread_mutex_lock(&f->mu);
-	if (!f->mem || pos < f->file_len) {
+	if (fl->rd->cut) {
+		r = CAIRN_ECANCELED;
+	} else if (!f->mem || pos < f->file_len) {
 		if (f->mem && pos + len > f->file_len)
 			len = (size_t)(f->file_len - pos);
 		pthread_mutex_unlock(&f->mu);
@@ -2125,7 +2237,10 @@ static void stream_from(struct miss *m, struct fetch *f, struct reader *rd)
 			cairn_httpd_stream_error(m->s, st == FS_PENDING ? 504 : 502, NULL);
 		return;
 	}
+	pthread_mutex_lock(&f->mu);
 	int64_t total = f->length;
+	rd->started = 1;
+	pthread_mutex_unlock(&f->mu);
 	uint64_t first = 0, last = 0, n = 0;
 	int status = 200;
 	int64_t clen = total;
@@ -2935,6 +3050,15 @@ void cairn_edge_stop(struct cairn_edge *e)
 	}
 	cairn_http_free(e->http);
 	e->http = NULL;
+	while (e->downloads) {
+		struct fetch *f = e->downloads;
+		e->downloads = f->dl_next;
+		cairn_dl_free(f->dl);
+		f->dl = NULL;
+		if (f->fd >= 0 && !f->mem)
+			unlink(f->tmppath);
+		fetch_finish(f, FS_FAIL, 0);
+	}
 	e->jobs = NULL;
 	e->jobs_tail = &e->jobs;
 	fail_all(e);

@@ -60,6 +60,7 @@ struct cairn_dl {
 	bool in_flight;
 	bool refused; /* the caller's on_response turned the answer down */
 	bool continued; /* this source goes on from another's bytes (resume_across) */
+	bool transit;	/* the source failing now failed in transit, not on its bytes */
 	char refuse_why[128];
 	uint64_t bytes;
 	uint64_t verify_failed;
@@ -668,7 +669,9 @@ static void next_source(struct cairn_dl *d, int code, const char *why)
 	reason_add(d, "%s: %s", d->src[d->cur].label, why);
 	if (d->cfg.on_source_failed)
 		d->cfg.on_source_failed(d->cfg.ctx, d->cur, code, why);
-	if (code != CAIRN_EHASH && code != CAIRN_EFORMAT && !d->content_error && carry_on(d))
+	bool transit = d->transit;
+	d->transit = false;
+	if (transit && carry_on(d))
 		return;
 	quiesce(d);
 	pipe_teardown(d);
@@ -819,6 +822,8 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		send_request(d);
 		return;
 	}
+	/* a body over its bound is no transfer to go on with elsewhere */
+	d->transit = res->outcome != CAIRN_HTTP_TOO_LARGE && res->outcome != CAIRN_HTTP_ABORTED;
 	next_source(d, res->err.code ? res->err.code : CAIRN_ENET, cairn_error_msg(&res->err));
 }
 

@@ -255,7 +255,12 @@ static int fs_begin(void *ctx, struct cairn_error *err)
 	pthread_mutex_lock(&f->mu);
 	if (f->mem && f->written)
 		fetch_cut_locked(f, 0);
-	f->same = f->mem ? 0 : f->written;
+	/* what the clients read is the file's first `same` bytes: a start given
+	 * up while it was being compared left the earlier bytes after its own */
+	if (f->mem)
+		f->same = 0;
+	else if (f->written > f->same)
+		f->same = f->written;
 	f->written = f->woken = 0;
 	if (f->mem)
 		f->file_len = f->mbase = f->mlen = 0;
@@ -316,6 +321,13 @@ static int fs_body(void *ctx, const void *data, size_t len, struct cairn_error *
 			cairn_error_errno(&e2, n < 0 ? errno : ENOSPC,
 					  "mirror cache: cannot write a download in '%s/tmp'",
 					  f->e->cache_dir);
+			if (f->same > f->written) {
+				/* the earlier bytes after these stay uncompared */
+				pthread_mutex_lock(&f->mu);
+				fetch_cut_locked(f, f->written);
+				pthread_mutex_unlock(&f->mu);
+				f->same = 0;
+			}
 			fetch_to_memory(f, cairn_error_msg(&e2));
 			break;
 		}

@@ -53,6 +53,14 @@ check "... from one upstream download (two requests)" \
   [ "$(grep -c "^req .* path=/$n0" "$LOG_good")" -eq 2 ]
 check "... and cached: served again without the upstream" \
   bash -c "cmp <(curl -fsS '$url/$n0') '$TMP/good/$n0' && [ \$(grep -c '^req .* path=/$n0' '$LOG_good') -eq 2 ]"
+# The upstream cuts the first answer and answers the Range with the whole
+# file (200): the download starts over from byte 0, its bytes compared with
+# the ones the client already has, and the client goes on.
+curl -fs "$url/${hashes[1]}.narinfo" -o /dev/null
+check "a Range answered with the whole file: the client still gets it whole" \
+  cmp <(curl -fsS "$url/$n1?mode=cut200") "$TMP/good/$n1"
+check "... after the upstream's 200 to the Range" \
+  grep -qE "^req .* path=/$n1\?mode=cut200 range=bytes=[1-9][0-9]*-" "$LOG_good"
 mirror_stop
 
 # Fail-over: the first upstream serves files that fail the checks, the

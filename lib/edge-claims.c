@@ -226,8 +226,8 @@ static int names_key(const struct cairn_narinfo *ni, const char *key)
  * for first.
  */
 void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash,
-				   const struct cairn_narinfo *ni, int loading,
-				   const struct cairn_narinfo *const *srcs)
+				 const struct cairn_narinfo *ni, int loading,
+				 const struct cairn_narinfo *const *srcs)
 {
 	const struct ni_ent *cur = map_get(&e->narinfos, hash);
 	struct cairn_narinfo *old = NULL;

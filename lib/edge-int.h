@@ -425,28 +425,34 @@ struct miss {
 };
 
 /* edge.c: core, fetch lifetime, upstream health, handlers, lifecycle */
-void edge_say(struct cairn_edge *e, enum cairn_edge_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void edge_say(struct cairn_edge *e, enum cairn_edge_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 char *edge_tell(char *out, size_t cap, const char *text);
 void edge_upstream_name(const struct upstream *u, char *out, size_t cap);
 size_t edge_claims_size(size_t n);
 void edge_fetch_unref(struct fetch *f);
-struct fetch *edge_fetch_get_locked(struct cairn_edge *e, enum fkind kind, const char *key, int *joined);
+struct fetch *edge_fetch_get_locked(struct cairn_edge *e, enum fkind kind, const char *key,
+				    int *joined);
 enum fstate edge_fetch_wait(struct fetch *f, enum fstate want, unsigned ms);
 void edge_fetch_finish(struct fetch *f, enum fstate st, int not_found);
 void edge_set_up(struct cairn_edge *e, struct upstream *u, int up, const char *why);
 int edge_defer_miss(struct cairn_edge *e, struct cairn_httpd_req *req, struct miss *m);
 
 /* edge-claims.c */
-void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash, const struct cairn_narinfo *ni, int loading, const struct cairn_narinfo *const *srcs);
+void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash,
+				 const struct cairn_narinfo *ni, int loading,
+				 const struct cairn_narinfo *const *srcs);
 
 /* edge-narinfo.c */
 void edge_ni_ent_free(struct ni_ent *n);
 void edge_refusals_flush(struct cairn_edge *e);
-int edge_load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t len, int64_t fetched);
+int edge_load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t len,
+			 int64_t fetched);
 void edge_ni_query_start(struct fetch *f);
 void edge_ni_queries_poll(struct cairn_edge *e);
 void edge_purge_negatives(struct cairn_edge *e);
-int edge_narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len, int64_t *max_age, int *stale_out, int nowait);
+int edge_narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len,
+			int64_t *max_age, int *stale_out, int nowait);
 void edge_cc_404(char *cc, size_t n, int64_t max_age);
 void edge_miss_narinfo(struct miss *m);
 

@@ -116,8 +116,9 @@ static void cache_write_failed(struct cairn_edge *e, const char *why)
 		return;
 	edge_count(e->c.write_failing, 1);
 	char w[EDGE_WHY_MAX];
-	edge_say(e, CAIRN_EDGE_LOG_WARN, "%s; nars are passed through uncached until it works again",
-	    edge_tell(w, sizeof(w), why));
+	edge_say(e, CAIRN_EDGE_LOG_WARN,
+		 "%s; nars are passed through uncached until it works again",
+		 edge_tell(w, sizeof(w), why));
 }
 
 static void cache_write_works(struct cairn_edge *e)
@@ -534,9 +535,9 @@ static enum cairn_codec_method nar_expect(struct fetch *f, struct cairn_dl_expec
 		if (j == f->n_ex && f->n_ex < CAIRN_DL_MAX_EXPECT) {
 			memcpy(f->ex_sha[j], c->nar_sha, 32);
 			f->ex_size[j] = c->nar_size;
-			ex[j] = (struct cairn_dl_expect){.nar_size = c->nar_size,
-							 .nar_hash = {.algo = CAIRN_HASH_SHA256,
-								      .len = CAIRN_SHA256_LEN}};
+			ex[j] = (struct cairn_dl_expect){
+			    .nar_size = c->nar_size,
+			    .nar_hash = {.algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN}};
 			memcpy(ex[j].nar_hash.digest, c->nar_sha, 32);
 			f->n_ex++;
 		}
@@ -553,8 +554,8 @@ static enum cairn_codec_method nar_expect(struct fetch *f, struct cairn_dl_expec
 	}
 	if (file && agree) {
 		hint->has_file_hash = true;
-		hint->file_hash = (struct cairn_hash){.algo = CAIRN_HASH_SHA256,
-						      .len = CAIRN_SHA256_LEN};
+		hint->file_hash =
+		    (struct cairn_hash){.algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN};
 		memcpy(hint->file_hash.digest, file->file_sha, 32);
 		hint->has_file_size = file->file_size >= 0;
 		hint->file_size = (uint64_t)(file->file_size >= 0 ? file->file_size : 0);
@@ -689,7 +690,7 @@ static int produce(struct fetch *f, struct reader *rd, struct cairn_httpd_stream
 {
 	struct follower fl = {f, rd};
 	const struct httpd_follow src = {
-		.wait = follow_wait, .read = follow_read, .ctx = &fl, .hold_last = true};
+	    .wait = follow_wait, .read = follow_read, .ctx = &fl, .hold_last = true};
 	return httpd_follow_send(s, &src, pos, end, NULL) == 0;
 }
 
@@ -761,7 +762,8 @@ void edge_miss_stream(struct miss *m)
 	if (m->is_nar && !known) {
 		const char *slash = strchr(key + 4, '/');
 		const char *base = slash ? slash + 1 : NULL;
-		if (base && strlen(base) > CAIRN_STORE_HASH_LEN && base[CAIRN_STORE_HASH_LEN] == '-' &&
+		if (base && strlen(base) > CAIRN_STORE_HASH_LEN &&
+		    base[CAIRN_STORE_HASH_LEN] == '-' &&
 		    cairn_store_hash_valid(base, CAIRN_STORE_HASH_LEN)) {
 			char hash[CAIRN_STORE_HASH_LEN + 1];
 			int64_t ma;

@@ -32,8 +32,8 @@
 #include "cairn/banned.h"
 
 static const char *const refusal_kind[REFUSED_KINDS] = {
-	"for their signatures", "for naming another store path", "as unreadable",
-	"for too few agreeing signatures"};
+    "for their signatures", "for naming another store path", "as unreadable",
+    "for too few agreeing signatures"};
 
 /* --- narinfo bookkeeping ------------------------------------------------------ */
 
@@ -114,7 +114,10 @@ static struct cairn_narinfo *narinfo_accept(struct cairn_edge *e, const char *ha
 		if (!v || edge_trust_decide(&a, 1, hash, e->cfg.trusted, e->cfg.require_sigs, &ta,
 					    v) != 0) {
 			*why = REFUSED_SIGNATURE;
-			edge_tell(why_text, EDGE_WHY_MAX, !v ? "out of memory" : ta.why[0] ? ta.why : v->reason);
+			edge_tell(why_text, EDGE_WHY_MAX,
+				  !v	      ? "out of memory"
+				  : ta.why[0] ? ta.why
+					      : v->reason);
 			free(v);
 			cairn_narinfo_free(ni);
 			return NULL;
@@ -140,15 +143,15 @@ static void refused(struct cairn_edge *e, enum refusal kind, const char *hash, c
 	else
 		snprintf(msg, sizeof(msg), "%s: %s", hash, why);
 	pthread_mutex_lock(&e->log_mu);
-	int tell =
-	    edge_ratelimit_event(&e->refused[kind], edge_now_ms(), e->cfg.log_interval_ms, msg, &before);
+	int tell = edge_ratelimit_event(&e->refused[kind], edge_now_ms(), e->cfg.log_interval_ms,
+					msg, &before);
 	pthread_mutex_unlock(&e->log_mu);
 	if (!tell)
 		return;
 	if (before)
 		edge_say(e, CAIRN_EDGE_LOG_WARN,
-		    "refused the narinfo of %s (and %llu more refused %s before it)", msg,
-		    (unsigned long long)before, refusal_kind[kind]);
+			 "refused the narinfo of %s (and %llu more refused %s before it)", msg,
+			 (unsigned long long)before, refusal_kind[kind]);
 	else
 		edge_say(e, CAIRN_EDGE_LOG_WARN, "refused the narinfo of %s", msg);
 }
@@ -161,18 +164,19 @@ void edge_refusals_flush(struct cairn_edge *e)
 		char last[EDGE_LOG_LINE_MAX];
 		uint64_t n = 0;
 		pthread_mutex_lock(&e->log_mu);
-		int due = edge_ratelimit_due(&e->refused[k], edge_now_ms(), e->cfg.log_interval_ms, &n);
+		int due =
+		    edge_ratelimit_due(&e->refused[k], edge_now_ms(), e->cfg.log_interval_ms, &n);
 		if (due)
 			snprintf(last, sizeof(last), "%s", e->refused[k].last);
 		pthread_mutex_unlock(&e->log_mu);
 		if (due)
-			edge_say(e, CAIRN_EDGE_LOG_WARN, "refused %llu more narinfos %s; the last: %s",
-			    (unsigned long long)n, refusal_kind[k], last);
+			edge_say(e, CAIRN_EDGE_LOG_WARN,
+				 "refused %llu more narinfos %s; the last: %s",
+				 (unsigned long long)n, refusal_kind[k], last);
 	}
 }
 
-int edge_load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t len,
-			   int64_t fetched)
+int edge_load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t len, int64_t fetched)
 {
 	struct cairn_edge *e = ctx;
 	enum refusal why = REFUSED_UNREADABLE;
@@ -331,7 +335,8 @@ static void ni_serve(struct fetch *f, const char *text, size_t len, int64_t max_
 {
 	struct cairn_edge *e = f->e;
 	struct cairn_narinfo *ni = NULL;
-	if (cairn_narinfo_parse(text, len, &ni, NULL) < 0 || cairn_buf_append(&f->body, text, len)) {
+	if (cairn_narinfo_parse(text, len, &ni, NULL) < 0 ||
+	    cairn_buf_append(&f->body, text, len)) {
 		cairn_narinfo_free(ni);
 		edge_fetch_finish(f, FS_FAIL, 0);
 		return;
@@ -532,7 +537,7 @@ static int any_up_locked(const struct cairn_edge *e)
 }
 
 int edge_narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len,
-			  int64_t *max_age, int *stale_out, int nowait)
+			int64_t *max_age, int *stale_out, int nowait)
 {
 	int64_t now = edge_now_s();
 	char *stale = NULL;

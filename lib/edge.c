@@ -155,7 +155,7 @@ static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
  * which.
  */
 struct fetch *edge_fetch_get_locked(struct cairn_edge *e, enum fkind kind, const char *key,
-				      int *joined)
+				    int *joined)
 {
 	struct fetch *f = map_get(&e->inflight, key);
 	void *old;

@@ -51,8 +51,10 @@ static int setup(void **state)
 		return 1;
 	body_hash = nar_hash; /* uncompressed: the file is its own NarHash */
 	/* the same size, one byte changed */
-	snprintf(path, sizeof(path), "cp %s/good.nar %s/bad.nar && printf X | dd of=%s/bad.nar "
-		 "bs=1 seek=1000 conv=notrunc status=none", tmpdir, tmpdir, tmpdir);
+	snprintf(path, sizeof(path),
+		 "cp %s/good.nar %s/bad.nar && printf X | dd of=%s/bad.nar "
+		 "bs=1 seek=1000 conv=notrunc status=none",
+		 tmpdir, tmpdir, tmpdir);
 	if (system(path) != 0)
 		return 1;
 	snprintf(path, sizeof(path), "file://%s", tmpdir);

@@ -58,7 +58,7 @@ static int url_key(const char *url, char key[CAIRN_EDGE_KEY_MAX + 1])
 static int claim_same(const struct nar_claim *a, const struct nar_claim *b)
 {
 	if (a->has_file != b->has_file || a->has_nar != b->has_nar || a->by_nar != b->by_nar ||
-	    a->cacheable != b->cacheable)
+	    a->cacheable != b->cacheable || a->plain != b->plain)
 		return 0;
 	if (a->has_file && (memcmp(a->file_sha, b->file_sha, 32) || a->file_size != b->file_size))
 		return 0;
@@ -98,6 +98,7 @@ static int claim_make(const struct cairn_edge *e, const struct cairn_narinfo *ni
 		memcpy(c->file_sha, c->nar_sha, 32);
 		c->file_size = (int64_t)ni->nar_size;
 		c->cacheable = 1;
+		c->plain = 1;
 		return 0;
 	}
 	if (fh) {

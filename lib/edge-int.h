@@ -189,6 +189,7 @@ struct nar_claim {
 	/* its checks reach what the trusted signatures cover: bytes that pass
 	 * them may be cached */
 	int cacheable;
+	int plain; /* Compression: none: the file is its own NarHash (checked as a NAR) */
 	/* upstreams (a bit each) whose narinfo, among those the served one
 	 * was accepted from, names this URL: the nar is asked of them first.
 	 * Not part of what the bytes must be (claim_same). */

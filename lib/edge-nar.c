@@ -66,8 +66,7 @@ static int cand_size_ok(const struct fetch *f, int64_t total)
 /* A claim on an uncompressed nar: the file is its own NarHash (claim_make). */
 static int claim_plain(const struct nar_claim *c)
 {
-	return !c->by_nar && c->has_nar && c->has_file && !memcmp(c->file_sha, c->nar_sha, 32) &&
-	       c->file_size == (int64_t)c->nar_size;
+	return c->plain;
 }
 
 /* Do the bytes of f (SHA-256 sha) meet claim c? */

@@ -7,6 +7,7 @@
  *     caller's HTTP client;
  *   - the pool: worker threads that run pipelines, so that the network
  *     thread only moves bytes.
+ * The sinks that restore a tree or keep a file are in download-sink.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +33,10 @@ struct chunk {
 
 struct cairn_dl {
 	struct cairn_dl_config cfg;
-	struct cairn_dl_expect ex;
+	struct cairn_dl_expect ex[CAIRN_DL_MAX_EXPECT];
+	size_t n_ex; /* 0: unchecked, the source's hints only */
+	size_t met;  /* the expectation the NAR met */
+	uint64_t max_nar; /* the largest NarSize of ex */
 	struct cairn_dl_source src[CAIRN_DL_MAX_SOURCES];
 	size_t n_src, cur;
 	struct cairn_dl_sink sink;
@@ -55,6 +59,10 @@ struct cairn_dl {
 	bool plain_retried; /* asked again from byte 0 after a bad range */
 	bool content_error; /* the bytes failed a check: do not resume */
 	bool in_flight;
+	bool refused; /* the caller's on_response turned the answer down */
+	bool continued; /* this source goes on from another's bytes (resume_across) */
+	bool transit;	/* the source failing now failed in transit, not on its bytes */
+	char refuse_why[128];
 	uint64_t bytes;
 	uint64_t verify_failed;
 	struct cairn_buf reason;
@@ -111,7 +119,7 @@ static int p_file_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_
 static int p_file_data(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
 	struct cairn_dl *d = ctx;
-	if (d->ca_on && d->ca_root_file && d->ex.ca.method != CAIRN_CA_NAR) {
+	if (d->ca_on && d->ca_root_file && d->ex[0].ca.method != CAIRN_CA_NAR) {
 		int rc = cairn_ca_verify_update(&d->cav, data, len, err);
 		if (rc)
 			return rc;
@@ -149,7 +157,7 @@ static int nar_out(void *ctx, const void *data, size_t len)
 {
 	struct cairn_dl *d = ctx;
 	int rc;
-	if (d->ca_on && d->ex.ca.method == CAIRN_CA_NAR) {
+	if (d->ca_on && d->ex[0].ca.method == CAIRN_CA_NAR) {
 		rc = cairn_ca_verify_update(&d->cav, data, len, &d->perr);
 		if (rc)
 			return rc;
@@ -185,24 +193,27 @@ static int pipe_setup(struct cairn_dl *d)
 	const struct cairn_dl_source *s = &d->src[d->cur];
 	pipe_teardown(d);
 	cairn_error_init(&d->perr);
+	int rc;
 	/* A little slack over NarSize would let a lying server make us work
 	 * harder; the cap is exactly what the signature promised. */
-	int rc = cairn_codec_new(&d->codec, s->method, CAIRN_CODEC_DECOMPRESS,
-				 CAIRN_CODEC_LEVEL_DEFAULT, d->ex.nar_size, &d->perr);
-	if (rc)
-		return rc;
-	struct cairn_nar_limits lim = {.max_nar_size = d->ex.nar_size};
-	d->parser = cairn_nar_parser_new(&pipe_cb, d, &lim);
-	if (!d->parser)
-		return cairn_error_set(&d->perr, CAIRN_ENOMEM, "out of memory");
+	if (d->n_ex) {
+		rc = cairn_codec_new(&d->codec, s->method, CAIRN_CODEC_DECOMPRESS,
+				     CAIRN_CODEC_LEVEL_DEFAULT, d->max_nar, &d->perr);
+		if (rc)
+			return rc;
+		struct cairn_nar_limits lim = {.max_nar_size = d->max_nar};
+		d->parser = cairn_nar_parser_new(&pipe_cb, d, &lim);
+		if (!d->parser)
+			return cairn_error_set(&d->perr, CAIRN_ENOMEM, "out of memory");
+	}
 	if (s->has_file_hash && s->file_hash.algo == CAIRN_HASH_SHA256) {
 		rc = cairn_sha256_init(&d->filehash);
 		if (rc)
 			return cairn_error_set(&d->perr, rc, "cannot hash");
 		d->filehash_on = true;
 	}
-	if (d->ex.by_ca) {
-		rc = cairn_ca_verify_init(&d->cav, &d->ex.ca, &d->ex.sp, &d->perr);
+	if (d->n_ex && d->ex[0].by_ca) {
+		rc = cairn_ca_verify_init(&d->cav, &d->ex[0].ca, &d->ex[0].sp, &d->perr);
 		if (rc)
 			return rc;
 		d->ca_on = true;
@@ -223,13 +234,14 @@ static int pipe_feed(struct cairn_dl *d, const void *data, size_t len)
 		if (rc)
 			return rc;
 	}
+	if (!d->n_ex)
+		return 0;
 	return cairn_codec_write(d->codec, data, len, nar_out, d, &d->perr);
 }
 
-/* Everything is in: check it all.  0 when the sink holds the expected NAR. */
-static int pipe_verify(struct cairn_dl *d)
+/* The NAR against the expectations: d->met is the one it meets. */
+static int pipe_verify_nar(struct cairn_dl *d)
 {
-	const struct cairn_dl_source *s = &d->src[d->cur];
 	int rc = cairn_codec_finish(d->codec, nar_out, d, &d->perr);
 	if (rc)
 		return rc;
@@ -240,17 +252,33 @@ static int pipe_verify(struct cairn_dl *d)
 	if (cairn_nar_parser_hash(d->parser, &h))
 		return cairn_error_set(&d->perr, CAIRN_EHASH, "no NAR hash");
 	uint64_t size = cairn_nar_parser_size(d->parser);
-	if (size != d->ex.nar_size)
-		return cairn_error_set(&d->perr, CAIRN_EHASH, "NAR is %llu bytes, NarSize says %llu",
-				       (unsigned long long)size, (unsigned long long)d->ex.nar_size);
-	if (!cairn_hash_equal(&h, &d->ex.nar_hash)) {
-		char got[CAIRN_HASH_STR_MAX], want[CAIRN_HASH_STR_MAX];
-		cairn_hash_format(&h, CAIRN_HASH_NIX32, got, sizeof(got));
-		cairn_hash_format(&d->ex.nar_hash, CAIRN_HASH_NIX32, want, sizeof(want));
+	for (d->met = 0; d->met < d->n_ex; d->met++)
+		if (size == d->ex[d->met].nar_size && cairn_hash_equal(&h, &d->ex[d->met].nar_hash))
+			return 0;
+	const struct cairn_dl_expect *x = &d->ex[0];
+	char got[CAIRN_HASH_STR_MAX], want[CAIRN_HASH_STR_MAX];
+	cairn_hash_format(&h, CAIRN_HASH_NIX32, got, sizeof(got));
+	if (d->n_ex > 1)
 		return cairn_error_set(&d->perr, CAIRN_EHASH,
-				       "hash mismatch: the NAR hashes to %s, not the NarHash %s", got,
-				       want);
-	}
+				       "hash mismatch: the NAR (%llu bytes) hashes to %s, none of "
+				       "the %zu NarHashes it may have",
+				       (unsigned long long)size, got, d->n_ex);
+	if (size != x->nar_size)
+		return cairn_error_set(&d->perr, CAIRN_EHASH, "NAR is %llu bytes, NarSize says %llu",
+				       (unsigned long long)size, (unsigned long long)x->nar_size);
+	cairn_hash_format(&x->nar_hash, CAIRN_HASH_NIX32, want, sizeof(want));
+	return cairn_error_set(&d->perr, CAIRN_EHASH,
+			       "hash mismatch: the NAR hashes to %s, not the NarHash %s", got, want);
+}
+
+/* Everything is in: check it all.  0 when the sink holds the expected NAR
+ * (unchecked: the bytes the source's hints promised). */
+static int pipe_verify(struct cairn_dl *d)
+{
+	const struct cairn_dl_source *s = &d->src[d->cur];
+	int rc = d->n_ex ? pipe_verify_nar(d) : 0;
+	if (rc)
+		return rc;
 	if (s->has_file_size && s->file_size != d->fed)
 		return cairn_error_set(&d->perr, CAIRN_EHASH,
 				       "file is %llu bytes, FileSize says %llu",
@@ -264,7 +292,7 @@ static int pipe_verify(struct cairn_dl *d)
 	}
 	if (d->ca_on) {
 		d->ca_on = false;
-		if (d->ex.ca.method != CAIRN_CA_NAR && !d->ca_root_file)
+		if (d->ex[0].ca.method != CAIRN_CA_NAR && !d->ca_root_file)
 			return cairn_error_set(&d->perr, CAIRN_EHASH,
 					       "CA names a flat file but the NAR is not one");
 		rc = cairn_ca_verify_final(&d->cav, &d->perr);
@@ -506,6 +534,7 @@ static bool queue_chunk(struct cairn_dl *d, const void *data, size_t len, bool r
 
 static void next_source(struct cairn_dl *d, int code, const char *why);
 static void send_request(struct cairn_dl *d);
+static bool retry_alone(struct cairn_dl *d, const char *why);
 
 static void reason_add(struct cairn_dl *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reason_add(struct cairn_dl *d, const char *fmt, ...)
@@ -525,6 +554,7 @@ static void finish(struct cairn_dl *d, int code)
 	    .code = code,
 	    .source = d->cur,
 	    .method = d->cur < d->n_src ? d->src[d->cur].method : CAIRN_CODEC_NONE,
+	    .expect = d->met,
 	    .bytes = d->bytes,
 	    .verify_failed = d->verify_failed,
 	    .headline = d->headline,
@@ -540,6 +570,8 @@ static void finish(struct cairn_dl *d, int code)
 
 static void verdict(struct cairn_dl *d, int rc)
 {
+	if (rc && retry_alone(d, cairn_error_msg(&d->perr)))
+		return;
 	if (rc) {
 		d->verify_failed |= (uint64_t)1 << d->cur;
 		next_source(d, rc, cairn_error_msg(&d->perr));
@@ -560,6 +592,7 @@ static void start_source(struct cairn_dl *d)
 		d->received = d->range_start = 0;
 		d->resumes = 0;
 		d->accept_ranges = d->bad_range = d->plain_retried = d->content_error = false;
+		d->continued = false;
 		quiesce(d);
 		if (pipe_setup(d)) {
 			/* The local side cannot take it (no space, no memory):
@@ -578,12 +611,69 @@ static void start_source(struct cairn_dl *d)
 	finish(d, CAIRN_ENET);
 }
 
+/* Do sources a and b serve the very same file, as far as can be told? */
+static bool same_file(const struct cairn_dl_source *a, const struct cairn_dl_source *b)
+{
+	return a->method == b->method && a->has_file_hash == b->has_file_hash &&
+	       (!a->has_file_hash || cairn_hash_equal(&a->file_hash, &b->file_hash)) &&
+	       a->has_file_size == b->has_file_size &&
+	       (!a->has_file_size || a->file_size == b->file_size);
+}
+
+/*
+ * This source failed in transit (resume_across): the next one that can be
+ * asked, when it serves the same file, is asked for the rest with Range,
+ * the bytes so far kept.  false when there is no such source.
+ */
+static bool carry_on(struct cairn_dl *d)
+{
+	size_t i = d->cur + 1;
+	if (!d->cfg.resume_across || !d->received)
+		return false;
+	while (i < d->n_src && d->src[i].server && cairn_http_server_down(d->src[i].server))
+		i++;
+	if (i >= d->n_src || !same_file(&d->src[d->cur], &d->src[i]))
+		return false;
+	d->cur = i;
+	d->resumes = 0;
+	d->accept_ranges = d->bad_range = d->plain_retried = false;
+	d->continued = true;
+	d->range_start = d->received;
+	send_request(d);
+	return true;
+}
+
+/*
+ * Bytes that went on from another server's failed the checks: which one
+ * sent the bad part cannot be told, so the source at hand is asked once
+ * more from byte 0, alone.  false when that cannot be done.
+ */
+static bool retry_alone(struct cairn_dl *d, const char *why)
+{
+	if (!d->continued)
+		return false;
+	d->continued = false;
+	reason_add(d, "%s: %s (after another server's bytes)", d->src[d->cur].label, why);
+	quiesce(d);
+	if (pipe_setup(d) != 0)
+		return false;
+	d->received = d->range_start = 0;
+	d->resumes = 0;
+	d->content_error = d->refused = false;
+	send_request(d);
+	return true;
+}
+
 /* This source failed for good: note why and go to the next one. */
 static void next_source(struct cairn_dl *d, int code, const char *why)
 {
 	reason_add(d, "%s: %s", d->src[d->cur].label, why);
 	if (d->cfg.on_source_failed)
 		d->cfg.on_source_failed(d->cfg.ctx, d->cur, code, why);
+	bool transit = d->transit;
+	d->transit = false;
+	if (transit && carry_on(d))
+		return;
 	quiesce(d);
 	pipe_teardown(d);
 	d->cur++;
@@ -606,6 +696,7 @@ static void next_source(struct cairn_dl *d, int code, const char *why)
 static bool restart_pipeline(struct cairn_dl *d)
 {
 	d->received = 0;
+	d->continued = false;
 	if (d->pool)
 		return queue_chunk(d, NULL, 0, true);
 	return pipe_setup(d) == 0;
@@ -616,9 +707,9 @@ static int on_headers(void *ctx, const struct cairn_http_response *resp)
 	struct cairn_dl *d = ctx;
 	if (resp->accept_ranges)
 		d->accept_ranges = true;
-	if (resp->status < 200 || resp->status > 299 || d->range_start == 0)
+	if (resp->status < 200 || resp->status > 299)
 		return 0;
-	if (resp->status == 200) {
+	if (d->range_start && resp->status == 200) {
 		/* HTTP lets a server ignore Range: this body is the whole file.
 		 * What came before is dropped, never trusted twice. */
 		if (!restart_pipeline(d)) {
@@ -626,10 +717,15 @@ static int on_headers(void *ctx, const struct cairn_http_response *resp)
 			return 1;
 		}
 		d->range_start = 0;
-		return 0;
-	}
-	if (resp->status != 206 || resp->range_first != (int64_t)d->range_start) {
+	} else if (d->range_start &&
+		   (resp->status != 206 || resp->range_first != (int64_t)d->range_start)) {
 		d->bad_range = true;
+		return 1;
+	}
+	if (d->cfg.on_response &&
+	    d->cfg.on_response(d->cfg.ctx, d->cur, d->range_start, resp, d->refuse_why,
+			       sizeof(d->refuse_why))) {
+		d->refused = true;
 		return 1;
 	}
 	return 0;
@@ -682,6 +778,14 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 			d->content_error = true;
 		pthread_mutex_unlock(&p->mu);
 	}
+	if (d->refused) {
+		d->refused = false;
+		d->verify_failed |= (uint64_t)1 << d->cur;
+		next_source(d, CAIRN_EHASH, d->refuse_why);
+		return;
+	}
+	if (d->content_error && retry_alone(d, cairn_error_msg(&d->perr)))
+		return;
 	if (d->content_error) {
 		d->verify_failed |= (uint64_t)1 << d->cur;
 		next_source(d, d->perr.code ? d->perr.code : CAIRN_EFORMAT,
@@ -719,6 +823,8 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		send_request(d);
 		return;
 	}
+	/* a body over its bound is no transfer to go on with elsewhere */
+	d->transit = res->outcome != CAIRN_HTTP_TOO_LARGE && res->outcome != CAIRN_HTTP_ABORTED;
 	next_source(d, res->err.code ? res->err.code : CAIRN_ENET, cairn_error_msg(&res->err));
 }
 
@@ -726,7 +832,8 @@ static void send_request(struct cairn_dl *d)
 {
 	const struct cairn_dl_source *s = &d->src[d->cur];
 	uint64_t max = s->has_file_size ? s->file_size
-					: d->ex.nar_size + d->ex.nar_size / 8 + 65536;
+		       : d->n_ex    ? d->max_nar + d->max_nar / 8 + 65536
+				    : CAIRN_HTTP_BODY_MAX;
 	if (max > CAIRN_HTTP_BODY_MAX)
 		max = CAIRN_HTTP_BODY_MAX;
 	struct cairn_http_request rq = {
@@ -776,8 +883,24 @@ int cairn_dl_start(struct cairn_dl **out, const struct cairn_dl_config *cfg,
 		   const struct cairn_dl_expect *ex, const struct cairn_dl_source *src, size_t n,
 		   const struct cairn_dl_sink *sink, struct cairn_error *err)
 {
-	if (!cfg || !cfg->http || !cfg->on_done || !ex || !sink || n == 0)
+	if (!ex)
 		return cairn_error_set(err, CAIRN_EINVAL, "download: bad arguments");
+	return cairn_dl_start_any(out, cfg, ex, 1, src, n, sink, err);
+}
+
+int cairn_dl_start_any(struct cairn_dl **out, const struct cairn_dl_config *cfg,
+		       const struct cairn_dl_expect *ex, size_t n_ex,
+		       const struct cairn_dl_source *src, size_t n,
+		       const struct cairn_dl_sink *sink, struct cairn_error *err)
+{
+	if (!cfg || !cfg->http || !cfg->on_done || (n_ex && !ex) || !sink || n == 0 ||
+	    n_ex > CAIRN_DL_MAX_EXPECT || (!n_ex && (sink->tree || sink->nar)))
+		return cairn_error_set(err, CAIRN_EINVAL, "download: bad arguments");
+	/* one CA check per pipeline: an item accepted by its CA is one expectation */
+	for (size_t i = 0; i < n_ex; i++)
+		if (ex[i].by_ca && n_ex > 1)
+			return cairn_error_set(err, CAIRN_EINVAL,
+					       "download: a CA check with other expectations");
 	if (n > CAIRN_DL_MAX_SOURCES)
 		return cairn_error_set(err, CAIRN_ELIMIT, "download: more than %d sources",
 				       CAIRN_DL_MAX_SOURCES);
@@ -791,7 +914,12 @@ int cairn_dl_start(struct cairn_dl **out, const struct cairn_dl_config *cfg,
 		d->cfg.retry_delay_ms = 100;
 	if (d->cfg.max_resumes > 16)
 		d->cfg.max_resumes = 16; /* and so the doubling stays small */
-	d->ex = *ex;
+	if (n_ex)
+		memcpy(d->ex, ex, n_ex * sizeof(*ex));
+	d->n_ex = n_ex;
+	for (size_t i = 0; i < n_ex; i++)
+		if (ex[i].nar_size > d->max_nar)
+			d->max_nar = ex[i].nar_size;
 	memcpy(d->src, src, n * sizeof(*src));
 	d->n_src = n;
 	d->sink = *sink;
@@ -824,216 +952,6 @@ void cairn_dl_free(struct cairn_dl *d)
 	free(d);
 }
 
-/* ---- sinks ---------------------------------------------------------------- */
-
-struct cairn_dl_tree {
-	char *target;
-	unsigned flags;
-	struct cairn_nar_restore *r;
-};
-
-static int tree_begin(void *ctx, struct cairn_error *err)
-{
-	struct cairn_dl_tree *t = ctx;
-	cairn_nar_restore_free(t->r);
-	t->r = NULL;
-	int rc = cairn_nar_restore_new(t->target, &t->r, err);
-	if (!rc && t->flags)
-		cairn_nar_restore_set_flags(t->r, t->flags);
-	return rc;
-}
-
-static void tree_discard(void *ctx)
-{
-	struct cairn_dl_tree *t = ctx;
-	cairn_nar_restore_free(t->r); /* removes what it made */
-	t->r = NULL;
-}
-
-#define TREE_FWD(name, ...)                                                                        \
-	struct cairn_dl_tree *t = ctx;                                                             \
-	return t->r ? cairn_nar_restore_callbacks.name(t->r, __VA_ARGS__) : 0
-
-static int tree_dir_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	TREE_FWD(directory_begin, n, err);
-}
-static int tree_dir_end(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	TREE_FWD(directory_end, n, err);
-}
-static int tree_file_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	TREE_FWD(file_begin, n, err);
-}
-static int tree_file_data(void *ctx, const void *data, size_t len, struct cairn_error *err)
-{
-	TREE_FWD(file_data, data, len, err);
-}
-static int tree_file_end(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	TREE_FWD(file_end, n, err);
-}
-static int tree_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
-{
-	TREE_FWD(symlink, n, err);
-}
-#undef TREE_FWD
-
-static const struct cairn_nar_callbacks tree_cb = {
-    .directory_begin = tree_dir_begin,
-    .directory_end = tree_dir_end,
-    .file_begin = tree_file_begin,
-    .file_data = tree_file_data,
-    .file_end = tree_file_end,
-    .symlink = tree_symlink,
-};
-
-int cairn_dl_tree_new(struct cairn_dl_tree **out, const char *target, unsigned flags,
-		      struct cairn_error *err)
-{
-	struct cairn_dl_tree *t = calloc(1, sizeof(*t));
-	if (!t || !(t->target = strdup(target))) {
-		free(t);
-		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
-	}
-	t->flags = flags;
-	*out = t;
-	return 0;
-}
-
-void cairn_dl_tree_sink(struct cairn_dl_tree *t, struct cairn_dl_sink *out)
-{
-	*out = (struct cairn_dl_sink){
-	    .begin = tree_begin, .tree = &tree_cb, .discard = tree_discard, .ctx = t};
-}
-
-int cairn_dl_tree_commit(struct cairn_dl_tree *t, struct cairn_error *err)
-{
-	if (!t->r)
-		return cairn_error_set(err, CAIRN_EINVAL, "download: no tree to commit");
-	return cairn_nar_restore_commit(t->r, err);
-}
-
-void cairn_dl_tree_free(struct cairn_dl_tree *t)
-{
-	if (!t)
-		return;
-	cairn_nar_restore_free(t->r);
-	free(t->target);
-	free(t);
-}
-
-struct cairn_dl_file {
-	char *path;
-	char *tmp;
-	int fd;
-};
-
-static void file_discard(void *ctx)
-{
-	struct cairn_dl_file *f = ctx;
-	if (f->fd >= 0)
-		close(f->fd);
-	f->fd = -1;
-	if (f->tmp) {
-		unlink(f->tmp);
-		free(f->tmp);
-		f->tmp = NULL;
-	}
-}
-
-static int file_begin(void *ctx, struct cairn_error *err)
-{
-	struct cairn_dl_file *f = ctx;
-	file_discard(f);
-	/* Beside the target, so that the rename cannot cross file systems. */
-	const char *slash = strrchr(f->path, '/');
-	size_t dlen = slash ? (size_t)(slash - f->path) : 0;
-	size_t n = strlen(f->path) + 32;
-	if (!(f->tmp = malloc(n)))
-		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
-	if (slash)
-		snprintf(f->tmp, n, "%.*s/.%s.XXXXXX", (int)dlen, f->path, slash + 1);
-	else
-		snprintf(f->tmp, n, ".%s.XXXXXX", f->path);
-	f->fd = mkostemp(f->tmp, O_CLOEXEC);
-	if (f->fd < 0) {
-		int rc = cairn_error_errno(err, errno, "cannot create '%s'", f->tmp);
-		free(f->tmp);
-		f->tmp = NULL;
-		return rc;
-	}
-	return 0;
-}
-
-static int file_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
-{
-	struct cairn_dl_file *f = ctx;
-	const char *p = data;
-	while (len) {
-		ssize_t w = write(f->fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return cairn_error_errno(err, w < 0 ? errno : ENOSPC, "cannot write '%s'",
-						 f->tmp);
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-int cairn_dl_file_new(struct cairn_dl_file **out, const char *path, struct cairn_error *err)
-{
-	struct cairn_dl_file *f = calloc(1, sizeof(*f));
-	if (!f || !(f->path = strdup(path))) {
-		free(f);
-		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
-	}
-	f->fd = -1;
-	*out = f;
-	return 0;
-}
-
-void cairn_dl_file_sink(struct cairn_dl_file *f, struct cairn_dl_sink *out)
-{
-	*out = (struct cairn_dl_sink){
-	    .begin = file_begin, .nar = file_nar, .discard = file_discard, .ctx = f};
-}
-
-void cairn_dl_file_body_sink(struct cairn_dl_file *f, struct cairn_dl_sink *out)
-{
-	*out = (struct cairn_dl_sink){
-	    .begin = file_begin, .body = file_nar, .discard = file_discard, .ctx = f};
-}
-
-int cairn_dl_file_commit(struct cairn_dl_file *f, struct cairn_error *err)
-{
-	if (f->fd < 0 || !f->tmp)
-		return cairn_error_set(err, CAIRN_EINVAL, "download: no file to commit");
-	if (fsync(f->fd) != 0)
-		return cairn_error_errno(err, errno, "cannot write '%s'", f->tmp);
-	if (fchmod(f->fd, 0644) != 0)
-		return cairn_error_errno(err, errno, "cannot chmod '%s'", f->tmp);
-	if (rename(f->tmp, f->path) != 0)
-		return cairn_error_errno(err, errno, "cannot rename to '%s'", f->path);
-	free(f->tmp);
-	f->tmp = NULL;
-	close(f->fd);
-	f->fd = -1;
-	return 0;
-}
-
-void cairn_dl_file_free(struct cairn_dl_file *f)
-{
-	if (!f)
-		return;
-	file_discard(f);
-	free(f->path);
-	free(f);
-}
-
 /* ---- a tree already on disk ------------------------------------------------ */
 
 static int check_dump_out(void *ctx, const void *data, size_t len, struct cairn_error *err)
@@ -1048,7 +966,8 @@ int cairn_dl_check_tree(const char *path, const struct cairn_dl_expect *ex,
 	struct cairn_dl *d = calloc(1, sizeof(*d));
 	if (!d)
 		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
-	d->ex = *ex;
+	d->ex[0] = *ex;
+	d->n_ex = 1;
 	if (sink) {
 		d->sink = *sink;
 		d->sink.begin = NULL;

@@ -1,7 +1,7 @@
 /*
  * download.h - the one download-and-verify engine (internal to libcairn).
- * fetch, challenge and sync get a store item's bytes through it (the
- * mirror's nar downloads do not yet: docs/ARCHITECTURE.md):
+ * fetch, challenge, sync and the mirror get a store item's bytes through
+ * it:
  *
  *   HTTP body --> FileSize, FileHash --> codec --> NAR parser --> sink
  *                                                  NarHash, NarSize, CA
@@ -26,7 +26,8 @@
  *     parse, NarHash, NarSize, CA) end the source: such a server is not
  *     asked to resume, and the result says which sources failed that way.
  * A new source starts from byte 0 with a fresh pipeline and a fresh sink
- * target: its file may be another compression of the same NAR.
+ * target: its file may be another compression of the same NAR (unless
+ * resume_across says the sources serve one file).
  *
  * The sink receives the NAR's entries and/or its bytes while they stream;
  * they are only verified once the whole body is in.  So a sink writes to a
@@ -54,6 +55,7 @@
 #include "cairn/storepath.h"
 
 #define CAIRN_DL_MAX_SOURCES 64
+#define CAIRN_DL_MAX_EXPECT 16
 #define CAIRN_DL_REASON_MAX 1024
 /* Bytes of one download queued for its worker before the network thread
  * waits (unpacking slower than the network). */
@@ -100,6 +102,7 @@ struct cairn_dl_sink {
 struct cairn_dl_result {
 	int code;		   /* 0: the sink holds exactly the expected NAR */
 	size_t source;		   /* the source that delivered (code 0) */
+	size_t expect;		   /* the expectation it met (code 0, checked) */
 	enum cairn_codec_method method;
 	uint64_t bytes;		   /* body bytes received, all sources */
 	uint64_t verify_failed;	   /* bit i: source i sent bytes that failed a check */
@@ -126,9 +129,20 @@ struct cairn_dl_config {
 	struct cairn_dl_pool *pool;  /* NULL: the pipeline runs in on_data */
 	unsigned max_resumes;	     /* per source; default 3 when 0 */
 	unsigned retry_delay_ms;     /* first retry's delay, doubling; default 100 */
+	/* The sources serve the very same file (mirrors of one cache, the
+	 * same path): a source that fails in transit hands what it sent on
+	 * to the next one with the same method and hints, which is asked for
+	 * the rest with Range.  Bytes so put together that fail a check are
+	 * asked again of that source from byte 0, alone. */
+	bool resume_across;
 	/* Exactly once; the download may be freed from inside. */
 	void (*on_done)(void *ctx, const struct cairn_dl_result *r);
 	void (*on_bytes)(void *ctx, size_t n); /* body bytes as they arrive */
+	/* A 2xx answer whose body goes on from byte `first` (0: the whole
+	 * file; the sink was begun for it), or NULL.  Non-zero turns it down
+	 * as bytes that fail a check would be (why says why): the next source. */
+	int (*on_response)(void *ctx, size_t source, uint64_t first,
+			   const struct cairn_http_response *resp, char *why, size_t cap);
 	/* A source failed for good (why names it), before the next is tried. */
 	void (*on_source_failed)(void *ctx, size_t source, int code, const char *why);
 	void *ctx;
@@ -145,6 +159,19 @@ struct cairn_dl;
 int cairn_dl_start(struct cairn_dl **out, const struct cairn_dl_config *cfg,
 		   const struct cairn_dl_expect *ex, const struct cairn_dl_source *src, size_t n,
 		   const struct cairn_dl_sink *sink, struct cairn_error *err);
+/*
+ * The same with ex[0..n_ex) acceptable: one URL that several signed
+ * narinfos name (the mirror), each with its NarHash and NarSize; the NAR
+ * must be one of them (result.expect says which).  At most one of them,
+ * alone, may be by_ca.  n_ex == 0 checks only the sources' FileSize and
+ * FileHash and passes the body through to a body-only sink: bytes the
+ * caller has nothing signed to check against, which it must not trust
+ * (the mirror streams them, never keeps them).
+ */
+int cairn_dl_start_any(struct cairn_dl **out, const struct cairn_dl_config *cfg,
+		       const struct cairn_dl_expect *ex, size_t n_ex,
+		       const struct cairn_dl_source *src, size_t n,
+		       const struct cairn_dl_sink *sink, struct cairn_error *err);
 /*
  * One more source, tried after the others (an answer that came in after
  * the download started).  Only before on_done; CAIRN_ELIMIT when full.

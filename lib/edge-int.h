@@ -125,4 +125,348 @@ int edge_ratelimit_event(struct edge_ratelimit *r, uint64_t now_ms, uint64_t int
 int edge_ratelimit_due(struct edge_ratelimit *r, uint64_t now_ms, uint64_t interval_ms,
 		       uint64_t *n);
 
+/* --- the mirror's parts (lib/edge*.c) ---------------------------------------- */
+
+/*
+ * edge.c holds the core (fetches in flight, upstream health, the handlers,
+ * the lifecycle); edge-claims.c what a nar URL must be; edge-narinfo.c the
+ * narinfos and their misses; edge-nar.c the nar downloads (on download.h)
+ * and the clients streaming them; edge-pages.c nix-cache-info, /health, /.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "cairn/buf.h"
+#include "cairn/codec.h"
+#include "cairn/edge.h"
+#include "cairn/http.h"
+#include "cairn/httpd.h"
+#include "cairn/narinfo.h"
+#include "cairn/survey.h"
+#include "download.h"
+#include "edge-trust.h"
+#include "metrics.h"
+
+#define EDGE_CHUNK (256 * 1024)
+#define EDGE_WAKE (256 * 1024)
+#define EDGE_STALE_MAX (7 * 24 * 3600) /* keep expired narinfos for stale-if-error */
+#define EDGE_FLUSH_MS 5000
+#define EDGE_PRODUCER_STACK (256 * 1024)
+#define EDGE_MAX_MISSES 4096 /* threads waiting on upstreams or streaming from them */
+#define EDGE_WHY_MAX 256     /* why an upstream is down, as told */
+#define EDGE_PAGE_MAX (1 << 20) /* the / page and /health */
+
+/* Narinfos that may name one nar URL: items whose nars are byte-identical
+ * name the same file (Nix's nar/<FileHash>...), nothing else should. */
+#define EDGE_MAX_CLAIMS 16
+#define SIZE_UNKNOWN (-1) /* no file size the claims agree on */
+/* A download whose temporary file cannot be written keeps its bytes in
+ * memory for the clients streaming it: at most this much per download... */
+#define EDGE_MEM_WINDOW (16u * 1024 * 1024)
+/* ... and this much for all of them together. */
+#define EDGE_MEM_TOTAL (256u * 1024 * 1024)
+
+enum fkind { FK_NARINFO, FK_NAR };
+enum fstate { FS_PENDING = 0, FS_HEADERS, FS_OK, FS_FAIL };
+
+/*
+ * What the file at a nar URL must be, according to the narinfo the mirror
+ * holds (and serves) for one item.  See "Verify before commit" in
+ * docs/cairn-mirror.md for how the claims on one URL decide a download.
+ */
+struct nar_claim {
+	char item[CAIRN_STORE_HASH_LEN + 1]; /* whose narinfo says so */
+	int has_file;			     /* the file's SHA-256 is file_sha */
+	uint8_t file_sha[32];
+	int64_t file_size; /* -1: not said */
+	int has_nar;	   /* NarHash is a SHA-256 (signed, with a keyring) */
+	uint8_t nar_sha[32];
+	uint64_t nar_size;
+	int by_nar; /* decompressed with `method`, the file is nar_sha/nar_size */
+	enum cairn_codec_method method;
+	/* its checks reach what the trusted signatures cover: bytes that pass
+	 * them may be cached */
+	int cacheable;
+	int plain; /* Compression: none: the file is its own NarHash (checked as a NAR) */
+	/* upstreams (a bit each) whose narinfo, among those the served one
+	 * was accepted from, names this URL: the nar is asked of them first.
+	 * Not part of what the bytes must be (claim_same). */
+	uint32_t srcs;
+};
+
+/* e->claims: nar URL (relative, no query) -> the claims of the items naming it */
+struct nar_claims {
+	int overflow; /* a claim did not fit: nothing is cached under this URL */
+	size_t n;
+	struct nar_claim c[];
+};
+
+struct ni_ent {
+	char *text; /* NULL for a 404 */
+	size_t len;
+	int64_t expires;
+};
+
+struct upstream {
+	struct cairn_http_server *srv;
+	/* upstream thread only */
+	int up;
+	int checked; /* a probe or a request has told whether it is up */
+	unsigned backoff_ms;
+	uint64_t next_probe;
+	int probing;
+	/* e->mu; info is replaced only by the upstream thread (and loaded from
+	 * the index before it starts) */
+	char *info;
+	size_t info_len;
+	int up_pub;
+	int checked_pub;
+	char why_pub[EDGE_WHY_MAX]; /* why it is down, printable; "" when up */
+	char name[512];		    /* its base URL as told to people */
+};
+
+/* Narinfos refused, by the kind of reason: each kind is rate-limited on
+ * its own in the log. */
+enum refusal {
+	REFUSED_SIGNATURE,
+	REFUSED_STORE_PATH,
+	REFUSED_UNREADABLE,
+	REFUSED_AGREEMENT,
+	REFUSED_KINDS
+};
+
+
+/* A client streaming a download (f->readers, under f->mu). */
+struct reader {
+	struct reader *next;
+	uint64_t pos; /* next byte it needs */
+	int started;  /* told the length: follows the bytes of one start from byte 0 */
+	int cut;      /* fell behind what memory holds, or the bytes it followed
+		       * were given up: its response fails */
+};
+
+struct fetch {
+	struct cairn_edge *e;
+	int refs; /* e->mu */
+	enum fkind kind;
+	char key[CAIRN_EDGE_KEY_MAX + 1];
+	char upath[CAIRN_EDGE_KEY_MAX + 1]; /* key and the client's query, sent upstream */
+	char hash[CAIRN_STORE_HASH_LEN + 1];
+	struct fetch *qnext;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	/* f->mu */
+	enum fstate state;
+	int not_found;
+	uint64_t written;
+	uint64_t woken; /* written when the followers were last woken */
+	/* The temporary file failed (disk full...): bytes [0, file_len) are
+	 * read from it, bytes [mbase, mbase + mlen) from mbuf, nothing
+	 * between (a reader that needs them is cut). */
+	int mem;
+	uint64_t file_len;
+	char *mbuf;
+	size_t mlen, mcap;
+	uint64_t mbase;
+	struct reader *readers;
+	/* set before state leaves FS_PENDING, read-only after */
+	int64_t length;
+	char ctype[128];
+	int fd; /* also read by the clients, from then on */
+
+	/* upstream thread only */
+	struct cairn_buf body;
+	char tmppath[PATH_MAX];
+	int cache;
+	/* the claims on the URL when the download started (NULL: none, the
+	 * bytes are passed through unchecked) */
+	struct nar_claims *cand;
+	struct cairn_sha256 sha; /* of the body, for the claims' FileHash and the store */
+	int sha_init;
+	int left_table; /* without a file, it could not be joined from the start */
+	/* started again from byte 0: the file's bytes below this are the
+	 * earlier start's, compared with the new ones as they come */
+	uint64_t same;
+	/* a nar: the upstreams in the order they are asked (those whose
+	 * narinfo names it first) */
+	size_t order[CAIRN_EDGE_MAX_UPSTREAMS];
+	/* the download (lib/download.c): its sources' upstreams, the NarHash
+	 * and NarSize it checks against, and the one the bytes met */
+	struct cairn_dl *dl;
+	struct fetch *dl_next; /* e->downloads */
+	size_t src_up[CAIRN_EDGE_MAX_UPSTREAMS];
+	size_t n_ex;
+	uint8_t ex_sha[CAIRN_DL_MAX_EXPECT][32];
+	uint64_t ex_size[CAIRN_DL_MAX_EXPECT];
+	int nar_ok;
+	enum cairn_codec_method nar_method;
+	uint8_t nar_sha[32];
+	uint64_t nar_size;
+	int n404, n_err;
+	int64_t max_age;
+	int no_store;
+
+	/* a narinfo: the survey asking the upstreams (upstream thread only) */
+	struct cairn_survey *sv;
+	size_t sv_ups[CAIRN_EDGE_MAX_UPSTREAMS]; /* its server index -> upstream */
+	struct edge_answer ans[CAIRN_EDGE_MAX_UPSTREAMS]; /* by upstream */
+	size_t n_answered, n_seen;
+	int decided;
+	struct fetch *sv_next; /* e->surveys */
+};
+
+struct counters {
+	struct metric *hits, *misses, *coalesced, *ni_hits, *ni_misses, *stale,
+		*bytes_cache, *bytes_upstream, *up_errors, *verify_fail, *untrusted, *evictions,
+		*ups_up, *probes_failed, *write_failing, *write_errors;
+};
+
+struct cairn_edge {
+	struct cairn_edge_config cfg;
+	char *cache_dir;
+	struct edge_store *store;
+	struct upstream ups[CAIRN_EDGE_MAX_UPSTREAMS];
+	size_t n_ups;
+	struct cairn_httpd *httpd;
+	struct counters c;
+	int have_counters;
+	uint64_t evictions_seen;
+
+	pthread_mutex_t mu;
+	pthread_cond_t job_cond;
+	pthread_cond_t info_cond;
+	struct map inflight; /* key -> struct fetch */
+	struct map narinfos; /* hash -> struct ni_ent */
+	struct map claims;	  /* nar path -> struct nar_claims */
+	uint64_t claims_gen;	  /* changes whenever a claim does */
+	struct fetch *jobs, **jobs_tail;
+	struct fetch *surveys; /* narinfo fetches with a survey alive, upstream thread */
+	struct fetch *downloads; /* nar fetches with a download alive, upstream thread */
+	int stop;
+	unsigned producers; /* producer threads alive */
+	pthread_cond_t producers_cond;
+
+	pthread_t thread;
+	int thread_started;
+	struct cairn_http *http; /* upstream thread */
+	int active;		 /* requests in http, upstream thread */
+
+	atomic_int write_failing; /* the cache's temporary files cannot be written */
+	atomic_size_t mem_used;	  /* bytes held by downloads without a file */
+
+	pthread_mutex_t log_mu;
+	struct edge_ratelimit refused[REFUSED_KINDS]; /* log_mu */
+
+	/* the trusted keys for people: one a line (NULL: none), and the Nix
+	 * ones as nix.conf's trusted-public-keys wants them (NULL: none) */
+	char *keys;
+	char *nix_keys;
+	size_t n_keys;
+};
+
+static inline uint64_t edge_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static inline int64_t edge_now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static inline void edge_count(struct metric *c, uint64_t v)
+{
+	if (c)
+		metric_add(c, v);
+}
+
+static inline void edge_gauge_down(struct metric *g)
+{
+	if (g)
+		metric_sub(g, 1);
+}
+
+/*
+ * Make sure the narinfo for hash is known (fetching it if needed, waiting
+ * on this thread).  Returns LOOKUP_PRESENT (*text a malloc'ed copy when
+ * text is not NULL), LOOKUP_ABSENT, LOOKUP_FAILED (upstreams failing and
+ * nothing stale, or out of memory); with nowait, LOOKUP_WOULD_WAIT where it
+ * would have to wait (the loop's question).
+ */
+enum lookup {
+	LOOKUP_WOULD_WAIT = -2,
+	LOOKUP_FAILED = -1,
+	LOOKUP_ABSENT = 0,
+	LOOKUP_PRESENT = 1,
+};
+
+/*
+ * Misses.  Whatever has to wait for an upstream runs on a thread of its
+ * own, never on the event loop: the handler copies what it needs from the
+ * request, defers the response (cairn_httpd_stream_defer) and returns, so
+ * the loop keeps serving hits.  The thread answers through the stream,
+ * and for a streamed object it goes on as the producer of its bytes.
+ */
+struct miss {
+	struct cairn_edge *e;
+	struct cairn_httpd_stream *s;
+	enum { MISS_STREAM, MISS_NARINFO, MISS_INFO } kind;
+	int is_nar, is_head;
+	char hash[CAIRN_STORE_HASH_LEN + 1];
+	char key[CAIRN_EDGE_KEY_MAX + 1];
+	char query[256];
+	size_t qlen;
+	char range[64];
+	size_t rlen; /* 0: no (usable) Range */
+};
+
+/* edge.c: core, fetch lifetime, upstream health, handlers, lifecycle */
+void edge_say(struct cairn_edge *e, enum cairn_edge_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+char *edge_tell(char *out, size_t cap, const char *text);
+void edge_upstream_name(const struct upstream *u, char *out, size_t cap);
+size_t edge_claims_size(size_t n);
+void edge_fetch_unref(struct fetch *f);
+struct fetch *edge_fetch_get_locked(struct cairn_edge *e, enum fkind kind, const char *key,
+				    int *joined);
+enum fstate edge_fetch_wait(struct fetch *f, enum fstate want, unsigned ms);
+void edge_fetch_finish(struct fetch *f, enum fstate st, int not_found);
+void edge_set_up(struct cairn_edge *e, struct upstream *u, int up, const char *why);
+int edge_defer_miss(struct cairn_edge *e, struct cairn_httpd_req *req, struct miss *m);
+
+/* edge-claims.c */
+void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash,
+				 const struct cairn_narinfo *ni, int loading,
+				 const struct cairn_narinfo *const *srcs);
+
+/* edge-narinfo.c */
+void edge_ni_ent_free(struct ni_ent *n);
+void edge_refusals_flush(struct cairn_edge *e);
+int edge_load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t len,
+			 int64_t fetched);
+void edge_ni_query_start(struct fetch *f);
+void edge_ni_queries_poll(struct cairn_edge *e);
+void edge_purge_negatives(struct cairn_edge *e);
+int edge_narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len,
+			int64_t *max_age, int *stale_out, int nowait);
+void edge_cc_404(char *cc, size_t n, int64_t max_age);
+void edge_miss_narinfo(struct miss *m);
+
+/* edge-nar.c */
+void edge_nar_start(struct fetch *f);
+void edge_miss_stream(struct miss *m);
+
+/* edge-pages.c */
+void edge_miss_info(struct miss *m);
+int edge_h_cache_info(struct cairn_httpd_req *req, void *data);
+int edge_h_health(struct cairn_httpd_req *req, void *data);
+int edge_h_index(struct cairn_httpd_req *req, void *data);
+int edge_keys_describe(struct cairn_edge *e, struct cairn_error *err);
+void edge_say_listening(struct cairn_edge *e);
+
 #endif

@@ -35,7 +35,7 @@ mirror_start() {
 mirror_stop() {
   kill "$MIRROR_PID" 2>/dev/null || true
   wait "$MIRROR_PID" 2>/dev/null || true
-  if grep -qE 'ERROR: AddressSanitizer|runtime error|edge(-store)?\.c' "$MIRROR_LOG" 2>/dev/null; then
+  if grep -qE 'ERROR: AddressSanitizer|runtime error|edge(-[a-z]+)?\.c' "$MIRROR_LOG" 2>/dev/null; then
     cat "$MIRROR_LOG" >&2
     not_ok "cairn mirror ran clean under the sanitizers"
   fi

@@ -7,7 +7,8 @@
 # feed and fetches the item into the cache with no client asking; weather
 # then passes.  A budget stops warming (counted).  A head serving a
 # binary-cache directory with an item signed by a key the mirror does not
-# trust: that item is not warmed, logged, and the others are.
+# trust: that item is not warmed, logged, and the others are.  A forged
+# feed page is refused and not applied.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
@@ -162,5 +163,28 @@ bad_url=$(sed -n 's/^URL: //p' "$BC/$(hp "$bad").narinfo")
 check "  its nar not fetched" test "$(status "$M5/$bad_url" "${OIC[@]}")" = 504
 mirror_stop
 sed 's/^/  | /' "$MIRROR_LOG" | grep follow || true
+
+# 7. a forged page (hashed right, carrying a real page's signature over
+# another statement) is refused and not applied; the follower goes on
+python3 "$SRCDIR/tests/integration/feed-proxy.py" "$BC_URL" "$TMP/mode" "$TMP/proxy-port" &
+cleanup_hooks+=("kill $! 2>/dev/null")
+check "the forging proxy starts" wait_file "$TMP/proxy-port"
+PROXY=http://127.0.0.1:$(cat "$TMP/proxy-port")
+echo pass > "$TMP/mode"
+mirror_start m6 --upstream "$BC_URL" --cache "$TMP/mp" --trusted-key "$TMP/k.pub" \
+  --follow "$PROXY" || { not_ok "the mirror starts"; finish; exit 1; }
+M6=http://127.0.0.1:$MIRROR_PORT
+check "the follower starts through the proxy" wait_log "warming what comes after"
+printf 'forge\n%s\n' "$(hp "$good")" > "$TMP/mode"
+g2=$(pstore_build "$TMP/src" 1 wfg2 3000)
+nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/k.sec&compression=xz" "$g2"
+check "a forged page is refused (counted)" \
+  wait_for 40 metric_ge "$MIRROR_PORT" cairn_mirror_follow_pages_refused_total 1
+check "  and logged" grep -q "follow: page after [0-9]* refused" "$MIRROR_LOG"
+echo pass > "$TMP/mode"
+g3=$(pstore_build "$TMP/src" 1 wfg3 3000)
+nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/k.sec&compression=xz" "$g3"
+check "the follower goes on once pages verify again" wait_for 30 held_at "$M6" "$(hp "$g3")"
+mirror_stop
 
 finish

@@ -8,7 +8,8 @@
 # then passes.  A budget stops warming (counted).  A head serving a
 # binary-cache directory with an item signed by a key the mirror does not
 # trust: that item is not warmed, logged, and the others are.  A forged
-# feed page is refused and not applied.
+# feed page is refused and not applied.  A head that no longer keeps
+# event 1: the first contact reads its snapshot.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
@@ -185,6 +186,24 @@ echo pass > "$TMP/mode"
 g3=$(pstore_build "$TMP/src" 1 wfg3 3000)
 nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/k.sec&compression=xz" "$g3"
 check "the follower goes on once pages verify again" wait_for 30 held_at "$M6" "$(hp "$g3")"
+mirror_stop
+
+# 8. a first contact with a head that no longer keeps event 1 (410): the
+# follower learns where the head is from its verified snapshot
+publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --feed "$TMP/feed-short" --feed-keep 1 \
+  --access-log "$TMP/short.access" || { not_ok "the short-memory head starts"; finish; exit 1; }
+S_URL=$PUBLISH_URL
+nix-store --store "$SRC" --delete "$b3" > /dev/null 2>&1 || true
+pstore_build "$TMP/src" 1 wfs1 100 > /dev/null
+gone() { test "$(status "$S_URL/feed/events?since=0")" = 410; }
+check "the head answers 410 for since=0" wait_for 20 gone
+mirror_start m7 --upstream "$S_URL" --cache "$TMP/ms" --trusted-key "$TMP/k.pub" \
+  --follow "$S_URL" || { not_ok "the mirror starts"; finish; exit 1; }
+M7=http://127.0.0.1:$MIRROR_PORT
+check "the follower starts at the head, from its snapshot" wait_log "warming what comes after"
+check "  which it read" grep -q '"GET /feed/snapshot ' "$TMP/short.access"
+s2=$(pstore_build "$TMP/src" 1 wfs2 3000)
+check "  and warms what comes after" wait_for 30 held_at "$M7" "$(hp "$s2")"
 mirror_stop
 
 finish

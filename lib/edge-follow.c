@@ -389,8 +389,9 @@ static int first_contact(struct cairn_edge_follow *f, struct cairn_error *err)
 		rc = first_from_snapshot(f, err);
 		goto said;
 	}
-	if (rc == 0 && (rc = cairn_feed_doc_parse(page.data, page.len, &doc, err)) == 0) {
-		if ((rc = cairn_feed_doc_verify(&doc, f->cfg.trusted, err)) == 0 &&
+	if (rc == 0) {
+		if ((rc = cairn_feed_doc_parse(page.data, page.len, &doc, err)) == 0 &&
+		    (rc = cairn_feed_doc_verify(&doc, f->cfg.trusted, err)) == 0 &&
 		    (rc = cairn_feed_doc_check_page(&doc, NULL, 0, err)) == 0) {
 			memcpy(f->feed, doc.feed, sizeof(f->feed));
 			f->seq = doc.head;

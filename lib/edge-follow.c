@@ -140,6 +140,9 @@ struct cairn_edge_follow {
 	struct cairn_edge_follow_config cfg;
 	char *feed_url, *edge_url, *state_file;
 	struct counters c;
+	/* monotonic ms since the follower has known of an event it has not
+	 * dealt with yet; 0 while caught up (for the lag in seconds) */
+	atomic_int_fast64_t behind_since;
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
@@ -308,6 +311,10 @@ static void state_save(struct cairn_edge_follow *f)
 
 static void gauges(struct cairn_edge_follow *f, uint64_t head)
 {
+	if (head <= f->seq)
+		atomic_store(&f->behind_since, 0);
+	else if (atomic_load(&f->behind_since) == 0)
+		atomic_store(&f->behind_since, mono_ms());
 	metric_set(f->c.seq, (int64_t)f->seq);
 	metric_set(f->c.head, (int64_t)head);
 	metric_set(f->c.lag, head > f->seq ? (int64_t)(head - f->seq) : 0);
@@ -613,6 +620,16 @@ static void *follow_main(void *arg)
 	return NULL;
 }
 
+/* The lag in seconds: how long the oldest event known and not dealt with
+ * has waited (from when its page came); 0 while caught up. */
+static int lag_seconds(void *ctx, struct metrics_out *o)
+{
+	const struct cairn_edge_follow *f = ctx;
+	int64_t since = atomic_load(&f->behind_since), now = mono_ms();
+	return metrics_emit_ns(o, NULL, 0,
+			       since && now > since ? (uint64_t)(now - since) * 1000000u : 0);
+}
+
 int cairn_edge_follow_new(struct cairn_edge_follow **out, const struct cairn_edge_follow_config *cfg,
 			  struct cairn_httpd *h, struct cairn_error *err)
 {
@@ -667,6 +684,13 @@ int cairn_edge_follow_new(struct cairn_edge_follow **out, const struct cairn_edg
 			cairn_edge_follow_free(f);
 			return rc;
 		}
+	}
+	int rc = metrics_collector(reg, "cairn_mirror_follow_lag_seconds", METRIC_GAUGE,
+				   "how long the oldest feed event not dealt with has waited",
+				   lag_seconds, f, err);
+	if (rc < 0) {
+		cairn_edge_follow_free(f);
+		return rc;
 	}
 	*out = f;
 	return 0;

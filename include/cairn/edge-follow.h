@@ -53,7 +53,8 @@ struct cairn_edge_follow;
 struct cairn_httpd;
 
 /* Check the config, copy its strings, register the metrics on h (before
- * h runs). */
+ * h runs; free the follower only once h has stopped: its /metrics reads
+ * the follower). */
 int cairn_edge_follow_new(struct cairn_edge_follow **out, const struct cairn_edge_follow_config *cfg,
 			  struct cairn_httpd *h, struct cairn_error *err);
 /* Start the follower's thread once the mirror listens: edge_url is its

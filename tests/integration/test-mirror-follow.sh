@@ -116,6 +116,7 @@ caught_up() {
 check "/metrics: follow sequence at the head's, lag 0" wait_for 10 caught_up
 head_seq=$(curl -sf "$HEAD_URL/feed/events?since=0&max=1" | sed -n 's/^head //p')
 check "  the head's own sequence" test "$(metric cairn_mirror_follow_seq)" = "$head_seq"
+check "  lag in seconds 0" test "$(metric cairn_mirror_follow_lag_seconds)" = 0.000000000
 mirror_stop
 
 # 5. a budget: warming stops once it is spent, and the rest is counted

@@ -38,10 +38,7 @@
  * narinfo can change or remove it (see docs/cairn-mirror.md).
  */
 
-/* The table key of a narinfo URL: relative, without its query;
- * CAIRN_EUNSUPPORTED for an absolute URL (the client fetches those itself),
- * CAIRN_ELIMIT for one too long. */
-static int url_key(const char *url, char key[CAIRN_EDGE_KEY_MAX + 1])
+int edge_url_key(const char *url, char key[CAIRN_EDGE_KEY_MAX + 1])
 {
 	if (!url || strstr(url, "://"))
 		return CAIRN_EUNSUPPORTED;
@@ -214,7 +211,7 @@ static int names_key(const struct cairn_narinfo *ni, const char *key)
 {
 	char k[CAIRN_EDGE_KEY_MAX + 1];
 	for (size_t i = 0; ni && i < ni->n_urls; i++)
-		if (url_key(ni->urls[i].url, k) == 0 && !strcmp(k, key))
+		if (edge_url_key(ni->urls[i].url, k) == 0 && !strcmp(k, key))
 			return 1;
 	return 0;
 }
@@ -235,12 +232,12 @@ void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash,
 	char key[CAIRN_EDGE_KEY_MAX + 1];
 	if (cur && cur->text && cairn_narinfo_parse(cur->text, cur->len, &old, NULL) == 0)
 		for (size_t i = 0; i < old->n_urls; i++)
-			if (url_key(old->urls[i].url, key) == 0 && !names_key(ni, key))
+			if (edge_url_key(old->urls[i].url, key) == 0 && !names_key(ni, key))
 				claim_set_locked(e, key, hash, NULL, loading);
 	cairn_narinfo_free(old);
 	for (size_t i = 0; ni && i < ni->n_urls; i++) {
 		struct nar_claim c;
-		if (url_key(ni->urls[i].url, key) < 0)
+		if (edge_url_key(ni->urls[i].url, key) < 0)
 			continue;
 		int ok = claim_make(e, ni, &ni->urls[i], hash, &c) == 0 && url_allows(key, &c);
 		for (size_t u = 0; ok && srcs && u < e->n_ups; u++)

@@ -440,6 +440,10 @@ void edge_set_up(struct cairn_edge *e, struct upstream *u, int up, const char *w
 int edge_defer_miss(struct cairn_edge *e, struct cairn_httpd_req *req, struct miss *m);
 
 /* edge-claims.c */
+/* The table key of a narinfo URL: relative, without its query;
+ * CAIRN_EUNSUPPORTED for an absolute URL (the client fetches those itself),
+ * CAIRN_ELIMIT for one too long. */
+int edge_url_key(const char *url, char key[CAIRN_EDGE_KEY_MAX + 1]);
 void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash,
 				 const struct cairn_narinfo *ni, int loading,
 				 const struct cairn_narinfo *const *srcs);

@@ -40,6 +40,7 @@
 #include "cairn/trust.h"
 #include "download.h"
 #include "edge-int.h"
+#include "edge-follow-int.h"
 #include "edge-trust.h"
 #include "httpd-follow.h"
 #include "metrics.h"
@@ -521,6 +522,27 @@ int edge_defer_miss(struct cairn_edge *e, struct cairn_httpd_req *req, struct mi
 	return 0;
 }
 
+/* Cache-Control: only-if-cached (RFC 9111 5.2.1.7): the asker wants what
+ * is held, never a fetch through (cairn weather --held, the follower). */
+static int only_if_cached(const struct cairn_httpd_req *req)
+{
+	size_t n;
+	const char *v = cairn_httpd_req_header(req, "cache-control", &n);
+	return v && edge_cc_only_if_cached(v, n);
+}
+
+/* An item is held when its narinfo is, and the nar its first URL names. */
+static int nar_held(struct cairn_edge *e, const char *text, size_t len)
+{
+	struct cairn_narinfo *ni = NULL;
+	char key[CAIRN_EDGE_KEY_MAX + 1], name[EDGE_FILE_NAME_LEN + 1];
+	uint64_t size;
+	int held = cairn_narinfo_parse(text, len, &ni, NULL) == 0 && ni->n_urls &&
+		   edge_url_key(ni->urls[0].url, key) == 0 && edge_store_nar_get(e->store, key, name, &size);
+	cairn_narinfo_free(ni);
+	return held;
+}
+
 static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const char *hash)
 {
 	char *text = NULL;
@@ -528,6 +550,10 @@ static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const ch
 	int64_t max_age = 0;
 	int stale;
 	int rc = edge_narinfo_lookup(e, hash, &text, &len, &max_age, &stale, 1);
+	if (only_if_cached(req) && (rc == LOOKUP_WOULD_WAIT || (rc > 0 && !nar_held(e, text, len)))) {
+		free(text);
+		return cairn_httpd_send_error(req, 504);
+	}
 	if (rc == LOOKUP_WOULD_WAIT) {
 		struct miss *m = calloc(1, sizeof(*m));
 		if (!m)
@@ -579,6 +605,8 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 			}
 		}
 	}
+	if (only_if_cached(req))
+		return cairn_httpd_send_error(req, 504);
 	return h_stream(e, req, key, is_nar);
 }
 

@@ -68,6 +68,7 @@ struct xfer {
 	int callback_error;
 	char detail[128]; /* what our callbacks saw, for the message */
 	char errbuf[CURL_ERROR_SIZE];
+	struct curl_slist *headers; /* only_if_cached */
 };
 
 struct cairn_http {
@@ -156,6 +157,7 @@ static void xfer_free(struct xfer *x)
 		return;
 	if (x->easy)
 		curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->headers);
 	free(x->url);
 	free(x);
 }
@@ -442,6 +444,12 @@ static int easy_setup(struct cairn_http *h, struct xfer *x)
 		SET(CURLOPT_NOBODY, 1L);
 	else if (x->req.range_start > 0)
 		SET(CURLOPT_RANGE, x->range);
+	if (x->req.only_if_cached) {
+		x->headers = curl_slist_append(NULL, "Cache-Control: only-if-cached");
+		if (!x->headers)
+			rc = CURLE_OUT_OF_MEMORY;
+		SET(CURLOPT_HTTPHEADER, x->headers);
+	}
 #undef SET
 	return rc == CURLE_OK ? 0 : -1;
 }

@@ -107,6 +107,9 @@ int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
 		return cairn_error_set(err, CAIRN_EINVAL,
 				       "survey: between 1 and %d servers and a callback are needed",
 				       CAIRN_SURVEY_MAX_SERVERS);
+	if (cfg && cfg->only_if_cached && cfg->cache)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "survey: only-if-cached answers are not for the narinfo cache");
 	struct cairn_survey *s = calloc(1, sizeof(*s));
 	if (!s)
 		return cairn_error_set(err, CAIRN_ENOMEM, "survey: out of memory");
@@ -426,6 +429,10 @@ static void finish_req(struct cairn_survey *s, struct survey_req *q)
 		if (q->status == 404 || q->status == 410 || q->status == 403) {
 			r.outcome = CAIRN_SURVEY_ABSENT;
 			cairn_error_set(&r.err, CAIRN_ENOENT, "%s", cairn_error_msg(&q->err));
+		} else if (q->status == 504 && s->cfg.only_if_cached) {
+			/* RFC 9111: a cache that does not hold it */
+			r.outcome = CAIRN_SURVEY_ABSENT;
+			cairn_error_set(&r.err, CAIRN_ENOENT, "not held (504 to only-if-cached)");
 		} else {
 			r.outcome = CAIRN_SURVEY_UNKNOWN;
 			r.err = q->err;
@@ -460,7 +467,8 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 	s->inflight--;
 	s->stats.requests++;
 	if (res->outcome != CAIRN_HTTP_OK && cairn_http_advice(res) == CAIRN_HTTP_RETRY_RANGE &&
-	    q->retries < s->cfg.max_retries && !s->stop_rc) {
+	    !(s->cfg.only_if_cached && res->status == 504) && q->retries < s->cfg.max_retries &&
+	    !s->stop_rc) {
 		struct cairn_error e;
 		cairn_error_init(&e);
 		q->retries++;
@@ -551,6 +559,7 @@ static int send_req(struct cairn_survey *s, struct survey_req *q, struct cairn_e
 	    .server = s->servers[q->server],
 	    .url = url,
 	    .max_body = q->info ? CAIRN_HTTP_CACHE_INFO_MAX : CAIRN_NARINFO_MAX,
+	    .only_if_cached = s->cfg.only_if_cached && !q->info,
 	    .on_headers = on_headers,
 	    .on_data = on_data,
 	    .on_done = on_done,

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cairn/edge-follow.h"
 #include "cairn/edge.h"
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
@@ -19,7 +20,9 @@
 /* What the command line and --config FILE give; the library's defaults until then. */
 struct mirror_opts {
 	struct cli_list upstreams, listen;
-	const char *cache, *access_log, *port_file;
+	const char *cache, *access_log, *port_file, *follow;
+	uint64_t follow_bandwidth, follow_budget;
+	long follow_rate;
 	uint64_t max_size, ttl, negative_ttl, health_interval, max_backoff, wait, connect_timeout,
 		log_interval;
 	struct cli_keys keys;
@@ -66,6 +69,17 @@ static const struct cli_option mirror_options[] = {
 	OPT_DURATION("log-interval", struct mirror_opts, log_interval, "T", 1, MS_1D, 0,
 		     "at most one line per T for each kind of refused\n"
 		     "narinfo, the rest counted (default 10s)"),
+	OPT_STRING(0, "follow", struct mirror_opts, follow, "URL",
+		   "follow the signed change feed of the head at URL\n"
+		   "(cairn publish --feed) and fetch each new item into\n"
+		   "the cache before anyone asks; needs --trusted-key"),
+	OPT_INT(0, "follow-rate", struct mirror_opts, follow_rate, "N", 0, 1000000,
+		"items warmed per second at most (default 10; 0: no bound)"),
+	OPT_SIZE("follow-bandwidth", struct mirror_opts, follow_bandwidth, "SIZE", 0,
+		 "bytes warmed per second at most (default: no bound)"),
+	OPT_SIZE("follow-budget", struct mirror_opts, follow_budget, "SIZE", 0,
+		 "bytes warmed in all, then only counted (default: half\n"
+		 "of --max-size; no bound without it)"),
 	OPT_STRING(0, "access-log", struct mirror_opts, access_log, "FILE",
 		   "Combined Log Format (\"-\": stdout)"),
 	OPT_STRING(0, "port-file", struct mirror_opts, port_file, "FILE",
@@ -132,12 +146,52 @@ static void mirror_configure(const struct mirror_opts *o, struct cairn_edge_conf
 	}
 }
 
+/* The warm edge (--follow): its configuration, metrics registered on h. */
+static int mirror_follow_new(const struct mirror_opts *o, struct cairn_edge_follow **out,
+			     struct cairn_httpd *h, struct cairn_error *err)
+{
+	struct cairn_edge_follow_config fc;
+	char state[4200];
+	cairn_edge_follow_config_init(&fc);
+	fc.feed_url = o->follow;
+	fc.trusted = &o->keys.kr;
+	snprintf(state, sizeof(state), "%s/follow-state", o->cache);
+	fc.state_file = state;
+	fc.rate_items = (unsigned)o->follow_rate;
+	fc.rate_bytes = o->follow_bandwidth;
+	/* by default warming may take half the cache, never push out all that
+	 * clients asked for */
+	fc.budget = o->follow_budget ? o->follow_budget : o->max_size / 2;
+	fc.connect_timeout_ms = (long)o->connect_timeout;
+	fc.log = mirror_log;
+	return cairn_edge_follow_new(out, &fc, h, err);
+}
+
+/* Start it against the first listener; a wildcard address is reached on
+ * loopback. */
+static int mirror_follow_start(struct cairn_edge_follow *f, struct cairn_httpd *h,
+			       struct cairn_error *err)
+{
+	char addr[256], url[300];
+	if (cairn_httpd_listen_addr(h, 0, addr, sizeof(addr)) < 0 || !strncmp(addr, "unix:", 5))
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "--follow needs a TCP listener to warm the cache through");
+	if (!strncmp(addr, "0.0.0.0:", 8))
+		snprintf(url, sizeof(url), "http://127.0.0.1:%s", addr + 8);
+	else if (!strncmp(addr, "[::]:", 5))
+		snprintf(url, sizeof(url), "http://[::1]:%s", addr + 5);
+	else
+		snprintf(url, sizeof(url), "http://%s", addr);
+	return cairn_edge_follow_start(f, url, err);
+}
+
 int cmd_mirror(int argc, char **argv)
 {
 	struct cairn_edge_config ec;
 	struct cairn_httpd_config hc;
 	struct mirror_opts o;
 	struct cairn_edge *edge = NULL;
+	struct cairn_edge_follow *fol = NULL;
 	struct cairn_httpd *h = NULL;
 	struct cairn_error err;
 	int nargs, ret;
@@ -159,6 +213,7 @@ int cmd_mirror(int argc, char **argv)
 	o.priority = ec.priority;
 	o.require_sigs = ec.require_sigs;
 	o.threads = hc.threads;
+	o.follow_rate = CAIRN_EDGE_FOLLOW_RATE_DEFAULT;
 	ret = cli_parse_options(&mirror_spec, mirror_options, &o, argc, argv, &nargs);
 	if (ret != CLI_GO_ON)
 		goto out;
@@ -172,6 +227,10 @@ int cmd_mirror(int argc, char **argv)
 		ret = cli_usage(&mirror_spec, false);
 		goto out;
 	}
+	if (o.follow && !o.keys.n_files) {
+		cli_error("--follow needs --trusted-key: the feed's pages are verified with them");
+		goto out;
+	}
 	if (o.require_sigs > 1 && !o.keys.n_files) {
 		cli_error("--require-sigs %ld needs --trusted-key", o.require_sigs);
 		goto out;
@@ -180,12 +239,14 @@ int cmd_mirror(int argc, char **argv)
 
 	ret = EXIT_FAIL;
 	if (cairn_edge_new(&edge, &ec, &err) < 0 || cairn_httpd_new(&h, &hc, &err) < 0 ||
-	    cairn_edge_attach(edge, h, &err) < 0) {
+	    cairn_edge_attach(edge, h, &err) < 0 ||
+	    (o.follow && mirror_follow_new(&o, &fol, h, &err) < 0)) {
 		cli_fail("mirror", &err);
 		goto out;
 	}
 	cli_serve_signals(h);
-	if (cairn_httpd_start(h, &err) < 0 || cairn_edge_start(edge, &err) < 0) {
+	if (cairn_httpd_start(h, &err) < 0 || cairn_edge_start(edge, &err) < 0 ||
+	    (fol && mirror_follow_start(fol, h, &err) < 0)) {
 		cli_fail("mirror", &err);
 		goto out;
 	}
@@ -196,6 +257,7 @@ int cmd_mirror(int argc, char **argv)
 	ret = EXIT_OK;
 out:
 	cli_serve_signals(NULL);
+	cairn_edge_follow_free(fol);
 	cairn_edge_stop(edge);
 	cairn_httpd_free(h);
 	cairn_edge_free(edge);

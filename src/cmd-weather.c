@@ -19,7 +19,7 @@
 
 struct weather_opts {
 	struct cli_list urls;
-	bool closure, missing, json;
+	bool closure, missing, json, held;
 	double min_cov; /* < 0: not given */
 	long jobs, conns;
 	struct cairn_http_config http;
@@ -48,6 +48,10 @@ static const struct cli_option weather_options[] = {
 	OPT_FLAG(0, "missing", W, missing, "list the paths each cache lacks (and why)"),
 	OPT_CALLBACK(0, "min-coverage", W, min_cov, "PCT", opt_percent, 0,
 		     "exit 1 when any cache has less than PCT percent"),
+	OPT_FLAG(0, "held", W, held,
+		 "count only what each cache holds now: ask with\n"
+		 "Cache-Control: only-if-cached (a cairn mirror answers\n"
+		 "504 for what it would have to fetch; origins as usual)"),
 	OPT_FLAG(0, "json", W, json, "one JSON object on stdout instead of the table"),
 	OPT_INT(0, "jobs", W, jobs, "N", 1, CAIRN_SURVEY_INFLIGHT_MAX,
 		"narinfo requests in flight at once (default 256)"),
@@ -60,7 +64,7 @@ static const struct cli_option weather_options[] = {
 static const struct cli_spec weather_spec = {
 	.usage =
     "usage: cairn weather --from URL [--from URL...] [--closure] [--json]\n"
-    "                     [--min-coverage PCT] [--missing] [--jobs N]\n"
+    "                     [--min-coverage PCT] [--held] [--missing] [--jobs N]\n"
     "                     [--connections N] (STOREPATH... | -)\n"
     "\n"
     "Ask every binary cache (--from, in order) for the narinfo of every store\n"
@@ -226,6 +230,7 @@ static int weather_start(struct weather *w, struct weather_opts *o, struct cairn
 	struct cairn_survey_config sc;
 	cairn_survey_config_init(&sc);
 	sc.max_inflight = (size_t)o->jobs;
+	sc.only_if_cached = o->held;
 	if (cairn_survey_new(&w->survey, *h, servers, n, &sc, on_result, w, &err))
 		return cli_fail("cannot start the survey", &err);
 	return EXIT_OK;
@@ -284,7 +289,8 @@ static void print_json(const struct weather *w, const struct weather_opts *o,
 {
 	uint64_t m = cairn_survey_count(w->survey);
 	double rate = ss->seconds > 0 ? (double)ss->requests / ss->seconds : 0;
-	printf("{\"paths\":%llu,\"servers\":[", (unsigned long long)m);
+	printf("{\"paths\":%llu,%s\"servers\":[", (unsigned long long)m,
+	       o->held ? "\"held\":true," : "");
 	for (size_t i = 0; i < w->n_servers; i++) {
 		const struct server_stats *st = &w->st[i];
 		printf("%s{\"url\":", i ? "," : "");
@@ -309,15 +315,20 @@ static void print_json(const struct weather *w, const struct weather_opts *o,
 	       (unsigned long long)ss->requests, ss->seconds, rate);
 }
 
-static void print_server_human(const struct weather *w, size_t i, const char *url, uint64_t m)
+static void print_server_human(const struct weather *w, const struct weather_opts *opts,
+			       size_t i, const char *url, uint64_t m)
 {
 	const struct server_stats *st = &w->st[i];
 	char dl[32], ns[32];
 	human_size(st->download, dl, sizeof(dl));
 	human_size(st->nar_size, ns, sizeof(ns));
 	printf("%s\n", url);
-	printf("  %.1f%% available (%llu of %llu)\n", percent(st->present, m),
-	       (unsigned long long)st->present, (unsigned long long)m);
+	printf("  %.1f%% %s (%llu of %llu)\n", percent(st->present, m),
+	       opts->held ? "held" : "available", (unsigned long long)st->present,
+	       (unsigned long long)m);
+	if (opts->min_cov >= 0)
+		printf("  %s --min-coverage %.1f%%\n",
+		       percent(st->present, m) < opts->min_cov ? "below" : "meets", opts->min_cov);
 	printf("  %llu absent, %llu invalid, %llu unknown\n", (unsigned long long)st->absent,
 	       (unsigned long long)st->invalid, (unsigned long long)st->unknown);
 	if (st->no_file_size == st->present && st->present) {
@@ -361,7 +372,7 @@ static int report(const struct weather *w, const struct weather_opts *o,
 		print_json(w, o, servers, &ss);
 	} else {
 		for (size_t i = 0; i < w->n_servers; i++)
-			print_server_human(w, i, cairn_http_server_url(servers[i]), m);
+			print_server_human(w, o, i, cairn_http_server_url(servers[i]), m);
 		printf("%llu store paths, %zu servers: %llu narinfo lookups in %.3f s, "
 		       "%.0f lookups/s\n",
 		       (unsigned long long)m, w->n_servers, (unsigned long long)ss.requests,

@@ -84,6 +84,7 @@
 #ifndef CAIRN_HTTP_H
 #define CAIRN_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -313,6 +314,10 @@ struct cairn_http_request {
 	 * before a retry); 0 for at once; at most CAIRN_HTTP_DELAY_MAX_MS.
 	 * A request to a server marked down meanwhile ends at once. */
 	long delay_ms;
+	/* Send "Cache-Control: only-if-cached" (RFC 9111 5.2.1.7): a cache
+	 * (a cairn mirror) answers from what it holds, or 504, and never
+	 * asks its upstreams; an origin answers as usual. */
+	bool only_if_cached;
 	/*
 	 * Once the final response's headers are in.  Return 0 to go on,
 	 * non-zero to stop (outcome ABORTED).  For a non-2xx status the body

@@ -111,6 +111,12 @@ struct cairn_survey_config {
 	unsigned max_retries;	     /* per pair; default 1 */
 	bool with_info;		     /* ask each server's nix-cache-info too */
 	const char *store_dir;	     /* with_info: the StoreDir servers must have */
+	/* Ask what each server holds, not what it can get: narinfo requests
+	 * carry "Cache-Control: only-if-cached", and a 504 (RFC 9111: not
+	 * stored; a cairn mirror's answer for an item it would have to fetch)
+	 * is ABSENT, not retried.  Origins answer as usual.  Not with cache
+	 * (CAIRN_EINVAL): held is a fact of the moment. */
+	bool only_if_cached;
 };
 
 void cairn_survey_config_init(struct cairn_survey_config *cfg);

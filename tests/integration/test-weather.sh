@@ -2,7 +2,7 @@
 # cairn weather against real Nix binary caches served by nginx: two caches
 # of one closure (one missing some narinfos), a cache that is down, one
 # that answers garbage, and a Guix narinfo; coverage, sizes, --closure,
-# --missing, --min-coverage and --json.
+# --missing, --min-coverage, --held and --json.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/serve-lib.sh"
@@ -75,6 +75,25 @@ check "junk server: reasons given" \
 check "good server still 4 of 4" test "$(jget "$TMP/bad.json" 'd["servers"][0]["available"]')" = 4
 rc=0; "$CAIRN" weather --min-coverage 1 --from "$u1" --from "$uc" $CLOSURE >/dev/null || rc=$?
 check "a down server fails --min-coverage" test "$rc" = 1
+
+# ---- --held: only-if-cached; a 504 (a cache that does not hold it) is
+# absent and asked once; without --held a 504 is unknown and retried
+python3 "$SRCDIR/tests/integration/hostile-server.py" --port-file "$TMP/hport" \
+  --log "$TMP/hlog" --lifetime 300 &
+hpid=$!
+cleanup_hooks+=("kill $hpid")
+uh="http://127.0.0.1:$(port_from_file "$TMP/hport" "$hpid")/status-504"
+rc=0; "$CAIRN" weather --held --json --min-coverage 100 --from "$u1" --from "$uh" $CLOSURE \
+  >"$TMP/held.json" || rc=$?
+check "--held: an origin holds what it has, a 504 is absent" \
+  test "$(jget "$TMP/held.json" '(d["held"], d["servers"][0]["available"], d["servers"][1]["absent"], d["servers"][1]["unknown"])')" = "(True, 4, 4, 0)"
+check "  below --min-coverage: exit 1" test "$rc" = 1
+check "  each path asked once (not retried)" test "$(grep -c '^req .* path=/status-504/' "$TMP/hlog")" = 4
+"$CAIRN" weather --from "$uh" $CLOSURE >/dev/null || true
+check "without --held a 504 is retried" test "$(grep -c '^req .* path=/status-504/' "$TMP/hlog")" -ge 8
+out=$("$CAIRN" weather --held --min-coverage 100 --from "$u1" --from "$uh" $CLOSURE) || true
+check "--held: a line per cache, held or not, and its verdict" \
+  test "$(grep -cE '^  (100.0% held \(4 of 4\)|0.0% held \(0 of 4\)|meets --min-coverage 100.0%|below --min-coverage 100.0%)$' <<<"$out")" = 4
 
 # ---- Guix dialect: the narinfo of a real Guix substitute server
 mkdir -p "$TMP/guix"

@@ -1,0 +1,742 @@
+/*
+ * edge-follow.c - `cairn mirror --follow URL`: a warm edge (edge-follow.h).
+ *
+ * One thread of its own with its own HTTP client (lib/http.c): it
+ * long-polls the head's feed, verifies each page (lib/feed-doc.c; a first
+ * contact behind what the head keeps reads the snapshot through
+ * lib/feed-reader.c), and warms each item added through the mirror's own
+ * front door, one at a time, paced by follow_pace.  Nothing here decides
+ * trust or touches the cache: the mirror's request path does both.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairn/codec.h"
+#include "cairn/edge-follow.h"
+#include "cairn/feed.h"
+#include "cairn/http.h"
+#include "cairn/narinfo.h"
+#include "edge-follow-int.h"
+#include "metrics.h"
+#include "cairn/banned.h"
+
+/* ---- pure parts ----------------------------------------------------------- */
+
+void follow_pace_init(struct follow_pace *p, double item_rate, double byte_rate, uint64_t budget,
+		      int64_t now_ms)
+{
+	memset(p, 0, sizeof(*p));
+	p->item_rate = item_rate > 0 ? item_rate : 0;
+	p->byte_rate = byte_rate > 0 ? byte_rate : 0;
+	p->budget = budget;
+	/* the first item goes at once */
+	p->items = p->item_rate > 0 && p->item_rate < 1 ? 1 : p->item_rate;
+	p->bytes = p->byte_rate;
+	p->last_ms = now_ms;
+}
+
+static void fill(struct follow_pace *p, int64_t now_ms)
+{
+	if (now_ms <= p->last_ms)
+		return;
+	double s = (double)(now_ms - p->last_ms) / 1000.0;
+	p->last_ms = now_ms;
+	/* at most one second's worth (and at least one item) is kept */
+	double item_cap = p->item_rate < 1 ? 1 : p->item_rate;
+	p->items += s * p->item_rate;
+	if (p->items > item_cap)
+		p->items = item_cap;
+	p->bytes += s * p->byte_rate;
+	if (p->bytes > p->byte_rate)
+		p->bytes = p->byte_rate;
+}
+
+int64_t follow_pace_wait(struct follow_pace *p, int64_t now_ms)
+{
+	fill(p, now_ms);
+	double wait_s = 0;
+	if (p->item_rate > 0 && p->items < 1)
+		wait_s = (1 - p->items) / p->item_rate;
+	if (p->byte_rate > 0 && p->bytes < 0 && -p->bytes / p->byte_rate > wait_s)
+		wait_s = -p->bytes / p->byte_rate;
+	int64_t ms = (int64_t)(wait_s * 1000.0);
+	/* rounding down would ask again a millisecond early, forever */
+	return wait_s > 0 && (double)ms < wait_s * 1000.0 ? ms + 1 : ms;
+}
+
+void follow_pace_start(struct follow_pace *p, int64_t now_ms)
+{
+	fill(p, now_ms);
+	if (p->item_rate > 0)
+		p->items -= 1;
+}
+
+void follow_pace_took(struct follow_pace *p, int64_t now_ms, uint64_t bytes)
+{
+	fill(p, now_ms);
+	if (p->byte_rate > 0)
+		p->bytes -= (double)bytes;
+	p->spent = bytes > UINT64_MAX - p->spent ? UINT64_MAX : p->spent + bytes;
+}
+
+bool follow_budget_fits(const struct follow_pace *p, uint64_t bytes)
+{
+	return p->budget == 0 || (p->spent <= p->budget && bytes <= p->budget - p->spent);
+}
+
+static bool is_ows(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+bool edge_cc_only_if_cached(const char *v, size_t len)
+{
+	static const char want[] = "only-if-cached";
+	size_t i = 0;
+	while (i < len) {
+		size_t j = i;
+		while (j < len && v[j] != ',')
+			j++;
+		size_t a = i, b = j;
+		while (a < b && is_ows(v[a]))
+			a++;
+		while (b > a && is_ows(v[b - 1]))
+			b--;
+		if (b - a == sizeof(want) - 1) {
+			size_t k = 0;
+			while (k < b - a && (v[a + k] | 0x20) == want[k])
+				k++;
+			if (k == b - a)
+				return true;
+		}
+		i = j + 1;
+	}
+	return false;
+}
+
+/* ---- the follower --------------------------------------------------------- */
+
+void cairn_edge_follow_config_init(struct cairn_edge_follow_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->rate_items = CAIRN_EDGE_FOLLOW_RATE_DEFAULT;
+}
+
+struct counters {
+	struct metric *warmed, *warmed_bytes, *held, *refused, *failed, *skipped, *pages,
+		*pages_refused, *seq, *head, *lag, *budget_left;
+};
+
+struct cairn_edge_follow {
+	struct cairn_edge_follow_config cfg;
+	char *feed_url, *edge_url, *state_file;
+	struct counters c;
+	/* monotonic ms since the follower has known of an event it has not
+	 * dealt with yet; 0 while caught up (for the lag in seconds) */
+	atomic_int_fast64_t behind_since;
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;
+	/* the thread's own */
+	struct cairn_http *http;
+	struct cairn_http_server *feed_srv, *edge_srv;
+	char feed[CAIRN_FEED_ID_LEN + 1]; /* "" until the first contact */
+	uint64_t seq;
+	struct follow_pace pace;
+	bool budget_said;
+	char last_trouble[256]; /* said once until it changes */
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void say(struct cairn_edge_follow *f, enum cairn_edge_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void say(struct cairn_edge_follow *f, enum cairn_edge_log_level level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	if (!f->cfg.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* what came from the network is printed as printable ASCII only */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	f->cfg.log(f->cfg.log_ctx, level, msg);
+}
+
+/* A trouble that repeats (the head down) is said once, until it changes. */
+static void trouble(struct cairn_edge_follow *f, const char *what)
+{
+	if (!strcmp(f->last_trouble, what))
+		return;
+	snprintf(f->last_trouble, sizeof(f->last_trouble), "%s", what);
+	say(f, CAIRN_EDGE_LOG_WARN, "follow: %s (retrying)", what);
+}
+
+/* Wait ms, or less when asked to stop. */
+static void pause_ms(struct cairn_edge_follow *f, int64_t ms)
+{
+	while (ms > 0 && !atomic_load(&f->stop)) {
+		int64_t step = ms < 100 ? ms : 100;
+		struct timespec ts = {0, (long)step * 1000000L};
+		nanosleep(&ts, NULL);
+		ms -= step;
+	}
+}
+
+/* One request run to its end on the thread's client. */
+struct get {
+	struct cairn_buf *out; /* NULL: the body is counted, dropped */
+	int (*sink)(void *ctx, const void *data, size_t len);
+	void *sink_ctx;
+	uint64_t bytes;
+	bool done;
+	long status;
+	int code;
+	struct cairn_error err;
+};
+
+static int get_data(void *ctx, const void *data, size_t len)
+{
+	struct get *g = ctx;
+	g->bytes += len;
+	if (g->sink)
+		return g->sink(g->sink_ctx, data, len);
+	if (g->out)
+		return cairn_buf_append(g->out, data, len) ? CAIRN_ELIMIT : 0;
+	return 0;
+}
+
+static void get_done(void *ctx, const struct cairn_http_result *res)
+{
+	struct get *g = ctx;
+	g->done = true;
+	g->status = res->status;
+	g->code = res->err.code;
+	g->err = res->err;
+}
+
+/* 0 for a 2xx; else the error, g->status telling which status it was.
+ * CAIRN_ECANCELED when asked to stop (the request is left to the client,
+ * which is freed before it is stepped again). */
+static int get(struct cairn_edge_follow *f, struct cairn_http_server *srv, const char *path,
+	       bool only_if_cached, uint64_t max, long first_byte_ms, struct get *g,
+	       struct cairn_error *err)
+{
+	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
+					.server = srv,
+					.url = path,
+					.max_body = max,
+					.first_byte_timeout_ms = first_byte_ms,
+					.only_if_cached = only_if_cached,
+					.on_data = get_data,
+					.on_done = get_done,
+					.ctx = g};
+	cairn_error_init(&g->err);
+	/* a failure marks the server down; each request here is a new try */
+	cairn_http_server_mark_up(srv);
+	int rc = cairn_http_add(f->http, &rq, err);
+	if (rc < 0)
+		return rc;
+	while (!g->done) {
+		if ((rc = cairn_http_step(f->http, 100, err)) < 0)
+			return rc;
+		if (!g->done && atomic_load(&f->stop))
+			return cairn_error_set(err, CAIRN_ECANCELED, "follow: stopped");
+	}
+	if (g->code)
+		return cairn_error_set(err, g->code, "%s", cairn_error_msg(&g->err));
+	return 0;
+}
+
+/* ---- where it is in the feed ---------------------------------------------- */
+
+static void state_load(struct cairn_edge_follow *f)
+{
+	char b[256], feed[64];
+	uint64_t seq;
+	if (!f->state_file)
+		return;
+	int fd = open(f->state_file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, b, sizeof(b) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	b[n] = 0;
+	if (sscanf(b, "feed %63s\nseq %" SCNu64, feed, &seq) == 2 &&
+	    strlen(feed) == CAIRN_FEED_ID_LEN && seq <= CAIRN_FEED_SEQ_MAX) {
+		memcpy(f->feed, feed, sizeof(f->feed));
+		f->seq = seq;
+	}
+}
+
+static void state_save(struct cairn_edge_follow *f)
+{
+	char b[128], tmp[4200];
+	if (!f->state_file || !f->feed[0])
+		return;
+	int n = snprintf(b, sizeof(b), "feed %s\nseq %" PRIu64 "\n", f->feed, f->seq);
+	snprintf(tmp, sizeof(tmp), "%s.XXXXXX", f->state_file);
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		trouble(f, "cannot write the follow state file");
+		return;
+	}
+	bool ok = write(fd, b, (size_t)n) == n && fsync(fd) == 0;
+	close(fd);
+	if (!ok || rename(tmp, f->state_file) != 0) {
+		unlink(tmp);
+		trouble(f, "cannot write the follow state file");
+	}
+}
+
+static void gauges(struct cairn_edge_follow *f, uint64_t head)
+{
+	if (head <= f->seq)
+		atomic_store(&f->behind_since, 0);
+	else if (atomic_load(&f->behind_since) == 0)
+		atomic_store(&f->behind_since, mono_ms());
+	metric_set(f->c.seq, (int64_t)f->seq);
+	metric_set(f->c.head, (int64_t)head);
+	metric_set(f->c.lag, head > f->seq ? (int64_t)(head - f->seq) : 0);
+	if (f->pace.budget)
+		metric_set(f->c.budget_left, f->pace.spent < f->pace.budget
+						     ? (int64_t)(f->pace.budget - f->pace.spent)
+						     : 0);
+}
+
+/* ---- first contact: where the head is now --------------------------------- */
+
+static int snap_event(void *ctx, const struct cairn_feed_event *e)
+{
+	(void)ctx;
+	(void)e; /* what the head had before is not warmed */
+	return 0;
+}
+
+struct snap_in {
+	struct cairn_codec *codec;
+	struct cairn_feed_reader *r;
+	struct cairn_error *err;
+};
+
+static int snap_plain(void *ctx, const void *data, size_t len)
+{
+	struct snap_in *si = ctx;
+	return cairn_feed_reader_feed(si->r, data, len, si->err);
+}
+
+static int snap_data(void *ctx, const void *data, size_t len)
+{
+	struct snap_in *si = ctx;
+	return cairn_codec_write(si->codec, data, len, snap_plain, si, si->err);
+}
+
+/* The snapshot, streamed and verified, for its feed id and sequence: a
+ * head that no longer keeps event 1 says where it is only there. */
+static int first_from_snapshot(struct cairn_edge_follow *f, struct cairn_error *err)
+{
+	struct snap_in si = {NULL, NULL, err};
+	struct get g = {.sink = snap_data, .sink_ctx = &si};
+	const struct cairn_feed_doc *doc;
+	int rc;
+	if ((rc = cairn_feed_reader_new(&si.r, snap_event, NULL, err)) < 0 ||
+	    (rc = cairn_codec_new(&si.codec, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
+				  CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_CODEC_UNLIMITED, err)) < 0)
+		goto out;
+	if ((rc = get(f, f->feed_srv, "feed/snapshot", false, CAIRN_EDGE_NAR_MAX, 0, &g, err)) < 0 ||
+	    (rc = cairn_codec_finish(si.codec, snap_plain, &si, err)) < 0 ||
+	    (rc = cairn_feed_reader_finish(si.r, &doc, err)) < 0 ||
+	    (rc = cairn_feed_doc_verify(doc, f->cfg.trusted, err)) < 0)
+		goto out;
+	if (doc->kind != CAIRN_FEED_SNAPSHOT) {
+		rc = cairn_error_set(err, CAIRN_EFORMAT, "follow: a page where the snapshot was asked for");
+		goto out;
+	}
+	memcpy(f->feed, doc->feed, sizeof(f->feed));
+	f->seq = doc->next;
+out:
+	cairn_codec_free(si.codec);
+	cairn_feed_reader_free(si.r);
+	return rc;
+}
+
+/* Learn the head's feed id and newest sequence number from a verified
+ * document: the page after 0 (one event) or, when the head no longer keeps
+ * it, the snapshot.  Warming starts there. */
+static int first_contact(struct cairn_edge_follow *f, struct cairn_error *err)
+{
+	struct cairn_buf page = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
+	struct get g = {.out = &page};
+	struct cairn_feed_doc doc;
+	int rc = get(f, f->feed_srv, "feed/events?since=0&max=1", false, CAIRN_FEED_PAGE_MAX, 0, &g,
+		     err);
+	if (rc < 0 && g.status == 410) {
+		cairn_buf_release(&page);
+		cairn_error_init(err);
+		rc = first_from_snapshot(f, err);
+		goto said;
+	}
+	if (rc == 0) {
+		if ((rc = cairn_feed_doc_parse(page.data, page.len, &doc, err)) == 0 &&
+		    (rc = cairn_feed_doc_verify(&doc, f->cfg.trusted, err)) == 0 &&
+		    (rc = cairn_feed_doc_check_page(&doc, NULL, 0, err)) == 0) {
+			memcpy(f->feed, doc.feed, sizeof(f->feed));
+			f->seq = doc.head;
+		}
+		cairn_feed_doc_release(&doc);
+	}
+	cairn_buf_release(&page);
+said:
+	if (rc == 0) {
+		say(f, CAIRN_EDGE_LOG_INFO,
+		    "follow: feed %s of %s: warming what comes after its event %" PRIu64, f->feed,
+		    f->feed_url, f->seq);
+		state_save(f);
+		gauges(f, f->seq);
+	}
+	return rc;
+}
+
+/* ---- warming one item ------------------------------------------------------ */
+
+/* What the item will cost: its first URL's FileSize, else its NarSize. */
+static uint64_t item_cost(const struct cairn_feed_event *e)
+{
+	struct cairn_narinfo *ni = NULL;
+	uint64_t cost = 0;
+	if (cairn_narinfo_parse(e->narinfo, e->narinfo_len, &ni, NULL) == 0) {
+		cost = ni->n_urls && ni->urls[0].has_file_size ? ni->urls[0].file_size
+							       : ni->nar_size;
+		cairn_narinfo_free(ni);
+	}
+	return cost;
+}
+
+/* The mirror answers a miss once its upstream did (within its --wait). */
+#define EDGE_FIRST_BYTE_MS 60000L
+
+/* CAIRN_ECANCELED only when stopping; every other outcome is counted. */
+static int warm(struct cairn_edge_follow *f, const struct cairn_feed_event *e)
+{
+	char path[CAIRN_EDGE_KEY_MAX + 64];
+	struct cairn_buf body = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	struct cairn_narinfo *ni = NULL;
+	struct cairn_error err;
+	struct get g;
+	int rc;
+	uint64_t cost = item_cost(e);
+	if (!follow_budget_fits(&f->pace, cost)) {
+		metric_add(f->c.skipped, 1);
+		if (!f->budget_said) {
+			say(f, CAIRN_EDGE_LOG_WARN,
+			    "follow: the warming budget is spent (%" PRIu64 " of %" PRIu64
+			    " bytes): new items are not warmed, only counted",
+			    f->pace.spent, f->pace.budget);
+			f->budget_said = true;
+		}
+		return 0;
+	}
+	pause_ms(f, follow_pace_wait(&f->pace, mono_ms()));
+	if (atomic_load(&f->stop))
+		return CAIRN_ECANCELED;
+	follow_pace_start(&f->pace, mono_ms());
+	cairn_error_init(&err);
+
+	/* already held (a client asked first, or an earlier run): nothing to send */
+	snprintf(path, sizeof(path), "%s.narinfo", e->hashpart);
+	memset(&g, 0, sizeof(g));
+	g.out = &body;
+	rc = get(f, f->edge_srv, path, true, CAIRN_NARINFO_MAX, 0, &g, &err);
+	if (rc == CAIRN_ECANCELED)
+		goto out;
+	if (rc == 0) {
+		metric_add(f->c.held, 1);
+		goto out;
+	}
+	cairn_buf_reset(&body);
+	memset(&g, 0, sizeof(g));
+	g.out = &body;
+	cairn_error_init(&err);
+	rc = get(f, f->edge_srv, path, false, CAIRN_NARINFO_MAX, EDGE_FIRST_BYTE_MS, &g, &err);
+	if (rc == CAIRN_ECANCELED)
+		goto out;
+	if (rc < 0) {
+		metric_add(g.status == 404 ? f->c.refused : f->c.failed, 1);
+		say(f, CAIRN_EDGE_LOG_WARN, "follow: %s not warmed: %s", e->hashpart,
+		    g.status == 404 ? "the mirror does not serve its narinfo (refused by its trust "
+				      "policy, or no upstream has it)"
+				    : cairn_error_msg(&err));
+		rc = 0;
+		goto out;
+	}
+	if ((rc = cairn_narinfo_parse(body.data, body.len, &ni, &err)) < 0 || !ni->n_urls ||
+	    strstr(ni->urls[0].url, "://")) {
+		metric_add(f->c.failed, 1);
+		say(f, CAIRN_EDGE_LOG_WARN, "follow: %s not warmed: %s", e->hashpart,
+		    rc < 0 ? cairn_error_msg(&err) : "its nar is not under the mirror");
+		rc = 0;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s", ni->urls[0].url);
+	memset(&g, 0, sizeof(g));
+	cairn_error_init(&err);
+	rc = get(f, f->edge_srv, path, false, CAIRN_EDGE_NAR_MAX, EDGE_FIRST_BYTE_MS, &g, &err);
+	if (rc == CAIRN_ECANCELED)
+		goto out;
+	follow_pace_took(&f->pace, mono_ms(), g.bytes);
+	if (rc < 0) {
+		metric_add(f->c.failed, 1);
+		say(f, CAIRN_EDGE_LOG_WARN, "follow: %s not warmed: %s", e->hashpart,
+		    cairn_error_msg(&err));
+		rc = 0;
+		goto out;
+	}
+	/* a clean end: the mirror verified the bytes (it holds back the last
+	 * one until then) and cached them */
+	metric_add(f->c.warmed, 1);
+	metric_add(f->c.warmed_bytes, g.bytes);
+out:
+	cairn_narinfo_free(ni);
+	cairn_buf_release(&body);
+	return rc;
+}
+
+/* ---- following ------------------------------------------------------------- */
+
+/* One long-poll and what it brings.  0 to go on; CAIRN_ECANCELED. */
+static int step(struct cairn_edge_follow *f)
+{
+	struct cairn_buf page = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
+	struct cairn_feed_doc doc;
+	struct cairn_error err;
+	char path[128];
+	struct get g = {.out = &page};
+	int rc;
+	cairn_error_init(&err);
+	if (!f->feed[0]) {
+		rc = first_contact(f, &err);
+		if (rc == CAIRN_ECANCELED)
+			return rc;
+		if (rc < 0) {
+			trouble(f, cairn_error_msg(&err));
+			pause_ms(f, 1000);
+		}
+		return 0;
+	}
+	snprintf(path, sizeof(path), "feed/events?since=%" PRIu64 "&wait=%u", f->seq,
+		 CAIRN_EDGE_FOLLOW_WAIT);
+	rc = get(f, f->feed_srv, path, false, CAIRN_FEED_PAGE_MAX,
+		 (CAIRN_EDGE_FOLLOW_WAIT + 15) * 1000L, &g, &err);
+	if (rc == CAIRN_ECANCELED)
+		goto out;
+	if (rc < 0 && g.status == 410) {
+		/* a mirror need not be complete: go on from where the head is */
+		say(f, CAIRN_EDGE_LOG_WARN,
+		    "follow: behind what the head keeps (after event %" PRIu64
+		    "): going on from its head; what was missed is not warmed",
+		    f->seq);
+		f->feed[0] = 0;
+		rc = 0;
+		goto out;
+	}
+	if (rc < 0) {
+		trouble(f, cairn_error_msg(&err));
+		pause_ms(f, 1000);
+		rc = 0;
+		goto out;
+	}
+	if ((rc = cairn_feed_doc_parse(page.data, page.len, &doc, &err)) == 0 &&
+	    (rc = cairn_feed_doc_verify(&doc, f->cfg.trusted, &err)) == 0 &&
+	    doc.kind == CAIRN_FEED_PAGE && strcmp(doc.feed, f->feed) != 0) {
+		/* signed by a trusted key, but another feed: the head's log was
+		 * made anew */
+		say(f, CAIRN_EDGE_LOG_WARN, "follow: the head's feed is now %s, not %s: starting over",
+		    doc.feed, f->feed);
+		f->feed[0] = 0;
+		cairn_feed_doc_release(&doc);
+		goto out;
+	}
+	if (rc == 0)
+		rc = cairn_feed_doc_check_page(&doc, f->feed, f->seq, &err);
+	if (rc < 0) {
+		/* a page refused is not applied: nothing it says counts */
+		metric_add(f->c.pages_refused, 1);
+		say(f, CAIRN_EDGE_LOG_WARN, "follow: page after %" PRIu64 " refused: %s", f->seq,
+		    cairn_error_msg(&err));
+		cairn_feed_doc_release(&doc);
+		pause_ms(f, 1000);
+		rc = 0;
+		goto out;
+	}
+	f->last_trouble[0] = 0;
+	metric_add(f->c.pages, 1);
+	gauges(f, doc.head);
+	for (size_t i = 0; i < doc.n_events && rc == 0; i++) {
+		const struct cairn_feed_event *e = &doc.events[i];
+		/* a removal is left to the mirror's TTL and eviction */
+		if (e->kind == CAIRN_FEED_ADD)
+			rc = warm(f, e);
+		if (rc == 0) {
+			f->seq = e->seq;
+			gauges(f, doc.head);
+		}
+	}
+	if (rc == 0)
+		f->seq = doc.next;
+	gauges(f, doc.head);
+	state_save(f);
+	cairn_feed_doc_release(&doc);
+out:
+	cairn_buf_release(&page);
+	return rc;
+}
+
+static void *follow_main(void *arg)
+{
+	struct cairn_edge_follow *f = arg;
+	while (!atomic_load(&f->stop))
+		if (step(f) == CAIRN_ECANCELED)
+			break;
+	return NULL;
+}
+
+/* The lag in seconds: how long the oldest event known and not dealt with
+ * has waited (from when its page came); 0 while caught up. */
+static int lag_seconds(void *ctx, struct metrics_out *o)
+{
+	const struct cairn_edge_follow *f = ctx;
+	int64_t since = atomic_load(&f->behind_since), now = mono_ms();
+	return metrics_emit_ns(o, NULL, 0,
+			       since && now > since ? (uint64_t)(now - since) * 1000000u : 0);
+}
+
+int cairn_edge_follow_new(struct cairn_edge_follow **out, const struct cairn_edge_follow_config *cfg,
+			  struct cairn_httpd *h, struct cairn_error *err)
+{
+	static const struct {
+		size_t off;
+		enum metric_type type;
+		const char *name, *help;
+	} ms[] = {
+#define C(f, n, hl) {offsetof(struct counters, f), METRIC_COUNTER, n, hl}
+#define G(f, n, hl) {offsetof(struct counters, f), METRIC_GAUGE, n, hl}
+		C(warmed, "cairn_mirror_follow_warmed_total",
+		  "items the follower fetched into the cache before any client asked"),
+		C(warmed_bytes, "cairn_mirror_follow_warmed_bytes_total", "nar bytes it fetched"),
+		C(held, "cairn_mirror_follow_held_total", "items of the feed already held"),
+		C(refused, "cairn_mirror_follow_refused_total",
+		  "items the mirror would not serve (its trust policy, or no upstream has them)"),
+		C(failed, "cairn_mirror_follow_failed_total", "items whose warming failed"),
+		C(skipped, "cairn_mirror_follow_budget_skipped_total",
+		  "items not warmed because the budget is spent"),
+		C(pages, "cairn_mirror_follow_pages_total", "feed pages verified and applied"),
+		C(pages_refused, "cairn_mirror_follow_pages_refused_total",
+		  "feed pages that did not verify (not applied)"),
+		G(seq, "cairn_mirror_follow_seq", "the last feed event the follower dealt with"),
+		G(head, "cairn_mirror_follow_head", "the head's newest event, as last heard"),
+		G(lag, "cairn_mirror_follow_lag", "events between the follower and the head"),
+		G(budget_left, "cairn_mirror_follow_budget_left_bytes",
+		  "bytes left in the warming budget (unbounded: not set)"),
+#undef C
+#undef G
+	};
+	if (!cfg->feed_url || !cfg->trusted)
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "follow: a feed URL and trusted keys (to verify its pages) are "
+				       "needed");
+	struct cairn_edge_follow *f = calloc(1, sizeof(*f));
+	if (!f)
+		return cairn_error_set(err, CAIRN_ENOMEM, "follow: out of memory");
+	f->cfg = *cfg;
+	f->feed_url = strdup(cfg->feed_url);
+	f->state_file = cfg->state_file ? strdup(cfg->state_file) : NULL;
+	if (!f->feed_url || (cfg->state_file && !f->state_file)) {
+		cairn_edge_follow_free(f);
+		return cairn_error_set(err, CAIRN_ENOMEM, "follow: out of memory");
+	}
+	struct metrics *reg = httpd_metrics(h);
+	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		struct metric **slot = (struct metric **)((char *)&f->c + ms[i].off);
+		int rc = ms[i].type == METRIC_GAUGE
+			     ? metrics_gauge(reg, ms[i].name, ms[i].help, slot, err)
+			     : metrics_counter(reg, ms[i].name, ms[i].help, slot, err);
+		if (rc < 0) {
+			cairn_edge_follow_free(f);
+			return rc;
+		}
+	}
+	int rc = metrics_collector(reg, "cairn_mirror_follow_lag_seconds", METRIC_GAUGE,
+				   "how long the oldest feed event not dealt with has waited",
+				   lag_seconds, f, err);
+	if (rc < 0) {
+		cairn_edge_follow_free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+int cairn_edge_follow_start(struct cairn_edge_follow *f, const char *edge_url,
+			    struct cairn_error *err)
+{
+	struct cairn_http_config hc;
+	int rc;
+	cairn_http_config_init(&hc);
+	if (f->cfg.connect_timeout_ms)
+		hc.connect_timeout_ms = f->cfg.connect_timeout_ms;
+	/* a nar of any size may take its time; stalls still end it */
+	hc.total_timeout_s = 0;
+	if (!(f->edge_url = strdup(edge_url)))
+		return cairn_error_set(err, CAIRN_ENOMEM, "follow: out of memory");
+	if ((rc = cairn_http_new(&f->http, &hc, err)) < 0 ||
+	    (rc = cairn_http_server_new(&f->feed_srv, f->feed_url, 0, err)) < 0 ||
+	    (rc = cairn_http_server_new(&f->edge_srv, f->edge_url, 0, err)) < 0)
+		return rc;
+	follow_pace_init(&f->pace, f->cfg.rate_items, (double)f->cfg.rate_bytes, f->cfg.budget,
+			 mono_ms());
+	state_load(f);
+	if (f->feed[0])
+		say(f, CAIRN_EDGE_LOG_INFO, "follow: feed %s of %s: going on after its event %" PRIu64,
+		    f->feed, f->feed_url, f->seq);
+	gauges(f, f->seq);
+	if ((rc = pthread_create(&f->thread, NULL, follow_main, f)) != 0)
+		return cairn_error_errno(err, rc, "follow: cannot start its thread");
+	f->started = true;
+	return 0;
+}
+
+void cairn_edge_follow_free(struct cairn_edge_follow *f)
+{
+	if (!f)
+		return;
+	atomic_store(&f->stop, true);
+	if (f->started)
+		pthread_join(f->thread, NULL);
+	cairn_http_free(f->http); /* before the servers its transfers borrow */
+	cairn_http_server_free(f->feed_srv);
+	cairn_http_server_free(f->edge_srv);
+	free(f->feed_url);
+	free(f->edge_url);
+	free(f->state_file);
+	free(f);
+}

@@ -31,29 +31,31 @@ events { worker_connections 256; }
 http { access_log off; sendfile on;
   server { listen 127.0.0.1:$port; root $TMP/www; } }
 NG
-nginx -c "$TMP/nginx.conf" -p "$TMP" & pids+=($!)
+nginx -c "$TMP/nginx.conf" -p "$TMP" >/dev/null 2>&1 &
+pids+=($!)
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 
-link() { # NAME ARGS...: prints the port
-  "$LINKEM" --to 127.0.0.1:$port --port-file "$TMP/$1.port" "${@:2}" 2>/dev/null & pids+=($!)
+link() { # NAME ARGS...: sets p to the link's port
+  "$LINKEM" --to 127.0.0.1:$port --port-file "$TMP/$1.port" "${@:2}" >/dev/null 2>&1 &
+  pids+=($!)
   for _ in $(seq 100); do [ -s "$TMP/$1.port" ] && break; sleep 0.05; done
-  cat "$TMP/$1.port"
+  p=$(cat "$TMP/$1.port")
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 times() { # URL: RUNS download times, median
-  for _ in $(seq "$RUNS"); do curl -s -o /dev/null -w '%{time_total}\n' "$1"; done | median
+  for _ in $(seq "$RUNS"); do curl -s --max-time 120 -o /dev/null -w '%{time_total}\n' "$1"; done | median
 }
 
 echo "| link | file | median s | ideal s | measured/ideal |"
 echo "|---|---|---:|---:|---:|"
 direct=$(times "http://127.0.0.1:$port/f200M")
-p=$(link free)
+link free
 free=$(times "http://127.0.0.1:$p/f200M")
 echo "| nginx straight | 200 MB | $direct | - | - |"
 echo "| linkem, no delay, no limit | 200 MB | $free | $direct | $(echo "$free / $direct" | bc -l | cut -c1-4) |"
 for spec in "50 20000000 f10M 10000000" "150 2000000 f1M 1000000" "10 10000000 f10M 10000000"; do
   set -- $spec
-  p=$(link "l$1" --delay-ms "$1" --rate "$2")
+  link "l$1" --delay-ms "$1" --rate "$2"
   m=$(times "http://127.0.0.1:$p/$3")
   ideal=$(echo "4 * $1 / 1000 + $4 * 8 / $2" | bc -l)
   printf '| %s ms RTT, %s Mbit/s | %s | %s | %.3f | %.3f |\n' $((2 * $1)) $(($2 / 1000000)) "$3" "$m" "$ideal" \

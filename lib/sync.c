@@ -396,13 +396,64 @@ static void item_done(void *ctx, const struct cairn_dl_result *r)
 	item_finish(it); /* frees the download too: allowed inside on_done */
 }
 
+/*
+ * A Nix narinfo whose first URL carries a query (cairn publish without a
+ * cache names its nars "nar/<NarHash>.nar.zst?hash=<hashpart>"): the file
+ * is stored under the plain name, and a `file://` client (Nix reads the
+ * URL as a file name) or another static server would ask for a name that
+ * is not there.  The URL is not part of what Nix signs (the fingerprint is
+ * "1;StorePath;NarHash;NarSize;References"), so the replica's narinfo gets
+ * the plain name and every signed byte stays.  A Guix narinfo is kept as
+ * it is: its Signature covers the text before it, which may include the
+ * URL.  Returns the new text (the caller's to free) or NULL when the text
+ * stays; *out_len its length.
+ */
+static char *plain_url_text(const char *t, size_t len, size_t *out_len)
+{
+	const char *end = t + len, *line = t, *url = NULL;
+	for (const char *p = t; p < end; p = line) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		line = nl ? nl + 1 : end;
+		if ((size_t)(line - p) > 11 && !memcmp(p, "Signature: ", 11))
+			return NULL; /* Guix */
+		if (!url && (size_t)(line - p) > 5 && !memcmp(p, "URL: ", 5))
+			url = p + 5;
+	}
+	if (!url)
+		return NULL;
+	const char *eol = memchr(url, '\n', (size_t)(end - url));
+	if (!eol)
+		eol = end;
+	size_t keep = 0;
+	while (url + keep < eol && url[keep] != '?' && url[keep] != '#')
+		keep++;
+	if (url + keep == eol)
+		return NULL;
+	size_t cut = (size_t)(eol - (url + keep));
+	char *o = malloc(len - cut);
+	if (!o)
+		return NULL; /* kept as it is: still servable over HTTP */
+	size_t head = (size_t)(url + keep - t);
+	memcpy(o, t, head);
+	memcpy(o + head, eol, (size_t)(end - eol));
+	*out_len = len - cut;
+	return o;
+}
+
 /* Start one item: 0 when started or settled (present, refused). */
 static int item_start(struct sync *s, struct sync_item *it)
 {
 	struct cairn_error e;
 	char name[48];
+	size_t plain_len;
 	cairn_error_init(&e);
 	snprintf(name, sizeof(name), "%s.narinfo", it->ev->hashpart);
+	char *plain = plain_url_text(it->evc.narinfo, it->evc.narinfo_len, &plain_len);
+	if (plain) {
+		free((char *)it->evc.narinfo);
+		it->evc.narinfo = plain;
+		it->evc.narinfo_len = plain_len;
+	}
 	if (same_file(s->dirfd, name, it->ev->narinfo, it->ev->narinfo_len)) {
 		s->st->present++;
 		item_finish(it);

@@ -77,6 +77,11 @@ else
   sed 's/^/  | /' "$TMP/copy2.err"
 fi
 
+head_seq=$(curl -sf "$HEAD_URL/feed/events?since=0&max=1" | sed -n 's/^head //p')
+at_seq() { grep -qx "seq $head_seq" "$TMP/status" && grep -qx "head $head_seq" "$TMP/status"; }
+check "the replica's status file says it is at the head's seq ($head_seq)" wait_for 30 at_seq
+check "  lag 0, and when" bash -c 'grep -qx "lag 0" "$0" && grep -Eqx "updated [0-9]+" "$0"' "$TMP/status"
+
 nix-store --store "$SRC" --delete "$new" > /dev/null 2>&1 || not_ok "nix-store --delete"
 gone() { [ ! -e "$1" ]; }
 check "a path deleted from the head's store leaves the replica (signed page)" \

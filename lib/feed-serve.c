@@ -17,7 +17,12 @@
  * of valid paths with the number of items in the log, and when they differ
  * lists both and appends what differs.  A binary-cache directory is listed
  * again whenever its mtime changes (and while it is recent, for changes
- * within one tick of the clock).
+ * within one tick of the clock), and every SERVE_RESCAN_MS whatever its
+ * mtime: a narinfo written over in place changes the file, not the
+ * directory.  A listing re-reads the narinfos whose ctime is not older
+ * than the previous listing (the first one after a start: than the log's
+ * last write), so a narinfo rewritten under its name (`nix store sign`
+ * adding a signature) is a new event when its text changed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -43,6 +48,11 @@
 #define SERVE_BATCH 512
 /* How often the counts are compared (store source), milliseconds. */
 #define SERVE_COUNT_MS 2000
+/* How often a directory is listed whatever its mtime, milliseconds. */
+#define SERVE_RESCAN_MS 5000
+/* ctime is kept in ticks of the file system's clock: a file changed in the
+ * same tick as a listing began is read again by the next one. */
+#define SERVE_CTIME_SLACK_S 2
 
 struct waiter {
 	struct cairn_httpd_stream *stream;
@@ -79,6 +89,8 @@ struct cairn_feed_server {
 	struct timespec dir_mtime;
 	bool dir_seen;
 	int dir_fd;
+	uint64_t dir_listed_ms;	 /* monotonic, of the last listing */
+	time_t dir_changed_since; /* re-read narinfos with a ctime from here */
 };
 
 static uint64_t now_ms(void)
@@ -281,12 +293,15 @@ static int cmp_hp(const void *a, const void *b)
 
 /*
  * Bring the log to the listing `have` (sorted): items missing from it are
- * removed, items only in it are added, their narinfo read by get.
+ * removed, items only in it are added, their narinfo read by get; an item
+ * in both is read again when `stale` (may be NULL) says it may have
+ * changed (the log appends it only when its text did).
  */
 static int reconcile(struct cairn_feed_server *s, struct hp_list *have,
 		     int (*get)(struct cairn_feed_server *s, const char *hp, struct pending *p,
 				bool *skip, struct cairn_error *err),
-		     bool *changed, struct cairn_error *err)
+		     bool (*stale)(struct cairn_feed_server *s, const char *hp), bool *changed,
+		     struct cairn_error *err)
 {
 	char(*items)[33] = NULL;
 	size_t n_items = 0, i = 0, j = 0, n = 0;
@@ -300,11 +315,14 @@ static int reconcile(struct cairn_feed_server *s, struct hp_list *have,
 	while ((i < have->n || j < n_items) && rc == 0 && !atomic_load(&s->stopping)) {
 		int c = i == have->n ? 1 : j == n_items ? -1 : memcmp(have->v[i], items[j], 32);
 		bool skip = false;
-		if (c == 0) {
+		if (c == 0 && !(stale && stale(s, have->v[i]))) {
 			i++, j++;
 			continue;
 		}
-		if (c < 0) {
+		if (c == 0) {
+			j++;
+			rc = get(s, have->v[i++], &v[n], &skip, err);
+		} else if (c < 0) {
 			rc = get(s, have->v[i++], &v[n], &skip, err);
 		} else {
 			memcpy(v[n].hashpart, items[j++], 33);
@@ -353,7 +371,7 @@ static int store_poll(struct cairn_feed_server *s, bool *changed, struct cairn_e
 	struct hp_list have = {NULL, 0, 0, s};
 	rc = cairn_storedb_foreach(s->db, collect_path, &have, err);
 	if (rc == 0)
-		rc = reconcile(s, &have, store_get, changed, err);
+		rc = reconcile(s, &have, store_get, NULL, changed, err);
 	free(have.v);
 	if (rc == 0 && (rc = cairn_feed_count(s->feed, &items, err)) == 0)
 		s->last_mismatch_vp = vp == items ? 0 : vp;
@@ -406,6 +424,30 @@ static int dir_get(struct cairn_feed_server *s, const char *hp, struct pending *
 	return 0;
 }
 
+/* When the log was last written (its -wal's mtime, or the file's after a
+ * checkpoint), 0 when unknown. */
+static time_t log_written(const struct cairn_feed_server *s)
+{
+	char wal[4200];
+	struct stat a, b;
+	time_t t = stat(s->path, &a) == 0 ? a.st_mtim.tv_sec : 0;
+	snprintf(wal, sizeof(wal), "%s-wal", s->path);
+	if (stat(wal, &b) == 0 && b.st_mtim.tv_sec > t)
+		t = b.st_mtim.tv_sec;
+	return t;
+}
+
+/* May the narinfo of hp have changed since the previous listing? */
+static bool dir_stale(struct cairn_feed_server *s, const char *hp)
+{
+	char name[48];
+	struct stat sb;
+	snprintf(name, sizeof(name), "%.32s.narinfo", hp);
+	if (fstatat(s->dir_fd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		return false; /* gone: the next listing removes it */
+	return sb.st_ctim.tv_sec >= s->dir_changed_since;
+}
+
 static int dir_poll(struct cairn_feed_server *s, bool *changed, struct cairn_error *err)
 {
 	struct stat sb;
@@ -417,10 +459,17 @@ static int dir_poll(struct cairn_feed_server *s, bool *changed, struct cairn_err
 	 * last listing leaves the mtime as it was: list again while recent */
 	bool recent = now.tv_sec - sb.st_mtim.tv_sec <= 2;
 	if (s->dir_seen && !recent && sb.st_mtim.tv_sec == s->dir_mtime.tv_sec &&
-	    sb.st_mtim.tv_nsec == s->dir_mtime.tv_nsec)
+	    sb.st_mtim.tv_nsec == s->dir_mtime.tv_nsec &&
+	    now_ms() - s->dir_listed_ms < SERVE_RESCAN_MS)
 		return 0;
+	if (!s->dir_seen) {
+		/* the first listing since a start: what changed while the
+		 * server was down is newer than the log's last write */
+		s->dir_changed_since = log_written(s) - SERVE_CTIME_SLACK_S;
+	}
 	s->dir_seen = true;
 	s->dir_mtime = sb.st_mtim;
+	s->dir_listed_ms = now_ms();
 	int fd = dup(s->dir_fd);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!d) {
@@ -442,8 +491,10 @@ static int dir_poll(struct cairn_feed_server *s, bool *changed, struct cairn_err
 	if (rc < 0)
 		rc = cairn_error_set(err, rc, "feed: out of memory");
 	else
-		rc = reconcile(s, &have, dir_get, changed, err);
+		rc = reconcile(s, &have, dir_get, dir_stale, changed, err);
 	free(have.v);
+	if (rc == 0)
+		s->dir_changed_since = now.tv_sec - SERVE_CTIME_SLACK_S;
 	return rc;
 }
 

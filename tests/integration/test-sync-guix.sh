@@ -55,6 +55,11 @@ check "the replica serves the narinfo" \
   bash -c 'cmp -s <(curl -sf "$0/$1.narinfo") "$2"' "$PUBLISH_URL" "$(hp "$top")" "$ni"
 check "  and the nar at its Guix URL" \
   bash -c 'cmp -s <(curl -sf "$0/$1") "$2"' "$PUBLISH_URL" "$url" "$R/$url"
+curl -sf "$PUBLISH_URL/$(hp "$top").narinfo" -o "$TMP/served.narinfo" || true
+if python3 -c 'import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library("gcrypt") else 1)'; then
+  check "  the narinfo it serves verifies with libgcrypt directly, as a Guix client checks it" \
+    python3 "$SRCDIR/tests/integration/guix-verify.py" "$TMP/served.narinfo" "$TMP/g.pub"
+fi
 publish_stop || true
 PUBLISH_PID=$HEAD_PID
 publish_stop || true

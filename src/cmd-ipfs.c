@@ -305,6 +305,7 @@ static int cat_node(const struct car_read *cr, const struct cairn_cid *cid, int 
 			goto out;
 		}
 	}
+	uint64_t start = *written - u.data_len;
 	for (size_t i = 0; i < n.n_links && !rc; i++) {
 		uint64_t before = *written;
 		rc = cat_node(cr, &n.links[i].cid, fd, depth + 1, written, err);
@@ -313,6 +314,10 @@ static int cat_node(const struct car_read *cr, const struct cairn_cid *cid, int 
 					     "car: a child holds %" PRIu64 " bytes, its parent says %" PRIu64,
 					     *written - before, u.blocksizes[i]);
 	}
+	if (!rc && u.has_filesize && *written - start != u.filesize)
+		rc = cairn_error_set(err, CAIRN_EFORMAT,
+				     "car: a node's parts hold %" PRIu64 " bytes, it says %" PRIu64,
+				     *written - start, u.filesize);
 out:
 	cairn_unixfs_release(&u);
 	cairn_pbnode_release(&n);
@@ -343,6 +348,7 @@ static int ipfs_car(int argc, char **argv)
 	size_t n_roots;
 	int ret = EXIT_FAIL;
 	int fd = -1;
+	char *tmp = NULL;
 	if (cairn_car_read((const uint8_t *)buf, len, roots, &n_roots, on_car_block, &cr, &err)) {
 		ret = cli_fail(argv[0], &err);
 		goto out;
@@ -361,11 +367,22 @@ static int ipfs_car(int argc, char **argv)
 		if (cr.n)
 			qsort(cr.v, cr.n, sizeof(cr.v[0]), block_cmp);
 		bool out_stdout = !strcmp(o.cat, "-");
-		fd = out_stdout ? STDOUT_FILENO
-				: open(o.cat, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd < 0) {
-			cli_error("cannot create '%s': %s", o.cat, strerror(errno));
-			goto out;
+		if (out_stdout) {
+			fd = STDOUT_FILENO;
+		} else {
+			/* nothing half-written: a temporary name, renamed once complete */
+			size_t n = strlen(o.cat) + 16;
+			tmp = malloc(n);
+			if (!tmp) {
+				cli_error("out of memory");
+				goto out;
+			}
+			snprintf(tmp, n, "%s.tmp.XXXXXX", o.cat);
+			fd = mkstemp(tmp);
+			if (fd < 0) {
+				cli_error("cannot create '%s': %s", tmp, strerror(errno));
+				goto out;
+			}
 		}
 		fflush(stdout);
 		uint64_t written = 0;
@@ -373,13 +390,25 @@ static int ipfs_car(int argc, char **argv)
 			ret = cli_fail("cannot rebuild the file", &err);
 			goto out;
 		}
-		if (out_stdout)
+		if (out_stdout) {
 			fd = -1;
+		} else if (fchmod(fd, 0644) != 0 || fsync(fd) != 0 || rename(tmp, o.cat) != 0) {
+			cli_error("cannot write '%s': %s", o.cat, strerror(errno));
+			goto out;
+		} else {
+			free(tmp);
+			tmp = NULL;
+		}
 	}
 	ret = EXIT_OK;
 out:
-	if (fd >= 0)
+	if (fd >= 0 && fd != STDOUT_FILENO)
 		close(fd);
+	if (tmp) {
+		if (fd >= 0)
+			unlink(tmp);
+		free(tmp);
+	}
 	free(cr.v);
 	free(buf);
 	return ret;

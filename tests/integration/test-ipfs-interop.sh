@@ -122,4 +122,6 @@ open(sys.argv[2], 'wb').write(b[:h] + b[i + n:])
 PY
 check "a CAR that lacks a block of the file is read but not rebuilt" \
   bash -c '"$1" ipfs car "$2" >/dev/null && ! "$1" ipfs car --cat "$3" "$2" 2>/dev/null' _ "$CAIRN" "$TMP/hole.car" "$TMP/hole.out"
+check "a file that cannot be rebuilt leaves nothing behind" \
+  test -z "$(find "$TMP" -name 'hole.out*')"
 finish

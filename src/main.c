@@ -23,6 +23,7 @@ static const struct cmd commands[] = {
 	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches" },
 	{ "feed", cmd_feed, "verify pages and snapshots of a cache's signed change feed" },
 	{ "sync", cmd_sync, "make a directory a verified replica of a cache, from its change feed" },
+	{ "ipfs", cmd_ipfs, "a file or NAR as an IPFS UnixFS DAG: its root CID and a CAR" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

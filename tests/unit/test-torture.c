@@ -22,6 +22,7 @@
 
 #include "cairn/cairn.h"
 #include "cairn/guix.h"
+#include "cairn/ipfs.h"
 #include "cairn/keys.h"
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
@@ -358,6 +359,67 @@ static void test_nar(void **state)
 	rmdir(dir);
 }
 
+/* The IPFS builder and the dag-pb decoder: ENOMEM, never a wrong root. */
+static void test_ipfs(void **state)
+{
+	(void)state;
+	uint8_t data[3000];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + (i >> 8));
+	struct cairn_chunker_spec spec;
+	assert_int_equal(cairn_chunker_spec_parse("size-1000", &spec, NULL), 0);
+	struct cairn_cid want;
+	int have_want = 0;
+	for (long n = 1;; n++) {
+		struct cairn_ipfs_add *a = NULL;
+		struct cairn_cid root;
+		arm(n);
+		int rc = cairn_ipfs_add_new(&spec, NULL, NULL, &a, NULL);
+		if (rc == 0) {
+			rc = cairn_ipfs_add_write(a, data, sizeof(data), NULL);
+			if (rc == 0)
+				rc = cairn_ipfs_add_finish(a, &root, NULL, NULL);
+			cairn_ipfs_add_free(a);
+		}
+		disarm();
+		if (rc != 0) {
+			assert_int_equal(rc, CAIRN_ENOMEM);
+		} else if (have_want) {
+			assert_true(cairn_cid_equal(&root, &want));
+		} else {
+			want = root;
+			have_want = 1;
+		}
+		if (!injected) {
+			assert_int_equal(rc, 0);
+			break;
+		}
+	}
+	/* a node of 20 links (the realloc of the link array grows once) */
+	uint8_t node[20 * 38];
+	for (size_t i = 0; i < 20; i++) {
+		uint8_t *l = node + i * 38;
+		l[0] = 0x12, l[1] = 36, l[2] = 0x0a, l[3] = 34, l[4] = 0x12, l[5] = 0x20;
+		memset(l + 6, (int)i, 32);
+	}
+	for (long n = 1;; n++) {
+		struct cairn_pbnode pn;
+		arm(n);
+		int rc = cairn_pbnode_decode(node, sizeof(node), &pn, NULL);
+		disarm();
+		if (rc == 0) {
+			assert_int_equal(pn.n_links, 20);
+			cairn_pbnode_release(&pn);
+		} else {
+			assert_int_equal(rc, CAIRN_ENOMEM);
+		}
+		if (!injected) {
+			assert_int_equal(rc, 0);
+			break;
+		}
+	}
+}
+
 int main(void)
 {
 	(void)replace; /* vecutil.h's, unused here */
@@ -368,6 +430,7 @@ int main(void)
 	    cmocka_unit_test(test_narinfo_edits),
 	    cmocka_unit_test(test_narinfo_verify),
 	    cmocka_unit_test(test_nar),
+	    cmocka_unit_test(test_ipfs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,6 +42,7 @@ int cmd_fetch(int argc, char **argv);
 int cmd_mirror(int argc, char **argv);
 int cmd_feed(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 
 /* The running program's name for messages ("cairn nar"). */
 extern const char *cli_progname;

@@ -23,6 +23,7 @@ static const struct cmd commands[] = {
 	{ "mirror", cmd_mirror, "a verifying, coalescing cache in front of binary caches" },
 	{ "feed", cmd_feed, "verify pages and snapshots of a cache's signed change feed" },
 	{ "sync", cmd_sync, "make a directory a verified replica of a cache, from its change feed" },
+	{ "monitor", cmd_monitor, "watch caches, record where they disagree, serve a report" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

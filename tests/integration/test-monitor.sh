@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# cairn monitor (issue 16) with real processes: two Nix stores built from
+# the same expressions where one derivation is not reproducible, copied to
+# two binary caches signed by different keys; the first served by
+# `cairn publish --binary-cache --feed` (followed through its signed
+# feed), the second by nginx (asked about a path list).  The JSON verdicts
+# are exactly right (agree, differs, only-one), the item page shows the
+# files that differ, a hostile narinfo field comes out escaped, an item
+# added to the feed's cache shows up without a restart, a restart keeps
+# the history, and a server going down is no disagreement.
+. "$SRCDIR/tests/integration/lib.sh"
+. "$SRCDIR/tests/integration/nix-lib.sh"
+. "$SRCDIR/tests/integration/serve-lib.sh"
+. "$SRCDIR/tests/integration/publish-lib.sh"
+skip_unless nginx python3 curl
+publish_require
+nix_lib_init
+
+build_two_stores
+nix_gen_key wt-1 "$TMP/k1"
+nix_gen_key wt-2 "$TMP/k2"
+nix_copy_to_file "$TMP/store1" "$TOP" "$TMP/c1" xz "$TMP/k1.sec"
+nix_copy_to_file "$TMP/store2" "$TOP" "$TMP/c2" zstd "$TMP/k2.sec"
+hp() { basename "$1" | cut -c1-32; }
+A=$(grep -- '-wt-a$' <<<"$CLOSURE")
+B=$(grep -- '-wt-b$' <<<"$CLOSURE")
+# wt-top only on the first cache
+rm "$(narinfo_of "$TMP/c2" "$TOP")"
+# a hostile server: markup in a field it controls (not signed: the
+# signature still verifies)
+EVIL='<script>alert("x")</script><img src=x onerror=alert(1)>'
+printf 'Comment: %s\n' "$EVIL" >>"$(narinfo_of "$TMP/c2" "$A")"
+
+publish_start --binary-cache "$TMP/c1" --feed "$TMP/feed1" --key "$TMP/k1.sec" ||
+  { not_ok "cairn publish --feed starts"; finish; exit 1; }
+u1=$PUBLISH_URL
+serve_nginx "$TMP/c2"; u2=http://127.0.0.1:$SERVE_PORT; NGINX2=$NGINX_PID
+printf '%s\n' "$A" "$B" "$STAMP" >"$TMP/paths"
+
+# monitor_start: a monitor on the same database each time; sets MURL
+mon_n=0
+monitor_start() {
+  mon_n=$((mon_n + 1))
+  MLOG=$TMP/monitor-$mon_n.log
+  "$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
+    --listen 127.0.0.1:0 --port-file "$TMP/mon-$mon_n.port" --paths "$TMP/paths" \
+    --trusted-key "$TMP/k1.pub" --trusted-key "$TMP/k2.pub" --interval 3600 --poll 200ms \
+    >"$MLOG" 2>&1 &
+  MPID=$!
+  cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
+  MURL=http://127.0.0.1:$(port_from_file "$TMP/mon-$mon_n.port" "$MPID" 15)
+}
+monitor_stop() {
+  kill "$MPID" && wait_gone "$MPID" 10 && { wait "$MPID"; }
+}
+api() { curl -sf --max-time 10 "$MURL$1"; }
+jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+verdict() { api "/api/v1/items/$(hp "$1")" | jq_ 'd["verdict"]'; }
+# settled: every item known has the verdict expected and the diff is done
+settled() {
+  [ "$(verdict "$A")" = agree ] && [ "$(verdict "$B")" = agree ] &&
+    [ "$(verdict "$TOP")" = only-one ] && [ "$(verdict "$STAMP")" = differs ] &&
+    [ "$(api "/api/v1/items/$(hp "$STAMP")" | jq_ 'd["diff"]["state"]')" = done ]
+}
+
+monitor_start
+check "the monitor serves its API" wait_for 15 eval "api /api/v1/summary >/dev/null"
+check "verdicts settle: wt-a, wt-b agree; wt-stamp differs; wt-top on one server only" \
+  wait_for 60 settled || sed 's/^/  | /' "$MLOG"
+api /api/v1/summary >"$TMP/summary.json"
+check "summary: 4 items, 2 agree, 1 differs, 1 only-one" \
+  test "$(jq_ '(d["items"], d["verdicts"]["agree"], d["verdicts"]["differs"], d["verdicts"]["only-one"])' <"$TMP/summary.json")" = "(4, 2, 1, 1)"
+check "summary: the first server has a feed, the second not" \
+  test "$(jq_ '[(s["url"], s["feed"]) for s in d["servers"]]' <"$TMP/summary.json")" = "[('$u1', True), ('$u2', False)]"
+check "differs list: exactly wt-stamp" \
+  test "$(api '/api/v1/items?verdict=differs' | jq_ '[i["path"] for i in d["items"]]')" = "['$STAMP']"
+check "pagination: limit=1 over all items gives a cursor, and the pages cover the 4 items" \
+  python3 - "$MURL" <<'PY'
+import json, sys, urllib.request
+seen, cur = [], ""
+for _ in range(10):
+    d = json.load(urllib.request.urlopen(sys.argv[1] + "/api/v1/items?limit=1" + ("&cursor=" + cur if cur else "")))
+    seen += [i["hash"] for i in d["items"]]
+    if not d["next"]:
+        break
+    cur = d["next"]
+sys.exit(0 if len(seen) == 4 and len(set(seen)) == 4 else 1)
+PY
+api "/api/v1/items/$(hp "$STAMP")" >"$TMP/stamp.json"
+check "wt-stamp: two servers, two different NarHashes, both signatures valid" \
+  test "$(jq_ '(len(d["servers"]), len(set(s["nar_hash"] for s in d["servers"])), [s["signature"] for s in d["servers"]])' <"$TMP/stamp.json")" = "(2, 2, ['valid', 'valid'])"
+check "wt-stamp: the files that differ are stamp, share/random and share/x\\377y (as U+FFFD)" \
+  test "$(jq_ 'ascii(sorted(f["path"] for f in d["diff"]["files"] if f["change"] == "content"))' <"$TMP/stamp.json")" = "['share/random', 'share/x\\ufffdy', 'stamp']"
+check "wt-stamp: stamp's hash on the second server is that of its file" \
+  test "$(jq_ '[f["b"]["sha256"] for f in d["diff"]["files"] if f["path"] == "stamp"][0]' <"$TMP/stamp.json")" = \
+       "$(sha256sum <"$TMP/store2$STAMP/stamp" | cut -d' ' -f1)"
+check "wt-stamp: history is one change, to differs" \
+  test "$(jq_ '[h["verdict"] for h in d["history"]]' <"$TMP/stamp.json")" = "['differs']"
+
+curl -sf "$MURL/item/$(hp "$STAMP")" >"$TMP/stamp.html"
+check "item page: names the differing file" grep -q '<code>stamp</code>' "$TMP/stamp.html"
+check "item page: both narinfos side by side" test "$(grep -o '<pre>StorePath: ' "$TMP/stamp.html" | wc -l)" = 2
+curl -sf "$MURL/item/$(hp "$A")" >"$TMP/a.html"
+check "hostile field: escaped on the item page" \
+  grep -qF 'Comment: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;' "$TMP/a.html"
+check "hostile field: no markup of the server's in the page" \
+  bash -c '! grep -qiE "<script|<img" "$1"' _ "$TMP/a.html"
+check "hostile field: inert in the JSON too" \
+  bash -c 'curl -sf "$1" | grep -q "\\\\u003cscript\\\\u003e" && ! curl -sf "$1" | grep -q "<script"' _ "$MURL/api/v1/items/$(hp "$A")"
+check "overview page lists the servers" \
+  bash -c 'curl -sf "$1/" | grep -qF "$2"' _ "$MURL" "$u2"
+check "disagreements page lists wt-stamp" \
+  bash -c 'curl -sf "$1/items?verdict=differs" | grep -qF "$2"' _ "$MURL" "$STAMP"
+check "server page answers" curl -sf -o /dev/null "$MURL/server/1"
+check "Atom feed names wt-stamp" bash -c 'curl -sf "$1/atom.xml" | grep -qF "differs: $2"' _ "$MURL" "$STAMP"
+check "/metrics counts items by verdict" \
+  bash -c 'curl -sf "$1/metrics" | grep -qx "cairn_monitor_items{verdict=\"differs\"} 1"' _ "$MURL"
+check "unknown item: 404" test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/api/v1/items/00000000000000000000000000000000")" = 404
+check "bad verdict filter: 400" test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/api/v1/items?verdict=nope")" = 400
+
+# ---- a new item on the first cache reaches the monitor through the feed
+# (the path list does not name it, and no full pass is due for an hour)
+cat >"$TMP/new.nix" <<'NIX'
+derivation { name = "wt-new"; system = builtins.currentSystem; builder = "/bin/sh";
+  PATH = "/bin:/usr/bin"; args = [ "-c" "mkdir -p $out; echo new > $out/new" ]; }
+NIX
+NEW=$(nix-build --store "$(nix_store_uri "$TMP/store1")" --no-out-link --quiet "$TMP/new.nix")
+nix_copy_to_file "$TMP/store1" "$NEW" "$TMP/c1" xz "$TMP/k1.sec"
+check "a new item on the feed shows up without a restart (only-one)" \
+  wait_for 30 eval '[ "$(verdict "$NEW" 2>/dev/null)" = only-one ]'
+
+# ---- restart: the history is kept, no change is recorded twice
+first_seen=$(jq_ 'd["first_seen"]' <"$TMP/stamp.json")
+check "the monitor stops on SIGTERM" monitor_stop
+# a server going down meanwhile: its answers stand, nothing differs anew
+nginx_stop
+monitor_start
+check "restarted monitor serves its API" wait_for 15 eval "api /api/v1/summary >/dev/null"
+check "after the restart's pass the second server is seen down" \
+  wait_for 30 eval '[ "$(api /api/v1/summary | jq_ "d[\"servers\"][1][\"error\"] is not None")" = True ]'
+api "/api/v1/items/$(hp "$STAMP")" >"$TMP/stamp2.json"
+check "restart: wt-stamp still differs, first seen unchanged, one change in its history" \
+  test "$(jq_ '(d["verdict"], d["first_seen"], len(d["history"]))' <"$TMP/stamp2.json")" = "('differs', $first_seen, 1)"
+check "server down: wt-a and wt-b still agree" \
+  eval '[ "$(verdict "$A")" = agree ] && [ "$(verdict "$B")" = agree ]'
+check "restart: 5 items known" test "$(api /api/v1/summary | jq_ 'd["items"]')" = 5
+check "the monitor stops on SIGTERM again" monitor_stop
+finish

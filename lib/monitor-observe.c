@@ -55,6 +55,9 @@ struct feed_state {
 	int has_feed; /* -1 not known yet, 0 no, 1 yes */
 	char feed[33];
 	uint64_t seq;
+	/* what was last said about this feed: a failure that repeats every
+	 * poll is said once, until something else happens */
+	char said[256];
 };
 
 struct observer {
@@ -74,6 +77,25 @@ struct observer {
 	int failed;
 	struct cairn_error fail_err;
 };
+
+static void feed_say(struct observer *o, size_t i, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void feed_say(struct observer *o, size_t i, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (strncmp(msg, o->fs[i].said, sizeof(o->fs[i].said) - 1) == 0)
+		return;
+	size_t len = strlen(msg);
+	if (len >= sizeof(o->fs[i].said))
+		len = sizeof(o->fs[i].said) - 1;
+	memcpy(o->fs[i].said, msg, len);
+	o->fs[i].said[len] = '\0';
+	mon_say(o->m, "%s: %s", o->m->urls[i], msg);
+}
 
 /* ---- small HTTP bodies (feed pages, snapshots) ---------------------------- */
 
@@ -217,6 +239,8 @@ static int poll_feed(struct observer *o, size_t i)
 	struct feed_state *fs = &o->fs[i];
 	struct cairn_buf page = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
 	const char *url = o->m->urls[i];
+	uint64_t saved_seq = fs->seq;
+	bool restarted = false;
 	int rc = 0;
 
 	for (int n = 0; n < MON_PAGES_PER_TICK && rc == 0; n++) {
@@ -236,14 +260,20 @@ static int poll_feed(struct observer *o, size_t i)
 			}
 			if (status == 410) {
 				if (read_snapshot(o, i, &e) < 0) {
-					mon_say(o->m, "%s: feed snapshot refused: %s", url,
-						cairn_error_msg(&e));
+					feed_say(o, i, "feed snapshot refused: %s", cairn_error_msg(&e));
 					atomic_fetch_add(&o->m->pages_refused, 1);
 					break;
 				}
 				continue;
 			}
-			mon_say(o->m, "%s: feed: %s", url, cairn_error_msg(&e));
+			if (status == 400 && fs->seq > 0 && !restarted) {
+				/* past the head: the server's feed may have been
+				 * recreated; its first page says (below) */
+				restarted = true;
+				fs->seq = 0;
+				continue;
+			}
+			feed_say(o, i, "feed: %s", cairn_error_msg(&e));
 			break;
 		}
 		if (fs->has_feed != 1) {
@@ -252,17 +282,40 @@ static int poll_feed(struct observer *o, size_t i)
 						       &o->fail_err)) < 0)
 				break;
 		}
-		if (cairn_feed_doc_parse(page.data, page.len, &doc, &e) < 0 ||
-		    cairn_feed_doc_verify(&doc, o->m->cfg.kr, &e) < 0 ||
+		bool parsed = cairn_feed_doc_parse(page.data, page.len, &doc, &e) == 0 &&
+			      cairn_feed_doc_verify(&doc, o->m->cfg.kr, &e) == 0;
+		if (parsed && fs->feed[0] && strcmp(doc.feed, fs->feed) != 0) {
+			/* a new feed (its database recreated): read it from the
+			 * start; the items it names are asked of every server
+			 * anyway, so the feed's word is never taken for content */
+			feed_say(o, i, "the feed is now %s, not %s: read from the start", doc.feed,
+				 fs->feed);
+			fs->feed[0] = '\0';
+			if (fs->seq != 0) {
+				cairn_feed_doc_release(&doc);
+				fs->seq = 0;
+				restarted = true;
+				continue;
+			}
+		} else if (restarted && fs->seq == 0 && parsed && fs->feed[0]) {
+			/* the same feed after all: the 400 was something else */
+			cairn_feed_doc_release(&doc);
+			fs->seq = saved_seq;
+			feed_say(o, i, "feed: the server refused the events after %" PRIu64,
+				 saved_seq);
+			break;
+		}
+		if (!parsed ||
 		    cairn_feed_doc_check_page(&doc, fs->feed[0] ? fs->feed : NULL, fs->seq, &e) < 0) {
 			/* a page refused is not used: nothing it says counts */
-			mon_say(o->m, "%s: feed page after %" PRIu64 " refused: %s", url, fs->seq,
-				cairn_error_msg(&e));
+			feed_say(o, i, "feed page after %" PRIu64 " refused: %s", fs->seq,
+				 cairn_error_msg(&e));
 			atomic_fetch_add(&o->m->pages_refused, 1);
 			cairn_feed_doc_release(&doc);
 			break;
 		}
 		atomic_fetch_add(&o->m->feed_pages, 1);
+		fs->said[0] = '\0';
 		for (size_t k = 0; k < doc.n_events && rc == 0; k++) {
 			const struct cairn_feed_event *ev = &doc.events[k];
 			rc = ev->kind == CAIRN_FEED_ADD

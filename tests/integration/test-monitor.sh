@@ -129,6 +129,20 @@ nix_copy_to_file "$TMP/store1" "$NEW" "$TMP/c1" xz "$TMP/k1.sec"
 check "a new item on the feed shows up without a restart (only-one)" \
   wait_for 30 eval '[ "$(verdict "$NEW" 2>/dev/null)" = only-one ]'
 
+# ---- the head's feed recreated (a new feed id, its own numbering): read
+# from its start, and an item only the new feed names is learnt
+kill "$PUBLISH_PID"; wait_gone "$PUBLISH_PID" 10
+sed 's/wt-new/wt-new2/' "$TMP/new.nix" >"$TMP/new2.nix"
+NEW2=$(nix-build --store "$(nix_store_uri "$TMP/store1")" --no-out-link --quiet "$TMP/new2.nix")
+nix_copy_to_file "$TMP/store1" "$NEW2" "$TMP/c1" xz "$TMP/k1.sec"
+"$CAIRN" publish --listen "127.0.0.1:$PUBLISH_PORT" --binary-cache "$TMP/c1" \
+  --feed "$TMP/feed1b" --key "$TMP/k1.sec" >"$TMP/publish-b.log" 2>&1 &
+PUBLISH_PID=$!
+cleanup_hooks+=("kill -9 $PUBLISH_PID 2>/dev/null")
+check "recreated feed: the monitor reads it from the start (wt-new2 only-one)" \
+  wait_for 30 eval '[ "$(verdict "$NEW2" 2>/dev/null)" = only-one ]'
+check "recreated feed: said once in the log" test "$(grep -c 'the feed is now' "$MLOG")" = 1
+
 # ---- restart: the history is kept, no change is recorded twice
 first_seen=$(jq_ 'd["first_seen"]' <"$TMP/stamp.json")
 check "the monitor stops on SIGTERM" monitor_stop
@@ -143,6 +157,22 @@ check "restart: wt-stamp still differs, first seen unchanged, one change in its 
   test "$(jq_ '(d["verdict"], d["first_seen"], len(d["history"]))' <"$TMP/stamp2.json")" = "('differs', $first_seen, 1)"
 check "server down: wt-a and wt-b still agree" \
   eval '[ "$(verdict "$A")" = agree ] && [ "$(verdict "$B")" = agree ]'
-check "restart: 5 items known" test "$(api /api/v1/summary | jq_ 'd["items"]')" = 5
+check "restart: 6 items known" test "$(api /api/v1/summary | jq_ 'd["items"]')" = 6
 check "the monitor stops on SIGTERM again" monitor_stop
+
+# ---- a feed signed by a key that is not trusted is not followed
+"$CAIRN" key generate --format nix --secret "$TMP/k3.sec" --public "$TMP/k3.pub" wt-3
+publish_start --binary-cache "$TMP/c1" --feed "$TMP/feed3" --key "$TMP/k3.sec" ||
+  { not_ok "cairn publish --feed (untrusted key) starts"; finish; exit 1; }
+"$CAIRN" monitor --from "$PUBLISH_URL" --db "$TMP/mon3.sqlite" --listen 127.0.0.1:0 \
+  --port-file "$TMP/mon3.port" --trusted-key "$TMP/k1.pub" --poll 100ms >"$TMP/mon3.log" 2>&1 &
+MPID=$!
+cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
+MURL=http://127.0.0.1:$(port_from_file "$TMP/mon3.port" "$MPID" 15)
+refused() { curl -sf "$MURL/metrics" | awk '$1 == "cairn_monitor_feed_pages_refused_total" {print $2}'; }
+check "untrusted feed: its pages are refused" wait_for 15 eval '[ "$(refused)" -ge 3 ]'
+check "untrusted feed: nothing it names is learnt" test "$(api /api/v1/summary | jq_ 'd["items"]')" = 0
+check "untrusted feed: refused once in the log, not at every poll" \
+  test "$(grep -c 'refused' "$TMP/mon3.log")" = 1
+check "the monitor stops on SIGTERM" monitor_stop
 finish

@@ -77,6 +77,44 @@ int mon_db_prepare(struct mon_db *d, const char *sql, sqlite3_stmt **st, struct 
 	return 0;
 }
 
+/*
+ * The statement for sql (a string literal), prepared on first use and
+ * kept: a pass makes several statements per answer, and preparing them
+ * cost more than running them.  Give it back with put().
+ */
+static int get(struct mon_db *d, const char *sql, sqlite3_stmt **st, struct cairn_error *err)
+{
+	size_t i;
+	for (i = 0; i < MON_DB_STMTS && d->cache[i].sql; i++)
+		if (d->cache[i].sql == sql) {
+			*st = d->cache[i].st;
+			return 0;
+		}
+	if (i == MON_DB_STMTS)
+		BUG("monitor: more than %d cached statements", MON_DB_STMTS);
+	if (sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+		return fail(d, err, "prepare");
+	d->cache[i].sql = sql;
+	d->cache[i].st = *st;
+	return 0;
+}
+
+static void put(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Run a cached statement to its end; 0 or an error. */
+static int run(struct mon_db *d, sqlite3_stmt *st, struct cairn_error *err, const char *what)
+{
+	int rc = sqlite3_step(st);
+	put(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return fail(d, err, what);
+	return 0;
+}
+
 static int64_t query_int(struct mon_db *d, const char *sql, int64_t dflt)
 {
 	sqlite3_stmt *st;
@@ -136,6 +174,8 @@ void mon_db_close(struct mon_db *d)
 {
 	if (!d)
 		return;
+	for (size_t i = 0; i < MON_DB_STMTS && d->cache[i].sql; i++)
+		sqlite3_finalize(d->cache[i].st);
 	sqlite3_close(d->db);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -233,7 +273,7 @@ int mon_db_item(struct mon_db *d, const char *hash, const char *path, int64_t no
 {
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = mon_db_prepare(d,
+	if ((rc = get(d,
 				 "INSERT INTO items(hash, path, verdict_since, first_seen, last_seen)"
 				 " VALUES(?1, ?2, ?3, ?3, ?3) ON CONFLICT(hash) DO NOTHING",
 				 &st, err)) < 0)
@@ -241,16 +281,16 @@ int mon_db_item(struct mon_db *d, const char *hash, const char *path, int64_t no
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, now);
-	if ((rc = done(d, st, err, "add an item")) < 0 ||
-	    (rc = mon_db_prepare(d, "SELECT id FROM items WHERE hash = ?", &st, err)) < 0)
+	if ((rc = run(d, st, err, "add an item")) < 0 ||
+	    (rc = get(d, "SELECT id FROM items WHERE hash = ?", &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		put(st);
 		return fail(d, err, "find an item");
 	}
 	*id = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	put(st);
 	return 0;
 }
 
@@ -260,7 +300,7 @@ int mon_db_observe(struct mon_db *d, int64_t item, int64_t server, const struct 
 	sqlite3_stmt *st;
 	int rc;
 	/* first_seen is when the server started saying what it says now */
-	if ((rc = mon_db_prepare(
+	if ((rc = get(
 		     d,
 		     "INSERT INTO obs(item, server, state, sig, nar_hash, nar_size, refs, narinfo,"
 		     " first_seen, last_seen) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)"
@@ -285,7 +325,7 @@ int mon_db_observe(struct mon_db *d, int64_t item, int64_t server, const struct 
 	if (o->narinfo)
 		sqlite3_bind_text(st, 8, o->narinfo, (int)o->narinfo_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 9, now);
-	return done(d, st, err, "record an observation");
+	return run(d, st, err, "record an observation");
 }
 
 int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monitor_verdict *v,
@@ -297,7 +337,7 @@ int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monito
 	sqlite3_stmt *st;
 	int rc, old = -1;
 
-	if ((rc = mon_db_prepare(d,
+	if ((rc = get(d,
 				 "SELECT state, sig, nar_hash, nar_size, refs FROM obs WHERE item = ?",
 				 &st, err)) < 0)
 		return rc;
@@ -315,21 +355,21 @@ int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monito
 		};
 		n++;
 	}
-	sqlite3_finalize(st);
+	put(st);
 	*v = cairn_monitor_decide(obs, n);
 	for (size_t i = 0; i < 2 * n; i++)
 		free(strs[i]);
 
-	if ((rc = mon_db_prepare(d, "SELECT verdict FROM items WHERE id = ?", &st, err)) < 0)
+	if ((rc = get(d, "SELECT verdict FROM items WHERE id = ?", &st, err)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, item);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		old = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
+	put(st);
 	/* a new item starts "absent" (without history): its first verdict
 	 * other than that is its first change */
 	*changed = old != (int)*v;
-	if ((rc = mon_db_prepare(
+	if ((rc = get(
 		     d,
 		     "UPDATE items SET last_seen = ?2,"
 		     " verdict_since = CASE WHEN verdict = ?3 THEN verdict_since ELSE ?2 END,"
@@ -341,17 +381,17 @@ int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monito
 	sqlite3_bind_int64(st, 1, item);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int(st, 3, (int)*v);
-	if ((rc = done(d, st, err, "record a verdict")) < 0)
+	if ((rc = run(d, st, err, "record a verdict")) < 0)
 		return rc;
 	if (!*changed)
 		return 0;
-	if ((rc = mon_db_prepare(d, "INSERT INTO history(item, at, verdict) VALUES(?, ?, ?)", &st,
+	if ((rc = get(d, "INSERT INTO history(item, at, verdict) VALUES(?, ?, ?)", &st,
 				 err)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, item);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int(st, 3, (int)*v);
-	return done(d, st, err, "record a verdict change");
+	return run(d, st, err, "record a verdict change");
 }
 
 int mon_db_each_item(struct mon_db *d, int (*fn)(void *ctx, const char *path), void *ctx,

@@ -30,9 +30,17 @@ enum mon_diff_state {
 
 /* ---- the database (monitor-db.c) ------------------------------------------ */
 
+#define MON_DB_STMTS 16
+
 struct mon_db {
 	sqlite3 *db;
 	pthread_mutex_t lock; /* the readers' connection is shared by loop threads */
+	/* the observer's statements, prepared once: keyed by their SQL's
+	 * address (string literals), so each call site has its own */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} cache[MON_DB_STMTS];
 };
 
 /* Open (creating, migrating) the database at path.  writer: the one

@@ -671,8 +671,6 @@ static int tick(struct observer *o, bool full)
 		rc = mon_db_each_item(m->w, add_known, o, &o->fail_err);
 	if (rc == 0 && cairn_survey_count(o->sv) > 0) {
 		rc = cairn_survey_run(o->sv, &o->fail_err);
-		if (full)
-			atomic_fetch_add(&m->passes, 1);
 		for (size_t i = 0; i < o->n && rc == 0; i++) {
 			if (!o->srv_ok[i] && !o->srv_error[i])
 				continue;
@@ -688,6 +686,9 @@ static int tick(struct observer *o, bool full)
 		rc = mon_db_exec(m->w, "COMMIT", &o->fail_err);
 	else
 		mon_db_exec(m->w, "ROLLBACK", NULL);
+	/* counted once readable: a reader that saw the count sees the pass */
+	if (rc == 0 && full)
+		atomic_fetch_add(&m->passes, 1);
 	if (rc == 0 && m->cfg.diff)
 		rc = run_diffs(o);
 out:

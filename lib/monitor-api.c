@@ -289,6 +289,32 @@ static int item_json(struct cairn_monitor *m, const char *hash, struct cairn_buf
 	}
 	sqlite3_finalize(st);
 
+	cairn_buf_puts(b, "],\"peers\":[");
+	if ((rc = mon_db_prepare(m->r,
+				 "SELECT peer, monitor, server, state, nar_hash, nar_size, at FROM peer_obs"
+				 " WHERE hash = ? ORDER BY peer, seq",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	for (int k = 0; sqlite3_step(st) == SQLITE_ROW; k++) {
+		cairn_buf_puts(b, k ? ",{\"peer\":" : "{\"peer\":");
+		json_text_col(b, st, 0);
+		cairn_buf_puts(b, ",\"monitor\":");
+		json_text_col(b, st, 1);
+		cairn_buf_puts(b, ",\"server\":");
+		json_text_col(b, st, 2);
+		cairn_buf_puts(b, ",\"state\":");
+		json_text_col(b, st, 3);
+		cairn_buf_puts(b, ",\"nar_hash\":");
+		json_text_col(b, st, 4);
+		cairn_buf_puts(b, ",\"nar_size\":");
+		json_int_col(b, st, 5);
+		cairn_buf_puts(b, ",\"at\":");
+		json_int_col(b, st, 6);
+		cairn_buf_puts(b, "}");
+	}
+	sqlite3_finalize(st);
+
 	cairn_buf_puts(b, "],\"history\":[");
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT at, verdict FROM history WHERE item = ? ORDER BY at, rowid",

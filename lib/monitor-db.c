@@ -15,6 +15,12 @@
  *       (item)
  *   diffs(item, a_server, b_server, path, change, a_type, a_size, a_sha256,
  *         a_target, b_...); index (item)
+ *   meta(k, v)  "monitor": this monitor's id, 32 hex digits, random
+ *   log(seq AUTOINCREMENT, at, server, hash, state, nar_hash, nar_size):
+ *       with --key, each change of what a server says about an item, the
+ *       observation log served signed (monitor-log.c); never pruned
+ *   peer_obs(peer, monitor, seq, at, server, hash, state, nar_hash,
+ *       nar_size): the verified logs of --peer monitors; index (hash)
  * Verdicts are stored as enum cairn_monitor_verdict (1 differs, 5 absent
  * in the SQL below).
  * WAL, so the pages read while the observer writes; synchronous=NORMAL (a
@@ -55,6 +61,16 @@ static const char schema_v1[] =
 	" a_type TEXT, a_size INTEGER, a_sha256 TEXT, a_target TEXT,"
 	" b_type TEXT, b_size INTEGER, b_sha256 TEXT, b_target TEXT);"
 	"CREATE INDEX IF NOT EXISTS diffs_by_item ON diffs(item);"
+	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+	"INSERT OR IGNORE INTO meta(k, v) VALUES('monitor', lower(hex(randomblob(16))));"
+	"CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" at INTEGER NOT NULL, server TEXT NOT NULL, hash TEXT NOT NULL, state TEXT NOT NULL,"
+	" nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS peer_obs(peer TEXT NOT NULL, monitor TEXT NOT NULL,"
+	" seq INTEGER NOT NULL, at INTEGER NOT NULL, server TEXT NOT NULL, hash TEXT NOT NULL,"
+	" state TEXT NOT NULL, nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL,"
+	" PRIMARY KEY(peer, seq)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS peer_obs_by_hash ON peer_obs(hash);"
 	"PRAGMA user_version = 1;";
 
 static int fail(struct mon_db *d, struct cairn_error *err, const char *what)
@@ -392,6 +408,88 @@ int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monito
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int(st, 3, (int)*v);
 	return run(d, st, err, "record a verdict change");
+}
+
+int mon_db_monitor_id(struct mon_db *d, char id[33], struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "SELECT v FROM meta WHERE k = 'monitor'", &st, err)) < 0)
+		return rc;
+	rc = CAIRN_ENOENT;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
+		memcpy(id, sqlite3_column_text(st, 0), 32);
+		id[32] = '\0';
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc < 0 ? fail(d, err, "read the monitor's id") : 0;
+}
+
+int mon_db_changed(struct mon_db *d, int64_t item, int64_t server, int64_t now, bool *changed,
+		   struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = get(d, "SELECT first_seen FROM obs WHERE item = ? AND server = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	sqlite3_bind_int64(st, 2, server);
+	*changed = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == now;
+	put(st);
+	return 0;
+}
+
+int mon_db_log_append(struct mon_db *d, int64_t now, const char *server, const char *hash,
+		      const struct mon_obs_in *o, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = get(d,
+		      "INSERT INTO log(at, server, hash, state, nar_hash, nar_size)"
+		      " VALUES(?, ?, ?, ?, ?, ?)",
+		      &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_text(st, 2, server, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, cairn_monitor_state_name(o->state), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, o->state == CAIRN_MONITOR_PRESENT ? o->nar_hash : "-", -1,
+			  SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, o->state == CAIRN_MONITOR_PRESENT ? (int64_t)o->nar_size : 0);
+	return run(d, st, err, "append to the log");
+}
+
+int mon_db_peer_clear(struct mon_db *d, const char *peer, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "DELETE FROM peer_obs WHERE peer = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+	return done(d, st, err, "forget a peer's log");
+}
+
+int mon_db_peer_put(struct mon_db *d, const char *peer, const char *monitor,
+		    const struct cairn_monitor_log_entry *e, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = get(d,
+		      "INSERT OR REPLACE INTO peer_obs(peer, monitor, seq, at, server, hash, state,"
+		      " nar_hash, nar_size) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		      &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, monitor, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)e->seq);
+	sqlite3_bind_int64(st, 4, e->at);
+	sqlite3_bind_text(st, 5, e->server, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, e->hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, e->state, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, e->nar_hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, (int64_t)e->nar_size);
+	return run(d, st, err, "record a peer's observation");
 }
 
 int mon_db_each_item(struct mon_db *d, int (*fn)(void *ctx, const char *path), void *ctx,

@@ -81,6 +81,20 @@ int mon_db_observe(struct mon_db *d, int64_t item, int64_t server, const struct 
  * now and written to the history (and a new "differs" marks a diff to do). */
 int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monitor_verdict *v,
 		  bool *changed, struct cairn_error *err);
+/* This monitor's id (32 hex digits). */
+int mon_db_monitor_id(struct mon_db *d, char id[33], struct cairn_error *err);
+/* Whether what server says about item changed at now (or is new). */
+int mon_db_changed(struct mon_db *d, int64_t item, int64_t server, int64_t now, bool *changed,
+		   struct cairn_error *err);
+/* Append an observation to the log (--key). */
+int mon_db_log_append(struct mon_db *d, int64_t now, const char *server, const char *hash,
+		      const struct mon_obs_in *o, struct cairn_error *err);
+
+/* Replace what is known of peer's log: clear, then put each record. */
+int mon_db_peer_clear(struct mon_db *d, const char *peer, struct cairn_error *err);
+int mon_db_peer_put(struct mon_db *d, const char *peer, const char *monitor,
+		    const struct cairn_monitor_log_entry *e, struct cairn_error *err);
+
 /* Every item's store path, in id order. */
 int mon_db_each_item(struct mon_db *d, int (*fn)(void *ctx, const char *path), void *ctx,
 		     struct cairn_error *err);
@@ -116,13 +130,15 @@ struct cairn_monitor {
 	struct cairn_monitor_config cfg;
 	char **urls;
 	int64_t *server_ids;
+	char monitor_id[33];
 	struct mon_db *w; /* the observer's */
 	struct mon_db *r; /* the pages' */
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
 	/* counted by the observer, shown in /metrics */
-	atomic_uint_fast64_t passes, lookups, feed_pages, pages_refused, diffs, changes;
+	atomic_uint_fast64_t passes, lookups, feed_pages, pages_refused, diffs, changes, logged,
+		peer_logs, peer_logs_refused;
 };
 
 void *mon_observe_main(void *arg);
@@ -165,6 +181,10 @@ int mon_list(struct mon_db *r, int verdict, int64_t server, const struct mon_cur
 	     struct mon_cursor *next, bool *more, struct cairn_error *err);
 /* The hash part in a URL path after a prefix: 32 nix32 characters. */
 bool mon_hash_ok(const char *s, size_t len);
+
+/* The observation log, signed (monitor-log.c); the caller holds r->lock. */
+int mon_log_render(struct cairn_monitor *m, struct cairn_buf *out, struct cairn_error *err);
+int mon_log_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);
 
 int mon_web_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);
 int mon_api_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);

@@ -36,6 +36,8 @@
 #define MON_SNAPSHOT_MAX ((uint64_t)512 << 20)
 /* Pages read from one feed in one tick (the rest next tick). */
 #define MON_PAGES_PER_TICK 50
+/* Seconds between reads of the peers' logs. */
+#define MON_PEER_INTERVAL 2
 /* Differing items compared per tick. */
 #define MON_DIFFS_PER_TICK 4
 
@@ -72,6 +74,8 @@ struct observer {
 	int64_t *item; /* per path index: the item's id, 0 before its first answer */
 	uint8_t *got;  /* per path index: answers recorded */
 	size_t cap;
+	struct cairn_http_server **peer; /* per --peer */
+	int64_t next_peers;		  /* when the peers' logs are read again */
 	char **srv_error; /* per server: the last failure this tick */
 	bool *srv_ok;	  /* per server: answered something this tick */
 	int failed;
@@ -509,6 +513,21 @@ static int on_result(void *ctx, struct cairn_survey_result *r)
 		cairn_buf_release(&refs);
 		return rc;
 	}
+	if (record && m->cfg.key) {
+		/* the signed log keeps changes: what a server says now that it
+		 * did not say before (or was never seen saying) */
+		bool changed = false;
+		if ((rc = mon_db_changed(m->w, o->item[pi], m->server_ids[r->server_index], o->now,
+					 &changed, err)) == 0 &&
+		    changed &&
+		    (rc = mon_db_log_append(m->w, o->now, m->urls[r->server_index], hash, &obs,
+					    err)) == 0)
+			atomic_fetch_add(&m->logged, 1);
+		if (rc < 0) {
+			cairn_buf_release(&refs);
+			return rc;
+		}
+	}
 	cairn_buf_release(&refs);
 	if (++o->got[pi] == o->n) {
 		enum cairn_monitor_verdict v;
@@ -638,6 +657,56 @@ static int run_diffs(struct observer *o)
 	return rc;
 }
 
+/* ---- peers ---------------------------------------------------------------- */
+
+struct peer_put {
+	struct observer *o;
+	const char *peer;
+	const char *monitor;
+};
+
+static int peer_entry(void *ctx, const struct cairn_monitor_log_entry *e)
+{
+	struct peer_put *pp = ctx;
+	return mon_db_peer_put(pp->o->m->w, pp->peer, pp->monitor, e, &pp->o->fail_err);
+}
+
+/*
+ * Read peer i's observation log; only a log that verified (a trusted
+ * key's signature over all of it) replaces what was known of it.  A peer
+ * that fails is said once and keeps what it said before.
+ */
+static int read_peer(struct observer *o, size_t i)
+{
+	struct cairn_monitor *m = o->m;
+	struct cairn_buf body = CAIRN_BUF_INIT(CAIRN_MONITOR_LOG_MAX);
+	struct cairn_error e;
+	char monitor[33];
+	uint64_t count;
+	long status = 0;
+	const char *url = cairn_http_server_url(o->peer[i]);
+	int rc = 0;
+	cairn_error_init(&e);
+	cairn_http_server_mark_up(o->peer[i]);
+	if (get_whole(o, o->peer[i], "api/v1/log", CAIRN_MONITOR_LOG_MAX, &body, &status, &e) < 0 ||
+	    cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, monitor, &count, NULL, NULL,
+				     &e) < 0) {
+		if (e.code != CAIRN_ENET)
+			atomic_fetch_add(&m->peer_logs_refused, 1);
+		mon_say(m, "peer %s: log refused: %s", url, cairn_error_msg(&e));
+		goto out;
+	}
+	struct peer_put pp = {o, url, monitor};
+	if ((rc = mon_db_peer_clear(m->w, url, &o->fail_err)) < 0 ||
+	    (rc = cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, monitor, &count,
+					   peer_entry, &pp, &o->fail_err)) < 0)
+		goto out;
+	atomic_fetch_add(&m->peer_logs, 1);
+out:
+	cairn_buf_release(&body);
+	return rc;
+}
+
 /* ---- the loop ------------------------------------------------------------- */
 
 static int tick(struct observer *o, bool full)
@@ -679,6 +748,11 @@ static int tick(struct observer *o, bool full)
 						  &o->fail_err);
 		}
 	}
+	if (rc == 0 && m->cfg.n_peers && o->now >= o->next_peers) {
+		o->next_peers = o->now + MON_PEER_INTERVAL;
+		for (size_t i = 0; i < m->cfg.n_peers && rc == 0; i++)
+			rc = read_peer(o, i);
+	}
 	if (rc == 0 && full)
 		rc = mon_db_prune(m->w, (int64_t)m->cfg.retention_days * 86400, o->now,
 				  &o->fail_err);
@@ -712,7 +786,9 @@ void *mon_observe_main(void *arg)
 	o.fs = calloc(o.n, sizeof(*o.fs));
 	o.srv_error = calloc(o.n, sizeof(*o.srv_error));
 	o.srv_ok = calloc(o.n, sizeof(*o.srv_ok));
-	if (!o.srv || !o.fs || !o.srv_error || !o.srv_ok || cairn_http_new(&o.http, &hc, &e) < 0) {
+	o.peer = calloc(m->cfg.n_peers + 1, sizeof(*o.peer));
+	if (!o.srv || !o.fs || !o.srv_error || !o.srv_ok || !o.peer ||
+	    cairn_http_new(&o.http, &hc, &e) < 0) {
 		mon_say(m, "monitor: cannot start: %s", e.code ? cairn_error_msg(&e) : "out of memory");
 		goto out;
 	}
@@ -724,6 +800,11 @@ void *mon_observe_main(void *arg)
 			goto out;
 		}
 	}
+	for (size_t i = 0; i < m->cfg.n_peers; i++)
+		if (cairn_http_server_new(&o.peer[i], m->cfg.peers[i], 0, &e) < 0) {
+			mon_say(m, "monitor: %s", cairn_error_msg(&e));
+			goto out;
+		}
 	while (!atomic_load(&m->stop)) {
 		int64_t now = (int64_t)time(NULL);
 		bool full = now >= next_full;
@@ -748,6 +829,9 @@ out:
 		if (o.srv_error)
 			free(o.srv_error[i]);
 	}
+	for (size_t i = 0; o.peer && i < m->cfg.n_peers; i++)
+		cairn_http_server_free(o.peer[i]);
+	free(o.peer);
 	free(o.srv);
 	free(o.fs);
 	free(o.srv_error);

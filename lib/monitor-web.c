@@ -329,7 +329,32 @@ static int item_page(struct cairn_monitor *m, const char *hash, struct cairn_buf
 		cairn_buf_puts(b, "</div>");
 	}
 	sqlite3_finalize(st);
-	cairn_buf_puts(b, "</div><h2>History</h2><ul>");
+	cairn_buf_puts(b, "</div>");
+	if ((rc = mon_db_prepare(m->r,
+				 "SELECT peer, server, state, nar_hash, at FROM peer_obs WHERE hash = ?"
+				 " ORDER BY peer, seq",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	bool any = false;
+	for (; sqlite3_step(st) == SQLITE_ROW; any = true) {
+		if (!any)
+			cairn_buf_puts(b, "<h2>What other monitors saw</h2><table><tr><th>monitor</th>"
+					  "<th>server</th><th>state</th><th>NarHash</th><th>at</th></tr>");
+		cairn_buf_puts(b, "<tr><td>");
+		text_col(b, st, 0);
+		cairn_buf_puts(b, "</td><td>");
+		text_col(b, st, 1);
+		cairn_buf_puts(b, "</td><td>");
+		text_col(b, st, 2);
+		cairn_buf_puts(b, "</td><td><code>");
+		text_col(b, st, 3);
+		cairn_buf_puts(b, "</code></td><td>");
+		time_col(b, st, 4);
+		cairn_buf_puts(b, "</td></tr>");
+	}
+	sqlite3_finalize(st);
+	cairn_buf_puts(b, any ? "</table><h2>History</h2><ul>" : "<h2>History</h2><ul>");
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT at, verdict FROM history WHERE item = ? ORDER BY at, rowid",
 				 &st, err)) < 0)

@@ -64,6 +64,8 @@ int cairn_monitor_new(struct cairn_monitor **out, const struct cairn_monitor_con
 		if ((rc = mon_db_server(m->w, m->urls[i], &m->server_ids[i], err)) < 0)
 			goto fail;
 	}
+	if ((rc = mon_db_monitor_id(m->w, m->monitor_id, err)) < 0)
+		goto fail;
 	m->cfg.servers = NULL; /* borrowed strings are not kept: urls are */
 	*out = m;
 	return 0;
@@ -142,8 +144,19 @@ int cairn_monitor_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct 
 		    0 ||
 	    (rc = metrics_counter_at(reg, "cairn_monitor_verdict_changes_total",
 				     "Verdicts that changed", &m->changes, err)) < 0 ||
+	    (rc = metrics_counter_at(reg, "cairn_monitor_logged_total",
+				     "Observations appended to the signed log", &m->logged, err)) <
+		    0 ||
+	    (rc = metrics_counter_at(reg, "cairn_monitor_peer_logs_total",
+				     "Peer monitors' logs read and verified", &m->peer_logs, err)) <
+		    0 ||
+	    (rc = metrics_counter_at(reg, "cairn_monitor_peer_logs_refused_total",
+				     "Peer monitors' logs refused (not verified)",
+				     &m->peer_logs_refused, err)) < 0 ||
 	    (rc = metrics_collector(reg, "cairn_monitor_items", METRIC_GAUGE,
 				    "Items known, by verdict", collect_items, m, err)) < 0)
+		return rc;
+	if (m->cfg.key && (rc = mon_log_routes(m, h, err)) < 0)
 		return rc;
 	if ((rc = mon_api_routes(m, h, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",

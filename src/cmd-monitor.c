@@ -3,6 +3,8 @@
  * what each serves, and report where they disagree (lib/monitor*.c).
  * Option parsing and wiring only.
  */
+#include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,8 @@
 #include "cairn/banned.h"
 
 struct monitor_opts {
-	struct cli_list from, listen;
-	const char *db, *paths, *port_file, *access_log;
+	struct cli_list from, listen, peers;
+	const char *db, *paths, *port_file, *access_log, *key;
 	struct cli_keys keys;
 	long interval, retention, threads;
 	uint64_t poll;
@@ -43,6 +45,13 @@ static const struct cli_option monitor_options[] = {
 		     "between reads of the feeds (default 1s; ms s m)"),
 	OPT_INT(0, "retention", struct monitor_opts, retention, "DAYS", 1, 36500,
 		"days of history kept, and of items no server has\n(default 90)"),
+	OPT_STRING(0, "key", struct monitor_opts, key, "FILE",
+		   "keep a log of what the monitor saw, signed with this\n"
+		   "Nix secret key, served at /api/v1/log"),
+	OPT_LIST(0, "peer", struct monitor_opts, peers, "URL", CAIRN_MONITOR_MAX_SERVERS,
+		 "another monitor whose signed log (verified with the\n"
+		 "--trusted-key keys) is shown beside this one's\n"
+		 "observations (repeatable)"),
 	OPT_FLAG(0, "no-diff", struct monitor_opts, no_diff,
 		 "do not download differing NARs to list the files\nthat differ"),
 	OPT_INT(0, "threads", struct monitor_opts, threads, "N", 0, CAIRN_HTTPD_MAX_THREADS,
@@ -67,9 +76,94 @@ static const struct cli_spec monitor_spec = {
 	"the NARs are downloaded, checked and compared file by file.  The report\n"
 	"(HTML), an Atom feed of disagreements, a JSON API (/api/v1/...) and\n"
 	"/metrics are served on --listen until SIGTERM or SIGINT.\n"
+	"\n"
+	"       cairn monitor verify LOG --trusted-key FILE [--trusted-key FILE]...\n"
+	"\n"
+	"Check a monitor's observation log (GET /api/v1/log of a monitor run with\n"
+	"--key): its layout, its hash and a signature by a trusted key.\n"
 	"\n",
 	.options = monitor_options,
 };
+
+struct verify_opts {
+	struct cli_keys keys;
+};
+
+static const struct cli_option verify_options[] = {
+	OPT_TRUSTED_KEY(struct verify_opts, keys, "a key the log may be signed by (repeatable)"),
+	OPT_END(),
+};
+
+static const struct cli_spec verify_spec = {
+	.usage = "usage: cairn monitor verify LOG --trusted-key FILE [--trusted-key FILE]...\n"
+		 "\n"
+		 "Check a monitor's observation log ('-': stdin): its layout, its hash\n"
+		 "and a signature by a trusted key.  Exit 0 when it verifies.\n"
+		 "\n",
+	.options = verify_options,
+};
+
+static int monitor_verify(int argc, char **argv)
+{
+	struct verify_opts o;
+	struct cairn_error err;
+	char *text = NULL, monitor[33];
+	size_t len = 0;
+	uint64_t count = 0;
+	int nargs, ret;
+
+	memset(&o, 0, sizeof(o));
+	o.keys.kr = (struct cairn_keyring)CAIRN_KEYRING_INIT;
+	cairn_error_init(&err);
+	ret = cli_parse_options(&verify_spec, verify_options, &o, argc, argv, &nargs);
+	if (ret != CLI_GO_ON)
+		goto out;
+	ret = EXIT_USAGE;
+	if (nargs != 1 || !o.keys.n_files) {
+		cli_error("one LOG and at least one --trusted-key are required");
+		goto out;
+	}
+	ret = EXIT_FAIL;
+	if (cli_read_file(argv[0], CAIRN_MONITOR_LOG_MAX, &text, &len, &err) < 0 ||
+	    cairn_monitor_log_verify(text, len, &o.keys.kr, monitor, &count, NULL, NULL, &err) < 0) {
+		cli_fail(argv[0], &err);
+		goto out;
+	}
+	printf("monitor %s: %" PRIu64 " observations, signed by a trusted key\n", monitor, count);
+	ret = EXIT_OK;
+out:
+	free(text);
+	cairn_keyring_release(&o.keys.kr);
+	cli_options_release(verify_options, &o);
+	return ret;
+}
+
+/* --key: a Nix secret key (the log is signed Ed25519, as narinfos are). */
+static int load_key(const char *path, struct cairn_nix_seckey *out)
+{
+	struct cairn_error err;
+	struct cairn_seckey sk;
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+	cairn_error_init(&err);
+	if (cli_read_file(path, 8192, &text, &len, &err) < 0)
+		return cli_fail(path, &err);
+	rc = cairn_seckey_parse(text, len, &sk, &err);
+	sodium_memzero(text, len);
+	free(text);
+	if (rc < 0)
+		return cli_fail(path, &err);
+	if (sk.kind != CAIRN_KEY_NIX) {
+		cairn_seckey_wipe(&sk);
+		cli_error("%s: the log is signed with a Nix key (cairn key generate --format nix)",
+			  cli_safe(path));
+		return EXIT_USAGE;
+	}
+	*out = sk.u.nix;
+	cairn_seckey_wipe(&sk);
+	return 0;
+}
 
 static void monitor_log(void *ctx, const char *msg)
 {
@@ -85,8 +179,12 @@ int cmd_monitor(int argc, char **argv)
 	struct cairn_monitor *m = NULL;
 	struct cairn_httpd *h = NULL;
 	struct cairn_error err;
+	struct cairn_nix_seckey key;
+	bool have_key = false;
 	int nargs, ret;
 
+	if (argc > 1 && strcmp(argv[1], "verify") == 0)
+		return monitor_verify(argc - 1, argv + 1);
 	cairn_error_init(&err);
 	cairn_monitor_config_init(&mc);
 	cairn_httpd_config_init(&hc);
@@ -112,6 +210,18 @@ int cmd_monitor(int argc, char **argv)
 	}
 	if (o.keys.n_files)
 		cli_keyring_check(&o.keys.kr);
+	if (o.peers.n && !o.keys.n_files) {
+		cli_error("--peer needs --trusted-key: a peer's log is used only once verified");
+		goto out;
+	}
+	if (o.key) {
+		if ((ret = load_key(o.key, &key)) != 0)
+			goto out;
+		have_key = true;
+		mc.key = &key;
+	}
+	mc.peers = o.peers.v;
+	mc.n_peers = o.peers.n;
 	mc.servers = o.from.v;
 	mc.n_servers = o.from.n;
 	mc.db_path = o.db;
@@ -148,6 +258,8 @@ out:
 	/* the observer first: the pages no longer run once wait returned */
 	cairn_monitor_free(m);
 	cairn_httpd_free(h);
+	if (have_key)
+		cairn_nix_seckey_wipe(&key);
 	cairn_keyring_release(&o.keys.kr);
 	cli_options_release(monitor_options, &o);
 	return ret;

@@ -43,6 +43,7 @@
 
 #include "cairn/error.h"
 #include "cairn/keys.h"
+#include "cairn/sign.h"
 
 #define CAIRN_MONITOR_MAX_SERVERS 64
 #define CAIRN_MONITOR_INTERVAL_DEFAULT 300 /* seconds between full passes */
@@ -98,6 +99,49 @@ struct cairn_monitor_obs {
 /* The verdict on an item from what the servers said (rules above).  Pure. */
 enum cairn_monitor_verdict cairn_monitor_decide(const struct cairn_monitor_obs *obs, size_t n);
 
+/* ---- the signed observation log ------------------------------------------- */
+
+/*
+ * With a key, a monitor keeps an append-only log of what it saw: a record
+ * each time what a server says about an item changes (or is first seen).
+ * It is served at /api/v1/log (docs/PROTOCOL.md, "The observation log"):
+ *
+ *   cairn-monitor-log 1\n
+ *   monitor <32 lowercase hex>\n
+ *   obs <seq> <time> <server URL> <hash part> <state> <NarHash|-> <NarSize>\n
+ *   ...                       seq strictly increasing; state present,
+ *                             absent or broken; time in Unix seconds
+ *   end <count> <sha256>\n    count of obs lines; sha256 (64 lowercase hex)
+ *                             of every byte before this line
+ *   sig nix <keyname>:<base64>\n   one to CAIRN_MONITOR_LOG_SIGS_MAX
+ *
+ * Each signature is Ed25519 (a Nix key) over the statement
+ *   cairn-monitor-log 1;<monitor>;<count>;<sha256>
+ * A later log of the same monitor starts with the same records.
+ */
+#define CAIRN_MONITOR_LOG_MAX ((size_t)256 << 20) /* bytes of a log */
+#define CAIRN_MONITOR_LOG_LINE_MAX 8192
+#define CAIRN_MONITOR_LOG_SIGS_MAX 16
+
+struct cairn_monitor_log_entry {
+	uint64_t seq;
+	int64_t at;
+	const char *server, *hash, *state, *nar_hash; /* borrowed for the call */
+	uint64_t nar_size;
+};
+
+/*
+ * Check a log: its layout and bounds, its hash, and a signature by a
+ * trusted Nix key (CAIRN_ENOSIG, CAIRN_ESIG, CAIRN_EUNTRUSTED,
+ * CAIRN_ESIGCORRUPT, CAIRN_EFORMAT, CAIRN_EHASH, CAIRN_ELIMIT); then,
+ * only when it verified, fn (may be NULL) gets each record in order.
+ * monitor gets the log's monitor id, count its number of records.
+ */
+int cairn_monitor_log_verify(const char *text, size_t len, const struct cairn_keyring *kr,
+			     char monitor[33], uint64_t *count,
+			     int (*fn)(void *ctx, const struct cairn_monitor_log_entry *e),
+			     void *ctx, struct cairn_error *err);
+
 /* ---- the service ---------------------------------------------------------- */
 
 struct cairn_httpd;
@@ -112,6 +156,13 @@ struct cairn_monitor_config {
 	unsigned feed_poll_ms;		/* 0: 1000 */
 	unsigned retention_days;	/* 0: the default */
 	bool diff;			/* download and diff NARs on "differs" */
+	/* Sign the observation log with this Nix key (borrowed); NULL: no log
+	 * is kept or served. */
+	const struct cairn_nix_seckey *key;
+	/* Other monitors whose logs (verified with kr) are shown beside
+	 * this one's observations, attributed to them. */
+	const char *const *peers;
+	size_t n_peers;
 	/* What the operator should hear; NULL: nothing.  Called from the
 	 * observer's thread. */
 	void (*log)(void *ctx, const char *msg);

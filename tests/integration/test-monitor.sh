@@ -17,6 +17,7 @@ publish_require
 nix_lib_init
 
 build_two_stores
+"$CAIRN" key generate --format nix --secret "$TMP/ka.sec" --public "$TMP/ka.pub" monitor-a
 nix_gen_key wt-1 "$TMP/k1"
 nix_gen_key wt-2 "$TMP/k2"
 nix_copy_to_file "$TMP/store1" "$TOP" "$TMP/c1" xz "$TMP/k1.sec"
@@ -45,6 +46,7 @@ monitor_start() {
   "$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
     --listen 127.0.0.1:0 --port-file "$TMP/mon-$mon_n.port" --paths "$TMP/paths" \
     --trusted-key "$TMP/k1.pub" --trusted-key "$TMP/k2.pub" --interval 3600 --poll 200ms \
+    --key "$TMP/ka.sec" \
     >"$MLOG" 2>&1 &
   MPID=$!
   cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
@@ -158,6 +160,47 @@ check "restart: wt-stamp still differs, first seen unchanged, one change in its 
 check "server down: wt-a and wt-b still agree" \
   eval '[ "$(verdict "$A")" = agree ] && [ "$(verdict "$B")" = agree ]'
 check "restart: 6 items known" test "$(api /api/v1/summary | jq_ 'd["items"]')" = 6
+
+# ---- the signed observation log, checked by `cairn monitor verify`
+api /api/v1/log >"$TMP/a.log"
+check "the log records what each server said (wt-stamp on both, two NarHashes)" \
+  test "$(awk -v h="$(hp "$STAMP")" '$1 == "obs" && $5 == h {print $4, $7}' "$TMP/a.log" | sort -u | wc -l)" = 2
+check "cairn monitor verify: the log verifies with the monitor's key" \
+  "$CAIRN" monitor verify "$TMP/a.log" --trusted-key "$TMP/ka.pub"
+sed '0,/ sha256:/s/ sha256:./ sha256:e/' "$TMP/a.log" >"$TMP/a-forged.log"
+check "cairn monitor verify: a record changed is refused (hash)" \
+  bash -c '! "$1" monitor verify "$2" --trusted-key "$3" 2>"$2.err" && grep -q "hash to" "$2.err"' _ \
+  "$CAIRN" "$TMP/a-forged.log" "$TMP/ka.pub"
+check "cairn monitor verify: another key is refused" \
+  bash -c '! "$1" monitor verify "$2" --trusted-key "$3" 2>/dev/null' _ "$CAIRN" "$TMP/a.log" "$TMP/k1.pub"
+
+# ---- peers: a good log appears attributed, a log by an untrusted key does not
+AURL=$MURL
+peer_start() { # NAME KEY...: a monitor of u1 with --peer A
+  local name=$1; shift
+  local keys=()
+  for k in "$@"; do keys+=(--trusted-key "$k"); done
+  "$CAIRN" monitor --from "$u1" --db "$TMP/$name.sqlite" --listen 127.0.0.1:0 \
+    --port-file "$TMP/$name.port" --peer "$AURL" "${keys[@]}" --poll 200ms >"$TMP/$name.log" 2>&1 &
+  PPID_=$!
+  cleanup_hooks+=("kill -9 $PPID_ 2>/dev/null")
+  PURL=http://127.0.0.1:$(port_from_file "$TMP/$name.port" "$PPID_" 15)
+}
+peers_of() { curl -sf "$PURL/api/v1/items/$(hp "$STAMP")" | jq_ "$1"; }
+peer_start good "$TMP/ka.pub" "$TMP/k1.pub"
+check "peer with the right key: A's observations of wt-stamp appear, attributed to A" \
+  wait_for 30 eval '[ "$(peers_of "sorted(set((p[\"peer\"], p[\"server\"]) for p in d[\"peers\"]))" 2>/dev/null)" = "[('"'$AURL'"', '"'$u1'"'), ('"'$AURL'"', '"'$u2'"')]" ]'
+check "peer: the two NarHashes A saw" \
+  test "$(peers_of 'len(set(p["nar_hash"] for p in d["peers"]))')" = 2
+check "peer: shown on the item page" \
+  bash -c 'curl -sf "$1/item/$2" | grep -q "What other monitors saw"' _ "$PURL" "$(hp "$STAMP")"
+kill "$PPID_"; wait_gone "$PPID_" 10
+peer_start bad "$TMP/k1.pub"
+prefused() { curl -sf "$PURL/metrics" | awk '$1 == "cairn_monitor_peer_logs_refused_total" {print $2}'; }
+check "peer signed by an untrusted key: its log is refused" wait_for 30 eval '[ "$(prefused)" -ge 1 ]'
+check "peer signed by an untrusted key: nothing of it is shown" \
+  test "$(peers_of 'len(d["peers"])' 2>/dev/null || echo 0)" = 0
+kill "$PPID_"; wait_gone "$PPID_" 10
 check "the monitor stops on SIGTERM again" monitor_stop
 
 # ---- a feed signed by a key that is not trusted is not followed

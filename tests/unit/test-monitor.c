@@ -12,7 +12,10 @@
 #include <cmocka.h>
 
 #include "cairn/cairn.h"
+#include "cairn/hash.h"
+#include "cairn/keys.h"
 #include "cairn/monitor.h"
+#include "cairn/sign.h"
 #include "../../lib/monitor-int.h"
 
 #define H1 "sha256:0cbj5m7kpn64l2f08qcs3d5a5w9gkg8l2rkc49257d8244lri1d6"
@@ -240,6 +243,100 @@ static void test_escapes(void **state)
 	assert_false(mon_hash_ok("x6b6ah9iya8w14wv5fzzwj36lf2yygh", 31));
 }
 
+/* A log over body (the obs lines), signed by sk (NULL: unsigned), with
+ * the count given (a wrong one to test the check). */
+static char *make_log(const char *body, unsigned count, const struct cairn_nix_seckey *sk)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(1 << 20);
+	uint8_t sha[32];
+	char hex[65], stmt[200];
+	const char *id = "0123456789abcdef0123456789abcdef";
+	cairn_buf_printf(&b, "cairn-monitor-log 1\nmonitor %s\n%s", id, body);
+	cairn_sha256(b.data, b.len, sha);
+	cairn_base16_encode(sha, 32, hex);
+	hex[64] = '\0';
+	snprintf(stmt, sizeof(stmt), "cairn-monitor-log 1;%s;%u;%s", id, count, hex);
+	cairn_buf_printf(&b, "end %u %s\n", count, hex);
+	if (sk) {
+		cairn_buf_puts(&b, "sig nix ");
+		assert_int_equal(cairn_nix_sign(sk, stmt, strlen(stmt), &b, NULL), 0);
+		cairn_buf_putc(&b, '\n');
+	}
+	return b.data;
+}
+
+static int count_entries(void *ctx, const struct cairn_monitor_log_entry *e)
+{
+	(*(int *)ctx)++;
+	assert_true(strcmp(e->state, "present") == 0 || strcmp(e->state, "absent") == 0);
+	return 0;
+}
+
+static void test_log(void **state)
+{
+	(void)state;
+	struct cairn_nix_seckey sk, other;
+	struct cairn_nix_pubkey pk, opk;
+	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
+	char id[33], *t;
+	uint64_t n;
+	int seen = 0;
+	const char *body = "obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw present " H1 " 10\n"
+			   "obs 2 101 http://b x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n";
+	assert_int_equal(cairn_nix_key_generate("mon-1", &sk, NULL), 0);
+	assert_int_equal(cairn_nix_key_generate("mon-2", &other, NULL), 0);
+	cairn_nix_seckey_public(&sk, &pk);
+	cairn_nix_seckey_public(&other, &opk);
+	assert_int_equal(cairn_keyring_add_nix(&kr, &pk, NULL), 0);
+
+	t = make_log(body, 2, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, count_entries, &seen,
+						  NULL),
+			 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(seen, 2);
+	assert_string_equal(id, "0123456789abcdef0123456789abcdef");
+	/* a record changed after signing */
+	t[strlen("cairn-monitor-log 1\nmonitor 0123456789abcdef0123456789abcdef\nobs 1 1")] = '9';
+	seen = 0;
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, count_entries, &seen,
+						  NULL),
+			 CAIRN_EHASH);
+	assert_int_equal(seen, 0); /* nothing of a refused log reaches the caller */
+	free(t);
+
+	t = make_log(body, 2, NULL);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_ENOSIG);
+	free(t);
+	t = make_log(body, 2, &other);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EUNTRUSTED);
+	free(t);
+	t = make_log(body, 3, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	t = make_log("obs 2 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n"
+		     "obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n",
+		     2, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	t = make_log("obs 1 100 http://a <script> absent - 0\n", 1, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	t = make_log("obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0 extra\n", 1,
+		     &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	cairn_keyring_release(&kr);
+	cairn_nix_seckey_wipe(&sk);
+	cairn_nix_seckey_wipe(&other);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -268,6 +365,7 @@ int main(void)
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_db),
 	    cmocka_unit_test(test_escapes),
+	    cmocka_unit_test(test_log),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

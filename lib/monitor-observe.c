@@ -74,6 +74,7 @@ struct observer {
 	int64_t *item; /* per path index: the item's id, 0 before its first answer */
 	uint8_t *got;  /* per path index: answers recorded */
 	size_t cap;
+	size_t used; /* entries of item and got the last tick touched */
 	struct cairn_http_server **peer; /* per --peer */
 	int64_t next_peers;		  /* when the peers' logs are read again */
 	char **srv_error; /* per server: the last failure this tick */
@@ -716,8 +717,13 @@ static int tick(struct observer *o, bool full)
 	int rc;
 
 	o->now = (int64_t)time(NULL);
-	memset(o->got, 0, o->cap);
-	memset(o->item, 0, o->cap * sizeof(*o->item));
+	/* only what the last tick used: a tick with nothing new costs
+	 * nothing however many items a full pass had */
+	if (o->used) {
+		memset(o->got, 0, o->used);
+		memset(o->item, 0, o->used * sizeof(*o->item));
+		o->used = 0;
+	}
 	for (size_t i = 0; i < o->n; i++) {
 		free(o->srv_error[i]);
 		o->srv_error[i] = NULL;
@@ -766,6 +772,9 @@ static int tick(struct observer *o, bool full)
 	if (rc == 0 && m->cfg.diff)
 		rc = run_diffs(o);
 out:
+	o->used = o->sv ? cairn_survey_count(o->sv) : 0;
+	if (o->used > o->cap)
+		o->used = o->cap;
 	cairn_survey_free(o->sv);
 	o->sv = NULL;
 	return rc;

@@ -186,6 +186,13 @@ static int snap_event(void *ctx, const struct cairn_feed_event *e)
 	return e->narinfo ? add_from_narinfo(o, e->narinfo, e->narinfo_len) : 0;
 }
 
+static int snap_skip(void *ctx, const struct cairn_feed_event *e)
+{
+	(void)ctx;
+	(void)e;
+	return 0;
+}
+
 struct snap_in {
 	struct cairn_feed_reader *r;
 	struct cairn_error *err;
@@ -198,38 +205,62 @@ static int snap_bytes(void *ctx, const void *data, size_t len)
 }
 
 /*
- * Read server i's snapshot: its items are queued as they are read (each
- * is asked of the servers anyway: the snapshot only says which exist); its
- * position is taken only once its signature verified.
+ * Read a snapshot (zstd, whole in body).  check: verify it and give its
+ * feed id and position; else queue its items.
+ */
+static int snapshot_pass(struct observer *o, const struct cairn_buf *body, bool check,
+			 char feed[33], uint64_t *next, struct cairn_error *err)
+{
+	struct cairn_codec *c = NULL;
+	struct snap_in si = {NULL, err};
+	const struct cairn_feed_doc *doc;
+	int rc;
+	if ((rc = cairn_feed_reader_new(&si.r, check ? snap_skip : snap_event, o, err)) < 0 ||
+	    (rc = cairn_codec_new(&c, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
+				  CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_CODEC_UNLIMITED, err)) < 0 ||
+	    (rc = cairn_codec_write(c, body->data, body->len, snap_bytes, &si, err)) < 0 ||
+	    (rc = cairn_codec_finish(c, snap_bytes, &si, err)) < 0 ||
+	    (rc = cairn_feed_reader_finish(si.r, &doc, err)) < 0)
+		goto out;
+	if (check) {
+		if ((rc = cairn_feed_doc_verify(doc, o->m->cfg.kr, err)) < 0)
+			goto out;
+		if (doc->kind != CAIRN_FEED_SNAPSHOT) {
+			rc = cairn_error_set(err, CAIRN_EFORMAT,
+					     "a page where the snapshot was asked for");
+			goto out;
+		}
+		memcpy(feed, doc->feed, 33);
+		*next = doc->next;
+	}
+out:
+	cairn_codec_free(c);
+	cairn_feed_reader_free(si.r);
+	return rc;
+}
+
+/*
+ * Read server i's snapshot: read twice, so that nothing of it is used
+ * before its signature verified (the compressed body is kept in memory,
+ * its items are not).
  */
 static int read_snapshot(struct observer *o, size_t i, struct cairn_error *err)
 {
 	struct cairn_buf body = CAIRN_BUF_INIT(MON_SNAPSHOT_MAX);
-	struct cairn_codec *c = NULL;
-	struct snap_in si = {NULL, err};
-	const struct cairn_feed_doc *doc;
+	char feed[33];
+	uint64_t next = 0;
 	long status = 0;
 	int rc;
 	if ((rc = get_whole(o, o->srv[i], "feed/snapshot", MON_SNAPSHOT_MAX, &body, &status,
 			    err)) < 0 ||
-	    (rc = cairn_feed_reader_new(&si.r, snap_event, o, err)) < 0 ||
-	    (rc = cairn_codec_new(&c, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
-				  CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_CODEC_UNLIMITED, err)) < 0 ||
-	    (rc = cairn_codec_write(c, body.data, body.len, snap_bytes, &si, err)) < 0 ||
-	    (rc = cairn_codec_finish(c, snap_bytes, &si, err)) < 0 ||
-	    (rc = cairn_feed_reader_finish(si.r, &doc, err)) < 0 ||
-	    (rc = cairn_feed_doc_verify(doc, o->m->cfg.kr, err)) < 0)
+	    (rc = snapshot_pass(o, &body, true, feed, &next, err)) < 0 ||
+	    (rc = snapshot_pass(o, &body, false, NULL, NULL, err)) < 0)
 		goto out;
-	if (doc->kind != CAIRN_FEED_SNAPSHOT) {
-		rc = cairn_error_set(err, CAIRN_EFORMAT, "a page where the snapshot was asked for");
-		goto out;
-	}
-	snprintf(o->fs[i].feed, sizeof(o->fs[i].feed), "%s", doc->feed);
-	o->fs[i].seq = doc->next;
-	rc = mon_db_feed_set(o->m->w, o->m->server_ids[i], doc->feed, doc->next, err);
+	memcpy(o->fs[i].feed, feed, 33);
+	o->fs[i].seq = next;
+	atomic_fetch_add(&o->m->feed_pages, 1);
+	rc = mon_db_feed_set(o->m->w, o->m->server_ids[i], feed, next, err);
 out:
-	cairn_codec_free(c);
-	cairn_feed_reader_free(si.r);
 	cairn_buf_release(&body);
 	return rc;
 }

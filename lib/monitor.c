@@ -61,6 +61,13 @@ int cairn_monitor_new(struct cairn_monitor **out, const struct cairn_monitor_con
 			rc = cairn_error_set(err, CAIRN_ENOMEM, "monitor: out of memory");
 			goto fail;
 		}
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(m->urls[k], m->urls[i]) == 0) {
+				/* one server counted twice would agree with itself */
+				rc = cairn_error_set(err, CAIRN_EINVAL,
+						     "monitor: server '%s' is given twice", m->urls[i]);
+				goto fail;
+			}
 		if ((rc = mon_db_server(m->w, m->urls[i], &m->server_ids[i], err)) < 0)
 			goto fail;
 	}

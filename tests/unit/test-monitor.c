@@ -208,6 +208,25 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), CAIRN_ENOENT);
 	assert_int_equal(history_rows(d, item), 0);
 
+	/* one server given twice (a trailing slash apart) would agree with
+	 * itself: refused */
+	{
+		struct cairn_monitor *mon = NULL;
+		struct cairn_monitor_config cfg;
+		struct cairn_keyring none = CAIRN_KEYRING_INIT;
+		const char *twice[] = {"http://a/", "http://a"};
+		cairn_monitor_config_init(&cfg);
+		cfg.servers = twice;
+		cfg.n_servers = 2;
+		cfg.db_path = db_path;
+		cfg.kr = &none;
+		assert_int_equal(cairn_monitor_new(&mon, &cfg, &err), CAIRN_EINVAL);
+		assert_non_null(strstr(cairn_error_msg(&err), "given twice"));
+		cfg.n_servers = 1;
+		assert_int_equal(cairn_monitor_new(&mon, &cfg, &err), 0);
+		cairn_monitor_free(mon);
+	}
+
 	/* a database from a newer cairn is refused */
 	assert_int_equal(mon_db_exec(d, "PRAGMA user_version = 99", &err), 0);
 	mon_db_close(d);

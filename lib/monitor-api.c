@@ -2,7 +2,7 @@
  * monitor-api.c - the monitor's JSON API (docs/PROTOCOL.md, "The
  * monitor's API"):
  *   GET /api/v1/summary                 counts per verdict, the servers
- *   GET /api/v1/items?verdict=V&limit=N&cursor=C
+ *   GET /api/v1/items?verdict=V&server=ID&name=S&limit=N&cursor=C
  *                                       items, newest change first
  *   GET /api/v1/items/<hash part>       one item: every server's answer,
  *                                       its history, the file diff
@@ -135,11 +135,12 @@ static int h_items(struct cairn_httpd_req *req, void *data)
 	struct cairn_monitor *m = data;
 	size_t qlen = 0;
 	const char *q = cairn_httpd_req_query(req, &qlen);
-	char vb[32], lb[16], cb[64], sb[24];
+	char vb[32], lb[16], cb[64], sb[24], nb[256];
 	const char *v = mon_query_get(q, qlen, "verdict", vb, sizeof(vb));
 	const char *l = mon_query_get(q, qlen, "limit", lb, sizeof(lb));
 	const char *c = mon_query_get(q, qlen, "cursor", cb, sizeof(cb));
 	const char *s = mon_query_get(q, qlen, "server", sb, sizeof(sb));
+	const char *name = mon_query_get(q, qlen, "name", nb, sizeof(nb));
 	int verdict = -1;
 	long limit = CAIRN_MONITOR_PAGE_DEFAULT;
 	int64_t server = 0;
@@ -162,8 +163,8 @@ static int h_items(struct cairn_httpd_req *req, void *data)
 	cairn_error_init(&err);
 	cairn_buf_puts(&b, "{\"items\":[");
 	pthread_mutex_lock(&m->r->lock);
-	int rc = mon_list(m->r, verdict, server, &cur, (unsigned)limit, list_row, &b, &next, &more,
-			  &err);
+	int rc = mon_list(m->r, verdict, server, name, &cur, (unsigned)limit, list_row, &b, &next,
+			  &more, &err);
 	pthread_mutex_unlock(&m->r->lock);
 	if (rc < 0) {
 		cairn_buf_release(&b);

@@ -170,15 +170,17 @@ struct mon_row {
 	int64_t since;
 };
 /*
- * The items with verdict (-1: any) that server (0: any) has, after c,
- * newest change first, at most limit: fn per row.  *more tells whether
+ * The items with verdict (-1: any) that server (0: any) has, whose store
+ * path contains name (NULL or "": any), after c, newest change first, at
+ * most limit: fn per row.  *more tells whether
  * there are others after the last one (then *next is its cursor).  The
  * caller holds r->lock.  Keyset pagination on the indexes: as fast on the
  * last page as on the first.
  */
-int mon_list(struct mon_db *r, int verdict, int64_t server, const struct mon_cursor *c,
-	     unsigned limit, int (*fn)(void *ctx, const struct mon_row *row), void *ctx,
-	     struct mon_cursor *next, bool *more, struct cairn_error *err);
+int mon_list(struct mon_db *r, int verdict, int64_t server, const char *name,
+	     const struct mon_cursor *c, unsigned limit,
+	     int (*fn)(void *ctx, const struct mon_row *row), void *ctx, struct mon_cursor *next,
+	     bool *more, struct cairn_error *err);
 /* The hash part in a URL path after a prefix: 32 nix32 characters. */
 bool mon_hash_ok(const char *s, size_t len);
 

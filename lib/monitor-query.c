@@ -160,33 +160,27 @@ bool mon_hash_ok(const char *s, size_t len)
 	return true;
 }
 
-int mon_list(struct mon_db *r, int verdict, int64_t server, const struct mon_cursor *c,
-	     unsigned limit, int (*fn)(void *ctx, const struct mon_row *row), void *ctx,
-	     struct mon_cursor *next, bool *more, struct cairn_error *err)
+int mon_list(struct mon_db *r, int verdict, int64_t server, const char *name,
+	     const struct mon_cursor *c, unsigned limit,
+	     int (*fn)(void *ctx, const struct mon_row *row), void *ctx, struct mon_cursor *next,
+	     bool *more, struct cairn_error *err)
 {
 	/* row values against the (verdict, verdict_since DESC, id DESC) and
-	 * (verdict_since DESC, id DESC) indexes */
-	static const char *const sql[4] = {
-		"SELECT id, hash, path, verdict, verdict_since FROM items"
-		" WHERE (verdict_since, id) < (?2, ?3)"
-		" ORDER BY verdict_since DESC, id DESC LIMIT ?4",
-		"SELECT id, hash, path, verdict, verdict_since FROM items"
-		" WHERE verdict = ?1 AND (verdict_since, id) < (?2, ?3)"
-		" ORDER BY verdict_since DESC, id DESC LIMIT ?4",
-		"SELECT i.id, i.hash, i.path, i.verdict, i.verdict_since FROM items i"
-		" JOIN obs o ON o.item = i.id AND o.server = ?5 AND o.state <> 2"
-		" WHERE (i.verdict_since, i.id) < (?2, ?3)"
-		" ORDER BY i.verdict_since DESC, i.id DESC LIMIT ?4",
-		"SELECT i.id, i.hash, i.path, i.verdict, i.verdict_since FROM items i"
-		" JOIN obs o ON o.item = i.id AND o.server = ?5 AND o.state <> 2"
-		" WHERE i.verdict = ?1 AND (i.verdict_since, i.id) < (?2, ?3)"
-		" ORDER BY i.verdict_since DESC, i.id DESC LIMIT ?4",
-	};
+	 * (verdict_since DESC, id DESC) indexes; the name is a substring of
+	 * the store path (instr: no pattern characters to escape) */
+	char sql[768];
 	sqlite3_stmt *st;
 	unsigned n = 0;
 	int rc;
+	snprintf(sql, sizeof(sql),
+		 "SELECT i.id, i.hash, i.path, i.verdict, i.verdict_since FROM items i%s"
+		 " WHERE (i.verdict_since, i.id) < (?2, ?3)%s%s"
+		 " ORDER BY i.verdict_since DESC, i.id DESC LIMIT ?4",
+		 server > 0 ? " JOIN obs o ON o.item = i.id AND o.server = ?5 AND o.state <> 2" : "",
+		 verdict >= 0 ? " AND i.verdict = ?1" : "",
+		 name && *name ? " AND instr(i.path, ?6) > 0" : "");
 	*more = false;
-	if ((rc = mon_db_prepare(r, sql[(verdict >= 0) + 2 * (server > 0)], &st, err)) < 0)
+	if ((rc = mon_db_prepare(r, sql, &st, err)) < 0)
 		return rc;
 	if (verdict >= 0)
 		sqlite3_bind_int(st, 1, verdict);
@@ -195,6 +189,8 @@ int mon_list(struct mon_db *r, int verdict, int64_t server, const struct mon_cur
 	sqlite3_bind_int64(st, 4, (int64_t)limit + 1);
 	if (server > 0)
 		sqlite3_bind_int64(st, 5, server);
+	if (name && *name)
+		sqlite3_bind_text(st, 6, name, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n == limit) {
 			*more = true;

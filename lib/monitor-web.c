@@ -1,7 +1,7 @@
 /*
  * monitor-web.c - the monitor's report: plain HTML and CSS, no script.
  *   /                    overview: counts per verdict, the servers
- *   /items?verdict=V&server=ID&cursor=C
+ *   /items?verdict=V&server=ID&name=S&cursor=C
  *                        items, newest change first (keyset pages)
  *   /item/<hash part>    every server's narinfo side by side, the file
  *                        diff, the history
@@ -150,6 +150,18 @@ static int h_overview(struct cairn_httpd_req *req, void *data)
 
 /* ---- item lists ----------------------------------------------------------- */
 
+/* s percent-encoded for a query value (then safe in an attribute too). */
+static void url_escape(struct cairn_buf *b, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_')
+			cairn_buf_putc(b, (char)*p);
+		else
+			cairn_buf_printf(b, "%%%02X", *p);
+	}
+}
+
 static int row_html(void *ctx, const struct mon_row *row)
 {
 	struct cairn_buf *b = ctx;
@@ -170,10 +182,11 @@ static int h_items(struct cairn_httpd_req *req, void *data)
 	struct cairn_monitor *m = data;
 	size_t qlen = 0;
 	const char *q = cairn_httpd_req_query(req, &qlen);
-	char vb[32], cb[64], sb[24];
+	char vb[32], cb[64], sb[24], nb[256];
 	const char *v = mon_query_get(q, qlen, "verdict", vb, sizeof(vb));
 	const char *c = mon_query_get(q, qlen, "cursor", cb, sizeof(cb));
 	const char *s = mon_query_get(q, qlen, "server", sb, sizeof(sb));
+	const char *name = mon_query_get(q, qlen, "name", nb, sizeof(nb));
 	int verdict = -1;
 	int64_t server = 0;
 	struct mon_cursor cur, next = {0, 0};
@@ -193,10 +206,21 @@ static int h_items(struct cairn_httpd_req *req, void *data)
 	snprintf(title, sizeof(title), "%s items",
 		 verdict < 0 ? "All" : cairn_monitor_verdict_name(verdict));
 	head(&b, title);
-	cairn_buf_puts(&b, "<table><tr><th>verdict</th><th>item</th><th>since</th></tr>");
+	/* a plain GET form: filtering works without script */
+	cairn_buf_puts(&b, "<form method=\"get\" action=\"/items\">");
+	if (verdict >= 0)
+		cairn_buf_printf(&b, "<input type=\"hidden\" name=\"verdict\" value=\"%s\">",
+				 cairn_monitor_verdict_name(verdict));
+	if (server > 0)
+		cairn_buf_printf(&b, "<input type=\"hidden\" name=\"server\" value=\"%" PRId64 "\">",
+				 server);
+	cairn_buf_puts(&b, "<input name=\"name\" placeholder=\"name contains\" value=\"");
+	mon_html(&b, name ? name : "");
+	cairn_buf_puts(&b, "\"> <button>filter</button></form>"
+			   "<table><tr><th>verdict</th><th>item</th><th>since</th></tr>");
 	pthread_mutex_lock(&m->r->lock);
-	int rc = mon_list(m->r, verdict, server, &cur, CAIRN_MONITOR_PAGE_DEFAULT, row_html, &b,
-			  &next, &more, &err);
+	int rc = mon_list(m->r, verdict, server, name, &cur, CAIRN_MONITOR_PAGE_DEFAULT, row_html,
+			  &b, &next, &more, &err);
 	pthread_mutex_unlock(&m->r->lock);
 	if (rc < 0)
 		return fail_page(req, &b, 500);
@@ -207,6 +231,11 @@ static int h_items(struct cairn_httpd_req *req, void *data)
 			cairn_buf_printf(&b, "verdict=%s&amp;", cairn_monitor_verdict_name(verdict));
 		if (server > 0)
 			cairn_buf_printf(&b, "server=%" PRId64 "&amp;", server);
+		if (name && *name) {
+			cairn_buf_puts(&b, "name=");
+			url_escape(&b, name);
+			cairn_buf_puts(&b, "&amp;");
+		}
 		cairn_buf_printf(&b, "cursor=%" PRId64 ".%" PRId64 "\">older &rarr;</a></p>",
 				 next.since, next.id);
 	}
@@ -449,8 +478,8 @@ static int h_server(struct cairn_httpd_req *req, void *data)
 	sqlite3_finalize(st);
 	cairn_buf_printf(&b, "<h2>Where it differs</h2><table><tr><th>verdict</th><th>item</th>"
 			     "<th>since</th></tr>");
-	rc = mon_list(m->r, CAIRN_MONITOR_DIFFERS, id, &cur, CAIRN_MONITOR_PAGE_DEFAULT, row_html,
-		      &b, &next, &more, &err);
+	rc = mon_list(m->r, CAIRN_MONITOR_DIFFERS, id, NULL, &cur, CAIRN_MONITOR_PAGE_DEFAULT,
+		      row_html, &b, &next, &more, &err);
 	cairn_buf_puts(&b, "</table>");
 	if (more)
 		cairn_buf_printf(&b,

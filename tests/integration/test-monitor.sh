@@ -118,6 +118,13 @@ check "Atom feed names wt-stamp" bash -c 'curl -sf "$1/atom.xml" | grep -qF "dif
 check "/metrics counts items by verdict" \
   bash -c 'curl -sf "$1/metrics" | grep -qx "cairn_monitor_items{verdict=\"differs\"} 1"' _ "$MURL"
 check "unknown item: 404" test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/api/v1/items/00000000000000000000000000000000")" = 404
+check "name filter: wt-stamp" \
+  test "$(api '/api/v1/items?name=wt-stamp' | jq_ '[i["path"] for i in d["items"]]')" = "['$STAMP']"
+check "name and verdict filters together: the agreeing wt- items" \
+  test "$(api '/api/v1/items?verdict=agree&name=-wt-' | jq_ 'sorted(i["path"] for i in d["items"])')" = "$(printf '%s\n' "$A" "$B" | sort | python3 -c 'import sys; print(sorted(l.strip() for l in sys.stdin))')"
+curl -sf "$MURL/items?name=%3Cscript%3Ex%22" >"$TMP/filter.html"
+check "name filter page: the name typed is echoed escaped, nothing found" \
+  bash -c 'grep -qF "value=\"&lt;script&gt;x&quot;\"" "$1" && ! grep -q "<script" "$1" && ! grep -q "/item/" "$1"' _ "$TMP/filter.html"
 check "bad verdict filter: 400" test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/api/v1/items?verdict=nope")" = 400
 
 # ---- a new item on the first cache reaches the monitor through the feed

@@ -43,6 +43,7 @@ int cmd_mirror(int argc, char **argv);
 int cmd_feed(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_ipfs(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 
 /* The running program's name for messages ("cairn nar"). */
 extern const char *cli_progname;

@@ -24,6 +24,7 @@ static const struct cmd commands[] = {
 	{ "feed", cmd_feed, "verify pages and snapshots of a cache's signed change feed" },
 	{ "sync", cmd_sync, "make a directory a verified replica of a cache, from its change feed" },
 	{ "ipfs", cmd_ipfs, "a file or NAR as an IPFS UnixFS DAG: its root CID and a CAR" },
+	{ "monitor", cmd_monitor, "watch caches, record where they disagree, serve a report" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -1,0 +1,635 @@
+/*
+ * monitor-db.c - the monitor's SQLite database: what every server said
+ * about every item, each item's verdict and its history, the file diffs.
+ *
+ * Schema (version MON_SCHEMA_VERSION in PRAGMA user_version):
+ *   servers(id, url UNIQUE, has_feed, feed, feed_seq, last_ok, last_error,
+ *           error_since)
+ *   items(id, hash UNIQUE, path, verdict, verdict_since, first_seen,
+ *         last_seen, diff_state, diff_note)
+ *       index (verdict, verdict_since DESC, id DESC): the list pages, newest
+ *       change first, paginated by key (never OFFSET)
+ *   obs(item, server, state, sig, nar_hash, nar_size, refs, narinfo,
+ *       first_seen, last_seen), primary key (item, server); index (server)
+ *   history(item, at, verdict): one row per verdict change; index (at),
+ *       (item)
+ *   diffs(item, a_server, b_server, path, change, a_type, a_size, a_sha256,
+ *         a_target, b_...); index (item)
+ *   meta(k, v)  "monitor": this monitor's id, 32 hex digits, random
+ *   log(seq AUTOINCREMENT, at, server, hash, state, nar_hash, nar_size):
+ *       with --key, each change of what a server says about an item, the
+ *       observation log served signed (monitor-log.c); never pruned
+ *   peer_obs(peer, monitor, seq, at, server, hash, state, nar_hash,
+ *       nar_size): the verified logs of --peer monitors; index (hash)
+ * Verdicts are stored as enum cairn_monitor_verdict (1 differs, 5 absent
+ * in the SQL below).
+ * WAL, so the pages read while the observer writes; synchronous=NORMAL (a
+ * power loss may cost the last pass, which the next one redoes).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "monitor-int.h"
+#include "cairn/banned.h"
+
+_Static_assert(CAIRN_MONITOR_DIFFERS == 1 && CAIRN_MONITOR_ABSENT == 5,
+	       "the SQL below spells these verdicts as numbers");
+
+static const char schema_v1[] =
+	"CREATE TABLE IF NOT EXISTS servers(id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE,"
+	" has_feed INTEGER NOT NULL DEFAULT 0, feed TEXT NOT NULL DEFAULT '',"
+	" feed_seq INTEGER NOT NULL DEFAULT 0, last_ok INTEGER, last_error TEXT,"
+	" error_since INTEGER);"
+	"CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE,"
+	" path TEXT NOT NULL, verdict INTEGER NOT NULL DEFAULT 5,"
+	" verdict_since INTEGER NOT NULL, first_seen INTEGER NOT NULL,"
+	" last_seen INTEGER NOT NULL, diff_state INTEGER NOT NULL DEFAULT 0, diff_note TEXT);"
+	"CREATE INDEX IF NOT EXISTS items_by_verdict ON items(verdict, verdict_since DESC, id DESC);"
+	"CREATE INDEX IF NOT EXISTS items_by_change ON items(verdict_since DESC, id DESC);"
+	"CREATE TABLE IF NOT EXISTS obs(item INTEGER NOT NULL, server INTEGER NOT NULL,"
+	" state INTEGER NOT NULL, sig INTEGER NOT NULL DEFAULT 1, nar_hash TEXT,"
+	" nar_size INTEGER, refs TEXT, narinfo TEXT, first_seen INTEGER NOT NULL,"
+	" last_seen INTEGER NOT NULL, PRIMARY KEY(item, server)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS obs_by_server ON obs(server, state);"
+	"CREATE TABLE IF NOT EXISTS history(item INTEGER NOT NULL, at INTEGER NOT NULL,"
+	" verdict INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS history_by_at ON history(at);"
+	"CREATE INDEX IF NOT EXISTS history_by_item ON history(item, at);"
+	"CREATE TABLE IF NOT EXISTS diffs(item INTEGER NOT NULL, a_server INTEGER,"
+	" b_server INTEGER, path TEXT NOT NULL, change TEXT NOT NULL,"
+	" a_type TEXT, a_size INTEGER, a_sha256 TEXT, a_target TEXT,"
+	" b_type TEXT, b_size INTEGER, b_sha256 TEXT, b_target TEXT);"
+	"CREATE INDEX IF NOT EXISTS diffs_by_item ON diffs(item);"
+	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+	"INSERT OR IGNORE INTO meta(k, v) VALUES('monitor', lower(hex(randomblob(16))));"
+	"CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" at INTEGER NOT NULL, server TEXT NOT NULL, hash TEXT NOT NULL, state TEXT NOT NULL,"
+	" nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS peer_obs(peer TEXT NOT NULL, monitor TEXT NOT NULL,"
+	" seq INTEGER NOT NULL, at INTEGER NOT NULL, server TEXT NOT NULL, hash TEXT NOT NULL,"
+	" state TEXT NOT NULL, nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL,"
+	" PRIMARY KEY(peer, seq)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS peer_obs_by_hash ON peer_obs(hash);"
+	"PRAGMA user_version = 1;";
+
+static int fail(struct mon_db *d, struct cairn_error *err, const char *what)
+{
+	return cairn_error_set(err, CAIRN_EIO, "monitor: database: %s: %s", what,
+			       sqlite3_errmsg(d->db));
+}
+
+int mon_db_exec(struct mon_db *d, const char *sql, struct cairn_error *err)
+{
+	if (sqlite3_exec(d->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return fail(d, err, sql);
+	return 0;
+}
+
+int mon_db_prepare(struct mon_db *d, const char *sql, sqlite3_stmt **st, struct cairn_error *err)
+{
+	if (sqlite3_prepare_v2(d->db, sql, -1, st, NULL) != SQLITE_OK)
+		return fail(d, err, "prepare");
+	return 0;
+}
+
+/*
+ * The statement for sql (a string literal), prepared on first use and
+ * kept: a pass makes several statements per answer, and preparing them
+ * cost more than running them.  Give it back with put().
+ */
+static int get(struct mon_db *d, const char *sql, sqlite3_stmt **st, struct cairn_error *err)
+{
+	size_t i;
+	for (i = 0; i < MON_DB_STMTS && d->cache[i].sql; i++)
+		if (d->cache[i].sql == sql) {
+			*st = d->cache[i].st;
+			return 0;
+		}
+	if (i == MON_DB_STMTS)
+		BUG("monitor: more than %d cached statements", MON_DB_STMTS);
+	if (sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+		return fail(d, err, "prepare");
+	d->cache[i].sql = sql;
+	d->cache[i].st = *st;
+	return 0;
+}
+
+static void put(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Run a cached statement to its end; 0 or an error. */
+static int run(struct mon_db *d, sqlite3_stmt *st, struct cairn_error *err, const char *what)
+{
+	int rc = sqlite3_step(st);
+	put(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return fail(d, err, what);
+	return 0;
+}
+
+static int64_t query_int(struct mon_db *d, const char *sql, int64_t dflt)
+{
+	sqlite3_stmt *st;
+	int64_t v = dflt;
+	if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return dflt;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+int mon_db_open(struct mon_db **out, const char *path, bool writer, struct cairn_error *err)
+{
+	struct mon_db *d = calloc(1, sizeof(*d));
+	int rc;
+	if (!d)
+		return cairn_error_set(err, CAIRN_ENOMEM, "monitor: out of memory");
+	pthread_mutex_init(&d->lock, NULL);
+	int flags = writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+	if (sqlite3_open_v2(path, &d->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		rc = cairn_error_set(err, CAIRN_EIO, "monitor: cannot open the database '%s': %s",
+				     path, d->db ? sqlite3_errmsg(d->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(d->db, 10000);
+	if (writer) {
+		int64_t version;
+		if ((rc = mon_db_exec(d, "PRAGMA journal_mode = WAL", err)) < 0 ||
+		    (rc = mon_db_exec(d, "PRAGMA synchronous = NORMAL", err)) < 0)
+			goto fail;
+		version = query_int(d, "PRAGMA user_version", -1);
+		if (version > MON_SCHEMA_VERSION || version < 0) {
+			rc = cairn_error_set(err, CAIRN_EUNSUPPORTED,
+					     "monitor: '%s': schema version %lld is not %d", path,
+					     (long long)version, MON_SCHEMA_VERSION);
+			goto fail;
+		}
+		if (version < MON_SCHEMA_VERSION &&
+		    ((rc = mon_db_exec(d, "BEGIN IMMEDIATE", err)) < 0 ||
+		     (rc = mon_db_exec(d, schema_v1, err)) < 0 ||
+		     (rc = mon_db_exec(d, "COMMIT", err)) < 0))
+			goto fail;
+	} else if (query_int(d, "PRAGMA user_version", -1) != MON_SCHEMA_VERSION) {
+		rc = cairn_error_set(err, CAIRN_EUNSUPPORTED, "monitor: '%s': not a monitor database",
+				     path);
+		goto fail;
+	}
+	*out = d;
+	return 0;
+fail:
+	mon_db_close(d);
+	return rc;
+}
+
+void mon_db_close(struct mon_db *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < MON_DB_STMTS && d->cache[i].sql; i++)
+		sqlite3_finalize(d->cache[i].st);
+	sqlite3_close(d->db);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+/* Run a prepared statement to its end; 0 or an error. */
+static int done(struct mon_db *d, sqlite3_stmt *st, struct cairn_error *err, const char *what)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return fail(d, err, what);
+	return 0;
+}
+
+int mon_db_server(struct mon_db *d, const char *url, int64_t *id, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "INSERT OR IGNORE INTO servers(url) VALUES(?)", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, url, -1, SQLITE_STATIC);
+	if ((rc = done(d, st, err, "add a server")) < 0 ||
+	    (rc = mon_db_prepare(d, "SELECT id FROM servers WHERE url = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, url, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return fail(d, err, "find a server");
+	}
+	*id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int mon_db_feed_get(struct mon_db *d, int64_t server, char feed[33], uint64_t *seq,
+		    struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "SELECT feed, feed_seq FROM servers WHERE id = ?", &st, err)) <
+	    0)
+		return rc;
+	sqlite3_bind_int64(st, 1, server);
+	feed[0] = '\0';
+	*seq = 0;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *f = sqlite3_column_text(st, 0);
+		snprintf(feed, 33, "%s", f ? (const char *)f : "");
+		*seq = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int mon_db_feed_set(struct mon_db *d, int64_t server, const char *feed, uint64_t seq,
+		    struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "UPDATE servers SET feed = ?, feed_seq = ? WHERE id = ?", &st,
+				 err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, feed, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)seq);
+	sqlite3_bind_int64(st, 3, server);
+	return done(d, st, err, "record a feed position");
+}
+
+int mon_db_server_status(struct mon_db *d, int64_t server, int has_feed, const char *error,
+			 int64_t now, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	const char *sql =
+		error ? "UPDATE servers SET last_error = ?1,"
+			" error_since = coalesce(error_since, ?2),"
+			" has_feed = CASE WHEN ?3 < 0 THEN has_feed ELSE ?3 END WHERE id = ?4"
+		      : "UPDATE servers SET last_error = ?1, error_since = NULL, last_ok = ?2,"
+			" has_feed = CASE WHEN ?3 < 0 THEN has_feed ELSE ?3 END WHERE id = ?4";
+	if ((rc = mon_db_prepare(d, sql, &st, err)) < 0)
+		return rc;
+	if (error)
+		sqlite3_bind_text(st, 1, error, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 1);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int(st, 3, has_feed);
+	sqlite3_bind_int64(st, 4, server);
+	return done(d, st, err, "record a server's state");
+}
+
+int mon_db_item(struct mon_db *d, const char *hash, const char *path, int64_t now, int64_t *id,
+		struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = get(d,
+				 "INSERT INTO items(hash, path, verdict_since, first_seen, last_seen)"
+				 " VALUES(?1, ?2, ?3, ?3, ?3) ON CONFLICT(hash) DO NOTHING",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	if ((rc = run(d, st, err, "add an item")) < 0 ||
+	    (rc = get(d, "SELECT id FROM items WHERE hash = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		put(st);
+		return fail(d, err, "find an item");
+	}
+	*id = sqlite3_column_int64(st, 0);
+	put(st);
+	return 0;
+}
+
+int mon_db_observe(struct mon_db *d, int64_t item, int64_t server, const struct mon_obs_in *o,
+		   int64_t now, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	/* first_seen is when the server started saying what it says now */
+	if ((rc = get(
+		     d,
+		     "INSERT INTO obs(item, server, state, sig, nar_hash, nar_size, refs, narinfo,"
+		     " first_seen, last_seen) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)"
+		     " ON CONFLICT(item, server) DO UPDATE SET"
+		     " first_seen = CASE WHEN state IS excluded.state AND sig IS excluded.sig"
+		     "  AND nar_hash IS excluded.nar_hash AND nar_size IS excluded.nar_size"
+		     "  AND refs IS excluded.refs THEN first_seen ELSE excluded.first_seen END,"
+		     " state = excluded.state, sig = excluded.sig, nar_hash = excluded.nar_hash,"
+		     " nar_size = excluded.nar_size, refs = excluded.refs,"
+		     " narinfo = coalesce(excluded.narinfo, narinfo), last_seen = excluded.last_seen",
+		     &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	sqlite3_bind_int64(st, 2, server);
+	sqlite3_bind_int(st, 3, (int)o->state);
+	sqlite3_bind_int(st, 4, (int)o->sig);
+	if (o->state == CAIRN_MONITOR_PRESENT) {
+		sqlite3_bind_text(st, 5, o->nar_hash, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 6, (int64_t)o->nar_size);
+		sqlite3_bind_text(st, 7, o->refs ? o->refs : "", -1, SQLITE_STATIC);
+	}
+	if (o->narinfo)
+		sqlite3_bind_text(st, 8, o->narinfo, (int)o->narinfo_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, now);
+	return run(d, st, err, "record an observation");
+}
+
+int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monitor_verdict *v,
+		  bool *changed, struct cairn_error *err)
+{
+	struct cairn_monitor_obs obs[CAIRN_MONITOR_MAX_SERVERS];
+	char *strs[CAIRN_MONITOR_MAX_SERVERS * 2];
+	size_t n = 0;
+	sqlite3_stmt *st;
+	int rc, old = -1;
+
+	if ((rc = get(d,
+				 "SELECT state, sig, nar_hash, nar_size, refs FROM obs WHERE item = ?",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	while (n < CAIRN_MONITOR_MAX_SERVERS && sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *h = sqlite3_column_text(st, 2), *r = sqlite3_column_text(st, 4);
+		strs[2 * n] = h ? strdup((const char *)h) : NULL;
+		strs[2 * n + 1] = r ? strdup((const char *)r) : NULL;
+		obs[n] = (struct cairn_monitor_obs){
+			.state = (enum cairn_monitor_state)sqlite3_column_int(st, 0),
+			.sig = (enum cairn_monitor_sig)sqlite3_column_int(st, 1),
+			.nar_hash = strs[2 * n],
+			.nar_size = (uint64_t)sqlite3_column_int64(st, 3),
+			.refs = strs[2 * n + 1],
+		};
+		n++;
+	}
+	put(st);
+	*v = cairn_monitor_decide(obs, n);
+	for (size_t i = 0; i < 2 * n; i++)
+		free(strs[i]);
+
+	if ((rc = get(d, "SELECT verdict FROM items WHERE id = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		old = sqlite3_column_int(st, 0);
+	put(st);
+	/* a new item starts "absent" (without history): its first verdict
+	 * other than that is its first change */
+	*changed = old != (int)*v;
+	if ((rc = get(
+		     d,
+		     "UPDATE items SET last_seen = ?2,"
+		     " verdict_since = CASE WHEN verdict = ?3 THEN verdict_since ELSE ?2 END,"
+		     " diff_state = CASE WHEN ?3 = 1 AND verdict <> 1 THEN 1"
+		     "  WHEN ?3 <> 1 THEN 0 ELSE diff_state END,"
+		     " verdict = ?3 WHERE id = ?1",
+		     &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int(st, 3, (int)*v);
+	if ((rc = run(d, st, err, "record a verdict")) < 0)
+		return rc;
+	if (!*changed)
+		return 0;
+	if ((rc = get(d, "INSERT INTO history(item, at, verdict) VALUES(?, ?, ?)", &st,
+				 err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int(st, 3, (int)*v);
+	return run(d, st, err, "record a verdict change");
+}
+
+int mon_db_monitor_id(struct mon_db *d, char id[33], struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "SELECT v FROM meta WHERE k = 'monitor'", &st, err)) < 0)
+		return rc;
+	rc = CAIRN_ENOENT;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
+		memcpy(id, sqlite3_column_text(st, 0), 32);
+		id[32] = '\0';
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc < 0 ? fail(d, err, "read the monitor's id") : 0;
+}
+
+int mon_db_changed(struct mon_db *d, int64_t item, int64_t server, int64_t now, bool *changed,
+		   struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = get(d, "SELECT first_seen FROM obs WHERE item = ? AND server = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	sqlite3_bind_int64(st, 2, server);
+	*changed = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == now;
+	put(st);
+	return 0;
+}
+
+int mon_db_log_append(struct mon_db *d, int64_t now, const char *server, const char *hash,
+		      const struct mon_obs_in *o, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = get(d,
+		      "INSERT INTO log(at, server, hash, state, nar_hash, nar_size)"
+		      " VALUES(?, ?, ?, ?, ?, ?)",
+		      &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_text(st, 2, server, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, cairn_monitor_state_name(o->state), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, o->state == CAIRN_MONITOR_PRESENT ? o->nar_hash : "-", -1,
+			  SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, o->state == CAIRN_MONITOR_PRESENT ? (int64_t)o->nar_size : 0);
+	return run(d, st, err, "append to the log");
+}
+
+int mon_db_peer_clear(struct mon_db *d, const char *peer, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "DELETE FROM peer_obs WHERE peer = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+	return done(d, st, err, "forget a peer's log");
+}
+
+int mon_db_peer_put(struct mon_db *d, const char *peer, const char *monitor,
+		    const struct cairn_monitor_log_entry *e, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = get(d,
+		      "INSERT OR REPLACE INTO peer_obs(peer, monitor, seq, at, server, hash, state,"
+		      " nar_hash, nar_size) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		      &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, monitor, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)e->seq);
+	sqlite3_bind_int64(st, 4, e->at);
+	sqlite3_bind_text(st, 5, e->server, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, e->hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, e->state, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, e->nar_hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, (int64_t)e->nar_size);
+	return run(d, st, err, "record a peer's observation");
+}
+
+int mon_db_each_item(struct mon_db *d, int (*fn)(void *ctx, const char *path), void *ctx,
+		     struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc, s;
+	if ((rc = mon_db_prepare(d, "SELECT path FROM items ORDER BY id", &st, err)) < 0)
+		return rc;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *p = sqlite3_column_text(st, 0);
+		if (p && (rc = fn(ctx, (const char *)p)) < 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	if (rc == 0 && s != SQLITE_DONE)
+		return fail(d, err, "list the items");
+	return rc;
+}
+
+int mon_db_path_of(struct mon_db *d, const char *hash, char *out, size_t cap,
+		   struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "SELECT path FROM items WHERE hash = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	rc = CAIRN_ENOENT;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mon_db_diff_todo(struct mon_db *d, size_t max, int64_t *ids, char **paths, size_t *n,
+		     struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	*n = 0;
+	if ((rc = mon_db_prepare(d,
+				 "SELECT id, path FROM items WHERE verdict = 1 AND diff_state = 1"
+				 " ORDER BY verdict_since DESC, id DESC LIMIT ?",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, (int64_t)max);
+	while (*n < max && sqlite3_step(st) == SQLITE_ROW) {
+		ids[*n] = sqlite3_column_int64(st, 0);
+		paths[*n] = strdup((const char *)sqlite3_column_text(st, 1));
+		if (!paths[*n]) {
+			sqlite3_finalize(st);
+			return cairn_error_set(err, CAIRN_ENOMEM, "monitor: out of memory");
+		}
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int mon_db_diff_clear(struct mon_db *d, int64_t item, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "DELETE FROM diffs WHERE item = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	return done(d, st, err, "clear a diff");
+}
+
+static void bind_file(sqlite3_stmt *st, int col, const struct mon_file *f)
+{
+	if (!f || !f->type)
+		return;
+	sqlite3_bind_text(st, col, f->type, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, col + 1, (int64_t)f->size);
+	if (f->sha256)
+		sqlite3_bind_text(st, col + 2, f->sha256, -1, SQLITE_STATIC);
+	if (f->target)
+		sqlite3_bind_text(st, col + 3, f->target, -1, SQLITE_STATIC);
+}
+
+int mon_db_diff_put(struct mon_db *d, int64_t item, int64_t a_server, int64_t b_server,
+		    const char *path, const char *change, const struct mon_file *a,
+		    const struct mon_file *b, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d,
+				 "INSERT INTO diffs(item, a_server, b_server, path, change, a_type,"
+				 " a_size, a_sha256, a_target, b_type, b_size, b_sha256, b_target)"
+				 " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	sqlite3_bind_int64(st, 2, a_server);
+	sqlite3_bind_int64(st, 3, b_server);
+	sqlite3_bind_text(st, 4, path, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, change, -1, SQLITE_STATIC);
+	bind_file(st, 6, a);
+	bind_file(st, 10, b);
+	return done(d, st, err, "record a diff");
+}
+
+int mon_db_diff_done(struct mon_db *d, int64_t item, enum mon_diff_state state, const char *note,
+		     struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "UPDATE items SET diff_state = ?, diff_note = ? WHERE id = ?",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int(st, 1, (int)state);
+	if (note)
+		sqlite3_bind_text(st, 2, note, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, item);
+	return done(d, st, err, "record a diff's state");
+}
+
+int mon_db_prune(struct mon_db *d, int64_t keep_s, int64_t now, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	int64_t before = now - keep_s;
+	static const char *const sql[] = {
+		"DELETE FROM history WHERE at < ?1",
+		"DELETE FROM obs WHERE item IN (SELECT id FROM items WHERE verdict = 5"
+		" AND verdict_since < ?1)",
+		"DELETE FROM diffs WHERE item IN (SELECT id FROM items WHERE verdict = 5"
+		" AND verdict_since < ?1)",
+		"DELETE FROM items WHERE verdict = 5 AND verdict_since < ?1",
+	};
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+		if ((rc = mon_db_prepare(d, sql[i], &st, err)) < 0)
+			return rc;
+		sqlite3_bind_int64(st, 1, before);
+		if ((rc = done(d, st, err, "prune")) < 0)
+			return rc;
+	}
+	return 0;
+}

@@ -1,0 +1,194 @@
+/*
+ * monitor-int.h - the monitor's internals shared by lib/monitor*.c: the
+ * database layer (monitor-db.c), the observer (monitor-observe.c), the
+ * pages (monitor-web.c) and the JSON API (monitor-api.c).  Not installed.
+ */
+#ifndef CAIRN_MONITOR_INT_H
+#define CAIRN_MONITOR_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cairn/buf.h"
+#include "cairn/error.h"
+#include "cairn/monitor.h"
+
+#define MON_SCHEMA_VERSION 1
+#define MON_HASH_LEN 32
+#define MON_NOTE_MAX 1024 /* bytes of a diff's note (why it failed) */
+
+/* items.diff_state */
+enum mon_diff_state {
+	MON_DIFF_NONE = 0,   /* not differing, or not asked */
+	MON_DIFF_TODO = 1,   /* differs: to download and compare */
+	MON_DIFF_DONE = 2,   /* the file list is in diffs */
+	MON_DIFF_FAILED = 3, /* could not be compared: diff_note says why */
+};
+
+/* ---- the database (monitor-db.c) ------------------------------------------ */
+
+#define MON_DB_STMTS 16
+
+struct mon_db {
+	sqlite3 *db;
+	pthread_mutex_t lock; /* the readers' connection is shared by loop threads */
+	/* the observer's statements, prepared once: keyed by their SQL's
+	 * address (string literals), so each call site has its own */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} cache[MON_DB_STMTS];
+};
+
+/* Open (creating, migrating) the database at path.  writer: the one
+ * connection that writes (the observer's); else a reader for the pages. */
+int mon_db_open(struct mon_db **out, const char *path, bool writer, struct cairn_error *err);
+void mon_db_close(struct mon_db *d);
+
+int mon_db_exec(struct mon_db *d, const char *sql, struct cairn_error *err);
+int mon_db_prepare(struct mon_db *d, const char *sql, sqlite3_stmt **st, struct cairn_error *err);
+
+int mon_db_server(struct mon_db *d, const char *url, int64_t *id, struct cairn_error *err);
+/* The feed a server was followed at (feed "" when never). */
+int mon_db_feed_get(struct mon_db *d, int64_t server, char feed[33], uint64_t *seq,
+		    struct cairn_error *err);
+int mon_db_feed_set(struct mon_db *d, int64_t server, const char *feed, uint64_t seq,
+		    struct cairn_error *err);
+/* has_feed: 1 yes, 0 no, -1 unchanged; error NULL when it answered. */
+int mon_db_server_status(struct mon_db *d, int64_t server, int has_feed, const char *error,
+			 int64_t now, struct cairn_error *err);
+
+struct mon_obs_in {
+	enum cairn_monitor_state state;
+	enum cairn_monitor_sig sig;
+	const char *nar_hash; /* PRESENT */
+	uint64_t nar_size;
+	const char *refs;
+	const char *narinfo; /* PRESENT/BROKEN: the text (may be NULL) */
+	size_t narinfo_len;
+};
+
+/* The item (hash part, full store path): created when new. */
+int mon_db_item(struct mon_db *d, const char *hash, const char *path, int64_t now, int64_t *id,
+		struct cairn_error *err);
+/* What server said about item at now (first_seen kept, last_seen moved). */
+int mon_db_observe(struct mon_db *d, int64_t item, int64_t server, const struct mon_obs_in *o,
+		   int64_t now, struct cairn_error *err);
+/* Recompute the item's verdict from its observations; a change is dated
+ * now and written to the history (and a new "differs" marks a diff to do). */
+int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monitor_verdict *v,
+		  bool *changed, struct cairn_error *err);
+/* This monitor's id (32 hex digits). */
+int mon_db_monitor_id(struct mon_db *d, char id[33], struct cairn_error *err);
+/* Whether what server says about item changed at now (or is new). */
+int mon_db_changed(struct mon_db *d, int64_t item, int64_t server, int64_t now, bool *changed,
+		   struct cairn_error *err);
+/* Append an observation to the log (--key). */
+int mon_db_log_append(struct mon_db *d, int64_t now, const char *server, const char *hash,
+		      const struct mon_obs_in *o, struct cairn_error *err);
+
+/* Replace what is known of peer's log: clear, then put each record. */
+int mon_db_peer_clear(struct mon_db *d, const char *peer, struct cairn_error *err);
+int mon_db_peer_put(struct mon_db *d, const char *peer, const char *monitor,
+		    const struct cairn_monitor_log_entry *e, struct cairn_error *err);
+
+/* Every item's store path, in id order. */
+int mon_db_each_item(struct mon_db *d, int (*fn)(void *ctx, const char *path), void *ctx,
+		     struct cairn_error *err);
+/* The store path of the item with hash part hash: CAIRN_ENOENT if unknown. */
+int mon_db_path_of(struct mon_db *d, const char *hash, char *out, size_t cap,
+		   struct cairn_error *err);
+/* Up to max items whose diff is to do: their ids and paths (malloc'd). */
+int mon_db_diff_todo(struct mon_db *d, size_t max, int64_t *ids, char **paths, size_t *n,
+		     struct cairn_error *err);
+
+struct mon_file {
+	const char *type; /* "regular", "executable", "directory", "symlink"; NULL: none */
+	uint64_t size;
+	const char *sha256; /* regular: hex */
+	const char *target; /* symlink */
+};
+/* Forget the item's earlier diff rows (before writing new ones). */
+int mon_db_diff_clear(struct mon_db *d, int64_t item, struct cairn_error *err);
+int mon_db_diff_put(struct mon_db *d, int64_t item, int64_t a_server, int64_t b_server,
+		    const char *path, const char *change, const struct mon_file *a,
+		    const struct mon_file *b, struct cairn_error *err);
+int mon_db_diff_done(struct mon_db *d, int64_t item, enum mon_diff_state state, const char *note,
+		     struct cairn_error *err);
+/* Drop history, and items absent everywhere, older than keep_s seconds. */
+int mon_db_prune(struct mon_db *d, int64_t keep_s, int64_t now, struct cairn_error *err);
+
+/* ---- the service (monitor.c, monitor-observe.c) --------------------------- */
+
+struct metrics;
+struct metric;
+
+struct cairn_monitor {
+	struct cairn_monitor_config cfg;
+	char **urls;
+	int64_t *server_ids;
+	char monitor_id[33];
+	struct mon_db *w; /* the observer's */
+	struct mon_db *r; /* the pages' */
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;
+	/* counted by the observer, shown in /metrics */
+	atomic_uint_fast64_t passes, lookups, feed_pages, pages_refused, diffs, changes, logged,
+		peer_logs, peer_logs_refused;
+};
+
+void *mon_observe_main(void *arg);
+void mon_say(struct cairn_monitor *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- output helpers (monitor-web.c) -------------------------------------- */
+
+/* s escaped for HTML text and attribute values (& < > " '). */
+int mon_html(struct cairn_buf *b, const char *s);
+/* s as a JSON string, quotes included (control bytes as \u00XX; bytes
+ * that are not UTF-8 as \u00XX of their value, so the output is valid). */
+int mon_json(struct cairn_buf *b, const char *s);
+/* The value of key in a query string (percent-decoded into out), or NULL. */
+const char *mon_query_get(const char *q, size_t qlen, const char *key, char *out, size_t cap);
+/* "2026-12-06T03:00:00Z" */
+void mon_time(int64_t t, char out[32]);
+
+/* A list page's position: after the row (since, id), newest first. */
+struct mon_cursor {
+	int64_t since, id;
+};
+/* "SINCE.ID"; CAIRN_EFORMAT otherwise.  An empty s is the start. */
+int mon_cursor_parse(const char *s, struct mon_cursor *c);
+
+struct mon_row {
+	int64_t id;
+	const char *hash, *path;
+	int verdict;
+	int64_t since;
+};
+/*
+ * The items with verdict (-1: any) that server (0: any) has, whose store
+ * path contains name (NULL or "": any), after c, newest change first, at
+ * most limit: fn per row.  *more tells whether
+ * there are others after the last one (then *next is its cursor).  The
+ * caller holds r->lock.  Keyset pagination on the indexes: as fast on the
+ * last page as on the first.
+ */
+int mon_list(struct mon_db *r, int verdict, int64_t server, const char *name,
+	     const struct mon_cursor *c, unsigned limit,
+	     int (*fn)(void *ctx, const struct mon_row *row), void *ctx, struct mon_cursor *next,
+	     bool *more, struct cairn_error *err);
+/* The hash part in a URL path after a prefix: 32 nix32 characters. */
+bool mon_hash_ok(const char *s, size_t len);
+
+/* The observation log, signed (monitor-log.c); the caller holds r->lock. */
+int mon_log_render(struct cairn_monitor *m, struct cairn_buf *out, struct cairn_error *err);
+int mon_log_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);
+
+int mon_web_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);
+int mon_api_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);
+
+#endif

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# cairn monitor (issue 16) with real processes: two Nix stores built from
+# the same expressions where one derivation is not reproducible, copied to
+# two binary caches signed by different keys; the first served by
+# `cairn publish --binary-cache --feed` (followed through its signed
+# feed), the second by nginx (asked about a path list).  The JSON verdicts
+# are exactly right (agree, differs, only-one), the item page shows the
+# files that differ, a hostile narinfo field comes out escaped, an item
+# added to the feed's cache shows up without a restart, a restart keeps
+# the history, and a server going down is no disagreement.
+. "$SRCDIR/tests/integration/lib.sh"
+. "$SRCDIR/tests/integration/nix-lib.sh"
+. "$SRCDIR/tests/integration/serve-lib.sh"
+. "$SRCDIR/tests/integration/publish-lib.sh"
+skip_unless nginx python3 curl
+publish_require
+nix_lib_init
+
+build_two_stores
+"$CAIRN" key generate --format nix --secret "$TMP/ka.sec" --public "$TMP/ka.pub" monitor-a
+nix_gen_key wt-1 "$TMP/k1"
+nix_gen_key wt-2 "$TMP/k2"
+nix_copy_to_file "$TMP/store1" "$TOP" "$TMP/c1" xz "$TMP/k1.sec"
+nix_copy_to_file "$TMP/store2" "$TOP" "$TMP/c2" zstd "$TMP/k2.sec"
+hp() { basename "$1" | cut -c1-32; }
+A=$(grep -- '-wt-a$' <<<"$CLOSURE")
+B=$(grep -- '-wt-b$' <<<"$CLOSURE")
+# wt-top only on the first cache
+rm "$(narinfo_of "$TMP/c2" "$TOP")"
+# a hostile server: markup in a field it controls (not signed: the
+# signature still verifies)
+EVIL='<script>alert("x")</script><img src=x onerror=alert(1)>'
+printf 'Comment: %s\n' "$EVIL" >>"$(narinfo_of "$TMP/c2" "$A")"
+
+publish_start --binary-cache "$TMP/c1" --feed "$TMP/feed1" --key "$TMP/k1.sec" ||
+  { not_ok "cairn publish --feed starts"; finish; exit 1; }
+u1=$PUBLISH_URL
+serve_nginx "$TMP/c2"; u2=http://127.0.0.1:$SERVE_PORT; NGINX2=$NGINX_PID
+printf '%s\n' "$A" "$B" "$STAMP" >"$TMP/paths"
+
+# monitor_start: a monitor on the same database each time; sets MURL
+mon_n=0
+monitor_start() {
+  mon_n=$((mon_n + 1))
+  MLOG=$TMP/monitor-$mon_n.log
+  "$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
+    --listen 127.0.0.1:0 --port-file "$TMP/mon-$mon_n.port" --paths "$TMP/paths" \
+    --trusted-key "$TMP/k1.pub" --trusted-key "$TMP/k2.pub" --interval 3600 --poll 200ms \
+    --key "$TMP/ka.sec" \
+    >"$MLOG" 2>&1 &
+  MPID=$!
+  cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
+  MURL=http://127.0.0.1:$(port_from_file "$TMP/mon-$mon_n.port" "$MPID" 15)
+}
+monitor_stop() {
+  kill "$MPID" && wait_gone "$MPID" 10 && { wait "$MPID"; }
+}
+api() { curl -sf --max-time 10 "$MURL$1"; }
+jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+verdict() { api "/api/v1/items/$(hp "$1")" | jq_ 'd["verdict"]'; }
+# settled: every item known has the verdict expected and the diff is done
+settled() {
+  [ "$(verdict "$A")" = agree ] && [ "$(verdict "$B")" = agree ] &&
+    [ "$(verdict "$TOP")" = only-one ] && [ "$(verdict "$STAMP")" = differs ] &&
+    [ "$(api "/api/v1/items/$(hp "$STAMP")" | jq_ 'd["diff"]["state"]')" = done ]
+}
+
+monitor_start
+check "the monitor serves its API" wait_for 15 eval "api /api/v1/summary >/dev/null"
+check "verdicts settle: wt-a, wt-b agree; wt-stamp differs; wt-top on one server only" \
+  wait_for 60 settled || sed 's/^/  | /' "$MLOG"
+api /api/v1/summary >"$TMP/summary.json"
+check "summary: 4 items, 2 agree, 1 differs, 1 only-one" \
+  test "$(jq_ '(d["items"], d["verdicts"]["agree"], d["verdicts"]["differs"], d["verdicts"]["only-one"])' <"$TMP/summary.json")" = "(4, 2, 1, 1)"
+check "summary: the first server has a feed, the second not" \
+  test "$(jq_ '[(s["url"], s["feed"]) for s in d["servers"]]' <"$TMP/summary.json")" = "[('$u1', True), ('$u2', False)]"
+check "differs list: exactly wt-stamp" \
+  test "$(api '/api/v1/items?verdict=differs' | jq_ '[i["path"] for i in d["items"]]')" = "['$STAMP']"
+check "pagination: limit=1 over all items gives a cursor, and the pages cover the 4 items" \
+  python3 - "$MURL" <<'PY'
+import json, sys, urllib.request
+seen, cur = [], ""
+for _ in range(10):
+    d = json.load(urllib.request.urlopen(sys.argv[1] + "/api/v1/items?limit=1" + ("&cursor=" + cur if cur else "")))
+    seen += [i["hash"] for i in d["items"]]
+    if not d["next"]:
+        break
+    cur = d["next"]
+sys.exit(0 if len(seen) == 4 and len(set(seen)) == 4 else 1)
+PY
+api "/api/v1/items/$(hp "$STAMP")" >"$TMP/stamp.json"
+check "wt-stamp: two servers, two different NarHashes, both signatures valid" \
+  test "$(jq_ '(len(d["servers"]), len(set(s["nar_hash"] for s in d["servers"])), [s["signature"] for s in d["servers"]])' <"$TMP/stamp.json")" = "(2, 2, ['valid', 'valid'])"
+check "wt-stamp: the files that differ are stamp, share/random and share/x\\377y (as U+FFFD)" \
+  test "$(jq_ 'ascii(sorted(f["path"] for f in d["diff"]["files"] if f["change"] == "content"))' <"$TMP/stamp.json")" = "['share/random', 'share/x\\ufffdy', 'stamp']"
+check "wt-stamp: stamp's hash on the second server is that of its file" \
+  test "$(jq_ '[f["b"]["sha256"] for f in d["diff"]["files"] if f["path"] == "stamp"][0]' <"$TMP/stamp.json")" = \
+       "$(sha256sum <"$TMP/store2$STAMP/stamp" | cut -d' ' -f1)"
+check "wt-stamp: history is one change, to differs" \
+  test "$(jq_ '[h["verdict"] for h in d["history"]]' <"$TMP/stamp.json")" = "['differs']"
+
+curl -sf "$MURL/item/$(hp "$STAMP")" >"$TMP/stamp.html"
+check "item page: names the differing file" grep -q '<code>stamp</code>' "$TMP/stamp.html"
+check "item page: both narinfos side by side" test "$(grep -o '<pre>StorePath: ' "$TMP/stamp.html" | wc -l)" = 2
+curl -sf "$MURL/item/$(hp "$A")" >"$TMP/a.html"
+check "hostile field: escaped on the item page" \
+  grep -qF 'Comment: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;' "$TMP/a.html"
+check "hostile field: no markup of the server's in the page" \
+  bash -c '! grep -qiE "<script|<img" "$1"' _ "$TMP/a.html"
+check "hostile field: inert in the JSON too" \
+  bash -c 'curl -sf "$1" | grep -q "\\\\u003cscript\\\\u003e" && ! curl -sf "$1" | grep -q "<script"' _ "$MURL/api/v1/items/$(hp "$A")"
+check "overview page lists the servers" \
+  bash -c 'curl -sf "$1/" | grep -qF "$2"' _ "$MURL" "$u2"
+check "disagreements page lists wt-stamp" \
+  bash -c 'curl -sf "$1/items?verdict=differs" | grep -qF "$2"' _ "$MURL" "$STAMP"
+check "server page answers" curl -sf -o /dev/null "$MURL/server/1"
+check "Atom feed names wt-stamp" bash -c 'curl -sf "$1/atom.xml" | grep -qF "differs: $2"' _ "$MURL" "$STAMP"
+check "/metrics counts items by verdict" \
+  bash -c 'curl -sf "$1/metrics" | grep -qx "cairn_monitor_items{verdict=\"differs\"} 1"' _ "$MURL"
+check "unknown item: 404" test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/api/v1/items/00000000000000000000000000000000")" = 404
+check "name filter: wt-stamp" \
+  test "$(api '/api/v1/items?name=wt-stamp' | jq_ '[i["path"] for i in d["items"]]')" = "['$STAMP']"
+check "name and verdict filters together: the agreeing wt- items" \
+  test "$(api '/api/v1/items?verdict=agree&name=-wt-' | jq_ 'sorted(i["path"] for i in d["items"])')" = "$(printf '%s\n' "$A" "$B" | sort | python3 -c 'import sys; print(sorted(l.strip() for l in sys.stdin))')"
+curl -sf "$MURL/items?name=%3Cscript%3Ex%22" >"$TMP/filter.html"
+check "name filter page: the name typed is echoed escaped, nothing found" \
+  bash -c 'grep -qF "value=\"&lt;script&gt;x&quot;\"" "$1" && ! grep -q "<script" "$1" && ! grep -q "/item/" "$1"' _ "$TMP/filter.html"
+check "bad verdict filter: 400" test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/api/v1/items?verdict=nope")" = 400
+
+# ---- a new item on the first cache reaches the monitor through the feed
+# (the path list does not name it, and no full pass is due for an hour)
+cat >"$TMP/new.nix" <<'NIX'
+derivation { name = "wt-new"; system = builtins.currentSystem; builder = "/bin/sh";
+  PATH = "/bin:/usr/bin"; args = [ "-c" "mkdir -p $out; echo new > $out/new" ]; }
+NIX
+NEW=$(nix-build --store "$(nix_store_uri "$TMP/store1")" --no-out-link --quiet "$TMP/new.nix")
+nix_copy_to_file "$TMP/store1" "$NEW" "$TMP/c1" xz "$TMP/k1.sec"
+check "a new item on the feed shows up without a restart (only-one)" \
+  wait_for 30 eval '[ "$(verdict "$NEW" 2>/dev/null)" = only-one ]'
+
+# ---- the head's feed recreated (a new feed id, its own numbering): read
+# from its start, and an item only the new feed names is learnt
+kill "$PUBLISH_PID"; wait_gone "$PUBLISH_PID" 10
+sed 's/wt-new/wt-new2/' "$TMP/new.nix" >"$TMP/new2.nix"
+NEW2=$(nix-build --store "$(nix_store_uri "$TMP/store1")" --no-out-link --quiet "$TMP/new2.nix")
+nix_copy_to_file "$TMP/store1" "$NEW2" "$TMP/c1" xz "$TMP/k1.sec"
+"$CAIRN" publish --listen "127.0.0.1:$PUBLISH_PORT" --binary-cache "$TMP/c1" \
+  --feed "$TMP/feed1b" --key "$TMP/k1.sec" >"$TMP/publish-b.log" 2>&1 &
+PUBLISH_PID=$!
+cleanup_hooks+=("kill -9 $PUBLISH_PID 2>/dev/null")
+check "recreated feed: the monitor reads it from the start (wt-new2 only-one)" \
+  wait_for 30 eval '[ "$(verdict "$NEW2" 2>/dev/null)" = only-one ]'
+check "recreated feed: said once in the log" test "$(grep -c 'the feed is now' "$MLOG")" = 1
+
+# ---- restart: the history is kept, no change is recorded twice
+first_seen=$(jq_ 'd["first_seen"]' <"$TMP/stamp.json")
+check "the monitor stops on SIGTERM" monitor_stop
+# a server going down meanwhile: its answers stand, nothing differs anew
+nginx_stop
+monitor_start
+check "restarted monitor serves its API" wait_for 15 eval "api /api/v1/summary >/dev/null"
+check "after the restart's pass the second server is seen down" \
+  wait_for 30 eval '[ "$(api /api/v1/summary | jq_ "d[\"servers\"][1][\"error\"] is not None")" = True ]'
+api "/api/v1/items/$(hp "$STAMP")" >"$TMP/stamp2.json"
+check "restart: wt-stamp still differs, first seen unchanged, one change in its history" \
+  test "$(jq_ '(d["verdict"], d["first_seen"], len(d["history"]))' <"$TMP/stamp2.json")" = "('differs', $first_seen, 1)"
+check "server down: wt-a and wt-b still agree" \
+  eval '[ "$(verdict "$A")" = agree ] && [ "$(verdict "$B")" = agree ]'
+check "restart: 6 items known" test "$(api /api/v1/summary | jq_ 'd["items"]')" = 6
+
+# ---- the signed observation log, checked by `cairn monitor verify`
+api /api/v1/log >"$TMP/a.log"
+check "the log records what each server said (wt-stamp on both, two NarHashes)" \
+  test "$(awk -v h="$(hp "$STAMP")" '$1 == "obs" && $5 == h {print $4, $7}' "$TMP/a.log" | sort -u | wc -l)" = 2
+check "cairn monitor verify: the log verifies with the monitor's key" \
+  "$CAIRN" monitor verify "$TMP/a.log" --trusted-key "$TMP/ka.pub"
+sed '0,/ sha256:/s/ sha256:./ sha256:e/' "$TMP/a.log" >"$TMP/a-forged.log"
+check "cairn monitor verify: a record changed is refused (hash)" \
+  bash -c '! "$1" monitor verify "$2" --trusted-key "$3" 2>"$2.err" && grep -q "hash to" "$2.err"' _ \
+  "$CAIRN" "$TMP/a-forged.log" "$TMP/ka.pub"
+check "cairn monitor verify: another key is refused" \
+  bash -c '! "$1" monitor verify "$2" --trusted-key "$3" 2>/dev/null' _ "$CAIRN" "$TMP/a.log" "$TMP/k1.pub"
+
+# ---- peers: a good log appears attributed, a log by an untrusted key does not
+AURL=$MURL
+peer_start() { # NAME KEY...: a monitor of u1 with --peer A
+  local name=$1; shift
+  local keys=()
+  for k in "$@"; do keys+=(--trusted-key "$k"); done
+  "$CAIRN" monitor --from "$u1" --db "$TMP/$name.sqlite" --listen 127.0.0.1:0 \
+    --port-file "$TMP/$name.port" --peer "$AURL" "${keys[@]}" --poll 200ms >"$TMP/$name.log" 2>&1 &
+  PPID_=$!
+  cleanup_hooks+=("kill -9 $PPID_ 2>/dev/null")
+  PURL=http://127.0.0.1:$(port_from_file "$TMP/$name.port" "$PPID_" 15)
+}
+peers_of() { curl -sf "$PURL/api/v1/items/$(hp "$STAMP")" | jq_ "$1"; }
+peer_start good "$TMP/ka.pub" "$TMP/k1.pub"
+check "peer with the right key: A's observations of wt-stamp appear, attributed to A" \
+  wait_for 30 eval '[ "$(peers_of "set((p[\"peer\"], p[\"server\"]) for p in d[\"peers\"]) == {(\"$AURL\", \"$u1\"), (\"$AURL\", \"$u2\")}" 2>/dev/null)" = True ]'
+check "peer: the two NarHashes A saw" \
+  test "$(peers_of 'len(set(p["nar_hash"] for p in d["peers"]))')" = 2
+check "peer: shown on the item page" \
+  bash -c 'curl -sf "$1/item/$2" | grep -q "What other monitors saw"' _ "$PURL" "$(hp "$STAMP")"
+kill "$PPID_"; wait_gone "$PPID_" 10
+peer_start bad "$TMP/k1.pub"
+prefused() { curl -sf "$PURL/metrics" | awk '$1 == "cairn_monitor_peer_logs_refused_total" {print $2}'; }
+check "peer signed by an untrusted key: its log is refused" wait_for 30 eval '[ "$(prefused)" -ge 1 ]'
+check "peer signed by an untrusted key: nothing of it is shown" \
+  test "$(peers_of 'len(d["peers"])' 2>/dev/null || echo 0)" = 0
+kill "$PPID_"; wait_gone "$PPID_" 10
+check "the monitor stops on SIGTERM again" monitor_stop
+
+# ---- a feed signed by a key that is not trusted is not followed
+"$CAIRN" key generate --format nix --secret "$TMP/k3.sec" --public "$TMP/k3.pub" wt-3
+publish_start --binary-cache "$TMP/c1" --feed "$TMP/feed3" --key "$TMP/k3.sec" ||
+  { not_ok "cairn publish --feed (untrusted key) starts"; finish; exit 1; }
+"$CAIRN" monitor --from "$PUBLISH_URL" --db "$TMP/mon3.sqlite" --listen 127.0.0.1:0 \
+  --port-file "$TMP/mon3.port" --trusted-key "$TMP/k1.pub" --poll 100ms >"$TMP/mon3.log" 2>&1 &
+MPID=$!
+cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
+MURL=http://127.0.0.1:$(port_from_file "$TMP/mon3.port" "$MPID" 15)
+refused() { curl -sf "$MURL/metrics" | awk '$1 == "cairn_monitor_feed_pages_refused_total" {print $2}'; }
+check "untrusted feed: its pages are refused" wait_for 15 eval '[ "$(refused)" -ge 3 ]'
+check "untrusted feed: nothing it names is learnt" test "$(api /api/v1/summary | jq_ 'd["items"]')" = 0
+check "untrusted feed: refused once in the log, not at every poll" \
+  test "$(grep -c 'refused' "$TMP/mon3.log")" = 1
+check "the monitor stops on SIGTERM" monitor_stop
+
+# ---- a head that keeps too few events (410 from 0): its snapshot is read,
+# and nothing of it is used before its signature verified
+solo() { # NAME URL: a monitor of URL alone, trusting k1, no path list
+  "$CAIRN" monitor --from "$2" --db "$TMP/$1.sqlite" --listen 127.0.0.1:0 \
+    --port-file "$TMP/$1.port" --trusted-key "$TMP/k1.pub" --poll 100ms >"$TMP/$1.log" 2>&1 &
+  MPID=$!
+  cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
+  MURL=http://127.0.0.1:$(port_from_file "$TMP/$1.port" "$MPID" 15)
+}
+n_c1=$(ls "$TMP/c1"/*.narinfo | wc -l)
+publish_start --binary-cache "$TMP/c1" --feed "$TMP/feed4" --feed-keep 1 --key "$TMP/k3.sec" ||
+  { not_ok "cairn publish --feed-keep 1 starts"; finish; exit 1; }
+check "the head answers 410 for the events after 0" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' "$PUBLISH_URL/feed/events?since=0")" = 410
+solo snap-bad "$PUBLISH_URL"
+check "snapshot signed by an untrusted key: refused" wait_for 15 eval '[ "$(refused)" -ge 1 ]'
+check "snapshot signed by an untrusted key: none of its items is learnt" \
+  test "$(api /api/v1/summary | jq_ 'd["items"]')" = 0
+monitor_stop
+publish_start --binary-cache "$TMP/c1" --feed "$TMP/feed5" --feed-keep 1 --key "$TMP/k1.sec" ||
+  { not_ok "cairn publish --feed-keep 1 starts"; finish; exit 1; }
+solo snap-good "$PUBLISH_URL"
+check "snapshot signed by a trusted key: its $n_c1 items are learnt" \
+  wait_for 30 eval '[ "$(api /api/v1/summary | jq_ "d[\"verdicts\"][\"only-one\"]")" = "$n_c1" ]'
+check "the monitor stops on SIGTERM" monitor_stop
+finish

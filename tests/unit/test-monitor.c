@@ -1,0 +1,390 @@
+/* The monitor's verdict rules (monitor.h) as a table of cases, its
+ * database layer (lib/monitor-db.c), and the escapes of its pages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cairn/cairn.h"
+#include "cairn/hash.h"
+#include "cairn/keys.h"
+#include "cairn/monitor.h"
+#include "cairn/sign.h"
+#include "../../lib/monitor-int.h"
+
+#define H1 "sha256:0cbj5m7kpn64l2f08qcs3d5a5w9gkg8l2rkc49257d8244lri1d6"
+#define H2 "sha256:0yjj2midsychhj9rk22w8gh826lnbybv4iyj1dm9m8wlzyx1rs4p"
+#define R1 "6rpbsa1ix05i5cmar0xh7fw9cyms2476-toolvec-2.1"
+
+enum { P = CAIRN_MONITOR_PRESENT, G = CAIRN_MONITOR_GONE, X = CAIRN_MONITOR_BROKEN };
+enum {
+	OK = CAIRN_MONITOR_SIG_VALID,
+	NO = CAIRN_MONITOR_SIG_UNSIGNED,
+	BAD = CAIRN_MONITOR_SIG_INVALID,
+	UNT = CAIRN_MONITOR_SIG_UNTRUSTED
+};
+
+struct vcase {
+	const char *name;
+	size_t n;
+	struct cairn_monitor_obs obs[4];
+	enum cairn_monitor_verdict want;
+};
+
+#define O(st, sg, h, sz, r) {(enum cairn_monitor_state)(st), (enum cairn_monitor_sig)(sg), h, sz, r}
+
+static const struct vcase cases[] = {
+	{"nobody answered", 0, {{0}}, CAIRN_MONITOR_ABSENT},
+	{"every server says absent", 2, {O(G, NO, NULL, 0, NULL), O(G, NO, NULL, 0, NULL)},
+	 CAIRN_MONITOR_ABSENT},
+	{"two signed, same claim", 2, {O(P, OK, H1, 10, R1), O(P, OK, H1, 10, R1)},
+	 CAIRN_MONITOR_AGREE},
+	{"one signed one unsigned, same claim", 2, {O(P, OK, H1, 10, R1), O(P, NO, H1, 10, R1)},
+	 CAIRN_MONITOR_AGREE},
+	{"two unsigned, same claim", 2, {O(P, NO, H1, 10, R1), O(P, UNT, H1, 10, R1)},
+	 CAIRN_MONITOR_UNSIGNED},
+	{"NarHash differs", 2, {O(P, OK, H1, 10, R1), O(P, OK, H2, 10, R1)},
+	 CAIRN_MONITOR_DIFFERS},
+	{"NarSize differs", 2, {O(P, OK, H1, 10, R1), O(P, OK, H1, 11, R1)},
+	 CAIRN_MONITOR_DIFFERS},
+	{"References differ", 2, {O(P, OK, H1, 10, R1), O(P, OK, H1, 10, "")},
+	 CAIRN_MONITOR_DIFFERS},
+	{"differs even unsigned", 2, {O(P, NO, H1, 10, R1), O(P, NO, H2, 10, R1)},
+	 CAIRN_MONITOR_DIFFERS},
+	{"differs beats an invalid signature", 3,
+	 {O(P, OK, H1, 10, R1), O(P, BAD, H1, 10, R1), O(P, OK, H2, 10, R1)},
+	 CAIRN_MONITOR_DIFFERS},
+	{"only one has it", 2, {O(P, OK, H1, 10, R1), O(G, NO, NULL, 0, NULL)},
+	 CAIRN_MONITOR_ONLY_ONE},
+	{"only one has it, unsigned", 2, {O(G, NO, NULL, 0, NULL), O(P, NO, H1, 10, R1)},
+	 CAIRN_MONITOR_ONLY_ONE},
+	{"a trusted key's signature fails", 2, {O(P, OK, H1, 10, R1), O(P, BAD, H1, 10, R1)},
+	 CAIRN_MONITOR_INVALID},
+	{"a broken narinfo", 2, {O(P, OK, H1, 10, R1), O(X, NO, NULL, 0, NULL)},
+	 CAIRN_MONITOR_INVALID},
+	{"a broken narinfo alone", 1, {O(X, NO, NULL, 0, NULL)}, CAIRN_MONITOR_INVALID},
+	{"absent ones do not count", 4,
+	 {O(G, NO, NULL, 0, NULL), O(P, OK, H1, 10, R1), O(G, NO, NULL, 0, NULL),
+	  O(P, OK, H1, 10, R1)},
+	 CAIRN_MONITOR_AGREE},
+};
+
+static void test_verdicts(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum cairn_monitor_verdict v = cairn_monitor_decide(cases[i].obs, cases[i].n);
+		if (v != cases[i].want)
+			fail_msg("%s: %s, want %s", cases[i].name, cairn_monitor_verdict_name(v),
+				 cairn_monitor_verdict_name(cases[i].want));
+	}
+}
+
+static void test_names(void **state)
+{
+	(void)state;
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++) {
+		const char *n = cairn_monitor_verdict_name(v);
+		assert_int_equal(cairn_monitor_verdict_parse(n, strlen(n)), v);
+	}
+	assert_int_equal(cairn_monitor_verdict_parse("differ", 6), CAIRN_EFORMAT);
+	assert_int_equal(cairn_monitor_verdict_parse("differsx", 8), CAIRN_EFORMAT);
+	assert_int_equal(cairn_monitor_sig_of(0), CAIRN_MONITOR_SIG_VALID);
+	assert_int_equal(cairn_monitor_sig_of(CAIRN_ENOSIG), CAIRN_MONITOR_SIG_UNSIGNED);
+	assert_int_equal(cairn_monitor_sig_of(CAIRN_EUNTRUSTED), CAIRN_MONITOR_SIG_UNTRUSTED);
+	assert_int_equal(cairn_monitor_sig_of(CAIRN_ESIG), CAIRN_MONITOR_SIG_INVALID);
+	assert_int_equal(cairn_monitor_sig_of(CAIRN_ESIGCORRUPT), CAIRN_MONITOR_SIG_INVALID);
+}
+
+static char dir[] = "/tmp/cairn-test-monitor.XXXXXX";
+static char db_path[256];
+
+static int64_t history_rows(struct mon_db *d, int64_t item)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	assert_int_equal(mon_db_prepare(d, "SELECT count(*) FROM history WHERE item = ?", &st, NULL),
+			 0);
+	sqlite3_bind_int64(st, 1, item);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void test_db(void **state)
+{
+	(void)state;
+	struct mon_db *d, *r;
+	struct cairn_error err;
+	int64_t s1, s2, s1again, item, item2;
+	enum cairn_monitor_verdict v;
+	bool changed;
+	const char *hash = "x6b6ah9iya8w14wv5fzzwj36lf2yyghw";
+	const char *path = "/nix/store/x6b6ah9iya8w14wv5fzzwj36lf2yyghw-appvec-3.0";
+	struct mon_obs_in p1 = {.state = CAIRN_MONITOR_PRESENT, .sig = CAIRN_MONITOR_SIG_VALID,
+				.nar_hash = H1, .nar_size = 10, .refs = R1,
+				.narinfo = "StorePath: x\n", .narinfo_len = 13};
+	struct mon_obs_in p2 = p1;
+	p2.nar_hash = H2;
+
+	cairn_error_init(&err);
+	snprintf(db_path, sizeof(db_path), "%s/m.sqlite", dir);
+	assert_int_equal(mon_db_open(&d, db_path, true, &err), 0);
+	assert_int_equal(mon_db_server(d, "http://a", &s1, &err), 0);
+	assert_int_equal(mon_db_server(d, "http://b", &s2, &err), 0);
+	assert_int_equal(mon_db_server(d, "http://a", &s1again, &err), 0);
+	assert_int_equal(s1, s1again);
+	assert_true(s1 != s2);
+
+	assert_int_equal(mon_db_item(d, hash, path, 100, &item, &err), 0);
+	assert_int_equal(mon_db_item(d, hash, path, 200, &item2, &err), 0);
+	assert_int_equal(item, item2);
+
+	/* one server: only-one, a change */
+	assert_int_equal(mon_db_observe(d, item, s1, &p1, 100, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 100, &v, &changed, &err), 0);
+	assert_int_equal(v, CAIRN_MONITOR_ONLY_ONE);
+	assert_true(changed);
+	/* the second agrees */
+	assert_int_equal(mon_db_observe(d, item, s2, &p1, 110, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 110, &v, &changed, &err), 0);
+	assert_int_equal(v, CAIRN_MONITOR_AGREE);
+	assert_true(changed);
+	/* asked again, same answers: no change, no history row */
+	assert_int_equal(mon_db_observe(d, item, s2, &p1, 120, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 120, &v, &changed, &err), 0);
+	assert_false(changed);
+	assert_int_equal(history_rows(d, item), 2);
+	/* then it differs: a diff to do */
+	assert_int_equal(mon_db_observe(d, item, s2, &p2, 130, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 130, &v, &changed, &err), 0);
+	assert_int_equal(v, CAIRN_MONITOR_DIFFERS);
+	assert_true(changed);
+	int64_t ids[4];
+	char *paths[4];
+	size_t n;
+	assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], item);
+	assert_string_equal(paths[0], path);
+	free(paths[0]);
+	struct mon_file fa = {.type = "regular", .size = 3, .sha256 = "ab"};
+	struct mon_file fb = {.type = "regular", .size = 4, .sha256 = "cd"};
+	assert_int_equal(mon_db_diff_put(d, item, s1, s2, "stamp", "content", &fa, &fb, &err), 0);
+	assert_int_equal(mon_db_diff_done(d, item, MON_DIFF_DONE, NULL, &err), 0);
+	assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
+	assert_int_equal(n, 0);
+
+	/* the pages' connection sees it, paginated by key */
+	assert_int_equal(mon_db_open(&r, db_path, false, &err), 0);
+	mon_db_close(r);
+	mon_db_close(d);
+
+	/* reopened: history kept, no second schema */
+	assert_int_equal(mon_db_open(&d, db_path, true, &err), 0);
+	assert_int_equal(history_rows(d, item), 3);
+	char got[512];
+	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), 0);
+	assert_string_equal(got, path);
+	assert_int_equal(mon_db_path_of(d, "00000000000000000000000000000000", got, sizeof(got), &err),
+			 CAIRN_ENOENT);
+
+	/* gone everywhere, and pruned after the retention */
+	struct mon_obs_in gone = {.state = CAIRN_MONITOR_GONE, .sig = CAIRN_MONITOR_SIG_UNSIGNED};
+	assert_int_equal(mon_db_observe(d, item, s1, &gone, 200, &err), 0);
+	assert_int_equal(mon_db_observe(d, item, s2, &gone, 200, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 200, &v, &changed, &err), 0);
+	assert_int_equal(v, CAIRN_MONITOR_ABSENT);
+	assert_int_equal(mon_db_prune(d, 1000, 1100, &err), 0);
+	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), 0);
+	assert_int_equal(mon_db_prune(d, 1000, 1300, &err), 0);
+	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), CAIRN_ENOENT);
+	assert_int_equal(history_rows(d, item), 0);
+
+	/* one server given twice (a trailing slash apart) would agree with
+	 * itself: refused */
+	{
+		struct cairn_monitor *mon = NULL;
+		struct cairn_monitor_config cfg;
+		struct cairn_keyring none = CAIRN_KEYRING_INIT;
+		const char *twice[] = {"http://a/", "http://a"};
+		cairn_monitor_config_init(&cfg);
+		cfg.servers = twice;
+		cfg.n_servers = 2;
+		cfg.db_path = db_path;
+		cfg.kr = &none;
+		assert_int_equal(cairn_monitor_new(&mon, &cfg, &err), CAIRN_EINVAL);
+		assert_non_null(strstr(cairn_error_msg(&err), "given twice"));
+		cfg.n_servers = 1;
+		assert_int_equal(cairn_monitor_new(&mon, &cfg, &err), 0);
+		cairn_monitor_free(mon);
+	}
+
+	/* a database from a newer cairn is refused */
+	assert_int_equal(mon_db_exec(d, "PRAGMA user_version = 99", &err), 0);
+	mon_db_close(d);
+	assert_int_equal(mon_db_open(&d, db_path, true, &err), CAIRN_EUNSUPPORTED);
+	unlink(db_path);
+}
+
+static void test_escapes(void **state)
+{
+	(void)state;
+	struct cairn_buf b = CAIRN_BUF_INIT(4096);
+	char out[64];
+	assert_int_equal(mon_html(&b, "<a href=\"x\">'&'</a>\xff"), 0);
+	assert_string_equal(b.data,
+			    "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;&#xfffd;");
+	cairn_buf_reset(&b);
+	assert_int_equal(mon_json(&b, "\"\\\n<\xff\xc3\xa9"), 0);
+	assert_string_equal(b.data, "\"\\\"\\\\\\u000a\\u003c\\ufffd\xc3\xa9\"");
+	cairn_buf_release(&b);
+
+	const char *q = "verdict=differs&cursor=12.34&x=a%3Cb+c";
+	assert_string_equal(mon_query_get(q, strlen(q), "verdict", out, sizeof(out)), "differs");
+	assert_string_equal(mon_query_get(q, strlen(q), "x", out, sizeof(out)), "a<b c");
+	assert_null(mon_query_get(q, strlen(q), "verd", out, sizeof(out)));
+	struct mon_cursor c;
+	assert_int_equal(mon_cursor_parse("12.34", &c), 0);
+	assert_int_equal(c.since, 12);
+	assert_int_equal(c.id, 34);
+	assert_int_equal(mon_cursor_parse("12", &c), CAIRN_EFORMAT);
+	assert_int_equal(mon_cursor_parse("12.x", &c), CAIRN_EFORMAT);
+	assert_true(mon_hash_ok("x6b6ah9iya8w14wv5fzzwj36lf2yyghw", 32));
+	assert_false(mon_hash_ok("x6b6ah9iya8w14wv5fzzwj36lf2yyghe", 32)); /* 'e' is not nix32 */
+	assert_false(mon_hash_ok("x6b6ah9iya8w14wv5fzzwj36lf2yygh", 31));
+}
+
+/* A log over body (the obs lines), signed by sk (NULL: unsigned), with
+ * the count given (a wrong one to test the check). */
+static char *make_log(const char *body, unsigned count, const struct cairn_nix_seckey *sk)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(1 << 20);
+	uint8_t sha[32];
+	char hex[65], stmt[200];
+	const char *id = "0123456789abcdef0123456789abcdef";
+	cairn_buf_printf(&b, "cairn-monitor-log 1\nmonitor %s\n%s", id, body);
+	cairn_sha256(b.data, b.len, sha);
+	cairn_base16_encode(sha, 32, hex);
+	hex[64] = '\0';
+	snprintf(stmt, sizeof(stmt), "cairn-monitor-log 1;%s;%u;%s", id, count, hex);
+	cairn_buf_printf(&b, "end %u %s\n", count, hex);
+	if (sk) {
+		cairn_buf_puts(&b, "sig nix ");
+		assert_int_equal(cairn_nix_sign(sk, stmt, strlen(stmt), &b, NULL), 0);
+		cairn_buf_putc(&b, '\n');
+	}
+	return b.data;
+}
+
+static int count_entries(void *ctx, const struct cairn_monitor_log_entry *e)
+{
+	(*(int *)ctx)++;
+	assert_true(strcmp(e->state, "present") == 0 || strcmp(e->state, "absent") == 0);
+	return 0;
+}
+
+static void test_log(void **state)
+{
+	(void)state;
+	struct cairn_nix_seckey sk, other;
+	struct cairn_nix_pubkey pk, opk;
+	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
+	char id[33], *t;
+	uint64_t n;
+	int seen = 0;
+	const char *body = "obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw present " H1 " 10\n"
+			   "obs 2 101 http://b x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n";
+	assert_int_equal(cairn_nix_key_generate("mon-1", &sk, NULL), 0);
+	assert_int_equal(cairn_nix_key_generate("mon-2", &other, NULL), 0);
+	cairn_nix_seckey_public(&sk, &pk);
+	cairn_nix_seckey_public(&other, &opk);
+	assert_int_equal(cairn_keyring_add_nix(&kr, &pk, NULL), 0);
+
+	t = make_log(body, 2, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, count_entries, &seen,
+						  NULL),
+			 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(seen, 2);
+	assert_string_equal(id, "0123456789abcdef0123456789abcdef");
+	/* a record changed after signing */
+	t[strlen("cairn-monitor-log 1\nmonitor 0123456789abcdef0123456789abcdef\nobs 1 1")] = '9';
+	seen = 0;
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, count_entries, &seen,
+						  NULL),
+			 CAIRN_EHASH);
+	assert_int_equal(seen, 0); /* nothing of a refused log reaches the caller */
+	free(t);
+
+	t = make_log(body, 2, NULL);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_ENOSIG);
+	free(t);
+	t = make_log(body, 2, &other);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EUNTRUSTED);
+	free(t);
+	t = make_log(body, 3, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	t = make_log("obs 2 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n"
+		     "obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n",
+		     2, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	t = make_log("obs 1 100 http://a <script> absent - 0\n", 1, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	t = make_log("obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0 extra\n", 1,
+		     &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	cairn_keyring_release(&kr);
+	cairn_nix_seckey_wipe(&sk);
+	cairn_nix_seckey_wipe(&other);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char p[300];
+	snprintf(p, sizeof(p), "%s-wal", db_path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", db_path);
+	unlink(p);
+	unlink(db_path);
+	rmdir(dir);
+	return 0;
+}
+
+int main(void)
+{
+	if (cairn_init())
+		return 1;
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_verdicts),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_db),
+	    cmocka_unit_test(test_escapes),
+	    cmocka_unit_test(test_log),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

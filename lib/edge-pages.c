@@ -24,6 +24,7 @@
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
 #include "cairn/sign.h"
+#include "cairn/escape.h"
 #include "edge-int.h"
 #include "cairn/banned.h"
 
@@ -201,19 +202,6 @@ int edge_h_health(struct cairn_httpd_req *req, void *data)
 	return rc;
 }
 
-static void html_puts(struct cairn_buf *b, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '<': cairn_buf_puts(b, "&lt;"); break;
-		case '>': cairn_buf_puts(b, "&gt;"); break;
-		case '&': cairn_buf_puts(b, "&amp;"); break;
-		case '"': cairn_buf_puts(b, "&quot;"); break;
-		default: cairn_buf_putc(b, *s);
-		}
-	}
-}
-
 /* The mirror's URL as the client named it (Host), when it is a plain
  * host[:port]; else localhost and the port it listens on. */
 static void page_base(struct cairn_edge *e, struct cairn_httpd_req *req, char *out, size_t cap)
@@ -250,7 +238,7 @@ int edge_h_index(struct cairn_httpd_req *req, void *data)
 	cairn_buf_puts(&b, "; it keeps a nar only once its bytes match its narinfo, and serves "
 			   "what it holds while its upstreams are down.</p>\n<h2>Upstreams</h2>\n"
 			   "<pre>\n");
-	html_puts(&b, s.ups.data ? s.ups.data : "");
+	cairn_html_cstr(&b, s.ups.data ? s.ups.data : "");
 	cairn_buf_puts(&b, "</pre>\n<h2>Cache</h2>\n<p>");
 	cairn_buf_printf(&b, "%llu nars, %s", (unsigned long long)s.st.n_nars, size);
 	if (e->cfg.max_size)
@@ -260,7 +248,7 @@ int edge_h_index(struct cairn_httpd_req *req, void *data)
 					     : "it cannot serve without its upstreams yet");
 	if (e->keys) {
 		cairn_buf_puts(&b, "<pre>\n");
-		html_puts(&b, e->keys);
+		cairn_html_cstr(&b, e->keys);
 		cairn_buf_puts(&b, "</pre>\n");
 	} else {
 		cairn_buf_puts(&b, "<p>None: narinfos are not checked here (clients check their "
@@ -280,7 +268,7 @@ int edge_h_index(struct cairn_httpd_req *req, void *data)
 		if (e->nix_keys)
 			cairn_buf_printf(&u, "extra-trusted-public-keys = %s\n", e->nix_keys);
 	}
-	html_puts(&b, u.data ? u.data : "");
+	cairn_html_cstr(&b, u.data ? u.data : "");
 	cairn_buf_puts(&b, "</pre>\n<p><a href=\"/nix-cache-info\">nix-cache-info</a> · "
 			   "<a href=\"/health\">health</a> · <a href=\"/metrics\">metrics</a></p>\n"
 			   "</body></html>\n");

@@ -14,10 +14,17 @@
 #include <string.h>
 
 #include "cairn/httpd.h"
+#include "cairn/escape.h"
 #include "monitor-int.h"
 #include "cairn/banned.h"
 
 #define API_BODY_MAX ((size_t)64 << 20)
+
+/* JSON the API serves stays inert even if a page embeds it. */
+static int mon_json_str(struct cairn_buf *b, const char *s)
+{
+	return cairn_json_str_html_safe(b, s ? s : "", s ? strlen(s) : 0);
+}
 
 static int send_json(struct cairn_httpd_req *req, int status, struct cairn_buf *b)
 {
@@ -29,7 +36,7 @@ static int send_problem(struct cairn_httpd_req *req, int status, const char *msg
 {
 	struct cairn_buf b = CAIRN_BUF_INIT(4096);
 	cairn_buf_puts(&b, "{\"error\":");
-	mon_json(&b, msg);
+	mon_json_str(&b, msg);
 	cairn_buf_puts(&b, "}\n");
 	int rc = send_json(req, status, &b);
 	cairn_buf_release(&b);
@@ -41,7 +48,7 @@ static void json_text_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
 	if (sqlite3_column_type(st, col) == SQLITE_NULL)
 		cairn_buf_puts(b, "null");
 	else
-		mon_json(b, (const char *)sqlite3_column_text(st, col));
+		mon_json_str(b, (const char *)sqlite3_column_text(st, col));
 }
 
 static void json_int_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
@@ -122,9 +129,9 @@ static int list_row(void *ctx, const struct mon_row *row)
 	struct cairn_buf *b = ctx;
 	bool first = b->data[b->len - 1] == '[';
 	cairn_buf_puts(b, first ? "{\"hash\":" : ",{\"hash\":");
-	mon_json(b, row->hash);
+	mon_json_str(b, row->hash);
 	cairn_buf_puts(b, ",\"path\":");
-	mon_json(b, row->path);
+	mon_json_str(b, row->path);
 	cairn_buf_printf(b, ",\"verdict\":\"%s\",\"since\":%" PRId64 "}",
 			 cairn_monitor_verdict_name(row->verdict), row->since);
 	return 0;
@@ -219,7 +226,7 @@ static int item_json(struct cairn_monitor *m, const char *hash, struct cairn_buf
 	id = sqlite3_column_int64(st, 0);
 	int ds = sqlite3_column_int(st, 6);
 	cairn_buf_puts(b, "{\"hash\":");
-	mon_json(b, hash);
+	mon_json_str(b, hash);
 	cairn_buf_puts(b, ",\"path\":");
 	json_text_col(b, st, 1);
 	cairn_buf_printf(b, ",\"verdict\":\"%s\",\"since\":%" PRId64 ",\"first_seen\":%" PRId64

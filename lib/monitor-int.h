@@ -146,11 +146,8 @@ void mon_say(struct cairn_monitor *m, const char *fmt, ...) __attribute__((forma
 
 /* ---- output helpers (monitor-web.c) -------------------------------------- */
 
-/* s escaped for HTML text and attribute values (& < > " '). */
-int mon_html(struct cairn_buf *b, const char *s);
-/* s as a JSON string, quotes included (control bytes as \u00XX; bytes
- * that are not UTF-8 as \u00XX of their value, so the output is valid). */
-int mon_json(struct cairn_buf *b, const char *s);
+/* HTML text and JSON strings: cairn/escape.h (cairn_html_cstr, and
+ * cairn_json_cstr_html_safe so that JSON stays inert in a page). */
 /* The value of key in a query string (percent-decoded into out), or NULL. */
 const char *mon_query_get(const char *q, size_t qlen, const char *key, char *out, size_t cap);
 /* "2026-12-06T03:00:00Z" */

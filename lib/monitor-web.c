@@ -8,7 +8,7 @@
  *   /server/<id>         one server: what it has, where it differs
  *   /atom.xml            the newest disagreements, as an Atom feed
  * Everything that came from a server (URLs, paths, narinfos, file names,
- * error texts) goes through mon_html: shown, never interpreted.
+ * error texts) goes through cairn_html_cstr: shown, never interpreted.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cairn/httpd.h"
+#include "cairn/escape.h"
 #include "monitor-int.h"
 #include "cairn/banned.h"
 
@@ -35,7 +36,7 @@ static void head(struct cairn_buf *b, const char *title)
 {
 	cairn_buf_puts(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
 			  "<meta name=\"viewport\" content=\"width=device-width\"><title>");
-	mon_html(b, title);
+	cairn_html_cstr(b, title);
 	cairn_buf_printf(b,
 			 "</title><style>%s</style><link rel=\"alternate\" "
 			 "type=\"application/atom+xml\" href=\"/atom.xml\"></head><body>"
@@ -43,7 +44,7 @@ static void head(struct cairn_buf *b, const char *title)
 			 "disagreements</a><a href=\"/items\">all items</a>"
 			 "<a href=\"/atom.xml\">feed</a></nav><h1>",
 			 css);
-	mon_html(b, title);
+	cairn_html_cstr(b, title);
 	cairn_buf_puts(b, "</h1>\n");
 }
 
@@ -68,7 +69,7 @@ static int fail_page(struct cairn_httpd_req *req, struct cairn_buf *b, int statu
 static void text_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
-	mon_html(b, t ? (const char *)t : "");
+	cairn_html_cstr(b, t ? (const char *)t : "");
 }
 
 static void time_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
@@ -170,9 +171,9 @@ static int row_html(void *ctx, const struct mon_row *row)
 	cairn_buf_printf(b, "<tr><td class=\"%s\">%s</td><td><a href=\"/item/",
 			 cairn_monitor_verdict_name(row->verdict),
 			 cairn_monitor_verdict_name(row->verdict));
-	mon_html(b, row->hash);
+	cairn_html_cstr(b, row->hash);
 	cairn_buf_puts(b, "\"><code>");
-	mon_html(b, row->path);
+	cairn_html_cstr(b, row->path);
 	cairn_buf_printf(b, "</code></a></td><td>%s</td></tr>", t);
 	return 0;
 }
@@ -215,7 +216,7 @@ static int h_items(struct cairn_httpd_req *req, void *data)
 		cairn_buf_printf(&b, "<input type=\"hidden\" name=\"server\" value=\"%" PRId64 "\">",
 				 server);
 	cairn_buf_puts(&b, "<input name=\"name\" placeholder=\"name contains\" value=\"");
-	mon_html(&b, name ? name : "");
+	cairn_html_cstr(&b, name ? name : "");
 	cairn_buf_puts(&b, "\"> <button>filter</button></form>"
 			   "<table><tr><th>verdict</th><th>item</th><th>since</th></tr>");
 	pthread_mutex_lock(&m->r->lock);
@@ -512,7 +513,7 @@ static int h_atom(struct cairn_httpd_req *req, void *data)
 	cairn_buf_puts(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
 			   "<feed xmlns=\"http://www.w3.org/2005/Atom\">"
 			   "<title>cairn monitor: disagreements</title><id>");
-	mon_html(&b, base);
+	cairn_html_cstr(&b, base);
 	cairn_buf_puts(&b, "/atom.xml</id>");
 	pthread_mutex_lock(&m->r->lock);
 	rc = mon_db_prepare(m->r,
@@ -530,11 +531,11 @@ static int h_atom(struct cairn_httpd_req *req, void *data)
 			cairn_buf_puts(&b, "<entry><title>differs: ");
 			text_col(&b, st, 2);
 			cairn_buf_puts(&b, "</title><id>");
-			mon_html(&b, base);
+			cairn_html_cstr(&b, base);
 			cairn_buf_puts(&b, "/item/");
 			text_col(&b, st, 1);
 			cairn_buf_printf(&b, "#%s</id><updated>%s</updated><link href=\"", t, t);
-			mon_html(&b, base);
+			cairn_html_cstr(&b, base);
 			cairn_buf_puts(&b, "/item/");
 			text_col(&b, st, 1);
 			cairn_buf_puts(&b, "\"/></entry>");

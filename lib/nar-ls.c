@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "cairn/buf.h"
-#include "cairn/json.h"
+#include "cairn/escape.h"
 #include "cairn/nar.h"
 #include "nar-internal.h"
 #include "cairn/banned.h"

@@ -9,30 +9,9 @@
 
 #include "cairn/httpd.h"
 #include "cairn/storepath.h"
+#include "cairn/escape.h"
 #include "publish-int.h"
 #include "cairn/banned.h"
-
-static void html_escape(struct cairn_buf *b, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		switch (s[i]) {
-		case '<':
-			cairn_buf_puts(b, "&lt;");
-			break;
-		case '>':
-			cairn_buf_puts(b, "&gt;");
-			break;
-		case '&':
-			cairn_buf_puts(b, "&amp;");
-			break;
-		case '"':
-			cairn_buf_puts(b, "&quot;");
-			break;
-		default:
-			cairn_buf_putc(b, s[i]);
-		}
-	}
-}
 
 /* Bytes a shell takes as they are, unquoted. */
 static bool shell_plain(const char *s)
@@ -212,11 +191,11 @@ int pub_h_root(struct cairn_httpd_req *req, void *data)
 			   "<h1>cairn binary cache</h1>\n<p>This server publishes the ");
 	cairn_buf_puts(&b, nix ? "Nix" : "Guix");
 	cairn_buf_puts(&b, " store <code>");
-	html_escape(&b, p->store_dir, strlen(p->store_dir));
+	cairn_html_str(&b, p->store_dir, strlen(p->store_dir));
 	cairn_buf_puts(&b, "</code> as a binary cache (substitutes), with cairn publish.</p>\n");
 	cairn_buf_puts(&b, "<h2>Signing keys</h2>\n<pre>");
-	html_escape(&b, p->nix_keys, p->nix_keys_len);
-	html_escape(&b, p->guix_key, p->guix_key_len);
+	cairn_html_str(&b, p->nix_keys, p->nix_keys_len);
+	cairn_html_str(&b, p->guix_key, p->guix_key_len);
 	if (!p->nix_keys_len && !p->guix_key_len)
 		cairn_buf_puts(&b, "(none: narinfos are not signed)\n");
 	cairn_buf_puts(&b, "</pre>\n<h2>How to use it</h2>\n<pre>");
@@ -225,7 +204,7 @@ int pub_h_root(struct cairn_httpd_req *req, void *data)
 		page_nix(p, &u, url);
 	else
 		page_guix(p, &u, url);
-	html_escape(&b, u.data ? u.data : "", u.len);
+	cairn_html_str(&b, u.data ? u.data : "", u.len);
 	cairn_buf_release(&u);
 	cairn_buf_puts(&b, "</pre>\n<p><a href=\"/nix-cache-info\">nix-cache-info</a> · "
 			   "<a href=\"/signing-key.pub\">signing-key.pub</a> · "

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "cairn/buf.h"
-#include "cairn/json.h"
+#include "cairn/escape.h"
 #include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/keys.h"

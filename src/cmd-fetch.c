@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cairn/buf.h"
-#include "cairn/json.h"
+#include "cairn/escape.h"
 #include "cairn/cairn.h"
 #include "cairn/fetch.h"
 #include "cairn/keys.h"

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "cairn/escape.h"
+
 #include "cairn/cairn.h"
 #include "cairn/hash.h"
 #include "cairn/keys.h"
@@ -239,12 +241,12 @@ static void test_escapes(void **state)
 	(void)state;
 	struct cairn_buf b = CAIRN_BUF_INIT(4096);
 	char out[64];
-	assert_int_equal(mon_html(&b, "<a href=\"x\">'&'</a>\xff"), 0);
+	assert_int_equal(cairn_html_cstr(&b, "<a href=\"x\">'&'</a>\xff"), 0);
 	assert_string_equal(b.data,
 			    "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;&#xfffd;");
 	cairn_buf_reset(&b);
-	assert_int_equal(mon_json(&b, "\"\\\n<\xff\xc3\xa9"), 0);
-	assert_string_equal(b.data, "\"\\\"\\\\\\u000a\\u003c\\ufffd\xc3\xa9\"");
+	assert_int_equal(cairn_json_str_html_safe(&b, "\"\\\n<\xff\xc3\xa9", 7), 0);
+	assert_string_equal(b.data, "\"\\\"\\\\\\n\\u003c\xef\xbf\xbd\xc3\xa9\"");
 	cairn_buf_release(&b);
 
 	const char *q = "verdict=differs&cursor=12.34&x=a%3Cb+c";

@@ -1,4 +1,4 @@
-/* The one JSON string writer (lib/json.c): nlohmann's escaping, and bytes
+/* The one JSON string writer and the one HTML escaper (lib/escape.c): nlohmann's escaping, and bytes
  * that are not UTF-8 replaced so that whatever a server sent, what cairn
  * prints parses.  `cairn fetch --json` had its own writer that copied such
  * bytes through: a hostile server's reason text made the output invalid. */
@@ -14,7 +14,7 @@
 
 #include "cairn/buf.h"
 #include "cairn/error.h"
-#include "cairn/json.h"
+#include "cairn/escape.h"
 
 static void expect(const char *in, size_t len, const char *want)
 {
@@ -60,12 +60,28 @@ static void test_cstr_and_limit(void **state)
 	cairn_buf_release(&b);
 }
 
+static void test_html(void **state)
+{
+	(void)state;
+	struct cairn_buf b = CAIRN_BUF_INIT(1024);
+	assert_int_equal(cairn_html_cstr(&b, "<script>alert('x')</script> & \"caf\xc3\xa9\"\xff"), 0);
+	const char *want = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;caf\xc3\xa9&quot;&#xfffd;";
+	assert_int_equal(b.len, strlen(want));
+	assert_memory_equal(b.data, want, b.len);
+	cairn_buf_reset(&b);
+	/* JSON for a page: < > & never appear raw */
+	assert_int_equal(cairn_json_str_html_safe(&b, "</script>&", 10), 0);
+	assert_memory_equal(b.data, "\"\\u003c/script\\u003e\\u0026\"", b.len);
+	cairn_buf_release(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_escapes),
 	    cmocka_unit_test(test_utf8),
 	    cmocka_unit_test(test_cstr_and_limit),
+	    cmocka_unit_test(test_html),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

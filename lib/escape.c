@@ -1,18 +1,20 @@
 /*
- * json.c - JSON strings for everything cairn prints or serves as JSON.
+ * escape.c - text from servers and file names made safe to print or serve:
+ * JSON strings and HTML text, one writer each, on one UTF-8 check.
  *
- * One writer, so that every output parses whatever bytes a server or a
- * file name put in it.  The escaping is nlohmann::json's with ensure_ascii
+ * JSON: one writer, so that every output parses whatever bytes a server or
+ * a file name put in it.  The escaping is nlohmann::json's with ensure_ascii
  * off (what Nix's `.ls` listings are made with, checked against
  * NixOS/nix src/libstore/nar-accessor.cc): '"' and '\\' escaped, \b \f \n
  * \r \t short forms, other bytes below 0x20 as \u00xx (lowercase hex),
  * everything else verbatim.  nlohmann throws on invalid UTF-8; we write
  * U+FFFD for each maximal invalid subsequence (its "replace" handler).
  */
+#include <stdbool.h>
 #include <string.h>
 
 #include "cairn/buf.h"
-#include "cairn/json.h"
+#include "cairn/escape.h"
 #include "cairn/banned.h"
 
 /* Length of the valid UTF-8 prefix of a sequence starting at s (1..4), or
@@ -53,7 +55,7 @@ static size_t utf8_seq(const unsigned char *s, size_t left, size_t *bad)
 	return n;
 }
 
-int cairn_json_str(struct cairn_buf *b, const char *str, size_t len)
+static int json_str(struct cairn_buf *b, const char *str, size_t len, bool html_safe)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)str;
@@ -63,7 +65,8 @@ int cairn_json_str(struct cairn_buf *b, const char *str, size_t len)
 		unsigned char c = s[i];
 		char esc[7];
 		size_t elen = 0;
-		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+		bool special = c == '"' || c == '\\' || (html_safe && (c == '<' || c == '>' || c == '&'));
+		if (c >= 0x20 && !special && c < 0x80) {
 			i++;
 			run++;
 			continue;
@@ -112,7 +115,51 @@ int cairn_json_str(struct cairn_buf *b, const char *str, size_t len)
 	return rc;
 }
 
+int cairn_json_str(struct cairn_buf *b, const char *str, size_t len)
+{
+	return json_str(b, str, len, false);
+}
+
+int cairn_json_str_html_safe(struct cairn_buf *b, const char *str, size_t len)
+{
+	return json_str(b, str, len, true);
+}
+
 int cairn_json_cstr(struct cairn_buf *b, const char *s)
 {
 	return cairn_json_str(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+int cairn_html_str(struct cairn_buf *b, const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < len;) {
+		unsigned char c = s[i];
+		const char *ent = c == '&'    ? "&amp;"
+				  : c == '<'  ? "&lt;"
+				  : c == '>'  ? "&gt;"
+				  : c == '"'  ? "&quot;"
+				  : c == '\'' ? "&#39;"
+					      : NULL;
+		if (ent) {
+			rc = cairn_buf_puts(b, ent);
+			i++;
+			continue;
+		}
+		size_t bad = 0, n = c < 0x80 ? 1 : utf8_seq(s + i, len - i, &bad);
+		if (n) {
+			rc = cairn_buf_append(b, s + i, n);
+			i += n;
+		} else {
+			rc = cairn_buf_puts(b, "&#xfffd;");
+			i += bad;
+		}
+	}
+	return rc;
+}
+
+int cairn_html_cstr(struct cairn_buf *b, const char *s)
+{
+	return cairn_html_str(b, s ? s : "", s ? strlen(s) : 0);
 }

@@ -74,7 +74,7 @@ check "/ shows the trusted key" grep -qxF "$(cat "$TMP/key.pub")" "$TMP/page.htm
 # (no NIX_CONFIG, a fresh HOME); the store path for its placeholder, and
 # the store it copies into set by nix.conf's `store` (as root, /nix/store).
 cmd=$(sed -n 's|^\(nix --extra-experimental-features nix-command copy .*\) /nix/store/\.\.\.$|\1|p' \
-  "$TMP/page.html" | sed "s/&quot;/\"/g; s/&lt;/</g; s/&gt;/>/g; s/&amp;/\&/g")
+  "$TMP/page.html" | sed "s/&#39;/'/g; s/&quot;/\"/g; s/&lt;/</g; s/&gt;/>/g; s/&amp;/\&/g")
 check "/ prints a nix copy command ($cmd)" [ -n "$cmd" ]
 rc=0
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$TMP/page-home" NIX_CONFIG="store = $TMP/store4" \

@@ -1,6 +1,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -139,14 +140,15 @@ const char *cli_suggest(const char *typed, const char *const *names, size_t n)
 	return best && best_d <= (len < 6 ? 2 : 3) && best_d < len ? best : NULL;
 }
 
-int cli_read_file(const char *path, size_t max, char **out, size_t *len,
-		  struct cairn_error *err)
+int cli_read_stream(const char *path, int (*fn)(void *ctx, const void *data, size_t len,
+					  struct cairn_error *err),
+		    void *ctx, struct cairn_error *err)
 {
-	int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	bool is_stdin = strcmp(path, "-") == 0;
+	int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cairn_error_errno(err, errno, "cannot open '%s'", path);
-	struct cairn_buf b = CAIRN_BUF_INIT(max);
-	char chunk[65536];
+	static char chunk[1 << 20]; /* the CLI reads one file at a time */
 	int rc = 0;
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
@@ -158,19 +160,39 @@ int cli_read_file(const char *path, size_t max, char **out, size_t *len,
 		}
 		if (n == 0)
 			break;
-		rc = cairn_buf_append(&b, chunk, (size_t)n);
-		if (rc) {
-			cairn_error_set(err, rc, "'%s' is larger than %zu bytes", path, max);
+		rc = fn(ctx, chunk, (size_t)n, err);
+		if (rc)
 			break;
-		}
 	}
-	if (fd != STDIN_FILENO)
+	if (!is_stdin)
 		close(fd);
+	return rc;
+}
+
+struct read_file {
+	struct cairn_buf b;
+	const char *path;
+};
+
+static int read_file_append(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	struct read_file *r = ctx;
+	int rc = cairn_buf_append(&r->b, data, len);
+	if (rc)
+		return cairn_error_set(err, rc, "'%s' is larger than %zu bytes", r->path, r->b.max);
+	return 0;
+}
+
+int cli_read_file(const char *path, size_t max, char **out, size_t *len,
+		  struct cairn_error *err)
+{
+	struct read_file r = {CAIRN_BUF_INIT(max), path};
+	int rc = cli_read_stream(path, read_file_append, &r, err);
 	if (rc) {
-		cairn_buf_release(&b);
+		cairn_buf_release(&r.b);
 		return rc;
 	}
-	*out = cairn_buf_steal(&b, len);
+	*out = cairn_buf_steal(&r.b, len);
 	if (!*out)
 		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
 	return 0;

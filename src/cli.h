@@ -76,6 +76,11 @@ const char *cli_suggest(const char *typed, const char *const *names, size_t n);
  * Read all of a file ("-" is stdin) into a NUL-terminated allocation of at
  * most max bytes.  Returns 0 or a negative cairn error with detail in err.
  */
+/* Read path ("-": stdin) in chunks of up to 1 MiB, each handed to fn;
+ * fn's non-zero return stops it. */
+int cli_read_stream(const char *path, int (*fn)(void *ctx, const void *data, size_t len,
+					  struct cairn_error *err),
+		    void *ctx, struct cairn_error *err);
 int cli_read_file(const char *path, size_t max, char **out, size_t *len,
 		  struct cairn_error *err);
 /* Write all of buf to fd, retrying on short writes.  0 or CAIRN_EIO. */

@@ -83,7 +83,7 @@ static int write_block(const struct cairn_cid *cid, const uint8_t *data, size_t 
 	return 0;
 }
 
-/* The NAR writer's output, into the builder. */
+/* The NAR writer's output, or a file's bytes, into the builder. */
 static int nar_to_add(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
 	return cairn_ipfs_add_write(ctx, data, len, err);
@@ -94,29 +94,7 @@ static int add_stream(struct cairn_ipfs_add *a, const char *path, bool nar,
 {
 	if (nar)
 		return cairn_nar_dump_path(path, nar_to_add, a, err);
-	bool is_stdin = !strcmp(path, "-");
-	int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cairn_error_errno(err, errno, "cannot open '%s'", path);
-	static uint8_t chunk[1 << 20];
-	int rc = 0;
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = cairn_error_errno(err, errno, "cannot read '%s'", path);
-			break;
-		}
-		if (n == 0)
-			break;
-		rc = cairn_ipfs_add_write(a, chunk, (size_t)n, err);
-		if (rc)
-			break;
-	}
-	if (!is_stdin)
-		close(fd);
-	return rc;
+	return cli_read_stream(path, nar_to_add, a, err);
 }
 
 static int ipfs_add(int argc, char **argv)

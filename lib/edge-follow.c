@@ -1,15 +1,14 @@
 /*
  * edge-follow.c - `cairn mirror --follow URL`: a warm edge (edge-follow.h).
  *
- * One thread of its own with its own HTTP client (lib/http.c): it
- * long-polls the head's feed, verifies each page (lib/feed-doc.c; a first
- * contact behind what the head keeps reads the snapshot through
- * lib/feed-reader.c), and warms each item added through the mirror's own
- * front door, one at a time, paced by follow_pace.  Nothing here decides
+ * One thread of its own with its own HTTP client (lib/http.c): the one
+ * feed follower (lib/feed-follow.c: long-polls, verification, 410,
+ * recreated feeds, back-off) calls back with each item added, which is
+ * warmed through the mirror's own front door, one at a time, paced by
+ * follow_pace.  Nothing here decides
  * trust or touches the cache: the mirror's request path does both.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -20,9 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cairn/codec.h"
 #include "cairn/edge-follow.h"
-#include "cairn/feed.h"
+#include "cairn/feed-follow.h"
 #include "cairn/http.h"
 #include "cairn/narinfo.h"
 #include "edge-follow-int.h"
@@ -149,6 +147,8 @@ struct cairn_edge_follow {
 	/* the thread's own */
 	struct cairn_http *http;
 	struct cairn_http_server *feed_srv, *edge_srv;
+	struct cairn_feed_follow *follower;
+	uint64_t pages_seen; /* of the follower's pages, counted in c.pages */
 	char feed[CAIRN_FEED_ID_LEN + 1]; /* "" until the first contact */
 	uint64_t seq;
 	struct follow_pace pace;
@@ -204,8 +204,6 @@ static void pause_ms(struct cairn_edge_follow *f, int64_t ms)
 /* One request run to its end on the thread's client. */
 struct get {
 	struct cairn_buf *out; /* NULL: the body is counted, dropped */
-	int (*sink)(void *ctx, const void *data, size_t len);
-	void *sink_ctx;
 	uint64_t bytes;
 	bool done;
 	long status;
@@ -217,8 +215,6 @@ static int get_data(void *ctx, const void *data, size_t len)
 {
 	struct get *g = ctx;
 	g->bytes += len;
-	if (g->sink)
-		return g->sink(g->sink_ctx, data, len);
 	if (g->out)
 		return cairn_buf_append(g->out, data, len) ? CAIRN_ELIMIT : 0;
 	return 0;
@@ -268,45 +264,16 @@ static int get(struct cairn_edge_follow *f, struct cairn_http_server *srv, const
 
 /* ---- where it is in the feed ---------------------------------------------- */
 
-static void state_load(struct cairn_edge_follow *f)
-{
-	char b[256], feed[64];
-	uint64_t seq;
-	if (!f->state_file)
-		return;
-	int fd = open(f->state_file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, b, sizeof(b) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	b[n] = 0;
-	if (sscanf(b, "feed %63s\nseq %" SCNu64, feed, &seq) == 2 &&
-	    strlen(feed) == CAIRN_FEED_ID_LEN && seq <= CAIRN_FEED_SEQ_MAX) {
-		memcpy(f->feed, feed, sizeof(f->feed));
-		f->seq = seq;
-	}
-}
-
 static void state_save(struct cairn_edge_follow *f)
 {
-	char b[128], tmp[4200];
+	struct cairn_feed_pos pos = {.seq = f->seq};
+	struct cairn_error e;
 	if (!f->state_file || !f->feed[0])
 		return;
-	int n = snprintf(b, sizeof(b), "feed %s\nseq %" PRIu64 "\n", f->feed, f->seq);
-	snprintf(tmp, sizeof(tmp), "%s.XXXXXX", f->state_file);
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
+	memcpy(pos.feed, f->feed, sizeof(pos.feed));
+	cairn_error_init(&e);
+	if (cairn_feed_pos_save(f->state_file, &pos, &e) < 0)
 		trouble(f, "cannot write the follow state file");
-		return;
-	}
-	bool ok = write(fd, b, (size_t)n) == n && fsync(fd) == 0;
-	close(fd);
-	if (!ok || rename(tmp, f->state_file) != 0) {
-		unlink(tmp);
-		trouble(f, "cannot write the follow state file");
-	}
 }
 
 static void gauges(struct cairn_edge_follow *f, uint64_t head)
@@ -322,99 +289,6 @@ static void gauges(struct cairn_edge_follow *f, uint64_t head)
 		metric_set(f->c.budget_left, f->pace.spent < f->pace.budget
 						     ? (int64_t)(f->pace.budget - f->pace.spent)
 						     : 0);
-}
-
-/* ---- first contact: where the head is now --------------------------------- */
-
-static int snap_event(void *ctx, const struct cairn_feed_event *e)
-{
-	(void)ctx;
-	(void)e; /* what the head had before is not warmed */
-	return 0;
-}
-
-struct snap_in {
-	struct cairn_codec *codec;
-	struct cairn_feed_reader *r;
-	struct cairn_error *err;
-};
-
-static int snap_plain(void *ctx, const void *data, size_t len)
-{
-	struct snap_in *si = ctx;
-	return cairn_feed_reader_feed(si->r, data, len, si->err);
-}
-
-static int snap_data(void *ctx, const void *data, size_t len)
-{
-	struct snap_in *si = ctx;
-	return cairn_codec_write(si->codec, data, len, snap_plain, si, si->err);
-}
-
-/* The snapshot, streamed and verified, for its feed id and sequence: a
- * head that no longer keeps event 1 says where it is only there. */
-static int first_from_snapshot(struct cairn_edge_follow *f, struct cairn_error *err)
-{
-	struct snap_in si = {NULL, NULL, err};
-	struct get g = {.sink = snap_data, .sink_ctx = &si};
-	const struct cairn_feed_doc *doc;
-	int rc;
-	if ((rc = cairn_feed_reader_new(&si.r, snap_event, NULL, err)) < 0 ||
-	    (rc = cairn_codec_new(&si.codec, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
-				  CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_CODEC_UNLIMITED, err)) < 0)
-		goto out;
-	if ((rc = get(f, f->feed_srv, "feed/snapshot", false, CAIRN_EDGE_NAR_MAX, 0, &g, err)) < 0 ||
-	    (rc = cairn_codec_finish(si.codec, snap_plain, &si, err)) < 0 ||
-	    (rc = cairn_feed_reader_finish(si.r, &doc, err)) < 0 ||
-	    (rc = cairn_feed_doc_verify(doc, f->cfg.trusted, err)) < 0)
-		goto out;
-	if (doc->kind != CAIRN_FEED_SNAPSHOT) {
-		rc = cairn_error_set(err, CAIRN_EFORMAT, "follow: a page where the snapshot was asked for");
-		goto out;
-	}
-	memcpy(f->feed, doc->feed, sizeof(f->feed));
-	f->seq = doc->next;
-out:
-	cairn_codec_free(si.codec);
-	cairn_feed_reader_free(si.r);
-	return rc;
-}
-
-/* Learn the head's feed id and newest sequence number from a verified
- * document: the page after 0 (one event) or, when the head no longer keeps
- * it, the snapshot.  Warming starts there. */
-static int first_contact(struct cairn_edge_follow *f, struct cairn_error *err)
-{
-	struct cairn_buf page = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
-	struct get g = {.out = &page};
-	struct cairn_feed_doc doc;
-	int rc = get(f, f->feed_srv, "feed/events?since=0&max=1", false, CAIRN_FEED_PAGE_MAX, 0, &g,
-		     err);
-	if (rc < 0 && g.status == 410) {
-		cairn_buf_release(&page);
-		cairn_error_init(err);
-		rc = first_from_snapshot(f, err);
-		goto said;
-	}
-	if (rc == 0) {
-		if ((rc = cairn_feed_doc_parse(page.data, page.len, &doc, err)) == 0 &&
-		    (rc = cairn_feed_doc_verify(&doc, f->cfg.trusted, err)) == 0 &&
-		    (rc = cairn_feed_doc_check_page(&doc, NULL, 0, err)) == 0) {
-			memcpy(f->feed, doc.feed, sizeof(f->feed));
-			f->seq = doc.head;
-		}
-		cairn_feed_doc_release(&doc);
-	}
-	cairn_buf_release(&page);
-said:
-	if (rc == 0) {
-		say(f, CAIRN_EDGE_LOG_INFO,
-		    "follow: feed %s of %s: warming what comes after its event %" PRIu64, f->feed,
-		    f->feed_url, f->seq);
-		state_save(f);
-		gauges(f, f->seq);
-	}
-	return rc;
 }
 
 /* ---- warming one item ------------------------------------------------------ */
@@ -521,102 +395,67 @@ out:
 	return rc;
 }
 
-/* ---- following ------------------------------------------------------------- */
+/* ---- following: the one follower (feed-follow.h) calls back ---------------- */
 
-/* One long-poll and what it brings.  0 to go on; CAIRN_ECANCELED. */
-static int step(struct cairn_edge_follow *f)
+static int on_event(void *ctx, const struct cairn_feed_event *e)
 {
-	struct cairn_buf page = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
-	struct cairn_feed_doc doc;
-	struct cairn_error err;
-	char path[128];
-	struct get g = {.out = &page};
-	int rc;
-	cairn_error_init(&err);
-	if (!f->feed[0]) {
-		rc = first_contact(f, &err);
-		if (rc == CAIRN_ECANCELED)
-			return rc;
-		if (rc < 0) {
-			trouble(f, cairn_error_msg(&err));
-			pause_ms(f, 1000);
-		}
-		return 0;
+	struct cairn_edge_follow *f = ctx;
+	uint64_t head = cairn_feed_follow_pos(f->follower)->head;
+	gauges(f, head);
+	/* a removal is left to the mirror's TTL and eviction */
+	int rc = e->kind == CAIRN_FEED_ADD ? warm(f, e) : 0;
+	if (rc == 0) {
+		f->seq = e->seq;
+		gauges(f, head);
 	}
-	snprintf(path, sizeof(path), "feed/events?since=%" PRIu64 "&wait=%u", f->seq,
-		 CAIRN_EDGE_FOLLOW_WAIT);
-	rc = get(f, f->feed_srv, path, false, CAIRN_FEED_PAGE_MAX,
-		 (CAIRN_EDGE_FOLLOW_WAIT + 15) * 1000L, &g, &err);
-	if (rc == CAIRN_ECANCELED)
-		goto out;
-	if (rc < 0 && g.status == 410) {
-		/* a mirror need not be complete: go on from where the head is */
-		say(f, CAIRN_EDGE_LOG_WARN,
-		    "follow: behind what the head keeps (after event %" PRIu64
-		    "): going on from its head; what was missed is not warmed",
-		    f->seq);
-		f->feed[0] = 0;
-		rc = 0;
-		goto out;
-	}
-	if (rc < 0) {
-		trouble(f, cairn_error_msg(&err));
-		pause_ms(f, 1000);
-		rc = 0;
-		goto out;
-	}
-	if ((rc = cairn_feed_doc_parse(page.data, page.len, &doc, &err)) == 0 &&
-	    (rc = cairn_feed_doc_verify(&doc, f->cfg.trusted, &err)) == 0 &&
-	    doc.kind == CAIRN_FEED_PAGE && strcmp(doc.feed, f->feed) != 0) {
-		/* signed by a trusted key, but another feed: the head's log was
-		 * made anew */
-		say(f, CAIRN_EDGE_LOG_WARN, "follow: the head's feed is now %s, not %s: starting over",
-		    doc.feed, f->feed);
-		f->feed[0] = 0;
-		cairn_feed_doc_release(&doc);
-		goto out;
-	}
-	if (rc == 0)
-		rc = cairn_feed_doc_check_page(&doc, f->feed, f->seq, &err);
-	if (rc < 0) {
-		/* a page refused is not applied: nothing it says counts */
-		metric_add(f->c.pages_refused, 1);
-		say(f, CAIRN_EDGE_LOG_WARN, "follow: page after %" PRIu64 " refused: %s", f->seq,
-		    cairn_error_msg(&err));
-		cairn_feed_doc_release(&doc);
-		pause_ms(f, 1000);
-		rc = 0;
-		goto out;
-	}
-	f->last_trouble[0] = 0;
-	metric_add(f->c.pages, 1);
-	gauges(f, doc.head);
-	for (size_t i = 0; i < doc.n_events && rc == 0; i++) {
-		const struct cairn_feed_event *e = &doc.events[i];
-		/* a removal is left to the mirror's TTL and eviction */
-		if (e->kind == CAIRN_FEED_ADD)
-			rc = warm(f, e);
-		if (rc == 0) {
-			f->seq = e->seq;
-			gauges(f, doc.head);
-		}
-	}
-	if (rc == 0)
-		f->seq = doc.next;
-	gauges(f, doc.head);
-	state_save(f);
-	cairn_feed_doc_release(&doc);
-out:
-	cairn_buf_release(&page);
 	return rc;
+}
+
+static int on_position(void *ctx, const struct cairn_feed_pos *pos, bool fresh)
+{
+	struct cairn_edge_follow *f = ctx;
+	uint64_t pages = cairn_feed_follow_stats(f->follower)->pages;
+	memcpy(f->feed, pos->feed, sizeof(f->feed));
+	f->seq = pos->seq;
+	f->last_trouble[0] = 0;
+	if (pages > f->pages_seen)
+		metric_add(f->c.pages, pages - f->pages_seen);
+	f->pages_seen = pages;
+	if (fresh)
+		say(f, CAIRN_EDGE_LOG_INFO,
+		    "follow: feed %s of %s: warming what comes after its event %" PRIu64, f->feed,
+		    f->feed_url, f->seq);
+	gauges(f, pos->head);
+	state_save(f);
+	return 0;
+}
+
+static void on_refused(void *ctx, const struct cairn_error *why)
+{
+	struct cairn_edge_follow *f = ctx;
+	(void)why;
+	metric_add(f->c.pages_refused, 1);
+}
+
+static bool on_stop(void *ctx)
+{
+	struct cairn_edge_follow *f = ctx;
+	return atomic_load(&f->stop);
+}
+
+static void on_log(void *ctx, const char *msg)
+{
+	struct cairn_edge_follow *f = ctx;
+	say(f, CAIRN_EDGE_LOG_WARN, "follow: %s", msg);
 }
 
 static void *follow_main(void *arg)
 {
 	struct cairn_edge_follow *f = arg;
-	while (!atomic_load(&f->stop))
-		if (step(f) == CAIRN_ECANCELED)
-			break;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (cairn_feed_follow_run(f->follower, &e) < 0)
+		say(f, CAIRN_EDGE_LOG_WARN, "follow: stopped: %s", cairn_error_msg(&e));
 	return NULL;
 }
 
@@ -714,7 +553,26 @@ int cairn_edge_follow_start(struct cairn_edge_follow *f, const char *edge_url,
 		return rc;
 	follow_pace_init(&f->pace, f->cfg.rate_items, (double)f->cfg.rate_bytes, f->cfg.budget,
 			 mono_ms());
-	state_load(f);
+	struct cairn_feed_follow_config fc = {.http = f->http,
+					      .server = f->feed_srv,
+					      .kr = f->cfg.trusted,
+					      /* what the head had before is not warmed, nor
+					       * what was missed behind a 410: a mirror need
+					       * not be complete */
+					      .start = CAIRN_FEED_START_HEAD,
+					      .wait_s = CAIRN_EDGE_FOLLOW_WAIT,
+					      .on_event = on_event,
+					      .on_position = on_position,
+					      .on_refused = on_refused,
+					      .stop = on_stop,
+					      .log = on_log,
+					      .ctx = f};
+	if (f->state_file && cairn_feed_pos_load(f->state_file, &fc.pos) == 0) {
+		memcpy(f->feed, fc.pos.feed, sizeof(f->feed));
+		f->seq = fc.pos.seq;
+	}
+	if ((rc = cairn_feed_follow_new(&f->follower, &fc, err)) < 0)
+		return rc;
 	if (f->feed[0])
 		say(f, CAIRN_EDGE_LOG_INFO, "follow: feed %s of %s: going on after its event %" PRIu64,
 		    f->feed, f->feed_url, f->seq);
@@ -732,6 +590,7 @@ void cairn_edge_follow_free(struct cairn_edge_follow *f)
 	atomic_store(&f->stop, true);
 	if (f->started)
 		pthread_join(f->thread, NULL);
+	cairn_feed_follow_free(f->follower);
 	cairn_http_free(f->http); /* before the servers its transfers borrow */
 	cairn_http_server_free(f->feed_srv);
 	cairn_http_server_free(f->edge_srv);

@@ -5,8 +5,8 @@
  * (monitor-db.c) and settle the verdicts; then diff what differs through
  * the challenge engine (challenge.h: download, verify, list the files).
  *
- * A tick every feed_poll_ms: the feeds' new pages (verified before
- * anything on them is used), and every `interval` seconds a full pass:
+ * A tick every feed_poll_ms: the feeds' new pages (through the one
+ * follower, lib/feed-follow.c: verified before anything on them is used), and every `interval` seconds a full pass:
  * the path list re-read and every known item asked again.  One survey per
  * tick, in one transaction: the pages read a consistent state.
  */
@@ -20,8 +20,7 @@
 #include <unistd.h>
 
 #include "cairn/challenge.h"
-#include "cairn/codec.h"
-#include "cairn/feed.h"
+#include "cairn/feed-follow.h"
 #include "cairn/hash.h"
 #include "cairn/http.h"
 #include "cairn/keys.h"
@@ -32,8 +31,6 @@
 
 /* The --paths file: at most this many bytes. */
 #define MON_PATHS_MAX ((size_t)256 << 20)
-/* A feed's snapshot, compressed, read in memory: at most this many bytes. */
-#define MON_SNAPSHOT_MAX ((uint64_t)512 << 20)
 /* Pages read from one feed in one tick (the rest next tick). */
 #define MON_PAGES_PER_TICK 50
 /* Seconds between reads of the peers' logs. */
@@ -54,12 +51,10 @@ void mon_say(struct cairn_monitor *m, const char *fmt, ...)
 }
 
 struct feed_state {
+	struct observer *o;
+	size_t i;
 	int has_feed; /* -1 not known yet, 0 no, 1 yes */
-	char feed[33];
-	uint64_t seq;
-	/* what was last said about this feed: a failure that repeats every
-	 * poll is said once, until something else happens */
-	char said[256];
+	struct cairn_feed_follow *follower;
 };
 
 struct observer {
@@ -83,26 +78,7 @@ struct observer {
 	struct cairn_error fail_err;
 };
 
-static void feed_say(struct observer *o, size_t i, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void feed_say(struct observer *o, size_t i, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (strncmp(msg, o->fs[i].said, sizeof(o->fs[i].said) - 1) == 0)
-		return;
-	size_t len = strlen(msg);
-	if (len >= sizeof(o->fs[i].said))
-		len = sizeof(o->fs[i].said) - 1;
-	memcpy(o->fs[i].said, msg, len);
-	o->fs[i].said[len] = '\0';
-	mon_say(o->m, "%s: %s", o->m->urls[i], msg);
-}
-
-/* ---- small HTTP bodies (feed pages, snapshots) ---------------------------- */
+/* ---- small HTTP bodies (peers' logs) ---------------------------- */
 
 struct whole {
 	struct cairn_buf *out;
@@ -180,196 +156,103 @@ static int add_by_hash(struct observer *o, const char *hash)
 	return cairn_survey_add(o->sv, path, NULL, &e) == CAIRN_ELIMIT ? CAIRN_ELIMIT : 0;
 }
 
-static int snap_event(void *ctx, const struct cairn_feed_event *e)
+/* ---- the feeds, through the one follower (feed-follow.h) ------------------ */
+
+static int on_event(void *ctx, const struct cairn_feed_event *e)
 {
-	struct observer *o = ctx;
-	return e->narinfo ? add_from_narinfo(o, e->narinfo, e->narinfo_len) : 0;
+	struct feed_state *fs = ctx;
+	return e->kind == CAIRN_FEED_ADD ? add_from_narinfo(fs->o, e->narinfo, e->narinfo_len)
+					 : add_by_hash(fs->o, e->hashpart);
 }
 
-static int snap_skip(void *ctx, const struct cairn_feed_event *e)
+static int on_item(void *ctx, const struct cairn_feed_event *e)
 {
-	(void)ctx;
-	(void)e;
-	return 0;
+	struct feed_state *fs = ctx;
+	return add_from_narinfo(fs->o, e->narinfo, e->narinfo_len);
 }
 
-struct snap_in {
-	struct cairn_feed_reader *r;
-	struct cairn_error *err;
-};
-
-static int snap_bytes(void *ctx, const void *data, size_t len)
+static int on_position(void *ctx, const struct cairn_feed_pos *pos, bool fresh)
 {
-	struct snap_in *si = ctx;
-	return cairn_feed_reader_feed(si->r, data, len, si->err);
-}
-
-/*
- * Read a snapshot (zstd, whole in body).  check: verify it and give its
- * feed id and position; else queue its items.
- */
-static int snapshot_pass(struct observer *o, const struct cairn_buf *body, bool check,
-			 char feed[33], uint64_t *next, struct cairn_error *err)
-{
-	struct cairn_codec *c = NULL;
-	struct snap_in si = {NULL, err};
-	const struct cairn_feed_doc *doc;
-	int rc;
-	if ((rc = cairn_feed_reader_new(&si.r, check ? snap_skip : snap_event, o, err)) < 0 ||
-	    (rc = cairn_codec_new(&c, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
-				  CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_CODEC_UNLIMITED, err)) < 0 ||
-	    (rc = cairn_codec_write(c, body->data, body->len, snap_bytes, &si, err)) < 0 ||
-	    (rc = cairn_codec_finish(c, snap_bytes, &si, err)) < 0 ||
-	    (rc = cairn_feed_reader_finish(si.r, &doc, err)) < 0)
-		goto out;
-	if (check) {
-		if ((rc = cairn_feed_doc_verify(doc, o->m->cfg.kr, err)) < 0)
-			goto out;
-		if (doc->kind != CAIRN_FEED_SNAPSHOT) {
-			rc = cairn_error_set(err, CAIRN_EFORMAT,
-					     "a page where the snapshot was asked for");
-			goto out;
-		}
-		memcpy(feed, doc->feed, 33);
-		*next = doc->next;
-	}
-out:
-	cairn_codec_free(c);
-	cairn_feed_reader_free(si.r);
-	return rc;
-}
-
-/*
- * Read server i's snapshot: read twice, so that nothing of it is used
- * before its signature verified (the compressed body is kept in memory,
- * its items are not).
- */
-static int read_snapshot(struct observer *o, size_t i, struct cairn_error *err)
-{
-	struct cairn_buf body = CAIRN_BUF_INIT(MON_SNAPSHOT_MAX);
-	char feed[33];
-	uint64_t next = 0;
-	long status = 0;
-	int rc;
-	if ((rc = get_whole(o, o->srv[i], "feed/snapshot", MON_SNAPSHOT_MAX, &body, &status,
-			    err)) < 0 ||
-	    (rc = snapshot_pass(o, &body, true, feed, &next, err)) < 0 ||
-	    (rc = snapshot_pass(o, &body, false, NULL, NULL, err)) < 0)
-		goto out;
-	memcpy(o->fs[i].feed, feed, 33);
-	o->fs[i].seq = next;
+	struct feed_state *fs = ctx;
+	struct observer *o = fs->o;
+	(void)fresh;
 	atomic_fetch_add(&o->m->feed_pages, 1);
-	rc = mon_db_feed_set(o->m->w, o->m->server_ids[i], feed, next, err);
-out:
-	cairn_buf_release(&body);
-	return rc;
+	return mon_db_feed_set(o->m->w, o->m->server_ids[fs->i], pos->feed, pos->seq,
+			       &o->fail_err);
+}
+
+static void on_refused(void *ctx, const struct cairn_error *why)
+{
+	struct feed_state *fs = ctx;
+	(void)why;
+	atomic_fetch_add(&fs->o->m->pages_refused, 1);
+}
+
+static void on_log(void *ctx, const char *msg)
+{
+	struct feed_state *fs = ctx;
+	mon_say(fs->o->m, "%s: feed: %s", fs->o->m->urls[fs->i], msg);
+}
+
+/* Server i's follower, going on from where the database says. */
+static int follower_new(struct observer *o, size_t i, struct cairn_error *err)
+{
+	struct feed_state *fs = &o->fs[i];
+	struct cairn_feed_follow_config fc = {.http = o->http,
+					      .server = o->srv[i],
+					      .kr = o->m->cfg.kr,
+					      .start = CAIRN_FEED_START_ZERO,
+					      .on_event = on_event,
+					      .on_item = on_item,
+					      .on_position = on_position,
+					      .on_refused = on_refused,
+					      .log = on_log,
+					      .ctx = fs};
+	int rc;
+	fs->o = o;
+	fs->i = i;
+	fs->has_feed = -1;
+	if ((rc = mon_db_feed_get(o->m->w, o->m->server_ids[i], fc.pos.feed, &fc.pos.seq, err)) <
+	    0)
+		return rc;
+	return cairn_feed_follow_new(&fs->follower, &fc, err);
 }
 
 /*
- * Read server i's new feed pages and queue what they name.  A server
- * without a feed (404 at first contact) is asked through the path list
- * only.  Failures are the server's, said and retried next tick.
+ * Read server i's new feed pages (no long-poll: the tick paces) and queue
+ * what they name.  A server without a feed (404 at first contact) is
+ * asked through the path list only.  Failures are the server's, said
+ * (by the follower) and retried next tick.
  */
 static int poll_feed(struct observer *o, size_t i)
 {
 	struct feed_state *fs = &o->fs[i];
-	struct cairn_buf page = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
-	const char *url = o->m->urls[i];
-	uint64_t saved_seq = fs->seq;
-	bool restarted = false;
 	int rc = 0;
-
-	for (int n = 0; n < MON_PAGES_PER_TICK && rc == 0; n++) {
-		char path[96];
-		long status = 0;
-		struct cairn_feed_doc doc;
+	for (int n = 0; n < MON_PAGES_PER_TICK; n++) {
+		enum cairn_feed_step what;
 		struct cairn_error e;
 		cairn_error_init(&e);
-		cairn_buf_reset(&page);
-		snprintf(path, sizeof(path), "feed/events?since=%" PRIu64, fs->seq);
-		if (get_whole(o, o->srv[i], path, CAIRN_FEED_PAGE_MAX, &page, &status, &e) < 0) {
-			if (fs->has_feed < 0 && (status == 404 || status == 403)) {
-				fs->has_feed = 0;
-				mon_say(o->m, "%s has no feed: asked through the path list", url);
-				return mon_db_server_status(o->m->w, o->m->server_ids[i], 0, NULL,
-							    o->now, &o->fail_err);
-			}
-			if (status == 410) {
-				if (read_snapshot(o, i, &e) < 0) {
-					feed_say(o, i, "feed snapshot refused: %s", cairn_error_msg(&e));
-					atomic_fetch_add(&o->m->pages_refused, 1);
-					break;
-				}
-				continue;
-			}
-			if (status == 400 && fs->seq > 0 && !restarted) {
-				/* past the head: the server's feed may have been
-				 * recreated; its first page says (below) */
-				restarted = true;
-				fs->seq = 0;
-				continue;
-			}
-			feed_say(o, i, "feed: %s", cairn_error_msg(&e));
-			break;
+		if ((rc = cairn_feed_follow_step(fs->follower, &what, &e)) < 0)
+			return rc;
+		if (what == CAIRN_FEED_STEP_NOFEED) {
+			fs->has_feed = 0;
+			mon_say(o->m, "%s has no feed: asked through the path list", o->m->urls[i]);
+			return mon_db_server_status(o->m->w, o->m->server_ids[i], 0, NULL, o->now,
+						    &o->fail_err);
 		}
+		if (what == CAIRN_FEED_STEP_TROUBLE)
+			break;
 		if (fs->has_feed != 1) {
 			fs->has_feed = 1;
 			if ((rc = mon_db_server_status(o->m->w, o->m->server_ids[i], 1, NULL, o->now,
 						       &o->fail_err)) < 0)
-				break;
+				return rc;
 		}
-		bool parsed = cairn_feed_doc_parse(page.data, page.len, &doc, &e) == 0 &&
-			      cairn_feed_doc_verify(&doc, o->m->cfg.kr, &e) == 0;
-		if (parsed && fs->feed[0] && strcmp(doc.feed, fs->feed) != 0) {
-			/* a new feed (its database recreated): read it from the
-			 * start; the items it names are asked of every server
-			 * anyway, so the feed's word is never taken for content */
-			feed_say(o, i, "the feed is now %s, not %s: read from the start", doc.feed,
-				 fs->feed);
-			fs->feed[0] = '\0';
-			if (fs->seq != 0) {
-				cairn_feed_doc_release(&doc);
-				fs->seq = 0;
-				restarted = true;
-				continue;
-			}
-		} else if (restarted && fs->seq == 0 && parsed && fs->feed[0]) {
-			/* the same feed after all: the 400 was something else */
-			cairn_feed_doc_release(&doc);
-			fs->seq = saved_seq;
-			feed_say(o, i, "feed: the server refused the events after %" PRIu64,
-				 saved_seq);
-			break;
-		}
-		if (!parsed ||
-		    cairn_feed_doc_check_page(&doc, fs->feed[0] ? fs->feed : NULL, fs->seq, &e) < 0) {
-			/* a page refused is not used: nothing it says counts */
-			feed_say(o, i, "feed page after %" PRIu64 " refused: %s", fs->seq,
-				 cairn_error_msg(&e));
-			atomic_fetch_add(&o->m->pages_refused, 1);
-			cairn_feed_doc_release(&doc);
-			break;
-		}
-		atomic_fetch_add(&o->m->feed_pages, 1);
-		fs->said[0] = '\0';
-		for (size_t k = 0; k < doc.n_events && rc == 0; k++) {
-			const struct cairn_feed_event *ev = &doc.events[k];
-			rc = ev->kind == CAIRN_FEED_ADD
-				     ? add_from_narinfo(o, ev->narinfo, ev->narinfo_len)
-				     : add_by_hash(o, ev->hashpart);
-		}
-		bool more = doc.next < doc.head && doc.n_events > 0;
-		snprintf(fs->feed, sizeof(fs->feed), "%s", doc.feed);
-		fs->seq = doc.next;
-		if (rc == 0)
-			rc = mon_db_feed_set(o->m->w, o->m->server_ids[i], fs->feed, fs->seq,
-					     &o->fail_err);
-		cairn_feed_doc_release(&doc);
-		if (!more)
+		const struct cairn_feed_pos *pos = cairn_feed_follow_pos(fs->follower);
+		if (what != CAIRN_FEED_STEP_APPLIED || pos->seq >= pos->head)
 			break;
 	}
-	cairn_buf_release(&page);
-	return rc;
+	return 0;
 }
 
 /* Queue every store path of the path list (one a line; '#' comments). */
@@ -833,9 +716,8 @@ void *mon_observe_main(void *arg)
 		goto out;
 	}
 	for (size_t i = 0; i < o.n; i++) {
-		o.fs[i].has_feed = -1;
 		if (cairn_http_server_new(&o.srv[i], m->urls[i], 0, &e) < 0 ||
-		    mon_db_feed_get(m->w, m->server_ids[i], o.fs[i].feed, &o.fs[i].seq, &e) < 0) {
+		    follower_new(&o, i, &e) < 0) {
 			mon_say(m, "monitor: %s", cairn_error_msg(&e));
 			goto out;
 		}
@@ -865,6 +747,8 @@ out:
 	/* the client first: its requests borrow the servers */
 	cairn_http_free(o.http);
 	for (size_t i = 0; o.srv && i < o.n; i++) {
+		if (o.fs)
+			cairn_feed_follow_free(o.fs[i].follower);
 		cairn_http_server_free(o.srv[i]);
 		if (o.srv_error)
 			free(o.srv_error[i]);

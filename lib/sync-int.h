@@ -1,7 +1,7 @@
 /*
  * sync-int.h - what the parts of `cairn sync` share: the run's state, the
  * items on their way, and the functions one part calls in another.
- * sync.c: the run, the snapshot, following the feed; sync-item.c: the
+ * sync.c: the run, and the feed through the follower (feed-follow.h); sync-item.c: the
  * directory and one item's copy (download, verify, place, remove);
  * sync-paths.c: heads without a feed (--paths).
  */
@@ -43,11 +43,9 @@ struct sync {
 
 /* Tell the operator (cfg->log), printf-style. */
 void sync_say(struct sync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* GET path (relative to the head, or absolute) whole into out (NULL: into
- * fd); first_byte_ms != 0 marks a long-poll that cfg->stop may cut short;
- * *status (may be NULL) gets the final status. */
-int sync_fetch_whole(struct sync *s, const char *path, uint64_t max, long first_byte_ms,
-		     struct cairn_buf *out, int fd, long *status, struct cairn_error *err);
+/* GET path (relative to the head, or absolute) whole into out. */
+int sync_fetch_whole(struct sync *s, const char *path, uint64_t max, struct cairn_buf *out,
+		     struct cairn_error *err);
 
 /* sync-item.c */
 int sync_write_atomic(const char *dir, int dirfd, const char *name, const void *data, size_t len,

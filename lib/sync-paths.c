@@ -133,7 +133,7 @@ static int paths_read(struct sync *s, struct cairn_survey *sv, const char *where
 	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_SYNC_PATHS_MAX);
 	int rc;
 	if (!strncmp(where, "http://", 7) || !strncmp(where, "https://", 8)) {
-		rc = sync_fetch_whole(s, where, CAIRN_SYNC_PATHS_MAX, 0, &raw, -1, NULL, err);
+		rc = sync_fetch_whole(s, where, CAIRN_SYNC_PATHS_MAX, &raw, err);
 	} else {
 		FILE *f = fopen(where, "rb");
 		char b[65536];

@@ -22,8 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cairn/codec.h"
-#include "cairn/feed.h"
+#include "cairn/feed-follow.h"
 #include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/narinfo.h"
@@ -44,56 +43,36 @@ void sync_say(struct sync *s, const char *fmt, ...)
 	s->cfg->log(s->cfg->log_ctx, msg);
 }
 
-/* ---- whole small bodies (nix-cache-info, the snapshot) -------------------- */
+/* ---- whole small bodies (nix-cache-info, the --paths list) --------------- */
 
 struct fetch_whole {
-	struct cairn_buf *out; /* or, when NULL, fd */
-	int fd;
+	struct cairn_buf *out;
 	struct cairn_error err;
 	bool finished;
-	int code;
-	long status;
 };
 
 static int whole_data(void *ctx, const void *data, size_t len)
 {
 	struct fetch_whole *w = ctx;
-	const char *p = data;
-	if (w->out)
-		return cairn_buf_append(w->out, data, len) ? CAIRN_ELIMIT : 0;
-	while (len) {
-		ssize_t n = write(w->fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return CAIRN_EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return cairn_buf_append(w->out, data, len) ? CAIRN_ELIMIT : 0;
 }
 
 static void whole_done(void *ctx, const struct cairn_http_result *res)
 {
 	struct fetch_whole *w = ctx;
 	w->finished = true;
-	w->code = res->err.code;
 	w->err = res->err;
-	w->status = res->status;
 }
 
-/* GET path whole into out (NULL: into fd); *status (may be NULL) gets the
- * final status. */
-int sync_fetch_whole(struct sync *s, const char *path, uint64_t max, long first_byte_ms,
-		     struct cairn_buf *out, int fd, long *status, struct cairn_error *err)
+int sync_fetch_whole(struct sync *s, const char *path, uint64_t max, struct cairn_buf *out,
+		     struct cairn_error *err)
 {
-	struct fetch_whole w = {.out = out, .fd = fd};
+	struct fetch_whole w = {.out = out};
 	bool absolute = !strncmp(path, "http://", 7) || !strncmp(path, "https://", 8);
 	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
 					.server = absolute ? NULL : s->server,
 					.url = path,
 					.max_body = max,
-					.first_byte_timeout_ms = first_byte_ms,
 					.on_data = whole_data,
 					.on_done = whole_done,
 					.ctx = &w};
@@ -101,133 +80,44 @@ int sync_fetch_whole(struct sync *s, const char *path, uint64_t max, long first_
 	int rc = cairn_http_add(s->http, &rq, err);
 	if (rc < 0)
 		return rc;
-	while (!w.finished) {
+	while (!w.finished)
 		if ((rc = cairn_http_step(s->http, 200, err)) < 0)
 			return rc;
-		/* a long-poll is left in flight when asked to stop: the
-		 * caller returns and frees the client, which drops it without
-		 * calling back into this frame */
-		if (!w.finished && first_byte_ms && s->cfg->stop && s->cfg->stop(s->cfg->log_ctx))
-			return cairn_error_set(err, CAIRN_ECANCELED, "sync: stopped");
-	}
-	if (status)
-		*status = w.status;
-	if (w.code)
-		return cairn_error_set(err, w.code, "%s", cairn_error_msg(&w.err));
+	if (w.err.code)
+		return cairn_error_set(err, w.err.code, "%s", cairn_error_msg(&w.err));
 	return 0;
 }
 
-/* ---- the snapshot, as it streams ---------------------------------------- */
+/* ---- the feed, through the one follower (feed-follow.h) ------------------ */
 
-struct snap_run {
+struct follow {
 	struct sync *s;
 	unsigned parallel;
-	int fd;
-	struct cairn_feed_reader *r;
-	struct cairn_error *err;
+	struct cairn_error err; /* why a callback stopped the follower */
 };
 
-/* Each item of the snapshot as it is read: copied once trusted (item_start). */
-static int snap_event(void *ctx, const struct cairn_feed_event *e)
+/* An item of the verified snapshot: copied once trusted (item_start). */
+static int on_item(void *ctx, const struct cairn_feed_event *e)
 {
-	struct snap_run *sr = ctx;
-	sr->s->st->items++;
-	return sync_add_item(sr->s, e, sr->parallel, sr->err);
-}
-
-static int snap_in(void *ctx, const void *data, size_t len)
-{
-	struct snap_run *sr = ctx;
-	return cairn_feed_reader_feed(sr->r, data, len, sr->err);
+	struct follow *fw = ctx;
+	fw->s->st->items++;
+	return sync_add_item(fw->s, e, fw->parallel, &fw->err);
 }
 
 /*
- * Fetch the snapshot (compressed, to a temporary file in DIR: the
- * transfer does not wait for the copies), then read it as it streams,
- * copying each item as it comes, and check its signature at the end.  An
- * item copied before the end was trusted through its own narinfo; what the
- * snapshot's signature adds, its feed id and sequence number, is taken
- * only once it verified.
- */
-static int snapshot(struct sync *s, unsigned parallel, char feed[33], uint64_t *seq,
-		    struct cairn_error *err)
-{
-	char tmp[4200];
-	struct snap_run sr = {s, parallel, -1, NULL, err};
-	struct cairn_codec *c = NULL;
-	const struct cairn_feed_doc *doc;
-	int rc;
-	snprintf(tmp, sizeof(tmp), "%s/.snapshot.zst.XXXXXX", s->cfg->to);
-	sr.fd = mkostemp(tmp, O_CLOEXEC);
-	if (sr.fd < 0)
-		return cairn_error_errno(err, errno, "sync: cannot create '%s'", tmp);
-	unlink(tmp); /* nothing to sweep after a kill */
-	if ((rc = sync_fetch_whole(s, "feed/snapshot", CAIRN_SYNC_SNAPSHOT_MAX, 0, NULL, sr.fd,
-				   NULL, err)) < 0)
-		goto out;
-	if (lseek(sr.fd, 0, SEEK_SET) < 0) {
-		rc = cairn_error_errno(err, errno, "sync: cannot read the snapshot back");
-		goto out;
-	}
-	if ((rc = cairn_feed_reader_new(&sr.r, snap_event, &sr, err)) < 0 ||
-	    (rc = cairn_codec_new(&c, CAIRN_CODEC_ZSTD, CAIRN_CODEC_DECOMPRESS,
-				  CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_CODEC_UNLIMITED, err)) < 0)
-		goto out;
-	char buf[65536];
-	for (;;) {
-		ssize_t n = read(sr.fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = cairn_error_errno(err, errno, "sync: cannot read the snapshot back");
-			goto out;
-		}
-		if (n == 0)
-			break;
-		if ((rc = cairn_codec_write(c, buf, (size_t)n, snap_in, &sr, err)) < 0)
-			goto out;
-	}
-	if ((rc = cairn_codec_finish(c, snap_in, &sr, err)) < 0 ||
-	    (rc = sync_settle_all(s, err)) < 0 ||
-	    (rc = cairn_feed_reader_finish(sr.r, &doc, err)) < 0 ||
-	    (rc = cairn_feed_doc_verify(doc, s->cfg->kr, err)) < 0)
-		goto out;
-	if (doc->kind != CAIRN_FEED_SNAPSHOT) {
-		rc = cairn_error_set(err, CAIRN_EFORMAT,
-				     "sync: a page where the snapshot was asked for");
-		goto out;
-	}
-	memcpy(feed, doc->feed, 33);
-	*seq = doc->next;
-out:
-	cairn_codec_free(c);
-	cairn_feed_reader_free(sr.r);
-	close(sr.fd);
-	if (rc < 0 && err->code == 0)
-		cairn_error_set(err, rc, "sync: cannot read the snapshot of %s", s->cfg->from);
-	return rc;
-}
-
-/*
- * Apply a verified document's events in order: additions downloaded up to
+ * An event of a verified page, in order: additions downloaded up to
  * `parallel` at once, a removal only after every addition before it is
  * settled (an add and a remove of one item in a page keep their order).
  */
-static int apply(struct sync *s, const struct cairn_feed_doc *doc, unsigned parallel,
-		 struct cairn_error *err)
+static int on_event(void *ctx, const struct cairn_feed_event *e)
 {
-	int rc = 0;
-	for (size_t i = 0; i < doc->n_events && rc == 0; i++) {
-		const struct cairn_feed_event *e = &doc->events[i];
-		if (e->kind == CAIRN_FEED_REMOVE) {
-			if ((rc = sync_settle(s, 0, err)) == 0)
-				rc = sync_remove_item(s, e->hashpart, err);
-			continue;
-		}
-		rc = sync_add_item(s, e, parallel, err);
-	}
-	if (rc == 0)
-		rc = sync_settle_all(s, err);
+	struct follow *fw = ctx;
+	int rc;
+	fw->s->st->items++;
+	if (e->kind != CAIRN_FEED_REMOVE)
+		return sync_add_item(fw->s, e, fw->parallel, &fw->err);
+	if ((rc = sync_settle(fw->s, 0, &fw->err)) == 0)
+		rc = sync_remove_item(fw->s, e->hashpart, &fw->err);
 	return rc;
 }
 
@@ -259,80 +149,76 @@ static void write_status(struct sync *s, uint64_t head)
 	close(dfd);
 }
 
-/*
- * Follow the feed from st->seq: long-poll pages, verify each (signature,
- * feed, position), apply it.  A 410 (too far behind) re-reads the
- * snapshot.  Until cfg->stop says so, or an error.
- */
-static int follow(struct sync *s, unsigned parallel, struct cairn_error *err)
+/* A page or the snapshot applied: once every item of it is settled, the
+ * replica is there. */
+static int on_position(void *ctx, const struct cairn_feed_pos *pos, bool fresh)
 {
-	struct cairn_buf page = CAIRN_BUF_INIT(CAIRN_FEED_PAGE_MAX);
-	int rc = 0;
-	write_status(s, s->st->seq);
-	while (!(s->cfg->stop && s->cfg->stop(s->cfg->log_ctx))) {
-		char path[128];
-		long status = 0;
-		struct cairn_feed_doc doc;
-		struct cairn_error e;
-		cairn_error_init(&e);
-		cairn_buf_reset(&page);
-		snprintf(path, sizeof(path), "feed/events?since=%" PRIu64 "&wait=%u", s->st->seq,
-			 CAIRN_SYNC_WAIT);
-		rc = sync_fetch_whole(s, path, CAIRN_FEED_PAGE_MAX, (CAIRN_SYNC_WAIT + 15) * 1000L,
-				      &page, -1, &status, &e);
-		if (rc == CAIRN_ECANCELED) {
-			rc = 0;
-			break;
-		}
-		if (rc < 0 && status == 410) {
-			sync_say(s, "feed: behind what the head keeps: reading the snapshot again");
-			char feed[33];
-			uint64_t seq = 0;
-			rc = snapshot(s, parallel, feed, &seq, err);
-			if (rc == 0 && strcmp(feed, s->st->feed) != 0)
-				rc = cairn_error_set(err, CAIRN_EFORMAT,
-						     "sync: the head's feed is now %s, not %s",
-						     feed, s->st->feed);
-			if (rc == 0)
-				s->st->seq = seq;
-			if (rc < 0)
-				break;
-			continue;
-		}
-		if (rc < 0) {
-			/* the head is down or restarting: say so, wait, go on */
-			sync_say(s, "feed: %s (retrying)", cairn_error_msg(&e));
-			for (int i = 0; i < 20 && !(s->cfg->stop && s->cfg->stop(s->cfg->log_ctx));
-			     i++)
-				cairn_http_step(s->http, 50, NULL);
-			rc = 0;
-			continue;
-		}
-		if ((rc = cairn_feed_doc_parse(page.data, page.len, &doc, &e)) < 0 ||
-		    (rc = cairn_feed_doc_verify(&doc, s->cfg->kr, &e)) < 0 ||
-		    (rc = cairn_feed_doc_check_page(&doc, s->st->feed, s->st->seq, &e)) < 0) {
-			/* a page refused is not applied: nothing it says counts */
-			sync_say(s, "feed: page after %" PRIu64 " refused: %s", s->st->seq,
-				 cairn_error_msg(&e));
-			s->st->pages_refused++;
-			cairn_feed_doc_release(&doc);
-			for (int i = 0; i < 20 && !(s->cfg->stop && s->cfg->stop(s->cfg->log_ctx));
-			     i++)
-				cairn_http_step(s->http, 50, NULL);
-			rc = 0;
-			continue;
-		}
-		rc = apply(s, &doc, parallel, err);
-		if (rc == 0) {
-			s->st->seq = doc.next;
-			s->st->items += doc.n_events;
-			write_status(s, doc.head);
-		}
-		cairn_feed_doc_release(&doc);
-		if (rc < 0)
-			break;
-	}
-	cairn_buf_release(&page);
+	struct follow *fw = ctx;
+	(void)fresh;
+	int rc = sync_settle_all(fw->s, &fw->err);
+	if (rc < 0)
+		return rc;
+	memcpy(fw->s->st->feed, pos->feed, sizeof(fw->s->st->feed));
+	fw->s->st->seq = pos->seq;
+	write_status(fw->s, pos->head);
+	return 0;
+}
+
+static bool on_stop(void *ctx)
+{
+	struct follow *fw = ctx;
+	return fw->s->cfg->stop && fw->s->cfg->stop(fw->s->cfg->log_ctx);
+}
+
+static void on_log(void *ctx, const char *msg)
+{
+	struct follow *fw = ctx;
+	sync_say(fw->s, "feed: %s", msg);
+}
+
+/*
+ * The snapshot (fetched into DIR, verified, then its items copied), then,
+ * with follow, the feed's pages until cfg->stop says so.  A snapshot that
+ * does not come or does not verify at the start is an error: there is no
+ * replica without it.
+ */
+static int replicate(struct sync *s, unsigned parallel, struct cairn_error *err)
+{
+	struct follow fw = {.s = s, .parallel = parallel};
+	struct cairn_feed_follow_config fc = {.http = s->http,
+					      .server = s->server,
+					      .kr = s->cfg->kr,
+					      .start = CAIRN_FEED_START_SNAPSHOT,
+					      .wait_s = CAIRN_SYNC_WAIT,
+					      .tmp_dir = s->cfg->to,
+					      .snapshot_max = CAIRN_SYNC_SNAPSHOT_MAX,
+					      .on_event = on_event,
+					      .on_item = on_item,
+					      .on_position = on_position,
+					      .stop = on_stop,
+					      .log = on_log,
+					      .ctx = &fw};
+	struct cairn_feed_follow *f = NULL;
+	enum cairn_feed_step what;
+	struct cairn_error e;
+	int rc;
+	cairn_error_init(&fw.err);
+	cairn_error_init(&e);
+	if ((rc = cairn_feed_follow_new(&f, &fc, err)) < 0)
+		return rc;
+	rc = cairn_feed_follow_step(f, &what, &e);
+	if (rc == 0 && what != CAIRN_FEED_STEP_APPLIED)
+		rc = e.code ? e.code : CAIRN_ENET;
+	if (rc == 0 && s->cfg->follow)
+		rc = cairn_feed_follow_run(f, &e);
+	if (rc == CAIRN_ECANCELED && s->cfg->follow)
+		rc = 0;
+	if (rc < 0)
+		cairn_error_set(err, rc, "sync: %s of %s: %s",
+				s->st->feed[0] ? "following the feed" : "the snapshot", s->cfg->from,
+				fw.err.code ? cairn_error_msg(&fw.err) : cairn_error_msg(&e));
+	s->st->pages_refused = cairn_feed_follow_stats(f)->refused;
+	cairn_feed_follow_free(f);
 	return rc;
 }
 
@@ -367,8 +253,7 @@ int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats 
 		goto out;
 	/* nix-cache-info first: a replica without it is no cache */
 	struct cairn_http_cache_info ci;
-	if ((rc = sync_fetch_whole(&s, "nix-cache-info", CAIRN_HTTP_CACHE_INFO_MAX, 0, &info, -1,
-				   NULL, err)) < 0 ||
+	if ((rc = sync_fetch_whole(&s, "nix-cache-info", CAIRN_HTTP_CACHE_INFO_MAX, &info, err)) < 0 ||
 	    (rc = cairn_http_cache_info_parse(info.data, info.len, &ci, err)) < 0 ||
 	    (rc = sync_write_atomic(cfg->to, s.dirfd, "nix-cache-info", info.data, info.len, err)) <
 		0)
@@ -377,11 +262,7 @@ int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats 
 		rc = sync_paths(&s, parallel, ci.store_dir[0] ? ci.store_dir : "/nix/store", err);
 		goto out;
 	}
-	if ((rc = snapshot(&s, parallel, st->feed, &st->seq, err)) < 0)
-		goto out;
-	if (cfg->follow && (rc = follow(&s, parallel, err)) < 0)
-		goto out;
-	rc = 0;
+	rc = replicate(&s, parallel, err);
 out:
 	while (s.live) /* an error left some in flight */
 		sync_item_finish(s.live);

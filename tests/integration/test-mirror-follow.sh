@@ -9,7 +9,8 @@
 # binary-cache directory with an item signed by a key the mirror does not
 # trust: that item is not warmed, logged, and the others are.  A forged
 # feed page is refused and not applied.  A head that no longer keeps
-# event 1: the first contact reads its snapshot.
+# event 1: the first contact reads its snapshot.  A head whose feed was
+# recreated: the follower starts again in the new feed.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
@@ -205,6 +206,21 @@ check "the follower starts at the head, from its snapshot" wait_log "warming wha
 check "  which it read" grep -q '"GET /feed/snapshot ' "$TMP/short.access"
 s2=$(pstore_build "$TMP/src" 1 wfs2 3000)
 check "  and warms what comes after" wait_for 30 held_at "$M7" "$(hp "$s2")"
+
+# 9. the head's feed recreated (a new feed id, its own numbering, fewer
+# events than the follower saw: a 400 for its position): the follower
+# finds the new feed, starts again at its head and warms what comes after
+S_PORT=${S_URL##*:}
+publish_stop
+"$CAIRN" publish --listen "127.0.0.1:$S_PORT" "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" \
+  --feed "$TMP/feed-short2" > "$TMP/short2.log" 2>&1 &
+PUBLISH_PID=$!
+cleanup_hooks+=("kill -9 $PUBLISH_PID 2>/dev/null")
+restarted() { test "$(grep -cE "warming what comes after" "$MIRROR_LOG")" -ge 2; }
+check "the head's feed recreated: the follower starts again in the new feed" wait_for 30 restarted
+check "  and says why" grep -q "follow: the feed is now [0-9a-f]\{32\}, not" "$MIRROR_LOG"
+s3=$(pstore_build "$TMP/src" 1 wfs3 3000)
+check "  and warms what comes after" wait_for 30 held_at "$M7" "$(hp "$s3")"
 mirror_stop
 
 finish

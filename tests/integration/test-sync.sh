@@ -137,6 +137,23 @@ check "an item removed at the head is removed from the replica (signed page)" \
   wait_gone "$R/$(hp "$new").narinfo"
 check "  its file, named by its content (another item may share it), stays" [ -e "$R/$new_file" ]
 check "  and from the end of the chain" wait_gone "$R2/$(hp "$new").narinfo"
+# the head's feed recreated (a new feed id, its own numbering, fewer events
+# than the replica had seen: a 400 for its position): the replica finds the
+# new feed and follows it from its snapshot, instead of retrying forever
+HEAD_PORT=${HEAD_URL##*:}
+kill "$HEAD_PID"
+wait_gone_pid() { local i; for ((i = 0; i < 100; i++)); do kill -0 "$1" 2> /dev/null || return 0; sleep 0.1; done; return 1; }
+wait_gone_pid "$HEAD_PID"
+new2=$(pstore_build "$TMP/src" 1 synew2 2000)
+nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/k.sec&compression=xz" "$new2"
+"$CAIRN" publish --listen "127.0.0.1:$HEAD_PORT" --binary-cache "$BC" --key "$TMP/k.sec" \
+  --feed "$TMP/feed-new" > "$TMP/publish-new.log" 2>&1 &
+HEAD_PID=$!
+cleanup_hooks+=("kill -9 $HEAD_PID 2>/dev/null")
+check "the head's feed recreated: the replica follows the new feed" \
+  wait_file "$R/$(hp "$new2").narinfo"
+check "  byte for byte" cmp -s "$BC/$(hp "$new2").narinfo" "$R/$(hp "$new2").narinfo"
+check "  and says so once" test "$(grep -c "the feed is now" "$TMP/follow.err")" = 1
 kill -TERM "$f1" "$f2"
 stopped=yes
 for p in "$f1" "$f2"; do

@@ -201,65 +201,29 @@ static void pause_ms(struct cairn_edge_follow *f, int64_t ms)
 	}
 }
 
-/* One request run to its end on the thread's client. */
-struct get {
-	struct cairn_buf *out; /* NULL: the body is counted, dropped */
-	uint64_t bytes;
-	bool done;
-	long status;
-	int code;
-	struct cairn_error err;
-};
-
-static int get_data(void *ctx, const void *data, size_t len)
+static bool follow_stopped(void *ctx)
 {
-	struct get *g = ctx;
-	g->bytes += len;
-	if (g->out)
-		return cairn_buf_append(g->out, data, len) ? CAIRN_ELIMIT : 0;
-	return 0;
+	struct cairn_edge_follow *f = ctx;
+	return atomic_load(&f->stop);
 }
 
-static void get_done(void *ctx, const struct cairn_http_result *res)
-{
-	struct get *g = ctx;
-	g->done = true;
-	g->status = res->status;
-	g->code = res->err.code;
-	g->err = res->err;
-}
-
-/* 0 for a 2xx; else the error, g->status telling which status it was.
- * CAIRN_ECANCELED when asked to stop (the request is left to the client,
- * which is freed before it is stepped again). */
+/* One request run to its end on the thread's client; body NULL: counted
+ * (one->bytes), dropped.  0 for a 2xx; else the error, one->status telling
+ * which status it was.  CAIRN_ECANCELED when asked to stop (the request is
+ * left to the client, which is freed before it is stepped again). */
 static int get(struct cairn_edge_follow *f, struct cairn_http_server *srv, const char *path,
-	       bool only_if_cached, uint64_t max, long first_byte_ms, struct get *g,
-	       struct cairn_error *err)
+	       bool only_if_cached, uint64_t max, long first_byte_ms, struct cairn_buf *body,
+	       struct cairn_http_one *one, struct cairn_error *err)
 {
 	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
 					.server = srv,
 					.url = path,
 					.max_body = max,
 					.first_byte_timeout_ms = first_byte_ms,
-					.only_if_cached = only_if_cached,
-					.on_data = get_data,
-					.on_done = get_done,
-					.ctx = g};
-	cairn_error_init(&g->err);
+					.only_if_cached = only_if_cached};
 	/* a failure marks the server down; each request here is a new try */
 	cairn_http_server_mark_up(srv);
-	int rc = cairn_http_add(f->http, &rq, err);
-	if (rc < 0)
-		return rc;
-	while (!g->done) {
-		if ((rc = cairn_http_step(f->http, 100, err)) < 0)
-			return rc;
-		if (!g->done && atomic_load(&f->stop))
-			return cairn_error_set(err, CAIRN_ECANCELED, "follow: stopped");
-	}
-	if (g->code)
-		return cairn_error_set(err, g->code, "%s", cairn_error_msg(&g->err));
-	return 0;
+	return cairn_http_wait_one(f->http, &rq, body, follow_stopped, f, one, err);
 }
 
 /* ---- where it is in the feed ---------------------------------------------- */
@@ -316,7 +280,7 @@ static int warm(struct cairn_edge_follow *f, const struct cairn_feed_event *e)
 	struct cairn_buf body = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
 	struct cairn_narinfo *ni = NULL;
 	struct cairn_error err;
-	struct get g;
+	struct cairn_http_one g;
 	int rc;
 	uint64_t cost = item_cost(e);
 	if (!follow_budget_fits(&f->pace, cost)) {
@@ -339,8 +303,7 @@ static int warm(struct cairn_edge_follow *f, const struct cairn_feed_event *e)
 	/* already held (a client asked first, or an earlier run): nothing to send */
 	snprintf(path, sizeof(path), "%s.narinfo", e->hashpart);
 	memset(&g, 0, sizeof(g));
-	g.out = &body;
-	rc = get(f, f->edge_srv, path, true, CAIRN_NARINFO_MAX, 0, &g, &err);
+	rc = get(f, f->edge_srv, path, true, CAIRN_NARINFO_MAX, 0, &body, &g, &err);
 	if (rc == CAIRN_ECANCELED)
 		goto out;
 	if (rc == 0) {
@@ -349,9 +312,9 @@ static int warm(struct cairn_edge_follow *f, const struct cairn_feed_event *e)
 	}
 	cairn_buf_reset(&body);
 	memset(&g, 0, sizeof(g));
-	g.out = &body;
 	cairn_error_init(&err);
-	rc = get(f, f->edge_srv, path, false, CAIRN_NARINFO_MAX, EDGE_FIRST_BYTE_MS, &g, &err);
+	rc = get(f, f->edge_srv, path, false, CAIRN_NARINFO_MAX, EDGE_FIRST_BYTE_MS, &body, &g,
+		 &err);
 	if (rc == CAIRN_ECANCELED)
 		goto out;
 	if (rc < 0) {
@@ -374,7 +337,8 @@ static int warm(struct cairn_edge_follow *f, const struct cairn_feed_event *e)
 	snprintf(path, sizeof(path), "%s", ni->urls[0].url);
 	memset(&g, 0, sizeof(g));
 	cairn_error_init(&err);
-	rc = get(f, f->edge_srv, path, false, CAIRN_EDGE_NAR_MAX, EDGE_FIRST_BYTE_MS, &g, &err);
+	rc = get(f, f->edge_srv, path, false, CAIRN_EDGE_NAR_MAX, EDGE_FIRST_BYTE_MS, NULL, &g,
+		 &err);
 	if (rc == CAIRN_ECANCELED)
 		goto out;
 	follow_pace_took(&f->pace, mono_ms(), g.bytes);

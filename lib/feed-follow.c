@@ -59,26 +59,10 @@ static void say(struct cairn_feed_follow *f, bool once, const char *fmt, ...)
 
 /* ---- the default transport: the caller's HTTP client ---------------------- */
 
-struct whole {
-	int (*sink)(void *ctx, const void *data, size_t len);
-	void *sink_ctx;
-	bool done;
-	long status;
-	struct cairn_error err;
-};
-
-static int whole_data(void *ctx, const void *data, size_t len)
+static bool stopped(void *ctx)
 {
-	struct whole *w = ctx;
-	return w->sink(w->sink_ctx, data, len);
-}
-
-static void whole_done(void *ctx, const struct cairn_http_result *res)
-{
-	struct whole *w = ctx;
-	w->done = true;
-	w->status = res->status;
-	w->err = res->err;
+	struct cairn_feed_follow *f = ctx;
+	return f->cfg.stop && f->cfg.stop(f->cfg.ctx);
 }
 
 static int http_get(void *ctx, const char *path, uint64_t max, long first_byte_ms,
@@ -86,33 +70,21 @@ static int http_get(void *ctx, const char *path, uint64_t max, long first_byte_m
 		    long *status, struct cairn_error *err)
 {
 	struct cairn_feed_follow *f = ctx;
-	struct whole w = {.sink = sink, .sink_ctx = sink_ctx};
 	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
 					.server = f->cfg.server,
 					.url = path,
 					.max_body = max,
 					.first_byte_timeout_ms = first_byte_ms,
-					.on_data = whole_data,
-					.on_done = whole_done,
-					.ctx = &w};
-	int rc;
-	cairn_error_init(&w.err);
+					.on_data = sink,
+					.ctx = sink_ctx};
+	struct cairn_http_one one;
 	/* a failure marks the server down; each request here is a new try */
 	cairn_http_server_mark_up(f->cfg.server);
-	if ((rc = cairn_http_add(f->cfg.http, &rq, err)) < 0)
-		return rc;
-	while (!w.done) {
-		if ((rc = cairn_http_step(f->cfg.http, 100, err)) < 0)
-			return rc;
-		/* the request is left in flight: the caller frees the client,
-		 * which drops it without calling back into this frame */
-		if (!w.done && f->cfg.stop && f->cfg.stop(f->cfg.ctx))
-			return cairn_error_set(err, CAIRN_ECANCELED, "feed: stopped");
-	}
-	*status = w.status;
-	if (w.err.code)
-		return cairn_error_set(err, w.err.code, "%s", cairn_error_msg(&w.err));
-	return 0;
+	/* when stopped, the request is left in flight: the caller frees the
+	 * client, which drops it without calling back into this frame */
+	int rc = cairn_http_wait_one(f->cfg.http, &rq, NULL, stopped, f, &one, err);
+	*status = one.status;
+	return rc;
 }
 
 /* ---- the handle ------------------------------------------------------------- */

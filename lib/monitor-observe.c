@@ -80,50 +80,16 @@ struct observer {
 
 /* ---- small HTTP bodies (peers' logs) ---------------------------- */
 
-struct whole {
-	struct cairn_buf *out;
-	bool finished;
-	long status;
-	struct cairn_error err;
-};
-
-static int whole_data(void *ctx, const void *data, size_t len)
-{
-	struct whole *w = ctx;
-	return cairn_buf_append(w->out, data, len) ? CAIRN_ELIMIT : 0;
-}
-
-static void whole_done(void *ctx, const struct cairn_http_result *res)
-{
-	struct whole *w = ctx;
-	w->finished = true;
-	w->status = res->status;
-	w->err = res->err;
-}
-
 /* GET path of server s whole into out; *status gets the final status. */
 static int get_whole(struct observer *o, struct cairn_http_server *s, const char *path,
 		     uint64_t max, struct cairn_buf *out, long *status, struct cairn_error *err)
 {
-	struct whole w = {.out = out};
-	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
-					.server = s,
-					.url = path,
-					.max_body = max,
-					.on_data = whole_data,
-					.on_done = whole_done,
-					.ctx = &w};
-	int rc;
-	cairn_error_init(&w.err);
-	if ((rc = cairn_http_add(o->http, &rq, err)) < 0)
-		return rc;
-	while (!w.finished)
-		if ((rc = cairn_http_step(o->http, 200, err)) < 0)
-			return rc;
-	*status = w.status;
-	if (w.err.code)
-		return cairn_error_set(err, w.err.code, "%s", cairn_error_msg(&w.err));
-	return 0;
+	struct cairn_http_request rq = {
+	    .method = CAIRN_HTTP_GET, .server = s, .url = path, .max_body = max};
+	struct cairn_http_one one;
+	int rc = cairn_http_wait_one(o->http, &rq, out, NULL, NULL, &one, err);
+	*status = one.status;
+	return rc;
 }
 
 /* ---- learning items ------------------------------------------------------- */

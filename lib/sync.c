@@ -45,47 +45,15 @@ void sync_say(struct sync *s, const char *fmt, ...)
 
 /* ---- whole small bodies (nix-cache-info, the --paths list) --------------- */
 
-struct fetch_whole {
-	struct cairn_buf *out;
-	struct cairn_error err;
-	bool finished;
-};
-
-static int whole_data(void *ctx, const void *data, size_t len)
-{
-	struct fetch_whole *w = ctx;
-	return cairn_buf_append(w->out, data, len) ? CAIRN_ELIMIT : 0;
-}
-
-static void whole_done(void *ctx, const struct cairn_http_result *res)
-{
-	struct fetch_whole *w = ctx;
-	w->finished = true;
-	w->err = res->err;
-}
-
 int sync_fetch_whole(struct sync *s, const char *path, uint64_t max, struct cairn_buf *out,
 		     struct cairn_error *err)
 {
-	struct fetch_whole w = {.out = out};
 	bool absolute = !strncmp(path, "http://", 7) || !strncmp(path, "https://", 8);
 	struct cairn_http_request rq = {.method = CAIRN_HTTP_GET,
 					.server = absolute ? NULL : s->server,
 					.url = path,
-					.max_body = max,
-					.on_data = whole_data,
-					.on_done = whole_done,
-					.ctx = &w};
-	cairn_error_init(&w.err);
-	int rc = cairn_http_add(s->http, &rq, err);
-	if (rc < 0)
-		return rc;
-	while (!w.finished)
-		if ((rc = cairn_http_step(s->http, 200, err)) < 0)
-			return rc;
-	if (w.err.code)
-		return cairn_error_set(err, w.err.code, "%s", cairn_error_msg(&w.err));
-	return 0;
+					.max_body = max};
+	return cairn_http_wait_one(s->http, &rq, out, NULL, NULL, NULL, err);
 }
 
 /* ---- the feed, through the one follower (feed-follow.h) ------------------ */

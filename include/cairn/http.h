@@ -88,6 +88,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cairn/buf.h"
 #include "cairn/error.h"
 
 #define CAIRN_HTTP_URL_MAX 4096			/* a request URL, after joining */
@@ -353,6 +354,28 @@ int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *er
 
 /* Step until every request is done (including ones added meanwhile). */
 int cairn_http_run(struct cairn_http *h, struct cairn_error *err);
+
+/* What cairn_http_wait_one reports of its request. */
+struct cairn_http_one {
+	long status;	 /* final status, 0 when none was received */
+	uint64_t bytes;	 /* body bytes received */
+	int outcome_code; /* the result's error code (0, CAIRN_ENOENT, ...) */
+};
+
+/*
+ * Run one request to its end on the calling thread, stepping h (nothing
+ * else may drive h meanwhile): the small documents and long polls that
+ * sync, the followers and the monitor wait for.  rq's on_done is not used
+ * and may be NULL.  body: the 2xx body is appended to it (bounded by
+ * rq->max_body and body->max); NULL: rq->on_data(rq->ctx, ...) sees it.
+ * stop, when given, is polled between steps: then CAIRN_ECANCELED, and the
+ * request stays queued in h, so h must be freed before it is stepped again.
+ * 0, or the request's error (its message names the URL); *one (may be
+ * NULL) is filled in either case.
+ */
+int cairn_http_wait_one(struct cairn_http *h, const struct cairn_http_request *rq,
+			struct cairn_buf *body, bool (*stop)(void *ctx), void *stop_ctx,
+			struct cairn_http_one *one, struct cairn_error *err);
 
 /* Counters since cairn_http_new. */
 struct cairn_http_stats {

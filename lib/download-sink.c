@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "download.h"
+#include "cairn/io.h"
 #include "cairn/banned.h"
 
 struct cairn_dl_tree {
@@ -159,17 +160,8 @@ static int file_begin(void *ctx, struct cairn_error *err)
 static int file_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
 	struct cairn_dl_file *f = ctx;
-	const char *p = data;
-	while (len) {
-		ssize_t w = write(f->fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return cairn_error_errno(err, w < 0 ? errno : ENOSPC, "cannot write '%s'",
-						 f->tmp);
-		p += w;
-		len -= (size_t)w;
-	}
+	if (cairn_write_all(f->fd, data, len))
+		return cairn_error_errno(err, errno, "cannot write '%s'", f->tmp);
 	return 0;
 }
 

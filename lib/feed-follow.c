@@ -18,6 +18,7 @@
 #include "cairn/feed-follow.h"
 #include "cairn/http.h"
 #include "feed-follow-int.h"
+#include "cairn/io.h"
 #include "cairn/banned.h"
 
 struct cairn_feed_follow {
@@ -150,18 +151,7 @@ static int moved(struct cairn_feed_follow *f, bool fresh)
 
 static int to_fd(void *ctx, const void *data, size_t len)
 {
-	int fd = *(int *)ctx;
-	const char *p = data;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return CAIRN_EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return cairn_write_all(*(int *)ctx, data, len);
 }
 
 struct snap_read {

@@ -31,6 +31,7 @@
 
 #include "cairn/nar.h"
 #include "nar-internal.h"
+#include "cairn/io.h"
 #include "cairn/banned.h"
 
 #define TMP_TRIES 64
@@ -303,17 +304,8 @@ static int rs_file_begin(void *ctx, const struct cairn_nar_node *n, struct cairn
 static int rs_file_data(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
 	struct cairn_nar_restore *r = ctx;
-	const char *p = data;
-	while (len) {
-		ssize_t w = write(r->file, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return cairn_error_errno(err, w < 0 ? errno : EIO,
-						 "nar: cannot write a file in '%s'", r->target);
-		p += w;
-		len -= (size_t)w;
-	}
+	if (cairn_write_all(r->file, data, len))
+		return cairn_error_errno(err, errno, "nar: cannot write a file in '%s'", r->target);
 	return 0;
 }
 

@@ -29,6 +29,7 @@
 
 #include "map.h"
 #include "narcache.h"
+#include "cairn/io.h"
 #include "cairn/banned.h"
 
 struct nc_ent {
@@ -352,19 +353,8 @@ int narcache_put_file(struct narcache *nc, const char *relpath, const void *data
 	int fd, rc;
 	if ((rc = narcache_tmp_open(nc, "put-", tmp, sizeof(tmp), &fd, err)) < 0)
 		return rc;
-	const char *d = data;
-	for (size_t left = len; left;) {
-		ssize_t n = write(fd, d, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = cairn_error_errno(err, n < 0 ? errno : EIO, "%s: cannot write '%s'",
-					       nc->what, relpath);
-			break;
-		}
-		d += n;
-		left -= (size_t)n;
-	}
+	if (cairn_write_all(fd, data, len))
+		rc = cairn_error_errno(err, errno, "%s: cannot write '%s'", nc->what, relpath);
 	close(fd);
 	if (rc == 0 && renameat(AT_FDCWD, tmp, nc->dir_fd, relpath) < 0)
 		rc = cairn_error_errno(err, errno, "%s: cannot rename to '%s'", nc->what, relpath);

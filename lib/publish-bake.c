@@ -21,6 +21,7 @@
 #include "cairn/storepath.h"
 #include "narcache.h"
 #include "publish-int.h"
+#include "cairn/io.h"
 #include "cairn/banned.h"
 
 /* ---- the index of baked files ----------------------------------------- */
@@ -296,19 +297,10 @@ struct bake {
 static int bake_out(void *ctx, const void *data, size_t len)
 {
 	struct bake *b = ctx;
-	const char *d = data;
 	size_t total = len;
 	b->file_size += len;
-	while (len) {
-		ssize_t n = write(b->fd, d, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return cairn_error_errno(b->err, errno, "publish: writing to the cache");
-		}
-		d += n;
-		len -= (size_t)n;
-	}
+	if (cairn_write_all(b->fd, data, len))
+		return cairn_error_errno(b->err, errno, "publish: writing to the cache");
 	if (b->inf) {
 		pthread_mutex_lock(&b->p->cache_lock);
 		b->inf->written += total;

@@ -25,6 +25,7 @@
 #include "cairn/survey.h"
 #include "cairn/sync.h"
 #include "sync-int.h"
+#include "cairn/io.h"
 #include "cairn/banned.h"
 
 /* ---- the directory ------------------------------------------------------- */
@@ -44,21 +45,9 @@ int sync_write_atomic(const char *dir, int dirfd, const char *name, const void *
 	int fd = mkostemp(full, O_CLOEXEC);
 	if (fd < 0)
 		return cairn_error_errno(err, errno, "sync: cannot create a file for '%s'", name);
-	const char *p = data;
-	size_t left = len;
 	int rc = 0;
-	while (left && rc == 0) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			rc = cairn_error_errno(err, w < 0 ? errno : ENOSPC,
-					       "sync: cannot write '%s'", name);
-		else {
-			p += w;
-			left -= (size_t)w;
-		}
-	}
+	if (cairn_write_all(fd, data, len))
+		rc = cairn_error_errno(err, errno, "sync: cannot write '%s'", name);
 	if (rc == 0 && (fsync(fd) != 0 || fchmod(fd, 0644) != 0))
 		rc = cairn_error_errno(err, errno, "sync: cannot write '%s'", name);
 	close(fd);

@@ -12,6 +12,7 @@
 
 #include "cairn/buf.h"
 #include "cairn/escape.h"
+#include "cairn/io.h"
 #include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
@@ -240,17 +241,7 @@ void cli_keyring_check(const struct cairn_keyring *kr)
 
 int cli_write_all(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return CAIRN_EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return cairn_write_all(fd, buf, len);
 }
 
 /* A JSON string on stdout (lib/json.c: bytes that are not UTF-8 become

@@ -37,6 +37,16 @@ int edge_store_data_fd(const struct edge_store *s);
 int edge_store_nar_get(struct edge_store *s, const char *path,
 		       char name[EDGE_FILE_NAME_LEN + 1], uint64_t *size);
 
+/*
+ * edge_store_nar_get, and the file pinned until edge_store_nar_unpin: the
+ * serve path holds it from finding the name to opening the file, so that
+ * an eviction in between cannot make a hit a miss (an open descriptor
+ * keeps the bytes after that).
+ */
+int edge_store_nar_pin(struct edge_store *s, const char *path,
+		       char name[EDGE_FILE_NAME_LEN + 1], uint64_t *size);
+void edge_store_nar_unpin(struct edge_store *s, const char name[EDGE_FILE_NAME_LEN + 1]);
+
 /* A new temporary file: *fd open for writing, its path in tmppath. */
 int edge_store_tmp_open(struct edge_store *s, char *tmppath, size_t cap, int *fd,
 			struct cairn_error *err);

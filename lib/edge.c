@@ -594,9 +594,10 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 	if (is_nar) {
 		char name[EDGE_FILE_NAME_LEN + 1];
 		uint64_t size;
-		if (edge_store_nar_get(e->store, key, name, &size)) {
+		if (edge_store_nar_pin(e->store, key, name, &size)) {
 			int rc = cairn_httpd_send_file_at(req, edge_store_data_fd(e->store), name,
 							  "application/x-nix-nar");
+			edge_store_nar_unpin(e->store, name);
 			if (rc != CAIRN_ENOENT) {
 				edge_count(e->c.hits, 1);
 				if (!cairn_httpd_req_is_head(req))

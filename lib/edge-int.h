@@ -213,6 +213,33 @@ struct nar_claims {
 	struct nar_claim c[];
 };
 
+/*
+ * Another file of the same nar: an upstream whose narinfo for an item
+ * claims the NarHash and NarSize of the one served, at a URL the served one
+ * does not name (another compression, another FileHash).  A client asking
+ * for the served narinfo's uncompressed nar can be fed from it, decompressed
+ * and checked against the signed NarHash.  See "Fail-over" in
+ * docs/cairn-mirror.md.
+ */
+#define EDGE_MAX_ALTS 16
+#define EDGE_MAX_SOURCES CAIRN_DL_MAX_SOURCES
+struct nar_alt {
+	size_t up;
+	char *url; /* relative, its query kept (the upstream may need it) */
+	enum cairn_codec_method method;
+	int has_file;
+	uint8_t file_sha[32];
+	int64_t file_size; /* -1: not said */
+};
+
+/* e->alts: item hash -> the other files of the nar its served narinfo claims */
+struct nar_alts {
+	uint8_t nar_sha[32];
+	uint64_t nar_size;
+	size_t n;
+	struct nar_alt a[EDGE_MAX_ALTS];
+};
+
 struct ni_ent {
 	char *text; /* NULL for a 404 */
 	size_t len;
@@ -303,11 +330,18 @@ struct fetch {
 	/* a nar: the upstreams in the order they are asked (those whose
 	 * narinfo names it first) */
 	size_t order[CAIRN_EDGE_MAX_UPSTREAMS];
+	/* the URL is an uncompressed nar (a claim says Compression: none):
+	 * the clients get the NAR, whichever file of it a source sends */
+	int serve_nar;
+	/* other files of the nar (copies, urls owned), asked after the URL */
+	size_t n_alt;
+	struct nar_alt alt[EDGE_MAX_ALTS];
 	/* the download (lib/download.c): its sources' upstreams, the NarHash
 	 * and NarSize it checks against, and the one the bytes met */
 	struct cairn_dl *dl;
 	struct fetch *dl_next; /* e->downloads */
-	size_t src_up[CAIRN_EDGE_MAX_UPSTREAMS];
+	size_t src_up[EDGE_MAX_SOURCES];
+	int src_alt[EDGE_MAX_SOURCES]; /* the source is one of f->alt */
 	size_t n_ex;
 	uint8_t ex_sha[CAIRN_DL_MAX_EXPECT][32];
 	uint64_t ex_size[CAIRN_DL_MAX_EXPECT];
@@ -351,6 +385,7 @@ struct cairn_edge {
 	struct map inflight; /* key -> struct fetch */
 	struct map narinfos; /* hash -> struct ni_ent */
 	struct map claims;	  /* nar path -> struct nar_claims */
+	struct map alts;	  /* item hash -> struct nar_alts */
 	uint64_t claims_gen;	  /* changes whenever a claim does */
 	struct fetch *jobs, **jobs_tail;
 	struct fetch *surveys; /* narinfo fetches with a survey alive, upstream thread */
@@ -457,6 +492,15 @@ int edge_url_key(const char *url, char key[CAIRN_EDGE_KEY_MAX + 1]);
 void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash,
 				 const struct cairn_narinfo *ni, int loading,
 				 const struct cairn_narinfo *const *srcs);
+/* Under e->mu: upstream u's narinfo ni for item hash, which came after the
+ * served one was decided: another file of the nar when it claims the same. */
+void edge_alts_late_locked(struct cairn_edge *e, const char *hash, size_t u,
+			   const struct cairn_narinfo *ni);
+/* Under e->mu: copy into f the other files of the nar its claims name
+ * (f->cand taken already); CAIRN_ENOMEM. */
+int edge_alts_take_locked(struct cairn_edge *e, struct fetch *f);
+void edge_alts_release(struct fetch *f);
+void edge_alts_free_all(struct cairn_edge *e);
 
 /* edge-narinfo.c */
 void edge_ni_ent_free(struct ni_ent *n);

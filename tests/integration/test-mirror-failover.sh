@@ -118,4 +118,28 @@ check "... resumed from the secondary with a Range request" \
   grep -q "\"GET /$bnar HTTP/1.1\" 206" "$TMP/d.access"
 check "... and cached" [ "$(ls "$TMP/mc2/data" | wc -l)" -eq 1 ]
 mirror_stop
+
+# the upstreams name different files of one nar: the primary nar/X.nar
+# (uncompressed), the secondary nar/Y.nar.zst, both signed for the same
+# NarHash.  The primary's narinfo is served; when it has no nar, the
+# secondary has nothing under that URL either, and the mirror sends the
+# NAR the secondary's own file decompresses to (issue 14).
+nix_copy_to_file "$store" "$big" "$TMP/e" none "$TMP/key.sec"
+nix_copy_to_file "$store" "$big" "$TMP/f" zstd "$TMP/key.sec"
+enar=$(sed -n 's/^URL: //p' "$TMP/e/$bh.narinfo")
+mv "$TMP/e/$enar" "$TMP/plain.nar"
+nginx_serve e "$TMP/e"; pe=$NGINX_PORT
+nginx_serve f "$TMP/f"; pf=$NGINX_PORT
+mirror_start m3 --upstream "http://127.0.0.1:$pe" --upstream "http://127.0.0.1:$pf" \
+  --cache "$TMP/mc3" --trusted-key "$TMP/key.pub" --health-interval 300ms --connect-timeout 500ms
+url=http://127.0.0.1:$MIRROR_PORT
+check "another compression upstream: the primary's narinfo is served" \
+  bash -c 'curl -fs "$0/$1.narinfo" | grep -qx "URL: $2"' "$url" "$bh" "$enar"
+check "... its nar, on neither upstream under that URL, is the secondary's decompressed" \
+  bash -c 'curl -fs "$0/$1" | cmp - "$2"' "$url" "$enar" "$TMP/plain.nar"
+check "... which was asked for its own file" grep -q '"GET /nar/[^ ]*\.nar\.zst HTTP/1.1" 200' "$TMP/f.access"
+check "... and cached under the URL asked" \
+  bash -c 'curl -fs "$0/$1" | cmp - "$2" && [ "$(grep -c "\.nar\.zst" "$3")" -eq 1 ]' \
+  "$url" "$enar" "$TMP/plain.nar" "$TMP/f.access"
+mirror_stop
 finish

@@ -117,10 +117,9 @@ check "every path of the closure (${#closure[@]}) is valid and verifies in the d
 mirror_stop
 
 # 2. cairn fetch --from HEAD --from REPLICA, the head killed mid-transfer.
-# With one signature needed, fetch takes the first acceptable narinfo that
-# comes, whichever server sent it; a first run fills its narinfo cache with
-# both servers' answers, so that the second decides with both in hand and
-# asks the head, first in order, for the bytes.
+# fetch asks for the bytes in --from order (the head first); a first run
+# fills its narinfo cache with both servers' answers and tells how many
+# nars the proxy is to pass whole in the second.
 publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --feed "$TMP/feed" ||
   { not_ok "the head starts again"; finish; exit 1; }
 HEAD_PID=$PUBLISH_PID HEAD_URL=$PUBLISH_URL

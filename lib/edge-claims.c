@@ -302,25 +302,40 @@ void edge_alts_late_locked(struct cairn_edge *e, const char *hash, size_t u,
 	cairn_narinfo_free(served);
 }
 
-int edge_alts_take_locked(struct cairn_edge *e, struct fetch *f)
+/* Under e->mu: copy into f the other files of claim c's nar it lacks. */
+static int alts_take_claim_locked(struct cairn_edge *e, struct fetch *f,
+				  const struct nar_claim *c)
+{
+	const struct nar_alts *al = map_get(&e->alts, c->item);
+	if (!c->plain || !al || memcmp(al->nar_sha, c->nar_sha, 32) || al->nar_size != c->nar_size)
+		return 0;
+	for (size_t k = 0; k < al->n && f->n_alt < EDGE_MAX_ALTS; k++) {
+		size_t j = 0;
+		while (j < f->n_alt && (f->alt[j].up != al->a[k].up || strcmp(f->alt[j].url, al->a[k].url)))
+			j++;
+		if (j < f->n_alt)
+			continue;
+		struct nar_alt *a = &f->alt[f->n_alt];
+		*a = al->a[k];
+		if (!(a->url = strdup(al->a[k].url)))
+			return CAIRN_ENOMEM;
+		f->n_alt++;
+	}
+	return 0;
+}
+
+int edge_alts_take_locked(struct cairn_edge *e, struct fetch *f, const char *item)
 {
 	/* a compressed URL's clients want that very file: another cannot be
 	 * spliced into their bytes, so only an uncompressed one has others */
-	for (size_t i = 0; f->cand && i < f->cand->n; i++)
-		f->serve_nar |= f->cand->c[i].plain;
+	if (!item)
+		for (size_t i = 0; f->cand && i < f->cand->n; i++)
+			f->serve_nar |= f->cand->c[i].plain;
 	for (size_t i = 0; f->serve_nar && i < f->cand->n; i++) {
 		const struct nar_claim *c = &f->cand->c[i];
-		const struct nar_alts *al = map_get(&e->alts, c->item);
-		if (!c->plain || !al || memcmp(al->nar_sha, c->nar_sha, 32) ||
-		    al->nar_size != c->nar_size)
-			continue;
-		for (size_t k = 0; k < al->n && f->n_alt < EDGE_MAX_ALTS; k++) {
-			struct nar_alt *a = &f->alt[f->n_alt];
-			*a = al->a[k];
-			if (!(a->url = strdup(al->a[k].url)))
-				return CAIRN_ENOMEM;
-			f->n_alt++;
-		}
+		int rc;
+		if ((!item || !strcmp(c->item, item)) && (rc = alts_take_claim_locked(e, f, c)) < 0)
+			return rc;
 	}
 	return 0;
 }

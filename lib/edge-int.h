@@ -340,6 +340,7 @@ struct fetch {
 	 * and NarSize it checks against, and the one the bytes met */
 	struct cairn_dl *dl;
 	struct fetch *dl_next; /* e->downloads */
+	size_t n_src;
 	size_t src_up[EDGE_MAX_SOURCES];
 	int src_alt[EDGE_MAX_SOURCES]; /* the source is one of f->alt */
 	size_t n_ex;
@@ -497,8 +498,9 @@ void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash,
 void edge_alts_late_locked(struct cairn_edge *e, const char *hash, size_t u,
 			   const struct cairn_narinfo *ni);
 /* Under e->mu: copy into f the other files of the nar its claims name
- * (f->cand taken already); CAIRN_ENOMEM. */
-int edge_alts_take_locked(struct cairn_edge *e, struct fetch *f);
+ * (f->cand taken already), those of item's claim only unless item is
+ * NULL, the ones f has not already; CAIRN_ENOMEM. */
+int edge_alts_take_locked(struct cairn_edge *e, struct fetch *f, const char *item);
 void edge_alts_release(struct fetch *f);
 void edge_alts_free_all(struct cairn_edge *e);
 
@@ -517,6 +519,7 @@ void edge_miss_narinfo(struct miss *m);
 
 /* edge-nar.c */
 void edge_nar_start(struct fetch *f);
+void edge_nar_alts_learnt(struct cairn_edge *e, const char *item);
 void edge_miss_stream(struct miss *m);
 
 /* edge-pages.c */

@@ -569,6 +569,51 @@ static size_t nar_expect(struct fetch *f, struct cairn_dl_expect *ex,
 	return n_m;
 }
 
+/* The engine's source for another file of f's nar (its strings f's). */
+static void alt_source(struct cairn_edge *e, const struct nar_alt *a, struct cairn_dl_source *s)
+{
+	struct upstream *u = &e->ups[a->up];
+	*s = (struct cairn_dl_source){.label = u->name,
+				      .server = u->srv,
+				      .url = a->url,
+				      .method = a->method,
+				      .has_file_hash = a->has_file,
+				      .has_file_size = a->file_size >= 0,
+				      .file_size = (uint64_t)(a->file_size >= 0 ? a->file_size : 0)};
+	if (a->has_file) {
+		s->file_hash = (struct cairn_hash){.algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN};
+		memcpy(s->file_hash.digest, a->file_sha, 32);
+	}
+}
+
+/*
+ * Upstream thread: other files of item's nar were learnt (narinfos that
+ * came after the served one was decided): downloads under way of an
+ * uncompressed nar that item's claim names get them as more sources, so
+ * that a head dying right after answering first is not the end of them.
+ */
+void edge_nar_alts_learnt(struct cairn_edge *e, const char *item)
+{
+	for (struct fetch *f = e->downloads; f; f = f->dl_next) {
+		if (!f->dl || !f->serve_nar || !f->n_ex)
+			continue;
+		size_t had = f->n_alt;
+		pthread_mutex_lock(&e->mu);
+		int rc = edge_alts_take_locked(e, f, item);
+		pthread_mutex_unlock(&e->mu);
+		for (size_t i = had; rc == 0 && i < f->n_alt && f->n_src < EDGE_MAX_SOURCES; i++) {
+			struct cairn_dl_source s;
+			alt_source(e, &f->alt[i], &s);
+			/* known before the engine may call back about it */
+			f->src_alt[f->n_src] = 1;
+			f->src_up[f->n_src] = f->alt[i].up;
+			if (cairn_dl_add_source(f->dl, &s) < 0)
+				break;
+			f->n_src++;
+		}
+	}
+}
+
 /*
  * Upstream thread: download f's object through the engine, from the
  * upstreams in f->order (those skipped while down, unless all are), into
@@ -603,26 +648,14 @@ void edge_nar_start(struct fetch *f)
 		}
 	for (size_t i = 0; f->n_ex && i < f->n_alt && n < EDGE_MAX_SOURCES; i++) {
 		const struct nar_alt *a = &f->alt[i];
-		struct upstream *u = &e->ups[a->up];
-		if (!u->up && any_up)
+		if (!e->ups[a->up].up && any_up)
 			continue;
-		cairn_http_server_mark_up(u->srv);
-		src[n] = (struct cairn_dl_source){.label = u->name,
-						  .server = u->srv,
-						  .url = a->url,
-						  .method = a->method,
-						  .has_file_hash = a->has_file,
-						  .has_file_size = a->file_size >= 0,
-						  .file_size = (uint64_t)(a->file_size >= 0 ? a->file_size
-											    : 0)};
-		if (a->has_file) {
-			src[n].file_hash = (struct cairn_hash){.algo = CAIRN_HASH_SHA256,
-							       .len = CAIRN_SHA256_LEN};
-			memcpy(src[n].file_hash.digest, a->file_sha, 32);
-		}
+		cairn_http_server_mark_up(e->ups[a->up].srv);
+		alt_source(e, a, &src[n]);
 		f->src_alt[n] = 1;
 		f->src_up[n++] = a->up;
 	}
+	f->n_src = n;
 	const struct cairn_dl_config cfg = {
 	    .http = e->http,
 	    .on_done = dl_done,

@@ -495,6 +495,7 @@ static void ni_late_answers(struct fetch *f)
 		if (f->ans[i].answered && f->ans[i].state == CAIRN_TRUST_PRESENT)
 			edge_alts_late_locked(e, f->hash, i, f->ans[i].ni);
 	pthread_mutex_unlock(&e->mu);
+	edge_nar_alts_learnt(e, f->hash);
 }
 
 /* Upstream thread: decide what the new answers allow, and free the

@@ -148,7 +148,7 @@ static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 	if (!(f->cand = malloc(edge_claims_size(cl->n))))
 		return CAIRN_ENOMEM; /* not unchecked: not at all */
 	memcpy(f->cand, cl, edge_claims_size(cl->n));
-	return edge_alts_take_locked(e, f);
+	return edge_alts_take_locked(e, f, NULL);
 }
 
 /*

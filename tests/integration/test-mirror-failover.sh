@@ -142,4 +142,29 @@ check "... and cached under the URL asked" \
   bash -c 'curl -fs "$0/$1" | cmp - "$2" && [ "$(grep -c "\.nar\.zst" "$3")" -eq 1 ]' \
   "$url" "$enar" "$TMP/plain.nar" "$TMP/f.access"
 mirror_stop
+
+# ... and when the secondary's narinfo comes after the primary's was
+# served and the nar's download began: the primary dies in the middle of
+# it, the download goes on from the secondary's file learnt meanwhile
+cp -r "$TMP/e" "$TMP/g"
+cp "$TMP/plain.nar" "$TMP/g/$enar"
+nginx_serve g "$TMP/g" "" "limit_rate 256k;"; pg=$NGINX_PORT
+python3 "$SRCDIR/tests/integration/fetch-test-server.py" "$TMP/f" "$TMP/late.port" late-300 \
+  "$TMP/late.log" 2> "$TMP/late.err" &
+cleanup_hooks+=("kill $! 2>/dev/null")
+plate=$(port_from_file "$TMP/late.port" $!)
+mirror_start m4 --upstream "http://127.0.0.1:$pg" --upstream "http://127.0.0.1:$plate" \
+  --cache "$TMP/mc4" --trusted-key "$TMP/key.pub" --health-interval 300ms --connect-timeout 500ms
+url=http://127.0.0.1:$MIRROR_PORT
+curl -fs "$url/$bh.narinfo" -o /dev/null
+curl -fs "$url/$enar" -o "$TMP/latenar" &
+cpid=$!
+# 1 MiB at 256 KiB/s: the secondary's narinfo, 300 ms late, is in by then
+big_enough() { [ "$(stat -c %s "$TMP/latenar" 2> /dev/null || echo 0)" -ge 1048576 ]; }
+wait_for 30 big_enough || true
+nginx_stop g
+check "secondary's narinfo late, primary killed mid-nar: the client gets it whole" wait "$cpid"
+check "... with the right bytes" cmp "$TMP/latenar" "$TMP/plain.nar"
+check "... from the secondary's own file" grep -q '^GET /nar/[^ ]*\.nar\.zst ' "$TMP/late.log"
+mirror_stop
 finish

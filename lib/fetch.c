@@ -615,10 +615,15 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 	if (rc == 0 && working)
 		cairn_dl_pool_wait(f->pool, wait_ms);
 	cairn_dl_pool_drain(f->pool);
-	/* acceptable answers waiting for a preferred server: the grace may be over */
-	for (size_t i = 0; f->n_early_waiting && i < f->n_items; i++)
-		if (f->items[i]->early_waiting && f->items[i]->st == I_QUERY)
-			fetch_decide(f->items[i], true);
+	/* acceptable answers waiting for a preferred server: when the grace is
+	 * over (deciding again verifies signatures: not at every step) */
+	double now = f->n_early_waiting ? fetch_now_s() : 0;
+	for (size_t i = 0; f->n_early_waiting && i < f->n_items; i++) {
+		struct item *it = f->items[i];
+		if (it->early_waiting && it->st == I_QUERY &&
+		    now - it->t_start >= FETCH_PRIORITY_GRACE_S)
+			fetch_decide(it, true);
+	}
 	fetch_settle(f);
 	fetch_pump(f);
 	if (f->n_done == f->n_items && f->started) {

@@ -327,10 +327,17 @@ static int alts_take_claim_locked(struct cairn_edge *e, struct fetch *f,
 int edge_alts_take_locked(struct cairn_edge *e, struct fetch *f, const char *item)
 {
 	/* a compressed URL's clients want that very file: another cannot be
-	 * spliced into their bytes, so only an uncompressed one has others */
-	if (!item)
-		for (size_t i = 0; f->cand && i < f->cand->n; i++)
-			f->serve_nar |= f->cand->c[i].plain;
+	 * spliced into their bytes, so only an uncompressed one has others
+	 * (not when a claim says it is compressed: which one is true is for
+	 * the URL's own bytes to tell) */
+	if (!item && f->cand) {
+		int plain = 0, packed = 0;
+		for (size_t i = 0; i < f->cand->n; i++) {
+			plain |= f->cand->c[i].plain;
+			packed |= f->cand->c[i].by_nar;
+		}
+		f->serve_nar = plain && !packed;
+	}
 	for (size_t i = 0; f->serve_nar && i < f->cand->n; i++) {
 		const struct nar_claim *c = &f->cand->c[i];
 		int rc;

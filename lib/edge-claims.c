@@ -24,6 +24,7 @@
 #include "cairn/httpd.h"
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
+#include "cairn/trust.h"
 #include "edge-int.h"
 #include "cairn/banned.h"
 
@@ -216,6 +217,151 @@ static int names_key(const struct cairn_narinfo *ni, const char *key)
 	return 0;
 }
 
+/* --- alternates: other files of the same nar ------------------------------- */
+
+static void alts_free(struct nar_alts *al)
+{
+	for (size_t i = 0; al && i < al->n; i++)
+		free(al->a[i].url);
+	free(al);
+}
+
+/*
+ * Under e->mu: upstream u's narinfo other (which claims what `served`, the
+ * narinfo served for item hash, claims) names files the served one does
+ * not: each is another file of the nar.  Only with a keyring: it is the
+ * signed NarHash that makes the bytes of another file the same nar.
+ */
+static void alts_add_locked(struct cairn_edge *e, const char *hash,
+			    const struct cairn_narinfo *served, size_t u,
+			    const struct cairn_narinfo *other)
+{
+	char key[CAIRN_EDGE_KEY_MAX + 1];
+	if (!e->cfg.trusted || !served || !other || served->nar_hash.algo != CAIRN_HASH_SHA256 ||
+	    strcmp(served->store_path, other->store_path) ||
+	    !cairn_trust_same_claim(served, other))
+		return;
+	for (size_t i = 0; i < other->n_urls; i++) {
+		const struct cairn_narinfo_url *ou = &other->urls[i];
+		enum cairn_codec_method m;
+		if (edge_url_key(ou->url, key) < 0 || names_key(served, key) ||
+		    cairn_codec_method_parse(ou->compression, strlen(ou->compression), &m, NULL) < 0)
+			continue;
+		struct nar_alts *al = map_get(&e->alts, hash);
+		void *old;
+		if (!al) {
+			if (!(al = calloc(1, sizeof(*al))))
+				return;
+			memcpy(al->nar_sha, served->nar_hash.digest, 32);
+			al->nar_size = served->nar_size;
+			if (map_put(&e->alts, hash, al, &old) < 0) {
+				free(al);
+				return;
+			}
+		}
+		const char *url = ou->url;
+		while (*url == '/')
+			url++;
+		size_t k = 0;
+		while (k < al->n && (al->a[k].up != u || strcmp(al->a[k].url, url)))
+			k++;
+		if (k < al->n || al->n == EDGE_MAX_ALTS)
+			continue;
+		struct nar_alt *a = &al->a[al->n];
+		if (!(a->url = strdup(url)))
+			return;
+		a->up = u;
+		a->method = m;
+		a->has_file = ou->has_file_hash && ou->file_hash.algo == CAIRN_HASH_SHA256;
+		if (a->has_file)
+			memcpy(a->file_sha, ou->file_hash.digest, 32);
+		a->file_size = ou->has_file_size ? (int64_t)ou->file_size : -1;
+		al->n++;
+	}
+}
+
+/* Under e->mu: item hash's served narinfo becomes ni (NULL: none). */
+static void alts_set_locked(struct cairn_edge *e, const char *hash,
+			    const struct cairn_narinfo *ni,
+			    const struct cairn_narinfo *const *srcs)
+{
+	alts_free(map_take(&e->alts, hash));
+	for (size_t u = 0; ni && srcs && u < e->n_ups; u++)
+		alts_add_locked(e, hash, ni, u, srcs[u]);
+}
+
+void edge_alts_late_locked(struct cairn_edge *e, const char *hash, size_t u,
+			   const struct cairn_narinfo *ni)
+{
+	const struct ni_ent *cur = map_get(&e->narinfos, hash);
+	struct cairn_narinfo *served = NULL;
+	if (!e->cfg.trusted || !ni || !cur || !cur->text ||
+	    cairn_narinfo_parse(cur->text, cur->len, &served, NULL) < 0)
+		return;
+	alts_add_locked(e, hash, served, u, ni);
+	cairn_narinfo_free(served);
+}
+
+/* Under e->mu: copy into f the other files of claim c's nar it lacks. */
+static int alts_take_claim_locked(struct cairn_edge *e, struct fetch *f,
+				  const struct nar_claim *c)
+{
+	const struct nar_alts *al = map_get(&e->alts, c->item);
+	if (!c->plain || !al || memcmp(al->nar_sha, c->nar_sha, 32) || al->nar_size != c->nar_size)
+		return 0;
+	for (size_t k = 0; k < al->n && f->n_alt < EDGE_MAX_ALTS; k++) {
+		size_t j = 0;
+		while (j < f->n_alt && (f->alt[j].up != al->a[k].up || strcmp(f->alt[j].url, al->a[k].url)))
+			j++;
+		if (j < f->n_alt)
+			continue;
+		struct nar_alt *a = &f->alt[f->n_alt];
+		*a = al->a[k];
+		if (!(a->url = strdup(al->a[k].url)))
+			return CAIRN_ENOMEM;
+		f->n_alt++;
+	}
+	return 0;
+}
+
+int edge_alts_take_locked(struct cairn_edge *e, struct fetch *f, const char *item)
+{
+	/* a compressed URL's clients want that very file: another cannot be
+	 * spliced into their bytes, so only an uncompressed one has others
+	 * (not when a claim says it is compressed: which one is true is for
+	 * the URL's own bytes to tell) */
+	if (!item && f->cand) {
+		int plain = 0, packed = 0;
+		for (size_t i = 0; i < f->cand->n; i++) {
+			plain |= f->cand->c[i].plain;
+			packed |= f->cand->c[i].by_nar;
+		}
+		f->serve_nar = plain && !packed;
+	}
+	for (size_t i = 0; f->serve_nar && i < f->cand->n; i++) {
+		const struct nar_claim *c = &f->cand->c[i];
+		int rc;
+		if ((!item || !strcmp(c->item, item)) && (rc = alts_take_claim_locked(e, f, c)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void edge_alts_release(struct fetch *f)
+{
+	for (size_t i = 0; i < f->n_alt; i++)
+		free(f->alt[i].url);
+	f->n_alt = 0;
+}
+
+void edge_alts_free_all(struct cairn_edge *e)
+{
+	struct map_iter it;
+	for (struct map_ent *x = map_iter_first(&it, &e->alts); x; x = map_iter_next(&it))
+		alts_free(x->val);
+	map_release(&e->alts);
+}
+
 /*
  * Under e->mu, before ni (NULL: a 404) becomes the narinfo held for item
  * `hash`: its claims replace those of the narinfo held until now.  srcs
@@ -245,4 +391,5 @@ void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash,
 				c.srcs |= (uint32_t)1 << u;
 		claim_set_locked(e, key, hash, ok ? &c : NULL, loading);
 	}
+	alts_set_locked(e, hash, ni, srcs);
 }

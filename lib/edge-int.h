@@ -37,6 +37,16 @@ int edge_store_data_fd(const struct edge_store *s);
 int edge_store_nar_get(struct edge_store *s, const char *path,
 		       char name[EDGE_FILE_NAME_LEN + 1], uint64_t *size);
 
+/*
+ * edge_store_nar_get, and the file pinned until edge_store_nar_unpin: the
+ * serve path holds it from finding the name to opening the file, so that
+ * an eviction in between cannot make a hit a miss (an open descriptor
+ * keeps the bytes after that).
+ */
+int edge_store_nar_pin(struct edge_store *s, const char *path,
+		       char name[EDGE_FILE_NAME_LEN + 1], uint64_t *size);
+void edge_store_nar_unpin(struct edge_store *s, const char name[EDGE_FILE_NAME_LEN + 1]);
+
 /* A new temporary file: *fd open for writing, its path in tmppath. */
 int edge_store_tmp_open(struct edge_store *s, char *tmppath, size_t cap, int *fd,
 			struct cairn_error *err);
@@ -203,6 +213,33 @@ struct nar_claims {
 	struct nar_claim c[];
 };
 
+/*
+ * Another file of the same nar: an upstream whose narinfo for an item
+ * claims the NarHash and NarSize of the one served, at a URL the served one
+ * does not name (another compression, another FileHash).  A client asking
+ * for the served narinfo's uncompressed nar can be fed from it, decompressed
+ * and checked against the signed NarHash.  See "Fail-over" in
+ * docs/cairn-mirror.md.
+ */
+#define EDGE_MAX_ALTS 16
+#define EDGE_MAX_SOURCES CAIRN_DL_MAX_SOURCES
+struct nar_alt {
+	size_t up;
+	char *url; /* relative, its query kept (the upstream may need it) */
+	enum cairn_codec_method method;
+	int has_file;
+	uint8_t file_sha[32];
+	int64_t file_size; /* -1: not said */
+};
+
+/* e->alts: item hash -> the other files of the nar its served narinfo claims */
+struct nar_alts {
+	uint8_t nar_sha[32];
+	uint64_t nar_size;
+	size_t n;
+	struct nar_alt a[EDGE_MAX_ALTS];
+};
+
 struct ni_ent {
 	char *text; /* NULL for a 404 */
 	size_t len;
@@ -293,11 +330,19 @@ struct fetch {
 	/* a nar: the upstreams in the order they are asked (those whose
 	 * narinfo names it first) */
 	size_t order[CAIRN_EDGE_MAX_UPSTREAMS];
+	/* the URL is an uncompressed nar (a claim says Compression: none):
+	 * the clients get the NAR, whichever file of it a source sends */
+	int serve_nar;
+	/* other files of the nar (copies, urls owned), asked after the URL */
+	size_t n_alt;
+	struct nar_alt alt[EDGE_MAX_ALTS];
 	/* the download (lib/download.c): its sources' upstreams, the NarHash
 	 * and NarSize it checks against, and the one the bytes met */
 	struct cairn_dl *dl;
 	struct fetch *dl_next; /* e->downloads */
-	size_t src_up[CAIRN_EDGE_MAX_UPSTREAMS];
+	size_t n_src;
+	size_t src_up[EDGE_MAX_SOURCES];
+	int src_alt[EDGE_MAX_SOURCES]; /* the source is one of f->alt */
 	size_t n_ex;
 	uint8_t ex_sha[CAIRN_DL_MAX_EXPECT][32];
 	uint64_t ex_size[CAIRN_DL_MAX_EXPECT];
@@ -341,6 +386,7 @@ struct cairn_edge {
 	struct map inflight; /* key -> struct fetch */
 	struct map narinfos; /* hash -> struct ni_ent */
 	struct map claims;	  /* nar path -> struct nar_claims */
+	struct map alts;	  /* item hash -> struct nar_alts */
 	uint64_t claims_gen;	  /* changes whenever a claim does */
 	struct fetch *jobs, **jobs_tail;
 	struct fetch *surveys; /* narinfo fetches with a survey alive, upstream thread */
@@ -447,6 +493,16 @@ int edge_url_key(const char *url, char key[CAIRN_EDGE_KEY_MAX + 1]);
 void edge_claims_item_set_locked(struct cairn_edge *e, const char *hash,
 				 const struct cairn_narinfo *ni, int loading,
 				 const struct cairn_narinfo *const *srcs);
+/* Under e->mu: upstream u's narinfo ni for item hash, which came after the
+ * served one was decided: another file of the nar when it claims the same. */
+void edge_alts_late_locked(struct cairn_edge *e, const char *hash, size_t u,
+			   const struct cairn_narinfo *ni);
+/* Under e->mu: copy into f the other files of the nar its claims name
+ * (f->cand taken already), those of item's claim only unless item is
+ * NULL, the ones f has not already; CAIRN_ENOMEM. */
+int edge_alts_take_locked(struct cairn_edge *e, struct fetch *f, const char *item);
+void edge_alts_release(struct fetch *f);
+void edge_alts_free_all(struct cairn_edge *e);
 
 /* edge-narinfo.c */
 void edge_ni_ent_free(struct ni_ent *n);
@@ -463,6 +519,7 @@ void edge_miss_narinfo(struct miss *m);
 
 /* edge-nar.c */
 void edge_nar_start(struct fetch *f);
+void edge_nar_alts_learnt(struct cairn_edge *e, const char *item);
 void edge_miss_stream(struct miss *m);
 
 /* edge-pages.c */

@@ -360,8 +360,9 @@ static int fs_response(void *ctx, size_t source, uint64_t first,
 		       const struct cairn_http_response *resp, char *why, size_t cap)
 {
 	struct fetch *f = ctx;
-	(void)source;
 	int64_t total = first ? resp->range_total : resp->content_length;
+	if (f->src_alt[source])
+		total = SIZE_UNKNOWN; /* another file: the clients get the NAR it holds */
 	if (f->cand && total >= 0 && !cand_size_ok(f, total)) {
 		snprintf(why, cap, "a file of %lld bytes, not the size its narinfo says",
 			 (long long)total);
@@ -497,7 +498,8 @@ static void dl_done(void *ctx, const struct cairn_dl_result *r)
 	edge_set_up(e, &e->ups[f->src_up[r->source]], 1, NULL);
 	if (f->n_ex) {
 		f->nar_ok = 1;
-		f->nar_method = r->method;
+		/* what is held: the NAR itself when that is what was kept */
+		f->nar_method = f->serve_nar ? CAIRN_CODEC_NONE : r->method;
 		memcpy(f->nar_sha, f->ex_sha[r->expect], 32);
 		f->nar_size = f->ex_size[r->expect];
 	}
@@ -506,27 +508,31 @@ static void dl_done(void *ctx, const struct cairn_dl_result *r)
 
 /*
  * What the engine checks f's bytes against: the signed NarHash and NarSize
- * of the claims that are checked by them (decompressed with one method, the
- * first such claim's; a claim with another cannot be met), else nothing but
- * a FileHash every claim agrees on.  Returns the method; *hint when the
- * sources carry that FileHash (and FileSize).
+ * of the claims that are checked by them, else nothing but a FileHash every
+ * claim agrees on.  Claims may say different compressions of one URL (only
+ * one can be true): each is a way to read the file, methods[0..return) in
+ * the order of the claims; an uncompressed nar's claims (f->serve_nar) read
+ * it as it is, and only theirs count.  *hint when the sources carry that
+ * FileHash (and FileSize).
  */
-static enum cairn_codec_method nar_expect(struct fetch *f, struct cairn_dl_expect *ex,
-					  struct cairn_dl_source *hint)
+static size_t nar_expect(struct fetch *f, struct cairn_dl_expect *ex,
+			 struct cairn_dl_source *hint, enum cairn_codec_method *methods)
 {
-	enum cairn_codec_method lead = CAIRN_CODEC_NONE;
 	const struct nar_claim *file = NULL;
+	size_t n_m = 0;
 	int agree = 1;
 	f->n_ex = 0;
 	for (size_t i = 0; f->cand && i < f->cand->n; i++) {
 		const struct nar_claim *c = &f->cand->c[i];
 		int plain = claim_plain(c);
 		enum cairn_codec_method m = plain ? CAIRN_CODEC_NONE : c->method;
-		if (!c->by_nar && !plain)
+		if ((!c->by_nar && !plain) || (f->serve_nar && !plain))
 			continue;
-		if (f->n_ex && m != lead)
-			continue;
-		lead = m;
+		size_t k = 0;
+		while (k < n_m && methods[k] != m)
+			k++;
+		if (k == n_m)
+			methods[n_m++] = m;
 		size_t j = 0;
 		while (j < f->n_ex &&
 		       (memcmp(f->ex_sha[j], c->nar_sha, 32) || f->ex_size[j] != c->nar_size))
@@ -541,10 +547,11 @@ static enum cairn_codec_method nar_expect(struct fetch *f, struct cairn_dl_expec
 			f->n_ex++;
 		}
 	}
+	if (!n_m)
+		methods[n_m++] = CAIRN_CODEC_NONE; /* by FileHash, or unchecked */
 	for (size_t i = 0; f->cand && i < f->cand->n; i++) {
 		const struct nar_claim *c = &f->cand->c[i];
-		if (f->n_ex && ((!c->by_nar && !claim_plain(c)) ||
-				(c->by_nar ? c->method : CAIRN_CODEC_NONE) != lead))
+		if (f->n_ex && ((!c->by_nar && !claim_plain(c)) || (f->serve_nar && !claim_plain(c))))
 			continue;
 		if (!c->has_file || (file && (memcmp(file->file_sha, c->file_sha, 32) ||
 					      file->file_size != c->file_size)))
@@ -559,7 +566,52 @@ static enum cairn_codec_method nar_expect(struct fetch *f, struct cairn_dl_expec
 		hint->has_file_size = file->file_size >= 0;
 		hint->file_size = (uint64_t)(file->file_size >= 0 ? file->file_size : 0);
 	}
-	return lead;
+	return n_m;
+}
+
+/* The engine's source for another file of f's nar (its strings f's). */
+static void alt_source(struct cairn_edge *e, const struct nar_alt *a, struct cairn_dl_source *s)
+{
+	struct upstream *u = &e->ups[a->up];
+	*s = (struct cairn_dl_source){.label = u->name,
+				      .server = u->srv,
+				      .url = a->url,
+				      .method = a->method,
+				      .has_file_hash = a->has_file,
+				      .has_file_size = a->file_size >= 0,
+				      .file_size = (uint64_t)(a->file_size >= 0 ? a->file_size : 0)};
+	if (a->has_file) {
+		s->file_hash = (struct cairn_hash){.algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN};
+		memcpy(s->file_hash.digest, a->file_sha, 32);
+	}
+}
+
+/*
+ * Upstream thread: other files of item's nar were learnt (narinfos that
+ * came after the served one was decided): downloads under way of an
+ * uncompressed nar that item's claim names get them as more sources, so
+ * that a head dying right after answering first is not the end of them.
+ */
+void edge_nar_alts_learnt(struct cairn_edge *e, const char *item)
+{
+	for (struct fetch *f = e->downloads; f; f = f->dl_next) {
+		if (!f->dl || !f->serve_nar || !f->n_ex)
+			continue;
+		size_t had = f->n_alt;
+		pthread_mutex_lock(&e->mu);
+		int rc = edge_alts_take_locked(e, f, item);
+		pthread_mutex_unlock(&e->mu);
+		for (size_t i = had; rc == 0 && i < f->n_alt && f->n_src < EDGE_MAX_SOURCES; i++) {
+			struct cairn_dl_source s;
+			alt_source(e, &f->alt[i], &s);
+			/* known before the engine may call back about it */
+			f->src_alt[f->n_src] = 1;
+			f->src_up[f->n_src] = f->alt[i].up;
+			if (cairn_dl_add_source(f->dl, &s) < 0)
+				break;
+			f->n_src++;
+		}
+	}
 }
 
 /*
@@ -571,24 +623,39 @@ void edge_nar_start(struct fetch *f)
 {
 	struct cairn_edge *e = f->e;
 	struct cairn_dl_expect ex[CAIRN_DL_MAX_EXPECT];
-	struct cairn_dl_source src[CAIRN_EDGE_MAX_UPSTREAMS], hint = {0};
+	struct cairn_dl_source src[EDGE_MAX_SOURCES], hint = {0};
+	enum cairn_codec_method methods[CAIRN_CODEC_METHOD_COUNT_];
 	size_t n = 0;
 	int any_up = 0;
-	enum cairn_codec_method m = nar_expect(f, ex, &hint);
+	size_t n_m = nar_expect(f, ex, &hint, methods);
 	for (size_t i = 0; i < e->n_ups; i++)
 		any_up |= e->ups[i].up;
-	for (size_t k = 0; k < e->n_ups; k++) {
-		struct upstream *u = &e->ups[f->order[k]];
-		if (!u->up && any_up)
-			continue; /* skipped while down; its probe brings it back */
-		cairn_http_server_mark_up(u->srv);
-		src[n] = hint;
-		src[n].label = u->name;
-		src[n].server = u->srv;
-		src[n].url = f->upath;
-		src[n].method = m;
-		f->src_up[n++] = f->order[k];
+	/* the URL itself, read as each claim on it says, upstream by upstream;
+	 * then the other files of the nar (edge_alts_take_locked) */
+	for (size_t mi = 0; mi < n_m; mi++)
+		for (size_t k = 0; k < e->n_ups && n < EDGE_MAX_SOURCES; k++) {
+			struct upstream *u = &e->ups[f->order[k]];
+			if (!u->up && any_up)
+				continue; /* skipped while down; its probe brings it back */
+			cairn_http_server_mark_up(u->srv);
+			src[n] = hint;
+			src[n].label = u->name;
+			src[n].server = u->srv;
+			src[n].url = f->upath;
+			src[n].method = methods[mi];
+			f->src_alt[n] = 0;
+			f->src_up[n++] = f->order[k];
+		}
+	for (size_t i = 0; f->n_ex && i < f->n_alt && n < EDGE_MAX_SOURCES; i++) {
+		const struct nar_alt *a = &f->alt[i];
+		if (!e->ups[a->up].up && any_up)
+			continue;
+		cairn_http_server_mark_up(e->ups[a->up].srv);
+		alt_source(e, a, &src[n]);
+		f->src_alt[n] = 1;
+		f->src_up[n++] = a->up;
 	}
+	f->n_src = n;
 	const struct cairn_dl_config cfg = {
 	    .http = e->http,
 	    .on_done = dl_done,
@@ -600,7 +667,11 @@ void edge_nar_start(struct fetch *f)
 	    .resume_across = true,
 	    .ctx = f,
 	};
-	const struct cairn_dl_sink sink = {.begin = fs_begin, .body = fs_body, .ctx = f};
+	/* an uncompressed nar's file is the NAR: what every source decompresses to */
+	const struct cairn_dl_sink sink = {.begin = fs_begin,
+					   .body = f->serve_nar && f->n_ex ? NULL : fs_body,
+					   .nar = f->serve_nar && f->n_ex ? fs_body : NULL,
+					   .ctx = f};
 	f->dl_next = e->downloads;
 	e->downloads = f;
 	e->active++;

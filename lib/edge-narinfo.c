@@ -485,6 +485,19 @@ out:
 	free(v);
 }
 
+/* Upstream thread, f's survey over after its narinfo was served: the
+ * answers that came after the decision may name other files of the nar. */
+static void ni_late_answers(struct fetch *f)
+{
+	struct cairn_edge *e = f->e;
+	pthread_mutex_lock(&e->mu);
+	for (size_t i = 0; i < e->n_ups; i++)
+		if (f->ans[i].answered && f->ans[i].state == CAIRN_TRUST_PRESENT)
+			edge_alts_late_locked(e, f->hash, i, f->ans[i].ni);
+	pthread_mutex_unlock(&e->mu);
+	edge_nar_alts_learnt(e, f->hash);
+}
+
 /* Upstream thread: decide what the new answers allow, and free the
  * surveys that are over. */
 void edge_ni_queries_poll(struct cairn_edge *e)
@@ -502,6 +515,8 @@ void edge_ni_queries_poll(struct cairn_edge *e)
 		*pp = f->sv_next;
 		if (!f->decided)
 			ni_try_decide(f, 1);
+		else
+			ni_late_answers(f); /* what is served now decides */
 		cairn_survey_free(f->sv);
 		f->sv = NULL;
 		e->active--;

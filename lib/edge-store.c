@@ -253,6 +253,32 @@ int edge_store_nar_get(struct edge_store *s, const char *path,
 	return found;
 }
 
+int edge_store_nar_pin(struct edge_store *s, const char *path,
+		       char name[EDGE_FILE_NAME_LEN + 1], uint64_t *size)
+{
+	int found = 0;
+	pthread_mutex_lock(&s->mu);
+	struct nar_ent *n = map_get(&s->nars, path);
+	if (n && narcache_touch(s->nc, n->file) && narcache_pin(s->nc, n->file)) {
+		memcpy(name, n->file, EDGE_FILE_NAME_LEN + 1);
+		*size = n->size;
+		found = 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return found;
+}
+
+void edge_store_nar_unpin(struct edge_store *s, const char name[EDGE_FILE_NAME_LEN + 1])
+{
+	pthread_mutex_lock(&s->mu);
+	narcache_unpin(s->nc, name);
+	/* the pin may have held the cache over its bound while a commit
+	 * trimmed: what it kept goes now (an error is told by the next commit) */
+	if (narcache_over(s->nc))
+		(void)narcache_trim(s->nc, 0, NULL, NULL);
+	pthread_mutex_unlock(&s->mu);
+}
+
 int edge_store_tmp_open(struct edge_store *s, char *tmppath, size_t cap, int *fd,
 			struct cairn_error *err)
 {

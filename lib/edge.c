@@ -110,6 +110,7 @@ void edge_fetch_unref(struct fetch *f)
 	if (f->sha_init)
 		cairn_sha256_release(&f->sha);
 	free(f->cand);
+	edge_alts_release(f);
 	for (size_t i = 0; i < CAIRN_EDGE_MAX_UPSTREAMS; i++) {
 		cairn_narinfo_free(f->ans[i].ni);
 		free(f->ans[i].text);
@@ -147,7 +148,7 @@ static int fetch_take_claims_locked(struct cairn_edge *e, struct fetch *f)
 	if (!(f->cand = malloc(edge_claims_size(cl->n))))
 		return CAIRN_ENOMEM; /* not unchecked: not at all */
 	memcpy(f->cand, cl, edge_claims_size(cl->n));
-	return 0;
+	return edge_alts_take_locked(e, f, NULL);
 }
 
 /*
@@ -185,6 +186,7 @@ struct fetch *edge_fetch_get_locked(struct cairn_edge *e, enum fkind kind, const
 		pthread_mutex_destroy(&f->mu);
 		pthread_cond_destroy(&f->cond);
 		free(f->cand);
+		edge_alts_release(f);
 		free(f);
 		return NULL;
 	}
@@ -594,9 +596,10 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 	if (is_nar) {
 		char name[EDGE_FILE_NAME_LEN + 1];
 		uint64_t size;
-		if (edge_store_nar_get(e->store, key, name, &size)) {
+		if (edge_store_nar_pin(e->store, key, name, &size)) {
 			int rc = cairn_httpd_send_file_at(req, edge_store_data_fd(e->store), name,
 							  "application/x-nix-nar");
+			edge_store_nar_unpin(e->store, name);
 			if (rc != CAIRN_ENOENT) {
 				edge_count(e->c.hits, 1);
 				if (!cairn_httpd_req_is_head(req))
@@ -674,6 +677,7 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 	map_init(&e->inflight, NULL);
 	map_init(&e->narinfos, NULL);
 	map_init(&e->claims, NULL);
+	map_init(&e->alts, NULL);
 	e->jobs_tail = &e->jobs;
 	for (size_t i = 0; i < cfg->n_upstreams; i++) {
 		if ((rc = cairn_http_server_new(&e->ups[i].srv, cfg->upstreams[i], 0, err)) < 0)
@@ -876,6 +880,7 @@ void cairn_edge_free(struct cairn_edge *e)
 		free(x->val);
 	map_release(&e->narinfos);
 	map_release(&e->claims);
+	edge_alts_free_all(e);
 	map_release(&e->inflight);
 	for (size_t i = 0; i < e->n_ups; i++) {
 		cairn_http_server_free(e->ups[i].srv);

@@ -220,6 +220,33 @@ out:
 }
 
 
+/*
+ * The servers' order (--from, Priority) is the order their bytes are
+ * asked for, as Nix asks its substituters one after the other: a server
+ * that happened to answer first must not jump the queue (it made which
+ * server sends the NAR depend on the load).  So an answer that is
+ * acceptable on its own waits while a server preferred over every member
+ * of its group has not answered, but only FETCH_PRIORITY_GRACE_S: a slow
+ * server is then a later source of the bytes, not a wait for all.
+ * A demoted server is never waited for, and is not the first asked for
+ * bytes while one that is not could still answer (no grace: it failed).
+ */
+bool fetch_early_go(const struct early_view *v, size_t n, double waited)
+{
+	bool good_member = false, good_pending = false, before = false;
+	for (size_t k = 0; k < n; k++) {
+		if (v[k].demoted)
+			continue;
+		if (v[k].member && !good_member && good_pending)
+			before = true; /* a preferred server could still answer */
+		good_member |= v[k].member;
+		good_pending |= v[k].pending;
+	}
+	if (!good_member)
+		return !good_pending;
+	return !before || waited >= FETCH_PRIORITY_GRACE_S;
+}
+
 void fetch_decide(struct item *it, bool early)
 {
 	struct cairn_fetch *f = it->f;
@@ -243,18 +270,29 @@ void fetch_decide(struct item *it, bool early)
 	if (rc && early)
 		goto out; /* not yet: wait for more answers */
 	if (early) {
-		/* A demoted server is not the first asked for bytes while one
-		 * that is not could still answer. */
-		bool good_member = false, good_pending = false;
+		struct early_view *ev = calloc(ns, sizeof(*ev));
+		if (!ev) {
+			fetch_item_fail(it, CAIRN_ENOMEM, "out of memory");
+			goto out;
+		}
 		for (size_t k = 0; k < ns; k++) {
 			size_t si = order[k];
-			if (f->servers[si].demoted)
-				continue;
-			good_member |= ta[k].group == v->chosen;
-			good_pending |= it->ans[si].state == A_PENDING;
+			ev[k].demoted = f->servers[si].demoted != NULL;
+			ev[k].pending = it->ans[si].state == A_PENDING;
+			ev[k].member = ta[k].group == v->chosen;
 		}
-		if (!good_member && good_pending)
+		bool go = fetch_early_go(ev, ns, fetch_now_s() - it->t_start);
+		free(ev);
+		if (!go) {
+			if (!it->early_waiting)
+				f->n_early_waiting++;
+			it->early_waiting = true;
 			goto out;
+		}
+	}
+	if (it->early_waiting) {
+		it->early_waiting = false;
+		f->n_early_waiting--;
 	}
 	for (size_t k = 0; k < ns; k++) {
 		struct answer *a = &it->ans[order[k]];

@@ -25,6 +25,8 @@
 #define QUERY_RETRIES 1
 /* How often the network thread looks for finished work while workers run. */
 #define WORKER_POLL_MS 5
+/* How often items waiting for a preferred server see whether their grace is over. */
+#define EARLY_POLL_MS 100
 
 enum answer_state { A_PENDING = 0, A_PRESENT, A_ABSENT, A_INVALID, A_ERROR };
 
@@ -78,6 +80,7 @@ struct item {
 	const struct cairn_narinfo *chosen; /* the accepted claim (borrowed from ans) */
 	int chosen_group;
 	bool early;			    /* decided before every server answered */
+	bool early_waiting;		    /* acceptable, waiting for a preferred server */
 	int wait_code;			    /* I_WAITING: why the sources so far failed */
 	char *wait_headline;
 	struct item **deps;
@@ -129,6 +132,7 @@ struct cairn_fetch {
 	double t_first_dl; /* when the first download started */
 	size_t n_done, n_failed, n_present;
 	size_t n_ready, n_verified; /* items in I_READY, I_VERIFIED: scans skip when 0 */
+	size_t n_early_waiting;	    /* items with early_waiting set */
 	struct item **batch;	    /* I_PLACED items, in the order placed */
 	size_t n_batch, cap_batch;
 	int fatal;
@@ -153,6 +157,18 @@ void fetch_answer_done(struct answer *a);
 void fetch_item_start(struct item *it);
 
 /* fetch-decide.c */
+/* How long a decision that one answer allows (K = 1) waits for servers
+ * preferred over the answering ones (see "Servers" in docs/cairn-fetch.md). */
+#define FETCH_PRIORITY_GRACE_S 2.0
+/* One server as an early decision sees it, in the order of preference. */
+struct early_view {
+	bool demoted; /* its bytes failed verification: last resort */
+	bool pending; /* has not answered yet */
+	bool member;  /* its narinfo is in the accepted group */
+};
+/* Whether to start the download now (true) or wait for more answers,
+ * waited seconds after the queries went out. */
+bool fetch_early_go(const struct early_view *v, size_t n, double waited);
 void fetch_decide(struct item *it, bool early);
 void fetch_late_answer(struct item *it, struct answer *a);
 

@@ -375,6 +375,10 @@ void fetch_item_finish(struct item *it, enum cairn_fetch_status st, int code)
 	if (it->st == I_FINAL)
 		return;
 	fetch_download_free(it);
+	if (it->early_waiting) {
+		it->early_waiting = false;
+		f->n_early_waiting--;
+	}
 	if (it->st == I_READY)
 		f->n_ready--;
 	if (it->st == I_VERIFIED || it->st == I_PLACED)
@@ -426,8 +430,8 @@ void fetch_answer_done(struct answer *a)
 	if (it->st == I_QUERY) {
 		if (it->n_pending == 0)
 			fetch_decide(it, false);
-		else if (f->cfg.require_sigs <= 1 && a->state == A_PRESENT)
-			fetch_decide(it, true);
+		else if (f->cfg.require_sigs <= 1 && (a->state == A_PRESENT || it->early_waiting))
+			fetch_decide(it, true); /* a preferred server may have answered */
 		return;
 	}
 	if (a->state == A_PRESENT)
@@ -599,6 +603,8 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 	int wait_ms = timeout_ms > 0 ? timeout_ms : 0;
 	if (working && timeout_ms > WORKER_POLL_MS)
 		timeout_ms = WORKER_POLL_MS;
+	if (f->n_early_waiting && timeout_ms > EARLY_POLL_MS)
+		timeout_ms = EARLY_POLL_MS;
 	int rc = cairn_http_step(f->http, timeout_ms, err);
 	if (rc < 0)
 		return rc;
@@ -609,6 +615,15 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 	if (rc == 0 && working)
 		cairn_dl_pool_wait(f->pool, wait_ms);
 	cairn_dl_pool_drain(f->pool);
+	/* acceptable answers waiting for a preferred server: when the grace is
+	 * over (deciding again verifies signatures: not at every step) */
+	double now = f->n_early_waiting ? fetch_now_s() : 0;
+	for (size_t i = 0; f->n_early_waiting && i < f->n_items; i++) {
+		struct item *it = f->items[i];
+		if (it->early_waiting && it->st == I_QUERY &&
+		    now - it->t_start >= FETCH_PRIORITY_GRACE_S)
+			fetch_decide(it, true);
+	}
 	fetch_settle(f);
 	fetch_pump(f);
 	if (f->n_done == f->n_items && f->started) {

@@ -20,6 +20,7 @@ nar/ depends on MODE:
   missing  404
   late[-MS] everything as it is, but narinfos answered MS (default 500) ms late (a slow
            server whose answer comes after another server's)
+  missing-late-MS  both: NARs 404, narinfos MS ms late
 
 Every request is appended to LOG as "METHOD PATH RANGE".
 """
@@ -69,7 +70,9 @@ class Handler(BaseHTTPRequestHandler):
         is_nar = rel.startswith("nar/")
         if MODE.startswith("late") and rel.endswith(".narinfo"):
             time.sleep(int(MODE[5:] or 500) / 1000)
-        if is_nar and MODE == "missing":
+        if MODE.startswith("missing-late-") and rel.endswith(".narinfo"):
+            time.sleep(int(MODE[13:]) / 1000)
+        if is_nar and MODE.startswith("missing"):
             return self.plain(404, b"not found\n")
         if is_nar and MODE == "tamper" and body:
             i = len(body) // 2

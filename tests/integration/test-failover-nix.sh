@@ -20,9 +20,13 @@ nix_lib_init
 
 pstore_init "$TMP/src"
 SRC=$(pstore_uri "$TMP/src")
-# text that compresses, as packages do: random data would make the head
-# offer it uncompressed once it measured that (a narinfo whose URL changes
-# after the replica copied it; the replica's own URL is then another file)
+# the small paths: text that compresses, as packages do.  The big ones:
+# random data, which the head offers uncompressed once it measured that:
+# its narinfo then names nar/X.nar while the replica, which copied the
+# first answer, has nar/X.nar.zst -- same signed NarHash, another URL and
+# compression.  The mirror serves the head's narinfo; when the head dies,
+# the replica has no file under that URL, and the mirror must fetch the
+# replica's own (see "Fail-over" in docs/cairn-mirror.md).
 python3 -c '
 import random, sys
 r = random.Random(14)
@@ -30,7 +34,7 @@ w = ["%x" % r.getrandbits(24) for _ in range(4096)]
 sys.stdout.write("\n".join(" ".join(r.choice(w) for _ in range(12)) for _ in range(70000)))
 ' > "$TMP/text"
 small=$(pstore_build "$TMP/src" 30 fos 50000 1 "$TMP/text") || { not_ok "nix-build (small paths)"; finish; exit 1; }
-big=$(pstore_build "$TMP/src" 4 fob $((3 * 1024 * 1024)) 1 "$TMP/text") || { not_ok "nix-build (big paths)"; finish; exit 1; }
+big=$(pstore_build "$TMP/src" 4 fob $((3 * 1024 * 1024)) 1 /dev/urandom) || { not_ok "nix-build (big paths)"; finish; exit 1; }
 mapfile -t closure < <(nix path-info --store "$SRC" -r "$small" "$big")
 echo "  closure of ${#closure[@]} paths"
 "$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k.pub" head-test-1
@@ -113,10 +117,9 @@ check "every path of the closure (${#closure[@]}) is valid and verifies in the d
 mirror_stop
 
 # 2. cairn fetch --from HEAD --from REPLICA, the head killed mid-transfer.
-# With one signature needed, fetch takes the first acceptable narinfo that
-# comes, whichever server sent it; a first run fills its narinfo cache with
-# both servers' answers, so that the second decides with both in hand and
-# asks the head, first in order, for the bytes.
+# fetch asks for the bytes in --from order (the head first); a first run
+# fills its narinfo cache with both servers' answers and tells how many
+# nars the proxy is to pass whole in the second.
 publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --feed "$TMP/feed" ||
   { not_ok "the head starts again"; finish; exit 1; }
 HEAD_PID=$PUBLISH_PID HEAD_URL=$PUBLISH_URL

@@ -424,6 +424,21 @@ expect_ok "narinfo but no NAR on the first server: the second sends it" \
 check "  ... after the first was asked for it" \
   test "$(json_get "$TMP/j" 'j["items"][0]["server"]')-$(nar_gets_py "$PY_LOG")" = "$LATE_ZSTD-1"
 
+# --from order, not arrival order, decides whom the NAR is asked of first:
+# the first server's narinfo comes after the second's (as it may under
+# load), and it is still asked for the NAR before the second sends it.
+serve_py "$WWW/c-zstd" missing-late-300
+expect_ok "narinfo late and no NAR on the first server: the second sends it" \
+  --from "$PY_URL" --from "$NG/c-zstd" "$DEP"
+check "  ... after the first, whose narinfo came last, was asked for it" \
+  test "$(json_get "$TMP/j" 'j["items"][0]["server"]')-$(nar_gets_py "$PY_LOG")" = "$NG/c-zstd-1"
+# ... but a preferred server that is slow to answer is not waited for
+# past the grace (2 s): the second's answer decides, it sends the NAR
+serve_py "$WWW/c-zstd" missing-late-8000
+expect_ok "first server's narinfo 8 s late: not waited for" --from "$PY_URL" --from "$NG/c-zstd" "$DEP"
+check "  ... the second sent the NAR, the first was never asked for it" \
+  test "$(json_get "$TMP/j" 'j["items"][0]["server"]')-$(nar_gets_py "$PY_LOG")" = "$NG/c-zstd-0"
+
 dead1=$(free_port)
 dead2=$(free_port)
 expect_fail "all servers down: clear error, exit 1, nothing left" "no server could be asked" \

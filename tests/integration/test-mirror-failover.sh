@@ -118,4 +118,53 @@ check "... resumed from the secondary with a Range request" \
   grep -q "\"GET /$bnar HTTP/1.1\" 206" "$TMP/d.access"
 check "... and cached" [ "$(ls "$TMP/mc2/data" | wc -l)" -eq 1 ]
 mirror_stop
+
+# the upstreams name different files of one nar: the primary nar/X.nar
+# (uncompressed), the secondary nar/Y.nar.zst, both signed for the same
+# NarHash.  The primary's narinfo is served; when it has no nar, the
+# secondary has nothing under that URL either, and the mirror sends the
+# NAR the secondary's own file decompresses to (issue 14).
+nix_copy_to_file "$store" "$big" "$TMP/e" none "$TMP/key.sec"
+nix_copy_to_file "$store" "$big" "$TMP/f" zstd "$TMP/key.sec"
+enar=$(sed -n 's/^URL: //p' "$TMP/e/$bh.narinfo")
+mv "$TMP/e/$enar" "$TMP/plain.nar"
+nginx_serve e "$TMP/e"; pe=$NGINX_PORT
+nginx_serve f "$TMP/f"; pf=$NGINX_PORT
+mirror_start m3 --upstream "http://127.0.0.1:$pe" --upstream "http://127.0.0.1:$pf" \
+  --cache "$TMP/mc3" --trusted-key "$TMP/key.pub" --health-interval 300ms --connect-timeout 500ms
+url=http://127.0.0.1:$MIRROR_PORT
+check "another compression upstream: the primary's narinfo is served" \
+  bash -c 'curl -fs "$0/$1.narinfo" | grep -qx "URL: $2"' "$url" "$bh" "$enar"
+check "... its nar, on neither upstream under that URL, is the secondary's decompressed" \
+  bash -c 'curl -fs "$0/$1" | cmp - "$2"' "$url" "$enar" "$TMP/plain.nar"
+check "... which was asked for its own file" grep -q '"GET /nar/[^ ]*\.nar\.zst HTTP/1.1" 200' "$TMP/f.access"
+check "... and cached under the URL asked" \
+  bash -c 'curl -fs "$0/$1" | cmp - "$2" && [ "$(grep -c "\.nar\.zst" "$3")" -eq 1 ]' \
+  "$url" "$enar" "$TMP/plain.nar" "$TMP/f.access"
+mirror_stop
+
+# ... and when the secondary's narinfo comes after the primary's was
+# served and the nar's download began: the primary dies in the middle of
+# it, the download goes on from the secondary's file learnt meanwhile
+cp -r "$TMP/e" "$TMP/g"
+cp "$TMP/plain.nar" "$TMP/g/$enar"
+nginx_serve g "$TMP/g" "" "limit_rate 256k;"; pg=$NGINX_PORT
+python3 "$SRCDIR/tests/integration/fetch-test-server.py" "$TMP/f" "$TMP/late.port" late-300 \
+  "$TMP/late.log" 2> "$TMP/late.err" &
+cleanup_hooks+=("kill $! 2>/dev/null")
+plate=$(port_from_file "$TMP/late.port" $!)
+mirror_start m4 --upstream "http://127.0.0.1:$pg" --upstream "http://127.0.0.1:$plate" \
+  --cache "$TMP/mc4" --trusted-key "$TMP/key.pub" --health-interval 300ms --connect-timeout 500ms
+url=http://127.0.0.1:$MIRROR_PORT
+curl -fs "$url/$bh.narinfo" -o /dev/null
+curl -fs "$url/$enar" -o "$TMP/latenar" &
+cpid=$!
+# 1 MiB at 256 KiB/s: the secondary's narinfo, 300 ms late, is in by then
+big_enough() { [ "$(stat -c %s "$TMP/latenar" 2> /dev/null || echo 0)" -ge 1048576 ]; }
+wait_for 30 big_enough || true
+nginx_stop g
+check "secondary's narinfo late, primary killed mid-nar: the client gets it whole" wait "$cpid"
+check "... with the right bytes" cmp "$TMP/latenar" "$TMP/plain.nar"
+check "... from the secondary's own file" grep -q '^GET /nar/[^ ]*\.nar\.zst ' "$TMP/late.log"
+mirror_stop
 finish

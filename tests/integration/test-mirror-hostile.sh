@@ -157,4 +157,28 @@ check "Guix, honest upstream down: Y's nar path is not answered with Z's bytes" 
   bash -c "! curl -fs '$url/nar/gzip/$ybase' -o /dev/null"
 check "Guix: ... nothing was cached" [ "$(ls "$TMP/mc4/data" | wc -l)" -eq 0 ]
 mirror_stop
+
+# Claims on one URL that read it with different compressions: Z's signed
+# narinfo names Y's file (its FileHash and FileSize too) but says zstd.
+# Asked first, its claim used to decide how the file is read for every
+# claim: Y's xz file then met none, and Y could not be had through the
+# mirror at all.  Each compression a claim says is tried: Y's is met.
+mkdir -p "$TMP/hostile5"
+cp "$TMP/y/nix-cache-info" "$TMP/hostile5/"
+sed -e "s|^URL: .*|URL: $ynar|" -e "s|^Compression: .*|Compression: zstd|" \
+  -e "s|^FileHash: .*|$(grep '^FileHash: ' "$TMP/y/$yh.narinfo")|" \
+  -e "s|^FileSize: .*|$(grep '^FileSize: ' "$TMP/y/$yh.narinfo")|" \
+  "$TMP/z/$zh.narinfo" > "$TMP/hostile5/$zh.narinfo"
+nginx_serve honest5 "$TMP/honest"; hp5=$NGINX_PORT
+nginx_serve hostile5 "$TMP/hostile5"
+mirror_start m5 --cache "$TMP/mc5" --upstream "http://127.0.0.1:$NGINX_PORT" \
+  --upstream "http://127.0.0.1:$hp5" --trusted-key "$TMP/key.pub" \
+  --health-interval 300ms --max-backoff 600ms --connect-timeout 500ms
+url=http://127.0.0.1:$MIRROR_PORT
+check "Z's narinfo naming Y's file as zstd is served (its signature is valid)" \
+  [ "$(code "$url/$zh.narinfo")" = 200 ]
+curl -fs "$url/$yh.narinfo" -o /dev/null
+check "... Y's nar is still Y's bytes, read as xz" cmp <(curl -fs "$url/$ynar") "$TMP/y/$ynar"
+check "... and cached" only_y "$TMP/mc5"
+mirror_stop
 finish

@@ -201,10 +201,56 @@ static void test_store(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The serve path pins what it found until it has the file open: an
+ * eviction in between (another download committing) must not take it. */
+static void test_pin(void **state)
+{
+	(void)state;
+	char pdir[] = "/tmp/cairn-test-edgepin.XXXXXX";
+	struct edge_store *s;
+	struct edge_store_stats st;
+	char name[EDGE_FILE_NAME_LEN + 1], name_b[EDGE_FILE_NAME_LEN + 1];
+	uint64_t size;
+	assert_non_null(mkdtemp(pdir));
+	assert_int_equal(edge_store_open(&s, pdir, 2500, NULL), 0);
+	assert_int_equal(put(s, "nar/a", 1000, 'a'), 0);
+	assert_int_equal(put(s, "nar/b", 1000, 'b'), 0);
+	assert_int_equal(edge_store_nar_pin(s, "nar/a", name, &size), 1);
+	assert_int_equal(size, 1000);
+	assert_true(has(s, "nar/b")); /* a is the least recently used now */
+	assert_int_equal(put(s, "nar/c", 1000, 'c'), 0);
+	/* b went instead of the pinned a, whose file still opens */
+	int fd = openat(edge_store_data_fd(s), name, O_RDONLY);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_true(has(s, "nar/a"));
+	assert_false(has(s, "nar/b"));
+	edge_store_nar_unpin(s, name);
+
+	/* pins holding the cache over its bound: the last unpin trims it */
+	assert_int_equal(edge_store_nar_pin(s, "nar/a", name, &size), 1);
+	assert_int_equal(edge_store_nar_pin(s, "nar/c", name_b, &size), 1);
+	assert_int_equal(put(s, "nar/d", 1000, 'd'), 0);
+	edge_store_stats(s, &st);
+	assert_int_equal(st.bytes, 3000);
+	edge_store_nar_unpin(s, name);
+	edge_store_nar_unpin(s, name_b);
+	edge_store_stats(s, &st);
+	assert_true(st.bytes <= 2500);
+	assert_true(has(s, "nar/d"));
+	/* not cached: nothing pinned */
+	assert_int_equal(edge_store_nar_pin(s, "nar/none", name, &size), 0);
+	edge_store_free(s);
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", pdir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_store),
+		cmocka_unit_test(test_pin),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

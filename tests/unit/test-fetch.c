@@ -19,6 +19,7 @@
 #include "cairn/fetch.h"
 #include "cairn/keys.h"
 #include "cairn/narinfo.h"
+#include "../../lib/fetch-int.h"
 
 #define P1 "/nix/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0"
 #define B1 "pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0"
@@ -207,6 +208,38 @@ static void test_pick_url(void **state)
 	cairn_narinfo_free(ni);
 }
 
+/* K = 1: the bytes are asked in --from / Priority order, not in the
+ * order the narinfos happened to arrive (test-fetch.sh, under load). */
+static void test_early_order(void **state)
+{
+	(void)state;
+	const double g = FETCH_PRIORITY_GRACE_S;
+	/* the first server answered and is acceptable: go at once */
+	struct early_view a[] = {{.member = true}, {.pending = true}};
+	assert_true(fetch_early_go(a, 2, 0));
+	/* the second answered first: wait for the first, up to the grace */
+	struct early_view b[] = {{.pending = true}, {.member = true}};
+	assert_false(fetch_early_go(b, 2, 0));
+	assert_false(fetch_early_go(b, 2, g / 2));
+	assert_true(fetch_early_go(b, 2, g));
+	/* the first said no (404, error, another claim): no reason to wait */
+	struct early_view c[] = {{0}, {.member = true}, {.pending = true}};
+	assert_true(fetch_early_go(c, 3, 0));
+	/* a preferred member already in: a pending one before a later member
+	 * does not hold it back */
+	struct early_view d[] = {{.member = true}, {.pending = true}, {.member = true}};
+	assert_true(fetch_early_go(d, 3, 0));
+	/* a demoted server is not waited for ... */
+	struct early_view e[] = {{.demoted = true, .pending = true}, {.member = true}};
+	assert_true(fetch_early_go(e, 2, 0));
+	/* ... nor the only source while a good one could answer, grace or not */
+	struct early_view h[] = {{.demoted = true, .member = true}, {.pending = true}};
+	assert_false(fetch_early_go(h, 2, 0));
+	assert_false(fetch_early_go(h, 2, 10 * g));
+	struct early_view i[] = {{.demoted = true, .member = true}, {0}};
+	assert_true(fetch_early_go(i, 2, 0));
+}
+
 int main(void)
 {
 	if (cairn_init() != 0)
@@ -217,6 +250,7 @@ int main(void)
 	    cmocka_unit_test(test_present_needs_no_server),
 	    cmocka_unit_test(test_servers_down),
 	    cmocka_unit_test(test_pick_url),
+	    cmocka_unit_test(test_early_order),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

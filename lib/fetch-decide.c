@@ -255,6 +255,16 @@ void fetch_decide(struct item *it, bool early)
 		}
 		if (!good_member && good_pending)
 			goto out;
+		/* A file big enough to come from several servers at once waits
+		 * for every answer: a server that answers later would only be
+		 * asked after the first failed (download-int.h). */
+		const struct cairn_narinfo_url *u = &v->ni->urls[0];
+		bool pending = false;
+		for (size_t k = 0; k < ns; k++)
+			pending |= it->ans[k].state == A_PENDING;
+		if (pending && f->cfg.multi_min && u->has_file_size &&
+		    u->file_size >= f->cfg.multi_min)
+			goto out;
 	}
 	for (size_t k = 0; k < ns; k++) {
 		struct answer *a = &it->ans[order[k]];

@@ -358,6 +358,7 @@ void fetch_download_start(struct item *it)
 	struct cairn_dl_config dc = {.http = f->http,
 				     .pool = f->pool,
 				     .max_resumes = f->cfg.max_resumes,
+				     .multi_min = f->cfg.multi_min,
 				     .on_done = dl_finished,
 				     .on_bytes = dl_bytes,
 				     .ctx = it};

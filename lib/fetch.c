@@ -63,6 +63,7 @@ void cairn_fetch_config_init(struct cairn_fetch_config *cfg)
 	cfg->require_sigs = 1;
 	cfg->jobs = 8;
 	cfg->max_resumes = 3;
+	cfg->multi_min = CAIRN_FETCH_MULTI_MIN;
 	cfg->threads = 0;
 	cairn_http_config_init(&cfg->http);
 }

@@ -48,7 +48,7 @@ struct xfer {
 	struct xfer *prev, *next; /* in h->queued or h->active */
 	struct cairn_http_request req;
 	char *url;
-	char range[32];
+	char range[48];
 	uint64_t max_body;
 	struct cairn_http_response resp;
 	size_t hdr_bytes; /* header bytes of the current response */
@@ -303,7 +303,7 @@ static int file_headers(struct xfer *x)
 	r->accept_ranges = 1;
 	r->content_length = cl >= 0 ? (int64_t)cl : -1;
 	r->status = 200;
-	if (x->req.range_start > 0) {
+	if (x->req.range_start > 0 || x->req.range_end > 0) {
 		r->status = 206;
 		r->range_first = (int64_t)x->req.range_start;
 		if (cl >= 0) {
@@ -442,7 +442,7 @@ static int easy_setup(struct cairn_http *h, struct xfer *x)
 	SET(CURLOPT_PREREQDATA, (void *)x);
 	if (x->req.method == CAIRN_HTTP_HEAD)
 		SET(CURLOPT_NOBODY, 1L);
-	else if (x->req.range_start > 0)
+	else if (x->req.range_start > 0 || x->req.range_end > 0)
 		SET(CURLOPT_RANGE, x->range);
 	if (x->req.only_if_cached) {
 		x->headers = curl_slist_append(NULL, "Cache-Control: only-if-cached");
@@ -519,7 +519,11 @@ int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 	x->max_body = req->max_body ? req->max_body : CAIRN_HTTP_NARINFO_MAX;
 	if (x->max_body > CAIRN_HTTP_BODY_MAX)
 		x->max_body = CAIRN_HTTP_BODY_MAX;
-	snprintf(x->range, sizeof(x->range), "%" PRIu64 "-", req->range_start);
+	if (req->range_end > req->range_start)
+		snprintf(x->range, sizeof(x->range), "%" PRIu64 "-%" PRIu64, req->range_start,
+			 req->range_end - 1);
+	else
+		snprintf(x->range, sizeof(x->range), "%" PRIu64 "-", req->range_start);
 	cairn_http__response_reset(&x->resp);
 	x->easy = curl_easy_init();
 	if (!x->easy || easy_setup(h, x) < 0) {

@@ -306,6 +306,7 @@ struct cairn_http_request {
 	struct cairn_http_server *server; /* borrowed; must outlive the request */
 	const char *url;		  /* copied */
 	uint64_t range_start;		  /* GET from this byte on (Range); 0 for all */
+	uint64_t range_end;		  /* and up to this one, excluded; 0: to the end */
 	uint64_t max_body;		  /* bytes of body; 0 for CAIRN_HTTP_NARINFO_MAX,
 					     capped at CAIRN_HTTP_BODY_MAX */
 	long total_timeout_s;		  /* 0: the client's */

@@ -53,7 +53,8 @@ static void trust_answer(struct item *it, struct answer *a, struct cairn_trust_a
 
 /* Servers by preference: a demoted one last (its bytes failed
  * verification); then nix-cache-info's Priority (lower first), then the
- * order given.  What Priority said may have come in meanwhile. */
+ * faster in earlier runs, then the order given.  What Priority said may
+ * have come in meanwhile. */
 static long prio(const struct cairn_fetch *f, size_t i)
 {
 	long p = cairn_http_server_info(f->servers[i].hs)->priority;
@@ -68,7 +69,9 @@ static void preference(const struct cairn_fetch *f, size_t *order)
 	/* Insertion sort: a handful of servers, and it is stable. */
 	for (size_t i = 1; i < n; i++) {
 		size_t x = order[i], j = i;
-		while (j > 0 && prio(f, order[j - 1]) > prio(f, x)) {
+		while (j > 0 && (prio(f, order[j - 1]) > prio(f, x) ||
+				 (prio(f, order[j - 1]) == prio(f, x) &&
+				  f->servers[order[j - 1]].speed < f->servers[x].speed))) {
 			order[j] = order[j - 1];
 			j--;
 		}

@@ -563,6 +563,10 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 			f->servers[i].demoted = why ? why : strdup("demoted");
 		else
 			free(why);
+		uint64_t rtt;
+		if (cairn_nicache_get_speed(f->cfg.cache, f->servers[i].url, &f->servers[i].speed,
+					    &rtt, NULL) != 1)
+			f->servers[i].speed = 0;
 	}
 	if (f->n_servers) {
 		/* Queries and nix-cache-info go out together: no server's

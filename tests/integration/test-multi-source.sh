@@ -41,7 +41,7 @@ link dies --delay-ms 5 --rate 40M --cut-after 3000000;	DIES=$LINK_PORT
 
 R=$TMP/r
 rc=0
-"$CAIRN" fetch --no-cache --trusted-key "$TMP/k1.pub" --store "$R" --json \
+"$CAIRN" fetch --cache-db "$TMP/ni.sqlite" --trusted-key "$TMP/k1.pub" --store "$R" --json \
   --from "http://127.0.0.1:$SLOW/cache" --from "http://127.0.0.1:$DIES/cache" \
   --from "http://127.0.0.1:$FAST/cache" "$TOP" >"$TMP/j" 2>"$TMP/e" || rc=$?
 check "fetch from three mirrors exits 0 ($rc)" test "$rc" = 0 || cat "$TMP/e"
@@ -64,5 +64,11 @@ check "the slow source sent less than a third of the file" test "$s" -lt $((FILE
 # headers and the narinfo requests are small; only a few cut-off tails are lost
 check "nothing much asked twice: all bytes down < 1.2 x the file" \
   test $((f + s + d)) -lt $((FILESIZE * 12 / 10))
+
+# the rates measured are kept for the next run's order (nicache speeds)
+speed() { python3 -c 'import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute("select rate from speeds where url=?", (sys.argv[2],)).fetchone(); print(r[0] if r else 0)' "$TMP/ni.sqlite" "$1"; }
+sf=$(speed "http://127.0.0.1:$FAST/cache"); ss=$(speed "http://127.0.0.1:$SLOW/cache")
+echo "# kept rates: fast=$sf slow=$ss bytes/s"
+check "the fast mirror's rate is kept, and above the slow one's" test "$sf" -gt "$ss" -a "$sf" -gt 0
 
 finish

@@ -82,6 +82,15 @@ static bool any_in_flight(const struct dl_multi *m)
 	return false;
 }
 
+/* Requests still open once all bytes are in, or given up: stalled ones
+ * would hold the end until a timeout; nothing they send is wanted. */
+static void cancel_open(struct dl_multi *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->r[i].in_flight)
+			cairn_http_cancel(m->cfg.http, &m->r[i]);
+}
+
 static void fail_all(struct dl_multi *m, int code, const char *why)
 {
 	if (!m->fail_code) {
@@ -90,13 +99,19 @@ static void fail_all(struct dl_multi *m, int code, const char *why)
 	}
 	for (size_t i = 0; i < m->n; i++)
 		m->r[i].stop = true;
+	cancel_open(m);
 }
 
 /* Nothing in flight: the end, or free sources to set going again. */
 static void check_end(struct dl_multi *m)
 {
-	if (m->ended || any_in_flight(m))
+	if (m->ended)
 		return;
+	if (any_in_flight(m)) {
+		if (m->fed == m->cfg.size)
+			cancel_open(m);
+		return;
+	}
 	if (!m->fail_code && m->fed < m->cfg.size) {
 		for (size_t i = 0; i < m->n; i++)
 			if (!m->r[i].dead)

@@ -66,6 +66,7 @@ struct xfer {
 	int file;	  /* a file:// transfer: no status line, headers made up */
 	int forced;	  /* an outcome + 1 decided by our callbacks, or 0 */
 	int callback_error;
+	int cancel; /* cairn_http_cancel: end it on the next step */
 	char detail[128]; /* what our callbacks saw, for the message */
 	char errbuf[CURL_ERROR_SIZE];
 	struct curl_slist *headers; /* only_if_cached */
@@ -874,6 +875,39 @@ static void sweep_down(struct cairn_http *h)
 	}
 }
 
+void cairn_http_cancel(struct cairn_http *h, const void *ctx)
+{
+	for (struct xfer *x = h->active; x; x = x->next)
+		if (x->req.ctx == ctx)
+			x->cancel = 1;
+	for (struct xfer *x = h->queued; x; x = x->next)
+		if (x->req.ctx == ctx)
+			x->cancel = 1;
+}
+
+/* End what cairn_http_cancel asked to (not from inside curl's callbacks,
+ * where a transfer cannot be removed). */
+static void sweep_cancelled(struct cairn_http *h)
+{
+	struct xfer *x, *next;
+
+	for (x = h->active; x; x = next) {
+		next = x->next;
+		if (x->cancel)
+			end_active(h, x, CAIRN_HTTP_ABORTED, "cancelled");
+	}
+	for (x = h->queued; x; x = next) {
+		next = x->next;
+		if (!x->cancel)
+			continue;
+		list_remove(&h->queued, x);
+		h->nqueued--;
+		force(x, CAIRN_HTTP_ABORTED, "cancelled");
+		finish(h, x, CURLE_OK, 0);
+		xfer_free(x);
+	}
+}
+
 int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *err)
 {
 	int running = 0, rc, wait_ms;
@@ -891,6 +925,7 @@ int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *er
 	if (mc != CURLM_OK)
 		goto curl_fail;
 	reap(h);
+	sweep_cancelled(h);
 	wait_ms = check_timers(h, timeout_ms > 0 ? timeout_ms : 0);
 	sweep_down(h);
 	wait_ms = (int)queue_wait(h, wait_ms);
@@ -903,6 +938,7 @@ int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *er
 		if (mc != CURLM_OK)
 			goto curl_fail;
 		reap(h);
+		sweep_cancelled(h);
 		check_timers(h, 0);
 		sweep_down(h);
 	}

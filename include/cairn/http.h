@@ -355,6 +355,14 @@ int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *er
 /* Step until every request is done (including ones added meanwhile). */
 int cairn_http_run(struct cairn_http *h, struct cairn_error *err);
 
+/*
+ * End the requests whose ctx is ctx as ABORTED (on_done is called), on
+ * the next cairn_http_step: for one that has nothing more to give and
+ * may be silent (a stalled range whose bytes came from elsewhere), which
+ * no callback of its own would stop.  May be called from callbacks.
+ */
+void cairn_http_cancel(struct cairn_http *h, const void *ctx);
+
 /* Counters since cairn_http_new. */
 struct cairn_http_stats {
 	uint64_t requests;	  /* done */

@@ -71,4 +71,19 @@ sf=$(speed "http://127.0.0.1:$FAST/cache"); ss=$(speed "http://127.0.0.1:$SLOW/c
 echo "# kept rates: fast=$sf slow=$ss bytes/s"
 check "the fast mirror's rate is kept, and above the slow one's" test "$sf" -gt "$ss" -a "$sf" -gt 0
 
+# A source that goes silent mid-way: a fixed timeout would end it only
+# after --stall-timeout (600 s here, and no rate floor); its own rate,
+# falling while the other's holds, moves its share over, and its open
+# request is cancelled once every byte is in.  The bound is the test's.
+link stalls --delay-ms 5 --rate 40M --stall-after 2000000;	STALLS=$LINK_PORT
+R2=$TMP/r2
+rc=0
+timeout 120 "$CAIRN" fetch --no-cache --trusted-key "$TMP/k1.pub" --store "$R2" \
+  --stall-timeout 600 --min-rate 0 \
+  --from "http://127.0.0.1:$STALLS/cache" --from "http://127.0.0.1:$FAST/cache" "$TOP" \
+  >/dev/null 2>"$TMP/e2" || rc=$?
+check "fetch with a stalling mirror completes, long before its stall timeout ($rc)" test "$rc" = 0 ||
+  cat "$TMP/e2"
+check "the item from a stalling and a good mirror verifies" nix_has_paths "$R2" "$TOP"
+
 finish

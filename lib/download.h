@@ -150,7 +150,11 @@ struct cairn_dl_config {
 	 * sources serve the very same way (method, FileHash, FileSize) is
 	 * asked of all of them at once, in ranges (download-int.h); 0: one
 	 * source at a time.  multi_parts initial pieces per source (1 when
-	 * 0), none smaller than multi_min_piece (1 MiB when 0).
+	 * 0), none smaller than multi_min_piece (1 MiB when 0).  Such a
+	 * download calls neither on_response nor on_source_failed, and its
+	 * result names source 0 (or, after a failed check, the source that
+	 * then delivered alone).  Its bytes ahead of the pipeline wait in an
+	 * unlinked file under $TMPDIR (at most the file's size).
 	 */
 	uint64_t multi_min;
 	unsigned multi_parts;

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "download.h"
+#include "download-int.h"
 #include "cairn/banned.h"
 
 /* A piece of body for a worker, or an order to start over from byte 0. */
@@ -63,6 +63,7 @@ struct cairn_dl {
 	bool continued; /* this source goes on from another's bytes (resume_across) */
 	bool transit;	/* the source failing now failed in transit, not on its bytes */
 	char refuse_why[128];
+	struct dl_multi *multi; /* several sources at once (download-multi.c) */
 	uint64_t bytes;
 	uint64_t verify_failed;
 	struct cairn_buf reason;
@@ -535,6 +536,7 @@ static bool queue_chunk(struct cairn_dl *d, const void *data, size_t len, bool r
 static void next_source(struct cairn_dl *d, int code, const char *why);
 static void send_request(struct cairn_dl *d);
 static bool retry_alone(struct cairn_dl *d, const char *why);
+static bool multi_fallback(struct cairn_dl *d, const char *why);
 
 static void reason_add(struct cairn_dl *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reason_add(struct cairn_dl *d, const char *fmt, ...)
@@ -570,6 +572,8 @@ static void finish(struct cairn_dl *d, int code)
 
 static void verdict(struct cairn_dl *d, int rc)
 {
+	if (rc && multi_fallback(d, cairn_error_msg(&d->perr)))
+		return;
 	if (rc && retry_alone(d, cairn_error_msg(&d->perr)))
 		return;
 	if (rc) {
@@ -857,6 +861,103 @@ static void send_request(struct cairn_dl *d)
 	d->in_flight = true;
 }
 
+/* ---- several sources at once (download-multi.c) -------------------------- */
+
+int cairn_dl__feed(struct cairn_dl *d, const void *data, size_t len)
+{
+	if (d->pool)
+		return queue_chunk(d, data, len, false) ? 0 : CAIRN_EFORMAT;
+	return pipe_feed(d, data, len);
+}
+
+void cairn_dl__got(struct cairn_dl *d, size_t len)
+{
+	d->bytes += len;
+	if (d->cfg.on_bytes)
+		d->cfg.on_bytes(d->cfg.ctx, len);
+}
+
+void cairn_dl__multi_end(struct cairn_dl *d, int code, const char *why)
+{
+	struct cairn_dl_pool *p = d->pool;
+	if (code) {
+		multi_fallback(d, why);
+		return;
+	}
+	if (p) {
+		pthread_mutex_lock(&p->mu);
+		d->q_finish = true;
+		p->pending++;
+		make_runnable(p, d);
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
+	verdict(d, pipe_verify(d));
+}
+
+/*
+ * Together the sources could not deliver (or what they delivered does not
+ * verify, and which one sent the bad part cannot be told): start over from
+ * the first source, one at a time, which can tell.  false when the
+ * download was not a multi-source one.
+ */
+static bool multi_fallback(struct cairn_dl *d, const char *why)
+{
+	if (!d->multi)
+		return false;
+	reason_add(d, "several sources at once: %s", why);
+	dl_multi_free(d->multi);
+	d->multi = NULL;
+	quiesce(d);
+	pipe_teardown(d);
+	d->cur = 0;
+	start_source(d);
+	return true;
+}
+
+/* Ask all the sources that serve the first one's file at once; false when
+ * this download is not one for that (then one source at a time). */
+static bool multi_start(struct cairn_dl *d)
+{
+	const struct cairn_dl_source *s0 = &d->src[0];
+	size_t use[CAIRN_DL_MAX_SOURCES], n = 0;
+	if (!d->cfg.multi_min || !d->n_ex || !s0->has_file_size || s0->file_size < d->cfg.multi_min)
+		return false;
+	for (size_t i = 0; i < d->n_src; i++)
+		if (same_file(s0, &d->src[i]) &&
+		    !(d->src[i].server && cairn_http_server_down(d->src[i].server)))
+			use[n++] = i;
+	if (n < 2)
+		return false;
+	d->cur = 0;
+	if (pipe_setup(d)) {
+		pipe_teardown(d);
+		return false;
+	}
+	struct dl_multi_config mc = {
+	    .http = d->cfg.http,
+	    .src = d->src,
+	    .use = use,
+	    .n_use = n,
+	    .size = s0->file_size,
+	    .max_resumes = d->cfg.max_resumes,
+	    .retry_delay_ms = d->cfg.retry_delay_ms,
+	    .parts = d->cfg.multi_parts,
+	    .min_piece = d->cfg.multi_min_piece,
+	    .on_stats = d->cfg.on_source_stats,
+	    .ctx = d->cfg.ctx,
+	};
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (dl_multi_start(&d->multi, d, &mc, &e)) {
+		reason_add(d, "several sources at once: %s", cairn_error_msg(&e));
+		d->multi = NULL;
+		pipe_teardown(d);
+		return false;
+	}
+	return true;
+}
+
 size_t cairn_dl_pool_drain(struct cairn_dl_pool *p)
 {
 	size_t n = 0;
@@ -927,7 +1028,8 @@ int cairn_dl_start_any(struct cairn_dl **out, const struct cairn_dl_config *cfg,
 	cairn_buf_init(&d->reason, CAIRN_DL_REASON_MAX);
 	cairn_error_init(&d->perr);
 	*out = d;
-	start_source(d);
+	if (!multi_start(d))
+		start_source(d);
 	return 0;
 }
 
@@ -948,6 +1050,7 @@ void cairn_dl_free(struct cairn_dl *d)
 	 * client is being torn down (cairn_http_free drops the requests). */
 	quiesce(d);
 	pipe_teardown(d);
+	dl_multi_free(d->multi);
 	cairn_buf_release(&d->reason);
 	free(d);
 }

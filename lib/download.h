@@ -110,6 +110,16 @@ struct cairn_dl_result {
 	const char *reason;	   /* each source's failure, "label: why; ..." */
 };
 
+/* What one source did in a download from several at once (multi_min). */
+struct cairn_dl_source_stats {
+	uint64_t bytes;	    /* body bytes it sent */
+	uint64_t active_ms; /* its requests were open this long */
+	uint64_t rate;	    /* bytes/s: bytes over active_ms */
+	uint64_t rtt_ms;    /* request to first response header, its first request */
+	unsigned failures;  /* requests that broke off */
+	bool failed;	    /* given up on */
+};
+
 struct cairn_dl_pool;
 
 /* Worker threads for the pipelines of many downloads (fewer may start). */
@@ -135,6 +145,23 @@ struct cairn_dl_config {
 	 * the rest with Range.  Bytes so put together that fail a check are
 	 * asked again of that source from byte 0, alone. */
 	bool resume_across;
+	/*
+	 * A file of at least multi_min bytes (by FileSize) that two or more
+	 * sources serve the very same way (method, FileHash, FileSize) is
+	 * asked of all of them at once, in ranges (download-int.h); 0: one
+	 * source at a time.  multi_parts initial pieces per source (1 when
+	 * 0), none smaller than multi_min_piece (1 MiB when 0).  Such a
+	 * download calls neither on_response nor on_source_failed, and its
+	 * result names source 0 (or, after a failed check, the source that
+	 * then delivered alone).  Its bytes ahead of the pipeline wait in an
+	 * unlinked file under $TMPDIR (at most the file's size).
+	 */
+	uint64_t multi_min;
+	unsigned multi_parts;
+	uint64_t multi_min_piece;
+	/* After such a download: what each source it used did (to keep their
+	 * rates, so that the next download starts with the fastest). */
+	void (*on_source_stats)(void *ctx, size_t source, const struct cairn_dl_source_stats *st);
 	/* Exactly once; the download may be freed from inside. */
 	void (*on_done)(void *ctx, const struct cairn_dl_result *r);
 	void (*on_bytes)(void *ctx, size_t n); /* body bytes as they arrive */

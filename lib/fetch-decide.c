@@ -53,7 +53,8 @@ static void trust_answer(struct item *it, struct answer *a, struct cairn_trust_a
 
 /* Servers by preference: a demoted one last (its bytes failed
  * verification); then nix-cache-info's Priority (lower first), then the
- * order given.  What Priority said may have come in meanwhile. */
+ * faster in earlier runs, then the order given.  What Priority said may
+ * have come in meanwhile. */
 static long prio(const struct cairn_fetch *f, size_t i)
 {
 	long p = cairn_http_server_info(f->servers[i].hs)->priority;
@@ -68,7 +69,9 @@ static void preference(const struct cairn_fetch *f, size_t *order)
 	/* Insertion sort: a handful of servers, and it is stable. */
 	for (size_t i = 1; i < n; i++) {
 		size_t x = order[i], j = i;
-		while (j > 0 && prio(f, order[j - 1]) > prio(f, x)) {
+		while (j > 0 && (prio(f, order[j - 1]) > prio(f, x) ||
+				 (prio(f, order[j - 1]) == prio(f, x) &&
+				  f->servers[order[j - 1]].speed < f->servers[x].speed))) {
 			order[j] = order[j - 1];
 			j--;
 		}
@@ -287,6 +290,23 @@ void fetch_decide(struct item *it, bool early)
 			if (!it->early_waiting)
 				f->n_early_waiting++;
 			it->early_waiting = true;
+			goto out;
+		}
+		/* A file big enough to come from several servers at once waits
+		 * for every answer: a server that answers later would only be
+		 * asked after the first failed (download-int.h). */
+		const struct cairn_narinfo_url *u = &v->ni->urls[0];
+		bool pending = false;
+		for (size_t k = 0; k < ns; k++)
+			pending |= it->ans[k].state == A_PENDING;
+		if (pending && f->cfg.multi_min && u->has_file_size &&
+		    u->file_size >= f->cfg.multi_min) {
+			/* decided again as each answer comes, not on the
+			 * grace's re-checks */
+			if (it->early_waiting) {
+				it->early_waiting = false;
+				f->n_early_waiting--;
+			}
 			goto out;
 		}
 	}

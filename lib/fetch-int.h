@@ -38,6 +38,7 @@ struct server {
 	size_t order;	/* position given */
 	char *demoted;	/* why its bytes failed verification (now or remembered), or NULL */
 	bool demoted_now; /* in this run */
+	uint64_t speed;	  /* bytes/s measured in earlier runs (nicache), 0 unknown */
 };
 
 struct answer {

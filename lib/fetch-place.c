@@ -239,6 +239,21 @@ static void dl_bytes(void *ctx, size_t n)
 	it->f->bytes_received += n;
 }
 
+/* Measured over enough bytes to mean something: kept for the next runs'
+ * order (fetch-decide.c's preference). */
+#define SPEED_MIN_BYTES ((uint64_t)1 << 20)
+
+static void dl_source_stats(void *ctx, size_t source, const struct cairn_dl_source_stats *st)
+{
+	struct item *it = ctx;
+	struct cairn_fetch *f = it->f;
+	if (!f->cfg.cache || source >= it->n_srcs || st->bytes < SPEED_MIN_BYTES || st->failed)
+		return;
+	/* a cache that cannot take it costs the next run its order, nothing more */
+	cairn_nicache_put_speed(f->cfg.cache, f->servers[it->srcs[source]].url, st->rate,
+				st->rtt_ms, fetch_wall_now(), NULL);
+}
+
 static void dl_finished(void *ctx, const struct cairn_dl_result *r)
 {
 	struct item *it = ctx;
@@ -358,6 +373,8 @@ void fetch_download_start(struct item *it)
 	struct cairn_dl_config dc = {.http = f->http,
 				     .pool = f->pool,
 				     .max_resumes = f->cfg.max_resumes,
+				     .multi_min = f->cfg.multi_min,
+				     .on_source_stats = dl_source_stats,
 				     .on_done = dl_finished,
 				     .on_bytes = dl_bytes,
 				     .ctx = it};

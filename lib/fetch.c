@@ -63,6 +63,7 @@ void cairn_fetch_config_init(struct cairn_fetch_config *cfg)
 	cfg->require_sigs = 1;
 	cfg->jobs = 8;
 	cfg->max_resumes = 3;
+	cfg->multi_min = CAIRN_FETCH_MULTI_MIN;
 	cfg->threads = 0;
 	cairn_http_config_init(&cfg->http);
 }
@@ -566,6 +567,10 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 			f->servers[i].demoted = why ? why : strdup("demoted");
 		else
 			free(why);
+		uint64_t rtt;
+		if (cairn_nicache_get_speed(f->cfg.cache, f->servers[i].url, &f->servers[i].speed,
+					    &rtt, NULL) != 1)
+			f->servers[i].speed = 0;
 	}
 	if (f->n_servers) {
 		/* Queries and nix-cache-info go out together: no server's

@@ -48,7 +48,7 @@ struct xfer {
 	struct xfer *prev, *next; /* in h->queued or h->active */
 	struct cairn_http_request req;
 	char *url;
-	char range[32];
+	char range[48];
 	uint64_t max_body;
 	struct cairn_http_response resp;
 	size_t hdr_bytes; /* header bytes of the current response */
@@ -66,6 +66,7 @@ struct xfer {
 	int file;	  /* a file:// transfer: no status line, headers made up */
 	int forced;	  /* an outcome + 1 decided by our callbacks, or 0 */
 	int callback_error;
+	int cancel; /* cairn_http_cancel: end it on the next step */
 	char detail[128]; /* what our callbacks saw, for the message */
 	char errbuf[CURL_ERROR_SIZE];
 	struct curl_slist *headers; /* only_if_cached */
@@ -303,7 +304,7 @@ static int file_headers(struct xfer *x)
 	r->accept_ranges = 1;
 	r->content_length = cl >= 0 ? (int64_t)cl : -1;
 	r->status = 200;
-	if (x->req.range_start > 0) {
+	if (x->req.range_start > 0 || x->req.range_end > 0) {
 		r->status = 206;
 		r->range_first = (int64_t)x->req.range_start;
 		if (cl >= 0) {
@@ -442,7 +443,7 @@ static int easy_setup(struct cairn_http *h, struct xfer *x)
 	SET(CURLOPT_PREREQDATA, (void *)x);
 	if (x->req.method == CAIRN_HTTP_HEAD)
 		SET(CURLOPT_NOBODY, 1L);
-	else if (x->req.range_start > 0)
+	else if (x->req.range_start > 0 || x->req.range_end > 0)
 		SET(CURLOPT_RANGE, x->range);
 	if (x->req.only_if_cached) {
 		x->headers = curl_slist_append(NULL, "Cache-Control: only-if-cached");
@@ -519,7 +520,11 @@ int cairn_http_add(struct cairn_http *h, const struct cairn_http_request *req,
 	x->max_body = req->max_body ? req->max_body : CAIRN_HTTP_NARINFO_MAX;
 	if (x->max_body > CAIRN_HTTP_BODY_MAX)
 		x->max_body = CAIRN_HTTP_BODY_MAX;
-	snprintf(x->range, sizeof(x->range), "%" PRIu64 "-", req->range_start);
+	if (req->range_end > req->range_start)
+		snprintf(x->range, sizeof(x->range), "%" PRIu64 "-%" PRIu64, req->range_start,
+			 req->range_end - 1);
+	else
+		snprintf(x->range, sizeof(x->range), "%" PRIu64 "-", req->range_start);
 	cairn_http__response_reset(&x->resp);
 	x->easy = curl_easy_init();
 	if (!x->easy || easy_setup(h, x) < 0) {
@@ -870,6 +875,39 @@ static void sweep_down(struct cairn_http *h)
 	}
 }
 
+void cairn_http_cancel(struct cairn_http *h, const void *ctx)
+{
+	for (struct xfer *x = h->active; x; x = x->next)
+		if (x->req.ctx == ctx)
+			x->cancel = 1;
+	for (struct xfer *x = h->queued; x; x = x->next)
+		if (x->req.ctx == ctx)
+			x->cancel = 1;
+}
+
+/* End what cairn_http_cancel asked to (not from inside curl's callbacks,
+ * where a transfer cannot be removed). */
+static void sweep_cancelled(struct cairn_http *h)
+{
+	struct xfer *x, *next;
+
+	for (x = h->active; x; x = next) {
+		next = x->next;
+		if (x->cancel)
+			end_active(h, x, CAIRN_HTTP_ABORTED, "cancelled");
+	}
+	for (x = h->queued; x; x = next) {
+		next = x->next;
+		if (!x->cancel)
+			continue;
+		list_remove(&h->queued, x);
+		h->nqueued--;
+		force(x, CAIRN_HTTP_ABORTED, "cancelled");
+		finish(h, x, CURLE_OK, 0);
+		xfer_free(x);
+	}
+}
+
 int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *err)
 {
 	int running = 0, rc, wait_ms;
@@ -887,6 +925,7 @@ int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *er
 	if (mc != CURLM_OK)
 		goto curl_fail;
 	reap(h);
+	sweep_cancelled(h);
 	wait_ms = check_timers(h, timeout_ms > 0 ? timeout_ms : 0);
 	sweep_down(h);
 	wait_ms = (int)queue_wait(h, wait_ms);
@@ -899,6 +938,7 @@ int cairn_http_step(struct cairn_http *h, int timeout_ms, struct cairn_error *er
 		if (mc != CURLM_OK)
 			goto curl_fail;
 		reap(h);
+		sweep_cancelled(h);
 		check_timers(h, 0);
 		sweep_down(h);
 	}

@@ -18,7 +18,7 @@
 #include "nicache-int.h"
 #include "cairn/banned.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS servers ("
@@ -33,7 +33,10 @@ static const char schema_sql[] =
     /* A server whose bytes failed verification: asked last, for a while. */
     "CREATE TABLE IF NOT EXISTS demotions (url text primary key, until integer not null,"
     " reason text not null);"
-    "PRAGMA user_version = 1;";
+    /* What a server's downloads were measured at (version 2). */
+    "CREATE TABLE IF NOT EXISTS speeds (url text primary key, rate integer not null,"
+    " rtt_ms integer not null, updated integer not null);"
+    "PRAGMA user_version = 2;";
 
 enum stmt_id {
 	S_ADD_SERVER,
@@ -45,6 +48,8 @@ enum stmt_id {
 	S_GET_INFO,
 	S_PUT_DEMOTED,
 	S_IS_DEMOTED,
+	S_PUT_SPEED,
+	S_GET_SPEED,
 	S_COUNT_
 };
 
@@ -62,6 +67,11 @@ static const char *const stmt_sql[S_COUNT_] = {
 		   " AND info IS NOT NULL",
     [S_PUT_DEMOTED] = "INSERT OR REPLACE INTO demotions(url, until, reason) VALUES (?1, ?2, ?3)",
     [S_IS_DEMOTED] = "SELECT reason FROM demotions WHERE url = ?1 AND until > ?2",
+    /* one slow run should not bury a good server: the old figure weighs half */
+    [S_PUT_SPEED] = "INSERT INTO speeds(url, rate, rtt_ms, updated) VALUES (?1, ?2, ?3, ?4)"
+		    " ON CONFLICT(url) DO UPDATE SET rate = (rate + excluded.rate) / 2,"
+		    " rtt_ms = (rtt_ms + excluded.rtt_ms) / 2, updated = excluded.updated",
+    [S_GET_SPEED] = "SELECT rate, rtt_ms FROM speeds WHERE url = ?1",
 };
 
 struct cairn_nicache {
@@ -631,6 +641,53 @@ int cairn_nicache_is_down(struct cairn_nicache *c, const char *server_url, int64
 			  char **reason, struct cairn_error *err)
 {
 	return server_mark(c, S_IS_DOWN, server_url, now, reason, err);
+}
+
+int cairn_nicache_put_speed(struct cairn_nicache *c, const char *server_url, uint64_t rate,
+			    uint64_t rtt_ms, int64_t now, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int own, rc;
+	if (!c)
+		return cairn_error_set(err, CAIRN_EINVAL, "nicache: no handle");
+	if ((rc = check_url(server_url, err)) < 0 || (rc = check_now(now, err)) < 0)
+		return rc;
+	if (rate > INT64_MAX || rtt_ms > INT64_MAX)
+		return cairn_error_set(err, CAIRN_EINVAL, "nicache: speed out of range");
+	if ((rc = write_begin(c, &own, err)) < 0)
+		return rc;
+	st = stmt(c, S_PUT_SPEED);
+	sqlite3_bind_text(st, 1, server_url, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)rate);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)rtt_ms);
+	sqlite3_bind_int64(st, 4, now);
+	rc = step_done(c, st, err);
+	return write_end(c, own, rc, err);
+}
+
+int cairn_nicache_get_speed(struct cairn_nicache *c, const char *server_url, uint64_t *rate,
+			    uint64_t *rtt_ms, struct cairn_error *err)
+{
+	if (!c)
+		return cairn_error_set(err, CAIRN_EINVAL, "nicache: no handle");
+	int rc;
+	if ((rc = check_url(server_url, err)) < 0)
+		return rc;
+	sqlite3_stmt *st = stmt(c, S_GET_SPEED);
+	sqlite3_bind_text(st, 1, server_url, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		rc = 0;
+	} else if (rc != SQLITE_ROW) {
+		rc = sql_fail(c, err, "lookup");
+	} else {
+		sqlite3_int64 r = sqlite3_column_int64(st, 0), t = sqlite3_column_int64(st, 1);
+		*rate = r > 0 ? (uint64_t)r : 0;
+		*rtt_ms = t > 0 ? (uint64_t)t : 0;
+		rc = 1;
+	}
+	sqlite3_reset(st);
+	return rc;
 }
 
 int cairn_nicache_put_info(struct cairn_nicache *c, const char *server_url, const char *text,

@@ -29,6 +29,7 @@ struct opts {
 	const char *root, *nar_dir, *store_dir, *cache_db, *db;
 	bool closure, json, quiet, no_cache;
 	long require_sigs, jobs, threads, db_timeout_s;
+	uint64_t multi_min;
 	struct cairn_http_config http;
 };
 
@@ -57,6 +58,10 @@ static const struct cli_option fetch_options[] = {
 	OPT_INT(0, "threads", struct opts, threads, "N", 0, CAIRN_FETCH_MAX_THREADS,
 		"threads that unpack and verify (default: one per\n"
 		"CPU; 0 does it on the network thread)"),
+	OPT_SIZE("multi-min", struct opts, multi_min, "SIZE", 0,
+		 "a file this big that several servers serve the same\n"
+		 "way comes from all of them at once, in ranges\n"
+		 "(default 4M; 0: one server at a time)"),
 	OPT_TABLE(struct opts, http, cli_http_options),
 	OPT_STRING(0, "cache-db", struct opts, cache_db, "FILE",
 		   "the narinfo cache (default ~/.cache/cairn/narinfo.sqlite)"),
@@ -470,6 +475,7 @@ static void fetch_configure(struct opts *o, struct cairn_fetch_config *cfg)
 	cfg->keys = &o->keys.kr;
 	cfg->require_sigs = (unsigned)o->require_sigs;
 	cfg->jobs = (unsigned)o->jobs;
+	cfg->multi_min = o->multi_min;
 	cfg->closure = o->closure;
 	if (o->threads < 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -481,7 +487,8 @@ static void fetch_configure(struct opts *o, struct cairn_fetch_config *cfg)
 
 int cmd_fetch(int argc, char **argv)
 {
-	struct opts o = {.require_sigs = 1, .jobs = 8, .db_timeout_s = 30, .threads = -1};
+	struct opts o = {.require_sigs = 1, .jobs = 8, .db_timeout_s = 30, .threads = -1,
+			 .multi_min = CAIRN_FETCH_MULTI_MIN};
 	struct cairn_storeloc loc;
 	struct cairn_nicache *cache = NULL;
 	struct cairn_storedb_writer *db = NULL;

@@ -146,6 +146,11 @@ struct cairn_fetch_config {
 	unsigned require_sigs;		  /* default 1 */
 	unsigned jobs;			  /* parallel downloads; default 8 */
 	unsigned max_resumes;		  /* Range resumes per server and item; default 3 */
+	/* A file at least this big (FileSize) that several of the accepted
+	 * servers serve the same way is asked of all of them at once, in
+	 * ranges, slow ones' shares moved to fast ones; 0: one server at a
+	 * time.  Default CAIRN_FETCH_MULTI_MIN. */
+	uint64_t multi_min;
 	bool closure;			  /* follow References */
 	/*
 	 * Worker threads that decompress, parse, hash and unpack (the network
@@ -175,6 +180,7 @@ struct cairn_fetch_config {
 	void *ctx;
 };
 
+#define CAIRN_FETCH_MULTI_MIN ((uint64_t)4 << 20)
 void cairn_fetch_config_init(struct cairn_fetch_config *cfg);
 
 struct cairn_fetch;

@@ -307,6 +307,7 @@ struct cairn_http_request {
 	struct cairn_http_server *server; /* borrowed; must outlive the request */
 	const char *url;		  /* copied */
 	uint64_t range_start;		  /* GET from this byte on (Range); 0 for all */
+	uint64_t range_end;		  /* and up to this one, excluded; 0: to the end */
 	uint64_t max_body;		  /* bytes of body; 0 for CAIRN_HTTP_NARINFO_MAX,
 					     capped at CAIRN_HTTP_BODY_MAX */
 	long total_timeout_s;		  /* 0: the client's */
@@ -376,6 +377,14 @@ struct cairn_http_one {
 int cairn_http_wait_one(struct cairn_http *h, const struct cairn_http_request *rq,
 			struct cairn_buf *body, bool (*stop)(void *ctx), void *stop_ctx,
 			struct cairn_http_one *one, struct cairn_error *err);
+
+/*
+ * End the requests whose ctx is ctx as ABORTED (on_done is called), on
+ * the next cairn_http_step: for one that has nothing more to give and
+ * may be silent (a stalled range whose bytes came from elsewhere), which
+ * no callback of its own would stop.  May be called from callbacks.
+ */
+void cairn_http_cancel(struct cairn_http *h, const void *ctx);
 
 /* Counters since cairn_http_new. */
 struct cairn_http_stats {

@@ -138,6 +138,18 @@ int cairn_nicache_put_demoted(struct cairn_nicache *c, const char *server_url,
 int cairn_nicache_is_demoted(struct cairn_nicache *c, const char *server_url, int64_t now,
 			     char **reason, struct cairn_error *err);
 
+/*
+ * A server's measured download rate (bytes/s) and round trip (request to
+ * first header, ms), from a download that took ranges from several
+ * servers at once, so that later runs ask the fastest first.  put blends
+ * with what was kept (half each).  get: 1 with both, 0 when unknown, or
+ * a negative error.
+ */
+int cairn_nicache_put_speed(struct cairn_nicache *c, const char *server_url, uint64_t rate,
+			    uint64_t rtt_ms, int64_t now, struct cairn_error *err);
+int cairn_nicache_get_speed(struct cairn_nicache *c, const char *server_url, uint64_t *rate,
+			    uint64_t *rtt_ms, struct cairn_error *err);
+
 /* A server's nix-cache-info text; max_age -1 for the configured TTL. */
 int cairn_nicache_put_info(struct cairn_nicache *c, const char *server_url, const char *text,
 			   size_t len, int64_t now, int64_t max_age, struct cairn_error *err);

@@ -75,6 +75,9 @@ struct run {
 	size_t source, expect, refuse_source;
 	uint64_t verify_failed, body;
 	int refuse;
+	char reason[1024];
+	uint64_t src_bytes[4];
+	int stats_calls;
 };
 
 static void on_done(void *ctx, const struct cairn_dl_result *r)
@@ -85,6 +88,15 @@ static void on_done(void *ctx, const struct cairn_dl_result *r)
 	x->source = r->source;
 	x->expect = r->expect;
 	x->verify_failed = r->verify_failed;
+	snprintf(x->reason, sizeof(x->reason), "%s", r->reason);
+}
+
+static void on_stats(void *ctx, size_t source, const struct cairn_dl_source_stats *st)
+{
+	struct run *x = ctx;
+	x->stats_calls++;
+	if (source < 4)
+		x->src_bytes[source] += st->bytes;
 }
 
 static int on_response(void *ctx, size_t source, uint64_t first,
@@ -128,16 +140,22 @@ static struct cairn_dl_expect expect(const struct cairn_hash *h, uint64_t size)
 	return (struct cairn_dl_expect){.nar_hash = *h, .nar_size = size};
 }
 
-static void run(struct run *x, const struct cairn_dl_expect *ex, size_t n_ex,
-		const struct cairn_dl_source *s, size_t n)
+static void run_cfg(struct run *x, const struct cairn_dl_expect *ex, size_t n_ex,
+		    const struct cairn_dl_source *s, size_t n, uint64_t multi_min)
 {
 	struct cairn_http *http;
 	struct cairn_http_config hc;
 	struct cairn_dl *d = NULL;
 	cairn_http_config_init(&hc);
 	assert_int_equal(cairn_http_new(&http, &hc, NULL), 0);
-	const struct cairn_dl_config cfg = {
-	    .http = http, .on_done = on_done, .on_response = on_response, .ctx = x};
+	const struct cairn_dl_config cfg = {.http = http,
+					    .on_done = on_done,
+					    .on_response = on_response,
+					    .multi_min = multi_min,
+					    .multi_parts = 4,
+					    .multi_min_piece = 4096,
+					    .on_source_stats = on_stats,
+					    .ctx = x};
 	const struct cairn_dl_sink sink = {.begin = begin, .body = body, .ctx = x};
 	assert_int_equal(cairn_dl_start_any(&d, &cfg, ex, n_ex, s, n, &sink, NULL), 0);
 	for (int i = 0; i < 1000 && !x->done; i++)
@@ -145,6 +163,58 @@ static void run(struct run *x, const struct cairn_dl_expect *ex, size_t n_ex,
 	assert_true(x->done);
 	cairn_dl_free(d);
 	cairn_http_free(http);
+}
+
+static void run(struct run *x, const struct cairn_dl_expect *ex, size_t n_ex,
+		const struct cairn_dl_source *s, size_t n)
+{
+	run_cfg(x, ex, n_ex, s, n, 0);
+}
+
+static struct cairn_dl_source sized(const char *url)
+{
+	struct cairn_dl_source s = src(url);
+	s.has_file_size = true;
+	s.file_size = nar_size;
+	return s;
+}
+
+/* Two sources of one file: both send a part of it, in ranges, and the
+ * whole verifies. */
+static void test_multi_source(void **state)
+{
+	(void)state;
+	struct cairn_dl_expect ex[1] = {expect(&nar_hash, nar_size)};
+	struct cairn_dl_source s[2] = {sized(good_url), sized(good_url)};
+	struct run x = {0};
+	run_cfg(&x, ex, 1, s, 2, 1);
+	assert_int_equal(x.code, 0);
+	assert_int_equal(x.body, nar_size);
+	assert_int_equal(x.stats_calls, 2);
+	assert_true(x.src_bytes[0] > 0);
+	assert_true(x.src_bytes[1] > 0);
+	assert_true(x.src_bytes[0] + x.src_bytes[1] >= nar_size);
+	/* below the threshold: one source at a time, no ranges */
+	struct run y = {0};
+	run_cfg(&y, ex, 1, s, 2, nar_size + 1);
+	assert_int_equal(y.code, 0);
+	assert_int_equal(y.stats_calls, 0);
+}
+
+/* A source whose range is bad spoils the whole: which one cannot be told,
+ * so it is done again one source at a time, which tells. */
+static void test_multi_source_bad_bytes(void **state)
+{
+	(void)state;
+	struct cairn_dl_expect ex[1] = {expect(&nar_hash, nar_size)};
+	struct cairn_dl_source s[2] = {sized(bad_url), sized(good_url)};
+	struct run x = {0};
+	run_cfg(&x, ex, 1, s, 2, 1);
+	assert_int_equal(x.code, 0);
+	assert_int_equal(x.source, 1);
+	assert_int_equal(x.verify_failed, 1);
+	assert_int_equal(x.body, nar_size);
+	assert_non_null(strstr(x.reason, "several sources at once"));
 }
 
 /* One URL named by narinfos with different NarHashes: the verdict says
@@ -250,6 +320,8 @@ int main(void)
 	    cmocka_unit_test(test_no_expectation_met),
 	    cmocka_unit_test(test_failover_on_bad_bytes),
 	    cmocka_unit_test(test_unchecked),
+	    cmocka_unit_test(test_multi_source),
+	    cmocka_unit_test(test_multi_source_bad_bytes),
 	    cmocka_unit_test(test_turned_down),
 	    cmocka_unit_test(test_unchecked_needs_body_sink),
 	};

@@ -242,6 +242,48 @@ static void test_demoted(void **state)
 	assert_int_equal(cairn_nicache_is_demoted(f->c, S2, T0 + DAY, NULL, NULL), 0);
 }
 
+/* Measured speeds are kept per server and blended, half old, half new. */
+static void test_speed(void **state)
+{
+	struct fx *f = *state;
+	uint64_t rate = 7, rtt = 7;
+	assert_int_equal(cairn_nicache_get_speed(f->c, S1, &rate, &rtt, NULL), 0);
+	assert_int_equal(cairn_nicache_put_speed(f->c, S1, 1000000, 40, T0, NULL), 0);
+	assert_int_equal(cairn_nicache_get_speed(f->c, S1, &rate, &rtt, NULL), 1);
+	assert_int_equal(rate, 1000000);
+	assert_int_equal(rtt, 40);
+	assert_int_equal(cairn_nicache_put_speed(f->c, S1, 200000, 120, T0 + 1, NULL), 0);
+	assert_int_equal(cairn_nicache_get_speed(f->c, S1, &rate, &rtt, NULL), 1);
+	assert_int_equal(rate, 600000);
+	assert_int_equal(rtt, 80);
+	assert_int_equal(cairn_nicache_get_speed(f->c, S2, &rate, &rtt, NULL), 0);
+	assert_int_equal(cairn_nicache_put_speed(f->c, S2, UINT64_MAX, 1, T0, NULL), CAIRN_EINVAL);
+}
+
+/* A cache made by version 1 (no speeds) gets the table when opened. */
+static void test_speed_upgrade(void **state)
+{
+	struct fx *f = *state;
+	struct cairn_nicache_config cfg;
+	struct cairn_nicache *c = NULL;
+	sqlite3 *db;
+	uint64_t rate, rtt;
+	cairn_nicache_free(f->c);
+	f->c = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE speeds; PRAGMA user_version = 1", NULL, NULL,
+				      NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	cairn_nicache_config_init(&cfg);
+	cfg.path = f->path;
+	assert_int_equal(cairn_nicache_open(&c, &cfg, T0, NULL), 0);
+	assert_int_equal(cairn_nicache_put_speed(c, S1, 5, 6, T0, NULL), 0);
+	assert_int_equal(cairn_nicache_get_speed(c, S1, &rate, &rtt, NULL), 1);
+	assert_int_equal(rate, 5);
+	cairn_nicache_free(c);
+}
+
 static void test_info(void **state)
 {
 	struct fx *f = *state;
@@ -465,14 +507,14 @@ static void test_newer_schema(void **state)
 	sqlite3 *db;
 
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	cairn_nicache_config_init(&cfg);
 	cfg.path = f->path;
 	cairn_error_init(&err);
 	assert_int_equal(cairn_nicache_open(&c, &cfg, T0, &err), CAIRN_EUNSUPPORTED);
 	assert_null(c);
-	assert_non_null(strstr(err.msg, "schema version 2"));
+	assert_non_null(strstr(err.msg, "schema version 3"));
 }
 
 static void test_not_a_database(void **state)
@@ -537,6 +579,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_configured_ttls, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_down, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_demoted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_speed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_speed_upgrade, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_info, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),

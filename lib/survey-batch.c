@@ -187,6 +187,36 @@ static void stash_put(struct cairn_survey *s, size_t server, const struct cairn_
 	st->n_stash++;
 }
 
+/* The hash parts on the References line of a narinfo text, into set. */
+static int note_refs(struct map *set, const char *text, size_t len)
+{
+	const char *end = text + len, *p = text;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl : end;
+		if ((size_t)(le - p) > 12 && memcmp(p, "References: ", 12) == 0) {
+			const char *t = p + 12;
+			while (t < le) {
+				const char *sp = memchr(t, ' ', (size_t)(le - t));
+				const char *te = sp ? sp : le;
+				if (te - t > CAIRN_STORE_HASH_LEN &&
+				    cairn_store_hash_valid(t, CAIRN_STORE_HASH_LEN)) {
+					char h[CAIRN_STORE_HASH_LEN + 1];
+					memcpy(h, t, CAIRN_STORE_HASH_LEN);
+					h[CAIRN_STORE_HASH_LEN] = '\0';
+					int rc = map_put(set, h, (void *)1, NULL);
+					if (rc < 0)
+						return rc;
+				}
+				t = te + 1;
+			}
+			return 0;
+		}
+		p = le + 1;
+	}
+	return 0;
+}
+
 /* The whole response refused: every pair asked gets why. */
 static void refuse(struct cairn_survey *s, struct survey_req *q, enum cairn_survey_outcome o,
 		   long status, const struct cairn_error *why)
@@ -222,19 +252,35 @@ static void split(struct cairn_survey *s, struct survey_req *q)
 		refuse(s, q, CAIRN_SURVEY_UNKNOWN, 200, &e);
 		goto out;
 	}
+	/* A closure answer may bring what the asked ones reference, and
+	 * nothing else. */
+	struct map refd;
+	map_init(&refd, NULL);
+	for (size_t j = 0; rc == 0 && q->closure && j < n; j++)
+		if (ents[j].present)
+			rc = note_refs(&refd, ents[j].text, ents[j].len);
+	if (rc) {
+		map_release(&refd);
+		cairn_error_set(&e, CAIRN_ENOMEM, "%s: batch response: out of memory", url);
+		refuse(s, q, CAIRN_SURVEY_UNKNOWN, 200, &e);
+		goto out;
+	}
 	for (size_t j = 0; j < n; j++) {
 		uintptr_t k = (uintptr_t)map_get(&asked, ents[j].hash);
 		if (k) {
 			found[k - 1] = j + 1;
-		} else if (!q->closure) {
+		} else if (!q->closure || !map_get(&refd, ents[j].hash)) {
+			map_release(&refd);
 			cairn_error_set(&e, CAIRN_EFORMAT,
 					"%s: batch response refused: it has %s, which was not "
-					"asked for",
-					url, ents[j].hash);
+					"asked for%s",
+					url, ents[j].hash,
+					q->closure ? " nor referenced by what was sent" : "");
 			refuse(s, q, CAIRN_SURVEY_INVALID, 200, &e);
 			goto out;
 		}
 	}
+	map_release(&refd);
 	for (size_t k = 0; k < q->n_batch; k++)
 		if (!found[k]) {
 			cairn_error_set(&e, CAIRN_EFORMAT,

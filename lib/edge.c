@@ -463,6 +463,8 @@ static void *miss_main(void *arg)
 		edge_miss_narinfo(m);
 	else if (m->kind == MISS_INFO)
 		edge_miss_info(m);
+	else if (m->kind == MISS_BATCH)
+		edge_miss_batch(m);
 	else
 		edge_miss_stream(m);
 	free(m);
@@ -524,7 +526,7 @@ int edge_defer_miss(struct cairn_edge *e, struct cairn_httpd_req *req, struct mi
 
 /* Cache-Control: only-if-cached (RFC 9111 5.2.1.7): the asker wants what
  * is held, never a fetch through (cairn weather --held, the follower). */
-static int only_if_cached(const struct cairn_httpd_req *req)
+int edge_req_only_if_cached(const struct cairn_httpd_req *req)
 {
 	size_t n;
 	const char *v = cairn_httpd_req_header(req, "cache-control", &n);
@@ -532,7 +534,7 @@ static int only_if_cached(const struct cairn_httpd_req *req)
 }
 
 /* An item is held when its narinfo is, and the nar its first URL names. */
-static int nar_held(struct cairn_edge *e, const char *text, size_t len)
+int edge_nar_held(struct cairn_edge *e, const char *text, size_t len)
 {
 	struct cairn_narinfo *ni = NULL;
 	char key[CAIRN_EDGE_KEY_MAX + 1], name[EDGE_FILE_NAME_LEN + 1];
@@ -550,7 +552,8 @@ static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const ch
 	int64_t max_age = 0;
 	int stale;
 	int rc = edge_narinfo_lookup(e, hash, &text, &len, &max_age, &stale, 1);
-	if (only_if_cached(req) && (rc == LOOKUP_WOULD_WAIT || (rc > 0 && !nar_held(e, text, len)))) {
+	if (edge_req_only_if_cached(req) &&
+	    (rc == LOOKUP_WOULD_WAIT || (rc > 0 && !edge_nar_held(e, text, len)))) {
 		free(text);
 		return cairn_httpd_send_error(req, 504);
 	}
@@ -605,7 +608,7 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 			}
 		}
 	}
-	if (only_if_cached(req))
+	if (edge_req_only_if_cached(req))
 		return cairn_httpd_send_error(req, 504);
 	return h_stream(e, req, key, is_nar);
 }
@@ -770,6 +773,8 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/", "index", edge_h_index, e, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", edge_h_health, e, err)) <
 		0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/narinfos", "narinfos", edge_h_narinfos,
+				    e, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "cache-info",
 				    edge_h_cache_info, e, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",

@@ -8,6 +8,7 @@
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
+. "$SRCDIR/tests/integration/mirror-lib.sh"
 skip_unless curl python3
 publish_require
 nix_lib_init
@@ -98,6 +99,32 @@ for dialect in guix nix; do
     test "$(count "$ACC" 'GET /narinfos?' "$from")-$(count "$ACC" '\.narinfo ' "$from")-$(count "$ACC" 'nix-cache-info' "$from")" = "1-0-0"
   check "$dialect:   ... the answers went to the narinfo cache: a second run asks nothing" \
     bash -c "from=\$(wc -l < '$ACC'); '${F[0]}' fetch --trusted-key '$TMP/$dialect.pub' --from '$U' -q --cache-db '$DB' --nar-dir '$TMP/n3-$dialect' --closure '$TOP' 2>/dev/null && test \"\$(tail -n +\$((from + 1)) '$ACC' | grep -c narinfo)\" = 0"
+
+  # the mirror in front of it: the same route, through its own narinfo path
+  mirror_start "m-$dialect" --upstream "$U" --cache "$TMP/mc-$dialect" \
+    --trusted-key "$TMP/$dialect.pub" || { not_ok "$dialect: mirror starts"; continue; }
+  M=http://127.0.0.1:$MIRROR_PORT
+  MACC=$TMP/m-$dialect.mirror-access
+  check "$dialect mirror: nix-cache-info says CairnNarinfos: 1, once" \
+    test "$(curl -sf "$M/nix-cache-info" | grep -c '^CairnNarinfos: 1$')" = 1
+  curl -sf "$M/narinfos?hashes=$(hp "$TOP")&closure=1" > "$TMP/m1" || true
+  check "$dialect mirror: the closure of the top path, nothing held yet: $N narinfos, the single route's bytes" \
+    test "$(python3 "$TMP/verify.py" "$TMP/m1" "$M" $(echo "$hashes" | tr , ' ') 2>&1)" = "$N 0"
+  curl -sf "$M/narinfos?hashes=$hashes,$nothere" > "$TMP/m2" || true
+  check "$dialect mirror: $N hashes + 1 unknown: $N narinfos, 1 absent" \
+    test "$(python3 "$TMP/verify.py" "$TMP/m2" "$M" $(echo "$hashes" | tr , ' ') $nothere 2>&1)" = "$N 1"
+  check "$dialect mirror: a bad hash: 400, naming it" \
+    bash -c "curl -s -w '%{http_code}' '$M/narinfos?hashes=xyz' | tr -d '\n' | grep -q \"'xyz' is not a store path hash part.*400\$\""
+  from=$(lines "$MACC")
+  rc=0; "${F[@]/$U/$M}" --no-cache --nar-dir "$TMP/nm-$dialect" --closure "$TOP" 2>"$TMP/err" || rc=$?
+  wait_for 10 test "$(count "$MACC" 'GET /nar/' "$from")" -ge "$N" || true
+  check "$dialect mirror: fetch --closure through it: exit 0, $N nars" \
+    test "$rc-$(ls "$TMP/nm-$dialect" | wc -l)" = "0-$N"
+  check "$dialect mirror:   ... 1 single narinfo request (the top), 1 batch request" \
+    test "$(count "$MACC" '\.narinfo ' "$from")-$(count "$MACC" 'GET /narinfos?' "$from")" = "1-1"
+  held=$(curl -sf -H 'Cache-Control: only-if-cached' "$M/narinfos?hashes=$hashes" | grep -c '^Narinfo: ')
+  check "$dialect mirror: only-if-cached: all $N held now ($held)" test "$held" = "$N"
+  mirror_stop
   [ $dialect = nix ] || publish_stop # the Nix one stays, for the proxies
 done
 

@@ -25,7 +25,7 @@ struct stash_ent {
 
 bool survey_batch_ok(const struct cairn_survey *s, size_t server)
 {
-	return !s->st[server].batch_off &&
+	return s->cfg.batches && !s->st[server].batch_off &&
 	       cairn_http_server_info(s->servers[server])->narinfos == CAIRN_NARINFOS_VERSION;
 }
 

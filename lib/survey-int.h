@@ -43,6 +43,7 @@ struct server_state {
 	struct survey_req *held, *held_tail; /* answers waiting for it */
 	/* batches (survey-batch.c) */
 	bool batch_off;		/* its batch route failed: single requests */
+	size_t early;		/* pairs sent before its nix-cache-info was in */
 	size_t *pend, n_pend, cap_pend; /* paths for its next batch */
 	struct map stash;	/* hash part -> struct stash_ent, from closures */
 	size_t n_stash;
@@ -71,6 +72,9 @@ struct cairn_survey {
 	struct cairn_error stop_err;
 	struct cairn_survey_stats stats;
 };
+
+/* pairs a server gets one by one while its nix-cache-info is out */
+#define SURVEY_EARLY_PAIRS 1
 
 /* survey.c */
 void survey_deliver(struct cairn_survey *s, struct cairn_survey_result *r);

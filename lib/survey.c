@@ -39,6 +39,7 @@ void cairn_survey_config_init(struct cairn_survey_config *cfg)
 	cfg->max_inflight = CAIRN_SURVEY_INFLIGHT_DEFAULT;
 	cfg->now = (int64_t)time(NULL);
 	cfg->max_retries = 1;
+	cfg->batches = true;
 }
 
 static double now_seconds(void)
@@ -444,7 +445,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 	q->status = res->status;
 	q->err = res->err;
 	struct server_state *st = &s->st[q->server];
-	if (st->info_pending) {
+	if (st->info_pending && s->cfg.with_info) {
 		/* What its nix-cache-info says (its Priority above all) comes
 		 * with its answers: they wait for it, alongside, never the
 		 * other way round. */
@@ -554,6 +555,15 @@ static void apply_info(struct cairn_survey *s, size_t server, const char *text, 
 {
 	struct cairn_http_server *srv = s->servers[server];
 	struct cairn_http_cache_info ci;
+	if (!s->cfg.with_info) {
+		/* asked for batches alone: nothing else changes */
+		struct cairn_http_cache_info now = *cairn_http_server_info(srv);
+		if (cairn_http_cache_info_parse(text, len, &ci, NULL) == 0) {
+			now.narinfos = ci.narinfos;
+			cairn_http_server_set_info(srv, &now);
+		}
+		return;
+	}
 	if (cairn_http_cache_info_parse(text, len, &ci, NULL)) {
 		cairn_http_server_mark_down(srv, "its nix-cache-info is malformed");
 		return;
@@ -581,7 +591,7 @@ static void info_done(struct survey_req *q, const struct cairn_http_result *res)
 					       s->cfg.now, -1, NULL);
 	} else if (res->outcome == CAIRN_HTTP_STATUS && res->status >= 400 && res->status < 500) {
 		/* No nix-cache-info (a plain directory of narinfos): defaults. */
-	} else if (!cairn_http_server_down(srv)) {
+	} else if (s->cfg.with_info && !cairn_http_server_down(srv)) {
 		cairn_http_server_mark_down(srv, cairn_error_msg(&res->err));
 	}
 	survey_note_down(s, q->server);
@@ -615,7 +625,7 @@ static void start_servers(struct cairn_survey *s)
 			}
 			free(reason);
 		}
-		if (!s->cfg.with_info || cairn_http_server_down(srv))
+		if (!(s->cfg.with_info || s->cfg.batches) || cairn_http_server_down(srv))
 			continue;
 		if (s->cfg.cache) {
 			char *text = NULL;
@@ -663,10 +673,15 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 		deliver_unknown(s, path, server, &e);
 		return;
 	}
-	/* Until its nix-cache-info is in, pairs go one by one as to any
-	 * server (its answer is not waited for: see survey.h); the narinfo
-	 * cache remembers it for the next run. */
-	if (survey_batch_ok(s, server) && survey_batch_queue(s, path, server) == 0)
+	/* While its nix-cache-info is out, the first pair goes at once (a
+	 * query of one path waits for nothing) and the rest wait for it, to
+	 * go in batches if it takes them; the narinfo cache remembers what it
+	 * said for the next run.  Not for a closure (fetch): it decides on the
+	 * first acceptable answer in Priority order, and holding one server's
+	 * pairs back would hand its items to the others. */
+	struct server_state *st = &s->st[server];
+	bool wait = st->info_pending && !s->cfg.closure && st->early++ >= SURVEY_EARLY_PAIRS;
+	if ((wait || survey_batch_ok(s, server)) && survey_batch_queue(s, path, server) == 0)
 		return;
 	survey_issue_single(s, path, server);
 }

@@ -129,6 +129,12 @@ struct cairn_survey_config {
 	 * is ABSENT, not retried.  Origins answer as usual.  Not with cache
 	 * (CAIRN_EINVAL): held is a fact of the moment. */
 	bool only_if_cached;
+	/* Use batches where servers take them (default true): their
+	 * nix-cache-info is asked even without with_info, and then only
+	 * CairnNarinfos is taken from it (a failure to answer it is not held
+	 * against the server).  While it is out, a server's first pair goes
+	 * at once and the rest wait for it (not with closure). */
+	bool batches;
 	/* The caller adds the References of what it gets (a closure): ask
 	 * servers that take batches for closures, so that what it adds next
 	 * is already here (see "Batches" above). */

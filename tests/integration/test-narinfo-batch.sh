@@ -99,6 +99,14 @@ for dialect in guix nix; do
     test "$(count "$ACC" 'GET /narinfos?' "$from")-$(count "$ACC" '\.narinfo ' "$from")-$(count "$ACC" 'nix-cache-info' "$from")" = "1-0-0"
   check "$dialect:   ... the answers went to the narinfo cache: a second run asks nothing" \
     bash -c "from=\$(wc -l < '$ACC'); '${F[0]}' fetch --trusted-key '$TMP/$dialect.pub' --from '$U' -q --cache-db '$DB' --nar-dir '$TMP/n3-$dialect' --closure '$TOP' 2>/dev/null && test \"\$(tail -n +\$((from + 1)) '$ACC' | grep -c narinfo)\" = 0"
+  # weather (no closure): the first path alone, the rest once its
+  # nix-cache-info said CairnNarinfos
+  from=$(lines "$ACC")
+  out=$("$CAIRN" weather --from "$U" "${CL[@]}" 2>&1) || true
+  wait_for 10 test "$(count "$ACC" 'GET /narinfos?' "$from")" -ge 1 || true
+  check "$dialect: weather of $N paths: 1 single request, 1 batch ($(count "$ACC" '\.narinfo ' "$from"), $(count "$ACC" 'GET /narinfos?' "$from"))" \
+    test "$(count "$ACC" '\.narinfo ' "$from")-$(count "$ACC" 'GET /narinfos?' "$from")" = "1-1"
+  check "$dialect:   ... and it counts all $N available" grep -q "100.0% available ($N of $N)" <<<"$out"
 
   # the mirror in front of it: the same route, through its own narinfo path
   mirror_start "m-$dialect" --upstream "$U" --cache "$TMP/mc-$dialect" \

@@ -526,7 +526,7 @@ int edge_defer_miss(struct cairn_edge *e, struct cairn_httpd_req *req, struct mi
 
 /* Cache-Control: only-if-cached (RFC 9111 5.2.1.7): the asker wants what
  * is held, never a fetch through (cairn weather --held, the follower). */
-int edge_req_only_if_cached(const struct cairn_httpd_req *req)
+static int only_if_cached(const struct cairn_httpd_req *req)
 {
 	size_t n;
 	const char *v = cairn_httpd_req_header(req, "cache-control", &n);
@@ -534,7 +534,7 @@ int edge_req_only_if_cached(const struct cairn_httpd_req *req)
 }
 
 /* An item is held when its narinfo is, and the nar its first URL names. */
-int edge_nar_held(struct cairn_edge *e, const char *text, size_t len)
+static int nar_held(struct cairn_edge *e, const char *text, size_t len)
 {
 	struct cairn_narinfo *ni = NULL;
 	char key[CAIRN_EDGE_KEY_MAX + 1], name[EDGE_FILE_NAME_LEN + 1];
@@ -545,6 +545,17 @@ int edge_nar_held(struct cairn_edge *e, const char *text, size_t len)
 	return held;
 }
 
+/* for edge-batch.c */
+int edge_req_only_if_cached(const struct cairn_httpd_req *req)
+{
+	return only_if_cached(req);
+}
+
+int edge_nar_held(struct cairn_edge *e, const char *text, size_t len)
+{
+	return nar_held(e, text, len);
+}
+
 static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const char *hash)
 {
 	char *text = NULL;
@@ -552,8 +563,7 @@ static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const ch
 	int64_t max_age = 0;
 	int stale;
 	int rc = edge_narinfo_lookup(e, hash, &text, &len, &max_age, &stale, 1);
-	if (edge_req_only_if_cached(req) &&
-	    (rc == LOOKUP_WOULD_WAIT || (rc > 0 && !edge_nar_held(e, text, len)))) {
+	if (only_if_cached(req) && (rc == LOOKUP_WOULD_WAIT || (rc > 0 && !nar_held(e, text, len)))) {
 		free(text);
 		return cairn_httpd_send_error(req, 504);
 	}
@@ -608,7 +618,7 @@ static int h_nar(struct cairn_httpd_req *req, void *data)
 			}
 		}
 	}
-	if (edge_req_only_if_cached(req))
+	if (only_if_cached(req))
 		return cairn_httpd_send_error(req, 504);
 	return h_stream(e, req, key, is_nar);
 }

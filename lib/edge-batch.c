@@ -25,6 +25,11 @@
 
 /* lookups of one batch at once: enough to overlap upstream round trips */
 #define BATCH_WORKERS 16
+/* helper threads of all batches together: past it, a batch's own miss
+ * thread looks its hashes up alone (slower, never refused) */
+#define BATCH_WORKERS_TOTAL 256
+
+static atomic_int workers_total;
 
 typedef char hashpart[CAIRN_STORE_HASH_LEN + 1];
 
@@ -86,13 +91,19 @@ static void resolve(struct cairn_edge *e, hashpart *h, struct found *f, size_t f
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, EDGE_PRODUCER_STACK);
-	while (started < BATCH_WORKERS && started + 1 < j.n &&
-	       pthread_create(&tids[started], &attr, worker, &j) == 0)
+	while (started < BATCH_WORKERS && started + 1 < j.n) {
+		if (atomic_fetch_add(&workers_total, 1) >= BATCH_WORKERS_TOTAL ||
+		    pthread_create(&tids[started], &attr, worker, &j) != 0) {
+			atomic_fetch_sub(&workers_total, 1);
+			break;
+		}
 		started++;
+	}
 	pthread_attr_destroy(&attr);
 	worker(&j); /* this thread too, and alone when none could start */
 	for (size_t i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
+	atomic_fetch_sub(&workers_total, (int)started);
 }
 
 /* The References of text, not seen yet, appended to h (up to max). */

@@ -461,7 +461,9 @@ enum lookup {
 struct miss {
 	struct cairn_edge *e;
 	struct cairn_httpd_stream *s;
-	enum { MISS_STREAM, MISS_NARINFO, MISS_INFO } kind;
+	/* MISS_BATCH: m is the first member of a struct edge_batch
+	 * (edge-batch.c), so that free(m) frees it whole */
+	enum { MISS_STREAM, MISS_NARINFO, MISS_INFO, MISS_BATCH } kind;
 	int is_nar, is_head;
 	char hash[CAIRN_STORE_HASH_LEN + 1];
 	char key[CAIRN_EDGE_KEY_MAX + 1];
@@ -524,6 +526,13 @@ void edge_miss_stream(struct miss *m);
 
 /* edge-pages.c */
 void edge_miss_info(struct miss *m);
+
+/* edge-batch.c: GET /narinfos (narinfos.h) through edge_narinfo_lookup */
+int edge_h_narinfos(struct cairn_httpd_req *req, void *data);
+void edge_miss_batch(struct miss *m);
+/* edge.c: is the nar the narinfo's first URL names held here? */
+int edge_nar_held(struct cairn_edge *e, const char *text, size_t len);
+int edge_req_only_if_cached(const struct cairn_httpd_req *req);
 int edge_h_cache_info(struct cairn_httpd_req *req, void *data);
 int edge_h_health(struct cairn_httpd_req *req, void *data);
 int edge_h_index(struct cairn_httpd_req *req, void *data);

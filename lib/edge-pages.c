@@ -29,27 +29,24 @@
 #include "cairn/banned.h"
 
 /*
- * The nix-cache-info served for an upstream's text: as it is, or with its
+ * The nix-cache-info served for an upstream's text: as it is, with its
  * Priority line (as Nix reads it: the name before the first ':') replaced
- * by cfg.priority.  A malloc'ed copy in *out; CAIRN_ENOMEM when out of memory.
+ * by cfg.priority when that is set, and CairnNarinfos said by the mirror
+ * itself (it serves the batch route whatever its upstreams do).  A
+ * malloc'ed copy in *out; CAIRN_ENOMEM when out of memory.
  */
 static int info_render(const struct cairn_edge *e, const char *text, size_t len, char **out,
 		       size_t *olen)
 {
-	size_t cap = len + 64;
+	size_t cap = len + 128;
 	char *o = malloc(cap), *p = o;
 	if (!o)
 		return CAIRN_ENOMEM;
-	if (e->cfg.priority < 0) {
-		memcpy(o, text, len);
-		*out = o;
-		*olen = len;
-		return 0;
-	}
 	for (const char *l = text, *end = text + len; l < end;) {
 		const char *nl = memchr(l, '\n', (size_t)(end - l));
 		size_t n = nl ? (size_t)(nl + 1 - l) : (size_t)(end - l);
-		if (n < 9 || memcmp(l, "Priority:", 9) != 0) {
+		if (!(e->cfg.priority >= 0 && n >= 9 && memcmp(l, "Priority:", 9) == 0) &&
+		    !(n >= 14 && memcmp(l, "CairnNarinfos:", 14) == 0)) {
 			memcpy(p, l, n);
 			p += n;
 			if (!nl)
@@ -57,7 +54,9 @@ static int info_render(const struct cairn_edge *e, const char *text, size_t len,
 		}
 		l += n;
 	}
-	p += snprintf(p, cap - (size_t)(p - o), "Priority: %d\n", e->cfg.priority);
+	if (e->cfg.priority >= 0)
+		p += snprintf(p, cap - (size_t)(p - o), "Priority: %d\n", e->cfg.priority);
+	p += snprintf(p, cap - (size_t)(p - o), "CairnNarinfos: 1\n");
 	*out = o;
 	*olen = (size_t)(p - o);
 	return 0;

@@ -465,6 +465,8 @@ static void *miss_main(void *arg)
 		edge_miss_narinfo(m);
 	else if (m->kind == MISS_INFO)
 		edge_miss_info(m);
+	else if (m->kind == MISS_BATCH)
+		edge_miss_batch(m);
 	else
 		edge_miss_stream(m);
 	free(m);
@@ -543,6 +545,17 @@ static int nar_held(struct cairn_edge *e, const char *text, size_t len)
 		   edge_url_key(ni->urls[0].url, key) == 0 && edge_store_nar_get(e->store, key, name, &size);
 	cairn_narinfo_free(ni);
 	return held;
+}
+
+/* for edge-batch.c */
+int edge_req_only_if_cached(const struct cairn_httpd_req *req)
+{
+	return only_if_cached(req);
+}
+
+int edge_nar_held(struct cairn_edge *e, const char *text, size_t len)
+{
+	return nar_held(e, text, len);
 }
 
 static int h_narinfo(struct cairn_edge *e, struct cairn_httpd_req *req, const char *hash)
@@ -774,6 +787,8 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/", "index", edge_h_index, e, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", edge_h_health, e, err)) <
 		0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/narinfos", "narinfos", edge_h_narinfos,
+				    e, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "cache-info",
 				    edge_h_cache_info, e, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",

@@ -588,6 +588,7 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 		sc.now = fetch_wall_now();
 		sc.with_info = true;
 		sc.store_dir = f->store_dir;
+		sc.closure = true; /* on_answer adds the references */
 		int rc = cairn_survey_new(&f->survey, f->http, hs, f->n_servers, &sc, on_answer, f,
 					  err);
 		free(hs);

@@ -268,6 +268,8 @@ int cairn_http_cache_info_parse(const char *text, size_t len, struct cairn_http_
 			ci.store_dir[vlen] = '\0';
 		} else if (nlen == 13 && memcmp(line, "WantMassQuery", 13) == 0) {
 			ci.want_mass_query = (vend - v == 1 && *v == '1');
+		} else if (nlen == 13 && memcmp(line, "CairnNarinfos", 13) == 0) {
+			ci.narinfos = (vend - v == 1 && *v == '1');
 		} else if (nlen == 8 && memcmp(line, "Priority", 8) == 0) {
 			int p;
 			/* Nix keeps the previous value when it does not parse. */

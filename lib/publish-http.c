@@ -23,6 +23,7 @@
 #include "cairn/httpd.h"
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
+#include "cairn/narinfos.h"
 #include "cairn/storepath.h"
 #include "httpd-follow.h"
 #include "metrics.h"
@@ -361,6 +362,111 @@ static int h_file(struct cairn_httpd_req *req, void *data)
 	return rc;
 }
 
+/* ---- many narinfos in one response (narinfos.h) -------------------------- */
+
+/* The hash parts of a narinfo's References, queued for the closure. */
+static void queue_refs(const char *text, size_t len, char (*queue)[33], size_t *nq,
+		       size_t maxq, struct map *seen)
+{
+	struct cairn_narinfo *ni = NULL;
+	if (cairn_narinfo_parse(text, len, &ni, NULL) < 0)
+		return;
+	for (size_t i = 0; i < ni->n_refs && *nq < maxq; i++) {
+		const char *r = ni->refs[i];
+		char h[33];
+		if (strlen(r) < 32 || !cairn_store_hash_valid(r, 32))
+			continue;
+		memcpy(h, r, 32);
+		h[32] = '\0';
+		if (map_get(seen, h) || map_put(seen, h, (void *)1, NULL) < 0)
+			continue;
+		memcpy(queue[(*nq)++], h, 33);
+	}
+	cairn_narinfo_free(ni);
+}
+
+/*
+ * GET /narinfos?hashes=H1,...[&closure=1]: each asked hash part exactly
+ * once, present (the bytes h_narinfo sends) or absent; with closure, then
+ * what they reference, breadth first, while the response stays within
+ * CAIRN_NARINFOS_COUNT_MAX entries and half CAIRN_NARINFOS_RESPONSE_MAX
+ * bytes (the client refuses more; the rest it asks for itself).
+ */
+static int h_narinfos(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	char asked[CAIRN_NARINFOS_HASHES_MAX][33];
+	size_t n_asked = 0, qlen = 0, entries = 0, nq = 0;
+	bool closure = false;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	const char *q = cairn_httpd_req_query(req, &qlen);
+	if (!q || cairn_narinfos_parse_query(q, qlen, asked, &n_asked, &closure, &err) < 0) {
+		if (!q)
+			cairn_error_set(&err, CAIRN_EFORMAT, "narinfos: no query (hashes=H1,H2,...)");
+		char msg[300];
+		int ml = snprintf(msg, sizeof(msg), "400 %s\n", cairn_error_msg(&err));
+		cairn_httpd_add_header(req, "Cache-Control", "no-store");
+		return cairn_httpd_send(req, 400, "text/plain; charset=utf-8", msg,
+					ml < 0 ? 0 : (size_t)ml >= sizeof(msg) ? sizeof(msg) - 1
+										 : (size_t)ml);
+	}
+	size_t maxq = closure ? CAIRN_NARINFOS_COUNT_MAX : n_asked;
+	char (*queue)[33] = calloc(maxq, sizeof(*queue));
+	struct map seen;
+	map_init(&seen, NULL);
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFOS_RESPONSE_MAX);
+	struct cairn_buf one = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	unsigned max_age = p->cfg.ttl;
+	int rc = queue ? cairn_narinfos_begin(&b) : CAIRN_ENOMEM;
+	for (size_t i = 0; i < n_asked && queue; i++)
+		if (!map_get(&seen, asked[i]) && map_put(&seen, asked[i], (void *)1, NULL) == 0)
+			memcpy(queue[nq++], asked[i], 33);
+	size_t n_first = nq;
+	for (size_t i = 0; rc == 0 && i < nq; i++) {
+		bool extra = i >= n_first;
+		if (extra && (entries + 1 >= CAIRN_NARINFOS_COUNT_MAX ||
+			      b.len > CAIRN_NARINFOS_RESPONSE_MAX / 2))
+			break;
+		unsigned age = p->cfg.ttl;
+		cairn_buf_reset(&one);
+		int r = cairn_publish_narinfo(p, queue[i], 32, &one, &age, NULL);
+		if (r == CAIRN_ENOENT || r == CAIRN_EFORMAT) {
+			/* a closure's missing reference is the client's to ask */
+			if (!extra) {
+				rc = cairn_narinfos_add_absent(&b, queue[i]);
+				entries++;
+			}
+			continue;
+		}
+		if (r < 0) {
+			rc = r;
+			break;
+		}
+		if (age < max_age)
+			max_age = age;
+		rc = cairn_narinfos_add(&b, queue[i], one.data, one.len);
+		entries++;
+		if (rc == 0 && closure)
+			queue_refs(one.data, one.len, queue, &nq, maxq, &seen);
+	}
+	if (rc == 0)
+		rc = cairn_narinfos_end(&b, entries);
+	if (rc == 0) {
+		/* the answer is as fresh as its least fresh part */
+		pub_cache_control(req, max_age);
+		rc = cairn_httpd_send(req, 200, CAIRN_NARINFOS_CONTENT_TYPE, b.data, b.len);
+	} else {
+		cairn_httpd_add_header(req, "Cache-Control", "no-store");
+		rc = cairn_httpd_send_error(req, 500);
+	}
+	cairn_buf_release(&one);
+	cairn_buf_release(&b);
+	map_release(&seen);
+	free(queue);
+	return rc;
+}
+
 /* ---- small endpoints ---------------------------------------------------- */
 
 static int h_cache_info(struct cairn_httpd_req *req, void *data)
@@ -423,6 +529,8 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 				    h_nix_keys, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/guix-signing-key.pub",
 				    "guix-signing-key", h_guix_key, p, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/narinfos", "narinfos", h_narinfos, p,
+				    err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", h_health, p, err)) <
 		    0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",

@@ -334,7 +334,10 @@ out:
 
 int cairn_publish_cache_info(struct cairn_publish *p, struct cairn_buf *out)
 {
-	return cairn_buf_printf(out, "StoreDir: %s\nWantMassQuery: 1\nPriority: %d\n",
+	/* CairnNarinfos: the batch route (narinfos.h); Nix and Guix skip
+	 * fields they do not know */
+	return cairn_buf_printf(out,
+				"StoreDir: %s\nWantMassQuery: 1\nPriority: %d\nCairnNarinfos: 1\n",
 				p->store_dir, p->cfg.priority);
 }
 

@@ -2,10 +2,10 @@
  * survey.c - every narinfo of N paths from M servers, concurrently.
  *
  * The pairs are a cursor (next path, next server) over a growing path
- * list; pump() issues pairs while fewer than max_inflight requests are
+ * list; survey_pump() issues pairs while fewer than max_inflight requests are
  * out, and runs again from every on_done, so the client always has work
  * queued.  Pairs answered without the network (a down server, the narinfo
- * cache) are delivered from inside pump() at once.
+ * cache) are delivered from inside survey_pump() at once.
  */
 #include "cairn/survey.h"
 
@@ -15,62 +15,12 @@
 #include <time.h>
 
 #include "cairn/buf.h"
+#include "cairn/narinfos.h"
 #include "cairn/nicache.h"
 #include "cairn/storepath.h"
 #include "map.h"
+#include "survey-int.h"
 #include "cairn/banned.h"
-
-struct path_ent {
-	char *path; /* the hash part alone for a path added by it */
-	char hash[CAIRN_STORE_HASH_LEN + 1];
-	bool by_hash;
-};
-
-struct survey_req {
-	struct cairn_survey *s;
-	size_t path, server;
-	unsigned retries;
-	bool info; /* a nix-cache-info request */
-	/* held until the server's nix-cache-info is in: the result */
-	struct survey_req *held_next;
-	/* s->out: sent, on_done not called yet */
-	struct survey_req *out_prev, *out_next;
-	enum cairn_http_outcome outcome;
-	long status;
-	struct cairn_error err;
-	struct cairn_buf body;
-	int64_t max_age;
-	bool no_store;
-};
-
-struct server_state {
-	bool noted_down;   /* recorded in the narinfo cache */
-	bool info_pending; /* its nix-cache-info is being asked */
-	struct survey_req *held, *held_tail; /* answers waiting for it */
-};
-
-struct cairn_survey {
-	struct cairn_http *h;
-	struct cairn_http_server **servers;
-	size_t n_servers;
-	struct cairn_survey_config cfg;
-	cairn_survey_fn fn;
-	void *ctx;
-
-	struct path_ent *paths;
-	size_t n_paths, cap_paths;
-	struct map by_hash; /* hash part -> index + 1 */
-
-	struct server_state *st;
-	struct survey_req *out; /* requests in the client */
-	size_t next_path, next_server;
-	size_t inflight, infos_inflight;
-	bool started;
-	bool batch_open;
-	int stop_rc; /* first failure of the callback or the cache */
-	struct cairn_error stop_err;
-	struct cairn_survey_stats stats;
-};
 
 const char *cairn_survey_outcome_name(enum cairn_survey_outcome o)
 {
@@ -89,6 +39,7 @@ void cairn_survey_config_init(struct cairn_survey_config *cfg)
 	cfg->max_inflight = CAIRN_SURVEY_INFLIGHT_DEFAULT;
 	cfg->now = (int64_t)time(NULL);
 	cfg->max_retries = 1;
+	cfg->batches = true;
 }
 
 static double now_seconds(void)
@@ -135,14 +86,16 @@ int cairn_survey_new(struct cairn_survey **out, struct cairn_http *h,
 	s->fn = fn;
 	s->ctx = ctx;
 	map_init(&s->by_hash, NULL);
+	for (size_t i = 0; i < n_servers; i++)
+		map_init(&s->st[i].stash, free);
 	cairn_error_init(&s->stop_err);
 	*out = s;
 	return 0;
 }
 
-static void req_free(struct survey_req *q);
+void survey_req_free(struct survey_req *q);
 
-static void out_add(struct cairn_survey *s, struct survey_req *q)
+void survey_out_add(struct cairn_survey *s, struct survey_req *q)
 {
 	q->out_prev = NULL;
 	q->out_next = s->out;
@@ -172,13 +125,14 @@ void cairn_survey_free(struct cairn_survey *s)
 	while (s->out) {
 		struct survey_req *q = s->out;
 		out_del(s, q);
-		req_free(q);
+		survey_req_free(q);
 	}
 	for (size_t i = 0; i < s->n_servers; i++)
 		for (struct survey_req *h = s->st[i].held, *n; h; h = n) {
 			n = h->held_next;
-			req_free(h);
+			survey_req_free(h);
 		}
+	survey_batch_free(s);
 	for (size_t i = 0; i < s->n_paths; i++)
 		free(s->paths[i].path);
 	free(s->paths);
@@ -269,7 +223,7 @@ static void stop(struct cairn_survey *s, int rc, const struct cairn_error *e)
 }
 
 /* Hand one result to the caller; frees a narinfo the caller did not take. */
-static void deliver(struct cairn_survey *s, struct cairn_survey_result *r)
+void survey_deliver(struct cairn_survey *s, struct cairn_survey_result *r)
 {
 	s->stats.results++;
 	if (!s->stop_rc) {
@@ -281,7 +235,7 @@ static void deliver(struct cairn_survey *s, struct cairn_survey_result *r)
 	r->narinfo = NULL;
 }
 
-static void result_init(struct cairn_survey_result *r, const struct cairn_survey *s, size_t path,
+void survey_result_init(struct cairn_survey_result *r, const struct cairn_survey *s, size_t path,
 			size_t server)
 {
 	memset(r, 0, sizeof(*r));
@@ -308,8 +262,8 @@ static bool store_path_matches(const struct path_ent *p, const char *sp)
  * Parse a body into r: PRESENT when it is a narinfo for the path asked
  * for, else INVALID.  Returns the outcome.
  */
-static enum cairn_survey_outcome
-classify_body(struct cairn_survey *s, struct cairn_survey_result *r, const char *text, size_t len)
+enum cairn_survey_outcome
+survey_classify(struct cairn_survey *s, struct cairn_survey_result *r, const char *text, size_t len)
 {
 	const char *url = cairn_http_server_url(s->servers[r->server_index]);
 	struct cairn_error perr;
@@ -336,8 +290,9 @@ classify_body(struct cairn_survey *s, struct cairn_survey_result *r, const char 
 	return r->outcome;
 }
 
-static void req_free(struct survey_req *q)
+void survey_req_free(struct survey_req *q)
 {
+	free(q->batch);
 	cairn_buf_release(&q->body);
 	free(q);
 }
@@ -356,7 +311,7 @@ static int on_data(void *ctx, const void *data, size_t len)
 	return cairn_buf_append(&q->body, data, len) ? CAIRN_ELIMIT : 0;
 }
 
-static void pump(struct cairn_survey *s);
+void survey_pump(struct cairn_survey *s);
 
 /* Cache writes go into one transaction until the next flush. */
 static bool cache_batch(struct cairn_survey *s)
@@ -379,7 +334,7 @@ void cairn_survey_flush(struct cairn_survey *s)
 }
 
 /* A server that went down is remembered, so the next run does not wait on it. */
-static void note_down(struct cairn_survey *s, size_t server)
+void survey_note_down(struct cairn_survey *s, size_t server)
 {
 	const char *down = cairn_http_server_down(s->servers[server]);
 	if (!down || s->st[server].noted_down)
@@ -390,40 +345,40 @@ static void note_down(struct cairn_survey *s, size_t server)
 				       s->cfg.now, NULL);
 }
 
-static void cache_put(struct cairn_survey *s, const struct survey_req *q,
-		      const struct cairn_survey_result *r)
+void survey_cache_put(struct cairn_survey *s, size_t path, size_t server, int64_t max_age,
+		      bool no_store, const struct cairn_survey_result *r)
 {
 	struct cairn_nicache *c = s->cfg.cache;
-	if (!c || q->no_store || !cache_batch(s))
+	if (!c || no_store || !cache_batch(s))
 		return;
-	const char *url = cairn_http_server_url(s->servers[q->server]);
-	const char *hash = s->paths[q->path].hash;
+	const char *url = cairn_http_server_url(s->servers[server]);
+	const char *hash = s->paths[path].hash;
 	struct cairn_error e;
 	cairn_error_init(&e);
 	int rc = 0;
 	if (r->outcome == CAIRN_SURVEY_PRESENT)
 		rc = cairn_nicache_put_present(c, url, hash, r->text, r->text_len, s->cfg.now,
-					       q->max_age, &e);
+					       max_age, &e);
 	else if (r->outcome == CAIRN_SURVEY_ABSENT)
-		rc = cairn_nicache_put_absent(c, url, hash, s->cfg.now, q->max_age, &e);
+		rc = cairn_nicache_put_absent(c, url, hash, s->cfg.now, max_age, &e);
 	if (rc)
 		stop(s, rc, &e);
 }
 
-static int send_req(struct cairn_survey *s, struct survey_req *q, struct cairn_error *err);
+int survey_send(struct cairn_survey *s, struct survey_req *q, struct cairn_error *err);
 static void info_done(struct survey_req *q, const struct cairn_http_result *res);
 
 /* A narinfo request is done (q->outcome...): its result to the caller. */
 static void finish_req(struct cairn_survey *s, struct survey_req *q)
 {
 	struct cairn_survey_result r;
-	result_init(&r, s, q->path, q->server);
+	survey_result_init(&r, s, q->path, q->server);
 	r.status = q->status;
 	r.max_age = q->max_age;
 	r.no_store = q->no_store;
 	switch (q->outcome) {
 	case CAIRN_HTTP_OK:
-		classify_body(s, &r, q->body.data ? q->body.data : "", q->body.len);
+		survey_classify(s, &r, q->body.data ? q->body.data : "", q->body.len);
 		break;
 	case CAIRN_HTTP_STATUS:
 		if (q->status == 404 || q->status == 410 || q->status == 403) {
@@ -448,11 +403,11 @@ static void finish_req(struct cairn_survey *s, struct survey_req *q)
 		r.err = q->err;
 		break;
 	}
-	cache_put(s, q, &r);
+	survey_cache_put(s, q->path, q->server, q->max_age, q->no_store, &r);
 	if (r.outcome == CAIRN_SURVEY_UNKNOWN)
-		note_down(s, q->server);
-	deliver(s, &r);
-	req_free(q);
+		survey_note_down(s, q->server);
+	survey_deliver(s, &r);
+	survey_req_free(q);
 }
 
 static void on_done(void *ctx, const struct cairn_http_result *res)
@@ -475,17 +430,22 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		cairn_buf_reset(&q->body);
 		q->max_age = -1;
 		q->no_store = false;
-		if (send_req(s, q, &e) == 0) {
-			out_add(s, q);
+		if (survey_send(s, q, &e) == 0) {
+			survey_out_add(s, q);
 			s->inflight++;
 			return;
 		}
+	}
+	if (q->n_batch) {
+		survey_batch_done(q, res);
+		survey_pump(s);
+		return;
 	}
 	q->outcome = res->outcome;
 	q->status = res->status;
 	q->err = res->err;
 	struct server_state *st = &s->st[q->server];
-	if (st->info_pending) {
+	if (st->info_pending && s->cfg.with_info) {
 		/* What its nix-cache-info says (its Priority above all) comes
 		 * with its answers: they wait for it, alongside, never the
 		 * other way round. */
@@ -498,7 +458,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		return;
 	}
 	finish_req(s, q);
-	pump(s);
+	survey_pump(s);
 }
 
 /* Answer a pair from the cache when it has a fresh entry; 1 when done. */
@@ -520,17 +480,17 @@ static int try_cache(struct cairn_survey *s, size_t path, size_t server)
 	if (st == CAIRN_NICACHE_UNKNOWN)
 		return 0;
 	struct cairn_survey_result r;
-	result_init(&r, s, path, server);
+	survey_result_init(&r, s, path, server);
 	r.from_cache = true;
 	if (st == CAIRN_NICACHE_PRESENT) {
-		classify_body(s, &r, text, len);
+		survey_classify(s, &r, text, len);
 	} else {
 		r.outcome = CAIRN_SURVEY_ABSENT;
 		cairn_error_set(&r.err, CAIRN_ENOENT, "%s: %s.narinfo: absent (cached)", url,
 				s->paths[path].hash);
 	}
 	s->stats.cache_hits++;
-	deliver(s, &r);
+	survey_deliver(s, &r);
 	free(text);
 	return 1;
 }
@@ -539,15 +499,36 @@ static void deliver_unknown(struct cairn_survey *s, size_t path, size_t server,
 			    const struct cairn_error *why)
 {
 	struct cairn_survey_result r;
-	result_init(&r, s, path, server);
+	survey_result_init(&r, s, path, server);
 	r.outcome = CAIRN_SURVEY_UNKNOWN;
 	r.err = *why;
-	deliver(s, &r);
+	survey_deliver(s, &r);
 }
 
-static int send_req(struct cairn_survey *s, struct survey_req *q, struct cairn_error *err)
+int survey_send(struct cairn_survey *s, struct survey_req *q, struct cairn_error *err)
 {
 	char url[CAIRN_STORE_HASH_LEN + sizeof(".narinfo")];
+	if (q->n_batch) {
+		struct cairn_buf u = CAIRN_BUF_INIT(CAIRN_HTTP_URL_MAX);
+		int rc = survey_batch_url(s, q, &u);
+		struct cairn_http_request rq = {
+		    .method = CAIRN_HTTP_GET,
+		    .server = s->servers[q->server],
+		    .url = u.data,
+		    .max_body = CAIRN_NARINFOS_RESPONSE_MAX,
+		    .only_if_cached = s->cfg.only_if_cached,
+		    .on_headers = on_headers,
+		    .on_data = on_data,
+		    .on_done = on_done,
+		    .ctx = q,
+		};
+		if (rc == 0)
+			rc = cairn_http_add(s->h, &rq, err);
+		else
+			cairn_error_set(err, rc, "survey: batch URL too long");
+		cairn_buf_release(&u);
+		return rc;
+	}
 	if (q->info) {
 		snprintf(url, sizeof(url), "nix-cache-info");
 	} else {
@@ -574,6 +555,15 @@ static void apply_info(struct cairn_survey *s, size_t server, const char *text, 
 {
 	struct cairn_http_server *srv = s->servers[server];
 	struct cairn_http_cache_info ci;
+	if (!s->cfg.with_info) {
+		/* asked for batches alone: nothing else changes */
+		struct cairn_http_cache_info now = *cairn_http_server_info(srv);
+		if (cairn_http_cache_info_parse(text, len, &ci, NULL) == 0) {
+			now.narinfos = ci.narinfos;
+			cairn_http_server_set_info(srv, &now);
+		}
+		return;
+	}
 	if (cairn_http_cache_info_parse(text, len, &ci, NULL)) {
 		cairn_http_server_mark_down(srv, "its nix-cache-info is malformed");
 		return;
@@ -601,13 +591,13 @@ static void info_done(struct survey_req *q, const struct cairn_http_result *res)
 					       s->cfg.now, -1, NULL);
 	} else if (res->outcome == CAIRN_HTTP_STATUS && res->status >= 400 && res->status < 500) {
 		/* No nix-cache-info (a plain directory of narinfos): defaults. */
-	} else if (!cairn_http_server_down(srv)) {
+	} else if (s->cfg.with_info && !cairn_http_server_down(srv)) {
 		cairn_http_server_mark_down(srv, cairn_error_msg(&res->err));
 	}
-	note_down(s, q->server);
+	survey_note_down(s, q->server);
 	struct server_state *st = &s->st[q->server];
 	st->info_pending = false;
-	req_free(q);
+	survey_req_free(q);
 	while (st->held) {
 		struct survey_req *h = st->held;
 		st->held = h->held_next;
@@ -615,7 +605,7 @@ static void info_done(struct survey_req *q, const struct cairn_http_result *res)
 			st->held_tail = NULL;
 		finish_req(s, h);
 	}
-	pump(s);
+	survey_pump(s);
 }
 
 /* Once per survey: what the cache remembers of each server, and its
@@ -635,7 +625,7 @@ static void start_servers(struct cairn_survey *s)
 			}
 			free(reason);
 		}
-		if (!s->cfg.with_info || cairn_http_server_down(srv))
+		if (!(s->cfg.with_info || s->cfg.batches) || cairn_http_server_down(srv))
 			continue;
 		if (s->cfg.cache) {
 			char *text = NULL;
@@ -657,11 +647,11 @@ static void start_servers(struct cairn_survey *s)
 		cairn_buf_init(&q->body, CAIRN_HTTP_CACHE_INFO_MAX);
 		struct cairn_error e;
 		cairn_error_init(&e);
-		if (send_req(s, q, &e)) {
-			req_free(q);
+		if (survey_send(s, q, &e)) {
+			survey_req_free(q);
 			continue;
 		}
-		out_add(s, q);
+		survey_out_add(s, q);
 		s->infos_inflight++;
 		s->st[i].info_pending = true;
 	}
@@ -673,16 +663,33 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 	struct cairn_error e;
 	cairn_error_init(&e);
 	/* A fresh cached answer holds even when the server is down now. */
-	if (try_cache(s, path, server))
+	if (try_cache(s, path, server) || survey_try_stash(s, path, server))
 		return;
 	const char *down = cairn_http_server_down(srv);
 	if (down) {
 		cairn_error_set(&e, CAIRN_ENET, "%s: server is down: %s",
 				cairn_http_server_url(srv), down);
-		note_down(s, server);
+		survey_note_down(s, server);
 		deliver_unknown(s, path, server, &e);
 		return;
 	}
+	/* While its nix-cache-info is out, the first pair goes at once (a
+	 * query of one path waits for nothing) and the rest wait for it, to
+	 * go in batches if it takes them; the narinfo cache remembers what it
+	 * said for the next run.  Not for a closure (fetch): it decides on the
+	 * first acceptable answer in Priority order, and holding one server's
+	 * pairs back would hand its items to the others. */
+	struct server_state *st = &s->st[server];
+	bool wait = st->info_pending && !s->cfg.closure && st->early++ >= SURVEY_EARLY_PAIRS;
+	if ((wait || survey_batch_ok(s, server)) && survey_batch_queue(s, path, server) == 0)
+		return;
+	survey_issue_single(s, path, server);
+}
+
+void survey_issue_single(struct cairn_survey *s, size_t path, size_t server)
+{
+	struct cairn_error e;
+	cairn_error_init(&e);
 	struct survey_req *q = calloc(1, sizeof(*q));
 	if (!q) {
 		cairn_error_set(&e, CAIRN_ENOMEM, "survey: out of memory");
@@ -694,18 +701,18 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 	q->server = server;
 	q->max_age = -1;
 	cairn_buf_init(&q->body, CAIRN_NARINFO_MAX);
-	if (send_req(s, q, &e)) {
+	if (survey_send(s, q, &e)) {
 		/* Refused at once: the server went down meanwhile, or a URL
 		 * the client will not take.  Either way no answer. */
-		req_free(q);
+		survey_req_free(q);
 		deliver_unknown(s, path, server, &e);
 		return;
 	}
-	out_add(s, q);
+	survey_out_add(s, q);
 	s->inflight++;
 }
 
-static void pump(struct cairn_survey *s)
+void survey_pump(struct cairn_survey *s)
 {
 	while (!s->stop_rc && s->inflight < s->cfg.max_inflight && s->next_path < s->n_paths) {
 		size_t path = s->next_path, server = s->next_server;
@@ -715,6 +722,7 @@ static void pump(struct cairn_survey *s)
 		}
 		issue(s, path, server);
 	}
+	survey_batch_flush(s);
 }
 
 int cairn_survey_start(struct cairn_survey *s, struct cairn_error *err)
@@ -724,7 +732,7 @@ int cairn_survey_start(struct cairn_survey *s, struct cairn_error *err)
 		s->started = true;
 		start_servers(s);
 	}
-	pump(s);
+	survey_pump(s);
 	return s->stop_rc;
 }
 
@@ -733,7 +741,7 @@ size_t cairn_survey_pending(const struct cairn_survey *s)
 	size_t queued = 0;
 	if (s->next_path < s->n_paths)
 		queued = (s->n_paths - s->next_path) * s->n_servers - s->next_server;
-	return s->inflight + s->infos_inflight + queued;
+	return s->inflight + s->infos_inflight + queued + s->n_pend;
 }
 
 int cairn_survey_failed(const struct cairn_survey *s, struct cairn_error *err)
@@ -747,12 +755,12 @@ int cairn_survey_run(struct cairn_survey *s, struct cairn_error *err)
 {
 	double t0 = now_seconds();
 	int rc = cairn_survey_start(s, err);
-	while (!s->stop_rc && (s->inflight > 0 || s->infos_inflight > 0 ||
+	while (!s->stop_rc && (s->inflight > 0 || s->infos_inflight > 0 || s->n_pend > 0 ||
 			       s->next_path < s->n_paths)) {
 		rc = cairn_http_step(s->h, 1000, err);
 		if (rc < 0)
 			goto out;
-		pump(s);
+		survey_pump(s);
 	}
 	rc = 0;
 	if (s->stop_rc) {

@@ -167,6 +167,9 @@ struct cairn_http_cache_info {
 	char store_dir[CAIRN_HTTP_STORE_DIR_MAX + 1]; /* "" when not given */
 	int want_mass_query;			      /* 1 when "WantMassQuery: 1" */
 	int priority; /* CAIRN_HTTP_DEFAULT_PRIORITY when not given */
+	/* "CairnNarinfos: 1": the batch narinfo endpoint (narinfos.h); 0 when
+	 * not said, or a version this client does not speak */
+	int narinfos;
 };
 
 /*

@@ -40,6 +40,18 @@
  * (cairn_survey_run: weather, challenge) or from the caller's event loop
  * (cairn_survey_start, then the caller steps the HTTP client: fetch).
  *
+ * Batches (docs/PROTOCOL.md, narinfos.h): a server whose nix-cache-info
+ * says "CairnNarinfos: 1" (known from the narinfo cache, or once its
+ * answer is in) is asked for its pairs CAIRN_NARINFOS_HASHES_MAX at a time
+ * in one request; with cfg.closure, for their closures too, and what such
+ * an answer brings beyond the pairs asked is kept for the survey's life and
+ * answers those pairs when they are added (checked as any answer).  Each
+ * pair still ends in one result, as from a single request, and goes to the
+ * narinfo cache the same way.  A batch response that is not well formed,
+ * that leaves out a pair asked, or (without closure) brings one not asked
+ * for is refused whole: its pairs are INVALID, with why.  A server whose
+ * batch route answers 4xx gets single requests from then on.
+ *
  * nix-cache-info (with_info): asked of every server at start, alongside
  * the narinfos, never before them: a server's answers do not wait for it.
  * What it says (Priority, WantMassQuery) is recorded on the server
@@ -117,6 +129,16 @@ struct cairn_survey_config {
 	 * is ABSENT, not retried.  Origins answer as usual.  Not with cache
 	 * (CAIRN_EINVAL): held is a fact of the moment. */
 	bool only_if_cached;
+	/* Use batches where servers take them (default true): their
+	 * nix-cache-info is asked even without with_info, and then only
+	 * CairnNarinfos is taken from it (a failure to answer it is not held
+	 * against the server).  While it is out, a server's first pair goes
+	 * at once and the rest wait for it (not with closure). */
+	bool batches;
+	/* The caller adds the References of what it gets (a closure): ask
+	 * servers that take batches for closures, so that what it adds next
+	 * is already here (see "Batches" above). */
+	bool closure;
 };
 
 void cairn_survey_config_init(struct cairn_survey_config *cfg);
@@ -185,6 +207,8 @@ struct cairn_survey_stats {
 	uint64_t results;    /* callbacks made */
 	uint64_t requests;   /* HTTP requests completed */
 	uint64_t cache_hits; /* answered by the cache */
+	uint64_t batches;    /* of requests: batch requests (narinfos.h) */
+	uint64_t from_batch; /* results that came in a batch response */
 	double seconds;	     /* wall time spent in cairn_survey_run */
 };
 void cairn_survey_stats(const struct cairn_survey *s, struct cairn_survey_stats *out);

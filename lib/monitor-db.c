@@ -21,6 +21,8 @@
  *       observation log served signed (monitor-log.c); never pruned
  *   peer_obs(peer, monitor, seq, at, server, hash, state, nar_hash,
  *       nar_size): the verified logs of --peer monitors; index (hash)
+ *   verdict_counts(verdict, n), server_counts(server, present): items per
+ *       verdict, items present per server, kept by triggers (version 2)
  * Verdicts are stored as enum cairn_monitor_verdict (1 differs, 5 absent
  * in the SQL below).
  * WAL, so the pages read while the observer writes; synchronous=NORMAL (a
@@ -72,6 +74,45 @@ static const char schema_v1[] =
 	" PRIMARY KEY(peer, seq)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS peer_obs_by_hash ON peer_obs(hash);"
 	"PRAGMA user_version = 1;";
+
+/*
+ * Version 2: counters the overview and the summary read instead of
+ * counting millions of rows per load.  Triggers keep them, so they change
+ * in the same transaction as the verdict or the observation they count and
+ * no writer can forget them; an update that changes nothing counted fires
+ * nothing (the WHEN clauses), so a steady-state pass pays almost nothing.
+ */
+static const char schema_v2[] =
+	"CREATE TABLE IF NOT EXISTS verdict_counts(verdict INTEGER PRIMARY KEY,"
+	" n INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS server_counts(server INTEGER PRIMARY KEY,"
+	" present INTEGER NOT NULL);"
+	"INSERT OR REPLACE INTO verdict_counts SELECT verdict, count(*) FROM items GROUP BY verdict;"
+	"INSERT OR REPLACE INTO server_counts SELECT server, count(*) FROM obs WHERE state = 1"
+	" GROUP BY server;"
+	"CREATE TRIGGER IF NOT EXISTS items_count_ins AFTER INSERT ON items BEGIN"
+	" INSERT INTO verdict_counts VALUES(new.verdict, 1)"
+	"  ON CONFLICT(verdict) DO UPDATE SET n = n + 1; END;"
+	"CREATE TRIGGER IF NOT EXISTS items_count_del AFTER DELETE ON items BEGIN"
+	" UPDATE verdict_counts SET n = n - 1 WHERE verdict = old.verdict; END;"
+	"CREATE TRIGGER IF NOT EXISTS items_count_upd AFTER UPDATE OF verdict ON items"
+	" WHEN old.verdict IS NOT new.verdict BEGIN"
+	" UPDATE verdict_counts SET n = n - 1 WHERE verdict = old.verdict;"
+	" INSERT INTO verdict_counts VALUES(new.verdict, 1)"
+	"  ON CONFLICT(verdict) DO UPDATE SET n = n + 1; END;"
+	"CREATE TRIGGER IF NOT EXISTS obs_count_ins AFTER INSERT ON obs WHEN new.state = 1 BEGIN"
+	" INSERT INTO server_counts VALUES(new.server, 1)"
+	"  ON CONFLICT(server) DO UPDATE SET present = present + 1; END;"
+	"CREATE TRIGGER IF NOT EXISTS obs_count_del AFTER DELETE ON obs WHEN old.state = 1 BEGIN"
+	" UPDATE server_counts SET present = present - 1 WHERE server = old.server; END;"
+	"CREATE TRIGGER IF NOT EXISTS obs_count_came AFTER UPDATE OF state ON obs"
+	" WHEN old.state <> 1 AND new.state = 1 BEGIN"
+	" INSERT INTO server_counts VALUES(new.server, 1)"
+	"  ON CONFLICT(server) DO UPDATE SET present = present + 1; END;"
+	"CREATE TRIGGER IF NOT EXISTS obs_count_went AFTER UPDATE OF state ON obs"
+	" WHEN old.state = 1 AND new.state <> 1 BEGIN"
+	" UPDATE server_counts SET present = present - 1 WHERE server = old.server; END;"
+	"PRAGMA user_version = 2;";
 
 static int fail(struct mon_db *d, struct cairn_error *err, const char *what)
 {
@@ -171,7 +212,8 @@ int mon_db_open(struct mon_db **out, const char *path, bool writer, struct cairn
 		}
 		if (version < MON_SCHEMA_VERSION &&
 		    ((rc = mon_db_exec(d, "BEGIN IMMEDIATE", err)) < 0 ||
-		     (rc = mon_db_exec(d, schema_v1, err)) < 0 ||
+		     (version < 1 && (rc = mon_db_exec(d, schema_v1, err)) < 0) ||
+		     (rc = mon_db_exec(d, schema_v2, err)) < 0 ||
 		     (rc = mon_db_exec(d, "COMMIT", err)) < 0))
 			goto fail;
 	} else if (query_int(d, "PRAGMA user_version", -1) != MON_SCHEMA_VERSION) {
@@ -632,4 +674,22 @@ int mon_db_prune(struct mon_db *d, int64_t keep_s, int64_t now, struct cairn_err
 			return rc;
 	}
 	return 0;
+}
+
+int mon_db_verdict_counts(struct mon_db *d, uint64_t *n, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc, s;
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
+		n[v] = 0;
+	if ((rc = mon_db_prepare(d, "SELECT verdict, n FROM verdict_counts", &st, err)) < 0)
+		return rc;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		int v = sqlite3_column_int(st, 0);
+		int64_t k = sqlite3_column_int64(st, 1);
+		if (v >= 0 && v < CAIRN_MONITOR_VERDICTS_ && k > 0)
+			n[v] = (uint64_t)k;
+	}
+	sqlite3_finalize(st);
+	return s == SQLITE_DONE ? 0 : fail(d, err, "read the counts per verdict");
 }

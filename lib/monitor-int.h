@@ -16,7 +16,7 @@
 #include "cairn/error.h"
 #include "cairn/monitor.h"
 
-#define MON_SCHEMA_VERSION 1
+#define MON_SCHEMA_VERSION 2
 #define MON_HASH_LEN 32
 #define MON_NOTE_MAX 1024 /* bytes of a diff's note (why it failed) */
 
@@ -119,6 +119,9 @@ int mon_db_diff_put(struct mon_db *d, int64_t item, int64_t a_server, int64_t b_
 int mon_db_diff_done(struct mon_db *d, int64_t item, enum mon_diff_state state, const char *note,
 		     struct cairn_error *err);
 /* Drop history, and items absent everywhere, older than keep_s seconds. */
+/* Items per verdict into n[CAIRN_MONITOR_VERDICTS_] (zeroed first), from
+ * the counters: no count over the items. */
+int mon_db_verdict_counts(struct mon_db *d, uint64_t *n, struct cairn_error *err);
 int mon_db_prune(struct mon_db *d, int64_t keep_s, int64_t now, struct cairn_error *err);
 
 /* ---- the service (monitor.c, monitor-observe.c) --------------------------- */

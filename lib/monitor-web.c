@@ -87,18 +87,11 @@ static void time_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
 
 static int overview(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_error *err)
 {
-	uint64_t n[CAIRN_MONITOR_VERDICTS_] = {0};
+	uint64_t n[CAIRN_MONITOR_VERDICTS_];
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = mon_db_prepare(m->r, "SELECT verdict, count(*) FROM items GROUP BY verdict", &st,
-				 err)) < 0)
+	if ((rc = mon_db_verdict_counts(m->r, n, err)) < 0)
 		return rc;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		int v = sqlite3_column_int(st, 0);
-		if (v >= 0 && v < CAIRN_MONITOR_VERDICTS_)
-			n[v] = (uint64_t)sqlite3_column_int64(st, 1);
-	}
-	sqlite3_finalize(st);
 	cairn_buf_puts(b, "<h2>Items</h2><table><tr><th>verdict</th><th>items</th></tr>");
 	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
 		cairn_buf_printf(b,
@@ -110,7 +103,7 @@ static int overview(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_e
 			  "<th>items</th><th>last answer</th><th>state</th></tr>");
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT s.id, s.url, s.has_feed, s.last_ok, s.last_error,"
-				 " (SELECT count(*) FROM obs o WHERE o.server = s.id AND o.state = 1)"
+				 " coalesce((SELECT present FROM server_counts c WHERE c.server = s.id), 0)"
 				 " FROM servers s ORDER BY s.id",
 				 &st, err)) < 0)
 		return rc;

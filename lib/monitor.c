@@ -110,19 +110,11 @@ void cairn_monitor_free(struct cairn_monitor *m)
 static int collect_items(void *ctx, struct metrics_out *o)
 {
 	struct cairn_monitor *m = ctx;
-	uint64_t n[CAIRN_MONITOR_VERDICTS_] = {0};
-	sqlite3_stmt *st;
+	uint64_t n[CAIRN_MONITOR_VERDICTS_];
 	int rc = 0;
 	pthread_mutex_lock(&m->r->lock);
-	if (mon_db_prepare(m->r, "SELECT verdict, count(*) FROM items GROUP BY verdict", &st,
-			   NULL) == 0) {
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			int v = sqlite3_column_int(st, 0);
-			if (v >= 0 && v < CAIRN_MONITOR_VERDICTS_)
-				n[v] = (uint64_t)sqlite3_column_int64(st, 1);
-		}
-		sqlite3_finalize(st);
-	}
+	if (mon_db_verdict_counts(m->r, n, NULL) < 0)
+		memset(n, 0, sizeof(n));
 	pthread_mutex_unlock(&m->r->lock);
 	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_ && rc == 0; v++) {
 		struct metric_label l = {"verdict", cairn_monitor_verdict_name(v)};

@@ -120,6 +120,34 @@ static int64_t history_rows(struct mon_db *d, int64_t item)
 	return n;
 }
 
+static int64_t count_of(struct mon_db *d, const char *sql, int64_t arg)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	assert_int_equal(mon_db_prepare(d, sql, &st, NULL), 0);
+	sqlite3_bind_int64(st, 1, arg);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* The counters the overview reads say what counting the rows says. */
+static void assert_counters(struct mon_db *d, int64_t s1, int64_t s2)
+{
+	uint64_t n[CAIRN_MONITOR_VERDICTS_];
+	assert_int_equal(mon_db_verdict_counts(d, n, NULL), 0);
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
+		assert_int_equal(n[v], count_of(d, "SELECT count(*) FROM items WHERE verdict = ?", v));
+	for (int k = 0; k < 2; k++) {
+		int64_t s = k ? s2 : s1;
+		assert_int_equal(
+			count_of(d, "SELECT coalesce(sum(present), 0) FROM server_counts WHERE server = ?",
+				 s),
+			count_of(d, "SELECT count(*) FROM obs WHERE server = ? AND state = 1", s));
+	}
+}
+
 static void test_db(void **state)
 {
 	(void)state;
@@ -148,17 +176,20 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_item(d, hash, path, 100, &item, &err), 0);
 	assert_int_equal(mon_db_item(d, hash, path, 200, &item2, &err), 0);
 	assert_int_equal(item, item2);
+	assert_counters(d, s1, s2);
 
 	/* one server: only-one, a change */
 	assert_int_equal(mon_db_observe(d, item, s1, &p1, 100, &err), 0);
 	assert_int_equal(mon_db_settle(d, item, 100, &v, &changed, &err), 0);
 	assert_int_equal(v, CAIRN_MONITOR_ONLY_ONE);
 	assert_true(changed);
+	assert_counters(d, s1, s2);
 	/* the second agrees */
 	assert_int_equal(mon_db_observe(d, item, s2, &p1, 110, &err), 0);
 	assert_int_equal(mon_db_settle(d, item, 110, &v, &changed, &err), 0);
 	assert_int_equal(v, CAIRN_MONITOR_AGREE);
 	assert_true(changed);
+	assert_counters(d, s1, s2);
 	/* asked again, same answers: no change, no history row */
 	assert_int_equal(mon_db_observe(d, item, s2, &p1, 120, &err), 0);
 	assert_int_equal(mon_db_settle(d, item, 120, &v, &changed, &err), 0);
@@ -169,6 +200,7 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_settle(d, item, 130, &v, &changed, &err), 0);
 	assert_int_equal(v, CAIRN_MONITOR_DIFFERS);
 	assert_true(changed);
+	assert_counters(d, s1, s2);
 	int64_t ids[4];
 	char *paths[4];
 	size_t n;
@@ -204,11 +236,13 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_observe(d, item, s2, &gone, 200, &err), 0);
 	assert_int_equal(mon_db_settle(d, item, 200, &v, &changed, &err), 0);
 	assert_int_equal(v, CAIRN_MONITOR_ABSENT);
+	assert_counters(d, s1, s2);
 	assert_int_equal(mon_db_prune(d, 1000, 1100, &err), 0);
 	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), 0);
 	assert_int_equal(mon_db_prune(d, 1000, 1300, &err), 0);
 	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), CAIRN_ENOENT);
 	assert_int_equal(history_rows(d, item), 0);
+	assert_counters(d, s1, s2);
 
 	/* one server given twice (a trailing slash apart) would agree with
 	 * itself: refused */

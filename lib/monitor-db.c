@@ -75,6 +75,35 @@ static const char schema_v1[] =
 	"CREATE INDEX IF NOT EXISTS peer_obs_by_hash ON peer_obs(hash);"
 	"PRAGMA user_version = 1;";
 
+/* Add SIGN (1 or -1, an SQL expression) times the pairs the observation
+ * ROW ("new" or "old") makes with the other servers that have the item. */
+#define PAIR_ADD(row, sign)                                                                  \
+	" INSERT INTO pair_counts(a, b, both_have, agree)"                                  \
+	" SELECT min(o.server, " row ".server), max(o.server, " row ".server), " sign ","     \
+	"  " sign " * (o.nar_hash IS " row ".nar_hash AND o.nar_size IS " row ".nar_size"   \
+	"  AND o.refs IS " row ".refs)"                                                      \
+	" FROM obs o WHERE o.item = " row ".item AND o.server <> " row ".server"            \
+	"  AND o.state = 1 AND " sign " <> 0"                                                \
+	" ON CONFLICT(a, b) DO UPDATE SET both_have = both_have + excluded.both_have,"      \
+	"  agree = agree + excluded.agree;"
+/* The trigger NAME on EVENT of obs, when COND: the pair counts changed by
+ * A then B, then the trend rows of the pairs of ROW's server rewritten for
+ * the day of ROW's observation. */
+#define PAIR_TRIGGER(name, event, cond, row, a, b)                                         \
+	"CREATE TRIGGER IF NOT EXISTS obs_pair_" name " AFTER " event " ON obs WHEN " cond   \
+	" BEGIN" a b " INSERT INTO pair_trend SELECT " row ".last_seen / 86400,"              \
+	" a, b, both_have, agree FROM pair_counts WHERE a = " row ".server OR b = " row       \
+	".server ON CONFLICT(day, a, b) DO UPDATE SET both_have = excluded.both_have,"        \
+	" agree = excluded.agree; END;"
+
+/* Today's trend rows of the verdicts IN (a list), rewritten from the
+ * counters: in the trigger that changed them (SQLite gives no order among
+ * the triggers of one event). */
+#define VERDICT_TREND(in)                                                                    \
+	" INSERT INTO verdict_trend SELECT new.verdict_since / 86400, verdict, n"           \
+	"  FROM verdict_counts WHERE verdict IN (" in ")"                                    \
+	"  ON CONFLICT(day, verdict) DO UPDATE SET n = excluded.n;"
+
 /*
  * Version 2: counters the overview and the summary read instead of
  * counting millions of rows per load.  Triggers keep them, so they change
@@ -92,14 +121,16 @@ static const char schema_v2[] =
 	" GROUP BY server;"
 	"CREATE TRIGGER IF NOT EXISTS items_count_ins AFTER INSERT ON items BEGIN"
 	" INSERT INTO verdict_counts VALUES(new.verdict, 1)"
-	"  ON CONFLICT(verdict) DO UPDATE SET n = n + 1; END;"
+	"  ON CONFLICT(verdict) DO UPDATE SET n = n + 1;"
+	VERDICT_TREND("new.verdict") " END;"
 	"CREATE TRIGGER IF NOT EXISTS items_count_del AFTER DELETE ON items BEGIN"
 	" UPDATE verdict_counts SET n = n - 1 WHERE verdict = old.verdict; END;"
 	"CREATE TRIGGER IF NOT EXISTS items_count_upd AFTER UPDATE OF verdict ON items"
 	" WHEN old.verdict IS NOT new.verdict BEGIN"
 	" UPDATE verdict_counts SET n = n - 1 WHERE verdict = old.verdict;"
 	" INSERT INTO verdict_counts VALUES(new.verdict, 1)"
-	"  ON CONFLICT(verdict) DO UPDATE SET n = n + 1; END;"
+	"  ON CONFLICT(verdict) DO UPDATE SET n = n + 1;"
+	VERDICT_TREND("old.verdict, new.verdict") " END;"
 	"CREATE TRIGGER IF NOT EXISTS obs_count_ins AFTER INSERT ON obs WHEN new.state = 1 BEGIN"
 	" INSERT INTO server_counts VALUES(new.server, 1)"
 	"  ON CONFLICT(server) DO UPDATE SET present = present + 1; END;"
@@ -112,6 +143,28 @@ static const char schema_v2[] =
 	"CREATE TRIGGER IF NOT EXISTS obs_count_went AFTER UPDATE OF state ON obs"
 	" WHEN old.state = 1 AND new.state <> 1 BEGIN"
 	" UPDATE server_counts SET present = present - 1 WHERE server = old.server; END;"
+	/* each pair of servers (a < b): items both have, items they agree
+	 * on (the same NarHash, NarSize, References; the signatures aside),
+	 * kept as an observation appears, changes or goes; with a row per day
+	 * (the day of the observation) holding the day's last counts */
+	"CREATE TABLE IF NOT EXISTS pair_counts(a INTEGER NOT NULL, b INTEGER NOT NULL,"
+	" both_have INTEGER NOT NULL, agree INTEGER NOT NULL, PRIMARY KEY(a, b)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS pair_trend(day INTEGER NOT NULL, a INTEGER NOT NULL,"
+	" b INTEGER NOT NULL, both_have INTEGER NOT NULL, agree INTEGER NOT NULL,"
+	" PRIMARY KEY(day, a, b)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS verdict_trend(day INTEGER NOT NULL, verdict INTEGER NOT NULL,"
+	" n INTEGER NOT NULL, PRIMARY KEY(day, verdict)) WITHOUT ROWID;"
+	"INSERT OR REPLACE INTO pair_counts SELECT x.server, y.server, count(*),"
+	" sum(x.nar_hash IS y.nar_hash AND x.nar_size IS y.nar_size AND x.refs IS y.refs)"
+	" FROM obs x JOIN obs y ON y.item = x.item AND y.server > x.server"
+	" WHERE x.state = 1 AND y.state = 1 GROUP BY x.server, y.server;"
+	PAIR_TRIGGER("ins", "INSERT", "new.state = 1", "new", "", PAIR_ADD("new", "1"))
+	PAIR_TRIGGER("del", "DELETE", "old.state = 1", "old", "", PAIR_ADD("old", "-1"))
+	PAIR_TRIGGER("upd", "UPDATE OF state, nar_hash, nar_size, refs",
+		     "(old.state = 1 OR new.state = 1) AND (old.state IS NOT new.state"
+		     " OR old.nar_hash IS NOT new.nar_hash OR old.nar_size IS NOT new.nar_size"
+		     " OR old.refs IS NOT new.refs)",
+		     "new", PAIR_ADD("old", "-(old.state = 1)"), PAIR_ADD("new", "(new.state = 1)"))
 	"PRAGMA user_version = 2;";
 
 static int fail(struct mon_db *d, struct cairn_error *err, const char *what)

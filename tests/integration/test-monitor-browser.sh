@@ -58,6 +58,8 @@ check "overview: the servers are in the rendered DOM" \
   bash -c 'grep -qF "$2" "$1" && grep -qF "$3" "$1"' _ "$TMP/overview.html" "$u1" "$u2"
 check "overview: one item differs, in the rendered DOM" \
   grep -qE '<a href="/items\?verdict=differs">differs</a></td><td>1</td>' "$TMP/overview.html"
+check "overview: the agreement rate of the two servers (3 of 4 items) is in the rendered DOM" \
+  grep -qF '<td>4</td><td>3</td><td class="rate">75.0&nbsp;%</td>' "$TMP/overview.html"
 check "overview: no console message" no_console "$TMP/overview.log"
 check "overview: a screenshot was taken (a PNG)" \
   bash -c 'head -c 8 "$1" | od -An -c | grep -q "P   N   G"' _ "$TMP/overview.png"

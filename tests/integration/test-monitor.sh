@@ -114,6 +114,13 @@ check "overview page lists the servers" \
 check "disagreements page lists wt-stamp" \
   bash -c 'curl -sf "$1/items?verdict=differs" | grep -qF "$2"' _ "$MURL" "$STAMP"
 check "server page answers" curl -sf -o /dev/null "$MURL/server/1"
+# on both: wt-a, wt-b (agree), wt-stamp (differs); wt-top on the first only
+check "overview: the two servers agree on 2 of the 3 items both have (66.7 %), today too" \
+  bash -c 'curl -sf "$1/" | tr -d "\n" | grep -qE "<td>3</td><td>2</td><td class=\"rate\">66.7&nbsp;%</td><td class=\"trend\"><span class=\"day\"><time>$(date -u +%F)</time> 66.7&nbsp;%"' _ "$MURL"
+check "server page: its agreement with the other server" \
+  bash -c 'curl -sf "$1/server/2" | grep -qF "66.7&nbsp;%"' _ "$MURL"
+check "overview: today's items per verdict (2 agree, 1 differs, 1 only-one)" \
+  bash -c 'curl -sf "$1/" | grep -qF "<tr><td><time>$(date -u +%F)</time></td><td>2</td><td>1</td><td>0</td><td>1</td>"' _ "$MURL"
 check "Atom feed names wt-stamp" bash -c 'curl -sf "$1/atom.xml" | grep -qF "differs: $2"' _ "$MURL" "$STAMP"
 check "/metrics counts items by verdict" \
   bash -c 'curl -sf "$1/metrics" | grep -qx "cairn_monitor_items{verdict=\"differs\"} 1"' _ "$MURL"

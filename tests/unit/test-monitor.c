@@ -137,8 +137,15 @@ static void assert_counters(struct mon_db *d, int64_t s1, int64_t s2)
 {
 	uint64_t n[CAIRN_MONITOR_VERDICTS_];
 	assert_int_equal(mon_db_verdict_counts(d, n, NULL), 0);
-	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++) {
 		assert_int_equal(n[v], count_of(d, "SELECT count(*) FROM items WHERE verdict = ?", v));
+		/* the day's trend row, once there is one, holds the count (but for
+		 * pruned absent items: a prune is no change of verdict) */
+		int64_t t = count_of(d, "SELECT coalesce((SELECT n FROM verdict_trend WHERE verdict = ?"
+				     " ORDER BY day DESC LIMIT 1), -1)", v);
+		if (v != CAIRN_MONITOR_ABSENT && t >= 0)
+			assert_int_equal(t, n[v]);
+	}
 	for (int k = 0; k < 2; k++) {
 		int64_t s = k ? s2 : s1;
 		assert_int_equal(
@@ -146,6 +153,22 @@ static void assert_counters(struct mon_db *d, int64_t s1, int64_t s2)
 				 s),
 			count_of(d, "SELECT count(*) FROM obs WHERE server = ? AND state = 1", s));
 	}
+	/* the pair (s1, s2): items both have, items they agree on */
+	assert_true(s1 < s2);
+	assert_int_equal(
+		count_of(d, "SELECT coalesce(sum(both_have), 0) FROM pair_counts WHERE a = ?", s1),
+		count_of(d, "SELECT count(*) FROM obs x JOIN obs y ON y.item = x.item AND y.server > x.server"
+			    " WHERE x.state = 1 AND y.state = 1 AND x.server = ?", s1));
+	assert_int_equal(
+		count_of(d, "SELECT coalesce(sum(agree), 0) FROM pair_counts WHERE a = ?", s1),
+		count_of(d, "SELECT count(*) FROM obs x JOIN obs y ON y.item = x.item AND y.server > x.server"
+			    " WHERE x.state = 1 AND y.state = 1 AND x.nar_hash = y.nar_hash"
+			    " AND x.nar_size = y.nar_size AND x.refs = y.refs AND x.server = ?", s1));
+	/* and the day's trend row says the same */
+	assert_int_equal(
+		count_of(d, "SELECT coalesce(sum(agree), 0) FROM pair_counts WHERE a = ?", s1),
+		count_of(d, "SELECT coalesce((SELECT agree FROM pair_trend WHERE a = ?"
+			    " ORDER BY day DESC LIMIT 1), 0)", s1));
 }
 
 static void test_db(void **state)

@@ -26,6 +26,7 @@
 #include "cairn/http.h"
 #include "cairn/keys.h"
 #include "cairn/narinfo.h"
+#include "cairn/paths-list.h"
 #include "cairn/survey.h"
 #include "monitor-int.h"
 #include "cairn/banned.h"
@@ -372,41 +373,43 @@ static int poll_feed(struct observer *o, size_t i)
 	return rc;
 }
 
-/* Queue every store path of the path list (one a line; '#' comments). */
+static int add_listed(void *ctx, const char *path)
+{
+	struct observer *o = ctx;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int rc = cairn_survey_add(o->sv, path, NULL, &e);
+	if (rc == CAIRN_ELIMIT)
+		return rc;
+	if (rc < 0)
+		mon_say(o->m, "%s: %s", o->m->cfg.paths_file, cairn_error_msg(&e));
+	return 0;
+}
+
+/* Queue every store path of the path list: a file or a URL (a Hydra-style
+ * store-paths.xz), read by paths-list.h; one that cannot be read is said
+ * and the pass goes on with the items known. */
 static int read_paths(struct observer *o)
 {
-	const char *file = o->m->cfg.paths_file;
-	FILE *f = fopen(file, "re");
-	char line[8192];
-	size_t total = 0;
-	if (!f) {
-		mon_say(o->m, "cannot read the path list '%s': %s", file, strerror(errno));
-		return 0;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		size_t len = strlen(line);
-		total += len;
-		if (total > MON_PATHS_MAX) {
-			mon_say(o->m, "the path list '%s' is larger than %zu bytes: the rest ignored",
-				file, MON_PATHS_MAX);
-			break;
-		}
-		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
-			       line[len - 1] == ' ' || line[len - 1] == '\t'))
-			line[--len] = '\0';
-		if (!len || line[0] == '#')
-			continue;
-		struct cairn_error e;
-		cairn_error_init(&e);
-		int rc = cairn_survey_add(o->sv, line, NULL, &e);
-		if (rc == CAIRN_ELIMIT) {
-			fclose(f);
-			return rc;
-		}
-		if (rc < 0)
-			mon_say(o->m, "%s: %s", file, cairn_error_msg(&e));
-	}
-	fclose(f);
+	const char *where = o->m->cfg.paths_file;
+	struct cairn_buf raw = CAIRN_BUF_INIT(MON_PATHS_MAX);
+	struct cairn_error e;
+	long status = 0;
+	int rc;
+	cairn_error_init(&e);
+	if (!cairn_paths_list_is_url(where))
+		rc = cairn_paths_list_file(where, &raw, &e);
+	else if ((rc = get_whole(o, NULL, where, MON_PATHS_MAX, &raw, &status, &e)) == 0 &&
+		 status != 200)
+		rc = cairn_error_set(&e, CAIRN_ENET, "the path list '%s': HTTP %ld", where,
+				     status);
+	if (rc == 0)
+		rc = cairn_paths_list_each(raw.data, raw.len, MON_PATHS_MAX, add_listed, o, &e);
+	cairn_buf_release(&raw);
+	if (rc == CAIRN_ELIMIT && !e.code)
+		return rc; /* the survey is full: as before, the pass stops */
+	if (rc < 0)
+		mon_say(o->m, "%s", cairn_error_msg(&e));
 	return 0;
 }
 

@@ -33,9 +33,10 @@ static const struct cli_option monitor_options[] = {
 	OPT_LIST(0, "listen", struct monitor_opts, listen, "ADDR:PORT", CAIRN_HTTPD_MAX_LISTEN,
 		 "where the report and the API are served\n"
 		 "(default 127.0.0.1:8080; repeatable; port 0 picks one)"),
-	OPT_STRING(0, "paths", struct monitor_opts, paths, "FILE",
-		   "store paths to ask every server about, one a line\n"
-		   "(for servers without a feed), re-read at each full pass"),
+	OPT_STRING(0, "paths", struct monitor_opts, paths, "FILE|URL",
+		   "store paths to ask every server about (for servers without a feed):\n"
+		   "a file, one a line, or the URL of a Hydra-style store-paths.xz;\n"
+		   "re-read at each full pass"),
 	OPT_TRUSTED_KEY(struct monitor_opts, keys,
 			"a key feeds and narinfos may be signed by (repeatable);\n"
 			"a feed is followed only when one signed it"),
@@ -66,7 +67,7 @@ static const struct cli_option monitor_options[] = {
 static const struct cli_spec monitor_spec = {
 	.usage =
 	"usage: cairn monitor --from URL [--from URL]... --db FILE [--listen ADDR:PORT]\n"
-	"                     [--paths FILE] [--trusted-key FILE]... [--interval S]\n"
+	"                     [--paths FILE|URL] [--trusted-key FILE]... [--interval S]\n"
 	"                     [options]\n"
 	"\n"
 	"Watch binary caches and record, for every store item, what each serves\n"

@@ -134,6 +134,19 @@ check "name filter page: the name typed is echoed escaped, nothing found" \
   bash -c 'grep -qF "value=\"&lt;script&gt;x&quot;\"" "$1" && ! grep -q "<script" "$1" && ! grep -q "/item/" "$1"' _ "$TMP/filter.html"
 check "bad verdict filter: 400" test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/api/v1/items?verdict=nope")" = 400
 
+# ---- --paths URL: a Hydra-style store-paths.xz, fetched at each full pass
+printf '%s\n' "$A" "# a comment" "" "$B  " "$STAMP" | xz >"$TMP/c2/store-paths.xz"
+"$CAIRN" monitor --from "$u2" --db "$TMP/mon-url.sqlite" --listen 127.0.0.1:0 \
+  --port-file "$TMP/mon-url.port" --paths "$u2/store-paths.xz" --interval 3600 \
+  >"$TMP/mon-url.log" 2>&1 &
+UPID=$!
+cleanup_hooks+=("kill -9 $UPID 2>/dev/null")
+UURL=http://127.0.0.1:$(port_from_file "$TMP/mon-url.port" "$UPID" 15)
+check "--paths URL: the 3 store paths of a store-paths.xz are asked about (only-one each)" \
+  wait_for 30 eval '[ "$(curl -sf "$UURL/api/v1/summary" | jq_ "d[\"verdicts\"][\"only-one\"]")" = 3 ]' ||
+  sed 's/^/  | /' "$TMP/mon-url.log"
+kill "$UPID"
+
 # ---- a new item on the first cache reaches the monitor through the feed
 # (the path list does not name it, and no full pass is due for an hour)
 cat >"$TMP/new.nix" <<'NIX'

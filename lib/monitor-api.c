@@ -208,7 +208,7 @@ static int item_json(struct cairn_monitor *m, const char *hash, struct cairn_buf
 	int64_t id;
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT id, path, verdict, verdict_since, first_seen, last_seen,"
-				 " diff_state, diff_note FROM items WHERE hash = ?",
+				 " diff_state, diff_note, diff_tries FROM items WHERE hash = ?",
 				 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
@@ -229,6 +229,7 @@ static int item_json(struct cairn_monitor *m, const char *hash, struct cairn_buf
 			 (int64_t)sqlite3_column_int64(st, 5),
 			 ds >= 0 && ds <= 3 ? diff_states[ds] : "?");
 	json_text_col(b, st, 7);
+	cairn_buf_printf(b, ",\"tries\":%d", sqlite3_column_int(st, 8));
 	sqlite3_finalize(st);
 
 	cairn_buf_puts(b, ",\"files\":[");

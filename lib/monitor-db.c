@@ -165,6 +165,8 @@ static const char schema_v2[] =
 		     " OR old.nar_hash IS NOT new.nar_hash OR old.nar_size IS NOT new.nar_size"
 		     " OR old.refs IS NOT new.refs)",
 		     "new", PAIR_ADD("old", "-(old.state = 1)"), PAIR_ADD("new", "(new.state = 1)"))
+	/* a failed diff is tried again at the next full passes, so often */
+	"ALTER TABLE items ADD COLUMN diff_tries INTEGER NOT NULL DEFAULT 0;"
 	"PRAGMA user_version = 2;";
 
 static int fail(struct mon_db *d, struct cairn_error *err, const char *what)
@@ -486,6 +488,7 @@ int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monito
 		     " verdict_since = CASE WHEN verdict = ?3 THEN verdict_since ELSE ?2 END,"
 		     " diff_state = CASE WHEN ?3 = 1 AND verdict <> 1 THEN 1"
 		     "  WHEN ?3 <> 1 THEN 0 ELSE diff_state END,"
+		     " diff_tries = CASE WHEN ?3 = verdict THEN diff_tries ELSE 0 END,"
 		     " verdict = ?3 WHERE id = ?1",
 		     &st, err)) < 0)
 		return rc;
@@ -696,7 +699,9 @@ int mon_db_diff_done(struct mon_db *d, int64_t item, enum mon_diff_state state, 
 {
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = mon_db_prepare(d, "UPDATE items SET diff_state = ?, diff_note = ? WHERE id = ?",
+	if ((rc = mon_db_prepare(d,
+				 "UPDATE items SET diff_state = ?1, diff_note = ?2,"
+				 " diff_tries = diff_tries + 1 WHERE id = ?3",
 				 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_int(st, 1, (int)state);
@@ -745,4 +750,17 @@ int mon_db_verdict_counts(struct mon_db *d, uint64_t *n, struct cairn_error *err
 	}
 	sqlite3_finalize(st);
 	return s == SQLITE_DONE ? 0 : fail(d, err, "read the counts per verdict");
+}
+
+int mon_db_diff_retry(struct mon_db *d, int max_tries, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d,
+				 "UPDATE items SET diff_state = 1 WHERE verdict = 1 AND diff_state = 3"
+				 " AND diff_tries < ?",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int(st, 1, max_tries);
+	return done(d, st, err, "retry the failed diffs");
 }

@@ -118,10 +118,16 @@ int mon_db_diff_put(struct mon_db *d, int64_t item, int64_t a_server, int64_t b_
 		    const struct mon_file *b, struct cairn_error *err);
 int mon_db_diff_done(struct mon_db *d, int64_t item, enum mon_diff_state state, const char *note,
 		     struct cairn_error *err);
-/* Drop history, and items absent everywhere, older than keep_s seconds. */
+/* A failed diff (a server gone, a NAR that did not match) is tried again
+ * at the next full passes, up to this many tries in all; a new
+ * disagreement starts over. */
+#define MON_DIFF_TRIES 3
+/* Failed diffs tried fewer than max_tries times: to do again. */
+int mon_db_diff_retry(struct mon_db *d, int max_tries, struct cairn_error *err);
 /* Items per verdict into n[CAIRN_MONITOR_VERDICTS_] (zeroed first), from
  * the counters: no count over the items. */
 int mon_db_verdict_counts(struct mon_db *d, uint64_t *n, struct cairn_error *err);
+/* Drop history, and items absent everywhere, older than keep_s seconds. */
 int mon_db_prune(struct mon_db *d, int64_t keep_s, int64_t now, struct cairn_error *err);
 
 /* ---- the service (monitor.c, monitor-observe.c) --------------------------- */

@@ -794,6 +794,8 @@ static int tick(struct observer *o, bool full)
 			rc = read_peer(o, i);
 	}
 	if (rc == 0 && full)
+		rc = mon_db_diff_retry(m->w, MON_DIFF_TRIES, &o->fail_err);
+	if (rc == 0 && full)
 		rc = mon_db_prune(m->w, (int64_t)m->cfg.retention_days * 86400, o->now,
 				  &o->fail_err);
 	if (rc == 0)

@@ -388,7 +388,7 @@ static int item_page(struct cairn_monitor *m, const char *hash, struct cairn_buf
 	int64_t id;
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT id, path, verdict, verdict_since, first_seen, diff_state,"
-				 " diff_note FROM items WHERE hash = ?",
+				 " diff_note, diff_tries FROM items WHERE hash = ?",
 				 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
@@ -410,6 +410,11 @@ static int item_page(struct cairn_monitor *m, const char *hash, struct cairn_buf
 	if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
 		cairn_buf_puts(b, "<p>Diff: ");
 		text_col(b, st, 6);
+		if (ds == MON_DIFF_FAILED)
+			cairn_buf_printf(b, " (tried %d times%s)", sqlite3_column_int(st, 7),
+					 sqlite3_column_int(st, 7) < MON_DIFF_TRIES
+						 ? "; tried again at the next full pass"
+						 : "; not tried again until the claims change");
 		cairn_buf_puts(b, "</p>");
 	}
 	sqlite3_finalize(st);

@@ -238,15 +238,41 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_diff_done(d, item, MON_DIFF_DONE, NULL, &err), 0);
 	assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
 	assert_int_equal(n, 0);
+	/* a diff done is not retried; a failed one is, MON_DIFF_TRIES in all */
+	assert_int_equal(mon_db_diff_retry(d, MON_DIFF_TRIES, &err), 0);
+	assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
+	assert_int_equal(n, 0);
+	for (int t = 2; t <= MON_DIFF_TRIES; t++) {
+		assert_int_equal(mon_db_diff_done(d, item, MON_DIFF_FAILED, "gone", &err), 0);
+		assert_int_equal(mon_db_diff_retry(d, MON_DIFF_TRIES, &err), 0);
+		assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
+		/* tries so far: the done one and t - 1 failed ones */
+		assert_int_equal(n, t < MON_DIFF_TRIES ? 1 : 0);
+		for (size_t k = 0; k < n; k++)
+			free(paths[k]);
+	}
+	assert_int_equal(count_of(d, "SELECT diff_tries FROM items WHERE id = ?", item),
+			 MON_DIFF_TRIES);
+	/* the claims change (agree, then differ anew): tried from scratch */
+	assert_int_equal(mon_db_observe(d, item, s2, &p1, 140, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 140, &v, &changed, &err), 0);
+	assert_int_equal(mon_db_observe(d, item, s2, &p2, 150, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 150, &v, &changed, &err), 0);
+	assert_int_equal(count_of(d, "SELECT diff_tries FROM items WHERE id = ?", item), 0);
+	assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
+	assert_int_equal(n, 1);
+	free(paths[0]);
+	assert_int_equal(mon_db_diff_done(d, item, MON_DIFF_DONE, NULL, &err), 0);
 
 	/* the pages' connection sees it, paginated by key */
 	assert_int_equal(mon_db_open(&r, db_path, false, &err), 0);
 	mon_db_close(r);
 	mon_db_close(d);
 
-	/* reopened: history kept, no second schema */
+	/* reopened: history kept (only-one, agree, differs, agree, differs), no
+	 * second schema */
 	assert_int_equal(mon_db_open(&d, db_path, true, &err), 0);
-	assert_int_equal(history_rows(d, item), 3);
+	assert_int_equal(history_rows(d, item), 5);
 	char got[512];
 	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), 0);
 	assert_string_equal(got, path);

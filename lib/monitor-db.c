@@ -165,6 +165,10 @@ static const char schema_v2[] =
 		     " OR old.nar_hash IS NOT new.nar_hash OR old.nar_size IS NOT new.nar_size"
 		     " OR old.refs IS NOT new.refs)",
 		     "new", PAIR_ADD("old", "-(old.state = 1)"), PAIR_ADD("new", "(new.state = 1)"))
+	/* each --peer's last log used: its monitor, its records and the
+	 * chained digest of them, so its next log must extend it */
+	"CREATE TABLE IF NOT EXISTS peer_logs(peer TEXT PRIMARY KEY, monitor TEXT NOT NULL,"
+	" count INTEGER NOT NULL, chain TEXT NOT NULL);"
 	/* a failed diff is tried again at the next full passes, so often */
 	"ALTER TABLE items ADD COLUMN diff_tries INTEGER NOT NULL DEFAULT 0;"
 	"PRAGMA user_version = 2;";
@@ -763,4 +767,39 @@ int mon_db_diff_retry(struct mon_db *d, int max_tries, struct cairn_error *err)
 		return rc;
 	sqlite3_bind_int(st, 1, max_tries);
 	return done(d, st, err, "retry the failed diffs");
+}
+
+int mon_db_peer_log_get(struct mon_db *d, const char *peer, char monitor[33], uint64_t *count,
+			char chain[65], struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "SELECT monitor, count, chain FROM peer_logs WHERE peer = ?",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+	rc = CAIRN_ENOENT;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(monitor, 33, "%s", (const char *)sqlite3_column_text(st, 0));
+		*count = (uint64_t)sqlite3_column_int64(st, 1);
+		snprintf(chain, 65, "%s", (const char *)sqlite3_column_text(st, 2));
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mon_db_peer_log_set(struct mon_db *d, const char *peer, const char *monitor, uint64_t count,
+			const char *chain, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "INSERT OR REPLACE INTO peer_logs VALUES(?, ?, ?, ?)", &st,
+				 err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, monitor, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)count);
+	sqlite3_bind_text(st, 4, chain, -1, SQLITE_STATIC);
+	return done(d, st, err, "record a peer's log");
 }

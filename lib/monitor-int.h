@@ -124,6 +124,12 @@ int mon_db_diff_done(struct mon_db *d, int64_t item, enum mon_diff_state state, 
 #define MON_DIFF_TRIES 3
 /* Failed diffs tried fewer than max_tries times: to do again. */
 int mon_db_diff_retry(struct mon_db *d, int max_tries, struct cairn_error *err);
+/* The last log of peer used: its monitor id, its count of records and
+ * their chained digest (hex); CAIRN_ENOENT for none yet. */
+int mon_db_peer_log_get(struct mon_db *d, const char *peer, char monitor[33], uint64_t *count,
+			char chain[65], struct cairn_error *err);
+int mon_db_peer_log_set(struct mon_db *d, const char *peer, const char *monitor, uint64_t count,
+			const char *chain, struct cairn_error *err);
 /* Items per verdict into n[CAIRN_MONITOR_VERDICTS_] (zeroed first), from
  * the counters: no count over the items. */
 int mon_db_verdict_counts(struct mon_db *d, uint64_t *n, struct cairn_error *err);

@@ -12,7 +12,7 @@
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/serve-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
-skip_unless nginx python3 curl
+skip_unless nginx python3 curl sqlite3 xz
 publish_require
 nix_lib_init
 
@@ -221,6 +221,32 @@ check "peer: the two NarHashes A saw" \
   test "$(peers_of 'len(set(p["nar_hash"] for p in d["peers"]))')" = 2
 check "peer: shown on the item page" \
   bash -c 'curl -sf "$1/item/$2" | grep -q "What other monitors saw"' _ "$PURL" "$(hp "$STAMP")"
+# ---- A's history rewritten (a record changed in its database, the log
+# signed again with its key): the peer's next read must extend the log it
+# used, so the new one is refused and what A said before stays
+pmetric() { curl -sf "$PURL/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
+wait_for 10 eval '[ "$(pmetric cairn_monitor_peer_logs_total)" -ge 2 ]'
+monitor_stop
+sqlite3 "$TMP/mon.sqlite" "UPDATE log SET nar_hash = 'sha256:rewritten' WHERE seq = 1"
+aport=${AURL##*:}
+"$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
+  --listen "127.0.0.1:$aport" --paths "$TMP/paths" \
+  --trusted-key "$TMP/k1.pub" --trusted-key "$TMP/k2.pub" --interval 3600 --poll 200ms \
+  --key "$TMP/ka.sec" >"$TMP/monitor-rewritten.log" 2>&1 &
+MPID=$!
+cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
+check "A rewritten: its log still verifies on its own (it signed it)" \
+  wait_for 15 eval 'curl -sf "$AURL/api/v1/log" >"$TMP/a2.log" && "$CAIRN" monitor verify "$TMP/a2.log" --trusted-key "$TMP/ka.pub" 2>/dev/null'
+check "A rewritten: the peer refuses the log, which does not extend the one it used" \
+  wait_for 30 eval '[ "$(pmetric cairn_monitor_peer_logs_refused_total)" -ge 1 ]'
+check "A rewritten: the peer says the history was rewritten" \
+  grep -q "history was rewritten" "$TMP/good.log"
+check "A rewritten: the peer keeps A's two NarHashes of wt-stamp as it had them" \
+  test "$(peers_of 'sorted(set(p["nar_hash"] for p in d["peers"]))')" = \
+       "$(python3 -c 'import json,sys; print(sorted(set(s["nar_hash"] for s in json.load(open(sys.argv[1]))["servers"])))' "$TMP/stamp.json")"
+h1=$(sqlite3 "$TMP/mon.sqlite" "SELECT hash FROM log WHERE seq = 1")
+check "A rewritten: the rewritten record is nowhere on the peer" \
+  bash -c '! curl -sf "$1/api/v1/items/$2" | grep -q rewritten' _ "$PURL" "$h1"
 kill "$PPID_"; wait_gone "$PPID_" 10
 peer_start bad "$TMP/k1.pub"
 prefused() { curl -sf "$PURL/metrics" | awk '$1 == "cairn_monitor_peer_logs_refused_total" {print $2}'; }

@@ -154,7 +154,20 @@ struct cairn_monitor {
 	/* counted by the observer, shown in /metrics */
 	atomic_uint_fast64_t passes, lookups, feed_pages, pages_refused, diffs, changes, logged,
 		peer_logs, peer_logs_refused;
+	/* --store: the local store's database (the observer's), its server row */
+	struct cairn_storedb *store;
+	int64_t store_id;
 };
+
+/* ---- the local store (monitor-store.c) ------------------------------------ */
+
+struct cairn_storedb;
+
+/* Open cfg.store_root's database and record its server row. */
+int mon_store_open(struct cairn_monitor *m, struct cairn_error *err);
+/* Record what the local store says about the item (hash part hash). */
+int mon_store_observe(struct cairn_monitor *m, int64_t item, const char *hash, int64_t now,
+		      struct cairn_error *err);
 
 void *mon_observe_main(void *arg);
 void mon_say(struct cairn_monitor *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -498,8 +498,13 @@ static int on_result(void *ctx, struct cairn_survey_result *r)
 	const char *base = strrchr(path, '/');
 	char hash[MON_HASH_LEN + 1];
 	snprintf(hash, sizeof(hash), "%.32s", base ? base + 1 : path);
-	if (!o->item[pi] && (rc = mon_db_item(m->w, hash, path, o->now, &o->item[pi], err)) < 0)
-		return rc;
+	if (!o->item[pi]) {
+		if ((rc = mon_db_item(m->w, hash, path, o->now, &o->item[pi], err)) < 0)
+			return rc;
+		/* the local store, once per item and pass, before any verdict */
+		if (m->store && (rc = mon_store_observe(m, o->item[pi], hash, o->now, err)) < 0)
+			return rc;
+	}
 
 	struct mon_obs_in obs = {0};
 	bool record = true;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cairn/httpd.h"
+#include "cairn/storedb.h"
 #include "metrics.h"
 #include "monitor-int.h"
 #include "cairn/banned.h"
@@ -71,7 +72,8 @@ int cairn_monitor_new(struct cairn_monitor **out, const struct cairn_monitor_con
 		if ((rc = mon_db_server(m->w, m->urls[i], &m->server_ids[i], err)) < 0)
 			goto fail;
 	}
-	if ((rc = mon_db_monitor_id(m->w, m->monitor_id, err)) < 0)
+	if ((rc = mon_db_monitor_id(m->w, m->monitor_id, err)) < 0 ||
+	    (m->cfg.store_root && (rc = mon_store_open(m, err)) < 0))
 		goto fail;
 	m->cfg.servers = NULL; /* borrowed strings are not kept: urls are */
 	*out = m;
@@ -97,6 +99,7 @@ void cairn_monitor_free(struct cairn_monitor *m)
 	atomic_store(&m->stop, true);
 	if (m->started)
 		pthread_join(m->thread, NULL);
+	cairn_storedb_free(m->store);
 	mon_db_close(m->r);
 	mon_db_close(m->w);
 	for (size_t i = 0; m->urls && i < m->cfg.n_servers; i++)

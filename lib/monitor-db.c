@@ -158,6 +158,12 @@ static const char schema_v2[] =
 	" sum(x.nar_hash IS y.nar_hash AND x.nar_size IS y.nar_size AND x.refs IS y.refs)"
 	" FROM obs x JOIN obs y ON y.item = x.item AND y.server > x.server"
 	" WHERE x.state = 1 AND y.state = 1 GROUP BY x.server, y.server;"
+	/* an upgraded database: its trends start with the counts as of its
+	 * last observation */
+	"INSERT INTO pair_trend SELECT (SELECT max(last_seen) FROM obs) / 86400, a, b,"
+	" both_have, agree FROM pair_counts WHERE (SELECT max(last_seen) FROM obs) IS NOT NULL;"
+	"INSERT INTO verdict_trend SELECT (SELECT max(last_seen) FROM obs) / 86400, verdict, n"
+	" FROM verdict_counts WHERE (SELECT max(last_seen) FROM obs) IS NOT NULL;"
 	PAIR_TRIGGER("ins", "INSERT", "new.state = 1", "new", "", PAIR_ADD("new", "1"))
 	PAIR_TRIGGER("del", "DELETE", "old.state = 1", "old", "", PAIR_ADD("old", "-1"))
 	PAIR_TRIGGER("upd", "UPDATE OF state, nar_hash, nar_size, refs",

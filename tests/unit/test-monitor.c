@@ -319,6 +319,67 @@ static void test_db(void **state)
 	unlink(db_path);
 }
 
+/* A version 1 database (no counters, no diff_tries): opened by this
+ * version, it is upgraded in place and its counters count what is there. */
+static void test_db_upgrade(void **state)
+{
+	(void)state;
+	struct mon_db *d;
+	struct cairn_error err;
+	int64_t s1, s2, item;
+	enum cairn_monitor_verdict v;
+	bool changed;
+	struct mon_obs_in p1 = {.state = CAIRN_MONITOR_PRESENT, .sig = CAIRN_MONITOR_SIG_VALID,
+				.nar_hash = H1, .nar_size = 10, .refs = R1};
+	struct mon_obs_in p2 = p1;
+	p2.nar_hash = H2;
+	const char *hashes[] = {"x6b6ah9iya8w14wv5fzzwj36lf2yyghw", "0c2kjfd3r4m7l3plfa1cv2l3bsddbl3r",
+				"5b1rb7d3pr6lzjb4b0mcagfw3rmc9blc"};
+
+	cairn_error_init(&err);
+	snprintf(db_path, sizeof(db_path), "%s/v1.sqlite", dir);
+	assert_int_equal(mon_db_open(&d, db_path, true, &err), 0);
+	assert_int_equal(mon_db_server(d, "http://a", &s1, &err), 0);
+	assert_int_equal(mon_db_server(d, "http://b", &s2, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		char path[128];
+		snprintf(path, sizeof(path), "/nix/store/%s-x", hashes[i]);
+		assert_int_equal(mon_db_item(d, hashes[i], path, 100, &item, &err), 0);
+		assert_int_equal(mon_db_observe(d, item, s1, &p1, 100, &err), 0);
+		if (i > 0)
+			assert_int_equal(mon_db_observe(d, item, s2, i == 1 ? &p1 : &p2, 100, &err), 0);
+		assert_int_equal(mon_db_settle(d, item, 100, &v, &changed, &err), 0);
+	}
+	/* back to what version 1 had */
+	assert_int_equal(
+		mon_db_exec(d,
+			    "DROP TRIGGER items_count_ins; DROP TRIGGER items_count_del;"
+			    " DROP TRIGGER items_count_upd; DROP TRIGGER obs_count_ins;"
+			    " DROP TRIGGER obs_count_del; DROP TRIGGER obs_count_came;"
+			    " DROP TRIGGER obs_count_went; DROP TRIGGER obs_pair_ins;"
+			    " DROP TRIGGER obs_pair_del; DROP TRIGGER obs_pair_upd;"
+			    " DROP TABLE verdict_counts; DROP TABLE server_counts;"
+			    " DROP TABLE pair_counts; DROP TABLE pair_trend; DROP TABLE verdict_trend;"
+			    " DROP TABLE peer_logs; ALTER TABLE items DROP COLUMN diff_tries;"
+			    " PRAGMA user_version = 1;",
+			    &err),
+		0);
+	mon_db_close(d);
+	assert_int_equal(mon_db_open(&d, db_path, true, &err), 0);
+	assert_int_equal(count_of(d, "PRAGMA user_version", 0), MON_SCHEMA_VERSION);
+	assert_counters(d, s1, s2);
+	/* two items on both servers, one agreed on */
+	assert_int_equal(count_of(d, "SELECT both_have FROM pair_counts WHERE a = ?", s1), 2);
+	assert_int_equal(count_of(d, "SELECT agree FROM pair_counts WHERE a = ?", s1), 1);
+	/* and kept from then on */
+	assert_int_equal(mon_db_observe(d, item, s2, &p1, 200, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 200, &v, &changed, &err), 0);
+	assert_int_equal(v, CAIRN_MONITOR_AGREE);
+	assert_counters(d, s1, s2);
+	mon_db_close(d);
+	unlink(db_path);
+}
+
 static void test_escapes(void **state)
 {
 	(void)state;
@@ -468,6 +529,7 @@ int main(void)
 	    cmocka_unit_test(test_verdicts),
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_db),
+	    cmocka_unit_test(test_db_upgrade),
 	    cmocka_unit_test(test_escapes),
 	    cmocka_unit_test(test_log),
 	};

@@ -45,7 +45,7 @@ check "the monitor finds wt-stamp differing and diffs it" wait_for 60 diffed ||
 # its log (console messages are the INFO:CONSOLE lines) into NAME.log
 browse() {
   local url=$1 name=$2 shot=()
-  [ "${3:-}" != --screenshot ] || shot=(--screenshot="$TMP/$name.png" --window-size=1100,800)
+  [ "${3:-}" != --screenshot ] || shot=(--screenshot="$TMP/$name.png" --window-size=1100,1000)
   # each load its own profile: nothing cached from the one before
   timeout 90 chromium --headless --no-sandbox --disable-gpu --no-first-run \
     --user-data-dir="$TMP/chromium-$name" --enable-logging=stderr --v=0 \
@@ -63,6 +63,13 @@ check "overview: the agreement rate of the two servers (3 of 4 items) is in the 
 check "overview: no console message" no_console "$TMP/overview.log"
 check "overview: a screenshot was taken (a PNG)" \
   bash -c 'head -c 8 "$1" | od -An -c | grep -q "P   N   G"' _ "$TMP/overview.png"
+
+check "chromium renders a server's page" browse "$MURL/server/1" server
+check "server page: its agreement with the other server (75.0 %) in the rendered DOM" \
+  grep -qF '<td class="rate">75.0&nbsp;%</td>' "$TMP/server.html"
+check "server page: wt-stamp among the items where it differs" \
+  grep -qF "href=\"/item/$(hp "$STAMP")\"" "$TMP/server.html"
+check "server page: no console message" no_console "$TMP/server.log"
 
 check "chromium renders the disagreements" browse "$MURL/items?verdict=differs" differs
 check "disagreements: wt-stamp in the rendered DOM, as a link to its page" \

@@ -4,21 +4,31 @@
 # items, the path list given with --paths; the time from start until the
 # pass is recorded (every answer in the database, every verdict settled),
 # as narinfo lookups per second; then the overview page's and an items
-# page's time to first byte with that database.
+# page's time to first byte with that database; the CPU the monitor uses
+# over IDLE seconds after the pass, when nothing changes (from
+# /proc/PID/stat); its peak memory (VmHWM).  Then, with -m BIG, the
+# database is grown directly (sqlite3) to BIG items, each on the three
+# servers, a monitor started on it, and the overview's, the summary's and
+# the disagreements' time to first byte measured (the median of 5, while
+# that monitor's first pass over the BIG items runs, the worst case).
 #
-# usage: bench/monitor.sh [-n PATHS] [-c CAIRN]
+# usage: bench/monitor.sh [-n PATHS] [-m BIG] [-i IDLE] [-c CAIRN]
 #   PATHS  store paths (default 20000); 3 x PATHS lookups
+#   BIG    items for the page timings (default 0: none)
+#   IDLE   seconds of steady state measured (default 10)
 #   CAIRN  the cairn binary (default build/src/cairn)
 # The narinfos are unsigned (every verdict is "unsigned", but for the
 # third cache's missing every 10th: "only-one"); no NAR is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=20000 cairn=build/src/cairn
-while getopts n:c:h o; do
+n=20000 cairn=build/src/cairn big=0 idle=10
+while getopts n:m:i:c:h o; do
   case $o in
     n) n=$OPTARG ;;
+    m) big=$OPTARG ;;
+    i) idle=$OPTARG ;;
     c) cairn=$OPTARG ;;
-    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 export CAIRN SRCDIR
@@ -26,7 +36,7 @@ CAIRN=$(realpath "$cairn")
 SRCDIR=$PWD
 . tests/integration/lib.sh
 . tests/integration/serve-lib.sh
-skip_unless nginx python3 curl
+skip_unless nginx python3 curl sqlite3
 
 for i in 1 2 3; do
   extra=()
@@ -51,12 +61,64 @@ t1=$(now)
 items=$(curl -sf "$url/api/v1/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])')
 lookups=$((n * 3))
 ttfb() { curl -s -o /dev/null -w '%{time_starttransfer}' "$url$1"; }
-printf '| items | servers | lookups | first pass (s) | lookups/s | overview TTFB (ms) | items page TTFB (ms) |\n'
-printf '|---|---|---|---|---|---|---|\n'
-python3 - "$items" "$lookups" "$t0" "$t1" "$(ttfb /)" "$(ttfb '/items?verdict=unsigned')" <<'PY'
+# CPU ticks (user + system) of PID, from /proc/PID/stat (fields 14, 15,
+# counted after the command's closing parenthesis)
+ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+c0=$(ticks "$pid"); s0=$(now)
+sleep "$idle"
+c1=$(ticks "$pid"); s1=$(now)
+hwm=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$pid/status")
+printf '| items | servers | lookups | first pass (s) | lookups/s | overview TTFB (ms) | items page TTFB (ms) | idle CPU (%%) | max RSS (MiB) |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
+python3 - "$items" "$lookups" "$t0" "$t1" "$(ttfb /)" "$(ttfb '/items?verdict=unsigned')" \
+  "$c0" "$c1" "$s0" "$s1" "$(getconf CLK_TCK)" "$hwm" <<'PY'
 import sys
-items, lookups, t0, t1, o, l = sys.argv[1:]
+items, lookups, t0, t1, o, l, c0, c1, s0, s1, hz, hwm = sys.argv[1:]
 s = float(t1) - float(t0)
-print(f"| {items} | 3 | {lookups} | {s:.2f} | {int(lookups) / s:.0f} | {float(o) * 1000:.1f} | {float(l) * 1000:.1f} |")
+cpu = (int(c1) - int(c0)) / int(hz) / (float(s1) - float(s0)) * 100
+print(f"| {items} | 3 | {lookups} | {s:.2f} | {int(lookups) / s:.0f} | {float(o) * 1000:.1f} |"
+      f" {float(l) * 1000:.1f} | {cpu:.2f} | {int(hwm) / 1024:.0f} |")
 PY
+kill "$pid"
+wait_gone "$pid" 30
+[ "$big" -gt "$n" ] || exit 0
+
+# ---- the pages with BIG items: grown in SQL, one row per item and server
+# (1 in 100 differs, 1 in 10 on one server, the rest unsigned), the
+# counters kept by the schema's triggers as the monitor would
+more=$((big - n))
+tb0=$(now)
+sqlite3 "$TMP/m.sqlite" >/dev/null <<SQL
+PRAGMA journal_mode = WAL;
+BEGIN;
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $more)
+INSERT INTO items(hash, path, verdict, verdict_since, first_seen, last_seen)
+SELECT printf('%032d', i), '/nix/store/' || printf('%032d', i) || '-synthetic-' || i,
+  CASE WHEN i % 100 = 0 THEN 1 WHEN i % 10 = 0 THEN 3 ELSE 4 END,
+  1700000000 + i, 1700000000 + i, 1700000000 + i FROM c;
+INSERT INTO obs(item, server, state, sig, nar_hash, nar_size, refs, first_seen, last_seen)
+SELECT it.id, s.id, 1, 1,
+  'sha256:' || CASE WHEN it.verdict = 1 THEN s.id ELSE 0 END || it.hash, 1000, '',
+  it.first_seen, it.first_seen
+FROM items it JOIN servers s WHERE it.path LIKE '%-synthetic-%'
+  AND (it.verdict <> 3 OR s.id = 1);
+COMMIT;
+SQL
+tb1=$(now)
+"$CAIRN" monitor "${from[@]}" --db "$TMP/m.sqlite" --listen 127.0.0.1:0 \
+  --port-file "$TMP/m2.port" --interval 86400 --poll 100ms >"$TMP/m2.log" 2>&1 &
+pid=$!
+cleanup_hooks+=("kill $pid 2>/dev/null")
+url=http://127.0.0.1:$(port_from_file "$TMP/m2.port" "$pid" 60)
+wait_for 60 curl -sf -o /dev/null "$url/api/v1/summary"
+median() { # URL: the median of 5 times to first byte, in ms
+  for _ in 1 2 3 4 5; do ttfb "$1"; echo; done | sort -n | sed -n 3p |
+    awk '{printf "%.1f", $1 * 1000}'
+}
+total=$(curl -sf "$url/api/v1/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])')
+o=$(median /); a=$(median /api/v1/summary); d=$(median '/items?verdict=differs')
+printf '\n(database grown by %d items in %.0f s)\n\n' "$more" "$(echo "$tb1 - $tb0" | bc -l)"
+printf '| items in the database | overview TTFB (ms) | summary TTFB (ms) | disagreements TTFB (ms) |\n'
+printf '|---|---|---|---|\n'
+printf '| %s | %s | %s | %s |\n' "$total" "$o" "$a" "$d"
 kill "$pid"

@@ -61,20 +61,13 @@ static void json_int_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
 
 static int summary(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_error *err)
 {
-	uint64_t n[CAIRN_MONITOR_VERDICTS_] = {0}, total = 0;
+	uint64_t n[CAIRN_MONITOR_VERDICTS_], total = 0;
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = mon_db_prepare(m->r, "SELECT verdict, count(*) FROM items GROUP BY verdict", &st,
-				 err)) < 0)
+	if ((rc = mon_db_verdict_counts(m->r, n, err)) < 0)
 		return rc;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		int v = sqlite3_column_int(st, 0);
-		if (v >= 0 && v < CAIRN_MONITOR_VERDICTS_) {
-			n[v] = (uint64_t)sqlite3_column_int64(st, 1);
-			total += n[v];
-		}
-	}
-	sqlite3_finalize(st);
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
+		total += n[v];
 	cairn_buf_printf(b, "{\"version\":1,\"items\":%" PRIu64 ",\"verdicts\":{", total);
 	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
 		cairn_buf_printf(b, "%s\"%s\":%" PRIu64, v ? "," : "", cairn_monitor_verdict_name(v),
@@ -83,7 +76,7 @@ static int summary(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_er
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT s.id, s.url, s.has_feed, s.feed, s.feed_seq, s.last_ok,"
 				 " s.last_error, s.error_since,"
-				 " (SELECT count(*) FROM obs o WHERE o.server = s.id AND o.state = 1)"
+				 " coalesce((SELECT present FROM server_counts c WHERE c.server = s.id), 0)"
 				 " FROM servers s ORDER BY s.id",
 				 &st, err)) < 0)
 		return rc;
@@ -215,7 +208,7 @@ static int item_json(struct cairn_monitor *m, const char *hash, struct cairn_buf
 	int64_t id;
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT id, path, verdict, verdict_since, first_seen, last_seen,"
-				 " diff_state, diff_note FROM items WHERE hash = ?",
+				 " diff_state, diff_note, diff_tries FROM items WHERE hash = ?",
 				 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
@@ -236,6 +229,7 @@ static int item_json(struct cairn_monitor *m, const char *hash, struct cairn_buf
 			 (int64_t)sqlite3_column_int64(st, 5),
 			 ds >= 0 && ds <= 3 ? diff_states[ds] : "?");
 	json_text_col(b, st, 7);
+	cairn_buf_printf(b, ",\"tries\":%d", sqlite3_column_int(st, 8));
 	sqlite3_finalize(st);
 
 	cairn_buf_puts(b, ",\"files\":[");

@@ -21,6 +21,8 @@
  *       observation log served signed (monitor-log.c); never pruned
  *   peer_obs(peer, monitor, seq, at, server, hash, state, nar_hash,
  *       nar_size): the verified logs of --peer monitors; index (hash)
+ *   verdict_counts(verdict, n), server_counts(server, present): items per
+ *       verdict, items present per server, kept by triggers (version 2)
  * Verdicts are stored as enum cairn_monitor_verdict (1 differs, 5 absent
  * in the SQL below).
  * WAL, so the pages read while the observer writes; synchronous=NORMAL (a
@@ -72,6 +74,110 @@ static const char schema_v1[] =
 	" PRIMARY KEY(peer, seq)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS peer_obs_by_hash ON peer_obs(hash);"
 	"PRAGMA user_version = 1;";
+
+/* Add SIGN (1 or -1, an SQL expression) times the pairs the observation
+ * ROW ("new" or "old") makes with the other servers that have the item. */
+#define PAIR_ADD(row, sign)                                                                  \
+	" INSERT INTO pair_counts(a, b, both_have, agree)"                                  \
+	" SELECT min(o.server, " row ".server), max(o.server, " row ".server), " sign ","     \
+	"  " sign " * (o.nar_hash IS " row ".nar_hash AND o.nar_size IS " row ".nar_size"   \
+	"  AND o.refs IS " row ".refs)"                                                      \
+	" FROM obs o WHERE o.item = " row ".item AND o.server <> " row ".server"            \
+	"  AND o.state = 1 AND " sign " <> 0"                                                \
+	" ON CONFLICT(a, b) DO UPDATE SET both_have = both_have + excluded.both_have,"      \
+	"  agree = agree + excluded.agree;"
+/* The trigger NAME on EVENT of obs, when COND: the pair counts changed by
+ * A then B, then the trend rows of the pairs of ROW's server rewritten for
+ * the day of ROW's observation. */
+#define PAIR_TRIGGER(name, event, cond, row, a, b)                                         \
+	"CREATE TRIGGER IF NOT EXISTS obs_pair_" name " AFTER " event " ON obs WHEN " cond   \
+	" BEGIN" a b " INSERT INTO pair_trend SELECT " row ".last_seen / 86400,"              \
+	" a, b, both_have, agree FROM pair_counts WHERE a = " row ".server OR b = " row       \
+	".server ON CONFLICT(day, a, b) DO UPDATE SET both_have = excluded.both_have,"        \
+	" agree = excluded.agree; END;"
+
+/* Today's trend rows of the verdicts IN (a list), rewritten from the
+ * counters: in the trigger that changed them (SQLite gives no order among
+ * the triggers of one event). */
+#define VERDICT_TREND(in)                                                                    \
+	" INSERT INTO verdict_trend SELECT new.verdict_since / 86400, verdict, n"           \
+	"  FROM verdict_counts WHERE verdict IN (" in ")"                                    \
+	"  ON CONFLICT(day, verdict) DO UPDATE SET n = excluded.n;"
+
+/*
+ * Version 2: counters the overview and the summary read instead of
+ * counting millions of rows per load.  Triggers keep them, so they change
+ * in the same transaction as the verdict or the observation they count and
+ * no writer can forget them; an update that changes nothing counted fires
+ * nothing (the WHEN clauses), so a steady-state pass pays almost nothing.
+ */
+static const char schema_v2[] =
+	"CREATE TABLE IF NOT EXISTS verdict_counts(verdict INTEGER PRIMARY KEY,"
+	" n INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS server_counts(server INTEGER PRIMARY KEY,"
+	" present INTEGER NOT NULL);"
+	"INSERT OR REPLACE INTO verdict_counts SELECT verdict, count(*) FROM items GROUP BY verdict;"
+	"INSERT OR REPLACE INTO server_counts SELECT server, count(*) FROM obs WHERE state = 1"
+	" GROUP BY server;"
+	"CREATE TRIGGER IF NOT EXISTS items_count_ins AFTER INSERT ON items BEGIN"
+	" INSERT INTO verdict_counts VALUES(new.verdict, 1)"
+	"  ON CONFLICT(verdict) DO UPDATE SET n = n + 1;"
+	VERDICT_TREND("new.verdict") " END;"
+	"CREATE TRIGGER IF NOT EXISTS items_count_del AFTER DELETE ON items BEGIN"
+	" UPDATE verdict_counts SET n = n - 1 WHERE verdict = old.verdict; END;"
+	"CREATE TRIGGER IF NOT EXISTS items_count_upd AFTER UPDATE OF verdict ON items"
+	" WHEN old.verdict IS NOT new.verdict BEGIN"
+	" UPDATE verdict_counts SET n = n - 1 WHERE verdict = old.verdict;"
+	" INSERT INTO verdict_counts VALUES(new.verdict, 1)"
+	"  ON CONFLICT(verdict) DO UPDATE SET n = n + 1;"
+	VERDICT_TREND("old.verdict, new.verdict") " END;"
+	"CREATE TRIGGER IF NOT EXISTS obs_count_ins AFTER INSERT ON obs WHEN new.state = 1 BEGIN"
+	" INSERT INTO server_counts VALUES(new.server, 1)"
+	"  ON CONFLICT(server) DO UPDATE SET present = present + 1; END;"
+	"CREATE TRIGGER IF NOT EXISTS obs_count_del AFTER DELETE ON obs WHEN old.state = 1 BEGIN"
+	" UPDATE server_counts SET present = present - 1 WHERE server = old.server; END;"
+	"CREATE TRIGGER IF NOT EXISTS obs_count_came AFTER UPDATE OF state ON obs"
+	" WHEN old.state <> 1 AND new.state = 1 BEGIN"
+	" INSERT INTO server_counts VALUES(new.server, 1)"
+	"  ON CONFLICT(server) DO UPDATE SET present = present + 1; END;"
+	"CREATE TRIGGER IF NOT EXISTS obs_count_went AFTER UPDATE OF state ON obs"
+	" WHEN old.state = 1 AND new.state <> 1 BEGIN"
+	" UPDATE server_counts SET present = present - 1 WHERE server = old.server; END;"
+	/* each pair of servers (a < b): items both have, items they agree
+	 * on (the same NarHash, NarSize, References; the signatures aside),
+	 * kept as an observation appears, changes or goes; with a row per day
+	 * (the day of the observation) holding the day's last counts */
+	"CREATE TABLE IF NOT EXISTS pair_counts(a INTEGER NOT NULL, b INTEGER NOT NULL,"
+	" both_have INTEGER NOT NULL, agree INTEGER NOT NULL, PRIMARY KEY(a, b)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS pair_trend(day INTEGER NOT NULL, a INTEGER NOT NULL,"
+	" b INTEGER NOT NULL, both_have INTEGER NOT NULL, agree INTEGER NOT NULL,"
+	" PRIMARY KEY(day, a, b)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS verdict_trend(day INTEGER NOT NULL, verdict INTEGER NOT NULL,"
+	" n INTEGER NOT NULL, PRIMARY KEY(day, verdict)) WITHOUT ROWID;"
+	"INSERT OR REPLACE INTO pair_counts SELECT x.server, y.server, count(*),"
+	" sum(x.nar_hash IS y.nar_hash AND x.nar_size IS y.nar_size AND x.refs IS y.refs)"
+	" FROM obs x JOIN obs y ON y.item = x.item AND y.server > x.server"
+	" WHERE x.state = 1 AND y.state = 1 GROUP BY x.server, y.server;"
+	/* an upgraded database: its trends start with the counts as of its
+	 * last observation */
+	"INSERT INTO pair_trend SELECT (SELECT max(last_seen) FROM obs) / 86400, a, b,"
+	" both_have, agree FROM pair_counts WHERE (SELECT max(last_seen) FROM obs) IS NOT NULL;"
+	"INSERT INTO verdict_trend SELECT (SELECT max(last_seen) FROM obs) / 86400, verdict, n"
+	" FROM verdict_counts WHERE (SELECT max(last_seen) FROM obs) IS NOT NULL;"
+	PAIR_TRIGGER("ins", "INSERT", "new.state = 1", "new", "", PAIR_ADD("new", "1"))
+	PAIR_TRIGGER("del", "DELETE", "old.state = 1", "old", "", PAIR_ADD("old", "-1"))
+	PAIR_TRIGGER("upd", "UPDATE OF state, nar_hash, nar_size, refs",
+		     "(old.state = 1 OR new.state = 1) AND (old.state IS NOT new.state"
+		     " OR old.nar_hash IS NOT new.nar_hash OR old.nar_size IS NOT new.nar_size"
+		     " OR old.refs IS NOT new.refs)",
+		     "new", PAIR_ADD("old", "-(old.state = 1)"), PAIR_ADD("new", "(new.state = 1)"))
+	/* each --peer's last log used: its monitor, its records and the
+	 * chained digest of them, so its next log must extend it */
+	"CREATE TABLE IF NOT EXISTS peer_logs(peer TEXT PRIMARY KEY, monitor TEXT NOT NULL,"
+	" count INTEGER NOT NULL, chain TEXT NOT NULL);"
+	/* a failed diff is tried again at the next full passes, so often */
+	"ALTER TABLE items ADD COLUMN diff_tries INTEGER NOT NULL DEFAULT 0;"
+	"PRAGMA user_version = 2;";
 
 static int fail(struct mon_db *d, struct cairn_error *err, const char *what)
 {
@@ -171,7 +277,8 @@ int mon_db_open(struct mon_db **out, const char *path, bool writer, struct cairn
 		}
 		if (version < MON_SCHEMA_VERSION &&
 		    ((rc = mon_db_exec(d, "BEGIN IMMEDIATE", err)) < 0 ||
-		     (rc = mon_db_exec(d, schema_v1, err)) < 0 ||
+		     (version < 1 && (rc = mon_db_exec(d, schema_v1, err)) < 0) ||
+		     (rc = mon_db_exec(d, schema_v2, err)) < 0 ||
 		     (rc = mon_db_exec(d, "COMMIT", err)) < 0))
 			goto fail;
 	} else if (query_int(d, "PRAGMA user_version", -1) != MON_SCHEMA_VERSION) {
@@ -391,6 +498,7 @@ int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monito
 		     " verdict_since = CASE WHEN verdict = ?3 THEN verdict_since ELSE ?2 END,"
 		     " diff_state = CASE WHEN ?3 = 1 AND verdict <> 1 THEN 1"
 		     "  WHEN ?3 <> 1 THEN 0 ELSE diff_state END,"
+		     " diff_tries = CASE WHEN ?3 = verdict THEN diff_tries ELSE 0 END,"
 		     " verdict = ?3 WHERE id = ?1",
 		     &st, err)) < 0)
 		return rc;
@@ -601,7 +709,9 @@ int mon_db_diff_done(struct mon_db *d, int64_t item, enum mon_diff_state state, 
 {
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = mon_db_prepare(d, "UPDATE items SET diff_state = ?, diff_note = ? WHERE id = ?",
+	if ((rc = mon_db_prepare(d,
+				 "UPDATE items SET diff_state = ?1, diff_note = ?2,"
+				 " diff_tries = diff_tries + 1 WHERE id = ?3",
 				 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_int(st, 1, (int)state);
@@ -632,4 +742,70 @@ int mon_db_prune(struct mon_db *d, int64_t keep_s, int64_t now, struct cairn_err
 			return rc;
 	}
 	return 0;
+}
+
+int mon_db_verdict_counts(struct mon_db *d, uint64_t *n, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc, s;
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
+		n[v] = 0;
+	if ((rc = mon_db_prepare(d, "SELECT verdict, n FROM verdict_counts", &st, err)) < 0)
+		return rc;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		int v = sqlite3_column_int(st, 0);
+		int64_t k = sqlite3_column_int64(st, 1);
+		if (v >= 0 && v < CAIRN_MONITOR_VERDICTS_ && k > 0)
+			n[v] = (uint64_t)k;
+	}
+	sqlite3_finalize(st);
+	return s == SQLITE_DONE ? 0 : fail(d, err, "read the counts per verdict");
+}
+
+int mon_db_diff_retry(struct mon_db *d, int max_tries, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d,
+				 "UPDATE items SET diff_state = 1 WHERE verdict = 1 AND diff_state = 3"
+				 " AND diff_tries < ?",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int(st, 1, max_tries);
+	return done(d, st, err, "retry the failed diffs");
+}
+
+int mon_db_peer_log_get(struct mon_db *d, const char *peer, char monitor[33], uint64_t *count,
+			char chain[65], struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "SELECT monitor, count, chain FROM peer_logs WHERE peer = ?",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+	rc = CAIRN_ENOENT;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(monitor, 33, "%s", (const char *)sqlite3_column_text(st, 0));
+		*count = (uint64_t)sqlite3_column_int64(st, 1);
+		snprintf(chain, 65, "%s", (const char *)sqlite3_column_text(st, 2));
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mon_db_peer_log_set(struct mon_db *d, const char *peer, const char *monitor, uint64_t count,
+			const char *chain, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d, "INSERT OR REPLACE INTO peer_logs VALUES(?, ?, ?, ?)", &st,
+				 err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, monitor, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)count);
+	sqlite3_bind_text(st, 4, chain, -1, SQLITE_STATIC);
+	return done(d, st, err, "record a peer's log");
 }

@@ -16,7 +16,7 @@
 #include "cairn/error.h"
 #include "cairn/monitor.h"
 
-#define MON_SCHEMA_VERSION 1
+#define MON_SCHEMA_VERSION 2
 #define MON_HASH_LEN 32
 #define MON_NOTE_MAX 1024 /* bytes of a diff's note (why it failed) */
 
@@ -118,6 +118,21 @@ int mon_db_diff_put(struct mon_db *d, int64_t item, int64_t a_server, int64_t b_
 		    const struct mon_file *b, struct cairn_error *err);
 int mon_db_diff_done(struct mon_db *d, int64_t item, enum mon_diff_state state, const char *note,
 		     struct cairn_error *err);
+/* A failed diff (a server gone, a NAR that did not match) is tried again
+ * at the next full passes, up to this many tries in all; a new
+ * disagreement starts over. */
+#define MON_DIFF_TRIES 3
+/* Failed diffs tried fewer than max_tries times: to do again. */
+int mon_db_diff_retry(struct mon_db *d, int max_tries, struct cairn_error *err);
+/* The last log of peer used: its monitor id, its count of records and
+ * their chained digest (hex); CAIRN_ENOENT for none yet. */
+int mon_db_peer_log_get(struct mon_db *d, const char *peer, char monitor[33], uint64_t *count,
+			char chain[65], struct cairn_error *err);
+int mon_db_peer_log_set(struct mon_db *d, const char *peer, const char *monitor, uint64_t count,
+			const char *chain, struct cairn_error *err);
+/* Items per verdict into n[CAIRN_MONITOR_VERDICTS_] (zeroed first), from
+ * the counters: no count over the items. */
+int mon_db_verdict_counts(struct mon_db *d, uint64_t *n, struct cairn_error *err);
 /* Drop history, and items absent everywhere, older than keep_s seconds. */
 int mon_db_prune(struct mon_db *d, int64_t keep_s, int64_t now, struct cairn_error *err);
 
@@ -139,7 +154,20 @@ struct cairn_monitor {
 	/* counted by the observer, shown in /metrics */
 	atomic_uint_fast64_t passes, lookups, feed_pages, pages_refused, diffs, changes, logged,
 		peer_logs, peer_logs_refused;
+	/* --store: the local store's database (the observer's), its server row */
+	struct cairn_storedb *store;
+	int64_t store_id;
 };
+
+/* ---- the local store (monitor-store.c) ------------------------------------ */
+
+struct cairn_storedb;
+
+/* Open cfg.store_root's database and record its server row. */
+int mon_store_open(struct cairn_monitor *m, struct cairn_error *err);
+/* Record what the local store says about the item (hash part hash). */
+int mon_store_observe(struct cairn_monitor *m, int64_t item, const char *hash, int64_t now,
+		      struct cairn_error *err);
 
 void *mon_observe_main(void *arg);
 void mon_say(struct cairn_monitor *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -25,6 +25,7 @@
 #include "cairn/http.h"
 #include "cairn/keys.h"
 #include "cairn/narinfo.h"
+#include "cairn/paths-list.h"
 #include "cairn/survey.h"
 #include "monitor-int.h"
 #include "cairn/banned.h"
@@ -221,41 +222,43 @@ static int poll_feed(struct observer *o, size_t i)
 	return 0;
 }
 
-/* Queue every store path of the path list (one a line; '#' comments). */
+static int add_listed(void *ctx, const char *path)
+{
+	struct observer *o = ctx;
+	struct cairn_error e;
+	cairn_error_init(&e);
+	int rc = cairn_survey_add(o->sv, path, NULL, &e);
+	if (rc == CAIRN_ELIMIT)
+		return rc;
+	if (rc < 0)
+		mon_say(o->m, "%s: %s", o->m->cfg.paths_file, cairn_error_msg(&e));
+	return 0;
+}
+
+/* Queue every store path of the path list: a file or a URL (a Hydra-style
+ * store-paths.xz), read by paths-list.h; one that cannot be read is said
+ * and the pass goes on with the items known. */
 static int read_paths(struct observer *o)
 {
-	const char *file = o->m->cfg.paths_file;
-	FILE *f = fopen(file, "re");
-	char line[8192];
-	size_t total = 0;
-	if (!f) {
-		mon_say(o->m, "cannot read the path list '%s': %s", file, strerror(errno));
-		return 0;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		size_t len = strlen(line);
-		total += len;
-		if (total > MON_PATHS_MAX) {
-			mon_say(o->m, "the path list '%s' is larger than %zu bytes: the rest ignored",
-				file, MON_PATHS_MAX);
-			break;
-		}
-		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
-			       line[len - 1] == ' ' || line[len - 1] == '\t'))
-			line[--len] = '\0';
-		if (!len || line[0] == '#')
-			continue;
-		struct cairn_error e;
-		cairn_error_init(&e);
-		int rc = cairn_survey_add(o->sv, line, NULL, &e);
-		if (rc == CAIRN_ELIMIT) {
-			fclose(f);
-			return rc;
-		}
-		if (rc < 0)
-			mon_say(o->m, "%s: %s", file, cairn_error_msg(&e));
-	}
-	fclose(f);
+	const char *where = o->m->cfg.paths_file;
+	struct cairn_buf raw = CAIRN_BUF_INIT(MON_PATHS_MAX);
+	struct cairn_error e;
+	long status = 0;
+	int rc;
+	cairn_error_init(&e);
+	if (!cairn_paths_list_is_url(where))
+		rc = cairn_paths_list_file(where, &raw, &e);
+	else if ((rc = get_whole(o, NULL, where, MON_PATHS_MAX, &raw, &status, &e)) == 0 &&
+		 status != 200)
+		rc = cairn_error_set(&e, CAIRN_ENET, "the path list '%s': HTTP %ld", where,
+				     status);
+	if (rc == 0)
+		rc = cairn_paths_list_each(raw.data, raw.len, MON_PATHS_MAX, add_listed, o, &e);
+	cairn_buf_release(&raw);
+	if (rc == CAIRN_ELIMIT && !e.code)
+		return rc; /* the survey is full: as before, the pass stops */
+	if (rc < 0)
+		mon_say(o->m, "%s", cairn_error_msg(&e));
 	return 0;
 }
 
@@ -344,8 +347,13 @@ static int on_result(void *ctx, struct cairn_survey_result *r)
 	const char *base = strrchr(path, '/');
 	char hash[MON_HASH_LEN + 1];
 	snprintf(hash, sizeof(hash), "%.32s", base ? base + 1 : path);
-	if (!o->item[pi] && (rc = mon_db_item(m->w, hash, path, o->now, &o->item[pi], err)) < 0)
-		return rc;
+	if (!o->item[pi]) {
+		if ((rc = mon_db_item(m->w, hash, path, o->now, &o->item[pi], err)) < 0)
+			return rc;
+		/* the local store, once per item and pass, before any verdict */
+		if (m->store && (rc = mon_store_observe(m, o->item[pi], hash, o->now, err)) < 0)
+			return rc;
+	}
 
 	struct mon_obs_in obs = {0};
 	bool record = true;
@@ -553,36 +561,101 @@ static int peer_entry(void *ctx, const struct cairn_monitor_log_entry *e)
 }
 
 /*
+ * The chained digest of a log's records: c(0) = 32 zero bytes, c(k) =
+ * SHA-256(c(k-1) || record k as the log writes it).  Kept for each peer,
+ * so that its next log can be checked to extend the one used before: the
+ * same monitor, no fewer records, and the same digest over the records
+ * seen before (a record changed or dropped since is a rewritten history).
+ */
+struct chain {
+	uint64_t n, upto;
+	uint8_t c[CAIRN_SHA256_LEN], at_upto[CAIRN_SHA256_LEN];
+};
+
+static int chain_entry(void *ctx, const struct cairn_monitor_log_entry *e)
+{
+	struct chain *ch = ctx;
+	char rec[CAIRN_SHA256_LEN + 1024];
+	int n = snprintf(rec + CAIRN_SHA256_LEN, sizeof(rec) - CAIRN_SHA256_LEN,
+			 "obs %" PRIu64 " %" PRId64 " %s %s %s %s %" PRIu64 "\n", e->seq, e->at,
+			 e->server, e->hash, e->state, e->nar_hash, e->nar_size);
+	if (n < 0 || (size_t)n >= sizeof(rec) - CAIRN_SHA256_LEN)
+		return CAIRN_ELIMIT;
+	memcpy(rec, ch->c, CAIRN_SHA256_LEN);
+	cairn_sha256(rec, CAIRN_SHA256_LEN + (size_t)n, ch->c);
+	if (++ch->n == ch->upto)
+		memcpy(ch->at_upto, ch->c, CAIRN_SHA256_LEN);
+	return 0;
+}
+
+static void chain_hex(const uint8_t *c, char out[65])
+{
+	cairn_base16_encode(c, CAIRN_SHA256_LEN, out);
+	out[64] = '\0';
+}
+
+/*
  * Read peer i's observation log; only a log that verified (a trusted
- * key's signature over all of it) replaces what was known of it.  A peer
- * that fails is said once and keeps what it said before.
+ * key's signature over all of it) and extends the one used before
+ * replaces what was known of it.  A peer that fails is said once and keeps
+ * what it said before.
  */
 static int read_peer(struct observer *o, size_t i)
 {
 	struct cairn_monitor *m = o->m;
 	struct cairn_buf body = CAIRN_BUF_INIT(CAIRN_MONITOR_LOG_MAX);
 	struct cairn_error e;
-	char monitor[33];
-	uint64_t count;
+	char monitor[33], old_monitor[33] = "", old_chain[65] = "", hex[65];
+	uint64_t count, old_count = 0;
+	struct chain ch = {0};
 	long status = 0;
 	const char *url = cairn_http_server_url(o->peer[i]);
 	int rc = 0;
 	cairn_error_init(&e);
 	cairn_http_server_mark_up(o->peer[i]);
-	if (get_whole(o, o->peer[i], "api/v1/log", CAIRN_MONITOR_LOG_MAX, &body, &status, &e) < 0 ||
-	    cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, monitor, &count, NULL, NULL,
-				     &e) < 0) {
-		if (e.code != CAIRN_ENET)
-			atomic_fetch_add(&m->peer_logs_refused, 1);
-		mon_say(m, "peer %s: log refused: %s", url, cairn_error_msg(&e));
+	if ((rc = mon_db_peer_log_get(m->w, url, old_monitor, &old_count, old_chain,
+				      &o->fail_err)) < 0 &&
+	    rc != CAIRN_ENOENT)
 		goto out;
+	rc = 0;
+	ch.upto = old_count;
+	if (get_whole(o, o->peer[i], "api/v1/log", CAIRN_MONITOR_LOG_MAX, &body, &status, &e) < 0 ||
+	    cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, monitor, &count, chain_entry,
+				     &ch, &e) < 0)
+		goto refused;
+	if (old_monitor[0] && strcmp(monitor, old_monitor) != 0) {
+		cairn_error_set(&e, CAIRN_EFORMAT, "the log is of monitor %s, not %s as before",
+				monitor, old_monitor);
+		goto refused;
 	}
+	if (count < old_count) {
+		cairn_error_set(&e, CAIRN_EFORMAT,
+				"the log has %" PRIu64 " records, fewer than the %" PRIu64
+				" it had before",
+				count, old_count);
+		goto refused;
+	}
+	chain_hex(old_count ? ch.at_upto : (const uint8_t[CAIRN_SHA256_LEN]){0}, hex);
+	if (old_chain[0] && strcmp(hex, old_chain) != 0) {
+		cairn_error_set(&e, CAIRN_EFORMAT,
+				"its first %" PRIu64 " records are not those it served before:"
+				" its history was rewritten",
+				old_count);
+		goto refused;
+	}
+	chain_hex(ch.c, hex);
 	struct peer_put pp = {o, url, monitor};
 	if ((rc = mon_db_peer_clear(m->w, url, &o->fail_err)) < 0 ||
 	    (rc = cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, monitor, &count,
-					   peer_entry, &pp, &o->fail_err)) < 0)
+					   peer_entry, &pp, &o->fail_err)) < 0 ||
+	    (rc = mon_db_peer_log_set(m->w, url, monitor, count, hex, &o->fail_err)) < 0)
 		goto out;
 	atomic_fetch_add(&m->peer_logs, 1);
+	goto out;
+refused:
+	if (e.code != CAIRN_ENET)
+		atomic_fetch_add(&m->peer_logs_refused, 1);
+	mon_say(m, "peer %s: log refused: %s", url, cairn_error_msg(&e));
 out:
 	cairn_buf_release(&body);
 	return rc;
@@ -639,6 +712,8 @@ static int tick(struct observer *o, bool full)
 		for (size_t i = 0; i < m->cfg.n_peers && rc == 0; i++)
 			rc = read_peer(o, i);
 	}
+	if (rc == 0 && full)
+		rc = mon_db_diff_retry(m->w, MON_DIFF_TRIES, &o->fail_err);
 	if (rc == 0 && full)
 		rc = mon_db_prune(m->w, (int64_t)m->cfg.retention_days * 86400, o->now,
 				  &o->fail_err);

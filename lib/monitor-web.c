@@ -30,7 +30,8 @@ static const char css[] =
 	"code,pre{font:13px monospace;word-break:break-all}pre{white-space:pre-wrap;"
 	"background:#f6f6f6;padding:.5em;margin:0}"
 	".differs,.invalid{color:#b00;font-weight:bold}.agree{color:#070}"
-	".side{display:flex;gap:1em}.side>div{flex:1;min-width:0}nav a{margin-right:1em}";
+	".side{display:flex;gap:1em}.side>div{flex:1;min-width:0}nav a{margin-right:1em}"
+	".day{white-space:nowrap;margin-right:.8em;font-size:13px}.day time{color:#666}";
 
 static void head(struct cairn_buf *b, const char *title)
 {
@@ -83,22 +84,154 @@ static void time_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
 	cairn_buf_puts(b, t);
 }
 
+/* ---- agreement between servers, and trends ------------------------------ */
+
+/* Daily buckets shown: a day without a row is a day nothing changed. */
+#define TREND_DAYS "14"
+
+static void day_name(int64_t day, char out[32])
+{
+	mon_time(day * 86400, out);
+	out[10] = '\0'; /* the date of the ISO time */
+}
+
+static void rate(struct cairn_buf *b, int64_t agree, int64_t both)
+{
+	if (both <= 0)
+		cairn_buf_puts(b, "&mdash;");
+	else
+		cairn_buf_printf(b, "%.1f&nbsp;%%", 100.0 * (double)agree / (double)both);
+}
+
+/*
+ * Each pair of servers (those with SERVER, or all for 0): the items both
+ * have, how many of them they agree on, the rate, and the rate on each of
+ * the last TREND_DAYS days with a change, oldest first.
+ */
+static int agreement(struct cairn_monitor *m, struct cairn_buf *b, int64_t server,
+		     struct cairn_error *err)
+{
+	sqlite3_stmt *st, *tr;
+	int rc, k = 0;
+	if ((rc = mon_db_prepare(m->r,
+				 "SELECT p.a, p.b, sa.url, sb.url, p.both_have, p.agree"
+				 " FROM pair_counts p JOIN servers sa ON sa.id = p.a"
+				 " JOIN servers sb ON sb.id = p.b"
+				 " WHERE ?1 = 0 OR p.a = ?1 OR p.b = ?1 ORDER BY p.a, p.b",
+				 &st, err)) < 0)
+		return rc;
+	if ((rc = mon_db_prepare(m->r,
+				 "SELECT day, both_have, agree FROM (SELECT * FROM pair_trend"
+				 " WHERE a = ? AND b = ? ORDER BY day DESC LIMIT " TREND_DAYS
+				 ") ORDER BY day",
+				 &tr, err)) < 0) {
+		sqlite3_finalize(st);
+		return rc;
+	}
+	sqlite3_bind_int64(st, 1, server);
+	cairn_buf_puts(b, "<h2>Agreement</h2><table class=\"agreement\"><tr><th>server</th>"
+			  "<th>server</th><th>both have</th><th>agree</th><th>rate</th>"
+			  "<th>by day (last " TREND_DAYS " with a change)</th></tr>");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t both = sqlite3_column_int64(st, 4), agree = sqlite3_column_int64(st, 5);
+		k++;
+		cairn_buf_printf(b, "<tr><td><a href=\"/server/%" PRId64 "\">",
+				 (int64_t)sqlite3_column_int64(st, 0));
+		text_col(b, st, 2);
+		cairn_buf_printf(b, "</a></td><td><a href=\"/server/%" PRId64 "\">",
+				 (int64_t)sqlite3_column_int64(st, 1));
+		text_col(b, st, 3);
+		cairn_buf_printf(b, "</a></td><td>%" PRId64 "</td><td>%" PRId64 "</td><td class=\"rate\">",
+				 both, agree);
+		rate(b, agree, both);
+		cairn_buf_puts(b, "</td><td class=\"trend\">");
+		sqlite3_bind_int64(tr, 1, sqlite3_column_int64(st, 0));
+		sqlite3_bind_int64(tr, 2, sqlite3_column_int64(st, 1));
+		while (sqlite3_step(tr) == SQLITE_ROW) {
+			char day[32];
+			day_name(sqlite3_column_int64(tr, 0), day);
+			cairn_buf_printf(b, "<span class=\"day\"><time>%s</time> ", day);
+			rate(b, sqlite3_column_int64(tr, 2), sqlite3_column_int64(tr, 1));
+			cairn_buf_puts(b, "</span> ");
+		}
+		sqlite3_reset(tr);
+		cairn_buf_puts(b, "</td></tr>");
+	}
+	if (k == 0)
+		cairn_buf_puts(b, "<tr><td colspan=\"6\">No item on two servers yet.</td></tr>");
+	cairn_buf_puts(b, "</table>");
+	sqlite3_finalize(tr);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/*
+ * Items per verdict at the end of each of the last TREND_DAYS days with a
+ * change: a verdict without a row that day kept its count from before.
+ */
+static int verdict_trend(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int64_t n[CAIRN_MONITOR_VERDICTS_] = {0}, first = 0, day = -1;
+	int rc;
+	bool any = false;
+	if ((rc = mon_db_prepare(m->r,
+				 "SELECT min(day) FROM (SELECT DISTINCT day FROM verdict_trend"
+				 " ORDER BY day DESC LIMIT " TREND_DAYS ")",
+				 &st, err)) < 0)
+		return rc;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		first = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	/* the counts before the window, then each day's rows in order */
+	if ((rc = mon_db_prepare(m->r,
+				 "SELECT -1, verdict, n FROM verdict_trend t WHERE day ="
+				 " (SELECT max(day) FROM verdict_trend u WHERE u.verdict = t.verdict"
+				 "  AND u.day < ?1)"
+				 " UNION ALL SELECT day, verdict, n FROM verdict_trend WHERE day >= ?1"
+				 " ORDER BY 1, 2",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, first);
+	cairn_buf_puts(b, "<h2>Items per verdict, by day</h2><table class=\"trend\"><tr><th>day</th>");
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
+		cairn_buf_printf(b, "<th>%s</th>", cairn_monitor_verdict_name(v));
+	cairn_buf_puts(b, "</tr>");
+	for (int s = sqlite3_step(st);; s = sqlite3_step(st)) {
+		int64_t d = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -2;
+		if (day >= 0 && d != day) {
+			char t[32];
+			day_name(day, t);
+			cairn_buf_printf(b, "<tr><td><time>%s</time></td>", t);
+			for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
+				cairn_buf_printf(b, "<td>%" PRId64 "</td>", n[v]);
+			cairn_buf_puts(b, "</tr>");
+			any = true;
+		}
+		if (s != SQLITE_ROW)
+			break;
+		int v = sqlite3_column_int(st, 1);
+		if (v >= 0 && v < CAIRN_MONITOR_VERDICTS_)
+			n[v] = sqlite3_column_int64(st, 2);
+		day = d;
+	}
+	sqlite3_finalize(st);
+	if (!any)
+		cairn_buf_printf(b, "<tr><td colspan=\"%d\">No verdict yet.</td></tr>",
+				 CAIRN_MONITOR_VERDICTS_ + 1);
+	cairn_buf_puts(b, "</table>");
+	return 0;
+}
+
 /* ---- overview ------------------------------------------------------------- */
 
 static int overview(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_error *err)
 {
-	uint64_t n[CAIRN_MONITOR_VERDICTS_] = {0};
+	uint64_t n[CAIRN_MONITOR_VERDICTS_];
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = mon_db_prepare(m->r, "SELECT verdict, count(*) FROM items GROUP BY verdict", &st,
-				 err)) < 0)
+	if ((rc = mon_db_verdict_counts(m->r, n, err)) < 0)
 		return rc;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		int v = sqlite3_column_int(st, 0);
-		if (v >= 0 && v < CAIRN_MONITOR_VERDICTS_)
-			n[v] = (uint64_t)sqlite3_column_int64(st, 1);
-	}
-	sqlite3_finalize(st);
 	cairn_buf_puts(b, "<h2>Items</h2><table><tr><th>verdict</th><th>items</th></tr>");
 	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
 		cairn_buf_printf(b,
@@ -110,7 +243,7 @@ static int overview(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_e
 			  "<th>items</th><th>last answer</th><th>state</th></tr>");
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT s.id, s.url, s.has_feed, s.last_ok, s.last_error,"
-				 " (SELECT count(*) FROM obs o WHERE o.server = s.id AND o.state = 1)"
+				 " coalesce((SELECT present FROM server_counts c WHERE c.server = s.id), 0)"
 				 " FROM servers s ORDER BY s.id",
 				 &st, err)) < 0)
 		return rc;
@@ -133,7 +266,9 @@ static int overview(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_e
 	}
 	sqlite3_finalize(st);
 	cairn_buf_puts(b, "</table>");
-	return 0;
+	if ((rc = agreement(m, b, 0, err)) < 0)
+		return rc;
+	return verdict_trend(m, b, err);
 }
 
 static int h_overview(struct cairn_httpd_req *req, void *data)
@@ -253,7 +388,7 @@ static int item_page(struct cairn_monitor *m, const char *hash, struct cairn_buf
 	int64_t id;
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT id, path, verdict, verdict_since, first_seen, diff_state,"
-				 " diff_note FROM items WHERE hash = ?",
+				 " diff_note, diff_tries FROM items WHERE hash = ?",
 				 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
@@ -275,6 +410,11 @@ static int item_page(struct cairn_monitor *m, const char *hash, struct cairn_buf
 	if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
 		cairn_buf_puts(b, "<p>Diff: ");
 		text_col(b, st, 6);
+		if (ds == MON_DIFF_FAILED)
+			cairn_buf_printf(b, " (tried %d times%s)", sqlite3_column_int(st, 7),
+					 sqlite3_column_int(st, 7) < MON_DIFF_TRIES
+						 ? "; tried again at the next full pass"
+						 : "; not tried again until the claims change");
 		cairn_buf_puts(b, "</p>");
 	}
 	sqlite3_finalize(st);
@@ -477,6 +617,8 @@ static int h_server(struct cairn_httpd_req *req, void *data)
 	}
 	cairn_buf_puts(&b, "</p>");
 	sqlite3_finalize(st);
+	if ((rc = agreement(m, &b, id, &err)) < 0)
+		goto out;
 	cairn_buf_printf(&b, "<h2>Where it differs</h2><table><tr><th>verdict</th><th>item</th>"
 			     "<th>since</th></tr>");
 	rc = mon_list(m->r, CAIRN_MONITOR_DIFFERS, id, NULL, &cur, CAIRN_MONITOR_PAGE_DEFAULT,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cairn/httpd.h"
+#include "cairn/storedb.h"
 #include "metrics.h"
 #include "monitor-int.h"
 #include "cairn/banned.h"
@@ -71,7 +72,8 @@ int cairn_monitor_new(struct cairn_monitor **out, const struct cairn_monitor_con
 		if ((rc = mon_db_server(m->w, m->urls[i], &m->server_ids[i], err)) < 0)
 			goto fail;
 	}
-	if ((rc = mon_db_monitor_id(m->w, m->monitor_id, err)) < 0)
+	if ((rc = mon_db_monitor_id(m->w, m->monitor_id, err)) < 0 ||
+	    (m->cfg.store_root && (rc = mon_store_open(m, err)) < 0))
 		goto fail;
 	m->cfg.servers = NULL; /* borrowed strings are not kept: urls are */
 	*out = m;
@@ -97,6 +99,7 @@ void cairn_monitor_free(struct cairn_monitor *m)
 	atomic_store(&m->stop, true);
 	if (m->started)
 		pthread_join(m->thread, NULL);
+	cairn_storedb_free(m->store);
 	mon_db_close(m->r);
 	mon_db_close(m->w);
 	for (size_t i = 0; m->urls && i < m->cfg.n_servers; i++)
@@ -110,19 +113,11 @@ void cairn_monitor_free(struct cairn_monitor *m)
 static int collect_items(void *ctx, struct metrics_out *o)
 {
 	struct cairn_monitor *m = ctx;
-	uint64_t n[CAIRN_MONITOR_VERDICTS_] = {0};
-	sqlite3_stmt *st;
+	uint64_t n[CAIRN_MONITOR_VERDICTS_];
 	int rc = 0;
 	pthread_mutex_lock(&m->r->lock);
-	if (mon_db_prepare(m->r, "SELECT verdict, count(*) FROM items GROUP BY verdict", &st,
-			   NULL) == 0) {
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			int v = sqlite3_column_int(st, 0);
-			if (v >= 0 && v < CAIRN_MONITOR_VERDICTS_)
-				n[v] = (uint64_t)sqlite3_column_int64(st, 1);
-		}
-		sqlite3_finalize(st);
-	}
+	if (mon_db_verdict_counts(m->r, n, NULL) < 0)
+		memset(n, 0, sizeof(n));
 	pthread_mutex_unlock(&m->r->lock);
 	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_ && rc == 0; v++) {
 		struct metric_label l = {"verdict", cairn_monitor_verdict_name(v)};

@@ -16,11 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cairn/codec.h"
 #include "cairn/feed.h"
 #include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/narinfo.h"
+#include "cairn/paths-list.h"
 #include "cairn/survey.h"
 #include "cairn/sync.h"
 #include "sync-int.h"
@@ -89,81 +89,34 @@ static int paths_found(void *ctx, struct cairn_survey_result *r)
 	return 0;
 }
 
-/* Add the list's store paths to the survey: one a line, blank lines and
- * '#' comments skipped. */
-static int paths_add(struct cairn_survey *sv, const char *t, size_t len, struct cairn_error *err)
+static int path_add(void *ctx, const char *path)
 {
-	size_t i = 0;
-	while (i < len) {
-		size_t e = i;
-		while (e < len && t[e] != '\n')
-			e++;
-		size_t l = e - i;
-		if (l && t[i + l - 1] == '\r')
-			l--;
-		if (l && t[i] != '#') {
-			char line[4096];
-			if (l >= sizeof(line))
-				return cairn_error_set(err, CAIRN_ELIMIT,
-						       "sync: a line of the list is too long");
-			memcpy(line, t + i, l);
-			line[l] = '\0';
-			int rc = cairn_survey_add(sv, line, NULL, err);
-			if (rc < 0)
-				return rc;
-		}
-		i = e + 1;
-	}
-	return 0;
-}
-
-static int put_buf(void *ctx, const void *data, size_t len)
-{
-	return cairn_buf_append(ctx, data, len);
+	struct paths_run *pr = ctx;
+	return cairn_survey_add(pr->survey_, path, NULL, &pr->err);
 }
 
 /*
- * The list: a file, or a URL (a Hydra-style store-paths.xz: xz-compressed
- * when its bytes say so), at most CAIRN_SYNC_PATHS_MAX bytes of text.
+ * The list: a file, or a URL (a Hydra-style store-paths.xz), at most
+ * CAIRN_SYNC_PATHS_MAX bytes of text (paths-list.h reads it).
  */
-static int paths_read(struct sync *s, struct cairn_survey *sv, const char *where,
-		      struct cairn_error *err)
+static int paths_read(struct paths_run *pr, const char *where, struct cairn_error *err)
 {
 	struct cairn_buf raw = CAIRN_BUF_INIT(CAIRN_SYNC_PATHS_MAX);
-	struct cairn_buf text = CAIRN_BUF_INIT(CAIRN_SYNC_PATHS_MAX);
 	int rc;
-	if (!strncmp(where, "http://", 7) || !strncmp(where, "https://", 8)) {
-		rc = sync_fetch_whole(s, where, CAIRN_SYNC_PATHS_MAX, &raw, err);
-	} else {
-		FILE *f = fopen(where, "rb");
-		char b[65536];
-		size_t n;
-		rc = 0;
-		if (!f)
-			return cairn_error_errno(err, errno, "sync: cannot read '%s'", where);
-		while (rc == 0 && (n = fread(b, 1, sizeof(b), f)) > 0)
-			if (cairn_buf_append(&raw, b, n) < 0)
-				rc = cairn_error_set(err, CAIRN_ELIMIT, "sync: '%s' is too large",
-						     where);
-		fclose(f);
-	}
-	static const unsigned char xz_magic[6] = {0xfd, '7', 'z', 'X', 'Z', 0};
-	if (rc == 0 && raw.len >= 6 && memcmp(raw.data, xz_magic, 6) == 0) {
-		struct cairn_codec *c = NULL;
-		rc = cairn_codec_new(&c, CAIRN_CODEC_XZ, CAIRN_CODEC_DECOMPRESS,
-				     CAIRN_CODEC_LEVEL_DEFAULT, CAIRN_SYNC_PATHS_MAX, err);
-		if (rc == 0)
-			rc = cairn_codec_write(c, raw.data, raw.len, put_buf, &text, err);
-		if (rc == 0)
-			rc = cairn_codec_finish(c, put_buf, &text, err);
-		cairn_codec_free(c);
-		if (rc == 0)
-			rc = paths_add(sv, text.data, text.len, err);
-	} else if (rc == 0) {
-		rc = paths_add(sv, raw.data ? raw.data : "", raw.len, err);
+	if (cairn_paths_list_is_url(where))
+		rc = sync_fetch_whole(pr->s, where, CAIRN_SYNC_PATHS_MAX, &raw, err);
+	else
+		rc = cairn_paths_list_file(where, &raw, err);
+	if (rc == 0) {
+		struct cairn_error e;
+		cairn_error_init(&e);
+		/* a store path the survey refused says why in pr->err */
+		if ((rc = cairn_paths_list_each(raw.data, raw.len, CAIRN_SYNC_PATHS_MAX, path_add,
+						pr, &e)) < 0)
+			cairn_error_set(err, rc, "sync: %s",
+					cairn_error_msg(pr->err.code ? &pr->err : &e));
 	}
 	cairn_buf_release(&raw);
-	cairn_buf_release(&text);
 	return rc;
 }
 
@@ -181,7 +134,7 @@ int sync_paths(struct sync *s, unsigned parallel, const char *store_dir, struct 
 	if ((rc = cairn_survey_new(&sv, s->http, servers, 1, &sc, paths_found, &pr, err)) < 0)
 		return rc;
 	pr.survey_ = sv;
-	if ((rc = paths_read(s, sv, s->cfg->paths_file, err)) < 0)
+	if ((rc = paths_read(&pr, s->cfg->paths_file, err)) < 0)
 		goto out;
 	for (;;) {
 		if ((rc = cairn_survey_start(sv, err)) < 0)

@@ -17,7 +17,7 @@
 
 struct monitor_opts {
 	struct cli_list from, listen, peers;
-	const char *db, *paths, *port_file, *access_log, *key;
+	const char *db, *paths, *port_file, *access_log, *key, *store, *store_db;
 	struct cli_keys keys;
 	long interval, retention, threads;
 	uint64_t poll;
@@ -33,9 +33,15 @@ static const struct cli_option monitor_options[] = {
 	OPT_LIST(0, "listen", struct monitor_opts, listen, "ADDR:PORT", CAIRN_HTTPD_MAX_LISTEN,
 		 "where the report and the API are served\n"
 		 "(default 127.0.0.1:8080; repeatable; port 0 picks one)"),
-	OPT_STRING(0, "paths", struct monitor_opts, paths, "FILE",
-		   "store paths to ask every server about, one a line\n"
-		   "(for servers without a feed), re-read at each full pass"),
+	OPT_STRING(0, "paths", struct monitor_opts, paths, "FILE|URL",
+		   "store paths to ask every server about (for servers without a feed):\n"
+		   "a file, one a line, or the URL of a Hydra-style store-paths.xz;\n"
+		   "re-read at each full pass"),
+	OPT_STRING(0, "store", struct monitor_opts, store, "ROOT",
+		   "compare the local store under ROOT too ('/' is the real\n"
+		   "store): its NarHash, NarSize and References, from its database"),
+	OPT_STRING(0, "store-db", struct monitor_opts, store_db, "FILE",
+		   "the --store's database (default: the kind's, under ROOT)"),
 	OPT_TRUSTED_KEY(struct monitor_opts, keys,
 			"a key feeds and narinfos may be signed by (repeatable);\n"
 			"a feed is followed only when one signed it"),
@@ -66,7 +72,8 @@ static const struct cli_option monitor_options[] = {
 static const struct cli_spec monitor_spec = {
 	.usage =
 	"usage: cairn monitor --from URL [--from URL]... --db FILE [--listen ADDR:PORT]\n"
-	"                     [--paths FILE] [--trusted-key FILE]... [--interval S]\n"
+	"                     [--paths FILE|URL] [--store ROOT] [--trusted-key FILE]...\n"
+	"                     [--interval S]\n"
 	"                     [options]\n"
 	"\n"
 	"Watch binary caches and record, for every store item, what each serves\n"
@@ -208,6 +215,10 @@ int cmd_monitor(int argc, char **argv)
 		ret = cli_usage(&monitor_spec, false);
 		goto out;
 	}
+	if (o.store_db && !o.store) {
+		cli_error("--store-db needs --store");
+		goto out;
+	}
 	if (o.keys.n_files)
 		cli_keyring_check(&o.keys.kr);
 	if (o.peers.n && !o.keys.n_files) {
@@ -226,6 +237,8 @@ int cmd_monitor(int argc, char **argv)
 	mc.n_servers = o.from.n;
 	mc.db_path = o.db;
 	mc.paths_file = o.paths;
+	mc.store_root = o.store;
+	mc.store_db = o.store_db;
 	mc.kr = &o.keys.kr;
 	mc.interval = (unsigned)o.interval;
 	mc.feed_poll_ms = (unsigned)o.poll;

@@ -156,6 +156,10 @@ struct cairn_monitor_config {
 	unsigned feed_poll_ms;		/* 0: 1000 */
 	unsigned retention_days;	/* 0: the default */
 	bool diff;			/* download and diff NARs on "differs" */
+	/* The local store under this root ("/" the real one; storeloc.h) is
+	 * compared too; NULL: not.  store_db: its database, NULL: the kind's. */
+	const char *store_root;
+	const char *store_db;
 	/* Sign the observation log with this Nix key (borrowed); NULL: no log
 	 * is kept or served. */
 	const struct cairn_nix_seckey *key;

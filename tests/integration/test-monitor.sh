@@ -12,7 +12,7 @@
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/serve-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
-skip_unless nginx python3 curl
+skip_unless nginx python3 curl sqlite3 xz
 publish_require
 nix_lib_init
 
@@ -114,6 +114,13 @@ check "overview page lists the servers" \
 check "disagreements page lists wt-stamp" \
   bash -c 'curl -sf "$1/items?verdict=differs" | grep -qF "$2"' _ "$MURL" "$STAMP"
 check "server page answers" curl -sf -o /dev/null "$MURL/server/1"
+# on both: wt-a, wt-b (agree), wt-stamp (differs); wt-top on the first only
+check "overview: the two servers agree on 2 of the 3 items both have (66.7 %), today too" \
+  bash -c 'curl -sf "$1/" | tr -d "\n" | grep -qE "<td>3</td><td>2</td><td class=\"rate\">66.7&nbsp;%</td><td class=\"trend\"><span class=\"day\"><time>$(date -u +%F)</time> 66.7&nbsp;%"' _ "$MURL"
+check "server page: its agreement with the other server" \
+  bash -c 'curl -sf "$1/server/2" | grep -qF "66.7&nbsp;%"' _ "$MURL"
+check "overview: today's items per verdict (2 agree, 1 differs, 1 only-one)" \
+  bash -c 'curl -sf "$1/" | grep -qF "<tr><td><time>$(date -u +%F)</time></td><td>2</td><td>1</td><td>0</td><td>1</td>"' _ "$MURL"
 check "Atom feed names wt-stamp" bash -c 'curl -sf "$1/atom.xml" | grep -qF "differs: $2"' _ "$MURL" "$STAMP"
 check "/metrics counts items by verdict" \
   bash -c 'curl -sf "$1/metrics" | grep -qx "cairn_monitor_items{verdict=\"differs\"} 1"' _ "$MURL"
@@ -126,6 +133,19 @@ curl -sf "$MURL/items?name=%3Cscript%3Ex%22" >"$TMP/filter.html"
 check "name filter page: the name typed is echoed escaped, nothing found" \
   bash -c 'grep -qF "value=\"&lt;script&gt;x&quot;\"" "$1" && ! grep -q "<script" "$1" && ! grep -q "/item/" "$1"' _ "$TMP/filter.html"
 check "bad verdict filter: 400" test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/api/v1/items?verdict=nope")" = 400
+
+# ---- --paths URL: a Hydra-style store-paths.xz, fetched at each full pass
+printf '%s\n' "$A" "# a comment" "" "$B  " "$STAMP" | xz >"$TMP/c2/store-paths.xz"
+"$CAIRN" monitor --from "$u2" --db "$TMP/mon-url.sqlite" --listen 127.0.0.1:0 \
+  --port-file "$TMP/mon-url.port" --paths "$u2/store-paths.xz" --interval 3600 \
+  >"$TMP/mon-url.log" 2>&1 &
+UPID=$!
+cleanup_hooks+=("kill -9 $UPID 2>/dev/null")
+UURL=http://127.0.0.1:$(port_from_file "$TMP/mon-url.port" "$UPID" 15)
+check "--paths URL: the 3 store paths of a store-paths.xz are asked about (only-one each)" \
+  wait_for 30 eval '[ "$(curl -sf "$UURL/api/v1/summary" | jq_ "d[\"verdicts\"][\"only-one\"]")" = 3 ]' ||
+  sed 's/^/  | /' "$TMP/mon-url.log"
+kill "$UPID"
 
 # ---- a new item on the first cache reaches the monitor through the feed
 # (the path list does not name it, and no full pass is due for an hour)
@@ -201,6 +221,32 @@ check "peer: the two NarHashes A saw" \
   test "$(peers_of 'len(set(p["nar_hash"] for p in d["peers"]))')" = 2
 check "peer: shown on the item page" \
   bash -c 'curl -sf "$1/item/$2" | grep -q "What other monitors saw"' _ "$PURL" "$(hp "$STAMP")"
+# ---- A's history rewritten (a record changed in its database, the log
+# signed again with its key): the peer's next read must extend the log it
+# used, so the new one is refused and what A said before stays
+pmetric() { curl -sf "$PURL/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
+wait_for 10 eval '[ "$(pmetric cairn_monitor_peer_logs_total)" -ge 2 ]'
+monitor_stop
+sqlite3 "$TMP/mon.sqlite" "UPDATE log SET nar_hash = 'sha256:rewritten' WHERE seq = 1"
+aport=${AURL##*:}
+"$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
+  --listen "127.0.0.1:$aport" --paths "$TMP/paths" \
+  --trusted-key "$TMP/k1.pub" --trusted-key "$TMP/k2.pub" --interval 3600 --poll 200ms \
+  --key "$TMP/ka.sec" >"$TMP/monitor-rewritten.log" 2>&1 &
+MPID=$!
+cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
+check "A rewritten: its log still verifies on its own (it signed it)" \
+  wait_for 15 eval 'curl -sf "$AURL/api/v1/log" >"$TMP/a2.log" && "$CAIRN" monitor verify "$TMP/a2.log" --trusted-key "$TMP/ka.pub" 2>/dev/null'
+check "A rewritten: the peer refuses the log, which does not extend the one it used" \
+  wait_for 30 eval '[ "$(pmetric cairn_monitor_peer_logs_refused_total)" -ge 1 ]'
+check "A rewritten: the peer says the history was rewritten" \
+  grep -q "history was rewritten" "$TMP/good.log"
+check "A rewritten: the peer keeps A's two NarHashes of wt-stamp as it had them" \
+  test "$(peers_of 'sorted(set(p["nar_hash"] for p in d["peers"]))')" = \
+       "$(python3 -c 'import json,sys; print(sorted(set(s["nar_hash"] for s in json.load(open(sys.argv[1]))["servers"])))' "$TMP/stamp.json")"
+h1=$(sqlite3 "$TMP/mon.sqlite" "SELECT hash FROM log WHERE seq = 1")
+check "A rewritten: the rewritten record is nowhere on the peer" \
+  bash -c '! curl -sf "$1/api/v1/items/$2" | grep -q rewritten' _ "$PURL" "$h1"
 kill "$PPID_"; wait_gone "$PPID_" 10
 peer_start bad "$TMP/k1.pub"
 prefused() { curl -sf "$PURL/metrics" | awk '$1 == "cairn_monitor_peer_logs_refused_total" {print $2}'; }

@@ -120,6 +120,57 @@ static int64_t history_rows(struct mon_db *d, int64_t item)
 	return n;
 }
 
+static int64_t count_of(struct mon_db *d, const char *sql, int64_t arg)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	assert_int_equal(mon_db_prepare(d, sql, &st, NULL), 0);
+	sqlite3_bind_int64(st, 1, arg);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* The counters the overview reads say what counting the rows says. */
+static void assert_counters(struct mon_db *d, int64_t s1, int64_t s2)
+{
+	uint64_t n[CAIRN_MONITOR_VERDICTS_];
+	assert_int_equal(mon_db_verdict_counts(d, n, NULL), 0);
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++) {
+		assert_int_equal(n[v], count_of(d, "SELECT count(*) FROM items WHERE verdict = ?", v));
+		/* the day's trend row, once there is one, holds the count (but for
+		 * pruned absent items: a prune is no change of verdict) */
+		int64_t t = count_of(d, "SELECT coalesce((SELECT n FROM verdict_trend WHERE verdict = ?"
+				     " ORDER BY day DESC LIMIT 1), -1)", v);
+		if (v != CAIRN_MONITOR_ABSENT && t >= 0)
+			assert_int_equal(t, n[v]);
+	}
+	for (int k = 0; k < 2; k++) {
+		int64_t s = k ? s2 : s1;
+		assert_int_equal(
+			count_of(d, "SELECT coalesce(sum(present), 0) FROM server_counts WHERE server = ?",
+				 s),
+			count_of(d, "SELECT count(*) FROM obs WHERE server = ? AND state = 1", s));
+	}
+	/* the pair (s1, s2): items both have, items they agree on */
+	assert_true(s1 < s2);
+	assert_int_equal(
+		count_of(d, "SELECT coalesce(sum(both_have), 0) FROM pair_counts WHERE a = ?", s1),
+		count_of(d, "SELECT count(*) FROM obs x JOIN obs y ON y.item = x.item AND y.server > x.server"
+			    " WHERE x.state = 1 AND y.state = 1 AND x.server = ?", s1));
+	assert_int_equal(
+		count_of(d, "SELECT coalesce(sum(agree), 0) FROM pair_counts WHERE a = ?", s1),
+		count_of(d, "SELECT count(*) FROM obs x JOIN obs y ON y.item = x.item AND y.server > x.server"
+			    " WHERE x.state = 1 AND y.state = 1 AND x.nar_hash = y.nar_hash"
+			    " AND x.nar_size = y.nar_size AND x.refs = y.refs AND x.server = ?", s1));
+	/* and the day's trend row says the same */
+	assert_int_equal(
+		count_of(d, "SELECT coalesce(sum(agree), 0) FROM pair_counts WHERE a = ?", s1),
+		count_of(d, "SELECT coalesce((SELECT agree FROM pair_trend WHERE a = ?"
+			    " ORDER BY day DESC LIMIT 1), 0)", s1));
+}
+
 static void test_db(void **state)
 {
 	(void)state;
@@ -148,17 +199,20 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_item(d, hash, path, 100, &item, &err), 0);
 	assert_int_equal(mon_db_item(d, hash, path, 200, &item2, &err), 0);
 	assert_int_equal(item, item2);
+	assert_counters(d, s1, s2);
 
 	/* one server: only-one, a change */
 	assert_int_equal(mon_db_observe(d, item, s1, &p1, 100, &err), 0);
 	assert_int_equal(mon_db_settle(d, item, 100, &v, &changed, &err), 0);
 	assert_int_equal(v, CAIRN_MONITOR_ONLY_ONE);
 	assert_true(changed);
+	assert_counters(d, s1, s2);
 	/* the second agrees */
 	assert_int_equal(mon_db_observe(d, item, s2, &p1, 110, &err), 0);
 	assert_int_equal(mon_db_settle(d, item, 110, &v, &changed, &err), 0);
 	assert_int_equal(v, CAIRN_MONITOR_AGREE);
 	assert_true(changed);
+	assert_counters(d, s1, s2);
 	/* asked again, same answers: no change, no history row */
 	assert_int_equal(mon_db_observe(d, item, s2, &p1, 120, &err), 0);
 	assert_int_equal(mon_db_settle(d, item, 120, &v, &changed, &err), 0);
@@ -169,6 +223,7 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_settle(d, item, 130, &v, &changed, &err), 0);
 	assert_int_equal(v, CAIRN_MONITOR_DIFFERS);
 	assert_true(changed);
+	assert_counters(d, s1, s2);
 	int64_t ids[4];
 	char *paths[4];
 	size_t n;
@@ -183,15 +238,41 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_diff_done(d, item, MON_DIFF_DONE, NULL, &err), 0);
 	assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
 	assert_int_equal(n, 0);
+	/* a diff done is not retried; a failed one is, MON_DIFF_TRIES in all */
+	assert_int_equal(mon_db_diff_retry(d, MON_DIFF_TRIES, &err), 0);
+	assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
+	assert_int_equal(n, 0);
+	for (int t = 2; t <= MON_DIFF_TRIES; t++) {
+		assert_int_equal(mon_db_diff_done(d, item, MON_DIFF_FAILED, "gone", &err), 0);
+		assert_int_equal(mon_db_diff_retry(d, MON_DIFF_TRIES, &err), 0);
+		assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
+		/* tries so far: the done one and t - 1 failed ones */
+		assert_int_equal(n, t < MON_DIFF_TRIES ? 1 : 0);
+		for (size_t k = 0; k < n; k++)
+			free(paths[k]);
+	}
+	assert_int_equal(count_of(d, "SELECT diff_tries FROM items WHERE id = ?", item),
+			 MON_DIFF_TRIES);
+	/* the claims change (agree, then differ anew): tried from scratch */
+	assert_int_equal(mon_db_observe(d, item, s2, &p1, 140, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 140, &v, &changed, &err), 0);
+	assert_int_equal(mon_db_observe(d, item, s2, &p2, 150, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 150, &v, &changed, &err), 0);
+	assert_int_equal(count_of(d, "SELECT diff_tries FROM items WHERE id = ?", item), 0);
+	assert_int_equal(mon_db_diff_todo(d, 4, ids, paths, &n, &err), 0);
+	assert_int_equal(n, 1);
+	free(paths[0]);
+	assert_int_equal(mon_db_diff_done(d, item, MON_DIFF_DONE, NULL, &err), 0);
 
 	/* the pages' connection sees it, paginated by key */
 	assert_int_equal(mon_db_open(&r, db_path, false, &err), 0);
 	mon_db_close(r);
 	mon_db_close(d);
 
-	/* reopened: history kept, no second schema */
+	/* reopened: history kept (only-one, agree, differs, agree, differs), no
+	 * second schema */
 	assert_int_equal(mon_db_open(&d, db_path, true, &err), 0);
-	assert_int_equal(history_rows(d, item), 3);
+	assert_int_equal(history_rows(d, item), 5);
 	char got[512];
 	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), 0);
 	assert_string_equal(got, path);
@@ -204,11 +285,13 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_observe(d, item, s2, &gone, 200, &err), 0);
 	assert_int_equal(mon_db_settle(d, item, 200, &v, &changed, &err), 0);
 	assert_int_equal(v, CAIRN_MONITOR_ABSENT);
+	assert_counters(d, s1, s2);
 	assert_int_equal(mon_db_prune(d, 1000, 1100, &err), 0);
 	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), 0);
 	assert_int_equal(mon_db_prune(d, 1000, 1300, &err), 0);
 	assert_int_equal(mon_db_path_of(d, hash, got, sizeof(got), &err), CAIRN_ENOENT);
 	assert_int_equal(history_rows(d, item), 0);
+	assert_counters(d, s1, s2);
 
 	/* one server given twice (a trailing slash apart) would agree with
 	 * itself: refused */
@@ -233,6 +316,67 @@ static void test_db(void **state)
 	assert_int_equal(mon_db_exec(d, "PRAGMA user_version = 99", &err), 0);
 	mon_db_close(d);
 	assert_int_equal(mon_db_open(&d, db_path, true, &err), CAIRN_EUNSUPPORTED);
+	unlink(db_path);
+}
+
+/* A version 1 database (no counters, no diff_tries): opened by this
+ * version, it is upgraded in place and its counters count what is there. */
+static void test_db_upgrade(void **state)
+{
+	(void)state;
+	struct mon_db *d;
+	struct cairn_error err;
+	int64_t s1, s2, item;
+	enum cairn_monitor_verdict v;
+	bool changed;
+	struct mon_obs_in p1 = {.state = CAIRN_MONITOR_PRESENT, .sig = CAIRN_MONITOR_SIG_VALID,
+				.nar_hash = H1, .nar_size = 10, .refs = R1};
+	struct mon_obs_in p2 = p1;
+	p2.nar_hash = H2;
+	const char *hashes[] = {"x6b6ah9iya8w14wv5fzzwj36lf2yyghw", "0c2kjfd3r4m7l3plfa1cv2l3bsddbl3r",
+				"5b1rb7d3pr6lzjb4b0mcagfw3rmc9blc"};
+
+	cairn_error_init(&err);
+	snprintf(db_path, sizeof(db_path), "%s/v1.sqlite", dir);
+	assert_int_equal(mon_db_open(&d, db_path, true, &err), 0);
+	assert_int_equal(mon_db_server(d, "http://a", &s1, &err), 0);
+	assert_int_equal(mon_db_server(d, "http://b", &s2, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		char path[128];
+		snprintf(path, sizeof(path), "/nix/store/%s-x", hashes[i]);
+		assert_int_equal(mon_db_item(d, hashes[i], path, 100, &item, &err), 0);
+		assert_int_equal(mon_db_observe(d, item, s1, &p1, 100, &err), 0);
+		if (i > 0)
+			assert_int_equal(mon_db_observe(d, item, s2, i == 1 ? &p1 : &p2, 100, &err), 0);
+		assert_int_equal(mon_db_settle(d, item, 100, &v, &changed, &err), 0);
+	}
+	/* back to what version 1 had */
+	assert_int_equal(
+		mon_db_exec(d,
+			    "DROP TRIGGER items_count_ins; DROP TRIGGER items_count_del;"
+			    " DROP TRIGGER items_count_upd; DROP TRIGGER obs_count_ins;"
+			    " DROP TRIGGER obs_count_del; DROP TRIGGER obs_count_came;"
+			    " DROP TRIGGER obs_count_went; DROP TRIGGER obs_pair_ins;"
+			    " DROP TRIGGER obs_pair_del; DROP TRIGGER obs_pair_upd;"
+			    " DROP TABLE verdict_counts; DROP TABLE server_counts;"
+			    " DROP TABLE pair_counts; DROP TABLE pair_trend; DROP TABLE verdict_trend;"
+			    " DROP TABLE peer_logs; ALTER TABLE items DROP COLUMN diff_tries;"
+			    " PRAGMA user_version = 1;",
+			    &err),
+		0);
+	mon_db_close(d);
+	assert_int_equal(mon_db_open(&d, db_path, true, &err), 0);
+	assert_int_equal(count_of(d, "PRAGMA user_version", 0), MON_SCHEMA_VERSION);
+	assert_counters(d, s1, s2);
+	/* two items on both servers, one agreed on */
+	assert_int_equal(count_of(d, "SELECT both_have FROM pair_counts WHERE a = ?", s1), 2);
+	assert_int_equal(count_of(d, "SELECT agree FROM pair_counts WHERE a = ?", s1), 1);
+	/* and kept from then on */
+	assert_int_equal(mon_db_observe(d, item, s2, &p1, 200, &err), 0);
+	assert_int_equal(mon_db_settle(d, item, 200, &v, &changed, &err), 0);
+	assert_int_equal(v, CAIRN_MONITOR_AGREE);
+	assert_counters(d, s1, s2);
+	mon_db_close(d);
 	unlink(db_path);
 }
 
@@ -385,6 +529,7 @@ int main(void)
 	    cmocka_unit_test(test_verdicts),
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_db),
+	    cmocka_unit_test(test_db_upgrade),
 	    cmocka_unit_test(test_escapes),
 	    cmocka_unit_test(test_log),
 	};

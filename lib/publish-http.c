@@ -25,6 +25,7 @@
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
 #include "httpd-follow.h"
+#include "ipfs-gateway.h"
 #include "metrics.h"
 #include "narcache.h"
 #include "publish-int.h"
@@ -429,6 +430,8 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 				    cairn_httpd_metrics_handler, h, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_nar, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/log/", "log", h_log, p, err)) < 0 ||
+	    (p->gw && (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/ipfs/", "ipfs",
+					      ipfs_gw_handle, p->gw, err)) < 0) ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, p, err)) <
 		    0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "narinfo", h_narinfo, p, err)) < 0)

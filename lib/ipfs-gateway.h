@@ -1,0 +1,123 @@
+/*
+ * ipfs-gateway.h - the trustless IPFS gateway that publish and mirror both
+ * serve (lib/ipfs-index.c: the chunk index; lib/ipfs-gateway.c: the
+ * routes).  Not public.
+ *
+ * Blocks are never stored: an item's chunks are cut again from the NAR
+ * bytes the server already has (a store item serialised on the fly, a
+ * cached file), which the server hands over through ipfs_gw_source.  The
+ * index remembers, per item, the offset and CID of every chunk and the
+ * DAG's interior dag-pb nodes (small: one per 174 chunks), so a request
+ * for a CID finds its item and the bytes to cut.
+ */
+#ifndef CAIRN_IPFS_GATEWAY_H
+#define CAIRN_IPFS_GATEWAY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cairn/httpd.h"
+#include "cairn/ipfs.h"
+#include "cairn/nar.h"
+
+struct map;
+
+/* An item is named by its store hash part (32 characters). */
+#define IPFS_GW_KEY_MAX 40
+
+/*
+ * The server's NAR bytes for item key, from the start, in order, into fn;
+ * fn may stop it early by returning CAIRN_ECANCELED, which the source
+ * returns.  Called from the gateway's threads, several at once.
+ */
+typedef int (*ipfs_gw_source_fn)(void *ctx, const char *key, cairn_nar_write_fn fn, void *fnctx,
+				 struct cairn_error *err);
+
+/* Items remembered at most; the oldest indexed is forgotten first. */
+#define IPFS_GW_ITEMS_DEFAULT 65536
+
+struct ipfs_gw;
+int ipfs_gw_new(struct ipfs_gw **out, const struct cairn_chunker_spec *spec, size_t max_items,
+		ipfs_gw_source_fn source, void *ctx, struct cairn_error *err);
+/* Waits for the responses still being produced. */
+void ipfs_gw_free(struct ipfs_gw *g);
+
+/*
+ * The root CID of item key's NAR (nar_size bytes): from the index, or cut
+ * once from the source (a pass over the whole NAR) and remembered.  Blocks
+ * until done: call it off the event loops.
+ */
+int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct cairn_cid *root,
+		  struct cairn_error *err);
+/* The root of an indexed item without indexing it: CAIRN_ENOENT if not. */
+int ipfs_gw_root(struct ipfs_gw *g, const char *key, struct cairn_cid *root);
+
+/* The handler of GET/HEAD /ipfs/... (route it as a prefix "/ipfs/"). */
+int ipfs_gw_handle(struct cairn_httpd_req *req, void *data);
+
+/* ---- between ipfs-index.c and ipfs-gateway.c ---------------------------- */
+
+/* One interior node: its bytes, and the part of the DAG under it. */
+struct ipfs_gw_node {
+	struct cairn_cid cid;
+	uint8_t *data;
+	size_t len;
+	size_t seq_lo, seq_hi;	  /* its DFS entries: [seq_lo, seq_hi] */
+	uint64_t byte_lo, byte_hi; /* the file bytes under it: [lo, hi) */
+};
+
+/* A DFS entry: a chunk (>= 0) or a node (-1 - its index). */
+typedef int64_t ipfs_gw_seq;
+
+struct ipfs_gw_item;
+/* What the CID index points at (an item's array, one per DFS entry). */
+struct ipfs_gw_ent {
+	struct ipfs_gw_item *item;
+	ipfs_gw_seq what;
+};
+
+struct ipfs_gw_item {
+	char key[IPFS_GW_KEY_MAX + 1];
+	struct cairn_cid root;
+	uint64_t nar_size;
+	size_t n_leaves;
+	uint64_t *leaf_off; /* n_leaves + 1: chunk i is [leaf_off[i], leaf_off[i+1]) */
+	uint8_t (*leaf_digest)[32];
+	size_t *leaf_seq; /* its DFS position */
+	struct ipfs_gw_node *nodes;
+	size_t n_nodes;
+	ipfs_gw_seq *seq; /* parents before children, chunks in file order */
+	size_t n_seq;
+	struct ipfs_gw_ent *ents; /* n_seq */
+	unsigned refs;	 /* under the gateway's lock */
+	bool dropped;	 /* forgotten: freed at its last unref */
+};
+
+/* What a CID names in an item. */
+struct ipfs_gw_hit {
+	struct ipfs_gw_item *item; /* a reference: ipfs_gw_unref */
+	ipfs_gw_seq what;
+};
+
+struct ipfs_gw {
+	struct cairn_chunker_spec spec;
+	size_t max_items;
+	ipfs_gw_source_fn source;
+	void *ctx;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct map *by_key; /* key -> item */
+	struct map *by_cid; /* CID string -> struct ipfs_gw_ent */
+	struct ipfs_gw_item **order; /* ring of items in indexing order */
+	size_t head, n;
+	unsigned running; /* responses being produced */
+};
+
+/* CAIRN_ENOENT when no indexed item has cid. */
+int ipfs_gw_lookup(struct ipfs_gw *g, const struct cairn_cid *cid, struct ipfs_gw_hit *out);
+void ipfs_gw_unref(struct ipfs_gw *g, struct ipfs_gw_item *it);
+/* The CID of DFS entry e. */
+void ipfs_gw_seq_cid(const struct ipfs_gw_item *it, ipfs_gw_seq e, struct cairn_cid *cid);
+
+#endif

@@ -149,6 +149,8 @@ int edge_ratelimit_due(struct edge_ratelimit *r, uint64_t now_ms, uint64_t inter
 #include "edge-trust.h"
 #include "metrics.h"
 
+struct ipfs_gw;
+
 #define EDGE_CHUNK (256 * 1024)
 #define EDGE_WAKE (256 * 1024)
 #define EDGE_STALE_MAX (7 * 24 * 3600) /* keep expired narinfos for stale-if-error */
@@ -328,6 +330,10 @@ struct cairn_edge {
 	struct cairn_edge_config cfg;
 	char *cache_dir;
 	struct edge_store *store;
+	/* --ipfs: the gateway, and item hash part -> struct held (ipfs_mu) */
+	struct ipfs_gw *gw;
+	struct map *ipfs_held;
+	pthread_mutex_t ipfs_mu;
 	struct upstream ups[CAIRN_EDGE_MAX_UPSTREAMS];
 	size_t n_ups;
 	struct cairn_httpd *httpd;
@@ -464,6 +470,14 @@ void edge_miss_narinfo(struct miss *m);
 /* edge-nar.c */
 void edge_nar_start(struct fetch *f);
 void edge_miss_stream(struct miss *m);
+
+/* edge-ipfs.c: with cfg.ipfs, the gateway over the cached nars */
+#define EDGE_IPFS_CHUNKER "size-262144"
+#define EDGE_IPFS_URL_MAX 512
+int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err);
+void edge_ipfs_free(struct cairn_edge *e);
+/* The nar at url is in the cache now, with these claims: index their items. */
+void edge_ipfs_committed(struct cairn_edge *e, const char *url, const struct nar_claims *cand);
 
 /* edge-pages.c */
 void edge_miss_info(struct miss *m);

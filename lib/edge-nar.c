@@ -447,6 +447,7 @@ static void finish_nar(struct fetch *f)
 		int rc = edge_store_nar_commit(e->store, f->key, f->tmppath, sha, f->written, &err);
 		if (rc == 0) {
 			cache_write_works(e);
+			edge_ipfs_committed(e, f->key, f->cand);
 			/* a claim that came while it was being renamed in */
 			pthread_mutex_lock(&e->mu);
 			if (e->claims_gen != gen) {

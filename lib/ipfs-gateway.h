@@ -50,6 +50,15 @@ void ipfs_gw_free(struct ipfs_gw *g);
  */
 int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct cairn_cid *root,
 		  struct cairn_error *err);
+/*
+ * Index item key in the background (one thread, started on first use), as
+ * a server does when it comes to hold an item's bytes.  Queued at most
+ * IPFS_GW_QUEUE_MAX; beyond, dropped (the item is indexed when asked).
+ */
+#define IPFS_GW_QUEUE_MAX 1024
+void ipfs_gw_enqueue(struct ipfs_gw *g, const char *key, uint64_t nar_size);
+/* Items indexed so far, and those the background indexer failed. */
+void ipfs_gw_counts(struct ipfs_gw *g, uint64_t *indexed, uint64_t *failed);
 /* The root of an indexed item without indexing it: CAIRN_ENOENT if not. */
 int ipfs_gw_root(struct ipfs_gw *g, const char *key, struct cairn_cid *root);
 
@@ -112,6 +121,15 @@ struct ipfs_gw {
 	struct ipfs_gw_item **order; /* ring of items in indexing order */
 	size_t head, n;
 	unsigned running; /* responses being produced */
+	/* the background indexer */
+	struct ipfs_gw_job {
+		char key[IPFS_GW_KEY_MAX + 1];
+		uint64_t nar_size;
+	} *queue;
+	size_t q_head, q_len;
+	bool indexer_running, stopping;
+	pthread_t indexer;
+	uint64_t n_indexed, n_failed;
 };
 
 /* CAIRN_ENOENT when no indexed item has cid. */

@@ -305,12 +305,66 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
 		return 0;
 	}
 	rc = insert_locked(g, it);
+	if (rc == 0)
+		g->n_indexed++;
 	pthread_mutex_unlock(&g->lock);
 	if (rc) {
 		item_free(it);
 		return cairn_error_set(err, rc, "ipfs index: out of memory");
 	}
 	return 0;
+}
+
+static void *indexer(void *arg)
+{
+	struct ipfs_gw *g = arg;
+	pthread_mutex_lock(&g->lock);
+	for (;;) {
+		while (!g->stopping && g->q_len == 0)
+			pthread_cond_wait(&g->cond, &g->lock);
+		if (g->stopping)
+			break;
+		struct ipfs_gw_job j = g->queue[g->q_head];
+		g->q_head = (g->q_head + 1) % IPFS_GW_QUEUE_MAX;
+		g->q_len--;
+		pthread_mutex_unlock(&g->lock);
+		struct cairn_cid root;
+		struct cairn_error err;
+		cairn_error_init(&err);
+		int rc = ipfs_gw_index(g, j.key, j.nar_size, &root, &err);
+		pthread_mutex_lock(&g->lock);
+		if (rc)
+			g->n_failed++;
+	}
+	pthread_mutex_unlock(&g->lock);
+	return NULL;
+}
+
+void ipfs_gw_enqueue(struct ipfs_gw *g, const char *key, uint64_t nar_size)
+{
+	size_t kl = strlen(key);
+	if (kl > IPFS_GW_KEY_MAX)
+		return;
+	pthread_mutex_lock(&g->lock);
+	if (!g->indexer_running && !g->stopping &&
+	    pthread_create(&g->indexer, NULL, indexer, g) == 0)
+		g->indexer_running = true;
+	if (g->indexer_running && g->q_len < IPFS_GW_QUEUE_MAX && !map_get(g->by_key, key)) {
+		struct ipfs_gw_job *j = &g->queue[(g->q_head + g->q_len) % IPFS_GW_QUEUE_MAX];
+		memcpy(j->key, key, kl + 1);
+		j->nar_size = nar_size;
+		g->q_len++;
+		pthread_cond_broadcast(&g->cond);
+	}
+	pthread_mutex_unlock(&g->lock);
+}
+
+void ipfs_gw_counts(struct ipfs_gw *g, uint64_t *indexed, uint64_t *failed)
+{
+	pthread_mutex_lock(&g->lock);
+	*indexed = g->n_indexed;
+	*failed = g->n_failed;
+	pthread_mutex_unlock(&g->lock);
 }
 
 int ipfs_gw_lookup(struct ipfs_gw *g, const struct cairn_cid *cid, struct ipfs_gw_hit *out)
@@ -342,7 +396,9 @@ int ipfs_gw_new(struct ipfs_gw **out, const struct cairn_chunker_spec *spec, siz
 	g->by_key = map_new(NULL);
 	g->by_cid = map_new(NULL);
 	g->order = calloc(g->max_items, sizeof(*g->order));
-	if (!g->by_key || !g->by_cid || !g->order) {
+	g->queue = calloc(IPFS_GW_QUEUE_MAX, sizeof(*g->queue));
+	if (!g->by_key || !g->by_cid || !g->order || !g->queue) {
+		free(g->queue);
 		map_free(g->by_key);
 		map_free(g->by_cid);
 		free(g->order);
@@ -360,9 +416,14 @@ void ipfs_gw_free(struct ipfs_gw *g)
 	if (!g)
 		return;
 	pthread_mutex_lock(&g->lock);
+	g->stopping = true;
+	pthread_cond_broadcast(&g->cond);
 	while (g->running)
 		pthread_cond_wait(&g->cond, &g->lock);
 	pthread_mutex_unlock(&g->lock);
+	if (g->indexer_running)
+		pthread_join(g->indexer, NULL);
+	free(g->queue);
 	for (size_t i = 0; i < g->n; i++)
 		item_free(g->order[(g->head + i) % g->max_items]);
 	map_free(g->by_key);

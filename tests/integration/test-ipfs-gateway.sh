@@ -12,10 +12,13 @@
 #     dag-scope=block the root alone; entity-bytes ranges read back by the
 #     exporter; a sub-DAG's CID gives that part;
 #   - unknown CIDs 404, bafkqaaa answered, immutable caching headers, 406
-#     without a format, 400 for a bad CID.
+#     without a format, 400 for a bad CID;
+#   - `cairn mirror --ipfs` in front: narinfos unchanged, blocks of an item
+#     once its (zstd) nar is cached, the same bytes as publish's.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
+. "$SRCDIR/tests/integration/mirror-lib.sh"
 skip_unless curl python3 node npm zstd gzip
 publish_require
 nix_lib_init
@@ -42,14 +45,15 @@ if ! big=$(pstore_build "$TMP/src" 1 big $((46 << 20))) ||
   exit 1
 fi
 
-publish_start "${PSTORE_ARGS[@]}" --compression none || { finish; exit 1; }
+publish_start "${PSTORE_ARGS[@]}" --compression zstd || { finish; exit 1; }
 plain=$(curl -sf "$PUBLISH_URL/$(basename "$mid" | cut -c1-32).narinfo")
 check "without --ipfs the narinfo has no IPFS field" test -n "$plain" -a -z "$(narinfo_field "$plain" IPFS)"
 check "without --ipfs there is no /ipfs/ route" \
   test "$(curl -s -o /dev/null -w '%{http_code}' "$PUBLISH_URL/ipfs/bafkqaaa?format=raw")" = 404
 publish_stop
 
-publish_start "${PSTORE_ARGS[@]}" --compression none --ipfs || { finish; exit 1; }
+"$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k.pub" gw-test-1
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs || { finish; exit 1; }
 U=$PUBLISH_URL
 
 # root_of PATH: the IPFS field of PATH's narinfo; checked against cairn ipfs add
@@ -64,7 +68,7 @@ for name in big mid one; do
 done
 check "a one-chunk NAR's root is a raw block" test "${ROOT[one]:0:4}" = bafk
 check "with --ipfs the narinfo is otherwise the same" \
-  test "$(grep -v '^IPFS: ' <<< "$(curl -sf "$U/$(basename "$mid" | cut -c1-32).narinfo")")" = "$plain"
+  test "$(grep -v '^\(IPFS\|Sig\): ' <<< "$(curl -sf "$U/$(basename "$mid" | cut -c1-32).narinfo")")" = "$plain"
 
 # cid_digest CID: the hex SHA-256 digest a sha2-256 CIDv1 names
 cid_digest() {
@@ -202,5 +206,29 @@ check "no format asked: 406" test "$(code "$U/ipfs/$r")" = 406
 check "a bad CID: 400" test "$(code "$U/ipfs/bafyNOTACID?format=raw")" = 400
 check "a path under a file: 404" test "$(code "$U/ipfs/$r/etc/passwd?format=raw")" = 404
 check "a bad entity-bytes: 400" test "$(code "$U/ipfs/$r?format=car&entity-bytes=x:1")" = 400
+
+# the mirror: narinfos pass through unchanged; once it holds an item's nar
+# (zstd here: decompressed to be cut), it serves that item's blocks
+mirror_start m --upstream "$U" --cache "$TMP/mc" --trusted-key "$TMP/k.pub" --ipfs ||
+  { finish; exit 1; }
+M=http://127.0.0.1:$MIRROR_PORT
+h=$(basename "$big" | cut -c1-32)
+ni=$(curl -sf "$M/$h.narinfo")
+check "mirror: the narinfo is the upstream's, IPFS field and all" test "$ni" = "$(curl -sf "$U/$h.narinfo")"
+check "mirror: no block of an item it does not hold (404)" \
+  test "$(code "$M/ipfs/$r?format=raw")" = 404
+url=$(narinfo_field "$ni" URL)
+curl -sf -o /dev/null "$M/$url"
+check "mirror: once the nar is cached its root block is served" \
+  wait_for 60 bash -c 'test "$(curl -s -o /dev/null -w "%{http_code}" "$1")" = 200' _ "$M/ipfs/$r?format=raw"
+curl -sf -o "$TMP/m.car" "$M/ipfs/$r?format=car"
+n=$(python3 "$carcheck" "$TMP/m.car" "$r" 2>&1)
+check "mirror: its CAR is the DAG in DFS order, verified ($n blocks)" test "$n" = $((chunks + 2 + 1))
+got=$(node "$npmdir/readcar.mjs" "$TMP/m.car" "$TMP/m.out" 2>&1) || true
+check "mirror: its CAR reads back to the NAR" cmp -s "$TMP/m.out" "$TMP/big.nar"
+check "mirror: the same bytes as publish's CAR" cmp -s "$TMP/m.car" "$TMP/big.car"
+curl -sf -o "$TMP/m.leaf" "$M/ipfs/$leaf?format=raw"
+check "mirror: a chunk's raw block is the publish's" cmp -s "$TMP/m.leaf" "$TMP/leaf.blk"
+mirror_stop
 publish_stop
 finish

@@ -36,19 +36,6 @@
 /* stops the NAR source once the last block needed is out */
 #define GW_DONE CAIRN_ECANCELED
 
-enum gw_format { GW_NONE, GW_RAW, GW_CAR };
-enum gw_scope { GW_SCOPE_ALL, GW_SCOPE_ENTITY, GW_SCOPE_BLOCK };
-
-/* A request, as parsed (ipfs_gw_parse_req). */
-struct gw_req {
-	struct cairn_cid cid;
-	enum gw_format format;
-	enum gw_scope scope;
-	bool ranged;
-	int64_t from, to; /* entity-bytes; to == INT64_MAX: "*" */
-	enum cairn_codec_method enc;
-};
-
 static int send_text(struct cairn_httpd_req *req, int status, const char *cc, const char *msg)
 {
 	cairn_httpd_add_header(req, "Cache-Control", cc);
@@ -105,13 +92,9 @@ static bool list_has(const char *v, size_t len, const char *token)
 	return false;
 }
 
-/*
- * Parse path (after "/ipfs/"), query and the Accept headers.  Returns 0,
- * or the HTTP status to answer with, msg saying why.
- */
-static int parse_req(const char *path, size_t plen, const char *q, size_t qlen,
+int ipfs_gw_parse_req(const char *path, size_t plen, const char *q, size_t qlen,
 		     const char *accept, size_t alen, const char *aenc, size_t aelen,
-		     struct gw_req *r, const char **msg)
+		     struct ipfs_gw_req *r, const char **msg)
 {
 	struct cairn_error err;
 	memset(r, 0, sizeof(*r));
@@ -199,8 +182,8 @@ struct job {
 	struct ipfs_gw *g;
 	struct ipfs_gw_item *it;
 	struct cairn_httpd_stream *s;
-	enum gw_format format;
-	enum gw_scope scope;
+	enum ipfs_gw_format format;
+	enum ipfs_gw_scope scope;
 	size_t lo, hi;		 /* DFS entries of the DAG asked for */
 	uint64_t blo, bhi;	 /* file bytes asked for: [blo, bhi) */
 	bool ranged;
@@ -388,7 +371,7 @@ static void *producer(void *arg)
 /* ---- the handler -------------------------------------------------------- */
 
 /* An identity CID carries its block: answered without any item. */
-static int send_identity(struct cairn_httpd_req *req, const struct gw_req *r)
+static int send_identity(struct cairn_httpd_req *req, const struct ipfs_gw_req *r)
 {
 	cairn_httpd_add_header(req, "Cache-Control", CC_BLOCK);
 	if (r->format == GW_RAW)
@@ -400,8 +383,7 @@ static int send_identity(struct cairn_httpd_req *req, const struct gw_req *r)
 	return cairn_httpd_send(req, 200, CT_CAR, car, n + r->cid.len);
 }
 
-/* entity-bytes, against the file of [flo, fhi): [blo, bhi), or false if empty. */
-static bool resolve_range(const struct gw_req *r, uint64_t flo, uint64_t fhi, uint64_t *blo,
+bool ipfs_gw_range(const struct ipfs_gw_req *r, uint64_t flo, uint64_t fhi, uint64_t *blo,
 			  uint64_t *bhi)
 {
 	int64_t size = (int64_t)(fhi - flo);
@@ -427,11 +409,11 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 	const char *accept = cairn_httpd_req_header(req, "accept", &alen);
 	const char *aenc = cairn_httpd_req_header(req, "accept-encoding", &aelen);
 	const char *msg = NULL;
-	struct gw_req r;
+	struct ipfs_gw_req r;
 
 	if (plen < 6 || memcmp(path, "/ipfs/", 6) != 0)
 		return send_text(req, 404, CC_MISSING, "404 not found\n");
-	int st = parse_req(path + 6, plen - 6, q, qlen, accept, alen, aenc, aelen, &r, &msg);
+	int st = ipfs_gw_parse_req(path + 6, plen - 6, q, qlen, accept, alen, aenc, aelen, &r, &msg);
 	if (st)
 		return send_text(req, st, "no-store", msg);
 	cairn_httpd_add_header(req, "X-Content-Type-Options", "nosniff");
@@ -500,7 +482,7 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 	j->bhi = fhi;
 	if (r.ranged && r.format == GW_CAR) {
 		j->ranged = true;
-		if (!resolve_range(&r, flo, fhi, &j->blo, &j->bhi))
+		if (!ipfs_gw_range(&r, flo, fhi, &j->blo, &j->bhi))
 			j->blo = j->bhi = flo; /* no bytes: the root alone */
 	}
 	/* the last chunk needed, so the NAR is read no further */

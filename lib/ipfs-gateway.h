@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cairn/codec.h"
 #include "cairn/httpd.h"
 #include "cairn/ipfs.h"
 #include "cairn/nar.h"
@@ -61,6 +62,31 @@ void ipfs_gw_enqueue(struct ipfs_gw *g, const char *key, uint64_t nar_size);
 void ipfs_gw_counts(struct ipfs_gw *g, uint64_t *indexed, uint64_t *failed);
 /* The root of an indexed item without indexing it: CAIRN_ENOENT if not. */
 int ipfs_gw_root(struct ipfs_gw *g, const char *key, struct cairn_cid *root);
+
+enum ipfs_gw_format { GW_NONE, GW_RAW, GW_CAR };
+enum ipfs_gw_scope { GW_SCOPE_ALL, GW_SCOPE_ENTITY, GW_SCOPE_BLOCK };
+
+/* A request, as parsed. */
+struct ipfs_gw_req {
+	struct cairn_cid cid;
+	enum ipfs_gw_format format;
+	enum ipfs_gw_scope scope;
+	bool ranged;
+	int64_t from, to; /* entity-bytes; to == INT64_MAX: "*" */
+	enum cairn_codec_method enc; /* for a CAR: NONE, ZSTD or GZIP */
+};
+/*
+ * Parse path (after "/ipfs/"), query and the Accept and Accept-Encoding
+ * headers (each NULL when absent), all untrusted.  Returns 0, or the HTTP
+ * status to answer with, *msg saying why.
+ */
+int ipfs_gw_parse_req(const char *path, size_t plen, const char *q, size_t qlen,
+		      const char *accept, size_t alen, const char *aenc, size_t aelen,
+		      struct ipfs_gw_req *r, const char **msg);
+/* entity-bytes of r against the file bytes [flo, fhi): [*blo, *bhi), or
+ * false when that is empty. */
+bool ipfs_gw_range(const struct ipfs_gw_req *r, uint64_t flo, uint64_t fhi, uint64_t *blo,
+		   uint64_t *bhi);
 
 /* The handler of GET/HEAD /ipfs/... (route it as a prefix "/ipfs/"). */
 int ipfs_gw_handle(struct cairn_httpd_req *req, void *data);

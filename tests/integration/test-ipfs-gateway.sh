@@ -13,6 +13,8 @@
 #     exporter; a sub-DAG's CID gives that part;
 #   - unknown CIDs 404, bafkqaaa answered, immutable caching headers, 406
 #     without a format, 400 for a bad CID;
+#   - Helia's @helia/verified-fetch gets ipfs://<root> from publish and from
+#     the mirror as its trustless gateway: bytes whose SHA-256 is NarHash;
 #   - `cairn mirror --ipfs` in front: narinfos unchanged, blocks of an item
 #     once its (zstd) nar is cached, the same bytes as publish's.
 . "$SRCDIR/tests/integration/lib.sh"
@@ -24,7 +26,7 @@ publish_require
 nix_lib_init
 
 npmdir=$SRCDIR/tests/npm
-if [ ! -d "$npmdir/node_modules/ipfs-unixfs-exporter" ]; then
+if [ ! -d "$npmdir/node_modules/@helia/verified-fetch" ]; then
   if [ "${CI:-}" = true ]; then
     echo "error: $npmdir/node_modules is missing (scripts/deps.sh test runs npm ci there)" >&2
     exit 1
@@ -194,6 +196,28 @@ node "$npmdir/readcar.mjs" "$TMP/sub.car" "$TMP/sub.out" > /dev/null 2>&1
 check "a sub-DAG's CAR reads back to its 174 chunks of the NAR" \
   cmp -s "$TMP/sub.out" <(head -c $((174 * 262144)) "$TMP/big.nar")
 
+# Helia's @helia/verified-fetch (npm, not cairn) takes publish as its
+# trustless gateway: the bytes it verified are the NarHash's
+# helia_fetch NAME GATEWAY PATH: ipfs://<root of PATH> through GATEWAY
+helia_fetch() {
+  local what=$1 gw=$2 path=$3 ni cid want got
+  ni=$(curl -sf "$gw/$(basename "$path" | cut -c1-32).narinfo")
+  cid=$(narinfo_field "$ni" IPFS)
+  rm -f "$TMP/helia.out"
+  (cd "$npmdir" && timeout 120 node verifiedfetch.mjs "$gw" "$cid" "$TMP/helia.out") > "$TMP/helia.log" 2>&1
+  want=$(narinfo_field "$ni" NarHash)
+  got=sha256:$(nix-hash --type sha256 --to-base32 "$(sha256sum < "$TMP/helia.out" | cut -d' ' -f1)")
+  if [ -s "$TMP/helia.out" ] && [ "$got" = "$want" ]; then
+    ok "$what: verified-fetch of ipfs://$cid gives the bytes of NarHash $want"
+  else
+    not_ok "$what: verified-fetch of ipfs://$cid: $got, not NarHash $want"
+    sed 's/^/  | /' "$TMP/helia.log" | head -20
+  fi
+}
+helia_fetch "publish, a few chunks" "$U" "$mid"
+helia_fetch "publish, two levels" "$U" "$big"
+helia_fetch "publish, one chunk" "$U" "$one"
+
 # what is not there, and the probe
 nope=bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
@@ -229,6 +253,7 @@ check "mirror: its CAR reads back to the NAR" cmp -s "$TMP/m.out" "$TMP/big.nar"
 check "mirror: the same bytes as publish's CAR" cmp -s "$TMP/m.car" "$TMP/big.car"
 curl -sf -o "$TMP/m.leaf" "$M/ipfs/$leaf?format=raw"
 check "mirror: a chunk's raw block is the publish's" cmp -s "$TMP/m.leaf" "$TMP/leaf.blk"
+helia_fetch "mirror, two levels" "$M" "$big"
 mirror_stop
 publish_stop
 finish

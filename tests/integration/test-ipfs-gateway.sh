@@ -4,7 +4,8 @@
 # (@ipld/car, ipfs-unixfs-exporter from tests/npm) and by car-check.py:
 #   - the narinfo names the root CID `cairn ipfs add --chunker size-262144`
 #     gives the item's NAR (that is ipfs-unixfs-importer's: test-ipfs-interop);
-#     without --ipfs the narinfo has no IPFS field; Guix signs it;
+#     without --ipfs the narinfo has no IPFS field; in the Guix dialect it
+#     is under the signature (libgcrypt, as Guix checks);
 #   - ?format=raw and Accept: application/vnd.ipld.raw: one block whose bytes
 #     hash to its CID (a node, a chunk); HEAD gives its length;
 #   - ?format=car: the whole DAG, parents before children, each block once,
@@ -230,6 +231,26 @@ check "no format asked: 406" test "$(code "$U/ipfs/$r")" = 406
 check "a bad CID: 400" test "$(code "$U/ipfs/bafyNOTACID?format=raw")" = 400
 check "a path under a file: 404" test "$(code "$U/ipfs/$r/etc/passwd?format=raw")" = 404
 check "a bad entity-bytes: 400" test "$(code "$U/ipfs/$r?format=car&entity-bytes=x:1")" = 400
+
+# the Guix dialect signs the whole narinfo: the IPFS field is under the
+# signature (checked with libgcrypt as Guix does), and moving it breaks it
+publish_stop
+"$CAIRN" key generate --format guix --secret "$TMP/g.sec" --public "$TMP/g.pub"
+publish_start "${PSTORE_ARGS[@]}" --compression zstd,none --key "$TMP/g.sec" --dialect guix --ipfs ||
+  { finish; exit 1; }
+curl -sf "$PUBLISH_URL/$(basename "$mid" | cut -c1-32).narinfo" > "$TMP/g.narinfo"
+check "guix: the narinfo has the same IPFS field" \
+  test "$(narinfo_field "$(cat "$TMP/g.narinfo")" IPFS)" = "${ROOT[mid]}"
+check "guix: the IPFS field comes before the Signature" \
+  test "$(grep -n '^IPFS: ' "$TMP/g.narinfo" | cut -d: -f1)" -lt "$(grep -n '^Signature: ' "$TMP/g.narinfo" | cut -d: -f1)"
+check "guix: the signature verifies, with libgcrypt as Guix does" \
+  python3 "$SRCDIR/tests/integration/guix-verify.py" "$TMP/g.narinfo" "$TMP/g.pub"
+sed 's/^IPFS: .*/IPFS: bafkqaaa/' "$TMP/g.narinfo" > "$TMP/g-forged.narinfo"
+check "guix: another IPFS value breaks the signature" \
+  bash -c '! python3 "$1" "$2" "$3" > /dev/null 2>&1' _ "$SRCDIR/tests/integration/guix-verify.py" "$TMP/g-forged.narinfo" "$TMP/g.pub"
+publish_stop
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs || { finish; exit 1; }
+U=$PUBLISH_URL
 
 # the mirror: narinfos pass through unchanged; once it holds an item's nar
 # (zstd here: decompressed to be cut), it serves that item's blocks

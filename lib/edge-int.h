@@ -478,6 +478,10 @@ int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err);
 void edge_ipfs_free(struct cairn_edge *e);
 /* The nar at url is in the cache now, with these claims: index their items. */
 void edge_ipfs_committed(struct cairn_edge *e, const char *url, const struct nar_claims *cand);
+/* At start-up (e->mu held): the items of the narinfos reloaded, indexed in
+ * the background if their nar is still cached (IPFS_GW_QUEUE_MAX at most;
+ * the others once their nar is fetched again). */
+void edge_ipfs_reload_locked(struct cairn_edge *e);
 
 /* edge-pages.c */
 void edge_miss_info(struct miss *m);

@@ -35,7 +35,7 @@ static int to_nar(void *ctx, const void *data, size_t len)
 	return s->fn(s->fnctx, data, len, s->err);
 }
 
-static int source(void *ctx, const char *key, cairn_nar_write_fn fn, void *fnctx,
+static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 		  struct cairn_error *err)
 {
 	struct cairn_edge *e = ctx;
@@ -53,8 +53,16 @@ static int source(void *ctx, const char *key, cairn_nar_write_fn fn, void *fnctx
 	if (fd < 0)
 		return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s was evicted", key);
 	struct cairn_codec *c = NULL;
+	cairn_nar_write_fn fn = sink->bytes;
+	void *fnctx = sink->ctx;
 	struct src s = {.fn = fn, .fnctx = fnctx, .err = err};
 	int rc = 0;
+	/* an uncompressed nar is the NAR: the gateway reads only its chunks */
+	if (h.method == CAIRN_CODEC_NONE && sink->file && size >= IPFS_GW_FILE_MIN) {
+		rc = sink->file(fnctx, fd, size, err);
+		close(fd);
+		return rc;
+	}
 	if (h.method != CAIRN_CODEC_NONE)
 		rc = cairn_codec_new(&c, h.method, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
 				     h.nar_size, err);
@@ -125,4 +133,13 @@ void edge_ipfs_committed(struct cairn_edge *e, const char *url, const struct nar
 		}
 		ipfs_gw_enqueue(e->gw, c->item, c->nar_size);
 	}
+}
+
+void edge_ipfs_reload_locked(struct cairn_edge *e)
+{
+	struct map_iter it;
+	/* not edge_store_nar_get: asking would reorder the cache's LRU; an
+	 * item whose nar is gone fails to index, quickly */
+	for (struct map_ent *x = map_iter_first(&it, &e->claims); x; x = map_iter_next(&it))
+		edge_ipfs_committed(e, x->key, x->val);
 }

@@ -711,6 +711,8 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		goto fail;
 	pthread_mutex_lock(&e->mu);
 	rc = edge_store_narinfo_each(e->store, edge_load_narinfo_cb, e, err);
+	if (rc >= 0 && e->gw)
+		edge_ipfs_reload_locked(e);
 	pthread_mutex_unlock(&e->mu);
 	if (rc < 0)
 		goto fail;

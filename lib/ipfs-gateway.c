@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cairn/codec.h"
 #include "ipfs-gateway.h"
@@ -319,6 +320,40 @@ static int on_nar(void *ctx, const void *data, size_t len, struct cairn_error *e
 	return 0;
 }
 
+/* A file's bytes: only the chunks needed are read from it. */
+static int on_file(void *ctx, int fd, uint64_t size, struct cairn_error *err)
+{
+	struct job *j = ctx;
+	const struct ipfs_gw_item *it = j->it;
+	uint64_t at = 0;
+	while (at < size) {
+		if (j->cur >= it->n_leaves)
+			return cairn_error_set(err, CAIRN_EHASH,
+					       "ipfs gateway: the NAR of %s grew since it was indexed",
+					       it->key);
+		uint64_t end = it->leaf_off[j->cur + 1];
+		uint64_t take = end - j->off < size - at ? end - j->off : size - at;
+		if (included(j, it->leaf_seq[j->cur])) {
+			uint8_t *dst = j->buf + (j->off - it->leaf_off[j->cur]);
+			for (uint64_t got = 0; got < take;) {
+				ssize_t n = pread(fd, dst + got, (size_t)(take - got),
+						  (off_t)(at + got));
+				if (n <= 0)
+					return cairn_error_set(err, CAIRN_EIO,
+							       "ipfs gateway: a file of %s shrank",
+							       it->key);
+				got += (uint64_t)n;
+			}
+		}
+		j->off += take;
+		at += take;
+		int rc = chunks_done(j, err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static void job_free(struct job *j)
 {
 	ipfs_gw_unref(j->g, j->it);
@@ -343,9 +378,10 @@ static void *producer(void *arg)
 		rc = out(j, h, cairn_car_header(&root, h), &err);
 	}
 	if (rc == 0 && j->last_leaf != SIZE_MAX) {
+		const struct ipfs_gw_sink sink = {.bytes = on_nar, .file = on_file, .ctx = j};
 		rc = chunks_done(j, &err);
 		if (rc == 0)
-			rc = g->source(g->ctx, j->it->key, on_nar, j, &err);
+			rc = g->source(g->ctx, j->it->key, &sink, &err);
 		if (rc == 0 && j->cur < j->it->n_leaves)
 			rc = cairn_error_set(&err, CAIRN_EHASH,
 					     "ipfs gateway: the NAR of %s shrank since it was indexed",
@@ -424,6 +460,11 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 	snprintf(v, sizeof(v), "/ipfs/%s", cs);
 	cairn_httpd_add_header(req, "X-Ipfs-Path", v);
 	cairn_httpd_add_header(req, "X-Ipfs-Roots", cs);
+	struct ipfs_gw_hit hit = {0};
+	bool identity = r.cid.mh == CAIRN_IPFS_MH_IDENTITY;
+	if (!identity && ipfs_gw_lookup(g, &r.cid, &hit) != 0)
+		return send_text(req, 404, CC_MISSING, "404: no item here has this CID\n");
+	struct ipfs_gw_item *it = hit.item;
 	const char *encname = r.enc == CAIRN_CODEC_ZSTD ? "zstd" : r.enc ? "gzip" : "";
 	if (r.format == GW_RAW)
 		snprintf(v, sizeof(v), "\"%s.raw\"", cs);
@@ -436,19 +477,16 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 	const char *inm = cairn_httpd_req_header(req, "if-none-match", &inml);
 	if (inm && inml == strlen(v) && memcmp(inm, v, inml) == 0) {
 		cairn_httpd_add_header(req, "Cache-Control", CC_BLOCK);
+		if (it)
+			ipfs_gw_unref(g, it);
 		return cairn_httpd_send(req, 304, NULL, NULL, 0);
 	}
 	if (r.format == GW_CAR) {
 		snprintf(v, sizeof(v), "attachment; filename=\"%s.car\"", cs);
 		cairn_httpd_add_header(req, "Content-Disposition", v);
 	}
-	if (r.cid.mh == CAIRN_IPFS_MH_IDENTITY)
+	if (identity)
 		return send_identity(req, &r);
-
-	struct ipfs_gw_hit hit;
-	if (ipfs_gw_lookup(g, &r.cid, &hit) != 0)
-		return send_text(req, 404, CC_MISSING, "404: no item here has this CID\n");
-	struct ipfs_gw_item *it = hit.item;
 	cairn_httpd_add_header(req, "Cache-Control", CC_BLOCK);
 	/* a node asked for alone: from memory, on the loop */
 	if (r.format == GW_RAW && hit.what < 0) {

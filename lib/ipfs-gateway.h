@@ -28,12 +28,23 @@ struct map;
 #define IPFS_GW_KEY_MAX 40
 
 /*
- * The server's NAR bytes for item key, from the start, in order, into fn;
- * fn may stop it early by returning CAIRN_ECANCELED, which the source
- * returns.  Called from the gateway's threads, several at once.
+ * Where a source puts an item's NAR bytes, from the start, in order: into
+ * bytes, or, when file is not NULL and the bytes are a whole regular file,
+ * as that file (fd, bytes [0, size): the NAR's next size bytes), so that
+ * the gateway reads only the chunks it needs and skips the rest unread.
+ * Either may stop the source early by returning CAIRN_ECANCELED, which the
+ * source returns.
  */
-typedef int (*ipfs_gw_source_fn)(void *ctx, const char *key, cairn_nar_write_fn fn, void *fnctx,
+struct ipfs_gw_sink {
+	cairn_nar_write_fn bytes;
+	cairn_nar_file_fn file; /* NULL: bytes only */
+	void *ctx;
+};
+/* Called from the gateway's threads, several at once. */
+typedef int (*ipfs_gw_source_fn)(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 				 struct cairn_error *err);
+/* Files at least this big go to a sink's file (smaller ones are cheaper read). */
+#define IPFS_GW_FILE_MIN ((uint64_t)1 << 20)
 
 /* Items remembered at most; the oldest indexed is forgotten first. */
 #define IPFS_GW_ITEMS_DEFAULT 65536

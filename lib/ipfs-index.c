@@ -277,8 +277,10 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
 	memcpy(it->key, key, strlen(key) + 1);
 	uint64_t size = 0;
 	int rc = cairn_ipfs_add_new(&g->spec, on_block, &b, &b.add, err);
+	/* every byte is hashed: no file regions */
+	const struct ipfs_gw_sink sink = {.bytes = on_nar, .ctx = &b};
 	if (rc == 0)
-		rc = g->source(g->ctx, key, on_nar, &b, err);
+		rc = g->source(g->ctx, key, &sink, err);
 	if (rc == 0)
 		rc = cairn_ipfs_add_finish(b.add, &it->root, &size, err);
 	if (rc == 0 && size != nar_size)

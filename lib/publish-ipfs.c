@@ -15,7 +15,7 @@
 #include "cairn/banned.h"
 
 /* The NAR of the store item of hash part key. */
-static int source(void *ctx, const char *key, cairn_nar_write_fn fn, void *fnctx,
+static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 		  struct cairn_error *err)
 {
 	struct cairn_publish *p = ctx;
@@ -31,8 +31,21 @@ static int source(void *ctx, const char *key, cairn_nar_write_fn fn, void *fnctx
 		return rc;
 	if (pub_real_path(p, pi.path, real, sizeof(real)) < 0)
 		rc = cairn_error_set(err, CAIRN_ENOENT, "publish: '%s' is not in the store", pi.path);
-	else
-		rc = cairn_nar_dump_path(real, fn, fnctx, err);
+	else {
+		struct cairn_nar_writer *w = cairn_nar_writer_new(sink->bytes, sink->ctx);
+		if (!w)
+			rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+		else {
+			/* large files: the gateway reads only the chunks it sends */
+			if (sink->file)
+				cairn_nar_writer_set_file_fn(w, sink->file, sink->ctx,
+							     IPFS_GW_FILE_MIN);
+			rc = cairn_nar_write_path(w, real, err);
+			if (rc == 0)
+				rc = cairn_nar_writer_finish(w, err);
+			cairn_nar_writer_free(w);
+		}
+	}
 	cairn_storedb_pathinfo_release(&pi);
 	return rc;
 }

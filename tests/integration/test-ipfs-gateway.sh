@@ -152,7 +152,7 @@ check "dag-scope=entity of a file: all of it" cmp -s "$TMP/entity.car" "$TMP/big
 
 # entity-bytes: the exporter reads the range from just the blocks sent
 range() { # FROM TO [EXPECTED-BLOCKS]: entity-bytes=FROM:TO of the big NAR
-  local f=$1 t=$2 url="$U/ipfs/$r?format=car&entity-bytes=$1:$2" lo hi
+  local f=$1 t=$2 url="${RBASE:-$U}/ipfs/$r?format=car&entity-bytes=$1:$2" lo hi
   curl -sf -o "$TMP/range.car" "$url"
   local nb
   nb=$(python3 "$carcheck" "$TMP/range.car" "$r" --partial 2>&1)
@@ -162,9 +162,9 @@ range() { # FROM TO [EXPECTED-BLOCKS]: entity-bytes=FROM:TO of the big NAR
   node "$npmdir/readrange.mjs" "$TMP/range.car" "$lo" "$hi" "$TMP/range.out" > /dev/null 2>&1
   if cmp -s "$TMP/range.out" <(tail -c +$((lo + 1)) "$TMP/big.nar" | head -c $((hi - lo + 1))) &&
     { [ -z "${3:-}" ] || [ "$nb" = "$3" ]; }; then
-    ok "entity-bytes=$f:$t: the exporter reads the range from $nb blocks"
+    ok "${RBASE:+mirror: }entity-bytes=$f:$t: the exporter reads the range from $nb blocks"
   else
-    not_ok "entity-bytes=$f:$t: blocks '$nb' (want ${3:-any}), range differs"
+    not_ok "${RBASE:+mirror: }entity-bytes=$f:$t: blocks '$nb' (want ${3:-any}), range differs"
   fi
 }
 range 0 0 3                       # root, first subtree node, first chunk
@@ -275,6 +275,17 @@ check "mirror: the same bytes as publish's CAR" cmp -s "$TMP/m.car" "$TMP/big.ca
 curl -sf -o "$TMP/m.leaf" "$M/ipfs/$leaf?format=raw"
 check "mirror: a chunk's raw block is the publish's" cmp -s "$TMP/m.leaf" "$TMP/leaf.blk"
 helia_fetch "mirror, two levels" "$M" "$big"
+RBASE=$M range 262143 262144 4
+RBASE=$M range -1 '*' 3
+mirror_stop
+# restarted on the same cache, it indexes what it holds again
+mirror_start m2 --upstream "$U" --cache "$TMP/mc" --trusted-key "$TMP/k.pub" --ipfs ||
+  { finish; exit 1; }
+M=http://127.0.0.1:$MIRROR_PORT
+check "mirror restarted: the items it holds are indexed again" \
+  wait_for 60 bash -c 'test "$(curl -s -o /dev/null -w "%{http_code}" "$1")" = 200' _ "$M/ipfs/$r?format=raw"
+curl -sf -o "$TMP/m2.car" "$M/ipfs/$r?format=car"
+check "mirror restarted: the same CAR" cmp -s "$TMP/m2.car" "$TMP/big.car"
 mirror_stop
 publish_stop
 finish

@@ -101,6 +101,13 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 	if (len != 1 + 32 + 8 || memcmp(path + 33, ".narinfo", 8) != 0 ||
 	    !cairn_store_hash_valid(path + 1, 32))
 		return pub_not_found(req, p->cfg.negative_ttl);
+	if (p->gw) {
+		char hp[33];
+		memcpy(hp, path + 1, 32);
+		hp[32] = '\0';
+		if (pub_ipfs_narinfo(p, req, hp))
+			return 0;
+	}
 	unsigned max_age = p->cfg.ttl;
 	cairn_error_init(&err);
 	rc = cairn_publish_narinfo(p, path + 1, 32, &b, &max_age, &err);

@@ -211,6 +211,11 @@ int pub_ipfs_open(struct cairn_publish *p, struct cairn_error *err);
 struct cairn_narinfo;
 int pub_ipfs_field(struct cairn_publish *p, const struct cairn_storedb_pathinfo *pi,
 		   struct cairn_narinfo *ni, struct cairn_error *err);
+/* On the loop, for hash part hp's narinfo: 1 when a thread answers it (the
+ * item is not indexed yet: that pass is too long for a loop), 0 when the
+ * handler answers as usual. */
+struct cairn_httpd_req;
+int pub_ipfs_narinfo(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hp);
 
 int pub_real_path(const struct cairn_publish *p, const char *store_path, char *out, size_t cap);
 uint64_t pub_now_ms(void);

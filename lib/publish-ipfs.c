@@ -1,9 +1,13 @@
 /*
  * publish-ipfs.c - publish's side of the IPFS gateway (--ipfs): its NAR
  * source (the store item, serialised on the fly, as /nar/ sends it) and
- * the "IPFS:" narinfo field.  The gateway itself is lib/ipfs-gateway.c.
+ * the "IPFS:" narinfo field, whose first computation (a pass over the NAR)
+ * runs in a thread of its own rather than on an event loop.  The gateway
+ * itself is lib/ipfs-gateway.c.
  */
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cairn/nar.h"
@@ -76,4 +80,92 @@ int pub_ipfs_field(struct cairn_publish *p, const struct cairn_storedb_pathinfo 
 	if (rc == 0)
 		rc = cairn_narinfo_add_field(ni, "IPFS", s, err);
 	return rc;
+}
+
+/* ---- the first narinfo of an item, off the event loop ------------------- */
+
+struct ni_job {
+	struct cairn_publish *p;
+	struct cairn_httpd_stream *s;
+	char hp[CAIRN_STORE_HASH_LEN + 1];
+};
+
+static void cc_value(char *v, size_t n, unsigned ttl)
+{
+	if (ttl == 0)
+		snprintf(v, n, "no-store");
+	else
+		snprintf(v, n, "public, max-age=%u", ttl);
+}
+
+static void *ni_thread(void *arg)
+{
+	struct ni_job *j = arg;
+	struct cairn_publish *p = j->p;
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	struct cairn_storedb *db = NULL;
+	struct cairn_storedb_pathinfo pi = {0};
+	struct cairn_error err;
+	struct cairn_cid root;
+	char cc[64], etag[24];
+
+	/* indexed first: a remembered narinfo would not index it again */
+	cairn_error_init(&err);
+	if (pub_db_get(p, &db, NULL) == 0) {
+		int rc = cairn_storedb_query_hashpart(db, j->hp, &pi, NULL);
+		pub_db_put(p, db);
+		if (rc == 0)
+			(void)ipfs_gw_index(p->gw, j->hp, pi.nar_size, &root, &err);
+		cairn_storedb_pathinfo_release(&pi);
+	}
+	cairn_error_init(&err);
+	unsigned max_age = p->cfg.ttl;
+	int rc = cairn_publish_narinfo(p, j->hp, CAIRN_STORE_HASH_LEN, &b, &max_age, &err);
+	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT) {
+		static const char body[] = "404 not found\n";
+		cc_value(cc, sizeof(cc), p->cfg.negative_ttl);
+		const char *h[] = {"Cache-Control", cc, NULL};
+		cairn_httpd_stream_reply(j->s, 404, "text/plain; charset=utf-8", body,
+					 sizeof(body) - 1, h);
+	} else if (rc < 0) {
+		cairn_httpd_stream_error(j->s, 500, NULL);
+	} else {
+		/* as h_narinfo answers it */
+		cc_value(cc, sizeof(cc), max_age);
+		snprintf(etag, sizeof(etag), "\"%016llx\"",
+			 (unsigned long long)map_hash(b.data, b.len));
+		const char *h[] = {"Cache-Control", cc, "ETag", etag, NULL};
+		cairn_httpd_stream_reply(j->s, 200, CT_NARINFO, b.data, b.len, h);
+	}
+	cairn_buf_release(&b);
+	free(j);
+	pub_stream_leave(p);
+	return NULL;
+}
+
+int pub_ipfs_narinfo(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hp)
+{
+	struct cairn_cid root;
+	if (!p->gw || ipfs_gw_root(p->gw, hp, &root) == 0 || !pub_stream_enter(p))
+		return 0;
+	struct ni_job *j = calloc(1, sizeof(*j));
+	if (!j || cairn_httpd_stream_defer(req, &j->s) < 0) {
+		free(j);
+		pub_stream_leave(p);
+		return 0;
+	}
+	j->p = p;
+	memcpy(j->hp, hp, CAIRN_STORE_HASH_LEN + 1);
+	pthread_attr_t attr;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&tid, &attr, ni_thread, j);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		cairn_httpd_stream_error(j->s, 503, NULL);
+		free(j);
+		pub_stream_leave(p);
+	}
+	return 1;
 }

@@ -476,7 +476,8 @@ void edge_miss_stream(struct miss *m);
 #define EDGE_IPFS_URL_MAX 512
 int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err);
 void edge_ipfs_free(struct cairn_edge *e);
-/* The nar at url is in the cache now, with these claims: index their items. */
+/* The nar at url is in the cache now, with these claims: index their items
+ * (in the background; e->mu held, it orders before ipfs_mu). */
 void edge_ipfs_committed(struct cairn_edge *e, const char *url, const struct nar_claims *cand);
 /* At start-up (e->mu held): the items of the narinfos reloaded, indexed in
  * the background if their nar is still cached (IPFS_GW_QUEUE_MAX at most;

@@ -447,7 +447,6 @@ static void finish_nar(struct fetch *f)
 		int rc = edge_store_nar_commit(e->store, f->key, f->tmppath, sha, f->written, &err);
 		if (rc == 0) {
 			cache_write_works(e);
-			edge_ipfs_committed(e, f->key, f->cand);
 			/* a claim that came while it was being renamed in */
 			pthread_mutex_lock(&e->mu);
 			if (e->claims_gen != gen) {
@@ -455,6 +454,8 @@ static void finish_nar(struct fetch *f)
 				if (!commit)
 					edge_store_nar_drop_unless(e->store, f->key, NULL);
 			}
+			if (commit) /* the claims are read under e->mu */
+				edge_ipfs_committed(e, f->key, f->cand);
 			pthread_mutex_unlock(&e->mu);
 		} else if (rc != CAIRN_ELIMIT) {
 			cache_write_failed(e, cairn_error_msg(&err));

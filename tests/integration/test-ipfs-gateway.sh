@@ -205,7 +205,9 @@ helia_fetch() {
   ni=$(curl -sf "$gw/$(basename "$path" | cut -c1-32).narinfo")
   cid=$(narinfo_field "$ni" IPFS)
   rm -f "$TMP/helia.out"
-  (cd "$npmdir" && timeout 120 node verifiedfetch.mjs "$gw" "$cid" "$TMP/helia.out") > "$TMP/helia.log" 2>&1
+  (cd "$npmdir" && timeout 120 node verifiedfetch.mjs "$gw" "$cid" "$TMP/helia.out") > "$TMP/helia.log" 2>&1 ||
+    echo "(verified-fetch exited with $?)" >> "$TMP/helia.log"
+  [ -f "$TMP/helia.out" ] || : > "$TMP/helia.out"
   want=$(narinfo_field "$ni" NarHash)
   got=sha256:$(nix-hash --type sha256 --to-base32 "$(sha256sum < "$TMP/helia.out" | cut -d' ' -f1)")
   if [ -s "$TMP/helia.out" ] && [ "$got" = "$want" ]; then

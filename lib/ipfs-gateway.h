@@ -69,8 +69,6 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
  */
 #define IPFS_GW_QUEUE_MAX 1024
 void ipfs_gw_enqueue(struct ipfs_gw *g, const char *key, uint64_t nar_size);
-/* Items indexed so far, and those the background indexer failed. */
-void ipfs_gw_counts(struct ipfs_gw *g, uint64_t *indexed, uint64_t *failed);
 /* The root of an indexed item without indexing it: CAIRN_ENOENT if not. */
 int ipfs_gw_root(struct ipfs_gw *g, const char *key, struct cairn_cid *root);
 
@@ -166,7 +164,6 @@ struct ipfs_gw {
 	size_t q_head, q_len;
 	bool indexer_running, stopping;
 	pthread_t indexer;
-	uint64_t n_indexed, n_failed;
 };
 
 /* CAIRN_ENOENT when no indexed item has cid. */

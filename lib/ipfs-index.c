@@ -307,8 +307,6 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
 		return 0;
 	}
 	rc = insert_locked(g, it);
-	if (rc == 0)
-		g->n_indexed++;
 	pthread_mutex_unlock(&g->lock);
 	if (rc) {
 		item_free(it);
@@ -333,10 +331,9 @@ static void *indexer(void *arg)
 		struct cairn_cid root;
 		struct cairn_error err;
 		cairn_error_init(&err);
-		int rc = ipfs_gw_index(g, j.key, j.nar_size, &root, &err);
+		/* a failure is the item's next request's 404: nothing to keep */
+		(void)ipfs_gw_index(g, j.key, j.nar_size, &root, &err);
 		pthread_mutex_lock(&g->lock);
-		if (rc)
-			g->n_failed++;
 	}
 	pthread_mutex_unlock(&g->lock);
 	return NULL;
@@ -358,14 +355,6 @@ void ipfs_gw_enqueue(struct ipfs_gw *g, const char *key, uint64_t nar_size)
 		g->q_len++;
 		pthread_cond_broadcast(&g->cond);
 	}
-	pthread_mutex_unlock(&g->lock);
-}
-
-void ipfs_gw_counts(struct ipfs_gw *g, uint64_t *indexed, uint64_t *failed)
-{
-	pthread_mutex_lock(&g->lock);
-	*indexed = g->n_indexed;
-	*failed = g->n_failed;
 	pthread_mutex_unlock(&g->lock);
 }
 

@@ -48,7 +48,8 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 		h = *p;
 	pthread_mutex_unlock(&e->ipfs_mu);
 	if (!p || edge_store_nar_get(e->store, h.url, name, &size) != 1)
-		return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s is not cached", key);
+		return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s is not cached",
+				       key);
 	int fd = openat(edge_store_data_fd(e->store), name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s was evicted", key);
@@ -64,8 +65,8 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 		return rc;
 	}
 	if (h.method != CAIRN_CODEC_NONE)
-		rc = cairn_codec_new(&c, h.method, CAIRN_CODEC_DECOMPRESS, CAIRN_CODEC_LEVEL_DEFAULT,
-				     h.nar_size, err);
+		rc = cairn_codec_new(&c, h.method, CAIRN_CODEC_DECOMPRESS,
+				     CAIRN_CODEC_LEVEL_DEFAULT, h.nar_size, err);
 	enum { BUF = 1 << 16 };
 	char *buf = rc ? NULL : malloc(BUF);
 	if (!rc && !buf)
@@ -87,6 +88,11 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 	return rc;
 }
 
+static void gw_log(void *ctx, const char *msg)
+{
+	edge_say(ctx, CAIRN_EDGE_LOG_WARN, "%s", msg);
+}
+
 int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err)
 {
 	struct cairn_chunker_spec spec;
@@ -97,7 +103,10 @@ int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err)
 	e->ipfs_held = map_new(free);
 	if (!e->ipfs_held)
 		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
-	return ipfs_gw_new(&e->gw, &spec, 0, source, e, err);
+	rc = ipfs_gw_new(&e->gw, &spec, 0, source, e, err);
+	if (rc == 0)
+		ipfs_gw_set_log(e->gw, gw_log, e);
+	return rc;
 }
 
 void edge_ipfs_free(struct cairn_edge *e)

@@ -93,9 +93,9 @@ static bool list_has(const char *v, size_t len, const char *token)
 	return false;
 }
 
-int ipfs_gw_parse_req(const char *path, size_t plen, const char *q, size_t qlen,
-		     const char *accept, size_t alen, const char *aenc, size_t aelen,
-		     struct ipfs_gw_req *r, const char **msg)
+int ipfs_gw_parse_req(const char *path, size_t plen, const char *q, size_t qlen, const char *accept,
+		      size_t alen, const char *aenc, size_t aelen, struct ipfs_gw_req *r,
+		      const char **msg)
 {
 	struct cairn_error err;
 	memset(r, 0, sizeof(*r));
@@ -185,15 +185,15 @@ struct job {
 	struct cairn_httpd_stream *s;
 	enum ipfs_gw_format format;
 	enum ipfs_gw_scope scope;
-	size_t lo, hi;		 /* DFS entries of the DAG asked for */
-	uint64_t blo, bhi;	 /* file bytes asked for: [blo, bhi) */
+	size_t lo, hi;	   /* DFS entries of the DAG asked for */
+	uint64_t blo, bhi; /* file bytes asked for: [blo, bhi) */
 	bool ranged;
-	size_t pos;		 /* next DFS entry to consider */
-	size_t last_leaf;	 /* the last chunk needed (SIZE_MAX: none) */
-	size_t cur;		 /* chunk being read */
-	uint64_t off;		 /* NAR bytes read */
-	uint8_t *buf;		 /* the chunk being read */
-	struct map *sent;	 /* CIDs sent: each block once */
+	size_t pos;	  /* next DFS entry to consider */
+	size_t last_leaf; /* the last chunk needed (SIZE_MAX: none) */
+	size_t cur;	  /* chunk being read */
+	uint64_t off;	  /* NAR bytes read */
+	uint8_t *buf;	  /* the chunk being read */
+	struct map *sent; /* CIDs sent: each block once */
 	struct cairn_codec *codec;
 	bool failed;
 };
@@ -269,8 +269,8 @@ static int advance(struct job *j, size_t upto, ipfs_gw_seq k, struct cairn_error
 		if (e < 0)
 			rc = emit(j, e, j->it->nodes[-1 - e].data, j->it->nodes[-1 - e].len, err);
 		else if (e == k)
-			rc = emit(j, e, j->buf, (size_t)(j->it->leaf_off[k + 1] - j->it->leaf_off[k]),
-				  err);
+			rc = emit(j, e, j->buf,
+				  (size_t)(j->it->leaf_off[k + 1] - j->it->leaf_off[k]), err);
 		else
 			continue;
 		if (rc)
@@ -303,9 +303,9 @@ static int on_nar(void *ctx, const void *data, size_t len, struct cairn_error *e
 	const uint8_t *d = data;
 	while (len) {
 		if (j->cur >= it->n_leaves)
-			return cairn_error_set(err, CAIRN_EHASH,
-					       "ipfs gateway: the NAR of %s grew since it was indexed",
-					       it->key);
+			return cairn_error_set(
+			    err, CAIRN_EHASH,
+			    "ipfs gateway: the NAR of %s grew since it was indexed", it->key);
 		uint64_t end = it->leaf_off[j->cur + 1];
 		size_t take = end - j->off < len ? (size_t)(end - j->off) : len;
 		if (included(j, it->leaf_seq[j->cur]))
@@ -328,16 +328,16 @@ static int on_file(void *ctx, int fd, uint64_t size, struct cairn_error *err)
 	uint64_t at = 0;
 	while (at < size) {
 		if (j->cur >= it->n_leaves)
-			return cairn_error_set(err, CAIRN_EHASH,
-					       "ipfs gateway: the NAR of %s grew since it was indexed",
-					       it->key);
+			return cairn_error_set(
+			    err, CAIRN_EHASH,
+			    "ipfs gateway: the NAR of %s grew since it was indexed", it->key);
 		uint64_t end = it->leaf_off[j->cur + 1];
 		uint64_t take = end - j->off < size - at ? end - j->off : size - at;
 		if (included(j, it->leaf_seq[j->cur])) {
 			uint8_t *dst = j->buf + (j->off - it->leaf_off[j->cur]);
 			for (uint64_t got = 0; got < take;) {
-				ssize_t n = pread(fd, dst + got, (size_t)(take - got),
-						  (off_t)(at + got));
+				ssize_t n =
+				    pread(fd, dst + got, (size_t)(take - got), (off_t)(at + got));
 				if (n <= 0)
 					return cairn_error_set(err, CAIRN_EIO,
 							       "ipfs gateway: a file of %s shrank",
@@ -383,9 +383,9 @@ static void *producer(void *arg)
 		if (rc == 0)
 			rc = g->source(g->ctx, j->it->key, &sink, &err);
 		if (rc == 0 && j->cur < j->it->n_leaves)
-			rc = cairn_error_set(&err, CAIRN_EHASH,
-					     "ipfs gateway: the NAR of %s shrank since it was indexed",
-					     j->it->key);
+			rc = cairn_error_set(
+			    &err, CAIRN_EHASH,
+			    "ipfs gateway: the NAR of %s shrank since it was indexed", j->it->key);
 		if (rc == GW_DONE && j->cur > j->last_leaf)
 			rc = 0;
 	}
@@ -393,8 +393,9 @@ static void *producer(void *arg)
 		rc = advance(j, j->hi, -1, &err);
 	if (rc == 0 && j->codec)
 		rc = cairn_codec_finish(j->codec, out_raw, j, &err);
-	if (rc && rc != CAIRN_ECANCELED && err.code)
-		fprintf(stderr, "cairn: %s\n", err.msg);
+	/* a client gone is no news; bytes that changed under the index are */
+	if (rc && rc != CAIRN_ECANCELED && err.code && g->log)
+		g->log(g->log_ctx, cairn_error_msg(&err));
 	cairn_httpd_stream_end(j->s, rc == 0);
 	job_free(j);
 	pthread_mutex_lock(&g->lock);
@@ -420,7 +421,7 @@ static int send_identity(struct cairn_httpd_req *req, const struct ipfs_gw_req *
 }
 
 bool ipfs_gw_range(const struct ipfs_gw_req *r, uint64_t flo, uint64_t fhi, uint64_t *blo,
-			  uint64_t *bhi)
+		   uint64_t *bhi)
 {
 	int64_t size = (int64_t)(fhi - flo);
 	int64_t from = r->from < 0 ? size + r->from : r->from;
@@ -449,7 +450,8 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 
 	if (plen < 6 || memcmp(path, "/ipfs/", 6) != 0)
 		return send_text(req, 404, CC_MISSING, "404 not found\n");
-	int st = ipfs_gw_parse_req(path + 6, plen - 6, q, qlen, accept, alen, aenc, aelen, &r, &msg);
+	int st =
+	    ipfs_gw_parse_req(path + 6, plen - 6, q, qlen, accept, alen, aenc, aelen, &r, &msg);
 	if (st)
 		return send_text(req, st, "no-store", msg);
 	cairn_httpd_add_header(req, "X-Content-Type-Options", "nosniff");
@@ -469,8 +471,8 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 	if (r.format == GW_RAW)
 		snprintf(v, sizeof(v), "\"%s.raw\"", cs);
 	else
-		snprintf(v, sizeof(v), "\"%s.car.%d.%s%" PRId64 ":%" PRId64 ".%s\"", cs, (int)r.scope,
-			 r.ranged ? "r" : "", r.ranged ? r.from : 0,
+		snprintf(v, sizeof(v), "\"%s.car.%d.%s%" PRId64 ":%" PRId64 ".%s\"", cs,
+			 (int)r.scope, r.ranged ? "r" : "", r.ranged ? r.from : 0,
 			 r.ranged ? r.to : 0, encname);
 	cairn_httpd_add_header(req, "Etag", v);
 	size_t inml = 0;
@@ -548,7 +550,8 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 		job_free(j);
 		return cairn_httpd_send_error(req, 503);
 	}
-	rc = cairn_httpd_stream_start(req, 200, r.format == GW_RAW ? CT_RAW : CT_CAR, length, &j->s);
+	rc =
+	    cairn_httpd_stream_start(req, 200, r.format == GW_RAW ? CT_RAW : CT_CAR, length, &j->s);
 	if (rc < 0) {
 		job_free(j);
 		return rc;

@@ -54,6 +54,9 @@ int ipfs_gw_new(struct ipfs_gw **out, const struct cairn_chunker_spec *spec, siz
 		ipfs_gw_source_fn source, void *ctx, struct cairn_error *err);
 /* Waits for the responses still being produced. */
 void ipfs_gw_free(struct ipfs_gw *g);
+/* What the operator should hear (a chunk that no longer hashes to its
+ * CID: the item changed on disk), one line; called from any thread. */
+void ipfs_gw_set_log(struct ipfs_gw *g, void (*log)(void *ctx, const char *msg), void *ctx);
 
 /*
  * The root CID of item key's NAR (nar_size bytes): from the index, or cut
@@ -81,7 +84,7 @@ struct ipfs_gw_req {
 	enum ipfs_gw_format format;
 	enum ipfs_gw_scope scope;
 	bool ranged;
-	int64_t from, to; /* entity-bytes; to == INT64_MAX: "*" */
+	int64_t from, to;	     /* entity-bytes; to == INT64_MAX: "*" */
 	enum cairn_codec_method enc; /* for a CAR: NONE, ZSTD or GZIP */
 };
 /*
@@ -89,9 +92,9 @@ struct ipfs_gw_req {
  * headers (each NULL when absent), all untrusted.  Returns 0, or the HTTP
  * status to answer with, *msg saying why.
  */
-int ipfs_gw_parse_req(const char *path, size_t plen, const char *q, size_t qlen,
-		      const char *accept, size_t alen, const char *aenc, size_t aelen,
-		      struct ipfs_gw_req *r, const char **msg);
+int ipfs_gw_parse_req(const char *path, size_t plen, const char *q, size_t qlen, const char *accept,
+		      size_t alen, const char *aenc, size_t aelen, struct ipfs_gw_req *r,
+		      const char **msg);
 /* entity-bytes of r against the file bytes [flo, fhi): [*blo, *bhi), or
  * false when that is empty. */
 bool ipfs_gw_range(const struct ipfs_gw_req *r, uint64_t flo, uint64_t fhi, uint64_t *blo,
@@ -107,7 +110,7 @@ struct ipfs_gw_node {
 	struct cairn_cid cid;
 	uint8_t *data;
 	size_t len;
-	size_t seq_lo, seq_hi;	  /* its DFS entries: [seq_lo, seq_hi] */
+	size_t seq_lo, seq_hi;	   /* its DFS entries: [seq_lo, seq_hi] */
 	uint64_t byte_lo, byte_hi; /* the file bytes under it: [lo, hi) */
 };
 
@@ -134,8 +137,8 @@ struct ipfs_gw_item {
 	ipfs_gw_seq *seq; /* parents before children, chunks in file order */
 	size_t n_seq;
 	struct ipfs_gw_ent *ents; /* n_seq */
-	unsigned refs;	 /* under the gateway's lock */
-	bool dropped;	 /* forgotten: freed at its last unref */
+	unsigned refs;		  /* under the gateway's lock */
+	bool dropped;		  /* forgotten: freed at its last unref */
 };
 
 /* What a CID names in an item. */
@@ -149,10 +152,12 @@ struct ipfs_gw {
 	size_t max_items;
 	ipfs_gw_source_fn source;
 	void *ctx;
+	void (*log)(void *ctx, const char *msg);
+	void *log_ctx;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct map *by_key; /* key -> item */
-	struct map *by_cid; /* CID string -> struct ipfs_gw_ent */
+	struct map *by_key;	     /* key -> item */
+	struct map *by_cid;	     /* CID string -> struct ipfs_gw_ent */
 	struct ipfs_gw_item **order; /* ring of items in indexing order */
 	size_t head, n;
 	unsigned running; /* responses being produced */
@@ -160,7 +165,7 @@ struct ipfs_gw {
 	struct ipfs_gw_job {
 		char key[IPFS_GW_KEY_MAX + 1];
 		uint64_t nar_size;
-	} *queue;
+	} * queue;
 	size_t q_head, q_len;
 	bool indexer_running, stopping;
 	pthread_t indexer;

@@ -120,9 +120,9 @@ static int dfs(struct build *b, size_t j, size_t *next_leaf, size_t *pos, int de
 			size_t k = (*next_leaf)++;
 			if (k >= it->n_leaves || c->len != 32 ||
 			    memcmp(c->digest, it->leaf_digest[k], 32) != 0)
-				rc = cairn_error_set(err, CAIRN_EFORMAT,
-						     "ipfs index: chunk %zu is not where its node says",
-						     k);
+				rc = cairn_error_set(
+				    err, CAIRN_EFORMAT,
+				    "ipfs index: chunk %zu is not where its node says", k);
 			else {
 				it->leaf_seq[k] = *pos;
 				it->seq[(*pos)++] = (ipfs_gw_seq)k;
@@ -134,7 +134,8 @@ static int dfs(struct build *b, size_t j, size_t *next_leaf, size_t *pos, int de
 		while (m > 0 && (b->claimed[m - 1] || !cairn_cid_equal(&it->nodes[m - 1].cid, c)))
 			m--;
 		if (m == 0)
-			rc = cairn_error_set(err, CAIRN_EFORMAT, "ipfs index: a node's child is missing");
+			rc = cairn_error_set(err, CAIRN_EFORMAT,
+					     "ipfs index: a node's child is missing");
 		else
 			rc = dfs(b, m - 1, next_leaf, pos, depth + 1, err);
 	}
@@ -158,8 +159,8 @@ static int build_order(struct build *b, struct cairn_error *err)
 	if (it->n_nodes == 0) {
 		/* one chunk: the file is that raw block */
 		if (it->n_leaves != 1)
-			return cairn_error_set(err, CAIRN_EFORMAT, "ipfs index: %zu chunks, no node",
-					       it->n_leaves);
+			return cairn_error_set(err, CAIRN_EFORMAT,
+					       "ipfs index: %zu chunks, no node", it->n_leaves);
 		it->seq[pos++] = 0;
 		it->leaf_seq[0] = 0;
 		next_leaf = 1;
@@ -356,6 +357,12 @@ void ipfs_gw_enqueue(struct ipfs_gw *g, const char *key, uint64_t nar_size)
 		pthread_cond_broadcast(&g->cond);
 	}
 	pthread_mutex_unlock(&g->lock);
+}
+
+void ipfs_gw_set_log(struct ipfs_gw *g, void (*log)(void *ctx, const char *msg), void *ctx)
+{
+	g->log = log;
+	g->log_ctx = ctx;
 }
 
 int ipfs_gw_lookup(struct ipfs_gw *g, const struct cairn_cid *cid, struct ipfs_gw_hit *out)

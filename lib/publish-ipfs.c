@@ -34,7 +34,8 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 	if (rc < 0)
 		return rc;
 	if (pub_real_path(p, pi.path, real, sizeof(real)) < 0)
-		rc = cairn_error_set(err, CAIRN_ENOENT, "publish: '%s' is not in the store", pi.path);
+		rc = cairn_error_set(err, CAIRN_ENOENT, "publish: '%s' is not in the store",
+				     pi.path);
 	else {
 		struct cairn_nar_writer *w = cairn_nar_writer_new(sink->bytes, sink->ctx);
 		if (!w)
@@ -60,7 +61,10 @@ int pub_ipfs_open(struct cairn_publish *p, struct cairn_error *err)
 	int rc = cairn_chunker_spec_parse(PUB_IPFS_CHUNKER, &spec, err);
 	if (rc)
 		return rc;
-	return ipfs_gw_new(&p->gw, &spec, 0, source, p, err);
+	rc = ipfs_gw_new(&p->gw, &spec, 0, source, p, err);
+	if (rc == 0 && p->cfg.log)
+		ipfs_gw_set_log(p->gw, p->cfg.log, p->cfg.log_ctx);
+	return rc;
 }
 
 int pub_ipfs_field(struct cairn_publish *p, const struct cairn_storedb_pathinfo *pi,

@@ -26,8 +26,9 @@ static int parse(const char *path, const char *q, const char *accept, const char
 		 struct ipfs_gw_req *r)
 {
 	const char *msg = NULL;
-	int st = ipfs_gw_parse_req(path, strlen(path), q, q ? strlen(q) : 0, accept,
-				   accept ? strlen(accept) : 0, aenc, aenc ? strlen(aenc) : 0, r, &msg);
+	int st =
+	    ipfs_gw_parse_req(path, strlen(path), q, q ? strlen(q) : 0, accept,
+			      accept ? strlen(accept) : 0, aenc, aenc ? strlen(aenc) : 0, r, &msg);
 	if (st)
 		assert_non_null(msg);
 	return st;
@@ -47,15 +48,15 @@ static void test_parse(void **state)
 	assert_int_equal(r.enc, CAIRN_CODEC_GZIP);
 	assert_int_equal(parse(cid1, "format=car", NULL, "zstd;q=0.000,gzip;q=0", &r), 0);
 	assert_int_equal(r.enc, CAIRN_CODEC_NONE);
-	assert_int_equal(parse(cid1, NULL, "application/vnd.ipld.raw;q=0, application/vnd.ipld.car",
-			       NULL, &r),
-			 0);
+	assert_int_equal(
+	    parse(cid1, NULL, "application/vnd.ipld.raw;q=0, application/vnd.ipld.car", NULL, &r),
+	    0);
 	assert_int_equal(r.format, GW_CAR);
 	/* raw blocks are never compressed (they are what their CID hashes) */
 	assert_int_equal(parse(cid1, "format=raw", NULL, "zstd", &r), 0);
 	assert_int_equal(r.enc, CAIRN_CODEC_NONE);
-	assert_int_equal(parse(cid1, "format=car&dag-scope=block&entity-bytes=-10:*", NULL, NULL, &r),
-			 0);
+	assert_int_equal(
+	    parse(cid1, "format=car&dag-scope=block&entity-bytes=-10:*", NULL, NULL, &r), 0);
 	assert_int_equal(r.scope, GW_SCOPE_BLOCK);
 	assert_true(r.ranged);
 	assert_true(r.from == -10 && r.to == INT64_MAX);
@@ -71,11 +72,11 @@ static void test_parse(void **state)
 	assert_int_equal(parse(cid1, "format=car&dag-scope=x", NULL, NULL, &r), 400);
 	assert_int_equal(parse(cid1, "format=car&entity-bytes=1", NULL, NULL, &r), 400);
 	assert_int_equal(parse(cid1, "format=car&entity-bytes=a:2", NULL, NULL, &r), 400);
-	assert_int_equal(parse(cid1, "format=car&entity-bytes=1:9999999999999999999", NULL, NULL, &r),
-			 400);
-	assert_int_equal(parse("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "format=raw", NULL,
-			       NULL, &r),
-			 400);
+	assert_int_equal(
+	    parse(cid1, "format=car&entity-bytes=1:9999999999999999999", NULL, NULL, &r), 400);
+	assert_int_equal(
+	    parse("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "format=raw", NULL, NULL, &r),
+	    400);
 	assert_int_equal(parse("", "format=raw", NULL, NULL, &r), 400);
 	assert_int_equal(parse("bafkqaaa", "format=raw", NULL, NULL, &r), 0);
 	assert_int_equal(r.cid.mh, CAIRN_IPFS_MH_IDENTITY);

@@ -16,6 +16,7 @@
 #     without a format, 400 for a bad CID;
 #   - Helia's @helia/verified-fetch gets ipfs://<root> from publish and from
 #     the mirror as its trustless gateway: bytes whose SHA-256 is NarHash;
+#   - a chunk changed on disk after indexing is never sent;
 #   - `cairn mirror --ipfs` in front: narinfos unchanged, blocks of an item
 #     once its (zstd) nar is cached, the same bytes as publish's.
 . "$SRCDIR/tests/integration/lib.sh"
@@ -297,5 +298,16 @@ check "mirror restarted: the items it holds are indexed again" \
 curl -sf -o "$TMP/m2.car" "$M/ipfs/$r?format=car"
 check "mirror restarted: the same CAR" cmp -s "$TMP/m2.car" "$TMP/big.car"
 mirror_stop
+
+# a store item changed on disk after it was indexed: the chunk that no
+# longer hashes to its CID is not sent (the response is cut off), and the
+# operator hears of it
+data=$(find "$big" -name 'data-*' | head -n 1)
+head -c 64 /dev/urandom | dd of="$data" bs=1 seek=$((99 * 262144 + 1000)) conv=notrunc status=none
+check "a chunk changed on disk: its raw request fails, no block sent whole" \
+  bash -c '! curl -sf -o "$2" "$1" && ! cmp -s "$2" "$3"' _ "$U/ipfs/$leaf?format=raw" "$TMP/bad.blk" "$TMP/leaf.blk"
+check "... the CAR is cut off before that chunk" \
+  bash -c '! curl -sf -o "$2" "$1"' _ "$U/ipfs/$r?format=car" "$TMP/bad.car"
+check "... and publish says which item changed" grep -q "changed since it was indexed" "$PUBLISH_LOG"
 publish_stop
 finish

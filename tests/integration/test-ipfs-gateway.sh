@@ -144,6 +144,11 @@ curl -sf -H 'Accept-Encoding: gzip;q=1, zstd;q=0' -D "$TMP/h4" -o "$TMP/mid.car.
 check "gzip when zstd is refused (q=0)" grep -qi '^content-encoding: gzip' "$TMP/h4"
 check "... the same CAR" cmp -s "$TMP/mid.car" <(gzip -dc "$TMP/mid.car.gz")
 curl -sf -o "$TMP/one.car" "$U/ipfs/${ROOT[one]}?format=car"
+check "HEAD of a CAR: 200, its Content-Type, no body" \
+  bash -c 'curl -sfI "$1" -o "$2" && grep -qi "^content-type: application/vnd.ipld.car" "$2" &&
+    test "$(curl -s -I -w "%{size_download}" -o /dev/null "$1")" = 0' _ "$U/ipfs/${ROOT[mid]}?format=car" "$TMP/hcar"
+check "HEAD of a node's raw block: its length" \
+  bash -c 'curl -sfI "$1" | tr -d "\r" | grep -qix "content-length: $2"' _ "$U/ipfs/$r?format=raw" "$(stat -c %s "$TMP/root.blk")"
 check "the CAR of a one-chunk NAR is that block" test "$(python3 "$carcheck" "$TMP/one.car" "${ROOT[one]}")" = 1
 
 curl -sf -o "$TMP/block.car" "$U/ipfs/$r?format=car&dag-scope=block"

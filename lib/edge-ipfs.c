@@ -6,6 +6,7 @@
  * gateway itself is lib/ipfs-gateway.c, the same one publish serves.
  */
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -106,6 +107,12 @@ int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err)
 	rc = ipfs_gw_new(&e->gw, &spec, 0, source, e, err);
 	if (rc == 0)
 		ipfs_gw_set_log(e->gw, gw_log, e);
+	/* the index outlives a restart: CACHE/ipfs */
+	if (rc == 0) {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/ipfs", e->cache_dir);
+		rc = ipfs_gw_set_dir(e->gw, dir, err);
+	}
 	return rc;
 }
 

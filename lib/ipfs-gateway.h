@@ -54,6 +54,9 @@ int ipfs_gw_new(struct ipfs_gw **out, const struct cairn_chunker_spec *spec, siz
 		ipfs_gw_source_fn source, void *ctx, struct cairn_error *err);
 /* Waits for the responses still being produced. */
 void ipfs_gw_free(struct ipfs_gw *g);
+/* Keep each item's index in DIR (created if missing; its parent must
+ * exist) too, so a restarted server reads it instead of the NAR. */
+int ipfs_gw_set_dir(struct ipfs_gw *g, const char *dir, struct cairn_error *err);
 /* What the operator should hear (a chunk that no longer hashes to its
  * CID: the item changed on disk), one line; called from any thread. */
 void ipfs_gw_set_log(struct ipfs_gw *g, void (*log)(void *ctx, const char *msg), void *ctx);
@@ -154,6 +157,7 @@ struct ipfs_gw {
 	void *ctx;
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;
+	char *dir; /* NULL: in memory only */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct map *by_key;	     /* key -> item */
@@ -174,6 +178,14 @@ struct ipfs_gw {
 /* CAIRN_ENOENT when no indexed item has cid. */
 int ipfs_gw_lookup(struct ipfs_gw *g, const struct cairn_cid *cid, struct ipfs_gw_hit *out);
 void ipfs_gw_unref(struct ipfs_gw *g, struct ipfs_gw_item *it);
+/* ipfs-index-file.c: an item's index on disk (DIR/<key>.idx).  load fills
+ * it (chunks, nodes, root) for build_order, or fails (CAIRN_ENOENT: no
+ * file; CAIRN_EFORMAT: not one for this NAR); save is best effort. */
+int ipfs_index_file_load(const char *dir, const struct cairn_chunker_spec *spec, const char *key,
+			 uint64_t nar_size, struct ipfs_gw_item *it);
+int ipfs_index_file_save(const char *dir, const struct cairn_chunker_spec *spec,
+			 const struct ipfs_gw_item *it);
+void ipfs_index_file_drop(const char *dir, const char *key);
 /* The CID of DFS entry e. */
 void ipfs_gw_seq_cid(const struct ipfs_gw_item *it, ipfs_gw_seq e, struct cairn_cid *cid);
 

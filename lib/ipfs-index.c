@@ -9,8 +9,10 @@
  * first.  Chunk bytes are not kept: a response cuts them again from the
  * NAR and checks each against its CID before sending it.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ipfs-gateway.h"
 #include "map.h"
@@ -232,6 +234,8 @@ static int insert_locked(struct ipfs_gw *g, struct ipfs_gw_item *it)
 		g->head = (g->head + 1) % g->max_items;
 		g->n--;
 		unindex(g, old);
+		if (g->dir)
+			ipfs_index_file_drop(g->dir, old->key);
 		unref_locked(old);
 	}
 	if (map_put(g->by_key, it->key, it, NULL) < 0)
@@ -276,6 +280,20 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
 		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
 	b.it = it;
 	memcpy(it->key, key, strlen(key) + 1);
+	if (g->dir && ipfs_index_file_load(g->dir, &g->spec, key, nar_size, it) == 0 &&
+	    build_order(&b, NULL) == 0) {
+		free(b.claimed);
+		goto insert;
+	}
+	/* no file, or not one for this NAR: from the NAR itself */
+	free(b.claimed);
+	item_free(it);
+	memset(&b, 0, sizeof(b));
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
+	b.it = it;
+	memcpy(it->key, key, strlen(key) + 1);
 	uint64_t size = 0;
 	int rc = cairn_ipfs_add_new(&g->spec, on_block, &b, &b.add, err);
 	/* every byte is hashed: no file regions */
@@ -299,6 +317,9 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
 			cairn_error_set(err, rc, "ipfs index: %s could not be indexed", key);
 		return rc;
 	}
+	if (g->dir)
+		(void)ipfs_index_file_save(g->dir, &g->spec, it);
+insert:
 	*root = it->root;
 	pthread_mutex_lock(&g->lock);
 	if (map_get(g->by_key, key)) {
@@ -357,6 +378,16 @@ void ipfs_gw_enqueue(struct ipfs_gw *g, const char *key, uint64_t nar_size)
 		pthread_cond_broadcast(&g->cond);
 	}
 	pthread_mutex_unlock(&g->lock);
+}
+
+int ipfs_gw_set_dir(struct ipfs_gw *g, const char *dir, struct cairn_error *err)
+{
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return cairn_error_set(err, CAIRN_EIO, "ipfs index: cannot create '%s': %s", dir,
+				       strerror(errno));
+	free(g->dir);
+	g->dir = strdup(dir);
+	return g->dir ? 0 : cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
 }
 
 void ipfs_gw_set_log(struct ipfs_gw *g, void (*log)(void *ctx, const char *msg), void *ctx)
@@ -422,6 +453,7 @@ void ipfs_gw_free(struct ipfs_gw *g)
 	if (g->indexer_running)
 		pthread_join(g->indexer, NULL);
 	free(g->queue);
+	free(g->dir);
 	for (size_t i = 0; i < g->n; i++)
 		item_free(g->order[(g->head + i) % g->max_items]);
 	map_free(g->by_key);

@@ -64,6 +64,12 @@ int pub_ipfs_open(struct cairn_publish *p, struct cairn_error *err)
 	rc = ipfs_gw_new(&p->gw, &spec, 0, source, p, err);
 	if (rc == 0 && p->cfg.log)
 		ipfs_gw_set_log(p->gw, p->cfg.log, p->cfg.log_ctx);
+	/* with a cache, the index outlives a restart: CACHE/ipfs */
+	if (rc == 0 && p->cache_dir) {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/ipfs", p->cache_dir);
+		rc = ipfs_gw_set_dir(p->gw, dir, err);
+	}
 	return rc;
 }
 

@@ -294,7 +294,8 @@ helia_fetch "mirror, two levels" "$M" "$big"
 RBASE=$M range 262143 262144 4
 RBASE=$M range -1 '*' 3
 mirror_stop
-# restarted on the same cache, it indexes what it holds again
+check "mirror: the item's index is kept beside the cache" test -s "$TMP/mc/ipfs/$h.idx"
+# restarted on the same cache, it indexes what it holds again (from that file)
 mirror_start m2 --upstream "$U" --cache "$TMP/mc" --trusted-key "$TMP/k.pub" --ipfs ||
   { finish; exit 1; }
 M=http://127.0.0.1:$MIRROR_PORT

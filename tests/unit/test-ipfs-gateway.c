@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -213,12 +214,75 @@ static void test_index(void **state)
 	free((void *)m.b);
 }
 
+/* The index on disk: read back instead of the NAR, ignored when it is not
+ * one for that NAR, removed with the item. */
+static void test_index_file(void **state)
+{
+	(void)state;
+	struct cairn_chunker_spec spec;
+	assert_int_equal(cairn_chunker_spec_parse("size-1024", &spec, NULL), 0);
+	struct mem m = {.alen = 180 * 1024 + 5, .blen = 3000};
+	m.a = gen(m.alen, 7);
+	m.b = gen(m.blen, 9);
+	char dir[] = "/tmp/cairn-test-ipfs-idx.XXXXXX", sub[64], file[96];
+	assert_non_null(mkdtemp(dir));
+	snprintf(sub, sizeof(sub), "%s/ipfs", dir);
+	snprintf(file, sizeof(file), "%s/a.idx", sub);
+	struct ipfs_gw *g;
+	struct cairn_cid r1, r2;
+	assert_int_equal(ipfs_gw_new(&g, &spec, 1, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, sub, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r1, NULL), 0);
+	ipfs_gw_free(g);
+	assert_int_equal(m.calls, 1);
+
+	/* a new gateway reads the file: no pass over the NAR, the same DAG */
+	assert_int_equal(ipfs_gw_new(&g, &spec, 1, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, sub, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r2, NULL), 0);
+	assert_int_equal(m.calls, 1);
+	assert_true(cairn_cid_equal(&r1, &r2));
+	struct cairn_cid leaf;
+	cairn_cid_sha256(&leaf, CAIRN_IPFS_RAW, m.a + 100 * 1024, 1024);
+	struct ipfs_gw_hit h;
+	assert_int_equal(ipfs_gw_lookup(g, &leaf, &h), 0);
+	assert_int_equal(h.what, 100);
+	ipfs_gw_unref(g, h.item);
+	/* forgotten (bound of 1), its file goes too */
+	assert_int_equal(ipfs_gw_index(g, "b", m.blen, &r2, NULL), 0);
+	assert_int_equal(access(file, F_OK), -1);
+	ipfs_gw_free(g);
+
+	/* no file (it went with the item): from the NAR, and written again;
+	 * then a file cut short is not used */
+	assert_int_equal(ipfs_gw_new(&g, &spec, 4, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, sub, NULL), 0);
+	m.calls = 0;
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r2, NULL), 0);
+	assert_int_equal(m.calls, 1);
+	ipfs_gw_free(g);
+	assert_int_equal(truncate(file, 5000), 0);
+	assert_int_equal(ipfs_gw_new(&g, &spec, 4, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, sub, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r2, NULL), 0);
+	assert_int_equal(m.calls, 2);
+	assert_true(cairn_cid_equal(&r1, &r2));
+	ipfs_gw_free(g);
+
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	free((void *)m.a);
+	free((void *)m.b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse),
 	    cmocka_unit_test(test_range),
 	    cmocka_unit_test(test_index),
+	    cmocka_unit_test(test_index_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -159,6 +159,8 @@ int edge_ratelimit_due(struct edge_ratelimit *r, uint64_t now_ms, uint64_t inter
 #include "edge-trust.h"
 #include "metrics.h"
 
+struct ipfs_gw;
+
 #define EDGE_CHUNK (256 * 1024)
 #define EDGE_WAKE (256 * 1024)
 #define EDGE_STALE_MAX (7 * 24 * 3600) /* keep expired narinfos for stale-if-error */
@@ -373,6 +375,10 @@ struct cairn_edge {
 	struct cairn_edge_config cfg;
 	char *cache_dir;
 	struct edge_store *store;
+	/* --ipfs: the gateway, and item hash part -> struct held (ipfs_mu) */
+	struct ipfs_gw *gw;
+	struct map *ipfs_held;
+	pthread_mutex_t ipfs_mu;
 	struct upstream ups[CAIRN_EDGE_MAX_UPSTREAMS];
 	size_t n_ups;
 	struct cairn_httpd *httpd;
@@ -523,6 +529,19 @@ void edge_miss_narinfo(struct miss *m);
 void edge_nar_start(struct fetch *f);
 void edge_nar_alts_learnt(struct cairn_edge *e, const char *item);
 void edge_miss_stream(struct miss *m);
+
+/* edge-ipfs.c: with cfg.ipfs, the gateway over the cached nars */
+#define EDGE_IPFS_CHUNKER "size-262144"
+#define EDGE_IPFS_URL_MAX 512
+int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err);
+void edge_ipfs_free(struct cairn_edge *e);
+/* The nar at url is in the cache now, with these claims: index their items
+ * (in the background; e->mu held, it orders before ipfs_mu). */
+void edge_ipfs_committed(struct cairn_edge *e, const char *url, const struct nar_claims *cand);
+/* At start-up (e->mu held): the items of the narinfos reloaded, indexed in
+ * the background if their nar is still cached (IPFS_GW_QUEUE_MAX at most;
+ * the others once their nar is fetched again). */
+void edge_ipfs_reload_locked(struct cairn_edge *e);
 
 /* edge-pages.c */
 void edge_miss_info(struct miss *m);

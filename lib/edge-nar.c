@@ -455,6 +455,8 @@ static void finish_nar(struct fetch *f)
 				if (!commit)
 					edge_store_nar_drop_unless(e->store, f->key, NULL);
 			}
+			if (commit) /* the claims are read under e->mu */
+				edge_ipfs_committed(e, f->key, f->cand);
 			pthread_mutex_unlock(&e->mu);
 		} else if (rc != CAIRN_ELIMIT) {
 			cache_write_failed(e, cairn_error_msg(&err));

@@ -43,6 +43,7 @@
 #include "edge-follow-int.h"
 #include "edge-trust.h"
 #include "httpd-follow.h"
+#include "ipfs-gateway.h"
 #include "metrics.h"
 #include "cairn/banned.h"
 
@@ -705,6 +706,8 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		goto fail;
 	if ((rc = edge_keys_describe(e, err)) < 0)
 		goto fail;
+	if (cfg->ipfs && (rc = edge_ipfs_open(e, err)) < 0)
+		goto fail;
 	/* each upstream's last good nix-cache-info, until it answers again */
 	for (size_t i = 0; i < e->n_ups; i++) {
 		struct upstream *u = &e->ups[i];
@@ -725,6 +728,8 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		goto fail;
 	pthread_mutex_lock(&e->mu);
 	rc = edge_store_narinfo_each(e->store, edge_load_narinfo_cb, e, err);
+	if (rc >= 0 && e->gw)
+		edge_ipfs_reload_locked(e);
 	pthread_mutex_unlock(&e->mu);
 	if (rc < 0)
 		goto fail;
@@ -795,6 +800,8 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 				    cairn_httpd_metrics_handler, h, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_nar, e, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/log/", "log", h_nar, e, err)) < 0 ||
+	    (e->gw && (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/ipfs/", "ipfs",
+					      ipfs_gw_handle, e->gw, err)) < 0) ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "narinfo", h_root, e, err)) < 0)
 		return rc;
 	return 0;
@@ -897,6 +904,7 @@ void cairn_edge_free(struct cairn_edge *e)
 	map_release(&e->claims);
 	edge_alts_free_all(e);
 	map_release(&e->inflight);
+	edge_ipfs_free(e);
 	for (size_t i = 0; i < e->n_ups; i++) {
 		cairn_http_server_free(e->ups[i].srv);
 		free(e->ups[i].info);

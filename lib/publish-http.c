@@ -26,6 +26,7 @@
 #include "cairn/narinfos.h"
 #include "cairn/storepath.h"
 #include "httpd-follow.h"
+#include "ipfs-gateway.h"
 #include "metrics.h"
 #include "narcache.h"
 #include "publish-int.h"
@@ -101,6 +102,13 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 	if (len != 1 + 32 + 8 || memcmp(path + 33, ".narinfo", 8) != 0 ||
 	    !cairn_store_hash_valid(path + 1, 32))
 		return pub_not_found(req, p->cfg.negative_ttl);
+	if (p->gw) {
+		char hp[33];
+		memcpy(hp, path + 1, 32);
+		hp[32] = '\0';
+		if (pub_ipfs_narinfo(p, req, hp))
+			return 0;
+	}
 	unsigned max_age = p->cfg.ttl;
 	cairn_error_init(&err);
 	rc = cairn_publish_narinfo(p, path + 1, 32, &b, &max_age, &err);
@@ -537,6 +545,8 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 				    cairn_httpd_metrics_handler, h, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_nar, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/log/", "log", h_log, p, err)) < 0 ||
+	    (p->gw && (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/ipfs/", "ipfs",
+					      ipfs_gw_handle, p->gw, err)) < 0) ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, p, err)) <
 		    0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "narinfo", h_narinfo, p, err)) < 0)

@@ -12,6 +12,7 @@
 #include "map.h"
 
 struct narcache;
+struct ipfs_gw;
 
 
 /*
@@ -137,6 +138,9 @@ struct cairn_publish {
 	struct pub_rate rates[CAIRN_CODEC_METHOD_COUNT_];
 
 
+	/* the IPFS gateway and its chunk index (NULL without cfg.ipfs) */
+	struct ipfs_gw *gw;
+
 	/* the public keys as served: Nix lines, the Guix s-expression */
 	char *nix_keys, *guix_key;
 	size_t nix_keys_len, guix_key_len;
@@ -199,6 +203,20 @@ void pub_baked_unpin(struct cairn_publish *p, const struct pub_baked *b);
 /* Queue hashpart for baking (no-op without a cache or when baked/queued). */
 void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart);
 /* The real path of a store item (files under real_store_dir). */
+/* publish-ipfs.c: with cfg.ipfs, the gateway (p->gw), and the narinfo's
+ * "IPFS:" field (the item indexed once: a pass over its NAR; nothing
+ * without a gateway). */
+#define PUB_IPFS_CHUNKER "size-262144"
+int pub_ipfs_open(struct cairn_publish *p, struct cairn_error *err);
+struct cairn_narinfo;
+int pub_ipfs_field(struct cairn_publish *p, const struct cairn_storedb_pathinfo *pi,
+		   struct cairn_narinfo *ni, struct cairn_error *err);
+/* On the loop, for hash part hp's narinfo: 1 when a thread answers it (the
+ * item is not indexed yet: that pass is too long for a loop), 0 when the
+ * handler answers as usual. */
+struct cairn_httpd_req;
+int pub_ipfs_narinfo(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hp);
+
 int pub_real_path(const struct cairn_publish *p, const char *store_path, char *out, size_t cap);
 uint64_t pub_now_ms(void);
 

@@ -271,7 +271,8 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 	atomic_fetch_add_explicit(&p->m_memo_misses, 1, memory_order_relaxed);
 
 	if ((rc = cairn_publish_make_narinfo(&pi, p->store_dir, p->cfg.dialect, offered,
-					     n_offered, files, &ni, err)) < 0)
+					     n_offered, files, &ni, err)) < 0 ||
+	    (rc = pub_ipfs_field(p, &pi, ni, err)) < 0)
 		goto out;
 	/* Nix keys first: a Sig added after Guix's Signature would change the
 	 * text that Signature covers */

@@ -26,6 +26,7 @@
 
 #include "cairn/nar.h"
 #include "cairn/storepath.h"
+#include "ipfs-gateway.h"
 #include "narcache.h"
 #include "publish-int.h"
 #include "cairn/banned.h"
@@ -602,6 +603,8 @@ int cairn_publish_new(struct cairn_publish **out, const struct cairn_publish_con
 
 	if (p->cache_dir && (rc = pub_cache_open(p, err)) < 0)
 		goto fail;
+	if (p->cfg.ipfs && (rc = pub_ipfs_open(p, err)) < 0)
+		goto fail;
 	*out = p;
 	return 0;
 fail:
@@ -632,6 +635,7 @@ void cairn_publish_free(struct cairn_publish *p)
 	while (p->n_streams)
 		pthread_cond_wait(&p->streams_cond, &p->streams_lock);
 	pthread_mutex_unlock(&p->streams_lock);
+	ipfs_gw_free(p->gw);
 
 	workq_free(&p->bake_q);
 	struct map_iter it;

@@ -26,7 +26,7 @@ struct mirror_opts {
 	uint64_t max_size, ttl, negative_ttl, health_interval, max_backoff, wait, connect_timeout,
 		log_interval;
 	struct cli_keys keys;
-	bool systemd;
+	bool systemd, ipfs;
 	long threads, priority, require_sigs;
 	char *config_text;
 };
@@ -43,6 +43,10 @@ static const struct cli_option mirror_options[] = {
 	OPT_LIST(0, "listen", struct mirror_opts, listen, "ADDR:PORT", CAIRN_HTTPD_MAX_LISTEN,
 		 "127.0.0.1:8080, [::1]:8080, *:8080 (default *:8080;\n"
 		 "repeatable; port 0 picks one)"),
+	OPT_FLAG(0, "ipfs", struct mirror_opts, ipfs,
+		 "serve a trustless IPFS gateway (/ipfs/CID) over the\n"
+		 "nars cached, each item indexed once it is cached;\n"
+		 "narinfos pass through unchanged"),
 	OPT_FLAG(0, "systemd", struct mirror_opts, systemd, "take the listening sockets from systemd"),
 	OPT_INT(0, "threads", struct mirror_opts, threads, "N", 0, CAIRN_HTTPD_MAX_THREADS,
 		"event loops (default: one per CPU; misses wait for\n"
@@ -131,6 +135,7 @@ static void mirror_configure(const struct mirror_opts *o, struct cairn_edge_conf
 	ec->connect_timeout_ms = (long)o->connect_timeout;
 	ec->log_interval_ms = (unsigned)o->log_interval;
 	ec->priority = (int)o->priority;
+	ec->ipfs = o->ipfs;
 	ec->require_sigs = (unsigned)o->require_sigs;
 	for (size_t i = 0; i < o->listen.n; i++)
 		hc->listen[hc->n_listen++] = o->listen.v[i];

@@ -32,7 +32,7 @@ struct publish_opts {
 	long bake_workers, threads, priority;
 	const char *feed;
 	uint64_t feed_keep;
-	bool systemd;
+	bool systemd, ipfs;
 	char *config_text;
 };
 
@@ -105,6 +105,10 @@ static const struct cli_option publish_options[] = {
 		 "bound the cache (bytes; K, M, G, T suffixes)"),
 	OPT_INT(0, "bake-workers", P, bake_workers, "N", 1, 64,
 		"background compression threads (default 1)"),
+	OPT_FLAG(0, "ipfs", P, ipfs,
+		 "serve a trustless IPFS gateway (/ipfs/CID: raw blocks and\n"
+		 "CARs cut from the nars) and name each item's root CID in\n"
+		 "its narinfo (IPFS: field; indexed once per item)"),
 	OPT_CHOICE("verify", P, verify, "MODE", verify_modes,
 		   "check nars made from the store against NarHash, once\n"
 		   "per item: background (default: after the first stream,\n"
@@ -337,6 +341,7 @@ static int publish_configure(const struct publish_opts *o, const struct cairn_st
 	pc->negative_ttl = (unsigned)(o->negative_ttl / 1000);
 	pc->priority = (int)o->priority;
 	pc->verify = (enum cairn_publish_verify)o->verify;
+	pc->ipfs = o->ipfs;
 	pc->slow_compression_rate = o->slow_rate;
 	pc->log = publish_log;
 	return EXIT_OK;

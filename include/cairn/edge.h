@@ -98,6 +98,9 @@ struct cairn_edge_config {
 	/* at most one line per this for each kind of refused narinfo; the
 	 * others are counted into the next; default 10000 */
 	unsigned log_interval_ms;
+	/* Serve a trustless IPFS gateway (/ipfs/{cid}) over the nars cached,
+	 * each item indexed once committed (docs/cairn-ipfs.md); 0: none. */
+	int ipfs;
 	/* What the operator should hear about: listening, upstreams going
 	 * down and coming back, narinfos refused, the cache's disk failing
 	 * and working again.  msg is one line, no newline, printable ASCII

@@ -1,0 +1,161 @@
+/*
+ * edge-ipfs.c - the mirror's side of the IPFS gateway (--ipfs): the items
+ * whose nars it has cached, indexed in the background as each one is
+ * committed, and their NAR bytes cut from the cached file (decompressed on
+ * the fly as the claim says).  Narinfos pass through unchanged; the
+ * gateway itself is lib/ipfs-gateway.c, the same one publish serves.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cairn/codec.h"
+#include "edge-int.h"
+#include "ipfs-gateway.h"
+#include "map.h"
+#include "cairn/banned.h"
+
+/* What the mirror knows of an item it holds: where its nar is, how packed. */
+struct held {
+	char url[EDGE_IPFS_URL_MAX + 1];
+	enum cairn_codec_method method;
+	uint64_t nar_size;
+};
+
+struct src {
+	cairn_nar_write_fn fn;
+	void *fnctx;
+	struct cairn_error *err;
+};
+
+static int to_nar(void *ctx, const void *data, size_t len)
+{
+	struct src *s = ctx;
+	return s->fn(s->fnctx, data, len, s->err);
+}
+
+static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
+		  struct cairn_error *err)
+{
+	struct cairn_edge *e = ctx;
+	struct held h;
+	char name[EDGE_FILE_NAME_LEN + 1];
+	uint64_t size;
+	pthread_mutex_lock(&e->ipfs_mu);
+	struct held *p = map_get(e->ipfs_held, key);
+	if (p)
+		h = *p;
+	pthread_mutex_unlock(&e->ipfs_mu);
+	if (!p || edge_store_nar_get(e->store, h.url, name, &size) != 1)
+		return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s is not cached",
+				       key);
+	int fd = openat(edge_store_data_fd(e->store), name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s was evicted", key);
+	struct cairn_codec *c = NULL;
+	cairn_nar_write_fn fn = sink->bytes;
+	void *fnctx = sink->ctx;
+	struct src s = {.fn = fn, .fnctx = fnctx, .err = err};
+	int rc = 0;
+	/* an uncompressed nar is the NAR: the gateway reads only its chunks */
+	if (h.method == CAIRN_CODEC_NONE && sink->file && size >= IPFS_GW_FILE_MIN) {
+		rc = sink->file(fnctx, fd, size, err);
+		close(fd);
+		return rc;
+	}
+	if (h.method != CAIRN_CODEC_NONE)
+		rc = cairn_codec_new(&c, h.method, CAIRN_CODEC_DECOMPRESS,
+				     CAIRN_CODEC_LEVEL_DEFAULT, h.nar_size, err);
+	enum { BUF = 1 << 16 };
+	char *buf = rc ? NULL : malloc(BUF);
+	if (!rc && !buf)
+		rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
+	while (rc == 0) {
+		ssize_t n = read(fd, buf, BUF);
+		if (n < 0)
+			rc = cairn_error_set(err, CAIRN_EIO, "mirror: reading the nar of %s", key);
+		if (n <= 0)
+			break;
+		rc = c ? cairn_codec_write(c, buf, (size_t)n, to_nar, &s, err)
+		       : fn(fnctx, buf, (size_t)n, err);
+	}
+	if (rc == 0 && c)
+		rc = cairn_codec_finish(c, to_nar, &s, err);
+	free(buf);
+	cairn_codec_free(c);
+	close(fd);
+	return rc;
+}
+
+static void gw_log(void *ctx, const char *msg)
+{
+	edge_say(ctx, CAIRN_EDGE_LOG_WARN, "%s", msg);
+}
+
+int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err)
+{
+	struct cairn_chunker_spec spec;
+	int rc = cairn_chunker_spec_parse(EDGE_IPFS_CHUNKER, &spec, err);
+	if (rc)
+		return rc;
+	pthread_mutex_init(&e->ipfs_mu, NULL);
+	e->ipfs_held = map_new(free);
+	if (!e->ipfs_held)
+		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
+	rc = ipfs_gw_new(&e->gw, &spec, 0, source, e, err);
+	if (rc == 0)
+		ipfs_gw_set_log(e->gw, gw_log, e);
+	/* the index outlives a restart: CACHE/ipfs */
+	if (rc == 0) {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/ipfs", e->cache_dir);
+		rc = ipfs_gw_set_dir(e->gw, dir, err);
+	}
+	return rc;
+}
+
+void edge_ipfs_free(struct cairn_edge *e)
+{
+	if (!e->ipfs_held)
+		return;
+	ipfs_gw_free(e->gw);
+	map_free(e->ipfs_held);
+	pthread_mutex_destroy(&e->ipfs_mu);
+}
+
+void edge_ipfs_committed(struct cairn_edge *e, const char *url, const struct nar_claims *cand)
+{
+	if (!e->gw || !cand || strlen(url) > EDGE_IPFS_URL_MAX)
+		return;
+	for (size_t i = 0; i < cand->n; i++) {
+		const struct nar_claim *c = &cand->c[i];
+		/* only bytes whose NarHash the signatures cover */
+		if (!c->cacheable || !c->has_nar || !(c->plain || c->by_nar))
+			continue;
+		struct held *h = malloc(sizeof(*h));
+		if (!h)
+			return;
+		memcpy(h->url, url, strlen(url) + 1);
+		h->method = c->plain ? CAIRN_CODEC_NONE : c->method;
+		h->nar_size = c->nar_size;
+		pthread_mutex_lock(&e->ipfs_mu);
+		int rc = map_put(e->ipfs_held, c->item, h, NULL);
+		pthread_mutex_unlock(&e->ipfs_mu);
+		if (rc < 0) {
+			free(h);
+			return;
+		}
+		ipfs_gw_enqueue(e->gw, c->item, c->nar_size);
+	}
+}
+
+void edge_ipfs_reload_locked(struct cairn_edge *e)
+{
+	struct map_iter it;
+	/* not edge_store_nar_get: asking would reorder the cache's LRU; an
+	 * item whose nar is gone fails to index, quickly */
+	for (struct map_ent *x = map_iter_first(&it, &e->claims); x; x = map_iter_next(&it))
+		edge_ipfs_committed(e, x->key, x->val);
+}

@@ -1,0 +1,192 @@
+/*
+ * ipfs-gateway.h - the trustless IPFS gateway that publish and mirror both
+ * serve (lib/ipfs-index.c: the chunk index; lib/ipfs-gateway.c: the
+ * routes).  Not public.
+ *
+ * Blocks are never stored: an item's chunks are cut again from the NAR
+ * bytes the server already has (a store item serialised on the fly, a
+ * cached file), which the server hands over through ipfs_gw_source.  The
+ * index remembers, per item, the offset and CID of every chunk and the
+ * DAG's interior dag-pb nodes (small: one per 174 chunks), so a request
+ * for a CID finds its item and the bytes to cut.
+ */
+#ifndef CAIRN_IPFS_GATEWAY_H
+#define CAIRN_IPFS_GATEWAY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cairn/codec.h"
+#include "cairn/httpd.h"
+#include "cairn/ipfs.h"
+#include "cairn/nar.h"
+
+struct map;
+
+/* An item is named by its store hash part (32 characters). */
+#define IPFS_GW_KEY_MAX 40
+
+/*
+ * Where a source puts an item's NAR bytes, from the start, in order: into
+ * bytes, or, when file is not NULL and the bytes are a whole regular file,
+ * as that file (fd, bytes [0, size): the NAR's next size bytes), so that
+ * the gateway reads only the chunks it needs and skips the rest unread.
+ * Either may stop the source early by returning CAIRN_ECANCELED, which the
+ * source returns.
+ */
+struct ipfs_gw_sink {
+	cairn_nar_write_fn bytes;
+	cairn_nar_file_fn file; /* NULL: bytes only */
+	void *ctx;
+};
+/* Called from the gateway's threads, several at once. */
+typedef int (*ipfs_gw_source_fn)(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
+				 struct cairn_error *err);
+/* Files at least this big go to a sink's file (smaller ones are cheaper read). */
+#define IPFS_GW_FILE_MIN ((uint64_t)1 << 20)
+
+/* Items remembered at most; the oldest indexed is forgotten first. */
+#define IPFS_GW_ITEMS_DEFAULT 65536
+
+struct ipfs_gw;
+int ipfs_gw_new(struct ipfs_gw **out, const struct cairn_chunker_spec *spec, size_t max_items,
+		ipfs_gw_source_fn source, void *ctx, struct cairn_error *err);
+/* Waits for the responses still being produced. */
+void ipfs_gw_free(struct ipfs_gw *g);
+/* Keep each item's index in DIR (created if missing; its parent must
+ * exist) too, so a restarted server reads it instead of the NAR. */
+int ipfs_gw_set_dir(struct ipfs_gw *g, const char *dir, struct cairn_error *err);
+/* What the operator should hear (a chunk that no longer hashes to its
+ * CID: the item changed on disk), one line; called from any thread. */
+void ipfs_gw_set_log(struct ipfs_gw *g, void (*log)(void *ctx, const char *msg), void *ctx);
+
+/*
+ * The root CID of item key's NAR (nar_size bytes): from the index, or cut
+ * once from the source (a pass over the whole NAR) and remembered.  Blocks
+ * until done: call it off the event loops.
+ */
+int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct cairn_cid *root,
+		  struct cairn_error *err);
+/*
+ * Index item key in the background (one thread, started on first use), as
+ * a server does when it comes to hold an item's bytes.  Queued at most
+ * IPFS_GW_QUEUE_MAX; beyond, dropped (the item is indexed when asked).
+ */
+#define IPFS_GW_QUEUE_MAX 1024
+void ipfs_gw_enqueue(struct ipfs_gw *g, const char *key, uint64_t nar_size);
+/* The root of an indexed item without indexing it: CAIRN_ENOENT if not. */
+int ipfs_gw_root(struct ipfs_gw *g, const char *key, struct cairn_cid *root);
+
+enum ipfs_gw_format { GW_NONE, GW_RAW, GW_CAR };
+enum ipfs_gw_scope { GW_SCOPE_ALL, GW_SCOPE_ENTITY, GW_SCOPE_BLOCK };
+
+/* A request, as parsed. */
+struct ipfs_gw_req {
+	struct cairn_cid cid;
+	enum ipfs_gw_format format;
+	enum ipfs_gw_scope scope;
+	bool ranged;
+	int64_t from, to;	     /* entity-bytes; to == INT64_MAX: "*" */
+	enum cairn_codec_method enc; /* for a CAR: NONE, ZSTD or GZIP */
+};
+/*
+ * Parse path (after "/ipfs/"), query and the Accept and Accept-Encoding
+ * headers (each NULL when absent), all untrusted.  Returns 0, or the HTTP
+ * status to answer with, *msg saying why.
+ */
+int ipfs_gw_parse_req(const char *path, size_t plen, const char *q, size_t qlen, const char *accept,
+		      size_t alen, const char *aenc, size_t aelen, struct ipfs_gw_req *r,
+		      const char **msg);
+/* entity-bytes of r against the file bytes [flo, fhi): [*blo, *bhi), or
+ * false when that is empty. */
+bool ipfs_gw_range(const struct ipfs_gw_req *r, uint64_t flo, uint64_t fhi, uint64_t *blo,
+		   uint64_t *bhi);
+
+/* The handler of GET/HEAD /ipfs/... (route it as a prefix "/ipfs/"). */
+int ipfs_gw_handle(struct cairn_httpd_req *req, void *data);
+
+/* ---- between ipfs-index.c and ipfs-gateway.c ---------------------------- */
+
+/* One interior node: its bytes, and the part of the DAG under it. */
+struct ipfs_gw_node {
+	struct cairn_cid cid;
+	uint8_t *data;
+	size_t len;
+	size_t seq_lo, seq_hi;	   /* its DFS entries: [seq_lo, seq_hi] */
+	uint64_t byte_lo, byte_hi; /* the file bytes under it: [lo, hi) */
+};
+
+/* A DFS entry: a chunk (>= 0) or a node (-1 - its index). */
+typedef int64_t ipfs_gw_seq;
+
+struct ipfs_gw_item;
+/* What the CID index points at (an item's array, one per DFS entry). */
+struct ipfs_gw_ent {
+	struct ipfs_gw_item *item;
+	ipfs_gw_seq what;
+};
+
+struct ipfs_gw_item {
+	char key[IPFS_GW_KEY_MAX + 1];
+	struct cairn_cid root;
+	uint64_t nar_size;
+	size_t n_leaves;
+	uint64_t *leaf_off; /* n_leaves + 1: chunk i is [leaf_off[i], leaf_off[i+1]) */
+	uint8_t (*leaf_digest)[32];
+	size_t *leaf_seq; /* its DFS position */
+	struct ipfs_gw_node *nodes;
+	size_t n_nodes;
+	ipfs_gw_seq *seq; /* parents before children, chunks in file order */
+	size_t n_seq;
+	struct ipfs_gw_ent *ents; /* n_seq */
+	unsigned refs;		  /* under the gateway's lock */
+	bool dropped;		  /* forgotten: freed at its last unref */
+};
+
+/* What a CID names in an item. */
+struct ipfs_gw_hit {
+	struct ipfs_gw_item *item; /* a reference: ipfs_gw_unref */
+	ipfs_gw_seq what;
+};
+
+struct ipfs_gw {
+	struct cairn_chunker_spec spec;
+	size_t max_items;
+	ipfs_gw_source_fn source;
+	void *ctx;
+	void (*log)(void *ctx, const char *msg);
+	void *log_ctx;
+	char *dir; /* NULL: in memory only */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct map *by_key;	     /* key -> item */
+	struct map *by_cid;	     /* CID string -> struct ipfs_gw_ent */
+	struct ipfs_gw_item **order; /* ring of items in indexing order */
+	size_t head, n;
+	unsigned running; /* responses being produced */
+	/* the background indexer */
+	struct ipfs_gw_job {
+		char key[IPFS_GW_KEY_MAX + 1];
+		uint64_t nar_size;
+	} * queue;
+	size_t q_head, q_len;
+	bool indexer_running, stopping;
+	pthread_t indexer;
+};
+
+/* CAIRN_ENOENT when no indexed item has cid. */
+int ipfs_gw_lookup(struct ipfs_gw *g, const struct cairn_cid *cid, struct ipfs_gw_hit *out);
+void ipfs_gw_unref(struct ipfs_gw *g, struct ipfs_gw_item *it);
+/* ipfs-index-file.c: an item's index on disk (DIR/<key>.idx).  load fills
+ * it (chunks, nodes, root) for build_order, or fails (CAIRN_ENOENT: no
+ * file; CAIRN_EFORMAT: not one for this NAR); save is best effort. */
+int ipfs_index_file_load(const char *dir, const struct cairn_chunker_spec *spec, const char *key,
+			 uint64_t nar_size, struct ipfs_gw_item *it);
+int ipfs_index_file_save(const char *dir, const struct cairn_chunker_spec *spec,
+			 const struct ipfs_gw_item *it);
+void ipfs_index_file_drop(const char *dir, const char *key);
+/* The CID of DFS entry e. */
+void ipfs_gw_seq_cid(const struct ipfs_gw_item *it, ipfs_gw_seq e, struct cairn_cid *cid);
+
+#endif

@@ -1,0 +1,465 @@
+/*
+ * ipfs-index.c - the gateway's chunk index: per item, where each chunk of
+ * its NAR lies and what its CID is, the DAG's interior nodes, and the
+ * order a CAR sends them in; one map from every CID to what it names.
+ *
+ * An item is indexed by one pass of the DAG builder over its NAR (the
+ * builder is the one `cairn ipfs add` uses, so the CIDs are its CIDs), and
+ * remembered in memory, at most max_items of them, the oldest forgotten
+ * first.  Chunk bytes are not kept: a response cuts them again from the
+ * NAR and checks each against its CID before sending it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ipfs-gateway.h"
+#include "map.h"
+#include "cairn/banned.h"
+
+/* dag-pb levels: the builder's own bound (ipfs-dag.c) with room to spare. */
+#define DFS_DEPTH_MAX 16
+
+struct build {
+	struct ipfs_gw_item *it;
+	size_t cap_leaves, cap_nodes;
+	uint64_t off;
+	struct cairn_ipfs_add *add;
+	bool *claimed; /* nodes already placed in the DFS */
+};
+
+static void item_free(struct ipfs_gw_item *it)
+{
+	if (!it)
+		return;
+	for (size_t i = 0; i < it->n_nodes; i++)
+		free(it->nodes[i].data);
+	free(it->nodes);
+	free(it->leaf_off);
+	free(it->leaf_digest);
+	free(it->leaf_seq);
+	free(it->seq);
+	free(it->ents);
+	free(it);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap * 2 : 64;
+	while (n < need)
+		n *= 2;
+	void *q = realloc(*p, n * size);
+	if (!q)
+		return CAIRN_ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+static int on_block(const struct cairn_cid *cid, const uint8_t *data, size_t len, void *user)
+{
+	struct build *b = user;
+	struct ipfs_gw_item *it = b->it;
+	if (cid->codec == CAIRN_IPFS_RAW) {
+		size_t c1 = b->cap_leaves, c2 = b->cap_leaves, c3 = b->cap_leaves;
+		if (grow((void **)&it->leaf_off, &c1, it->n_leaves + 2, sizeof(*it->leaf_off)) ||
+		    grow((void **)&it->leaf_digest, &c2, it->n_leaves + 2,
+			 sizeof(*it->leaf_digest)) ||
+		    grow((void **)&it->leaf_seq, &c3, it->n_leaves + 2, sizeof(*it->leaf_seq)))
+			return CAIRN_ENOMEM;
+		/* the three grow alike: the smallest is what all have */
+		b->cap_leaves = c1 < c2 ? (c1 < c3 ? c1 : c3) : (c2 < c3 ? c2 : c3);
+		it->leaf_off[it->n_leaves] = b->off;
+		memcpy(it->leaf_digest[it->n_leaves], cid->digest, 32);
+		it->n_leaves++;
+		b->off += len;
+		it->leaf_off[it->n_leaves] = b->off;
+		return 0;
+	}
+	if (grow((void **)&it->nodes, &b->cap_nodes, it->n_nodes + 1, sizeof(*it->nodes)))
+		return CAIRN_ENOMEM;
+	struct ipfs_gw_node *n = &it->nodes[it->n_nodes];
+	memset(n, 0, sizeof(*n));
+	n->data = malloc(len);
+	if (!n->data)
+		return CAIRN_ENOMEM;
+	memcpy(n->data, data, len);
+	n->len = len;
+	n->cid = *cid;
+	it->n_nodes++;
+	return 0;
+}
+
+static int on_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	struct build *b = ctx;
+	return cairn_ipfs_add_write(b->add, data, len, err);
+}
+
+/* Place node j and everything under it in the DFS order. */
+static int dfs(struct build *b, size_t j, size_t *next_leaf, size_t *pos, int depth,
+	       struct cairn_error *err)
+{
+	struct ipfs_gw_item *it = b->it;
+	struct ipfs_gw_node *nd = &it->nodes[j];
+	struct cairn_pbnode pb;
+	if (depth > DFS_DEPTH_MAX)
+		return cairn_error_set(err, CAIRN_ELIMIT, "ipfs index: DAG deeper than %d",
+				       DFS_DEPTH_MAX);
+	int rc = cairn_pbnode_decode(nd->data, nd->len, &pb, err);
+	if (rc)
+		return rc;
+	b->claimed[j] = true;
+	nd->seq_lo = *pos;
+	nd->byte_lo = it->leaf_off[*next_leaf < it->n_leaves ? *next_leaf : it->n_leaves];
+	it->seq[(*pos)++] = -1 - (ipfs_gw_seq)j;
+	for (size_t l = 0; !rc && l < pb.n_links; l++) {
+		const struct cairn_cid *c = &pb.links[l].cid;
+		if (c->codec == CAIRN_IPFS_RAW) {
+			size_t k = (*next_leaf)++;
+			if (k >= it->n_leaves || c->len != 32 ||
+			    memcmp(c->digest, it->leaf_digest[k], 32) != 0)
+				rc = cairn_error_set(
+				    err, CAIRN_EFORMAT,
+				    "ipfs index: chunk %zu is not where its node says", k);
+			else {
+				it->leaf_seq[k] = *pos;
+				it->seq[(*pos)++] = (ipfs_gw_seq)k;
+			}
+			continue;
+		}
+		/* post-order: a child was made before its parent */
+		size_t m = j;
+		while (m > 0 && (b->claimed[m - 1] || !cairn_cid_equal(&it->nodes[m - 1].cid, c)))
+			m--;
+		if (m == 0)
+			rc = cairn_error_set(err, CAIRN_EFORMAT,
+					     "ipfs index: a node's child is missing");
+		else
+			rc = dfs(b, m - 1, next_leaf, pos, depth + 1, err);
+	}
+	cairn_pbnode_release(&pb);
+	nd->seq_hi = *pos - 1;
+	nd->byte_hi = it->leaf_off[*next_leaf < it->n_leaves ? *next_leaf : it->n_leaves];
+	return rc;
+}
+
+static int build_order(struct build *b, struct cairn_error *err)
+{
+	struct ipfs_gw_item *it = b->it;
+	it->n_seq = it->n_leaves + it->n_nodes;
+	it->seq = calloc(it->n_seq, sizeof(*it->seq));
+	it->ents = calloc(it->n_seq, sizeof(*it->ents));
+	b->claimed = calloc(it->n_nodes + 1, sizeof(*b->claimed));
+	if (!it->seq || !it->ents || !b->claimed)
+		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
+	size_t next_leaf = 0, pos = 0;
+	int rc;
+	if (it->n_nodes == 0) {
+		/* one chunk: the file is that raw block */
+		if (it->n_leaves != 1)
+			return cairn_error_set(err, CAIRN_EFORMAT,
+					       "ipfs index: %zu chunks, no node", it->n_leaves);
+		it->seq[pos++] = 0;
+		it->leaf_seq[0] = 0;
+		next_leaf = 1;
+	} else {
+		if (!cairn_cid_equal(&it->nodes[it->n_nodes - 1].cid, &it->root))
+			return cairn_error_set(err, CAIRN_EFORMAT, "ipfs index: root made last");
+		if ((rc = dfs(b, it->n_nodes - 1, &next_leaf, &pos, 0, err)) < 0)
+			return rc;
+	}
+	if (next_leaf != it->n_leaves || pos != it->n_seq)
+		return cairn_error_set(err, CAIRN_EFORMAT,
+				       "ipfs index: the DAG does not cover its %zu chunks",
+				       it->n_leaves);
+	for (size_t i = 0; i < it->n_seq; i++)
+		it->ents[i] = (struct ipfs_gw_ent){.item = it, .what = it->seq[i]};
+	return 0;
+}
+
+void ipfs_gw_seq_cid(const struct ipfs_gw_item *it, ipfs_gw_seq e, struct cairn_cid *cid)
+{
+	if (e < 0) {
+		*cid = it->nodes[-1 - e].cid;
+		return;
+	}
+	memset(cid, 0, sizeof(*cid));
+	cid->version = 1;
+	cid->codec = CAIRN_IPFS_RAW;
+	cid->mh = CAIRN_IPFS_MH_SHA2_256;
+	cid->len = 32;
+	memcpy(cid->digest, it->leaf_digest[e], 32);
+}
+
+/* ---- the set of items (g->lock) ----------------------------------------- */
+
+static void unindex(struct ipfs_gw *g, struct ipfs_gw_item *it)
+{
+	for (size_t i = 0; i < it->n_seq; i++) {
+		struct cairn_cid cid;
+		char s[CAIRN_CID_STR_MAX];
+		ipfs_gw_seq_cid(it, it->seq[i], &cid);
+		if (cairn_cid_format(&cid, s) != 0)
+			continue;
+		struct ipfs_gw_ent *e = map_get(g->by_cid, s);
+		if (e && e->item == it)
+			map_take(g->by_cid, s);
+	}
+	if (map_get(g->by_key, it->key) == it)
+		map_take(g->by_key, it->key);
+	it->dropped = true;
+}
+
+static void unref_locked(struct ipfs_gw_item *it)
+{
+	if (--it->refs == 0 && it->dropped)
+		item_free(it);
+}
+
+void ipfs_gw_unref(struct ipfs_gw *g, struct ipfs_gw_item *it)
+{
+	pthread_mutex_lock(&g->lock);
+	unref_locked(it);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static int insert_locked(struct ipfs_gw *g, struct ipfs_gw_item *it)
+{
+	if (g->n == g->max_items) {
+		struct ipfs_gw_item *old = g->order[g->head];
+		g->head = (g->head + 1) % g->max_items;
+		g->n--;
+		unindex(g, old);
+		if (g->dir)
+			ipfs_index_file_drop(g->dir, old->key);
+		unref_locked(old);
+	}
+	if (map_put(g->by_key, it->key, it, NULL) < 0)
+		return CAIRN_ENOMEM;
+	for (size_t i = 0; i < it->n_seq; i++) {
+		struct cairn_cid cid;
+		char s[CAIRN_CID_STR_MAX];
+		ipfs_gw_seq_cid(it, it->seq[i], &cid);
+		/* a chunk two items share is found through the first */
+		if (cairn_cid_format(&cid, s) == 0 && !map_get(g->by_cid, s) &&
+		    map_put(g->by_cid, s, &it->ents[i], NULL) < 0) {
+			unindex(g, it);
+			return CAIRN_ENOMEM;
+		}
+	}
+	it->refs = 1; /* the ring's */
+	g->order[(g->head + g->n) % g->max_items] = it;
+	g->n++;
+	return 0;
+}
+
+int ipfs_gw_root(struct ipfs_gw *g, const char *key, struct cairn_cid *root)
+{
+	pthread_mutex_lock(&g->lock);
+	struct ipfs_gw_item *it = map_get(g->by_key, key);
+	if (it)
+		*root = it->root;
+	pthread_mutex_unlock(&g->lock);
+	return it ? 0 : CAIRN_ENOENT;
+}
+
+int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct cairn_cid *root,
+		  struct cairn_error *err)
+{
+	if (strlen(key) > IPFS_GW_KEY_MAX)
+		return cairn_error_set(err, CAIRN_EINVAL, "ipfs index: key too long");
+	if (ipfs_gw_root(g, key, root) == 0)
+		return 0;
+	struct build b = {0};
+	struct ipfs_gw_item *it = calloc(1, sizeof(*it));
+	if (!it)
+		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
+	b.it = it;
+	memcpy(it->key, key, strlen(key) + 1);
+	if (g->dir && ipfs_index_file_load(g->dir, &g->spec, key, nar_size, it) == 0 &&
+	    build_order(&b, NULL) == 0) {
+		free(b.claimed);
+		goto insert;
+	}
+	/* no file, or not one for this NAR: from the NAR itself */
+	free(b.claimed);
+	item_free(it);
+	memset(&b, 0, sizeof(b));
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
+	b.it = it;
+	memcpy(it->key, key, strlen(key) + 1);
+	uint64_t size = 0;
+	int rc = cairn_ipfs_add_new(&g->spec, on_block, &b, &b.add, err);
+	/* every byte is hashed: no file regions */
+	const struct ipfs_gw_sink sink = {.bytes = on_nar, .ctx = &b};
+	if (rc == 0)
+		rc = g->source(g->ctx, key, &sink, err);
+	if (rc == 0)
+		rc = cairn_ipfs_add_finish(b.add, &it->root, &size, err);
+	if (rc == 0 && size != nar_size)
+		rc = cairn_error_set(err, CAIRN_EHASH,
+				     "ipfs index: the NAR of %s is %llu bytes, not its %llu", key,
+				     (unsigned long long)size, (unsigned long long)nar_size);
+	it->nar_size = size;
+	if (rc == 0)
+		rc = build_order(&b, err);
+	cairn_ipfs_add_free(b.add);
+	free(b.claimed);
+	if (rc) {
+		item_free(it);
+		if (err && !err->code)
+			cairn_error_set(err, rc, "ipfs index: %s could not be indexed", key);
+		return rc;
+	}
+	if (g->dir)
+		(void)ipfs_index_file_save(g->dir, &g->spec, it);
+insert:
+	*root = it->root;
+	pthread_mutex_lock(&g->lock);
+	if (map_get(g->by_key, key)) {
+		/* indexed meanwhile by another request: same bytes, same DAG */
+		pthread_mutex_unlock(&g->lock);
+		item_free(it);
+		return 0;
+	}
+	rc = insert_locked(g, it);
+	pthread_mutex_unlock(&g->lock);
+	if (rc) {
+		item_free(it);
+		return cairn_error_set(err, rc, "ipfs index: out of memory");
+	}
+	return 0;
+}
+
+static void *indexer(void *arg)
+{
+	struct ipfs_gw *g = arg;
+	pthread_mutex_lock(&g->lock);
+	for (;;) {
+		while (!g->stopping && g->q_len == 0)
+			pthread_cond_wait(&g->cond, &g->lock);
+		if (g->stopping)
+			break;
+		struct ipfs_gw_job j = g->queue[g->q_head];
+		g->q_head = (g->q_head + 1) % IPFS_GW_QUEUE_MAX;
+		g->q_len--;
+		pthread_mutex_unlock(&g->lock);
+		struct cairn_cid root;
+		struct cairn_error err;
+		cairn_error_init(&err);
+		/* a failure is the item's next request's 404: nothing to keep */
+		(void)ipfs_gw_index(g, j.key, j.nar_size, &root, &err);
+		pthread_mutex_lock(&g->lock);
+	}
+	pthread_mutex_unlock(&g->lock);
+	return NULL;
+}
+
+void ipfs_gw_enqueue(struct ipfs_gw *g, const char *key, uint64_t nar_size)
+{
+	size_t kl = strlen(key);
+	if (kl > IPFS_GW_KEY_MAX)
+		return;
+	pthread_mutex_lock(&g->lock);
+	if (!g->indexer_running && !g->stopping &&
+	    pthread_create(&g->indexer, NULL, indexer, g) == 0)
+		g->indexer_running = true;
+	if (g->indexer_running && g->q_len < IPFS_GW_QUEUE_MAX && !map_get(g->by_key, key)) {
+		struct ipfs_gw_job *j = &g->queue[(g->q_head + g->q_len) % IPFS_GW_QUEUE_MAX];
+		memcpy(j->key, key, kl + 1);
+		j->nar_size = nar_size;
+		g->q_len++;
+		pthread_cond_broadcast(&g->cond);
+	}
+	pthread_mutex_unlock(&g->lock);
+}
+
+int ipfs_gw_set_dir(struct ipfs_gw *g, const char *dir, struct cairn_error *err)
+{
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return cairn_error_set(err, CAIRN_EIO, "ipfs index: cannot create '%s': %s", dir,
+				       strerror(errno));
+	free(g->dir);
+	g->dir = strdup(dir);
+	return g->dir ? 0 : cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
+}
+
+void ipfs_gw_set_log(struct ipfs_gw *g, void (*log)(void *ctx, const char *msg), void *ctx)
+{
+	g->log = log;
+	g->log_ctx = ctx;
+}
+
+int ipfs_gw_lookup(struct ipfs_gw *g, const struct cairn_cid *cid, struct ipfs_gw_hit *out)
+{
+	char s[CAIRN_CID_STR_MAX];
+	if (cairn_cid_format(cid, s) != 0)
+		return CAIRN_ENOENT;
+	pthread_mutex_lock(&g->lock);
+	struct ipfs_gw_ent *e = map_get(g->by_cid, s);
+	if (e) {
+		e->item->refs++;
+		out->item = e->item;
+		out->what = e->what;
+	}
+	pthread_mutex_unlock(&g->lock);
+	return e ? 0 : CAIRN_ENOENT;
+}
+
+int ipfs_gw_new(struct ipfs_gw **out, const struct cairn_chunker_spec *spec, size_t max_items,
+		ipfs_gw_source_fn source, void *ctx, struct cairn_error *err)
+{
+	struct ipfs_gw *g = calloc(1, sizeof(*g));
+	if (!g)
+		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs gateway: out of memory");
+	g->spec = *spec;
+	g->max_items = max_items ? max_items : IPFS_GW_ITEMS_DEFAULT;
+	g->source = source;
+	g->ctx = ctx;
+	g->by_key = map_new(NULL);
+	g->by_cid = map_new(NULL);
+	g->order = calloc(g->max_items, sizeof(*g->order));
+	g->queue = calloc(IPFS_GW_QUEUE_MAX, sizeof(*g->queue));
+	if (!g->by_key || !g->by_cid || !g->order || !g->queue) {
+		free(g->queue);
+		map_free(g->by_key);
+		map_free(g->by_cid);
+		free(g->order);
+		free(g);
+		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs gateway: out of memory");
+	}
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_cond_init(&g->cond, NULL);
+	*out = g;
+	return 0;
+}
+
+void ipfs_gw_free(struct ipfs_gw *g)
+{
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	g->stopping = true;
+	pthread_cond_broadcast(&g->cond);
+	while (g->running)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+	if (g->indexer_running)
+		pthread_join(g->indexer, NULL);
+	free(g->queue);
+	free(g->dir);
+	for (size_t i = 0; i < g->n; i++)
+		item_free(g->order[(g->head + i) % g->max_items]);
+	map_free(g->by_key);
+	map_free(g->by_cid);
+	free(g->order);
+	pthread_mutex_destroy(&g->lock);
+	pthread_cond_destroy(&g->cond);
+	free(g);
+}

@@ -1,0 +1,181 @@
+/*
+ * publish-ipfs.c - publish's side of the IPFS gateway (--ipfs): its NAR
+ * source (the store item, serialised on the fly, as /nar/ sends it) and
+ * the "IPFS:" narinfo field, whose first computation (a pass over the NAR)
+ * runs in a thread of its own rather than on an event loop.  The gateway
+ * itself is lib/ipfs-gateway.c.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn/nar.h"
+#include "cairn/narinfo.h"
+#include "cairn/storepath.h"
+#include "ipfs-gateway.h"
+#include "narinfo-int.h"
+#include "publish-int.h"
+#include "cairn/banned.h"
+
+/* The NAR of the store item of hash part key. */
+static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
+		  struct cairn_error *err)
+{
+	struct cairn_publish *p = ctx;
+	struct cairn_storedb *db = NULL;
+	struct cairn_storedb_pathinfo pi = {0};
+	char real[CAIRN_STOREDB_PATH_MAX + CAIRN_STOREDB_DIR_MAX + 8];
+	int rc = pub_db_get(p, &db, err);
+	if (rc < 0)
+		return rc;
+	rc = cairn_storedb_query_hashpart(db, key, &pi, err);
+	pub_db_put(p, db);
+	if (rc < 0)
+		return rc;
+	if (pub_real_path(p, pi.path, real, sizeof(real)) < 0)
+		rc = cairn_error_set(err, CAIRN_ENOENT, "publish: '%s' is not in the store",
+				     pi.path);
+	else {
+		struct cairn_nar_writer *w = cairn_nar_writer_new(sink->bytes, sink->ctx);
+		if (!w)
+			rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+		else {
+			/* large files: the gateway reads only the chunks it sends */
+			if (sink->file)
+				cairn_nar_writer_set_file_fn(w, sink->file, sink->ctx,
+							     IPFS_GW_FILE_MIN);
+			rc = cairn_nar_write_path(w, real, err);
+			if (rc == 0)
+				rc = cairn_nar_writer_finish(w, err);
+			cairn_nar_writer_free(w);
+		}
+	}
+	cairn_storedb_pathinfo_release(&pi);
+	return rc;
+}
+
+int pub_ipfs_open(struct cairn_publish *p, struct cairn_error *err)
+{
+	struct cairn_chunker_spec spec;
+	int rc = cairn_chunker_spec_parse(PUB_IPFS_CHUNKER, &spec, err);
+	if (rc)
+		return rc;
+	rc = ipfs_gw_new(&p->gw, &spec, 0, source, p, err);
+	if (rc == 0 && p->cfg.log)
+		ipfs_gw_set_log(p->gw, p->cfg.log, p->cfg.log_ctx);
+	/* with a cache, the index outlives a restart: CACHE/ipfs */
+	if (rc == 0 && p->cache_dir) {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/ipfs", p->cache_dir);
+		rc = ipfs_gw_set_dir(p->gw, dir, err);
+	}
+	return rc;
+}
+
+int pub_ipfs_field(struct cairn_publish *p, const struct cairn_storedb_pathinfo *pi,
+		   struct cairn_narinfo *ni, struct cairn_error *err)
+{
+	const char *base = strrchr(pi->path, '/');
+	if (!p->gw || !base || strlen(base + 1) < CAIRN_STORE_HASH_LEN)
+		return 0;
+	char key[CAIRN_STORE_HASH_LEN + 1];
+	memcpy(key, base + 1, CAIRN_STORE_HASH_LEN);
+	key[CAIRN_STORE_HASH_LEN] = '\0';
+	struct cairn_cid root;
+	char s[CAIRN_CID_STR_MAX];
+	int rc = ipfs_gw_index(p->gw, key, pi->nar_size, &root, err);
+	if (rc == 0)
+		rc = cairn_cid_format(&root, s);
+	if (rc == 0)
+		rc = cairn_narinfo_add_field(ni, "IPFS", s, err);
+	return rc;
+}
+
+/* ---- the first narinfo of an item, off the event loop ------------------- */
+
+struct ni_job {
+	struct cairn_publish *p;
+	struct cairn_httpd_stream *s;
+	char hp[CAIRN_STORE_HASH_LEN + 1];
+};
+
+static void cc_value(char *v, size_t n, unsigned ttl)
+{
+	if (ttl == 0)
+		snprintf(v, n, "no-store");
+	else
+		snprintf(v, n, "public, max-age=%u", ttl);
+}
+
+static void *ni_thread(void *arg)
+{
+	struct ni_job *j = arg;
+	struct cairn_publish *p = j->p;
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	struct cairn_storedb *db = NULL;
+	struct cairn_storedb_pathinfo pi = {0};
+	struct cairn_error err;
+	struct cairn_cid root;
+	char cc[64], etag[24];
+
+	/* indexed first: a remembered narinfo would not index it again */
+	cairn_error_init(&err);
+	if (pub_db_get(p, &db, NULL) == 0) {
+		int rc = cairn_storedb_query_hashpart(db, j->hp, &pi, NULL);
+		pub_db_put(p, db);
+		if (rc == 0)
+			(void)ipfs_gw_index(p->gw, j->hp, pi.nar_size, &root, &err);
+		cairn_storedb_pathinfo_release(&pi);
+	}
+	cairn_error_init(&err);
+	unsigned max_age = p->cfg.ttl;
+	int rc = cairn_publish_narinfo(p, j->hp, CAIRN_STORE_HASH_LEN, &b, &max_age, &err);
+	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT) {
+		static const char body[] = "404 not found\n";
+		cc_value(cc, sizeof(cc), p->cfg.negative_ttl);
+		const char *h[] = {"Cache-Control", cc, NULL};
+		cairn_httpd_stream_reply(j->s, 404, "text/plain; charset=utf-8", body,
+					 sizeof(body) - 1, h);
+	} else if (rc < 0) {
+		cairn_httpd_stream_error(j->s, 500, NULL);
+	} else {
+		/* as h_narinfo answers it */
+		cc_value(cc, sizeof(cc), max_age);
+		snprintf(etag, sizeof(etag), "\"%016llx\"",
+			 (unsigned long long)map_hash(b.data, b.len));
+		const char *h[] = {"Cache-Control", cc, "ETag", etag, NULL};
+		cairn_httpd_stream_reply(j->s, 200, CT_NARINFO, b.data, b.len, h);
+	}
+	cairn_buf_release(&b);
+	free(j);
+	pub_stream_leave(p);
+	return NULL;
+}
+
+int pub_ipfs_narinfo(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hp)
+{
+	struct cairn_cid root;
+	if (!p->gw || ipfs_gw_root(p->gw, hp, &root) == 0 || !pub_stream_enter(p))
+		return 0;
+	struct ni_job *j = calloc(1, sizeof(*j));
+	if (!j || cairn_httpd_stream_defer(req, &j->s) < 0) {
+		free(j);
+		pub_stream_leave(p);
+		return 0;
+	}
+	j->p = p;
+	memcpy(j->hp, hp, CAIRN_STORE_HASH_LEN + 1);
+	pthread_attr_t attr;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&tid, &attr, ni_thread, j);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		cairn_httpd_stream_error(j->s, 503, NULL);
+		free(j);
+		pub_stream_leave(p);
+	}
+	return 1;
+}

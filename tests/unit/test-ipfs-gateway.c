@@ -1,0 +1,288 @@
+/*
+ * The IPFS gateway's pieces that need no server: request parsing
+ * (ipfs_gw_parse_req, ipfs_gw_range) and the chunk index (ipfs-index.c)
+ * over an in-memory source: the root is the DAG builder's, the DFS order
+ * puts parents before children and chunks in file order, and the index is
+ * bounded (the oldest item forgotten).  Serving is tested with real
+ * clients in tests/integration/test-ipfs-gateway.sh.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cairn/cairn.h"
+#include "cairn/ipfs.h"
+#include "../../lib/ipfs-gateway.h"
+
+static const char *cid1 = "bafybeia7cclqerf5qyo3746g775mcsmdoxo3pc2lkdksgdzni6trze2mye";
+
+static int parse(const char *path, const char *q, const char *accept, const char *aenc,
+		 struct ipfs_gw_req *r)
+{
+	const char *msg = NULL;
+	int st =
+	    ipfs_gw_parse_req(path, strlen(path), q, q ? strlen(q) : 0, accept,
+			      accept ? strlen(accept) : 0, aenc, aenc ? strlen(aenc) : 0, r, &msg);
+	if (st)
+		assert_non_null(msg);
+	return st;
+}
+
+static void test_parse(void **state)
+{
+	(void)state;
+	struct ipfs_gw_req r;
+	assert_int_equal(parse(cid1, "format=raw", NULL, NULL, &r), 0);
+	assert_int_equal(r.format, GW_RAW);
+	assert_int_equal(parse(cid1, NULL, "application/vnd.ipld.car; version=1", "zstd", &r), 0);
+	assert_int_equal(r.format, GW_CAR);
+	assert_int_equal(r.enc, CAIRN_CODEC_ZSTD);
+	/* q=0 refuses; order in the list does not make a refused one win */
+	assert_int_equal(parse(cid1, "format=car", NULL, "zstd;q=0, gzip", &r), 0);
+	assert_int_equal(r.enc, CAIRN_CODEC_GZIP);
+	assert_int_equal(parse(cid1, "format=car", NULL, "zstd;q=0.000,gzip;q=0", &r), 0);
+	assert_int_equal(r.enc, CAIRN_CODEC_NONE);
+	assert_int_equal(
+	    parse(cid1, NULL, "application/vnd.ipld.raw;q=0, application/vnd.ipld.car", NULL, &r),
+	    0);
+	assert_int_equal(r.format, GW_CAR);
+	/* raw blocks are never compressed (they are what their CID hashes) */
+	assert_int_equal(parse(cid1, "format=raw", NULL, "zstd", &r), 0);
+	assert_int_equal(r.enc, CAIRN_CODEC_NONE);
+	assert_int_equal(
+	    parse(cid1, "format=car&dag-scope=block&entity-bytes=-10:*", NULL, NULL, &r), 0);
+	assert_int_equal(r.scope, GW_SCOPE_BLOCK);
+	assert_true(r.ranged);
+	assert_true(r.from == -10 && r.to == INT64_MAX);
+	/* a trailing slash names the file; a path under it does not exist */
+	char p[128];
+	snprintf(p, sizeof(p), "%s/", cid1);
+	assert_int_equal(parse(p, "format=raw", NULL, NULL, &r), 0);
+	snprintf(p, sizeof(p), "%s/x", cid1);
+	assert_int_equal(parse(p, "format=raw", NULL, NULL, &r), 404);
+	assert_int_equal(parse(cid1, NULL, NULL, NULL, &r), 406);
+	assert_int_equal(parse(cid1, NULL, "text/html, */*", NULL, &r), 406);
+	assert_int_equal(parse(cid1, "format=tar", NULL, NULL, &r), 400);
+	assert_int_equal(parse(cid1, "format=car&dag-scope=x", NULL, NULL, &r), 400);
+	assert_int_equal(parse(cid1, "format=car&entity-bytes=1", NULL, NULL, &r), 400);
+	assert_int_equal(parse(cid1, "format=car&entity-bytes=a:2", NULL, NULL, &r), 400);
+	assert_int_equal(
+	    parse(cid1, "format=car&entity-bytes=1:9999999999999999999", NULL, NULL, &r), 400);
+	assert_int_equal(
+	    parse("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "format=raw", NULL, NULL, &r),
+	    400);
+	assert_int_equal(parse("", "format=raw", NULL, NULL, &r), 400);
+	assert_int_equal(parse("bafkqaaa", "format=raw", NULL, NULL, &r), 0);
+	assert_int_equal(r.cid.mh, CAIRN_IPFS_MH_IDENTITY);
+}
+
+static void test_range(void **state)
+{
+	(void)state;
+	struct ipfs_gw_req r = {.ranged = true};
+	uint64_t lo, hi;
+	r.from = 0, r.to = 0;
+	assert_true(ipfs_gw_range(&r, 100, 200, &lo, &hi) && lo == 100 && hi == 101);
+	r.from = -1, r.to = INT64_MAX;
+	assert_true(ipfs_gw_range(&r, 100, 200, &lo, &hi) && lo == 199 && hi == 200);
+	r.from = 50, r.to = 1000; /* cut to the end */
+	assert_true(ipfs_gw_range(&r, 100, 200, &lo, &hi) && lo == 150 && hi == 200);
+	r.from = -1000, r.to = -51;
+	assert_true(ipfs_gw_range(&r, 100, 200, &lo, &hi) && lo == 100 && hi == 150);
+	r.from = 100, r.to = INT64_MAX; /* starts past the end */
+	assert_false(ipfs_gw_range(&r, 100, 200, &lo, &hi));
+	r.from = 10, r.to = 5;
+	assert_false(ipfs_gw_range(&r, 100, 200, &lo, &hi));
+}
+
+/* ---- the index over bytes in memory ------------------------------------ */
+
+struct mem {
+	const uint8_t *a, *b;
+	size_t alen, blen;
+	unsigned calls;
+};
+
+static int mem_source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
+		      struct cairn_error *err)
+{
+	struct mem *m = ctx;
+	m->calls++;
+	const uint8_t *d = key[0] == 'a' ? m->a : m->b;
+	size_t n = key[0] == 'a' ? m->alen : m->blen;
+	/* in pieces of odd sizes, as a NAR writer would */
+	for (size_t o = 0; o < n;) {
+		size_t k = n - o < 777 ? n - o : 777;
+		int rc = sink->bytes(sink->ctx, d + o, k, err);
+		if (rc)
+			return rc;
+		o += k;
+	}
+	return 0;
+}
+
+static uint8_t *gen(size_t n, uint64_t x)
+{
+	uint8_t *b = malloc(n);
+	assert_non_null(b);
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		b[i] = (uint8_t)(x >> 32);
+	}
+	return b;
+}
+
+static void test_index(void **state)
+{
+	(void)state;
+	struct cairn_chunker_spec spec;
+	assert_int_equal(cairn_chunker_spec_parse("size-1024", &spec, NULL), 0);
+	/* 180 chunks and a bit: two levels of nodes */
+	struct mem m = {.alen = 180 * 1024 + 5, .blen = 3000};
+	m.a = gen(m.alen, 7);
+	m.b = gen(m.blen, 9);
+	struct ipfs_gw *g;
+	assert_int_equal(ipfs_gw_new(&g, &spec, 1, mem_source, &m, NULL), 0);
+	struct cairn_cid root, want, again;
+	struct cairn_ipfs_add *add;
+	assert_int_equal(cairn_ipfs_add_new(&spec, NULL, NULL, &add, NULL), 0);
+	assert_int_equal(cairn_ipfs_add_write(add, m.a, m.alen, NULL), 0);
+	assert_int_equal(cairn_ipfs_add_finish(add, &want, NULL, NULL), 0);
+	cairn_ipfs_add_free(add);
+
+	struct cairn_error err;
+	cairn_error_init(&err);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen + 1, &root, &err), CAIRN_EHASH);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &root, NULL), 0);
+	assert_true(cairn_cid_equal(&root, &want));
+	/* remembered: no second pass */
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &again, NULL), 0);
+	assert_int_equal(m.calls, 2);
+
+	struct ipfs_gw_hit hit;
+	assert_int_equal(ipfs_gw_lookup(g, &root, &hit), 0);
+	const struct ipfs_gw_item *it = hit.item;
+	assert_true(hit.what < 0);
+	assert_int_equal(it->n_leaves, 181);
+	assert_int_equal(it->n_nodes, 3); /* 174 + 7 chunks, and the root */
+	assert_int_equal(it->n_seq, 184);
+	assert_true(it->seq[0] == hit.what);
+	/* chunks in file order; every node before what it links */
+	int64_t next = 0;
+	for (size_t i = 0; i < it->n_seq; i++) {
+		if (it->seq[i] >= 0) {
+			assert_int_equal(it->seq[i], next);
+			assert_int_equal(it->leaf_seq[next], i);
+			next++;
+		} else {
+			const struct ipfs_gw_node *nd = &it->nodes[-1 - it->seq[i]];
+			assert_int_equal(nd->seq_lo, i);
+			assert_true(nd->seq_hi > i);
+		}
+	}
+	assert_int_equal(it->leaf_off[181], m.alen);
+	const struct ipfs_gw_node *r0 = &it->nodes[-1 - hit.what];
+	assert_true(r0->byte_lo == 0 && r0->byte_hi == m.alen && r0->seq_hi == 183);
+	/* a chunk's CID finds it */
+	struct cairn_cid leaf;
+	cairn_cid_sha256(&leaf, CAIRN_IPFS_RAW, m.a + 100 * 1024, 1024);
+	struct ipfs_gw_hit h2;
+	assert_int_equal(ipfs_gw_lookup(g, &leaf, &h2), 0);
+	assert_int_equal(h2.what, 100);
+	ipfs_gw_unref(g, h2.item);
+
+	/* bounded at one item: b pushes a out, while a response still holds a */
+	struct cairn_cid rb;
+	assert_int_equal(ipfs_gw_index(g, "b", m.blen, &rb, NULL), 0);
+	assert_int_equal(ipfs_gw_lookup(g, &root, &h2), CAIRN_ENOENT);
+	assert_int_equal(ipfs_gw_root(g, "a", &again), CAIRN_ENOENT);
+	assert_int_equal(it->leaf_off[181], m.alen); /* still readable */
+	ipfs_gw_unref(g, hit.item);
+	assert_int_equal(ipfs_gw_lookup(g, &rb, &h2), 0);
+	ipfs_gw_unref(g, h2.item);
+	ipfs_gw_free(g);
+	free((void *)m.a);
+	free((void *)m.b);
+}
+
+/* The index on disk: read back instead of the NAR, ignored when it is not
+ * one for that NAR, removed with the item. */
+static void test_index_file(void **state)
+{
+	(void)state;
+	struct cairn_chunker_spec spec;
+	assert_int_equal(cairn_chunker_spec_parse("size-1024", &spec, NULL), 0);
+	struct mem m = {.alen = 180 * 1024 + 5, .blen = 3000};
+	m.a = gen(m.alen, 7);
+	m.b = gen(m.blen, 9);
+	char dir[] = "/tmp/cairn-test-ipfs-idx.XXXXXX", sub[64], file[96];
+	assert_non_null(mkdtemp(dir));
+	snprintf(sub, sizeof(sub), "%s/ipfs", dir);
+	snprintf(file, sizeof(file), "%s/a.idx", sub);
+	struct ipfs_gw *g;
+	struct cairn_cid r1, r2;
+	assert_int_equal(ipfs_gw_new(&g, &spec, 1, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, sub, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r1, NULL), 0);
+	ipfs_gw_free(g);
+	assert_int_equal(m.calls, 1);
+
+	/* a new gateway reads the file: no pass over the NAR, the same DAG */
+	assert_int_equal(ipfs_gw_new(&g, &spec, 1, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, sub, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r2, NULL), 0);
+	assert_int_equal(m.calls, 1);
+	assert_true(cairn_cid_equal(&r1, &r2));
+	struct cairn_cid leaf;
+	cairn_cid_sha256(&leaf, CAIRN_IPFS_RAW, m.a + 100 * 1024, 1024);
+	struct ipfs_gw_hit h;
+	assert_int_equal(ipfs_gw_lookup(g, &leaf, &h), 0);
+	assert_int_equal(h.what, 100);
+	ipfs_gw_unref(g, h.item);
+	/* forgotten (bound of 1), its file goes too */
+	assert_int_equal(ipfs_gw_index(g, "b", m.blen, &r2, NULL), 0);
+	assert_int_equal(access(file, F_OK), -1);
+	ipfs_gw_free(g);
+
+	/* no file (it went with the item): from the NAR, and written again;
+	 * then a file cut short is not used */
+	assert_int_equal(ipfs_gw_new(&g, &spec, 4, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, sub, NULL), 0);
+	m.calls = 0;
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r2, NULL), 0);
+	assert_int_equal(m.calls, 1);
+	ipfs_gw_free(g);
+	assert_int_equal(truncate(file, 5000), 0);
+	assert_int_equal(ipfs_gw_new(&g, &spec, 4, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, sub, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r2, NULL), 0);
+	assert_int_equal(m.calls, 2);
+	assert_true(cairn_cid_equal(&r1, &r2));
+	ipfs_gw_free(g);
+
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	free((void *)m.a);
+	free((void *)m.b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_range),
+	    cmocka_unit_test(test_index),
+	    cmocka_unit_test(test_index_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -194,3 +194,36 @@ finish() {
   echo "$passes passed, $fails failed"
   [ "$fails" -eq 0 ]
 }
+
+# npm_modules: tests/npm/node_modules as its lockfile pins it.  Tests that
+# use it run two at a time, and `npm ci` first deletes node_modules, so the
+# check and the install are under one lock; installed only when what is
+# there is not what the lockfile says (npm keeps a copy of the lockfile it
+# installed in node_modules/.package-lock.json).  Under CI, scripts/deps.sh
+# has installed it: a mismatch is an error, never a silent install.
+npm_modules() {
+  local dir=$SRCDIR/tests/npm
+  (
+    flock 9
+    if [ -f "$dir/node_modules/.package-lock.json" ] &&
+      python3 - "$dir" << 'PY'
+import json, sys
+d = sys.argv[1]
+want = json.load(open(d + "/package-lock.json"))["packages"]
+have = json.load(open(d + "/node_modules/.package-lock.json"))["packages"]
+# optional packages for other platforms are never installed
+want = {k: v.get("version") for k, v in want.items() if k and not v.get("optional")}
+have = {k: v.get("version") for k, v in have.items() if k}
+sys.exit(0 if all(have.get(k) == v for k, v in want.items()) else 1)
+PY
+    then
+      exit 0
+    fi
+    if [ "${CI:-}" = true ]; then
+      echo "error: $dir/node_modules does not match its lockfile (scripts/deps.sh test runs npm ci there)" >&2
+      exit 1
+    fi
+    (cd "$dir" && npm ci --no-audit --no-fund > /dev/null) ||
+      { echo "error: npm ci in $dir failed" >&2; exit 1; }
+  ) 9> "$dir/.lock"
+}

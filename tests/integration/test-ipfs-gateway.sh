@@ -28,14 +28,7 @@ publish_require
 nix_lib_init
 
 npmdir=$SRCDIR/tests/npm
-if [ ! -d "$npmdir/node_modules/@helia/verified-fetch" ]; then
-  if [ "${CI:-}" = true ]; then
-    echo "error: $npmdir/node_modules is missing (scripts/deps.sh test runs npm ci there)" >&2
-    exit 1
-  fi
-  (cd "$npmdir" && npm ci --no-audit --no-fund >/dev/null) ||
-    { echo "error: npm ci in $npmdir failed" >&2; exit 1; }
-fi
+npm_modules || exit 1
 carcheck=$SRCDIR/tests/integration/car-check.py
 
 pstore_init "$TMP/src"

@@ -15,14 +15,7 @@
 skip_unless node npm
 
 npmdir=$SRCDIR/tests/npm
-if [ ! -d "$npmdir/node_modules/ipfs-unixfs-importer" ]; then
-  if [ "${CI:-}" = true ]; then
-    echo "error: $npmdir/node_modules is missing (scripts/deps.sh test runs npm ci there)" >&2
-    exit 1
-  fi
-  (cd "$npmdir" && npm ci --no-audit --no-fund >/dev/null) ||
-    { echo "error: npm ci in $npmdir failed" >&2; exit 1; }
-fi
+npm_modules || exit 1
 
 # same_cid DESCRIPTION CHUNK-SIZE FILE: cairn and the importer agree
 same_cid() {

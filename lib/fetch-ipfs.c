@@ -28,42 +28,82 @@ static bool item_cid(const struct item *it, struct cairn_cid *cid)
 	return false;
 }
 
+/* The item itself and each reference, by name: the hash it has now. */
+static const char *new_hash(const struct item *it, const char *name, size_t nl)
+{
+	if (strlen(it->sp.name) == nl && !memcmp(it->sp.name, name, nl))
+		return it->sp.hash;
+	const struct cairn_narinfo *ni = it->chosen;
+	for (size_t i = 0; ni && i < ni->n_refs; i++) {
+		const char *r = ni->refs[i];
+		if (strlen(r) == CAIRN_STORE_HASH_LEN + 1 + nl && r[CAIRN_STORE_HASH_LEN] == '-' &&
+		    !memcmp(r + CAIRN_STORE_HASH_LEN + 1, name, nl))
+			return r;
+	}
+	return NULL;
+}
+
 /*
  * Delta: what the target holds under the same name (another hash, an
- * earlier version), chunked into the block cache, so that only the blocks
- * that changed are asked for.
+ * earlier version) is chunked into the block cache, so that only the blocks
+ * that changed are asked for.  Its references are rewritten first as Nix
+ * would: any item of the target named as the new version or one of its
+ * references, under another hash, gets the new hash.  So a rebuild against
+ * a dependency whose path changed costs only the blocks that really differ.
  */
 static void seed_previous(struct item *it)
 {
 	struct cairn_fetch *f = it->f;
 	const struct cairn_ipfs_fetch_config *ic = f->cfg.ipfs;
 	char dir[4096], p[4096];
+	size_t ext = f->cfg.nar_dir ? 4 : 0; /* ".nar" */
 	if ((size_t)snprintf(dir, sizeof(dir), "%s%s", f->cfg.nar_dir ? f->cfg.nar_dir : f->cfg.root,
 			     f->cfg.nar_dir ? "" : f->store_dir) >= sizeof(dir))
 		return;
+	char from[CAIRN_IPFS_REWRITE_MAX][CAIRN_IPFS_HASH_LEN];
+	char to[CAIRN_IPFS_REWRITE_MAX][CAIRN_IPFS_HASH_LEN];
+	char (*prev)[256] = calloc(16, sizeof(*prev));
+	size_t n_rw = 0, n_prev = 0;
 	DIR *d = opendir(dir);
-	if (!d)
+	if (!d || !prev) {
+		free(prev);
+		if (d)
+			closedir(d);
 		return;
-	size_t nl = strlen(it->sp.name);
+	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		const char *n = de->d_name;
 		size_t len = strlen(n);
-		size_t want = CAIRN_STORE_HASH_LEN + 1 + nl + (f->cfg.nar_dir ? 4 : 0);
-		if (len != want || n[CAIRN_STORE_HASH_LEN] != '-' ||
-		    !strncmp(n, it->sp.hash, CAIRN_STORE_HASH_LEN) ||
-		    strncmp(n + CAIRN_STORE_HASH_LEN + 1, it->sp.name, nl) ||
-		    (f->cfg.nar_dir && strcmp(n + len - 4, ".nar")) ||
-		    strstr(n, ".tmp") ||
-		    (size_t)snprintf(p, sizeof(p), "%s/%s", dir, n) >= sizeof(p))
+		if (len <= CAIRN_STORE_HASH_LEN + 1 + ext || n[CAIRN_STORE_HASH_LEN] != '-' ||
+		    strstr(n, ".tmp") || (ext && strcmp(n + len - 4, ".nar")))
 			continue;
+		const char *name = n + CAIRN_STORE_HASH_LEN + 1;
+		size_t nl = len - CAIRN_STORE_HASH_LEN - 1 - ext;
+		const char *h = new_hash(it, name, nl);
+		if (!h || !memcmp(h, n, CAIRN_STORE_HASH_LEN))
+			continue;
+		if (n_rw < CAIRN_IPFS_REWRITE_MAX) {
+			memcpy(from[n_rw], n, CAIRN_IPFS_HASH_LEN);
+			memcpy(to[n_rw], h, CAIRN_IPFS_HASH_LEN);
+			n_rw++;
+		}
+		if (h == it->sp.hash && n_prev < 16 && strlen(n) < sizeof(prev[0]))
+			memcpy(prev[n_prev++], n, strlen(n) + 1);
+	}
+	closedir(d);
+	for (size_t i = 0; i < n_prev; i++) {
 		struct cairn_error e;
 		cairn_error_init(&e);
 		uint64_t k = 0;
-		if (cairn_ipfs_seed(ic, p, &k, &e) == 0 && f->cfg.ipfs_stats)
+		if ((size_t)snprintf(p, sizeof(p), "%s/%s", dir, prev[i]) < sizeof(p) &&
+		    cairn_ipfs_seed_rewritten(ic, p, (const char(*)[CAIRN_IPFS_HASH_LEN])from,
+					      (const char(*)[CAIRN_IPFS_HASH_LEN])to, n_rw, &k,
+					      &e) == 0 &&
+		    f->cfg.ipfs_stats)
 			f->cfg.ipfs_stats->seeded += k;
 	}
-	closedir(d);
+	free(prev);
 }
 
 struct produce {

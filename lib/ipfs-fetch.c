@@ -602,7 +602,15 @@ struct seed {
 	struct cairn_ipfs_add *add;
 	struct cairn_error *err;
 	uint64_t n;
+	/* hash rewriting: bytes held back until no hash can straddle them */
+	const char (*from)[CAIRN_IPFS_HASH_LEN];
+	const char (*to)[CAIRN_IPFS_HASH_LEN];
+	size_t n_rw;
+	uint8_t *hold;
+	size_t held;
 };
+
+#define SEED_PIECE ((size_t)1 << 16)
 
 static int seed_block(const struct cairn_cid *cid, const uint8_t *data, size_t len, void *user)
 {
@@ -613,44 +621,100 @@ static int seed_block(const struct cairn_cid *cid, const uint8_t *data, size_t l
 	return cache_put(s->cfg, cid, data, len, s->err);
 }
 
-static int seed_write(void *ctx, const void *data, size_t len, struct cairn_error *err)
+/* Rewrite the held bytes, pass on all but the last HASH_LEN - 1 (or all at
+ * the end). */
+static int seed_flush(struct seed *s, bool end, struct cairn_error *err)
 {
-	struct seed *s = ctx;
-	return cairn_ipfs_add_write(s->add, data, len, err);
+	for (size_t k = 0; k < s->n_rw; k++) {
+		uint8_t *p = s->hold, *e = s->hold + s->held;
+		while ((p = memmem(p, (size_t)(e - p), s->from[k], CAIRN_IPFS_HASH_LEN))) {
+			memcpy(p, s->to[k], CAIRN_IPFS_HASH_LEN);
+			p += CAIRN_IPFS_HASH_LEN;
+		}
+	}
+	size_t keep = end ? 0 : s->held < CAIRN_IPFS_HASH_LEN - 1 ? s->held
+							  : CAIRN_IPFS_HASH_LEN - 1;
+	int rc = cairn_ipfs_add_write(s->add, s->hold, s->held - keep, err);
+	memmove(s->hold, s->hold + s->held - keep, keep);
+	s->held = keep;
+	return rc;
 }
 
-int cairn_ipfs_seed(const struct cairn_ipfs_fetch_config *cfg, const char *path, uint64_t *n,
-		    struct cairn_error *err)
+static int seed_bytes(struct seed *s, const uint8_t *data, size_t len, struct cairn_error *err)
+{
+	if (!s->n_rw)
+		return cairn_ipfs_add_write(s->add, data, len, err);
+	while (len) {
+		size_t room = SEED_PIECE + CAIRN_IPFS_HASH_LEN - s->held;
+		size_t n = len < room ? len : room;
+		memcpy(s->hold + s->held, data, n);
+		s->held += n;
+		data += n;
+		len -= n;
+		if (s->held == SEED_PIECE + CAIRN_IPFS_HASH_LEN) {
+			int rc = seed_flush(s, false, err);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int seed_write(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	return seed_bytes(ctx, data, len, err);
+}
+
+int cairn_ipfs_seed_rewritten(const struct cairn_ipfs_fetch_config *cfg, const char *path,
+			      const char (*from)[CAIRN_IPFS_HASH_LEN],
+			      const char (*to)[CAIRN_IPFS_HASH_LEN], size_t n_rewrites,
+			      uint64_t *n, struct cairn_error *err)
 {
 	int rc = cache_open(cfg, err);
 	if (rc)
 		return rc;
-	struct seed s = {.cfg = cfg, .err = err};
-	if ((rc = cairn_ipfs_add_new(&cfg->chunker, seed_block, &s, &s.add, err)))
+	if (n_rewrites > CAIRN_IPFS_REWRITE_MAX)
+		return cairn_error_set(err, CAIRN_ELIMIT, "more than %d rewrites",
+				       CAIRN_IPFS_REWRITE_MAX);
+	struct seed s = {.cfg = cfg, .err = err, .from = from, .to = to, .n_rw = n_rewrites};
+	if (n_rewrites && !(s.hold = malloc(SEED_PIECE + CAIRN_IPFS_HASH_LEN)))
+		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
+	if ((rc = cairn_ipfs_add_new(&cfg->chunker, seed_block, &s, &s.add, err))) {
+		free(s.hold);
 		return rc;
+	}
 	size_t pl = strlen(path);
 	if (pl > 4 && !strcmp(path + pl - 4, ".nar")) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			rc = cairn_error_errno(err, errno, "cannot read '%s'", path);
-		uint8_t *buf = malloc(1 << 16);
+		uint8_t *buf = malloc(SEED_PIECE);
 		if (!rc && !buf)
 			rc = cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
 		ssize_t r;
-		while (!rc && (r = read(fd, buf, 1 << 16)) > 0)
-			rc = cairn_ipfs_add_write(s.add, buf, (size_t)r, err);
+		while (!rc && (r = read(fd, buf, SEED_PIECE)) > 0)
+			rc = seed_bytes(&s, buf, (size_t)r, err);
 		free(buf);
 		if (fd >= 0)
 			close(fd);
 	} else {
 		rc = cairn_nar_dump_path(path, seed_write, &s, err);
 	}
+	if (!rc && s.n_rw)
+		rc = seed_flush(&s, true, err);
 	struct cairn_cid root;
 	uint64_t size;
 	if (!rc)
 		rc = cairn_ipfs_add_finish(s.add, &root, &size, err);
 	cairn_ipfs_add_free(s.add);
+	free(s.hold);
 	if (n)
 		*n = s.n;
 	return rc;
+}
+
+int cairn_ipfs_seed(const struct cairn_ipfs_fetch_config *cfg, const char *path, uint64_t *n,
+		    struct cairn_error *err)
+{
+	return cairn_ipfs_seed_rewritten(cfg, path, NULL, NULL, 0, n, err);
 }

@@ -81,4 +81,18 @@ int cairn_ipfs_fetch_file(const struct cairn_ipfs_fetch_config *cfg,
 int cairn_ipfs_seed(const struct cairn_ipfs_fetch_config *cfg, const char *path, uint64_t *n,
 		    struct cairn_error *err);
 
+/*
+ * The same, with store hashes rewritten first: every occurrence of
+ * from[i] (CAIRN_IPFS_HASH_LEN bytes) in the NAR becomes to[i], as Nix
+ * rewrites references.  The previous version of an item built against an
+ * older dependency then has the bytes the new version has wherever only
+ * that reference changed, so those blocks are not asked for either.
+ */
+#define CAIRN_IPFS_HASH_LEN 32
+#define CAIRN_IPFS_REWRITE_MAX 256
+int cairn_ipfs_seed_rewritten(const struct cairn_ipfs_fetch_config *cfg, const char *path,
+			      const char (*from)[CAIRN_IPFS_HASH_LEN],
+			      const char (*to)[CAIRN_IPFS_HASH_LEN], size_t n_rewrites,
+			      uint64_t *n, struct cairn_error *err);
+
 #endif

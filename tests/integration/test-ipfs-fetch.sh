@@ -9,7 +9,10 @@
 #     blocks, or 404s is skipped (the next gateway, or the servers' nar
 #     files), and nothing unverified is written;
 #   - delta: version 2 of an item with version 1 in the store asks only
-#     the blocks that changed (counted in the gateway's log).
+#     the blocks that changed (counted in the gateway's log);
+#   - delta across a rebuild: v2 refers to a new version of its dependency
+#     (its store path written every 2 KiB); v1's references are rewritten
+#     before seeding, so v2's blocks are all found.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/serve-lib.sh"
 skip_unless nginx python3
@@ -154,5 +157,35 @@ check "  ... the block cache was seeded from v1 ($(json "$TMP/j5" "d['ipfs']['se
 check "  ... only the changed blocks were asked: $bytes bytes of $nar2 ($(wc -l < "$D_LOG") requests)" \
   test "$bytes" -lt $((nar2 / 8))
 check "  ... its files are v2's" diff -r "$TMP/t-app2" "$TMP/s1$APP2"
+
+# 6. a rebuild against a changed dependency: every reference rewritten
+embed() { # TREE REF: TREE/bin/prog with REF written every 2 KiB
+  python3 - "$1/bin/prog" "$2" <<'PY'
+import sys
+p, ref = sys.argv[1], sys.argv[2].encode()
+b = bytearray(open(p, "rb").read())
+for o in range(100, len(b) - len(ref), 2048):
+    b[o:o + len(ref)] = ref
+open(p, "wb").write(bytes(b))
+PY
+}
+cp -r "$TMP/t-lib" "$TMP/t-lib2"; echo "HELLO 9" > "$TMP/t-lib2/README"
+LIB2=$(mkitem "$C" "$CARS" lib-1.0 "$TMP/t-lib2")
+tree "$TMP/t-r1" 80 3; cp -r "$TMP/t-r1" "$TMP/t-r2"
+embed "$TMP/t-r1" "$LIB"; embed "$TMP/t-r2" "$LIB2"
+R1=$(mkitem "$C" "$CARS" tool-1.0 "$TMP/t-r1" "$(basename "$LIB")")
+R2=$(mkitem "$C" "$CARS" tool-1.0 "$TMP/t-r2" "$(basename "$LIB2")")
+rm -f "$C"/nar/*.nar
+gateway ok; R_URL=$GW_URL R_LOG=$GW_LOG
+fetch "$TMP/s6" "$TMP/b6" --ipfs-gateway "$R_URL" "$R1" > /dev/null
+: > "$R_LOG"
+rc=0; fetch "$TMP/s6" "$TMP/b6" --ipfs-gateway "$R_URL" "$R2" > "$TMP/j6" 2> "$TMP/e6" || rc=$?
+cat "$TMP/e6"
+bytes=$(awk '{s += $2} END {print s+0}' "$R_LOG")
+check "rebuild: v2 and its new dependency fetched" \
+  test "$rc" = 0 -a "$(json "$TMP/j6" "d['fetched']")" = 2
+check "  ... v1's references rewritten: $bytes bytes asked for 2 items of $(json "$TMP/j6" "sum(i['narSize'] for i in d['items'])")" \
+  test "$bytes" -lt 20000
+check "  ... its files are v2's" diff -r "$TMP/t-r2" "$TMP/s6$R2"
 
 finish

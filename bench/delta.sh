@@ -23,7 +23,12 @@
 # Every v2 is really fetched: narinfos from a file:// cache (signed, with
 # an IPFS field, no nar file), blocks from tests/integration/ipfs-gateway.py
 # over v2's CAR; "wire" is the sum of the gateway's response bodies (its
-# log), "reqs" its requests.  Prints a Markdown table.
+# log), "reqs" its requests; "wire, bodies zstd -3" the same bodies each
+# compressed with zstd -3, what a gateway sending CARs with
+# Content-Encoding: zstd would put on the wire.  Case (a) runs twice: seed
+# "plain" (v1 as it is) and "rewritten" (the dependency's old and new
+# versions are known by name, so fetch rewrites v1's references to the new
+# hash before seeding, as Nix rewrites them).  Prints a Markdown table.
 set -euo pipefail
 CAIRN=$(realpath "${1:?usage: bench/delta.sh CAIRN [CHUNKER...]}")
 shift
@@ -112,17 +117,18 @@ done
 # gateway over one CAR: sets GW (its URL) and GWPID; the log is $W/gw.log
 gateway() {
   : > "$W/gw.log"
-  rm -f "$W/gw.port"
+  rm -rf "$W/gw.port" "$W/dump"
+  mkdir "$W/dump"
   python3 "$SRC/tests/integration/ipfs-gateway.py" --port-file "$W/gw.port" --log "$W/gw.log" \
-    "$1" > /dev/null 2>&1 &
+    --dump "$W/dump" "$1" > /dev/null 2>&1 &
   GWPID=$!
   pids+=("$GWPID")
   for _ in $(seq 600); do [ -s "$W/gw.port" ] && break; sleep 0.05; done
   GW=http://127.0.0.1:$(cat "$W/gw.port")
 }
 
-echo "| case | NAR v2 | zstd -3 | xz -6 | chunker | blocks v2 | wire | reqs | wire / zstd |"
-echo "|---|---:|---:|---:|---|---:|---:|---:|---:|"
+echo "| case | NAR v2 | zstd -3 | xz -6 | chunker | seed | blocks v2 | wire | wire, bodies zstd -3 | reqs | wire / zstd NAR | zstd wire / zstd NAR |"
+echo "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"
 for c in "${cases[@]}"; do
   "$CAIRN" nar dump "$W/$c-1" > "$W/$c-1.nar"
   "$CAIRN" nar dump "$W/$c-2" > "$W/$c-2.nar"
@@ -131,25 +137,40 @@ for c in "${cases[@]}"; do
   xs=$(xz -6 -T1 -c "$W/$c-2.nar" | wc -c)
   nh=$("$CAIRN" hash file "$W/$c-2.nar")
   h1=$(hashpart "$c-v1") h2=$(hashpart "$c-v2")
+  seeds=plain
+  case $c in a-*) seeds="plain rewritten" ;; esac
   for ch in $CHUNKERS; do
-    r=$W/run-$c-$ch
-    mkdir -p "$r/cache" "$r/nars"
-    printf 'StoreDir: /nix/store\n' > "$r/cache/nix-cache-info"
-    cid=$("$CAIRN" ipfs add --chunker "$ch" --car "$r/v2.car" "$W/$c-2.nar")
-    blocks=$("$CAIRN" ipfs car "$r/v2.car" | sed -n 's/^blocks //p')
-    printf 'StorePath: /nix/store/%s-%s\nURL: nar/%s.nar\nCompression: none\nNarHash: %s\nNarSize: %s\nReferences: \n' \
-      "$h2" "$c" "$h2" "$nh" "$nar" | "$CAIRN" narinfo sign --key "$SEC" > "$r/cache/$h2.narinfo"
-    echo "IPFS: $cid" >> "$r/cache/$h2.narinfo"
-    cp "$W/$c-1.nar" "$r/nars/$h1-$c.nar" # v1, same name
-    gateway "$r/v2.car"
-    "$CAIRN" fetch -q --no-cache --json --from "file://$r/cache" --trusted-key "$PUB" \
-      --nar-dir "$r/nars" --block-cache "$r/blocks" --ipfs-chunker "$ch" \
-      --ipfs-gateway "$GW" "/nix/store/$h2-$c" > "$r/j"
-    kill "$GWPID"; wait "$GWPID" 2>/dev/null || true
-    cmp -s "$r/nars/$h2-$c.nar" "$W/$c-2.nar" || { echo "error: $c $ch: wrong NAR" >&2; exit 1; }
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["items"][0]["compression"]=="ipfs", d' "$r/j"
-    wire=$(awk '{s += $2} END {print s+0}' "$W/gw.log")
-    reqs=$(wc -l < "$W/gw.log")
-    echo "| $c | $nar | $zs | $xs | $ch | $blocks | $wire | $reqs | $(python3 -c "print('%.3f' % ($wire / $zs))") |"
+    for seed in $seeds; do
+      r=$W/run-$c-$ch-$seed
+      mkdir -p "$r/cache" "$r/nars"
+      printf 'StoreDir: /nix/store\n' > "$r/cache/nix-cache-info"
+      cid=$("$CAIRN" ipfs add --chunker "$ch" --car "$r/v2.car" "$W/$c-2.nar")
+      blocks=$("$CAIRN" ipfs car "$r/v2.car" | sed -n 's/^blocks //p')
+      refs=
+      if [ "$seed" = rewritten ]; then
+        # the dependency's old and new versions, by name: what fetch maps
+        refs="$(hashpart dep2)-dep-1.0"
+        : > "$r/nars/$(hashpart dep1)-dep-1.0.nar"
+      fi
+      printf 'StorePath: /nix/store/%s-%s\nURL: nar/%s.nar\nCompression: none\nNarHash: %s\nNarSize: %s\nReferences: %s\n' \
+        "$h2" "$c" "$h2" "$nh" "$nar" "$refs" | "$CAIRN" narinfo sign --key "$SEC" > "$r/cache/$h2.narinfo"
+      echo "IPFS: $cid" >> "$r/cache/$h2.narinfo"
+      cp "$W/$c-1.nar" "$r/nars/$h1-$c.nar" # v1, same name
+      gateway "$r/v2.car"
+      "$CAIRN" fetch -q --no-cache --json --from "file://$r/cache" --trusted-key "$PUB" \
+        --nar-dir "$r/nars" --block-cache "$r/blocks" --ipfs-chunker "$ch" \
+        --ipfs-gateway "$GW" "/nix/store/$h2-$c" > "$r/j"
+      kill "$GWPID"; wait "$GWPID" 2>/dev/null || true
+      cmp -s "$r/nars/$h2-$c.nar" "$W/$c-2.nar" || { echo "error: $c $ch: wrong NAR" >&2; exit 1; }
+      python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["items"][0]["compression"]=="ipfs", d' "$r/j"
+      wire=$(awk '{s += $2} END {print s+0}' "$W/gw.log")
+      zwire=0
+      for b in "$W"/dump/*; do
+        [ -e "$b" ] && zwire=$((zwire + $(zstd -3 -T1 -q -c "$b" | wc -c)))
+      done
+      reqs=$(wc -l < "$W/gw.log")
+      echo "| $c | $nar | $zs | $xs | $ch | $seed | $blocks | $wire | $zwire | $reqs | $(python3 -c "print('%.3f' % ($wire / $zs))") | $(python3 -c "print('%.3f' % ($zwire / $zs))") |"
+      rm -rf "$r"
+    done
   done
 done

@@ -439,9 +439,10 @@ static int get_run(struct fx *x, size_t i, size_t first, size_t end)
 	struct get g;
 	int rc = http_get(x, url, max, &g);
 	if (rc) {
-		gateway_drop(x, i, "CAR: %s", cairn_error_msg(&g.err));
+		/* No CARs here (a gateway of raw blocks only, or no entity-bytes):
+		 * not a lie; its raw blocks are asked for instead. */
 		cairn_buf_release(&g.body);
-		return CAIRN_ENET;
+		return CAIRN_EUNSUPPORTED;
 	}
 	struct cairn_cid roots[CAIRN_CAR_ROOTS_MAX];
 	size_t n_roots = 0;
@@ -500,18 +501,37 @@ static int fill(struct fx *x)
 			continue;
 		}
 		size_t i = 0;
-		for (; i < x->cfg->n_gateways; i++)
-			if (!x->dead[i] && get_run(x, i, k, end) == 0)
+		bool raw = false;
+		for (; i < x->cfg->n_gateways; i++) {
+			if (x->dead[i])
+				continue;
+			int rc = get_run(x, i, k, end);
+			if (!rc)
 				break;
+			raw |= rc == CAIRN_EUNSUPPORTED;
+		}
 		if (x->err->code)
 			return x->err->code;
-		if (i == x->cfg->n_gateways)
+		if (i < x->cfg->n_gateways) {
+			k = end;
+			continue;
+		}
+		if (!raw)
 			return cairn_error_set(x->err, CAIRN_ENOENT,
 					       "no gateway sent the blocks of bytes %llu-%llu",
 					       (unsigned long long)x->leaves[k].off,
 					       (unsigned long long)(x->leaves[end - 1].off +
 								    x->leaves[end - 1].len));
-		/* what the CAR left out (none, or a gateway was dropped) */
+		/* a gateway without CARs: the run block by block */
+		for (; k < end; k++) {
+			uint8_t *b;
+			size_t len;
+			int rc = get_block(x, &x->leaves[k].cid, &b, &len);
+			if (rc)
+				return rc;
+			free(b);
+			x->leaves[k].have = true;
+		}
 	}
 	return 0;
 }

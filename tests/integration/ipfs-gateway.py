@@ -143,6 +143,7 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--mode", default="ok",
                     choices=["ok", "wrong-block", "truncated-car", "extra-blocks", "404"])
+    ap.add_argument("--dump", help="write each 200 body to DUMP/<n> (bench/delta.sh)")
     ap.add_argument("cars", nargs="*")
     a = ap.parse_args()
     blocks = {}
@@ -169,6 +170,9 @@ def main():
                 self.wfile.write(body)
             with lock:
                 log.write("%d %d %s\n" % (code, len(body), self.path))
+                if a.dump and code == 200:
+                    n = len(os.listdir(a.dump))
+                    open(os.path.join(a.dump, str(n)), "wb").write(body)
 
         def do_HEAD(self):
             self.do_GET()

@@ -12,7 +12,11 @@
 #     the blocks that changed (counted in the gateway's log);
 #   - delta across a rebuild: v2 refers to a new version of its dependency
 #     (its store path written every 2 KiB); v1's references are rewritten
-#     before seeding, so v2's blocks are all found.
+#     before seeding, so v2's blocks are all found;
+#   - another IPFS implementation: blocks imported by ipfs-unixfs-importer
+#     into Helia's blockstore (blockstore-core), served raw by a small
+#     trustless-gateway front (tests/npm/blockstore-gateway.mjs, no CARs):
+#     a closure is fetched from it alone (skipped without node).
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/serve-lib.sh"
 skip_unless nginx python3
@@ -42,6 +46,7 @@ mkitem() {
   cid=$("$CAIRN" ipfs add --chunker $CH --car "$cars/$h.car" "$nar")
   mkdir -p "$cache/nar"
   cp "$nar" "$cache/nar/$h.nar"
+  mkdir -p "$TMP/all-nars"; cp "$nar" "$TMP/all-nars/$h.nar"
   printf 'StorePath: %s\nURL: nar/%s.nar\nCompression: none\nNarHash: %s\nNarSize: %s\nReferences: %s\n' \
     "$sp" "$h" "$nh" "$ns" "$refs" | "$CAIRN" narinfo sign --key "$SEC" > "$cache/$h.narinfo"
   echo "IPFS: $cid" >> "$cache/$h.narinfo"
@@ -187,5 +192,29 @@ check "rebuild: v2 and its new dependency fetched" \
 check "  ... v1's references rewritten: $bytes bytes asked for 2 items of $(json "$TMP/j6" "sum(i['narSize'] for i in d['items'])")" \
   test "$bytes" -lt 20000
 check "  ... its files are v2's" diff -r "$TMP/t-r2" "$TMP/s6$R2"
+
+# 7. blocks from another IPFS implementation (Helia's blockstore)
+npmdir=$SRCDIR/tests/npm
+if command -v node > /dev/null && { [ -d "$npmdir/node_modules/ipfs-unixfs-importer" ] ||
+  (cd "$npmdir" && npm ci --no-audit --no-fund > /dev/null 2>&1); }; then
+  pf=$TMP/helia.port; HLOG=$TMP/helia.log; : > "$HLOG"
+  node "$npmdir/blockstore-gateway.mjs" "$pf" "$HLOG" 1024 "$TMP/helia.roots" "$TMP"/all-nars/*.nar &
+  hpid=$!
+  cleanup_hooks+=("kill $hpid 2> /dev/null")
+  H_URL=http://127.0.0.1:$(port_from_file "$pf" "$hpid" 60)
+  # the importer's roots are the narinfos' IPFS fields (cairn's size-1024)
+  check "the importer's root CIDs are the narinfos' IPFS fields" bash -c '
+    while read -r f cid; do h=$(basename "$f" .nar)
+      grep -qx "IPFS: $cid" "$0/$h.narinfo" || exit 1; done < "$1"' "$C" "$TMP/helia.roots"
+  rc=0; fetch "$TMP/s7" "$TMP/b7" --ipfs-gateway "$H_URL" "$APP" > "$TMP/j7" 2> "$TMP/e7" || rc=$?
+  cat "$TMP/e7"
+  check "Helia's blockstore: the closure of 2 is fetched from it alone (CARs refused: raw blocks)" \
+    test "$rc" = 0 -a "$(json "$TMP/j7" "d['fetched']")" = 2 \
+    -a "$(json "$TMP/j7" "[i['server'] for i in d['items']]")" = "['$H_URL', '$H_URL']"
+  check "  ... its files are the trees'" diff -r "$TMP/t-app" "$TMP/s7$APP"
+  check "  ... and it was asked for raw blocks ($(grep -c '^200' "$HLOG"))" grep -q "^200 .*format=raw" "$HLOG"
+else
+  echo "# skip: no node or no tests/npm packages: Helia's blockstore not tried"
+fi
 
 finish

@@ -7,6 +7,7 @@
 #
 #   bench/delta.sh CAIRN [CHUNKER...]     (default: size-262144 fastcdc
 #                                          size-65536 size-16384)
+#   env: REFS, DEBS (below), ONLY=REGEX (the cases to run), in /dev/shm
 #
 # Cases:
 #   a-refsN  a rebuild against a dependency whose store path changed: a
@@ -34,7 +35,8 @@ CAIRN=$(realpath "${1:?usage: bench/delta.sh CAIRN [CHUNKER...]}")
 shift
 CHUNKERS=${*:-size-262144 fastcdc size-65536 size-16384}
 REFS=${REFS:-16384 4096}
-DEBS=${DEBS:-libzstd-dev rsync nginx}
+DEBS=${DEBS-libzstd-dev rsync nginx}
+ONLY=${ONLY:-.} # a regex: the cases to run
 cd "$(dirname "$0")/.."
 SRC=$PWD
 W=$(mktemp -d /dev/shm/cairn-delta.XXXXXX)
@@ -71,9 +73,15 @@ for name in sorted(os.listdir(tree)):
     p = os.path.join(tree, name)
     b = bytearray(open(p, "rb").read())
     n = max(1, len(b) // every)
-    for _ in range(n):
-        o = rnd.randrange(0, max(1, len(b) - len(ref)))
-        b[o:o + len(ref)] = ref[:len(b) - o]
+    # apart from each other, as references in real files are: an overlap
+    # would leave a partial hash no rewriting can find
+    offs = sorted(rnd.randrange(0, max(1, len(b) - len(ref))) for _ in range(n))
+    last = -len(ref)
+    for o in offs:
+        if o < last + len(ref) or o + len(ref) > len(b):
+            continue
+        b[o:o + len(ref)] = ref
+        last = o
     open(p, "wb").write(bytes(b))
 PY
 }
@@ -127,6 +135,7 @@ gateway() {
   GW=http://127.0.0.1:$(cat "$W/gw.port")
 }
 
+mapfile -t cases < <(printf '%s\n' "${cases[@]}" | grep -E "$ONLY")
 echo "| case | NAR v2 | zstd -3 | xz -6 | chunker | seed | blocks v2 | wire | wire, bodies zstd -3 | reqs | wire / zstd NAR | zstd wire / zstd NAR |"
 echo "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"
 for c in "${cases[@]}"; do

@@ -20,6 +20,11 @@
 #include "cairn/ipfs-fetch.h"
 #include "cairn/banned.h"
 
+/* Leaves of one file: 1 Mi of 256 KiB chunks is a 256 GiB NAR. */
+#define IPFS_FETCH_LEAVES_MAX (1 << 20)
+/* Leaf bytes asked for in one CAR (held in memory while it is read). */
+#define IPFS_FETCH_CAR_MAX ((uint64_t)64 << 20)
+
 bool cairn_ipfs_narinfo_cid(const struct cairn_narinfo *ni, struct cairn_cid *out)
 {
 	struct cairn_error e;
@@ -296,6 +301,9 @@ static int get_block(struct fx *x, const struct cairn_cid *cid, uint8_t **data, 
 
 static int push_leaf(struct fx *x, const struct cairn_cid *cid, uint64_t len, bool inl)
 {
+	if (x->n_leaves >= IPFS_FETCH_LEAVES_MAX)
+		return cairn_error_set(x->err, CAIRN_ELIMIT, "the DAG has more than %d leaves",
+				       IPFS_FETCH_LEAVES_MAX);
 	if (len > x->max_size - x->size)
 		return cairn_error_set(x->err, CAIRN_ELIMIT,
 				       "the DAG holds more than the %llu bytes expected",
@@ -375,7 +383,11 @@ static int walk(struct fx *x, const struct cairn_cid *cid, bool has_size, uint64
 		rc = cairn_error_set(&e, CAIRN_EFORMAT, "%zu links but %zu blocksizes",
 				     pb.n_links, u.n_blocksizes);
 	for (size_t i = 0; !rc && i < u.n_blocksizes; i++) {
-		if (u.blocksizes[i] > x->max_size - (sum < x->max_size ? sum : x->max_size))
+		/* no importer links to no bytes; allowing it would let a DAG
+		 * of any size stand for a file of none */
+		if (!u.blocksizes[i])
+			rc = cairn_error_set(&e, CAIRN_EFORMAT, "a link to no bytes");
+		else if (u.blocksizes[i] > x->max_size - (sum < x->max_size ? sum : x->max_size))
 			rc = cairn_error_set(&e, CAIRN_ELIMIT, "blocksizes exceed the NAR's size");
 		sum += u.blocksizes[i];
 	}
@@ -486,9 +498,14 @@ static int fill(struct fx *x)
 			k++;
 			continue;
 		}
+		/* a CAR is held in memory while it is checked: runs are cut */
 		size_t end = k;
-		while (end < x->n_leaves && !x->leaves[end].have && !x->leaves[end].inline_data)
+		uint64_t run = 0;
+		while (end < x->n_leaves && !x->leaves[end].have && !x->leaves[end].inline_data &&
+		       (end == k || run + x->leaves[end].len <= IPFS_FETCH_CAR_MAX)) {
+			run += x->leaves[end].len;
 			end++;
+		}
 		if (end - k == 1) {
 			uint8_t *b;
 			size_t len;

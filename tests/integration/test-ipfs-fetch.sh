@@ -193,6 +193,46 @@ check "  ... v1's references rewritten: $bytes bytes asked for 2 items of $(json
   test "$bytes" -lt 20000
 check "  ... its files are v2's" diff -r "$TMP/t-r2" "$TMP/s6$R2"
 
+# 6b. a hostile DAG: a root over 1000 links to the empty block (no bytes
+# each) and the real root.  Refused at the root, never walked: the item
+# comes from the server's nar file and the gateway is asked once.
+C2=$TMP/cache2; mkdir -p "$C2/nar"; cp "$C/nix-cache-info" "$C2/"
+ah=$(basename "$APP" | cut -c1-32)
+cp "$TMP/all-nars/$ah.nar" "$C2/nar/"
+for f in "$C"/*.narinfo; do cp "$f" "$C2/"; done
+real=$(sed -n 's/^IPFS: //p' "$C2/$ah.narinfo")
+narsize=$(sed -n 's/^NarSize: //p' "$C2/$ah.narinfo")
+evil=$(python3 - "$real" "$narsize" "$CARS/evil.car" <<'PY'
+import base64, hashlib, sys
+def uv(v):
+    o = bytearray()
+    while True:
+        b = v & 0x7F; v >>= 7
+        if v: o.append(b | 0x80)
+        else: o.append(b); return bytes(o)
+def ld(f, b): return bytes([f << 3 | 2]) + uv(len(b)) + b
+s = sys.argv[1][1:].upper()
+real = base64.b32decode(s + "=" * (-len(s) % 8))
+empty = bytes([1, 0x55, 0x12, 0x20]) + hashlib.sha256(b"").digest()
+links = [(empty, 0)] * 1000 + [(real, int(sys.argv[2]))]
+node = b"".join(ld(2, ld(1, c) + b"\x12\x00\x18" + uv(n)) for c, n in links)
+ufs = b"\x08\x02\x18" + uv(sum(n for _, n in links)) + b"".join(b"\x20" + uv(n) for _, n in links)
+node += ld(1, ufs)
+cid = bytes([1, 0x70, 0x12, 0x20]) + hashlib.sha256(node).digest()
+head = b"\xa2\x65roots\x81\xd8\x2a\x58\x25\x00" + cid + b"\x67version\x01"
+open(sys.argv[3], "wb").write(uv(len(head)) + head + uv(len(cid) + len(node)) + cid + node)
+print("b" + base64.b32encode(cid).decode().lower().rstrip("="))
+PY
+)
+sed -i "s/^IPFS: .*/IPFS: $evil/" "$C2/$ah.narinfo"
+gateway ok; E_URL=$GW_URL E_LOG=$GW_LOG
+rc=0; "$CAIRN" fetch -q --no-cache --json --from "file://$C2" --trusted-key "$PUB" --store "$TMP/s8" \
+  --block-cache "$TMP/b8" --ipfs-chunker $CH --closure --ipfs-gateway "$E_URL" "$APP" > "$TMP/j8" 2> "$TMP/e8" || rc=$?
+check "a DAG of links to no bytes: refused at its root, the server's nar file used" \
+  test "$rc" = 0 -a "$(json "$TMP/j8" "[i['compression'] for i in d['items'] if i['path'] == '$APP'][0]")" = none
+check "  ... the root asked once, the empty block never" \
+  test "$(grep -c "$evil" "$E_LOG")" = 1 -a "$(grep -c bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku "$E_LOG")" = 0
+
 # 7. blocks from another IPFS implementation (Helia's blockstore)
 npmdir=$SRCDIR/tests/npm
 if command -v node > /dev/null && { [ -d "$npmdir/node_modules/ipfs-unixfs-importer" ] ||

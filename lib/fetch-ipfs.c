@@ -51,10 +51,13 @@ static const char *new_hash(const struct item *it, const char *name, size_t nl)
  * references, under another hash, gets the new hash.  So a rebuild against
  * a dependency whose path changed costs only the blocks that really differ.
  */
-static void seed_previous(struct item *it)
+static void seed_previous(void *ctx, const struct cairn_chunker_spec *spec)
 {
+	struct item *it = ctx;
 	struct cairn_fetch *f = it->f;
-	const struct cairn_ipfs_fetch_config *ic = f->cfg.ipfs;
+	struct cairn_ipfs_fetch_config cfg = *f->cfg.ipfs;
+	const struct cairn_ipfs_fetch_config *ic = &cfg;
+	cfg.chunker = *spec;
 	char dir[4096], p[4096];
 	size_t ext = f->cfg.nar_dir ? 4 : 0; /* ".nar" */
 	if ((size_t)snprintf(dir, sizeof(dir), "%s%s", f->cfg.nar_dir ? f->cfg.nar_dir : f->cfg.root,
@@ -107,7 +110,7 @@ static void seed_previous(struct item *it)
 }
 
 struct produce {
-	const struct cairn_ipfs_fetch_config *cfg;
+	struct cairn_ipfs_fetch_config cfg;
 	struct cairn_cid root;
 	uint64_t max;
 	const char *gateway;
@@ -117,7 +120,7 @@ struct produce {
 static int produce(void *ctx, cairn_dl_write_fn write, void *wctx, struct cairn_error *err)
 {
 	struct produce *p = ctx;
-	return cairn_ipfs_fetch_file(p->cfg, &p->root, p->max, write, wctx, &p->gateway, p->st,
+	return cairn_ipfs_fetch_file(&p->cfg, &p->root, p->max, write, wctx, &p->gateway, p->st,
 				     err);
 }
 
@@ -125,11 +128,15 @@ bool fetch_try_ipfs(struct item *it, const struct cairn_dl_sink *sink)
 {
 	struct cairn_fetch *f = it->f;
 	struct cairn_ipfs_fetch_stats dummy = {0};
-	struct produce p = {.cfg = f->cfg.ipfs, .max = it->nar_size,
-			    .st = f->cfg.ipfs_stats ? f->cfg.ipfs_stats : &dummy};
-	if (!p.cfg || !p.cfg->n_gateways || !item_cid(it, &p.root))
+	if (!f->cfg.ipfs || !f->cfg.ipfs->n_gateways)
 		return false;
-	seed_previous(it);
+	struct produce p = {.cfg = *f->cfg.ipfs, .max = it->nar_size,
+			    .st = f->cfg.ipfs_stats ? f->cfg.ipfs_stats : &dummy};
+	if (!item_cid(it, &p.root))
+		return false;
+	/* the previous version, once the DAG says which chunker to cut it with */
+	p.cfg.seed = seed_previous;
+	p.cfg.seed_ctx = it;
 	struct cairn_dl_expect ex = {.nar_hash = it->nar_hash, .nar_size = it->nar_size,
 				     .by_ca = it->by_ca, .ca = it->ca, .sp = it->sp};
 	struct cairn_error e;

@@ -595,6 +595,44 @@ static int stream(struct fx *x, cairn_ipfs_write_fn write, void *wctx)
 	return 0;
 }
 
+/* The chunker the DAG was cut with, as far as its leaves tell. */
+static void dag_chunker(const struct fx *x, struct cairn_chunker_spec *spec)
+{
+	uint64_t n = 0;
+	bool fixed = true;
+	for (size_t k = 0; k < x->n_leaves && fixed; k++) {
+		const struct leaf *l = &x->leaves[k];
+		if (l->inline_data)
+			fixed = false;
+		else if (!n)
+			n = l->len;
+		else if (k + 1 < x->n_leaves ? l->len != n : l->len > n)
+			fixed = false;
+	}
+	if (fixed && n && n <= CAIRN_CHUNK_MAX)
+		*spec = (struct cairn_chunker_spec){
+		    .kind = CAIRN_CHUNKER_FIXED, .min = (uint32_t)n, .avg = (uint32_t)n,
+		    .max = (uint32_t)n};
+	else
+		cairn_chunker_spec_default(spec);
+}
+
+/* Seed with the item's chunker, then look again for the leaves. */
+static void seed_item(struct fx *x)
+{
+	struct cairn_chunker_spec spec = x->cfg->chunker;
+	if (x->cfg->chunker_auto)
+		dag_chunker(x, &spec);
+	x->cfg->seed(x->cfg->seed_ctx, &spec);
+	for (size_t k = 0; k < x->n_leaves; k++) {
+		struct leaf *l = &x->leaves[k];
+		if (!l->have && cache_has(x->cfg, &l->cid)) {
+			l->have = true;
+			x->st->blocks_cached++;
+		}
+	}
+}
+
 int cairn_ipfs_fetch_file(const struct cairn_ipfs_fetch_config *cfg,
 			  const struct cairn_cid *root, uint64_t max_size,
 			  cairn_ipfs_write_fn write, void *wctx, const char **gateway,
@@ -612,6 +650,8 @@ int cairn_ipfs_fetch_file(const struct cairn_ipfs_fetch_config *cfg,
 		return rc;
 	cairn_buf_init(&x.reasons, 1024);
 	rc = walk(&x, root, false, 0, 0);
+	if (!rc && cfg->seed && x.n_leaves > 1)
+		seed_item(&x);
 	if (!rc)
 		rc = fill(&x);
 	if (!rc)

@@ -74,7 +74,8 @@ static const struct cli_option fetch_options[] = {
 		 "chunk PATH (a tree, or a .nar file) into the block\n"
 		 "cache first: its blocks are not asked for; repeatable"),
 	OPT_STRING(0, "ipfs-chunker", struct opts, ipfs_chunker, "SPEC",
-		   "the chunker of the CIDs (fastcdc, size-N; default fastcdc)"),
+		   "the chunker of the CIDs (fastcdc, size-N, or auto:\n"
+		   "each item's, from its DAG; --seed uses size-262144)"),
 	OPT_FLAG(0, "json", struct opts, json, "print a JSON summary on stdout"),
 	OPT_FLAG('q', "quiet", struct opts, quiet, "no progress on stderr"),
 	OPT_END(),
@@ -521,13 +522,16 @@ static int ipfs_configure(struct opts *o, struct cairn_ipfs_fetch_config *ic, ch
 		}
 		ic->gateways[ic->n_gateways++] = g;
 	}
-	if (o->ipfs_chunker) {
+	if (o->ipfs_chunker && strcmp(o->ipfs_chunker, "auto")) {
 		if (cairn_chunker_spec_parse(o->ipfs_chunker, &ic->chunker, &err)) {
 			cli_error("--ipfs-chunker: %s", cairn_error_msg(&err));
 			return EXIT_USAGE;
 		}
 	} else {
-		cairn_chunker_spec_default(&ic->chunker);
+		/* --seed paths: publish's size-262144 (docs/FORMATS.md) */
+		ic->chunker_auto = true;
+		if (cairn_chunker_spec_parse("size-262144", &ic->chunker, &err))
+			return cli_fail("--ipfs-chunker", &err);
 	}
 	ic->http = o->http;
 	ic->cache_dir = o->block_cache;

@@ -44,7 +44,15 @@ struct cairn_ipfs_fetch_config {
 	size_t n_gateways;
 	const char *cache_dir;	 /* the block cache; created when missing */
 	uint64_t cache_max;	 /* bytes kept; 0: CAIRN_IPFS_CACHE_MAX_DEFAULT */
-	struct cairn_chunker_spec chunker; /* for seeding */
+	struct cairn_chunker_spec chunker; /* for seeding (--seed; and items, unless auto) */
+	/* Take the items' chunker from their DAG: leaves of one size N but
+	 * the last are size-N (what publish writes), others fastcdc. */
+	bool chunker_auto;
+	/* Once an item's DAG is read and before any leaf is asked for: put
+	 * what is on disk in the cache with spec (the item's chunker), or
+	 * NULL.  Its failure is no failure of the fetch. */
+	void (*seed)(void *ctx, const struct cairn_chunker_spec *spec);
+	void *seed_ctx;
 	struct cairn_http_config http;
 };
 

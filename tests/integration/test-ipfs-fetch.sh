@@ -86,7 +86,7 @@ gateway() {
 fetch() { # STORE BLOCKS [options...]
   local store=$1 blocks=$2; shift 2
   "$CAIRN" fetch -q --no-cache --json --from "$NI" --trusted-key "$PUB" --store "$store" \
-    --block-cache "$blocks" --ipfs-chunker $CH --closure "$@"
+    --block-cache "$blocks" --closure "$@" # the chunker: auto, from each DAG
 }
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 

@@ -345,11 +345,14 @@ static int walk(struct fx *x, const struct cairn_cid *cid, bool has_size, uint64
 		if (has_size)
 			return push_leaf(x, cid, size, false);
 		/* a file of one block: the root itself */
+		bool cached = cache_has(x->cfg, cid);
 		uint8_t *b;
 		size_t len;
 		int rc = get_block(x, cid, &b, &len);
 		free(b);
-		return rc ? rc : push_leaf(x, cid, len, false);
+		if (!rc && !(rc = push_leaf(x, cid, len, false)) && !cached)
+			x->st->blocks_cached--; /* fetched just now, not found */
+		return rc;
 	}
 	if (cid->codec != CAIRN_IPFS_DAG_PB)
 		return cairn_error_set(x->err, CAIRN_EUNSUPPORTED, "%s: not a UnixFS file", s);

@@ -1112,3 +1112,47 @@ int cairn_dl_check_tree(const char *path, const struct cairn_dl_expect *ex,
 	free(d);
 	return rc;
 }
+
+/* ---- a NAR produced by the caller ------------------------------------------ */
+
+static int stream_write(void *wctx, const void *data, size_t len)
+{
+	struct cairn_dl *d = wctx;
+	d->fed += len;
+	return nar_out(d, data, len);
+}
+
+int cairn_dl_check_stream(const struct cairn_dl_expect *ex, cairn_dl_produce_fn produce,
+			  void *ctx, const struct cairn_dl_sink *sink, struct cairn_error *err)
+{
+	if (!ex || !produce || !sink)
+		return cairn_error_set(err, CAIRN_EINVAL, "download: bad arguments");
+	struct cairn_dl *d = calloc(1, sizeof(*d));
+	if (!d)
+		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
+	d->ex[0] = *ex;
+	d->n_ex = 1;
+	d->max_nar = ex->nar_size;
+	d->sink = *sink;
+	/* The same pipeline as a source's, uncompressed, with no file hints. */
+	d->src[0].method = CAIRN_CODEC_NONE;
+	d->n_src = 1;
+	int rc = pipe_setup(d);
+	if (!rc) {
+		struct cairn_error perr;
+		cairn_error_init(&perr);
+		rc = produce(ctx, stream_write, d, &perr);
+		/* A write refused by the pipeline says why in d->perr. */
+		if (rc && !d->perr.code)
+			cairn_error_set(&d->perr, rc, "%s", cairn_error_msg(&perr));
+	}
+	if (!rc)
+		rc = pipe_verify(d);
+	if (rc)
+		cairn_error_set(err, rc, "%s", cairn_error_msg(&d->perr));
+	else
+		d->sink_begun = false; /* the target is the caller's now */
+	pipe_teardown(d);
+	free(d);
+	return rc;
+}

@@ -216,6 +216,20 @@ void cairn_dl_free(struct cairn_dl *d);
 int cairn_dl_check_tree(const char *path, const struct cairn_dl_expect *ex,
 			const struct cairn_dl_sink *sink, struct cairn_error *err);
 
+/*
+ * A NAR the caller produces itself (blocks from IPFS gateways, each already
+ * checked against its CID, put back in order): the download's pipeline
+ * and checks, without the download.  produce() writes the NAR's bytes to
+ * write(wctx, ...) and returns 0 or an error (set in err).  The sink is
+ * begun first and discarded on any failure; on 0 its target is the
+ * caller's to commit.  0, produce()'s error, or the check's (CAIRN_EHASH...).
+ */
+typedef int (*cairn_dl_write_fn)(void *wctx, const void *data, size_t len);
+typedef int (*cairn_dl_produce_fn)(void *ctx, cairn_dl_write_fn write, void *wctx,
+				   struct cairn_error *err);
+int cairn_dl_check_stream(const struct cairn_dl_expect *ex, cairn_dl_produce_fn produce,
+			  void *ctx, const struct cairn_dl_sink *sink, struct cairn_error *err);
+
 /* ---- sinks ---------------------------------------------------------------- */
 
 /* Restore the tree at target (nar.h's restore: a temporary name, renamed by

@@ -181,6 +181,10 @@ int fetch_store_ready(struct cairn_fetch *f, struct cairn_error *err);
 void fetch_download_free(struct item *it);
 void fetch_add_dl_source(struct item *it, size_t si);
 void fetch_download_start(struct item *it);
+
+/* fetch-ipfs.c: the NAR from IPFS gateways into sink; true when verified. */
+struct cairn_dl_sink;
+bool fetch_try_ipfs(struct item *it, const struct cairn_dl_sink *sink);
 int fetch_check_in_place(struct item *it, struct cairn_error *e);
 size_t fetch_deps_unsettled(const struct item *it);
 void fetch_settle(struct cairn_fetch *f);

@@ -380,6 +380,12 @@ void fetch_download_start(struct item *it)
 				     .ctx = it};
 	if (f->t_first_dl <= 0)
 		f->t_first_dl = fetch_now_s();
+	if (!rc && fetch_try_ipfs(it, &sink)) {
+		f->downloads_active--;
+		it->st = I_VERIFIED;
+		f->n_verified++;
+		return;
+	}
 	if (!rc)
 		rc = cairn_dl_start(&it->dl, &dc, &ex, src, n, &sink, &e);
 	if (rc) {

@@ -15,6 +15,7 @@
 #include "cairn/escape.h"
 #include "cairn/cairn.h"
 #include "cairn/fetch.h"
+#include "cairn/ipfs-fetch.h"
 #include "cairn/keys.h"
 #include "cairn/nicache.h"
 #include "cairn/storedb-write.h"
@@ -24,7 +25,8 @@
 #include "cairn/banned.h"
 
 struct opts {
-	struct cli_list from;
+	struct cli_list from, gateways, seeds;
+	const char *block_cache, *ipfs_chunker;
 	struct cli_keys keys;
 	const char *root, *nar_dir, *store_dir, *cache_db, *db;
 	bool closure, json, quiet, no_cache;
@@ -66,6 +68,19 @@ static const struct cli_option fetch_options[] = {
 	OPT_STRING(0, "cache-db", struct opts, cache_db, "FILE",
 		   "the narinfo cache (default ~/.cache/cairn/narinfo.sqlite)"),
 	OPT_FLAG(0, "no-cache", struct opts, no_cache, "do not use the narinfo cache"),
+	OPT_LIST(0, "ipfs-gateway", struct opts, gateways, "URL", CAIRN_IPFS_MAX_GATEWAYS,
+		 "an IPFS trustless gateway: an item whose narinfo names\n"
+		 "its NAR's CID (IPFS:) is asked of it block by block\n"
+		 "first (checked against the CIDs and the NarHash);\n"
+		 "repeatable"),
+	OPT_STRING(0, "block-cache", struct opts, block_cache, "DIR",
+		   "IPFS blocks kept (default ~/.cache/cairn/blocks)"),
+	OPT_LIST(0, "seed", struct opts, seeds, "PATH", 0,
+		 "chunk PATH (a tree, or a .nar file) into the block\n"
+		 "cache first: its blocks are not asked for; repeatable"),
+	OPT_STRING(0, "ipfs-chunker", struct opts, ipfs_chunker, "SPEC",
+		   "the chunker of the CIDs (fastcdc, size-N, or auto:\n"
+		   "each item's, from its DAG; --seed uses size-262144)"),
 	OPT_FLAG(0, "json", struct opts, json, "print a JSON summary on stdout"),
 	OPT_FLAG('q', "quiet", struct opts, quiet, "no progress on stderr"),
 	OPT_END(),
@@ -193,6 +208,9 @@ static void on_item(void *ctx, const struct cairn_fetch_report *r)
 	draw(ui, true);
 }
 
+/* With --ipfs-gateway: what the gateways cost, in the JSON summary. */
+static const struct cairn_ipfs_fetch_stats *ipfs_json;
+
 static int print_json(struct cairn_fetch *f, double secs)
 {
 	struct cairn_buf b = CAIRN_BUF_INIT((size_t)1 << 30);
@@ -285,8 +303,19 @@ static int print_json(struct cairn_fetch *f, double secs)
 		}
 		cairn_buf_putc(&b, '}');
 	}
+	cairn_buf_putc(&b, ']');
+	if (ipfs_json)
+		cairn_buf_printf(&b,
+				 ",\"ipfs\":{\"requests\":%llu,\"bytes\":%llu,\"blocksCached\":%llu,"
+				 "\"blocksFetched\":%llu,\"gatewaysFailed\":%llu,\"seeded\":%llu}",
+				 (unsigned long long)ipfs_json->requests,
+				 (unsigned long long)ipfs_json->bytes,
+				 (unsigned long long)ipfs_json->blocks_cached,
+				 (unsigned long long)ipfs_json->blocks_fetched,
+				 (unsigned long long)ipfs_json->gateways_failed,
+				 (unsigned long long)ipfs_json->seeded);
 	cairn_buf_printf(&b,
-			 "],\"fetched\":%zu,\"present\":%zu,\"failed\":%zu,\"downloadBytes\":%llu,"
+			 ",\"fetched\":%zu,\"present\":%zu,\"failed\":%zu,\"downloadBytes\":%llu,"
 			 "\"seconds\":%.3f}\n",
 			 counts[CAIRN_FETCH_FETCHED], counts[CAIRN_FETCH_PRESENT],
 			 counts[CAIRN_FETCH_FAILED], (unsigned long long)bytes, secs);
@@ -485,6 +514,61 @@ static void fetch_configure(struct opts *o, struct cairn_fetch_config *cfg)
 	cfg->http = o->http;
 }
 
+/* The gateways, the block cache and what seeds it (--seed). */
+static int ipfs_configure(struct opts *o, struct cairn_ipfs_fetch_config *ic, char **dir,
+			  struct cairn_ipfs_fetch_stats *st)
+{
+	struct cairn_error err;
+	cairn_error_init(&err);
+	for (size_t i = 0; i < o->gateways.n; i++) {
+		const char *g = o->gateways.v[i];
+		if (strncmp(g, "http://", 7) && strncmp(g, "https://", 8)) {
+			cli_error("--ipfs-gateway '%s': an http:// or https:// URL", g);
+			return EXIT_USAGE;
+		}
+		ic->gateways[ic->n_gateways++] = g;
+	}
+	if (o->ipfs_chunker && strcmp(o->ipfs_chunker, "auto")) {
+		if (cairn_chunker_spec_parse(o->ipfs_chunker, &ic->chunker, &err)) {
+			cli_error("--ipfs-chunker: %s", cairn_error_msg(&err));
+			return EXIT_USAGE;
+		}
+	} else {
+		/* --seed paths: publish's size-262144 (docs/FORMATS.md) */
+		ic->chunker_auto = true;
+		if (cairn_chunker_spec_parse("size-262144", &ic->chunker, &err))
+			return cli_fail("--ipfs-chunker", &err);
+	}
+	ic->http = o->http;
+	ic->cache_dir = o->block_cache;
+	if (!ic->cache_dir) {
+		/* beside the narinfo cache: ~/.cache/cairn/blocks */
+		char *ni = NULL;
+		if (cairn_nicache_default_path(&ni, &err))
+			return cli_fail("no block cache (give --block-cache)", &err);
+		char *slash = strrchr(ni, '/');
+		if (slash)
+			*slash = '\0';
+		size_t n = strlen(ni) + sizeof("/blocks");
+		if (!(*dir = malloc(n))) {
+			free(ni);
+			return cli_fail("out of memory", &err);
+		}
+		snprintf(*dir, n, "%s/blocks", ni);
+		free(ni);
+		ic->cache_dir = *dir;
+	}
+	for (size_t i = 0; i < o->seeds.n; i++) {
+		uint64_t k = 0;
+		if (cairn_ipfs_seed(ic, o->seeds.v[i], &k, &err)) {
+			cli_error("--seed '%s': %s", o->seeds.v[i], cairn_error_msg(&err));
+			return EXIT_FAIL;
+		}
+		st->seeded += k;
+	}
+	return EXIT_OK;
+}
+
 int cmd_fetch(int argc, char **argv)
 {
 	struct opts o = {.require_sigs = 1, .jobs = 8, .db_timeout_s = 30, .threads = -1,
@@ -496,6 +580,9 @@ int cmd_fetch(int argc, char **argv)
 	struct cairn_fetch_config cfg;
 	struct cairn_error err;
 	int nargs, ret;
+	struct cairn_ipfs_fetch_config ipfs = {0};
+	static struct cairn_ipfs_fetch_stats ipfs_stats;
+	char *block_dir = NULL;
 
 	memset(&loc, 0, sizeof(loc));
 	cairn_error_init(&err);
@@ -528,6 +615,14 @@ int cmd_fetch(int argc, char **argv)
 		goto out;
 	cfg.cache = cache;
 
+	if (o.gateways.n && (ret = ipfs_configure(&o, &ipfs, &block_dir, &ipfs_stats)) != EXIT_OK)
+		goto out;
+	if (o.gateways.n) {
+		cfg.ipfs = &ipfs;
+		cfg.ipfs_stats = &ipfs_stats;
+		ipfs_json = &ipfs_stats;
+	}
+
 	struct ui ui = {.tty = isatty(STDERR_FILENO) == 1, .quiet = o.quiet, .t0 = mono()};
 	cfg.on_item = on_item;
 	cfg.ctx = &ui;
@@ -541,6 +636,7 @@ int cmd_fetch(int argc, char **argv)
 	ret = fetch_run(f, &ui, o.json);
 out:
 	cairn_fetch_free(f);
+	free(block_dir);
 	cairn_storedb_writer_free(db);
 	cairn_nicache_free(cache);
 	cairn_keyring_release(&o.keys.kr);

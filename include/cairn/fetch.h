@@ -75,6 +75,8 @@
 #include "cairn/hash.h"
 #include "cairn/http.h"
 
+struct cairn_ipfs_fetch_config;
+struct cairn_ipfs_fetch_stats;
 struct cairn_keyring;
 struct cairn_narinfo;
 struct cairn_nicache;
@@ -175,6 +177,16 @@ struct cairn_fetch_config {
 	 * run.  NULL: files only, and "present" means the files exist.
 	 */
 	struct cairn_storedb_writer *db;
+	/*
+	 * IPFS gateways (lib/ipfs-fetch.h), borrowed, or NULL: an item whose
+	 * narinfo names its NAR's root CID (an `IPFS:` field) is asked of
+	 * them block by block first, the previous version under the same name
+	 * seeding the block cache; the NarHash check is the same, and any
+	 * failure falls back to the servers' NAR files.  Counters add up in
+	 * ipfs_stats when set.
+	 */
+	const struct cairn_ipfs_fetch_config *ipfs;
+	struct cairn_ipfs_fetch_stats *ipfs_stats;
 	/* Called once per item when it is finished (any status). */
 	void (*on_item)(void *ctx, const struct cairn_fetch_report *r);
 	void *ctx;

@@ -313,6 +313,88 @@ static void test_unchecked_needs_body_sink(void **state)
 	cairn_http_free(http);
 }
 
+/* cairn_dl_check_stream: a NAR the caller produces (IPFS blocks) meets the
+ * same checks, in pieces of any size; the sink is discarded when it fails. */
+struct produced {
+	const char *file;
+	size_t piece;
+	int fail; /* produce() stops with this after the first piece */
+	int begun, discarded;
+	uint64_t nar;
+};
+
+static int produce(void *ctx, cairn_dl_write_fn write, void *wctx, struct cairn_error *err)
+{
+	struct produced *p = ctx;
+	char path[512], buf[4096];
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, p->file);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return cairn_error_set(err, CAIRN_EIO, "cannot open");
+	size_t n;
+	int rc = 0;
+	while (!rc && (n = fread(buf, 1, p->piece, f)) > 0) {
+		rc = write(wctx, buf, n);
+		if (!rc && p->fail)
+			rc = cairn_error_set(err, p->fail, "the gateways gave up");
+	}
+	fclose(f);
+	return rc;
+}
+
+static int s_begin(void *ctx, struct cairn_error *err)
+{
+	(void)err;
+	((struct produced *)ctx)->begun++;
+	return 0;
+}
+
+static void s_discard(void *ctx)
+{
+	((struct produced *)ctx)->discarded++;
+}
+
+static int s_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	(void)data;
+	(void)err;
+	((struct produced *)ctx)->nar += len;
+	return 0;
+}
+
+static void test_check_stream(void **state)
+{
+	(void)state;
+	struct cairn_dl_expect ex = expect(&nar_hash, nar_size);
+	struct cairn_error e;
+	const size_t pieces[] = {1, 7, 4096};
+	for (size_t i = 0; i < 3; i++) {
+		struct produced p = {.file = good_url, .piece = pieces[i]};
+		struct cairn_dl_sink sink = {.begin = s_begin, .nar = s_nar, .discard = s_discard,
+					     .ctx = &p};
+		cairn_error_init(&e);
+		assert_int_equal(cairn_dl_check_stream(&ex, produce, &p, &sink, &e), 0);
+		assert_int_equal(p.begun, 1);
+		assert_int_equal(p.discarded, 0); /* the caller's to commit */
+		assert_int_equal(p.nar, nar_size);
+	}
+	/* one byte changed: the NarHash check refuses it, the sink is discarded */
+	struct produced bad = {.file = bad_url, .piece = 4096};
+	struct cairn_dl_sink sink = {.begin = s_begin, .nar = s_nar, .discard = s_discard,
+				     .ctx = &bad};
+	cairn_error_init(&e);
+	assert_int_equal(cairn_dl_check_stream(&ex, produce, &bad, &sink, &e), CAIRN_EHASH);
+	assert_non_null(strstr(cairn_error_msg(&e), "hash mismatch"));
+	assert_int_equal(bad.discarded, 1);
+	/* the producer's own failure is the result, and discards too */
+	struct produced cut = {.file = good_url, .piece = 100, .fail = CAIRN_ENOENT};
+	sink.ctx = &cut;
+	cairn_error_init(&e);
+	assert_int_equal(cairn_dl_check_stream(&ex, produce, &cut, &sink, &e), CAIRN_ENOENT);
+	assert_non_null(strstr(cairn_error_msg(&e), "gave up"));
+	assert_int_equal(cut.discarded, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +406,7 @@ int main(void)
 	    cmocka_unit_test(test_multi_source_bad_bytes),
 	    cmocka_unit_test(test_turned_down),
 	    cmocka_unit_test(test_unchecked_needs_body_sink),
+	    cmocka_unit_test(test_check_stream),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

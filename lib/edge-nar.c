@@ -818,6 +818,32 @@ static void stream_from(struct miss *m, struct fetch *f, struct reader *rd)
 	cairn_httpd_stream_end(m->s, ok);
 }
 
+/* Answer m from the cached nar `name` (pinned by the caller; unpinned
+ * here once open): a download that completed as if it had just ended. */
+static void stream_cached(struct miss *m, const char name[EDGE_FILE_NAME_LEN + 1], uint64_t size)
+{
+	struct cairn_edge *e = m->e;
+	int fd = openat(edge_store_data_fd(e->store), name, O_RDONLY | O_CLOEXEC);
+	edge_store_nar_unpin(e->store, name);
+	if (fd < 0) {
+		cairn_httpd_stream_error(m->s, 503, NULL);
+		return;
+	}
+	struct fetch done = {.e = e, .kind = FK_NAR, .fd = fd, .state = FS_OK};
+	struct reader rd = {0};
+	done.length = (int64_t)size;
+	done.written = size;
+	pthread_mutex_init(&done.mu, NULL);
+	pthread_cond_init(&done.cond, NULL);
+	edge_count(e->c.hits, 1);
+	if (!m->is_head)
+		edge_count(e->c.bytes_cache, size);
+	stream_from(m, &done, &rd);
+	pthread_mutex_destroy(&done.mu);
+	pthread_cond_destroy(&done.cond);
+	close(fd);
+}
+
 /* A miss on an object that streams (nar, log, listing): join or start. */
 void edge_miss_stream(struct miss *m)
 {
@@ -852,6 +878,18 @@ void edge_miss_stream(struct miss *m)
 	}
 
 	pthread_mutex_lock(&e->mu);
+	/* The handler looked in the cache before this miss was queued; a
+	 * download may have finished and been committed since (under load,
+	 * seconds pass between the two).  Starting another would ask the
+	 * upstream twice for one nar. */
+	char name[EDGE_FILE_NAME_LEN + 1];
+	uint64_t size;
+	if (m->is_nar && !map_get(&e->inflight, key) &&
+	    edge_store_nar_pin(e->store, key, name, &size)) {
+		pthread_mutex_unlock(&e->mu);
+		stream_cached(m, name, size);
+		return;
+	}
 	struct fetch *f = edge_fetch_get_locked(e, FK_NAR, key, &joined);
 	if (f && !joined) {
 		f->cache = m->is_nar && f->cand;

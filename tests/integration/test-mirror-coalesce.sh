@@ -25,7 +25,9 @@ seq 200 | xargs -P 200 -I{} sh -c \
 check "200 clients finished" [ "$(ls "$TMP/out" | wc -l)" -eq 200 ]
 check "every client got the right bytes" \
   [ "$(cat "$TMP"/out/* | sort | uniq -c | awk '{print $1" "$2}')" = "200 $want" ]
-check "exactly one upstream request for the nar" [ "$(count_requests up "/$nar")" -eq 1 ]
+n=$(count_requests up "/$nar")
+check "exactly one upstream request for the nar ($n)" [ "$n" -eq 1 ]
+[ "$n" -eq 1 ] || { grep -E "\"GET /$nar" "$TMP/up.access" >&2; tail -n 20 "$TMP/m.log" >&2; }
 check "coalesced requests are counted" \
   [ $(( $(metric cairn_mirror_coalesced_total) + $(metric cairn_mirror_nar_hits_total) )) -eq 199 ]
 check "most clients joined the download in flight ($(metric cairn_mirror_coalesced_total))" \

@@ -212,20 +212,26 @@ static size_t readable_urls(const struct cairn_narinfo *ni)
 }
 
 /*
- * The rate this run sees once a MiB is in; before that the server's rate
- * kept from earlier runs; else the guess.  Only a real choice (two
- * readable compressions) costs the one-time unpacking measurement.
+ * The rate this run sees once a MiB is in; before that the best rate kept
+ * from earlier runs among the servers; else the guess.  One figure for
+ * every source of an item, so that identical narinfos get the same
+ * choice and their sources can share one file's ranges (download-multi).
+ * Only a real choice (two readable compressions) costs the one-time
+ * unpacking measurement.
  */
-static const struct cairn_narinfo_url *choose_url(struct item *it, size_t si,
+static const struct cairn_narinfo_url *choose_url(struct item *it,
 						  const struct cairn_narinfo *ni,
 						  enum cairn_codec_method *method)
 {
 	struct cairn_fetch *f = it->f;
 	unsigned cpus = cairn_dl_pool_threads(f->pool);
-	double rate = net_rate(f);
+	double rate = net_rate(f), kept = 0;
 	const char *from = CAIRN_FETCH_RATE_RUNNING;
-	if (rate <= 0 && f->servers[si].speed > 0) {
-		rate = (double)f->servers[si].speed;
+	for (size_t k = 0; rate <= 0 && k < f->n_servers; k++)
+		if ((double)f->servers[k].speed > kept)
+			kept = (double)f->servers[k].speed;
+	if (rate <= 0 && kept > 0) {
+		rate = kept;
 		from = CAIRN_FETCH_RATE_KEPT;
 	} else if (rate <= 0) {
 		rate = CAIRN_FETCH_NET_RATE_GUESS;
@@ -335,7 +341,7 @@ static int dl_source(struct item *it, size_t si, struct cairn_dl_source *s)
 	struct cairn_fetch *f = it->f;
 	const struct cairn_narinfo *ni = it->ans[si].ni;
 	memset(s, 0, sizeof(*s));
-	const struct cairn_narinfo_url *u = choose_url(it, si, ni, &s->method);
+	const struct cairn_narinfo_url *u = choose_url(it, ni, &s->method);
 	if (!u) {
 		fetch_reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
 		return CAIRN_EUNSUPPORTED;

@@ -365,7 +365,7 @@ static void side_start(struct cairn_challenge *c, struct side_run *r)
 		if (it->group[s] != sd->group)
 			continue;
 		const struct cairn_narinfo *ni = it->ans[s].ni;
-		int u = cairn_fetch_pick_url(ni, 0, 1);
+		int u = cairn_fetch_pick_url(ni, 0, NULL, 1, NULL);
 		if (u < 0) {
 			side_note(sd, cairn_challenge_source(c, s), "no compression cairn can read");
 			continue;

@@ -477,6 +477,10 @@ static int zstd_run(struct cairn_codec *c, const unsigned char *in, size_t len, 
 		if (rc < 0)
 			return rc;
 		ZSTD_outBuffer ob = {c->buf + c->fill, CAIRN_CODEC_CHUNK - c->fill, 0};
+		/* ib.pos counts over this whole write: progress is this pass's,
+		 * or a pass after a frame ended exactly on a full buffer (no
+		 * input left, nothing out) would undo that end. */
+		size_t in0 = ib.pos;
 		size_t r;
 		if (comp)
 			r = ZSTD_compressStream2(c->u.zc, &ob, &ib,
@@ -491,7 +495,7 @@ static int zstd_run(struct cairn_codec *c, const unsigned char *in, size_t len, 
 			if (r == 0) {
 				c->at_end = true;
 				c->members++;
-			} else if (ib.pos > 0 || ob.pos > 0) {
+			} else if (ib.pos > in0 || ob.pos > 0) {
 				c->at_end = false;
 			}
 		}

@@ -107,6 +107,12 @@ struct item {
 	struct cairn_buf reason;
 	const char *server_used;
 	const char *compression;
+	struct cairn_fetch_choice *choices; /* the picker's estimates, or NULL */
+	size_t n_choices;
+	double choice_net_rate;
+	const char *choice_rate_from;
+	bool speed_kept;
+	double t_dl; /* when its download started */ /* a multi-source download kept each source's rate */
 	uint64_t dl_bytes;
 	double t_start, t_end;
 	struct cairn_dl *dl;
@@ -131,6 +137,8 @@ struct cairn_fetch {
 	uint64_t bytes_received;
 	uint64_t bytes_expected;
 	double t_first_dl; /* when the first download started */
+	double unpack[CAIRN_CODEC_METHOD_COUNT_]; /* NAR bytes/s by method */
+	bool unpack_known, unpack_measured;
 	size_t n_done, n_failed, n_present;
 	size_t n_ready, n_verified; /* items in I_READY, I_VERIFIED: scans skip when 0 */
 	size_t n_early_waiting;	    /* items with early_waiting set */
@@ -143,7 +151,13 @@ struct cairn_fetch {
 
 
 /* fetch.c */
+struct cairn_nicache;
 double fetch_now_s(void);
+/* fetch-codec.c: this machine's unpacking speeds, kept in cache (may be
+ * NULL) or measured now; *measured false when built-in figures stand in */
+void fetch_codec_rates(struct cairn_nicache *cache, double rate[CAIRN_CODEC_METHOD_COUNT_],
+		       bool *measured);
+double fetch_codec_builtin_rate(enum cairn_codec_method m);
 int64_t fetch_wall_now(void);
 void fetch_fatal(struct cairn_fetch *f, int code, const char *msg);
 void fetch_db_trouble(struct cairn_fetch *f, int code, const struct cairn_error *e);

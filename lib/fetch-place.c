@@ -139,46 +139,22 @@ static int method_rank(enum cairn_codec_method m)
 	}
 }
 
-/*
- * Unpacking speed of one core in NAR bytes per second, and the size of a
- * typical file as a fraction of its NAR when the narinfo has no FileSize:
- * the measurements in codec.h (52 MB of mixed files), rounded down.
- */
-static void method_model(enum cairn_codec_method m, double *rate, double *ratio)
+/* The size of a typical file as a fraction of its NAR, for a narinfo
+ * without FileSize (codec.h's measurements, 52 MB of mixed files). */
+static double method_ratio(enum cairn_codec_method m)
 {
 	switch (m) {
-	case CAIRN_CODEC_NONE:
-		*rate = 2000e6;
-		*ratio = 1.0;
-		break;
-	case CAIRN_CODEC_ZSTD:
-		*rate = 1000e6;
-		*ratio = 0.30;
-		break;
-	case CAIRN_CODEC_GZIP:
-		*rate = 350e6;
-		*ratio = 0.32;
-		break;
-	case CAIRN_CODEC_XZ:
-		*rate = 40e6;
-		*ratio = 0.21;
-		break;
-	case CAIRN_CODEC_LZIP:
-		*rate = 40e6;
-		*ratio = 0.21;
-		break;
-	case CAIRN_CODEC_BZIP2:
-		*rate = 30e6;
-		*ratio = 0.25;
-		break;
-	default:
-		*rate = 1e6;
-		*ratio = 1.0;
-		break;
+	case CAIRN_CODEC_ZSTD: return 0.30;
+	case CAIRN_CODEC_GZIP: return 0.32;
+	case CAIRN_CODEC_XZ: return 0.21;
+	case CAIRN_CODEC_LZIP: return 0.21;
+	case CAIRN_CODEC_BZIP2: return 0.25;
+	default: return 1.0;
 	}
 }
 
-int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, unsigned cpus)
+int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, const double *unpack,
+			 unsigned cpus, struct cairn_fetch_choice *est)
 {
 	int best = -1, best_rank = 0;
 	double best_cost = 0;
@@ -189,14 +165,21 @@ int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, unsign
 	for (size_t i = 0; i < ni->n_urls && i < (size_t)INT32_MAX; i++) {
 		enum cairn_codec_method m;
 		const char *c = ni->urls[i].compression;
+		if (est)
+			est[i] = (struct cairn_fetch_choice){.compression = c};
 		if (cairn_codec_method_parse(c, strlen(c), &m, NULL))
 			continue;
-		double rate, ratio;
-		method_model(m, &rate, &ratio);
+		double rate = unpack && unpack[m] > 0 ? unpack[m] : fetch_codec_builtin_rate(m);
 		double size = ni->urls[i].has_file_size ? (double)ni->urls[i].file_size
-							: (double)ni->nar_size * ratio;
+							: (double)ni->nar_size * method_ratio(m);
 		/* Transfer plus unpacking, the cores shared by parallel downloads. */
 		double cost = size / net_rate + (double)ni->nar_size / (rate * cpus);
+		if (est)
+			est[i] = (struct cairn_fetch_choice){.compression = cairn_codec_method_name(m),
+							     .file_size = (uint64_t)size,
+							     .unpack_rate = rate,
+							     .seconds = cost,
+							     .readable = true};
 		int rank = method_rank(m);
 		if (best < 0 || cost < best_cost * 0.99 ||
 		    (cost <= best_cost * 1.01 && rank < best_rank)) {
@@ -217,12 +200,58 @@ static double net_rate(const struct cairn_fetch *f)
 	return el > 0.01 ? (double)f->bytes_received / el : 0;
 }
 
-static const struct cairn_narinfo_url *choose_url(const struct cairn_fetch *f,
+static size_t readable_urls(const struct cairn_narinfo *ni)
+{
+	size_t n = 0;
+	enum cairn_codec_method m;
+	for (size_t i = 0; i < ni->n_urls; i++)
+		if (!cairn_codec_method_parse(ni->urls[i].compression,
+					      strlen(ni->urls[i].compression), &m, NULL))
+			n++;
+	return n;
+}
+
+/*
+ * The rate this run sees once a MiB is in; before that the best rate kept
+ * from earlier runs among the servers; else the guess.  One figure for
+ * every source of an item, so that identical narinfos get the same
+ * choice and their sources can share one file's ranges (download-multi).
+ * Only a real choice (two readable compressions) costs the one-time
+ * unpacking measurement.
+ */
+static const struct cairn_narinfo_url *choose_url(struct item *it,
 						  const struct cairn_narinfo *ni,
 						  enum cairn_codec_method *method)
 {
+	struct cairn_fetch *f = it->f;
 	unsigned cpus = cairn_dl_pool_threads(f->pool);
-	int i = cairn_fetch_pick_url(ni, net_rate(f), cpus ? cpus : 1);
+	double rate = net_rate(f), kept = 0;
+	const char *from = CAIRN_FETCH_RATE_RUNNING;
+	for (size_t k = 0; rate <= 0 && k < f->n_servers; k++)
+		if ((double)f->servers[k].speed > kept)
+			kept = (double)f->servers[k].speed;
+	if (rate <= 0 && kept > 0) {
+		rate = kept;
+		from = CAIRN_FETCH_RATE_KEPT;
+	} else if (rate <= 0) {
+		rate = CAIRN_FETCH_NET_RATE_GUESS;
+		from = CAIRN_FETCH_RATE_GUESSED;
+	}
+	bool choice = readable_urls(ni) > 1;
+	if (choice && !f->unpack_known) {
+		fetch_codec_rates(f->cfg.cache, f->unpack, &f->unpack_measured);
+		f->unpack_known = true;
+	}
+	struct cairn_fetch_choice *est = NULL;
+	if (choice && (est = calloc(ni->n_urls, sizeof(*est)))) {
+		free(it->choices);
+		it->choices = est;
+		it->n_choices = ni->n_urls;
+		it->choice_net_rate = rate;
+		it->choice_rate_from = from;
+	}
+	int i = cairn_fetch_pick_url(ni, rate, f->unpack_known ? f->unpack : NULL,
+				     cpus ? cpus : 1, est);
 	if (i < 0)
 		return NULL;
 	const char *c = ni->urls[i].compression;
@@ -249,6 +278,7 @@ static void dl_source_stats(void *ctx, size_t source, const struct cairn_dl_sour
 	struct cairn_fetch *f = it->f;
 	if (!f->cfg.cache || source >= it->n_srcs || st->bytes < SPEED_MIN_BYTES || st->failed)
 		return;
+	it->speed_kept = true;
 	/* a cache that cannot take it costs the next run its order, nothing more */
 	cairn_nicache_put_speed(f->cfg.cache, f->servers[it->srcs[source]].url, st->rate,
 				st->rtt_ms, fetch_wall_now(), NULL);
@@ -292,6 +322,15 @@ static void dl_finished(void *ctx, const struct cairn_dl_result *r)
 	}
 	it->server_used = f->servers[it->srcs[r->source]].url;
 	it->compression = cairn_codec_method_name(r->method);
+	/* One source the whole way: its rate is this item's, kept like a
+	 * multi-source download's so that the next run's first choice of
+	 * compression knows the link (no RTT measured here). */
+	double el = it->t_dl > 0 ? fetch_now_s() - it->t_dl : 0;
+	if (f->cfg.cache && !it->speed_kept && it->dl_bytes >= SPEED_MIN_BYTES && el > 0.01 &&
+	    r->source < it->n_srcs)
+		cairn_nicache_put_speed(f->cfg.cache, it->server_used,
+					(uint64_t)((double)it->dl_bytes / el), 0, fetch_wall_now(),
+					NULL);
 	it->st = I_VERIFIED;
 	f->n_verified++;
 }
@@ -302,7 +341,7 @@ static int dl_source(struct item *it, size_t si, struct cairn_dl_source *s)
 	struct cairn_fetch *f = it->f;
 	const struct cairn_narinfo *ni = it->ans[si].ni;
 	memset(s, 0, sizeof(*s));
-	const struct cairn_narinfo_url *u = choose_url(f, ni, &s->method);
+	const struct cairn_narinfo_url *u = choose_url(it, ni, &s->method);
 	if (!u) {
 		fetch_reason_add(it, "%s: no compression cairn can read", f->servers[si].url);
 		return CAIRN_EUNSUPPORTED;
@@ -380,6 +419,8 @@ void fetch_download_start(struct item *it)
 				     .ctx = it};
 	if (f->t_first_dl <= 0)
 		f->t_first_dl = fetch_now_s();
+	if (it->t_dl <= 0)
+		it->t_dl = fetch_now_s();
 	if (!rc && fetch_try_ipfs(it, &sink)) {
 		f->downloads_active--;
 		it->st = I_VERIFIED;

@@ -139,6 +139,7 @@ static void item_free(struct item *it)
 		free(it->refs[i]);
 	free(it->refs);
 	free(it->deriver);
+	free(it->choices);
 	free(it->sigs);
 	cairn_storedb_drv_outputs_free(it->outputs, it->n_outputs);
 	free(it->path);
@@ -297,6 +298,11 @@ void cairn_fetch_item(const struct cairn_fetch *f, size_t i, struct cairn_fetch_
 	if (it->status == CAIRN_FETCH_FETCHED) {
 		r->server = it->server_used;
 		r->compression = it->compression;
+		r->choices = it->choices;
+		r->n_choices = it->n_choices;
+		r->choice_net_rate = it->choice_net_rate;
+		r->choice_rate_from = it->choice_rate_from;
+		r->choice_unpack_measured = f->unpack_measured;
 		r->nar_size = it->nar_size;
 		r->download_bytes = it->dl_bytes;
 		r->n_signers = it->n_signers;

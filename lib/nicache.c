@@ -70,7 +70,8 @@ static const char *const stmt_sql[S_COUNT_] = {
     /* one slow run should not bury a good server: the old figure weighs half */
     [S_PUT_SPEED] = "INSERT INTO speeds(url, rate, rtt_ms, updated) VALUES (?1, ?2, ?3, ?4)"
 		    " ON CONFLICT(url) DO UPDATE SET rate = (rate + excluded.rate) / 2,"
-		    " rtt_ms = (rtt_ms + excluded.rtt_ms) / 2, updated = excluded.updated",
+		    " rtt_ms = CASE excluded.rtt_ms WHEN 0 THEN rtt_ms"
+		    " ELSE (rtt_ms + excluded.rtt_ms) / 2 END, updated = excluded.updated",
     [S_GET_SPEED] = "SELECT rate, rtt_ms FROM speeds WHERE url = ?1",
 };
 

@@ -211,6 +211,32 @@ static void on_item(void *ctx, const struct cairn_fetch_report *r)
 /* With --ipfs-gateway: what the gateways cost, in the JSON summary. */
 static const struct cairn_ipfs_fetch_stats *ipfs_json;
 
+/* Why this compression, when there was a choice: each option's estimate,
+ * the network rate used and where it came from. */
+static void print_json_choice(struct cairn_buf *b, const struct cairn_fetch_report *r)
+{
+	if (!r->n_choices)
+		return;
+	cairn_buf_printf(b, ",\"compressionChoice\":{\"netRate\":%.0f,\"netRateFrom\":",
+			 r->choice_net_rate);
+	cairn_json_cstr(b, r->choice_rate_from ? r->choice_rate_from : "");
+	cairn_buf_printf(b, ",\"unpackMeasured\":%s,\"options\":[",
+			 r->choice_unpack_measured ? "true" : "false");
+	for (size_t k = 0; k < r->n_choices; k++) {
+		const struct cairn_fetch_choice *c = &r->choices[k];
+		cairn_buf_puts(b, k ? ",{\"compression\":" : "{\"compression\":");
+		cairn_json_cstr(b, c->compression ? c->compression : "");
+		if (c->readable)
+			cairn_buf_printf(b,
+					 ",\"fileSize\":%llu,\"unpackRate\":%.0f,"
+					 "\"seconds\":%.3f}",
+					 (unsigned long long)c->file_size, c->unpack_rate, c->seconds);
+		else
+			cairn_buf_puts(b, ",\"readable\":false}");
+	}
+	cairn_buf_puts(b, "]}");
+}
+
 static int print_json(struct cairn_fetch *f, double secs)
 {
 	struct cairn_buf b = CAIRN_BUF_INIT((size_t)1 << 30);
@@ -246,6 +272,7 @@ static int print_json(struct cairn_fetch *f, double secs)
 					 (unsigned long long)r.nar_size,
 					 (unsigned long long)r.download_bytes, r.n_signers,
 					 r.by_ca ? "true" : "false", r.seconds);
+			print_json_choice(&b, &r);
 			char h[CAIRN_HASH_STR_MAX];
 			cairn_hash_format(&r.nar_hash, CAIRN_HASH_NIX32, h, sizeof(h));
 			cairn_buf_puts(&b, ",\"narHash\":");

@@ -124,6 +124,14 @@ struct cairn_fetch_report {
 	const char *ca;			/* a CA the path recomputes from, or NULL */
 	bool in_place; /* FETCHED: the files were there, unregistered; checked, not downloaded */
 	bool registered; /* FETCHED: now valid in the store's database */
+	/* FETCHED, when the narinfo offered more than one compression: why
+	 * this one (each option's estimate; the network rate and where it
+	 * came from; whether the unpacking speeds were measured here) */
+	const struct cairn_fetch_choice *choices;
+	size_t n_choices;
+	double choice_net_rate;
+	const char *choice_rate_from; /* CAIRN_FETCH_RATE_* */
+	bool choice_unpack_measured;
 };
 
 /* Progress counters, for a live display. */
@@ -246,19 +254,35 @@ size_t cairn_fetch_item_count(const struct cairn_fetch *f);
 /* Report of item i < count; strings valid until cairn_fetch_free. */
 void cairn_fetch_item(const struct cairn_fetch *f, size_t i, struct cairn_fetch_report *out);
 
+/* One compression a narinfo offers, as the URL picker saw it. */
+struct cairn_fetch_choice {
+	const char *compression; /* static method name ("xz") */
+	uint64_t file_size;	 /* FileSize, else NarSize times a typical ratio */
+	double unpack_rate;	 /* NAR bytes/s on one core */
+	double seconds;		 /* estimated: transfer plus unpacking */
+	bool readable;		 /* false: cairn cannot unpack it (seconds 0) */
+};
+
+/* Where the network rate the picker used came from. */
+#define CAIRN_FETCH_RATE_GUESSED "guess"      /* nothing measured yet */
+#define CAIRN_FETCH_RATE_KEPT "earlier runs"  /* nicache speeds */
+#define CAIRN_FETCH_RATE_RUNNING "this run"   /* bytes received so far */
+
 /*
  * Which URL group of a narinfo to download (index into ni->urls), or -1
- * when no compression is readable.  Cost model: FileSize (else NarSize
+ * when no compression is readable.  Cost of each: FileSize (else NarSize
  * times a typical ratio) over net_rate bytes/s, plus NarSize over the
- * method's unpacking speed on one core (codec.h's measurements) times
- * cpus; the cheapest wins, near-ties going to zstd, xz, lzip, gzip, bzip2,
- * none in that order.  So a fast link picks what unpacks fastest and a
- * slow one what is smallest.  net_rate <= 0 means unknown
- * (CAIRN_FETCH_NET_RATE_GUESS); the engine passes the rate it has seen so
- * far and its thread count.
+ * method's unpacking speed on one core (unpack[method], this machine's,
+ * measured; NULL for built-in figures) times cpus; the cheapest wins,
+ * near-ties going to zstd, xz, lzip, gzip, bzip2, none in that order.  So
+ * a fast link picks what unpacks fastest and a slow one what is smallest.
+ * net_rate <= 0 means unknown (CAIRN_FETCH_NET_RATE_GUESS).  est, when
+ * not NULL, has room for ni->n_urls entries and receives each one's
+ * estimate.  Pure: no clock, no I/O.
  */
 #define CAIRN_FETCH_NET_RATE_GUESS 50e6
-int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, unsigned cpus);
+int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, const double *unpack,
+			 unsigned cpus, struct cairn_fetch_choice *est);
 
 /* A short static name: "fetched", "present", "failed", "pending". */
 const char *cairn_fetch_status_name(enum cairn_fetch_status s);

@@ -141,8 +141,11 @@ int cairn_nicache_is_demoted(struct cairn_nicache *c, const char *server_url, in
 /*
  * A server's measured download rate (bytes/s) and round trip (request to
  * first header, ms), from a download that took ranges from several
- * servers at once, so that later runs ask the fastest first.  put blends
- * with what was kept (half each).  get: 1 with both, 0 when unknown, or
+ * servers at once, so that later runs ask the fastest first (and pick
+ * the compression for the link).  put blends with what was kept (half
+ * each); an rtt_ms of 0 means not measured and keeps the old one.  The
+ * same table keeps this machine's unpacking speed per compression under
+ * "cairn-codec-unpack:METHOD" (rtt 0).  get: 1 with both, 0 when unknown, or
  * a negative error.
  */
 int cairn_nicache_put_speed(struct cairn_nicache *c, const char *server_url, uint64_t rate,

@@ -19,6 +19,7 @@
 #include "cairn/fetch.h"
 #include "cairn/keys.h"
 #include "cairn/narinfo.h"
+#include "cairn/nicache.h"
 #include "../../lib/fetch-int.h"
 
 #define P1 "/nix/store/pp25ahmcbii9zkwhkaxdr3ihh9439x9p-libvec-1.0"
@@ -189,23 +190,122 @@ static void test_pick_url(void **state)
 			    "URL: nar/a.nar\nCompression: none\nFileSize: 100000000\n";
 	struct cairn_narinfo *ni = ni_with(three);
 	/* a fast link: what unpacks fast; a slow one: the smallest */
-	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, 1), 1);
-	assert_int_equal(cairn_fetch_pick_url(ni, 1e6, 1), 0);
-	assert_int_equal(cairn_fetch_pick_url(ni, 0, 2), 1); /* unknown rate: the guess */
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, NULL, 1, NULL), 1);
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e6, NULL, 1, NULL), 0);
+	/* unknown rate: the guess */
+	assert_int_equal(cairn_fetch_pick_url(ni, 0, NULL, 2, NULL), 1);
 	cairn_narinfo_free(ni);
 	ni = ni_with("URL: nar/a.nar.xz\nCompression: xz\nFileSize: 20000000\n"
 		     "URL: nar/a.nar\nCompression: none\nFileSize: 100000000\n");
-	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, 1), 1);
-	assert_int_equal(cairn_fetch_pick_url(ni, 5e6, 1), 0);
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, NULL, 1, NULL), 1);
+	assert_int_equal(cairn_fetch_pick_url(ni, 5e6, NULL, 1, NULL), 0);
 	cairn_narinfo_free(ni);
 	/* no FileSize: typical ratios; an unreadable method is never picked */
 	ni = ni_with("URL: nar/a.nar.br\nCompression: br\n"
 		     "URL: nar/a.nar.bz2\nCompression: bzip2\n");
-	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, 1), 1);
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, NULL, 1, NULL), 1);
 	cairn_narinfo_free(ni);
 	ni = ni_with("URL: nar/a.nar.br\nCompression: br\n");
-	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, 1), -1);
+	assert_int_equal(cairn_fetch_pick_url(ni, 1e9, NULL, 1, NULL), -1);
 	cairn_narinfo_free(ni);
+}
+
+/*
+ * The measured unpacking speeds decide, not a fixed table (issue 17.3):
+ * the same narinfo and link flip with the machine.  Rates in bytes/s;
+ * 2 Mbit/s = 250e3, 1 Gbit/s = 125e6.  NAR 100 MB; xz 20 MB, zstd 30 MB.
+ */
+static void test_pick_url_measured(void **state)
+{
+	(void)state;
+	struct cairn_narinfo *ni =
+	    ni_with("URL: nar/a.nar.xz\nCompression: xz\nFileSize: 20000000\n"
+		    "URL: nar/a.nar.zst\nCompression: zstd\nFileSize: 30000000\n"
+		    "URL: nar/a.nar\nCompression: none\nFileSize: 100000000\n"
+		    "URL: nar/a.nar.br\nCompression: br\nFileSize: 10000000\n");
+	double fast_cpu[CAIRN_CODEC_METHOD_COUNT_] = {
+	    [CAIRN_CODEC_NONE] = 4e9, [CAIRN_CODEC_XZ] = 150e6, [CAIRN_CODEC_ZSTD] = 2e9};
+	double slow_cpu[CAIRN_CODEC_METHOD_COUNT_] = {
+	    [CAIRN_CODEC_NONE] = 1e9, [CAIRN_CODEC_XZ] = 10e6, [CAIRN_CODEC_ZSTD] = 300e6};
+	const struct {
+		double net;
+		const double *unpack;
+		int want;
+	} table[] = {
+	    {250e3, NULL, 0},	 /* 2 Mbit/s: the smallest */
+	    {125e6, NULL, 1},	 /* 1 Gbit/s: zstd */
+	    {250e3, fast_cpu, 0}, {250e3, slow_cpu, 0},
+	    {125e6, fast_cpu, 1}, /* 1 Gbit/s: zstd, 0.24+0.05 s vs xz 0.16+0.67 */
+	    {125e6, slow_cpu, 1},
+	    /* 10 Gbit/s: zstd on a fast CPU (0.024+0.05 vs none 0.08+0.025),
+	     * none on a slow one (0.08+0.1 vs 0.024+0.33) */
+	    {1.25e9, fast_cpu, 1}, {1.25e9, slow_cpu, 2},
+	    /* The same link flips with the CPU: at 80 Mbit/s xz wins on a fast
+	     * one (2+0.67 s vs zstd 3+0.05) and loses on a slow one (2+10 vs
+	     * 3+0.33); at 20 Mbit/s alike (8+0.67 vs 12+0.05; 8+10 vs 12+0.33). */
+	    {10e6, fast_cpu, 0}, {10e6, slow_cpu, 1}, {2.5e6, fast_cpu, 0}, {2.5e6, slow_cpu, 1},
+	};
+	for (size_t t = 0; t < sizeof(table) / sizeof(table[0]); t++) {
+		struct cairn_fetch_choice est[4];
+		int got = cairn_fetch_pick_url(ni, table[t].net, table[t].unpack, 1, est);
+		if (got != table[t].want)
+			fail_msg("row %zu: picked %d, want %d", t, got, table[t].want);
+		/* each option's estimate, for --json: the winner's is the least */
+		assert_false(est[3].readable);
+		assert_string_equal(est[3].compression, "br");
+		for (int k = 0; k < 3; k++) {
+			assert_true(est[k].readable);
+			assert_true(est[got].seconds <= est[k].seconds * 1.01);
+		}
+		assert_string_equal(est[0].compression, "xz");
+		assert_int_equal(est[1].file_size, 30000000);
+	}
+	cairn_narinfo_free(ni);
+}
+
+/* This machine's unpacking speeds: measured once (each method round-trips
+ * the built-in sample), then read back from the cache, not measured again. */
+static void test_codec_rates(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/cairn-test-codec-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char db[128];
+	snprintf(db, sizeof(db), "%s/ni.sqlite", dir);
+	struct cairn_nicache *c = NULL;
+	struct cairn_error err;
+	cairn_error_init(&err);
+	struct cairn_nicache_config cfg;
+	cairn_nicache_config_init(&cfg);
+	cfg.path = db;
+	if (cairn_nicache_open(&c, &cfg, 1000, &err))
+		fail_msg("%s", err.msg);
+	double r[CAIRN_CODEC_METHOD_COUNT_];
+	bool measured = false;
+	fetch_codec_rates(c, r, &measured);
+	assert_true(measured);
+	for (int m = 0; m < CAIRN_CODEC_METHOD_COUNT_; m++)
+		assert_true(r[m] > 0);
+	uint64_t kept, rtt;
+	assert_int_equal(cairn_nicache_get_speed(c, "cairn-codec-unpack:xz", &kept, &rtt, NULL), 1);
+	assert_int_equal(kept, (uint64_t)r[CAIRN_CODEC_XZ]);
+	/* a planted figure is what the next run uses: read, not remeasured */
+	cairn_nicache_put_speed(c, "cairn-codec-unpack:zstd", 1, 0, 1000, NULL);
+	cairn_nicache_put_speed(c, "cairn-codec-unpack:zstd", 1, 0, 1000, NULL);
+	double r2[CAIRN_CODEC_METHOD_COUNT_];
+	fetch_codec_rates(c, r2, &measured);
+	assert_true(measured);
+	uint64_t want = ((uint64_t)r[CAIRN_CODEC_ZSTD] + 1) / 2 + 1;
+	assert_true(r2[CAIRN_CODEC_ZSTD] <= (double)want);
+	assert_true(r2[CAIRN_CODEC_XZ] == (double)(uint64_t)r[CAIRN_CODEC_XZ]);
+	cairn_nicache_free(c);
+	unlink(db);
+	char wal[160];
+	snprintf(wal, sizeof(wal), "%s-wal", db);
+	unlink(wal);
+	snprintf(wal, sizeof(wal), "%s-shm", db);
+	unlink(wal);
+	rmdir(dir);
 }
 
 /* K = 1: the bytes are asked in --from / Priority order, not in the
@@ -250,6 +350,8 @@ int main(void)
 	    cmocka_unit_test(test_present_needs_no_server),
 	    cmocka_unit_test(test_servers_down),
 	    cmocka_unit_test(test_pick_url),
+	    cmocka_unit_test(test_pick_url_measured),
+	    cmocka_unit_test(test_codec_rates),
 	    cmocka_unit_test(test_early_order),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

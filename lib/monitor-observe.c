@@ -11,12 +11,14 @@
  * tick, in one transaction: the pages read a consistent state.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cairn/challenge.h"
@@ -463,14 +465,64 @@ static void file_of(const struct cairn_nar_entry *f, struct mon_file *out, char 
 	}
 }
 
+/* Remove a tree we unpacked (nothing in it is followed: FTW_PHYS). */
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	/* what cannot be removed is left, not a reason to stop the rest */
+	if (flag == FTW_DP)
+		(void)rmdir(p);
+	else
+		(void)unlink(p);
+	return 0;
+}
+
+static void rm_tree(const char *dir)
+{
+	nftw(dir, rm_entry, 16, FTW_PHYS | FTW_DEPTH);
+}
+
+/* diffoscope's report on the first two groups' trees, kept beside the
+ * file list; a missing diffoscope is no failure, only no report. */
+static int run_diffoscope(struct observer *o, int64_t item, const struct cairn_challenge_item *it)
+{
+	struct cairn_monitor *m = o->m;
+	const char *prog = m->cfg.diffoscope ? m->cfg.diffoscope : "diffoscope";
+	if (!prog[0] || it->n_groups < 2 || !it->sides[0].tree || !it->sides[1].tree)
+		return 0;
+	struct cairn_buf html = CAIRN_BUF_INIT(MON_DIFFOSCOPE_HTML_MAX);
+	char note[MON_NOTE_MAX];
+	int rc = mon_diffoscope(prog, it->sides[0].tree, it->sides[1].tree,
+				MON_DIFFOSCOPE_TIMEOUT_S, MON_DIFFOSCOPE_HTML_MAX, &html, note,
+				sizeof(note));
+	if (rc == CAIRN_ENOENT) {
+		cairn_buf_release(&html);
+		return 0;
+	}
+	if (rc < 0)
+		mon_say(m, "%s", note);
+	rc = mon_db_diffoscope_put(m->w, item, m->server_ids[it->sides[0].src],
+				   m->server_ids[it->sides[1].src], rc < 0 ? NULL : html.data,
+				   rc < 0 ? 0 : html.len, note, &o->fail_err);
+	cairn_buf_release(&html);
+	return rc;
+}
+
 /* Compare the NARs of one differing item and keep the file-level diff. */
 static int diff_item(struct observer *o, int64_t item, const char *path)
 {
 	struct cairn_monitor *m = o->m;
+	char tmp[4096];
+	const char *td = getenv("TMPDIR");
+	snprintf(tmp, sizeof(tmp), "%s/cairn-monitor-XXXXXX", td && td[0] ? td : "/tmp");
+	bool unpack = !(m->cfg.diffoscope && !m->cfg.diffoscope[0]) && mkdtemp(tmp);
 	struct cairn_challenge_config cc = {.http = o->http,
 					    .servers = o->srv,
 					    .n_servers = o->n,
-					    .diff = true};
+					    .diff = true,
+					    .unpack_dir = unpack ? tmp : NULL,
+					    .unpack_max = MON_DIFFOSCOPE_NAR_MAX};
 	struct cairn_challenge *c = NULL;
 	struct cairn_error e;
 	char note[MON_NOTE_MAX] = "";
@@ -524,11 +576,15 @@ static int diff_item(struct observer *o, int64_t item, const char *path)
 	if (kept >= CAIRN_MONITOR_DIFF_FILES_MAX)
 		snprintf(note, sizeof(note), "only the first %u changed files are kept",
 			 CAIRN_MONITOR_DIFF_FILES_MAX);
+	if ((rc = run_diffoscope(o, item, it)) < 0)
+		goto out;
 record:
 	atomic_fetch_add(&m->diffs, 1);
 	rc = mon_db_diff_done(m->w, item, state, note[0] ? note : NULL, &o->fail_err);
 out:
 	cairn_challenge_free(c);
+	if (unpack)
+		rm_tree(tmp);
 	return rc;
 }
 

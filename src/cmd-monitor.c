@@ -17,7 +17,7 @@
 
 struct monitor_opts {
 	struct cli_list from, listen, peers;
-	const char *db, *paths, *port_file, *access_log, *key, *store, *store_db;
+	const char *db, *paths, *port_file, *access_log, *key, *store, *store_db, *diffoscope;
 	struct cli_keys keys;
 	long interval, retention, threads;
 	uint64_t poll;
@@ -60,6 +60,9 @@ static const struct cli_option monitor_options[] = {
 		 "observations (repeatable)"),
 	OPT_FLAG(0, "no-diff", struct monitor_opts, no_diff,
 		 "do not download differing NARs to list the files\nthat differ"),
+	OPT_STRING(0, "diffoscope", struct monitor_opts, diffoscope, "PROG",
+		   "the diffoscope run on differing NARs (default\n"
+		   "'diffoscope' when installed; '' never)"),
 	OPT_INT(0, "threads", struct monitor_opts, threads, "N", 0, CAIRN_HTTPD_MAX_THREADS,
 		"event loops serving the report (default 1)"),
 	OPT_STRING(0, "access-log", struct monitor_opts, access_log, "FILE",
@@ -244,6 +247,7 @@ int cmd_monitor(int argc, char **argv)
 	mc.feed_poll_ms = (unsigned)o.poll;
 	mc.retention_days = (unsigned)o.retention;
 	mc.diff = !o.no_diff;
+	mc.diffoscope = o.diffoscope;
 	mc.log = monitor_log;
 	for (size_t i = 0; i < o.listen.n; i++)
 		hc.listen[hc.n_listen++] = o.listen.v[i];

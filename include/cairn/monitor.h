@@ -156,6 +156,10 @@ struct cairn_monitor_config {
 	unsigned feed_poll_ms;		/* 0: 1000 */
 	unsigned retention_days;	/* 0: the default */
 	bool diff;			/* download and diff NARs on "differs" */
+	/* With diff: run this diffoscope (a name in PATH or a path) on the
+	 * unpacked NARs of the first two groups; NULL: "diffoscope", used
+	 * when it is installed; "": never. */
+	const char *diffoscope;
 	/* The local store under this root ("/" the real one; storeloc.h) is
 	 * compared too; NULL: not.  store_db: its database, NULL: the kind's. */
 	const char *store_root;

@@ -43,7 +43,7 @@ mon_n=0
 monitor_start() {
   mon_n=$((mon_n + 1))
   MLOG=$TMP/monitor-$mon_n.log
-  "$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
+  TMPDIR=$TMP "$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
     --listen 127.0.0.1:0 --port-file "$TMP/mon-$mon_n.port" --paths "$TMP/paths" \
     --trusted-key "$TMP/k1.pub" --trusted-key "$TMP/k2.pub" --interval 3600 --poll 200ms \
     --key "$TMP/ka.sec" \
@@ -102,6 +102,25 @@ check "wt-stamp: history is one change, to differs" \
 curl -sf "$MURL/item/$(hp "$STAMP")" >"$TMP/stamp.html"
 check "item page: names the differing file" grep -q '<code>stamp</code>' "$TMP/stamp.html"
 check "item page: both narinfos side by side" test "$(grep -o '<pre>StorePath: ' "$TMP/stamp.html" | wc -l)" = 2
+# diffoscope on the two unpacked NARs: linked from the item page, served
+# apart in a sandbox (its HTML holds what the servers sent)
+if command -v diffoscope >/dev/null 2>&1; then
+  check "item page: links diffoscope's report" \
+    grep -qF "<a href=\"/item/$(hp "$STAMP")/diffoscope\">" "$TMP/stamp.html"
+  curl -sf -D "$TMP/dsc.h" "$MURL/item/$(hp "$STAMP")/diffoscope" >"$TMP/dsc.html"
+  check "diffoscope report: names stamp and share/random (its text report: its HTML one fails on the non-UTF-8 name)" \
+    bash -c 'grep -q "diffoscope" "$1" && grep -q "stamp" "$1" && grep -q "share/random" "$1"' _ "$TMP/dsc.html"
+  check "diffoscope report: served sandboxed, scripts off" \
+    grep -qi "^content-security-policy: sandbox; default-src 'none'" "$TMP/dsc.h"
+  check "diffoscope report: none for an item that agrees (404)" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/item/$(hp "$A")/diffoscope")" = 404
+  check "diffoscope: its temporary trees are gone" \
+    bash -c '! ls -d "$1"/cairn-monitor-* 2>/dev/null' _ "$TMP"
+elif [ "${CI:-}" = true ]; then
+  not_ok "diffoscope is required in CI"
+else
+  echo "# skip: diffoscope not found"
+fi
 curl -sf "$MURL/item/$(hp "$A")" >"$TMP/a.html"
 check "hostile field: escaped on the item page" \
   grep -qF 'Comment: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;' "$TMP/a.html"

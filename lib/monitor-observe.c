@@ -465,6 +465,12 @@ static void file_of(const struct cairn_nar_entry *f, struct mon_file *out, char 
 	}
 }
 
+/* The server row of a challenge source: a --from, or the local store. */
+static int64_t source_id(const struct observer *o, size_t src)
+{
+	return src < o->n ? o->m->server_ids[src] : o->m->store_id;
+}
+
 /* Remove a tree we unpacked (nothing in it is followed: FTW_PHYS). */
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -502,8 +508,8 @@ static int run_diffoscope(struct observer *o, int64_t item, const struct cairn_c
 	}
 	if (rc < 0)
 		mon_say(m, "%s", note);
-	rc = mon_db_diffoscope_put(m->w, item, m->server_ids[it->sides[0].src],
-				   m->server_ids[it->sides[1].src], rc < 0 ? NULL : html.data,
+	rc = mon_db_diffoscope_put(m->w, item, source_id(o, it->sides[0].src),
+				   source_id(o, it->sides[1].src), rc < 0 ? NULL : html.data,
 				   rc < 0 ? 0 : html.len, note, &o->fail_err);
 	cairn_buf_release(&html);
 	return rc;
@@ -522,7 +528,11 @@ static int diff_item(struct observer *o, int64_t item, const char *path)
 					    .n_servers = o->n,
 					    .diff = true,
 					    .unpack_dir = unpack ? tmp : NULL,
-					    .unpack_max = MON_DIFFOSCOPE_NAR_MAX};
+					    .unpack_max = MON_DIFFOSCOPE_NAR_MAX,
+					    /* a disagreement with --store is diffed too: its
+					     * tree is dumped as a NAR, not downloaded */
+					    .root = m->cfg.store_root,
+					    .db_path = m->cfg.store_db};
 	struct cairn_challenge *c = NULL;
 	struct cairn_error e;
 	char note[MON_NOTE_MAX] = "";
@@ -566,8 +576,8 @@ static int diff_item(struct observer *o, int64_t item, const char *path)
 			char ha[65], hb[65];
 			file_of(ch->a, &fa, ha);
 			file_of(ch->b, &fb, hb);
-			if ((rc = mon_db_diff_put(m->w, item, m->server_ids[a->src],
-						  m->server_ids[b->src],
+			if ((rc = mon_db_diff_put(m->w, item, source_id(o, a->src),
+						  source_id(o, b->src),
 						  ch->a ? ch->a->path : ch->b->path, ch->kind, &fa, &fb,
 						  &o->fail_err)) < 0)
 				goto out;

@@ -225,6 +225,11 @@ bool mon_hash_ok(const char *s, size_t len);
 
 /* The observation log, signed (monitor-log.c); the caller holds r->lock. */
 int mon_log_render(struct cairn_monitor *m, struct cairn_buf *out, struct cairn_error *err);
+/* The log's base: records pruned so far and their chained digest (hex;
+ * zeros and 0 for none). */
+int mon_log_base(struct mon_db *d, uint64_t *base, char chain[65], struct cairn_error *err);
+/* Prune the log's oldest records, those before `before`, into its base. */
+int mon_log_prune(struct mon_db *d, int64_t before, struct cairn_error *err);
 int mon_log_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);
 
 int mon_web_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);

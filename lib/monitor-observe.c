@@ -627,28 +627,37 @@ static int peer_entry(void *ctx, const struct cairn_monitor_log_entry *e)
 }
 
 /*
- * The chained digest of a log's records: c(0) = 32 zero bytes, c(k) =
- * SHA-256(c(k-1) || record k as the log writes it).  Kept for each peer,
- * so that its next log can be checked to extend the one used before: the
- * same monitor, no fewer records, and the same digest over the records
- * seen before (a record changed or dropped since is a rewritten history).
+ * The chained digest of a log's records (monitor.h), from its base on.
+ * Kept for each peer, so that its next log can be checked to extend the
+ * one used before: the same monitor, no fewer records, and the same
+ * digest over the records seen before (a record changed or dropped since
+ * is a rewritten history; pruned ones are carried in the base's digest).
  */
 struct chain {
+	const struct cairn_monitor_log_head *head;
+	bool started;
 	uint64_t n, upto;
 	uint8_t c[CAIRN_SHA256_LEN], at_upto[CAIRN_SHA256_LEN];
 };
 
+static void chain_start(struct chain *ch)
+{
+	if (ch->started)
+		return;
+	ch->started = true;
+	ch->n = ch->head->base;
+	memcpy(ch->c, ch->head->base_chain, CAIRN_SHA256_LEN);
+	if (ch->n == ch->upto)
+		memcpy(ch->at_upto, ch->c, CAIRN_SHA256_LEN);
+}
+
 static int chain_entry(void *ctx, const struct cairn_monitor_log_entry *e)
 {
 	struct chain *ch = ctx;
-	char rec[CAIRN_SHA256_LEN + 1024];
-	int n = snprintf(rec + CAIRN_SHA256_LEN, sizeof(rec) - CAIRN_SHA256_LEN,
-			 "obs %" PRIu64 " %" PRId64 " %s %s %s %s %" PRIu64 "\n", e->seq, e->at,
-			 e->server, e->hash, e->state, e->nar_hash, e->nar_size);
-	if (n < 0 || (size_t)n >= sizeof(rec) - CAIRN_SHA256_LEN)
-		return CAIRN_ELIMIT;
-	memcpy(rec, ch->c, CAIRN_SHA256_LEN);
-	cairn_sha256(rec, CAIRN_SHA256_LEN + (size_t)n, ch->c);
+	chain_start(ch);
+	int rc = cairn_monitor_log_chain(ch->c, e);
+	if (rc < 0)
+		return rc;
 	if (++ch->n == ch->upto)
 		memcpy(ch->at_upto, ch->c, CAIRN_SHA256_LEN);
 	return 0;
@@ -671,9 +680,10 @@ static int read_peer(struct observer *o, size_t i)
 	struct cairn_monitor *m = o->m;
 	struct cairn_buf body = CAIRN_BUF_INIT(CAIRN_MONITOR_LOG_MAX);
 	struct cairn_error e;
-	char monitor[33], old_monitor[33] = "", old_chain[65] = "", hex[65];
-	uint64_t count, old_count = 0;
-	struct chain ch = {0};
+	char old_monitor[33] = "", old_chain[65] = "", hex[65];
+	uint64_t old_count = 0;
+	struct cairn_monitor_log_head head;
+	struct chain ch = {.head = &head};
 	long status = 0;
 	const char *url = cairn_http_server_url(o->peer[i]);
 	int rc = 0;
@@ -686,9 +696,12 @@ static int read_peer(struct observer *o, size_t i)
 	rc = 0;
 	ch.upto = old_count;
 	if (get_whole(o, o->peer[i], "api/v1/log", CAIRN_MONITOR_LOG_MAX, &body, &status, &e) < 0 ||
-	    cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, monitor, &count, chain_entry,
-				     &ch, &e) < 0)
+	    cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, &head, chain_entry, &ch, &e) <
+		0)
 		goto refused;
+	chain_start(&ch);
+	const char *monitor = head.monitor;
+	uint64_t count = head.count;
 	if (old_monitor[0] && strcmp(monitor, old_monitor) != 0) {
 		cairn_error_set(&e, CAIRN_EFORMAT, "the log is of monitor %s, not %s as before",
 				monitor, old_monitor);
@@ -702,7 +715,14 @@ static int read_peer(struct observer *o, size_t i)
 		goto refused;
 	}
 	chain_hex(old_count ? ch.at_upto : (const uint8_t[CAIRN_SHA256_LEN]){0}, hex);
-	if (old_chain[0] && strcmp(hex, old_chain) != 0) {
+	if (old_chain[0] && head.base > old_count) {
+		/* pruned past what we saw: what it dropped unseen cannot be
+		 * checked, only what follows its base */
+		mon_say(m,
+			"peer %s: its log was pruned past the %" PRIu64
+			" records read before: continuing from its base at %" PRIu64,
+			url, old_count, head.base);
+	} else if (old_chain[0] && strcmp(hex, old_chain) != 0) {
 		cairn_error_set(&e, CAIRN_EFORMAT,
 				"its first %" PRIu64 " records are not those it served before:"
 				" its history was rewritten",
@@ -712,8 +732,8 @@ static int read_peer(struct observer *o, size_t i)
 	chain_hex(ch.c, hex);
 	struct peer_put pp = {o, url, monitor};
 	if ((rc = mon_db_peer_clear(m->w, url, &o->fail_err)) < 0 ||
-	    (rc = cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, monitor, &count,
-					   peer_entry, &pp, &o->fail_err)) < 0 ||
+	    (rc = cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, &head, peer_entry, &pp,
+					   &o->fail_err)) < 0 ||
 	    (rc = mon_db_peer_log_set(m->w, url, monitor, count, hex, &o->fail_err)) < 0)
 		goto out;
 	atomic_fetch_add(&m->peer_logs, 1);
@@ -783,6 +803,9 @@ static int tick(struct observer *o, bool full)
 	if (rc == 0 && full)
 		rc = mon_db_prune(m->w, (int64_t)m->cfg.retention_days * 86400, o->now,
 				  &o->fail_err);
+	if (rc == 0 && full)
+		rc = mon_log_prune(m->w, o->now - (int64_t)m->cfg.retention_days * 86400,
+				   &o->fail_err);
 	if (rc == 0)
 		rc = mon_db_exec(m->w, "COMMIT", &o->fail_err);
 	else

@@ -11,6 +11,7 @@
 
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
+#include "cairn/hash.h"
 #include "cairn/monitor.h"
 #include "cli.h"
 #include "cairn/banned.h"
@@ -117,9 +118,9 @@ static int monitor_verify(int argc, char **argv)
 {
 	struct verify_opts o;
 	struct cairn_error err;
-	char *text = NULL, monitor[33];
+	char *text = NULL;
 	size_t len = 0;
-	uint64_t count = 0;
+	struct cairn_monitor_log_head head;
 	int nargs, ret;
 
 	memset(&o, 0, sizeof(o));
@@ -135,11 +136,19 @@ static int monitor_verify(int argc, char **argv)
 	}
 	ret = EXIT_FAIL;
 	if (cli_read_file(argv[0], CAIRN_MONITOR_LOG_MAX, &text, &len, &err) < 0 ||
-	    cairn_monitor_log_verify(text, len, &o.keys.kr, monitor, &count, NULL, NULL, &err) < 0) {
+	    cairn_monitor_log_verify(text, len, &o.keys.kr, &head, NULL, NULL, &err) < 0) {
 		cli_fail(argv[0], &err);
 		goto out;
 	}
-	printf("monitor %s: %" PRIu64 " observations, signed by a trusted key\n", monitor, count);
+	printf("monitor %s: %" PRIu64 " observations, signed by a trusted key\n", head.monitor,
+	       head.count);
+	if (head.base) {
+		char chain[65];
+		cairn_base16_encode(head.base_chain, sizeof(head.base_chain), chain);
+		chain[64] = '\0';
+		printf("the first %" PRIu64 " were pruned; their chained digest: %s\n", head.base,
+		       chain);
+	}
 	ret = EXIT_OK;
 out:
 	free(text);

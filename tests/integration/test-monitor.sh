@@ -267,6 +267,49 @@ h1=$(sqlite3 "$TMP/mon.sqlite" "SELECT hash FROM log WHERE seq = 1")
 check "A rewritten: the rewritten record is nowhere on the peer" \
   bash -c '! curl -sf "$1/api/v1/items/$2" | grep -q rewritten' _ "$PURL" "$h1"
 kill "$PPID_"; wait_gone "$PPID_" 10
+# ---- the log pruned (retention): its first records, aged (while a long
+# --retention keeps them), are dropped at the next start into a `base` line
+# carrying their chained digest; it still verifies, and a peer that read
+# it before reads it after, the chain continuing
+a_restart() { # NAME [OPTION...]: A again, on its port and database
+  local name=$1; shift
+  "$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
+    --listen "127.0.0.1:$aport" --paths "$TMP/paths" \
+    --trusted-key "$TMP/k1.pub" --trusted-key "$TMP/k2.pub" --interval 3600 --poll 200ms \
+    --key "$TMP/ka.sec" "$@" >"$TMP/monitor-$name.log" 2>&1 &
+  MPID=$!
+  cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
+}
+monitor_stop
+sqlite3 "$TMP/mon.sqlite" "UPDATE log SET at = 1 WHERE seq <= 2"
+a_restart aged --retention 36500
+peer_start rot "$TMP/ka.pub" "$TMP/k1.pub"
+check "rotation: a new peer reads A's log" wait_for 30 eval '[ "$(pmetric cairn_monitor_peer_logs_total)" -ge 1 ]'
+curl -sf "$AURL/api/v1/log" >"$TMP/a3.log"
+check "rotation: a long --retention keeps the aged records" test "$(grep -c '^obs 1 1 ' "$TMP/a3.log")" = 1
+monitor_stop
+a_restart pruned
+chain2=$(python3 -c '
+import hashlib, sys
+c = bytes(32)
+for l in [l for l in open(sys.argv[1], "rb") if l.startswith(b"obs ")][:2]:
+    c = hashlib.sha256(c + l).digest()
+print(c.hex())' "$TMP/a3.log")
+check "rotation: A's log starts with base 2 and the chained digest of the two records dropped" \
+  wait_for 15 eval 'curl -sf "$AURL/api/v1/log" >"$TMP/a4.log" && grep -qx "base 2 $chain2" "$TMP/a4.log"'
+check "rotation: the two aged records are gone from the log, the rest kept" \
+  test "$(grep -c '^obs ' "$TMP/a4.log")" = "$(( $(grep -c '^obs ' "$TMP/a3.log") - 2 ))"
+check "rotation: cairn monitor verify accepts it, the count over the whole history unchanged" \
+  bash -c '"$1" monitor verify "$2" --trusted-key "$3" >"$2.out" && grep -q ": $4 observations" "$2.out" && grep -q "first 2 were pruned; their chained digest: $5" "$2.out"' _ \
+  "$CAIRN" "$TMP/a4.log" "$TMP/ka.pub" "$(grep -c '^obs ' "$TMP/a3.log")" "$chain2"
+sed "s/^base 2 ./base 2 $( [ "${chain2:0:1}" = 0 ] && echo 1 || echo 0)/" "$TMP/a4.log" >"$TMP/a4-forged.log"
+check "rotation: a base changed after signing is refused" \
+  bash -c '! "$1" monitor verify "$2" --trusted-key "$3" 2>/dev/null' _ "$CAIRN" "$TMP/a4-forged.log" "$TMP/ka.pub"
+n0=$(pmetric cairn_monitor_peer_logs_total)
+check "rotation: the peer that read the log before reads the pruned one, the chain continuing" \
+  wait_for 30 eval '[ "$(pmetric cairn_monitor_peer_logs_total)" -gt "$n0" ]'
+check "rotation: the peer refused nothing" test "$(pmetric cairn_monitor_peer_logs_refused_total)" = 0
+kill "$PPID_"; wait_gone "$PPID_" 10
 peer_start bad "$TMP/k1.pub"
 prefused() { curl -sf "$PURL/metrics" | awk '$1 == "cairn_monitor_peer_logs_refused_total" {print $2}'; }
 check "peer signed by an untrusted key: its log is refused" wait_for 30 eval '[ "$(prefused)" -ge 1 ]'

@@ -443,8 +443,8 @@ static void test_log(void **state)
 	struct cairn_nix_seckey sk, other;
 	struct cairn_nix_pubkey pk, opk;
 	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
-	char id[33], *t;
-	uint64_t n;
+	struct cairn_monitor_log_head h;
+	char *t;
 	int seen = 0;
 	const char *body = "obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw present " H1 " 10\n"
 			   "obs 2 101 http://b x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n";
@@ -455,46 +455,93 @@ static void test_log(void **state)
 	assert_int_equal(cairn_keyring_add_nix(&kr, &pk, NULL), 0);
 
 	t = make_log(body, 2, &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, count_entries, &seen,
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, count_entries, &seen,
 						  NULL),
 			 0);
-	assert_int_equal(n, 2);
+	assert_int_equal(h.count, 2);
+	assert_int_equal(h.base, 0);
 	assert_int_equal(seen, 2);
-	assert_string_equal(id, "0123456789abcdef0123456789abcdef");
+	assert_string_equal(h.monitor, "0123456789abcdef0123456789abcdef");
 	/* a record changed after signing */
 	t[strlen("cairn-monitor-log 1\nmonitor 0123456789abcdef0123456789abcdef\nobs 1 1")] = '9';
 	seen = 0;
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, count_entries, &seen,
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, count_entries, &seen,
 						  NULL),
 			 CAIRN_EHASH);
 	assert_int_equal(seen, 0); /* nothing of a refused log reaches the caller */
 	free(t);
 
 	t = make_log(body, 2, NULL);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_ENOSIG);
 	free(t);
 	t = make_log(body, 2, &other);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EUNTRUSTED);
 	free(t);
 	t = make_log(body, 3, &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EFORMAT);
 	free(t);
 	t = make_log("obs 2 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n"
 		     "obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n",
 		     2, &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EFORMAT);
 	free(t);
 	t = make_log("obs 1 100 http://a <script> absent - 0\n", 1, &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EFORMAT);
 	free(t);
 	t = make_log("obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0 extra\n", 1,
 		     &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+
+	/* a pruned log: its base carries the chained digest of the records
+	 * dropped, so the chain over the whole history comes out the same */
+	uint8_t full[32] = {0}, part[32];
+	struct cairn_monitor_log_entry e1 = {1, 100, "http://a", "x6b6ah9iya8w14wv5fzzwj36lf2yyghw",
+					     "present", H1, 10};
+	struct cairn_monitor_log_entry e2 = {2, 101, "http://b", "x6b6ah9iya8w14wv5fzzwj36lf2yyghw",
+					     "absent", "-", 0};
+	struct cairn_monitor_log_entry e3 = {3, 102, "http://b", "x6b6ah9iya8w14wv5fzzwj36lf2yyghw",
+					     "present", H1, 10};
+	assert_int_equal(cairn_monitor_log_chain(full, &e1), 0);
+	assert_int_equal(cairn_monitor_log_chain(full, &e2), 0);
+	memcpy(part, full, 32);
+	assert_int_equal(cairn_monitor_log_chain(full, &e3), 0);
+	char bhex[65], rotated[400];
+	cairn_base16_encode(part, 32, bhex);
+	bhex[64] = '\0';
+	snprintf(rotated, sizeof(rotated),
+		 "base 2 %s\nobs 3 102 http://b x6b6ah9iya8w14wv5fzzwj36lf2yyghw present " H1 " 10\n",
+		 bhex);
+	t = make_log(rotated, 1, &sk);
+	seen = 0;
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, count_entries, &seen, NULL),
+			 0);
+	assert_int_equal(h.base, 2);
+	assert_int_equal(h.count, 3);
+	assert_int_equal(seen, 1);
+	assert_memory_equal(h.base_chain, part, 32);
+	free(t);
+	/* a base anywhere but first, of no records, or malformed: refused */
+	snprintf(rotated, sizeof(rotated),
+		 "obs 3 102 http://b x6b6ah9iya8w14wv5fzzwj36lf2yyghw present " H1 " 10\nbase 2 %s\n",
+		 bhex);
+	t = make_log(rotated, 1, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	snprintf(rotated, sizeof(rotated), "base 0 %s\n", bhex);
+	t = make_log(rotated, 0, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	t = make_log("base 2 xyz\n", 0, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EFORMAT);
 	free(t);
 	cairn_keyring_release(&kr);

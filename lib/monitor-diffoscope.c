@@ -54,9 +54,16 @@ static int run(const char *prog, const char *format, const char *a, const char *
 			(char *)a,
 			(char *)b,
 			NULL};
+	/* its own process group: diffoscope runs tools of its own, and a
+	 * timeout must stop them too */
+	posix_spawnattr_t at;
+	posix_spawnattr_init(&at);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+	posix_spawnattr_setpgroup(&at, 0);
 	pid_t pid;
-	int rc = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
+	int rc = posix_spawnp(&pid, prog, &fa, &at, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
 	close(pfd[1]);
 	if (rc != 0) {
 		close(pfd[0]);
@@ -98,7 +105,7 @@ static int run(const char *prog, const char *format, const char *a, const char *
 	close(pfd[0]);
 	int status = 0;
 	if (timed_out || truncated)
-		kill(pid, SIGKILL);
+		kill(-pid, SIGKILL);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (timed_out) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -549,6 +550,76 @@ static void test_log(void **state)
 	cairn_nix_seckey_wipe(&other);
 }
 
+/* A stand-in for diffoscope: the shell script body, in dir. */
+static void fake_prog(const char *name, const char *body, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s", dir, name);
+	FILE *f = fopen(out, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	fclose(f);
+	assert_int_equal(chmod(out, 0755), 0);
+}
+
+/* The bounds on diffoscope, and its text report when its HTML fails:
+ * counted by what comes back, not by the clock. */
+static void test_diffoscope(void **state)
+{
+	(void)state;
+	char prog[300], note[MON_NOTE_MAX];
+	struct cairn_buf html = CAIRN_BUF_INIT(4096);
+
+	fake_prog("ds-ok", "echo \"<p>$5 vs $6</p>\"; exit 1", prog, sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 30, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(html.len, strlen("<p>A vs B</p>\n"));
+	assert_memory_equal(html.data, "<p>A vs B</p>\n", html.len);
+	assert_string_equal(note, "");
+	cairn_buf_release(&html);
+
+	/* endless output: cut at the bound, said so, the process killed */
+	fake_prog("ds-big", "yes '<p>x</p>'; exit 1", prog, sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 30, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(html.len, 4096);
+	assert_non_null(strstr(note, "only the first 4096 bytes"));
+	cairn_buf_release(&html);
+
+	/* never done: stopped at the time bound, what it wrote kept */
+	fake_prog("ds-slow", "echo '<p>partial</p>'; sleep 600; exit 1", prog, sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 1, 4096, &html, note, sizeof(note)), 0);
+	assert_non_null(strstr(note, "stopped after 1 s"));
+	assert_memory_equal(html.data, "<p>partial</p>\n", html.len);
+	cairn_buf_release(&html);
+
+	/* HTML fails (exit 2), text works: the text, escaped, in our page */
+	fake_prog("ds-text",
+		  "[ \"$1\" = --html ] && exit 2; echo '<script>x</script> & \"'; exit 1", prog,
+		  sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 30, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(cairn_buf_putc(&html, '\0'), 0);
+	assert_non_null(strstr(html.data, "<pre>&lt;script&gt;x&lt;/script&gt; &amp; &quot;"));
+	assert_null(strstr(html.data, "<script"));
+	assert_non_null(strstr(note, "text report"));
+	cairn_buf_release(&html);
+
+	/* both fail: an error, said */
+	fake_prog("ds-fail", "exit 3", prog, sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 30, 4096, &html, note, sizeof(note)),
+			 CAIRN_EIO);
+	assert_non_null(strstr(note, "exit status 3"));
+	cairn_buf_release(&html);
+
+	/* not installed: CAIRN_ENOENT, so no report and no failure */
+	assert_int_equal(mon_diffoscope("/nonexistent/diffoscope", "A", "B", 30, 4096, &html, note,
+					sizeof(note)),
+			 CAIRN_ENOENT);
+	cairn_buf_release(&html);
+	static const char *const names[] = {"ds-ok", "ds-big", "ds-slow", "ds-text", "ds-fail"};
+	for (size_t i = 0; i < 5; i++) {
+		snprintf(prog, sizeof(prog), "%s/%s", dir, names[i]);
+		unlink(prog);
+	}
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -579,6 +650,7 @@ int main(void)
 	    cmocka_unit_test(test_db_upgrade),
 	    cmocka_unit_test(test_escapes),
 	    cmocka_unit_test(test_log),
+	    cmocka_unit_test(test_diffoscope),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -245,11 +245,38 @@ static void side_note(struct cairn_challenge_side *sd, const char *src, const ch
 	sd->notes[sd->n_notes++] = note;
 }
 
+/* The restore beside the listing, when the side is to be unpacked. */
+static struct cairn_nar_restore *rs(void *ctx)
+{
+	return ((struct cairn_challenge_side *)ctx)->restore;
+}
+
+static void drop_restore(struct cairn_challenge_side *sd)
+{
+	cairn_nar_restore_free(sd->restore);
+	sd->restore = NULL;
+}
+
+/* Keep the unpacked tree of a side that is complete, else forget it. */
+static void settle_tree(struct cairn_challenge_side *sd)
+{
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (!sd->ok || !sd->restore || cairn_nar_restore_commit(sd->restore, &e) < 0) {
+		free(sd->tree);
+		sd->tree = NULL;
+	}
+	drop_restore(sd);
+}
+
 static int sink_begin(void *ctx, struct cairn_error *err)
 {
 	struct cairn_challenge_side *sd = ctx;
-	(void)err;
 	cairn_nar_list_release(&sd->files);
+	/* a source that failed over starts again from nothing */
+	drop_restore(sd);
+	if (sd->tree)
+		return cairn_nar_restore_new(sd->tree, &sd->restore, err);
 	return 0;
 }
 
@@ -257,36 +284,59 @@ static void sink_discard(void *ctx)
 {
 	struct cairn_challenge_side *sd = ctx;
 	cairn_nar_list_release(&sd->files);
+	drop_restore(sd);
 }
 
 static int list_dir(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
 {
-	return cairn_nar_list_callbacks.directory_begin(&((struct cairn_challenge_side *)ctx)->files,
-							 n, err);
+	int rc = cairn_nar_list_callbacks.directory_begin(
+	    &((struct cairn_challenge_side *)ctx)->files, n, err);
+	if (rc == 0 && rs(ctx))
+		rc = cairn_nar_restore_callbacks.directory_begin(rs(ctx), n, err);
+	return rc;
+}
+static int list_dir_end(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
+{
+	if (rs(ctx) && cairn_nar_restore_callbacks.directory_end)
+		return cairn_nar_restore_callbacks.directory_end(rs(ctx), n, err);
+	return 0;
 }
 static int list_file_begin(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
 {
-	return cairn_nar_list_callbacks.file_begin(&((struct cairn_challenge_side *)ctx)->files, n,
-						    err);
+	int rc = cairn_nar_list_callbacks.file_begin(&((struct cairn_challenge_side *)ctx)->files,
+						      n, err);
+	if (rc == 0 && rs(ctx))
+		rc = cairn_nar_restore_callbacks.file_begin(rs(ctx), n, err);
+	return rc;
 }
 static int list_file_data(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
-	return cairn_nar_list_callbacks.file_data(&((struct cairn_challenge_side *)ctx)->files,
-						   data, len, err);
+	int rc = cairn_nar_list_callbacks.file_data(&((struct cairn_challenge_side *)ctx)->files,
+						     data, len, err);
+	if (rc == 0 && rs(ctx))
+		rc = cairn_nar_restore_callbacks.file_data(rs(ctx), data, len, err);
+	return rc;
 }
 static int list_file_end(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
 {
-	return cairn_nar_list_callbacks.file_end(&((struct cairn_challenge_side *)ctx)->files, n,
-						  err);
+	int rc = cairn_nar_list_callbacks.file_end(&((struct cairn_challenge_side *)ctx)->files,
+						    n, err);
+	if (rc == 0 && rs(ctx))
+		rc = cairn_nar_restore_callbacks.file_end(rs(ctx), n, err);
+	return rc;
 }
 static int list_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_error *err)
 {
-	return cairn_nar_list_callbacks.symlink(&((struct cairn_challenge_side *)ctx)->files, n,
-						 err);
+	int rc = cairn_nar_list_callbacks.symlink(&((struct cairn_challenge_side *)ctx)->files,
+						   n, err);
+	if (rc == 0 && rs(ctx))
+		rc = cairn_nar_restore_callbacks.symlink(rs(ctx), n, err);
+	return rc;
 }
 
 static const struct cairn_nar_callbacks side_tree = {
     .directory_begin = list_dir,
+    .directory_end = list_dir_end,
     .file_begin = list_file_begin,
     .file_data = list_file_data,
     .file_end = list_file_end,
@@ -318,6 +368,7 @@ static void local_side(struct cairn_challenge *c, struct cairn_challenge_item *i
 		sd->ok = true;
 	else
 		cairn_nar_list_release(&sd->files);
+	settle_tree(sd);
 	free(file);
 }
 
@@ -341,6 +392,7 @@ static void run_done(void *ctx, const struct cairn_dl_result *res)
 	if (!res->code) {
 		sd->ok = true;
 		sd->src = r->srcs[res->source];
+		settle_tree(sd);
 	} else if (c->cfg.root && r->it->group[c->cfg.n_servers] == sd->group) {
 		local_side(c, r->it, sd);
 	} else {
@@ -349,6 +401,7 @@ static void run_done(void *ctx, const struct cairn_dl_result *res)
 		/* the last failure is the error, not also a note */
 		if (sd->n_notes)
 			free(sd->notes[--sd->n_notes]);
+		settle_tree(sd);
 	}
 	/* Freed once the client lets go: cairn_challenge_free. */
 	pump(c);
@@ -391,6 +444,7 @@ static void side_start(struct cairn_challenge *c, struct side_run *r)
 			local_side(c, it, sd);
 		} else {
 			cairn_error_set(&sd->err, CAIRN_ENET, "no server of this group could be asked");
+			settle_tree(sd);
 		}
 		return;
 	}
@@ -409,6 +463,7 @@ static void side_start(struct cairn_challenge *c, struct side_run *r)
 	if (cairn_dl_start(&r->dl, &dc, &ex, src, n, &sink, &e)) {
 		c->active--;
 		sd->err = e;
+		settle_tree(sd);
 	}
 }
 
@@ -426,6 +481,16 @@ static size_t group_rep(const struct cairn_challenge *c, const struct cairn_chal
 		if (it->group[s] == g)
 			return s;
 	return c->cfg.n_servers;
+}
+
+/* The NarSize a group announced. */
+static uint64_t group_size(const struct cairn_challenge *c, const struct cairn_challenge_item *it,
+			   int g)
+{
+	for (size_t s = 0; s < c->cfg.n_servers; s++)
+		if (it->group[s] == g && it->ans[s].ni)
+			return it->ans[s].ni->nar_size;
+	return it->local_size;
 }
 
 static int run_diffs(struct cairn_challenge *c, struct cairn_error *err)
@@ -448,6 +513,13 @@ static int run_diffs(struct cairn_challenge *c, struct cairn_error *err)
 			struct cairn_challenge_side *sd = &it->sides[g];
 			sd->group = g;
 			sd->src = group_rep(c, it, g);
+			if (c->cfg.unpack_dir &&
+			    (!c->cfg.unpack_max || group_size(c, it, g) <= c->cfg.unpack_max)) {
+				size_t tl = strlen(c->cfg.unpack_dir) + 48;
+				if (!(sd->tree = malloc(tl)))
+					return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
+				snprintf(sd->tree, tl, "%s/%zu.%d", c->cfg.unpack_dir, i, g);
+			}
 			if (sd->src == c->cfg.n_servers)
 				continue; /* read below, while the downloads run */
 			struct side_run *r = calloc(1, sizeof(*r));
@@ -609,6 +681,8 @@ static void item_release(const struct cairn_challenge *c, struct cairn_challenge
 	for (int g = 0; it->sides && g < it->n_groups; g++) {
 		struct cairn_challenge_side *sd = &it->sides[g];
 		cairn_nar_list_release(&sd->files);
+		drop_restore(sd);
+		free(sd->tree);
 		for (size_t k = 0; k < sd->n_notes; k++)
 			free(sd->notes[k]);
 		free(sd->notes);

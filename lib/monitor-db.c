@@ -15,6 +15,8 @@
  *       (item)
  *   diffs(item, a_server, b_server, path, change, a_type, a_size, a_sha256,
  *         a_target, b_...); index (item)
+ *   diffoscope(item, a_server, b_server, html, note): diffoscope's HTML
+ *       report on the first two groups of a differing item (version 3)
  *   meta(k, v)  "monitor": this monitor's id, 32 hex digits, random
  *   log(seq AUTOINCREMENT, at, server, hash, state, nar_hash, nar_size):
  *       with --key, each change of what a server says about an item, the
@@ -179,6 +181,12 @@ static const char schema_v2[] =
 	"ALTER TABLE items ADD COLUMN diff_tries INTEGER NOT NULL DEFAULT 0;"
 	"PRAGMA user_version = 2;";
 
+static const char schema_v3[] =
+	/* diffoscope's report on a differing item (monitor-diffoscope.c) */
+	"CREATE TABLE IF NOT EXISTS diffoscope(item INTEGER PRIMARY KEY, a_server INTEGER,"
+	" b_server INTEGER, html BLOB, note TEXT);"
+	"PRAGMA user_version = 3;";
+
 static int fail(struct mon_db *d, struct cairn_error *err, const char *what)
 {
 	return cairn_error_set(err, CAIRN_EIO, "monitor: database: %s: %s", what,
@@ -278,7 +286,8 @@ int mon_db_open(struct mon_db **out, const char *path, bool writer, struct cairn
 		if (version < MON_SCHEMA_VERSION &&
 		    ((rc = mon_db_exec(d, "BEGIN IMMEDIATE", err)) < 0 ||
 		     (version < 1 && (rc = mon_db_exec(d, schema_v1, err)) < 0) ||
-		     (rc = mon_db_exec(d, schema_v2, err)) < 0 ||
+		     (version < 2 && (rc = mon_db_exec(d, schema_v2, err)) < 0) ||
+		     (rc = mon_db_exec(d, schema_v3, err)) < 0 ||
 		     (rc = mon_db_exec(d, "COMMIT", err)) < 0))
 			goto fail;
 	} else if (query_int(d, "PRAGMA user_version", -1) != MON_SCHEMA_VERSION) {
@@ -667,7 +676,31 @@ int mon_db_diff_clear(struct mon_db *d, int64_t item, struct cairn_error *err)
 	if ((rc = mon_db_prepare(d, "DELETE FROM diffs WHERE item = ?", &st, err)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, item);
-	return done(d, st, err, "clear a diff");
+	if ((rc = done(d, st, err, "clear a diff")) < 0 ||
+	    (rc = mon_db_prepare(d, "DELETE FROM diffoscope WHERE item = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	return done(d, st, err, "clear a diffoscope report");
+}
+
+int mon_db_diffoscope_put(struct mon_db *d, int64_t item, int64_t a_server, int64_t b_server,
+			  const void *html, size_t len, const char *note, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(d,
+				 "INSERT OR REPLACE INTO diffoscope(item, a_server, b_server, html,"
+				 " note) VALUES(?, ?, ?, ?, ?)",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, item);
+	sqlite3_bind_int64(st, 2, a_server);
+	sqlite3_bind_int64(st, 3, b_server);
+	if (html)
+		sqlite3_bind_blob64(st, 4, html, len, SQLITE_STATIC);
+	if (note && note[0])
+		sqlite3_bind_text(st, 5, note, -1, SQLITE_STATIC);
+	return done(d, st, err, "record a diffoscope report");
 }
 
 static void bind_file(sqlite3_stmt *st, int col, const struct mon_file *f)
@@ -731,6 +764,8 @@ int mon_db_prune(struct mon_db *d, int64_t keep_s, int64_t now, struct cairn_err
 		"DELETE FROM obs WHERE item IN (SELECT id FROM items WHERE verdict = 5"
 		" AND verdict_since < ?1)",
 		"DELETE FROM diffs WHERE item IN (SELECT id FROM items WHERE verdict = 5"
+		" AND verdict_since < ?1)",
+		"DELETE FROM diffoscope WHERE item IN (SELECT id FROM items WHERE verdict = 5"
 		" AND verdict_since < ?1)",
 		"DELETE FROM items WHERE verdict = 5 AND verdict_since < ?1",
 	};

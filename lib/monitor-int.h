@@ -16,7 +16,7 @@
 #include "cairn/error.h"
 #include "cairn/monitor.h"
 
-#define MON_SCHEMA_VERSION 2
+#define MON_SCHEMA_VERSION 3
 #define MON_HASH_LEN 32
 #define MON_NOTE_MAX 1024 /* bytes of a diff's note (why it failed) */
 
@@ -118,6 +118,20 @@ int mon_db_diff_put(struct mon_db *d, int64_t item, int64_t a_server, int64_t b_
 		    const struct mon_file *b, struct cairn_error *err);
 int mon_db_diff_done(struct mon_db *d, int64_t item, enum mon_diff_state state, const char *note,
 		     struct cairn_error *err);
+int mon_db_diffoscope_put(struct mon_db *d, int64_t item, int64_t a_server, int64_t b_server,
+			  const void *html, size_t len, const char *note, struct cairn_error *err);
+
+/* diffoscope (monitor-diffoscope.c): bounds, since the trees are whatever
+ * the servers sent, and the biggest NAR unpacked for it. */
+#define MON_DIFFOSCOPE_TIMEOUT_S 60
+#define MON_DIFFOSCOPE_HTML_MAX ((size_t)1 << 20)
+#define MON_DIFFOSCOPE_NAR_MAX ((uint64_t)256 << 20)
+/* Run prog on trees a and b; its HTML report (at most html_max bytes) into
+ * html.  0 with a report (note says when it is partial), CAIRN_ENOENT when
+ * prog cannot be run, another error when it failed; note says why. */
+int mon_diffoscope(const char *prog, const char *a, const char *b, unsigned timeout_s,
+		   size_t html_max, struct cairn_buf *html, char *note, size_t note_len);
+
 /* A failed diff (a server gone, a NAR that did not match) is tried again
  * at the next full passes, up to this many tries in all; a new
  * disagreement starts over. */
@@ -211,6 +225,11 @@ bool mon_hash_ok(const char *s, size_t len);
 
 /* The observation log, signed (monitor-log.c); the caller holds r->lock. */
 int mon_log_render(struct cairn_monitor *m, struct cairn_buf *out, struct cairn_error *err);
+/* The log's base: records pruned so far and their chained digest (hex;
+ * zeros and 0 for none). */
+int mon_log_base(struct mon_db *d, uint64_t *base, char chain[65], struct cairn_error *err);
+/* Prune the log's oldest records, those before `before`, into its base. */
+int mon_log_prune(struct mon_db *d, int64_t before, struct cairn_error *err);
 int mon_log_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);
 
 int mon_web_routes(struct cairn_monitor *m, struct cairn_httpd *h, struct cairn_error *err);

@@ -23,6 +23,102 @@ static void hex(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+static bool number(const char *s, uint64_t *out);
+
+int cairn_monitor_log_chain(uint8_t c[32], const struct cairn_monitor_log_entry *e)
+{
+	char rec[CAIRN_SHA256_LEN + CAIRN_MONITOR_LOG_LINE_MAX + 2];
+	int n = snprintf(rec + CAIRN_SHA256_LEN, sizeof(rec) - CAIRN_SHA256_LEN,
+			 "obs %" PRIu64 " %" PRId64 " %s %s %s %s %" PRIu64 "\n", e->seq, e->at,
+			 e->server, e->hash, e->state, e->nar_hash, e->nar_size);
+	if (n < 0 || (size_t)n >= sizeof(rec) - CAIRN_SHA256_LEN)
+		return CAIRN_ELIMIT;
+	memcpy(rec, c, CAIRN_SHA256_LEN);
+	cairn_sha256(rec, CAIRN_SHA256_LEN + (size_t)n, c);
+	return 0;
+}
+
+static bool hex64(const char *s)
+{
+	return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+int mon_log_base(struct mon_db *d, uint64_t *base, char chain[65], struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	*base = 0;
+	memset(chain, '0', 64);
+	chain[64] = '\0';
+	if ((rc = mon_db_prepare(d, "SELECT v FROM meta WHERE k = 'log_base'", &st, err)) < 0)
+		return rc;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(st, 0);
+		char w[24];
+		if (!v || sscanf(v, "%23s %64s", w, chain) != 2 || !number(w, base) || !hex64(chain))
+			rc = cairn_error_set(err, CAIRN_EFORMAT, "monitor: database: bad log_base '%s'",
+					     v ? v : "");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Drop the log's records older than before, carrying their chained digest
+ * on in the base, so that the log stays checkable by whoever saw it. */
+int mon_log_prune(struct mon_db *d, int64_t before, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	uint64_t base, dropped = 0, last = 0;
+	char chain[65], v[128];
+	uint8_t c[CAIRN_SHA256_LEN];
+	int rc;
+	if ((rc = mon_log_base(d, &base, chain, err)) < 0)
+		return rc;
+	cairn_base16_decode(chain, 64, c, sizeof(c));
+	if ((rc = mon_db_prepare(d,
+				 "SELECT seq, at, server, hash, state, nar_hash, nar_size FROM log"
+				 " WHERE seq < COALESCE((SELECT MIN(seq) FROM log WHERE at >= ?1),"
+				 " 9223372036854775807) ORDER BY seq",
+				 &st, err)) < 0)
+		return rc;
+	/* only a prefix: a record older than one kept stays (clocks step back) */
+	sqlite3_bind_int64(st, 1, before);
+	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		struct cairn_monitor_log_entry e = {
+		    .seq = (uint64_t)sqlite3_column_int64(st, 0),
+		    .at = sqlite3_column_int64(st, 1),
+		    .server = (const char *)sqlite3_column_text(st, 2),
+		    .hash = (const char *)sqlite3_column_text(st, 3),
+		    .state = (const char *)sqlite3_column_text(st, 4),
+		    .nar_hash = (const char *)sqlite3_column_text(st, 5),
+		    .nar_size = (uint64_t)sqlite3_column_int64(st, 6)};
+		rc = cairn_monitor_log_chain(c, &e);
+		last = e.seq;
+		dropped++;
+	}
+	sqlite3_finalize(st);
+	if (rc < 0 || !dropped)
+		return rc < 0 ? cairn_error_set(err, rc, "monitor: a log record is too long") : 0;
+	hex(c, sizeof(c), chain);
+	snprintf(v, sizeof(v), "%" PRIu64 " %s", base + dropped, chain);
+	if ((rc = mon_db_prepare(d, "INSERT OR REPLACE INTO meta(k, v) VALUES('log_base', ?)",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, v, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return cairn_error_set(err, CAIRN_EIO, "monitor: database: cannot keep the log base");
+	if ((rc = mon_db_prepare(d, "DELETE FROM log WHERE seq <= ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, (int64_t)last);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return cairn_error_set(err, CAIRN_EIO, "monitor: database: cannot prune the log");
+	return 0;
+}
+
 int mon_log_render(struct cairn_monitor *m, struct cairn_buf *out, struct cairn_error *err)
 {
 	sqlite3_stmt *st;
@@ -30,7 +126,12 @@ int mon_log_render(struct cairn_monitor *m, struct cairn_buf *out, struct cairn_
 	uint8_t sha[CAIRN_SHA256_LEN];
 	char shahex[65], statement[160];
 	int rc;
-	if (cairn_buf_printf(out, LOG_MAGIC "\nmonitor %s\n", m->monitor_id))
+	uint64_t base;
+	char base_chain[65];
+	if ((rc = mon_log_base(m->r, &base, base_chain, err)) < 0)
+		return rc;
+	if (cairn_buf_printf(out, LOG_MAGIC "\nmonitor %s\n", m->monitor_id) ||
+	    (base && cairn_buf_printf(out, "base %" PRIu64 " %s\n", base, base_chain)))
 		return cairn_error_set(err, CAIRN_ELIMIT, "monitor: the log is too large");
 	if ((rc = mon_db_prepare(m->r,
 				 "SELECT seq, at, server, hash, state, nar_hash, nar_size FROM log"
@@ -138,7 +239,7 @@ static int verify_sigs(char **sigs, size_t n, const char *statement,
 }
 
 int cairn_monitor_log_verify(const char *text, size_t len, const struct cairn_keyring *kr,
-			     char monitor[33], uint64_t *count,
+			     struct cairn_monitor_log_head *head,
 			     int (*fn)(void *ctx, const struct cairn_monitor_log_entry *e),
 			     void *ctx, struct cairn_error *err)
 {
@@ -146,8 +247,9 @@ int cairn_monitor_log_verify(const char *text, size_t len, const struct cairn_ke
 	size_t n_sigs = 0, lineno = 0, end_at = 0, body_start = 0;
 	uint64_t n = 0, want = 0, last = 0;
 	bool ended = false;
-	char shahex[65], statement[160];
+	char shahex[65], statement[160], *monitor = head->monitor;
 	int rc = 0;
+	memset(head, 0, sizeof(*head));
 
 	if (len > CAIRN_MONITOR_LOG_MAX)
 		return cairn_error_set(err, CAIRN_ELIMIT, "monitor log: larger than %zu bytes",
@@ -183,6 +285,14 @@ int cairn_monitor_log_verify(const char *text, size_t len, const struct cairn_ke
 				rc = bad(err, lineno, "expected 'monitor <32 hex digits>'");
 			else
 				memcpy(monitor, w[1], 33);
+			body_start = (size_t)(nl + 1 - copy);
+		} else if (lineno == 3 && strncmp(p, "base ", 5) == 0) {
+			nw = words(p, w, 3);
+			if (nw != 3 || !number(w[1], &head->base) || !head->base || !hex64(w[2]))
+				rc = bad(err, lineno, "expected 'base <count> <64 hex digits>'");
+			else
+				cairn_base16_decode(w[2], 64, head->base_chain,
+						    sizeof(head->base_chain));
 			body_start = (size_t)(nl + 1 - copy);
 		} else if (!ended && strncmp(p, "obs ", 4) == 0) {
 			uint64_t seq = 0, at, size;
@@ -240,7 +350,7 @@ int cairn_monitor_log_verify(const char *text, size_t len, const struct cairn_ke
 		rc = verify_sigs(sigs, n_sigs, statement, kr, err);
 	}
 	if (rc == 0)
-		*count = n;
+		head->count = head->base + n;
 
 	/* pass 2, only once verified: the records (the copy was split in
 	 * place, so read them again from the text) */

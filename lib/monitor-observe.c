@@ -11,12 +11,14 @@
  * tick, in one transaction: the pages read a consistent state.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cairn/challenge.h"
@@ -463,14 +465,74 @@ static void file_of(const struct cairn_nar_entry *f, struct mon_file *out, char 
 	}
 }
 
+/* The server row of a challenge source: a --from, or the local store. */
+static int64_t source_id(const struct observer *o, size_t src)
+{
+	return src < o->n ? o->m->server_ids[src] : o->m->store_id;
+}
+
+/* Remove a tree we unpacked (nothing in it is followed: FTW_PHYS). */
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	/* what cannot be removed is left, not a reason to stop the rest */
+	if (flag == FTW_DP)
+		(void)rmdir(p);
+	else
+		(void)unlink(p);
+	return 0;
+}
+
+static void rm_tree(const char *dir)
+{
+	nftw(dir, rm_entry, 16, FTW_PHYS | FTW_DEPTH);
+}
+
+/* diffoscope's report on the first two groups' trees, kept beside the
+ * file list; a missing diffoscope is no failure, only no report. */
+static int run_diffoscope(struct observer *o, int64_t item, const struct cairn_challenge_item *it)
+{
+	struct cairn_monitor *m = o->m;
+	const char *prog = m->cfg.diffoscope ? m->cfg.diffoscope : "diffoscope";
+	if (!prog[0] || it->n_groups < 2 || !it->sides[0].tree || !it->sides[1].tree)
+		return 0;
+	struct cairn_buf html = CAIRN_BUF_INIT(MON_DIFFOSCOPE_HTML_MAX);
+	char note[MON_NOTE_MAX];
+	int rc = mon_diffoscope(prog, it->sides[0].tree, it->sides[1].tree,
+				MON_DIFFOSCOPE_TIMEOUT_S, MON_DIFFOSCOPE_HTML_MAX, &html, note,
+				sizeof(note));
+	if (rc == CAIRN_ENOENT) {
+		cairn_buf_release(&html);
+		return 0;
+	}
+	if (rc < 0)
+		mon_say(m, "%s", note);
+	rc = mon_db_diffoscope_put(m->w, item, source_id(o, it->sides[0].src),
+				   source_id(o, it->sides[1].src), rc < 0 ? NULL : html.data,
+				   rc < 0 ? 0 : html.len, note, &o->fail_err);
+	cairn_buf_release(&html);
+	return rc;
+}
+
 /* Compare the NARs of one differing item and keep the file-level diff. */
 static int diff_item(struct observer *o, int64_t item, const char *path)
 {
 	struct cairn_monitor *m = o->m;
+	char tmp[4096];
+	const char *td = getenv("TMPDIR");
+	snprintf(tmp, sizeof(tmp), "%s/cairn-monitor-XXXXXX", td && td[0] ? td : "/tmp");
+	bool unpack = !(m->cfg.diffoscope && !m->cfg.diffoscope[0]) && mkdtemp(tmp);
 	struct cairn_challenge_config cc = {.http = o->http,
 					    .servers = o->srv,
 					    .n_servers = o->n,
-					    .diff = true};
+					    .diff = true,
+					    .unpack_dir = unpack ? tmp : NULL,
+					    .unpack_max = MON_DIFFOSCOPE_NAR_MAX,
+					    /* a disagreement with --store is diffed too: its
+					     * tree is dumped as a NAR, not downloaded */
+					    .root = m->cfg.store_root,
+					    .db_path = m->cfg.store_db};
 	struct cairn_challenge *c = NULL;
 	struct cairn_error e;
 	char note[MON_NOTE_MAX] = "";
@@ -514,8 +576,8 @@ static int diff_item(struct observer *o, int64_t item, const char *path)
 			char ha[65], hb[65];
 			file_of(ch->a, &fa, ha);
 			file_of(ch->b, &fb, hb);
-			if ((rc = mon_db_diff_put(m->w, item, m->server_ids[a->src],
-						  m->server_ids[b->src],
+			if ((rc = mon_db_diff_put(m->w, item, source_id(o, a->src),
+						  source_id(o, b->src),
 						  ch->a ? ch->a->path : ch->b->path, ch->kind, &fa, &fb,
 						  &o->fail_err)) < 0)
 				goto out;
@@ -524,11 +586,15 @@ static int diff_item(struct observer *o, int64_t item, const char *path)
 	if (kept >= CAIRN_MONITOR_DIFF_FILES_MAX)
 		snprintf(note, sizeof(note), "only the first %u changed files are kept",
 			 CAIRN_MONITOR_DIFF_FILES_MAX);
+	if ((rc = run_diffoscope(o, item, it)) < 0)
+		goto out;
 record:
 	atomic_fetch_add(&m->diffs, 1);
 	rc = mon_db_diff_done(m->w, item, state, note[0] ? note : NULL, &o->fail_err);
 out:
 	cairn_challenge_free(c);
+	if (unpack)
+		rm_tree(tmp);
 	return rc;
 }
 
@@ -561,28 +627,37 @@ static int peer_entry(void *ctx, const struct cairn_monitor_log_entry *e)
 }
 
 /*
- * The chained digest of a log's records: c(0) = 32 zero bytes, c(k) =
- * SHA-256(c(k-1) || record k as the log writes it).  Kept for each peer,
- * so that its next log can be checked to extend the one used before: the
- * same monitor, no fewer records, and the same digest over the records
- * seen before (a record changed or dropped since is a rewritten history).
+ * The chained digest of a log's records (monitor.h), from its base on.
+ * Kept for each peer, so that its next log can be checked to extend the
+ * one used before: the same monitor, no fewer records, and the same
+ * digest over the records seen before (a record changed or dropped since
+ * is a rewritten history; pruned ones are carried in the base's digest).
  */
 struct chain {
+	const struct cairn_monitor_log_head *head;
+	bool started;
 	uint64_t n, upto;
 	uint8_t c[CAIRN_SHA256_LEN], at_upto[CAIRN_SHA256_LEN];
 };
 
+static void chain_start(struct chain *ch)
+{
+	if (ch->started)
+		return;
+	ch->started = true;
+	ch->n = ch->head->base;
+	memcpy(ch->c, ch->head->base_chain, CAIRN_SHA256_LEN);
+	if (ch->n == ch->upto)
+		memcpy(ch->at_upto, ch->c, CAIRN_SHA256_LEN);
+}
+
 static int chain_entry(void *ctx, const struct cairn_monitor_log_entry *e)
 {
 	struct chain *ch = ctx;
-	char rec[CAIRN_SHA256_LEN + 1024];
-	int n = snprintf(rec + CAIRN_SHA256_LEN, sizeof(rec) - CAIRN_SHA256_LEN,
-			 "obs %" PRIu64 " %" PRId64 " %s %s %s %s %" PRIu64 "\n", e->seq, e->at,
-			 e->server, e->hash, e->state, e->nar_hash, e->nar_size);
-	if (n < 0 || (size_t)n >= sizeof(rec) - CAIRN_SHA256_LEN)
-		return CAIRN_ELIMIT;
-	memcpy(rec, ch->c, CAIRN_SHA256_LEN);
-	cairn_sha256(rec, CAIRN_SHA256_LEN + (size_t)n, ch->c);
+	chain_start(ch);
+	int rc = cairn_monitor_log_chain(ch->c, e);
+	if (rc < 0)
+		return rc;
 	if (++ch->n == ch->upto)
 		memcpy(ch->at_upto, ch->c, CAIRN_SHA256_LEN);
 	return 0;
@@ -605,9 +680,10 @@ static int read_peer(struct observer *o, size_t i)
 	struct cairn_monitor *m = o->m;
 	struct cairn_buf body = CAIRN_BUF_INIT(CAIRN_MONITOR_LOG_MAX);
 	struct cairn_error e;
-	char monitor[33], old_monitor[33] = "", old_chain[65] = "", hex[65];
-	uint64_t count, old_count = 0;
-	struct chain ch = {0};
+	char old_monitor[33] = "", old_chain[65] = "", hex[65];
+	uint64_t old_count = 0;
+	struct cairn_monitor_log_head head;
+	struct chain ch = {.head = &head};
 	long status = 0;
 	const char *url = cairn_http_server_url(o->peer[i]);
 	int rc = 0;
@@ -620,9 +696,12 @@ static int read_peer(struct observer *o, size_t i)
 	rc = 0;
 	ch.upto = old_count;
 	if (get_whole(o, o->peer[i], "api/v1/log", CAIRN_MONITOR_LOG_MAX, &body, &status, &e) < 0 ||
-	    cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, monitor, &count, chain_entry,
-				     &ch, &e) < 0)
+	    cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, &head, chain_entry, &ch, &e) <
+		0)
 		goto refused;
+	chain_start(&ch);
+	const char *monitor = head.monitor;
+	uint64_t count = head.count;
 	if (old_monitor[0] && strcmp(monitor, old_monitor) != 0) {
 		cairn_error_set(&e, CAIRN_EFORMAT, "the log is of monitor %s, not %s as before",
 				monitor, old_monitor);
@@ -636,7 +715,14 @@ static int read_peer(struct observer *o, size_t i)
 		goto refused;
 	}
 	chain_hex(old_count ? ch.at_upto : (const uint8_t[CAIRN_SHA256_LEN]){0}, hex);
-	if (old_chain[0] && strcmp(hex, old_chain) != 0) {
+	if (old_chain[0] && head.base > old_count) {
+		/* pruned past what we saw: what it dropped unseen cannot be
+		 * checked, only what follows its base */
+		mon_say(m,
+			"peer %s: its log was pruned past the %" PRIu64
+			" records read before: continuing from its base at %" PRIu64,
+			url, old_count, head.base);
+	} else if (old_chain[0] && strcmp(hex, old_chain) != 0) {
 		cairn_error_set(&e, CAIRN_EFORMAT,
 				"its first %" PRIu64 " records are not those it served before:"
 				" its history was rewritten",
@@ -646,8 +732,8 @@ static int read_peer(struct observer *o, size_t i)
 	chain_hex(ch.c, hex);
 	struct peer_put pp = {o, url, monitor};
 	if ((rc = mon_db_peer_clear(m->w, url, &o->fail_err)) < 0 ||
-	    (rc = cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, monitor, &count,
-					   peer_entry, &pp, &o->fail_err)) < 0 ||
+	    (rc = cairn_monitor_log_verify(body.data, body.len, m->cfg.kr, &head, peer_entry, &pp,
+					   &o->fail_err)) < 0 ||
 	    (rc = mon_db_peer_log_set(m->w, url, monitor, count, hex, &o->fail_err)) < 0)
 		goto out;
 	atomic_fetch_add(&m->peer_logs, 1);
@@ -717,6 +803,9 @@ static int tick(struct observer *o, bool full)
 	if (rc == 0 && full)
 		rc = mon_db_prune(m->w, (int64_t)m->cfg.retention_days * 86400, o->now,
 				  &o->fail_err);
+	if (rc == 0 && full)
+		rc = mon_log_prune(m->w, o->now - (int64_t)m->cfg.retention_days * 86400,
+				   &o->fail_err);
 	if (rc == 0)
 		rc = mon_db_exec(m->w, "COMMIT", &o->fail_err);
 	else

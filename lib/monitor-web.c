@@ -380,6 +380,39 @@ static int h_items(struct cairn_httpd_req *req, void *data)
 
 /* ---- one item ------------------------------------------------------------- */
 
+/* A link to diffoscope's report, never the report inline: it holds text
+ * the servers chose, so it is served apart, sandboxed. */
+static int diffoscope_section(struct cairn_monitor *m, int64_t id, const char *hash,
+			      struct cairn_buf *b, struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = mon_db_prepare(m->r,
+				 "SELECT sa.url, sb.url, length(d.html), d.note FROM diffoscope d"
+				 " LEFT JOIN servers sa ON sa.id = d.a_server"
+				 " LEFT JOIN servers sb ON sb.id = d.b_server WHERE d.item = ?",
+				 &st, err)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		cairn_buf_puts(b, "<h2>diffoscope</h2><p>");
+		if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+			cairn_buf_printf(b, "<a href=\"/item/%s/diffoscope\">diffoscope's report</a> ",
+					 hash);
+		cairn_buf_puts(b, "comparing ");
+		text_col(b, st, 0);
+		cairn_buf_puts(b, " with ");
+		text_col(b, st, 1);
+		if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+			cairn_buf_puts(b, ". ");
+			text_col(b, st, 3);
+		}
+		cairn_buf_puts(b, ".</p>");
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
 static int item_page(struct cairn_monitor *m, const char *hash, struct cairn_buf *b,
 		     struct cairn_error *err)
 {
@@ -463,6 +496,8 @@ static int item_page(struct cairn_monitor *m, const char *hash, struct cairn_buf
 		}
 		sqlite3_finalize(st);
 		cairn_buf_puts(b, "</table>");
+		if ((rc = diffoscope_section(m, id, hash, b, err)) < 0)
+			return rc;
 	}
 
 	cairn_buf_puts(b, "<h2>What each server says</h2><div class=\"side\">");
@@ -540,13 +575,60 @@ static int item_page(struct cairn_monitor *m, const char *hash, struct cairn_buf
 	return 0;
 }
 
+/* diffoscope's HTML as it wrote it, in a sandbox: no script runs, and
+ * the page is a unique origin, so the text the servers put in it can
+ * neither act nor reach the monitor's pages. */
+static int diffoscope_page(struct cairn_httpd_req *req, struct cairn_monitor *m,
+			   const char *hash_part)
+{
+	char hash[MON_HASH_LEN + 1];
+	memcpy(hash, hash_part, MON_HASH_LEN);
+	hash[MON_HASH_LEN] = '\0';
+	struct cairn_buf b = CAIRN_BUF_INIT(MON_DIFFOSCOPE_HTML_MAX + 1);
+	struct cairn_error err;
+	sqlite3_stmt *st;
+	int status = 404;
+	cairn_error_init(&err);
+	pthread_mutex_lock(&m->r->lock);
+	if (mon_db_prepare(m->r,
+			   "SELECT d.html FROM diffoscope d JOIN items i ON i.id = d.item"
+			   " WHERE i.hash = ? AND d.html IS NOT NULL",
+			   &st, &err) < 0) {
+		status = 500;
+	} else {
+		sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			const void *h = sqlite3_column_blob(st, 0);
+			size_t n = (size_t)sqlite3_column_bytes(st, 0);
+			status = n && cairn_buf_append(&b, h, n) < 0 ? 500 : 200;
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&m->r->lock);
+	if (status != 200)
+		return fail_page(req, &b, status);
+	cairn_httpd_add_header(req, "cache-control", "no-store");
+	cairn_httpd_add_header(req, "content-security-policy",
+			       "sandbox; default-src 'none'; style-src 'unsafe-inline'");
+	cairn_httpd_add_header(req, "x-content-type-options", "nosniff");
+	int rc = cairn_httpd_send(req, 200, "text/html; charset=utf-8", b.data ? b.data : "",
+				  b.len);
+	cairn_buf_release(&b);
+	return rc;
+}
+
 static int h_item(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_monitor *m = data;
 	size_t len;
 	const char *path = cairn_httpd_req_path(req, &len);
 	static const char prefix[] = "/item/";
+	static const char dsuffix[] = "/diffoscope";
 	char hash[MON_HASH_LEN + 1];
+	if (len == sizeof(prefix) - 1 + MON_HASH_LEN + sizeof(dsuffix) - 1 &&
+	    !memcmp(path + len - (sizeof(dsuffix) - 1), dsuffix, sizeof(dsuffix) - 1) &&
+	    mon_hash_ok(path + sizeof(prefix) - 1, MON_HASH_LEN))
+		return diffoscope_page(req, m, path + sizeof(prefix) - 1);
 	if (len < sizeof(prefix) - 1 ||
 	    !mon_hash_ok(path + sizeof(prefix) - 1, len - (sizeof(prefix) - 1)))
 		return cairn_httpd_send_error(req, 404);

@@ -7,7 +7,7 @@ libcurl4-openssl-dev libzstd-dev liblzma-dev liblz-dev zlib1g-dev libbz2-dev
 libsqlite3-dev libh2o-evloop-dev libcmocka-dev"
 run="$build nix-bin curl"
 test="$build nix-bin sqlite3 strace nginx curl xz-utils zstd bzip2 lzip gzip python3 libclang-rt-14-dev llvm
-man-db systemd nodejs chromium"
+man-db systemd nodejs chromium diffoscope-minimal"
 bench="$test hyperfine wrk varnish"
 case "${1:-build}" in
   build) want=$build ;;

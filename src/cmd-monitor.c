@@ -11,13 +11,14 @@
 
 #include "cairn/httpd.h"
 #include "cairn/keys.h"
+#include "cairn/hash.h"
 #include "cairn/monitor.h"
 #include "cli.h"
 #include "cairn/banned.h"
 
 struct monitor_opts {
 	struct cli_list from, listen, peers;
-	const char *db, *paths, *port_file, *access_log, *key, *store, *store_db;
+	const char *db, *paths, *port_file, *access_log, *key, *store, *store_db, *diffoscope;
 	struct cli_keys keys;
 	long interval, retention, threads;
 	uint64_t poll;
@@ -60,6 +61,9 @@ static const struct cli_option monitor_options[] = {
 		 "observations (repeatable)"),
 	OPT_FLAG(0, "no-diff", struct monitor_opts, no_diff,
 		 "do not download differing NARs to list the files\nthat differ"),
+	OPT_STRING(0, "diffoscope", struct monitor_opts, diffoscope, "PROG",
+		   "the diffoscope run on differing NARs (default\n"
+		   "'diffoscope' when installed; '' never)"),
 	OPT_INT(0, "threads", struct monitor_opts, threads, "N", 0, CAIRN_HTTPD_MAX_THREADS,
 		"event loops serving the report (default 1)"),
 	OPT_STRING(0, "access-log", struct monitor_opts, access_log, "FILE",
@@ -114,9 +118,9 @@ static int monitor_verify(int argc, char **argv)
 {
 	struct verify_opts o;
 	struct cairn_error err;
-	char *text = NULL, monitor[33];
+	char *text = NULL;
 	size_t len = 0;
-	uint64_t count = 0;
+	struct cairn_monitor_log_head head;
 	int nargs, ret;
 
 	memset(&o, 0, sizeof(o));
@@ -132,11 +136,19 @@ static int monitor_verify(int argc, char **argv)
 	}
 	ret = EXIT_FAIL;
 	if (cli_read_file(argv[0], CAIRN_MONITOR_LOG_MAX, &text, &len, &err) < 0 ||
-	    cairn_monitor_log_verify(text, len, &o.keys.kr, monitor, &count, NULL, NULL, &err) < 0) {
+	    cairn_monitor_log_verify(text, len, &o.keys.kr, &head, NULL, NULL, &err) < 0) {
 		cli_fail(argv[0], &err);
 		goto out;
 	}
-	printf("monitor %s: %" PRIu64 " observations, signed by a trusted key\n", monitor, count);
+	printf("monitor %s: %" PRIu64 " observations, signed by a trusted key\n", head.monitor,
+	       head.count);
+	if (head.base) {
+		char chain[65];
+		cairn_base16_encode(head.base_chain, sizeof(head.base_chain), chain);
+		chain[64] = '\0';
+		printf("the first %" PRIu64 " were pruned; their chained digest: %s\n", head.base,
+		       chain);
+	}
 	ret = EXIT_OK;
 out:
 	free(text);
@@ -244,6 +256,7 @@ int cmd_monitor(int argc, char **argv)
 	mc.feed_poll_ms = (unsigned)o.poll;
 	mc.retention_days = (unsigned)o.retention;
 	mc.diff = !o.no_diff;
+	mc.diffoscope = o.diffoscope;
 	mc.log = monitor_log;
 	for (size_t i = 0; i < o.listen.n; i++)
 		hc.listen[hc.n_listen++] = o.listen.v[i];

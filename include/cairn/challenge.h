@@ -27,6 +27,7 @@
 #include "cairn/hash.h"
 #include "cairn/http.h"
 #include "cairn/nar-diff.h"
+#include "cairn/nar.h"
 #include "cairn/narinfo.h"
 
 struct cairn_survey;
@@ -61,6 +62,9 @@ struct cairn_challenge_side {
 	bool ok;
 	struct cairn_error err; /* !ok: why */
 	struct cairn_nar_list files;
+	/* with unpack_dir: the NAR unpacked there, once ok (malloc'd), or NULL */
+	char *tree;
+	struct cairn_nar_restore *restore; /* while it streams */
 };
 
 struct cairn_challenge_item {
@@ -87,6 +91,12 @@ struct cairn_challenge_config {
 	const char *db_path; /* its database; NULL: ROOT's Nix or Guix one, else the tree */
 	bool diff;
 	size_t max_inflight; /* narinfo requests at once; 0 for the survey's default */
+	/* With diff: also unpack each side's NAR (nar.h restore) into
+	 * unpack_dir/<item>.<group>, when its NarSize is at most unpack_max
+	 * (0: no bound), for a tool that compares trees (diffoscope).  The
+	 * caller owns the directory and removes it. */
+	const char *unpack_dir;
+	uint64_t unpack_max;
 };
 
 struct cairn_challenge;

@@ -108,6 +108,9 @@ enum cairn_monitor_verdict cairn_monitor_decide(const struct cairn_monitor_obs *
  *
  *   cairn-monitor-log 1\n
  *   monitor <32 lowercase hex>\n
+ *   base <count> <chain>\n    only after a pruning: count records were
+ *                             dropped before the first obs, chain (64
+ *                             lowercase hex) is their chained digest
  *   obs <seq> <time> <server URL> <hash part> <state> <NarHash|-> <NarSize>\n
  *   ...                       seq strictly increasing; state present,
  *                             absent or broken; time in Unix seconds
@@ -117,7 +120,9 @@ enum cairn_monitor_verdict cairn_monitor_decide(const struct cairn_monitor_obs *
  *
  * Each signature is Ed25519 (a Nix key) over the statement
  *   cairn-monitor-log 1;<monitor>;<count>;<sha256>
- * A later log of the same monitor starts with the same records.
+ * A later log of the same monitor starts with the same records, or with a
+ * base whose chain continues them.  The chained digest: c(0) = 32 zero
+ * bytes, c(k) = SHA-256(c(k-1) || obs line k with its newline).
  */
 #define CAIRN_MONITOR_LOG_MAX ((size_t)256 << 20) /* bytes of a log */
 #define CAIRN_MONITOR_LOG_LINE_MAX 8192
@@ -130,15 +135,26 @@ struct cairn_monitor_log_entry {
 	uint64_t nar_size;
 };
 
+/* What a verified log says of itself. */
+struct cairn_monitor_log_head {
+	char monitor[33];
+	uint64_t base;		/* records pruned before its first */
+	uint8_t base_chain[32]; /* their chained digest (zeros for none) */
+	uint64_t count;		/* base + its records */
+};
+
+/* One step of the chained digest: c = SHA-256(c || e's obs line). */
+int cairn_monitor_log_chain(uint8_t c[32], const struct cairn_monitor_log_entry *e);
+
 /*
  * Check a log: its layout and bounds, its hash, and a signature by a
  * trusted Nix key (CAIRN_ENOSIG, CAIRN_ESIG, CAIRN_EUNTRUSTED,
  * CAIRN_ESIGCORRUPT, CAIRN_EFORMAT, CAIRN_EHASH, CAIRN_ELIMIT); then,
  * only when it verified, fn (may be NULL) gets each record in order.
- * monitor gets the log's monitor id, count its number of records.
+ * head gets the log's monitor id, its base and its count.
  */
 int cairn_monitor_log_verify(const char *text, size_t len, const struct cairn_keyring *kr,
-			     char monitor[33], uint64_t *count,
+			     struct cairn_monitor_log_head *head,
 			     int (*fn)(void *ctx, const struct cairn_monitor_log_entry *e),
 			     void *ctx, struct cairn_error *err);
 
@@ -156,6 +172,10 @@ struct cairn_monitor_config {
 	unsigned feed_poll_ms;		/* 0: 1000 */
 	unsigned retention_days;	/* 0: the default */
 	bool diff;			/* download and diff NARs on "differs" */
+	/* With diff: run this diffoscope (a name in PATH or a path) on the
+	 * unpacked NARs of the first two groups; NULL: "diffoscope", used
+	 * when it is installed; "": never. */
+	const char *diffoscope;
 	/* The local store under this root ("/" the real one; storeloc.h) is
 	 * compared too; NULL: not.  store_db: its database, NULL: the kind's. */
 	const char *store_root;

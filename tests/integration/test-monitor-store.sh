@@ -25,7 +25,7 @@ check "--store on a directory without a store database: refused at start, saying
 
 "$CAIRN" monitor --from "$u1" --store "$TMP/store2" --db "$TMP/mon.sqlite" \
   --listen 127.0.0.1:0 --port-file "$TMP/mon.port" --paths "$TMP/paths" --interval 3600 \
-  --no-diff >"$TMP/mon.log" 2>&1 &
+  >"$TMP/mon.log" 2>&1 &
 MPID=$!
 cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
 MURL=http://127.0.0.1:$(port_from_file "$TMP/mon.port" "$MPID" 15)
@@ -44,5 +44,17 @@ check "wt-stamp: the store's NarHash is that of the store's database" \
        "$(nix-store --store "$(nix_store_uri "$TMP/store2")" --query --hash "$STAMP")"
 check "wt-b: the store's References are the narinfo's (the same claim)" \
   test "$(api "/api/v1/items/$(hp "$(grep -- '-wt-b$' <<<"$CLOSURE")")" | jq_ 'len(set(s["references"] for s in d["servers"]))')" = 1
+# the file diff against the store: the cache's NAR downloaded, the
+# store's tree dumped as a NAR where it lies
+check "wt-stamp: diffed against the local store" \
+  wait_for 30 eval '[ "$(api "/api/v1/items/$(hp "$STAMP")" | jq_ "d[\"diff\"][\"state\"]")" = done ]' ||
+  sed 's/^/  | /' "$TMP/mon.log"
+api "/api/v1/items/$(hp "$STAMP")" >"$TMP/stamp.json"
+check "wt-stamp: stamp and share/random differ, between the cache and the store" \
+  test "$(jq_ '(sorted(f["path"] for f in d["diff"]["files"] if f["path"] in ("stamp", "share/random")), sorted(set((f["a_server"], f["b_server"]) for f in d["diff"]["files"])))' <"$TMP/stamp.json")" = \
+       "(['share/random', 'stamp'], [('$u1', 'local:$TMP/store2/nix/store')])"
+check "wt-stamp: the store's stamp file is the one on disk" \
+  test "$(jq_ '[f["b"]["sha256"] for f in d["diff"]["files"] if f["path"] == "stamp"][0]' <"$TMP/stamp.json")" = \
+       "$(sha256sum <"$TMP/store2$STAMP/stamp" | cut -d' ' -f1)"
 kill "$MPID"
 finish

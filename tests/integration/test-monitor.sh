@@ -43,7 +43,7 @@ mon_n=0
 monitor_start() {
   mon_n=$((mon_n + 1))
   MLOG=$TMP/monitor-$mon_n.log
-  "$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
+  TMPDIR=$TMP "$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
     --listen 127.0.0.1:0 --port-file "$TMP/mon-$mon_n.port" --paths "$TMP/paths" \
     --trusted-key "$TMP/k1.pub" --trusted-key "$TMP/k2.pub" --interval 3600 --poll 200ms \
     --key "$TMP/ka.sec" \
@@ -102,6 +102,25 @@ check "wt-stamp: history is one change, to differs" \
 curl -sf "$MURL/item/$(hp "$STAMP")" >"$TMP/stamp.html"
 check "item page: names the differing file" grep -q '<code>stamp</code>' "$TMP/stamp.html"
 check "item page: both narinfos side by side" test "$(grep -o '<pre>StorePath: ' "$TMP/stamp.html" | wc -l)" = 2
+# diffoscope on the two unpacked NARs: linked from the item page, served
+# apart in a sandbox (its HTML holds what the servers sent)
+if command -v diffoscope >/dev/null 2>&1; then
+  check "item page: links diffoscope's report" \
+    grep -qF "<a href=\"/item/$(hp "$STAMP")/diffoscope\">" "$TMP/stamp.html"
+  curl -sf -D "$TMP/dsc.h" "$MURL/item/$(hp "$STAMP")/diffoscope" >"$TMP/dsc.html"
+  check "diffoscope report: names stamp and share/random (its text report: its HTML one fails on the non-UTF-8 name)" \
+    bash -c 'grep -q "diffoscope" "$1" && grep -q "stamp" "$1" && grep -q "share/random" "$1"' _ "$TMP/dsc.html"
+  check "diffoscope report: served sandboxed, scripts off" \
+    grep -qi "^content-security-policy: sandbox; default-src 'none'" "$TMP/dsc.h"
+  check "diffoscope report: none for an item that agrees (404)" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' "$MURL/item/$(hp "$A")/diffoscope")" = 404
+  check "diffoscope: its temporary trees are gone" \
+    bash -c '! ls -d "$1"/cairn-monitor-* 2>/dev/null' _ "$TMP"
+elif [ "${CI:-}" = true ]; then
+  not_ok "diffoscope is required in CI"
+else
+  echo "# skip: diffoscope not found"
+fi
 curl -sf "$MURL/item/$(hp "$A")" >"$TMP/a.html"
 check "hostile field: escaped on the item page" \
   grep -qF 'Comment: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;' "$TMP/a.html"
@@ -247,6 +266,49 @@ check "A rewritten: the peer keeps A's two NarHashes of wt-stamp as it had them"
 h1=$(sqlite3 "$TMP/mon.sqlite" "SELECT hash FROM log WHERE seq = 1")
 check "A rewritten: the rewritten record is nowhere on the peer" \
   bash -c '! curl -sf "$1/api/v1/items/$2" | grep -q rewritten' _ "$PURL" "$h1"
+kill "$PPID_"; wait_gone "$PPID_" 10
+# ---- the log pruned (retention): its first records, aged (while a long
+# --retention keeps them), are dropped at the next start into a `base` line
+# carrying their chained digest; it still verifies, and a peer that read
+# it before reads it after, the chain continuing
+a_restart() { # NAME [OPTION...]: A again, on its port and database
+  local name=$1; shift
+  "$CAIRN" monitor --from "$u1" --from "$u2" --db "$TMP/mon.sqlite" \
+    --listen "127.0.0.1:$aport" --paths "$TMP/paths" \
+    --trusted-key "$TMP/k1.pub" --trusted-key "$TMP/k2.pub" --interval 3600 --poll 200ms \
+    --key "$TMP/ka.sec" "$@" >"$TMP/monitor-$name.log" 2>&1 &
+  MPID=$!
+  cleanup_hooks+=("kill -9 $MPID 2>/dev/null")
+}
+monitor_stop
+sqlite3 "$TMP/mon.sqlite" "UPDATE log SET at = 1 WHERE seq <= 2"
+a_restart aged --retention 36500
+peer_start rot "$TMP/ka.pub" "$TMP/k1.pub"
+check "rotation: a new peer reads A's log" wait_for 30 eval '[ "$(pmetric cairn_monitor_peer_logs_total)" -ge 1 ]'
+curl -sf "$AURL/api/v1/log" >"$TMP/a3.log"
+check "rotation: a long --retention keeps the aged records" test "$(grep -c '^obs 1 1 ' "$TMP/a3.log")" = 1
+monitor_stop
+a_restart pruned
+chain2=$(python3 -c '
+import hashlib, sys
+c = bytes(32)
+for l in [l for l in open(sys.argv[1], "rb") if l.startswith(b"obs ")][:2]:
+    c = hashlib.sha256(c + l).digest()
+print(c.hex())' "$TMP/a3.log")
+check "rotation: A's log starts with base 2 and the chained digest of the two records dropped" \
+  wait_for 15 eval 'curl -sf "$AURL/api/v1/log" >"$TMP/a4.log" && grep -qx "base 2 $chain2" "$TMP/a4.log"'
+check "rotation: the two aged records are gone from the log, the rest kept" \
+  test "$(grep -c '^obs ' "$TMP/a4.log")" = "$(( $(grep -c '^obs ' "$TMP/a3.log") - 2 ))"
+check "rotation: cairn monitor verify accepts it, the count over the whole history unchanged" \
+  bash -c '"$1" monitor verify "$2" --trusted-key "$3" >"$2.out" && grep -q ": $4 observations" "$2.out" && grep -q "first 2 were pruned; their chained digest: $5" "$2.out"' _ \
+  "$CAIRN" "$TMP/a4.log" "$TMP/ka.pub" "$(grep -c '^obs ' "$TMP/a3.log")" "$chain2"
+sed "s/^base 2 ./base 2 $( [ "${chain2:0:1}" = 0 ] && echo 1 || echo 0)/" "$TMP/a4.log" >"$TMP/a4-forged.log"
+check "rotation: a base changed after signing is refused" \
+  bash -c '! "$1" monitor verify "$2" --trusted-key "$3" 2>/dev/null' _ "$CAIRN" "$TMP/a4-forged.log" "$TMP/ka.pub"
+n0=$(pmetric cairn_monitor_peer_logs_total)
+check "rotation: the peer that read the log before reads the pruned one, the chain continuing" \
+  wait_for 30 eval '[ "$(pmetric cairn_monitor_peer_logs_total)" -gt "$n0" ]'
+check "rotation: the peer refused nothing" test "$(pmetric cairn_monitor_peer_logs_refused_total)" = 0
 kill "$PPID_"; wait_gone "$PPID_" 10
 peer_start bad "$TMP/k1.pub"
 prefused() { curl -sf "$PURL/metrics" | awk '$1 == "cairn_monitor_peer_logs_refused_total" {print $2}'; }

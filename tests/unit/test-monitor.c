@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -443,8 +444,8 @@ static void test_log(void **state)
 	struct cairn_nix_seckey sk, other;
 	struct cairn_nix_pubkey pk, opk;
 	struct cairn_keyring kr = CAIRN_KEYRING_INIT;
-	char id[33], *t;
-	uint64_t n;
+	struct cairn_monitor_log_head h;
+	char *t;
 	int seen = 0;
 	const char *body = "obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw present " H1 " 10\n"
 			   "obs 2 101 http://b x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n";
@@ -455,51 +456,168 @@ static void test_log(void **state)
 	assert_int_equal(cairn_keyring_add_nix(&kr, &pk, NULL), 0);
 
 	t = make_log(body, 2, &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, count_entries, &seen,
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, count_entries, &seen,
 						  NULL),
 			 0);
-	assert_int_equal(n, 2);
+	assert_int_equal(h.count, 2);
+	assert_int_equal(h.base, 0);
 	assert_int_equal(seen, 2);
-	assert_string_equal(id, "0123456789abcdef0123456789abcdef");
+	assert_string_equal(h.monitor, "0123456789abcdef0123456789abcdef");
 	/* a record changed after signing */
 	t[strlen("cairn-monitor-log 1\nmonitor 0123456789abcdef0123456789abcdef\nobs 1 1")] = '9';
 	seen = 0;
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, count_entries, &seen,
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, count_entries, &seen,
 						  NULL),
 			 CAIRN_EHASH);
 	assert_int_equal(seen, 0); /* nothing of a refused log reaches the caller */
 	free(t);
 
 	t = make_log(body, 2, NULL);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_ENOSIG);
 	free(t);
 	t = make_log(body, 2, &other);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EUNTRUSTED);
 	free(t);
 	t = make_log(body, 3, &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EFORMAT);
 	free(t);
 	t = make_log("obs 2 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n"
 		     "obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0\n",
 		     2, &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EFORMAT);
 	free(t);
 	t = make_log("obs 1 100 http://a <script> absent - 0\n", 1, &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EFORMAT);
 	free(t);
 	t = make_log("obs 1 100 http://a x6b6ah9iya8w14wv5fzzwj36lf2yyghw absent - 0 extra\n", 1,
 		     &sk);
-	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, id, &n, NULL, NULL, NULL),
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+
+	/* a pruned log: its base carries the chained digest of the records
+	 * dropped, so the chain over the whole history comes out the same */
+	uint8_t full[32] = {0}, part[32];
+	struct cairn_monitor_log_entry e1 = {1, 100, "http://a", "x6b6ah9iya8w14wv5fzzwj36lf2yyghw",
+					     "present", H1, 10};
+	struct cairn_monitor_log_entry e2 = {2, 101, "http://b", "x6b6ah9iya8w14wv5fzzwj36lf2yyghw",
+					     "absent", "-", 0};
+	struct cairn_monitor_log_entry e3 = {3, 102, "http://b", "x6b6ah9iya8w14wv5fzzwj36lf2yyghw",
+					     "present", H1, 10};
+	assert_int_equal(cairn_monitor_log_chain(full, &e1), 0);
+	assert_int_equal(cairn_monitor_log_chain(full, &e2), 0);
+	memcpy(part, full, 32);
+	assert_int_equal(cairn_monitor_log_chain(full, &e3), 0);
+	char bhex[65], rotated[400];
+	cairn_base16_encode(part, 32, bhex);
+	bhex[64] = '\0';
+	snprintf(rotated, sizeof(rotated),
+		 "base 2 %s\nobs 3 102 http://b x6b6ah9iya8w14wv5fzzwj36lf2yyghw present " H1 " 10\n",
+		 bhex);
+	t = make_log(rotated, 1, &sk);
+	seen = 0;
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, count_entries, &seen, NULL),
+			 0);
+	assert_int_equal(h.base, 2);
+	assert_int_equal(h.count, 3);
+	assert_int_equal(seen, 1);
+	assert_memory_equal(h.base_chain, part, 32);
+	free(t);
+	/* a base anywhere but first, of no records, or malformed: refused */
+	snprintf(rotated, sizeof(rotated),
+		 "obs 3 102 http://b x6b6ah9iya8w14wv5fzzwj36lf2yyghw present " H1 " 10\nbase 2 %s\n",
+		 bhex);
+	t = make_log(rotated, 1, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	snprintf(rotated, sizeof(rotated), "base 0 %s\n", bhex);
+	t = make_log(rotated, 0, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
+			 CAIRN_EFORMAT);
+	free(t);
+	t = make_log("base 2 xyz\n", 0, &sk);
+	assert_int_equal(cairn_monitor_log_verify(t, strlen(t), &kr, &h, NULL, NULL, NULL),
 			 CAIRN_EFORMAT);
 	free(t);
 	cairn_keyring_release(&kr);
 	cairn_nix_seckey_wipe(&sk);
 	cairn_nix_seckey_wipe(&other);
+}
+
+/* A stand-in for diffoscope: the shell script body, in dir. */
+static void fake_prog(const char *name, const char *body, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s", dir, name);
+	FILE *f = fopen(out, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	fclose(f);
+	assert_int_equal(chmod(out, 0755), 0);
+}
+
+/* The bounds on diffoscope, and its text report when its HTML fails:
+ * counted by what comes back, not by the clock. */
+static void test_diffoscope(void **state)
+{
+	(void)state;
+	char prog[300], note[MON_NOTE_MAX];
+	struct cairn_buf html = CAIRN_BUF_INIT(4096);
+
+	fake_prog("ds-ok", "echo \"<p>$5 vs $6</p>\"; exit 1", prog, sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 30, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(html.len, strlen("<p>A vs B</p>\n"));
+	assert_memory_equal(html.data, "<p>A vs B</p>\n", html.len);
+	assert_string_equal(note, "");
+	cairn_buf_release(&html);
+
+	/* endless output: cut at the bound, said so, the process killed */
+	fake_prog("ds-big", "yes '<p>x</p>'; exit 1", prog, sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 30, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(html.len, 4096);
+	assert_non_null(strstr(note, "only the first 4096 bytes"));
+	cairn_buf_release(&html);
+
+	/* never done: stopped at the time bound, what it wrote kept */
+	fake_prog("ds-slow", "echo '<p>partial</p>'; sleep 600; exit 1", prog, sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 1, 4096, &html, note, sizeof(note)), 0);
+	assert_non_null(strstr(note, "stopped after 1 s"));
+	assert_memory_equal(html.data, "<p>partial</p>\n", html.len);
+	cairn_buf_release(&html);
+
+	/* HTML fails (exit 2), text works: the text, escaped, in our page */
+	fake_prog("ds-text",
+		  "[ \"$1\" = --html ] && exit 2; echo '<script>x</script> & \"'; exit 1", prog,
+		  sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 30, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(cairn_buf_putc(&html, '\0'), 0);
+	assert_non_null(strstr(html.data, "<pre>&lt;script&gt;x&lt;/script&gt; &amp; &quot;"));
+	assert_null(strstr(html.data, "<script"));
+	assert_non_null(strstr(note, "text report"));
+	cairn_buf_release(&html);
+
+	/* both fail: an error, said */
+	fake_prog("ds-fail", "exit 3", prog, sizeof(prog));
+	assert_int_equal(mon_diffoscope(prog, "A", "B", 30, 4096, &html, note, sizeof(note)),
+			 CAIRN_EIO);
+	assert_non_null(strstr(note, "exit status 3"));
+	cairn_buf_release(&html);
+
+	/* not installed: CAIRN_ENOENT, so no report and no failure */
+	assert_int_equal(mon_diffoscope("/nonexistent/diffoscope", "A", "B", 30, 4096, &html, note,
+					sizeof(note)),
+			 CAIRN_ENOENT);
+	cairn_buf_release(&html);
+	static const char *const names[] = {"ds-ok", "ds-big", "ds-slow", "ds-text", "ds-fail"};
+	for (size_t i = 0; i < 5; i++) {
+		snprintf(prog, sizeof(prog), "%s/%s", dir, names[i]);
+		unlink(prog);
+	}
 }
 
 static int setup(void **state)
@@ -532,6 +650,7 @@ int main(void)
 	    cmocka_unit_test(test_db_upgrade),
 	    cmocka_unit_test(test_escapes),
 	    cmocka_unit_test(test_log),
+	    cmocka_unit_test(test_diffoscope),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -80,7 +80,8 @@ struct cairn_feed_server {
 	struct cairn_httpd *httpd; /* to notice its stop */
 	/* /metrics (NULL until the routes are registered) */
 	/* set once by the routes while the source thread may run: atomic */
-	_Atomic(struct cairn_httpd_counter *) m_events, m_pages, m_gone, m_snapshots;
+	_Atomic(struct cairn_httpd_counter *) m_events, m_pages, m_gone, m_snapshots,
+		m_held;
 
 	/* store source */
 	struct cairn_storedb *db;
@@ -91,6 +92,7 @@ struct cairn_feed_server {
 	int dir_fd;
 	uint64_t dir_listed_ms;	 /* monotonic, of the last listing */
 	time_t dir_changed_since; /* re-read narinfos with a ctime from here */
+	bool said_odd;		  /* a link or non-regular file was logged */
 };
 
 static uint64_t now_ms(void)
@@ -389,13 +391,24 @@ static int dir_get(struct cairn_feed_server *s, const char *hp, struct pending *
 	p->hashpart[32] = '\0';
 	p->text = NULL;
 	*skip = true;
-	int fd = openat(s->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return 0; /* gone since the listing */
+	/* O_NONBLOCK: a named pipe under a narinfo's name would otherwise
+	 * hold the source, and with it every long-poll and the server's stop */
+	int fd = openat(s->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ELOOP && !s->said_odd) {
+			s->said_odd = true;
+			say(s, "feed: a symbolic link, not in the feed (said once): ", name);
+		}
+		return 0; /* gone since the listing, or a link */
+	}
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 ||
 	    (uint64_t)sb.st_size > CAIRN_FEED_EVENT_MAX) {
 		if (fstat(fd, &sb) == 0 && (uint64_t)sb.st_size > CAIRN_FEED_EVENT_MAX)
 			say(s, "feed: too large for an event, not in the feed: ", name);
+		else if (fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode) && !s->said_odd) {
+			s->said_odd = true;
+			say(s, "feed: not a regular file, not in the feed (said once): ", name);
+		}
 		close(fd);
 		return 0;
 	}
@@ -669,6 +682,8 @@ static int h_events(struct cairn_httpd_req *req, void *data)
 	s->kick = true;
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	if (wait)
+		count(&s->m_held);
 	return 0;
 }
 
@@ -762,7 +777,7 @@ int cairn_feed_server_routes(struct cairn_feed_server *s, struct cairn_httpd *h,
 			     struct cairn_error *err)
 {
 	int rc;
-	struct cairn_httpd_counter *c[4];
+	struct cairn_httpd_counter *c[5];
 	if ((rc = cairn_httpd_counter_new(h, "cairn_feed_events_total",
 					  "Events appended to the change feed's log.", &c[0], err)) <
 		    0 ||
@@ -773,7 +788,10 @@ int cairn_feed_server_routes(struct cairn_feed_server *s, struct cairn_httpd *h,
 					  "Feed requests for events no longer kept (410).", &c[2],
 					  err)) < 0 ||
 	    (rc = cairn_httpd_counter_new(h, "cairn_feed_snapshots_total", "Snapshots started.",
-					  &c[3], err)) < 0)
+					  &c[3], err)) < 0 ||
+	    (rc = cairn_httpd_counter_new(h, "cairn_feed_held_total",
+					  "Feed requests held to wait for events (long-polls).",
+					  &c[4], err)) < 0)
 		return rc;
 	pthread_mutex_lock(&s->lock);
 	s->httpd = h;
@@ -781,6 +799,7 @@ int cairn_feed_server_routes(struct cairn_feed_server *s, struct cairn_httpd *h,
 	atomic_store(&s->m_pages, c[1]);
 	atomic_store(&s->m_gone, c[2]);
 	atomic_store(&s->m_snapshots, c[3]);
+	atomic_store(&s->m_held, c[4]);
 	pthread_mutex_unlock(&s->lock);
 	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/feed/events", "feed-events", h_events,
 				    s, err)) < 0 ||

@@ -721,7 +721,14 @@ static void cache_load(struct cairn_publish *p)
 		const char *dot = strchr(n, '.');
 		enum cairn_codec_method m;
 		struct pub_baked *b = NULL;
-		int fd = openat(dfd, n, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		/* O_NONBLOCK, regular files only: a named pipe here held the
+		 * server's start for good */
+		int fd = openat(dfd, n, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+		struct stat sb;
+		if (fd >= 0 && (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))) {
+			close(fd);
+			fd = -1;
+		}
 		ssize_t len = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
 		if (fd >= 0)
 			close(fd);

@@ -62,8 +62,10 @@ int sync_write_atomic(const char *dir, int dirfd, const char *name, const void *
 static bool same_file(int dirfd, const char *name, const char *data, size_t len)
 {
 	struct stat sb;
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	bool same = false;
+	/* O_NONBLOCK: whatever sits under a name the feed chose, a named
+	 * pipe must not hold the sync (regular files only below) */
 	if (fd < 0)
 		return false;
 	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == len) {
@@ -433,7 +435,7 @@ int sync_remove_item(struct sync *s, const char *hashpart, struct cairn_error *e
 	char name[48], *text = NULL;
 	struct stat sb;
 	snprintf(name, sizeof(name), "%s.narinfo", hashpart);
-	int fd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return 0; /* never copied (refused), or gone already */
 	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&

@@ -225,6 +225,7 @@ struct ni_group {
 	size_t sv_ups[CAIRN_EDGE_MAX_UPSTREAMS]; /* server index -> upstream */
 	size_t n_sv;
 	struct fetch **f; /* by path index; NULL once over */
+	struct map asked; /* hash part -> 1: in the survey (it takes a hash once) */
 	size_t n_f, cap_f, live;
 	bool closure, dirty;
 	struct ni_group *next; /* e->ni_groups */
@@ -315,6 +316,7 @@ static int ni_result(void *ctx, struct cairn_survey_result *r)
 static void group_free(struct ni_group *g)
 {
 	cairn_survey_free(g->sv);
+	map_release(&g->asked);
 	free(g->f);
 	free(g);
 }
@@ -333,6 +335,7 @@ static struct ni_group *group_new(struct cairn_edge *e, bool closure)
 		return NULL;
 	g->e = e;
 	g->closure = closure;
+	map_init(&g->asked, NULL);
 	for (size_t i = 0; i < e->n_ups; i++)
 		any_up |= e->ups[i].up;
 	for (size_t i = 0; i < e->n_ups; i++) {
@@ -359,6 +362,7 @@ static struct ni_group *group_new(struct cairn_edge *e, bool closure)
 		cairn_http_server_set_info(u->srv, &now);
 	}
 	if (cairn_survey_new(&g->sv, e->http, servers, g->n_sv, &cfg, ni_result, g, &err) < 0) {
+		map_release(&g->asked);
 		free(g);
 		return NULL;
 	}
@@ -381,7 +385,8 @@ static int group_add(struct ni_group *g, struct fetch *f)
 		g->f = nf;
 		g->cap_f = nc;
 	}
-	if (cairn_survey_add_hash(g->sv, f->hash, &idx, &err) < 0 || idx != g->n_f)
+	if (map_get(&g->asked, f->hash) || map_put(&g->asked, f->hash, (void *)1, NULL) < 0 ||
+	    cairn_survey_add_hash(g->sv, f->hash, &idx, &err) < 0 || idx != g->n_f)
 		return CAIRN_ENOMEM;
 	g->f[g->n_f++] = f;
 	g->live++;
@@ -428,6 +433,8 @@ static void group_expand(struct ni_group *g, const struct cairn_narinfo *ni)
 			continue;
 		memcpy(hash, r, CAIRN_STORE_HASH_LEN);
 		hash[CAIRN_STORE_HASH_LEN] = '\0';
+		if (map_get(&g->asked, hash))
+			continue; /* answered in this group already (a 404 not kept) */
 		snprintf(key, sizeof(key), "%s.narinfo", hash);
 		pthread_mutex_lock(&e->mu);
 		struct ni_ent *n = map_get(&e->narinfos, hash);

@@ -53,15 +53,15 @@ struct job {
 	struct found *f;
 	size_t n;
 	atomic_size_t next;
-	bool held_only;
+	bool held_only, closure;
 };
 
 static void look(struct job *j, size_t i)
 {
 	struct found *f = &j->f[i];
 	int stale;
-	f->rc = edge_narinfo_lookup(j->e, j->h[i], &f->text, &f->len, &f->max_age, &stale,
-				    j->held_only);
+	f->rc = edge_narinfo_lookup_closure(j->e, j->h[i], &f->text, &f->len, &f->max_age,
+					    &stale, j->held_only, j->closure);
 	if (j->held_only && (f->rc == LOOKUP_WOULD_WAIT ||
 			     (f->rc == LOOKUP_PRESENT && !edge_nar_held(j->e, f->text, f->len)))) {
 		/* what is not held is absent to an only-if-cached asker */
@@ -82,9 +82,14 @@ static void *worker(void *arg)
 
 /* Look up h[from..to) into f, concurrently. */
 static void resolve(struct cairn_edge *e, hashpart *h, struct found *f, size_t from, size_t to,
-		    bool held_only)
+		    bool held_only, bool closure)
 {
-	struct job j = {.e = e, .h = h + from, .f = f + from, .n = to - from, .held_only = held_only};
+	struct job j = {.e = e,
+			.h = h + from,
+			.f = f + from,
+			.n = to - from,
+			.held_only = held_only,
+			.closure = closure};
 	atomic_init(&j.next, 0);
 	pthread_t tids[BATCH_WORKERS];
 	size_t started = 0;
@@ -152,7 +157,7 @@ void edge_miss_batch(struct miss *m)
 	/* level by level: each level's misses overlap */
 	while (done < n) {
 		size_t to = n;
-		resolve(e, h, f, done, to, b->held_only);
+		resolve(e, h, f, done, to, b->held_only, b->closure);
 		for (size_t i = done; i < to; i++) {
 			if (f[i].rc != LOOKUP_PRESENT)
 				continue;

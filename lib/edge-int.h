@@ -363,6 +363,13 @@ struct fetch {
 	size_t n_answered, n_seen;
 	int decided;
 	struct fetch *sv_next; /* e->surveys */
+	/* the survey is shared by the misses of one round (edge-narinfo.c),
+	 * so that upstreams that take batches get them in one request */
+	struct ni_group *grp;
+	size_t grp_idx; /* its path index in grp's survey */
+	/* the client wants the closure: ask upstreams for it at once */
+	int closure;
+	int expanded; /* added by a closure group, not by a client */
 };
 
 struct counters {
@@ -396,6 +403,9 @@ struct cairn_edge {
 	uint64_t claims_gen;	  /* changes whenever a claim does */
 	struct fetch *jobs, **jobs_tail;
 	struct fetch *surveys; /* narinfo fetches with a survey alive, upstream thread */
+	/* narinfo miss groups, upstream thread: being filled this round (by
+	 * closure or not), and started */
+	struct ni_group *ni_open[2], *ni_groups;
 	struct fetch *downloads; /* nar fetches with a download alive, upstream thread */
 	int stop;
 	unsigned producers; /* producer threads alive */
@@ -519,9 +529,15 @@ int edge_load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t l
 			 int64_t fetched);
 void edge_ni_query_start(struct fetch *f);
 void edge_ni_queries_poll(struct cairn_edge *e);
+void edge_ni_queries_free(struct cairn_edge *e);
 void edge_purge_negatives(struct cairn_edge *e);
 int edge_narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len,
 			int64_t *max_age, int *stale_out, int nowait);
+/* The same; with closure, a miss asks the upstreams for hash's closure in
+ * the same round trip (what it brings fills the cache for the next levels). */
+int edge_narinfo_lookup_closure(struct cairn_edge *e, const char *hash, char **text,
+				size_t *len, int64_t *max_age, int *stale_out, int nowait,
+				int closure);
 void edge_cc_404(char *cc, size_t n, int64_t max_age);
 void edge_miss_narinfo(struct miss *m);
 

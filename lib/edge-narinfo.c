@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/narinfo.h"
+#include "cairn/narinfos.h"
 #include "cairn/storepath.h"
 #include "cairn/survey.h"
 #include "cairn/trust.h"
@@ -207,6 +209,31 @@ int edge_load_narinfo_cb(void *ctx, const char *hash, const char *text, size_t l
  * waited for, as a disagreement must be seen.
  */
 
+/*
+ * The misses that reach the upstream thread in one round share one survey
+ * (a group), so that the survey's batching (survey-batch.c) asks an
+ * upstream that takes batches about all of them in one request; one
+ * survey per miss would ask one hash per request.  A group of closure
+ * misses also asks for closures, and adds the References of every answer
+ * as misses of its own, answered from what the closure response brought:
+ * a deep closure costs one round trip, not one per level.  Each miss keeps
+ * its own answers and its own trust decision, as when it was alone.
+ */
+struct ni_group {
+	struct cairn_edge *e;
+	struct cairn_survey *sv;
+	size_t sv_ups[CAIRN_EDGE_MAX_UPSTREAMS]; /* server index -> upstream */
+	size_t n_sv;
+	struct fetch **f; /* by path index; NULL once over */
+	struct map asked; /* hash part -> 1: in the survey (it takes a hash once) */
+	size_t n_f, cap_f, live;
+	bool closure, dirty;
+	struct ni_group *next; /* e->ni_groups */
+};
+
+/* a closure group adds References up to this many misses */
+#define GROUP_MAX CAIRN_NARINFOS_COUNT_MAX
+
 /* What an INVALID or UNKNOWN result says, without the "<url>: <hash>.narinfo: "
  * the survey puts before it (the log line names both already). */
 static const char *result_why(const struct fetch *f, const struct cairn_survey_result *r)
@@ -223,9 +250,14 @@ static const char *result_why(const struct fetch *f, const struct cairn_survey_r
 }
 
 /* Upstream thread, from inside the survey: one upstream's answer. */
+static void group_expand(struct ni_group *g, const struct cairn_narinfo *ni);
+
 static int ni_result(void *ctx, struct cairn_survey_result *r)
 {
-	struct fetch *f = ctx;
+	struct ni_group *g = ctx;
+	if (r->path_index >= g->n_f || !g->f[r->path_index])
+		return 0; /* its fetch is over */
+	struct fetch *f = g->f[r->path_index];
 	struct cairn_edge *e = f->e;
 	size_t ui = f->sv_ups[r->server_index];
 	struct upstream *u = &e->ups[ui];
@@ -240,6 +272,8 @@ static int ni_result(void *ctx, struct cairn_survey_result *r)
 		a->state = CAIRN_TRUST_PRESENT;
 		a->ni = r->narinfo;
 		r->narinfo = NULL;
+		if (f->closure && a->ni)
+			group_expand(g, a->ni);
 		if ((a->text = malloc(r->text_len ? r->text_len : 1)) != NULL) {
 			memcpy(a->text, r->text, r->text_len);
 			a->len = r->text_len;
@@ -278,55 +312,223 @@ static int ni_result(void *ctx, struct cairn_survey_result *r)
 	return 0;
 }
 
-/* Upstream thread: ask every upstream that is up (every one, when none
- * is) about f's narinfo. */
-void edge_ni_query_start(struct fetch *f)
+
+static void group_free(struct ni_group *g)
 {
-	struct cairn_edge *e = f->e;
+	cairn_survey_free(g->sv);
+	map_release(&g->asked);
+	free(g->f);
+	free(g);
+}
+
+/* Upstream thread: a group asking every upstream that is up (every one,
+ * when none is). */
+static struct ni_group *group_new(struct cairn_edge *e, bool closure)
+{
+	struct ni_group *g = calloc(1, sizeof(*g));
 	struct cairn_http_server *servers[CAIRN_EDGE_MAX_UPSTREAMS];
 	struct cairn_survey_config cfg;
 	struct cairn_error err;
-	size_t n = 0;
 	int any_up = 0;
 	cairn_error_init(&err);
+	if (!g)
+		return NULL;
+	g->e = e;
+	g->closure = closure;
+	map_init(&g->asked, NULL);
 	for (size_t i = 0; i < e->n_ups; i++)
 		any_up |= e->ups[i].up;
 	for (size_t i = 0; i < e->n_ups; i++) {
-		struct upstream *u = &e->ups[i];
-		struct edge_answer *a = &f->ans[i];
-		a->server = u->name;
-		a->max_age = -1;
-		if (!u->up && any_up) {
-			/* skipped while down; its probe brings it back */
-			char why[EDGE_WHY_MAX + 16];
-			pthread_mutex_lock(&e->mu);
-			snprintf(why, sizeof(why), "down: %s", u->why_pub);
-			pthread_mutex_unlock(&e->mu);
-			a->state = CAIRN_TRUST_ERROR;
-			a->error = strdup(why);
-			a->answered = true;
-			f->n_answered++;
-			continue;
-		}
-		cairn_http_server_mark_up(u->srv);
-		f->sv_ups[n] = i;
-		servers[n++] = u->srv;
+		if (!e->ups[i].up && any_up)
+			continue; /* skipped while down; its probe brings it back */
+		cairn_http_server_mark_up(e->ups[i].srv);
+		g->sv_ups[g->n_sv] = i;
+		servers[g->n_sv++] = e->ups[i].srv;
 	}
 	cairn_survey_config_init(&cfg);
-	if (cairn_survey_new(&f->sv, e->http, servers, n, &cfg, ni_result, f, &err) < 0 ||
-	    cairn_survey_add_hash(f->sv, f->hash, NULL, &err) < 0) {
-		cairn_survey_free(f->sv);
-		f->sv = NULL;
-		edge_fetch_finish(f, FS_FAIL, 0);
-		return;
+	cfg.closure = closure;
+	cfg.closure_waits = true; /* every answer is waited for anyway */
+	cfg.info_known = g->n_sv > 0;
+	for (size_t k = 0; k < g->n_sv; k++) {
+		/* what the probe read: only this thread replaces u->info */
+		const struct upstream *u = &e->ups[g->sv_ups[k]];
+		struct cairn_http_cache_info ci;
+		if (!u->info || cairn_http_cache_info_parse(u->info, u->info_len, &ci, NULL) < 0) {
+			cfg.info_known = false; /* the survey asks, then */
+			continue;
+		}
+		struct cairn_http_cache_info now = *cairn_http_server_info(u->srv);
+		now.narinfos = ci.narinfos;
+		cairn_http_server_set_info(u->srv, &now);
 	}
-	pthread_mutex_lock(&e->mu);
-	f->refs++; /* the survey's, until it is freed */
-	pthread_mutex_unlock(&e->mu);
+	if (cairn_survey_new(&g->sv, e->http, servers, g->n_sv, &cfg, ni_result, g, &err) < 0) {
+		map_release(&g->asked);
+		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+/* Upstream thread: f asked in g; its answers from upstreams g skips say
+ * why.  The caller holds a reference to f for the group. */
+static int group_add(struct ni_group *g, struct fetch *f)
+{
+	struct cairn_edge *e = g->e;
+	struct cairn_error err;
+	size_t idx;
+	cairn_error_init(&err);
+	if (g->n_f == g->cap_f) {
+		size_t nc = g->cap_f ? g->cap_f * 2 : 64;
+		struct fetch **nf = realloc(g->f, nc * sizeof(*nf));
+		if (!nf)
+			return CAIRN_ENOMEM;
+		g->f = nf;
+		g->cap_f = nc;
+	}
+	if (map_get(&g->asked, f->hash) || map_put(&g->asked, f->hash, (void *)1, NULL) < 0 ||
+	    cairn_survey_add_hash(g->sv, f->hash, &idx, &err) < 0 || idx != g->n_f)
+		return CAIRN_ENOMEM;
+	g->f[g->n_f++] = f;
+	g->live++;
+	g->dirty = true;
+	f->grp = g;
+	f->grp_idx = idx;
+	f->sv = g->sv;
+	memcpy(f->sv_ups, g->sv_ups, sizeof(f->sv_ups));
+	for (size_t i = 0, k = 0; i < e->n_ups; i++) {
+		struct edge_answer *a = &f->ans[i];
+		a->server = e->ups[i].name;
+		a->max_age = -1;
+		if (k < g->n_sv && g->sv_ups[k] == i) {
+			k++;
+			continue;
+		}
+		char why[EDGE_WHY_MAX + 16];
+		pthread_mutex_lock(&e->mu);
+		snprintf(why, sizeof(why), "down: %s", e->ups[i].why_pub);
+		pthread_mutex_unlock(&e->mu);
+		a->state = CAIRN_TRUST_ERROR;
+		a->error = strdup(why);
+		a->answered = true;
+		f->n_answered++;
+	}
 	f->sv_next = e->surveys;
 	e->surveys = f;
 	e->active++;
-	cairn_survey_start(f->sv, NULL);
+	return 0;
+}
+
+/* Upstream thread, from inside g's survey: the References of ni that are
+ * neither known nor asked yet become misses of g, so that what the
+ * closure response brought answers them without another request. */
+static void group_expand(struct ni_group *g, const struct cairn_narinfo *ni)
+{
+	struct cairn_edge *e = g->e;
+	int64_t now = edge_now_s();
+	for (size_t i = 0; i < ni->n_refs && g->n_f < GROUP_MAX; i++) {
+		const char *r = ni->refs[i];
+		char hash[CAIRN_STORE_HASH_LEN + 1], key[CAIRN_STORE_HASH_LEN + 16];
+		int joined;
+		if (strlen(r) <= CAIRN_STORE_HASH_LEN || !cairn_store_hash_valid(r, CAIRN_STORE_HASH_LEN))
+			continue;
+		memcpy(hash, r, CAIRN_STORE_HASH_LEN);
+		hash[CAIRN_STORE_HASH_LEN] = '\0';
+		if (map_get(&g->asked, hash))
+			continue; /* answered in this group already (a 404 not kept) */
+		snprintf(key, sizeof(key), "%s.narinfo", hash);
+		pthread_mutex_lock(&e->mu);
+		struct ni_ent *n = map_get(&e->narinfos, hash);
+		if ((n && now < n->expires) || map_get(&e->inflight, key)) {
+			pthread_mutex_unlock(&e->mu);
+			continue;
+		}
+		struct fetch *f = edge_fetch_get_locked(e, FK_NARINFO, key, &joined);
+		if (f && !joined) {
+			memcpy(f->hash, hash, sizeof(hash));
+			f->closure = 1;
+			/* its job in the queue has nothing to start, but must find
+			 * it alive */
+			f->expanded = 1;
+			f->refs++;
+		}
+		pthread_mutex_unlock(&e->mu);
+		if (f && joined)
+			edge_fetch_unref(f); /* cannot be: it was not in flight */
+		if (!f || joined)
+			continue;
+		/* the caller's reference is the group's */
+		if (group_add(g, f) < 0) {
+			f->grp = NULL;
+			edge_fetch_finish(f, FS_FAIL, 0);
+			edge_fetch_unref(f);
+		}
+	}
+}
+
+/* Upstream thread: f joins this round's group. */
+void edge_ni_query_start(struct fetch *f)
+{
+	struct cairn_edge *e = f->e;
+	if (f->expanded) {
+		/* added by a closure group already; this was its job's reference */
+		edge_fetch_unref(f);
+		return;
+	}
+	bool c = f->closure != 0;
+	struct ni_group *g = e->ni_open[c];
+	if (!g && (g = group_new(e, c)) != NULL) {
+		e->ni_open[c] = g;
+		g->next = e->ni_groups;
+		e->ni_groups = g;
+		e->active++; /* until its survey is over */
+	}
+	pthread_mutex_lock(&e->mu);
+	f->refs++; /* the group's, until f is over */
+	pthread_mutex_unlock(&e->mu);
+	if (!g || group_add(g, f) < 0) {
+		f->grp = NULL;
+		edge_fetch_finish(f, FS_FAIL, 0);
+		edge_fetch_unref(f);
+	}
+}
+
+/* Upstream thread: issue what the groups were given since the last round,
+ * and free the groups whose misses are all over. */
+static void groups_step(struct cairn_edge *e)
+{
+	e->ni_open[0] = e->ni_open[1] = NULL;
+	for (struct ni_group **pp = &e->ni_groups, *g; (g = *pp) != NULL;) {
+		/* freed with no request in the client: their on_done would
+		 * find it gone */
+		if (g->live == 0 && cairn_survey_pending(g->sv) == 0) {
+			*pp = g->next;
+			group_free(g);
+			e->active--;
+			continue;
+		}
+		if (g->dirty) {
+			g->dirty = false;
+			cairn_survey_start(g->sv, NULL);
+		}
+		pp = &g->next;
+	}
+}
+
+void edge_ni_queries_free(struct cairn_edge *e)
+{
+	while (e->surveys) {
+		struct fetch *f = e->surveys;
+		e->surveys = f->sv_next;
+		f->sv = NULL;
+		f->grp = NULL;
+		edge_fetch_unref(f);
+	}
+	while (e->ni_groups) {
+		struct ni_group *g = e->ni_groups;
+		e->ni_groups = g->next;
+		group_free(g);
+	}
+	e->ni_open[0] = e->ni_open[1] = NULL;
 }
 
 /* Upstream thread: serve text (accepted) as the narinfo of f's item. */
@@ -502,13 +704,16 @@ static void ni_late_answers(struct fetch *f)
  * surveys that are over. */
 void edge_ni_queries_poll(struct cairn_edge *e)
 {
+	groups_step(e);
 	struct fetch **pp = &e->surveys, *f;
 	while ((f = *pp) != NULL) {
 		if (!f->decided && f->n_answered != f->n_seen) {
 			f->n_seen = f->n_answered;
 			ni_try_decide(f, 0);
 		}
-		if (cairn_survey_pending(f->sv) > 0) {
+		/* over when every upstream answered (the group's survey may
+		 * still ask about others) */
+		if (f->n_answered < e->n_ups && cairn_survey_pending(f->sv) > 0) {
 			pp = &f->sv_next;
 			continue;
 		}
@@ -517,7 +722,9 @@ void edge_ni_queries_poll(struct cairn_edge *e)
 			ni_try_decide(f, 1);
 		else
 			ni_late_answers(f); /* what is served now decides */
-		cairn_survey_free(f->sv);
+		f->grp->f[f->grp_idx] = NULL;
+		f->grp->live--;
+		f->grp = NULL;
 		f->sv = NULL;
 		e->active--;
 		edge_fetch_unref(f);
@@ -553,6 +760,13 @@ static int any_up_locked(const struct cairn_edge *e)
 
 int edge_narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len,
 			int64_t *max_age, int *stale_out, int nowait)
+{
+	return edge_narinfo_lookup_closure(e, hash, text, len, max_age, stale_out, nowait, 0);
+}
+
+int edge_narinfo_lookup_closure(struct cairn_edge *e, const char *hash, char **text,
+				size_t *len, int64_t *max_age, int *stale_out, int nowait,
+				int closure)
 {
 	int64_t now = edge_now_s();
 	char *stale = NULL;
@@ -606,8 +820,10 @@ int edge_narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, siz
 	char key[CAIRN_STORE_HASH_LEN + 16];
 	snprintf(key, sizeof(key), "%s.narinfo", hash);
 	struct fetch *f = edge_fetch_get_locked(e, FK_NARINFO, key, &joined);
-	if (f && !joined)
+	if (f && !joined) {
 		memcpy(f->hash, hash, CAIRN_STORE_HASH_LEN + 1);
+		f->closure = closure;
+	}
 	pthread_mutex_unlock(&e->mu);
 	edge_count(joined ? e->c.coalesced : e->c.ni_misses, 1);
 	if (!f) {

@@ -858,13 +858,7 @@ void cairn_edge_stop(struct cairn_edge *e)
 	pthread_join(e->thread, NULL);
 	e->thread_started = 0;
 	/* transfers are abandoned without on_done: their fetches end here */
-	while (e->surveys) {
-		struct fetch *f = e->surveys;
-		e->surveys = f->sv_next;
-		cairn_survey_free(f->sv);
-		f->sv = NULL;
-		edge_fetch_unref(f);
-	}
+	edge_ni_queries_free(e);
 	cairn_http_free(e->http);
 	e->http = NULL;
 	while (e->downloads) {

@@ -625,7 +625,8 @@ static void start_servers(struct cairn_survey *s)
 			}
 			free(reason);
 		}
-		if (!(s->cfg.with_info || s->cfg.batches) || cairn_http_server_down(srv))
+		if (!(s->cfg.with_info || s->cfg.batches) || cairn_http_server_down(srv) ||
+		    (s->cfg.info_known && !s->cfg.with_info))
 			continue;
 		if (s->cfg.cache) {
 			char *text = NULL;
@@ -680,7 +681,8 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 	 * first acceptable answer in Priority order, and holding one server's
 	 * pairs back would hand its items to the others. */
 	struct server_state *st = &s->st[server];
-	bool wait = st->info_pending && !s->cfg.closure && st->early++ >= SURVEY_EARLY_PAIRS;
+	bool wait = st->info_pending && (!s->cfg.closure || s->cfg.closure_waits) &&
+		    st->early++ >= SURVEY_EARLY_PAIRS;
 	if ((wait || survey_batch_ok(s, server)) && survey_batch_queue(s, path, server) == 0)
 		return;
 	survey_issue_single(s, path, server);

@@ -139,6 +139,14 @@ struct cairn_survey_config {
 	 * servers that take batches for closures, so that what it adds next
 	 * is already here (see "Batches" above). */
 	bool closure;
+	/* With closure, still hold a server's pairs past the first while its
+	 * nix-cache-info is out (as without closure), for a caller that waits
+	 * for every server's answer anyway (the mirror). */
+	bool closure_waits;
+	/* The caller has set every server's CairnNarinfos already
+	 * (cairn_http_server_set_info, from its own nix-cache-info): none is
+	 * asked for it.  Not with with_info. */
+	bool info_known;
 };
 
 void cairn_survey_config_init(struct cairn_survey_config *cfg);

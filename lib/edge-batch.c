@@ -225,12 +225,7 @@ int edge_h_narinfos(struct cairn_httpd_req *req, void *data)
 		free(b);
 		if (!q)
 			cairn_error_set(&err, CAIRN_EFORMAT, "narinfos: no query (hashes=H1,H2,...)");
-		char msg[300];
-		int ml = snprintf(msg, sizeof(msg), "400 %s\n", cairn_error_msg(&err));
-		cairn_httpd_add_header(req, "Cache-Control", "no-store");
-		return cairn_httpd_send(req, 400, "text/plain; charset=utf-8", msg,
-					ml < 0 ? 0 : (size_t)ml >= sizeof(msg) ? sizeof(msg) - 1
-										 : (size_t)ml);
+		return cairn_httpd_send_error_why(req, 400, cairn_error_msg(&err));
 	}
 	b->held_only = edge_req_only_if_cached(req) != 0;
 	b->m.kind = MISS_BATCH;

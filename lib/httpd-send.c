@@ -225,6 +225,21 @@ int cairn_httpd_send_error(struct cairn_httpd_req *req, int status)
 	return send_mem(r, status, "text/plain; charset=utf-8", body, n, 1);
 }
 
+int cairn_httpd_send_error_why(struct cairn_httpd_req *req, int status, const char *why)
+{
+	char body[320];
+
+	if (!req || status < 400 || status > 599 || !why)
+		return CAIRN_EINVAL;
+	int n = snprintf(body, sizeof(body), "%d %s\n", status, why);
+	size_t len = n < 0 ? 0 : (size_t)n >= sizeof(body) ? sizeof(body) - 1 : (size_t)n;
+	h2o_req_t *r = httpd_h2o(req);
+	if (h2o_find_header(&r->res.headers, H2O_TOKEN_CACHE_CONTROL, -1) == -1)
+		h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+			       H2O_STRLIT("no-store"));
+	return send_mem(r, status, "text/plain; charset=utf-8", body, len, 1);
+}
+
 int cairn_httpd_send_redirect(struct cairn_httpd_req *req, int status, const char *location)
 {
 	if (!req || !location ||

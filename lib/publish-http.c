@@ -412,12 +412,7 @@ static int h_narinfos(struct cairn_httpd_req *req, void *data)
 	if (!q || cairn_narinfos_parse_query(q, qlen, asked, &n_asked, &closure, &err) < 0) {
 		if (!q)
 			cairn_error_set(&err, CAIRN_EFORMAT, "narinfos: no query (hashes=H1,H2,...)");
-		char msg[300];
-		int ml = snprintf(msg, sizeof(msg), "400 %s\n", cairn_error_msg(&err));
-		cairn_httpd_add_header(req, "Cache-Control", "no-store");
-		return cairn_httpd_send(req, 400, "text/plain; charset=utf-8", msg,
-					ml < 0 ? 0 : (size_t)ml >= sizeof(msg) ? sizeof(msg) - 1
-										 : (size_t)ml);
+		return cairn_httpd_send_error_why(req, 400, cairn_error_msg(&err));
 	}
 	size_t maxq = closure ? CAIRN_NARINFOS_COUNT_MAX : n_asked;
 	char (*queue)[33] = calloc(maxq, sizeof(*queue));

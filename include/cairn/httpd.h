@@ -180,6 +180,9 @@ int cairn_httpd_send_static(struct cairn_httpd_req *req, int status, const char 
 			    const void *body, size_t len);
 /* A short text/plain error body ("404 not found\n"); status must be >= 400. */
 int cairn_httpd_send_error(struct cairn_httpd_req *req, int status);
+/* The same with the reason in the body ("400 why"), for a client that
+ * logs it: why says what was wrong with the request, never server state. */
+int cairn_httpd_send_error_why(struct cairn_httpd_req *req, int status, const char *why);
 
 /*
  * Send an open regular file: takes ownership of fd (closed when the response

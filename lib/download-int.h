@@ -15,6 +15,14 @@
 #ifndef CAIRN_LIB_DOWNLOAD_INT_H
 #define CAIRN_LIB_DOWNLOAD_INT_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/buf.h"
+#include "cairn/codec.h"
+#include "cairn/hash.h"
+#include "cairn/nar.h"
 #include "download.h"
 
 /* Defaults of cfg.multi_*: initial pieces per source, the smallest piece. */
@@ -50,5 +58,69 @@ struct dl_multi_config {
 int dl_multi_start(struct dl_multi **out, struct cairn_dl *d, const struct dl_multi_config *cfg,
 		   struct cairn_error *err);
 void dl_multi_free(struct dl_multi *m);
+
+/* download.c, for download-check.c and download-multi.c: the handle */
+/* A piece of body for a worker, or an order to start over from byte 0. */
+struct chunk {
+	struct chunk *next;
+	bool restart;
+	size_t len;
+	unsigned char data[];
+};
+
+struct cairn_dl {
+	struct cairn_dl_config cfg;
+	struct cairn_dl_expect ex[CAIRN_DL_MAX_EXPECT];
+	size_t n_ex; /* 0: unchecked, the source's hints only */
+	size_t met;  /* the expectation the NAR met */
+	uint64_t max_nar; /* the largest NarSize of ex */
+	struct cairn_dl_source src[CAIRN_DL_MAX_SOURCES];
+	size_t n_src, cur;
+	struct cairn_dl_sink sink;
+	/* the pipeline of the current source */
+	struct cairn_codec *codec;
+	struct cairn_nar_parser *parser;
+	struct cairn_sha256 filehash;
+	bool filehash_on;
+	struct cairn_ca_verify cav;
+	bool ca_on, ca_root_file;
+	bool sink_begun;
+	uint64_t fed; /* body bytes into the pipeline since byte 0 */
+	struct cairn_error perr;
+	/* the transfer */
+	uint64_t received;    /* body bytes of this source from byte 0, resumes included */
+	uint64_t range_start; /* of the request in flight */
+	unsigned resumes;
+	bool accept_ranges;
+	bool bad_range;	    /* a 206 for another range than asked */
+	bool plain_retried; /* asked again from byte 0 after a bad range */
+	bool content_error; /* the bytes failed a check: do not resume */
+	bool in_flight;
+	bool refused; /* the caller's on_response turned the answer down */
+	bool continued; /* this source goes on from another's bytes (resume_across) */
+	bool transit;	/* the source failing now failed in transit, not on its bytes */
+	char refuse_why[128];
+	struct dl_multi *multi; /* several sources at once (download-multi.c) */
+	uint64_t bytes;
+	uint64_t verify_failed;
+	struct cairn_buf reason;
+	char headline[96];
+	/* hand-off to the pool, under pool->mu */
+	struct cairn_dl_pool *pool;
+	struct chunk *q_head, *q_tail;
+	size_t q_bytes;
+	bool q_finish;
+	bool busy, runnable, w_failed, w_done;
+	int w_rc;
+	struct cairn_dl *run_next, *done_next;
+};
+
+/* The pipeline (download.c): the NAR parser's callbacks into the sink,
+ * NAR bytes in, its setup for d->src[d->cur], the checks once all is in. */
+extern const struct cairn_nar_callbacks dl_pipe_cb;
+int dl_nar_out(void *ctx, const void *data, size_t len);
+int dl_pipe_setup(struct cairn_dl *d);
+int dl_pipe_verify(struct cairn_dl *d);
+void dl_pipe_teardown(struct cairn_dl *d);
 
 #endif

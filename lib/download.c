@@ -7,7 +7,8 @@
  *     caller's HTTP client;
  *   - the pool: worker threads that run pipelines, so that the network
  *     thread only moves bytes.
- * The sinks that restore a tree or keep a file are in download-sink.c.
+ * The sinks that restore a tree or keep a file are in download-sink.c; the
+ * checks of a tree on disk and of a NAR the caller makes, in download-check.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,61 +23,6 @@
 
 #include "download-int.h"
 #include "cairn/banned.h"
-
-/* A piece of body for a worker, or an order to start over from byte 0. */
-struct chunk {
-	struct chunk *next;
-	bool restart;
-	size_t len;
-	unsigned char data[];
-};
-
-struct cairn_dl {
-	struct cairn_dl_config cfg;
-	struct cairn_dl_expect ex[CAIRN_DL_MAX_EXPECT];
-	size_t n_ex; /* 0: unchecked, the source's hints only */
-	size_t met;  /* the expectation the NAR met */
-	uint64_t max_nar; /* the largest NarSize of ex */
-	struct cairn_dl_source src[CAIRN_DL_MAX_SOURCES];
-	size_t n_src, cur;
-	struct cairn_dl_sink sink;
-	/* the pipeline of the current source */
-	struct cairn_codec *codec;
-	struct cairn_nar_parser *parser;
-	struct cairn_sha256 filehash;
-	bool filehash_on;
-	struct cairn_ca_verify cav;
-	bool ca_on, ca_root_file;
-	bool sink_begun;
-	uint64_t fed; /* body bytes into the pipeline since byte 0 */
-	struct cairn_error perr;
-	/* the transfer */
-	uint64_t received;    /* body bytes of this source from byte 0, resumes included */
-	uint64_t range_start; /* of the request in flight */
-	unsigned resumes;
-	bool accept_ranges;
-	bool bad_range;	    /* a 206 for another range than asked */
-	bool plain_retried; /* asked again from byte 0 after a bad range */
-	bool content_error; /* the bytes failed a check: do not resume */
-	bool in_flight;
-	bool refused; /* the caller's on_response turned the answer down */
-	bool continued; /* this source goes on from another's bytes (resume_across) */
-	bool transit;	/* the source failing now failed in transit, not on its bytes */
-	char refuse_why[128];
-	struct dl_multi *multi; /* several sources at once (download-multi.c) */
-	uint64_t bytes;
-	uint64_t verify_failed;
-	struct cairn_buf reason;
-	char headline[96];
-	/* hand-off to the pool, under pool->mu */
-	struct cairn_dl_pool *pool;
-	struct chunk *q_head, *q_tail;
-	size_t q_bytes;
-	bool q_finish;
-	bool busy, runnable, w_failed, w_done;
-	int w_rc;
-	struct cairn_dl *run_next, *done_next;
-};
 
 struct cairn_dl_pool {
 	pthread_mutex_t mu;
@@ -144,7 +90,7 @@ static int p_symlink(void *ctx, const struct cairn_nar_node *n, struct cairn_err
 						     : 0;
 }
 
-static const struct cairn_nar_callbacks pipe_cb = {
+const struct cairn_nar_callbacks dl_pipe_cb = {
     .directory_begin = p_dir_begin,
     .directory_end = p_dir_end,
     .file_begin = p_file_begin,
@@ -154,7 +100,7 @@ static const struct cairn_nar_callbacks pipe_cb = {
 };
 
 /* Decompressed NAR bytes. */
-static int nar_out(void *ctx, const void *data, size_t len)
+int dl_nar_out(void *ctx, const void *data, size_t len)
 {
 	struct cairn_dl *d = ctx;
 	int rc;
@@ -169,7 +115,7 @@ static int nar_out(void *ctx, const void *data, size_t len)
 	return d->sink.nar ? d->sink.nar(d->sink.ctx, data, len, &d->perr) : 0;
 }
 
-static void pipe_teardown(struct cairn_dl *d)
+void dl_pipe_teardown(struct cairn_dl *d)
 {
 	cairn_codec_free(d->codec);
 	d->codec = NULL;
@@ -189,10 +135,10 @@ static void pipe_teardown(struct cairn_dl *d)
 }
 
 /* A fresh pipeline for the current source, from byte 0; 0 or d->perr. */
-static int pipe_setup(struct cairn_dl *d)
+int dl_pipe_setup(struct cairn_dl *d)
 {
 	const struct cairn_dl_source *s = &d->src[d->cur];
-	pipe_teardown(d);
+	dl_pipe_teardown(d);
 	cairn_error_init(&d->perr);
 	int rc;
 	/* A little slack over NarSize would let a lying server make us work
@@ -203,7 +149,7 @@ static int pipe_setup(struct cairn_dl *d)
 		if (rc)
 			return rc;
 		struct cairn_nar_limits lim = {.max_nar_size = d->max_nar};
-		d->parser = cairn_nar_parser_new(&pipe_cb, d, &lim);
+		d->parser = cairn_nar_parser_new(&dl_pipe_cb, d, &lim);
 		if (!d->parser)
 			return cairn_error_set(&d->perr, CAIRN_ENOMEM, "out of memory");
 	}
@@ -237,13 +183,13 @@ static int pipe_feed(struct cairn_dl *d, const void *data, size_t len)
 	}
 	if (!d->n_ex)
 		return 0;
-	return cairn_codec_write(d->codec, data, len, nar_out, d, &d->perr);
+	return cairn_codec_write(d->codec, data, len, dl_nar_out, d, &d->perr);
 }
 
 /* The NAR against the expectations: d->met is the one it meets. */
 static int pipe_verify_nar(struct cairn_dl *d)
 {
-	int rc = cairn_codec_finish(d->codec, nar_out, d, &d->perr);
+	int rc = cairn_codec_finish(d->codec, dl_nar_out, d, &d->perr);
 	if (rc)
 		return rc;
 	rc = cairn_nar_parser_finish(d->parser, &d->perr);
@@ -274,7 +220,7 @@ static int pipe_verify_nar(struct cairn_dl *d)
 
 /* Everything is in: check it all.  0 when the sink holds the expected NAR
  * (unchecked: the bytes the source's hints promised). */
-static int pipe_verify(struct cairn_dl *d)
+int dl_pipe_verify(struct cairn_dl *d)
 {
 	const struct cairn_dl_source *s = &d->src[d->cur];
 	int rc = d->n_ex ? pipe_verify_nar(d) : 0;
@@ -307,7 +253,7 @@ static int pipe_verify(struct cairn_dl *d)
 static int pipe_chunk(struct cairn_dl *d, const struct chunk *c)
 {
 	if (c->restart)
-		return pipe_setup(d);
+		return dl_pipe_setup(d);
 	return pipe_feed(d, c->data, c->len);
 }
 
@@ -367,7 +313,7 @@ static void *worker_main(void *arg)
 			bool failed = d->w_failed;
 			pthread_mutex_unlock(&p->mu);
 			int rc = failed ? (d->perr.code ? d->perr.code : CAIRN_EFORMAT)
-					: pipe_verify(d);
+					: dl_pipe_verify(d);
 			pthread_mutex_lock(&p->mu);
 			d->w_rc = rc;
 			d->w_done = true;
@@ -565,7 +511,7 @@ static void finish(struct cairn_dl *d, int code)
 	if (!code) {
 		/* The sink's target is the caller's now. */
 		d->sink_begun = false;
-		pipe_teardown(d);
+		dl_pipe_teardown(d);
 	}
 	d->cfg.on_done(d->cfg.ctx, &r);
 }
@@ -598,12 +544,12 @@ static void start_source(struct cairn_dl *d)
 		d->accept_ranges = d->bad_range = d->plain_retried = d->content_error = false;
 		d->continued = false;
 		quiesce(d);
-		if (pipe_setup(d)) {
+		if (dl_pipe_setup(d)) {
 			/* The local side cannot take it (no space, no memory):
 			 * another source would not help. */
 			int code = d->perr.code ? d->perr.code : CAIRN_EIO;
 			reason_add(d, "%s", cairn_error_msg(&d->perr));
-			pipe_teardown(d);
+			dl_pipe_teardown(d);
 			snprintf(d->headline, sizeof(d->headline), "cannot store the NAR");
 			finish(d, code);
 			return;
@@ -659,7 +605,7 @@ static bool retry_alone(struct cairn_dl *d, const char *why)
 	d->continued = false;
 	reason_add(d, "%s: %s (after another server's bytes)", d->src[d->cur].label, why);
 	quiesce(d);
-	if (pipe_setup(d) != 0)
+	if (dl_pipe_setup(d) != 0)
 		return false;
 	d->received = d->range_start = 0;
 	d->resumes = 0;
@@ -679,7 +625,7 @@ static void next_source(struct cairn_dl *d, int code, const char *why)
 	if (transit && carry_on(d))
 		return;
 	quiesce(d);
-	pipe_teardown(d);
+	dl_pipe_teardown(d);
 	d->cur++;
 	if (d->cur < d->n_src) {
 		start_source(d);
@@ -703,7 +649,7 @@ static bool restart_pipeline(struct cairn_dl *d)
 	d->continued = false;
 	if (d->pool)
 		return queue_chunk(d, NULL, 0, true);
-	return pipe_setup(d) == 0;
+	return dl_pipe_setup(d) == 0;
 }
 
 static int on_headers(void *ctx, const struct cairn_http_response *resp)
@@ -770,7 +716,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		return;
 	}
 	if (res->outcome == CAIRN_HTTP_OK) {
-		verdict(d, pipe_verify(d));
+		verdict(d, dl_pipe_verify(d));
 		return;
 	}
 	if (p) {
@@ -803,7 +749,7 @@ static void on_done(void *ctx, const struct cairn_http_result *res)
 		if (!d->plain_retried) {
 			d->plain_retried = true;
 			quiesce(d);
-			if (pipe_setup(d) == 0) {
+			if (dl_pipe_setup(d) == 0) {
 				d->received = d->range_start = 0;
 				send_request(d);
 				return;
@@ -892,7 +838,7 @@ void cairn_dl__multi_end(struct cairn_dl *d, int code, const char *why)
 		pthread_mutex_unlock(&p->mu);
 		return;
 	}
-	verdict(d, pipe_verify(d));
+	verdict(d, dl_pipe_verify(d));
 }
 
 /*
@@ -909,7 +855,7 @@ static bool multi_fallback(struct cairn_dl *d, const char *why)
 	dl_multi_free(d->multi);
 	d->multi = NULL;
 	quiesce(d);
-	pipe_teardown(d);
+	dl_pipe_teardown(d);
 	d->cur = 0;
 	start_source(d);
 	return true;
@@ -930,8 +876,8 @@ static bool multi_start(struct cairn_dl *d)
 	if (n < 2)
 		return false;
 	d->cur = 0;
-	if (pipe_setup(d)) {
-		pipe_teardown(d);
+	if (dl_pipe_setup(d)) {
+		dl_pipe_teardown(d);
 		return false;
 	}
 	struct dl_multi_config mc = {
@@ -952,7 +898,7 @@ static bool multi_start(struct cairn_dl *d)
 	if (dl_multi_start(&d->multi, d, &mc, &e)) {
 		reason_add(d, "several sources at once: %s", cairn_error_msg(&e));
 		d->multi = NULL;
-		pipe_teardown(d);
+		dl_pipe_teardown(d);
 		return false;
 	}
 	return true;
@@ -1049,110 +995,8 @@ void cairn_dl_free(struct cairn_dl *d)
 	 * first.  The caller frees downloads only after on_done or when its
 	 * client is being torn down (cairn_http_free drops the requests). */
 	quiesce(d);
-	pipe_teardown(d);
+	dl_pipe_teardown(d);
 	dl_multi_free(d->multi);
 	cairn_buf_release(&d->reason);
 	free(d);
-}
-
-/* ---- a tree already on disk ------------------------------------------------ */
-
-static int check_dump_out(void *ctx, const void *data, size_t len, struct cairn_error *err)
-{
-	(void)err; /* nar_out reports into d->perr */
-	return nar_out(ctx, data, len);
-}
-
-int cairn_dl_check_tree(const char *path, const struct cairn_dl_expect *ex,
-			const struct cairn_dl_sink *sink, struct cairn_error *err)
-{
-	struct cairn_dl *d = calloc(1, sizeof(*d));
-	if (!d)
-		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
-	d->ex[0] = *ex;
-	d->n_ex = 1;
-	if (sink) {
-		d->sink = *sink;
-		d->sink.begin = NULL;
-		d->sink.discard = NULL;
-	}
-	cairn_error_init(&d->perr);
-	int rc = 0;
-	struct cairn_nar_limits lim = {.max_nar_size = ex->nar_size};
-	d->parser = cairn_nar_parser_new(&pipe_cb, d, &lim);
-	if (!d->parser)
-		rc = cairn_error_set(&d->perr, CAIRN_ENOMEM, "out of memory");
-	if (!rc && ex->by_ca && !(rc = cairn_ca_verify_init(&d->cav, &ex->ca, &ex->sp, &d->perr)))
-		d->ca_on = true;
-	if (!rc)
-		rc = cairn_nar_dump_path(path, check_dump_out, d, &d->perr);
-	if (!rc)
-		rc = cairn_nar_parser_finish(d->parser, &d->perr);
-	struct cairn_hash h;
-	if (!rc && cairn_nar_parser_hash(d->parser, &h))
-		rc = cairn_error_set(&d->perr, CAIRN_EHASH, "no NAR hash");
-	if (!rc && (cairn_nar_parser_size(d->parser) != ex->nar_size ||
-		    !cairn_hash_equal(&h, &ex->nar_hash))) {
-		char got[CAIRN_HASH_STR_MAX];
-		cairn_hash_format(&h, CAIRN_HASH_NIX32, got, sizeof(got));
-		rc = cairn_error_set(&d->perr, CAIRN_EHASH, "its NAR has %s, %llu bytes", got,
-				     (unsigned long long)cairn_nar_parser_size(d->parser));
-	}
-	if (!rc && d->ca_on) {
-		d->ca_on = false;
-		if (ex->ca.method != CAIRN_CA_NAR && !d->ca_root_file)
-			rc = cairn_error_set(&d->perr, CAIRN_EHASH,
-					     "CA names a flat file but it is not one");
-		else
-			rc = cairn_ca_verify_final(&d->cav, &d->perr);
-	}
-	if (rc)
-		cairn_error_set(err, rc, "%s", cairn_error_msg(&d->perr));
-	pipe_teardown(d);
-	free(d);
-	return rc;
-}
-
-/* ---- a NAR produced by the caller ------------------------------------------ */
-
-static int stream_write(void *wctx, const void *data, size_t len)
-{
-	struct cairn_dl *d = wctx;
-	d->fed += len;
-	return nar_out(d, data, len);
-}
-
-int cairn_dl_check_stream(const struct cairn_dl_expect *ex, cairn_dl_produce_fn produce,
-			  void *ctx, const struct cairn_dl_sink *sink, struct cairn_error *err)
-{
-	if (!ex || !produce || !sink)
-		return cairn_error_set(err, CAIRN_EINVAL, "download: bad arguments");
-	struct cairn_dl *d = calloc(1, sizeof(*d));
-	if (!d)
-		return cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
-	d->ex[0] = *ex;
-	d->n_ex = 1;
-	d->max_nar = ex->nar_size;
-	d->sink = *sink;
-	/* The same pipeline as a source's, uncompressed, with no file hints. */
-	d->src[0].method = CAIRN_CODEC_NONE;
-	d->n_src = 1;
-	int rc = pipe_setup(d);
-	if (!rc) {
-		struct cairn_error perr;
-		cairn_error_init(&perr);
-		rc = produce(ctx, stream_write, d, &perr);
-		/* A write refused by the pipeline says why in d->perr. */
-		if (rc && !d->perr.code)
-			cairn_error_set(&d->perr, rc, "%s", cairn_error_msg(&perr));
-	}
-	if (!rc)
-		rc = pipe_verify(d);
-	if (rc)
-		cairn_error_set(err, rc, "%s", cairn_error_msg(&d->perr));
-	else
-		d->sink_begun = false; /* the target is the caller's now */
-	pipe_teardown(d);
-	free(d);
-	return rc;
 }

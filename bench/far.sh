@@ -16,6 +16,7 @@
 # Part (c) of the issue (two mirrors at 10 Mbit/s each) needs multi-source
 # downloads: not here yet.
 set -euo pipefail
+. "$(dirname "$0")/closure-lib.sh"
 CAIRN=$(realpath "${1:?usage: bench/far.sh CAIRN BUILDDIR [N [KIB [RUNS [LINKS...]]]]}")
 BUILD=$(realpath "${2:?build directory}")
 N=${3:-300}
@@ -47,32 +48,7 @@ sandbox-paths = /bin /usr /lib /lib64
 "
 
 # the closure of bench/fetch.sh: bench-i refers to bench-(i-1) and bench-(i-2)
-cat >"$TMP/closure.nix" <<EOF
-let
-  mk = i: deps: derivation {
-    name = "bench-\${toString i}";
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    PATH = "/bin:/usr/bin";
-    inherit deps;
-    args = [ "-c" ''
-      mkdir -p \$out/bin \$out/share
-      for d in \$deps; do echo "\$d" >> \$out/refs; done
-      printf '#!/bin/sh\necho bench-\${toString i}\n' > \$out/bin/bench-\${toString i}
-      chmod +x \$out/bin/bench-\${toString i}
-      for f in a b c d; do
-        head -c \$(( $KIB * 1024 * 3 / 16 )) /dev/urandom | base64 > \$out/share/\$f
-      done
-    '' ];
-  };
-  go = i: if i == 1 then [ (mk 1 []) ]
-          else let prev = go (i - 1);
-                   d = [ (builtins.head prev) ] ++ (if i > 2 then [ (builtins.elemAt prev 1) ] else []);
-               in [ (mk i d) ] ++ prev;
-in builtins.head (go $N)
-EOF
-echo "building $N paths..." >&2
-TOP=$(nix-build --store "local?root=$TMP/src" --no-out-link --quiet -j2 "$TMP/closure.nix")
+TOP=$(bench_closure "$TMP" "$N" "$KIB")
 S="local?root=$TMP/src"
 # top_at K: the path bench-K (its closure is K paths)
 top_at() { nix path-info --store "$S" -r "$TOP" | grep -- "-bench-$1\$"; }

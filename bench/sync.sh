@@ -24,6 +24,7 @@
 # Needs root (Nix without a daemon), nix-bin, curl, python3.  Prints
 # Markdown for RESULTS.md.
 set -euo pipefail
+. "$(dirname "$0")/closure-lib.sh"
 CAIRN=$(realpath "${1:?usage: bench/sync.sh CAIRN [N [KIB [LAG_RUNS [SNAP_COUNT]]]]}")
 N=${2:-300}
 KIB=${3:-1024}
@@ -50,33 +51,8 @@ sandbox-paths = /bin /usr /lib /lib64
 export XDG_CACHE_HOME=$TMP/xdg/cache XDG_CONFIG_HOME=$TMP/xdg/config \
   XDG_DATA_HOME=$TMP/xdg/data XDG_STATE_HOME=$TMP/xdg/state
 
-cat > "$TMP/closure.nix" << EOF
-let
-  mk = i: deps: derivation {
-    name = "bench-\${toString i}";
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    PATH = "/bin:/usr/bin";
-    inherit deps;
-    args = [ "-c" ''
-      mkdir -p \$out/bin \$out/share
-      for d in \$deps; do echo "\$d" >> \$out/refs; done
-      printf '#!/bin/sh\necho bench-\${toString i}\n' > \$out/bin/bench-\${toString i}
-      chmod +x \$out/bin/bench-\${toString i}
-      for f in a b c d; do
-        head -c \$(( $KIB * 1024 * 3 / 16 )) /dev/urandom | base64 > \$out/share/\$f
-      done
-    '' ];
-  };
-  go = i: if i == 1 then [ (mk 1 []) ]
-          else let prev = go (i - 1);
-                   d = [ (builtins.head prev) ] ++ (if i > 2 then [ (builtins.elemAt prev 1) ] else []);
-               in [ (mk i d) ] ++ prev;
-in builtins.head (go $N)
-EOF
 SRC="local?root=$TMP/src"
-echo "building $N paths..." >&2
-TOP=$(nix-build --store "$SRC" --no-out-link --quiet -j2 "$TMP/closure.nix" 2> /dev/null)
+TOP=$(bench_closure "$TMP" "$N" "$KIB" 2> /dev/null)
 npaths=$(nix path-info --store "$SRC" -r "$TOP" | wc -l)
 narbytes=$(nix path-info --store "$SRC" -r --json "$TOP" |
   python3 -c 'import json, sys; print(sum(p["narSize"] for p in json.load(sys.stdin)))')

@@ -360,7 +360,9 @@ static int h_file(struct cairn_httpd_req *req, void *data)
 	cairn_storedb_pathinfo_release(&pi);
 	if (rc < 0 || pub_real_path(p, full, real, sizeof(real)) < 0)
 		return pub_not_found(req, p->cfg.negative_ttl);
-	int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a named pipe in a tampered store would otherwise hold
+	 * this thread until a writer comes; send_take_fd refuses non-files */
+	int fd = open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return pub_not_found(req, p->cfg.negative_ttl);
 	cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);

@@ -177,6 +177,16 @@ if fod=$(nix-build --store "$(nix_store_uri "$store")" --no-out-link --quiet "$T
   check "/file/ with another hash is 404" \
     test "$(code "/file/fod.txt/sha256/$(printf '0%.0s' {1..52})")" = 404
   check "/file/ with a traversal is 404" test "$(code "/file/..%2f..%2fetc/sha256/x")" = 404
+  # a tampered store: a named pipe where the file was must not stop the
+  # server (a blocking open would wait for a writer forever)
+  mv "$store$fod" "$store$fod.aside"
+  mkfifo "$store$fod"
+  check "/file/ over a named pipe is 404, at once" \
+    test "$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$url/file/fod.txt/sha256/${fod_hash#sha256:}")" = 404
+  check "the server still answers after it" \
+    test "$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$url/nix-cache-info")" = 200
+  rm -f "$store$fod"
+  mv "$store$fod.aside" "$store$fod"
 else
   not_ok "nix-build of a fixed-output file"
   cat "$TMP/fod.err"

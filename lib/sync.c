@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cairn/feed-follow.h"
+#include "cairn/hash.h"
 #include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/narinfo.h"
@@ -58,18 +59,103 @@ int sync_fetch_whole(struct sync *s, const char *path, uint64_t max, struct cair
 
 /* ---- the feed, through the one follower (feed-follow.h) ------------------ */
 
+/* A store hash part, decoded: what a snapshot lists, kept to prune by. */
+struct hashbin {
+	uint8_t b[20];
+};
+
 struct follow {
 	struct sync *s;
 	unsigned parallel;
 	struct cairn_error err; /* why a callback stopped the follower */
+	/* the hash parts of the snapshot being read (snap: one is) */
+	struct hashbin *seen;
+	size_t n_seen, cap_seen;
+	bool snap, seen_over;
 };
+
+static int hashbin_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct hashbin));
+}
+
+static void remember(struct follow *fw, const char *hashpart)
+{
+	struct hashbin h;
+	if (fw->seen_over || cairn_nix32_decode(hashpart, 32, h.b, sizeof(h.b)) < 0)
+		return;
+	if (fw->n_seen == fw->cap_seen) {
+		size_t cap = fw->cap_seen ? fw->cap_seen * 2 : 4096;
+		struct hashbin *n = cap <= CAIRN_SYNC_PRUNE_MAX ? realloc(fw->seen, cap * sizeof(*n))
+								 : NULL;
+		if (!n) {
+			fw->seen_over = true;
+			return;
+		}
+		fw->seen = n;
+		fw->cap_seen = cap;
+	}
+	fw->seen[fw->n_seen++] = h;
+}
 
 /* An item of the verified snapshot: copied once trusted (item_start). */
 static int on_item(void *ctx, const struct cairn_feed_event *e)
 {
 	struct follow *fw = ctx;
 	fw->s->st->items++;
+	fw->snap = true;
+	remember(fw, e->hashpart);
 	return sync_add_item(fw->s, e, fw->parallel, &fw->err);
+}
+
+/*
+ * A snapshot read in whole is the head's contents: a narinfo of the replica
+ * it does not list was removed at the head while no page said so (the
+ * replica was too far behind, or the head's feed was made anew), and goes
+ * as a removal would.  Skipped when the snapshot listed more items than
+ * could be kept (CAIRN_SYNC_PRUNE_MAX): the replica then keeps extra items
+ * rather than losing any.
+ */
+static int prune(struct follow *fw)
+{
+	struct sync *s = fw->s;
+	int rc = 0;
+	size_t gone = 0;
+	if (fw->seen_over) {
+		sync_say(s, "snapshot: more than %zu items, items the head removed stay",
+			 (size_t)CAIRN_SYNC_PRUNE_MAX);
+		return 0;
+	}
+	qsort(fw->seen, fw->n_seen, sizeof(*fw->seen), hashbin_cmp);
+	/* its own open file: a dup would share (and start at) another
+	 * listing's position */
+	int dfd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return cairn_error_errno(&fw->err, errno, "sync: cannot list '%s'", s->cfg->to);
+	}
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(d))) {
+		struct hashbin h;
+		if (strlen(de->d_name) != 32 + 8 || strcmp(de->d_name + 32, ".narinfo") != 0 ||
+		    cairn_nix32_decode(de->d_name, 32, h.b, sizeof(h.b)) < 0)
+			continue;
+		if (fw->seen &&
+		    bsearch(&h, fw->seen, fw->n_seen, sizeof(*fw->seen), hashbin_cmp))
+			continue;
+		char hp[33];
+		memcpy(hp, de->d_name, 32);
+		hp[32] = '\0';
+		if ((rc = sync_remove_item(s, hp, &fw->err)) == 0)
+			gone++;
+	}
+	closedir(d);
+	if (gone)
+		sync_say(s, "snapshot: removed %zu item%s the head no longer has", gone,
+			 gone == 1 ? "" : "s");
+	return rc;
 }
 
 /*
@@ -124,6 +210,10 @@ static int on_position(void *ctx, const struct cairn_feed_pos *pos, bool fresh)
 	struct follow *fw = ctx;
 	(void)fresh;
 	int rc = sync_settle_all(fw->s, &fw->err);
+	if (rc == 0 && fw->snap)
+		rc = prune(fw);
+	fw->snap = fw->seen_over = false;
+	fw->n_seen = 0;
 	if (rc < 0)
 		return rc;
 	memcpy(fw->s->st->feed, pos->feed, sizeof(fw->s->st->feed));
@@ -187,6 +277,7 @@ static int replicate(struct sync *s, unsigned parallel, struct cairn_error *err)
 				fw.err.code ? cairn_error_msg(&fw.err) : cairn_error_msg(&e));
 	s->st->pages_refused = cairn_feed_follow_stats(f)->refused;
 	cairn_feed_follow_free(f);
+	free(fw.seen);
 	return rc;
 }
 

@@ -44,6 +44,9 @@
 #define CAIRN_SYNC_PATHS_MAX ((size_t)256 << 20)
 /* Seconds a follow long-poll asks the head to wait. */
 #define CAIRN_SYNC_WAIT 25
+/* Hash parts of a snapshot kept to remove what it no longer lists (20
+ * bytes each: 160 MiB at most); a bigger snapshot removes nothing. */
+#define CAIRN_SYNC_PRUNE_MAX ((size_t)8 << 20)
 
 struct cairn_sync_config {
 	const char *from; /* the head's URL (http:// or https://) */

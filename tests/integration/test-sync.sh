@@ -145,6 +145,9 @@ kill "$HEAD_PID"
 wait_gone_pid() { local i; for ((i = 0; i < 100; i++)); do kill -0 "$1" 2> /dev/null || return 0; sleep 0.1; done; return 1; }
 wait_gone_pid "$HEAD_PID"
 new2=$(pstore_build "$TMP/src" 1 synew2 2000)
+# removed while the head was down: the new feed never says so, its snapshot
+# just lacks it
+rm "$BC/$(hp "$top").narinfo"
 nix copy --quiet --from "$SRC" --to "file://$BC?secret-key=$TMP/k.sec&compression=xz" "$new2"
 "$CAIRN" publish --listen "127.0.0.1:$HEAD_PORT" --binary-cache "$BC" --key "$TMP/k.sec" \
   --feed "$TMP/feed-new" > "$TMP/publish-new.log" 2>&1 &
@@ -154,6 +157,15 @@ check "the head's feed recreated: the replica follows the new feed" \
   wait_file "$R/$(hp "$new2").narinfo"
 check "  byte for byte" cmp -s "$BC/$(hp "$new2").narinfo" "$R/$(hp "$new2").narinfo"
 check "  and says so once" test "$(grep -c "the feed is now" "$TMP/follow.err")" = 1
+check "an item the new snapshot lacks is removed from the replica" \
+  wait_gone "$R/$(hp "$top").narinfo"
+rest=yes
+for f in "$BC"/*.narinfo; do
+  b=${f##*/}
+  case $b in "$(hp "$bad")".narinfo | "$(hp "$tam")".narinfo) continue ;; esac
+  [ -e "$R/$b" ] || rest=no
+done
+check "  every item the head still has stays" [ "$rest" = yes ]
 kill -TERM "$f1" "$f2"
 stopped=yes
 for p in "$f1" "$f2"; do

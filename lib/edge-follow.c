@@ -130,7 +130,8 @@ void cairn_edge_follow_config_init(struct cairn_edge_follow_config *cfg)
 }
 
 struct counters {
-	struct metric *warmed, *warmed_bytes, *held, *refused, *failed, *skipped, *pages,
+	struct metric *warmed, *warmed_bytes, *held, *refused, *failed, *skipped, *removed, *replaced,
+		*pages,
 		*pages_refused, *seq, *head, *lag, *budget_left;
 };
 
@@ -306,6 +307,15 @@ static int warm(struct cairn_edge_follow *f, const struct cairn_feed_event *e)
 	rc = get(f, f->edge_srv, path, true, CAIRN_NARINFO_MAX, 0, &body, &g, &err);
 	if (rc == CAIRN_ECANCELED)
 		goto out;
+	if (rc == 0 && f->cfg.forget &&
+	    (body.len != e->narinfo_len || memcmp(body.data, e->narinfo, body.len) != 0)) {
+		/* the head rewrote it (a signature added, another URL) or the
+		 * copy held came from another upstream: fetched again, so the
+		 * edge does not serve the old bytes until its TTL ends */
+		f->cfg.forget(f->cfg.forget_ctx, e->hashpart);
+		metric_add(f->c.replaced, 1);
+		rc = CAIRN_ENOENT;
+	}
 	if (rc == 0) {
 		metric_add(f->c.held, 1);
 		goto out;
@@ -366,8 +376,14 @@ static int on_event(void *ctx, const struct cairn_feed_event *e)
 	struct cairn_edge_follow *f = ctx;
 	uint64_t head = cairn_feed_follow_pos(f->follower)->head;
 	gauges(f, head);
-	/* a removal is left to the mirror's TTL and eviction */
-	int rc = e->kind == CAIRN_FEED_ADD ? warm(f, e) : 0;
+	int rc = 0;
+	if (e->kind == CAIRN_FEED_ADD) {
+		rc = warm(f, e);
+	} else if (e->kind == CAIRN_FEED_REMOVE && f->cfg.forget) {
+		/* forgotten, not refused: another upstream may still have it */
+		f->cfg.forget(f->cfg.forget_ctx, e->hashpart);
+		metric_add(f->c.removed, 1);
+	}
 	if (rc == 0) {
 		f->seq = e->seq;
 		gauges(f, head);
@@ -452,6 +468,10 @@ int cairn_edge_follow_new(struct cairn_edge_follow **out, const struct cairn_edg
 		C(failed, "cairn_mirror_follow_failed_total", "items whose warming failed"),
 		C(skipped, "cairn_mirror_follow_budget_skipped_total",
 		  "items not warmed because the budget is spent"),
+		C(removed, "cairn_mirror_follow_removed_total",
+		  "items the head removed, forgotten by the mirror"),
+		C(replaced, "cairn_mirror_follow_replaced_total",
+		  "held narinfos the head rewrote, forgotten and fetched again"),
 		C(pages, "cairn_mirror_follow_pages_total", "feed pages verified and applied"),
 		C(pages_refused, "cairn_mirror_follow_pages_refused_total",
 		  "feed pages that did not verify (not applied)"),

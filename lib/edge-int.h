@@ -69,6 +69,8 @@ int edge_store_nar_drop_unless(struct edge_store *s, const char *path, const uin
 /* Keep a narinfo text (replacing an older one). */
 int edge_store_narinfo_put(struct edge_store *s, const char *hash, const char *text, size_t len,
 			   int64_t fetched, struct cairn_error *err);
+/* Forget one narinfo (absent: nothing to do). */
+int edge_store_narinfo_delete(struct edge_store *s, const char *hash, struct cairn_error *err);
 /* Forget narinfos fetched before `before`. */
 int edge_store_narinfo_purge(struct edge_store *s, int64_t before, struct cairn_error *err);
 /* Call fn for every stored narinfo (at start-up, to fill the memory cache). */

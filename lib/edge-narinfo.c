@@ -71,6 +71,20 @@ static void ni_put_locked(struct cairn_edge *e, const char *hash, const char *te
 	edge_ni_ent_free(old);
 }
 
+void cairn_edge_forget_narinfo(struct cairn_edge *e, const char *hashpart)
+{
+	struct cairn_error err;
+	cairn_error_init(&err);
+	if (!cairn_store_hash_valid(hashpart, strlen(hashpart)))
+		return;
+	pthread_mutex_lock(&e->mu);
+	struct ni_ent *n = map_take(&e->narinfos, hashpart);
+	pthread_mutex_unlock(&e->mu);
+	edge_ni_ent_free(n);
+	if (edge_store_narinfo_delete(e->store, hashpart, &err) < 0)
+		edge_say(e, CAIRN_EDGE_LOG_WARN, "%s", cairn_error_msg(&err));
+}
+
 static int64_t ttl_for(int64_t ours, int64_t max_age)
 {
 	return max_age >= 0 && max_age < ours ? max_age : ours;

@@ -421,6 +421,19 @@ int edge_store_narinfo_put(struct edge_store *s, const char *hash, const char *t
 	return rc;
 }
 
+int edge_store_narinfo_delete(struct edge_store *s, const char *hash, struct cairn_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	if (sqlite3_prepare_v2(s->db, "DELETE FROM narinfo WHERE hash = ?", -1, &st, NULL) ||
+	    sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC) || sqlite3_step(st) != SQLITE_DONE)
+		rc = db_err(s, err, "narinfo delete");
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
 int edge_store_narinfo_purge(struct edge_store *s, int64_t before, struct cairn_error *err)
 {
 	sqlite3_stmt *st = NULL;

@@ -151,9 +151,15 @@ static void mirror_configure(const struct mirror_opts *o, struct cairn_edge_conf
 	}
 }
 
+static void mirror_forget(void *ctx, const char *hashpart)
+{
+	cairn_edge_forget_narinfo(ctx, hashpart);
+}
+
 /* The warm edge (--follow): its configuration, metrics registered on h. */
-static int mirror_follow_new(const struct mirror_opts *o, struct cairn_edge_follow **out,
-			     struct cairn_httpd *h, struct cairn_error *err)
+static int mirror_follow_new(const struct mirror_opts *o, struct cairn_edge *edge,
+			     struct cairn_edge_follow **out, struct cairn_httpd *h,
+			     struct cairn_error *err)
 {
 	struct cairn_edge_follow_config fc;
 	char state[4200];
@@ -169,6 +175,8 @@ static int mirror_follow_new(const struct mirror_opts *o, struct cairn_edge_foll
 	fc.budget = o->follow_budget ? o->follow_budget : o->max_size / 2;
 	fc.connect_timeout_ms = (long)o->connect_timeout;
 	fc.log = mirror_log;
+	fc.forget = mirror_forget;
+	fc.forget_ctx = edge;
 	return cairn_edge_follow_new(out, &fc, h, err);
 }
 
@@ -245,7 +253,7 @@ int cmd_mirror(int argc, char **argv)
 	ret = EXIT_FAIL;
 	if (cairn_edge_new(&edge, &ec, &err) < 0 || cairn_httpd_new(&h, &hc, &err) < 0 ||
 	    cairn_edge_attach(edge, h, &err) < 0 ||
-	    (o.follow && mirror_follow_new(&o, &fol, h, &err) < 0)) {
+	    (o.follow && mirror_follow_new(&o, edge, &fol, h, &err) < 0)) {
 		cli_fail("mirror", &err);
 		goto out;
 	}

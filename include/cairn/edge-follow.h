@@ -45,6 +45,10 @@ struct cairn_edge_follow_config {
 	long connect_timeout_ms; /* 0: the HTTP client's */
 	void (*log)(void *ctx, enum cairn_edge_log_level level, const char *msg);
 	void *log_ctx;
+	/* a removal of a verified page: forget the item (NULL: removals are
+	 * left to the TTLs) */
+	void (*forget)(void *ctx, const char *hashpart);
+	void *forget_ctx;
 };
 
 void cairn_edge_follow_config_init(struct cairn_edge_follow_config *cfg);

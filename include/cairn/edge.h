@@ -132,5 +132,12 @@ int cairn_edge_start(struct cairn_edge *e, struct cairn_error *err);
  * httpd has stopped (cairn_httpd_wait returned). */
 void cairn_edge_stop(struct cairn_edge *e);
 void cairn_edge_free(struct cairn_edge *e);
+/*
+ * Forget what the edge holds of item hashpart's narinfo (memory and disk,
+ * stale copies too), so that the next request asks the upstreams again: a
+ * signed feed said the head removed it.  Never a refusal: an upstream that
+ * still has it is served as before.  Any thread.
+ */
+void cairn_edge_forget_narinfo(struct cairn_edge *e, const char *hashpart);
 
 #endif

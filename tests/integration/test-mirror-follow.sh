@@ -170,6 +170,22 @@ check "  by the mirror's trust policy" grep -q "refused the narinfo of $(hp "$ba
 check "  not held" test "$(status "$M5/$(hp "$bad").narinfo" "${OIC[@]}")" = 504
 bad_url=$(sed -n 's/^URL: //p' "$BC/$(hp "$bad").narinfo")
 check "  its nar not fetched" test "$(status "$M5/$bad_url" "${OIC[@]}")" = 504
+# a narinfo the head rewrites in place (an unsigned field changed: Nix's
+# signature still holds) is a new event: the held copy is replaced
+g_ni=$BC/$(hp "$good").narinfo
+grep -v '^Deriver: ' "$g_ni" > "$TMP/g.narinfo"
+check "  (the rewrite changes the narinfo)" test "$(wc -c < "$TMP/g.narinfo")" -lt "$(wc -c < "$g_ni")"
+mv "$TMP/g.narinfo" "$g_ni"
+held_now() { curl -sf "${OIC[@]}" "$M5/$(hp "$good").narinfo" | cmp -s - "$g_ni"; }
+check "a narinfo rewritten at the head replaces the held copy" wait_for 30 held_now
+check "  counted" metric_ge "$MIRROR_PORT" cairn_mirror_follow_replaced_total 1
+# an item removed at the head (a signed removal): forgotten, so the mirror
+# asks again and, the head having no more of it, answers 404
+rm "$g_ni"
+not_held() { test "$(status "$M5/$(hp "$good").narinfo" "${OIC[@]}")" = 504; }
+check "an item removed at the head is forgotten by the mirror" wait_for 30 not_held
+check "  counted" metric_ge "$MIRROR_PORT" cairn_mirror_follow_removed_total 1
+check "  a client now gets 404" test "$(status "$M5/$(hp "$good").narinfo")" = 404
 mirror_stop
 sed 's/^/  | /' "$MIRROR_LOG" | grep follow || true
 

@@ -123,13 +123,19 @@ int mon_db_diffoscope_put(struct mon_db *d, int64_t item, int64_t a_server, int6
 
 /* diffoscope (monitor-diffoscope.c): bounds, since the trees are whatever
  * the servers sent, and the biggest NAR unpacked for it. */
-#define MON_DIFFOSCOPE_TIMEOUT_S 60
+#define MON_DIFFOSCOPE_TIMEOUT_S 60 /* for all the files of an item */
 #define MON_DIFFOSCOPE_HTML_MAX ((size_t)1 << 20)
 #define MON_DIFFOSCOPE_NAR_MAX ((uint64_t)256 << 20)
-/* Run prog on trees a and b; its HTML report (at most html_max bytes) into
- * html.  0 with a report (note says when it is partial), CAIRN_ENOENT when
- * prog cannot be run, another error when it failed; note says why. */
-int mon_diffoscope(const char *prog, const char *a, const char *b, unsigned timeout_s,
+#define MON_DIFFOSCOPE_FILES_MAX 32 /* files of an item compared */
+struct cairn_nar_change;
+/* Run prog on each regular file that changes (n_changes changes from tree
+ * a to tree b, paths relative to them), or on the trees when none does;
+ * one HTML report (at most html_max bytes) into html, a heading with each
+ * file's name.  0 with a report (note says when it is partial),
+ * CAIRN_ENOENT when prog cannot be run, another error when it failed; note
+ * says why. */
+int mon_diffoscope(const char *prog, const char *a, const char *b,
+		   const struct cairn_nar_change *changes, size_t n_changes, unsigned timeout_s,
 		   size_t html_max, struct cairn_buf *html, char *note, size_t note_len);
 
 /* A failed diff (a server gone, a NAR that did not match) is tried again

@@ -123,6 +123,11 @@ ok = ('<body class="diffoscope">' in h and '.diffoscope .difference' in h
 sys.exit(0 if ok else 1)
 PY
   check "diffoscope report: no script in it" bash -c '! grep -qi "<script" "$1"' _ "$TMP/dsc.html"
+  check "API: the item document says where diffoscope's report is (the page's link), its size, no note" \
+    test "$(jq_ 'tuple(d["diff"]["diffoscope"][k] for k in ("url", "size", "note", "a_server", "b_server"))' <"$TMP/stamp.json")" = \
+         "('/item/$(hp "$STAMP")/diffoscope', $(wc -c <"$TMP/dsc.html"), None, '$u1', '$u2')"
+  check "API: no diffoscope for an item that agrees (null)" \
+    test "$(api "/api/v1/items/$(hp "$A")" | jq_ 'd["diff"]["diffoscope"]')" = None
   check "diffoscope report: served sandboxed, scripts off" \
     grep -qi "^content-security-policy: sandbox; default-src 'none'" "$TMP/dsc.h"
   check "diffoscope report: none for an item that agrees (404)" \

@@ -52,9 +52,10 @@ static int64_t now_ms(void)
 /* What one run left: why in note; cut or late, the output is kept. */
 enum run_end { RUN_DONE, RUN_CUT, RUN_LATE };
 
-static int run(const char *prog, const char *format, const char *a, const char *b,
-	       int64_t deadline, size_t max, struct cairn_buf *out, enum run_end *end,
-	       char *note, size_t note_len)
+/* prog on a and b, in directory cwd (NULL: this one), into out. */
+static int run(const char *prog, const char *format, const char *cwd, const char *a,
+	       const char *b, int64_t deadline, size_t max, struct cairn_buf *out,
+	       enum run_end *end, char *note, size_t note_len)
 {
 	int pfd[2];
 	note[0] = '\0';
@@ -69,6 +70,8 @@ static int run(const char *prog, const char *format, const char *a, const char *
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_addclose(&fa, pfd[0]);
+	if (cwd)
+		posix_spawn_file_actions_addchdir_np(&fa, cwd);
 	char *argv[] = {(char *)prog,
 			(char *)format,
 			"-",
@@ -185,11 +188,12 @@ static void style_of(const char *s, size_t len, const char **from, size_t *n)
  * in <pre>.  *html tells which.  0 with a report (note says when it is
  * partial), else as run().
  */
-static int report(const char *prog, const char *a, const char *b, int64_t deadline, size_t max,
-		  struct cairn_buf *out, bool *html, enum run_end *end, char *note, size_t note_len)
+static int report(const char *prog, const char *cwd, const char *a, const char *b,
+		  int64_t deadline, size_t max, struct cairn_buf *out, bool *html, enum run_end *end,
+		  char *note, size_t note_len)
 {
 	*html = true;
-	int rc = run(prog, "--html", a, b, deadline, max, out, end, note, note_len);
+	int rc = run(prog, "--html", cwd, a, b, deadline, max, out, end, note, note_len);
 	if (rc != CAIRN_EIO)
 		return rc;
 	/* escaped, a byte takes at most 6 ("&quot;"), and the page around
@@ -199,7 +203,7 @@ static int report(const char *prog, const char *a, const char *b, int64_t deadli
 	char why[MON_NOTE_MAX];
 	snprintf(why, sizeof(why), "%s", note);
 	cairn_buf_reset(out);
-	rc = run(prog, "--text", a, b, deadline, text_max, &text, end, note, note_len);
+	rc = run(prog, "--text", cwd, a, b, deadline, text_max, &text, end, note, note_len);
 	if (rc == 0) {
 		*html = false;
 		cairn_html_str(out, text.data ? text.data : "", text.len);
@@ -229,7 +233,8 @@ static int on_trees(const char *prog, const char *a, const char *b, unsigned tim
 	struct cairn_buf one = CAIRN_BUF_INIT(html_max);
 	enum run_end end;
 	bool is_html;
-	int rc = report(prog, a, b, deadline, html_max, &one, &is_html, &end, note, note_len);
+	int rc = report(prog, NULL, a, b, deadline, html_max, &one, &is_html, &end, note,
+			note_len);
 	if (rc == 0 && is_html) {
 		cairn_buf_append(html, one.data ? one.data : "", one.len);
 	} else if (rc == 0) {
@@ -363,8 +368,15 @@ int mon_diffoscope(const char *prog, const char *a, const char *b,
 					   sizeof(why))) == 0 &&
 			   (rc = link_side(b, ch->b->path, dir, "b", name, pb, sizeof(pb), why,
 					   sizeof(why))) == 0) {
-			rc = report(prog, pa, pb, deadline, room, &one, &is_html, &end, why,
-				    sizeof(why));
+			/* in the pair's directory, so that the report names
+			 * a/NAME and b/NAME, not our temporary path; unless
+			 * prog is itself named from here */
+			char ra[SAFE_NAME_MAX + 3], rb[SAFE_NAME_MAX + 3];
+			bool here = prog[0] != '/' && strchr(prog, '/');
+			snprintf(ra, sizeof(ra), "a/%s", name);
+			snprintf(rb, sizeof(rb), "b/%s", name);
+			rc = report(prog, here ? NULL : dir, here ? pa : ra, here ? pb : rb,
+				    deadline, room, &one, &is_html, &end, why, sizeof(why));
 		}
 		unlink_pair(dir, name);
 		if (rc < 0) {

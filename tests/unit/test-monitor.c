@@ -644,7 +644,7 @@ static void test_diffoscope_files(void **state)
 		  "[ \"$1\" = --html ] || exit 2\n"
 		  "case \"$5$6\" in *[!A-Za-z0-9._+/-]*) exit 3;; esac\n"
 		  "printf '<html><head><style>.s{}</style></head><body class=\"x\">"
-		  "<p>%s: %s vs %s</p></body></html>\\n' \"${6##*/}\" \"$(cat \"$5\")\" "
+		  "<p>%s %s: %s vs %s</p></body></html>\\n' \"$5\" \"$6\" \"$(cat \"$5\")\" "
 		  "\"$(cat \"$6\")\"\nexit 1",
 		  prog, sizeof(prog));
 	snprintf(ta, sizeof(ta), "%s/ta", dir);
@@ -683,9 +683,9 @@ static void test_diffoscope_files(void **state)
 	assert_non_null(strstr(html.data, "<title>diffoscope</title><style>.s{}</style></head>"));
 	assert_null(strstr(strstr(html.data, ".s{}") + 1, ".s{}"));
 	assert_non_null(strstr(html.data, "<h2 class=\"file\"><code>x&#xfffd;y</code></h2>\n"
-					  "<p>x_y: one vs two</p>"));
+					  "<p>a/x_y b/x_y: one vs two</p>"));
 	assert_non_null(strstr(html.data, "<h2 class=\"file\"><code>sub/f.txt</code></h2>\n"
-					  "<p>f.txt: 1 vs 2</p>"));
+					  "<p>a/f.txt b/f.txt: 1 vs 2</p>"));
 	assert_null(strstr(html.data, "gone"));
 	assert_null(strstr(html.data, "root:"));
 	assert_non_null(strstr(html.data, "</body></html>\n"));
@@ -698,7 +698,7 @@ static void test_diffoscope_files(void **state)
 					sizeof(note)),
 			 0);
 	assert_int_equal(cairn_buf_putc(&html, '\0'), 0);
-	assert_non_null(strstr(html.data, "<p>tb: "));
+	assert_non_null(strstr(html.data, "/ta "));
 	cairn_buf_release(&html);
 
 	/* what it made beside the trees is gone */

@@ -37,8 +37,12 @@
 
 extern char **environ;
 
-/* room kept for the joined page's own markup around the reports */
-#define PAGE_RESERVE 4096
+/* room kept for the joined page's own markup around the reports, and
+ * the most of diffoscope's style sheet taken into it */
+#define PAGE_RESERVE 16384
+#define STYLE_MAX 8192
+/* a file's heading: its name escaped (a byte takes at most 8, "&#xfffd;") */
+#define HEAD_MAX ((size_t)CAIRN_NAR_PATH_MAX * 8 + 64)
 /* the longest name of ours for a file (its base name, made safe) */
 #define SAFE_NAME_MAX 64
 
@@ -146,19 +150,20 @@ static int run(const char *prog, const char *format, const char *cwd, const char
  * without them: a report cut short has no end). */
 static void body_of(const char *s, size_t len, const char **from, size_t *n)
 {
-	const char *end = s + len, *p = NULL;
-	for (const char *q = s; q + 5 <= end; q++)
-		if (!memcmp(q, "<body", 5)) {
-			p = memchr(q, '>', (size_t)(end - q));
+	size_t start = 0, stop = len;
+	for (size_t i = 0; i + 5 <= len; i++)
+		if (!memcmp(s + i, "<body", 5)) {
+			const char *gt = memchr(s + i, '>', len - i);
+			start = gt ? (size_t)(gt - s) + 1 : 0;
 			break;
 		}
-	*from = p ? p + 1 : s;
-	for (const char *q = end - 7; q >= *from; q--)
-		if (!memcmp(q, "</body>", 7)) {
-			end = q;
+	for (size_t i = len; i >= start + 7; i--)
+		if (!memcmp(s + i - 7, "</body>", 7)) {
+			stop = i - 7;
 			break;
 		}
-	*n = (size_t)(end - *from);
+	*from = s + start;
+	*n = stop - start;
 }
 
 /* The first <style>...</style> of a page, or nothing. */
@@ -345,7 +350,8 @@ int mon_diffoscope(const char *prog, const char *a, const char *b,
 			 strerror(errno));
 		return CAIRN_EIO;
 	}
-	struct cairn_buf page = CAIRN_BUF_INIT(html_max), one = CAIRN_BUF_INIT(html_max);
+	struct cairn_buf page = CAIRN_BUF_INIT(html_max), one = CAIRN_BUF_INIT(html_max),
+			 head = CAIRN_BUF_INIT(HEAD_MAX);
 	enum run_end end = RUN_DONE;
 	int rc = 0;
 	for (size_t k = 0; k < n_changes && rc != CAIRN_ENOENT && end == RUN_DONE; k++) {
@@ -356,8 +362,12 @@ int mon_diffoscope(const char *prog, const char *a, const char *b,
 			break;
 		char dir[4200], name[SAFE_NAME_MAX + 1], pa[8192], pb[8192];
 		bool is_html;
-		size_t room = page.len + PAGE_RESERVE < html_max ? html_max - page.len - PAGE_RESERVE
-								   : 0;
+		cairn_buf_reset(&head);
+		cairn_buf_puts(&head, "<h2 class=\"file\"><code>");
+		cairn_html_cstr(&head, ch->a->path[0] ? ch->a->path : "(the NAR's one file)");
+		cairn_buf_puts(&head, "</code></h2>\n");
+		size_t used = page.len + head.len + PAGE_RESERVE;
+		size_t room = used < html_max ? html_max - used : 0;
 		snprintf(dir, sizeof(dir), "%s/%zu", work, k);
 		safe_name(ch->a->path, name);
 		cairn_buf_reset(&one);
@@ -393,13 +403,12 @@ int mon_diffoscope(const char *prog, const char *a, const char *b,
 					      "<meta charset=\"utf-8\"><title>diffoscope</title>");
 			if (is_html) {
 				style_of(one.data, one.len, &s, &n);
-				cairn_buf_append(&page, s ? s : "", n);
+				if (n <= STYLE_MAX)
+					cairn_buf_append(&page, s ? s : "", n);
 			}
 			cairn_buf_puts(&page, "</head><body class=\"diffoscope\">");
 		}
-		cairn_buf_puts(&page, "<h2 class=\"file\"><code>");
-		cairn_html_cstr(&page, ch->a->path[0] ? ch->a->path : "(the NAR's one file)");
-		cairn_buf_puts(&page, "</code></h2>\n");
+		cairn_buf_append(&page, head.data, head.len);
 		if (is_html) {
 			const char *s;
 			size_t n;
@@ -438,6 +447,7 @@ int mon_diffoscope(const char *prog, const char *a, const char *b,
 		cairn_buf_puts(&page, "</body></html>\n");
 		cairn_buf_append(html, page.data, page.len);
 	}
+	cairn_buf_release(&head);
 	cairn_buf_release(&one);
 	cairn_buf_release(&page);
 	return rc;

@@ -171,7 +171,7 @@ int mon_q_servers(struct mon_db *r, int64_t id,
 		  struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	bool any = false;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT s.id, s.url, s.has_feed, s.feed, s.feed_seq, s.last_ok,"
@@ -205,7 +205,7 @@ int mon_q_item(struct mon_db *r, const char *hash,
 	       struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT id, path, verdict, verdict_since, first_seen, last_seen,"
 				 " diff_state, diff_note, diff_tries FROM items WHERE hash = ?",
@@ -246,7 +246,7 @@ int mon_q_diffs(struct mon_db *r, int64_t item,
 		struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT d.path, d.change, sa.url, sb.url, d.a_type, d.a_size,"
 				 " d.a_sha256, d.a_target, d.b_type, d.b_size, d.b_sha256, d.b_target"
@@ -275,7 +275,7 @@ int mon_q_diffoscope(struct mon_db *r, int64_t item,
 		     struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT sa.url, sb.url, length(d.html), d.note FROM diffoscope d"
 				 " LEFT JOIN servers sa ON sa.id = d.a_server"
@@ -299,7 +299,7 @@ int mon_q_diffoscope_html(struct mon_db *r, const char *hash, struct cairn_buf *
 			  struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT d.html FROM diffoscope d JOIN items i ON i.id = d.item"
 				 " WHERE i.hash = ? AND d.html IS NOT NULL",
@@ -322,7 +322,7 @@ int mon_q_obs(struct mon_db *r, int64_t item,
 	      struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT s.id, s.url, o.state, o.sig, o.nar_hash, o.nar_size, o.refs,"
 				 " o.first_seen, o.last_seen, o.narinfo FROM obs o"
@@ -353,7 +353,7 @@ int mon_q_peers(struct mon_db *r, const char *hash,
 		struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT peer, monitor, server, state, nar_hash, nar_size, at FROM peer_obs"
 				 " WHERE hash = ? ORDER BY peer, seq",
@@ -380,7 +380,7 @@ static int history_rows(struct mon_db *r, sqlite3_stmt *st,
 			int (*fn)(void *ctx, const struct mon_history_row *h), void *ctx,
 			struct cairn_error *err)
 {
-	int rc = 0, step;
+	int rc = 0, step = SQLITE_DONE;
 	bool named = sqlite3_column_count(st) > 2;
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_history_row h = {
@@ -429,7 +429,7 @@ int mon_q_pairs(struct mon_db *r, int64_t server,
 		struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT p.a, p.b, sa.url, sb.url, p.both_have, p.agree"
 				 " FROM pair_counts p JOIN servers sa ON sa.id = p.a"
@@ -457,7 +457,7 @@ int mon_q_pair_trend(struct mon_db *r, int64_t a, int64_t b, unsigned days,
 		     struct cairn_error *err)
 {
 	sqlite3_stmt *st;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT day, both_have, agree FROM (SELECT * FROM pair_trend"
 				 " WHERE a = ? AND b = ? ORDER BY day DESC LIMIT ?) ORDER BY day",
@@ -484,7 +484,7 @@ int mon_q_verdict_trend(struct mon_db *r, unsigned days,
 {
 	sqlite3_stmt *st;
 	int64_t first = 0;
-	int rc, step;
+	int rc, step = SQLITE_DONE;
 	if ((rc = mon_db_prepare(r,
 				 "SELECT min(day) FROM (SELECT DISTINCT day FROM verdict_trend"
 				 " ORDER BY day DESC LIMIT ?)",

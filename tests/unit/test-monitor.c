@@ -701,6 +701,33 @@ static void test_diffoscope_files(void **state)
 	assert_non_null(strstr(html.data, "/ta "));
 	cairn_buf_release(&html);
 
+	/* the size bound over all the files: the first report cut, the rest
+	 * not run, the page still closed */
+	char big[300];
+	fake_prog("ds-pair-big", "yes '<p>x</p>'; exit 1", big, sizeof(big));
+	assert_int_equal(mon_diffoscope(big, ta, tb, ch, 4, 30, 1 << 15, &html, note, sizeof(note)),
+			 0);
+	assert_true(html.len <= 1 << 15);
+	assert_int_equal(cairn_buf_putc(&html, '\0'), 0);
+	assert_non_null(strstr(html.data, "<code>x&#xfffd;y</code>"));
+	assert_null(strstr(html.data, "<code>sub/f.txt</code>"));
+	assert_non_null(strstr(html.data, "</body></html>\n"));
+	assert_non_null(strstr(note, "only the first 32768 bytes"));
+	cairn_buf_release(&html);
+	unlink(big);
+
+	/* the count bound: the first MON_DIFFOSCOPE_FILES_MAX files, said */
+	struct cairn_nar_change many[MON_DIFFOSCOPE_FILES_MAX + 1];
+	for (size_t i = 0; i < MON_DIFFOSCOPE_FILES_MAX + 1; i++)
+		many[i] = ch[3];
+	assert_int_equal(mon_diffoscope(prog, ta, tb, many, MON_DIFFOSCOPE_FILES_MAX + 1, 30,
+					1 << 20, &html, note, sizeof(note)),
+			 0);
+	snprintf(p, sizeof(p), "only the first %d of the %d files", MON_DIFFOSCOPE_FILES_MAX,
+		 MON_DIFFOSCOPE_FILES_MAX + 1);
+	assert_non_null(strstr(note, p));
+	cairn_buf_release(&html);
+
 	/* what it made beside the trees is gone */
 	char cmd[700];
 	snprintf(cmd, sizeof(cmd), "ls -d '%s'/ta.diffoscope-* 2>/dev/null", dir);

@@ -223,8 +223,8 @@ static int item_head(void *ctx, const struct mon_item_row *it)
 	json_int(b, it->first_seen);
 	cairn_buf_puts(b, ",\"last_seen\":");
 	json_int(b, it->last_seen);
-	cairn_buf_printf(b, ",\"diff\":{\"state\":\"%s\",\"note\":",
-			 ds >= 0 && ds <= 3 ? diff_states[ds] : "?");
+	cairn_buf_printf(
+	    b, ",\"diff\":{\"state\":\"%s\",\"note\":", ds >= 0 && ds <= 3 ? diff_states[ds] : "?");
 	json_text(b, it->diff_note);
 	cairn_buf_printf(b, ",\"tries\":%d", it->diff_tries);
 	return 0;
@@ -284,8 +284,8 @@ static int obs_json(void *ctx, const struct mon_obs_row *o)
 	json_text(b, o->url);
 	cairn_buf_printf(b, ",\"state\":\"%s\"", cairn_monitor_state_name(o->state));
 	if (o->state == CAIRN_MONITOR_PRESENT) {
-		cairn_buf_printf(b, ",\"signature\":\"%s\",\"nar_hash\":",
-				 cairn_monitor_sig_name(o->sig));
+		cairn_buf_printf(
+		    b, ",\"signature\":\"%s\",\"nar_hash\":", cairn_monitor_sig_name(o->sig));
 		json_text(b, o->nar_hash);
 		cairn_buf_puts(b, ",\"nar_size\":");
 		json_int(b, o->nar_size);

@@ -57,9 +57,9 @@ static int64_t now_ms(void)
 enum run_end { RUN_DONE, RUN_CUT, RUN_LATE };
 
 /* prog on a and b, in directory cwd (NULL: this one), into out. */
-static int run(const char *prog, const char *format, const char *cwd, const char *a,
-	       const char *b, int64_t deadline, size_t max, struct cairn_buf *out,
-	       enum run_end *end, char *note, size_t note_len)
+static int run(const char *prog, const char *format, const char *cwd, const char *a, const char *b,
+	       int64_t deadline, size_t max, struct cairn_buf *out, enum run_end *end, char *note,
+	       size_t note_len)
 {
 	int pfd[2];
 	note[0] = '\0';
@@ -193,9 +193,9 @@ static void style_of(const char *s, size_t len, const char **from, size_t *n)
  * in <pre>.  *html tells which.  0 with a report (note says when it is
  * partial), else as run().
  */
-static int report(const char *prog, const char *cwd, const char *a, const char *b,
-		  int64_t deadline, size_t max, struct cairn_buf *out, bool *html, enum run_end *end,
-		  char *note, size_t note_len)
+static int report(const char *prog, const char *cwd, const char *a, const char *b, int64_t deadline,
+		  size_t max, struct cairn_buf *out, bool *html, enum run_end *end, char *note,
+		  size_t note_len)
 {
 	*html = true;
 	int rc = run(prog, "--html", cwd, a, b, deadline, max, out, end, note, note_len);
@@ -226,8 +226,8 @@ static void note_end(enum run_end end, unsigned timeout_s, size_t html_max, char
 		snprintf(note, note_len, "diffoscope: stopped after %u s; its output is partial",
 			 timeout_s);
 	else if (end == RUN_CUT)
-		snprintf(note, note_len, "diffoscope: only the first %zu bytes of its report are kept",
-			 html_max);
+		snprintf(note, note_len,
+			 "diffoscope: only the first %zu bytes of its report are kept", html_max);
 }
 
 /* The trees themselves, in one run: when no regular file pair differs. */
@@ -238,8 +238,7 @@ static int on_trees(const char *prog, const char *a, const char *b, unsigned tim
 	struct cairn_buf one = CAIRN_BUF_INIT(html_max);
 	enum run_end end;
 	bool is_html;
-	int rc = report(prog, NULL, a, b, deadline, html_max, &one, &is_html, &end, note,
-			note_len);
+	int rc = report(prog, NULL, a, b, deadline, html_max, &one, &is_html, &end, note, note_len);
 	if (rc == 0 && is_html) {
 		cairn_buf_append(html, one.data ? one.data : "", one.len);
 	} else if (rc == 0) {
@@ -292,7 +291,7 @@ static int link_side(const char *tree, const char *path, const char *dir, const 
 		return CAIRN_EIO;
 	}
 	if ((size_t)snprintf(src, sizeof(src), "%s%s%s", tree, path[0] ? "/" : "", path) >=
-		    sizeof(src) ||
+		sizeof(src) ||
 	    (size_t)snprintf(out, cap, "%s/%s/%s", dir, side, name) >= cap) {
 		snprintf(note, note_len, "diffoscope: a file name too long");
 		return CAIRN_ELIMIT;
@@ -343,7 +342,7 @@ int mon_diffoscope(const char *prog, const char *a, const char *b,
 
 	int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
 	char work[4096], why[MON_NOTE_MAX] = "", failure[MON_NOTE_MAX] = "",
-					     fallback[MON_NOTE_MAX] = "";
+			 fallback[MON_NOTE_MAX] = "";
 	if ((size_t)snprintf(work, sizeof(work), "%s.diffoscope-XXXXXX", a) >= sizeof(work) ||
 	    !mkdtemp(work)) {
 		snprintf(note, note_len, "diffoscope: no directory for its files: %s",
@@ -427,7 +426,8 @@ int mon_diffoscope(const char *prog, const char *a, const char *b,
 	if (rc == CAIRN_ENOENT) {
 		snprintf(note, note_len, "%s", failure);
 	} else if (done == 0) {
-		snprintf(note, note_len, "%s", failure[0] ? failure : "diffoscope: no file compared");
+		snprintf(note, note_len, "%s",
+			 failure[0] ? failure : "diffoscope: no file compared");
 		rc = CAIRN_EIO;
 	} else {
 		rc = 0;
@@ -439,8 +439,8 @@ int mon_diffoscope(const char *prog, const char *a, const char *b,
 				 "compared",
 				 done + failed, total);
 		else if (failed)
-			snprintf(note, note_len, "diffoscope: %zu of the %zu files not compared: %s",
-				 failed, total,
+			snprintf(note, note_len,
+				 "diffoscope: %zu of the %zu files not compared: %s", failed, total,
 				 failure + (strncmp(failure, "diffoscope: ", 12) ? 0 : 12));
 		else if (fallback[0])
 			snprintf(note, note_len, "%s", fallback);

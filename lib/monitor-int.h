@@ -240,10 +240,10 @@ struct mon_server_row {
 	int64_t id;
 	const char *url;
 	bool has_feed;
-	const char *feed;		       /* its id, when followed */
+	const char *feed;			/* its id, when followed */
 	int64_t feed_seq, last_ok, error_since; /* MON_NULL: none */
-	const char *last_error;		       /* NULL: it answers */
-	int64_t present;		       /* items it has */
+	const char *last_error;			/* NULL: it answers */
+	int64_t present;			/* items it has */
 };
 /* Every server (id 0), or the one with id: CAIRN_ENOENT when none. */
 int mon_q_servers(struct mon_db *r, int64_t id,
@@ -270,13 +270,12 @@ struct mon_diff_row {
 	struct mon_file a, b;		 /* type NULL: none on that side */
 };
 /* The item's file diff, in the order it was found. */
-int mon_q_diffs(struct mon_db *r, int64_t item,
-		int (*fn)(void *ctx, const struct mon_diff_row *d), void *ctx,
-		struct cairn_error *err);
+int mon_q_diffs(struct mon_db *r, int64_t item, int (*fn)(void *ctx, const struct mon_diff_row *d),
+		void *ctx, struct cairn_error *err);
 
 struct mon_diffoscope_row {
 	const char *a_server, *b_server; /* URLs */
-	int64_t size; /* bytes of HTML; MON_NULL: no report (note says why) */
+	int64_t size;			 /* bytes of HTML; MON_NULL: no report (note says why) */
 	const char *note;
 };
 /* The item's diffoscope run, if there was one: fn once, or never. */
@@ -297,9 +296,8 @@ struct mon_obs_row {
 	int64_t nar_size, first_seen, last_seen;
 };
 /* What each server says about the item, by server. */
-int mon_q_obs(struct mon_db *r, int64_t item,
-	      int (*fn)(void *ctx, const struct mon_obs_row *o), void *ctx,
-	      struct cairn_error *err);
+int mon_q_obs(struct mon_db *r, int64_t item, int (*fn)(void *ctx, const struct mon_obs_row *o),
+	      void *ctx, struct cairn_error *err);
 
 struct mon_peer_row {
 	const char *peer, *monitor, *server, *state, *nar_hash;
@@ -335,8 +333,8 @@ int mon_q_pairs(struct mon_db *r, int64_t server,
 		struct cairn_error *err);
 
 struct mon_day_row {
-	int64_t day; /* days since 1970 */
-	int verdict; /* mon_q_verdict_trend: the verdict counted; -1 before */
+	int64_t day;		  /* days since 1970 */
+	int verdict;		  /* mon_q_verdict_trend: the verdict counted; -1 before */
 	int64_t both_have, agree; /* mon_q_pair_trend */
 	int64_t n;		  /* mon_q_verdict_trend */
 };

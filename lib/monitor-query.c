@@ -152,7 +152,7 @@ static const char *col_text(sqlite3_stmt *st, int col)
 static int64_t col_int(sqlite3_stmt *st, int col)
 {
 	return sqlite3_column_type(st, col) == SQLITE_NULL ? MON_NULL
-							    : sqlite3_column_int64(st, col);
+							   : sqlite3_column_int64(st, col);
 }
 
 /* The end of a statement's rows: its error, if stepping failed (not when
@@ -173,25 +173,26 @@ int mon_q_servers(struct mon_db *r, int64_t id,
 	sqlite3_stmt *st;
 	int rc, step = SQLITE_DONE;
 	bool any = false;
-	if ((rc = mon_db_prepare(r,
-				 "SELECT s.id, s.url, s.has_feed, s.feed, s.feed_seq, s.last_ok,"
-				 " s.last_error, s.error_since,"
-				 " coalesce((SELECT present FROM server_counts c WHERE c.server = s.id), 0)"
-				 " FROM servers s WHERE ?1 = 0 OR s.id = ?1 ORDER BY s.id",
-				 &st, err)) < 0)
+	if ((rc = mon_db_prepare(
+		 r,
+		 "SELECT s.id, s.url, s.has_feed, s.feed, s.feed_seq, s.last_ok,"
+		 " s.last_error, s.error_since,"
+		 " coalesce((SELECT present FROM server_counts c WHERE c.server = s.id), 0)"
+		 " FROM servers s WHERE ?1 = 0 OR s.id = ?1 ORDER BY s.id",
+		 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_server_row s = {
-			.id = sqlite3_column_int64(st, 0),
-			.url = col_text(st, 1),
-			.has_feed = sqlite3_column_int(st, 2) != 0,
-			.feed = col_text(st, 3),
-			.feed_seq = col_int(st, 4),
-			.last_ok = col_int(st, 5),
-			.last_error = col_text(st, 6),
-			.error_since = col_int(st, 7),
-			.present = sqlite3_column_int64(st, 8),
+		    .id = sqlite3_column_int64(st, 0),
+		    .url = col_text(st, 1),
+		    .has_feed = sqlite3_column_int(st, 2) != 0,
+		    .feed = col_text(st, 3),
+		    .feed_seq = col_int(st, 4),
+		    .last_ok = col_int(st, 5),
+		    .last_error = col_text(st, 6),
+		    .error_since = col_int(st, 7),
+		    .present = sqlite3_column_int64(st, 8),
 		};
 		any = true;
 		rc = fn(ctx, &s);
@@ -214,16 +215,16 @@ int mon_q_item(struct mon_db *r, const char *hash,
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	if ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_item_row it = {
-			.id = sqlite3_column_int64(st, 0),
-			.hash = hash,
-			.path = col_text(st, 1),
-			.verdict = sqlite3_column_int(st, 2),
-			.since = sqlite3_column_int64(st, 3),
-			.first_seen = col_int(st, 4),
-			.last_seen = col_int(st, 5),
-			.diff_state = (enum mon_diff_state)sqlite3_column_int(st, 6),
-			.diff_note = col_text(st, 7),
-			.diff_tries = sqlite3_column_int(st, 8),
+		    .id = sqlite3_column_int64(st, 0),
+		    .hash = hash,
+		    .path = col_text(st, 1),
+		    .verdict = sqlite3_column_int(st, 2),
+		    .since = sqlite3_column_int64(st, 3),
+		    .first_seen = col_int(st, 4),
+		    .last_seen = col_int(st, 5),
+		    .diff_state = (enum mon_diff_state)sqlite3_column_int(st, 6),
+		    .diff_note = col_text(st, 7),
+		    .diff_tries = sqlite3_column_int(st, 8),
 		};
 		rc = fn(ctx, &it);
 	} else if (step == SQLITE_DONE) {
@@ -241,27 +242,27 @@ static void file_cols(sqlite3_stmt *st, int col, struct mon_file *f)
 	f->target = col_text(st, col + 3);
 }
 
-int mon_q_diffs(struct mon_db *r, int64_t item,
-		int (*fn)(void *ctx, const struct mon_diff_row *d), void *ctx,
-		struct cairn_error *err)
+int mon_q_diffs(struct mon_db *r, int64_t item, int (*fn)(void *ctx, const struct mon_diff_row *d),
+		void *ctx, struct cairn_error *err)
 {
 	sqlite3_stmt *st;
 	int rc, step = SQLITE_DONE;
-	if ((rc = mon_db_prepare(r,
-				 "SELECT d.path, d.change, sa.url, sb.url, d.a_type, d.a_size,"
-				 " d.a_sha256, d.a_target, d.b_type, d.b_size, d.b_sha256, d.b_target"
-				 " FROM diffs d LEFT JOIN servers sa ON sa.id = d.a_server"
-				 " LEFT JOIN servers sb ON sb.id = d.b_server WHERE d.item = ?"
-				 " ORDER BY d.rowid",
-				 &st, err)) < 0)
+	if ((rc = mon_db_prepare(
+		 r,
+		 "SELECT d.path, d.change, sa.url, sb.url, d.a_type, d.a_size,"
+		 " d.a_sha256, d.a_target, d.b_type, d.b_size, d.b_sha256, d.b_target"
+		 " FROM diffs d LEFT JOIN servers sa ON sa.id = d.a_server"
+		 " LEFT JOIN servers sb ON sb.id = d.b_server WHERE d.item = ?"
+		 " ORDER BY d.rowid",
+		 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, item);
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_diff_row d = {
-			.path = col_text(st, 0),
-			.change = col_text(st, 1),
-			.a_server = col_text(st, 2),
-			.b_server = col_text(st, 3),
+		    .path = col_text(st, 0),
+		    .change = col_text(st, 1),
+		    .a_server = col_text(st, 2),
+		    .b_server = col_text(st, 3),
 		};
 		file_cols(st, 4, &d.a);
 		file_cols(st, 8, &d.b);
@@ -285,10 +286,10 @@ int mon_q_diffoscope(struct mon_db *r, int64_t item,
 	sqlite3_bind_int64(st, 1, item);
 	if ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_diffoscope_row d = {
-			.a_server = col_text(st, 0),
-			.b_server = col_text(st, 1),
-			.size = col_int(st, 2),
-			.note = col_text(st, 3),
+		    .a_server = col_text(st, 0),
+		    .b_server = col_text(st, 1),
+		    .size = col_int(st, 2),
+		    .note = col_text(st, 3),
 		};
 		rc = fn(ctx, &d);
 	}
@@ -310,38 +311,39 @@ int mon_q_diffoscope_html(struct mon_db *r, const char *hash, struct cairn_buf *
 		const void *h = sqlite3_column_blob(st, 0);
 		size_t n = (size_t)sqlite3_column_bytes(st, 0);
 		if (n && cairn_buf_append(out, h, n) < 0)
-			rc = cairn_error_set(err, CAIRN_ELIMIT, "monitor: diffoscope report too big");
+			rc = cairn_error_set(err, CAIRN_ELIMIT,
+					     "monitor: diffoscope report too big");
 	} else if (step == SQLITE_DONE) {
 		rc = CAIRN_ENOENT;
 	}
 	return finish(r, st, step, rc, err);
 }
 
-int mon_q_obs(struct mon_db *r, int64_t item,
-	      int (*fn)(void *ctx, const struct mon_obs_row *o), void *ctx,
-	      struct cairn_error *err)
+int mon_q_obs(struct mon_db *r, int64_t item, int (*fn)(void *ctx, const struct mon_obs_row *o),
+	      void *ctx, struct cairn_error *err)
 {
 	sqlite3_stmt *st;
 	int rc, step = SQLITE_DONE;
-	if ((rc = mon_db_prepare(r,
-				 "SELECT s.id, s.url, o.state, o.sig, o.nar_hash, o.nar_size, o.refs,"
-				 " o.first_seen, o.last_seen, o.narinfo FROM obs o"
-				 " JOIN servers s ON s.id = o.server WHERE o.item = ? ORDER BY s.id",
-				 &st, err)) < 0)
+	if ((rc = mon_db_prepare(
+		 r,
+		 "SELECT s.id, s.url, o.state, o.sig, o.nar_hash, o.nar_size, o.refs,"
+		 " o.first_seen, o.last_seen, o.narinfo FROM obs o"
+		 " JOIN servers s ON s.id = o.server WHERE o.item = ? ORDER BY s.id",
+		 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, item);
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_obs_row o = {
-			.server = sqlite3_column_int64(st, 0),
-			.url = col_text(st, 1),
-			.state = (enum cairn_monitor_state)sqlite3_column_int(st, 2),
-			.sig = (enum cairn_monitor_sig)sqlite3_column_int(st, 3),
-			.nar_hash = col_text(st, 4),
-			.nar_size = col_int(st, 5),
-			.refs = col_text(st, 6),
-			.first_seen = col_int(st, 7),
-			.last_seen = col_int(st, 8),
-			.narinfo = col_text(st, 9),
+		    .server = sqlite3_column_int64(st, 0),
+		    .url = col_text(st, 1),
+		    .state = (enum cairn_monitor_state)sqlite3_column_int(st, 2),
+		    .sig = (enum cairn_monitor_sig)sqlite3_column_int(st, 3),
+		    .nar_hash = col_text(st, 4),
+		    .nar_size = col_int(st, 5),
+		    .refs = col_text(st, 6),
+		    .first_seen = col_int(st, 7),
+		    .last_seen = col_int(st, 8),
+		    .narinfo = col_text(st, 9),
 		};
 		rc = fn(ctx, &o);
 	}
@@ -354,21 +356,22 @@ int mon_q_peers(struct mon_db *r, const char *hash,
 {
 	sqlite3_stmt *st;
 	int rc, step = SQLITE_DONE;
-	if ((rc = mon_db_prepare(r,
-				 "SELECT peer, monitor, server, state, nar_hash, nar_size, at FROM peer_obs"
-				 " WHERE hash = ? ORDER BY peer, seq",
-				 &st, err)) < 0)
+	if ((rc = mon_db_prepare(
+		 r,
+		 "SELECT peer, monitor, server, state, nar_hash, nar_size, at FROM peer_obs"
+		 " WHERE hash = ? ORDER BY peer, seq",
+		 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_peer_row p = {
-			.peer = col_text(st, 0),
-			.monitor = col_text(st, 1),
-			.server = col_text(st, 2),
-			.state = col_text(st, 3),
-			.nar_hash = col_text(st, 4),
-			.nar_size = col_int(st, 5),
-			.at = col_int(st, 6),
+		    .peer = col_text(st, 0),
+		    .monitor = col_text(st, 1),
+		    .server = col_text(st, 2),
+		    .state = col_text(st, 3),
+		    .nar_hash = col_text(st, 4),
+		    .nar_size = col_int(st, 5),
+		    .at = col_int(st, 6),
 		};
 		rc = fn(ctx, &p);
 	}
@@ -384,10 +387,10 @@ static int history_rows(struct mon_db *r, sqlite3_stmt *st,
 	bool named = sqlite3_column_count(st) > 2;
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_history_row h = {
-			.at = sqlite3_column_int64(st, 0),
-			.verdict = sqlite3_column_int(st, 1),
-			.hash = named ? col_text(st, 2) : NULL,
-			.path = named ? col_text(st, 3) : NULL,
+		    .at = sqlite3_column_int64(st, 0),
+		    .verdict = sqlite3_column_int(st, 1),
+		    .hash = named ? col_text(st, 2) : NULL,
+		    .path = named ? col_text(st, 3) : NULL,
 		};
 		rc = fn(ctx, &h);
 	}
@@ -400,9 +403,9 @@ int mon_q_history(struct mon_db *r, int64_t item,
 {
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = mon_db_prepare(r,
-				 "SELECT at, verdict FROM history WHERE item = ? ORDER BY at, rowid",
-				 &st, err)) < 0)
+	if ((rc = mon_db_prepare(
+		 r, "SELECT at, verdict FROM history WHERE item = ? ORDER BY at, rowid", &st,
+		 err)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, item);
 	return history_rows(r, st, fn, ctx, err);
@@ -414,11 +417,12 @@ int mon_q_differs_since(struct mon_db *r, unsigned limit,
 {
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = mon_db_prepare(r,
-				 "SELECT h.at, h.verdict, i.hash, i.path FROM history h JOIN items i"
-				 " ON i.id = h.item WHERE h.verdict = 1 ORDER BY h.at DESC, h.rowid DESC"
-				 " LIMIT ?",
-				 &st, err)) < 0)
+	if ((rc = mon_db_prepare(
+		 r,
+		 "SELECT h.at, h.verdict, i.hash, i.path FROM history h JOIN items i"
+		 " ON i.id = h.item WHERE h.verdict = 1 ORDER BY h.at DESC, h.rowid DESC"
+		 " LIMIT ?",
+		 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_int(st, 1, (int)limit);
 	return history_rows(r, st, fn, ctx, err);
@@ -440,12 +444,12 @@ int mon_q_pairs(struct mon_db *r, int64_t server,
 	sqlite3_bind_int64(st, 1, server);
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_pair_row p = {
-			.a = sqlite3_column_int64(st, 0),
-			.b = sqlite3_column_int64(st, 1),
-			.a_url = col_text(st, 2),
-			.b_url = col_text(st, 3),
-			.both_have = sqlite3_column_int64(st, 4),
-			.agree = sqlite3_column_int64(st, 5),
+		    .a = sqlite3_column_int64(st, 0),
+		    .b = sqlite3_column_int64(st, 1),
+		    .a_url = col_text(st, 2),
+		    .b_url = col_text(st, 3),
+		    .both_have = sqlite3_column_int64(st, 4),
+		    .agree = sqlite3_column_int64(st, 5),
 		};
 		rc = fn(ctx, &p);
 	}
@@ -468,10 +472,10 @@ int mon_q_pair_trend(struct mon_db *r, int64_t a, int64_t b, unsigned days,
 	sqlite3_bind_int(st, 3, (int)days);
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_day_row d = {
-			.day = sqlite3_column_int64(st, 0),
-			.verdict = -1,
-			.both_have = sqlite3_column_int64(st, 1),
-			.agree = sqlite3_column_int64(st, 2),
+		    .day = sqlite3_column_int64(st, 0),
+		    .verdict = -1,
+		    .both_have = sqlite3_column_int64(st, 1),
+		    .agree = sqlite3_column_int64(st, 2),
 		};
 		rc = fn(ctx, &d);
 	}
@@ -496,20 +500,21 @@ int mon_q_verdict_trend(struct mon_db *r, unsigned days,
 	if ((rc = finish(r, st, step, 0, err)) < 0)
 		return rc;
 	/* the counts before the window, then each day's rows in order */
-	if ((rc = mon_db_prepare(r,
-				 "SELECT -1, verdict, n FROM verdict_trend t WHERE day ="
-				 " (SELECT max(day) FROM verdict_trend u WHERE u.verdict = t.verdict"
-				 "  AND u.day < ?1)"
-				 " UNION ALL SELECT day, verdict, n FROM verdict_trend WHERE day >= ?1"
-				 " ORDER BY 1, 2",
-				 &st, err)) < 0)
+	if ((rc = mon_db_prepare(
+		 r,
+		 "SELECT -1, verdict, n FROM verdict_trend t WHERE day ="
+		 " (SELECT max(day) FROM verdict_trend u WHERE u.verdict = t.verdict"
+		 "  AND u.day < ?1)"
+		 " UNION ALL SELECT day, verdict, n FROM verdict_trend WHERE day >= ?1"
+		 " ORDER BY 1, 2",
+		 &st, err)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, first);
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mon_day_row d = {
-			.day = sqlite3_column_int64(st, 0),
-			.verdict = sqlite3_column_int(st, 1),
-			.n = sqlite3_column_int64(st, 2),
+		    .day = sqlite3_column_int64(st, 0),
+		    .verdict = sqlite3_column_int(st, 1),
+		    .n = sqlite3_column_int64(st, 2),
 		};
 		rc = fn(ctx, &d);
 	}

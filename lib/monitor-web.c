@@ -158,9 +158,10 @@ static int agreement(struct cairn_monitor *m, struct cairn_buf *b, int64_t serve
 {
 	struct page p = {.m = m, .b = b, .err = err};
 	int rc;
-	cairn_buf_printf(b, "<h2>Agreement</h2><table class=\"agreement\"><tr><th>server</th>"
-			    "<th>server</th><th>both have</th><th>agree</th><th>rate</th>"
-			    "<th>by day (last %d with a change)</th></tr>",
+	cairn_buf_printf(b,
+			 "<h2>Agreement</h2><table class=\"agreement\"><tr><th>server</th>"
+			 "<th>server</th><th>both have</th><th>agree</th><th>rate</th>"
+			 "<th>by day (last %d with a change)</th></tr>",
 			 TREND_DAYS);
 	if ((rc = mon_q_pairs(m->r, server, pair_row, &p, err)) < 0)
 		return rc;
@@ -415,8 +416,8 @@ static int item_row(void *ctx, const struct mon_item_row *it)
 		if (it->diff_state == MON_DIFF_FAILED)
 			cairn_buf_printf(b, " (tried %d times%s)", it->diff_tries,
 					 it->diff_tries < MON_DIFF_TRIES
-						 ? "; tried again at the next full pass"
-						 : "; not tried again until the claims change");
+					     ? "; tried again at the next full pass"
+					     : "; not tried again until the claims change");
 		cairn_buf_puts(b, "</p>");
 	}
 	return 0;
@@ -463,9 +464,11 @@ static int obs_row(void *ctx, const struct mon_obs_row *o)
 	html_text(b, o->url);
 	cairn_buf_printf(b, "</a></h3><p>%s", cairn_monitor_state_name(o->state));
 	if (o->state == CAIRN_MONITOR_PRESENT) {
-		cairn_buf_printf(b, ", signature %s, NarHash <code>", cairn_monitor_sig_name(o->sig));
+		cairn_buf_printf(b, ", signature %s, NarHash <code>",
+				 cairn_monitor_sig_name(o->sig));
 		html_text(b, o->nar_hash);
-		cairn_buf_printf(b, "</code>, NarSize %" PRId64, o->nar_size == MON_NULL ? 0 : o->nar_size);
+		cairn_buf_printf(b, "</code>, NarSize %" PRId64,
+				 o->nar_size == MON_NULL ? 0 : o->nar_size);
 	}
 	cairn_buf_puts(b, "; since ");
 	time_or_never(b, o->first_seen);

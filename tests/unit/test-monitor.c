@@ -571,7 +571,8 @@ static void test_diffoscope(void **state)
 	struct cairn_buf html = CAIRN_BUF_INIT(4096);
 
 	fake_prog("ds-ok", "echo \"<p>$5 vs $6</p>\"; exit 1", prog, sizeof(prog));
-	assert_int_equal(mon_diffoscope(prog, "A", "B", NULL, 0, 30, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(
+	    mon_diffoscope(prog, "A", "B", NULL, 0, 30, 4096, &html, note, sizeof(note)), 0);
 	assert_int_equal(html.len, strlen("<p>A vs B</p>\n"));
 	assert_memory_equal(html.data, "<p>A vs B</p>\n", html.len);
 	assert_string_equal(note, "");
@@ -579,14 +580,16 @@ static void test_diffoscope(void **state)
 
 	/* endless output: cut at the bound, said so, the process killed */
 	fake_prog("ds-big", "yes '<p>x</p>'; exit 1", prog, sizeof(prog));
-	assert_int_equal(mon_diffoscope(prog, "A", "B", NULL, 0, 30, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(
+	    mon_diffoscope(prog, "A", "B", NULL, 0, 30, 4096, &html, note, sizeof(note)), 0);
 	assert_int_equal(html.len, 4096);
 	assert_non_null(strstr(note, "only the first 4096 bytes"));
 	cairn_buf_release(&html);
 
 	/* never done: stopped at the time bound, what it wrote kept */
 	fake_prog("ds-slow", "echo '<p>partial</p>'; sleep 600; exit 1", prog, sizeof(prog));
-	assert_int_equal(mon_diffoscope(prog, "A", "B", NULL, 0, 1, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(
+	    mon_diffoscope(prog, "A", "B", NULL, 0, 1, 4096, &html, note, sizeof(note)), 0);
 	assert_non_null(strstr(note, "stopped after 1 s"));
 	assert_memory_equal(html.data, "<p>partial</p>\n", html.len);
 	cairn_buf_release(&html);
@@ -595,7 +598,8 @@ static void test_diffoscope(void **state)
 	fake_prog("ds-text",
 		  "[ \"$1\" = --html ] && exit 2; echo '<script>x</script> & \"'; exit 1", prog,
 		  sizeof(prog));
-	assert_int_equal(mon_diffoscope(prog, "A", "B", NULL, 0, 30, 4096, &html, note, sizeof(note)), 0);
+	assert_int_equal(
+	    mon_diffoscope(prog, "A", "B", NULL, 0, 30, 4096, &html, note, sizeof(note)), 0);
 	assert_int_equal(cairn_buf_putc(&html, '\0'), 0);
 	assert_non_null(strstr(html.data, "<pre>&lt;script&gt;x&lt;/script&gt; &amp; &quot;"));
 	assert_null(strstr(html.data, "<script"));
@@ -604,14 +608,15 @@ static void test_diffoscope(void **state)
 
 	/* both fail: an error, said */
 	fake_prog("ds-fail", "exit 3", prog, sizeof(prog));
-	assert_int_equal(mon_diffoscope(prog, "A", "B", NULL, 0, 30, 4096, &html, note, sizeof(note)),
-			 CAIRN_EIO);
+	assert_int_equal(
+	    mon_diffoscope(prog, "A", "B", NULL, 0, 30, 4096, &html, note, sizeof(note)),
+	    CAIRN_EIO);
 	assert_non_null(strstr(note, "exit status 3"));
 	cairn_buf_release(&html);
 
 	/* not installed: CAIRN_ENOENT, so no report and no failure */
-	assert_int_equal(mon_diffoscope("/nonexistent/diffoscope", "A", "B", NULL, 0, 30, 4096, &html, note,
-					sizeof(note)),
+	assert_int_equal(mon_diffoscope("/nonexistent/diffoscope", "A", "B", NULL, 0, 30, 4096,
+					&html, note, sizeof(note)),
 			 CAIRN_ENOENT);
 	cairn_buf_release(&html);
 	static const char *const names[] = {"ds-ok", "ds-big", "ds-slow", "ds-text", "ds-fail"};
@@ -677,8 +682,8 @@ static void test_diffoscope_files(void **state)
 	    {.a = &e[3], .b = &e[3], .kind = "content"},
 	    {.a = &e[1], .b = &e[1], .kind = "content"},
 	};
-	assert_int_equal(mon_diffoscope(prog, ta, tb, ch, 4, 30, 1 << 16, &html, note, sizeof(note)),
-			 0);
+	assert_int_equal(
+	    mon_diffoscope(prog, ta, tb, ch, 4, 30, 1 << 16, &html, note, sizeof(note)), 0);
 	assert_int_equal(cairn_buf_putc(&html, '\0'), 0);
 	assert_non_null(strstr(html.data, "<title>diffoscope</title><style>.s{}</style></head>"));
 	assert_null(strstr(strstr(html.data, ".s{}") + 1, ".s{}"));
@@ -689,14 +694,14 @@ static void test_diffoscope_files(void **state)
 	assert_null(strstr(html.data, "gone"));
 	assert_null(strstr(html.data, "root:"));
 	assert_non_null(strstr(html.data, "</body></html>\n"));
-	assert_non_null(strstr(note, "diffoscope: 1 of the 3 files not compared: a file to compare is not"));
+	assert_non_null(
+	    strstr(note, "diffoscope: 1 of the 3 files not compared: a file to compare is not"));
 	assert_non_null(strstr(note, "not a regular file"));
 	cairn_buf_release(&html);
 
 	/* no regular file differs: the trees, in one run */
-	assert_int_equal(mon_diffoscope(prog, ta, tb, ch + 1, 1, 30, 1 << 16, &html, note,
-					sizeof(note)),
-			 0);
+	assert_int_equal(
+	    mon_diffoscope(prog, ta, tb, ch + 1, 1, 30, 1 << 16, &html, note, sizeof(note)), 0);
 	assert_int_equal(cairn_buf_putc(&html, '\0'), 0);
 	assert_non_null(strstr(html.data, "/ta "));
 	cairn_buf_release(&html);
@@ -763,14 +768,10 @@ int main(void)
 	if (cairn_init())
 		return 1;
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_verdicts),
-	    cmocka_unit_test(test_names),
-	    cmocka_unit_test(test_db),
-	    cmocka_unit_test(test_db_upgrade),
-	    cmocka_unit_test(test_escapes),
-	    cmocka_unit_test(test_log),
-	    cmocka_unit_test(test_diffoscope),
-	    cmocka_unit_test(test_diffoscope_files),
+	    cmocka_unit_test(test_verdicts),   cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_db),	       cmocka_unit_test(test_db_upgrade),
+	    cmocka_unit_test(test_escapes),    cmocka_unit_test(test_log),
+	    cmocka_unit_test(test_diffoscope), cmocka_unit_test(test_diffoscope_files),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

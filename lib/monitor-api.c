@@ -5,7 +5,8 @@
  *   GET /api/v1/items?verdict=V&server=ID&name=S&limit=N&cursor=C
  *                                       items, newest change first
  *   GET /api/v1/items/<hash part>       one item: every server's answer,
- *                                       its history, the file diff
+ *                                       its history, the file diff, where
+ *                                       diffoscope's report is
  * Everything a server sent is a JSON string with exact escapes.
  */
 #include <inttypes.h>
@@ -43,26 +44,61 @@ static int send_problem(struct cairn_httpd_req *req, int status, const char *msg
 	return rc;
 }
 
-static void json_text_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
+static void json_text(struct cairn_buf *b, const char *s)
 {
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+	if (!s)
 		cairn_buf_puts(b, "null");
 	else
-		mon_json_str(b, (const char *)sqlite3_column_text(st, col));
+		mon_json_str(b, s);
 }
 
-static void json_int_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
+static void json_int(struct cairn_buf *b, int64_t v)
 {
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+	if (v == MON_NULL)
 		cairn_buf_puts(b, "null");
 	else
-		cairn_buf_printf(b, "%" PRId64, (int64_t)sqlite3_column_int64(st, col));
+		cairn_buf_printf(b, "%" PRId64, v);
+}
+
+/* A JSON array's elements: a comma before all but the first. */
+struct list {
+	struct cairn_buf *b;
+	size_t n;
+	const char *hash; /* the item's, for its links */
+	int64_t id;	  /* the item's */
+};
+
+static void next_elem(struct list *l)
+{
+	if (l->n++)
+		cairn_buf_putc(l->b, ',');
+}
+
+static int server_json(void *ctx, const struct mon_server_row *s)
+{
+	struct list *l = ctx;
+	struct cairn_buf *b = l->b;
+	next_elem(l);
+	cairn_buf_printf(b, "{\"id\":%" PRId64 ",\"url\":", s->id);
+	json_text(b, s->url);
+	cairn_buf_printf(b, ",\"feed\":%s,\"feed_id\":", s->has_feed ? "true" : "false");
+	json_text(b, s->feed);
+	cairn_buf_puts(b, ",\"feed_seq\":");
+	json_int(b, s->feed_seq);
+	cairn_buf_puts(b, ",\"last_ok\":");
+	json_int(b, s->last_ok);
+	cairn_buf_puts(b, ",\"error\":");
+	json_text(b, s->last_error);
+	cairn_buf_puts(b, ",\"error_since\":");
+	json_int(b, s->error_since);
+	cairn_buf_printf(b, ",\"present\":%" PRId64 "}", s->present);
+	return 0;
 }
 
 static int summary(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_error *err)
 {
 	uint64_t n[CAIRN_MONITOR_VERDICTS_], total = 0;
-	sqlite3_stmt *st;
+	struct list l = {.b = b};
 	int rc;
 	if ((rc = mon_db_verdict_counts(m->r, n, err)) < 0)
 		return rc;
@@ -73,33 +109,8 @@ static int summary(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_er
 		cairn_buf_printf(b, "%s\"%s\":%" PRIu64, v ? "," : "", cairn_monitor_verdict_name(v),
 				 n[v]);
 	cairn_buf_printf(b, "},\"passes\":%" PRIu64 ",\"servers\":[", (uint64_t)atomic_load(&m->passes));
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT s.id, s.url, s.has_feed, s.feed, s.feed_seq, s.last_ok,"
-				 " s.last_error, s.error_since,"
-				 " coalesce((SELECT present FROM server_counts c WHERE c.server = s.id), 0)"
-				 " FROM servers s ORDER BY s.id",
-				 &st, err)) < 0)
+	if ((rc = mon_q_servers(m->r, 0, server_json, &l, err)) < 0)
 		return rc;
-	for (int k = 0; sqlite3_step(st) == SQLITE_ROW; k++) {
-		cairn_buf_printf(b, "%s{\"id\":%" PRId64 ",\"url\":", k ? "," : "",
-				 (int64_t)sqlite3_column_int64(st, 0));
-		json_text_col(b, st, 1);
-		cairn_buf_printf(b, ",\"feed\":%s,\"feed_id\":",
-				 sqlite3_column_int(st, 2) ? "true" : "false");
-		json_text_col(b, st, 3);
-		cairn_buf_puts(b, ",\"feed_seq\":");
-		json_int_col(b, st, 4);
-		cairn_buf_puts(b, ",\"last_ok\":");
-		json_int_col(b, st, 5);
-		cairn_buf_puts(b, ",\"error\":");
-		json_text_col(b, st, 6);
-		cairn_buf_puts(b, ",\"error_since\":");
-		json_int_col(b, st, 7);
-		cairn_buf_puts(b, ",\"present\":");
-		json_int_col(b, st, 8);
-		cairn_buf_puts(b, "}");
-	}
-	sqlite3_finalize(st);
 	return cairn_buf_puts(b, "]}\n") ? CAIRN_ELIMIT : 0;
 }
 
@@ -180,154 +191,178 @@ static int h_items(struct cairn_httpd_req *req, void *data)
 	return rc;
 }
 
-static void file_json(struct cairn_buf *b, sqlite3_stmt *st, int col)
+static void file_json(struct cairn_buf *b, const struct mon_file *f)
 {
-	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+	if (!f->type) {
 		cairn_buf_puts(b, "null");
 		return;
 	}
 	cairn_buf_puts(b, "{\"type\":");
-	json_text_col(b, st, col);
-	cairn_buf_puts(b, ",\"size\":");
-	json_int_col(b, st, col + 1);
-	cairn_buf_puts(b, ",\"sha256\":");
-	json_text_col(b, st, col + 2);
+	json_text(b, f->type);
+	cairn_buf_printf(b, ",\"size\":%" PRIu64 ",\"sha256\":", f->size);
+	json_text(b, f->sha256);
 	cairn_buf_puts(b, ",\"target\":");
-	json_text_col(b, st, col + 3);
+	json_text(b, f->target);
 	cairn_buf_puts(b, "}");
 }
 
 static const char *const diff_states[] = {"none", "todo", "done", "failed"};
 
+static int item_head(void *ctx, const struct mon_item_row *it)
+{
+	struct list *l = ctx;
+	struct cairn_buf *b = l->b;
+	int ds = (int)it->diff_state;
+	l->id = it->id;
+	cairn_buf_puts(b, "{\"hash\":");
+	mon_json_str(b, it->hash);
+	cairn_buf_puts(b, ",\"path\":");
+	json_text(b, it->path);
+	cairn_buf_printf(b, ",\"verdict\":\"%s\",\"since\":%" PRId64 ",\"first_seen\":",
+			 cairn_monitor_verdict_name(it->verdict), it->since);
+	json_int(b, it->first_seen);
+	cairn_buf_puts(b, ",\"last_seen\":");
+	json_int(b, it->last_seen);
+	cairn_buf_printf(
+	    b, ",\"diff\":{\"state\":\"%s\",\"note\":", ds >= 0 && ds <= 3 ? diff_states[ds] : "?");
+	json_text(b, it->diff_note);
+	cairn_buf_printf(b, ",\"tries\":%d", it->diff_tries);
+	return 0;
+}
+
+static int diff_json(void *ctx, const struct mon_diff_row *d)
+{
+	struct list *l = ctx;
+	struct cairn_buf *b = l->b;
+	next_elem(l);
+	cairn_buf_puts(b, "{\"path\":");
+	json_text(b, d->path);
+	cairn_buf_puts(b, ",\"change\":");
+	json_text(b, d->change);
+	cairn_buf_puts(b, ",\"a_server\":");
+	json_text(b, d->a_server);
+	cairn_buf_puts(b, ",\"b_server\":");
+	json_text(b, d->b_server);
+	cairn_buf_puts(b, ",\"a\":");
+	file_json(b, &d->a);
+	cairn_buf_puts(b, ",\"b\":");
+	file_json(b, &d->b);
+	cairn_buf_puts(b, "}");
+	return 0;
+}
+
+/* Where diffoscope's report is, not the report: it is HTML of its own,
+ * served apart (monitor-web.c). */
+static int diffoscope_json(void *ctx, const struct mon_diffoscope_row *d)
+{
+	struct list *l = ctx;
+	struct cairn_buf *b = l->b;
+	l->n++;
+	cairn_buf_puts(b, "{\"url\":");
+	if (d->size != MON_NULL)
+		cairn_buf_printf(b, "\"/item/%s/diffoscope\"", l->hash);
+	else
+		cairn_buf_puts(b, "null");
+	cairn_buf_puts(b, ",\"size\":");
+	json_int(b, d->size);
+	cairn_buf_puts(b, ",\"note\":");
+	json_text(b, d->note);
+	cairn_buf_puts(b, ",\"a_server\":");
+	json_text(b, d->a_server);
+	cairn_buf_puts(b, ",\"b_server\":");
+	json_text(b, d->b_server);
+	cairn_buf_puts(b, "}");
+	return 0;
+}
+
+static int obs_json(void *ctx, const struct mon_obs_row *o)
+{
+	struct list *l = ctx;
+	struct cairn_buf *b = l->b;
+	next_elem(l);
+	cairn_buf_puts(b, "{\"url\":");
+	json_text(b, o->url);
+	cairn_buf_printf(b, ",\"state\":\"%s\"", cairn_monitor_state_name(o->state));
+	if (o->state == CAIRN_MONITOR_PRESENT) {
+		cairn_buf_printf(
+		    b, ",\"signature\":\"%s\",\"nar_hash\":", cairn_monitor_sig_name(o->sig));
+		json_text(b, o->nar_hash);
+		cairn_buf_puts(b, ",\"nar_size\":");
+		json_int(b, o->nar_size);
+		cairn_buf_puts(b, ",\"references\":");
+		json_text(b, o->refs);
+	}
+	cairn_buf_puts(b, ",\"first_seen\":");
+	json_int(b, o->first_seen);
+	cairn_buf_puts(b, ",\"last_seen\":");
+	json_int(b, o->last_seen);
+	cairn_buf_puts(b, ",\"narinfo\":");
+	json_text(b, o->narinfo);
+	cairn_buf_puts(b, "}");
+	return 0;
+}
+
+static int peer_json(void *ctx, const struct mon_peer_row *p)
+{
+	struct list *l = ctx;
+	struct cairn_buf *b = l->b;
+	next_elem(l);
+	cairn_buf_puts(b, "{\"peer\":");
+	json_text(b, p->peer);
+	cairn_buf_puts(b, ",\"monitor\":");
+	json_text(b, p->monitor);
+	cairn_buf_puts(b, ",\"server\":");
+	json_text(b, p->server);
+	cairn_buf_puts(b, ",\"state\":");
+	json_text(b, p->state);
+	cairn_buf_puts(b, ",\"nar_hash\":");
+	json_text(b, p->nar_hash);
+	cairn_buf_puts(b, ",\"nar_size\":");
+	json_int(b, p->nar_size);
+	cairn_buf_puts(b, ",\"at\":");
+	json_int(b, p->at);
+	cairn_buf_puts(b, "}");
+	return 0;
+}
+
+static int history_json(void *ctx, const struct mon_history_row *h)
+{
+	struct list *l = ctx;
+	next_elem(l);
+	cairn_buf_printf(l->b, "{\"at\":%" PRId64 ",\"verdict\":\"%s\"}", h->at,
+			 cairn_monitor_verdict_name(h->verdict));
+	return 0;
+}
+
 /* One item as JSON into b; CAIRN_ENOENT when unknown. */
 static int item_json(struct cairn_monitor *m, const char *hash, struct cairn_buf *b,
 		     struct cairn_error *err)
 {
-	sqlite3_stmt *st;
+	struct list l = {.b = b, .hash = hash};
 	int rc;
-	int64_t id;
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT id, path, verdict, verdict_since, first_seen, last_seen,"
-				 " diff_state, diff_note, diff_tries FROM items WHERE hash = ?",
-				 &st, err)) < 0)
+	if ((rc = mon_q_item(m->r, hash, item_head, &l, err)) < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return CAIRN_ENOENT;
-	}
-	id = sqlite3_column_int64(st, 0);
-	int ds = sqlite3_column_int(st, 6);
-	cairn_buf_puts(b, "{\"hash\":");
-	mon_json_str(b, hash);
-	cairn_buf_puts(b, ",\"path\":");
-	json_text_col(b, st, 1);
-	cairn_buf_printf(b, ",\"verdict\":\"%s\",\"since\":%" PRId64 ",\"first_seen\":%" PRId64
-			    ",\"last_seen\":%" PRId64 ",\"diff\":{\"state\":\"%s\",\"note\":",
-			 cairn_monitor_verdict_name(sqlite3_column_int(st, 2)),
-			 (int64_t)sqlite3_column_int64(st, 3), (int64_t)sqlite3_column_int64(st, 4),
-			 (int64_t)sqlite3_column_int64(st, 5),
-			 ds >= 0 && ds <= 3 ? diff_states[ds] : "?");
-	json_text_col(b, st, 7);
-	cairn_buf_printf(b, ",\"tries\":%d", sqlite3_column_int(st, 8));
-	sqlite3_finalize(st);
-
 	cairn_buf_puts(b, ",\"files\":[");
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT d.path, d.change, sa.url, sb.url, d.a_type, d.a_size,"
-				 " d.a_sha256, d.a_target, d.b_type, d.b_size, d.b_sha256, d.b_target"
-				 " FROM diffs d LEFT JOIN servers sa ON sa.id = d.a_server"
-				 " LEFT JOIN servers sb ON sb.id = d.b_server WHERE d.item = ?"
-				 " ORDER BY d.rowid",
-				 &st, err)) < 0)
+	if ((rc = mon_q_diffs(m->r, l.id, diff_json, &l, err)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	for (int k = 0; sqlite3_step(st) == SQLITE_ROW; k++) {
-		cairn_buf_puts(b, k ? ",{\"path\":" : "{\"path\":");
-		json_text_col(b, st, 0);
-		cairn_buf_puts(b, ",\"change\":");
-		json_text_col(b, st, 1);
-		cairn_buf_puts(b, ",\"a_server\":");
-		json_text_col(b, st, 2);
-		cairn_buf_puts(b, ",\"b_server\":");
-		json_text_col(b, st, 3);
-		cairn_buf_puts(b, ",\"a\":");
-		file_json(b, st, 4);
-		cairn_buf_puts(b, ",\"b\":");
-		file_json(b, st, 8);
-		cairn_buf_puts(b, "}");
-	}
-	sqlite3_finalize(st);
-
-	cairn_buf_puts(b, "]},\"servers\":[");
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT s.url, o.state, o.sig, o.nar_hash, o.nar_size, o.refs,"
-				 " o.first_seen, o.last_seen, o.narinfo FROM obs o"
-				 " JOIN servers s ON s.id = o.server WHERE o.item = ? ORDER BY s.id",
-				 &st, err)) < 0)
+	cairn_buf_puts(b, "],\"diffoscope\":");
+	l.n = 0;
+	if ((rc = mon_q_diffoscope(m->r, l.id, diffoscope_json, &l, err)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	for (int k = 0; sqlite3_step(st) == SQLITE_ROW; k++) {
-		int state = sqlite3_column_int(st, 1);
-		cairn_buf_puts(b, k ? ",{\"url\":" : "{\"url\":");
-		json_text_col(b, st, 0);
-		cairn_buf_printf(b, ",\"state\":\"%s\"", cairn_monitor_state_name(state));
-		if (state == CAIRN_MONITOR_PRESENT) {
-			cairn_buf_printf(b, ",\"signature\":\"%s\",\"nar_hash\":",
-					 cairn_monitor_sig_name(sqlite3_column_int(st, 2)));
-			json_text_col(b, st, 3);
-			cairn_buf_puts(b, ",\"nar_size\":");
-			json_int_col(b, st, 4);
-			cairn_buf_puts(b, ",\"references\":");
-			json_text_col(b, st, 5);
-		}
-		cairn_buf_puts(b, ",\"first_seen\":");
-		json_int_col(b, st, 6);
-		cairn_buf_puts(b, ",\"last_seen\":");
-		json_int_col(b, st, 7);
-		cairn_buf_puts(b, ",\"narinfo\":");
-		json_text_col(b, st, 8);
-		cairn_buf_puts(b, "}");
-	}
-	sqlite3_finalize(st);
-
+	if (!l.n)
+		cairn_buf_puts(b, "null");
+	cairn_buf_puts(b, "},\"servers\":[");
+	l.n = 0;
+	if ((rc = mon_q_obs(m->r, l.id, obs_json, &l, err)) < 0)
+		return rc;
 	cairn_buf_puts(b, "],\"peers\":[");
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT peer, monitor, server, state, nar_hash, nar_size, at FROM peer_obs"
-				 " WHERE hash = ? ORDER BY peer, seq",
-				 &st, err)) < 0)
+	l.n = 0;
+	if ((rc = mon_q_peers(m->r, hash, peer_json, &l, err)) < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-	for (int k = 0; sqlite3_step(st) == SQLITE_ROW; k++) {
-		cairn_buf_puts(b, k ? ",{\"peer\":" : "{\"peer\":");
-		json_text_col(b, st, 0);
-		cairn_buf_puts(b, ",\"monitor\":");
-		json_text_col(b, st, 1);
-		cairn_buf_puts(b, ",\"server\":");
-		json_text_col(b, st, 2);
-		cairn_buf_puts(b, ",\"state\":");
-		json_text_col(b, st, 3);
-		cairn_buf_puts(b, ",\"nar_hash\":");
-		json_text_col(b, st, 4);
-		cairn_buf_puts(b, ",\"nar_size\":");
-		json_int_col(b, st, 5);
-		cairn_buf_puts(b, ",\"at\":");
-		json_int_col(b, st, 6);
-		cairn_buf_puts(b, "}");
-	}
-	sqlite3_finalize(st);
-
 	cairn_buf_puts(b, "],\"history\":[");
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT at, verdict FROM history WHERE item = ? ORDER BY at, rowid",
-				 &st, err)) < 0)
+	l.n = 0;
+	if ((rc = mon_q_history(m->r, l.id, history_json, &l, err)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	for (int k = 0; sqlite3_step(st) == SQLITE_ROW; k++)
-		cairn_buf_printf(b, "%s{\"at\":%" PRId64 ",\"verdict\":\"%s\"}", k ? "," : "",
-				 (int64_t)sqlite3_column_int64(st, 0),
-				 cairn_monitor_verdict_name(sqlite3_column_int(st, 1)));
-	sqlite3_finalize(st);
 	return cairn_buf_puts(b, "]}\n") ? CAIRN_ELIMIT : 0;
 }
 

@@ -123,13 +123,19 @@ int mon_db_diffoscope_put(struct mon_db *d, int64_t item, int64_t a_server, int6
 
 /* diffoscope (monitor-diffoscope.c): bounds, since the trees are whatever
  * the servers sent, and the biggest NAR unpacked for it. */
-#define MON_DIFFOSCOPE_TIMEOUT_S 60
+#define MON_DIFFOSCOPE_TIMEOUT_S 60 /* for all the files of an item */
 #define MON_DIFFOSCOPE_HTML_MAX ((size_t)1 << 20)
 #define MON_DIFFOSCOPE_NAR_MAX ((uint64_t)256 << 20)
-/* Run prog on trees a and b; its HTML report (at most html_max bytes) into
- * html.  0 with a report (note says when it is partial), CAIRN_ENOENT when
- * prog cannot be run, another error when it failed; note says why. */
-int mon_diffoscope(const char *prog, const char *a, const char *b, unsigned timeout_s,
+#define MON_DIFFOSCOPE_FILES_MAX 32 /* files of an item compared */
+struct cairn_nar_change;
+/* Run prog on each regular file that changes (n_changes changes from tree
+ * a to tree b, paths relative to them), or on the trees when none does;
+ * one HTML report (at most html_max bytes) into html, a heading with each
+ * file's name.  0 with a report (note says when it is partial),
+ * CAIRN_ENOENT when prog cannot be run, another error when it failed; note
+ * says why. */
+int mon_diffoscope(const char *prog, const char *a, const char *b,
+		   const struct cairn_nar_change *changes, size_t n_changes, unsigned timeout_s,
 		   size_t html_max, struct cairn_buf *html, char *note, size_t note_len);
 
 /* A failed diff (a server gone, a NAR that did not match) is tried again
@@ -186,7 +192,7 @@ int mon_store_observe(struct cairn_monitor *m, int64_t item, const char *hash, i
 void *mon_observe_main(void *arg);
 void mon_say(struct cairn_monitor *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- output helpers (monitor-web.c) -------------------------------------- */
+/* ---- the pages' and the API's reads (monitor-query.c) -------------------- */
 
 /* HTML text and JSON strings: cairn/escape.h (cairn_html_cstr, and
  * cairn_json_cstr_html_safe so that JSON stays inert in a page). */
@@ -220,6 +226,130 @@ int mon_list(struct mon_db *r, int verdict, int64_t server, const char *name,
 	     const struct mon_cursor *c, unsigned limit,
 	     int (*fn)(void *ctx, const struct mon_row *row), void *ctx, struct mon_cursor *next,
 	     bool *more, struct cairn_error *err);
+/*
+ * The reads the pages (monitor-web.c) and the JSON API (monitor-api.c)
+ * share (monitor-query.c): one query per kind of row, fn per row, so the
+ * two only format.  A row's strings are NULL where the database holds
+ * none, and live until fn returns; MON_NULL is an integer it holds none
+ * of.  fn returns 0 to go on or a negative cairn_err to stop (returned).
+ * The caller holds r->lock.
+ */
+#define MON_NULL INT64_MIN
+
+struct mon_server_row {
+	int64_t id;
+	const char *url;
+	bool has_feed;
+	const char *feed;			/* its id, when followed */
+	int64_t feed_seq, last_ok, error_since; /* MON_NULL: none */
+	const char *last_error;			/* NULL: it answers */
+	int64_t present;			/* items it has */
+};
+/* Every server (id 0), or the one with id: CAIRN_ENOENT when none. */
+int mon_q_servers(struct mon_db *r, int64_t id,
+		  int (*fn)(void *ctx, const struct mon_server_row *s), void *ctx,
+		  struct cairn_error *err);
+
+struct mon_item_row {
+	int64_t id;
+	const char *hash, *path;
+	int verdict;
+	int64_t since, first_seen, last_seen;
+	enum mon_diff_state diff_state;
+	const char *diff_note;
+	int diff_tries;
+};
+/* The item with hash part hash: CAIRN_ENOENT when unknown. */
+int mon_q_item(struct mon_db *r, const char *hash,
+	       int (*fn)(void *ctx, const struct mon_item_row *it), void *ctx,
+	       struct cairn_error *err);
+
+struct mon_diff_row {
+	const char *path, *change;
+	const char *a_server, *b_server; /* URLs */
+	struct mon_file a, b;		 /* type NULL: none on that side */
+};
+/* The item's file diff, in the order it was found. */
+int mon_q_diffs(struct mon_db *r, int64_t item, int (*fn)(void *ctx, const struct mon_diff_row *d),
+		void *ctx, struct cairn_error *err);
+
+struct mon_diffoscope_row {
+	const char *a_server, *b_server; /* URLs */
+	int64_t size;			 /* bytes of HTML; MON_NULL: no report (note says why) */
+	const char *note;
+};
+/* The item's diffoscope run, if there was one: fn once, or never. */
+int mon_q_diffoscope(struct mon_db *r, int64_t item,
+		     int (*fn)(void *ctx, const struct mon_diffoscope_row *d), void *ctx,
+		     struct cairn_error *err);
+/* The report itself, of the item with hash part hash, into out:
+ * CAIRN_ENOENT when there is none. */
+int mon_q_diffoscope_html(struct mon_db *r, const char *hash, struct cairn_buf *out,
+			  struct cairn_error *err);
+
+struct mon_obs_row {
+	int64_t server;
+	const char *url;
+	enum cairn_monitor_state state;
+	enum cairn_monitor_sig sig;
+	const char *nar_hash, *refs, *narinfo;
+	int64_t nar_size, first_seen, last_seen;
+};
+/* What each server says about the item, by server. */
+int mon_q_obs(struct mon_db *r, int64_t item, int (*fn)(void *ctx, const struct mon_obs_row *o),
+	      void *ctx, struct cairn_error *err);
+
+struct mon_peer_row {
+	const char *peer, *monitor, *server, *state, *nar_hash;
+	int64_t nar_size, at;
+};
+/* What the --peer monitors saw of the item with hash part hash. */
+int mon_q_peers(struct mon_db *r, const char *hash,
+		int (*fn)(void *ctx, const struct mon_peer_row *p), void *ctx,
+		struct cairn_error *err);
+
+struct mon_history_row {
+	int64_t at;
+	int verdict;
+	const char *hash, *path; /* mon_q_differs_since only */
+};
+/* The item's verdict changes, oldest first. */
+int mon_q_history(struct mon_db *r, int64_t item,
+		  int (*fn)(void *ctx, const struct mon_history_row *h), void *ctx,
+		  struct cairn_error *err);
+/* The newest changes of any item to "differs", at most limit. */
+int mon_q_differs_since(struct mon_db *r, unsigned limit,
+			int (*fn)(void *ctx, const struct mon_history_row *h), void *ctx,
+			struct cairn_error *err);
+
+struct mon_pair_row {
+	int64_t a, b;
+	const char *a_url, *b_url;
+	int64_t both_have, agree;
+};
+/* Each pair of servers (those with server, or all for 0). */
+int mon_q_pairs(struct mon_db *r, int64_t server,
+		int (*fn)(void *ctx, const struct mon_pair_row *p), void *ctx,
+		struct cairn_error *err);
+
+struct mon_day_row {
+	int64_t day;		  /* days since 1970 */
+	int verdict;		  /* mon_q_verdict_trend: the verdict counted; -1 before */
+	int64_t both_have, agree; /* mon_q_pair_trend */
+	int64_t n;		  /* mon_q_verdict_trend */
+};
+/* The pair's agreement on each of the last days days with a change,
+ * oldest first. */
+int mon_q_pair_trend(struct mon_db *r, int64_t a, int64_t b, unsigned days,
+		     int (*fn)(void *ctx, const struct mon_day_row *d), void *ctx,
+		     struct cairn_error *err);
+/* Items per verdict on each of the last days days with a change, oldest
+ * first, a row per verdict that changed that day; first, with day -1,
+ * each verdict's count before them. */
+int mon_q_verdict_trend(struct mon_db *r, unsigned days,
+			int (*fn)(void *ctx, const struct mon_day_row *d), void *ctx,
+			struct cairn_error *err);
+
 /* The hash part in a URL path after a prefix: 32 nix32 characters. */
 bool mon_hash_ok(const char *s, size_t len);
 

@@ -499,9 +499,9 @@ static int run_diffoscope(struct observer *o, int64_t item, const struct cairn_c
 		return 0;
 	struct cairn_buf html = CAIRN_BUF_INIT(MON_DIFFOSCOPE_HTML_MAX);
 	char note[MON_NOTE_MAX];
-	int rc = mon_diffoscope(prog, it->sides[0].tree, it->sides[1].tree,
-				MON_DIFFOSCOPE_TIMEOUT_S, MON_DIFFOSCOPE_HTML_MAX, &html, note,
-				sizeof(note));
+	int rc = mon_diffoscope(prog, it->sides[0].tree, it->sides[1].tree, it->changes[1],
+				it->n_changes[1], MON_DIFFOSCOPE_TIMEOUT_S, MON_DIFFOSCOPE_HTML_MAX,
+				&html, note, sizeof(note));
 	if (rc == CAIRN_ENOENT) {
 		cairn_buf_release(&html);
 		return 0;

@@ -67,27 +67,43 @@ static int fail_page(struct cairn_httpd_req *req, struct cairn_buf *b, int statu
 	return cairn_httpd_send_error(req, status);
 }
 
-static void text_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
+/* Text from the database: NULL shows as nothing. */
+static void html_text(struct cairn_buf *b, const char *s)
 {
-	const unsigned char *t = sqlite3_column_text(st, col);
-	cairn_html_cstr(b, t ? (const char *)t : "");
+	cairn_html_cstr(b, s ? s : "");
 }
 
-static void time_col(struct cairn_buf *b, sqlite3_stmt *st, int col)
+static void time_or_never(struct cairn_buf *b, int64_t at)
 {
 	char t[32];
-	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+	if (at == MON_NULL) {
 		cairn_buf_puts(b, "never");
 		return;
 	}
-	mon_time(sqlite3_column_int64(st, col), t);
+	mon_time(at, t);
 	cairn_buf_puts(b, t);
 }
+
+/* What a page's row callbacks write into, and read from. */
+struct page {
+	struct cairn_monitor *m;
+	struct cairn_buf *b;
+	struct cairn_error *err;
+	int64_t id;	  /* the item's */
+	const char *hash; /* the item's */
+	enum mon_diff_state diff_state;
+	size_t n; /* rows so far */
+	/* verdict_trend: the day being summed, and its counts */
+	int64_t day;
+	int64_t counts[CAIRN_MONITOR_VERDICTS_];
+};
 
 /* ---- agreement between servers, and trends ------------------------------ */
 
 /* Daily buckets shown: a day without a row is a day nothing changed. */
-#define TREND_DAYS "14"
+#define TREND_DAYS 14
+/* the newest disagreements in the Atom feed */
+#define ATOM_ENTRIES 50
 
 static void day_name(int64_t day, char out[32])
 {
@@ -103,6 +119,35 @@ static void rate(struct cairn_buf *b, int64_t agree, int64_t both)
 		cairn_buf_printf(b, "%.1f&nbsp;%%", 100.0 * (double)agree / (double)both);
 }
 
+static int trend_day(void *ctx, const struct mon_day_row *d)
+{
+	struct page *p = ctx;
+	char day[32];
+	day_name(d->day, day);
+	cairn_buf_printf(p->b, "<span class=\"day\"><time>%s</time> ", day);
+	rate(p->b, d->agree, d->both_have);
+	cairn_buf_puts(p->b, "</span> ");
+	return 0;
+}
+
+static int pair_row(void *ctx, const struct mon_pair_row *r)
+{
+	struct page *p = ctx;
+	struct cairn_buf *b = p->b;
+	p->n++;
+	cairn_buf_printf(b, "<tr><td><a href=\"/server/%" PRId64 "\">", r->a);
+	html_text(b, r->a_url);
+	cairn_buf_printf(b, "</a></td><td><a href=\"/server/%" PRId64 "\">", r->b);
+	html_text(b, r->b_url);
+	cairn_buf_printf(b, "</a></td><td>%" PRId64 "</td><td>%" PRId64 "</td><td class=\"rate\">",
+			 r->both_have, r->agree);
+	rate(b, r->agree, r->both_have);
+	cairn_buf_puts(b, "</td><td class=\"trend\">");
+	int rc = mon_q_pair_trend(p->m->r, r->a, r->b, TREND_DAYS, trend_day, p, p->err);
+	cairn_buf_puts(b, "</td></tr>");
+	return rc;
+}
+
 /*
  * Each pair of servers (those with SERVER, or all for 0): the items both
  * have, how many of them they agree on, the rate, and the rate on each of
@@ -111,57 +156,41 @@ static void rate(struct cairn_buf *b, int64_t agree, int64_t both)
 static int agreement(struct cairn_monitor *m, struct cairn_buf *b, int64_t server,
 		     struct cairn_error *err)
 {
-	sqlite3_stmt *st, *tr;
-	int rc, k = 0;
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT p.a, p.b, sa.url, sb.url, p.both_have, p.agree"
-				 " FROM pair_counts p JOIN servers sa ON sa.id = p.a"
-				 " JOIN servers sb ON sb.id = p.b"
-				 " WHERE ?1 = 0 OR p.a = ?1 OR p.b = ?1 ORDER BY p.a, p.b",
-				 &st, err)) < 0)
+	struct page p = {.m = m, .b = b, .err = err};
+	int rc;
+	cairn_buf_printf(b,
+			 "<h2>Agreement</h2><table class=\"agreement\"><tr><th>server</th>"
+			 "<th>server</th><th>both have</th><th>agree</th><th>rate</th>"
+			 "<th>by day (last %d with a change)</th></tr>",
+			 TREND_DAYS);
+	if ((rc = mon_q_pairs(m->r, server, pair_row, &p, err)) < 0)
 		return rc;
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT day, both_have, agree FROM (SELECT * FROM pair_trend"
-				 " WHERE a = ? AND b = ? ORDER BY day DESC LIMIT " TREND_DAYS
-				 ") ORDER BY day",
-				 &tr, err)) < 0) {
-		sqlite3_finalize(st);
-		return rc;
-	}
-	sqlite3_bind_int64(st, 1, server);
-	cairn_buf_puts(b, "<h2>Agreement</h2><table class=\"agreement\"><tr><th>server</th>"
-			  "<th>server</th><th>both have</th><th>agree</th><th>rate</th>"
-			  "<th>by day (last " TREND_DAYS " with a change)</th></tr>");
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		int64_t both = sqlite3_column_int64(st, 4), agree = sqlite3_column_int64(st, 5);
-		k++;
-		cairn_buf_printf(b, "<tr><td><a href=\"/server/%" PRId64 "\">",
-				 (int64_t)sqlite3_column_int64(st, 0));
-		text_col(b, st, 2);
-		cairn_buf_printf(b, "</a></td><td><a href=\"/server/%" PRId64 "\">",
-				 (int64_t)sqlite3_column_int64(st, 1));
-		text_col(b, st, 3);
-		cairn_buf_printf(b, "</a></td><td>%" PRId64 "</td><td>%" PRId64 "</td><td class=\"rate\">",
-				 both, agree);
-		rate(b, agree, both);
-		cairn_buf_puts(b, "</td><td class=\"trend\">");
-		sqlite3_bind_int64(tr, 1, sqlite3_column_int64(st, 0));
-		sqlite3_bind_int64(tr, 2, sqlite3_column_int64(st, 1));
-		while (sqlite3_step(tr) == SQLITE_ROW) {
-			char day[32];
-			day_name(sqlite3_column_int64(tr, 0), day);
-			cairn_buf_printf(b, "<span class=\"day\"><time>%s</time> ", day);
-			rate(b, sqlite3_column_int64(tr, 2), sqlite3_column_int64(tr, 1));
-			cairn_buf_puts(b, "</span> ");
-		}
-		sqlite3_reset(tr);
-		cairn_buf_puts(b, "</td></tr>");
-	}
-	if (k == 0)
+	if (p.n == 0)
 		cairn_buf_puts(b, "<tr><td colspan=\"6\">No item on two servers yet.</td></tr>");
 	cairn_buf_puts(b, "</table>");
-	sqlite3_finalize(tr);
-	sqlite3_finalize(st);
+	return 0;
+}
+
+/* A row of the verdict trend: the day summed so far, when another starts. */
+static void trend_flush(struct page *p)
+{
+	char t[32];
+	day_name(p->day, t);
+	cairn_buf_printf(p->b, "<tr><td><time>%s</time></td>", t);
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
+		cairn_buf_printf(p->b, "<td>%" PRId64 "</td>", p->counts[v]);
+	cairn_buf_puts(p->b, "</tr>");
+	p->n++;
+}
+
+static int verdict_day(void *ctx, const struct mon_day_row *d)
+{
+	struct page *p = ctx;
+	if (p->day >= 0 && d->day != p->day)
+		trend_flush(p);
+	if (d->verdict >= 0 && d->verdict < CAIRN_MONITOR_VERDICTS_)
+		p->counts[d->verdict] = d->n;
+	p->day = d->day;
 	return 0;
 }
 
@@ -171,52 +200,17 @@ static int agreement(struct cairn_monitor *m, struct cairn_buf *b, int64_t serve
  */
 static int verdict_trend(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_error *err)
 {
-	sqlite3_stmt *st;
-	int64_t n[CAIRN_MONITOR_VERDICTS_] = {0}, first = 0, day = -1;
+	struct page p = {.m = m, .b = b, .err = err, .day = -1};
 	int rc;
-	bool any = false;
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT min(day) FROM (SELECT DISTINCT day FROM verdict_trend"
-				 " ORDER BY day DESC LIMIT " TREND_DAYS ")",
-				 &st, err)) < 0)
-		return rc;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		first = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	/* the counts before the window, then each day's rows in order */
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT -1, verdict, n FROM verdict_trend t WHERE day ="
-				 " (SELECT max(day) FROM verdict_trend u WHERE u.verdict = t.verdict"
-				 "  AND u.day < ?1)"
-				 " UNION ALL SELECT day, verdict, n FROM verdict_trend WHERE day >= ?1"
-				 " ORDER BY 1, 2",
-				 &st, err)) < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, first);
 	cairn_buf_puts(b, "<h2>Items per verdict, by day</h2><table class=\"trend\"><tr><th>day</th>");
 	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
 		cairn_buf_printf(b, "<th>%s</th>", cairn_monitor_verdict_name(v));
 	cairn_buf_puts(b, "</tr>");
-	for (int s = sqlite3_step(st);; s = sqlite3_step(st)) {
-		int64_t d = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -2;
-		if (day >= 0 && d != day) {
-			char t[32];
-			day_name(day, t);
-			cairn_buf_printf(b, "<tr><td><time>%s</time></td>", t);
-			for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
-				cairn_buf_printf(b, "<td>%" PRId64 "</td>", n[v]);
-			cairn_buf_puts(b, "</tr>");
-			any = true;
-		}
-		if (s != SQLITE_ROW)
-			break;
-		int v = sqlite3_column_int(st, 1);
-		if (v >= 0 && v < CAIRN_MONITOR_VERDICTS_)
-			n[v] = sqlite3_column_int64(st, 2);
-		day = d;
-	}
-	sqlite3_finalize(st);
-	if (!any)
+	if ((rc = mon_q_verdict_trend(m->r, TREND_DAYS, verdict_day, &p, err)) < 0)
+		return rc;
+	if (p.day >= 0)
+		trend_flush(&p);
+	if (!p.n)
 		cairn_buf_printf(b, "<tr><td colspan=\"%d\">No verdict yet.</td></tr>",
 				 CAIRN_MONITOR_VERDICTS_ + 1);
 	cairn_buf_puts(b, "</table>");
@@ -225,10 +219,30 @@ static int verdict_trend(struct cairn_monitor *m, struct cairn_buf *b, struct ca
 
 /* ---- overview ------------------------------------------------------------- */
 
+static int server_row(void *ctx, const struct mon_server_row *s)
+{
+	struct page *p = ctx;
+	struct cairn_buf *b = p->b;
+	cairn_buf_printf(b, "<tr><td><a href=\"/server/%" PRId64 "\">", s->id);
+	html_text(b, s->url);
+	cairn_buf_printf(b, "</a></td><td>%s</td><td>%" PRId64 "</td><td>",
+			 s->has_feed ? "yes" : "no", s->present);
+	time_or_never(b, s->last_ok);
+	cairn_buf_puts(b, "</td><td>");
+	if (!s->last_error) {
+		cairn_buf_puts(b, "up");
+	} else {
+		cairn_buf_puts(b, "<span class=\"invalid\">down</span>: ");
+		html_text(b, s->last_error);
+	}
+	cairn_buf_puts(b, "</td></tr>");
+	return 0;
+}
+
 static int overview(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_error *err)
 {
 	uint64_t n[CAIRN_MONITOR_VERDICTS_];
-	sqlite3_stmt *st;
+	struct page p = {.m = m, .b = b, .err = err};
 	int rc;
 	if ((rc = mon_db_verdict_counts(m->r, n, err)) < 0)
 		return rc;
@@ -241,30 +255,8 @@ static int overview(struct cairn_monitor *m, struct cairn_buf *b, struct cairn_e
 				 cairn_monitor_verdict_name(v), n[v]);
 	cairn_buf_puts(b, "</table><h2>Servers</h2><table><tr><th>server</th><th>feed</th>"
 			  "<th>items</th><th>last answer</th><th>state</th></tr>");
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT s.id, s.url, s.has_feed, s.last_ok, s.last_error,"
-				 " coalesce((SELECT present FROM server_counts c WHERE c.server = s.id), 0)"
-				 " FROM servers s ORDER BY s.id",
-				 &st, err)) < 0)
+	if ((rc = mon_q_servers(m->r, 0, server_row, &p, err)) < 0)
 		return rc;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		cairn_buf_printf(b, "<tr><td><a href=\"/server/%" PRId64 "\">",
-				 (int64_t)sqlite3_column_int64(st, 0));
-		text_col(b, st, 1);
-		cairn_buf_printf(b, "</a></td><td>%s</td><td>%" PRId64 "</td><td>",
-				 sqlite3_column_int(st, 2) ? "yes" : "no",
-				 (int64_t)sqlite3_column_int64(st, 5));
-		time_col(b, st, 3);
-		cairn_buf_puts(b, "</td><td>");
-		if (sqlite3_column_type(st, 4) == SQLITE_NULL)
-			cairn_buf_puts(b, "up");
-		else {
-			cairn_buf_puts(b, "<span class=\"invalid\">down</span>: ");
-			text_col(b, st, 4);
-		}
-		cairn_buf_puts(b, "</td></tr>");
-	}
-	sqlite3_finalize(st);
 	cairn_buf_puts(b, "</table>");
 	if ((rc = agreement(m, b, 0, err)) < 0)
 		return rc;
@@ -382,195 +374,171 @@ static int h_items(struct cairn_httpd_req *req, void *data)
 
 /* A link to diffoscope's report, never the report inline: it holds text
  * the servers chose, so it is served apart, sandboxed. */
-static int diffoscope_section(struct cairn_monitor *m, int64_t id, const char *hash,
-			      struct cairn_buf *b, struct cairn_error *err)
+static int diffoscope_row(void *ctx, const struct mon_diffoscope_row *d)
 {
-	sqlite3_stmt *st;
-	int rc;
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT sa.url, sb.url, length(d.html), d.note FROM diffoscope d"
-				 " LEFT JOIN servers sa ON sa.id = d.a_server"
-				 " LEFT JOIN servers sb ON sb.id = d.b_server WHERE d.item = ?",
-				 &st, err)) < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		cairn_buf_puts(b, "<h2>diffoscope</h2><p>");
-		if (sqlite3_column_type(st, 2) != SQLITE_NULL)
-			cairn_buf_printf(b, "<a href=\"/item/%s/diffoscope\">diffoscope's report</a> ",
-					 hash);
-		cairn_buf_puts(b, "comparing ");
-		text_col(b, st, 0);
-		cairn_buf_puts(b, " with ");
-		text_col(b, st, 1);
-		if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
-			cairn_buf_puts(b, ". ");
-			text_col(b, st, 3);
-		}
-		cairn_buf_puts(b, ".</p>");
+	struct page *p = ctx;
+	struct cairn_buf *b = p->b;
+	cairn_buf_puts(b, "<h2>diffoscope</h2><p>");
+	if (d->size != MON_NULL)
+		cairn_buf_printf(b, "<a href=\"/item/%s/diffoscope\">diffoscope's report</a> ",
+				 p->hash);
+	cairn_buf_puts(b, "comparing ");
+	html_text(b, d->a_server);
+	cairn_buf_puts(b, " with ");
+	html_text(b, d->b_server);
+	if (d->note) {
+		cairn_buf_puts(b, ". ");
+		html_text(b, d->note);
 	}
-	sqlite3_finalize(st);
+	cairn_buf_puts(b, ".</p>");
+	return 0;
+}
+
+static int item_row(void *ctx, const struct mon_item_row *it)
+{
+	struct page *p = ctx;
+	struct cairn_buf *b = p->b;
+	p->id = it->id;
+	p->diff_state = it->diff_state;
+	head(b, it->path);
+	cairn_buf_printf(b, "<p>Verdict: <span class=\"%s\">%s</span> since ",
+			 cairn_monitor_verdict_name(it->verdict),
+			 cairn_monitor_verdict_name(it->verdict));
+	time_or_never(b, it->since);
+	cairn_buf_puts(b, "; first seen ");
+	time_or_never(b, it->first_seen);
+	cairn_buf_puts(b, ".</p>");
+	if (it->diff_state == MON_DIFF_TODO)
+		cairn_buf_puts(b, "<p>The NARs are to be compared.</p>");
+	if (it->diff_note) {
+		cairn_buf_puts(b, "<p>Diff: ");
+		html_text(b, it->diff_note);
+		if (it->diff_state == MON_DIFF_FAILED)
+			cairn_buf_printf(b, " (tried %d times%s)", it->diff_tries,
+					 it->diff_tries < MON_DIFF_TRIES
+					     ? "; tried again at the next full pass"
+					     : "; not tried again until the claims change");
+		cairn_buf_puts(b, "</p>");
+	}
+	return 0;
+}
+
+static int diff_row(void *ctx, const struct mon_diff_row *d)
+{
+	struct page *p = ctx;
+	struct cairn_buf *b = p->b;
+	cairn_buf_puts(b, "<tr><td><code>");
+	html_text(b, d->path);
+	cairn_buf_puts(b, "</code></td><td>");
+	html_text(b, d->change);
+	for (int side = 0; side < 2; side++) {
+		const struct mon_file *f = side ? &d->b : &d->a;
+		cairn_buf_puts(b, "</td><td>");
+		if (!f->type) {
+			cairn_buf_puts(b, "&mdash;");
+			continue;
+		}
+		html_text(b, side ? d->b_server : d->a_server);
+		cairn_buf_puts(b, ": ");
+		html_text(b, f->type);
+		if (f->sha256) {
+			cairn_buf_printf(b, ", %" PRIu64 " bytes, sha256 <code>", f->size);
+			html_text(b, f->sha256);
+			cairn_buf_puts(b, "</code>");
+		}
+		if (f->target) {
+			cairn_buf_puts(b, " &rarr; <code>");
+			html_text(b, f->target);
+			cairn_buf_puts(b, "</code>");
+		}
+	}
+	cairn_buf_puts(b, "</td></tr>");
+	return 0;
+}
+
+static int obs_row(void *ctx, const struct mon_obs_row *o)
+{
+	struct page *p = ctx;
+	struct cairn_buf *b = p->b;
+	cairn_buf_printf(b, "<div><h3><a href=\"/server/%" PRId64 "\">", o->server);
+	html_text(b, o->url);
+	cairn_buf_printf(b, "</a></h3><p>%s", cairn_monitor_state_name(o->state));
+	if (o->state == CAIRN_MONITOR_PRESENT) {
+		cairn_buf_printf(b, ", signature %s, NarHash <code>",
+				 cairn_monitor_sig_name(o->sig));
+		html_text(b, o->nar_hash);
+		cairn_buf_printf(b, "</code>, NarSize %" PRId64,
+				 o->nar_size == MON_NULL ? 0 : o->nar_size);
+	}
+	cairn_buf_puts(b, "; since ");
+	time_or_never(b, o->first_seen);
+	cairn_buf_puts(b, ", last asked ");
+	time_or_never(b, o->last_seen);
+	cairn_buf_puts(b, "</p>");
+	if (o->narinfo) {
+		cairn_buf_puts(b, "<pre>");
+		html_text(b, o->narinfo);
+		cairn_buf_puts(b, "</pre>");
+	}
+	cairn_buf_puts(b, "</div>");
+	return 0;
+}
+
+static int peer_row(void *ctx, const struct mon_peer_row *r)
+{
+	struct page *p = ctx;
+	struct cairn_buf *b = p->b;
+	if (!p->n++)
+		cairn_buf_puts(b, "<h2>What other monitors saw</h2><table><tr><th>monitor</th>"
+				  "<th>server</th><th>state</th><th>NarHash</th><th>at</th></tr>");
+	cairn_buf_puts(b, "<tr><td>");
+	html_text(b, r->peer);
+	cairn_buf_puts(b, "</td><td>");
+	html_text(b, r->server);
+	cairn_buf_puts(b, "</td><td>");
+	html_text(b, r->state);
+	cairn_buf_puts(b, "</td><td><code>");
+	html_text(b, r->nar_hash);
+	cairn_buf_puts(b, "</code></td><td>");
+	time_or_never(b, r->at);
+	cairn_buf_puts(b, "</td></tr>");
+	return 0;
+}
+
+static int history_row(void *ctx, const struct mon_history_row *h)
+{
+	struct page *p = ctx;
+	cairn_buf_puts(p->b, "<li>");
+	time_or_never(p->b, h->at);
+	cairn_buf_printf(p->b, ": %s</li>", cairn_monitor_verdict_name(h->verdict));
 	return 0;
 }
 
 static int item_page(struct cairn_monitor *m, const char *hash, struct cairn_buf *b,
 		     struct cairn_error *err)
 {
-	sqlite3_stmt *st;
+	struct page p = {.m = m, .b = b, .err = err, .hash = hash};
 	int rc;
-	int64_t id;
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT id, path, verdict, verdict_since, first_seen, diff_state,"
-				 " diff_note, diff_tries FROM items WHERE hash = ?",
-				 &st, err)) < 0)
+	if ((rc = mon_q_item(m->r, hash, item_row, &p, err)) < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return CAIRN_ENOENT;
-	}
-	id = sqlite3_column_int64(st, 0);
-	head(b, (const char *)sqlite3_column_text(st, 1));
-	int verdict = sqlite3_column_int(st, 2), ds = sqlite3_column_int(st, 5);
-	cairn_buf_printf(b, "<p>Verdict: <span class=\"%s\">%s</span> since ",
-			 cairn_monitor_verdict_name(verdict), cairn_monitor_verdict_name(verdict));
-	time_col(b, st, 3);
-	cairn_buf_puts(b, "; first seen ");
-	time_col(b, st, 4);
-	cairn_buf_puts(b, ".</p>");
-	if (ds == MON_DIFF_TODO)
-		cairn_buf_puts(b, "<p>The NARs are to be compared.</p>");
-	if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-		cairn_buf_puts(b, "<p>Diff: ");
-		text_col(b, st, 6);
-		if (ds == MON_DIFF_FAILED)
-			cairn_buf_printf(b, " (tried %d times%s)", sqlite3_column_int(st, 7),
-					 sqlite3_column_int(st, 7) < MON_DIFF_TRIES
-						 ? "; tried again at the next full pass"
-						 : "; not tried again until the claims change");
-		cairn_buf_puts(b, "</p>");
-	}
-	sqlite3_finalize(st);
-
-	if (ds == MON_DIFF_DONE || ds == MON_DIFF_FAILED) {
+	if (p.diff_state == MON_DIFF_DONE || p.diff_state == MON_DIFF_FAILED) {
 		cairn_buf_puts(b, "<h2>Files that differ</h2><table><tr><th>file</th><th>change</th>"
 				  "<th>A</th><th>B</th></tr>");
-		if ((rc = mon_db_prepare(m->r,
-					 "SELECT d.path, d.change, sa.url, d.a_type, d.a_size,"
-					 " d.a_sha256, d.a_target, sb.url, d.b_type, d.b_size,"
-					 " d.b_sha256, d.b_target FROM diffs d"
-					 " LEFT JOIN servers sa ON sa.id = d.a_server"
-					 " LEFT JOIN servers sb ON sb.id = d.b_server"
-					 " WHERE d.item = ? ORDER BY d.rowid",
-					 &st, err)) < 0)
+		if ((rc = mon_q_diffs(m->r, p.id, diff_row, &p, err)) < 0)
 			return rc;
-		sqlite3_bind_int64(st, 1, id);
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			cairn_buf_puts(b, "<tr><td><code>");
-			text_col(b, st, 0);
-			cairn_buf_puts(b, "</code></td><td>");
-			text_col(b, st, 1);
-			for (int side = 0; side < 2; side++) {
-				int c = 2 + 5 * side;
-				cairn_buf_puts(b, "</td><td>");
-				if (sqlite3_column_type(st, c + 1) == SQLITE_NULL) {
-					cairn_buf_puts(b, "&mdash;");
-					continue;
-				}
-				text_col(b, st, c);
-				cairn_buf_puts(b, ": ");
-				text_col(b, st, c + 1);
-				if (sqlite3_column_type(st, c + 3) != SQLITE_NULL) {
-					cairn_buf_printf(b, ", %" PRId64 " bytes, sha256 <code>",
-							 (int64_t)sqlite3_column_int64(st, c + 2));
-					text_col(b, st, c + 3);
-					cairn_buf_puts(b, "</code>");
-				}
-				if (sqlite3_column_type(st, c + 4) != SQLITE_NULL) {
-					cairn_buf_puts(b, " &rarr; <code>");
-					text_col(b, st, c + 4);
-					cairn_buf_puts(b, "</code>");
-				}
-			}
-			cairn_buf_puts(b, "</td></tr>");
-		}
-		sqlite3_finalize(st);
 		cairn_buf_puts(b, "</table>");
-		if ((rc = diffoscope_section(m, id, hash, b, err)) < 0)
+		if ((rc = mon_q_diffoscope(m->r, p.id, diffoscope_row, &p, err)) < 0)
 			return rc;
 	}
-
 	cairn_buf_puts(b, "<h2>What each server says</h2><div class=\"side\">");
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT s.id, s.url, o.state, o.sig, o.nar_hash, o.nar_size,"
-				 " o.first_seen, o.last_seen, o.narinfo FROM obs o"
-				 " JOIN servers s ON s.id = o.server WHERE o.item = ? ORDER BY s.id",
-				 &st, err)) < 0)
+	if ((rc = mon_q_obs(m->r, p.id, obs_row, &p, err)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		int state = sqlite3_column_int(st, 2);
-		cairn_buf_printf(b, "<div><h3><a href=\"/server/%" PRId64 "\">",
-				 (int64_t)sqlite3_column_int64(st, 0));
-		text_col(b, st, 1);
-		cairn_buf_printf(b, "</a></h3><p>%s", cairn_monitor_state_name(state));
-		if (state == CAIRN_MONITOR_PRESENT) {
-			cairn_buf_printf(b, ", signature %s, NarHash <code>",
-					 cairn_monitor_sig_name(sqlite3_column_int(st, 3)));
-			text_col(b, st, 4);
-			cairn_buf_printf(b, "</code>, NarSize %" PRId64,
-					 (int64_t)sqlite3_column_int64(st, 5));
-		}
-		cairn_buf_puts(b, "; since ");
-		time_col(b, st, 6);
-		cairn_buf_puts(b, ", last asked ");
-		time_col(b, st, 7);
-		cairn_buf_puts(b, "</p>");
-		if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
-			cairn_buf_puts(b, "<pre>");
-			text_col(b, st, 8);
-			cairn_buf_puts(b, "</pre>");
-		}
-		cairn_buf_puts(b, "</div>");
-	}
-	sqlite3_finalize(st);
 	cairn_buf_puts(b, "</div>");
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT peer, server, state, nar_hash, at FROM peer_obs WHERE hash = ?"
-				 " ORDER BY peer, seq",
-				 &st, err)) < 0)
+	if ((rc = mon_q_peers(m->r, hash, peer_row, &p, err)) < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-	bool any = false;
-	for (; sqlite3_step(st) == SQLITE_ROW; any = true) {
-		if (!any)
-			cairn_buf_puts(b, "<h2>What other monitors saw</h2><table><tr><th>monitor</th>"
-					  "<th>server</th><th>state</th><th>NarHash</th><th>at</th></tr>");
-		cairn_buf_puts(b, "<tr><td>");
-		text_col(b, st, 0);
-		cairn_buf_puts(b, "</td><td>");
-		text_col(b, st, 1);
-		cairn_buf_puts(b, "</td><td>");
-		text_col(b, st, 2);
-		cairn_buf_puts(b, "</td><td><code>");
-		text_col(b, st, 3);
-		cairn_buf_puts(b, "</code></td><td>");
-		time_col(b, st, 4);
-		cairn_buf_puts(b, "</td></tr>");
-	}
-	sqlite3_finalize(st);
-	cairn_buf_puts(b, any ? "</table><h2>History</h2><ul>" : "<h2>History</h2><ul>");
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT at, verdict FROM history WHERE item = ? ORDER BY at, rowid",
-				 &st, err)) < 0)
+	cairn_buf_puts(b, p.n ? "</table><h2>History</h2><ul>" : "<h2>History</h2><ul>");
+	if ((rc = mon_q_history(m->r, p.id, history_row, &p, err)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		cairn_buf_puts(b, "<li>");
-		time_col(b, st, 0);
-		cairn_buf_printf(b, ": %s</li>", cairn_monitor_verdict_name(sqlite3_column_int(st, 1)));
-	}
-	sqlite3_finalize(st);
 	cairn_buf_puts(b, "</ul>");
 	return 0;
 }
@@ -586,33 +554,18 @@ static int diffoscope_page(struct cairn_httpd_req *req, struct cairn_monitor *m,
 	hash[MON_HASH_LEN] = '\0';
 	struct cairn_buf b = CAIRN_BUF_INIT(MON_DIFFOSCOPE_HTML_MAX + 1);
 	struct cairn_error err;
-	sqlite3_stmt *st;
-	int status = 404;
 	cairn_error_init(&err);
 	pthread_mutex_lock(&m->r->lock);
-	if (mon_db_prepare(m->r,
-			   "SELECT d.html FROM diffoscope d JOIN items i ON i.id = d.item"
-			   " WHERE i.hash = ? AND d.html IS NOT NULL",
-			   &st, &err) < 0) {
-		status = 500;
-	} else {
-		sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			const void *h = sqlite3_column_blob(st, 0);
-			size_t n = (size_t)sqlite3_column_bytes(st, 0);
-			status = n && cairn_buf_append(&b, h, n) < 0 ? 500 : 200;
-		}
-		sqlite3_finalize(st);
-	}
+	int rc = mon_q_diffoscope_html(m->r, hash, &b, &err);
 	pthread_mutex_unlock(&m->r->lock);
+	int status = rc == 0 ? 200 : rc == CAIRN_ENOENT ? 404 : 500;
 	if (status != 200)
 		return fail_page(req, &b, status);
 	cairn_httpd_add_header(req, "cache-control", "no-store");
 	cairn_httpd_add_header(req, "content-security-policy",
 			       "sandbox; default-src 'none'; style-src 'unsafe-inline'");
 	cairn_httpd_add_header(req, "x-content-type-options", "nosniff");
-	int rc = cairn_httpd_send(req, 200, "text/html; charset=utf-8", b.data ? b.data : "",
-				  b.len);
+	rc = cairn_httpd_send(req, 200, "text/html; charset=utf-8", b.data ? b.data : "", b.len);
 	cairn_buf_release(&b);
 	return rc;
 }
@@ -647,6 +600,31 @@ static int h_item(struct cairn_httpd_req *req, void *data)
 
 /* ---- one server ----------------------------------------------------------- */
 
+static int server_head(void *ctx, const struct mon_server_row *s)
+{
+	struct page *p = ctx;
+	struct cairn_buf *b = p->b;
+	head(b, s->url);
+	if (s->has_feed) {
+		cairn_buf_puts(b, "<p>Followed through its signed feed <code>");
+		html_text(b, s->feed);
+		cairn_buf_printf(b, "</code> at event %" PRId64 ".</p>",
+				 s->feed_seq == MON_NULL ? 0 : s->feed_seq);
+	} else {
+		cairn_buf_puts(b, "<p>No feed: asked about the path list's items.</p>");
+	}
+	cairn_buf_puts(b, "<p>Last answer: ");
+	time_or_never(b, s->last_ok);
+	if (s->last_error) {
+		cairn_buf_puts(b, "; failing since ");
+		time_or_never(b, s->error_since);
+		cairn_buf_puts(b, ": ");
+		html_text(b, s->last_error);
+	}
+	cairn_buf_puts(b, "</p>");
+	return 0;
+}
+
 static int h_server(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_monitor *m = data;
@@ -655,7 +633,7 @@ static int h_server(struct cairn_httpd_req *req, void *data)
 	char num[24], *end;
 	struct cairn_buf b = CAIRN_BUF_INIT(PAGE_MAX);
 	struct cairn_error err;
-	sqlite3_stmt *st;
+	struct page p = {.m = m, .b = &b, .err = &err};
 	struct mon_cursor cur, next;
 	bool more = false;
 	int rc;
@@ -669,36 +647,8 @@ static int h_server(struct cairn_httpd_req *req, void *data)
 	cairn_error_init(&err);
 	mon_cursor_parse(NULL, &cur);
 	pthread_mutex_lock(&m->r->lock);
-	if ((rc = mon_db_prepare(m->r,
-				 "SELECT url, has_feed, feed, feed_seq, last_ok, last_error,"
-				 " error_since FROM servers WHERE id = ?",
-				 &st, &err)) < 0)
+	if ((rc = mon_q_servers(m->r, id, server_head, &p, &err)) < 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		rc = CAIRN_ENOENT;
-		goto out;
-	}
-	head(&b, (const char *)sqlite3_column_text(st, 0));
-	if (sqlite3_column_int(st, 1)) {
-		cairn_buf_puts(&b, "<p>Followed through its signed feed <code>");
-		text_col(&b, st, 2);
-		cairn_buf_printf(&b, "</code> at event %" PRId64 ".</p>",
-				 (int64_t)sqlite3_column_int64(st, 3));
-	} else {
-		cairn_buf_puts(&b, "<p>No feed: asked about the path list's items.</p>");
-	}
-	cairn_buf_puts(&b, "<p>Last answer: ");
-	time_col(&b, st, 4);
-	if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
-		cairn_buf_puts(&b, "; failing since ");
-		time_col(&b, st, 6);
-		cairn_buf_puts(&b, ": ");
-		text_col(&b, st, 5);
-	}
-	cairn_buf_puts(&b, "</p>");
-	sqlite3_finalize(st);
 	if ((rc = agreement(m, &b, id, &err)) < 0)
 		goto out;
 	cairn_buf_printf(&b, "<h2>Where it differs</h2><table><tr><th>verdict</th><th>item</th>"
@@ -721,18 +671,45 @@ out:
 
 /* ---- Atom ----------------------------------------------------------------- */
 
+struct atom {
+	struct cairn_buf *b;
+	const char *base;
+	size_t n;
+};
+
+static int atom_entry(void *ctx, const struct mon_history_row *h)
+{
+	struct atom *a = ctx;
+	struct cairn_buf *b = a->b;
+	char t[32];
+	mon_time(h->at, t);
+	if (!a->n++)
+		cairn_buf_printf(b, "<updated>%s</updated>", t);
+	cairn_buf_puts(b, "<entry><title>differs: ");
+	html_text(b, h->path);
+	cairn_buf_puts(b, "</title><id>");
+	cairn_html_cstr(b, a->base);
+	cairn_buf_puts(b, "/item/");
+	html_text(b, h->hash);
+	cairn_buf_printf(b, "#%s</id><updated>%s</updated><link href=\"", t, t);
+	cairn_html_cstr(b, a->base);
+	cairn_buf_puts(b, "/item/");
+	html_text(b, h->hash);
+	cairn_buf_puts(b, "\"/></entry>");
+	return 0;
+}
+
 static int h_atom(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_monitor *m = data;
 	struct cairn_buf b = CAIRN_BUF_INIT(PAGE_MAX);
 	struct cairn_error err;
-	sqlite3_stmt *st;
-	char t[32];
 	int rc;
 	size_t alen = 0;
 	const char *auth = cairn_httpd_req_authority(req, &alen);
 	char base[300];
 	snprintf(base, sizeof(base), "http://%.*s", (int)(alen < 256 ? alen : 0), auth ? auth : "");
+	struct atom a = {.b = &b, .base = base};
 	cairn_error_init(&err);
 	cairn_buf_puts(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
 			   "<feed xmlns=\"http://www.w3.org/2005/Atom\">"
@@ -740,37 +717,12 @@ static int h_atom(struct cairn_httpd_req *req, void *data)
 	cairn_html_cstr(&b, base);
 	cairn_buf_puts(&b, "/atom.xml</id>");
 	pthread_mutex_lock(&m->r->lock);
-	rc = mon_db_prepare(m->r,
-			    "SELECT h.at, i.hash, i.path FROM history h JOIN items i"
-			    " ON i.id = h.item WHERE h.verdict = 1 ORDER BY h.at DESC, h.rowid DESC"
-			    " LIMIT 50",
-			    &st, &err);
-	if (rc == 0) {
-		bool first = true;
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			mon_time(sqlite3_column_int64(st, 0), t);
-			if (first)
-				cairn_buf_printf(&b, "<updated>%s</updated>", t);
-			first = false;
-			cairn_buf_puts(&b, "<entry><title>differs: ");
-			text_col(&b, st, 2);
-			cairn_buf_puts(&b, "</title><id>");
-			cairn_html_cstr(&b, base);
-			cairn_buf_puts(&b, "/item/");
-			text_col(&b, st, 1);
-			cairn_buf_printf(&b, "#%s</id><updated>%s</updated><link href=\"", t, t);
-			cairn_html_cstr(&b, base);
-			cairn_buf_puts(&b, "/item/");
-			text_col(&b, st, 1);
-			cairn_buf_puts(&b, "\"/></entry>");
-		}
-		if (first)
-			cairn_buf_puts(&b, "<updated>1970-01-01T00:00:00Z</updated>");
-		sqlite3_finalize(st);
-	}
+	rc = mon_q_differs_since(m->r, ATOM_ENTRIES, atom_entry, &a, &err);
 	pthread_mutex_unlock(&m->r->lock);
 	if (rc < 0)
 		return fail_page(req, &b, 500);
+	if (!a.n)
+		cairn_buf_puts(&b, "<updated>1970-01-01T00:00:00Z</updated>");
 	cairn_buf_puts(&b, "</feed>\n");
 	cairn_httpd_add_header(req, "cache-control", "no-store");
 	rc = cairn_httpd_send(req, 200, "application/atom+xml", b.data, b.len);

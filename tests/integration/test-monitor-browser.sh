@@ -83,6 +83,21 @@ check "item page: the verdict differs is in the rendered DOM" grep -qF 'differs'
 check "item page: no console message" no_console "$TMP/stamp.log"
 check "item page: a screenshot was taken" test -s "$TMP/stamp.png"
 
+# diffoscope's report, served apart in a sandbox: rendered as diffoscope
+# wrote it, a section per differing file, nothing blocked or run
+if command -v diffoscope >/dev/null 2>&1; then
+  check "chromium renders wt-stamp's diffoscope report" \
+    browse "$MURL/item/$(hp "$STAMP")/diffoscope" diffoscope --screenshot
+  check "diffoscope report: the differing files and diffoscope's diff of stamp in the rendered DOM" \
+    bash -c 'grep -qF "<code>stamp</code>" "$1" && grep -qF "<code>share/random</code>" "$1" &&
+             grep -qF "<table class=\"diff\">" "$1" && grep -qF "class=\"diffchanged\"" "$1"' _ "$TMP/diffoscope.html"
+  check "diffoscope report: no console message" no_console "$TMP/diffoscope.log"
+elif [ "${CI:-}" = true ]; then
+  not_ok "diffoscope is required in CI"
+else
+  echo "# skip: diffoscope not found"
+fi
+
 check "chromium renders the hostile server's item" browse "$MURL/item/$(hp "$A")" evil
 check "hostile field: no script ran (the title is not PWNED)" \
   bash -c 'grep -q "<title>" "$1" && ! grep -q "<title>PWNED" "$1"' _ "$TMP/evil.html"
@@ -94,4 +109,5 @@ check "hostile field: no console message (nothing ran, nothing was blocked)" \
 kill "$MPID"
 # CAIRN_SCREENSHOTS=DIR keeps them (docs/monitor-overview.png is one)
 [ -z "${CAIRN_SCREENSHOTS:-}" ] || cp "$TMP/overview.png" "$TMP/stamp.png" "$CAIRN_SCREENSHOTS/"
+[ -z "${CAIRN_SCREENSHOTS:-}" ] || [ ! -f "$TMP/diffoscope.png" ] || cp "$TMP/diffoscope.png" "$CAIRN_SCREENSHOTS/"
 finish

@@ -5,35 +5,42 @@
 # block cache from it), against downloading v2's NAR as zstd -3 (what
 # publish bakes) or xz -6 (Nix's default), for several chunkers.
 #
-#   bench/delta.sh CAIRN [CHUNKER...]     (default: size-262144 fastcdc
+#   bench/delta.sh CAIRN [CHUNKER...]     (default: fastcdc size-262144
 #                                          size-65536 size-16384)
 #   env: REFS, DEBS (below), ONLY=REGEX (the cases to run), in /dev/shm
 #
 # Cases:
 #   a-refsN  a rebuild against a dependency whose store path changed: a
 #            real tree (BASE, default the first 16 MiB of ELF files in
-#            /usr/bin) with a 32-character store hash written at random
+#            /usr/bin) with the dependency's store path written at random
 #            offsets, one per N bytes on average (REFS, default "16384
-#            4096"), the same offsets in v1 and v2, another hash in v2 (Nix
-#            rewrites references in place, so lengths do not change);
+#            4096"), the same offsets in v1 and v2, dep-1.0's first build
+#            in v1 and its second in v2 (Nix rewrites references in place,
+#            so lengths do not change);
 #   b-files  a few files changed: 100 bytes inserted in one file, 4 KiB
 #            overwritten in another, a 10 KiB file added;
 #   c-DEB    two versions of a Debian package found in
 #            /var/cache/apt/archives (DEBS, default "libzstd-dev rsync
 #            nginx"), each `dpkg-deb -x` into a tree.
-# Every v2 is really fetched: narinfos from a file:// cache (signed, with
-# an IPFS field, no nar file), blocks from tests/integration/ipfs-gateway.py
-# over v2's CAR; "wire" is the sum of the gateway's response bodies (its
-# log), "reqs" its requests; "wire, bodies zstd -3" the same bodies each
-# compressed with zstd -3, what a gateway sending CARs with
-# Content-Encoding: zstd would put on the wire.  Case (a) runs twice: seed
-# "plain" (v1 as it is) and "rewritten" (the dependency's old and new
-# versions are known by name, so fetch rewrites v1's references to the new
-# hash before seeding, as Nix rewrites them).  Prints a Markdown table.
+# Every item (v1 and v2 of each case, the two builds of dep-1.0) is built
+# by nix-build into a private store (NIX_STORE_DIR under $W, no sandbox)
+# that `cairn publish --ipfs --ipfs-chunker CHUNKER` serves: the DAG
+# measured is the one publish serves and its narinfo's IPFS field names
+# (checked against `cairn ipfs add`).  v2 is really fetched (`cairn fetch
+# --nar-dir`, v1's NAR there under the same name), narinfo from publish,
+# blocks from publish's own gateway; "wire" is the sum of publish's /ipfs/
+# response bodies (its access log), "reqs" their number.  fetch asks for
+# them uncompressed, so "wire, zstd" replays the same requests with
+# Accept-Encoding: zstd (CARs come zstd -3 compressed: what a client
+# accepting it would get).  Case (a) runs twice: seed "plain" (v1 as it
+# is) and "rewritten" (the dependency's old build is in the target under
+# its name and v2's References name the new one, so fetch rewrites v1's
+# references before seeding, as Nix rewrites them).  Prints a Markdown
+# table.
 set -euo pipefail
 CAIRN=$(realpath "${1:?usage: bench/delta.sh CAIRN [CHUNKER...]}")
 shift
-CHUNKERS=${*:-size-262144 fastcdc size-65536 size-16384}
+CHUNKERS=${*:-fastcdc size-262144 size-65536 size-16384}
 REFS=${REFS:-16384 4096}
 DEBS=${DEBS-libzstd-dev rsync nginx}
 ONLY=${ONLY:-.} # a regex: the cases to run
@@ -41,14 +48,10 @@ cd "$(dirname "$0")/.."
 SRC=$PWD
 W=$(mktemp -d /dev/shm/cairn-delta.XXXXXX)
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"' EXIT
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; chmod -R u+w "$W"; rm -rf "$W"' EXIT
 V=$SRC/tests/vectors/nix/keys
 SEC=$V/cache.example.org-1.sec
 PUB=$V/cache.example.org-1.pub
-
-hashpart() { python3 -c "import hashlib,sys
-a='0123456789abcdfghijklmnpqrsvwxyz'; d=hashlib.sha256(sys.argv[1].encode()).digest()
-print(''.join(a[b % 32] for b in d[:32]))" "$1"; }
 
 # the base tree of (a) and (b): real binaries
 BASE=$W/base
@@ -62,12 +65,48 @@ for f in /usr/bin/*; do
   total=$((total + s))
 done
 
-# refs TREE HASH EVERY: write /nix/store/HASH-dep-1.0 at seeded random offsets
+# a private store that nix-build builds into and publish serves
+export NIX_STORE_DIR=$W/store
+export NIX_CONFIG="sandbox = false
+build-users-group =
+substituters =
+experimental-features = nix-command
+"
+export XDG_CACHE_HOME=$W/xdg/cache XDG_CONFIG_HOME=$W/xdg/config XDG_DATA_HOME=$W/xdg/data \
+  XDG_STATE_HOME=$W/xdg/state
+SURI="local?store=$NIX_STORE_DIR&state=$W/var/nix&log=$W/var/log/nix"
+PUBARGS=(--store "$NIX_STORE_DIR" --db "$W/var/nix/db/db.sqlite" --log-dir "$W/var/log/nix/drvs")
+cat > "$W/dep.nix" << 'EOF'
+{ v }: derivation {
+  name = "dep-1.0";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  PATH = "/bin:/usr/bin";
+  args = [ "-c" "mkdir $out && echo ${v} > $out/version" ];
+}
+EOF
+# an item NAME holding the files of the host's SRC, built against the
+# build DEPV of dep-1.0 (none when empty)
+cat > "$W/item.nix" << 'EOF'
+{ name, src, depv ? "" }: derivation {
+  inherit name src;
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  PATH = "/bin:/usr/bin";
+  dep = if depv == "" then "" else import ./dep.nix { v = depv; };
+  args = [ "-c" "mkdir $out && cp -r $src/. $out/" ];
+}
+EOF
+nixb() { nix-build --store "$SURI" --no-out-link --quiet "$@"; }
+DEP1=$(nixb "$W/dep.nix" --argstr v 1)
+DEP2=$(nixb "$W/dep.nix" --argstr v 2)
+
+# refs TREE PATH EVERY: write PATH at seeded random offsets
 refs() {
   python3 - "$@" <<'PY'
 import os, random, sys
-tree, h, every = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ref = ("/nix/store/%s-dep-1.0" % h).encode()
+tree, path, every = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ref = path.encode()
 rnd = random.Random(42)
 for name in sorted(os.listdir(tree)):
     p = os.path.join(tree, name)
@@ -89,8 +128,8 @@ PY
 cases=()
 for every in $REFS; do
   c=a-refs$every
-  cp -r "$BASE" "$W/$c-1"; refs "$W/$c-1" "$(hashpart dep1)" "$every"
-  cp -r "$BASE" "$W/$c-2"; refs "$W/$c-2" "$(hashpart dep2)" "$every"
+  cp -r "$BASE" "$W/$c-1"; refs "$W/$c-1" "$DEP1" "$every"
+  cp -r "$BASE" "$W/$c-2"; refs "$W/$c-2" "$DEP2" "$every"
   cases+=("$c")
 done
 c=b-files
@@ -122,64 +161,74 @@ for deb in $DEBS; do
   cases+=("$c")
 done
 
-# gateway over one CAR: sets GW (its URL) and GWPID; the log is $W/gw.log
-gateway() {
-  : > "$W/gw.log"
-  rm -rf "$W/gw.port" "$W/dump"
-  mkdir "$W/dump"
-  python3 "$SRC/tests/integration/ipfs-gateway.py" --port-file "$W/gw.port" --log "$W/gw.log" \
-    --dump "$W/dump" "$1" > /dev/null 2>&1 &
-  GWPID=$!
-  pids+=("$GWPID")
-  for _ in $(seq 600); do [ -s "$W/gw.port" ] && break; sleep 0.05; done
-  GW=http://127.0.0.1:$(cat "$W/gw.port")
+# the items: v1 and v2 of every case
+mapfile -t cases < <(printf '%s\n' "${cases[@]}" | grep -E "$ONLY")
+declare -A V1 V2
+for c in "${cases[@]}"; do
+  d1=() d2=()
+  case $c in a-*) d1=(--argstr depv 1) d2=(--argstr depv 2) ;; esac
+  V1[$c]=$(nixb "$W/item.nix" --argstr name "$c" --argstr src "$W/$c-1" "${d1[@]}")
+  V2[$c]=$(nixb "$W/item.nix" --argstr name "$c" --argstr src "$W/$c-2" "${d2[@]}")
+done
+
+# publish CHUNKER: start publish --ipfs on the store; sets PU, PPID_, ALOG
+publish() {
+  ALOG=$W/access.log
+  : > "$ALOG"
+  rm -f "$W/pub.port"
+  "$CAIRN" publish "${PUBARGS[@]}" --listen 127.0.0.1:0 --port-file "$W/pub.port" \
+    --key "$SEC" --compression zstd --ipfs --ipfs-chunker "$1" --access-log "$ALOG" \
+    > "$W/publish.log" 2>&1 &
+  PPID_=$!
+  pids+=("$PPID_")
+  for _ in $(seq 600); do [ -s "$W/pub.port" ] && break; sleep 0.05; done
+  PU=http://127.0.0.1:$(cat "$W/pub.port")
 }
 
-mapfile -t cases < <(printf '%s\n' "${cases[@]}" | grep -E "$ONLY")
-echo "| case | NAR v2 | zstd -3 | xz -6 | chunker | seed | blocks v2 | wire | wire, bodies zstd -3 | reqs | wire / zstd NAR | zstd wire / zstd NAR |"
+echo "| case | NAR v2 | zstd -3 | xz -6 | chunker | seed | blocks v2 | wire | wire, zstd | reqs | wire / zstd NAR | zstd wire / zstd NAR |"
 echo "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"
 for c in "${cases[@]}"; do
-  "$CAIRN" nar dump "$W/$c-1" > "$W/$c-1.nar"
-  "$CAIRN" nar dump "$W/$c-2" > "$W/$c-2.nar"
+  v1=${V1[$c]} v2=${V2[$c]}
+  nix-store --store "$SURI" --dump "$v1" > "$W/$c-1.nar"
+  nix-store --store "$SURI" --dump "$v2" > "$W/$c-2.nar"
   nar=$(stat -c %s "$W/$c-2.nar")
   zs=$(zstd -3 -T1 -q -c "$W/$c-2.nar" | wc -c)
   xs=$(xz -6 -T1 -c "$W/$c-2.nar" | wc -c)
-  nh=$("$CAIRN" hash file "$W/$c-2.nar")
-  h1=$(hashpart "$c-v1") h2=$(hashpart "$c-v2")
   seeds=plain
   case $c in a-*) seeds="plain rewritten" ;; esac
   for ch in $CHUNKERS; do
+    publish "$ch"
+    cid=$("$CAIRN" ipfs add --chunker "$ch" --car "$W/v2.car" "$W/$c-2.nar")
+    blocks=$("$CAIRN" ipfs car "$W/v2.car" | sed -n 's/^blocks //p')
+    named=$(curl -sf "$PU/$(basename "$v2" | cut -c1-32).narinfo" | sed -n 's/^IPFS: //p')
+    [ "$named" = "$cid" ] || { echo "error: $c $ch: publish names '$named', not $cid" >&2; exit 1; }
     for seed in $seeds; do
       r=$W/run-$c-$ch-$seed
-      mkdir -p "$r/cache" "$r/nars"
-      printf 'StoreDir: /nix/store\n' > "$r/cache/nix-cache-info"
-      cid=$("$CAIRN" ipfs add --chunker "$ch" --car "$r/v2.car" "$W/$c-2.nar")
-      blocks=$("$CAIRN" ipfs car "$r/v2.car" | sed -n 's/^blocks //p')
-      refs=
-      if [ "$seed" = rewritten ]; then
-        # the dependency's old and new versions, by name: what fetch maps
-        refs="$(hashpart dep2)-dep-1.0"
-        : > "$r/nars/$(hashpart dep1)-dep-1.0.nar"
-      fi
-      printf 'StorePath: /nix/store/%s-%s\nURL: nar/%s.nar\nCompression: none\nNarHash: %s\nNarSize: %s\nReferences: %s\n' \
-        "$h2" "$c" "$h2" "$nh" "$nar" "$refs" | "$CAIRN" narinfo sign --key "$SEC" > "$r/cache/$h2.narinfo"
-      echo "IPFS: $cid" >> "$r/cache/$h2.narinfo"
-      cp "$W/$c-1.nar" "$r/nars/$h1-$c.nar" # v1, same name
-      gateway "$r/v2.car"
-      "$CAIRN" fetch -q --no-cache --json --from "file://$r/cache" --trusted-key "$PUB" \
-        --nar-dir "$r/nars" --block-cache "$r/blocks" --ipfs-chunker "$ch" \
-        --ipfs-gateway "$GW" "/nix/store/$h2-$c" > "$r/j"
-      kill "$GWPID"; wait "$GWPID" 2>/dev/null || true
-      cmp -s "$r/nars/$h2-$c.nar" "$W/$c-2.nar" || { echo "error: $c $ch: wrong NAR" >&2; exit 1; }
+      mkdir -p "$r/nars"
+      cp "$W/$c-1.nar" "$r/nars/$(basename "$v1").nar" # v1, same name
+      # the dependency's old build, by name: fetch maps it to v2's reference
+      if [ "$seed" = rewritten ]; then : > "$r/nars/$(basename "$DEP1").nar"; fi
+      from=$(wc -l < "$ALOG")
+      "$CAIRN" fetch -q --no-cache --json --from "$PU" --trusted-key "$PUB" \
+        --store-dir "$NIX_STORE_DIR" --nar-dir "$r/nars" --block-cache "$r/blocks" \
+        --ipfs-chunker "$ch" --ipfs-gateway "$PU" "$v2" > "$r/j"
+      cmp -s "$r/nars/$(basename "$v2").nar" "$W/$c-2.nar" || { echo "error: $c $ch: wrong NAR" >&2; exit 1; }
       python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["items"][0]["compression"]=="ipfs", d' "$r/j"
-      wire=$(awk '{s += $2} END {print s+0}' "$W/gw.log")
-      zwire=0
-      for b in "$W"/dump/*; do
-        [ -e "$b" ] && zwire=$((zwire + $(zstd -3 -T1 -q -c "$b" | wc -c)))
+      want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ipfs"]["requests"])' "$r/j")
+      for _ in $(seq 100); do # the access log may lag the responses
+        tail -n +$((from + 1)) "$ALOG" | grep ' "GET /ipfs/' > "$r/log" || true
+        [ "$(wc -l < "$r/log")" -ge "$want" ] && break
+        sleep 0.05
       done
-      reqs=$(wc -l < "$W/gw.log")
+      wire=$(awk '{s += $10} END {print s+0}' "$r/log")
+      reqs=$(wc -l < "$r/log")
+      zwire=0
+      while read -r u; do
+        zwire=$((zwire + $(curl -sf -H 'Accept-Encoding: zstd' -o /dev/null -w '%{size_download}' "$PU$u")))
+      done < <(awk '{print $7}' "$r/log")
       echo "| $c | $nar | $zs | $xs | $ch | $seed | $blocks | $wire | $zwire | $reqs | $(python3 -c "print('%.3f' % ($wire / $zs))") | $(python3 -c "print('%.3f' % ($zwire / $zs))") |"
       rm -rf "$r"
     done
+    kill "$PPID_"; wait "$PPID_" 2>/dev/null || true
   done
 done

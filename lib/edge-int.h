@@ -549,7 +549,6 @@ void edge_nar_alts_learnt(struct cairn_edge *e, const char *item);
 void edge_miss_stream(struct miss *m);
 
 /* edge-ipfs.c: with cfg.ipfs, the gateway over the cached nars */
-#define EDGE_IPFS_CHUNKER "size-262144"
 #define EDGE_IPFS_URL_MAX 512
 int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err);
 void edge_ipfs_free(struct cairn_edge *e);
@@ -560,6 +559,11 @@ void edge_ipfs_committed(struct cairn_edge *e, const char *url, const struct nar
  * the background if their nar is still cached (IPFS_GW_QUEUE_MAX at most;
  * the others once their nar is fetched again). */
 void edge_ipfs_reload_locked(struct cairn_edge *e);
+/* A narinfo about to be served for item hash (*text, *len: malloc'd):
+ * an IPFS field naming a root other than the one this gateway indexed
+ * the item under is made to name that one, unless a Guix signature
+ * covers it (then it is left as signed).  Best effort. */
+void edge_ipfs_field(struct cairn_edge *e, const char *hash, char **text, size_t *len);
 
 /* edge-pages.c */
 void edge_miss_info(struct miss *m);

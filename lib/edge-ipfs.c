@@ -2,7 +2,9 @@
  * edge-ipfs.c - the mirror's side of the IPFS gateway (--ipfs): the items
  * whose nars it has cached, indexed in the background as each one is
  * committed, and their NAR bytes cut from the cached file (decompressed on
- * the fly as the claim says).  Narinfos pass through unchanged; the
+ * the fly as the claim says).  Narinfos pass through unchanged, so the
+ * DAG served for an item is the one its narinfo's IPFS field names when
+ * either of the two usual chunkers gives it (ipfs_gw_set_expect); the
  * gateway itself is lib/ipfs-gateway.c, the same one publish serves.
  */
 #include <fcntl.h>
@@ -22,6 +24,8 @@ struct held {
 	char url[EDGE_IPFS_URL_MAX + 1];
 	enum cairn_codec_method method;
 	uint64_t nar_size;
+	bool named; /* the narinfo's IPFS field names root */
+	struct cairn_cid root;
 };
 
 struct src {
@@ -89,6 +93,71 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 	return rc;
 }
 
+static int expect(void *ctx, const char *key, struct cairn_cid *root)
+{
+	struct cairn_edge *e = ctx;
+	pthread_mutex_lock(&e->ipfs_mu);
+	struct held *h = map_get(e->ipfs_held, key);
+	bool named = h && h->named;
+	if (named)
+		*root = h->root;
+	pthread_mutex_unlock(&e->ipfs_mu);
+	return named ? 0 : CAIRN_ENOENT;
+}
+
+/* The value of narinfo text's first line "NAME: value": [*v, *v + *vl). */
+static bool field_of(const char *text, size_t len, const char *name, const char **v, size_t *vl)
+{
+	size_t nl0 = strlen(name);
+	for (const char *p = text, *end = text + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *eol = nl ? nl : end;
+		if ((size_t)(eol - p) >= nl0 + 2 && memcmp(p, name, nl0) == 0 &&
+		    p[nl0] == ':' && p[nl0 + 1] == ' ') {
+			*v = p + nl0 + 2;
+			*vl = (size_t)(eol - *v);
+			return true;
+		}
+		p = eol + 1;
+	}
+	return false;
+}
+
+/* The root item's narinfo (as served, e->mu held) names in its IPFS field. */
+static bool named_root_locked(struct cairn_edge *e, const char *item, struct cairn_cid *root)
+{
+	struct ni_ent *n = map_get(&e->narinfos, item);
+	const char *v;
+	size_t vl;
+	return n && n->text && field_of(n->text, n->len, "IPFS", &v, &vl) &&
+	       cairn_cid_parse(v, vl, root, NULL) == 0;
+}
+
+void edge_ipfs_field(struct cairn_edge *e, const char *hash, char **text, size_t *len)
+{
+	const char *v, *sig;
+	size_t vl, sl;
+	struct cairn_cid named, own;
+	char s[CAIRN_CID_STR_MAX];
+	/* Guix signs the whole narinfo: the field stays as the upstream signed it */
+	if (!field_of(*text, *len, "IPFS", &v, &vl) ||
+	    field_of(*text, *len, "Signature", &sig, &sl) ||
+	    ipfs_gw_root(e->gw, hash, &own) != 0 ||
+	    (cairn_cid_parse(v, vl, &named, NULL) == 0 && cairn_cid_equal(&named, &own)) ||
+	    cairn_cid_format(&own, s) != 0)
+		return;
+	size_t at = (size_t)(v - *text), sn = strlen(s);
+	char *t = malloc(*len - vl + sn);
+	if (!t)
+		return;
+	memcpy(t, *text, at);
+	memcpy(t + at, s, sn);
+	memcpy(t + at + sn, v + vl, *len - at - vl);
+	free(*text);
+	*text = t;
+	*len = *len - vl + sn;
+}
+
 static void gw_log(void *ctx, const char *msg)
 {
 	edge_say(ctx, CAIRN_EDGE_LOG_WARN, "%s", msg);
@@ -96,8 +165,15 @@ static void gw_log(void *ctx, const char *msg)
 
 int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err)
 {
-	struct cairn_chunker_spec spec;
-	int rc = cairn_chunker_spec_parse(EDGE_IPFS_CHUNKER, &spec, err);
+	struct cairn_chunker_spec spec, alt;
+	const char *name = e->cfg.ipfs_chunker ? e->cfg.ipfs_chunker : CAIRN_IPFS_CHUNKER_SERVED;
+	int rc = cairn_chunker_spec_parse(name, &spec, err);
+	if (rc)
+		return rc;
+	/* the other usual one: an upstream's publish runs with one or the other */
+	rc = cairn_chunker_spec_parse(spec.kind == CAIRN_CHUNKER_FASTCDC ? CAIRN_IPFS_CHUNKER_KUBO
+									 : CAIRN_IPFS_CHUNKER_SERVED,
+				      &alt, err);
 	if (rc)
 		return rc;
 	pthread_mutex_init(&e->ipfs_mu, NULL);
@@ -105,8 +181,10 @@ int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err)
 	if (!e->ipfs_held)
 		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
 	rc = ipfs_gw_new(&e->gw, &spec, 0, source, e, err);
-	if (rc == 0)
+	if (rc == 0) {
 		ipfs_gw_set_log(e->gw, gw_log, e);
+		ipfs_gw_set_expect(e->gw, &alt, expect, e);
+	}
 	/* the index outlives a restart: CACHE/ipfs */
 	if (rc == 0) {
 		char dir[4096];
@@ -140,6 +218,7 @@ void edge_ipfs_committed(struct cairn_edge *e, const char *url, const struct nar
 		memcpy(h->url, url, strlen(url) + 1);
 		h->method = c->plain ? CAIRN_CODEC_NONE : c->method;
 		h->nar_size = c->nar_size;
+		h->named = named_root_locked(e, c->item, &h->root);
 		pthread_mutex_lock(&e->ipfs_mu);
 		int rc = map_put(e->ipfs_held, c->item, h, NULL);
 		pthread_mutex_unlock(&e->ipfs_mu);

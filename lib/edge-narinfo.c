@@ -778,9 +778,8 @@ int edge_narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, siz
 	return edge_narinfo_lookup_closure(e, hash, text, len, max_age, stale_out, nowait, 0);
 }
 
-int edge_narinfo_lookup_closure(struct cairn_edge *e, const char *hash, char **text,
-				size_t *len, int64_t *max_age, int *stale_out, int nowait,
-				int closure)
+static int lookup(struct cairn_edge *e, const char *hash, char **text, size_t *len,
+		  int64_t *max_age, int *stale_out, int nowait, int closure)
 {
 	int64_t now = edge_now_s();
 	char *stale = NULL;
@@ -876,6 +875,16 @@ int edge_narinfo_lookup_closure(struct cairn_edge *e, const char *hash, char **t
 	}
 	free(stale);
 	edge_fetch_unref(f);
+	return rc;
+}
+
+int edge_narinfo_lookup_closure(struct cairn_edge *e, const char *hash, char **text,
+				size_t *len, int64_t *max_age, int *stale_out, int nowait,
+				int closure)
+{
+	int rc = lookup(e, hash, text, len, max_age, stale_out, nowait, closure);
+	if (rc == LOOKUP_PRESENT && text && e->gw)
+		edge_ipfs_field(e, hash, text, len);
 	return rc;
 }
 

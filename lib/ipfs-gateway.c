@@ -535,7 +535,7 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 		length = (int64_t)(fhi - flo);
 	int rc = 0;
 	j->sent = map_new(NULL);
-	j->buf = malloc(g->spec.max ? g->spec.max : 1);
+	j->buf = malloc(it->spec.max ? it->spec.max : 1);
 	if (!j->sent || !j->buf)
 		rc = CAIRN_ENOMEM;
 	if (rc == 0 && r.enc != CAIRN_CODEC_NONE) {

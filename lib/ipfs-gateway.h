@@ -60,6 +60,20 @@ int ipfs_gw_set_dir(struct ipfs_gw *g, const char *dir, struct cairn_error *err)
 /* What the operator should hear (a chunk that no longer hashes to its
  * CID: the item changed on disk), one line; called from any thread. */
 void ipfs_gw_set_log(struct ipfs_gw *g, void (*log)(void *ctx, const char *msg), void *ctx);
+/*
+ * The root someone else named for item key (a mirror: its upstream's
+ * narinfo's IPFS field), so the gateway serves that DAG: 0 and *root, or
+ * CAIRN_ENOENT when none is named.  Called from the gateway's threads.
+ */
+typedef int (*ipfs_gw_expect_fn)(void *ctx, const char *key, struct cairn_cid *root);
+/*
+ * With expect, an item whose root under the gateway's chunker is not the
+ * one expected is cut again with alt; the DAG whose root is the expected
+ * one is served, or, when neither is, the gateway's own (and the log says
+ * so).  Call before the first item is indexed.
+ */
+void ipfs_gw_set_expect(struct ipfs_gw *g, const struct cairn_chunker_spec *alt,
+			ipfs_gw_expect_fn expect, void *ctx);
 
 /*
  * The root CID of item key's NAR (nar_size bytes): from the index, or cut
@@ -129,6 +143,7 @@ struct ipfs_gw_ent {
 
 struct ipfs_gw_item {
 	char key[IPFS_GW_KEY_MAX + 1];
+	struct cairn_chunker_spec spec; /* what its chunks were cut with */
 	struct cairn_cid root;
 	uint64_t nar_size;
 	size_t n_leaves;
@@ -152,6 +167,9 @@ struct ipfs_gw_hit {
 
 struct ipfs_gw {
 	struct cairn_chunker_spec spec;
+	struct cairn_chunker_spec alt; /* with expect: the second guess */
+	ipfs_gw_expect_fn expect;      /* NULL: every item under spec */
+	void *expect_ctx;
 	size_t max_items;
 	ipfs_gw_source_fn source;
 	void *ctx;
@@ -180,11 +198,11 @@ int ipfs_gw_lookup(struct ipfs_gw *g, const struct cairn_cid *cid, struct ipfs_g
 void ipfs_gw_unref(struct ipfs_gw *g, struct ipfs_gw_item *it);
 /* ipfs-index-file.c: an item's index on disk (DIR/<key>.idx).  load fills
  * it (chunks, nodes, root) for build_order, or fails (CAIRN_ENOENT: no
- * file; CAIRN_EFORMAT: not one for this NAR); save is best effort. */
+ * file; CAIRN_EFORMAT: not one for this NAR and chunker); save (under
+ * it->spec) is best effort. */
 int ipfs_index_file_load(const char *dir, const struct cairn_chunker_spec *spec, const char *key,
 			 uint64_t nar_size, struct ipfs_gw_item *it);
-int ipfs_index_file_save(const char *dir, const struct cairn_chunker_spec *spec,
-			 const struct ipfs_gw_item *it);
+int ipfs_index_file_save(const char *dir, const struct ipfs_gw_item *it);
 void ipfs_index_file_drop(const char *dir, const char *key);
 /* The CID of DFS entry e. */
 void ipfs_gw_seq_cid(const struct ipfs_gw_item *it, ipfs_gw_seq e, struct cairn_cid *cid);

@@ -66,9 +66,9 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int ipfs_index_file_save(const char *dir, const struct cairn_chunker_spec *spec,
-			 const struct ipfs_gw_item *it)
+int ipfs_index_file_save(const char *dir, const struct ipfs_gw_item *it)
 {
+	const struct cairn_chunker_spec *spec = &it->spec;
 	char path[4096], tmp[4096 + 16];
 	if (path_of(path, sizeof(path), dir, it->key) != 0)
 		return CAIRN_ELIMIT;
@@ -218,6 +218,7 @@ int ipfs_index_file_load(const char *dir, const struct cairn_chunker_spec *spec,
 	if (o != len)
 		goto out;
 	it->nar_size = nar_size;
+	it->spec = *spec;
 	if (it->n_nodes)
 		it->root = it->nodes[it->n_nodes - 1].cid;
 	else

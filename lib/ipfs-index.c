@@ -10,6 +10,7 @@
  * NAR and checks each against its CID before sending it.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -267,35 +268,39 @@ int ipfs_gw_root(struct ipfs_gw *g, const char *key, struct cairn_cid *root)
 	return it ? 0 : CAIRN_ENOENT;
 }
 
-int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct cairn_cid *root,
-		  struct cairn_error *err)
+/* Item key from its file in g->dir, cut under spec: NULL if none fits. */
+static struct ipfs_gw_item *from_file(struct ipfs_gw *g, const char *key, uint64_t nar_size,
+				      const struct cairn_chunker_spec *spec)
 {
-	if (strlen(key) > IPFS_GW_KEY_MAX)
-		return cairn_error_set(err, CAIRN_EINVAL, "ipfs index: key too long");
-	if (ipfs_gw_root(g, key, root) == 0)
-		return 0;
+	struct build b = {0};
+	struct ipfs_gw_item *it = calloc(1, sizeof(*it));
+	if (!it)
+		return NULL;
+	b.it = it;
+	memcpy(it->key, key, strlen(key) + 1);
+	if (ipfs_index_file_load(g->dir, spec, key, nar_size, it) != 0 ||
+	    build_order(&b, NULL) != 0) {
+		item_free(it);
+		it = NULL;
+	}
+	free(b.claimed);
+	return it;
+}
+
+/* Item key cut from its NAR (one pass) under spec, into *out. */
+static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
+		    const struct cairn_chunker_spec *spec, struct ipfs_gw_item **out,
+		    struct cairn_error *err)
+{
 	struct build b = {0};
 	struct ipfs_gw_item *it = calloc(1, sizeof(*it));
 	if (!it)
 		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
 	b.it = it;
 	memcpy(it->key, key, strlen(key) + 1);
-	if (g->dir && ipfs_index_file_load(g->dir, &g->spec, key, nar_size, it) == 0 &&
-	    build_order(&b, NULL) == 0) {
-		free(b.claimed);
-		goto insert;
-	}
-	/* no file, or not one for this NAR: from the NAR itself */
-	free(b.claimed);
-	item_free(it);
-	memset(&b, 0, sizeof(b));
-	it = calloc(1, sizeof(*it));
-	if (!it)
-		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
-	b.it = it;
-	memcpy(it->key, key, strlen(key) + 1);
+	it->spec = *spec;
 	uint64_t size = 0;
-	int rc = cairn_ipfs_add_new(&g->spec, on_block, &b, &b.add, err);
+	int rc = cairn_ipfs_add_new(spec, on_block, &b, &b.add, err);
 	/* every byte is hashed: no file regions */
 	const struct ipfs_gw_sink sink = {.bytes = on_nar, .ctx = &b};
 	if (rc == 0)
@@ -318,8 +323,88 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
 		return rc;
 	}
 	if (g->dir)
-		(void)ipfs_index_file_save(g->dir, &g->spec, it);
-insert:
+		(void)ipfs_index_file_save(g->dir, it);
+	*out = it;
+	return 0;
+}
+
+static void say(struct ipfs_gw *g, const char *key, const struct cairn_cid *want,
+		const struct cairn_cid *got)
+{
+	char w[CAIRN_CID_STR_MAX], o[CAIRN_CID_STR_MAX], msg[512];
+	if (!g->log || cairn_cid_format(want, w) || cairn_cid_format(got, o))
+		return;
+	snprintf(msg, sizeof(msg),
+		 "ipfs: the narinfo of %s names %s, which this server's chunkers do not "
+		 "give; its blocks are served under %s (set the upstream's chunker)",
+		 key, w, o);
+	g->log(g->log_ctx, msg);
+}
+
+/*
+ * The DAG to serve for item key: under g->spec, unless a root is expected
+ * that only g->alt gives.  Files first, for every chunker that may be
+ * used, so a restart makes no pass over the NAR for either.
+ */
+static int index_item(struct ipfs_gw *g, const char *key, uint64_t nar_size,
+		      struct ipfs_gw_item **out, struct cairn_error *err)
+{
+	struct cairn_cid want;
+	bool expect = g->expect && g->expect(g->expect_ctx, key, &want) == 0;
+	const struct cairn_chunker_spec *specs[2] = {&g->spec, &g->alt};
+	size_t n = expect ? 2 : 1;
+	struct ipfs_gw_item *first = NULL, *it;
+	for (size_t i = 0; g->dir && i < n; i++) {
+		if (!(it = from_file(g, key, nar_size, specs[i])))
+			continue;
+		if (!expect || cairn_cid_equal(&it->root, &want)) {
+			item_free(first);
+			*out = it;
+			return 0;
+		}
+		if (i == 0)
+			first = it;
+		else
+			item_free(it);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 && first)
+			continue;
+		it = NULL;
+		int rc = from_nar(g, key, nar_size, specs[i], &it, err);
+		if (rc && !first)
+			return rc;
+		if (rc)
+			break;
+		if (!expect || cairn_cid_equal(&it->root, &want)) {
+			item_free(first);
+			*out = it;
+			return 0;
+		}
+		if (!first)
+			first = it;
+		else
+			item_free(it);
+	}
+	/* neither gives the root named: the blocks are still the NAR's */
+	say(g, key, &want, &first->root);
+	if (g->dir)
+		(void)ipfs_index_file_save(g->dir, first);
+	*out = first;
+	return 0;
+}
+
+int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct cairn_cid *root,
+		  struct cairn_error *err)
+{
+	if (strlen(key) > IPFS_GW_KEY_MAX)
+		return cairn_error_set(err, CAIRN_EINVAL, "ipfs index: key too long");
+	if (ipfs_gw_root(g, key, root) == 0)
+		return 0;
+	struct ipfs_gw_item *it = NULL;
+	int rc = index_item(g, key, nar_size, &it, err);
+	if (rc)
+		return rc;
 	*root = it->root;
 	pthread_mutex_lock(&g->lock);
 	if (map_get(g->by_key, key)) {
@@ -394,6 +479,14 @@ void ipfs_gw_set_log(struct ipfs_gw *g, void (*log)(void *ctx, const char *msg),
 {
 	g->log = log;
 	g->log_ctx = ctx;
+}
+
+void ipfs_gw_set_expect(struct ipfs_gw *g, const struct cairn_chunker_spec *alt,
+			ipfs_gw_expect_fn expect, void *ctx)
+{
+	g->alt = *alt;
+	g->expect = expect;
+	g->expect_ctx = ctx;
 }
 
 int ipfs_gw_lookup(struct ipfs_gw *g, const struct cairn_cid *cid, struct ipfs_gw_hit *out)

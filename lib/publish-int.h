@@ -206,7 +206,6 @@ void pub_bake_enqueue(struct cairn_publish *p, const char *hashpart);
 /* publish-ipfs.c: with cfg.ipfs, the gateway (p->gw), and the narinfo's
  * "IPFS:" field (the item indexed once: a pass over its NAR; nothing
  * without a gateway). */
-#define PUB_IPFS_CHUNKER "size-262144"
 int pub_ipfs_open(struct cairn_publish *p, struct cairn_error *err);
 struct cairn_narinfo;
 int pub_ipfs_field(struct cairn_publish *p, const struct cairn_storedb_pathinfo *pi,

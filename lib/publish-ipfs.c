@@ -58,7 +58,8 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 int pub_ipfs_open(struct cairn_publish *p, struct cairn_error *err)
 {
 	struct cairn_chunker_spec spec;
-	int rc = cairn_chunker_spec_parse(PUB_IPFS_CHUNKER, &spec, err);
+	int rc = cairn_chunker_spec_parse(
+	    p->cfg.ipfs_chunker ? p->cfg.ipfs_chunker : CAIRN_IPFS_CHUNKER_SERVED, &spec, err);
 	if (rc)
 		return rc;
 	rc = ipfs_gw_new(&p->gw, &spec, 0, source, p, err);

@@ -80,7 +80,7 @@ static const struct cli_option fetch_options[] = {
 		 "cache first: its blocks are not asked for; repeatable"),
 	OPT_STRING(0, "ipfs-chunker", struct opts, ipfs_chunker, "SPEC",
 		   "the chunker of the CIDs (fastcdc, size-N, or auto:\n"
-		   "each item's, from its DAG; --seed uses size-262144)"),
+		   "each item's, from its DAG; --seed uses fastcdc)"),
 	OPT_FLAG(0, "json", struct opts, json, "print a JSON summary on stdout"),
 	OPT_FLAG('q', "quiet", struct opts, quiet, "no progress on stderr"),
 	OPT_END(),
@@ -561,9 +561,9 @@ static int ipfs_configure(struct opts *o, struct cairn_ipfs_fetch_config *ic, ch
 			return EXIT_USAGE;
 		}
 	} else {
-		/* --seed paths: publish's size-262144 (docs/FORMATS.md) */
+		/* --seed paths: what publish serves by default (docs/FORMATS.md) */
 		ic->chunker_auto = true;
-		if (cairn_chunker_spec_parse("size-262144", &ic->chunker, &err))
+		if (cairn_chunker_spec_parse(CAIRN_IPFS_CHUNKER_SERVED, &ic->chunker, &err))
 			return cli_fail("--ipfs-chunker", &err);
 	}
 	ic->http = o->http;

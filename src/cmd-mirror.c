@@ -27,6 +27,7 @@ struct mirror_opts {
 		log_interval;
 	struct cli_keys keys;
 	bool systemd, ipfs;
+	const char *ipfs_chunker;
 	long threads, priority, require_sigs;
 	char *config_text;
 };
@@ -47,6 +48,10 @@ static const struct cli_option mirror_options[] = {
 		 "serve a trustless IPFS gateway (/ipfs/CID) over the\n"
 		 "nars cached, each item indexed once it is cached;\n"
 		 "narinfos pass through unchanged"),
+	OPT_STRING(0, "ipfs-chunker", struct mirror_opts, ipfs_chunker, "SPEC",
+		   "the chunker of --ipfs: fastcdc (default) or size-N;\n"
+		   "an item whose upstream named a root made with the\n"
+		   "other of fastcdc and size-262144 is cut with that"),
 	OPT_FLAG(0, "systemd", struct mirror_opts, systemd, "take the listening sockets from systemd"),
 	OPT_INT(0, "threads", struct mirror_opts, threads, "N", 0, CAIRN_HTTPD_MAX_THREADS,
 		"event loops (default: one per CPU; misses wait for\n"
@@ -136,6 +141,7 @@ static void mirror_configure(const struct mirror_opts *o, struct cairn_edge_conf
 	ec->log_interval_ms = (unsigned)o->log_interval;
 	ec->priority = (int)o->priority;
 	ec->ipfs = o->ipfs;
+	ec->ipfs_chunker = o->ipfs_chunker;
 	ec->require_sigs = (unsigned)o->require_sigs;
 	for (size_t i = 0; i < o->listen.n; i++)
 		hc->listen[hc->n_listen++] = o->listen.v[i];

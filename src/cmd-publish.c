@@ -33,6 +33,7 @@ struct publish_opts {
 	const char *feed;
 	uint64_t feed_keep;
 	bool systemd, ipfs;
+	const char *ipfs_chunker;
 	char *config_text;
 };
 
@@ -109,6 +110,9 @@ static const struct cli_option publish_options[] = {
 		 "serve a trustless IPFS gateway (/ipfs/CID: raw blocks and\n"
 		 "CARs cut from the nars) and name each item's root CID in\n"
 		 "its narinfo (IPFS: field; indexed once per item)"),
+	OPT_STRING(0, "ipfs-chunker", P, ipfs_chunker, "SPEC",
+		   "the chunker of --ipfs: fastcdc (default: versions\n"
+		   "share blocks) or size-N (the CIDs of ipfs add)"),
 	OPT_CHOICE("verify", P, verify, "MODE", verify_modes,
 		   "check nars made from the store against NarHash, once\n"
 		   "per item: background (default: after the first stream,\n"
@@ -342,6 +346,7 @@ static int publish_configure(const struct publish_opts *o, const struct cairn_st
 	pc->priority = (int)o->priority;
 	pc->verify = (enum cairn_publish_verify)o->verify;
 	pc->ipfs = o->ipfs;
+	pc->ipfs_chunker = o->ipfs_chunker;
 	pc->slow_compression_rate = o->slow_rate;
 	pc->log = publish_log;
 	return EXIT_OK;

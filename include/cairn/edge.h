@@ -101,6 +101,10 @@ struct cairn_edge_config {
 	/* Serve a trustless IPFS gateway (/ipfs/{cid}) over the nars cached,
 	 * each item indexed once committed (docs/cairn-ipfs.md); 0: none. */
 	int ipfs;
+	/* Its chunker, as publish's (NULL: CAIRN_IPFS_CHUNKER_SERVED); an
+	 * item whose upstream narinfo names a root this one does not give is
+	 * cut again with the other of fastcdc and size-262144. */
+	const char *ipfs_chunker;
 	/* What the operator should hear about: listening, upstreams going
 	 * down and coming back, narinfos refused, the cache's disk failing
 	 * and working again.  msg is one line, no newline, printable ASCII

@@ -151,6 +151,11 @@ int cairn_chunker_spec_parse(const char *s, struct cairn_chunker_spec *out,
 			     struct cairn_error *err);
 /* The default: fastcdc. */
 void cairn_chunker_spec_default(struct cairn_chunker_spec *out);
+/* What publish --ipfs and mirror --ipfs cut with unless told otherwise,
+ * and so what the narinfo's IPFS field names (docs/FORMATS.md). */
+#define CAIRN_IPFS_CHUNKER_SERVED "fastcdc"
+/* The fixed-size chunker that ipfs add and ipfs-unixfs-importer default to. */
+#define CAIRN_IPFS_CHUNKER_KUBO "size-262144"
 
 /*
  * Every block the builder makes, leaves first, each node after its

@@ -212,9 +212,12 @@ struct cairn_publish_config {
 	 * slow (above); 0: never said.  Default CAIRN_PUBLISH_SLOW_RATE. */
 	uint64_t slow_compression_rate;
 	/* Serve a trustless IPFS gateway (/ipfs/{cid}) and name each item's
-	 * root CID in its narinfo ("IPFS:", fixed 256 KiB chunks; docs/FORMATS.md);
-	 * off: narinfos stay byte for byte what they were. */
+	 * root CID in its narinfo ("IPFS:"; docs/FORMATS.md); off: narinfos
+	 * stay byte for byte what they were. */
 	bool ipfs;
+	/* Its chunker: "fastcdc" (NULL: CAIRN_IPFS_CHUNKER_SERVED) or "size-N"
+	 * (the CIDs `ipfs add` gives). */
+	const char *ipfs_chunker;
 	/* What the operator should hear about (an item withdrawn because its
 	 * bytes do not match its NarHash, a slow compression method, an empty
 	 * store); NULL: nothing said.  Called from any thread. */

@@ -2,10 +2,11 @@
 # The trustless IPFS gateway of `cairn publish --ipfs` (issue 15, "Serving"),
 # on a store built by the real Nix, checked by IPFS code that is not cairn's
 # (@ipld/car, ipfs-unixfs-exporter from tests/npm) and by car-check.py:
-#   - the narinfo names the root CID `cairn ipfs add --chunker size-262144`
-#     gives the item's NAR (that is ipfs-unixfs-importer's: test-ipfs-interop);
-#     without --ipfs the narinfo has no IPFS field; in the Guix dialect it
-#     is under the signature (libgcrypt, as Guix checks);
+#   - with --ipfs-chunker size-262144 the narinfo names the root CID
+#     `cairn ipfs add --chunker size-262144` gives the item's NAR (that is
+#     ipfs-unixfs-importer's: test-ipfs-interop); without --ipfs the
+#     narinfo has no IPFS field; in the Guix dialect it is under the
+#     signature (libgcrypt, as Guix checks);
 #   - ?format=raw and Accept: application/vnd.ipld.raw: one block whose bytes
 #     hash to its CID (a node, a chunk); HEAD gives its length;
 #   - ?format=car: the whole DAG, parents before children, each block once,
@@ -17,8 +18,15 @@
 #   - Helia's @helia/verified-fetch gets ipfs://<root> from publish and from
 #     the mirror as its trustless gateway: bytes whose SHA-256 is NarHash;
 #   - a chunk changed on disk after indexing is never sent;
-#   - `cairn mirror --ipfs` in front: narinfos unchanged, blocks of an item
-#     once its (zstd) nar is cached, the same bytes as publish's.
+#   - `cairn mirror --ipfs` in front (its own chunker fastcdc, the
+#     upstream's size-262144): narinfos unchanged, blocks of an item once
+#     its (zstd) nar is cached, the same DAG and bytes as publish's;
+#   - the default chunker, fastcdc: the field is the NAR's fastcdc root,
+#     chunks of varying sizes served from their offsets (CAR, ranges,
+#     verified-fetch); mirrors with fastcdc or size-65536 serve that DAG;
+#   - an upstream chunker a mirror has not (size-65536): the mirror's Nix
+#     narinfo names the root the mirror serves; a Guix-signed one is left
+#     as signed (and the operator told).
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
@@ -36,7 +44,8 @@ pstore_init "$TMP/src"
 # chunks; one: a NAR of one chunk, whose root is that raw block
 if ! big=$(pstore_build "$TMP/src" 1 big $((46 << 20))) ||
   ! mid=$(pstore_build "$TMP/src" 1 mid 900000) ||
-  ! one=$(pstore_build "$TMP/src" 1 one 1000); then
+  ! one=$(pstore_build "$TMP/src" 1 one 1000) ||
+  ! cdc=$(pstore_build "$TMP/src" 1 cdc $((6 << 20))); then
   not_ok "nix-build builds the items"
   finish
   exit 1
@@ -50,7 +59,8 @@ check "without --ipfs there is no /ipfs/ route" \
 publish_stop
 
 "$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k.pub" gw-test-1
-publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs || { finish; exit 1; }
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs --ipfs-chunker size-262144 ||
+  { finish; exit 1; }
 U=$PUBLISH_URL
 
 # root_of PATH: the IPFS field of PATH's narinfo; checked against cairn ipfs add
@@ -151,15 +161,15 @@ check "dag-scope=entity of a file: all of it" cmp -s "$TMP/entity.car" "$TMP/big
 
 # entity-bytes: the exporter reads the range from just the blocks sent
 range() { # FROM TO [EXPECTED-BLOCKS]: entity-bytes=FROM:TO of the big NAR
-  local f=$1 t=$2 url="${RBASE:-$U}/ipfs/$r?format=car&entity-bytes=$1:$2" lo hi
+  local f=$1 t=$2 url="${RBASE:-$U}/ipfs/$r?format=car&entity-bytes=$1:$2" lo hi nar=${RNAR:-$TMP/big.nar}
   curl -sf -o "$TMP/range.car" "$url"
   local nb
   nb=$(python3 "$carcheck" "$TMP/range.car" "$r" --partial 2>&1)
-  size=$(stat -c %s "$TMP/big.nar")
+  size=$(stat -c %s "$nar")
   lo=$f; [ "$lo" -lt 0 ] && lo=$((size + lo))
   if [ "$t" = '*' ]; then hi=$((size - 1)); elif [ "$t" -lt 0 ]; then hi=$((size + t)); else hi=$t; fi
   node "$npmdir/readrange.mjs" "$TMP/range.car" "$lo" "$hi" "$TMP/range.out" > /dev/null 2>&1
-  if cmp -s "$TMP/range.out" <(tail -c +$((lo + 1)) "$TMP/big.nar" | head -c $((hi - lo + 1))) &&
+  if cmp -s "$TMP/range.out" <(tail -c +$((lo + 1)) "$nar" | head -c $((hi - lo + 1))) &&
     { [ -z "${3:-}" ] || [ "$nb" = "$3" ]; }; then
     ok "${RBASE:+mirror: }entity-bytes=$f:$t: the exporter reads the range from $nb blocks"
   else
@@ -245,7 +255,8 @@ check "--ipfs: the first narinfo (from the indexing thread) has the ETag and max
 # signature (checked with libgcrypt as Guix does), and moving it breaks it
 publish_stop
 "$CAIRN" key generate --format guix --secret "$TMP/g.sec" --public "$TMP/g.pub"
-publish_start "${PSTORE_ARGS[@]}" --compression zstd,none --key "$TMP/g.sec" --dialect guix --ipfs ||
+publish_start "${PSTORE_ARGS[@]}" --compression zstd,none --key "$TMP/g.sec" --dialect guix --ipfs \
+  --ipfs-chunker size-262144 ||
   { finish; exit 1; }
 curl -sf "$PUBLISH_URL/$(basename "$mid" | cut -c1-32).narinfo" > "$TMP/g.narinfo"
 check "guix: the narinfo has the same IPFS field" \
@@ -258,7 +269,8 @@ sed 's/^IPFS: .*/IPFS: bafkqaaa/' "$TMP/g.narinfo" > "$TMP/g-forged.narinfo"
 check "guix: another IPFS value breaks the signature" \
   bash -c '! python3 "$1" "$2" "$3" > /dev/null 2>&1' _ "$SRCDIR/tests/integration/guix-verify.py" "$TMP/g-forged.narinfo" "$TMP/g.pub"
 publish_stop
-publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs || { finish; exit 1; }
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs --ipfs-chunker size-262144 ||
+  { finish; exit 1; }
 U=$PUBLISH_URL
 
 # the mirror: narinfos pass through unchanged; once it holds an item's nar
@@ -288,6 +300,8 @@ RBASE=$M range 262143 262144 4
 RBASE=$M range -1 '*' 3
 mirror_stop
 check "mirror: the item's index is kept beside the cache" test -s "$TMP/mc/ipfs/$h.idx"
+check "mirror (fastcdc) over a size-262144 upstream: it serves the DAG named (cut again), nothing logged" \
+  bash -c '! grep -q "chunkers do not give" "$0"' "$MIRROR_LOG"
 # restarted on the same cache, it indexes what it holds again (from that file)
 mirror_start m2 --upstream "$U" --cache "$TMP/mc" --trusted-key "$TMP/k.pub" --ipfs ||
   { finish; exit 1; }
@@ -308,5 +322,99 @@ check "a chunk changed on disk: its raw request fails, no block sent whole" \
 check "... the CAR is cut off before that chunk" \
   bash -c '! curl -sf -o "$2" "$1"' _ "$U/ipfs/$r?format=car" "$TMP/bad.car"
 check "... and publish says which item changed" grep -q "changed since it was indexed" "$PUBLISH_LOG"
+publish_stop
+
+# The default chunker: fastcdc (docs/FORMATS.md, "The narinfo field")
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs || { finish; exit 1; }
+U=$PUBLISH_URL
+nix-store --dump "$cdc" > "$TMP/cdc.nar"
+hc=$(basename "$cdc" | cut -c1-32)
+r=$(narinfo_field "$(curl -sf "$U/$hc.narinfo")" IPFS)
+check "default: the IPFS field is the root of the NAR under fastcdc ($r)" \
+  test "$r" = "$("$CAIRN" ipfs add --chunker fastcdc "$TMP/cdc.nar")" -a \
+  "$r" != "$("$CAIRN" ipfs add --chunker size-262144 "$TMP/cdc.nar")"
+curl -sf -o "$TMP/cdc.car" "$U/ipfs/$r?format=car"
+sizes=$(python3 - "$TMP/cdc.car" << 'PY'
+import sys
+b = open(sys.argv[1], 'rb').read()
+def varint(i):
+    n = s = 0
+    while True:
+        c = b[i]; i += 1; n |= (c & 0x7f) << s; s += 7
+        if c < 0x80: return n, i
+hl, i = varint(0); i += hl
+out = []
+while i < len(b):
+    sl, j = varint(i)
+    if b[j + 1] == 0x55: out.append(sl - 36)
+    i = j + sl
+print(len(out), len(set(out[:-1])))
+PY
+)
+check "fastcdc: chunks of varying sizes ($sizes: chunks, distinct sizes but the last's)" \
+  test "${sizes#* }" -gt 1
+got=$(node "$npmdir/readcar.mjs" "$TMP/cdc.car" "$TMP/cdc.out" 2>&1) || true
+check "fastcdc: @ipld/car + exporter read the CAR back to the NAR" \
+  bash -c '[ "$1" = "$2" ] && cmp -s "$3" "$4"' _ "$got" "$r" "$TMP/cdc.out" "$TMP/cdc.nar"
+RNAR=$TMP/cdc.nar range 1000000 2500000
+RNAR=$TMP/cdc.nar range -1 '*' 2
+helia_fetch "publish, fastcdc" "$U" "$cdc"
+
+# mirror_serves NAME ROOT: the last mirror serves the DAG of the cdc item
+# (its nar fetched through it first) with the publish's bytes
+mirror_serves() {
+  local M=http://127.0.0.1:$MIRROR_PORT
+  curl -sf -o /dev/null "$M/$(narinfo_field "$(curl -sf "$M/$hc.narinfo")" URL)"
+  check "$1: once the nar is cached, the root $2 is served" \
+    wait_for 60 bash -c 'test "$(curl -s -o /dev/null -w "%{http_code}" "$1")" = 200' _ "$M/ipfs/$2?format=raw"
+  curl -sf -o "$TMP/mcdc.car" "$M/ipfs/$2?format=car"
+  check "$1: ... its CAR is the publish's" cmp -s "$TMP/mcdc.car" "$TMP/cdc.car"
+}
+mirror_start mf --upstream "$U" --cache "$TMP/mcf" --trusted-key "$TMP/k.pub" --ipfs || { finish; exit 1; }
+check "mirror (fastcdc too): the narinfo is the upstream's" \
+  test "$(curl -sf "http://127.0.0.1:$MIRROR_PORT/$hc.narinfo")" = "$(curl -sf "$U/$hc.narinfo")"
+mirror_serves "mirror (fastcdc too)" "$r"
+mirror_stop
+mirror_start m65 --upstream "$U" --cache "$TMP/mc65" --trusted-key "$TMP/k.pub" --ipfs \
+  --ipfs-chunker size-65536 || { finish; exit 1; }
+mirror_serves "mirror --ipfs-chunker size-65536 (fastcdc named upstream)" "$r"
+check "  ... and the narinfo is still the upstream's" \
+  test "$(curl -sf "http://127.0.0.1:$MIRROR_PORT/$hc.narinfo")" = "$(curl -sf "$U/$hc.narinfo")"
+mirror_stop
+publish_stop
+
+# an upstream on size-65536, a mirror on fastcdc (its second guess is
+# size-262144): neither gives the root named.  Nix signs the fingerprint
+# only: the mirror's narinfo names the root it serves; Guix signs it all:
+# left as signed, and the operator is told
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs --ipfs-chunker size-65536 ||
+  { finish; exit 1; }
+U=$PUBLISH_URL
+up=$(curl -sf "$U/$hc.narinfo")
+mirror_start mx --upstream "$U" --cache "$TMP/mcx" --trusted-key "$TMP/k.pub" --ipfs || { finish; exit 1; }
+M=http://127.0.0.1:$MIRROR_PORT
+check "mirror, upstream on size-65536: before it holds the nar, the narinfo is the upstream's" \
+  test "$(curl -sf "$M/$hc.narinfo")" = "$up"
+mirror_serves "mirror, upstream on size-65536" "$r"
+check "  ... the operator is told the upstream's root is not one it gives" \
+  grep -q "names $(narinfo_field "$up" IPFS), which this server's chunkers do not give" "$MIRROR_LOG"
+ni=$(curl -sf "$M/$hc.narinfo")
+check "  ... its narinfo names the root it serves" test "$(narinfo_field "$ni" IPFS)" = "$r"
+check "  ... and is otherwise the upstream's (Sig and all)" \
+  test "$(grep -v '^IPFS: ' <<< "$ni")" = "$(grep -v '^IPFS: ' <<< "$up")"
+mirror_stop
+publish_stop
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/g.sec" --dialect guix --ipfs \
+  --ipfs-chunker size-65536 || { finish; exit 1; }
+U=$PUBLISH_URL
+curl -sf "$U/$hc.narinfo" > "$TMP/gu.narinfo"
+mirror_start mg --upstream "$U" --cache "$TMP/mcg" --trusted-key "$TMP/g.pub" --ipfs || { finish; exit 1; }
+M=http://127.0.0.1:$MIRROR_PORT
+mirror_serves "mirror of a Guix upstream on size-65536" "$r"
+curl -sf "$M/$hc.narinfo" > "$TMP/gm.narinfo"
+check "  ... the Guix-signed narinfo is left as signed" cmp -s "$TMP/gm.narinfo" "$TMP/gu.narinfo"
+check "  ... and its signature verifies" \
+  python3 "$SRCDIR/tests/integration/guix-verify.py" "$TMP/gm.narinfo" "$TMP/g.pub"
+mirror_stop
 publish_stop
 finish

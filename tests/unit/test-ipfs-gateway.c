@@ -276,6 +276,137 @@ static void test_index_file(void **state)
 	free((void *)m.b);
 }
 
+static struct cairn_cid root_of(const char *chunker, const uint8_t *d, size_t n)
+{
+	struct cairn_chunker_spec spec;
+	struct cairn_ipfs_add *add;
+	struct cairn_cid r;
+	assert_int_equal(cairn_chunker_spec_parse(chunker, &spec, NULL), 0);
+	assert_int_equal(cairn_ipfs_add_new(&spec, NULL, NULL, &add, NULL), 0);
+	assert_int_equal(cairn_ipfs_add_write(add, d, n, NULL), 0);
+	assert_int_equal(cairn_ipfs_add_finish(add, &r, NULL, NULL), 0);
+	cairn_ipfs_add_free(add);
+	return r;
+}
+
+static struct cairn_cid named;
+static int named_ok;
+static int expect_named(void *ctx, const char *key, struct cairn_cid *root)
+{
+	(void)ctx;
+	(void)key;
+	*root = named;
+	return named_ok ? 0 : CAIRN_ENOENT;
+}
+static unsigned logged;
+static void count_log(void *ctx, const char *msg)
+{
+	(void)ctx;
+	(void)msg;
+	logged++;
+}
+
+/* fastcdc's chunks of varying sizes are served from their offsets; an
+ * index file is used only under the chunker it was saved with; a root
+ * named by someone else (a mirror's upstream) picks the second chunker. */
+static void test_index_chunkers(void **state)
+{
+	(void)state;
+	struct cairn_chunker_spec cdc, fixed;
+	assert_int_equal(cairn_chunker_spec_parse("fastcdc", &cdc, NULL), 0);
+	assert_int_equal(cairn_chunker_spec_parse("size-1024", &fixed, NULL), 0);
+	struct mem m = {.alen = (3 << 20) + 12345, .blen = 10};
+	m.a = gen(m.alen, 11);
+	m.b = gen(m.blen, 12);
+	struct cairn_cid want_cdc = root_of("fastcdc", m.a, m.alen);
+	struct cairn_cid want_fixed = root_of("size-1024", m.a, m.alen);
+	char dir[] = "/tmp/cairn-test-ipfs-cdc.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct ipfs_gw *g;
+	struct cairn_cid r;
+
+	assert_int_equal(ipfs_gw_new(&g, &cdc, 4, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, dir, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r, NULL), 0);
+	assert_true(cairn_cid_equal(&r, &want_cdc));
+	struct ipfs_gw_hit hit;
+	assert_int_equal(ipfs_gw_lookup(g, &r, &hit), 0);
+	const struct ipfs_gw_item *it = hit.item;
+	assert_true(it->n_leaves > 3);
+	bool varied = false;
+	for (size_t i = 1; i + 1 < it->n_leaves; i++)
+		varied |= it->leaf_off[i + 1] - it->leaf_off[i] != it->leaf_off[1] - it->leaf_off[0];
+	assert_true(varied);
+	/* the third chunk's CID finds it, at its own offset */
+	struct cairn_cid leaf;
+	cairn_cid_sha256(&leaf, CAIRN_IPFS_RAW, m.a + it->leaf_off[2],
+			 it->leaf_off[3] - it->leaf_off[2]);
+	struct ipfs_gw_hit h2;
+	assert_int_equal(ipfs_gw_lookup(g, &leaf, &h2), 0);
+	assert_int_equal(h2.what, 2);
+	ipfs_gw_unref(g, h2.item);
+	ipfs_gw_unref(g, hit.item);
+	ipfs_gw_free(g);
+	assert_int_equal(m.calls, 1);
+
+	/* the file says fastcdc: not used under size-1024, nor back */
+	assert_int_equal(ipfs_gw_new(&g, &fixed, 4, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, dir, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r, NULL), 0);
+	assert_int_equal(m.calls, 2);
+	assert_true(cairn_cid_equal(&r, &want_fixed));
+	ipfs_gw_free(g);
+	assert_int_equal(ipfs_gw_new(&g, &cdc, 4, mem_source, &m, NULL), 0);
+	assert_int_equal(ipfs_gw_set_dir(g, dir, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r, NULL), 0);
+	assert_int_equal(m.calls, 3);
+	assert_true(cairn_cid_equal(&r, &want_cdc));
+	ipfs_gw_free(g);
+
+	/* size-1024 first, fastcdc named: fastcdc's DAG, from the file */
+	named = want_cdc;
+	named_ok = 1;
+	assert_int_equal(ipfs_gw_new(&g, &fixed, 4, mem_source, &m, NULL), 0);
+	ipfs_gw_set_expect(g, &cdc, expect_named, NULL);
+	assert_int_equal(ipfs_gw_set_dir(g, dir, NULL), 0);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r, NULL), 0);
+	assert_int_equal(m.calls, 3);
+	assert_true(cairn_cid_equal(&r, &want_cdc));
+	ipfs_gw_free(g);
+	/* without files: a pass under each */
+	assert_int_equal(ipfs_gw_new(&g, &fixed, 4, mem_source, &m, NULL), 0);
+	ipfs_gw_set_expect(g, &cdc, expect_named, NULL);
+	ipfs_gw_set_log(g, count_log, NULL);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r, NULL), 0);
+	assert_int_equal(m.calls, 5);
+	assert_true(cairn_cid_equal(&r, &want_cdc));
+	assert_int_equal(ipfs_gw_lookup(g, &want_fixed, &hit), CAIRN_ENOENT);
+	assert_int_equal(logged, 0);
+	/* a root neither gives: its own DAG, and the operator hears of it */
+	named = want_fixed;
+	named.digest[0] ^= 1;
+	assert_int_equal(ipfs_gw_index(g, "b", m.blen, &r, NULL), 0);
+	struct cairn_cid own_b = root_of("size-1024", m.b, m.blen);
+	assert_true(cairn_cid_equal(&r, &own_b));
+	assert_int_equal(logged, 1);
+	/* nothing named: the gateway's own chunker, one pass */
+	named_ok = 0;
+	unsigned calls = m.calls;
+	ipfs_gw_free(g);
+	assert_int_equal(ipfs_gw_new(&g, &fixed, 4, mem_source, &m, NULL), 0);
+	ipfs_gw_set_expect(g, &cdc, expect_named, NULL);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &r, NULL), 0);
+	assert_int_equal(m.calls, calls + 1);
+	assert_true(cairn_cid_equal(&r, &want_fixed));
+	ipfs_gw_free(g);
+
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	free((void *)m.a);
+	free((void *)m.b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -283,6 +414,7 @@ int main(void)
 	    cmocka_unit_test(test_range),
 	    cmocka_unit_test(test_index),
 	    cmocka_unit_test(test_index_file),
+	    cmocka_unit_test(test_index_chunkers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

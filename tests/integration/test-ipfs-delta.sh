@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Delta downloads through the DAG a server serves (issue 15, case b): a
+# store built by the real Nix holds v1 and v2 of an item (v2: 100 bytes
+# inserted in one file, 4 KiB overwritten in another, a file added);
+# `cairn publish --ipfs` serves both; `cairn fetch --ipfs-gateway` of v2
+# into a store that holds v1 seeds its block cache from v1 and asks the
+# gateway only for the chunks that changed:
+#   - with the default chunker (fastcdc) the gateway's bytes are at most a
+#     quarter of v2's zstd NAR, and v2's files are right;
+#   - with --ipfs-chunker size-262144 (kubo's CIDs) the insertion moves
+#     every later cut, so most of v2 is asked for: why fastcdc is served.
+. "$SRCDIR/tests/integration/lib.sh"
+. "$SRCDIR/tests/integration/nix-lib.sh"
+. "$SRCDIR/tests/integration/publish-lib.sh"
+skip_unless python3 zstd
+publish_require
+nix_lib_init
+
+pstore_init "$TMP/src"
+# 4 files of 2 MiB (random: zstd does not shrink them, so the NAR's zstd
+# size is about its size)
+mkdir -p "$TMP/v1"
+for i in 0 1 2 3; do head -c $((2 << 20)) /dev/urandom > "$TMP/v1/data-$i"; done
+echo "version 1" > "$TMP/v1/README"
+cp -r "$TMP/v1" "$TMP/v2"
+python3 - "$TMP/v2" << 'PY'
+import os, sys
+t = sys.argv[1]
+p = os.path.join(t, "data-1"); b = open(p, "rb").read()
+open(p, "wb").write(b[:len(b) // 2] + os.urandom(100) + b[len(b) // 2:])
+p = os.path.join(t, "data-2"); b = bytearray(open(p, "rb").read())
+b[len(b) // 3:len(b) // 3 + 4096] = os.urandom(4096)
+open(p, "wb").write(bytes(b))
+open(os.path.join(t, "NEWS"), "wb").write(os.urandom(10240))
+open(os.path.join(t, "README"), "w").write("version 2\n")
+PY
+
+# build NAME SRC: an item NAME whose files are SRC's (the build reads the
+# host directory: no sandbox in these tests); prints its store path
+build() {
+  cat > "$TMP/$1.nix" << EOF
+derivation {
+  name = "delta-app-1.0";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  PATH = "/bin:/usr/bin";
+  src = "$2";
+  args = [ "-c" "mkdir \$out && cp -r \$src/. \$out/" ];
+}
+EOF
+  nix-build --store "$(pstore_uri "$TMP/src")" --no-out-link --quiet "$TMP/$1.nix"
+}
+if ! V1=$(build v1 "$TMP/v1") || ! V2=$(build v2 "$TMP/v2"); then
+  not_ok "nix-build builds v1 and v2"
+  finish
+  exit 1
+fi
+nix-store --dump "$V2" > "$TMP/v2.nar"
+zs=$(zstd -3 -T1 -q -c "$TMP/v2.nar" | wc -c)
+
+"$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k.pub" delta-test-1
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+# delta TAG [publish options...]: v1 into a fresh store (its nar), then v2
+# through the gateway; sets BYTES (the gateway's body bytes for v2)
+delta() {
+  local tag=$1; shift
+  publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs "$@" ||
+    { finish; exit 1; }
+  local f=("$CAIRN" fetch -q --no-cache --json --from "$PUBLISH_URL" --trusted-key "$TMP/k.pub"
+    --store "$TMP/t-$tag" --store-dir "$NIX_STORE_DIR" --db "$TMP/t-$tag.db")
+  "${f[@]}" "$V1" > /dev/null
+  rc=0
+  "${f[@]}" --ipfs-gateway "$PUBLISH_URL" --block-cache "$TMP/b-$tag" "$V2" > "$TMP/j-$tag" \
+    2> "$TMP/e-$tag" || rc=$?
+  cat "$TMP/e-$tag"
+  publish_stop
+  BYTES=$(json "$TMP/j-$tag" "d['ipfs']['bytes']")
+  check "$tag: v2 fetched through the gateway, v1 in the store" \
+    test "$rc" = 0 -a "$(json "$TMP/j-$tag" "d['items'][0]['compression']")" = ipfs
+  check "$tag: ... the block cache seeded from v1 ($(json "$TMP/j-$tag" "d['ipfs']['seeded']") leaves)" \
+    test "$(json "$TMP/j-$tag" "d['ipfs']['seeded']")" -gt 0
+  check "$tag: ... v2's files are right" diff -r "$TMP/v2" "$TMP/t-$tag$V2"
+}
+
+delta fastcdc
+check "fastcdc (the default): $BYTES bytes from the gateway, at most a quarter of v2's zstd NAR ($zs)" \
+  test "$BYTES" -le $((zs / 4))
+delta size-262144 --ipfs-chunker size-262144
+check "size-262144: $BYTES bytes, more than a quarter ($zs): the insertion moved every later cut" \
+  test "$BYTES" -gt $((zs / 4))
+finish

@@ -317,6 +317,7 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
 			cairn_error_set(err, rc, "ipfs index: %s could not be indexed", key);
 		return rc;
 	}
+	atomic_fetch_add_explicit(&g->st.index_builds, 1, memory_order_relaxed);
 	if (g->dir)
 		(void)ipfs_index_file_save(g->dir, &g->spec, it);
 insert:

@@ -8,22 +8,30 @@
 #       (mirror, zstd: decompressed on the fly) and hashes every chunk;
 #       nginx sends a file
 #   (b) raw chunks (?format=raw) at random: requests/s and MB/s with
-#       wrk -t2 -c8 -d10s; cairn serialises the item up to the chunk for
-#       each (the store has no offsets), nginx sends a 256 KiB file
-# Medians of RUNS runs.  Prints a Markdown table.
+#       wrk -t2 -c8 -d10s; publish serialises the item up to the chunk
+#       for each (the store has no offsets), the mirror decompresses its
+#       zstd nar from the nearest point an earlier request stopped at
+#       (lib/nar-cursor.c), nginx sends a 256 KiB file
+#   (c) raw chunks in file order, as Helia and cairn fetch ask for them:
+#       the same wrk, each of its 2 threads walking the chunks in order
+#       over its 4 connections (so up to 8 consecutive chunks at once)
+# Medians of RUNS runs.  Prints a Markdown table.  -B CAIRN2 also runs
+# the mirror of another build (e.g. main's, for a before/after) in the
+# same run: one more column.
 #
-# usage: bench/ipfs-gateway.sh [-n RUNS] [-w WORK] [-c CAIRN] [-s MIB]
+# usage: bench/ipfs-gateway.sh [-n RUNS] [-w WORK] [-c CAIRN] [-B CAIRN2] [-s MIB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-runs=3 work=/dev/shm/cairn-bench-ipfs-gw cairn=build/src/cairn mib=128
-while getopts n:w:c:s:h o; do
+runs=3 work=/dev/shm/cairn-bench-ipfs-gw cairn=build/src/cairn mib=128 base=
+while getopts n:w:c:B:s:h o; do
   case $o in
     n) runs=$OPTARG ;;
     w) work=$OPTARG ;;
     c) cairn=$OPTARG ;;
+    B) base=$(realpath "$OPTARG") ;;
     s) mib=$OPTARG ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 for t in wrk nginx curl python3 nix-build; do
@@ -76,12 +84,28 @@ while i < len(b):
 PY
 mirror_start m --upstream "$PUBLISH_URL" --cache "$work/mc" --trusted-key "$work/k.pub" --ipfs || exit 1
 M=http://127.0.0.1:$MIRROR_PORT
+MB= M_PID=$MIRROR_PID
+if [ -n "$base" ]; then
+  # the other build's mirror, its own cache, in front of the same publish
+  saved=$CAIRN
+  CAIRN=$base
+  mirror_start mb --upstream "$PUBLISH_URL" --cache "$work/mcb" --trusted-key "$work/k.pub" --ipfs || exit 1
+  CAIRN=$saved
+  MB=http://127.0.0.1:$MIRROR_PORT
+fi
 # the narinfo first: a nar the mirror has no signed claim on is passed
-# through, not cached
-curl -sf -o /dev/null "$M/$h.narinfo"
-curl -sf -o /dev/null "$M/$(narinfo_field "$ni" URL)"
-wait_for 120 bash -c 'test "$(curl -s -o /dev/null -w "%{http_code}" "$1")" = 200' _ "$M/ipfs/$root?format=raw" ||
-  { echo "the mirror did not index the item" >&2; exit 1; }
+# through, not cached.  Both mirrors' narinfos before either's nar: the
+# first nar request makes publish bake the item, and random bytes do not
+# compress, so its narinfo says Compression: none afterwards; the bench is
+# of zstd nars, which the mirror must decompress to cut chunks
+declare -A MNI
+for u in $M $MB; do MNI[$u]=$(curl -sf "$u/$h.narinfo"); done
+for u in $M $MB; do
+  echo "== $u caches the $(narinfo_field "${MNI[$u]}" Compression) nar" >&2
+  curl -sf -o /dev/null "$u/$(narinfo_field "${MNI[$u]}" URL)"
+  wait_for 120 bash -c 'test "$(curl -s -o /dev/null -w "%{http_code}" "$1")" = 200' _ "$u/ipfs/$root?format=raw" ||
+    { echo "the mirror $u did not index the item" >&2; exit 1; }
+done
 nginx_start ngx "$work/www" || exit 1
 
 # a wrk script that asks for random chunks
@@ -93,13 +117,25 @@ nginx_start ngx "$work/www" || exit 1
   echo '  return wrk.format("GET", PREFIX .. cids[math.random(#cids)] .. SUFFIX)'
   echo 'end'
 } > "$work/rand.lua.in"
-mklua() { { echo "PREFIX = '$1'"; echo "SUFFIX = '$2'"; cat "$work/rand.lua.in"; } > "$work/rand-$3.lua"; }
-mklua /ipfs/ '?format=raw' cairn
-mklua /ipfs/ '' nginx
+# and one that walks them in order (each wrk thread its own walk)
+{
+  echo 'local cids = {}'
+  echo "for l in io.lines('$work/leaves') do cids[#cids + 1] = l end"
+  echo 'local i = 0'
+  echo 'request = function()'
+  echo '  i = i % #cids + 1'
+  echo '  return wrk.format("GET", PREFIX .. cids[i] .. SUFFIX)'
+  echo 'end'
+} > "$work/seq.lua.in"
+mklua() { { echo "PREFIX = '$1'"; echo "SUFFIX = '$2'"; cat "$work/$4.lua.in"; } > "$work/$4-$3.lua"; }
+mklua /ipfs/ '?format=raw' cairn rand
+mklua /ipfs/ '' nginx rand
+mklua /ipfs/ '?format=raw' cairn seq
+mklua /ipfs/ '' nginx seq
 
 median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 car_mbs() { curl -sf -o /dev/null -w '%{speed_download}\n' "$1" | awk '{printf "%.0f\n", $1 / 1e6}'; }
-raw_rps() { wrk -t2 -c8 -d10s -s "$work/rand-$2.lua" "$1" 2> /dev/null | awk '/^Requests\/sec:/ {print $2}'; }
+raw_rps() { wrk -t2 -c8 -d10s -s "$work/${3:-rand}-$2.lua" "$1" 2> /dev/null | awk '/^Requests\/sec:/ {print $2}'; }
 
 declare -A R
 for ((k = 0; k < runs; k++)); do
@@ -110,14 +146,33 @@ for ((k = 0; k < runs; k++)); do
   R[raw_pub]+="$(raw_rps "$PUBLISH_URL" cairn) "
   R[raw_mir]+="$(raw_rps "$M" cairn) "
   R[raw_ngx]+="$(raw_rps "$NGINX_URL" nginx) "
+  R[seq_pub]+="$(raw_rps "$PUBLISH_URL" cairn seq) "
+  R[seq_mir]+="$(raw_rps "$M" cairn seq) "
+  R[seq_ngx]+="$(raw_rps "$NGINX_URL" nginx seq) "
+  if [ -n "$MB" ]; then
+    R[car_mb]+="$(car_mbs "$MB/ipfs/$root?format=car") "
+    R[raw_mb]+="$(raw_rps "$MB" cairn) "
+    R[seq_mb]+="$(raw_rps "$MB" cairn seq) "
+  fi
 done
 med() { tr ' ' '\n' <<< "${R[$1]}" | grep . | median; }
 mbs() { awk -v r="$1" 'BEGIN {printf "%.0f", r * 262144 / 1e6}'; }
 echo
-echo "| what ($mib MiB item, $(wc -l < "$work/leaves") chunks) | cairn publish | cairn mirror | nginx (files) |"
-echo "|---|---:|---:|---:|"
-echo "| (a) whole CAR, MB/s | $(med car_pub) | $(med car_mir) | $(med car_ngx) |"
-echo "| (b) random raw chunks, req/s | $(med raw_pub) | $(med raw_mir) | $(med raw_ngx) |"
-echo "| (b) same, MB/s | $(mbs "$(med raw_pub)") | $(mbs "$(med raw_mir)") | $(mbs "$(med raw_ngx)") |"
+bh= bs= b_car= b_raw= b_seq= b_rawm= b_seqm=
+if [ -n "$MB" ]; then
+  bh=" mirror ($base) |" bs="---:|"
+  b_car=" $(med car_mb) |" b_raw=" $(med raw_mb) |" b_seq=" $(med seq_mb) |"
+  b_rawm=" $(mbs "$(med raw_mb)") |" b_seqm=" $(mbs "$(med seq_mb)") |"
+fi
+echo "| what ($mib MiB item, $(wc -l < "$work/leaves") chunks) | cairn publish | cairn mirror |$bh nginx (files) |"
+echo "|---|---:|---:|$bs---:|"
+echo "| (a) whole CAR, MB/s | $(med car_pub) | $(med car_mir) |$b_car $(med car_ngx) |"
+echo "| (b) random raw chunks, req/s | $(med raw_pub) | $(med raw_mir) |$b_raw $(med raw_ngx) |"
+echo "| (b) same, MB/s | $(mbs "$(med raw_pub)") | $(mbs "$(med raw_mir)") |$b_rawm $(mbs "$(med raw_ngx)") |"
+echo "| (c) raw chunks in order, req/s | $(med seq_pub) | $(med seq_mir) |$b_seq $(med seq_ngx) |"
+echo "| (c) same, MB/s | $(mbs "$(med seq_pub)") | $(mbs "$(med seq_mir)") |$b_seqm $(mbs "$(med seq_ngx)") |"
+curl -s "$M/metrics" | grep '^cairn_mirror_ipfs_nar_read_bytes_total' >&2
+[ -z "$MB" ] || mirror_stop
+MIRROR_PID=$M_PID
 mirror_stop
 publish_stop

@@ -388,6 +388,7 @@ struct cairn_edge {
 	struct ipfs_gw *gw;
 	struct map *ipfs_held;
 	pthread_mutex_t ipfs_mu;
+	struct nar_cursors *ipfs_cursors; /* compressed nars, from where a request stopped */
 	struct upstream ups[CAIRN_EDGE_MAX_UPSTREAMS];
 	size_t n_ups;
 	struct cairn_httpd *httpd;

@@ -2,9 +2,10 @@
  * edge-ipfs.c - the mirror's side of the IPFS gateway (--ipfs): the items
  * whose nars it has cached, indexed in the background as each one is
  * committed, and their NAR bytes cut from the cached file (decompressed on
- * the fly as the claim says).  Narinfos pass through unchanged, so the
- * DAG served for an item is the one its narinfo's IPFS field names when
- * either of the two usual chunkers gives it (ipfs_gw_set_expect); the
+ * the fly as the claim says, from where an earlier request stopped when it
+ * can: lib/nar-cursor.c).  Narinfos pass through unchanged, so the DAG
+ * served for an item is the one its narinfo's IPFS field names when either
+ * of the two usual chunkers gives it (ipfs_gw_set_expect); the
  * gateway itself is lib/ipfs-gateway.c, the same one publish serves.
  */
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include "edge-int.h"
 #include "ipfs-gateway.h"
 #include "map.h"
+#include "nar-cursor.h"
 #include "cairn/banned.h"
 
 /* What the mirror knows of an item it holds: where its nar is, how packed. */
@@ -27,18 +29,6 @@ struct held {
 	bool named; /* the narinfo's IPFS field names root */
 	struct cairn_cid root;
 };
-
-struct src {
-	cairn_nar_write_fn fn;
-	void *fnctx;
-	struct cairn_error *err;
-};
-
-static int to_nar(void *ctx, const void *data, size_t len)
-{
-	struct src *s = ctx;
-	return s->fn(s->fnctx, data, len, s->err);
-}
 
 static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 		  struct cairn_error *err)
@@ -55,42 +45,22 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 	if (!p || edge_store_nar_get(e->store, h.url, name, &size) != 1)
 		return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s is not cached",
 				       key);
-	int fd = openat(edge_store_data_fd(e->store), name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s was evicted", key);
-	struct cairn_codec *c = NULL;
-	cairn_nar_write_fn fn = sink->bytes;
-	void *fnctx = sink->ctx;
-	struct src s = {.fn = fn, .fnctx = fnctx, .err = err};
-	int rc = 0;
 	/* an uncompressed nar is the NAR: the gateway reads only its chunks */
 	if (h.method == CAIRN_CODEC_NONE && sink->file && size >= IPFS_GW_FILE_MIN) {
-		rc = sink->file(fnctx, fd, size, err);
+		int fd = openat(edge_store_data_fd(e->store), name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s was evicted",
+					       key);
+		int rc = sink->file(sink->ctx, fd, size, err);
 		close(fd);
 		return rc;
 	}
-	if (h.method != CAIRN_CODEC_NONE)
-		rc = cairn_codec_new(&c, h.method, CAIRN_CODEC_DECOMPRESS,
-				     CAIRN_CODEC_LEVEL_DEFAULT, h.nar_size, err);
-	enum { BUF = 1 << 16 };
-	char *buf = rc ? NULL : malloc(BUF);
-	if (!rc && !buf)
-		rc = cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
-	while (rc == 0) {
-		ssize_t n = read(fd, buf, BUF);
-		if (n < 0)
-			rc = cairn_error_set(err, CAIRN_EIO, "mirror: reading the nar of %s", key);
-		if (n <= 0)
-			break;
-		rc = c ? cairn_codec_write(c, buf, (size_t)n, to_nar, &s, err)
-		       : fn(fnctx, buf, (size_t)n, err);
-	}
-	if (rc == 0 && c)
-		rc = cairn_codec_finish(c, to_nar, &s, err);
-	free(buf);
-	cairn_codec_free(c);
-	close(fd);
-	return rc;
+	/* the file and the item: a nar cached again under another name is
+	 * another file, whose cursors do not apply */
+	char id[NAR_CURSOR_KEY_MAX + 1];
+	snprintf(id, sizeof(id), "%s %s", key, name);
+	return nar_cursors_read(e->ipfs_cursors, id, edge_store_data_fd(e->store), name, h.method,
+				h.nar_size, sink, err);
 }
 
 static int expect(void *ctx, const char *key, struct cairn_cid *root)
@@ -178,7 +148,8 @@ int edge_ipfs_open(struct cairn_edge *e, struct cairn_error *err)
 		return rc;
 	pthread_mutex_init(&e->ipfs_mu, NULL);
 	e->ipfs_held = map_new(free);
-	if (!e->ipfs_held)
+	e->ipfs_cursors = nar_cursors_new();
+	if (!e->ipfs_held || !e->ipfs_cursors)
 		return cairn_error_set(err, CAIRN_ENOMEM, "mirror: out of memory");
 	rc = ipfs_gw_new(&e->gw, &spec, 0, source, e, err);
 	if (rc == 0) {
@@ -198,7 +169,9 @@ void edge_ipfs_free(struct cairn_edge *e)
 {
 	if (!e->ipfs_held)
 		return;
+	/* after the gateway: it waits for the responses using cursors */
 	ipfs_gw_free(e->gw);
+	nar_cursors_free(e->ipfs_cursors);
 	map_free(e->ipfs_held);
 	pthread_mutex_destroy(&e->ipfs_mu);
 }

@@ -802,6 +802,7 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/log/", "log", h_nar, e, err)) < 0 ||
 	    (e->gw && (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/ipfs/", "ipfs",
 					      ipfs_gw_handle, e->gw, err)) < 0) ||
+	    (e->gw && (rc = ipfs_gw_metrics(e->gw, httpd_metrics(h), "mirror", err)) < 0) ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "narinfo", h_root, e, err)) < 0)
 		return rc;
 	return 0;

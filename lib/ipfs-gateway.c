@@ -27,6 +27,7 @@
 #include "ipfs-gateway.h"
 #include "ipfs-int.h"
 #include "map.h"
+#include "metrics.h"
 #include "cairn/banned.h"
 
 #define CT_RAW "application/vnd.ipld.raw"
@@ -189,7 +190,7 @@ struct job {
 	uint64_t blo, bhi; /* file bytes asked for: [blo, bhi) */
 	bool ranged;
 	size_t pos;	  /* next DFS entry to consider */
-	size_t last_leaf; /* the last chunk needed (SIZE_MAX: none) */
+	size_t first_leaf, last_leaf; /* the chunks needed (SIZE_MAX: none) */
 	size_t cur;	  /* chunk being read */
 	uint64_t off;	  /* NAR bytes read */
 	uint8_t *buf;	  /* the chunk being read */
@@ -238,20 +239,27 @@ static int emit(struct job *j, ipfs_gw_seq e, const uint8_t *data, size_t len,
 {
 	struct cairn_cid cid;
 	ipfs_gw_seq_cid(j->it, e, &cid);
-	if (e >= 0 && cairn_cid_verify(&cid, data, len) != 0)
+	if (e >= 0 && cairn_cid_verify(&cid, data, len) != 0) {
+		atomic_fetch_add_explicit(&j->g->st.cut_failures, 1, memory_order_relaxed);
 		return cairn_error_set(err, CAIRN_EHASH,
 				       "ipfs gateway: chunk %" PRId64 " of %s changed since it was "
 				       "indexed",
 				       e, j->it->key);
+	}
+	if (j->format != GW_RAW) {
+		char s[CAIRN_CID_STR_MAX];
+		if (cairn_cid_format(&cid, s) == 0) {
+			if (map_get(j->sent, s))
+				return 0;
+			if (map_put(j->sent, s, j, NULL) < 0)
+				return cairn_error_set(err, CAIRN_ENOMEM,
+						       "ipfs gateway: out of memory");
+		}
+	}
+	atomic_fetch_add_explicit(&j->g->st.blocks, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&j->g->st.block_bytes, len, memory_order_relaxed);
 	if (j->format == GW_RAW)
 		return out(j, data, len, err);
-	char s[CAIRN_CID_STR_MAX];
-	if (cairn_cid_format(&cid, s) == 0) {
-		if (map_get(j->sent, s))
-			return 0;
-		if (map_put(j->sent, s, j, NULL) < 0)
-			return cairn_error_set(err, CAIRN_ENOMEM, "ipfs gateway: out of memory");
-	}
 	uint8_t head[CAIRN_CAR_SECTION_HEAD_MAX];
 	size_t hl = cairn_car_section_head(&cid, len, head);
 	int rc = out(j, head, hl, err);
@@ -301,6 +309,7 @@ static int on_nar(void *ctx, const void *data, size_t len, struct cairn_error *e
 	struct job *j = ctx;
 	const struct ipfs_gw_item *it = j->it;
 	const uint8_t *d = data;
+	atomic_fetch_add_explicit(&j->g->st.nar_bytes, len, memory_order_relaxed);
 	while (len) {
 		if (j->cur >= it->n_leaves)
 			return cairn_error_set(
@@ -334,6 +343,7 @@ static int on_file(void *ctx, int fd, uint64_t size, struct cairn_error *err)
 		uint64_t end = it->leaf_off[j->cur + 1];
 		uint64_t take = end - j->off < size - at ? end - j->off : size - at;
 		if (included(j, it->leaf_seq[j->cur])) {
+			atomic_fetch_add_explicit(&j->g->st.nar_bytes, take, memory_order_relaxed);
 			uint8_t *dst = j->buf + (j->off - it->leaf_off[j->cur]);
 			for (uint64_t got = 0; got < take;) {
 				ssize_t n =
@@ -351,6 +361,33 @@ static int on_file(void *ctx, int fd, uint64_t size, struct cairn_error *err)
 		if (rc)
 			return rc;
 	}
+	return 0;
+}
+
+/* The source starts at off (<= the first byte needed): the chunks before
+ * the one holding off were not asked for, and are never read. */
+static int on_skip(void *ctx, uint64_t off, struct cairn_error *err)
+{
+	struct job *j = ctx;
+	const struct ipfs_gw_item *it = j->it;
+	if (off < j->off || j->first_leaf == SIZE_MAX || off > it->leaf_off[j->first_leaf])
+		return cairn_error_set(err, CAIRN_EINVAL,
+				       "ipfs gateway: a source skipped to %" PRIu64 ", past what "
+				       "was asked",
+				       off);
+	if (off == j->off)
+		return 0;
+	/* the chunk holding off: leaf_off[k] <= off < leaf_off[k + 1] */
+	size_t lo = j->cur, hi = j->first_leaf;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo + 1) / 2;
+		if (it->leaf_off[mid] <= off)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	j->cur = lo;
+	j->off = off;
 	return 0;
 }
 
@@ -378,7 +415,13 @@ static void *producer(void *arg)
 		rc = out(j, h, cairn_car_header(&root, h), &err);
 	}
 	if (rc == 0 && j->last_leaf != SIZE_MAX) {
-		const struct ipfs_gw_sink sink = {.bytes = on_nar, .file = on_file, .ctx = j};
+		const struct ipfs_gw_sink sink = {
+		    .bytes = on_nar,
+		    .file = on_file,
+		    .skip = on_skip,
+		    .want_lo = j->it->leaf_off[j->first_leaf],
+		    .want_hi = j->it->leaf_off[j->last_leaf + 1],
+		    .ctx = j};
 		rc = chunks_done(j, &err);
 		if (rc == 0)
 			rc = g->source(g->ctx, j->it->key, &sink, &err);
@@ -464,8 +507,10 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 	cairn_httpd_add_header(req, "X-Ipfs-Roots", cs);
 	struct ipfs_gw_hit hit = {0};
 	bool identity = r.cid.mh == CAIRN_IPFS_MH_IDENTITY;
-	if (!identity && ipfs_gw_lookup(g, &r.cid, &hit) != 0)
+	if (!identity && ipfs_gw_lookup(g, &r.cid, &hit) != 0) {
+		atomic_fetch_add_explicit(&g->st.not_found, 1, memory_order_relaxed);
 		return send_text(req, 404, CC_MISSING, "404: no item here has this CID\n");
+	}
 	struct ipfs_gw_item *it = hit.item;
 	const char *encname = r.enc == CAIRN_CODEC_ZSTD ? "zstd" : r.enc ? "gzip" : "";
 	if (r.format == GW_RAW)
@@ -487,12 +532,18 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 		snprintf(v, sizeof(v), "attachment; filename=\"%s.car\"", cs);
 		cairn_httpd_add_header(req, "Content-Disposition", v);
 	}
-	if (identity)
+	if (identity) {
+		atomic_fetch_add_explicit(&g->st.probe, 1, memory_order_relaxed);
 		return send_identity(req, &r);
+	}
+	atomic_fetch_add_explicit(r.format == GW_RAW ? &g->st.raw : &g->st.car, 1,
+				  memory_order_relaxed);
 	cairn_httpd_add_header(req, "Cache-Control", CC_BLOCK);
 	/* a node asked for alone: from memory, on the loop */
 	if (r.format == GW_RAW && hit.what < 0) {
 		const struct ipfs_gw_node *n = &it->nodes[-1 - hit.what];
+		atomic_fetch_add_explicit(&g->st.blocks, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&g->st.block_bytes, n->len, memory_order_relaxed);
 		int rc = cairn_httpd_send(req, 200, CT_RAW, n->data, n->len);
 		ipfs_gw_unref(g, it);
 		return rc;
@@ -526,10 +577,13 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 			j->blo = j->bhi = flo; /* no bytes: the root alone */
 	}
 	/* the last chunk needed, so the NAR is read no further */
-	j->last_leaf = SIZE_MAX;
+	j->first_leaf = j->last_leaf = SIZE_MAX;
 	for (size_t k = 0; k < it->n_leaves; k++)
-		if (included(j, it->leaf_seq[k]))
+		if (included(j, it->leaf_seq[k])) {
+			if (j->first_leaf == SIZE_MAX)
+				j->first_leaf = k;
 			j->last_leaf = k;
+		}
 	int64_t length = -1;
 	if (r.format == GW_RAW)
 		length = (int64_t)(fhi - flo);
@@ -579,4 +633,52 @@ int ipfs_gw_handle(struct cairn_httpd_req *req, void *data)
 		pthread_mutex_unlock(&g->lock);
 	}
 	return 0;
+}
+
+/* ---- /metrics ----------------------------------------------------------- */
+
+static int collect_requests(void *ctx, struct metrics_out *o)
+{
+	const struct ipfs_gw_stats *st = ctx;
+	const struct {
+		const char *kind;
+		const atomic_uint_fast64_t *v;
+	} ks[] = {{"raw", &st->raw}, {"car", &st->car}, {"probe", &st->probe}};
+	for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++) {
+		const struct metric_label l = {"kind", ks[i].kind};
+		int rc = metrics_emit(o, &l, 1, atomic_load_explicit(ks[i].v, memory_order_relaxed));
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int ipfs_gw_metrics(struct ipfs_gw *g, struct metrics *reg, const char *role,
+		    struct cairn_error *err)
+{
+	const struct {
+		const char *what, *help;
+		const atomic_uint_fast64_t *v;
+	} cs[] = {
+	    {"blocks", "IPFS blocks sent (raw, or in CARs)", &g->st.blocks},
+	    {"block_bytes", "bytes of the IPFS blocks sent, before any Content-Encoding",
+	     &g->st.block_bytes},
+	    {"not_found", "/ipfs/ requests for a CID no item here has (404)", &g->st.not_found},
+	    {"index_builds", "items whose chunk index was cut from their NAR", &g->st.index_builds},
+	    {"cut_failures", "chunks that no longer hashed to their CID when cut (the NAR changed)",
+	     &g->st.cut_failures},
+	    {"nar_read_bytes", "NAR bytes read (serialised, decompressed or read) to cut the "
+			       "chunks sent",
+	     &g->st.nar_bytes},
+	};
+	char name[METRICS_NAME_MAX + 1];
+	snprintf(name, sizeof(name), "cairn_%s_ipfs_requests_total", role);
+	int rc = metrics_collector(reg, name, METRIC_COUNTER,
+				   "/ipfs/ requests answered, by kind (raw block, CAR, identity probe)",
+				   collect_requests, &g->st, err);
+	for (size_t i = 0; rc == 0 && i < sizeof(cs) / sizeof(cs[0]); i++) {
+		snprintf(name, sizeof(name), "cairn_%s_ipfs_%s_total", role, cs[i].what);
+		rc = metrics_counter_at(reg, name, cs[i].help, cs[i].v, err);
+	}
+	return rc < 0 ? rc : 0;
 }

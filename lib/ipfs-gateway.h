@@ -14,6 +14,7 @@
 #define CAIRN_IPFS_GATEWAY_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,10 +35,19 @@ struct map;
  * the gateway reads only the chunks it needs and skips the rest unread.
  * Either may stop the source early by returning CAIRN_ECANCELED, which the
  * source returns.
+ *
+ * A sink with skip needs only the NAR bytes [want_lo, want_hi), and stops
+ * the source (CAIRN_ECANCELED) right after the byte want_hi - 1: a source
+ * that can start later than 0 (a decompression it kept from an earlier
+ * request, lib/edge-ipfs.c) calls skip(ctx, off) once, first, with
+ * off <= want_lo, and then gives bytes from off.  Without skip: every
+ * byte, from 0.
  */
 struct ipfs_gw_sink {
 	cairn_nar_write_fn bytes;
 	cairn_nar_file_fn file; /* NULL: bytes only */
+	int (*skip)(void *ctx, uint64_t off, struct cairn_error *err);
+	uint64_t want_lo, want_hi;
 	void *ctx;
 };
 /* Called from the gateway's threads, several at once. */
@@ -45,6 +55,24 @@ typedef int (*ipfs_gw_source_fn)(void *ctx, const char *key, const struct ipfs_g
 				 struct cairn_error *err);
 /* Files at least this big go to a sink's file (smaller ones are cheaper read). */
 #define IPFS_GW_FILE_MIN ((uint64_t)1 << 20)
+
+/*
+ * What a gateway counts (relaxed atomics, from any thread), shown on the
+ * server's /metrics by ipfs_gw_metrics.
+ */
+struct ipfs_gw_stats {
+	atomic_uint_fast64_t raw, car, probe; /* requests answered 200, by kind */
+	atomic_uint_fast64_t blocks, block_bytes; /* blocks sent, and their bytes */
+	atomic_uint_fast64_t not_found;		  /* CIDs no item has */
+	atomic_uint_fast64_t index_builds;	  /* items indexed from their NAR */
+	atomic_uint_fast64_t cut_failures;	  /* chunks that no longer hash to their CID */
+	atomic_uint_fast64_t nar_bytes;		  /* NAR bytes read to cut served chunks */
+};
+struct metrics;
+struct ipfs_gw;
+/* Register the counters as cairn_<role>_ipfs_* (role: "publish", "mirror"). */
+int ipfs_gw_metrics(struct ipfs_gw *g, struct metrics *reg, const char *role,
+		    struct cairn_error *err);
 
 /* Items remembered at most; the oldest indexed is forgotten first. */
 #define IPFS_GW_ITEMS_DEFAULT 65536
@@ -183,6 +211,7 @@ struct ipfs_gw {
 	struct ipfs_gw_item **order; /* ring of items in indexing order */
 	size_t head, n;
 	unsigned running; /* responses being produced */
+	struct ipfs_gw_stats st;
 	/* the background indexer */
 	struct ipfs_gw_job {
 		char key[IPFS_GW_KEY_MAX + 1];

@@ -322,6 +322,7 @@ static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 			cairn_error_set(err, rc, "ipfs index: %s could not be indexed", key);
 		return rc;
 	}
+	atomic_fetch_add_explicit(&g->st.index_builds, 1, memory_order_relaxed);
 	if (g->dir)
 		(void)ipfs_index_file_save(g->dir, it);
 	*out = it;

@@ -544,6 +544,7 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/log/", "log", h_log, p, err)) < 0 ||
 	    (p->gw && (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/ipfs/", "ipfs",
 					      ipfs_gw_handle, p->gw, err)) < 0) ||
+	    (p->gw && (rc = ipfs_gw_metrics(p->gw, httpd_metrics(h), "publish", err)) < 0) ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, p, err)) <
 		    0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "narinfo", h_narinfo, p, err)) < 0)

@@ -43,8 +43,9 @@ static const struct cli_option add_options[] = {
 		   "256 KiB on average (the default)"),
 	OPT_STRING(0, "car", struct ipfs_opts, car, "OUT",
 		   "also write every block to OUT as a CARv1 file with the\n"
-		   "root as its one root (a regular file: written under a\n"
-		   "temporary name, then renamed)"),
+		   "root as its one root, parents before children (a regular\n"
+		   "file: written under a temporary name, then renamed; the\n"
+		   "input is read twice, stdin kept beside OUT meanwhile)"),
 	OPT_FLAG(0, "nar", struct ipfs_opts, nar,
 		 "FILE is a path to serialise as a NAR (as nix-store --dump):\n"
 		 "add that NAR"),
@@ -89,12 +90,50 @@ static int nar_to_add(void *ctx, const void *data, size_t len, struct cairn_erro
 	return cairn_ipfs_add_write(ctx, data, len, err);
 }
 
-static int add_stream(struct cairn_ipfs_add *a, const char *path, bool nar,
+static int nar_to_car(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	return cairn_car_dfs_write(ctx, data, len, err);
+}
+
+static int add_stream(const char *path, bool nar, cairn_nar_write_fn fn, void *ctx,
 		      struct cairn_error *err)
 {
 	if (nar)
-		return cairn_nar_dump_path(path, nar_to_add, a, err);
-	return cli_read_stream(path, nar_to_add, a, err);
+		return cairn_nar_dump_path(path, fn, ctx, err);
+	return cli_read_stream(path, fn, ctx, err);
+}
+
+static int to_fd(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	if (cli_write_all(*(int *)ctx, data, len) != 0)
+		return cairn_error_errno(err, errno, "cannot spool stdin");
+	return 0;
+}
+
+/* --car reads its input twice: stdin is kept in a file beside OUT first. */
+static char *spool_stdin(const char *out, struct cairn_error *err)
+{
+	size_t n = strlen(out) + 16;
+	char *tmp = malloc(n);
+	if (!tmp) {
+		cairn_error_set(err, CAIRN_ENOMEM, "out of memory");
+		return NULL;
+	}
+	snprintf(tmp, n, "%s.in.XXXXXX", out);
+	int fd = mkstemp(tmp);
+	if (fd < 0) {
+		cairn_error_errno(err, errno, "cannot create '%s'", tmp);
+		free(tmp);
+		return NULL;
+	}
+	int rc = cli_read_stream("-", to_fd, &fd, err);
+	close(fd);
+	if (rc != 0) {
+		unlink(tmp);
+		free(tmp);
+		return NULL;
+	}
+	return tmp;
 }
 
 static int ipfs_add(int argc, char **argv)
@@ -120,14 +159,16 @@ static int ipfs_add(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	struct car_out co = {.fd = -1, .path = o.car};
-	char *tmp = NULL;
+	char *tmp = NULL, *spooled = NULL;
 	struct cairn_ipfs_add *a = NULL;
+	struct cairn_car_dfs *dfs = NULL;
+	const char *in = argv[0];
 	int ret = EXIT_FAIL;
-	/* a header of the right length for any root cairn makes: rewritten at the end */
-	struct cairn_cid dummy;
-	cairn_cid_sha256(&dummy, CAIRN_IPFS_RAW, "", 0);
-	uint8_t header[CAIRN_CAR_HEADER_MAX];
-	size_t hlen = cairn_car_header(&dummy, header);
+	if (o.car && !strcmp(in, "-")) {
+		if (!(spooled = spool_stdin(o.car, &err)))
+			return cli_fail("stdin", &err);
+		in = spooled;
+	}
 	if (o.car) {
 		size_t n = strlen(o.car) + 16;
 		tmp = malloc(n);
@@ -143,26 +184,37 @@ static int ipfs_add(int argc, char **argv)
 			return EXIT_FAIL;
 		}
 		co.path = tmp;
-		if (cli_write_all(co.fd, header, hlen) != 0) {
-			cli_error("cannot write '%s': %s", tmp, strerror(errno));
+		if (cairn_car_dfs_new(&dfs, write_block, &co, &err) != 0) {
+			ret = cli_fail("cannot start", &err);
 			goto out;
 		}
 	}
-	if (cairn_ipfs_add_new(&spec, o.car ? write_block : NULL, &co, &a, &err) != 0) {
+	if (cairn_ipfs_add_new(&spec, dfs ? cairn_car_dfs_block : NULL, dfs, &a, &err) != 0) {
 		ret = cli_fail("cannot start", &err);
 		goto out;
 	}
 	struct cairn_cid root;
 	uint64_t size;
-	if (add_stream(a, argv[0], o.nar, &err) != 0 ||
+	if (add_stream(in, o.nar, nar_to_add, a, &err) != 0 ||
 	    cairn_ipfs_add_finish(a, &root, &size, &err) != 0) {
 		ret = cli_fail(argv[0], &err);
 		goto out;
 	}
 	if (o.car) {
-		hlen = cairn_car_header(&root, header);
-		if (pwrite(co.fd, header, hlen, 0) != (ssize_t)hlen || fchmod(co.fd, 0644) != 0 ||
-		    fsync(co.fd) != 0) {
+		/* the DAG known, its blocks parents first: a second pass over the input */
+		uint8_t header[CAIRN_CAR_HEADER_MAX];
+		size_t hlen = cairn_car_header(&root, header);
+		if (cli_write_all(co.fd, header, hlen) != 0) {
+			cli_error("cannot write '%s': %s", tmp, strerror(errno));
+			goto out;
+		}
+		if (cairn_car_dfs_order(dfs, &root, &err) != 0 ||
+		    add_stream(in, o.nar, nar_to_car, dfs, &err) != 0 ||
+		    cairn_car_dfs_finish(dfs, &err) != 0) {
+			ret = cli_fail(argv[0], &err);
+			goto out;
+		}
+		if (fchmod(co.fd, 0644) != 0 || fsync(co.fd) != 0) {
 			cli_error("cannot write '%s': %s", tmp, strerror(errno));
 			goto out;
 		}
@@ -180,6 +232,11 @@ static int ipfs_add(int argc, char **argv)
 	ret = EXIT_OK;
 out:
 	cairn_ipfs_add_free(a);
+	cairn_car_dfs_free(dfs);
+	if (spooled) {
+		unlink(spooled);
+		free(spooled);
+	}
 	if (co.fd >= 0)
 		close(co.fd);
 	if (tmp) {

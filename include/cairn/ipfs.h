@@ -205,4 +205,24 @@ size_t cairn_car_section_head(const struct cairn_cid *cid, size_t data_len,
 int cairn_car_read(const uint8_t *buf, size_t len, struct cairn_cid roots[CAIRN_CAR_ROOTS_MAX],
 		   size_t *n_roots, cairn_ipfs_block_cb cb, void *user, struct cairn_error *err);
 
+/*
+ * A file's blocks in DFS pre-order, parents before children (a served
+ * CAR's order=dfs), from two passes over the file (lib/car-dfs.c): first
+ * give cairn_car_dfs_block to cairn_ipfs_add_new as its callback and feed
+ * the builder the file; then cairn_car_dfs_order with the root it made;
+ * then the same bytes again to cairn_car_dfs_write, and cb receives every
+ * block (each chunk checked against the first pass's digest), the last at
+ * cairn_car_dfs_finish.  Memory: the nodes and 40 bytes per chunk.
+ */
+struct cairn_car_dfs;
+int cairn_car_dfs_new(struct cairn_car_dfs **out, cairn_ipfs_block_cb cb, void *user,
+		      struct cairn_error *err);
+int cairn_car_dfs_block(const struct cairn_cid *cid, const uint8_t *data, size_t len, void *user);
+int cairn_car_dfs_order(struct cairn_car_dfs *d, const struct cairn_cid *root,
+			struct cairn_error *err);
+int cairn_car_dfs_write(struct cairn_car_dfs *d, const void *data, size_t len,
+			struct cairn_error *err);
+int cairn_car_dfs_finish(struct cairn_car_dfs *d, struct cairn_error *err);
+void cairn_car_dfs_free(struct cairn_car_dfs *d);
+
 #endif

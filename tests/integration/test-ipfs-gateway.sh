@@ -233,6 +233,8 @@ helia_fetch "publish, one chunk" "$U" "$one"
 # what is not there, and the probe
 nope=bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+# metric URL NAME: its value on URL/metrics
+metric() { curl -sf "$1/metrics" | awk -v n="$2" '$1 == n {print $2}'; }
 check "an unknown CID: 404" test "$(code "$U/ipfs/$nope?format=raw")" = 404
 check "an unknown CID, CAR: 404" test "$(code "$U/ipfs/$nope?format=car")" = 404
 check "bafkqaaa (the probe): 200, empty" \
@@ -295,6 +297,60 @@ check "mirror: its CAR reads back to the NAR" cmp -s "$TMP/m.out" "$TMP/big.nar"
 check "mirror: the same bytes as publish's CAR" cmp -s "$TMP/m.car" "$TMP/big.car"
 curl -sf -o "$TMP/m.leaf" "$M/ipfs/$leaf?format=raw"
 check "mirror: a chunk's raw block is the publish's" cmp -s "$TMP/m.leaf" "$TMP/leaf.blk"
+
+# every chunk in file order, one raw request each, as Helia and cairn fetch
+# ask: the cached zstd nar is decompressed about once in all, not once per
+# chunk from its start (NAR bytes read, counted by /metrics)
+python3 - "$TMP/m.car" > "$TMP/leaves" << 'PY'
+import base64, sys
+b = open(sys.argv[1], 'rb').read()
+def varint(i):
+    n = s = 0
+    while True:
+        c = b[i]; i += 1; n |= (c & 0x7f) << s; s += 7
+        if c < 0x80: return n, i
+hl, i = varint(0); i += hl
+while i < len(b):
+    sl, j = varint(i)
+    if b[j + 1] == 0x55:
+        print('b' + base64.b32encode(b[j:j + 36]).decode().lower().rstrip('='))
+    i = j + sl
+PY
+nleaves=$(wc -l < "$TMP/leaves")
+narsz=$(stat -c %s "$TMP/big.nar")
+mm=cairn_mirror_ipfs
+read0=$(metric "$M" ${mm}_nar_read_bytes_total)
+raw0=$(metric "$M" "${mm}_requests_total{kind=\"raw\"}")
+blocks0=$(metric "$M" ${mm}_blocks_total)
+bytes0=$(metric "$M" ${mm}_block_bytes_total)
+bad=0
+while read -r c; do
+  curl -sf -o "$TMP/seq.blk" "$M/ipfs/$c?format=raw" &&
+    test "$(sha256sum < "$TMP/seq.blk" | cut -d' ' -f1)" = "$(cid_digest "$c")" || bad=$((bad + 1))
+done < "$TMP/leaves"
+check "mirror: the $nleaves chunks asked for one by one, in order, each hashes to its CID" test "$bad" = 0
+read1=$(metric "$M" ${mm}_nar_read_bytes_total)
+check "mirror: ... cut from $((read1 - read0)) NAR bytes decompressed: about the NAR ($narsz) once, not once per chunk" \
+  test "$((read1 - read0))" -ge "$narsz" -a "$((read1 - read0))" -le "$((2 * narsz))"
+check "mirror /metrics: $nleaves more raw requests" \
+  test "$(metric "$M" "${mm}_requests_total{kind=\"raw\"}")" = "$((raw0 + nleaves))"
+check "mirror /metrics: $nleaves more blocks sent, the NAR's bytes" \
+  test "$(metric "$M" ${mm}_blocks_total)" = "$((blocks0 + nleaves))" -a \
+  "$(metric "$M" ${mm}_block_bytes_total)" = "$((bytes0 + narsz))"
+nf0=$(metric "$M" ${mm}_not_found_total)
+pr0=$(metric "$M" "${mm}_requests_total{kind=\"probe\"}")
+car0=$(metric "$M" "${mm}_requests_total{kind=\"car\"}")
+code "$M/ipfs/bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy?format=raw" > /dev/null
+code "$M/ipfs/bafkqaaa?format=raw" > /dev/null
+code "$M/ipfs/$r?format=car&dag-scope=block" > /dev/null
+check "mirror /metrics: a 404, a probe and a CAR counted" \
+  test "$(metric "$M" ${mm}_not_found_total)" = "$((nf0 + 1))" -a \
+  "$(metric "$M" "${mm}_requests_total{kind=\"probe\"}")" = "$((pr0 + 1))" -a \
+  "$(metric "$M" "${mm}_requests_total{kind=\"car\"}")" = "$((car0 + 1))"
+# two cuts: the mirror's own chunker (fastcdc) first, then the upstream's
+# (size-262144), which gives the root the narinfo names
+check "mirror /metrics: the item was indexed from its nar (twice: its chunker, then the one named), nothing failed to cut" \
+  test "$(metric "$M" ${mm}_index_builds_total)" = 2 -a "$(metric "$M" ${mm}_cut_failures_total)" = 0
 helia_fetch "mirror, two levels" "$M" "$big"
 RBASE=$M range 262143 262144 4
 RBASE=$M range -1 '*' 3
@@ -310,6 +366,8 @@ check "mirror restarted: the items it holds are indexed again" \
   wait_for 60 bash -c 'test "$(curl -s -o /dev/null -w "%{http_code}" "$1")" = 200' _ "$M/ipfs/$r?format=raw"
 curl -sf -o "$TMP/m2.car" "$M/ipfs/$r?format=car"
 check "mirror restarted: the same CAR" cmp -s "$TMP/m2.car" "$TMP/big.car"
+check "mirror restarted /metrics: the index was read from its file, not built again" \
+  test "$(metric "$M" cairn_mirror_ipfs_index_builds_total)" = 0
 mirror_stop
 
 # a store item changed on disk after it was indexed: the chunk that no
@@ -322,6 +380,8 @@ check "a chunk changed on disk: its raw request fails, no block sent whole" \
 check "... the CAR is cut off before that chunk" \
   bash -c '! curl -sf -o "$2" "$1"' _ "$U/ipfs/$r?format=car" "$TMP/bad.car"
 check "... and publish says which item changed" grep -q "changed since it was indexed" "$PUBLISH_LOG"
+check "... and counts it on /metrics" \
+  test "$(metric "$U" cairn_publish_ipfs_cut_failures_total)" -ge 1
 publish_stop
 
 # The default chunker: fastcdc (docs/FORMATS.md, "The narinfo field")

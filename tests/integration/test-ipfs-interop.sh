@@ -66,9 +66,13 @@ check "add --nar PATH is the CID of its NAR" \
 check "stdin gives the same CID as the file" \
   test "$("$CAIRN" ipfs add < "$TMP/chunk1" -)" = "$("$CAIRN" ipfs add "$TMP/chunk1")"
 
-# cairn's CARs, read by @ipld/car and ipfs-unixfs-exporter
+# cairn's CARs, read by @ipld/car and ipfs-unixfs-exporter; in the order
+# a served CAR has (car-check.py: the root first, every block after a
+# block that links to it, depth first, each once), so that a streaming
+# reader can verify each block as it comes
+head -c $((3 << 18)) /dev/zero > "$TMP/zeros"   # equal chunks: each sent once
 for spec in size-1024 size-262144 fastcdc; do
-  for f in empty one wide fifty; do
+  for f in empty one wide fifty zeros; do
     root=$("$CAIRN" ipfs add --chunker $spec --car "$TMP/$f.$spec.car" "$TMP/$f")
     got=$(node "$npmdir/readcar.mjs" "$TMP/$f.$spec.car" "$TMP/$f.$spec.out" 2>&1) || true
     if [ "$got" = "$root" ] && cmp -s "$TMP/$f" "$TMP/$f.$spec.out"; then
@@ -76,11 +80,18 @@ for spec in size-1024 size-262144 fastcdc; do
     else
       not_ok "$spec CAR of $f read by @ipld/car + exporter: root $root, got '$got'"
     fi
+    n=$(python3 "$SRCDIR/tests/integration/car-check.py" "$TMP/$f.$spec.car" "$root" 2>&1) &&
+      ok "$spec CAR of $f: parents first, depth first, each block once ($n blocks)" ||
+      not_ok "$spec CAR of $f: not in DFS order: $n"
     rm -f "$TMP/$f.$spec.out"
   done
 done
 check "no temporary file is left next to a CAR" \
   test -z "$(find "$TMP" -name '*.tmp.*')"
+check "add --car from stdin: the CAR of the file (stdin kept for the second pass)" \
+  bash -c '"$1" ipfs add --chunker size-1024 --car "$2" - < "$3" > /dev/null && cmp -s "$2" "$4"' \
+  _ "$CAIRN" "$TMP/stdin.car" "$TMP/wide" "$TMP/wide.size-1024.car"
+check "... and nothing of stdin is left behind" test -z "$(find "$TMP" -name '*.in.*')"
 
 # the importer's CAR, read by cairn
 theirs=$(node "$npmdir/importer.mjs" 1024 "$TMP/wide" "$TMP/theirs.car")
@@ -102,7 +113,7 @@ check "a CAR with a wrong block is refused" \
 head -c $((size - 10)) "$car" > "$TMP/cut.car"
 check "a CAR cut short is refused" \
   bash -c '! "$1" ipfs car "$2" 2>"$3" && grep -q "cut short" "$3"' _ "$CAIRN" "$TMP/cut.car" "$TMP/cut.err"
-# the file's first leaf is the first section after the 59-byte header
+# the root is the first section after the 59-byte header
 python3 - "$car" "$TMP/hole.car" <<'PY'
 import sys
 b = open(sys.argv[1], 'rb').read()

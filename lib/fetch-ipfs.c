@@ -202,7 +202,7 @@ bool fetch_try_ipfs(struct item *it, const struct cairn_dl_sink *sink)
 		return false;
 	struct cairn_error e;
 	cairn_error_init(&e);
-	if (!f->ipfs && ipfs_src_new(&f->ipfs, f->cfg.ipfs->jobs, &e)) {
+	if (!f->ipfs && ipfs_src_new(&f->ipfs, f->cfg.ipfs->jobs, NULL, NULL, &e)) {
 		fetch_reason_add(it, "ipfs: %s", cairn_error_msg(&e));
 		return false;
 	}

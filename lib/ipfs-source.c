@@ -41,11 +41,14 @@ struct ipfs_src {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	unsigned max, running;
+	void (*wake)(void *ctx);
+	void *wake_ctx;
 	/* waiting for a slot (in order), on their threads, over */
 	struct ipfs_src_job *waiting, *active, *over;
 };
 
-int ipfs_src_new(struct ipfs_src **out, unsigned max, struct cairn_error *err)
+int ipfs_src_new(struct ipfs_src **out, unsigned max, void (*wake)(void *ctx), void *wake_ctx,
+		 struct cairn_error *err)
 {
 	struct ipfs_src *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -53,6 +56,8 @@ int ipfs_src_new(struct ipfs_src **out, unsigned max, struct cairn_error *err)
 	if (!max)
 		max = CAIRN_IPFS_JOBS_DEFAULT;
 	s->max = max > CAIRN_IPFS_JOBS_MAX ? CAIRN_IPFS_JOBS_MAX : max;
+	s->wake = wake;
+	s->wake_ctx = wake_ctx;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	*out = s;
@@ -106,7 +111,12 @@ static void *job_main(void *arg)
 	push_tail(&s->over, j);
 	s->running--;
 	pthread_cond_broadcast(&s->cond);
+	void (*wake)(void *) = s->wake;
+	void *wake_ctx = s->wake_ctx;
 	pthread_mutex_unlock(&s->mu);
+	/* j may be drained and freed from here on; s lives until its jobs end */
+	if (wake)
+		wake(wake_ctx);
 	return NULL;
 }
 

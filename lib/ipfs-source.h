@@ -69,7 +69,10 @@ struct ipfs_src_job {
 	atomic_bool stop;
 };
 
-int ipfs_src_new(struct ipfs_src **out, unsigned max, struct cairn_error *err);
+/* wake (may be NULL) is called on a job's thread once its verdict is in,
+ * for an owner that sleeps on something else than ipfs_src_wait. */
+int ipfs_src_new(struct ipfs_src **out, unsigned max, void (*wake)(void *ctx), void *wake_ctx,
+		 struct cairn_error *err);
 /* Calls off the jobs (each stops within ~100 ms) and waits for them. */
 void ipfs_src_free(struct ipfs_src *s);
 /* A zeroed job to fill in (NULL when out of memory). */

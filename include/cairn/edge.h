@@ -69,6 +69,8 @@ enum cairn_edge_log_level {
 				refused, the cache's disk failing */
 };
 
+#define CAIRN_EDGE_MAX_GATEWAYS 16
+
 struct cairn_edge_config {
 	/* base URLs in priority order (first is preferred); borrowed during new */
 	const char *upstreams[CAIRN_EDGE_MAX_UPSTREAMS];
@@ -101,6 +103,15 @@ struct cairn_edge_config {
 	/* Serve a trustless IPFS gateway (/ipfs/{cid}) over the nars cached,
 	 * each item indexed once committed (docs/cairn-ipfs.md); 0: none. */
 	int ipfs;
+	/* IPFS trustless gateways (base URLs, borrowed during new; n 0: none)
+	 * that the nar of an uncompressed-nar URL is filled from first when
+	 * its served narinfo names the NAR's root CID (`IPFS:`): each block
+	 * checked against its CID, the whole against the signed NarHash;
+	 * the upstreams' file on any failure.  At most ipfs_jobs items at
+	 * once (0: 4); blocks kept in <cache_dir>/ipfs-blocks. */
+	const char *ipfs_gateways[CAIRN_EDGE_MAX_GATEWAYS];
+	size_t n_ipfs_gateways;
+	unsigned ipfs_jobs;
 	/* What the operator should hear about: listening, upstreams going
 	 * down and coming back, narinfos refused, the cache's disk failing
 	 * and working again.  msg is one line, no newline, printable ASCII

@@ -169,6 +169,14 @@ void ipfs_src_cancel(struct ipfs_src *s, struct ipfs_src_job *j)
 	free(j);
 }
 
+size_t ipfs_src_running(struct ipfs_src *s)
+{
+	pthread_mutex_lock(&s->mu);
+	size_t n = s->running;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
 size_t ipfs_src_pending(struct ipfs_src *s)
 {
 	if (!s)

@@ -82,6 +82,8 @@ void ipfs_src_submit(struct ipfs_src *s, struct ipfs_src_job *j);
 /* Call j off and wait for its thread: done is not called and j is freed.
  * For an owner that gives up on the item (its sink goes away). */
 void ipfs_src_cancel(struct ipfs_src *s, struct ipfs_src_job *j);
+/* Jobs on their threads now (at most max). */
+size_t ipfs_src_running(struct ipfs_src *s);
 /* Jobs submitted whose done has not run yet. */
 size_t ipfs_src_pending(struct ipfs_src *s);
 /* The verdicts in: done for each, on this thread; waiting jobs start.

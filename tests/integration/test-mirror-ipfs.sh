@@ -6,6 +6,8 @@
 #     through the mirror, from the gateway (cairn fetch of a closure, and
 #     curl of a narinfo and its nar), the bytes the signed NarHash says,
 #     and the mirror keeps them (a second request is a cache hit);
+#   - a gateway that stalls on one nar holds that nar only: the other
+#     items of the closure come through the mirror meanwhile;
 #   - a lying gateway (a wrong block, a CAR cut short) is skipped: the
 #     upstream's file is used, the bytes are right.
 . "$SRCDIR/tests/integration/lib.sh"
@@ -49,7 +51,30 @@ hits=$(metric cairn_mirror_nar_hits_total)
 check "  ... and it came from the cache ($hits hits)" test "${hits:-0}" -ge 1
 mirror_stop
 
-# 3. liars: skipped, the upstream's file used
+# 3. a gateway that stalls on the app's nar holds that nar only: the
+# references' narinfos and nars go through the mirror meanwhile (counted
+# in the client's store while the stall is held, released after)
+HOLD=$TMP/hold; mkdir -p "$HOLD"
+ipfs_gateway ok --hold "$(ipfs_cid "$C" "$APP")" --hold-dir "$HOLD"
+mirror_start m2 --upstream "$UP" --cache "$TMP/m2" --trusted-key "$PUB" --ipfs-gateway "$GW_URL"
+M=http://127.0.0.1:$MIRROR_PORT
+S=$TMP/s3
+"$CAIRN" fetch -q --no-cache --json --from "$M" --trusted-key "$PUB" --store "$S" \
+  --closure --stall-timeout 300 "$APP" > "$TMP/j3" 2> "$TMP/e3" &
+fpid=$!
+cleanup_hooks+=("kill $fpid 2> /dev/null")
+check "stall: the gateway holds the app's first block" wait_file "$HOLD/held" 30
+check "  ... while it is held, the reference comes through the mirror" \
+  wait_for 30 test -e "$S$LIB/README"
+check "  ... and the app is not there yet" test ! -e "$S$APP"
+touch "$HOLD/release"
+rc=0; wait "$fpid" || rc=$?
+cat "$TMP/e3"
+check "  ... released: the closure of 2 is fetched, the app's files right" \
+  bash -c '[ "$0" = 0 ] && diff -r "$1" "$2"' "$rc" "$TMP/t-app" "$S$APP"
+mirror_stop
+
+# 4. liars: skipped, the upstream's file used
 mv "$TMP/nar-hidden" "$C/nar"
 for mode in wrong-block truncated-car; do
   ipfs_gateway "$mode"

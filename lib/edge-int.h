@@ -355,6 +355,9 @@ struct fetch {
 	uint8_t nar_sha[32];
 	uint64_t nar_size;
 	int n404, n_err;
+	/* its nar asked of the IPFS gateways (edge-nar-ipfs.c): once, first */
+	int ipfs_tried;
+	struct ipfs_src_job *ipfs_job;
 	int64_t max_age;
 	int no_store;
 
@@ -389,6 +392,9 @@ struct cairn_edge {
 	struct map *ipfs_held;
 	pthread_mutex_t ipfs_mu;
 	struct nar_cursors *ipfs_cursors; /* compressed nars, from where a request stopped */
+	/* --ipfs-gateway: nars filled from gateways (edge-nar-ipfs.c), or NULL */
+	struct ipfs_src *ipfs_src;
+	struct cairn_ipfs_fetch_config *ipfs_cfg;
 	struct upstream ups[CAIRN_EDGE_MAX_UPSTREAMS];
 	size_t n_ups;
 	struct cairn_httpd *httpd;
@@ -548,6 +554,26 @@ void edge_miss_narinfo(struct miss *m);
 void edge_nar_start(struct fetch *f);
 void edge_nar_alts_learnt(struct cairn_edge *e, const char *item);
 void edge_miss_stream(struct miss *m);
+
+/* Upstream thread: f's nar to be filled from IPFS gateways; the clients
+ * are told its length, and sink gets the bytes (on the job's thread). */
+void edge_nar_ipfs_begin(struct fetch *f, struct cairn_dl_sink *sink);
+/* Upstream thread: the gateways are done with f: verified (ok), or not,
+ * and then the upstreams' file as usual. */
+void edge_nar_ipfs_over(struct fetch *f, int ok);
+
+/* edge-nar-ipfs.c: with cfg.n_ipfs_gateways, nars from gateways */
+struct ipfs_src;
+struct ipfs_src_job;
+struct cairn_ipfs_fetch_config;
+int edge_nar_ipfs_open(struct cairn_edge *e, struct cairn_error *err);
+/* Call the jobs off and wait for them (their fetches are failed later). */
+void edge_nar_ipfs_close(struct cairn_edge *e);
+/* Upstream thread: 0 when f's nar is being asked of the gateways (its
+ * served narinfo names a CID; f->serve_nar, one NarHash expected). */
+int edge_nar_ipfs_start(struct fetch *f);
+/* Upstream thread: the verdicts in. */
+void edge_nar_ipfs_poll(struct cairn_edge *e);
 
 /* edge-ipfs.c: with cfg.ipfs, the gateway over the cached nars */
 #define EDGE_IPFS_URL_MAX 512

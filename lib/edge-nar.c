@@ -630,6 +630,13 @@ void edge_nar_start(struct fetch *f)
 	size_t n = 0;
 	int any_up = 0;
 	size_t n_m = nar_expect(f, ex, &hint, methods);
+	/* the gateways first, once: their bytes are the NAR, which is the
+	 * file only at an uncompressed nar's URL */
+	if (!f->ipfs_tried && f->serve_nar && f->n_ex == 1 && e->ipfs_src) {
+		f->ipfs_tried = 1;
+		if (edge_nar_ipfs_start(f) == 0)
+			return;
+	}
 	for (size_t i = 0; i < e->n_ups; i++)
 		any_up |= e->ups[i].up;
 	/* the URL itself, read as each claim on it says, upstream by upstream;
@@ -685,6 +692,32 @@ void edge_nar_start(struct fetch *f)
 			unlink(f->tmppath);
 		edge_fetch_finish(f, FS_FAIL, 0);
 	}
+}
+
+void edge_nar_ipfs_begin(struct fetch *f, struct cairn_dl_sink *sink)
+{
+	pthread_mutex_lock(&f->mu);
+	if (f->state == FS_PENDING) {
+		f->length = (int64_t)f->ex_size[0];
+		snprintf(f->ctype, sizeof(f->ctype), "application/x-nix-nar");
+		f->state = FS_HEADERS;
+		pthread_cond_broadcast(&f->cond);
+	}
+	pthread_mutex_unlock(&f->mu);
+	*sink = (struct cairn_dl_sink){.begin = fs_begin, .nar = fs_body, .ctx = f};
+}
+
+void edge_nar_ipfs_over(struct fetch *f, int ok)
+{
+	if (!ok) {
+		edge_nar_start(f);
+		return;
+	}
+	f->nar_ok = 1;
+	f->nar_method = CAIRN_CODEC_NONE;
+	memcpy(f->nar_sha, f->ex_sha[0], 32);
+	f->nar_size = f->ex_size[0];
+	finish_nar(f);
 }
 
 /*

@@ -389,6 +389,7 @@ static void *upstream_main(void *arg)
 				edge_nar_start(f);
 		}
 		edge_ni_queries_poll(e);
+		edge_nar_ipfs_poll(e);
 		for (size_t i = 0; i < e->n_ups; i++)
 			if (!e->ups[i].probing && t >= e->ups[i].next_probe)
 				probe_start(e, &e->ups[i]);
@@ -708,6 +709,8 @@ int cairn_edge_new(struct cairn_edge **out, const struct cairn_edge_config *cfg,
 		goto fail;
 	if (cfg->ipfs && (rc = edge_ipfs_open(e, err)) < 0)
 		goto fail;
+	if ((rc = edge_nar_ipfs_open(e, err)) < 0)
+		goto fail;
 	/* each upstream's last good nix-cache-info, until it answers again */
 	for (size_t i = 0; i < e->n_ups; i++) {
 		struct upstream *u = &e->ups[i];
@@ -858,6 +861,8 @@ void cairn_edge_stop(struct cairn_edge *e)
 	pthread_mutex_unlock(&e->mu);
 	pthread_join(e->thread, NULL);
 	e->thread_started = 0;
+	/* the gateways' jobs write into fetches that end below */
+	edge_nar_ipfs_close(e);
 	/* transfers are abandoned without on_done: their fetches end here */
 	edge_ni_queries_free(e);
 	cairn_http_free(e->http);
@@ -900,6 +905,7 @@ void cairn_edge_free(struct cairn_edge *e)
 	edge_alts_free_all(e);
 	map_release(&e->inflight);
 	edge_ipfs_free(e);
+	edge_nar_ipfs_close(e);
 	for (size_t i = 0; i < e->n_ups; i++) {
 		cairn_http_server_free(e->ups[i].srv);
 		free(e->ups[i].info);

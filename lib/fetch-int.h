@@ -118,6 +118,7 @@ struct item {
 	struct cairn_dl *dl;
 	struct cairn_dl_tree *tree; /* the sink: a tree under the root */
 	struct cairn_dl_file *file; /* or a NAR file in nar_dir */
+	struct ipfs_src_job *ipfs_job; /* its bytes being asked of gateways, or NULL */
 };
 
 struct cairn_fetch {
@@ -147,6 +148,7 @@ struct cairn_fetch {
 	int fatal;
 	struct cairn_error fatal_err;
 	struct cairn_dl_pool *pool; /* workers that unpack and verify, or NULL */
+	struct ipfs_src *ipfs;	    /* items asked of gateways (fetch-ipfs.c), or NULL */
 };
 
 
@@ -196,9 +198,17 @@ void fetch_download_free(struct item *it);
 void fetch_add_dl_source(struct item *it, size_t si);
 void fetch_download_start(struct item *it);
 
-/* fetch-ipfs.c: the NAR from IPFS gateways into sink; true when verified. */
+/* The sink being ready, the download from the servers' NAR files. */
+void fetch_download_servers(struct item *it);
+
+/* fetch-ipfs.c: the NAR from IPFS gateways into sink, on a thread of its
+ * own; true when handed over (the verdict comes from ipfs_src_drain: the
+ * item verified, or fetch_download_servers). */
 struct cairn_dl_sink;
+struct ipfs_src_job;
 bool fetch_try_ipfs(struct item *it, const struct cairn_dl_sink *sink);
+/* Call the item's job off, if any (its sink is about to go). */
+void fetch_ipfs_cancel(struct item *it);
 int fetch_check_in_place(struct item *it, struct cairn_error *e);
 size_t fetch_deps_unsettled(const struct item *it);
 void fetch_settle(struct cairn_fetch *f);

@@ -1,9 +1,12 @@
 /*
- * fetch-ipfs.c - fetch's bytes from IPFS gateways (ipfs-fetch.h) when the
- * accepted narinfo names the NAR's root CID: tried before the servers'
- * NAR files, through the download engine's pipeline and checks
- * (cairn_dl_check_stream) into the item's own sink.  Any failure falls
- * back to the servers, the sink discarded.
+ * fetch-ipfs.c - fetch's bytes from IPFS gateways when the accepted
+ * narinfo names the NAR's root CID: tried before the servers' NAR files,
+ * as a job of the IPFS source (ipfs-source.h) on a thread of its own, so
+ * that the network thread goes on with every other item's narinfos and
+ * NARs while gateways are asked.  The job streams the NAR through the
+ * download engine's pipeline and checks (cairn_dl_check_stream) into the
+ * item's own sink; its verdict comes back on the network thread.  Any
+ * failure falls back to the servers, the sink discarded.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include "cairn/narinfo.h"
 #include "download.h"
 #include "fetch-int.h"
+#include "ipfs-source.h"
 #include "cairn/ipfs-fetch.h"
 #include "cairn/banned.h"
 
@@ -28,14 +32,58 @@ static bool item_cid(const struct item *it, struct cairn_cid *cid)
 	return false;
 }
 
-/* The item itself and each reference, by name: the hash it has now. */
-static const char *new_hash(const struct item *it, const char *name, size_t nl)
+/*
+ * What seeding needs of the item, copied: it runs on the job's thread
+ * while the network thread goes on with the item's answers.
+ */
+struct seed_view {
+	const struct cairn_fetch *f; /* its cfg and store_dir only: fixed for the run */
+	char name[CAIRN_STORE_NAME_MAX + 1];
+	char hash[CAIRN_STORE_HASH_LEN + 1];
+	char **refs; /* base names, as the narinfo's References */
+	size_t n_refs;
+	uint64_t seeded;
+};
+
+static void view_free(struct seed_view *v)
 {
-	if (strlen(it->sp.name) == nl && !memcmp(it->sp.name, name, nl))
-		return it->sp.hash;
+	for (size_t i = 0; v && i < v->n_refs; i++)
+		free(v->refs[i]);
+	if (v)
+		free(v->refs);
+	free(v);
+}
+
+static struct seed_view *view_new(const struct item *it)
+{
+	struct seed_view *v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	v->f = it->f;
+	snprintf(v->name, sizeof(v->name), "%s", it->sp.name);
+	snprintf(v->hash, sizeof(v->hash), "%s", it->sp.hash);
 	const struct cairn_narinfo *ni = it->chosen;
+	if (ni && ni->n_refs && !(v->refs = calloc(ni->n_refs, sizeof(*v->refs)))) {
+		free(v);
+		return NULL;
+	}
 	for (size_t i = 0; ni && i < ni->n_refs; i++) {
-		const char *r = ni->refs[i];
+		if (!(v->refs[i] = strdup(ni->refs[i]))) {
+			view_free(v);
+			return NULL;
+		}
+		v->n_refs++;
+	}
+	return v;
+}
+
+/* The item itself and each reference, by name: the hash it has now. */
+static const char *new_hash(const struct seed_view *it, const char *name, size_t nl)
+{
+	if (strlen(it->name) == nl && !memcmp(it->name, name, nl))
+		return it->hash;
+	for (size_t i = 0; i < it->n_refs; i++) {
+		const char *r = it->refs[i];
 		if (strlen(r) == CAIRN_STORE_HASH_LEN + 1 + nl && r[CAIRN_STORE_HASH_LEN] == '-' &&
 		    !memcmp(r + CAIRN_STORE_HASH_LEN + 1, name, nl))
 			return r;
@@ -53,8 +101,8 @@ static const char *new_hash(const struct item *it, const char *name, size_t nl)
  */
 static void seed_previous(void *ctx, const struct cairn_chunker_spec *spec)
 {
-	struct item *it = ctx;
-	struct cairn_fetch *f = it->f;
+	struct seed_view *it = ctx;
+	const struct cairn_fetch *f = it->f;
 	struct cairn_ipfs_fetch_config cfg = *f->cfg.ipfs;
 	const struct cairn_ipfs_fetch_config *ic = &cfg;
 	cfg.chunker = *spec;
@@ -91,7 +139,7 @@ static void seed_previous(void *ctx, const struct cairn_chunker_spec *spec)
 			memcpy(to[n_rw], h, CAIRN_IPFS_HASH_LEN);
 			n_rw++;
 		}
-		if (h == it->sp.hash && n_prev < 16 && strlen(n) < sizeof(prev[0]))
+		if (h == it->hash && n_prev < 16 && strlen(n) < sizeof(prev[0]))
 			memcpy(prev[n_prev++], n, strlen(n) + 1);
 	}
 	closedir(d);
@@ -102,54 +150,90 @@ static void seed_previous(void *ctx, const struct cairn_chunker_spec *spec)
 		if ((size_t)snprintf(p, sizeof(p), "%s/%s", dir, prev[i]) < sizeof(p) &&
 		    cairn_ipfs_seed_rewritten(ic, p, (const char(*)[CAIRN_IPFS_HASH_LEN])from,
 					      (const char(*)[CAIRN_IPFS_HASH_LEN])to, n_rw, &k,
-					      &e) == 0 &&
-		    f->cfg.ipfs_stats)
-			f->cfg.ipfs_stats->seeded += k;
+					      &e) == 0)
+			it->seeded += k;
 	}
 	free(prev);
 }
 
-struct produce {
-	struct cairn_ipfs_fetch_config cfg;
-	struct cairn_cid root;
-	uint64_t max;
-	const char *gateway;
-	struct cairn_ipfs_fetch_stats *st;
-};
-
-static int produce(void *ctx, cairn_dl_write_fn write, void *wctx, struct cairn_error *err)
+static void stats_add(struct cairn_ipfs_fetch_stats *to, const struct cairn_ipfs_fetch_stats *st)
 {
-	struct produce *p = ctx;
-	return cairn_ipfs_fetch_file(&p->cfg, &p->root, p->max, write, wctx, &p->gateway, p->st,
-				     err);
+	to->requests += st->requests;
+	to->bytes += st->bytes;
+	to->blocks_cached += st->blocks_cached;
+	to->blocks_fetched += st->blocks_fetched;
+	to->gateways_failed += st->gateways_failed;
+	to->seeded += st->seeded;
+}
+
+/* The job's verdict, on the network thread: the item is verified, or it
+ * goes on to the servers with the same sink. */
+static void ipfs_done(struct ipfs_src_job *j)
+{
+	struct item *it = j->ctx;
+	struct cairn_fetch *f = it->f;
+	struct seed_view *v = j->cfg.seed_ctx;
+	it->ipfs_job = NULL;
+	j->st.seeded += v->seeded;
+	view_free(v);
+	if (f->cfg.ipfs_stats)
+		stats_add(f->cfg.ipfs_stats, &j->st);
+	it->dl_bytes += j->st.bytes;
+	f->bytes_received += j->st.bytes;
+	if (j->rc) {
+		fetch_reason_add(it, "ipfs: %s", cairn_error_msg(&j->err));
+		fetch_download_servers(it);
+		return;
+	}
+	f->downloads_active--;
+	it->server_used = j->gateway;
+	it->compression = "ipfs";
+	it->st = I_VERIFIED;
+	f->n_verified++;
 }
 
 bool fetch_try_ipfs(struct item *it, const struct cairn_dl_sink *sink)
 {
 	struct cairn_fetch *f = it->f;
-	struct cairn_ipfs_fetch_stats dummy = {0};
 	if (!f->cfg.ipfs || !f->cfg.ipfs->n_gateways)
 		return false;
-	struct produce p = {.cfg = *f->cfg.ipfs, .max = it->nar_size,
-			    .st = f->cfg.ipfs_stats ? f->cfg.ipfs_stats : &dummy};
-	if (!item_cid(it, &p.root))
+	struct cairn_cid root;
+	if (!item_cid(it, &root))
 		return false;
-	/* the previous version, once the DAG says which chunker to cut it with */
-	p.cfg.seed = seed_previous;
-	p.cfg.seed_ctx = it;
-	struct cairn_dl_expect ex = {.nar_hash = it->nar_hash, .nar_size = it->nar_size,
-				     .by_ca = it->by_ca, .ca = it->ca, .sp = it->sp};
 	struct cairn_error e;
 	cairn_error_init(&e);
-	uint64_t before = p.st->bytes;
-	int rc = cairn_dl_check_stream(&ex, produce, &p, sink, &e);
-	it->dl_bytes += p.st->bytes - before;
-	f->bytes_received += p.st->bytes - before;
-	if (rc) {
+	if (!f->ipfs && ipfs_src_new(&f->ipfs, f->cfg.ipfs->jobs, NULL, NULL, &e)) {
 		fetch_reason_add(it, "ipfs: %s", cairn_error_msg(&e));
 		return false;
 	}
-	it->server_used = p.gateway;
-	it->compression = "ipfs";
+	struct ipfs_src_job *j = ipfs_src_job_new();
+	struct seed_view *v = j ? view_new(it) : NULL;
+	if (!v) {
+		free(j);
+		fetch_reason_add(it, "ipfs: out of memory");
+		return false;
+	}
+	j->cfg = *f->cfg.ipfs;
+	/* the previous version, once the DAG says which chunker to cut it with */
+	j->cfg.seed = seed_previous;
+	j->cfg.seed_ctx = v;
+	j->root = root;
+	j->ex = (struct cairn_dl_expect){.nar_hash = it->nar_hash, .nar_size = it->nar_size,
+					 .by_ca = it->by_ca, .ca = it->ca, .sp = it->sp};
+	j->sink = *sink;
+	j->done = ipfs_done;
+	j->ctx = it;
+	it->ipfs_job = j;
+	ipfs_src_submit(f->ipfs, j);
 	return true;
+}
+
+void fetch_ipfs_cancel(struct item *it)
+{
+	struct ipfs_src_job *j = it->ipfs_job;
+	if (!j)
+		return;
+	it->ipfs_job = NULL;
+	view_free(j->cfg.seed_ctx);
+	ipfs_src_cancel(it->f->ipfs, j);
 }

@@ -117,6 +117,7 @@ int fetch_store_ready(struct cairn_fetch *f, struct cairn_error *err)
 
 void fetch_download_free(struct item *it)
 {
+	fetch_ipfs_cancel(it);
 	cairn_dl_free(it->dl);
 	it->dl = NULL;
 	cairn_dl_tree_free(it->tree); /* removes an uncommitted tree */
@@ -364,18 +365,11 @@ void fetch_add_dl_source(struct item *it, size_t si)
 	it->n_srcs--; /* not a source after all */
 }
 
-/* The expected NAR, its sources (the accepted group's servers, in order)
- * and a sink under the root or in nar_dir; then the engine. */
-void fetch_download_start(struct item *it)
+/* The sources the engine gets, in order, into src; srcs is made to match
+ * them, so that the engine's source index names the server. */
+static size_t dl_sources(struct item *it, struct cairn_dl_source *src)
 {
-	struct cairn_fetch *f = it->f;
-	struct cairn_dl_source src[CAIRN_DL_MAX_SOURCES];
-	size_t n = 0;
-	struct cairn_error e;
-	cairn_error_init(&e);
-	/* The sources the engine gets, in order; srcs is made to match them,
-	 * so that the engine's source index names the server. */
-	size_t m = 0;
+	size_t n = 0, m = 0;
 	for (size_t k = it->cur_src; k < it->n_srcs && n < CAIRN_DL_MAX_SOURCES; k++) {
 		size_t si = it->srcs[k];
 		if (dl_source(it, si, &src[n]))
@@ -385,7 +379,19 @@ void fetch_download_start(struct item *it)
 	}
 	it->n_srcs = m;
 	it->cur_src = 0;
-	if (!n) {
+	return n;
+}
+
+/* The expected NAR, its sources (the accepted group's servers, in order)
+ * and a sink under the root or in nar_dir; then the gateways (when the
+ * narinfo names a CID) or the engine. */
+void fetch_download_start(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	struct cairn_dl_source src[CAIRN_DL_MAX_SOURCES];
+	struct cairn_error e;
+	cairn_error_init(&e);
+	if (!dl_sources(it, src)) {
 		f->downloads_active--;
 		fetch_item_fail(it, CAIRN_ENET, "no server could send the NAR");
 		return;
@@ -407,6 +413,30 @@ void fetch_download_start(struct item *it)
 		if (!rc)
 			cairn_dl_tree_sink(it->tree, &sink);
 	}
+	if (f->t_first_dl <= 0)
+		f->t_first_dl = fetch_now_s();
+	if (it->t_dl <= 0)
+		it->t_dl = fetch_now_s();
+	if (rc) {
+		f->downloads_active--;
+		fetch_item_fail(it, rc, "%s", cairn_error_msg(&e));
+		return;
+	}
+	if (!fetch_try_ipfs(it, &sink))
+		fetch_download_servers(it);
+}
+
+void fetch_download_servers(struct item *it)
+{
+	struct cairn_fetch *f = it->f;
+	struct cairn_dl_source src[CAIRN_DL_MAX_SOURCES];
+	struct cairn_error e;
+	cairn_error_init(&e);
+	struct cairn_dl_sink sink;
+	if (it->file)
+		cairn_dl_file_sink(it->file, &sink);
+	else
+		cairn_dl_tree_sink(it->tree, &sink);
 	struct cairn_dl_expect ex = {.nar_hash = it->nar_hash, .nar_size = it->nar_size,
 				     .by_ca = it->by_ca, .ca = it->ca, .sp = it->sp};
 	struct cairn_dl_config dc = {.http = f->http,
@@ -417,18 +447,10 @@ void fetch_download_start(struct item *it)
 				     .on_done = dl_finished,
 				     .on_bytes = dl_bytes,
 				     .ctx = it};
-	if (f->t_first_dl <= 0)
-		f->t_first_dl = fetch_now_s();
-	if (it->t_dl <= 0)
-		it->t_dl = fetch_now_s();
-	if (!rc && fetch_try_ipfs(it, &sink)) {
-		f->downloads_active--;
-		it->st = I_VERIFIED;
-		f->n_verified++;
-		return;
-	}
-	if (!rc)
-		rc = cairn_dl_start(&it->dl, &dc, &ex, src, n, &sink, &e);
+	/* late answers may have come while the gateways were asked */
+	size_t n = dl_sources(it, src);
+	int rc = n ? cairn_dl_start(&it->dl, &dc, &ex, src, n, &sink, &e)
+		   : cairn_error_set(&e, CAIRN_ENET, "no server could send the NAR");
 	if (rc) {
 		f->downloads_active--;
 		fetch_item_fail(it, rc, "%s", cairn_error_msg(&e));

@@ -25,6 +25,7 @@
 #include "cairn/survey.h"
 #include "cairn/trust.h"
 #include "fetch-int.h"
+#include "ipfs-source.h"
 #include "cairn/banned.h"
 
 double fetch_now_s(void)
@@ -168,6 +169,7 @@ void cairn_fetch_free(struct cairn_fetch *f)
 	free(f->qmap);
 	/* Items (and their downloads) are gone: no worker has work left. */
 	cairn_dl_pool_free(f->pool);
+	ipfs_src_free(f->ipfs); /* each item called its own job off */
 	free(f);
 }
 
@@ -611,7 +613,7 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 
 int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *err)
 {
-	bool working = cairn_dl_pool_pending(f->pool) > 0;
+	bool working = cairn_dl_pool_pending(f->pool) > 0 || ipfs_src_pending(f->ipfs) > 0;
 	int wait_ms = timeout_ms > 0 ? timeout_ms : 0;
 	if (working && timeout_ms > WORKER_POLL_MS)
 		timeout_ms = WORKER_POLL_MS;
@@ -624,9 +626,14 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 		return cairn_error_set(err, f->fatal, "%s", f->fatal_err.msg);
 	/* Nothing on the network (the client returns at once then): sleep
 	 * until a worker posts a verdict instead of spinning. */
-	if (rc == 0 && working)
-		cairn_dl_pool_wait(f->pool, wait_ms);
+	if (rc == 0 && working) {
+		if (ipfs_src_pending(f->ipfs))
+			ipfs_src_wait(f->ipfs, WORKER_POLL_MS);
+		else
+			cairn_dl_pool_wait(f->pool, wait_ms);
+	}
 	cairn_dl_pool_drain(f->pool);
+	ipfs_src_drain(f->ipfs);
 	/* acceptable answers waiting for a preferred server: when the grace is
 	 * over (deciding again verifies signatures: not at every step) */
 	double now = f->n_early_waiting ? fetch_now_s() : 0;
@@ -645,7 +652,7 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 			cairn_survey_flush(f->survey);
 		return 0;
 	}
-	working = cairn_dl_pool_pending(f->pool) > 0 ||
+	working = cairn_dl_pool_pending(f->pool) > 0 || ipfs_src_pending(f->ipfs) > 0 ||
 		  (f->survey && cairn_survey_pending(f->survey) > 0);
 	if (rc > 0 || working)
 		return 1;
@@ -672,7 +679,7 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 		fetch_settle(f);
 		fetch_pump(f);
 		if (again == 0 && f->downloads_active == 0 && f->n_ready == 0 &&
-		    cairn_dl_pool_pending(f->pool) == 0 &&
+		    cairn_dl_pool_pending(f->pool) == 0 && ipfs_src_pending(f->ipfs) == 0 &&
 		    !(f->survey && cairn_survey_pending(f->survey) > 0)) {
 			if (fetch_fail_cycles(f)) {
 				fetch_settle(f);

@@ -3,6 +3,8 @@
  * gateways (see ipfs-fetch.h).  Synchronous, on a private HTTP client: a
  * fetch asks for few things (the nodes, then one CAR per run of missing
  * leaves), and its caller's check of the whole NAR comes after it anyway.
+ * Callers that must not wait run it on a thread of their own
+ * (ipfs-source.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -163,24 +165,8 @@ static void cache_trim(const struct cairn_ipfs_fetch_config *cfg)
 
 struct get {
 	struct cairn_buf body;
-	bool ok;
 	struct cairn_error err;
 };
-
-static int get_data(void *ctx, const void *data, size_t len)
-{
-	struct get *g = ctx;
-	return cairn_buf_append(&g->body, data, len);
-}
-
-static void get_done(void *ctx, const struct cairn_http_result *res)
-{
-	struct get *g = ctx;
-	g->ok = res->outcome == CAIRN_HTTP_OK;
-	if (!g->ok)
-		cairn_error_set(&g->err, res->err.code ? res->err.code : CAIRN_ENET, "%s",
-				cairn_error_msg(&res->err));
-}
 
 struct fx {
 	const struct cairn_ipfs_fetch_config *cfg;
@@ -207,23 +193,28 @@ struct fx {
 	struct cairn_error *err;
 };
 
-/* GET url into g (at most max bytes of body); 0 or g->err's code. */
+static bool fx_stop(void *ctx)
+{
+	const struct fx *x = ctx;
+	return x->cfg->stop && x->cfg->stop(x->cfg->stop_ctx);
+}
+
+/*
+ * GET url into g (at most max bytes of body); 0 or g->err's code.  Called
+ * off: CAIRN_ECANCELED, set in x->err too (the item's end, not the
+ * gateway's fault), and x->http is not to be stepped again.
+ */
 static int http_get(struct fx *x, const char *url, uint64_t max, struct get *g)
 {
 	cairn_buf_init(&g->body, (size_t)max);
 	cairn_error_init(&g->err);
-	g->ok = false;
-	struct cairn_http_request rq = {
-	    .url = url, .max_body = max, .on_data = get_data, .on_done = get_done, .ctx = g};
-	int rc = cairn_http_add(x->http, &rq, &g->err);
-	if (rc)
-		return rc;
+	struct cairn_http_request rq = {.url = url, .max_body = max};
 	x->st->requests++;
-	rc = cairn_http_run(x->http, &g->err);
+	int rc = cairn_http_wait_one(x->http, &rq, &g->body, fx_stop, x, NULL, &g->err);
 	x->st->bytes += g->body.len;
-	if (rc < 0)
-		return rc;
-	return g->ok ? 0 : (g->err.code ? g->err.code : CAIRN_ENET);
+	if (rc == CAIRN_ECANCELED)
+		cairn_error_set(x->err, rc, "ipfs: called off");
+	return rc;
 }
 
 static void gateway_drop(struct fx *x, size_t i, const char *fmt, ...)
@@ -276,6 +267,10 @@ static int get_block(struct fx *x, const struct cairn_cid *cid, uint8_t **data, 
 			continue;
 		struct get g;
 		int rc = http_get(x, url, CAIRN_IPFS_BLOCK_MAX, &g);
+		if (rc == CAIRN_ECANCELED) {
+			cairn_buf_release(&g.body);
+			return rc;
+		}
 		if (rc)
 			gateway_drop(x, i, "%s", cairn_error_msg(&g.err));
 		else if (cairn_cid_verify(cid, g.body.data, g.body.len))
@@ -453,6 +448,10 @@ static int get_run(struct fx *x, size_t i, size_t first, size_t end)
 		       (uint64_t)x->n_nodes * CAIRN_IPFS_BLOCK_MAX / 64 + 65536;
 	struct get g;
 	int rc = http_get(x, url, max, &g);
+	if (rc == CAIRN_ECANCELED) {
+		cairn_buf_release(&g.body);
+		return rc;
+	}
 	if (rc) {
 		/* No CARs here (a gateway of raw blocks only, or no entity-bytes):
 		 * not a lie; its raw blocks are asked for instead. */
@@ -526,7 +525,7 @@ static int fill(struct fx *x)
 			if (x->dead[i])
 				continue;
 			int rc = get_run(x, i, k, end);
-			if (!rc)
+			if (!rc || x->err->code)
 				break;
 			raw |= rc == CAIRN_EUNSUPPORTED;
 		}

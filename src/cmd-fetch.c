@@ -30,7 +30,7 @@ struct opts {
 	struct cli_keys keys;
 	const char *root, *nar_dir, *store_dir, *cache_db, *db;
 	bool closure, json, quiet, no_cache;
-	long require_sigs, jobs, threads, db_timeout_s;
+	long require_sigs, jobs, threads, db_timeout_s, ipfs_jobs;
 	uint64_t multi_min;
 	struct cairn_http_config http;
 };
@@ -73,6 +73,9 @@ static const struct cli_option fetch_options[] = {
 		 "its NAR's CID (IPFS:) is asked of it block by block\n"
 		 "first (checked against the CIDs and the NarHash);\n"
 		 "repeatable"),
+	OPT_INT(0, "ipfs-jobs", struct opts, ipfs_jobs, "N", 1, CAIRN_IPFS_JOBS_MAX,
+		"items asked of the gateways at once, each on a thread\n"
+		"of its own (default 4); the others wait their turn"),
 	OPT_STRING(0, "block-cache", struct opts, block_cache, "DIR",
 		   "IPFS blocks kept (default ~/.cache/cairn/blocks)"),
 	OPT_LIST(0, "seed", struct opts, seeds, "PATH", 0,
@@ -567,6 +570,7 @@ static int ipfs_configure(struct opts *o, struct cairn_ipfs_fetch_config *ic, ch
 			return cli_fail("--ipfs-chunker", &err);
 	}
 	ic->http = o->http;
+	ic->jobs = (unsigned)o->ipfs_jobs;
 	ic->cache_dir = o->block_cache;
 	if (!ic->cache_dir) {
 		/* beside the narinfo cache: ~/.cache/cairn/blocks */

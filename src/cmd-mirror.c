@@ -19,7 +19,7 @@
 
 /* What the command line and --config FILE give; the library's defaults until then. */
 struct mirror_opts {
-	struct cli_list upstreams, listen;
+	struct cli_list upstreams, listen, gateways;
 	const char *cache, *access_log, *port_file, *follow;
 	uint64_t follow_bandwidth, follow_budget;
 	long follow_rate;
@@ -28,7 +28,7 @@ struct mirror_opts {
 	struct cli_keys keys;
 	bool systemd, ipfs;
 	const char *ipfs_chunker;
-	long threads, priority, require_sigs;
+	long threads, priority, require_sigs, ipfs_jobs;
 	char *config_text;
 };
 
@@ -52,6 +52,13 @@ static const struct cli_option mirror_options[] = {
 		   "the chunker of --ipfs: fastcdc (default) or size-N;\n"
 		   "an item whose upstream named a root made with the\n"
 		   "other of fastcdc and size-262144 is cut with that"),
+	OPT_LIST(0, "ipfs-gateway", struct mirror_opts, gateways, "URL", CAIRN_EDGE_MAX_GATEWAYS,
+		 "an IPFS trustless gateway: the nar at an uncompressed\n"
+		 "nar's URL whose narinfo names its CID (IPFS:) is\n"
+		 "asked of it first (checked against the CIDs and the\n"
+		 "NarHash; the upstreams' file on any failure); repeatable"),
+	OPT_INT(0, "ipfs-jobs", struct mirror_opts, ipfs_jobs, "N", 1, 64,
+		"nars asked of the gateways at once (default 4)"),
 	OPT_FLAG(0, "systemd", struct mirror_opts, systemd, "take the listening sockets from systemd"),
 	OPT_INT(0, "threads", struct mirror_opts, threads, "N", 0, CAIRN_HTTPD_MAX_THREADS,
 		"event loops (default: one per CPU; misses wait for\n"
@@ -142,6 +149,9 @@ static void mirror_configure(const struct mirror_opts *o, struct cairn_edge_conf
 	ec->priority = (int)o->priority;
 	ec->ipfs = o->ipfs;
 	ec->ipfs_chunker = o->ipfs_chunker;
+	for (size_t i = 0; i < o->gateways.n; i++)
+		ec->ipfs_gateways[ec->n_ipfs_gateways++] = o->gateways.v[i];
+	ec->ipfs_jobs = (unsigned)o->ipfs_jobs;
 	ec->require_sigs = (unsigned)o->require_sigs;
 	for (size_t i = 0; i < o->listen.n; i++)
 		hc->listen[hc->n_listen++] = o->listen.v[i];

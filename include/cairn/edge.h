@@ -69,6 +69,8 @@ enum cairn_edge_log_level {
 				refused, the cache's disk failing */
 };
 
+#define CAIRN_EDGE_MAX_GATEWAYS 16
+
 struct cairn_edge_config {
 	/* base URLs in priority order (first is preferred); borrowed during new */
 	const char *upstreams[CAIRN_EDGE_MAX_UPSTREAMS];
@@ -105,6 +107,15 @@ struct cairn_edge_config {
 	 * item whose upstream narinfo names a root this one does not give is
 	 * cut again with the other of fastcdc and size-262144. */
 	const char *ipfs_chunker;
+	/* IPFS trustless gateways (base URLs, borrowed during new; n 0: none)
+	 * that the nar of an uncompressed-nar URL is filled from first when
+	 * its served narinfo names the NAR's root CID (`IPFS:`): each block
+	 * checked against its CID, the whole against the signed NarHash;
+	 * the upstreams' file on any failure.  At most ipfs_jobs items at
+	 * once (0: 4); blocks kept in <cache_dir>/ipfs-blocks. */
+	const char *ipfs_gateways[CAIRN_EDGE_MAX_GATEWAYS];
+	size_t n_ipfs_gateways;
+	unsigned ipfs_jobs;
 	/* What the operator should hear about: listening, upstreams going
 	 * down and coming back, narinfos refused, the cache's disk failing
 	 * and working again.  msg is one line, no newline, printable ASCII

@@ -36,6 +36,9 @@ struct cairn_narinfo;
 #define CAIRN_IPFS_MAX_GATEWAYS 16
 /* Depth of a UnixFS file DAG read: 174^8 leaves are far beyond any NAR. */
 #define CAIRN_IPFS_FETCH_DEPTH_MAX 12
+/* Items asked of gateways at once (cairn_ipfs_fetch_config.jobs). */
+#define CAIRN_IPFS_JOBS_DEFAULT 4
+#define CAIRN_IPFS_JOBS_MAX 64
 /* Default bound of the block cache's bytes. */
 #define CAIRN_IPFS_CACHE_MAX_DEFAULT ((uint64_t)4 << 30)
 
@@ -53,7 +56,15 @@ struct cairn_ipfs_fetch_config {
 	 * NULL.  Its failure is no failure of the fetch. */
 	void (*seed)(void *ctx, const struct cairn_chunker_spec *spec);
 	void *seed_ctx;
+	/* Polled while a gateway is waited for (NULL: never): true ends the
+	 * fetch with CAIRN_ECANCELED within ~100 ms, whatever the gateway
+	 * does, so that a fetch on a thread of its own can be called off. */
+	bool (*stop)(void *ctx);
+	void *stop_ctx;
 	struct cairn_http_config http;
+	/* Items asked of the gateways at once by fetch and mirror, each on a
+	 * thread of its own (lib/ipfs-source.h); 0: CAIRN_IPFS_JOBS_DEFAULT. */
+	unsigned jobs;
 };
 
 /* What a fetch (or a run of them) cost: for reports, tests and bench. */

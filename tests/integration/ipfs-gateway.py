@@ -14,6 +14,11 @@ a CAR's first leaf has a byte flipped); truncated-car (a CAR is cut in its
 middle, Content-Length agreeing); extra-blocks (a CAR carries one more
 block that is not in the DAG); 404 (nothing is there).  The log gets one
 line per request: "<status> <body bytes> <path>".
+
+--hold CID --hold-dir D: a request naming CID gets its status and headers,
+then nothing more until D/release exists; D/held is written (the number of
+requests held so far) once they are out.  So a test knows, by a file rather
+than the clock, that a client is waiting on this gateway.
 """
 import argparse
 import base64
@@ -23,6 +28,7 @@ import os
 import socketserver
 import sys
 import threading
+import time
 import urllib.parse
 
 
@@ -144,8 +150,25 @@ def main():
     ap.add_argument("--mode", default="ok",
                     choices=["ok", "wrong-block", "truncated-car", "extra-blocks", "404"])
     ap.add_argument("--dump", help="write each 200 body to DUMP/<n> (bench/delta.sh)")
+    ap.add_argument("--hold", help="hold requests naming this CID")
+    ap.add_argument("--hold-dir", help="held / release files of --hold")
     ap.add_argument("cars", nargs="*")
     a = ap.parse_args()
+    held = [0]
+
+    def hold():
+        with lock:
+            held[0] += 1
+            tmp = os.path.join(a.hold_dir, "held.tmp")
+            with open(tmp, "w") as fh:
+                fh.write(str(held[0]))
+            os.rename(tmp, os.path.join(a.hold_dir, "held"))
+        release = os.path.join(a.hold_dir, "release")
+        for _ in range(6000):  # bounded: 5 minutes
+            if os.path.exists(release):
+                return
+            time.sleep(0.05)
+
     blocks = {}
     for p in a.cars:
         read_car(p, blocks)
@@ -166,6 +189,8 @@ def main():
             if code == 200:
                 self.send_header("Cache-Control", "public, max-age=29030400, immutable")
             self.end_headers()
+            if a.hold and a.hold in self.path:
+                hold()
             if self.command != "HEAD":
                 self.wfile.write(body)
             with lock:

@@ -137,6 +137,8 @@ struct cairn_fetch {
 	uint64_t bytes_received;
 	uint64_t bytes_expected;
 	double t_first_dl; /* when the first download started */
+	double t_first_byte;	  /* when its first bytes came in (0: not yet) */
+	uint64_t bytes_at_first;  /* bytes_received then */
 	double unpack[CAIRN_CODEC_METHOD_COUNT_]; /* NAR bytes/s by method */
 	bool unpack_known, unpack_measured;
 	size_t n_done, n_failed, n_present;

@@ -267,6 +267,7 @@ struct cairn_fetch_choice {
 #define CAIRN_FETCH_RATE_GUESSED "guess"      /* nothing measured yet */
 #define CAIRN_FETCH_RATE_KEPT "earlier runs"  /* nicache speeds */
 #define CAIRN_FETCH_RATE_RUNNING "this run"   /* bytes received so far */
+#define CAIRN_FETCH_RATE_EARLY "first bytes"  /* this run's, from the first byte on */
 
 /*
  * Which URL group of a narinfo to download (index into ni->urls), or -1

@@ -8,7 +8,9 @@
 # an unlimited one zstd (unpacks faster), and --json says which and why.
 # A cairn mirror in front passes the line on and serves its file.
 # Each run first fetches another item over the same link, so that the
-# link's rate is measured and kept before the choice.  No time is asserted.
+# link's rate is measured and kept before the choice; a first run, with
+# nothing kept, chooses on the rate of its first bytes once it has some
+# (issue 17, point 4).  No time is asserted.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
@@ -34,17 +36,26 @@ PY
 pstore_init "$TMP/src"
 ITEM=$(pstore_build "$TMP/src" 1 text 2500000 1 "$TMP/text")
 WARM=$(pstore_build "$TMP/src" 1 warm 1500000)
-check "built the text item and the warm-up item" test -n "$ITEM" -a -n "$WARM"
+# two like ITEM (chain-2 refers to chain-1), fetched one at a time
+CHAIN=$(pstore_build "$TMP/src" 2 chain 2500000 1 "$TMP/text")
+CHAIN1=$(nix-store --store "$(pstore_uri "$TMP/src")" -q --references "$CHAIN" | grep -- -chain-1)
+check "built the text item, the warm-up item and the chain" \
+  test -n "$ITEM" -a -n "$WARM" -a -n "$CHAIN" -a -n "$CHAIN1"
 h=$(basename "$ITEM" | cut -c1-32)
 "$CAIRN" key generate --format nix --secret "$TMP/k.sec" --public "$TMP/k.pub" alturl-test-1
 
 publish_start "${PSTORE_ARGS[@]}" --key "$TMP/k.sec" --compression zstd:3,xz:6 --cache "$TMP/cache"
 # the cache bakes both files in the background: wait for their sizes
+baked() {
+  local t
+  t=$(curl -sf --max-time 10 "$PUBLISH_URL/$1.narinfo") || return 1
+  grep -qE '^AltURL: nar/[a-z0-9]{52}\.nar\.xz xz [0-9]+ sha256:' <<< "$t" &&
+    grep -q '^FileSize: ' <<< "$t" && echo "$t"
+}
 ni=
-for _ in $(seq 1 100); do
-  ni=$(curl -sf --max-time 10 "$PUBLISH_URL/$h.narinfo") || ni=
-  grep -qE '^AltURL: nar/[a-z0-9]{52}\.nar\.xz xz [0-9]+ sha256:' <<< "$ni" &&
-    grep -q '^FileSize: ' <<< "$ni" && break
+for _ in $(seq 1 150); do
+  ni=$(baked "$h") && baked "$(basename "$CHAIN" | cut -c1-32)" >/dev/null &&
+    baked "$(basename "$CHAIN1" | cut -c1-32)" >/dev/null && break
   sleep 0.1
 done
 sed 's/^/    | /' <<< "$ni"
@@ -104,6 +115,26 @@ check "2 Mbit/s: ... weighed both methods, xz's estimate the smaller" \
   test "$(json_field "$TMP/j-slow" "$ITEM" '",".join(o["compression"] for o in sorted(i["compressionChoice"]["options"], key=lambda o: o["seconds"]))')" = xz,zstd
 check "2 Mbit/s: ... from the rate kept by the warm-up run, under 2 Mbit/s" \
   test "$(json_field "$TMP/j-slow" "$ITEM" 'i["compressionChoice"]["netRateFrom"] + " " + str(int(i["compressionChoice"]["netRate"] <= 250000))')" = "earlier runs 1"
+
+# a first run (nothing kept) over the slow link, one download at a time:
+# the first item chooses on the guess; the second on the rate of the first
+# bytes that the first one brought in (under a MiB: not yet "this run")
+rc=0
+"$CAIRN" fetch --cache-db "$TMP/first.sqlite" --trusted-key "$TMP/k.pub" --json --jobs 1 \
+  --store-dir "$NIX_STORE_DIR" --nar-dir "$TMP/r-first" --from "http://127.0.0.1:$SLOW" \
+  --closure "$CHAIN" >"$TMP/j-first" 2>"$TMP/e-first" || rc=$?
+check "first run: fetch --closure exits 0 ($rc)" test "$rc" = 0
+[ "$rc" = 0 ] || sed 's/^/    | /' "$TMP/e-first"
+choices() {
+  python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))
+c = sorted("%s %s %s" % (i["compressionChoice"]["netRateFrom"], int(i["compressionChoice"]["netRate"] <= 250000), i["compression"])
+           for i in d["items"] if "compressionChoice" in i)
+print(",".join(c))' "$1"
+}
+got=$(choices "$TMP/j-first")
+check "first run: one item chose on the first bytes' rate (under 2 Mbit/s: xz), the other on the guess (zstd): $got" \
+  test "$got" = "first bytes 1 xz,guess 0 zstd"
 
 link fast --delay-ms 0; FAST=$LINK_PORT
 fetch_via fast "$FAST"

@@ -288,6 +288,8 @@ static void dl_bytes(void *ctx, size_t n)
 	struct item *it = ctx;
 	struct cairn_fetch *f = it->f;
 	it->dl_bytes += n;
+	if (it->t_dl_first <= 0)
+		it->t_dl_first = fetch_now_s();
 	if (f->t_first_byte <= 0) {
 		/* this chunk took the round trips before it: not counted */
 		f->t_first_byte = fetch_now_s();
@@ -352,13 +354,15 @@ static void dl_finished(void *ctx, const struct cairn_dl_result *r)
 	it->compression = cairn_codec_method_name(r->method);
 	/* One source the whole way: its rate is this item's, kept like a
 	 * multi-source download's so that the next run's first choice of
-	 * compression knows the link (no RTT measured here). */
+	 * compression knows the link; and its time to first byte, which
+	 * sets the next run's grace for this server (fetch-decide.c). */
 	double el = it->t_dl > 0 ? fetch_now_s() - it->t_dl : 0;
+	double ttfb = it->t_dl > 0 && it->t_dl_first > it->t_dl ? it->t_dl_first - it->t_dl : 0;
 	if (f->cfg.cache && !it->speed_kept && it->dl_bytes >= SPEED_MIN_BYTES && el > 0.01 &&
 	    r->source < it->n_srcs)
 		cairn_nicache_put_speed(f->cfg.cache, it->server_used,
-					(uint64_t)((double)it->dl_bytes / el), 0, fetch_wall_now(),
-					NULL);
+					(uint64_t)((double)it->dl_bytes / el),
+					(uint64_t)(ttfb * 1000.0 + 1), fetch_wall_now(), NULL);
 	it->st = I_VERIFIED;
 	f->n_verified++;
 }

@@ -573,10 +573,9 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 			f->servers[i].demoted = why ? why : strdup("demoted");
 		else
 			free(why);
-		uint64_t rtt;
 		if (cairn_nicache_get_speed(f->cfg.cache, f->servers[i].url, &f->servers[i].speed,
-					    &rtt, NULL) != 1)
-			f->servers[i].speed = 0;
+					    &f->servers[i].rtt_ms, NULL) != 1)
+			f->servers[i].speed = f->servers[i].rtt_ms = 0;
 	}
 	if (f->n_servers) {
 		/* Queries and nix-cache-info go out together: no server's
@@ -633,7 +632,7 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 	for (size_t i = 0; f->n_early_waiting && i < f->n_items; i++) {
 		struct item *it = f->items[i];
 		if (it->early_waiting && it->st == I_QUERY &&
-		    now - it->t_start >= FETCH_PRIORITY_GRACE_S)
+		    now - it->t_start >= it->grace_s)
 			fetch_decide(it, true);
 	}
 	fetch_settle(f);

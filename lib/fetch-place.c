@@ -445,6 +445,7 @@ void fetch_download_start(struct item *it)
 				     .pool = f->pool,
 				     .max_resumes = f->cfg.max_resumes,
 				     .multi_min = f->cfg.multi_min,
+				     .multi_per_source = f->cfg.multi_per_source,
 				     .on_source_stats = dl_source_stats,
 				     .on_done = dl_finished,
 				     .on_bytes = dl_bytes,

@@ -25,6 +25,8 @@
 #define QUERY_RETRIES 1
 /* How often the network thread looks for finished work while workers run. */
 #define WORKER_POLL_MS 5
+/* Connections opened early to the first server, at most (fetch.c). */
+#define FETCH_WARM_MAX 16
 /* How often items waiting for a preferred server see whether their grace is over. */
 #define EARLY_POLL_MS 100
 
@@ -140,6 +142,7 @@ struct cairn_fetch {
 	uint64_t bytes_received;
 	uint64_t bytes_expected;
 	double t_first_dl; /* when the first download started */
+	size_t warmed;	   /* connections asked for early (fetch.c) */
 	double t_first_byte;	  /* when its first bytes came in (0: not yet) */
 	uint64_t bytes_at_first;  /* bytes_received then */
 	double unpack[CAIRN_CODEC_METHOD_COUNT_]; /* NAR bytes/s by method */

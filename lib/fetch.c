@@ -55,6 +55,48 @@ void fetch_db_trouble(struct cairn_fetch *f, int code, const struct cairn_error 
 		fetch_fatal(f, code, cairn_error_msg(e));
 }
 
+/* ---- connections opened early ------------------------------------------- */
+
+static void warm_done(void *ctx, const struct cairn_http_result *res)
+{
+	(void)ctx;
+	(void)res; /* what it met, the survey's own request meets too */
+}
+
+/*
+ * Connections for the first wave of NAR downloads, opened while the
+ * narinfos are asked: against a server with the batch route, the narinfo
+ * phase uses one or two connections, and each further download at once
+ * would pay a handshake (a round trip, more with TLS) after the answers
+ * came.  Small GETs of nix-cache-info, one per download that can run at
+ * once (jobs, or fewer items without --closure), to the first server
+ * given (the one asked for bytes first unless its Priority says
+ * otherwise); curl keeps them for the downloads.  Over HTTP/2 they share
+ * one connection.  The others get the survey's own connection.
+ */
+static void warm_connections(struct cairn_fetch *f)
+{
+	size_t want = f->cfg.jobs;
+	if (!f->cfg.closure && f->n_items < want)
+		want = f->n_items;
+	for (size_t i = 0; i < f->n_servers; i++) {
+		struct server *s = &f->servers[i];
+		if (s->demoted || strncmp(s->url, "http", 4) != 0)
+			continue;
+		for (size_t k = 0; k < want && k < FETCH_WARM_MAX; k++) {
+			struct cairn_http_request rq = {.server = s->hs,
+							.url = "nix-cache-info",
+							.max_body = 65536,
+							.on_done = warm_done,
+							.ctx = f};
+			if (cairn_http_add(f->http, &rq, NULL))
+				break;
+			f->warmed++;
+		}
+		break;
+	}
+}
+
 /* ---- config, lifecycle -------------------------------------------------- */
 
 void cairn_fetch_config_init(struct cairn_fetch_config *cfg)
@@ -599,6 +641,7 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 		free(hs);
 		if (rc)
 			return rc;
+		warm_connections(f);
 	}
 	size_t n = f->n_items;
 	for (size_t i = 0; i < n; i++)

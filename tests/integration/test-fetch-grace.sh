@@ -36,7 +36,8 @@ link() {
 }
 json_server() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([x for x in d["items"] if x["path"]==sys.argv[2]][0]["server"])' "$@"; }
 
-link a-fast --delay-ms 1; A=$LINK_PORT; APID=$LINK_PID
+# (a rate: a download of a MiB that lasts under 10 ms keeps nothing)
+link a-fast --delay-ms 1 --rate 50M; A=$LINK_PORT; APID=$LINK_PID
 link b --delay-ms 0; B=$LINK_PORT
 rc=0
 "$CAIRN" fetch --cache-db "$TMP/kept.sqlite" --trusted-key "$TMP/k.pub" --multi-min 0 \

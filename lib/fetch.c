@@ -68,11 +68,14 @@ static void warm_done(void *ctx, const struct cairn_http_result *res)
  * narinfos are asked: against a server with the batch route, the narinfo
  * phase uses one or two connections, and each further download at once
  * would pay a handshake (a round trip, more with TLS) after the answers
- * came.  Small GETs of nix-cache-info, one per download that can run at
+ * came.  HEADs of the cache's root, one per download that can run at
  * once (jobs, or fewer items without --closure), to the first server
  * given (the one asked for bytes first unless its Priority says
- * otherwise); curl keeps them for the downloads.  Over HTTP/2 they share
- * one connection.  The others get the survey's own connection.
+ * otherwise); curl keeps them for the downloads.  Any status will do (a
+ * static cache may say 404): only the connection is wanted.  Over HTTP/2
+ * they share one connection.  The others get the survey's own
+ * connection.  Only when the narinfo cache did not answer everything: a
+ * run that asks nothing opens nothing.
  */
 static void warm_connections(struct cairn_fetch *f)
 {
@@ -84,9 +87,9 @@ static void warm_connections(struct cairn_fetch *f)
 		if (s->demoted || strncmp(s->url, "http", 4) != 0)
 			continue;
 		for (size_t k = 0; k < want && k < FETCH_WARM_MAX; k++) {
-			struct cairn_http_request rq = {.server = s->hs,
-							.url = "nix-cache-info",
-							.max_body = 65536,
+			struct cairn_http_request rq = {.method = CAIRN_HTTP_HEAD,
+							.server = s->hs,
+							.url = "",
 							.on_done = warm_done,
 							.ctx = f};
 			if (cairn_http_add(f->http, &rq, NULL))
@@ -641,13 +644,15 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 		free(hs);
 		if (rc)
 			return rc;
-		warm_connections(f);
 	}
 	size_t n = f->n_items;
 	for (size_t i = 0; i < n; i++)
 		fetch_item_start(f->items[i]);
 	fetch_settle(f);
 	fetch_pump(f);
+	/* the narinfo cache answered all: nothing will be asked, no warming */
+	if (f->survey && cairn_survey_pending(f->survey) > 0)
+		warm_connections(f);
 	return 0;
 }
 

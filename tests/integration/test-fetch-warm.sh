@@ -7,7 +7,7 @@
 # requests its connection had carried ($connection_requests): every NAR
 # request must come on a connection that carried one before.  A linkem
 # between cairn and nginx makes connections cost round trips.  Counts,
-# never times.
+# never times.  (The early connections are HEADs of the cache root.)
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"

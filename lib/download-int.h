@@ -28,6 +28,10 @@
 /* Defaults of cfg.multi_*: initial pieces per source, the smallest piece. */
 #define CAIRN_DL_MULTI_PARTS 1
 #define CAIRN_DL_MULTI_MIN_PIECE ((uint64_t)1 << 20)
+/* Requests in flight per source: 1 won on emulated links of 100 and 300 ms
+ * round trip (bench/README.md, "Ranges per source"). */
+#define CAIRN_DL_MULTI_PER_SOURCE 1
+#define CAIRN_DL_MULTI_PER_SOURCE_MAX 4
 
 struct dl_multi;
 
@@ -49,8 +53,9 @@ struct dl_multi_config {
 	size_t n_use;
 	uint64_t size; /* the file's, as all of them say */
 	unsigned max_resumes, retry_delay_ms;
-	unsigned parts; /* initial pieces per source */
+	unsigned parts; /* initial pieces per request in flight */
 	uint64_t min_piece;
+	unsigned per_source; /* requests in flight per source */
 	/* called once per source used, when the download ends */
 	void (*on_stats)(void *ctx, size_t source, const struct cairn_dl_source_stats *st);
 	void *ctx;

@@ -1,7 +1,7 @@
 /*
  * download-multi.c - one file from several sources at once (see
- * download-int.h): each source asks for the piece the range scheduler
- * gives it; bytes at the pipeline's front go straight in, bytes ahead of
+ * download-int.h): each source asks for the pieces the range scheduler
+ * gives it, one request at a time per slot (cfg.per_source slots); bytes at the pipeline's front go straight in, bytes ahead of
  * it wait in an unlinked temporary file until the front reaches them.
  *
  * Rates are measured, not guessed: a source's rate is the bytes it sent
@@ -24,9 +24,15 @@
 #define RESTEAL_EVERY ((uint64_t)256 << 10)
 #define SPILL_CHUNK 65536
 
+/* All requests in flight at once: per source, up to the most per source. */
+#define MAX_REQS (CAIRN_DL_MAX_SOURCES * CAIRN_DL_MULTI_PER_SOURCE_MAX)
+
+/* One request slot; a source has cfg.per_source of them, each its own
+ * owner to the scheduler, so that each asks for its own piece. */
 struct mreq {
 	struct dl_multi *m;
 	size_t src;   /* index into the download's sources */
+	size_t use;   /* index into cfg.use: which of the sources in use */
 	int who;      /* index into m->r, the scheduler's owner id */
 	size_t piece; /* CAIRN_RS_NONE when it has none */
 	uint64_t at;  /* the file offset of the next byte of the request in flight */
@@ -40,8 +46,8 @@ struct mreq {
 struct dl_multi {
 	struct cairn_dl *d;
 	struct dl_multi_config cfg;
-	struct mreq r[CAIRN_DL_MAX_SOURCES];
-	size_t n;
+	struct mreq r[MAX_REQS];
+	size_t n; /* slots: cfg.n_use times the slots per source */
 	struct cairn_rs rs;
 	int spill;
 	uint64_t fed, since_steal;
@@ -73,6 +79,7 @@ static void rates(const struct dl_multi *m, uint64_t *out)
 }
 
 static void assign(struct mreq *r);
+static void report_source(struct dl_multi *m, size_t u);
 
 static bool any_in_flight(const struct dl_multi *m)
 {
@@ -121,13 +128,35 @@ static void check_end(struct dl_multi *m)
 		fail_all(m, CAIRN_ENET, "no source left for the rest of the file");
 	}
 	m->ended = true;
-	for (size_t i = 0; i < m->n; i++)
-		if (m->cfg.on_stats) {
-			m->r[i].st.rate = rate_of(&m->r[i], now_ms());
-			m->cfg.on_stats(m->cfg.ctx, m->r[i].src, &m->r[i].st);
-		}
+	for (size_t u = 0; m->cfg.on_stats && u < m->cfg.n_use; u++)
+		report_source(m, u);
 	cairn_dl__multi_end(m->d, m->fed == m->cfg.size ? 0 : m->fail_code,
 			    m->fed == m->cfg.size ? "" : m->fail_why);
+}
+
+/* A source's figures: its slots' together (their requests overlap: the
+ * rates add up; the first byte's wait is the best slot's). */
+static void report_source(struct dl_multi *m, size_t u)
+{
+	struct cairn_dl_source_stats st = {0};
+	uint64_t now = now_ms();
+	bool all_failed = true;
+	size_t src = m->cfg.use[u];
+	for (size_t i = 0; i < m->n; i++) {
+		const struct mreq *r = &m->r[i];
+		if (r->use != u)
+			continue;
+		st.bytes += r->st.bytes;
+		st.rate += rate_of(r, now);
+		if (r->st.active_ms > st.active_ms)
+			st.active_ms = r->st.active_ms;
+		if (r->st.rtt_ms && (!st.rtt_ms || r->st.rtt_ms < st.rtt_ms))
+			st.rtt_ms = r->st.rtt_ms;
+		st.failures += r->st.failures;
+		all_failed &= r->st.failed;
+	}
+	st.failed = all_failed;
+	m->cfg.on_stats(m->cfg.ctx, src, &st);
 }
 
 /* Feed the pipeline what the front can now take from the temporary file. */
@@ -259,7 +288,7 @@ static void assign(struct mreq *r)
 	struct dl_multi *m = r->m;
 	if (r->in_flight || r->dead || r->stop || m->fail_code)
 		return;
-	uint64_t rt[CAIRN_DL_MAX_SOURCES];
+	uint64_t rt[MAX_REQS];
 	rates(m, rt);
 	size_t i = cairn_rs_take(&m->rs, r->who, rt, m->n);
 	if (i == CAIRN_RS_NONE)
@@ -319,13 +348,18 @@ int dl_multi_start(struct dl_multi **out, struct cairn_dl *d, const struct dl_mu
 	unlink(path); /* bytes not yet verified never get a name */
 	m->d = d;
 	m->cfg = *cfg;
-	m->n = cfg->n_use;
+	size_t per = cfg->per_source ? cfg->per_source : CAIRN_DL_MULTI_PER_SOURCE;
+	if (per > CAIRN_DL_MULTI_PER_SOURCE_MAX)
+		per = CAIRN_DL_MULTI_PER_SOURCE_MAX;
+	m->n = cfg->n_use * per;
 	unsigned parts = (cfg->parts ? cfg->parts : CAIRN_DL_MULTI_PARTS) * (unsigned)m->n;
 	cairn_rs_init(&m->rs, cfg->size, parts,
 		      cfg->min_piece ? cfg->min_piece : CAIRN_DL_MULTI_MIN_PIECE);
+	/* sources in turn: each starts with its first slot's piece */
 	for (size_t i = 0; i < m->n; i++) {
 		m->r[i].m = m;
-		m->r[i].src = cfg->use[i];
+		m->r[i].use = i % cfg->n_use;
+		m->r[i].src = cfg->use[m->r[i].use];
 		m->r[i].who = (int)i;
 		m->r[i].piece = CAIRN_RS_NONE;
 	}

@@ -890,6 +890,7 @@ static bool multi_start(struct cairn_dl *d)
 	    .retry_delay_ms = d->cfg.retry_delay_ms,
 	    .parts = d->cfg.multi_parts,
 	    .min_piece = d->cfg.multi_min_piece,
+	    .per_source = d->cfg.multi_per_source,
 	    .on_stats = d->cfg.on_source_stats,
 	    .ctx = d->cfg.ctx,
 	};

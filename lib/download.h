@@ -159,6 +159,9 @@ struct cairn_dl_config {
 	uint64_t multi_min;
 	unsigned multi_parts;
 	uint64_t multi_min_piece;
+	/* Range requests in flight per source at once (CAIRN_DL_MULTI_PER_SOURCE
+	 * when 0, at most CAIRN_DL_MULTI_PER_SOURCE_MAX). */
+	unsigned multi_per_source;
 	/* After such a download: what each source it used did (to keep their
 	 * rates, so that the next download starts with the fastest). */
 	void (*on_source_stats)(void *ctx, size_t source, const struct cairn_dl_source_stats *st);

@@ -229,25 +229,49 @@ out:
  * that happened to answer first must not jump the queue (it made which
  * server sends the NAR depend on the load).  So an answer that is
  * acceptable on its own waits while a server preferred over every member
- * of its group has not answered, but only FETCH_PRIORITY_GRACE_S: a slow
- * server is then a later source of the bytes, not a wait for all.
- * A demoted server is never waited for, and is not the first asked for
- * bytes while one that is not could still answer (no grace: it failed).
+ * of its group has not answered, but only for a grace: a slow server is
+ * then a later source of the bytes, not a wait for all.  The grace is
+ * FETCH_PRIORITY_GRACE_RTTS times the slowest waited-for server's time to
+ * first byte kept from earlier runs (a request on a new connection pays a
+ * round trip before its own, and the server's time on top), at least
+ * FETCH_PRIORITY_GRACE_MIN_S (a loaded machine's scheduling), at most
+ * FETCH_PRIORITY_GRACE_S, which is also the grace for a server never
+ * measured.  A demoted server is never waited for, and is not the first
+ * asked for bytes while one that is not could still answer (no grace: it
+ * failed).
  */
-bool fetch_early_go(const struct early_view *v, size_t n, double waited)
+static double grace_for(double rtt_s)
+{
+	if (rtt_s <= 0)
+		return FETCH_PRIORITY_GRACE_S;
+	double g = FETCH_PRIORITY_GRACE_RTTS * rtt_s;
+	if (g < FETCH_PRIORITY_GRACE_MIN_S)
+		g = FETCH_PRIORITY_GRACE_MIN_S;
+	return g < FETCH_PRIORITY_GRACE_S ? g : FETCH_PRIORITY_GRACE_S;
+}
+
+bool fetch_early_go(const struct early_view *v, size_t n, double waited, double *grace)
 {
 	bool good_member = false, good_pending = false, before = false;
+	double g = 0;
 	for (size_t k = 0; k < n; k++) {
 		if (v[k].demoted)
 			continue;
+		if (v[k].pending && !good_member) {
+			double gk = grace_for(v[k].rtt_s);
+			if (gk > g)
+				g = gk;
+		}
 		if (v[k].member && !good_member && good_pending)
 			before = true; /* a preferred server could still answer */
 		good_member |= v[k].member;
 		good_pending |= v[k].pending;
 	}
+	if (grace)
+		*grace = g;
 	if (!good_member)
 		return !good_pending;
-	return !before || waited >= FETCH_PRIORITY_GRACE_S;
+	return !before || waited >= g;
 }
 
 void fetch_decide(struct item *it, bool early)
@@ -283,8 +307,9 @@ void fetch_decide(struct item *it, bool early)
 			ev[k].demoted = f->servers[si].demoted != NULL;
 			ev[k].pending = it->ans[si].state == A_PENDING;
 			ev[k].member = ta[k].group == v->chosen;
+			ev[k].rtt_s = (double)f->servers[si].rtt_ms / 1000.0;
 		}
-		bool go = fetch_early_go(ev, ns, fetch_now_s() - it->t_start);
+		bool go = fetch_early_go(ev, ns, fetch_now_s() - it->t_start, &it->grace_s);
 		free(ev);
 		if (!go) {
 			if (!it->early_waiting)

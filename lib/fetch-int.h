@@ -25,6 +25,8 @@
 #define QUERY_RETRIES 1
 /* How often the network thread looks for finished work while workers run. */
 #define WORKER_POLL_MS 5
+/* Connections opened early to the first server, at most (fetch.c). */
+#define FETCH_WARM_MAX 16
 /* How often items waiting for a preferred server see whether their grace is over. */
 #define EARLY_POLL_MS 100
 
@@ -39,6 +41,7 @@ struct server {
 	char *demoted;	/* why its bytes failed verification (now or remembered), or NULL */
 	bool demoted_now; /* in this run */
 	uint64_t speed;	  /* bytes/s measured in earlier runs (nicache), 0 unknown */
+	uint64_t rtt_ms;  /* request to first byte, earlier runs (nicache), 0 unknown */
 };
 
 struct answer {
@@ -82,6 +85,7 @@ struct item {
 	int chosen_group;
 	bool early;			    /* decided before every server answered */
 	bool early_waiting;		    /* acceptable, waiting for a preferred server */
+	double grace_s;			    /* ... this long from t_start (fetch_early_go) */
 	int wait_code;			    /* I_WAITING: why the sources so far failed */
 	char *wait_headline;
 	struct item **deps;
@@ -113,6 +117,7 @@ struct item {
 	const char *choice_rate_from;
 	bool speed_kept;
 	double t_dl; /* when its download started */ /* a multi-source download kept each source's rate */
+	double t_dl_first; /* when its first bytes came in (0: not yet) */
 	uint64_t dl_bytes;
 	double t_start, t_end;
 	struct cairn_dl *dl;
@@ -138,6 +143,9 @@ struct cairn_fetch {
 	uint64_t bytes_received;
 	uint64_t bytes_expected;
 	double t_first_dl; /* when the first download started */
+	size_t warmed;	   /* connections asked for early (fetch.c) */
+	double t_first_byte;	  /* when its first bytes came in (0: not yet) */
+	uint64_t bytes_at_first;  /* bytes_received then */
 	double unpack[CAIRN_CODEC_METHOD_COUNT_]; /* NAR bytes/s by method */
 	bool unpack_known, unpack_measured;
 	size_t n_done, n_failed, n_present;
@@ -175,17 +183,23 @@ void fetch_item_start(struct item *it);
 
 /* fetch-decide.c */
 /* How long a decision that one answer allows (K = 1) waits for servers
- * preferred over the answering ones (see "Servers" in docs/cairn-fetch.md). */
+ * preferred over the answering ones (see "Servers" in docs/cairn-fetch.md):
+ * at most this; for servers whose time to first byte is known, that many
+ * of it, but not under the floor. */
 #define FETCH_PRIORITY_GRACE_S 2.0
+#define FETCH_PRIORITY_GRACE_RTTS 4.0
+#define FETCH_PRIORITY_GRACE_MIN_S 0.3
 /* One server as an early decision sees it, in the order of preference. */
 struct early_view {
 	bool demoted; /* its bytes failed verification: last resort */
 	bool pending; /* has not answered yet */
 	bool member;  /* its narinfo is in the accepted group */
+	double rtt_s; /* its time to first byte from earlier runs, 0 unknown */
 };
 /* Whether to start the download now (true) or wait for more answers,
- * waited seconds after the queries went out. */
-bool fetch_early_go(const struct early_view *v, size_t n, double waited);
+ * waited seconds after the queries went out; *grace (may be NULL): how
+ * long from then it waits in all. */
+bool fetch_early_go(const struct early_view *v, size_t n, double waited, double *grace);
 void fetch_decide(struct item *it, bool early);
 void fetch_late_answer(struct item *it, struct answer *a);
 

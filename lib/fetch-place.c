@@ -192,12 +192,30 @@ int cairn_fetch_pick_url(const struct cairn_narinfo *ni, double net_rate, const 
 	return best;
 }
 
-/* The network rate so far; 0 (unknown) until a MiB has come in. */
-static double net_rate(const struct cairn_fetch *f)
+/* Bytes after the first ones that make an early estimate: a few round
+ * trips of data on a slow link, nothing on a fast one. */
+#define EARLY_RATE_BYTES ((uint64_t)64 << 10)
+
+/*
+ * The network rate so far: 0 (unknown) until a MiB has come in (*from:
+ * this run); or, before that, *early: from the first byte on, which
+ * leaves out the connection's handshake and the request's round trip, 0
+ * until EARLY_RATE_BYTES more have come in.  Still low while TCP opens
+ * its window, so it is used only when no earlier run kept a rate: too low
+ * errs towards the smaller file, which is what a slow link needs.
+ */
+static double net_rate(const struct cairn_fetch *f, double *early)
 {
+	double now = fetch_now_s();
+	*early = 0;
+	if (f->t_first_byte > 0 && f->bytes_received - f->bytes_at_first >= EARLY_RATE_BYTES) {
+		double el = now - f->t_first_byte;
+		if (el > 0.001)
+			*early = (double)(f->bytes_received - f->bytes_at_first) / el;
+	}
 	if (f->bytes_received < (1u << 20) || f->t_first_dl <= 0)
 		return 0;
-	double el = fetch_now_s() - f->t_first_dl;
+	double el = now - f->t_first_dl;
 	return el > 0.01 ? (double)f->bytes_received / el : 0;
 }
 
@@ -214,7 +232,8 @@ static size_t readable_urls(const struct cairn_narinfo *ni)
 
 /*
  * The rate this run sees once a MiB is in; before that the best rate kept
- * from earlier runs among the servers; else the guess.  One figure for
+ * from earlier runs among the servers; else this run's first bytes' rate
+ * (net_rate); else the guess.  One figure for
  * every source of an item, so that identical narinfos get the same
  * choice and their sources can share one file's ranges (download-multi).
  * Only a real choice (two readable compressions) costs the one-time
@@ -226,7 +245,7 @@ static const struct cairn_narinfo_url *choose_url(struct item *it,
 {
 	struct cairn_fetch *f = it->f;
 	unsigned cpus = cairn_dl_pool_threads(f->pool);
-	double rate = net_rate(f), kept = 0;
+	double early, rate = net_rate(f, &early), kept = 0;
 	const char *from = CAIRN_FETCH_RATE_RUNNING;
 	for (size_t k = 0; rate <= 0 && k < f->n_servers; k++)
 		if ((double)f->servers[k].speed > kept)
@@ -234,6 +253,9 @@ static const struct cairn_narinfo_url *choose_url(struct item *it,
 	if (rate <= 0 && kept > 0) {
 		rate = kept;
 		from = CAIRN_FETCH_RATE_KEPT;
+	} else if (rate <= 0 && early > 0) {
+		rate = early;
+		from = CAIRN_FETCH_RATE_EARLY;
 	} else if (rate <= 0) {
 		rate = CAIRN_FETCH_NET_RATE_GUESS;
 		from = CAIRN_FETCH_RATE_GUESSED;
@@ -265,8 +287,16 @@ static const struct cairn_narinfo_url *choose_url(struct item *it,
 static void dl_bytes(void *ctx, size_t n)
 {
 	struct item *it = ctx;
+	struct cairn_fetch *f = it->f;
 	it->dl_bytes += n;
-	it->f->bytes_received += n;
+	if (it->t_dl_first <= 0)
+		it->t_dl_first = fetch_now_s();
+	if (f->t_first_byte <= 0) {
+		/* this chunk took the round trips before it: not counted */
+		f->t_first_byte = fetch_now_s();
+		f->bytes_at_first = f->bytes_received + n;
+	}
+	f->bytes_received += n;
 }
 
 /* Measured over enough bytes to mean something: kept for the next runs'
@@ -325,13 +355,15 @@ static void dl_finished(void *ctx, const struct cairn_dl_result *r)
 	it->compression = cairn_codec_method_name(r->method);
 	/* One source the whole way: its rate is this item's, kept like a
 	 * multi-source download's so that the next run's first choice of
-	 * compression knows the link (no RTT measured here). */
+	 * compression knows the link; and its time to first byte, which
+	 * sets the next run's grace for this server (fetch-decide.c). */
 	double el = it->t_dl > 0 ? fetch_now_s() - it->t_dl : 0;
+	double ttfb = it->t_dl > 0 && it->t_dl_first > it->t_dl ? it->t_dl_first - it->t_dl : 0;
 	if (f->cfg.cache && !it->speed_kept && it->dl_bytes >= SPEED_MIN_BYTES && el > 0.01 &&
 	    r->source < it->n_srcs)
 		cairn_nicache_put_speed(f->cfg.cache, it->server_used,
-					(uint64_t)((double)it->dl_bytes / el), 0, fetch_wall_now(),
-					NULL);
+					(uint64_t)((double)it->dl_bytes / el),
+					(uint64_t)(ttfb * 1000.0 + 1), fetch_wall_now(), NULL);
 	it->st = I_VERIFIED;
 	f->n_verified++;
 }
@@ -443,6 +475,7 @@ void fetch_download_servers(struct item *it)
 				     .pool = f->pool,
 				     .max_resumes = f->cfg.max_resumes,
 				     .multi_min = f->cfg.multi_min,
+				     .multi_per_source = f->cfg.multi_per_source,
 				     .on_source_stats = dl_source_stats,
 				     .on_done = dl_finished,
 				     .on_bytes = dl_bytes,

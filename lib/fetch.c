@@ -56,6 +56,51 @@ void fetch_db_trouble(struct cairn_fetch *f, int code, const struct cairn_error 
 		fetch_fatal(f, code, cairn_error_msg(e));
 }
 
+/* ---- connections opened early ------------------------------------------- */
+
+static void warm_done(void *ctx, const struct cairn_http_result *res)
+{
+	(void)ctx;
+	(void)res; /* what it met, the survey's own request meets too */
+}
+
+/*
+ * Connections for the first wave of NAR downloads, opened while the
+ * narinfos are asked: against a server with the batch route, the narinfo
+ * phase uses one or two connections, and each further download at once
+ * would pay a handshake (a round trip, more with TLS) after the answers
+ * came.  HEADs of the cache's root, one per download that can run at
+ * once (jobs, or fewer items without --closure), to the first server
+ * given (the one asked for bytes first unless its Priority says
+ * otherwise); curl keeps them for the downloads.  Any status will do (a
+ * static cache may say 404): only the connection is wanted.  Over HTTP/2
+ * they share one connection.  The others get the survey's own
+ * connection.  Only when the narinfo cache did not answer everything: a
+ * run that asks nothing opens nothing.
+ */
+static void warm_connections(struct cairn_fetch *f)
+{
+	size_t want = f->cfg.jobs;
+	if (!f->cfg.closure && f->n_items < want)
+		want = f->n_items;
+	for (size_t i = 0; i < f->n_servers; i++) {
+		struct server *s = &f->servers[i];
+		if (s->demoted || strncmp(s->url, "http", 4) != 0)
+			continue;
+		for (size_t k = 0; k < want && k < FETCH_WARM_MAX; k++) {
+			struct cairn_http_request rq = {.method = CAIRN_HTTP_HEAD,
+							.server = s->hs,
+							.url = "",
+							.on_done = warm_done,
+							.ctx = f};
+			if (cairn_http_add(f->http, &rq, NULL))
+				break;
+			f->warmed++;
+		}
+		break;
+	}
+}
+
 /* ---- config, lifecycle -------------------------------------------------- */
 
 void cairn_fetch_config_init(struct cairn_fetch_config *cfg)
@@ -575,10 +620,9 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 			f->servers[i].demoted = why ? why : strdup("demoted");
 		else
 			free(why);
-		uint64_t rtt;
 		if (cairn_nicache_get_speed(f->cfg.cache, f->servers[i].url, &f->servers[i].speed,
-					    &rtt, NULL) != 1)
-			f->servers[i].speed = 0;
+					    &f->servers[i].rtt_ms, NULL) != 1)
+			f->servers[i].speed = f->servers[i].rtt_ms = 0;
 	}
 	if (f->n_servers) {
 		/* Queries and nix-cache-info go out together: no server's
@@ -608,6 +652,9 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 		fetch_item_start(f->items[i]);
 	fetch_settle(f);
 	fetch_pump(f);
+	/* the narinfo cache answered all: nothing will be asked, no warming */
+	if (f->survey && cairn_survey_pending(f->survey) > 0)
+		warm_connections(f);
 	return 0;
 }
 
@@ -640,7 +687,7 @@ int cairn_fetch_step(struct cairn_fetch *f, int timeout_ms, struct cairn_error *
 	for (size_t i = 0; f->n_early_waiting && i < f->n_items; i++) {
 		struct item *it = f->items[i];
 		if (it->early_waiting && it->st == I_QUERY &&
-		    now - it->t_start >= FETCH_PRIORITY_GRACE_S)
+		    now - it->t_start >= it->grace_s)
 			fetch_decide(it, true);
 	}
 	fetch_settle(f);

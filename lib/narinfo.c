@@ -355,6 +355,81 @@ static int missing(const struct cairn_narinfo *ni, const char *name, struct cair
 	return cairn_error_set(err, CAIRN_EFORMAT, "narinfo: %s missing", name);
 }
 
+/* Split off the next space-separated token of *v (length *n). */
+static bool next_token(const char **v, size_t *n, const char **tok, size_t *tlen)
+{
+	while (*n && **v == ' ') {
+		(*v)++;
+		(*n)--;
+	}
+	if (!*n)
+		return false;
+	const char *sp = memchr(*v, ' ', *n);
+	*tok = *v;
+	*tlen = sp ? (size_t)(sp - *v) : *n;
+	*v += *tlen;
+	*n -= *tlen;
+	return true;
+}
+
+enum { ALT_SKIP = 1 }; /* a malformed AltURL value */
+
+/* One AltURL value as a URL group: 0, ALT_SKIP or CAIRN_ENOMEM. */
+static int alt_group(const char *v, size_t n, struct cairn_narinfo_url *u)
+{
+	const char *url, *comp, *size, *hash, *extra;
+	size_t ul, cl, sl = 0, hl = 0, xl;
+	memset(u, 0, sizeof(*u));
+	if (!next_token(&v, &n, &url, &ul) || !next_token(&v, &n, &comp, &cl))
+		return ALT_SKIP;
+	if (next_token(&v, &n, &size, &sl)) {
+		if (parse_u64(size, sl, &u->file_size))
+			return ALT_SKIP;
+		u->has_file_size = true;
+		if (next_token(&v, &n, &hash, &hl)) {
+			struct cairn_error e2;
+			cairn_error_init(&e2);
+			if (cairn_hash_parse(hash, hl, 0, &u->file_hash, &e2) != 0)
+				return ALT_SKIP;
+			u->has_file_hash = true;
+		}
+	}
+	if (next_token(&v, &n, &extra, &xl))
+		return ALT_SKIP;
+	u->url = xstrndup(url, ul);
+	u->compression = xstrndup(comp, cl);
+	if (!u->url || !u->compression) {
+		url_release(u);
+		return CAIRN_ENOMEM;
+	}
+	u->has_compression = true;
+	u->alt = true;
+	return 0;
+}
+
+/* The AltURL lines as URL groups after the others (narinfo.h). */
+static int add_alt_groups(struct cairn_narinfo *ni, struct cairn_error *err)
+{
+	for (size_t i = 0; i < ni->n_unknown; i++) {
+		const struct cairn_narinfo_field *f = &ni->unknown[i];
+		if (strcmp(f->name, CAIRN_NARINFO_ALT_URL) != 0 ||
+		    ni->n_urls >= CAIRN_NARINFO_MAX_URLS)
+			continue;
+		struct cairn_narinfo_url u;
+		int rc = alt_group(f->value, strlen(f->value), &u);
+		if (rc == CAIRN_ENOMEM)
+			return nomem(err);
+		if (rc)
+			continue;
+		if (grow(&ni->urls, ni->n_urls, sizeof(*ni->urls))) {
+			url_release(&u);
+			return nomem(err);
+		}
+		ni->urls[ni->n_urls++] = u;
+	}
+	return 0;
+}
+
 static int check_complete(struct cairn_narinfo *ni, struct cairn_error *err)
 {
 	if (!ni->store_path)
@@ -374,7 +449,8 @@ static int check_complete(struct cairn_narinfo *ni, struct cairn_error *err)
 		if (!u->compression && !(u->compression = xstrndup("bzip2", 5)))
 			return nomem(err);
 	}
-	return 0;
+	/* after the check: an AltURL alone is no URL for Nix either */
+	return add_alt_groups(ni, err);
 }
 
 static bool name_ok(const char *s, size_t n)

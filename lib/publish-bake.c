@@ -671,8 +671,6 @@ static void bake_item(struct cairn_publish *p, const char *hp)
 		return;
 	size_t n = pub_offered(p, pi.path, &pi.nar_hash, offered, &raw);
 	pub_baked_files(p, hp, &pi.nar_hash, offered, n, files);
-	if (p->cfg.dialect == CAIRN_PUBLISH_NIX)
-		n = 1;
 	for (size_t i = 0; i < n && !raw && !p->stopping; i++) {
 		if (files[i].has_file || offered[i].method == CAIRN_CODEC_NONE)
 			continue;

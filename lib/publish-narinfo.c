@@ -12,11 +12,60 @@
 
 #include "cairn/narinfo.h"
 #include "cairn/storepath.h"
+#include "narinfo-int.h"
 #include "narcache.h"
 #include "publish-int.h"
 #include "cairn/banned.h"
 
 /* ---- narinfo ------------------------------------------------------------ */
+
+/* A Nix narinfo's URL of the NAR in method m into url; true when it is a
+ * baked file (whose hash and size the narinfo can name). */
+static bool nix_nar_url(const struct cairn_storedb_pathinfo *pi, const char *base,
+			enum cairn_codec_method m, const struct cairn_publish_file *baked,
+			char *url, size_t cap)
+{
+	if (baked && baked->has_file) {
+		char fh[53];
+		pub_hash32(&baked->file_hash, fh);
+		snprintf(url, cap, "nar/%s.nar%s", fh, cairn_publish_nar_ext(m));
+		return true;
+	}
+	char nh[53], hp[33];
+	pub_hash32(&pi->nar_hash, nh);
+	memcpy(hp, base, 32);
+	hp[32] = '\0';
+	snprintf(url, cap, "nar/%s.nar%s?hash=%s", nh, cairn_publish_nar_ext(m), hp);
+	return false;
+}
+
+/*
+ * An AltURL line (narinfo.h): one more method of a Nix narinfo, which Nix
+ * skips.  FileSize and FileHash when known, so that a client can weigh the
+ * methods by their real sizes (the uncompressed NAR's are the item's).
+ */
+static int nix_alt_url(struct cairn_narinfo *ni, const struct cairn_storedb_pathinfo *pi,
+		       const char *base, enum cairn_codec_method m,
+		       const struct cairn_publish_file *baked, struct cairn_error *err)
+{
+	char url[CAIRN_STOREDB_PATH_MAX + 128], value[CAIRN_STOREDB_PATH_MAX + 256];
+	char fh[CAIRN_HASH_STR_MAX] = "";
+	uint64_t size = 0;
+	bool has_file = nix_nar_url(pi, base, m, baked, url, sizeof(url));
+	const struct cairn_hash *h = has_file ? &baked->file_hash : &pi->nar_hash;
+	if (has_file)
+		size = baked->file_size;
+	else if (m == CAIRN_CODEC_NONE)
+		size = pi->nar_size;
+	if ((size || has_file) && cairn_hash_format(h, CAIRN_HASH_NIX32, fh, sizeof(fh)) < 0)
+		fh[0] = '\0';
+	if (size || has_file)
+		snprintf(value, sizeof(value), "%s %s %llu%s%s", url, cairn_codec_method_name(m),
+			 (unsigned long long)size, fh[0] ? " " : "", fh);
+	else
+		snprintf(value, sizeof(value), "%s %s", url, cairn_codec_method_name(m));
+	return cairn_narinfo_add_field(ni, CAIRN_NARINFO_ALT_URL, value, err);
+}
 
 int cairn_publish_make_narinfo(const struct cairn_storedb_pathinfo *pi, const char *store_dir,
 			       enum cairn_publish_dialect dialect,
@@ -49,24 +98,17 @@ int cairn_publish_make_narinfo(const struct cairn_storedb_pathinfo *pi, const ch
 
 	if (dialect == CAIRN_PUBLISH_NIX) {
 		enum cairn_codec_method m = compressions[0].method;
-		const char *name = cairn_codec_method_name(m);
-		if (baked && baked[0].has_file) {
-			char fh[53];
-			pub_hash32(&baked[0].file_hash, fh);
-			snprintf(url, sizeof(url), "nar/%s.nar%s", fh, cairn_publish_nar_ext(m));
-			rc = cairn_narinfo_add_url(ni, url, name, &baked[0].file_hash,
-						   (int64_t)baked[0].file_size, err);
-		} else {
-			char nh[53], hp[33];
-			pub_hash32(&pi->nar_hash, nh);
-			memcpy(hp, base, 32);
-			hp[32] = '\0';
-			snprintf(url, sizeof(url), "nar/%s.nar%s?hash=%s", nh,
-				 cairn_publish_nar_ext(m), hp);
-			rc = cairn_narinfo_add_url(ni, url, name, NULL, -1, err);
-		}
+		bool has_file = nix_nar_url(pi, base, m, baked ? &baked[0] : NULL, url, sizeof(url));
+		rc = cairn_narinfo_add_url(ni, url, cairn_codec_method_name(m),
+					   has_file ? &baked[0].file_hash : NULL,
+					   has_file ? (int64_t)baked[0].file_size : -1, err);
 		if (rc < 0)
 			goto out;
+		/* the other methods for cairn clients: Nix reads the URL above */
+		for (size_t i = 1; i < n_compressions; i++)
+			if ((rc = nix_alt_url(ni, pi, base, compressions[i].method,
+					      baked ? &baked[i] : NULL, err)) < 0)
+				goto out;
 	}
 	/* Guix: the URL groups follow the Signature (cairn_publish_guix_groups) */
 
@@ -177,11 +219,11 @@ static bool files_equal(const struct cairn_publish_file *a, const struct cairn_p
 }
 
 /* Is every compressed method the narinfo names baked (its final form)? */
-static bool all_baked(const struct cairn_publish *p, const struct cairn_codec_spec *offered,
-		      size_t n_offered, const struct cairn_publish_file *files)
+static bool all_baked(const struct cairn_codec_spec *offered, size_t n_offered,
+		      const struct cairn_publish_file *files)
 {
-	size_t n = p->cfg.dialect == CAIRN_PUBLISH_NIX ? 1 : n_offered;
-	for (size_t i = 0; i < n; i++)
+	/* both dialects name every method (Nix: URL and AltURL lines) */
+	for (size_t i = 0; i < n_offered; i++)
 		if (!files[i].has_file && offered[i].method != CAIRN_CODEC_NONE)
 			return false;
 	return true;
@@ -248,7 +290,7 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 	pub_baked_files(p, hp, &pi.nar_hash, offered, n_offered, files);
 	/* with a cache, a narinfo that is not in its final form is temporary */
 	age = p->cfg.ttl;
-	if (p->nc && !all_baked(p, offered, n_offered, files) &&
+	if (p->nc && !all_baked(offered, n_offered, files) &&
 	    age > CAIRN_PUBLISH_TEMP_TTL)
 		age = CAIRN_PUBLISH_TEMP_TTL;
 	if (max_age)
@@ -322,7 +364,7 @@ int cairn_publish_narinfo(struct cairn_publish *p, const char *hashpart, size_t 
 		pthread_mutex_unlock(&p->memo_lock);
 	}
 queue:
-	if (p->nc && !all_baked(p, offered, n_offered, files))
+	if (p->nc && !all_baked(offered, n_offered, files))
 		pub_bake_enqueue(p, hp);
 	rc = 0;
 out:

@@ -32,6 +32,7 @@ struct opts {
 	bool closure, json, quiet, no_cache;
 	long require_sigs, jobs, threads, db_timeout_s, ipfs_jobs;
 	uint64_t multi_min;
+	long multi_per_source;
 	struct cairn_http_config http;
 };
 
@@ -64,6 +65,9 @@ static const struct cli_option fetch_options[] = {
 		 "a file this big that several servers serve the same\n"
 		 "way comes from all of them at once, in ranges\n"
 		 "(default 4M; 0: one server at a time)"),
+	OPT_INT(0, "multi-per-source", struct opts, multi_per_source, "N", 1, 4,
+		"range requests in flight per server in such a\n"
+		"download (default 1)"),
 	OPT_TABLE(struct opts, http, cli_http_options),
 	OPT_STRING(0, "cache-db", struct opts, cache_db, "FILE",
 		   "the narinfo cache (default ~/.cache/cairn/narinfo.sqlite)"),
@@ -535,6 +539,7 @@ static void fetch_configure(struct opts *o, struct cairn_fetch_config *cfg)
 	cfg->require_sigs = (unsigned)o->require_sigs;
 	cfg->jobs = (unsigned)o->jobs;
 	cfg->multi_min = o->multi_min;
+	cfg->multi_per_source = (unsigned)o->multi_per_source;
 	cfg->closure = o->closure;
 	if (o->threads < 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

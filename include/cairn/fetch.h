@@ -161,6 +161,9 @@ struct cairn_fetch_config {
 	 * ranges, slow ones' shares moved to fast ones; 0: one server at a
 	 * time.  Default CAIRN_FETCH_MULTI_MIN. */
 	uint64_t multi_min;
+	/* Range requests in flight per server in such a download (1 when 0,
+	 * at most 4; see docs/cairn-fetch.md for what was measured). */
+	unsigned multi_per_source;
 	bool closure;			  /* follow References */
 	/*
 	 * Worker threads that decompress, parse, hash and unpack (the network
@@ -267,6 +270,7 @@ struct cairn_fetch_choice {
 #define CAIRN_FETCH_RATE_GUESSED "guess"      /* nothing measured yet */
 #define CAIRN_FETCH_RATE_KEPT "earlier runs"  /* nicache speeds */
 #define CAIRN_FETCH_RATE_RUNNING "this run"   /* bytes received so far */
+#define CAIRN_FETCH_RATE_EARLY "first bytes"  /* this run's, from the first byte on */
 
 /*
  * Which URL group of a narinfo to download (index into ni->urls), or -1

@@ -56,6 +56,17 @@
  * lines belong to the most recent group (or to the next URL, when they come
  * before any URL).  A group without a URL is an error.
  *
+ * AltURL (cairn's, for Nix narinfos, docs/PROTOCOL.md): one more file of
+ * the same NAR on one line, "AltURL: <url> <compression>[ <FileSize>[
+ * <FileHash>]]".  Nix keeps the last of a repeated URL line and skips
+ * fields it does not know, so a Nix server offers its other compressions
+ * to cairn clients this way and Nix still reads the one URL group.  Each
+ * becomes a URL group (alt set) after the groups of URL lines, in file
+ * order; like URL, it is outside every signature (the NarHash check is
+ * what makes its bytes the item's).  A malformed one is skipped: a hint
+ * that Nix ignores must not make the item unreadable to cairn.  It is
+ * also kept in unknown, so it prints back as it came.
+ *
  * Round trip: a parsed narinfo remembers its lines, raw, in their original
  * order, and prints exactly those bytes back (unknown fields included);
  * signatures added later are inserted after the last Sig line (Nix) or
@@ -94,7 +105,12 @@ struct cairn_narinfo_url {
 	struct cairn_hash file_hash;
 	bool has_file_size;
 	uint64_t file_size;
+	bool alt; /* from an AltURL line */
 };
+
+/* The field name of cairn's extra URL groups in Nix narinfos (above). */
+#define CAIRN_NARINFO_ALT_URL "AltURL"
+
 
 /* A field line: name and value, both NUL-terminated. */
 struct cairn_narinfo_field {

@@ -7,6 +7,7 @@
  *          [--delay-ms D] [--rate BITS]      (each direction)
  *          [--up-rate BITS] [--down-rate BITS]
  *          [--cut-after BYTES] [--stall-after BYTES] [--max-conns N]
+ *          [--shared 1]
  *
  * Each direction of each connection is a link of its own: bytes read from
  * one side leave the emulated sender at the link's rate (serialisation,
@@ -14,6 +15,10 @@
  * 2*D plus the transfer time; a link's queue holds at most a bandwidth-delay
  * product plus 256 KiB, beyond which the proxy stops reading and TCP's own
  * flow control pushes back on the sender, as a bottleneck router's does.
+ * With --shared 1, all connections share one link each way instead (one
+ * emulated sender, its rate split among them in the order their bytes
+ * come in), as on a real access link: there, opening more connections
+ * does not make the link faster, which the default would suggest.
  * "down" is the server-to-client direction.  The client's connect() returns
  * at once (loopback), but its first bytes leave only after one round trip,
  * what a TCP handshake over the link would cost.
@@ -83,7 +88,11 @@ static struct {
 	double up_rate, down_rate;
 	uint64_t cut_after, stall_after; /* 0: never */
 	unsigned max_conns;
+	bool shared; /* one emulated sender each way for all connections */
 } opt = {.max_conns = MAX_CONNS_DEFAULT};
+
+/* With --shared: when each direction's one sender is idle again. */
+static uint64_t shared_free_us[2];
 
 static uint64_t now_us(void)
 {
@@ -210,10 +219,11 @@ static void dir_read(struct conn *c, struct dir *d)
 		return;
 	}
 	uint64_t t = now_us();
-	uint64_t start = d->free_us > t ? d->free_us : t;
+	uint64_t *free_us = opt.shared ? &shared_free_us[d == &c->d[1]] : &d->free_us;
+	uint64_t start = *free_us > t ? *free_us : t;
 	uint64_t tx = d->rate > 0 ? (uint64_t)((double)n * 8 * 1e6 / d->rate) : 0;
-	d->free_us = start + tx;
-	s->due_us = d->free_us + opt.delay_us;
+	*free_us = start + tx;
+	s->due_us = *free_us + opt.delay_us;
 	s->len = (size_t)n;
 	s->off = 0;
 	s->next = NULL;
@@ -296,7 +306,8 @@ static void usage(void)
 {
 	fputs("usage: linkem --to HOST:PORT [--listen PORT] [--port-file F] [--delay-ms D]\n"
 	      "              [--rate BITS] [--up-rate BITS] [--down-rate BITS]\n"
-	      "              [--cut-after BYTES] [--stall-after BYTES] [--max-conns N]\n",
+	      "              [--cut-after BYTES] [--stall-after BYTES] [--max-conns N]\n"
+	      "              [--shared 1]\n",
 	      stderr);
 	exit(2);
 }
@@ -334,6 +345,8 @@ static void parse_args(int argc, char **argv)
 			opt.cut_after = parse_num(v, a);
 		} else if (!strcmp(a, "--stall-after")) {
 			opt.stall_after = parse_num(v, a);
+		} else if (!strcmp(a, "--shared")) {
+			opt.shared = parse_num(v, a) != 0;
 		} else if (!strcmp(a, "--max-conns")) {
 			opt.max_conns = (unsigned)parse_num(v, a);
 		} else {

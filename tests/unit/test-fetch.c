@@ -316,28 +316,51 @@ static void test_early_order(void **state)
 	const double g = FETCH_PRIORITY_GRACE_S;
 	/* the first server answered and is acceptable: go at once */
 	struct early_view a[] = {{.member = true}, {.pending = true}};
-	assert_true(fetch_early_go(a, 2, 0));
+	assert_true(fetch_early_go(a, 2, 0, NULL));
 	/* the second answered first: wait for the first, up to the grace */
 	struct early_view b[] = {{.pending = true}, {.member = true}};
-	assert_false(fetch_early_go(b, 2, 0));
-	assert_false(fetch_early_go(b, 2, g / 2));
-	assert_true(fetch_early_go(b, 2, g));
+	assert_false(fetch_early_go(b, 2, 0, NULL));
+	assert_false(fetch_early_go(b, 2, g / 2, NULL));
+	assert_true(fetch_early_go(b, 2, g, NULL));
 	/* the first said no (404, error, another claim): no reason to wait */
 	struct early_view c[] = {{0}, {.member = true}, {.pending = true}};
-	assert_true(fetch_early_go(c, 3, 0));
+	assert_true(fetch_early_go(c, 3, 0, NULL));
 	/* a preferred member already in: a pending one before a later member
 	 * does not hold it back */
 	struct early_view d[] = {{.member = true}, {.pending = true}, {.member = true}};
-	assert_true(fetch_early_go(d, 3, 0));
+	assert_true(fetch_early_go(d, 3, 0, NULL));
 	/* a demoted server is not waited for ... */
 	struct early_view e[] = {{.demoted = true, .pending = true}, {.member = true}};
-	assert_true(fetch_early_go(e, 2, 0));
+	assert_true(fetch_early_go(e, 2, 0, NULL));
 	/* ... nor the only source while a good one could answer, grace or not */
 	struct early_view h[] = {{.demoted = true, .member = true}, {.pending = true}};
-	assert_false(fetch_early_go(h, 2, 0));
-	assert_false(fetch_early_go(h, 2, 10 * g));
+	assert_false(fetch_early_go(h, 2, 0, NULL));
+	assert_false(fetch_early_go(h, 2, 10 * g, NULL));
 	struct early_view i[] = {{.demoted = true, .member = true}, {0}};
-	assert_true(fetch_early_go(i, 2, 0));
+	assert_true(fetch_early_go(i, 2, 0, NULL));
+	/* a waited-for server whose time to first byte is known: a grace of a
+	 * few of those, not under the floor, and never over the constant */
+	double grace = 0;
+	struct early_view j[] = {{.pending = true, .rtt_s = 0.01}, {.member = true}};
+	assert_false(fetch_early_go(j, 2, FETCH_PRIORITY_GRACE_MIN_S / 2, &grace));
+	assert_true(grace == FETCH_PRIORITY_GRACE_MIN_S);
+	assert_true(fetch_early_go(j, 2, FETCH_PRIORITY_GRACE_MIN_S, NULL));
+	struct early_view k[] = {{.pending = true, .rtt_s = 0.2}, {.member = true}};
+	assert_false(fetch_early_go(k, 2, 0.7, &grace));
+	assert_true(grace == 0.2 * FETCH_PRIORITY_GRACE_RTTS);
+	assert_true(fetch_early_go(k, 2, 0.8, NULL));
+	struct early_view l[] = {{.pending = true, .rtt_s = 5}, {.member = true}};
+	assert_false(fetch_early_go(l, 2, g / 2, &grace));
+	assert_true(grace == g);
+	/* the slowest of the servers waited for sets it; one never measured
+	 * means the constant */
+	struct early_view m[] = {{.pending = true, .rtt_s = 0.01}, {.pending = true, .rtt_s = 0.2},
+				 {.member = true}};
+	assert_false(fetch_early_go(m, 3, 0.5, &grace));
+	assert_true(grace == 0.2 * FETCH_PRIORITY_GRACE_RTTS);
+	struct early_view o[] = {{.pending = true, .rtt_s = 0.01}, {.pending = true}, {.member = true}};
+	assert_false(fetch_early_go(o, 3, 1.0, &grace));
+	assert_true(grace == g);
 }
 
 int main(void)

@@ -180,6 +180,65 @@ static void test_guix_groups(void **state)
 }
 
 /*
+ * AltURL (cairn's extra methods in a Nix narinfo): each well-formed line
+ * becomes a URL group after the URL line's, a malformed one is skipped
+ * (Nix ignores the field; it must not make the item unreadable), a
+ * Compression line after one still belongs to the URL group, and the text
+ * prints back as it came.
+ */
+static void test_alt_urls(void **state)
+{
+	(void)state;
+	const char *s = "StorePath: /nix/store/x6b6ah9iya8w14wv5fzzwj36lf2yyghw-appvec-3.0\n"
+			"URL: nar/a.nar.zst\n"
+			"AltURL: nar/b.nar.xz xz 288 "
+			"sha256:18v7dgny1xna7f53mbkj8bk4y2f00l5rjk2k6hj166kjv964lz7r\n"
+			"Compression: zstd\n"
+			"FileSize: 300\n"
+			"NarHash: sha256:18v7dgny1xna7f53mbkj8bk4y2f00l5rjk2k6hj166kjv964lz7r\n"
+			"NarSize: 584\n"
+			"References: \n"
+			"AltURL: nar/c.nar?hash=x6b6ah9iya8w14wv5fzzwj36lf2yyghw none\n"
+			"AltURL: nar/d.nar.gz gzip many\n"
+			"AltURL: nar/e.nar.gz\n"
+			"AltURL: nar/f.nar.gz gzip 1 "
+			"sha256:18v7dgny1xna7f53mbkj8bk4y2f00l5rjk2k6hj166kjv964lz7r extra\n"
+			"AltURL: nar/g.nar.bz2 bzip2 7\n";
+	struct cairn_narinfo *ni;
+	struct cairn_error e;
+	if (parse_str(s, &ni, &e))
+		fail_msg("parse: %s", cairn_error_msg(&e));
+	assert_int_equal(ni->n_urls, 4);
+	assert_string_equal(ni->urls[0].url, "nar/a.nar.zst");
+	assert_string_equal(ni->urls[0].compression, "zstd");
+	assert_int_equal(ni->urls[0].file_size, 300);
+	assert_false(ni->urls[0].alt);
+	assert_string_equal(ni->urls[1].url, "nar/b.nar.xz");
+	assert_string_equal(ni->urls[1].compression, "xz");
+	assert_true(ni->urls[1].alt);
+	assert_true(ni->urls[1].has_file_size);
+	assert_int_equal(ni->urls[1].file_size, 288);
+	assert_true(ni->urls[1].has_file_hash);
+	assert_string_equal(ni->urls[2].url, "nar/c.nar?hash=x6b6ah9iya8w14wv5fzzwj36lf2yyghw");
+	assert_string_equal(ni->urls[2].compression, "none");
+	assert_false(ni->urls[2].has_file_size);
+	assert_false(ni->urls[2].has_file_hash);
+	assert_string_equal(ni->urls[3].url, "nar/g.nar.bz2");
+	assert_int_equal(ni->urls[3].file_size, 7);
+	assert_false(ni->urls[3].has_file_hash);
+	assert_int_equal(ni->n_unknown, 6);
+	cairn_narinfo_free(ni);
+	assert_roundtrip(s, strlen(s));
+
+	/* an AltURL is no URL: without one the narinfo is refused, as by Nix */
+	const char *none = "StorePath: /nix/store/x6b6ah9iya8w14wv5fzzwj36lf2yyghw-appvec-3.0\n"
+			   "AltURL: nar/b.nar.xz xz\n"
+			   "NarHash: sha256:18v7dgny1xna7f53mbkj8bk4y2f00l5rjk2k6hj166kjv964lz7r\n"
+			   "NarSize: 584\n";
+	assert_int_equal(parse_str(none, &ni, &e), CAIRN_EFORMAT);
+}
+
+/*
  * Guix's reader takes any field in any order after the Signature line
  * (issue 11.13): cairn reads them too, but what follows the Signature is
  * not signed, so a field trust rests on is never taken from there.
@@ -480,6 +539,7 @@ int main(void)
 	    cmocka_unit_test(test_builder_matches_nix),
 	    cmocka_unit_test(test_guix_vector),
 	    cmocka_unit_test(test_guix_groups),
+	    cmocka_unit_test(test_alt_urls),
 	    cmocka_unit_test(test_fields_after_guix_signature),
 	    cmocka_unit_test(test_defaults_and_hash_forms),
 	    cmocka_unit_test(test_rejects),

@@ -44,6 +44,7 @@ static void wait_one_done(void *ctx, const struct cairn_http_result *res)
 	w->done = true;
 	w->one.status = res->status;
 	w->one.bytes = res->body_bytes;
+	w->one.wire_bytes = res->wire_bytes;
 	w->one.outcome_code = res->err.code;
 	w->err = res->err;
 }

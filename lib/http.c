@@ -445,6 +445,8 @@ static int easy_setup(struct cairn_http *h, struct xfer *x)
 		SET(CURLOPT_NOBODY, 1L);
 	else if (x->req.range_start > 0 || x->req.range_end > 0)
 		SET(CURLOPT_RANGE, x->range);
+	if (x->req.accept_compressed)
+		SET(CURLOPT_ACCEPT_ENCODING, ""); /* "": each one this libcurl decodes */
 	if (x->req.only_if_cached) {
 		x->headers = curl_slist_append(NULL, "Cache-Control: only-if-cached");
 		if (!x->headers)
@@ -571,6 +573,7 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 	memset(&res, 0, sizeof(res));
 	res.url = x->url;
 	res.body_bytes = x->body_bytes;
+	res.wire_bytes = x->body_bytes;
 	res.callback_error = x->callback_error;
 	res.status = x->hdr_done ? x->resp.status : 0;
 
@@ -582,6 +585,11 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 	}
 	curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn);
 	curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	/* before Content-Encoding is undone: what Content-Length counts */
+	curl_off_t wire = 0;
+	if (x->req.accept_compressed &&
+	    curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &wire) == CURLE_OK && wire > 0)
+		res.wire_bytes = (uint64_t)wire;
 	if (nconn > 0)
 		h->stats.new_connections += (uint64_t)nconn;
 	total = x->req.total_timeout_s ? x->req.total_timeout_s : h->cfg.total_timeout_s;
@@ -609,7 +617,7 @@ static void finish(struct cairn_http *h, struct xfer *x, CURLcode code, int neve
 			if (!status_ok(x->resp.status))
 				res.outcome = CAIRN_HTTP_STATUS;
 			else if (x->req.method == CAIRN_HTTP_GET && x->resp.content_length >= 0 &&
-				 x->body_bytes != (uint64_t)x->resp.content_length)
+				 res.wire_bytes != (uint64_t)x->resp.content_length)
 				res.outcome = CAIRN_HTTP_SHORT; /* belt and braces */
 			else
 				res.outcome = CAIRN_HTTP_OK;

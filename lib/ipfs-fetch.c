@@ -204,14 +204,17 @@ static bool fx_stop(void *ctx)
  * off: CAIRN_ECANCELED, set in x->err too (the item's end, not the
  * gateway's fault), and x->http is not to be stepped again.
  */
-static int http_get(struct fx *x, const char *url, uint64_t max, struct get *g)
+static int http_get(struct fx *x, const char *url, uint64_t max, bool compressed,
+		    struct get *g)
 {
 	cairn_buf_init(&g->body, (size_t)max);
 	cairn_error_init(&g->err);
-	struct cairn_http_request rq = {.url = url, .max_body = max};
+	struct cairn_http_request rq = {.url = url, .max_body = max,
+					.accept_compressed = compressed};
+	struct cairn_http_one one = {0};
 	x->st->requests++;
-	int rc = cairn_http_wait_one(x->http, &rq, &g->body, fx_stop, x, NULL, &g->err);
-	x->st->bytes += g->body.len;
+	int rc = cairn_http_wait_one(x->http, &rq, &g->body, fx_stop, x, &one, &g->err);
+	x->st->bytes += one.wire_bytes;
 	if (rc == CAIRN_ECANCELED)
 		cairn_error_set(x->err, rc, "ipfs: called off");
 	return rc;
@@ -266,7 +269,7 @@ static int get_block(struct fx *x, const struct cairn_cid *cid, uint8_t **data, 
 		if (x->dead[i] || gw_url(x, i, cid, "format=raw", url, sizeof(url)))
 			continue;
 		struct get g;
-		int rc = http_get(x, url, CAIRN_IPFS_BLOCK_MAX, &g);
+		int rc = http_get(x, url, CAIRN_IPFS_BLOCK_MAX, false, &g);
 		if (rc == CAIRN_ECANCELED) {
 			cairn_buf_release(&g.body);
 			return rc;
@@ -434,20 +437,31 @@ static int car_block(const struct cairn_cid *cid, const uint8_t *data, size_t le
 	return 0;
 }
 
-/* Leaves [first, end) from gateway i in one CAR (an entity-bytes range). */
+/*
+ * Leaves [first, end) from gateway i in one CAR: an entity-bytes range of
+ * the file, or one leaf alone (dag-scope=block: no nodes above it).  A CAR
+ * rather than raw blocks, so that a gateway may compress it on the wire
+ * (a raw block is sent as it is hashed).
+ */
 static int get_run(struct fx *x, size_t i, size_t first, size_t end)
 {
 	char url[4096], q[128];
 	const struct leaf *a = &x->leaves[first], *z = &x->leaves[end - 1];
-	snprintf(q, sizeof(q), "format=car&dag-scope=entity&entity-bytes=%llu:%llu",
-		 (unsigned long long)a->off, (unsigned long long)(z->off + z->len - 1));
-	if (gw_url(x, i, &x->nodes[0], q, url, sizeof(url)))
+	const struct cairn_cid *at = &x->nodes[0];
+	if (end - first == 1) {
+		snprintf(q, sizeof(q), "format=car&dag-scope=block");
+		at = &a->cid;
+	} else {
+		snprintf(q, sizeof(q), "format=car&dag-scope=entity&entity-bytes=%llu:%llu",
+			 (unsigned long long)a->off, (unsigned long long)(z->off + z->len - 1));
+	}
+	if (gw_url(x, i, at, q, url, sizeof(url)))
 		return CAIRN_ELIMIT;
 	/* the range's bytes, the nodes above them, and a head per block */
 	uint64_t max = z->off + z->len - a->off + (uint64_t)(end - first + x->n_nodes) * 64 +
 		       (uint64_t)x->n_nodes * CAIRN_IPFS_BLOCK_MAX / 64 + 65536;
 	struct get g;
-	int rc = http_get(x, url, max, &g);
+	int rc = http_get(x, url, max, true, &g);
 	if (rc == CAIRN_ECANCELED) {
 		cairn_buf_release(&g.body);
 		return rc;
@@ -491,7 +505,8 @@ static int get_run(struct fx *x, size_t i, size_t first, size_t end)
 	return CAIRN_ENET;
 }
 
-/* Every missing leaf from the gateways: runs as CARs, single ones raw. */
+/* Every missing leaf from the gateways: as CARs (a run, or one leaf alone),
+ * raw blocks from a gateway that sends no CARs. */
 static int fill(struct fx *x)
 {
 	size_t k = 0;
@@ -507,17 +522,6 @@ static int fill(struct fx *x)
 		       (end == k || run + x->leaves[end].len <= IPFS_FETCH_CAR_MAX)) {
 			run += x->leaves[end].len;
 			end++;
-		}
-		if (end - k == 1) {
-			uint8_t *b;
-			size_t len;
-			int rc = get_block(x, &x->leaves[k].cid, &b, &len);
-			if (rc)
-				return rc;
-			free(b);
-			x->leaves[k].have = true;
-			k = end;
-			continue;
 		}
 		size_t i = 0;
 		bool raw = false;

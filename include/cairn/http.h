@@ -274,6 +274,8 @@ struct cairn_http_result {
 	const char *url;	/* the request's URL */
 	long status;		/* final status, 0 when none was received */
 	uint64_t body_bytes;	/* bytes handed to on_data */
+	uint64_t wire_bytes;	/* the body as received: body_bytes unless
+				   accept_compressed had it decoded */
 	int callback_error;	/* what on_headers/on_data returned, when they
 				   stopped the transfer; else 0 */
 	/* The message names the method and URL.  Code: 0 for OK, CAIRN_ENOENT
@@ -323,6 +325,11 @@ struct cairn_http_request {
 	 * (a cairn mirror) answers from what it holds, or 504, and never
 	 * asks its upstreams; an origin answers as usual. */
 	bool only_if_cached;
+	/* Send Accept-Encoding for what libcurl can decode (zstd, gzip...):
+	 * on_data then gets the decoded body, which max_body bounds.  For
+	 * bodies checked whole after decoding (an IPFS gateway's CARs), never
+	 * for a nar's bytes, whose length and Range are the file's. */
+	bool accept_compressed;
 	/*
 	 * Once the final response's headers are in.  Return 0 to go on,
 	 * non-zero to stop (outcome ABORTED).  For a non-2xx status the body
@@ -363,6 +370,7 @@ int cairn_http_run(struct cairn_http *h, struct cairn_error *err);
 struct cairn_http_one {
 	long status;	 /* final status, 0 when none was received */
 	uint64_t bytes;	 /* body bytes received */
+	uint64_t wire_bytes; /* the same before decoding (accept_compressed) */
 	int outcome_code; /* the result's error code (0, CAIRN_ENOENT, ...) */
 };
 

@@ -70,7 +70,8 @@ struct cairn_ipfs_fetch_config {
 /* What a fetch (or a run of them) cost: for reports, tests and bench. */
 struct cairn_ipfs_fetch_stats {
 	uint64_t requests;     /* to gateways */
-	uint64_t bytes;	       /* body bytes received from gateways */
+	uint64_t bytes;	       /* body bytes received from gateways, as sent
+				  (compressed CARs before decoding) */
 	uint64_t blocks_cached; /* leaves found in the cache */
 	uint64_t blocks_fetched; /* blocks received and kept */
 	uint64_t gateways_failed; /* gateways dropped for an item */

@@ -89,4 +89,55 @@ check "fastcdc (the default): $BYTES bytes from the gateway, at most a quarter o
 delta size-262144 --ipfs-chunker size-262144
 check "size-262144: $BYTES bytes, more than a quarter ($zs): the insertion moved every later cut" \
   test "$BYTES" -gt $((zs / 4))
+
+# Text (it compresses): fetch asks for CARs with Accept-Encoding, so the
+# gateway's bytes on the wire are compressed; a leaf missing alone comes as
+# a one-block CAR (dag-scope=block), compressed too, not as a raw block
+# (sent as it is hashed).  Fixed 64 KiB blocks, so that the 10 bytes
+# changed in place make exactly one leaf missing.
+mkdir -p "$TMP/c1"
+python3 - "$TMP/c1" << 'PY'
+import os, random, sys
+r = random.Random(7)
+words = ["".join(r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(r.randrange(2, 9)))
+         for _ in range(2000)]
+for i in range(4):
+    with open(os.path.join(sys.argv[1], "doc-%d.txt" % i), "w") as f:
+        while f.tell() < 1 << 20:
+            f.write(" ".join(r.choice(words) for _ in range(12)) + "\n")
+PY
+cp -r "$TMP/c1" "$TMP/c2"
+python3 - "$TMP/c2/doc-2.txt" << 'PY'
+import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read())
+b[300000:300010] = b"0123456789"
+open(p, "wb").write(bytes(b))
+PY
+if ! C1=$(build c1 "$TMP/c1") || ! C2=$(build c2 "$TMP/c2"); then
+  not_ok "nix-build builds the text items"
+  finish
+  exit 1
+fi
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs \
+  --ipfs-chunker size-65536 --access-log "$TMP/acc-text" || { finish; exit 1; }
+f=("$CAIRN" fetch -q --no-cache --json --from "$PUBLISH_URL" --trusted-key "$TMP/k.pub"
+  --store "$TMP/t-text" --store-dir "$NIX_STORE_DIR" --db "$TMP/t-text.db"
+  --ipfs-gateway "$PUBLISH_URL" --block-cache "$TMP/b-text")
+rc1=0; "${f[@]}" "$C1" > "$TMP/j-text1" || rc1=$?
+: > "$TMP/acc-text"
+rc2=0; "${f[@]}" "$C2" > "$TMP/j-text2" || rc2=$?
+root2=$(curl -sf "$PUBLISH_URL/$(basename "$C2" | cut -c1-32).narinfo" | sed -n 's/^IPFS: //p')
+publish_stop
+n1=$(json "$TMP/j-text1" "d['items'][0]['narSize']")
+b1=$(json "$TMP/j-text1" "d['ipfs']['bytes']")
+z1=$(nix-store --dump "$C1" | zstd -3 -T1 -q -c | wc -c)
+check "text: fetched through the gateway in $b1 bytes on the wire, about its zstd NAR ($z1), not its NAR ($n1): compressed CARs" \
+  test "$rc1" = 0 -a "$(json "$TMP/j-text1" "d['items'][0]['compression']")" = ipfs \
+  -a "$b1" -lt $((z1 * 5 / 4))
+check "  ... its files are right" diff -r "$TMP/c1" "$TMP/t-text$C1"
+check "text v2 over v1: fetched through the gateway, files right" \
+  bash -c 'test "$0" = 0 && diff -r "$1" "$2"' "$rc2" "$TMP/c2" "$TMP/t-text$C2"
+check "  ... the one leaf that changed came as a one-block CAR ($(json "$TMP/j-text2" "d['ipfs']['bytes']") bytes), no block raw but the root" \
+  bash -c 'grep -q "format=car&dag-scope=block" "$0" &&
+    ! grep "format=raw" "$0" | grep -v "/ipfs/$1?" | grep -q .' "$TMP/acc-text" "$root2"
 finish

@@ -30,9 +30,9 @@
 # --nar-dir`, v1's NAR there under the same name), narinfo from publish,
 # blocks from publish's own gateway; "wire" is the sum of publish's /ipfs/
 # response bodies (its access log), "reqs" their number.  fetch asks for
-# them uncompressed, so "wire, zstd" replays the same requests with
-# Accept-Encoding: zstd (CARs come zstd -3 compressed: what a client
-# accepting it would get).  Case (a) runs twice: seed "plain" (v1 as it
+# leaves as CARs with Accept-Encoding (publish sends them zstd -3), so
+# "wire" is compressed; "wire, zstd" replays the same requests with
+# Accept-Encoding: zstd (equal unless fetch asked for raw blocks).  Case (a) runs twice: seed "plain" (v1 as it
 # is) and "rewritten" (the dependency's old build is in the target under
 # its name and v2's References name the new one, so fetch rewrites v1's
 # references before seeding, as Nix rewrites them).  Prints a Markdown

@@ -214,7 +214,7 @@ helia_fetch() {
   ni=$(curl -sf "$gw/$(basename "$path" | cut -c1-32).narinfo")
   cid=$(narinfo_field "$ni" IPFS)
   rm -f "$TMP/helia.out"
-  (cd "$npmdir" && timeout 120 node verifiedfetch.mjs "$gw" "$cid" "$TMP/helia.out") > "$TMP/helia.log" 2>&1 ||
+  (cd "$npmdir" && timeout 180 node verifiedfetch.mjs "$gw" "$cid" "$TMP/helia.out") > "$TMP/helia.log" 2>&1 ||
     echo "(verified-fetch exited with $?)" >> "$TMP/helia.log"
   [ -f "$TMP/helia.out" ] || : > "$TMP/helia.out"
   want=$(narinfo_field "$ni" NarHash)

@@ -22,7 +22,7 @@ const verifiedFetch = await createVerifiedFetch({
   allowInsecure: true,
   libp2pConfig: { addresses: { listen: [] }, transports: [], peerDiscovery: [], services: {} }
 })
-const res = await verifiedFetch(`ipfs://${cid}`, { signal: AbortSignal.timeout(60000) })
+const res = await verifiedFetch(`ipfs://${cid}`, { signal: AbortSignal.timeout(150000) })
 if (!res.ok) {
   console.error(`verified-fetch: HTTP ${res.status}: ${await res.text()}`)
   process.exit(1)

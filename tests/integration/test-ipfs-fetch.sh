@@ -21,44 +21,19 @@
 . "$SRCDIR/tests/integration/serve-lib.sh"
 skip_unless nginx python3
 
-GW=$SRCDIR/tests/integration/ipfs-gateway.py
-CH=size-1024 # small blocks: the test's items have many
-V=$VECTORS_DIR/nix
-SEC=$V/keys/cache.example.org-1.sec
-PUB=$V/keys/cache.example.org-1.pub
+IPFS_CH=size-1024 # small blocks: the test's items have many
+. "$SRCDIR/tests/integration/ipfs-lib.sh"
+CH=$IPFS_CH
 
-# nix32 hash part of a name (any 32 letters of the alphabet will do)
-hashpart() { python3 -c "import hashlib,sys
-a='0123456789abcdfghijklmnpqrsvwxyz'; d=hashlib.sha256(sys.argv[1].encode()).digest()
-print(''.join(a[b % 32] for b in d[:32]))" "$1"; }
-
-# mkitem CACHE CARS NAME TREE [REFS]: a signed narinfo for TREE as
-# /nix/store/<hash>-NAME (hash from NAME and TREE's NAR), its NAR in
-# CACHE/nar, its CAR in CARS; prints the store path
+# mkitem CACHE CARS NAME TREE [REFS]: ipfs_item, its NAR kept in all-nars too
 mkitem() {
-  local cache=$1 cars=$2 name=$3 tree=$4 refs=${5:-} nar h sp cid nh ns
-  nar=$TMP/$name.nar
-  "$CAIRN" nar dump "$tree" > "$nar"
-  nh=$("$CAIRN" hash file "$nar")
-  ns=$(stat -c %s "$nar")
-  h=$(hashpart "$name-$nh")
-  sp=/nix/store/$h-$name
-  cid=$("$CAIRN" ipfs add --chunker $CH --car "$cars/$h.car" "$nar")
-  mkdir -p "$cache/nar"
-  cp "$nar" "$cache/nar/$h.nar"
-  mkdir -p "$TMP/all-nars"; cp "$nar" "$TMP/all-nars/$h.nar"
-  printf 'StorePath: %s\nURL: nar/%s.nar\nCompression: none\nNarHash: %s\nNarSize: %s\nReferences: %s\n' \
-    "$sp" "$h" "$nh" "$ns" "$refs" | "$CAIRN" narinfo sign --key "$SEC" > "$cache/$h.narinfo"
-  echo "IPFS: $cid" >> "$cache/$h.narinfo"
+  local sp
+  sp=$(ipfs_item "$@") || return
+  mkdir -p "$TMP/all-nars"
+  cp "$TMP/$3.nar" "$TMP/all-nars/$(basename "$sp" | cut -c1-32).nar"
   echo "$sp"
 }
-
-# tree N SEED: a directory of files with N KiB of pseudo-random bytes
-tree() {
-  mkdir -p "$1/bin"
-  python3 -c "import random,sys; random.seed($3); sys.stdout.buffer.write(random.randbytes($2*1024))" > "$1/bin/prog"
-  echo "hello $3" > "$1/README"
-}
+tree() { ipfs_tree "$@"; }
 
 C=$TMP/cache CARS=$TMP/cars
 mkdir -p "$C" "$CARS"
@@ -70,25 +45,13 @@ APP=$(mkitem "$C" "$CARS" app-1.0 "$TMP/t-app" "$(basename "$LIB")")
 serve_nginx "$C"
 NI=http://127.0.0.1:$SERVE_PORT
 
-# gateway MODE: start one; sets GW_URL and GW_LOG
-gw_n=0
-gateway() {
-  gw_n=$((gw_n + 1))
-  local pf=$TMP/gw-$gw_n.port pid
-  GW_LOG=$TMP/gw-$gw_n.log
-  : > "$GW_LOG"
-  python3 "$GW" --port-file "$pf" --log "$GW_LOG" --mode "$1" "$CARS"/*.car &
-  pid=$!
-  cleanup_hooks+=("kill $pid 2> /dev/null")
-  GW_URL=http://127.0.0.1:$(port_from_file "$pf" "$pid")
-}
+gateway() { ipfs_gateway "$@"; }
 
 fetch() { # STORE BLOCKS [options...]
   local store=$1 blocks=$2; shift 2
   "$CAIRN" fetch -q --no-cache --json --from "$NI" --trusted-key "$PUB" --store "$store" \
     --block-cache "$blocks" --closure "$@" # the chunker: auto, from each DAG
 }
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 gateway ok; OK_URL=$GW_URL OK_LOG=$GW_LOG
 

@@ -190,6 +190,23 @@ nginx_stop() {
   wait "$pid" 2> /dev/null || true
 }
 
+# words_text FILE BYTES SEED: text of pseudo-random words, the same for the
+# same SEED: it compresses (xz clearly tighter than zstd), unlike random bytes
+words_text() {
+  python3 - "$1" "$2" "$3" << 'PY'
+import random, sys
+r = random.Random(int(sys.argv[3]))
+words = ["".join(r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(r.randint(2, 9)))
+         for _ in range(3000)]
+with open(sys.argv[1], "w") as f:
+    n = 0
+    while n < int(sys.argv[2]):
+        line = " ".join(r.choice(words) for _ in range(12)) + "\n"
+        f.write(line)
+        n += len(line)
+PY
+}
+
 finish() {
   echo "$passes passed, $fails failed"
   [ "$fails" -eq 0 ]

@@ -96,16 +96,7 @@ check "size-262144: $BYTES bytes, more than a quarter ($zs): the insertion moved
 # (sent as it is hashed).  Fixed 64 KiB blocks, so that the 10 bytes
 # changed in place make exactly one leaf missing.
 mkdir -p "$TMP/c1"
-python3 - "$TMP/c1" << 'PY'
-import os, random, sys
-r = random.Random(7)
-words = ["".join(r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(r.randrange(2, 9)))
-         for _ in range(2000)]
-for i in range(4):
-    with open(os.path.join(sys.argv[1], "doc-%d.txt" % i), "w") as f:
-        while f.tell() < 1 << 20:
-            f.write(" ".join(r.choice(words) for _ in range(12)) + "\n")
-PY
+for i in 0 1 2 3; do words_text "$TMP/c1/doc-$i.txt" 1048576 $((7 + i)); done
 cp -r "$TMP/c1" "$TMP/c2"
 python3 - "$TMP/c2/doc-2.txt" << 'PY'
 import sys

@@ -21,18 +21,7 @@ nix_lib_init
 LINKEM=$BUILDDIR/tests/integration/linkem
 
 # text that xz packs clearly tighter than zstd, the same on every run
-python3 - "$TMP/text" <<'PY'
-import random, sys
-r = random.Random(17)
-words = [''.join(r.choice('abcdefghijklmnopqrstuvwxyz') for _ in range(r.randint(2, 9)))
-         for _ in range(3000)]
-with open(sys.argv[1], 'w') as f:
-    n = 0
-    while n < 2500000:
-        line = ' '.join(r.choice(words) for _ in range(12)) + '\n'
-        f.write(line)
-        n += len(line)
-PY
+words_text "$TMP/text" 2500000 17
 pstore_init "$TMP/src"
 ITEM=$(pstore_build "$TMP/src" 1 text 2500000 1 "$TMP/text")
 WARM=$(pstore_build "$TMP/src" 1 warm 1500000)

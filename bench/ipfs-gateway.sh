@@ -65,23 +65,8 @@ root=$(narinfo_field "$ni" IPFS)
 echo "== root $root" >&2
 curl -sf -o "$work/www/item.car" "$PUBLISH_URL/ipfs/$root?format=car"
 # every block a file named by its CID, and the chunks' CIDs for wrk
-python3 - "$work/www/item.car" "$work/www/ipfs" "$work/leaves" << 'PY'
-import base64, sys
-b = open(sys.argv[1], 'rb').read()
-def varint(i):
-    n = s = 0
-    while True:
-        c = b[i]; i += 1; n |= (c & 0x7f) << s; s += 7
-        if c < 0x80: return n, i
-hl, i = varint(0); i += hl
-leaves = open(sys.argv[3], 'w')
-while i < len(b):
-    sl, j = varint(i)
-    cid = 'b' + base64.b32encode(b[j:j + 36]).decode().lower().rstrip('=')
-    open(f"{sys.argv[2]}/{cid}", 'wb').write(b[j + 36:i + sl + (j - i)])
-    if b[j + 1] == 0x55: leaves.write(cid + '\n')
-    i = j + sl
-PY
+python3 "$SRCDIR/tests/integration/car-blocks.py" "$work/www/item.car" "$work/www/ipfs" |
+  awk '$2 == "raw" {print $1}' > "$work/leaves"
 mirror_start m --upstream "$PUBLISH_URL" --cache "$work/mc" --trusted-key "$work/k.pub" --ipfs || exit 1
 M=http://127.0.0.1:$MIRROR_PORT
 MB= M_PID=$MIRROR_PID

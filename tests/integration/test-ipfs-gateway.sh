@@ -32,6 +32,7 @@
 . "$SRCDIR/tests/integration/publish-lib.sh"
 . "$SRCDIR/tests/integration/mirror-lib.sh"
 skip_unless curl python3 node npm zstd gzip
+CARBLOCKS=$SRCDIR/tests/integration/car-blocks.py
 publish_require
 nix_lib_init
 
@@ -111,24 +112,7 @@ check "the CAR of a two-level DAG: parents first, depth first, each block once, 
 got=$(node "$npmdir/readcar.mjs" "$TMP/big.car" "$TMP/big.out" 2>&1) || true
 check "@ipld/car + exporter read the CAR back to the NAR, byte for byte" \
   bash -c '[ "$1" = "$2" ] && cmp -s "$3" "$4"' _ "$got" "$r" "$TMP/big.out" "$TMP/big.nar"
-leaf=$(python3 - "$TMP/big.car" << 'PY'
-import base64, sys
-b = open(sys.argv[1], 'rb').read()
-def varint(i):
-    n = s = 0
-    while True:
-        c = b[i]; i += 1; n |= (c & 0x7f) << s; s += 7
-        if c < 0x80: return n, i
-hl, i = varint(0); i += hl
-k = 0
-while i < len(b):
-    sl, j = varint(i)
-    if b[j + 1] == 0x55:
-        k += 1
-        if k == 100: print('b' + base64.b32encode(b[j:j + 36]).decode().lower().rstrip('=')); break
-    i = j + sl
-PY
-)
+leaf=$(python3 "$CARBLOCKS" "$TMP/big.car" | awk '$2 == "raw" && ++k == 100 {print $1}')
 curl -sf -o "$TMP/leaf.blk" "$U/ipfs/$leaf?format=raw"
 blockcheck "the 100th chunk of the big NAR, as a raw block, hashes to its CID" "$TMP/leaf.blk" "$leaf"
 check "... and is bytes 99*256Ki.. of the NAR" \
@@ -183,24 +167,7 @@ range -1 '*' 3                    # the last byte: root, second node, last chunk
 range 1000000 -1000000
 
 # a sub-DAG: the first interior node names chunks 0..173
-sub=$(python3 - "$TMP/big.car" << 'PY'
-import base64, sys
-b = open(sys.argv[1], 'rb').read()
-def varint(i):
-    n = s = 0
-    while True:
-        c = b[i]; i += 1; n |= (c & 0x7f) << s; s += 7
-        if c < 0x80: return n, i
-hl, i = varint(0); i += hl
-k = 0
-while i < len(b):
-    sl, j = varint(i)
-    if b[j + 1] == 0x70:
-        k += 1
-        if k == 2: print('b' + base64.b32encode(b[j:j + 36]).decode().lower().rstrip('=')); break
-    i = j + sl
-PY
-)
+sub=$(python3 "$CARBLOCKS" "$TMP/big.car" | awk '$2 == "dag-pb" && ++k == 2 {print $1}')
 curl -sf -o "$TMP/sub.car" "$U/ipfs/$sub?format=car"
 node "$npmdir/readcar.mjs" "$TMP/sub.car" "$TMP/sub.out" > /dev/null 2>&1
 check "a sub-DAG's CAR reads back to its 174 chunks of the NAR" \
@@ -301,21 +268,7 @@ check "mirror: a chunk's raw block is the publish's" cmp -s "$TMP/m.leaf" "$TMP/
 # every chunk in file order, one raw request each, as Helia and cairn fetch
 # ask: the cached zstd nar is decompressed about once in all, not once per
 # chunk from its start (NAR bytes read, counted by /metrics)
-python3 - "$TMP/m.car" > "$TMP/leaves" << 'PY'
-import base64, sys
-b = open(sys.argv[1], 'rb').read()
-def varint(i):
-    n = s = 0
-    while True:
-        c = b[i]; i += 1; n |= (c & 0x7f) << s; s += 7
-        if c < 0x80: return n, i
-hl, i = varint(0); i += hl
-while i < len(b):
-    sl, j = varint(i)
-    if b[j + 1] == 0x55:
-        print('b' + base64.b32encode(b[j:j + 36]).decode().lower().rstrip('='))
-    i = j + sl
-PY
+python3 "$CARBLOCKS" "$TMP/m.car" | awk '$2 == "raw" {print $1}' > "$TMP/leaves"
 nleaves=$(wc -l < "$TMP/leaves")
 narsz=$(stat -c %s "$TMP/big.nar")
 mm=cairn_mirror_ipfs
@@ -394,23 +347,9 @@ check "default: the IPFS field is the root of the NAR under fastcdc ($r)" \
   test "$r" = "$("$CAIRN" ipfs add --chunker fastcdc "$TMP/cdc.nar")" -a \
   "$r" != "$("$CAIRN" ipfs add --chunker size-262144 "$TMP/cdc.nar")"
 curl -sf -o "$TMP/cdc.car" "$U/ipfs/$r?format=car"
-sizes=$(python3 - "$TMP/cdc.car" << 'PY'
-import sys
-b = open(sys.argv[1], 'rb').read()
-def varint(i):
-    n = s = 0
-    while True:
-        c = b[i]; i += 1; n |= (c & 0x7f) << s; s += 7
-        if c < 0x80: return n, i
-hl, i = varint(0); i += hl
-out = []
-while i < len(b):
-    sl, j = varint(i)
-    if b[j + 1] == 0x55: out.append(sl - 36)
-    i = j + sl
-print(len(out), len(set(out[:-1])))
-PY
-)
+# chunks, and distinct sizes among them but the last
+sizes=$(python3 "$CARBLOCKS" "$TMP/cdc.car" | awk '$2 == "raw" {s[++n] = $3}
+  END {for (i = 1; i < n; i++) if (!(s[i] in d)) {d[s[i]] = 1; m++}; print n, m + 0}')
 check "fastcdc: chunks of varying sizes ($sizes: chunks, distinct sizes but the last's)" \
   test "${sizes#* }" -gt 1
 got=$(node "$npmdir/readcar.mjs" "$TMP/cdc.car" "$TMP/cdc.out" 2>&1) || true

@@ -64,6 +64,7 @@ int edge_nar_ipfs_open(struct cairn_edge *e, struct cairn_error *err)
 	ic->http.connect_timeout_ms = c->connect_timeout_ms;
 	ic->http.stall_timeout_s = c->stall_timeout_s;
 	ic->jobs = c->ipfs_jobs;
+	ic->cache_max = c->ipfs_block_cache_max ? c->ipfs_block_cache_max : (uint64_t)256 << 20;
 	/* not seeded: a mirror has no previous version of an item on disk */
 	int rc = ipfs_src_new(&e->ipfs_src, ic->jobs, wake, e, err);
 	if (rc < 0)

@@ -566,11 +566,11 @@ static int stream(struct fx *x, cairn_ipfs_write_fn write, void *wctx)
 		const struct leaf *l = &x->leaves[k];
 		uint8_t *b;
 		size_t len;
-		int rc = l->cid.mh == CAIRN_IPFS_MH_IDENTITY ? get_block(x, &l->cid, &b, &len)
-			 : cache_get(x->cfg, &l->cid, &b, &len);
+		/* the cache first; a block another fetch's trim took meanwhile
+		 * (the cache is bounded, the jobs share it) is asked again */
+		int rc = get_block(x, &l->cid, &b, &len);
 		if (rc)
-			return cairn_error_set(x->err, CAIRN_EIO,
-					       "a block left the cache while it was read");
+			return rc;
 		const uint8_t *p = b;
 		size_t n = len;
 		struct cairn_pbnode pb = {0};

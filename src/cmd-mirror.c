@@ -23,7 +23,7 @@ struct mirror_opts {
 	const char *cache, *access_log, *port_file, *follow;
 	uint64_t follow_bandwidth, follow_budget;
 	long follow_rate;
-	uint64_t max_size, ttl, negative_ttl, health_interval, max_backoff, wait, connect_timeout,
+	uint64_t max_size, ipfs_block_cache, ttl, negative_ttl, health_interval, max_backoff, wait, connect_timeout,
 		log_interval;
 	struct cli_keys keys;
 	bool systemd, ipfs;
@@ -59,6 +59,9 @@ static const struct cli_option mirror_options[] = {
 		 "NarHash; the upstreams' file on any failure); repeatable"),
 	OPT_INT(0, "ipfs-jobs", struct mirror_opts, ipfs_jobs, "N", 1, 64,
 		"nars asked of the gateways at once (default 4)"),
+	OPT_SIZE("ipfs-block-cache", struct mirror_opts, ipfs_block_cache, "SIZE", 0,
+		 "bound the blocks kept from the gateways (default 256M;\n"
+		 "the nars filled from them are in the nar cache)"),
 	OPT_FLAG(0, "systemd", struct mirror_opts, systemd, "take the listening sockets from systemd"),
 	OPT_INT(0, "threads", struct mirror_opts, threads, "N", 0, CAIRN_HTTPD_MAX_THREADS,
 		"event loops (default: one per CPU; misses wait for\n"
@@ -152,6 +155,7 @@ static void mirror_configure(const struct mirror_opts *o, struct cairn_edge_conf
 	for (size_t i = 0; i < o->gateways.n; i++)
 		ec->ipfs_gateways[ec->n_ipfs_gateways++] = o->gateways.v[i];
 	ec->ipfs_jobs = (unsigned)o->ipfs_jobs;
+	ec->ipfs_block_cache_max = o->ipfs_block_cache;
 	ec->require_sigs = (unsigned)o->require_sigs;
 	for (size_t i = 0; i < o->listen.n; i++)
 		hc->listen[hc->n_listen++] = o->listen.v[i];

@@ -116,6 +116,10 @@ struct cairn_edge_config {
 	const char *ipfs_gateways[CAIRN_EDGE_MAX_GATEWAYS];
 	size_t n_ipfs_gateways;
 	unsigned ipfs_jobs;
+	/* Bytes of blocks kept in <cache_dir>/ipfs-blocks (0: 256 MiB): a
+	 * transit store (a nar filled from gateways is then in the nar cache,
+	 * which --ipfs serves from), so small. */
+	uint64_t ipfs_block_cache_max;
 	/* What the operator should hear about: listening, upstreams going
 	 * down and coming back, narinfos refused, the cache's disk failing
 	 * and working again.  msg is one line, no newline, printable ASCII

@@ -27,7 +27,10 @@ nginx_serve up "$C"
 UP=http://127.0.0.1:$NGINX_PORT
 ipfs_gateway ok; OK_URL=$GW_URL OK_LOG=$GW_LOG
 
-mirror_start m1 --upstream "$UP" --cache "$TMP/m1" --trusted-key "$PUB" --ipfs-gateway "$OK_URL"
+# a block cache far smaller than the closure's blocks (about 100 KiB): a
+# transit store, trimmed as the items' fills end
+mirror_start m1 --upstream "$UP" --cache "$TMP/m1" --trusted-key "$PUB" --ipfs-gateway "$OK_URL" \
+  --ipfs-block-cache 20K
 M=http://127.0.0.1:$MIRROR_PORT
 
 # 1. cairn fetch through the mirror
@@ -38,6 +41,8 @@ check "upstream nar files dead, gateway up: the closure of 2 is fetched through 
   test "$rc" = 0 -a "$(json "$TMP/j1" "d['fetched']")" = 2
 check "  ... its files are the trees'" diff -r "$TMP/t-app" "$TMP/s1$APP"
 check "  ... the gateway was asked (blocks and CARs)" grep -q "format=car" "$OK_LOG"
+kept=$(find "$TMP/m1/ipfs-blocks" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+check "  ... the blocks kept are within --ipfs-block-cache 20K ($kept bytes)" test "$kept" -le 20480
 
 # 2. curl: the narinfo and its nar through the mirror, the NarHash's bytes
 h=$(basename "$APP" | cut -c1-32)

@@ -380,7 +380,7 @@ struct fetch {
 struct counters {
 	struct metric *hits, *misses, *coalesced, *ni_hits, *ni_misses, *stale,
 		*bytes_cache, *bytes_upstream, *up_errors, *verify_fail, *untrusted, *evictions,
-		*ups_up, *probes_failed, *write_failing, *write_errors;
+		*ups_up, *probes_failed, *write_failing, *write_errors, *gw_fills, *gw_fill_failures;
 };
 
 struct cairn_edge {

@@ -709,6 +709,7 @@ void edge_nar_ipfs_begin(struct fetch *f, struct cairn_dl_sink *sink)
 
 void edge_nar_ipfs_over(struct fetch *f, int ok)
 {
+	edge_count(ok ? f->e->c.gw_fills : f->e->c.gw_fill_failures, 1);
 	if (!ok) {
 		edge_nar_start(f);
 		return;

@@ -778,6 +778,10 @@ int cairn_edge_attach(struct cairn_edge *e, struct cairn_httpd *h, struct cairn_
 		  "1 while downloads cannot be written to the cache"),
 		C(write_errors, "cairn_mirror_cache_write_errors_total",
 		  "downloads passed through uncached because the cache could not be written"),
+		C(gw_fills, "cairn_mirror_gateway_fills_total",
+		  "nars filled from IPFS gateways (--ipfs-gateway), verified"),
+		C(gw_fill_failures, "cairn_mirror_gateway_fill_failures_total",
+		  "nars the IPFS gateways could not fill (the upstreams' file used)"),
 #undef C
 #undef G
 	};

@@ -42,6 +42,8 @@ check "upstream nar files dead, gateway up: the closure of 2 is fetched through 
 check "  ... its files are the trees'" diff -r "$TMP/t-app" "$TMP/s1$APP"
 check "  ... the gateway was asked (blocks and CARs)" grep -q "format=car" "$OK_LOG"
 kept=$(find "$TMP/m1/ipfs-blocks" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+check "  ... /metrics: 2 nars filled from the gateway, none failed" \
+  test "$(metric cairn_mirror_gateway_fills_total)-$(metric cairn_mirror_gateway_fill_failures_total)" = 2-0
 check "  ... the blocks kept are within --ipfs-block-cache 20K ($kept bytes)" test "$kept" -le 20480
 
 # 2. curl: the narinfo and its nar through the mirror, the NarHash's bytes
@@ -96,6 +98,8 @@ for mode in wrong-block truncated-car; do
   check "  ... the gateway was asked, the upstream's nar files used" \
     test -s "$GW_LOG" -a "$(count_requests up "/nar/")" -ge $((before + 2))
   check "  ... the mirror says why" grep -q "not from the IPFS gateways" "$MIRROR_LOG"
+  check "  ... /metrics: 2 gateway fills failed, none filled" \
+    test "$(metric cairn_mirror_gateway_fills_total)-$(metric cairn_mirror_gateway_fill_failures_total)" = 0-2
   mirror_stop
 done
 

@@ -49,7 +49,7 @@ void cairn_dl__multi_end(struct cairn_dl *d, int code, const char *why);
 struct dl_multi_config {
 	struct cairn_http *http;
 	const struct cairn_dl_source *src; /* all of the download's sources */
-	const size_t *use;		   /* which of them serve the file */
+	const size_t *use;		   /* which of them serve the file (copied) */
 	size_t n_use;
 	uint64_t size; /* the file's, as all of them say */
 	unsigned max_resumes, retry_delay_ms;

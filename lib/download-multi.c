@@ -46,6 +46,7 @@ struct mreq {
 struct dl_multi {
 	struct cairn_dl *d;
 	struct dl_multi_config cfg;
+	size_t use[CAIRN_DL_MAX_SOURCES]; /* cfg.use points here: the caller's is its stack */
 	struct mreq r[MAX_REQS];
 	size_t n; /* slots: cfg.n_use times the slots per source */
 	struct cairn_rs rs;
@@ -348,6 +349,10 @@ int dl_multi_start(struct dl_multi **out, struct cairn_dl *d, const struct dl_mu
 	unlink(path); /* bytes not yet verified never get a name */
 	m->d = d;
 	m->cfg = *cfg;
+	if (cfg->n_use > CAIRN_DL_MAX_SOURCES)
+		BUG("dl_multi_start: %zu sources", cfg->n_use);
+	memcpy(m->use, cfg->use, cfg->n_use * sizeof(*m->use));
+	m->cfg.use = m->use;
 	size_t per = cfg->per_source ? cfg->per_source : CAIRN_DL_MULTI_PER_SOURCE;
 	if (per > CAIRN_DL_MULTI_PER_SOURCE_MAX)
 		per = CAIRN_DL_MULTI_PER_SOURCE_MAX;

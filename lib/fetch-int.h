@@ -144,6 +144,7 @@ struct cairn_fetch {
 	uint64_t bytes_expected;
 	double t_first_dl; /* when the first download started */
 	size_t warmed;	   /* connections asked for early (fetch.c) */
+	bool warm_tried;   /* the first server answered: warmed or not (fetch.c) */
 	double t_first_byte;	  /* when its first bytes came in (0: not yet) */
 	uint64_t bytes_at_first;  /* bytes_received then */
 	double unpack[CAIRN_CODEC_METHOD_COUNT_]; /* NAR bytes/s by method */

@@ -76,9 +76,13 @@ static void warm_done(void *ctx, const struct cairn_http_result *res)
  * static cache may say 404): only the connection is wanted.  Over HTTP/2
  * they share one connection.  The others get the survey's own
  * connection.  Only when the narinfo cache did not answer everything: a
- * run that asks nothing opens nothing.
+ * run that asks nothing opens nothing.  And only once that server has
+ * answered one query over HTTP (called from on_answer): a black hole
+ * first in the list would hold every warm-up request, and with them the
+ * connections the client may open to its host (curl's per-host limit),
+ * so that the other servers' queries on that host waited for its hold.
  */
-static void warm_connections(struct cairn_fetch *f)
+static void warm_connections(struct cairn_fetch *f, size_t answered, bool more_to_ask)
 {
 	size_t want = f->cfg.jobs;
 	if (!f->cfg.closure && f->n_items < want)
@@ -87,6 +91,11 @@ static void warm_connections(struct cairn_fetch *f)
 		struct server *s = &f->servers[i];
 		if (s->demoted || strncmp(s->url, "http", 4) != 0)
 			continue;
+		if (i != answered)
+			return; /* not the first one: no warming by another's answer */
+		f->warm_tried = true;
+		if (!more_to_ask)
+			return; /* every answer is in: the downloads open their own */
 		for (size_t k = 0; k < want && k < FETCH_WARM_MAX; k++) {
 			struct cairn_http_request rq = {.method = CAIRN_HTTP_HEAD,
 							.server = s->hs,
@@ -498,6 +507,18 @@ void fetch_answer_done(struct answer *a)
 	}
 }
 
+static bool has_other_refs(const struct cairn_narinfo *ni)
+{
+	if (!ni)
+		return false;
+	const char *self = strrchr(ni->store_path, '/');
+	self = self ? self + 1 : ni->store_path;
+	for (size_t i = 0; i < ni->n_refs; i++)
+		if (strcmp(ni->refs[i], self) != 0)
+			return true;
+	return false;
+}
+
 /* One server's answer for one item, from the survey. */
 static int on_answer(void *ctx, struct cairn_survey_result *r)
 {
@@ -506,6 +527,13 @@ static int on_answer(void *ctx, struct cairn_survey_result *r)
 		return 0;
 	struct item *it = f->qmap[r->path_index];
 	struct answer *a = &it->ans[r->server_index];
+	/* a server that answered over HTTP is not a black hole: warm it,
+	 * unless this was the last answer to come (the survey adds a closure's
+	 * references only once this returns) */
+	if (!f->warm_tried && !r->from_cache && r->status != 0)
+		warm_connections(f, r->server_index,
+				 cairn_survey_pending(f->survey) > 0 ||
+					 (f->cfg.closure && has_other_refs(r->narinfo)));
 	if (a->state != A_PENDING || it->st == I_FINAL || it->st == I_NEW)
 		return 0;
 	switch (r->outcome) {
@@ -652,9 +680,6 @@ int cairn_fetch_start(struct cairn_fetch *f, struct cairn_error *err)
 		fetch_item_start(f->items[i]);
 	fetch_settle(f);
 	fetch_pump(f);
-	/* the narinfo cache answered all: nothing will be asked, no warming */
-	if (f->survey && cairn_survey_pending(f->survey) > 0)
-		warm_connections(f);
 	return 0;
 }
 

@@ -38,6 +38,7 @@ H=$URL_h
 t0=$(ms); rc=0
 "${F[@]}" --from "$H" --store "$TMP/r0" --closure "$TOP" >"$TMP/j0" 2>"$TMP/e0" || rc=$?
 base=$(( $(ms) - t0 ))
+n0=$(wc -l < "$LOG_h")
 t0=$(ms); rc1=0
 "${F[@]}" --first-byte-timeout 300s --from "$H/silent" --from "$H/reset" --from "$H" \
   --store "$TMP/r1" --closure "$TOP" >"$TMP/j1" 2>"$TMP/e1" || rc1=$?
@@ -52,6 +53,15 @@ held_ends() { grep -c "^held .* end=$1\$" "$LOG_h" || true; }
 wait_for 10 eval '[ "$(held_ends '"'"'.*'"'"')" -ge "$(grep -c "^req .* path=/silent/" "$LOG_h")" ]' || true
 check "  ... nobody waited on the black hole: it got requests ($(grep -c '^req .* path=/silent/' "$LOG_h")), all left by the client ($(held_ends client)), none held to its end ($(held_ends hold))" \
   test "$(grep -c '^req .* path=/silent/' "$LOG_h")" -ge 1 -a "$(held_ends client)" -ge 1 -a "$(held_ends hold)" = 0
+# The healthy server (same host) is asked before the black hole lets go of
+# any connection: nothing of the fetch's may take the client's connections
+# to that host and wait on it (early warm-up requests to the first server
+# given, the black hole, once did, and the run took the 30 s hold).
+first_line() { tail -n +"$((n0 + 1))" "$LOG_h" | grep -n -m1 -E "$1" | cut -d: -f1; }
+asked=$(first_line '^req .* path=/[a-z0-9]{32}\.narinfo .*mode=normal')
+freed=$(first_line '^held ')
+check "  ... the healthy server asked (log line ${asked:-none}) before the black hole let go of a connection (line ${freed:-none})" \
+  test -n "$asked" -a -n "$freed" -a "${asked:-0}" -lt "${freed:-0}"
 
 # A silent server alone: down after the first-byte timeout, remembered by
 # the narinfo cache, and the next run does not ask it at all.

@@ -91,6 +91,11 @@ static void resolve(struct cairn_edge *e, hashpart *h, struct found *f, size_t f
 			.held_only = held_only,
 			.closure = closure};
 	atomic_init(&j.next, 0);
+	/* an only-if-cached asker never sends anything upstream */
+	struct fetch **primed = held_only ? NULL : calloc(to - from, sizeof(*primed));
+	size_t n_primed = primed ? edge_narinfo_prime(e, (const char(*)[sizeof(hashpart)])(h + from),
+						      to - from, closure, primed)
+				 : 0;
 	pthread_t tids[BATCH_WORKERS];
 	size_t started = 0;
 	pthread_attr_t attr;
@@ -109,6 +114,9 @@ static void resolve(struct cairn_edge *e, hashpart *h, struct found *f, size_t f
 	for (size_t i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
 	atomic_fetch_sub(&workers_total, (int)started);
+	for (size_t i = 0; i < n_primed; i++)
+		edge_fetch_unref(primed[i]);
+	free(primed);
 }
 
 /* The References of text, not seen yet, appended to h (up to max). */

@@ -375,6 +375,7 @@ struct fetch {
 	/* the client wants the closure: ask upstreams for it at once */
 	int closure;
 	int expanded; /* added by a closure group, not by a client */
+	int primed;   /* made by edge_narinfo_prime: its first joiner is the miss (e->mu) */
 };
 
 struct counters {
@@ -547,6 +548,16 @@ int edge_narinfo_lookup(struct cairn_edge *e, const char *hash, char **text, siz
 int edge_narinfo_lookup_closure(struct cairn_edge *e, const char *hash, char **text,
 				size_t *len, int64_t *max_age, int *stale_out, int nowait,
 				int closure);
+/*
+ * The misses among hashes[0..n) handed to the upstream thread at once (one
+ * round, so one survey group: one upstream batch request where upstreams
+ * take batches), before the lookups that will join them; a batch's
+ * lookups run a few at a time and would otherwise reach the upstream
+ * thread a few per round.  The fetches made or joined go to out (at most
+ * n); the caller drops them with edge_fetch_unref once its lookups are done.
+ */
+size_t edge_narinfo_prime(struct cairn_edge *e, const char (*hashes)[CAIRN_STORE_HASH_LEN + 1],
+			  size_t n, int closure, struct fetch **out);
 void edge_cc_404(char *cc, size_t n, int64_t max_age);
 void edge_miss_narinfo(struct miss *m);
 

@@ -836,9 +836,13 @@ static int lookup(struct cairn_edge *e, const char *hash, char **text, size_t *l
 	if (f && !joined) {
 		memcpy(f->hash, hash, CAIRN_STORE_HASH_LEN + 1);
 		f->closure = closure;
+	} else if (f && f->primed) {
+		f->primed = 0; /* the primer made it for this lookup: counted there */
+		joined = -1;
 	}
 	pthread_mutex_unlock(&e->mu);
-	edge_count(joined ? e->c.coalesced : e->c.ni_misses, 1);
+	if (joined >= 0)
+		edge_count(joined ? e->c.coalesced : e->c.ni_misses, 1);
 	if (!f) {
 		free(stale);
 		return LOOKUP_FAILED;
@@ -876,6 +880,39 @@ static int lookup(struct cairn_edge *e, const char *hash, char **text, size_t *l
 	free(stale);
 	edge_fetch_unref(f);
 	return rc;
+}
+
+size_t edge_narinfo_prime(struct cairn_edge *e, const char (*hashes)[CAIRN_STORE_HASH_LEN + 1],
+			  size_t n, int closure, struct fetch **out)
+{
+	int64_t now = edge_now_s();
+	size_t k = 0, misses = 0;
+	/* one hold of the lock: the upstream thread takes the jobs queued
+	 * under it in one round */
+	pthread_mutex_lock(&e->mu);
+	bool up = any_up_locked(e);
+	for (size_t i = 0; i < n; i++) {
+		struct ni_ent *x = map_get(&e->narinfos, hashes[i]);
+		/* what lookup() answers without asking upstream */
+		if (x && (now < x->expires || (x->text && !up)))
+			continue;
+		char key[CAIRN_STORE_HASH_LEN + 16];
+		snprintf(key, sizeof(key), "%s.narinfo", hashes[i]);
+		int joined;
+		struct fetch *f = edge_fetch_get_locked(e, FK_NARINFO, key, &joined);
+		if (!f)
+			continue; /* its lookup will say */
+		if (!joined) {
+			memcpy(f->hash, hashes[i], CAIRN_STORE_HASH_LEN + 1);
+			f->closure = closure;
+			f->primed = 1;
+			misses++;
+		}
+		out[k++] = f;
+	}
+	pthread_mutex_unlock(&e->mu);
+	edge_count(e->c.ni_misses, misses);
+	return k;
 }
 
 int edge_narinfo_lookup_closure(struct cairn_edge *e, const char *hash, char **text,

@@ -69,6 +69,24 @@ held=$(curl -sf -H 'Cache-Control: only-if-cached' \
 check "only-if-cached: the mirror holds all $N narinfos now ($held)" test "$held" = "$N"
 mirror_stop
 
+# ---- a plain batch of more hashes than the mirror looks up at once (16):
+# its misses reach the upstream together, in one batch request (they once
+# went a few per round of the upstream thread: a batch request each)
+mirror_start m3 --upstream "$UA" --cache "$TMP/mc3" --trusted-key "$TMP/ka.pub" ||
+  { not_ok "mirror 3 starts"; finish; }
+M=http://127.0.0.1:$MIRROR_PORT
+froma=$(wc -l < "$TMP/acc-a.log")
+many=$( { for p in "${CL[@]}"; do hp "$p"; done; for i in $(seq 1 60); do printf '%032d\n' "$i"; done; } | paste -sd,)
+curl -sf "$M/narinfos?hashes=$many" > "$TMP/c4" || true
+check "a batch of $((N + 60)) through a cold mirror: $N narinfos, 60 absent" \
+  test "$(grep -c '^Narinfo: ' "$TMP/c4")-$(grep -c '^Absent: ' "$TMP/c4")" = "$N-60"
+b4=$(count "$TMP/acc-a.log" 'GET /narinfos?' "$froma")
+s4=$(count "$TMP/acc-a.log" '\.narinfo ' "$froma")
+check "... the upstream asked once: $b4 batch request(s), $s4 single" test "$b4-$s4" = "1-0"
+check "... the mirror counts $((N + 60)) narinfo misses, no coalescing" \
+  bash -c "curl -sf '$M/metrics' | grep -E '^cairn_mirror_(narinfo_misses|coalesced)_total' | tr '\n' ' ' | grep -q 'misses_total $((N + 60)) .*coalesced_total 0 \|coalesced_total 0 .*misses_total $((N + 60)) '"
+mirror_stop
+
 # ---- two upstreams, --require-sigs 2: verdicts as for single misses
 mirror_start m2 --upstream "$UA" --upstream "$UB" --cache "$TMP/mc2" \
   --trusted-key "$TMP/ka.pub" --trusted-key "$TMP/kb.pub" --require-sigs 2 ||

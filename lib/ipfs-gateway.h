@@ -236,4 +236,27 @@ void ipfs_index_file_drop(const char *dir, const char *key);
 /* The CID of DFS entry e. */
 void ipfs_gw_seq_cid(const struct ipfs_gw_item *it, ipfs_gw_seq e, struct cairn_cid *cid);
 
+/*
+ * An item made from the DAG builder's blocks (ipfs-index.c): the index's
+ * own way in, and the one DFS orderer of a file's DAG, which the CAR
+ * writer of `cairn ipfs add --car` (car-dfs.c) uses too.  Give
+ * ipfs_gw_build_block to cairn_ipfs_add_new with a build whose it is a
+ * zeroed item; set it->root to the root the builder made; then
+ * ipfs_gw_build_order fills it->seq (parents before children, chunks in
+ * file order), it->leaf_seq, the nodes' ranges and it->ents, checking that
+ * the DAG covers its chunks in order.  ipfs_gw_build_release frees what
+ * the build kept beside the item; ipfs_gw_item_free the item.
+ */
+struct ipfs_gw_build {
+	struct ipfs_gw_item *it;
+	size_t cap_leaves, cap_nodes;
+	uint64_t off;
+	struct cairn_ipfs_add *add;
+	bool *claimed; /* nodes already placed in the DFS */
+};
+int ipfs_gw_build_block(const struct cairn_cid *cid, const uint8_t *data, size_t len, void *user);
+int ipfs_gw_build_order(struct ipfs_gw_build *b, struct cairn_error *err);
+void ipfs_gw_build_release(struct ipfs_gw_build *b);
+void ipfs_gw_item_free(struct ipfs_gw_item *it);
+
 #endif

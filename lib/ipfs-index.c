@@ -22,15 +22,7 @@
 /* dag-pb levels: the builder's own bound (ipfs-dag.c) with room to spare. */
 #define DFS_DEPTH_MAX 16
 
-struct build {
-	struct ipfs_gw_item *it;
-	size_t cap_leaves, cap_nodes;
-	uint64_t off;
-	struct cairn_ipfs_add *add;
-	bool *claimed; /* nodes already placed in the DFS */
-};
-
-static void item_free(struct ipfs_gw_item *it)
+void ipfs_gw_item_free(struct ipfs_gw_item *it)
 {
 	if (!it)
 		return;
@@ -60,9 +52,9 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 	return 0;
 }
 
-static int on_block(const struct cairn_cid *cid, const uint8_t *data, size_t len, void *user)
+int ipfs_gw_build_block(const struct cairn_cid *cid, const uint8_t *data, size_t len, void *user)
 {
-	struct build *b = user;
+	struct ipfs_gw_build *b = user;
 	struct ipfs_gw_item *it = b->it;
 	if (cid->codec == CAIRN_IPFS_RAW) {
 		size_t c1 = b->cap_leaves, c2 = b->cap_leaves, c3 = b->cap_leaves;
@@ -96,19 +88,19 @@ static int on_block(const struct cairn_cid *cid, const uint8_t *data, size_t len
 
 static int on_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
-	struct build *b = ctx;
+	struct ipfs_gw_build *b = ctx;
 	return cairn_ipfs_add_write(b->add, data, len, err);
 }
 
 /* Place node j and everything under it in the DFS order. */
-static int dfs(struct build *b, size_t j, size_t *next_leaf, size_t *pos, int depth,
+static int dfs(struct ipfs_gw_build *b, size_t j, size_t *next_leaf, size_t *pos, int depth,
 	       struct cairn_error *err)
 {
 	struct ipfs_gw_item *it = b->it;
 	struct ipfs_gw_node *nd = &it->nodes[j];
 	struct cairn_pbnode pb;
 	if (depth > DFS_DEPTH_MAX)
-		return cairn_error_set(err, CAIRN_ELIMIT, "ipfs index: DAG deeper than %d",
+		return cairn_error_set(err, CAIRN_ELIMIT, "DAG order: deeper than %d levels",
 				       DFS_DEPTH_MAX);
 	int rc = cairn_pbnode_decode(nd->data, nd->len, &pb, err);
 	if (rc)
@@ -125,7 +117,7 @@ static int dfs(struct build *b, size_t j, size_t *next_leaf, size_t *pos, int de
 			    memcmp(c->digest, it->leaf_digest[k], 32) != 0)
 				rc = cairn_error_set(
 				    err, CAIRN_EFORMAT,
-				    "ipfs index: chunk %zu is not where its node says", k);
+				    "DAG order: chunk %zu is not where its node says", k);
 			else {
 				it->leaf_seq[k] = *pos;
 				it->seq[(*pos)++] = (ipfs_gw_seq)k;
@@ -138,7 +130,7 @@ static int dfs(struct build *b, size_t j, size_t *next_leaf, size_t *pos, int de
 			m--;
 		if (m == 0)
 			rc = cairn_error_set(err, CAIRN_EFORMAT,
-					     "ipfs index: a node's child is missing");
+					     "DAG order: a node's child is missing");
 		else
 			rc = dfs(b, m - 1, next_leaf, pos, depth + 1, err);
 	}
@@ -148,7 +140,7 @@ static int dfs(struct build *b, size_t j, size_t *next_leaf, size_t *pos, int de
 	return rc;
 }
 
-static int build_order(struct build *b, struct cairn_error *err)
+int ipfs_gw_build_order(struct ipfs_gw_build *b, struct cairn_error *err)
 {
 	struct ipfs_gw_item *it = b->it;
 	it->n_seq = it->n_leaves + it->n_nodes;
@@ -156,30 +148,36 @@ static int build_order(struct build *b, struct cairn_error *err)
 	it->ents = calloc(it->n_seq, sizeof(*it->ents));
 	b->claimed = calloc(it->n_nodes + 1, sizeof(*b->claimed));
 	if (!it->seq || !it->ents || !b->claimed)
-		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
+		return cairn_error_set(err, CAIRN_ENOMEM, "DAG order: out of memory");
 	size_t next_leaf = 0, pos = 0;
 	int rc;
 	if (it->n_nodes == 0) {
 		/* one chunk: the file is that raw block */
 		if (it->n_leaves != 1)
 			return cairn_error_set(err, CAIRN_EFORMAT,
-					       "ipfs index: %zu chunks, no node", it->n_leaves);
+					       "DAG order: %zu chunks, no node", it->n_leaves);
 		it->seq[pos++] = 0;
 		it->leaf_seq[0] = 0;
 		next_leaf = 1;
 	} else {
 		if (!cairn_cid_equal(&it->nodes[it->n_nodes - 1].cid, &it->root))
-			return cairn_error_set(err, CAIRN_EFORMAT, "ipfs index: root made last");
+			return cairn_error_set(err, CAIRN_EFORMAT, "DAG order: the root was not made last");
 		if ((rc = dfs(b, it->n_nodes - 1, &next_leaf, &pos, 0, err)) < 0)
 			return rc;
 	}
 	if (next_leaf != it->n_leaves || pos != it->n_seq)
 		return cairn_error_set(err, CAIRN_EFORMAT,
-				       "ipfs index: the DAG does not cover its %zu chunks",
+				       "DAG order: the DAG does not cover its %zu chunks",
 				       it->n_leaves);
 	for (size_t i = 0; i < it->n_seq; i++)
 		it->ents[i] = (struct ipfs_gw_ent){.item = it, .what = it->seq[i]};
 	return 0;
+}
+
+void ipfs_gw_build_release(struct ipfs_gw_build *b)
+{
+	free(b->claimed);
+	b->claimed = NULL;
 }
 
 void ipfs_gw_seq_cid(const struct ipfs_gw_item *it, ipfs_gw_seq e, struct cairn_cid *cid)
@@ -218,7 +216,7 @@ static void unindex(struct ipfs_gw *g, struct ipfs_gw_item *it)
 static void unref_locked(struct ipfs_gw_item *it)
 {
 	if (--it->refs == 0 && it->dropped)
-		item_free(it);
+		ipfs_gw_item_free(it);
 }
 
 void ipfs_gw_unref(struct ipfs_gw *g, struct ipfs_gw_item *it)
@@ -272,18 +270,18 @@ int ipfs_gw_root(struct ipfs_gw *g, const char *key, struct cairn_cid *root)
 static struct ipfs_gw_item *from_file(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 				      const struct cairn_chunker_spec *spec)
 {
-	struct build b = {0};
+	struct ipfs_gw_build b = {0};
 	struct ipfs_gw_item *it = calloc(1, sizeof(*it));
 	if (!it)
 		return NULL;
 	b.it = it;
 	memcpy(it->key, key, strlen(key) + 1);
 	if (ipfs_index_file_load(g->dir, spec, key, nar_size, it) != 0 ||
-	    build_order(&b, NULL) != 0) {
-		item_free(it);
+	    ipfs_gw_build_order(&b, NULL) != 0) {
+		ipfs_gw_item_free(it);
 		it = NULL;
 	}
-	free(b.claimed);
+	ipfs_gw_build_release(&b);
 	return it;
 }
 
@@ -292,7 +290,7 @@ static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 		    const struct cairn_chunker_spec *spec, struct ipfs_gw_item **out,
 		    struct cairn_error *err)
 {
-	struct build b = {0};
+	struct ipfs_gw_build b = {0};
 	struct ipfs_gw_item *it = calloc(1, sizeof(*it));
 	if (!it)
 		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
@@ -300,7 +298,7 @@ static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 	memcpy(it->key, key, strlen(key) + 1);
 	it->spec = *spec;
 	uint64_t size = 0;
-	int rc = cairn_ipfs_add_new(spec, on_block, &b, &b.add, err);
+	int rc = cairn_ipfs_add_new(spec, ipfs_gw_build_block, &b, &b.add, err);
 	/* every byte is hashed: no file regions */
 	const struct ipfs_gw_sink sink = {.bytes = on_nar, .ctx = &b};
 	if (rc == 0)
@@ -313,11 +311,11 @@ static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 				     (unsigned long long)size, (unsigned long long)nar_size);
 	it->nar_size = size;
 	if (rc == 0)
-		rc = build_order(&b, err);
+		rc = ipfs_gw_build_order(&b, err);
 	cairn_ipfs_add_free(b.add);
-	free(b.claimed);
+	ipfs_gw_build_release(&b);
 	if (rc) {
-		item_free(it);
+		ipfs_gw_item_free(it);
 		if (err && !err->code)
 			cairn_error_set(err, rc, "ipfs index: %s could not be indexed", key);
 		return rc;
@@ -359,14 +357,14 @@ static int index_item(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 		if (!(it = from_file(g, key, nar_size, specs[i])))
 			continue;
 		if (!expect || cairn_cid_equal(&it->root, &want)) {
-			item_free(first);
+			ipfs_gw_item_free(first);
 			*out = it;
 			return 0;
 		}
 		if (i == 0)
 			first = it;
 		else
-			item_free(it);
+			ipfs_gw_item_free(it);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (i == 0 && first)
@@ -378,14 +376,14 @@ static int index_item(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 		if (rc)
 			break;
 		if (!expect || cairn_cid_equal(&it->root, &want)) {
-			item_free(first);
+			ipfs_gw_item_free(first);
 			*out = it;
 			return 0;
 		}
 		if (!first)
 			first = it;
 		else
-			item_free(it);
+			ipfs_gw_item_free(it);
 	}
 	/* neither gives the root named: the blocks are still the NAR's */
 	say(g, key, &want, &first->root);
@@ -411,13 +409,13 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
 	if (map_get(g->by_key, key)) {
 		/* indexed meanwhile by another request: same bytes, same DAG */
 		pthread_mutex_unlock(&g->lock);
-		item_free(it);
+		ipfs_gw_item_free(it);
 		return 0;
 	}
 	rc = insert_locked(g, it);
 	pthread_mutex_unlock(&g->lock);
 	if (rc) {
-		item_free(it);
+		ipfs_gw_item_free(it);
 		return cairn_error_set(err, rc, "ipfs index: out of memory");
 	}
 	return 0;
@@ -549,7 +547,7 @@ void ipfs_gw_free(struct ipfs_gw *g)
 	free(g->queue);
 	free(g->dir);
 	for (size_t i = 0; i < g->n; i++)
-		item_free(g->order[(g->head + i) % g->max_items]);
+		ipfs_gw_item_free(g->order[(g->head + i) % g->max_items]);
 	map_free(g->by_key);
 	map_free(g->by_cid);
 	free(g->order);

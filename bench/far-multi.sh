@@ -15,6 +15,7 @@
 #   bench/far-multi.sh BUILDDIR [RUNS [MB [RATE [DELAY_MS]]]]
 #   (defaults: 3 runs, 50 MB, 10M, 50)
 set -euo pipefail
+. "$(dirname "$0")/far-lib.sh"
 BUILD=$(realpath "${1:?usage: bench/far-multi.sh BUILDDIR [RUNS [MB [RATE [DELAY_MS]]]]}")
 RUNS=${2:-3}
 MB=${3:-50}
@@ -32,56 +33,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export NIX_CONFIG="sandbox = false
-build-users-group =
-substituters =
-narinfo-cache-negative-ttl = 0
-experimental-features = nix-command
-sandbox-paths = /bin /usr /lib /lib64
-"
-export XDG_CACHE_HOME=$TMP/xdg/cache XDG_CONFIG_HOME=$TMP/xdg/config \
-  XDG_DATA_HOME=$TMP/xdg/data XDG_STATE_HOME=$TMP/xdg/state
+far_nix_env "$TMP" "narinfo-cache-negative-ttl = 0"
+TOP=$(far_big_item "$TMP" "$MB")
+narbytes=$(far_file_cache "$TMP" "$TOP")
 
-cat >"$TMP/big.nix" <<NIX
-derivation {
-  name = "far-big";
-  system = builtins.currentSystem;
-  builder = "/bin/sh";
-  PATH = "/bin:/usr/bin";
-  args = [ "-c" "mkdir -p \$out && head -c $((MB * 1000000)) /dev/urandom > \$out/data" ];
-}
-NIX
-TOP=$(nix-build --store "local?root=$TMP/src" --no-out-link --quiet "$TMP/big.nix")
-nix key generate-secret --key-name far-1 >"$TMP/k.sec"
-nix key convert-secret-to-public <"$TMP/k.sec" >"$TMP/k.pub"
-nix copy --quiet --from "local?root=$TMP/src" \
-  --to "file://$TMP/www/c?compression=none&secret-key=$TMP/k.sec" "$TOP"
-narbytes=$(sed -n 's/^FileSize: //p' "$TMP/www/c/$(basename "$TOP" | cut -c1-32).narinfo")
-
-mkdir -p "$TMP/ng"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$TMP/ng/nginx.conf" <<NGX
-daemon off; master_process off; worker_processes 1;
-pid $TMP/ng/nginx.pid; error_log $TMP/ng/error.log;
-events { worker_connections 256; }
-http { access_log off; sendfile on; default_type application/octet-stream;
-  client_body_temp_path $TMP/ng; proxy_temp_path $TMP/ng; fastcgi_temp_path $TMP/ng;
-  uwsgi_temp_path $TMP/ng; scgi_temp_path $TMP/ng;
-  server { listen 127.0.0.1:$port; root $TMP/www; } }
-NGX
-nginx -e "$TMP/ng/error.log" -p "$TMP/ng" -c "$TMP/ng/nginx.conf" &
-pids+=($!)
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
-
-link() { # NAME: a linkem in front of nginx; sets p to its port
-  "$LINKEM" --to "127.0.0.1:$port" --port-file "$TMP/$1.port" --rate "$RATE" \
-    --delay-ms "$DELAY" 2>"$TMP/$1.log" &
-  pids+=($!)
-  for _ in $(seq 100); do [ -s "$TMP/$1.port" ] && break; sleep 0.05; done
-  p=$(cat "$TMP/$1.port")
-}
-link a; A=http://127.0.0.1:$p/c
-link b; B=http://127.0.0.1:$p/c
+far_nginx "$TMP" "root $TMP/www;"
+port=$far_port
+far_link a "$port" --rate "$RATE" --delay-ms "$DELAY"
+A=http://127.0.0.1:$far_port/c
+far_link b "$port" --rate "$RATE" --delay-ms "$DELAY"
+B=http://127.0.0.1:$far_port/c
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # fetch LABEL URL...: RUNS fetches into a fresh store, the median wall seconds

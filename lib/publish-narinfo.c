@@ -99,9 +99,16 @@ int cairn_publish_make_narinfo(const struct cairn_storedb_pathinfo *pi, const ch
 	if (dialect == CAIRN_PUBLISH_NIX) {
 		enum cairn_codec_method m = compressions[0].method;
 		bool has_file = nix_nar_url(pi, base, m, baked ? &baked[0] : NULL, url, sizeof(url));
-		rc = cairn_narinfo_add_url(ni, url, cairn_codec_method_name(m),
-					   has_file ? &baked[0].file_hash : NULL,
-					   has_file ? (int64_t)baked[0].file_size : -1, err);
+		const struct cairn_hash *fh = has_file ? &baked[0].file_hash : NULL;
+		int64_t fsize = has_file ? (int64_t)baked[0].file_size : -1;
+		/* uncompressed, the file is the NAR: its size is known before any
+		 * baking, and a client needs it to ask several servers for
+		 * ranges (as Nix's own compression=none caches give it) */
+		if (!has_file && m == CAIRN_CODEC_NONE) {
+			fh = &pi->nar_hash;
+			fsize = (int64_t)pi->nar_size;
+		}
+		rc = cairn_narinfo_add_url(ni, url, cairn_codec_method_name(m), fh, fsize, err);
 		if (rc < 0)
 			goto out;
 		/* the other methods for cairn clients: Nix reads the URL above */

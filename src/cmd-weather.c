@@ -231,6 +231,12 @@ static int weather_start(struct weather *w, struct weather_opts *o, struct cairn
 	cairn_survey_config_init(&sc);
 	sc.max_inflight = (size_t)o->jobs;
 	sc.only_if_cached = o->held;
+	/* --closure adds References as answers come: a server that takes
+	 * batches answers the whole closure in one (not a batch per level).
+	 * Weather waits for every server's answer anyway, so the References
+	 * can wait for nix-cache-info to say whether batches go. */
+	sc.closure = o->closure;
+	sc.closure_waits = o->closure;
 	if (cairn_survey_new(&w->survey, *h, servers, n, &sc, on_result, w, &err))
 		return cli_fail("cannot start the survey", &err);
 	return EXIT_OK;

@@ -107,6 +107,14 @@ for dialect in guix nix; do
   check "$dialect: weather of $N paths: 1 single request, 1 batch ($(count "$ACC" '\.narinfo ' "$from"), $(count "$ACC" 'GET /narinfos?' "$from"))" \
     test "$(count "$ACC" '\.narinfo ' "$from")-$(count "$ACC" 'GET /narinfos?' "$from")" = "1-1"
   check "$dialect:   ... and it counts all $N available" grep -q "100.0% available ($N of $N)" <<<"$out"
+  # weather --closure: the top path alone, then its closure in one request
+  # (not one batch per level of the closure)
+  from=$(lines "$ACC")
+  out=$("$CAIRN" weather --from "$U" --closure "$TOP" 2>&1) || true
+  wait_for 10 test "$(count "$ACC" 'GET /narinfos?' "$from")" -ge 1 || true
+  check "$dialect: weather --closure of the top: 1 single request, 1 batch ($(count "$ACC" '\.narinfo ' "$from"), $(count "$ACC" 'GET /narinfos?' "$from"))" \
+    test "$(count "$ACC" '\.narinfo ' "$from")-$(count "$ACC" 'GET /narinfos?' "$from")" = "1-1"
+  check "$dialect:   ... and it counts all $N available" grep -q "100.0% available ($N of $N)" <<<"$out"
 
   # the mirror in front of it: the same route, through its own narinfo path
   mirror_start "m-$dialect" --upstream "$U" --cache "$TMP/mc-$dialect" \

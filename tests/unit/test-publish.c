@@ -192,6 +192,23 @@ static void test_nix_narinfo(void **state)
 	assert_int_equal(cairn_narinfo_verify(ni, &kr, &res, NULL), 0);
 	cairn_narinfo_free(ni);
 
+	/* offered uncompressed (an item that does not compress): the file is
+	 * the NAR, so its size and hash are known without baking; a client
+	 * needs the size to ask several servers for ranges of it */
+	struct cairn_codec_spec none[1] = {{CAIRN_CODEC_NONE, 0}};
+	assert_int_equal(cairn_publish_make_narinfo(&pi, "/nix/store", CAIRN_PUBLISH_NIX, none, 1,
+						    NULL, &ni, NULL),
+			 0);
+	t = print(ni);
+	snprintf(want, sizeof(want),
+		 "URL: nar/%s.nar?hash=" HP_A "\nCompression: none\nFileHash: sha256:%s\n"
+		 "FileSize: 1234\n",
+		 nh, nh);
+	if (!strstr(t, want))
+		fail_msg("want\n%s\nin\n%s", want, t);
+	free(t);
+	cairn_narinfo_free(ni);
+
 	/* a path outside the store directory is refused */
 	assert_int_equal(cairn_publish_make_narinfo(&pi, "/gnu/store", CAIRN_PUBLISH_NIX, c, 2,
 						    NULL, &ni, NULL),

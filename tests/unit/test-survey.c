@@ -373,9 +373,9 @@ static void test_inflight_bound(void **state)
 	hc.listen[hc.n_listen++] = "127.0.0.1:0";
 	hc.threads = 1;
 	assert_int_equal(cairn_httpd_new(&d, &hc, NULL), 0);
-	assert_int_equal(
-	    cairn_httpd_route(d, CAIRN_HTTPD_EXACT, "/nix-cache-info", "info", serve_info, NULL, NULL),
-	    0);
+	assert_int_equal(cairn_httpd_route(d, CAIRN_HTTPD_EXACT, "/nix-cache-info", "info",
+					   serve_info, NULL, NULL),
+			 0);
 	assert_int_equal(
 	    cairn_httpd_route(d, CAIRN_HTTPD_PREFIX, "/", "narinfo", serve_missing, NULL, NULL), 0);
 	assert_int_equal(cairn_httpd_start(d, NULL), 0);
@@ -395,7 +395,8 @@ static void test_inflight_bound(void **state)
 	for (int i = 0; i < PATHS; i++) {
 		char hash[33], path[80];
 		for (int k = 0; k < 32; k++)
-			hash[k] = "0123456789abcdfghijklmnpqrsvwxyz"[(i >> (5 * (k % 2))) % 32 ^ k % 32];
+			hash[k] =
+			    "0123456789abcdfghijklmnpqrsvwxyz"[(i >> (5 * (k % 2))) % 32 ^ k % 32];
 		hash[32] = '\0';
 		snprintf(path, sizeof(path), "/nix/store/%s-p%d", hash, i);
 		assert_int_equal(cairn_survey_add(s, path, NULL, NULL), 1);

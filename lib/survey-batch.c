@@ -78,6 +78,14 @@ int survey_try_stash(struct cairn_survey *s, size_t path, size_t server)
 int survey_batch_queue(struct cairn_survey *s, size_t path, size_t server)
 {
 	struct server_state *st = &s->st[server];
+	if (st->n_pend == st->cap_pend && st->pend_head >= st->n_pend / 2) {
+		/* half of it sent: slide the rest down rather than grow (each
+		 * pair moves at most once per halving: constant time each) */
+		memmove(st->pend, st->pend + st->pend_head,
+			(st->n_pend - st->pend_head) * sizeof(*st->pend));
+		st->n_pend -= st->pend_head;
+		st->pend_head = 0;
+	}
 	if (st->n_pend == st->cap_pend) {
 		size_t nc = st->cap_pend ? st->cap_pend * 2 : CAIRN_NARINFOS_HASHES_MAX;
 		size_t *np = realloc(st->pend, nc * sizeof(*np));
@@ -108,23 +116,27 @@ int survey_batch_url(const struct cairn_survey *s, const struct survey_req *q,
 
 void survey_batch_flush(struct cairn_survey *s)
 {
+	/* a result delivered from here may add paths, and a callback may
+	 * pump: what that queues, the loop below sends (st->pend is read
+	 * afresh each time, as queueing may move it) */
+	if (s->flushing)
+		return;
+	s->flushing = true;
 	for (size_t i = 0; i < s->n_servers && !s->stop_rc; i++) {
 		struct server_state *st = &s->st[i];
-		if (st->info_pending || st->n_pend == 0)
+		if (st->info_pending)
 			continue; /* until we know whether it takes batches */
-		/* Taken out whole: a result delivered from here may add paths,
-		 * and they queue afresh. */
-		size_t *pend = st->pend, n_pend = st->n_pend, done = 0;
-		st->pend = NULL;
-		st->n_pend = st->cap_pend = 0;
-		s->n_pend -= n_pend;
-		if (!survey_batch_ok(s, i)) {
-			/* queued while its nix-cache-info was asked: it said no */
-			for (; done < n_pend; done++)
-				survey_issue_single(s, pend[done], i);
-		}
-		while (done < n_pend && s->inflight < s->cfg.max_inflight && !s->stop_rc) {
-			size_t n = n_pend - done;
+		while (st->pend_head < st->n_pend && s->inflight < s->cfg.max_inflight &&
+		       !s->stop_rc) {
+			if (!survey_batch_ok(s, i)) {
+				/* queued while its nix-cache-info was asked, and
+				 * it said no, or behind those */
+				size_t path = st->pend[st->pend_head++];
+				s->n_pend--;
+				survey_issue_single(s, path, i);
+				continue;
+			}
+			size_t n = st->n_pend - st->pend_head;
 			if (n > CAIRN_NARINFOS_HASHES_MAX)
 				n = CAIRN_NARINFOS_HASHES_MAX;
 			struct cairn_error e;
@@ -136,8 +148,9 @@ void survey_batch_flush(struct cairn_survey *s)
 				free(batch);
 				break; /* stay queued: the next pump tries again */
 			}
-			memcpy(batch, pend + done, n * sizeof(*batch));
-			done += n;
+			memcpy(batch, st->pend + st->pend_head, n * sizeof(*batch));
+			st->pend_head += n;
+			s->n_pend -= n;
 			q->s = s;
 			q->server = i;
 			q->path = batch[0];
@@ -159,11 +172,10 @@ void survey_batch_flush(struct cairn_survey *s)
 			s->stats.batches++;
 		}
 		/* what max_inflight held back waits for the next pump */
-		for (; done < n_pend; done++)
-			if (survey_batch_queue(s, pend[done], i) < 0)
-				survey_issue_single(s, pend[done], i);
-		free(pend);
+		if (st->pend_head == st->n_pend)
+			st->pend_head = st->n_pend = 0;
 	}
+	s->flushing = false;
 }
 
 /* Keep what a closure answer brought beyond the pairs asked. */
@@ -324,7 +336,8 @@ void survey_batch_done(struct survey_req *q, const struct cairn_http_result *res
 		 * single requests for these pairs and its next ones. */
 		st->batch_off = true;
 		for (size_t k = 0; k < q->n_batch; k++)
-			survey_issue_single(s, q->batch[k], q->server);
+			if (survey_batch_queue(s, q->batch[k], q->server) < 0)
+				survey_issue_single(s, q->batch[k], q->server);
 	} else {
 		enum cairn_survey_outcome o = CAIRN_SURVEY_UNKNOWN;
 		if (res->outcome == CAIRN_HTTP_TOO_LARGE || res->outcome == CAIRN_HTTP_ABORTED)

@@ -6,6 +6,7 @@
 #define CAIRN_SURVEY_INT_H
 
 #include "cairn/buf.h"
+#include "cairn/narinfos.h"
 #include "cairn/storepath.h"
 #include "cairn/survey.h"
 #include "map.h"
@@ -44,7 +45,9 @@ struct server_state {
 	/* batches (survey-batch.c) */
 	bool batch_off;		/* its batch route failed: single requests */
 	size_t early;		/* pairs sent before its nix-cache-info was in */
-	size_t *pend, n_pend, cap_pend; /* paths for its next batch */
+	/* paths for its next requests, a queue: pend[pend_head..n_pend);
+	 * batches where it takes them, else single requests */
+	size_t *pend, pend_head, n_pend, cap_pend;
 	struct map stash;	/* hash part -> struct stash_ent, from closures */
 	size_t n_stash;
 };
@@ -65,9 +68,10 @@ struct cairn_survey {
 	struct survey_req *out; /* requests in the client */
 	size_t next_path, next_server;
 	size_t inflight, infos_inflight;
-	size_t n_pend; /* pairs queued for batches, all servers */
+	size_t n_pend; /* pairs queued (pend), all servers */
 	bool started;
 	bool batch_open;
+	bool flushing; /* in survey_batch_flush: a nested call returns */
 	int stop_rc; /* first failure of the callback or the cache */
 	struct cairn_error stop_err;
 	struct cairn_survey_stats stats;
@@ -75,6 +79,10 @@ struct cairn_survey {
 
 /* pairs a server gets one by one while its nix-cache-info is out */
 #define SURVEY_EARLY_PAIRS 1
+/* Pairs queued ahead of the requests, all servers, per request allowed
+ * at once: what max_inflight full batches hold.  The pump stops there, so
+ * a survey of millions of paths queues no more than it can send soon. */
+#define SURVEY_AHEAD_PER_REQUEST CAIRN_NARINFOS_HASHES_MAX
 
 /* survey.c */
 void survey_deliver(struct cairn_survey *s, struct cairn_survey_result *r);
@@ -97,9 +105,12 @@ void survey_pump(struct cairn_survey *s);
 bool survey_batch_ok(const struct cairn_survey *s, size_t server);
 /* A pair answered by what an earlier closure response brought; 1 when done. */
 int survey_try_stash(struct cairn_survey *s, size_t path, size_t server);
-/* Queue a pair for the server's next batch. */
+/* Queue a pair for the server's next request (a batch, or a single one
+ * when it takes no batches). */
 int survey_batch_queue(struct cairn_survey *s, size_t path, size_t server);
-/* Send the queued pairs, CAIRN_NARINFOS_HASHES_MAX per request. */
+/* Send the queued pairs of the servers whose nix-cache-info is in,
+ * CAIRN_NARINFOS_HASHES_MAX per request where they take batches, one by one
+ * where not; never past max_inflight requests: the rest stay queued. */
 void survey_batch_flush(struct cairn_survey *s);
 /* A batch request is done. */
 void survey_batch_done(struct survey_req *q, const struct cairn_http_result *res);

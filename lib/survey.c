@@ -683,7 +683,10 @@ static void issue(struct cairn_survey *s, size_t path, size_t server)
 	struct server_state *st = &s->st[server];
 	bool wait = st->info_pending && (!s->cfg.closure || s->cfg.closure_waits) &&
 		    st->early++ >= SURVEY_EARLY_PAIRS;
-	if ((wait || survey_batch_ok(s, server)) && survey_batch_queue(s, path, server) == 0)
+	/* and behind pairs already queued for it: in order, and the queue
+	 * is what keeps its requests under max_inflight */
+	if ((wait || survey_batch_ok(s, server) || st->pend_head < st->n_pend) &&
+	    survey_batch_queue(s, path, server) == 0)
 		return;
 	survey_issue_single(s, path, server);
 }
@@ -716,7 +719,9 @@ void survey_issue_single(struct cairn_survey *s, size_t path, size_t server)
 
 void survey_pump(struct cairn_survey *s)
 {
-	while (!s->stop_rc && s->inflight < s->cfg.max_inflight && s->next_path < s->n_paths) {
+	size_t ahead = s->cfg.max_inflight * SURVEY_AHEAD_PER_REQUEST;
+	while (!s->stop_rc && s->inflight < s->cfg.max_inflight && s->n_pend < ahead &&
+	       s->next_path < s->n_paths) {
 		size_t path = s->next_path, server = s->next_server;
 		if (++s->next_server == s->n_servers) {
 			s->next_server = 0;

@@ -1,7 +1,8 @@
 /*
  * test-survey.c - the survey without a network: path bookkeeping, answers
  * from the narinfo cache, a server nothing listens on, paths added from
- * the callback, a callback that stops, and narinfos the callback keeps.
+ * the callback, a callback that stops, and narinfos the callback keeps;
+ * and, against an in-process server, the bound on requests at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include "cairn/cairn.h"
+#include "cairn/httpd.h"
 #include "cairn/nicache.h"
 #include "cairn/survey.h"
 
@@ -331,6 +333,96 @@ static void test_free_in_flight(void **state)
 	assert_int_equal(z.calls, 0);
 }
 
+/* ---- against a server: requests at once ---------------------------------- */
+
+static int serve_info(struct cairn_httpd_req *req, void *data)
+{
+	(void)data;
+	static const char info[] = "StoreDir: /nix/store\nWantMassQuery: 1\n";
+	return cairn_httpd_send_static(req, 200, "text/x-nix-cache-info", info, sizeof(info) - 1);
+}
+
+static int serve_missing(struct cairn_httpd_req *req, void *data)
+{
+	(void)data;
+	return cairn_httpd_send_error(req, 404);
+}
+
+static int count_absent(void *ctx, struct cairn_survey_result *r)
+{
+	int *n = ctx;
+	assert_int_equal(r->outcome, CAIRN_SURVEY_ABSENT);
+	(*n)++;
+	return 0;
+}
+
+/*
+ * A server without batches: the pairs queued while its nix-cache-info was
+ * out go as single requests once it is in, and still no more than
+ * max_inflight at once.  They all went into the client at once before
+ * (100,000 paths: 100,000 transfers in libcurl, whose per-transfer
+ * bookkeeping then cost minutes and gigabytes).
+ */
+static void test_inflight_bound(void **state)
+{
+	(void)state;
+	enum { PATHS = 600, INFLIGHT = 8 };
+	struct cairn_httpd_config hc;
+	struct cairn_httpd *d;
+	cairn_httpd_config_init(&hc);
+	hc.listen[hc.n_listen++] = "127.0.0.1:0";
+	hc.threads = 1;
+	assert_int_equal(cairn_httpd_new(&d, &hc, NULL), 0);
+	assert_int_equal(cairn_httpd_route(d, CAIRN_HTTPD_EXACT, "/nix-cache-info", "info",
+					   serve_info, NULL, NULL),
+			 0);
+	assert_int_equal(
+	    cairn_httpd_route(d, CAIRN_HTTPD_PREFIX, "/", "narinfo", serve_missing, NULL, NULL), 0);
+	assert_int_equal(cairn_httpd_start(d, NULL), 0);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", cairn_httpd_port(d));
+
+	struct cairn_http *h;
+	struct cairn_http_server *srv;
+	struct cairn_survey *s;
+	struct cairn_survey_config sc;
+	int answered = 0;
+	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
+	assert_int_equal(cairn_http_server_new(&srv, url, 0, NULL), 0);
+	cairn_survey_config_init(&sc);
+	sc.max_inflight = INFLIGHT;
+	assert_int_equal(cairn_survey_new(&s, h, &srv, 1, &sc, count_absent, &answered, NULL), 0);
+	for (int i = 0; i < PATHS; i++) {
+		char hash[33], path[80];
+		for (int k = 0; k < 32; k++)
+			hash[k] =
+			    "0123456789abcdfghijklmnpqrsvwxyz"[(i >> (5 * (k % 2))) % 32 ^ k % 32];
+		hash[32] = '\0';
+		snprintf(path, sizeof(path), "/nix/store/%s-p%d", hash, i);
+		assert_int_equal(cairn_survey_add(s, path, NULL, NULL), 1);
+	}
+	/* the survey's own loop, watching the client's count of transfers
+	 * (cairn_http_step returns those active and queued) */
+	int most = 0, steps = 0;
+	assert_int_equal(cairn_survey_start(s, NULL), 0);
+	while (cairn_survey_pending(s) > 0 && steps++ < 100000) {
+		int rc = cairn_http_step(h, 1000, NULL);
+		assert_true(rc >= 0);
+		if (rc > most)
+			most = rc;
+		assert_int_equal(cairn_survey_start(s, NULL), 0);
+	}
+	assert_int_equal(answered, PATHS);
+	/* its nix-cache-info is the one more */
+	assert_true(most <= INFLIGHT + 1);
+	cairn_survey_free(s);
+	cairn_http_free(h);
+	cairn_http_server_free(srv);
+	cairn_httpd_stop(d);
+	assert_int_equal(cairn_httpd_wait(d, NULL), 0);
+	cairn_httpd_free(d);
+}
+
 int main(void)
 {
 	assert_int_equal(cairn_init(), 0);
@@ -339,6 +431,7 @@ int main(void)
 	    cmocka_unit_test(test_cache_and_down),
 	    cmocka_unit_test(test_by_hash),
 	    cmocka_unit_test(test_free_in_flight),
+	    cmocka_unit_test(test_inflight_bound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

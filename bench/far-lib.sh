@@ -14,6 +14,13 @@
 #   far_link NAME TO_PORT [ARG...] # tests/integration/linkem in front of TO_PORT
 #                                 # (ARGs: --rate, --delay-ms, --shared 1 ...);
 #                                 # sets far_port to the link's port
+#   far_two_mirrors NAME MB_DEFAULT BUILDDIR [RUNS [MB [RATE [DELAY_MS]]]]
+#                                 # the whole set-up of far-multi.sh and ranges.sh:
+#                                 # sets BUILD RUNS MB RATE DELAY CAIRN LINKEM TMP
+#                                 # (removed on exit), TOP (the item), narbytes,
+#                                 # A and B (one nginx'd cache behind two links,
+#                                 # each RATE and DELAY_MS one way, shared by a
+#                                 # client's connections)
 #
 # The caller sets TMP (a scratch directory), LINKEM (the emulator's binary),
 # and a `pids` array whose processes its EXIT trap kills: far_nginx and
@@ -83,4 +90,35 @@ far_link() {
   pids+=($!)
   for _ in $(seq 100); do [ -s "$TMP/$name.port" ] && break; sleep 0.05; done
   far_port=$(cat "$TMP/$name.port")
+}
+
+far_two_mirrors() {
+  local name=$1 mb_default=$2
+  shift 2
+  BUILD=$(realpath "${1:?usage: bench/$name.sh BUILDDIR [RUNS [MB [RATE [DELAY_MS]]]]}")
+  RUNS=${2:-3}
+  MB=${3:-$mb_default}
+  RATE=${4:-10M}
+  DELAY=${5:-50}
+  CAIRN=$BUILD/src/cairn
+  LINKEM=$BUILD/tests/integration/linkem
+  [ -x "$CAIRN" ] && [ -x "$LINKEM" ] || { echo "build first: no $CAIRN or $LINKEM" >&2; exit 1; }
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench-$name.XXXXXX")
+  pids=()
+  trap far_cleanup EXIT
+  far_nix_env "$TMP" "narinfo-cache-negative-ttl = 0"
+  TOP=$(far_big_item "$TMP" "$MB")
+  narbytes=$(far_file_cache "$TMP" "$TOP")
+  far_nginx "$TMP" "root $TMP/www;"
+  local port=$far_port
+  far_link a "$port" --rate "$RATE" --delay-ms "$DELAY" --shared 1
+  A=http://127.0.0.1:$far_port/c
+  far_link b "$port" --rate "$RATE" --delay-ms "$DELAY" --shared 1
+  B=http://127.0.0.1:$far_port/c
+}
+
+far_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  chmod -R u+w "$TMP" 2>/dev/null || true
+  rm -rf "$TMP"
 }

@@ -16,33 +16,7 @@
 #   (defaults: 3 runs, 50 MB, 10M, 50)
 set -euo pipefail
 . "$(dirname "$0")/far-lib.sh"
-BUILD=$(realpath "${1:?usage: bench/far-multi.sh BUILDDIR [RUNS [MB [RATE [DELAY_MS]]]]}")
-RUNS=${2:-3}
-MB=${3:-50}
-RATE=${4:-10M}
-DELAY=${5:-50}
-CAIRN=$BUILD/src/cairn
-LINKEM=$BUILD/tests/integration/linkem
-[ -x "$CAIRN" ] && [ -x "$LINKEM" ] || { echo "build first: no $CAIRN or $LINKEM" >&2; exit 1; }
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench-far.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  chmod -R u+w "$TMP" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-far_nix_env "$TMP" "narinfo-cache-negative-ttl = 0"
-TOP=$(far_big_item "$TMP" "$MB")
-narbytes=$(far_file_cache "$TMP" "$TOP")
-
-far_nginx "$TMP" "root $TMP/www;"
-port=$far_port
-far_link a "$port" --rate "$RATE" --delay-ms "$DELAY"
-A=http://127.0.0.1:$far_port/c
-far_link b "$port" --rate "$RATE" --delay-ms "$DELAY"
-B=http://127.0.0.1:$far_port/c
+far_two_mirrors far-multi 50 "$@"
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # fetch LABEL URL...: RUNS fetches into a fresh store, the median wall seconds

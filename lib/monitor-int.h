@@ -189,6 +189,41 @@ int mon_store_open(struct cairn_monitor *m, struct cairn_error *err);
 int mon_store_observe(struct cairn_monitor *m, int64_t item, const char *hash, int64_t now,
 		      struct cairn_error *err);
 
+/* monitor-writer.c: a survey's answers written on a thread of their own,
+ * in the order they came, into the pass's transaction. */
+struct cairn_survey;
+struct mon_answer;
+struct mon_writer {
+	struct cairn_monitor *m;
+	struct cairn_survey *sv; /* the pass's: paths by index */
+	size_t n_servers;
+	int64_t now;
+	/* the writer thread's own */
+	int64_t *item; /* per path index: the item's id, 0 before its first answer */
+	uint8_t *got;  /* per path index: answers recorded */
+	size_t cap, used;
+	/* mu */
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct mon_answer *head, *tail;
+	size_t queued;
+	bool closing, running;
+	int rc; /* the first failure: later answers are dropped */
+	struct cairn_error err;
+};
+void mon_writer_init(struct mon_writer *w, struct cairn_monitor *m);
+void mon_writer_release(struct mon_writer *w);
+int mon_writer_start(struct mon_writer *w, struct cairn_survey *sv, size_t n_servers, int64_t now,
+		     struct cairn_error *err);
+/* Server's answer about path index pi: obs NULL when it said nothing (no
+ * observation; it still counts towards the verdict).  Copies obs.  Fails
+ * with the writer's first failure. */
+int mon_writer_put(struct mon_writer *w, size_t pi, size_t server, const struct mon_obs_in *obs,
+		   struct cairn_error *err);
+/* Every answer written, the thread joined: 0 or its first failure. */
+int mon_writer_finish(struct mon_writer *w, struct cairn_error *err);
+
 void *mon_observe_main(void *arg);
 void mon_say(struct cairn_monitor *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

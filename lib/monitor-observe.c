@@ -69,10 +69,7 @@ struct observer {
 	/* this tick */
 	struct cairn_survey *sv;
 	int64_t now;
-	int64_t *item; /* per path index: the item's id, 0 before its first answer */
-	uint8_t *got;  /* per path index: answers recorded */
-	size_t cap;
-	size_t used; /* entries of item and got the last tick touched */
+	struct mon_writer wr; /* records the answers (monitor-writer.c) */
 	struct cairn_http_server **peer; /* per --peer */
 	int64_t next_peers;		  /* when the peers' logs are read again */
 	char **srv_error; /* per server: the last failure this tick */
@@ -299,26 +296,6 @@ static int refs_text(const struct cairn_narinfo *ni, struct cairn_buf *b)
 	return rc;
 }
 
-static int grow(struct observer *o, size_t idx)
-{
-	if (idx < o->cap)
-		return 0;
-	size_t nc = o->cap ? o->cap : 1024;
-	while (nc <= idx)
-		nc *= 2;
-	int64_t *it = realloc(o->item, nc * sizeof(*it));
-	if (!it)
-		return CAIRN_ENOMEM;
-	o->item = it;
-	uint8_t *g = realloc(o->got, nc);
-	if (!g)
-		return CAIRN_ENOMEM;
-	o->got = g;
-	memset(o->item + o->cap, 0, (nc - o->cap) * sizeof(*it));
-	memset(o->got + o->cap, 0, nc - o->cap);
-	o->cap = nc;
-	return 0;
-}
 
 static void server_failed(struct observer *o, size_t s, const struct cairn_error *e)
 {
@@ -328,9 +305,10 @@ static void server_failed(struct observer *o, size_t s, const struct cairn_error
 }
 
 /*
- * One server's answer about one path.  An UNKNOWN (no answer) records
- * nothing: what the server said before stands, so a server going down is
- * no disagreement.  Once every server answered, the verdict is settled.
+ * One server's answer about one path, handed to the writer.  An UNKNOWN
+ * (no answer) records nothing: what the server said before stands, so a
+ * server going down is no disagreement.  Once every server answered, the
+ * writer settles the verdict.
  */
 static int on_result(void *ctx, struct cairn_survey_result *r)
 {
@@ -339,24 +317,9 @@ static int on_result(void *ctx, struct cairn_survey_result *r)
 	struct cairn_error *err = &o->fail_err;
 	struct cairn_buf refs = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
 	char hs[CAIRN_HASH_STR_MAX];
-	size_t pi = r->path_index;
 	int rc;
 
 	atomic_fetch_add(&m->lookups, 1);
-	if ((rc = grow(o, pi)) < 0)
-		return cairn_error_set(err, rc, "monitor: out of memory");
-	const char *path = cairn_survey_path(o->sv, pi);
-	const char *base = strrchr(path, '/');
-	char hash[MON_HASH_LEN + 1];
-	snprintf(hash, sizeof(hash), "%.32s", base ? base + 1 : path);
-	if (!o->item[pi]) {
-		if ((rc = mon_db_item(m->w, hash, path, o->now, &o->item[pi], err)) < 0)
-			return rc;
-		/* the local store, once per item and pass, before any verdict */
-		if (m->store && (rc = mon_store_observe(m, o->item[pi], hash, o->now, err)) < 0)
-			return rc;
-	}
-
 	struct mon_obs_in obs = {0};
 	bool record = true;
 	switch (r->outcome) {
@@ -398,40 +361,9 @@ static int on_result(void *ctx, struct cairn_survey_result *r)
 	}
 	if (obs.narinfo && obs.narinfo_len > CAIRN_NARINFO_MAX)
 		obs.narinfo_len = CAIRN_NARINFO_MAX;
-	if (record &&
-	    (rc = mon_db_observe(m->w, o->item[pi], m->server_ids[r->server_index], &obs, o->now,
-				 err)) < 0) {
-		cairn_buf_release(&refs);
-		return rc;
-	}
-	if (record && m->cfg.key) {
-		/* the signed log keeps changes: what a server says now that it
-		 * did not say before (or was never seen saying) */
-		bool changed = false;
-		if ((rc = mon_db_changed(m->w, o->item[pi], m->server_ids[r->server_index], o->now,
-					 &changed, err)) == 0 &&
-		    changed &&
-		    (rc = mon_db_log_append(m->w, o->now, m->urls[r->server_index], hash, &obs,
-					    err)) == 0)
-			atomic_fetch_add(&m->logged, 1);
-		if (rc < 0) {
-			cairn_buf_release(&refs);
-			return rc;
-		}
-	}
+	rc = mon_writer_put(&o->wr, r->path_index, r->server_index, record ? &obs : NULL, err);
 	cairn_buf_release(&refs);
-	if (++o->got[pi] == o->n) {
-		enum cairn_monitor_verdict v;
-		bool changed;
-		if ((rc = mon_db_settle(m->w, o->item[pi], o->now, &v, &changed, err)) < 0)
-			return rc;
-		if (changed) {
-			atomic_fetch_add(&m->changes, 1);
-			if (v == CAIRN_MONITOR_DIFFERS)
-				mon_say(m, "%s: differs", path);
-		}
-	}
-	return 0;
+	return rc;
 }
 
 /* ---- diffs ---------------------------------------------------------------- */
@@ -756,13 +688,6 @@ static int tick(struct observer *o, bool full)
 	int rc;
 
 	o->now = (int64_t)time(NULL);
-	/* only what the last tick used: a tick with nothing new costs
-	 * nothing however many items a full pass had */
-	if (o->used) {
-		memset(o->got, 0, o->used);
-		memset(o->item, 0, o->used * sizeof(*o->item));
-		o->used = 0;
-	}
 	for (size_t i = 0; i < o->n; i++) {
 		free(o->srv_error[i]);
 		o->srv_error[i] = NULL;
@@ -783,8 +708,13 @@ static int tick(struct observer *o, bool full)
 		rc = read_paths(o);
 	if (rc == 0 && full)
 		rc = mon_db_each_item(m->w, add_known, o, &o->fail_err);
-	if (rc == 0 && cairn_survey_count(o->sv) > 0) {
+	if (rc == 0 && cairn_survey_count(o->sv) > 0 &&
+	    (rc = mon_writer_start(&o->wr, o->sv, o->n, o->now, &o->fail_err)) == 0) {
 		rc = cairn_survey_run(o->sv, &o->fail_err);
+		/* every answer written before anything reads or commits them */
+		int wrc = mon_writer_finish(&o->wr, rc ? NULL : &o->fail_err);
+		if (rc == 0)
+			rc = wrc;
 		for (size_t i = 0; i < o->n && rc == 0; i++) {
 			if (!o->srv_ok[i] && !o->srv_error[i])
 				continue;
@@ -816,9 +746,6 @@ static int tick(struct observer *o, bool full)
 	if (rc == 0 && m->cfg.diff)
 		rc = run_diffs(o);
 out:
-	o->used = o->sv ? cairn_survey_count(o->sv) : 0;
-	if (o->used > o->cap)
-		o->used = o->cap;
 	cairn_survey_free(o->sv);
 	o->sv = NULL;
 	return rc;
@@ -832,6 +759,7 @@ void *mon_observe_main(void *arg)
 	struct cairn_error e;
 	int64_t next_full = 0;
 
+	mon_writer_init(&o.wr, m);
 	cairn_error_init(&e);
 	cairn_error_init(&o.fail_err);
 	cairn_http_config_init(&hc);
@@ -890,7 +818,6 @@ out:
 	free(o.fs);
 	free(o.srv_error);
 	free(o.srv_ok);
-	free(o.item);
-	free(o.got);
+	mon_writer_release(&o.wr);
 	return NULL;
 }

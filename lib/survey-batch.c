@@ -78,7 +78,7 @@ int survey_try_stash(struct cairn_survey *s, size_t path, size_t server)
 int survey_batch_queue(struct cairn_survey *s, size_t path, size_t server)
 {
 	struct server_state *st = &s->st[server];
-	if (st->n_pend == st->cap_pend && st->pend_head >= st->n_pend / 2) {
+	if (st->n_pend == st->cap_pend && st->pend_head > 0 && st->pend_head >= st->n_pend / 2) {
 		/* half of it sent: slide the rest down rather than grow (each
 		 * pair moves at most once per halving: constant time each) */
 		memmove(st->pend, st->pend + st->pend_head,

@@ -18,21 +18,28 @@ nix_lib_init
 
 pstore_init "$TMP/src"
 # 4 files of 2 MiB (random: zstd does not shrink them, so the NAR's zstd
-# size is about its size)
-mkdir -p "$TMP/v1"
-for i in 0 1 2 3; do head -c $((2 << 20)) /dev/urandom > "$TMP/v1/data-$i"; done
-echo "version 1" > "$TMP/v1/README"
-cp -r "$TMP/v1" "$TMP/v2"
-python3 - "$TMP/v2" << 'PY'
-import os, sys
-t = sys.argv[1]
-p = os.path.join(t, "data-1"); b = open(p, "rb").read()
-open(p, "wb").write(b[:len(b) // 2] + os.urandom(100) + b[len(b) // 2:])
-p = os.path.join(t, "data-2"); b = bytearray(open(p, "rb").read())
-b[len(b) // 3:len(b) // 3 + 4096] = os.urandom(4096)
+# size is about its size).  Pseudo-random from a fixed seed: where FastCDC
+# cuts depends on the bytes, and the bytes a change costs with them (a
+# changed chunk is 64 KiB to 1 MiB); fresh random bytes on every run made
+# the quarter below a draw that CI lost once (2,470,632 > 2,100,094).
+# DELTA_SEED picks other bytes by hand: seeds 1 to 10 cost 1,369,853 to
+# 1,882,694 bytes (0.16 to 0.22 of the zstd NAR); seed 1, 1,381,006.
+python3 - "$TMP" "${DELTA_SEED:-1}" << 'PY'
+import os, random, sys
+t, r = sys.argv[1], random.Random(int(sys.argv[2]))
+os.makedirs(os.path.join(t, "v1"))
+for i in range(4):
+    open(os.path.join(t, "v1", "data-%d" % i), "wb").write(r.randbytes(2 << 20))
+open(os.path.join(t, "v1", "README"), "w").write("version 1\n")
+os.system("cp -r '%s/v1' '%s/v2'" % (t, t))
+v2 = os.path.join(t, "v2")
+p = os.path.join(v2, "data-1"); b = open(p, "rb").read()
+open(p, "wb").write(b[:len(b) // 2] + r.randbytes(100) + b[len(b) // 2:])
+p = os.path.join(v2, "data-2"); b = bytearray(open(p, "rb").read())
+b[len(b) // 3:len(b) // 3 + 4096] = r.randbytes(4096)
 open(p, "wb").write(bytes(b))
-open(os.path.join(t, "NEWS"), "wb").write(os.urandom(10240))
-open(os.path.join(t, "README"), "w").write("version 2\n")
+open(os.path.join(v2, "NEWS"), "wb").write(r.randbytes(10240))
+open(os.path.join(v2, "README"), "w").write("version 2\n")
 PY
 
 # build NAME SRC: an item NAME whose files are SRC's (the build reads the

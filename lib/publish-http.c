@@ -395,16 +395,22 @@ static void queue_refs(const char *text, size_t len, char (*queue)[33], size_t *
 	cairn_narinfo_free(ni);
 }
 
+/* One narinfo by hash part into out (reset), and how long it may be kept:
+ * 0, or CAIRN_ENOENT/CAIRN_EFORMAT (absent), or another error. */
+typedef int (*narinfo_fn)(void *ctx, const char *hashpart, struct cairn_buf *out,
+			  unsigned *max_age);
+
 /*
  * GET /narinfos?hashes=H1,...[&closure=1]: each asked hash part exactly
- * once, present (the bytes h_narinfo sends) or absent; with closure, then
- * what they reference, breadth first, while the response stays within
+ * once, present (the bytes a single request gets) or absent; with closure,
+ * then what they reference, breadth first, while the response stays within
  * CAIRN_NARINFOS_COUNT_MAX entries and half CAIRN_NARINFOS_RESPONSE_MAX
- * bytes (the client refuses more; the rest it asks for itself).
+ * bytes (the client refuses more; the rest it asks for itself).  The same
+ * for a store and for a binary-cache directory: only `one` differs.
  */
-static int h_narinfos(struct cairn_httpd_req *req, void *data)
+static int send_narinfos(struct cairn_httpd_req *req, narinfo_fn one_fn, void *ctx,
+			 unsigned ttl)
 {
-	struct cairn_publish *p = data;
 	char asked[CAIRN_NARINFOS_HASHES_MAX][33];
 	size_t n_asked = 0, qlen = 0, entries = 0, nq = 0;
 	bool closure = false;
@@ -422,7 +428,7 @@ static int h_narinfos(struct cairn_httpd_req *req, void *data)
 	map_init(&seen, NULL);
 	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFOS_RESPONSE_MAX);
 	struct cairn_buf one = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
-	unsigned max_age = p->cfg.ttl;
+	unsigned max_age = ttl;
 	int rc = queue ? cairn_narinfos_begin(&b) : CAIRN_ENOMEM;
 	for (size_t i = 0; i < n_asked && queue; i++)
 		if (!map_get(&seen, asked[i]) && map_put(&seen, asked[i], (void *)1, NULL) == 0)
@@ -433,9 +439,9 @@ static int h_narinfos(struct cairn_httpd_req *req, void *data)
 		if (extra && (entries + 1 >= CAIRN_NARINFOS_COUNT_MAX ||
 			      b.len > CAIRN_NARINFOS_RESPONSE_MAX / 2))
 			break;
-		unsigned age = p->cfg.ttl;
+		unsigned age = ttl;
 		cairn_buf_reset(&one);
-		int r = cairn_publish_narinfo(p, queue[i], 32, &one, &age, NULL);
+		int r = one_fn(ctx, queue[i], &one, &age);
 		if (r == CAIRN_ENOENT || r == CAIRN_EFORMAT) {
 			/* a closure's missing reference is the client's to ask */
 			if (!extra) {
@@ -470,6 +476,18 @@ static int h_narinfos(struct cairn_httpd_req *req, void *data)
 	map_release(&seen);
 	free(queue);
 	return rc;
+}
+
+static int store_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
+			 unsigned *max_age)
+{
+	return cairn_publish_narinfo(ctx, hashpart, 32, out, max_age, NULL);
+}
+
+static int h_narinfos(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish *p = data;
+	return send_narinfos(req, store_narinfo, p, p->cfg.ttl);
 }
 
 /* ---- small endpoints ---------------------------------------------------- */
@@ -566,6 +584,78 @@ static bool ends_with(const char *s, size_t n, const char *suffix)
 	return n >= sl && memcmp(s + n - sl, suffix, sl) == 0;
 }
 
+/* A small regular file of the directory, whole, into out (within its
+ * max): CAIRN_ENOENT when it is not there, not regular (a link, a pipe:
+ * O_NONBLOCK keeps a pipe from holding the thread) or too large. */
+static int read_small_at(int dirfd, const char *name, struct cairn_buf *out)
+{
+	struct stat sb;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return CAIRN_ENOENT;
+	int rc = 0;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > out->max)
+		rc = CAIRN_ENOENT;
+	while (rc == 0) {
+		char b[4096];
+		ssize_t n = read(fd, b, sizeof(b));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			rc = CAIRN_EIO;
+		else if (n == 0)
+			break;
+		else if (cairn_buf_append(out, b, (size_t)n) < 0)
+			rc = CAIRN_ENOENT; /* grew past max since the stat */
+	}
+	close(fd);
+	return rc;
+}
+
+/* A narinfo of the directory for the batch route: the file as it is,
+ * what a single request for it gets. */
+static int static_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
+			  unsigned *max_age)
+{
+	struct cairn_publish_static *st = ctx;
+	char name[48];
+	(void)max_age;
+	snprintf(name, sizeof(name), "%.32s.narinfo", hashpart);
+	return read_small_at(st->dirfd, name, out);
+}
+
+static int h_static_narinfos(struct cairn_httpd_req *req, void *data)
+{
+	struct cairn_publish_static *st = data;
+	return send_narinfos(req, static_narinfo, st, st->ttl);
+}
+
+/* The directory's nix-cache-info, with the batch route said (Nix and Guix
+ * skip keys they do not know), as the mirror says it of its upstreams'. */
+static int static_cache_info(struct cairn_httpd_req *req, struct cairn_publish_static *st)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(64 << 10);
+	int rc = read_small_at(st->dirfd, "nix-cache-info", &b);
+	if (rc == CAIRN_ENOENT) {
+		cairn_buf_release(&b);
+		return pub_not_found(req, st->negative_ttl);
+	}
+	if (rc == 0 && b.len && b.data[b.len - 1] != '\n')
+		rc = cairn_buf_putc(&b, '\n');
+	if (rc == 0 && !(b.len >= 14 && memcmp(b.data, "CairnNarinfos:", 14) == 0) &&
+	    !memmem(b.data, b.len, "\nCairnNarinfos:", 15))
+		rc = cairn_buf_puts(&b, "CairnNarinfos: 1\n");
+	if (rc == 0) {
+		pub_cache_control(req, st->ttl);
+		rc = cairn_httpd_send(req, 200, "text/x-nix-cache-info", b.data, b.len);
+	} else {
+		cairn_httpd_add_header(req, "Cache-Control", "no-store");
+		rc = cairn_httpd_send_error(req, 500);
+	}
+	cairn_buf_release(&b);
+	return rc;
+}
+
 static int h_static(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_publish_static *st = data;
@@ -596,8 +686,7 @@ static int h_static(struct cairn_httpd_req *req, void *data)
 		ct = CT_NAR;
 		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
 	} else if (strcmp(name, "nix-cache-info") == 0) {
-		ct = "text/x-nix-cache-info";
-		pub_cache_control(req, st->ttl);
+		return static_cache_info(req, st);
 	} else if (ends_with(name, nl, ".ls")) {
 		ct = "application/json";
 		pub_cache_control(req, st->ttl);
@@ -634,6 +723,8 @@ int cairn_publish_static_routes(struct cairn_httpd *h, const char *dir, unsigned
 				    err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
 				    cairn_httpd_metrics_handler, h, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/narinfos", "narinfos",
+				    h_static_narinfos, st, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_static, st, err)) <
 		    0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "static", h_static, st, err)) <

@@ -145,6 +145,7 @@ for dialect in guix nix; do
 done
 
 # ---- servers in front of the Nix one (still running): proxies that change
+
 # what is said about batches
 proxy() {
   local mode=$1 pf=$TMP/proxy-$1.port pid
@@ -189,4 +190,32 @@ hostile oversize "is not a number up to 1048576"
 hostile cut "no End line"
 hostile missing "says nothing of"
 publish_stop
+# publish --binary-cache DIR (a Nix binary cache directory served as it
+# is): the same batch route, over the directory's own narinfo files, and
+# said in its nix-cache-info
+nix_gen_key nb-bc "$TMP/bc"
+nix_copy_to_file "$S" "$TOP" "$TMP/bcache" xz "$TMP/bc.sec"
+BACC=$TMP/acc-bc.log
+if publish_start --binary-cache "$TMP/bcache" --access-log "$BACC"; then
+  U=$PUBLISH_URL
+  check "binary cache: nix-cache-info is the directory's, CairnNarinfos: 1 added once" \
+    bash -c "curl -sf '$U/nix-cache-info' > '$TMP/bci' && grep -q '^StoreDir: ' '$TMP/bci' &&
+      test \$(grep -c '^CairnNarinfos: 1$' '$TMP/bci') = 1"
+  hashes=$(for p in "${CL[@]}"; do hp "$p"; done | paste -sd,)
+  curl -sf "$U/narinfos?hashes=$hashes,00000000000000000000000000000000" > "$TMP/bb1" || true
+  check "binary cache: $N hashes + 1 unknown: $N narinfos, each the file's bytes, 1 absent" \
+    test "$(python3 "$TMP/verify.py" "$TMP/bb1" "$U" $(echo "$hashes" | tr , ' ') \
+      00000000000000000000000000000000 2>&1)" = "$N 1"
+  curl -sf "$U/narinfos?hashes=$(hp "$TOP")&closure=1" > "$TMP/bb2" || true
+  check "binary cache: the closure of the top path, followed through the files: all $N" \
+    test "$(python3 "$TMP/verify.py" "$TMP/bb2" "$U" $(echo "$hashes" | tr , ' ') 2>&1)" = "$N 0"
+  from=$(lines "$BACC")
+  rc=0; "$CAIRN" fetch --trusted-key "$TMP/bc.pub" --from "$U" -q --no-cache \
+    --nar-dir "$TMP/nbc" --closure "$TOP" 2>"$TMP/err" || rc=$?
+  check "binary cache: fetch --closure: exit 0, $N nars, 1 single narinfo request and 1 batch ($(count "$BACC" '\.narinfo ' "$from"), $(count "$BACC" 'GET /narinfos?' "$from"))" \
+    test "$rc-$(ls "$TMP/nbc" 2>/dev/null | wc -l)-$(count "$BACC" '\.narinfo ' "$from")-$(count "$BACC" 'GET /narinfos?' "$from")" = "0-$N-1-1"
+  publish_stop
+else
+  not_ok "binary cache: publish --binary-cache starts"
+fi
 finish

@@ -139,6 +139,9 @@ void survey_batch_flush(struct cairn_survey *s)
 			size_t n = st->n_pend - st->pend_head;
 			if (n > CAIRN_NARINFOS_HASHES_MAX)
 				n = CAIRN_NARINFOS_HASHES_MAX;
+			if (n < CAIRN_NARINFOS_HASHES_MAX &&
+			    st->batches_out >= SURVEY_PARTIAL_BATCHES_OUT)
+				break; /* an answer pumps again */
 			struct cairn_error e;
 			cairn_error_init(&e);
 			struct survey_req *q = calloc(1, sizeof(*q));
@@ -169,6 +172,7 @@ void survey_batch_flush(struct cairn_survey *s)
 			}
 			survey_out_add(s, q);
 			s->inflight++;
+			st->batches_out++;
 			s->stats.batches++;
 		}
 		/* what max_inflight held back waits for the next pump */
@@ -327,6 +331,7 @@ void survey_batch_done(struct survey_req *q, const struct cairn_http_result *res
 {
 	struct cairn_survey *s = q->s;
 	struct server_state *st = &s->st[q->server];
+	st->batches_out--;
 	if (res->outcome == CAIRN_HTTP_OK) {
 		split(s, q);
 	} else if (res->outcome == CAIRN_HTTP_STATUS && res->status >= 400 && res->status < 500 &&

@@ -48,6 +48,7 @@ struct server_state {
 	/* paths for its next requests, a queue: pend[pend_head..n_pend);
 	 * batches where it takes them, else single requests */
 	size_t *pend, pend_head, n_pend, cap_pend;
+	size_t batches_out;	/* its batch requests in the client */
 	struct map stash;	/* hash part -> struct stash_ent, from closures */
 	size_t n_stash;
 };
@@ -83,6 +84,12 @@ struct cairn_survey {
  * at once: what max_inflight full batches hold.  The pump stops there, so
  * a survey of millions of paths queues no more than it can send soon. */
 #define SURVEY_AHEAD_PER_REQUEST CAIRN_NARINFOS_HASHES_MAX
+/* A batch of fewer than CAIRN_NARINFOS_HASHES_MAX pairs goes only while
+ * its server has fewer batches than this out; else its pairs wait for
+ * more pairs or for an answer.  Sent the moment a slot freed, a survey of
+ * 100,000 paths went out in batches of 8 (12,000 requests where 1,000
+ * do); a query of a few paths still goes at once. */
+#define SURVEY_PARTIAL_BATCHES_OUT 2
 
 /* survey.c */
 void survey_deliver(struct cairn_survey *s, struct cairn_survey_result *r);

@@ -6,6 +6,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "cairn/cairn.h"
 #include "cairn/httpd.h"
+#include "cairn/narinfos.h"
 #include "cairn/nicache.h"
 #include "cairn/survey.h"
 
@@ -423,6 +425,110 @@ static void test_inflight_bound(void **state)
 	cairn_httpd_free(d);
 }
 
+/* A batch server (CairnNarinfos: 1) that knows nothing: every asked hash
+ * Absent; counts its batch requests. */
+static int serve_batch_info(struct cairn_httpd_req *req, void *data)
+{
+	(void)data;
+	static const char info[] = "StoreDir: /nix/store\nWantMassQuery: 1\nCairnNarinfos: 1\n";
+	return cairn_httpd_send_static(req, 200, "text/x-nix-cache-info", info, sizeof(info) - 1);
+}
+
+static int serve_batch(struct cairn_httpd_req *req, void *data)
+{
+	atomic_int *batches = data;
+	char asked[CAIRN_NARINFOS_HASHES_MAX][33];
+	size_t n = 0, qlen = 0;
+	bool closure = false;
+	const char *q = cairn_httpd_req_query(req, &qlen);
+	if (!q || cairn_narinfos_parse_query(q, qlen, asked, &n, &closure, NULL) < 0)
+		return cairn_httpd_send_error(req, 400);
+	atomic_fetch_add(batches, 1);
+	usleep(1000); /* a server that reads files: answers come one by one */
+	struct cairn_buf b = CAIRN_BUF_INIT(1 << 20);
+	int rc = cairn_narinfos_begin(&b);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = cairn_narinfos_add_absent(&b, asked[i]);
+	if (rc == 0)
+		rc = cairn_narinfos_end(&b, n);
+	rc = rc ? cairn_httpd_send_error(req, 500)
+		: cairn_httpd_send(req, 200, CAIRN_NARINFOS_CONTENT_TYPE, b.data, b.len);
+	cairn_buf_release(&b);
+	return rc;
+}
+
+/*
+ * Three batch servers, a survey of many paths as the monitor runs it: the
+ * pairs go in full batches, about PATHS / 100 requests per server.  A
+ * batch went out the moment a request slot freed, with whatever few pairs
+ * were queued: 100,000 paths cost the first server 12,000 requests and the
+ * second 4,700 (the third, last served, 1,000); here, 2,046 for the first.
+ * Takes more pairs than the survey queues ahead (25,600) to show.
+ */
+static void test_full_batches(void **state)
+{
+	(void)state;
+	enum { PATHS = 40000, SERVERS = 3 };
+	struct cairn_httpd *d[SERVERS];
+	struct cairn_http_server *srv[SERVERS];
+	atomic_int batches[SERVERS];
+	struct cairn_http *h;
+	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
+	for (int i = 0; i < SERVERS; i++) {
+		struct cairn_httpd_config hc;
+		cairn_httpd_config_init(&hc);
+		hc.listen[hc.n_listen++] = "127.0.0.1:0";
+		hc.threads = 1;
+		atomic_init(&batches[i], 0);
+		assert_int_equal(cairn_httpd_new(&d[i], &hc, NULL), 0);
+		assert_int_equal(cairn_httpd_route(d[i], CAIRN_HTTPD_EXACT, "/nix-cache-info",
+						   "info", serve_batch_info, NULL, NULL),
+				 0);
+		assert_int_equal(cairn_httpd_route(d[i], CAIRN_HTTPD_EXACT, "/narinfos",
+						   "narinfos", serve_batch, &batches[i], NULL),
+				 0);
+		assert_int_equal(cairn_httpd_route(d[i], CAIRN_HTTPD_PREFIX, "/", "narinfo",
+						   serve_missing, NULL, NULL),
+				 0);
+		assert_int_equal(cairn_httpd_start(d[i], NULL), 0);
+		char url[64];
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d", cairn_httpd_port(d[i]));
+		assert_int_equal(cairn_http_server_new(&srv[i], url, 0, NULL), 0);
+	}
+	struct cairn_survey *s;
+	struct cairn_survey_config sc;
+	int answered = 0;
+	cairn_survey_config_init(&sc);
+	assert_int_equal(cairn_survey_new(&s, h, srv, SERVERS, &sc, count_absent, &answered, NULL),
+			 0);
+	for (int i = 0; i < PATHS; i++) {
+		static const char a32[] = "0123456789abcdfghijklmnpqrsvwxyz";
+		char hash[33], path[80];
+		memset(hash, 'z', 32);
+		for (int k = 0, v = i; k < 4; k++, v /= 32)
+			hash[k] = a32[v % 32];
+		hash[32] = '\0';
+		snprintf(path, sizeof(path), "/nix/store/%s-p%d", hash, i);
+		assert_int_equal(cairn_survey_add(s, path, NULL, NULL), 1);
+	}
+	assert_int_equal(cairn_survey_run(s, NULL), 0);
+	assert_int_equal(answered, PATHS * SERVERS);
+	for (int i = 0; i < SERVERS; i++) {
+		int n = atomic_load(&batches[i]);
+		print_message("server %d: %d batch requests for %d paths\n", i, n, PATHS);
+		/* full batches, and a few partial ones at the start and end */
+		assert_true(n <= PATHS / CAIRN_NARINFOS_HASHES_MAX + 4);
+	}
+	cairn_survey_free(s);
+	cairn_http_free(h);
+	for (int i = 0; i < SERVERS; i++) {
+		cairn_http_server_free(srv[i]);
+		cairn_httpd_stop(d[i]);
+		assert_int_equal(cairn_httpd_wait(d[i], NULL), 0);
+		cairn_httpd_free(d[i]);
+	}
+}
+
 int main(void)
 {
 	assert_int_equal(cairn_init(), 0);
@@ -432,6 +538,7 @@ int main(void)
 	    cmocka_unit_test(test_by_hash),
 	    cmocka_unit_test(test_free_in_flight),
 	    cmocka_unit_test(test_inflight_bound),
+	    cmocka_unit_test(test_full_batches),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

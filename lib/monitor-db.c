@@ -281,7 +281,11 @@ int mon_db_open(struct mon_db **out, const char *path, bool writer, struct cairn
 		int64_t version;
 		if ((rc = mon_db_exec(d, "PRAGMA journal_mode = WAL", err)) < 0 ||
 		    (rc = mon_db_exec(d, "PRAGMA synchronous = NORMAL", err)) < 0 ||
-		    (rc = mon_db_exec(d, "PRAGMA temp_store = MEMORY", err)) < 0)
+		    (rc = mon_db_exec(d, "PRAGMA temp_store = MEMORY", err)) < 0 ||
+		    /* a first pass writes one transaction of some 1 KiB per
+		     * answer: with SQLite's 2 MiB cache it spilled pages to the
+		     * WAL, and read them back, all along (5 % of the writer) */
+		    (rc = mon_db_exec(d, "PRAGMA cache_size = -65536", err)) < 0)
 			goto fail;
 		version = query_int(d, "PRAGMA user_version", -1);
 		if (version > MON_SCHEMA_VERSION || version < 0) {
@@ -422,6 +426,51 @@ int mon_db_item(struct mon_db *d, const char *hash, const char *path, int64_t no
 	sqlite3_bind_int64(st, 3, now);
 	if ((rc = run(d, st, err, "add an item")) < 0 ||
 	    (rc = get(d, "SELECT id FROM items WHERE hash = ?", &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		put(st);
+		return fail(d, err, "find an item");
+	}
+	*id = sqlite3_column_int64(st, 0);
+	put(st);
+	return 0;
+}
+
+int mon_db_item_settled(struct mon_db *d, const char *hash, const char *path, int64_t now,
+			enum cairn_monitor_verdict v, int64_t *id, bool *created,
+			struct cairn_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = get(d,
+		      "INSERT INTO items(hash, path, verdict, verdict_since, first_seen, last_seen,"
+		      " diff_state) VALUES(?1, ?2, ?4, ?3, ?3, ?3, ?4 = 1) ON CONFLICT(hash) DO NOTHING",
+		      &st, err)) < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_int(st, 4, (int)v);
+	if ((rc = run(d, st, err, "add an item")) < 0)
+		return rc;
+	*created = sqlite3_changes(d->db) == 1;
+	if (*created) {
+		*id = sqlite3_last_insert_rowid(d->db);
+		/* as mon_db_settle records a first verdict other than the
+		 * "absent" a new item starts with (and a differing one as to
+		 * be diffed: diff_state 1) */
+		if (v == CAIRN_MONITOR_ABSENT)
+			return 0;
+		if ((rc = get(d, "INSERT INTO history(item, at, verdict) VALUES(?, ?, ?)", &st,
+			      err)) < 0)
+			return rc;
+		sqlite3_bind_int64(st, 1, *id);
+		sqlite3_bind_int64(st, 2, now);
+		sqlite3_bind_int(st, 3, (int)v);
+		return run(d, st, err, "record a verdict change");
+	}
+	if ((rc = get(d, "SELECT id FROM items WHERE hash = ?", &st, err)) < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_ROW) {

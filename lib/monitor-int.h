@@ -75,6 +75,12 @@ struct mon_obs_in {
 int mon_db_item(struct mon_db *d, const char *hash, const char *path, int64_t now, int64_t *id,
 		struct cairn_error *err);
 /* What server said about item at now (first_seen kept, last_seen moved). */
+/* The item, created with its verdict v when new (*created; a verdict
+ * other than absent recorded in its history, as mon_db_settle would);
+ * when it was there, only its id: the caller settles it. */
+int mon_db_item_settled(struct mon_db *d, const char *hash, const char *path, int64_t now,
+			enum cairn_monitor_verdict v, int64_t *id, bool *created,
+			struct cairn_error *err);
 int mon_db_observe(struct mon_db *d, int64_t item, int64_t server, const struct mon_obs_in *o,
 		   int64_t now, struct cairn_error *err);
 /* Recompute the item's verdict from its observations; a change is dated
@@ -199,9 +205,13 @@ struct mon_writer {
 	size_t n_servers;
 	int64_t now;
 	/* the writer thread's own */
-	int64_t *item; /* per path index: the item's id, 0 before its first answer */
+	int64_t *item; /* per path index: the item's id once written, else 0 */
 	uint8_t *got;  /* per path index: answers recorded */
+	struct mon_answer **held; /* per path index: answers not written yet */
 	size_t cap, used;
+	/* path indexes with answers held, oldest first: a ring of
+	 * MON_HOLD_ITEMS; the oldest is written when it is full */
+	size_t *ring, ring_head, ring_n;
 	/* mu */
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -209,6 +219,7 @@ struct mon_writer {
 	struct mon_answer *head, *tail;
 	size_t queued;
 	bool closing, running;
+	bool writer_waits, observer_waits; /* on cond: the other side wakes it */
 	int rc; /* the first failure: later answers are dropped */
 	struct cairn_error err;
 };

@@ -20,22 +20,25 @@
 
 /* Answers waiting at most: the observer waits past it (memory bound). */
 #define QUEUE_MAX 4096
+/* Items whose answers are held until their last one: past it, the oldest
+ * is written as its answers come (a server far behind the others). */
+#define MON_HOLD_ITEMS 8192
 
 struct mon_answer {
-	struct mon_answer *next;
+	struct mon_answer *next;  /* the queue */
+	struct mon_answer *hnext; /* an item's held answers */
 	size_t pi, server;
-	struct mon_obs_in obs; /* its strings owned (below) */
-	char *nar_hash, *refs, *narinfo;
+	struct mon_obs_in obs; /* its strings in text[] */
+	char text[];
 };
 
-static void answer_free(struct mon_answer *a)
+static void held_free(struct mon_answer *a)
 {
-	if (!a)
-		return;
-	free(a->nar_hash);
-	free(a->refs);
-	free(a->narinfo);
-	free(a);
+	while (a) {
+		struct mon_answer *n = a->hnext;
+		free(a);
+		a = n;
+	}
 }
 
 static int grow(struct mon_writer *w, size_t idx)
@@ -53,63 +56,187 @@ static int grow(struct mon_writer *w, size_t idx)
 	if (!g)
 		return CAIRN_ENOMEM;
 	w->got = g;
+	struct mon_answer **h = realloc(w->held, nc * sizeof(*h));
+	if (!h)
+		return CAIRN_ENOMEM;
+	w->held = h;
 	memset(w->item + w->cap, 0, (nc - w->cap) * sizeof(*it));
 	memset(w->got + w->cap, 0, nc - w->cap);
+	memset(w->held + w->cap, 0, (nc - w->cap) * sizeof(*h));
 	w->cap = nc;
 	return 0;
 }
 
-/* One answer into the database (this thread only). */
-static int record(struct mon_writer *w, const struct mon_answer *a, struct cairn_error *err)
+static void hash_of(const char *path, char hash[MON_HASH_LEN + 1])
+{
+	const char *base = strrchr(path, '/');
+	snprintf(hash, MON_HASH_LEN + 1, "%.32s", base ? base + 1 : path);
+}
+
+/* One answer's observation of a written item, and the signed log's record
+ * when it says what it did not before. */
+static int write_obs(struct mon_writer *w, int64_t item, const struct mon_answer *a,
+		     struct cairn_error *err)
 {
 	struct cairn_monitor *m = w->m;
-	size_t pi = a->pi;
+	int64_t server = m->server_ids[a->server];
 	int rc;
-	if ((rc = grow(w, pi)) < 0)
-		return cairn_error_set(err, rc, "monitor: out of memory");
-	if (pi + 1 > w->used)
-		w->used = pi + 1;
-	const char *path = cairn_survey_path(w->sv, pi);
-	const char *base = strrchr(path, '/');
+	if (a->obs.state == 0)
+		return 0; /* no answer: what it said before stands */
+	if ((rc = mon_db_observe(m->w, item, server, &a->obs, w->now, err)) < 0)
+		return rc;
+	if (!m->cfg.key)
+		return 0;
+	bool changed = false;
 	char hash[MON_HASH_LEN + 1];
-	snprintf(hash, sizeof(hash), "%.32s", base ? base + 1 : path);
+	hash_of(cairn_survey_path(w->sv, a->pi), hash);
+	if ((rc = mon_db_changed(m->w, item, server, w->now, &changed, err)) == 0 && changed &&
+	    (rc = mon_db_log_append(m->w, w->now, m->urls[a->server], hash, &a->obs, err)) == 0)
+		atomic_fetch_add(&m->logged, 1);
+	return rc;
+}
+
+static void verdict_said(struct mon_writer *w, size_t pi, enum cairn_monitor_verdict v,
+			 bool changed)
+{
+	if (!changed)
+		return;
+	atomic_fetch_add(&w->m->changes, 1);
+	if (v == CAIRN_MONITOR_DIFFERS)
+		mon_say(w->m, "%s: differs", cairn_survey_path(w->sv, pi));
+}
+
+/* Item pi into the database as the answers come: its row (and the local
+ * store's observation, before any verdict), then what is held of it. */
+static int write_item(struct mon_writer *w, size_t pi, struct cairn_error *err)
+{
+	struct cairn_monitor *m = w->m;
+	const char *path = cairn_survey_path(w->sv, pi);
+	char hash[MON_HASH_LEN + 1];
+	int rc = 0;
+	hash_of(path, hash);
 	if (!w->item[pi]) {
 		if ((rc = mon_db_item(m->w, hash, path, w->now, &w->item[pi], err)) < 0)
 			return rc;
-		/* the local store, once per item and pass, before any verdict */
 		if (m->store && (rc = mon_store_observe(m, w->item[pi], hash, w->now, err)) < 0)
 			return rc;
 	}
-	int64_t server = m->server_ids[a->server];
-	if (a->obs.state != 0) {
-		if ((rc = mon_db_observe(m->w, w->item[pi], server, &a->obs, w->now, err)) < 0)
-			return rc;
-		if (m->cfg.key) {
-			/* the signed log keeps changes: what a server says now
-			 * that it did not say before (or was never seen saying) */
-			bool changed = false;
-			if ((rc = mon_db_changed(m->w, w->item[pi], server, w->now, &changed, err)) ==
-				0 &&
-			    changed &&
-			    (rc = mon_db_log_append(m->w, w->now, m->urls[a->server], hash, &a->obs,
-						    err)) == 0)
-				atomic_fetch_add(&m->logged, 1);
-			if (rc < 0)
-				return rc;
-		}
-	}
-	if (++w->got[pi] == w->n_servers) {
-		enum cairn_monitor_verdict v;
-		bool changed;
-		if ((rc = mon_db_settle(m->w, w->item[pi], w->now, &v, &changed, err)) < 0)
-			return rc;
-		if (changed) {
-			atomic_fetch_add(&m->changes, 1);
-			if (v == CAIRN_MONITOR_DIFFERS)
-				mon_say(m, "%s: differs", path);
-		}
-	}
+	struct mon_answer *a = w->held[pi];
+	w->held[pi] = NULL;
+	for (struct mon_answer *x = a; x && rc == 0; x = x->hnext)
+		rc = write_obs(w, w->item[pi], x, err);
+	held_free(a);
+	return rc;
+}
+
+static int settle(struct mon_writer *w, size_t pi, struct cairn_error *err)
+{
+	enum cairn_monitor_verdict v;
+	bool changed;
+	int rc = mon_db_settle(w->m->w, w->item[pi], w->now, &v, &changed, err);
+	if (rc == 0)
+		verdict_said(w, pi, v, changed);
+	return rc;
+}
+
+/*
+ * Every server answered about item pi, all held: an item new to the
+ * database (a first pass is all such) goes in with its verdict decided
+ * here, from the answers, in one row: no read back of what was just
+ * written, no second write of the row.  An item already there is settled
+ * from its rows, which may hold what a server that did not answer now
+ * said before.
+ */
+static int write_whole(struct mon_writer *w, size_t pi, struct cairn_error *err)
+{
+	struct cairn_monitor *m = w->m;
+	int rc;
+	if (m->store)
+		return (rc = write_item(w, pi, err)) < 0 ? rc : settle(w, pi, err);
+	struct cairn_monitor_obs obs[CAIRN_MONITOR_MAX_SERVERS];
+	size_t n = 0;
+	for (struct mon_answer *x = w->held[pi]; x && n < CAIRN_MONITOR_MAX_SERVERS; x = x->hnext)
+		if (x->obs.state != 0)
+			obs[n++] = (struct cairn_monitor_obs){.state = x->obs.state,
+							      .sig = x->obs.sig,
+							      .nar_hash = x->obs.nar_hash,
+							      .nar_size = x->obs.nar_size,
+							      .refs = x->obs.refs};
+	enum cairn_monitor_verdict v = cairn_monitor_decide(obs, n);
+	const char *path = cairn_survey_path(w->sv, pi);
+	char hash[MON_HASH_LEN + 1];
+	bool created = false;
+	hash_of(path, hash);
+	if ((rc = mon_db_item_settled(m->w, hash, path, w->now, v, &w->item[pi], &created, err)) <
+		0 ||
+	    (rc = write_item(w, pi, err)) < 0)
+		return rc;
+	if (!created)
+		return settle(w, pi, err);
+	verdict_said(w, pi, v, v != CAIRN_MONITOR_ABSENT);
 	return 0;
+}
+
+/* Hold answer a of an item not written yet, writing the oldest held item
+ * first when MON_HOLD_ITEMS are. */
+static int hold(struct mon_writer *w, struct mon_answer *a, struct cairn_error *err)
+{
+	size_t pi = a->pi;
+	if (!w->held[pi]) {
+		int rc;
+		while (w->ring_n == MON_HOLD_ITEMS) {
+			size_t old = w->ring[w->ring_head];
+			w->ring_head = (w->ring_head + 1) % MON_HOLD_ITEMS;
+			w->ring_n--;
+			if (w->held[old] && (rc = write_item(w, old, err)) < 0) {
+				free(a);
+				return rc;
+			}
+		}
+		w->ring[(w->ring_head + w->ring_n++) % MON_HOLD_ITEMS] = pi;
+	}
+	a->hnext = w->held[pi];
+	w->held[pi] = a;
+	return 0;
+}
+
+/* One answer (this thread only; takes it). */
+static int record(struct mon_writer *w, struct mon_answer *a, struct cairn_error *err)
+{
+	size_t pi = a->pi;
+	int rc;
+	if ((rc = grow(w, pi)) < 0) {
+		free(a);
+		return cairn_error_set(err, rc, "monitor: out of memory");
+	}
+	if (pi + 1 > w->used)
+		w->used = pi + 1;
+	bool last = ++w->got[pi] == w->n_servers;
+	if (w->item[pi]) {
+		/* written already (held too long): as it comes */
+		rc = write_obs(w, w->item[pi], a, err);
+		free(a);
+		return rc == 0 && last ? settle(w, pi, err) : rc;
+	}
+	if ((rc = hold(w, a, err)) < 0)
+		return rc;
+	return last ? write_whole(w, pi, err) : 0;
+}
+
+/* The pass ended with items not every server answered about (it
+ * stopped): what they said is written (when write), with no verdict, as
+ * before; the rest freed. */
+static int write_rest(struct mon_writer *w, bool write, struct cairn_error *err)
+{
+	int rc = 0;
+	for (; w->ring_n; w->ring_n--, w->ring_head = (w->ring_head + 1) % MON_HOLD_ITEMS) {
+		size_t pi = w->ring[w->ring_head];
+		if (write && rc == 0 && w->held[pi])
+			rc = write_item(w, pi, err);
+		held_free(w->held[pi]);
+		w->held[pi] = NULL;
+	}
+	return rc;
 }
 
 static void *writer_main(void *arg)
@@ -119,25 +246,41 @@ static void *writer_main(void *arg)
 	cairn_error_init(&e);
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		while (!w->head && !w->closing)
+		while (!w->head && !w->closing) {
+			w->writer_waits = true;
 			pthread_cond_wait(&w->cond, &w->mu);
+			w->writer_waits = false;
+		}
+		/* all that is queued at once: one wake-up per handful of
+		 * answers, not one per answer */
 		struct mon_answer *a = w->head;
 		if (!a)
 			break; /* closing, and all written */
-		w->head = a->next;
-		if (!w->head)
-			w->tail = NULL;
-		w->queued--;
-		pthread_cond_broadcast(&w->cond); /* room for the observer */
+		w->head = w->tail = NULL;
+		w->queued = 0;
+		if (w->observer_waits)
+			pthread_cond_broadcast(&w->cond); /* room for the observer */
 		bool skip = w->rc != 0;
 		pthread_mutex_unlock(&w->mu);
-		int rc = skip ? 0 : record(w, a, &e);
-		answer_free(a);
+		int rc = 0;
+		while (a) {
+			struct mon_answer *next = a->next;
+			if (skip || rc < 0)
+				free(a);
+			else
+				rc = record(w, a, &e);
+			a = next;
+		}
 		pthread_mutex_lock(&w->mu);
 		if (rc < 0 && !w->rc) {
 			w->rc = rc;
 			w->err = e;
 		}
+	}
+	int rc = write_rest(w, w->rc == 0, &e);
+	if (rc < 0 && !w->rc) {
+		w->rc = rc;
+		w->err = e;
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
@@ -157,6 +300,8 @@ void mon_writer_release(struct mon_writer *w)
 	pthread_cond_destroy(&w->cond);
 	free(w->item);
 	free(w->got);
+	free(w->held);
+	free(w->ring);
 }
 
 int mon_writer_start(struct mon_writer *w, struct cairn_survey *sv, size_t n_servers, int64_t now,
@@ -169,6 +314,9 @@ int mon_writer_start(struct mon_writer *w, struct cairn_survey *sv, size_t n_ser
 		memset(w->item, 0, w->used * sizeof(*w->item));
 		w->used = 0;
 	}
+	if (!w->ring && !(w->ring = malloc(MON_HOLD_ITEMS * sizeof(*w->ring))))
+		return cairn_error_set(err, CAIRN_ENOMEM, "monitor: out of memory");
+	w->ring_head = w->ring_n = 0;
 	w->sv = sv;
 	w->n_servers = n_servers;
 	w->now = now;
@@ -185,33 +333,38 @@ int mon_writer_start(struct mon_writer *w, struct cairn_survey *sv, size_t n_ser
 int mon_writer_put(struct mon_writer *w, size_t pi, size_t server, const struct mon_obs_in *obs,
 		   struct cairn_error *err)
 {
-	struct mon_answer *a = calloc(1, sizeof(*a));
+	/* one allocation, its strings after it */
+	size_t hl = obs && obs->nar_hash ? strlen(obs->nar_hash) + 1 : 0;
+	size_t rl = obs && obs->refs ? strlen(obs->refs) + 1 : 0;
+	size_t nl = obs && obs->narinfo ? obs->narinfo_len + 1 : 0;
+	struct mon_answer *a = malloc(sizeof(*a) + hl + rl + nl);
 	if (!a)
 		return cairn_error_set(err, CAIRN_ENOMEM, "monitor: out of memory");
+	memset(a, 0, sizeof(*a));
 	a->pi = pi;
 	a->server = server;
 	if (obs) {
+		char *t = a->text;
 		a->obs = *obs;
-		if ((obs->nar_hash && !(a->nar_hash = strdup(obs->nar_hash))) ||
-		    (obs->refs && !(a->refs = strdup(obs->refs))) ||
-		    (obs->narinfo && !(a->narinfo = malloc(obs->narinfo_len + 1)))) {
-			answer_free(a);
-			return cairn_error_set(err, CAIRN_ENOMEM, "monitor: out of memory");
+		a->obs.nar_hash = hl ? memcpy(t, obs->nar_hash, hl) : NULL;
+		a->obs.refs = rl ? memcpy(t + hl, obs->refs, rl) : NULL;
+		if (nl) {
+			memcpy(t + hl + rl, obs->narinfo, nl - 1);
+			t[hl + rl + nl - 1] = '\0';
+			a->obs.narinfo = t + hl + rl;
 		}
-		if (a->narinfo)
-			memcpy(a->narinfo, obs->narinfo, obs->narinfo_len);
-		a->obs.nar_hash = a->nar_hash;
-		a->obs.refs = a->refs;
-		a->obs.narinfo = a->narinfo;
 	}
 	pthread_mutex_lock(&w->mu);
-	while (w->queued >= QUEUE_MAX && !w->rc)
+	while (w->queued >= QUEUE_MAX && !w->rc) {
+		w->observer_waits = true;
 		pthread_cond_wait(&w->cond, &w->mu);
+		w->observer_waits = false;
+	}
 	int rc = w->rc;
 	if (rc) {
 		*err = w->err;
 		pthread_mutex_unlock(&w->mu);
-		answer_free(a);
+		free(a);
 		return rc;
 	}
 	if (w->tail)
@@ -220,7 +373,8 @@ int mon_writer_put(struct mon_writer *w, size_t pi, size_t server, const struct 
 		w->head = a;
 	w->tail = a;
 	w->queued++;
-	pthread_cond_broadcast(&w->cond);
+	if (w->writer_waits)
+		pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->mu);
 	return 0;
 }

@@ -20,6 +20,8 @@
 #include "cairn/monitor.h"
 #include "cairn/nar-diff.h"
 #include "cairn/sign.h"
+#include "cairn/http.h"
+#include "cairn/survey.h"
 #include "../../lib/monitor-int.h"
 
 #define H1 "sha256:0cbj5m7kpn64l2f08qcs3d5a5w9gkg8l2rkc49257d8244lri1d6"
@@ -744,6 +746,157 @@ static void test_diffoscope_files(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* With any number of servers: the counters the overview reads say what
+ * counting the rows says, and each one's last trend row too (a pair or a
+ * verdict gets a day's row when it changes that day; assert_counters is
+ * for two servers). */
+static void assert_counters_all(struct mon_db *d)
+{
+	uint64_t n[CAIRN_MONITOR_VERDICTS_];
+	assert_int_equal(mon_db_verdict_counts(d, n, NULL), 0);
+	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++)
+		assert_int_equal(n[v], count_of(d, "SELECT count(*) FROM items WHERE verdict = ?", v));
+	assert_int_equal(count_of(d, "SELECT count(*) FROM server_counts c WHERE present <>"
+				     " (SELECT count(*) FROM obs WHERE server = c.server AND state = 1)",
+				  0),
+			 0);
+	assert_int_equal(
+	    count_of(d, "SELECT count(*) FROM pair_counts c WHERE both_have <> (SELECT count(*)"
+			" FROM obs x JOIN obs y ON y.item = x.item WHERE x.server = c.a"
+			" AND y.server = c.b AND x.state = 1 AND y.state = 1) OR agree <> (SELECT"
+			" count(*) FROM obs x JOIN obs y ON y.item = x.item WHERE x.server = c.a"
+			" AND y.server = c.b AND x.state = 1 AND y.state = 1"
+			" AND x.nar_hash = y.nar_hash AND x.nar_size = y.nar_size AND x.refs = y.refs)",
+			0),
+	    0);
+	assert_int_equal(count_of(d, "SELECT count(*) FROM pair_counts", 0), 3);
+	assert_int_equal(count_of(d, "SELECT count(*) FROM pair_counts c WHERE NOT EXISTS (SELECT 1"
+				     " FROM pair_trend t WHERE t.a = c.a AND t.b = c.b AND"
+				     " t.both_have = c.both_have AND t.agree = c.agree AND t.day ="
+				     " (SELECT max(day) FROM pair_trend WHERE a = c.a AND b = c.b))",
+				  0),
+			 0);
+	assert_int_equal(count_of(d, "SELECT count(*) FROM verdict_counts c WHERE n <> 0 AND NOT"
+				     " EXISTS (SELECT 1 FROM verdict_trend t WHERE t.verdict ="
+				     " c.verdict AND t.n = c.n AND t.day = (SELECT max(day) FROM"
+				     " verdict_trend WHERE verdict = c.verdict))",
+				  0),
+			 0);
+}
+
+static int no_result(void *ctx, struct cairn_survey_result *r)
+{
+	(void)ctx;
+	(void)r;
+	return 0;
+}
+
+/* One pass of the writer over N items: servers 0 and 1 answer item by
+ * item, server 2 only after all of them (far behind: the first items are
+ * written before its answers come, past the items the writer holds);
+ * server 2 says H2 where differs(i), nothing where silent(i). */
+static void writer_pass(struct cairn_monitor *m, struct cairn_survey *sv, size_t n, int64_t now,
+			bool (*differs)(size_t), bool (*silent)(size_t))
+{
+	struct mon_writer w;
+	struct mon_obs_in a = {.state = CAIRN_MONITOR_PRESENT, .sig = CAIRN_MONITOR_SIG_VALID,
+			       .nar_hash = H1, .nar_size = 10, .refs = R1,
+			       .narinfo = "StorePath: x\n", .narinfo_len = 13};
+	struct mon_obs_in b = a;
+	b.nar_hash = H2;
+	assert_int_equal(mon_db_exec(m->w, "BEGIN IMMEDIATE", NULL), 0);
+	mon_writer_init(&w, m);
+	assert_int_equal(mon_writer_start(&w, sv, 3, now, NULL), 0);
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < 2; k++)
+			assert_int_equal(mon_writer_put(&w, i, k, &a, NULL), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(
+		    mon_writer_put(&w, i, 2, silent(i) ? NULL : differs(i) ? &b : &a, NULL), 0);
+	assert_int_equal(mon_writer_finish(&w, NULL), 0);
+	mon_writer_release(&w);
+	assert_int_equal(mon_db_exec(m->w, "COMMIT", NULL), 0);
+}
+
+static bool every_7th(size_t i) { return i % 7 == 0; }
+static bool every_11th(size_t i) { return i % 11 == 0; }
+static bool never(size_t i) { (void)i; return false; }
+
+/*
+ * The writer (monitor-writer.c): an item whose answers are all held goes
+ * in with its verdict in one row, one held too long as its answers come,
+ * an item already known is settled from its rows; the same verdicts,
+ * history and diff queue every way.
+ */
+static void test_writer(void **state)
+{
+	(void)state;
+	enum { N = 10000 }; /* more than the 8,192 items held */
+	struct cairn_monitor m;
+	struct cairn_http *h;
+	struct cairn_http_server *srv[3];
+	struct cairn_survey *sv;
+	struct cairn_survey_config sc;
+	char url[3][32];
+	char *urls[3];
+	int64_t ids[3];
+	memset(&m, 0, sizeof(m));
+	snprintf(db_path, sizeof(db_path), "%s/w.sqlite", dir);
+	assert_int_equal(mon_db_open(&m.w, db_path, true, NULL), 0);
+	assert_int_equal(cairn_http_new(&h, NULL, NULL), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(url[i], sizeof(url[i]), "http://127.0.0.1:%d", i + 1);
+		urls[i] = url[i];
+		assert_int_equal(mon_db_server(m.w, url[i], &ids[i], NULL), 0);
+		assert_int_equal(cairn_http_server_new(&srv[i], url[i], 0, NULL), 0);
+	}
+	m.urls = urls;
+	m.server_ids = ids;
+	cairn_survey_config_init(&sc);
+	assert_int_equal(cairn_survey_new(&sv, h, srv, 3, &sc, no_result, NULL, NULL), 0);
+	for (size_t i = 0; i < N; i++) {
+		static const char a32[] = "0123456789abcdfghijklmnpqrsvwxyz";
+		char hash[33], path[80];
+		memset(hash, 'z', 32);
+		for (size_t k = 0, v = i; k < 4; k++, v /= 32)
+			hash[k] = a32[v % 32];
+		hash[32] = '\0';
+		snprintf(path, sizeof(path), "/nix/store/%s-w%zu", hash, i);
+		assert_int_equal(cairn_survey_add(sv, path, NULL, NULL), 1);
+	}
+	/* server 2 silent on every 11th: what 0 and 1 say decides */
+	int64_t differ = 0;
+	for (size_t i = 0; i < N; i++)
+		differ += every_7th(i) && !every_11th(i);
+	writer_pass(&m, sv, N, 1000000, every_7th, every_11th);
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM items", 0), N);
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM obs", 0), 3 * N - (N + 10) / 11);
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM items WHERE verdict = 1", 0), differ);
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM items WHERE verdict = 0", 0), N - differ);
+	/* the differing ones queued for a diff, every first verdict in the
+	 * history, the counters the pages read kept by the triggers */
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM items WHERE diff_state = 1", 0), differ);
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM history", 0), N);
+	assert_int_equal(count_of(m.w, "SELECT n FROM verdict_counts WHERE verdict = 1", 0), differ);
+	assert_int_equal(count_of(m.w, "SELECT sum(n) FROM verdict_counts", 0), N);
+	assert_int_equal(count_of(m.w, "SELECT present FROM server_counts WHERE server = "
+				       "(SELECT max(id) FROM servers)", 0),
+			 N - (N + 10) / 11);
+	assert_counters_all(m.w);
+	/* known items, all agreeing now: settled from their rows */
+	writer_pass(&m, sv, N, 1000000 + 86400, never, never);
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM items WHERE verdict = 0", 0), N);
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM history", 0), N + differ);
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM obs", 0), 3 * N);
+	assert_int_equal(count_of(m.w, "SELECT count(*) FROM items WHERE diff_state = 1", 0), 0);
+	assert_counters_all(m.w);
+	cairn_survey_free(sv);
+	cairn_http_free(h);
+	for (int i = 0; i < 3; i++)
+		cairn_http_server_free(srv[i]);
+	mon_db_close(m.w);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -772,6 +925,7 @@ int main(void)
 	    cmocka_unit_test(test_db),	       cmocka_unit_test(test_db_upgrade),
 	    cmocka_unit_test(test_escapes),    cmocka_unit_test(test_log),
 	    cmocka_unit_test(test_diffoscope), cmocka_unit_test(test_diffoscope_files),
+	    cmocka_unit_test(test_writer),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -114,6 +114,69 @@ int survey_batch_url(const struct cairn_survey *s, const struct survey_req *q,
 	return rc;
 }
 
+/* Server i's next request from its queue: a single request (a server
+ * without batches) or a batch; false when it has none to send now. */
+static bool flush_one(struct cairn_survey *s, size_t i)
+{
+	struct server_state *st = &s->st[i];
+	if (st->info_pending || st->pend_head == st->n_pend)
+		return false; /* until we know whether it takes batches */
+	if (!survey_batch_ok(s, i)) {
+		/* queued while its nix-cache-info was asked, and it said no,
+		 * or behind those */
+		size_t path = st->pend[st->pend_head++];
+		s->n_pend--;
+		survey_issue_single(s, path, i);
+		return true;
+	}
+	size_t n = st->n_pend - st->pend_head;
+	if (n > CAIRN_NARINFOS_HASHES_MAX)
+		n = CAIRN_NARINFOS_HASHES_MAX;
+	if (st->batches_out >= SURVEY_BATCHES_OUT_MAX ||
+	    (n < CAIRN_NARINFOS_HASHES_MAX && st->batches_out >= SURVEY_PARTIAL_BATCHES_OUT))
+		return false; /* an answer pumps again */
+	struct cairn_error e;
+	cairn_error_init(&e);
+	struct survey_req *q = calloc(1, sizeof(*q));
+	size_t *batch = malloc(n * sizeof(*batch));
+	if (!q || !batch) {
+		free(q);
+		free(batch);
+		return false; /* stay queued: the next pump tries again */
+	}
+	memcpy(batch, st->pend + st->pend_head, n * sizeof(*batch));
+	st->pend_head += n;
+	s->n_pend -= n;
+	q->s = s;
+	q->server = i;
+	q->path = batch[0];
+	q->batch = batch;
+	q->n_batch = n;
+	q->closure = s->cfg.closure;
+	q->max_age = -1;
+	cairn_buf_init(&q->body, CAIRN_NARINFOS_RESPONSE_MAX);
+	if (survey_send(s, q, &e)) {
+		/* as a refused single request: no answer */
+		for (size_t k = 0; k < n; k++)
+			deliver_err(s, batch[k], i, CAIRN_SURVEY_UNKNOWN, 0, -1, false, &e);
+		survey_req_free(q);
+		return true;
+	}
+	survey_out_add(s, q);
+	s->inflight++;
+	st->batches_out++;
+	s->stats.batches++;
+	return true;
+}
+
+/*
+ * The servers' queued pairs into requests while max_inflight allows, a
+ * request per server in turn, starting one server further each time: the
+ * servers keep pace with each other, so an item's answers come close
+ * together (the monitor holds them until the last).  Server by server,
+ * the first took every free slot and ran thousands of items ahead of the
+ * third.
+ */
 void survey_batch_flush(struct cairn_survey *s)
 {
 	/* a result delivered from here may add paths, and a callback may
@@ -122,63 +185,21 @@ void survey_batch_flush(struct cairn_survey *s)
 	if (s->flushing)
 		return;
 	s->flushing = true;
-	for (size_t i = 0; i < s->n_servers && !s->stop_rc; i++) {
-		struct server_state *st = &s->st[i];
-		if (st->info_pending)
-			continue; /* until we know whether it takes batches */
-		while (st->pend_head < st->n_pend && s->inflight < s->cfg.max_inflight &&
-		       !s->stop_rc) {
-			if (!survey_batch_ok(s, i)) {
-				/* queued while its nix-cache-info was asked, and
-				 * it said no, or behind those */
-				size_t path = st->pend[st->pend_head++];
-				s->n_pend--;
-				survey_issue_single(s, path, i);
-				continue;
-			}
-			size_t n = st->n_pend - st->pend_head;
-			if (n > CAIRN_NARINFOS_HASHES_MAX)
-				n = CAIRN_NARINFOS_HASHES_MAX;
-			if (n < CAIRN_NARINFOS_HASHES_MAX &&
-			    st->batches_out >= SURVEY_PARTIAL_BATCHES_OUT)
-				break; /* an answer pumps again */
-			struct cairn_error e;
-			cairn_error_init(&e);
-			struct survey_req *q = calloc(1, sizeof(*q));
-			size_t *batch = malloc(n * sizeof(*batch));
-			if (!q || !batch) {
-				free(q);
-				free(batch);
-				break; /* stay queued: the next pump tries again */
-			}
-			memcpy(batch, st->pend + st->pend_head, n * sizeof(*batch));
-			st->pend_head += n;
-			s->n_pend -= n;
-			q->s = s;
-			q->server = i;
-			q->path = batch[0];
-			q->batch = batch;
-			q->n_batch = n;
-			q->closure = s->cfg.closure;
-			q->max_age = -1;
-			cairn_buf_init(&q->body, CAIRN_NARINFOS_RESPONSE_MAX);
-			if (survey_send(s, q, &e)) {
-				/* as a refused single request: no answer */
-				for (size_t k = 0; k < n; k++)
-					deliver_err(s, batch[k], i, CAIRN_SURVEY_UNKNOWN, 0, -1,
-						    false, &e);
-				survey_req_free(q);
-				continue;
-			}
-			survey_out_add(s, q);
-			s->inflight++;
-			st->batches_out++;
-			s->stats.batches++;
-		}
-		/* what max_inflight held back waits for the next pump */
-		if (st->pend_head == st->n_pend)
-			st->pend_head = st->n_pend = 0;
+	bool sent = true;
+	size_t first = s->flush_next;
+	if (s->n_servers)
+		s->flush_next = (s->flush_next + 1) % s->n_servers;
+	while (sent && s->inflight < s->cfg.max_inflight && !s->stop_rc) {
+		sent = false;
+		for (size_t k = 0; k < s->n_servers && s->inflight < s->cfg.max_inflight &&
+				   !s->stop_rc;
+		     k++)
+			sent |= flush_one(s, (first + k) % s->n_servers);
 	}
+	/* what max_inflight held back waits for the next pump */
+	for (size_t i = 0; i < s->n_servers; i++)
+		if (s->st[i].pend_head == s->st[i].n_pend)
+			s->st[i].pend_head = s->st[i].n_pend = 0;
 	s->flushing = false;
 }
 

@@ -70,6 +70,7 @@ struct cairn_survey {
 	size_t next_path, next_server;
 	size_t inflight, infos_inflight;
 	size_t n_pend; /* pairs queued (pend), all servers */
+	size_t flush_next; /* the server survey_batch_flush starts with */
 	bool started;
 	bool batch_open;
 	bool flushing; /* in survey_batch_flush: a nested call returns */
@@ -90,6 +91,11 @@ struct cairn_survey {
  * 100,000 paths went out in batches of 8 (12,000 requests where 1,000
  * do); a query of a few paths still goes at once. */
 #define SURVEY_PARTIAL_BATCHES_OUT 2
+/* Batches out at once to one server: 800 narinfos, enough to keep it
+ * busy; more only let one server's answers run ahead of the others' (with
+ * max_inflight's 256 it ran thousands of items ahead, and the monitor,
+ * which holds an item's answers until its last, had to write them twice). */
+#define SURVEY_BATCHES_OUT_MAX 8
 
 /* survey.c */
 void survey_deliver(struct cairn_survey *s, struct cairn_survey_result *r);

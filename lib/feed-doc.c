@@ -192,8 +192,8 @@ static int bad(struct rd *r, struct cairn_error *err, const char *why)
 static int head_line(struct rd *r, const char *key, size_t n, const char **w, size_t *wl,
 		     struct cairn_error *err)
 {
-	const char *l;
-	size_t ll;
+	const char *l = NULL;
+	size_t ll = 0;
 	int rc = next_line(r, DOC_LINE_MAX, &l, &ll, err);
 	if (rc < 0)
 		return rc;

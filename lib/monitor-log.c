@@ -356,14 +356,14 @@ int cairn_monitor_log_verify(const char *text, size_t len, const struct cairn_ke
 	 * place, so read them again from the text) */
 	for (size_t off = body_start; rc == 0 && fn && off < end_at;) {
 		const char *nl = memchr(text + off, '\n', end_at - off);
-		char line[CAIRN_MONITOR_LOG_LINE_MAX + 1], *w[9];
+		char line[CAIRN_MONITOR_LOG_LINE_MAX + 1], *w[9] = {0};
 		size_t l = (size_t)(nl - (text + off));
 		memcpy(line, text + off, l);
 		line[l] = '\0';
 		words(line, w, 8);
 		struct cairn_monitor_log_entry e = {.server = w[3], .hash = w[4], .state = w[5],
 						    .nar_hash = w[6]};
-		uint64_t at;
+		uint64_t at = 0;
 		number(w[1], &e.seq);
 		number(w[2], &at);
 		number(w[7], &e.nar_size);

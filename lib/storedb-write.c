@@ -571,7 +571,7 @@ static void reset_all(struct cairn_storedb_writer *w)
 static int lookup(struct cairn_storedb_writer *w, const char *path, sqlite3_int64 *id,
 		  struct cairn_error *err)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int ret = prepare(w, W_LOOKUP, &st, err);
 	if (ret)
 		return ret;
@@ -668,7 +668,7 @@ static int insert_one(struct cairn_storedb_writer *w, const struct cairn_storedb
 	char hash[CAIRN_HASH_STR_MAX];
 	char *sigs = NULL;
 	int rc, ret;
-	sqlite3_int64 id, rid;
+	sqlite3_int64 id, rid = 0;
 
 	/* Every reference other than the path itself must be a row already. */
 	for (size_t i = 0; i < p->nrefs; i++) {

@@ -43,7 +43,7 @@ static void test_nix_vectors_roundtrip(void **state)
 	for (size_t c = 0; c < 4; c++)
 		for (size_t p = 0; p < 3; p++) {
 			char rel[256];
-			size_t len;
+			size_t len = 0;
 			snprintf(rel, sizeof(rel), "nix/%s/%s.narinfo", nix_caches[c],
 				 nix_paths[p]);
 			char *t = read_vec(rel, &len);
@@ -121,7 +121,7 @@ static void test_builder_matches_nix(void **state)
 static void test_guix_vector(void **state)
 {
 	(void)state;
-	size_t len;
+	size_t len = 0;
 	char *t = read_vec(guix_vec, &len);
 	assert_non_null(t);
 	assert_roundtrip(t, len);

@@ -58,7 +58,7 @@ static void test_key_files(void **state)
 		assert_int_equal(cairn_nix_pubkey_parse(bad[i], strlen(bad[i]), &pk, &e),
 				 CAIRN_EFORMAT);
 	}
-	size_t n;
+	size_t n = 0;
 	char *sec = read_vec("nix/keys/cache.example.org-1.sec", &n);
 	cairn_error_init(&e);
 	assert_int_equal(cairn_nix_pubkey_parse(sec, n, &pk, &e), CAIRN_EFORMAT);
@@ -284,7 +284,7 @@ static void test_keyring_load(void **state)
 	assert_int_equal(kr.n_nix, 2);
 	cairn_error_init(&e);
 	assert_int_equal(cairn_keyring_load(&kr, " \n", 2, &e), CAIRN_EFORMAT);
-	size_t n;
+	size_t n = 0;
 	char *sec = read_vec("nix/keys/cache.example.org-1.sec", &n);
 	cairn_error_init(&e);
 	assert_int_equal(cairn_keyring_load(&kr, sec, n, &e), CAIRN_EFORMAT);
@@ -328,7 +328,7 @@ static void test_guix_mandatory_fields(void **state)
 static void test_guix_vector_verify(void **state)
 {
 	(void)state;
-	size_t n;
+	size_t n = 0;
 	char *pub = read_vec("guix/ci.guix.gnu.org.pub", &n);
 	char *other = read_vec("guix/bordeaux.guix.gnu.org.pub", NULL);
 	struct cairn_keyring kr = CAIRN_KEYRING_INIT, kr2 = CAIRN_KEYRING_INIT;

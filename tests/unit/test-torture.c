@@ -124,7 +124,7 @@ static void test_narinfo_parse(void **state)
 {
 	(void)state;
 	for (size_t v = 0; v < sizeof(narinfo_vecs) / sizeof(narinfo_vecs[0]); v++) {
-		size_t len;
+		size_t len = 0;
 		char *text = vec(narinfo_vecs[v], &len);
 		for (long n = 1;; n++) {
 			struct cairn_narinfo *ni = (struct cairn_narinfo *)0x1;
@@ -230,7 +230,7 @@ static void test_narinfo_edits(void **state)
 static void test_narinfo_verify(void **state)
 {
 	(void)state;
-	size_t klen, len;
+	size_t klen = 0, len = 0;
 	char *key = vec("nix/keys/cache.example.org-1.pub", &klen);
 	char *gkey = vec("guix/bordeaux.guix.gnu.org.pub", NULL);
 	struct cairn_keyring kr = CAIRN_KEYRING_INIT;

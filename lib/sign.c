@@ -93,7 +93,10 @@ out:
 int cairn_nix_pubkey_parse(const char *text, size_t len, struct cairn_nix_pubkey *out,
 			   struct cairn_error *err)
 {
-	struct cairn_nix_pubkey pk;
+	/* zeroed: the name's bytes after its NUL are copied out with it
+	 * (stack bytes in the key otherwise, and two parses of one key that
+	 * compare unequal) */
+	struct cairn_nix_pubkey pk = {0};
 	int rc = key_parse(text, len, pk.name, pk.key, CAIRN_NIX_PK_LEN, "public", err);
 	if (!rc)
 		*out = pk;
@@ -103,7 +106,7 @@ int cairn_nix_pubkey_parse(const char *text, size_t len, struct cairn_nix_pubkey
 int cairn_nix_seckey_parse(const char *text, size_t len, struct cairn_nix_seckey *out,
 			   struct cairn_error *err)
 {
-	struct cairn_nix_seckey sk;
+	struct cairn_nix_seckey sk = {0}; /* as the public key's */
 	int rc = key_parse(text, len, sk.name, sk.key, CAIRN_NIX_SK_LEN, "secret", err);
 	if (!rc) {
 		/* libsodium keeps the public half in the last 32 bytes; check it. */

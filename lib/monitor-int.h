@@ -16,7 +16,7 @@
 #include "cairn/error.h"
 #include "cairn/monitor.h"
 
-#define MON_SCHEMA_VERSION 3
+#define MON_SCHEMA_VERSION 4
 #define MON_HASH_LEN 32
 #define MON_NOTE_MAX 1024 /* bytes of a diff's note (why it failed) */
 
@@ -88,6 +88,9 @@ int mon_db_observe(struct mon_db *d, int64_t item, int64_t server, const struct 
 int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monitor_verdict *v,
 		  bool *changed, struct cairn_error *err);
 /* This monitor's id (32 hex digits). */
+/* Today's (now's day's) trend rows: the counters as they are now.  The
+ * one writer calls it before each commit of observations or verdicts. */
+int mon_db_trends(struct mon_db *d, int64_t now, struct cairn_error *err);
 int mon_db_monitor_id(struct mon_db *d, char id[33], struct cairn_error *err);
 /* Whether what server says about item changed at now (or is new). */
 int mon_db_changed(struct mon_db *d, int64_t item, int64_t server, int64_t now, bool *changed,

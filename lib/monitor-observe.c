@@ -737,6 +737,8 @@ static int tick(struct observer *o, bool full)
 		rc = mon_log_prune(m->w, o->now - (int64_t)m->cfg.retention_days * 86400,
 				   &o->fail_err);
 	if (rc == 0)
+		rc = mon_db_trends(m->w, o->now, &o->fail_err);
+	if (rc == 0)
 		rc = mon_db_exec(m->w, "COMMIT", &o->fail_err);
 	else
 		mon_db_exec(m->w, "ROLLBACK", NULL);

@@ -140,6 +140,10 @@ static int64_t count_of(struct mon_db *d, const char *sql, int64_t arg)
 static void assert_counters(struct mon_db *d, int64_t s1, int64_t s2)
 {
 	uint64_t n[CAIRN_MONITOR_VERDICTS_];
+	/* as the observer does before each commit */
+	assert_int_equal(
+	    mon_db_trends(d, count_of(d, "SELECT coalesce(max(last_seen), 0) FROM obs", 0), NULL),
+	    0);
 	assert_int_equal(mon_db_verdict_counts(d, n, NULL), 0);
 	for (int v = 0; v < CAIRN_MONITOR_VERDICTS_; v++) {
 		assert_int_equal(n[v], count_of(d, "SELECT count(*) FROM items WHERE verdict = ?", v));
@@ -371,6 +375,13 @@ static void test_db_upgrade(void **state)
 	mon_db_close(d);
 	assert_int_equal(mon_db_open(&d, db_path, true, &err), 0);
 	assert_int_equal(count_of(d, "PRAGMA user_version", 0), MON_SCHEMA_VERSION);
+	/* version 4: no trigger writes a trend row (mon_db_trends does) */
+	assert_int_equal(count_of(d, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+				     " AND sql LIKE '%trend%'", 0),
+			 0);
+	assert_int_equal(count_of(d, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'",
+				  0),
+			 10);
 	assert_counters(d, s1, s2);
 	/* two items on both servers, one agreed on */
 	assert_int_equal(count_of(d, "SELECT both_have FROM pair_counts WHERE a = ?", s1), 2);
@@ -815,6 +826,7 @@ static void writer_pass(struct cairn_monitor *m, struct cairn_survey *sv, size_t
 		    mon_writer_put(&w, i, 2, silent(i) ? NULL : differs(i) ? &b : &a, NULL), 0);
 	assert_int_equal(mon_writer_finish(&w, NULL), 0);
 	mon_writer_release(&w);
+	assert_int_equal(mon_db_trends(m->w, now, NULL), 0);
 	assert_int_equal(mon_db_exec(m->w, "COMMIT", NULL), 0);
 }
 

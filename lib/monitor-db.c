@@ -449,30 +449,26 @@ int mon_db_server_status(struct mon_db *d, int64_t server, int has_feed, const c
 	return done(d, st, err, "record a server's state");
 }
 
-int mon_db_item(struct mon_db *d, const char *hash, const char *path, int64_t now, int64_t *id,
-		struct cairn_error *err)
+/* One row of an item's history: its verdict became v at now. */
+static int history_add(struct mon_db *d, int64_t item, int64_t now, enum cairn_monitor_verdict v,
+		       struct cairn_error *err)
 {
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = get(d,
-				 "INSERT INTO items(hash, path, verdict_since, first_seen, last_seen)"
-				 " VALUES(?1, ?2, ?3, ?3, ?3) ON CONFLICT(hash) DO NOTHING",
-				 &st, err)) < 0)
+	if ((rc = get(d, "INSERT INTO history(item, at, verdict) VALUES(?, ?, ?)", &st, err)) < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, now);
-	if ((rc = run(d, st, err, "add an item")) < 0 ||
-	    (rc = get(d, "SELECT id FROM items WHERE hash = ?", &st, err)) < 0)
-		return rc;
-	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		put(st);
-		return fail(d, err, "find an item");
-	}
-	*id = sqlite3_column_int64(st, 0);
-	put(st);
-	return 0;
+	sqlite3_bind_int64(st, 1, item);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int(st, 3, (int)v);
+	return run(d, st, err, "record a verdict change");
+}
+
+int mon_db_item(struct mon_db *d, const char *hash, const char *path, int64_t now, int64_t *id,
+		struct cairn_error *err)
+{
+	/* a new item starts "absent", without history, until settled */
+	bool created;
+	return mon_db_item_settled(d, hash, path, now, CAIRN_MONITOR_ABSENT, id, &created, err);
 }
 
 int mon_db_item_settled(struct mon_db *d, const char *hash, const char *path, int64_t now,
@@ -498,15 +494,7 @@ int mon_db_item_settled(struct mon_db *d, const char *hash, const char *path, in
 		/* as mon_db_settle records a first verdict other than the
 		 * "absent" a new item starts with (and a differing one as to
 		 * be diffed: diff_state 1) */
-		if (v == CAIRN_MONITOR_ABSENT)
-			return 0;
-		if ((rc = get(d, "INSERT INTO history(item, at, verdict) VALUES(?, ?, ?)", &st,
-			      err)) < 0)
-			return rc;
-		sqlite3_bind_int64(st, 1, *id);
-		sqlite3_bind_int64(st, 2, now);
-		sqlite3_bind_int(st, 3, (int)v);
-		return run(d, st, err, "record a verdict change");
+		return v == CAIRN_MONITOR_ABSENT ? 0 : history_add(d, *id, now, v, err);
 	}
 	if ((rc = get(d, "SELECT id FROM items WHERE hash = ?", &st, err)) < 0)
 		return rc;
@@ -610,15 +598,7 @@ int mon_db_settle(struct mon_db *d, int64_t item, int64_t now, enum cairn_monito
 	sqlite3_bind_int(st, 3, (int)*v);
 	if ((rc = run(d, st, err, "record a verdict")) < 0)
 		return rc;
-	if (!*changed)
-		return 0;
-	if ((rc = get(d, "INSERT INTO history(item, at, verdict) VALUES(?, ?, ?)", &st,
-				 err)) < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, item);
-	sqlite3_bind_int64(st, 2, now);
-	sqlite3_bind_int(st, 3, (int)*v);
-	return run(d, st, err, "record a verdict change");
+	return *changed ? history_add(d, item, now, *v, err) : 0;
 }
 
 int mon_db_trends(struct mon_db *d, int64_t now, struct cairn_error *err)

@@ -22,6 +22,7 @@
 #include "cairn/sign.h"
 #include "cairn/http.h"
 #include "cairn/survey.h"
+#include "vecutil.h"
 #include "../../lib/monitor-int.h"
 
 #define H1 "sha256:0cbj5m7kpn64l2f08qcs3d5a5w9gkg8l2rkc49257d8244lri1d6"
@@ -867,13 +868,8 @@ static void test_writer(void **state)
 	cairn_survey_config_init(&sc);
 	assert_int_equal(cairn_survey_new(&sv, h, srv, 3, &sc, no_result, NULL, NULL), 0);
 	for (size_t i = 0; i < N; i++) {
-		static const char a32[] = "0123456789abcdfghijklmnpqrsvwxyz";
-		char hash[33], path[80];
-		memset(hash, 'z', 32);
-		for (size_t k = 0, v = i; k < 4; k++, v /= 32)
-			hash[k] = a32[v % 32];
-		hash[32] = '\0';
-		snprintf(path, sizeof(path), "/nix/store/%s-w%zu", hash, i);
+		char path[80];
+		numbered_store_path(i, "w", path, sizeof(path));
 		assert_int_equal(cairn_survey_add(sv, path, NULL, NULL), 1);
 	}
 	/* server 2 silent on every 11th: what 0 and 1 say decides */

@@ -21,6 +21,7 @@
 #include "cairn/narinfos.h"
 #include "cairn/nicache.h"
 #include "cairn/survey.h"
+#include "vecutil.h"
 
 #define SRV "http://127.0.0.1:1" /* nothing listens on port 1 */
 #define P_A "/nix/store/d9fyl4gycfxhdai7b0aqfvb3m3y3wizb-bench-1"
@@ -482,9 +483,10 @@ static int count_paced(void *ctx, struct cairn_survey_result *r)
  * were queued: 100,000 paths cost the first server 12,000 requests and the
  * second 4,700 (the third, last served, 1,000); here, 2,046 for the first.
  * Takes more pairs than the survey queues ahead (25,600) to show.  And
- * the servers keep pace: none more than 2,000 answers ahead of another
- * (the monitor holds an item's answers until its last); server by server,
- * with up to 256 batches out, one ran 16,700 ahead here (now 700).
+ * the servers keep pace: none more than 8,000 answers ahead of another
+ * (the monitor holds 8,192 items' answers until their last); server by
+ * server, with up to 256 batches out, one ran 16,700 ahead here; now 700
+ * on a quiet machine, 2,700 with the test suite running beside it.
  */
 static void test_full_batches(void **state)
 {
@@ -521,20 +523,15 @@ static void test_full_batches(void **state)
 	struct paced paced = {0};
 	cairn_survey_config_init(&sc);
 	assert_int_equal(cairn_survey_new(&s, h, srv, SERVERS, &sc, count_paced, &paced, NULL), 0);
-	for (int i = 0; i < PATHS; i++) {
-		static const char a32[] = "0123456789abcdfghijklmnpqrsvwxyz";
-		char hash[33], path[80];
-		memset(hash, 'z', 32);
-		for (int k = 0, v = i; k < 4; k++, v /= 32)
-			hash[k] = a32[v % 32];
-		hash[32] = '\0';
-		snprintf(path, sizeof(path), "/nix/store/%s-p%d", hash, i);
+	for (size_t i = 0; i < PATHS; i++) {
+		char path[80];
+		numbered_store_path(i, "p", path, sizeof(path));
 		assert_int_equal(cairn_survey_add(s, path, NULL, NULL), 1);
 	}
 	assert_int_equal(cairn_survey_run(s, NULL), 0);
 	assert_int_equal(paced.answered, PATHS * SERVERS);
 	print_message("at most %d answers of one server ahead of another's\n", paced.spread);
-	assert_true(paced.spread <= 2000);
+	assert_true(paced.spread <= 8000);
 	for (int i = 0; i < SERVERS; i++) {
 		int n = atomic_load(&batches[i]);
 		print_message("server %d: %d batch requests for %d paths\n", i, n, PATHS);

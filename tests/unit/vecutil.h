@@ -1,4 +1,4 @@
-/* Shared by the narinfo and sign unit tests: read a vector file, edit text. */
+/* Shared by the unit tests: read a vector file, edit text, make store paths. */
 #ifndef CAIRN_TEST_VECUTIL_H
 #define CAIRN_TEST_VECUTIL_H
 
@@ -35,6 +35,20 @@ __attribute__((unused)) static char *replace(const char *s, const char *from, co
 	memcpy(r + a, to, tl);
 	memcpy(r + a + tl, p + fl, sl - a - fl + 1);
 	return r;
+}
+
+/* The store path number i of a made-up set: "/nix/store/<hash>-<tag><i>",
+ * its hash part i in Nix's base-32, padded with 'z' (unique below 32^4). */
+__attribute__((unused)) static void numbered_store_path(size_t i, const char *tag, char *out,
+							size_t cap)
+{
+	static const char a32[] = "0123456789abcdfghijklmnpqrsvwxyz";
+	char hash[33];
+	memset(hash, 'z', 32);
+	for (size_t k = 0, v = i; k < 4; k++, v /= 32)
+		hash[k] = a32[v % 32];
+	hash[32] = '\0';
+	snprintf(out, cap, "/nix/store/%s-%s%zu", hash, tag, i);
 }
 
 static const char *const nix_caches[] = {"cache-none", "cache-xz", "cache-zstd", "cache-bzip2"};

@@ -281,6 +281,21 @@ int cairn_http_cache_info_parse(const char *text, size_t len, struct cairn_http_
 	return 0;
 }
 
+size_t cairn_http_cache_info_drop(char *text, size_t len, const char *key)
+{
+	size_t kl = strlen(key), o = 0;
+	for (size_t i = 0; i < len;) {
+		const char *nl = memchr(text + i, '\n', len - i);
+		size_t n = nl ? (size_t)(nl + 1 - (text + i)) : len - i;
+		if (!(n > kl && memcmp(text + i, key, kl) == 0 && text[i + kl] == ':')) {
+			memmove(text + o, text + i, n);
+			o += n;
+		}
+		i += n;
+	}
+	return o;
+}
+
 /* ---- outcomes ------------------------------------------------------------ */
 
 const char *cairn_http_outcome_name(enum cairn_http_outcome o)

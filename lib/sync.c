@@ -313,9 +313,13 @@ int cairn_sync_run(const struct cairn_sync_config *cfg, struct cairn_sync_stats 
 	/* nix-cache-info first: a replica without it is no cache */
 	struct cairn_http_cache_info ci;
 	if ((rc = sync_fetch_whole(&s, "nix-cache-info", CAIRN_HTTP_CACHE_INFO_MAX, &info, err)) < 0 ||
-	    (rc = cairn_http_cache_info_parse(info.data, info.len, &ci, err)) < 0 ||
-	    (rc = sync_write_atomic(cfg->to, s.dirfd, "nix-cache-info", info.data, info.len, err)) <
-		0)
+	    (rc = cairn_http_cache_info_parse(info.data, info.len, &ci, err)) < 0)
+		goto out;
+	/* the head's batch route is the head's: a replica served by nginx
+	 * that said it would send every client a batch that 404s first */
+	info.len = cairn_http_cache_info_drop(info.data, info.len, "CairnNarinfos");
+	if ((rc = sync_write_atomic(cfg->to, s.dirfd, "nix-cache-info", info.data, info.len, err)) <
+	    0)
 		goto out;
 	if (cfg->paths_file) {
 		rc = sync_paths(&s, parallel, ci.store_dir[0] ? ci.store_dir : "/nix/store", err);

@@ -178,6 +178,10 @@ struct cairn_http_cache_info {
  * CAIRN_EFORMAT for a NUL byte.  A StoreDir other than the caller's is not
  * checked here: compare out->store_dir.
  */
+/* Remove the lines of nix-cache-info text whose key is key (in place);
+ * the new length.  What a server says of itself, not of the cache (the
+ * batch route: "CairnNarinfos"), is not copied into a replica. */
+size_t cairn_http_cache_info_drop(char *text, size_t len, const char *key);
 int cairn_http_cache_info_parse(const char *text, size_t len, struct cairn_http_cache_info *out,
 				struct cairn_error *err);
 

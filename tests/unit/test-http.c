@@ -57,6 +57,20 @@ static void test_cache_info(void **state)
 	assert_int_equal(c.priority, INT32_MIN);
 }
 
+/* A replica keeps the cache's lines, not what its head said of itself. */
+static void test_cache_info_drop(void **state)
+{
+	(void)state;
+	char t[] = "StoreDir: /nix/store\nCairnNarinfos: 1\nWantMassQuery: 1\n"
+		   "CairnNarinfosX: 2\nCairnNarinfos: 1";
+	size_t n = cairn_http_cache_info_drop(t, strlen(t), "CairnNarinfos");
+	assert_int_equal(n, strlen("StoreDir: /nix/store\nWantMassQuery: 1\nCairnNarinfosX: 2\n"));
+	assert_memory_equal(t, "StoreDir: /nix/store\nWantMassQuery: 1\nCairnNarinfosX: 2\n", n);
+	char u[] = "StoreDir: /gnu/store";
+	assert_int_equal(cairn_http_cache_info_drop(u, strlen(u), "CairnNarinfos"), strlen(u));
+	assert_int_equal(cairn_http_cache_info_drop(u, 0, "CairnNarinfos"), 0);
+}
+
 static void test_cache_info_bounds(void **state)
 {
 	struct cairn_http_cache_info c;
@@ -607,6 +621,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cache_info),	     cmocka_unit_test(test_cache_info_bounds),
+	    cmocka_unit_test(test_cache_info_drop),
 	    cmocka_unit_test(test_headers),	     cmocka_unit_test(test_headers_hostile),
 	    cmocka_unit_test(test_servers),	     cmocka_unit_test(test_advice),
 	    cmocka_unit_test(test_requests_offline), cmocka_unit_test(test_rate_trickle),

@@ -77,7 +77,8 @@ static const struct cli_option publish_options[] = {
 		   ".../var/log/nix/drvs or .../var/log/guix/drvs)"),
 	OPT_STRING(0, "binary-cache", P, binary_cache, "DIR",
 		   "serve a `nix copy --to file://DIR` directory as it is\n"
-		   "instead of a store"),
+		   "instead of a store (and many of its narinfos a request:\n"
+		   "GET /narinfos)"),
 	OPT_CHOICE("dialect", P, dialect, "nix|guix",
 		   dialects, "narinfo dialect (default: guix for /gnu/store, else nix)"),
 	OPT_GROUP("signing and compression:"),

@@ -198,8 +198,8 @@ int mon_store_open(struct cairn_monitor *m, struct cairn_error *err);
 int mon_store_observe(struct cairn_monitor *m, int64_t item, const char *hash, int64_t now,
 		      struct cairn_error *err);
 
-/* monitor-writer.c: a survey's answers written on a thread of their own,
- * in the order they came, into the pass's transaction. */
+/* monitor-writer.c: a survey's answers written on a thread of their own
+ * into the pass's transaction, an item's together once all are in. */
 struct cairn_survey;
 struct mon_answer;
 struct mon_writer {

@@ -4,9 +4,9 @@
  * parsing, signatures) and hands each answer over; this thread writes it
  * into the pass's transaction (monitor-db.c) and settles the item's
  * verdict once every server has answered.  Each did about half of a first
- * pass's work on the one thread; on two cores they now overlap.  Answers
- * are written in the order they came, so what the pages read is what one
- * thread would have written.
+ * pass's work on the one thread; on two cores they now overlap.  An item's
+ * answers are held until its last, then written together; the pages read
+ * only what a tick committed, so the order within it is nobody's to see.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -111,11 +111,11 @@ static void verdict_said(struct mon_writer *w, size_t pi, enum cairn_monitor_ver
 static int write_item(struct mon_writer *w, size_t pi, struct cairn_error *err)
 {
 	struct cairn_monitor *m = w->m;
-	const char *path = cairn_survey_path(w->sv, pi);
-	char hash[MON_HASH_LEN + 1];
 	int rc = 0;
-	hash_of(path, hash);
 	if (!w->item[pi]) {
+		const char *path = cairn_survey_path(w->sv, pi);
+		char hash[MON_HASH_LEN + 1];
+		hash_of(path, hash);
 		if ((rc = mon_db_item(m->w, hash, path, w->now, &w->item[pi], err)) < 0)
 			return rc;
 		if (m->store && (rc = mon_store_observe(m, w->item[pi], hash, w->now, err)) < 0)

@@ -39,26 +39,20 @@ static int info_render(const struct cairn_edge *e, const char *text, size_t len,
 		       size_t *olen)
 {
 	size_t cap = len + 128;
-	char *o = malloc(cap), *p = o;
+	char *o = malloc(cap);
 	if (!o)
 		return CAIRN_ENOMEM;
-	for (const char *l = text, *end = text + len; l < end;) {
-		const char *nl = memchr(l, '\n', (size_t)(end - l));
-		size_t n = nl ? (size_t)(nl + 1 - l) : (size_t)(end - l);
-		if (!(e->cfg.priority >= 0 && n >= 9 && memcmp(l, "Priority:", 9) == 0) &&
-		    !(n >= 14 && memcmp(l, "CairnNarinfos:", 14) == 0)) {
-			memcpy(p, l, n);
-			p += n;
-			if (!nl)
-				*p++ = '\n';
-		}
-		l += n;
-	}
+	memcpy(o, text, len);
+	size_t n = cairn_http_cache_info_drop(o, len, "CairnNarinfos");
 	if (e->cfg.priority >= 0)
-		p += snprintf(p, cap - (size_t)(p - o), "Priority: %d\n", e->cfg.priority);
-	p += snprintf(p, cap - (size_t)(p - o), "CairnNarinfos: 1\n");
+		n = cairn_http_cache_info_drop(o, n, "Priority");
+	if (n && o[n - 1] != '\n')
+		o[n++] = '\n';
+	if (e->cfg.priority >= 0)
+		n += (size_t)snprintf(o + n, cap - n, "Priority: %d\n", e->cfg.priority);
+	n += (size_t)snprintf(o + n, cap - n, "CairnNarinfos: 1\n");
 	*out = o;
-	*olen = (size_t)(p - o);
+	*olen = n;
 	return 0;
 }
 

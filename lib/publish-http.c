@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/nar.h"
 #include "cairn/narinfo.h"
@@ -640,10 +641,11 @@ static int static_cache_info(struct cairn_httpd_req *req, struct cairn_publish_s
 		cairn_buf_release(&b);
 		return pub_not_found(req, st->negative_ttl);
 	}
+	if (rc == 0)
+		b.len = cairn_http_cache_info_drop(b.data, b.len, "CairnNarinfos");
 	if (rc == 0 && b.len && b.data[b.len - 1] != '\n')
 		rc = cairn_buf_putc(&b, '\n');
-	if (rc == 0 && !(b.len >= 14 && memcmp(b.data, "CairnNarinfos:", 14) == 0) &&
-	    !memmem(b.data, b.len, "\nCairnNarinfos:", 15))
+	if (rc == 0)
 		rc = cairn_buf_puts(&b, "CairnNarinfos: 1\n");
 	if (rc == 0) {
 		pub_cache_control(req, st->ttl);

@@ -8,16 +8,15 @@
  * of the two usual chunkers gives it (ipfs_gw_set_expect); the
  * gateway itself is lib/ipfs-gateway.c, the same one publish serves.
  */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cairn/codec.h"
 #include "edge-int.h"
 #include "ipfs-gateway.h"
 #include "map.h"
+#include "narinfo-int.h"
 #include "nar-cursor.h"
 #include "cairn/banned.h"
 
@@ -45,22 +44,12 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 	if (!p || edge_store_nar_get(e->store, h.url, name, &size) != 1)
 		return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s is not cached",
 				       key);
-	/* an uncompressed nar is the NAR: the gateway reads only its chunks */
-	if (h.method == CAIRN_CODEC_NONE && sink->file && size >= IPFS_GW_FILE_MIN) {
-		int fd = openat(edge_store_data_fd(e->store), name, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return cairn_error_set(err, CAIRN_ENOENT, "mirror: the nar of %s was evicted",
-					       key);
-		int rc = sink->file(sink->ctx, fd, size, err);
-		close(fd);
-		return rc;
-	}
 	/* the file and the item: a nar cached again under another name is
 	 * another file, whose cursors do not apply */
 	char id[NAR_CURSOR_KEY_MAX + 1];
 	snprintf(id, sizeof(id), "%s %s", key, name);
-	return nar_cursors_read(e->ipfs_cursors, id, edge_store_data_fd(e->store), name, h.method,
-				h.nar_size, sink, err);
+	return nar_cursors_source(e->ipfs_cursors, id, edge_store_data_fd(e->store), name,
+				  h.method, size, h.nar_size, sink, err);
 }
 
 static int expect(void *ctx, const char *key, struct cairn_cid *root)
@@ -75,31 +64,13 @@ static int expect(void *ctx, const char *key, struct cairn_cid *root)
 	return named ? 0 : CAIRN_ENOENT;
 }
 
-/* The value of narinfo text's first line "NAME: value": [*v, *v + *vl). */
-static bool field_of(const char *text, size_t len, const char *name, const char **v, size_t *vl)
-{
-	size_t nl0 = strlen(name);
-	for (const char *p = text, *end = text + len; p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *eol = nl ? nl : end;
-		if ((size_t)(eol - p) >= nl0 + 2 && memcmp(p, name, nl0) == 0 &&
-		    p[nl0] == ':' && p[nl0 + 1] == ' ') {
-			*v = p + nl0 + 2;
-			*vl = (size_t)(eol - *v);
-			return true;
-		}
-		p = eol + 1;
-	}
-	return false;
-}
-
 /* The root item's narinfo (as served, e->mu held) names in its IPFS field. */
 static bool named_root_locked(struct cairn_edge *e, const char *item, struct cairn_cid *root)
 {
 	struct ni_ent *n = map_get(&e->narinfos, item);
 	const char *v;
 	size_t vl;
-	return n && n->text && field_of(n->text, n->len, "IPFS", &v, &vl) &&
+	return n && n->text && cairn_narinfo_text_field(n->text, n->len, "IPFS", &v, &vl) &&
 	       cairn_cid_parse(v, vl, root, NULL) == 0;
 }
 
@@ -110,8 +81,8 @@ void edge_ipfs_field(struct cairn_edge *e, const char *hash, char **text, size_t
 	struct cairn_cid named, own;
 	char s[CAIRN_CID_STR_MAX];
 	/* Guix signs the whole narinfo: the field stays as the upstream signed it */
-	if (!field_of(*text, *len, "IPFS", &v, &vl) ||
-	    field_of(*text, *len, "Signature", &sig, &sl) ||
+	if (!cairn_narinfo_text_field(*text, *len, "IPFS", &v, &vl) ||
+	    cairn_narinfo_text_field(*text, *len, "Signature", &sig, &sl) ||
 	    ipfs_gw_root(e->gw, hash, &own) != 0 ||
 	    (cairn_cid_parse(v, vl, &named, NULL) == 0 && cairn_cid_equal(&named, &own)) ||
 	    cairn_cid_format(&own, s) != 0)

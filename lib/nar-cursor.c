@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -285,6 +286,19 @@ static int give(void *ctx, const void *data, size_t len)
 	return 0;
 }
 
+/* A nar file to read: a regular file, never a link, a pipe or a device (a
+ * directory served as it is may hold anything under a nar's name). */
+static int open_nar(int dirfd, const char *name)
+{
+	struct stat sb;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd >= 0 && (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 int nar_cursors_read(struct nar_cursors *p, const char *id, int dirfd, const char *name,
 		     enum cairn_codec_method method, uint64_t nar_size,
 		     const struct ipfs_gw_sink *sink, struct cairn_error *err)
@@ -298,10 +312,10 @@ int nar_cursors_read(struct nar_cursors *p, const char *id, int dirfd, const cha
 		return cairn_error_set(err, CAIRN_ENOMEM, "nar cursor: out of memory");
 	int rc = 0;
 	if (!c->codec) {
-		c->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+		c->fd = open_nar(dirfd, name);
 		if (c->fd < 0)
-			rc = cairn_error_set(err, CAIRN_ENOENT, "nar cursor: the nar %s is gone",
-					     name);
+			rc = cairn_error_set(err, CAIRN_ENOENT,
+					     "nar cursor: the nar %s is gone or not a file", name);
 		else
 			rc = cairn_codec_new(&c->codec, method, CAIRN_CODEC_DECOMPRESS,
 					     CAIRN_CODEC_LEVEL_DEFAULT, nar_size, err);
@@ -351,5 +365,19 @@ int nar_cursors_read(struct nar_cursors *p, const char *id, int dirfd, const cha
 		park(p, c);
 	else
 		drop(p, c);
+	return rc;
+}
+
+int nar_cursors_source(struct nar_cursors *p, const char *id, int dirfd, const char *name,
+		       enum cairn_codec_method method, uint64_t file_size, uint64_t nar_size,
+		       const struct ipfs_gw_sink *sink, struct cairn_error *err)
+{
+	if (method != CAIRN_CODEC_NONE || !sink->file || file_size < IPFS_GW_FILE_MIN)
+		return nar_cursors_read(p, id, dirfd, name, method, nar_size, sink, err);
+	int fd = open_nar(dirfd, name);
+	if (fd < 0)
+		return cairn_error_set(err, CAIRN_ENOENT, "the nar %s is gone or not a file", name);
+	int rc = sink->file(sink->ctx, fd, file_size, err);
+	close(fd);
 	return rc;
 }

@@ -1,8 +1,9 @@
 /*
  * nar-cursor.h - the NAR bytes of compressed files, from where an earlier
  * request stopped (lib/nar-cursor.c): the mirror's gateway cuts chunks
- * from its cached zstd/xz nars without decompressing each from its start
- * for every chunk, and without keeping the chunks themselves.  Not public.
+ * from its cached zstd/xz nars (publish from a directory's) without
+ * decompressing each from its start for every chunk, and without keeping
+ * the chunks themselves.  Not public.
  */
 #ifndef CAIRN_NAR_CURSOR_H
 #define CAIRN_NAR_CURSOR_H
@@ -42,5 +43,15 @@ void nar_cursors_free(struct nar_cursors *p);
 int nar_cursors_read(struct nar_cursors *p, const char *id, int dirfd, const char *name,
 		     enum cairn_codec_method method, uint64_t nar_size,
 		     const struct ipfs_gw_sink *sink, struct cairn_error *err);
+
+/*
+ * The same, but an uncompressed file of at least IPFS_GW_FILE_MIN bytes
+ * (file_size) is the NAR itself: it goes to sink->file, when the sink
+ * takes files, so the gateway reads only the chunks it needs.  What the
+ * mirror and publish over a directory both give their gateway.
+ */
+int nar_cursors_source(struct nar_cursors *p, const char *id, int dirfd, const char *name,
+		       enum cairn_codec_method method, uint64_t file_size, uint64_t nar_size,
+		       const struct ipfs_gw_sink *sink, struct cairn_error *err);
 
 #endif

@@ -2,8 +2,8 @@
  * publish-http.c - the routes of `cairn publish` on the http layer: narinfos
  * and listings, nars (baked files sent as files, the rest compressed on the
  * fly by a producer thread: publish-stream.c), logs, Guix content-addressed
- * files, the key, the front page (publish-page.c), health and metrics; and
- * the static server for a `nix copy --to file://DIR` directory.
+ * files, the key, the front page (publish-page.c), health and metrics; the
+ * batch route, which publish over a directory (publish-static.c) serves too.
  *
  * Handlers run on the event loops.  What they do there is bounded: a
  * SQLite index lookup, a signature the first time an item is asked for,
@@ -396,41 +396,35 @@ static void queue_refs(const char *text, size_t len, char (*queue)[33], size_t *
 	cairn_narinfo_free(ni);
 }
 
-/* One narinfo by hash part into out (reset), and how long it may be kept:
- * 0, or CAIRN_ENOENT/CAIRN_EFORMAT (absent), or another error. */
-typedef int (*narinfo_fn)(void *ctx, const char *hashpart, struct cairn_buf *out,
-			  unsigned *max_age);
-
 /*
  * GET /narinfos?hashes=H1,...[&closure=1]: each asked hash part exactly
  * once, present (the bytes a single request gets) or absent; with closure,
  * then what they reference, breadth first, while the response stays within
  * CAIRN_NARINFOS_COUNT_MAX entries and half CAIRN_NARINFOS_RESPONSE_MAX
  * bytes (the client refuses more; the rest it asks for itself).  The same
- * for a store and for a binary-cache directory: only `one` differs.
+ * for a store and for a binary-cache directory: only `one` differs.  The
+ * body into b, and how long it may be kept; CAIRN_EFORMAT for a query
+ * that is not one (400), another error for 500.
  */
-static int send_narinfos(struct cairn_httpd_req *req, narinfo_fn one_fn, void *ctx,
-			 unsigned ttl)
+static int build_narinfos(const char *q, size_t qlen, pub_narinfo_fn one_fn, void *ctx,
+			  unsigned ttl, struct cairn_buf *b, unsigned *max_age_out,
+			  struct cairn_error *err)
 {
 	char asked[CAIRN_NARINFOS_HASHES_MAX][33];
-	size_t n_asked = 0, qlen = 0, entries = 0, nq = 0;
+	size_t n_asked = 0, entries = 0, nq = 0;
 	bool closure = false;
-	struct cairn_error err;
-	cairn_error_init(&err);
-	const char *q = cairn_httpd_req_query(req, &qlen);
-	if (!q || cairn_narinfos_parse_query(q, qlen, asked, &n_asked, &closure, &err) < 0) {
-		if (!q)
-			cairn_error_set(&err, CAIRN_EFORMAT, "narinfos: no query (hashes=H1,H2,...)");
-		return cairn_httpd_send_error_why(req, 400, cairn_error_msg(&err));
-	}
+	if (!q)
+		return cairn_error_set(err, CAIRN_EFORMAT, "narinfos: no query (hashes=H1,H2,...)");
+	int rc = cairn_narinfos_parse_query(q, qlen, asked, &n_asked, &closure, err);
+	if (rc < 0)
+		return CAIRN_EFORMAT;
 	size_t maxq = closure ? CAIRN_NARINFOS_COUNT_MAX : n_asked;
-	char (*queue)[33] = calloc(maxq, sizeof(*queue));
+	char (*queue)[33] = calloc(maxq ? maxq : 1, sizeof(*queue));
 	struct map seen;
 	map_init(&seen, NULL);
-	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFOS_RESPONSE_MAX);
 	struct cairn_buf one = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
 	unsigned max_age = ttl;
-	int rc = queue ? cairn_narinfos_begin(&b) : CAIRN_ENOMEM;
+	rc = queue ? cairn_narinfos_begin(b) : CAIRN_ENOMEM;
 	for (size_t i = 0; i < n_asked && queue; i++)
 		if (!map_get(&seen, asked[i]) && map_put(&seen, asked[i], (void *)1, NULL) == 0)
 			memcpy(queue[nq++], asked[i], 33);
@@ -438,7 +432,7 @@ static int send_narinfos(struct cairn_httpd_req *req, narinfo_fn one_fn, void *c
 	for (size_t i = 0; rc == 0 && i < nq; i++) {
 		bool extra = i >= n_first;
 		if (extra && (entries + 1 >= CAIRN_NARINFOS_COUNT_MAX ||
-			      b.len > CAIRN_NARINFOS_RESPONSE_MAX / 2))
+			      b->len > CAIRN_NARINFOS_RESPONSE_MAX / 2))
 			break;
 		unsigned age = ttl;
 		cairn_buf_reset(&one);
@@ -446,7 +440,7 @@ static int send_narinfos(struct cairn_httpd_req *req, narinfo_fn one_fn, void *c
 		if (r == CAIRN_ENOENT || r == CAIRN_EFORMAT) {
 			/* a closure's missing reference is the client's to ask */
 			if (!extra) {
-				rc = cairn_narinfos_add_absent(&b, queue[i]);
+				rc = cairn_narinfos_add_absent(b, queue[i]);
 				entries++;
 			}
 			continue;
@@ -457,26 +451,126 @@ static int send_narinfos(struct cairn_httpd_req *req, narinfo_fn one_fn, void *c
 		}
 		if (age < max_age)
 			max_age = age;
-		rc = cairn_narinfos_add(&b, queue[i], one.data, one.len);
+		rc = cairn_narinfos_add(b, queue[i], one.data, one.len);
 		entries++;
 		if (rc == 0 && closure)
 			queue_refs(one.data, one.len, queue, &nq, maxq, &seen);
 	}
 	if (rc == 0)
-		rc = cairn_narinfos_end(&b, entries);
-	if (rc == 0) {
-		/* the answer is as fresh as its least fresh part */
+		rc = cairn_narinfos_end(b, entries);
+	if (rc < 0 && rc != CAIRN_EFORMAT)
+		cairn_error_set(err, rc, "narinfos: cannot answer");
+	else if (rc == CAIRN_EFORMAT) /* not the query's fault */
+		rc = cairn_error_set(err, CAIRN_EIO, "narinfos: cannot answer");
+	cairn_buf_release(&one);
+	map_release(&seen);
+	free(queue);
+	/* the answer is as fresh as its least fresh part */
+	*max_age_out = max_age;
+	return rc;
+}
+
+int pub_send_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void *ctx, unsigned ttl)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFOS_RESPONSE_MAX);
+	struct cairn_error err;
+	unsigned max_age = ttl;
+	size_t qlen = 0;
+	cairn_error_init(&err);
+	const char *q = cairn_httpd_req_query(req, &qlen);
+	int rc = build_narinfos(q, qlen, one_fn, ctx, ttl, &b, &max_age, &err);
+	if (rc == CAIRN_EFORMAT) {
+		rc = cairn_httpd_send_error_why(req, 400, cairn_error_msg(&err));
+	} else if (rc == 0) {
 		pub_cache_control(req, max_age);
 		rc = cairn_httpd_send(req, 200, CAIRN_NARINFOS_CONTENT_TYPE, b.data, b.len);
 	} else {
 		cairn_httpd_add_header(req, "Cache-Control", "no-store");
 		rc = cairn_httpd_send_error(req, 500);
 	}
-	cairn_buf_release(&one);
 	cairn_buf_release(&b);
-	map_release(&seen);
-	free(queue);
 	return rc;
+}
+
+struct ni_batch_job {
+	pub_narinfo_fn one_fn;
+	void *ctx;
+	unsigned ttl;
+	void (*leave)(void *ectx);
+	void *ectx;
+	struct cairn_httpd_stream *s;
+	size_t qlen;
+	bool has_q;
+	char q[];
+};
+
+static void *ni_batch_thread(void *arg)
+{
+	struct ni_batch_job *j = arg;
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFOS_RESPONSE_MAX);
+	struct cairn_error err;
+	unsigned max_age = j->ttl;
+	char cc[64];
+	cairn_error_init(&err);
+	int rc = build_narinfos(j->has_q ? j->q : NULL, j->qlen, j->one_fn, j->ctx, j->ttl, &b,
+				&max_age, &err);
+	if (rc == CAIRN_EFORMAT) {
+		const char *msg = cairn_error_msg(&err);
+		const char *h[] = {"Cache-Control", "no-store", NULL};
+		cairn_httpd_stream_reply(j->s, 400, "text/plain; charset=utf-8", msg, strlen(msg),
+					 h);
+	} else if (rc == 0) {
+		if (max_age == 0)
+			snprintf(cc, sizeof(cc), "no-store");
+		else
+			snprintf(cc, sizeof(cc), "public, max-age=%u", max_age);
+		const char *h[] = {"Cache-Control", cc, NULL};
+		cairn_httpd_stream_reply(j->s, 200, CAIRN_NARINFOS_CONTENT_TYPE, b.data, b.len, h);
+	} else {
+		cairn_httpd_stream_error(j->s, 500, "no-store");
+	}
+	cairn_buf_release(&b);
+	void (*leave)(void *) = j->leave;
+	void *ectx = j->ectx;
+	free(j);
+	leave(ectx);
+	return NULL;
+}
+
+int pub_defer_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void *ctx, unsigned ttl,
+		       bool (*enter)(void *ectx), void (*leave)(void *ectx), void *ectx)
+{
+	size_t qlen = 0;
+	const char *q = cairn_httpd_req_query(req, &qlen);
+	if (!enter(ectx))
+		return 0;
+	struct ni_batch_job *j = calloc(1, sizeof(*j) + qlen + 1);
+	if (!j || cairn_httpd_stream_defer(req, &j->s) < 0) {
+		free(j);
+		leave(ectx);
+		return 0;
+	}
+	j->one_fn = one_fn;
+	j->ctx = ctx;
+	j->ttl = ttl;
+	j->leave = leave;
+	j->ectx = ectx;
+	j->has_q = q != NULL;
+	j->qlen = q ? qlen : 0;
+	if (q)
+		memcpy(j->q, q, qlen);
+	pthread_attr_t attr;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&tid, &attr, ni_batch_thread, j);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		cairn_httpd_stream_error(j->s, 503, "no-store");
+		free(j);
+		leave(ectx);
+	}
+	return 1;
 }
 
 static int store_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
@@ -485,10 +579,25 @@ static int store_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
 	return cairn_publish_narinfo(ctx, hashpart, 32, out, max_age, NULL);
 }
 
+static bool stream_enter(void *p)
+{
+	return pub_stream_enter(p);
+}
+
+static void stream_leave(void *p)
+{
+	pub_stream_leave(p);
+}
+
 static int h_narinfos(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_publish *p = data;
-	return send_narinfos(req, store_narinfo, p, p->cfg.ttl);
+	/* with --ipfs, an item not yet indexed costs a pass over its NAR: not
+	 * on the event loop */
+	if (p->gw && pub_defer_narinfos(req, store_narinfo, p, p->cfg.ttl, stream_enter,
+					stream_leave, p))
+		return 0;
+	return pub_send_narinfos(req, store_narinfo, p, p->cfg.ttl);
 }
 
 /* ---- small endpoints ---------------------------------------------------- */
@@ -534,7 +643,7 @@ static int h_guix_key(struct cairn_httpd_req *req, void *data)
 	return send_keys(req, data, CAIRN_KEY_GUIX);
 }
 
-static int h_health(struct cairn_httpd_req *req, void *data)
+int pub_h_health(struct cairn_httpd_req *req, void *data)
 {
 	(void)data;
 	cairn_httpd_add_header(req, "Cache-Control", "no-store");
@@ -555,7 +664,7 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 				    "guix-signing-key", h_guix_key, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/narinfos", "narinfos", h_narinfos, p,
 				    err)) < 0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", h_health, p, err)) <
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", pub_h_health, p, err)) <
 		    0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
 				    cairn_httpd_metrics_handler, h, err)) < 0 ||
@@ -569,180 +678,4 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "narinfo", h_narinfo, p, err)) < 0)
 		return rc;
 	return 0;
-}
-
-/* ---- a binary-cache directory, as it is --------------------------------- */
-
-struct cairn_publish_static {
-	int dirfd;
-	unsigned ttl, negative_ttl;
-	struct cairn_httpd *h;
-};
-
-static bool ends_with(const char *s, size_t n, const char *suffix)
-{
-	size_t sl = strlen(suffix);
-	return n >= sl && memcmp(s + n - sl, suffix, sl) == 0;
-}
-
-/* A small regular file of the directory, whole, into out (within its
- * max): CAIRN_ENOENT when it is not there, not regular (a link, a pipe:
- * O_NONBLOCK keeps a pipe from holding the thread) or too large. */
-static int read_small_at(int dirfd, const char *name, struct cairn_buf *out)
-{
-	struct stat sb;
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return CAIRN_ENOENT;
-	int rc = 0;
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > out->max)
-		rc = CAIRN_ENOENT;
-	while (rc == 0) {
-		char b[4096];
-		ssize_t n = read(fd, b, sizeof(b));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			rc = CAIRN_EIO;
-		else if (n == 0)
-			break;
-		else if (cairn_buf_append(out, b, (size_t)n) < 0)
-			rc = CAIRN_ENOENT; /* grew past max since the stat */
-	}
-	close(fd);
-	return rc;
-}
-
-/* A narinfo of the directory for the batch route: the file as it is,
- * what a single request for it gets. */
-static int static_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
-			  unsigned *max_age)
-{
-	struct cairn_publish_static *st = ctx;
-	char name[48];
-	(void)max_age;
-	snprintf(name, sizeof(name), "%.32s.narinfo", hashpart);
-	return read_small_at(st->dirfd, name, out);
-}
-
-static int h_static_narinfos(struct cairn_httpd_req *req, void *data)
-{
-	struct cairn_publish_static *st = data;
-	return send_narinfos(req, static_narinfo, st, st->ttl);
-}
-
-/* The directory's nix-cache-info, with the batch route said (Nix and Guix
- * skip keys they do not know), as the mirror says it of its upstreams'. */
-static int static_cache_info(struct cairn_httpd_req *req, struct cairn_publish_static *st)
-{
-	struct cairn_buf b = CAIRN_BUF_INIT(64 << 10);
-	int rc = read_small_at(st->dirfd, "nix-cache-info", &b);
-	if (rc == CAIRN_ENOENT) {
-		cairn_buf_release(&b);
-		return pub_not_found(req, st->negative_ttl);
-	}
-	if (rc == 0)
-		b.len = cairn_http_cache_info_drop(b.data, b.len, "CairnNarinfos");
-	if (rc == 0 && b.len && b.data[b.len - 1] != '\n')
-		rc = cairn_buf_putc(&b, '\n');
-	if (rc == 0)
-		rc = cairn_buf_puts(&b, "CairnNarinfos: 1\n");
-	if (rc == 0) {
-		pub_cache_control(req, st->ttl);
-		rc = cairn_httpd_send(req, 200, "text/x-nix-cache-info", b.data, b.len);
-	} else {
-		cairn_httpd_add_header(req, "Cache-Control", "no-store");
-		rc = cairn_httpd_send_error(req, 500);
-	}
-	cairn_buf_release(&b);
-	return rc;
-}
-
-static int h_static(struct cairn_httpd_req *req, void *data)
-{
-	struct cairn_publish_static *st = data;
-	char name[1024];
-	size_t len;
-	const char *path = cairn_httpd_req_path(req, &len);
-	const char *ct = "application/octet-stream";
-
-	if (len == 1) {
-		static const char page[] =
-			"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>cairn binary "
-			"cache</title></head><body><h1>cairn binary cache</h1><p>A Nix binary "
-			"cache directory served by cairn publish. See <a "
-			"href=\"/nix-cache-info\">nix-cache-info</a>.</p></body></html>\n";
-		return cairn_httpd_send_static(req, 200, "text/html; charset=utf-8", page,
-					       sizeof(page) - 1);
-	}
-	if (cairn_httpd_safe_path(path + 1, len - 1, name, sizeof(name), NULL) < 0)
-		return pub_not_found(req, st->negative_ttl);
-	size_t nl = strlen(name);
-	struct stat sb;
-	if (fstatat(st->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode))
-		return pub_not_found(req, st->negative_ttl);
-	if (ends_with(name, nl, ".narinfo")) {
-		ct = CT_NARINFO;
-		pub_cache_control(req, st->ttl);
-	} else if (strncmp(name, "nar/", 4) == 0) {
-		ct = CT_NAR;
-		cairn_httpd_add_header(req, "Cache-Control", CC_IMMUTABLE);
-	} else if (strcmp(name, "nix-cache-info") == 0) {
-		return static_cache_info(req, st);
-	} else if (ends_with(name, nl, ".ls")) {
-		ct = "application/json";
-		pub_cache_control(req, st->ttl);
-	} else if (strncmp(name, "log/", 4) == 0) {
-		ct = "text/plain; charset=utf-8";
-		pub_cache_control(req, st->ttl);
-	} else {
-		pub_cache_control(req, st->ttl);
-	}
-	int rc = cairn_httpd_send_file_at(req, st->dirfd, name, ct);
-	if (rc == CAIRN_ENOENT) /* removed since the stat */
-		return cairn_httpd_send_error(req, 404);
-	return rc;
-}
-
-int cairn_publish_static_routes(struct cairn_httpd *h, const char *dir, unsigned ttl,
-				unsigned negative_ttl, struct cairn_publish_static **out,
-				struct cairn_error *err)
-{
-	struct cairn_publish_static *st = calloc(1, sizeof(*st));
-	int rc;
-	if (!st)
-		return cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
-	st->ttl = ttl;
-	st->negative_ttl = negative_ttl;
-	st->h = h;
-	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (st->dirfd < 0) {
-		rc = cairn_error_errno(err, errno, "publish: cannot open '%s'", dir);
-		free(st);
-		return rc;
-	}
-	if ((rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", h_health, NULL,
-				    err)) < 0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
-				    cairn_httpd_metrics_handler, h, err)) < 0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/narinfos", "narinfos",
-				    h_static_narinfos, st, err)) < 0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_static, st, err)) <
-		    0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "static", h_static, st, err)) <
-		    0) {
-		cairn_publish_static_free(st);
-		return rc;
-	}
-	*out = st;
-	return 0;
-}
-
-void cairn_publish_static_free(struct cairn_publish_static *st)
-{
-	if (!st)
-		return;
-	if (st->dirfd >= 0)
-		close(st->dirfd);
-	free(st);
 }

@@ -263,6 +263,26 @@ void pub_cache_control(struct cairn_httpd_req *req, unsigned ttl);
 /* 404 with the negative TTL (send_error would add its own no-store). */
 int pub_not_found(struct cairn_httpd_req *req, unsigned negative_ttl);
 
+/* /health: "ok" (a route handler; data unused). */
+int pub_h_health(struct cairn_httpd_req *req, void *data);
+
+/* One narinfo by hash part into out (reset), and how long it may be kept:
+ * 0, or CAIRN_ENOENT/CAIRN_EFORMAT (absent), or another error. */
+typedef int (*pub_narinfo_fn)(void *ctx, const char *hashpart, struct cairn_buf *out,
+			      unsigned *max_age);
+/* Answer GET /narinfos (the batch route, narinfos.h) on the event loop,
+ * each narinfo from one_fn, which must be quick there. */
+int pub_send_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void *ctx, unsigned ttl);
+/*
+ * The same from a thread of its own, for a one_fn that may take long (an
+ * item indexed for its IPFS field: a pass over its NAR).  enter(ectx)
+ * says whether a thread may start (leave(ectx) is called when it ends);
+ * 1 when the request is taken (answered, whatever happens), 0 when no
+ * thread could be had and the caller answers.
+ */
+int pub_defer_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void *ctx, unsigned ttl,
+		       bool (*enter)(void *ectx), void (*leave)(void *ectx), void *ectx);
+
 /* What a producer sends: a nar (compressed on the fly, or a range), its
  * listing, or the tail of a bake that other clients follow (inf). */
 enum pub_job_kind { JOB_NAR, JOB_LS, JOB_TAIL };

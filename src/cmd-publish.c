@@ -78,7 +78,7 @@ static const struct cli_option publish_options[] = {
 	OPT_STRING(0, "binary-cache", P, binary_cache, "DIR",
 		   "serve a `nix copy --to file://DIR` directory as it is\n"
 		   "instead of a store (and many of its narinfos a request:\n"
-		   "GET /narinfos)"),
+		   "GET /narinfos; with --ipfs, blocks cut from its nars)"),
 	OPT_CHOICE("dialect", P, dialect, "nix|guix",
 		   dialects, "narinfo dialect (default: guix for /gnu/store, else nix)"),
 	OPT_GROUP("signing and compression:"),
@@ -95,7 +95,9 @@ static const struct cli_option publish_options[] = {
 		     "say once per method when it compresses fewer bytes of\n"
 		     "nar per CPU second than RATE (default 20M; K, M, G\n"
 		     "suffixes; 0: never)"),
-	OPT_STRING(0, "cache", P, cache, "DIR", "keep compressed nars in DIR (baked in the background)"),
+	OPT_STRING(0, "cache", P, cache, "DIR",
+		   "keep compressed nars in DIR (baked in the background);\n"
+		   "with --binary-cache, only --ipfs's chunk indexes"),
 	OPT_STRING(0, "feed", P, feed, "DIR",
 		   "serve a signed feed of the items added and removed (/feed/events, "
 		   "/feed/snapshot), its log kept in DIR/feed.sqlite; signed with the --key keys "
@@ -466,16 +468,27 @@ int cmd_publish(int argc, char **argv)
 		cli_error("unexpected argument '%s'", argv[0]);
 		goto out;
 	}
-	if (o.binary_cache && (o.store || o.db || o.cache || (o.keys.n && !o.feed))) {
+	if (o.binary_cache && (o.store || o.db || (o.cache && !o.ipfs) || (o.keys.n && !o.feed))) {
 		cli_error("--binary-cache serves a directory as it is: no --store, --db, --cache "
-			  "or --key with it (--key signs its --feed)");
+			  "or --key with it (--key signs its --feed; --cache keeps --ipfs's "
+			  "indexes)");
 		goto out;
 	}
 	publish_httpd_config(&o, &hc);
 	ret = EXIT_FAIL;
 	if (o.binary_cache) {
-		if (need_dir("binary-cache directory", o.binary_cache) < 0)
+		if (need_dir("binary-cache directory", o.binary_cache) < 0 ||
+		    (o.cache && need_dir("cache directory", o.cache) < 0))
 			goto out;
+		struct cairn_publish_static_config sc = {
+			.dir = o.binary_cache,
+			.ttl = (unsigned)(o.ttl / 1000),
+			.negative_ttl = (unsigned)(o.negative_ttl / 1000),
+			.ipfs = o.ipfs,
+			.ipfs_chunker = o.ipfs_chunker,
+			.index_dir = o.cache,
+			.log = publish_log,
+		};
 		for (size_t i = 0; i < o.keys.n; i++) {
 			if (load_key(o.keys.v[i], &keys[i]) != 0)
 				goto out;
@@ -484,8 +497,7 @@ int cmd_publish(int argc, char **argv)
 		if (cairn_httpd_new(&h, &hc, &err) < 0 ||
 		    (o.feed && start_feed(&feed, h, o.feed, o.feed_keep, &pc, o.binary_cache,
 					  o.dialect == CAIRN_PUBLISH_GUIX ? "guix" : NULL, NULL) < 0) ||
-		    cairn_publish_static_routes(h, o.binary_cache, (unsigned)(o.ttl / 1000),
-						(unsigned)(o.negative_ttl / 1000), &st, &err) < 0) {
+		    cairn_publish_static_routes(h, &sc, &st, &err) < 0) {
 			cli_fail("cannot set up the server", &err);
 			goto out;
 		}
@@ -518,8 +530,8 @@ out:
 	 * see CAIRN_ECANCELED once the server stopped) before the server goes */
 	cairn_feed_server_free(feed);
 	cairn_publish_free(pub);
-	cairn_httpd_free(h);
 	cairn_publish_static_free(st);
+	cairn_httpd_free(h);
 	for (size_t i = 0; i < pc.n_keys; i++)
 		cairn_seckey_wipe(&keys[i]);
 	sodium_memzero(keys, sizeof(keys));

@@ -312,17 +312,28 @@ struct cairn_httpd;
 int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct cairn_error *err);
 
 /*
- * Serve the binary-cache directory dir (what `nix copy --to file://DIR`
- * writes) as it is: every regular file beneath it, names checked with
- * cairn_httpd_safe_path, with Content-Type and Cache-Control by kind
- * (narinfo: ttl; nar/: immutable; 404: negative_ttl).  /metrics and
- * /health too.  *out (freed with cairn_publish_static_free after the
- * server stopped) holds the directory.
+ * Serve the binary-cache directory cfg->dir (what `nix copy --to
+ * file://DIR` writes) as it is: every regular file beneath it, names
+ * checked with cairn_httpd_safe_path, with Content-Type and Cache-Control
+ * by kind (narinfo: ttl; nar/: immutable; 404: negative_ttl), the batch
+ * route over its narinfo files; /metrics and /health too.  With ipfs, the
+ * trustless IPFS gateway over its nar files and the IPFS field in its
+ * narinfos (lib/publish-static.c says when).  *out (freed with
+ * cairn_publish_static_free after the server stopped running, before it
+ * is freed) holds the directory.
  */
+struct cairn_publish_static_config {
+	const char *dir;
+	unsigned ttl, negative_ttl; /* seconds */
+	bool ipfs;
+	const char *ipfs_chunker; /* NULL: fastcdc */
+	const char *index_dir;	  /* the items' chunk indexes kept in DIR/ipfs; NULL: none */
+	void (*log)(void *ctx, const char *msg); /* what the operator should hear */
+	void *log_ctx;
+};
 struct cairn_publish_static;
-int cairn_publish_static_routes(struct cairn_httpd *h, const char *dir, unsigned ttl,
-				unsigned negative_ttl, struct cairn_publish_static **out,
-				struct cairn_error *err);
+int cairn_publish_static_routes(struct cairn_httpd *h, const struct cairn_publish_static_config *cfg,
+				struct cairn_publish_static **out, struct cairn_error *err);
 void cairn_publish_static_free(struct cairn_publish_static *s);
 
 #endif

@@ -416,4 +416,25 @@ check "  ... and its signature verifies" \
   python3 "$SRCDIR/tests/integration/guix-verify.py" "$TMP/gm.narinfo" "$TMP/g.pub"
 mirror_stop
 publish_stop
+# The batch route with --ipfs: an item not indexed yet costs a pass over its
+# NAR (1 GiB here), which must not hold the event loop (one loop: --threads
+# 1).  If /health came first (the batch not yet read), the check cannot fail
+# wrongly; before the fix, /health waited for the whole batch.
+if huge=$(pstore_build "$TMP/src" 1 huge $((1 << 30)) 1 /dev/zero); then
+  publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs --threads 1 ||
+    { finish; exit 1; }
+  hh=$(basename "$huge" | cut -c1-32)
+  curl -s -o "$TMP/huge.batch" "$PUBLISH_URL/narinfos?hashes=$hh" &
+  bpid=$!
+  sleep 0.3
+  hcode=$(curl -s -m 120 -o /dev/null -w '%{http_code}' "$PUBLISH_URL/health")
+  check "batch route, --ipfs, one event loop: /health answered ($hcode) while a NAR is indexed for the batch" \
+    test "$hcode" = 200 -a ! -s "$TMP/huge.batch"
+  wait "$bpid"
+  check "  ... and the batch then names the item's root" grep -q '^IPFS: b' "$TMP/huge.batch"
+  publish_stop
+  rm -rf "$TMP/src/nix/store/$(basename "$huge")" 2> /dev/null || true
+else
+  not_ok "nix-build builds a 1 GiB item"
+fi
 finish

@@ -6,6 +6,7 @@
 #ifndef CAIRN_LIB_FETCH_INT_H
 #define CAIRN_LIB_FETCH_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include "cairn/codec.h"
 #include "cairn/fetch.h"
 #include "cairn/hash.h"
+#include "cairn/ipfs.h"
 #include "cairn/keys.h"
 #include "cairn/storedb-write.h"
 #include "cairn/storepath.h"
@@ -158,6 +160,11 @@ struct cairn_fetch {
 	struct cairn_error fatal_err;
 	struct cairn_dl_pool *pool; /* workers that unpack and verify, or NULL */
 	struct ipfs_src *ipfs;	    /* items asked of gateways (fetch-ipfs.c), or NULL */
+	/* the chunkers the --seed paths were cut with (fetch-ipfs.c): the
+	 * jobs' threads cut them again for a new one, one at a time */
+	pthread_mutex_t seeds_mu;
+	struct cairn_chunker_spec seeds_cut[4];
+	size_t n_seeds_cut;
 };
 
 

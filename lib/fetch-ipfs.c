@@ -92,6 +92,35 @@ static const char *new_hash(const struct seed_view *it, const char *name, size_t
 }
 
 /*
+ * The --seed paths, cut again with ic's chunker (an item's, from its DAG)
+ * unless they were cut with it already.  Under the lock, so that a second
+ * item of the same chunker finds the blocks in the cache.
+ */
+static void seed_paths(struct seed_view *it, const struct cairn_ipfs_fetch_config *ic)
+{
+	struct cairn_fetch *f = (struct cairn_fetch *)it->f; /* its seeds_* only */
+	const struct cairn_chunker_spec *c = &ic->chunker;
+	if (!ic->chunker_auto || !ic->n_seeds)
+		return;
+	pthread_mutex_lock(&f->seeds_mu);
+	bool done = false;
+	for (size_t i = 0; i < f->n_seeds_cut && !done; i++)
+		done = f->seeds_cut[i].kind == c->kind && f->seeds_cut[i].min == c->min &&
+		       f->seeds_cut[i].avg == c->avg && f->seeds_cut[i].max == c->max;
+	if (!done && f->n_seeds_cut < sizeof(f->seeds_cut) / sizeof(f->seeds_cut[0])) {
+		f->seeds_cut[f->n_seeds_cut++] = *c;
+		for (size_t i = 0; i < ic->n_seeds; i++) {
+			struct cairn_error e;
+			uint64_t k = 0;
+			cairn_error_init(&e);
+			if (cairn_ipfs_seed(ic, ic->seeds[i], &k, &e) == 0)
+				it->seeded += k;
+		}
+	}
+	pthread_mutex_unlock(&f->seeds_mu);
+}
+
+/*
  * Delta: what the target holds under the same name (another hash, an
  * earlier version) is chunked into the block cache, so that only the blocks
  * that changed are asked for.  Its references are rewritten first as Nix
@@ -99,13 +128,9 @@ static const char *new_hash(const struct seed_view *it, const char *name, size_t
  * references, under another hash, gets the new hash.  So a rebuild against
  * a dependency whose path changed costs only the blocks that really differ.
  */
-static void seed_previous(void *ctx, const struct cairn_chunker_spec *spec)
+static void seed_previous(struct seed_view *it, const struct cairn_ipfs_fetch_config *ic)
 {
-	struct seed_view *it = ctx;
 	const struct cairn_fetch *f = it->f;
-	struct cairn_ipfs_fetch_config cfg = *f->cfg.ipfs;
-	const struct cairn_ipfs_fetch_config *ic = &cfg;
-	cfg.chunker = *spec;
 	char dir[4096], p[4096];
 	size_t ext = f->cfg.nar_dir ? 4 : 0; /* ".nar" */
 	if ((size_t)snprintf(dir, sizeof(dir), "%s%s", f->cfg.nar_dir ? f->cfg.nar_dir : f->cfg.root,
@@ -154,6 +179,16 @@ static void seed_previous(void *ctx, const struct cairn_chunker_spec *spec)
 			it->seeded += k;
 	}
 	free(prev);
+}
+
+/* Once the item's DAG says its chunker (spec): what is on disk, cut with it. */
+static void seed_item(void *ctx, const struct cairn_chunker_spec *spec)
+{
+	struct seed_view *it = ctx;
+	struct cairn_ipfs_fetch_config cfg = *it->f->cfg.ipfs;
+	cfg.chunker = *spec;
+	seed_previous(it, &cfg);
+	seed_paths(it, &cfg);
 }
 
 static void stats_add(struct cairn_ipfs_fetch_stats *to, const struct cairn_ipfs_fetch_stats *st)
@@ -215,7 +250,7 @@ bool fetch_try_ipfs(struct item *it, const struct cairn_dl_sink *sink)
 	}
 	j->cfg = *f->cfg.ipfs;
 	/* the previous version, once the DAG says which chunker to cut it with */
-	j->cfg.seed = seed_previous;
+	j->cfg.seed = seed_item;
 	j->cfg.seed_ctx = v;
 	j->root = root;
 	j->ex = (struct cairn_dl_expect){.nar_hash = it->nar_hash, .nar_size = it->nar_size,

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,10 +163,14 @@ int cairn_fetch_new(struct cairn_fetch **out, const struct cairn_fetch_config *c
 		f->cfg.require_sigs = 1;
 	snprintf(f->store_dir, sizeof(f->store_dir), "%s", sd);
 	cairn_error_init(&f->fatal_err);
+	pthread_mutex_init(&f->seeds_mu, NULL);
+	if (f->cfg.ipfs) /* the caller cut the --seed paths with this one */
+		f->seeds_cut[f->n_seeds_cut++] = f->cfg.ipfs->chunker;
 	if (f->cfg.threads > CAIRN_FETCH_MAX_THREADS)
 		f->cfg.threads = CAIRN_FETCH_MAX_THREADS;
 	rc = cairn_http_new(&f->http, &f->cfg.http, err);
 	if (rc) {
+		pthread_mutex_destroy(&f->seeds_mu);
 		free(f);
 		return rc;
 	}
@@ -224,6 +229,7 @@ void cairn_fetch_free(struct cairn_fetch *f)
 	/* Items (and their downloads) are gone: no worker has work left. */
 	cairn_dl_pool_free(f->pool);
 	ipfs_src_free(f->ipfs); /* each item called its own job off */
+	pthread_mutex_destroy(&f->seeds_mu);
 	free(f);
 }
 

@@ -87,7 +87,8 @@ static const struct cli_option fetch_options[] = {
 		 "cache first: its blocks are not asked for; repeatable"),
 	OPT_STRING(0, "ipfs-chunker", struct opts, ipfs_chunker, "SPEC",
 		   "the chunker of the CIDs (fastcdc, size-N, or auto:\n"
-		   "each item's, from its DAG; --seed uses fastcdc)"),
+		   "each item's, from its DAG; --seed: fastcdc first,\n"
+		   "then each item's)"),
 	OPT_FLAG(0, "json", struct opts, json, "print a JSON summary on stdout"),
 	OPT_FLAG('q', "quiet", struct opts, quiet, "no progress on stderr"),
 	OPT_END(),
@@ -594,6 +595,9 @@ static int ipfs_configure(struct opts *o, struct cairn_ipfs_fetch_config *ic, ch
 		free(ni);
 		ic->cache_dir = *dir;
 	}
+	/* under auto, items whose DAG says another chunker cut them again */
+	ic->seeds = (const char *const *)o->seeds.v;
+	ic->n_seeds = o->seeds.n;
 	for (size_t i = 0; i < o->seeds.n; i++) {
 		uint64_t k = 0;
 		if (cairn_ipfs_seed(ic, o->seeds.v[i], &k, &err)) {

@@ -56,6 +56,11 @@ struct cairn_ipfs_fetch_config {
 	 * NULL.  Its failure is no failure of the fetch. */
 	void (*seed)(void *ctx, const struct cairn_chunker_spec *spec);
 	void *seed_ctx;
+	/* --seed paths (borrowed): cut with chunker before the run (callers:
+	 * cairn_ipfs_seed), and under chunker_auto by fetch again with an
+	 * item's chunker when the DAG says another one, once per chunker. */
+	const char *const *seeds;
+	size_t n_seeds;
 	/* Polled while a gateway is waited for (NULL: never): true ends the
 	 * fetch with CAIRN_ECANCELED within ~100 ms, whatever the gateway
 	 * does, so that a fetch on a thread of its own can be called off. */

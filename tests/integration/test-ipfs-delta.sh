@@ -8,7 +8,9 @@
 #   - with the default chunker (fastcdc) the gateway's bytes are at most a
 #     quarter of v2's zstd NAR, and v2's files are right;
 #   - with --ipfs-chunker size-262144 (kubo's CIDs) the insertion moves
-#     every later cut, so most of v2 is asked for: why fastcdc is served.
+#     every later cut, so most of v2 is asked for: why fastcdc is served;
+#   - `--seed PATH` (v1's tree, or its .nar) does the same for a store that
+#     does not hold v1.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/nix-lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
@@ -96,6 +98,31 @@ check "fastcdc (the default): $BYTES bytes from the gateway, at most a quarter o
 delta size-262144 --ipfs-chunker size-262144
 check "size-262144: $BYTES bytes, more than a quarter ($zs): the insertion moved every later cut" \
   test "$BYTES" -gt $((zs / 4))
+
+# --seed PATH: v2 into an empty store, v1 given as a tree, then as a .nar
+# file, each with an empty block cache; without it, everything is asked
+nix-store --dump "$V1" > "$TMP/v1.nar"
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs || { finish; exit 1; }
+n=0
+for seed in "$TMP/v1" "$TMP/v1.nar" ""; do
+  n=$((n + 1))
+  rc=0
+  "$CAIRN" fetch -q --no-cache --json --from "$PUBLISH_URL" --trusted-key "$TMP/k.pub" \
+    --store "$TMP/sd-$n" --store-dir "$NIX_STORE_DIR" --db "$TMP/sd-$n.db" \
+    --ipfs-gateway "$PUBLISH_URL" --block-cache "$TMP/bs-$n" ${seed:+--seed "$seed"} "$V2" \
+    > "$TMP/js-$n" 2> "$TMP/es-$n" || rc=$?
+  cat "$TMP/es-$n"
+  b=$(json "$TMP/js-$n" "d['ipfs']['bytes']")
+  if [ -n "$seed" ]; then
+    check "--seed $(basename "$seed"): v2 into an empty store in $b bytes from the gateway, at most a quarter of its zstd NAR ($zs)" \
+      test "$rc" = 0 -a "$(json "$TMP/js-$n" "d['ipfs']['seeded']")" -gt 0 -a "$b" -le $((zs / 4))
+  else
+    check "no --seed: v2 into an empty store costs $b bytes, more than a quarter ($zs)" \
+      test "$rc" = 0 -a "$b" -gt $((zs / 4))
+  fi
+  check "  ... v2's files are right" diff -r "$TMP/v2" "$TMP/sd-$n$V2"
+done
+publish_stop
 
 # Text (it compresses): fetch asks for CARs with Accept-Encoding, so the
 # gateway's bytes on the wire are compressed; a leaf missing alone comes as

@@ -10,6 +10,8 @@
 #     files), and nothing unverified is written;
 #   - delta: version 2 of an item with version 1 in the store asks only
 #     the blocks that changed (counted in the gateway's log);
+#   - --seed PATH: the same into an empty store, the seed cut with the
+#     chunker the DAG says (not the one given for seeds);
 #   - delta across a rebuild: v2 refers to a new version of its dependency
 #     (its store path written every 2 KiB); v1's references are rewritten
 #     before seeding, so v2's blocks are all found;
@@ -125,6 +127,19 @@ check "  ... the block cache was seeded from v1 ($(json "$TMP/j5" "d['ipfs']['se
 check "  ... only the changed blocks were asked: $bytes bytes of $nar2 ($(wc -l < "$D_LOG") requests)" \
   test "$bytes" -lt $((nar2 / 8))
 check "  ... its files are v2's" diff -r "$TMP/t-app2" "$TMP/s1$APP2"
+
+# 5b. --seed: v2 into an empty store, v1's tree given as a seed.  The DAG is
+# size-1024 and --ipfs-chunker auto (the default) cuts seeds with fastcdc
+# first: the seed is cut again with the DAG's chunker once it is known
+fetch "$TMP/s5b" "$TMP/b5b" --ipfs-gateway "$D_URL" "$LIB" > /dev/null # its dependency
+: > "$D_LOG"
+rc=0; fetch "$TMP/s5b" "$TMP/b5b" --ipfs-gateway "$D_URL" --seed "$TMP/t-app" "$APP2" \
+  > "$TMP/j5b" 2> "$TMP/e5b" || rc=$?
+cat "$TMP/e5b"
+bytes=$(awk '{s += $2} END {print s+0}' "$D_LOG")
+check "--seed (auto, a size-1024 DAG): v2 into an empty store, $bytes bytes asked of $nar2" \
+  test "$rc" = 0 -a "$(json "$TMP/j5b" "d['fetched']")" = 1 -a "$bytes" -lt $((nar2 / 8))
+check "  ... its files are v2's" diff -r "$TMP/t-app2" "$TMP/s5b$APP2"
 
 # 6. a rebuild against a changed dependency: every reference rewritten
 embed() { # TREE REF: TREE/bin/prog with REF written every 2 KiB

@@ -8,6 +8,8 @@
 #   - a gateway that sends a wrong block, a truncated CAR, a CAR with extra
 #     blocks, or 404s is skipped (the next gateway, or the servers' nar
 #     files), and nothing unverified is written;
+#   - an `IPFS:` field naming a valid DAG of another NAR of the same size:
+#     it is refused against the signed NarHash, the nar file used instead;
 #   - delta: version 2 of an item with version 1 in the store asks only
 #     the blocks that changed (counted in the gateway's log);
 #   - --seed PATH: the same into an empty store, the seed cut with the
@@ -100,6 +102,35 @@ mv "$TMP/hidden/nar" "$C/nar"
 rc=0; fetch "$TMP/s4" "$TMP/b4" --ipfs-gateway "$GW_URL" "$APP" > "$TMP/j4" 2> /dev/null || rc=$?
 check "a lying gateway, nar files there: fetched from the server" \
   test "$rc" = 0 -a "$(json "$TMP/j4" "d['items'][0]['compression']")" = none
+
+# 4b. the IPFS field is a hint: lib's narinfo names the DAG of a NAR of
+# lib's size with one byte changed in a file, which an honest gateway
+# serves whole and every block of which checks against its CID; the NAR
+# is not the one the signed NarHash names, so the bytes are refused and lib
+# comes from its nar file
+python3 - "$TMP/lib-1.0.nar" "$TMP/lib-evil.nar" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[len(b) // 2] ^= 0xff   # inside bin/prog's 40 KiB of contents
+open(sys.argv[2], "wb").write(bytes(b))
+PY
+mkdir -p "$TMP/evil-cars"
+evil_lib=$("$CAIRN" ipfs add --chunker "$IPFS_CH" --car "$TMP/evil-cars/lib.car" "$TMP/lib-evil.nar")
+python3 "$GW" --port-file "$TMP/gw-evil.port" --log "$TMP/gw-evil.log" --mode ok "$TMP/evil-cars/lib.car" &
+cleanup_hooks+=("kill $! 2> /dev/null")
+EV_URL=http://127.0.0.1:$(port_from_file "$TMP/gw-evil.port" "$!")
+C3=$TMP/cache3; mkdir -p "$C3"; cp -r "$C/nar" "$C/nix-cache-info" "$C"/*.narinfo "$C3/"
+lh=$(basename "$LIB" | cut -c1-32)
+sed -i "s/^IPFS: .*/IPFS: $evil_lib/" "$C3/$lh.narinfo"
+rc=0; "$CAIRN" fetch -q --no-cache --json --from "file://$C3" --trusted-key "$PUB" --store "$TMP/s4b" \
+  --block-cache "$TMP/b4b" --ipfs-gateway "$EV_URL" "$LIB" > "$TMP/j4b" 2> "$TMP/e4b" || rc=$?
+cat "$TMP/e4b"
+check "an IPFS field naming the DAG of another NAR of the same size: all of it was sent ($(awk '{s += $2} END {print s+0}' "$TMP/gw-evil.log") bytes)" \
+  test "$(awk '{s += $2} END {print s+0}' "$TMP/gw-evil.log")" -ge "$(stat -c %s "$TMP/lib-evil.nar")"
+check "  ... refused against the signed NarHash; lib fetched from its nar file" \
+  test "$rc" = 0 -a "$(json "$TMP/j4b" "d['items'][0]['compression']")" = none \
+  -a "$(json "$TMP/j4b" "d['ipfs']['blocksFetched']")" -gt 0
+check "  ... its files are lib's" diff -r "$TMP/t-lib" "$TMP/s4b$LIB"
 
 # 5. delta: app-2.0 changes a few KiB of app-1.0's 60; app-1.0 is in the store
 cp -r "$TMP/t-app" "$TMP/t-app2"

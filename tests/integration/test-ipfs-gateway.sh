@@ -416,6 +416,18 @@ check "  ... and its signature verifies" \
   python3 "$SRCDIR/tests/integration/guix-verify.py" "$TMP/gm.narinfo" "$TMP/g.pub"
 mirror_stop
 publish_stop
+# The real Nix client through publish --ipfs: the IPFS field is outside the
+# fingerprint Nix signs and checks, and Nix skips fields it does not know
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs || { finish; exit 1; }
+check "publish --ipfs: the narinfo Nix will read names a root" \
+  bash -c 'curl -sf "$1/$2.narinfo" | grep -q "^IPFS: b"' _ "$PUBLISH_URL" "$(basename "$mid" | cut -c1-32)"
+check "  ... nix copy substitutes the item from it, the signature checked" \
+  nix copy --quiet --option trusted-public-keys "$(cat "$TMP/k.pub")" --from "$PUBLISH_URL" \
+  --to "$(pstore_dst_uri "$TMP/nixc")" "$mid"
+check "  ... and it is valid there, its contents its NarHash" \
+  nix store verify --quiet --no-trust --store "$(pstore_dst_uri "$TMP/nixc")" "$mid"
+publish_stop
+
 # The batch route with --ipfs: an item not indexed yet costs a pass over its
 # NAR (1 GiB here), which must not hold the event loop (one loop: --threads
 # 1).  If /health came first (the batch not yet read), the check cannot fail

@@ -83,7 +83,7 @@ mirror_stop
 
 # 4. liars: skipped, the upstream's file used
 mv "$TMP/nar-hidden" "$C/nar"
-for mode in wrong-block truncated-car; do
+for mode in wrong-block truncated-car extra-blocks 404; do
   ipfs_gateway "$mode"
   mirror_start "m-$mode" --upstream "$UP" --cache "$TMP/m-$mode" --trusted-key "$PUB" \
     --ipfs-gateway "$GW_URL"

@@ -416,6 +416,26 @@ check "  ... and its signature verifies" \
   python3 "$SRCDIR/tests/integration/guix-verify.py" "$TMP/gm.narinfo" "$TMP/g.pub"
 mirror_stop
 publish_stop
+# publish over a store with --cache: an item is indexed once, at its first
+# narinfo; its index kept in CACHE/ipfs, so a restarted publish reads it
+mkdir -p "$TMP/pc"
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs --cache "$TMP/pc" ||
+  { finish; exit 1; }
+mh=$(basename "$mid" | cut -c1-32)
+r1=$(curl -sf "$PUBLISH_URL/$mh.narinfo" | sed -n 's/^IPFS: //p')
+curl -sf "$PUBLISH_URL/narinfos?hashes=$mh" > /dev/null
+curl -sf -o /dev/null "$PUBLISH_URL/ipfs/$r1?format=car"
+check "publish --cache: indexed once for a narinfo, a batch and a CAR ($(metric "$PUBLISH_URL" cairn_publish_ipfs_index_builds_total))" \
+  test -n "$r1" -a "$(metric "$PUBLISH_URL" cairn_publish_ipfs_index_builds_total)" = 1
+check "  ... its index kept in the cache" test -s "$TMP/pc/ipfs/$mh.idx"
+publish_stop
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs --cache "$TMP/pc" ||
+  { finish; exit 1; }
+r2=$(curl -sf "$PUBLISH_URL/$mh.narinfo" | sed -n 's/^IPFS: //p')
+check "  ... restarted: the same root, read from the cache (0 builds)" \
+  test "$r2" = "$r1" -a "$(metric "$PUBLISH_URL" cairn_publish_ipfs_index_builds_total)" = 0
+publish_stop
+
 # The real Nix client through publish --ipfs: the IPFS field is outside the
 # fingerprint Nix signs and checks, and Nix skips fields it does not know
 publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs || { finish; exit 1; }

@@ -208,6 +208,7 @@ struct ipfs_gw {
 	pthread_cond_t cond;
 	struct map *by_key;	     /* key -> item */
 	struct map *by_cid;	     /* CID string -> struct ipfs_gw_ent */
+	struct map *indexing;	     /* keys being cut now: others wait (cond) */
 	struct ipfs_gw_item **order; /* ring of items in indexing order */
 	size_t head, n;
 	unsigned running; /* responses being produced */

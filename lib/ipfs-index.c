@@ -400,14 +400,36 @@ int ipfs_gw_index(struct ipfs_gw *g, const char *key, uint64_t nar_size, struct 
 		return cairn_error_set(err, CAIRN_EINVAL, "ipfs index: key too long");
 	if (ipfs_gw_root(g, key, root) == 0)
 		return 0;
-	struct ipfs_gw_item *it = NULL;
-	int rc = index_item(g, key, nar_size, &it, err);
-	if (rc)
-		return rc;
-	*root = it->root;
+	/* one pass per item at a time: a request for an item being cut waits
+	 * for that cut (many first requests for a large item would otherwise
+	 * each read its whole NAR); after a failed one, it tries itself */
 	pthread_mutex_lock(&g->lock);
+	struct ipfs_gw_item *done;
+	while (!(done = map_get(g->by_key, key)) && map_get(g->indexing, key) && !g->stopping)
+		pthread_cond_wait(&g->cond, &g->lock);
+	if (done || g->stopping) {
+		int r = done ? 0 : cairn_error_set(err, CAIRN_ECANCELED, "ipfs index: stopping");
+		if (done)
+			*root = done->root;
+		pthread_mutex_unlock(&g->lock);
+		return r;
+	}
+	int rc = map_put(g->indexing, key, (void *)1, NULL);
+	pthread_mutex_unlock(&g->lock);
+	if (rc < 0)
+		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
+	struct ipfs_gw_item *it = NULL;
+	rc = index_item(g, key, nar_size, &it, err);
+	pthread_mutex_lock(&g->lock);
+	map_take(g->indexing, key);
+	pthread_cond_broadcast(&g->cond);
+	if (rc) {
+		pthread_mutex_unlock(&g->lock);
+		return rc;
+	}
+	*root = it->root;
 	if (map_get(g->by_key, key)) {
-		/* indexed meanwhile by another request: same bytes, same DAG */
+		/* indexed meanwhile by another way in: same bytes, same DAG */
 		pthread_mutex_unlock(&g->lock);
 		ipfs_gw_item_free(it);
 		return 0;
@@ -516,12 +538,14 @@ int ipfs_gw_new(struct ipfs_gw **out, const struct cairn_chunker_spec *spec, siz
 	g->ctx = ctx;
 	g->by_key = map_new(NULL);
 	g->by_cid = map_new(NULL);
+	g->indexing = map_new(NULL);
 	g->order = calloc(g->max_items, sizeof(*g->order));
 	g->queue = calloc(IPFS_GW_QUEUE_MAX, sizeof(*g->queue));
-	if (!g->by_key || !g->by_cid || !g->order || !g->queue) {
+	if (!g->by_key || !g->by_cid || !g->indexing || !g->order || !g->queue) {
 		free(g->queue);
 		map_free(g->by_key);
 		map_free(g->by_cid);
+		map_free(g->indexing);
 		free(g->order);
 		free(g);
 		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs gateway: out of memory");
@@ -550,6 +574,7 @@ void ipfs_gw_free(struct ipfs_gw *g)
 		ipfs_gw_item_free(g->order[(g->head + i) % g->max_items]);
 	map_free(g->by_key);
 	map_free(g->by_cid);
+	map_free(g->indexing);
 	free(g->order);
 	pthread_mutex_destroy(&g->lock);
 	pthread_cond_destroy(&g->cond);

@@ -3,10 +3,14 @@
  * (ipfs_gw_parse_req, ipfs_gw_range) and the chunk index (ipfs-index.c)
  * over an in-memory source: the root is the DAG builder's, the DFS order
  * puts parents before children and chunks in file order, and the index is
- * bounded (the oldest item forgotten).  Serving is tested with real
+ * bounded (the oldest item forgotten), and an item asked for by many at
+ * once is cut once.  Serving is tested with real
  * clients in tests/integration/test-ipfs-gateway.sh.
  */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -407,6 +411,88 @@ static void test_index_chunkers(void **state)
 	free((void *)m.b);
 }
 
+/* ---- first requests at once: one pass over the NAR ---------------------- */
+
+struct slow {
+	struct mem m;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	atomic_uint calls;
+	bool entered, release;
+};
+
+/* The source of mem_source's bytes, held until released: the first request
+ * is cutting while the others come. */
+static int slow_source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
+		       struct cairn_error *err)
+{
+	struct slow *s = ctx;
+	atomic_fetch_add(&s->calls, 1);
+	pthread_mutex_lock(&s->mu);
+	s->entered = true;
+	pthread_cond_broadcast(&s->cond);
+	while (!s->release)
+		pthread_cond_wait(&s->cond, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	return mem_source(&s->m, key, sink, err);
+}
+
+struct asker {
+	struct ipfs_gw *g;
+	size_t n;
+	struct cairn_cid root;
+	int rc;
+};
+
+static void *ask(void *arg)
+{
+	struct asker *a = arg;
+	a->rc = ipfs_gw_index(a->g, "a", a->n, &a->root, NULL);
+	return NULL;
+}
+
+static void test_index_once(void **state)
+{
+	(void)state;
+	struct cairn_chunker_spec spec;
+	assert_int_equal(cairn_chunker_spec_parse("size-1024", &spec, NULL), 0);
+	struct slow s = {.m = {.alen = 50 * 1024 + 3}};
+	s.m.a = gen(s.m.alen, 11);
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cond, NULL);
+	struct ipfs_gw *g;
+	assert_int_equal(ipfs_gw_new(&g, &spec, 0, slow_source, &s, NULL), 0);
+	struct asker a[6];
+	pthread_t t[6];
+	for (int i = 0; i < 6; i++) {
+		a[i] = (struct asker){.g = g, .n = s.m.alen, .rc = -1};
+		assert_int_equal(pthread_create(&t[i], NULL, ask, &a[i]), 0);
+		if (i == 0) { /* the first is cutting before the others ask */
+			pthread_mutex_lock(&s.mu);
+			while (!s.entered)
+				pthread_cond_wait(&s.cond, &s.mu);
+			pthread_mutex_unlock(&s.mu);
+		}
+	}
+	/* the others' time to ask (were they to cut too, they would be
+	 * held in the source by now: counted below) */
+	usleep(200 * 1000);
+	pthread_mutex_lock(&s.mu);
+	s.release = true;
+	pthread_cond_broadcast(&s.cond);
+	pthread_mutex_unlock(&s.mu);
+	for (int i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(a[i].rc, 0);
+		assert_true(cairn_cid_equal(&a[i].root, &a[0].root));
+	}
+	assert_int_equal(atomic_load(&s.calls), 1);
+	ipfs_gw_free(g);
+	pthread_cond_destroy(&s.cond);
+	pthread_mutex_destroy(&s.mu);
+	free((void *)s.m.a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -415,6 +501,7 @@ int main(void)
 	    cmocka_unit_test(test_index),
 	    cmocka_unit_test(test_index_file),
 	    cmocka_unit_test(test_index_chunkers),
+	    cmocka_unit_test(test_index_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

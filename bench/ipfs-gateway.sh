@@ -15,7 +15,9 @@
 #   (c) raw chunks in file order, as Helia and cairn fetch ask for them:
 #       the same wrk, each of its 2 threads walking the chunks in order
 #       over its 4 connections (so up to 8 consecutive chunks at once)
-# Medians of RUNS runs.  Prints a Markdown table.  -B CAIRN2 also runs
+# Columns: publish over the store, publish over a binary-cache directory
+# holding the item's zstd nar (decompressed on the fly, as the mirror
+# does), the mirror, nginx.  Medians of RUNS runs.  Prints a Markdown table.  -B CAIRN2 also runs
 # the mirror of another build (e.g. main's, for a before/after) in the
 # same run: one more column.
 #
@@ -67,6 +69,16 @@ curl -sf -o "$work/www/item.car" "$PUBLISH_URL/ipfs/$root?format=car"
 # every block a file named by its CID, and the chunks' CIDs for wrk
 python3 "$SRCDIR/tests/integration/car-blocks.py" "$work/www/item.car" "$work/www/ipfs" |
   awk '$2 == "raw" {print $1}' > "$work/leaves"
+# the same item in a binary-cache directory (zstd nar, as `nix copy` writes
+# it with compression=zstd), served by publish --binary-cache --ipfs
+nix copy --quiet --no-check-sigs --from "$(pstore_uri "$work/src")" \
+  --to "file://$work/dir?compression=zstd" "$big" || exit 1
+P_URL=$PUBLISH_URL P_PID=$PUBLISH_PID
+publish_start --binary-cache "$work/dir" --ipfs || exit 1
+D=$PUBLISH_URL D_PID=$PUBLISH_PID
+PUBLISH_URL=$P_URL PUBLISH_PID=$P_PID
+test "$(narinfo_field "$(curl -sf "$D/$h.narinfo")" IPFS)" = "$root" ||
+  { echo "publish --binary-cache names another root" >&2; exit 1; }
 mirror_start m --upstream "$PUBLISH_URL" --cache "$work/mc" --trusted-key "$work/k.pub" --ipfs || exit 1
 M=http://127.0.0.1:$MIRROR_PORT
 MB= M_PID=$MIRROR_PID
@@ -127,6 +139,9 @@ for ((k = 0; k < runs; k++)); do
   echo "== run $((k + 1))/$runs" >&2
   R[car_pub]+="$(car_mbs "$PUBLISH_URL/ipfs/$root?format=car") "
   R[car_mir]+="$(car_mbs "$M/ipfs/$root?format=car") "
+  R[car_dir]+="$(car_mbs "$D/ipfs/$root?format=car") "
+  R[raw_dir]+="$(raw_rps "$D" cairn) "
+  R[seq_dir]+="$(raw_rps "$D" cairn seq) "
   R[car_ngx]+="$(car_mbs "$NGINX_URL/item.car") "
   R[raw_pub]+="$(raw_rps "$PUBLISH_URL" cairn) "
   R[raw_mir]+="$(raw_rps "$M" cairn) "
@@ -149,15 +164,17 @@ if [ -n "$MB" ]; then
   b_car=" $(med car_mb) |" b_raw=" $(med raw_mb) |" b_seq=" $(med seq_mb) |"
   b_rawm=" $(mbs "$(med raw_mb)") |" b_seqm=" $(mbs "$(med seq_mb)") |"
 fi
-echo "| what ($mib MiB item, $(wc -l < "$work/leaves") chunks) | cairn publish | cairn mirror |$bh nginx (files) |"
-echo "|---|---:|---:|$bs---:|"
-echo "| (a) whole CAR, MB/s | $(med car_pub) | $(med car_mir) |$b_car $(med car_ngx) |"
-echo "| (b) random raw chunks, req/s | $(med raw_pub) | $(med raw_mir) |$b_raw $(med raw_ngx) |"
-echo "| (b) same, MB/s | $(mbs "$(med raw_pub)") | $(mbs "$(med raw_mir)") |$b_rawm $(mbs "$(med raw_ngx)") |"
-echo "| (c) raw chunks in order, req/s | $(med seq_pub) | $(med seq_mir) |$b_seq $(med seq_ngx) |"
-echo "| (c) same, MB/s | $(mbs "$(med seq_pub)") | $(mbs "$(med seq_mir)") |$b_seqm $(mbs "$(med seq_ngx)") |"
+echo "| what ($mib MiB item, $(wc -l < "$work/leaves") chunks) | cairn publish | cairn publish --binary-cache (zstd nar) | cairn mirror |$bh nginx (files) |"
+echo "|---|---:|---:|---:|$bs---:|"
+echo "| (a) whole CAR, MB/s | $(med car_pub) | $(med car_dir) | $(med car_mir) |$b_car $(med car_ngx) |"
+echo "| (b) random raw chunks, req/s | $(med raw_pub) | $(med raw_dir) | $(med raw_mir) |$b_raw $(med raw_ngx) |"
+echo "| (b) same, MB/s | $(mbs "$(med raw_pub)") | $(mbs "$(med raw_dir)") | $(mbs "$(med raw_mir)") |$b_rawm $(mbs "$(med raw_ngx)") |"
+echo "| (c) raw chunks in order, req/s | $(med seq_pub) | $(med seq_dir) | $(med seq_mir) |$b_seq $(med seq_ngx) |"
+echo "| (c) same, MB/s | $(mbs "$(med seq_pub)") | $(mbs "$(med seq_dir)") | $(mbs "$(med seq_mir)") |$b_seqm $(mbs "$(med seq_ngx)") |"
 curl -s "$M/metrics" | grep '^cairn_mirror_ipfs_nar_read_bytes_total' >&2
 [ -z "$MB" ] || mirror_stop
 MIRROR_PID=$M_PID
 mirror_stop
+publish_stop
+PUBLISH_PID=$D_PID
 publish_stop

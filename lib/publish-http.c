@@ -537,6 +537,23 @@ static void *ni_batch_thread(void *arg)
 	return NULL;
 }
 
+int pub_spawn(struct cairn_httpd_req *req, struct cairn_httpd_stream **s, void *(*fn)(void *),
+	      void *arg)
+{
+	if (cairn_httpd_stream_defer(req, s) < 0)
+		return CAIRN_ENOMEM;
+	pthread_attr_t attr;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&tid, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		return 0;
+	cairn_httpd_stream_error(*s, 503, "no-store");
+	return CAIRN_EBUSY;
+}
+
 int pub_defer_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void *ctx, unsigned ttl,
 		       bool (*enter)(void *ectx), void (*leave)(void *ectx), void *ectx)
 {
@@ -545,8 +562,7 @@ int pub_defer_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void 
 	if (!enter(ectx))
 		return 0;
 	struct ni_batch_job *j = calloc(1, sizeof(*j) + qlen + 1);
-	if (!j || cairn_httpd_stream_defer(req, &j->s) < 0) {
-		free(j);
+	if (!j) {
 		leave(ectx);
 		return 0;
 	}
@@ -559,18 +575,12 @@ int pub_defer_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void 
 	j->qlen = q ? qlen : 0;
 	if (q)
 		memcpy(j->q, q, qlen);
-	pthread_attr_t attr;
-	pthread_t tid;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int rc = pthread_create(&tid, &attr, ni_batch_thread, j);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		cairn_httpd_stream_error(j->s, 503, "no-store");
-		free(j);
-		leave(ectx);
-	}
-	return 1;
+	int rc = pub_spawn(req, &j->s, ni_batch_thread, j);
+	if (rc == 0)
+		return 1;
+	free(j);
+	leave(ectx);
+	return rc == CAIRN_EBUSY;
 }
 
 static int store_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,

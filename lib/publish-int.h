@@ -266,6 +266,16 @@ int pub_not_found(struct cairn_httpd_req *req, unsigned negative_ttl);
 /* /health: "ok" (a route handler; data unused). */
 int pub_h_health(struct cairn_httpd_req *req, void *data);
 
+/*
+ * Answer req from a detached thread running fn(arg); the stream it answers
+ * on is in *s before the thread starts.  0: started (fn owns arg);
+ * CAIRN_ENOMEM: nothing done, the caller answers; CAIRN_EBUSY: no thread,
+ * req answered 503.  The caller counts its threads (pub_stream_enter...).
+ */
+struct cairn_httpd_stream;
+int pub_spawn(struct cairn_httpd_req *req, struct cairn_httpd_stream **s, void *(*fn)(void *),
+	      void *arg);
+
 /* One narinfo by hash part into out (reset), and how long it may be kept:
  * 0, or CAIRN_ENOENT/CAIRN_EFORMAT (absent), or another error. */
 typedef int (*pub_narinfo_fn)(void *ctx, const char *hashpart, struct cairn_buf *out,

@@ -160,23 +160,15 @@ int pub_ipfs_narinfo(struct cairn_publish *p, struct cairn_httpd_req *req, const
 	if (!p->gw || ipfs_gw_root(p->gw, hp, &root) == 0 || !pub_stream_enter(p))
 		return 0;
 	struct ni_job *j = calloc(1, sizeof(*j));
-	if (!j || cairn_httpd_stream_defer(req, &j->s) < 0) {
-		free(j);
-		pub_stream_leave(p);
-		return 0;
+	int rc = CAIRN_ENOMEM;
+	if (j) {
+		j->p = p;
+		memcpy(j->hp, hp, CAIRN_STORE_HASH_LEN + 1);
+		rc = pub_spawn(req, &j->s, ni_thread, j);
 	}
-	j->p = p;
-	memcpy(j->hp, hp, CAIRN_STORE_HASH_LEN + 1);
-	pthread_attr_t attr;
-	pthread_t tid;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int rc = pthread_create(&tid, &attr, ni_thread, j);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		cairn_httpd_stream_error(j->s, 503, NULL);
-		free(j);
-		pub_stream_leave(p);
-	}
-	return 1;
+	if (rc == 0)
+		return 1;
+	free(j);
+	pub_stream_leave(p);
+	return rc == CAIRN_EBUSY;
 }

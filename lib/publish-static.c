@@ -212,26 +212,28 @@ static void add_field(struct cairn_publish_static *st, const char *key, struct c
 }
 
 /* A narinfo of the directory: the file as it is, what a single request
- * for it gets (with --ipfs, its field added if its item is indexed). */
+ * for it gets (with --ipfs, its field, the item indexed first with index). */
+static int dir_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out, bool index)
+{
+	int rc = read_narinfo(ctx, hashpart, out);
+	if (rc == 0)
+		add_field(ctx, hashpart, out, index);
+	return rc;
+}
+
+/* As pub_narinfo_fn: on an event loop, and in a job's thread. */
 static int static_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
 			  unsigned *max_age)
 {
 	(void)max_age;
-	int rc = read_narinfo(ctx, hashpart, out);
-	if (rc == 0)
-		add_field(ctx, hashpart, out, false);
-	return rc;
+	return dir_narinfo(ctx, hashpart, out, false);
 }
 
-/* The same, its item indexed first when it is not: in a job's thread. */
 static int static_narinfo_indexed(void *ctx, const char *hashpart, struct cairn_buf *out,
 				  unsigned *max_age)
 {
 	(void)max_age;
-	int rc = read_narinfo(ctx, hashpart, out);
-	if (rc == 0)
-		add_field(ctx, hashpart, out, true);
-	return rc;
+	return dir_narinfo(ctx, hashpart, out, true);
 }
 
 static bool job_enter(void *ctx)
@@ -299,25 +301,18 @@ static int h_ipfs_narinfo(struct cairn_httpd_req *req, struct cairn_publish_stat
 	key[CAIRN_STORE_HASH_LEN] = '\0';
 	if (ipfs_gw_root(st->gw, key, &root) != 0 && job_enter(st)) {
 		struct ni_job *j = calloc(1, sizeof(*j));
-		if (!j || cairn_httpd_stream_defer(req, &j->s) < 0) {
-			free(j);
-			job_leave(st);
-		} else {
+		int rc = CAIRN_ENOMEM;
+		if (j) {
 			j->st = st;
 			memcpy(j->key, key, sizeof(key));
-			pthread_attr_t attr;
-			pthread_t tid;
-			pthread_attr_init(&attr);
-			pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-			int rc = pthread_create(&tid, &attr, ni_thread, j);
-			pthread_attr_destroy(&attr);
-			if (rc != 0) {
-				cairn_httpd_stream_error(j->s, 503, "no-store");
-				free(j);
-				job_leave(st);
-			}
-			return 0;
+			rc = pub_spawn(req, &j->s, ni_thread, j);
 		}
+		if (rc == 0)
+			return 0;
+		free(j);
+		job_leave(st);
+		if (rc == CAIRN_EBUSY)
+			return 0;
 	}
 	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
 	int rc = static_narinfo(st, key, &b, NULL);

@@ -48,8 +48,8 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 	 * another file, whose cursors do not apply */
 	char id[NAR_CURSOR_KEY_MAX + 1];
 	snprintf(id, sizeof(id), "%s %s", key, name);
-	return nar_cursors_source(e->ipfs_cursors, id, edge_store_data_fd(e->store), name,
-				  h.method, size, h.nar_size, sink, err);
+	return nar_cursors_source(e->ipfs_cursors, id, edge_store_data_fd(e->store), name, h.method,
+				  size, h.nar_size, sink, err);
 }
 
 static int expect(void *ctx, const char *key, struct cairn_cid *root)

@@ -28,8 +28,8 @@ static inline bool cairn_narinfo_text_field(const char *text, size_t len, const 
 	for (const char *p = text, *end = text + len; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *eol = nl ? nl : end;
-		if ((size_t)(eol - p) >= nl0 + 2 && memcmp(p, name, nl0) == 0 &&
-		    p[nl0] == ':' && p[nl0 + 1] == ' ') {
+		if ((size_t)(eol - p) >= nl0 + 2 && memcmp(p, name, nl0) == 0 && p[nl0] == ':' &&
+		    p[nl0 + 1] == ' ') {
 			*v = p + nl0 + 2;
 			*vl = (size_t)(eol - *v);
 			return true;

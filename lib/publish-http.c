@@ -419,7 +419,7 @@ static int build_narinfos(const char *q, size_t qlen, pub_narinfo_fn one_fn, voi
 	if (rc < 0)
 		return CAIRN_EFORMAT;
 	size_t maxq = closure ? CAIRN_NARINFOS_COUNT_MAX : n_asked;
-	char (*queue)[33] = calloc(maxq ? maxq : 1, sizeof(*queue));
+	char(*queue)[33] = calloc(maxq ? maxq : 1, sizeof(*queue));
 	struct map seen;
 	map_init(&seen, NULL);
 	struct cairn_buf one = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
@@ -604,8 +604,8 @@ static int h_narinfos(struct cairn_httpd_req *req, void *data)
 	struct cairn_publish *p = data;
 	/* with --ipfs, an item not yet indexed costs a pass over its NAR: not
 	 * on the event loop */
-	if (p->gw && pub_defer_narinfos(req, store_narinfo, p, p->cfg.ttl, stream_enter,
-					stream_leave, p))
+	if (p->gw &&
+	    pub_defer_narinfos(req, store_narinfo, p, p->cfg.ttl, stream_enter, stream_leave, p))
 		return 0;
 	return pub_send_narinfos(req, store_narinfo, p, p->cfg.ttl);
 }
@@ -666,16 +666,16 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 	if ((rc = pub_metrics_register(p, httpd_metrics(h), err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-cache-info", "nix-cache-info",
 				    h_cache_info, p, err)) < 0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/signing-key.pub", "signing-key",
-				    h_key, p, err)) < 0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/signing-key.pub", "signing-key", h_key,
+				    p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/nix-signing-keys", "nix-signing-keys",
 				    h_nix_keys, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/guix-signing-key.pub",
 				    "guix-signing-key", h_guix_key, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/narinfos", "narinfos", h_narinfos, p,
 				    err)) < 0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", pub_h_health, p, err)) <
-		    0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/health", "health", pub_h_health, p,
+				    err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_EXACT, "/metrics", "metrics",
 				    cairn_httpd_metrics_handler, h, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_nar, p, err)) < 0 ||
@@ -683,8 +683,7 @@ int cairn_publish_routes(struct cairn_publish *p, struct cairn_httpd *h, struct 
 	    (p->gw && (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/ipfs/", "ipfs",
 					      ipfs_gw_handle, p->gw, err)) < 0) ||
 	    (p->gw && (rc = ipfs_gw_metrics(p->gw, httpd_metrics(h), "publish", err)) < 0) ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, p, err)) <
-		    0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/file/", "file", h_file, p, err)) < 0 ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "narinfo", h_narinfo, p, err)) < 0)
 		return rc;
 	return 0;

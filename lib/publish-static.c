@@ -125,18 +125,19 @@ static int dir_item(struct cairn_publish_static *st, const char *key, struct dir
 	}
 	for (size_t i = 0; rc == 0 && file; i++) {
 		if (i == ni->n_urls) {
-			rc = cairn_error_set(err, CAIRN_ENOENT,
-					     "publish: no nar file of %s to cut blocks from (none "
-					     "of its URLs is a file here in a compression cairn reads)",
-					     key);
+			rc = cairn_error_set(
+			    err, CAIRN_ENOENT,
+			    "publish: no nar file of %s to cut blocks from (none "
+			    "of its URLs is a file here in a compression cairn reads)",
+			    key);
 			break;
 		}
 		const struct cairn_narinfo_url *u = &ni->urls[i];
 		struct stat sb;
 		if (cairn_codec_method_parse(u->compression, strlen(u->compression), &it->method,
 					     NULL) < 0 ||
-		    cairn_httpd_safe_path(u->url, strlen(u->url), it->name, sizeof(it->name), NULL) <
-			    0 ||
+		    cairn_httpd_safe_path(u->url, strlen(u->url), it->name, sizeof(it->name),
+					  NULL) < 0 ||
 		    fstatat(st->dirfd, it->name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(sb.st_mode))
 			continue;
@@ -174,10 +175,11 @@ static int expect(void *ctx, const char *key, struct cairn_cid *root)
 
 /*
  * Add the IPFS field of item key to its narinfo text b, when the text may
- * gain it (above); index the item in any case.  With index, an item not yet indexed is indexed now (a
- * pass over its NAR: not on an event loop); without, it is queued for the
- * background and b stays as it is.  A narinfo whose item cannot be indexed
- * (no nar file here, one cairn cannot read) is served without the field.
+ * gain it (above); index the item in any case.  With index, an item not
+ * yet indexed is indexed now (a pass over its NAR: not on an event loop);
+ * without, it is queued for the background and b stays as it is.  A
+ * narinfo whose item cannot be indexed (no nar file here, one cairn cannot
+ * read) is served without the field.
  */
 static void add_field(struct cairn_publish_static *st, const char *key, struct cairn_buf *b,
 		      bool index)
@@ -222,8 +224,7 @@ static int dir_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out, b
 }
 
 /* As pub_narinfo_fn: on an event loop, and in a job's thread. */
-static int static_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
-			  unsigned *max_age)
+static int static_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out, unsigned *max_age)
 {
 	(void)max_age;
 	return dir_narinfo(ctx, hashpart, out, false);
@@ -329,8 +330,8 @@ static int h_ipfs_narinfo(struct cairn_httpd_req *req, struct cairn_publish_stat
 static int h_static_narinfos(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_publish_static *st = data;
-	if (st->gw && pub_defer_narinfos(req, static_narinfo_indexed, st, st->ttl, job_enter,
-					 job_leave, st))
+	if (st->gw &&
+	    pub_defer_narinfos(req, static_narinfo_indexed, st, st->ttl, job_enter, job_leave, st))
 		return 0;
 	return pub_send_narinfos(req, static_narinfo, st, st->ttl);
 }
@@ -372,10 +373,10 @@ static int h_static(struct cairn_httpd_req *req, void *data)
 
 	if (len == 1) {
 		static const char page[] =
-			"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>cairn binary "
-			"cache</title></head><body><h1>cairn binary cache</h1><p>A Nix binary "
-			"cache directory served by cairn publish. See <a "
-			"href=\"/nix-cache-info\">nix-cache-info</a>.</p></body></html>\n";
+		    "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>cairn binary "
+		    "cache</title></head><body><h1>cairn binary cache</h1><p>A Nix binary "
+		    "cache directory served by cairn publish. See <a "
+		    "href=\"/nix-cache-info\">nix-cache-info</a>.</p></body></html>\n";
 		return cairn_httpd_send_static(req, 200, "text/html; charset=utf-8", page,
 					       sizeof(page) - 1);
 	}
@@ -420,8 +421,8 @@ static int open_ipfs(struct cairn_publish_static *st, const struct cairn_publish
 	/* a root named in a narinfo: cut with the other usual chunker too */
 	if (rc == 0)
 		rc = cairn_chunker_spec_parse(spec.kind == CAIRN_CHUNKER_FASTCDC
-						      ? CAIRN_IPFS_CHUNKER_KUBO
-						      : CAIRN_IPFS_CHUNKER_SERVED,
+						  ? CAIRN_IPFS_CHUNKER_KUBO
+						  : CAIRN_IPFS_CHUNKER_SERVED,
 					      &alt, err);
 	if (rc < 0)
 		return rc;
@@ -441,7 +442,8 @@ static int open_ipfs(struct cairn_publish_static *st, const struct cairn_publish
 	return rc;
 }
 
-int cairn_publish_static_routes(struct cairn_httpd *h, const struct cairn_publish_static_config *cfg,
+int cairn_publish_static_routes(struct cairn_httpd *h,
+				const struct cairn_publish_static_config *cfg,
 				struct cairn_publish_static **out, struct cairn_error *err)
 {
 	struct cairn_publish_static *st = calloc(1, sizeof(*st));
@@ -470,9 +472,8 @@ int cairn_publish_static_routes(struct cairn_httpd *h, const struct cairn_publis
 					       ipfs_gw_handle, st->gw, err)) < 0) ||
 	    (st->gw && (rc = ipfs_gw_metrics(st->gw, httpd_metrics(h), "publish", err)) < 0) ||
 	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/nar/", "nar", h_static, st, err)) <
-		    0 ||
-	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "static", h_static, st, err)) <
-		    0) {
+		0 ||
+	    (rc = cairn_httpd_route(h, CAIRN_HTTPD_PREFIX, "/", "static", h_static, st, err)) < 0) {
 		cairn_publish_static_free(st);
 		return rc;
 	}

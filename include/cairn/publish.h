@@ -332,7 +332,8 @@ struct cairn_publish_static_config {
 	void *log_ctx;
 };
 struct cairn_publish_static;
-int cairn_publish_static_routes(struct cairn_httpd *h, const struct cairn_publish_static_config *cfg,
+int cairn_publish_static_routes(struct cairn_httpd *h,
+				const struct cairn_publish_static_config *cfg,
 				struct cairn_publish_static **out, struct cairn_error *err);
 void cairn_publish_static_free(struct cairn_publish_static *s);
 

@@ -496,12 +496,9 @@ static void test_index_once(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse),
-	    cmocka_unit_test(test_range),
-	    cmocka_unit_test(test_index),
-	    cmocka_unit_test(test_index_file),
-	    cmocka_unit_test(test_index_chunkers),
-	    cmocka_unit_test(test_index_once),
+	    cmocka_unit_test(test_parse),	   cmocka_unit_test(test_range),
+	    cmocka_unit_test(test_index),	   cmocka_unit_test(test_index_file),
+	    cmocka_unit_test(test_index_chunkers), cmocka_unit_test(test_index_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

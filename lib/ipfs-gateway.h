@@ -49,10 +49,26 @@ struct ipfs_gw_sink {
 	int (*skip)(void *ctx, uint64_t off, struct cairn_error *err);
 	uint64_t want_lo, want_hi;
 	void *ctx;
+	/* The pass that indexes the item (every byte, in order, to bytes): a
+	 * source that knows the item's NarHash gives them through
+	 * ipfs_gw_source_checked, so that no root is named for other bytes. */
+	bool indexing;
 };
 /* Called from the gateway's threads, several at once. */
 typedef int (*ipfs_gw_source_fn)(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 				 struct cairn_error *err);
+/*
+ * Give sink the bytes produce(sink', pctx, err) gives, checked against
+ * nar_hash (sha256; any other algorithm or NULL: unchecked): when the
+ * bytes end, a mismatch is CAIRN_EHASH, naming key.  For a source's
+ * indexing pass (sink->indexing); other sinks go to produce as they are.
+ */
+struct cairn_hash;
+int ipfs_gw_source_checked(const struct ipfs_gw_sink *sink, const char *key,
+			   const struct cairn_hash *nar_hash,
+			   int (*produce)(const struct ipfs_gw_sink *sink, void *pctx,
+					  struct cairn_error *err),
+			   void *pctx, struct cairn_error *err);
 /* Files at least this big go to a sink's file (smaller ones are cheaper read). */
 #define IPFS_GW_FILE_MIN ((uint64_t)1 << 20)
 

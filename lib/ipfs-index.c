@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cairn/hash.h"
 #include "ipfs-gateway.h"
 #include "map.h"
 #include "cairn/banned.h"
@@ -291,6 +292,11 @@ static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 		    struct cairn_error *err)
 {
 	struct ipfs_gw_build b = {0};
+	struct cairn_error own;
+	if (!err) { /* the operator hears why an item is not indexed */
+		cairn_error_init(&own);
+		err = &own;
+	}
 	struct ipfs_gw_item *it = calloc(1, sizeof(*it));
 	if (!it)
 		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
@@ -300,7 +306,7 @@ static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 	uint64_t size = 0;
 	int rc = cairn_ipfs_add_new(spec, ipfs_gw_build_block, &b, &b.add, err);
 	/* every byte is hashed: no file regions */
-	const struct ipfs_gw_sink sink = {.bytes = on_nar, .ctx = &b};
+	const struct ipfs_gw_sink sink = {.bytes = on_nar, .ctx = &b, .indexing = true};
 	if (rc == 0)
 		rc = g->source(g->ctx, key, &sink, err);
 	if (rc == 0)
@@ -316,8 +322,10 @@ static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 	ipfs_gw_build_release(&b);
 	if (rc) {
 		ipfs_gw_item_free(it);
-		if (err && !err->code)
+		if (!err->code)
 			cairn_error_set(err, rc, "ipfs index: %s could not be indexed", key);
+		if (rc == CAIRN_EHASH && g->log)
+			g->log(g->log_ctx, cairn_error_msg(err));
 		return rc;
 	}
 	atomic_fetch_add_explicit(&g->st.index_builds, 1, memory_order_relaxed);
@@ -325,6 +333,42 @@ static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 		(void)ipfs_index_file_save(g->dir, it);
 	*out = it;
 	return 0;
+}
+
+struct checked {
+	const struct ipfs_gw_sink *to;
+	struct cairn_sha256 h;
+};
+
+static int checked_bytes(void *ctx, const void *data, size_t len, struct cairn_error *err)
+{
+	struct checked *c = ctx;
+	cairn_sha256_update(&c->h, data, len);
+	return c->to->bytes(c->to->ctx, data, len, err);
+}
+
+int ipfs_gw_source_checked(const struct ipfs_gw_sink *sink, const char *key,
+			   const struct cairn_hash *nar_hash,
+			   int (*produce)(const struct ipfs_gw_sink *sink, void *pctx,
+					  struct cairn_error *err),
+			   void *pctx, struct cairn_error *err)
+{
+	if (!sink->indexing || !nar_hash || nar_hash->algo != CAIRN_HASH_SHA256 ||
+	    nar_hash->len != CAIRN_SHA256_LEN)
+		return produce(sink, pctx, err);
+	struct checked c = {.to = sink};
+	if (cairn_sha256_init(&c.h) != 0)
+		return cairn_error_set(err, CAIRN_EINVAL, "ipfs index: no SHA-256");
+	const struct ipfs_gw_sink hs = {.bytes = checked_bytes, .ctx = &c, .indexing = true};
+	int rc = produce(&hs, pctx, err);
+	uint8_t got[CAIRN_SHA256_LEN];
+	cairn_sha256_final(&c.h, got);
+	if (rc == 0 && memcmp(got, nar_hash->digest, CAIRN_SHA256_LEN) != 0)
+		rc = cairn_error_set(err, CAIRN_EHASH,
+				     "ipfs index: the NAR of %s does not match its NarHash: not "
+				     "indexed",
+				     key);
+	return rc;
 }
 
 static void say(struct ipfs_gw *g, const char *key, const struct cairn_cid *want,

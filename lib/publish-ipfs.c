@@ -18,7 +18,25 @@
 #include "publish-int.h"
 #include "cairn/banned.h"
 
-/* The NAR of the store item of hash part key. */
+/* The store item at real path pctx, serialised into sink. */
+static int store_nar(const struct ipfs_gw_sink *sink, void *pctx, struct cairn_error *err)
+{
+	struct cairn_nar_writer *w = cairn_nar_writer_new(sink->bytes, sink->ctx);
+	if (!w)
+		return cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
+	/* large files: the gateway reads only the chunks it sends */
+	if (sink->file)
+		cairn_nar_writer_set_file_fn(w, sink->file, sink->ctx, IPFS_GW_FILE_MIN);
+	int rc = cairn_nar_write_path(w, pctx, err);
+	if (rc == 0)
+		rc = cairn_nar_writer_finish(w, err);
+	cairn_nar_writer_free(w);
+	return rc;
+}
+
+/* The NAR of the store item of hash part key; when indexed, checked
+ * against the database's NarHash (a store item changed on disk is not
+ * given a root). */
 static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 		  struct cairn_error *err)
 {
@@ -36,21 +54,12 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 	if (pub_real_path(p, pi.path, real, sizeof(real)) < 0)
 		rc = cairn_error_set(err, CAIRN_ENOENT, "publish: '%s' is not in the store",
 				     pi.path);
-	else {
-		struct cairn_nar_writer *w = cairn_nar_writer_new(sink->bytes, sink->ctx);
-		if (!w)
-			rc = cairn_error_set(err, CAIRN_ENOMEM, "publish: out of memory");
-		else {
-			/* large files: the gateway reads only the chunks it sends */
-			if (sink->file)
-				cairn_nar_writer_set_file_fn(w, sink->file, sink->ctx,
-							     IPFS_GW_FILE_MIN);
-			rc = cairn_nar_write_path(w, real, err);
-			if (rc == 0)
-				rc = cairn_nar_writer_finish(w, err);
-			cairn_nar_writer_free(w);
-		}
-	}
+	else
+		rc = ipfs_gw_source_checked(sink, key, &pi.nar_hash, store_nar, real, err);
+	/* as a bake or a stream that finds it: withdrawn until it matches */
+	if (rc == CAIRN_EHASH && sink->indexing)
+		pub_nar_mark_corrupt(p, key, &pi.nar_hash, pi.path,
+				     "its NAR, cut for the IPFS index, has another SHA-256");
 	cairn_storedb_pathinfo_release(&pi);
 	return rc;
 }
@@ -86,6 +95,10 @@ int pub_ipfs_field(struct cairn_publish *p, const struct cairn_storedb_pathinfo 
 	struct cairn_cid root;
 	char s[CAIRN_CID_STR_MAX];
 	int rc = ipfs_gw_index(p->gw, key, pi->nar_size, &root, err);
+	if (rc == CAIRN_EHASH) /* the store item is not its NarHash's: as withdrawn */
+		return cairn_error_set(err, CAIRN_ENOENT,
+				       "publish: '%s' is withdrawn: its bytes do not match its NarHash",
+				       pi->path);
 	if (rc == 0)
 		rc = cairn_cid_format(&root, s);
 	if (rc == 0)

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cairn/hash.h"
 #include "cairn/http.h"
 #include "cairn/httpd.h"
 #include "cairn/narinfo.h"
@@ -99,6 +100,7 @@ struct dir_item {
 	char name[1024]; /* the nar file, under the directory */
 	enum cairn_codec_method method;
 	uint64_t file_size, nar_size;
+	struct cairn_hash nar_hash;
 	bool named; /* the narinfo names a root of its own */
 	struct cairn_cid root;
 };
@@ -120,6 +122,7 @@ static int dir_item(struct cairn_publish_static *st, const char *key, struct dir
 	rc = cairn_narinfo_parse(b.data, b.len, &ni, err);
 	if (rc == 0) {
 		it->nar_size = ni->nar_size;
+		it->nar_hash = ni->nar_hash;
 		it->named = cairn_narinfo_text_field(b.data, b.len, "IPFS", &v, &vl) &&
 			    cairn_cid_parse(v, vl, &it->root, NULL) == 0;
 	}
@@ -149,6 +152,24 @@ static int dir_item(struct cairn_publish_static *st, const char *key, struct dir
 	return rc;
 }
 
+struct dir_read {
+	struct cairn_publish_static *st;
+	const char *key;
+	const struct dir_item *it;
+};
+
+static int dir_nar(const struct ipfs_gw_sink *sink, void *pctx, struct cairn_error *err)
+{
+	const struct dir_read *d = pctx;
+	/* the item and its file: another file for the item has other cursors */
+	char id[NAR_CURSOR_KEY_MAX + 1];
+	snprintf(id, sizeof(id), "%.40s %.80s", d->key, d->it->name);
+	return nar_cursors_source(d->st->cursors, id, d->st->dirfd, d->it->name, d->it->method,
+				  d->it->file_size, d->it->nar_size, sink, err);
+}
+
+/* The NAR in the item's nar file; when indexed, checked against the
+ * narinfo's NarHash (no root is named for a file that is not the item's). */
 static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 		  struct cairn_error *err)
 {
@@ -157,11 +178,8 @@ static int source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
 	int rc = dir_item(st, key, &it, true, err);
 	if (rc < 0)
 		return rc;
-	/* the item and its file: another file for the item has other cursors */
-	char id[NAR_CURSOR_KEY_MAX + 1];
-	snprintf(id, sizeof(id), "%.40s %.80s", key, it.name);
-	return nar_cursors_source(st->cursors, id, st->dirfd, it.name, it.method, it.file_size,
-				  it.nar_size, sink, err);
+	struct dir_read d = {.st = st, .key = key, .it = &it};
+	return ipfs_gw_source_checked(sink, key, &it.nar_hash, dir_nar, &d, err);
 }
 
 static int expect(void *ctx, const char *key, struct cairn_cid *root)

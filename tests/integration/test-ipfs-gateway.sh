@@ -17,7 +17,9 @@
 #     without a format, 400 for a bad CID;
 #   - Helia's @helia/verified-fetch gets ipfs://<root> from publish and from
 #     the mirror as its trustless gateway: bytes whose SHA-256 is NarHash;
-#   - a chunk changed on disk after indexing is never sent;
+#   - a chunk changed on disk after indexing is never sent; an item changed
+#     before it is indexed gets no root (checked against NarHash) and is
+#     withdrawn;
 #   - `cairn mirror --ipfs` in front (its own chunker fastcdc, the
 #     upstream's size-262144): narinfos unchanged, blocks of an item once
 #     its (zstd) nar is cached, the same DAG and bytes as publish's;
@@ -335,6 +337,17 @@ check "... the CAR is cut off before that chunk" \
 check "... and publish says which item changed" grep -q "changed since it was indexed" "$PUBLISH_LOG"
 check "... and counts it on /metrics" \
   test "$(metric "$U" cairn_publish_ipfs_cut_failures_total)" -ge 1
+publish_stop
+# the same item to a publish that has not indexed it: the NAR cut for the
+# index is checked against the database's NarHash, so no root is named for
+# other bytes, and the item is withdrawn as a bake or a stream would have it
+publish_start "${PSTORE_ARGS[@]}" --compression zstd --key "$TMP/k.sec" --ipfs || { finish; exit 1; }
+hb=$(basename "$big" | cut -c1-32)
+check "a store item changed before it was indexed: its narinfo is a 404 (withdrawn), no root named" \
+  test "$(curl -s -o "$TMP/changed.ni" -w '%{http_code}' "$PUBLISH_URL/$hb.narinfo")" = 404
+check "... publish says its NAR does not match its NarHash" grep -q "does not match its NarHash" "$PUBLISH_LOG"
+check "... and no index was kept for it (0 builds)" \
+  test "$(metric "$PUBLISH_URL" cairn_publish_ipfs_index_builds_total)" = 0
 publish_stop
 
 # The default chunker: fastcdc (docs/FORMATS.md, "The narinfo field")

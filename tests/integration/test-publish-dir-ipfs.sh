@@ -11,7 +11,8 @@
 #   - a narinfo Guix signed whole, or naming a root of its own, is served
 #     byte for byte (the gateway serves the root it names);
 #   - with --cache, a restarted server reads its indexes (no NAR cut again);
-#   - a nar that is a named pipe: its narinfo is answered, without a field;
+#   - a nar that is a named pipe, or whose bytes are not its NarHash's: its
+#     narinfo is answered, without a field;
 #   - --cache without --ipfs is still a usage error.
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/integration/publish-lib.sh"
@@ -55,6 +56,17 @@ PH=$(ipfs_hashpart piped)
 sed -e "s|^StorePath: .*|StorePath: /nix/store/$PH-piped|" -e "s|^URL: .*|URL: nar/$PH.nar|" \
   -e 's|^Compression: .*|Compression: none|' "$D/$LH.narinfo" > "$D/$PH.narinfo"
 mkfifo "$D/nar/$PH.nar"
+# a nar file whose bytes are not its narinfo's NarHash (one byte changed,
+# the size the same): no root is named for it
+BH=$(ipfs_hashpart tampered)
+python3 - "$TMP/tool-1.0.nar" "$D/nar/$BH.nar" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[len(b) // 2] ^= 1
+open(sys.argv[2], "wb").write(bytes(b))
+PY
+sed -e "s|^StorePath: .*|StorePath: /nix/store/$BH-tampered|" -e "s|^URL: .*|URL: nar/$BH.nar|" \
+  -e '/^IPFS: /d' "$TMP/tool.narinfo" > "$D/$BH.narinfo"
 
 LIB_ROOT=$("$CAIRN" ipfs add "$TMP/lib-1.0.nar")
 APP_ROOT=$("$CAIRN" ipfs add "$TMP/app-1.0.nar")
@@ -115,6 +127,11 @@ check "a nar that is a named pipe: its narinfo answered ($code), no field" \
   bash -c 'test "$1" = 200 && ! grep -q "^IPFS: " "$2"' _ "$code" "$TMP/piped.got"
 check "  ... and the server still answers" \
   test "$(curl -s -m 20 -o /dev/null -w '%{http_code}' "$U/health")" = 200
+
+curl -s "$U/$BH.narinfo" > "$TMP/tampered.got"
+check "a nar file that is not its NarHash's: the narinfo served as it is, no root named" \
+  cmp -s "$TMP/tampered.got" "$D/$BH.narinfo"
+check "  ... and the log says why" grep -q "does not match its NarHash" "$PUBLISH_LOG"
 
 # a restart with the same --cache: the indexes are read, no NAR cut again
 check "the first server stops cleanly, no memory error" publish_stop

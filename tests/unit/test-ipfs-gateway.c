@@ -3,8 +3,8 @@
  * (ipfs_gw_parse_req, ipfs_gw_range) and the chunk index (ipfs-index.c)
  * over an in-memory source: the root is the DAG builder's, the DFS order
  * puts parents before children and chunks in file order, and the index is
- * bounded (the oldest item forgotten), and an item asked for by many at
- * once is cut once.  Serving is tested with real
+ * bounded (the oldest item forgotten), an item asked for by many at once
+ * is cut once, and a pass whose bytes are not the NarHash indexes nothing.  Serving is tested with real
  * clients in tests/integration/test-ipfs-gateway.sh.
  */
 #include <pthread.h>
@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "cairn/cairn.h"
+#include "cairn/hash.h"
 #include "cairn/ipfs.h"
 #include "../../lib/ipfs-gateway.h"
 
@@ -411,6 +412,53 @@ static void test_index_chunkers(void **state)
 	free((void *)m.b);
 }
 
+/* ---- the indexing pass checked against NarHash ------------------------- */
+
+static struct cairn_hash want_hash;
+
+static int mem_nar(const struct ipfs_gw_sink *sink, void *pctx, struct cairn_error *err)
+{
+	return mem_source(pctx, "a", sink, err);
+}
+
+static int checked_source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
+			  struct cairn_error *err)
+{
+	return ipfs_gw_source_checked(sink, key, &want_hash, mem_nar, ctx, err);
+}
+
+static void test_index_checked(void **state)
+{
+	(void)state;
+	struct cairn_chunker_spec spec;
+	assert_int_equal(cairn_chunker_spec_parse("size-1024", &spec, NULL), 0);
+	struct mem m = {.alen = 20 * 1024 + 7};
+	m.a = gen(m.alen, 5);
+	struct ipfs_gw *g;
+	assert_int_equal(ipfs_gw_new(&g, &spec, 0, checked_source, &m, NULL), 0);
+	logged = 0;
+	ipfs_gw_set_log(g, count_log, NULL);
+	struct cairn_cid root;
+	struct cairn_error err;
+	/* another NAR's hash: not indexed, the operator told */
+	want_hash = (struct cairn_hash){.algo = CAIRN_HASH_SHA256, .len = CAIRN_SHA256_LEN};
+	want_hash.digest[0] = 1;
+	cairn_error_init(&err);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &root, &err), CAIRN_EHASH);
+	assert_non_null(strstr(cairn_error_msg(&err), "does not match its NarHash"));
+	assert_int_equal(ipfs_gw_root(g, "a", &root), CAIRN_ENOENT);
+	assert_int_equal(logged, 1);
+	/* its own: indexed */
+	struct cairn_sha256 h;
+	assert_int_equal(cairn_sha256_init(&h), 0);
+	cairn_sha256_update(&h, m.a, m.alen);
+	cairn_sha256_final(&h, want_hash.digest);
+	assert_int_equal(ipfs_gw_index(g, "a", m.alen, &root, NULL), 0);
+	assert_int_equal(ipfs_gw_root(g, "a", &root), 0);
+	ipfs_gw_free(g);
+	free((void *)m.a);
+}
+
 /* ---- first requests at once: one pass over the NAR ---------------------- */
 
 struct slow {
@@ -498,7 +546,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse),	   cmocka_unit_test(test_range),
 	    cmocka_unit_test(test_index),	   cmocka_unit_test(test_index_file),
-	    cmocka_unit_test(test_index_chunkers), cmocka_unit_test(test_index_once),
+	    cmocka_unit_test(test_index_chunkers), cmocka_unit_test(test_index_checked),
+	    cmocka_unit_test(test_index_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,6 +32,7 @@
 #include "cairn/publish.h"
 #include "cairn/storepath.h"
 #include "ipfs-gateway.h"
+#include "map.h"
 #include "metrics.h"
 #include "nar-cursor.h"
 #include "narinfo-int.h"
@@ -161,9 +162,11 @@ struct dir_read {
 static int dir_nar(const struct ipfs_gw_sink *sink, void *pctx, struct cairn_error *err)
 {
 	const struct dir_read *d = pctx;
-	/* the item and its file: another file for the item has other cursors */
+	/* the item and its file (any length of name: a hash of it), so that
+	 * another file for the item has other cursors */
 	char id[NAR_CURSOR_KEY_MAX + 1];
-	snprintf(id, sizeof(id), "%.40s %.80s", d->key, d->it->name);
+	snprintf(id, sizeof(id), "%.40s %016llx", d->key,
+		 (unsigned long long)map_hash(d->it->name, strlen(d->it->name)));
 	return nar_cursors_source(d->st->cursors, id, d->st->dirfd, d->it->name, d->it->method,
 				  d->it->file_size, d->it->nar_size, sink, err);
 }

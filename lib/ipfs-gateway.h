@@ -96,7 +96,14 @@ int ipfs_gw_metrics(struct ipfs_gw *g, struct metrics *reg, const char *role,
 struct ipfs_gw;
 int ipfs_gw_new(struct ipfs_gw **out, const struct cairn_chunker_spec *spec, size_t max_items,
 		ipfs_gw_source_fn source, void *ctx, struct cairn_error *err);
-/* Waits for the responses still being produced. */
+/*
+ * Call off what the gateway does: indexing passes in progress end
+ * CAIRN_ECANCELED at their next bytes, and none starts.  A server calls it
+ * before it waits for its threads that may be in one (a narinfo's), then
+ * ipfs_gw_free.
+ */
+void ipfs_gw_stop(struct ipfs_gw *g);
+/* Stops it, and waits for the responses still being produced. */
 void ipfs_gw_free(struct ipfs_gw *g);
 /* Keep each item's index in DIR (created if missing; its parent must
  * exist) too, so a restarted server reads it instead of the NAR. */
@@ -235,7 +242,8 @@ struct ipfs_gw {
 		uint64_t nar_size;
 	} * queue;
 	size_t q_head, q_len;
-	bool indexer_running, stopping;
+	bool indexer_running;
+	atomic_bool stopping; /* also read by indexing passes, without the lock */
 	pthread_t indexer;
 };
 
@@ -265,6 +273,7 @@ void ipfs_gw_seq_cid(const struct ipfs_gw_item *it, ipfs_gw_seq e, struct cairn_
  * the build kept beside the item; ipfs_gw_item_free the item.
  */
 struct ipfs_gw_build {
+	struct ipfs_gw *g; /* NULL: not called off */
 	struct ipfs_gw_item *it;
 	size_t cap_leaves, cap_nodes;
 	uint64_t off;

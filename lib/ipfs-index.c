@@ -90,6 +90,9 @@ int ipfs_gw_build_block(const struct cairn_cid *cid, const uint8_t *data, size_t
 static int on_nar(void *ctx, const void *data, size_t len, struct cairn_error *err)
 {
 	struct ipfs_gw_build *b = ctx;
+	/* a pass over a large item must not hold a server's stop */
+	if (b->g && atomic_load_explicit(&b->g->stopping, memory_order_relaxed))
+		return cairn_error_set(err, CAIRN_ECANCELED, "ipfs index: stopping");
 	return cairn_ipfs_add_write(b->add, data, len, err);
 }
 
@@ -275,6 +278,7 @@ static struct ipfs_gw_item *from_file(struct ipfs_gw *g, const char *key, uint64
 	struct ipfs_gw_item *it = calloc(1, sizeof(*it));
 	if (!it)
 		return NULL;
+	b.g = g;
 	b.it = it;
 	memcpy(it->key, key, strlen(key) + 1);
 	if (ipfs_index_file_load(g->dir, spec, key, nar_size, it) != 0 ||
@@ -300,6 +304,7 @@ static int from_nar(struct ipfs_gw *g, const char *key, uint64_t nar_size,
 	struct ipfs_gw_item *it = calloc(1, sizeof(*it));
 	if (!it)
 		return cairn_error_set(err, CAIRN_ENOMEM, "ipfs index: out of memory");
+	b.g = g;
 	b.it = it;
 	memcpy(it->key, key, strlen(key) + 1);
 	it->spec = *spec;
@@ -600,13 +605,22 @@ int ipfs_gw_new(struct ipfs_gw **out, const struct cairn_chunker_spec *spec, siz
 	return 0;
 }
 
-void ipfs_gw_free(struct ipfs_gw *g)
+void ipfs_gw_stop(struct ipfs_gw *g)
 {
 	if (!g)
 		return;
 	pthread_mutex_lock(&g->lock);
-	g->stopping = true;
+	atomic_store(&g->stopping, true);
 	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+void ipfs_gw_free(struct ipfs_gw *g)
+{
+	if (!g)
+		return;
+	ipfs_gw_stop(g);
+	pthread_mutex_lock(&g->lock);
 	while (g->running)
 		pthread_cond_wait(&g->cond, &g->lock);
 	pthread_mutex_unlock(&g->lock);

@@ -507,7 +507,8 @@ void cairn_publish_static_free(struct cairn_publish_static *st)
 	if (!st)
 		return;
 	/* the jobs end their streams (CAIRN_ECANCELED once the server
-	 * stopped) before what they use goes */
+	 * stopped, their indexing passes called off) before what they use goes */
+	ipfs_gw_stop(st->gw);
 	pthread_mutex_lock(&st->jobs_mu);
 	while (st->n_jobs)
 		pthread_cond_wait(&st->jobs_cond, &st->jobs_mu);

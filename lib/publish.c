@@ -630,7 +630,8 @@ void cairn_publish_free(struct cairn_publish *p)
 		pthread_join(p->verifier, NULL);
 	workq_free(&p->verify_q);
 	map_free(p->corrupt);
-	/* producers still running hold p */
+	/* producers still running hold p; a narinfo's indexing pass ends now */
+	ipfs_gw_stop(p->gw);
 	pthread_mutex_lock(&p->streams_lock);
 	while (p->n_streams)
 		pthread_cond_wait(&p->streams_cond, &p->streams_lock);

@@ -541,6 +541,55 @@ static void test_index_once(void **state)
 	free((void *)s.m.a);
 }
 
+/* ---- a stop calls off a pass over a large item ------------------------- */
+
+static atomic_bool producing;
+
+/* 1 GiB of zeros, 1 MiB at a time, as long as the sink takes them. */
+static int endless_source(void *ctx, const char *key, const struct ipfs_gw_sink *sink,
+			  struct cairn_error *err)
+{
+	(void)ctx;
+	(void)key;
+	static const uint8_t zero[1 << 20];
+	for (int i = 0; i < 1024; i++) {
+		int rc = sink->bytes(sink->ctx, zero, sizeof(zero), err);
+		if (rc)
+			return rc;
+		atomic_store(&producing, true);
+	}
+	return 0;
+}
+
+static void *ask_big(void *arg)
+{
+	struct asker *a = arg;
+	a->rc = ipfs_gw_index(a->g, "a", (uint64_t)1 << 30, &a->root, NULL);
+	return NULL;
+}
+
+static void test_index_stop(void **state)
+{
+	(void)state;
+	struct cairn_chunker_spec spec;
+	assert_int_equal(cairn_chunker_spec_parse("fastcdc", &spec, NULL), 0);
+	struct ipfs_gw *g;
+	assert_int_equal(ipfs_gw_new(&g, &spec, 0, endless_source, NULL, NULL), 0);
+	struct asker a = {.g = g, .rc = 1};
+	pthread_t t;
+	atomic_store(&producing, false);
+	assert_int_equal(pthread_create(&t, NULL, ask_big, &a), 0);
+	while (!atomic_load(&producing))
+		usleep(1000);
+	ipfs_gw_stop(g);
+	pthread_join(t, NULL);
+	/* called off, not run to its end (which would index the item) */
+	assert_int_equal(a.rc, CAIRN_ECANCELED);
+	struct cairn_cid root;
+	assert_int_equal(ipfs_gw_root(g, "a", &root), CAIRN_ENOENT);
+	ipfs_gw_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -548,6 +597,7 @@ int main(void)
 	    cmocka_unit_test(test_index),	   cmocka_unit_test(test_index_file),
 	    cmocka_unit_test(test_index_chunkers), cmocka_unit_test(test_index_checked),
 	    cmocka_unit_test(test_index_once),
+	    cmocka_unit_test(test_index_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,3 +59,23 @@ ipfs_gateway() {
 ipfs_cid() { sed -n 's/^IPFS: //p' "$1/$(basename "$2" | cut -c1-32).narinfo"; }
 
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+# cache_true DIR: each file of the block cache (named by CID, raw or dag-pb,
+# sha2-256) holds the bytes its CID's digest names; no temporary file left
+cache_true() {
+  python3 - "$1" << 'PY'
+import base64, hashlib, os, sys
+bad = 0
+for root, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        if f.startswith(".tmp-"):
+            print("block cache: %s left behind" % f); bad += 1
+        if not f.startswith("baf"):
+            continue
+        b32 = f[1:].upper()
+        raw = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+        if raw[-32:] != hashlib.sha256(open(os.path.join(root, f), "rb").read()).digest():
+            print("block cache: %s does not hash to its name" % f); bad += 1
+sys.exit(1 if bad else 0)
+PY
+}

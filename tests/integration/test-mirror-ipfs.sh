@@ -98,6 +98,7 @@ for mode in wrong-block truncated-car extra-blocks 404; do
   check "  ... the gateway was asked, the upstream's nar files used" \
     test -s "$GW_LOG" -a "$(count_requests up "/nar/")" -ge $((before + 2))
   check "  ... the mirror says why" grep -q "not from the IPFS gateways" "$MIRROR_LOG"
+  check "  ... its block cache holds only blocks that are their CIDs'" cache_true "$TMP/m-$mode/ipfs-blocks"
   check "  ... /metrics: 2 gateway fills failed, none filled" \
     test "$(metric cairn_mirror_gateway_fills_total)-$(metric cairn_mirror_gateway_fill_failures_total)" = 0-2
   mirror_stop

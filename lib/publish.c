@@ -629,7 +629,6 @@ void cairn_publish_free(struct cairn_publish *p)
 	if (p->verifier_running)
 		pthread_join(p->verifier, NULL);
 	workq_free(&p->verify_q);
-	map_free(p->corrupt);
 	/* producers still running hold p; a narinfo's indexing pass ends now */
 	ipfs_gw_stop(p->gw);
 	pthread_mutex_lock(&p->streams_lock);
@@ -637,6 +636,9 @@ void cairn_publish_free(struct cairn_publish *p)
 		pthread_cond_wait(&p->streams_cond, &p->streams_lock);
 	pthread_mutex_unlock(&p->streams_lock);
 	ipfs_gw_free(p->gw);
+	/* only now: a stream or a narinfo's thread may still mark or ask an
+	 * item corrupt until it ends */
+	map_free(p->corrupt);
 
 	workq_free(&p->bake_q);
 	struct map_iter it;

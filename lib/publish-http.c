@@ -33,13 +33,18 @@
 #include "publish-int.h"
 #include "cairn/banned.h"
 
+void pub_cache_value(char v[PUB_CC_MAX], unsigned ttl)
+{
+	if (ttl == 0)
+		snprintf(v, PUB_CC_MAX, "no-store");
+	else
+		snprintf(v, PUB_CC_MAX, "public, max-age=%u", ttl);
+}
+
 void pub_cache_control(struct cairn_httpd_req *req, unsigned ttl)
 {
-	char v[64];
-	if (ttl == 0)
-		snprintf(v, sizeof(v), "no-store");
-	else
-		snprintf(v, sizeof(v), "public, max-age=%u", ttl);
+	char v[PUB_CC_MAX];
+	pub_cache_value(v, ttl);
 	cairn_httpd_add_header(req, "Cache-Control", v);
 }
 
@@ -510,7 +515,7 @@ static void *ni_batch_thread(void *arg)
 	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFOS_RESPONSE_MAX);
 	struct cairn_error err;
 	unsigned max_age = j->ttl;
-	char cc[64];
+	char cc[PUB_CC_MAX];
 	cairn_error_init(&err);
 	int rc = build_narinfos(j->has_q ? j->q : NULL, j->qlen, j->one_fn, j->ctx, j->ttl, &b,
 				&max_age, &err);
@@ -520,10 +525,7 @@ static void *ni_batch_thread(void *arg)
 		cairn_httpd_stream_reply(j->s, 400, "text/plain; charset=utf-8", msg, strlen(msg),
 					 h);
 	} else if (rc == 0) {
-		if (max_age == 0)
-			snprintf(cc, sizeof(cc), "no-store");
-		else
-			snprintf(cc, sizeof(cc), "public, max-age=%u", max_age);
+		pub_cache_value(cc, max_age);
 		const char *h[] = {"Cache-Control", cc, NULL};
 		cairn_httpd_stream_reply(j->s, 200, CAIRN_NARINFOS_CONTENT_TYPE, b.data, b.len, h);
 	} else {

@@ -258,8 +258,11 @@ bool pub_rate_slow(const struct cairn_publish *p, uint64_t bytes_in, uint64_t cp
 #define CC_IMMUTABLE "public, max-age=31536000, immutable"
 
 struct cairn_httpd_req;
-/* Cache-Control: max-age=ttl, or no-store for 0. */
+/* Cache-Control: max-age=ttl, or no-store for 0; the value alone, for a
+ * response answered from a thread (a stream's headers). */
+#define PUB_CC_MAX 48
 void pub_cache_control(struct cairn_httpd_req *req, unsigned ttl);
+void pub_cache_value(char v[PUB_CC_MAX], unsigned ttl);
 /* 404 with the negative TTL (send_error would add its own no-store). */
 int pub_not_found(struct cairn_httpd_req *req, unsigned negative_ttl);
 

@@ -114,14 +114,6 @@ struct ni_job {
 	char hp[CAIRN_STORE_HASH_LEN + 1];
 };
 
-static void cc_value(char *v, size_t n, unsigned ttl)
-{
-	if (ttl == 0)
-		snprintf(v, n, "no-store");
-	else
-		snprintf(v, n, "public, max-age=%u", ttl);
-}
-
 static void *ni_thread(void *arg)
 {
 	struct ni_job *j = arg;
@@ -131,7 +123,7 @@ static void *ni_thread(void *arg)
 	struct cairn_storedb_pathinfo pi = {0};
 	struct cairn_error err;
 	struct cairn_cid root;
-	char cc[64], etag[24];
+	char cc[PUB_CC_MAX], etag[24];
 
 	/* indexed first: a remembered narinfo would not index it again */
 	cairn_error_init(&err);
@@ -147,7 +139,7 @@ static void *ni_thread(void *arg)
 	int rc = cairn_publish_narinfo(p, j->hp, CAIRN_STORE_HASH_LEN, &b, &max_age, &err);
 	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT) {
 		static const char body[] = "404 not found\n";
-		cc_value(cc, sizeof(cc), p->cfg.negative_ttl);
+		pub_cache_value(cc, p->cfg.negative_ttl);
 		const char *h[] = {"Cache-Control", cc, NULL};
 		cairn_httpd_stream_reply(j->s, 404, "text/plain; charset=utf-8", body,
 					 sizeof(body) - 1, h);
@@ -155,7 +147,7 @@ static void *ni_thread(void *arg)
 		cairn_httpd_stream_error(j->s, 500, NULL);
 	} else {
 		/* as h_narinfo answers it */
-		cc_value(cc, sizeof(cc), max_age);
+		pub_cache_value(cc, max_age);
 		snprintf(etag, sizeof(etag), "\"%016llx\"",
 			 (unsigned long long)map_hash(b.data, b.len));
 		const char *h[] = {"Cache-Control", cc, "ETag", etag, NULL};

@@ -106,25 +106,20 @@ struct dir_item {
 	struct cairn_cid root;
 };
 
-/* What the directory's narinfo for key says of its NAR: its size, the root
- * it names, and (with file) the first of its files cairn can decompress. */
-static int dir_item(struct cairn_publish_static *st, const char *key, struct dir_item *it,
-		    bool file, struct cairn_error *err)
+/* What narinfo text of item key says of its NAR: its size and hash, the
+ * root it names, and (with file) the first of its files cairn can
+ * decompress. */
+static int dir_item_of(struct cairn_publish_static *st, const char *key, const char *text,
+		       size_t len, struct dir_item *it, bool file, struct cairn_error *err)
 {
-	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
 	struct cairn_narinfo *ni = NULL;
 	const char *v;
 	size_t vl;
-	int rc = read_narinfo(st, key, &b);
-	if (rc < 0) {
-		cairn_buf_release(&b);
-		return cairn_error_set(err, CAIRN_ENOENT, "publish: no narinfo for %s", key);
-	}
-	rc = cairn_narinfo_parse(b.data, b.len, &ni, err);
+	int rc = cairn_narinfo_parse(text, len, &ni, err);
 	if (rc == 0) {
 		it->nar_size = ni->nar_size;
 		it->nar_hash = ni->nar_hash;
-		it->named = cairn_narinfo_text_field(b.data, b.len, "IPFS", &v, &vl) &&
+		it->named = cairn_narinfo_text_field(text, len, "IPFS", &v, &vl) &&
 			    cairn_cid_parse(v, vl, &it->root, NULL) == 0;
 	}
 	for (size_t i = 0; rc == 0 && file; i++) {
@@ -149,6 +144,19 @@ static int dir_item(struct cairn_publish_static *st, const char *key, struct dir
 		break;
 	}
 	cairn_narinfo_free(ni);
+	return rc;
+}
+
+/* The same from the directory's narinfo file for key. */
+static int dir_item(struct cairn_publish_static *st, const char *key, struct dir_item *it,
+		    bool file, struct cairn_error *err)
+{
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	int rc = read_narinfo(st, key, &b);
+	if (rc < 0)
+		rc = cairn_error_set(err, CAIRN_ENOENT, "publish: no narinfo for %s", key);
+	else
+		rc = dir_item_of(st, key, b.data, b.len, it, file, err);
 	cairn_buf_release(&b);
 	return rc;
 }
@@ -214,7 +222,7 @@ static void add_field(struct cairn_publish_static *st, const char *key, struct c
 		return;
 	/* indexed whatever the text, so the gateway serves the item's blocks */
 	if (ipfs_gw_root(st->gw, key, &root) != 0) {
-		if (dir_item(st, key, &it, false, NULL) < 0)
+		if (dir_item_of(st, key, b->data, b->len, &it, false, NULL) < 0)
 			return;
 		if (!index) {
 			ipfs_gw_enqueue(st->gw, key, it.nar_size);
@@ -290,19 +298,16 @@ static void *ni_thread(void *arg)
 	struct ni_job *j = arg;
 	struct cairn_publish_static *st = j->st;
 	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
-	char cc[64];
+	char cc[PUB_CC_MAX];
 	if (static_narinfo_indexed(st, j->key, &b, NULL) == 0) {
-		if (st->ttl == 0)
-			snprintf(cc, sizeof(cc), "no-store");
-		else
-			snprintf(cc, sizeof(cc), "public, max-age=%u", st->ttl);
+		pub_cache_value(cc, st->ttl);
 		const char *h[] = {"Cache-Control", cc, NULL};
 		cairn_httpd_stream_reply(j->s, 200, CT_NARINFO, b.data, b.len, h);
 	} else {
 		/* removed since the request came */
 		static const char body[] = "404 not found\n";
-		snprintf(cc, sizeof(cc), "public, max-age=%u", st->negative_ttl);
-		const char *h[] = {"Cache-Control", st->negative_ttl ? cc : "no-store", NULL};
+		pub_cache_value(cc, st->negative_ttl);
+		const char *h[] = {"Cache-Control", cc, NULL};
 		cairn_httpd_stream_reply(j->s, 404, "text/plain; charset=utf-8", body,
 					 sizeof(body) - 1, h);
 	}

@@ -37,7 +37,7 @@ static bool item_cid(const struct item *it, struct cairn_cid *cid)
  * while the network thread goes on with the item's answers.
  */
 struct seed_view {
-	const struct cairn_fetch *f; /* its cfg and store_dir only: fixed for the run */
+	struct cairn_fetch *f; /* its cfg and store_dir (fixed for the run), its seeds_* */
 	char name[CAIRN_STORE_NAME_MAX + 1];
 	char hash[CAIRN_STORE_HASH_LEN + 1];
 	char **refs; /* base names, as the narinfo's References */
@@ -98,7 +98,7 @@ static const char *new_hash(const struct seed_view *it, const char *name, size_t
  */
 static void seed_paths(struct seed_view *it, const struct cairn_ipfs_fetch_config *ic)
 {
-	struct cairn_fetch *f = (struct cairn_fetch *)it->f; /* its seeds_* only */
+	struct cairn_fetch *f = it->f;
 	const struct cairn_chunker_spec *c = &ic->chunker;
 	if (!ic->chunker_auto || !ic->n_seeds)
 		return;

@@ -87,6 +87,17 @@ static bool etag_match(const char *v, size_t len, const char *etag)
 static int h_ls(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hashpart);
 
 
+/* The publish's thread count, as pub_defer_* take it. */
+static bool stream_enter(void *p)
+{
+	return pub_stream_enter(p);
+}
+
+static void stream_leave(void *p)
+{
+	pub_stream_leave(p);
+}
+
 static int h_narinfo(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_publish *p = data;
@@ -109,10 +120,14 @@ static int h_narinfo(struct cairn_httpd_req *req, void *data)
 	    !cairn_store_hash_valid(path + 1, 32))
 		return pub_not_found(req, p->cfg.negative_ttl);
 	if (p->gw) {
+		/* an item not indexed yet costs a pass over its NAR: not here */
 		char hp[33];
+		struct cairn_cid root;
 		memcpy(hp, path + 1, 32);
 		hp[32] = '\0';
-		if (pub_ipfs_narinfo(p, req, hp))
+		if (ipfs_gw_root(p->gw, hp, &root) != 0 &&
+		    pub_defer_narinfo(req, hp, pub_ipfs_narinfo, p, p->cfg.ttl, p->cfg.negative_ttl,
+				      stream_enter, stream_leave, p))
 			return 0;
 	}
 	unsigned max_age = p->cfg.ttl;
@@ -556,6 +571,72 @@ int pub_spawn(struct cairn_httpd_req *req, struct cairn_httpd_stream **s, void *
 	return CAIRN_EBUSY;
 }
 
+struct ni_one_job {
+	pub_narinfo_fn one_fn;
+	void *ctx;
+	unsigned ttl, negative_ttl;
+	void (*leave)(void *ectx);
+	void *ectx;
+	struct cairn_httpd_stream *s;
+	char hp[CAIRN_STORE_HASH_LEN + 1];
+};
+
+static void *ni_one_thread(void *arg)
+{
+	struct ni_one_job *j = arg;
+	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	unsigned max_age = j->ttl;
+	char cc[PUB_CC_MAX], etag[24];
+	int rc = j->one_fn(j->ctx, j->hp, &b, &max_age);
+	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT) {
+		static const char body[] = "404 not found\n";
+		pub_cache_value(cc, j->negative_ttl);
+		const char *h[] = {"Cache-Control", cc, NULL};
+		cairn_httpd_stream_reply(j->s, 404, "text/plain; charset=utf-8", body,
+					 sizeof(body) - 1, h);
+	} else if (rc < 0) {
+		cairn_httpd_stream_error(j->s, 500, "no-store");
+	} else {
+		/* as h_narinfo answers it: a strong validator from the bytes */
+		pub_cache_value(cc, max_age);
+		snprintf(etag, sizeof(etag), "\"%016llx\"",
+			 (unsigned long long)map_hash(b.data, b.len));
+		const char *h[] = {"Cache-Control", cc, "ETag", etag, NULL};
+		cairn_httpd_stream_reply(j->s, 200, CT_NARINFO, b.data, b.len, h);
+	}
+	cairn_buf_release(&b);
+	void (*leave)(void *) = j->leave;
+	void *ectx = j->ectx;
+	free(j);
+	leave(ectx);
+	return NULL;
+}
+
+int pub_defer_narinfo(struct cairn_httpd_req *req, const char *hp, pub_narinfo_fn one_fn,
+		      void *ctx, unsigned ttl, unsigned negative_ttl, bool (*enter)(void *ectx),
+		      void (*leave)(void *ectx), void *ectx)
+{
+	if (!enter(ectx))
+		return 0;
+	struct ni_one_job *j = calloc(1, sizeof(*j));
+	int rc = CAIRN_ENOMEM;
+	if (j) {
+		j->one_fn = one_fn;
+		j->ctx = ctx;
+		j->ttl = ttl;
+		j->negative_ttl = negative_ttl;
+		j->leave = leave;
+		j->ectx = ectx;
+		snprintf(j->hp, sizeof(j->hp), "%.32s", hp);
+		rc = pub_spawn(req, &j->s, ni_one_thread, j);
+	}
+	if (rc == 0)
+		return 1;
+	free(j);
+	leave(ectx);
+	return rc == CAIRN_EBUSY;
+}
+
 int pub_defer_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void *ctx, unsigned ttl,
 		       bool (*enter)(void *ectx), void (*leave)(void *ectx), void *ectx)
 {
@@ -591,23 +672,13 @@ static int store_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
 	return cairn_publish_narinfo(ctx, hashpart, 32, out, max_age, NULL);
 }
 
-static bool stream_enter(void *p)
-{
-	return pub_stream_enter(p);
-}
-
-static void stream_leave(void *p)
-{
-	pub_stream_leave(p);
-}
-
 static int h_narinfos(struct cairn_httpd_req *req, void *data)
 {
 	struct cairn_publish *p = data;
 	/* with --ipfs, an item not yet indexed costs a pass over its NAR: not
 	 * on the event loop */
 	if (p->gw &&
-	    pub_defer_narinfos(req, store_narinfo, p, p->cfg.ttl, stream_enter, stream_leave, p))
+	    pub_defer_narinfos(req, pub_ipfs_narinfo, p, p->cfg.ttl, stream_enter, stream_leave, p))
 		return 0;
 	return pub_send_narinfos(req, store_narinfo, p, p->cfg.ttl);
 }

@@ -210,11 +210,10 @@ int pub_ipfs_open(struct cairn_publish *p, struct cairn_error *err);
 struct cairn_narinfo;
 int pub_ipfs_field(struct cairn_publish *p, const struct cairn_storedb_pathinfo *pi,
 		   struct cairn_narinfo *ni, struct cairn_error *err);
-/* On the loop, for hash part hp's narinfo: 1 when a thread answers it (the
- * item is not indexed yet: that pass is too long for a loop), 0 when the
- * handler answers as usual. */
-struct cairn_httpd_req;
-int pub_ipfs_narinfo(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hp);
+/* Hash part hp's narinfo (as pub_narinfo_fn, ctx the publish), its item
+ * indexed first: a pass over its NAR, so from a thread (pub_defer_*). */
+struct cairn_buf;
+int pub_ipfs_narinfo(void *ctx, const char *hp, struct cairn_buf *out, unsigned *max_age);
 
 int pub_real_path(const struct cairn_publish *p, const char *store_path, char *out, size_t cap);
 uint64_t pub_now_ms(void);
@@ -283,6 +282,15 @@ int pub_spawn(struct cairn_httpd_req *req, struct cairn_httpd_stream **s, void *
  * 0, or CAIRN_ENOENT/CAIRN_EFORMAT (absent), or another error. */
 typedef int (*pub_narinfo_fn)(void *ctx, const char *hashpart, struct cairn_buf *out,
 			      unsigned *max_age);
+/*
+ * Answer GET <hp>.narinfo from a thread of its own, for a one_fn that may
+ * take long: 200 with Cache-Control (ttl, or what one_fn says) and ETag, 404 (CAIRN_ENOENT or
+ * CAIRN_EFORMAT) with negative_ttl, 500.  enter, leave and the return as
+ * pub_defer_narinfos below.
+ */
+int pub_defer_narinfo(struct cairn_httpd_req *req, const char *hp, pub_narinfo_fn one_fn,
+		      void *ctx, unsigned ttl, unsigned negative_ttl, bool (*enter)(void *ectx),
+		      void (*leave)(void *ectx), void *ectx);
 /* Answer GET /narinfos (the batch route, narinfos.h) on the event loop,
  * each narinfo from one_fn, which must be quick there. */
 int pub_send_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void *ctx, unsigned ttl);

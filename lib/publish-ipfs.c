@@ -2,12 +2,11 @@
  * publish-ipfs.c - publish's side of the IPFS gateway (--ipfs): its NAR
  * source (the store item, serialised on the fly, as /nar/ sends it) and
  * the "IPFS:" narinfo field, whose first computation (a pass over the NAR)
- * runs in a thread of its own rather than on an event loop.  The gateway
+ * runs in a thread of its own rather than on an event loop
+ * (pub_defer_narinfo, pub_defer_narinfos).  The gateway
  * itself is lib/ipfs-gateway.c.
  */
-#include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cairn/nar.h"
@@ -106,74 +105,22 @@ int pub_ipfs_field(struct cairn_publish *p, const struct cairn_storedb_pathinfo 
 	return rc;
 }
 
-/* ---- the first narinfo of an item, off the event loop ------------------- */
+/* ---- a narinfo with its item indexed first ----------------------------- */
 
-struct ni_job {
-	struct cairn_publish *p;
-	struct cairn_httpd_stream *s;
-	char hp[CAIRN_STORE_HASH_LEN + 1];
-};
-
-static void *ni_thread(void *arg)
+int pub_ipfs_narinfo(void *ctx, const char *hp, struct cairn_buf *out, unsigned *max_age)
 {
-	struct ni_job *j = arg;
-	struct cairn_publish *p = j->p;
-	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
+	struct cairn_publish *p = ctx;
 	struct cairn_storedb *db = NULL;
 	struct cairn_storedb_pathinfo pi = {0};
-	struct cairn_error err;
 	struct cairn_cid root;
-	char cc[PUB_CC_MAX], etag[24];
-
-	/* indexed first: a remembered narinfo would not index it again */
-	cairn_error_init(&err);
-	if (pub_db_get(p, &db, NULL) == 0) {
-		int rc = cairn_storedb_query_hashpart(db, j->hp, &pi, NULL);
+	/* indexed first: a narinfo the memo remembers would not index it
+	 * again, and the gateway may have forgotten the item since */
+	if (ipfs_gw_root(p->gw, hp, &root) != 0 && pub_db_get(p, &db, NULL) == 0) {
+		int rc = cairn_storedb_query_hashpart(db, hp, &pi, NULL);
 		pub_db_put(p, db);
 		if (rc == 0)
-			(void)ipfs_gw_index(p->gw, j->hp, pi.nar_size, &root, &err);
+			(void)ipfs_gw_index(p->gw, hp, pi.nar_size, &root, NULL);
 		cairn_storedb_pathinfo_release(&pi);
 	}
-	cairn_error_init(&err);
-	unsigned max_age = p->cfg.ttl;
-	int rc = cairn_publish_narinfo(p, j->hp, CAIRN_STORE_HASH_LEN, &b, &max_age, &err);
-	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT) {
-		static const char body[] = "404 not found\n";
-		pub_cache_value(cc, p->cfg.negative_ttl);
-		const char *h[] = {"Cache-Control", cc, NULL};
-		cairn_httpd_stream_reply(j->s, 404, "text/plain; charset=utf-8", body,
-					 sizeof(body) - 1, h);
-	} else if (rc < 0) {
-		cairn_httpd_stream_error(j->s, 500, NULL);
-	} else {
-		/* as h_narinfo answers it */
-		pub_cache_value(cc, max_age);
-		snprintf(etag, sizeof(etag), "\"%016llx\"",
-			 (unsigned long long)map_hash(b.data, b.len));
-		const char *h[] = {"Cache-Control", cc, "ETag", etag, NULL};
-		cairn_httpd_stream_reply(j->s, 200, CT_NARINFO, b.data, b.len, h);
-	}
-	cairn_buf_release(&b);
-	free(j);
-	pub_stream_leave(p);
-	return NULL;
-}
-
-int pub_ipfs_narinfo(struct cairn_publish *p, struct cairn_httpd_req *req, const char *hp)
-{
-	struct cairn_cid root;
-	if (!p->gw || ipfs_gw_root(p->gw, hp, &root) == 0 || !pub_stream_enter(p))
-		return 0;
-	struct ni_job *j = calloc(1, sizeof(*j));
-	int rc = CAIRN_ENOMEM;
-	if (j) {
-		j->p = p;
-		memcpy(j->hp, hp, CAIRN_STORE_HASH_LEN + 1);
-		rc = pub_spawn(req, &j->s, ni_thread, j);
-	}
-	if (rc == 0)
-		return 1;
-	free(j);
-	pub_stream_leave(p);
-	return rc == CAIRN_EBUSY;
+	return cairn_publish_narinfo(p, hp, CAIRN_STORE_HASH_LEN, out, max_age, NULL);
 }

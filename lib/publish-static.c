@@ -286,37 +286,6 @@ static void job_leave(void *ctx)
 	pthread_mutex_unlock(&st->jobs_mu);
 }
 
-/* One narinfo whose item is not indexed yet, answered from a job. */
-struct ni_job {
-	struct cairn_publish_static *st;
-	struct cairn_httpd_stream *s;
-	char key[CAIRN_STORE_HASH_LEN + 1];
-};
-
-static void *ni_thread(void *arg)
-{
-	struct ni_job *j = arg;
-	struct cairn_publish_static *st = j->st;
-	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
-	char cc[PUB_CC_MAX];
-	if (static_narinfo_indexed(st, j->key, &b, NULL) == 0) {
-		pub_cache_value(cc, st->ttl);
-		const char *h[] = {"Cache-Control", cc, NULL};
-		cairn_httpd_stream_reply(j->s, 200, CT_NARINFO, b.data, b.len, h);
-	} else {
-		/* removed since the request came */
-		static const char body[] = "404 not found\n";
-		pub_cache_value(cc, st->negative_ttl);
-		const char *h[] = {"Cache-Control", cc, NULL};
-		cairn_httpd_stream_reply(j->s, 404, "text/plain; charset=utf-8", body,
-					 sizeof(body) - 1, h);
-	}
-	cairn_buf_release(&b);
-	free(j);
-	job_leave(st);
-	return NULL;
-}
-
 /* GET KEY.narinfo with --ipfs: the file with its field, from a job when
  * its item is still to be indexed. */
 static int h_ipfs_narinfo(struct cairn_httpd_req *req, struct cairn_publish_static *st,
@@ -326,21 +295,10 @@ static int h_ipfs_narinfo(struct cairn_httpd_req *req, struct cairn_publish_stat
 	struct cairn_cid root;
 	memcpy(key, name, CAIRN_STORE_HASH_LEN);
 	key[CAIRN_STORE_HASH_LEN] = '\0';
-	if (ipfs_gw_root(st->gw, key, &root) != 0 && job_enter(st)) {
-		struct ni_job *j = calloc(1, sizeof(*j));
-		int rc = CAIRN_ENOMEM;
-		if (j) {
-			j->st = st;
-			memcpy(j->key, key, sizeof(key));
-			rc = pub_spawn(req, &j->s, ni_thread, j);
-		}
-		if (rc == 0)
-			return 0;
-		free(j);
-		job_leave(st);
-		if (rc == CAIRN_EBUSY)
-			return 0;
-	}
+	if (ipfs_gw_root(st->gw, key, &root) != 0 &&
+	    pub_defer_narinfo(req, key, static_narinfo_indexed, st, st->ttl, st->negative_ttl,
+			      job_enter, job_leave, st))
+		return 0;
 	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
 	int rc = static_narinfo(st, key, &b, NULL);
 	if (rc == 0) {

@@ -512,27 +512,51 @@ int pub_send_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void *
 	return rc;
 }
 
-struct ni_batch_job {
+/* A narinfo request answered from a thread: one narinfo (hp), or a batch
+ * (the query q). */
+struct ni_job {
 	pub_narinfo_fn one_fn;
 	void *ctx;
-	unsigned ttl;
+	unsigned ttl, negative_ttl;
 	void (*leave)(void *ectx);
 	void *ectx;
 	struct cairn_httpd_stream *s;
-	size_t qlen;
+	char hp[CAIRN_STORE_HASH_LEN + 1]; /* "": a batch */
 	bool has_q;
+	size_t qlen;
 	char q[];
 };
 
-static void *ni_batch_thread(void *arg)
+static void reply_one(struct ni_job *j, struct cairn_buf *b)
 {
-	struct ni_batch_job *j = arg;
-	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFOS_RESPONSE_MAX);
+	unsigned max_age = j->ttl;
+	char cc[PUB_CC_MAX], etag[24];
+	int rc = j->one_fn(j->ctx, j->hp, b, &max_age);
+	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT) {
+		static const char body[] = "404 not found\n";
+		pub_cache_value(cc, j->negative_ttl);
+		const char *h[] = {"Cache-Control", cc, NULL};
+		cairn_httpd_stream_reply(j->s, 404, "text/plain; charset=utf-8", body,
+					 sizeof(body) - 1, h);
+	} else if (rc < 0) {
+		cairn_httpd_stream_error(j->s, 500, "no-store");
+	} else {
+		/* as h_narinfo answers it: a strong validator from the bytes */
+		pub_cache_value(cc, max_age);
+		snprintf(etag, sizeof(etag), "\"%016llx\"",
+			 (unsigned long long)map_hash(b->data, b->len));
+		const char *h[] = {"Cache-Control", cc, "ETag", etag, NULL};
+		cairn_httpd_stream_reply(j->s, 200, CT_NARINFO, b->data, b->len, h);
+	}
+}
+
+static void reply_batch(struct ni_job *j, struct cairn_buf *b)
+{
 	struct cairn_error err;
 	unsigned max_age = j->ttl;
 	char cc[PUB_CC_MAX];
 	cairn_error_init(&err);
-	int rc = build_narinfos(j->has_q ? j->q : NULL, j->qlen, j->one_fn, j->ctx, j->ttl, &b,
+	int rc = build_narinfos(j->has_q ? j->q : NULL, j->qlen, j->one_fn, j->ctx, j->ttl, b,
 				&max_age, &err);
 	if (rc == CAIRN_EFORMAT) {
 		const char *msg = cairn_error_msg(&err);
@@ -542,10 +566,21 @@ static void *ni_batch_thread(void *arg)
 	} else if (rc == 0) {
 		pub_cache_value(cc, max_age);
 		const char *h[] = {"Cache-Control", cc, NULL};
-		cairn_httpd_stream_reply(j->s, 200, CAIRN_NARINFOS_CONTENT_TYPE, b.data, b.len, h);
+		cairn_httpd_stream_reply(j->s, 200, CAIRN_NARINFOS_CONTENT_TYPE, b->data, b->len, h);
 	} else {
 		cairn_httpd_stream_error(j->s, 500, "no-store");
 	}
+}
+
+static void *ni_thread(void *arg)
+{
+	struct ni_job *j = arg;
+	struct cairn_buf b = CAIRN_BUF_INIT(j->hp[0] ? CAIRN_NARINFO_MAX
+						     : CAIRN_NARINFOS_RESPONSE_MAX);
+	if (j->hp[0])
+		reply_one(j, &b);
+	else
+		reply_batch(j, &b);
 	cairn_buf_release(&b);
 	void (*leave)(void *) = j->leave;
 	void *ectx = j->ectx;
@@ -571,99 +606,45 @@ int pub_spawn(struct cairn_httpd_req *req, struct cairn_httpd_stream **s, void *
 	return CAIRN_EBUSY;
 }
 
-struct ni_one_job {
-	pub_narinfo_fn one_fn;
-	void *ctx;
-	unsigned ttl, negative_ttl;
-	void (*leave)(void *ectx);
-	void *ectx;
-	struct cairn_httpd_stream *s;
-	char hp[CAIRN_STORE_HASH_LEN + 1];
-};
-
-static void *ni_one_thread(void *arg)
+/* hp NULL: the batch of req's query. */
+static int defer(struct cairn_httpd_req *req, const char *hp, pub_narinfo_fn one_fn, void *ctx,
+		 unsigned ttl, unsigned negative_ttl, bool (*enter)(void *ectx),
+		 void (*leave)(void *ectx), void *ectx)
 {
-	struct ni_one_job *j = arg;
-	struct cairn_buf b = CAIRN_BUF_INIT(CAIRN_NARINFO_MAX);
-	unsigned max_age = j->ttl;
-	char cc[PUB_CC_MAX], etag[24];
-	int rc = j->one_fn(j->ctx, j->hp, &b, &max_age);
-	if (rc == CAIRN_ENOENT || rc == CAIRN_EFORMAT) {
-		static const char body[] = "404 not found\n";
-		pub_cache_value(cc, j->negative_ttl);
-		const char *h[] = {"Cache-Control", cc, NULL};
-		cairn_httpd_stream_reply(j->s, 404, "text/plain; charset=utf-8", body,
-					 sizeof(body) - 1, h);
-	} else if (rc < 0) {
-		cairn_httpd_stream_error(j->s, 500, "no-store");
-	} else {
-		/* as h_narinfo answers it: a strong validator from the bytes */
-		pub_cache_value(cc, max_age);
-		snprintf(etag, sizeof(etag), "\"%016llx\"",
-			 (unsigned long long)map_hash(b.data, b.len));
-		const char *h[] = {"Cache-Control", cc, "ETag", etag, NULL};
-		cairn_httpd_stream_reply(j->s, 200, CT_NARINFO, b.data, b.len, h);
+	size_t qlen = 0;
+	const char *q = hp ? NULL : cairn_httpd_req_query(req, &qlen);
+	if (!enter(ectx))
+		return 0;
+	struct ni_job *j = calloc(1, sizeof(*j) + (q ? qlen : 0) + 1);
+	int rc = CAIRN_ENOMEM;
+	if (j) {
+		*j = (struct ni_job){.one_fn = one_fn, .ctx = ctx, .ttl = ttl,
+				     .negative_ttl = negative_ttl, .leave = leave, .ectx = ectx,
+				     .has_q = q != NULL, .qlen = q ? qlen : 0};
+		if (hp)
+			snprintf(j->hp, sizeof(j->hp), "%.32s", hp);
+		if (q)
+			memcpy(j->q, q, qlen);
+		rc = pub_spawn(req, &j->s, ni_thread, j);
 	}
-	cairn_buf_release(&b);
-	void (*leave)(void *) = j->leave;
-	void *ectx = j->ectx;
+	if (rc == 0)
+		return 1;
 	free(j);
 	leave(ectx);
-	return NULL;
+	return rc == CAIRN_EBUSY;
 }
 
 int pub_defer_narinfo(struct cairn_httpd_req *req, const char *hp, pub_narinfo_fn one_fn,
 		      void *ctx, unsigned ttl, unsigned negative_ttl, bool (*enter)(void *ectx),
 		      void (*leave)(void *ectx), void *ectx)
 {
-	if (!enter(ectx))
-		return 0;
-	struct ni_one_job *j = calloc(1, sizeof(*j));
-	int rc = CAIRN_ENOMEM;
-	if (j) {
-		j->one_fn = one_fn;
-		j->ctx = ctx;
-		j->ttl = ttl;
-		j->negative_ttl = negative_ttl;
-		j->leave = leave;
-		j->ectx = ectx;
-		snprintf(j->hp, sizeof(j->hp), "%.32s", hp);
-		rc = pub_spawn(req, &j->s, ni_one_thread, j);
-	}
-	if (rc == 0)
-		return 1;
-	free(j);
-	leave(ectx);
-	return rc == CAIRN_EBUSY;
+	return defer(req, hp, one_fn, ctx, ttl, negative_ttl, enter, leave, ectx);
 }
 
 int pub_defer_narinfos(struct cairn_httpd_req *req, pub_narinfo_fn one_fn, void *ctx, unsigned ttl,
 		       bool (*enter)(void *ectx), void (*leave)(void *ectx), void *ectx)
 {
-	size_t qlen = 0;
-	const char *q = cairn_httpd_req_query(req, &qlen);
-	if (!enter(ectx))
-		return 0;
-	struct ni_batch_job *j = calloc(1, sizeof(*j) + qlen + 1);
-	if (!j) {
-		leave(ectx);
-		return 0;
-	}
-	j->one_fn = one_fn;
-	j->ctx = ctx;
-	j->ttl = ttl;
-	j->leave = leave;
-	j->ectx = ectx;
-	j->has_q = q != NULL;
-	j->qlen = q ? qlen : 0;
-	if (q)
-		memcpy(j->q, q, qlen);
-	int rc = pub_spawn(req, &j->s, ni_batch_thread, j);
-	if (rc == 0)
-		return 1;
-	free(j);
-	leave(ectx);
-	return rc == CAIRN_EBUSY;
+	return defer(req, NULL, one_fn, ctx, ttl, 0, enter, leave, ectx);
 }
 
 static int store_narinfo(void *ctx, const char *hashpart, struct cairn_buf *out,
